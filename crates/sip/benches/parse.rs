@@ -1,0 +1,43 @@
+//! "Parse + the fields a proxy needs" (top Via and its branch, Call-ID, CSeq,
+//! From/To tags, Max-Forwards, and the Request-URI) on a 0.4 KB MESSAGE and a
+//! 1 KB INVITE with SDP. Results are recorded in bench/README.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use sip::{parse_datagram, Limits, RequestFields};
+
+fn proxy_fields(buf: &Bytes) -> usize {
+    let msg = parse_datagram(buf.clone(), &Limits::DEFAULT).expect("bench message parses");
+    let f = RequestFields::extract(&msg).expect("bench message has its fields");
+    f.top_via.branch().map_or(0, str::len)
+        + f.call_id.len()
+        + f.cseq.seq as usize
+        + f.from.tag().map_or(0, str::len)
+        + f.to.tag().map_or(0, str::len)
+        + usize::from(f.max_forwards.unwrap_or(0))
+}
+
+fn parse_only(buf: &Bytes) -> usize {
+    parse_datagram(buf.clone(), &Limits::DEFAULT)
+        .expect("bench message parses")
+        .header_count()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bench");
+    for name in ["message.sip", "invite.sip"] {
+        let buf = Bytes::from(std::fs::read(format!("{dir}/{name}")).expect("bench data present"));
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function("parse", |b| b.iter(|| parse_only(black_box(&buf))));
+        g.bench_function("parse+proxy_fields", |b| {
+            b.iter(|| proxy_fields(black_box(&buf)))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,254 @@
+//! Proxy edits (RFC 3261 §16.6) applied while serializing, so a forwarded
+//! request or response costs exactly one copy of the message and no reparse.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::message::{HeaderEntry, Message, StartLine};
+use crate::name::HeaderKind;
+use crate::scan::CommaSplit;
+
+/// Max-Forwards reached zero: answer 483 Too Many Hops instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyHops;
+
+/// A set of edits to apply to `msg` when it is written out.
+#[derive(Debug)]
+pub struct Forward<'m> {
+    msg: &'m Message,
+    request_uri: Option<String>,
+    push_via: Option<String>,
+    pop_via: bool,
+    max_forwards: Option<u8>,
+    add_max_forwards: bool,
+    prepend: Vec<(&'static str, String)>,
+    pop_route: bool,
+}
+
+impl<'m> Forward<'m> {
+    pub fn new(msg: &'m Message) -> Self {
+        Forward {
+            msg,
+            request_uri: None,
+            push_via: None,
+            pop_via: false,
+            max_forwards: None,
+            add_max_forwards: false,
+            prepend: Vec::new(),
+            pop_route: false,
+        }
+    }
+
+    /// Replaces the Request-URI (requests only; ignored for responses).
+    pub fn request_uri(mut self, uri: impl Into<String>) -> Self {
+        self.request_uri = Some(uri.into());
+        self
+    }
+
+    /// Pushes a new top Via (the value, e.g. `SIP/2.0/TLS host:5061;branch=...`).
+    pub fn push_via(mut self, value: impl Into<String>) -> Self {
+        self.push_via = Some(value.into());
+        self
+    }
+
+    /// Removes the top Via entry (a proxy forwarding a response).
+    pub fn pop_via(mut self) -> Self {
+        self.pop_via = true;
+        self
+    }
+
+    /// Decrements Max-Forwards, or adds `Max-Forwards: 70` when absent (§16.6 step 3).
+    pub fn decrement_max_forwards(mut self) -> Result<Self, TooManyHops> {
+        match self.msg.typed::<crate::headers::MaxForwards>() {
+            Ok(Some(m)) if m.0 == 0 => Err(TooManyHops),
+            Ok(Some(m)) => {
+                self.max_forwards = Some(m.0 - 1);
+                Ok(self)
+            }
+            _ => {
+                self.add_max_forwards = true;
+                Ok(self)
+            }
+        }
+    }
+
+    /// Adds a Record-Route value above the existing ones.
+    pub fn record_route(mut self, value: impl Into<String>) -> Self {
+        self.prepend.push(("Record-Route", value.into()));
+        self
+    }
+
+    /// Adds a Path value above the existing ones (RFC 3327).
+    pub fn path(mut self, value: impl Into<String>) -> Self {
+        self.prepend.push(("Path", value.into()));
+        self
+    }
+
+    /// Removes the top Route entry (it named this proxy).
+    pub fn pop_route(mut self) -> Self {
+        self.pop_route = true;
+        self
+    }
+
+    /// Writes the edited message. CR/LF in inserted values become spaces. A
+    /// Content-Length is added if the original had none (stream transports need it).
+    pub fn serialize(&self) -> Bytes {
+        let m = self.msg;
+        let extra = self.request_uri.as_ref().map_or(0, String::len)
+            + self.push_via.as_ref().map_or(0, |v| v.len() + 8)
+            + self
+                .prepend
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + 48;
+        let mut out = BytesMut::with_capacity(m.buf.len() + extra);
+        match (m.start, &self.request_uri) {
+            (StartLine::Request { method, .. }, Some(uri)) => {
+                out.put_slice(&m.buf[method.range()]);
+                out.put_u8(b' ');
+                put_clean(&mut out, uri.as_bytes());
+                out.put_slice(b" SIP/2.0\r\n");
+            }
+            _ => out.put_slice(&m.buf[..m.start_line_end as usize]),
+        }
+        if let Some(v) = &self.push_via {
+            put_header(&mut out, "Via", v);
+        }
+        for (name, value) in self.prepend.iter().rev() {
+            put_header(&mut out, name, value);
+        }
+        if self.add_max_forwards {
+            out.put_slice(b"Max-Forwards: 70\r\n");
+        }
+        let (mut via_done, mut route_done) = (!self.pop_via, !self.pop_route);
+        for e in &m.headers {
+            match e.kind {
+                HeaderKind::Via if !via_done => {
+                    via_done = true;
+                    write_without_first(&mut out, m, e);
+                }
+                HeaderKind::Route if !route_done => {
+                    route_done = true;
+                    write_without_first(&mut out, m, e);
+                }
+                HeaderKind::MaxForwards if self.max_forwards.is_some() => {
+                    let _ = write!(out, "Max-Forwards: {}\r\n", self.max_forwards.unwrap_or(0));
+                }
+                _ => out.put_slice(&m.buf[e.name.start as usize..e.line_end as usize]),
+            }
+        }
+        if m.content_length.is_none() {
+            let _ = write!(out, "Content-Length: {}\r\n", m.body().len());
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(m.body());
+        out.freeze()
+    }
+}
+
+/// Writes a list header line without its first element (drops the line if that
+/// was the only one).
+fn write_without_first(out: &mut BytesMut, m: &Message, e: &HeaderEntry) {
+    let text = m.str_at(e.value);
+    let value = text.as_bytes();
+    let mut split = CommaSplit::new(text);
+    let _first = split.next();
+    if let Some(Ok((a, _))) = split.next() {
+        out.put_slice(&m.buf[e.name.range()]);
+        out.put_slice(b": ");
+        out.put_slice(&value[a..]);
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn put_clean(out: &mut BytesMut, v: &[u8]) {
+    for &b in v {
+        out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+    }
+}
+
+fn put_header(out: &mut BytesMut, name: &str, value: &str) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    put_clean(out, value.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{MaxForwards, RecordRoute, Route, Via};
+    use crate::{parse_datagram, Limits};
+
+    const REQ: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+        Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\nMax-Forwards: 3\r\n\
+        To: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+        Content-Length: 4\r\n\r\nv=0\n";
+
+    fn msg(b: &'static [u8]) -> Message {
+        parse_datagram(Bytes::from_static(b), &Limits::DEFAULT).unwrap()
+    }
+
+    #[test]
+    fn unmodified_is_byte_exact() {
+        let m = msg(REQ);
+        assert_eq!(Forward::new(&m).serialize(), Bytes::from_static(REQ));
+    }
+
+    #[test]
+    fn proxy_edits() {
+        let m = msg(REQ);
+        let out = Forward::new(&m)
+            .request_uri("sip:bob@192.0.2.9:5070;transport=tcp")
+            .push_via("SIP/2.0/TLS proxy.example.com;branch=z9hG4bKp")
+            .record_route("<sip:proxy.example.com;lr>")
+            .pop_route()
+            .decrement_max_forwards()
+            .unwrap()
+            .serialize();
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        assert_eq!(
+            f.request_uri(),
+            Some("sip:bob@192.0.2.9:5070;transport=tcp")
+        );
+        let vias: Vec<_> = f
+            .list::<Via>()
+            .map(|v| v.unwrap().host.to_string())
+            .collect();
+        assert_eq!(vias, ["proxy.example.com", "a.example.com"]);
+        let routes: Vec<_> = f
+            .list::<Route>()
+            .map(|r| r.unwrap().uri.as_sip().unwrap().raw)
+            .collect();
+        assert_eq!(routes, ["sip:p2.example.com;lr"]);
+        assert_eq!(f.list::<RecordRoute>().count(), 1);
+        assert_eq!(f.typed::<MaxForwards>(), Ok(Some(MaxForwards(2))));
+        assert_eq!(f.body(), b"v=0\n");
+    }
+
+    #[test]
+    fn response_pop_via_and_hops() {
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS p;branch=z9hG4bKp\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n";
+        let m = msg(resp);
+        let out = Forward::new(&m).pop_via().serialize();
+        assert_eq!(
+            &out[..],
+            &b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n"[..]
+        );
+        let zero = msg(b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 0\r\n\r\n");
+        assert_eq!(
+            Forward::new(&zero).decrement_max_forwards().unwrap_err(),
+            TooManyHops
+        );
+        let none = msg(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n\r\n");
+        let out = Forward::new(&none)
+            .decrement_max_forwards()
+            .unwrap()
+            .serialize();
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        assert_eq!(f.typed::<MaxForwards>(), Ok(Some(MaxForwards(70))));
+        assert_eq!(f.content_length(), Some(0));
+    }
+}

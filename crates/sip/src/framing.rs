@@ -1,0 +1,142 @@
+//! Stream framing (TCP, TLS): finds where one message ends in a byte stream, with
+//! the same limits as datagrams, and RFC 5626 CRLF keep-alives.
+//!
+//! A frame is a header block ended by CRLFCRLF plus exactly Content-Length bytes;
+//! Content-Length is mandatory on streams (RFC 3261 §18.3), so a message can never
+//! be re-split by a peer that disagrees about where it ends.
+
+use bytes::BytesMut;
+
+use crate::error::ParseError;
+use crate::limits::Limits;
+use crate::message::Message;
+use crate::parse::parse_head;
+
+/// What [`decode`] found at the front of the buffer.
+#[derive(Debug)]
+// Returned by value and matched at once; boxing would add an allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded {
+    /// A complete message, removed from the buffer.
+    Message(Message),
+    /// A CRLFCRLF keep-alive ping (RFC 5626 §3.5.1), removed; answer with CRLF.
+    Ping,
+    /// A lone CRLF (a pong, or padding before a message), removed.
+    Pong,
+    /// More bytes are needed; nothing was removed.
+    Incomplete,
+}
+
+/// Decodes the next frame from `buf`. An error means the stream is unusable
+/// (its framing can no longer be trusted) and the connection should be closed.
+pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Decoded, ParseError> {
+    if buf.starts_with(b"\r\n\r\n") {
+        let _ = buf.split_to(4);
+        return Ok(Decoded::Ping);
+    }
+    if buf.starts_with(b"\r\n") {
+        if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf[..]) {
+            return Ok(Decoded::Incomplete);
+        }
+        let _ = buf.split_to(2);
+        return Ok(Decoded::Pong);
+    }
+    let max = limits.max_message_size.min(u32::MAX as usize);
+    let window = &buf[..buf.len().min(max)];
+    let Some(head_end) = memchr::memmem::find(window, b"\r\n\r\n") else {
+        if buf.len() >= max {
+            return Err(ParseError::MessageTooLarge);
+        }
+        // A header block that never ends must not pin memory: the caller bounds
+        // buffered bytes at max_message_size, which this error enforces.
+        return Ok(Decoded::Incomplete);
+    };
+    let head = parse_head(&buf[..head_end + 4], limits)?;
+    let cl = head
+        .content_length
+        .ok_or(ParseError::MissingContentLength)? as usize;
+    let total = head
+        .body_start
+        .checked_add(cl)
+        .ok_or(ParseError::MessageTooLarge)?;
+    if total > max {
+        return Err(ParseError::MessageTooLarge);
+    }
+    if buf.len() < total {
+        return Ok(Decoded::Incomplete);
+    }
+    let bytes = buf.split_to(total).freeze();
+    let head_text = crate::parse::utf8_head(&bytes, head.body_start)?;
+    Ok(Decoded::Message(Message {
+        buf: bytes,
+        head: head_text,
+        start: head.start,
+        start_line_end: head.start_line_end as u32,
+        headers: head.headers,
+        body_start: head.body_start as u32,
+        content_length: head.content_length,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &[u8] = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: 5\r\n\r\nhello";
+
+    fn dec(buf: &mut BytesMut) -> Result<Decoded, ParseError> {
+        decode(buf, &Limits::DEFAULT)
+    }
+
+    #[test]
+    fn pipelined_messages_and_partial_reads() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(M);
+        buf.extend_from_slice(&M[..30]);
+        match dec(&mut buf).unwrap() {
+            Decoded::Message(m) => assert_eq!(m.body(), b"hello"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Incomplete));
+        buf.extend_from_slice(&M[30..M.len() - 1]);
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Incomplete));
+        buf.extend_from_slice(&M[M.len() - 1..]);
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Message(_)));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn keepalives() {
+        let mut buf = BytesMut::from(&b"\r\n\r\n\r\n"[..]);
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Ping));
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Incomplete));
+        buf.extend_from_slice(M);
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Pong));
+        assert!(matches!(dec(&mut buf).unwrap(), Decoded::Message(_)));
+    }
+
+    #[test]
+    fn framing_errors() {
+        let no_cl = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\r\n";
+        assert_eq!(
+            dec(&mut BytesMut::from(&no_cl[..])).unwrap_err(),
+            ParseError::MissingContentLength
+        );
+        let neg = b"OPTIONS sip:a@b SIP/2.0\r\nl: -999\r\n\r\n";
+        assert!(dec(&mut BytesMut::from(&neg[..])).is_err());
+        let huge = b"OPTIONS sip:a@b SIP/2.0\r\nl: 999999\r\n\r\n";
+        assert_eq!(
+            dec(&mut BytesMut::from(&huge[..])).unwrap_err(),
+            ParseError::MessageTooLarge
+        );
+        let limits = Limits {
+            max_message_size: 64,
+            ..Limits::DEFAULT
+        };
+        let mut endless = BytesMut::from(&[b'a'; 100][..]);
+        assert_eq!(
+            decode(&mut endless, &limits).unwrap_err(),
+            ParseError::MessageTooLarge
+        );
+    }
+}
