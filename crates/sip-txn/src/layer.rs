@@ -1,0 +1,331 @@
+//! The transaction table: creation, matching, timers, and the public API.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip::Message;
+
+use crate::key::TxnKey;
+use crate::wheel::Wheel;
+use crate::Reliability;
+
+/// Timer values and table size.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// RTT estimate (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses (4 s).
+    pub t2: Duration,
+    /// Maximum time a message stays in the network (5 s).
+    pub t4: Duration,
+    /// Live transactions at most; further requests get [`Full`].
+    pub max_transactions: usize,
+    /// Retry-After value for the 503 sent when full, in seconds.
+    pub retry_after_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            max_transactions: 100_000,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Identifies a live transaction; stale ids are detected (generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxnId {
+    index: u32,
+    gen: u32,
+}
+
+/// The table is full: answer 503 statelessly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// What the caller must do.
+#[derive(Debug, Clone)]
+pub enum Action<D> {
+    /// Send `bytes` to `dest` (a retransmission, an automatic 100 Trying, an ACK
+    /// for a non-2xx final response, or a response/request the TU asked for).
+    Send { dest: D, bytes: Bytes },
+    /// A client transaction got no final response (timer B or F): the TU acts as
+    /// if it had received 408. For a server INVITE transaction: no ACK came
+    /// (timer H).
+    Timeout { id: TxnId },
+    /// The transaction has ended and its id is no longer valid.
+    Terminated { id: TxnId },
+}
+
+/// Outcome of feeding a request to the server side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A new transaction: hand the request to the TU.
+    New(TxnId),
+    /// A retransmission, absorbed (the last response may have been resent).
+    Retransmission(TxnId),
+    /// An ACK for a non-2xx final response, absorbed by its INVITE transaction.
+    AckAbsorbed(TxnId),
+    /// An ACK that matches no transaction in Completed (an ACK for a 2xx): the TU
+    /// handles it (a proxy forwards it statelessly).
+    AckForTu,
+}
+
+/// Outcome of feeding a response to the client side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Pass the response to the TU.
+    Deliver(TxnId),
+    /// A retransmitted final response, absorbed (an ACK may have been resent).
+    Absorbed(TxnId),
+    /// No transaction matches: a stray response (a proxy may forward a 2xx
+    /// statelessly; anything else is dropped).
+    Stray,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    InviteServer,
+    NonInviteServer,
+    InviteClient,
+    NonInviteClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Client INVITE before any response.
+    Calling,
+    /// Non-INVITE before any response (client and server).
+    Trying,
+    Proceeding,
+    Completed,
+    /// Server INVITE after the ACK.
+    Confirmed,
+    /// RFC 6026: after a 2xx to INVITE.
+    Accepted,
+}
+
+/// Which timer slot fired: retransmission (A, E, G) or the state's deadline
+/// (B, D, F, H, I, J, K, L, M).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerSlot {
+    Retransmit,
+    Deadline,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Armed {
+    pub(crate) id: TxnId,
+    pub(crate) slot: TimerSlot,
+    pub(crate) gen: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Txn<D> {
+    pub(crate) key: TxnKey,
+    pub(crate) kind: Kind,
+    pub(crate) state: State,
+    pub(crate) reliability: Reliability,
+    pub(crate) dest: D,
+    /// Server: the last response sent. Client: the request.
+    pub(crate) last_out: Option<Bytes>,
+    /// Client INVITE: the request, to build the ACK for a non-2xx response.
+    pub(crate) request: Option<Message>,
+    /// Client INVITE: the ACK sent for a non-2xx response.
+    pub(crate) ack: Option<Bytes>,
+    pub(crate) interval: Duration,
+    pub(crate) retransmit_gen: u32,
+    pub(crate) deadline_gen: u32,
+}
+
+#[derive(Debug)]
+struct Slot<D> {
+    gen: u32,
+    txn: Option<Txn<D>>,
+}
+
+/// The transaction layer. `D` is the caller's notion of a destination (a socket
+/// address, a connection handle...), returned in [`Action::Send`].
+#[derive(Debug)]
+pub struct TxnLayer<D> {
+    pub(crate) config: Config,
+    slots: Vec<Slot<D>>,
+    free: Vec<u32>,
+    index: HashMap<TxnKey, TxnId>,
+    pub(crate) wheel: Wheel<Armed>,
+    live: usize,
+}
+
+impl<D: Clone> TxnLayer<D> {
+    pub fn new(config: Config, now: Instant) -> Self {
+        TxnLayer {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            wheel: Wheel::new(now),
+            live: 0,
+        }
+    }
+
+    /// Live transactions.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The earliest time [`TxnLayer::poll`] has work, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.wheel.next_deadline()
+    }
+
+    /// The destination of a live transaction.
+    pub fn dest(&self, id: TxnId) -> Option<&D> {
+        self.get(id).map(|t| &t.dest)
+    }
+
+    pub(crate) fn lookup(&self, key: &TxnKey) -> Option<TxnId> {
+        self.index.get(key).copied()
+    }
+
+    pub(crate) fn get(&self, id: TxnId) -> Option<&Txn<D>> {
+        let s = self.slots.get(id.index as usize)?;
+        if s.gen == id.gen {
+            s.txn.as_ref()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TxnId) -> Option<&mut Txn<D>> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.gen == id.gen {
+            s.txn.as_mut()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn insert(&mut self, txn: Txn<D>) -> Result<TxnId, Full> {
+        if self.live >= self.config.max_transactions {
+            return Err(Full);
+        }
+        let key = txn.key.clone();
+        let id = match self.free.pop() {
+            Some(index) => {
+                let s = &mut self.slots[index as usize];
+                s.txn = Some(txn);
+                TxnId { index, gen: s.gen }
+            }
+            None => {
+                let index = u32::try_from(self.slots.len()).map_err(|_| Full)?;
+                self.slots.push(Slot {
+                    gen: 0,
+                    txn: Some(txn),
+                });
+                TxnId { index, gen: 0 }
+            }
+        };
+        self.index.insert(key, id);
+        self.live += 1;
+        Ok(id)
+    }
+
+    pub(crate) fn terminate(&mut self, id: TxnId, out: &mut Vec<Action<D>>) {
+        let Some(s) = self.slots.get_mut(id.index as usize) else {
+            return;
+        };
+        if s.gen != id.gen {
+            return;
+        }
+        if let Some(t) = s.txn.take() {
+            if self.index.get(&t.key) == Some(&id) {
+                self.index.remove(&t.key);
+            }
+            s.gen = s.gen.wrapping_add(1);
+            self.free.push(id.index);
+            self.live -= 1;
+            out.push(Action::Terminated { id });
+        }
+    }
+
+    /// Arms a timer slot, cancelling whatever that slot had armed.
+    pub(crate) fn arm(&mut self, id: TxnId, slot: TimerSlot, at: Instant) {
+        let Some(t) = self.get_mut(id) else { return };
+        let gen = match slot {
+            TimerSlot::Retransmit => {
+                t.retransmit_gen = t.retransmit_gen.wrapping_add(1);
+                t.retransmit_gen
+            }
+            TimerSlot::Deadline => {
+                t.deadline_gen = t.deadline_gen.wrapping_add(1);
+                t.deadline_gen
+            }
+        };
+        self.wheel.insert(at, Armed { id, slot, gen });
+    }
+
+    /// Cancels a timer slot.
+    pub(crate) fn disarm(&mut self, id: TxnId, slot: TimerSlot) {
+        if let Some(t) = self.get_mut(id) {
+            match slot {
+                TimerSlot::Retransmit => t.retransmit_gen = t.retransmit_gen.wrapping_add(1),
+                TimerSlot::Deadline => t.deadline_gen = t.deadline_gen.wrapping_add(1),
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Action<D>>) {
+        let mut due = Vec::new();
+        self.wheel.advance(now, |a| due.push(a));
+        for a in due {
+            let current = match self.get(a.id) {
+                Some(t) => match a.slot {
+                    TimerSlot::Retransmit => t.retransmit_gen == a.gen,
+                    TimerSlot::Deadline => t.deadline_gen == a.gen,
+                },
+                None => false,
+            };
+            if !current {
+                continue;
+            }
+            let kind = match self.get(a.id) {
+                Some(t) => t.kind,
+                None => continue,
+            };
+            match kind {
+                Kind::InviteServer | Kind::NonInviteServer => {
+                    self.server_timer(a.id, a.slot, now, out)
+                }
+                Kind::InviteClient | Kind::NonInviteClient => {
+                    self.client_timer(a.id, a.slot, now, out)
+                }
+            }
+        }
+    }
+
+    /// Linger time for Completed/Confirmed states: `unreliable` on UDP, zero otherwise.
+    pub(crate) fn linger(&self, r: Reliability, unreliable: Duration) -> Duration {
+        match r {
+            Reliability::Reliable => Duration::ZERO,
+            Reliability::Unreliable => unreliable,
+        }
+    }
+}
+
+/// The stateless 503 answer to a request that found the table full.
+pub fn service_unavailable(req: &Message, retry_after_secs: u32) -> Bytes {
+    sip::build::ResponseBuilder::new(req, 503, "Service Unavailable (Transaction Table Full)")
+        .to_tag("tfull")
+        .header("Retry-After", &retry_after_secs.to_string())
+        .finish()
+}
