@@ -1,0 +1,63 @@
+//! Flows: each stream connection and each UDP socket has an id the core uses to
+//! answer on it. Stream flows are registered while their connection lives.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::Protocol;
+
+/// Identifies a connection or a UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u64);
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "flow-{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StreamFlow {
+    pub(crate) tx: mpsc::Sender<Bytes>,
+    pub(crate) protocol: Protocol,
+    pub(crate) remote: SocketAddr,
+}
+
+/// The live stream flows. The lock is held only to clone or remove an entry,
+/// never across an await.
+#[derive(Debug, Default)]
+pub(crate) struct Flows {
+    next: AtomicU64,
+    streams: Mutex<HashMap<FlowId, StreamFlow>>,
+}
+
+impl Flows {
+    pub(crate) fn next_id(&self) -> FlowId {
+        FlowId(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn insert(&self, id: FlowId, flow: StreamFlow) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.insert(id, flow);
+        }
+    }
+
+    pub(crate) fn remove(&self, id: FlowId) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.remove(&id);
+        }
+    }
+
+    pub(crate) fn get(&self, id: FlowId) -> Option<StreamFlow> {
+        self.streams.lock().ok()?.get(&id).cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.streams.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,206 @@
+//! Stream connections (TCP, TLS): accept with admission control, handshake with
+//! a deadline, then one task per connection that frames messages, answers CRLF
+//! keep-alives, writes queued outbound messages, and enforces the idle and
+//! message-completion timeouts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use sip::framing::{decode, Decoded};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::flows::StreamFlow;
+use crate::guard::ConnGuard;
+use crate::logging;
+use crate::transport::Ctx;
+use crate::{Inbound, Protocol, Source};
+
+const READ_CHUNK: usize = 8192;
+
+/// Accepts TCP connections; `tls` makes them TLS.
+pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Ctx>) {
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let protocol = if tls.is_some() {
+        Protocol::Tls
+    } else {
+        Protocol::Tcp
+    };
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (sock, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(guard) = crate::transport::admit(&ctx, remote, protocol) else {
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let ctx = ctx.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve(sock, protocol, remote, local, None, guard, ctx).await,
+                Some(acceptor) => {
+                    let hs =
+                        tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(sock))
+                            .await;
+                    match hs {
+                        Ok(Ok(stream)) => {
+                            let certs = crate::tls::peer_chain(stream.get_ref().1);
+                            serve(stream, protocol, remote, local, certs, guard, ctx).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves one connection until it closes, errs, idles out or the transport stops.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    protocol: Protocol,
+    remote: SocketAddr,
+    local: SocketAddr,
+    peer_certificates: Option<Arc<Vec<rustls_pki_types::CertificateDer<'static>>>>,
+    _guard: ConnGuard,
+    ctx: Arc<Ctx>,
+) {
+    let flow = ctx.flows.next_id();
+    let (tx, mut rx) = mpsc::channel(ctx.config.max_outbound_queue);
+    ctx.flows.insert(
+        flow,
+        StreamFlow {
+            tx,
+            protocol,
+            remote,
+        },
+    );
+    let source = Source {
+        protocol,
+        remote,
+        local,
+        flow,
+        peer_certificates,
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut partial_since: Option<Instant> = None;
+    let mut shutdown = ctx.shutdown.clone();
+    let cfg = &ctx.config;
+    'conn: loop {
+        let idle = tokio::time::sleep(cfg.idle_timeout);
+        let partial_deadline = partial_since.map(|t| t + cfg.message_timeout);
+        tokio::select! {
+            r = read_some(&mut io, &mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(_) => {}
+                }
+                loop {
+                    match decode(&mut buf, &cfg.limits) {
+                        Ok(Decoded::Message(message)) => {
+                            let item = Inbound { message, source: source.clone() };
+                            // Waiting here stops reading this connection: backpressure
+                            // falls on the peer that causes it.
+                            if ctx.inbound.send(item).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Ok(Decoded::Ping) => {
+                            if write(&mut io, b"\r\n", cfg).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Ok(Decoded::Pong) => {}
+                        Ok(Decoded::Incomplete) => break,
+                        Err(e) => {
+                            let resp = sip::build::error_response(&buf, e.status(), &e.reason(), &ctx.tag());
+                            if let Some(resp) = resp {
+                                let _ = write(&mut io, &resp, cfg).await;
+                            }
+                            if let Some(suppressed) = logging::BAD_STREAM.allow() {
+                                tracing::info!(%remote, ?protocol, error = %e, suppressed, "framing error: closing connection");
+                            }
+                            break 'conn;
+                        }
+                    }
+                }
+                partial_since = if buf.is_empty() { None } else { partial_since.or(Some(Instant::now())) };
+            }
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    if write(&mut io, &bytes, cfg).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                // The registry dropped this flow (its queue overflowed).
+                None => break 'conn,
+            },
+            _ = idle => {
+                tracing::debug!(%remote, "idle connection closed");
+                break 'conn;
+            }
+            _ = sleep_until_opt(partial_deadline) => {
+                if let Some(suppressed) = logging::BAD_STREAM.allow() {
+                    tracing::info!(%remote, buffered = buf.len(), suppressed, "message not completed in time: closing connection");
+                }
+                break 'conn;
+            }
+            _ = shutdown.changed() => break 'conn,
+        }
+    }
+    ctx.flows.remove(flow);
+    let _ = io.shutdown().await;
+}
+
+async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    io.read_buf(buf).await
+}
+
+/// Writes with a deadline so a peer that stops reading cannot pin the task.
+async fn write<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    bytes: &[u8],
+    cfg: &crate::TransportConfig,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(cfg.message_timeout, async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Used by the WebSocket module for its accepted TCP streams.
+pub(crate) fn nodelay(sock: &TcpStream) {
+    let _ = sock.set_nodelay(true);
+}

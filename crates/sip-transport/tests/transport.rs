@@ -1,0 +1,456 @@
+//! The transport against real sockets on 127.0.0.1: what a peer sends, what the
+//! core receives, and what goes back on the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use sip_transport::tls::{server_config, ClientAuth};
+use sip_transport::{Inbound, Listener, Protocol, Target, Transport, TransportConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(5);
+
+fn options(branch: &str) -> String {
+    format!(
+        "OPTIONS sip:server@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:server@127.0.0.1>\r\nCall-ID: {branch}\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+async fn start(
+    config: TransportConfig,
+    listeners: Vec<Listener>,
+) -> (Transport, Receiver<Inbound>) {
+    Transport::bind(config, listeners).await.unwrap()
+}
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn recv(rx: &mut Receiver<Inbound>) -> Inbound {
+    timeout(T, rx.recv())
+        .await
+        .expect("message within 5 s")
+        .expect("channel open")
+}
+
+async fn read_until(s: &mut (impl AsyncReadExt + Unpin), needle: &str) -> String {
+    let mut acc = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&acc).contains(needle) {
+        let n = timeout(T, s.read(&mut buf))
+            .await
+            .expect("data within 5 s")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        acc.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&acc).into_owned()
+}
+
+/// Reads until EOF; true if the server closed within 5 s.
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match timeout(T, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn udp_delivers_answers_and_rejects() {
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Udp(any())]).await;
+    let server = t.local_addr(Protocol::Udp).unwrap();
+    let client = UdpSocket::bind(any()).await.unwrap();
+    client
+        .send_to(options("u1").as_bytes(), server)
+        .await
+        .unwrap();
+    let inb = recv(&mut rx).await;
+    assert_eq!(inb.source.protocol, Protocol::Udp);
+    assert_eq!(inb.source.remote, client.local_addr().unwrap());
+    assert_eq!(inb.message.method(), Some(sip::Method::Options));
+    t.send(
+        Target::Udp {
+            flow: inb.source.flow,
+            dest: inb.source.remote,
+        },
+        Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = timeout(T, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"SIP/2.0 200 OK\r\n\r\n");
+
+    // Garbage is dropped; a malformed request is answered by the transport itself.
+    client
+        .send_to(b"\x00\x01garbage\xff", server)
+        .await
+        .unwrap();
+    client.send_to(b"\r\n\r\n", server).await.unwrap();
+    let bad = options("u2").replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia");
+    client.send_to(bad.as_bytes(), server).await.unwrap();
+    let (n, _) = timeout(T, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        resp.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{resp}"
+    );
+    assert!(resp.contains("Call-ID: u2\r\n"));
+    // ... and service continues.
+    client
+        .send_to(options("u3").as_bytes(), server)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&mut rx)
+            .await
+            .message
+            .header(sip::HeaderKind::CallId)
+            .unwrap()
+            .value,
+        "u3"
+    );
+    assert!(rx.try_recv().is_err(), "nothing else reached the core");
+    // Never to broadcast.
+    let r = t
+        .send(
+            Target::Udp {
+                flow: inb.source.flow,
+                dest: "255.255.255.255:5060".parse().unwrap(),
+            },
+            Bytes::new(),
+        )
+        .await;
+    assert!(matches!(
+        r,
+        Err(sip_transport::SendError::ForbiddenDestination)
+    ));
+}
+
+#[tokio::test]
+async fn tcp_frames_pipelined_and_split_messages_and_answers_keepalives() {
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Tcp(any())]).await;
+    let mut c = TcpStream::connect(t.local_addr(Protocol::Tcp).unwrap())
+        .await
+        .unwrap();
+    let two = format!("{}{}", options("t1"), options("t2"));
+    let (a, b) = two.as_bytes().split_at(100);
+    c.write_all(a).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(b).await.unwrap();
+    let m1 = recv(&mut rx).await;
+    let m2 = recv(&mut rx).await;
+    assert_eq!(
+        m1.message.header(sip::HeaderKind::CallId).unwrap().value,
+        "t1"
+    );
+    assert_eq!(
+        m2.message.header(sip::HeaderKind::CallId).unwrap().value,
+        "t2"
+    );
+    assert_eq!(m1.source.flow, m2.source.flow);
+    assert_eq!(m1.source.protocol, Protocol::Tcp);
+    // The response goes back over the same connection (RFC 5923 reuse).
+    t.send(
+        Target::Flow(m1.source.flow),
+        Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    assert!(read_until(&mut c, "\r\n\r\n")
+        .await
+        .starts_with("SIP/2.0 200 OK"));
+    // RFC 5626: CRLFCRLF ping gets a CRLF pong.
+    c.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    timeout(T, c.read_exact(&mut pong)).await.unwrap().unwrap();
+    assert_eq!(&pong, b"\r\n");
+    assert_eq!(t.connections(), 1);
+}
+
+#[tokio::test]
+async fn tcp_framing_error_answers_then_closes_only_that_connection() {
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Tcp(any())]).await;
+    let addr = t.local_addr(Protocol::Tcp).unwrap();
+    let mut good = TcpStream::connect(addr).await.unwrap();
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    // No Content-Length on a stream: 400, then the connection closes.
+    bad.write_all(
+        options("b1")
+            .replace("Content-Length: 0\r\n", "")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let text = read_until(&mut bad, "\r\n\r\n").await;
+    assert!(
+        text.starts_with("SIP/2.0 400 Missing Content-Length\r\n"),
+        "{text}"
+    );
+    assert!(closed(&mut bad).await);
+    good.write_all(options("g1").as_bytes()).await.unwrap();
+    assert_eq!(
+        recv(&mut rx)
+            .await
+            .message
+            .header(sip::HeaderKind::CallId)
+            .unwrap()
+            .value,
+        "g1"
+    );
+    // Oversized: a header block that never ends is cut at the message limit.
+    let cfg = TransportConfig {
+        limits: sip::Limits {
+            max_message_size: 2048,
+            ..sip::Limits::DEFAULT
+        },
+        ..Default::default()
+    };
+    let (t2, _rx2) = start(cfg, vec![Listener::Tcp(any())]).await;
+    let mut big = TcpStream::connect(t2.local_addr(Protocol::Tcp).unwrap())
+        .await
+        .unwrap();
+    let _ = big
+        .write_all(format!("OPTIONS sip:a@b SIP/2.0\r\nX: {}", "a".repeat(4000)).as_bytes())
+        .await;
+    assert!(closed(&mut big).await);
+}
+
+#[tokio::test]
+async fn per_ip_limit_idle_and_slow_message_timeouts() {
+    let cfg = TransportConfig {
+        max_connections_per_ip: 2,
+        idle_timeout: Duration::from_millis(600),
+        message_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (t, _rx) = start(cfg, vec![Listener::Tcp(any())]).await;
+    let addr = t.local_addr(Protocol::Tcp).unwrap();
+    let mut c1 = TcpStream::connect(addr).await.unwrap();
+    let _c2 = TcpStream::connect(addr).await.unwrap();
+    let mut c3 = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed(&mut c3).await,
+        "third connection from one address is refused"
+    );
+    // A partial message must complete within message_timeout even if bytes trickle.
+    c1.write_all(b"OPTIONS sip:a@b SIP/2.0\r\n").await.unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(closed(&mut c1).await);
+    assert!(
+        start.elapsed() < Duration::from_millis(550),
+        "closed by the message timeout, not idle"
+    );
+    // Idle connections close.
+    let mut c4 = TcpStream::connect(addr).await.unwrap();
+    assert!(closed(&mut c4).await);
+}
+
+struct Pki {
+    ca: CertificateDer<'static>,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: PrivateKeyDer<'static>,
+    client_chain: Vec<CertificateDer<'static>>,
+    client_key: PrivateKeyDer<'static>,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    };
+    let (server_chain, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+    let (client_chain, client_key) = leaf(vec!["alice.example.com".into()]);
+    Pki {
+        ca: ca.der().clone(),
+        server_chain,
+        server_key,
+        client_chain,
+        client_key,
+    }
+}
+
+fn client_tls(
+    p: &Pki,
+    with_cert: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots);
+    let c = if with_cert {
+        b.with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
+            .unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(c))
+}
+
+#[tokio::test]
+async fn tls_with_optional_client_certificate() {
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::Optional(vec![p.ca.clone()]),
+    )
+    .unwrap();
+    let cfg = TransportConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (t, mut rx) = start(cfg, vec![Listener::Tls(any(), sc)]).await;
+    let addr = t.local_addr(Protocol::Tls).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+
+    // With a client certificate: the verified chain reaches the core.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = client_tls(&p, true, &[&rustls::version::TLS13])
+        .connect(name.clone(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(options("s1").as_bytes()).await.unwrap();
+    let inb = recv(&mut rx).await;
+    assert_eq!(inb.source.protocol, Protocol::Tls);
+    let chain = inb
+        .source
+        .peer_certificates
+        .expect("client chain passed up");
+    assert_eq!(chain[0], p.client_chain[0]);
+    t.send(
+        Target::Flow(inb.source.flow),
+        Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    assert!(read_until(&mut tls, "\r\n\r\n")
+        .await
+        .starts_with("SIP/2.0 200 OK"));
+
+    // TLS 1.2 without a client certificate works too.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls12 = client_tls(&p, false, &[&rustls::version::TLS12])
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls12.write_all(options("s2").as_bytes()).await.unwrap();
+    let inb = recv(&mut rx).await;
+    assert!(inb.source.peer_certificates.is_none());
+    assert_eq!(
+        tls12.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+
+    // A client that never starts its handshake is cut off.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert!(closed(&mut silent).await);
+}
+
+#[tokio::test]
+async fn tls_refuses_plaintext_sip() {
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::None,
+    )
+    .unwrap();
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Tls(any(), sc)]).await;
+    let mut c = TcpStream::connect(t.local_addr(Protocol::Tls).unwrap())
+        .await
+        .unwrap();
+    c.write_all(options("p1").as_bytes()).await.unwrap();
+    assert!(closed(&mut c).await);
+    assert!(
+        timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err(),
+        "nothing reached the core"
+    );
+}
+
+#[tokio::test]
+async fn websocket_requires_the_sip_subprotocol() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Ws(any())]).await;
+    let addr = t.local_addr(Protocol::Ws).unwrap();
+    let url = format!("ws://{addr}/");
+
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let (mut ws, resp) =
+        tokio_tungstenite::client_async(req, TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").unwrap(), "sip");
+    ws.send(Message::text(options("w1"))).await.unwrap();
+    let inb = recv(&mut rx).await;
+    assert_eq!(inb.source.protocol, Protocol::Ws);
+    t.send(
+        Target::Flow(inb.source.flow),
+        Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    let reply = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(reply.into_text().unwrap().starts_with("SIP/2.0 200 OK"));
+    // A malformed request over WS is answered and the connection stays up.
+    ws.send(Message::text(options("w2").replace(
+        "CSeq: 1 OPTIONS",
+        "CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS",
+    )))
+    .await
+    .unwrap();
+    let reply = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(reply
+        .into_text()
+        .unwrap()
+        .starts_with("SIP/2.0 400 Duplicate CSeq Header"));
+
+    let req = url.as_str().into_client_request().unwrap();
+    let r = tokio_tungstenite::client_async(req, TcpStream::connect(addr).await.unwrap()).await;
+    assert!(r.is_err(), "no subprotocol: handshake refused");
+}
