@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use sip::framing::{decode, Decoded};
+use sip::framing::{Decoded, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -102,6 +102,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         peer_certificates,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut framer = Framer::new();
     let mut partial_since: Option<Instant> = None;
     let mut shutdown = ctx.shutdown.clone();
     let cfg = &ctx.config;
@@ -115,7 +116,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(_) => {}
                 }
                 loop {
-                    match decode(&mut buf, &cfg.limits) {
+                    match framer.decode(&mut buf, &cfg.limits) {
                         Ok(Decoded::Message(message)) => {
                             let item = Inbound { message, source: source.clone() };
                             // Waiting here stops reading this connection: backpressure

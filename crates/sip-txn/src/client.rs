@@ -113,7 +113,11 @@ impl<D: Clone> TxnLayer<D> {
             (Kind::InviteClient, State::Calling | State::Proceeding) => {
                 self.disarm(id, TimerSlot::Retransmit);
                 if status < 200 {
-                    self.disarm(id, TimerSlot::Deadline);
+                    if state == State::Calling {
+                        // Timer B no longer applies; the Proceeding limit does.
+                        let limit = self.config.max_invite_proceeding;
+                        self.arm(id, TimerSlot::Deadline, now + limit);
+                    }
                     self.set_state(id, State::Proceeding);
                 } else if status < 300 {
                     self.set_state(id, State::Accepted);
@@ -200,7 +204,7 @@ impl<D: Clone> TxnLayer<D> {
                 self.arm(id, TimerSlot::Retransmit, now + next);
             }
             // Timers B and F.
-            (TimerSlot::Deadline, Kind::InviteClient, State::Calling)
+            (TimerSlot::Deadline, Kind::InviteClient, State::Calling | State::Proceeding)
             | (TimerSlot::Deadline, Kind::NonInviteClient, State::Trying | State::Proceeding) => {
                 out.push(Action::Timeout { id });
                 self.terminate(id, out);

@@ -23,6 +23,12 @@ pub struct Config {
     pub max_transactions: usize,
     /// Retry-After value for the 503 sent when full, in seconds.
     pub retry_after_secs: u32,
+    /// How long an INVITE transaction may stay in Proceeding (no final response)
+    /// before it is abandoned with a Timeout. RFC 3261 leaves this to the TU (a
+    /// proxy's timer C, > 3 min); the layer enforces it too so that a TU that never
+    /// answers cannot leak table entries. Non-INVITE server transactions are
+    /// abandoned after 64*T1, when their client has given up.
+    pub max_invite_proceeding: Duration,
 }
 
 impl Default for Config {
@@ -33,6 +39,7 @@ impl Default for Config {
             t4: Duration::from_secs(5),
             max_transactions: 100_000,
             retry_after_secs: 5,
+            max_invite_proceeding: Duration::from_secs(300),
         }
     }
 }

@@ -27,8 +27,6 @@ impl<D: Clone> TxnLayer<D> {
         now: Instant,
         out: &mut Vec<Action<D>>,
     ) -> Result<ServerEvent, Full> {
-        // Server transactions arm no timer before the TU responds.
-        let _ = now;
         if fields.method == Method::Ack {
             return Ok(self.on_ack(fields, now));
         }
@@ -60,6 +58,8 @@ impl<D: Clone> TxnLayer<D> {
             deadline_gen: 0,
         };
         let id = self.insert(txn)?;
+        let abandon = if invite { self.config.max_invite_proceeding } else { 64 * self.config.t1 };
+        self.arm(id, TimerSlot::Deadline, now + abandon);
         if invite {
             let trying = sip::build::ResponseBuilder::new(msg, 100, "Trying").finish();
             if let Some(t) = self.get_mut(id) {
@@ -190,6 +190,11 @@ impl<D: Clone> TxnLayer<D> {
             }
             // Timer H: no ACK came.
             (TimerSlot::Deadline, State::Completed) if t.kind == Kind::InviteServer => {
+                out.push(Action::Timeout { id });
+                self.terminate(id, out);
+            }
+            // The TU never sent a final response.
+            (TimerSlot::Deadline, State::Trying | State::Proceeding) => {
                 out.push(Action::Timeout { id });
                 self.terminate(id, out);
             }

@@ -27,55 +27,82 @@ pub enum Decoded {
     Incomplete,
 }
 
-/// Decodes the next frame from `buf`. An error means the stream is unusable
-/// (its framing can no longer be trusted) and the connection should be closed.
-pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Decoded, ParseError> {
-    if buf.starts_with(b"\r\n\r\n") {
-        let _ = buf.split_to(4);
-        return Ok(Decoded::Ping);
+/// Decodes frames from one stream, remembering how far it has looked so that a
+/// peer trickling a message byte by byte costs linear, not quadratic, work.
+#[derive(Debug, Default, Clone)]
+pub struct Framer {
+    /// Bytes at the front of the buffer already searched for the end of the head.
+    scanned: usize,
+    /// Once the head is known: the length of the whole message.
+    total: Option<usize>,
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Framer::default()
     }
-    if buf.starts_with(b"\r\n") {
-        if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf[..]) {
-            return Ok(Decoded::Incomplete);
+
+    /// Decodes the next frame from `buf`. An error means the stream is unusable
+    /// (its framing can no longer be trusted) and the connection should be closed.
+    pub fn decode(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Decoded, ParseError> {
+        if let Some(total) = self.total {
+            if buf.len() < total {
+                return Ok(Decoded::Incomplete);
+            }
+        } else if self.scanned == 0 {
+            if buf.starts_with(b"\r\n\r\n") {
+                let _ = buf.split_to(4);
+                return Ok(Decoded::Ping);
+            }
+            if buf.starts_with(b"\r\n") {
+                if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf[..]) {
+                    return Ok(Decoded::Incomplete);
+                }
+                let _ = buf.split_to(2);
+                return Ok(Decoded::Pong);
+            }
         }
-        let _ = buf.split_to(2);
-        return Ok(Decoded::Pong);
-    }
-    let max = limits.max_message_size.min(u32::MAX as usize);
-    let window = &buf[..buf.len().min(max)];
-    let Some(head_end) = memchr::memmem::find(window, b"\r\n\r\n") else {
-        if buf.len() >= max {
+        let max = limits.max_message_size.min(u32::MAX as usize);
+        let window = &buf[..buf.len().min(max)];
+        // Resume three bytes back: the terminator may straddle two reads.
+        let from = self.scanned.saturating_sub(3).min(window.len());
+        let Some(at) = memchr::memmem::find(&window[from..], b"\r\n\r\n") else {
+            if buf.len() >= max {
+                return Err(ParseError::MessageTooLarge);
+            }
+            self.scanned = window.len();
+            return Ok(Decoded::Incomplete);
+        };
+        let head_end = from + at;
+        let head = parse_head(&buf[..head_end + 4], limits)?;
+        let cl = head.content_length.ok_or(ParseError::MissingContentLength)? as usize;
+        let total = head.body_start.checked_add(cl).ok_or(ParseError::MessageTooLarge)?;
+        if total > max {
             return Err(ParseError::MessageTooLarge);
         }
-        // A header block that never ends must not pin memory: the caller bounds
-        // buffered bytes at max_message_size, which this error enforces.
-        return Ok(Decoded::Incomplete);
-    };
-    let head = parse_head(&buf[..head_end + 4], limits)?;
-    let cl = head
-        .content_length
-        .ok_or(ParseError::MissingContentLength)? as usize;
-    let total = head
-        .body_start
-        .checked_add(cl)
-        .ok_or(ParseError::MessageTooLarge)?;
-    if total > max {
-        return Err(ParseError::MessageTooLarge);
+        if buf.len() < total {
+            self.scanned = head_end;
+            self.total = Some(total);
+            return Ok(Decoded::Incomplete);
+        }
+        *self = Framer::default();
+        let bytes = buf.split_to(total).freeze();
+        let head_text = crate::parse::utf8_head(&bytes, head.body_start)?;
+        Ok(Decoded::Message(Message {
+            buf: bytes,
+            head: head_text,
+            start: head.start,
+            start_line_end: head.start_line_end as u32,
+            headers: head.headers,
+            body_start: head.body_start as u32,
+            content_length: head.content_length,
+        }))
     }
-    if buf.len() < total {
-        return Ok(Decoded::Incomplete);
-    }
-    let bytes = buf.split_to(total).freeze();
-    let head_text = crate::parse::utf8_head(&bytes, head.body_start)?;
-    Ok(Decoded::Message(Message {
-        buf: bytes,
-        head: head_text,
-        start: head.start,
-        start_line_end: head.start_line_end as u32,
-        headers: head.headers,
-        body_start: head.body_start as u32,
-        content_length: head.content_length,
-    }))
+}
+
+/// Decodes one frame with no memory of earlier calls (tests, one-shot use).
+pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Decoded, ParseError> {
+    Framer::new().decode(buf, limits)
 }
 
 #[cfg(test)]
@@ -103,6 +130,28 @@ mod tests {
         buf.extend_from_slice(&M[M.len() - 1..]);
         assert!(matches!(dec(&mut buf).unwrap(), Decoded::Message(_)));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn trickled_bytes_are_scanned_once() {
+        let mut f = Framer::new();
+        let mut buf = BytesMut::new();
+        for (i, b) in M.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            match f.decode(&mut buf, &Limits::DEFAULT).unwrap() {
+                Decoded::Incomplete => assert!(i + 1 < M.len()),
+                Decoded::Message(m) => {
+                    assert_eq!(i + 1, M.len());
+                    assert_eq!(m.body(), b"hello");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(f.scanned <= buf.len());
+        }
+        assert!(buf.is_empty());
+        // The framer is ready for the next message, keep-alives included.
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(f.decode(&mut buf, &Limits::DEFAULT).unwrap(), Decoded::Ping));
     }
 
     #[test]
