@@ -57,6 +57,14 @@ impl Flows {
         self.streams.lock().ok()?.get(&id).cloned()
     }
 
+    /// A live flow of `protocol` to `remote`, for connection reuse.
+    pub(crate) fn find(&self, protocol: Protocol, remote: SocketAddr) -> Option<FlowId> {
+        let m = self.streams.lock().ok()?;
+        m.iter()
+            .find(|(_, f)| f.protocol == protocol && f.remote == remote)
+            .map(|(id, _)| *id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.streams.lock().map(|m| m.len()).unwrap_or(0)
     }

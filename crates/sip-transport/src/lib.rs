@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use config::TransportConfig;
 pub use flows::FlowId;
-pub use transport::{Listener, SendError, Target, Transport};
+pub use transport::{ClientTls, Listener, SendError, Target, Transport};
 
 /// The transport a message arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -55,7 +55,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(sock, protocol, remote, local, None, guard, ctx).await,
+                None => serve(sock, protocol, remote, local, None, guard, ctx, None).await,
                 Some(acceptor) => {
                     let hs =
                         tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(sock))
@@ -63,7 +63,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
                     match hs {
                         Ok(Ok(stream)) => {
                             let certs = crate::tls::peer_chain(stream.get_ref().1);
-                            serve(stream, protocol, remote, local, certs, guard, ctx).await
+                            serve(stream, protocol, remote, local, certs, guard, ctx, None).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -75,6 +75,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
 }
 
 /// Serves one connection until it closes, errs, idles out or the transport stops.
+/// `ready` learns the flow id once the connection is registered (outbound use).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     protocol: Protocol,
@@ -83,6 +85,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     peer_certificates: Option<Arc<Vec<rustls_pki_types::CertificateDer<'static>>>>,
     _guard: ConnGuard,
     ctx: Arc<Ctx>,
+    ready: Option<tokio::sync::oneshot::Sender<crate::FlowId>>,
 ) {
     let flow = ctx.flows.next_id();
     let (tx, mut rx) = mpsc::channel(ctx.config.max_outbound_queue);
@@ -94,6 +97,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             remote,
         },
     );
+    if let Some(r) = ready {
+        let _ = r.send(flow);
+    }
     let source = Source {
         protocol,
         remote,

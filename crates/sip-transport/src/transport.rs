@@ -26,6 +26,15 @@ pub enum Listener {
     Wss(SocketAddr, Arc<ServerConfig>),
 }
 
+/// What an outbound TLS connection needs: the client configuration (roots,
+/// optional client certificate for mutual TLS) and the name the server's
+/// certificate must carry.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
 /// Where to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -45,6 +54,8 @@ pub enum SendError {
     QueueFull,
     /// Broadcast, multicast and unspecified addresses are never sent to.
     ForbiddenDestination,
+    /// The connection limits leave no room for another connection.
+    ConnectionLimit,
     Io(io::Error),
 }
 
@@ -54,6 +65,7 @@ impl std::fmt::Display for SendError {
             SendError::NoSuchFlow => f.write_str("no such connection"),
             SendError::QueueFull => f.write_str("peer not reading: connection closed"),
             SendError::ForbiddenDestination => f.write_str("destination address is not unicast"),
+            SendError::ConnectionLimit => f.write_str("connection limit reached"),
             SendError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -252,6 +264,82 @@ impl Transport {
                 }
             }
         }
+    }
+
+    /// A live connection of `protocol` to `remote`, if one exists (RFC 5923 reuse).
+    pub fn flow_to(&self, protocol: Protocol, remote: SocketAddr) -> Option<FlowId> {
+        self.ctx.flows.find(protocol, remote)
+    }
+
+    /// Opens a TCP or TLS connection to `remote` (or reuses a live one) and serves
+    /// it like an accepted one: what the peer sends arrives on the inbound channel.
+    /// TLS needs the client configuration and the name to verify.
+    pub async fn connect(
+        &self,
+        remote: SocketAddr,
+        tls: Option<ClientTls>,
+    ) -> Result<FlowId, SendError> {
+        let protocol = if tls.is_some() {
+            Protocol::Tls
+        } else {
+            Protocol::Tcp
+        };
+        if let Some(id) = self.flow_to(protocol, remote) {
+            return Ok(id);
+        }
+        if !allowed_destination(remote) {
+            return Err(SendError::ForbiddenDestination);
+        }
+        let guard = admit(&self.ctx, remote, protocol).ok_or(SendError::ConnectionLimit)?;
+        let deadline = self.ctx.config.handshake_timeout;
+        let tcp = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(remote))
+            .await
+            .map_err(|_| SendError::Io(io::ErrorKind::TimedOut.into()))?
+            .map_err(SendError::Io)?;
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().map_err(SendError::Io)?;
+        let ctx = self.ctx.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        match tls {
+            None => {
+                tokio::spawn(crate::stream::serve(
+                    tcp,
+                    protocol,
+                    remote,
+                    local,
+                    None,
+                    guard,
+                    ctx,
+                    Some(ready_tx),
+                ));
+            }
+            Some(ClientTls {
+                config,
+                server_name,
+            }) => {
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let stream = tokio::time::timeout(deadline, connector.connect(server_name, tcp))
+                    .await
+                    .map_err(|_| SendError::Io(io::ErrorKind::TimedOut.into()))?
+                    .map_err(SendError::Io)?;
+                let certs = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect()));
+                tokio::spawn(crate::stream::serve(
+                    stream,
+                    protocol,
+                    remote,
+                    local,
+                    certs,
+                    guard,
+                    ctx,
+                    Some(ready_tx),
+                ));
+            }
+        }
+        ready_rx.await.map_err(|_| SendError::NoSuchFlow)
     }
 
     /// Stops every listener and connection.

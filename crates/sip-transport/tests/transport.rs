@@ -454,3 +454,130 @@ async fn websocket_requires_the_sip_subprotocol() {
     let r = tokio_tungstenite::client_async(req, TcpStream::connect(addr).await.unwrap()).await;
     assert!(r.is_err(), "no subprotocol: handshake refused");
 }
+
+#[tokio::test]
+async fn secure_websocket_carries_sip() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::None,
+    )
+    .unwrap();
+    let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Wss(any(), sc)]).await;
+    let addr = t.local_addr(Protocol::Wss).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = client_tls(&p, false, &[&rustls::version::TLS13])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut req = format!("wss://localhost:{}/", addr.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    ws.send(Message::text(options("wss1"))).await.unwrap();
+    let inb = recv(&mut rx).await;
+    assert_eq!(inb.source.protocol, Protocol::Wss);
+    assert!(inb.source.protocol.is_secure());
+    t.send(
+        Target::Flow(inb.source.flow),
+        Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    let reply = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(reply.into_text().unwrap().starts_with("SIP/2.0 200 OK"));
+}
+
+#[tokio::test]
+async fn outbound_tls_connection_is_served_and_reused() {
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::Required(vec![p.ca.clone()]),
+    )
+    .unwrap();
+    // "Remote" server and a local transport that connects to it.
+    let (remote, mut remote_rx) =
+        start(TransportConfig::default(), vec![Listener::Tls(any(), sc)]).await;
+    let (local, mut local_rx) = start(TransportConfig::default(), vec![]).await;
+    let raddr = remote.local_addr(Protocol::Tls).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
+    .unwrap();
+    let ctls = sip_transport::ClientTls {
+        config: Arc::new(cc),
+        server_name: ServerName::try_from("localhost").unwrap(),
+    };
+    let flow = local.connect(raddr, Some(ctls.clone())).await.unwrap();
+    assert_eq!(
+        local.connect(raddr, Some(ctls)).await.unwrap(),
+        flow,
+        "the live connection is reused"
+    );
+    local
+        .send(Target::Flow(flow), Bytes::from(options("o1")))
+        .await
+        .unwrap();
+    let at_remote = recv(&mut remote_rx).await;
+    assert!(
+        at_remote.source.peer_certificates.is_some(),
+        "mutual TLS: our certificate was presented"
+    );
+    // The remote answers over the same connection; it reaches our inbound channel.
+    remote
+        .send(
+            Target::Flow(at_remote.source.flow),
+            Bytes::from(options("o2")),
+        )
+        .await
+        .unwrap();
+    let back = recv(&mut local_rx).await;
+    assert_eq!(back.source.flow, flow);
+    assert_eq!(back.source.protocol, Protocol::Tls);
+    assert_eq!(back.source.peer_certificates.unwrap()[0], p.server_chain[0]);
+    // A server that wants a client certificate refuses a client without one.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let anon = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (other, _rx) = start(TransportConfig::default(), vec![]).await;
+    let r = other
+        .connect(
+            raddr,
+            Some(sip_transport::ClientTls {
+                config: Arc::new(anon),
+                server_name: ServerName::try_from("localhost").unwrap(),
+            }),
+        )
+        .await;
+    if let Ok(f) = r {
+        // TLS 1.3 reports the refusal after the handshake: the first send fails or the flow dies.
+        let _ = other
+            .send(Target::Flow(f), Bytes::from(options("o3")))
+            .await;
+        assert!(
+            timeout(Duration::from_millis(500), remote_rx.recv())
+                .await
+                .is_err(),
+            "nothing from an unauthenticated client"
+        );
+    }
+}

@@ -58,7 +58,11 @@ impl<D: Clone> TxnLayer<D> {
             deadline_gen: 0,
         };
         let id = self.insert(txn)?;
-        let abandon = if invite { self.config.max_invite_proceeding } else { 64 * self.config.t1 };
+        let abandon = if invite {
+            self.config.max_invite_proceeding
+        } else {
+            64 * self.config.t1
+        };
         self.arm(id, TimerSlot::Deadline, now + abandon);
         if invite {
             let trying = sip::build::ResponseBuilder::new(msg, 100, "Trying").finish();

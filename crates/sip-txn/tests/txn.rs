@@ -507,18 +507,42 @@ fn stale_ids_are_refused() {
 #[test]
 fn transactions_the_tu_never_finishes_are_abandoned() {
     let mut h = Harness::new();
-    let ServerEvent::New(msg_id) = h.recv(&request("MESSAGE", Some("z9hG4bKa1")), UDP, 0) else { panic!() };
-    let ServerEvent::New(inv_id) = h.recv(&request("INVITE", Some("z9hG4bKa2")), UDP, 0) else { panic!() };
-    let cid = h.layer.send_request(request("INVITE", Some("z9hG4bKa3")), "peer", TCP, h.at(0), &mut h.out).unwrap();
+    let ServerEvent::New(msg_id) = h.recv(&request("MESSAGE", Some("z9hG4bKa1")), UDP, 0) else {
+        panic!()
+    };
+    let ServerEvent::New(inv_id) = h.recv(&request("INVITE", Some("z9hG4bKa2")), UDP, 0) else {
+        panic!()
+    };
+    let cid = h
+        .layer
+        .send_request(
+            request("INVITE", Some("z9hG4bKa3")),
+            "peer",
+            TCP,
+            h.at(0),
+            &mut h.out,
+        )
+        .unwrap();
     h.take();
-    assert_eq!(h.recv_resp(&response(180, "INVITE", "z9hG4bKa3", Some("r")), 10), ClientEvent::Deliver(cid));
+    assert_eq!(
+        h.recv_resp(&response(180, "INVITE", "z9hG4bKa3", Some("r")), 10),
+        ClientEvent::Deliver(cid)
+    );
     h.poll(32_010);
     let a = h.take();
-    assert!(a.iter().any(|a| matches!(a, Action::Timeout { id } if *id == msg_id)), "non-INVITE after 64*T1");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Timeout { id } if *id == msg_id)),
+        "non-INVITE after 64*T1"
+    );
     assert_eq!(h.layer.len(), 2);
     h.poll(300_020);
     let a = h.take();
-    assert!(a.iter().any(|a| matches!(a, Action::Timeout { id } if *id == inv_id)));
-    assert!(a.iter().any(|a| matches!(a, Action::Timeout { id } if *id == cid)));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Timeout { id } if *id == inv_id)));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Timeout { id } if *id == cid)));
     assert!(h.layer.is_empty());
 }

@@ -75,8 +75,13 @@ impl Framer {
         };
         let head_end = from + at;
         let head = parse_head(&buf[..head_end + 4], limits)?;
-        let cl = head.content_length.ok_or(ParseError::MissingContentLength)? as usize;
-        let total = head.body_start.checked_add(cl).ok_or(ParseError::MessageTooLarge)?;
+        let cl = head
+            .content_length
+            .ok_or(ParseError::MissingContentLength)? as usize;
+        let total = head
+            .body_start
+            .checked_add(cl)
+            .ok_or(ParseError::MessageTooLarge)?;
         if total > max {
             return Err(ParseError::MessageTooLarge);
         }
@@ -151,7 +156,10 @@ mod tests {
         assert!(buf.is_empty());
         // The framer is ready for the next message, keep-alives included.
         buf.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(f.decode(&mut buf, &Limits::DEFAULT).unwrap(), Decoded::Ping));
+        assert!(matches!(
+            f.decode(&mut buf, &Limits::DEFAULT).unwrap(),
+            Decoded::Ping
+        ));
     }
 
     #[test]
