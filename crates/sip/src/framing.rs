@@ -49,16 +49,20 @@ impl Framer {
             if buf.len() < total {
                 return Ok(Decoded::Incomplete);
             }
-        } else if self.scanned == 0 {
+        } else if buf.first() == Some(&b'\r') {
+            // Between messages: keep-alives. No start line begins with CR, so
+            // this holds however the bytes were split across reads.
             if buf.starts_with(b"\r\n\r\n") {
                 let _ = buf.split_to(4);
+                self.scanned = 0;
                 return Ok(Decoded::Ping);
             }
+            if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf[..]) {
+                return Ok(Decoded::Incomplete);
+            }
             if buf.starts_with(b"\r\n") {
-                if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf[..]) {
-                    return Ok(Decoded::Incomplete);
-                }
                 let _ = buf.split_to(2);
+                self.scanned = 0;
                 return Ok(Decoded::Pong);
             }
         }
@@ -160,6 +164,30 @@ mod tests {
             f.decode(&mut buf, &Limits::DEFAULT).unwrap(),
             Decoded::Ping
         ));
+    }
+
+    #[test]
+    fn keepalive_split_across_reads_is_not_lost() {
+        // Found by the framing fuzz target: "\r" then "\n" used to be taken as
+        // the start of a message once the framer had recorded scan progress.
+        let mut f = Framer::new();
+        let mut buf = BytesMut::new();
+        for (chunk, want_pong) in [(&b"\r"[..], false), (b"\n", false), (b"\x1dS", true)] {
+            buf.extend_from_slice(chunk);
+            let got = f.decode(&mut buf, &Limits::DEFAULT).unwrap();
+            assert_eq!(matches!(got, Decoded::Pong), want_pong, "{got:?}");
+        }
+        assert_eq!(&buf[..], b"\x1dS");
+        let mut f = Framer::new();
+        let mut buf = BytesMut::new();
+        let mut pings = 0;
+        for b in b"\r\n\r\n" {
+            buf.extend_from_slice(&[*b]);
+            if let Decoded::Ping = f.decode(&mut buf, &Limits::DEFAULT).unwrap() {
+                pings += 1;
+            }
+        }
+        assert_eq!(pings, 1);
     }
 
     #[test]
