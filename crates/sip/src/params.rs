@@ -115,6 +115,17 @@ pub(crate) enum ParamSyntax {
 /// Consumes a parameter list at the cursor and returns it. Stops before anything
 /// that is not `;` (after optional LWS for header syntax).
 pub(crate) fn parse_params<'a>(c: &mut Cursor<'a>, syntax: ParamSyntax) -> Scan<Params<'a>> {
+    parse_params_checked(c, syntax, |_| Ok(()))
+}
+
+/// Like [`parse_params`], calling `check` on each parameter as it is read, so
+/// that headers with typed parameters (Via's branch, rport, received...) are
+/// validated in the same pass.
+pub(crate) fn parse_params_checked<'a>(
+    c: &mut Cursor<'a>,
+    syntax: ParamSyntax,
+    mut check: impl FnMut(Param<'a>) -> Scan<()>,
+) -> Scan<Params<'a>> {
     let start = c.pos();
     let mut end = start;
     loop {
@@ -128,26 +139,35 @@ pub(crate) fn parse_params<'a>(c: &mut Cursor<'a>, syntax: ParamSyntax) -> Scan<
         }
         match syntax {
             ParamSyntax::Uri => {
-                c.escaped_run(crate::scan::is_uri_param_char)
+                let name = c
+                    .escaped_run(crate::scan::is_uri_param_char)
                     .and_then(non_empty)?;
-                if c.eat(b'=') {
-                    c.escaped_run(crate::scan::is_uri_param_char)
-                        .and_then(non_empty)?;
-                }
+                let value = if c.eat(b'=') {
+                    Some(
+                        c.escaped_run(crate::scan::is_uri_param_char)
+                            .and_then(non_empty)?,
+                    )
+                } else {
+                    None
+                };
+                check(Param { name, value })?;
             }
             ParamSyntax::Header => {
-                c.token()?;
-                if c.eat_sep(b'=') {
+                let name = c.token()?;
+                let value = if c.eat_sep(b'=') {
                     if c.peek() == Some(b'"') {
-                        c.quoted_string()?;
+                        Some(c.quoted_string()?)
                     } else {
                         // gen-value = token / host; host adds ':' and '[' ']' for IPv6.
                         let v = c.take_while(|b| {
                             crate::scan::is_token(b) || matches!(b, b':' | b'[' | b']')
                         });
-                        non_empty(v)?;
+                        Some(non_empty(v)?)
                     }
-                }
+                } else {
+                    None
+                };
+                check(Param { name, value })?;
             }
         }
         end = c.pos();

@@ -355,12 +355,18 @@ impl Iterator for CommaSplit<'_> {
         while i < self.b.len() {
             let c = self.b[i];
             if !in_quote && !in_angle && depth == 0 {
-                // Outside any nesting only four bytes matter: skip the rest fast.
-                if !LIST_SPECIAL[c as usize] {
-                    i += 1;
-                    continue;
+                // Outside any nesting only four bytes matter: jump to the next one.
+                let rest = &self.b[i..];
+                let special = memchr::memchr3(b',', b'"', b'<', rest);
+                let paren = memchr::memchr(b'(', &rest[..special.unwrap_or(rest.len())]);
+                match paren.or(special) {
+                    None => {
+                        i = self.b.len();
+                        break;
+                    }
+                    Some(off) => i += off,
                 }
-                match c {
+                match self.b[i] {
                     b'"' => in_quote = true,
                     b'<' => in_angle = true,
                     b'(' => depth = 1,
@@ -399,15 +405,6 @@ impl Iterator for CommaSplit<'_> {
         Some(Ok(trim_lws(self.b, start, end)))
     }
 }
-
-static LIST_SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b',' as usize] = true;
-    t[b'"' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'(' as usize] = true;
-    t
-};
 
 /// Trims SP, HT, CR and LF from both ends of `b[start..end]`.
 pub(crate) fn trim_lws(b: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {

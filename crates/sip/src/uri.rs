@@ -267,6 +267,24 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Scan<Host<'a>> {
     parse_host_text(name)
 }
 
+/// Dotted-quad IPv4: four decimal octets, no leading zeros (as `std` parses
+/// them), written out because it is on the hot path of every Via and URI.
+fn parse_ipv4(b: &[u8]) -> Scan<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|&c| c == b'.');
+    for o in &mut octets {
+        let p = parts.next().ok_or(Invalid)?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return Err(Invalid);
+        }
+        *o = u8::try_from(crate::scan::parse_decimal(p, 255)?).map_err(|_| Invalid)?;
+    }
+    if parts.next().is_some() {
+        return Err(Invalid);
+    }
+    Ok(Ipv4Addr::from(octets))
+}
+
 /// A hostname or dotted IPv4 address, all of `name`: labels of alphanumerics and
 /// inner hyphens, at most 63 bytes each, the last starting with a letter; one
 /// trailing dot allowed.
@@ -298,7 +316,7 @@ pub(crate) fn parse_host_text(name: &str) -> Scan<Host<'_>> {
         }
     }
     if all_digits {
-        return name.parse::<Ipv4Addr>().map(Host::V4).map_err(|_| Invalid);
+        return parse_ipv4(b).map(Host::V4);
     }
     if label_start >= body.len()
         || body[body.len() - 1] == b'-'
@@ -375,6 +393,26 @@ mod tests {
         assert!(Uri::parse("sip:[2001:db8:::192.0.2.1]").is_err());
         assert!(Uri::parse("sip:[2001:db8::192.0.2.1]").is_ok());
         assert!(Uri::parse("sip:[::ffff:192.0.2.1]").is_ok());
+    }
+
+    #[test]
+    fn ipv4_forms() {
+        assert_eq!(
+            parse_ipv4(b"192.0.2.255"),
+            Ok(Ipv4Addr::new(192, 0, 2, 255))
+        );
+        for bad in [
+            &b"192.0.2"[..],
+            b"192.0.2.1.5",
+            b"192.0.02.1",
+            b"1..2.3",
+            b"256.1.1.1",
+            b"1.2.3.",
+            b"",
+        ] {
+            assert!(parse_ipv4(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_ipv4(b"0.0.0.0"), Ok(Ipv4Addr::UNSPECIFIED));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::{whole, ListHeader};
 use crate::name::HeaderKind;
-use crate::params::{parse_params, ParamSyntax, Params};
+use crate::params::{parse_params_checked, ParamSyntax, Params};
 use crate::scan::{Cursor, Invalid, Scan};
 use crate::uri::{parse_host, parse_port, Host};
 
@@ -53,6 +53,31 @@ impl<'a> ListHeader<'a> for Via<'a> {
     }
 }
 
+/// Via parameters with a defined syntax: branch (token), rport (empty or a
+/// port), received (an IPv4 or IPv6 address, bracketed or not, RFC 5118), ttl.
+fn check_via_param(p: crate::params::Param<'_>) -> Scan<()> {
+    let is = |n: &str| p.name.eq_ignore_ascii_case(n);
+    if is("branch") {
+        let v = p.value.ok_or(Invalid)?;
+        if !v.bytes().all(crate::scan::is_token) {
+            return Err(Invalid);
+        }
+    } else if is("rport") {
+        if let Some(v) = p.value {
+            crate::scan::parse_decimal(v.as_bytes(), 65535)?;
+        }
+    } else if is("received") {
+        let v = p.value.ok_or(Invalid)?;
+        match v.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(inner) => drop(inner.parse::<std::net::Ipv6Addr>().map_err(|_| Invalid)?),
+            None => drop(v.parse::<std::net::IpAddr>().map_err(|_| Invalid)?),
+        }
+    } else if is("ttl") {
+        crate::scan::parse_decimal(p.value.ok_or(Invalid)?.as_bytes(), 255)?;
+    }
+    Ok(())
+}
+
 fn parse_via<'a>(c: &mut Cursor<'a>) -> Scan<Via<'a>> {
     let protocol = c.token()?;
     c.expect_sep(b'/')?;
@@ -68,30 +93,7 @@ fn parse_via<'a>(c: &mut Cursor<'a>) -> Scan<Via<'a>> {
     } else {
         None
     };
-    let params = parse_params(c, ParamSyntax::Header)?;
-    for p in params {
-        let is = |n: &str| p.name.eq_ignore_ascii_case(n);
-        if is("branch") {
-            // branch = token
-            let v = p.value.ok_or(Invalid)?;
-            if !v.bytes().all(crate::scan::is_token) {
-                return Err(Invalid);
-            }
-        } else if is("rport") {
-            if let Some(v) = p.value {
-                crate::scan::parse_decimal(v.as_bytes(), 65535)?;
-            }
-        } else if is("received") {
-            let v = p.value.ok_or(Invalid)?;
-            let inner = v
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .unwrap_or(v);
-            inner.parse::<std::net::IpAddr>().map_err(|_| Invalid)?;
-        } else if is("ttl") {
-            crate::scan::parse_decimal(p.value.ok_or(Invalid)?.as_bytes(), 255)?;
-        }
-    }
+    let params = parse_params_checked(c, ParamSyntax::Header, check_via_param)?;
     Ok(Via {
         protocol,
         version,
