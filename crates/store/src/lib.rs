@@ -1,0 +1,99 @@
+//! # parapet-store: what Parapet keeps on disk
+//!
+//! Repository traits ([`Users`], [`Bindings`], [`Messages`]) over plain data types
+//! ([`model`]), and their SQLite implementation ([`Sqlite`]). The SQL sticks to
+//! what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns, `ON CONFLICT` upserts,
+//! no SQLite-only functions) so that a PostgreSQL implementation can follow with
+//! its own migrations.
+//!
+//! Durability: every write commits in WAL mode with `synchronous = FULL` before
+//! the call returns, so what the server acknowledged survives a crash or a
+//! `kill -9`.
+//!
+//! Async discipline: SQLite calls block, so they never run on the async runtime.
+//! [`Sqlite`] owns a fixed set of worker threads, each with its own connection,
+//! fed through a bounded queue; callers await the result. When the queue is full
+//! callers wait (backpressure) rather than the queue growing.
+#![forbid(unsafe_code)]
+
+pub mod model;
+mod sqlite;
+
+pub use model::{Binding, NewUser, PendingMessage, User};
+pub use sqlite::{Sqlite, SqliteConfig};
+
+use std::future::Future;
+
+/// A storage failure. The message is for operators; it never contains secrets.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. the user already exists).
+    Conflict(String),
+    /// The database could not be opened or migrated; the text says what to fix.
+    Setup(String),
+    /// The worker pool has stopped.
+    Closed,
+    /// Any other database error.
+    Db(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(m) => write!(f, "conflict: {m}"),
+            StoreError::Setup(m) => write!(f, "database setup failed: {m}"),
+            StoreError::Closed => f.write_str("database worker pool stopped"),
+            StoreError::Db(m) => write!(f, "database error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Accounts of SIP users.
+pub trait Users: Send + Sync {
+    /// Adds a user; `Conflict` if the address of record exists.
+    fn add_user(&self, user: NewUser) -> impl Future<Output = Result<User>> + Send;
+    /// Adds many users in one transaction (bulk import); all or nothing.
+    fn import_users(&self, users: Vec<NewUser>) -> impl Future<Output = Result<usize>> + Send;
+    fn user(&self, aor: &str) -> impl Future<Output = Result<Option<User>>> + Send;
+    fn list_users(&self) -> impl Future<Output = Result<Vec<User>>> + Send;
+    /// Replaces the sealed digest secrets. `false` if there is no such user.
+    fn set_secret(&self, aor: &str, secret: Vec<u8>) -> impl Future<Output = Result<bool>> + Send;
+    fn set_enabled(&self, aor: &str, enabled: bool) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes the user with their bindings and pending messages.
+    fn remove_user(&self, aor: &str) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Registrar bindings (the location service's durable copy).
+pub trait Bindings: Send + Sync {
+    /// Inserts or refreshes a binding, keyed by (aor, key).
+    fn upsert_binding(&self, b: Binding) -> impl Future<Output = Result<()>> + Send;
+    fn remove_binding(&self, aor: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn remove_all_bindings(&self, aor: &str) -> impl Future<Output = Result<usize>> + Send;
+    /// Every binding not expired at `now` (unix seconds), for loading at start.
+    fn live_bindings(&self, now: i64) -> impl Future<Output = Result<Vec<Binding>>> + Send;
+    /// Deletes bindings expired at `now`; returns how many.
+    fn purge_expired_bindings(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// Instant messages waiting for an offline recipient.
+pub trait Messages: Send + Sync {
+    /// Stores a message durably; returns its id (ids grow in arrival order).
+    fn enqueue_message(&self, m: PendingMessage) -> impl Future<Output = Result<i64>> + Send;
+    /// The recipient's pending messages, oldest first, at most `limit`.
+    fn pending_messages(
+        &self,
+        recipient: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingMessage>>> + Send;
+    /// Deletes one delivered message.
+    fn delete_message(&self, id: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// How many messages wait for `recipient`.
+    fn pending_count(&self, recipient: &str) -> impl Future<Output = Result<usize>> + Send;
+    /// Deletes messages that expired at `now`.
+    fn purge_expired_messages(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}

@@ -1,0 +1,62 @@
+//! The stored data, as plain values.
+
+/// A SIP user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    /// Address of record, normalised: `sip:user@domain`, lower-case domain.
+    pub aor: String,
+    pub display_name: Option<String>,
+    /// The user's digest secrets, sealed by the auth layer (never a password, and
+    /// not usable without the key kept outside the database).
+    pub secret: Vec<u8>,
+    pub enabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub aor: String,
+    pub display_name: Option<String>,
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// One registered contact of an address of record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub aor: String,
+    /// What identifies the binding within its AOR: `+sip.instance` and `reg-id`
+    /// for RFC 5626 clients, otherwise the contact URI.
+    pub key: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// q-value in thousandths (0–1000).
+    pub q: u16,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Path header values (RFC 3327), in order.
+    pub path: Vec<String>,
+    /// Where the REGISTER came from: `udp:1.2.3.4:5060`, `tls:...`; flows
+    /// themselves do not survive a restart, the address does.
+    pub source: String,
+    pub user_agent: Option<String>,
+}
+
+/// An instant message stored for later delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMessage {
+    /// Assigned on enqueue; 0 before.
+    pub id: i64,
+    pub recipient: String,
+    pub sender: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Unix seconds.
+    pub received_at: i64,
+    pub expires_at: i64,
+}

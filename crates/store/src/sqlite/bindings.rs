@@ -1,0 +1,89 @@
+//! Registrar bindings on SQLite.
+
+use rusqlite::{params, Row};
+
+use super::{db, Sqlite};
+use crate::{Binding, Bindings, Result};
+
+/// Path values are stored one per line; a Path value cannot contain a newline.
+fn row(r: &Row<'_>) -> rusqlite::Result<Binding> {
+    let path: String = r.get(7)?;
+    Ok(Binding {
+        aor: r.get(0)?,
+        key: r.get(1)?,
+        contact: r.get(2)?,
+        q: r.get(3)?,
+        expires_at: r.get(4)?,
+        call_id: r.get(5)?,
+        cseq: r.get(6)?,
+        path: path
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        source: r.get(8)?,
+        user_agent: r.get(9)?,
+    })
+}
+
+impl Bindings for Sqlite {
+    async fn upsert_binding(&self, b: Binding) -> Result<()> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO bindings (aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
+                   expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+                   path = excluded.path, source = excluded.source, user_agent = excluded.user_agent",
+                params![b.aor, b.key, b.contact, b.q, b.expires_at, b.call_id, b.cseq, b.path.join("\n"), b.source, b.user_agent],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn remove_binding(&self, aor: &str, key: &str) -> Result<bool> {
+        let (aor, key) = (aor.to_owned(), key.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM bindings WHERE aor = ?1 AND binding_key = ?2",
+                [aor, key],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn remove_all_bindings(&self, aor: &str) -> Result<usize> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM bindings WHERE aor = ?1", [aor])
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn live_bindings(&self, now: i64) -> Result<Vec<Binding>> {
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent
+                     FROM bindings WHERE expires_at > ?1 ORDER BY aor, binding_key",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map([now], row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn purge_expired_bindings(&self, now: i64) -> Result<usize> {
+        self.call(move |c| {
+            c.execute("DELETE FROM bindings WHERE expires_at <= ?1", [now])
+                .map_err(db)
+        })
+        .await
+    }
+}

@@ -1,0 +1,80 @@
+//! Pending instant messages on SQLite.
+
+use rusqlite::{params, Row};
+
+use super::{db, Sqlite};
+use crate::{Messages, PendingMessage, Result};
+
+fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
+    Ok(PendingMessage {
+        id: r.get(0)?,
+        recipient: r.get(1)?,
+        sender: r.get(2)?,
+        content_type: r.get(3)?,
+        body: r.get(4)?,
+        received_at: r.get(5)?,
+        expires_at: r.get(6)?,
+    })
+}
+
+impl Messages for Sqlite {
+    async fn enqueue_message(&self, m: PendingMessage) -> Result<i64> {
+        self.call(move |c| {
+            c.query_row(
+                "INSERT INTO pending_messages (recipient, sender, content_type, body, received_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                params![m.recipient, m.sender, m.content_type, m.body, m.received_at, m.expires_at],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn pending_messages(&self, recipient: &str, limit: usize) -> Result<Vec<PendingMessage>> {
+        let recipient = recipient.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, recipient, sender, content_type, body, received_at, expires_at
+                     FROM pending_messages WHERE recipient = ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map(params![recipient, limit], row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, id: i64) -> Result<bool> {
+        self.call(move |c| {
+            c.execute("DELETE FROM pending_messages WHERE id = ?1", [id])
+                .map(|n| n == 1)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn pending_count(&self, recipient: &str) -> Result<usize> {
+        let recipient = recipient.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM pending_messages WHERE recipient = ?1",
+                [recipient],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn purge_expired_messages(&self, now: i64) -> Result<usize> {
+        self.call(move |c| {
+            c.execute("DELETE FROM pending_messages WHERE expires_at <= ?1", [now])
+                .map_err(db)
+        })
+        .await
+    }
+}

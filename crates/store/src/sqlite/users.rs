@@ -1,0 +1,111 @@
+//! Users on SQLite.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{db, Sqlite};
+use crate::{NewUser, Result, User, Users};
+
+fn row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        aor: r.get(1)?,
+        display_name: r.get(2)?,
+        secret: r.get(3)?,
+        enabled: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+const COLUMNS: &str = "id, aor, display_name, secret, enabled, created_at";
+
+impl Users for Sqlite {
+    async fn add_user(&self, u: NewUser) -> Result<User> {
+        self.call(move |c| {
+            c.query_row(
+                &format!("INSERT INTO users (aor, display_name, secret, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4) RETURNING {COLUMNS}"),
+                params![u.aor, u.display_name, u.secret, u.created_at],
+                row,
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn import_users(&self, users: Vec<NewUser>) -> Result<usize> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare("INSERT INTO users (aor, display_name, secret, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)")
+                    .map_err(db)?;
+                for u in &users {
+                    stmt.execute(params![u.aor, u.display_name, u.secret, u.created_at]).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(users.len())
+        })
+        .await
+    }
+
+    async fn user(&self, aor: &str) -> Result<Option<User>> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM users WHERE aor = ?1"),
+                [aor],
+                row,
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.call(|c| {
+            let mut stmt = c
+                .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY aor"))
+                .map_err(db)?;
+            let rows = stmt.query_map([], row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn set_secret(&self, aor: &str, secret: Vec<u8>) -> Result<bool> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET secret = ?2 WHERE aor = ?1",
+                params![aor, secret],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_enabled(&self, aor: &str, enabled: bool) -> Result<bool> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE users SET enabled = ?2 WHERE aor = ?1",
+                params![aor, enabled],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn remove_user(&self, aor: &str) -> Result<bool> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM users WHERE aor = ?1", [aor])
+                .map(|n| n == 1)
+                .map_err(db)
+        })
+        .await
+    }
+}

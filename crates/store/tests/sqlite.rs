@@ -1,0 +1,265 @@
+//! The SQLite store against real database files in a temporary directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use store::{
+    Binding, Bindings, Messages, NewUser, PendingMessage, Sqlite, SqliteConfig, StoreError, Users,
+};
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("parapet-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("parapet.db")
+}
+
+fn user(aor: &str) -> NewUser {
+    NewUser {
+        aor: aor.into(),
+        display_name: Some("Alice".into()),
+        secret: vec![1, 2, 3],
+        created_at: 1_700_000_000,
+    }
+}
+
+fn binding(aor: &str, key: &str, expires_at: i64) -> Binding {
+    Binding {
+        aor: aor.into(),
+        key: key.into(),
+        contact: format!("sip:{key}@192.0.2.1"),
+        q: 1000,
+        expires_at,
+        call_id: "c".into(),
+        cseq: 1,
+        path: vec!["<sip:edge.example.com;lr>".into(), "<sip:p2;lr>".into()],
+        source: "tls:192.0.2.1:40000".into(),
+        user_agent: Some("baresip".into()),
+    }
+}
+
+fn message(to: &str, body: &str) -> PendingMessage {
+    PendingMessage {
+        id: 0,
+        recipient: to.into(),
+        sender: "sip:bob@example.com".into(),
+        content_type: "text/plain".into(),
+        body: body.as_bytes().to_vec(),
+        received_at: 100,
+        expires_at: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn users_lifecycle() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("users"))).unwrap();
+    let u = s.add_user(user("sip:alice@example.com")).await.unwrap();
+    assert!(u.enabled);
+    assert!(matches!(
+        s.add_user(user("sip:alice@example.com")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.add_user(user("sip:aaron@example.com")).await.unwrap();
+    let names: Vec<_> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.aor)
+        .collect();
+    assert_eq!(names, ["sip:aaron@example.com", "sip:alice@example.com"]);
+    assert!(s.set_enabled("sip:alice@example.com", false).await.unwrap());
+    assert!(s
+        .set_secret("sip:alice@example.com", vec![9])
+        .await
+        .unwrap());
+    let a = s.user("sip:alice@example.com").await.unwrap().unwrap();
+    assert_eq!((a.enabled, a.secret), (false, vec![9]));
+    assert!(!s.set_enabled("sip:nobody@example.com", true).await.unwrap());
+    assert_eq!(s.user("sip:nobody@example.com").await.unwrap(), None);
+    // Removing a user removes their bindings and pending messages.
+    s.upsert_binding(binding("sip:alice@example.com", "k1", i64::MAX))
+        .await
+        .unwrap();
+    s.enqueue_message(message("sip:alice@example.com", "hi"))
+        .await
+        .unwrap();
+    assert!(s.remove_user("sip:alice@example.com").await.unwrap());
+    assert!(s.live_bindings(0).await.unwrap().is_empty());
+    assert_eq!(s.pending_count("sip:alice@example.com").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn bulk_import_is_all_or_nothing() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("import"))).unwrap();
+    let many: Vec<_> = (0..10_000)
+        .map(|i| user(&format!("sip:u{i}@example.com")))
+        .collect();
+    assert_eq!(s.import_users(many).await.unwrap(), 10_000);
+    assert_eq!(s.list_users().await.unwrap().len(), 10_000);
+    let clash = vec![user("sip:new@example.com"), user("sip:u5@example.com")];
+    assert!(matches!(
+        s.import_users(clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.user("sip:new@example.com").await.unwrap(),
+        None,
+        "the failed import left nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn bindings_refresh_expire_and_keep_their_path() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("bindings"))).unwrap();
+    s.add_user(user("sip:alice@example.com")).await.unwrap();
+    s.upsert_binding(binding("sip:alice@example.com", "k1", 100))
+        .await
+        .unwrap();
+    s.upsert_binding(binding("sip:alice@example.com", "k2", 200))
+        .await
+        .unwrap();
+    let mut refreshed = binding("sip:alice@example.com", "k1", 300);
+    refreshed.cseq = 2;
+    s.upsert_binding(refreshed.clone()).await.unwrap();
+    let live = s.live_bindings(150).await.unwrap();
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0], refreshed);
+    assert_eq!(live[0].path, ["<sip:edge.example.com;lr>", "<sip:p2;lr>"]);
+    assert_eq!(s.live_bindings(250).await.unwrap().len(), 1);
+    assert_eq!(s.purge_expired_bindings(250).await.unwrap(), 1);
+    assert!(s
+        .remove_binding("sip:alice@example.com", "k1")
+        .await
+        .unwrap());
+    assert!(!s
+        .remove_binding("sip:alice@example.com", "k1")
+        .await
+        .unwrap());
+    // A binding needs an existing user.
+    assert!(s
+        .upsert_binding(binding("sip:ghost@example.com", "k", 1))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn pending_messages_keep_arrival_order() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("messages"))).unwrap();
+    s.add_user(user("sip:bob@example.com")).await.unwrap();
+    for i in 0..5 {
+        s.enqueue_message(message("sip:bob@example.com", &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let got = s.pending_messages("sip:bob@example.com", 3).await.unwrap();
+    let bodies: Vec<_> = got
+        .iter()
+        .map(|m| String::from_utf8(m.body.clone()).unwrap())
+        .collect();
+    assert_eq!(bodies, ["m0", "m1", "m2"]);
+    assert!(s.delete_message(got[0].id).await.unwrap());
+    assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 4);
+    let mut late = message("sip:bob@example.com", "late");
+    late.expires_at = 5_000;
+    s.enqueue_message(late).await.unwrap();
+    assert_eq!(s.purge_expired_messages(1_000).await.unwrap(), 4);
+    assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn many_concurrent_callers_are_served() {
+    let s = Sqlite::open(&SqliteConfig {
+        workers: 3,
+        queue: 8,
+        ..SqliteConfig::new(temp_db("concurrent"))
+    })
+    .unwrap();
+    s.add_user(user("sip:bob@example.com")).await.unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.enqueue_message(message("sip:bob@example.com", &i.to_string()))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 200);
+}
+
+#[test]
+fn open_explains_a_missing_directory() {
+    let r = Sqlite::open(&SqliteConfig::new("/nonexistent-parapet-dir/x/parapet.db"));
+    match r {
+        Err(StoreError::Setup(m)) => assert!(
+            m.contains("/nonexistent-parapet-dir/x/parapet.db") && m.contains("writable"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The child half of `acknowledged_writes_survive_kill_9`: writes messages and
+/// prints the id of each once the store has acknowledged it, until killed.
+#[tokio::test]
+#[ignore = "run only as the child process of acknowledged_writes_survive_kill_9"]
+async fn child_writer() {
+    let path = std::env::var("PARAPET_STORE_CHILD_DB").expect("started by the parent test");
+    let s = Sqlite::open(&SqliteConfig::new(path)).unwrap();
+    s.add_user(user("sip:bob@example.com")).await.unwrap();
+    for i in 0.. {
+        let id = s
+            .enqueue_message(message("sip:bob@example.com", &format!("m{i}")))
+            .await
+            .unwrap();
+        println!("ACK {id}");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let path = temp_db("kill9");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PARAPET_STORE_CHILD_DB", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while acked.len() < 50 {
+        let line = lines.next().expect("child output").unwrap();
+        if let Some(id) = line.strip_prefix("ACK ") {
+            acked.push(id.parse::<i64>().unwrap());
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let s = Sqlite::open(&SqliteConfig::new(&path)).unwrap();
+    let stored: Vec<i64> = s
+        .pending_messages("sip:bob@example.com", 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    for id in acked {
+        assert!(
+            stored.contains(&id),
+            "acknowledged message {id} lost after kill -9"
+        );
+    }
+}
