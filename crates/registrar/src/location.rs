@@ -1,0 +1,133 @@
+//! The in-memory location service.
+
+use std::collections::HashMap;
+
+use store::Binding;
+
+/// Registrar limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Shorter non-zero expiries get 423 Interval Too Brief.
+    pub min_expires: u32,
+    /// Longer expiries are shortened to this.
+    pub max_expires: u32,
+    /// When neither the Contact nor the request says.
+    pub default_expires: u32,
+    /// Bindings per address of record (Lync's MaxEndpointsPerUser, default 8).
+    pub max_bindings: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_bindings: 8,
+        }
+    }
+}
+
+/// A live binding and, for connection-oriented clients, the flow it arrived on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) binding: Binding,
+    pub(crate) flow: Option<crate::Flow>,
+}
+
+/// Bindings by address of record.
+#[derive(Debug, Default)]
+pub struct Location {
+    pub(crate) config: RegistrarConfig,
+    pub(crate) by_aor: HashMap<String, Vec<Entry>>,
+}
+
+impl Location {
+    pub fn new(config: RegistrarConfig) -> Self {
+        Location {
+            config,
+            by_aor: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.config
+    }
+
+    /// Rebuilds the table from stored bindings (at start; flows are gone, the
+    /// recorded source addresses remain).
+    pub fn load(&mut self, bindings: Vec<Binding>) {
+        for b in bindings {
+            self.by_aor.entry(b.aor.clone()).or_default().push(Entry {
+                binding: b,
+                flow: None,
+            });
+        }
+    }
+
+    /// The live bindings of `aor` at `now`, highest q first, with their flows.
+    pub fn lookup(&self, aor: &str, now: i64) -> Vec<(Binding, Option<crate::Flow>)> {
+        let mut v: Vec<_> = self
+            .by_aor
+            .get(aor)
+            .map(|es| {
+                es.iter()
+                    .filter(|e| e.binding.expires_at > now)
+                    .map(|e| (e.binding.clone(), e.flow))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.0.q.cmp(&a.0.q));
+        v
+    }
+
+    /// Whether `aor` has any live binding.
+    pub fn is_registered(&self, aor: &str, now: i64) -> bool {
+        self.by_aor
+            .get(aor)
+            .is_some_and(|es| es.iter().any(|e| e.binding.expires_at > now))
+    }
+
+    /// Drops expired bindings; returns the (aor, key) pairs removed so the caller
+    /// can delete them from the store too.
+    pub fn expire(&mut self, now: i64) -> Vec<(String, String)> {
+        let mut gone = Vec::new();
+        self.by_aor.retain(|aor, es| {
+            es.retain(|e| {
+                let live = e.binding.expires_at > now;
+                if !live {
+                    gone.push((aor.clone(), e.binding.key.clone()));
+                }
+                live
+            });
+            !es.is_empty()
+        });
+        gone
+    }
+
+    /// Forgets a connection's flow (it closed); the binding stays until it
+    /// expires, reachable again when the client re-registers (RFC 5626 §4.4.1).
+    pub fn flow_closed(&mut self, flow: crate::Flow) {
+        for es in self.by_aor.values_mut() {
+            for e in es.iter_mut() {
+                if e.flow == Some(flow) {
+                    e.flow = None;
+                }
+            }
+        }
+    }
+
+    /// Removes every binding of `aor` (user disabled or removed).
+    pub fn remove_aor(&mut self, aor: &str) {
+        self.by_aor.remove(aor);
+    }
+
+    /// Number of live bindings in total.
+    pub fn len(&self) -> usize {
+        self.by_aor.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_aor.is_empty()
+    }
+}

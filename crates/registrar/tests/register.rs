@@ -1,0 +1,303 @@
+//! REGISTER processing rules, one test per rule.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use bytes::Bytes;
+use registrar::{Change, Flow, Location, RegisterError, RegistrarConfig};
+use sip::{parse_datagram, Limits, Message};
+
+const AOR: &str = "sip:alice@example.com";
+
+fn register(call_id: &str, cseq: u32, extra: &str) -> Message {
+    let s = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK{cseq}{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <{AOR}>;tag=f\r\nTo: <{AOR}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    );
+    parse_datagram(Bytes::from(s), &Limits::DEFAULT).unwrap()
+}
+
+fn loc() -> Location {
+    Location::new(RegistrarConfig::default())
+}
+
+#[test]
+fn binding_with_expiry_is_listed_and_written_through() {
+    let mut l = loc();
+    let r = l
+        .register(
+            AOR,
+            &register(
+                "c1",
+                1,
+                "Contact: <sip:alice@192.0.2.1:5061;transport=tls>;expires=600\r\n",
+            ),
+            "tls:192.0.2.1:5061",
+            Some(Flow(7)),
+            1000,
+        )
+        .unwrap();
+    assert_eq!(
+        r.contacts,
+        ["<sip:alice@192.0.2.1:5061;transport=tls>;expires=600"]
+    );
+    assert!(
+        matches!(&r.changes[..], [Change::Upsert(b)] if b.expires_at == 1600 && b.source == "tls:192.0.2.1:5061")
+    );
+    let found = l.lookup(AOR, 1001);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, Some(Flow(7)));
+    assert!(l.lookup(AOR, 1600).is_empty(), "expired on time");
+}
+
+#[test]
+fn expires_header_default_and_clamp() {
+    let mut l = loc();
+    let r = l
+        .register(
+            AOR,
+            &register("c1", 1, "Expires: 7200\r\nContact: <sip:a@192.0.2.1>\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        r.contacts,
+        ["<sip:a@192.0.2.1>;expires=3600"],
+        "clamped to max"
+    );
+    let r = l
+        .register(
+            AOR,
+            &register("c2", 1, "Contact: <sip:b@192.0.2.1>\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap();
+    assert!(
+        r.contacts
+            .contains(&"<sip:b@192.0.2.1>;expires=3600".to_string()),
+        "default"
+    );
+}
+
+#[test]
+fn too_brief_gets_423_with_min_expires() {
+    let mut l = loc();
+    let e = l
+        .register(
+            AOR,
+            &register("c1", 1, "Contact: <sip:a@192.0.2.1>;expires=30\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap_err();
+    assert_eq!(e, RegisterError::IntervalTooBrief { min_expires: 60 });
+    assert_eq!((e.status(), e.reason()), (423, "Interval Too Brief"));
+    assert!(l.is_empty(), "nothing applied");
+}
+
+#[test]
+fn unregister_one_and_wildcard_all() {
+    let mut l = loc();
+    l.register(
+        AOR,
+        &register("c1", 1, "Contact: <sip:a@192.0.2.1>, <sip:b@192.0.2.2>\r\n"),
+        "udp:x",
+        None,
+        0,
+    )
+    .unwrap();
+    let r = l
+        .register(
+            AOR,
+            &register("c1", 2, "Contact: <sip:a@192.0.2.1>;expires=0\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap();
+    assert_eq!(r.contacts, ["<sip:b@192.0.2.2>;expires=3600"]);
+    assert_eq!(
+        r.changes,
+        [Change::Remove {
+            aor: AOR.into(),
+            key: "sip:a@192.0.2.1".into()
+        }]
+    );
+    let e = l
+        .register(AOR, &register("c1", 3, "Contact: *\r\n"), "udp:x", None, 0)
+        .unwrap_err();
+    assert_eq!(e, RegisterError::BadWildcard, "wildcard needs Expires: 0");
+    let r = l
+        .register(
+            AOR,
+            &register("c1", 3, "Expires: 0\r\nContact: *\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap();
+    assert!(r.contacts.is_empty());
+    assert!(!l.is_registered(AOR, 0));
+}
+
+#[test]
+fn query_lists_without_changing() {
+    let mut l = loc();
+    l.register(
+        AOR,
+        &register("c1", 1, "Contact: <sip:a@192.0.2.1>;q=0.5\r\n"),
+        "udp:x",
+        None,
+        0,
+    )
+    .unwrap();
+    let r = l
+        .register(AOR, &register("c9", 1, ""), "udp:x", None, 100)
+        .unwrap();
+    assert_eq!(r.contacts, ["<sip:a@192.0.2.1>;expires=3500;q=0.500"]);
+    assert!(r.changes.is_empty());
+}
+
+#[test]
+fn out_of_order_cseq_is_refused() {
+    let mut l = loc();
+    l.register(
+        AOR,
+        &register("c1", 5, "Contact: <sip:a@192.0.2.1>\r\n"),
+        "udp:x",
+        None,
+        0,
+    )
+    .unwrap();
+    let e = l
+        .register(
+            AOR,
+            &register("c1", 5, "Contact: <sip:a@192.0.2.1>;expires=0\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap_err();
+    assert_eq!(e, RegisterError::OutOfOrder);
+    assert!(l.is_registered(AOR, 0));
+    // A new Call-ID (client restarted) may update regardless of CSeq.
+    assert!(l
+        .register(
+            AOR,
+            &register("c2", 1, "Contact: <sip:a@192.0.2.1>;expires=0\r\n"),
+            "udp:x",
+            None,
+            0
+        )
+        .is_ok());
+}
+
+#[test]
+fn endpoint_cap() {
+    let mut l = Location::new(RegistrarConfig {
+        max_bindings: 2,
+        ..Default::default()
+    });
+    l.register(
+        AOR,
+        &register("c1", 1, "Contact: <sip:a@192.0.2.1>, <sip:b@192.0.2.1>\r\n"),
+        "udp:x",
+        None,
+        0,
+    )
+    .unwrap();
+    let e = l
+        .register(
+            AOR,
+            &register("c2", 1, "Contact: <sip:c@192.0.2.1>\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.status(), e.reason()),
+        (403, "Too Many Registered Endpoints")
+    );
+    assert_eq!(l.lookup(AOR, 0).len(), 2);
+}
+
+#[test]
+fn outbound_instance_and_reg_id_identify_the_binding() {
+    let mut l = loc();
+    let c = "Supported: outbound, path\r\nPath: <sip:edge.example.com;lr;ob>\r\nContact: <sip:alice@192.0.2.1:40000;transport=tls;ob>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1\r\n";
+    let r = l
+        .register(
+            AOR,
+            &register("c1", 1, c),
+            "tls:192.0.2.1:40000",
+            Some(Flow(1)),
+            0,
+        )
+        .unwrap();
+    assert!(r.outbound);
+    assert_eq!(r.path, ["<sip:edge.example.com;lr;ob>"]);
+    assert!(r.contacts[0]
+        .contains(";+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1"));
+    // The same instance re-registers from a new address and flow: replaced, not added.
+    let c2 = c.replace("192.0.2.1:40000", "192.0.2.9:41000");
+    l.register(
+        AOR,
+        &register("c2", 1, &c2),
+        "tls:192.0.2.9:41000",
+        Some(Flow(2)),
+        10,
+    )
+    .unwrap();
+    let found = l.lookup(AOR, 11);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, Some(Flow(2)));
+    assert_eq!(found[0].0.path, ["<sip:edge.example.com;lr;ob>"]);
+    l.flow_closed(Flow(2));
+    assert_eq!(l.lookup(AOR, 12)[0].1, None);
+}
+
+#[test]
+fn contacts_must_be_sip_and_well_formed() {
+    let mut l = loc();
+    for bad in [
+        "Contact: <mailto:alice@example.com>\r\n",
+        "Contact: <sip:a@b>;expires=soon\r\n",
+        "Contact: <sip:a@b>, *\r\n",
+    ] {
+        assert!(
+            l.register(AOR, &register("c1", 1, bad), "udp:x", None, 0)
+                .is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn load_and_expire_for_restart() {
+    let mut l = loc();
+    let r = l
+        .register(
+            AOR,
+            &register("c1", 1, "Contact: <sip:a@192.0.2.1>;expires=100\r\n"),
+            "udp:x",
+            None,
+            0,
+        )
+        .unwrap();
+    let Change::Upsert(b) = r.changes[0].clone() else {
+        panic!()
+    };
+    let mut fresh = loc();
+    fresh.load(vec![b]);
+    assert!(fresh.is_registered(AOR, 50));
+    assert_eq!(
+        fresh.expire(100),
+        vec![(AOR.to_string(), "sip:a@192.0.2.1".to_string())]
+    );
+    assert!(fresh.is_empty());
+}
