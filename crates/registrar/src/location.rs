@@ -77,7 +77,7 @@ impl Location {
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_by(|a, b| b.0.q.cmp(&a.0.q));
+        v.sort_by_key(|e| std::cmp::Reverse(e.0.q));
         v
     }
 
