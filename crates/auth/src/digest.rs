@@ -105,6 +105,7 @@ pub enum Failure {
 /// Verifies digest credentials for one realm.
 pub struct Verifier {
     realm: String,
+    algorithms: Vec<Algorithm>,
     nonces: NonceKey,
     counts: Mutex<NonceCounts>,
     dummy: hmac::Key,
@@ -118,15 +119,22 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     /// `secret` keys the nonces and the stand-in secrets of unknown users;
-    /// `nonce_lifetime` in seconds; `max_tracked_nonces` bounds replay state.
+    /// `nonce_lifetime` in seconds; `max_tracked_nonces` bounds replay state;
+    /// `algorithms` are offered in this order and nothing else is accepted.
     pub fn new(
         realm: &str,
         secret: &[u8; 32],
         nonce_lifetime: u64,
         max_tracked_nonces: usize,
+        algorithms: &[Algorithm],
     ) -> Self {
         Verifier {
             realm: realm.to_owned(),
+            algorithms: if algorithms.is_empty() {
+                vec![Algorithm::Sha256]
+            } else {
+                algorithms.to_vec()
+            },
             nonces: NonceKey::new(secret, nonce_lifetime),
             counts: Mutex::new(NonceCounts::new(max_tracked_nonces)),
             // A second key derived from the first, for stand-in secrets.
@@ -145,13 +153,13 @@ impl Verifier {
         &self.realm
     }
 
-    /// The challenge header values to send, SHA-256 first (RFC 8760 §2.4: in order
-    /// of preference), then MD5 for older clients. `None` if randomness failed.
+    /// The challenge header values to send, one per enabled algorithm in order of
+    /// preference (RFC 8760 §2.4). `None` if randomness failed.
     pub fn challenges(&self, now: u64, stale: bool) -> Option<Vec<String>> {
         let nonce = self.nonces.issue(&self.realm, now)?;
         let stale = if stale { ", stale=true" } else { "" };
         Some(
-            [Algorithm::Sha256, Algorithm::Md5]
+            self.algorithms
                 .iter()
                 .map(|a| {
                     format!(
@@ -200,6 +208,9 @@ impl Verifier {
             return Err(Failure::Malformed);
         };
         let alg = Algorithm::parse(p("algorithm")).ok_or(Failure::Malformed)?;
+        if !self.algorithms.contains(&alg) {
+            return Err(Failure::Malformed);
+        }
         let (Some(qop), Some(nc), Some(cnonce)) = (p("qop"), p("nc"), p("cnonce")) else {
             return Err(Failure::Malformed);
         };
@@ -323,7 +334,13 @@ mod tests {
 
     #[test]
     fn verify_paths() {
-        let v = Verifier::new("example.com", &[3; 32], 300, 1000);
+        let v = Verifier::new(
+            "example.com",
+            &[3; 32],
+            300,
+            1000,
+            &[Algorithm::Sha256, Algorithm::Md5],
+        );
         let ch = v.challenges(1000, false).unwrap();
         assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
         let nonce = nonce_of(&ch[0]);
@@ -399,7 +416,7 @@ mod tests {
             ),
             Err(Failure::Malformed)
         );
-        let foreign = Verifier::new("example.com", &[4; 32], 300, 10)
+        let foreign = Verifier::new("example.com", &[4; 32], 300, 10, &[Algorithm::Md5])
             .challenges(1000, false)
             .unwrap();
         assert_eq!(
@@ -424,5 +441,14 @@ mod tests {
         let sess = creds(&v, Algorithm::Md5, "alice", "pw", &nonce, "00000008", uri)
             .replace("algorithm=MD5", "algorithm=MD5-sess");
         assert_eq!(check(&sess, Some(&alice), 1020), Err(Failure::Malformed));
+        // An algorithm the server does not offer is refused even with the right password.
+        let sha_only = Verifier::new("example.com", &[3; 32], 300, 1000, &[Algorithm::Sha256]);
+        let md5_creds = creds(&v, Algorithm::Md5, "alice", "pw", &nonce, "00000009", uri);
+        let a = AuthValue::parse(&md5_creds).unwrap();
+        assert_eq!(
+            sha_only.verify(&a, "REGISTER", uri, Some(&alice), 1020),
+            Err(Failure::Malformed)
+        );
+        assert_eq!(sha_only.challenges(1000, false).unwrap().len(), 1);
     }
 }

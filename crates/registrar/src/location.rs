@@ -117,9 +117,24 @@ impl Location {
         }
     }
 
+    /// Removes one binding (e.g. its write to the store failed).
+    pub fn remove(&mut self, aor: &str, key: &str) {
+        if let Some(es) = self.by_aor.get_mut(aor) {
+            es.retain(|e| e.binding.key != key);
+            if es.is_empty() {
+                self.by_aor.remove(aor);
+            }
+        }
+    }
+
     /// Removes every binding of `aor` (user disabled or removed).
     pub fn remove_aor(&mut self, aor: &str) {
         self.by_aor.remove(aor);
+    }
+
+    /// Every address of record with bindings.
+    pub fn aors(&self) -> Vec<String> {
+        self.by_aor.keys().cloned().collect()
     }
 
     /// Number of live bindings in total.

@@ -263,3 +263,22 @@ async fn acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+#[tokio::test]
+async fn users_version_moves_on_every_change_from_any_connection() {
+    let path = temp_db("version");
+    let s = Sqlite::open(&SqliteConfig::new(&path)).unwrap();
+    let other = Sqlite::open(&SqliteConfig::new(&path)).unwrap(); // as the CLI would
+    let v0 = s.users_version().await.unwrap();
+    other.add_user(user("sip:alice@example.com")).await.unwrap();
+    let v1 = s.users_version().await.unwrap();
+    assert_ne!(v0, v1);
+    other
+        .set_enabled("sip:alice@example.com", false)
+        .await
+        .unwrap();
+    let v2 = s.users_version().await.unwrap();
+    assert_ne!(v1, v2);
+    other.remove_user("sip:alice@example.com").await.unwrap();
+    assert_ne!(s.users_version().await.unwrap(), v2);
+}

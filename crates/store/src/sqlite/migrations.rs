@@ -41,6 +41,15 @@ const STEPS: &[&str] = &[
      );
      CREATE INDEX pending_by_recipient ON pending_messages(recipient, id);
      CREATE INDEX pending_expiry ON pending_messages(expires_at);",
+    // 2: a counter a running server polls to notice user changes made by the CLI.
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT INTO meta (name, value) VALUES ('users_version', 0);
+     CREATE TRIGGER users_ins AFTER INSERT ON users BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'users_version'; END;
+     CREATE TRIGGER users_upd AFTER UPDATE ON users BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'users_version'; END;
+     CREATE TRIGGER users_del AFTER DELETE ON users BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'users_version'; END;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

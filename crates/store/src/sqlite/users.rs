@@ -18,6 +18,22 @@ fn row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 const COLUMNS: &str = "id, aor, display_name, secret, enabled, created_at";
 
+impl Sqlite {
+    /// A number that changes whenever any user is added, changed or removed, by
+    /// this process or another (the CLI): poll it to refresh caches.
+    pub async fn users_version(&self) -> Result<i64> {
+        self.call(|c| {
+            c.query_row(
+                "SELECT value FROM meta WHERE name = 'users_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+}
+
 impl Users for Sqlite {
     async fn add_user(&self, u: NewUser) -> Result<User> {
         self.call(move |c| {

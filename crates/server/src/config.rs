@@ -1,0 +1,354 @@
+//! Configuration in two phases: [`RawConfig`] as read from TOML and flags, then
+//! [`Config`], validated, which the rest of the server uses. The example file
+//! (`parapet config example`) is generated from [`KEYS`], and a test checks that
+//! it parses back to the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenUrl {
+    pub scheme: Scheme,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Udp,
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Scheme {
+    /// Plain-text transports need `allow_insecure_transports`.
+    pub fn is_insecure(self) -> bool {
+        matches!(self, Scheme::Udp | Scheme::Tcp | Scheme::Ws)
+    }
+}
+
+impl std::str::FromStr for ListenUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("listen URL {s:?} needs a scheme, e.g. tls://0.0.0.0:5061"))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "udp" => Scheme::Udp,
+            "tcp" => Scheme::Tcp,
+            "tls" => Scheme::Tls,
+            "ws" => Scheme::Ws,
+            "wss" => Scheme::Wss,
+            other => {
+                return Err(format!(
+                    "listen URL {s:?}: unknown scheme {other:?} (use udp, tcp, tls, ws or wss)"
+                ))
+            }
+        };
+        let addr = rest
+            .parse()
+            .map_err(|_| format!("listen URL {s:?}: {rest:?} is not an address:port (e.g. 0.0.0.0:5061 or [::]:5061)"))?;
+        Ok(ListenUrl { scheme, addr })
+    }
+}
+
+impl std::fmt::Display for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.scheme {
+            Scheme::Udp => "udp",
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        };
+        write!(f, "{s}://{}", self.addr)
+    }
+}
+
+/// Every configuration key: name, default (as TOML), and what it means.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("domain", "\"localhost\"", "The SIP domain this server is authoritative for; also the digest realm and the name in the generated certificate."),
+    ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
+    ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
+    ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet status`."),
+    ("log_format", "\"text\"", "\"text\" or \"json\"."),
+    ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms offered, in order of preference, and the only ones accepted. Some clients (SIPp 3.6, older softphones) read only the first challenge and know only MD5: list \"MD5\" first or alone for them, knowing MD5 is the weaker hash."),
+    ("tls_cert", "\"\"", "Bring your own PKI: PEM certificate chain for the listeners (empty: the generated one)."),
+    ("tls_key", "\"\"", "The private key (PEM) for tls_cert."),
+    ("registrar.min_expires", "60", "Shortest registration accepted, in seconds (423 below it)."),
+    ("registrar.max_expires", "3600", "Longest registration granted, in seconds."),
+    ("registrar.default_expires", "3600", "Registration lifetime when the client does not ask."),
+    ("registrar.max_bindings", "8", "Registered endpoints per user."),
+    ("lockout.source_threshold", "5", "Failed sign-ins from one address for one account before that address is refused for it."),
+    ("lockout.account_threshold", "50", "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
+    ("lockout.window_secs", "600", "Failures older than this are forgotten."),
+    ("lockout.base_backoff_secs", "600", "First lockout duration; doubles with each further lockout."),
+    ("lockout.max_backoff_secs", "86400", "Longest lockout."),
+    ("limits.max_message_size", "65536", "Largest SIP message accepted, in bytes."),
+    ("limits.max_connections_per_ip", "32", "Open connections from one address."),
+    ("limits.max_transactions", "100000", "Concurrent SIP transactions; beyond, 503 with Retry-After."),
+];
+
+/// The configuration as written (every key optional).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub domain: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<Vec<String>>,
+    pub allow_insecure_transports: Option<bool>,
+    pub log_format: Option<String>,
+    pub digest_algorithms: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub registrar: RawRegistrar,
+    #[serde(default)]
+    pub lockout: RawLockout,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistrar {
+    pub min_expires: Option<u32>,
+    pub max_expires: Option<u32>,
+    pub default_expires: Option<u32>,
+    pub max_bindings: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    pub source_threshold: Option<u32>,
+    pub account_threshold: Option<u32>,
+    pub window_secs: Option<u64>,
+    pub base_backoff_secs: Option<u64>,
+    pub max_backoff_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_message_size: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_transactions: Option<usize>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub domain: String,
+    pub data_dir: PathBuf,
+    pub listen: Vec<ListenUrl>,
+    pub allow_insecure_transports: bool,
+    pub json_logs: bool,
+    pub digest_algorithms: Vec<auth::digest::Algorithm>,
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    pub registrar: registrar::RegistrarConfig,
+    pub lockout: auth::lockout::LockoutConfig,
+    pub limits: sip::Limits,
+    pub max_connections_per_ip: usize,
+    pub max_transactions: usize,
+}
+
+/// `parapet config example`: every key with its default and meaning.
+pub fn example() -> String {
+    let mut out = String::from("# Parapet configuration. Every key is optional; the values shown are the defaults.\n# Command-line flags override this file.\n");
+    let mut section = "";
+    for (key, default, doc) in KEYS {
+        let (sec, name) = key.split_once('.').unwrap_or(("", key));
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&format!("\n# {doc}\n{name} = {default}\n"));
+    }
+    out
+}
+
+impl RawConfig {
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| format!("configuration: {e}"))
+    }
+
+    /// Validates and fills in defaults. Errors say what to change.
+    pub fn build(self) -> Result<Config, String> {
+        let d = RawConfig::from_toml(&example())?;
+        let domain = self
+            .domain
+            .or(d.domain)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if sip::Uri::parse(&format!("sip:{domain}")).is_err() || domain.is_empty() {
+            return Err(format!("domain {domain:?} is not a valid host name"));
+        }
+        let listen_raw = self.listen.or(d.listen).unwrap_or_default();
+        if listen_raw.is_empty() {
+            return Err("listen: at least one listener is needed, e.g. tls://0.0.0.0:5061".into());
+        }
+        let listen = listen_raw
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<ListenUrl>, _>>()?;
+        let allow_insecure_transports = self.allow_insecure_transports.unwrap_or(false);
+        if let Some(l) = listen.iter().find(|l| l.scheme.is_insecure()) {
+            if !allow_insecure_transports {
+                return Err(format!(
+                    "listener {l} is not encrypted; use tls:// or wss://, or pass --allow-insecure-transports (for benchmarks and tests only)"
+                ));
+            }
+        }
+        let json_logs = match self.log_format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => return Err(format!("log_format {other:?}: use \"text\" or \"json\"")),
+        };
+        let algs = self
+            .digest_algorithms
+            .or(d.digest_algorithms)
+            .unwrap_or_default();
+        let mut digest_algorithms = Vec::new();
+        for a in &algs {
+            let alg = auth::digest::Algorithm::parse(Some(a)).ok_or_else(|| {
+                format!("digest_algorithms: {a:?} is not supported; use \"SHA-256\" and/or \"MD5\"")
+            })?;
+            if !digest_algorithms.contains(&alg) {
+                digest_algorithms.push(alg);
+            }
+        }
+        if digest_algorithms.is_empty() {
+            return Err("digest_algorithms: list at least one of \"SHA-256\", \"MD5\"".into());
+        }
+        let tls_cert = match (
+            self.tls_cert.filter(|p| !p.as_os_str().is_empty()),
+            self.tls_key.filter(|p| !p.as_os_str().is_empty()),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together: set both or neither".into()),
+        };
+        let r = self.registrar;
+        let dr = registrar::RegistrarConfig::default();
+        let registrar = registrar::RegistrarConfig {
+            min_expires: r.min_expires.unwrap_or(dr.min_expires),
+            max_expires: r.max_expires.unwrap_or(dr.max_expires),
+            default_expires: r.default_expires.unwrap_or(dr.default_expires),
+            max_bindings: r.max_bindings.unwrap_or(dr.max_bindings),
+        };
+        if registrar.min_expires > registrar.max_expires || registrar.max_bindings == 0 {
+            return Err("registrar: min_expires must not exceed max_expires, and max_bindings must be at least 1".into());
+        }
+        let l = self.lockout;
+        let dl = auth::lockout::LockoutConfig::default();
+        let lockout = auth::lockout::LockoutConfig {
+            source_threshold: l.source_threshold.unwrap_or(dl.source_threshold),
+            account_threshold: l.account_threshold.unwrap_or(dl.account_threshold),
+            window: l.window_secs.unwrap_or(dl.window),
+            base_backoff: l.base_backoff_secs.unwrap_or(dl.base_backoff),
+            max_backoff: l.max_backoff_secs.unwrap_or(dl.max_backoff),
+            ..dl
+        };
+        if lockout.source_threshold == 0 || lockout.account_threshold < lockout.source_threshold {
+            return Err("lockout: source_threshold must be at least 1 and account_threshold at least source_threshold".into());
+        }
+        let lim = self.limits;
+        let max_message_size = lim.max_message_size.unwrap_or(65_536);
+        if !(1024..=16 * 1024 * 1024).contains(&max_message_size) {
+            return Err("limits.max_message_size must be between 1024 and 16777216".into());
+        }
+        Ok(Config {
+            domain,
+            data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
+            listen,
+            allow_insecure_transports,
+            json_logs,
+            digest_algorithms,
+            tls_cert,
+            registrar,
+            lockout,
+            limits: sip::Limits {
+                max_message_size,
+                ..sip::Limits::DEFAULT
+            },
+            max_connections_per_ip: lim.max_connections_per_ip.unwrap_or(32).max(1),
+            max_transactions: lim.max_transactions.unwrap_or(100_000).max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let raw = RawConfig::from_toml(&example()).unwrap();
+        let c = raw.clone().build().unwrap();
+        let d = RawConfig::default().build().unwrap();
+        assert_eq!(c.domain, d.domain);
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.registrar, d.registrar);
+        assert_eq!(c.lockout, d.lockout);
+        assert_eq!(c.limits, d.limits);
+        assert_eq!(
+            c.listen.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            ["tls://0.0.0.0:5061", "wss://0.0.0.0:8443"]
+        );
+    }
+
+    #[test]
+    fn insecure_listeners_need_the_explicit_setting() {
+        let raw = RawConfig {
+            listen: Some(vec!["udp://127.0.0.1:5060".into()]),
+            ..Default::default()
+        };
+        let e = raw.clone().build().unwrap_err();
+        assert!(e.contains("--allow-insecure-transports"), "{e}");
+        let ok = RawConfig {
+            allow_insecure_transports: Some(true),
+            ..raw
+        }
+        .build()
+        .unwrap();
+        assert_eq!(ok.listen[0].scheme, Scheme::Udp);
+    }
+
+    #[test]
+    fn errors_say_what_to_fix() {
+        assert!(RawConfig::from_toml("nonsense = 1")
+            .unwrap_err()
+            .contains("nonsense"));
+        let bad = |raw: RawConfig| raw.build().unwrap_err();
+        assert!(bad(RawConfig {
+            listen: Some(vec!["0.0.0.0:5061".into()]),
+            ..Default::default()
+        })
+        .contains("scheme"));
+        assert!(bad(RawConfig {
+            listen: Some(vec!["sctp://0.0.0.0:1".into()]),
+            ..Default::default()
+        })
+        .contains("unknown scheme"));
+        assert!(bad(RawConfig {
+            domain: Some("bad domain".into()),
+            ..Default::default()
+        })
+        .contains("domain"));
+        assert!(bad(RawConfig {
+            tls_cert: Some("a.pem".into()),
+            ..Default::default()
+        })
+        .contains("together"));
+        assert!(bad(RawConfig {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        })
+        .contains("log_format"));
+    }
+}

@@ -1,0 +1,409 @@
+//! The SIP core: one task that owns the transaction layer, the location service,
+//! the user table and the lockout filter, so none of them needs a lock. Work that
+//! waits (database writes, user reloads) runs in separate, bounded tasks that
+//! report back through an event channel.
+
+mod register;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth::secret::SecretKey;
+use bytes::Bytes;
+use sip::build::{error_response, via_received_for, ResponseBuilder};
+use sip::headers::{ProxyRequire, Require};
+use sip::{Message, Method, RequestFields, Uri};
+use sip_transport::{Inbound, Protocol, Source, Target, Transport};
+use sip_txn::{Action, Reliability, ServerEvent, TxnId, TxnLayer};
+use store::Sqlite;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::unix_now;
+use crate::users::UserCache;
+
+/// Work finished outside the core task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Send this response through server transaction `id`.
+    Respond {
+        id: TxnId,
+        status: u16,
+        bytes: Bytes,
+    },
+    /// The user table, reloaded (`None`: unchanged).
+    Users(Option<UserCache>),
+    /// A registration could not be stored: forget these bindings again.
+    Unbind { aor: String, keys: Vec<String> },
+}
+
+/// Database writes the core may have in flight; beyond, requests get 503.
+const MAX_PENDING_WRITES: usize = 256;
+
+/// Option tags this server supports (RFC 5626 outbound, RFC 3327 Path).
+pub(crate) const SUPPORTED: &[&str] = &["outbound", "path"];
+
+pub struct Core {
+    cfg: Arc<Config>,
+    transport: Transport,
+    txn: TxnLayer<Target>,
+    location: registrar::Location,
+    verifier: auth::digest::Verifier,
+    filter: auth::lockout::SecurityFilter,
+    users: UserCache,
+    seal: Arc<SecretKey>,
+    store: Sqlite,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    writes: Arc<Semaphore>,
+    reloading: bool,
+    out: Vec<Action<Target>>,
+    tag_seq: u64,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Core(domain={})", self.cfg.domain)
+    }
+}
+
+impl Core {
+    pub async fn new(
+        cfg: Arc<Config>,
+        dir: &DataDir,
+        store: Sqlite,
+        transport: Transport,
+    ) -> Result<Core, String> {
+        let seal =
+            Arc::new(SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?);
+        let users = UserCache::load(&store, &seal).await?;
+        let mut location = registrar::Location::new(cfg.registrar);
+        let live = store::Bindings::live_bindings(&store, unix_now())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(users = users.len(), bindings = live.len(), "state loaded");
+        location.load(live);
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let txn_cfg = sip_txn::Config {
+            max_transactions: cfg.max_transactions,
+            ..sip_txn::Config::default()
+        };
+        Ok(Core {
+            verifier: auth::digest::Verifier::new(
+                &cfg.domain,
+                &dir.nonce_key,
+                300,
+                100_000,
+                &cfg.digest_algorithms,
+            ),
+            filter: auth::lockout::SecurityFilter::new(cfg.lockout),
+            cfg,
+            transport,
+            txn: TxnLayer::new(txn_cfg, Instant::now()),
+            location,
+            users,
+            seal,
+            store,
+            events_tx,
+            events_rx,
+            writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
+            reloading: false,
+            out: Vec::new(),
+            tag_seq: 0,
+        })
+    }
+
+    /// Runs until the transport's channel closes.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) -> Result<(), String> {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_housekeeping = Instant::now();
+        loop {
+            tokio::select! {
+                m = inbound.recv() => match m {
+                    Some(m) => self.on_inbound(m).await,
+                    None => return Ok(()),
+                },
+                Some(e) = self.events_rx.recv() => self.on_event(e).await,
+                _ = tick.tick() => {
+                    self.txn.poll(Instant::now(), &mut self.out);
+                    self.flush().await;
+                    if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                        last_housekeeping = Instant::now();
+                        self.housekeeping();
+                    }
+                }
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = unix_now();
+        if !self.location.expire(now).is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store::Bindings::purge_expired_bindings(&store, now).await {
+                    tracing::warn!(error = %e, "could not purge expired bindings");
+                }
+            });
+        }
+        if !self.reloading {
+            self.reloading = true;
+            let (store, events, seal, version) = (
+                self.store.clone(),
+                self.events_tx.clone(),
+                self.seal.clone(),
+                self.users.version,
+            );
+            tokio::spawn(async move {
+                let fresh = match store.users_version().await {
+                    Ok(v) if v != version => match UserCache::load(&store, &seal).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "user reload failed");
+                            None
+                        }
+                    },
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "user version check failed");
+                        None
+                    }
+                };
+                let _ = events.send(Event::Users(fresh)).await;
+            });
+        }
+    }
+
+    async fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Respond { id, status, bytes } => {
+                self.txn
+                    .respond(id, status, bytes, Instant::now(), &mut self.out);
+                self.flush().await;
+            }
+            Event::Users(fresh) => {
+                self.reloading = false;
+                if let Some(c) = fresh {
+                    // Users that were removed or disabled lose their bindings at once.
+                    let gone: Vec<String> = self
+                        .location_aors()
+                        .into_iter()
+                        .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
+                        .collect();
+                    for a in gone {
+                        self.location.remove_aor(&a);
+                    }
+                    tracing::info!(users = c.len(), "user table reloaded");
+                    self.users = c;
+                }
+            }
+            Event::Unbind { aor, keys } => {
+                for k in keys {
+                    self.location.remove(&aor, &k);
+                }
+            }
+        }
+    }
+
+    fn location_aors(&self) -> Vec<String> {
+        self.location.aors()
+    }
+
+    async fn on_inbound(&mut self, m: Inbound) {
+        let Inbound { message, source } = m;
+        if message.is_response() {
+            // No client transactions yet: every response is stray and dropped
+            // (RFC 3261 §18.1.2; never forwarded to a Via we did not add).
+            return;
+        }
+        let fields = match RequestFields::extract(&message) {
+            Ok(f) => f,
+            Err(e) => {
+                if message.method() != Some(Method::Ack) {
+                    let tag = self.next_tag();
+                    if let Some(resp) =
+                        error_response(message.as_bytes(), e.status(), &e.reason(), &tag)
+                    {
+                        self.send(reply_target(&source), resp).await;
+                    }
+                }
+                return;
+            }
+        };
+        let reliability = if source.protocol.is_reliable() {
+            Reliability::Reliable
+        } else {
+            Reliability::Unreliable
+        };
+        let now = Instant::now();
+        let event = self.txn.on_request(
+            &message,
+            &fields,
+            reply_target(&source),
+            reliability,
+            now,
+            &mut self.out,
+        );
+        let id = match event {
+            Ok(ServerEvent::New(id)) => id,
+            Ok(_) => {
+                self.flush().await;
+                return;
+            }
+            Err(sip_txn::Full) => {
+                let resp = sip_txn::service_unavailable(&message, 5);
+                self.send(reply_target(&source), resp).await;
+                return;
+            }
+        };
+        self.flush().await;
+        self.dispatch(id, &message, &fields, &source).await;
+    }
+
+    async fn dispatch(&mut self, id: TxnId, msg: &Message, f: &RequestFields<'_>, src: &Source) {
+        let r = Req { id, msg, f, src };
+        // Every request must use a scheme we route and carry no extension we lack.
+        if !matches!(f.request_uri, Uri::Sip(_)) {
+            return self.reply(&r, 416, "Unsupported URI Scheme", &[]).await;
+        }
+        let mut unknown: Vec<&str> = Vec::new();
+        for tag in msg
+            .list::<Require>()
+            .filter_map(Result::ok)
+            .map(|r| r.0)
+            .chain(
+                msg.list::<ProxyRequire>()
+                    .filter_map(Result::ok)
+                    .map(|r| r.0),
+            )
+        {
+            if !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)) && !unknown.contains(&tag) {
+                unknown.push(tag);
+            }
+        }
+        if !unknown.is_empty() && f.method != Method::Cancel {
+            let list = unknown.join(", ");
+            return self
+                .reply(&r, 420, "Bad Extension", &[("Unsupported", &list)])
+                .await;
+        }
+        let to_us = self.is_our_domain(&f.request_uri);
+        match f.method {
+            Method::Register if to_us => self.on_register(&r).await,
+            Method::Register => self.reply(&r, 403, "Domain Not Served Here", &[]).await,
+            Method::Options if to_us && self.addressed_to_server(&f.request_uri) => {
+                self.reply(
+                    &r,
+                    200,
+                    "OK",
+                    &[
+                        ("Allow", "REGISTER, OPTIONS"),
+                        ("Accept", "application/sdp"),
+                        ("Supported", "outbound, path"),
+                    ],
+                )
+                .await
+            }
+            _ if !to_us => self.reply(&r, 403, "Relaying Denied", &[]).await,
+            // Routing to registered users arrives with the proxy.
+            _ => {
+                self.reply(&r, 501, "Not Implemented (No Routing Yet)", &[])
+                    .await
+            }
+        }
+    }
+
+    fn is_our_domain(&self, uri: &Uri<'_>) -> bool {
+        match uri {
+            Uri::Sip(u) => {
+                let host = u.host.to_string();
+                host.eq_ignore_ascii_case(&self.cfg.domain)
+                    || self.transport.local_addrs().iter().any(|(_, a, _)| {
+                        host == a.ip().to_string() || host == format!("[{}]", a.ip())
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    fn addressed_to_server(&self, uri: &Uri<'_>) -> bool {
+        matches!(uri, Uri::Sip(u) if u.user.is_none())
+    }
+
+    pub(crate) fn next_tag(&mut self) -> String {
+        self.tag_seq += 1;
+        format!("pp{:x}{:x}", unix_now(), self.tag_seq)
+    }
+
+    /// Builds a response to the request (received/rport on the top Via, a To tag).
+    pub(crate) fn build(
+        &mut self,
+        r: &Req<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) -> Bytes {
+        let (rcv, rport) = via_received_for(&r.f.top_via, r.src.remote);
+        let tag = self.next_tag();
+        let mut b = ResponseBuilder::new(r.msg, status, reason).via_received(rcv, rport);
+        if status > 100 {
+            b = b.to_tag(&tag);
+        }
+        for (n, v) in extra {
+            b = b.header(n, v);
+        }
+        b.header("Server", concat!("Parapet/", env!("CARGO_PKG_VERSION")))
+            .finish()
+    }
+
+    /// Answers the request through its server transaction.
+    pub(crate) async fn reply(
+        &mut self,
+        r: &Req<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        let bytes = self.build(r, status, reason, extra);
+        self.txn
+            .respond(r.id, status, bytes, Instant::now(), &mut self.out);
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        let actions = std::mem::take(&mut self.out);
+        for a in actions {
+            if let Action::Send { dest, bytes } = a {
+                self.send(dest, bytes).await;
+            }
+        }
+    }
+
+    async fn send(&self, target: Target, bytes: Bytes) {
+        if let Err(e) = self.transport.send(target, bytes).await {
+            tracing::debug!(error = %e, ?target, "send failed");
+        }
+    }
+}
+
+/// A request being handled: its transaction, message, fields and source.
+#[derive(Clone, Copy)]
+pub(crate) struct Req<'a> {
+    pub(crate) id: TxnId,
+    pub(crate) msg: &'a Message,
+    pub(crate) f: &'a RequestFields<'a>,
+    pub(crate) src: &'a Source,
+}
+
+/// Where responses to a request from `src` go: the connection it came on, or
+/// for UDP the address it came from (RFC 3581 symmetric response).
+pub(crate) fn reply_target(src: &Source) -> Target {
+    match src.protocol {
+        Protocol::Udp => Target::Udp {
+            flow: src.flow,
+            dest: src.remote,
+        },
+        _ => Target::Flow(src.flow),
+    }
+}

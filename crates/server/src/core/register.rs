@@ -1,0 +1,223 @@
+//! REGISTER: the domain and AOR checks, the lockout gate, digest authentication,
+//! the registrar, and the write-through before the 200.
+
+use auth::digest::Failure;
+use auth::lockout::{Engaged, Gate};
+use sip::headers::AuthValue;
+use sip::{HeaderKind, Uri};
+use sip_transport::{Protocol, Source};
+use store::Bindings;
+
+use super::{Core, Event, Req};
+use crate::unix_now;
+
+impl Core {
+    pub(crate) async fn on_register(&mut self, r: &Req<'_>) {
+        let (id, msg, f, src) = (r.id, r.msg, r.f, r.src);
+        let now = unix_now();
+        let now_u = u64::try_from(now).unwrap_or(0);
+        // RFC 3261 §10.3 step 3: the To header names the address of record.
+        let Uri::Sip(to) = f.to.uri else {
+            return self
+                .reply(r, 400, "Invalid Address of Record in To", &[])
+                .await;
+        };
+        let Some(user) = to.user else {
+            return self
+                .reply(r, 400, "Invalid Address of Record in To", &[])
+                .await;
+        };
+        if !to.host.to_string().eq_ignore_ascii_case(&self.cfg.domain) {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        }
+        let aor = format!("sip:{user}@{}", self.cfg.domain);
+        let ip = src.remote.ip();
+
+        // The security filter decides before any password is looked at.
+        if let Gate::Refuse { until } = self.filter.check(&aor, ip, now_u) {
+            let retry = until.saturating_sub(now_u).to_string();
+            return self
+                .reply(
+                    r,
+                    403,
+                    "Forbidden (Too Many Failed Sign-Ins)",
+                    &[("Retry-After", retry.as_str())],
+                )
+                .await;
+        }
+        let realm = self.verifier.realm().to_owned();
+        let creds = msg
+            .headers_of(HeaderKind::Authorization)
+            .filter_map(|h| AuthValue::parse(h.value).ok())
+            .find(|a| a.param("realm") == Some(realm.as_str()));
+        let Some(creds) = creds else {
+            return self.challenge(r, false).await;
+        };
+        // Unknown and disabled users are verified against stand-in secrets: the
+        // same work and the same answer as a wrong password.
+        let secrets = self
+            .users
+            .get(&aor)
+            .filter(|u| u.enabled)
+            .map(|u| u.secrets.clone());
+        let uri = msg.request_uri().unwrap_or("");
+        match self
+            .verifier
+            .verify(&creds, "REGISTER", uri, secrets.as_ref(), now_u)
+        {
+            Ok(a) if a.username() == user => self.filter.success(&aor, ip, now_u),
+            Ok(_) => {
+                self.failed(&aor, src, now_u);
+                return self
+                    .reply(r, 403, "Forbidden (Credentials Do Not Match To)", &[])
+                    .await;
+            }
+            Err(Failure::Stale) => return self.challenge(r, true).await,
+            Err(Failure::Malformed) => {
+                return self
+                    .reply(r, 400, "Malformed Authorization Header", &[])
+                    .await;
+            }
+            Err(_) => {
+                self.failed(&aor, src, now_u);
+                return self.challenge(r, false).await;
+            }
+        }
+
+        let flow = (src.protocol != Protocol::Udp).then_some(registrar::Flow(src.flow.0));
+        let source = format!(
+            "{}:{}",
+            src.protocol.via_token().to_ascii_lowercase(),
+            src.remote
+        );
+        let reg = match self.location.register(&aor, msg, &source, flow, now) {
+            Ok(r) => r,
+            Err(e) => {
+                let min = match &e {
+                    registrar::RegisterError::IntervalTooBrief { min_expires } => {
+                        Some(min_expires.to_string())
+                    }
+                    _ => None,
+                };
+                let extra: Vec<(&str, &str)> = min
+                    .as_deref()
+                    .map(|m| ("Min-Expires", m))
+                    .into_iter()
+                    .collect();
+                return self.reply(r, e.status(), e.reason(), &extra).await;
+            }
+        };
+        let mut extra: Vec<(&str, &str)> = reg
+            .contacts
+            .iter()
+            .map(|c| ("Contact", c.as_str()))
+            .collect();
+        extra.extend(reg.path.iter().map(|p| ("Path", p.as_str())));
+        if reg.outbound {
+            extra.push(("Require", "outbound"));
+        }
+        extra.push(("Supported", "outbound, path"));
+        let ok = self.build(r, 200, "OK", &extra);
+        if reg.changes.is_empty() {
+            self.txn
+                .respond(id, 200, ok, std::time::Instant::now(), &mut self.out);
+            return self.flush().await;
+        }
+        // Durable before acknowledged: the 200 goes out once the store has it.
+        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+            let keys = upserted_keys(&reg.changes);
+            for k in &keys {
+                self.location.remove(&aor, k);
+            }
+            return self
+                .reply(
+                    r,
+                    503,
+                    "Service Unavailable (Storage Busy)",
+                    &[("Retry-After", "1")],
+                )
+                .await;
+        };
+        let fail = self.build(
+            r,
+            500,
+            "Server Internal Error (Registration Not Stored)",
+            &[],
+        );
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let keys = upserted_keys(&reg.changes);
+            let mut result = Ok(());
+            for c in reg.changes {
+                result = match c {
+                    registrar::Change::Upsert(b) => store.upsert_binding(b).await,
+                    registrar::Change::Remove { aor, key } => {
+                        store.remove_binding(&aor, &key).await.map(|_| ())
+                    }
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            let event = match result {
+                Ok(()) => Event::Respond {
+                    id,
+                    status: 200,
+                    bytes: ok,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, %aor, "registration not stored");
+                    let _ = events.send(Event::Unbind { aor, keys }).await;
+                    Event::Respond {
+                        id,
+                        status: 500,
+                        bytes: fail,
+                    }
+                }
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    async fn challenge(&mut self, r: &Req<'_>, stale: bool) {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let Some(challenges) = self.verifier.challenges(now, stale) else {
+            return self
+                .reply(r, 500, "Server Internal Error (No Randomness)", &[])
+                .await;
+        };
+        let extra: Vec<(&str, &str)> = challenges
+            .iter()
+            .map(|c| ("WWW-Authenticate", c.as_str()))
+            .collect();
+        self.reply(r, 401, "Unauthorized", &extra).await;
+    }
+
+    fn failed(&mut self, aor: &str, src: &Source, now: u64) {
+        for e in self.filter.failure(aor, src.remote.ip(), now) {
+            match e {
+                Engaged::Source {
+                    account,
+                    source,
+                    until,
+                } => {
+                    tracing::warn!(%account, %source, until, "lockout: address refused for this account after repeated failures")
+                }
+                Engaged::Account { account, until } => {
+                    tracing::warn!(%account, until, "lockout: account refused to unfamiliar addresses after failures from many")
+                }
+            }
+        }
+    }
+}
+
+fn upserted_keys(changes: &[registrar::Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            registrar::Change::Upsert(b) => Some(b.key.clone()),
+            registrar::Change::Remove { .. } => None,
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! The data directory: database, keys and certificates, created on first start.
+//!
+//! ```text
+//! DATA_DIR/            mode 0700
+//!   parapet.db         SQLite (WAL)
+//!   realm              the SIP domain the directory was made for: digest
+//!                      secrets depend on it, so it cannot change afterwards
+//!   keys/secret.key    64 random bytes, mode 0600: 32 seal the digest secrets,
+//!                      32 key the digest nonces. Never in the database.
+//!   pki/ca.pem         the private CA certificate: give this to clients to trust
+//!   pki/ca-key.pem     its key, mode 0600
+//!   pki/server.pem     the server certificate (domain, localhost, 127.0.0.1, ::1)
+//!   pki/server-key.pem its key, mode 0600
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// An opened data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+    pub db_path: PathBuf,
+    pub seal_key: [u8; 32],
+    pub nonce_key: [u8; 32],
+    pub ca_path: PathBuf,
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub cert_key: PrivateKeyDer<'static>,
+    /// This start created the directory (print where the CA is).
+    pub created: bool,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
+    format!("{}: {what}: {e}", path.display())
+}
+
+fn mkdir_private(p: &Path) -> Result<(), String> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| err(p, "cannot create directory", e))
+}
+
+fn write_private(p: &Path, data: &[u8]) -> Result<(), String> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| err(p, "cannot create file", e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(p, "cannot write", e))
+}
+
+fn write_public(p: &Path, data: &[u8]) -> Result<(), String> {
+    fs::write(p, data).map_err(|e| err(p, "cannot write", e))?;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o644))
+        .map_err(|e| err(p, "cannot set permissions", e))
+}
+
+impl DataDir {
+    /// Opens the directory for CLI use: database path, keys, realm. Nothing is created.
+    pub fn open_existing(root: &Path) -> Result<(PathBuf, [u8; 32], [u8; 32], String), String> {
+        let keyfile = root.join("keys/secret.key");
+        if !keyfile.exists() {
+            return Err(format!(
+                "{} is not a Parapet data directory (no keys/secret.key); start `parapet serve --data-dir {}` once to create it",
+                root.display(),
+                root.display()
+            ));
+        }
+        let (seal, nonce) = read_keys(&keyfile)?;
+        Ok((root.join("parapet.db"), seal, nonce, read_realm(root)?))
+    }
+
+    /// Opens the directory, creating what is missing.
+    pub fn open_or_init(config: &Config) -> Result<DataDir, String> {
+        let root = config.data_dir.clone();
+        let created = !root.join("keys/secret.key").exists();
+        mkdir_private(&root)?;
+        mkdir_private(&root.join("keys"))?;
+        mkdir_private(&root.join("pki"))?;
+        let keyfile = root.join("keys/secret.key");
+        if !keyfile.exists() {
+            let mut k = [0u8; 64];
+            k[..32].copy_from_slice(
+                &auth::secret::SecretKey::generate()
+                    .map_err(|_| "system random generator failed")?,
+            );
+            k[32..].copy_from_slice(
+                &auth::secret::SecretKey::generate()
+                    .map_err(|_| "system random generator failed")?,
+            );
+            write_private(&keyfile, &k)?;
+        }
+        let (seal_key, nonce_key) = read_keys(&keyfile)?;
+        let realm_file = root.join("realm");
+        if !realm_file.exists() {
+            write_public(&realm_file, config.domain.as_bytes())?;
+        }
+        let realm = read_realm(&root)?;
+        if realm != config.domain {
+            return Err(format!(
+                "{} was created for domain {realm:?}, but the configuration says {:?}; passwords are bound to the domain, so use --domain {realm} or a new data directory",
+                root.display(),
+                config.domain
+            ));
+        }
+        let ca_path = root.join("pki/ca.pem");
+        let (cert_chain, cert_key) = match &config.tls_cert {
+            Some((c, k)) => load_pair(c, k)?,
+            None => {
+                let server = root.join("pki/server.pem");
+                let server_key = root.join("pki/server-key.pem");
+                if !server.exists() {
+                    if ca_path.exists() {
+                        return Err(format!(
+                            "{} is missing but the CA exists; restore it, or remove {} to make a new CA and certificate",
+                            server.display(),
+                            root.join("pki").display()
+                        ));
+                    }
+                    make_pki(&root.join("pki"), &config.domain)?;
+                }
+                load_pair(&server, &server_key)?
+            }
+        };
+        Ok(DataDir {
+            db_path: root.join("parapet.db"),
+            root,
+            seal_key,
+            nonce_key,
+            ca_path,
+            cert_chain,
+            cert_key,
+            created,
+        })
+    }
+}
+
+fn read_realm(root: &Path) -> Result<String, String> {
+    let p = root.join("realm");
+    let r = fs::read_to_string(&p).map_err(|e| err(&p, "cannot read", e))?;
+    Ok(r.trim().to_owned())
+}
+
+fn read_keys(p: &Path) -> Result<([u8; 32], [u8; 32]), String> {
+    let meta = fs::metadata(p).map_err(|e| err(p, "cannot read", e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by other users; run `chmod 600 {}`",
+            p.display(),
+            p.display()
+        ));
+    }
+    let k = fs::read(p).map_err(|e| err(p, "cannot read", e))?;
+    if k.len() != 64 {
+        return Err(format!(
+            "{} is damaged (expected 64 bytes, found {})",
+            p.display(),
+            k.len()
+        ));
+    }
+    let mut a = [0u8; 32];
+    let mut b = [0u8; 32];
+    a.copy_from_slice(&k[..32]);
+    b.copy_from_slice(&k[32..]);
+    Ok((a, b))
+}
+
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let c = fs::read(cert).map_err(|e| err(cert, "cannot read certificate", e))?;
+    let k = fs::read(key).map_err(|e| err(key, "cannot read private key", e))?;
+    let chain = sip_transport::tls::certs_from_pem(&c).map_err(|e| err(cert, "certificate", e))?;
+    let key = sip_transport::tls::key_from_pem(&k).map_err(|e| err(key, "private key", e))?;
+    Ok((chain, key))
+}
+
+/// A private CA (10 years) and a server certificate for `domain` (2 years).
+fn make_pki(dir: &Path, domain: &str) -> Result<(), String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let g = |e: rcgen::Error| format!("certificate generation failed: {e}");
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().map_err(g)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("Parapet private CA for {domain}"),
+    );
+    ca.distinguished_name = dn;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = now;
+    ca.not_after = now + time::Duration::days(3650);
+    let ca_cert = ca.self_signed(&ca_key).map_err(g)?;
+    let names = vec![
+        domain.to_owned(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
+    let mut sp = CertificateParams::new(names).map_err(g)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, domain);
+    sp.distinguished_name = dn;
+    sp.not_before = now;
+    sp.not_after = now + time::Duration::days(730);
+    let server_key = KeyPair::generate().map_err(g)?;
+    let server = sp.signed_by(&server_key, &ca_cert, &ca_key).map_err(g)?;
+    write_public(&dir.join("ca.pem"), ca_cert.pem().as_bytes())?;
+    write_private(&dir.join("ca-key.pem"), ca_key.serialize_pem().as_bytes())?;
+    write_public(&dir.join("server.pem"), server.pem().as_bytes())?;
+    write_private(
+        &dir.join("server-key.pem"),
+        server_key.serialize_pem().as_bytes(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! # parapet-server: configuration, data directory and the SIP core
+//!
+//! `parapet serve` is [`serve`]: it opens the data directory ([`datadir`]),
+//! the database, binds the listeners, and runs the [`core`] event loop, which
+//! takes parsed messages from the transport, runs them through the transaction
+//! layer, authenticates, and dispatches by method. The binary (`crates/parapet`)
+//! only parses flags and calls in here.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod core;
+pub mod datadir;
+pub mod manage;
+pub mod users;
+
+pub use config::{Config, RawConfig};
+
+use std::sync::Arc;
+
+use sip_transport::{Listener, Transport, TransportConfig};
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let dir = datadir::DataDir::open_or_init(&config)?;
+    if dir.created {
+        tracing::info!(ca = %dir.ca_path.display(), "new data directory: clients must trust this CA certificate");
+    }
+    if config.allow_insecure_transports {
+        tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
+    }
+    let store = {
+        let cfg = store::SqliteConfig::new(&dir.db_path);
+        tokio::task::spawn_blocking(move || store::Sqlite::open(&cfg))
+            .await
+            .map_err(|e| format!("database open task failed: {e}"))?
+            .map_err(|e| e.to_string())?
+    };
+    let tls = sip_transport::tls::server_config(
+        dir.cert_chain.clone(),
+        dir.cert_key.clone_key(),
+        sip_transport::tls::ClientAuth::None,
+    )
+    .map_err(|e| format!("TLS: {e}"))?;
+    let listeners = config
+        .listen
+        .iter()
+        .map(|l| match l.scheme {
+            config::Scheme::Udp => Listener::Udp(l.addr),
+            config::Scheme::Tcp => Listener::Tcp(l.addr),
+            config::Scheme::Tls => Listener::Tls(l.addr, tls.clone()),
+            config::Scheme::Ws => Listener::Ws(l.addr),
+            config::Scheme::Wss => Listener::Wss(l.addr, tls.clone()),
+        })
+        .collect();
+    let tcfg = TransportConfig {
+        limits: config.limits,
+        max_connections_per_ip: config.max_connections_per_ip,
+        ..TransportConfig::default()
+    };
+    let (transport, inbound) = Transport::bind(tcfg, listeners)
+        .await
+        .map_err(|e| format!("cannot bind a listener: {e}"))?;
+    for (p, addr, _) in transport.local_addrs() {
+        tracing::info!(protocol = p.via_token(), %addr, "listening");
+    }
+    let core = core::Core::new(Arc::new(config), &dir, store, transport.clone()).await?;
+    let result = tokio::select! {
+        r = core.run(inbound) => r,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    transport.shutdown();
+    result
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,192 @@
+//! User management on a data directory: what `parapet user ...` does. It works
+//! with or without a server running; a running server notices the change within
+//! a second (the store's users version) and disabled or removed users lose their
+//! registrations at once.
+
+use std::path::Path;
+
+use auth::secret::{DigestSecrets, SecretKey};
+use store::{NewUser, Sqlite, SqliteConfig, Users};
+
+use crate::datadir::DataDir;
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// An open data directory for management commands.
+#[derive(Debug)]
+pub struct Manager {
+    store: Sqlite,
+    seal: SecretKey,
+    realm: String,
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserInfo {
+    pub uri: String,
+    pub display_name: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl Manager {
+    pub async fn open(data_dir: &Path) -> Result<Manager, String> {
+        let (db, seal, _, realm) = DataDir::open_existing(data_dir)?;
+        let cfg = SqliteConfig {
+            workers: 1,
+            ..SqliteConfig::new(db)
+        };
+        let store = tokio::task::spawn_blocking(move || Sqlite::open(&cfg))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let seal = SecretKey::from_bytes(&seal)
+            .map_err(|_| "the data directory's key is unusable".to_string())?;
+        Ok(Manager { store, seal, realm })
+    }
+
+    /// Checks a user URI and returns (AOR, user part).
+    pub fn parse_uri(&self, uri: &str) -> Result<(String, String), String> {
+        let parsed = sip::Uri::parse(uri).map_err(|_| {
+            format!(
+                "{uri:?} is not a SIP URI; write it as sip:alice@{}",
+                self.realm
+            )
+        })?;
+        let sip::Uri::Sip(u) = parsed else {
+            return Err(format!(
+                "{uri:?} is not a sip: URI; write it as sip:alice@{}",
+                self.realm
+            ));
+        };
+        let user = u.user.ok_or_else(|| {
+            format!(
+                "{uri:?} has no user part; write it as sip:alice@{}",
+                self.realm
+            )
+        })?;
+        if !u.host.to_string().eq_ignore_ascii_case(&self.realm) {
+            return Err(format!(
+                "{uri:?} is not in this server's domain {}; write it as sip:{user}@{}",
+                self.realm, self.realm
+            ));
+        }
+        if u.port.is_some() || !u.params.is_empty() || u.headers.is_some() || u.password.is_some() {
+            return Err(format!("{uri:?}: an address of record has no port, parameters or headers; write sip:{user}@{}", self.realm));
+        }
+        Ok((format!("sip:{user}@{}", self.realm), user.to_owned()))
+    }
+
+    fn seal(&self, aor: &str, user: &str, password: &str) -> Result<Vec<u8>, String> {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(format!(
+                "the password for {aor} is too short: use at least {MIN_PASSWORD_LEN} characters"
+            ));
+        }
+        let s = DigestSecrets::from_password(user, &self.realm, password);
+        self.seal
+            .seal(aor, &s)
+            .map_err(|_| "could not seal the secret (random generator failed)".to_string())
+    }
+
+    pub async fn add(
+        &self,
+        uri: &str,
+        display_name: Option<String>,
+        password: &str,
+    ) -> Result<String, String> {
+        let (aor, user) = self.parse_uri(uri)?;
+        let secret = self.seal(&aor, &user, password)?;
+        let new = NewUser {
+            aor: aor.clone(),
+            display_name,
+            secret,
+            created_at: crate::unix_now(),
+        };
+        match self.store.add_user(new).await {
+            Ok(_) => Ok(aor),
+            Err(store::StoreError::Conflict(_)) => Err(format!(
+                "{aor} already exists; use `parapet user passwd {aor}` to change its password"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn passwd(&self, uri: &str, password: &str) -> Result<String, String> {
+        let (aor, user) = self.parse_uri(uri)?;
+        let secret = self.seal(&aor, &user, password)?;
+        self.found(&aor, self.store.set_secret(&aor, secret).await)
+    }
+
+    pub async fn set_enabled(&self, uri: &str, enabled: bool) -> Result<String, String> {
+        let (aor, _) = self.parse_uri(uri)?;
+        self.found(&aor, self.store.set_enabled(&aor, enabled).await)
+    }
+
+    pub async fn remove(&self, uri: &str) -> Result<String, String> {
+        let (aor, _) = self.parse_uri(uri)?;
+        self.found(&aor, self.store.remove_user(&aor).await)
+    }
+
+    fn found(&self, aor: &str, r: store::Result<bool>) -> Result<String, String> {
+        match r {
+            Ok(true) => Ok(aor.to_owned()),
+            Ok(false) => Err(format!("no user {aor}; see `parapet user list`")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<UserInfo>, String> {
+        let users = self.store.list_users().await.map_err(|e| e.to_string())?;
+        Ok(users
+            .into_iter()
+            .map(|u| UserInfo {
+                uri: u.aor,
+                display_name: u.display_name,
+                enabled: u.enabled,
+                created_at: u.created_at,
+            })
+            .collect())
+    }
+
+    /// Imports `uri<TAB>password[<TAB>display name]` lines, all or nothing.
+    /// Errors name the line.
+    pub async fn import(&self, tsv: &str) -> Result<usize, String> {
+        let now = crate::unix_now();
+        let mut users = Vec::new();
+        for (i, line) in tsv.lines().enumerate() {
+            let n = i + 1;
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut cols = line.split('\t');
+            let (Some(uri), Some(pw)) = (cols.next(), cols.next()) else {
+                return Err(format!(
+                    "line {n}: expected uri<TAB>password[<TAB>display name]"
+                ));
+            };
+            let display = cols.next().map(str::to_owned).filter(|d| !d.is_empty());
+            if cols.next().is_some() {
+                return Err(format!("line {n}: too many columns (expected at most 3)"));
+            }
+            let (aor, user) = self.parse_uri(uri).map_err(|e| format!("line {n}: {e}"))?;
+            let secret = self
+                .seal(&aor, &user, pw)
+                .map_err(|e| format!("line {n}: {e}"))?;
+            users.push(NewUser {
+                aor,
+                display_name: display,
+                secret,
+                created_at: now,
+            });
+        }
+        match self.store.import_users(users).await {
+            Ok(n) => Ok(n),
+            Err(store::StoreError::Conflict(m)) => Err(format!(
+                "import refused, nothing was added: a user already exists or appears twice ({m})"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

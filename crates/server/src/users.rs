@@ -1,0 +1,61 @@
+//! The in-memory user table the authentication hot path reads. It is loaded
+//! from the store at start and reloaded whenever the store's users version moves
+//! (the CLI added, changed or removed a user while the server runs).
+
+use std::collections::HashMap;
+
+use auth::secret::{DigestSecrets, SecretKey};
+use store::{Sqlite, Users};
+
+/// What authentication needs of a user.
+#[derive(Debug, Clone)]
+pub struct CachedUser {
+    pub enabled: bool,
+    pub secrets: DigestSecrets,
+}
+
+/// Users by address of record.
+#[derive(Debug, Default)]
+pub struct UserCache {
+    pub(crate) by_aor: HashMap<String, CachedUser>,
+    pub(crate) version: i64,
+}
+
+impl UserCache {
+    /// Loads every user. Secrets that do not open (a damaged row, or a key
+    /// mismatch) leave that user unable to sign in, and are logged.
+    pub async fn load(store: &Sqlite, key: &SecretKey) -> Result<UserCache, String> {
+        let version = store.users_version().await.map_err(|e| e.to_string())?;
+        let users = store.list_users().await.map_err(|e| e.to_string())?;
+        let mut by_aor = HashMap::with_capacity(users.len());
+        for u in users {
+            match key.open(&u.aor, &u.secret) {
+                Ok(secrets) => {
+                    by_aor.insert(
+                        u.aor,
+                        CachedUser {
+                            enabled: u.enabled,
+                            secrets,
+                        },
+                    );
+                }
+                Err(_) => {
+                    tracing::error!(aor = %u.aor, "stored secret does not open with this data directory's key; the user cannot sign in until `parapet user passwd`")
+                }
+            }
+        }
+        Ok(UserCache { by_aor, version })
+    }
+
+    pub fn get(&self, aor: &str) -> Option<&CachedUser> {
+        self.by_aor.get(aor)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_aor.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_aor.is_empty()
+    }
+}
