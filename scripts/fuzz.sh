@@ -13,9 +13,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(message uri headers framing txn)
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
-fi
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo-fuzz needs nightly features (sanitizers); use the nightly toolchain when
 # the machine has one, otherwise let stable accept them.
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== prerequisites"
+scripts/install-test-deps.sh
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"

@@ -1,0 +1,439 @@
+//! End-to-end: the real `parapet` binary on 127.0.0.1 ports, driven by SIPp
+//! (Debian `sip-tester`, installed by scripts/test.sh) and the CLI, as an
+//! operator and real clients would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const DOMAIN: &str = "example.test";
+
+fn free_port() -> u16 {
+    // A port free for both UDP and TCP on 127.0.0.1.
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sipp")
+        .join(name)
+}
+
+struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    udp: u16,
+    tls: u16,
+}
+
+impl Server {
+    fn new(name: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            udp: free_port(),
+            tls: free_port(),
+        };
+        s.start();
+        s
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn start(&mut self) {
+        let cfg = self.dir.join("parapet.toml");
+        // SIPp 3.6 knows only MD5 digest and reads only the first challenge.
+        std::fs::write(&cfg, "digest_algorithms = [\"MD5\"]\n").unwrap();
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--domain", DOMAIN, "--allow-insecure-transports"])
+            .arg(format!("--listen=udp://127.0.0.1:{}", self.udp))
+            .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
+            .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the server answers OPTIONS over UDP.
+    fn wait_ready(&self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            let ping = options(&sock, "ready");
+            let _ = sock.send_to(ping.as_bytes(), ("127.0.0.1", self.udp));
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("server did not start; log:\n{}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    fn add_user(&self, user: &str, password: &str) {
+        self.changing_users(|| {
+            let o = self.cli(
+                &[
+                    "user",
+                    "add",
+                    &format!("sip:{user}@{DOMAIN}"),
+                    "--password-stdin",
+                ],
+                password,
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        });
+    }
+
+    /// Runs a user change through the CLI and waits until the running server
+    /// has reloaded its user table (it polls once a second).
+    fn changing_users(&self, change: impl FnOnce()) {
+        let reloads = || self.log().matches("user table reloaded").count();
+        let before = reloads();
+        change();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reloads() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not pick up the user change; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a SIPp scenario as `user` from `local_ip:local_port`; returns
+    /// whether it passed, and SIPp's messages for diagnosis.
+    fn sipp(
+        &self,
+        name: &str,
+        user: &str,
+        password: &str,
+        local_ip: &str,
+        local_port: u16,
+        fields: &[&str],
+    ) -> (bool, String) {
+        let csv = self.dir.join(format!("{name}-{local_port}.csv"));
+        let mut line = DOMAIN.to_string();
+        for f in fields {
+            line.push(';');
+            line.push_str(f);
+        }
+        std::fs::write(&csv, format!("SEQUENTIAL\n{line}\n")).unwrap();
+        let msgs = self.dir.join(format!("{name}-{local_port}.msg"));
+        let status = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario(name))
+            .arg("-inf")
+            .arg(&csv)
+            .args([
+                "-s", user, "-au", user, "-ap", password, "-m", "1", "-l", "1", "-t", "u1",
+                "-nostdin", "-timeout", "15s",
+            ])
+            .args([
+                "-i",
+                local_ip,
+                "-p",
+                &local_port.to_string(),
+                "-trace_msg",
+                "-message_file",
+            ])
+            .arg(&msgs)
+            .arg(format!("127.0.0.1:{}", self.udp))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sipp is installed (scripts/test.sh installs Debian's sip-tester)");
+        (
+            status.success(),
+            std::fs::read_to_string(&msgs).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn options(sock: &UdpSocket, call_id: &str) -> String {
+    let port = sock.local_addr().unwrap().port();
+    format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id}{}\r\nMax-Forwards: 70\r\n\
+         From: <sip:probe@{DOMAIN}>;tag=p\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: {call_id}-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+macro_rules! passes {
+    ($server:expr, $run:expr) => {{
+        let (ok, msgs) = $run;
+        assert!(
+            ok,
+            "SIPp scenario failed. Messages:\n{msgs}\nServer log:\n{}",
+            $server.log()
+        );
+    }};
+}
+
+#[test]
+fn sipp_registers_with_digest_authentication() {
+    let s = Server::new("register");
+    s.add_user("alice", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+#[test]
+fn unknown_user_fails_exactly_like_a_wrong_password() {
+    let s = Server::new("enumeration");
+    s.add_user("alice", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_bad_auth_once.xml",
+            "alice",
+            "wrong password!",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    passes!(
+        s,
+        s.sipp(
+            "register_bad_auth_once.xml",
+            "nobody",
+            "wrong password!",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+#[test]
+fn wrong_passwords_lock_out_that_address_only() {
+    let s = Server::new("lockout");
+    s.add_user("bob", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_lockout.xml",
+            "bob",
+            "guess guess",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // From the locked-out address even the right password is refused unchecked.
+    passes!(
+        s,
+        s.sipp(
+            "register_refused.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // The real user, elsewhere, is not locked out.
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.2",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+#[test]
+fn bindings_survive_kill_9() {
+    let mut s = Server::new("restart");
+    s.add_user("carol", "correct horse battery");
+    let port = free_port();
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "carol",
+            "correct horse battery",
+            "127.0.0.1",
+            port,
+            &[]
+        )
+    );
+    s.kill9();
+    s.start();
+    let (ok, msgs) = s.sipp(
+        "register_query.xml",
+        "carol",
+        "correct horse battery",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    let listed = format!("Contact: <sip:carol@127.0.0.1:{port}>;expires=");
+    assert!(
+        msgs.contains(&listed),
+        "the binding made before kill -9 is listed: {msgs}"
+    );
+}
+
+#[test]
+fn users_managed_while_running_take_effect() {
+    let s = Server::new("manage");
+    s.add_user("dave", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "dave",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    s.changing_users(|| {
+        let o = s.cli(&["user", "disable", &format!("sip:dave@{DOMAIN}")], "");
+        assert!(o.status.success());
+    });
+    passes!(
+        s,
+        s.sipp(
+            "register_bad_auth_once.xml",
+            "dave",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let o = s.cli(&["user", "list", "--json"], "");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"enabled\": false"));
+}
+
+#[test]
+fn bad_input_does_not_stop_service() {
+    let s = Server::new("badinput");
+    s.add_user("erin", "correct horse battery");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Garbage, truncated and oversized datagrams.
+    udp.send_to(b"\x00\xff garbage \x01", ("127.0.0.1", s.udp))
+        .unwrap();
+    let full = options(&udp, "trunc");
+    udp.send_to(&full.as_bytes()[..40], ("127.0.0.1", s.udp))
+        .unwrap();
+    let big = format!(
+        "{}X-Pad: {}\r\n\r\n",
+        &full[..full.len() - 2],
+        "a".repeat(60_000)
+    );
+    let _ = udp.send_to(big.as_bytes(), ("127.0.0.1", s.udp));
+    // A malformed request is answered precisely.
+    let bad = options(&udp, "bad").replace("CSeq: 1 OPTIONS", "CSeq: 99999999999 OPTIONS");
+    udp.send_to(bad.as_bytes(), ("127.0.0.1", s.udp)).unwrap();
+    let mut buf = [0u8; 65535];
+    let mut got = String::new();
+    while let Ok((n, _)) = udp.recv_from(&mut buf) {
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("SIP/2.0 400 Malformed CSeq Header"), "{got}");
+    // TCP: garbage closes that connection only; TLS port: plaintext is refused.
+    for port in [s.udp, s.tls] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(b"NOT SIP AT ALL\r\n\r\n");
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    // A burst of REGISTERs from one address (bounded: 300 datagrams).
+    for i in 0..300 {
+        let r = options(&udp, &format!("burst{i}"))
+            .replace("OPTIONS sip:", "REGISTER sip:")
+            .replace("1 OPTIONS", "1 REGISTER");
+        let _ = udp.send_to(r.as_bytes(), ("127.0.0.1", s.udp));
+    }
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "erin",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
