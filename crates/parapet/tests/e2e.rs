@@ -163,6 +163,24 @@ impl Server {
         local_port: u16,
         fields: &[&str],
     ) -> (bool, String) {
+        let run = self.sipp_start(name, user, user, password, local_ip, local_port, fields);
+        run.finish()
+    }
+
+    /// Starts a SIPp scenario in the background: `service` is SIPp's [service]
+    /// (the target user), `auth_user`/`password` its digest credentials,
+    /// `fields` the CSV columns after the domain ([field1], [field2], ...).
+    #[allow(clippy::too_many_arguments)]
+    fn sipp_start(
+        &self,
+        name: &str,
+        service: &str,
+        auth_user: &str,
+        password: &str,
+        local_ip: &str,
+        local_port: u16,
+        fields: &[&str],
+    ) -> SippRun {
         let csv = self.dir.join(format!("{name}-{local_port}.csv"));
         let mut line = DOMAIN.to_string();
         for f in fields {
@@ -171,14 +189,19 @@ impl Server {
         }
         std::fs::write(&csv, format!("SEQUENTIAL\n{line}\n")).unwrap();
         let msgs = self.dir.join(format!("{name}-{local_port}.msg"));
-        let status = Command::new("sipp")
+        let mut cmd = Command::new("sipp");
+        if name.starts_with("message_") {
+            // The digest uri must be the Request-URI; SIPp defaults to ip:port.
+            cmd.args(["-auth_uri", &format!("{service}@{DOMAIN}")]); // SIPp adds "sip:"
+        }
+        let child = cmd
             .arg("-sf")
             .arg(scenario(name))
             .arg("-inf")
             .arg(&csv)
             .args([
-                "-s", user, "-au", user, "-ap", password, "-m", "1", "-l", "1", "-t", "u1",
-                "-nostdin", "-timeout", "15s",
+                "-s", service, "-au", auth_user, "-ap", password, "-m", "1", "-l", "1", "-t", "u1",
+                "-nostdin", "-timeout", "20s",
             ])
             .args([
                 "-i",
@@ -192,12 +215,22 @@ impl Server {
             .arg(format!("127.0.0.1:{}", self.udp))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .expect("sipp is installed (scripts/test.sh installs Debian's sip-tester)");
-        (
-            status.success(),
-            std::fs::read_to_string(&msgs).unwrap_or_default(),
-        )
+        SippRun { child, msgs }
+    }
+}
+
+/// A SIPp scenario running in the background.
+struct SippRun {
+    child: Child,
+    msgs: PathBuf,
+}
+
+impl SippRun {
+    fn finish(mut self) -> (bool, String) {
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        (ok, std::fs::read_to_string(&self.msgs).unwrap_or_default())
     }
 }
 
@@ -435,5 +468,130 @@ fn bad_input_does_not_stop_service() {
             free_port(),
             &[]
         )
+    );
+}
+
+/// Registers `user` from `port` (SIPp exits after the 200), then listens on that
+/// port for one MESSAGE as a UAS.
+fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {
+    let port = free_port();
+    passes!(
+        s,
+        s.sipp("register_auth.xml", user, password, "127.0.0.1", port, &[])
+    );
+    s.sipp_start(
+        "receive_message.xml",
+        user,
+        user,
+        password,
+        "127.0.0.1",
+        port,
+        &[],
+    )
+}
+
+#[test]
+fn message_is_relayed_between_registered_users() {
+    let s = Server::new("im");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let bob = register_and_listen(&s, "bob", "battery staple horse");
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "live-1"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "alice's MESSAGE was not answered 200:\n{msgs}\nserver:\n{}",
+        s.log()
+    );
+    let (ok, received) = bob.finish();
+    assert!(
+        ok,
+        "bob did not receive the MESSAGE (or it carried alice's credentials):\n{received}"
+    );
+    assert!(received.contains("Hello from alice: live-1"), "{received}");
+    assert!(
+        received.contains("From: <sip:alice@example.test>"),
+        "{received}"
+    );
+}
+
+#[test]
+fn message_to_offline_user_is_stored_and_delivered_on_registration() {
+    let mut s = Server::new("offline");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("carol", "battery staple horse");
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send_stored.xml",
+            "carol",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "stored-1"],
+        )
+        .finish();
+    assert!(ok, "expected 202 for an offline recipient:\n{msgs}");
+    assert!(
+        msgs.contains("SIP/2.0 202 Accepted (Stored for Later Delivery)"),
+        "{msgs}"
+    );
+    // Acknowledged means durable: it survives kill -9.
+    s.kill9();
+    s.start();
+    // Delivery starts at registration; UDP retransmissions reach the listener
+    // that starts right after.
+    let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
+    assert!(
+        ok,
+        "carol did not receive the stored MESSAGE:\n{received}\nserver:\n{}",
+        s.log()
+    );
+    assert!(
+        received.contains("Hello from alice: stored-1"),
+        "{received}"
+    );
+    assert!(
+        received.contains("Date: "),
+        "a stored message carries its original date: {received}"
+    );
+}
+
+#[test]
+fn message_sender_must_prove_who_they_are() {
+    let s = Server::new("spoof");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    // bob's credentials on a MESSAGE From alice do not verify as alice: challenged
+    // again, never relayed or stored.
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send.xml",
+            "alice",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "spoof"],
+        )
+        .finish();
+    assert!(!ok);
+    let answers: Vec<&str> = msgs.lines().filter(|l| l.starts_with("SIP/2.0 ")).collect();
+    assert_eq!(
+        answers.first(),
+        Some(&"SIP/2.0 407 Proxy Authentication Required")
+    );
+    assert!(
+        answers.iter().all(|a| a.starts_with("SIP/2.0 407")),
+        "{answers:?}"
     );
 }

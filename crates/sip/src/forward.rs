@@ -23,7 +23,9 @@ pub struct Forward<'m> {
     max_forwards: Option<u8>,
     add_max_forwards: bool,
     prepend: Vec<(&'static str, String)>,
+    routes: Vec<String>,
     pop_route: bool,
+    remove: Vec<HeaderKind>,
 }
 
 impl<'m> Forward<'m> {
@@ -36,7 +38,9 @@ impl<'m> Forward<'m> {
             max_forwards: None,
             add_max_forwards: false,
             prepend: Vec::new(),
+            routes: Vec::new(),
             pop_route: false,
+            remove: Vec::new(),
         }
     }
 
@@ -85,6 +89,20 @@ impl<'m> Forward<'m> {
         self
     }
 
+    /// Adds Route values, in order, above the existing ones (e.g. a binding's
+    /// Path, RFC 3327 §5.4).
+    pub fn routes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, values: I) -> Self {
+        self.routes.extend(values.into_iter().map(Into::into));
+        self
+    }
+
+    /// Removes every line of a header kind (e.g. the Proxy-Authorization this
+    /// proxy consumed: credentials must not travel on to the next hop).
+    pub fn remove_all(mut self, kind: HeaderKind) -> Self {
+        self.remove.push(kind);
+        self
+    }
+
     /// Removes the top Route entry (it named this proxy).
     pub fn pop_route(mut self) -> Self {
         self.pop_route = true;
@@ -119,11 +137,17 @@ impl<'m> Forward<'m> {
         for (name, value) in self.prepend.iter().rev() {
             put_header(&mut out, name, value);
         }
+        for value in &self.routes {
+            put_header(&mut out, "Route", value);
+        }
         if self.add_max_forwards {
             out.put_slice(b"Max-Forwards: 70\r\n");
         }
         let (mut via_done, mut route_done) = (!self.pop_via, !self.pop_route);
         for e in &m.headers {
+            if self.remove.contains(&e.kind) {
+                continue;
+            }
             match e.kind {
                 HeaderKind::Via if !via_done => {
                     via_done = true;
@@ -226,6 +250,35 @@ mod tests {
         assert_eq!(f.list::<RecordRoute>().count(), 1);
         assert_eq!(f.typed::<MaxForwards>(), Ok(Some(MaxForwards(2))));
         assert_eq!(f.body(), b"v=0\n");
+    }
+
+    #[test]
+    fn routes_are_added_in_order_above_existing_ones() {
+        let m = msg(REQ);
+        let out = Forward::new(&m)
+            .pop_route()
+            .routes(["<sip:edge1;lr>", "<sip:edge2;lr>"])
+            .serialize();
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        let routes: Vec<_> = f
+            .list::<Route>()
+            .map(|r| r.unwrap().uri.as_sip().unwrap().raw)
+            .collect();
+        assert_eq!(
+            routes,
+            ["sip:edge1;lr", "sip:edge2;lr", "sip:p2.example.com;lr"]
+        );
+    }
+
+    #[test]
+    fn consumed_credentials_are_removed() {
+        let m = msg(b"MESSAGE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nProxy-Authorization: Digest username=\"a\"\r\nSubject: s\r\nProxy-Authorization: Digest username=\"b\"\r\nContent-Length: 0\r\n\r\n");
+        let out = Forward::new(&m)
+            .remove_all(HeaderKind::ProxyAuthorization)
+            .serialize();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!text.contains("Proxy-Authorization"), "{text}");
+        assert!(text.contains("Subject: s\r\n"));
     }
 
     #[test]

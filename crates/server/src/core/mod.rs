@@ -3,8 +3,12 @@
 //! waits (database writes, user reloads) runs in separate, bounded tasks that
 //! report back through an event channel.
 
+mod authn;
+mod fork;
+mod im;
 mod register;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,9 +16,9 @@ use auth::secret::SecretKey;
 use bytes::Bytes;
 use sip::build::{error_response, via_received_for, ResponseBuilder};
 use sip::headers::{ProxyRequire, Require};
-use sip::{Message, Method, RequestFields, Uri};
+use sip::{Message, Method, RequestFields, ResponseFields, Uri};
 use sip_transport::{Inbound, Protocol, Source, Target, Transport};
-use sip_txn::{Action, Reliability, ServerEvent, TxnId, TxnLayer};
+use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
 use store::Sqlite;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -36,6 +40,13 @@ pub(crate) enum Event {
     Users(Option<UserCache>),
     /// A registration could not be stored: forget these bindings again.
     Unbind { aor: String, keys: Vec<String> },
+    /// A registration was stored: deliver what waits for the user.
+    Registered { aor: String },
+    /// The next stored message for `aor` (`None`: none left).
+    Stored {
+        aor: String,
+        next: Option<store::PendingMessage>,
+    },
 }
 
 /// Database writes the core may have in flight; beyond, requests get 503.
@@ -60,6 +71,14 @@ pub struct Core {
     reloading: bool,
     out: Vec<Action<Target>>,
     tag_seq: u64,
+    forks: HashMap<u64, fork::Fork>,
+    by_client: HashMap<TxnId, u64>,
+    next_fork: u64,
+    branch_seq: u64,
+    /// Random per process: makes branches and Call-IDs unique across restarts.
+    boot_id: String,
+    /// Users whose stored messages are being handed over right now.
+    delivering: HashSet<String>,
 }
 
 impl std::fmt::Debug for Core {
@@ -85,6 +104,8 @@ impl Core {
         tracing::info!(users = users.len(), bindings = live.len(), "state loaded");
         location.load(live);
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let random = SecretKey::generate().map_err(|_| "system random generator failed")?;
+        let boot_id: String = random[..6].iter().map(|b| format!("{b:02x}")).collect();
         let txn_cfg = sip_txn::Config {
             max_transactions: cfg.max_transactions,
             ..sip_txn::Config::default()
@@ -111,6 +132,12 @@ impl Core {
             reloading: false,
             out: Vec::new(),
             tag_seq: 0,
+            forks: HashMap::new(),
+            by_client: HashMap::new(),
+            next_fork: 0,
+            branch_seq: 0,
+            boot_id,
+            delivering: HashSet::new(),
         })
     }
 
@@ -203,6 +230,14 @@ impl Core {
                     self.location.remove(&aor, &k);
                 }
             }
+            Event::Registered { aor } => {
+                self.start_delivery(aor);
+                self.flush().await;
+            }
+            Event::Stored { aor, next } => {
+                self.deliver(aor, next);
+                self.flush().await;
+            }
         }
     }
 
@@ -213,9 +248,22 @@ impl Core {
     async fn on_inbound(&mut self, m: Inbound) {
         let Inbound { message, source } = m;
         if message.is_response() {
-            // No client transactions yet: every response is stray and dropped
-            // (RFC 3261 §18.1.2; never forwarded to a Via we did not add).
-            return;
+            let Ok(fields) = ResponseFields::extract(&message) else {
+                return;
+            };
+            match self
+                .txn
+                .on_response(&message, &fields, Instant::now(), &mut self.out)
+            {
+                ClientEvent::Deliver(cid) if fields.status >= 200 => {
+                    self.branch_final(cid, fields.status, Some(&message))
+                }
+                // Provisional responses to relayed MESSAGEs are not passed on
+                // (RFC 3261 §16.7 allows it for non-INVITE); stray responses are
+                // dropped, never forwarded along a Via we did not add.
+                _ => {}
+            }
+            return self.flush().await;
         }
         let fields = match RequestFields::extract(&message) {
             Ok(f) => f,
@@ -292,6 +340,7 @@ impl Core {
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
             Method::Register => self.reply(&r, 403, "Domain Not Served Here", &[]).await,
+            Method::Message if to_us => self.on_message(&r).await,
             Method::Options if to_us && self.addressed_to_server(&f.request_uri) => {
                 self.reply(
                     &r,
@@ -371,11 +420,20 @@ impl Core {
         self.flush().await;
     }
 
+    /// Carries out what the transaction layer asked for. A client transaction
+    /// that timed out counts as a 408 on its branch, which may produce more
+    /// actions; the loop runs until none are left.
     async fn flush(&mut self) {
-        let actions = std::mem::take(&mut self.out);
-        for a in actions {
-            if let Action::Send { dest, bytes } = a {
-                self.send(dest, bytes).await;
+        while !self.out.is_empty() {
+            let actions = std::mem::take(&mut self.out);
+            for a in actions {
+                match a {
+                    Action::Send { dest, bytes } => self.send(dest, bytes).await,
+                    Action::Timeout { id } => self.branch_final(id, 408, None),
+                    Action::Terminated { id } => {
+                        self.by_client.remove(&id);
+                    }
+                }
             }
         }
     }

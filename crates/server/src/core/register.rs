@@ -1,13 +1,11 @@
 //! REGISTER: the domain and AOR checks, the lockout gate, digest authentication,
 //! the registrar, and the write-through before the 200.
 
-use auth::digest::Failure;
-use auth::lockout::{Engaged, Gate};
-use sip::headers::AuthValue;
-use sip::{HeaderKind, Uri};
-use sip_transport::{Protocol, Source};
+use sip::Uri;
+use sip_transport::Protocol;
 use store::Bindings;
 
+use super::authn::Challenger;
 use super::{Core, Event, Req};
 use crate::unix_now;
 
@@ -15,7 +13,6 @@ impl Core {
     pub(crate) async fn on_register(&mut self, r: &Req<'_>) {
         let (id, msg, f, src) = (r.id, r.msg, r.f, r.src);
         let now = unix_now();
-        let now_u = u64::try_from(now).unwrap_or(0);
         // RFC 3261 §10.3 step 3: the To header names the address of record.
         let Uri::Sip(to) = f.to.uri else {
             return self
@@ -31,57 +28,11 @@ impl Core {
             return self.reply(r, 404, "Not Found", &[]).await;
         }
         let aor = format!("sip:{user}@{}", self.cfg.domain);
-        let ip = src.remote.ip();
-
-        // The security filter decides before any password is looked at.
-        if let Gate::Refuse { until } = self.filter.check(&aor, ip, now_u) {
-            let retry = until.saturating_sub(now_u).to_string();
-            return self
-                .reply(
-                    r,
-                    403,
-                    "Forbidden (Too Many Failed Sign-Ins)",
-                    &[("Retry-After", retry.as_str())],
-                )
-                .await;
-        }
-        let realm = self.verifier.realm().to_owned();
-        let creds = msg
-            .headers_of(HeaderKind::Authorization)
-            .filter_map(|h| AuthValue::parse(h.value).ok())
-            .find(|a| a.param("realm") == Some(realm.as_str()));
-        let Some(creds) = creds else {
-            return self.challenge(r, false).await;
-        };
-        // Unknown and disabled users are verified against stand-in secrets: the
-        // same work and the same answer as a wrong password.
-        let secrets = self
-            .users
-            .get(&aor)
-            .filter(|u| u.enabled)
-            .map(|u| u.secrets.clone());
-        let uri = msg.request_uri().unwrap_or("");
-        match self
-            .verifier
-            .verify(&creds, "REGISTER", uri, secrets.as_ref(), now_u)
+        if !self
+            .authenticate(r, &aor, user, Challenger::Registrar)
+            .await
         {
-            Ok(a) if a.username() == user => self.filter.success(&aor, ip, now_u),
-            Ok(_) => {
-                self.failed(&aor, src, now_u);
-                return self
-                    .reply(r, 403, "Forbidden (Credentials Do Not Match To)", &[])
-                    .await;
-            }
-            Err(Failure::Stale) => return self.challenge(r, true).await,
-            Err(Failure::Malformed) => {
-                return self
-                    .reply(r, 400, "Malformed Authorization Header", &[])
-                    .await;
-            }
-            Err(_) => {
-                self.failed(&aor, src, now_u);
-                return self.challenge(r, false).await;
-            }
+            return;
         }
 
         let flow = (src.protocol != Protocol::Udp).then_some(registrar::Flow(src.flow.0));
@@ -161,11 +112,16 @@ impl Core {
                 }
             }
             let event = match result {
-                Ok(()) => Event::Respond {
-                    id,
-                    status: 200,
-                    bytes: ok,
-                },
+                Ok(()) => {
+                    let _ = events
+                        .send(Event::Respond {
+                            id,
+                            status: 200,
+                            bytes: ok,
+                        })
+                        .await;
+                    Event::Registered { aor }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, %aor, "registration not stored");
                     let _ = events.send(Event::Unbind { aor, keys }).await;
@@ -178,37 +134,6 @@ impl Core {
             };
             let _ = events.send(event).await;
         });
-    }
-
-    async fn challenge(&mut self, r: &Req<'_>, stale: bool) {
-        let now = u64::try_from(unix_now()).unwrap_or(0);
-        let Some(challenges) = self.verifier.challenges(now, stale) else {
-            return self
-                .reply(r, 500, "Server Internal Error (No Randomness)", &[])
-                .await;
-        };
-        let extra: Vec<(&str, &str)> = challenges
-            .iter()
-            .map(|c| ("WWW-Authenticate", c.as_str()))
-            .collect();
-        self.reply(r, 401, "Unauthorized", &extra).await;
-    }
-
-    fn failed(&mut self, aor: &str, src: &Source, now: u64) {
-        for e in self.filter.failure(aor, src.remote.ip(), now) {
-            match e {
-                Engaged::Source {
-                    account,
-                    source,
-                    until,
-                } => {
-                    tracing::warn!(%account, %source, until, "lockout: address refused for this account after repeated failures")
-                }
-                Engaged::Account { account, until } => {
-                    tracing::warn!(%account, until, "lockout: account refused to unfamiliar addresses after failures from many")
-                }
-            }
-        }
     }
 }
 

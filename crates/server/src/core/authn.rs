@@ -1,0 +1,137 @@
+//! Authentication of requests from local users: the lockout gate first, then
+//! digest (401 + WWW-Authenticate for REGISTER, 407 + Proxy-Authenticate for
+//! everything else), with unknown and disabled users answered exactly like a
+//! wrong password.
+
+use auth::digest::Failure;
+use auth::lockout::{Engaged, Gate};
+use sip::headers::AuthValue;
+use sip::HeaderKind;
+
+use super::{Core, Req};
+use crate::unix_now;
+
+/// Which challenge family a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenger {
+    /// REGISTER: 401, WWW-Authenticate / Authorization.
+    Registrar,
+    /// Everything else: 407, Proxy-Authenticate / Proxy-Authorization.
+    Proxy,
+}
+
+impl Core {
+    /// Proves that the request comes from `user` (AOR `aor`). Returns `true` to
+    /// proceed; otherwise the request has been answered (challenge or refusal).
+    pub(crate) async fn authenticate(
+        &mut self,
+        r: &Req<'_>,
+        aor: &str,
+        user: &str,
+        how: Challenger,
+    ) -> bool {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let ip = r.src.remote.ip();
+        if let Gate::Refuse { until } = self.filter.check(aor, ip, now) {
+            let retry = until.saturating_sub(now).to_string();
+            self.reply(
+                r,
+                403,
+                "Forbidden (Too Many Failed Sign-Ins)",
+                &[("Retry-After", retry.as_str())],
+            )
+            .await;
+            return false;
+        }
+        let header = match how {
+            Challenger::Registrar => HeaderKind::Authorization,
+            Challenger::Proxy => HeaderKind::ProxyAuthorization,
+        };
+        let realm = self.verifier.realm().to_owned();
+        let creds = r
+            .msg
+            .headers_of(header)
+            .filter_map(|h| AuthValue::parse(h.value).ok())
+            .find(|a| a.param("realm") == Some(realm.as_str()));
+        let Some(creds) = creds else {
+            self.challenge(r, how, false).await;
+            return false;
+        };
+        let secrets = self
+            .users
+            .get(aor)
+            .filter(|u| u.enabled)
+            .map(|u| u.secrets.clone());
+        let method = r.f.method.as_str();
+        let uri = r.msg.request_uri().unwrap_or("");
+        match self
+            .verifier
+            .verify(&creds, method, uri, secrets.as_ref(), now)
+        {
+            Ok(a) if a.username() == user => {
+                self.filter.success(aor, ip, now);
+                true
+            }
+            Ok(_) => {
+                self.failed(aor, r, now);
+                self.reply(
+                    r,
+                    403,
+                    "Forbidden (Credentials Do Not Match the Sender)",
+                    &[],
+                )
+                .await;
+                false
+            }
+            Err(Failure::Stale) => {
+                self.challenge(r, how, true).await;
+                false
+            }
+            Err(Failure::Malformed) => {
+                let reason = match how {
+                    Challenger::Registrar => "Malformed Authorization Header",
+                    Challenger::Proxy => "Malformed Proxy-Authorization Header",
+                };
+                self.reply(r, 400, reason, &[]).await;
+                false
+            }
+            Err(_) => {
+                self.failed(aor, r, now);
+                self.challenge(r, how, false).await;
+                false
+            }
+        }
+    }
+
+    async fn challenge(&mut self, r: &Req<'_>, how: Challenger, stale: bool) {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let Some(challenges) = self.verifier.challenges(now, stale) else {
+            return self
+                .reply(r, 500, "Server Internal Error (No Randomness)", &[])
+                .await;
+        };
+        let (status, reason, name) = match how {
+            Challenger::Registrar => (401, "Unauthorized", "WWW-Authenticate"),
+            Challenger::Proxy => (407, "Proxy Authentication Required", "Proxy-Authenticate"),
+        };
+        let extra: Vec<(&str, &str)> = challenges.iter().map(|c| (name, c.as_str())).collect();
+        self.reply(r, status, reason, &extra).await;
+    }
+
+    fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {
+        for e in self.filter.failure(aor, r.src.remote.ip(), now) {
+            match e {
+                Engaged::Source {
+                    account,
+                    source,
+                    until,
+                } => {
+                    tracing::warn!(%account, %source, until, "lockout: address refused for this account after repeated failures")
+                }
+                Engaged::Account { account, until } => {
+                    tracing::warn!(%account, until, "lockout: account refused to unfamiliar addresses after failures from many")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Instant messages (RFC 3428) between local users.
+//!
+//! The sender must be a local user and proves it (407 digest); From must be that
+//! user (no spoofing). The recipient is the Request-URI's user:
+//! - unknown or disabled: 404 Not Found;
+//! - registered: the MESSAGE is relayed to every binding and the best answer
+//!   comes back (normally the recipient's 200);
+//! - not registered (or stored messages still waiting for them): the message is
+//!   written to the database and the sender gets **202 Accepted** with reason
+//!   "Stored for Later Delivery". When the recipient next registers, stored
+//!   messages are delivered one at a time, oldest first, each deleted only after
+//!   a 2xx from the recipient.
+
+use sip::build::RequestBuilder;
+use sip::headers::ContentType;
+use sip::Uri;
+use store::{Messages, PendingMessage};
+
+use super::authn::Challenger;
+use super::fork::ForkKind;
+use super::{Core, Event, Req};
+use crate::unix_now;
+
+/// How long a stored message waits for its recipient.
+const STORED_MESSAGE_LIFETIME: i64 = 30 * 24 * 3600;
+
+impl Core {
+    pub(crate) async fn on_message(&mut self, r: &Req<'_>) {
+        let domain = self.cfg.domain.clone();
+        let Uri::Sip(from) = r.f.from.uri else {
+            return self.reply(r, 403, "Relaying Denied", &[]).await;
+        };
+        let (Some(sender), true) = (
+            from.user,
+            from.host.to_string().eq_ignore_ascii_case(&domain),
+        ) else {
+            // Senders from other domains arrive with federation; until then, refuse.
+            return self.reply(r, 403, "Relaying Denied", &[]).await;
+        };
+        let sender_aor = format!("sip:{sender}@{domain}");
+        if !self
+            .authenticate(r, &sender_aor, sender, Challenger::Proxy)
+            .await
+        {
+            return;
+        }
+        let Uri::Sip(ruri) = r.f.request_uri else {
+            return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
+        };
+        let Some(rcpt) = ruri.user else {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        };
+        let rcpt_aor = format!("sip:{rcpt}@{domain}");
+        if !self.users.get(&rcpt_aor).is_some_and(|u| u.enabled) {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        }
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        let now = unix_now();
+        let targets = self.location.lookup(&rcpt_aor, now);
+        // While stored messages are being handed over, newer ones queue behind them.
+        if !targets.is_empty() && !self.delivering.contains(&rcpt_aor) {
+            let timeout = self.build(r, 408, "Request Timeout", &[]);
+            let started = self.start_fork(
+                ForkKind::Relay {
+                    server: r.id,
+                    timeout,
+                },
+                r.msg,
+                &targets,
+            );
+            if started > 0 {
+                return self.flush().await;
+            }
+        }
+        self.store_for_later(r, sender_aor, rcpt_aor, now).await;
+    }
+
+    async fn store_for_later(&mut self, r: &Req<'_>, sender: String, recipient: String, now: i64) {
+        let content_type = r
+            .msg
+            .typed::<ContentType>()
+            .ok()
+            .flatten()
+            .map(|c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()))
+            .unwrap_or_else(|| "text/plain".into());
+        let pending = PendingMessage {
+            id: 0,
+            recipient,
+            sender,
+            content_type,
+            body: r.msg.body().to_vec(),
+            received_at: now,
+            expires_at: now + STORED_MESSAGE_LIFETIME,
+        };
+        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+            return self
+                .reply(
+                    r,
+                    503,
+                    "Service Unavailable (Storage Busy)",
+                    &[("Retry-After", "1")],
+                )
+                .await;
+        };
+        let accepted = self.build(r, 202, "Accepted (Stored for Later Delivery)", &[]);
+        let failed = self.build(r, 500, "Server Internal Error (Message Not Stored)", &[]);
+        let (store, events, id) = (self.store.clone(), self.events_tx.clone(), r.id);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let event = match store.enqueue_message(pending).await {
+                Ok(_) => Event::Respond {
+                    id,
+                    status: 202,
+                    bytes: accepted,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "message not stored");
+                    Event::Respond {
+                        id,
+                        status: 500,
+                        bytes: failed,
+                    }
+                }
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    /// The user just registered: hand over what waits for them, oldest first.
+    pub(crate) fn start_delivery(&mut self, aor: String) {
+        if !self.delivering.insert(aor.clone()) {
+            return;
+        }
+        self.fetch_next(aor);
+    }
+
+    fn fetch_next(&mut self, aor: String) {
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            let next = match store.pending_messages(&aor, 1).await {
+                Ok(mut v) => v.pop(),
+                Err(e) => {
+                    tracing::warn!(error = %e, %aor, "could not read stored messages");
+                    None
+                }
+            };
+            let _ = events.send(Event::Stored { aor, next }).await;
+        });
+    }
+
+    /// Sends one stored message to the recipient's bindings.
+    pub(crate) fn deliver(&mut self, aor: String, next: Option<PendingMessage>) {
+        let Some(m) = next else {
+            self.delivering.remove(&aor);
+            return;
+        };
+        let targets = self.location.lookup(&aor, unix_now());
+        let call_id = format!("{}-{}@{}", self.boot_id, m.id, self.cfg.domain);
+        let tag = self.next_tag();
+        let req = RequestBuilder::new("MESSAGE", &aor)
+            .header(
+                "Via",
+                "SIP/2.0/UDP placeholder.invalid;branch=z9hG4bKplaceholder",
+            )
+            .header("Max-Forwards", "70")
+            .header("From", &format!("<{}>;tag={tag}", m.sender))
+            .header("To", &format!("<{aor}>"))
+            .header("Call-ID", &call_id)
+            .header("CSeq", "1 MESSAGE")
+            .header("Date", &http_date(m.received_at))
+            .body(&m.content_type, &m.body);
+        let Ok(msg) = sip::parse_datagram(req, &self.cfg.limits) else {
+            tracing::error!(
+                id = m.id,
+                "a stored message could not be rebuilt; it stays stored"
+            );
+            self.delivering.remove(&aor);
+            return;
+        };
+        // The placeholder Via is replaced: each branch pushes its own on top, and
+        // the forward below drops the placeholder by popping it first.
+        let Ok(msg) = sip::parse_datagram(
+            sip::forward::Forward::new(&msg).pop_via().serialize(),
+            &self.cfg.limits,
+        ) else {
+            self.delivering.remove(&aor);
+            return;
+        };
+        if self.start_fork(
+            ForkKind::Delivery {
+                aor: aor.clone(),
+                id: m.id,
+            },
+            &msg,
+            &targets,
+        ) == 0
+        {
+            self.delivering.remove(&aor);
+        }
+    }
+
+    /// A stored message's delivery ended: delete it and go on, or stop and keep it.
+    pub(crate) fn delivery_done(&mut self, aor: String, id: i64, delivered: bool) {
+        if !delivered {
+            tracing::info!(%aor, id, "stored message not accepted by the recipient; kept for the next registration");
+            self.delivering.remove(&aor);
+            return;
+        }
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.delete_message(id).await {
+                tracing::warn!(error = %e, id, "delivered message could not be deleted");
+            }
+            let next = store
+                .pending_messages(&aor, 1)
+                .await
+                .ok()
+                .and_then(|mut v| v.pop());
+            let _ = events.send(Event::Stored { aor, next }).await;
+        });
+    }
+}
+
+/// RFC 1123 date in GMT, for the Date of a stored message.
+pub(crate) fn http_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
+    let mon = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+}
