@@ -236,17 +236,27 @@ impl SecurityFilter {
         v
     }
 
-    /// Clears lockouts and counts matching `account` and/or `source` (both `None`:
-    /// everything). Returns how many entries were removed.
-    pub fn clear(&mut self, account: Option<&str>, source: Option<IpAddr>) -> usize {
-        let before = self.pairs.len() + self.accounts.len();
-        self.pairs.retain(|(a, s), _| {
-            !(account.is_none_or(|x| x == a) && source.is_none_or(|x| x == *s))
+    /// Clears lockouts and failure counts matching `account` and/or `source`
+    /// (both `None`: everything). Returns how many *active* lockouts were lifted.
+    pub fn clear(&mut self, account: Option<&str>, source: Option<IpAddr>, now: u64) -> usize {
+        let mut lifted = 0;
+        self.pairs.retain(|(a, s), c| {
+            let hit = account.is_none_or(|x| x == a) && source.is_none_or(|x| x == *s);
+            if hit && c.locked_until > now {
+                lifted += 1;
+            }
+            !hit
         });
         if source.is_none() {
-            self.accounts.retain(|a, _| account.is_some_and(|x| x != a));
+            self.accounts.retain(|a, c| {
+                let hit = account.is_none_or(|x| x == a);
+                if hit && c.locked_until > now {
+                    lifted += 1;
+                }
+                !hit
+            });
         }
-        before - (self.pairs.len() + self.accounts.len())
+        lifted
     }
 }
 
@@ -324,7 +334,7 @@ mod tests {
             "second lockout doubles"
         );
         assert_eq!(f.entries(210).len(), 1);
-        assert_eq!(f.clear(Some("alice"), None), 2);
+        assert_eq!(f.clear(Some("alice"), None, 210), 1);
         assert_eq!(f.check("alice", ip(1), 210), Gate::Allow);
     }
 

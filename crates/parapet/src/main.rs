@@ -31,6 +31,52 @@ enum Command {
     /// Manage SIP users (works whether or not the server is running).
     #[command(subcommand)]
     User(UserCmd),
+    /// Show the running server's state and warnings.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Lockouts engaged by the security filter (failed sign-ins).
+    #[command(subcommand)]
+    Lockout(LockoutCmd),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener of the running server.
+    #[arg(
+        long = "server",
+        env = "PARAPET_ADMIN_URL",
+        default_value = "http://127.0.0.1:9060"
+    )]
+    server: String,
+    /// Data directory of the server (its admin token is read from there).
+    #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum LockoutCmd {
+    /// List active lockouts.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Clear lockouts (all, or for one account and/or one source address).
+    ///
+    /// Example: parapet lockout clear --account sip:alice@example.com --source 198.51.100.7
+    Clear {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -53,6 +99,9 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// The admin listener address (default 127.0.0.1:9060).
+    #[arg(long)]
+    admin_listen: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -153,7 +202,144 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::User(cmd) => user(cmd).await,
+        Command::Status { json, admin } => status(json, admin).await,
+        Command::Lockout(cmd) => lockout(cmd).await,
     }
+}
+
+/// Calls the admin API of the running server with the data directory's token.
+async fn admin_call(
+    admin: &AdminArgs,
+    method: &'static str,
+    path: String,
+) -> Result<serde_json::Value, String> {
+    let token = server::datadir::DataDir::open_existing(&admin.data_dir)?.admin_token;
+    let url = format!("{}{path}", admin.server.trim_end_matches('/'));
+    let server_url = admin.server.clone();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let auth = format!("Bearer {token}");
+        let resp = match method {
+            "POST" => agent.post(&url).header("Authorization", &auth).send_empty(),
+            _ => agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut resp = resp.map_err(|e| format!("cannot reach the server at {server_url}: {e} (is `parapet serve` running? see --server)"))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| format!("unexpected answer from {server_url}: {body}"))?;
+        if status >= 400 {
+            let detail = json.get("detail").and_then(|d| d.as_str()).unwrap_or("");
+            return Err(format!("the server refused ({status}): {detail}"));
+        }
+        Ok(json)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn status(json: bool, admin: AdminArgs) -> Result<(), String> {
+    let s = admin_call(&admin, "GET", "/v0/status".into()).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let field = |k: &str| {
+        s.get(k)
+            .map(|v| v.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    println!("Parapet {} serving {}", field("version"), field("domain"));
+    if let Some(l) = s.get("listeners").and_then(|l| l.as_array()) {
+        let list: Vec<String> = l
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        println!("listeners:     {}", list.join(", "));
+    }
+    println!("users:         {}", field("users"));
+    println!("registrations: {}", field("registrations"));
+    println!("connections:   {}", field("connections"));
+    println!("uptime:        {}s", field("uptime_secs"));
+    for w in s
+        .get("warnings")
+        .and_then(|w| w.as_array())
+        .into_iter()
+        .flatten()
+    {
+        println!("WARNING: {}", w.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+async fn lockout(cmd: LockoutCmd) -> Result<(), String> {
+    match cmd {
+        LockoutCmd::List { json, admin } => {
+            let v = admin_call(&admin, "GET", "/v0/lockouts".into()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                );
+                return Ok(());
+            }
+            let rows = v.as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                println!("no active lockouts");
+            }
+            for r in rows {
+                let source = r
+                    .get("source")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("(all unfamiliar addresses)");
+                println!(
+                    "{:<40} {:<24} until {} (lockout #{})",
+                    r.get("account").and_then(|a| a.as_str()).unwrap_or(""),
+                    source,
+                    r.get("until").map(|u| u.to_string()).unwrap_or_default(),
+                    r.get("lockouts").map(|u| u.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        LockoutCmd::Clear {
+            account,
+            source,
+            admin,
+        } => {
+            let mut q = Vec::new();
+            if let Some(a) = &account {
+                q.push(format!("account={}", encode(a)));
+            }
+            if let Some(s) = &source {
+                q.push(format!("source={}", encode(s)));
+            }
+            let path = format!(
+                "/v0/lockouts/clear{}{}",
+                if q.is_empty() { "" } else { "?" },
+                q.join("&")
+            );
+            let v = admin_call(&admin, "POST", path).await?;
+            println!(
+                "cleared {} active lockouts",
+                v.get("cleared").map(|c| c.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn serve(a: ServeArgs) -> Result<(), String> {
@@ -178,6 +364,9 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     }
     if a.log_format.is_some() {
         raw.log_format = a.log_format;
+    }
+    if a.admin_listen.is_some() {
+        raw.admin_listen = a.admin_listen;
     }
     let config = raw.build()?;
     init_logs(config.json_logs);

@@ -33,6 +33,7 @@ struct Server {
     dir: PathBuf,
     udp: u16,
     tls: u16,
+    admin: u16,
 }
 
 impl Server {
@@ -45,6 +46,7 @@ impl Server {
             dir,
             udp: free_port(),
             tls: free_port(),
+            admin: free_port(),
         };
         s.start();
         s
@@ -68,6 +70,7 @@ impl Server {
             .arg(format!("--listen=udp://127.0.0.1:{}", self.udp))
             .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
             .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
+            .arg(format!("--admin-listen=127.0.0.1:{}", self.admin))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -118,6 +121,34 @@ impl Server {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
+    }
+
+    /// Runs an admin CLI command against this server.
+    fn admin_cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push(format!("--server=http://127.0.0.1:{}", self.admin));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.cli(&refs, "")
+    }
+
+    /// A plain HTTP GET on the admin listener; returns (status line, body).
+    fn http_get(&self, path: &str, token: Option<&str>) -> (String, String) {
+        let mut c = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
     }
 
     fn add_user(&self, user: &str, password: &str) {
@@ -345,6 +376,77 @@ fn wrong_passwords_lock_out_that_address_only() {
             &[]
         )
     );
+    // The operator sees the lockout and clears it.
+    let o = s.admin_cli(&["lockout", "list"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        listed.contains("sip:bob@example.test") && listed.contains("127.0.0.1"),
+        "{listed}"
+    );
+    let o = s.admin_cli(&["lockout", "clear", "--account", "sip:bob@example.test"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cleared 1"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+#[test]
+fn status_health_and_metrics_on_the_admin_listener() {
+    let s = Server::new("admin");
+    s.add_user("frank", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "frank",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let (line, body) = s.http_get("/healthz", None);
+    assert!(line.contains("200"), "{line}");
+    assert_eq!(body.trim(), "ok");
+    let (_, metrics) = s.http_get("/metrics", None);
+    assert!(
+        metrics.contains("parapet_sip_transactions_total{method=\"REGISTER\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("parapet_sip_transactions_total{method=\"REGISTER\",code=\"401\"} 1"),
+        "{metrics}"
+    );
+    // The API wants the token from the data directory.
+    let (line, body) = s.http_get("/v0/status", None);
+    assert!(
+        line.contains("401") && body.contains("admin.token"),
+        "{line} {body}"
+    );
+    let o = s.admin_cli(&["status"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("serving example.test") && out.contains("registrations: 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING: insecure transports are enabled"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -451,13 +553,28 @@ fn bad_input_does_not_stop_service() {
         let mut sink = Vec::new();
         let _ = c.read_to_end(&mut sink);
     }
-    // A burst of REGISTERs from one address (bounded: 300 datagrams).
+    // A flood of REGISTERs for a real account from one address (bounded: 300
+    // datagrams) hits the per-address rate limit for unauthenticated requests...
+    let flooder = UdpSocket::bind("127.0.0.3:0").unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     for i in 0..300 {
-        let r = options(&udp, &format!("burst{i}"))
+        let r = options(&flooder, &format!("burst{i}"))
             .replace("OPTIONS sip:", "REGISTER sip:")
-            .replace("1 OPTIONS", "1 REGISTER");
-        let _ = udp.send_to(r.as_bytes(), ("127.0.0.1", s.udp));
+            .replace("1 OPTIONS", "1 REGISTER")
+            .replace("<sip:probe@", "<sip:erin@")
+            .replace("To: <sip:example.test>", "To: <sip:erin@example.test>");
+        let _ = flooder.send_to(r.as_bytes(), ("127.0.0.1", s.udp));
     }
+    let mut limited = 0;
+    while let Ok((n, _)) = flooder.recv_from(&mut buf) {
+        if buf[..n].starts_with(b"SIP/2.0 503 Service Unavailable (Rate Limit Exceeded)") {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "the flood was never rate limited");
+    // ...while everyone else is served throughout.
     passes!(
         s,
         s.sipp(

@@ -74,6 +74,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("domain", "\"localhost\"", "The SIP domain this server is authoritative for; also the digest realm and the name in the generated certificate."),
     ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
+    ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the API `parapet status` and `parapet lockout` use (with the token in DATA_DIR/keys/admin.token). Keep it on a loopback address."),
     ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet status`."),
     ("log_format", "\"text\"", "\"text\" or \"json\"."),
     ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms offered, in order of preference, and the only ones accepted. Some clients (SIPp 3.6, older softphones) read only the first challenge and know only MD5: list \"MD5\" first or alone for them, knowing MD5 is the weaker hash."),
@@ -91,6 +92,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.max_message_size", "65536", "Largest SIP message accepted, in bytes."),
     ("limits.max_connections_per_ip", "32", "Open connections from one address."),
     ("limits.max_transactions", "100000", "Concurrent SIP transactions; beyond, 503 with Retry-After."),
+    ("limits.unauthenticated_rate", "20", "Unauthenticated requests per second from one address (challenges, failed sign-ins); beyond, 503 with Retry-After."),
+    ("limits.unauthenticated_burst", "100", "Burst allowance for unauthenticated requests from one address."),
 ];
 
 /// The configuration as written (every key optional).
@@ -100,6 +103,7 @@ pub struct RawConfig {
     pub domain: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
+    pub admin_listen: Option<String>,
     pub allow_insecure_transports: Option<bool>,
     pub log_format: Option<String>,
     pub digest_algorithms: Option<Vec<String>>,
@@ -138,6 +142,8 @@ pub struct RawLimits {
     pub max_message_size: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub max_transactions: Option<usize>,
+    pub unauthenticated_rate: Option<u32>,
+    pub unauthenticated_burst: Option<u32>,
 }
 
 /// Validated configuration.
@@ -146,6 +152,7 @@ pub struct Config {
     pub domain: String,
     pub data_dir: PathBuf,
     pub listen: Vec<ListenUrl>,
+    pub admin_listen: SocketAddr,
     pub allow_insecure_transports: bool,
     pub json_logs: bool,
     pub digest_algorithms: Vec<auth::digest::Algorithm>,
@@ -155,6 +162,8 @@ pub struct Config {
     pub limits: sip::Limits,
     pub max_connections_per_ip: usize,
     pub max_transactions: usize,
+    pub unauthenticated_rate: u32,
+    pub unauthenticated_burst: u32,
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -196,6 +205,10 @@ impl RawConfig {
             .iter()
             .map(|s| s.parse())
             .collect::<Result<Vec<ListenUrl>, _>>()?;
+        let admin_raw = self.admin_listen.or(d.admin_listen).unwrap_or_default();
+        let admin_listen = admin_raw.parse().map_err(|_| {
+            format!("admin_listen {admin_raw:?} is not an address:port, e.g. 127.0.0.1:9060")
+        })?;
         let allow_insecure_transports = self.allow_insecure_transports.unwrap_or(false);
         if let Some(l) = listen.iter().find(|l| l.scheme.is_insecure()) {
             if !allow_insecure_transports {
@@ -266,6 +279,7 @@ impl RawConfig {
             domain,
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
             listen,
+            admin_listen,
             allow_insecure_transports,
             json_logs,
             digest_algorithms,
@@ -278,6 +292,8 @@ impl RawConfig {
             },
             max_connections_per_ip: lim.max_connections_per_ip.unwrap_or(32).max(1),
             max_transactions: lim.max_transactions.unwrap_or(100_000).max(1),
+            unauthenticated_rate: lim.unauthenticated_rate.unwrap_or(20).max(1),
+            unauthenticated_burst: lim.unauthenticated_burst.unwrap_or(100).max(1),
         })
     }
 }

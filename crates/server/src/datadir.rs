@@ -7,6 +7,8 @@
 //!                      secrets depend on it, so it cannot change afterwards
 //!   keys/secret.key    64 random bytes, mode 0600: 32 seal the digest secrets,
 //!                      32 key the digest nonces. Never in the database.
+//!   keys/admin.token   the admin API bearer token, mode 0600 (until role-based
+//!                      administration, access to this file is admin access)
 //!   pki/ca.pem         the private CA certificate: give this to clients to trust
 //!   pki/ca-key.pem     its key, mode 0600
 //!   pki/server.pem     the server certificate (domain, localhost, 127.0.0.1, ::1)
@@ -34,6 +36,16 @@ pub struct DataDir {
     pub cert_key: PrivateKeyDer<'static>,
     /// This start created the directory (print where the CA is).
     pub created: bool,
+    pub admin_token: String,
+}
+
+/// What the CLI needs from an existing data directory.
+#[derive(Debug)]
+pub struct Existing {
+    pub db_path: PathBuf,
+    pub seal_key: [u8; 32],
+    pub realm: String,
+    pub admin_token: String,
 }
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
@@ -67,8 +79,8 @@ fn write_public(p: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 impl DataDir {
-    /// Opens the directory for CLI use: database path, keys, realm. Nothing is created.
-    pub fn open_existing(root: &Path) -> Result<(PathBuf, [u8; 32], [u8; 32], String), String> {
+    /// Opens the directory for CLI use. Nothing is created.
+    pub fn open_existing(root: &Path) -> Result<Existing, String> {
         let keyfile = root.join("keys/secret.key");
         if !keyfile.exists() {
             return Err(format!(
@@ -77,8 +89,13 @@ impl DataDir {
                 root.display()
             ));
         }
-        let (seal, nonce) = read_keys(&keyfile)?;
-        Ok((root.join("parapet.db"), seal, nonce, read_realm(root)?))
+        let (seal_key, _) = read_keys(&keyfile)?;
+        Ok(Existing {
+            db_path: root.join("parapet.db"),
+            seal_key,
+            realm: read_realm(root)?,
+            admin_token: read_token(&root.join("keys/admin.token"))?,
+        })
     }
 
     /// Opens the directory, creating what is missing.
@@ -102,6 +119,14 @@ impl DataDir {
             write_private(&keyfile, &k)?;
         }
         let (seal_key, nonce_key) = read_keys(&keyfile)?;
+        let token_file = root.join("keys/admin.token");
+        if !token_file.exists() {
+            let t = auth::secret::SecretKey::generate()
+                .map_err(|_| "system random generator failed")?;
+            let hex: String = t.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&token_file, hex.as_bytes())?;
+        }
+        let admin_token = read_token(&token_file)?;
         let realm_file = root.join("realm");
         if !realm_file.exists() {
             write_public(&realm_file, config.domain.as_bytes())?;
@@ -142,8 +167,22 @@ impl DataDir {
             cert_chain,
             cert_key,
             created,
+            admin_token,
         })
     }
+}
+
+fn read_token(p: &Path) -> Result<String, String> {
+    let meta = fs::metadata(p).map_err(|e| err(p, "cannot read", e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by other users; run `chmod 600 {}`",
+            p.display(),
+            p.display()
+        ));
+    }
+    let t = fs::read_to_string(p).map_err(|e| err(p, "cannot read", e))?;
+    Ok(t.trim().to_owned())
 }
 
 fn read_realm(root: &Path) -> Result<String, String> {

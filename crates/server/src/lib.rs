@@ -7,10 +7,12 @@
 //! only parses flags and calls in here.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod datadir;
 pub mod manage;
+pub mod metrics;
 pub mod users;
 
 pub use config::{Config, RawConfig};
@@ -63,9 +65,22 @@ pub async fn serve(config: Config) -> Result<(), String> {
     for (p, addr, _) in transport.local_addrs() {
         tracing::info!(protocol = p.via_token(), %addr, "listening");
     }
-    let core = core::Core::new(Arc::new(config), &dir, store, transport.clone()).await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(64);
+    if !config.admin_listen.ip().is_loopback() {
+        tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");
+    }
+    let admin_addr = admin::serve(
+        config.admin_listen,
+        dir.admin_token.clone(),
+        metrics.clone(),
+        admin_tx,
+    )
+    .await?;
+    tracing::info!(addr = %admin_addr, "admin listener (/healthz, /metrics, /v0/status, /v0/lockouts)");
+    let core = core::Core::new(Arc::new(config), &dir, store, transport.clone(), metrics).await?;
     let result = tokio::select! {
-        r = core.run(inbound) => r,
+        r = core.run(inbound, admin_rx) => r,
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

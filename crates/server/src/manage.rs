@@ -32,10 +32,11 @@ pub struct UserInfo {
 
 impl Manager {
     pub async fn open(data_dir: &Path) -> Result<Manager, String> {
-        let (db, seal, _, realm) = DataDir::open_existing(data_dir)?;
+        let e = DataDir::open_existing(data_dir)?;
+        let (seal, realm) = (e.seal_key, e.realm);
         let cfg = SqliteConfig {
             workers: 1,
-            ..SqliteConfig::new(db)
+            ..SqliteConfig::new(e.db_path)
         };
         let store = tokio::task::spawn_blocking(move || Sqlite::open(&cfg))
             .await

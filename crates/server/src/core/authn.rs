@@ -8,6 +8,8 @@ use auth::lockout::{Engaged, Gate};
 use sip::headers::AuthValue;
 use sip::HeaderKind;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::{Core, Req};
 use crate::unix_now;
 
@@ -32,6 +34,17 @@ impl Core {
     ) -> bool {
         let now = u64::try_from(unix_now()).unwrap_or(0);
         let ip = r.src.remote.ip();
+        if !self.rate.allow(ip, std::time::Instant::now()) {
+            self.metrics.rate_limited.fetch_add(1, Relaxed);
+            self.reply(
+                r,
+                503,
+                "Service Unavailable (Rate Limit Exceeded)",
+                &[("Retry-After", "1")],
+            )
+            .await;
+            return false;
+        }
         if let Gate::Refuse { until } = self.filter.check(aor, ip, now) {
             let retry = until.saturating_sub(now).to_string();
             self.reply(
@@ -119,7 +132,9 @@ impl Core {
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {
+        self.metrics.auth_failures.fetch_add(1, Relaxed);
         for e in self.filter.failure(aor, r.src.remote.ip(), now) {
+            self.metrics.lockouts.fetch_add(1, Relaxed);
             match e {
                 Engaged::Source {
                     account,

@@ -19,7 +19,11 @@ use super::Core;
 pub(crate) enum ForkKind {
     /// Relaying a request; the answer goes to server transaction `server`.
     /// `timeout` is the prepared 408 for when no branch answers.
-    Relay { server: TxnId, timeout: Bytes },
+    Relay {
+        server: TxnId,
+        method: &'static str,
+        timeout: Bytes,
+    },
     /// Delivering stored message `id` to `aor`.
     Delivery { aor: String, id: i64 },
 }
@@ -185,11 +189,12 @@ impl Core {
         let success = (200..300).contains(&status);
         let upstream = resp.map(|m| Forward::new(m).pop_via().serialize());
         match &fork.kind {
-            ForkKind::Relay { server, .. } => {
-                let server = *server;
+            ForkKind::Relay { server, method, .. } => {
+                let (server, method) = (*server, *method);
                 if success && !fork.answered {
                     fork.answered = true;
                     if let Some(bytes) = upstream {
+                        self.metrics.count_response(method, status);
                         self.txn
                             .respond(server, status, bytes, Instant::now(), &mut self.out);
                     }
@@ -218,9 +223,14 @@ impl Core {
             return;
         };
         match fork.kind {
-            ForkKind::Relay { server, timeout } => {
+            ForkKind::Relay {
+                server,
+                method,
+                timeout,
+            } => {
                 if !fork.answered {
                     let (status, bytes) = fork.best.unwrap_or((408, timeout));
+                    self.metrics.count_response(method, status);
                     self.txn
                         .respond(server, status, bytes, Instant::now(), &mut self.out);
                 }

@@ -65,12 +65,16 @@ impl Core {
             let started = self.start_fork(
                 ForkKind::Relay {
                     server: r.id,
+                    method: "MESSAGE",
                     timeout,
                 },
                 r.msg,
                 &targets,
             );
             if started > 0 {
+                self.metrics
+                    .messages_relayed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return self.flush().await;
             }
         }
@@ -106,19 +110,31 @@ impl Core {
         };
         let accepted = self.build(r, 202, "Accepted (Stored for Later Delivery)", &[]);
         let failed = self.build(r, 500, "Server Internal Error (Message Not Stored)", &[]);
-        let (store, events, id) = (self.store.clone(), self.events_tx.clone(), r.id);
+        let (store, events, id, metrics) = (
+            self.store.clone(),
+            self.events_tx.clone(),
+            r.id,
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
             let _permit = permit;
             let event = match store.enqueue_message(pending).await {
-                Ok(_) => Event::Respond {
-                    id,
-                    status: 202,
-                    bytes: accepted,
-                },
+                Ok(_) => {
+                    metrics
+                        .messages_stored
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Event::Respond {
+                        id,
+                        method: "MESSAGE",
+                        status: 202,
+                        bytes: accepted,
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "message not stored");
                     Event::Respond {
                         id,
+                        method: "MESSAGE",
                         status: 500,
                         bytes: failed,
                     }
@@ -203,7 +219,11 @@ impl Core {
 
     /// A stored message's delivery ended: delete it and go on, or stop and keep it.
     pub(crate) fn delivery_done(&mut self, aor: String, id: i64, delivered: bool) {
-        if !delivered {
+        if delivered {
+            self.metrics
+                .messages_delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
             tracing::info!(%aor, id, "stored message not accepted by the recipient; kept for the next registration");
             self.delivering.remove(&aor);
             return;

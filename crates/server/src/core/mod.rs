@@ -6,6 +6,7 @@
 mod authn;
 mod fork;
 mod im;
+mod ratelimit;
 mod register;
 
 use std::collections::{HashMap, HashSet};
@@ -22,8 +23,10 @@ use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
 use store::Sqlite;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::admin::{AdminCmd, LockoutRow, Status};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::metrics::{method_label, Metrics};
 use crate::unix_now;
 use crate::users::UserCache;
 
@@ -33,6 +36,7 @@ pub(crate) enum Event {
     /// Send this response through server transaction `id`.
     Respond {
         id: TxnId,
+        method: &'static str,
         status: u16,
         bytes: Bytes,
     },
@@ -79,6 +83,9 @@ pub struct Core {
     boot_id: String,
     /// Users whose stored messages are being handed over right now.
     delivering: HashSet<String>,
+    metrics: Arc<Metrics>,
+    rate: ratelimit::RateLimiter,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Core {
@@ -93,6 +100,7 @@ impl Core {
         dir: &DataDir,
         store: Sqlite,
         transport: Transport,
+        metrics: Arc<Metrics>,
     ) -> Result<Core, String> {
         let seal =
             Arc::new(SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?);
@@ -104,6 +112,7 @@ impl Core {
         tracing::info!(users = users.len(), bindings = live.len(), "state loaded");
         location.load(live);
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let cfg_rate = (cfg.unauthenticated_rate, cfg.unauthenticated_burst);
         let random = SecretKey::generate().map_err(|_| "system random generator failed")?;
         let boot_id: String = random[..6].iter().map(|b| format!("{b:02x}")).collect();
         let txn_cfg = sip_txn::Config {
@@ -138,11 +147,18 @@ impl Core {
             branch_seq: 0,
             boot_id,
             delivering: HashSet::new(),
+            metrics,
+            rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
+            started: Instant::now(),
         })
     }
 
     /// Runs until the transport's channel closes.
-    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) -> Result<(), String> {
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut admin: mpsc::Receiver<AdminCmd>,
+    ) -> Result<(), String> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_housekeeping = Instant::now();
         loop {
@@ -152,6 +168,7 @@ impl Core {
                     None => return Ok(()),
                 },
                 Some(e) = self.events_rx.recv() => self.on_event(e).await,
+                Some(cmd) = admin.recv() => self.on_admin(cmd),
                 _ = tick.tick() => {
                     self.txn.poll(Instant::now(), &mut self.out);
                     self.flush().await;
@@ -164,7 +181,67 @@ impl Core {
         }
     }
 
+    fn on_admin(&mut self, cmd: AdminCmd) {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        match cmd {
+            AdminCmd::Status(reply) => {
+                let mut warnings = Vec::new();
+                if self.cfg.allow_insecure_transports {
+                    warnings.push("insecure transports are enabled (plain UDP/TCP/WS): SIP on them is readable and forgeable on the network".to_string());
+                }
+                let _ = reply.send(Status {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    domain: self.cfg.domain.clone(),
+                    listeners: self.cfg.listen.iter().map(|l| l.to_string()).collect(),
+                    insecure_transports: self.cfg.allow_insecure_transports,
+                    warnings,
+                    users: self.users.len(),
+                    registrations: self.location.len(),
+                    connections: self.transport.connections(),
+                    uptime_secs: self.started.elapsed().as_secs(),
+                });
+            }
+            AdminCmd::Lockouts(reply) => {
+                let rows = self
+                    .filter
+                    .entries(now)
+                    .into_iter()
+                    .map(|e| LockoutRow {
+                        account: e.account,
+                        source: e.source.map(|s| s.to_string()),
+                        until: e.until,
+                        lockouts: e.lockouts,
+                    })
+                    .collect();
+                let _ = reply.send(rows);
+            }
+            AdminCmd::ClearLockouts {
+                account,
+                source,
+                reply,
+            } => {
+                let n = self.filter.clear(account.as_deref(), source, now);
+                tracing::info!(account = account.as_deref().unwrap_or("*"), source = ?source, cleared = n, "lockouts cleared by an administrator");
+                let _ = reply.send(n);
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .registrations
+            .store(self.location.len() as u64, Relaxed);
+        self.metrics
+            .transactions_live
+            .store(self.txn.len() as u64, Relaxed);
+        self.metrics
+            .connections
+            .store(self.transport.connections() as u64, Relaxed);
+        self.metrics.pending_writes.store(
+            (MAX_PENDING_WRITES - self.writes.available_permits()) as u64,
+            Relaxed,
+        );
         let now = unix_now();
         if !self.location.expire(now).is_empty() {
             let store = self.store.clone();
@@ -204,7 +281,13 @@ impl Core {
 
     async fn on_event(&mut self, e: Event) {
         match e {
-            Event::Respond { id, status, bytes } => {
+            Event::Respond {
+                id,
+                method,
+                status,
+                bytes,
+            } => {
+                self.metrics.count_response(method, status);
                 self.txn
                     .respond(id, status, bytes, Instant::now(), &mut self.out);
                 self.flush().await;
@@ -415,6 +498,8 @@ impl Core {
         extra: &[(&str, &str)],
     ) {
         let bytes = self.build(r, status, reason, extra);
+        self.metrics
+            .count_response(method_label(r.f.method), status);
         self.txn
             .respond(r.id, status, bytes, Instant::now(), &mut self.out);
         self.flush().await;

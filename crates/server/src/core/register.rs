@@ -116,6 +116,7 @@ impl Core {
                     let _ = events
                         .send(Event::Respond {
                             id,
+                            method: "REGISTER",
                             status: 200,
                             bytes: ok,
                         })
@@ -127,6 +128,7 @@ impl Core {
                     let _ = events.send(Event::Unbind { aor, keys }).await;
                     Event::Respond {
                         id,
+                        method: "REGISTER",
                         status: 500,
                         bytes: fail,
                     }

@@ -1,0 +1,80 @@
+//! Per-address rate limit for unauthenticated requests: a token bucket per
+//! source IP, bounded in memory (idle, full buckets are dropped first).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    max_entries: usize,
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(rate_per_sec: u32, burst: u32, max_entries: usize) -> Self {
+        RateLimiter {
+            rate: f64::from(rate_per_sec),
+            burst: f64::from(burst.max(1)),
+            max_entries,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes one token for `ip`; `false` when the address is over its rate.
+    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.buckets.len() >= self.max_entries && !self.buckets.contains_key(&ip) {
+            let (rate, burst) = (self.rate, self.burst);
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if self.buckets.len() >= self.max_entries {
+                // Everyone is busy: refuse newcomers rather than grow.
+                return false;
+            }
+        }
+        let (tokens, at) = self.buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_rate() {
+        let mut r = RateLimiter::new(10, 5, 100);
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let t0 = Instant::now();
+        assert_eq!((0..10).filter(|_| r.allow(ip, t0)).count(), 5);
+        assert!(
+            r.allow(ip, t0 + Duration::from_millis(100)),
+            "refilled at 10/s"
+        );
+        assert!(
+            r.allow([192, 0, 2, 2].into(), t0),
+            "other addresses unaffected"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut r = RateLimiter::new(1, 1, 10);
+        let t0 = Instant::now();
+        for i in 0..100u8 {
+            r.allow([10, 0, 0, i].into(), t0);
+        }
+        assert!(r.buckets.len() <= 10);
+    }
+}

@@ -1,0 +1,141 @@
+//! Counters and gauges, rendered for Prometheus (`/metrics`). Label sets are
+//! bounded by construction: methods are the known ones or `other`, status codes
+//! are 100–699.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sip::Method;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (method, status) → final responses sent by server transactions.
+    transactions: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    pub auth_failures: AtomicU64,
+    pub lockouts: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub messages_relayed: AtomicU64,
+    pub messages_stored: AtomicU64,
+    pub messages_delivered: AtomicU64,
+    pub registrations: AtomicU64,
+    pub transactions_live: AtomicU64,
+    pub connections: AtomicU64,
+    pub pending_writes: AtomicU64,
+}
+
+/// The method label: a known method's name, otherwise `other` (bounded).
+pub fn method_label(m: Method<'_>) -> &'static str {
+    match m {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Register => "REGISTER",
+        Method::Options => "OPTIONS",
+        Method::Message => "MESSAGE",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Notify => "NOTIFY",
+        Method::Publish => "PUBLISH",
+        Method::Info => "INFO",
+        Method::Prack => "PRACK",
+        Method::Update => "UPDATE",
+        Method::Refer => "REFER",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    pub fn count_response(&self, method: &'static str, status: u16) {
+        if !(100..700).contains(&status) || status < 200 {
+            return;
+        }
+        if let Ok(mut t) = self.transactions.lock() {
+            *t.entry((method, status)).or_insert(0) += 1;
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# HELP parapet_sip_transactions_total Final responses to SIP requests, by method and status.");
+        let _ = writeln!(s, "# TYPE parapet_sip_transactions_total counter");
+        if let Ok(t) = self.transactions.lock() {
+            for ((m, c), n) in t.iter() {
+                let _ = writeln!(
+                    s,
+                    "parapet_sip_transactions_total{{method=\"{m}\",code=\"{c}\"}} {n}"
+                );
+            }
+        }
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "parapet_auth_failures_total",
+                "Sign-ins whose credentials did not verify.",
+                &self.auth_failures,
+            ),
+            (
+                "parapet_lockouts_total",
+                "Lockouts engaged by the security filter.",
+                &self.lockouts,
+            ),
+            (
+                "parapet_rate_limited_total",
+                "Unauthenticated requests refused by the per-address rate limit.",
+                &self.rate_limited,
+            ),
+            (
+                "parapet_im_relayed_total",
+                "Instant messages relayed to a registered recipient.",
+                &self.messages_relayed,
+            ),
+            (
+                "parapet_im_stored_total",
+                "Instant messages stored for an offline recipient.",
+                &self.messages_stored,
+            ),
+            (
+                "parapet_im_delivered_total",
+                "Stored instant messages delivered.",
+                &self.messages_delivered,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let gauges: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "parapet_registrations",
+                "Live registrar bindings.",
+                &self.registrations,
+            ),
+            (
+                "parapet_sip_transactions_live",
+                "SIP transactions in the table.",
+                &self.transactions_live,
+            ),
+            (
+                "parapet_connections",
+                "Open SIP stream connections.",
+                &self.connections,
+            ),
+            (
+                "parapet_db_pending_writes",
+                "Database writes in flight (queue depth).",
+                &self.pending_writes,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        s
+    }
+}
