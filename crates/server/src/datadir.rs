@@ -172,7 +172,8 @@ impl DataDir {
     }
 }
 
-fn read_token(p: &Path) -> Result<String, String> {
+/// Refuses a secret file others can read.
+fn check_private(p: &Path) -> Result<(), String> {
     let meta = fs::metadata(p).map_err(|e| err(p, "cannot read", e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
@@ -181,6 +182,11 @@ fn read_token(p: &Path) -> Result<String, String> {
             p.display()
         ));
     }
+    Ok(())
+}
+
+fn read_token(p: &Path) -> Result<String, String> {
+    check_private(p)?;
     let t = fs::read_to_string(p).map_err(|e| err(p, "cannot read", e))?;
     Ok(t.trim().to_owned())
 }
@@ -192,14 +198,7 @@ fn read_realm(root: &Path) -> Result<String, String> {
 }
 
 fn read_keys(p: &Path) -> Result<([u8; 32], [u8; 32]), String> {
-    let meta = fs::metadata(p).map_err(|e| err(p, "cannot read", e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by other users; run `chmod 600 {}`",
-            p.display(),
-            p.display()
-        ));
-    }
+    check_private(p)?;
     let k = fs::read(p).map_err(|e| err(p, "cannot read", e))?;
     if k.len() != 64 {
         return Err(format!(

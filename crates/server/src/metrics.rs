@@ -27,23 +27,7 @@ pub struct Metrics {
 
 /// The method label: a known method's name, otherwise `other` (bounded).
 pub fn method_label(m: Method<'_>) -> &'static str {
-    match m {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Register => "REGISTER",
-        Method::Options => "OPTIONS",
-        Method::Message => "MESSAGE",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Notify => "NOTIFY",
-        Method::Publish => "PUBLISH",
-        Method::Info => "INFO",
-        Method::Prack => "PRACK",
-        Method::Update => "UPDATE",
-        Method::Refer => "REFER",
-        _ => "other",
-    }
+    m.known_name().unwrap_or("other")
 }
 
 impl Metrics {

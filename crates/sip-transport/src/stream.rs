@@ -22,35 +22,54 @@ use crate::{Inbound, Protocol, Source};
 
 const READ_CHUNK: usize = 8192;
 
+/// The next admitted connection of a listener, or `None` once the transport
+/// stops. Accept errors (out of descriptors...) back off instead of spinning;
+/// connections over the limits are closed at once (logged at a bounded rate).
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    protocol: Protocol,
+    ctx: &Ctx,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr, ConnGuard)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return None,
+        };
+        let (sock, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Some(guard) = crate::transport::admit(ctx, remote, protocol) {
+            let _ = sock.set_nodelay(true);
+            return Some((sock, remote, guard));
+        }
+    }
+}
+
+/// The address a listener is bound to (for `Source::local`).
+pub(crate) fn bound_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
 /// Accepts TCP connections; `tls` makes them TLS.
 pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Ctx>) {
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = bound_addr(&listener);
     let protocol = if tls.is_some() {
         Protocol::Tls
     } else {
         Protocol::Tcp
     };
     let mut shutdown = ctx.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (sock, remote) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(guard) = crate::transport::admit(&ctx, remote, protocol) else {
-            continue;
-        };
-        let _ = sock.set_nodelay(true);
+    while let Some((sock, remote, guard)) =
+        accept_next(&listener, protocol, &ctx, &mut shutdown).await
+    {
         let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -205,9 +224,4 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// Used by the WebSocket module for its accepted TCP streams.
-pub(crate) fn nodelay(sock: &TcpStream) {
-    let _ = sock.set_nodelay(true);
 }

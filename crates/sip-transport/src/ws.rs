@@ -21,32 +21,16 @@ use crate::transport::Ctx;
 use crate::{Inbound, Protocol, Source};
 
 pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<Ctx>) {
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = crate::stream::bound_addr(&listener);
     let protocol = if tls.is_some() {
         Protocol::Wss
     } else {
         Protocol::Ws
     };
     let mut shutdown = ctx.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (sock, remote) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(guard) = crate::transport::admit(&ctx, remote, protocol) else {
-            continue;
-        };
-        crate::stream::nodelay(&sock);
+    while let Some((sock, remote, guard)) =
+        crate::stream::accept_next(&listener, protocol, &ctx, &mut shutdown).await
+    {
         let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {

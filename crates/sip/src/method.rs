@@ -51,7 +51,19 @@ impl<'a> Method<'a> {
 
     /// The method's token.
     pub fn as_str(&self) -> &'a str {
-        match self {
+        match self.known_name() {
+            Some(n) => n,
+            None => match self {
+                Method::Extension(s) => s,
+                _ => "",
+            },
+        }
+    }
+
+    /// The name of a method this stack knows; `None` for extensions. Useful
+    /// where a bounded set of labels is needed (metrics).
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -66,8 +78,8 @@ impl<'a> Method<'a> {
             Method::Prack => "PRACK",
             Method::Update => "UPDATE",
             Method::Refer => "REFER",
-            Method::Extension(s) => s,
-        }
+            Method::Extension(_) => return None,
+        })
     }
 }
 
