@@ -57,6 +57,24 @@ impl Server {
     }
 
     fn start(&mut self) {
+        // A port found free can be taken by a parallel test before the server
+        // binds it: if the server exits at start, try again on fresh ports.
+        for attempt in 0..3 {
+            if attempt > 0 {
+                self.udp = free_port();
+                self.tls = free_port();
+                self.admin = free_port();
+            }
+            self.spawn();
+            if self.wait_ready() {
+                return;
+            }
+            self.kill9();
+        }
+        panic!("server did not start; log:\n{}", self.log());
+    }
+
+    fn spawn(&mut self) {
         let cfg = self.dir.join("parapet.toml");
         // SIPp 3.6 knows only MD5 digest and reads only the first challenge.
         std::fs::write(&cfg, "digest_algorithms = [\"MD5\"]\n").unwrap();
@@ -76,26 +94,31 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    /// Waits until the server answers OPTIONS over UDP.
-    fn wait_ready(&self) {
+    /// Waits until the server answers OPTIONS over UDP; `false` if it exited.
+    fn wait_ready(&mut self) -> bool {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: CI machines may be busy.
+        let deadline = Instant::now() + Duration::from_secs(90);
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+            }
             let ping = options(&sock, "ready");
             let _ = sock.send_to(ping.as_bytes(), ("127.0.0.1", self.udp));
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
-                    return;
+                    return true;
                 }
             }
         }
-        panic!("server did not start; log:\n{}", self.log());
+        false
     }
 
     fn log(&self) -> String {
@@ -221,7 +244,7 @@ impl Server {
         std::fs::write(&csv, format!("SEQUENTIAL\n{line}\n")).unwrap();
         let msgs = self.dir.join(format!("{name}-{local_port}.msg"));
         let mut cmd = Command::new("sipp");
-        if name.starts_with("message_") {
+        if name.starts_with("message_") || name.starts_with("call_uac") {
             // The digest uri must be the Request-URI; SIPp defaults to ip:port.
             cmd.args(["-auth_uri", &format!("{service}@{DOMAIN}")]); // SIPp adds "sip:"
         }
@@ -588,23 +611,19 @@ fn bad_input_does_not_stop_service() {
     );
 }
 
-/// Registers `user` from `port` (SIPp exits after the 200), then listens on that
-/// port for one MESSAGE as a UAS.
-fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {
+/// Registers `user` from a fresh port (SIPp exits after the 200), then runs
+/// `scenario` as a UAS on that port.
+fn register_then(s: &Server, user: &str, password: &str, scenario: &str) -> SippRun {
     let port = free_port();
     passes!(
         s,
         s.sipp("register_auth.xml", user, password, "127.0.0.1", port, &[])
     );
-    s.sipp_start(
-        "receive_message.xml",
-        user,
-        user,
-        password,
-        "127.0.0.1",
-        port,
-        &[],
-    )
+    s.sipp_start(scenario, user, user, password, "127.0.0.1", port, &[])
+}
+
+fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {
+    register_then(s, user, password, "receive_message.xml")
 }
 
 #[test]
@@ -710,5 +729,99 @@ fn message_sender_must_prove_who_they_are() {
     assert!(
         answers.iter().all(|a| a.starts_with("SIP/2.0 407")),
         "{answers:?}"
+    );
+}
+
+#[test]
+fn call_is_set_up_and_torn_down_through_the_proxy() {
+    let s = Server::new("call");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let bob = register_then(&s, "bob", "battery staple horse", "call_uas.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "the call failed for alice:\n{msgs}\nserver:\n{}",
+        s.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(
+        ok,
+        "bob's side failed (or the INVITE carried credentials / no Record-Route):\n{callee}"
+    );
+    // The ACK and the BYE came to bob through the proxy, along its Record-Route.
+    assert!(callee.contains("ACK sip:bob@127.0.0.1:"), "{callee}");
+    assert!(callee.contains("BYE sip:bob@127.0.0.1:"), "{callee}");
+    let vias_of_bye = callee
+        .split("BYE sip:")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("Via:"))
+        .count();
+    assert_eq!(
+        vias_of_bye, 2,
+        "the BYE passed the proxy (its Via above alice's): {callee}"
+    );
+}
+
+#[test]
+fn ringing_call_is_cancelled() {
+    let s = Server::new("cancel");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let bob = register_then(&s, "bob", "battery staple horse", "call_uas_cancel.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_cancel.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "alice's cancelled call went wrong:\n{msgs}\nserver:\n{}",
+        s.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "bob was not cancelled properly:\n{callee}");
+    assert!(callee.contains("CANCEL sip:bob@127.0.0.1:"), "{callee}");
+}
+
+#[test]
+fn call_to_an_unregistered_user_is_temporarily_unavailable() {
+    let s = Server::new("noanswer");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(!ok);
+    assert!(
+        msgs.contains("SIP/2.0 480 Temporarily Unavailable"),
+        "{msgs}"
     );
 }

@@ -132,6 +132,15 @@ impl Location {
         self.by_aor.remove(aor);
     }
 
+    /// Whether some live binding was registered from `source`
+    /// (`udp:192.0.2.1:5060`): such an address may be sent requests.
+    pub fn bound_source(&self, source: &str) -> bool {
+        self.by_aor
+            .values()
+            .flatten()
+            .any(|e| e.binding.source == source)
+    }
+
     /// Every address of record with bindings.
     pub fn aors(&self) -> Vec<String> {
         self.by_aor.keys().cloned().collect()

@@ -24,7 +24,7 @@ pub struct Forward<'m> {
     add_max_forwards: bool,
     prepend: Vec<(&'static str, String)>,
     routes: Vec<String>,
-    pop_route: bool,
+    pop_routes: usize,
     remove: Vec<HeaderKind>,
 }
 
@@ -39,7 +39,7 @@ impl<'m> Forward<'m> {
             add_max_forwards: false,
             prepend: Vec::new(),
             routes: Vec::new(),
-            pop_route: false,
+            pop_routes: 0,
             remove: Vec::new(),
         }
     }
@@ -105,7 +105,7 @@ impl<'m> Forward<'m> {
 
     /// Removes the top Route entry (it named this proxy).
     pub fn pop_route(mut self) -> Self {
-        self.pop_route = true;
+        self.pop_routes += 1;
         self
     }
 
@@ -143,7 +143,8 @@ impl<'m> Forward<'m> {
         if self.add_max_forwards {
             out.put_slice(b"Max-Forwards: 70\r\n");
         }
-        let (mut via_done, mut route_done) = (!self.pop_via, !self.pop_route);
+        let mut via_done = !self.pop_via;
+        let mut routes_to_pop = self.pop_routes;
         for e in &m.headers {
             if self.remove.contains(&e.kind) {
                 continue;
@@ -153,9 +154,8 @@ impl<'m> Forward<'m> {
                     via_done = true;
                     write_without_first(&mut out, m, e);
                 }
-                HeaderKind::Route if !route_done => {
-                    route_done = true;
-                    write_without_first(&mut out, m, e);
+                HeaderKind::Route if routes_to_pop > 0 => {
+                    routes_to_pop = write_skipping(&mut out, m, e, routes_to_pop);
                 }
                 HeaderKind::MaxForwards if self.max_forwards.is_some() => {
                     let _ = write!(out, "Max-Forwards: {}\r\n", self.max_forwards.unwrap_or(0));
@@ -175,16 +175,30 @@ impl<'m> Forward<'m> {
 /// Writes a list header line without its first element (drops the line if that
 /// was the only one).
 fn write_without_first(out: &mut BytesMut, m: &Message, e: &HeaderEntry) {
+    write_skipping(out, m, e, 1);
+}
+
+/// Writes a list header line without its first `skip` elements (dropping the
+/// line if nothing is left); returns how many more are still to skip on later
+/// lines.
+fn write_skipping(out: &mut BytesMut, m: &Message, e: &HeaderEntry, skip: usize) -> usize {
     let text = m.str_at(e.value);
     let value = text.as_bytes();
     let mut split = CommaSplit::new(text);
-    let _first = split.next();
+    let mut skipped = 0;
+    while skipped < skip {
+        match split.next() {
+            Some(_) => skipped += 1,
+            None => return skip - skipped,
+        }
+    }
     if let Some(Ok((a, _))) = split.next() {
         out.put_slice(&m.buf[e.name.range()]);
         out.put_slice(b": ");
         out.put_slice(&value[a..]);
         out.put_slice(b"\r\n");
     }
+    0
 }
 
 fn put_clean(out: &mut BytesMut, v: &[u8]) {
@@ -268,6 +282,18 @@ mod tests {
             routes,
             ["sip:edge1;lr", "sip:edge2;lr", "sip:p2.example.com;lr"]
         );
+    }
+
+    #[test]
+    fn several_routes_are_popped_across_lines() {
+        let m = msg(b"BYE sip:b@x SIP/2.0\r\nRoute: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:p3;lr>\r\nContent-Length: 0\r\n\r\n");
+        let out = Forward::new(&m).pop_route().pop_route().serialize();
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        let routes: Vec<_> = f
+            .list::<Route>()
+            .map(|r| r.unwrap().uri.as_sip().unwrap().raw)
+            .collect();
+        assert_eq!(routes, ["sip:p3;lr"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip::forward::Forward;
 use sip::Message;
-use sip_transport::{FlowId, Protocol, Target};
+use sip_transport::{FlowId, Protocol, Source, Target};
 use sip_txn::{Reliability, TxnId};
 use store::Binding;
 
@@ -36,6 +36,23 @@ pub(crate) struct Fork {
     /// The best non-2xx final response so far: (status, response bytes for upstream).
     pub(crate) best: Option<(u16, Bytes)>,
     pub(crate) answered: bool,
+    /// Each branch's request and where it went (to CANCEL the pending ones).
+    pub(crate) branches: Vec<(TxnId, Message, Target, Reliability)>,
+}
+
+/// One next hop of a fork.
+#[derive(Debug, Clone)]
+pub(crate) struct Hop {
+    pub(crate) proto: Protocol,
+    pub(crate) target: Target,
+    /// A new Request-URI (a binding's contact), or `None` to keep it.
+    pub(crate) request_uri: Option<String>,
+    /// Route values to add above the existing ones (a binding's Path).
+    pub(crate) routes: Vec<String>,
+    /// Entries of our own to remove from the top of the Route set.
+    pub(crate) pop_routes: usize,
+    /// The next hop's connection, for its Record-Route flow token.
+    pub(crate) flow: Option<u64>,
 }
 
 /// Lower is better (§16.7 step 6): 6xx first, then the lowest class.
@@ -101,41 +118,102 @@ impl Core {
     /// the listener is bound to all interfaces.
     pub(crate) fn via_for(&mut self, proto: Protocol) -> String {
         let branch = self.new_branch();
-        let addr = self.transport.local_addr(proto);
-        let host = match addr {
-            Some(a) if !a.ip().is_unspecified() => a.to_string(),
-            Some(a) => format!("{}:{}", self.cfg.domain, a.port()),
-            None => self.cfg.domain.clone(),
-        };
+        let host = self.our_host(proto);
         format!("SIP/2.0/{} {host};branch={branch}", proto.via_token())
     }
 
-    /// Sends `msg` to every target binding as one fork; returns how many branches
-    /// started. The request is edited per branch (Request-URI, Via, Path as Route,
-    /// Max-Forwards) in one copy each.
+    /// The hops for a user's bindings (unreachable ones left out).
+    pub(crate) fn hops_for(&self, targets: &[(Binding, Option<registrar::Flow>)]) -> Vec<Hop> {
+        targets
+            .iter()
+            .filter_map(|(b, flow)| {
+                let (proto, target) = self.target_for(b, *flow)?;
+                Some(Hop {
+                    proto,
+                    target,
+                    request_uri: Some(b.contact.clone()),
+                    routes: b.path.clone(),
+                    pop_routes: 0,
+                    flow: flow.map(|f| f.0),
+                })
+            })
+            .collect()
+    }
+
+    /// Our host:port facing `proto`: the listener's address, or the domain
+    /// with its port when the listener is bound to all interfaces.
+    pub(crate) fn our_host(&self, proto: Protocol) -> String {
+        match self.transport.local_addr(proto) {
+            Some(a) if !a.ip().is_unspecified() => a.to_string(),
+            Some(a) => format!("{}:{}", self.cfg.domain, a.port()),
+            None => self.cfg.domain.clone(),
+        }
+    }
+
+    /// Record-Route values for a dialog from `caller` over `hop`, in push order
+    /// (the caller-facing one first; the callee-facing one ends up on top).
+    /// Two entries unless both sides are UDP (RFC 5658), each carrying a signed
+    /// flow token for a connection-oriented side (RFC 5626), so that requests
+    /// later in the dialog return over the right connection.
+    fn record_routes(&self, caller: &Source, hop: &Hop) -> Vec<String> {
+        let t = |p: Protocol| p.via_token().to_ascii_lowercase();
+        if caller.protocol == Protocol::Udp && hop.proto == Protocol::Udp {
+            return vec![format!("<sip:{};lr>", caller.local)];
+        }
+        let user = |flow: Option<u64>| {
+            flow.map(|f| format!("{}@", self.flow_tokens.sign(f)))
+                .unwrap_or_default()
+        };
+        let caller_flow = caller.protocol.is_reliable().then_some(caller.flow.0);
+        vec![
+            format!(
+                "<sip:{}{};transport={};lr>",
+                user(caller_flow),
+                caller.local,
+                t(caller.protocol)
+            ),
+            format!(
+                "<sip:{}{};transport={};lr>",
+                user(hop.flow),
+                self.our_host(hop.proto),
+                t(hop.proto)
+            ),
+        ]
+    }
+
+    /// Sends `msg` over every hop as one fork; returns how many branches
+    /// started. Each branch is edited (Request-URI, Via, Route, Record-Route
+    /// for dialogs from `dialog_from`, Max-Forwards) in one copy.
     pub(crate) fn start_fork(
         &mut self,
         kind: ForkKind,
         msg: &Message,
-        targets: &[(Binding, Option<registrar::Flow>)],
+        hops: Vec<Hop>,
+        dialog_from: Option<&Source>,
     ) -> usize {
         let fork_id = self.next_fork;
         self.next_fork += 1;
-        let mut started = 0;
-        for (b, flow) in targets {
-            let Some((proto, target)) = self.target_for(b, *flow) else {
-                continue;
-            };
-            let via = self.via_for(proto);
-            let Ok(edit) = Forward::new(msg)
-                .request_uri(b.contact.clone())
+        let mut branches = Vec::new();
+        for hop in hops {
+            let via = self.via_for(hop.proto);
+            let mut edit = Forward::new(msg)
                 .push_via(via)
-                .routes(b.path.iter().cloned())
+                .routes(hop.routes.iter().cloned())
                 // Credentials consumed here must not reach the recipient, who could
                 // otherwise attack the sender's password offline.
-                .remove_all(sip::HeaderKind::ProxyAuthorization)
-                .decrement_max_forwards()
-            else {
+                .remove_all(sip::HeaderKind::ProxyAuthorization);
+            if let Some(uri) = &hop.request_uri {
+                edit = edit.request_uri(uri.clone());
+            }
+            for _ in 0..hop.pop_routes {
+                edit = edit.pop_route();
+            }
+            if let Some(caller) = dialog_from {
+                for rr in self.record_routes(caller, &hop) {
+                    edit = edit.record_route(rr);
+                }
+            }
+            let Ok(edit) = edit.decrement_max_forwards() else {
                 continue;
             };
             let grown = sip::Limits {
@@ -147,23 +225,30 @@ impl Core {
             let Ok(req) = sip::parse_datagram(edit.serialize(), &grown) else {
                 continue;
             };
-            let reliability = if proto.is_reliable() {
+            let reliability = if hop.proto.is_reliable() {
                 Reliability::Reliable
             } else {
                 Reliability::Unreliable
             };
-            match self
-                .txn
-                .send_request(req, target, reliability, Instant::now(), &mut self.out)
-            {
+            match self.txn.send_request(
+                req.clone(),
+                hop.target,
+                reliability,
+                Instant::now(),
+                &mut self.out,
+            ) {
                 Ok(cid) => {
                     self.by_client.insert(cid, fork_id);
-                    started += 1;
+                    branches.push((cid, req, hop.target, reliability));
                 }
                 Err(e) => tracing::warn!(?e, "could not start a client transaction"),
             }
         }
+        let started = branches.len();
         if started > 0 {
+            if let ForkKind::Relay { server, .. } = &kind {
+                self.server_fork.insert(*server, fork_id);
+            }
             self.forks.insert(
                 fork_id,
                 Fork {
@@ -171,10 +256,57 @@ impl Core {
                     pending: started,
                     best: None,
                     answered: false,
+                    branches,
                 },
             );
         }
         started
+    }
+
+    /// A provisional response on a branch: relayed upstream for INVITE (not 100,
+    /// which this proxy already sent).
+    pub(crate) fn branch_provisional(&mut self, cid: TxnId, status: u16, resp: &Message) {
+        let Some(&fork_id) = self.by_client.get(&cid) else {
+            return;
+        };
+        let Some(fork) = self.forks.get(&fork_id) else {
+            return;
+        };
+        if let ForkKind::Relay {
+            server,
+            method: "INVITE",
+            ..
+        } = fork.kind
+        {
+            if status > 100 && !fork.answered {
+                let bytes = Forward::new(resp).pop_via().serialize();
+                self.txn
+                    .respond(server, status, bytes, Instant::now(), &mut self.out);
+            }
+        }
+    }
+
+    /// CANCELs every branch of a fork still waiting for a final response.
+    pub(crate) fn cancel_pending(&mut self, fork_id: u64) {
+        let Some(fork) = self.forks.get(&fork_id) else {
+            return;
+        };
+        let pending: Vec<(Message, Target, Reliability)> = fork
+            .branches
+            .iter()
+            .filter(|(cid, ..)| self.by_client.contains_key(cid))
+            .map(|(_, req, target, rel)| (req.clone(), *target, *rel))
+            .collect();
+        for (req, target, rel) in pending {
+            if let Some(cancel) = cancel_for(&req) {
+                if let Err(e) =
+                    self.txn
+                        .send_request(cancel, target, rel, Instant::now(), &mut self.out)
+                {
+                    tracing::debug!(?e, "CANCEL not sent");
+                }
+            }
+        }
     }
 
     /// A final response (or a timeout, `resp = None`) on one branch.
@@ -188,11 +320,18 @@ impl Core {
         fork.pending = fork.pending.saturating_sub(1);
         let success = (200..300).contains(&status);
         let upstream = resp.map(|m| Forward::new(m).pop_via().serialize());
+        let mut cancel_after = None;
         match &fork.kind {
             ForkKind::Relay { server, method, .. } => {
                 let (server, method) = (*server, *method);
-                if success && !fork.answered {
+                // Every 2xx of an INVITE goes upstream (forked calls may be
+                // answered twice; the caller's UA sorts it out, RFC 3261 §16.7).
+                if success && (!fork.answered || method == "INVITE") {
+                    let first = !fork.answered;
                     fork.answered = true;
+                    if first && method == "INVITE" && fork.pending > 0 {
+                        cancel_after = Some(fork_id);
+                    }
                     if let Some(bytes) = upstream {
                         self.metrics.count_response(method, status);
                         self.txn
@@ -216,12 +355,18 @@ impl Core {
                 }
             }
         }
-        if fork.pending > 0 {
+        if let Some(f) = cancel_after {
+            self.cancel_pending(f);
+        }
+        if self.forks.get(&fork_id).is_none_or(|f| f.pending > 0) {
             return;
         }
         let Some(fork) = self.forks.remove(&fork_id) else {
             return;
         };
+        if let ForkKind::Relay { server, .. } = &fork.kind {
+            self.server_fork.remove(server);
+        }
         match fork.kind {
             ForkKind::Relay {
                 server,
@@ -238,4 +383,24 @@ impl Core {
             ForkKind::Delivery { aor, id } => self.delivery_done(aor, id, fork.answered),
         }
     }
+}
+
+/// The CANCEL for a branch's INVITE (RFC 3261 §9.1): same Request-URI, top Via,
+/// From, To, Call-ID, CSeq number and Route.
+fn cancel_for(invite: &Message) -> Option<Message> {
+    use sip::HeaderKind as K;
+    let v = |k: K| invite.header(k).map(|h| h.value);
+    let top_via = v(K::Via)?.split(',').next()?;
+    let seq = invite.typed::<sip::headers::CSeq>().ok().flatten()?.seq;
+    let mut b = sip::build::RequestBuilder::new("CANCEL", invite.request_uri()?)
+        .header("Via", top_via)
+        .header("Max-Forwards", "70")
+        .header("From", v(K::From)?)
+        .header("To", v(K::To)?)
+        .header("Call-ID", v(K::CallId)?)
+        .header("CSeq", &format!("{seq} CANCEL"));
+    for r in invite.headers_of(K::Route) {
+        b = b.header("Route", r.value);
+    }
+    sip::parse_datagram(b.finish(), &sip::Limits::DEFAULT).ok()
 }

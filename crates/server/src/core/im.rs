@@ -62,6 +62,7 @@ impl Core {
         // While stored messages are being handed over, newer ones queue behind them.
         if !targets.is_empty() && !self.delivering.contains(&rcpt_aor) {
             let timeout = self.build(r, 408, "Request Timeout", &[]);
+            let hops = self.hops_for(&targets);
             let started = self.start_fork(
                 ForkKind::Relay {
                     server: r.id,
@@ -69,7 +70,8 @@ impl Core {
                     timeout,
                 },
                 r.msg,
-                &targets,
+                hops,
+                None,
             );
             if started > 0 {
                 self.metrics
@@ -204,13 +206,15 @@ impl Core {
             self.delivering.remove(&aor);
             return;
         };
+        let hops = self.hops_for(&targets);
         if self.start_fork(
             ForkKind::Delivery {
                 aor: aor.clone(),
                 id: m.id,
             },
             &msg,
-            &targets,
+            hops,
+            None,
         ) == 0
         {
             self.delivering.remove(&aor);

@@ -4,6 +4,7 @@
 //! report back through an event channel.
 
 mod authn;
+mod call;
 mod fork;
 mod im;
 mod ratelimit;
@@ -85,6 +86,9 @@ pub struct Core {
     delivering: HashSet<String>,
     metrics: Arc<Metrics>,
     rate: ratelimit::RateLimiter,
+    flow_tokens: auth::flow_token::FlowTokens,
+    /// Server transaction → the fork relaying it (for CANCEL).
+    server_fork: HashMap<TxnId, u64>,
     started: Instant,
 }
 
@@ -148,6 +152,8 @@ impl Core {
             boot_id,
             delivering: HashSet::new(),
             metrics,
+            flow_tokens: auth::flow_token::FlowTokens::new(&dir.nonce_key),
+            server_fork: HashMap::new(),
             rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
             started: Instant::now(),
         })
@@ -341,6 +347,7 @@ impl Core {
                 ClientEvent::Deliver(cid) if fields.status >= 200 => {
                     self.branch_final(cid, fields.status, Some(&message))
                 }
+                ClientEvent::Deliver(cid) => self.branch_provisional(cid, fields.status, &message),
                 // Provisional responses to relayed MESSAGEs are not passed on
                 // (RFC 3261 §16.7 allows it for non-INVITE); stray responses are
                 // dropped, never forwarded along a Via we did not add.
@@ -378,6 +385,10 @@ impl Core {
         );
         let id = match event {
             Ok(ServerEvent::New(id)) => id,
+            Ok(ServerEvent::AckForTu) => {
+                self.flush().await;
+                return self.route_ack(&message, &fields, &source).await;
+            }
             Ok(_) => {
                 self.flush().await;
                 return;
@@ -419,18 +430,29 @@ impl Core {
                 .reply(&r, 420, "Bad Extension", &[("Unsupported", &list)])
                 .await;
         }
+        // Inside a dialog (To tag): follow the route set through us.
+        if f.to.tag().is_some() && f.method != Method::Cancel {
+            return self.on_in_dialog(&r).await;
+        }
+        if f.method == Method::Cancel {
+            return self.on_cancel(&r).await;
+        }
         let to_us = self.is_our_domain(&f.request_uri);
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
             Method::Register => self.reply(&r, 403, "Domain Not Served Here", &[]).await,
             Method::Message if to_us => self.on_message(&r).await,
+            Method::Invite if to_us => self.on_invite(&r).await,
             Method::Options if to_us && self.addressed_to_server(&f.request_uri) => {
                 self.reply(
                     &r,
                     200,
                     "OK",
                     &[
-                        ("Allow", "REGISTER, OPTIONS"),
+                        (
+                            "Allow",
+                            "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO",
+                        ),
                         ("Accept", "application/sdp"),
                         ("Supported", "outbound, path"),
                     ],
@@ -438,9 +460,9 @@ impl Core {
                 .await
             }
             _ if !to_us => self.reply(&r, 403, "Relaying Denied", &[]).await,
-            // Routing to registered users arrives with the proxy.
             _ => {
-                self.reply(&r, 501, "Not Implemented (No Routing Yet)", &[])
+                let allow = "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO";
+                self.reply(&r, 405, "Method Not Allowed", &[("Allow", allow)])
                     .await
             }
         }

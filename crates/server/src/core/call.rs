@@ -1,0 +1,215 @@
+//! Calls between local users: INVITE (authenticated like MESSAGE, forked to
+//! every binding, Record-Routed), CANCEL, and requests inside a dialog (BYE,
+//! re-INVITE, UPDATE, INFO, ACK for 2xx) that come back through our
+//! Record-Route.
+//!
+//! Requests inside a dialog are not challenged: they follow a dialog whose
+//! INVITE was, and they can only reach a destination this server already
+//! knows — a connection named by a flow token we signed, or the address a
+//! registered binding came from. Anything else is refused (no open relay).
+
+use sip::forward::Forward;
+use sip::headers::Route;
+use sip::{Message, Method, RequestFields, Uri};
+use sip_transport::{FlowId, Protocol, Source, Target};
+
+use super::authn::Challenger;
+use super::fork::{ForkKind, Hop};
+use super::{Core, Req};
+use crate::unix_now;
+
+impl Core {
+    /// A new call.
+    pub(crate) async fn on_invite(&mut self, r: &Req<'_>) {
+        let domain = self.cfg.domain.clone();
+        let Uri::Sip(from) = r.f.from.uri else {
+            return self.reply(r, 403, "Relaying Denied", &[]).await;
+        };
+        let (Some(caller), true) = (
+            from.user,
+            from.host.to_string().eq_ignore_ascii_case(&domain),
+        ) else {
+            return self.reply(r, 403, "Relaying Denied", &[]).await;
+        };
+        let caller_aor = format!("sip:{caller}@{domain}");
+        if !self
+            .authenticate(r, &caller_aor, caller, Challenger::Proxy)
+            .await
+        {
+            return;
+        }
+        let Uri::Sip(ruri) = r.f.request_uri else {
+            return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
+        };
+        let Some(callee) = ruri.user else {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        };
+        let callee_aor = format!("sip:{callee}@{domain}");
+        if !self.users.get(&callee_aor).is_some_and(|u| u.enabled) {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        }
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        let targets = self.location.lookup(&callee_aor, unix_now());
+        let hops = self.hops_for(&targets);
+        if hops.is_empty() {
+            return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+        }
+        let timeout = self.build(r, 408, "Request Timeout", &[]);
+        let kind = ForkKind::Relay {
+            server: r.id,
+            method: "INVITE",
+            timeout,
+        };
+        if self.start_fork(kind, r.msg, hops, Some(r.src)) == 0 {
+            return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+        }
+        self.flush().await;
+    }
+
+    /// CANCEL: answered 200 at once (or 481), and every branch of the INVITE
+    /// still ringing is cancelled; the INVITE then ends with the 487 its
+    /// branches send back.
+    pub(crate) async fn on_cancel(&mut self, r: &Req<'_>) {
+        let Some(invite) = self.txn.cancel_target(r.f) else {
+            return self
+                .reply(r, 481, "Call/Transaction Does Not Exist", &[])
+                .await;
+        };
+        self.reply(r, 200, "OK", &[]).await;
+        if let Some(&fork) = self.server_fork.get(&invite) {
+            self.cancel_pending(fork);
+        }
+        self.flush().await;
+    }
+
+    /// Where a request inside a dialog goes: pops our own Route entries and
+    /// resolves the next hop, or says why it cannot go anywhere.
+    fn in_dialog_hop(
+        &self,
+        msg: &Message,
+        f: &RequestFields<'_>,
+    ) -> Result<Hop, (u16, &'static str)> {
+        let mut ours = 0;
+        let mut token_flow = None;
+        let mut last_proto = None;
+        for route in msg.list::<Route>() {
+            let Ok(route) = route else {
+                return Err((400, "Malformed Route Header"));
+            };
+            let Uri::Sip(u) = route.uri else { break };
+            if !self.is_our_route(&u) {
+                // Relaying beyond this server arrives with federation.
+                return Err((403, "Relaying Denied"));
+            }
+            ours += 1;
+            token_flow = u.user.and_then(|t| self.flow_tokens.verify(t));
+            last_proto = u
+                .params
+                .get("transport")
+                .flatten()
+                .map(str::to_ascii_lowercase);
+        }
+        if let Some(flow) = token_flow {
+            let proto = match last_proto.as_deref() {
+                Some("tls") => Protocol::Tls,
+                Some("tcp") => Protocol::Tcp,
+                Some("ws") => Protocol::Ws,
+                Some("wss") => Protocol::Wss,
+                _ => Protocol::Tls,
+            };
+            return Ok(Hop {
+                proto,
+                target: Target::Flow(FlowId(flow)),
+                request_uri: None,
+                routes: Vec::new(),
+                pop_routes: ours,
+                flow: Some(flow),
+            });
+        }
+        // UDP: only to an address a registered binding came from.
+        let Uri::Sip(ruri) = f.request_uri else {
+            return Err((416, "Unsupported URI Scheme"));
+        };
+        let dest = format!("{}:{}", ruri.host, ruri.port.unwrap_or(5060));
+        let known = self.location.bound_source(&format!("udp:{dest}"));
+        let (Some(addr), true) = (dest.parse().ok(), known) else {
+            return Err((404, "Not Found (No Such Dialog Peer)"));
+        };
+        let sock = self
+            .transport
+            .local_addrs()
+            .iter()
+            .find(|l| l.0 == Protocol::Udp)
+            .and_then(|l| l.2)
+            .ok_or((404, "Not Found (No Such Dialog Peer)"))?;
+        Ok(Hop {
+            proto: Protocol::Udp,
+            target: Target::Udp {
+                flow: sock,
+                dest: addr,
+            },
+            request_uri: None,
+            routes: Vec::new(),
+            pop_routes: ours,
+            flow: None,
+        })
+    }
+
+    /// A request inside a dialog (it has a To tag): relayed statefully.
+    pub(crate) async fn on_in_dialog(&mut self, r: &Req<'_>) {
+        let hop = match self.in_dialog_hop(r.msg, r.f) {
+            Ok(h) => h,
+            Err((status, reason)) => return self.reply(r, status, reason, &[]).await,
+        };
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        let method = crate::metrics::method_label(r.f.method);
+        let timeout = self.build(r, 408, "Request Timeout", &[]);
+        let kind = ForkKind::Relay {
+            server: r.id,
+            method,
+            timeout,
+        };
+        // A re-INVITE may refresh the route set: Record-Route it again.
+        let dialog_from = (r.f.method == Method::Invite).then_some(r.src);
+        if self.start_fork(kind, r.msg, vec![hop], dialog_from) == 0 {
+            return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+        }
+        self.flush().await;
+    }
+
+    /// An ACK for a 2xx: not a transaction, relayed statelessly along the route.
+    pub(crate) async fn route_ack(&mut self, msg: &Message, f: &RequestFields<'_>, src: &Source) {
+        let Ok(hop) = self.in_dialog_hop(msg, f) else {
+            tracing::debug!(remote = %src.remote, "ACK with no route through this server dropped");
+            return;
+        };
+        let via = self.via_for(hop.proto);
+        let mut edit = Forward::new(msg)
+            .push_via(via)
+            .remove_all(sip::HeaderKind::ProxyAuthorization);
+        for _ in 0..hop.pop_routes {
+            edit = edit.pop_route();
+        }
+        let Ok(edit) = edit.decrement_max_forwards() else {
+            return;
+        };
+        self.send(hop.target, edit.serialize()).await;
+    }
+
+    /// Whether a Route URI names this server (one of our listeners, or the
+    /// domain on a port we listen on).
+    fn is_our_route(&self, u: &sip::uri::SipUri<'_>) -> bool {
+        let host = u.host.to_string();
+        let port = u.port.unwrap_or(if u.secure { 5061 } else { 5060 });
+        self.transport.local_addrs().iter().any(|(_, a, _)| {
+            a.port() == port
+                && (host == a.ip().to_string()
+                    || host == format!("[{}]", a.ip())
+                    || (a.ip().is_unspecified() && host.eq_ignore_ascii_case(&self.cfg.domain)))
+        })
+    }
+}
