@@ -12,4 +12,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== fuzz smoke run"
 scripts/fuzz.sh "${PARAPET_FUZZ_SECONDS:-15}"
 echo "== tests"
-cargo test --workspace
+log="$(mktemp)"
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line with the totals of every test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
