@@ -76,8 +76,13 @@ impl Server {
 
     fn spawn(&mut self) {
         let cfg = self.dir.join("parapet.toml");
-        // SIPp 3.6 knows only MD5 digest and reads only the first challenge.
-        std::fs::write(&cfg, "digest_algorithms = [\"MD5\"]\n").unwrap();
+        // SIPp 3.6 knows only MD5 digest and reads only the first challenge;
+        // timer C is short so that a test can see it fire.
+        std::fs::write(
+            &cfg,
+            "digest_algorithms = [\"MD5\"]\n[proxy]\ntimer_c_secs = 3\n",
+        )
+        .unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
             .args(["serve", "--config"])
@@ -954,4 +959,32 @@ fn baresip_clients_message_and_call_over_tls() {
     bob.wait_for("session closed");
     alice.cmd("/quit");
     bob.cmd("/quit");
+}
+
+#[test]
+fn unanswered_call_is_cancelled_by_timer_c() {
+    let s = Server::new("timerc");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    // bob rings and never answers; the server cancels after timer C (3 s here).
+    let bob = register_then(&s, "bob", "battery staple horse", "call_uas_cancel.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_unanswered.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "alice did not get 487 after timer C:\n{msgs}\nserver:\n{}",
+        s.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "bob was not cancelled by the server:\n{callee}");
+    assert!(s.log().contains("timer C: cancelling"), "{}", s.log());
 }

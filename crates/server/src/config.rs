@@ -84,6 +84,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.max_expires", "3600", "Longest registration granted, in seconds."),
     ("registrar.default_expires", "3600", "Registration lifetime when the client does not ask."),
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
+    ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
     ("lockout.source_threshold", "5", "Failed sign-ins from one address for one account before that address is refused for it."),
     ("lockout.account_threshold", "50", "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
     ("lockout.window_secs", "600", "Failures older than this are forgotten."),
@@ -112,6 +113,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub registrar: RawRegistrar,
     #[serde(default)]
+    pub proxy: RawProxy,
+    #[serde(default)]
     pub lockout: RawLockout,
     #[serde(default)]
     pub limits: RawLimits,
@@ -124,6 +127,12 @@ pub struct RawRegistrar {
     pub max_expires: Option<u32>,
     pub default_expires: Option<u32>,
     pub max_bindings: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub timer_c_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -158,6 +167,8 @@ pub struct Config {
     pub digest_algorithms: Vec<auth::digest::Algorithm>,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub registrar: registrar::RegistrarConfig,
+    /// Proxy timer C.
+    pub timer_c: std::time::Duration,
     pub lockout: auth::lockout::LockoutConfig,
     pub limits: sip::Limits,
     pub max_connections_per_ip: usize,
@@ -257,6 +268,18 @@ impl RawConfig {
         if registrar.min_expires > registrar.max_expires || registrar.max_bindings == 0 {
             return Err("registrar: min_expires must not exceed max_expires, and max_bindings must be at least 1".into());
         }
+        let timer_c = self.proxy.timer_c_secs.unwrap_or(185);
+        if timer_c == 0 {
+            return Err(
+                "proxy.timer_c_secs must be at least 1 (RFC 3261 wants more than 180)".into(),
+            );
+        }
+        if timer_c <= 180 {
+            tracing::warn!(
+                timer_c,
+                "proxy.timer_c_secs is not above 180 s as RFC 3261 §16.6 requires"
+            );
+        }
         let l = self.lockout;
         let dl = auth::lockout::LockoutConfig::default();
         let lockout = auth::lockout::LockoutConfig {
@@ -285,6 +308,7 @@ impl RawConfig {
             digest_algorithms,
             tls_cert,
             registrar,
+            timer_c: std::time::Duration::from_secs(timer_c),
             lockout,
             limits: sip::Limits {
                 max_message_size,

@@ -38,6 +38,10 @@ pub(crate) struct Fork {
     pub(crate) answered: bool,
     /// Each branch's request and where it went (to CANCEL the pending ones).
     pub(crate) branches: Vec<(TxnId, Message, Target, Reliability)>,
+    /// When the fork started or last heard a provisional response (timer C).
+    pub(crate) last_progress: Instant,
+    /// The pending branches were CANCELled (by the caller or timer C).
+    pub(crate) cancelled: bool,
 }
 
 /// One next hop of a fork.
@@ -257,6 +261,8 @@ impl Core {
                     best: None,
                     answered: false,
                     branches,
+                    last_progress: Instant::now(),
+                    cancelled: false,
                 },
             );
         }
@@ -269,9 +275,10 @@ impl Core {
         let Some(&fork_id) = self.by_client.get(&cid) else {
             return;
         };
-        let Some(fork) = self.forks.get(&fork_id) else {
+        let Some(fork) = self.forks.get_mut(&fork_id) else {
             return;
         };
+        fork.last_progress = Instant::now();
         if let ForkKind::Relay {
             server,
             method: "INVITE",
@@ -286,11 +293,42 @@ impl Core {
         }
     }
 
+    /// Timer C: CANCELs the ringing branches of INVITE forks that have had no
+    /// progress for `timer_c` (RFC 3261 §16.6 step 11, §16.8).
+    pub(crate) fn run_timer_c(&mut self) {
+        let limit = self.cfg.timer_c;
+        let expired: Vec<u64> = self
+            .forks
+            .iter()
+            .filter(|(_, f)| {
+                matches!(
+                    f.kind,
+                    ForkKind::Relay {
+                        method: "INVITE",
+                        ..
+                    }
+                ) && !f.answered
+                    && !f.cancelled
+                    && f.last_progress.elapsed() >= limit
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            tracing::info!(
+                fork = id,
+                "timer C: cancelling a call that rang without an answer"
+            );
+            self.cancel_pending(id);
+        }
+    }
+
     /// CANCELs every branch of a fork still waiting for a final response.
     pub(crate) fn cancel_pending(&mut self, fork_id: u64) {
-        let Some(fork) = self.forks.get(&fork_id) else {
+        let Some(fork) = self.forks.get_mut(&fork_id) else {
             return;
         };
+        fork.cancelled = true;
+        let fork = &*fork;
         let pending: Vec<(Message, Target, Reliability)> = fork
             .branches
             .iter()

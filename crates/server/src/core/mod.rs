@@ -234,6 +234,7 @@ impl Core {
     }
 
     fn housekeeping(&mut self) {
+        self.run_timer_c();
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics
             .registrations
