@@ -153,6 +153,14 @@ impl Verifier {
         &self.realm
     }
 
+    /// Forgets nonce counts of nonces that have expired anyway (call it
+    /// periodically: it keeps the replay table to what is still usable).
+    pub fn housekeeping(&self, now: u64) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.expire(now, self.nonces.lifetime);
+        }
+    }
+
     /// The challenge header values to send, one per enabled algorithm in order of
     /// preference (RFC 8760 §2.4). `None` if randomness failed.
     pub fn challenges(&self, now: u64, stale: bool) -> Option<Vec<String>> {

@@ -73,7 +73,7 @@ impl<D: Clone> TxnLayer<D> {
             reliability,
             dest: dest.clone(),
             last_out: Some(bytes.clone()),
-            request: invite.then_some(request),
+            request: invite.then(|| Box::new(request)),
             ack: None,
             interval: self.config.t1,
             retransmit_gen: 0,

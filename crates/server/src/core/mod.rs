@@ -235,6 +235,8 @@ impl Core {
 
     fn housekeeping(&mut self) {
         self.run_timer_c();
+        self.verifier
+            .housekeeping(u64::try_from(unix_now()).unwrap_or(0));
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics
             .registrations
