@@ -80,7 +80,7 @@ impl Server {
         // timer C is short so that a test can see it fire.
         std::fs::write(
             &cfg,
-            "digest_algorithms = [\"MD5\"]\n[proxy]\ntimer_c_secs = 3\n",
+            "digest_algorithms = [\"MD5\"]\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
         )
         .unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
@@ -458,6 +458,7 @@ fn status_health_and_metrics_on_the_admin_listener() {
         metrics.contains("parapet_sip_transactions_total{method=\"REGISTER\",code=\"401\"} 1"),
         "{metrics}"
     );
+    assert!(metrics.contains("\nparapet_inbound_queue "), "{metrics}");
     // The API wants the token from the data directory.
     let (line, body) = s.http_get("/v0/status", None);
     assert!(
@@ -573,6 +574,26 @@ fn bad_input_does_not_stop_service() {
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(got.contains("SIP/2.0 400 Malformed CSeq Header"), "{got}");
+    // An instant message over the configured size (2000 bytes here) is refused
+    // before any other work.
+    let big_im = options(&udp, "bigim")
+        .replace("OPTIONS sip:", "MESSAGE sip:erin@")
+        .replace("1 OPTIONS", "1 MESSAGE")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: text/plain\r\nContent-Length: 3000\r\n\r\n{}",
+                "x".repeat(3000)
+            ),
+        );
+    udp.send_to(big_im.as_bytes(), ("127.0.0.1", s.udp))
+        .unwrap();
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        answer.starts_with("SIP/2.0 513 Message Too Large"),
+        "{answer}"
+    );
     // TCP: garbage closes that connection only; TLS port: plaintext is refused.
     for port in [s.udp, s.tls] {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();

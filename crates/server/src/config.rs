@@ -84,6 +84,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.max_expires", "3600", "Longest registration granted, in seconds."),
     ("registrar.default_expires", "3600", "Registration lifetime when the client does not ask."),
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
+    ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
     ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
     ("lockout.source_threshold", "5", "Failed sign-ins from one address for one account before that address is refused for it."),
     ("lockout.account_threshold", "50", "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
@@ -113,6 +114,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub registrar: RawRegistrar,
     #[serde(default)]
+    pub im: RawIm,
+    #[serde(default)]
     pub proxy: RawProxy,
     #[serde(default)]
     pub lockout: RawLockout,
@@ -127,6 +130,12 @@ pub struct RawRegistrar {
     pub max_expires: Option<u32>,
     pub default_expires: Option<u32>,
     pub max_bindings: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawIm {
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -169,6 +178,8 @@ pub struct Config {
     pub registrar: registrar::RegistrarConfig,
     /// Proxy timer C.
     pub timer_c: std::time::Duration,
+    /// Largest MESSAGE body accepted.
+    pub im_max_bytes: usize,
     pub lockout: auth::lockout::LockoutConfig,
     pub limits: sip::Limits,
     pub max_connections_per_ip: usize,
@@ -309,6 +320,7 @@ impl RawConfig {
             tls_cert,
             registrar,
             timer_c: std::time::Duration::from_secs(timer_c),
+            im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
             lockout,
             limits: sip::Limits {
                 max_message_size,

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub transactions_live: AtomicU64,
     pub connections: AtomicU64,
     pub pending_writes: AtomicU64,
+    pub inbound_queue: AtomicU64,
 }
 
 /// The method label: a known method's name, otherwise `other` (bounded).
@@ -91,7 +92,12 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        let gauges: [(&str, &str, &AtomicU64); 4] = [
+        let gauges: [(&str, &str, &AtomicU64); 5] = [
+            (
+                "parapet_inbound_queue",
+                "Received messages waiting for the SIP core.",
+                &self.inbound_queue,
+            ),
             (
                 "parapet_registrations",
                 "Live registrar bindings.",

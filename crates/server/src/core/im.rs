@@ -26,6 +26,20 @@ const STORED_MESSAGE_LIFETIME: i64 = 30 * 24 * 3600;
 
 impl Core {
     pub(crate) async fn on_message(&mut self, r: &Req<'_>) {
+        if r.msg.body().len() > self.cfg.im_max_bytes {
+            let limit = self.cfg.im_max_bytes.to_string();
+            return self
+                .reply(
+                    r,
+                    513,
+                    "Message Too Large",
+                    &[(
+                        "Warning",
+                        &format!("399 parapet \"instant messages are limited to {limit} bytes\""),
+                    )],
+                )
+                .await;
+        }
         let domain = self.cfg.domain.clone();
         let Uri::Sip(from) = r.f.from.uri else {
             return self.reply(r, 403, "Relaying Denied", &[]).await;

@@ -176,6 +176,7 @@ impl Core {
                 Some(e) = self.events_rx.recv() => self.on_event(e).await,
                 Some(cmd) = admin.recv() => self.on_admin(cmd),
                 _ = tick.tick() => {
+                    self.metrics.inbound_queue.store(inbound.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     self.txn.poll(Instant::now(), &mut self.out);
                     self.flush().await;
                     if last_housekeeping.elapsed() >= Duration::from_secs(1) {
