@@ -11,6 +11,10 @@ pub(crate) struct RateLimiter {
     burst: f64,
     max_entries: usize,
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// When the table was last swept for idle buckets: at most once a second,
+    /// so a flood of new (possibly spoofed) addresses cannot make every request
+    /// pay for a full sweep.
+    last_sweep: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -20,16 +24,23 @@ impl RateLimiter {
             burst: f64::from(burst.max(1)),
             max_entries,
             buckets: HashMap::new(),
+            last_sweep: None,
         }
     }
 
     /// Takes one token for `ip`; `false` when the address is over its rate.
     pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         if self.buckets.len() >= self.max_entries && !self.buckets.contains_key(&ip) {
-            let (rate, burst) = (self.rate, self.burst);
-            self.buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
+            let due = self
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t).as_secs() >= 1);
+            if due {
+                self.last_sweep = Some(now);
+                let (rate, burst) = (self.rate, self.burst);
+                self.buckets.retain(|_, (tokens, at)| {
+                    *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+                });
+            }
             if self.buckets.len() >= self.max_entries {
                 // Everyone is busy: refuse newcomers rather than grow.
                 return false;
@@ -66,6 +77,26 @@ mod tests {
             r.allow([192, 0, 2, 2].into(), t0),
             "other addresses unaffected"
         );
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        // 10/s: after 500 ms both buckets would be full (idle) again, so only
+        // the throttle keeps a second sweep from freeing room.
+        let mut r = RateLimiter::new(10, 2, 2);
+        let t0 = Instant::now();
+        assert!(r.allow([10, 0, 0, 1].into(), t0));
+        assert!(r.allow([10, 0, 0, 2].into(), t0));
+        // Full of busy buckets: a newcomer is refused, and sweeping is now throttled.
+        assert!(!r.allow([10, 0, 0, 3].into(), t0));
+        let later = t0 + std::time::Duration::from_millis(500);
+        assert!(
+            !r.allow([10, 0, 0, 4].into(), later),
+            "no second sweep within a second"
+        );
+        // Two seconds on, the first buckets are full again (idle) and are dropped.
+        let much_later = t0 + std::time::Duration::from_secs(3);
+        assert!(r.allow([10, 0, 0, 5].into(), much_later));
     }
 
     #[test]
