@@ -40,6 +40,11 @@ pub(crate) struct Entry {
 pub struct Location {
     pub(crate) config: RegistrarConfig,
     pub(crate) by_aor: HashMap<String, Vec<Entry>>,
+    /// How many live bindings came from each source address, so that
+    /// `bound_source` is one lookup, not a scan (it runs per unauthenticated
+    /// in-dialog request). Kept right by `set_entries`, the one place entries
+    /// change.
+    sources: HashMap<String, usize>,
 }
 
 impl Location {
@@ -47,6 +52,28 @@ impl Location {
         Location {
             config,
             by_aor: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Replaces the bindings of `aor` (none: removes it), keeping the source
+    /// index in step.
+    pub(crate) fn set_entries(&mut self, aor: &str, entries: Vec<Entry>) {
+        if let Some(old) = self.by_aor.remove(aor) {
+            for e in &old {
+                if let Some(n) = self.sources.get_mut(&e.binding.source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.sources.remove(&e.binding.source);
+                    }
+                }
+            }
+        }
+        for e in &entries {
+            *self.sources.entry(e.binding.source.clone()).or_insert(0) += 1;
+        }
+        if !entries.is_empty() {
+            self.by_aor.insert(aor.to_owned(), entries);
         }
     }
 
@@ -57,11 +84,18 @@ impl Location {
     /// Rebuilds the table from stored bindings (at start; flows are gone, the
     /// recorded source addresses remain).
     pub fn load(&mut self, bindings: Vec<Binding>) {
+        let mut grouped: HashMap<String, Vec<Entry>> = HashMap::new();
         for b in bindings {
-            self.by_aor.entry(b.aor.clone()).or_default().push(Entry {
+            grouped.entry(b.aor.clone()).or_default().push(Entry {
                 binding: b,
                 flow: None,
             });
+        }
+        for (aor, mut entries) in grouped {
+            if let Some(old) = self.by_aor.get(&aor) {
+                entries.extend(old.iter().cloned());
+            }
+            self.set_entries(&aor, entries);
         }
     }
 
@@ -92,16 +126,23 @@ impl Location {
     /// can delete them from the store too.
     pub fn expire(&mut self, now: i64) -> Vec<(String, String)> {
         let mut gone = Vec::new();
-        self.by_aor.retain(|aor, es| {
-            es.retain(|e| {
+        let stale: Vec<String> = self
+            .by_aor
+            .iter()
+            .filter(|(_, es)| es.iter().any(|e| e.binding.expires_at <= now))
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        for aor in stale {
+            let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();
+            entries.retain(|e| {
                 let live = e.binding.expires_at > now;
                 if !live {
                     gone.push((aor.clone(), e.binding.key.clone()));
                 }
                 live
             });
-            !es.is_empty()
-        });
+            self.set_entries(&aor, entries);
+        }
         gone
     }
 
@@ -119,26 +160,25 @@ impl Location {
 
     /// Removes one binding (e.g. its write to the store failed).
     pub fn remove(&mut self, aor: &str, key: &str) {
-        if let Some(es) = self.by_aor.get_mut(aor) {
-            es.retain(|e| e.binding.key != key);
-            if es.is_empty() {
-                self.by_aor.remove(aor);
-            }
+        if let Some(es) = self.by_aor.get(aor) {
+            let kept = es
+                .iter()
+                .filter(|e| e.binding.key != key)
+                .cloned()
+                .collect();
+            self.set_entries(aor, kept);
         }
     }
 
     /// Removes every binding of `aor` (user disabled or removed).
     pub fn remove_aor(&mut self, aor: &str) {
-        self.by_aor.remove(aor);
+        self.set_entries(aor, Vec::new());
     }
 
     /// Whether some live binding was registered from `source`
     /// (`udp:192.0.2.1:5060`): such an address may be sent requests.
     pub fn bound_source(&self, source: &str) -> bool {
-        self.by_aor
-            .values()
-            .flatten()
-            .any(|e| e.binding.source == source)
+        self.sources.contains_key(source)
     }
 
     /// Every address of record with bindings.

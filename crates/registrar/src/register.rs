@@ -240,11 +240,7 @@ impl Location {
             .iter()
             .map(|e| contact_value(&e.binding, now))
             .collect();
-        if current.is_empty() {
-            self.by_aor.remove(aor);
-        } else {
-            self.by_aor.insert(aor.to_owned(), current);
-        }
+        self.set_entries(aor, current);
         let path = if supports("path") { path } else { Vec::new() };
         Ok(Registered {
             contacts: contacts_out,

@@ -301,3 +301,56 @@ fn load_and_expire_for_restart() {
     );
     assert!(fresh.is_empty());
 }
+
+#[test]
+fn source_index_follows_every_change() {
+    let mut l = loc();
+    let c = "Contact: <sip:a@192.0.2.1:5060>\r\n";
+    l.register(AOR, &register("c1", 1, c), "udp:192.0.2.1:5060", None, 0)
+        .unwrap();
+    l.register(
+        "sip:bob@example.com",
+        &register("c2", 1, "Contact: <sip:b@192.0.2.1:5060>\r\n"),
+        "udp:192.0.2.1:5060",
+        None,
+        0,
+    )
+    .unwrap();
+    assert!(l.bound_source("udp:192.0.2.1:5060"));
+    assert!(!l.bound_source("udp:192.0.2.9:5060"));
+    // Two bindings share the source: it stays known until both are gone.
+    l.register(
+        AOR,
+        &register("c1", 2, "Contact: <sip:a@192.0.2.1:5060>;expires=0\r\n"),
+        "udp:192.0.2.1:5060",
+        None,
+        0,
+    )
+    .unwrap();
+    assert!(l.bound_source("udp:192.0.2.1:5060"));
+    l.remove_aor("sip:bob@example.com");
+    assert!(!l.bound_source("udp:192.0.2.1:5060"));
+    // Expiry and removal keep it in step too.
+    l.register(
+        AOR,
+        &register("c3", 1, "Contact: <sip:a@192.0.2.2>;expires=100\r\n"),
+        "udp:192.0.2.2:5060",
+        None,
+        0,
+    )
+    .unwrap();
+    assert!(l.bound_source("udp:192.0.2.2:5060"));
+    l.expire(100);
+    assert!(!l.bound_source("udp:192.0.2.2:5060"));
+    l.register(
+        AOR,
+        &register("c4", 1, "Contact: <sip:a@192.0.2.3>\r\n"),
+        "udp:192.0.2.3:5060",
+        None,
+        0,
+    )
+    .unwrap();
+    l.remove(AOR, "sip:a@192.0.2.3");
+    assert!(!l.bound_source("udp:192.0.2.3:5060"));
+    assert!(l.is_empty());
+}
