@@ -191,11 +191,8 @@ impl Core {
         let targets = self.location.lookup(&aor, unix_now());
         let call_id = format!("{}-{}@{}", self.boot_id, m.id, self.cfg.domain);
         let tag = self.next_tag();
+        // No Via yet: each branch of the fork pushes its own.
         let req = RequestBuilder::new("MESSAGE", &aor)
-            .header(
-                "Via",
-                "SIP/2.0/UDP placeholder.invalid;branch=z9hG4bKplaceholder",
-            )
             .header("Max-Forwards", "70")
             .header("From", &format!("<{}>;tag={tag}", m.sender))
             .header("To", &format!("<{aor}>"))
@@ -208,15 +205,6 @@ impl Core {
                 id = m.id,
                 "a stored message could not be rebuilt; it stays stored"
             );
-            self.delivering.remove(&aor);
-            return;
-        };
-        // The placeholder Via is replaced: each branch pushes its own on top, and
-        // the forward below drops the placeholder by popping it first.
-        let Ok(msg) = sip::parse_datagram(
-            sip::forward::Forward::new(&msg).pop_via().serialize(),
-            &self.cfg.limits,
-        ) else {
             self.delivering.remove(&aor);
             return;
         };
