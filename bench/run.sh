@@ -6,6 +6,7 @@
 # p50/p99 latency of the authenticated request, and Parapet/Kamailio ratios.
 #   bench/run.sh                      # USERS=10000 RATE=500 MESSAGES=5000
 #   USERS=2000 MESSAGES=2000 bench/run.sh
+#   ONLY=parapet bench/run.sh         # Parapet's figures alone, no ratios
 # Needs: Debian's sip-tester, kamailio, kamailio-sqlite-modules, sqlite3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +113,11 @@ target/release/parapet user import "$work/users.tsv" --data-dir "$pdata" >/dev/n
 sleep 1.5 # the server reloads users within a second
 p=$(bench_server parapet "$PARAPET_PORT" 16500 $ppid)
 kill $ppid; wait $ppid 2>/dev/null || true
+if [ "${ONLY:-}" = parapet ]; then
+    # Parapet alone (a quick look while working; ratios need both in one run).
+    echo "$p"
+    exit 0
+fi
 
 # Kamailio: the same job (bench/kamailio.cfg), SQLite for credentials and bindings.
 kdb="$work/kam.db"

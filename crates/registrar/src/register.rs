@@ -11,11 +11,7 @@ use crate::location::{Entry, Location};
 pub struct Flow(pub u64);
 
 /// A store operation to perform before answering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Upsert(Binding),
-    Remove { aor: String, key: String },
-}
+pub use store::BindingChange as Change;
 
 /// A successful REGISTER: what to put in the 200 and what to write first.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -79,13 +79,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
     .await?;
     tracing::info!(addr = %admin_addr, "admin listener (/healthz, /metrics, /v0/status, /v0/lockouts)");
     let core = core::Core::new(Arc::new(config), &dir, store, transport.clone(), metrics).await?;
+    // The core runs as a task on the runtime, not on this thread: a datagram
+    // received by a worker then wakes the core on the same worker (tokio's
+    // LIFO slot) instead of waking another thread for every request.
+    let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
     let result = tokio::select! {
-        r = core.run(inbound, admin_rx) => r,
+        r = &mut core_task => r.unwrap_or_else(|e| Err(format!("the SIP core stopped: {e}"))),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
     };
+    core_task.abort();
     transport.shutdown();
     result
 }

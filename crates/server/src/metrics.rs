@@ -23,6 +23,7 @@ pub struct Metrics {
     pub transactions_live: AtomicU64,
     pub connections: AtomicU64,
     pub pending_writes: AtomicU64,
+    pub db_commits: AtomicU64,
     pub inbound_queue: AtomicU64,
 }
 
@@ -53,7 +54,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 7] = [
             (
                 "parapet_auth_failures_total",
                 "Sign-ins whose credentials did not verify.",
@@ -83,6 +84,11 @@ impl Metrics {
                 "parapet_im_delivered_total",
                 "Stored instant messages delivered.",
                 &self.messages_delivered,
+            ),
+            (
+                "parapet_db_commits_total",
+                "Database write transactions committed (group commit: each carries one or more writes).",
+                &self.db_commits,
             ),
         ];
         for (name, help, v) in counters {

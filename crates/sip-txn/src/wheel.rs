@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// Granularity of the wheel; SIP timers are multiples of hundreds of ms.
 pub const RESOLUTION: Duration = Duration::from_millis(10);
 const SLOTS: usize = 1024;
+/// Capacity a slot may keep when it empties.
+const SLOT_FLOOR: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry<T> {
@@ -90,6 +92,10 @@ impl<T: Copy> Wheel<T> {
                     } else {
                         i += 1;
                     }
+                }
+                // A slot that held a burst keeps its capacity otherwise.
+                if s.capacity() > SLOT_FLOOR && s.len().saturating_mul(4) < s.capacity() {
+                    s.shrink_to(s.len().saturating_mul(2).max(SLOT_FLOOR));
                 }
             }
             tick += 1;

@@ -8,18 +8,20 @@
 //!
 //! Durability: every write commits in WAL mode with `synchronous = FULL` before
 //! the call returns, so what the server acknowledged survives a crash or a
-//! `kill -9`.
+//! `kill -9`. Writes that wait together commit together (group commit: one
+//! fsync for the batch, each write atomic in its own savepoint).
 //!
 //! Async discipline: SQLite calls block, so they never run on the async runtime.
-//! [`Sqlite`] owns a fixed set of worker threads, each with its own connection,
-//! fed through a bounded queue; callers await the result. When the queue is full
-//! callers wait (backpressure) rather than the queue growing.
+//! [`Sqlite`] owns one writer thread and a fixed set of reader threads, each
+//! with its own connection, fed through bounded queues; callers await the
+//! result. When a queue is full callers wait (backpressure) rather than the
+//! queue growing.
 #![forbid(unsafe_code)]
 
 pub mod model;
 mod sqlite;
 
-pub use model::{Binding, NewUser, PendingMessage, User};
+pub use model::{Binding, BindingChange, NewUser, PendingMessage, User};
 pub use sqlite::{Sqlite, SqliteConfig};
 
 use std::future::Future;
@@ -74,6 +76,11 @@ pub trait Bindings: Send + Sync {
     fn upsert_binding(&self, b: Binding) -> impl Future<Output = Result<()>> + Send;
     fn remove_binding(&self, aor: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
     fn remove_all_bindings(&self, aor: &str) -> impl Future<Output = Result<usize>> + Send;
+    /// Applies a REGISTER's changes atomically: all of them or none.
+    fn apply_bindings(
+        &self,
+        changes: Vec<BindingChange>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Every binding not expired at `now` (unix seconds), for loading at start.
     fn live_bindings(&self, now: i64) -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// Deletes bindings expired at `now`; returns how many.
@@ -92,6 +99,8 @@ pub trait Messages: Send + Sync {
     ) -> impl Future<Output = Result<Vec<PendingMessage>>> + Send;
     /// Deletes one delivered message.
     fn delete_message(&self, id: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// Every recipient with stored messages, and how many (loaded at start).
+    fn pending_recipients(&self) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
     /// How many messages wait for `recipient`.
     fn pending_count(&self, recipient: &str) -> impl Future<Output = Result<usize>> + Send;
     /// Deletes messages that expired at `now`.

@@ -47,6 +47,16 @@ pub struct Binding {
     pub user_agent: Option<String>,
 }
 
+/// One change to an address of record's bindings; a REGISTER's changes are
+/// applied together ([`crate::Bindings::apply_bindings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// Insert or refresh the binding keyed by (aor, key).
+    Upsert(Binding),
+    /// Remove one binding.
+    Remove { aor: String, key: String },
+}
+
 /// An instant message stored for later delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {

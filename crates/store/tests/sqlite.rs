@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use store::{
-    Binding, Bindings, Messages, NewUser, PendingMessage, Sqlite, SqliteConfig, StoreError, Users,
+    Binding, BindingChange, Bindings, Messages, NewUser, PendingMessage, Sqlite, SqliteConfig,
+    StoreError, Users,
 };
 
 fn temp_db(name: &str) -> PathBuf {
@@ -162,6 +163,10 @@ async fn pending_messages_keep_arrival_order() {
     assert_eq!(bodies, ["m0", "m1", "m2"]);
     assert!(s.delete_message(got[0].id).await.unwrap());
     assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 4);
+    assert_eq!(
+        s.pending_recipients().await.unwrap(),
+        [("sip:bob@example.com".to_string(), 4)]
+    );
     let mut late = message("sip:bob@example.com", "late");
     late.expires_at = 5_000;
     s.enqueue_message(late).await.unwrap();
@@ -191,6 +196,92 @@ async fn many_concurrent_callers_are_served() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_a_failure_stays_its_own() {
+    let s = Sqlite::open(&SqliteConfig {
+        queue: 64,
+        ..SqliteConfig::new(temp_db("group"))
+    })
+    .unwrap();
+    s.add_user(user("sip:taken@example.com")).await.unwrap();
+    let before = s.commits();
+    // Every tenth add collides with an existing user and must fail alone.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let aor = if i % 10 == 0 {
+                    "sip:taken@example.com".to_string()
+                } else {
+                    format!("sip:u{i}@example.com")
+                };
+                (i, s.add_user(user(&aor)).await)
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i % 10 == 0 {
+            assert!(matches!(r, Err(StoreError::Conflict(_))), "{i}: {r:?}");
+        } else {
+            assert_eq!(r.unwrap().aor, format!("sip:u{i}@example.com"));
+        }
+    }
+    assert_eq!(s.list_users().await.unwrap().len(), 1 + 180);
+    let commits = s.commits() - before;
+    // 200 writes arrived together: far fewer commits than writes.
+    assert!(
+        (1..=100).contains(&commits),
+        "{commits} commits for 200 writes"
+    );
+}
+
+#[tokio::test]
+async fn a_registers_changes_are_all_or_nothing() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("apply"))).unwrap();
+    s.add_user(user("sip:alice@example.com")).await.unwrap();
+    s.upsert_binding(binding("sip:alice@example.com", "old", 500))
+        .await
+        .unwrap();
+    // The second upsert names no user (foreign key): nothing of the set applies.
+    let r = s
+        .apply_bindings(vec![
+            BindingChange::Remove {
+                aor: "sip:alice@example.com".into(),
+                key: "old".into(),
+            },
+            BindingChange::Upsert(binding("sip:alice@example.com", "new", 500)),
+            BindingChange::Upsert(binding("sip:nobody@example.com", "x", 500)),
+        ])
+        .await;
+    assert!(r.is_err());
+    let keys: Vec<_> = s
+        .live_bindings(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
+    assert_eq!(keys, ["old"]);
+    s.apply_bindings(vec![
+        BindingChange::Remove {
+            aor: "sip:alice@example.com".into(),
+            key: "old".into(),
+        },
+        BindingChange::Upsert(binding("sip:alice@example.com", "new", 500)),
+    ])
+    .await
+    .unwrap();
+    let keys: Vec<_> = s
+        .live_bindings(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
+    assert_eq!(keys, ["new"]);
 }
 
 #[test]

@@ -132,10 +132,12 @@ impl Core {
             r.id,
             self.metrics.clone(),
         );
+        let aor = pending.recipient.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let event = match store.enqueue_message(pending).await {
                 Ok(_) => {
+                    let _ = events.send(Event::Enqueued { aor }).await;
                     metrics
                         .messages_stored
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -162,7 +164,7 @@ impl Core {
 
     /// The user just registered: hand over what waits for them, oldest first.
     pub(crate) fn start_delivery(&mut self, aor: String) {
-        if !self.delivering.insert(aor.clone()) {
+        if !self.waiting.contains_key(&aor) || !self.delivering.insert(aor.clone()) {
             return;
         }
         self.fetch_next(aor);
@@ -186,6 +188,7 @@ impl Core {
     pub(crate) fn deliver(&mut self, aor: String, next: Option<PendingMessage>) {
         let Some(m) = next else {
             self.delivering.remove(&aor);
+            self.waiting.remove(&aor);
             return;
         };
         let targets = self.location.lookup(&aor, unix_now());
@@ -226,6 +229,9 @@ impl Core {
     /// A stored message's delivery ended: delete it and go on, or stop and keep it.
     pub(crate) fn delivery_done(&mut self, aor: String, id: i64, delivered: bool) {
         if delivered {
+            if let Some(n) = self.waiting.get_mut(&aor) {
+                *n = n.saturating_sub(1);
+            }
             self.metrics
                 .messages_delivered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -47,6 +47,8 @@ pub(crate) enum Event {
     Unbind { aor: String, keys: Vec<String> },
     /// A registration was stored: deliver what waits for the user.
     Registered { aor: String },
+    /// A message for `aor` was stored for later delivery.
+    Enqueued { aor: String },
     /// The next stored message for `aor` (`None`: none left).
     Stored {
         aor: String,
@@ -84,6 +86,9 @@ pub struct Core {
     boot_id: String,
     /// Users whose stored messages are being handed over right now.
     delivering: HashSet<String>,
+    /// Stored messages per recipient, so that a registration with nothing
+    /// waiting (nearly all of them) costs no database read.
+    waiting: HashMap<String, u64>,
     metrics: Arc<Metrics>,
     rate: ratelimit::RateLimiter,
     flow_tokens: auth::flow_token::FlowTokens,
@@ -113,7 +118,17 @@ impl Core {
         let live = store::Bindings::live_bindings(&store, unix_now())
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(users = users.len(), bindings = live.len(), "state loaded");
+        let waiting: HashMap<String, u64> = store::Messages::pending_recipients(&store)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        tracing::info!(
+            users = users.len(),
+            bindings = live.len(),
+            recipients_with_stored_messages = waiting.len(),
+            "state loaded"
+        );
         location.load(live);
         let (events_tx, events_rx) = mpsc::channel(1024);
         let cfg_rate = (cfg.unauthenticated_rate, cfg.unauthenticated_burst);
@@ -151,6 +166,7 @@ impl Core {
             branch_seq: 0,
             boot_id,
             delivering: HashSet::new(),
+            waiting,
             metrics,
             flow_tokens: auth::flow_token::FlowTokens::new(&dir.nonce_key),
             server_fork: HashMap::new(),
@@ -252,6 +268,7 @@ impl Core {
             (MAX_PENDING_WRITES - self.writes.available_permits()) as u64,
             Relaxed,
         );
+        self.metrics.db_commits.store(self.store.commits(), Relaxed);
         let now = unix_now();
         if !self.location.expire(now).is_empty() {
             let store = self.store.clone();
@@ -326,6 +343,9 @@ impl Core {
             Event::Registered { aor } => {
                 self.start_delivery(aor);
                 self.flush().await;
+            }
+            Event::Enqueued { aor } => {
+                *self.waiting.entry(aor).or_insert(0) += 1;
             }
             Event::Stored { aor, next } => {
                 self.deliver(aor, next);

@@ -99,19 +99,7 @@ impl Core {
         tokio::spawn(async move {
             let _permit = permit;
             let keys = upserted_keys(&reg.changes);
-            let mut result = Ok(());
-            for c in reg.changes {
-                result = match c {
-                    registrar::Change::Upsert(b) => store.upsert_binding(b).await,
-                    registrar::Change::Remove { aor, key } => {
-                        store.remove_binding(&aor, &key).await.map(|_| ())
-                    }
-                };
-                if result.is_err() {
-                    break;
-                }
-            }
-            let event = match result {
+            let event = match store.apply_bindings(reg.changes).await {
                 Ok(()) => {
                     let _ = events
                         .send(Event::Respond {

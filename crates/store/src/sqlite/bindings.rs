@@ -3,7 +3,9 @@
 use rusqlite::{params, Row};
 
 use super::{db, Sqlite};
-use crate::{Binding, Bindings, Result};
+use rusqlite::Connection;
+
+use crate::{Binding, BindingChange, Bindings, Result};
 
 /// Path values are stored one per line; a Path value cannot contain a newline.
 fn row(r: &Row<'_>) -> rusqlite::Result<Binding> {
@@ -28,37 +30,32 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Binding> {
 
 impl Bindings for Sqlite {
     async fn upsert_binding(&self, b: Binding) -> Result<()> {
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO bindings (aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
-                   expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
-                   path = excluded.path, source = excluded.source, user_agent = excluded.user_agent",
-                params![b.aor, b.key, b.contact, b.q, b.expires_at, b.call_id, b.cseq, b.path.join("\n"), b.source, b.user_agent],
-            )
-            .map(|_| ())
-            .map_err(db)
-        })
-        .await
+        self.write(move |c| upsert(c, &b)).await
     }
 
     async fn remove_binding(&self, aor: &str, key: &str) -> Result<bool> {
         let (aor, key) = (aor.to_owned(), key.to_owned());
-        self.call(move |c| {
-            c.execute(
-                "DELETE FROM bindings WHERE aor = ?1 AND binding_key = ?2",
-                [aor, key],
-            )
-            .map(|n| n == 1)
-            .map_err(db)
+        self.write(move |c| remove(c, &aor, &key)).await
+    }
+
+    async fn apply_bindings(&self, changes: Vec<BindingChange>) -> Result<()> {
+        self.write(move |c| {
+            for change in &changes {
+                match change {
+                    BindingChange::Upsert(b) => upsert(c, b)?,
+                    BindingChange::Remove { aor, key } => {
+                        remove(c, aor, key)?;
+                    }
+                }
+            }
+            Ok(())
         })
         .await
     }
 
     async fn remove_all_bindings(&self, aor: &str) -> Result<usize> {
         let aor = aor.to_owned();
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM bindings WHERE aor = ?1", [aor])
                 .map_err(db)
         })
@@ -80,10 +77,43 @@ impl Bindings for Sqlite {
     }
 
     async fn purge_expired_bindings(&self, now: i64) -> Result<usize> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM bindings WHERE expires_at <= ?1", [now])
                 .map_err(db)
         })
         .await
     }
+}
+
+fn upsert(c: &Connection, b: &Binding) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO bindings (aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
+           expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+           path = excluded.path, source = excluded.source, user_agent = excluded.user_agent",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            b.aor,
+            b.key,
+            b.contact,
+            b.q,
+            b.expires_at,
+            b.call_id,
+            b.cseq,
+            b.path.join("\n"),
+            b.source,
+            b.user_agent
+        ])
+    })
+    .map(|_| ())
+    .map_err(db)
+}
+
+fn remove(c: &Connection, aor: &str, key: &str) -> Result<bool> {
+    c.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND binding_key = ?2")
+        .and_then(|mut st| st.execute([aor, key]))
+        .map(|n| n == 1)
+        .map_err(db)
 }

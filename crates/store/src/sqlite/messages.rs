@@ -19,13 +19,17 @@ fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
 
 impl Messages for Sqlite {
     async fn enqueue_message(&self, m: PendingMessage) -> Result<i64> {
-        self.call(move |c| {
-            c.query_row(
+        self.write(move |c| {
+            c.prepare_cached(
                 "INSERT INTO pending_messages (recipient, sender, content_type, body, received_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                params![m.recipient, m.sender, m.content_type, m.body, m.received_at, m.expires_at],
-                |r| r.get(0),
             )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![m.recipient, m.sender, m.content_type, m.body, m.received_at, m.expires_at],
+                    |r| r.get(0),
+                )
+            })
             .map_err(db)
         })
         .await
@@ -36,7 +40,7 @@ impl Messages for Sqlite {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT id, recipient, sender, content_type, body, received_at, expires_at
                      FROM pending_messages WHERE recipient = ?1 ORDER BY id LIMIT ?2",
                 )
@@ -48,10 +52,29 @@ impl Messages for Sqlite {
     }
 
     async fn delete_message(&self, id: i64) -> Result<bool> {
-        self.call(move |c| {
-            c.execute("DELETE FROM pending_messages WHERE id = ?1", [id])
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM pending_messages WHERE id = ?1")
+                .and_then(|mut st| st.execute([id]))
                 .map(|n| n == 1)
                 .map_err(db)
+        })
+        .await
+    }
+
+    async fn pending_recipients(&self) -> Result<Vec<(String, u64)>> {
+        self.call(|c| {
+            let mut stmt = c
+                .prepare("SELECT recipient, COUNT(*) FROM pending_messages GROUP BY recipient")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    ))
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
     }
@@ -71,7 +94,7 @@ impl Messages for Sqlite {
     }
 
     async fn purge_expired_messages(&self, now: i64) -> Result<usize> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM pending_messages WHERE expires_at <= ?1", [now])
                 .map_err(db)
         })

@@ -36,7 +36,7 @@ impl Sqlite {
 
 impl Users for Sqlite {
     async fn add_user(&self, u: NewUser) -> Result<User> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.query_row(
                 &format!("INSERT INTO users (aor, display_name, secret, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4) RETURNING {COLUMNS}"),
                 params![u.aor, u.display_name, u.secret, u.created_at],
@@ -48,17 +48,14 @@ impl Users for Sqlite {
     }
 
     async fn import_users(&self, users: Vec<NewUser>) -> Result<usize> {
-        self.call(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
-            {
-                let mut stmt = tx
-                    .prepare("INSERT INTO users (aor, display_name, secret, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)")
-                    .map_err(db)?;
-                for u in &users {
-                    stmt.execute(params![u.aor, u.display_name, u.secret, u.created_at]).map_err(db)?;
-                }
+        // One write job: atomic (its own savepoint in the batch transaction).
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare("INSERT INTO users (aor, display_name, secret, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)")
+                .map_err(db)?;
+            for u in &users {
+                stmt.execute(params![u.aor, u.display_name, u.secret, u.created_at]).map_err(db)?;
             }
-            tx.commit().map_err(db)?;
             Ok(users.len())
         })
         .await
@@ -91,7 +88,7 @@ impl Users for Sqlite {
 
     async fn set_secret(&self, aor: &str, secret: Vec<u8>) -> Result<bool> {
         let aor = aor.to_owned();
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE users SET secret = ?2 WHERE aor = ?1",
                 params![aor, secret],
@@ -104,7 +101,7 @@ impl Users for Sqlite {
 
     async fn set_enabled(&self, aor: &str, enabled: bool) -> Result<bool> {
         let aor = aor.to_owned();
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE users SET enabled = ?2 WHERE aor = ?1",
                 params![aor, enabled],
@@ -117,7 +114,7 @@ impl Users for Sqlite {
 
     async fn remove_user(&self, aor: &str) -> Result<bool> {
         let aor = aor.to_owned();
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM users WHERE aor = ?1", [aor])
                 .map(|n| n == 1)
                 .map_err(db)
