@@ -687,6 +687,35 @@ fn message_is_relayed_between_registered_users() {
 }
 
 #[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let s = Server::new("loop");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    // Bob's endpoint accepts the MESSAGE and sends it straight back to the
+    // server, as a call-forward pointing at itself would.
+    let bob = register_then(&s, "bob", "battery staple horse", "bounce_message.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "loop-1"],
+        )
+        .finish();
+    assert!(ok, "alice's MESSAGE was not answered 200:\n{msgs}");
+    let (ok, bounced) = bob.finish();
+    assert!(
+        ok,
+        "the bounced MESSAGE was not refused as a loop:\n{bounced}\nserver:\n{}",
+        s.log()
+    );
+    assert!(bounced.contains("SIP/2.0 482 Loop Detected"), "{bounced}");
+}
+
+#[test]
 fn message_to_offline_user_is_stored_and_delivered_on_registration() {
     let mut s = Server::new("offline");
     s.add_user("alice", "correct horse battery");
@@ -800,6 +829,53 @@ fn call_is_set_up_and_torn_down_through_the_proxy() {
         vias_of_bye, 2,
         "the BYE passed the proxy (its Via above alice's): {callee}"
     );
+}
+
+#[test]
+fn strict_router_requests_are_routed_like_loose_ones() {
+    let s = Server::new("strict");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let bob = register_then(&s, "bob", "battery staple horse", "call_uas.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_strict.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "the strict-routed call failed for alice:\n{msgs}\nserver:\n{}",
+        s.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "bob's side failed:\n{callee}");
+    // The ACK and BYE reach bob with his Contact as Request-URI and the
+    // route set consumed: no Route left.
+    for method in ["ACK", "BYE"] {
+        let request = callee
+            .split(&format!("{method} sip:"))
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>();
+        assert!(
+            request
+                .first()
+                .is_some_and(|l| l.starts_with("bob@127.0.0.1:")),
+            "{method}: {callee}"
+        );
+        assert!(
+            !request.iter().any(|l| l.starts_with("Route:")),
+            "{method} kept a Route: {callee}"
+        );
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub struct Forward<'m> {
     prepend: Vec<(&'static str, String)>,
     routes: Vec<String>,
     pop_routes: usize,
+    drop_last_route: bool,
     remove: Vec<HeaderKind>,
 }
 
@@ -40,6 +41,7 @@ impl<'m> Forward<'m> {
             prepend: Vec::new(),
             routes: Vec::new(),
             pop_routes: 0,
+            drop_last_route: false,
             remove: Vec::new(),
         }
     }
@@ -109,6 +111,13 @@ impl<'m> Forward<'m> {
         self
     }
 
+    /// Removes the last Route entry (a strict router's remote target, moved to
+    /// the Request-URI; RFC 3261 §16.4).
+    pub fn drop_last_route(mut self) -> Self {
+        self.drop_last_route = true;
+        self
+    }
+
     /// Writes the edited message. CR/LF in inserted values become spaces. A
     /// Content-Length is added if the original had none (stream transports need it).
     pub fn serialize(&self) -> Bytes {
@@ -145,7 +154,12 @@ impl<'m> Forward<'m> {
         }
         let mut via_done = !self.pop_via;
         let mut routes_to_pop = self.pop_routes;
-        for e in &m.headers {
+        let last_route = if self.drop_last_route {
+            m.headers.iter().rposition(|e| e.kind == HeaderKind::Route)
+        } else {
+            None
+        };
+        for (i, e) in m.headers.iter().enumerate() {
             if self.remove.contains(&e.kind) {
                 continue;
             }
@@ -154,8 +168,9 @@ impl<'m> Forward<'m> {
                     via_done = true;
                     write_without_first(&mut out, m, e);
                 }
-                HeaderKind::Route if routes_to_pop > 0 => {
-                    routes_to_pop = write_skipping(&mut out, m, e, routes_to_pop);
+                HeaderKind::Route if routes_to_pop > 0 || last_route == Some(i) => {
+                    routes_to_pop =
+                        write_route_line(&mut out, m, e, routes_to_pop, last_route == Some(i));
                 }
                 HeaderKind::MaxForwards if self.max_forwards.is_some() => {
                     let _ = write!(out, "Max-Forwards: {}\r\n", self.max_forwards.unwrap_or(0));
@@ -199,6 +214,32 @@ fn write_skipping(out: &mut BytesMut, m: &Message, e: &HeaderEntry, skip: usize)
         out.put_slice(b"\r\n");
     }
     0
+}
+
+/// Writes a Route line without its first `skip` elements and, if `drop_last`,
+/// without its last one (dropping the line if nothing is left); returns how
+/// many more are still to skip on later lines.
+fn write_route_line(
+    out: &mut BytesMut,
+    m: &Message,
+    e: &HeaderEntry,
+    skip: usize,
+    drop_last: bool,
+) -> usize {
+    if !drop_last {
+        return write_skipping(out, m, e, skip);
+    }
+    let text = m.str_at(e.value);
+    let elements: Vec<(usize, usize)> = CommaSplit::new(text).filter_map(Result::ok).collect();
+    let keep_end = elements.len().saturating_sub(1);
+    let kept = elements.get(skip.min(keep_end)..keep_end).unwrap_or(&[]);
+    if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+        out.put_slice(&m.buf[e.name.range()]);
+        out.put_slice(b": ");
+        out.put_slice(&text.as_bytes()[first.0..last.1]);
+        out.put_slice(b"\r\n");
+    }
+    skip.saturating_sub(elements.len())
 }
 
 fn put_clean(out: &mut BytesMut, v: &[u8]) {
@@ -282,6 +323,39 @@ mod tests {
             routes,
             ["sip:edge1;lr", "sip:edge2;lr", "sip:p2.example.com;lr"]
         );
+    }
+
+    fn routes_of(out: Bytes) -> Vec<String> {
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        f.list::<Route>()
+            .map(|r| r.unwrap().uri.as_sip().unwrap().raw.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_last_route_is_dropped_from_the_last_line() {
+        let m = msg(b"BYE sip:p0;lr SIP/2.0\r\nRoute: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:bob@192.0.2.5>\r\nContent-Length: 0\r\n\r\n");
+        let out = Forward::new(&m)
+            .request_uri("sip:bob@192.0.2.5")
+            .routes(["<sip:p0;lr>"])
+            .drop_last_route()
+            .serialize();
+        assert_eq!(routes_of(out), ["sip:p0;lr", "sip:p1;lr", "sip:p2;lr"]);
+        // Popping from the top and dropping the last on the same line.
+        let out = Forward::new(&m)
+            .pop_route()
+            .pop_route()
+            .drop_last_route()
+            .serialize();
+        assert!(routes_of(out).is_empty());
+        let out = Forward::new(&m).pop_route().drop_last_route().serialize();
+        assert_eq!(routes_of(out), ["sip:p2;lr"]);
+        // A lone Route line with one entry disappears.
+        let m = msg(
+            b"BYE sip:p0;lr SIP/2.0\r\nRoute: <sip:bob@192.0.2.5>\r\nContent-Length: 0\r\n\r\n",
+        );
+        let out = Forward::new(&m).drop_last_route().serialize();
+        assert!(!String::from_utf8_lossy(&out).contains("Route"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Core {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
         let targets = self.location.lookup(&callee_aor, unix_now());
-        let hops = self.hops_for(&targets);
+        let hops = self.hops_for(&targets, r.own_routes);
         if hops.is_empty() {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
         }
@@ -183,6 +183,19 @@ impl Core {
 
     /// An ACK for a 2xx: not a transaction, relayed statelessly along the route.
     pub(crate) async fn route_ack(&mut self, msg: &Message, f: &RequestFields<'_>, src: &Source) {
+        if let Some(loose) = self.loosen_strict_route(msg, f) {
+            let converted = sip::parse_datagram(loose, &self.forward_limits());
+            if let Ok(m) = converted {
+                if let Ok(f) = RequestFields::extract(&m) {
+                    self.route_loose_ack(&m, &f, src).await;
+                }
+            }
+            return;
+        }
+        self.route_loose_ack(msg, f, src).await;
+    }
+
+    async fn route_loose_ack(&mut self, msg: &Message, f: &RequestFields<'_>, src: &Source) {
         let Ok(hop) = self.in_dialog_hop(msg, f) else {
             tracing::debug!(remote = %src.remote, "ACK with no route through this server dropped");
             return;
@@ -198,18 +211,5 @@ impl Core {
             return;
         };
         self.send(hop.target, edit.serialize()).await;
-    }
-
-    /// Whether a Route URI names this server (one of our listeners, or the
-    /// domain on a port we listen on).
-    fn is_our_route(&self, u: &sip::uri::SipUri<'_>) -> bool {
-        let host = u.host.to_string();
-        let port = u.port.unwrap_or(if u.secure { 5061 } else { 5060 });
-        self.transport.local_addrs().iter().any(|(_, a, _)| {
-            a.port() == port
-                && (host == a.ip().to_string()
-                    || host == format!("[{}]", a.ip())
-                    || (a.ip().is_unspecified() && host.eq_ignore_ascii_case(&self.cfg.domain)))
-        })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip::forward::Forward;
-use sip::Message;
+use sip::{Message, RequestFields};
 use sip_transport::{FlowId, Protocol, Source, Target};
 use sip_txn::{Reliability, TxnId};
 use store::Binding;
@@ -121,13 +121,28 @@ impl Core {
     /// Our Via sent-by for `proto`: the listener's address, or the domain when
     /// the listener is bound to all interfaces.
     pub(crate) fn via_for(&mut self, proto: Protocol) -> String {
-        let branch = self.new_branch();
+        self.via_with_loop_hash(proto, None)
+    }
+
+    /// Our Via for a forwarded request: the branch ends with `.` and the
+    /// request's loop-detection hash ([`Core::looped`] recomputes it).
+    pub(crate) fn via_with_loop_hash(&mut self, proto: Protocol, hash: Option<u64>) -> String {
+        let mut branch = self.new_branch();
+        if let Some(h) = hash {
+            use std::fmt::Write as _;
+            let _ = write!(branch, ".{h:016x}");
+        }
         let host = self.our_host(proto);
         format!("SIP/2.0/{} {host};branch={branch}", proto.via_token())
     }
 
     /// The hops for a user's bindings (unreachable ones left out).
-    pub(crate) fn hops_for(&self, targets: &[(Binding, Option<registrar::Flow>)]) -> Vec<Hop> {
+    /// `own_routes`: leading Route entries naming us, removed on every hop.
+    pub(crate) fn hops_for(
+        &self,
+        targets: &[(Binding, Option<registrar::Flow>)],
+        own_routes: usize,
+    ) -> Vec<Hop> {
         targets
             .iter()
             .filter_map(|(b, flow)| {
@@ -137,7 +152,7 @@ impl Core {
                     target,
                     request_uri: Some(b.contact.clone()),
                     routes: b.path.clone(),
-                    pop_routes: 0,
+                    pop_routes: own_routes,
                     flow: flow.map(|f| f.0),
                 })
             })
@@ -198,8 +213,12 @@ impl Core {
         let fork_id = self.next_fork;
         self.next_fork += 1;
         let mut branches = Vec::new();
+        let loop_hash = RequestFields::extract(msg)
+            .ok()
+            .map(|f| self.loop_hash(msg, &f, f.top_via.branch()));
+        let grown = self.forward_limits();
         for hop in hops {
-            let via = self.via_for(hop.proto);
+            let via = self.via_with_loop_hash(hop.proto, loop_hash);
             let mut edit = Forward::new(msg)
                 .push_via(via)
                 .routes(hop.routes.iter().cloned())
@@ -219,12 +238,6 @@ impl Core {
             }
             let Ok(edit) = edit.decrement_max_forwards() else {
                 continue;
-            };
-            let grown = sip::Limits {
-                max_message_size: self.cfg.limits.max_message_size + 4096,
-                max_headers: 256,
-                max_vias: 128,
-                ..self.cfg.limits
             };
             let Ok(req) = sip::parse_datagram(edit.serialize(), &grown) else {
                 continue;

@@ -76,7 +76,7 @@ impl Core {
         // While stored messages are being handed over, newer ones queue behind them.
         if !targets.is_empty() && !self.delivering.contains(&rcpt_aor) {
             let timeout = self.build(r, 408, "Request Timeout", &[]);
-            let hops = self.hops_for(&targets);
+            let hops = self.hops_for(&targets, r.own_routes);
             let started = self.start_fork(
                 ForkKind::Relay {
                     server: r.id,
@@ -211,7 +211,7 @@ impl Core {
             self.delivering.remove(&aor);
             return;
         };
-        let hops = self.hops_for(&targets);
+        let hops = self.hops_for(&targets, 0);
         if self.start_fork(
             ForkKind::Delivery {
                 aor: aor.clone(),

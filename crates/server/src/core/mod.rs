@@ -9,6 +9,7 @@ mod fork;
 mod im;
 mod ratelimit;
 mod register;
+mod routing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -94,6 +95,8 @@ pub struct Core {
     flow_tokens: auth::flow_token::FlowTokens,
     /// Server transaction → the fork relaying it (for CANCEL).
     server_fork: HashMap<TxnId, u64>,
+    /// Key of the loop-detection hash in forwarded branches.
+    loop_keys: std::collections::hash_map::RandomState,
     started: Instant,
 }
 
@@ -170,6 +173,7 @@ impl Core {
             metrics,
             flow_tokens: auth::flow_token::FlowTokens::new(&dir.nonce_key),
             server_fork: HashMap::new(),
+            loop_keys: std::collections::hash_map::RandomState::new(),
             rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
             started: Instant::now(),
         })
@@ -428,7 +432,53 @@ impl Core {
     }
 
     async fn dispatch(&mut self, id: TxnId, msg: &Message, f: &RequestFields<'_>, src: &Source) {
-        let r = Req { id, msg, f, src };
+        let Some(loose) = self.loosen_strict_route(msg, f) else {
+            return self.dispatch_routed(id, msg, f, src).await;
+        };
+        let converted = sip::parse_datagram(loose, &self.forward_limits())
+            .ok()
+            .and_then(|m| RequestFields::extract(&m).is_ok().then_some(m));
+        let Some(m) = converted else {
+            let r = Req {
+                id,
+                msg,
+                f,
+                src,
+                own_routes: 0,
+            };
+            return self
+                .reply(&r, 400, "Bad Request (Unusable Route Set)", &[])
+                .await;
+        };
+        if let Ok(f) = RequestFields::extract(&m) {
+            self.dispatch_routed(id, &m, &f, src).await;
+        }
+    }
+
+    /// Limits for a request after this server's edits (a Via, Record-Routes).
+    pub(crate) fn forward_limits(&self) -> sip::Limits {
+        sip::Limits {
+            max_message_size: self.cfg.limits.max_message_size + 4096,
+            max_headers: 256,
+            max_vias: 128,
+            ..self.cfg.limits
+        }
+    }
+
+    async fn dispatch_routed(
+        &mut self,
+        id: TxnId,
+        msg: &Message,
+        f: &RequestFields<'_>,
+        src: &Source,
+    ) {
+        let mut r = Req {
+            id,
+            msg,
+            f,
+            src,
+            own_routes: 0,
+        };
         // Every request must use a scheme we route and carry no extension we lack.
         if !matches!(f.request_uri, Uri::Sip(_)) {
             return self.reply(&r, 416, "Unsupported URI Scheme", &[]).await;
@@ -454,6 +504,9 @@ impl Core {
                 .reply(&r, 420, "Bad Extension", &[("Unsupported", &list)])
                 .await;
         }
+        if f.method != Method::Cancel && self.looped(msg, f) {
+            return self.reply(&r, 482, "Loop Detected", &[]).await;
+        }
         // Inside a dialog (To tag): follow the route set through us.
         if f.to.tag().is_some() && f.method != Method::Cancel {
             return self.on_in_dialog(&r).await;
@@ -461,6 +514,16 @@ impl Core {
         if f.method == Method::Cancel {
             return self.on_cancel(&r).await;
         }
+        r.own_routes = match self.initial_routes(msg) {
+            routing::RouteSet::Ours(n) => n,
+            // Relaying beyond this server arrives with federation.
+            routing::RouteSet::Elsewhere => {
+                return self.reply(&r, 403, "Relaying Denied", &[]).await
+            }
+            routing::RouteSet::Malformed => {
+                return self.reply(&r, 400, "Malformed Route Header", &[]).await
+            }
+        };
         let to_us = self.is_our_domain(&f.request_uri);
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
@@ -583,6 +646,9 @@ pub(crate) struct Req<'a> {
     pub(crate) msg: &'a Message,
     pub(crate) f: &'a RequestFields<'a>,
     pub(crate) src: &'a Source,
+    /// Leading Route entries naming this server (outside a dialog: a
+    /// client's outbound-proxy route), removed when the request is forwarded.
+    pub(crate) own_routes: usize,
 }
 
 /// Where responses to a request from `src` go: the connection it came on, or
