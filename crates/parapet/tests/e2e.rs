@@ -544,6 +544,113 @@ fn users_managed_while_running_take_effect() {
     );
     let o = s.cli(&["user", "list", "--json"], "");
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"enabled\": false"));
+    let dave = format!("sip:dave@{DOMAIN}");
+    let register = |password: &str, scenario: &str| {
+        passes!(
+            s,
+            s.sipp(scenario, "dave", password, "127.0.0.1", free_port(), &[])
+        );
+    };
+    // Enabled again: signs in again.
+    s.changing_users(|| assert!(s.cli(&["user", "enable", &dave], "").status.success()));
+    register("correct horse battery", "register_auth.xml");
+    // A new password (from stdin): the old one fails, the new one works.
+    s.changing_users(|| {
+        let o = s.cli(
+            &["user", "passwd", &dave, "--password-stdin"],
+            "tr0ub4dor & 3",
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    });
+    register("correct horse battery", "register_bad_auth_once.xml");
+    register("tr0ub4dor & 3", "register_auth.xml");
+    // Removed: gone from the list, and refused like any unknown user.
+    s.changing_users(|| assert!(s.cli(&["user", "remove", &dave], "").status.success()));
+    let o = s.cli(&["user", "list"], "");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("dave"));
+    register("tr0ub4dor & 3", "register_bad_auth_once.xml");
+    // Failures say what is wrong, with exit status 1; usage errors 2.
+    let o = s.cli(&["user", "remove", &dave], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("dave"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    s.add_user("erin", "correct horse battery");
+    let o = s.cli(
+        &[
+            "user",
+            "add",
+            &format!("sip:erin@{DOMAIN}"),
+            "--password-stdin",
+        ],
+        "another one",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exists"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.cli(&["user", "passwd"], "");
+    assert_eq!(o.status.code(), Some(2));
+    let o = s.cli(&["user", "add", "not a uri", "--password-stdin"], "pw");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("write it as sip:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-jsonlog", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--log-format", "json", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--domain", DOMAIN, "--allow-insecure-transports"])
+        .arg(format!("--listen=udp://127.0.0.1:{port}"))
+        .arg(format!("--admin-listen=127.0.0.1:{}", free_port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Read until the server says it is listening (or gives up).
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["fields"].is_object(), "{line}");
+    }
+    // The insecure-transport warning is there, as a structured event.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"level\":\"WARN\"") && l.contains("insecure")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -624,6 +731,127 @@ fn bad_input_does_not_stop_service() {
     }
     assert!(limited > 0, "the flood was never rate limited");
     // ...while everyone else is served throughout.
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "erin",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+/// A TLS session to the server's TLS listener, trusting the CA made on
+/// first start.
+fn tls_session(s: &Server) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = s.data_dir().join("pki/ca.pem");
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(DOMAIN).unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", s.tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// OPTIONS over a TLS session; returns the server's first response line.
+fn tls_options(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    id: &str,
+) -> String {
+    let port = tls.sock.local_addr().unwrap().port();
+    let req = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bK{id}\r\nMax-Forwards: 70\r\n\
+         From: <sip:probe@{DOMAIN}>;tag=p\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reads until the server closes the session; `true` if it did within the
+/// read timeout.
+fn closed_by_server(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) -> (bool, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                break e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut
+            }
+        }
+    };
+    (closed, String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn garbage_inside_a_tls_session_ends_only_that_session() {
+    let s = Server::new("tlsgarbage");
+    s.add_user("erin", "correct horse battery");
+    // A well-behaved session stays open throughout.
+    let mut good = tls_session(&s);
+    assert_eq!(tls_options(&mut good, "good-1"), "SIP/2.0 200 OK");
+    // Garbage after a valid exchange in an established session: that session ends.
+    let mut bad = tls_session(&s);
+    assert_eq!(tls_options(&mut bad, "bad-1"), "SIP/2.0 200 OK");
+    bad.write_all(b"\x00\xffNOT SIP AT ALL\r\n\r\n").unwrap();
+    let (closed, answer) = closed_by_server(&mut bad);
+    assert!(closed, "the server kept a session that sent garbage open");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // A message announcing a body larger than any message allowed: 513
+    // without waiting for (or buffering) the body, and the session ends.
+    let mut big = tls_session(&s);
+    let port = big.sock.local_addr().unwrap().port();
+    let head = format!(
+        "MESSAGE sip:erin@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bKbig\r\nMax-Forwards: 70\r\n\
+         From: <sip:probe@{DOMAIN}>;tag=p\r\nTo: <sip:erin@{DOMAIN}>\r\nCall-ID: big\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\nContent-Length: 100000000\r\n\r\nxxxx"
+    );
+    big.write_all(head.as_bytes()).unwrap();
+    let (closed, answer) = closed_by_server(&mut big);
+    assert!(closed, "the server waited for a 100 MB body: {answer}");
+    assert!(
+        answer.starts_with("SIP/2.0 513 Message Too Large"),
+        "{answer}"
+    );
+    // A truncated message, then the client goes away: nothing to answer.
+    let mut cut = tls_session(&s);
+    cut.write_all(b"OPTIONS sip:example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;bra")
+        .unwrap();
+    drop(cut);
+    // The good session and new sessions are served as before.
+    assert_eq!(tls_options(&mut good, "good-2"), "SIP/2.0 200 OK");
+    let mut fresh = tls_session(&s);
+    assert_eq!(tls_options(&mut fresh, "fresh-1"), "SIP/2.0 200 OK");
     passes!(
         s,
         s.sipp(
