@@ -1042,8 +1042,15 @@ fn call_is_set_up_and_torn_down_through_the_proxy() {
         ok,
         "bob's side failed (or the INVITE carried credentials / no Record-Route):\n{callee}"
     );
-    // The ACK and the BYE came to bob through the proxy, along its Record-Route.
+    // The ACK, the re-INVITE (hold), the UPDATE and the BYE came to bob
+    // through the proxy, along its Record-Route.
     assert!(callee.contains("ACK sip:bob@127.0.0.1:"), "{callee}");
+    assert_eq!(
+        callee.matches("INVITE sip:bob@127.0.0.1:").count(),
+        2,
+        "{callee}"
+    );
+    assert!(callee.contains("UPDATE sip:bob@127.0.0.1:"), "{callee}");
     assert!(callee.contains("BYE sip:bob@127.0.0.1:"), "{callee}");
     let vias_of_bye = callee
         .split("BYE sip:")
@@ -1083,9 +1090,9 @@ fn strict_router_requests_are_routed_like_loose_ones() {
     );
     let (ok, callee) = bob.finish();
     assert!(ok, "bob's side failed:\n{callee}");
-    // The ACK and BYE reach bob with his Contact as Request-URI and the
-    // route set consumed: no Route left.
-    for method in ["ACK", "BYE"] {
+    // The ACK, UPDATE and BYE reach bob with his Contact as Request-URI and
+    // the route set consumed: no Route left.
+    for method in ["ACK", "UPDATE", "BYE"] {
         let request = callee
             .split(&format!("{method} sip:"))
             .nth(1)

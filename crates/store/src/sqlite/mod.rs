@@ -48,6 +48,10 @@ impl SqliteConfig {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Page cache sizes (negative: KiB, as SQLite's `cache_size` takes them).
+const WRITER_CACHE_KIB: i64 = -1024;
+const READER_CACHE_KIB: i64 = -256;
+
 /// What a write job reports once it ran inside the batch transaction: whether
 /// its own statements succeeded, and how to hand the caller its result once the
 /// batch's COMMIT has (or has not) reached the disk.
@@ -76,6 +80,9 @@ impl Sqlite {
     pub fn open(config: &SqliteConfig) -> Result<Sqlite> {
         let mut writer = connect(config)?;
         migrations::migrate(&mut writer)?;
+        writer
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(db)?;
         let (wtx, wrx) = mpsc::channel::<WriteJob>(config.queue.max(1));
         let max_batch = config.max_batch.max(1);
         let commits = Arc::new(AtomicU64::new(0));
@@ -89,6 +96,10 @@ impl Sqlite {
             let mut conn = connect(config)?;
             // Readers never write: every write goes through the writer's batch.
             conn.pragma_update(None, "query_only", "ON").map_err(db)?;
+            // Reads are off the hot path (loading at start, stored messages):
+            // a small page cache each (the default is 2 MB per connection).
+            conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+                .map_err(db)?;
             let rx = rx.clone();
             spawn(format!("sqlite-{i}"), move || loop {
                 // Holding the lock while waiting is fine: only one worker can
