@@ -114,6 +114,15 @@ impl<D: Clone> TxnLayer<D> {
         }
     }
 
+    /// Ends server transaction `id` now, after the TU answered it: a
+    /// retransmission of the request becomes a new transaction. For answers
+    /// that are as good sent twice as absorbed, such as a digest challenge
+    /// (a retransmitted request just gets a fresh one), this saves keeping the
+    /// transaction and its response for timer J (32 s over UDP).
+    pub fn abandon(&mut self, id: TxnId, out: &mut Vec<Action<D>>) {
+        self.terminate(id, out);
+    }
+
     /// Sends a response from the TU through server transaction `id`. Returns
     /// `false` if the transaction no longer exists or cannot send it (e.g. a
     /// second final response).

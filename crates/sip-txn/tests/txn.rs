@@ -136,6 +136,31 @@ fn non_invite_server_over_udp_absorbs_and_lingers_for_timer_j() {
 }
 
 #[test]
+fn an_abandoned_server_transaction_is_gone_at_once() {
+    let mut h = Harness::new();
+    let req = request("REGISTER", Some("z9hG4bKr1"));
+    let ServerEvent::New(id) = h.recv(&req, UDP, 0) else {
+        panic!()
+    };
+    let challenge = ResponseBuilder::new(&req, 401, "Unauthorized")
+        .to_tag("s1")
+        .finish();
+    assert!(h.layer.respond(id, 401, challenge, h.at(10), &mut h.out));
+    assert_eq!(h.sends().len(), 1);
+    h.layer.abandon(id, &mut h.out);
+    assert!(h
+        .take()
+        .iter()
+        .any(|a| matches!(a, Action::Terminated { id: t } if *t == id)));
+    assert!(h.layer.is_empty());
+    // A retransmission is a new request for the TU, not absorbed.
+    assert!(matches!(h.recv(&req, UDP, 500), ServerEvent::New(n) if n != id));
+    // No timer of the abandoned transaction fires later.
+    h.poll(40_000);
+    assert!(h.sends().is_empty());
+}
+
+#[test]
 fn non_invite_server_over_tcp_ends_at_once() {
     let mut h = Harness::new();
     let req = request("OPTIONS", Some("z9hG4bKo1"));

@@ -129,6 +129,14 @@ impl Core {
         };
         let extra: Vec<(&str, &str)> = challenges.iter().map(|c| (name, c.as_str())).collect();
         self.reply(r, status, reason, &extra).await;
+        // A challenge to a non-INVITE is not kept for timer J: a retransmitted
+        // request simply gets a fresh challenge. Half of all REGISTER and
+        // MESSAGE transactions are challenges, so this halves the table after
+        // a burst. An INVITE's challenge stays stateful (its ACK is absorbed).
+        if r.f.method != sip::Method::Invite {
+            self.txn.abandon(r.id, &mut self.out);
+            self.flush().await;
+        }
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {
