@@ -75,6 +75,14 @@ fuzz_target!(|data: &[u8]| {
                 let re = parse_datagram(out, &grown).expect("forwarded request parses");
                 let rf = RequestFields::extract(&re).expect("forwarded request keeps its fields");
                 assert_eq!(rf.call_id, f.call_id);
+                // The strict-router rewrite: our URI back on top, the last Route gone.
+                let loose = sip::forward::Forward::new(&msg)
+                    .request_uri("sip:target@127.0.0.1")
+                    .routes(["<sip:127.0.0.1;lr>"])
+                    .drop_last_route()
+                    .serialize();
+                let re = parse_datagram(loose, &grown).expect("rewritten request parses");
+                assert!(re.list::<sip::headers::Route>().count() <= msg.list::<sip::headers::Route>().count() + 1);
             }
         }
     } else if ResponseFields::extract(&msg).is_ok() {
