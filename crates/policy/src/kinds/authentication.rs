@@ -1,0 +1,80 @@
+//! How users prove who they are, and the security filter's thresholds.
+
+use crate::spec::{Builtin as D, FieldSpec, Fields, KindSpec};
+use crate::value::{FieldType as T, Value, ValueError};
+
+pub static SPEC: KindSpec = KindSpec {
+    name: "authentication",
+    doc: "Sign-in methods, second factor, lockout thresholds and endpoint limits.",
+    check_fields,
+    fields: &[
+        FieldSpec {
+            name: "methods",
+            ty: T::Tokens { max: 4 },
+            default: D::List(&["digest-sha256", "client-certificate"]),
+            doc: "Sign-in methods allowed: digest-sha256, digest-md5 (for clients without SHA-256), client-certificate.",
+            lync: Some("NTLM, Kerberos, TLS-DSK certificates"),
+        },
+        FieldSpec {
+            name: "second_factor",
+            ty: T::Bool,
+            default: D::Bool(false),
+            doc: "Require a second factor at sign-in where the client supports one.",
+            lync: Some("passive (WS-Federation) sign-in only, desktop client only"),
+        },
+        FieldSpec {
+            name: "lockout_threshold",
+            ty: T::Int { min: 1, max: 1000 },
+            default: D::Int(5),
+            doc: "Failed sign-ins from one address for one account, within the window, before that address is refused for that account.",
+            lync: Some("none without the Security Filter add-on"),
+        },
+        FieldSpec {
+            name: "lockout_account_threshold",
+            ty: T::Int { min: 1, max: 100_000 },
+            default: D::Int(50),
+            doc: "Failed sign-ins for one account from all unfamiliar addresses, within the window, before unfamiliar addresses are refused.",
+            lync: None,
+        },
+        FieldSpec {
+            name: "lockout_window_secs",
+            ty: T::Int { min: 60, max: 86_400 },
+            default: D::Int(600),
+            doc: "The window failed sign-ins are counted in, in seconds.",
+            lync: Some("30 minutes (PIN policy)"),
+        },
+        FieldSpec {
+            name: "max_endpoints",
+            ty: T::Int { min: 1, max: 64 },
+            default: D::Int(8),
+            doc: "Devices a user may have registered at once.",
+            lync: None,
+        },
+        FieldSpec {
+            name: "client_certificate_days",
+            ty: T::Int { min: 1, max: 365 },
+            default: D::Int(180),
+            doc: "Validity of client certificates issued to users, in days.",
+            lync: None,
+        },
+    ],
+};
+
+const METHODS: &[&str] = &["digest-sha256", "digest-md5", "client-certificate"];
+
+fn check_fields(f: &Fields) -> Result<(), ValueError> {
+    if let Some(Value::List(methods)) = f.get("methods") {
+        if methods.is_empty() {
+            return Err(ValueError(
+                "methods: at least one sign-in method must stay allowed".into(),
+            ));
+        }
+        if let Some(m) = methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+            return Err(ValueError(format!(
+                "methods: {m:?} is not a sign-in method; use {}",
+                METHODS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Field values and the rules they are validated against. The CLI, the admin
+//! API and the configuration all validate through [`FieldType::check`], so an
+//! invalid value gets the same message wherever it was entered.
+
+use std::fmt;
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+    List(Vec<String>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Text(s) => f.write_str(s),
+            Value::List(v) => f.write_str(&v.join(",")),
+        }
+    }
+}
+
+/// Longest operator input for one value (a 10,000-domain list fits).
+pub const MAX_INPUT: usize = 1 << 20;
+
+/// What a field accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Bool,
+    /// An integer within `min..=max`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// One of the listed words.
+    Choice(&'static [&'static str]),
+    /// Free text of at most `max` characters, no control characters.
+    Text {
+        max: usize,
+    },
+    /// DNS domain names (lower case, at most `max` entries, no duplicates).
+    Domains {
+        max: usize,
+    },
+    /// File extensions with their dot (`.exe`), lower case, at most `max`.
+    Extensions {
+        max: usize,
+    },
+    /// Short tokens (URI schemes, link prefixes), at most `max`.
+    Tokens {
+        max: usize,
+    },
+}
+
+/// Why a value was refused; the text says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError(pub String);
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ValueError> {
+    Err(ValueError(msg.into()))
+}
+
+impl FieldType {
+    /// Parses what an operator typed (CLI argument, API string) into a value of
+    /// this type, validated. Lists are comma-separated.
+    pub fn parse(&self, text: &str) -> Result<Value, ValueError> {
+        if text.len() > MAX_INPUT {
+            return err(format!(
+                "the value is {} bytes long; at most {MAX_INPUT} are accepted",
+                text.len()
+            ));
+        }
+        let text = text.trim();
+        let v = match self {
+            FieldType::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" => Value::Bool(true),
+                "false" | "no" | "off" => Value::Bool(false),
+                _ => {
+                    return err(format!(
+                        "{text:?} is not a yes/no value; write true or false"
+                    ))
+                }
+            },
+            FieldType::Int { .. } => match text.parse::<i64>() {
+                Ok(n) => Value::Int(n),
+                Err(_) => return err(format!("{text:?} is not a whole number")),
+            },
+            FieldType::Choice(_) | FieldType::Text { .. } => Value::Text(text.to_string()),
+            FieldType::Domains { .. } | FieldType::Extensions { .. } | FieldType::Tokens { .. } => {
+                Value::List(
+                    text.split(',')
+                        .map(|s| s.trim().to_ascii_lowercase())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                )
+            }
+        };
+        self.check(&v)?;
+        Ok(v)
+    }
+
+    /// Checks a value against this type.
+    pub fn check(&self, v: &Value) -> Result<(), ValueError> {
+        match (self, v) {
+            (FieldType::Bool, Value::Bool(_)) => Ok(()),
+            (FieldType::Int { min, max }, Value::Int(n)) => {
+                if n < min || n > max {
+                    err(format!(
+                        "{n} is out of range; use a number from {min} to {max}"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            (FieldType::Choice(words), Value::Text(s)) => {
+                if words.contains(&s.as_str()) {
+                    Ok(())
+                } else {
+                    err(format!("{s:?} is not one of: {}", words.join(", ")))
+                }
+            }
+            (FieldType::Text { max }, Value::Text(s)) => {
+                if s.chars().count() > *max {
+                    err(format!("the text is longer than {max} characters"))
+                } else if s.chars().any(char::is_control) {
+                    err("the text contains control characters (line breaks, tabs...)")
+                } else {
+                    Ok(())
+                }
+            }
+            (FieldType::Domains { max }, Value::List(items)) => check_list(
+                items,
+                *max,
+                "domain",
+                valid_domain,
+                "a DNS name such as partner.example.com",
+            ),
+            (FieldType::Extensions { max }, Value::List(items)) => check_list(
+                items,
+                *max,
+                "extension",
+                |e| {
+                    e.len() >= 2
+                        && e.len() <= 16
+                        && e.starts_with('.')
+                        && e[1..]
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                },
+                "a dot and lower-case letters or digits, such as .exe",
+            ),
+            (FieldType::Tokens { max }, Value::List(items)) => check_list(
+                items,
+                *max,
+                "entry",
+                |t| {
+                    !t.is_empty()
+                        && t.len() <= 32
+                        && t.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.:*".contains(&b)
+                        })
+                },
+                "lower-case letters, digits and + - . : * only, such as https:",
+            ),
+            _ => err(format!("expected {}", self.describe())),
+        }
+    }
+
+    /// A short description for help text and error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            FieldType::Bool => "true or false".into(),
+            FieldType::Int { min, max } => format!("a number from {min} to {max}"),
+            FieldType::Choice(w) => format!("one of {}", w.join(", ")),
+            FieldType::Text { max } => format!("text of at most {max} characters"),
+            FieldType::Domains { max } => {
+                format!("a comma-separated list of at most {max} domain names")
+            }
+            FieldType::Extensions { max } => {
+                format!("a comma-separated list of at most {max} file extensions")
+            }
+            FieldType::Tokens { max } => {
+                format!("a comma-separated list of at most {max} prefixes")
+            }
+        }
+    }
+}
+
+fn check_list(
+    items: &[String],
+    max: usize,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+    hint: &str,
+) -> Result<(), ValueError> {
+    if items.len() > max {
+        return err(format!(
+            "{} entries; at most {max} are allowed",
+            items.len()
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        if !ok(item) {
+            return err(format!("{item:?} is not a valid {what}; write {hint}"));
+        }
+        if items[..i].contains(item) {
+            return err(format!("{item:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// A DNS name: 1-253 characters, labels of 1-63 letters, digits or hyphens,
+/// not starting or ending with a hyphen, at least two labels, lower case.
+pub(crate) fn valid_domain(d: &str) -> bool {
+    d.len() <= 253
+        && d.split('.').count() >= 2
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bools_ints_and_choices() {
+        assert_eq!(FieldType::Bool.parse("Yes"), Ok(Value::Bool(true)));
+        assert!(FieldType::Bool.parse("maybe").is_err());
+        let t = FieldType::Int { min: 1, max: 10 };
+        assert_eq!(t.parse("10"), Ok(Value::Int(10)));
+        assert_eq!(
+            t.parse("11").unwrap_err().0,
+            "11 is out of range; use a number from 1 to 10"
+        );
+        assert!(t.parse("ten").is_err());
+        let c = FieldType::Choice(&["allow", "block"]);
+        assert!(c.parse("allow").is_ok());
+        assert_eq!(
+            c.parse("warn").unwrap_err().0,
+            "\"warn\" is not one of: allow, block"
+        );
+        // A value of the wrong shape is refused too.
+        assert!(FieldType::Bool.check(&Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn text_is_bounded_and_printable() {
+        let t = FieldType::Text { max: 5 };
+        assert!(t.parse("hello").is_ok());
+        assert!(t.parse("hello!").is_err());
+        assert!(t.check(&Value::Text("a\nb".into())).is_err());
+    }
+
+    #[test]
+    fn domain_lists() {
+        let t = FieldType::Domains { max: 3 };
+        assert_eq!(
+            t.parse("Partner.Example.com, b.example"),
+            Ok(Value::List(vec![
+                "partner.example.com".into(),
+                "b.example".into()
+            ]))
+        );
+        for bad in [
+            "localhost",
+            "-a.example",
+            "a..example",
+            "a_b.example",
+            "a.example,a.example",
+        ] {
+            assert!(t.parse(bad).is_err(), "{bad}");
+        }
+        assert!(t.parse("a.x,b.x,c.x,d.x").is_err());
+        assert!(t.parse(&format!("{}.example", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn input_size_is_limited() {
+        let t = FieldType::Text { max: usize::MAX };
+        assert!(t.parse(&"a".repeat(MAX_INPUT + 1)).is_err());
+    }
+
+    #[test]
+    fn extensions_and_tokens() {
+        let e = FieldType::Extensions { max: 100 };
+        assert!(e.parse(".exe,.JAR").is_ok());
+        assert!(e.parse("exe").is_err());
+        assert!(e.parse(".e x").is_err());
+        let t = FieldType::Tokens { max: 10 };
+        assert!(t.parse("https:,www*,ftp.").is_ok());
+        assert!(t.parse("a b").is_err());
+    }
+}
