@@ -1,6 +1,7 @@
 //! Policy values typed by operators (CLI, admin API). The first byte picks a
 //! field of some kind, the rest is the text. Invariants: what parses also
-//! passes the field's check, and writing it back out parses to the same value.
+//! passes the field's check, and writing it back out parses to the same value;
+//! the same text read as a JSON document of that kind round-trips too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,5 +16,9 @@ fuzz_target!(|data: &[u8]| {
         kind.check(field.name, &v).expect("a parsed value passes its check");
         let again = kind.parse(field.name, &v.to_string()).expect("written out, it parses again");
         assert_eq!(again, v);
+    }
+    if let Ok(fields) = policy::fields_from_json(kind, text) {
+        let written = policy::fields_to_json(&fields);
+        assert_eq!(policy::fields_from_json(kind, &written).expect("our JSON reads back"), fields);
     }
 });

@@ -17,12 +17,14 @@
 //! whole. Nothing here does I/O.
 #![forbid(unsafe_code)]
 
+mod json;
 pub mod kinds;
 mod resolve;
 mod scope;
 pub mod spec;
 mod value;
 
+pub use json::{fields_from_json, fields_to_json};
 pub use resolve::{Effective, FieldOrigin, Snapshot, SnapshotError};
 pub use scope::{Directory, Grant, GrantTarget, Group, PolicyDoc, Scope};
 pub use spec::{FieldSpec, KindSpec};

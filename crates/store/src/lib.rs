@@ -1,6 +1,6 @@
 //! # parapet-store: what Parapet keeps on disk
 //!
-//! Repository traits ([`Users`], [`Bindings`], [`Messages`]) over plain data types
+//! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`]) over plain data types
 //! ([`model`]), and their SQLite implementation ([`Sqlite`]). The SQL sticks to
 //! what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns, `ON CONFLICT` upserts,
 //! no SQLite-only functions) so that a PostgreSQL implementation can follow with
@@ -21,7 +21,10 @@
 pub mod model;
 mod sqlite;
 
-pub use model::{Binding, BindingChange, NewUser, PendingMessage, User};
+pub use model::{
+    Binding, BindingChange, GrantRow, GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow,
+    PolicyScope, PolicyState, User,
+};
 pub use sqlite::{Sqlite, SqliteConfig};
 
 use std::future::Future;
@@ -105,4 +108,37 @@ pub trait Messages: Send + Sync {
     fn pending_count(&self, recipient: &str) -> impl Future<Output = Result<usize>> + Send;
     /// Deletes messages that expired at `now`.
     fn purge_expired_messages(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// Policy documents, grants, user groups and sites. Every change moves a
+/// counter ([`Policies::policy_version`]) so that a running server notices
+/// changes made elsewhere and rebuilds its snapshot.
+pub trait Policies: Send + Sync {
+    /// Every row, read in one transaction, with the counter it was read at.
+    fn policy_state(&self) -> impl Future<Output = Result<PolicyState>> + Send;
+    fn policy_version(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Inserts or replaces the document of `kind` at its scope.
+    fn put_policy(&self, p: PolicyRow) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a document; `Conflict` while a named one is still granted.
+    fn remove_policy(
+        &self,
+        kind: &str,
+        scope: PolicyScope,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Grants (or re-grants) a named policy; `Conflict` if it does not exist.
+    fn put_grant(&self, g: GrantRow) -> impl Future<Output = Result<()>> + Send;
+    fn remove_grant(
+        &self,
+        kind: &str,
+        target: GrantTargetRow,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Inserts or updates a group.
+    fn put_group(&self, g: GroupRow) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a group with its memberships and grants.
+    fn remove_group(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// `Conflict` if the group or the user does not exist.
+    fn add_member(&self, group: &str, aor: &str) -> impl Future<Output = Result<()>> + Send;
+    fn remove_member(&self, group: &str, aor: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Sets (or with `None` clears) a user's home site.
+    fn set_site(&self, aor: &str, site: Option<String>) -> impl Future<Output = Result<()>> + Send;
 }

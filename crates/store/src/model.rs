@@ -70,3 +70,76 @@ pub struct PendingMessage {
     pub received_at: i64,
     pub expires_at: i64,
 }
+
+/// Where a stored policy document applies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PolicyScope {
+    Global,
+    Site(String),
+    Named(String),
+}
+
+impl PolicyScope {
+    pub(crate) fn columns(&self) -> (&'static str, &str) {
+        match self {
+            PolicyScope::Global => ("global", ""),
+            PolicyScope::Site(s) => ("site", s),
+            PolicyScope::Named(n) => ("named", n),
+        }
+    }
+
+    pub(crate) fn from_columns(scope: &str, name: String) -> Option<PolicyScope> {
+        match scope {
+            "global" => Some(PolicyScope::Global),
+            "site" => Some(PolicyScope::Site(name)),
+            "named" => Some(PolicyScope::Named(name)),
+            _ => None,
+        }
+    }
+}
+
+/// A policy document as stored: its fields are JSON text that the policy
+/// layer writes and validates; the store keeps it as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub kind: String,
+    pub scope: PolicyScope,
+    pub fields_json: String,
+}
+
+/// Who a grant targets.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GrantTargetRow {
+    User(String),
+    Group(String),
+}
+
+/// A named policy of `kind` granted to a user or a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub kind: String,
+    pub policy: String,
+    pub target: GrantTargetRow,
+}
+
+/// A user group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    pub name: String,
+    pub priority: u32,
+    pub description: String,
+}
+
+/// Everything policy resolution needs, read in one go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyState {
+    /// The counter the rows were read at (see `Policies::policy_version`).
+    pub version: i64,
+    pub policies: Vec<PolicyRow>,
+    pub grants: Vec<GrantRow>,
+    pub groups: Vec<GroupRow>,
+    /// (group, aor)
+    pub members: Vec<(String, String)>,
+    /// (aor, site)
+    pub sites: Vec<(String, String)>,
+}

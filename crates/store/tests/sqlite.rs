@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use store::{
-    Binding, BindingChange, Bindings, Messages, NewUser, PendingMessage, Sqlite, SqliteConfig,
-    StoreError, Users,
+    Binding, BindingChange, Bindings, GrantRow, GrantTargetRow, GroupRow, Messages, NewUser,
+    PendingMessage, Policies, PolicyRow, PolicyScope, Sqlite, SqliteConfig, StoreError, Users,
 };
 
 fn temp_db(name: &str) -> PathBuf {
@@ -372,4 +372,118 @@ async fn users_version_moves_on_every_change_from_any_connection() {
     assert_ne!(v1, v2);
     other.remove_user("sip:alice@example.com").await.unwrap();
     assert_ne!(s.users_version().await.unwrap(), v2);
+}
+
+#[tokio::test]
+async fn policies_grants_groups_and_sites() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("policies"))).unwrap();
+    s.add_user(user("sip:alice@example.com")).await.unwrap();
+    let v0 = s.policy_version().await.unwrap();
+    let doc = |scope: PolicyScope, json: &str| PolicyRow {
+        kind: "privacy".into(),
+        scope,
+        fields_json: json.into(),
+    };
+    s.put_policy(doc(PolicyScope::Global, r#"{"publish_location":false}"#))
+        .await
+        .unwrap();
+    s.put_policy(doc(PolicyScope::Site("paris".into()), "{}"))
+        .await
+        .unwrap();
+    s.put_policy(doc(
+        PolicyScope::Named("open".into()),
+        r#"{"presence_internal":"everyone"}"#,
+    ))
+    .await
+    .unwrap();
+    // Replacing a document keeps one row.
+    s.put_policy(doc(PolicyScope::Global, r#"{"publish_location":true}"#))
+        .await
+        .unwrap();
+    s.put_group(GroupRow {
+        name: "sales".into(),
+        priority: 10,
+        description: "Sales".into(),
+    })
+    .await
+    .unwrap();
+    s.add_member("sales", "sip:alice@example.com")
+        .await
+        .unwrap();
+    s.set_site("sip:alice@example.com", Some("paris".into()))
+        .await
+        .unwrap();
+    s.put_grant(GrantRow {
+        kind: "privacy".into(),
+        policy: "open".into(),
+        target: GrantTargetRow::Group("sales".into()),
+    })
+    .await
+    .unwrap();
+    let st = s.policy_state().await.unwrap();
+    assert!(st.version > v0, "every change moves the counter");
+    assert_eq!(st.policies.len(), 3);
+    assert_eq!(st.policies[0].scope, PolicyScope::Global);
+    assert_eq!(st.policies[0].fields_json, r#"{"publish_location":true}"#);
+    assert_eq!(st.grants.len(), 1);
+    assert_eq!(
+        st.members,
+        [("sales".to_string(), "sip:alice@example.com".to_string())]
+    );
+    assert_eq!(
+        st.sites,
+        [("sip:alice@example.com".to_string(), "paris".to_string())]
+    );
+
+    // Referential rules, with messages that say what to do.
+    let e = s
+        .put_grant(GrantRow {
+            kind: "privacy".into(),
+            policy: "missing".into(),
+            target: GrantTargetRow::User("sip:alice@example.com".into()),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("create it first")),
+        "{e}"
+    );
+    let e = s
+        .put_grant(GrantRow {
+            kind: "privacy".into(),
+            policy: "open".into(),
+            target: GrantTargetRow::Group("nope".into()),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("no group")),
+        "{e}"
+    );
+    let e = s
+        .remove_policy("privacy", PolicyScope::Named("open".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains("still granted")),
+        "{e}"
+    );
+    assert!(matches!(
+        s.add_member("sales", "sip:nobody@example.com").await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Removing the group takes its memberships and grants along; then the
+    // named policy can go.
+    assert!(s.remove_group("sales").await.unwrap());
+    let st = s.policy_state().await.unwrap();
+    assert!(st.grants.is_empty() && st.members.is_empty() && st.groups.is_empty());
+    assert!(s
+        .remove_policy("privacy", PolicyScope::Named("open".into()))
+        .await
+        .unwrap());
+    // Removing a user takes their site along.
+    assert!(s.remove_user("sip:alice@example.com").await.unwrap());
+    assert!(s.policy_state().await.unwrap().sites.is_empty());
+    s.set_site("sip:x@example.com", None).await.unwrap();
 }

@@ -50,6 +50,55 @@ const STEPS: &[&str] = &[
         UPDATE meta SET value = value + 1 WHERE name = 'users_version'; END;
      CREATE TRIGGER users_del AFTER DELETE ON users BEGIN
         UPDATE meta SET value = value + 1 WHERE name = 'users_version'; END;",
+    // 3: policy documents, grants, user groups and sites, and a counter that
+    // moves on every change to them (the server rebuilds its snapshot).
+    "CREATE TABLE user_groups (
+        name TEXT PRIMARY KEY,
+        priority INTEGER NOT NULL CHECK (priority >= 0),
+        description TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE group_members (
+        group_name TEXT NOT NULL REFERENCES user_groups(name) ON DELETE CASCADE,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        PRIMARY KEY (group_name, aor)
+     );
+     CREATE INDEX group_members_by_aor ON group_members(aor);
+     CREATE TABLE user_sites (
+        aor TEXT PRIMARY KEY REFERENCES users(aor) ON DELETE CASCADE,
+        site TEXT NOT NULL
+     );
+     CREATE TABLE policies (
+        kind TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('global', 'site', 'named')),
+        name TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        PRIMARY KEY (kind, scope, name),
+        CHECK ((scope = 'global') = (name = ''))
+     );
+     CREATE TABLE policy_grants (
+        kind TEXT NOT NULL,
+        policy_scope TEXT NOT NULL DEFAULT 'named' CHECK (policy_scope = 'named'),
+        policy TEXT NOT NULL,
+        target_kind TEXT NOT NULL CHECK (target_kind IN ('user', 'group')),
+        target TEXT NOT NULL,
+        PRIMARY KEY (kind, target_kind, target),
+        FOREIGN KEY (kind, policy_scope, policy) REFERENCES policies(kind, scope, name) ON DELETE RESTRICT
+     );
+     INSERT INTO meta (name, value) VALUES ('policy_version', 0);
+     CREATE TRIGGER user_groups_ins AFTER INSERT ON user_groups BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER user_groups_upd AFTER UPDATE ON user_groups BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER user_groups_del AFTER DELETE ON user_groups BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER group_members_ins AFTER INSERT ON group_members BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER group_members_del AFTER DELETE ON group_members BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER user_sites_ins AFTER INSERT ON user_sites BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER user_sites_upd AFTER UPDATE ON user_sites BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER user_sites_del AFTER DELETE ON user_sites BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policies_ins AFTER INSERT ON policies BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policies_upd AFTER UPDATE ON policies BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policies_del AFTER DELETE ON policies BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policy_grants_ins AFTER INSERT ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policy_grants_upd AFTER UPDATE ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
+     CREATE TRIGGER policy_grants_del AFTER DELETE ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

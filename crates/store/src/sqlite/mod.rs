@@ -5,6 +5,7 @@
 mod bindings;
 mod messages;
 mod migrations;
+mod policies;
 mod users;
 
 use std::path::{Path, PathBuf};
