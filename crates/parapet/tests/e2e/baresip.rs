@@ -1,0 +1,138 @@
+//! Real clients: two baresip instances over TLS.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A baresip client (Debian `baresip-core`) driven through its stdio menu,
+/// registered over TLS to the server and trusting the generated CA. It binds to
+/// 127.0.0.1 only (`-n`), plays a generated tone file as its microphone, and
+/// prints its SIP trace (`-s`) with its other output.
+struct Baresip {
+    child: Child,
+    out: PathBuf,
+    stdin: std::process::ChildStdin,
+}
+
+impl Baresip {
+    fn start(s: &Server, user: &str, password: &str, contact: &str) -> Baresip {
+        let dir = s.dir.join(format!("baresip-{user}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("tone.wav");
+        std::fs::write(&wav, tone_wav()).unwrap();
+        let config = format!(
+            "poll_method\tepoll\nsip_listen\t127.0.0.1:{}\nsip_cafile\t{}\nmodule_path\t/usr/lib/baresip/modules\n\
+             module\tstdio.so\nmodule\tg711.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
+             module_app\tcontact.so\naudio_source\taufile,{}\naudio_player\taufile,/dev/null\naudio_alert\taufile,/dev/null\n",
+            free_port(),
+            s.data_dir().join("pki/ca.pem").display(),
+            wav.display()
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\";regint=600\n", s.tls),
+        )
+        .unwrap();
+        std::fs::write(dir.join("contacts"), format!("<sip:{contact}@{DOMAIN}>\n")).unwrap();
+        let out = dir.join("out.log");
+        // baresip prints to both streams; keep them together.
+        let log = std::fs::File::create(&out).unwrap();
+        // Line-buffered, so the test sees each line as it is printed.
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "-eL", "baresip", "-s", "-n", "127.0.0.1", "-f"])
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip is installed (scripts/test.sh installs Debian's baresip-core)");
+        let stdin = child.stdin.take().unwrap();
+        let b = Baresip { child, out, stdin };
+        b.wait_for("{0/TLS/v4} 200 OK (Parapet");
+        b
+    }
+
+    fn cmd(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.output().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "baresip never printed {text:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Five seconds of a 440 Hz tone, 8 kHz 16-bit mono WAV.
+fn tone_wav() -> Vec<u8> {
+    let samples: Vec<u8> = (0..40_000u32)
+        .flat_map(|i| {
+            (((f64::from(i) * 440.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+                .to_le_bytes()
+        })
+        .collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(&samples);
+    w
+}
+
+#[test]
+fn baresip_clients_message_and_call_over_tls() {
+    let s = Server::new("baresip");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start(&s, "alice", "correct-horse-battery", "bob");
+    // Instant messages both ways.
+    alice.cmd("/message hello-from-alice");
+    bob.wait_for("sip:alice@example.test: \"hello-from-alice\"");
+    bob.cmd("/message hello-from-bob");
+    alice.wait_for("sip:bob@example.test: \"hello-from-bob\"");
+    // A call, answered automatically, media flowing, then hung up by alice.
+    alice.cmd("/dial sip:bob@example.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@example.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    alice.cmd("/hangup");
+    // The BYE reaches bob along the route set (over his TLS connection, by the
+    // flow token in our Record-Route) and ends his side of the call.
+    bob.wait_for("BYE sip:bob");
+    bob.wait_for("session closed");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}

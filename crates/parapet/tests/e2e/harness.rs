@@ -1,0 +1,322 @@
+//! The server under test, SIPp runs, and helpers shared by the tests.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const DOMAIN: &str = "example.test";
+
+pub(crate) fn free_port() -> u16 {
+    // A port free for both UDP and TCP on 127.0.0.1.
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub(crate) fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sipp")
+        .join(name)
+}
+
+pub(crate) struct Server {
+    pub(crate) child: Option<Child>,
+    pub(crate) dir: PathBuf,
+    pub(crate) udp: u16,
+    pub(crate) tls: u16,
+    pub(crate) admin: u16,
+}
+
+impl Server {
+    pub(crate) fn new(name: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            udp: free_port(),
+            tls: free_port(),
+            admin: free_port(),
+        };
+        s.start();
+        s
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub(crate) fn start(&mut self) {
+        // A port found free can be taken by a parallel test before the server
+        // binds it: if the server exits at start, try again on fresh ports.
+        for attempt in 0..3 {
+            if attempt > 0 {
+                self.udp = free_port();
+                self.tls = free_port();
+                self.admin = free_port();
+            }
+            self.spawn();
+            if self.wait_ready() {
+                return;
+            }
+            self.kill9();
+        }
+        panic!("server did not start; log:\n{}", self.log());
+    }
+
+    pub(crate) fn spawn(&mut self) {
+        let cfg = self.dir.join("parapet.toml");
+        // SIPp 3.6 knows only MD5 digest and reads only the first challenge;
+        // timer C is short so that a test can see it fire.
+        std::fs::write(
+            &cfg,
+            "digest_algorithms = [\"MD5\"]\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--domain", DOMAIN, "--allow-insecure-transports"])
+            .arg(format!("--listen=udp://127.0.0.1:{}", self.udp))
+            .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
+            .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
+            .arg(format!("--admin-listen=127.0.0.1:{}", self.admin))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until the server answers OPTIONS over UDP; `false` if it exited.
+    pub(crate) fn wait_ready(&mut self) -> bool {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        // Generous: CI machines may be busy.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+            }
+            let ping = options(&sock, "ready");
+            let _ = sock.send_to(ping.as_bytes(), ("127.0.0.1", self.udp));
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 200") {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    pub(crate) fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// Runs an admin CLI command against this server.
+    pub(crate) fn admin_cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push(format!("--server=http://127.0.0.1:{}", self.admin));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.cli(&refs, "")
+    }
+
+    /// A plain HTTP GET on the admin listener; returns (status line, body).
+    pub(crate) fn http_get(&self, path: &str, token: Option<&str>) -> (String, String) {
+        let mut c = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    }
+
+    pub(crate) fn add_user(&self, user: &str, password: &str) {
+        self.changing_users(|| {
+            let o = self.cli(
+                &[
+                    "user",
+                    "add",
+                    &format!("sip:{user}@{DOMAIN}"),
+                    "--password-stdin",
+                ],
+                password,
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        });
+    }
+
+    /// Runs a user change through the CLI and waits until the running server
+    /// has reloaded its user table (it polls once a second).
+    pub(crate) fn changing_users(&self, change: impl FnOnce()) {
+        let reloads = || self.log().matches("user table reloaded").count();
+        let before = reloads();
+        change();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reloads() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not pick up the user change; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a SIPp scenario as `user` from `local_ip:local_port`; returns
+    /// whether it passed, and SIPp's messages for diagnosis.
+    pub(crate) fn sipp(
+        &self,
+        name: &str,
+        user: &str,
+        password: &str,
+        local_ip: &str,
+        local_port: u16,
+        fields: &[&str],
+    ) -> (bool, String) {
+        let run = self.sipp_start(name, user, user, password, local_ip, local_port, fields);
+        run.finish()
+    }
+
+    /// Starts a SIPp scenario in the background: `service` is SIPp's [service]
+    /// (the target user), `auth_user`/`password` its digest credentials,
+    /// `fields` the CSV columns after the domain ([field1], [field2], ...).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sipp_start(
+        &self,
+        name: &str,
+        service: &str,
+        auth_user: &str,
+        password: &str,
+        local_ip: &str,
+        local_port: u16,
+        fields: &[&str],
+    ) -> SippRun {
+        let csv = self.dir.join(format!("{name}-{local_port}.csv"));
+        let mut line = DOMAIN.to_string();
+        for f in fields {
+            line.push(';');
+            line.push_str(f);
+        }
+        std::fs::write(&csv, format!("SEQUENTIAL\n{line}\n")).unwrap();
+        let msgs = self.dir.join(format!("{name}-{local_port}.msg"));
+        let mut cmd = Command::new("sipp");
+        if name.starts_with("message_") || name.starts_with("call_uac") {
+            // The digest uri must be the Request-URI; SIPp defaults to ip:port.
+            cmd.args(["-auth_uri", &format!("{service}@{DOMAIN}")]); // SIPp adds "sip:"
+        }
+        let child = cmd
+            .arg("-sf")
+            .arg(scenario(name))
+            .arg("-inf")
+            .arg(&csv)
+            .args([
+                "-s", service, "-au", auth_user, "-ap", password, "-m", "1", "-l", "1", "-t", "u1",
+                "-nostdin", "-timeout", "20s",
+            ])
+            .args([
+                "-i",
+                local_ip,
+                "-p",
+                &local_port.to_string(),
+                "-trace_msg",
+                "-message_file",
+            ])
+            .arg(&msgs)
+            .arg(format!("127.0.0.1:{}", self.udp))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is installed (scripts/test.sh installs Debian's sip-tester)");
+        SippRun { child, msgs }
+    }
+}
+
+/// A SIPp scenario running in the background.
+pub(crate) struct SippRun {
+    pub(crate) child: Child,
+    pub(crate) msgs: PathBuf,
+}
+
+impl SippRun {
+    pub(crate) fn finish(mut self) -> (bool, String) {
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        (ok, std::fs::read_to_string(&self.msgs).unwrap_or_default())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub(crate) fn options(sock: &UdpSocket, call_id: &str) -> String {
+    let port = sock.local_addr().unwrap().port();
+    format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id}{}\r\nMax-Forwards: 70\r\n\
+         From: <sip:probe@{DOMAIN}>;tag=p\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: {call_id}-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+/// Registers `user` from a fresh port (SIPp exits after the 200), then runs
+/// `scenario` as a UAS on that port.
+pub(crate) fn register_then(s: &Server, user: &str, password: &str, scenario: &str) -> SippRun {
+    let port = free_port();
+    passes!(
+        s,
+        s.sipp("register_auth.xml", user, password, "127.0.0.1", port, &[])
+    );
+    s.sipp_start(scenario, user, user, password, "127.0.0.1", port, &[])
+}
+
+pub(crate) fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {
+    register_then(s, user, password, "receive_message.xml")
+}

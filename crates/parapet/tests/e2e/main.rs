@@ -1,0 +1,23 @@
+//! End-to-end: the real `parapet` binary on 127.0.0.1 ports, driven by SIPp
+//! (Debian `sip-tester`, installed by scripts/test.sh), baresip and the CLI, as
+//! an operator and real clients would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+macro_rules! passes {
+    ($server:expr, $run:expr) => {{
+        let (ok, msgs) = $run;
+        assert!(
+            ok,
+            "SIPp scenario failed. Messages:\n{msgs}\nServer log:\n{}",
+            $server.log()
+        );
+    }};
+}
+
+mod bad_input;
+mod baresip;
+mod calls;
+mod harness;
+mod im;
+mod operations;
+mod registrar;

@@ -1,0 +1,194 @@
+//! The operator's side: admin listener, user management while running, logs.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[test]
+fn status_health_and_metrics_on_the_admin_listener() {
+    let s = Server::new("admin");
+    s.add_user("frank", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "frank",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let (line, body) = s.http_get("/healthz", None);
+    assert!(line.contains("200"), "{line}");
+    assert_eq!(body.trim(), "ok");
+    let (_, metrics) = s.http_get("/metrics", None);
+    assert!(
+        metrics.contains("parapet_sip_transactions_total{method=\"REGISTER\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("parapet_sip_transactions_total{method=\"REGISTER\",code=\"401\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nparapet_inbound_queue "), "{metrics}");
+    // The API wants the token from the data directory.
+    let (line, body) = s.http_get("/v0/status", None);
+    assert!(
+        line.contains("401") && body.contains("admin.token"),
+        "{line} {body}"
+    );
+    let o = s.admin_cli(&["status"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("serving example.test") && out.contains("registrations: 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING: insecure transports are enabled"),
+        "{out}"
+    );
+}
+
+#[test]
+fn users_managed_while_running_take_effect() {
+    let s = Server::new("manage");
+    s.add_user("dave", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "dave",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    s.changing_users(|| {
+        let o = s.cli(&["user", "disable", &format!("sip:dave@{DOMAIN}")], "");
+        assert!(o.status.success());
+    });
+    passes!(
+        s,
+        s.sipp(
+            "register_bad_auth_once.xml",
+            "dave",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let o = s.cli(&["user", "list", "--json"], "");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"enabled\": false"));
+    let dave = format!("sip:dave@{DOMAIN}");
+    let register = |password: &str, scenario: &str| {
+        passes!(
+            s,
+            s.sipp(scenario, "dave", password, "127.0.0.1", free_port(), &[])
+        );
+    };
+    // Enabled again: signs in again.
+    s.changing_users(|| assert!(s.cli(&["user", "enable", &dave], "").status.success()));
+    register("correct horse battery", "register_auth.xml");
+    // A new password (from stdin): the old one fails, the new one works.
+    s.changing_users(|| {
+        let o = s.cli(
+            &["user", "passwd", &dave, "--password-stdin"],
+            "tr0ub4dor & 3",
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    });
+    register("correct horse battery", "register_bad_auth_once.xml");
+    register("tr0ub4dor & 3", "register_auth.xml");
+    // Removed: gone from the list, and refused like any unknown user.
+    s.changing_users(|| assert!(s.cli(&["user", "remove", &dave], "").status.success()));
+    let o = s.cli(&["user", "list"], "");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("dave"));
+    register("tr0ub4dor & 3", "register_bad_auth_once.xml");
+    // Failures say what is wrong, with exit status 1; usage errors 2.
+    let o = s.cli(&["user", "remove", &dave], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("dave"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    s.add_user("erin", "correct horse battery");
+    let o = s.cli(
+        &[
+            "user",
+            "add",
+            &format!("sip:erin@{DOMAIN}"),
+            "--password-stdin",
+        ],
+        "another one",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exists"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.cli(&["user", "passwd"], "");
+    assert_eq!(o.status.code(), Some(2));
+    let o = s.cli(&["user", "add", "not a uri", "--password-stdin"], "pw");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("write it as sip:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-jsonlog", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--log-format", "json", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--domain", DOMAIN, "--allow-insecure-transports"])
+        .arg(format!("--listen=udp://127.0.0.1:{port}"))
+        .arg(format!("--admin-listen=127.0.0.1:{}", free_port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Read until the server says it is listening (or gives up).
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["fields"].is_object(), "{line}");
+    }
+    // The insecure-transport warning is there, as a structured event.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"level\":\"WARN\"") && l.contains("insecure")),
+        "{lines:?}"
+    );
+}
