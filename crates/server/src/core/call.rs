@@ -62,7 +62,7 @@ impl Core {
             method: "INVITE",
             timeout,
         };
-        if self.start_fork(kind, r.msg, hops, Some(r.src)) == 0 {
+        if self.start_fork(kind, r.msg, Some(r.f), hops, Some(r.src)) == 0 {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
         }
         self.flush().await;
@@ -175,7 +175,7 @@ impl Core {
         };
         // A re-INVITE may refresh the route set: Record-Route it again.
         let dialog_from = (r.f.method == Method::Invite).then_some(r.src);
-        if self.start_fork(kind, r.msg, vec![hop], dialog_from) == 0 {
+        if self.start_fork(kind, r.msg, Some(r.f), vec![hop], dialog_from) == 0 {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
         }
         self.flush().await;

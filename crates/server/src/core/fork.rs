@@ -85,7 +85,7 @@ impl Core {
     /// A fresh RFC 3261 branch.
     pub(crate) fn new_branch(&mut self) -> String {
         self.branch_seq += 1;
-        format!("z9hG4bK{}{:x}", self.boot_id, self.branch_seq)
+        format!("{}{:x}", self.branch_prefix, self.branch_seq)
     }
 
     /// The transport target for a binding: its connection (RFC 5626 flow) or, for
@@ -202,20 +202,21 @@ impl Core {
 
     /// Sends `msg` over every hop as one fork; returns how many branches
     /// started. Each branch is edited (Request-URI, Via, Route, Record-Route
-    /// for dialogs from `dialog_from`, Max-Forwards) in one copy.
+    /// for dialogs from `dialog_from`, Max-Forwards) in one copy. `fields`:
+    /// those of a received request being forwarded (its loop hash goes into
+    /// our branches); `None` for a request this server originates.
     pub(crate) fn start_fork(
         &mut self,
         kind: ForkKind,
         msg: &Message,
+        fields: Option<&RequestFields<'_>>,
         hops: Vec<Hop>,
         dialog_from: Option<&Source>,
     ) -> usize {
         let fork_id = self.next_fork;
         self.next_fork += 1;
         let mut branches = Vec::new();
-        let loop_hash = RequestFields::extract(msg)
-            .ok()
-            .map(|f| self.loop_hash(msg, &f, f.top_via.branch()));
+        let loop_hash = fields.map(|f| self.loop_hash(msg, f, f.top_via.branch()));
         let grown = self.forward_limits();
         for hop in hops {
             let via = self.via_with_loop_hash(hop.proto, loop_hash);

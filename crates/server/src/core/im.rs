@@ -84,6 +84,7 @@ impl Core {
                     timeout,
                 },
                 r.msg,
+                Some(r.f),
                 hops,
                 None,
             );
@@ -218,6 +219,7 @@ impl Core {
                 id: m.id,
             },
             &msg,
+            None,
             hops,
             None,
         ) == 0

@@ -97,6 +97,8 @@ pub struct Core {
     server_fork: HashMap<TxnId, u64>,
     /// Key of the loop-detection hash in forwarded branches.
     loop_keys: std::collections::hash_map::RandomState,
+    /// `z9hG4bK` and the boot id: the start of every branch we generate.
+    branch_prefix: String,
     started: Instant,
 }
 
@@ -137,6 +139,7 @@ impl Core {
         let cfg_rate = (cfg.unauthenticated_rate, cfg.unauthenticated_burst);
         let random = SecretKey::generate().map_err(|_| "system random generator failed")?;
         let boot_id: String = random[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let branch_prefix = format!("z9hG4bK{boot_id}");
         let txn_cfg = sip_txn::Config {
             max_transactions: cfg.max_transactions,
             ..sip_txn::Config::default()
@@ -174,6 +177,7 @@ impl Core {
             flow_tokens: auth::flow_token::FlowTokens::new(&dir.nonce_key),
             server_fork: HashMap::new(),
             loop_keys: std::collections::hash_map::RandomState::new(),
+            branch_prefix,
             rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
             started: Instant::now(),
         })

@@ -2,7 +2,7 @@
 //! §16.4): loop detection, requests from strict routers, and Route entries
 //! that name this server on requests outside a dialog.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use bytes::Bytes;
 use sip::forward::Forward;
@@ -34,49 +34,46 @@ impl Core {
         f: &RequestFields<'_>,
         top_branch: Option<&str>,
     ) -> u64 {
-        let proxy_require: Vec<&str> = msg
-            .list::<ProxyRequire>()
-            .filter_map(Result::ok)
-            .map(|p| p.0)
-            .collect();
-        self.loop_keys.hash_one((
+        let mut h = self.loop_keys.build_hasher();
+        (
             msg.request_uri().unwrap_or(""),
             f.from.tag(),
             f.to.tag(),
             f.call_id,
             f.cseq.seq,
             top_branch,
-            proxy_require,
-        ))
+        )
+            .hash(&mut h);
+        for p in msg.list::<ProxyRequire>().filter_map(Result::ok) {
+            p.0.hash(&mut h);
+        }
+        h.finish()
     }
 
     /// Whether the request has been here before and comes back unchanged: a
     /// Via of ours whose loop hash matches the request as it is now, computed
     /// with the Via below ours as the one that was on top then (§16.3 step 4).
     /// A request that comes back changed (another Request-URI) is spiralling
-    /// and goes on.
+    /// and goes on. Costs one pass over the Vias unless one of them is ours.
     pub(crate) fn looped(&self, msg: &Message, f: &RequestFields<'_>) -> bool {
-        let prefix = self.branch_prefix();
-        let branches: Vec<Option<&str>> = msg
+        let mut branches = msg
             .list::<Via>()
             .map(|v| v.ok().and_then(|v| v.branch()))
-            .collect();
-        branches.iter().enumerate().any(|(i, b)| {
+            .peekable();
+        while let Some(b) = branches.next() {
             let Some(hash) = b
-                .and_then(|b| b.strip_prefix(prefix.as_str()))
+                .and_then(|b| b.strip_prefix(self.branch_prefix.as_str()))
                 .and_then(|rest| rest.split_once('.'))
                 .and_then(|(_, h)| u64::from_str_radix(h, 16).ok())
             else {
-                return false;
+                continue;
             };
-            let below = branches.get(i + 1).copied().flatten();
-            self.loop_hash(msg, f, below) == hash
-        })
-    }
-
-    /// The start of every branch this server generates.
-    pub(crate) fn branch_prefix(&self) -> String {
-        format!("z9hG4bK{}", self.boot_id)
+            let below = branches.peek().copied().flatten();
+            if self.loop_hash(msg, f, below) == hash {
+                return true;
+            }
+        }
+        false
     }
 
     /// Classifies the Route set of a request outside a dialog. A client with
