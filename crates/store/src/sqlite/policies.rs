@@ -1,6 +1,6 @@
 //! Policy documents, grants, user groups and sites on SQLite.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{db, Sqlite};
 use crate::{
@@ -24,87 +24,80 @@ fn version(c: &Connection) -> Result<i64> {
     .map_err(db)
 }
 
+/// Every row of a query without parameters.
+fn rows<T>(
+    c: &Connection,
+    sql: &str,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = c.prepare(sql).map_err(db)?;
+    let rows = st.query_map([], f).map_err(db)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db)
+}
+
 fn read_state(c: &Connection) -> Result<PolicyState> {
-    let mut state = PolicyState {
-        version: version(c)?,
-        ..PolicyState::default()
-    };
-    let mut st = c
-        .prepare("SELECT kind, scope, name, fields FROM policies ORDER BY kind, scope, name")
-        .map_err(db)?;
-    let rows = st
-        .query_map([], |r| {
+    let policies = rows(
+        c,
+        "SELECT kind, scope, name, fields FROM policies ORDER BY kind, scope, name",
+        |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
+                r.get(2)?,
+                r.get(3)?,
             ))
-        })
-        .map_err(db)?;
-    for row in rows {
-        let (kind, scope, name, fields_json) = row.map_err(db)?;
+        },
+    )?
+    .into_iter()
+    .map(|(kind, scope, name, fields_json)| {
         let scope = PolicyScope::from_columns(&scope, name)
             .ok_or_else(|| StoreError::Db(format!("policy {kind} has an unknown scope")))?;
-        state.policies.push(PolicyRow {
+        Ok(PolicyRow {
             kind,
             scope,
             fields_json,
-        });
-    }
-    let mut st = c
-        .prepare("SELECT kind, policy, target_kind, target FROM policy_grants ORDER BY kind, target_kind, target")
-        .map_err(db)?;
-    let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
         })
-        .map_err(db)?;
-    for row in rows {
-        let (kind, policy, target_kind, target) = row.map_err(db)?;
-        let target = match target_kind.as_str() {
-            "user" => GrantTargetRow::User(target),
-            _ => GrantTargetRow::Group(target),
-        };
-        state.grants.push(GrantRow {
-            kind,
-            policy,
-            target,
-        });
-    }
-    let mut st = c
-        .prepare("SELECT name, priority, description FROM user_groups ORDER BY name")
-        .map_err(db)?;
-    let rows = st
-        .query_map([], |r| {
-            Ok(GroupRow {
-                name: r.get(0)?,
-                priority: r.get(1)?,
-                description: r.get(2)?,
+    })
+    .collect::<Result<_>>()?;
+    let grants = rows(
+        c,
+        "SELECT kind, policy, target_kind, target FROM policy_grants ORDER BY kind, target_kind, target",
+        |r| {
+            let target: String = r.get(3)?;
+            Ok(GrantRow {
+                kind: r.get(0)?,
+                policy: r.get(1)?,
+                target: match r.get::<_, String>(2)?.as_str() {
+                    "user" => GrantTargetRow::User(target),
+                    _ => GrantTargetRow::Group(target),
+                },
             })
-        })
-        .map_err(db)?;
-    state.groups = rows.collect::<rusqlite::Result<_>>().map_err(db)?;
-    let mut st = c
-        .prepare("SELECT group_name, aor FROM group_members ORDER BY group_name, aor")
-        .map_err(db)?;
-    let rows = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db)?;
-    state.members = rows.collect::<rusqlite::Result<_>>().map_err(db)?;
-    let mut st = c
-        .prepare("SELECT aor, site FROM user_sites ORDER BY aor")
-        .map_err(db)?;
-    let rows = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db)?;
-    state.sites = rows.collect::<rusqlite::Result<_>>().map_err(db)?;
-    Ok(state)
+        },
+    )?;
+    Ok(PolicyState {
+        version: version(c)?,
+        policies,
+        grants,
+        groups: rows(
+            c,
+            "SELECT name, priority, description FROM user_groups ORDER BY name",
+            |r| {
+                Ok(GroupRow {
+                    name: r.get(0)?,
+                    priority: r.get(1)?,
+                    description: r.get(2)?,
+                })
+            },
+        )?,
+        members: rows(
+            c,
+            "SELECT group_name, aor FROM group_members ORDER BY group_name, aor",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        sites: rows(c, "SELECT aor, site FROM user_sites ORDER BY aor", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?,
+    })
 }
 
 impl Policies for Sqlite {
