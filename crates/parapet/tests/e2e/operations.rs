@@ -162,6 +162,17 @@ fn json_logs_are_one_object_per_line() {
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
+    // A server that hangs without writing must not hang the test: past the
+    // deadline a watchdog ends it, which ends the read below.
+    // It stands down as soon as the reading is over (the pid may be reused
+    // once this server is gone).
+    let pid = child.id().to_string();
+    let (done, stand_down) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if stand_down.recv_timeout(Duration::from_secs(61)).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(&pid).status();
+        }
+    });
     // Read until the server says it is listening (or gives up).
     while Instant::now() < deadline {
         let mut line = String::new();
@@ -174,6 +185,8 @@ fn json_logs_are_one_object_per_line() {
             break;
         }
     }
+    let _ = done.send(());
+    watchdog.join().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
