@@ -1,6 +1,7 @@
 //! # parapet-store: what Parapet keeps on disk
 //!
-//! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`]) over plain data types
+//! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`],
+//! [`Admins`], [`AuditLog`]) over plain data types
 //! ([`model`]), and their SQLite implementation ([`Sqlite`]). The SQL sticks to
 //! what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns, `ON CONFLICT` upserts,
 //! no SQLite-only functions) so that a PostgreSQL implementation can follow with
@@ -22,8 +23,9 @@ pub mod model;
 mod sqlite;
 
 pub use model::{
-    Binding, BindingChange, GrantRow, GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow,
-    PolicyScope, PolicyState, User,
+    AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange, GrantRow,
+    GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow, PolicyScope, PolicyState,
+    RoleRow, TokenRow, User,
 };
 pub use sqlite::{Sqlite, SqliteConfig};
 
@@ -141,4 +143,65 @@ pub trait Policies: Send + Sync {
     fn remove_member(&self, group: &str, aor: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Sets (or with `None` clears) a user's home site.
     fn set_site(&self, aor: &str, site: Option<String>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Changes to an administrator; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminUpdate {
+    /// A new password hash; also clears failed sign-ins and any lock.
+    pub password: Option<String>,
+    /// A new sealed TOTP secret; also forgets the last step used.
+    pub totp: Option<Vec<u8>>,
+    pub role: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// The outcome of a sign-in attempt, recorded on the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// Password and code were right; `step` is the TOTP step used.
+    Success { step: i64 },
+    /// Something was wrong: after `max_failures` in a row the account is
+    /// locked until `now + lock_secs`.
+    Failure {
+        now: i64,
+        max_failures: i64,
+        lock_secs: i64,
+    },
+}
+
+/// Administrators, custom roles and bearer tokens.
+pub trait Admins: Send + Sync {
+    /// `Conflict` if the name exists.
+    fn add_admin(&self, a: AdminRow) -> impl Future<Output = Result<()>> + Send;
+    fn admin(&self, name: &str) -> impl Future<Output = Result<Option<AdminRow>>> + Send;
+    fn list_admins(&self) -> impl Future<Output = Result<Vec<AdminRow>>> + Send;
+    fn update_admin(&self, name: &str, u: AdminUpdate)
+        -> impl Future<Output = Result<bool>> + Send;
+    /// Removes the administrator and their tokens.
+    fn remove_admin(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Records a sign-in. For a success, `false` if the TOTP step was not
+    /// later than the last one accepted (a replayed code): nothing changes.
+    fn record_sign_in(&self, name: &str, s: SignIn) -> impl Future<Output = Result<bool>> + Send;
+    /// Inserts or replaces a custom role.
+    fn put_role(&self, r: RoleRow) -> impl Future<Output = Result<()>> + Send;
+    /// `Conflict` while an administrator or a token holds the role.
+    fn remove_role(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn roles(&self) -> impl Future<Output = Result<Vec<RoleRow>>> + Send;
+    fn add_token(&self, t: TokenRow) -> impl Future<Output = Result<()>> + Send;
+    fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRow>>> + Send;
+    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRow>>> + Send;
+    fn remove_token(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn purge_expired_tokens(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// The audit log: append-only and hash-chained. Changes are recorded by
+/// writing through [`Sqlite::audited`]; refusals and sign-ins by
+/// [`AuditLog::append_audit`].
+pub trait AuditLog: Send + Sync {
+    fn append_audit(&self, e: AuditEntry) -> impl Future<Output = Result<i64>> + Send;
+    /// Newest first, at most `filter.limit` (capped at 1000).
+    fn audit_list(&self, f: AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;
+    /// Recomputes the whole chain.
+    fn audit_verify(&self) -> impl Future<Output = Result<AuditReport>> + Send;
 }

@@ -143,3 +143,104 @@ pub struct PolicyState {
     /// (aor, site)
     pub sites: Vec<(String, String)>,
 }
+
+/// An administrator account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminRow {
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password: String,
+    /// The TOTP secret, sealed by the server.
+    pub totp: Vec<u8>,
+    /// The last TOTP step accepted (replay protection).
+    pub totp_last_step: Option<i64>,
+    pub role: String,
+    pub enabled: bool,
+    /// Failed sign-ins since the last success.
+    pub failed: i64,
+    /// Unix seconds until which sign-in is refused (0: not locked).
+    pub locked_until: i64,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AdminRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRow")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A custom role (the predefined ones live in code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRow {
+    pub name: String,
+    pub description: String,
+    pub ops: Vec<String>,
+    pub site: Option<String>,
+    pub group: Option<String>,
+}
+
+/// A bearer token: a sign-in session or an API token. Only the hash of its
+/// secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub hash: Vec<u8>,
+    pub admin: String,
+    /// `session` or `api`.
+    pub kind: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One audit record, as appended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditEntry {
+    pub at: i64,
+    /// `admin:NAME`, `token:ID (NAME)`, `recover@HOST`, or `anonymous`.
+    pub actor: String,
+    /// Where the request came from (an address, or `local` for the recovery).
+    pub source: String,
+    /// The operation, e.g. `users.write`.
+    pub action: String,
+    /// What it acted on, e.g. `user:sip:alice@example.com`.
+    pub object: String,
+    /// `ok`, `denied` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+    /// JSON of the object before and after the change.
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub entry: AuditEntry,
+}
+
+/// Which audit records to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    /// Records whose object starts with this.
+    pub object: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// The result of checking the audit chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    pub records: u64,
+    /// Empty when the chain is intact; otherwise what is wrong, first problems first.
+    pub problems: Vec<String>,
+}

@@ -99,6 +99,54 @@ const STEPS: &[&str] = &[
      CREATE TRIGGER policy_grants_ins AFTER INSERT ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
      CREATE TRIGGER policy_grants_upd AFTER UPDATE ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;
      CREATE TRIGGER policy_grants_del AFTER DELETE ON policy_grants BEGIN UPDATE meta SET value = value + 1 WHERE name = 'policy_version'; END;",
+    // 4: administrators (separate from SIP users), custom roles, bearer
+    // tokens (hashes only), and the append-only, hash-chained audit log.
+    "CREATE TABLE admins (
+        name TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        totp BLOB NOT NULL,
+        totp_last_step INTEGER,
+        role TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        failed INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE admin_roles (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        ops TEXT NOT NULL,
+        site TEXT,
+        user_group TEXT REFERENCES user_groups(name) ON DELETE RESTRICT
+     );
+     CREATE TABLE admin_tokens (
+        id TEXT PRIMARY KEY,
+        hash BLOB NOT NULL,
+        admin TEXT NOT NULL REFERENCES admins(name) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),
+        name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX admin_tokens_by_admin ON admin_tokens(admin);
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        mac BLOB NOT NULL
+     );
+     CREATE INDEX audit_by_at ON audit(at);
+     CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, mac BLOB NOT NULL);
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -2,6 +2,8 @@
 //! thread that commits waiting writes together (group commit) and a fixed pool
 //! of reader threads, each with its own connection and fed by a bounded queue.
 
+mod admins;
+mod audit;
 mod bindings;
 mod messages;
 mod migrations;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, StoreError};
+use crate::{AuditEntry, Result, StoreError};
 
 /// Pool and connection settings.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Writes committed together at most (group commit).
     pub max_batch: usize,
+    /// The key of the audit log's MAC chain (kept outside the database).
+    /// Without it, audit appends and verification fail.
+    pub audit_key: Option<[u8; 32]>,
 }
 
 impl SqliteConfig {
@@ -43,6 +48,7 @@ impl SqliteConfig {
             queue: 1024,
             busy_timeout: Duration::from_secs(5),
             max_batch: 256,
+            audit_key: None,
         }
     }
 }
@@ -72,6 +78,9 @@ pub struct Sqlite {
     reads: mpsc::Sender<Job>,
     writes: mpsc::Sender<WriteJob>,
     commits: Arc<AtomicU64>,
+    audit_key: Option<Arc<ring::hmac::Key>>,
+    /// Set on a handle from [`Sqlite::audited`]: appended with every write.
+    audit: Option<Arc<AuditEntry>>,
 }
 
 impl Sqlite {
@@ -119,12 +128,26 @@ impl Sqlite {
             reads: tx,
             writes: wtx,
             commits,
+            audit_key: config
+                .audit_key
+                .map(|k| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))),
+            audit: None,
         })
     }
 
     /// Write transactions committed so far (each carries one or more writes).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// A handle whose every write also appends `entry` to the audit log, in
+    /// the same transaction: the change and its record commit together or
+    /// not at all.
+    pub fn audited(&self, entry: AuditEntry) -> Sqlite {
+        Sqlite {
+            audit: Some(Arc::new(entry)),
+            ..self.clone()
+        }
     }
 
     /// Runs the read-only `f` on a reader's connection and returns its result.
@@ -151,9 +174,16 @@ impl Sqlite {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let audit = match &self.audit {
+            None => None,
+            Some(e) => Some((e.clone(), self.audit_key.clone().ok_or_else(audit::no_key)?)),
+        };
         let job: WriteJob = Box::new(move |conn| {
             let result = match conn {
-                Some(c) => f(c),
+                Some(c) => f(c).and_then(|r| match &audit {
+                    Some((e, key)) => audit::append(c, key, e).map(|_| r),
+                    None => Ok(r),
+                }),
                 None => Err(StoreError::Db(
                     "the write transaction could not start".into(),
                 )),
