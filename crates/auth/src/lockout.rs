@@ -159,6 +159,27 @@ impl SecurityFilter {
         Gate::Allow
     }
 
+    /// [`SecurityFilter::failure`] with this account's thresholds and window
+    /// (from its authentication policy) instead of the configured ones.
+    pub fn failure_with(
+        &mut self,
+        account: &str,
+        source: IpAddr,
+        now: u64,
+        limits: &LockoutConfig,
+    ) -> Vec<Engaged> {
+        let saved = self.cfg;
+        self.cfg = LockoutConfig {
+            source_threshold: limits.source_threshold,
+            account_threshold: limits.account_threshold,
+            window: limits.window,
+            ..saved
+        };
+        let engaged = self.failure(account, source, now);
+        self.cfg = saved;
+        engaged
+    }
+
     /// Records a failed attempt; returns the lockouts it started.
     pub fn failure(&mut self, account: &str, source: IpAddr, now: u64) -> Vec<Engaged> {
         let mut engaged = Vec::new();

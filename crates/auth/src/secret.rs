@@ -88,15 +88,36 @@ impl SecretKey {
 
     /// Seals `secrets` for `aor`: `FORMAT || nonce || ciphertext+tag`.
     pub fn seal(&self, aor: &str, secrets: &DigestSecrets) -> Result<Vec<u8>, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
-        let mut data = Vec::with_capacity(1 + NONCE_LEN + 48 + 16);
+        let mut data = Vec::with_capacity(48);
         data.extend_from_slice(&secrets.md5);
         data.extend_from_slice(&secrets.sha256);
+        self.seal_bytes(aor, &data)
+    }
+
+    /// Opens what [`SecretKey::seal`] produced for the same `aor`.
+    pub fn open(&self, aor: &str, sealed: &[u8]) -> Result<DigestSecrets, SealError> {
+        let plain = self.open_bytes(aor, sealed)?;
+        if plain.len() != 48 {
+            return Err(SealError::Invalid);
+        }
+        let mut md5 = [0u8; 16];
+        let mut sha256 = [0u8; 32];
+        md5.copy_from_slice(&plain[..16]);
+        sha256.copy_from_slice(&plain[16..48]);
+        Ok(DigestSecrets { md5, sha256 })
+    }
+
+    /// Seals any secret (e.g. an administrator's TOTP key), bound to `context`
+    /// (opening it under another context fails).
+    pub fn seal_bytes(&self, context: &str, secret: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let mut data = Vec::with_capacity(secret.len() + 16);
+        data.extend_from_slice(secret);
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aor.as_bytes()),
+                Aad::from(context.as_bytes()),
                 &mut data,
             )
             .map_err(|_| SealError::Invalid)?;
@@ -107,8 +128,8 @@ impl SecretKey {
         Ok(out)
     }
 
-    /// Opens what [`SecretKey::seal`] produced for the same `aor`.
-    pub fn open(&self, aor: &str, sealed: &[u8]) -> Result<DigestSecrets, SealError> {
+    /// Opens what [`SecretKey::seal_bytes`] produced for the same `context`.
+    pub fn open_bytes(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         let (&format, rest) = sealed.split_first().ok_or(SealError::Invalid)?;
         if format != FORMAT || rest.len() < NONCE_LEN {
             return Err(SealError::Invalid);
@@ -118,16 +139,9 @@ impl SecretKey {
         let mut buf = ct.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(aor.as_bytes()), &mut buf)
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
             .map_err(|_| SealError::Invalid)?;
-        if plain.len() != 48 {
-            return Err(SealError::Invalid);
-        }
-        let mut md5 = [0u8; 16];
-        let mut sha256 = [0u8; 32];
-        md5.copy_from_slice(&plain[..16]);
-        sha256.copy_from_slice(&plain[16..48]);
-        Ok(DigestSecrets { md5, sha256 })
+        Ok(plain.to_vec())
     }
 }
 

@@ -2,12 +2,13 @@
 //! Exit status: 0 success, 1 failure, 2 usage error.
 #![forbid(unsafe_code)]
 
+mod admin;
+
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use server::manage::Manager;
 use server::RawConfig;
 
 /// mimalloc instead of glibc's allocator. Measured (bench/README.md, memory
@@ -24,7 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "A security-first unified-communications server"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -36,55 +37,10 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Manage SIP users (works whether or not the server is running).
-    #[command(subcommand)]
-    User(UserCmd),
-    /// Show the running server's state and warnings.
-    Status {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Lockouts engaged by the security filter (failed sign-ins).
-    #[command(subcommand)]
-    Lockout(LockoutCmd),
-}
-
-#[derive(clap::Args)]
-struct AdminArgs {
-    /// The admin listener of the running server.
-    #[arg(
-        long = "server",
-        env = "PARAPET_ADMIN_URL",
-        default_value = "http://127.0.0.1:9060"
-    )]
-    server: String,
-    /// Data directory of the server (its admin token is read from there).
-    #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
-    data_dir: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum LockoutCmd {
-    /// List active lockouts.
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Clear lockouts (all, or for one account and/or one source address).
-    ///
-    /// Example: parapet lockout clear --account sip:alice@example.com --source 198.51.100.7
-    Clear {
-        #[arg(long)]
-        account: Option<String>,
-        #[arg(long)]
-        source: Option<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
+    /// Administer a running server through its admin API: users, groups,
+    /// policies, grants, roles, administrators, tokens, lockouts, audit log.
+    /// Sign in first with `parapet admin login` (or set PARAPET_ADMIN_TOKEN).
+    Admin(admin::AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,69 +74,6 @@ enum ConfigCmd {
     Example,
 }
 
-#[derive(clap::Args)]
-struct DataDirArg {
-    /// Data directory of the server.
-    #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
-    data_dir: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum UserCmd {
-    /// Add a user. The password is read from standard input (--password-stdin) or
-    /// asked for on the terminal; it is never a command-line argument.
-    ///
-    /// Example: echo 'correct horse battery' | parapet user add sip:alice@example.com --password-stdin
-    Add {
-        uri: String,
-        #[arg(long)]
-        display_name: Option<String>,
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// Change a user's password.
-    Passwd {
-        uri: String,
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// Disable a user: sign-ins fail and registrations are dropped.
-    Disable {
-        uri: String,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// Enable a disabled user.
-    Enable {
-        uri: String,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// Remove a user with their registrations and stored messages.
-    Remove {
-        uri: String,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// List users.
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-    /// Import users from a TSV file: uri<TAB>password[<TAB>display name] per line.
-    Import {
-        file: PathBuf,
-        #[command(flatten)]
-        dir: DataDirArg,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -209,145 +102,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             print!("{}", server::config::example());
             Ok(())
         }
-        Command::User(cmd) => user(cmd).await,
-        Command::Status { json, admin } => status(json, admin).await,
-        Command::Lockout(cmd) => lockout(cmd).await,
+        Command::Admin(a) => admin::run(a).await,
     }
-}
-
-/// Calls the admin API of the running server with the data directory's token.
-async fn admin_call(
-    admin: &AdminArgs,
-    method: &'static str,
-    path: String,
-) -> Result<serde_json::Value, String> {
-    let token = server::datadir::DataDir::open_existing(&admin.data_dir)?.admin_token;
-    let url = format!("{}{path}", admin.server.trim_end_matches('/'));
-    let server_url = admin.server.clone();
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let auth = format!("Bearer {token}");
-        let resp = match method {
-            "POST" => agent.post(&url).header("Authorization", &auth).send_empty(),
-            _ => agent.get(&url).header("Authorization", &auth).call(),
-        };
-        let mut resp = resp.map_err(|e| format!("cannot reach the server at {server_url}: {e} (is `parapet serve` running? see --server)"))?;
-        let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
-        let json: serde_json::Value = serde_json::from_str(&body).map_err(|_| format!("unexpected answer from {server_url}: {body}"))?;
-        if status >= 400 {
-            let detail = json.get("detail").and_then(|d| d.as_str()).unwrap_or("");
-            return Err(format!("the server refused ({status}): {detail}"));
-        }
-        Ok(json)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
-async fn status(json: bool, admin: AdminArgs) -> Result<(), String> {
-    let s = admin_call(&admin, "GET", "/v0/status".into()).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
-        );
-        return Ok(());
-    }
-    let field = |k: &str| {
-        s.get(k)
-            .map(|v| v.to_string().trim_matches('"').to_owned())
-            .unwrap_or_default()
-    };
-    println!("Parapet {} serving {}", field("version"), field("domain"));
-    if let Some(l) = s.get("listeners").and_then(|l| l.as_array()) {
-        let list: Vec<String> = l
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        println!("listeners:     {}", list.join(", "));
-    }
-    println!("users:         {}", field("users"));
-    println!("registrations: {}", field("registrations"));
-    println!("connections:   {}", field("connections"));
-    println!("uptime:        {}s", field("uptime_secs"));
-    for w in s
-        .get("warnings")
-        .and_then(|w| w.as_array())
-        .into_iter()
-        .flatten()
-    {
-        println!("WARNING: {}", w.as_str().unwrap_or_default());
-    }
-    Ok(())
-}
-
-async fn lockout(cmd: LockoutCmd) -> Result<(), String> {
-    match cmd {
-        LockoutCmd::List { json, admin } => {
-            let v = admin_call(&admin, "GET", "/v0/lockouts".into()).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-                );
-                return Ok(());
-            }
-            let rows = v.as_array().cloned().unwrap_or_default();
-            if rows.is_empty() {
-                println!("no active lockouts");
-            }
-            for r in rows {
-                let source = r
-                    .get("source")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("(all unfamiliar addresses)");
-                println!(
-                    "{:<40} {:<24} until {} (lockout #{})",
-                    r.get("account").and_then(|a| a.as_str()).unwrap_or(""),
-                    source,
-                    r.get("until").map(|u| u.to_string()).unwrap_or_default(),
-                    r.get("lockouts").map(|u| u.to_string()).unwrap_or_default()
-                );
-            }
-        }
-        LockoutCmd::Clear {
-            account,
-            source,
-            admin,
-        } => {
-            let mut q = Vec::new();
-            if let Some(a) = &account {
-                q.push(format!("account={}", encode(a)));
-            }
-            if let Some(s) = &source {
-                q.push(format!("source={}", encode(s)));
-            }
-            let path = format!(
-                "/v0/lockouts/clear{}{}",
-                if q.is_empty() { "" } else { "?" },
-                q.join("&")
-            );
-            let v = admin_call(&admin, "POST", path).await?;
-            println!(
-                "cleared {} active lockouts",
-                v.get("cleared").map(|c| c.to_string()).unwrap_or_default()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn serve(a: ServeArgs) -> Result<(), String> {
@@ -413,76 +169,4 @@ fn read_password(from_stdin: bool, aor: &str) -> Result<String, String> {
         return Err("the passwords do not match; nothing was changed".into());
     }
     Ok(p1)
-}
-
-async fn user(cmd: UserCmd) -> Result<(), String> {
-    match cmd {
-        UserCmd::Add {
-            uri,
-            display_name,
-            password_stdin,
-            dir,
-        } => {
-            let m = Manager::open(&dir.data_dir).await?;
-            m.parse_uri(&uri)?;
-            let pw = read_password(password_stdin, &uri)?;
-            let aor = m.add(&uri, display_name, &pw).await?;
-            println!("added {aor}");
-        }
-        UserCmd::Passwd {
-            uri,
-            password_stdin,
-            dir,
-        } => {
-            let m = Manager::open(&dir.data_dir).await?;
-            m.parse_uri(&uri)?;
-            let pw = read_password(password_stdin, &uri)?;
-            println!("password changed for {}", m.passwd(&uri, &pw).await?);
-        }
-        UserCmd::Disable { uri, dir } => println!(
-            "disabled {}",
-            Manager::open(&dir.data_dir)
-                .await?
-                .set_enabled(&uri, false)
-                .await?
-        ),
-        UserCmd::Enable { uri, dir } => println!(
-            "enabled {}",
-            Manager::open(&dir.data_dir)
-                .await?
-                .set_enabled(&uri, true)
-                .await?
-        ),
-        UserCmd::Remove { uri, dir } => println!(
-            "removed {}",
-            Manager::open(&dir.data_dir).await?.remove(&uri).await?
-        ),
-        UserCmd::List { json, dir } => {
-            let users = Manager::open(&dir.data_dir).await?.list().await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&users).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!("{:<40} {:<8} DISPLAY NAME", "URI", "STATE");
-                for u in users {
-                    let state = if u.enabled { "enabled" } else { "disabled" };
-                    println!(
-                        "{:<40} {:<8} {}",
-                        u.uri,
-                        state,
-                        u.display_name.unwrap_or_default()
-                    );
-                }
-            }
-        }
-        UserCmd::Import { file, dir } => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let n = Manager::open(&dir.data_dir).await?.import(&text).await?;
-            println!("imported {n} users");
-        }
-    }
-    Ok(())
 }

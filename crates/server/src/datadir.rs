@@ -7,8 +7,7 @@
 //!                      secrets depend on it, so it cannot change afterwards
 //!   keys/secret.key    64 random bytes, mode 0600: 32 seal the digest secrets,
 //!                      32 key the digest nonces. Never in the database.
-//!   keys/admin.token   the admin API bearer token, mode 0600 (until role-based
-//!                      administration, access to this file is admin access)
+//!                      The audit log's MAC key is derived from it.
 //!   pki/ca.pem         the private CA certificate: give this to clients to trust
 //!   pki/ca-key.pem     its key, mode 0600
 //!   pki/server.pem     the server certificate (domain, localhost, 127.0.0.1, ::1)
@@ -36,7 +35,8 @@ pub struct DataDir {
     pub cert_key: PrivateKeyDer<'static>,
     /// This start created the directory (print where the CA is).
     pub created: bool,
-    pub admin_token: String,
+    /// Keys the audit log's MAC chain (derived from the seal key).
+    pub audit_key: [u8; 32],
 }
 
 /// What the CLI needs from an existing data directory.
@@ -45,7 +45,18 @@ pub struct Existing {
     pub db_path: PathBuf,
     pub seal_key: [u8; 32],
     pub realm: String,
-    pub admin_token: String,
+    pub audit_key: [u8; 32],
+    pub root: PathBuf,
+}
+
+/// The audit chain's key: HMAC-SHA256 of a fixed label under the seal key,
+/// so it lives outside the database like the seal key, without a new file.
+fn audit_key(seal_key: &[u8; 32]) -> [u8; 32] {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seal_key);
+    let tag = ring::hmac::sign(&k, b"parapet audit chain v1");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
 }
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
@@ -94,7 +105,8 @@ impl DataDir {
             db_path: root.join("parapet.db"),
             seal_key,
             realm: read_realm(root)?,
-            admin_token: read_token(&root.join("keys/admin.token"))?,
+            audit_key: audit_key(&seal_key),
+            root: root.to_path_buf(),
         })
     }
 
@@ -119,14 +131,6 @@ impl DataDir {
             write_private(&keyfile, &k)?;
         }
         let (seal_key, nonce_key) = read_keys(&keyfile)?;
-        let token_file = root.join("keys/admin.token");
-        if !token_file.exists() {
-            let t = auth::secret::SecretKey::generate()
-                .map_err(|_| "system random generator failed")?;
-            let hex: String = t.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&token_file, hex.as_bytes())?;
-        }
-        let admin_token = read_token(&token_file)?;
         let realm_file = root.join("realm");
         if !realm_file.exists() {
             write_public(&realm_file, config.domain.as_bytes())?;
@@ -167,7 +171,7 @@ impl DataDir {
             cert_chain,
             cert_key,
             created,
-            admin_token,
+            audit_key: audit_key(&seal_key),
         })
     }
 }
@@ -183,12 +187,6 @@ fn check_private(p: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn read_token(p: &Path) -> Result<String, String> {
-    check_private(p)?;
-    let t = fs::read_to_string(p).map_err(|e| err(p, "cannot read", e))?;
-    Ok(t.trim().to_owned())
 }
 
 fn read_realm(root: &Path) -> Result<String, String> {

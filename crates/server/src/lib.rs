@@ -7,12 +7,14 @@
 //! only parses flags and calls in here.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod admins;
+pub mod api;
 pub mod config;
 pub mod core;
 pub mod datadir;
 pub mod manage;
 pub mod metrics;
+pub mod policy_set;
 pub mod users;
 
 pub use config::{Config, RawConfig};
@@ -31,7 +33,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
     let store = {
-        let cfg = store::SqliteConfig::new(&dir.db_path);
+        let cfg = store::SqliteConfig {
+            audit_key: Some(dir.audit_key),
+            ..store::SqliteConfig::new(&dir.db_path)
+        };
         tokio::task::spawn_blocking(move || store::Sqlite::open(&cfg))
             .await
             .map_err(|e| format!("database open task failed: {e}"))?
@@ -70,15 +75,21 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if !config.admin_listen.ip().is_loopback() {
         tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");
     }
-    let admin_addr = admin::serve(
-        config.admin_listen,
-        dir.admin_token.clone(),
-        metrics.clone(),
-        admin_tx,
-    )
+    let config = Arc::new(config);
+    let seal = Arc::new(
+        auth::secret::SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?,
+    );
+    let admin_addr = api::serve(api::AdminSetup {
+        addr: config.admin_listen,
+        store: store.clone(),
+        seal: seal.clone(),
+        realm: config.domain.clone(),
+        metrics: metrics.clone(),
+        core: admin_tx,
+    })
     .await?;
-    tracing::info!(addr = %admin_addr, "admin listener (/healthz, /metrics, /v0/status, /v0/lockouts)");
-    let core = core::Core::new(Arc::new(config), &dir, store, transport.clone(), metrics).await?;
+    tracing::info!(addr = %admin_addr, "admin listener (/healthz, /metrics, the admin API under /v1)");
+    let core = core::Core::new(config, &dir, store, transport.clone(), metrics).await?;
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's
     // LIFO slot) instead of waking another thread for every request.

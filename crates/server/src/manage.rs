@@ -1,23 +1,20 @@
-//! User management on a data directory: what `parapet user ...` does. It works
-//! with or without a server running; a running server notices the change within
-//! a second (the store's users version) and disabled or removed users lose their
-//! registrations at once.
+//! SIP user management, as the admin API's user paths do it. The running core
+//! picks up a change at once (the API hands it the reloaded user table) and
+//! disabled or removed users lose their registrations.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use auth::secret::{DigestSecrets, SecretKey};
-use store::{NewUser, Sqlite, SqliteConfig, Users};
-
-use crate::datadir::DataDir;
+use store::{NewUser, Sqlite, Users};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// An open data directory for management commands.
-#[derive(Debug)]
+/// User management over a store handle (an audited one for changes).
+#[derive(Debug, Clone)]
 pub struct Manager {
     store: Sqlite,
-    seal: SecretKey,
+    seal: Arc<SecretKey>,
     realm: String,
 }
 
@@ -31,20 +28,16 @@ pub struct UserInfo {
 }
 
 impl Manager {
-    pub async fn open(data_dir: &Path) -> Result<Manager, String> {
-        let e = DataDir::open_existing(data_dir)?;
-        let (seal, realm) = (e.seal_key, e.realm);
-        let cfg = SqliteConfig {
-            workers: 1,
-            ..SqliteConfig::new(e.db_path)
-        };
-        let store = tokio::task::spawn_blocking(move || Sqlite::open(&cfg))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let seal = SecretKey::from_bytes(&seal)
-            .map_err(|_| "the data directory's key is unusable".to_string())?;
-        Ok(Manager { store, seal, realm })
+    pub fn new(store: Sqlite, seal: Arc<SecretKey>, realm: String) -> Manager {
+        Manager { store, seal, realm }
+    }
+
+    /// The same manager writing through `store` (e.g. an audited handle).
+    pub fn with_store(&self, store: Sqlite) -> Manager {
+        Manager {
+            store,
+            ..self.clone()
+        }
     }
 
     /// Checks a user URI and returns (AOR, user part).
@@ -108,7 +101,7 @@ impl Manager {
         match self.store.add_user(new).await {
             Ok(_) => Ok(aor),
             Err(store::StoreError::Conflict(_)) => Err(format!(
-                "{aor} already exists; use `parapet user passwd {aor}` to change its password"
+                "{aor} already exists; use `parapet admin user passwd {aor}` to change its password"
             )),
             Err(e) => Err(e.to_string()),
         }
@@ -133,7 +126,7 @@ impl Manager {
     fn found(&self, aor: &str, r: store::Result<bool>) -> Result<String, String> {
         match r {
             Ok(true) => Ok(aor.to_owned()),
-            Ok(false) => Err(format!("no user {aor}; see `parapet user list`")),
+            Ok(false) => Err(format!("no user {aor}; see `parapet admin user list`")),
             Err(e) => Err(e.to_string()),
         }
     }

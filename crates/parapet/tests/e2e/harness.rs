@@ -31,6 +31,8 @@ pub(crate) struct Server {
     pub(crate) udp: u16,
     pub(crate) tls: u16,
     pub(crate) admin: u16,
+    /// A session token of the administrator `root`, made at start.
+    pub(crate) token: String,
 }
 
 impl Server {
@@ -44,9 +46,100 @@ impl Server {
             udp: free_port(),
             tls: free_port(),
             admin: free_port(),
+            token: String::new(),
         };
         s.start();
+        s.token = s.bootstrap_admin("root");
         s
+    }
+
+    /// Creates an administrator with `parapet admin recover` (break-glass,
+    /// on the data directory) and signs in as it with a TOTP code computed
+    /// from the secret it printed, as an authenticator app would. Returns
+    /// the session token.
+    pub(crate) fn bootstrap_admin(&self, name: &str) -> String {
+        let o = self.cli(
+            &[
+                "admin",
+                "--output=json",
+                "recover",
+                "--name",
+                name,
+                "--data-dir",
+                self.data_dir().to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(
+            o.status.success(),
+            "recover: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let password = v["password"].as_str().unwrap().to_string();
+        let secret = rbac::totp::decode(v["totp_secret"].as_str().unwrap()).unwrap();
+        self.sign_in(name, &password, &secret)
+    }
+
+    /// Signs in through `parapet admin login --print-token`.
+    pub(crate) fn sign_in(&self, name: &str, password: &str, secret: &[u8]) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // A code is accepted once: sign-ins within one 30 s step use the next step's code.
+        let step = now / rbac::totp::STEP;
+        let last = self.dir.join(format!("totp-step-{name}"));
+        let used: u64 = std::fs::read_to_string(&last)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let step = step.max(used + 1);
+        std::fs::write(&last, step.to_string()).unwrap();
+        let code = rbac::totp::code(secret, step * rbac::totp::STEP);
+        let server = format!("--server=http://127.0.0.1:{}", self.admin);
+        let o = self.cli(
+            &[
+                "admin",
+                &server,
+                "login",
+                "--name",
+                name,
+                "--password-stdin",
+                "--code",
+                &code,
+                "--print-token",
+            ],
+            password,
+        );
+        assert!(
+            o.status.success(),
+            "login: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `parapet admin ARGS` against this server with the root session.
+    pub(crate) fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        self.admin_as(&self.token, args, stdin)
+    }
+
+    /// `parapet admin ARGS` with the given token.
+    pub(crate) fn admin_as(&self, token: &str, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .arg("admin")
+            .arg(format!("--server=http://127.0.0.1:{}", self.admin))
+            .args(args)
+            .env("PARAPET_ADMIN_TOKEN", token)
+            .env("PARAPET_ADMIN_SESSION", self.dir.join("session"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
@@ -137,8 +230,8 @@ impl Server {
     pub(crate) fn cli(&self, args: &[&str], stdin: &str) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
             .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
+            .env_remove("PARAPET_ADMIN_TOKEN")
+            .env("PARAPET_ADMIN_SESSION", self.dir.join("session"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -146,14 +239,6 @@ impl Server {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
-    }
-
-    /// Runs an admin CLI command against this server.
-    pub(crate) fn admin_cli(&self, args: &[&str]) -> Output {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.push(format!("--server=http://127.0.0.1:{}", self.admin));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        self.cli(&refs, "")
     }
 
     /// A plain HTTP GET on the admin listener; returns (status line, body).
@@ -176,36 +261,19 @@ impl Server {
         )
     }
 
+    /// Adds a user through the admin API; it is in effect when this returns
+    /// (the API hands the core the new user table before answering).
     pub(crate) fn add_user(&self, user: &str, password: &str) {
-        self.changing_users(|| {
-            let o = self.cli(
-                &[
-                    "user",
-                    "add",
-                    &format!("sip:{user}@{DOMAIN}"),
-                    "--password-stdin",
-                ],
-                password,
-            );
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        });
-    }
-
-    /// Runs a user change through the CLI and waits until the running server
-    /// has reloaded its user table (it polls once a second).
-    pub(crate) fn changing_users(&self, change: impl FnOnce()) {
-        let reloads = || self.log().matches("user table reloaded").count();
-        let before = reloads();
-        change();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reloads() == before {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not pick up the user change; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let o = self.admin(
+            &[
+                "user",
+                "add",
+                &format!("sip:{user}@{DOMAIN}"),
+                "--password-stdin",
+            ],
+            password,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
     /// Runs a SIPp scenario as `user` from `local_ip:local_port`; returns

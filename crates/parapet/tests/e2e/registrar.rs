@@ -87,14 +87,17 @@ fn wrong_passwords_lock_out_that_address_only() {
         )
     );
     // The operator sees the lockout and clears it.
-    let o = s.admin_cli(&["lockout", "list"]);
+    let o = s.admin(&["lockout", "list"], "");
     let listed = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         listed.contains("sip:bob@example.test") && listed.contains("127.0.0.1"),
         "{listed}"
     );
-    let o = s.admin_cli(&["lockout", "clear", "--account", "sip:bob@example.test"]);
+    let o = s.admin(
+        &["lockout", "clear", "--account", "sip:bob@example.test"],
+        "",
+    );
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("cleared 1"),
         "{}",

@@ -141,7 +141,11 @@ impl Core {
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {
         self.metrics.auth_failures.fetch_add(1, Relaxed);
-        for e in self.filter.failure(aor, r.src.remote.ip(), now) {
+        let limits = crate::policy_set::lockout_limits(&self.policies, aor, *self.filter.config());
+        for e in self
+            .filter
+            .failure_with(aor, r.src.remote.ip(), now, &limits)
+        {
             self.metrics.lockouts.fetch_add(1, Relaxed);
             match e {
                 Engaged::Source {

@@ -25,10 +25,11 @@ use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
 use store::Sqlite;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::admin::{AdminCmd, LockoutRow, Status};
+use crate::api::{AdminCmd, LockoutRow, Status};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::metrics::{method_label, Metrics};
+use crate::policy_set::PolicySet;
 use crate::unix_now;
 use crate::users::UserCache;
 
@@ -44,6 +45,8 @@ pub(crate) enum Event {
     },
     /// The user table, reloaded (`None`: unchanged).
     Users(Option<UserCache>),
+    /// The policy snapshot, reloaded (`None`: unchanged).
+    Policies(Option<PolicySet>),
     /// A registration could not be stored: forget these bindings again.
     Unbind { aor: String, keys: Vec<String> },
     /// A registration was stored: deliver what waits for the user.
@@ -100,6 +103,9 @@ pub struct Core {
     /// `z9hG4bK` and the boot id: the start of every branch we generate.
     branch_prefix: String,
     started: Instant,
+    /// The policy snapshot decisions read; replaced whole on change.
+    pub(crate) policies: PolicySet,
+    reloading_policies: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -119,6 +125,7 @@ impl Core {
         let seal =
             Arc::new(SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
+        let policies = PolicySet::load(&store).await?;
         let mut location = registrar::Location::new(cfg.registrar);
         let live = store::Bindings::live_bindings(&store, unix_now())
             .await
@@ -180,6 +187,8 @@ impl Core {
             branch_prefix,
             rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
             started: Instant::now(),
+            policies,
+            reloading_policies: false,
         })
     }
 
@@ -255,7 +264,38 @@ impl Core {
                 tracing::info!(account = account.as_deref().unwrap_or("*"), source = ?source, cleared = n, "lockouts cleared by an administrator");
                 let _ = reply.send(n);
             }
+            AdminCmd::Users(fresh, reply) => {
+                if fresh.version > self.users.version {
+                    self.install_users(fresh);
+                }
+                let _ = reply.send(());
+            }
+            AdminCmd::Policies(fresh, reply) => {
+                self.install_policies(fresh);
+                let _ = reply.send(());
+            }
         }
+    }
+
+    fn install_policies(&mut self, fresh: PolicySet) {
+        if fresh.version > self.policies.version {
+            tracing::info!(version = fresh.version, "policy snapshot replaced");
+            self.policies = fresh;
+        }
+    }
+
+    fn install_users(&mut self, c: UserCache) {
+        // Users that were removed or disabled lose their bindings at once.
+        let gone: Vec<String> = self
+            .location_aors()
+            .into_iter()
+            .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
+            .collect();
+        for a in gone {
+            self.location.remove_aor(&a);
+        }
+        tracing::info!(users = c.len(), "user table reloaded");
+        self.users = c;
     }
 
     fn housekeeping(&mut self) {
@@ -284,6 +324,32 @@ impl Core {
                 if let Err(e) = store::Bindings::purge_expired_bindings(&store, now).await {
                     tracing::warn!(error = %e, "could not purge expired bindings");
                 }
+            });
+        }
+        if !self.reloading_policies {
+            self.reloading_policies = true;
+            let (store, events, version) = (
+                self.store.clone(),
+                self.events_tx.clone(),
+                self.policies.version,
+            );
+            // Changes made elsewhere (another process on the same database).
+            tokio::spawn(async move {
+                let fresh = match store::Policies::policy_version(&store).await {
+                    Ok(v) if v != version => match PolicySet::load(&store).await {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "policy reload failed; the previous snapshot stays");
+                            None
+                        }
+                    },
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "policy version check failed");
+                        None
+                    }
+                };
+                let _ = events.send(Event::Policies(fresh)).await;
             });
         }
         if !self.reloading {
@@ -329,18 +395,14 @@ impl Core {
             }
             Event::Users(fresh) => {
                 self.reloading = false;
-                if let Some(c) = fresh {
-                    // Users that were removed or disabled lose their bindings at once.
-                    let gone: Vec<String> = self
-                        .location_aors()
-                        .into_iter()
-                        .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
-                        .collect();
-                    for a in gone {
-                        self.location.remove_aor(&a);
-                    }
-                    tracing::info!(users = c.len(), "user table reloaded");
-                    self.users = c;
+                if let Some(c) = fresh.filter(|c| c.version > self.users.version) {
+                    self.install_users(c);
+                }
+            }
+            Event::Policies(fresh) => {
+                self.reloading_policies = false;
+                if let Some(p) = fresh {
+                    self.install_policies(p);
                 }
             }
             Event::Unbind { aor, keys } => {

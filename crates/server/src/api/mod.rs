@@ -1,0 +1,268 @@
+//! The admin API (axum) on the admin listener, loopback by default.
+//!
+//! `/healthz` and `/metrics` are open (monitoring); everything under `/v1`
+//! needs a bearer token — a sign-in session (`POST /v1/session` with password
+//! and TOTP code) or an API token — and every path checks the caller's role
+//! ([`rbac::Role::permits`]) for its operation and target before acting.
+//! Changes are written through an audited store handle, so the change and its
+//! audit record commit together; refusals are audited too. Errors are
+//! `application/problem+json` with a `detail` that says what to fix. The
+//! OpenAPI document is at `/v1/openapi.json`.
+// Handlers return `Result<Response, Response>` so that `?` turns any refusal
+// into its problem+json answer; the error side is a whole response by design
+// (admin requests are rare, the size does not matter).
+#![allow(clippy::result_large_err)]
+
+mod access;
+mod admins;
+mod directory;
+mod openapi;
+mod policies;
+mod session;
+mod status;
+mod users;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use auth::secret::SecretKey;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use store::Sqlite;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::manage::Manager;
+use crate::metrics::Metrics;
+use crate::policy_set::PolicySet;
+use crate::users::UserCache;
+
+pub use access::Caller;
+pub(crate) use session::totp_context;
+
+/// What the admin API asks of the core.
+#[derive(Debug)]
+pub enum AdminCmd {
+    Status(oneshot::Sender<Status>),
+    Lockouts(oneshot::Sender<Vec<LockoutRow>>),
+    ClearLockouts {
+        account: Option<String>,
+        source: Option<IpAddr>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// A freshly loaded user table: swap it in (if newer) and answer.
+    Users(UserCache, oneshot::Sender<()>),
+    /// A freshly loaded policy snapshot: swap it in (if newer) and answer.
+    Policies(PolicySet, oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub domain: String,
+    pub listeners: Vec<String>,
+    pub insecure_transports: bool,
+    pub warnings: Vec<String>,
+    pub users: usize,
+    pub registrations: usize,
+    pub connections: usize,
+    pub uptime_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockoutRow {
+    pub account: String,
+    /// `null` for an account-wide lockout.
+    pub source: Option<String>,
+    pub until: u64,
+    pub lockouts: u32,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) store: Sqlite,
+    pub(crate) seal: Arc<SecretKey>,
+    pub(crate) users: Manager,
+    metrics: Arc<Metrics>,
+    core: mpsc::Sender<AdminCmd>,
+}
+
+/// A problem+json response.
+pub(crate) fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) type ApiResult = Result<Response, Response>;
+
+/// Parses a JSON body; a bad one is a 400 that says what is wrong.
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid: {e}"),
+        )
+    })
+}
+
+/// A store or core failure: logged, answered with 500 without details.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin API: internal error");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server could not complete the request; see its log",
+    )
+}
+
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+impl Ctx {
+    /// Asks the core; `None` if it is not running.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AdminCmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// After a change: reload the user table and the policy snapshot and hand
+    /// them to the core, which swaps them in before this returns — a change
+    /// the API acknowledged is in effect for the next SIP request.
+    pub(crate) async fn publish(&self) -> Result<(), Response> {
+        let users = UserCache::load(&self.store, &self.seal)
+            .await
+            .map_err(internal)?;
+        self.ask(|r| AdminCmd::Users(users, r)).await;
+        let set = PolicySet::load(&self.store).await.map_err(internal)?;
+        self.ask(|r| AdminCmd::Policies(set, r)).await;
+        Ok(())
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn render_metrics(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "no such path; the API is described at /v1/openapi.json",
+    )
+}
+
+/// Everything the admin listener needs.
+#[derive(Debug)]
+pub struct AdminSetup {
+    pub addr: SocketAddr,
+    pub store: Sqlite,
+    pub seal: Arc<SecretKey>,
+    pub realm: String,
+    pub metrics: Arc<Metrics>,
+    pub core: mpsc::Sender<AdminCmd>,
+}
+
+fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route(
+            "/v1/session",
+            post(session::sign_in).delete(session::sign_out),
+        )
+        .route("/v1/me", get(session::me))
+        .route("/v1/me/password", put(session::change_password))
+        .route("/v1/status", get(status::status))
+        .route("/v1/lockouts", get(status::lockouts))
+        .route("/v1/lockouts/clear", post(status::clear))
+        .route("/v1/users", get(users::list).post(users::add))
+        .route("/v1/users/import", post(users::import))
+        .route("/v1/users/{uri}", get(users::show).delete(users::remove))
+        .route("/v1/users/{uri}/password", put(users::passwd))
+        .route("/v1/users/{uri}/enabled", put(users::set_enabled))
+        .route("/v1/users/{uri}/site", put(directory::set_site))
+        .route("/v1/users/{uri}/effective", get(policies::effective))
+        .route("/v1/groups", get(directory::groups))
+        .route(
+            "/v1/groups/{name}",
+            put(directory::put_group).delete(directory::remove_group),
+        )
+        .route(
+            "/v1/groups/{name}/members/{uri}",
+            put(directory::add_member).delete(directory::remove_member),
+        )
+        .route("/v1/policy-kinds", get(policies::kinds))
+        .route("/v1/policies", get(policies::list))
+        .route(
+            "/v1/policies/{kind}/{scope}",
+            axum::routing::patch(policies::patch).delete(policies::remove),
+        )
+        .route("/v1/grants", get(policies::grants))
+        .route(
+            "/v1/grants/{kind}/{target}",
+            put(policies::grant).delete(policies::revoke),
+        )
+        .route("/v1/operations", get(admins::operations))
+        .route("/v1/roles", get(admins::roles))
+        .route(
+            "/v1/roles/{name}",
+            put(admins::put_role).delete(admins::remove_role),
+        )
+        .route("/v1/admins", get(admins::list).post(admins::create))
+        .route(
+            "/v1/admins/{name}",
+            axum::routing::patch(admins::update).delete(admins::remove),
+        )
+        .route("/v1/tokens", get(admins::tokens).post(admins::create_token))
+        .route("/v1/tokens/{id}", delete(admins::revoke_token))
+        .route("/v1/audit", get(status::audit_list))
+        .route("/v1/audit/verify", get(status::audit_verify))
+        .fallback(not_found)
+        .with_state(ctx)
+}
+
+/// Binds the admin listener and serves it until the process ends.
+pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
+    let ctx = Ctx {
+        users: Manager::new(s.store.clone(), s.seal.clone(), s.realm.clone()),
+        store: s.store,
+        seal: s.seal,
+        metrics: s.metrics,
+        core: s.core,
+    };
+    let app = router(ctx).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024));
+    let listener = tokio::net::TcpListener::bind(s.addr)
+        .await
+        .map_err(|e| format!("admin listener {}: {e}", s.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, svc).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    Ok(local)
+}

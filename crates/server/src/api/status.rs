@@ -1,0 +1,143 @@
+//! Server status, sign-in lockouts, and the audit log.
+
+use std::net::IpAddr;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use rbac::Target;
+use serde::Deserialize;
+use store::{AuditFilter, AuditLog, AuditRecord};
+
+use super::access::Caller;
+use super::{internal, json, problem, AdminCmd, ApiResult, Ctx};
+
+fn unavailable() -> axum::response::Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the SIP core is not running",
+    )
+}
+
+pub(crate) async fn status(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "status.read", Target::Any, "status").await?;
+    let s = ctx.ask(AdminCmd::Status).await.ok_or_else(unavailable)?;
+    Ok(json(StatusCode::OK, &s))
+}
+
+pub(crate) async fn lockouts(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "lockouts.read", Target::Any, "lockouts")
+        .await?;
+    let v = ctx.ask(AdminCmd::Lockouts).await.ok_or_else(unavailable)?;
+    Ok(json(StatusCode::OK, &v))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ClearQuery {
+    account: Option<String>,
+    source: Option<String>,
+}
+
+pub(crate) async fn clear(
+    State(ctx): State<Ctx>,
+    c: Caller,
+    Query(q): Query<ClearQuery>,
+) -> ApiResult {
+    let source = match q.source.as_deref().map(str::parse::<IpAddr>) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "source must be an IP address, e.g. source=198.51.100.7",
+            ))
+        }
+    };
+    let account = match &q.account {
+        Some(a) => {
+            let aor = super::users::aor(&ctx, a)?;
+            ctx.allow_user(&c, "lockouts.clear", &aor).await?;
+            Some(aor)
+        }
+        None => {
+            ctx.allow(&c, "lockouts.clear", Target::All, "lockouts")
+                .await?;
+            None
+        }
+    };
+    let object = format!("lockouts:{}", account.as_deref().unwrap_or("*"));
+    let after = serde_json::json!({ "account": account, "source": source.map(|s| s.to_string()) });
+    let acc = account.clone();
+    let n = ctx
+        .ask(|reply| AdminCmd::ClearLockouts {
+            account: acc,
+            source,
+            reply,
+        })
+        .await
+        .ok_or_else(unavailable)?;
+    // Lockouts live in memory: the record is appended after the change.
+    let entry = store::AuditEntry {
+        at: crate::unix_now(),
+        actor: c.actor.clone(),
+        source: c.source.clone(),
+        action: "lockouts.clear".into(),
+        object,
+        outcome: "ok".into(),
+        detail: format!("{n} active lockouts cleared"),
+        before: None,
+        after: Some(after.to_string()),
+    };
+    ctx.store.append_audit(entry).await.map_err(internal)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "cleared": n })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    actor: Option<String>,
+    object: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: Option<usize>,
+}
+
+fn record_json(r: &AuditRecord) -> serde_json::Value {
+    let parse = |s: &Option<String>| {
+        s.as_ref().map(|t| {
+            serde_json::from_str::<serde_json::Value>(t)
+                .unwrap_or(serde_json::Value::String(t.clone()))
+        })
+    };
+    let e = &r.entry;
+    serde_json::json!({
+        "seq": r.seq, "at": e.at, "actor": e.actor, "source": e.source, "action": e.action,
+        "object": e.object, "outcome": e.outcome, "detail": e.detail,
+        "before": parse(&e.before), "after": parse(&e.after),
+    })
+}
+
+pub(crate) async fn audit_list(
+    State(ctx): State<Ctx>,
+    c: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    ctx.allow(&c, "audit.read", Target::Any, "audit").await?;
+    let f = AuditFilter {
+        actor: q.actor,
+        object: q.object,
+        since: q.since,
+        until: q.until,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let rows = ctx.store.audit_list(f).await.map_err(internal)?;
+    let out: Vec<serde_json::Value> = rows.iter().map(record_json).collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub(crate) async fn audit_verify(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "audit.read", Target::Any, "audit").await?;
+    let r = ctx.store.audit_verify().await.map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "records": r.records, "intact": r.problems.is_empty(), "problems": r.problems }),
+    ))
+}

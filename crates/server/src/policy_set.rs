@@ -1,0 +1,233 @@
+//! The policy snapshot the SIP core decides with, and the decisions.
+//!
+//! [`PolicySet::load`] reads every policy row in one transaction and builds
+//! an immutable [`policy::Snapshot`]; the core holds it behind an `Arc` and
+//! swaps in a new one whole when the store's policy version moves. Decisions
+//! are pure functions of request facts and a snapshot: no query per request.
+
+use std::sync::Arc;
+
+use policy::{Directory, Grant, GrantTarget, Group, PolicyDoc, Scope, Snapshot};
+use store::{GrantTargetRow, Policies, PolicyScope, Sqlite};
+
+/// A snapshot and the store version it was read at.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub version: i64,
+    pub snapshot: Arc<Snapshot>,
+}
+
+impl PolicySet {
+    pub async fn load(store: &Sqlite) -> Result<PolicySet, String> {
+        let st = store.policy_state().await.map_err(|e| e.to_string())?;
+        let mut docs = Vec::with_capacity(st.policies.len());
+        for p in st.policies {
+            let kind = policy::spec::kind(&p.kind)
+                .ok_or_else(|| format!("stored policy of unknown kind {:?}", p.kind))?;
+            let fields = policy::fields_from_json(kind, &p.fields_json)
+                .map_err(|e| format!("stored {} policy: {e}", p.kind))?;
+            let scope = match p.scope {
+                PolicyScope::Global => Scope::Global,
+                PolicyScope::Site(s) => Scope::Site(s),
+                PolicyScope::Named(n) => Scope::Named(n),
+            };
+            docs.push(PolicyDoc {
+                kind: p.kind,
+                scope,
+                fields,
+            });
+        }
+        let grants = st
+            .grants
+            .into_iter()
+            .map(|g| Grant {
+                kind: g.kind,
+                policy: g.policy,
+                target: match g.target {
+                    GrantTargetRow::User(u) => GrantTarget::User(u),
+                    GrantTargetRow::Group(g) => GrantTarget::Group(g),
+                },
+            })
+            .collect();
+        let mut dir = Directory::default();
+        for g in st.groups {
+            dir.groups.insert(
+                g.name.clone(),
+                Group {
+                    name: g.name,
+                    priority: g.priority,
+                },
+            );
+        }
+        for (group, aor) in st.members {
+            dir.members.entry(aor).or_default().push(group);
+        }
+        dir.sites.extend(st.sites);
+        let snapshot = Snapshot::new(docs, grants, dir).map_err(|e| e.to_string())?;
+        Ok(PolicySet {
+            version: st.version,
+            snapshot: Arc::new(snapshot),
+        })
+    }
+
+    /// The user's site and groups (for role scopes).
+    pub fn placement(&self, aor: &str) -> (Option<String>, Vec<String>) {
+        let d = self.snapshot.directory();
+        (
+            d.sites.get(aor).cloned(),
+            d.members.get(aor).cloned().unwrap_or_default(),
+        )
+    }
+}
+
+/// Lockout thresholds for one account: the authentication policy's where an
+/// administrator set them (at any scope), else the configuration's.
+pub fn lockout_limits(
+    set: &PolicySet,
+    aor: &str,
+    base: auth::lockout::LockoutConfig,
+) -> auth::lockout::LockoutConfig {
+    let Ok(eff) = set.snapshot.effective(aor, "authentication") else {
+        return base;
+    };
+    let set_here = |name: &str| {
+        eff.origin(name)
+            .is_some_and(|o| !matches!(o, policy::FieldOrigin::Default))
+    };
+    let mut cfg = base;
+    let int = |name: &str| eff.int(name).and_then(|v| u32::try_from(v).ok());
+    if set_here("lockout_threshold") {
+        cfg.source_threshold = int("lockout_threshold").unwrap_or(cfg.source_threshold);
+    }
+    if set_here("lockout_account_threshold") {
+        cfg.account_threshold = int("lockout_account_threshold").unwrap_or(cfg.account_threshold);
+    }
+    if set_here("lockout_window_secs") {
+        cfg.window = int("lockout_window_secs").map_or(cfg.window, u64::from);
+    }
+    cfg
+}
+
+/// Why a client was refused at sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientBlocked {
+    /// Where to get an approved client (may be empty).
+    pub url: String,
+}
+
+/// The client-version rule: a User-Agent matching a blocked entry is refused;
+/// else one matching an allowed entry is accepted; else `default_action`.
+/// Entries are lower case; `prefix*` matches by prefix, a plain entry matches
+/// the whole User-Agent or its first product (`name/version`).
+pub fn client_allowed(
+    set: &PolicySet,
+    aor: &str,
+    user_agent: Option<&str>,
+) -> Result<(), ClientBlocked> {
+    let Ok(eff) = set.snapshot.effective(aor, "client_version") else {
+        return Ok(());
+    };
+    if !eff.flag("enabled") {
+        return Ok(());
+    }
+    let ua = user_agent.unwrap_or("").trim().to_ascii_lowercase();
+    let matches = |entry: &String| match entry.strip_suffix('*') {
+        Some(prefix) => ua.starts_with(prefix),
+        None => {
+            ua == *entry
+                || ua.split_whitespace().next() == Some(entry.as_str())
+                || ua.split(['/', ' ']).next() == Some(entry.as_str())
+        }
+    };
+    let blocked = ClientBlocked {
+        url: eff.text("block_url").unwrap_or("").to_string(),
+    };
+    if eff.list("blocked_user_agents").iter().any(matches) {
+        return Err(blocked);
+    }
+    if eff.list("allowed_user_agents").iter().any(matches) {
+        return Ok(());
+    }
+    match eff.text("default_action") {
+        Some("block") => Err(blocked),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::Value;
+
+    fn set(fields: &[(&str, Value)]) -> PolicySet {
+        let doc = PolicyDoc {
+            kind: "client_version".into(),
+            scope: Scope::Global,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        PolicySet {
+            version: 1,
+            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
+        }
+    }
+
+    fn list(v: &[&str]) -> Value {
+        Value::List(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn client_version_rules() {
+        let none = PolicySet::default();
+        assert_eq!(client_allowed(&none, "sip:a@x", Some("anything")), Ok(()));
+        let s = set(&[("blocked_user_agents", list(&["sipp*", "oldphone"]))]);
+        assert!(client_allowed(&s, "sip:a@x", Some("SIPp/3.6")).is_err());
+        assert!(client_allowed(&s, "sip:a@x", Some("oldphone/1.0 (linux)")).is_err());
+        assert!(client_allowed(&s, "sip:a@x", Some("oldphonex/1.0")).is_ok());
+        assert!(client_allowed(&s, "sip:a@x", Some("baresip v1.0")).is_ok());
+        assert!(client_allowed(&s, "sip:a@x", None).is_ok());
+        let strict = set(&[
+            ("default_action", Value::Text("block".into())),
+            ("allowed_user_agents", list(&["baresip*"])),
+            (
+                "block_url",
+                Value::Text("https://intranet.example/clients".into()),
+            ),
+        ]);
+        assert!(client_allowed(&strict, "sip:a@x", Some("baresip v1.0.0")).is_ok());
+        assert_eq!(
+            client_allowed(&strict, "sip:a@x", None),
+            Err(ClientBlocked {
+                url: "https://intranet.example/clients".into()
+            })
+        );
+        let off = set(&[
+            ("enabled", Value::Bool(false)),
+            ("default_action", Value::Text("block".into())),
+        ]);
+        assert!(client_allowed(&off, "sip:a@x", Some("x")).is_ok());
+    }
+
+    #[test]
+    fn lockout_limits_override_only_what_is_set() {
+        let base = auth::lockout::LockoutConfig::default();
+        assert_eq!(lockout_limits(&PolicySet::default(), "sip:a@x", base), base);
+        let doc = PolicyDoc {
+            kind: "authentication".into(),
+            scope: Scope::Global,
+            fields: [("lockout_threshold".to_string(), Value::Int(2))]
+                .into_iter()
+                .collect(),
+        };
+        let s = PolicySet {
+            version: 1,
+            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
+        };
+        let got = lockout_limits(&s, "sip:a@x", base);
+        assert_eq!(got.source_threshold, 2);
+        assert_eq!(got.account_threshold, base.account_threshold);
+        assert_eq!(got.window, base.window);
+    }
+}
