@@ -84,7 +84,7 @@ impl Counter {
     }
 }
 
-/// One row of `parapet lockout list`.
+/// One row of `parapet admin lockout list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockoutEntry {
     pub account: String,

@@ -243,13 +243,25 @@ impl Server {
 
     /// A plain HTTP GET on the admin listener; returns (status line, body).
     pub(crate) fn http_get(&self, path: &str, token: Option<&str>) -> (String, String) {
+        self.http("GET", path, token, "")
+    }
+
+    /// A plain HTTP request on the admin listener; returns (status line, body).
+    pub(crate) fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (String, String) {
         let mut c = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         write!(
             c,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut resp = String::new();

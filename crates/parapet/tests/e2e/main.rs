@@ -14,6 +14,7 @@ macro_rules! passes {
     }};
 }
 
+mod admin;
 mod bad_input;
 mod baresip;
 mod calls;

@@ -1,0 +1,353 @@
+//! Role-based administration against a running server: the RBAC matrix over
+//! the CLI and the API, the audit log (refusals recorded, tampering found),
+//! and policy changes taking effect on the next SIP request.
+
+use std::process::Output;
+
+use crate::harness::*;
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// An API token with `role`, made by root.
+fn token_for(s: &Server, role: &str) -> String {
+    let o = s.admin(
+        &[
+            "--output=json",
+            "token",
+            "create",
+            &format!("t-{role}"),
+            "--expires-in-days",
+            "1",
+            "--role",
+            role,
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn every_role_may_do_what_it_is_designed_for_and_nothing_else() {
+    let s = Server::new("rbac");
+    // Columns: status, list users, add a user, create a group, write the
+    // privacy policy, write the archiving policy, clear all lockouts, read
+    // the audit log, list administrators. The designed matrix, written out.
+    let matrix: &[(&str, [bool; 9])] = &[
+        (
+            "administrator",
+            [true, true, true, true, true, true, true, true, true],
+        ),
+        (
+            "user-administrator",
+            [true, true, true, true, false, false, true, false, false],
+        ),
+        (
+            "server-administrator",
+            [true, true, false, false, false, false, true, false, false],
+        ),
+        (
+            "voice-administrator",
+            [true, true, false, false, false, false, false, false, false],
+        ),
+        (
+            "view-only",
+            [true, true, false, false, false, false, false, false, false],
+        ),
+        (
+            "help-desk",
+            [true, true, false, false, false, false, true, false, false],
+        ),
+        (
+            "compliance-administrator",
+            [true, true, false, false, false, true, false, true, false],
+        ),
+        (
+            "persistent-chat-administrator",
+            [true, true, false, false, false, false, false, false, false],
+        ),
+    ];
+    for (role, allowed) in matrix {
+        let t = token_for(&s, role);
+        let user = format!("sip:u-{role}@{DOMAIN}");
+        let group = format!("g-{role}");
+        let cli: [Vec<&str>; 9] = [
+            vec!["status"],
+            vec!["user", "list"],
+            vec!["user", "add", &user, "--password-stdin"],
+            vec!["group", "create", &group],
+            vec![
+                "policy",
+                "set",
+                "privacy",
+                "global",
+                "publish_location=false",
+            ],
+            vec!["policy", "set", "archiving", "global", "internal=true"],
+            vec!["lockout", "clear"],
+            vec!["audit", "list"],
+            vec!["admins", "list"],
+        ];
+        for (i, args) in cli.iter().enumerate() {
+            let o = s.admin_as(&t, args, "a long enough password");
+            let text = out(&o);
+            if allowed[i] {
+                assert!(
+                    o.status.success(),
+                    "{role} {args:?} should be allowed: {text}"
+                );
+            } else {
+                assert_eq!(
+                    o.status.code(),
+                    Some(1),
+                    "{role} {args:?} should be refused: {text}"
+                );
+                assert!(
+                    text.contains("(403)") && text.contains(&format!("role {role} does not allow")),
+                    "{role} {args:?}: {text}"
+                );
+            }
+        }
+        // The same decisions over the API directly.
+        let api: [(&str, String, String); 9] = [
+            ("GET", "/v1/status".into(), String::new()),
+            ("GET", "/v1/users".into(), String::new()),
+            ("POST", "/v1/users".into(), format!("{{\"uri\":\"sip:api-{role}@{DOMAIN}\",\"password\":\"a long enough password\"}}")),
+            ("PUT", format!("/v1/groups/api-{role}"), "{}".into()),
+            ("PATCH", "/v1/policies/privacy/global".into(), "{\"set\":{\"publish_location\":false}}".into()),
+            ("PATCH", "/v1/policies/archiving/global".into(), "{\"set\":{\"internal\":true}}".into()),
+            ("POST", "/v1/lockouts/clear".into(), String::new()),
+            ("GET", "/v1/audit".into(), String::new()),
+            ("GET", "/v1/admins".into(), String::new()),
+        ];
+        for (i, (method, path, body)) in api.iter().enumerate() {
+            let (line, resp) = s.http(method, path, Some(&t), body);
+            if allowed[i] {
+                assert!(
+                    line.contains(" 20"),
+                    "{role} {method} {path} should be allowed: {line} {resp}"
+                );
+            } else {
+                assert!(
+                    line.contains(" 403"),
+                    "{role} {method} {path} should be refused: {line} {resp}"
+                );
+                assert!(resp.contains("\"detail\""), "problem+json: {resp}");
+            }
+        }
+    }
+    // A token never gets more than its creator; tokens can be revoked.
+    let help = token_for(&s, "help-desk");
+    let o = s.admin_as(
+        &help,
+        &[
+            "token",
+            "create",
+            "x",
+            "--expires-in-days",
+            "1",
+            "--role",
+            "administrator",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let (line, body) = s.http(
+        "GET",
+        "/v1/status",
+        Some("ppt_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        "",
+    );
+    assert!(
+        line.contains(" 401") && body.contains("parapet admin login"),
+        "{line} {body}"
+    );
+    // Refusals are in the audit log, with who, what and from where.
+    let o = s.admin(
+        &["--output=json", "audit", "list", "--actor", "anonymous"],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["outcome"] == "denied"
+                && r["action"] == "authenticate"
+                && r["source"] == "127.0.0.1"),
+        "{v}"
+    );
+    let o = s.admin(
+        &[
+            "--output=json",
+            "audit",
+            "list",
+            "--object",
+            "admins",
+            "--limit",
+            "1000",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let denied = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "denied" && r["action"] == "admins.read")
+        .count();
+    assert_eq!(
+        denied,
+        2 * 7,
+        "each role but administrator was refused twice (CLI and API): {v}"
+    );
+}
+
+#[test]
+fn changes_are_audited_and_tampering_is_detected() {
+    let mut s = Server::new("audit");
+    s.add_user("alice", "correct horse battery");
+    let o = s.admin(&["user", "disable", &format!("sip:alice@{DOMAIN}")], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let o = s.admin(
+        &[
+            "--output=json",
+            "audit",
+            "list",
+            "--object",
+            "user:sip:alice",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let disable = &v[0];
+    assert_eq!(disable["actor"], "admin:root");
+    assert_eq!(disable["before"]["enabled"], true);
+    assert_eq!(disable["after"]["enabled"], false);
+    let o = s.admin(&["audit", "verify"], "");
+    assert!(
+        o.status.success() && out(&o).contains("audit log intact"),
+        "{}",
+        out(&o)
+    );
+    // Someone with SQL access rewrites who did it.
+    s.kill9();
+    let db = s.data_dir().join("parapet.db");
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute('DROP TRIGGER audit_no_update'); c.execute(\"UPDATE audit SET actor = 'admin:nobody' WHERE object LIKE 'user:sip:alice%' AND action = 'users.write'\"); c.commit()",
+        db.to_str().unwrap()
+    );
+    let t = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    s.start();
+    let o = s.admin(&["audit", "verify"], "");
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("AUDIT LOG DAMAGED") && out(&o).contains("does not match its MAC"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn policy_changes_take_effect_on_the_next_sip_request() {
+    let s = Server::new("policy");
+    s.add_user("carol", "correct horse battery");
+    let sipp = |scenario: &str, password: &str| {
+        s.sipp(scenario, "carol", password, "127.0.0.1", free_port(), &[])
+    };
+    // Default lockout threshold (5): one wrong password does not lock.
+    passes!(s, sipp("register_bad_auth_once.xml", "wrong password"));
+    passes!(s, sipp("register_auth.xml", "correct horse battery"));
+    // Threshold 1 through the policy, no restart: one failure locks this address.
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "lockout_threshold=1",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(s, sipp("register_bad_auth_once.xml", "wrong password"));
+    passes!(s, sipp("register_refused.xml", "correct horse battery"));
+    let o = s.admin(&["lockout", "clear"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(s, sipp("register_auth.xml", "correct horse battery"));
+    // The client-version rule: SIPp is refused, with where to get a client.
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "client_version",
+            "global",
+            "blocked_user_agents=sipp*",
+            "block_url=https://intranet.example.test/clients",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(
+        s,
+        sipp("register_client_blocked.xml", "correct horse battery")
+    );
+    // Effective policy explains where each value came from.
+    let o = s.admin(
+        &[
+            "policy",
+            "effective",
+            &format!("sip:carol@{DOMAIN}"),
+            "--kind",
+            "authentication",
+        ],
+        "",
+    );
+    let text = out(&o);
+    assert!(
+        text.contains("lockout_threshold")
+            && text.contains("from global")
+            && text.contains("from built-in default"),
+        "{text}"
+    );
+    // Invalid values are refused with what to fix; nothing changes.
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "lockout_threshold=0",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("(400)") && out(&o).contains("lockout_threshold"),
+        "{}",
+        out(&o)
+    );
+    let o = s.admin(
+        &[
+            "policy",
+            "unset",
+            "client_version",
+            "global",
+            "blocked_user_agents",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(s, sipp("register_auth.xml", "correct horse battery"));
+}
