@@ -94,10 +94,50 @@ enum AdminCmd {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Every security-relevant setting in one view.
+    #[command(subcommand)]
+    Security(SecurityShowCmd),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: parapet admin completions bash > /etc/bash_completion.d/parapet
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum SecurityShowCmd {
+    /// Each setting (configuration and policy) grouped, with its current
+    /// value, the recommended value, why, and the command that changes it.
+    ///
+    /// Example: parapet admin security show --output json
+    Show,
+}
+
+/// `parapet security ...`.
+#[derive(Args)]
+pub(crate) struct SecurityArgs {
+    /// The admin listener of the running server.
+    #[arg(
+        long = "server",
+        env = "PARAPET_ADMIN_URL",
+        default_value = "http://127.0.0.1:9060",
+        global = true
+    )]
+    server: String,
+    #[command(subcommand)]
+    cmd: SecurityCmd,
+}
+
+#[derive(Subcommand)]
+enum SecurityCmd {
+    /// The posture check: each finding with severity, explanation and the
+    /// command that fixes it. Exit status 3 when a high-severity finding
+    /// exists (1 for errors, 0 otherwise). Needs a token with security.read.
+    ///
+    /// Example: parapet security check --json
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -536,6 +576,40 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
         }
     };
     match a.cmd {
+        AdminCmd::Security(SecurityShowCmd::Show) => {
+            let v = authed()?.call("GET", "/v1/security".into(), None).await?;
+            if out == Output::Json {
+                render(&v, out);
+                return Ok(());
+            }
+            let mut group = "";
+            for i in v.as_array().into_iter().flatten() {
+                let g = i["group"].as_str().unwrap_or("");
+                if g != group {
+                    println!("\n== {g}");
+                    group = g;
+                }
+                let mark = if i["finding"].as_bool().unwrap_or(false) {
+                    format!("[{}]", i["severity"].as_str().unwrap_or("").to_uppercase())
+                } else {
+                    "[ok]".into()
+                };
+                println!("{mark:<9}{}", i["setting"].as_str().unwrap_or(""));
+                println!(
+                    "         current:     {}",
+                    i["current"].as_str().unwrap_or("")
+                );
+                println!(
+                    "         recommended: {}",
+                    i["recommended"].as_str().unwrap_or("")
+                );
+                println!("         why:         {}", i["why"].as_str().unwrap_or(""));
+                println!(
+                    "         change with: {}",
+                    i["command"].as_str().unwrap_or("")
+                );
+            }
+        }
         AdminCmd::Completions { shell } => {
             let mut cmd = <crate::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "parapet", &mut std::io::stdout());
@@ -1038,4 +1112,57 @@ async fn policy(c: Client, cmd: PolicyCmd, out: Output) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+const SEVERITIES: [&str; 4] = ["high", "medium", "low", "info"];
+
+/// `parapet security check`.
+pub(crate) async fn security(a: SecurityArgs) -> Result<bool, String> {
+    let SecurityCmd::Check { json } = a.cmd;
+    let c = Client {
+        server: a.server,
+        token: Some(token()?),
+    };
+    let v = c.call("GET", "/v1/security".into(), None).await?;
+    let mut findings: Vec<Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["finding"].as_bool().unwrap_or(false))
+        .cloned()
+        .collect();
+    let rank = |i: &Value| {
+        SEVERITIES
+            .iter()
+            .position(|s| i["severity"] == *s)
+            .unwrap_or(SEVERITIES.len())
+    };
+    findings.sort_by_key(rank);
+    let high = findings.iter().filter(|i| i["severity"] == "high").count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "findings": findings, "high": high }))
+                .unwrap_or_default()
+        );
+    } else if findings.is_empty() {
+        println!("no findings: every checked setting is at its recommended value");
+    } else {
+        for i in &findings {
+            println!(
+                "[{}] {}: {}",
+                i["severity"].as_str().unwrap_or("").to_uppercase(),
+                i["setting"].as_str().unwrap_or(""),
+                i["current"].as_str().unwrap_or("")
+            );
+            println!(
+                "    recommended: {}",
+                i["recommended"].as_str().unwrap_or("")
+            );
+            println!("    why:         {}", i["why"].as_str().unwrap_or(""));
+            println!("    fix:         {}", i["command"].as_str().unwrap_or(""));
+        }
+        println!("{} findings, {high} high-severity", findings.len());
+    }
+    Ok(high > 0)
 }

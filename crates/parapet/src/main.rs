@@ -41,6 +41,8 @@ enum Command {
     /// policies, grants, roles, administrators, tokens, lockouts, audit log.
     /// Sign in first with `parapet admin login` (or set PARAPET_ADMIN_TOKEN).
     Admin(admin::AdminArgs),
+    /// The security posture check of a running server (see `security check --help`).
+    Security(admin::SecurityArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +88,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Security(a) = cli.command {
+        return match rt.block_on(admin::security(a)) {
+            Ok(false) => ExitCode::SUCCESS,
+            // High-severity findings: distinct from failing to check.
+            Ok(true) => ExitCode::from(3),
+            Err(e) => {
+                eprintln!("parapet: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -103,6 +116,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Admin(a) => admin::run(a).await,
+        // Handled in main (it has its own exit status).
+        Command::Security(_) => Ok(()),
     }
 }
 

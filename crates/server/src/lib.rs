@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod manage;
 pub mod metrics;
 pub mod policy_set;
+pub mod security;
 pub mod users;
 
 pub use config::{Config, RawConfig};
@@ -84,6 +85,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         store: store.clone(),
         seal: seal.clone(),
         realm: config.domain.clone(),
+        cfg: config.clone(),
         metrics: metrics.clone(),
         core: admin_tx,
     })

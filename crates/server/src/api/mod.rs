@@ -38,6 +38,7 @@ use crate::manage::Manager;
 use crate::metrics::Metrics;
 use crate::policy_set::PolicySet;
 use crate::users::UserCache;
+use crate::Config;
 
 pub use access::Caller;
 pub(crate) use session::totp_context;
@@ -86,6 +87,7 @@ pub(crate) struct Ctx {
     pub(crate) store: Sqlite,
     pub(crate) seal: Arc<SecretKey>,
     pub(crate) users: Manager,
+    pub(crate) cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     core: mpsc::Sender<AdminCmd>,
 }
@@ -180,6 +182,7 @@ pub struct AdminSetup {
     pub store: Sqlite,
     pub seal: Arc<SecretKey>,
     pub realm: String,
+    pub cfg: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub core: mpsc::Sender<AdminCmd>,
 }
@@ -240,6 +243,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/v1/tokens/{id}", delete(admins::revoke_token))
         .route("/v1/audit", get(status::audit_list))
         .route("/v1/audit/verify", get(status::audit_verify))
+        .route("/v1/security", get(status::security))
         .fallback(not_found)
         .with_state(ctx)
 }
@@ -250,6 +254,7 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
         users: Manager::new(s.store.clone(), s.seal.clone(), s.realm.clone()),
         store: s.store,
         seal: s.seal,
+        cfg: s.cfg,
         metrics: s.metrics,
         core: s.core,
     };

@@ -141,3 +141,45 @@ pub(crate) async fn audit_verify(State(ctx): State<Ctx>, c: Caller) -> ApiResult
         &serde_json::json!({ "records": r.records, "intact": r.problems.is_empty(), "problems": r.problems }),
     ))
 }
+
+/// Every security-relevant setting with its recommendation (`security show`
+/// and `security check` read this).
+pub(crate) async fn security(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "security.read", Target::Any, "security")
+        .await?;
+    let st = store::Policies::policy_state(&ctx.store)
+        .await
+        .map_err(internal)?;
+    let mut docs = Vec::with_capacity(st.policies.len());
+    for p in st.policies {
+        let Some(k) = policy::spec::kind(&p.kind) else {
+            continue;
+        };
+        let fields = policy::fields_from_json(k, &p.fields_json).map_err(internal)?;
+        let scope = match &p.scope {
+            store::PolicyScope::Global => "global".to_string(),
+            store::PolicyScope::Site(n) => format!("site:{n}"),
+            store::PolicyScope::Named(n) => format!("named:{n}"),
+        };
+        docs.push((p.kind, scope, fields));
+    }
+    let admins = store::Admins::list_admins(&ctx.store)
+        .await
+        .map_err(internal)?;
+    let tokens = store::Admins::tokens(&ctx.store).await.map_err(internal)?;
+    let audit = ctx
+        .store
+        .audit_verify()
+        .await
+        .ok()
+        .map(|r| r.problems.is_empty());
+    let items = crate::security::assess(&crate::security::Facts {
+        cfg: &ctx.cfg,
+        docs: &docs,
+        admins: &admins,
+        tokens: &tokens,
+        audit_intact: audit,
+        now: crate::unix_now(),
+    });
+    Ok(json(StatusCode::OK, &items))
+}

@@ -1,0 +1,553 @@
+//! One view of every security-relevant setting — configuration, policy and
+//! administration — each with its current value, the recommended one, why,
+//! and the command that changes it. `parapet admin security show` prints all
+//! items; `parapet security check` prints the findings (items not at their
+//! recommended value) and fails when one is high-severity.
+//!
+//! [`assess`] is a pure function of the facts the API gathers.
+
+use policy::spec::{kind, Fields};
+use policy::Value;
+use serde::Serialize;
+use store::{AdminRow, TokenRow};
+
+use crate::config::{Config, Scheme};
+
+/// How much a setting away from its recommendation matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+}
+
+/// One line of the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    pub group: &'static str,
+    pub setting: String,
+    pub current: String,
+    pub recommended: String,
+    pub why: String,
+    /// The command that changes it.
+    pub command: String,
+    /// Whether the current value differs from the recommendation.
+    pub finding: bool,
+    /// The severity if it is a finding.
+    pub severity: Severity,
+}
+
+/// What [`assess`] looks at.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    pub cfg: &'a Config,
+    /// Every stored policy document: (kind, scope as text, fields).
+    pub docs: &'a [(String, String, Fields)],
+    pub admins: &'a [AdminRow],
+    pub tokens: &'a [TokenRow],
+    /// `None` if it could not be checked.
+    pub audit_intact: Option<bool>,
+    pub now: i64,
+}
+
+/// A curated policy field: recommended value, and whether a value is weaker.
+struct PolicyCheck {
+    kind: &'static str,
+    field: &'static str,
+    group: &'static str,
+    severity: Severity,
+    recommended: &'static str,
+    weaker: fn(&Value) -> bool,
+}
+
+fn is_true(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+fn is_false(v: &Value) -> bool {
+    matches!(v, Value::Bool(false))
+}
+fn text_is(v: &Value, t: &str) -> bool {
+    matches!(v, Value::Text(s) if s == t)
+}
+
+const POLICY_CHECKS: &[PolicyCheck] = &[
+    PolicyCheck {
+        kind: "authentication",
+        field: "methods",
+        group: "Authentication",
+        severity: Severity::Medium,
+        recommended: "digest-sha256,client-certificate",
+        weaker: |v| matches!(v, Value::List(l) if l.iter().any(|m| m == "digest-md5")),
+    },
+    PolicyCheck {
+        kind: "authentication",
+        field: "second_factor",
+        group: "Authentication",
+        severity: Severity::Info,
+        recommended: "true",
+        weaker: is_false,
+    },
+    PolicyCheck {
+        kind: "authentication",
+        field: "lockout_threshold",
+        group: "Authentication",
+        severity: Severity::Medium,
+        recommended: "5 or fewer",
+        weaker: |v| matches!(v, Value::Int(n) if *n > 5),
+    },
+    PolicyCheck {
+        kind: "authentication",
+        field: "lockout_account_threshold",
+        group: "Authentication",
+        severity: Severity::Low,
+        recommended: "50 or fewer",
+        weaker: |v| matches!(v, Value::Int(n) if *n > 50),
+    },
+    PolicyCheck {
+        kind: "authentication",
+        field: "max_endpoints",
+        group: "Authentication",
+        severity: Severity::Low,
+        recommended: "8 or fewer",
+        weaker: |v| matches!(v, Value::Int(n) if *n > 8),
+    },
+    PolicyCheck {
+        kind: "client_version",
+        field: "enabled",
+        group: "Authentication",
+        severity: Severity::Low,
+        recommended: "true",
+        weaker: is_false,
+    },
+    PolicyCheck {
+        kind: "external_access",
+        field: "federation",
+        group: "Federation and external access",
+        severity: Severity::Info,
+        recommended: "false unless you federate",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "external_access",
+        field: "public_providers",
+        group: "Federation and external access",
+        severity: Severity::Medium,
+        recommended: "false",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "external_access",
+        field: "anonymous_meetings",
+        group: "Federation and external access",
+        severity: Severity::Medium,
+        recommended: "false",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "federation",
+        field: "partner_discovery",
+        group: "Federation and external access",
+        severity: Severity::High,
+        recommended: "false (list partners in allowed_domains)",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "federation",
+        field: "verification",
+        group: "Federation and external access",
+        severity: Severity::High,
+        recommended: "source",
+        weaker: |v| text_is(v, "unverified"),
+    },
+    PolicyCheck {
+        kind: "privacy",
+        field: "presence_federated",
+        group: "Privacy",
+        severity: Severity::Medium,
+        recommended: "contacts",
+        weaker: |v| text_is(v, "everyone"),
+    },
+    PolicyCheck {
+        kind: "privacy",
+        field: "presence_internal",
+        group: "Privacy",
+        severity: Severity::Low,
+        recommended: "contacts",
+        weaker: |v| text_is(v, "everyone"),
+    },
+    PolicyCheck {
+        kind: "privacy",
+        field: "strangers_may_im",
+        group: "Privacy",
+        severity: Severity::Medium,
+        recommended: "internal",
+        weaker: |v| text_is(v, "everyone"),
+    },
+    PolicyCheck {
+        kind: "privacy",
+        field: "publish_location",
+        group: "Privacy",
+        severity: Severity::Low,
+        recommended: "false",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "im_filter",
+        field: "enabled",
+        group: "IM and file transfer",
+        severity: Severity::Medium,
+        recommended: "true",
+        weaker: is_false,
+    },
+    PolicyCheck {
+        kind: "im_filter",
+        field: "block_file_links",
+        group: "IM and file transfer",
+        severity: Severity::Low,
+        recommended: "true",
+        weaker: is_false,
+    },
+    PolicyCheck {
+        kind: "file_transfer",
+        field: "blocked_extensions",
+        group: "IM and file transfer",
+        severity: Severity::Medium,
+        recommended: "the built-in list (executables and scripts)",
+        weaker: |v| {
+            let builtin = kind("file_transfer")
+                .and_then(|k| k.field("blocked_extensions"))
+                .map(|f| f.default.value());
+            match (v, builtin) {
+                (Value::List(l), Some(Value::List(d))) => d.iter().any(|e| !l.contains(e)),
+                _ => false,
+            }
+        },
+    },
+    PolicyCheck {
+        kind: "file_transfer",
+        field: "federated",
+        group: "IM and file transfer",
+        severity: Severity::Medium,
+        recommended: "block_all",
+        weaker: |v| text_is(v, "same"),
+    },
+    PolicyCheck {
+        kind: "conferencing",
+        field: "anonymous_participants",
+        group: "Conferencing",
+        severity: Severity::Medium,
+        recommended: "false",
+        weaker: is_true,
+    },
+    PolicyCheck {
+        kind: "conferencing",
+        field: "external_save_content",
+        group: "Conferencing",
+        severity: Severity::Low,
+        recommended: "false",
+        weaker: is_true,
+    },
+];
+
+fn show(v: &Value) -> String {
+    v.to_string()
+}
+
+fn policy_items(docs: &[(String, String, Fields)], out: &mut Vec<Item>) {
+    for c in POLICY_CHECKS {
+        let Some(spec) = kind(c.kind).and_then(|k| k.field(c.field)) else {
+            continue;
+        };
+        let global = docs
+            .iter()
+            .find(|(k, s, _)| k == c.kind && s == "global")
+            .and_then(|(_, _, f)| f.get(c.field).cloned())
+            .unwrap_or_else(|| spec.default.value());
+        // Narrower documents can weaken the setting for some users.
+        let weaker_elsewhere: Vec<String> = docs
+            .iter()
+            .filter(|(k, s, f)| {
+                k == c.kind && s != "global" && f.get(c.field).is_some_and(c.weaker)
+            })
+            .map(|(_, s, _)| s.clone())
+            .collect();
+        let mut current = show(&global);
+        if !weaker_elsewhere.is_empty() {
+            current = format!("{current} (weaker at {})", weaker_elsewhere.join(", "));
+        }
+        let finding = (c.weaker)(&global) || !weaker_elsewhere.is_empty();
+        let recommended_value = if c.recommended.contains(' ') {
+            show(&spec.default.value())
+        } else {
+            c.recommended.to_string()
+        };
+        let mut why = spec.doc.to_string();
+        if let Some(l) = spec.lync {
+            why.push_str(&format!(" (Lync: {l})"));
+        }
+        out.push(Item {
+            group: c.group,
+            setting: format!("policy {}.{}", c.kind, c.field),
+            current,
+            recommended: c.recommended.to_string(),
+            why,
+            command: format!(
+                "parapet admin policy set {} global {}={}",
+                c.kind, c.field, recommended_value
+            ),
+            finding,
+            severity: c.severity,
+        });
+    }
+}
+
+fn config_items(cfg: &Config, out: &mut Vec<Item>) {
+    let plain: Vec<String> = cfg
+        .listen
+        .iter()
+        .filter(|l| matches!(l.scheme, Scheme::Udp | Scheme::Tcp | Scheme::Ws))
+        .map(|l| l.to_string())
+        .collect();
+    out.push(Item {
+        group: "Transport",
+        setting: "config listen (encrypted transports only)".into(),
+        current: if plain.is_empty() { "TLS/WSS only".into() } else { format!("plain-text listeners: {}", plain.join(", ")) },
+        recommended: "TLS/WSS only".into(),
+        why: "SIP over UDP, TCP or WS is readable and forgeable on the network: credentials' digests, messages and call set-up.".into(),
+        command: "remove udp://, tcp:// and ws:// from `listen` and drop allow_insecure_transports (or --allow-insecure-transports), then restart `parapet serve`".into(),
+        finding: !plain.is_empty() || cfg.allow_insecure_transports,
+        severity: Severity::High,
+    });
+    let md5 = cfg
+        .digest_algorithms
+        .contains(&auth::digest::Algorithm::Md5);
+    out.push(Item {
+        group: "Authentication",
+        setting: "config digest_algorithms".into(),
+        current: cfg.digest_algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(","),
+        recommended: "SHA-256 only".into(),
+        why: "MD5 digest lets a captured exchange be attacked offline far faster; offer it only to clients that cannot do SHA-256.".into(),
+        command: "set digest_algorithms = [\"SHA-256\"] in the configuration file and restart `parapet serve`".into(),
+        finding: md5,
+        severity: Severity::Medium,
+    });
+    let loopback = cfg.admin_listen.ip().is_loopback();
+    out.push(Item {
+        group: "Administration",
+        setting: "config admin_listen".into(),
+        current: cfg.admin_listen.to_string(),
+        recommended: "a loopback address (127.0.0.1:9060)".into(),
+        why: "The admin listener is plain HTTP; off loopback, tokens and passwords cross the network unencrypted. Reach it over SSH instead.".into(),
+        command: "set admin_listen = \"127.0.0.1:9060\" in the configuration file (or --admin-listen) and restart `parapet serve`".into(),
+        finding: !loopback,
+        severity: Severity::High,
+    });
+    out.push(Item {
+        group: "Transport",
+        setting: "config tls_cert".into(),
+        current: if cfg.tls_cert.is_some() { "operator's certificate".into() } else { "generated by Parapet's private CA".into() },
+        recommended: "a certificate from the organisation's PKI for production".into(),
+        why: "Clients must trust the private CA explicitly; a certificate from your PKI is trusted by managed devices already.".into(),
+        command: "set tls_cert and tls_key in the configuration file and restart `parapet serve`".into(),
+        finding: cfg.tls_cert.is_none(),
+        severity: Severity::Info,
+    });
+    let d = auth::lockout::LockoutConfig::default();
+    let loose = cfg.lockout.source_threshold > d.source_threshold
+        || cfg.lockout.account_threshold > d.account_threshold;
+    out.push(Item {
+        group: "Authentication",
+        setting: "config lockout.source_threshold / account_threshold".into(),
+        current: format!("{} / {}", cfg.lockout.source_threshold, cfg.lockout.account_threshold),
+        recommended: format!("{} / {} or fewer", d.source_threshold, d.account_threshold),
+        why: "Failed sign-ins tolerated before an address (or unfamiliar addresses) are refused; higher lets password guessing run longer.".into(),
+        command: format!("set [lockout] source_threshold = {} and account_threshold = {} in the configuration file, or per scope: parapet admin policy set authentication global lockout_threshold={}", d.source_threshold, d.account_threshold, d.source_threshold),
+        finding: loose,
+        severity: Severity::Medium,
+    });
+    out.push(Item {
+        group: "Transport",
+        setting: "config limits.unauthenticated_rate".into(),
+        current: format!("{}/s, burst {}", cfg.unauthenticated_rate, cfg.unauthenticated_burst),
+        recommended: "20/s, burst 100 or less".into(),
+        why: "Bounds how fast one address can send requests before it is authenticated (guessing, floods).".into(),
+        command: "set [limits] unauthenticated_rate = 20 and unauthenticated_burst = 100 in the configuration file and restart".into(),
+        finding: cfg.unauthenticated_rate > 1000,
+        severity: Severity::Medium,
+    });
+}
+
+fn admin_items(f: &Facts<'_>, out: &mut Vec<Item>) {
+    let admins = f
+        .admins
+        .iter()
+        .filter(|a| a.enabled && a.role == "administrator")
+        .count();
+    out.push(Item {
+        group: "Administration",
+        setting: "enabled administrators with the administrator role".into(),
+        current: admins.to_string(),
+        recommended: "at least 2 (no single point of failure), few".into(),
+        why: "With none, only break-glass recovery can administer; with one, losing that person's second factor means recovery too.".into(),
+        command: "parapet admin admins create NAME --role administrator".into(),
+        finding: admins < 2,
+        severity: if admins == 0 { Severity::High } else { Severity::Low },
+    });
+    let long: Vec<&str> = f
+        .tokens
+        .iter()
+        .filter(|t| t.kind == "api" && t.expires_at > f.now && t.expires_at - f.now > 90 * 86_400)
+        .map(|t| t.id.as_str())
+        .collect();
+    out.push(Item {
+        group: "Administration",
+        setting: "API tokens valid for more than 90 days".into(),
+        current: if long.is_empty() { "none".into() } else { long.join(", ") },
+        recommended: "none".into(),
+        why: "A long-lived token is a long-lived credential: rotate automation tokens at least quarterly.".into(),
+        command: "parapet admin token revoke ID, then parapet admin token create NAME --expires-in-days 90".into(),
+        finding: !long.is_empty(),
+        severity: Severity::Low,
+    });
+    out.push(Item {
+        group: "Administration",
+        setting: "audit log chain".into(),
+        current: match f.audit_intact {
+            Some(true) => "intact".into(),
+            Some(false) => "DAMAGED".into(),
+            None => "not checked".into(),
+        },
+        recommended: "intact".into(),
+        why: "A record that was changed or removed means someone edited the database directly.".into(),
+        command: "parapet admin audit verify (names the first damaged record); restore the database from a backup and investigate".into(),
+        finding: f.audit_intact != Some(true),
+        severity: Severity::High,
+    });
+}
+
+/// Every item of the view, grouped in a stable order.
+pub fn assess(f: &Facts<'_>) -> Vec<Item> {
+    let mut out = Vec::new();
+    config_items(f.cfg, &mut out);
+    policy_items(f.docs, &mut out);
+    admin_items(f, &mut out);
+    let order = [
+        "Transport",
+        "Authentication",
+        "Administration",
+        "Federation and external access",
+        "Privacy",
+        "IM and file transfer",
+        "Conferencing",
+    ];
+    out.sort_by_key(|i| {
+        order
+            .iter()
+            .position(|g| *g == i.group)
+            .unwrap_or(order.len())
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        crate::RawConfig::default().build().unwrap()
+    }
+
+    fn admin(name: &str) -> AdminRow {
+        AdminRow {
+            name: name.into(),
+            password: String::new(),
+            totp: vec![],
+            totp_last_step: None,
+            role: "administrator".into(),
+            enabled: true,
+            failed: 0,
+            locked_until: 0,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn defaults_leave_only_the_expected_findings() {
+        let c = cfg();
+        let admins = [admin("a"), admin("b")];
+        let items = assess(&Facts {
+            cfg: &c,
+            docs: &[],
+            admins: &admins,
+            tokens: &[],
+            audit_intact: Some(true),
+            now: 0,
+        });
+        let findings: Vec<(&str, Severity)> = items
+            .iter()
+            .filter(|i| i.finding)
+            .map(|i| (i.setting.as_str(), i.severity))
+            .collect();
+        // What the defaults knowingly leave: the generated certificate, MD5
+        // offered after SHA-256 for clients without it, and no second factor
+        // (SIP clients cannot present one). None is high.
+        assert_eq!(
+            findings,
+            vec![
+                ("config tls_cert", Severity::Info),
+                ("config digest_algorithms", Severity::Medium),
+                ("policy authentication.second_factor", Severity::Info),
+            ],
+            "{items:#?}"
+        );
+        assert!(items
+            .iter()
+            .all(|i| !i.command.is_empty() && !i.why.is_empty()));
+    }
+
+    #[test]
+    fn weakened_settings_are_findings_with_the_fixing_command() {
+        let mut c = cfg();
+        c.allow_insecure_transports = true;
+        let k = kind("federation").unwrap();
+        let mut fed = Fields::new();
+        fed.insert(
+            "partner_discovery".into(),
+            k.parse("partner_discovery", "true").unwrap(),
+        );
+        let mut site = Fields::new();
+        site.insert("presence_federated".into(), Value::Text("everyone".into()));
+        let docs = vec![
+            ("federation".to_string(), "global".to_string(), fed),
+            ("privacy".to_string(), "site:berlin".to_string(), site),
+        ];
+        let items = assess(&Facts {
+            cfg: &c,
+            docs: &docs,
+            admins: &[],
+            tokens: &[],
+            audit_intact: Some(false),
+            now: 0,
+        });
+        let get = |s: &str| items.iter().find(|i| i.setting == s).unwrap();
+        let t = get("config listen (encrypted transports only)");
+        assert!(t.finding && t.severity == Severity::High);
+        let d = get("policy federation.partner_discovery");
+        assert!(d.finding && d.severity == Severity::High);
+        assert_eq!(
+            d.command,
+            "parapet admin policy set federation global partner_discovery=false"
+        );
+        let p = get("policy privacy.presence_federated");
+        assert!(
+            p.finding && p.current.contains("weaker at site:berlin"),
+            "{p:?}"
+        );
+        assert!(
+            get("enabled administrators with the administrator role").severity == Severity::High
+        );
+        assert!(get("audit log chain").finding);
+    }
+}
