@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's sip-tester (SIPp) and
-# baresip-core for the end-to-end tests, cargo-fuzz for the fuzz smoke run.
+# baresip-core for the end-to-end tests, cargo-fuzz for the fuzz smoke run,
+# schemathesis for the admin API.
 set -euo pipefail
 
 need_apt=()
@@ -13,3 +14,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+# Schemathesis (PyPI) checks the admin API against its own OpenAPI document;
+# it lives in a virtual environment of its own (the e2e test looks there).
+venv="${PARAPET_VENV:-$HOME/.cache/parapet/venv}"
+schemathesis_version="4.32.5"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; then
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q "schemathesis==$schemathesis_version"
+fi

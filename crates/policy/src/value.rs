@@ -54,6 +54,11 @@ pub enum FieldType {
     Tokens {
         max: usize,
     },
+    /// Several of the listed words (at least `min`, no duplicates).
+    Set {
+        of: &'static [&'static str],
+        min: usize,
+    },
 }
 
 /// Why a value was refused; the text says what to write instead.
@@ -98,14 +103,15 @@ impl FieldType {
                 Err(_) => return err(format!("{text:?} is not a whole number")),
             },
             FieldType::Choice(_) | FieldType::Text { .. } => Value::Text(text.to_string()),
-            FieldType::Domains { .. } | FieldType::Extensions { .. } | FieldType::Tokens { .. } => {
-                Value::List(
-                    text.split(',')
-                        .map(|s| s.trim().to_ascii_lowercase())
-                        .filter(|s| !s.is_empty())
-                        .collect(),
-                )
-            }
+            FieldType::Domains { .. }
+            | FieldType::Extensions { .. }
+            | FieldType::Tokens { .. }
+            | FieldType::Set { .. } => Value::List(
+                text.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
         };
         self.check(&v)?;
         Ok(v)
@@ -174,7 +180,59 @@ impl FieldType {
                 },
                 "lower-case letters, digits and + - . : * only, such as https:",
             ),
+            (FieldType::Set { of, min }, Value::List(items)) => {
+                if items.len() < *min {
+                    return err(format!(
+                        "at least {min} of {} must stay listed",
+                        of.join(", ")
+                    ));
+                }
+                check_list(
+                    items,
+                    of.len(),
+                    "choice",
+                    |t| of.contains(&t),
+                    &format!("one of {}", of.join(", ")),
+                )
+            }
             _ => err(format!("expected {}", self.describe())),
+        }
+    }
+
+    /// The JSON Schema of the typed JSON form (what `fields_from_json` and the
+    /// admin API take), exactly as strict as [`FieldType::check`].
+    pub fn json_schema(&self) -> serde_json::Value {
+        use serde_json::json;
+        let list = |max: usize, item: serde_json::Value| json!({ "type": "array", "maxItems": max, "uniqueItems": true, "items": item });
+        match self {
+            FieldType::Bool => json!({ "type": "boolean" }),
+            FieldType::Int { min, max } => {
+                json!({ "type": "integer", "minimum": min, "maximum": max })
+            }
+            FieldType::Choice(words) => json!({ "type": "string", "enum": words }),
+            FieldType::Text { max } => {
+                json!({ "type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" })
+            }
+            FieldType::Domains { max } => list(
+                *max,
+                json!({
+                    "type": "string", "maxLength": 253,
+                    "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+                }),
+            ),
+            FieldType::Extensions { max } => list(
+                *max,
+                json!({ "type": "string", "pattern": "^\\.[a-z0-9]{1,15}$" }),
+            ),
+            FieldType::Tokens { max } => list(
+                *max,
+                json!({ "type": "string", "pattern": "^[a-z0-9+.:*-]{1,32}$" }),
+            ),
+            FieldType::Set { of, min } => {
+                let mut s = list(of.len(), json!({ "type": "string", "enum": of }));
+                s["minItems"] = json!(min);
+                s
+            }
         }
     }
 
@@ -193,6 +251,12 @@ impl FieldType {
             }
             FieldType::Tokens { max } => {
                 format!("a comma-separated list of at most {max} prefixes")
+            }
+            FieldType::Set { of, min } => {
+                format!(
+                    "a comma-separated list of {} (at least {min})",
+                    of.join(", ")
+                )
             }
         }
     }
@@ -260,6 +324,28 @@ mod tests {
         );
         // A value of the wrong shape is refused too.
         assert!(FieldType::Bool.check(&Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn sets_take_listed_words_only() {
+        let t = FieldType::Set {
+            of: &["a", "b", "c"],
+            min: 1,
+        };
+        assert_eq!(
+            t.parse("B, a"),
+            Ok(Value::List(vec!["b".into(), "a".into()]))
+        );
+        assert!(t.parse("").unwrap_err().0.contains("at least 1 of a, b, c"));
+        assert!(t
+            .parse("a,d")
+            .unwrap_err()
+            .0
+            .contains("\"d\" is not a valid choice"));
+        assert!(t.parse("a,a").unwrap_err().0.contains("listed twice"));
+        let s = t.json_schema();
+        assert_eq!(s["minItems"], 1);
+        assert_eq!(s["items"]["enum"], serde_json::json!(["a", "b", "c"]));
     }
 
     #[test]

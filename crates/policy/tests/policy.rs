@@ -295,7 +295,7 @@ fn invalid_snapshots_say_what_to_fix() {
         )],
         vec![]
     )
-    .contains("at least one sign-in method"));
+    .contains("at least 1 of digest-sha256, digest-md5, client-certificate must stay listed"));
     assert!(err(
         vec![doc(
             "federation",

@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// Shortest administrator password accepted.
 pub const MIN_LEN: usize = 12;
-/// Longest accepted (bounds the hashing work an attacker can ask for).
+/// Longest accepted, in characters (bounds the hashing work an attacker can ask for).
 pub const MAX_LEN: usize = 1024;
 
 /// Checks length bounds; the message says what to fix.
@@ -21,8 +21,8 @@ pub fn check(password: &str) -> Result<(), String> {
             "an administrator password needs at least {MIN_LEN} characters (this one has {n})"
         ));
     }
-    if password.len() > MAX_LEN {
-        return Err(format!("a password is at most {MAX_LEN} bytes"));
+    if n > MAX_LEN {
+        return Err(format!("a password is at most {MAX_LEN} characters"));
     }
     Ok(())
 }
@@ -43,7 +43,7 @@ pub fn hash(password: &str) -> Result<String, String> {
 
 /// Whether `password` matches the stored `phc` string.
 pub fn verify(password: &str, phc: &str) -> bool {
-    if password.len() > MAX_LEN {
+    if password.chars().count() > MAX_LEN {
         return false;
     }
     match PasswordHash::new(phc) {

@@ -9,6 +9,29 @@ use store::{NewUser, Sqlite, Users};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted, in characters.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 128;
+
+/// One user of a bulk import.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportUser {
+    pub uri: String,
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+/// Checks a display name: one line, bounded.
+pub fn check_display_name(d: &str) -> Result<(), String> {
+    if d.chars().count() > MAX_DISPLAY_NAME || d.chars().any(char::is_control) {
+        return Err(format!(
+            "the display name must be one line of at most {MAX_DISPLAY_NAME} characters"
+        ));
+    }
+    Ok(())
+}
 
 /// User management over a store handle (an audited one for changes).
 #[derive(Debug, Clone)]
@@ -73,9 +96,15 @@ impl Manager {
     }
 
     fn seal(&self, aor: &str, user: &str, password: &str) -> Result<Vec<u8>, String> {
-        if password.chars().count() < MIN_PASSWORD_LEN {
+        let n = password.chars().count();
+        if n < MIN_PASSWORD_LEN {
             return Err(format!(
                 "the password for {aor} is too short: use at least {MIN_PASSWORD_LEN} characters"
+            ));
+        }
+        if n > MAX_PASSWORD_LEN {
+            return Err(format!(
+                "the password for {aor} is too long: use at most {MAX_PASSWORD_LEN} characters"
             ));
         }
         let s = DigestSecrets::from_password(user, &self.realm, password);
@@ -144,33 +173,24 @@ impl Manager {
             .collect())
     }
 
-    /// Imports `uri<TAB>password[<TAB>display name]` lines, all or nothing.
-    /// Errors name the line.
-    pub async fn import(&self, tsv: &str) -> Result<usize, String> {
+    /// Imports users, all or nothing. Errors name the entry (1-based).
+    pub async fn import(&self, list: Vec<ImportUser>) -> Result<usize, String> {
         let now = crate::unix_now();
-        let mut users = Vec::new();
-        for (i, line) in tsv.lines().enumerate() {
+        let mut users = Vec::with_capacity(list.len());
+        for (i, u) in list.into_iter().enumerate() {
             let n = i + 1;
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
+            let (aor, user) = self
+                .parse_uri(&u.uri)
+                .map_err(|e| format!("user {n}: {e}"))?;
+            if let Some(d) = &u.display_name {
+                check_display_name(d).map_err(|e| format!("user {n}: {e}"))?;
             }
-            let mut cols = line.split('\t');
-            let (Some(uri), Some(pw)) = (cols.next(), cols.next()) else {
-                return Err(format!(
-                    "line {n}: expected uri<TAB>password[<TAB>display name]"
-                ));
-            };
-            let display = cols.next().map(str::to_owned).filter(|d| !d.is_empty());
-            if cols.next().is_some() {
-                return Err(format!("line {n}: too many columns (expected at most 3)"));
-            }
-            let (aor, user) = self.parse_uri(uri).map_err(|e| format!("line {n}: {e}"))?;
             let secret = self
-                .seal(&aor, &user, pw)
-                .map_err(|e| format!("line {n}: {e}"))?;
+                .seal(&aor, &user, &u.password)
+                .map_err(|e| format!("user {n}: {e}"))?;
             users.push(NewUser {
                 aor,
-                display_name: display,
+                display_name: u.display_name.filter(|d| !d.is_empty()),
                 secret,
                 created_at: now,
             });

@@ -332,11 +332,23 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
         ],
         "",
     );
+    // The CLI checks with the server's own rules before sending...
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        out(&o).contains("(400)") && out(&o).contains("lockout_threshold"),
+        out(&o).contains("lockout_threshold: 0 is out of range; use a number from 1 to 1000"),
         "{}",
         out(&o)
+    );
+    // ...and the server refuses it too, for any client.
+    let (line, body) = s.http(
+        "PATCH",
+        "/v1/policies/authentication/global",
+        Some(&s.token),
+        r#"{"set":{"lockout_threshold":0}}"#,
+    );
+    assert!(
+        line.contains(" 400") && body.contains("lockout_threshold: 0 is out of range"),
+        "{line} {body}"
     );
     let o = s.admin(
         &[
@@ -425,4 +437,141 @@ fn the_security_view_and_the_posture_check_name_the_fix() {
     let o = check(&token_for(&s, "help-desk"), &[]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("(403)"), "{}", out(&o));
+}
+
+#[test]
+fn sign_in_needs_the_password_and_a_fresh_code() {
+    let s = Server::new("signin");
+    let o = s.admin(
+        &[
+            "--output=json",
+            "admins",
+            "create",
+            "ops",
+            "--role",
+            "view-only",
+            "--password-stdin",
+        ],
+        "ops password 1234",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.get("password").is_none(),
+        "a chosen password is not echoed: {v}"
+    );
+    let secret = rbac::totp::decode(v["totp_secret"].as_str().unwrap()).unwrap();
+    let server = format!("--server=http://127.0.0.1:{}", s.admin);
+    let login = |password: &str, code: &str| {
+        s.cli(
+            &[
+                "admin",
+                &server,
+                "login",
+                "--name",
+                "ops",
+                "--password-stdin",
+                "--code",
+                code,
+            ],
+            password,
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = rbac::totp::code(&secret, now);
+    let wrong_code = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let o = login("ops password 1234", &wrong_code);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("(401)") && out(&o).contains("name, password or code is wrong"),
+        "{}",
+        out(&o)
+    );
+    // The right password and code: a session kept in the session file.
+    let o = login("ops password 1234", &code);
+    assert!(
+        o.status.success() && out(&o).contains("signed in as ops (role view-only)"),
+        "{}",
+        out(&o)
+    );
+    let o = s.cli(&["admin", &server, "whoami"], "");
+    assert!(
+        o.status.success() && out(&o).contains("view-only"),
+        "{}",
+        out(&o)
+    );
+    // The same code again is a replay.
+    let o = login("ops password 1234", &code);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    // Logging out ends the session.
+    let o = s.cli(&["admin", &server, "logout"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let o = s.cli(&["admin", &server, "whoami"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).contains("not signed in"), "{}", out(&o));
+    // Five wrong passwords lock the administrator, even with the right ones after.
+    for _ in 0..5 {
+        let o = login("not the password", &code);
+        assert_eq!(o.status.code(), Some(1));
+    }
+    let next = rbac::totp::code(&secret, now + rbac::totp::STEP);
+    let o = login("ops password 1234", &next);
+    assert!(
+        out(&o).contains("(403)") && out(&o).contains("locked"),
+        "{}",
+        out(&o)
+    );
+    // Every failed sign-in is in the audit log.
+    let o = s.admin(
+        &["--output=json", "audit", "list", "--object", "admin:ops"],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let denied = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "session.create" && r["outcome"] == "denied")
+        .count();
+    assert_eq!(denied, 1 + 1 + 5 + 1, "{v}");
+    // An administrator can lift the lock by resetting the password.
+    let o = s.admin(
+        &[
+            "--output=json",
+            "admins",
+            "update",
+            "ops",
+            "--reset-password",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fresh = v["password"].as_str().unwrap().to_string();
+    let o = login(&fresh, &next);
+    assert!(o.status.success(), "{}", out(&o));
+    // The generated password is changed by its owner, who must know it.
+    let passwd = |stdin: &str| s.cli(&["admin", &server, "passwd", "--password-stdin"], stdin);
+    let o = passwd("not it\nops new password 5678");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("(403)") && out(&o).contains("current password is wrong"),
+        "{}",
+        out(&o)
+    );
+    let o = passwd(&format!("{fresh}\nshort"));
+    assert!(
+        out(&o).contains("(400)") && out(&o).contains("at least 12"),
+        "{}",
+        out(&o)
+    );
+    let o = passwd(&format!("{fresh}\nops new password 5678"));
+    assert!(
+        o.status.success() && out(&o).contains("password changed"),
+        "{}",
+        out(&o)
+    );
 }

@@ -15,6 +15,7 @@ macro_rules! passes {
 }
 
 mod admin;
+mod api;
 mod bad_input;
 mod baresip;
 mod calls;

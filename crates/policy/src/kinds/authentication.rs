@@ -1,16 +1,16 @@
 //! How users prove who they are, and the security filter's thresholds.
 
-use crate::spec::{Builtin as D, FieldSpec, Fields, KindSpec};
-use crate::value::{FieldType as T, Value, ValueError};
+use crate::spec::{no_cross_rules, Builtin as D, FieldSpec, KindSpec};
+use crate::value::FieldType as T;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "authentication",
     doc: "Sign-in methods, second factor, lockout thresholds and endpoint limits.",
-    check_fields,
+    check_fields: no_cross_rules,
     fields: &[
         FieldSpec {
             name: "methods",
-            ty: T::Tokens { max: 4 },
+            ty: T::Set { of: METHODS, min: 1 },
             default: D::List(&["digest-sha256", "client-certificate"]),
             doc: "Sign-in methods allowed: digest-sha256, digest-md5 (for clients without SHA-256), client-certificate.",
             lync: Some("NTLM, Kerberos, TLS-DSK certificates"),
@@ -61,20 +61,3 @@ pub static SPEC: KindSpec = KindSpec {
 };
 
 const METHODS: &[&str] = &["digest-sha256", "digest-md5", "client-certificate"];
-
-fn check_fields(f: &Fields) -> Result<(), ValueError> {
-    if let Some(Value::List(methods)) = f.get("methods") {
-        if methods.is_empty() {
-            return Err(ValueError(
-                "methods: at least one sign-in method must stay allowed".into(),
-            ));
-        }
-        if let Some(m) = methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
-            return Err(ValueError(format!(
-                "methods: {m:?} is not a sign-in method; use {}",
-                METHODS.join(", ")
-            )));
-        }
-    }
-    Ok(())
-}

@@ -1,7 +1,8 @@
 //! Operations, roles, administrators and API tokens.
 
+use super::extract::P as Path;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbac::{Role, Target};
@@ -40,6 +41,7 @@ pub(crate) async fn roles(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RoleBody {
     #[serde(default)]
     description: String,
@@ -138,6 +140,7 @@ pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct CreateBody {
     name: String,
     role: String,
@@ -186,6 +189,7 @@ pub(crate) async fn create(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> A
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBody {
     role: Option<String>,
     enabled: Option<bool>,
@@ -331,6 +335,7 @@ pub(crate) async fn tokens(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TokenBody {
     name: String,
     /// Defaults to the caller's own role.

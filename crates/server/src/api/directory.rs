@@ -1,7 +1,8 @@
 //! User groups, their members, and users' sites.
 
+use super::extract::P as Path;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rbac::Target;
@@ -34,6 +35,7 @@ pub(crate) async fn groups(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct GroupBody {
     #[serde(default)]
     priority: u32,
@@ -184,6 +186,7 @@ pub(crate) async fn remove_member(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SiteBody {
     site: Option<String>,
 }

@@ -16,6 +16,7 @@
 mod access;
 mod admins;
 mod directory;
+mod extract;
 mod openapi;
 mod policies;
 mod session;
@@ -87,6 +88,7 @@ pub(crate) struct Ctx {
     pub(crate) store: Sqlite,
     pub(crate) seal: Arc<SecretKey>,
     pub(crate) users: Manager,
+    pub(crate) realm: String,
     pub(crate) cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     core: mpsc::Sender<AdminCmd>,
@@ -111,14 +113,20 @@ pub(crate) fn problem(status: StatusCode, detail: impl Into<String>) -> Response
 
 pub(crate) type ApiResult = Result<Response, Response>;
 
-/// Parses a JSON body; a bad one is a 400 that says what is wrong.
+/// Parses a JSON body, which must be an object; a bad one is a 400 that
+/// says what is wrong. (serde would also take an array for a struct.)
 pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let bad = |e: String| {
         problem(
             StatusCode::BAD_REQUEST,
             format!("the request body is not valid: {e}"),
         )
-    })
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if !v.is_object() {
+        return Err(bad("expected a JSON object".into()));
+    }
+    serde_json::from_value(v).map_err(|e| bad(e.to_string()))
 }
 
 /// A store or core failure: logged, answered with 500 without details.
@@ -254,6 +262,7 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
         users: Manager::new(s.store.clone(), s.seal.clone(), s.realm.clone()),
         store: s.store,
         seal: s.seal,
+        realm: s.realm,
         cfg: s.cfg,
         metrics: s.metrics,
         core: s.core,

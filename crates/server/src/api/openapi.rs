@@ -1,466 +1,569 @@
-//! The OpenAPI 3.0 document, built from one table of the routes, kept in step
-//! with the router in `mod.rs` by hand (no test checks the two agree yet).
+//! The OpenAPI 3.0 document, built at request time so that its schemas are
+//! as strict as the handlers: user URIs in this server's domain, names,
+//! password lengths, the role names that exist, and one policy path per kind
+//! with each field's exact type (from the policy crate). The e2e tests run
+//! schemathesis against it and call every path it lists.
 
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::json as respond;
+use super::{internal, json as respond, ApiResult, Ctx};
 
-/// (method, path, summary, required operation, request body schema, success status)
-type Route = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<fn() -> Value>,
-    u16,
-);
-
-fn obj(required: &[&str], props: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": props, "additionalProperties": false })
+/// What the schemas depend on.
+struct Facts<'a> {
+    domain: &'a str,
+    roles: Vec<String>,
 }
 
 fn s() -> Value {
     json!({ "type": "string" })
 }
 
-const ROUTES: &[Route] = &[
-    (
-        "post",
-        "/v1/session",
-        "Sign in with password and TOTP code; returns a session token",
-        "",
-        Some(|| {
-            obj(
-                &["name", "password", "code"],
-                json!({ "name": s(), "password": s(), "code": s() }),
-            )
-        }),
-        201,
-    ),
-    (
-        "delete",
-        "/v1/session",
-        "Sign out (revokes the session token used)",
-        "",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/me",
-        "The caller's administrator, role and operations",
-        "",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/v1/me/password",
-        "Change one's own password",
-        "",
-        Some(|| obj(&["current", "new"], json!({ "current": s(), "new": s() }))),
-        204,
-    ),
-    (
-        "get",
-        "/v1/status",
-        "Server status and warnings",
-        "status.read",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/lockouts",
-        "Active sign-in lockouts",
-        "lockouts.read",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/lockouts/clear",
-        "Clear lockouts (all, or by account and/or source)",
-        "lockouts.clear",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/users",
-        "SIP users (within the role's scope)",
-        "users.read",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/users",
-        "Add a SIP user",
-        "users.write",
-        Some(|| {
-            obj(
-                &["uri", "password"],
-                json!({ "uri": s(), "password": s(), "display_name": s() }),
-            )
-        }),
-        201,
-    ),
-    (
-        "post",
-        "/v1/users/import",
-        "Import users from TSV lines, all or nothing",
-        "users.write",
-        Some(|| obj(&["tsv"], json!({ "tsv": s() }))),
-        201,
-    ),
-    (
-        "get",
-        "/v1/users/{uri}",
-        "One SIP user",
-        "users.read",
-        None,
-        200,
-    ),
-    (
-        "delete",
-        "/v1/users/{uri}",
-        "Remove a SIP user with their registrations and messages",
-        "users.write",
-        None,
-        204,
-    ),
-    (
-        "put",
-        "/v1/users/{uri}/password",
-        "Set a SIP user's password",
-        "users.write",
-        Some(|| obj(&["password"], json!({ "password": s() }))),
-        204,
-    ),
-    (
-        "put",
-        "/v1/users/{uri}/enabled",
-        "Enable or disable a SIP user",
-        "users.write",
-        Some(|| obj(&["enabled"], json!({ "enabled": { "type": "boolean" } }))),
-        204,
-    ),
-    (
-        "put",
-        "/v1/users/{uri}/site",
-        "Set (or clear with null) a user's home site",
-        "users.write",
-        Some(|| {
-            obj(
-                &["site"],
-                json!({ "site": { "type": "string", "nullable": true } }),
-            )
-        }),
-        204,
-    ),
-    (
-        "get",
-        "/v1/users/{uri}/effective",
-        "The user's effective policy, each field with its origin",
-        "users.read, policies.read",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/groups",
-        "User groups with their members",
-        "groups.read",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/v1/groups/{name}",
-        "Create or update a group",
-        "groups.write",
-        Some(|| {
-            obj(
-                &[],
-                json!({ "priority": { "type": "integer", "minimum": 0, "maximum": 1000000 }, "description": s() }),
-            )
-        }),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/groups/{name}",
-        "Remove a group with its memberships and grants",
-        "groups.write",
-        None,
-        204,
-    ),
-    (
-        "put",
-        "/v1/groups/{name}/members/{uri}",
-        "Add a member",
-        "groups.write",
-        None,
-        204,
-    ),
-    (
-        "delete",
-        "/v1/groups/{name}/members/{uri}",
-        "Remove a member",
-        "groups.write",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/policy-kinds",
-        "Policy kinds with their fields, types, defaults and docs",
-        "policies.read",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/policies",
-        "Every policy document",
-        "policies.read",
-        None,
-        200,
-    ),
-    (
-        "patch",
-        "/v1/policies/{kind}/{scope}",
-        "Set or unset fields of a document (scope: global, site:NAME, named:NAME)",
-        "policies.write.KIND",
-        Some(|| {
-            obj(
-                &[],
-                json!({ "set": { "type": "object", "additionalProperties": true }, "unset": { "type": "array", "items": s() } }),
-            )
-        }),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/policies/{kind}/{scope}",
-        "Remove a document",
-        "policies.write.KIND",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/grants",
-        "Grants of named policies",
-        "policies.read",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/v1/grants/{kind}/{target}",
-        "Grant a named policy to user:URI or group:NAME",
-        "policies.grant.KIND",
-        Some(|| obj(&["policy"], json!({ "policy": s() }))),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/grants/{kind}/{target}",
-        "Revoke a grant",
-        "policies.grant.KIND",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/operations",
-        "The operation catalog",
-        "roles.read",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/roles",
-        "Predefined and custom roles",
-        "roles.read",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/v1/roles/{name}",
-        "Create or update a custom role",
-        "roles.write",
-        Some(|| {
-            obj(
-                &["operations"],
-                json!({ "description": s(), "operations": { "type": "array", "items": s() }, "site": { "type": "string", "nullable": true }, "group": { "type": "string", "nullable": true } }),
-            )
-        }),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/roles/{name}",
-        "Remove a custom role",
-        "roles.write",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/admins",
-        "Administrators",
-        "admins.read",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/admins",
-        "Create an administrator; returns the TOTP secret (and a generated password) once",
-        "admins.write",
-        Some(|| {
-            obj(
-                &["name", "role"],
-                json!({ "name": s(), "role": s(), "password": s() }),
-            )
-        }),
-        201,
-    ),
-    (
-        "patch",
-        "/v1/admins/{name}",
-        "Change an administrator's role or state, or reset their password or TOTP",
-        "admins.write",
-        Some(|| {
-            obj(
-                &[],
-                json!({ "role": s(), "enabled": { "type": "boolean" }, "reset_password": { "type": "boolean" }, "reset_totp": { "type": "boolean" } }),
-            )
-        }),
-        200,
-    ),
-    (
-        "delete",
-        "/v1/admins/{name}",
-        "Remove an administrator and their tokens",
-        "admins.write",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/tokens",
-        "Live tokens (one's own; everyone's with admins.read)",
-        "",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/v1/tokens",
-        "Create an API token (returned once)",
-        "tokens.write",
-        Some(|| {
-            obj(
-                &["name", "expires_in_days"],
-                json!({ "name": s(), "role": s(), "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 366 } }),
-            )
-        }),
-        201,
-    ),
-    (
-        "delete",
-        "/v1/tokens/{id}",
-        "Revoke a token (others' need admins.write)",
-        "",
-        None,
-        204,
-    ),
-    (
-        "get",
-        "/v1/audit",
-        "Audit records, newest first",
-        "audit.read",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/v1/audit/verify",
-        "Check the audit chain",
-        "audit.read",
-        None,
-        200,
-    ),
-];
+fn name() -> Value {
+    json!({ "type": "string", "pattern": "^[a-z0-9._-]{1,64}$" })
+}
 
-fn query_params(method: &str, path: &str) -> Vec<Value> {
-    let q = |name: &str, ty: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty } });
-    match (method, path) {
-        ("post", "/v1/lockouts/clear") => vec![q("account", "string"), q("source", "string")],
-        ("get", "/v1/users/{uri}/effective") => vec![q("kind", "string")],
-        ("get", "/v1/audit") => vec![
-            q("actor", "string"),
-            q("object", "string"),
-            q("since", "integer"),
-            q("until", "integer"),
-            q("limit", "integer"),
-        ],
-        _ => vec![],
+fn nullable(mut v: Value) -> Value {
+    v["nullable"] = json!(true);
+    // OpenAPI 3.0.3: an enum must list null itself to allow it.
+    if let Some(e) = v.get_mut("enum").and_then(Value::as_array_mut) {
+        e.push(Value::Null);
+    }
+    v
+}
+
+/// One line, no control characters, at most `max` characters.
+fn line(max: usize) -> Value {
+    json!({ "type": "string", "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" })
+}
+
+fn obj(required: &[&str], props: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": props, "additionalProperties": false })
+}
+
+impl Facts<'_> {
+    fn escaped_domain(&self) -> String {
+        self.domain.replace('.', "\\.")
+    }
+
+    fn uri(&self) -> Value {
+        json!({ "type": "string", "pattern": format!("^sip:[A-Za-z0-9_~-]{{1,64}}@{}$", self.escaped_domain()) })
+    }
+
+    fn role(&self) -> Value {
+        json!({ "type": "string", "enum": self.roles })
+    }
+
+    fn password(&self, min: usize) -> Value {
+        json!({ "type": "string", "minLength": min, "maxLength": 1024 })
     }
 }
 
-pub(crate) fn build() -> Value {
-    let problem = json!({ "description": "a problem+json error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
-    let mut paths = serde_json::Map::new();
-    for &(method, path, summary, op, req, ok) in ROUTES {
-        let mut params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        params.extend(query_params(method, path));
-        let mut responses = serde_json::Map::new();
+struct Doc {
+    paths: Map<String, Value>,
+}
+
+const ERRORS: &[&str] = &["400", "401", "403", "404", "409", "503"];
+
+impl Doc {
+    #[allow(clippy::too_many_arguments)]
+    fn op(
+        &mut self,
+        method: &str,
+        path: &str,
+        summary: &str,
+        permission: &str,
+        params: Vec<Value>,
+        body: Option<Value>,
+        ok: u16,
+    ) {
+        let mut responses = Map::new();
         let success = if ok == 204 {
             json!({ "description": "done" })
         } else {
             json!({ "description": "success", "content": { "application/json": { "schema": {} } } })
         };
         responses.insert(ok.to_string(), success);
-        for code in ["400", "401", "403", "404", "409", "503"] {
-            responses.insert(code.into(), problem.clone());
+        for code in ERRORS {
+            responses.insert(
+                (*code).into(),
+                json!({ "description": "a problem+json error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
+            );
         }
         let mut operation = json!({
             "summary": summary,
             "operationId": format!("{method}{}", path.replace(['/', '{', '}', '-'], "_")),
             "parameters": params,
             "responses": responses,
-            "x-parapet-operation": op,
+            "x-parapet-operation": permission,
         });
-        if path == "/v1/session" && method == "post" {
+        if permission.is_empty() && path == "/v1/session" && method == "post" {
             operation["security"] = json!([]);
         }
-        if let Some(schema) = req {
-            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema() } } });
+        if let Some(schema) = body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        let entry = self
+            .paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}));
         entry[method] = operation;
     }
+}
+
+fn path_param(n: &str, schema: Value) -> Value {
+    json!({ "name": n, "in": "path", "required": true, "schema": schema })
+}
+
+fn query(n: &str, schema: Value) -> Value {
+    json!({ "name": n, "in": "query", "required": false, "schema": schema })
+}
+
+fn build(f: &Facts<'_>) -> Value {
+    let mut d = Doc { paths: Map::new() };
+    let uri = || path_param("uri", f.uri());
+    let nm = |n: &str| path_param(n, name());
+    let int64 = json!({ "type": "integer", "format": "int64" });
+
+    d.op(
+        "post",
+        "/v1/session",
+        "Sign in with password and TOTP code; returns a session token",
+        "",
+        vec![],
+        Some(obj(
+            &["name", "password", "code"],
+            json!({ "name": s(), "password": s(), "code": s() }),
+        )),
+        201,
+    );
+    d.op(
+        "delete",
+        "/v1/session",
+        "Sign out (revokes the token used)",
+        "",
+        vec![],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/v1/me",
+        "The caller's administrator, role and operations",
+        "",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "put",
+        "/v1/me/password",
+        "Change one's own password",
+        "",
+        vec![],
+        Some(obj(
+            &["current", "new"],
+            json!({ "current": s(), "new": f.password(12) }),
+        )),
+        204,
+    );
+    d.op(
+        "get",
+        "/v1/status",
+        "Server status and warnings",
+        "status.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op("get", "/v1/security", "Every security-relevant setting: current, recommended, why, the command that changes it, and whether it is a finding", "security.read", vec![], None, 200);
+    d.op(
+        "get",
+        "/v1/lockouts",
+        "Active sign-in lockouts",
+        "lockouts.read",
+        vec![],
+        None,
+        200,
+    );
+    let ip = json!({ "anyOf": [{ "type": "string", "format": "ipv4" }, { "type": "string", "format": "ipv6" }] });
+    d.op(
+        "post",
+        "/v1/lockouts/clear",
+        "Clear lockouts (all, or by account and/or source address)",
+        "lockouts.clear",
+        vec![query("account", f.uri()), query("source", ip)],
+        None,
+        200,
+    );
+
+    d.op(
+        "get",
+        "/v1/users",
+        "SIP users (within the role's scope)",
+        "users.read",
+        vec![],
+        None,
+        200,
+    );
+    let new_user = obj(
+        &["uri", "password"],
+        json!({ "uri": f.uri(), "password": f.password(8), "display_name": nullable(line(128)) }),
+    );
+    d.op(
+        "post",
+        "/v1/users",
+        "Add a SIP user",
+        "users.write",
+        vec![],
+        Some(new_user.clone()),
+        201,
+    );
+    d.op(
+        "post",
+        "/v1/users/import",
+        "Import users, all or nothing",
+        "users.write",
+        vec![],
+        Some(obj(
+            &["users"],
+            json!({ "users": { "type": "array", "maxItems": 100000, "items": new_user } }),
+        )),
+        201,
+    );
+    d.op(
+        "get",
+        "/v1/users/{uri}",
+        "One SIP user",
+        "users.read",
+        vec![uri()],
+        None,
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}",
+        "Remove a SIP user with their registrations and messages",
+        "users.write",
+        vec![uri()],
+        None,
+        204,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/password",
+        "Set a SIP user's password",
+        "users.write",
+        vec![uri()],
+        Some(obj(&["password"], json!({ "password": f.password(8) }))),
+        204,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/enabled",
+        "Enable or disable a SIP user",
+        "users.write",
+        vec![uri()],
+        Some(obj(
+            &["enabled"],
+            json!({ "enabled": { "type": "boolean" } }),
+        )),
+        204,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/site",
+        "Set a user's home site (null or absent: clear it)",
+        "users.write",
+        vec![uri()],
+        Some(obj(&[], json!({ "site": nullable(name()) }))),
+        204,
+    );
+    let kinds: Vec<&str> = policy::spec::kinds().iter().map(|k| k.name).collect();
+    d.op(
+        "get",
+        "/v1/users/{uri}/effective",
+        "The user's effective policy, each field with its origin",
+        "users.read, policies.read",
+        vec![
+            uri(),
+            query("kind", json!({ "type": "string", "enum": kinds })),
+        ],
+        None,
+        200,
+    );
+
+    d.op(
+        "get",
+        "/v1/groups",
+        "User groups with their members",
+        "groups.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op("put", "/v1/groups/{name}", "Create or update a group", "groups.write", vec![nm("name")], Some(obj(&[], json!({ "priority": { "type": "integer", "minimum": 0, "maximum": 1000000 }, "description": line(200) }))), 200);
+    d.op(
+        "delete",
+        "/v1/groups/{name}",
+        "Remove a group with its memberships and grants",
+        "groups.write",
+        vec![nm("name")],
+        None,
+        204,
+    );
+    d.op(
+        "put",
+        "/v1/groups/{name}/members/{uri}",
+        "Add a member",
+        "groups.write",
+        vec![nm("name"), uri()],
+        None,
+        204,
+    );
+    d.op(
+        "delete",
+        "/v1/groups/{name}/members/{uri}",
+        "Remove a member",
+        "groups.write",
+        vec![nm("name"), uri()],
+        None,
+        204,
+    );
+
+    d.op(
+        "get",
+        "/v1/policy-kinds",
+        "Policy kinds with their fields, types, defaults and docs",
+        "policies.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/policies",
+        "Every policy document",
+        "policies.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/grants",
+        "Grants of named policies",
+        "policies.read",
+        vec![],
+        None,
+        200,
+    );
+    let scope = path_param(
+        "scope",
+        json!({ "type": "string", "pattern": "^(global|site:[a-z0-9._-]{1,64}|named:[a-z0-9._-]{1,64})$" }),
+    );
+    let target = path_param(
+        "target",
+        json!({ "type": "string", "pattern": format!("^(user:sip:[A-Za-z0-9_~-]{{1,64}}@{}|group:[a-z0-9._-]{{1,64}})$", f.escaped_domain()) }),
+    );
+    for k in policy::spec::kinds() {
+        let props: Map<String, Value> = k
+            .fields
+            .iter()
+            .map(|fs| (fs.name.to_string(), fs.ty.json_schema()))
+            .collect();
+        let names: Vec<&str> = k.fields.iter().map(|fs| fs.name).collect();
+        let patch = obj(
+            &[],
+            json!({
+                "set": { "type": "object", "properties": props, "additionalProperties": false },
+                "unset": { "type": "array", "items": { "type": "string", "enum": names } },
+            }),
+        );
+        let p = format!("/v1/policies/{}/{{scope}}", k.name);
+        d.op(
+            "patch",
+            &p,
+            &format!(
+                "Set or unset fields of a {} document (scope: global, site:NAME, named:NAME)",
+                k.name
+            ),
+            &format!("policies.write.{}", k.name),
+            vec![scope.clone()],
+            Some(patch),
+            200,
+        );
+        d.op(
+            "delete",
+            &p,
+            &format!("Remove a {} document", k.name),
+            &format!("policies.write.{}", k.name),
+            vec![scope.clone()],
+            None,
+            204,
+        );
+        let g = format!("/v1/grants/{}/{{target}}", k.name);
+        d.op(
+            "put",
+            &g,
+            &format!("Grant a named {} policy to user:URI or group:NAME", k.name),
+            &format!("policies.grant.{}", k.name),
+            vec![target.clone()],
+            Some(obj(&["policy"], json!({ "policy": name() }))),
+            200,
+        );
+        d.op(
+            "delete",
+            &g,
+            &format!("Revoke a {} grant", k.name),
+            &format!("policies.grant.{}", k.name),
+            vec![target.clone()],
+            None,
+            204,
+        );
+    }
+
+    let ops = rbac::ops::all();
+    d.op(
+        "get",
+        "/v1/operations",
+        "The operation catalog",
+        "roles.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/roles",
+        "Predefined and custom roles",
+        "roles.read",
+        vec![],
+        None,
+        200,
+    );
+    let predefined: Vec<String> = rbac::predefined().into_iter().map(|r| r.name).collect();
+    let role_name = path_param(
+        "name",
+        json!({ "allOf": [name(), { "not": { "enum": predefined } }] }),
+    );
+    let role_body = obj(
+        &["operations"],
+        json!({
+            "description": line(200),
+            "operations": { "type": "array", "minItems": 1, "items": { "type": "string", "enum": ops } },
+            "site": nullable(name()),
+            "group": nullable(name()),
+        }),
+    );
+    d.op(
+        "put",
+        "/v1/roles/{name}",
+        "Create or update a custom role",
+        "roles.write",
+        vec![role_name.clone()],
+        Some(role_body),
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/roles/{name}",
+        "Remove a custom role",
+        "roles.write",
+        vec![role_name],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/v1/admins",
+        "Administrators",
+        "admins.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "post",
+        "/v1/admins",
+        "Create an administrator; returns the TOTP secret (and a generated password) once",
+        "admins.write",
+        vec![],
+        Some(obj(
+            &["name", "role"],
+            json!({ "name": name(), "role": f.role(), "password": nullable(f.password(12)) }),
+        )),
+        201,
+    );
+    d.op("patch", "/v1/admins/{name}", "Change an administrator's role or state, or reset their password or TOTP", "admins.write", vec![nm("name")], Some(obj(&[], json!({ "role": nullable(f.role()), "enabled": nullable(json!({ "type": "boolean" })), "reset_password": { "type": "boolean" }, "reset_totp": { "type": "boolean" } }))), 200);
+    d.op(
+        "delete",
+        "/v1/admins/{name}",
+        "Remove an administrator and their tokens",
+        "admins.write",
+        vec![nm("name")],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/v1/tokens",
+        "Live tokens (one's own; everyone's with admins.read)",
+        "",
+        vec![],
+        None,
+        200,
+    );
+    d.op("post", "/v1/tokens", "Create an API token (returned once)", "tokens.write", vec![], Some(obj(&["name", "expires_in_days"], json!({ "name": name(), "role": nullable(f.role()), "expires_in_days": { "type": "integer", "minimum": 1, "maximum": 366 } }))), 201);
+    d.op(
+        "delete",
+        "/v1/tokens/{id}",
+        "Revoke a token (others' need admins.write)",
+        "",
+        vec![path_param(
+            "id",
+            json!({ "type": "string", "pattern": "^[0-9a-f]{16}$" }),
+        )],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/v1/audit",
+        "Audit records, newest first",
+        "audit.read",
+        vec![
+            query("actor", line(200)),
+            query("object", line(200)),
+            query("since", int64.clone()),
+            query("until", int64),
+            query(
+                "limit",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            ),
+        ],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/audit/verify",
+        "Check the audit chain",
+        "audit.read",
+        vec![],
+        None,
+        200,
+    );
+
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Parapet admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks."
+            "description": "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks. Errors are application/problem+json."
         },
-        "paths": paths,
+        "paths": d.paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
@@ -475,6 +578,18 @@ pub(crate) fn build() -> Value {
     })
 }
 
-pub(crate) async fn document() -> Response {
-    respond(StatusCode::OK, &build())
+pub(crate) async fn document(State(ctx): State<Ctx>) -> ApiResult {
+    let mut roles: Vec<String> = rbac::predefined().into_iter().map(|r| r.name).collect();
+    roles.extend(
+        store::Admins::roles(&ctx.store)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|r| r.name),
+    );
+    let doc = build(&Facts {
+        domain: &ctx.realm,
+        roles,
+    });
+    Ok(respond(StatusCode::OK, &doc))
 }

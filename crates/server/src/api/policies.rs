@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::extract::{P as Path, Q as Query};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use policy::spec::{kind, kinds as all_kinds, Fields, KindSpec};
@@ -120,8 +121,9 @@ pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PatchBody {
-    /// Field values: text as the CLI takes it (`"5"`, `"a,b"`), or typed JSON.
+    /// Field values as typed JSON (`true`, `5`, `"text"`, `["a", "b"]`).
     #[serde(default)]
     set: BTreeMap<String, serde_json::Value>,
     /// Fields to remove (they fall back to wider scopes).
@@ -164,19 +166,8 @@ pub(crate) async fn patch(
         }
         fields.remove(name);
     }
-    for (name, v) in b.set {
-        let value = match v {
-            serde_json::Value::String(text) => k.parse(&name, &text).map_err(bad)?,
-            other => {
-                let one = serde_json::json!({ name.clone(): other }).to_string();
-                policy::fields_from_json(k, &one)
-                    .map_err(bad)?
-                    .remove(&name)
-                    .unwrap_or(Value::Bool(false))
-            }
-        };
-        fields.insert(name, value);
-    }
+    let typed = serde_json::Value::Object(b.set.into_iter().collect()).to_string();
+    fields.extend(policy::fields_from_json(k, &typed).map_err(bad)?);
     k.check_all(&fields).map_err(bad)?;
     let after = fields_json(&fields);
     ctx.audited(
@@ -284,6 +275,7 @@ async fn grant_target(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct GrantBody {
     policy: String,
 }
@@ -339,6 +331,7 @@ pub(crate) async fn revoke(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EffectiveQuery {
     kind: Option<String>,
 }

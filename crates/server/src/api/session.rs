@@ -18,6 +18,7 @@ const MAX_FAILURES: i64 = 5;
 const LOCK_SECS: i64 = 15 * 60;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SignInBody {
     name: String,
     password: String,
@@ -176,6 +177,7 @@ pub(crate) async fn me(c: Caller) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PasswordBody {
     current: String,
     new: String,

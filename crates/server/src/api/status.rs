@@ -2,7 +2,8 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Query, State};
+use super::extract::Q as Query;
+use axum::extract::State;
 use axum::http::StatusCode;
 use rbac::Target;
 use serde::Deserialize;
@@ -32,6 +33,7 @@ pub(crate) async fn lockouts(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ClearQuery {
     account: Option<String>,
     source: Option<String>,
@@ -92,6 +94,7 @@ pub(crate) async fn clear(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     actor: Option<String>,
     object: Option<String>,
@@ -121,6 +124,19 @@ pub(crate) async fn audit_list(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult {
     ctx.allow(&c, "audit.read", Target::Any, "audit").await?;
+    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(problem(StatusCode::BAD_REQUEST, "limit must be 1-1000"));
+    }
+    for (what, v) in [("actor", &q.actor), ("object", &q.object)] {
+        if v.as_ref()
+            .is_some_and(|t| t.chars().count() > 200 || t.chars().any(char::is_control))
+        {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                format!("{what} must be one line of at most 200 characters"),
+            ));
+        }
+    }
     let f = AuditFilter {
         actor: q.actor,
         object: q.object,

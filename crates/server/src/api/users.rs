@@ -1,7 +1,8 @@
 //! SIP users: list, add, import, show, password, enable/disable, remove.
 
+use super::extract::P as Path;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbac::Target;
@@ -86,6 +87,7 @@ pub(crate) async fn show(State(ctx): State<Ctx>, c: Caller, Path(uri): Path<Stri
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AddBody {
     uri: String,
     password: String,
@@ -120,30 +122,33 @@ pub(crate) async fn add(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiR
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ImportBody {
-    /// `uri<TAB>password[<TAB>display name]` lines.
-    tsv: String,
+    users: Vec<crate::manage::ImportUser>,
 }
+
+/// Most users one import takes.
+const MAX_IMPORT: usize = 100_000;
 
 pub(crate) async fn import(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
     let b: ImportBody = body(&bytes)?;
+    if b.users.len() > MAX_IMPORT {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} users in one import; at most {MAX_IMPORT}: split the file",
+                b.users.len()
+            ),
+        ));
+    }
     ctx.allow(&c, "users.write", Target::All, "users").await?;
-    let lines = b
-        .tsv
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .count();
-    let store = ctx.audited(
-        &c,
-        "users.write",
-        "users",
-        None,
-        Some(serde_json::json!({ "imported": lines })),
-    );
+    let uris: Vec<&str> = b.users.iter().map(|u| u.uri.as_str()).collect();
+    let after = serde_json::json!({ "imported": uris.len(), "users": uris });
+    let store = ctx.audited(&c, "users.write", "users", None, Some(after));
     let n = ctx
         .users
         .with_store(store)
-        .import(&b.tsv)
+        .import(b.users)
         .await
         .map_err(refused)?;
     ctx.publish().await?;
@@ -154,6 +159,7 @@ pub(crate) async fn import(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> A
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PasswordBody {
     password: String,
 }
@@ -185,6 +191,7 @@ pub(crate) async fn passwd(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EnabledBody {
     enabled: bool,
 }

@@ -1,0 +1,364 @@
+//! The `parapet admin` and `parapet security` command lines (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+#[derive(Args)]
+pub(crate) struct AdminArgs {
+    /// The admin listener of the running server.
+    #[arg(
+        long = "server",
+        env = "PARAPET_ADMIN_URL",
+        default_value = "http://127.0.0.1:9060",
+        global = true
+    )]
+    pub(super) server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub(super) output: Output,
+    #[command(subcommand)]
+    pub(super) cmd: AdminCmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub(super) enum AdminCmd {
+    /// Sign in with password and TOTP code; the session is kept in
+    /// ~/.config/parapet/session (or PARAPET_ADMIN_SESSION) for 8 hours.
+    ///
+    /// Example: parapet admin login --name root
+    Login {
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The current code from the authenticator app (asked for if omitted).
+        #[arg(long)]
+        code: Option<String>,
+        /// Print the session token instead of saving it (for scripts).
+        #[arg(long)]
+        print_token: bool,
+    },
+    /// End the session.
+    Logout,
+    /// Who the current token belongs to, and what it may do.
+    Whoami,
+    /// Change your own password: asks for the current one and the new one
+    /// (twice); with --password-stdin, reads the current and the new one as
+    /// two lines.
+    Passwd {
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Break-glass: create a new administrator directly in the data directory
+    /// (needs filesystem access to it; audited). Also how the first
+    /// administrator is made. Prints the password and TOTP secret once.
+    ///
+    /// Example: parapet admin recover --data-dir /var/lib/parapet --name root
+    Recover {
+        #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Server status and warnings.
+    Status,
+    /// Sign-in lockouts.
+    #[command(subcommand)]
+    Lockout(LockoutCmd),
+    /// SIP users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// User groups (departments, teams).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Policy documents and effective policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Grants of named policies to users and groups.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// Roles and the operation catalog.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Administrators.
+    #[command(subcommand)]
+    Admins(AdminsCmd),
+    /// API tokens for automation.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Every security-relevant setting in one view.
+    #[command(subcommand)]
+    Security(SecurityShowCmd),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: parapet admin completions bash > /etc/bash_completion.d/parapet
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub(super) enum SecurityShowCmd {
+    /// Each setting (configuration and policy) grouped, with its current
+    /// value, the recommended value, why, and the command that changes it.
+    ///
+    /// Example: parapet admin security show --output json
+    Show,
+}
+
+/// `parapet security ...`.
+#[derive(Args)]
+pub(crate) struct SecurityArgs {
+    /// The admin listener of the running server.
+    #[arg(
+        long = "server",
+        env = "PARAPET_ADMIN_URL",
+        default_value = "http://127.0.0.1:9060",
+        global = true
+    )]
+    pub(super) server: String,
+    #[command(subcommand)]
+    pub(super) cmd: SecurityCmd,
+}
+
+#[derive(Subcommand)]
+pub(super) enum SecurityCmd {
+    /// The posture check: each finding with severity, explanation and the
+    /// command that fixes it. Exit status 3 when a high-severity finding
+    /// exists (1 for errors, 0 otherwise). Needs a token with security.read.
+    ///
+    /// Example: parapet security check --json
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum LockoutCmd {
+    List,
+    /// Example: parapet admin lockout clear --account sip:alice@example.com --source 198.51.100.7
+    Clear {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum UserCmd {
+    List,
+    Show {
+        uri: String,
+    },
+    /// The password is read from standard input (--password-stdin) or the terminal.
+    ///
+    /// Example: echo 'correct horse battery' | parapet admin user add sip:alice@example.com --password-stdin
+    Add {
+        uri: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Passwd {
+        uri: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Enable {
+        uri: String,
+    },
+    Disable {
+        uri: String,
+    },
+    Remove {
+        uri: String,
+    },
+    /// TSV lines: uri<TAB>password[<TAB>display name]; all or nothing.
+    Import {
+        file: PathBuf,
+    },
+    /// Set a user's home site (or --clear it).
+    Site {
+        uri: String,
+        site: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum GroupCmd {
+    List,
+    /// Example: parapet admin group create sales --priority 10 --description "Sales team"
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        priority: u32,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Remove {
+        name: String,
+    },
+    AddMember {
+        name: String,
+        uri: String,
+    },
+    RemoveMember {
+        name: String,
+        uri: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum PolicyCmd {
+    /// Every kind with its fields, types, defaults and documentation.
+    Kinds,
+    List,
+    /// Set fields: SCOPE is global, site:NAME or named:NAME.
+    ///
+    /// Example: parapet admin policy set authentication global lockout_threshold=3
+    Set {
+        kind: String,
+        scope: String,
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        fields: Vec<String>,
+    },
+    /// Remove fields from a document (they fall back to wider scopes).
+    Unset {
+        kind: String,
+        scope: String,
+        #[arg(required = true)]
+        fields: Vec<String>,
+    },
+    Remove {
+        kind: String,
+        scope: String,
+    },
+    /// Each field's effective value for a user and where it came from.
+    ///
+    /// Example: parapet admin policy effective sip:alice@example.com --kind privacy
+    Effective {
+        uri: String,
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum GrantCmd {
+    List,
+    /// TARGET is user:sip:alice@example.com or group:NAME.
+    ///
+    /// Example: parapet admin grant add privacy strict group:sales
+    Add {
+        kind: String,
+        policy: String,
+        target: String,
+    },
+    Remove {
+        kind: String,
+        target: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum RoleCmd {
+    List,
+    Operations,
+    /// Create or replace a custom role.
+    ///
+    /// Example: parapet admin role set berlin-desk --operation users.read --operation lockouts.clear --site berlin
+    Set {
+        name: String,
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum AdminsCmd {
+    List,
+    /// Prints the TOTP secret to enrol (and the password, if generated) once.
+    Create {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input (else one is generated).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Update {
+        name: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        #[arg(long)]
+        reset_password: bool,
+        #[arg(long)]
+        reset_totp: bool,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum TokenCmd {
+    List,
+    /// Example: parapet admin token create ci --expires-in-days 30 --role view-only
+    Create {
+        name: String,
+        #[arg(long)]
+        expires_in_days: i64,
+        #[arg(long)]
+        role: Option<String>,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum AuditCmd {
+    /// Example: parapet admin audit list --actor admin:root --object user: --since 1767225600
+    List {
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        object: Option<String>,
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Recompute the hash chain; exits 1 if a record was changed or removed.
+    Verify,
+}

@@ -1,0 +1,125 @@
+//! `parapet admin user ...`.
+
+use serde_json::{json, Value};
+
+use super::args::{Output, UserCmd};
+use super::client::{encode, secret_input, Client};
+use super::render::render;
+
+pub(super) async fn user(
+    c: Client,
+    cmd: UserCmd,
+    out: Output,
+    done: impl Fn(String),
+) -> Result<(), String> {
+    let path = |uri: &str, rest: &str| format!("/v1/users/{}{rest}", encode(uri));
+    match cmd {
+        UserCmd::List => render(&c.call("GET", "/v1/users".into(), None).await?, out),
+        UserCmd::Show { uri } => render(&c.call("GET", path(&uri, ""), None).await?, out),
+        UserCmd::Add {
+            uri,
+            display_name,
+            password_stdin,
+        } => {
+            let pw = secret_input(password_stdin, &uri)?;
+            let v = c
+                .call(
+                    "POST",
+                    "/v1/users".into(),
+                    Some(json!({ "uri": uri, "password": pw, "display_name": display_name })),
+                )
+                .await?;
+            done(format!(
+                "added {}",
+                v.get("uri").and_then(|u| u.as_str()).unwrap_or(&uri)
+            ));
+        }
+        UserCmd::Passwd {
+            uri,
+            password_stdin,
+        } => {
+            let pw = secret_input(password_stdin, &uri)?;
+            c.call(
+                "PUT",
+                path(&uri, "/password"),
+                Some(json!({ "password": pw })),
+            )
+            .await?;
+            done(format!("password changed for {uri}"));
+        }
+        UserCmd::Enable { uri } => {
+            c.call(
+                "PUT",
+                path(&uri, "/enabled"),
+                Some(json!({ "enabled": true })),
+            )
+            .await?;
+            done(format!("enabled {uri}"));
+        }
+        UserCmd::Disable { uri } => {
+            c.call(
+                "PUT",
+                path(&uri, "/enabled"),
+                Some(json!({ "enabled": false })),
+            )
+            .await?;
+            done(format!("disabled {uri}"));
+        }
+        UserCmd::Remove { uri } => {
+            c.call("DELETE", path(&uri, ""), None).await?;
+            done(format!("removed {uri}"));
+        }
+        UserCmd::Import { file } => {
+            let tsv =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let users = tsv_users(&tsv).map_err(|e| format!("{}: {e}", file.display()))?;
+            let v = c
+                .call(
+                    "POST",
+                    "/v1/users/import".into(),
+                    Some(json!({ "users": users })),
+                )
+                .await?;
+            done(format!(
+                "imported {} users",
+                v.get("imported").map(|n| n.to_string()).unwrap_or_default()
+            ));
+        }
+        UserCmd::Site { uri, site, clear } => {
+            if site.is_none() && !clear {
+                return Err("give a site name, or --clear to remove the user's site".into());
+            }
+            c.call("PUT", path(&uri, "/site"), Some(json!({ "site": site })))
+                .await?;
+            done(match site {
+                Some(s) => format!("{uri} is now homed at site {s}"),
+                None => format!("{uri} has no site"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `uri<TAB>password[<TAB>display name]` lines (blank lines and `#` comments
+/// skipped) as the import API's list; errors name the line.
+pub(super) fn tsv_users(tsv: &str) -> Result<Vec<Value>, String> {
+    let mut users = Vec::new();
+    for (i, line) in tsv.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut cols = line.split('\t');
+        let (Some(uri), Some(password)) = (cols.next(), cols.next()) else {
+            return Err(format!(
+                "line {n}: expected uri<TAB>password[<TAB>display name]"
+            ));
+        };
+        let display = cols.next().filter(|d| !d.is_empty());
+        if cols.next().is_some() {
+            return Err(format!("line {n}: too many columns (expected at most 3)"));
+        }
+        users.push(json!({ "uri": uri, "password": password, "display_name": display }));
+    }
+    Ok(users)
+}
