@@ -482,8 +482,27 @@ async fn policies_grants_groups_and_sites() {
         .remove_policy("privacy", PolicyScope::Named("open".into()))
         .await
         .unwrap());
-    // Removing a user takes their site along.
+    // Removing a user takes their site and their grants along.
+    s.put_policy(PolicyRow {
+        kind: "privacy".into(),
+        scope: PolicyScope::Named("again".into()),
+        fields_json: "{}".into(),
+    })
+    .await
+    .unwrap();
+    s.put_grant(GrantRow {
+        kind: "privacy".into(),
+        policy: "again".into(),
+        target: GrantTargetRow::User("sip:alice@example.com".into()),
+    })
+    .await
+    .unwrap();
     assert!(s.remove_user("sip:alice@example.com").await.unwrap());
-    assert!(s.policy_state().await.unwrap().sites.is_empty());
+    let st = s.policy_state().await.unwrap();
+    assert!(st.sites.is_empty() && st.grants.is_empty(), "{st:?}");
+    assert!(s
+        .remove_policy("privacy", PolicyScope::Named("again".into()))
+        .await
+        .unwrap());
     s.set_site("sip:x@example.com", None).await.unwrap();
 }

@@ -265,7 +265,10 @@ async fn grant_target(
         _ => return Err(problem(StatusCode::BAD_REQUEST, format!("grant target {text:?} is not valid: write user:sip:alice@example.com or group:NAME"))),
     };
     match &t {
-        GrantTargetRow::User(a) => ctx.allow_user(c, op, a).await?,
+        GrantTargetRow::User(a) => {
+            ctx.allow_user(c, op, a).await?;
+            super::users::find(ctx, a).await?;
+        }
         GrantTargetRow::Group(g) => {
             ctx.allow(c, op, Target::Group(g), &format!("group:{g}"))
                 .await?
@@ -346,6 +349,7 @@ pub(crate) async fn effective(
     ctx.allow_user(&c, "users.read", &aor).await?;
     ctx.allow(&c, "policies.read", Target::Any, "policies")
         .await?;
+    super::users::find(&ctx, &aor).await?;
     let wanted: Vec<&KindSpec> = match &q.kind {
         Some(n) => vec![kind_or_404(n)?],
         None => all_kinds().to_vec(),

@@ -39,7 +39,7 @@ fn view(u: &UserInfo, set: &PolicySet) -> serde_json::Value {
     })
 }
 
-async fn find(ctx: &Ctx, aor: &str) -> Result<UserInfo, Response> {
+pub(crate) async fn find(ctx: &Ctx, aor: &str) -> Result<UserInfo, Response> {
     let users = ctx.users.list().await.map_err(internal)?;
     users.into_iter().find(|u| u.uri == aor).ok_or_else(|| {
         problem(

@@ -115,6 +115,13 @@ impl Users for Sqlite {
     async fn remove_user(&self, aor: &str) -> Result<bool> {
         let aor = aor.to_owned();
         self.write(move |c| {
+            // Grants name users by text (a grant may target a group too), so
+            // they are removed here; memberships and sites cascade.
+            c.execute(
+                "DELETE FROM policy_grants WHERE target_kind = 'user' AND target = ?1",
+                [&aor],
+            )
+            .map_err(db)?;
             c.execute("DELETE FROM users WHERE aor = ?1", [aor])
                 .map(|n| n == 1)
                 .map_err(db)
