@@ -108,6 +108,21 @@ pub fn lockout_limits(
     cfg
 }
 
+/// Whether the user's authentication policy allows the digest algorithm
+/// their client used (`methods`: digest-sha256, digest-md5). The server offers
+/// every configured algorithm to everyone (so challenges do not tell users
+/// apart) and enforces the policy here, after the password proved right.
+pub fn digest_allowed(set: &PolicySet, aor: &str, alg: auth::digest::Algorithm) -> bool {
+    let Ok(eff) = set.snapshot.effective(aor, "authentication") else {
+        return false;
+    };
+    let method = match alg {
+        auth::digest::Algorithm::Sha256 => "digest-sha256",
+        auth::digest::Algorithm::Md5 => "digest-md5",
+    };
+    eff.list("methods").iter().any(|m| m == method)
+}
+
 /// Why a client was refused at sign-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientBlocked {
@@ -208,6 +223,30 @@ mod tests {
             ("default_action", Value::Text("block".into())),
         ]);
         assert!(client_allowed(&off, "sip:a@x", Some("x")).is_ok());
+    }
+
+    #[test]
+    fn digest_algorithms_follow_the_methods() {
+        use auth::digest::Algorithm::{Md5, Sha256};
+        let none = PolicySet::default();
+        assert!(digest_allowed(&none, "sip:a@x", Sha256));
+        assert!(
+            !digest_allowed(&none, "sip:a@x", Md5),
+            "MD5 needs an explicit policy"
+        );
+        let doc = PolicyDoc {
+            kind: "authentication".into(),
+            scope: Scope::Global,
+            fields: [("methods".to_string(), list(&["digest-md5"]))]
+                .into_iter()
+                .collect(),
+        };
+        let s = PolicySet {
+            version: 1,
+            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
+        };
+        assert!(digest_allowed(&s, "sip:a@x", Md5));
+        assert!(!digest_allowed(&s, "sip:a@x", Sha256));
     }
 
     #[test]

@@ -327,11 +327,11 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         group: "Authentication",
         setting: "config digest_algorithms".into(),
         current: cfg.digest_algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(","),
-        recommended: "SHA-256 only".into(),
-        why: "MD5 digest lets a captured exchange be attacked offline far faster; offer it only to clients that cannot do SHA-256.".into(),
+        recommended: "SHA-256 only, once no client needs MD5".into(),
+        why: "MD5 is offered in challenges; a user signs in with it only where the authentication policy lists digest-md5 (see policy authentication.methods). A captured MD5 exchange is far easier to attack offline.".into(),
         command: "set digest_algorithms = [\"SHA-256\"] in the configuration file and restart `parapet serve`".into(),
         finding: md5,
-        severity: Severity::Medium,
+        severity: Severity::Low,
     });
     let loopback = cfg.admin_listen.ip().is_loopback();
     out.push(Item {
@@ -491,13 +491,13 @@ mod tests {
             .map(|i| (i.setting.as_str(), i.severity))
             .collect();
         // What the defaults knowingly leave: the generated certificate, MD5
-        // offered after SHA-256 for clients without it, and no second factor
-        // (SIP clients cannot present one). None is high.
+        // offered after SHA-256 (accepted only where policy allows it), and
+        // no second factor (SIP clients cannot present one). None is high.
         assert_eq!(
             findings,
             vec![
                 ("config tls_cert", Severity::Info),
-                ("config digest_algorithms", Severity::Medium),
+                ("config digest_algorithms", Severity::Low),
                 ("policy authentication.second_factor", Severity::Info),
             ],
             "{items:#?}"

@@ -263,6 +263,36 @@ fn changes_are_audited_and_tampering_is_detected() {
 fn policy_changes_take_effect_on_the_next_sip_request() {
     let s = Server::new("policy");
     s.add_user("carol", "correct horse battery");
+    // The default authentication policy allows only SHA-256 digest; SIPp
+    // speaks MD5: the right password, refused by policy (the harness had
+    // allowed MD5 globally; take that back).
+    let o = s.admin(
+        &["policy", "unset", "authentication", "global", "methods"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(
+        s,
+        s.sipp(
+            "register_md5_refused.xml",
+            "carol",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "methods=digest-sha256,digest-md5",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
     let sipp = |scenario: &str, password: &str| {
         s.sipp(scenario, "carol", password, "127.0.0.1", free_port(), &[])
     };

@@ -50,6 +50,20 @@ impl Server {
         };
         s.start();
         s.token = s.bootstrap_admin("root");
+        // SIPp 3.6 and baresip 1.0 know only MD5 digest, which the default
+        // authentication policy does not allow: allow it, as an operator with
+        // such clients would (policy_changes_take_effect_... tests the refusal).
+        let o = s.admin(
+            &[
+                "policy",
+                "set",
+                "authentication",
+                "global",
+                "methods=digest-sha256,digest-md5",
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         s
     }
 

@@ -82,6 +82,19 @@ impl Core {
             .verify(&creds, method, uri, secrets.as_ref(), now)
         {
             Ok(a) if a.username() == user => {
+                if !crate::policy_set::digest_allowed(&self.policies, aor, a.algorithm()) {
+                    // The password was right; the policy refuses the method.
+                    // Not a failed sign-in for the lockout filter.
+                    tracing::info!(%aor, algorithm = a.algorithm().name(), "sign-in refused: the authentication policy does not allow this digest algorithm");
+                    self.reply(
+                        r,
+                        403,
+                        "Forbidden (Digest Algorithm Not Allowed by Policy)",
+                        &[],
+                    )
+                    .await;
+                    return false;
+                }
                 self.filter.success(aor, ip, now);
                 true
             }
