@@ -4,7 +4,7 @@ use sip::headers::{CSeq, CallId, Contact, Expires, Path, Supported, UserAgent};
 use sip::{unquote, Message, Uri};
 use store::Binding;
 
-use crate::location::{Entry, Location};
+use crate::location::{Entry, Location, RegistrarConfig};
 
 /// The transport flow (connection) a binding was registered over, opaque here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +94,25 @@ impl Location {
         flow: Option<Flow>,
         now: i64,
     ) -> Result<Registered, RegisterError> {
-        let cfg = self.config;
+        let max = self.config.max_bindings;
+        self.register_limited(aor, req, source, flow, now, max)
+    }
+
+    /// [`Location::register`] with this user's endpoint cap (from their
+    /// authentication policy) instead of the configured one.
+    pub fn register_limited(
+        &mut self,
+        aor: &str,
+        req: &Message,
+        source: &str,
+        flow: Option<Flow>,
+        now: i64,
+        max_bindings: usize,
+    ) -> Result<Registered, RegisterError> {
+        let cfg = RegistrarConfig {
+            max_bindings,
+            ..self.config
+        };
         let call_id = req
             .typed::<CallId>()
             .ok()

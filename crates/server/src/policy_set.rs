@@ -80,6 +80,25 @@ impl PolicySet {
     }
 }
 
+/// The field's value where an administrator set it at some scope that applies
+/// to the user; `None` where it is the built-in default (the configuration
+/// then decides).
+fn set_int(set: &PolicySet, aor: &str, kind: &str, field: &str) -> Option<i64> {
+    let eff = set.snapshot.effective(aor, kind).ok()?;
+    let set_here = eff
+        .origin(field)
+        .is_some_and(|o| !matches!(o, policy::FieldOrigin::Default));
+    set_here.then(|| eff.int(field)).flatten()
+}
+
+/// How many devices the user may have registered: the authentication
+/// policy's max_endpoints where set, else the configuration's cap.
+pub fn max_endpoints(set: &PolicySet, aor: &str, configured: usize) -> usize {
+    set_int(set, aor, "authentication", "max_endpoints")
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(configured)
+}
+
 /// Lockout thresholds for one account: the authentication policy's where an
 /// administrator set them (at any scope), else the configuration's.
 pub fn lockout_limits(
@@ -87,23 +106,18 @@ pub fn lockout_limits(
     aor: &str,
     base: auth::lockout::LockoutConfig,
 ) -> auth::lockout::LockoutConfig {
-    let Ok(eff) = set.snapshot.effective(aor, "authentication") else {
-        return base;
-    };
-    let set_here = |name: &str| {
-        eff.origin(name)
-            .is_some_and(|o| !matches!(o, policy::FieldOrigin::Default))
+    let int = |field: &str| {
+        set_int(set, aor, "authentication", field).and_then(|v| u32::try_from(v).ok())
     };
     let mut cfg = base;
-    let int = |name: &str| eff.int(name).and_then(|v| u32::try_from(v).ok());
-    if set_here("lockout_threshold") {
-        cfg.source_threshold = int("lockout_threshold").unwrap_or(cfg.source_threshold);
+    if let Some(n) = int("lockout_threshold") {
+        cfg.source_threshold = n;
     }
-    if set_here("lockout_account_threshold") {
-        cfg.account_threshold = int("lockout_account_threshold").unwrap_or(cfg.account_threshold);
+    if let Some(n) = int("lockout_account_threshold") {
+        cfg.account_threshold = n;
     }
-    if set_here("lockout_window_secs") {
-        cfg.window = int("lockout_window_secs").map_or(cfg.window, u64::from);
+    if let Some(n) = int("lockout_window_secs") {
+        cfg.window = u64::from(n);
     }
     cfg
 }
@@ -247,6 +261,23 @@ mod tests {
         };
         assert!(digest_allowed(&s, "sip:a@x", Md5));
         assert!(!digest_allowed(&s, "sip:a@x", Sha256));
+    }
+
+    #[test]
+    fn max_endpoints_where_set() {
+        assert_eq!(max_endpoints(&PolicySet::default(), "sip:a@x", 8), 8);
+        let doc = PolicyDoc {
+            kind: "authentication".into(),
+            scope: Scope::Global,
+            fields: [("max_endpoints".to_string(), Value::Int(2))]
+                .into_iter()
+                .collect(),
+        };
+        let s = PolicySet {
+            version: 1,
+            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
+        };
+        assert_eq!(max_endpoints(&s, "sip:a@x", 8), 2);
     }
 
     #[test]

@@ -271,17 +271,25 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
         "",
     );
     assert!(o.status.success(), "{}", out(&o));
-    passes!(
-        s,
-        s.sipp(
-            "register_md5_refused.xml",
+    let refused = |why: &[&str]| {
+        let (ok, msgs) = s.sipp(
+            "register_refused_after_auth.xml",
             "carol",
             "correct horse battery",
             "127.0.0.1",
             free_port(),
-            &[]
-        )
-    );
+            &[],
+        );
+        assert!(
+            ok,
+            "SIPp scenario failed:\n{msgs}\nserver log:\n{}",
+            s.log()
+        );
+        for w in why {
+            assert!(msgs.contains(w), "{w:?} not in:\n{msgs}");
+        }
+    };
+    refused(&["403 Forbidden (Digest Algorithm Not Allowed by Policy)"]);
     let o = s.admin(
         &[
             "policy",
@@ -329,10 +337,37 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
         "",
     );
     assert!(o.status.success(), "{}", out(&o));
-    passes!(
-        s,
-        sipp("register_client_blocked.xml", "correct horse battery")
+    refused(&[
+        "403 Client Version Not Allowed",
+        "Warning: 399 example.test \"This client version is not allowed; get an approved client at https://intranet.example.test/clients\"",
+    ]);
+    let o = s.admin(&["policy", "remove", "client_version", "global"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    // The endpoint cap: carol has registered from several ports above.
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "max_endpoints=1",
+        ],
+        "",
     );
+    assert!(o.status.success(), "{}", out(&o));
+    refused(&["403 Too Many Registered Endpoints"]);
+    let o = s.admin(
+        &[
+            "policy",
+            "unset",
+            "authentication",
+            "global",
+            "max_endpoints",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    passes!(s, sipp("register_auth.xml", "correct horse battery"));
     // Effective policy explains where each value came from.
     let o = s.admin(
         &[
@@ -380,18 +415,6 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
         line.contains(" 400") && body.contains("lockout_threshold: 0 is out of range"),
         "{line} {body}"
     );
-    let o = s.admin(
-        &[
-            "policy",
-            "unset",
-            "client_version",
-            "global",
-            "blocked_user_agents",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
-    passes!(s, sipp("register_auth.xml", "correct horse battery"));
 }
 
 #[test]

@@ -67,7 +67,15 @@ impl Core {
             src.protocol.via_token().to_ascii_lowercase(),
             src.remote
         );
-        let reg = match self.location.register(&aor, msg, &source, flow, now) {
+        let max = crate::policy_set::max_endpoints(
+            &self.policies,
+            &aor,
+            self.location.config().max_bindings,
+        );
+        let reg = match self
+            .location
+            .register_limited(&aor, msg, &source, flow, now, max)
+        {
             Ok(r) => r,
             Err(e) => {
                 let min = match &e {
