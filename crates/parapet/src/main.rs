@@ -11,13 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use server::RawConfig;
 
-/// mimalloc instead of glibc's allocator. Measured (bench/README.md, memory
-/// section): after a burst of 10,000 registrations the live heap is ~11 MB,
-/// but glibc kept the burst's peak (transactions held for timer J) in
-/// fragmented arenas: 46 MB resident in steady state, against 27 MB with
-/// mimalloc (and 33 MB with jemalloc), with the same code.
+/// mimalloc, tuned (why: crates/alloc).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: parapet_alloc::Allocator = parapet_alloc::Allocator {};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +73,7 @@ enum ConfigCmd {
 }
 
 fn main() -> ExitCode {
+    parapet_alloc::tune();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

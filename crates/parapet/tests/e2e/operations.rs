@@ -203,3 +203,48 @@ fn json_logs_are_one_object_per_line() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn cli_help_has_examples_and_completions_cover_the_admin_commands() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let help = run(&["admin", "login", "--help"]);
+    assert!(
+        help.contains("Example: parapet admin login --name root"),
+        "{help}"
+    );
+    let help = run(&["admin", "policy", "set", "--help"]);
+    assert!(
+        help.contains(
+            "Example: parapet admin policy set authentication global lockout_threshold=3"
+        ),
+        "{help}"
+    );
+    let bash = run(&["admin", "completions", "bash"]);
+    for word in [
+        "parapet", "recover", "lockout", "grant", "audit", "verify", "security",
+    ] {
+        assert!(bash.contains(word), "{word} missing from bash completions");
+    }
+    // A mistyped command is a usage error (2) that names the valid ones.
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["admin", "usr", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("user"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
