@@ -118,6 +118,7 @@ fn schemathesis_finds_no_server_error_and_no_departure_from_the_document() {
         .args(["--exclude-operation-id", "delete_v1_session"])
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", scenario("../schemathesis/hooks.py"))
         .stdout(std::fs::File::create(&report).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
