@@ -57,6 +57,13 @@ pub(crate) async fn put_role(
     bytes: Bytes,
 ) -> ApiResult {
     let b: RoleBody = body(&bytes)?;
+    if rbac::predefined().iter().any(|r| r.name == name) {
+        // The role exists and is fixed: a conflict with the server's state.
+        return Err(problem(
+            StatusCode::CONFLICT,
+            format!("{name} is a predefined role and cannot be changed; create a custom role with another name"),
+        ));
+    }
     let role = Role::custom(&name, &b.description, b.operations, b.site, b.group)
         .map_err(|e| problem(StatusCode::BAD_REQUEST, e.0))?;
     let object = format!("role:{name}");
