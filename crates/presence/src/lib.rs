@@ -7,12 +7,17 @@
 //! UTF-8 only, PIDF elements checked against the RFC's grammar; elements of
 //! other namespaces are skipped, as PIDF's extensibility requires.
 //! [`availability`] maps documents to and from the Lync availability states
-//! and aggregates a user's devices into one view.
+//! and aggregates a user's devices into one view; [`privacy`] cuts the view
+//! each watcher gets by relationship level (blocked, external, colleague,
+//! workgroup, personal) and gives watchers who may see nothing the same
+//! offline document as for an offline or unknown user.
 #![forbid(unsafe_code)]
 
 pub mod availability;
 pub mod pidf;
+pub mod privacy;
 mod xml;
 
 pub use availability::{aggregate, Availability};
 pub use pidf::{Basic, Person, PidfError, Presence, Tuple};
+pub use privacy::{offline, view, Relationship};
