@@ -628,3 +628,25 @@ fn sign_in_needs_the_password_and_a_fresh_code() {
         out(&o)
     );
 }
+
+#[test]
+fn a_flood_of_sign_ins_is_bounded_and_the_server_stays_usable() {
+    let s = Server::new("signin-flood");
+    // Each attempt costs an Argon2id run (19 MiB): at most a few run at once,
+    // a bounded number wait, the rest get 503 at once.
+    let body = r#"{"name":"ghost","password":"not a real password","code":"000000"}"#;
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| scope.spawn(|| s.http("POST", "/v1/session", None, body).0))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let busy = answers.iter().filter(|l| l.contains(" 503")).count();
+    let refused = answers.iter().filter(|l| l.contains(" 401")).count();
+    assert_eq!(busy + refused, 100, "{answers:?}");
+    assert!(busy > 0, "no attempt was turned away: {answers:?}");
+    assert!(refused > 0, "none was answered: {answers:?}");
+    // The administrator's session and the API still work.
+    let o = s.admin(&["whoami"], "");
+    assert!(o.status.success(), "{}", out(&o));
+}

@@ -176,11 +176,10 @@ pub(crate) async fn create(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> A
     existing_role(&ctx, &b.role).await?;
     let (name, role, password) = (b.name.clone(), b.role.clone(), b.password);
     let seal = ctx.seal.clone();
-    let made: NewAdmin =
-        tokio::task::spawn_blocking(move || new_admin(&seal, &name, &role, password))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+    let made: NewAdmin = ctx
+        .hashing(move || new_admin(&seal, &name, &role, password))
+        .await?
+        .map_err(internal)?;
     let after = serde_json::json!({ "name": b.name, "role": b.role, "enabled": true });
     ctx.audited(&c, "admins.write", &object, None, Some(after))
         .add_admin(made.row.clone())
@@ -265,9 +264,9 @@ pub(crate) async fn update(
     let mut out = serde_json::Map::new();
     if b.reset_password || b.reset_totp {
         let (seal, n) = (ctx.seal.clone(), name.clone());
-        let made = tokio::task::spawn_blocking(move || new_admin(&seal, &n, "", None))
-            .await
-            .map_err(internal)?
+        let made = ctx
+            .hashing(move || new_admin(&seal, &n, "", None))
+            .await?
             .map_err(internal)?;
         if b.reset_password {
             update.password = Some(made.row.password.clone());

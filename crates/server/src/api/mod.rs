@@ -92,7 +92,16 @@ pub(crate) struct Ctx {
     pub(crate) cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     core: mpsc::Sender<AdminCmd>,
+    /// Argon2id runs (19 MiB, tens of ms each) allowed at once.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Requests allowed to wait for or hold a hashing slot; beyond, 503.
+    hashing_queue: Arc<tokio::sync::Semaphore>,
 }
+
+/// Concurrent password hashes (memory: 19 MiB each).
+const HASHING_SLOTS: usize = 2;
+/// Sign-ins and password changes waiting or running at once.
+const HASHING_QUEUE: usize = 32;
 
 /// A problem+json response.
 pub(crate) fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
@@ -148,6 +157,26 @@ impl Ctx {
         let (tx, rx) = oneshot::channel();
         self.core.send(make(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Runs password hashing off the runtime, bounded: at most
+    /// HASHING_SLOTS at once and HASHING_QUEUE waiting, so a flood of
+    /// sign-in attempts costs bounded memory and threads; beyond, 503.
+    pub(crate) async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let Ok(_ticket) = self.hashing_queue.clone().try_acquire_owned() else {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins and password changes in progress; retry in a moment",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return Err(r);
+        };
+        let _slot = self.hashing.acquire().await.map_err(internal)?;
+        tokio::task::spawn_blocking(f).await.map_err(internal)
     }
 
     /// After a change: reload the user table and the policy snapshot and hand
@@ -266,6 +295,8 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
         cfg: s.cfg,
         metrics: s.metrics,
         core: s.core,
+        hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_SLOTS)),
+        hashing_queue: Arc::new(tokio::sync::Semaphore::new(HASHING_QUEUE)),
     };
     let app = router(ctx).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024));
     let listener = tokio::net::TcpListener::bind(s.addr)

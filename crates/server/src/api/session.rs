@@ -32,8 +32,8 @@ pub(crate) fn totp_context(name: &str) -> String {
 
 const WRONG: &str = "the name, password or code is wrong (codes come from the authenticator app enrolled for this administrator, and each works once)";
 
-async fn password_ok(password: String, phc: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || match phc {
+async fn password_ok(ctx: &Ctx, password: String, phc: Option<String>) -> Result<bool, Response> {
+    ctx.hashing(move || match phc {
         Some(h) => rbac::password::verify(&password, &h),
         None => {
             rbac::password::verify_nobody(&password);
@@ -41,7 +41,6 @@ async fn password_ok(password: String, phc: Option<String>) -> bool {
         }
     })
     .await
-    .unwrap_or(false)
 }
 
 pub(crate) async fn sign_in(
@@ -78,7 +77,7 @@ pub(crate) async fn sign_in(
             ));
         }
     }
-    let pw_ok = password_ok(b.password, admin.as_ref().map(|a| a.password.clone())).await;
+    let pw_ok = password_ok(&ctx, b.password, admin.as_ref().map(|a| a.password.clone())).await?;
     let step = match &admin {
         Some(a) if pw_ok && a.enabled => ctx
             .seal
@@ -193,7 +192,7 @@ pub(crate) async fn change_password(State(ctx): State<Ctx>, c: Caller, bytes: By
             "this administrator no longer exists",
         ));
     };
-    if !password_ok(b.current, Some(a.password)).await {
+    if !password_ok(&ctx, b.current, Some(a.password)).await? {
         let object = format!("admin:{}", c.admin);
         ctx.record_refusal(
             &c.actor,
@@ -209,9 +208,9 @@ pub(crate) async fn change_password(State(ctx): State<Ctx>, c: Caller, bytes: By
         ));
     }
     let new = b.new;
-    let hash = tokio::task::spawn_blocking(move || rbac::password::hash(&new))
-        .await
-        .map_err(internal)?
+    let hash = ctx
+        .hashing(move || rbac::password::hash(&new))
+        .await?
         .map_err(|e| problem(StatusCode::BAD_REQUEST, e))?;
     let object = format!("admin:{}", c.admin);
     let u = AdminUpdate {
