@@ -47,6 +47,46 @@ impl UserCache {
         Ok(UserCache { by_aor, version })
     }
 
+    /// One user as stored now (`None`: removed), with the users version read
+    /// first (so it is at least the version of the change being published).
+    /// Secrets that do not open leave the user unable to sign in, as in
+    /// [`UserCache::load`].
+    pub async fn load_one(
+        store: &Sqlite,
+        key: &SecretKey,
+        aor: &str,
+    ) -> Result<(i64, Option<CachedUser>), String> {
+        let version = store.users_version().await.map_err(|e| e.to_string())?;
+        let u = store.user(aor).await.map_err(|e| e.to_string())?;
+        Ok((version, u.and_then(|u| match key.open(&u.aor, &u.secret) {
+            Ok(secrets) => Some(CachedUser {
+                enabled: u.enabled,
+                secrets,
+            }),
+            Err(_) => {
+                tracing::error!(aor = %u.aor, "stored secret does not open with this data directory's key");
+                None
+            }
+        })))
+    }
+
+    /// Replaces (or with `None` removes) one user's entry, read at store
+    /// version `version`. Every user change goes through the admin API, which
+    /// publishes each one, so the table is then current as of `version`; a
+    /// full reload read earlier (the periodic check) is no longer installed
+    /// over it.
+    pub(crate) fn set(&mut self, version: i64, aor: &str, user: Option<CachedUser>) {
+        self.version = self.version.max(version);
+        match user {
+            Some(u) => {
+                self.by_aor.insert(aor.to_string(), u);
+            }
+            None => {
+                self.by_aor.remove(aor);
+            }
+        }
+    }
+
     pub fn get(&self, aor: &str) -> Option<&CachedUser> {
         self.by_aor.get(aor)
     }

@@ -86,7 +86,7 @@ pub(crate) async fn put_group(
     })
     .await
     .map_err(internal)?;
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(json(StatusCode::OK, &after))
 }
 
@@ -126,7 +126,7 @@ pub(crate) async fn remove_group(
             format!("no group {name}; see `parapet admin group list`"),
         ));
     }
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -147,7 +147,7 @@ pub(crate) async fn add_member(
         .add_member(&name, &aor)
         .await
         .map_err(|e| store_refusal(e, &format!("no group {name} or no user {aor}; create the group with `parapet admin group create {name}`")))?;
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -181,7 +181,7 @@ pub(crate) async fn remove_member(
             format!("{aor} is not a member of {name}"),
         ));
     }
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -227,6 +227,6 @@ pub(crate) async fn set_site(
     .set_site(&aor, b.site.clone())
     .await
     .map_err(|e| store_refusal(e, &format!("no user {aor}; see `parapet admin user list`")))?;
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

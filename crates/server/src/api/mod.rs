@@ -56,6 +56,14 @@ pub enum AdminCmd {
     },
     /// A freshly loaded user table: swap it in (if newer) and answer.
     Users(UserCache, oneshot::Sender<()>),
+    /// One user changed (`None`: removed or unusable): update that entry and
+    /// answer.
+    User {
+        aor: String,
+        version: i64,
+        user: Option<crate::users::CachedUser>,
+        reply: oneshot::Sender<()>,
+    },
     /// A freshly loaded policy snapshot: swap it in (if newer) and answer.
     Policies(PolicySet, oneshot::Sender<()>),
 }
@@ -179,14 +187,38 @@ impl Ctx {
         tokio::task::spawn_blocking(f).await.map_err(internal)
     }
 
-    /// After a change: reload the user table and the policy snapshot and hand
-    /// them to the core, which swaps them in before this returns — a change
-    /// the API acknowledged is in effect for the next SIP request.
+    /// After a bulk change: reload the whole user table and the policy
+    /// snapshot and hand both to the core, which swaps them in before this
+    /// returns — a change the API acknowledged is in effect for the next SIP
+    /// request.
     pub(crate) async fn publish(&self) -> Result<(), Response> {
         let users = UserCache::load(&self.store, &self.seal)
             .await
             .map_err(internal)?;
         self.ask(|r| AdminCmd::Users(users, r)).await;
+        self.publish_policies().await
+    }
+
+    /// After a change to one user: only that user's entry is reloaded (a
+    /// provisioning script adding users one by one does not reload the whole
+    /// table each time).
+    pub(crate) async fn publish_user(&self, aor: &str) -> Result<(), Response> {
+        let (version, user) = UserCache::load_one(&self.store, &self.seal, aor)
+            .await
+            .map_err(internal)?;
+        let aor = aor.to_string();
+        self.ask(|reply| AdminCmd::User {
+            aor,
+            version,
+            user,
+            reply,
+        })
+        .await;
+        Ok(())
+    }
+
+    /// After a change to policies, groups, memberships, grants or sites.
+    pub(crate) async fn publish_policies(&self) -> Result<(), Response> {
         let set = PolicySet::load(&self.store).await.map_err(internal)?;
         self.ask(|r| AdminCmd::Policies(set, r)).await;
         Ok(())

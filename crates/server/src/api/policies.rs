@@ -184,7 +184,7 @@ pub(crate) async fn patch(
     })
     .await
     .map_err(internal)?;
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "kind": k.name, "scope": scope_text(&sc), "fields": after }),
@@ -226,7 +226,7 @@ pub(crate) async fn remove(
             format!("no {} policy at {}", k.name, scope_text(&sc)),
         ));
     }
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -302,7 +302,7 @@ pub(crate) async fn grant(
             StoreError::Conflict(_) => problem(StatusCode::CONFLICT, format!("no named {} policy {:?} (create it with `parapet admin policy set {} named:{} ...`), or no such user or group", k.name, b.policy, k.name, b.policy)),
             other => internal(other),
         })?;
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "kind": k.name, "policy": b.policy, "target": target_text(&t) }),
@@ -329,7 +329,7 @@ pub(crate) async fn revoke(
             format!("no {} grant to {target}", k.name),
         ));
     }
-    ctx.publish().await?;
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

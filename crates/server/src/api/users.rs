@@ -115,7 +115,7 @@ pub(crate) async fn add(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiR
         .add(&aor, b.display_name, &b.password)
         .await
         .map_err(refused)?;
-    ctx.publish().await?;
+    ctx.publish_user(&added).await?;
     let u = find(&ctx, &added).await?;
     let set = PolicySet::load(&ctx.store).await.map_err(internal)?;
     Ok(json(StatusCode::CREATED, &view(&u, &set)))
@@ -186,7 +186,7 @@ pub(crate) async fn passwd(
         .passwd(&aor, &b.password)
         .await
         .map_err(refused)?;
-    ctx.publish().await?;
+    ctx.publish_user(&aor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -218,7 +218,7 @@ pub(crate) async fn set_enabled(
         .set_enabled(&aor, b.enabled)
         .await
         .map_err(refused)?;
-    ctx.publish().await?;
+    ctx.publish_user(&aor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -242,6 +242,8 @@ pub(crate) async fn remove(
         .remove(&aor)
         .await
         .map_err(refused)?;
-    ctx.publish().await?;
+    ctx.publish_user(&aor).await?;
+    // Memberships, site and grants went with the user.
+    ctx.publish_policies().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -270,6 +270,19 @@ impl Core {
                 }
                 let _ = reply.send(());
             }
+            AdminCmd::User {
+                aor,
+                version,
+                user,
+                reply,
+            } => {
+                if !user.as_ref().is_some_and(|u| u.enabled) {
+                    // Removed or disabled: its registrations go at once.
+                    self.location.remove_aor(&aor);
+                }
+                self.users.set(version, &aor, user);
+                let _ = reply.send(());
+            }
             AdminCmd::Policies(fresh, reply) => {
                 self.install_policies(fresh);
                 let _ = reply.send(());
