@@ -414,3 +414,32 @@ pub(crate) fn register_then(s: &Server, user: &str, password: &str, scenario: &s
 pub(crate) fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {
     register_then(s, user, password, "receive_message.xml")
 }
+
+/// stdout and stderr of a finished command, for assertions.
+pub(crate) fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// An API token with `role`, made by root.
+pub(crate) fn token_for(s: &Server, role: &str) -> String {
+    let o = s.admin(
+        &[
+            "--output=json",
+            "token",
+            "create",
+            &format!("t-{role}"),
+            "--expires-in-days",
+            "1",
+            "--role",
+            role,
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}

@@ -22,4 +22,7 @@ mod calls;
 mod harness;
 mod im;
 mod operations;
+mod policies;
 mod registrar;
+mod security;
+mod signin;

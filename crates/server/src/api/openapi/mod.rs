@@ -1,0 +1,121 @@
+//! The OpenAPI 3.0 document, built at request time so that its schemas are
+//! as strict as the handlers: user URIs in this server's domain, names,
+//! password lengths, the role names that exist, and one policy path per kind
+//! with each field's exact type (from the policy crate). The e2e tests run
+//! schemathesis against it and call every path it lists.
+
+mod paths;
+mod responses;
+mod schema;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::{internal, json as respond, ApiResult, Ctx};
+use responses::response_schema;
+use schema::{s, Facts};
+
+pub(super) struct Doc {
+    paths: Map<String, Value>,
+}
+
+const ERRORS: &[&str] = &["400", "401", "403", "404", "409", "503"];
+
+impl Doc {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn op(
+        &mut self,
+        method: &str,
+        path: &str,
+        summary: &str,
+        permission: &str,
+        params: Vec<Value>,
+        body: Option<Value>,
+        ok: u16,
+    ) {
+        let mut responses = Map::new();
+        let success = if ok == 204 {
+            json!({ "description": "done" })
+        } else {
+            json!({ "description": "success", "content": { "application/json": { "schema": response_schema(method, path) } } })
+        };
+        responses.insert(ok.to_string(), success);
+        for code in ERRORS {
+            responses.insert(
+                (*code).into(),
+                json!({ "description": "a problem+json error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
+            );
+        }
+        let mut operation = json!({
+            "summary": summary,
+            "operationId": format!("{method}{}", path.replace(['/', '{', '}', '-'], "_")),
+            "parameters": params,
+            "responses": responses,
+            "x-parapet-operation": permission,
+        });
+        if permission.is_empty() && path == "/v1/session" && method == "post" {
+            operation["security"] = json!([]);
+        }
+        if let Some(schema) = body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        }
+        let entry = self
+            .paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[method] = operation;
+    }
+}
+
+pub(super) fn path_param(n: &str, schema: Value) -> Value {
+    json!({ "name": n, "in": "path", "required": true, "schema": schema })
+}
+
+pub(super) fn query(n: &str, schema: Value) -> Value {
+    json!({ "name": n, "in": "query", "required": false, "schema": schema })
+}
+
+fn build(f: &Facts<'_>) -> Value {
+    let mut d = Doc { paths: Map::new() };
+    paths::session_and_status(&mut d, f);
+    paths::users_and_groups(&mut d, f);
+    paths::policies(&mut d, f);
+    paths::administration(&mut d, f);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Parapet admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks. Errors are application/problem+json."
+        },
+        "paths": d.paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": { "type": s(), "title": s(), "status": { "type": "integer" }, "detail": s() }
+                }
+            }
+        },
+        "security": [{ "bearer": [] }],
+    })
+}
+
+pub(crate) async fn document(State(ctx): State<Ctx>) -> ApiResult {
+    let mut roles: Vec<String> = rbac::predefined().into_iter().map(|r| r.name).collect();
+    roles.extend(
+        store::Admins::roles(&ctx.store)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|r| r.name),
+    );
+    let doc = build(&Facts {
+        domain: &ctx.realm,
+        roles,
+    });
+    Ok(respond(StatusCode::OK, &doc))
+}

@@ -1,0 +1,138 @@
+//! What each successful answer carries: objects with exactly their
+//! properties, all required unless marked optional, no others.
+
+use serde_json::{json, Value};
+
+use super::schema::{array, boolean, exact, int, ns, s, strings};
+
+pub(super) fn user() -> Value {
+    exact(
+        json!({ "uri": s(), "display_name": ns(), "enabled": boolean(), "created_at": int(), "site": ns(), "groups": strings() }),
+        &[],
+    )
+}
+
+pub(super) fn role() -> Value {
+    exact(
+        json!({ "name": s(), "description": s(), "operations": strings(), "site": ns(), "group": ns(), "builtin": boolean() }),
+        &[],
+    )
+}
+
+pub(super) fn token_props() -> Value {
+    json!({ "id": s(), "admin": s(), "kind": { "type": "string", "enum": ["session", "api"] }, "name": s(), "role": s(), "created_at": int(), "expires_at": int() })
+}
+
+pub(super) fn policy_doc() -> Value {
+    exact(
+        json!({ "kind": s(), "scope": s(), "fields": { "type": "object" } }),
+        &[],
+    )
+}
+
+pub(super) fn grant() -> Value {
+    exact(json!({ "kind": s(), "policy": s(), "target": s() }), &[])
+}
+
+/// What a successful answer carries, by route.
+pub(super) fn response_schema(method: &str, path: &str) -> Value {
+    let any = json!({});
+    match (method, path) {
+        ("post", "/v1/session") => exact(
+            json!({ "token": s(), "id": s(), "admin": s(), "role": s(), "expires_at": int() }),
+            &[],
+        ),
+        ("get", "/v1/me") => exact(
+            json!({
+                "name": s(), "role": s(), "operations": strings(), "site": ns(), "group": ns(),
+                "token": exact(json!({ "id": s(), "kind": s() }), &[]),
+            }),
+            &[],
+        ),
+        ("get", "/v1/status") => exact(
+            json!({
+                "version": s(), "domain": s(), "listeners": strings(), "insecure_transports": boolean(),
+                "warnings": strings(), "users": int(), "registrations": int(), "connections": int(), "uptime_secs": int(),
+            }),
+            &[],
+        ),
+        ("get", "/v1/security") => array(exact(
+            json!({
+                "group": s(), "setting": s(), "current": s(), "recommended": s(), "why": s(), "command": s(),
+                "finding": boolean(), "severity": { "type": "string", "enum": ["info", "low", "medium", "high"] },
+            }),
+            &[],
+        )),
+        ("get", "/v1/lockouts") => array(exact(
+            json!({ "account": s(), "source": ns(), "until": int(), "lockouts": int() }),
+            &[],
+        )),
+        ("post", "/v1/lockouts/clear") => exact(json!({ "cleared": int() }), &[]),
+        ("get", "/v1/users") => array(user()),
+        ("post", "/v1/users") | ("get", "/v1/users/{uri}") => user(),
+        ("post", "/v1/users/import") => exact(json!({ "imported": int() }), &[]),
+        ("get", "/v1/users/{uri}/effective") => exact(
+            json!({
+                "user": s(),
+                "policies": array(exact(json!({
+                    "kind": s(),
+                    "fields": array(exact(json!({ "name": s(), "value": any, "origin": s() }), &[])),
+                }), &[])),
+            }),
+            &[],
+        ),
+        ("get", "/v1/groups") => array(exact(
+            json!({ "name": s(), "priority": int(), "description": s(), "members": strings() }),
+            &[],
+        )),
+        ("put", "/v1/groups/{name}") => exact(
+            json!({ "name": s(), "priority": int(), "description": s() }),
+            &[],
+        ),
+        ("get", "/v1/policy-kinds") => array(exact(
+            json!({
+                "kind": s(), "doc": s(),
+                "fields": array(exact(json!({ "name": s(), "type": s(), "default": any, "doc": s(), "lync": ns() }), &[])),
+            }),
+            &[],
+        )),
+        ("get", "/v1/policies") => array(policy_doc()),
+        ("get", "/v1/grants") => array(grant()),
+        ("patch", p) if p.starts_with("/v1/policies/") => policy_doc(),
+        ("put", p) if p.starts_with("/v1/grants/") => grant(),
+        ("get", "/v1/operations") => array(exact(json!({ "name": s(), "doc": s() }), &[])),
+        ("get", "/v1/roles") => array(role()),
+        ("put", "/v1/roles/{name}") => role(),
+        ("get", "/v1/admins") => array(exact(
+            json!({ "name": s(), "role": s(), "enabled": boolean(), "locked_until": int(), "created_at": int() }),
+            &[],
+        )),
+        ("post", "/v1/admins") => exact(
+            json!({ "name": s(), "role": s(), "totp_secret": s(), "otpauth_uri": s(), "password": s() }),
+            &["password"],
+        ),
+        ("patch", "/v1/admins/{name}") => exact(
+            json!({ "name": s(), "password": s(), "totp_secret": s(), "otpauth_uri": s() }),
+            &["password", "totp_secret", "otpauth_uri"],
+        ),
+        ("get", "/v1/tokens") => array(exact(token_props(), &[])),
+        ("post", "/v1/tokens") => {
+            let mut props = token_props();
+            props["token"] = s();
+            exact(props, &[])
+        }
+        ("get", "/v1/audit") => array(exact(
+            json!({
+                "seq": int(), "at": int(), "actor": s(), "source": s(), "action": s(), "object": s(),
+                "outcome": { "type": "string", "enum": ["ok", "denied", "failed"] }, "detail": s(),
+                "before": any, "after": any,
+            }),
+            &[],
+        )),
+        ("get", "/v1/audit/verify") => exact(
+            json!({ "records": int(), "intact": boolean(), "problems": strings() }),
+            &[],
+        ),
+        _ => any,
+    }
+}
