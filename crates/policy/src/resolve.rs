@@ -98,6 +98,8 @@ impl std::error::Error for SnapshotError {}
 pub struct Snapshot {
     docs: HashMap<(&'static str, Scope), Fields>,
     grants: HashMap<(&'static str, GrantTarget), String>,
+    /// Users with a grant of their own (any kind).
+    granted_users: std::collections::HashSet<String>,
     directory: Directory,
 }
 
@@ -147,6 +149,9 @@ impl Snapshot {
                     )));
                 }
             }
+            if let GrantTarget::User(u) = &g.target {
+                s.granted_users.insert(u.clone());
+            }
             if let Some(old) = s
                 .grants
                 .insert((kind.name, g.target.clone()), g.policy.clone())
@@ -158,6 +163,15 @@ impl Snapshot {
             }
         }
         Ok(s)
+    }
+
+    /// Whether anything narrower than Global applies to `user`: a grant of
+    /// their own, a group membership, or a site. If not, their effective
+    /// policy is everyone's (and can be computed once).
+    pub fn is_placed(&self, user: &str) -> bool {
+        self.granted_users.contains(user)
+            || self.directory.members.contains_key(user)
+            || self.directory.sites.contains_key(user)
     }
 
     pub fn directory(&self) -> &Directory {

@@ -5,9 +5,11 @@
 //! swaps in a new one whole when the store's policy version moves. Decisions
 //! are pure functions of request facts and a snapshot: no query per request.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use policy::{Directory, Grant, GrantTarget, Group, PolicyDoc, Scope, Snapshot};
+use policy::{Directory, Effective, Grant, GrantTarget, Group, PolicyDoc, Scope, Snapshot};
 use store::{GrantTargetRow, Policies, PolicyScope, Sqlite};
 
 /// A snapshot and the store version it was read at.
@@ -15,6 +17,9 @@ use store::{GrantTargetRow, Policies, PolicyScope, Sqlite};
 pub struct PolicySet {
     pub version: i64,
     pub snapshot: Arc<Snapshot>,
+    /// Each kind's effective policy for users nothing narrower applies to,
+    /// computed once per snapshot: most requests then resolve nothing.
+    everyone: Arc<HashMap<&'static str, Effective>>,
 }
 
 impl PolicySet {
@@ -64,10 +69,31 @@ impl PolicySet {
         }
         dir.sites.extend(st.sites);
         let snapshot = Snapshot::new(docs, grants, dir).map_err(|e| e.to_string())?;
-        Ok(PolicySet {
-            version: st.version,
+        Ok(PolicySet::from_snapshot(st.version, snapshot))
+    }
+
+    pub fn from_snapshot(version: i64, snapshot: Snapshot) -> PolicySet {
+        // A name no user has: nothing narrower than Global applies to it.
+        let everyone = policy::spec::kinds()
+            .iter()
+            .filter_map(|k| Some((k.name, snapshot.effective("", k.name).ok()?)))
+            .collect();
+        PolicySet {
+            version,
             snapshot: Arc::new(snapshot),
-        })
+            everyone: Arc::new(everyone),
+        }
+    }
+
+    /// The user's effective `kind` policy; borrowed (no work) for the users
+    /// nothing narrower than Global applies to.
+    pub fn effective(&self, aor: &str, kind: &str) -> Option<Cow<'_, Effective>> {
+        if !self.snapshot.is_placed(aor) {
+            if let Some(e) = self.everyone.get(kind) {
+                return Some(Cow::Borrowed(e));
+            }
+        }
+        self.snapshot.effective(aor, kind).ok().map(Cow::Owned)
     }
 
     /// The user's site and groups (for role scopes).
@@ -84,7 +110,7 @@ impl PolicySet {
 /// to the user; `None` where it is the built-in default (the configuration
 /// then decides).
 fn set_int(set: &PolicySet, aor: &str, kind: &str, field: &str) -> Option<i64> {
-    let eff = set.snapshot.effective(aor, kind).ok()?;
+    let eff = set.effective(aor, kind)?;
     let set_here = eff
         .origin(field)
         .is_some_and(|o| !matches!(o, policy::FieldOrigin::Default));
@@ -127,7 +153,7 @@ pub fn lockout_limits(
 /// every configured algorithm to everyone (so challenges do not tell users
 /// apart) and enforces the policy here, after the password proved right.
 pub fn digest_allowed(set: &PolicySet, aor: &str, alg: auth::digest::Algorithm) -> bool {
-    let Ok(eff) = set.snapshot.effective(aor, "authentication") else {
+    let Some(eff) = set.effective(aor, "authentication") else {
         return false;
     };
     let method = match alg {
@@ -153,7 +179,7 @@ pub fn client_allowed(
     aor: &str,
     user_agent: Option<&str>,
 ) -> Result<(), ClientBlocked> {
-    let Ok(eff) = set.snapshot.effective(aor, "client_version") else {
+    let Some(eff) = set.effective(aor, "client_version") else {
         return Ok(());
     };
     if !eff.flag("enabled") {
@@ -197,10 +223,10 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         };
-        PolicySet {
-            version: 1,
-            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
-        }
+        PolicySet::from_snapshot(
+            1,
+            Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
+        )
     }
 
     fn list(v: &[&str]) -> Value {
@@ -255,12 +281,64 @@ mod tests {
                 .into_iter()
                 .collect(),
         };
-        let s = PolicySet {
-            version: 1,
-            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
-        };
+        let s = PolicySet::from_snapshot(
+            1,
+            Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
+        );
         assert!(digest_allowed(&s, "sip:a@x", Md5));
         assert!(!digest_allowed(&s, "sip:a@x", Sha256));
+    }
+
+    #[test]
+    fn placed_users_get_their_own_policy_others_the_shared_one() {
+        let doc = |scope: Scope, n: i64| PolicyDoc {
+            kind: "authentication".into(),
+            scope,
+            fields: [("max_endpoints".to_string(), Value::Int(n))]
+                .into_iter()
+                .collect(),
+        };
+        let mut dir = Directory::default();
+        dir.groups.insert(
+            "ops".into(),
+            Group {
+                name: "ops".into(),
+                priority: 0,
+            },
+        );
+        dir.members.insert("sip:g@x".into(), vec!["ops".into()]);
+        dir.sites.insert("sip:s@x".into(), "berlin".into());
+        let grant = |target: GrantTarget| Grant {
+            kind: "authentication".into(),
+            policy: "few".into(),
+            target,
+        };
+        let snap = Snapshot::new(
+            vec![
+                doc(Scope::Global, 4),
+                doc(Scope::Named("few".into()), 1),
+                doc(Scope::Site("berlin".into()), 2),
+            ],
+            vec![
+                grant(GrantTarget::User("sip:u@x".into())),
+                grant(GrantTarget::Group("ops".into())),
+            ],
+            dir,
+        )
+        .unwrap();
+        let s = PolicySet::from_snapshot(1, snap);
+        assert!(matches!(
+            s.effective("sip:nobody@x", "authentication"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert_eq!(max_endpoints(&s, "sip:nobody@x", 8), 4);
+        assert_eq!(max_endpoints(&s, "sip:u@x", 8), 1, "own grant");
+        assert_eq!(max_endpoints(&s, "sip:g@x", 8), 1, "group grant");
+        assert_eq!(max_endpoints(&s, "sip:s@x", 8), 2, "site");
+        assert!(matches!(
+            s.effective("sip:u@x", "authentication"),
+            Some(Cow::Owned(_))
+        ));
     }
 
     #[test]
@@ -273,10 +351,10 @@ mod tests {
                 .into_iter()
                 .collect(),
         };
-        let s = PolicySet {
-            version: 1,
-            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
-        };
+        let s = PolicySet::from_snapshot(
+            1,
+            Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
+        );
         assert_eq!(max_endpoints(&s, "sip:a@x", 8), 2);
     }
 
@@ -291,10 +369,10 @@ mod tests {
                 .into_iter()
                 .collect(),
         };
-        let s = PolicySet {
-            version: 1,
-            snapshot: Arc::new(Snapshot::new(vec![doc], vec![], Directory::default()).unwrap()),
-        };
+        let s = PolicySet::from_snapshot(
+            1,
+            Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
+        );
         let got = lockout_limits(&s, "sip:a@x", base);
         assert_eq!(got.source_threshold, 2);
         assert_eq!(got.account_threshold, base.account_threshold);
