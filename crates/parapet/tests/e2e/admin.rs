@@ -227,3 +227,43 @@ fn changes_are_audited_and_tampering_is_detected() {
         out(&o)
     );
 }
+
+#[test]
+fn the_last_administrator_stays_and_a_demotion_applies_at_once() {
+    let s = Server::new("last-admin");
+    for args in [
+        vec!["admins", "remove", "root"],
+        vec!["admins", "update", "root", "--disable"],
+        vec!["admins", "update", "root", "--role", "view-only"],
+    ] {
+        let o = s.admin(&args, "");
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", out(&o));
+        assert!(
+            out(&o).contains("(409)") && out(&o).contains("no enabled administrator"),
+            "{args:?}: {}",
+            out(&o)
+        );
+    }
+    // With a second administrator, root can be narrowed; root's own session
+    // loses the rights on its next request.
+    let o = s.admin(
+        &["admins", "create", "second", "--role", "administrator"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let o = s.admin(&["admins", "update", "root", "--role", "view-only"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let o = s.admin(&["admins", "list"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("role view-only does not allow admins.read"),
+        "{}",
+        out(&o)
+    );
+    let o = s.admin(&["user", "list"], "");
+    assert!(
+        o.status.success(),
+        "view-only still reads users: {}",
+        out(&o)
+    );
+}
