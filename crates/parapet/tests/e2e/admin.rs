@@ -267,3 +267,39 @@ fn the_last_administrator_stays_and_a_demotion_applies_at_once() {
         out(&o)
     );
 }
+
+#[test]
+fn a_flood_of_refused_requests_adds_a_bounded_number_of_audit_records() {
+    let s = Server::new("refusal-flood");
+    let forged = "ppt_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for _ in 0..300 {
+        let (line, _) = s.http("GET", "/v1/status", Some(forged), "");
+        assert!(line.contains(" 401"), "{line}");
+    }
+    let o = s.admin(
+        &[
+            "--output=json",
+            "audit",
+            "list",
+            "--actor",
+            "anonymous",
+            "--limit",
+            "1000",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recorded = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "authenticate")
+        .count();
+    // 120 a minute per source; the run may straddle one minute boundary.
+    assert!(
+        (120..=240).contains(&recorded),
+        "{recorded} records for 300 refusals"
+    );
+    let o = s.admin(&["audit", "verify"], "");
+    assert!(o.status.success(), "{}", out(&o));
+}

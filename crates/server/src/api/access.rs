@@ -183,19 +183,38 @@ impl Ctx {
         object: &str,
         detail: &str,
     ) {
-        let e = AuditEntry {
-            at: crate::unix_now(),
+        let at = crate::unix_now();
+        let minute = u64::try_from(at).unwrap_or(0) / 60;
+        let entry = |actor: &str, action: &str, object: &str, detail: String| AuditEntry {
+            at,
             actor: actor.into(),
             source: source.into(),
             action: action.into(),
             object: object.into(),
             outcome: "denied".into(),
-            detail: detail.into(),
+            detail,
             before: None,
             after: None,
         };
-        if let Err(e) = self.store.append_audit(e).await {
-            tracing::error!(error = %e, "could not append to the audit log");
+        let mut records = Vec::with_capacity(2);
+        match self.refusals.admit(source, minute) {
+            super::refusals::Admit::Suppress => return,
+            super::refusals::Admit::RecordAfterSummary(n) => records.push(entry(
+                "anonymous",
+                "refusals.summary",
+                "admin-api",
+                format!(
+                    "{n} more refused requests from this address in an earlier minute were not recorded one by one (over {} a minute)",
+                    super::refusals::PER_SOURCE
+                ),
+            )),
+            super::refusals::Admit::Record => {}
+        }
+        records.push(entry(actor, action, object, detail.to_string()));
+        for e in records {
+            if let Err(e) = self.store.append_audit(e).await {
+                tracing::error!(error = %e, "could not append to the audit log");
+            }
         }
     }
 

@@ -19,6 +19,7 @@ mod directory;
 mod extract;
 mod openapi;
 mod policies;
+mod refusals;
 mod session;
 mod status;
 mod users;
@@ -104,6 +105,8 @@ pub(crate) struct Ctx {
     hashing: Arc<tokio::sync::Semaphore>,
     /// Requests allowed to wait for or hold a hashing slot; beyond, 503.
     hashing_queue: Arc<tokio::sync::Semaphore>,
+    /// Rate of refusals recorded in the audit log, per source.
+    pub(crate) refusals: Arc<refusals::Refusals>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -329,6 +332,7 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
         core: s.core,
         hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_SLOTS)),
         hashing_queue: Arc::new(tokio::sync::Semaphore::new(HASHING_QUEUE)),
+        refusals: Arc::new(refusals::Refusals::default()),
     };
     let app = router(ctx).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024));
     let listener = tokio::net::TcpListener::bind(s.addr)
