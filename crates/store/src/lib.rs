@@ -1,7 +1,7 @@
 //! # parapet-store: what Parapet keeps on disk
 //!
 //! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`],
-//! [`Admins`], [`AuditLog`]) over plain data types
+//! [`Admins`], [`AuditLog`], [`PresenceState`], [`Contacts`]) over plain data types
 //! ([`model`]), and their SQLite implementation ([`Sqlite`]). The SQL sticks to
 //! what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns, `ON CONFLICT` upserts,
 //! no SQLite-only functions) so that a PostgreSQL implementation can follow with
@@ -23,9 +23,9 @@ pub mod model;
 mod sqlite;
 
 pub use model::{
-    AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange, GrantRow,
-    GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow, PolicyScope, PolicyState,
-    RoleRow, TokenRow, User,
+    AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
+    ContactRow, GrantRow, GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow,
+    PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow, TokenRow, User,
 };
 pub use sqlite::{Sqlite, SqliteConfig};
 
@@ -204,4 +204,59 @@ pub trait AuditLog: Send + Sync {
     fn audit_list(&self, f: AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>>> + Send;
     /// Recomputes the whole chain.
     fn audit_verify(&self) -> impl Future<Output = Result<AuditReport>> + Send;
+}
+
+/// Presence state that must outlive the process: published documents and
+/// subscriptions (both acknowledged to clients, so written before the 2xx).
+pub trait PresenceState: Send + Sync {
+    /// Inserts or replaces a publication; `replaces`: an older entity tag
+    /// it supersedes (removed in the same transaction).
+    fn put_publication(
+        &self,
+        p: PublicationRow,
+        replaces: Option<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn remove_publication(&self, etag: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Every publication not expired at `now`.
+    fn live_publications(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<PublicationRow>>> + Send;
+    /// Inserts or replaces a subscription (keyed by id).
+    fn put_subscription(&self, s: SubscriptionRow) -> impl Future<Output = Result<()>> + Send;
+    fn remove_subscription(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn live_subscriptions(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<SubscriptionRow>>> + Send;
+    /// Deletes publications and subscriptions expired at `now`.
+    fn purge_expired_presence(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// Server-stored contact lists: entries with relationships, and the
+/// owner's ordered contact groups.
+pub trait Contacts: Send + Sync {
+    /// Every entry of every list (loaded at start).
+    fn all_contacts(&self) -> impl Future<Output = Result<Vec<ContactRow>>> + Send;
+    /// One user's entries, by contact address.
+    fn contacts_of(&self, owner: &str) -> impl Future<Output = Result<Vec<ContactRow>>> + Send;
+    /// One user's contact groups, in order.
+    fn contact_groups(&self, owner: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Inserts or replaces an entry; groups it names that the owner lacks are
+    /// created. `Conflict` if the owner does not exist.
+    fn put_contact(&self, c: ContactRow) -> impl Future<Output = Result<()>> + Send;
+    fn remove_contact(
+        &self,
+        owner: &str,
+        contact: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates a group at the end of the owner's list (no-op if it exists).
+    fn put_contact_group(&self, owner: &str, name: &str)
+        -> impl Future<Output = Result<()>> + Send;
+    /// Removes a group; its entries stay, outside that group.
+    fn remove_contact_group(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }

@@ -244,3 +244,59 @@ pub struct AuditReport {
     /// Empty when the chain is intact; otherwise what is wrong, first problems first.
     pub problems: Vec<String>,
 }
+
+/// A published presence document (RFC 3903), by its entity tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationRow {
+    pub etag: String,
+    pub aor: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The PIDF document as the server re-wrote it after validation.
+    pub document: String,
+}
+
+/// An event subscription (RFC 6665) with the dialog it lives in, as the
+/// notifier keeps it: enough to send NOTIFYs after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    /// Our dialog tag (random; also the subscription's id).
+    pub id: String,
+    /// `presence` or `presence.winfo`.
+    pub event: String,
+    pub watcher: String,
+    /// The presentity (or for `presence.winfo`, the watched user).
+    pub resource: String,
+    pub call_id: String,
+    pub remote_tag: String,
+    /// The SUBSCRIBE's From value (the NOTIFY's To), tag included.
+    pub from_value: String,
+    /// The SUBSCRIBE's To value without our tag (the NOTIFY's From).
+    pub to_value: String,
+    /// The subscriber's Contact URI (the NOTIFY's Request-URI).
+    pub remote_target: String,
+    /// Record-Route values of the SUBSCRIBE, in order.
+    pub route_set: Vec<String>,
+    /// Where the SUBSCRIBE came from: `udp:1.2.3.4:5060`, `tls:...`.
+    pub source: String,
+    /// The `id` parameter of the Event header, if any.
+    pub event_id: Option<String>,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// One entry of a user's contact list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    pub owner: String,
+    /// The contact's address (`sip:user@domain`; other domains allowed).
+    pub contact: String,
+    /// `blocked`, `external`, `colleague`, `workgroup` or `personal`.
+    pub relationship: String,
+    pub display_name: Option<String>,
+    /// The owner's contact groups this entry is in, in the owner's order.
+    pub groups: Vec<String>,
+    pub added_at: i64,
+}

@@ -147,6 +147,49 @@ const STEPS: &[&str] = &[
      CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, mac BLOB NOT NULL);
      CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 5: presence — published documents (RFC 3903), event subscriptions
+    // (RFC 6665) with their dialogs, and server-stored contact lists.
+    "CREATE TABLE presence_publications (
+        etag TEXT PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        expires_at INTEGER NOT NULL,
+        document TEXT NOT NULL
+     );
+     CREATE INDEX presence_publications_by_aor ON presence_publications(aor);
+     CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,
+        event TEXT NOT NULL CHECK (event IN ('presence', 'presence.winfo')),
+        watcher TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        remote_tag TEXT NOT NULL,
+        from_value TEXT NOT NULL,
+        to_value TEXT NOT NULL,
+        remote_target TEXT NOT NULL,
+        route_set TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT,
+        local_cseq INTEGER NOT NULL,
+        remote_cseq INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX subscriptions_expiry ON subscriptions(expires_at);
+     CREATE TABLE contact_groups (
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (owner, name)
+     );
+     CREATE TABLE contacts (
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        contact TEXT NOT NULL,
+        relationship TEXT NOT NULL CHECK (relationship IN ('blocked', 'external', 'colleague', 'workgroup', 'personal')),
+        display_name TEXT,
+        groups TEXT NOT NULL DEFAULT '',
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (owner, contact)
+     );
+     CREATE INDEX contacts_by_contact ON contacts(contact);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -5,9 +5,11 @@
 mod admins;
 mod audit;
 mod bindings;
+mod contacts;
 mod messages;
 mod migrations;
 mod policies;
+mod presence;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -122,6 +122,12 @@ impl Users for Sqlite {
                 [&aor],
             )
             .map_err(db)?;
+            // Others' contact entries for the user go too: a new account
+            // under the same address must not inherit relationships.
+            c.execute("DELETE FROM contacts WHERE contact = ?1", [&aor])
+                .map_err(db)?;
+            c.execute("DELETE FROM subscriptions WHERE watcher = ?1", [&aor])
+                .map_err(db)?;
             c.execute("DELETE FROM users WHERE aor = ?1", [aor])
                 .map(|n| n == 1)
                 .map_err(db)
