@@ -10,12 +10,16 @@
 //! and aggregates a user's devices into one view; [`privacy`] cuts the view
 //! each watcher gets by relationship level (blocked, external, colleague,
 //! workgroup, personal) and gives watchers who may see nothing the same
-//! offline document as for an offline or unknown user.
+//! offline document as for an offline or unknown user; [`access`] combines
+//! the privacy policy with the presentity's contact list; [`watcherinfo`]
+//! writes RFC 3857 watcher lists.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod availability;
 pub mod pidf;
 pub mod privacy;
+pub mod watcherinfo;
 mod xml;
 
 pub use availability::{aggregate, Availability};

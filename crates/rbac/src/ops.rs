@@ -38,6 +38,14 @@ pub const OPS: &[Op] = &[
         doc: "add, import, enable, disable and remove SIP users, set passwords and sites",
     },
     Op {
+        name: "contacts.read",
+        doc: "read users' contact lists and who watches their presence",
+    },
+    Op {
+        name: "contacts.write",
+        doc: "change users' contact lists, groups and relationships",
+    },
+    Op {
         name: "groups.read",
         doc: "list user groups and their members",
     },

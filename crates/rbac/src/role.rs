@@ -195,6 +195,8 @@ pub fn predefined() -> Vec<Role> {
         "lockouts.clear",
         "users.read",
         "users.write",
+        "contacts.read",
+        "contacts.write",
         "groups.read",
         "groups.write",
         "policies.read",
@@ -217,11 +219,11 @@ pub fn predefined() -> Vec<Role> {
     compliance.push(ops::policy_grant("archiving"));
     vec![
         builtin("administrator", "every operation, including administrators, roles, tokens and the audit log", ops::all()),
-        builtin("user-administrator", "SIP users, groups, sites, lockouts, and granting existing policies (CsUserAdministrator)", user_admin),
+        builtin("user-administrator", "SIP users, their contact lists, groups, sites, lockouts, and granting existing policies (CsUserAdministrator)", user_admin),
         builtin("server-administrator", "server status, security view, lockouts; reads users and policies (CsServerAdministrator)", server_admin),
         builtin("voice-administrator", "conferencing and voice policies (CsVoiceAdministrator)", voice),
         builtin("view-only", "reads status, users, groups, policies and roles; changes nothing (CsViewOnlyAdministrator)", reads),
-        builtin("help-desk", "reads users and their policies, clears lockouts (CsHelpDesk)", list(&["status.read", "users.read", "groups.read", "policies.read", "lockouts.read", "lockouts.clear"])),
+        builtin("help-desk", "reads users, their contact lists and policies, clears lockouts (CsHelpDesk)", list(&["status.read", "users.read", "contacts.read", "groups.read", "policies.read", "lockouts.read", "lockouts.clear"])),
         builtin("compliance-administrator", "archiving policy and the audit log (CsArchivingAdministrator)", compliance),
         builtin("persistent-chat-administrator", "reads users, groups and policies; chat rooms arrive with persistent chat (CsPersistentChatAdministrator)", list(&["status.read", "users.read", "groups.read", "policies.read"])),
     ]

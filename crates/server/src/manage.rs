@@ -64,6 +64,11 @@ impl Manager {
     }
 
     /// Checks a user URI and returns (AOR, user part).
+    /// The domain users live in.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     pub fn parse_uri(&self, uri: &str) -> Result<(String, String), String> {
         let parsed = sip::Uri::parse(uri).map_err(|_| {
             format!(

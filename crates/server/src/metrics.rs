@@ -25,6 +25,9 @@ pub struct Metrics {
     pub pending_writes: AtomicU64,
     pub db_commits: AtomicU64,
     pub inbound_queue: AtomicU64,
+    pub notifies_sent: AtomicU64,
+    pub publications: AtomicU64,
+    pub subscriptions: AtomicU64,
 }
 
 /// The method label: a known method's name, otherwise `other` (bounded).
@@ -54,7 +57,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             (
                 "parapet_auth_failures_total",
                 "Sign-ins whose credentials did not verify.",
@@ -86,6 +89,11 @@ impl Metrics {
                 &self.messages_delivered,
             ),
             (
+                "parapet_presence_notifies_total",
+                "NOTIFY requests sent to presence and watcher-information subscribers.",
+                &self.notifies_sent,
+            ),
+            (
                 "parapet_db_commits_total",
                 "Database write transactions committed (group commit: each carries one or more writes).",
                 &self.db_commits,
@@ -98,11 +106,21 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        let gauges: [(&str, &str, &AtomicU64); 5] = [
+        let gauges: [(&str, &str, &AtomicU64); 7] = [
             (
                 "parapet_inbound_queue",
                 "Received messages waiting for the SIP core.",
                 &self.inbound_queue,
+            ),
+            (
+                "parapet_presence_publications",
+                "Live presence publications (one per publishing device).",
+                &self.publications,
+            ),
+            (
+                "parapet_presence_subscriptions",
+                "Live presence and watcher-information subscriptions.",
+                &self.subscriptions,
             ),
             (
                 "parapet_registrations",

@@ -76,6 +76,9 @@ pub(super) enum AdminCmd {
     /// SIP users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Users' contact lists, relationships and presence watchers.
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
     /// User groups (departments, teams).
     #[command(subcommand)]
     Group(GroupCmd),
@@ -220,6 +223,75 @@ pub(super) enum GroupCmd {
         name: String,
         uri: String,
     },
+}
+
+/// A relationship level: what a contact sees of the user's presence.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Level {
+    /// Sees the user offline, always; cannot send them messages.
+    Blocked,
+    /// Availability only (federated contacts).
+    External,
+    /// Availability and note.
+    Colleague,
+    /// Also location and mood.
+    Workgroup,
+    /// Everything the user publishes.
+    Personal,
+}
+
+impl Level {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Level::Blocked => "blocked",
+            Level::External => "external",
+            Level::Colleague => "colleague",
+            Level::Workgroup => "workgroup",
+            Level::Personal => "personal",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(super) enum ContactsCmd {
+    /// A user's contacts, contact groups, and who watches their presence
+    /// (active, pending approval, or rejected).
+    ///
+    /// Example: parapet admin contacts list sip:alice@example.com
+    List { user: String },
+    /// Add a contact or change one (relationship, groups, name).
+    ///
+    /// Example: parapet admin contacts add sip:alice@example.com sip:bob@example.com --relationship workgroup --group Team
+    Add {
+        user: String,
+        contact: String,
+        /// Default: colleague for this domain, external for others.
+        #[arg(long, value_enum)]
+        relationship: Option<Level>,
+        /// A contact group (repeat for several); created if new.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Remove a contact.
+    Remove { user: String, contact: String },
+    /// Let a pending watcher see the user's presence (adds them as a contact).
+    ///
+    /// Example: parapet admin contacts approve sip:alice@example.com sip:bob@example.com
+    Approve {
+        user: String,
+        watcher: String,
+        #[arg(long, value_enum)]
+        relationship: Option<Level>,
+    },
+    /// Block a contact or watcher: they see the user offline and cannot
+    /// message them.
+    Block { user: String, contact: String },
+    /// Create a contact group.
+    GroupAdd { user: String, name: String },
+    /// Remove a contact group (its contacts stay in the list).
+    GroupRemove { user: String, name: String },
 }
 
 #[derive(Subcommand)]

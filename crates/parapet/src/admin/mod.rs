@@ -4,6 +4,7 @@
 
 mod args;
 mod client;
+mod contacts;
 mod policy;
 mod render;
 mod security;
@@ -193,6 +194,7 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             ));
         }
         AdminCmd::User(cmd) => users::user(authed()?, cmd, out, done).await?,
+        AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
         AdminCmd::Group(cmd) => {
             let c = authed()?;
             match cmd {

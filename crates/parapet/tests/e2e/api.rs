@@ -43,6 +43,7 @@ fn every_documented_path_is_served() {
     for (path, methods) in paths {
         let concrete = path
             .replace("{uri}", &format!("sip:nobody@{DOMAIN}"))
+            .replace("{contact}", &format!("sip:somebody@{DOMAIN}"))
             .replace("{name}", "nobody")
             .replace("{scope}", "named:nobody")
             .replace("{target}", "group:nobody")

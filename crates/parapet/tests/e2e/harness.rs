@@ -33,10 +33,17 @@ pub(crate) struct Server {
     pub(crate) admin: u16,
     /// A session token of the administrator `root`, made at start.
     pub(crate) token: String,
+    /// More configuration (TOML) for this test's server.
+    pub(crate) extra_config: String,
 }
 
 impl Server {
     pub(crate) fn new(name: &str) -> Server {
+        Server::with_config(name, "")
+    }
+
+    /// A server whose configuration file also has `extra` (TOML, top level).
+    pub(crate) fn with_config(name: &str, extra: &str) -> Server {
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -47,6 +54,7 @@ impl Server {
             tls: free_port(),
             admin: free_port(),
             token: String::new(),
+            extra_config: extra.to_string(),
         };
         s.start();
         s.token = s.bootstrap_admin("root");
@@ -184,7 +192,10 @@ impl Server {
         // timer C is short so that a test can see it fire.
         std::fs::write(
             &cfg,
-            "digest_algorithms = [\"MD5\"]\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
+            format!(
+                "digest_algorithms = [\"MD5\"]\n{}\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
+                self.extra_config
+            ),
         )
         .unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
@@ -340,7 +351,10 @@ impl Server {
         std::fs::write(&csv, format!("SEQUENTIAL\n{line}\n")).unwrap();
         let msgs = self.dir.join(format!("{name}-{local_port}.msg"));
         let mut cmd = Command::new("sipp");
-        if name.starts_with("message_") || name.starts_with("call_uac") {
+        if name.starts_with("message_")
+            || name.starts_with("call_uac")
+            || name.starts_with("presence_")
+        {
             // The digest uri must be the Request-URI; SIPp defaults to ip:port.
             cmd.args(["-auth_uri", &format!("{service}@{DOMAIN}")]); // SIPp adds "sip:"
         }

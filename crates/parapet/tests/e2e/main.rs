@@ -23,6 +23,7 @@ mod harness;
 mod im;
 mod operations;
 mod policies;
+mod presence;
 mod registrar;
 mod security;
 mod signin;

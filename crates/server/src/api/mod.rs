@@ -15,6 +15,7 @@
 
 mod access;
 mod admins;
+mod contacts;
 mod directory;
 mod extract;
 mod openapi;
@@ -67,6 +68,17 @@ pub enum AdminCmd {
     },
     /// A freshly loaded policy snapshot: swap it in (if newer) and answer.
     Policies(PolicySet, oneshot::Sender<()>),
+    /// One user's contact list, as now stored: replace it and answer.
+    Contacts {
+        owner: String,
+        rows: Vec<store::ContactRow>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Who watches `aor`'s presence: (watcher, active | pending | rejected).
+    Watchers {
+        aor: String,
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +292,15 @@ fn router(ctx: Ctx) -> Router {
         .route("/v1/users/{uri}/enabled", put(users::set_enabled))
         .route("/v1/users/{uri}/site", put(directory::set_site))
         .route("/v1/users/{uri}/effective", get(policies::effective))
+        .route("/v1/users/{uri}/contacts", get(contacts::list))
+        .route(
+            "/v1/users/{uri}/contacts/{contact}",
+            put(contacts::put).delete(contacts::remove),
+        )
+        .route(
+            "/v1/users/{uri}/contact-groups/{name}",
+            put(contacts::put_group).delete(contacts::remove_group),
+        )
         .route("/v1/groups", get(directory::groups))
         .route(
             "/v1/groups/{name}",

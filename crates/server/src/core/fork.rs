@@ -70,7 +70,12 @@ fn rank(status: u16) -> u16 {
 
 /// Where a binding is reached: its protocol and transport target, if reachable.
 pub(crate) fn binding_protocol(b: &Binding) -> Option<Protocol> {
-    let proto = b.source.split(':').next()?;
+    source_protocol(&b.source)
+}
+
+/// The protocol of a recorded source (`udp:1.2.3.4:5060`, `tls:...`).
+pub(crate) fn source_protocol(source: &str) -> Option<Protocol> {
+    let proto = source.split(':').next()?;
     Some(match proto {
         "udp" => Protocol::Udp,
         "tcp" => Protocol::Tcp,
@@ -363,6 +368,9 @@ impl Core {
 
     /// A final response (or a timeout, `resp = None`) on one branch.
     pub(crate) fn branch_final(&mut self, cid: TxnId, status: u16, resp: Option<&Message>) {
+        if self.presence.notifies.contains_key(&cid) {
+            return self.notify_done(cid, status);
+        }
         let Some(fork_id) = self.by_client.remove(&cid) else {
             return;
         };

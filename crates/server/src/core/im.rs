@@ -68,6 +68,17 @@ impl Core {
         if !self.users.get(&rcpt_aor).is_some_and(|u| u.enabled) {
             return self.reply(r, 404, "Not Found", &[]).await;
         }
+        // The recipient's rules: blocked senders, and strangers as the
+        // privacy policy says. One answer for both, so a sender cannot tell
+        // a block from the policy.
+        let who =
+            super::presence::watcher(&self.presence.contacts, &domain, &rcpt_aor, &sender_aor);
+        let strangers = super::presence::privacy(&self.policies, &rcpt_aor).strangers;
+        if !presence::access::may_message(who, strangers) {
+            return self
+                .reply(r, 403, "Forbidden (Not Accepted by Recipient)", &[])
+                .await;
+        }
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }

@@ -7,6 +7,7 @@ mod authn;
 mod call;
 mod fork;
 mod im;
+mod presence;
 mod ratelimit;
 mod register;
 mod routing;
@@ -58,10 +59,18 @@ pub(crate) enum Event {
         aor: String,
         next: Option<store::PendingMessage>,
     },
+    /// A PUBLISH was stored (or not).
+    Published(Box<presence::publish::Published>),
+    /// A SUBSCRIBE was stored (or not).
+    Subscribed(Box<presence::subscribe::Subscribed>),
 }
 
 /// Database writes the core may have in flight; beyond, requests get 503.
 const MAX_PENDING_WRITES: usize = 256;
+
+/// Methods this server handles (the Allow header).
+const ALLOW: &str =
+    "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, PUBLISH";
 
 /// Option tags this server supports (RFC 5626 outbound, RFC 3327 Path).
 pub(crate) const SUPPORTED: &[&str] = &["outbound", "path"];
@@ -106,6 +115,11 @@ pub struct Core {
     /// The policy snapshot decisions read; replaced whole on change.
     pub(crate) policies: PolicySet,
     reloading_policies: bool,
+    /// Publications, subscriptions and contact lists.
+    pub(crate) presence: presence::PresenceState,
+    /// SUBSCRIBEs per watcher.
+    pub(crate) subscribe_rate: ratelimit::RateLimiter<String>,
+    last_presence_purge: Instant,
 }
 
 impl std::fmt::Debug for Core {
@@ -142,6 +156,7 @@ impl Core {
             "state loaded"
         );
         location.load(live);
+        let state = presence::load(&store, unix_now()).await?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let cfg_rate = (cfg.unauthenticated_rate, cfg.unauthenticated_burst);
         let random = SecretKey::generate().map_err(|_| "system random generator failed")?;
@@ -189,6 +204,13 @@ impl Core {
             started: Instant::now(),
             policies,
             reloading_policies: false,
+            presence: state,
+            subscribe_rate: ratelimit::RateLimiter::new(
+                presence::SUBSCRIBE_RATE.0,
+                presence::SUBSCRIBE_RATE.1,
+                100_000,
+            ),
+            last_presence_purge: Instant::now(),
         })
     }
 
@@ -211,6 +233,7 @@ impl Core {
                 _ = tick.tick() => {
                     self.metrics.inbound_queue.store(inbound.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     self.txn.poll(Instant::now(), &mut self.out);
+                    self.flush_due_notifies();
                     self.flush().await;
                     if last_housekeeping.elapsed() >= Duration::from_secs(1) {
                         last_housekeeping = Instant::now();
@@ -276,15 +299,30 @@ impl Core {
                 user,
                 reply,
             } => {
-                if !user.as_ref().is_some_and(|u| u.enabled) {
+                let gone = !user.as_ref().is_some_and(|u| u.enabled);
+                if gone {
                     // Removed or disabled: its registrations go at once.
                     self.location.remove_aor(&aor);
                 }
                 self.users.set(version, &aor, user);
+                if gone {
+                    self.presence_user_gone(&aor);
+                } else {
+                    self.presence_changed(&aor);
+                }
                 let _ = reply.send(());
             }
             AdminCmd::Policies(fresh, reply) => {
                 self.install_policies(fresh);
+                let _ = reply.send(());
+            }
+            AdminCmd::Watchers { aor, reply } => {
+                let _ = reply.send(self.watcher_statuses(&aor));
+            }
+            AdminCmd::Contacts { owner, rows, reply } => {
+                self.presence.contacts.replace(&owner, &rows);
+                // What the owner's watchers may see, and their statuses.
+                self.presence_changed(&owner);
                 let _ = reply.send(());
             }
         }
@@ -293,7 +331,20 @@ impl Core {
     fn install_policies(&mut self, fresh: PolicySet) {
         if fresh.version > self.policies.version {
             tracing::info!(version = fresh.version, "policy snapshot replaced");
-            self.policies = fresh;
+            let old = std::mem::replace(&mut self.policies, fresh);
+            // Watchers of users whose privacy settings changed get a NOTIFY.
+            let changed: Vec<String> = self
+                .presence
+                .watchers
+                .keys()
+                .filter(|aor| {
+                    presence::privacy(&old, aor) != presence::privacy(&self.policies, aor)
+                })
+                .cloned()
+                .collect();
+            for aor in changed {
+                self.presence_changed(&aor);
+            }
         }
     }
 
@@ -304,11 +355,14 @@ impl Core {
             .into_iter()
             .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
             .collect();
-        for a in gone {
-            self.location.remove_aor(&a);
+        for a in &gone {
+            self.location.remove_aor(a);
         }
         tracing::info!(users = c.len(), "user table reloaded");
         self.users = c;
+        for a in gone {
+            self.presence_user_gone(&a);
+        }
     }
 
     fn housekeeping(&mut self) {
@@ -331,7 +385,36 @@ impl Core {
         );
         self.metrics.db_commits.store(self.store.commits(), Relaxed);
         let now = unix_now();
-        if !self.location.expire(now).is_empty() {
+        self.expire_subscriptions(now);
+        self.expire_publications(now);
+        self.metrics.publications.store(
+            self.presence
+                .publications
+                .values()
+                .map(Vec::len)
+                .sum::<usize>() as u64,
+            Relaxed,
+        );
+        self.metrics
+            .subscriptions
+            .store(self.presence.subs.len() as u64, Relaxed);
+        if self.last_presence_purge.elapsed() >= Duration::from_secs(60) {
+            self.last_presence_purge = Instant::now();
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store::PresenceState::purge_expired_presence(&store, now).await {
+                    tracing::warn!(error = %e, "could not purge expired presence state");
+                }
+            });
+        }
+        let expired = self.location.expire(now);
+        let mut expired_aors: Vec<&str> = expired.iter().map(|(a, _)| a.as_str()).collect();
+        expired_aors.dedup();
+        let expired_aors: Vec<String> = expired_aors.into_iter().map(str::to_owned).collect();
+        for aor in &expired_aors {
+            self.presence_changed(aor);
+        }
+        if !expired.is_empty() {
             let store = self.store.clone();
             tokio::spawn(async move {
                 if let Err(e) = store::Bindings::purge_expired_bindings(&store, now).await {
@@ -400,12 +483,7 @@ impl Core {
                 method,
                 status,
                 bytes,
-            } => {
-                self.metrics.count_response(method, status);
-                self.txn
-                    .respond(id, status, bytes, Instant::now(), &mut self.out);
-                self.flush().await;
-            }
+            } => self.respond_event(id, method, status, bytes).await,
             Event::Users(fresh) => {
                 self.reloading = false;
                 if let Some(c) = fresh.filter(|c| c.version > self.users.version) {
@@ -422,11 +500,16 @@ impl Core {
                 for k in keys {
                     self.location.remove(&aor, &k);
                 }
+                self.presence_changed(&aor);
+                self.flush().await;
             }
             Event::Registered { aor } => {
+                self.presence_changed(&aor);
                 self.start_delivery(aor);
                 self.flush().await;
             }
+            Event::Published(p) => self.published(*p).await,
+            Event::Subscribed(s) => self.subscribed(*s).await,
             Event::Enqueued { aor } => {
                 *self.waiting.entry(aor).or_insert(0) += 1;
             }
@@ -435,6 +518,38 @@ impl Core {
                 self.flush().await;
             }
         }
+    }
+
+    /// Sends a response prepared earlier through server transaction `id`.
+    pub(crate) async fn respond_event(
+        &mut self,
+        id: TxnId,
+        method: &'static str,
+        status: u16,
+        bytes: Bytes,
+    ) {
+        self.metrics.count_response(method, status);
+        self.txn
+            .respond(id, status, bytes, Instant::now(), &mut self.out);
+        self.flush().await;
+    }
+
+    /// The sender's AOR and user part when From names a user of this domain.
+    pub(crate) fn local_sender(&self, r: &Req<'_>) -> Option<(String, String)> {
+        let Uri::Sip(from) = r.f.from.uri else {
+            return None;
+        };
+        let user = from.user?;
+        from.host
+            .to_string()
+            .eq_ignore_ascii_case(&self.cfg.domain)
+            .then(|| (format!("sip:{user}@{}", self.cfg.domain), user.to_owned()))
+    }
+
+    /// 128 random bits in hex (entity tags, subscription dialog tags).
+    pub(crate) fn random_id(&self) -> Option<String> {
+        let k = SecretKey::generate().ok()?;
+        Some(k[..16].iter().map(|b| format!("{b:02x}")).collect())
     }
 
     fn location_aors(&self) -> Vec<String> {
@@ -586,6 +701,10 @@ impl Core {
         if f.method != Method::Cancel && self.looped(msg, f) {
             return self.reply(&r, 482, "Loop Detected", &[]).await;
         }
+        // Subscriptions this server is the notifier of.
+        if f.to.tag().is_some() && f.method == Method::Subscribe {
+            return self.on_subscribe_in_dialog(&r).await;
+        }
         // Inside a dialog (To tag): follow the route set through us.
         if f.to.tag().is_some() && f.method != Method::Cancel {
             return self.on_in_dialog(&r).await;
@@ -609,16 +728,16 @@ impl Core {
             Method::Register => self.reply(&r, 403, "Domain Not Served Here", &[]).await,
             Method::Message if to_us => self.on_message(&r).await,
             Method::Invite if to_us => self.on_invite(&r).await,
+            Method::Publish if to_us => self.on_publish(&r).await,
+            Method::Subscribe if to_us => self.on_subscribe(&r).await,
             Method::Options if to_us && self.addressed_to_server(&f.request_uri) => {
                 self.reply(
                     &r,
                     200,
                     "OK",
                     &[
-                        (
-                            "Allow",
-                            "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO",
-                        ),
+                        ("Allow", ALLOW),
+                        ("Allow-Events", "presence, presence.winfo"),
                         ("Accept", "application/sdp"),
                         ("Supported", "outbound, path"),
                     ],
@@ -627,8 +746,7 @@ impl Core {
             }
             _ if !to_us => self.reply(&r, 403, "Relaying Denied", &[]).await,
             _ => {
-                let allow = "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO";
-                self.reply(&r, 405, "Method Not Allowed", &[("Allow", allow)])
+                self.reply(&r, 405, "Method Not Allowed", &[("Allow", ALLOW)])
                     .await
             }
         }
@@ -664,11 +782,23 @@ impl Core {
         reason: &str,
         extra: &[(&str, &str)],
     ) -> Bytes {
-        let (rcv, rport) = via_received_for(&r.f.top_via, r.src.remote);
         let tag = self.next_tag();
+        self.build_tagged(r, status, reason, extra, &tag)
+    }
+
+    /// [`Core::build`] with a given To tag (a dialog this server is part of).
+    pub(crate) fn build_tagged(
+        &self,
+        r: &Req<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+        tag: &str,
+    ) -> Bytes {
+        let (rcv, rport) = via_received_for(&r.f.top_via, r.src.remote);
         let mut b = ResponseBuilder::new(r.msg, status, reason).via_received(rcv, rport);
         if status > 100 {
-            b = b.to_tag(&tag);
+            b = b.to_tag(tag);
         }
         for (n, v) in extra {
             b = b.header(n, v);
@@ -705,6 +835,7 @@ impl Core {
                     Action::Timeout { id } => self.branch_final(id, 408, None),
                     Action::Terminated { id } => {
                         self.by_client.remove(&id);
+                        self.presence.notifies.remove(&id);
                     }
                 }
             }

@@ -1,23 +1,25 @@
-//! Per-address rate limit for unauthenticated requests: a token bucket per
-//! source IP, bounded in memory (idle, full buckets are dropped first).
+//! Rate limits: a token bucket per key (a source IP for unauthenticated
+//! requests, a user for subscriptions), bounded in memory (idle, full
+//! buckets are dropped first).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Instant;
 
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub(crate) struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
     max_entries: usize,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    buckets: HashMap<K, (f64, Instant)>,
     /// When the table was last swept for idle buckets: at most once a second,
     /// so a flood of new (possibly spoofed) addresses cannot make every request
     /// pay for a full sweep.
     last_sweep: Option<Instant>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub(crate) fn new(rate_per_sec: u32, burst: u32, max_entries: usize) -> Self {
         RateLimiter {
             rate: f64::from(rate_per_sec),
@@ -28,8 +30,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`; `false` when the address is over its rate.
-    pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// Takes one token for `ip`; `false` when the key is over its rate.
+    pub(crate) fn allow(&mut self, ip: K, now: Instant) -> bool {
         if self.buckets.len() >= self.max_entries && !self.buckets.contains_key(&ip) {
             let due = self
                 .last_sweep
@@ -65,7 +67,7 @@ mod tests {
 
     #[test]
     fn burst_then_rate() {
-        let mut r = RateLimiter::new(10, 5, 100);
+        let mut r: RateLimiter = RateLimiter::new(10, 5, 100);
         let ip: IpAddr = [192, 0, 2, 1].into();
         let t0 = Instant::now();
         assert_eq!((0..10).filter(|_| r.allow(ip, t0)).count(), 5);
@@ -83,7 +85,7 @@ mod tests {
     fn a_full_table_is_swept_at_most_once_a_second() {
         // 10/s: after 500 ms both buckets would be full (idle) again, so only
         // the throttle keeps a second sweep from freeing room.
-        let mut r = RateLimiter::new(10, 2, 2);
+        let mut r: RateLimiter = RateLimiter::new(10, 2, 2);
         let t0 = Instant::now();
         assert!(r.allow([10, 0, 0, 1].into(), t0));
         assert!(r.allow([10, 0, 0, 2].into(), t0));
@@ -101,7 +103,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let mut r = RateLimiter::new(1, 1, 10);
+        let mut r: RateLimiter = RateLimiter::new(1, 1, 10);
         let t0 = Instant::now();
         for i in 0..100u8 {
             r.allow([10, 0, 0, i].into(), t0);

@@ -184,6 +184,70 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         200,
     );
 
+    let contact = || {
+        path_param(
+            "contact",
+            json!({ "type": "string", "maxLength": 330, "pattern": "^sip:[A-Za-z0-9_.~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" }),
+        )
+    };
+    let group = || {
+        path_param(
+            "name",
+            json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" }),
+        )
+    };
+    d.op(
+        "get",
+        "/v1/users/{uri}/contacts",
+        "The user's contact list, contact groups and presence watchers (active, pending or rejected)",
+        "contacts.read",
+        vec![uri()],
+        None,
+        200,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/contacts/{contact}",
+        "Add or change a contact (relationship: blocked, external, colleague, workgroup, personal); adding a pending watcher approves them, adding them as blocked denies them",
+        "contacts.write",
+        vec![uri(), contact()],
+        Some(obj(
+            &[],
+            json!({
+                "relationship": nullable(json!({ "type": "string", "enum": ["blocked", "external", "colleague", "workgroup", "personal"] })),
+                "display_name": nullable(line(128)),
+                "groups": nullable(json!({ "type": "array", "maxItems": 64, "items": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" } })),
+            }),
+        )),
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}/contacts/{contact}",
+        "Remove a contact",
+        "contacts.write",
+        vec![uri(), contact()],
+        None,
+        204,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/contact-groups/{name}",
+        "Create a contact group at the end of the user's list",
+        "contacts.write",
+        vec![uri(), group()],
+        None,
+        204,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}/contact-groups/{name}",
+        "Remove a contact group (its contacts stay in the list)",
+        "contacts.write",
+        vec![uri(), group()],
+        None,
+        204,
+    );
     d.op(
         "get",
         "/v1/groups",

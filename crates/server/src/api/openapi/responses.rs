@@ -30,6 +30,16 @@ pub(super) fn policy_doc() -> Value {
     )
 }
 
+pub(super) fn contact() -> Value {
+    exact(
+        json!({
+            "contact": s(), "relationship": { "type": "string", "enum": ["blocked", "external", "colleague", "workgroup", "personal"] },
+            "display_name": ns(), "groups": strings(), "added_at": int(),
+        }),
+        &[],
+    )
+}
+
 pub(super) fn grant() -> Value {
     exact(json!({ "kind": s(), "policy": s(), "target": s() }), &[])
 }
@@ -81,6 +91,15 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             }),
             &[],
         ),
+        ("get", "/v1/users/{uri}/contacts") => exact(
+            json!({
+                "user": s(), "groups": strings(),
+                "contacts": array(contact()),
+                "watchers": array(exact(json!({ "watcher": s(), "status": { "type": "string", "enum": ["active", "pending", "rejected"] } }), &[])),
+            }),
+            &[],
+        ),
+        ("put", "/v1/users/{uri}/contacts/{contact}") => contact(),
         ("get", "/v1/groups") => array(exact(
             json!({ "name": s(), "priority": int(), "description": s(), "members": strings() }),
             &[],

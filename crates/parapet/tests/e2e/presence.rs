@@ -1,0 +1,427 @@
+//! Presence through SIPp: PUBLISH, SUBSCRIBE/NOTIFY, what each watcher is
+//! allowed to see (asserted on the NOTIFY bodies), watcher information and
+//! approval, restarts, and a SUBSCRIBE flood.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+const PW: &str = "correct horse battery";
+
+/// The bodies of the NOTIFYs in a SIPp message trace, in order.
+fn notify_bodies(trace: &str) -> Vec<String> {
+    let trace = trace.replace("\r\n", "\n");
+    trace
+        .split("message received")
+        .filter_map(|m| {
+            let msg = m.split_once(":\n\n")?.1;
+            if !msg.starts_with("NOTIFY ") {
+                return None;
+            }
+            let body = msg.split_once("\n\n")?.1;
+            // The trace separates messages with a dashed line.
+            let body = body.split("\n-----").next().unwrap_or(body);
+            Some(body.trim().to_string())
+        })
+        .collect()
+}
+
+fn users(s: &Server, names: &[&str]) {
+    for n in names {
+        s.add_user(n, PW);
+    }
+}
+
+fn admin_ok(s: &Server, args: &[&str]) -> String {
+    let o = s.admin(args, "");
+    assert!(o.status.success(), "{args:?}: {}", out(&o));
+    out(&o)
+}
+
+fn publish(s: &Server, user: &str, note: &str, activity: &str) {
+    passes!(
+        s,
+        s.sipp(
+            "presence_publish.xml",
+            user,
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &[user, note, activity]
+        )
+    );
+}
+
+/// `watcher` subscribes to `presentity` and unsubscribes after the first
+/// NOTIFY; returns that NOTIFY's body.
+fn watch(s: &Server, watcher: &str, presentity: &str) -> String {
+    let run = s.sipp_start(
+        "presence_watch.xml",
+        presentity,
+        watcher,
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &[watcher],
+    );
+    let (ok, trace) = run.finish();
+    assert!(
+        ok,
+        "{watcher} watching {presentity} failed:\n{trace}\nserver:\n{}",
+        s.log()
+    );
+    let bodies = notify_bodies(&trace);
+    assert_eq!(bodies.len(), 2, "an active and a final NOTIFY:\n{trace}");
+    bodies[0].clone()
+}
+
+fn sip(user: &str) -> String {
+    format!("sip:{user}@{DOMAIN}")
+}
+
+#[test]
+fn each_watcher_sees_what_the_privacy_rules_allow() {
+    let s = Server::new("presence-matrix");
+    users(&s, &["alice", "bob", "carol", "dave", "erin", "frank"]);
+    for (g, members) in [
+        ("eng", &["alice", "carol", "erin"][..]),
+        ("sales", &["frank"][..]),
+    ] {
+        admin_ok(&s, &["group", "create", g]);
+        for m in members {
+            admin_ok(&s, &["group", "add-member", g, &sip(m)]);
+        }
+    }
+    admin_ok(&s, &["contacts", "add", &sip("alice"), &sip("bob")]);
+    admin_ok(
+        &s,
+        &[
+            "contacts",
+            "add",
+            &sip("alice"),
+            &sip("erin"),
+            "--relationship",
+            "workgroup",
+            "--group",
+            "Team",
+        ],
+    );
+    admin_ok(&s, &["contacts", "block", &sip("alice"), &sip("dave")]);
+
+    // Before alice publishes or registers she is offline to everyone: this
+    // is the one document every watcher who may not see her gets.
+    let offline = watch(&s, "bob", "alice");
+    assert!(offline.contains("<basic>closed</basic>"), "{offline}");
+    assert!(!offline.contains("busy"), "{offline}");
+
+    publish(&s, "alice", "in a meeting until 3", "busy");
+    let leaks = |doc: &str| doc.contains("desk phone") || doc.contains("127.0.0.1");
+
+    // Privacy mode on (the default: contacts only).
+    let bob = watch(&s, "bob", "alice");
+    assert!(
+        bob.contains("<basic>open</basic>") && bob.contains("<rpid:busy/>"),
+        "{bob}"
+    );
+    assert!(
+        bob.contains("in a meeting until 3"),
+        "a colleague sees the note: {bob}"
+    );
+    assert!(!bob.contains("office") && !bob.contains("happy"), "{bob}");
+    let erin = watch(&s, "erin", "alice");
+    assert!(
+        erin.contains("in a meeting until 3")
+            && erin.contains("<rpid:office/>")
+            && erin.contains("<rpid:happy/>"),
+        "workgroup sees place and mood: {erin}"
+    );
+    for stranger in ["carol", "frank", "dave"] {
+        let doc = watch(&s, stranger, "alice");
+        assert_eq!(
+            doc, offline,
+            "{stranger} must see exactly the offline document"
+        );
+    }
+    let own = watch(&s, "alice", "alice");
+    assert!(
+        own.contains("<rpid:busy/>") && own.contains("<rpid:happy/>"),
+        "{own}"
+    );
+    for doc in [&bob, &erin, &own] {
+        assert!(!leaks(doc), "device details left the server: {doc}");
+    }
+    // A presentity that does not exist looks like an offline one.
+    let nobody = watch(&s, "bob", "nobody");
+    assert_eq!(nobody.replace("nobody", "alice"), offline);
+
+    // Privacy mode off: everyone inside the organisation sees availability
+    // and note (colleague level); the block still holds.
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "privacy",
+            "global",
+            "presence_internal=everyone",
+        ],
+    );
+    for colleague in ["carol", "frank"] {
+        let doc = watch(&s, colleague, "alice");
+        assert!(
+            doc.contains("<rpid:busy/>") && doc.contains("in a meeting until 3"),
+            "{colleague}: {doc}"
+        );
+        assert!(!doc.contains("office"), "{colleague}: {doc}");
+    }
+    assert_eq!(watch(&s, "dave", "alice"), offline, "blocked stays offline");
+    assert_eq!(watch(&s, "erin", "alice"), erin);
+    // Nobody: not even contacts; the owner still sees themselves.
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "privacy",
+            "global",
+            "presence_internal=nobody",
+        ],
+    );
+    assert_eq!(watch(&s, "bob", "alice"), offline);
+    assert!(watch(&s, "alice", "alice").contains("<rpid:busy/>"));
+}
+
+#[test]
+fn watchers_are_notified_of_changes_and_across_a_restart() {
+    let mut s = Server::new("presence-notify");
+    users(&s, &["alice", "bob"]);
+    admin_ok(&s, &["contacts", "add", &sip("alice"), &sip("bob")]);
+    let run = s.sipp_start(
+        "presence_watch_change.xml",
+        "alice",
+        "bob",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["bob"],
+    );
+    // After the first NOTIFY (alice offline), alice publishes.
+    std::thread::sleep(Duration::from_millis(1500));
+    publish(&s, "alice", "back at 5", "away");
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let bodies = notify_bodies(&trace);
+    assert!(bodies[0].contains("<basic>closed</basic>"), "{}", bodies[0]);
+    assert!(
+        bodies[1].contains("<rpid:away/>") && bodies[1].contains("back at 5"),
+        "{}",
+        bodies[1]
+    );
+
+    // A subscription made before a crash is still served after it: the
+    // restarted server sends the current state (the publication survived
+    // too), and the unsubscribe inside the old dialog is recognised.
+    let run = s.sipp_start(
+        "presence_watch_change.xml",
+        "alice",
+        "bob",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["bob"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    s.kill9();
+    s.start();
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let bodies = notify_bodies(&trace);
+    assert!(
+        bodies[1].contains("<rpid:away/>"),
+        "after the restart: {}",
+        bodies[1]
+    );
+}
+
+#[test]
+fn pending_watchers_are_listed_and_approved() {
+    let s = Server::new("presence-winfo");
+    users(&s, &["alice", "carol"]);
+    publish(&s, "alice", "writing", "busy");
+    // Carol watches; privacy mode on, so she sees alice offline while the
+    // subscription is pending. Alice's approval changes that at once.
+    let carol = s.sipp_start(
+        "presence_watch_change.xml",
+        "alice",
+        "carol",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["carol"],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let listed = admin_ok(&s, &["contacts", "list", &sip("alice"), "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        v["watchers"],
+        serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
+        "{listed}"
+    );
+    // Alice sees the same through SIP (RFC 3857 watcher information).
+    let (ok, trace) = s
+        .sipp_start(
+            "presence_winfo.xml",
+            "alice",
+            "alice",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let winfo = &notify_bodies(&trace)[0];
+    assert!(
+        winfo.contains("status=\"pending\"") && winfo.contains(">sip:carol@example.test</watcher>"),
+        "{winfo}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    admin_ok(&s, &["contacts", "approve", &sip("alice"), &sip("carol")]);
+    let (ok, trace) = carol.finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let bodies = notify_bodies(&trace);
+    assert!(
+        bodies[0].contains("<basic>closed</basic>"),
+        "pending: {}",
+        bodies[0]
+    );
+    assert!(
+        bodies[1].contains("<rpid:busy/>"),
+        "approved: {}",
+        bodies[1]
+    );
+    let listed = admin_ok(&s, &["contacts", "list", &sip("alice")]);
+    assert!(
+        listed.contains("sip:carol@example.test") && listed.contains("colleague"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn blocked_senders_and_strangers_cannot_message() {
+    let s = Server::new("presence-im");
+    users(&s, &["alice", "bob", "carol", "dave"]);
+    admin_ok(&s, &["contacts", "add", &sip("alice"), &sip("bob")]);
+    admin_ok(&s, &["contacts", "block", &sip("alice"), &sip("dave")]);
+    let refused = |from: &str| {
+        s.sipp_start(
+            "message_send_refused.xml",
+            "alice",
+            from,
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &[from, "hi"],
+        )
+        .finish()
+    };
+    passes!(s, refused("dave"));
+    // Strangers: allowed inside the organisation by default; not with "nobody".
+    let listener = register_and_listen(&s, "alice", PW);
+    passes!(
+        s,
+        s.sipp_start(
+            "message_send.xml",
+            "alice",
+            "carol",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["carol", "hello"]
+        )
+        .finish()
+    );
+    passes!(s, listener.finish());
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "privacy",
+            "global",
+            "strangers_may_im=nobody",
+        ],
+    );
+    passes!(s, refused("carol"));
+    let listener = register_and_listen(&s, "alice", PW);
+    passes!(
+        s,
+        s.sipp_start(
+            "message_send.xml",
+            "alice",
+            "bob",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["bob", "contact"]
+        )
+        .finish()
+    );
+    passes!(s, listener.finish());
+}
+
+#[test]
+fn a_subscribe_flood_from_one_user_is_limited_without_affecting_others() {
+    // The per-address limit is lifted so that the per-user one is what acts.
+    let s = Server::with_config(
+        "presence-flood",
+        "[limits]\nunauthenticated_rate = 100000\nunauthenticated_burst = 100000",
+    );
+    users(&s, &["alice", "mallory", "bob"]);
+    let csv = s.dir.join("flood.csv");
+    std::fs::write(&csv, format!("SEQUENTIAL\n{DOMAIN};mallory\n")).unwrap();
+    let msgs = s.dir.join("flood.msg");
+    let status = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario("presence_flood.xml"))
+        .arg("-inf")
+        .arg(&csv)
+        .args(["-auth_uri", &format!("alice@{DOMAIN}")])
+        .args(["-s", "alice", "-au", "mallory", "-ap", PW])
+        .args([
+            "-m", "400", "-r", "400", "-l", "400", "-t", "u1", "-nostdin", "-timeout", "60s",
+        ])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(&msgs)
+        .arg(format!("127.0.0.1:{}", s.udp))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let trace = std::fs::read_to_string(&msgs).unwrap_or_default();
+    assert!(
+        status.success(),
+        "flood run failed (see trace)\n{}",
+        &trace[..trace.len().min(4000)]
+    );
+    let limited = trace
+        .matches("503 Service Unavailable (Subscription Rate Exceeded)")
+        .count();
+    let accepted = trace.matches("Subscription-State: active").count();
+    assert!(limited >= 100, "{limited} refused, {accepted} accepted");
+    assert!(
+        accepted >= 190,
+        "the burst is served: {limited} refused, {accepted} accepted"
+    );
+    // Another user is unaffected, at once.
+    let doc = watch(&s, "bob", "alice");
+    assert!(doc.contains("<basic>closed</basic>"), "{doc}");
+}
