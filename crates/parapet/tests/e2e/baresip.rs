@@ -19,6 +19,18 @@ struct Baresip {
 
 impl Baresip {
     fn start(s: &Server, user: &str, password: &str, contact: &str) -> Baresip {
+        Baresip::start_with(s, user, password, contact, false)
+    }
+
+    /// With `presence`: the presence module subscribes to the contact and
+    /// publishes the user's state every 60 s (`pubint`).
+    fn start_with(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        presence: bool,
+    ) -> Baresip {
         let dir = s.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
         let wav = dir.join("tone.wav");
@@ -26,24 +38,34 @@ impl Baresip {
         let config = format!(
             "poll_method\tepoll\nsip_listen\t127.0.0.1:{}\nsip_cafile\t{}\nmodule_path\t/usr/lib/baresip/modules\n\
              module\tstdio.so\nmodule\tg711.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
-             module_app\tcontact.so\naudio_source\taufile,{}\naudio_player\taufile,/dev/null\naudio_alert\taufile,/dev/null\n",
+             module_app\tcontact.so\naudio_source\taufile,{}\naudio_player\taufile,/dev/null\naudio_alert\taufile,/dev/null\n{}",
             free_port(),
             s.data_dir().join("pki/ca.pem").display(),
-            wav.display()
+            wav.display(),
+            if presence { "module_app\tpresence.so\n" } else { "" }
         );
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\";regint=600\n", s.tls),
+            format!(
+                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\";regint=600{}\n",
+                s.tls,
+                if presence { ";pubint=60" } else { "" }
+            ),
         )
         .unwrap();
-        std::fs::write(dir.join("contacts"), format!("<sip:{contact}@{DOMAIN}>\n")).unwrap();
+        let p2p = if presence { ";presence=p2p" } else { "" };
+        std::fs::write(
+            dir.join("contacts"),
+            format!("<sip:{contact}@{DOMAIN}>{p2p}\n"),
+        )
+        .unwrap();
         let out = dir.join("out.log");
         // baresip prints to both streams; keep them together.
         let log = std::fs::File::create(&out).unwrap();
         // Line-buffered, so the test sees each line as it is printed.
         let mut child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "baresip", "-s", "-n", "127.0.0.1", "-f"])
+            .args(["-oL", "-eL", "baresip", "-s", "-v", "-n", "127.0.0.1", "-f"])
             .arg(&dir)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
@@ -133,6 +155,40 @@ fn baresip_clients_message_and_call_over_tls() {
     // flow token in our Record-Route) and ends his side of the call.
     bob.wait_for("BYE sip:bob");
     bob.wait_for("session closed");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+#[test]
+fn baresip_clients_publish_and_watch_presence() {
+    let s = Server::new("baresip-presence");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    // Privacy mode is on by default: each must be in the other's contacts.
+    for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
+        let o = s.admin(
+            &[
+                "contacts",
+                "add",
+                &format!("sip:{owner}@{DOMAIN}"),
+                &format!("sip:{contact}@{DOMAIN}"),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    // Alice publishes (PUBLISH, open); bob watches her, and alice bob.
+    let mut alice = Baresip::start_with(&s, "alice", "correct-horse-battery", "bob", true);
+    let mut bob = Baresip::start_with(&s, "bob", "battery-staple-horse", "alice", true);
+    bob.wait_for("NOTIFY sip:bob");
+    alice.wait_for("NOTIFY sip:alice");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Alice goes offline: her new PUBLISH reaches bob as a NOTIFY.
+    alice.cmd("/presence_offline");
+    bob.wait_for("<sip:alice@example.test> changed status from \u{1b}[32mOnline\u{1b}[;m to \u{1b}[31mOffline");
+    std::thread::sleep(Duration::from_millis(1500));
+    alice.cmd("/presence_online");
+    bob.wait_for("<sip:alice@example.test> changed status from \u{1b}[31mOffline\u{1b}[;m to \u{1b}[32mOnline");
     alice.cmd("/quit");
     bob.cmd("/quit");
 }

@@ -242,6 +242,27 @@ fn watchers_are_notified_of_changes_and_across_a_restart() {
         "after the restart: {}",
         bodies[1]
     );
+
+    // A user who only registers (never publishes) is available while
+    // registered, offline otherwise.
+    admin_ok(&s, &["contacts", "add", &sip("bob"), &sip("alice")]);
+    assert!(watch(&s, "alice", "bob").contains("<basic>closed</basic>"));
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let doc = watch(&s, "alice", "bob");
+    assert!(
+        doc.contains("<basic>open</basic>") && !doc.contains("rpid:busy"),
+        "{doc}"
+    );
 }
 
 #[test]
