@@ -12,13 +12,14 @@
 //! workgroup, personal) and gives watchers who may see nothing the same
 //! offline document as for an offline or unknown user; [`access`] combines
 //! the privacy policy with the presentity's contact list; [`watcherinfo`]
-//! writes RFC 3857 watcher lists.
+//! writes RFC 3857 watcher lists; [`rlmi`] the RFC 4662 list notifications.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod availability;
 pub mod pidf;
 pub mod privacy;
+pub mod rlmi;
 pub mod watcherinfo;
 mod xml;
 

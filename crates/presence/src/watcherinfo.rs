@@ -12,8 +12,6 @@ pub struct WatcherEntry {
     /// The watcher's address.
     pub uri: String,
     pub status: WatcherStatus,
-    /// Seconds the subscription has existed.
-    pub duration: u64,
 }
 
 /// A full-state `application/watcherinfo+xml` document for `resource`'s
@@ -31,9 +29,8 @@ pub fn full(resource: &str, version: u32, watchers: &[WatcherEntry]) -> String {
             WatcherStatus::Rejected => ("terminated", "rejected"),
         };
         out.push_str(&format!(
-            "  <watcher id=\"{}\" event=\"{event}\" status=\"{status}\" duration-subscribed=\"{}\">{}</watcher>\n",
+            "  <watcher id=\"{}\" event=\"{event}\" status=\"{status}\">{}</watcher>\n",
             e(&w.id),
-            w.duration,
             e(&w.uri)
         ));
     }
@@ -54,7 +51,6 @@ mod tests {
                 id: "a<b".into(),
                 uri: "sip:bob@example.com".into(),
                 status: WatcherStatus::Pending,
-                duration: 12,
             }],
         );
         assert!(doc.contains("version=\"3\" state=\"full\""));

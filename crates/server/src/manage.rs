@@ -94,6 +94,16 @@ impl Manager {
                 self.realm, self.realm
             ));
         }
+        let user_ok = (1..=64).contains(&user.len())
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '~' || c == '-');
+        if !user_ok {
+            return Err(format!(
+                "{uri:?}: a user name is 1-64 letters, digits, '_', '~' or '-'; for example sip:alice@{}",
+                self.realm
+            ));
+        }
         if u.port.is_some() || !u.params.is_empty() || u.headers.is_some() || u.password.is_some() {
             return Err(format!("{uri:?}: an address of record has no port, parameters or headers; write sip:{user}@{}", self.realm));
         }

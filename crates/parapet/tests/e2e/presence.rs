@@ -270,6 +270,17 @@ fn pending_watchers_are_listed_and_approved() {
     let s = Server::new("presence-winfo");
     users(&s, &["alice", "carol"]);
     publish(&s, "alice", "writing", "busy");
+    // Alice follows who watches her (RFC 3857); nobody yet.
+    let winfo = s.sipp_start(
+        "presence_winfo_change.xml",
+        "alice",
+        "alice",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["alice"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
     // Carol watches; privacy mode on, so she sees alice offline while the
     // subscription is pending. Alice's approval changes that at once.
     let carol = s.sipp_start(
@@ -281,7 +292,20 @@ fn pending_watchers_are_listed_and_approved() {
         free_port(),
         &["carol"],
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, trace) = winfo.finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let docs = notify_bodies(&trace);
+    assert!(
+        !docs[0].contains("<watcher "),
+        "nobody watches yet: {}",
+        docs[0]
+    );
+    assert!(
+        docs[1].contains("status=\"pending\"")
+            && docs[1].contains(">sip:carol@example.test</watcher>"),
+        "carol is listed as pending: {}",
+        docs[1]
+    );
     let listed = admin_ok(&s, &["contacts", "list", &sip("alice"), "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(
@@ -289,25 +313,6 @@ fn pending_watchers_are_listed_and_approved() {
         serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
         "{listed}"
     );
-    // Alice sees the same through SIP (RFC 3857 watcher information).
-    let (ok, trace) = s
-        .sipp_start(
-            "presence_winfo.xml",
-            "alice",
-            "alice",
-            PW,
-            "127.0.0.1",
-            free_port(),
-            &["alice"],
-        )
-        .finish();
-    assert!(ok, "{trace}\nserver:\n{}", s.log());
-    let winfo = &notify_bodies(&trace)[0];
-    assert!(
-        winfo.contains("status=\"pending\"") && winfo.contains(">sip:carol@example.test</watcher>"),
-        "{winfo}"
-    );
-    std::thread::sleep(Duration::from_millis(500));
     admin_ok(&s, &["contacts", "approve", &sip("alice"), &sip("carol")]);
     let (ok, trace) = carol.finish();
     assert!(ok, "{trace}\nserver:\n{}", s.log());
@@ -326,6 +331,23 @@ fn pending_watchers_are_listed_and_approved() {
     assert!(
         listed.contains("sip:carol@example.test") && listed.contains("colleague"),
         "{listed}"
+    );
+    // The one-shot view (presence_winfo.xml) now shows her active.
+    let (ok, trace) = s
+        .sipp_start(
+            "presence_winfo.xml",
+            "alice",
+            "alice",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(ok, "{trace}");
+    assert!(
+        !notify_bodies(&trace)[0].contains("carol"),
+        "carol unsubscribed: {trace}"
     );
 }
 
@@ -445,4 +467,58 @@ fn a_subscribe_flood_from_one_user_is_limited_without_affecting_others() {
     // Another user is unaffected, at once.
     let doc = watch(&s, "bob", "alice");
     assert!(doc.contains("<basic>closed</basic>"), "{doc}");
+}
+
+#[test]
+fn a_contact_list_is_one_subscription() {
+    let s = Server::new("presence-list");
+    users(&s, &["alice", "bob", "carol", "dave"]);
+    for c in ["bob", "carol"] {
+        admin_ok(&s, &["contacts", "add", &sip("alice"), &sip(c)]);
+    }
+    admin_ok(&s, &["contacts", "block", &sip("alice"), &sip("dave")]);
+    // Carol lets alice see her; bob does not list alice (privacy mode on).
+    admin_ok(&s, &["contacts", "add", &sip("carol"), &sip("alice")]);
+    publish(&s, "bob", "on a call", "busy");
+    publish(&s, "carol", "lunch", "away");
+    let (ok, trace) = s
+        .sipp_start(
+            "presence_list.xml",
+            "alice+contacts",
+            "alice",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(ok, "{trace}\nserver:\n{}", s.log());
+    let body = &notify_bodies(&trace)[0];
+    assert!(
+        body.contains(
+            "<list xmlns=\"urn:ietf:params:xml:ns:rlmi\" uri=\"sip:alice+contacts@example.test\""
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("<resource uri=\"sip:bob@example.test\">"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<resource uri=\"sip:carol@example.test\">"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("dave"),
+        "a blocked contact is not followed: {body}"
+    );
+    // Each document is cut by the contact's own rules.
+    let part = |who: &str| {
+        body.split("Content-Type: application/pidf+xml")
+            .find(|p| p.contains(&format!("entity=\"sip:{who}@example.test\"")))
+            .unwrap_or_else(|| panic!("no document for {who}: {body}"))
+            .to_string()
+    };
+    assert!(part("carol").contains("<rpid:away/>") && part("carol").contains("lunch"));
+    assert!(part("bob").contains("<basic>closed</basic>") && !part("bob").contains("on a call"));
 }

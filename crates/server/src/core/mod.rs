@@ -321,8 +321,10 @@ impl Core {
             }
             AdminCmd::Contacts { owner, rows, reply } => {
                 self.presence.contacts.replace(&owner, &rows);
-                // What the owner's watchers may see, and their statuses.
+                // What the owner's watchers may see, and their statuses;
+                // what the owner's list subscriptions carry.
                 self.presence_changed(&owner);
+                self.list_changed(&owner);
                 let _ = reply.send(());
             }
         }

@@ -55,12 +55,14 @@ pub(crate) struct Publication {
 pub(crate) enum EventKind {
     Presence,
     Winfo,
+    /// `presence` of the subscriber's contact list (RFC 4662 `eventlist`).
+    List,
 }
 
 impl EventKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            EventKind::Presence => "presence",
+            EventKind::Presence | EventKind::List => "presence",
             EventKind::Winfo => "presence.winfo",
         }
     }
@@ -95,6 +97,8 @@ pub(crate) struct PresenceState {
     pub(crate) watchers: HashMap<String, Vec<String>>,
     /// Watcher-information subscriptions per user.
     pub(crate) winfo: HashMap<String, Vec<String>>,
+    /// Contact-list subscriptions per owner.
+    pub(crate) lists: HashMap<String, Vec<String>>,
     /// Subscriptions per watcher (the per-user cap).
     pub(crate) per_watcher: HashMap<String, usize>,
     /// NOTIFY client transactions → subscription id.
@@ -108,28 +112,19 @@ pub(crate) struct PresenceState {
 impl PresenceState {
     pub(crate) fn insert(&mut self, sub: Sub) {
         let id = sub.row.id.clone();
-        let index = match sub.kind {
-            EventKind::Presence => &mut self.watchers,
-            EventKind::Winfo => &mut self.winfo,
-        };
-        index
-            .entry(sub.row.resource.clone())
-            .or_default()
-            .push(id.clone());
+        let (index, key) = self.index_of(&sub);
+        index.entry(key).or_default().push(id.clone());
         *self.per_watcher.entry(sub.row.watcher.clone()).or_insert(0) += 1;
         self.subs.insert(id, sub);
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Sub> {
         let sub = self.subs.remove(id)?;
-        let index = match sub.kind {
-            EventKind::Presence => &mut self.watchers,
-            EventKind::Winfo => &mut self.winfo,
-        };
-        if let Some(v) = index.get_mut(&sub.row.resource) {
+        let (index, key) = self.index_of(&sub);
+        if let Some(v) = index.get_mut(&key) {
             v.retain(|s| s != id);
             if v.is_empty() {
-                index.remove(&sub.row.resource);
+                index.remove(&key);
             }
         }
         if let Some(n) = self.per_watcher.get_mut(&sub.row.watcher) {
@@ -140,6 +135,16 @@ impl PresenceState {
         }
         self.dirty.remove(id);
         Some(sub)
+    }
+
+    /// The index a subscription is kept in, and its key there (the
+    /// resource; for a list, its owner).
+    fn index_of(&mut self, sub: &Sub) -> (&mut HashMap<String, Vec<String>>, String) {
+        match sub.kind {
+            EventKind::Presence => (&mut self.watchers, sub.row.resource.clone()),
+            EventKind::Winfo => (&mut self.winfo, sub.row.resource.clone()),
+            EventKind::List => (&mut self.lists, sub.row.watcher.clone()),
+        }
     }
 
     pub(crate) fn body_hash(&self, body: &str) -> u64 {
@@ -233,6 +238,7 @@ pub(crate) async fn load(store: &store::Sqlite, now: i64) -> Result<PresenceStat
         .map_err(|e| e.to_string())?
     {
         let kind = match row.event.as_str() {
+            "presence" if list_owner(&row.resource).is_some() => EventKind::List,
             "presence" => EventKind::Presence,
             _ => EventKind::Winfo,
         };
@@ -265,3 +271,14 @@ pub(crate) async fn load(store: &store::Sqlite, now: i64) -> Result<PresenceStat
 /// See [`load`]: more than the NOTIFYs one subscription can be sent between
 /// two writes of its row.
 const CSEQ_RESTART_GAP: u32 = 100_000;
+
+/// The user part suffix of a contact list's URI: `sip:alice+contacts@domain`
+/// is alice's list. `+` is not allowed in user names, so no user has it.
+pub(crate) const LIST_SUFFIX: &str = "+contacts";
+
+/// The owner's AOR of a list URI, if `uri` is one.
+pub(crate) fn list_owner(uri: &str) -> Option<String> {
+    let (user, domain) = uri.strip_prefix("sip:")?.split_once('@')?;
+    let owner = user.strip_suffix(LIST_SUFFIX)?;
+    (!owner.is_empty()).then(|| format!("sip:{owner}@{domain}"))
+}

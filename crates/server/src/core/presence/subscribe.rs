@@ -89,6 +89,30 @@ impl Core {
                 )
                 .await;
         }
+        let mut kind = kind;
+        if let Some(owner) = super::list_owner(&resource).filter(|_| kind == EventKind::Presence) {
+            if owner != watcher {
+                return self
+                    .reply(
+                        r,
+                        403,
+                        "Forbidden (A Contact List Is for Its Owner Only)",
+                        &[],
+                    )
+                    .await;
+            }
+            let eventlist = r
+                .msg
+                .list::<sip::headers::Supported>()
+                .filter_map(Result::ok)
+                .any(|t| t.0.eq_ignore_ascii_case("eventlist"));
+            if !eventlist {
+                return self
+                    .reply(r, 421, "Extension Required", &[("Require", "eventlist")])
+                    .await;
+            }
+            kind = EventKind::List;
+        }
         if !self.subscribe_rate.allow(watcher.clone(), Instant::now()) {
             return self
                 .reply(
@@ -174,13 +198,11 @@ impl Core {
             self.our_host(r.src.protocol),
             proto_name(r.src.protocol)
         );
-        let ok = self.build_tagged(
-            r,
-            200,
-            "OK",
-            &[("Expires", &exp), ("Contact", &contact)],
-            &id,
-        );
+        let mut headers = vec![("Expires", exp.as_str()), ("Contact", contact.as_str())];
+        if kind == EventKind::List {
+            headers.push(("Require", "eventlist"));
+        }
+        let ok = self.build_tagged(r, 200, "OK", &headers, &id);
         let failed = self.build(
             r,
             500,
@@ -207,6 +229,11 @@ impl Core {
         };
         let Some(sub) = self.presence.subs.get(tag) else {
             return;
+        };
+        let kind = if sub.kind == EventKind::List && kind == EventKind::Presence {
+            EventKind::List
+        } else {
+            kind
         };
         if kind != sub.kind || event_id != sub.row.event_id.as_deref() {
             return self
@@ -244,7 +271,11 @@ impl Core {
             version: sub.version,
         };
         let exp = expires.to_string();
-        let ok = self.build_tagged(r, 200, "OK", &[("Expires", &exp)], tag);
+        let mut headers = vec![("Expires", exp.as_str())];
+        if kind == EventKind::List {
+            headers.push(("Require", "eventlist"));
+        }
+        let ok = self.build_tagged(r, 200, "OK", &headers, tag);
         let failed = self.build(
             r,
             500,
@@ -360,15 +391,27 @@ impl Core {
         let mut sub = *s.sub;
         let id = sub.row.id.clone();
         // A refresh replaces the live entry (keeping its CSeq and any NOTIFY in flight).
-        if let Some(old) = self.presence.remove(&id) {
-            sub.row.local_cseq = sub.row.local_cseq.max(old.row.local_cseq);
-            sub.in_flight = old.in_flight;
-        }
+        let was_live = match self.presence.remove(&id) {
+            Some(old) => {
+                sub.row.local_cseq = sub.row.local_cseq.max(old.row.local_cseq);
+                sub.in_flight = old.in_flight;
+                true
+            }
+            None => false,
+        };
         self.respond_event(s.id, "SUBSCRIBE", 200, s.ok).await;
         if s.ending {
             self.send_notify(&mut sub, Some(Ending::Timeout));
+            if was_live {
+                self.watchers_changed(sub.kind, &sub.row.watcher, &sub.row.resource);
+            }
         } else {
+            let (kind, watcher, resource) =
+                (sub.kind, sub.row.watcher.clone(), sub.row.resource.clone());
             self.presence.insert(sub);
+            if !was_live {
+                self.watchers_changed(kind, &watcher, &resource);
+            }
             self.presence.dirty.insert(id.clone());
             // RFC 6665 §4.2.1.4: every SUBSCRIBE is followed by a NOTIFY,
             // whether the state changed or not.
@@ -388,7 +431,47 @@ impl Core {
         for id in ids {
             self.notify_due(&id, false);
         }
+        // Contact-list subscriptions of everyone who follows `aor`.
+        let lists: Vec<String> = self
+            .presence
+            .contacts
+            .followers(aor)
+            .iter()
+            .filter_map(|o| self.presence.lists.get(*o))
+            .flatten()
+            .cloned()
+            .collect();
+        for id in lists {
+            self.notify_due(&id, false);
+        }
         self.winfo_changed(aor);
+    }
+
+    /// A subscription came or went: the watcher lists of what it watches
+    /// changed.
+    fn watchers_changed(&mut self, kind: EventKind, watcher: &str, resource: &str) {
+        let watched: Vec<String> = match kind {
+            EventKind::Presence => vec![resource.to_owned()],
+            EventKind::List => self
+                .presence
+                .contacts
+                .followed(watcher)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            EventKind::Winfo => Vec::new(),
+        };
+        for aor in watched {
+            self.winfo_changed(&aor);
+        }
+    }
+
+    /// `owner`'s contact list changed: their list subscriptions hear.
+    pub(crate) fn list_changed(&mut self, owner: &str) {
+        let ids: Vec<String> = self.presence.lists.get(owner).cloned().unwrap_or_default();
+        for id in ids {
+            self.notify_due(&id, false);
+        }
     }
 
     /// The watchers of `aor` changed: its watcher-information subscribers hear.
@@ -405,8 +488,11 @@ impl Core {
         let Some(sub) = self.presence.subs.get(id) else {
             return;
         };
-        let body = self.body_for(sub);
-        let hash = self.presence.body_hash(&body);
+        // Compared without the document version (winfo, lists), which moves
+        // with every NOTIFY: only a change of content sends one.
+        let body = self.body_for(sub, 0);
+        let hash = self.presence.body_hash(&body.1);
+        let version = sub.version;
         let Some(sub) = self.presence.subs.get_mut(id) else {
             return;
         };
@@ -432,6 +518,11 @@ impl Core {
         };
         sub.dirty = false;
         sub.last_body = hash;
+        let body = if sub.kind == EventKind::Presence || version == 0 {
+            body
+        } else {
+            self.body_for(&sub, version)
+        };
         self.send_notify_body(&mut sub, None, body);
         self.presence.subs.insert(id.to_owned(), sub);
     }
@@ -453,13 +544,45 @@ impl Core {
         }
     }
 
-    /// The document this subscription's watcher is allowed to see now.
-    fn body_for(&self, sub: &Sub) -> String {
+    /// The document this subscription's watcher is allowed to see now,
+    /// with its Content-Type.
+    fn body_for(&self, sub: &Sub, version: u32) -> (String, String) {
         let resource = &sub.row.resource;
         match sub.kind {
-            EventKind::Presence => self.presence_document(resource, &sub.row.watcher),
-            EventKind::Winfo => self.watcher_info(resource, sub.version),
+            EventKind::Presence => (
+                "application/pidf+xml".into(),
+                self.presence_document(resource, &sub.row.watcher),
+            ),
+            EventKind::Winfo => (
+                "application/watcherinfo+xml".into(),
+                self.watcher_info(resource, version),
+            ),
+            EventKind::List => self.list_document(sub, version),
         }
+    }
+
+    /// RFC 4662: the owner's view of every contact they follow, as one
+    /// multipart body (versioned; documents beyond the size budget are
+    /// listed without state).
+    fn list_document(&self, sub: &Sub, version: u32) -> (String, String) {
+        let owner = &sub.row.watcher;
+        let budget = self.cfg.limits.max_message_size.saturating_sub(2048);
+        let mut used = 0;
+        let resources: Vec<presence::rlmi::Resource> = self
+            .presence
+            .contacts
+            .followed(owner)
+            .into_iter()
+            .map(|c| {
+                let doc = self.presence_document(c, owner);
+                used += doc.len() + 200;
+                presence::rlmi::Resource {
+                    uri: c.to_string(),
+                    pidf: if used <= budget { doc } else { String::new() },
+                }
+            })
+            .collect();
+        presence::rlmi::multipart(&sub.row.resource, version, &self.cfg.domain, &resources)
     }
 
     /// `watcher`'s view of `resource`.
@@ -524,7 +647,24 @@ impl Core {
                 id: s.row.id.clone(),
                 uri: s.row.watcher.clone(),
                 status: presence::access::status(w, p.internal, p.federated),
-                duration: s.created.elapsed().as_secs(),
+            });
+        }
+        // Owners following `aor` through a contact-list subscription.
+        for owner in self.presence.contacts.followers(aor) {
+            let Some(id) = self.presence.lists.get(owner).and_then(|v| v.first()) else {
+                continue;
+            };
+            let Some(s) = self.presence.subs.get(id) else {
+                continue;
+            };
+            if owner == aor || !seen.insert(owner.to_string()) {
+                continue;
+            }
+            let w = super::watcher(&self.presence.contacts, &self.cfg.domain, aor, owner);
+            list.push(presence::watcherinfo::WatcherEntry {
+                id: s.row.id.clone(),
+                uri: owner.to_string(),
+                status: presence::access::status(w, p.internal, p.federated),
             });
         }
         list.sort_by(|a, b| a.uri.cmp(&b.uri));
@@ -533,18 +673,23 @@ impl Core {
 
     /// Sends the subscription's NOTIFY with its current document.
     pub(crate) fn send_notify(&mut self, sub: &mut Sub, ending: Option<Ending>) {
-        let body = self.body_for(sub);
+        let body = self.body_for(sub, sub.version);
         self.send_notify_body(sub, ending, body);
     }
 
-    fn send_notify_body(&mut self, sub: &mut Sub, ending: Option<Ending>, body: String) {
+    fn send_notify_body(
+        &mut self,
+        sub: &mut Sub,
+        ending: Option<Ending>,
+        (content_type, body): (String, String),
+    ) {
         let Some((proto, target)) = self.notify_target(sub) else {
             // Unreachable until the subscriber refreshes over a new connection.
             sub.dirty = true;
             return;
         };
         sub.row.local_cseq = sub.row.local_cseq.saturating_add(1);
-        if sub.kind == EventKind::Winfo {
+        if sub.kind != EventKind::Presence {
             sub.version = sub.version.wrapping_add(1);
         }
         let state = match ending {
@@ -558,10 +703,6 @@ impl Core {
         let event = match &sub.row.event_id {
             Some(i) => format!("{};id={i}", sub.kind.name()),
             None => sub.kind.name().to_string(),
-        };
-        let content_type = match sub.kind {
-            EventKind::Presence => "application/pidf+xml",
-            EventKind::Winfo => "application/watcherinfo+xml",
         };
         let via = self.via_for(proto);
         let host = self.our_host(proto);
@@ -581,7 +722,10 @@ impl Core {
         for route in &sub.row.route_set {
             b = b.header("Route", route);
         }
-        let bytes = b.body(content_type, body.as_bytes());
+        if sub.kind == EventKind::List {
+            b = b.header("Require", "eventlist");
+        }
+        let bytes = b.body(&content_type, body.as_bytes());
         let Ok(msg) = sip::parse_datagram(bytes, &self.forward_limits()) else {
             tracing::warn!(id = %sub.row.id, "a NOTIFY could not be built; the subscription ends");
             return;
@@ -667,9 +811,7 @@ impl Core {
         let Some(sub) = self.presence.remove(id) else {
             return;
         };
-        if sub.kind == EventKind::Presence {
-            self.winfo_changed(&sub.row.resource);
-        }
+        self.watchers_changed(sub.kind, &sub.row.watcher, &sub.row.resource);
         let store = self.store.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
@@ -685,9 +827,7 @@ impl Core {
             return;
         };
         self.send_notify(&mut sub, Some(why));
-        if sub.kind == EventKind::Presence {
-            self.winfo_changed(&sub.row.resource);
-        }
+        self.watchers_changed(sub.kind, &sub.row.watcher, &sub.row.resource);
         let store = self.store.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
