@@ -250,6 +250,9 @@ pub trait Contacts: Send + Sync {
         owner: &str,
         contact: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Adds entries in one transaction, leaving existing ones as they are;
+    /// returns how many were added.
+    fn add_contacts(&self, rows: Vec<ContactRow>) -> impl Future<Output = Result<usize>> + Send;
     /// Creates a group at the end of the owner's list (no-op if it exists).
     fn put_contact_group(&self, owner: &str, name: &str)
         -> impl Future<Output = Result<()>> + Send;

@@ -144,10 +144,27 @@ async fn contact_lists_with_groups() {
         s.put_contact(entry("zed", "bob", "colleague", &[])).await,
         Err(StoreError::Conflict(m)) if m.contains("zed")
     ));
+    // Adding several at once keeps what exists.
+    let added = s
+        .add_contacts(vec![
+            entry("bob", "alice", "workgroup", &["eng"]),
+            entry("alice", "bob", "workgroup", &["eng"]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+    assert_eq!(
+        s.contacts_of("sip:alice@example.com").await.unwrap()[0].relationship,
+        "personal"
+    );
+    assert_eq!(
+        s.contact_groups("sip:bob@example.com").await.unwrap(),
+        ["eng"]
+    );
     // A removed user leaves every list, so a new account by that name
     // inherits nothing.
     s.remove_user("sip:carol@example.com").await.unwrap();
     let all = s.all_contacts().await.unwrap();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].contact, "sip:bob@example.com");
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|e| e.contact != "sip:carol@example.com"));
 }

@@ -522,3 +522,51 @@ fn a_contact_list_is_one_subscription() {
     assert!(part("carol").contains("<rpid:away/>") && part("carol").contains("lunch"));
     assert!(part("bob").contains("<basic>closed</basic>") && !part("bob").contains("on a call"));
 }
+
+#[test]
+fn joining_a_team_brings_its_members_as_contacts_when_the_policy_says_so() {
+    let s = Server::new("presence-auto");
+    users(&s, &["alice", "bob", "carol"]);
+    admin_ok(&s, &["group", "create", "eng"]);
+    admin_ok(&s, &["group", "add-member", "eng", &sip("alice")]);
+    admin_ok(&s, &["group", "add-member", "eng", &sip("bob")]);
+    let list = |u: &str| -> serde_json::Value {
+        let o = admin_ok(&s, &["contacts", "list", &sip(u), "--output", "json"]);
+        serde_json::from_str(&o).unwrap()
+    };
+    // AutoInitiateContacts is on by default: bob gets alice, in group "eng".
+    let bob = list("bob");
+    assert_eq!(bob["contacts"][0]["contact"], sip("alice"), "{bob}");
+    assert_eq!(bob["contacts"][0]["relationship"], "workgroup", "{bob}");
+    assert_eq!(bob["groups"], serde_json::json!(["eng"]), "{bob}");
+    assert_eq!(list("alice")["contacts"], serde_json::json!([]));
+    // A named privacy policy that turns it off, granted to carol.
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "privacy",
+            "named:quiet",
+            "auto_initiate_contacts=false",
+        ],
+    );
+    admin_ok(
+        &s,
+        &[
+            "grant",
+            "add",
+            "privacy",
+            "quiet",
+            &format!("user:{}", sip("carol")),
+        ],
+    );
+    admin_ok(&s, &["group", "add-member", "eng", &sip("carol")]);
+    assert_eq!(list("carol")["contacts"], serde_json::json!([]));
+    // The change is audited.
+    let audit = admin_ok(
+        &s,
+        &["audit", "list", "--object", &format!("user:{}", sip("bob"))],
+    );
+    assert!(audit.contains("auto_initiated_from_group"), "{audit}");
+}

@@ -148,7 +148,70 @@ pub(crate) async fn add_member(
         .await
         .map_err(|e| store_refusal(e, &format!("no group {name} or no user {aor}; create the group with `parapet admin group create {name}`")))?;
     ctx.publish_policies().await?;
+    auto_initiate_contacts(&ctx, &c, &name, &aor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// AutoInitiateContacts: where the joining user's privacy policy says so,
+/// the group's other members are added to their contacts (workgroup level,
+/// in a contact group named after the user group). Existing entries stay
+/// as they are; the list's cap holds.
+async fn auto_initiate_contacts(
+    ctx: &Ctx,
+    c: &Caller,
+    group: &str,
+    aor: &str,
+) -> Result<(), axum::response::Response> {
+    use store::Contacts;
+    let set = crate::policy_set::PolicySet::load(&ctx.store)
+        .await
+        .map_err(internal)?;
+    let wanted = set
+        .effective(aor, "privacy")
+        .is_some_and(|e| e.flag("auto_initiate_contacts"));
+    if !wanted {
+        return Ok(());
+    }
+    let st = ctx.store.policy_state().await.map_err(internal)?;
+    let have = ctx.store.contacts_of(aor).await.map_err(internal)?;
+    let room = super::contacts::MAX_CONTACTS.saturating_sub(have.len());
+    // The contact group named after the team, unless the list has no room.
+    let groups = ctx.store.contact_groups(aor).await.map_err(internal)?;
+    let team = if groups.iter().any(|g| g == group) || groups.len() < super::contacts::MAX_GROUPS {
+        vec![group.to_string()]
+    } else {
+        Vec::new()
+    };
+    let now = crate::unix_now();
+    let rows: Vec<store::ContactRow> = st
+        .members
+        .iter()
+        .filter(|(g, m)| g == group && m != aor && !have.iter().any(|e| &e.contact == m))
+        .take(room)
+        .map(|(_, m)| store::ContactRow {
+            owner: aor.to_string(),
+            contact: m.clone(),
+            relationship: "workgroup".into(),
+            display_name: None,
+            groups: team.clone(),
+            added_at: now,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let added: Vec<&String> = rows.iter().map(|r| &r.contact).collect();
+    ctx.audited(
+        c,
+        "contacts.write",
+        &format!("user:{aor}"),
+        None,
+        Some(serde_json::json!({ "auto_initiated_from_group": group, "contacts": added })),
+    )
+    .add_contacts(rows)
+    .await
+    .map_err(internal)?;
+    ctx.publish_contacts(aor).await
 }
 
 pub(crate) async fn remove_member(

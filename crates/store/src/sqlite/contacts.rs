@@ -129,6 +129,35 @@ impl Contacts for Sqlite {
         .await
     }
 
+    async fn add_contacts(&self, rows: Vec<ContactRow>) -> Result<usize> {
+        self.write(move |c| {
+            let mut added = 0;
+            for e in &rows {
+                for g in &e.groups {
+                    ensure_group(c, &e.owner, g)?;
+                }
+                added += c
+                    .prepare_cached(
+                        "INSERT INTO contacts (owner, contact, relationship, display_name, groups, added_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (owner, contact) DO NOTHING",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            e.owner,
+                            e.contact,
+                            e.relationship,
+                            e.display_name,
+                            e.groups.join("\n"),
+                            e.added_at
+                        ])
+                    })
+                    .map_err(db)?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
     async fn put_contact_group(&self, owner: &str, name: &str) -> Result<()> {
         let (owner, name) = (owner.to_owned(), name.to_owned());
         let who = owner.clone();
