@@ -1,0 +1,111 @@
+# Shared by bench/run.sh and bench/presence.sh: users, measurement helpers,
+# SIPp runs, and starting each server the way an operator would.
+# Expects: $work (a scratch directory), $RATE, USERS.
+
+clk=$(getconf CLK_TCK)
+# CPU microseconds used so far by the given processes (all their threads).
+cpu_us() { local t=0; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $((t * 1000000 / clk)); }
+# Proportional set size in KiB (shared pages split between processes).
+pss_kib() { local t=0; for p in "$@"; do [ -r /proc/$p/smaps_rollup ] && t=$((t + $(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup))); done; echo $t; }
+# Percentile (ms) of SIPp's response times in an rtt file.
+pct() { awk -F';' 'NR>1 && $3==1 {print $2}' "$1" | sort -n | awk -v q="$2" '{a[NR]=$1} END {if (NR==0) print "n/a"; else {i=int(NR*q); if (i<1) i=1; print a[i]}}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+need_tools() {
+    for c in sipp kamailio sqlite3; do
+        command -v "$c" >/dev/null || { echo "bench: $c is missing (apt-get install $*)" >&2; exit 2; }
+    done
+}
+
+# Users u0..u(N-1) and receiver: SIPp's CSV (user;[authentication ...]),
+# Parapet's TSV, Kamailio's SQL.
+make_users() {
+    python3 - "$work" "$USERS" <<'PY'
+import hashlib, sys
+work, n = sys.argv[1], int(sys.argv[2])
+users = [(f"u{i}", f"password-{i:06d}") for i in range(n)] + [("receiver", "password-receiver")]
+with open(f"{work}/users.csv", "w") as f:
+    f.write("SEQUENTIAL\n")
+    for u, p in users[:-1]:
+        f.write(f"{u};[authentication username={u} password={p}]\n")
+with open(f"{work}/receiver.csv", "w") as f:
+    f.write("SEQUENTIAL\nreceiver;[authentication username=receiver password=password-receiver]\n")
+with open(f"{work}/users.tsv", "w") as f:
+    for u, p in users:
+        f.write(f"sip:{u}@example.test\t{p}\n")
+with open(f"{work}/kam.sql", "w") as f:
+    f.write("BEGIN;\n")
+    for u, p in users:
+        ha1 = hashlib.md5(f"{u}:example.test:{p}".encode()).hexdigest()
+        ha1b = hashlib.md5(f"{u}@example.test:example.test:{p}".encode()).hexdigest()
+        f.write(f"INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES ('{u}','example.test','','{ha1}','{ha1b}');\n")
+    f.write("COMMIT;\n")
+PY
+}
+
+# One SIPp run; prints "successful made p50 p99".
+sipp_run() { # name port scenario csv calls local_port auth_uri [more sipp args]
+    local name=$1 port=$2 sf=$3 csv=$4 calls=$5 lport=$6 auth_uri=$7
+    shift 7
+    # The digest uri must be the Request-URI (SIPp defaults to ip:port).
+    (cd "$work" && sipp -sf "$OLDPWD/bench/sipp/$sf" -inf "$csv" -m "$calls" -r "$RATE" -l 2000 -t u1 -auth_uri "$auth_uri" \
+        -i 127.0.0.1 -p "$lport" -trace_rtt -rtt_freq 1 -trace_stat -trace_err -nostdin -timeout 300s -timeout_error \
+        "$@" 127.0.0.1:"$port" >/dev/null 2>&1) || true
+    local rtt; rtt=$(ls -t "$work"/"${sf%.xml}"_*_rtt.csv 2>/dev/null | head -1)
+    local stat; stat=$(ls -t "$work"/"${sf%.xml}"_*_.csv 2>/dev/null | head -1)
+    local ok; ok=$(awk -F';' 'END {print $16}' "$stat" 2>/dev/null || echo 0)  # SuccessfulCall(C)
+    local made; made=$(awk -F';' 'END {print $12}' "$stat" 2>/dev/null || echo 0)  # OutgoingCall(C)
+    echo "$ok $made $(pct "$rtt" 0.5) $(pct "$rtt" 0.99)"
+    mv "$rtt" "$work/$name-$sf.rtt" 2>/dev/null || true
+    mv "$stat" "$work/$name-$sf.stat" 2>/dev/null || true
+}
+
+# Parapet on UDP (for SIPp), MD5 digest (SIPp 3.6), no per-address rate
+# limit (one load source); users imported through the admin API by a
+# break-glass administrator signed in with a TOTP code, as an operator would.
+# Sets $ppid.
+start_parapet() { # port admin_port
+    local port=$1 admin_port=$2
+    pdata="$work/parapet-data"
+    cat > "$work/parapet.toml" <<TOML
+digest_algorithms = ["MD5"]
+[limits]
+unauthenticated_rate = 100000000
+unauthenticated_burst = 100000000
+TOML
+    target/release/parapet serve --config "$work/parapet.toml" --data-dir "$pdata" --domain example.test \
+        --allow-insecure-transports --listen "udp://127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" 2>"$work/parapet.log" &
+    ppid=$!
+    sleep 2
+    export PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/session"
+    target/release/parapet admin --output json recover --data-dir "$pdata" --name bench >"$work/admin.json"
+    local code
+    code=$(python3 -c '
+import base64, hashlib, hmac, json, struct, sys, time
+a = json.load(open(sys.argv[1])); s = a["totp_secret"]
+k = base64.b32decode(s + "=" * (-len(s) % 8))
+h = hmac.new(k, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
+o = h[-1] & 15
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))' "$work/admin.json")
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["password"])' "$work/admin.json" |
+        target/release/parapet admin login --name bench --password-stdin --code "$code" >/dev/null
+    # SIPp speaks MD5 digest only: allow it by policy, as an operator would.
+    target/release/parapet admin policy set authentication global methods=digest-sha256,digest-md5 >/dev/null
+    target/release/parapet admin user import "$work/users.tsv" >/dev/null
+}
+
+# Kamailio with config $1 (DBPATH and ADDRESS filled in) and the SQLite
+# schemas named after it, users loaded. Sets $kpid and $kpids.
+start_kamailio() { # cfg port shm_mb schemas...
+    local cfg=$1 port=$2 shm=$3
+    shift 3
+    kdb="$work/kam.db"
+    for s in "$@"; do sqlite3 "$kdb" < /usr/share/kamailio/db_sqlite/$s-create.sql; done
+    sqlite3 "$kdb" < "$work/kam.sql"
+    sed -e "s|DBPATH|$kdb|g" -e "s|ADDRESS|127.0.0.1:$port|g" "$cfg" > "$work/kamailio.cfg"
+    mkdir -p "$work/kamrun"
+    kamailio -f "$work/kamailio.cfg" -l "udp:127.0.0.1:$port" -DD -E -Y "$work/kamrun" -m "$shm" -M 16 >/dev/null 2>"$work/kamailio.log" &
+    kpid=$!
+    sleep 3
+    kpids="$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' ')"
+}
