@@ -225,6 +225,8 @@ pub trait PresenceState: Send + Sync {
     /// Inserts or replaces a subscription (keyed by id).
     fn put_subscription(&self, s: SubscriptionRow) -> impl Future<Output = Result<()>> + Send;
     fn remove_subscription(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes many subscriptions in one transaction; returns how many.
+    fn remove_subscriptions(&self, ids: Vec<String>) -> impl Future<Output = Result<usize>> + Send;
     fn live_subscriptions(
         &self,
         now: i64,

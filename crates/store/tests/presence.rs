@@ -96,6 +96,17 @@ async fn subscriptions_round_trip_and_refresh() {
     assert!(s.put_subscription(bad).await.is_err());
     assert!(s.remove_subscription("t1").await.unwrap());
     assert!(!s.remove_subscription("t1").await.unwrap());
+    for id in ["a", "b"] {
+        let mut x = sub.clone();
+        x.id = id.into();
+        s.put_subscription(x).await.unwrap();
+    }
+    assert_eq!(
+        s.remove_subscriptions(vec!["a".into(), "b".into(), "c".into()])
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]

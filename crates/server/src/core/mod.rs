@@ -335,14 +335,16 @@ impl Core {
             tracing::info!(version = fresh.version, "policy snapshot replaced");
             let old = std::mem::replace(&mut self.policies, fresh);
             // Watchers of users whose privacy settings changed get a NOTIFY.
-            let changed: Vec<String> = self
-                .presence
-                .watchers
-                .keys()
+            let mut watched: HashSet<&str> = self.presence.watchers.keys().map(|k| &**k).collect();
+            for owner in self.presence.lists.keys() {
+                watched.extend(self.presence.contacts.followed(owner));
+            }
+            let changed: Vec<String> = watched
+                .into_iter()
                 .filter(|aor| {
                     presence::privacy(&old, aor) != presence::privacy(&self.policies, aor)
                 })
-                .cloned()
+                .map(str::to_owned)
                 .collect();
             for aor in changed {
                 self.presence_changed(&aor);

@@ -133,6 +133,20 @@ impl PresenceState for Sqlite {
         .await
     }
 
+    async fn remove_subscriptions(&self, ids: Vec<String>) -> Result<usize> {
+        self.write(move |c| {
+            let mut n = 0;
+            for id in &ids {
+                n += c
+                    .prepare_cached("DELETE FROM subscriptions WHERE id = ?1")
+                    .and_then(|mut st| st.execute([id]))
+                    .map_err(db)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn live_subscriptions(&self, now: i64) -> Result<Vec<SubscriptionRow>> {
         self.call(move |c| {
             let mut st = c
