@@ -5,7 +5,7 @@
 # 200, NOTIFY, 200. The USERS x CONTACTS subscriptions are then held.
 # Reports server CPU µs per cycle, memory (PSS) holding the subscriptions,
 # p50/p99 of the authenticated SUBSCRIBE, and Parapet/Kamailio ratios.
-#   bench/presence.sh                      # USERS=10000 CONTACTS=20 RATE=1000
+#   bench/presence.sh                      # USERS=10000 CONTACTS=20 RATE=500
 #   USERS=1000 CONTACTS=5 bench/presence.sh
 #   ONLY=parapet bench/presence.sh
 # Shape: in run k (0 <= k < CONTACTS) every user subscribes to user u<k>.
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-10000}
 CONTACTS=${CONTACTS:-20}
-RATE=${RATE:-1000}
+RATE=${RATE:-500}
 PARAPET_PORT=${PARAPET_PORT:-15260}
 KAMAILIO_PORT=${KAMAILIO_PORT:-15270}
 ADMIN_PORT=${ADMIN_PORT:-15290}
