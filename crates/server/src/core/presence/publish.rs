@@ -143,15 +143,27 @@ impl Core {
                 let Some(etag) = self.random_id() else {
                     return self.reply(r, 500, "Server Internal Error", &[]).await;
                 };
-                // A device that lost its tag (a restart) publishes afresh: the
-                // oldest publication makes room rather than the new one failing.
-                let replaces = old.map(|o| o.etag).or_else(|| {
-                    let pubs = self.presence.publications.get(&aor)?;
-                    (pubs.len() >= MAX_PUBLICATIONS)
-                        .then(|| pubs.iter().min_by_key(|p| p.expires_at))
-                        .flatten()
-                        .map(|p| p.etag.clone())
-                });
+                // A device that lost its tag (a restart, or a client that
+                // starts a second publication) publishes afresh: a publication
+                // with the same tuple (id and contact) is the same device's and
+                // is replaced; else the oldest makes room when the user is at
+                // the limit, rather than the new one failing.
+                let pubs = self.presence.publications.get(&aor);
+                let replaces = old
+                    .map(|o| o.etag)
+                    .or_else(|| {
+                        pubs?
+                            .iter()
+                            .find(|p| same_device(&p.doc, &doc))
+                            .map(|p| p.etag.clone())
+                    })
+                    .or_else(|| {
+                        let pubs = pubs?;
+                        (pubs.len() >= MAX_PUBLICATIONS)
+                            .then(|| pubs.iter().min_by_key(|p| p.expires_at))
+                            .flatten()
+                            .map(|p| p.etag.clone())
+                    });
                 PubChange::Put {
                     aor: aor.clone(),
                     replaces,
@@ -284,6 +296,16 @@ impl Core {
     }
 }
 
+/// Whether two documents come from the same device: a tuple with the same
+/// id and the same contact (or no contact) in both.
+fn same_device(a: &presence::Presence, b: &presence::Presence) -> bool {
+    a.tuples.iter().any(|x| {
+        b.tuples
+            .iter()
+            .any(|y| x.id == y.id && x.contact == y.contact)
+    })
+}
+
 /// A stored (or failed) publication change, back in the core.
 #[derive(Debug)]
 pub(crate) struct Published {
@@ -292,4 +314,32 @@ pub(crate) struct Published {
     pub(crate) stored: bool,
     pub(crate) ok: Bytes,
     pub(crate) failed: Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_device;
+    use presence::{Presence, Tuple};
+
+    fn doc(id: &str, contact: Option<&str>) -> Presence {
+        Presence {
+            entity: "sip:a@example.com".into(),
+            tuples: vec![Tuple {
+                id: id.into(),
+                contact: contact.map(str::to_owned),
+                ..Tuple::default()
+            }],
+            person: None,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_device_is_its_tuple() {
+        let desk = doc("t1", Some("sip:a@192.0.2.1"));
+        assert!(same_device(&desk, &doc("t1", Some("sip:a@192.0.2.1"))));
+        assert!(!same_device(&desk, &doc("t1", Some("sip:a@192.0.2.2"))));
+        assert!(!same_device(&desk, &doc("t2", Some("sip:a@192.0.2.1"))));
+        assert!(same_device(&doc("x", None), &doc("x", None)));
+    }
 }
