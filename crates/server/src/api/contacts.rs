@@ -158,8 +158,9 @@ pub(crate) async fn put(
     let contact = contact_uri(&ctx, &contact)?;
     let b: EntryBody = body(&bytes)?;
     if contact == owner {
+        // A well-formed request whose two addresses conflict: 409.
         return Err(problem(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             "a user cannot be their own contact",
         ));
     }
