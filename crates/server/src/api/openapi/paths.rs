@@ -190,12 +190,10 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
             json!({ "type": "string", "maxLength": 330, "pattern": "^sip:[A-Za-z0-9_.~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" }),
         )
     };
-    let group = || {
-        path_param(
-            "name",
-            json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" }),
-        )
-    };
+    // A contact group's name: 1-64 characters, no control characters, no
+    // space at either end (api::contacts::group_name).
+    let group_name = json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" });
+    let group = || path_param("name", group_name.clone());
     d.op(
         "get",
         "/v1/users/{uri}/contacts",
@@ -216,7 +214,7 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
             json!({
                 "relationship": nullable(json!({ "type": "string", "enum": ["blocked", "external", "colleague", "workgroup", "personal"] })),
                 "display_name": nullable(line(128)),
-                "groups": nullable(json!({ "type": "array", "maxItems": 64, "items": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" } })),
+                "groups": nullable(json!({ "type": "array", "maxItems": 64, "items": group_name })),
             }),
         )),
         200,

@@ -203,7 +203,7 @@ impl Core {
             Some(d) => d.clone(),
             None => presence::privacy::from_registration(
                 resource,
-                !self.location.lookup(resource, unix_now()).is_empty(),
+                self.location.is_registered(resource, unix_now()),
             ),
         };
         presence::view(&full, level).to_xml()
