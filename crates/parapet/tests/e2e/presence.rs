@@ -266,6 +266,56 @@ fn watchers_are_notified_of_changes_and_across_a_restart() {
 }
 
 #[test]
+fn a_burst_of_changes_is_coalesced_into_one_notify_with_the_last_state() {
+    let s = Server::new("presence-churn");
+    users(&s, &["alice", "bob"]);
+    admin_ok(&s, &["contacts", "add", &sip("alice"), &sip("bob")]);
+    // Bob takes exactly three NOTIFYs and then none for 2.5 s.
+    let bob = s.sipp_start(
+        "presence_watch_churn.xml",
+        "alice",
+        "bob",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["bob"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Five states within a fraction of a second.
+    passes!(
+        s,
+        s.sipp(
+            "presence_publish_churn.xml",
+            "alice",
+            PW,
+            "127.0.0.1",
+            free_port(),
+            &["alice"]
+        )
+    );
+    let (ok, trace) = bob.finish();
+    assert!(
+        ok,
+        "more or fewer NOTIFYs than expected:\n{trace}\nserver:\n{}",
+        s.log()
+    );
+    let bodies = notify_bodies(&trace);
+    assert!(bodies[0].contains("<basic>closed</basic>"), "{}", bodies[0]);
+    // The first change goes at once; the four after it, within the
+    // interval, become one NOTIFY carrying the last state.
+    assert!(
+        bodies[1].contains("churn-1") && bodies[1].contains("<rpid:busy/>"),
+        "{}",
+        bodies[1]
+    );
+    assert!(
+        bodies[2].contains("churn-5") && bodies[2].contains("<rpid:busy/>"),
+        "{}",
+        bodies[2]
+    );
+}
+
+#[test]
 fn pending_watchers_are_listed_and_approved() {
     let s = Server::new("presence-winfo");
     users(&s, &["alice", "carol"]);
