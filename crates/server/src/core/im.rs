@@ -126,15 +126,8 @@ impl Core {
             received_at: now,
             expires_at: now + STORED_MESSAGE_LIFETIME,
         };
-        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
-            return self
-                .reply(
-                    r,
-                    503,
-                    "Service Unavailable (Storage Busy)",
-                    &[("Retry-After", "1")],
-                )
-                .await;
+        let Some(permit) = self.write_permit(r).await else {
+            return;
         };
         let accepted = self.build(r, 202, "Accepted (Stored for Later Delivery)", &[]);
         let failed = self.build(r, 500, "Server Internal Error (Message Not Stored)", &[]);

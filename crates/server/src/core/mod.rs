@@ -524,6 +524,25 @@ impl Core {
         }
     }
 
+    /// A slot for one database write, or `None` once the request has been
+    /// answered 503 (too many writes in flight).
+    pub(crate) async fn write_permit(
+        &mut self,
+        r: &Req<'_>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(p) = self.writes.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        self.reply(
+            r,
+            503,
+            "Service Unavailable (Storage Busy)",
+            &[("Retry-After", "1")],
+        )
+        .await;
+        None
+    }
+
     /// Sends a response prepared earlier through server transaction `id`.
     pub(crate) async fn respond_event(
         &mut self,

@@ -109,19 +109,11 @@ impl Core {
             return self.flush().await;
         }
         // Durable before acknowledged: the 200 goes out once the store has it.
-        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
-            let keys = upserted_keys(&reg.changes);
-            for k in &keys {
+        let Some(permit) = self.write_permit(r).await else {
+            for k in &upserted_keys(&reg.changes) {
                 self.location.remove(&aor, k);
             }
-            return self
-                .reply(
-                    r,
-                    503,
-                    "Service Unavailable (Storage Busy)",
-                    &[("Retry-After", "1")],
-                )
-                .await;
+            return;
         };
         let fail = self.build(
             r,

@@ -196,15 +196,8 @@ impl Core {
         ok: Bytes,
         failed: Bytes,
     ) {
-        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
-            return self
-                .reply(
-                    r,
-                    503,
-                    "Service Unavailable (Storage Busy)",
-                    &[("Retry-After", "1")],
-                )
-                .await;
+        let Some(permit) = self.write_permit(r).await else {
+            return;
         };
         let (store, events, id) = (self.store.clone(), self.events_tx.clone(), r.id);
         tokio::spawn(async move {

@@ -382,16 +382,9 @@ impl Core {
             "Server Internal Error (Subscription Not Stored)",
             &[],
         );
-        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+        let Some(permit) = self.write_permit(r).await else {
             self.presence.forget_names(&sub);
-            return self
-                .reply(
-                    r,
-                    503,
-                    "Service Unavailable (Storage Busy)",
-                    &[("Retry-After", "1")],
-                )
-                .await;
+            return;
         };
         let (store, events, txn) = (self.store.clone(), self.events_tx.clone(), r.id);
         let row = sub.row();
