@@ -74,7 +74,7 @@ unauthenticated_rate = 100000000
 unauthenticated_burst = 100000000
 TOML
     target/release/parapet serve --config "$work/parapet.toml" --data-dir "$pdata" --domain example.test \
-        --allow-insecure-transports --listen "udp://127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" 2>"$work/parapet.log" &
+        --allow-insecure-transports --listen "udp://127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" --web-listen "" 2>"$work/parapet.log" &
     ppid=$!
     sleep 2
     export PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/session"

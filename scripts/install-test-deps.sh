@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's sip-tester (SIPp) and
-# baresip-core for the end-to-end tests, cargo-fuzz for the fuzz smoke run,
-# schemathesis for the admin API.
+# baresip-core for the end-to-end tests, Debian's chromium with
+# playwright-core (npm) for the self-service page, cargo-fuzz for the fuzz
+# smoke run, schemathesis for the admin and user APIs.
 set -euo pipefail
 
 need_apt=()
 command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -14,6 +17,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+# playwright-core drives Debian's chromium (it downloads no browser); the
+# version is pinned by tests/browser/package-lock.json.
+browser="$(dirname "$0")/../tests/browser"
+if [ ! -f "$browser/node_modules/playwright-core/package.json" ]; then
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # Schemathesis (PyPI) checks the admin API against its own OpenAPI document;
 # it lives in a virtual environment of its own (the e2e test looks there).

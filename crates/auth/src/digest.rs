@@ -192,6 +192,18 @@ impl Verifier {
         DigestSecrets { md5, sha256 }
     }
 
+    /// The user's secrets, or for a user who does not exist the stand-in.
+    fn or_stand_in<'a>(
+        &self,
+        username: &str,
+        secrets: Option<&'a DigestSecrets>,
+    ) -> std::borrow::Cow<'a, DigestSecrets> {
+        match secrets {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.stand_in(username)),
+        }
+    }
+
     /// Checks `creds` for a request with `method` and `request_uri`. `secrets` is
     /// the user's, or `None` if no such user exists (or it is disabled).
     pub fn verify(
@@ -234,14 +246,7 @@ impl Verifier {
             NonceState::Stale => return Err(Failure::Stale),
             NonceState::Invalid => return Err(Failure::BadNonce),
         };
-        let stand_in;
-        let secrets = match secrets {
-            Some(s) => s,
-            None => {
-                stand_in = self.stand_in(username);
-                &stand_in
-            }
-        };
+        let secrets = self.or_stand_in(username, secrets);
         let expected = expected_response(
             alg,
             secrets.ha1(alg),
@@ -271,6 +276,38 @@ impl Verifier {
             username: username.to_owned(),
             algorithm: alg,
         })
+    }
+
+    /// Checks a password given in the clear (a sign-in over HTTPS) against
+    /// the user's SHA-256 HA1. `secrets` is `None` for an unknown or disabled
+    /// user: the same hash is computed and compared against a stand-in, so
+    /// the answer and its timing do not tell the cases apart. The result is
+    /// a [`PasswordProof`], which nothing else can construct.
+    pub fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        secrets: Option<&DigestSecrets>,
+    ) -> Option<PasswordProof> {
+        let secrets = self.or_stand_in(username, secrets);
+        let given = ha1(Algorithm::Sha256, username, &self.realm, password);
+        constant_time_eq(&given, secrets.ha1(Algorithm::Sha256)).then(|| PasswordProof {
+            username: username.to_owned(),
+        })
+    }
+}
+
+/// Proof that a user's password was given. Only [`Verifier::verify_password`]
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordProof {
+    username: String,
+}
+
+impl PasswordProof {
+    /// The digest username whose password was proven.
+    pub fn username(&self) -> &str {
+        &self.username
     }
 }
 
@@ -458,5 +495,23 @@ mod tests {
             Err(Failure::Malformed)
         );
         assert_eq!(sha_only.challenges(1000, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn passwords_in_the_clear() {
+        let v = Verifier::new("example.com", &[3; 32], 300, 1000, &[Algorithm::Md5]);
+        let alice = DigestSecrets::from_password("alice", "example.com", "pw");
+        let proof = v.verify_password("alice", "pw", Some(&alice)).unwrap();
+        assert_eq!(proof.username(), "alice");
+        assert_eq!(v.verify_password("alice", "pW", Some(&alice)), None);
+        assert_eq!(v.verify_password("alice", "", Some(&alice)), None);
+        // Another user's name with alice's password: HA1 binds the name.
+        assert_eq!(v.verify_password("bob", "pw", Some(&alice)), None);
+        // Unknown users: compared with a stand-in, never accepted.
+        assert_eq!(v.verify_password("nobody", "pw", None), None);
+        assert_eq!(v.verify_password("nobody", "", None), None);
+        // Another realm's HA1 does not verify here.
+        let foreign = DigestSecrets::from_password("alice", "example.org", "pw");
+        assert_eq!(v.verify_password("alice", "pw", Some(&foreign)), None);
     }
 }

@@ -64,6 +64,10 @@ struct ServeArgs {
     /// The admin listener address (default 127.0.0.1:9060).
     #[arg(long)]
     admin_listen: Option<String>,
+    /// The user listener address (HTTPS: the user API and self-service
+    /// page; default 0.0.0.0:4443; "" turns it off).
+    #[arg(long)]
+    web_listen: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +147,9 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     }
     if a.admin_listen.is_some() {
         raw.admin_listen = a.admin_listen;
+    }
+    if a.web_listen.is_some() {
+        raw.web_listen = a.web_listen;
     }
     let config = raw.build()?;
     init_logs(config.json_logs);

@@ -75,6 +75,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
+    ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
     ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet admin status`."),
     ("log_format", "\"text\"", "\"text\" or \"json\"."),
     ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms offered, in order of preference, and the only ones accepted. Some clients (SIPp 3.6, older softphones) read only the first challenge and know only MD5: list \"MD5\" first or alone for them, knowing MD5 is the weaker hash."),
@@ -96,6 +97,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.max_transactions", "100000", "Concurrent SIP transactions; beyond, 503 with Retry-After."),
     ("limits.unauthenticated_rate", "20", "Unauthenticated requests per second from one address (challenges, failed sign-ins); beyond, 503 with Retry-After."),
     ("limits.unauthenticated_burst", "100", "Burst allowance for unauthenticated requests from one address."),
+    ("limits.user_api_rate", "10", "Requests per second one signed-in user may make on the user API; beyond, 429 with Retry-After."),
+    ("limits.user_api_burst", "100", "Burst allowance for one user on the user API."),
 ];
 
 /// The configuration as written (every key optional).
@@ -106,6 +109,7 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub admin_listen: Option<String>,
+    pub web_listen: Option<String>,
     pub allow_insecure_transports: Option<bool>,
     pub log_format: Option<String>,
     pub digest_algorithms: Option<Vec<String>>,
@@ -162,6 +166,8 @@ pub struct RawLimits {
     pub max_transactions: Option<usize>,
     pub unauthenticated_rate: Option<u32>,
     pub unauthenticated_burst: Option<u32>,
+    pub user_api_rate: Option<u32>,
+    pub user_api_burst: Option<u32>,
 }
 
 /// Validated configuration.
@@ -171,6 +177,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: Vec<ListenUrl>,
     pub admin_listen: SocketAddr,
+    /// The user listener (HTTPS); `None`: off.
+    pub web_listen: Option<SocketAddr>,
     pub allow_insecure_transports: bool,
     pub json_logs: bool,
     pub digest_algorithms: Vec<auth::digest::Algorithm>,
@@ -186,6 +194,8 @@ pub struct Config {
     pub max_transactions: usize,
     pub unauthenticated_rate: u32,
     pub unauthenticated_burst: u32,
+    /// Requests per second, and burst, per user on the user API.
+    pub user_api_rate: (u32, u32),
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -231,6 +241,13 @@ impl RawConfig {
         let admin_listen = admin_raw.parse().map_err(|_| {
             format!("admin_listen {admin_raw:?} is not an address:port, e.g. 127.0.0.1:9060")
         })?;
+        let web_raw = self.web_listen.or(d.web_listen).unwrap_or_default();
+        let web_listen = match web_raw.trim() {
+            "" => None,
+            w => Some(w.parse().map_err(|_| {
+                format!("web_listen {web_raw:?} is not an address:port, e.g. 0.0.0.0:4443 (or \"\" to turn the user listener off)")
+            })?),
+        };
         let allow_insecure_transports = self.allow_insecure_transports.unwrap_or(false);
         if let Some(l) = listen.iter().find(|l| l.scheme.is_insecure()) {
             if !allow_insecure_transports {
@@ -314,6 +331,7 @@ impl RawConfig {
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
             listen,
             admin_listen,
+            web_listen,
             allow_insecure_transports,
             json_logs,
             digest_algorithms,
@@ -330,6 +348,10 @@ impl RawConfig {
             max_transactions: lim.max_transactions.unwrap_or(100_000).max(1),
             unauthenticated_rate: lim.unauthenticated_rate.unwrap_or(20).max(1),
             unauthenticated_burst: lim.unauthenticated_burst.unwrap_or(100).max(1),
+            user_api_rate: (
+                lim.user_api_rate.unwrap_or(10).max(1),
+                lim.user_api_burst.unwrap_or(100).max(1),
+            ),
         })
     }
 }
@@ -351,6 +373,29 @@ mod tests {
         assert_eq!(
             c.listen.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
             ["tls://0.0.0.0:5061", "wss://0.0.0.0:8443"]
+        );
+        assert_eq!(c.web_listen, Some("0.0.0.0:4443".parse().unwrap()));
+        assert_eq!(d.web_listen, c.web_listen);
+    }
+
+    #[test]
+    fn the_user_listener_can_be_moved_or_turned_off() {
+        let at = |w: &str| {
+            RawConfig {
+                web_listen: Some(w.into()),
+                ..Default::default()
+            }
+            .build()
+        };
+        assert_eq!(
+            at("127.0.0.1:4444").unwrap().web_listen,
+            Some("127.0.0.1:4444".parse().unwrap())
+        );
+        assert_eq!(at("").unwrap().web_listen, None);
+        let e = at("localhost").unwrap_err();
+        assert!(
+            e.contains("web_listen") && e.contains("0.0.0.0:4443"),
+            "{e}"
         );
     }
 

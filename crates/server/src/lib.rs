@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod datadir;
+mod https;
 pub mod manage;
 pub mod metrics;
 pub mod policy_set;
@@ -80,7 +81,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let seal = Arc::new(
         auth::secret::SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?,
     );
-    let admin_addr = api::serve(api::AdminSetup {
+    let bound = api::serve(api::AdminSetup {
         addr: config.admin_listen,
         store: store.clone(),
         seal: seal.clone(),
@@ -88,9 +89,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
         cfg: config.clone(),
         metrics: metrics.clone(),
         core: admin_tx,
+        web: config.web_listen.map(|a| (a, tls.clone())),
     })
     .await?;
-    tracing::info!(addr = %admin_addr, "admin listener (/healthz, /metrics, the admin API under /v1)");
+    tracing::info!(addr = %bound.admin, "admin listener (/healthz, /metrics, the admin API under /v1)");
+    if let Some(web) = bound.web {
+        tracing::info!(addr = %web, "user listener (HTTPS: the user API under /user/v1, the self-service page at /)");
+    }
     let core = core::Core::new(config, &dir, store, transport.clone(), metrics).await?;
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's

@@ -23,7 +23,7 @@
 mod config;
 mod flows;
 mod guard;
-mod logging;
+pub mod logging;
 mod stream;
 pub mod tls;
 mod transport;

@@ -9,19 +9,25 @@ const WINDOW: Duration = Duration::from_secs(10);
 const BURST: u32 = 20;
 
 #[derive(Debug)]
-pub(crate) struct RateLimited {
+pub struct RateLimited {
     state: Mutex<(Option<Instant>, u32, u64)>,
 }
 
+impl Default for RateLimited {
+    fn default() -> Self {
+        RateLimited::new()
+    }
+}
+
 impl RateLimited {
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         RateLimited {
             state: Mutex::new((None, 0, 0)),
         }
     }
 
     /// `Some(suppressed)` when a line may be written now.
-    pub(crate) fn allow(&self) -> Option<u64> {
+    pub fn allow(&self) -> Option<u64> {
         let mut s = self.state.lock().ok()?;
         let now = Instant::now();
         if s.0.is_none_or(|start| now.duration_since(start) >= WINDOW) {

@@ -26,6 +26,7 @@ pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
     ContactRow, GrantRow, GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow,
     PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow, TokenRow, User,
+    UserSessionRow,
 };
 pub use sqlite::{Sqlite, SqliteConfig};
 
@@ -193,6 +194,30 @@ pub trait Admins: Send + Sync {
     fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRow>>> + Send;
     fn remove_token(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
     fn purge_expired_tokens(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// Users' sign-in sessions on the user API. Changing a user's password or
+/// disabling the account ([`Users::set_secret`], [`Users::set_enabled`])
+/// ends that user's sessions in the same transaction; removing the user
+/// removes them.
+pub trait UserSessions: Send + Sync {
+    /// Stores a session; the user's oldest sessions beyond `max_per_user`
+    /// are ended in the same transaction. `Conflict` if the user does not
+    /// exist.
+    fn add_user_session(
+        &self,
+        s: UserSessionRow,
+        max_per_user: usize,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A session by id, with whether its user is enabled now.
+    fn user_session(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<(UserSessionRow, bool)>>> + Send;
+    fn remove_user_session(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Ends every session of `aor`; returns how many.
+    fn remove_user_sessions(&self, aor: &str) -> impl Future<Output = Result<usize>> + Send;
+    fn purge_expired_user_sessions(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// The audit log: append-only and hash-chained. Changes are recorded by

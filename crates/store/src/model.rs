@@ -198,6 +198,19 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+/// A user's sign-in session on the user API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSessionRow {
+    pub id: String,
+    /// SHA-256 of the session secret.
+    pub hash: Vec<u8>,
+    pub aor: String,
+    /// The address it was made from.
+    pub source: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// One audit record, as appended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuditEntry {

@@ -276,7 +276,9 @@ pub(super) enum ContactsCmd {
     },
     /// Remove a contact.
     Remove { user: String, contact: String },
-    /// Let a pending watcher see the user's presence (adds them as a contact).
+    /// Let a pending watcher see the user's presence (adds them as a
+    /// contact; an existing entry keeps its name and groups, and its
+    /// relationship unless it was blocked or --relationship is given).
     ///
     /// Example: parapet admin contacts approve sip:alice@example.com sip:bob@example.com
     Approve {
@@ -286,7 +288,7 @@ pub(super) enum ContactsCmd {
         relationship: Option<Level>,
     },
     /// Block a contact or watcher: they see the user offline and cannot
-    /// message them.
+    /// message them (the entry keeps its name and groups).
     Block { user: String, contact: String },
     /// Create a contact group.
     GroupAdd { user: String, name: String },

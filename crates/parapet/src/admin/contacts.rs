@@ -15,6 +15,11 @@ pub(super) async fn contacts(
     let entry = |user: &str, contact: &str| {
         format!("/v1/users/{}/contacts/{}", encode(user), encode(contact))
     };
+    // A decision keeps the entry's name and groups (a PUT on the entry
+    // would replace them).
+    let decision = |user: &str, watcher: &str| {
+        format!("/v1/users/{}/watchers/{}", encode(user), encode(watcher))
+    };
     match cmd {
         ContactsCmd::List { user } => {
             let v = c
@@ -75,8 +80,8 @@ pub(super) async fn contacts(
             let v = c
                 .call(
                     "PUT",
-                    entry(&user, &watcher),
-                    Some(json!({ "relationship": relationship.map(|r| r.name()) })),
+                    decision(&user, &watcher),
+                    Some(json!({ "decision": "approve", "relationship": relationship.map(|r| r.name()) })),
                 )
                 .await?;
             let rel = v.get("relationship").and_then(Value::as_str).unwrap_or("?");
@@ -87,8 +92,8 @@ pub(super) async fn contacts(
         ContactsCmd::Block { user, contact } => {
             c.call(
                 "PUT",
-                entry(&user, &contact),
-                Some(json!({ "relationship": "blocked" })),
+                decision(&user, &contact),
+                Some(json!({ "decision": "deny" })),
             )
             .await?;
             done(format!(

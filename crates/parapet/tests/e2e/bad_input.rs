@@ -97,27 +97,9 @@ fn bad_input_does_not_stop_service() {
     );
 }
 
-/// A TLS session to the server's TLS listener, trusting the CA made on
-/// first start.
+/// A TLS session to the server's TLS listener.
 fn tls_session(s: &Server) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = s.data_dir().join("pki/ca.pem");
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(DOMAIN).unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", s.tls)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
+    s.tls_to(s.tls)
 }
 
 /// OPTIONS over a TLS session; returns the server's first response line.

@@ -35,6 +35,30 @@ impl Baresip {
         std::fs::create_dir_all(&dir).unwrap();
         let wav = dir.join("tone.wav");
         std::fs::write(&wav, tone_wav()).unwrap();
+        // The listening port is found free, but another test may take it
+        // before baresip binds it: then try again on a fresh one.
+        for _ in 0..3 {
+            let b = Baresip::spawn(s, &dir, &wav, user, password, contact, presence);
+            let ready = "{0/TLS/v4} 200 OK (Parapet";
+            let taken = "Address already in use";
+            if b.wait_for_either(ready, taken) == ready {
+                return b;
+            }
+            drop(b);
+        }
+        panic!("baresip could not bind a free port three times");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        s: &Server,
+        dir: &std::path::Path,
+        wav: &std::path::Path,
+        user: &str,
+        password: &str,
+        contact: &str,
+        presence: bool,
+    ) -> Baresip {
         let config = format!(
             "poll_method\tepoll\nsip_listen\t127.0.0.1:{}\nsip_cafile\t{}\nmodule_path\t/usr/lib/baresip/modules\n\
              module\tstdio.so\nmodule\tg711.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
@@ -66,16 +90,14 @@ impl Baresip {
         // Line-buffered, so the test sees each line as it is printed.
         let mut child = Command::new("stdbuf")
             .args(["-oL", "-eL", "baresip", "-s", "-v", "-n", "127.0.0.1", "-f"])
-            .arg(&dir)
+            .arg(dir)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("baresip is installed (scripts/test.sh installs Debian's baresip-core)");
         let stdin = child.stdin.take().unwrap();
-        let b = Baresip { child, out, stdin };
-        b.wait_for("{0/TLS/v4} 200 OK (Parapet");
-        b
+        Baresip { child, out, stdin }
     }
 
     fn cmd(&mut self, line: &str) {
@@ -85,6 +107,25 @@ impl Baresip {
 
     fn output(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until the output shows `a` or `b`; returns which.
+    fn wait_for_either<'t>(&self, a: &'t str, b: &'t str) -> &'t str {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.output();
+            if out.contains(a) {
+                return a;
+            }
+            if out.contains(b) {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip never printed {a:?}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_for(&self, text: &str) {

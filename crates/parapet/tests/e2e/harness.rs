@@ -31,6 +31,8 @@ pub(crate) struct Server {
     pub(crate) udp: u16,
     pub(crate) tls: u16,
     pub(crate) admin: u16,
+    /// The user listener (HTTPS).
+    pub(crate) web: u16,
     /// A session token of the administrator `root`, made at start.
     pub(crate) token: String,
     /// More configuration (TOML) for this test's server.
@@ -53,6 +55,7 @@ impl Server {
             udp: free_port(),
             tls: free_port(),
             admin: free_port(),
+            web: free_port(),
             token: String::new(),
             extra_config: extra.to_string(),
         };
@@ -176,6 +179,7 @@ impl Server {
                 self.udp = free_port();
                 self.tls = free_port();
                 self.admin = free_port();
+                self.web = free_port();
             }
             self.spawn();
             if self.wait_ready() {
@@ -209,6 +213,7 @@ impl Server {
             .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
             .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
             .arg(format!("--admin-listen=127.0.0.1:{}", self.admin))
+            .arg(format!("--web-listen=127.0.0.1:{}", self.web))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -296,6 +301,65 @@ impl Server {
             head.lines().next().unwrap_or("").to_string(),
             body.to_string(),
         )
+    }
+
+    /// A TLS session to `port` on 127.0.0.1, trusting the CA made on first
+    /// start and checking the certificate names the domain.
+    pub(crate) fn tls_to(
+        &self,
+        port: u16,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = self.data_dir().join("pki/ca.pem");
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(DOMAIN).unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    }
+
+    /// An HTTPS request on the user listener, as a client that trusts the
+    /// server's CA; returns (status code, headers, body).
+    pub(crate) fn https(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut c = self.tls_to(self.web);
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            c,
+            "{method} {path} HTTP/1.1\r\nHost: {DOMAIN}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = Vec::new();
+        // The server closes without close_notify only on error; either way
+        // what was read is the answer.
+        let _ = c.read_to_end(&mut resp);
+        let resp = String::from_utf8_lossy(&resp).to_string();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let code = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, head.to_string(), body.to_string())
     }
 
     /// Adds a user through the admin API; it is in effect when this returns

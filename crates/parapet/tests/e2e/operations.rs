@@ -153,6 +153,7 @@ fn json_logs_are_one_object_per_line() {
         .args(["--domain", DOMAIN, "--allow-insecure-transports"])
         .arg(format!("--listen=udp://127.0.0.1:{port}"))
         .arg(format!("--admin-listen=127.0.0.1:{}", free_port()))
+        .arg(format!("--web-listen=127.0.0.1:{}", free_port()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

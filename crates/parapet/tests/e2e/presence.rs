@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-const PW: &str = "correct horse battery";
+pub(crate) const PW: &str = "correct horse battery";
 
 /// The bodies of the NOTIFYs in a SIPp message trace, in order.
-fn notify_bodies(trace: &str) -> Vec<String> {
+pub(crate) fn notify_bodies(trace: &str) -> Vec<String> {
     let trace = trace.replace("\r\n", "\n");
     trace
         .split("message received")
@@ -27,19 +27,19 @@ fn notify_bodies(trace: &str) -> Vec<String> {
         .collect()
 }
 
-fn users(s: &Server, names: &[&str]) {
+pub(crate) fn users(s: &Server, names: &[&str]) {
     for n in names {
         s.add_user(n, PW);
     }
 }
 
-fn admin_ok(s: &Server, args: &[&str]) -> String {
+pub(crate) fn admin_ok(s: &Server, args: &[&str]) -> String {
     let o = s.admin(args, "");
     assert!(o.status.success(), "{args:?}: {}", out(&o));
     out(&o)
 }
 
-fn publish(s: &Server, user: &str, note: &str, activity: &str) {
+pub(crate) fn publish(s: &Server, user: &str, note: &str, activity: &str) {
     passes!(
         s,
         s.sipp(
@@ -55,7 +55,7 @@ fn publish(s: &Server, user: &str, note: &str, activity: &str) {
 
 /// `watcher` subscribes to `presentity` and unsubscribes after the first
 /// NOTIFY; returns that NOTIFY's body.
-fn watch(s: &Server, watcher: &str, presentity: &str) -> String {
+pub(crate) fn watch(s: &Server, watcher: &str, presentity: &str) -> String {
     let run = s.sipp_start(
         "presence_watch.xml",
         presentity,
@@ -76,7 +76,22 @@ fn watch(s: &Server, watcher: &str, presentity: &str) -> String {
     bodies[0].clone()
 }
 
-fn sip(user: &str) -> String {
+/// `watcher` subscribes to `presentity` in the background and takes two
+/// NOTIFYs (the first, and one after a change the test makes), then
+/// unsubscribes (presence_watch_change.xml).
+pub(crate) fn watch_for_a_change(s: &Server, watcher: &str, presentity: &str) -> SippRun {
+    s.sipp_start(
+        "presence_watch_change.xml",
+        presentity,
+        watcher,
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &[watcher],
+    )
+}
+
+pub(crate) fn sip(user: &str) -> String {
     format!("sip:{user}@{DOMAIN}")
 }
 
@@ -197,15 +212,7 @@ fn watchers_are_notified_of_changes_and_across_a_restart() {
     let mut s = Server::new("presence-notify");
     users(&s, &["alice", "bob"]);
     admin_ok(&s, &["contacts", "add", &sip("alice"), &sip("bob")]);
-    let run = s.sipp_start(
-        "presence_watch_change.xml",
-        "alice",
-        "bob",
-        PW,
-        "127.0.0.1",
-        free_port(),
-        &["bob"],
-    );
+    let run = watch_for_a_change(&s, "bob", "alice");
     // After the first NOTIFY (alice offline), alice publishes.
     std::thread::sleep(Duration::from_millis(1500));
     publish(&s, "alice", "back at 5", "away");
@@ -222,15 +229,7 @@ fn watchers_are_notified_of_changes_and_across_a_restart() {
     // A subscription made before a crash is still served after it: the
     // restarted server sends the current state (the publication survived
     // too), and the unsubscribe inside the old dialog is recognised.
-    let run = s.sipp_start(
-        "presence_watch_change.xml",
-        "alice",
-        "bob",
-        PW,
-        "127.0.0.1",
-        free_port(),
-        &["bob"],
-    );
+    let run = watch_for_a_change(&s, "bob", "alice");
     std::thread::sleep(Duration::from_millis(1500));
     s.kill9();
     s.start();
@@ -333,15 +332,7 @@ fn pending_watchers_are_listed_and_approved() {
     std::thread::sleep(Duration::from_millis(1500));
     // Carol watches; privacy mode on, so she sees alice offline while the
     // subscription is pending. Alice's approval changes that at once.
-    let carol = s.sipp_start(
-        "presence_watch_change.xml",
-        "alice",
-        "carol",
-        PW,
-        "127.0.0.1",
-        free_port(),
-        &["carol"],
-    );
+    let carol = watch_for_a_change(&s, "carol", "alice");
     let (ok, trace) = winfo.finish();
     assert!(ok, "{trace}\nserver:\n{}", s.log());
     let docs = notify_bodies(&trace);
@@ -398,6 +389,37 @@ fn pending_watchers_are_listed_and_approved() {
     assert!(
         !notify_bodies(&trace)[0].contains("carol"),
         "carol unsubscribed: {trace}"
+    );
+    // Blocking and approving again keep the entry's name and groups.
+    admin_ok(
+        &s,
+        &[
+            "contacts",
+            "add",
+            &sip("alice"),
+            &sip("carol"),
+            "--group",
+            "Lab",
+            "--display-name",
+            "Carol",
+        ],
+    );
+    admin_ok(&s, &["contacts", "block", &sip("alice"), &sip("carol")]);
+    admin_ok(&s, &["contacts", "approve", &sip("alice"), &sip("carol")]);
+    let v: serde_json::Value = serde_json::from_str(&admin_ok(
+        &s,
+        &["contacts", "list", &sip("alice"), "--output", "json"],
+    ))
+    .unwrap();
+    let e = &v["contacts"][0];
+    assert_eq!(
+        (&e["relationship"], &e["display_name"], &e["groups"]),
+        (
+            &serde_json::json!("colleague"),
+            &serde_json::json!("Carol"),
+            &serde_json::json!(["Lab"])
+        ),
+        "{v}"
     );
 }
 

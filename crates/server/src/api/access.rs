@@ -26,13 +26,36 @@ pub struct Caller {
     pub kind: String,
 }
 
-fn unauthorized(detail: &str) -> Response {
+/// Who a change is recorded as in the audit log: an administrator (a
+/// [`Caller`]) or a user on the user API.
+pub(crate) trait Who {
+    /// `admin:NAME`, `admin:NAME/token:ID` or `user:AOR`.
+    fn actor(&self) -> &str;
+    /// The address the request came from.
+    fn source(&self) -> &str;
+}
+
+impl Who for Caller {
+    fn actor(&self) -> &str {
+        &self.actor
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// 401 with a Bearer challenge for `realm` (`Bearer realm="parapet-admin"`).
+pub(crate) fn unauthorized_in(challenge: &'static str, detail: &str) -> Response {
     let mut r = problem(StatusCode::UNAUTHORIZED, detail);
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"parapet-admin\""),
+        header::HeaderValue::from_static(challenge),
     );
     r
+}
+
+fn unauthorized(detail: &str) -> Response {
+    unauthorized_in("Bearer realm=\"parapet-admin\"", detail)
 }
 
 const SIGN_IN_HINT: &str = "send `Authorization: Bearer <token>`: sign in with `parapet admin login` (or POST /v1/session), or use an API token from `parapet admin token create`";
@@ -42,12 +65,7 @@ impl FromRequestParts<Ctx> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Caller, Response> {
         let source = source_of(parts);
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let Some(given) = given else {
+        let Some(given) = bearer(parts) else {
             return Err(unauthorized(SIGN_IN_HINT));
         };
         let refuse = |why: &'static str| {
@@ -106,6 +124,15 @@ impl FromRequestParts<Ctx> for Caller {
             kind: row.kind,
         })
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 pub(crate) fn source_of(parts: &Parts) -> String {
@@ -221,7 +248,7 @@ impl Ctx {
     /// A store handle whose writes record this change in the audit log.
     pub(crate) fn audited(
         &self,
-        c: &Caller,
+        c: &impl Who,
         action: &str,
         object: &str,
         before: Option<serde_json::Value>,
@@ -229,8 +256,8 @@ impl Ctx {
     ) -> Sqlite {
         self.store.audited(AuditEntry {
             at: crate::unix_now(),
-            actor: c.actor.clone(),
-            source: c.source.clone(),
+            actor: c.actor().to_string(),
+            source: c.source().to_string(),
             action: action.into(),
             object: object.into(),
             outcome: "ok".into(),

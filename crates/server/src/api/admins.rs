@@ -1,7 +1,7 @@
 //! Operations, roles, administrators and API tokens.
 
+use super::extract::Bytes;
 use super::extract::P as Path;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

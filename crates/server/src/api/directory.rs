@@ -1,7 +1,7 @@
 //! User groups, their members, and users' sites.
 
+use super::extract::Bytes;
 use super::extract::P as Path;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -174,14 +174,15 @@ async fn auto_initiate_contacts(
     }
     let st = ctx.store.policy_state().await.map_err(internal)?;
     let have = ctx.store.contacts_of(aor).await.map_err(internal)?;
-    let room = super::contacts::MAX_CONTACTS.saturating_sub(have.len());
+    let room = super::contact_lists::MAX_CONTACTS.saturating_sub(have.len());
     // The contact group named after the team, unless the list has no room.
     let groups = ctx.store.contact_groups(aor).await.map_err(internal)?;
-    let team = if groups.iter().any(|g| g == group) || groups.len() < super::contacts::MAX_GROUPS {
-        vec![group.to_string()]
-    } else {
-        Vec::new()
-    };
+    let team =
+        if groups.iter().any(|g| g == group) || groups.len() < super::contact_lists::MAX_GROUPS {
+            vec![group.to_string()]
+        } else {
+            Vec::new()
+        };
     let now = crate::unix_now();
     let rows: Vec<store::ContactRow> = st
         .members

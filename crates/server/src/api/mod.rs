@@ -15,6 +15,7 @@
 
 mod access;
 mod admins;
+mod contact_lists;
 mod contacts;
 mod directory;
 mod extract;
@@ -23,6 +24,7 @@ mod policies;
 mod refusals;
 mod session;
 mod status;
+mod user;
 mod users;
 
 use std::net::{IpAddr, SocketAddr};
@@ -74,6 +76,13 @@ pub enum AdminCmd {
         rows: Vec<store::ContactRow>,
         reply: oneshot::Sender<()>,
     },
+    /// A password sign-in on the user API (see [`crate::core::PasswordCheck`]).
+    CheckPassword {
+        aor: String,
+        source: IpAddr,
+        password: String,
+        reply: oneshot::Sender<crate::core::PasswordCheck>,
+    },
     /// Who watches `aor`'s presence: (watcher, active | pending | rejected).
     Watchers {
         aor: String,
@@ -119,6 +128,8 @@ pub(crate) struct Ctx {
     hashing_queue: Arc<tokio::sync::Semaphore>,
     /// Rate of refusals recorded in the audit log, per source.
     pub(crate) refusals: Arc<refusals::Refusals>,
+    /// Requests per signed-in user on the user API.
+    pub(crate) user_rate: Arc<std::sync::Mutex<crate::core::ratelimit::RateLimiter<String>>>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -269,6 +280,15 @@ pub struct AdminSetup {
     pub cfg: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub core: mpsc::Sender<AdminCmd>,
+    /// The user listener's address and TLS configuration (`None`: off).
+    pub web: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+}
+
+/// Where the listeners are bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub admin: SocketAddr,
+    pub web: Option<SocketAddr>,
 }
 
 fn router(ctx: Ctx) -> Router {
@@ -297,6 +317,7 @@ fn router(ctx: Ctx) -> Router {
             "/v1/users/{uri}/contacts/{contact}",
             put(contacts::put).delete(contacts::remove),
         )
+        .route("/v1/users/{uri}/watchers/{watcher}", put(contacts::decide))
         .route(
             "/v1/users/{uri}/contact-groups/{name}",
             put(contacts::put_group).delete(contacts::remove_group),
@@ -341,8 +362,10 @@ fn router(ctx: Ctx) -> Router {
         .with_state(ctx)
 }
 
-/// Binds the admin listener and serves it until the process ends.
-pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
+/// Binds the admin listener (and the user listener, if configured) and
+/// serves them until the process ends.
+pub async fn serve(s: AdminSetup) -> Result<Bound, String> {
+    let (user_rate, user_burst) = s.cfg.user_api_rate;
     let ctx = Ctx {
         users: Manager::new(s.store.clone(), s.seal.clone(), s.realm.clone()),
         store: s.store,
@@ -354,6 +377,13 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
         hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_SLOTS)),
         hashing_queue: Arc::new(tokio::sync::Semaphore::new(HASHING_QUEUE)),
         refusals: Arc::new(refusals::Refusals::default()),
+        user_rate: Arc::new(std::sync::Mutex::new(
+            crate::core::ratelimit::RateLimiter::new(user_rate, user_burst, 100_000),
+        )),
+    };
+    let web = match &s.web {
+        Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),
+        None => None,
     };
     let app = router(ctx).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024));
     let listener = tokio::net::TcpListener::bind(s.addr)
@@ -366,5 +396,5 @@ pub async fn serve(s: AdminSetup) -> Result<SocketAddr, String> {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
-    Ok(local)
+    Ok(Bound { admin: local, web })
 }

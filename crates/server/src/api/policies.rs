@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::extract::Bytes;
 use super::extract::{P as Path, Q as Query};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,7 @@
 //! Sign-in (password + TOTP code → session token), sign-out, who am I, and
 //! changing one's own password.
 
-use axum::body::Bytes;
+use super::extract::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

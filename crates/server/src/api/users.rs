@@ -1,7 +1,7 @@
 //! SIP users: list, add, import, show, password, enable/disable, remove.
 
+use super::extract::Bytes;
 use super::extract::P as Path;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

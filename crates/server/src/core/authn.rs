@@ -8,10 +8,30 @@ use auth::lockout::{Engaged, Gate};
 use sip::headers::AuthValue;
 use sip::HeaderKind;
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Core, Req};
 use crate::unix_now;
+
+/// The outcome of a password sign-in on the user API, decided by the same
+/// gates as a SIP sign-in: the per-address rate, the lockout filter, the
+/// user table and the authentication policy.
+#[derive(Debug)]
+pub enum PasswordCheck {
+    /// The password is right and the policy lets the user sign in with it.
+    Valid(auth::digest::PasswordProof),
+    /// Wrong password, unknown or disabled user (one answer for all three);
+    /// counted by the lockout filter.
+    Wrong,
+    /// The lockout filter refuses this account from this address.
+    LockedOut { retry_after: u64 },
+    /// Too many unauthenticated requests from this address.
+    RateLimited,
+    /// The password was right, but the user's authentication policy allows
+    /// no password-based method.
+    NotAllowed,
+}
 
 /// Which challenge family a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +149,55 @@ impl Core {
         }
     }
 
+    /// A password sign-in from `ip` for `aor` (a user of this domain):
+    /// through the same rate limit and lockout filter as SIP, so the user
+    /// API is no way around either; a failure counts toward the same
+    /// lockout.
+    pub(crate) fn check_password(
+        &mut self,
+        aor: &str,
+        ip: IpAddr,
+        password: &str,
+    ) -> PasswordCheck {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        if !self.rate.allow(ip, std::time::Instant::now()) {
+            self.metrics.rate_limited.fetch_add(1, Relaxed);
+            return PasswordCheck::RateLimited;
+        }
+        if let Gate::Refuse { until } = self.filter.check(aor, ip, now) {
+            return PasswordCheck::LockedOut {
+                retry_after: until.saturating_sub(now),
+            };
+        }
+        let user = aor
+            .strip_prefix("sip:")
+            .and_then(|r| r.split_once('@'))
+            .map_or(aor, |(u, _)| u);
+        let secrets = self
+            .users
+            .get(aor)
+            .filter(|u| u.enabled)
+            .map(|u| &u.secrets);
+        match self.verifier.verify_password(user, password, secrets) {
+            Some(proof) => {
+                use auth::digest::Algorithm;
+                let allowed = [Algorithm::Sha256, Algorithm::Md5]
+                    .into_iter()
+                    .any(|a| crate::policy_set::digest_allowed(&self.policies, aor, a));
+                if !allowed {
+                    tracing::info!(%aor, "user API sign-in refused: the authentication policy allows no password method");
+                    return PasswordCheck::NotAllowed;
+                }
+                self.filter.success(aor, ip, now);
+                PasswordCheck::Valid(proof)
+            }
+            None => {
+                self.failed_from(aor, ip, now);
+                PasswordCheck::Wrong
+            }
+        }
+    }
+
     async fn challenge(&mut self, r: &Req<'_>, how: Challenger, stale: bool) {
         let now = u64::try_from(unix_now()).unwrap_or(0);
         let Some(challenges) = self.verifier.challenges(now, stale) else {
@@ -153,12 +222,13 @@ impl Core {
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {
+        self.failed_from(aor, r.src.remote.ip(), now);
+    }
+
+    fn failed_from(&mut self, aor: &str, ip: IpAddr, now: u64) {
         self.metrics.auth_failures.fetch_add(1, Relaxed);
         let limits = crate::policy_set::lockout_limits(&self.policies, aor, *self.filter.config());
-        for e in self
-            .filter
-            .failure_with(aor, r.src.remote.ip(), now, &limits)
-        {
+        for e in self.filter.failure_with(aor, ip, now, &limits) {
             self.metrics.lockouts.fetch_add(1, Relaxed);
             match e {
                 Engaged::Source {

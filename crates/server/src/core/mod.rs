@@ -8,7 +8,7 @@ mod call;
 mod fork;
 mod im;
 mod presence;
-mod ratelimit;
+pub(crate) mod ratelimit;
 mod register;
 mod routing;
 
@@ -25,6 +25,8 @@ use sip_transport::{Inbound, Protocol, Source, Target, Transport};
 use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
 use store::Sqlite;
 use tokio::sync::{mpsc, Semaphore};
+
+pub use authn::PasswordCheck;
 
 use crate::api::{AdminCmd, LockoutRow, Status};
 use crate::config::Config;
@@ -316,6 +318,14 @@ impl Core {
                 self.install_policies(fresh);
                 let _ = reply.send(());
             }
+            AdminCmd::CheckPassword {
+                aor,
+                source,
+                password,
+                reply,
+            } => {
+                let _ = reply.send(self.check_password(&aor, source, &password));
+            }
             AdminCmd::Watchers { aor, reply } => {
                 let _ = reply.send(self.watcher_statuses(&aor));
             }
@@ -408,6 +418,11 @@ impl Core {
             tokio::spawn(async move {
                 if let Err(e) = store::PresenceState::purge_expired_presence(&store, now).await {
                     tracing::warn!(error = %e, "could not purge expired presence state");
+                }
+                // Users' expired sign-in sessions (refused anyway once expired).
+                if let Err(e) = store::UserSessions::purge_expired_user_sessions(&store, now).await
+                {
+                    tracing::warn!(error = %e, "could not purge expired user sessions");
                 }
             });
         }

@@ -190,6 +190,19 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (owner, contact)
      );
      CREATE INDEX contacts_by_contact ON contacts(contact);",
+    // 6: users' sign-in sessions on the user API (hashes of the secrets
+    // only); they end with the user, and the store ends them when the
+    // password changes or the account is disabled.
+    "CREATE TABLE user_sessions (
+        id TEXT PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        hash BLOB NOT NULL,
+        source TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     CREATE INDEX user_sessions_by_aor ON user_sessions(aor, created_at);
+     CREATE INDEX user_sessions_expiry ON user_sessions(expires_at);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

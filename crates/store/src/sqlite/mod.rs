@@ -10,6 +10,7 @@ mod messages;
 mod migrations;
 mod policies;
 mod presence;
+mod sessions;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -89,6 +89,9 @@ impl Users for Sqlite {
     async fn set_secret(&self, aor: &str, secret: Vec<u8>) -> Result<bool> {
         let aor = aor.to_owned();
         self.write(move |c| {
+            // A new password ends every sign-in session made with the old one.
+            c.execute("DELETE FROM user_sessions WHERE aor = ?1", [&aor])
+                .map_err(db)?;
             c.execute(
                 "UPDATE users SET secret = ?2 WHERE aor = ?1",
                 params![aor, secret],
@@ -102,6 +105,12 @@ impl Users for Sqlite {
     async fn set_enabled(&self, aor: &str, enabled: bool) -> Result<bool> {
         let aor = aor.to_owned();
         self.write(move |c| {
+            if !enabled {
+                // A disabled account keeps no session (re-enabling does
+                // not bring them back).
+                c.execute("DELETE FROM user_sessions WHERE aor = ?1", [&aor])
+                    .map_err(db)?;
+            }
             c.execute(
                 "UPDATE users SET enabled = ?2 WHERE aor = ?1",
                 params![aor, enabled],

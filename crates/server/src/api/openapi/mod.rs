@@ -7,6 +7,9 @@
 mod paths;
 mod responses;
 mod schema;
+mod user;
+
+pub(crate) use user::user_document;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,9 +21,13 @@ use schema::{s, Facts};
 
 pub(super) struct Doc {
     paths: Map<String, Value>,
+    /// The error statuses every operation may answer.
+    errors: &'static [&'static str],
 }
 
 const ERRORS: &[&str] = &["400", "401", "403", "404", "409", "503"];
+/// The user API also answers 429 (a user's request rate).
+const USER_ERRORS: &[&str] = &["400", "401", "403", "404", "409", "429", "503"];
 
 impl Doc {
     #[allow(clippy::too_many_arguments)]
@@ -41,7 +48,7 @@ impl Doc {
             json!({ "description": "success", "content": { "application/json": { "schema": response_schema(method, path) } } })
         };
         responses.insert(ok.to_string(), success);
-        for code in ERRORS {
+        for code in self.errors {
             responses.insert(
                 (*code).into(),
                 json!({ "description": "a problem+json error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
@@ -54,7 +61,7 @@ impl Doc {
             "responses": responses,
             "x-parapet-operation": permission,
         });
-        if permission.is_empty() && path == "/v1/session" && method == "post" {
+        if path.ends_with("/session") && method == "post" {
             operation["security"] = json!([]);
         }
         if let Some(schema) = body {
@@ -77,31 +84,41 @@ pub(super) fn query(n: &str, schema: Value) -> Value {
 }
 
 fn build(f: &Facts<'_>) -> Value {
-    let mut d = Doc { paths: Map::new() };
+    let mut d = Doc {
+        paths: Map::new(),
+        errors: ERRORS,
+    };
     paths::session_and_status(&mut d, f);
     paths::users_and_groups(&mut d, f);
     paths::policies(&mut d, f);
     paths::administration(&mut d, f);
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Parapet admin API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks. Errors are application/problem+json."
-        },
-        "paths": d.paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": { "type": s(), "title": s(), "status": { "type": "integer" }, "detail": s() }
+    d.document(
+        "Parapet admin API",
+        "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks. Errors are application/problem+json.",
+    )
+}
+
+impl Doc {
+    /// The whole document around these paths: bearer security, the
+    /// problem+json schema.
+    pub(super) fn document(self, title: &str, description: &str) -> Value {
+        json!({
+            "openapi": "3.0.3",
+            "info": { "title": title, "version": env!("CARGO_PKG_VERSION"), "description": description },
+            "paths": self.paths,
+            "components": {
+                "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+                "schemas": {
+                    "Problem": {
+                        "type": "object",
+                        "required": ["type", "title", "status", "detail"],
+                        "properties": { "type": s(), "title": s(), "status": { "type": "integer" }, "detail": s() }
+                    }
                 }
-            }
-        },
-        "security": [{ "bearer": [] }],
-    })
+            },
+            "security": [{ "bearer": [] }],
+        })
+    }
 }
 
 pub(crate) async fn document(State(ctx): State<Ctx>) -> ApiResult {

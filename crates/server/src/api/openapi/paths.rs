@@ -2,7 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::schema::{line, name, nullable, obj, s, Facts};
+use super::schema::{
+    contact_address, contact_group_name, decision_body, entry_body, line, name, nullable, obj, s,
+    Facts,
+};
 use super::{path_param, query, Doc};
 
 /// Sign-in, the caller, status, security view and lockouts.
@@ -184,15 +187,8 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         200,
     );
 
-    let contact = || {
-        path_param(
-            "contact",
-            json!({ "type": "string", "maxLength": 330, "pattern": "^sip:[A-Za-z0-9_.~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" }),
-        )
-    };
-    // A contact group's name: 1-64 characters, no control characters, no
-    // space at either end (api::contacts::group_name).
-    let group_name = json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" });
+    let contact = || path_param("contact", contact_address());
+    let group_name = contact_group_name();
     let group = || path_param("name", group_name.clone());
     d.op(
         "get",
@@ -209,14 +205,7 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         "Add or change a contact (relationship: blocked, external, colleague, workgroup, personal); adding a pending watcher approves them, adding them as blocked denies them",
         "contacts.write",
         vec![uri(), contact()],
-        Some(obj(
-            &[],
-            json!({
-                "relationship": nullable(json!({ "type": "string", "enum": ["blocked", "external", "colleague", "workgroup", "personal"] })),
-                "display_name": nullable(line(128)),
-                "groups": nullable(json!({ "type": "array", "maxItems": 64, "items": group_name })),
-            }),
-        )),
+        Some(entry_body()),
         200,
     );
     d.op(
@@ -227,6 +216,15 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         vec![uri(), contact()],
         None,
         204,
+    );
+    d.op(
+        "put",
+        "/v1/users/{uri}/watchers/{watcher}",
+        "Decide on a watcher: approve (added to the contacts, at the given relationship or their current one, colleague or external for a new entry) or deny (blocked); the entry's name and groups stay",
+        "contacts.write",
+        vec![uri(), path_param("watcher", contact_address())],
+        Some(decision_body()),
+        200,
     );
     d.op(
         "put",

@@ -40,6 +40,13 @@ pub(super) fn contact() -> Value {
     )
 }
 
+fn watcher() -> Value {
+    exact(
+        json!({ "watcher": s(), "status": { "type": "string", "enum": ["active", "pending", "rejected"] } }),
+        &[],
+    )
+}
+
 pub(super) fn grant() -> Value {
     exact(json!({ "kind": s(), "policy": s(), "target": s() }), &[])
 }
@@ -91,15 +98,24 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             }),
             &[],
         ),
-        ("get", "/v1/users/{uri}/contacts") => exact(
+        ("get", "/v1/users/{uri}/contacts") | ("get", "/user/v1/contacts") => exact(
             json!({
                 "user": s(), "groups": strings(),
                 "contacts": array(contact()),
-                "watchers": array(exact(json!({ "watcher": s(), "status": { "type": "string", "enum": ["active", "pending", "rejected"] } }), &[])),
+                "watchers": array(watcher()),
             }),
             &[],
         ),
-        ("put", "/v1/users/{uri}/contacts/{contact}") => contact(),
+        ("put", "/v1/users/{uri}/contacts/{contact}")
+        | ("put", "/v1/users/{uri}/watchers/{watcher}")
+        | ("put", "/user/v1/contacts/{contact}")
+        | ("put", "/user/v1/watchers/{watcher}") => contact(),
+        ("post", "/user/v1/session") => exact(
+            json!({ "token": s(), "user": s(), "expires_at": int() }),
+            &[],
+        ),
+        ("get", "/user/v1/me") => exact(json!({ "user": s(), "expires_at": int() }), &[]),
+        ("get", "/user/v1/watchers") => exact(json!({ "watchers": array(watcher()) }), &[]),
         ("get", "/v1/groups") => array(exact(
             json!({ "name": s(), "priority": int(), "description": s(), "members": strings() }),
             &[],

@@ -84,3 +84,46 @@ pub(super) fn ns() -> Value {
 pub(super) fn array(item: Value) -> Value {
     json!({ "type": "array", "items": item })
 }
+
+/// A contact's address (`api::contact_lists::contact_uri`): a user part and
+/// a DNS name, at most 330 characters.
+pub(super) fn contact_address() -> Value {
+    json!({ "type": "string", "maxLength": 330, "pattern": "^sip:[A-Za-z0-9_.~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" })
+}
+
+/// A contact group's name: 1-64 characters, no control characters, no
+/// space at either end (`api::contact_lists::group_name`).
+pub(super) fn contact_group_name() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^ \\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u001f\\u007f-\\u009f]*[^ \\u0000-\\u001f\\u007f-\\u009f])?$" })
+}
+
+const LEVELS: [&str; 5] = ["blocked", "external", "colleague", "workgroup", "personal"];
+
+/// The body of a PUT on a contact entry (it replaces the entry).
+pub(super) fn entry_body() -> Value {
+    obj(
+        &[],
+        json!({
+            "relationship": nullable(json!({ "type": "string", "enum": LEVELS })),
+            "display_name": nullable(line(128)),
+            "groups": nullable(json!({ "type": "array", "maxItems": 64, "items": contact_group_name() })),
+        }),
+    )
+}
+
+/// The body of a decision on a watcher. JSON Schema states the pairing:
+/// a denial takes no relationship, an approval any but `blocked`.
+pub(super) fn decision_body() -> Value {
+    json!({
+        "oneOf": [
+            obj(&["decision"], json!({
+                "decision": { "type": "string", "enum": ["approve"] },
+                "relationship": nullable(json!({ "type": "string", "enum": ["external", "colleague", "workgroup", "personal"] })),
+            })),
+            obj(&["decision"], json!({
+                "decision": { "type": "string", "enum": ["deny"] },
+                "relationship": { "type": "string", "nullable": true, "enum": [null] },
+            })),
+        ]
+    })
+}

@@ -1,0 +1,132 @@
+//! The user API's OpenAPI document (`/user/v1/openapi.json`), built like
+//! the admin API's: the same schemas for contact addresses, group names
+//! and entries, so both APIs accept exactly the same input.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{json, Map};
+
+use super::schema::{contact_address, contact_group_name, decision_body, entry_body, obj, Facts};
+use super::{path_param, Doc, USER_ERRORS};
+use crate::api::{json as respond, ApiResult, Ctx};
+
+/// Every operation acts on the signed-in user.
+const SELF: &str = "self";
+
+fn paths(d: &mut Doc, f: &Facts<'_>) {
+    // `alice`, `alice@DOMAIN` or `sip:alice@DOMAIN`.
+    let dom = f.escaped_domain();
+    let user = json!({ "type": "string", "pattern": format!("^(sip:[A-Za-z0-9_~-]{{1,64}}@{dom}|[A-Za-z0-9_~-]{{1,64}}(@{dom})?)$") });
+    d.op(
+        "post",
+        "/user/v1/session",
+        "Sign in with your SIP address (or user name) and password; returns a session token. Failures count toward the same lockout as SIP sign-ins.",
+        "",
+        vec![],
+        Some(obj(
+            &["user", "password"],
+            json!({ "user": user, "password": { "type": "string", "minLength": 1, "maxLength": 1024 } }),
+        )),
+        201,
+    );
+    d.op(
+        "delete",
+        "/user/v1/session",
+        "Sign out (ends the session used)",
+        SELF,
+        vec![],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/user/v1/me",
+        "Who is signed in, and until when",
+        SELF,
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/user/v1/contacts",
+        "Your contact list, contact groups and presence watchers (active, pending or rejected)",
+        SELF,
+        vec![],
+        None,
+        200,
+    );
+    let contact = || path_param("contact", contact_address());
+    d.op(
+        "put",
+        "/user/v1/contacts/{contact}",
+        "Add or replace a contact (relationship: blocked, external, colleague, workgroup, personal; default colleague inside the organisation, external outside)",
+        SELF,
+        vec![contact()],
+        Some(entry_body()),
+        200,
+    );
+    d.op(
+        "delete",
+        "/user/v1/contacts/{contact}",
+        "Remove a contact",
+        SELF,
+        vec![contact()],
+        None,
+        204,
+    );
+    let group = || path_param("name", contact_group_name());
+    d.op(
+        "put",
+        "/user/v1/contact-groups/{name}",
+        "Create a contact group at the end of your list",
+        SELF,
+        vec![group()],
+        None,
+        204,
+    );
+    d.op(
+        "delete",
+        "/user/v1/contact-groups/{name}",
+        "Remove a contact group (its contacts stay in the list)",
+        SELF,
+        vec![group()],
+        None,
+        204,
+    );
+    d.op(
+        "get",
+        "/user/v1/watchers",
+        "Who watches your presence now, with each watcher's status",
+        SELF,
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "put",
+        "/user/v1/watchers/{watcher}",
+        "Approve a watcher (added to your contacts, at the given relationship or their current one) or deny them (blocked: they see you offline and cannot message you)",
+        SELF,
+        vec![path_param("watcher", contact_address())],
+        Some(decision_body()),
+        200,
+    );
+}
+
+pub(crate) async fn user_document(State(ctx): State<Ctx>) -> ApiResult {
+    let f = Facts {
+        domain: &ctx.realm,
+        roles: Vec::new(),
+    };
+    let mut d = Doc {
+        paths: Map::new(),
+        errors: USER_ERRORS,
+    };
+    paths(&mut d, &f);
+    let doc = d.document(
+        "Parapet user API",
+        "For users: sign in with your SIP address and password (POST /user/v1/session), then send `Authorization: Bearer <token>`. Every path acts on the signed-in user. Errors are application/problem+json.",
+    );
+    Ok(respond(StatusCode::OK, &doc))
+}

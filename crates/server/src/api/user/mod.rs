@@ -1,0 +1,94 @@
+//! The user API (`/user/v1`), served on the user listener (HTTPS,
+//! `web_listen`), and the self-service page at `/`.
+//!
+//! Users sign in with their SIP address and password ([`session`]) and
+//! manage their own contact list and watchers ([`contacts`]); nothing here
+//! reaches another user's data — every path acts on the signed-in user
+//! ([`Me`]). It shares the admin API's context, so a change takes effect in
+//! the SIP core before the answer and is recorded in the audit log as
+//! `user:AOR`. Errors are `application/problem+json`; the OpenAPI document
+//! is at `/user/v1/openapi.json`.
+
+mod caller;
+mod contacts;
+mod page;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use sip_transport::logging::RateLimited;
+
+pub(crate) use caller::Me;
+
+use super::{problem, Ctx};
+
+/// The body of a request on the user listener, at most.
+const MAX_BODY: usize = 64 * 1024;
+
+static REFUSED: RateLimited = RateLimited::new();
+
+/// A refused sign-in, logged at a bounded rate (no secrets, no user name:
+/// the lockout filter logs what it engages).
+fn log_refusal(source: &IpAddr, why: &str) {
+    if let Some(suppressed) = REFUSED.allow() {
+        tracing::info!(%source, why, suppressed, "user API: sign-in refused");
+    }
+}
+
+async fn not_found() -> axum::response::Response {
+    problem(
+        axum::http::StatusCode::NOT_FOUND,
+        "no such path; the user API is described at /user/v1/openapi.json",
+    )
+}
+
+fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
+        .route("/icon.svg", get(page::icon))
+        .route("/user/v1/openapi.json", get(super::openapi::user_document))
+        .route(
+            "/user/v1/session",
+            post(session::sign_in).delete(session::sign_out),
+        )
+        .route("/user/v1/me", get(session::me))
+        .route("/user/v1/contacts", get(contacts::list))
+        .route(
+            "/user/v1/contacts/{contact}",
+            put(contacts::put).delete(contacts::remove),
+        )
+        .route(
+            "/user/v1/contact-groups/{name}",
+            put(contacts::put_group).delete(contacts::remove_group),
+        )
+        .route("/user/v1/watchers", get(contacts::watchers))
+        .route("/user/v1/watchers/{watcher}", put(contacts::decide))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(page::security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctx)
+}
+
+/// Binds the user listener and serves it until the process ends.
+pub(crate) async fn serve(
+    ctx: Ctx,
+    addr: SocketAddr,
+    tls: &rustls::ServerConfig,
+) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("user listener {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let limits = crate::https::Limits {
+        max_per_address: ctx.cfg.max_connections_per_ip,
+        ..crate::https::Limits::default()
+    };
+    let tls: Arc<rustls::ServerConfig> = crate::https::tls_for_http(tls);
+    tokio::spawn(crate::https::serve(listener, tls, router(ctx), limits));
+    Ok(local)
+}

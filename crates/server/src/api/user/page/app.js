@@ -1,0 +1,257 @@
+// Parapet self-service page: talks to the user API on this origin only.
+// Every value from the server is shown with textContent, never as HTML.
+'use strict';
+
+const TOKEN = 'parapet-user-token';
+const LEVELS = ['external', 'colleague', 'workgroup', 'personal', 'blocked'];
+
+const $ = (id) => document.getElementById(id);
+
+function status(text, kind) {
+  const s = $('status');
+  s.textContent = text;
+  s.className = kind || '';
+}
+
+class ApiError extends Error {
+  constructor(code, detail) {
+    super(detail);
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN);
+  if (token) headers.Authorization = 'Bearer ' + token;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (r.status === 204) return null;
+  let data = null;
+  try {
+    data = await r.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!r.ok) {
+    const detail = data && data.detail ? data.detail : r.status + ' ' + r.statusText;
+    if (r.status === 401 && path !== '/user/v1/session') {
+      sessionStorage.removeItem(TOKEN);
+      show(false);
+    }
+    throw new ApiError(r.status, detail);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+function cell(row, text) {
+  const td = document.createElement('td');
+  if (text !== undefined) td.textContent = text;
+  row.appendChild(td);
+  return td;
+}
+
+function button(label, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+// Runs a change, then shows `done` and the list as it is now.
+async function change(work, done) {
+  try {
+    await work();
+    status(done, 'ok');
+  } catch (e) {
+    status(e.message, 'error');
+  }
+  await refresh();
+}
+
+// The watchers as last shown, so that polling redraws only on a change.
+let shownWatchers = '';
+let poller = null;
+
+function renderWatchers(watchers) {
+  shownWatchers = JSON.stringify(watchers);
+  const body = $('watchers').querySelector('tbody');
+  body.replaceChildren();
+  $('no-watchers').hidden = watchers.length > 0;
+  $('watchers').hidden = watchers.length === 0;
+  for (const w of watchers) {
+    const tr = document.createElement('tr');
+    tr.dataset.watcher = w.watcher;
+    cell(tr, w.watcher);
+    const st = cell(tr, w.status);
+    if (w.status === 'pending') st.className = 'pending';
+    const actions = cell(tr);
+    if (w.status !== 'active') {
+      actions.appendChild(button('Approve', () => change(
+        () => api('PUT', '/user/v1/watchers/' + enc(w.watcher), { decision: 'approve' }),
+        w.watcher + ' may now see your presence')));
+    }
+    if (w.status !== 'rejected') {
+      actions.appendChild(button('Deny', () => change(
+        () => api('PUT', '/user/v1/watchers/' + enc(w.watcher), { decision: 'deny' }),
+        w.watcher + ' is blocked')));
+    }
+    body.appendChild(tr);
+  }
+}
+
+function renderContacts(contacts) {
+  const body = $('contacts').querySelector('tbody');
+  body.replaceChildren();
+  $('no-contacts').hidden = contacts.length > 0;
+  $('contacts').hidden = contacts.length === 0;
+  for (const c of contacts) {
+    const tr = document.createElement('tr');
+    tr.dataset.contact = c.contact;
+    cell(tr, c.contact);
+    cell(tr, c.display_name || '');
+    const sel = document.createElement('select');
+    sel.setAttribute('aria-label', 'Relationship with ' + c.contact);
+    for (const l of LEVELS) {
+      const o = document.createElement('option');
+      o.value = l;
+      o.textContent = l;
+      o.selected = l === c.relationship;
+      sel.appendChild(o);
+    }
+    sel.addEventListener('change', () => change(
+      () => api('PUT', '/user/v1/contacts/' + enc(c.contact), {
+        relationship: sel.value, display_name: c.display_name, groups: c.groups,
+      }),
+      c.contact + ' is now ' + sel.value));
+    cell(tr).appendChild(sel);
+    cell(tr, c.groups.join(', '));
+    cell(tr).appendChild(button('Remove', () => change(
+      () => api('DELETE', '/user/v1/contacts/' + enc(c.contact)),
+      c.contact + ' removed')));
+    body.appendChild(tr);
+  }
+}
+
+function renderGroups(groups) {
+  const list = $('groups');
+  list.replaceChildren();
+  const pick = $('new-group');
+  pick.replaceChildren();
+  const none = document.createElement('option');
+  none.value = '';
+  none.textContent = 'none';
+  pick.appendChild(none);
+  for (const g of groups) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.textContent = g + ' ';
+    li.appendChild(name);
+    li.appendChild(button('Remove', () => change(
+      () => api('DELETE', '/user/v1/contact-groups/' + enc(g)),
+      'group ' + g + ' removed (its contacts stay)')));
+    list.appendChild(li);
+    const o = document.createElement('option');
+    o.value = g;
+    o.textContent = g;
+    pick.appendChild(o);
+  }
+}
+
+// New watchers appear without a reload: the list is asked for every few
+// seconds while signed in (a user's request rate allows far more).
+async function pollWatchers() {
+  try {
+    const w = await api('GET', '/user/v1/watchers');
+    if (JSON.stringify(w.watchers) !== shownWatchers) renderWatchers(w.watchers);
+  } catch (e) {
+    if (e.code !== 401) status(e.message, 'error');
+  }
+}
+
+async function refresh() {
+  try {
+    const list = await api('GET', '/user/v1/contacts');
+    $('me').textContent = list.user;
+    renderWatchers(list.watchers);
+    renderContacts(list.contacts);
+    renderGroups(list.groups);
+  } catch (e) {
+    if (e.code !== 401) status(e.message, 'error');
+  }
+}
+
+function show(signedIn) {
+  if (poller !== null) clearInterval(poller);
+  poller = signedIn ? setInterval(pollWatchers, 3000) : null;
+  $('sign-in-view').hidden = signedIn;
+  $('signed-in-view').hidden = !signedIn;
+  $('who').hidden = !signedIn;
+}
+
+function init() {
+  $('sign-in').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const s = await api('POST', '/user/v1/session', {
+        user: $('user').value.trim(),
+        password: $('password').value,
+      });
+      sessionStorage.setItem(TOKEN, s.token);
+      $('password').value = '';
+      show(true);
+      status('Signed in as ' + s.user, 'ok');
+      await refresh();
+    } catch (e) {
+      status(e.message, 'error');
+    }
+  });
+  $('sign-out').addEventListener('click', async () => {
+    try {
+      await api('DELETE', '/user/v1/session');
+    } catch (_) {
+      // The session may have ended already; sign out here anyway.
+    }
+    sessionStorage.removeItem(TOKEN);
+    show(false);
+    status('Signed out', 'ok');
+  });
+  $('add-contact').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const contact = $('new-contact').value.trim();
+    const body = {};
+    if ($('new-relationship').value) body.relationship = $('new-relationship').value;
+    if ($('new-name').value.trim()) body.display_name = $('new-name').value.trim();
+    if ($('new-group').value) body.groups = [$('new-group').value];
+    change(async () => {
+      await api('PUT', '/user/v1/contacts/' + enc(contact), body);
+      $('new-contact').value = '';
+      $('new-name').value = '';
+    }, contact + ' added');
+  });
+  $('add-group').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('new-group-name').value.trim();
+    change(async () => {
+      await api('PUT', '/user/v1/contact-groups/' + enc(name));
+      $('new-group-name').value = '';
+    }, 'group ' + name + ' created');
+  });
+  if (sessionStorage.getItem(TOKEN)) {
+    show(true);
+    refresh();
+  } else {
+    show(false);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', init);

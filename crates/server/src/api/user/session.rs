@@ -1,0 +1,163 @@
+//! Signing in with the SIP address and password, signing out, and who am I.
+//!
+//! The password is checked by the SIP core with the same per-address rate,
+//! lockout filter and authentication policy as a SIP sign-in, so this is
+//! no way around either: failures here count toward the same lockout.
+//! A session is a random bearer token whose hash alone is stored; it ends
+//! after [`SESSION_SECS`], at sign-out, when the password changes or the
+//! account is disabled, and the oldest go beyond [`MAX_SESSIONS`] a user.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::super::extract::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use store::{StoreError, UserSessionRow, UserSessions};
+
+use super::super::{body, internal, json, problem, AdminCmd, ApiResult, Ctx};
+use super::Me;
+use crate::core::PasswordCheck;
+
+/// How long a session lasts.
+pub(crate) const SESSION_SECS: i64 = 12 * 3600;
+/// Sessions one user may hold (devices, browsers); the oldest end first.
+pub(crate) const MAX_SESSIONS: usize = 16;
+/// The longest password accepted (as the admin API's).
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignInBody {
+    /// `alice` or `sip:alice@DOMAIN`.
+    user: String,
+    password: String,
+}
+
+const WRONG: &str = "the address or password is wrong (use your SIP address, e.g. sip:alice@DOMAIN, or the user name alone, and the password your SIP client uses)";
+
+fn with_retry(mut r: Response, secs: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+pub(crate) async fn sign_in(
+    State(ctx): State<Ctx>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    bytes: Bytes,
+) -> ApiResult {
+    let b: SignInBody = body(&bytes)?;
+    let given = if b.user.starts_with("sip:") {
+        b.user.clone()
+    } else if b.user.contains('@') {
+        format!("sip:{}", b.user)
+    } else {
+        format!("sip:{}@{}", b.user, ctx.realm)
+    };
+    let (aor, _) = ctx
+        .users
+        .parse_uri(&given)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("user: {e}")))?;
+    if b.password.is_empty() || b.password.len() > MAX_PASSWORD {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!("password: give 1-{MAX_PASSWORD} bytes"),
+        ));
+    }
+    let source: IpAddr = remote.ip();
+    let check = ctx
+        .ask(|reply| AdminCmd::CheckPassword {
+            aor: aor.clone(),
+            source,
+            password: b.password,
+            reply,
+        })
+        .await
+        .ok_or_else(|| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is starting or stopping; retry in a moment",
+            )
+        })?;
+    match check {
+        PasswordCheck::Valid(_) => {}
+        PasswordCheck::Wrong => {
+            super::log_refusal(&source, "wrong address or password");
+            return Err(problem(
+                StatusCode::UNAUTHORIZED,
+                WRONG.replace("DOMAIN", &ctx.realm),
+            ));
+        }
+        PasswordCheck::LockedOut { retry_after } => {
+            super::log_refusal(&source, "locked out");
+            return Err(with_retry(
+                problem(
+                    StatusCode::FORBIDDEN,
+                    format!("too many failed sign-ins for this account from this address; try again in {retry_after} seconds, or ask an administrator to clear the lockout"),
+                ),
+                retry_after,
+            ));
+        }
+        PasswordCheck::RateLimited => {
+            return Err(with_retry(
+                problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many sign-in attempts from this address; slow down",
+                ),
+                1,
+            ));
+        }
+        PasswordCheck::NotAllowed => {
+            return Err(problem(
+                StatusCode::FORBIDDEN,
+                "your authentication policy does not allow signing in with a password; ask an administrator",
+            ));
+        }
+    }
+    let minted = rbac::token::mint_with(rbac::token::USER_PREFIX)
+        .ok_or_else(|| internal("random generator failed"))?;
+    let now = crate::unix_now();
+    let row = UserSessionRow {
+        id: minted.id,
+        hash: minted.hash,
+        aor: aor.clone(),
+        source: source.to_string(),
+        created_at: now,
+        expires_at: now + SESSION_SECS,
+    };
+    let expires_at = row.expires_at;
+    match ctx.store.add_user_session(row, MAX_SESSIONS).await {
+        Ok(()) => {}
+        // Removed between the check and now.
+        Err(StoreError::Conflict(_)) => {
+            return Err(problem(
+                StatusCode::UNAUTHORIZED,
+                WRONG.replace("DOMAIN", &ctx.realm),
+            ))
+        }
+        Err(e) => return Err(internal(e)),
+    }
+    tracing::info!(user = %aor, %source, "user API: signed in");
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "token": minted.text, "user": aor, "expires_at": expires_at }),
+    ))
+}
+
+pub(crate) async fn sign_out(State(ctx): State<Ctx>, me: Me) -> ApiResult {
+    ctx.store
+        .remove_user_session(&me.session)
+        .await
+        .map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn me(me: Me) -> ApiResult {
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "user": me.aor, "expires_at": me.expires_at }),
+    ))
+}

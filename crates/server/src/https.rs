@@ -1,0 +1,135 @@
+//! An axum router served over TLS, with bounds: connections in all and per
+//! address, the TLS handshake, reading a request's headers, and a
+//! connection's whole life are each limited, so a slow or greedy peer costs
+//! a bounded share. HTTP/1.1 only (ALPN `http/1.1`); each request carries
+//! the peer's address as [`axum::extract::ConnectInfo`].
+//!
+//! axum's own `serve` has no TLS and no connection limits, hence this loop
+//! (hyper's connection builder does the HTTP).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_per_address: usize,
+    pub(crate) handshake: Duration,
+    /// Time allowed for a request's headers, and idle time between requests.
+    pub(crate) header_read: Duration,
+    /// A connection's whole life; the client reconnects after it.
+    pub(crate) lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_per_address: 32,
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Open connections per address.
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut m = self.0.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(self.clone(), ip))
+    }
+}
+
+struct AddressSlot(Arc<PerAddress>, IpAddr);
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = (self.0).0.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
+}
+
+/// A TLS configuration for HTTP from the listeners' (ALPN `http/1.1`).
+pub(crate) fn tls_for_http(base: &ServerConfig) -> Arc<ServerConfig> {
+    let mut c = base.clone();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// Serves `app` on `listener` until the process ends.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    limits: Limits,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let total = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
+    loop {
+        let (sock, remote) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, "user listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            continue; // full: the connection is closed at once
+        };
+        let Some(slot) = per_address.take(remote.ip(), limits.max_per_address) else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let _held = (permit, slot);
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(limits.handshake, acceptor.accept(sock)).await
+            else {
+                return;
+            };
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(remote));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(limits.lifetime, conn).await;
+        });
+    }
+}
