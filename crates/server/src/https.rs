@@ -5,19 +5,19 @@
 //! the peer's address as [`axum::extract::ConnectInfo`].
 //!
 //! axum's own `serve` has no TLS and no connection limits, hence this loop
-//! (hyper's connection builder does the HTTP).
+//! (hyper's connection builder does the HTTP; connections are admitted by
+//! the SIP transport's `guard::Admission`, as SIP connections are).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
+use sip_transport::guard::Admission;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -45,36 +45,8 @@ impl Default for Limits {
     }
 }
 
-/// Open connections per address.
-#[derive(Debug, Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
-
-impl PerAddress {
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
-        let mut m = self.0.lock().ok()?;
-        let n = m.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot(self.clone(), ip))
-    }
-}
-
-struct AddressSlot(Arc<PerAddress>, IpAddr);
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = (self.0).0.lock() {
-            if let Some(n) = m.get_mut(&self.1) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.1);
-                }
-            }
-        }
-    }
-}
+static ACCEPT_FAILED: sip_transport::logging::RateLimited =
+    sip_transport::logging::RateLimited::new();
 
 /// A TLS configuration for HTTP from the listeners' (ALPN `http/1.1`).
 pub(crate) fn tls_for_http(base: &ServerConfig) -> Arc<ServerConfig> {
@@ -91,27 +63,26 @@ pub(crate) async fn serve(
     limits: Limits,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let total = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = Arc::new(PerAddress::default());
+    let admission = Admission::new(limits.max_connections, limits.max_per_address);
     loop {
         let (sock, remote) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "user listener: accept failed");
+                if let Some(suppressed) = ACCEPT_FAILED.allow() {
+                    tracing::warn!(error = %e, suppressed, "user listener: accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let Ok(permit) = total.clone().try_acquire_owned() else {
-            continue; // full: the connection is closed at once
-        };
-        let Some(slot) = per_address.take(remote.ip(), limits.max_per_address) else {
+        // Over a limit: the connection is closed at once.
+        let Ok(guard) = admission.admit(remote.ip()) else {
             continue;
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let _held = (permit, slot);
+            let _guard = guard;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(limits.handshake, acceptor.accept(sock)).await
             else {

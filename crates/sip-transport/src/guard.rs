@@ -1,5 +1,6 @@
 //! Connection admission: a global cap (semaphore) and a per-IP cap. The guard
-//! releases both when the connection ends, however it ends.
+//! releases both when the connection ends, however it ends. Public so that
+//! the server's HTTPS listener admits connections the same way.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     total: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
@@ -16,7 +17,7 @@ pub(crate) struct Admission {
 
 /// Held for the life of one connection.
 #[derive(Debug)]
-pub(crate) struct ConnGuard {
+pub struct ConnGuard {
     admission: Arc<Admission>,
     ip: IpAddr,
     _permit: OwnedSemaphorePermit,
@@ -24,13 +25,13 @@ pub(crate) struct ConnGuard {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     TooManyTotal,
     TooManyFromIp,
 }
 
 impl Admission {
-    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(Admission {
             total: Arc::new(Semaphore::new(max_total)),
             per_ip: Mutex::new(HashMap::new()),
@@ -38,7 +39,7 @@ impl Admission {
         })
     }
 
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refusal> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refusal> {
         let permit = self
             .total
             .clone()

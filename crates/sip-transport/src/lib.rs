@@ -22,7 +22,7 @@
 
 mod config;
 mod flows;
-mod guard;
+pub mod guard;
 pub mod logging;
 mod stream;
 pub mod tls;
