@@ -164,10 +164,21 @@ impl Verifier {
     /// The challenge header values to send, one per enabled algorithm in order of
     /// preference (RFC 8760 §2.4). `None` if randomness failed.
     pub fn challenges(&self, now: u64, stale: bool) -> Option<Vec<String>> {
+        self.challenges_with(now, stale, &self.algorithms)
+    }
+
+    /// The challenge header values for `algorithms`, in that order, sharing
+    /// one nonce. `None` if randomness failed.
+    pub fn challenges_with(
+        &self,
+        now: u64,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Option<Vec<String>> {
         let nonce = self.nonces.issue(&self.realm, now)?;
         let stale = if stale { ", stale=true" } else { "" };
         Some(
-            self.algorithms
+            algorithms
                 .iter()
                 .map(|a| {
                     format!(

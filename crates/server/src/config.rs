@@ -78,7 +78,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
     ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet admin status`."),
     ("log_format", "\"text\"", "\"text\" or \"json\"."),
-    ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms offered, in order of preference, and the only ones accepted. Some clients (SIPp 3.6, older softphones) read only the first challenge and know only MD5: list \"MD5\" first or alone for them, knowing MD5 is the weaker hash."),
+    ("host_names", "[]", "Other DNS names clients and partners reach this server by (the targets of the domain's SRV records, e.g. \"sip.example.com\"). The server recognises itself by these, the domain, `localhost` and every address it listens on (for 0.0.0.0 and ::, every address of the machine) in Route and Request-URI; the certificate made on first start names them too."),
+    ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms challenged with, most preferred first (RFC 8760), and the only ones accepted. Clients that follow RFC 8760 (Linphone) answer the first they support; JsSIP and SIP.js answer the last one, and know only MD5. MD5 is accepted only over TLS and WSS (see digest_md5_unencrypted) and only for users whose authentication policy lists digest-md5 (the default)."),
+    ("digest_md5_unencrypted", "false", "Also accept MD5 digest over unencrypted transports (UDP, TCP, WS), where an MD5 answer seen on the network can be attacked offline. For tools without TLS only (Debian's SIPp); `parapet security check` reports it as high."),
+    ("digest_single_challenge_clients", "[\"baresip\", \"sipp\"]", "User-Agent prefixes (case-insensitive) of clients that fail when a response carries more than one challenge or one they cannot answer (baresip's libre, SIPp): they are challenged with MD5 alone wherever MD5 is accepted. The choice depends on the request only, never on the user."),
     ("tls_cert", "\"\"", "Bring your own PKI: PEM certificate chain for the listeners (empty: the generated one)."),
     ("tls_key", "\"\"", "The private key (PEM) for tls_cert."),
     ("registrar.min_expires", "60", "Shortest registration accepted, in seconds (423 below it)."),
@@ -101,6 +104,69 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.user_api_burst", "100", "Burst allowance for one user on the user API."),
 ];
 
+/// Which digest challenges a request gets, and which answers are accepted
+/// on which transport. The choice depends on the transport and the
+/// request's User-Agent, never on the user (anti-enumeration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestOffer {
+    /// Most preferred first; nothing else is accepted.
+    pub algorithms: Vec<auth::digest::Algorithm>,
+    /// MD5 over UDP, TCP and WS too.
+    pub md5_unencrypted: bool,
+    /// User-Agent prefixes (lower case) challenged with one algorithm only.
+    pub single_challenge_clients: Vec<String>,
+}
+
+impl DigestOffer {
+    /// Whether answers with `alg` are accepted over a transport that is
+    /// (or is not) encrypted.
+    pub fn accepts(&self, alg: auth::digest::Algorithm, encrypted: bool) -> bool {
+        self.algorithms.contains(&alg)
+            && (encrypted || alg != auth::digest::Algorithm::Md5 || self.md5_unencrypted)
+    }
+
+    /// The algorithms accepted over an encrypted (or unencrypted) transport.
+    pub fn accepted(&self, encrypted: bool) -> Vec<auth::digest::Algorithm> {
+        self.algorithms
+            .iter()
+            .copied()
+            .filter(|a| self.accepts(*a, encrypted))
+            .collect()
+    }
+
+    /// The algorithms to challenge a request with, in order.
+    pub fn challenge(
+        &self,
+        encrypted: bool,
+        user_agent: Option<&str>,
+    ) -> Vec<auth::digest::Algorithm> {
+        use auth::digest::Algorithm;
+        let accepted = self.accepted(encrypted);
+        let single = user_agent.is_some_and(|ua| {
+            let ua = ua.trim_start();
+            self.single_challenge_clients.iter().any(|p| {
+                ua.get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p))
+            })
+        });
+        if single {
+            let one = if accepted.contains(&Algorithm::Md5) {
+                Algorithm::Md5
+            } else {
+                accepted.first().copied().unwrap_or(Algorithm::Sha256)
+            };
+            return vec![one];
+        }
+        if accepted.is_empty() {
+            // Only MD5 is configured and this transport refuses it: a
+            // SHA-256 challenge, which such a server then refuses anyway,
+            // says what would be accepted.
+            return vec![Algorithm::Sha256];
+        }
+        accepted
+    }
+}
+
 /// The configuration as written (every key optional).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +178,10 @@ pub struct RawConfig {
     pub web_listen: Option<String>,
     pub allow_insecure_transports: Option<bool>,
     pub log_format: Option<String>,
+    pub host_names: Option<Vec<String>>,
     pub digest_algorithms: Option<Vec<String>>,
+    pub digest_md5_unencrypted: Option<bool>,
+    pub digest_single_challenge_clients: Option<Vec<String>>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -181,7 +250,9 @@ pub struct Config {
     pub web_listen: Option<SocketAddr>,
     pub allow_insecure_transports: bool,
     pub json_logs: bool,
-    pub digest_algorithms: Vec<auth::digest::Algorithm>,
+    /// Names besides the domain this server is reached by (lower case).
+    pub host_names: Vec<String>,
+    pub digest: DigestOffer,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub registrar: registrar::RegistrarConfig,
     /// Proxy timer C.
@@ -277,6 +348,31 @@ impl RawConfig {
         if digest_algorithms.is_empty() {
             return Err("digest_algorithms: list at least one of \"SHA-256\", \"MD5\"".into());
         }
+        let single = self
+            .digest_single_challenge_clients
+            .or(d.digest_single_challenge_clients)
+            .unwrap_or_default();
+        if let Some(bad) = single.iter().find(|p| p.trim().is_empty() || p.len() > 128) {
+            return Err(format!("digest_single_challenge_clients: {bad:?} is not a User-Agent prefix (1 to 128 characters)"));
+        }
+        let digest = DigestOffer {
+            algorithms: digest_algorithms,
+            md5_unencrypted: self.digest_md5_unencrypted.unwrap_or(false),
+            single_challenge_clients: single.iter().map(|p| p.to_ascii_lowercase()).collect(),
+        };
+        let mut host_names = Vec::new();
+        for n in self.host_names.unwrap_or_default() {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            if n.is_empty()
+                || n.parse::<std::net::IpAddr>().is_ok()
+                || sip::Uri::parse(&format!("sip:{n}")).is_err()
+            {
+                return Err(format!("host_names: {n:?} is not a DNS name (addresses need not be listed: every address listened on is recognised)"));
+            }
+            if n != domain && !host_names.contains(&n) {
+                host_names.push(n);
+            }
+        }
         let tls_cert = match (
             self.tls_cert.filter(|p| !p.as_os_str().is_empty()),
             self.tls_key.filter(|p| !p.as_os_str().is_empty()),
@@ -334,7 +430,8 @@ impl RawConfig {
             web_listen,
             allow_insecure_transports,
             json_logs,
-            digest_algorithms,
+            host_names,
+            digest,
             tls_cert,
             registrar,
             timer_c: std::time::Duration::from_secs(timer_c),
@@ -414,6 +511,69 @@ mod tests {
         .build()
         .unwrap();
         assert_eq!(ok.listen[0].scheme, Scheme::Udp);
+    }
+
+    #[test]
+    fn digest_challenges_by_transport_and_client() {
+        use auth::digest::Algorithm::{Md5, Sha256};
+        let d = RawConfig::default().build().unwrap().digest;
+        // RFC 8760 clients (Linphone) take the first, JsSIP and SIP.js the
+        // last: both find what they know over TLS and WSS.
+        assert_eq!(
+            d.challenge(true, Some("Linphone Desktop/5.1")),
+            [Sha256, Md5]
+        );
+        assert_eq!(d.challenge(true, Some("JsSIP 3.13.0")), [Sha256, Md5]);
+        // baresip fails on a second challenge or a non-MD5 one.
+        assert_eq!(
+            d.challenge(true, Some("baresip v1.0.0 (x86_64/linux)")),
+            [Md5]
+        );
+        assert_eq!(d.challenge(true, Some("  BareSIP v4.1")), [Md5]);
+        assert_eq!(d.challenge(true, None), [Sha256, Md5]);
+        // Without encryption MD5 is neither offered nor accepted...
+        assert_eq!(d.challenge(false, Some("baresip v1.0.0")), [Sha256]);
+        assert_eq!(d.challenge(false, None), [Sha256]);
+        assert!(d.accepts(Md5, true) && !d.accepts(Md5, false) && d.accepts(Sha256, false));
+        // ...unless the operator says so.
+        let plain = RawConfig {
+            digest_md5_unencrypted: Some(true),
+            ..Default::default()
+        }
+        .build()
+        .unwrap()
+        .digest;
+        assert!(plain.accepts(Md5, false));
+        assert_eq!(plain.challenge(false, Some("sipp")), [Md5]);
+        // MD5 configured alone, over a transport that refuses it: the
+        // challenge names what would be accepted.
+        let md5_only = RawConfig {
+            digest_algorithms: Some(vec!["MD5".into()]),
+            ..Default::default()
+        }
+        .build()
+        .unwrap()
+        .digest;
+        assert_eq!(md5_only.challenge(false, None), [Sha256]);
+        assert!(!md5_only.accepts(Sha256, true));
+    }
+
+    #[test]
+    fn host_names_are_names() {
+        let c = RawConfig {
+            host_names: Some(vec!["SIP.Example.Test.".into(), "localhost".into()]),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert_eq!(c.host_names, ["sip.example.test"]);
+        let e = RawConfig {
+            host_names: Some(vec!["192.0.2.1".into()]),
+            ..Default::default()
+        }
+        .build()
+        .unwrap_err();
+        assert!(e.contains("host_names") && e.contains("addresses"), "{e}");
     }
 
     #[test]

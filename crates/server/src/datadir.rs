@@ -10,7 +10,7 @@
 //!                      The audit log's MAC key is derived from it.
 //!   pki/ca.pem         the private CA certificate: give this to clients to trust
 //!   pki/ca-key.pem     its key, mode 0600
-//!   pki/server.pem     the server certificate (domain, localhost, 127.0.0.1, ::1)
+//!   pki/server.pem     the server certificate (domain, host_names, localhost, 127.0.0.1, ::1)
 //!   pki/server-key.pem its key, mode 0600
 //! ```
 
@@ -157,7 +157,7 @@ impl DataDir {
                             root.join("pki").display()
                         ));
                     }
-                    make_pki(&root.join("pki"), &config.domain)?;
+                    make_pki(&root.join("pki"), &config.domain, &config.host_names)?;
                 }
                 load_pair(&server, &server_key)?
             }
@@ -224,7 +224,7 @@ fn load_pair(
 }
 
 /// A private CA (10 years) and a server certificate for `domain` (2 years).
-fn make_pki(dir: &Path, domain: &str) -> Result<(), String> {
+fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
         KeyUsagePurpose,
@@ -244,12 +244,9 @@ fn make_pki(dir: &Path, domain: &str) -> Result<(), String> {
     ca.not_before = now;
     ca.not_after = now + time::Duration::days(3650);
     let ca_cert = ca.self_signed(&ca_key).map_err(g)?;
-    let names = vec![
-        domain.to_owned(),
-        "localhost".into(),
-        "127.0.0.1".into(),
-        "::1".into(),
-    ];
+    let mut names = vec![domain.to_owned()];
+    names.extend(host_names.iter().cloned());
+    names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);
     let mut sp = CertificateParams::new(names).map_err(g)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, domain);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod datadir;
 mod https;
+pub mod identity;
 pub mod manage;
 pub mod metrics;
 pub mod policy_set;

@@ -271,22 +271,28 @@ mod tests {
         let none = PolicySet::default();
         assert!(digest_allowed(&none, "sip:a@x", Sha256));
         assert!(
-            !digest_allowed(&none, "sip:a@x", Md5),
-            "MD5 needs an explicit policy"
+            digest_allowed(&none, "sip:a@x", Md5),
+            "MD5 by default, for clients without SHA-256 (the transport rule is the configuration's)"
         );
-        let doc = PolicyDoc {
-            kind: "authentication".into(),
-            scope: Scope::Global,
-            fields: [("methods".to_string(), list(&["digest-md5"]))]
-                .into_iter()
-                .collect(),
+        let only = |methods: &[&str]| {
+            let doc = PolicyDoc {
+                kind: "authentication".into(),
+                scope: Scope::Global,
+                fields: [("methods".to_string(), list(methods))]
+                    .into_iter()
+                    .collect(),
+            };
+            PolicySet::from_snapshot(
+                1,
+                Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
+            )
         };
-        let s = PolicySet::from_snapshot(
-            1,
-            Snapshot::new(vec![doc], vec![], Directory::default()).unwrap(),
-        );
+        let s = only(&["digest-md5"]);
         assert!(digest_allowed(&s, "sip:a@x", Md5));
         assert!(!digest_allowed(&s, "sip:a@x", Sha256));
+        let s = only(&["digest-sha256"]);
+        assert!(!digest_allowed(&s, "sip:a@x", Md5));
+        assert!(digest_allowed(&s, "sip:a@x", Sha256));
     }
 
     #[test]

@@ -78,8 +78,10 @@ const POLICY_CHECKS: &[PolicyCheck] = &[
         field: "methods",
         group: "Authentication",
         severity: Severity::Medium,
-        recommended: "digest-sha256,client-certificate",
-        weaker: |v| matches!(v, Value::List(l) if l.iter().any(|m| m == "digest-md5")),
+        recommended: "digest-sha256, digest-md5 (over TLS and WSS only) and client-certificate",
+        // MD5 beside SHA-256 is the default (clients without SHA-256); MD5
+        // as the only password method refuses every SHA-256 answer.
+        weaker: |v| matches!(v, Value::List(l) if l.iter().any(|m| m == "digest-md5") && !l.iter().any(|m| m == "digest-sha256")),
     },
     PolicyCheck {
         kind: "authentication",
@@ -320,18 +322,49 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: !plain.is_empty() || cfg.allow_insecure_transports,
         severity: Severity::High,
     });
-    let md5 = cfg
-        .digest_algorithms
-        .contains(&auth::digest::Algorithm::Md5);
+    let d = &cfg.digest;
+    let names = |algs: &[auth::digest::Algorithm]| {
+        algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+    };
+    let single = if d.single_challenge_clients.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} alone to User-Agents starting with {}",
+            names(&d.challenge(true, d.single_challenge_clients.first().map(String::as_str))),
+            d.single_challenge_clients.join(", ")
+        )
+    };
+    let md5 = d.algorithms.contains(&auth::digest::Algorithm::Md5);
     out.push(Item {
         group: "Authentication",
         setting: "config digest_algorithms".into(),
-        current: cfg.digest_algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(","),
-        recommended: "SHA-256 only, once no client needs MD5".into(),
-        why: "MD5 is offered in challenges; a user signs in with it only where the authentication policy lists digest-md5 (see policy authentication.methods). A captured MD5 exchange is far easier to attack offline.".into(),
-        command: "set digest_algorithms = [\"SHA-256\"] in the configuration file and restart `parapet serve`".into(),
+        current: format!(
+            "over TLS and WSS: challenged with {}{single}; accepted: {}, each for users whose authentication policy lists it",
+            names(&d.challenge(true, None)),
+            names(&d.accepted(true)),
+        ),
+        recommended: "[\"SHA-256\"], once no client needs MD5".into(),
+        why: "JsSIP, SIP.js and baresip know only MD5 digest. Inside TLS an MD5 exchange is as safe from the network as SHA-256, but an MD5 HA1 is a weaker stored secret and the algorithm is obsolete.".into(),
+        command: "set digest_algorithms = [\"SHA-256\"] in the configuration file and restart `parapet serve` (or remove digest-md5 from a policy: parapet admin policy set authentication global methods=digest-sha256,client-certificate)".into(),
         finding: md5,
         severity: Severity::Low,
+    });
+    let md5_plain = md5 && d.md5_unencrypted;
+    out.push(Item {
+        group: "Authentication",
+        setting: "config digest_md5_unencrypted".into(),
+        current: format!(
+            "over UDP, TCP and WS: challenged with {}; accepted: {}{}",
+            names(&d.challenge(false, None)),
+            names(&d.accepted(false)),
+            if plain.is_empty() { " (no such listener)" } else { "" }
+        ),
+        recommended: "false (SHA-256 only without encryption)".into(),
+        why: "An MD5 digest answer read off an unencrypted network can be attacked offline with a dictionary far faster than a SHA-256 one.".into(),
+        command: "remove digest_md5_unencrypted from the configuration file and restart `parapet serve`".into(),
+        finding: md5_plain,
+        severity: Severity::High,
     });
     let loopback = cfg.admin_listen.ip().is_loopback();
     out.push(Item {

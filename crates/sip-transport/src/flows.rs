@@ -26,6 +26,8 @@ pub(crate) struct StreamFlow {
     pub(crate) tx: mpsc::Sender<Bytes>,
     pub(crate) protocol: Protocol,
     pub(crate) remote: SocketAddr,
+    /// This side's address of the connection.
+    pub(crate) local: SocketAddr,
 }
 
 /// The live stream flows. The lock is held only to clone or remove an entry,

@@ -72,6 +72,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
     {
         let ctx = ctx.clone();
         let tls = tls.clone();
+        // The address this client reached (not the wildcard bound to).
+        let local = sock.local_addr().unwrap_or(local);
         tokio::spawn(async move {
             match tls {
                 None => serve(sock, protocol, remote, local, None, guard, ctx, None).await,
@@ -114,6 +116,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             tx,
             protocol,
             remote,
+            local,
         },
     );
     if let Some(r) = ready {

@@ -266,6 +266,12 @@ impl Transport {
         }
     }
 
+    /// This side's address of a live connection (the address the peer
+    /// reached, not a wildcard).
+    pub fn flow_local(&self, flow: FlowId) -> Option<SocketAddr> {
+        self.ctx.flows.get(flow).map(|f| f.local)
+    }
+
     /// A live connection of `protocol` to `remote`, if one exists (RFC 5923 reuse).
     pub fn flow_to(&self, protocol: Protocol, remote: SocketAddr) -> Option<FlowId> {
         self.ctx.flows.find(protocol, remote)

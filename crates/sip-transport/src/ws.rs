@@ -33,6 +33,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
     {
         let ctx = ctx.clone();
         let tls = tls.clone();
+        // The address this client reached (not the wildcard bound to).
+        let local = sock.local_addr().unwrap_or(local);
         tokio::spawn(async move {
             let deadline = ctx.config.handshake_timeout;
             match tls {
@@ -122,6 +124,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             tx,
             protocol,
             remote,
+            local,
         },
     );
     let source = Source {

@@ -1,4 +1,6 @@
-//! Real clients: two baresip instances over TLS.
+//! Real clients: two baresip instances over TLS, against a server started
+//! as the README says (default listeners and policies), configured as the
+//! README's recipe says.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -72,7 +74,7 @@ impl Baresip {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\";regint=600{}\n",
+                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\"{}\n",
                 s.tls,
                 if presence { ";pubint=60" } else { "" }
             ),
@@ -148,6 +150,19 @@ impl Drop for Baresip {
     }
 }
 
+/// Waits until `text` shows `n` times in the client's output.
+fn wait_count(b: &Baresip, text: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.output().matches(text).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "baresip never printed {text:?} {n} times:\n{}",
+            b.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Five seconds of a 440 Hz tone, 8 kHz 16-bit mono WAV.
 fn tone_wav() -> Vec<u8> {
     let samples: Vec<u8> = (0..40_000u32)
@@ -175,7 +190,7 @@ fn tone_wav() -> Vec<u8> {
 
 #[test]
 fn baresip_clients_message_and_call_over_tls() {
-    let s = Server::new("baresip");
+    let s = Server::readme("baresip");
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
     let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
@@ -196,13 +211,21 @@ fn baresip_clients_message_and_call_over_tls() {
     // flow token in our Record-Route) and ends his side of the call.
     bob.wait_for("BYE sip:bob");
     bob.wait_for("session closed");
+    // A second call, hung up by bob: his BYE follows the Record-Route
+    // entry facing him, which names the address his connection reached.
+    alice.cmd("/dial sip:bob@example.test");
+    wait_count(&bob, "Call established: sip:alice@example.test", 2);
+    wait_count(&alice, "Call established: sip:bob@example.test", 2);
+    bob.cmd("/hangup");
+    alice.wait_for("BYE sip:alice");
+    wait_count(&alice, "session closed", 1);
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
 
 #[test]
 fn baresip_clients_publish_and_watch_presence() {
-    let s = Server::new("baresip-presence");
+    let s = Server::readme("baresip-presence");
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
     // Privacy mode is on by default: each must be in the other's contacts.

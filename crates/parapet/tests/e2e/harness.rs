@@ -37,7 +37,13 @@ pub(crate) struct Server {
     pub(crate) token: String,
     /// More configuration (TOML) for this test's server.
     pub(crate) extra_config: String,
+    /// Started as the README says (`readme`): default listeners, no
+    /// configuration file. Holds the lock on the default ports.
+    defaults: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+/// Servers on the default ports (5061, 8443, 4443, 9060) run one at a time.
+static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Server {
     pub(crate) fn new(name: &str) -> Server {
@@ -58,23 +64,38 @@ impl Server {
             web: free_port(),
             token: String::new(),
             extra_config: extra.to_string(),
+            defaults: None,
         };
         s.start();
         s.token = s.bootstrap_admin("root");
-        // SIPp 3.6 and baresip 1.0 know only MD5 digest, which the default
-        // authentication policy does not allow: allow it, as an operator with
-        // such clients would (policy_changes_take_effect_... tests the refusal).
-        let o = s.admin(
-            &[
-                "policy",
-                "set",
-                "authentication",
-                "global",
-                "methods=digest-sha256,digest-md5",
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        s
+    }
+
+    /// A server started exactly as the README's quickstart does:
+    /// `parapet serve --data-dir DIR --domain example.test`, nothing else —
+    /// TLS on 5061, WSS on 8443, the user listener on 4443 and the admin
+    /// listener on 127.0.0.1:9060, all on their default (wildcard)
+    /// addresses, and every setting and policy at its default. Such servers
+    /// run one at a time (the ports are fixed).
+    pub(crate) fn readme(name: &str) -> Server {
+        let guard = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            udp: 0,
+            tls: 5061,
+            admin: 9060,
+            web: 4443,
+            token: String::new(),
+            extra_config: String::new(),
+            defaults: Some(guard),
+        };
+        s.spawn();
+        assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
+        s.token = s.bootstrap_admin("root");
         s
     }
 
@@ -191,18 +212,41 @@ impl Server {
     }
 
     pub(crate) fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        if self.defaults.is_some() {
+            let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+                .args(["serve", "--data-dir"])
+                .arg(self.data_dir())
+                .args(["--domain", DOMAIN])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.child = Some(child);
+            return;
+        }
         let cfg = self.dir.join("parapet.toml");
-        // SIPp 3.6 knows only MD5 digest and reads only the first challenge;
-        // timer C is short so that a test can see it fire.
+        // SIPp 3.6 knows only MD5 digest and reads only the first challenge,
+        // and Debian's has no TLS: MD5 alone, over UDP too (unless the test
+        // sets its own digest settings); timer C is short so that a test can
+        // see it fire.
+        let digest = if self.extra_config.contains("digest_") {
+            ""
+        } else {
+            "digest_algorithms = [\"MD5\"]\ndigest_md5_unencrypted = true\n"
+        };
         std::fs::write(
             &cfg,
             format!(
-                "digest_algorithms = [\"MD5\"]\n{}\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
+                "{digest}{}\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
                 self.extra_config
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
             .args(["serve", "--config"])
             .arg(&cfg)
@@ -221,8 +265,26 @@ impl Server {
         self.child = Some(child);
     }
 
-    /// Waits until the server answers OPTIONS over UDP; `false` if it exited.
+    /// Waits until the server answers OPTIONS over UDP (or, without UDP,
+    /// its health check); `false` if it exited.
     pub(crate) fn wait_ready(&mut self) -> bool {
+        if self.udp == 0 {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < deadline {
+                if let Some(c) = self.child.as_mut() {
+                    if c.try_wait().ok().flatten().is_some() {
+                        return false;
+                    }
+                }
+                if TcpStream::connect(("127.0.0.1", self.admin)).is_ok()
+                    && self.http_get("/healthz", None).0.contains(" 200")
+                {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return false;
+        }
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();

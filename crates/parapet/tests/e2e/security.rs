@@ -14,7 +14,8 @@ fn the_security_view_and_the_posture_check_name_the_fix() {
             .env("PARAPET_ADMIN_TOKEN", token);
         c.output().unwrap()
     };
-    // This server runs plain UDP/TCP for SIPp: a high-severity finding, exit 3.
+    // This server runs plain UDP/TCP for SIPp, with MD5 digest on them: two
+    // high-severity findings, exit 3.
     let o = check(&s.token, &[]);
     let text = out(&o);
     assert_eq!(o.status.code(), Some(3), "{text}");
@@ -36,7 +37,7 @@ fn the_security_view_and_the_posture_check_name_the_fix() {
     assert!(o.status.success(), "{}", out(&o));
     let o = check(&s.token, &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["high"], 2, "{v}");
+    assert_eq!(v["high"], 3, "{v}");
     let fix = v["findings"]
         .as_array()
         .unwrap()
@@ -54,7 +55,7 @@ fn the_security_view_and_the_posture_check_name_the_fix() {
     assert!(o.status.success(), "{}", out(&o));
     let o = check(&s.token, &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["high"], 1, "{v}");
+    assert_eq!(v["high"], 2, "{v}");
     // The full view: grouped, every setting with current, recommended, why, command.
     let o = s.admin(&["security", "show"], "");
     let text = out(&o);

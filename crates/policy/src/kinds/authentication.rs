@@ -11,8 +11,8 @@ pub static SPEC: KindSpec = KindSpec {
         FieldSpec {
             name: "methods",
             ty: T::Set { of: METHODS, min: 1 },
-            default: D::List(&["digest-sha256", "client-certificate"]),
-            doc: "Sign-in methods allowed: digest-sha256, digest-md5 (for clients without SHA-256), client-certificate.",
+            default: D::List(&["digest-sha256", "digest-md5", "client-certificate"]),
+            doc: "Sign-in methods allowed: digest-sha256, digest-md5 (for clients without SHA-256, such as JsSIP, SIP.js and baresip; accepted over TLS and WSS only unless the configuration's digest_md5_unencrypted says otherwise), client-certificate.",
             lync: Some("NTLM, Kerberos, TLS-DSK certificates"),
         },
         FieldSpec {

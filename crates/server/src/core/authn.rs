@@ -67,6 +67,7 @@ impl Core {
         }
         if let Gate::Refuse { until } = self.filter.check(aor, ip, now) {
             let retry = until.saturating_sub(now).to_string();
+            self.log_refusal(r, "locked out after repeated failed sign-ins", aor);
             self.reply(
                 r,
                 403,
@@ -90,6 +91,27 @@ impl Core {
             self.challenge(r, how, false).await;
             return false;
         };
+        let encrypted = r.src.protocol.is_secure();
+        if let Some(alg) = creds
+            .param("algorithm")
+            .and_then(|a| auth::digest::Algorithm::parse(Some(a)))
+            .filter(|a| !self.cfg.digest.accepts(*a, encrypted))
+        {
+            // Refused before the password is looked at: the answer says
+            // nothing about the user, and is not a failed sign-in.
+            self.log_refusal(
+                r,
+                "digest algorithm not accepted on this transport",
+                alg.name(),
+            );
+            let reason = if alg == auth::digest::Algorithm::Md5 && !encrypted {
+                "Forbidden (MD5 Digest Needs TLS or WSS)"
+            } else {
+                "Forbidden (Digest Algorithm Not Accepted)"
+            };
+            self.reply(r, 403, reason, &[]).await;
+            return false;
+        }
         let secrets = self
             .users
             .get(aor)
@@ -105,7 +127,11 @@ impl Core {
                 if !crate::policy_set::digest_allowed(&self.policies, aor, a.algorithm()) {
                     // The password was right; the policy refuses the method.
                     // Not a failed sign-in for the lockout filter.
-                    tracing::info!(%aor, algorithm = a.algorithm().name(), "sign-in refused: the authentication policy does not allow this digest algorithm");
+                    self.log_refusal(
+                        r,
+                        "the authentication policy does not allow this digest algorithm",
+                        a.algorithm().name(),
+                    );
                     self.reply(
                         r,
                         403,
@@ -119,6 +145,7 @@ impl Core {
                 true
             }
             Ok(_) => {
+                self.log_refusal(r, "the digest user name is not the sender", aor);
                 self.failed(aor, r, now);
                 self.reply(
                     r,
@@ -141,7 +168,13 @@ impl Core {
                 self.reply(r, 400, reason, &[]).await;
                 false
             }
-            Err(_) => {
+            Err(e) => {
+                let cause = match e {
+                    Failure::WrongResponse => "wrong password, or no such user",
+                    Failure::Replay => "a digest answer used twice",
+                    _ => "a nonce this server did not issue",
+                };
+                self.log_refusal(r, cause, aor);
                 self.failed(aor, r, now);
                 self.challenge(r, how, false).await;
                 false
@@ -200,7 +233,17 @@ impl Core {
 
     async fn challenge(&mut self, r: &Req<'_>, how: Challenger, stale: bool) {
         let now = u64::try_from(unix_now()).unwrap_or(0);
-        let Some(challenges) = self.verifier.challenges(now, stale) else {
+        let user_agent = r
+            .msg
+            .typed::<sip::headers::UserAgent>()
+            .ok()
+            .flatten()
+            .map(|u| u.0);
+        let offer = self
+            .cfg
+            .digest
+            .challenge(r.src.protocol.is_secure(), user_agent);
+        let Some(challenges) = self.verifier.challenges_with(now, stale, &offer) else {
             return self
                 .reply(r, 500, "Server Internal Error (No Randomness)", &[])
                 .await;

@@ -23,13 +23,17 @@ impl Core {
     pub(crate) async fn on_invite(&mut self, r: &Req<'_>) {
         let domain = self.cfg.domain.clone();
         let Uri::Sip(from) = r.f.from.uri else {
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         let (Some(caller), true) = (
             from.user,
             from.host.to_string().eq_ignore_ascii_case(&domain),
         ) else {
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         let caller_aor = format!("sip:{caller}@{domain}");
         if !self

@@ -174,6 +174,16 @@ impl Core {
         }
     }
 
+    /// The host:port a request from `src` reached: the connection's own
+    /// address, or (a datagram to a wildcard socket) [`Core::our_host`].
+    fn reached_at(&self, src: &Source) -> String {
+        if src.local.ip().is_unspecified() {
+            self.our_host(src.protocol)
+        } else {
+            src.local.to_string()
+        }
+    }
+
     /// Record-Route values for a dialog from `caller` over `hop`, in push order
     /// (the caller-facing one first; the callee-facing one ends up on top).
     /// Two entries unless both sides are UDP (RFC 5658), each carrying a signed
@@ -182,7 +192,7 @@ impl Core {
     fn record_routes(&self, caller: &Source, hop: &Hop) -> Vec<String> {
         let t = |p: Protocol| p.via_token().to_ascii_lowercase();
         if caller.protocol == Protocol::Udp && hop.proto == Protocol::Udp {
-            return vec![format!("<sip:{};lr>", caller.local)];
+            return vec![format!("<sip:{};lr>", self.reached_at(caller))];
         }
         let user = |flow: Option<u64>| {
             flow.map(|f| format!("{}@", self.flow_tokens.sign(f)))
@@ -193,13 +203,16 @@ impl Core {
             format!(
                 "<sip:{}{};transport={};lr>",
                 user(caller_flow),
-                caller.local,
+                self.reached_at(caller),
                 t(caller.protocol)
             ),
             format!(
                 "<sip:{}{};transport={};lr>",
                 user(hop.flow),
-                self.our_host(hop.proto),
+                hop.flow
+                    .and_then(|f| self.transport.flow_local(sip_transport::FlowId(f)))
+                    .filter(|a| !a.ip().is_unspecified())
+                    .map_or_else(|| self.our_host(hop.proto), |a| a.to_string()),
                 t(hop.proto)
             ),
         ]

@@ -42,14 +42,18 @@ impl Core {
         }
         let domain = self.cfg.domain.clone();
         let Uri::Sip(from) = r.f.from.uri else {
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         let (Some(sender), true) = (
             from.user,
             from.host.to_string().eq_ignore_ascii_case(&domain),
         ) else {
             // Senders from other domains arrive with federation; until then, refuse.
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         let sender_aor = format!("sip:{sender}@{domain}");
         if !self

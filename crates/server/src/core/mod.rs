@@ -9,6 +9,7 @@ mod fork;
 mod im;
 mod presence;
 pub(crate) mod ratelimit;
+mod refusals;
 mod register;
 mod routing;
 
@@ -65,6 +66,8 @@ pub(crate) enum Event {
     Published(Box<presence::publish::Published>),
     /// A SUBSCRIBE was stored (or not).
     Subscribed(Box<presence::subscribe::Subscribed>),
+    /// The machine's interface addresses, listed again.
+    Interfaces(Vec<std::net::IpAddr>),
 }
 
 /// Database writes the core may have in flight; beyond, requests get 503.
@@ -122,6 +125,10 @@ pub struct Core {
     /// SUBSCRIBEs per watcher.
     pub(crate) subscribe_rate: ratelimit::RateLimiter<String>,
     last_presence_purge: Instant,
+    /// The names and addresses this server answers to.
+    pub(crate) identity: crate::identity::Identity,
+    last_interfaces: Instant,
+    refusals: refusals::Refusals,
 }
 
 impl std::fmt::Debug for Core {
@@ -168,13 +175,17 @@ impl Core {
             max_transactions: cfg.max_transactions,
             ..sip_txn::Config::default()
         };
+        let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
         Ok(Core {
+            identity,
+            last_interfaces: Instant::now(),
+            refusals: refusals::Refusals::default(),
             verifier: auth::digest::Verifier::new(
                 &cfg.domain,
                 &dir.nonce_key,
                 300,
                 100_000,
-                &cfg.digest_algorithms,
+                &cfg.digest.algorithms,
             ),
             filter: auth::lockout::SecurityFilter::new(cfg.lockout),
             cfg,
@@ -381,6 +392,15 @@ impl Core {
 
     fn housekeeping(&mut self) {
         self.run_timer_c();
+        if self.last_interfaces.elapsed() >= INTERFACES_EVERY {
+            // Addresses come and go (DHCP, VPNs): list them again, off the
+            // runtime's threads.
+            self.last_interfaces = Instant::now();
+            let tx = self.events_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.try_send(Event::Interfaces(crate::identity::interface_addrs()));
+            });
+        }
         self.verifier
             .housekeeping(u64::try_from(unix_now()).unwrap_or(0));
         use std::sync::atomic::Ordering::Relaxed;
@@ -503,6 +523,13 @@ impl Core {
                 status,
                 bytes,
             } => self.respond_event(id, method, status, bytes).await,
+            Event::Interfaces(addrs) => {
+                let id = identity_of(&self.cfg, &self.transport, &addrs);
+                if id != self.identity {
+                    tracing::info!(endpoints = ?id.endpoints(), "the machine's addresses changed");
+                    self.identity = id;
+                }
+            }
             Event::Users(fresh) => {
                 self.reloading = false;
                 if let Some(c) = fresh.filter(|c| c.version > self.users.version) {
@@ -754,7 +781,16 @@ impl Core {
             routing::RouteSet::Ours(n) => n,
             // Relaying beyond this server arrives with federation.
             routing::RouteSet::Elsewhere => {
-                return self.reply(&r, 403, "Relaying Denied", &[]).await
+                let route = msg
+                    .headers_of(sip::HeaderKind::Route)
+                    .next()
+                    .map_or("", |h| h.value);
+                self.log_refusal(
+                    &r,
+                    "relaying denied: a Route entry names another server",
+                    route,
+                );
+                return self.reply(&r, 403, "Relaying Denied", &[]).await;
             }
             routing::RouteSet::Malformed => {
                 return self.reply(&r, 400, "Malformed Route Header", &[]).await
@@ -763,7 +799,14 @@ impl Core {
         let to_us = self.is_our_domain(&f.request_uri);
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
-            Method::Register => self.reply(&r, 403, "Domain Not Served Here", &[]).await,
+            Method::Register => {
+                self.log_refusal(
+                    &r,
+                    "REGISTER for a domain not served here",
+                    &self.cfg.domain.clone(),
+                );
+                self.reply(&r, 403, "Domain Not Served Here", &[]).await
+            }
             Method::Message if to_us => self.on_message(&r).await,
             Method::Invite if to_us => self.on_invite(&r).await,
             Method::Publish if to_us => self.on_publish(&r).await,
@@ -782,7 +825,14 @@ impl Core {
                 )
                 .await
             }
-            _ if !to_us => self.reply(&r, 403, "Relaying Denied", &[]).await,
+            _ if !to_us => {
+                self.log_refusal(
+                    &r,
+                    "relaying denied: the Request-URI names another domain",
+                    "",
+                );
+                self.reply(&r, 403, "Relaying Denied", &[]).await
+            }
             _ => {
                 self.reply(&r, 405, "Method Not Allowed", &[("Allow", ALLOW)])
                     .await
@@ -791,16 +841,7 @@ impl Core {
     }
 
     fn is_our_domain(&self, uri: &Uri<'_>) -> bool {
-        match uri {
-            Uri::Sip(u) => {
-                let host = u.host.to_string();
-                host.eq_ignore_ascii_case(&self.cfg.domain)
-                    || self.transport.local_addrs().iter().any(|(_, a, _)| {
-                        host == a.ip().to_string() || host == format!("[{}]", a.ip())
-                    })
-            }
-            _ => false,
-        }
+        matches!(uri, Uri::Sip(u) if self.identity.is_our_host(&u.host))
     }
 
     fn addressed_to_server(&self, uri: &Uri<'_>) -> bool {
@@ -885,6 +926,24 @@ impl Core {
             tracing::debug!(error = %e, ?target, "send failed");
         }
     }
+}
+
+/// How often the machine's interface addresses are listed again.
+const INTERFACES_EVERY: Duration = Duration::from_secs(30);
+
+/// This server's identity from its configuration, its bound listeners and
+/// the machine's addresses.
+fn identity_of(
+    cfg: &Config,
+    transport: &Transport,
+    interfaces: &[std::net::IpAddr],
+) -> crate::identity::Identity {
+    let listeners: Vec<_> = transport
+        .local_addrs()
+        .iter()
+        .map(|(p, a, _)| (*p, *a))
+        .collect();
+    crate::identity::Identity::new(&cfg.domain, &cfg.host_names, &listeners, interfaces)
 }
 
 /// A request being handled: its transaction, message, fields and source.

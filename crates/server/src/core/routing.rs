@@ -122,16 +122,8 @@ impl Core {
         )
     }
 
-    /// Whether a Route URI names this server (one of our listeners, or the
-    /// domain on a port we listen on).
+    /// Whether a Route URI names this server (`crate::identity`).
     pub(crate) fn is_our_route(&self, u: &sip::uri::SipUri<'_>) -> bool {
-        let host = u.host.to_string();
-        let port = u.port.unwrap_or(if u.secure { 5061 } else { 5060 });
-        self.transport.local_addrs().iter().any(|(_, a, _)| {
-            a.port() == port
-                && (host == a.ip().to_string()
-                    || host == format!("[{}]", a.ip())
-                    || (a.ip().is_unspecified() && host.eq_ignore_ascii_case(&self.cfg.domain)))
-        })
+        self.identity.names_us(u)
     }
 }

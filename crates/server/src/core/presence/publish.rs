@@ -43,7 +43,9 @@ impl Core {
                 .await;
         }
         let Some((aor, user)) = self.local_sender(r) else {
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         if !self.authenticate(r, &aor, &user, Challenger::Proxy).await {
             return;

@@ -52,7 +52,9 @@ impl Core {
         };
         let Some((watcher, user)) = self.local_sender(r) else {
             // Federated watchers arrive with federation.
-            return self.reply(r, 403, "Relaying Denied", &[]).await;
+            return self
+                .relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
         };
         if !self
             .authenticate(r, &watcher, &user, Challenger::Proxy)
