@@ -77,13 +77,21 @@ export function pidf(entity, basic) {
   ].join('\r\n');
 }
 
+// `message` arguments: the target, one space, then the text as it is.
+export function splitMessage(rest) {
+  const [, to, text] = /^(\S+) ?(.*)$/s.exec(rest) || [];
+  if (!to) throw new Error('message <uri> <text...>');
+  return [to, text];
+}
+
 // Resolves after `ms` with `value` (for bounding waits on the server).
 export const after = (ms, value) =>
   new Promise((resolve) => setTimeout(resolve, ms, value));
 
 // Runs the driver: waits for `registered` (a promise settled once the first
 // REGISTER has a final answer, either way), then runs commands from stdin
-// one at a time. `handlers` maps a command to async (rest: string[]) => void,
+// one at a time. `handlers` maps a command to async (args: string) => void
+// (the rest of the line after the command and one space, kept as it is),
 // and must have `quit`, which unregisters (bounded in time). End of stdin
 // quits too. The process exits 0 after quit, whatever the server did.
 export function run(registered, handlers) {
@@ -104,7 +112,7 @@ export function run(registered, handlers) {
       .finally(() => process.exit(0));
   };
   lines.on('line', (line) => {
-    const [cmd, ...rest] = line.trim().split(/\s+/);
+    const [, cmd, rest] = /^\s*(\S*) ?(.*)$/s.exec(line.replace(/\r$/, ''));
     if (!cmd || quitting) return;
     if (cmd === 'quit') return quit();
     const handler = handlers[cmd];

@@ -2,7 +2,7 @@
 // events on stdout (see common.mjs and the README beside this file).
 // Commands: message <uri> <text...>, subscribe <uri>, quit. JsSIP has no
 // PUBLISH API, so `publish` answers with an error event.
-import { args, aor, emit, log, statusText, after, run } from './common.mjs';
+import { args, aor, emit, log, statusText, splitMessage, after, run } from './common.mjs';
 
 // JsSIP logs through `debug`, whose warnings and errors it hands to
 // console.warn / console.error (bound when JsSIP loads, so this comes
@@ -11,7 +11,7 @@ process.env.DEBUG_COLORS = 'no';
 const toStderr = console.warn;
 console.warn = console.error = (...parts) => {
   toStderr(...parts);
-  const text = parts.map(String).join(' ');
+  const text = parts.map((p) => (p && p.message) || String(p)).join(' ');
   const m = /JsSIP:(WARN|ERROR):(\S+) (.*)$/s.exec(text);
   if (m) emit({ event: m[1] === 'WARN' ? 'warning' : 'error', text: `${m[2]}: ${m[3]}` });
 };
@@ -25,23 +25,34 @@ const ua = new JsSIP.UA({
   register: true,
 });
 
+// Settles once: registered, refused, or no connection at all (JsSIP keeps
+// reconnecting on its own, so a connection that fails before the first
+// REGISTER is answered, refused or TLS not trusted, counts as failure).
 const registered = new Promise((resolve, reject) => {
+  let settled = false;
+  const fail = (event) => {
+    if (settled) return;
+    settled = true;
+    emit({ event: 'registration_failed', ...event });
+    reject(new Error('registration failed'));
+  };
   ua.on('registered', () => {
     emit({ event: 'registered' });
+    settled = true;
     resolve();
   });
   ua.on('registrationFailed', (e) => {
     const r = e.response;
-    emit({
-      event: 'registration_failed',
+    fail({
       cause: statusText(r && r.status_code, r && r.reason_phrase, e.cause),
       ...(r ? { status: r.status_code, reason: r.reason_phrase } : {}),
-      library_cause: e.cause,
     });
-    reject(new Error('registration failed'));
+  });
+  ua.on('disconnected', (e) => {
+    log('transport disconnected', e && e.error ? 'with error' : '');
+    fail({ cause: `connection failed${e && e.reason ? `: ${e.reason}` : ''}` });
   });
 });
-ua.on('disconnected', (e) => log('transport disconnected', e && e.error ? 'with error' : ''));
 
 // Incoming MESSAGE: JsSIP answers 200 itself once the handlers have run.
 ua.on('newMessage', (e) => {
@@ -52,8 +63,9 @@ ua.on('newMessage', (e) => {
 const subscribers = [];
 
 run(registered, {
-  message([to, ...words]) {
-    ua.sendMessage(to, words.join(' '), {
+  message(rest) {
+    const [to, text] = splitMessage(rest);
+    ua.sendMessage(to, text, {
       contentType: 'text/plain',
       eventHandlers: {
         succeeded: () => emit({ event: 'message_sent', to }),
@@ -70,7 +82,8 @@ run(registered, {
     });
   },
 
-  subscribe([to]) {
+  subscribe(rest) {
+    const to = rest.trim();
     const sub = ua.subscribe(to, 'presence', 'application/pidf+xml', { expires: 600 });
     sub.on('accepted', () => emit({ event: 'subscribed', to }));
     sub.on('notify', (isFinal, request, body) => {

@@ -2,7 +2,7 @@
 // events on stdout (see common.mjs and the README beside this file).
 // Commands: message <uri> <text...>, subscribe <uri>,
 // publish open|closed|remove, quit.
-import { args, aor, emit, log, statusText, pidf, after, run } from './common.mjs';
+import { args, aor, emit, log, statusText, splitMessage, pidf, after, run } from './common.mjs';
 
 const { UserAgent, Registerer, RegistererState, Messager, Subscriber, Publisher, PublisherState } =
   await import('sip.js');
@@ -13,12 +13,14 @@ const ua = new UserAgent({
   authorizationPassword: args.password,
   transportOptions: { server: args.ws },
   logBuiltinEnabled: false,
+  logConfiguration: args.trace,
   logLevel: args.trace ? 'debug' : 'warn',
   // Every warning SIP.js logs (about the server's responses, mostly) is
-  // an event; everything goes to stderr.
+  // an event. The connector gets every level whatever logLevel says.
   logConnector(level, category, label, content) {
-    log(`${level} ${category}${label ? ` (${label})` : ''}: ${content}`);
-    if (level === 'warn' || level === 'error') {
+    const serious = level === 'warn' || level === 'error';
+    if (args.trace || serious) log(`${level} ${category}${label ? ` (${label})` : ''}: ${content}`);
+    if (serious) {
       emit({ event: level === 'warn' ? 'warning' : 'error', text: content, category });
     }
   },
@@ -73,6 +75,7 @@ const target = (uri) => {
 // receiveResponse. After a failure SIP.js ends the Publisher: make anew.
 let publisher;
 let publishing; // what the last PUBLISH sent: open, closed or remove
+let publishAnswered = () => {}; // called on each final response
 function getPublisher() {
   if (publisher && publisher.state !== PublisherState.Terminated) return publisher;
   const p = new Publisher(ua, ua.configuration.uri, 'presence', {
@@ -84,6 +87,7 @@ function getPublisher() {
     receive(response);
     const code = response.statusCode || 0;
     if (code < 200) return;
+    publishAnswered();
     if (code < 300) {
       emit({ event: 'published', state: publishing, etag: response.getHeader('SIP-ETag') || null,
         expires: response.hasHeader('Expires') ? Number(response.getHeader('Expires')) : null });
@@ -96,9 +100,12 @@ function getPublisher() {
   return p;
 }
 
+const subscriptions = []; // { sub, ended: settles on the final NOTIFY }
+
 run(register(), {
-  message([to, ...words]) {
-    const messager = new Messager(ua, target(to), words.join(' '), 'text/plain');
+  message(rest) {
+    const [to, text] = splitMessage(rest);
+    const messager = new Messager(ua, target(to), text, 'text/plain');
     messager.message({
       requestDelegate: {
         onAccept: () => emit({ event: 'message_sent', to }),
@@ -109,28 +116,33 @@ run(register(), {
     }).catch((e) => emit({ event: 'message_failed', to, cause: e.message || String(e) }));
   },
 
-  subscribe([to]) {
+  subscribe(rest) {
+    const to = rest.trim();
     const sub = new Subscriber(ua, target(to), 'presence', {
       expires: 600,
       extraHeaders: ['Accept: application/pidf+xml'],
     });
-    // SIP.js has no public hook for the 2xx to SUBSCRIBE; onAccepted is
-    // its (internal, empty) handler for it, called for every 2xx.
+    // SIP.js has no public hooks for the 2xx to SUBSCRIBE, nor for the
+    // NOTIFYs after unsubscribe(); its (internal) onAccepted and onNotify
+    // handle them, looked up on the instance each time, so wrap those.
     sub.onAccepted = () => emit({ event: 'subscribed', to });
-    sub.delegate = {
-      onNotify(notification) {
-        const req = notification.request;
-        notification.accept();
-        if (req.body) emit({ event: 'notify', from: req.from.uri.toString(), body: req.body });
-      },
+    let ended;
+    const onNotify = sub.onNotify.bind(sub);
+    sub.onNotify = (request) => {
+      const req = request.message;
+      if (req.body) emit({ event: 'notify', from: req.from.uri.toString(), body: req.body });
+      if (/^\s*terminated/i.test(req.getHeader('Subscription-State') || '')) ended();
+      onNotify(request); // accepts it
     };
-    sub.stateChange.addListener((s) => {
-      if (s === 'Terminated') emit({ event: 'subscription_terminated', to });
+    subscriptions.push({ sub, ended: new Promise((resolve) => { ended = resolve; }) });
+    sub.stateChange.addListener((state) => {
+      if (state === 'Terminated') emit({ event: 'subscription_terminated', to });
     });
     return sub.subscribe();
   },
 
-  publish([what]) {
+  publish(rest) {
+    const what = rest.trim();
     if (what === 'remove') {
       if (!publisher || publisher.state !== PublisherState.Published) {
         emit({ event: 'publish_failed', state: 'remove', cause: 'nothing published' });
@@ -145,7 +157,24 @@ run(register(), {
   },
 
   async quit() {
-    // Unregister first; ua.stop() then ends subscriptions and publications.
+    // End subscriptions and the publication ourselves, waiting (bounded)
+    // for the final NOTIFYs and the PUBLISH answer: ua.stop() would not
+    // wait for the PUBLISH, and waits for ever for a subscription that the
+    // server ends with a NOTIFY (SIP.js 0.21 never calls the dialog's
+    // onTerminated then).
+    const waits = [];
+    for (const { sub, ended } of subscriptions) {
+      if (sub.state === 'Subscribed') {
+        sub.unsubscribe();
+        waits.push(ended);
+      }
+    }
+    if (publisher && publisher.state === PublisherState.Published) {
+      publishing = 'remove';
+      waits.push(new Promise((resolve) => { publishAnswered = resolve; }));
+      publisher.unpublish();
+    }
+    await Promise.race([Promise.all(waits), after(5000)]);
     if (registerer.state === RegistererState.Registered) {
       const answer = new Promise((resolve) => {
         registerer.unregister({

@@ -149,16 +149,31 @@ impl Location {
         gone
     }
 
-    /// Forgets a connection's flow (it closed); the binding stays until it
-    /// expires, reachable again when the client re-registers (RFC 5626 §4.4.1).
-    pub fn flow_closed(&mut self, flow: crate::Flow) {
-        for es in self.by_aor.values_mut() {
-            for e in es.iter_mut() {
-                if e.flow == Some(flow) {
-                    e.flow = None;
+    /// A connection closed: removes the bindings registered over it and
+    /// returns them. The server reaches a connection-oriented client only
+    /// through the connection it registered on (it never connects out to a
+    /// client), so such a binding is unreachable from now on; a client that
+    /// reconnects registers again (RFC 5626 §4.4.1).
+    pub fn flow_closed(&mut self, flow: crate::Flow) -> Vec<Binding> {
+        let hit: Vec<String> = self
+            .by_aor
+            .iter()
+            .filter(|(_, es)| es.iter().any(|e| e.flow == Some(flow)))
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        let mut gone = Vec::new();
+        for aor in hit {
+            let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();
+            entries.retain(|e| {
+                let closed = e.flow == Some(flow);
+                if closed {
+                    gone.push(e.binding.clone());
                 }
-            }
+                !closed
+            });
+            self.set_entries(&aor, entries);
         }
+        gone
     }
 
     /// Removes one binding (e.g. its write to the store failed).

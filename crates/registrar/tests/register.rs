@@ -257,8 +257,12 @@ fn outbound_instance_and_reg_id_identify_the_binding() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].1, Some(Flow(2)));
     assert_eq!(found[0].0.path, ["<sip:edge.example.com;lr;ob>"]);
-    l.flow_closed(Flow(2));
-    assert_eq!(l.lookup(AOR, 12)[0].1, None);
+    // Its connection closes: the binding goes (the server cannot reach it).
+    let gone = l.flow_closed(Flow(2));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].source, "tls:192.0.2.9:41000");
+    assert!(l.lookup(AOR, 12).is_empty());
+    assert!(l.flow_closed(Flow(2)).is_empty());
 }
 
 #[test]

@@ -36,7 +36,13 @@ pub(crate) struct StreamFlow {
 pub(crate) struct Flows {
     next: AtomicU64,
     streams: Mutex<HashMap<FlowId, StreamFlow>>,
+    /// Flows closed since the owner last asked ([`Flows::take_closed`]);
+    /// at most [`MAX_CLOSED`], the oldest dropped beyond.
+    closed: Mutex<std::collections::VecDeque<FlowId>>,
 }
+
+/// Closed flows remembered until the owner asks.
+const MAX_CLOSED: usize = 65_536;
 
 impl Flows {
     pub(crate) fn next_id(&self) -> FlowId {
@@ -50,9 +56,27 @@ impl Flows {
     }
 
     pub(crate) fn remove(&self, id: FlowId) {
-        if let Ok(mut m) = self.streams.lock() {
-            m.remove(&id);
+        let removed = self
+            .streams
+            .lock()
+            .map(|mut m| m.remove(&id).is_some())
+            .unwrap_or(false);
+        if removed {
+            if let Ok(mut c) = self.closed.lock() {
+                if c.len() >= MAX_CLOSED {
+                    c.pop_front();
+                }
+                c.push_back(id);
+            }
         }
+    }
+
+    /// The flows closed since the last call, oldest first.
+    pub(crate) fn take_closed(&self) -> Vec<FlowId> {
+        self.closed
+            .lock()
+            .map(|mut c| c.drain(..).collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn get(&self, id: FlowId) -> Option<StreamFlow> {

@@ -266,6 +266,12 @@ impl Transport {
         }
     }
 
+    /// The connections closed since the last call, oldest first (the
+    /// owner polls: bindings and subscriptions that lived on them go).
+    pub fn closed_flows(&self) -> Vec<FlowId> {
+        self.ctx.flows.take_closed()
+    }
+
     /// This side's address of a live connection (the address the peer
     /// reached, not a wildcard).
     pub fn flow_local(&self, flow: FlowId) -> Option<SocketAddr> {

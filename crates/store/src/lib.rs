@@ -81,6 +81,15 @@ pub trait Bindings: Send + Sync {
     /// Inserts or refreshes a binding, keyed by (aor, key).
     fn upsert_binding(&self, b: Binding) -> impl Future<Output = Result<()>> + Send;
     fn remove_binding(&self, aor: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes the binding only while it is still the one registered from
+    /// `source` (a closed connection's): a registration made since over
+    /// another connection stays.
+    fn remove_binding_from(
+        &self,
+        aor: &str,
+        key: &str,
+        source: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn remove_all_bindings(&self, aor: &str) -> impl Future<Output = Result<usize>> + Send;
     /// Applies a REGISTER's changes atomically: all of them or none.
     fn apply_bindings(

@@ -139,6 +139,19 @@ async fn bindings_refresh_expire_and_keep_their_path() {
         .remove_binding("sip:alice@example.com", "k1")
         .await
         .unwrap());
+    // A closed connection's binding goes only while it is still the one
+    // registered from that connection.
+    let mut again = binding("sip:alice@example.com", "k3", 400);
+    again.source = "tls:192.0.2.1:40001".into();
+    s.upsert_binding(again).await.unwrap();
+    assert!(!s
+        .remove_binding_from("sip:alice@example.com", "k3", "tls:192.0.2.1:40000")
+        .await
+        .unwrap());
+    assert!(s
+        .remove_binding_from("sip:alice@example.com", "k3", "tls:192.0.2.1:40001")
+        .await
+        .unwrap());
     // A binding needs an existing user.
     assert!(s
         .upsert_binding(binding("sip:ghost@example.com", "k", 1))

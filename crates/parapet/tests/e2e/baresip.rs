@@ -256,3 +256,38 @@ fn baresip_clients_publish_and_watch_presence() {
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
+
+#[test]
+fn a_client_killed_shows_offline_to_its_watchers_within_seconds() {
+    let s = Server::readme("baresip-killed");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
+        let o = s.admin(
+            &[
+                "contacts",
+                "add",
+                &format!("sip:{owner}@{DOMAIN}"),
+                &format!("sip:{contact}@{DOMAIN}"),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let alice = Baresip::start_with(&s, "alice", "correct-horse-battery", "bob", true);
+    let mut bob = Baresip::start_with(&s, "bob", "battery-staple-horse", "alice", true);
+    bob.wait_for("NOTIFY sip:bob");
+    std::thread::sleep(Duration::from_millis(1500));
+    // alice's process dies without a word (SIGKILL): no un-REGISTER, no
+    // PUBLISH with Expires 0 — only her TLS connection closes.
+    let killed = Instant::now();
+    drop(alice);
+    bob.wait_for("<sip:alice@example.test> changed status from \u{1b}[32mOnline\u{1b}[;m to \u{1b}[31mOffline");
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(5), "offline after {took:?}");
+    // Her registration is gone too (the server cannot reach her any more).
+    let o = s.admin(&["--output=json", "status"], "");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["registrations"], 1, "{v}");
+    bob.cmd("/quit");
+}

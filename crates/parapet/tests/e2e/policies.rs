@@ -7,11 +7,16 @@ use crate::harness::*;
 fn policy_changes_take_effect_on_the_next_sip_request() {
     let s = Server::new("policy");
     s.add_user("carol", "correct horse battery");
-    // The default authentication policy allows only SHA-256 digest; SIPp
-    // speaks MD5: the right password, refused by policy (the harness had
-    // allowed MD5 globally; take that back).
+    // A policy that allows only SHA-256 digest; SIPp speaks MD5: the right
+    // password, refused by policy.
     let o = s.admin(
-        &["policy", "unset", "authentication", "global", "methods"],
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "methods=digest-sha256,client-certificate",
+        ],
         "",
     );
     assert!(o.status.success(), "{}", out(&o));

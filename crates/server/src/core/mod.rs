@@ -246,6 +246,9 @@ impl Core {
                 _ = tick.tick() => {
                     self.metrics.inbound_queue.store(inbound.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     self.txn.poll(Instant::now(), &mut self.out);
+                    for flow in self.transport.closed_flows() {
+                        self.flow_closed(flow);
+                    }
                     self.flush_due_notifies();
                     self.flush().await;
                     if last_housekeeping.elapsed() >= Duration::from_secs(1) {
@@ -387,6 +390,37 @@ impl Core {
         self.users = c;
         for a in gone {
             self.presence_user_gone(&a);
+        }
+    }
+
+    /// A connection closed: the registrations that lived on it go, in
+    /// memory at once and in the store unless re-registered since, and the
+    /// users' watchers learn it.
+    fn flow_closed(&mut self, flow: sip_transport::FlowId) {
+        self.publications_flow_closed(flow.0);
+        let gone = self.location.flow_closed(registrar::Flow(flow.0));
+        if gone.is_empty() {
+            return;
+        }
+        let mut aors: Vec<String> = gone.iter().map(|b| b.aor.clone()).collect();
+        aors.dedup();
+        tracing::debug!(
+            flow = flow.0,
+            bindings = gone.len(),
+            "connection closed: its registrations removed"
+        );
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for b in gone {
+                if let Err(e) =
+                    store::Bindings::remove_binding_from(&store, &b.aor, &b.key, &b.source).await
+                {
+                    tracing::warn!(error = %e, aor = %b.aor, "could not remove a closed connection's registration");
+                }
+            }
+        });
+        for aor in &aors {
+            self.presence_changed(aor);
         }
     }
 

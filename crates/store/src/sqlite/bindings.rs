@@ -38,6 +38,19 @@ impl Bindings for Sqlite {
         self.write(move |c| remove(c, &aor, &key)).await
     }
 
+    async fn remove_binding_from(&self, aor: &str, key: &str, source: &str) -> Result<bool> {
+        let (aor, key, source) = (aor.to_owned(), key.to_owned(), source.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "DELETE FROM bindings WHERE aor = ?1 AND binding_key = ?2 AND source = ?3",
+            )
+            .and_then(|mut st| st.execute([&aor, &key, &source]))
+            .map(|n| n == 1)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn apply_bindings(&self, changes: Vec<BindingChange>) -> Result<()> {
         self.write(move |c| {
             for change in &changes {

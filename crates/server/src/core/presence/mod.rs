@@ -52,6 +52,9 @@ pub(crate) struct Publication {
     pub(crate) etag: String,
     pub(crate) expires_at: i64,
     pub(crate) doc: Doc,
+    /// The connection it was published over (a stream transport; not kept
+    /// across restarts): when it closes, the device is gone.
+    pub(crate) flow: Option<u64>,
 }
 
 /// Which event a subscription is for.

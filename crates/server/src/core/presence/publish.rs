@@ -173,6 +173,7 @@ impl Core {
                         etag,
                         expires_at: now + i64::from(expires),
                         doc,
+                        flow: r.src.protocol.is_reliable().then_some(r.src.flow.0),
                     }),
                 }
             }
@@ -284,6 +285,43 @@ impl Core {
                 changed.push(aor.clone());
             }
             !list.is_empty()
+        });
+        for aor in changed {
+            self.presence_changed(&aor);
+        }
+    }
+}
+
+impl Core {
+    /// A connection closed: the publications made over it go (memory at
+    /// once, the store behind), and the publishers' watchers learn it.
+    pub(crate) fn publications_flow_closed(&mut self, flow: u64) {
+        let mut changed = Vec::new();
+        let mut etags = Vec::new();
+        self.presence.publications.retain(|aor, list| {
+            let before = list.len();
+            list.retain(|p| {
+                let closed = p.flow == Some(flow);
+                if closed {
+                    etags.push(p.etag.clone());
+                }
+                !closed
+            });
+            if list.len() != before {
+                changed.push(aor.clone());
+            }
+            !list.is_empty()
+        });
+        if etags.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for etag in etags {
+                if let Err(e) = store::PresenceState::remove_publication(&store, &etag).await {
+                    tracing::warn!(error = %e, "could not remove a closed connection's publication");
+                }
+            }
         });
         for aor in changed {
             self.presence_changed(&aor);

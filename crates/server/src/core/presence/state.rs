@@ -221,6 +221,7 @@ pub(crate) async fn load(store: &store::Sqlite, now: i64) -> Result<PresenceStat
                     etag: row.etag,
                     expires_at: row.expires_at,
                     doc,
+                    flow: None,
                 }),
             Err(e) => {
                 tracing::warn!(etag = %row.etag, error = %e.0, "stored publication unreadable; skipped")

@@ -209,6 +209,7 @@ function init() {
       sessionStorage.setItem(TOKEN, s.token);
       $('password').value = '';
       show(true);
+      $('me').textContent = s.user;
       status('Signed in as ' + s.user, 'ok');
       await refresh();
     } catch (e) {
