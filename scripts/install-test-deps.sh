@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's sip-tester (SIPp) and
 # baresip-core for the end-to-end tests, Debian's chromium with
-# playwright-core (npm) for the self-service page, cargo-fuzz for the fuzz
+# playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs.
 set -euo pipefail
 
@@ -23,6 +23,13 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 browser="$(dirname "$0")/../tests/browser"
 if [ ! -f "$browser/node_modules/playwright-core/package.json" ]; then
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# JsSIP and SIP.js (npm) drive the server over WSS as browser clients do;
+# versions pinned by tests/sipjs/package-lock.json.
+sipjs="$(dirname "$0")/../tests/sipjs"
+if [ ! -f "$sipjs/node_modules/jssip/package.json" ] || [ ! -f "$sipjs/node_modules/sip.js/package.json" ]; then
+    (cd "$sipjs" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Schemathesis (PyPI) checks the admin API against its own OpenAPI document;

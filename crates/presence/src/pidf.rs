@@ -129,7 +129,17 @@ fn push<T>(list: &mut Vec<T>, v: T, what: &str) -> Result<(), PidfError> {
     Ok(())
 }
 
-fn tuple(n: &Node) -> Result<Tuple, PidfError> {
+/// A harmless deviation from RFC 3863 that popular clients send, accepted
+/// with the meaning given (the caller may note it once per client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Leniency {
+    /// `<basic>unknown</basic>` (baresip's first PUBLISH at every start):
+    /// taken as a tuple without status, i.e. no information.
+    BasicUnknown,
+}
+
+fn tuple(n: &Node, lenient: &mut Vec<Leniency>) -> Result<Tuple, PidfError> {
     let id = n
         .attr("id")
         .map(str::to_string)
@@ -147,10 +157,18 @@ fn tuple(n: &Node) -> Result<Tuple, PidfError> {
         match c.name.as_str() {
             "status" if !status => {
                 status = true;
+                let mut seen_basic = false;
                 for b in c.children.iter().filter(|b| b.ns == NS_PIDF) {
+                    let first = !seen_basic;
+                    seen_basic |= b.name == "basic";
                     match (b.name.as_str(), b.text.trim()) {
-                        ("basic", "open") if t.basic.is_none() => t.basic = Some(Basic::Open),
-                        ("basic", "closed") if t.basic.is_none() => t.basic = Some(Basic::Closed),
+                        ("basic", "open") if first => t.basic = Some(Basic::Open),
+                        ("basic", "closed") if first => t.basic = Some(Basic::Closed),
+                        ("basic", "unknown") if first => {
+                            if !lenient.contains(&Leniency::BasicUnknown) {
+                                lenient.push(Leniency::BasicUnknown);
+                            }
+                        }
                         ("basic", other) => {
                             return bad(format!(
                                 "basic must be open or closed (once), not {other:?}"
@@ -236,6 +254,13 @@ fn person(n: &Node) -> Result<Person, PidfError> {
 impl Presence {
     /// Parses a PIDF document.
     pub fn parse(input: &[u8]) -> Result<Presence, PidfError> {
+        Presence::parse_lenient(input).map(|(p, _)| p)
+    }
+
+    /// Parses a PIDF document, also saying which harmless deviations it
+    /// accepted ([`Leniency`]).
+    pub fn parse_lenient(input: &[u8]) -> Result<(Presence, Vec<Leniency>), PidfError> {
+        let mut lenient = Vec::new();
         let root = xml::parse(input)?;
         if !root.is("urn:ietf:params:xml:ns:pidf", "presence") {
             return bad(format!(
@@ -261,7 +286,7 @@ impl Presence {
         for c in &root.children {
             match (c.ns.as_str(), c.name.as_str()) {
                 (NS_PIDF, "tuple") => {
-                    let t = tuple(c)?;
+                    let t = tuple(c, &mut lenient)?;
                     if p.tuples.iter().any(|o| o.id == t.id) {
                         return bad(format!("two tuples have id {}", t.id));
                     }
@@ -274,7 +299,7 @@ impl Presence {
                 _ => {} // devices and other namespaces: not used
             }
         }
-        Ok(p)
+        Ok((p, lenient))
     }
 
     /// Writes the document (UTF-8, escaped, namespaces declared on the root).

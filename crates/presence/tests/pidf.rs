@@ -247,3 +247,24 @@ fn other_namespaces_are_skipped() {
     assert_eq!(p.tuples[0].basic, Some(Basic::Closed));
     assert_eq!(Availability::of(&p), Availability::Offline);
 }
+
+#[test]
+fn basic_unknown_is_taken_as_no_information() {
+    // baresip's first PUBLISH at every start.
+    let doc = br#"<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.test">
+  <tuple id="t1"><status><basic>unknown</basic></status></tuple>
+</presence>"#;
+    let (p, lenient) = Presence::parse_lenient(doc).unwrap();
+    assert_eq!(p.tuples.len(), 1);
+    assert_eq!(p.tuples[0].basic, None);
+    assert_eq!(lenient, [presence::pidf::Leniency::BasicUnknown]);
+    // Other values stay errors, and a second basic too.
+    let bad = String::from_utf8_lossy(doc).replace("unknown", "maybe");
+    assert!(Presence::parse(bad.as_bytes()).is_err());
+    let twice = String::from_utf8_lossy(doc).replace(
+        "<basic>unknown</basic>",
+        "<basic>unknown</basic><basic>open</basic>",
+    );
+    assert!(Presence::parse(twice.as_bytes()).is_err());
+}

@@ -30,3 +30,4 @@ mod registrar;
 mod security;
 mod signin;
 mod user_api;
+mod web_clients;

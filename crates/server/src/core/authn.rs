@@ -168,10 +168,17 @@ impl Core {
                 self.reply(r, 400, reason, &[]).await;
                 false
             }
+            Err(Failure::Replay) => {
+                // The right answer to a nonce, sent again (SIP.js repeats
+                // its last Authorization on every refresh): no password was
+                // guessed, so not a failed sign-in; a fresh challenge.
+                self.log_quirk(r, "a digest answer sent again (nonce count not increased)");
+                self.challenge(r, how, false).await;
+                false
+            }
             Err(e) => {
                 let cause = match e {
                     Failure::WrongResponse => "wrong password, or no such user",
-                    Failure::Replay => "a digest answer used twice",
                     _ => "a nonce this server did not issue",
                 };
                 self.log_refusal(r, cause, aor);

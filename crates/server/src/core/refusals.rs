@@ -56,6 +56,19 @@ impl Core {
         self.reply(r, 403, "Relaying Denied", &[]).await;
     }
 
+    /// Notes a harmless deviation a client's request carried (accepted), at
+    /// most once a minute per source and kind, at debug level.
+    pub(crate) fn log_quirk(&mut self, r: &Req<'_>, what: &'static str) {
+        if !self.refusals.due(r.src.remote.ip(), what, Instant::now()) {
+            return;
+        }
+        tracing::debug!(
+            source = %r.src.remote,
+            user_agent = r.msg.typed::<sip::headers::UserAgent>().ok().flatten().map_or("", |u| u.0),
+            "client deviation accepted: {what}"
+        );
+    }
+
     /// Logs why `r` was refused, once a minute per source and cause.
     /// `detail` adds what the operator needs to fix it (never a secret).
     pub(crate) fn log_refusal(&mut self, r: &Req<'_>, cause: &'static str, detail: &str) {

@@ -104,8 +104,14 @@ impl Core {
                     )
                     .await;
             }
-            match presence::Presence::parse(body) {
-                Ok(mut d) => {
+            match presence::Presence::parse_lenient(body) {
+                Ok((mut d, lenient)) => {
+                    if lenient.contains(&presence::pidf::Leniency::BasicUnknown) {
+                        self.log_quirk(
+                            r,
+                            "<basic>unknown</basic> in a PUBLISH, taken as no information",
+                        );
+                    }
                     d.entity.clone_from(&aor);
                     Some(d)
                 }
@@ -186,7 +192,13 @@ impl Core {
                 "OK",
                 &[("SIP-ETag", &publication.etag), ("Expires", &expires_s)],
             ),
-            PubChange::Remove { .. } => self.build(r, 200, "OK", &[("Expires", "0")]),
+            // RFC 3903 §6 step 8: every 2xx carries SIP-ETag and Expires;
+            // for a removal, the tag of the state removed (SIP.js warns
+            // without it).
+            PubChange::Remove { etag, .. } => {
+                let etag = etag.clone();
+                self.build(r, 200, "OK", &[("SIP-ETag", &etag), ("Expires", "0")])
+            }
         };
         let failed = self.build(r, 500, "Server Internal Error (Not Stored)", &[]);
         self.store_publication(r, change, ok, failed).await;
