@@ -13,14 +13,14 @@ use crate::harness::*;
 /// registered over TLS to the server and trusting the generated CA. It binds to
 /// 127.0.0.1 only (`-n`), plays a generated tone file as its microphone, and
 /// prints its SIP trace (`-s`) with its other output.
-struct Baresip {
+pub(crate) struct Baresip {
     child: Child,
     out: PathBuf,
     stdin: std::process::ChildStdin,
 }
 
 impl Baresip {
-    fn start(s: &Server, user: &str, password: &str, contact: &str) -> Baresip {
+    pub(crate) fn start(s: &Server, user: &str, password: &str, contact: &str) -> Baresip {
         Baresip::start_with(s, user, password, contact, false)
     }
 
@@ -102,7 +102,7 @@ impl Baresip {
         Baresip { child, out, stdin }
     }
 
-    fn cmd(&mut self, line: &str) {
+    pub(crate) fn cmd(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
@@ -130,7 +130,7 @@ impl Baresip {
         }
     }
 
-    fn wait_for(&self, text: &str) {
+    pub(crate) fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.output().contains(text) {
             assert!(

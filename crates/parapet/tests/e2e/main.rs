@@ -22,6 +22,7 @@ mod calls;
 mod defaults;
 mod harness;
 mod im;
+mod linphone;
 mod operations;
 mod page;
 mod policies;
