@@ -89,6 +89,15 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("sip"));
             Ok(resp)
         } else {
+            if let Some(suppressed) = logging::REFUSED_CONNECTION.allow() {
+                let offered: Vec<&str> = req
+                    .headers()
+                    .get_all("Sec-WebSocket-Protocol")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                tracing::info!(%remote, ?offered, suppressed, "WebSocket handshake refused: the client did not offer the \"sip\" subprotocol (RFC 7118)");
+            }
             let mut err = ErrorResponse::new(Some(
                 "the \"sip\" WebSocket subprotocol is required (RFC 7118)".into(),
             ));

@@ -229,18 +229,7 @@ fn baresip_clients_publish_and_watch_presence() {
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
     // Privacy mode is on by default: each must be in the other's contacts.
-    for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
-        let o = s.admin(
-            &[
-                "contacts",
-                "add",
-                &format!("sip:{owner}@{DOMAIN}"),
-                &format!("sip:{contact}@{DOMAIN}"),
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    s.add_each_other("alice", "bob");
     // Alice publishes (PUBLISH, open); bob watches her, and alice bob.
     let mut alice = Baresip::start_with(&s, "alice", "correct-horse-battery", "bob", true);
     let mut bob = Baresip::start_with(&s, "bob", "battery-staple-horse", "alice", true);
@@ -262,18 +251,7 @@ fn a_client_killed_shows_offline_to_its_watchers_within_seconds() {
     let s = Server::readme("baresip-killed");
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
-    for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
-        let o = s.admin(
-            &[
-                "contacts",
-                "add",
-                &format!("sip:{owner}@{DOMAIN}"),
-                &format!("sip:{contact}@{DOMAIN}"),
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    s.add_each_other("alice", "bob");
     let alice = Baresip::start_with(&s, "alice", "correct-horse-battery", "bob", true);
     let mut bob = Baresip::start_with(&s, "bob", "battery-staple-horse", "alice", true);
     bob.wait_for("NOTIFY sip:bob");

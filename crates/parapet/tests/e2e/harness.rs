@@ -439,6 +439,23 @@ impl Server {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
+    /// Puts `a` and `b` in each other's contact list (privacy mode, on by
+    /// default, shows presence to contacts only).
+    pub(crate) fn add_each_other(&self, a: &str, b: &str) {
+        for (owner, contact) in [(a, b), (b, a)] {
+            let o = self.admin(
+                &[
+                    "contacts",
+                    "add",
+                    &format!("sip:{owner}@{DOMAIN}"),
+                    &format!("sip:{contact}@{DOMAIN}"),
+                ],
+                "",
+            );
+            assert!(o.status.success(), "{}", out(&o));
+        }
+    }
+
     /// Runs a SIPp scenario as `user` from `local_ip:local_port`; returns
     /// whether it passed, and SIPp's messages for diagnosis.
     pub(crate) fn sipp(

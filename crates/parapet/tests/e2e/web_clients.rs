@@ -123,18 +123,7 @@ fn jssip_and_sipjs_sign_in_message_and_watch_presence_over_wss() {
     let s = Server::readme("web-clients");
     s.add_user("alice", "alice password 1");
     s.add_user("bob", "bob password 1");
-    for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
-        let o = s.admin(
-            &[
-                "contacts",
-                "add",
-                &format!("sip:{owner}@{DOMAIN}"),
-                &format!("sip:{contact}@{DOMAIN}"),
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    s.add_each_other("alice", "bob");
     // alice on JsSIP, bob on SIP.js; both know only MD5 and answer the
     // last challenge.
     let mut alice = WebClient::start(&s, "jssip", "alice", "alice password 1");
