@@ -76,6 +76,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
     ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
+    ("ws_allowed_origins", "[]", "Web pages allowed to open SIP-over-WebSocket connections, checked against the Origin browsers send (other clients send none): host names (any https:// origin on that host), full origins (\"https://portal.example.com:8443\"), or \"*\" for any page (a finding in the security check). Empty: the server's own names — the domain, host_names, localhost, 127.0.0.1 and ::1."),
     ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet admin status`."),
     ("log_format", "\"text\"", "\"text\" or \"json\"."),
     ("host_names", "[]", "Other DNS names clients and partners reach this server by (the targets of the domain's SRV records, e.g. \"sip.example.com\"). The server recognises itself by these, the domain, `localhost` and every address it listens on (for 0.0.0.0 and ::, every address of the machine) in Route and Request-URI; the certificate made on first start names them too."),
@@ -103,6 +104,47 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.user_api_rate", "10", "Requests per second one signed-in user may make on the user API; beyond, 429 with Retry-After."),
     ("limits.user_api_burst", "100", "Burst allowance for one user on the user API."),
 ];
+
+/// `ws_allowed_origins` as the transport applies it.
+fn origin_policy(
+    raw: &[String],
+    domain: &str,
+    host_names: &[String],
+) -> Result<sip_transport::OriginPolicy, String> {
+    use sip_transport::{OriginPolicy, OriginRule};
+    if raw.iter().any(|o| o.trim() == "*") {
+        return Ok(OriginPolicy::Any);
+    }
+    if raw.is_empty() {
+        let own = std::iter::once(domain)
+            .chain(host_names.iter().map(String::as_str))
+            .chain(["localhost", "127.0.0.1", "::1"]);
+        return Ok(OriginPolicy::Only(
+            own.map(|h| OriginRule::Host(h.to_string())).collect(),
+        ));
+    }
+    let mut rules = Vec::new();
+    for o in raw {
+        let o = o.trim().trim_end_matches('/');
+        if let Some(rest) = o.strip_prefix("https://") {
+            if rest.is_empty() || rest.contains('/') {
+                return Err(format!("ws_allowed_origins: {o:?} is not an origin (https://HOST or https://HOST:PORT, no path)"));
+            }
+            rules.push(OriginRule::Exact(o.to_ascii_lowercase()));
+        } else if o.contains("://") {
+            return Err(format!(
+                "ws_allowed_origins: {o:?}: only https:// pages may connect"
+            ));
+        } else if o.is_empty() || sip::Uri::parse(&format!("sip:{o}")).is_err() {
+            return Err(format!(
+                "ws_allowed_origins: {o:?} is neither a host name nor an https:// origin"
+            ));
+        } else {
+            rules.push(OriginRule::Host(o.to_ascii_lowercase()));
+        }
+    }
+    Ok(OriginPolicy::Only(rules))
+}
 
 /// Which digest challenges a request gets, and which answers are accepted
 /// on which transport. The choice depends on the transport and the
@@ -179,6 +221,7 @@ pub struct RawConfig {
     pub allow_insecure_transports: Option<bool>,
     pub log_format: Option<String>,
     pub host_names: Option<Vec<String>>,
+    pub ws_allowed_origins: Option<Vec<String>>,
     pub digest_algorithms: Option<Vec<String>>,
     pub digest_md5_unencrypted: Option<bool>,
     pub digest_single_challenge_clients: Option<Vec<String>>,
@@ -252,6 +295,8 @@ pub struct Config {
     pub json_logs: bool,
     /// Names besides the domain this server is reached by (lower case).
     pub host_names: Vec<String>,
+    /// Which web pages may open WebSocket connections.
+    pub ws_origins: sip_transport::OriginPolicy,
     pub digest: DigestOffer,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub registrar: registrar::RegistrarConfig,
@@ -422,7 +467,13 @@ impl RawConfig {
         if !(1024..=16 * 1024 * 1024).contains(&max_message_size) {
             return Err("limits.max_message_size must be between 1024 and 16777216".into());
         }
+        let ws_origins = origin_policy(
+            &self.ws_allowed_origins.unwrap_or_default(),
+            &domain,
+            &host_names,
+        )?;
         Ok(Config {
+            ws_origins,
             domain,
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
             listen,
@@ -556,6 +607,39 @@ mod tests {
         .digest;
         assert_eq!(md5_only.challenge(false, None), [Sha256]);
         assert!(!md5_only.accepts(Sha256, true));
+    }
+
+    #[test]
+    fn websocket_origins_default_to_the_servers_own_names() {
+        let c = RawConfig {
+            domain: Some("example.test".into()),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert!(c.ws_origins.allows(Some("https://example.test:4443")));
+        assert!(c.ws_origins.allows(Some("https://localhost")));
+        assert!(!c.ws_origins.allows(Some("https://evil.test")));
+        assert!(c.ws_origins.allows(None));
+        let with = |list: &[&str]| {
+            RawConfig {
+                ws_allowed_origins: Some(list.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }
+            .build()
+        };
+        let c = with(&["portal.example.com", "https://app.example.com:8443/"]).unwrap();
+        assert!(c.ws_origins.allows(Some("https://portal.example.com:9000")));
+        assert!(c.ws_origins.allows(Some("https://app.example.com:8443")));
+        assert!(!c.ws_origins.allows(Some("https://localhost")));
+        assert_eq!(
+            with(&["*"]).unwrap().ws_origins,
+            sip_transport::OriginPolicy::Any
+        );
+        assert!(with(&["http://x.test"]).unwrap_err().contains("https"));
+        assert!(with(&["https://x.test/page"])
+            .unwrap_err()
+            .contains("no path"));
     }
 
     #[test]

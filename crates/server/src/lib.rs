@@ -65,6 +65,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let tcfg = TransportConfig {
         limits: config.limits,
         max_connections_per_ip: config.max_connections_per_ip,
+        ws_origins: config.ws_origins.clone(),
         ..TransportConfig::default()
     };
     let (transport, inbound) = Transport::bind(tcfg, listeners)

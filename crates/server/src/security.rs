@@ -322,6 +322,27 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: !plain.is_empty() || cfg.allow_insecure_transports,
         severity: Severity::High,
     });
+    let origins = match &cfg.ws_origins {
+        sip_transport::OriginPolicy::Any => "* (any web page)".to_string(),
+        sip_transport::OriginPolicy::Only(rules) => rules
+            .iter()
+            .map(|r| match r {
+                sip_transport::OriginRule::Host(h) => h.as_str(),
+                sip_transport::OriginRule::Exact(o) => o.as_str(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    out.push(Item {
+        group: "Transport",
+        setting: "config ws_allowed_origins".into(),
+        current: origins,
+        recommended: "the server's own names (the default), or your web client's pages".into(),
+        why: "A browser opens a WebSocket to any server a page asks it to: without the Origin check, any web site a signed-in user visits could talk SIP to this server from their browser.".into(),
+        command: "remove \"*\" from ws_allowed_origins in the configuration file (empty: the server's own names) and restart `parapet serve`".into(),
+        finding: cfg.ws_origins == sip_transport::OriginPolicy::Any,
+        severity: Severity::Medium,
+    });
     let d = &cfg.digest;
     let names = |algs: &[auth::digest::Algorithm]| {
         algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")

@@ -25,6 +25,51 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// A message whose first bytes arrived must be complete within this.
     pub message_timeout: Duration,
+    /// Which web pages may open WebSocket connections (browsers send the
+    /// page's Origin; other clients send none and are not affected).
+    pub ws_origins: OriginPolicy,
+}
+
+/// Which `Origin` a WebSocket handshake may carry (cross-site WebSocket
+/// hijacking: any page a user visits could otherwise open a SIP connection
+/// from their browser).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Every origin.
+    #[default]
+    Any,
+    /// Only these: `Host(name)` is any `https://name[:port]`; `Exact` an
+    /// origin written in full (`https://portal.example.com:8443`), both
+    /// compared without regard to case.
+    Only(Vec<OriginRule>),
+}
+
+/// One allowed origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginRule {
+    Host(String),
+    Exact(String),
+}
+
+impl OriginPolicy {
+    /// Whether a handshake with this `Origin` header (or none) may proceed.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        let (OriginPolicy::Only(rules), Some(origin)) = (self, origin) else {
+            return true;
+        };
+        let origin = origin.trim();
+        let host = origin
+            .strip_prefix("https://")
+            .map(|rest| match rest.strip_prefix('[') {
+                // An IPv6 literal keeps its brackets' content.
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => rest.split(':').next().unwrap_or(""),
+            });
+        rules.iter().any(|r| match r {
+            OriginRule::Exact(o) => o.eq_ignore_ascii_case(origin),
+            OriginRule::Host(h) => host.is_some_and(|x| x.eq_ignore_ascii_case(h)),
+        })
+    }
 }
 
 impl Default for TransportConfig {
@@ -38,6 +83,32 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),
+            ws_origins: OriginPolicy::Any,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let p = OriginPolicy::Only(vec![
+            OriginRule::Host("example.test".into()),
+            OriginRule::Host("::1".into()),
+            OriginRule::Exact("https://portal.example.com:8443".into()),
+        ]);
+        assert!(p.allows(None), "not a browser");
+        assert!(p.allows(Some("https://example.test")));
+        assert!(p.allows(Some("https://EXAMPLE.test:4443")));
+        assert!(p.allows(Some("https://[::1]:4443")));
+        assert!(p.allows(Some("https://portal.example.com:8443")));
+        assert!(!p.allows(Some("https://portal.example.com")));
+        assert!(!p.allows(Some("http://example.test")), "not over https");
+        assert!(!p.allows(Some("https://example.test.evil.test")));
+        assert!(!p.allows(Some("https://evil.test")));
+        assert!(!p.allows(Some("null")));
+        assert!(OriginPolicy::Any.allows(Some("https://evil.test")));
     }
 }

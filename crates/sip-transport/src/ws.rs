@@ -77,6 +77,19 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     // The callback's signature is tungstenite's; its error type is its HTTP response.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let origin = req
+            .headers()
+            .get("Origin")
+            .map(|o| o.to_str().unwrap_or("?"));
+        if !ctx.config.ws_origins.allows(origin) {
+            if let Some(suppressed) = logging::REFUSED_CONNECTION.allow() {
+                tracing::info!(%remote, origin = origin.unwrap_or(""), suppressed, "WebSocket handshake refused: a web page of this origin may not connect (setting ws_allowed_origins)");
+            }
+            let mut err =
+                ErrorResponse::new(Some("this origin may not open SIP connections".into()));
+            *err.status_mut() = StatusCode::FORBIDDEN;
+            return Err(err);
+        }
         let offers_sip = req
             .headers()
             .get_all("Sec-WebSocket-Protocol")

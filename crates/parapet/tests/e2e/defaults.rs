@@ -90,7 +90,7 @@ fn answer(alg: Algorithm, nonce: &str, password: &str) -> String {
 }
 
 #[test]
-fn route_forms_clients_send_are_recognised_on_the_default_listeners() {
+fn route_forms_and_web_origins_on_the_default_listeners() {
     let s = Server::readme("routes");
     s.add_user("alice", "correct-horse-battery");
     // baresip's outbound proxy by address, by name, the domain without a
@@ -135,6 +135,39 @@ fn route_forms_clients_send_are_recognised_on_the_default_listeners() {
         "{log}"
     );
     assert!(log.contains("<sip:other.test;lr>"), "{log}");
+
+    // WSS: a web page of another site may not open a SIP connection from a
+    // user's browser; the server's own pages and non-browser clients may.
+    let upgrade = |origin: Option<&str>| {
+        let mut c = s.tls_to(8443);
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {DOMAIN}:8443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: sip\r\n{origin}\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(upgrade(Some("https://evil.test")).contains(" 403"));
+    assert!(upgrade(Some("https://example.test:4443")).contains(" 101"));
+    assert!(upgrade(Some("https://localhost")).contains(" 101"));
+    assert!(upgrade(None).contains(" 101"), "not a browser");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = s.log();
+    assert!(
+        log.contains("WebSocket handshake refused: a web page of this origin may not connect"),
+        "{log}"
+    );
 }
 
 #[test]
