@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian's sip-tester (SIPp) and
-# baresip-core and linphone-cli for the end-to-end tests, Debian's chromium with
+# baresip-core, linphone-cli and dnsmasq-base for the end-to-end tests, Debian's chromium with
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs.
 set -euo pipefail
@@ -9,6 +9,7 @@ need_apt=()
 command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
 command -v linphone-daemon >/dev/null 2>&1 || need_apt+=(linphone-cli)
+command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod datadir;
+pub mod dns;
 mod https;
 pub mod identity;
 pub mod manage;

@@ -70,6 +70,11 @@ pub(super) enum AdminCmd {
     },
     /// Server status and warnings.
     Status,
+    /// The DNS records (NAPTR, SRV, A/AAAA) to publish for the domain so that
+    /// clients and partners find this server, as zone-file lines.
+    ///
+    /// Example: parapet admin dns-records >> /etc/bind/db.example.com
+    DnsRecords,
     /// Sign-in lockouts.
     #[command(subcommand)]
     Lockout(LockoutCmd),
@@ -162,6 +167,13 @@ pub(super) enum LockoutCmd {
 pub(super) enum UserCmd {
     List,
     Show {
+        uri: String,
+    },
+    /// The user's registered devices now: contact, transport, source, how the
+    /// server reaches each, user agent, expiry.
+    ///
+    /// Example: parapet admin user registrations sip:alice@example.com
+    Registrations {
         uri: String,
     },
     /// The password is read from standard input (--password-stdin) or the terminal.

@@ -170,6 +170,16 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             &authed()?.call("GET", "/v1/status".into(), None).await?,
             out,
         ),
+        AdminCmd::DnsRecords => {
+            let v = authed()?
+                .call("GET", "/v1/dns-records".into(), None)
+                .await?;
+            if out == Output::Json {
+                render(&v, out);
+            } else {
+                print!("{}", v["zone"].as_str().unwrap_or_default());
+            }
+        }
         AdminCmd::Lockout(LockoutCmd::List) => render(
             &authed()?.call("GET", "/v1/lockouts".into(), None).await?,
             out,

@@ -4,11 +4,34 @@ use serde_json::Value;
 
 use super::args::Output;
 
+/// Fields that hold a time as Unix seconds (JSON keeps the number; tables
+/// show a date).
+fn is_time(key: &str) -> bool {
+    key == "at" || key == "until" || key.ends_with("_at") || key.ends_with("_until")
+}
+
+/// Unix seconds as `2026-12-04 16:30:05 UTC`.
+pub(super) fn date(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
 pub(super) fn render(v: &Value, output: Output) {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         return;
     }
+    let timed = |key: &str, v: &Value| match v.as_i64() {
+        Some(secs) if is_time(key) => Value::String(date(secs)),
+        _ => v.clone(),
+    };
     let cell = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -34,7 +57,7 @@ pub(super) fn render(v: &Value, output: Output) {
                 .iter()
                 .map(|r| {
                     cols.iter()
-                        .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
+                        .map(|c| cell(&timed(c, r.get(c).unwrap_or(&Value::Null))))
                         .collect()
                 })
                 .collect();
@@ -69,10 +92,23 @@ pub(super) fn render(v: &Value, output: Output) {
         Value::Object(o) => {
             let w = o.keys().map(String::len).max().unwrap_or(0);
             for (k, val) in o {
-                println!("{k:<w$}  {}", cell(val));
+                println!("{k:<w$}  {}", cell(&timed(k, val)));
             }
         }
         Value::Null => {}
         other => println!("{}", cell(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_dates() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(1_796_400_000), "2026-12-04 16:00:00 UTC");
+        assert!(is_time("expires_at") && is_time("until") && is_time("locked_until"));
+        assert!(!is_time("status") && !is_time("expires_in_secs"));
     }
 }

@@ -16,6 +16,10 @@ pub(super) async fn user(
     match cmd {
         UserCmd::List => render(&c.call("GET", "/v1/users".into(), None).await?, out),
         UserCmd::Show { uri } => render(&c.call("GET", path(&uri, ""), None).await?, out),
+        UserCmd::Registrations { uri } => render(
+            &c.call("GET", path(&uri, "/registrations"), None).await?,
+            out,
+        ),
         UserCmd::Add {
             uri,
             display_name,

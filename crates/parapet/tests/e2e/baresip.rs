@@ -33,6 +33,29 @@ impl Baresip {
         contact: &str,
         presence: bool,
     ) -> Baresip {
+        Baresip::start_full(s, user, password, contact, presence, None)
+    }
+
+    /// Without an outbound proxy: baresip finds the server through DNS
+    /// (NAPTR, SRV, A) from the server at 127.0.0.1:`dns_port`.
+    pub(crate) fn start_via_dns(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        dns_port: u16,
+    ) -> Baresip {
+        Baresip::start_full(s, user, password, contact, false, Some(dns_port))
+    }
+
+    fn start_full(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        presence: bool,
+        dns: Option<u16>,
+    ) -> Baresip {
         let dir = s.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
         let wav = dir.join("tone.wav");
@@ -40,7 +63,7 @@ impl Baresip {
         // The listening port is found free, but another test may take it
         // before baresip binds it: then try again on a fresh one.
         for _ in 0..3 {
-            let b = Baresip::spawn(s, &dir, &wav, user, password, contact, presence);
+            let b = Baresip::spawn(s, &dir, &wav, user, password, contact, presence, dns);
             let ready = "{0/TLS/v4} 200 OK (Parapet";
             let taken = "Address already in use";
             if b.wait_for_either(ready, taken) == ready {
@@ -60,6 +83,7 @@ impl Baresip {
         password: &str,
         contact: &str,
         presence: bool,
+        dns: Option<u16>,
     ) -> Baresip {
         let config = format!(
             "poll_method\tepoll\nsip_listen\t127.0.0.1:{}\nsip_cafile\t{}\nmodule_path\t/usr/lib/baresip/modules\n\
@@ -69,13 +93,17 @@ impl Baresip {
             s.data_dir().join("pki/ca.pem").display(),
             wav.display(),
             if presence { "module_app\tpresence.so\n" } else { "" }
-        );
+        ) + &dns.map(|p| format!("dns_server\t127.0.0.1:{p}\n")).unwrap_or_default();
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password};outbound=\"sip:127.0.0.1:{};transport=tls\"{}\n",
-                s.tls,
+                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password}{}{}\n",
+                if dns.is_some() {
+                    String::new()
+                } else {
+                    format!(";outbound=\"sip:127.0.0.1:{};transport=tls\"", s.tls)
+                },
                 if presence { ";pubint=60" } else { "" }
             ),
         )

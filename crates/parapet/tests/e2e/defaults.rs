@@ -323,3 +323,99 @@ fn md5_over_udp_is_an_explicit_setting_and_a_high_finding() {
         "{text}"
     );
 }
+
+/// dnsmasq options serving the zone-file lines `parapet admin dns-records`
+/// printed (NAPTR, SRV, A/AAAA; comments skipped).
+fn dnsmasq_records(zone: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    for line in zone
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let name = f[0].trim_end_matches('.');
+        match f[3] {
+            "NAPTR" => args.push(format!(
+                "--naptr-record={name},{},{},{},{},{},{}",
+                f[4],
+                f[5],
+                f[6].trim_matches('"'),
+                f[7].trim_matches('"'),
+                f[8].trim_matches('"'),
+                f[9].trim_end_matches('.')
+            )),
+            "SRV" => args.push(format!(
+                "--srv-host={name},{},{},{},{}",
+                f[7].trim_end_matches('.'),
+                f[6],
+                f[4],
+                f[5]
+            )),
+            "A" | "AAAA" => args.push(format!("--host-record={name},{}", f[4])),
+            other => panic!("unexpected record type {other} in {line}"),
+        }
+    }
+    args
+}
+
+#[test]
+fn the_published_dns_records_lead_a_client_to_the_server() {
+    let s = Server::readme("dns-records");
+    s.add_user("alice", "correct-horse-battery");
+    let o = s.admin(&["dns-records"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let zone = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        zone.contains("_sips._tcp.example.test. 3600 IN SRV 0 0 5061 example.test."),
+        "{zone}"
+    );
+    // A DNS server with exactly those records, and baresip told only its
+    // address: no outbound proxy, it follows NAPTR, SRV and A to the server.
+    let port = free_port();
+    let mut dns = std::process::Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--user=root",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--pid-file={}",
+            s.dir.join("dnsmasq.pid").display()
+        ))
+        .args(dnsmasq_records(&zone))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(s.dir.join("dnsmasq.log")).unwrap())
+        .spawn()
+        .expect("dnsmasq is installed (scripts/install-test-deps.sh)");
+    let alice =
+        crate::baresip::Baresip::start_via_dns(&s, "alice", "correct-horse-battery", "alice", port);
+    // The registration as an operator sees it.
+    let o = s.admin(&["user", "registrations", "sip:alice@example.test"], "");
+    let table = out(&o);
+    assert!(o.status.success(), "{table}");
+    for want in ["CONTACT", "tls", "connection", "baresip v1.0.0", " UTC"] {
+        assert!(table.contains(want), "{want} not in:\n{table}");
+    }
+    let o = s.admin(
+        &[
+            "--output=json",
+            "user",
+            "registrations",
+            "sip:alice@example.test",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert!(v[0]["expires_at"].as_i64().unwrap() > 1_700_000_000, "{v}");
+    drop(alice);
+    let _ = dns.kill();
+    let _ = dns.wait();
+}

@@ -88,6 +88,32 @@ pub enum AdminCmd {
         aor: String,
         reply: oneshot::Sender<Vec<(String, String)>>,
     },
+    /// `aor`'s registrations as the location service holds them now.
+    Registrations {
+        aor: String,
+        reply: oneshot::Sender<Vec<RegistrationRow>>,
+    },
+}
+
+/// One registered device of a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistrationRow {
+    /// The Contact URI.
+    pub contact: String,
+    /// The transport the REGISTER came over (udp, tcp, tls, ws, wss).
+    pub transport: String,
+    /// The address it came from.
+    pub source: String,
+    /// How the server reaches the device: `connection` (the connection it
+    /// registered over, RFC 5626 and RFC 5923) or `address` (UDP).
+    pub reached_by: String,
+    /// The RFC 5626 instance and reg-id, when the client gave them.
+    pub outbound: Option<String>,
+    pub user_agent: Option<String>,
+    /// q-value, 0.000 to 1.000.
+    pub q: String,
+    /// Unix seconds.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -304,6 +330,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/v1/me/password", put(session::change_password))
         .route("/v1/status", get(status::status))
         .route("/v1/lockouts", get(status::lockouts))
+        .route("/v1/dns-records", get(status::dns_records))
         .route("/v1/lockouts/clear", post(status::clear))
         .route("/v1/users", get(users::list).post(users::add))
         .route("/v1/users/import", post(users::import))
@@ -312,6 +339,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/v1/users/{uri}/enabled", put(users::set_enabled))
         .route("/v1/users/{uri}/site", put(directory::set_site))
         .route("/v1/users/{uri}/effective", get(policies::effective))
+        .route("/v1/users/{uri}/registrations", get(users::registrations))
         .route("/v1/users/{uri}/contacts", get(contacts::list))
         .route(
             "/v1/users/{uri}/contacts/{contact}",

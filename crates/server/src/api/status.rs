@@ -25,6 +25,27 @@ pub(crate) async fn status(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
     Ok(json(StatusCode::OK, &s))
 }
 
+/// The DNS records to publish so that clients and partners find this
+/// server (`crate::dns`).
+pub(crate) async fn dns_records(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "status.read", Target::Any, "dns-records")
+        .await?;
+    let interfaces = tokio::task::spawn_blocking(crate::identity::interface_addrs)
+        .await
+        .map_err(internal)?;
+    let listeners: Vec<_> = ctx.cfg.listen.iter().map(|l| (l.scheme, l.addr)).collect();
+    let (zone, host) = crate::dns::zone(
+        &ctx.cfg.domain,
+        &ctx.cfg.host_names,
+        &listeners,
+        &interfaces,
+    );
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "domain": ctx.cfg.domain, "host": host, "zone": zone }),
+    ))
+}
+
 pub(crate) async fn lockouts(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
     ctx.allow(&c, "lockouts.read", Target::Any, "lockouts")
         .await?;

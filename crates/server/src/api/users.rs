@@ -9,7 +9,7 @@ use rbac::Target;
 use serde::Deserialize;
 
 use super::access::Caller;
-use super::{body, internal, json, problem, ApiResult, Ctx};
+use super::{body, internal, json, problem, AdminCmd, ApiResult, Ctx};
 use crate::manage::UserInfo;
 use crate::policy_set::PolicySet;
 
@@ -84,6 +84,27 @@ pub(crate) async fn show(State(ctx): State<Ctx>, c: Caller, Path(uri): Path<Stri
     let u = find(&ctx, &aor).await?;
     let set = PolicySet::load(&ctx.store).await.map_err(internal)?;
     Ok(json(StatusCode::OK, &view(&u, &set)))
+}
+
+/// The user's registered devices, as the SIP core holds them now.
+pub(crate) async fn registrations(
+    State(ctx): State<Ctx>,
+    c: Caller,
+    Path(uri): Path<String>,
+) -> ApiResult {
+    let aor = aor(&ctx, &uri)?;
+    ctx.allow_user(&c, "users.read", &aor).await?;
+    find(&ctx, &aor).await?;
+    let rows = ctx
+        .ask(|reply| AdminCmd::Registrations { aor, reply })
+        .await
+        .ok_or_else(|| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the SIP core is not answering; try again",
+            )
+        })?;
+    Ok(json(StatusCode::OK, &rows))
 }
 
 #[derive(Deserialize)]

@@ -340,6 +340,15 @@ impl Core {
             } => {
                 let _ = reply.send(self.check_password(&aor, source, &password));
             }
+            AdminCmd::Registrations { aor, reply } => {
+                let rows = self
+                    .location
+                    .lookup(&aor, unix_now())
+                    .into_iter()
+                    .map(|(b, flow)| registration_row(b, flow.is_some()))
+                    .collect();
+                let _ = reply.send(rows);
+            }
             AdminCmd::Watchers { aor, reply } => {
                 let _ = reply.send(self.watcher_statuses(&aor));
             }
@@ -959,6 +968,29 @@ impl Core {
         if let Err(e) = self.transport.send(target, bytes).await {
             tracing::debug!(error = %e, ?target, "send failed");
         }
+    }
+}
+
+/// A binding as the admin API shows it.
+fn registration_row(b: store::Binding, on_connection: bool) -> crate::api::RegistrationRow {
+    let (transport, source) = b
+        .source
+        .split_once(':')
+        .map_or(("", b.source.as_str()), |(t, a)| (t, a));
+    crate::api::RegistrationRow {
+        transport: transport.to_string(),
+        source: source.to_string(),
+        reached_by: if on_connection {
+            "connection"
+        } else {
+            "address"
+        }
+        .to_string(),
+        outbound: (b.key != b.contact).then(|| b.key.clone()),
+        user_agent: b.user_agent.clone(),
+        q: format!("{}.{:03}", b.q / 1000, b.q % 1000),
+        expires_at: b.expires_at,
+        contact: b.contact,
     }
 }
 

@@ -64,6 +64,15 @@ pub(super) fn session_and_status(d: &mut Doc, f: &Facts<'_>) {
     d.op("get", "/v1/security", "Every security-relevant setting: current, recommended, why, the command that changes it, and whether it is a finding", "security.read", vec![], None, 200);
     d.op(
         "get",
+        "/v1/dns-records",
+        "The DNS records (NAPTR, SRV, A/AAAA, as zone-file lines) to publish so that clients and partners find this server",
+        "status.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "get",
         "/v1/lockouts",
         "Active sign-in lockouts",
         "lockouts.read",
@@ -183,6 +192,16 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
             uri(),
             query("kind", json!({ "type": "string", "enum": kinds })),
         ],
+        None,
+        200,
+    );
+
+    d.op(
+        "get",
+        "/v1/users/{uri}/registrations",
+        "The user's registered devices now: contact, transport, source address, how the server reaches each (its connection or its address), RFC 5626 instance, user agent, q and expiry",
+        "users.read",
+        vec![uri()],
         None,
         200,
     );

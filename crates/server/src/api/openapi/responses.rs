@@ -85,6 +85,9 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             &[],
         )),
         ("post", "/v1/lockouts/clear") => exact(json!({ "cleared": int() }), &[]),
+        ("get", "/v1/dns-records") => {
+            exact(json!({ "domain": s(), "host": s(), "zone": s() }), &[])
+        }
         ("get", "/v1/users") => array(user()),
         ("post", "/v1/users") | ("get", "/v1/users/{uri}") => user(),
         ("post", "/v1/users/import") => exact(json!({ "imported": int() }), &[]),
@@ -98,6 +101,14 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             }),
             &[],
         ),
+        ("get", "/v1/users/{uri}/registrations") => array(exact(
+            json!({
+                "contact": s(), "transport": s(), "source": s(),
+                "reached_by": { "type": "string", "enum": ["connection", "address"] },
+                "outbound": ns(), "user_agent": ns(), "q": s(), "expires_at": int(),
+            }),
+            &[],
+        )),
         ("get", "/v1/users/{uri}/contacts") | ("get", "/user/v1/contacts") => exact(
             json!({
                 "user": s(), "groups": strings(),
