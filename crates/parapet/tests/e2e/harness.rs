@@ -45,6 +45,11 @@ pub(crate) struct Server {
 /// Servers on the default ports (5061, 8443, 4443, 9060) run one at a time.
 static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The right to start a server on the default ports until the guard drops.
+pub(crate) fn default_ports() -> std::sync::MutexGuard<'static, ()> {
+    DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Server {
     pub(crate) fn new(name: &str) -> Server {
         Server::with_config(name, "")
@@ -78,7 +83,7 @@ impl Server {
     /// addresses, and every setting and policy at its default. Such servers
     /// run one at a time (the ports are fixed).
     pub(crate) fn readme(name: &str) -> Server {
-        let guard = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = default_ports();
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

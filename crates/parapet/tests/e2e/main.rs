@@ -27,6 +27,7 @@ mod operations;
 mod page;
 mod policies;
 mod presence;
+mod quickstart;
 mod registrar;
 mod security;
 mod signin;
