@@ -85,29 +85,40 @@ impl Baresip {
         presence: bool,
         dns: Option<u16>,
     ) -> Baresip {
-        let config = format!(
-            "poll_method\tepoll\nsip_listen\t127.0.0.1:{}\nsip_cafile\t{}\nmodule_path\t/usr/lib/baresip/modules\n\
-             module\tstdio.so\nmodule\tg711.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
-             module_app\tcontact.so\naudio_source\taufile,{}\naudio_player\taufile,/dev/null\naudio_alert\taufile,/dev/null\n{}",
-            free_port(),
-            s.data_dir().join("pki/ca.pem").display(),
-            wav.display(),
-            if presence { "module_app\tpresence.so\n" } else { "" }
-        ) + &dns.map(|p| format!("dns_server\t127.0.0.1:{p}\n")).unwrap_or_default();
+        // The README's recipe, with this test's port, CA and tone file.
+        let (readme_config, readme_account) = readme_recipe();
+        let mut config = readme_config
+            .replace("127.0.0.1:26071", &format!("127.0.0.1:{}", free_port()))
+            .replace(
+                "$PWD/../parapet-data/pki/ca.pem",
+                &s.data_dir().join("pki/ca.pem").display().to_string(),
+            )
+            .replace("/path/to/some-8kHz-mono.wav", &wav.display().to_string());
+        if presence {
+            config.push_str("module_app    presence.so\n");
+        }
+        if let Some(p) = dns {
+            config.push_str(&format!("dns_server    127.0.0.1:{p}\n"));
+        }
         std::fs::write(dir.join("config"), config).unwrap();
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:{user}@{DOMAIN};transport=tls>;auth_pass={password}{}{}\n",
-                if dns.is_some() {
-                    String::new()
-                } else {
-                    format!(";outbound=\"sip:127.0.0.1:{};transport=tls\"", s.tls)
-                },
-                if presence { ";pubint=60" } else { "" }
-            ),
-        )
-        .unwrap();
+        let mut account = readme_account
+            .replace("sip:alice@", &format!("sip:{user}@"))
+            .replace(
+                "auth_pass=a-long-passphrase",
+                &format!("auth_pass={password}"),
+            )
+            .replace("127.0.0.1:5061", &format!("127.0.0.1:{}", s.tls));
+        if dns.is_some() {
+            // No outbound proxy: baresip finds the server through DNS.
+            let at = account
+                .find(";outbound=")
+                .expect("the README's account has an outbound proxy");
+            account.truncate(at);
+        }
+        if presence {
+            account.push_str(";pubint=60");
+        }
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let p2p = if presence { ";presence=p2p" } else { "" };
         std::fs::write(
             dir.join("contacts"),
@@ -176,6 +187,29 @@ impl Drop for Baresip {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The baresip recipe of the README: the `config` file's lines and alice's
+/// account line, exactly as written there.
+fn readme_recipe() -> (String, String) {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section = readme
+        .split("### Two baresip clients over TLS")
+        .nth(1)
+        .expect("the README's baresip section");
+    let config = section
+        .split("cat > config <<EOF\n")
+        .nth(1)
+        .and_then(|c| c.split("\nEOF\n").next())
+        .expect("the README's baresip config");
+    let account = section
+        .lines()
+        .find_map(|l| l.strip_prefix("echo '")?.strip_suffix("' > accounts"))
+        .expect("the README's baresip account line");
+    (format!("{config}\n"), account.to_string())
 }
 
 /// Waits until `text` shows `n` times in the client's output.
