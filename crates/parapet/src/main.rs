@@ -157,8 +157,11 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
 }
 
 fn init_logs(json: bool) {
+    // rustls warns once per connection about a client's harmless deviation
+    // (an IP address sent as SNI, as some softphones do): what matters of a
+    // failed handshake the transport logs itself, rate-limited.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
