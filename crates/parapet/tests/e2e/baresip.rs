@@ -192,10 +192,7 @@ impl Drop for Baresip {
 /// The baresip recipe of the README: the `config` file's lines and alice's
 /// account line, exactly as written there.
 fn readme_recipe() -> (String, String) {
-    let readme = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme = readme();
     let section = readme
         .split("### Two baresip clients over TLS")
         .nth(1)

@@ -19,6 +19,11 @@ pub(crate) fn free_port() -> u16 {
     }
 }
 
+/// The README, whose instructions some tests follow to the letter.
+pub(crate) fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap()
+}
+
 pub(crate) fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/sipp")
