@@ -45,6 +45,9 @@ pub struct Location {
     /// in-dialog request). Kept right by `set_entries`, the one place entries
     /// change.
     sources: HashMap<String, usize>,
+    /// The addresses of record with a binding on each connection, so that a
+    /// closed connection costs a lookup, not a scan. Kept by `set_entries`.
+    flows: HashMap<crate::Flow, Vec<String>>,
 }
 
 impl Location {
@@ -53,6 +56,7 @@ impl Location {
             config,
             by_aor: HashMap::new(),
             sources: HashMap::new(),
+            flows: HashMap::new(),
         }
     }
 
@@ -67,10 +71,24 @@ impl Location {
                         self.sources.remove(&e.binding.source);
                     }
                 }
+                if let Some(f) = e.flow {
+                    if let Some(aors) = self.flows.get_mut(&f) {
+                        aors.retain(|a| a != aor);
+                        if aors.is_empty() {
+                            self.flows.remove(&f);
+                        }
+                    }
+                }
             }
         }
         for e in &entries {
             *self.sources.entry(e.binding.source.clone()).or_insert(0) += 1;
+            if let Some(f) = e.flow {
+                let aors = self.flows.entry(f).or_default();
+                if !aors.iter().any(|a| a == aor) {
+                    aors.push(aor.to_owned());
+                }
+            }
         }
         if !entries.is_empty() {
             // Most users have one device; a Vec grown by push keeps room for
@@ -155,12 +173,7 @@ impl Location {
     /// client), so such a binding is unreachable from now on; a client that
     /// reconnects registers again (RFC 5626 §4.4.1).
     pub fn flow_closed(&mut self, flow: crate::Flow) -> Vec<Binding> {
-        let hit: Vec<String> = self
-            .by_aor
-            .iter()
-            .filter(|(_, es)| es.iter().any(|e| e.flow == Some(flow)))
-            .map(|(aor, _)| aor.clone())
-            .collect();
+        let hit = self.flows.get(&flow).cloned().unwrap_or_default();
         let mut gone = Vec::new();
         for aor in hit {
             let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();

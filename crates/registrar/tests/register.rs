@@ -358,3 +358,52 @@ fn source_index_follows_every_change() {
     assert!(!l.bound_source("udp:192.0.2.3:5060"));
     assert!(l.is_empty());
 }
+
+#[test]
+fn a_closed_connection_takes_every_binding_made_over_it_and_no_other() {
+    let mut l = loc();
+    let bob = "sip:bob@example.com";
+    let c = |n: u32| format!("Contact: <sip:dev{n}@192.0.2.1:5061;transport=tls>\r\n");
+    l.register(
+        AOR,
+        &register("a1", 1, &c(1)),
+        "tls:192.0.2.1:40000",
+        Some(Flow(7)),
+        10,
+    )
+    .unwrap();
+    l.register(
+        bob,
+        &register("b1", 1, &c(2)),
+        "tls:192.0.2.1:40000",
+        Some(Flow(7)),
+        10,
+    )
+    .unwrap();
+    l.register(
+        AOR,
+        &register("a2", 1, &c(3)),
+        "tls:192.0.2.1:40001",
+        Some(Flow(8)),
+        10,
+    )
+    .unwrap();
+    let gone = l.flow_closed(Flow(7));
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert!(l.lookup(bob, 11).is_empty());
+    let left = l.lookup(AOR, 11);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, Some(Flow(8)));
+    // The same contact registered again over a new connection: the old
+    // connection's close no longer touches it.
+    l.register(
+        bob,
+        &register("b1", 2, &c(2)),
+        "tls:192.0.2.1:40002",
+        Some(Flow(9)),
+        12,
+    )
+    .unwrap();
+    assert!(l.flow_closed(Flow(7)).is_empty());
+    assert_eq!(l.flow_closed(Flow(9)).len(), 1);
+}

@@ -267,6 +267,12 @@ impl Core {
                 replaces,
                 publication,
             } => {
+                if let Some(f) = publication.flow {
+                    let on_flow = self.presence.publication_flows.entry(f).or_default();
+                    if !on_flow.contains(&aor) {
+                        on_flow.push(aor.clone());
+                    }
+                }
                 let list = self.presence.publications.entry(aor.clone()).or_default();
                 list.retain(|x| Some(&x.etag) != replaces.as_ref() && x.etag != publication.etag);
                 list.push(*publication);
@@ -308,9 +314,15 @@ impl Core {
     /// A connection closed: the publications made over it go (memory at
     /// once, the store behind), and the publishers' watchers learn it.
     pub(crate) fn publications_flow_closed(&mut self, flow: u64) {
+        let Some(aors) = self.presence.publication_flows.remove(&flow) else {
+            return;
+        };
         let mut changed = Vec::new();
         let mut etags = Vec::new();
-        self.presence.publications.retain(|aor, list| {
+        for aor in aors {
+            let Some(list) = self.presence.publications.get_mut(&aor) else {
+                continue;
+            };
             let before = list.len();
             list.retain(|p| {
                 let closed = p.flow == Some(flow);
@@ -319,11 +331,14 @@ impl Core {
                 }
                 !closed
             });
-            if list.len() != before {
-                changed.push(aor.clone());
+            let after = list.len();
+            if after == 0 {
+                self.presence.publications.remove(&aor);
             }
-            !list.is_empty()
-        });
+            if after != before {
+                changed.push(aor);
+            }
+        }
         if etags.is_empty() {
             return;
         }

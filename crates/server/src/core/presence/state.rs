@@ -85,6 +85,9 @@ pub(crate) fn parse_tag(tag: &str) -> Option<u128> {
 #[derive(Debug, Default)]
 pub(crate) struct PresenceState {
     pub(crate) publications: HashMap<String, Vec<Publication>>,
+    /// Who published over each open connection (so a closed one costs a
+    /// lookup); an entry goes when its connection closes.
+    pub(crate) publication_flows: HashMap<u64, Vec<String>>,
     pub(crate) subs: HashMap<u128, Box<Sub>>,
     /// Presence subscriptions per resource.
     pub(crate) watchers: HashMap<Arc<str>, Vec<u128>>,
