@@ -315,7 +315,12 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
     out.push(Item {
         group: "Transport",
         setting: "config listen (encrypted transports only)".into(),
-        current: if plain.is_empty() { "TLS/WSS only".into() } else { format!("plain-text listeners: {}", plain.join(", ")) },
+        // As written in the configuration file.
+        current: format!(
+            "listen = [{}]{}",
+            cfg.listen.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", "),
+            if cfg.allow_insecure_transports { ", allow_insecure_transports = true" } else { "" }
+        ),
         recommended: "TLS/WSS only".into(),
         why: "SIP over UDP, TCP or WS is readable and forgeable on the network: credentials' digests, messages and call set-up.".into(),
         command: "remove udp://, tcp:// and ws:// from `listen` and drop allow_insecure_transports (or --allow-insecure-transports), then restart `parapet serve`".into(),
