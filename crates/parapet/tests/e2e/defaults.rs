@@ -419,3 +419,48 @@ fn the_published_dns_records_lead_a_client_to_the_server() {
     let _ = dns.kill();
     let _ = dns.wait();
 }
+
+#[test]
+fn a_registration_over_a_connection_does_not_outlive_a_restart() {
+    let mut s = Server::with_config("tls-restart", "digest_algorithms = [\"SHA-256\", \"MD5\"]");
+    let pw = "correct-horse-battery";
+    s.add_user("alice", pw);
+    let mut c = s.tls_to(s.tls);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5997", 1, None, "test", None),
+    );
+    let ch = challenges(&resp);
+    let auth = answer(Algorithm::Sha256, &ch[0].1, pw);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5997", 2, None, "test", Some(&auth)),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    let registrations = |s: &Server| {
+        let o = s.admin(
+            &[
+                "--output=json",
+                "user",
+                "registrations",
+                "sip:alice@example.test",
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = registrations(&s);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["reached_by"], "connection", "{v}");
+    // The server dies; its connections with it. After the restart the
+    // binding, reachable only over that connection, is not offered as live.
+    s.kill9();
+    drop(c);
+    s.start();
+    let v = registrations(&s);
+    assert_eq!(v, serde_json::json!([]), "{}", s.log());
+    assert!(s
+        .log()
+        .contains("registrations over connections from before the restart dropped"));
+}

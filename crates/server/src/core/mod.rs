@@ -153,6 +153,26 @@ impl Core {
         let live = store::Bindings::live_bindings(&store, unix_now())
             .await
             .map_err(|e| e.to_string())?;
+        // A binding made over a connection is reachable only over that
+        // connection, which did not outlive the previous process: its client
+        // registers again when it reconnects. Until then the user is not
+        // shown as registered, and messages for them are stored.
+        let (live, orphaned): (Vec<_>, Vec<_>) = live
+            .into_iter()
+            .partition(|b| fork::source_protocol(&b.source) == Some(Protocol::Udp));
+        if !orphaned.is_empty() {
+            tracing::info!(
+                bindings = orphaned.len(),
+                "registrations over connections from before the restart dropped; their clients register again when they reconnect"
+            );
+            let store = store.clone();
+            tokio::spawn(async move {
+                for b in orphaned {
+                    let _ = store::Bindings::remove_binding_from(&store, &b.aor, &b.key, &b.source)
+                        .await;
+                }
+            });
+        }
         let waiting: HashMap<String, u64> = store::Messages::pending_recipients(&store)
             .await
             .map_err(|e| e.to_string())?
