@@ -1,6 +1,6 @@
 //! The transaction layer's input: a sequence of messages and clock advances.
-//! Invariants: no panic, the table never exceeds its bound, and once time passes
-//! every timer every transaction is gone.
+//! Invariants: no panic, the table and the completed transactions' memory never
+//! exceed their bounds, and once time passes every timer every transaction is gone.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use sip_txn::{Config, Reliability, TxnLayer};
 
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
-    let cfg = Config { max_transactions: 8, ..Config::default() };
+    let cfg = Config { max_transactions: 8, max_completed_bytes: 4096, ..Config::default() };
     let mut layer: TxnLayer<u8> = TxnLayer::new(cfg, t0);
     let mut out = Vec::new();
     let mut now = t0;
@@ -41,8 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
         layer.poll(now, &mut out);
         assert!(layer.len() <= 8);
+        assert!(layer.completed_bytes() <= 4096);
         out.clear();
     }
     layer.poll(now + Duration::from_secs(3600), &mut out);
     assert!(layer.is_empty(), "every transaction ends once its timers have run");
+    assert_eq!(layer.completed_len(), 0, "and every completed one");
 });

@@ -98,7 +98,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("lockout.max_backoff_secs", "86400", "Longest lockout."),
     ("limits.max_message_size", "65536", "Largest SIP message accepted, in bytes."),
     ("limits.max_connections_per_ip", "32", "Open connections from one address."),
-    ("limits.max_transactions", "100000", "Concurrent SIP transactions; beyond, 503 with Retry-After."),
+    ("limits.max_transactions", "100000", "SIP transactions in progress at once; beyond, 503 with Retry-After. Answered non-INVITE requests do not count (see max_completed_bytes)."),
+    ("limits.max_completed_bytes", "268435456", "Memory for answered non-INVITE requests kept to absorb retransmissions until timer J (32 s over UDP), in bytes; beyond, the oldest are dropped first (a retransmission is then handled again, harmless for REGISTER and MESSAGE)."),
     ("limits.unauthenticated_rate", "20", "Unauthenticated requests per second from one address (challenges, failed sign-ins); beyond, 503 with Retry-After."),
     ("limits.unauthenticated_burst", "100", "Burst allowance for unauthenticated requests from one address."),
     ("limits.user_api_rate", "10", "Requests per second one signed-in user may make on the user API; beyond, 429 with Retry-After."),
@@ -276,6 +277,7 @@ pub struct RawLimits {
     pub max_message_size: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub max_transactions: Option<usize>,
+    pub max_completed_bytes: Option<usize>,
     pub unauthenticated_rate: Option<u32>,
     pub unauthenticated_burst: Option<u32>,
     pub user_api_rate: Option<u32>,
@@ -308,6 +310,7 @@ pub struct Config {
     pub limits: sip::Limits,
     pub max_connections_per_ip: usize,
     pub max_transactions: usize,
+    pub max_completed_bytes: usize,
     pub unauthenticated_rate: u32,
     pub unauthenticated_burst: u32,
     /// Requests per second, and burst, per user on the user API.
@@ -494,6 +497,7 @@ impl RawConfig {
             },
             max_connections_per_ip: lim.max_connections_per_ip.unwrap_or(32).max(1),
             max_transactions: lim.max_transactions.unwrap_or(100_000).max(1),
+            max_completed_bytes: lim.max_completed_bytes.unwrap_or(256 << 20),
             unauthenticated_rate: lim.unauthenticated_rate.unwrap_or(20).max(1),
             unauthenticated_burst: lim.unauthenticated_burst.unwrap_or(100).max(1),
             user_api_rate: (

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub messages_delivered: AtomicU64,
     pub registrations: AtomicU64,
     pub transactions_live: AtomicU64,
+    pub transactions_completed: AtomicU64,
+    pub transactions_completed_bytes: AtomicU64,
+    pub transactions_completed_evicted: AtomicU64,
+    pub transactions_refused_full: AtomicU64,
     pub connections: AtomicU64,
     pub pending_writes: AtomicU64,
     pub db_commits: AtomicU64,
@@ -57,7 +61,17 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
+            (
+                "parapet_sip_transactions_completed_evicted_total",
+                "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
+                &self.transactions_completed_evicted,
+            ),
+            (
+                "parapet_sip_transactions_refused_total",
+                "Requests answered 503 because limits.max_transactions transactions were in progress.",
+                &self.transactions_refused_full,
+            ),
             (
                 "parapet_auth_failures_total",
                 "Sign-ins whose credentials did not verify.",
@@ -106,7 +120,17 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        let gauges: [(&str, &str, &AtomicU64); 7] = [
+        let gauges: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "parapet_sip_transactions_completed",
+                "Completed non-INVITE server transactions kept for retransmissions until timer J.",
+                &self.transactions_completed,
+            ),
+            (
+                "parapet_sip_transactions_completed_bytes",
+                "Memory those hold, in bytes (bounded by limits.max_completed_bytes).",
+                &self.transactions_completed_bytes,
+            ),
             (
                 "parapet_inbound_queue",
                 "Received messages waiting for the SIP core.",
@@ -129,7 +153,7 @@ impl Metrics {
             ),
             (
                 "parapet_sip_transactions_live",
-                "SIP transactions in the table.",
+                "SIP transactions in progress (bounded by limits.max_transactions).",
                 &self.transactions_live,
             ),
             (

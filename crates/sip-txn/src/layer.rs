@@ -19,8 +19,11 @@ pub struct Config {
     pub t2: Duration,
     /// Maximum time a message stays in the network (5 s).
     pub t4: Duration,
-    /// Live transactions at most; further requests get [`Full`].
+    /// Transactions in progress at most; further requests get [`Full`].
     pub max_transactions: usize,
+    /// Memory that completed non-INVITE server transactions (kept for
+    /// retransmissions until timer J) may hold; beyond, the oldest go.
+    pub max_completed_bytes: usize,
     /// Retry-After value for the 503 sent when full, in seconds.
     pub retry_after_secs: u32,
     /// How long an INVITE transaction may stay in Proceeding (no final response)
@@ -38,6 +41,9 @@ impl Default for Config {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             max_transactions: 100_000,
+            // 256 MiB: about 350,000 completed transactions of ~700 bytes,
+            // 11,000 a second for all of timer J, on a machine with 24 GiB.
+            max_completed_bytes: 256 << 20,
             retry_after_secs: 5,
             max_invite_proceeding: Duration::from_secs(300),
         }
@@ -76,6 +82,9 @@ pub enum ServerEvent {
     New(TxnId),
     /// A retransmission, absorbed (the last response may have been resent).
     Retransmission(TxnId),
+    /// A retransmission of a non-INVITE request already answered: the final
+    /// response was sent again.
+    Answered,
     /// An ACK for a non-2xx final response, absorbed by its INVITE transaction.
     AckAbsorbed(TxnId),
     /// An ACK that matches no transaction in Completed (an ACK for a 2xx): the TU
@@ -172,6 +181,7 @@ pub struct TxnLayer<D> {
     index: HashMap<TxnKey, TxnId>,
     pub(crate) wheel: Wheel<Armed>,
     live: usize,
+    pub(crate) completed: crate::completed::Completed<D>,
 }
 
 impl<D: Clone> TxnLayer<D> {
@@ -183,12 +193,30 @@ impl<D: Clone> TxnLayer<D> {
             index: HashMap::new(),
             wheel: Wheel::new(now),
             live: 0,
+            completed: crate::completed::Completed::new(config.max_completed_bytes),
         }
     }
 
-    /// Live transactions.
+    /// Transactions in progress (completed non-INVITE server transactions
+    /// are counted by [`TxnLayer::completed_len`]).
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Completed non-INVITE server transactions kept for retransmissions.
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
+    }
+
+    /// The memory those hold, in bytes (as accounted against
+    /// [`Config::max_completed_bytes`]).
+    pub fn completed_bytes(&self) -> usize {
+        self.completed.bytes()
+    }
+
+    /// Completed transactions dropped before timer J to stay within the bound.
+    pub fn completed_evicted(&self) -> u64 {
+        self.completed.evicted()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -324,6 +352,7 @@ impl<D: Clone> TxnLayer<D> {
                 }
             }
         }
+        self.completed.expire(now);
         self.release_capacity();
     }
 

@@ -8,13 +8,18 @@
 //! clock by passing instants they compute.
 //!
 //! All timers of all transactions live in one [`wheel::Wheel`]; there is no task
-//! or timer object per transaction. The table is bounded
-//! ([`Config::max_transactions`]): when full, a new request is refused with
-//! [`Full`], which the caller answers statelessly with 503 and Retry-After
-//! ([`service_unavailable`]).
+//! or timer object per transaction. Transactions in progress are bounded
+//! ([`Config::max_transactions`]): when that many are, a new request is
+//! refused with [`Full`], which the caller answers statelessly with 503 and
+//! Retry-After ([`service_unavailable`]). A non-INVITE server transaction
+//! that has sent its final response leaves the table: what it still needs
+//! for timer J (its key, where to send, the response) is kept apart, bounded
+//! in bytes ([`Config::max_completed_bytes`], oldest dropped first), and
+//! never counts toward refusing new work.
 #![forbid(unsafe_code)]
 
 mod client;
+mod completed;
 
 pub use client::SendError;
 mod key;

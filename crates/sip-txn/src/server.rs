@@ -35,6 +35,13 @@ impl<D: Clone> TxnLayer<D> {
             self.on_retransmission(id, out);
             return Ok(ServerEvent::Retransmission(id));
         }
+        if let Some((dest, response)) = self.completed.get(&key) {
+            out.push(Action::Send {
+                dest: dest.clone(),
+                bytes: response.clone(),
+            });
+            return Ok(ServerEvent::Answered);
+        }
         let invite = fields.method == Method::Invite;
         let txn = Txn {
             key,
@@ -114,11 +121,8 @@ impl<D: Clone> TxnLayer<D> {
         }
     }
 
-    /// Ends server transaction `id` now, after the TU answered it: a
-    /// retransmission of the request becomes a new transaction. For answers
-    /// that are as good sent twice as absorbed, such as a digest challenge
-    /// (a retransmitted request just gets a fresh one), this saves keeping the
-    /// transaction and its response for timer J (32 s over UDP).
+    /// Ends server transaction `id` now, whatever its state: a
+    /// retransmission of the request becomes a new transaction.
     pub fn abandon(&mut self, id: TxnId, out: &mut Vec<Action<D>>) {
         self.terminate(id, out);
     }
@@ -133,6 +137,35 @@ impl<D: Clone> TxnLayer<D> {
         bytes: Bytes,
         now: Instant,
         out: &mut Vec<Action<D>>,
+    ) -> bool {
+        self.respond_keeping(id, status, bytes, now, out, true)
+    }
+
+    /// Sends the final response of non-INVITE server transaction `id` and
+    /// ends it without keeping that response for retransmissions: for
+    /// answers that are as good sent twice as absorbed, such as a digest
+    /// challenge (a retransmitted request just gets a fresh one). Half of all
+    /// REGISTER and MESSAGE transactions are challenges. For other
+    /// transactions it is [`TxnLayer::respond`].
+    pub fn respond_and_forget(
+        &mut self,
+        id: TxnId,
+        status: u16,
+        bytes: Bytes,
+        now: Instant,
+        out: &mut Vec<Action<D>>,
+    ) -> bool {
+        self.respond_keeping(id, status, bytes, now, out, false)
+    }
+
+    fn respond_keeping(
+        &mut self,
+        id: TxnId,
+        status: u16,
+        bytes: Bytes,
+        now: Instant,
+        out: &mut Vec<Action<D>>,
+        keep: bool,
     ) -> bool {
         let (t1, t2) = (self.config.t1, self.config.t2);
         let Some(t) = self.get_mut(id) else {
@@ -164,14 +197,22 @@ impl<D: Clone> TxnLayer<D> {
                 true
             }
             (Kind::NonInviteServer, State::Trying | State::Proceeding) => {
-                t.last_out = Some(bytes.clone());
-                out.push(Action::Send { dest, bytes });
                 if status < 200 {
+                    t.last_out = Some(bytes.clone());
                     t.state = State::Proceeding;
-                } else {
-                    t.state = State::Completed;
-                    let j = self.linger(r, 64 * t1);
-                    self.arm(id, TimerSlot::Deadline, now + j);
+                    out.push(Action::Send { dest, bytes });
+                    return true;
+                }
+                // Completed: over UDP only the key, destination and response
+                // stay, for timer J (`crate::completed`); the slot is freed.
+                let key = t.key.clone();
+                out.push(Action::Send {
+                    dest: dest.clone(),
+                    bytes: bytes.clone(),
+                });
+                self.terminate(id, out);
+                if keep && r == Reliability::Unreliable {
+                    self.completed.insert(key, dest, bytes, now + 64 * t1);
                 }
                 true
             }

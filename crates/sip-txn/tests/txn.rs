@@ -117,26 +117,140 @@ fn non_invite_server_over_udp_absorbs_and_lingers_for_timer_j() {
     assert!(h.sends().is_empty(), "Trying absorbs silently");
     let ok = ResponseBuilder::new(&req, 200, "OK").to_tag("s1").finish();
     assert!(h.layer.respond(id, 200, ok.clone(), h.at(200), &mut h.out));
+    // Completed: out of the table at once, only the response kept.
+    assert!(h
+        .out
+        .iter()
+        .any(|a| matches!(a, Action::Terminated { id: t } if *t == id)));
     assert_eq!(h.sends().len(), 1);
-    assert_eq!(h.recv(&req, UDP, 1000), ServerEvent::Retransmission(id));
+    assert!(
+        h.layer.is_empty(),
+        "a completed transaction is not in progress"
+    );
+    assert_eq!(h.layer.completed_len(), 1);
+    assert_eq!(h.recv(&req, UDP, 1000), ServerEvent::Answered);
     assert_eq!(h.sends(), vec![String::from_utf8_lossy(&ok).into_owned()]);
     assert!(
         !h.layer.respond(id, 200, ok, h.at(1100), &mut h.out),
         "a second final response is refused"
     );
     h.poll(200 + 31_990);
-    assert_eq!(h.layer.len(), 1, "timer J is 64*T1");
+    assert_eq!(h.layer.completed_len(), 1, "timer J is 64*T1");
+    assert_eq!(h.recv(&req, UDP, 200 + 31_995), ServerEvent::Answered);
     h.poll(200 + 32_010);
-    assert!(h
-        .take()
-        .iter()
-        .any(|a| matches!(a, Action::Terminated { id: t } if *t == id)));
-    assert!(h.layer.is_empty());
+    assert_eq!(h.layer.completed_len(), 0);
+    assert_eq!(h.layer.completed_bytes(), 0);
     assert!(matches!(h.recv(&req, UDP, 40_000), ServerEvent::New(_)));
 }
 
 #[test]
-fn an_abandoned_server_transaction_is_gone_at_once() {
+fn completed_transactions_are_bounded_in_bytes_and_the_oldest_go_first() {
+    let t0 = Instant::now();
+    let mut layer: TxnLayer<()> = TxnLayer::new(
+        Config {
+            max_completed_bytes: 20_000,
+            ..Config::default()
+        },
+        t0,
+    );
+    let mut out = Vec::new();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let reqs: Vec<Message> = (0..200)
+        .map(|i| request("REGISTER", Some(&format!("z9hG4bKb{i}"))))
+        .collect();
+    for (i, m) in reqs.iter().enumerate() {
+        let f = RequestFields::extract(m).unwrap();
+        let ms = i as u64 * 10;
+        let Ok(ServerEvent::New(id)) = layer.on_request(m, &f, (), UDP, at(ms), &mut out) else {
+            panic!("request {i} refused: completed transactions must not fill the table")
+        };
+        let ok = ResponseBuilder::new(m, 200, "OK").to_tag("s").finish();
+        assert!(layer.respond(id, 200, ok, at(ms), &mut out));
+        assert!(
+            layer.completed_bytes() <= 20_000,
+            "{}",
+            layer.completed_bytes()
+        );
+    }
+    assert!(layer.is_empty());
+    let kept = layer.completed_len();
+    assert!(kept > 10 && kept < 200, "{kept}");
+    assert_eq!(layer.completed_evicted(), 200 - kept as u64);
+    // The newest are still answered from memory; the oldest went first and
+    // are new requests again.
+    let recv = |layer: &mut TxnLayer<()>, m: &Message, ms: u64, out: &mut Vec<Action<()>>| {
+        let f = RequestFields::extract(m).unwrap();
+        layer.on_request(m, &f, (), UDP, at(ms), out).unwrap()
+    };
+    assert_eq!(
+        recv(&mut layer, &reqs[199], 2_000, &mut out),
+        ServerEvent::Answered
+    );
+    assert_eq!(
+        recv(&mut layer, &reqs[200 - kept], 2_000, &mut out),
+        ServerEvent::Answered
+    );
+    assert!(matches!(
+        recv(&mut layer, &reqs[199 - kept], 2_000, &mut out),
+        ServerEvent::New(_)
+    ));
+    assert!(matches!(
+        recv(&mut layer, &reqs[0], 2_000, &mut out),
+        ServerEvent::New(_)
+    ));
+    // Timer J still ends the rest, oldest first.
+    let first = 200 - kept;
+    let j = |i: usize| i as u64 * 10 + 32_000;
+    layer.poll(at(j(first)), &mut out);
+    assert_eq!(layer.completed_len(), kept - 1);
+    assert!(matches!(
+        recv(&mut layer, &reqs[first], j(first), &mut out),
+        ServerEvent::New(_)
+    ));
+    assert_eq!(
+        recv(&mut layer, &reqs[199], j(first), &mut out),
+        ServerEvent::Answered
+    );
+    layer.poll(at(2_000 + 32_000), &mut out);
+    assert_eq!(layer.completed_len(), 0);
+    assert_eq!(layer.completed_bytes(), 0);
+}
+
+#[test]
+fn only_transactions_in_progress_count_toward_a_full_table() {
+    let t0 = Instant::now();
+    let mut layer: TxnLayer<()> = TxnLayer::new(
+        Config {
+            max_transactions: 2,
+            ..Config::default()
+        },
+        t0,
+    );
+    let mut out = Vec::new();
+    // A thousand requests answered at once: never full.
+    for i in 0..1000 {
+        let m = request("MESSAGE", Some(&format!("z9hG4bKq{i}")));
+        let f = RequestFields::extract(&m).unwrap();
+        let Ok(ServerEvent::New(id)) = layer.on_request(&m, &f, (), UDP, t0, &mut out) else {
+            panic!("request {i} refused")
+        };
+        let ok = ResponseBuilder::new(&m, 202, "Accepted").finish();
+        assert!(layer.respond(id, 202, ok, t0, &mut out));
+    }
+    assert_eq!(layer.completed_len(), 1000);
+    // Two left unanswered fill it.
+    for (i, b) in ["z9hG4bKp1", "z9hG4bKp2", "z9hG4bKp3"].iter().enumerate() {
+        let m = request("MESSAGE", Some(b));
+        let f = RequestFields::extract(&m).unwrap();
+        assert_eq!(
+            layer.on_request(&m, &f, (), UDP, t0, &mut out).is_err(),
+            i == 2
+        );
+    }
+}
+
+#[test]
+fn a_challenge_sent_and_forgotten_keeps_nothing() {
     let mut h = Harness::new();
     let req = request("REGISTER", Some("z9hG4bKr1"));
     let ServerEvent::New(id) = h.recv(&req, UDP, 0) else {
@@ -145,19 +259,37 @@ fn an_abandoned_server_transaction_is_gone_at_once() {
     let challenge = ResponseBuilder::new(&req, 401, "Unauthorized")
         .to_tag("s1")
         .finish();
-    assert!(h.layer.respond(id, 401, challenge, h.at(10), &mut h.out));
+    assert!(h
+        .layer
+        .respond_and_forget(id, 401, challenge, h.at(10), &mut h.out));
+    assert!(h
+        .out
+        .iter()
+        .any(|a| matches!(a, Action::Terminated { id: t } if *t == id)));
     assert_eq!(h.sends().len(), 1);
+    assert!(h.layer.is_empty());
+    assert_eq!(h.layer.completed_len(), 0);
+    // A retransmission is a new request for the TU, not absorbed.
+    assert!(matches!(h.recv(&req, UDP, 500), ServerEvent::New(n) if n != id));
+    // No timer of the forgotten transaction fires later.
+    h.poll(40_000);
+    assert!(h.sends().is_empty());
+}
+
+#[test]
+fn an_abandoned_server_transaction_is_gone_at_once() {
+    let mut h = Harness::new();
+    let req = request("REGISTER", Some("z9hG4bKr2"));
+    let ServerEvent::New(id) = h.recv(&req, UDP, 0) else {
+        panic!()
+    };
     h.layer.abandon(id, &mut h.out);
     assert!(h
         .take()
         .iter()
         .any(|a| matches!(a, Action::Terminated { id: t } if *t == id)));
     assert!(h.layer.is_empty());
-    // A retransmission is a new request for the TU, not absorbed.
     assert!(matches!(h.recv(&req, UDP, 500), ServerEvent::New(n) if n != id));
-    // No timer of the abandoned transaction fires later.
-    h.poll(40_000);
-    assert!(h.sends().is_empty());
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod api;
 mod bad_input;
 mod baresip;
 mod calls;
+mod capacity;
 mod defaults;
 mod harness;
 mod im;

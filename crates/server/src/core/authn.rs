@@ -260,15 +260,24 @@ impl Core {
             Challenger::Proxy => (407, "Proxy Authentication Required", "Proxy-Authenticate"),
         };
         let extra: Vec<(&str, &str)> = challenges.iter().map(|c| (name, c.as_str())).collect();
-        self.reply(r, status, reason, &extra).await;
         // A challenge to a non-INVITE is not kept for timer J: a retransmitted
         // request simply gets a fresh challenge. Half of all REGISTER and
-        // MESSAGE transactions are challenges, so this halves the table after
-        // a burst. An INVITE's challenge stays stateful (its ACK is absorbed).
-        if r.f.method != sip::Method::Invite {
-            self.txn.abandon(r.id, &mut self.out);
-            self.flush().await;
+        // MESSAGE transactions are challenges. An INVITE's challenge stays
+        // stateful (its ACK is absorbed).
+        if r.f.method == sip::Method::Invite {
+            return self.reply(r, status, reason, &extra).await;
         }
+        let bytes = self.build(r, status, reason, &extra);
+        self.metrics
+            .count_response(crate::metrics::method_label(r.f.method), status);
+        self.txn.respond_and_forget(
+            r.id,
+            status,
+            bytes,
+            std::time::Instant::now(),
+            &mut self.out,
+        );
+        self.flush().await;
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {

@@ -193,6 +193,7 @@ impl Core {
         let branch_prefix = format!("z9hG4bK{boot_id}");
         let txn_cfg = sip_txn::Config {
             max_transactions: cfg.max_transactions,
+            max_completed_bytes: cfg.max_completed_bytes,
             ..sip_txn::Config::default()
         };
         let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
@@ -474,6 +475,15 @@ impl Core {
             .transactions_live
             .store(self.txn.len() as u64, Relaxed);
         self.metrics
+            .transactions_completed
+            .store(self.txn.completed_len() as u64, Relaxed);
+        self.metrics
+            .transactions_completed_bytes
+            .store(self.txn.completed_bytes() as u64, Relaxed);
+        self.metrics
+            .transactions_completed_evicted
+            .store(self.txn.completed_evicted(), Relaxed);
+        self.metrics
             .connections
             .store(self.transport.connections() as u64, Relaxed);
         self.metrics.pending_writes.store(
@@ -744,6 +754,9 @@ impl Core {
                 return;
             }
             Err(sip_txn::Full) => {
+                self.metrics
+                    .transactions_refused_full
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let resp = sip_txn::service_unavailable(&message, 5);
                 self.send(reply_target(&source), resp).await;
                 return;
