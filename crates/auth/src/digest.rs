@@ -191,6 +191,21 @@ impl Verifier {
         )
     }
 
+    /// Whether `creds` answer a challenge of ours that is still valid (its
+    /// nonce verifies and has not expired). One HMAC, no user lookup: cheap
+    /// enough to tell, under overload, the second leg of a sign-in from a
+    /// new request.
+    pub fn answers_our_challenge(&self, creds: &AuthValue<'_>, now: u64) -> bool {
+        creds.is_scheme("Digest")
+            && creds.param("realm") == Some(self.realm.as_str())
+            && creds.param("nonce").is_some_and(|n| {
+                matches!(
+                    self.nonces.check(n, &self.realm, now),
+                    NonceState::Valid { .. }
+                )
+            })
+    }
+
     /// Stand-in secrets for a user who does not exist: the same computation runs,
     /// and fails, as for a wrong password.
     fn stand_in(&self, username: &str) -> DigestSecrets {

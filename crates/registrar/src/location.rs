@@ -212,6 +212,11 @@ impl Location {
         self.sources.contains_key(source)
     }
 
+    /// Whether some live binding was registered over connection `flow`.
+    pub fn has_flow(&self, flow: crate::Flow) -> bool {
+        self.flows.contains_key(&flow)
+    }
+
     /// Every address of record with bindings.
     pub fn aors(&self) -> Vec<String> {
         self.by_aor.keys().cloned().collect()

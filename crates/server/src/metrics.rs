@@ -25,6 +25,8 @@ pub struct Metrics {
     pub transactions_completed_bytes: AtomicU64,
     pub transactions_completed_evicted: AtomicU64,
     pub transactions_refused_full: AtomicU64,
+    pub shed_inbound_queue: AtomicU64,
+    pub shed_store_queue: AtomicU64,
     pub connections: AtomicU64,
     pub pending_writes: AtomicU64,
     pub db_commits: AtomicU64,
@@ -120,6 +122,15 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure, by what was full.\n\
+             # TYPE parapet_sip_requests_shed_total counter\n\
+             parapet_sip_requests_shed_total{{reason=\"inbound_queue\"}} {}\n\
+             parapet_sip_requests_shed_total{{reason=\"store_queue\"}} {}",
+            self.shed_inbound_queue.load(Ordering::Relaxed),
+            self.shed_store_queue.load(Ordering::Relaxed),
+        );
         let gauges: [(&str, &str, &AtomicU64); 9] = [
             (
                 "parapet_sip_transactions_completed",

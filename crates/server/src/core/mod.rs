@@ -7,6 +7,7 @@ mod authn;
 mod call;
 mod fork;
 mod im;
+mod overload;
 mod presence;
 pub(crate) mod ratelimit;
 mod refusals;
@@ -71,7 +72,7 @@ pub(crate) enum Event {
 }
 
 /// Database writes the core may have in flight; beyond, requests get 503.
-const MAX_PENDING_WRITES: usize = 256;
+pub(crate) const MAX_PENDING_WRITES: usize = 256;
 
 /// Methods this server handles (the Allow header).
 const ALLOW: &str =
@@ -129,6 +130,8 @@ pub struct Core {
     pub(crate) identity: crate::identity::Identity,
     last_interfaces: Instant,
     refusals: refusals::Refusals,
+    /// Messages waiting in the inbound queue when the current one was taken.
+    inbound_depth: usize,
 }
 
 impl std::fmt::Debug for Core {
@@ -201,6 +204,7 @@ impl Core {
             identity,
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),
+            inbound_depth: 0,
             verifier: auth::digest::Verifier::new(
                 &cfg.domain,
                 &dir.nonce_key,
@@ -259,7 +263,10 @@ impl Core {
         loop {
             tokio::select! {
                 m = inbound.recv() => match m {
-                    Some(m) => self.on_inbound(m).await,
+                    Some(m) => {
+                        self.inbound_depth = inbound.len();
+                        self.on_inbound(m).await
+                    }
                     None => return Ok(()),
                 },
                 Some(e) = self.events_rx.recv() => self.on_event(e).await,
@@ -763,6 +770,16 @@ impl Core {
             }
         };
         self.flush().await;
+        if let Some(why) = self.shed(&message, &fields, &source) {
+            let r = Req {
+                id,
+                msg: &message,
+                f: &fields,
+                src: &source,
+                own_routes: 0,
+            };
+            return self.answer_shed(&r, why).await;
+        }
         self.dispatch(id, &message, &fields, &source).await;
     }
 
