@@ -166,11 +166,11 @@ fn registered_users_keep_messaging_through_a_flood_from_many_sources() {
                 .arg(&csv)
                 .args(["-s", "flood", "-au", "flood", "-ap", "flood-flood-flood"])
                 .args([
-                    "-m", "20000", "-l", "300", "-r", "100000", "-t", "u1", "-nostdin",
+                    "-m", "200000", "-l", "300", "-r", "100000", "-t", "u1", "-nostdin",
                 ])
                 .args([
                     "-timeout",
-                    "12s",
+                    "60s",
                     "-i",
                     &format!("127.0.0.{i}"),
                     "-p",
@@ -229,16 +229,16 @@ fn registered_users_keep_messaging_through_a_flood_from_many_sources() {
         .unwrap_or(0);
     // The flood was shed...
     assert!(shed > 100, "requests shed: {shed}\n{metrics}");
-    // ...while bob's messages were delivered: at most 2 of 40 lost, and the
-    // run took at most twice its 8 s at 5 a second.
+    // ...while bob's messages were delivered: at most 4 of 40 lost (10%),
+    // within 30 s for 8 s of sending (other tests share the machine).
     let (ok, failed) = calls(&stat);
     assert!(
-        ok >= 38 && failed <= 2,
+        ok >= 36 && failed <= 4,
         "bob's messages: {ok} delivered, {failed} failed\n{}",
         s.log()
     );
     assert!(
-        took < std::time::Duration::from_secs(16),
+        took < std::time::Duration::from_secs(30),
         "bob's messages took {took:?}"
     );
     let mut inbox = inbox;
