@@ -3,7 +3,7 @@
 //! INVITE:     Calling -(1xx)-> Proceeding -(2xx)-> Accepted -(M)-> gone
 //!                     -(300-699)-> Completed (ACK sent) -(D)-> gone
 //!             Calling -(B)-> gone, Timeout
-//! non-INVITE: Trying -(1xx)-> Proceeding -(final)-> Completed -(K)-> gone
+//! non-INVITE: Trying -(1xx)-> Proceeding -(final)-> gone (the TU drops later retransmissions as strays)
 //!             Trying/Proceeding -(F)-> gone, Timeout
 
 use std::time::{Duration, Instant};
@@ -103,7 +103,6 @@ impl<D: Clone> TxnLayer<D> {
             return ClientEvent::Stray;
         };
         let t1 = self.config.t1;
-        let t4 = self.config.t4;
         let status = fields.status;
         let Some(t) = self.get_mut(id) else {
             return ClientEvent::Stray;
@@ -158,10 +157,12 @@ impl<D: Clone> TxnLayer<D> {
                 if status < 200 {
                     t.state = State::Proceeding;
                 } else {
-                    t.state = State::Completed;
-                    self.disarm(id, TimerSlot::Retransmit);
-                    let k = self.linger(r, t4);
-                    self.arm(id, TimerSlot::Deadline, now + k);
+                    // Completed would only absorb retransmissions of this
+                    // response for timer K (5 s over UDP), holding a slot of
+                    // the table; a retransmission arriving after the
+                    // transaction ended is a stray response, which the TU
+                    // drops just the same. So it ends at once.
+                    self.terminate(id, out);
                 }
                 ClientEvent::Deliver(id)
             }
