@@ -98,8 +98,16 @@ pub trait Bindings: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every binding not expired at `now` (unix seconds), for loading at start.
     fn live_bindings(&self, now: i64) -> impl Future<Output = Result<Vec<Binding>>> + Send;
-    /// Deletes bindings expired at `now`; returns how many.
+    /// Deletes every binding expired at `now` (a scan of all bindings: at
+    /// start and now and then); returns how many.
     fn purge_expired_bindings(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
+    /// Deletes the bindings `(aor, key)` the registrar saw expire, each only
+    /// if it is still expired at `now` (not refreshed since); returns how many.
+    fn remove_expired_bindings(
+        &self,
+        keys: Vec<(String, String)>,
+        now: i64,
+    ) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// Instant messages waiting for an offline recipient.

@@ -160,6 +160,49 @@ async fn bindings_refresh_expire_and_keep_their_path() {
 }
 
 #[tokio::test]
+async fn expired_bindings_go_by_key_unless_refreshed_since() {
+    let s = Sqlite::open(&SqliteConfig::new(temp_db("expire-by-key"))).unwrap();
+    s.add_user(user("sip:alice@example.com")).await.unwrap();
+    s.add_user(user("sip:bob@example.com")).await.unwrap();
+    for (aor, key) in [
+        ("sip:alice@example.com", "k1"),
+        ("sip:alice@example.com", "k2"),
+        ("sip:bob@example.com", "k1"),
+    ] {
+        s.upsert_binding(binding(aor, key, 100)).await.unwrap();
+    }
+    // alice's k2 was refreshed after the registrar saw it expire.
+    s.upsert_binding(binding("sip:alice@example.com", "k2", 500))
+        .await
+        .unwrap();
+    let seen = vec![
+        ("sip:alice@example.com".to_string(), "k1".to_string()),
+        ("sip:alice@example.com".to_string(), "k2".to_string()),
+    ];
+    assert_eq!(s.remove_expired_bindings(seen, 150).await.unwrap(), 1);
+    let live: Vec<(String, String)> = s
+        .live_bindings(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.aor, b.key))
+        .collect();
+    assert_eq!(
+        live,
+        [
+            ("sip:alice@example.com".to_string(), "k2".to_string()),
+            ("sip:bob@example.com".to_string(), "k1".to_string())
+        ],
+        "only the expired binding named went; bob's (not named) waits for the scan"
+    );
+    assert_eq!(s.purge_expired_bindings(150).await.unwrap(), 1);
+    // Removing the user still removes their bindings (the cascade survives
+    // the table's rebuild in schema 7).
+    s.remove_user("sip:alice@example.com").await.unwrap();
+    assert!(s.live_bindings(0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn pending_messages_keep_arrival_order() {
     let s = Sqlite::open(&SqliteConfig::new(temp_db("messages"))).unwrap();
     s.add_user(user("sip:bob@example.com")).await.unwrap();

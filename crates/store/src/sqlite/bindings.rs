@@ -89,6 +89,26 @@ impl Bindings for Sqlite {
         .await
     }
 
+    async fn remove_expired_bindings(
+        &self,
+        keys: Vec<(String, String)>,
+        now: i64,
+    ) -> Result<usize> {
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "DELETE FROM bindings WHERE aor = ?1 AND binding_key = ?2 AND expires_at <= ?3",
+                )
+                .map_err(db)?;
+            let mut n = 0;
+            for (aor, key) in &keys {
+                n += st.execute(params![aor, key, now]).map_err(db)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn purge_expired_bindings(&self, now: i64) -> Result<usize> {
         self.write(move |c| {
             c.execute("DELETE FROM bindings WHERE expires_at <= ?1", [now])
