@@ -246,7 +246,11 @@ impl Core {
                 .messages_delivered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
-            tracing::info!(%aor, id, "stored message not accepted by the recipient; kept for the next registration");
+            static KEPT: sip_transport::logging::RateLimited =
+                sip_transport::logging::RateLimited::new();
+            if let Some(suppressed) = KEPT.allow() {
+                tracing::info!(%aor, id, suppressed, "stored message not accepted by the recipient; kept for the next registration");
+            }
             self.delivering.remove(&aor);
             return;
         }

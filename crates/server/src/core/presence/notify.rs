@@ -395,7 +395,12 @@ impl Core {
             sub.in_flight = None;
         }
         if status >= 300 {
-            tracing::info!(id = %tag(id), status, "NOTIFY refused or unanswered; the subscription ends");
+            // Watchers decide this, so it is logged at a bounded rate.
+            static ENDED: sip_transport::logging::RateLimited =
+                sip_transport::logging::RateLimited::new();
+            if let Some(suppressed) = ENDED.allow() {
+                tracing::info!(id = %tag(id), status, suppressed, "NOTIFY refused or unanswered; the subscription ends");
+            }
             self.drop_subscription(id);
             return;
         }
