@@ -42,9 +42,12 @@ pub struct Location {
     pub(crate) by_aor: HashMap<String, Vec<Entry>>,
     /// How many live bindings came from each source address, so that
     /// `bound_source` is one lookup, not a scan (it runs per unauthenticated
-    /// in-dialog request). Kept right by `set_entries`, the one place entries
-    /// change.
-    sources: HashMap<String, usize>,
+    /// in-dialog request), and the sequence number at which the address
+    /// first had one (`source_since`). Kept right by `set_entries`, the one
+    /// place entries change.
+    sources: HashMap<String, (usize, u64)>,
+    /// Counts source addresses as they appear.
+    source_seq: u64,
     /// The addresses of record with a binding on each connection, so that a
     /// closed connection costs a lookup, not a scan. Kept by `set_entries`.
     flows: HashMap<crate::Flow, Vec<String>>,
@@ -56,6 +59,7 @@ impl Location {
             config,
             by_aor: HashMap::new(),
             sources: HashMap::new(),
+            source_seq: 0,
             flows: HashMap::new(),
         }
     }
@@ -63,30 +67,42 @@ impl Location {
     /// Replaces the bindings of `aor` (none: removes it), keeping the source
     /// index in step.
     pub(crate) fn set_entries(&mut self, aor: &str, mut entries: Vec<Entry>) {
+        // New entries are counted before old ones are let go, so that a
+        // source address refreshing its only binding keeps its place in
+        // `source_since`.
+        for e in &entries {
+            let seq = &mut self.source_seq;
+            self.sources
+                .entry(e.binding.source.clone())
+                .or_insert_with(|| {
+                    *seq += 1;
+                    (0, *seq)
+                })
+                .0 += 1;
+            if let Some(f) = e.flow {
+                let aors = self.flows.entry(f).or_default();
+                if !aors.iter().any(|a| a == aor) {
+                    aors.push(aor.to_owned());
+                }
+            }
+        }
         if let Some(old) = self.by_aor.remove(aor) {
             for e in &old {
-                if let Some(n) = self.sources.get_mut(&e.binding.source) {
+                if let Some((n, _)) = self.sources.get_mut(&e.binding.source) {
                     *n -= 1;
                     if *n == 0 {
                         self.sources.remove(&e.binding.source);
                     }
                 }
                 if let Some(f) = e.flow {
-                    if let Some(aors) = self.flows.get_mut(&f) {
-                        aors.retain(|a| a != aor);
-                        if aors.is_empty() {
-                            self.flows.remove(&f);
+                    if !entries.iter().any(|n| n.flow == Some(f)) {
+                        if let Some(aors) = self.flows.get_mut(&f) {
+                            aors.retain(|a| a != aor);
+                            if aors.is_empty() {
+                                self.flows.remove(&f);
+                            }
                         }
                     }
-                }
-            }
-        }
-        for e in &entries {
-            *self.sources.entry(e.binding.source.clone()).or_insert(0) += 1;
-            if let Some(f) = e.flow {
-                let aors = self.flows.entry(f).or_default();
-                if !aors.iter().any(|a| a == aor) {
-                    aors.push(aor.to_owned());
                 }
             }
         }
@@ -210,6 +226,19 @@ impl Location {
     /// (`udp:192.0.2.1:5060`): such an address may be sent requests.
     pub fn bound_source(&self, source: &str) -> bool {
         self.sources.contains_key(source)
+    }
+
+    /// When `source` first had a live binding, as a sequence number that
+    /// only grows (compare with `source_seq`): how overload control tells
+    /// users registered before the pressure began from those that
+    /// registered during it.
+    pub fn source_since(&self, source: &str) -> Option<u64> {
+        self.sources.get(source).map(|s| s.1)
+    }
+
+    /// The sequence number of the latest source address to appear.
+    pub fn source_seq(&self) -> u64 {
+        self.source_seq
     }
 
     /// Whether some live binding was registered over connection `flow`.

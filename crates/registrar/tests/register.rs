@@ -360,6 +360,36 @@ fn source_index_follows_every_change() {
 }
 
 #[test]
+fn a_source_keeps_its_place_while_it_refreshes_and_loses_it_when_gone() {
+    let mut l = loc();
+    let a = "Contact: <sip:a@192.0.2.1:5060>\r\n";
+    l.register(AOR, &register("c1", 1, a), "udp:192.0.2.1:5060", None, 0)
+        .unwrap();
+    let first = l.source_since("udp:192.0.2.1:5060").unwrap();
+    assert_eq!(l.source_seq(), first);
+    l.register(
+        "sip:bob@example.com",
+        &register("c2", 1, "Contact: <sip:b@192.0.2.2:5060>\r\n"),
+        "udp:192.0.2.2:5060",
+        None,
+        0,
+    )
+    .unwrap();
+    let second = l.source_since("udp:192.0.2.2:5060").unwrap();
+    assert!(second > first);
+    // A refresh of its only binding keeps the first source's place.
+    l.register(AOR, &register("c1", 2, a), "udp:192.0.2.1:5060", None, 10)
+        .unwrap();
+    assert_eq!(l.source_since("udp:192.0.2.1:5060"), Some(first));
+    // Gone and back: a new place, after everyone else's.
+    l.remove_aor(AOR);
+    assert_eq!(l.source_since("udp:192.0.2.1:5060"), None);
+    l.register(AOR, &register("c3", 1, a), "udp:192.0.2.1:5060", None, 20)
+        .unwrap();
+    assert!(l.source_since("udp:192.0.2.1:5060").unwrap() > second);
+}
+
+#[test]
 fn a_closed_connection_takes_every_binding_made_over_it_and_no_other() {
     let mut l = loc();
     let bob = "sip:bob@example.com";

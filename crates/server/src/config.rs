@@ -99,7 +99,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.max_message_size", "65536", "Largest SIP message accepted, in bytes."),
     ("limits.max_connections_per_ip", "32", "Open connections from one address."),
     ("limits.max_transactions", "100000", "SIP transactions in progress at once; beyond, 503 with Retry-After. Answered non-INVITE requests do not count (see max_completed_bytes)."),
-    ("limits.overload_queue", "512", "Received messages waiting for the SIP core beyond which new requests from sources that are not signed in are answered 503 (Overloaded) with Retry-After, before any other work; at 3,072 (three quarters of the queue), new requests from registered sources too. Requests inside dialogs and answers to challenges always pass."),
+    ("limits.overload_delay_ms", "50", "How long received messages may wait for the SIP core: when every message has waited longer than this for a tenth of a second (a standing queue, not a burst), new requests from sources that are not signed in are answered 503 (Overloaded) with Retry-After, before any other work; when 3,072 messages wait (three quarters of the queue), new requests from registered sources too. Requests inside dialogs and answers to challenges always pass."),
     ("limits.max_completed_bytes", "268435456", "Memory for answered non-INVITE requests kept to absorb retransmissions until timer J (32 s over UDP), in bytes; beyond, the oldest are dropped first (a retransmission is then handled again, harmless for REGISTER and MESSAGE)."),
     ("limits.unauthenticated_rate", "20", "Unauthenticated requests per second from one address (challenges, failed sign-ins); beyond, 503 with Retry-After."),
     ("limits.unauthenticated_burst", "100", "Burst allowance for unauthenticated requests from one address."),
@@ -279,7 +279,7 @@ pub struct RawLimits {
     pub max_connections_per_ip: Option<usize>,
     pub max_transactions: Option<usize>,
     pub max_completed_bytes: Option<usize>,
-    pub overload_queue: Option<usize>,
+    pub overload_delay_ms: Option<u64>,
     pub unauthenticated_rate: Option<u32>,
     pub unauthenticated_burst: Option<u32>,
     pub user_api_rate: Option<u32>,
@@ -313,8 +313,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub max_transactions: usize,
     pub max_completed_bytes: usize,
-    /// Inbound queue depth where overload shedding starts.
-    pub overload_queue: usize,
+    /// The queueing delay that, standing, starts overload shedding.
+    pub overload_delay: std::time::Duration,
     pub unauthenticated_rate: u32,
     pub unauthenticated_burst: u32,
     /// Requests per second, and burst, per user on the user API.
@@ -479,9 +479,9 @@ impl RawConfig {
             &domain,
             &host_names,
         )?;
-        let overload_queue = lim.overload_queue.unwrap_or(512);
-        if !(1..3072).contains(&overload_queue) {
-            return Err("limits.overload_queue must be between 1 and 3071 (messages waiting for the SIP core; registered sources are shed from 3072)".into());
+        let overload_delay_ms = lim.overload_delay_ms.unwrap_or(50);
+        if !(1..=10_000).contains(&overload_delay_ms) {
+            return Err("limits.overload_delay_ms must be between 1 and 10000 (milliseconds a received message may wait for the SIP core)".into());
         }
         Ok(Config {
             ws_origins,
@@ -506,7 +506,7 @@ impl RawConfig {
             max_connections_per_ip: lim.max_connections_per_ip.unwrap_or(32).max(1),
             max_transactions: lim.max_transactions.unwrap_or(100_000).max(1),
             max_completed_bytes: lim.max_completed_bytes.unwrap_or(256 << 20),
-            overload_queue,
+            overload_delay: std::time::Duration::from_millis(overload_delay_ms),
             unauthenticated_rate: lim.unauthenticated_rate.unwrap_or(20).max(1),
             unauthenticated_burst: lim.unauthenticated_burst.unwrap_or(100).max(1),
             user_api_rate: (

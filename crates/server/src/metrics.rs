@@ -31,6 +31,9 @@ pub struct Metrics {
     pub pending_writes: AtomicU64,
     pub db_commits: AtomicU64,
     pub inbound_queue: AtomicU64,
+    /// The longest a received message waited for the core over the last
+    /// second, in microseconds.
+    pub inbound_delay_us: AtomicU64,
     pub notifies_sent: AtomicU64,
     pub publications: AtomicU64,
     pub subscriptions: AtomicU64,
@@ -124,12 +127,19 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure, by what was full.\n\
+            "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure: messages waiting too long for the core (inbound_queue) or store writes piling up (store_queue).\n\
              # TYPE parapet_sip_requests_shed_total counter\n\
              parapet_sip_requests_shed_total{{reason=\"inbound_queue\"}} {}\n\
              parapet_sip_requests_shed_total{{reason=\"store_queue\"}} {}",
             self.shed_inbound_queue.load(Ordering::Relaxed),
             self.shed_store_queue.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP parapet_inbound_delay_seconds The longest a received message waited for the SIP core over the last second (overload control sheds when waits stay above limits.overload_delay_ms).\n\
+             # TYPE parapet_inbound_delay_seconds gauge\n\
+             parapet_inbound_delay_seconds {:.6}",
+            self.inbound_delay_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
         let gauges: [(&str, &str, &AtomicU64); 9] = [
             (

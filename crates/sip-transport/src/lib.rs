@@ -88,4 +88,7 @@ pub struct Source {
 pub struct Inbound {
     pub message: sip::Message,
     pub source: Source,
+    /// When the transport had the whole message: the time until the core
+    /// takes it is the queueing delay that overload control watches.
+    pub received: std::time::Instant,
 }

@@ -146,7 +146,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 loop {
                     match framer.decode(&mut buf, &cfg.limits) {
                         Ok(Decoded::Message(message)) => {
-                            let item = Inbound { message, source: source.clone() };
+                            let item = Inbound { message, source: source.clone(), received: std::time::Instant::now() };
                             // Waiting here stops reading this connection: backpressure
                             // falls on the peer that causes it.
                             if ctx.inbound.send(item).await.is_err() {

@@ -59,7 +59,15 @@ async fn handle(
                 flow,
                 peer_certificates: None,
             };
-            if ctx.inbound.try_send(Inbound { message, source }).is_err() {
+            if ctx
+                .inbound
+                .try_send(Inbound {
+                    message,
+                    source,
+                    received: std::time::Instant::now(),
+                })
+                .is_err()
+            {
                 if let Some(suppressed) = logging::QUEUE_FULL.allow() {
                     tracing::warn!(%remote, suppressed, "inbound queue full: datagram dropped");
                 }

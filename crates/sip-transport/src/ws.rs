@@ -172,7 +172,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 match sip::parse_datagram(data.clone(), &ctx.config.limits) {
                     Ok(message) => {
-                        if ctx.inbound.send(Inbound { message, source: source.clone() }).await.is_err() {
+                        if ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now() }).await.is_err() {
                             break;
                         }
                     }

@@ -97,11 +97,12 @@ fn calls(stat: &std::path::Path) -> (u64, u64) {
 
 #[test]
 fn registered_users_keep_messaging_through_a_flood_from_many_sources() {
-    // Shedding starts at 32 waiting messages; the per-address limit lifted,
-    // so that the flood meets the overload control, not that limit.
+    // Shedding starts once messages have waited over 5 ms for 100 ms; the
+    // per-address limit lifted, so that the flood meets the overload
+    // control, not that limit.
     let s = Server::with_config(
         "flood",
-        "[limits]\noverload_queue = 32\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000",
+        "[limits]\noverload_delay_ms = 5\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000",
     );
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");

@@ -33,6 +33,10 @@ fn status_health_and_metrics_on_the_admin_listener() {
         "{metrics}"
     );
     assert!(metrics.contains("\nparapet_inbound_queue "), "{metrics}");
+    assert!(
+        metrics.contains("\nparapet_inbound_delay_seconds "),
+        "{metrics}"
+    );
     // The API wants a token, and says how to get one.
     let (line, body) = s.http_get("/v1/status", None);
     assert!(

@@ -72,7 +72,7 @@ pub(crate) enum Event {
 }
 
 /// Database writes the core may have in flight; beyond, requests get 503.
-pub(crate) const MAX_PENDING_WRITES: usize = 256;
+pub(crate) const MAX_PENDING_WRITES: usize = 1024;
 
 /// Methods this server handles (the Allow header).
 const ALLOW: &str =
@@ -132,6 +132,10 @@ pub struct Core {
     refusals: refusals::Refusals,
     /// Messages waiting in the inbound queue when the current one was taken.
     inbound_depth: usize,
+    queue_delay: overload::QueueDelay,
+    /// While pressure builds: the location service's `source_seq` when it
+    /// began (sources registered later are not familiar).
+    pressure_seq: Option<u64>,
 }
 
 impl std::fmt::Debug for Core {
@@ -176,6 +180,19 @@ impl Core {
                 }
             });
         }
+        // Bindings that expired while the server was down (those that expire
+        // while it runs are removed by key as the registrar sees them go).
+        {
+            let store = store.clone();
+            let now = unix_now();
+            tokio::spawn(async move {
+                match store::Bindings::purge_expired_bindings(&store, now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(bindings = n, "expired registrations purged at start"),
+                    Err(e) => tracing::warn!(error = %e, "could not purge expired bindings"),
+                }
+            });
+        }
         let waiting: HashMap<String, u64> = store::Messages::pending_recipients(&store)
             .await
             .map_err(|e| e.to_string())?
@@ -205,6 +222,8 @@ impl Core {
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),
             inbound_depth: 0,
+            queue_delay: overload::QueueDelay::new(cfg.overload_delay),
+            pressure_seq: None,
             verifier: auth::digest::Verifier::new(
                 &cfg.domain,
                 &dir.nonce_key,
@@ -265,6 +284,13 @@ impl Core {
                 m = inbound.recv() => match m {
                     Some(m) => {
                         self.inbound_depth = inbound.len();
+                        let writes = MAX_PENDING_WRITES - self.writes.available_permits();
+                        self.queue_delay.observe(m.received, Instant::now(), writes);
+                        if !self.queue_delay.rising() {
+                            self.pressure_seq = None;
+                        } else if self.pressure_seq.is_none() {
+                            self.pressure_seq = Some(self.location.source_seq());
+                        }
                         self.on_inbound(m).await
                     }
                     None => return Ok(()),
@@ -475,6 +501,11 @@ impl Core {
         self.verifier
             .housekeeping(u64::try_from(unix_now()).unwrap_or(0));
         use std::sync::atomic::Ordering::Relaxed;
+        let worst = std::mem::take(&mut self.queue_delay.worst);
+        self.metrics.inbound_delay_us.store(
+            u64::try_from(worst.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
         self.metrics
             .registrations
             .store(self.location.len() as u64, Relaxed);
@@ -536,7 +567,8 @@ impl Core {
         if !expired.is_empty() {
             let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store::Bindings::purge_expired_bindings(&store, now).await {
+                if let Err(e) = store::Bindings::remove_expired_bindings(&store, expired, now).await
+                {
                     tracing::warn!(error = %e, "could not purge expired bindings");
                 }
             });
@@ -702,7 +734,9 @@ impl Core {
     }
 
     async fn on_inbound(&mut self, m: Inbound) {
-        let Inbound { message, source } = m;
+        let Inbound {
+            message, source, ..
+        } = m;
         if message.is_response() {
             let Ok(fields) = ResponseFields::extract(&message) else {
                 return;
