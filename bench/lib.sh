@@ -75,7 +75,7 @@ digest_md5_unencrypted = true
 unauthenticated_rate = 100000000
 unauthenticated_burst = 100000000
 TOML
-    target/release/parapet serve --config "$work/parapet.toml" --data-dir "$pdata" --domain example.test \
+    ${PARAPET_PREFIX:-} target/release/parapet serve --config "$work/parapet.toml" --data-dir "$pdata" --domain example.test \
         --allow-insecure-transports --listen "udp://127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" --web-listen "" 2>"$work/parapet.log" &
     ppid=$!
     sleep 2
