@@ -148,7 +148,7 @@ impl Transport {
         for l in listeners {
             bound.push(match l {
                 Listener::Udp(a) => {
-                    let s = UdpSocket::bind(a).await?;
+                    let s = crate::udp::bind(a)?;
                     let local = s.local_addr()?;
                     Bound::Udp(Arc::new(s), local, flows.next_id())
                 }
