@@ -53,7 +53,7 @@ phase() { # port local_port rate limit seconds tag
     # SIPp's own -timeout has been seen not to end a phase with calls stuck
     # waiting (KIND=subscribe): interrupt it, then kill it.
     (cd "$work" && timeout -s INT -k 10 $((secs + 15)) taskset -c 1 sipp -sf "$OLDPWD/bench/sipp/$SF" -inf users.csv -m 100000000 \
-        -r "$rate" -l "$limit" -t u1 -auth_uri "$AUTH_URI" -s u0 -i 127.0.0.1 -p "$lport" -trace_stat -stf "$tag.stat" \
+        -r "$rate" -l "$limit" -t u1 -auth_uri "$AUTH_URI" -s u0 -i 127.0.0.1 -p "$lport" -trace_stat -stf "$tag.stat" -trace_err -error_file "$tag.err" \
         -nostdin -timeout "${secs}s" 127.0.0.1:"$port" >/dev/null 2>&1) || true
     awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "SuccessfulCall(C)") s = i; if ($i == "FailedCall(C)") f = i } }
                END { print $s + 0, $f + 0 }' "$work/$tag.stat"
@@ -75,16 +75,27 @@ receiver() { # port
 # CPU time (clock ticks) used so far by processes $@ and their threads.
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 
-# One phase with the server's CPU time; prints "successful failed µs-per-call".
+# Requests Parapet shed so far (503 Overloaded, every reason); "-" for
+# Kamailio, whose failures are not told apart.
+shed() {
+    [ -n "${METRICS:-}" ] || { echo -; return; }
+    curl -s "$METRICS" | awk '/^parapet_sip_requests_shed_total/ { n += $2 } END { print n + 0 }'
+}
+
+# One phase with the server's CPU time; prints "successful failed
+# µs-per-call shed" (shed: how many of the failures were requests the
+# server shed because it could not keep up).
 measured() { # pids-var port local_port rate limit seconds tag
     local pids=$1; shift
-    local t0 ok failed
+    local t0 s0 ok failed
     # shellcheck disable=SC2086
     t0=$(ticks $pids)
+    s0=$(shed)
     read -r ok failed < <(phase "$@")
+    local s1; s1=$(shed)
     # shellcheck disable=SC2086
     echo "$ok $failed $(awk -v t=$(($(ticks $pids) - t0)) -v hz="$(getconf CLK_TCK)" -v n="$ok" \
-        'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')"
+        'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }') $([ "$s0" = - ] && echo - || echo $((s1 - s0)))"
 }
 
 run_phases() { # name port pids...
@@ -99,18 +110,18 @@ run_phases() { # name port pids...
     local lport=17200
     for pct in 25 50 75; do
         lport=$((lport + 1))
-        read -r ok failed us < <(measured "$pids" "$port" "$lport" $((cap * pct / 100)) 100000 "$SECS" "$name-$pct")
-        line="$line $ok $failed $us"
+        read -r ok failed us sh < <(measured "$pids" "$port" "$lport" $((cap * pct / 100)) 100000 "$SECS" "$name-$pct")
+        line="$line $ok $failed/$sh $us"
     done
-    read -r ok failed us < <(measured "$pids" "$port" 17300 $((cap * 90 / 100)) 100000 $((2 * SECS)) "$name-90")
+    read -r ok failed us sh < <(measured "$pids" "$port" 17300 $((cap * 90 / 100)) 100000 $((2 * SECS)) "$name-90")
     [ -z "${uas:-}" ] || kill "$uas" 2>/dev/null || true
-    echo "$line $ok $failed $us"
+    echo "$line $ok $failed/$sh $us"
 }
 
 PARAPET_PREFIX="taskset -c 0" start_parapet "$PARAPET_PORT" "$ADMIN_PORT"
 taskset -a -p -c 0 "$ppid" >/dev/null
 [ "$KIND" != subscribe ] || target/release/parapet admin policy set privacy global presence_internal=everyone >/dev/null
-p=$(run_phases parapet "$PARAPET_PORT" "$ppid")
+p=$(METRICS="http://127.0.0.1:$ADMIN_PORT/metrics" run_phases parapet "$PARAPET_PORT" "$ppid")
 kill "$ppid"; wait "$ppid" 2>/dev/null || true
 
 if [ "${ONLY:-}" != parapet ]; then
@@ -139,13 +150,13 @@ if [ "${ONLY:-}" != parapet ]; then
 fi
 
 echo "Closed loop, ${OUTSTANDING:-400} calls outstanding, $SECS s; then open loop at fractions of each server's own capacity"
-echo "(completed / failed calls, and the server's CPU µs per completed call)."
+echo "(completed / failed calls / of those, requests the server shed, and the server's CPU µs per completed call)."
 echo
 echo "| server ($KIND) | per second | CPU % of its core | per second per core | failed | 25% | 50% | 75% | 90% for $((2 * SECS)) s |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for r in "$p" ${k:+"$k"}; do
     read -r n cap cpu bf o25 f25 u25 o50 f50 u50 o75 f75 u75 o90 f90 u90 <<<"$r"
-    echo "| $n | $cap | $cpu | $((cap * 100 / (cpu > 0 ? cpu : 1))) | $bf | $o25 / $f25 / $u25 µs | $o50 / $f50 / $u50 µs | $o75 / $f75 / $u75 µs | $o90 / $f90 / $u90 µs |"
+    echo "| $n | $cap | $cpu | $((cap * 100 / (cpu > 0 ? cpu : 1))) | $bf | $o25 / ${f25/\// / } / $u25 µs | $o50 / ${f50/\// / } / $u50 µs | $o75 / ${f75/\// / } / $u75 µs | $o90 / ${f90/\// / } / $u90 µs |"
 done
 if [ -n "${k:-}" ]; then
     read -r _ pcap pcpu _ _ _ pu25 _ _ pu50 _ _ pu75 _ _ pu90 <<<"$p"

@@ -127,7 +127,7 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure: messages waiting too long for the core (inbound_queue) or store writes piling up (store_queue).\n\
+            "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure: messages waiting too long for the core (inbound_queue) or database writes slow or piling up (store_queue).\n\
              # TYPE parapet_sip_requests_shed_total counter\n\
              parapet_sip_requests_shed_total{{reason=\"inbound_queue\"}} {}\n\
              parapet_sip_requests_shed_total{{reason=\"store_queue\"}} {}",

@@ -13,6 +13,7 @@ pub(crate) mod ratelimit;
 mod refusals;
 mod register;
 mod routing;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use sip::{Message, Method, RequestFields, ResponseFields, Uri};
 use sip_transport::{Inbound, Protocol, Source, Target, Transport};
 use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
 use store::Sqlite;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
 
@@ -71,9 +72,6 @@ pub(crate) enum Event {
     Interfaces(Vec<std::net::IpAddr>),
 }
 
-/// Database writes the core may have in flight; beyond, requests get 503.
-pub(crate) const MAX_PENDING_WRITES: usize = 1024;
-
 /// Methods this server handles (the Allow header).
 const ALLOW: &str =
     "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, PUBLISH";
@@ -93,7 +91,7 @@ pub struct Core {
     store: Sqlite,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
-    writes: Arc<Semaphore>,
+    writes: writes::Writes,
     reloading: bool,
     out: Vec<Action<Target>>,
     tag_seq: u64,
@@ -241,7 +239,7 @@ impl Core {
             store,
             events_tx,
             events_rx,
-            writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
+            writes: writes::Writes::new(),
             reloading: false,
             out: Vec::new(),
             tag_seq: 0,
@@ -284,8 +282,7 @@ impl Core {
                 m = inbound.recv() => match m {
                     Some(m) => {
                         self.inbound_depth = inbound.len();
-                        let writes = MAX_PENDING_WRITES - self.writes.available_permits();
-                        self.queue_delay.observe(m.received, Instant::now(), writes);
+                        self.queue_delay.observe(m.received, Instant::now(), &self.writes);
                         if !self.queue_delay.rising() {
                             self.pressure_seq = None;
                         } else if self.pressure_seq.is_none() {
@@ -524,10 +521,9 @@ impl Core {
         self.metrics
             .connections
             .store(self.transport.connections() as u64, Relaxed);
-        self.metrics.pending_writes.store(
-            (MAX_PENDING_WRITES - self.writes.available_permits()) as u64,
-            Relaxed,
-        );
+        self.metrics
+            .pending_writes
+            .store(self.writes.in_flight() as u64, Relaxed);
         self.metrics.db_commits.store(self.store.commits(), Relaxed);
         let now = unix_now();
         self.expire_subscriptions(now);
@@ -680,11 +676,8 @@ impl Core {
 
     /// A slot for one database write, or `None` once the request has been
     /// answered 503 (too many writes in flight).
-    pub(crate) async fn write_permit(
-        &mut self,
-        r: &Req<'_>,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if let Ok(p) = self.writes.clone().try_acquire_owned() {
+    pub(crate) async fn write_permit(&mut self, r: &Req<'_>) -> Option<writes::WritePermit> {
+        if let Some(p) = self.writes.try_acquire() {
             return Some(p);
         }
         self.reply(

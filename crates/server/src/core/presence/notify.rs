@@ -445,7 +445,7 @@ impl Core {
             return;
         }
         // One write at a time; the rest wait for the next second.
-        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+        let Some(permit) = self.writes.try_acquire() else {
             return;
         };
         let ids: Vec<String> = self.presence.removals.drain(..).map(tag).collect();
