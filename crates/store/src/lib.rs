@@ -1,26 +1,18 @@
-//! # parapet-store: what Parapet keeps on disk
+//! # parapet-store: what Parapet keeps, as traits
 //!
 //! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`],
-//! [`Admins`], [`AuditLog`], [`PresenceState`], [`Contacts`]) over plain data types
-//! ([`model`]), and their SQLite implementation ([`Sqlite`]). The SQL sticks to
-//! what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns, `ON CONFLICT` upserts,
-//! no SQLite-only functions) so that a PostgreSQL implementation can follow with
-//! its own migrations.
+//! [`Admins`], [`UserSessions`], [`AuditLog`], [`PresenceState`],
+//! [`Contacts`]), gathered in [`Store`], over plain data types ([`model`]).
+//! The SIP application and the HTTP APIs name only these; an implementation
+//! (`parapet-store-sqlite` today) is chosen where the server is wired, so a
+//! role that keeps nothing (the Edge) builds without a database.
 //!
-//! Durability: every write commits in WAL mode with `synchronous = FULL` before
-//! the call returns, so what the server acknowledged survives a crash or a
-//! `kill -9`. Writes that wait together commit together (group commit: one
-//! fsync for the batch, each write atomic in its own savepoint).
-//!
-//! Async discipline: SQLite calls block, so they never run on the async runtime.
-//! [`Sqlite`] owns one writer thread and a fixed set of reader threads, each
-//! with its own connection, fed through bounded queues; callers await the
-//! result. When a queue is full callers wait (backpressure) rather than the
-//! queue growing.
+//! What every implementation promises: a write has reached durable storage
+//! when its future returns `Ok` (the caller acknowledges after that, never
+//! before), a handle is cheap to clone, and no call blocks the async runtime.
 #![forbid(unsafe_code)]
 
 pub mod model;
-mod sqlite;
 
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
@@ -28,7 +20,6 @@ pub use model::{
     PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow, TokenRow, User,
     UserSessionRow,
 };
-pub use sqlite::{Sqlite, SqliteConfig};
 
 use std::future::Future;
 
@@ -60,6 +51,32 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything Parapet keeps: what the server, the SIP application and the
+/// APIs hold a handle to.
+pub trait Store:
+    Users
+    + Bindings
+    + Messages
+    + Policies
+    + Admins
+    + UserSessions
+    + AuditLog
+    + PresenceState
+    + Contacts
+    + Clone
+    + std::fmt::Debug
+    + 'static
+{
+    /// Write transactions committed so far (each carries one or more
+    /// writes), for the metrics.
+    fn commits(&self) -> u64;
+
+    /// A handle whose every write also appends `entry` to the audit log, in
+    /// the same transaction: the change and its record commit together or
+    /// not at all.
+    fn audited(&self, entry: AuditEntry) -> Self;
+}
 
 /// Accounts of SIP users.
 pub trait Users: Send + Sync {

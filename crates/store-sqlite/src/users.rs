@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{db, Sqlite};
-use crate::{NewUser, Result, User, Users};
+use store::{NewUser, Result, User, Users};
 
 fn row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{db, Sqlite};
-use crate::{Result, UserSessionRow, UserSessions};
+use store::{Result, UserSessionRow, UserSessions};
 
 impl UserSessions for Sqlite {
     async fn add_user_session(&self, s: UserSessionRow, max_per_user: usize) -> Result<()> {

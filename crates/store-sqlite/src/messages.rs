@@ -3,7 +3,7 @@
 use rusqlite::{params, Row};
 
 use super::{db, Sqlite};
-use crate::{Messages, PendingMessage, Result};
+use store::{Messages, PendingMessage, Result};
 
 fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
     Ok(PendingMessage {

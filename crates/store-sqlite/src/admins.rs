@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{audit, db, Sqlite};
-use crate::{
+use store::{
     AdminRow, AdminUpdate, Admins, AuditEntry, AuditFilter, AuditLog, AuditRecord, AuditReport,
     Result, RoleRow, SignIn, StoreError, TokenRow,
 };

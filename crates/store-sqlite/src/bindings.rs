@@ -5,7 +5,7 @@ use rusqlite::{params, Row};
 use super::{db, Sqlite};
 use rusqlite::Connection;
 
-use crate::{Binding, BindingChange, Bindings, Result};
+use store::{Binding, BindingChange, Bindings, Result};
 
 /// Path values are stored one per line; a Path value cannot contain a newline.
 fn row(r: &Row<'_>) -> rusqlite::Result<Binding> {

@@ -5,10 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use store::{
-    Binding, BindingChange, Bindings, GrantRow, GrantTargetRow, GroupRow, Messages, NewUser,
-    PendingMessage, Policies, PolicyRow, PolicyScope, Sqlite, SqliteConfig, StoreError, Users,
-};
+use store::{Binding, BindingChange, Bindings, GrantRow, GrantTargetRow, GroupRow, Messages, NewUser, PendingMessage, Policies, PolicyRow, PolicyScope, Store, StoreError, Users};
+use store_sqlite::{Sqlite, SqliteConfig};
 
 fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("parapet-store-{}-{name}", std::process::id()));

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{db, Sqlite};
-use crate::{
+use store::{
     GrantRow, GrantTargetRow, GroupRow, Policies, PolicyRow, PolicyScope, PolicyState, Result,
     StoreError,
 };

@@ -1,6 +1,23 @@
-//! SQLite: WAL journal, `synchronous = FULL`, foreign keys on; one writer
-//! thread that commits waiting writes together (group commit) and a fixed pool
-//! of reader threads, each with its own connection and fed by a bounded queue.
+//! # parapet-store-sqlite: the `store` traits on SQLite
+//!
+//! WAL journal, `synchronous = FULL`, foreign keys on; one writer thread that
+//! commits waiting writes together (group commit) and a fixed pool of reader
+//! threads, each with its own connection and fed by a bounded queue.
+//!
+//! Durability: every write commits before the call returns, so what the
+//! server acknowledged survives a crash or a `kill -9`. Writes that wait
+//! together commit together (one fsync for the batch, each write atomic in its
+//! own savepoint).
+//!
+//! Async discipline: SQLite calls block, so they never run on the async
+//! runtime. [`Sqlite`] owns one writer thread and a fixed set of reader
+//! threads, each with its own connection, fed through bounded queues; callers
+//! await the result. When a queue is full callers wait (backpressure) rather
+//! than the queue growing.
+//!
+//! The SQL sticks to what PostgreSQL also speaks (INTEGER/TEXT/BLOB columns,
+//! `ON CONFLICT` upserts, no SQLite-only functions).
+#![forbid(unsafe_code)]
 
 mod admins;
 mod audit;
@@ -21,7 +38,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{AuditEntry, Result, StoreError};
+use store::{AuditEntry, Result, StoreError};
 
 /// Pool and connection settings.
 #[derive(Debug, Clone)]
@@ -145,20 +162,6 @@ impl Sqlite {
         })
     }
 
-    /// Write transactions committed so far (each carries one or more writes).
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
-    /// A handle whose every write also appends `entry` to the audit log, in
-    /// the same transaction: the change and its record commit together or
-    /// not at all.
-    pub fn audited(&self, entry: AuditEntry) -> Sqlite {
-        Sqlite {
-            audit: Some(Arc::new(entry)),
-            ..self.clone()
-        }
-    }
 
     /// Runs the read-only `f` on a reader's connection and returns its result.
     pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
@@ -303,6 +306,19 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> bool {
         finish(commit.clone().map_err(StoreError::Db));
     }
     committed
+}
+
+impl store::Store for Sqlite {
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn audited(&self, entry: AuditEntry) -> Sqlite {
+        Sqlite {
+            audit: Some(Arc::new(entry)),
+            ..self.clone()
+        }
+    }
 }
 
 fn connect(config: &SqliteConfig) -> Result<Connection> {

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{db, Sqlite};
-use crate::{ContactRow, Contacts, Result, StoreError};
+use store::{ContactRow, Contacts, Result, StoreError};
 
 /// Group names are stored one per line; names cannot hold a newline.
 fn row(r: &Row<'_>) -> rusqlite::Result<ContactRow> {

@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
-use store::{
-    AdminRow, AdminUpdate, Admins, AuditEntry, AuditFilter, AuditLog, GroupRow, NewUser, Policies,
-    RoleRow, SignIn, Sqlite, SqliteConfig, StoreError, TokenRow, Users,
-};
+use store::{AdminRow, AdminUpdate, Admins, AuditEntry, AuditFilter, AuditLog, GroupRow, NewUser, Policies, RoleRow, SignIn, Store, StoreError, TokenRow, Users};
+use store_sqlite::{Sqlite, SqliteConfig};
 
 fn open(name: &str) -> (Sqlite, PathBuf) {
     let dir = std::env::temp_dir().join(format!("parapet-admins-{}-{name}", std::process::id()));

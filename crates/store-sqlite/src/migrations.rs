@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 use super::db;
-use crate::{Result, StoreError};
+use store::{Result, StoreError};
 
 const STEPS: &[&str] = &[
     // 1: users, bindings, pending messages.

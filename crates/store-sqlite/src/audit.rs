@@ -9,7 +9,7 @@ use ring::hmac;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db;
-use crate::{AuditEntry, AuditFilter, AuditRecord, AuditReport, Result, StoreError};
+use store::{AuditEntry, AuditFilter, AuditRecord, AuditReport, Result, StoreError};
 
 /// Most records one listing returns.
 const MAX_LIST: usize = 1000;

@@ -3,7 +3,8 @@
 //! a removed user ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use store::{NewUser, Sqlite, SqliteConfig, StoreError, UserSessionRow, UserSessions, Users};
+use store::{NewUser, StoreError, UserSessionRow, UserSessions, Users};
+use store_sqlite::{Sqlite, SqliteConfig};
 
 async fn open(name: &str) -> Sqlite {
     let dir = std::env::temp_dir().join(format!("parapet-sessions-{}-{name}", std::process::id()));

@@ -3,7 +3,7 @@
 use rusqlite::{params, Row};
 
 use super::{db, Sqlite};
-use crate::{PresenceState, PublicationRow, Result, SubscriptionRow};
+use store::{PresenceState, PublicationRow, Result, SubscriptionRow};
 
 fn publication(r: &Row<'_>) -> rusqlite::Result<PublicationRow> {
     Ok(PublicationRow {

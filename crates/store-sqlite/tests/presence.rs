@@ -1,10 +1,8 @@
 //! Publications, subscriptions and contact lists on a real database file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use store::{
-    ContactRow, Contacts, NewUser, PresenceState, PublicationRow, Sqlite, SqliteConfig, StoreError,
-    SubscriptionRow, Users,
-};
+use store::{ContactRow, Contacts, NewUser, PresenceState, PublicationRow, StoreError, SubscriptionRow, Users};
+use store_sqlite::{Sqlite, SqliteConfig};
 
 fn open(name: &str) -> Sqlite {
     let dir = std::env::temp_dir().join(format!("parapet-presence-{}-{name}", std::process::id()));
