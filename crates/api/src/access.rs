@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use rbac::{Role, Target};
-use store::{Admins, AuditEntry, AuditLog, Sqlite};
+use store::{AuditEntry, Store};
 
 use super::{internal, problem, Ctx};
 
@@ -60,10 +60,10 @@ fn unauthorized(detail: &str) -> Response {
 
 const SIGN_IN_HINT: &str = "send `Authorization: Bearer <token>`: sign in with `parapet admin login` (or POST /v1/session), or use an API token from `parapet admin token create`";
 
-impl FromRequestParts<Ctx> for Caller {
+impl<S: Store> FromRequestParts<Ctx<S>> for Caller {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Caller, Response> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx<S>) -> Result<Caller, Response> {
         let source = source_of(parts);
         let Some(given) = bearer(parts) else {
             return Err(unauthorized(SIGN_IN_HINT));
@@ -86,7 +86,7 @@ impl FromRequestParts<Ctx> for Caller {
         let Some(row) = row.filter(|r| rbac::token::matches(secret, &r.hash)) else {
             return refuse("the token is not valid (revoked, or never issued); sign in again with `parapet admin login`").await;
         };
-        if row.expires_at <= crate::unix_now() {
+        if row.expires_at <= sip_app::unix_now() {
             return refuse("the token has expired; sign in again with `parapet admin login`").await;
         }
         let admin = ctx.store.admin(&row.admin).await.map_err(internal)?;
@@ -142,7 +142,7 @@ pub(crate) fn source_of(parts: &Parts) -> String {
         .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
 }
 
-impl Ctx {
+impl<S: Store> Ctx<S> {
     /// A predefined or custom role by name.
     pub(crate) async fn role(&self, name: &str) -> Result<Option<Role>, Response> {
         if let Some(r) = rbac::predefined().into_iter().find(|r| r.name == name) {
@@ -190,7 +190,7 @@ impl Ctx {
         if !c.role.is_scoped() {
             return self.allow(c, op, Target::Any, &format!("user:{aor}")).await;
         }
-        let set = crate::policy_set::PolicySet::load(&self.store)
+        let set = sip_app::policy_set::PolicySet::load(&self.store)
             .await
             .map_err(internal)?;
         let (site, groups) = set.placement(aor);
@@ -210,7 +210,7 @@ impl Ctx {
         object: &str,
         detail: &str,
     ) {
-        let at = crate::unix_now();
+        let at = sip_app::unix_now();
         let minute = u64::try_from(at).unwrap_or(0) / 60;
         let entry = |actor: &str, action: &str, object: &str, detail: String| AuditEntry {
             at,
@@ -253,9 +253,9 @@ impl Ctx {
         object: &str,
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
-    ) -> Sqlite {
+    ) -> S {
         self.store.audited(AuditEntry {
-            at: crate::unix_now(),
+            at: sip_app::unix_now(),
             actor: c.actor().to_string(),
             source: c.source().to_string(),
             action: action.into(),

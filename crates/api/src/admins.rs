@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbac::{Role, Target};
 use serde::Deserialize;
-use store::{AdminRow, AdminUpdate, Admins, RoleRow, StoreError, TokenRow};
+use store::Store;
+use store::{AdminRow, AdminUpdate, RoleRow, StoreError, TokenRow};
 
 use super::access::Caller;
 use super::{body, internal, json, problem, ApiResult, Ctx};
-use crate::admins::{new_admin, NewAdmin};
+use crate::credentials::{new_admin, NewAdmin};
 
 fn role_json(r: &Role) -> serde_json::Value {
     serde_json::json!({
@@ -20,7 +21,7 @@ fn role_json(r: &Role) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn operations(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn operations<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "roles.read", Target::Any, "roles").await?;
     let out: Vec<serde_json::Value> = rbac::ops::all()
         .iter()
@@ -29,7 +30,7 @@ pub(crate) async fn operations(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
     Ok(json(StatusCode::OK, &out))
 }
 
-pub(crate) async fn roles(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn roles<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "roles.read", Target::Any, "roles").await?;
     let mut out: Vec<serde_json::Value> = rbac::predefined().iter().map(role_json).collect();
     for r in ctx.store.roles().await.map_err(internal)? {
@@ -50,8 +51,8 @@ pub(crate) struct RoleBody {
     group: Option<String>,
 }
 
-pub(crate) async fn put_role(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put_role<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
     bytes: Bytes,
@@ -92,8 +93,8 @@ pub(crate) async fn put_role(
     Ok(json(StatusCode::OK, &role_json(&role)))
 }
 
-pub(crate) async fn remove_role(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove_role<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
@@ -133,7 +134,7 @@ fn admin_json(a: &AdminRow) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "admins.read", Target::Any, "admins").await?;
     let out: Vec<serde_json::Value> = ctx
         .store
@@ -155,7 +156,7 @@ pub(crate) struct CreateBody {
     password: Option<String>,
 }
 
-async fn existing_role(ctx: &Ctx, name: &str) -> Result<Role, Response> {
+async fn existing_role<S: Store>(ctx: &Ctx<S>, name: &str) -> Result<Role, Response> {
     ctx.role(name).await?.ok_or_else(|| {
         problem(
             StatusCode::BAD_REQUEST,
@@ -164,7 +165,11 @@ async fn existing_role(ctx: &Ctx, name: &str) -> Result<Role, Response> {
     })
 }
 
-pub(crate) async fn create(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
+pub(crate) async fn create<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    bytes: Bytes,
+) -> ApiResult {
     let b: CreateBody = body(&bytes)?;
     rbac::check_name("administrator name", &b.name)
         .map_err(|e| problem(StatusCode::BAD_REQUEST, e.0))?;
@@ -206,8 +211,8 @@ pub(crate) struct UpdateBody {
 }
 
 /// Refuses to leave no enabled administrator with the `administrator` role.
-async fn keeps_an_administrator(
-    ctx: &Ctx,
+async fn keeps_an_administrator<S: Store>(
+    ctx: &Ctx<S>,
     name: &str,
     role_after: Option<&str>,
     enabled_after: bool,
@@ -230,8 +235,8 @@ async fn keeps_an_administrator(
     Ok(())
 }
 
-pub(crate) async fn update(
-    State(ctx): State<Ctx>,
+pub(crate) async fn update<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
     bytes: Bytes,
@@ -296,8 +301,8 @@ pub(crate) async fn update(
     Ok(json(StatusCode::OK, &serde_json::Value::Object(out)))
 }
 
-pub(crate) async fn remove(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
@@ -325,9 +330,9 @@ fn token_json(t: &TokenRow) -> serde_json::Value {
 }
 
 /// One's own tokens; everyone's with `admins.read`.
-pub(crate) async fn tokens(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn tokens<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     let all = c.role.permits("admins.read", Target::Any);
-    let now = crate::unix_now();
+    let now = sip_app::unix_now();
     let out: Vec<serde_json::Value> = ctx
         .store
         .tokens()
@@ -350,7 +355,11 @@ pub(crate) struct TokenBody {
     expires_in_days: i64,
 }
 
-pub(crate) async fn create_token(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
+pub(crate) async fn create_token<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    bytes: Bytes,
+) -> ApiResult {
     let b: TokenBody = body(&bytes)?;
     rbac::check_name("token name", &b.name).map_err(|e| problem(StatusCode::BAD_REQUEST, e.0))?;
     if !(1..=366).contains(&b.expires_in_days) {
@@ -375,7 +384,7 @@ pub(crate) async fn create_token(State(ctx): State<Ctx>, c: Caller, bytes: Bytes
         return Err(problem(StatusCode::FORBIDDEN, detail));
     }
     let minted = rbac::token::mint().ok_or_else(|| internal("random generator failed"))?;
-    let now = crate::unix_now();
+    let now = sip_app::unix_now();
     let row = TokenRow {
         id: minted.id.clone(),
         hash: minted.hash,
@@ -396,8 +405,8 @@ pub(crate) async fn create_token(State(ctx): State<Ctx>, c: Caller, bytes: Bytes
     Ok(json(StatusCode::CREATED, &out))
 }
 
-pub(crate) async fn revoke_token(
-    State(ctx): State<Ctx>,
+pub(crate) async fn revoke_token<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {

@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use presence::Relationship;
 use serde::Deserialize;
-use store::{ContactRow, Contacts, StoreError};
+use store::Store;
+use store::{ContactRow, StoreError};
 
 use super::access::Who;
 use super::{internal, problem, AdminCmd, Ctx};
@@ -26,7 +27,7 @@ pub(crate) const MAX_GROUPS: usize = 64;
 /// A contact's address: `sip:user@host` (this domain or a federated one),
 /// host a DNS name (lower-cased), no port, parameters or headers; at most
 /// 330 characters. The OpenAPI pattern states exactly this rule.
-pub(crate) fn contact_uri(ctx: &Ctx, uri: &str) -> Result<String, Response> {
+pub(crate) fn contact_uri<S: Store>(ctx: &Ctx<S>, uri: &str) -> Result<String, Response> {
     let bad = || {
         problem(
             StatusCode::BAD_REQUEST,
@@ -142,7 +143,7 @@ pub(crate) struct Decision {
     approve: Option<Option<Relationship>>,
 }
 
-impl Ctx {
+impl<S: Store> Ctx<S> {
     fn is_local(&self, contact: &str) -> bool {
         contact.ends_with(&format!("@{}", self.users.realm()))
     }
@@ -339,7 +340,9 @@ impl Ctx {
             relationship: e.relationship.name().to_string(),
             display_name: e.display_name,
             groups: e.groups,
-            added_at: before.as_ref().map_or_else(crate::unix_now, |b| b.added_at),
+            added_at: before
+                .as_ref()
+                .map_or_else(sip_app::unix_now, |b| b.added_at),
         };
         let after = entry_json(&row);
         self.audited(

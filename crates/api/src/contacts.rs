@@ -8,6 +8,7 @@ use super::extract::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use store::Store;
 
 use super::access::Caller;
 use super::contact_lists::{group_name, DecisionBody, EntryBody};
@@ -15,14 +16,18 @@ use super::extract::P as Path;
 use super::users::aor;
 use super::{body, json, ApiResult, Ctx};
 
-pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller, Path(uri): Path<String>) -> ApiResult {
+pub(crate) async fn list<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    Path(uri): Path<String>,
+) -> ApiResult {
     let owner = aor(&ctx, &uri)?;
     ctx.allow_user(&c, "contacts.read", &owner).await?;
     Ok(json(StatusCode::OK, &ctx.contact_list(&owner).await?))
 }
 
-pub(crate) async fn put(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((uri, contact)): Path<(String, String)>,
     bytes: Bytes,
@@ -33,8 +38,8 @@ pub(crate) async fn put(
     Ok(json(StatusCode::OK, &ctx.put_entry(&c, entry).await?))
 }
 
-pub(crate) async fn decide(
-    State(ctx): State<Ctx>,
+pub(crate) async fn decide<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((uri, watcher)): Path<(String, String)>,
     bytes: Bytes,
@@ -45,8 +50,8 @@ pub(crate) async fn decide(
     Ok(json(StatusCode::OK, &ctx.decide(&c, d).await?))
 }
 
-pub(crate) async fn remove(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((uri, contact)): Path<(String, String)>,
 ) -> ApiResult {
@@ -57,8 +62,8 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn put_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((uri, name)): Path<(String, String)>,
 ) -> ApiResult {
@@ -69,8 +74,8 @@ pub(crate) async fn put_group(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn remove_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((uri, name)): Path<(String, String)>,
 ) -> ApiResult {

@@ -1,5 +1,5 @@
-//! Making administrator credentials, shared by the API and the break-glass
-//! `parapet admin recover`.
+//! Making administrator credentials, shared by the admin API and the
+//! break-glass `parapet admin recover` (in `server`).
 
 use auth::secret::SecretKey;
 use store::AdminRow;
@@ -46,7 +46,7 @@ pub fn new_admin(
     let hash = rbac::password::hash(&password)?;
     let secret = rbac::totp::generate().ok_or("the random generator failed")?;
     let sealed = seal
-        .seal_bytes(&crate::api::totp_context(name), &secret)
+        .seal_bytes(&crate::totp_context(name), &secret)
         .map_err(|_| "could not seal the TOTP secret".to_string())?;
     Ok(NewAdmin {
         row: AdminRow {
@@ -58,54 +58,11 @@ pub fn new_admin(
             enabled: true,
             failed: 0,
             locked_until: 0,
-            created_at: crate::unix_now(),
+            created_at: sip_app::unix_now(),
         },
         password,
         totp_secret: rbac::totp::encode(&secret),
         otpauth_uri: rbac::totp::uri("Parapet", name, &secret),
         generated,
     })
-}
-
-/// Break-glass recovery: creates a new administrator with the
-/// `administrator` role directly in the data directory (filesystem access to
-/// it is the authority), with a generated password and TOTP secret, and
-/// audits it in the same transaction. It never changes an existing account.
-pub async fn recover(data_dir: &std::path::Path, name: &str) -> Result<NewAdmin, String> {
-    rbac::check_name("administrator name", name).map_err(|e| e.0)?;
-    let e = crate::datadir::DataDir::open_existing(data_dir)?;
-    let cfg = store::SqliteConfig {
-        workers: 1,
-        audit_key: Some(e.audit_key),
-        ..store::SqliteConfig::new(&e.db_path)
-    };
-    let store = tokio::task::spawn_blocking(move || store::Sqlite::open(&cfg))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let seal = SecretKey::from_bytes(&e.seal_key)
-        .map_err(|_| "the data directory's key is unusable".to_string())?;
-    let n = name.to_string();
-    let made = tokio::task::spawn_blocking(move || new_admin(&seal, &n, "administrator", None))
-        .await
-        .map_err(|e| e.to_string())??;
-    let uid = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let entry = store::AuditEntry {
-        at: crate::unix_now(),
-        actor: format!("recover:{uid}"),
-        source: format!("local:{}", data_dir.display()),
-        action: "admins.recover".into(),
-        object: format!("admin:{name}"),
-        outcome: "ok".into(),
-        detail: "break-glass recovery created an administrator".into(),
-        before: None,
-        after: Some(serde_json::json!({ "name": name, "role": "administrator" }).to_string()),
-    };
-    match store::Admins::add_admin(&store.audited(entry), made.row.clone()).await {
-        Ok(()) => Ok(made),
-        Err(store::StoreError::Conflict(_)) => Err(format!(
-            "administrator {name} already exists; recovery only creates new administrators: choose another name"
-        )),
-        Err(e) => Err(e.to_string()),
-    }
 }

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rbac::Target;
 use serde::Deserialize;
-use store::{GroupRow, Policies, StoreError};
+use store::Store;
+use store::{GroupRow, StoreError};
 
 use super::access::Caller;
 use super::users::aor;
@@ -20,7 +21,7 @@ fn store_refusal(e: StoreError, what: &str) -> axum::response::Response {
     }
 }
 
-pub(crate) async fn groups(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn groups<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "groups.read", Target::Any, "groups").await?;
     let st = ctx.store.policy_state().await.map_err(internal)?;
     let out: Vec<serde_json::Value> = st
@@ -43,8 +44,8 @@ pub(crate) struct GroupBody {
     description: String,
 }
 
-pub(crate) async fn put_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
     bytes: Bytes,
@@ -90,8 +91,8 @@ pub(crate) async fn put_group(
     Ok(json(StatusCode::OK, &after))
 }
 
-pub(crate) async fn remove_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
@@ -130,8 +131,8 @@ pub(crate) async fn remove_group(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn add_member(
-    State(ctx): State<Ctx>,
+pub(crate) async fn add_member<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((name, uri)): Path<(String, String)>,
 ) -> ApiResult {
@@ -156,14 +157,13 @@ pub(crate) async fn add_member(
 /// the group's other members are added to their contacts (workgroup level,
 /// in a contact group named after the user group). Existing entries stay
 /// as they are; the list's cap holds.
-async fn auto_initiate_contacts(
-    ctx: &Ctx,
+async fn auto_initiate_contacts<S: Store>(
+    ctx: &Ctx<S>,
     c: &Caller,
     group: &str,
     aor: &str,
 ) -> Result<(), axum::response::Response> {
-    use store::Contacts;
-    let set = crate::policy_set::PolicySet::load(&ctx.store)
+    let set = sip_app::policy_set::PolicySet::load(&ctx.store)
         .await
         .map_err(internal)?;
     let wanted = set
@@ -183,7 +183,7 @@ async fn auto_initiate_contacts(
         } else {
             Vec::new()
         };
-    let now = crate::unix_now();
+    let now = sip_app::unix_now();
     let rows: Vec<store::ContactRow> = st
         .members
         .iter()
@@ -215,8 +215,8 @@ async fn auto_initiate_contacts(
     ctx.publish_contacts(aor).await
 }
 
-pub(crate) async fn remove_member(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove_member<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((name, uri)): Path<(String, String)>,
 ) -> ApiResult {
@@ -255,8 +255,8 @@ pub(crate) struct SiteBody {
     site: Option<String>,
 }
 
-pub(crate) async fn set_site(
-    State(ctx): State<Ctx>,
+pub(crate) async fn set_site<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
     bytes: Bytes,

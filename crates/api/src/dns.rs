@@ -6,12 +6,12 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Scheme;
+use config::Scheme;
 
 /// Zone-file lines for `domain`, served at `host` (the SRV target: the
 /// first of `host_names`, else the domain itself, so that the name is in the
 /// server's certificate).
-pub fn zone(
+pub(crate) fn zone(
     domain: &str,
     host_names: &[String],
     listeners: &[(Scheme, SocketAddr)],

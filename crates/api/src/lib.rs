@@ -1,4 +1,10 @@
-//! The admin API (axum) on the admin listener, loopback by default.
+//! # parapet-api: the admin API and the user listener
+//!
+//! The admin API (axum) on the admin listener, loopback by default, and the
+//! user listener (HTTPS: the user API under `/user/v1` and the self-service
+//! page). Both reach the SIP application only through its commands
+//! ([`sip_app::command::AdminCmd`]) and storage only through the `store`
+//! traits.
 //!
 //! `/healthz` and `/metrics` are open (monitoring); everything under `/v1`
 //! needs a bearer token — a sign-in session (`POST /v1/session` with password
@@ -12,22 +18,28 @@
 // into its problem+json answer; the error side is a whole response by design
 // (admin requests are rare, the size does not matter).
 #![allow(clippy::result_large_err)]
+#![forbid(unsafe_code)]
 
 mod access;
 mod admins;
 mod contact_lists;
 mod contacts;
+pub mod credentials;
 mod directory;
+mod dns;
 mod extract;
+mod https;
+pub mod manage;
 mod openapi;
 mod policies;
 mod refusals;
+pub mod security;
 mod session;
 mod status;
 mod user;
 mod users;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use auth::secret::SecretKey;
@@ -35,115 +47,27 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use serde::{Deserialize, Serialize};
-use store::Sqlite;
+use serde::Serialize;
+use store::Store;
 use tokio::sync::{mpsc, oneshot};
 
+use config::Config;
+use sip_app::command::AdminCmd;
+use sip_app::metrics::Metrics;
+use sip_app::policy_set::PolicySet;
+use sip_app::users::UserCache;
+
 use crate::manage::Manager;
-use crate::metrics::Metrics;
-use crate::policy_set::PolicySet;
-use crate::users::UserCache;
-use crate::Config;
 
 pub use access::Caller;
 pub(crate) use session::totp_context;
 
-/// What the admin API asks of the core.
-#[derive(Debug)]
-pub enum AdminCmd {
-    Status(oneshot::Sender<Status>),
-    Lockouts(oneshot::Sender<Vec<LockoutRow>>),
-    ClearLockouts {
-        account: Option<String>,
-        source: Option<IpAddr>,
-        reply: oneshot::Sender<usize>,
-    },
-    /// A freshly loaded user table: swap it in (if newer) and answer.
-    Users(UserCache, oneshot::Sender<()>),
-    /// One user changed (`None`: removed or unusable): update that entry and
-    /// answer.
-    User {
-        aor: String,
-        version: i64,
-        user: Option<crate::users::CachedUser>,
-        reply: oneshot::Sender<()>,
-    },
-    /// A freshly loaded policy snapshot: swap it in (if newer) and answer.
-    Policies(PolicySet, oneshot::Sender<()>),
-    /// One user's contact list, as now stored: replace it and answer.
-    Contacts {
-        owner: String,
-        rows: Vec<store::ContactRow>,
-        reply: oneshot::Sender<()>,
-    },
-    /// A password sign-in on the user API (see [`crate::core::PasswordCheck`]).
-    CheckPassword {
-        aor: String,
-        source: IpAddr,
-        password: String,
-        reply: oneshot::Sender<crate::core::PasswordCheck>,
-    },
-    /// Who watches `aor`'s presence: (watcher, active | pending | rejected).
-    Watchers {
-        aor: String,
-        reply: oneshot::Sender<Vec<(String, String)>>,
-    },
-    /// `aor`'s registrations as the location service holds them now.
-    Registrations {
-        aor: String,
-        reply: oneshot::Sender<Vec<RegistrationRow>>,
-    },
-}
-
-/// One registered device of a user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegistrationRow {
-    /// The Contact URI.
-    pub contact: String,
-    /// The transport the REGISTER came over (udp, tcp, tls, ws, wss).
-    pub transport: String,
-    /// The address it came from.
-    pub source: String,
-    /// How the server reaches the device: `connection` (the connection it
-    /// registered over, RFC 5626 and RFC 5923) or `address` (UDP).
-    pub reached_by: String,
-    /// The RFC 5626 instance and reg-id, when the client gave them.
-    pub outbound: Option<String>,
-    pub user_agent: Option<String>,
-    /// q-value, 0.000 to 1.000.
-    pub q: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub domain: String,
-    pub listeners: Vec<String>,
-    pub insecure_transports: bool,
-    pub warnings: Vec<String>,
-    pub users: usize,
-    pub registrations: usize,
-    pub connections: usize,
-    pub uptime_secs: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockoutRow {
-    pub account: String,
-    /// `null` for an account-wide lockout.
-    pub source: Option<String>,
-    pub until: u64,
-    pub lockouts: u32,
-}
-
 /// Shared by every handler.
 #[derive(Clone)]
-pub(crate) struct Ctx {
-    pub(crate) store: Sqlite,
+pub(crate) struct Ctx<S> {
+    pub(crate) store: S,
     pub(crate) seal: Arc<SecretKey>,
-    pub(crate) users: Manager,
+    pub(crate) users: Manager<S>,
     pub(crate) realm: String,
     pub(crate) cfg: Arc<Config>,
     metrics: Arc<Metrics>,
@@ -155,7 +79,7 @@ pub(crate) struct Ctx {
     /// Rate of refusals recorded in the audit log, per source.
     pub(crate) refusals: Arc<refusals::Refusals>,
     /// Requests per signed-in user on the user API.
-    pub(crate) user_rate: Arc<std::sync::Mutex<crate::core::ratelimit::RateLimiter<String>>>,
+    pub(crate) user_rate: Arc<std::sync::Mutex<sip_app::ratelimit::RateLimiter<String>>>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -211,7 +135,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
-impl Ctx {
+impl<S: Store> Ctx<S> {
     /// Asks the core; `None` if it is not running.
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AdminCmd) -> Option<T> {
         let (tx, rx) = oneshot::channel();
@@ -281,7 +205,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn render_metrics(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+async fn render_metrics<S: Store>(
+    axum::extract::State(ctx): axum::extract::State<Ctx<S>>,
+) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.metrics.render(),
@@ -298,9 +224,9 @@ async fn not_found() -> Response {
 
 /// Everything the admin listener needs.
 #[derive(Debug)]
-pub struct AdminSetup {
+pub struct AdminSetup<S> {
     pub addr: SocketAddr,
-    pub store: Sqlite,
+    pub store: S,
     pub seal: Arc<SecretKey>,
     pub realm: String,
     pub cfg: Arc<Config>,
@@ -317,82 +243,97 @@ pub struct Bound {
     pub web: Option<SocketAddr>,
 }
 
-fn router(ctx: Ctx) -> Router {
+fn router<S: Store>(ctx: Ctx<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
-        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/openapi.json", get(openapi::document::<S>))
         .route(
             "/v1/session",
-            post(session::sign_in).delete(session::sign_out),
+            post(session::sign_in::<S>).delete(session::sign_out::<S>),
         )
         .route("/v1/me", get(session::me))
-        .route("/v1/me/password", put(session::change_password))
-        .route("/v1/status", get(status::status))
-        .route("/v1/lockouts", get(status::lockouts))
-        .route("/v1/dns-records", get(status::dns_records))
-        .route("/v1/lockouts/clear", post(status::clear))
-        .route("/v1/users", get(users::list).post(users::add))
-        .route("/v1/users/import", post(users::import))
-        .route("/v1/users/{uri}", get(users::show).delete(users::remove))
-        .route("/v1/users/{uri}/password", put(users::passwd))
-        .route("/v1/users/{uri}/enabled", put(users::set_enabled))
-        .route("/v1/users/{uri}/site", put(directory::set_site))
-        .route("/v1/users/{uri}/effective", get(policies::effective))
-        .route("/v1/users/{uri}/registrations", get(users::registrations))
-        .route("/v1/users/{uri}/contacts", get(contacts::list))
+        .route("/v1/me/password", put(session::change_password::<S>))
+        .route("/v1/status", get(status::status::<S>))
+        .route("/v1/lockouts", get(status::lockouts::<S>))
+        .route("/v1/dns-records", get(status::dns_records::<S>))
+        .route("/v1/lockouts/clear", post(status::clear::<S>))
+        .route("/v1/users", get(users::list::<S>).post(users::add::<S>))
+        .route("/v1/users/import", post(users::import::<S>))
+        .route(
+            "/v1/users/{uri}",
+            get(users::show::<S>).delete(users::remove::<S>),
+        )
+        .route("/v1/users/{uri}/password", put(users::passwd::<S>))
+        .route("/v1/users/{uri}/enabled", put(users::set_enabled::<S>))
+        .route("/v1/users/{uri}/site", put(directory::set_site::<S>))
+        .route("/v1/users/{uri}/effective", get(policies::effective::<S>))
+        .route(
+            "/v1/users/{uri}/registrations",
+            get(users::registrations::<S>),
+        )
+        .route("/v1/users/{uri}/contacts", get(contacts::list::<S>))
         .route(
             "/v1/users/{uri}/contacts/{contact}",
-            put(contacts::put).delete(contacts::remove),
+            put(contacts::put::<S>).delete(contacts::remove::<S>),
         )
-        .route("/v1/users/{uri}/watchers/{watcher}", put(contacts::decide))
+        .route(
+            "/v1/users/{uri}/watchers/{watcher}",
+            put(contacts::decide::<S>),
+        )
         .route(
             "/v1/users/{uri}/contact-groups/{name}",
-            put(contacts::put_group).delete(contacts::remove_group),
+            put(contacts::put_group::<S>).delete(contacts::remove_group::<S>),
         )
-        .route("/v1/groups", get(directory::groups))
+        .route("/v1/groups", get(directory::groups::<S>))
         .route(
             "/v1/groups/{name}",
-            put(directory::put_group).delete(directory::remove_group),
+            put(directory::put_group::<S>).delete(directory::remove_group::<S>),
         )
         .route(
             "/v1/groups/{name}/members/{uri}",
-            put(directory::add_member).delete(directory::remove_member),
+            put(directory::add_member::<S>).delete(directory::remove_member::<S>),
         )
-        .route("/v1/policy-kinds", get(policies::kinds))
-        .route("/v1/policies", get(policies::list))
+        .route("/v1/policy-kinds", get(policies::kinds::<S>))
+        .route("/v1/policies", get(policies::list::<S>))
         .route(
             "/v1/policies/{kind}/{scope}",
-            axum::routing::patch(policies::patch).delete(policies::remove),
+            axum::routing::patch(policies::patch::<S>).delete(policies::remove::<S>),
         )
-        .route("/v1/grants", get(policies::grants))
+        .route("/v1/grants", get(policies::grants::<S>))
         .route(
             "/v1/grants/{kind}/{target}",
-            put(policies::grant).delete(policies::revoke),
+            put(policies::grant::<S>).delete(policies::revoke::<S>),
         )
-        .route("/v1/operations", get(admins::operations))
-        .route("/v1/roles", get(admins::roles))
+        .route("/v1/operations", get(admins::operations::<S>))
+        .route("/v1/roles", get(admins::roles::<S>))
         .route(
             "/v1/roles/{name}",
-            put(admins::put_role).delete(admins::remove_role),
+            put(admins::put_role::<S>).delete(admins::remove_role::<S>),
         )
-        .route("/v1/admins", get(admins::list).post(admins::create))
+        .route(
+            "/v1/admins",
+            get(admins::list::<S>).post(admins::create::<S>),
+        )
         .route(
             "/v1/admins/{name}",
-            axum::routing::patch(admins::update).delete(admins::remove),
+            axum::routing::patch(admins::update::<S>).delete(admins::remove::<S>),
         )
-        .route("/v1/tokens", get(admins::tokens).post(admins::create_token))
-        .route("/v1/tokens/{id}", delete(admins::revoke_token))
-        .route("/v1/audit", get(status::audit_list))
-        .route("/v1/audit/verify", get(status::audit_verify))
-        .route("/v1/security", get(status::security))
+        .route(
+            "/v1/tokens",
+            get(admins::tokens::<S>).post(admins::create_token::<S>),
+        )
+        .route("/v1/tokens/{id}", delete(admins::revoke_token::<S>))
+        .route("/v1/audit", get(status::audit_list::<S>))
+        .route("/v1/audit/verify", get(status::audit_verify::<S>))
+        .route("/v1/security", get(status::security::<S>))
         .fallback(not_found)
         .with_state(ctx)
 }
 
 /// Binds the admin listener (and the user listener, if configured) and
 /// serves them until the process ends.
-pub async fn serve(s: AdminSetup) -> Result<Bound, String> {
+pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
     let (user_rate, user_burst) = s.cfg.user_api_rate;
     let ctx = Ctx {
         users: Manager::new(s.store.clone(), s.seal.clone(), s.realm.clone()),
@@ -405,9 +346,9 @@ pub async fn serve(s: AdminSetup) -> Result<Bound, String> {
         hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_SLOTS)),
         hashing_queue: Arc::new(tokio::sync::Semaphore::new(HASHING_QUEUE)),
         refusals: Arc::new(refusals::Refusals::default()),
-        user_rate: Arc::new(std::sync::Mutex::new(
-            crate::core::ratelimit::RateLimiter::new(user_rate, user_burst, 100_000),
-        )),
+        user_rate: Arc::new(std::sync::Mutex::new(sip_app::ratelimit::RateLimiter::new(
+            user_rate, user_burst, 100_000,
+        ))),
     };
     let web = match &s.web {
         Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),

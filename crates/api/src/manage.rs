@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use auth::secret::{DigestSecrets, SecretKey};
-use store::{NewUser, Sqlite, Users};
+use store::{NewUser, Store};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -35,8 +35,8 @@ pub fn check_display_name(d: &str) -> Result<(), String> {
 
 /// User management over a store handle (an audited one for changes).
 #[derive(Debug, Clone)]
-pub struct Manager {
-    store: Sqlite,
+pub struct Manager<S> {
+    store: S,
     seal: Arc<SecretKey>,
     realm: String,
 }
@@ -50,13 +50,13 @@ pub struct UserInfo {
     pub created_at: i64,
 }
 
-impl Manager {
-    pub fn new(store: Sqlite, seal: Arc<SecretKey>, realm: String) -> Manager {
+impl<S: Store> Manager<S> {
+    pub fn new(store: S, seal: Arc<SecretKey>, realm: String) -> Manager<S> {
         Manager { store, seal, realm }
     }
 
     /// The same manager writing through `store` (e.g. an audited handle).
-    pub fn with_store(&self, store: Sqlite) -> Manager {
+    pub fn with_store(&self, store: S) -> Manager<S> {
         Manager {
             store,
             ..self.clone()
@@ -140,7 +140,7 @@ impl Manager {
             aor: aor.clone(),
             display_name,
             secret,
-            created_at: crate::unix_now(),
+            created_at: sip_app::unix_now(),
         };
         match self.store.add_user(new).await {
             Ok(_) => Ok(aor),
@@ -190,7 +190,7 @@ impl Manager {
 
     /// Imports users, all or nothing. Errors name the entry (1-based).
     pub async fn import(&self, list: Vec<ImportUser>) -> Result<usize, String> {
-        let now = crate::unix_now();
+        let now = sip_app::unix_now();
         let mut users = Vec::with_capacity(list.len());
         for (i, u) in list.into_iter().enumerate() {
             let n = i + 1;

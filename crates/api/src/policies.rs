@@ -1,6 +1,7 @@
 //! Policy kinds, documents, grants, and a user's effective policy.
 
 use std::collections::BTreeMap;
+use store::Store;
 
 use super::extract::Bytes;
 use super::extract::{P as Path, Q as Query};
@@ -12,12 +13,12 @@ use policy::Value;
 use rbac::ops::{policy_grant, policy_write};
 use rbac::Target;
 use serde::Deserialize;
-use store::{GrantRow, GrantTargetRow, Policies, PolicyRow, PolicyScope, StoreError};
+use store::{GrantRow, GrantTargetRow, PolicyRow, PolicyScope, StoreError};
 
 use super::access::Caller;
 use super::users::aor;
 use super::{body, internal, json, problem, ApiResult, Ctx};
-use crate::policy_set::PolicySet;
+use sip_app::policy_set::PolicySet;
 
 fn kind_or_404(name: &str) -> Result<&'static KindSpec, Response> {
     kind(name).ok_or_else(|| {
@@ -76,7 +77,7 @@ fn fields_json(f: &Fields) -> serde_json::Value {
         .into()
 }
 
-pub(crate) async fn kinds(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn kinds<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "policies.read", Target::Any, "policies")
         .await?;
     let out: Vec<serde_json::Value> = all_kinds()
@@ -97,7 +98,7 @@ pub(crate) async fn kinds(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 }
 
 /// Every stored document, fields validated on the way out.
-async fn documents(ctx: &Ctx) -> Result<Vec<(PolicyRow, Fields)>, Response> {
+async fn documents<S: Store>(ctx: &Ctx<S>) -> Result<Vec<(PolicyRow, Fields)>, Response> {
     let st = ctx.store.policy_state().await.map_err(internal)?;
     st.policies
         .into_iter()
@@ -109,7 +110,7 @@ async fn documents(ctx: &Ctx) -> Result<Vec<(PolicyRow, Fields)>, Response> {
         .collect()
 }
 
-pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "policies.read", Target::Any, "policies")
         .await?;
     let out: Vec<serde_json::Value> = documents(&ctx)
@@ -138,8 +139,8 @@ fn target_of(s: &PolicyScope) -> Target<'_> {
     }
 }
 
-pub(crate) async fn patch(
-    State(ctx): State<Ctx>,
+pub(crate) async fn patch<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((kind_name, scope_str)): Path<(String, String)>,
     bytes: Bytes,
@@ -191,8 +192,8 @@ pub(crate) async fn patch(
     ))
 }
 
-pub(crate) async fn remove(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((kind_name, scope_str)): Path<(String, String)>,
 ) -> ApiResult {
@@ -230,7 +231,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn grants(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn grants<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "policies.read", Target::Any, "grants")
         .await?;
     let st = ctx.store.policy_state().await.map_err(internal)?;
@@ -250,8 +251,8 @@ fn target_text(t: &GrantTargetRow) -> String {
 }
 
 /// `user:sip:...` or `group:NAME`; checks the caller may grant to it.
-async fn grant_target(
-    ctx: &Ctx,
+async fn grant_target<S: Store>(
+    ctx: &Ctx<S>,
     c: &Caller,
     op: &str,
     text: &str,
@@ -283,8 +284,8 @@ pub(crate) struct GrantBody {
     policy: String,
 }
 
-pub(crate) async fn grant(
-    State(ctx): State<Ctx>,
+pub(crate) async fn grant<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((kind_name, target)): Path<(String, String)>,
     bytes: Bytes,
@@ -309,8 +310,8 @@ pub(crate) async fn grant(
     ))
 }
 
-pub(crate) async fn revoke(
-    State(ctx): State<Ctx>,
+pub(crate) async fn revoke<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path((kind_name, target)): Path<(String, String)>,
 ) -> ApiResult {
@@ -339,8 +340,8 @@ pub(crate) struct EffectiveQuery {
     kind: Option<String>,
 }
 
-pub(crate) async fn effective(
-    State(ctx): State<Ctx>,
+pub(crate) async fn effective<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
     Query(q): Query<EffectiveQuery>,

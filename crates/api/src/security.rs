@@ -11,7 +11,7 @@ use policy::Value;
 use serde::Serialize;
 use store::{AdminRow, TokenRow};
 
-use crate::config::{Config, Scheme};
+use config::{Config, Scheme};
 
 /// How much a setting away from its recommendation matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -525,7 +525,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        crate::RawConfig::default().build().unwrap()
+        config::RawConfig::default().build().unwrap()
     }
 
     fn admin(name: &str) -> AdminRow {

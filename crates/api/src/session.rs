@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use store::{AdminUpdate, Admins, AuditEntry, SignIn, TokenRow};
+use store::Store;
+use store::{AdminUpdate, AuditEntry, SignIn, TokenRow};
 
 use super::access::Caller;
 use super::{body, internal, json, problem, ApiResult, Ctx};
@@ -32,7 +33,11 @@ pub(crate) fn totp_context(name: &str) -> String {
 
 const WRONG: &str = "the name, password or code is wrong (codes come from the authenticator app enrolled for this administrator, and each works once)";
 
-async fn password_ok(ctx: &Ctx, password: String, phc: Option<String>) -> Result<bool, Response> {
+async fn password_ok<S: Store>(
+    ctx: &Ctx<S>,
+    password: String,
+    phc: Option<String>,
+) -> Result<bool, Response> {
     ctx.hashing(move || match phc {
         Some(h) => rbac::password::verify(&password, &h),
         None => {
@@ -43,13 +48,13 @@ async fn password_ok(ctx: &Ctx, password: String, phc: Option<String>) -> Result
     .await
 }
 
-pub(crate) async fn sign_in(
-    State(ctx): State<Ctx>,
+pub(crate) async fn sign_in<S: Store>(
+    State(ctx): State<Ctx<S>>,
     super::access::Source(source): super::access::Source,
     bytes: Bytes,
 ) -> ApiResult {
     let b: SignInBody = body(&bytes)?;
-    let now = crate::unix_now();
+    let now = sip_app::unix_now();
     let admin = if rbac::check_name("name", &b.name).is_ok() {
         ctx.store.admin(&b.name).await.map_err(internal)?
     } else {
@@ -152,7 +157,7 @@ pub(crate) async fn sign_in(
     ))
 }
 
-pub(crate) async fn sign_out(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn sign_out<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     let object = format!("token:{}", c.token_id);
     ctx.audited(&c, "session.delete", &object, None, None)
         .remove_token(&c.token_id)
@@ -182,7 +187,11 @@ pub(crate) struct PasswordBody {
     new: String,
 }
 
-pub(crate) async fn change_password(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
+pub(crate) async fn change_password<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    bytes: Bytes,
+) -> ApiResult {
     let b: PasswordBody = body(&bytes)?;
     rbac::password::check(&b.new).map_err(|e| problem(StatusCode::BAD_REQUEST, e))?;
     let a = ctx.store.admin(&c.admin).await.map_err(internal)?;

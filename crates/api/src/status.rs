@@ -1,13 +1,14 @@
 //! Server status, sign-in lockouts, and the audit log.
 
 use std::net::IpAddr;
+use store::Store;
 
 use super::extract::Q as Query;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rbac::Target;
 use serde::Deserialize;
-use store::{AuditFilter, AuditLog, AuditRecord};
+use store::{AuditFilter, AuditRecord};
 
 use super::access::Caller;
 use super::{internal, json, problem, AdminCmd, ApiResult, Ctx};
@@ -19,7 +20,7 @@ fn unavailable() -> axum::response::Response {
     )
 }
 
-pub(crate) async fn status(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn status<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "status.read", Target::Any, "status").await?;
     let s = ctx.ask(AdminCmd::Status).await.ok_or_else(unavailable)?;
     Ok(json(StatusCode::OK, &s))
@@ -27,10 +28,10 @@ pub(crate) async fn status(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
 
 /// The DNS records to publish so that clients and partners find this
 /// server (`crate::dns`).
-pub(crate) async fn dns_records(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn dns_records<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "status.read", Target::Any, "dns-records")
         .await?;
-    let interfaces = tokio::task::spawn_blocking(crate::identity::interface_addrs)
+    let interfaces = tokio::task::spawn_blocking(sip_app::identity::interface_addrs)
         .await
         .map_err(internal)?;
     let listeners: Vec<_> = ctx.cfg.listen.iter().map(|l| (l.scheme, l.addr)).collect();
@@ -46,7 +47,7 @@ pub(crate) async fn dns_records(State(ctx): State<Ctx>, c: Caller) -> ApiResult 
     ))
 }
 
-pub(crate) async fn lockouts(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn lockouts<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "lockouts.read", Target::Any, "lockouts")
         .await?;
     let v = ctx.ask(AdminCmd::Lockouts).await.ok_or_else(unavailable)?;
@@ -60,8 +61,8 @@ pub(crate) struct ClearQuery {
     source: Option<String>,
 }
 
-pub(crate) async fn clear(
-    State(ctx): State<Ctx>,
+pub(crate) async fn clear<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Query(q): Query<ClearQuery>,
 ) -> ApiResult {
@@ -100,7 +101,7 @@ pub(crate) async fn clear(
         .ok_or_else(unavailable)?;
     // Lockouts live in memory: the record is appended after the change.
     let entry = store::AuditEntry {
-        at: crate::unix_now(),
+        at: sip_app::unix_now(),
         actor: c.actor.clone(),
         source: c.source.clone(),
         action: "lockouts.clear".into(),
@@ -139,8 +140,8 @@ fn record_json(r: &AuditRecord) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn audit_list(
-    State(ctx): State<Ctx>,
+pub(crate) async fn audit_list<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult {
@@ -170,7 +171,7 @@ pub(crate) async fn audit_list(
     Ok(json(StatusCode::OK, &out))
 }
 
-pub(crate) async fn audit_verify(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn audit_verify<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "audit.read", Target::Any, "audit").await?;
     let r = ctx.store.audit_verify().await.map_err(internal)?;
     Ok(json(
@@ -181,7 +182,7 @@ pub(crate) async fn audit_verify(State(ctx): State<Ctx>, c: Caller) -> ApiResult
 
 /// Every security-relevant setting with its recommendation (`security show`
 /// and `security check` read this).
-pub(crate) async fn security(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "security.read", Target::Any, "security")
         .await?;
     let st = store::Policies::policy_state(&ctx.store)
@@ -216,7 +217,7 @@ pub(crate) async fn security(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
         admins: &admins,
         tokens: &tokens,
         audit_intact: audit,
-        now: crate::unix_now(),
+        now: sip_app::unix_now(),
     });
     Ok(json(StatusCode::OK, &items))
 }

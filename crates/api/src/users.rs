@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbac::Target;
 use serde::Deserialize;
+use store::Store;
 
 use super::access::Caller;
 use super::{body, internal, json, problem, AdminCmd, ApiResult, Ctx};
 use crate::manage::UserInfo;
-use crate::policy_set::PolicySet;
+use sip_app::policy_set::PolicySet;
 
 /// A manager error: the user's fault (400/404/409) unless it is the store's.
 pub(crate) fn refused(e: String) -> Response {
@@ -39,7 +40,7 @@ fn view(u: &UserInfo, set: &PolicySet) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn find(ctx: &Ctx, aor: &str) -> Result<UserInfo, Response> {
+pub(crate) async fn find<S: Store>(ctx: &Ctx<S>, aor: &str) -> Result<UserInfo, Response> {
     let users = ctx.users.list().await.map_err(internal)?;
     users.into_iter().find(|u| u.uri == aor).ok_or_else(|| {
         problem(
@@ -50,14 +51,14 @@ pub(crate) async fn find(ctx: &Ctx, aor: &str) -> Result<UserInfo, Response> {
 }
 
 /// The canonical AOR of a user URI from the path, or 400.
-pub(crate) fn aor(ctx: &Ctx, uri: &str) -> Result<String, Response> {
+pub(crate) fn aor<S: Store>(ctx: &Ctx<S>, uri: &str) -> Result<String, Response> {
     ctx.users
         .parse_uri(uri)
         .map(|(aor, _)| aor)
         .map_err(|e| problem(StatusCode::BAD_REQUEST, e))
 }
 
-pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
+pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "users.read", Target::Any, "users").await?;
     let set = PolicySet::load(&ctx.store).await.map_err(internal)?;
     let users = ctx.users.list().await.map_err(internal)?;
@@ -78,7 +79,11 @@ pub(crate) async fn list(State(ctx): State<Ctx>, c: Caller) -> ApiResult {
     Ok(json(StatusCode::OK, &visible))
 }
 
-pub(crate) async fn show(State(ctx): State<Ctx>, c: Caller, Path(uri): Path<String>) -> ApiResult {
+pub(crate) async fn show<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    Path(uri): Path<String>,
+) -> ApiResult {
     let aor = aor(&ctx, &uri)?;
     ctx.allow_user(&c, "users.read", &aor).await?;
     let u = find(&ctx, &aor).await?;
@@ -87,8 +92,8 @@ pub(crate) async fn show(State(ctx): State<Ctx>, c: Caller, Path(uri): Path<Stri
 }
 
 /// The user's registered devices, as the SIP core holds them now.
-pub(crate) async fn registrations(
-    State(ctx): State<Ctx>,
+pub(crate) async fn registrations<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
 ) -> ApiResult {
@@ -115,7 +120,7 @@ pub(crate) struct AddBody {
     display_name: Option<String>,
 }
 
-pub(crate) async fn add(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
+pub(crate) async fn add<S: Store>(State(ctx): State<Ctx<S>>, c: Caller, bytes: Bytes) -> ApiResult {
     let b: AddBody = body(&bytes)?;
     let aor = aor(&ctx, &b.uri)?;
     // A scoped role cannot add users: a new user has no site or group yet.
@@ -151,7 +156,11 @@ pub(crate) struct ImportBody {
 /// Most users one import takes.
 const MAX_IMPORT: usize = 100_000;
 
-pub(crate) async fn import(State(ctx): State<Ctx>, c: Caller, bytes: Bytes) -> ApiResult {
+pub(crate) async fn import<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    bytes: Bytes,
+) -> ApiResult {
     let b: ImportBody = body(&bytes)?;
     if b.users.len() > MAX_IMPORT {
         return Err(problem(
@@ -185,8 +194,8 @@ pub(crate) struct PasswordBody {
     password: String,
 }
 
-pub(crate) async fn passwd(
-    State(ctx): State<Ctx>,
+pub(crate) async fn passwd<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
     bytes: Bytes,
@@ -217,8 +226,8 @@ pub(crate) struct EnabledBody {
     enabled: bool,
 }
 
-pub(crate) async fn set_enabled(
-    State(ctx): State<Ctx>,
+pub(crate) async fn set_enabled<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
     bytes: Bytes,
@@ -243,8 +252,8 @@ pub(crate) async fn set_enabled(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn remove(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove<S: Store>(
+    State(ctx): State<Ctx<S>>,
     c: Caller,
     Path(uri): Path<String>,
 ) -> ApiResult {

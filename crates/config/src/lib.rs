@@ -1,7 +1,10 @@
+//! # parapet-config: the configuration file
+//!
 //! Configuration in two phases: [`RawConfig`] as read from TOML and flags, then
 //! [`Config`], validated, which the rest of the server uses. The example file
 //! (`parapet config example`) is generated from [`KEYS`], and a test checks that
 //! it parses back to the defaults.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

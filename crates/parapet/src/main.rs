@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use server::RawConfig;
+use config::RawConfig;
 
 /// mimalloc, tuned (why: crates/alloc).
 #[global_allocator]
@@ -113,7 +113,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
         Command::Config(ConfigCmd::Example) => {
-            print!("{}", server::config::example());
+            print!("{}", config::example());
             Ok(())
         }
         Command::Admin(a) => admin::run(a).await,

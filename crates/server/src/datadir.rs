@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use config::Config;
 
 /// An opened data directory.
 #[derive(Debug)]

@@ -1,30 +1,20 @@
-//! # parapet-server: configuration, data directory and the SIP core
+//! # parapet-server: the wiring of `parapet serve`
 //!
-//! `parapet serve` is [`serve`]: it opens the data directory ([`datadir`]),
-//! the database, binds the listeners, and runs the [`core`] event loop, which
-//! takes parsed messages from the transport, runs them through the transaction
-//! layer, authenticates, and dispatches by method. The binary (`crates/parapet`)
-//! only parses flags and calls in here.
+//! [`serve`] opens the data directory ([`datadir`]: keys, the private CA and
+//! the listeners' certificate), opens the store (SQLite, the embedded
+//! default), binds the listeners, starts the admin and user APIs (`api`) and
+//! runs the SIP application (`sip_app::Core`) until a signal. Nothing else
+//! lives here: the SIP application, the APIs and the store are their own
+//! crates, and the binary (`crates/parapet`) only parses flags and calls in
+//! here.
 #![forbid(unsafe_code)]
 
-pub mod admins;
-pub mod api;
-pub mod config;
-pub mod core;
 pub mod datadir;
-pub mod dns;
-mod https;
-pub mod identity;
-pub mod manage;
-pub mod metrics;
-pub mod policy_set;
-pub mod security;
-pub mod users;
-
-pub use config::{Config, RawConfig};
+pub mod recover;
 
 use std::sync::Arc;
 
+use config::Config;
 use sip_transport::{Listener, Transport, TransportConfig};
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -37,11 +27,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
     let store = {
-        let cfg = store::SqliteConfig {
+        let cfg = store_sqlite::SqliteConfig {
             audit_key: Some(dir.audit_key),
-            ..store::SqliteConfig::new(&dir.db_path)
+            ..store_sqlite::SqliteConfig::new(&dir.db_path)
         };
-        tokio::task::spawn_blocking(move || store::Sqlite::open(&cfg))
+        tokio::task::spawn_blocking(move || store_sqlite::Sqlite::open(&cfg))
             .await
             .map_err(|e| format!("database open task failed: {e}"))?
             .map_err(|e| e.to_string())?
@@ -75,7 +65,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     for (p, addr, _) in transport.local_addrs() {
         tracing::info!(protocol = p.via_token(), %addr, "listening");
     }
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(sip_app::metrics::Metrics::default());
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(64);
     if !config.admin_listen.ip().is_loopback() {
         tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");
@@ -99,7 +89,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if let Some(web) = bound.web {
         tracing::info!(addr = %web, "user listener (HTTPS: the user API under /user/v1, the self-service page at /)");
     }
-    let core = core::Core::new(config, &dir, store, transport.clone(), metrics).await?;
+    let keys = sip_app::Keys {
+        seal: dir.seal_key,
+        nonce: dir.nonce_key,
+    };
+    let core = sip_app::Core::new(config, &keys, store, transport.clone(), metrics).await?;
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's
     // LIFO slot) instead of waking another thread for every request.
@@ -125,11 +119,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

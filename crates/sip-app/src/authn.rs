@@ -42,7 +42,7 @@ pub(crate) enum Challenger {
     Proxy,
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// Proves that the request comes from `user` (AOR `aor`). Returns `true` to
     /// proceed; otherwise the request has been answered (challenge or refusal).
     pub(crate) async fn authenticate(

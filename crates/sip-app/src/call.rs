@@ -18,7 +18,7 @@ use super::fork::{ForkKind, Hop};
 use super::{Core, Req};
 use crate::unix_now;
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// A new call.
     pub(crate) async fn on_invite(&mut self, r: &Req<'_>) {
         let domain = self.cfg.domain.clone();

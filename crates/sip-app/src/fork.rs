@@ -86,7 +86,7 @@ pub(crate) fn source_protocol(source: &str) -> Option<Protocol> {
     })
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// A fresh RFC 3261 branch.
     pub(crate) fn new_branch(&mut self) -> String {
         self.branch_seq += 1;

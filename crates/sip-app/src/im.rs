@@ -14,7 +14,7 @@
 use sip::build::RequestBuilder;
 use sip::headers::ContentType;
 use sip::Uri;
-use store::{Messages, PendingMessage};
+use store::PendingMessage;
 
 use super::authn::Challenger;
 use super::fork::ForkKind;
@@ -24,7 +24,7 @@ use crate::unix_now;
 /// How long a stored message waits for its recipient.
 const STORED_MESSAGE_LIFETIME: i64 = 30 * 24 * 3600;
 
-impl Core {
+impl<S: store::Store> Core<S> {
     pub(crate) async fn on_message(&mut self, r: &Req<'_>) {
         if r.msg.body().len() > self.cfg.im_max_bytes {
             let limit = self.cfg.im_max_bytes.to_string();

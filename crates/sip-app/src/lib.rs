@@ -1,18 +1,32 @@
-//! The SIP core: one task that owns the transaction layer, the location service,
-//! the user table and the lockout filter, so none of them needs a lock. Work that
-//! waits (database writes, user reloads) runs in separate, bounded tasks that
-//! report back through an event channel.
+//! # parapet-sip-app: the SIP application
+//!
+//! Routing, registration, instant messages (with offline delivery), calls,
+//! presence and overload control: everything `parapet serve` does with a SIP
+//! message once the transport has parsed it. It knows no HTTP: the admin and
+//! user APIs reach it through [`command::AdminCmd`] on a bounded channel, and
+//! it reaches storage only through the `store` traits ([`store::Store`]).
+//!
+//! [`Core`] is one task that owns the transaction layer, the location
+//! service, the user table and the lockout filter, so none of them needs a
+//! lock. Work that waits (database writes, user reloads) runs in separate,
+//! bounded tasks that report back through an event channel.
+#![forbid(unsafe_code)]
 
 mod authn;
 mod call;
+pub mod command;
 mod fork;
+pub mod identity;
 mod im;
+pub mod metrics;
 mod overload;
+pub mod policy_set;
 mod presence;
-pub(crate) mod ratelimit;
+pub mod ratelimit;
 mod refusals;
 mod register;
 mod routing;
+pub mod users;
 mod writes;
 
 use std::collections::{HashMap, HashSet};
@@ -26,17 +40,16 @@ use sip::headers::{ProxyRequire, Require};
 use sip::{Message, Method, RequestFields, ResponseFields, Uri};
 use sip_transport::{Inbound, Protocol, Source, Target, Transport};
 use sip_txn::{Action, ClientEvent, Reliability, ServerEvent, TxnId, TxnLayer};
-use store::Sqlite;
+
 use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
 
-use crate::api::{AdminCmd, LockoutRow, Status};
-use crate::config::Config;
-use crate::datadir::DataDir;
+use config::Config;
+
+use crate::command::{AdminCmd, LockoutRow, Status};
 use crate::metrics::{method_label, Metrics};
 use crate::policy_set::PolicySet;
-use crate::unix_now;
 use crate::users::UserCache;
 
 /// Work finished outside the core task.
@@ -72,6 +85,28 @@ pub(crate) enum Event {
     Interfaces(Vec<std::net::IpAddr>),
 }
 
+/// The secrets the SIP application works with, from the data directory.
+#[derive(Clone)]
+pub struct Keys {
+    /// Seals the users' digest secrets at rest.
+    pub seal: [u8; 32],
+    /// Keys nonces and flow tokens.
+    pub nonce: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Methods this server handles (the Allow header).
 const ALLOW: &str =
     "REGISTER, OPTIONS, MESSAGE, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, SUBSCRIBE, PUBLISH";
@@ -79,7 +114,7 @@ const ALLOW: &str =
 /// Option tags this server supports (RFC 5626 outbound, RFC 3327 Path).
 pub(crate) const SUPPORTED: &[&str] = &["outbound", "path"];
 
-pub struct Core {
+pub struct Core<S> {
     cfg: Arc<Config>,
     transport: Transport,
     txn: TxnLayer<Target>,
@@ -88,7 +123,7 @@ pub struct Core {
     filter: auth::lockout::SecurityFilter,
     users: UserCache,
     seal: Arc<SecretKey>,
-    store: Sqlite,
+    store: S,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     writes: writes::Writes,
@@ -136,22 +171,21 @@ pub struct Core {
     pressure_seq: Option<u64>,
 }
 
-impl std::fmt::Debug for Core {
+impl<S> std::fmt::Debug for Core<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Core(domain={})", self.cfg.domain)
     }
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     pub async fn new(
         cfg: Arc<Config>,
-        dir: &DataDir,
-        store: Sqlite,
+        keys: &Keys,
+        store: S,
         transport: Transport,
         metrics: Arc<Metrics>,
-    ) -> Result<Core, String> {
-        let seal =
-            Arc::new(SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?);
+    ) -> Result<Core<S>, String> {
+        let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
         let policies = PolicySet::load(&store).await?;
         let mut location = registrar::Location::new(cfg.registrar);
@@ -224,7 +258,7 @@ impl Core {
             pressure_seq: None,
             verifier: auth::digest::Verifier::new(
                 &cfg.domain,
-                &dir.nonce_key,
+                &keys.nonce,
                 300,
                 100_000,
                 &cfg.digest.algorithms,
@@ -251,7 +285,7 @@ impl Core {
             delivering: HashSet::new(),
             waiting,
             metrics,
-            flow_tokens: auth::flow_token::FlowTokens::new(&dir.nonce_key),
+            flow_tokens: auth::flow_token::FlowTokens::new(&keys.nonce),
             server_fork: HashMap::new(),
             loop_keys: std::collections::hash_map::RandomState::new(),
             branch_prefix,
@@ -1049,12 +1083,12 @@ impl Core {
 }
 
 /// A binding as the admin API shows it.
-fn registration_row(b: store::Binding, on_connection: bool) -> crate::api::RegistrationRow {
+fn registration_row(b: store::Binding, on_connection: bool) -> crate::command::RegistrationRow {
     let (transport, source) = b
         .source
         .split_once(':')
         .map_or(("", b.source.as_str()), |(t, a)| (t, a));
-    crate::api::RegistrationRow {
+    crate::command::RegistrationRow {
         transport: transport.to_string(),
         source: source.to_string(),
         reached_by: if on_connection {

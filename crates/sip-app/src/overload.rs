@@ -156,7 +156,7 @@ pub(crate) fn hard_queue() -> usize {
     sip_transport::TransportConfig::default().inbound_queue * 3 / 4
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// Whether this new request is to be shed, and why. Cheap when there is
     /// no pressure: two loads and two comparisons.
     pub(crate) fn shed(

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use policy::{Directory, Effective, Grant, GrantTarget, Group, PolicyDoc, Scope, Snapshot};
-use store::{GrantTargetRow, Policies, PolicyScope, Sqlite};
+use store::{GrantTargetRow, Policies, PolicyScope};
 
 /// A snapshot and the store version it was read at.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,7 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    pub async fn load(store: &Sqlite) -> Result<PolicySet, String> {
+    pub async fn load(store: &impl Policies) -> Result<PolicySet, String> {
         let st = store.policy_state().await.map_err(|e| e.to_string())?;
         let mut docs = Vec::with_capacity(st.policies.len());
         for p in st.policies {

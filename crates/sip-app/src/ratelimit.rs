@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 #[derive(Debug)]
-pub(crate) struct RateLimiter<K = IpAddr> {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
     max_entries: usize,
@@ -20,7 +20,7 @@ pub(crate) struct RateLimiter<K = IpAddr> {
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
-    pub(crate) fn new(rate_per_sec: u32, burst: u32, max_entries: usize) -> Self {
+    pub fn new(rate_per_sec: u32, burst: u32, max_entries: usize) -> Self {
         RateLimiter {
             rate: f64::from(rate_per_sec),
             burst: f64::from(burst.max(1)),
@@ -31,7 +31,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     /// Takes one token for `ip`; `false` when the key is over its rate.
-    pub(crate) fn allow(&mut self, ip: K, now: Instant) -> bool {
+    pub fn allow(&mut self, ip: K, now: Instant) -> bool {
         if self.buckets.len() >= self.max_entries && !self.buckets.contains_key(&ip) {
             let due = self
                 .last_sweep

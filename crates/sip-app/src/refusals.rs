@@ -44,7 +44,7 @@ impl Refusals {
     }
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// 403 Relaying Denied, logged with its cause.
     pub(crate) async fn relaying_denied(&mut self, r: &Req<'_>, cause: &'static str) {
         let from = match r.f.from.uri {

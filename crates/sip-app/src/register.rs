@@ -3,13 +3,12 @@
 
 use sip::Uri;
 use sip_transport::Protocol;
-use store::Bindings;
 
 use super::authn::Challenger;
 use super::{Core, Event, Req};
 use crate::unix_now;
 
-impl Core {
+impl<S: store::Store> Core<S> {
     pub(crate) async fn on_register(&mut self, r: &Req<'_>) {
         let (id, msg, f, src) = (r.id, r.msg, r.f, r.src);
         let now = unix_now();

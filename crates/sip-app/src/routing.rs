@@ -23,7 +23,7 @@ pub(crate) enum RouteSet {
     Malformed,
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// The loop-detection hash carried in the branch of a request this server
     /// forwards (§16.6 step 8): over what identifies the request as received
     /// (Request-URI, From and To tags, Call-ID, CSeq number, Proxy-Require) and

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use auth::secret::{DigestSecrets, SecretKey};
-use store::{Sqlite, Users};
+use store::Users;
 
 /// What authentication needs of a user.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct UserCache {
 impl UserCache {
     /// Loads every user. Secrets that do not open (a damaged row, or a key
     /// mismatch) leave that user unable to sign in, and are logged.
-    pub async fn load(store: &Sqlite, key: &SecretKey) -> Result<UserCache, String> {
+    pub async fn load(store: &impl Users, key: &SecretKey) -> Result<UserCache, String> {
         let version = store.users_version().await.map_err(|e| e.to_string())?;
         let users = store.list_users().await.map_err(|e| e.to_string())?;
         let mut by_aor = HashMap::with_capacity(users.len());
@@ -52,7 +52,7 @@ impl UserCache {
     /// Secrets that do not open leave the user unable to sign in, as in
     /// [`UserCache::load`].
     pub async fn load_one(
-        store: &Sqlite,
+        store: &impl Users,
         key: &SecretKey,
         aor: &str,
     ) -> Result<(i64, Option<CachedUser>), String> {

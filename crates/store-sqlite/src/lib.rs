@@ -162,7 +162,6 @@ impl Sqlite {
         })
     }
 
-
     /// Runs the read-only `f` on a reader's connection and returns its result.
     pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
     where

@@ -18,10 +18,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 const COLUMNS: &str = "id, aor, display_name, secret, enabled, created_at";
 
-impl Sqlite {
-    /// A number that changes whenever any user is added, changed or removed, by
-    /// this process or another (the CLI): poll it to refresh caches.
-    pub async fn users_version(&self) -> Result<i64> {
+impl Users for Sqlite {
+    async fn users_version(&self) -> Result<i64> {
         self.call(|c| {
             c.query_row(
                 "SELECT value FROM meta WHERE name = 'users_version'",
@@ -32,9 +30,7 @@ impl Sqlite {
         })
         .await
     }
-}
 
-impl Users for Sqlite {
     async fn add_user(&self, u: NewUser) -> Result<User> {
         self.write(move |c| {
             c.query_row(

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use store::{AdminRow, AdminUpdate, Admins, AuditEntry, AuditFilter, AuditLog, GroupRow, NewUser, Policies, RoleRow, SignIn, Store, StoreError, TokenRow, Users};
+use store::{
+    AdminRow, AdminUpdate, Admins, AuditEntry, AuditFilter, AuditLog, GroupRow, NewUser, Policies,
+    RoleRow, SignIn, Store, StoreError, TokenRow, Users,
+};
 use store_sqlite::{Sqlite, SqliteConfig};
 
 fn open(name: &str) -> (Sqlite, PathBuf) {

@@ -1,7 +1,10 @@
 //! Publications, subscriptions and contact lists on a real database file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use store::{ContactRow, Contacts, NewUser, PresenceState, PublicationRow, StoreError, SubscriptionRow, Users};
+use store::{
+    ContactRow, Contacts, NewUser, PresenceState, PublicationRow, StoreError, SubscriptionRow,
+    Users,
+};
 use store_sqlite::{Sqlite, SqliteConfig};
 
 fn open(name: &str) -> Sqlite {

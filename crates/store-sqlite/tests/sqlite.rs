@@ -5,7 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use store::{Binding, BindingChange, Bindings, GrantRow, GrantTargetRow, GroupRow, Messages, NewUser, PendingMessage, Policies, PolicyRow, PolicyScope, Store, StoreError, Users};
+use store::{
+    Binding, BindingChange, Bindings, GrantRow, GrantTargetRow, GroupRow, Messages, NewUser,
+    PendingMessage, Policies, PolicyRow, PolicyScope, Store, StoreError, Users,
+};
 use store_sqlite::{Sqlite, SqliteConfig};
 
 fn temp_db(name: &str) -> PathBuf {

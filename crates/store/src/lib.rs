@@ -91,6 +91,9 @@ pub trait Users: Send + Sync {
     fn set_enabled(&self, aor: &str, enabled: bool) -> impl Future<Output = Result<bool>> + Send;
     /// Removes the user with their bindings and pending messages.
     fn remove_user(&self, aor: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// A number that changes whenever any user is added, changed or removed,
+    /// by this process or another (the CLI): poll it to refresh caches.
+    fn users_version(&self) -> impl Future<Output = Result<i64>> + Send;
 }
 
 /// Registrar bindings (the location service's durable copy).

@@ -80,7 +80,8 @@ pub enum PolicyScope {
 }
 
 impl PolicyScope {
-    pub(crate) fn columns(&self) -> (&'static str, &str) {
+    /// The scope as two columns (kind, name), as every back end stores it.
+    pub fn columns(&self) -> (&'static str, &str) {
         match self {
             PolicyScope::Global => ("global", ""),
             PolicyScope::Site(s) => ("site", s),
@@ -88,7 +89,9 @@ impl PolicyScope {
         }
     }
 
-    pub(crate) fn from_columns(scope: &str, name: String) -> Option<PolicyScope> {
+    /// The scope read back from [`PolicyScope::columns`]; `None` for a kind
+    /// this version does not know.
+    pub fn from_columns(scope: &str, name: String) -> Option<PolicyScope> {
         match scope {
             "global" => Some(PolicyScope::Global),
             "site" => Some(PolicyScope::Site(name)),

@@ -14,6 +14,7 @@ pub(crate) use user::user_document;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
+use store::Store;
 
 use super::{internal, json as respond, ApiResult, Ctx};
 use responses::response_schema;
@@ -121,7 +122,7 @@ impl Doc {
     }
 }
 
-pub(crate) async fn document(State(ctx): State<Ctx>) -> ApiResult {
+pub(crate) async fn document<S: Store>(State(ctx): State<Ctx<S>>) -> ApiResult {
     let mut roles: Vec<String> = rbac::predefined().into_iter().map(|r| r.name).collect();
     roles.extend(
         store::Admins::roles(&ctx.store)

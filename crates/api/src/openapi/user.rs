@@ -5,10 +5,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Map};
+use store::Store;
 
 use super::schema::{contact_address, contact_group_name, decision_body, entry_body, obj, Facts};
 use super::{path_param, Doc, USER_ERRORS};
-use crate::api::{json as respond, ApiResult, Ctx};
+use crate::{json as respond, ApiResult, Ctx};
 
 /// Every operation acts on the signed-in user.
 const SELF: &str = "self";
@@ -114,7 +115,7 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
     );
 }
 
-pub(crate) async fn user_document(State(ctx): State<Ctx>) -> ApiResult {
+pub(crate) async fn user_document<S: Store>(State(ctx): State<Ctx<S>>) -> ApiResult {
     let f = Facts {
         domain: &ctx.realm,
         roles: Vec::new(),

@@ -4,12 +4,12 @@
 //! that the account is enabled, and the user's request rate.
 
 use std::time::Instant;
+use store::Store;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use store::UserSessions;
 
 use super::super::access::{bearer, source_of, Who};
 use super::super::{internal, problem, Ctx};
@@ -43,10 +43,10 @@ fn unauthorized(detail: &str) -> Response {
 const SIGN_IN: &str =
     "sign in with your SIP address and password (POST /user/v1/session), then send `Authorization: Bearer <token>`";
 
-impl FromRequestParts<Ctx> for Me {
+impl<S: Store> FromRequestParts<Ctx<S>> for Me {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Me, Response> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx<S>) -> Result<Me, Response> {
         let Some(given) = bearer(parts) else {
             return Err(unauthorized(SIGN_IN));
         };
@@ -62,7 +62,7 @@ impl FromRequestParts<Ctx> for Me {
                 "the session has ended (signed out, password changed, or never issued); {SIGN_IN}"
             )));
         };
-        if row.expires_at <= crate::unix_now() {
+        if row.expires_at <= sip_app::unix_now() {
             return Err(unauthorized(&format!("the session has expired; {SIGN_IN}")));
         }
         if !enabled {

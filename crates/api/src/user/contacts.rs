@@ -7,18 +7,19 @@ use super::super::extract::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use store::Store;
 
 use super::super::contact_lists::{contact_uri, group_name, DecisionBody, EntryBody};
 use super::super::extract::P as Path;
 use super::super::{body, json, ApiResult, Ctx};
 use super::Me;
 
-pub(crate) async fn list(State(ctx): State<Ctx>, me: Me) -> ApiResult {
+pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
     Ok(json(StatusCode::OK, &ctx.contact_list(&me.aor).await?))
 }
 
-pub(crate) async fn put(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put<S: Store>(
+    State(ctx): State<Ctx<S>>,
     me: Me,
     Path(contact): Path<String>,
     bytes: Bytes,
@@ -27,8 +28,8 @@ pub(crate) async fn put(
     Ok(json(StatusCode::OK, &ctx.put_entry(&me, entry).await?))
 }
 
-pub(crate) async fn remove(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove<S: Store>(
+    State(ctx): State<Ctx<S>>,
     me: Me,
     Path(contact): Path<String>,
 ) -> ApiResult {
@@ -37,8 +38,8 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn put_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn put_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     me: Me,
     Path(name): Path<String>,
 ) -> ApiResult {
@@ -47,8 +48,8 @@ pub(crate) async fn put_group(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn remove_group(
-    State(ctx): State<Ctx>,
+pub(crate) async fn remove_group<S: Store>(
+    State(ctx): State<Ctx<S>>,
     me: Me,
     Path(name): Path<String>,
 ) -> ApiResult {
@@ -56,15 +57,15 @@ pub(crate) async fn remove_group(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn watchers(State(ctx): State<Ctx>, me: Me) -> ApiResult {
+pub(crate) async fn watchers<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "watchers": ctx.watchers(&me.aor).await }),
     ))
 }
 
-pub(crate) async fn decide(
-    State(ctx): State<Ctx>,
+pub(crate) async fn decide<S: Store>(
+    State(ctx): State<Ctx<S>>,
     me: Me,
     Path(watcher): Path<String>,
     bytes: Bytes,

@@ -16,6 +16,7 @@ mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use store::Store;
 
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -45,29 +46,32 @@ async fn not_found() -> axum::response::Response {
     )
 }
 
-fn router(ctx: Ctx) -> Router {
+fn router<S: Store>(ctx: Ctx<S>) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
         .route("/app.css", get(page::style))
         .route("/icon.svg", get(page::icon))
-        .route("/user/v1/openapi.json", get(super::openapi::user_document))
+        .route(
+            "/user/v1/openapi.json",
+            get(super::openapi::user_document::<S>),
+        )
         .route(
             "/user/v1/session",
-            post(session::sign_in).delete(session::sign_out),
+            post(session::sign_in::<S>).delete(session::sign_out::<S>),
         )
         .route("/user/v1/me", get(session::me))
-        .route("/user/v1/contacts", get(contacts::list))
+        .route("/user/v1/contacts", get(contacts::list::<S>))
         .route(
             "/user/v1/contacts/{contact}",
-            put(contacts::put).delete(contacts::remove),
+            put(contacts::put::<S>).delete(contacts::remove::<S>),
         )
         .route(
             "/user/v1/contact-groups/{name}",
-            put(contacts::put_group).delete(contacts::remove_group),
+            put(contacts::put_group::<S>).delete(contacts::remove_group::<S>),
         )
-        .route("/user/v1/watchers", get(contacts::watchers))
-        .route("/user/v1/watchers/{watcher}", put(contacts::decide))
+        .route("/user/v1/watchers", get(contacts::watchers::<S>))
+        .route("/user/v1/watchers/{watcher}", put(contacts::decide::<S>))
         .fallback(not_found)
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -75,8 +79,8 @@ fn router(ctx: Ctx) -> Router {
 }
 
 /// Binds the user listener and serves it until the process ends.
-pub(crate) async fn serve(
-    ctx: Ctx,
+pub(crate) async fn serve<S: Store>(
+    ctx: Ctx<S>,
     addr: SocketAddr,
     tls: &rustls::ServerConfig,
 ) -> Result<SocketAddr, String> {

@@ -8,17 +8,18 @@
 //! account is disabled, and the oldest go beyond [`MAX_SESSIONS`] a user.
 
 use std::net::{IpAddr, SocketAddr};
+use store::Store;
 
 use super::super::extract::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use store::{StoreError, UserSessionRow, UserSessions};
+use store::{StoreError, UserSessionRow};
 
 use super::super::{body, internal, json, problem, AdminCmd, ApiResult, Ctx};
 use super::Me;
-use crate::core::PasswordCheck;
+use sip_app::command::PasswordCheck;
 
 /// How long a session lasts.
 pub(crate) const SESSION_SECS: i64 = 12 * 3600;
@@ -44,8 +45,8 @@ fn with_retry(mut r: Response, secs: u64) -> Response {
     r
 }
 
-pub(crate) async fn sign_in(
-    State(ctx): State<Ctx>,
+pub(crate) async fn sign_in<S: Store>(
+    State(ctx): State<Ctx<S>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     bytes: Bytes,
 ) -> ApiResult {
@@ -119,7 +120,7 @@ pub(crate) async fn sign_in(
     }
     let minted = rbac::token::mint_with(rbac::token::USER_PREFIX)
         .ok_or_else(|| internal("random generator failed"))?;
-    let now = crate::unix_now();
+    let now = sip_app::unix_now();
     let row = UserSessionRow {
         id: minted.id,
         hash: minted.hash,
@@ -147,7 +148,7 @@ pub(crate) async fn sign_in(
     ))
 }
 
-pub(crate) async fn sign_out(State(ctx): State<Ctx>, me: Me) -> ApiResult {
+pub(crate) async fn sign_out<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
     ctx.store
         .remove_user_session(&me.session)
         .await

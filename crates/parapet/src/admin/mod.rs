@@ -77,7 +77,7 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             clap_complete::generate(shell, &mut cmd, "parapet", &mut std::io::stdout());
         }
         AdminCmd::Recover { data_dir, name } => {
-            let made = server::admins::recover(&data_dir, &name).await?;
+            let made = server::recover::recover(&data_dir, &name).await?;
             if out == Output::Json {
                 println!("{}", made.secrets_json());
             } else {

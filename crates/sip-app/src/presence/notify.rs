@@ -15,13 +15,12 @@ use std::time::Instant;
 use sip::build::RequestBuilder;
 use sip_transport::{Protocol, Target};
 use sip_txn::{Reliability, TxnId};
-use store::PresenceState as _;
 
 use super::state::tag;
 use super::{EventKind, Sub, NOTIFY_INTERVAL};
-use crate::core::fork::source_protocol;
-use crate::core::Core;
+use crate::fork::source_protocol;
 use crate::unix_now;
+use crate::Core;
 
 /// Why a subscription ends (the NOTIFY's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub(crate) fn proto_name(p: Protocol) -> String {
     p.via_token().to_ascii_lowercase()
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// The state of `aor` changed (publication, registration, contacts,
     /// policy): every watcher whose document differs gets a NOTIFY.
     pub(crate) fn presence_changed(&mut self, aor: &str) {

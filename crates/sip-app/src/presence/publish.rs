@@ -8,12 +8,12 @@ use bytes::Bytes;
 use sip::headers::{ContentType, Event as EventHeader, Expires};
 use sip::{HeaderKind, Uri};
 use sip_txn::TxnId;
-use store::{PresenceState as _, PublicationRow};
+use store::PublicationRow;
 
 use super::{Publication, MAX_EXPIRES, MAX_PUBLICATIONS, MIN_EXPIRES};
-use crate::core::authn::Challenger;
-use crate::core::{Core, Event, Req};
+use crate::authn::Challenger;
 use crate::unix_now;
+use crate::{Core, Event, Req};
 
 /// A publication change, applied in memory once stored.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub(crate) enum PubChange {
     },
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     pub(crate) async fn on_publish(&mut self, r: &Req<'_>) {
         let event = r.msg.typed::<EventHeader>();
         let Ok(Some(event)) = event else {
@@ -310,7 +310,7 @@ impl Core {
     }
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     /// A connection closed: the publications made over it go (memory at
     /// once, the store behind), and the publishers' watchers learn it.
     pub(crate) fn publications_flow_closed(&mut self, flow: u64) {

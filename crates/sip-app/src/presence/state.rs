@@ -204,8 +204,10 @@ impl PresenceState {
 /// Loads what survives a restart: live publications, subscriptions (each
 /// marked for a NOTIFY with the current state, so watchers resynchronise)
 /// and the contact lists.
-pub(crate) async fn load(store: &store::Sqlite, now: i64) -> Result<PresenceState, String> {
-    use store::{Contacts, PresenceState as _};
+pub(crate) async fn load(
+    store: &(impl store::PresenceState + store::Contacts),
+    now: i64,
+) -> Result<PresenceState, String> {
     let mut state = PresenceState {
         contacts: ContactTable::from_rows(store.all_contacts().await.map_err(|e| e.to_string())?),
         ..PresenceState::default()

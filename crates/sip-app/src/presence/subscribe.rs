@@ -16,7 +16,6 @@ use bytes::Bytes;
 use sip::headers::{Contact, Event as EventHeader, Expires, RecordRoute};
 use sip::{HeaderKind, Uri};
 use sip_txn::TxnId;
-use store::PresenceState as _;
 
 use super::dialog::{Dialog, Parts};
 use super::notify::{proto_name, Ending};
@@ -25,9 +24,9 @@ use super::{
     EventKind, Sub, DEFAULT_EXPIRES, MAX_DIALOG_STATE, MAX_EXPIRES, MAX_SUBSCRIPTIONS,
     MAX_TOTAL_SUBSCRIPTIONS, MIN_EXPIRES,
 };
-use crate::core::authn::Challenger;
-use crate::core::{Core, Event, Req};
+use crate::authn::Challenger;
 use crate::unix_now;
+use crate::{Core, Event, Req};
 
 const ALLOW_EVENTS: &str = "presence, presence.winfo";
 
@@ -43,7 +42,7 @@ pub(crate) struct Subscribed {
     pub(crate) failed: Bytes,
 }
 
-impl Core {
+impl<S: store::Store> Core<S> {
     pub(crate) async fn on_subscribe(&mut self, r: &Req<'_>) {
         let Some((kind, event_id)) = self.event_of(r) else {
             return self

@@ -1,0 +1,102 @@
+//! What the SIP application accepts from outside it (the admin and user
+//! APIs, through a bounded channel) and what it answers. The application
+//! defines these; the APIs use them.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use crate::authn::PasswordCheck;
+use crate::policy_set::PolicySet;
+use crate::users::UserCache;
+
+/// What the admin API asks of the core.
+#[derive(Debug)]
+pub enum AdminCmd {
+    Status(oneshot::Sender<Status>),
+    Lockouts(oneshot::Sender<Vec<LockoutRow>>),
+    ClearLockouts {
+        account: Option<String>,
+        source: Option<IpAddr>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// A freshly loaded user table: swap it in (if newer) and answer.
+    Users(UserCache, oneshot::Sender<()>),
+    /// One user changed (`None`: removed or unusable): update that entry and
+    /// answer.
+    User {
+        aor: String,
+        version: i64,
+        user: Option<crate::users::CachedUser>,
+        reply: oneshot::Sender<()>,
+    },
+    /// A freshly loaded policy snapshot: swap it in (if newer) and answer.
+    Policies(PolicySet, oneshot::Sender<()>),
+    /// One user's contact list, as now stored: replace it and answer.
+    Contacts {
+        owner: String,
+        rows: Vec<store::ContactRow>,
+        reply: oneshot::Sender<()>,
+    },
+    /// A password sign-in on the user API (see [`PasswordCheck`]).
+    CheckPassword {
+        aor: String,
+        source: IpAddr,
+        password: String,
+        reply: oneshot::Sender<PasswordCheck>,
+    },
+    /// Who watches `aor`'s presence: (watcher, active | pending | rejected).
+    Watchers {
+        aor: String,
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// `aor`'s registrations as the location service holds them now.
+    Registrations {
+        aor: String,
+        reply: oneshot::Sender<Vec<RegistrationRow>>,
+    },
+}
+
+/// One registered device of a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistrationRow {
+    /// The Contact URI.
+    pub contact: String,
+    /// The transport the REGISTER came over (udp, tcp, tls, ws, wss).
+    pub transport: String,
+    /// The address it came from.
+    pub source: String,
+    /// How the server reaches the device: `connection` (the connection it
+    /// registered over, RFC 5626 and RFC 5923) or `address` (UDP).
+    pub reached_by: String,
+    /// The RFC 5626 instance and reg-id, when the client gave them.
+    pub outbound: Option<String>,
+    pub user_agent: Option<String>,
+    /// q-value, 0.000 to 1.000.
+    pub q: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub domain: String,
+    pub listeners: Vec<String>,
+    pub insecure_transports: bool,
+    pub warnings: Vec<String>,
+    pub users: usize,
+    pub registrations: usize,
+    pub connections: usize,
+    pub uptime_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockoutRow {
+    pub account: String,
+    /// `null` for an account-wide lockout.
+    pub source: Option<String>,
+    pub until: u64,
+    pub lockouts: u32,
+}
