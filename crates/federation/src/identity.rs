@@ -132,7 +132,7 @@ fn sip_domain(uri: &str) -> Option<String> {
 
 /// A domain name of LDH labels, at least two of them (a partner is never a
 /// bare host name), no trailing dot, no wildcard.
-fn valid_domain(d: &str) -> bool {
+pub(crate) fn valid_domain(d: &str) -> bool {
     d.len() <= 253
         && d.split('.').count() >= 2
         && d.split('.').all(|l| {

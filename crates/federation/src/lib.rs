@@ -15,7 +15,11 @@
 //!   extended key usage names serverAuth without clientAuth on an inbound
 //!   connection (public CAs stopped issuing clientAuth in 2026), and check an
 //!   outbound peer's identity by [`identity`] rather than by host name.
+//! - [`locate`]: where a partner's servers are (RFC 3263 over TLS, Lync's
+//!   `_sipfederationtls._tcp`, static routes), refusing internal addresses
+//!   a partner's DNS might point at.
 #![forbid(unsafe_code)]
 
 pub mod identity;
+pub mod locate;
 pub mod verifier;
