@@ -223,7 +223,8 @@ fn load_pair(
     Ok((chain, key))
 }
 
-/// A private CA (10 years) and a server certificate for `domain` (2 years).
+/// A private CA (10 years) and a server certificate for `domain` (2 years):
+/// DNS names for clients, and the `sip:domain` URI partners check.
 fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
@@ -248,6 +249,10 @@ fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), Strin
     names.extend(host_names.iter().cloned());
     names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);
     let mut sp = CertificateParams::new(names).map_err(g)?;
+    // RFC 5922: partners' servers identify a SIP domain by a `sip:domain`
+    // URI subjectAltName; clients keep matching the DNS names.
+    let uri = rcgen::Ia5String::try_from(format!("sip:{domain}")).map_err(g)?;
+    sp.subject_alt_names.push(rcgen::SanType::URI(uri));
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, domain);
     sp.distinguished_name = dn;
@@ -263,4 +268,29 @@ fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), Strin
         server_key.serialize_pem().as_bytes(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_certificate_names_the_sip_domain_for_partners_and_hosts_for_clients() {
+        let dir = std::env::temp_dir().join(format!("parapet-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        make_pki(&dir, "example.test", &["sip.example.test".to_string()]).unwrap();
+        let pem = std::fs::read(dir.join("server.pem")).unwrap();
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+            .unwrap();
+        let ids = federation::identity::identities(&der).unwrap();
+        assert_eq!(ids.source, federation::identity::Source::SipUri);
+        assert!(ids.covers("example.test"));
+        assert!(
+            !ids.covers("sip.example.test"),
+            "partners see the domain only"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
