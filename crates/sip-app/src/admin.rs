@@ -1,0 +1,177 @@
+//! Commands from the admin and user APIs: status, lockouts, swapping in
+//! a new user table or policy snapshot, contact lists, password checks,
+//! watchers and registrations.
+
+use std::collections::HashSet;
+
+use crate::command::{AdminCmd, LockoutRow, Status};
+use crate::policy_set::PolicySet;
+use crate::users::UserCache;
+use crate::{presence, unix_now, Core};
+
+impl<S: store::Store> Core<S> {
+    pub(crate) fn on_admin(&mut self, cmd: AdminCmd) {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        match cmd {
+            AdminCmd::Status(reply) => {
+                let mut warnings = Vec::new();
+                if self.cfg.allow_insecure_transports {
+                    warnings.push("insecure transports are enabled (plain UDP/TCP/WS): SIP on them is readable and forgeable on the network".to_string());
+                }
+                let _ = reply.send(Status {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    domain: self.cfg.domain.clone(),
+                    listeners: self.cfg.listen.iter().map(|l| l.to_string()).collect(),
+                    insecure_transports: self.cfg.allow_insecure_transports,
+                    warnings,
+                    users: self.users.len(),
+                    registrations: self.location.len(),
+                    connections: self.transport.connections(),
+                    uptime_secs: self.started.elapsed().as_secs(),
+                });
+            }
+            AdminCmd::Lockouts(reply) => {
+                let rows = self
+                    .filter
+                    .entries(now)
+                    .into_iter()
+                    .map(|e| LockoutRow {
+                        account: e.account,
+                        source: e.source.map(|s| s.to_string()),
+                        until: e.until,
+                        lockouts: e.lockouts,
+                    })
+                    .collect();
+                let _ = reply.send(rows);
+            }
+            AdminCmd::ClearLockouts {
+                account,
+                source,
+                reply,
+            } => {
+                let n = self.filter.clear(account.as_deref(), source, now);
+                tracing::info!(account = account.as_deref().unwrap_or("*"), source = ?source, cleared = n, "lockouts cleared by an administrator");
+                let _ = reply.send(n);
+            }
+            AdminCmd::Users(fresh, reply) => {
+                if fresh.version > self.users.version {
+                    self.install_users(fresh);
+                }
+                let _ = reply.send(());
+            }
+            AdminCmd::User {
+                aor,
+                version,
+                user,
+                reply,
+            } => {
+                let gone = !user.as_ref().is_some_and(|u| u.enabled);
+                if gone {
+                    // Removed or disabled: its registrations go at once.
+                    self.location.remove_aor(&aor);
+                }
+                self.users.set(version, &aor, user);
+                if gone {
+                    self.presence_user_gone(&aor);
+                } else {
+                    self.presence_changed(&aor);
+                }
+                let _ = reply.send(());
+            }
+            AdminCmd::Policies(fresh, reply) => {
+                self.install_policies(fresh);
+                let _ = reply.send(());
+            }
+            AdminCmd::CheckPassword {
+                aor,
+                source,
+                password,
+                reply,
+            } => {
+                let _ = reply.send(self.check_password(&aor, source, &password));
+            }
+            AdminCmd::Registrations { aor, reply } => {
+                let rows = self
+                    .location
+                    .lookup(&aor, unix_now())
+                    .into_iter()
+                    .map(|(b, flow)| registration_row(b, flow.is_some()))
+                    .collect();
+                let _ = reply.send(rows);
+            }
+            AdminCmd::Watchers { aor, reply } => {
+                let _ = reply.send(self.watcher_statuses(&aor));
+            }
+            AdminCmd::Contacts { owner, rows, reply } => {
+                self.presence.contacts.replace(&owner, &rows);
+                // What the owner's watchers may see, and their statuses;
+                // what the owner's list subscriptions carry.
+                self.presence_changed(&owner);
+                self.list_changed(&owner);
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    pub(crate) fn install_policies(&mut self, fresh: PolicySet) {
+        if fresh.version > self.policies.version {
+            tracing::info!(version = fresh.version, "policy snapshot replaced");
+            let old = std::mem::replace(&mut self.policies, fresh);
+            // Watchers of users whose privacy settings changed get a NOTIFY.
+            let mut watched: HashSet<&str> = self.presence.watchers.keys().map(|k| &**k).collect();
+            for owner in self.presence.lists.keys() {
+                watched.extend(self.presence.contacts.followed(owner));
+            }
+            let changed: Vec<String> = watched
+                .into_iter()
+                .filter(|aor| {
+                    presence::privacy(&old, aor) != presence::privacy(&self.policies, aor)
+                })
+                .map(str::to_owned)
+                .collect();
+            for aor in changed {
+                self.presence_changed(&aor);
+            }
+        }
+    }
+
+    pub(crate) fn install_users(&mut self, c: UserCache) {
+        // Users that were removed or disabled lose their bindings at once.
+        let gone: Vec<String> = self
+            .location_aors()
+            .into_iter()
+            .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
+            .collect();
+        for a in &gone {
+            self.location.remove_aor(a);
+        }
+        tracing::info!(users = c.len(), "user table reloaded");
+        self.users = c;
+        for a in gone {
+            self.presence_user_gone(&a);
+        }
+    }
+}
+
+/// A binding as the admin API shows it.
+fn registration_row(b: store::Binding, on_connection: bool) -> crate::command::RegistrationRow {
+    let (transport, source) = b
+        .source
+        .split_once(':')
+        .map_or(("", b.source.as_str()), |(t, a)| (t, a));
+    crate::command::RegistrationRow {
+        transport: transport.to_string(),
+        source: source.to_string(),
+        reached_by: if on_connection {
+            "connection"
+        } else {
+            "address"
+        }
+        .to_string(),
+        outbound: (b.key != b.contact).then(|| b.key.clone()),
+        user_agent: b.user_agent.clone(),
+        q: format!("{}.{:03}", b.q / 1000, b.q % 1000),
+        expires_at: b.expires_at,
+        contact: b.contact,
+    }
+}
