@@ -9,6 +9,8 @@ echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== layering"
+scripts/check-layers.sh
 echo "== fuzz smoke run"
 scripts/fuzz.sh "${PARAPET_FUZZ_SECONDS:-15}"
 echo "== tests"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The layering docs/ARCHITECTURE.md promises, checked on the dependency
+# graph: the SIP application links no HTTP stack and no database, the APIs
+# name no store implementation, and what the Edge will link (federation,
+# config, the store traits) needs no database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+forbid() { # crate, then the packages it must not depend on
+    local crate=$1; shift
+    local tree
+    tree=$(cargo tree -q -p "$crate" -e normal --prefix none | awk '{print $1}' | sort -u)
+    for bad in "$@"; do
+        if grep -qx -- "$bad" <<<"$tree"; then
+            echo "layering: $crate depends on $bad (cargo tree -p $crate -i $bad shows the path)" >&2
+            status=1
+        fi
+    done
+}
+forbid parapet-store rusqlite tokio
+forbid parapet-config rusqlite axum hyper parapet-store-sqlite
+forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-api
+forbid parapet-api rusqlite parapet-store-sqlite parapet-server
+forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
+[ "$status" = 0 ] && echo "layering: ok"
+exit "$status"
