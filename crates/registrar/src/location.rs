@@ -1,6 +1,6 @@
 //! The in-memory location service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use store::Binding;
 
@@ -51,6 +51,12 @@ pub struct Location {
     /// The addresses of record with a binding on each connection, so that a
     /// closed connection costs a lookup, not a scan. Kept by `set_entries`.
     flows: HashMap<crate::Flow, Vec<String>>,
+    /// (the earliest expiry among its bindings, AOR) for every AOR, so that
+    /// `expire` visits only what is due instead of every AOR each second
+    /// (estimated at 20 ms a second for a million AORs). Costs
+    /// one copy of the AOR and a tree slot per registered user. Kept by
+    /// `set_entries`.
+    expiries: BTreeSet<(i64, String)>,
 }
 
 impl Location {
@@ -61,6 +67,7 @@ impl Location {
             sources: HashMap::new(),
             source_seq: 0,
             flows: HashMap::new(),
+            expiries: BTreeSet::new(),
         }
     }
 
@@ -87,6 +94,9 @@ impl Location {
             }
         }
         if let Some(old) = self.by_aor.remove(aor) {
+            if let Some(t) = earliest(&old) {
+                self.expiries.remove(&(t, aor.to_owned()));
+            }
             for e in &old {
                 if let Some((n, _)) = self.sources.get_mut(&e.binding.source) {
                     *n -= 1;
@@ -110,6 +120,9 @@ impl Location {
             // Most users have one device; a Vec grown by push keeps room for
             // four entries (~800 bytes each AOR, measured), so trim it.
             entries.shrink_to_fit();
+            if let Some(t) = earliest(&entries) {
+                self.expiries.insert((t, aor.to_owned()));
+            }
             self.by_aor.insert(aor.to_owned(), entries);
         }
     }
@@ -164,10 +177,10 @@ impl Location {
     pub fn expire(&mut self, now: i64) -> Vec<(String, String)> {
         let mut gone = Vec::new();
         let stale: Vec<String> = self
-            .by_aor
+            .expiries
             .iter()
-            .filter(|(_, es)| es.iter().any(|e| e.binding.expires_at <= now))
-            .map(|(aor, _)| aor.clone())
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, aor)| aor.clone())
             .collect();
         for aor in stale {
             let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();
@@ -258,5 +271,57 @@ impl Location {
 
     pub fn is_empty(&self) -> bool {
         self.by_aor.is_empty()
+    }
+}
+
+/// The earliest expiry among `entries`.
+fn earliest(entries: &[Entry]) -> Option<i64> {
+    entries.iter().map(|e| e.binding.expires_at).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(aor: &str, key: &str, expires_at: i64) -> Binding {
+        Binding {
+            aor: aor.into(),
+            key: key.into(),
+            contact: format!("<{key}>"),
+            q: 1000,
+            expires_at,
+            call_id: "c".into(),
+            cseq: 1,
+            path: Vec::new(),
+            source: "udp:192.0.2.1:5060".into(),
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn the_expiry_index_holds_one_entry_per_aor_at_its_earliest_expiry() {
+        let mut l = Location::new(RegistrarConfig::default());
+        let check = |l: &Location| {
+            assert_eq!(l.expiries.len(), l.by_aor.len());
+            for (aor, es) in &l.by_aor {
+                let t = earliest(es).unwrap();
+                assert!(l.expiries.contains(&(t, aor.clone())), "{aor} at {t}");
+            }
+        };
+        l.load(vec![
+            binding("sip:a@x.test", "k1", 100),
+            binding("sip:b@x.test", "k1", 50),
+        ]);
+        check(&l);
+        // A second binding, earlier: the AOR's entry moves to it.
+        l.load(vec![binding("sip:a@x.test", "k2", 20)]);
+        check(&l);
+        assert_eq!(l.expire(20), vec![("sip:a@x.test".into(), "k2".into())]);
+        check(&l);
+        l.remove("sip:a@x.test", "k1");
+        check(&l);
+        l.remove_aor("sip:b@x.test");
+        check(&l);
+        assert!(l.expiries.is_empty());
     }
 }

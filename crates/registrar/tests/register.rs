@@ -437,3 +437,55 @@ fn a_closed_connection_takes_every_binding_made_over_it_and_no_other() {
     assert!(l.flow_closed(Flow(7)).is_empty());
     assert_eq!(l.flow_closed(Flow(9)).len(), 1);
 }
+
+#[test]
+fn expiry_takes_exactly_what_is_due_through_refreshes_and_removals() {
+    let mut l = loc();
+    let reg = |l: &mut Location,
+               aor: &str,
+               call: &str,
+               cseq: u32,
+               contact: &str,
+               exp: u32,
+               now: i64| {
+        let m = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{cseq}{call}\r\n\
+             Max-Forwards: 70\r\nFrom: <{aor}>;tag=f\r\nTo: <{aor}>\r\nCall-ID: {call}\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <{contact}>;expires={exp}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let m = parse_datagram(Bytes::from(m), &Limits::DEFAULT).unwrap();
+        l.register(aor, &m, "udp:192.0.2.1:5060", None, now)
+            .unwrap();
+    };
+    let (a, b, c) = (
+        "sip:a@example.com",
+        "sip:b@example.com",
+        "sip:c@example.com",
+    );
+    reg(&mut l, a, "a", 1, "sip:a@192.0.2.1", 100, 0);
+    reg(&mut l, b, "b", 1, "sip:b@192.0.2.1", 200, 0);
+    reg(&mut l, c, "c", 1, "sip:c1@192.0.2.1", 150, 0);
+    reg(&mut l, c, "c", 2, "sip:c2@192.0.2.1", 300, 0);
+    assert!(l.expire(99).is_empty());
+    // a refreshes before it is due: now 400.
+    reg(&mut l, a, "a", 2, "sip:a@192.0.2.1", 400, 0);
+    assert!(l.expire(149).is_empty(), "a's old expiry is gone");
+    assert_eq!(
+        l.expire(150),
+        vec![(c.to_string(), "sip:c1@192.0.2.1".to_string())]
+    );
+    assert!(l.is_registered(c, 151), "c keeps its other binding");
+    assert_eq!(
+        l.expire(250),
+        vec![(b.to_string(), "sip:b@192.0.2.1".to_string())]
+    );
+    // c's remaining binding is found by its own expiry after the first went.
+    assert_eq!(
+        l.expire(300),
+        vec![(c.to_string(), "sip:c2@192.0.2.1".to_string())]
+    );
+    // A removed AOR leaves nothing behind to expire.
+    l.remove_aor(a);
+    assert!(l.expire(i64::MAX).is_empty());
+    assert!(l.is_empty());
+}
