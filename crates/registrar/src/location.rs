@@ -46,11 +46,15 @@ pub struct Location {
     /// first had one (`source_since`). Kept right by `set_entries`, the one
     /// place entries change.
     sources: HashMap<String, (usize, u64)>,
-    /// Counts source addresses as they appear.
+    /// Counts source addresses and connections as they first get a
+    /// binding (one sequence, so that either can be compared with the
+    /// moment pressure began).
     source_seq: u64,
     /// The addresses of record with a binding on each connection, so that a
-    /// closed connection costs a lookup, not a scan. Kept by `set_entries`.
-    flows: HashMap<crate::Flow, Vec<String>>,
+    /// closed connection costs a lookup, not a scan, and the sequence number
+    /// at which the connection got its first (`flow_since`). Kept by
+    /// `set_entries`.
+    flows: HashMap<crate::Flow, (Vec<String>, u64)>,
     /// (the earliest expiry among its bindings, AOR) for every AOR, so that
     /// `expire` visits only what is due instead of every AOR each second
     /// (estimated at 20 ms a second for a million AORs). Costs
@@ -87,7 +91,11 @@ impl Location {
                 })
                 .0 += 1;
             if let Some(f) = e.flow {
-                let aors = self.flows.entry(f).or_default();
+                let seq = &mut self.source_seq;
+                let (aors, _) = self.flows.entry(f).or_insert_with(|| {
+                    *seq += 1;
+                    (Vec::new(), *seq)
+                });
                 if !aors.iter().any(|a| a == aor) {
                     aors.push(aor.to_owned());
                 }
@@ -106,7 +114,7 @@ impl Location {
                 }
                 if let Some(f) = e.flow {
                     if !entries.iter().any(|n| n.flow == Some(f)) {
-                        if let Some(aors) = self.flows.get_mut(&f) {
+                        if let Some((aors, _)) = self.flows.get_mut(&f) {
                             aors.retain(|a| a != aor);
                             if aors.is_empty() {
                                 self.flows.remove(&f);
@@ -202,7 +210,11 @@ impl Location {
     /// client), so such a binding is unreachable from now on; a client that
     /// reconnects registers again (RFC 5626 §4.4.1).
     pub fn flow_closed(&mut self, flow: crate::Flow) -> Vec<Binding> {
-        let hit = self.flows.get(&flow).cloned().unwrap_or_default();
+        let hit = self
+            .flows
+            .get(&flow)
+            .map(|(aors, _)| aors.clone())
+            .unwrap_or_default();
         let mut gone = Vec::new();
         for aor in hit {
             let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();
@@ -249,7 +261,14 @@ impl Location {
         self.sources.get(source).map(|s| s.1)
     }
 
-    /// The sequence number of the latest source address to appear.
+    /// When connection `flow` got its first live binding (in the sequence
+    /// of `source_seq`); `None` when it has none.
+    pub fn flow_since(&self, flow: crate::Flow) -> Option<u64> {
+        self.flows.get(&flow).map(|(_, seq)| *seq)
+    }
+
+    /// The sequence number of the latest source address or connection to
+    /// get a binding.
     pub fn source_seq(&self) -> u64 {
         self.source_seq
     }

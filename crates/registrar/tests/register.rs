@@ -489,3 +489,51 @@ fn expiry_takes_exactly_what_is_due_through_refreshes_and_removals() {
     assert!(l.expire(i64::MAX).is_empty());
     assert!(l.is_empty());
 }
+
+#[test]
+fn a_connection_keeps_its_place_while_it_refreshes_and_loses_it_when_closed() {
+    let mut l = loc();
+    let c = "Contact: <sip:a@192.0.2.1:5061;transport=tls>\r\n";
+    l.register(
+        AOR,
+        &register("c1", 1, c),
+        "tls:192.0.2.1:40000",
+        Some(Flow(1)),
+        0,
+    )
+    .unwrap();
+    let first = l.flow_since(Flow(1)).expect("a binding on flow 1");
+    assert_eq!(first, l.source_seq(), "the latest to appear");
+    // Another connection appears later in the same sequence.
+    l.register(
+        "sip:bob@example.com",
+        &register("c2", 1, "Contact: <sip:b@192.0.2.2:5061;transport=tls>\r\n"),
+        "tls:192.0.2.2:40001",
+        Some(Flow(2)),
+        0,
+    )
+    .unwrap();
+    assert!(l.flow_since(Flow(2)).unwrap() > first);
+    // A refresh over the same connection keeps its place.
+    l.register(
+        AOR,
+        &register("c1", 2, c),
+        "tls:192.0.2.1:40000",
+        Some(Flow(1)),
+        10,
+    )
+    .unwrap();
+    assert_eq!(l.flow_since(Flow(1)), Some(first));
+    // Closed, then registered again over a new connection: a new place.
+    l.flow_closed(Flow(1));
+    assert_eq!(l.flow_since(Flow(1)), None);
+    l.register(
+        AOR,
+        &register("c1", 3, c),
+        "tls:192.0.2.1:40002",
+        Some(Flow(3)),
+        20,
+    )
+    .unwrap();
+    assert!(l.flow_since(Flow(3)).unwrap() > l.flow_since(Flow(2)).unwrap());
+}

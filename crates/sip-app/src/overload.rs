@@ -16,7 +16,7 @@
 //! requests answering one of our challenges (a nonce of ours that is still
 //! valid: one HMAC to check). Shed last: new requests from an address a
 //! live registration came from before the pressure began, or over a
-//! connection one came on, only under heavy pressure. The
+//! connection one came on before it began, only under heavy pressure. The
 //! rest is shed as soon as pressure begins. Each message is judged by the
 //! state at that moment, and the first message that waited less than the
 //! target ends the pressure, so full service returns the moment the queue
@@ -224,17 +224,15 @@ impl<S: store::Store> Core<S> {
             .any(|a| self.verifier.answers_our_challenge(&a, now))
     }
 
-    /// Whether a live registration came from this source: its UDP address
-    /// (registered before the pressure began: a flood whose registrations
-    /// succeed must not make itself familiar), or its connection.
+    /// Whether a live registration came from this source before the
+    /// pressure began (a flood whose registrations succeed must not make
+    /// itself familiar): from its UDP address, or over its connection.
     fn familiar(&self, src: &Source) -> bool {
-        match src.protocol {
-            Protocol::Udp => self
-                .location
-                .source_since(&format!("udp:{}", src.remote))
-                .is_some_and(|s| s <= self.pressure_seq.unwrap_or(u64::MAX)),
-            _ => self.location.has_flow(registrar::Flow(src.flow.0)),
-        }
+        let since = match src.protocol {
+            Protocol::Udp => self.location.source_since(&format!("udp:{}", src.remote)),
+            _ => self.location.flow_since(registrar::Flow(src.flow.0)),
+        };
+        since.is_some_and(|s| s <= self.pressure_seq.unwrap_or(u64::MAX))
     }
 }
 
