@@ -105,7 +105,7 @@ pub struct Sqlite {
     writes: mpsc::Sender<WriteJob>,
     commits: Arc<AtomicU64>,
     audit_key: Option<Arc<ring::hmac::Key>>,
-    /// Set on a handle from [`Sqlite::audited`]: appended with every write.
+    /// Set on a handle from `Store::audited`: appended with every write.
     audit: Option<Arc<AuditEntry>>,
 }
 

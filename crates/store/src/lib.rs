@@ -258,7 +258,7 @@ pub trait UserSessions: Send + Sync {
 }
 
 /// The audit log: append-only and hash-chained. Changes are recorded by
-/// writing through [`Sqlite::audited`]; refusals and sign-ins by
+/// writing through [`Store::audited`]; refusals and sign-ins by
 /// [`AuditLog::append_audit`].
 pub trait AuditLog: Send + Sync {
     fn append_audit(&self, e: AuditEntry) -> impl Future<Output = Result<i64>> + Send;
