@@ -1,6 +1,6 @@
 //! The in-memory location service.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use store::Binding;
 
@@ -55,12 +55,12 @@ pub struct Location {
     /// at which the connection got its first (`flow_since`). Kept by
     /// `set_entries`.
     flows: HashMap<crate::Flow, (Vec<String>, u64)>,
-    /// (the earliest expiry among its bindings, AOR) for every AOR, so that
+    /// Every AOR under the earliest expiry among its bindings, so that
     /// `expire` visits only what is due instead of every AOR each second
-    /// (estimated at 20 ms a second for a million AORs). Costs
-    /// one copy of the AOR and a tree slot per registered user. Kept by
-    /// `set_entries`.
-    expiries: BTreeSet<(i64, String)>,
+    /// (estimated at 20 ms a second for a million AORs). Costs one copy of
+    /// the AOR per registered user; a refresh moves that copy (looked up by
+    /// `&str`, no allocation). Kept by `set_entries`.
+    expiries: BTreeMap<i64, HashSet<String>>,
 }
 
 impl Location {
@@ -71,7 +71,7 @@ impl Location {
             sources: HashMap::new(),
             source_seq: 0,
             flows: HashMap::new(),
-            expiries: BTreeSet::new(),
+            expiries: BTreeMap::new(),
         }
     }
 
@@ -101,9 +101,15 @@ impl Location {
                 }
             }
         }
+        let mut indexed = None;
         if let Some(old) = self.by_aor.remove(aor) {
             if let Some(t) = earliest(&old) {
-                self.expiries.remove(&(t, aor.to_owned()));
+                if let Some(due) = self.expiries.get_mut(&t) {
+                    indexed = due.take(aor);
+                    if due.is_empty() {
+                        self.expiries.remove(&t);
+                    }
+                }
             }
             for e in &old {
                 if let Some((n, _)) = self.sources.get_mut(&e.binding.source) {
@@ -129,7 +135,8 @@ impl Location {
             // four entries (~800 bytes each AOR, measured), so trim it.
             entries.shrink_to_fit();
             if let Some(t) = earliest(&entries) {
-                self.expiries.insert((t, aor.to_owned()));
+                let key = indexed.unwrap_or_else(|| aor.to_owned());
+                self.expiries.entry(t).or_default().insert(key);
             }
             self.by_aor.insert(aor.to_owned(), entries);
         }
@@ -186,9 +193,8 @@ impl Location {
         let mut gone = Vec::new();
         let stale: Vec<String> = self
             .expiries
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .map(|(_, aor)| aor.clone())
+            .range(..=now)
+            .flat_map(|(_, aors)| aors.iter().cloned())
             .collect();
         for aor in stale {
             let mut entries = self.by_aor.get(&aor).cloned().unwrap_or_default();
@@ -321,10 +327,12 @@ mod tests {
     fn the_expiry_index_holds_one_entry_per_aor_at_its_earliest_expiry() {
         let mut l = Location::new(RegistrarConfig::default());
         let check = |l: &Location| {
-            assert_eq!(l.expiries.len(), l.by_aor.len());
+            let indexed: usize = l.expiries.values().map(HashSet::len).sum();
+            assert_eq!(indexed, l.by_aor.len());
+            assert!(l.expiries.values().all(|aors| !aors.is_empty()));
             for (aor, es) in &l.by_aor {
                 let t = earliest(es).unwrap();
-                assert!(l.expiries.contains(&(t, aor.clone())), "{aor} at {t}");
+                assert!(l.expiries[&t].contains(aor), "{aor} at {t}");
             }
         };
         l.load(vec![
