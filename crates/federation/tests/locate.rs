@@ -22,41 +22,69 @@ impl Drop for Dns {
     }
 }
 
-fn dnsmasq(records: &[&str]) -> Dns {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-        ])
-        .args([
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--user=root",
-        ])
-        // Authoritative for .test: unknown names are NXDOMAIN, not forwarded.
-        .args(["--local=/test/", "--pid-file="])
-        .arg(format!("--port={port}"))
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq is installed (scripts/install-test-deps.sh)");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    // Ready when it answers over TCP.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
+/// A loopback port free for both UDP and TCP (dnsmasq binds both and exits
+/// when either is taken).
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    Dns { child, addr }
+}
+
+/// Whether a DNS server answers a query for `bare.test` at `addr` over UDP.
+fn answers(addr: SocketAddr) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x04bare\x04test\x00\x00\x01\x00\x01");
+    if s.send_to(&q, addr).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    matches!(s.recv_from(&mut buf), Ok((n, _)) if n >= 12 && buf[..2] == [0x12, 0x34])
+}
+
+/// dnsmasq on a loopback port, answering before this returns. A port taken
+/// between choosing and binding makes dnsmasq exit: then another is tried.
+fn dnsmasq(records: &[&str]) -> Dns {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--user=root",
+            ])
+            // Authoritative for .test: unknown names are NXDOMAIN, not forwarded.
+            .args(["--local=/test/", "--pid-file="])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq is installed (scripts/install-test-deps.sh)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..50 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if answers(addr) {
+                return Dns { child, addr };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("dnsmasq did not start on any of five ports");
 }
 
 const RECORDS: &[&str] = &[
