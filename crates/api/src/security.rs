@@ -159,9 +159,9 @@ const POLICY_CHECKS: &[PolicyCheck] = &[
         kind: "federation",
         field: "verification",
         group: "Federation and external access",
-        severity: Severity::High,
-        recommended: "source",
-        weaker: |v| text_is(v, "unverified"),
+        severity: Severity::Info,
+        recommended: "verified for partners you know; unverified reaches only users who have the sender as a contact",
+        weaker: |_| false,
     },
     PolicyCheck {
         kind: "privacy",
@@ -446,6 +446,56 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: cfg.unauthenticated_rate > 1000,
         severity: Severity::Medium,
     });
+    federation_items(&cfg.federation, out);
+}
+
+fn federation_items(f: &config::FederationConfig, out: &mut Vec<Item>) {
+    out.push(Item {
+        group: "Federation and external access",
+        setting: "config federation.allow_private_addresses".into(),
+        current: f.allow_private_addresses.to_string(),
+        recommended: "false".into(),
+        why: "On, a partner's DNS can point this server at loopback, private or link-local addresses: connections into your own network on a stranger's say-so.".into(),
+        command: "remove allow_private_addresses from [federation] in the configuration file and restart `parapet serve` (a partner inside your network can be given a route instead)".into(),
+        finding: f.allow_private_addresses,
+        severity: Severity::High,
+    });
+    let cas: Vec<String> = f
+        .trusted_cas
+        .iter()
+        .map(|t| match t {
+            config::TrustSource::System => "system".to_string(),
+            config::TrustSource::File(p) => p.display().to_string(),
+        })
+        .collect();
+    out.push(Item {
+        group: "Federation and external access",
+        setting: "config federation.trusted_cas".into(),
+        current: if cas.is_empty() { "none (no federation possible)".into() } else { cas.join(", ") },
+        recommended: "system, plus the private CAs of partners that use one".into(),
+        why: "A partner's server is believed to speak for a domain only with a certificate from one of these CAs; which partners are federated with at all is the federation policy.".into(),
+        command: "set trusted_cas in [federation] in the configuration file and restart `parapet serve`".into(),
+        finding: false,
+        severity: Severity::Info,
+    });
+    out.push(Item {
+        group: "Federation and external access",
+        setting: "config federation.routes".into(),
+        current: if f.routes.is_empty() {
+            "none (partners located through DNS)".into()
+        } else {
+            f.routes
+                .iter()
+                .map(|(d, (h, p))| format!("{d} = {h}:{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        recommended: "DNS, or routes for partners reached privately".into(),
+        why: "A route replaces DNS for that partner (the certificate must still speak for its domain).".into(),
+        command: "edit routes in [federation] in the configuration file and restart `parapet serve`".into(),
+        finding: false,
+        severity: Severity::Info,
+    });
 }
 
 fn admin_items(f: &Facts<'_>, out: &mut Vec<Item>) {
@@ -580,6 +630,7 @@ mod tests {
     fn weakened_settings_are_findings_with_the_fixing_command() {
         let mut c = cfg();
         c.allow_insecure_transports = true;
+        c.federation.allow_private_addresses = true;
         let k = kind("federation").unwrap();
         let mut fed = Fields::new();
         fed.insert(
@@ -603,6 +654,8 @@ mod tests {
         let get = |s: &str| items.iter().find(|i| i.setting == s).unwrap();
         let t = get("config listen (encrypted transports only)");
         assert!(t.finding && t.severity == Severity::High);
+        let pa = get("config federation.allow_private_addresses");
+        assert!(pa.finding && pa.severity == Severity::High);
         let d = get("policy federation.partner_discovery");
         assert!(d.finding && d.severity == Severity::High);
         assert_eq!(

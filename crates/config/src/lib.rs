@@ -108,6 +108,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("limits.unauthenticated_burst", "100", "Burst allowance for unauthenticated requests from one address."),
     ("limits.user_api_rate", "10", "Requests per second one signed-in user may make on the user API; beyond, 429 with Retry-After."),
     ("limits.user_api_burst", "100", "Burst allowance for one user on the user API."),
+    ("federation.trusted_cas", "[\"system\"]", "CAs whose certificates are trusted for partners' servers (mutual TLS, both directions): \"system\" (the operating system's roots, /etc/ssl/certs/ca-certificates.crt) and/or paths of PEM bundle files, e.g. a partner's private CA. Whether to federate, and with whom, is the federation policy (`parapet admin policy`); this says only whom to believe."),
+    ("federation.resolvers", "[]", "DNS servers (address:port) used to locate partners, instead of the system's (split-horizon DNS, labs). Empty: the system's."),
+    ("federation.allow_private_addresses", "false", "Accept partner servers that DNS places at loopback, private, link-local or other internal addresses. Off, a partner's DNS cannot make this server connect inside the network; on is a high finding in the security check (labs and tests only)."),
+    ("federation.routes", "{}", "Partner domain = \"host:port\", used instead of DNS for that partner (the certificate must still speak for the domain), e.g. { \"partner.example\" = \"sip.partner.example:5061\" }."),
 ];
 
 /// `ws_allowed_origins` as the transport applies it.
@@ -242,6 +246,97 @@ pub struct RawConfig {
     pub lockout: RawLockout,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub federation: RawFederation,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFederation {
+    pub trusted_cas: Option<Vec<String>>,
+    pub resolvers: Option<Vec<String>>,
+    pub allow_private_addresses: Option<bool>,
+    pub routes: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Where the CAs trusted for partners come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustSource {
+    /// The operating system's roots.
+    System,
+    /// A PEM bundle file.
+    File(PathBuf),
+}
+
+/// The operating system's CA bundle (Debian's `ca-certificates`).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How this server reaches and trusts partners' servers. Whether it
+/// federates at all is the federation policy's; this is the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationConfig {
+    pub trusted_cas: Vec<TrustSource>,
+    pub resolvers: Vec<SocketAddr>,
+    pub allow_private_addresses: bool,
+    /// Lower-case partner domain → (host, port).
+    pub routes: std::collections::BTreeMap<String, (String, u16)>,
+}
+
+impl RawFederation {
+    fn build(self, d: RawFederation) -> Result<FederationConfig, String> {
+        let cas = self.trusted_cas.or(d.trusted_cas).unwrap_or_default();
+        let trusted_cas = cas
+            .iter()
+            .map(|c| match c.trim() {
+                "system" => Ok(TrustSource::System),
+                "" => Err(
+                    "federation.trusted_cas: an empty entry; use \"system\" or a PEM file's path"
+                        .to_string(),
+                ),
+                p => Ok(TrustSource::File(PathBuf::from(p))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolvers = self
+            .resolvers
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                r.parse::<SocketAddr>().map_err(|_| {
+                    format!(
+                        "federation.resolvers: {r:?} is not an address:port, e.g. 192.0.2.53:53"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut routes = std::collections::BTreeMap::new();
+        for (domain, to) in self.routes.unwrap_or_default() {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty()
+                || domain.parse::<std::net::IpAddr>().is_ok()
+                || sip::Uri::parse(&format!("sip:{domain}")).is_err()
+            {
+                return Err(format!(
+                    "federation.routes: {domain:?} is not a partner domain name"
+                ));
+            }
+            let bad = || {
+                format!("federation.routes: {to:?} (for {domain}) is not host:port, e.g. \"sip.partner.example:5061\"")
+            };
+            let (host, port) = to.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad());
+            }
+            routes.insert(domain, (host.to_ascii_lowercase(), port));
+        }
+        Ok(FederationConfig {
+            trusted_cas,
+            resolvers,
+            allow_private_addresses: self.allow_private_addresses.unwrap_or(false),
+            routes,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -322,6 +417,7 @@ pub struct Config {
     pub unauthenticated_burst: u32,
     /// Requests per second, and burst, per user on the user API.
     pub user_api_rate: (u32, u32),
+    pub federation: FederationConfig,
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -486,7 +582,9 @@ impl RawConfig {
         if !(1..=10_000).contains(&overload_delay_ms) {
             return Err("limits.overload_delay_ms must be between 1 and 10000 (milliseconds a received message may wait for the SIP core)".into());
         }
+        let federation = self.federation.build(d.federation)?;
         Ok(Config {
+            federation,
             ws_origins,
             domain,
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
@@ -523,6 +621,51 @@ impl RawConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn federation_settings() {
+        let d = RawConfig::default().build().unwrap().federation;
+        assert_eq!(d.trusted_cas, vec![TrustSource::System]);
+        assert!(!d.allow_private_addresses && d.routes.is_empty() && d.resolvers.is_empty());
+        let c = RawConfig::from_toml(
+            "[federation]\ntrusted_cas = [\"system\", \"/etc/parapet/partners.pem\"]\nresolvers = [\"127.0.0.53:53\"]\nroutes = { \"Partner.Example.\" = \"sip.partner.example:5061\", \"v6.example\" = \"[2001:db8::1]:5061\" }\n",
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .federation;
+        assert_eq!(
+            c.trusted_cas[1],
+            TrustSource::File("/etc/parapet/partners.pem".into())
+        );
+        assert_eq!(
+            c.routes.get("partner.example"),
+            Some(&("sip.partner.example".to_string(), 5061))
+        );
+        assert_eq!(
+            c.routes.get("v6.example"),
+            Some(&("2001:db8::1".to_string(), 5061))
+        );
+        for (bad, says) in [
+            ("routes = { \"p.example\" = \"host\" }", "is not host:port"),
+            (
+                "routes = { \"p.example\" = \"host:0\" }",
+                "is not host:port",
+            ),
+            (
+                "routes = { \"192.0.2.1\" = \"host:5061\" }",
+                "is not a partner domain",
+            ),
+            ("resolvers = [\"dns.example\"]", "is not an address:port"),
+            ("trusted_cas = [\"\"]", "an empty entry"),
+        ] {
+            let e = RawConfig::from_toml(&format!("[federation]\n{bad}\n"))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn example_parses_to_the_defaults() {

@@ -122,7 +122,39 @@ impl PartnerTrust {
     /// required and must chain to a partner CA; which partner it is comes
     /// from [`identity::identities`] once the handshake is done.
     pub fn inbound(&self) -> Arc<dyn ClientCertVerifier> {
-        Arc::new(Inbound(self.clone()))
+        Arc::new(Inbound {
+            trust: self.clone(),
+            mandatory: true,
+        })
+    }
+
+    /// The same, for a listener shared with clients (SIP over TLS on 5061):
+    /// a certificate is asked for but not required; one that is presented
+    /// must chain to a partner CA, else the handshake fails. Connections
+    /// without one are clients, never partners.
+    pub fn inbound_optional(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::new(Inbound {
+            trust: self.clone(),
+            mandatory: false,
+        })
+    }
+
+    /// The client configuration for connections to partners: this server's
+    /// certificate presented (mutual TLS), the partner's checked by
+    /// [`PartnerTrust::outbound`]; TLS 1.2 and 1.3 only.
+    pub fn client_config(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.outbound())
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("this server's certificate and key: {e}"))?;
+        Ok(Arc::new(config))
     }
 
     /// The verifier for connections we open to a partner; the `ServerName`
@@ -168,7 +200,10 @@ impl PartnerTrust {
 }
 
 #[derive(Debug)]
-struct Inbound(PartnerTrust);
+struct Inbound {
+    trust: PartnerTrust,
+    mandatory: bool,
+}
 
 impl ClientCertVerifier for Inbound {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -181,13 +216,13 @@ impl ClientCertVerifier for Inbound {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.0
+        self.trust
             .verify_chain(end_entity, intermediates, now, ServerOrClientAuth)?;
         Ok(ClientCertVerified::assertion())
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn verify_tls12_signature(
@@ -196,7 +231,7 @@ impl ClientCertVerifier for Inbound {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.signature_12(message, cert, dss)
+        self.trust.signature_12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -205,11 +240,11 @@ impl ClientCertVerifier for Inbound {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.signature_13(message, cert, dss)
+        self.trust.signature_13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.schemes()
+        self.trust.schemes()
     }
 }
 

@@ -37,7 +37,8 @@ fn free_port() -> u16 {
 /// Whether a DNS server answers a query for `bare.test` at `addr` over UDP.
 fn answers(addr: SocketAddr) -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     q.extend_from_slice(b"\x04bare\x04test\x00\x00\x01\x00\x01");
     if s.send_to(&q, addr).is_err() {

@@ -363,7 +363,7 @@ fn operator_text_is_parsed_with_the_fields_rules() {
     );
     assert_eq!(
         k.parse("verification", "sometimes").unwrap_err().0,
-        "federation.verification: \"sometimes\" is not one of: verified, unverified, source"
+        "federation.verification: \"sometimes\" is not one of: verified, unverified"
     );
     assert!(k.parse("colour", "red").unwrap_err().0.contains("no field"));
 }

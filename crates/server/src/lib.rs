@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod datadir;
+pub mod partners;
 pub mod recover;
 
 use std::sync::Arc;
@@ -42,13 +43,29 @@ pub async fn serve(config: Config) -> Result<(), String> {
         sip_transport::tls::ClientAuth::None,
     )
     .map_err(|e| format!("TLS: {e}"))?;
+    // SIP over TLS also asks for a certificate, which only partners'
+    // servers present; WSS and the user listener do not (a browser asked
+    // for one may show its user a certificate picker).
+    let partners = partners::setup(&config.federation, &dir.cert_chain, &dir.cert_key)?;
+    let sip_tls = match &partners {
+        Some(p) => sip_transport::tls::server_config(
+            dir.cert_chain.clone(),
+            dir.cert_key.clone_key(),
+            sip_transport::tls::ClientAuth::Verifier(p.inbound.clone()),
+        )
+        .map_err(|e| format!("TLS: {e}"))?,
+        None => {
+            tracing::info!("federation.trusted_cas is empty: no partner can be federated with");
+            tls.clone()
+        }
+    };
     let listeners = config
         .listen
         .iter()
         .map(|l| match l.scheme {
             config::Scheme::Udp => Listener::Udp(l.addr),
             config::Scheme::Tcp => Listener::Tcp(l.addr),
-            config::Scheme::Tls => Listener::Tls(l.addr, tls.clone()),
+            config::Scheme::Tls => Listener::Tls(l.addr, sip_tls.clone()),
             config::Scheme::Ws => Listener::Ws(l.addr),
             config::Scheme::Wss => Listener::Wss(l.addr, tls.clone()),
         })
@@ -93,7 +110,15 @@ pub async fn serve(config: Config) -> Result<(), String> {
         seal: dir.seal_key,
         nonce: dir.nonce_key,
     };
-    let core = sip_app::Core::new(config, &keys, store, transport.clone(), metrics).await?;
+    let core = sip_app::Core::new(
+        config,
+        &keys,
+        store,
+        transport.clone(),
+        metrics,
+        partners.map(|p| p.setup),
+    )
+    .await?;
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's
     // LIFO slot) instead of waking another thread for every request.

@@ -178,6 +178,13 @@ impl<S: store::Store> Core<S> {
         if f.method != Method::Cancel && self.looped(msg, f) {
             return self.reply(&r, 482, "Loop Detected", &[]).await;
         }
+        // A partner's connection: its From must be one of its domains.
+        let partner = self.partner_of(src);
+        if let Some(ids) = &partner {
+            if !self.partner_may_send(&r, ids).await {
+                return;
+            }
+        }
         // Subscriptions this server is the notifier of.
         if f.to.tag().is_some() && f.method == Method::Subscribe {
             return self.on_subscribe_in_dialog(&r).await;
@@ -208,7 +215,16 @@ impl<S: store::Store> Core<S> {
                 return self.reply(&r, 400, "Malformed Route Header", &[]).await
             }
         };
+        if partner.is_some() {
+            return self.on_partner_request(&r).await;
+        }
         let to_us = self.is_our_domain(&f.request_uri);
+        // A local user's message for another domain is federation's to
+        // decide once the sender is authenticated; with federation off (the
+        // default) it is refused at once, as any relaying is.
+        let federating = !to_us
+            && f.method == Method::Message
+            && crate::policy_set::federation_enabled(&self.policies);
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
             Method::Register => {
@@ -219,7 +235,7 @@ impl<S: store::Store> Core<S> {
                 );
                 self.reply(&r, 403, "Domain Not Served Here", &[]).await
             }
-            Method::Message if to_us => self.on_message(&r).await,
+            Method::Message if to_us || federating => self.on_message(&r).await,
             Method::Invite if to_us => self.on_invite(&r).await,
             Method::Publish if to_us => self.on_publish(&r).await,
             Method::Subscribe if to_us => self.on_subscribe(&r).await,

@@ -26,19 +26,8 @@ const STORED_MESSAGE_LIFETIME: i64 = 30 * 24 * 3600;
 
 impl<S: store::Store> Core<S> {
     pub(crate) async fn on_message(&mut self, r: &Req<'_>) {
-        if r.msg.body().len() > self.cfg.im_max_bytes {
-            let limit = self.cfg.im_max_bytes.to_string();
-            return self
-                .reply(
-                    r,
-                    513,
-                    "Message Too Large",
-                    &[(
-                        "Warning",
-                        &format!("399 parapet \"instant messages are limited to {limit} bytes\""),
-                    )],
-                )
-                .await;
+        if !self.message_fits(r).await {
+            return;
         }
         let domain = self.cfg.domain.clone();
         let Uri::Sip(from) = r.f.from.uri else {
@@ -50,7 +39,8 @@ impl<S: store::Store> Core<S> {
             from.user,
             from.host.to_string().eq_ignore_ascii_case(&domain),
         ) else {
-            // Senders from other domains arrive with federation; until then, refuse.
+            // Partners' users arrive over partners' connections
+            // (crate::federate), never from clients.
             return self
                 .relaying_denied(r, "the sender (From) is not a user of this domain")
                 .await;
@@ -61,6 +51,9 @@ impl<S: store::Store> Core<S> {
             .await
         {
             return;
+        }
+        if !self.is_our_domain(&r.f.request_uri) {
+            return self.message_to_partner(r, &sender_aor).await;
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
             return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
@@ -86,6 +79,36 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
+        self.relay_or_store(r, sender_aor, rcpt_aor).await;
+    }
+
+    /// Whether the body is within `im.max_bytes`; `false`: answered 513.
+    pub(crate) async fn message_fits(&mut self, r: &Req<'_>) -> bool {
+        if r.msg.body().len() <= self.cfg.im_max_bytes {
+            return true;
+        }
+        let limit = self.cfg.im_max_bytes.to_string();
+        self.reply(
+            r,
+            513,
+            "Message Too Large",
+            &[(
+                "Warning",
+                &format!("399 parapet \"instant messages are limited to {limit} bytes\""),
+            )],
+        )
+        .await;
+        false
+    }
+
+    /// Relays an accepted MESSAGE to the recipient's bindings, or stores it
+    /// for their next registration (202).
+    pub(crate) async fn relay_or_store(
+        &mut self,
+        r: &Req<'_>,
+        sender_aor: String,
+        rcpt_aor: String,
+    ) {
         let now = unix_now();
         let targets = self.location.lookup(&rcpt_aor, now);
         // While stored messages are being handed over, newer ones queue behind them.

@@ -17,6 +17,7 @@ mod authn;
 mod call;
 pub mod command;
 mod dispatch;
+mod federate;
 mod fork;
 mod housekeeping;
 pub mod identity;
@@ -46,6 +47,7 @@ use sip_txn::{Action, TxnId, TxnLayer};
 use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
+pub use federate::FederationSetup;
 
 use config::Config;
 
@@ -85,6 +87,11 @@ pub(crate) enum Event {
     Subscribed(Box<presence::subscribe::Subscribed>),
     /// The machine's interface addresses, listed again.
     Interfaces(Vec<std::net::IpAddr>),
+    /// A connection to a partner's server was opened, or could not be.
+    Partner {
+        domain: String,
+        result: Result<sip_transport::FlowId, federate::ConnectFailure>,
+    },
 }
 
 /// The secrets the SIP application works with, from the data directory.
@@ -171,6 +178,8 @@ pub struct Core<S> {
     /// While pressure builds: the location service's `source_seq` when it
     /// began (sources registered later are not familiar).
     pressure_seq: Option<u64>,
+    /// Partners' connections and requests waiting for them.
+    fed: federate::FedState,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -186,6 +195,7 @@ impl<S: store::Store> Core<S> {
         store: S,
         transport: Transport,
         metrics: Arc<Metrics>,
+        federation: Option<FederationSetup>,
     ) -> Result<Core<S>, String> {
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
@@ -252,6 +262,7 @@ impl<S: store::Store> Core<S> {
         };
         let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
         Ok(Core {
+            fed: federate::FedState::new(federation),
             identity,
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),
@@ -386,6 +397,7 @@ impl<S: store::Store> Core<S> {
                 self.start_delivery(aor);
                 self.flush().await;
             }
+            Event::Partner { domain, result } => self.partner_connected(domain, result).await,
             Event::Published(p) => self.published(*p).await,
             Event::Subscribed(s) => self.subscribed(*s).await,
             Event::Enqueued { aor } => {

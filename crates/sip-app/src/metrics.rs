@@ -13,6 +13,8 @@ use sip::Method;
 pub struct Metrics {
     /// (method, status) → final responses sent by server transactions.
     transactions: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// (partner, direction, outcome) → requests to and from partners.
+    federation: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
     pub rate_limited: AtomicU64,
@@ -39,6 +41,9 @@ pub struct Metrics {
     pub subscriptions: AtomicU64,
 }
 
+/// Partners named in metric labels at most (bounded cardinality).
+pub const MAX_PARTNER_LABELS: usize = 1000;
+
 /// The method label: a known method's name, otherwise `other` (bounded).
 pub fn method_label(m: Method<'_>) -> &'static str {
     m.known_name().unwrap_or("other")
@@ -54,8 +59,46 @@ impl Metrics {
         }
     }
 
+    /// Counts a request to (`out`) or from (`in`) a partner by outcome.
+    /// Partners beyond the first [`MAX_PARTNER_LABELS`] count as `other`.
+    pub fn count_federation(&self, partner: &str, direction: &'static str, outcome: &'static str) {
+        let Ok(mut t) = self.federation.lock() else {
+            return;
+        };
+        let partner = partner.to_ascii_lowercase();
+        let key = (partner, direction, outcome);
+        if let Some(n) = t.get_mut(&key) {
+            *n += 1;
+            return;
+        }
+        let known = t.keys().any(|k| k.0 == key.0);
+        let partners = if known {
+            0
+        } else {
+            let mut names: Vec<&String> = t.keys().map(|k| &k.0).collect();
+            names.dedup();
+            names.len()
+        };
+        let key = if known || partners < MAX_PARTNER_LABELS {
+            key
+        } else {
+            ("other".to_string(), direction, outcome)
+        };
+        *t.entry(key).or_insert(0) += 1;
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
+        if let Ok(t) = self.federation.lock() {
+            let _ = writeln!(s, "# HELP parapet_federation_requests_total Requests to (out) and from (in) partner organisations' servers, by partner and outcome.");
+            let _ = writeln!(s, "# TYPE parapet_federation_requests_total counter");
+            for ((p, d, o), n) in t.iter() {
+                let _ = writeln!(
+                    s,
+                    "parapet_federation_requests_total{{partner=\"{p}\",direction=\"{d}\",outcome=\"{o}\"}} {n}"
+                );
+            }
+        }
         let _ = writeln!(s, "# HELP parapet_sip_transactions_total Final responses to SIP requests, by method and status.");
         let _ = writeln!(s, "# TYPE parapet_sip_transactions_total counter");
         if let Ok(t) = self.transactions.lock() {

@@ -209,14 +209,111 @@ pub fn client_allowed(
     }
 }
 
+/// How the federation policy treats a partner domain it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartnerStatus {
+    /// Listed in `allowed_domains`.
+    Allowed,
+    /// Not listed; allowed because `partner_discovery` is on.
+    Discovered,
+}
+
+/// Why the federation policy refuses a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FederationRefusal {
+    /// `enabled` is off (the default).
+    Off,
+    /// An IP literal or otherwise not a domain name.
+    NotADomain,
+    /// The domain, or a domain above it, is in `blocked_domains`.
+    Blocked,
+    /// Not in `allowed_domains`, and discovery is off.
+    NotAllowed,
+    /// The local user's `external_access.federation` is off.
+    UserNotAllowed,
+}
+
+impl FederationRefusal {
+    /// The reason code in logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            FederationRefusal::Off => "federation_off",
+            FederationRefusal::NotADomain => "not_a_domain",
+            FederationRefusal::Blocked => "blocked",
+            FederationRefusal::NotAllowed => "not_allowed",
+            FederationRefusal::UserNotAllowed => "user_not_allowed",
+        }
+    }
+}
+
+/// The federation policy's verdict on `domain` (lower case): block wins
+/// over allow and covers the blocked domain's subdomains; an allowed
+/// domain's subdomains are partners only when listed themselves.
+pub fn partner_status(set: &PolicySet, domain: &str) -> Result<PartnerStatus, FederationRefusal> {
+    let Some(eff) = set.effective("", "federation") else {
+        return Err(FederationRefusal::Off);
+    };
+    if !eff.flag("enabled") {
+        return Err(FederationRefusal::Off);
+    }
+    if domain.is_empty()
+        || !domain.contains('.')
+        || domain.starts_with('[')
+        || domain.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(FederationRefusal::NotADomain);
+    }
+    let under = |d: &String| {
+        domain == d.as_str()
+            || domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    };
+    if eff.list("blocked_domains").iter().any(under) {
+        return Err(FederationRefusal::Blocked);
+    }
+    if eff.list("allowed_domains").iter().any(|d| d == domain) {
+        return Ok(PartnerStatus::Allowed);
+    }
+    if eff.flag("partner_discovery") {
+        return Ok(PartnerStatus::Discovered);
+    }
+    Err(FederationRefusal::NotAllowed)
+}
+
+/// Whether messages from listed partners are treated as unverified (reach
+/// only users who have the sender as a contact), as discovered partners'
+/// always are.
+pub fn partners_unverified(set: &PolicySet) -> bool {
+    set.effective("", "federation")
+        .is_some_and(|e| e.text("verification") == Some("unverified"))
+}
+
+/// Whether the federation policy is on at all.
+pub fn federation_enabled(set: &PolicySet) -> bool {
+    set.effective("", "federation")
+        .is_some_and(|e| e.flag("enabled"))
+}
+
+/// Whether the local user may communicate across federation at all
+/// (`external_access.federation`, off unless granted).
+pub fn user_federates(set: &PolicySet, aor: &str) -> bool {
+    set.effective(aor, "external_access")
+        .is_some_and(|e| e.flag("federation"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use policy::Value;
 
     fn set(fields: &[(&str, Value)]) -> PolicySet {
+        kind_set("client_version", fields)
+    }
+
+    fn kind_set(kind: &str, fields: &[(&str, Value)]) -> PolicySet {
         let doc = PolicyDoc {
-            kind: "client_version".into(),
+            kind: kind.into(),
             scope: Scope::Global,
             fields: fields
                 .iter()
@@ -383,5 +480,49 @@ mod tests {
         assert_eq!(got.source_threshold, 2);
         assert_eq!(got.account_threshold, base.account_threshold);
         assert_eq!(got.window, base.window);
+    }
+
+    #[test]
+    fn federation_partners_by_policy() {
+        use FederationRefusal as R;
+        use PartnerStatus as P;
+        let none = PolicySet::default();
+        assert_eq!(partner_status(&none, "partner.test"), Err(R::Off));
+        let fed = |extra: &[(&str, Value)]| {
+            let mut f = vec![("enabled", Value::Bool(true))];
+            f.extend(extra.iter().cloned());
+            kind_set("federation", &f)
+        };
+        let s = fed(&[
+            ("allowed_domains", list(&["partner.test", "sub.other.test"])),
+            ("blocked_domains", list(&["other.test"])),
+        ]);
+        assert_eq!(partner_status(&s, "partner.test"), Ok(P::Allowed));
+        // Subdomains of an allowed domain only when listed.
+        assert_eq!(partner_status(&s, "eu.partner.test"), Err(R::NotAllowed));
+        // A block covers subdomains, and wins over an allow.
+        assert_eq!(partner_status(&s, "other.test"), Err(R::Blocked));
+        assert_eq!(partner_status(&s, "sub.other.test"), Err(R::Blocked));
+        assert_eq!(partner_status(&s, "brother.test"), Err(R::NotAllowed));
+        assert_eq!(partner_status(&s, "192.0.2.1"), Err(R::NotADomain));
+        assert_eq!(partner_status(&s, "[2001:db8::1]"), Err(R::NotADomain));
+        assert_eq!(partner_status(&s, "localhost"), Err(R::NotADomain));
+        let d = fed(&[
+            ("partner_discovery", Value::Bool(true)),
+            ("blocked_domains", list(&["other.test"])),
+        ]);
+        assert_eq!(partner_status(&d, "anyone.test"), Ok(P::Discovered));
+        assert_eq!(partner_status(&d, "x.other.test"), Err(R::Blocked));
+        let off = kind_set(
+            "federation",
+            &[
+                ("enabled", Value::Bool(false)),
+                ("allowed_domains", list(&["partner.test"])),
+            ],
+        );
+        assert_eq!(partner_status(&off, "partner.test"), Err(R::Off));
+        assert!(!user_federates(&none, "sip:a@example.test"));
+        let ea = kind_set("external_access", &[("federation", Value::Bool(true))]);
+        assert!(user_federates(&ea, "sip:a@example.test"));
     }
 }

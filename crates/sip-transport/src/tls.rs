@@ -17,6 +17,10 @@ pub enum ClientAuth {
     Optional(Vec<CertificateDer<'static>>),
     /// Require a chain that verifies against these roots (mutual TLS between servers).
     Required(Vec<CertificateDer<'static>>),
+    /// Ask, with this verifier deciding what is accepted and whether a
+    /// certificate is required (partners' servers, whose certificates a
+    /// stock verifier would refuse: see the federation crate).
+    Verifier(Arc<dyn rustls::server::danger::ClientCertVerifier>),
 }
 
 /// Why a TLS configuration could not be built; the message says what to fix.
@@ -83,6 +87,7 @@ pub fn server_config(
                 .map_err(|e| TlsError(format!("client verifier: {e}")))?;
             builder.with_client_cert_verifier(v)
         }
+        ClientAuth::Verifier(v) => builder.with_client_cert_verifier(v),
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| {
         TlsError(format!(

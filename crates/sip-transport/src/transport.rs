@@ -299,6 +299,22 @@ impl Transport {
         if let Some(id) = self.flow_to(protocol, remote) {
             return Ok(id);
         }
+        self.open(remote, tls).await
+    }
+
+    /// Opens a new TCP or TLS connection to `remote`, never reusing one: a
+    /// connection verified for one partner domain is not another's, even
+    /// where both are hosted at the same address.
+    pub async fn open(
+        &self,
+        remote: SocketAddr,
+        tls: Option<ClientTls>,
+    ) -> Result<FlowId, SendError> {
+        let protocol = if tls.is_some() {
+            Protocol::Tls
+        } else {
+            Protocol::Tcp
+        };
         if !allowed_destination(remote) {
             return Err(SendError::ForbiddenDestination);
         }

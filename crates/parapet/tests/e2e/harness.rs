@@ -42,6 +42,8 @@ pub(crate) struct Server {
     pub(crate) token: String,
     /// More configuration (TOML) for this test's server.
     pub(crate) extra_config: String,
+    /// The SIP domain (example.test unless a test names another).
+    pub(crate) domain: String,
     /// Started as the README says (`readme`): default listeners, no
     /// configuration file. Holds the lock on the default ports.
     defaults: Option<std::sync::MutexGuard<'static, ()>>,
@@ -62,6 +64,11 @@ impl Server {
 
     /// A server whose configuration file also has `extra` (TOML, top level).
     pub(crate) fn with_config(name: &str, extra: &str) -> Server {
+        Server::org(name, DOMAIN, extra)
+    }
+
+    /// A server for another organisation's `domain` (federation tests).
+    pub(crate) fn org(name: &str, domain: &str, extra: &str) -> Server {
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -74,6 +81,7 @@ impl Server {
             web: free_port(),
             token: String::new(),
             extra_config: extra.to_string(),
+            domain: domain.to_string(),
             defaults: None,
         };
         s.start();
@@ -101,6 +109,7 @@ impl Server {
             web: 4443,
             token: String::new(),
             extra_config: String::new(),
+            domain: DOMAIN.to_string(),
             defaults: Some(guard),
         };
         s.spawn();
@@ -262,7 +271,7 @@ impl Server {
             .arg(&cfg)
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--domain", DOMAIN, "--allow-insecure-transports"])
+            .args(["--domain", &self.domain, "--allow-insecure-transports"])
             .arg(format!("--listen=udp://127.0.0.1:{}", self.udp))
             .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
             .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
@@ -307,7 +316,7 @@ impl Server {
                     return false;
                 }
             }
-            let ping = options(&sock, "ready");
+            let ping = options(&sock, "ready").replace(DOMAIN, &self.domain);
             let _ = sock.send_to(ping.as_bytes(), ("127.0.0.1", self.udp));
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
@@ -394,7 +403,7 @@ impl Server {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from(DOMAIN).unwrap();
+        let name = rustls_pki_types::ServerName::try_from(self.domain.clone()).unwrap();
         let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -416,7 +425,8 @@ impl Server {
             .unwrap_or_default();
         write!(
             c,
-            "{method} {path} HTTP/1.1\r\nHost: {DOMAIN}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.domain,
             body.len()
         )
         .unwrap();
@@ -441,7 +451,7 @@ impl Server {
             &[
                 "user",
                 "add",
-                &format!("sip:{user}@{DOMAIN}"),
+                &format!("sip:{user}@{}", self.domain),
                 "--password-stdin",
             ],
             password,
@@ -457,8 +467,8 @@ impl Server {
                 &[
                     "contacts",
                     "add",
-                    &format!("sip:{owner}@{DOMAIN}"),
-                    &format!("sip:{contact}@{DOMAIN}"),
+                    &format!("sip:{owner}@{}", self.domain),
+                    &format!("sip:{contact}@{}", self.domain),
                 ],
                 "",
             );
@@ -496,7 +506,7 @@ impl Server {
         fields: &[&str],
     ) -> SippRun {
         let csv = self.dir.join(format!("{name}-{local_port}.csv"));
-        let mut line = DOMAIN.to_string();
+        let mut line = self.domain.clone();
         for f in fields {
             line.push(';');
             line.push_str(f);
@@ -509,7 +519,14 @@ impl Server {
             || name.starts_with("presence_")
         {
             // The digest uri must be the Request-URI; SIPp defaults to ip:port.
-            cmd.args(["-auth_uri", &format!("{service}@{DOMAIN}")]); // SIPp adds "sip:"
+            // Across federation the Request-URI is in the partner's domain
+            // (the scenario's [field2]).
+            let target = if name.ends_with("_federated.xml") {
+                fields.get(1).copied().unwrap_or(&self.domain)
+            } else {
+                &self.domain
+            };
+            cmd.args(["-auth_uri", &format!("{service}@{target}")]); // SIPp adds "sip:"
         }
         let child = cmd
             .arg("-sf")

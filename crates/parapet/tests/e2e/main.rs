@@ -21,6 +21,7 @@ mod baresip;
 mod calls;
 mod capacity;
 mod defaults;
+mod federation;
 mod harness;
 mod im;
 mod linphone;

@@ -39,9 +39,9 @@ pub static SPEC: KindSpec = KindSpec {
         },
         FieldSpec {
             name: "verification",
-            ty: T::Choice(&["verified", "unverified", "source"]),
-            default: D::Text("source"),
-            doc: "How traffic from an allowed partner is trusted: verified (accept), unverified (deliver only to users who have the sender as a contact), source (trust the partner's verification mark).",
+            ty: T::Choice(&["verified", "unverified"]),
+            default: D::Text("verified"),
+            doc: "How far messages from listed partners reach: verified (any user whose privacy policy accepts the sender) or unverified (only users who have the sender as a contact). Discovered partners are always unverified.",
             lync: None,
         },
         FieldSpec {

@@ -1,0 +1,425 @@
+//! Federation: two organisations, each a complete Parapet deployment with its
+//! own private CA, trusting each other's CA for partners and routed to each
+//! other statically; SIPp users in each, and a raw TLS peer presenting a
+//! partner's certificate with forged senders.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::{free_port, out, register_and_listen, Server};
+
+const A: &str = "example.test";
+const B: &str = "partner.test";
+
+/// A DNS server (dnsmasq) authoritative for `.test` with `records`, on a
+/// loopback port; killed on drop.
+struct Dns {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dns(records: &[String]) -> Dns {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = std::process::Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--user=root",
+            ])
+            .args(["--local=/test/", "--pid-file="])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is installed (scripts/install-test-deps.sh)");
+        // Ready when it answers a query (a header-only probe gets FORMERR).
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        for _ in 0..50 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let _ = probe.send_to(
+                &[0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ("127.0.0.1", port),
+            );
+            let mut buf = [0u8; 512];
+            if matches!(probe.recv_from(&mut buf), Ok((n, _)) if n >= 12) {
+                return Dns { child, port };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("dnsmasq did not start");
+}
+
+/// Two organisations that trust each other's CA; the federation policy is
+/// still off. example.test finds partner.test through DNS (NAPTR, SRV, A
+/// from the DNS server returned, which must outlive the servers' use of
+/// it); partner.test has a static route to example.test.
+fn two_orgs(name: &str) -> (Server, Server, Dns) {
+    let mut a = Server::org(&format!("{name}-a"), A, "");
+    let mut b = Server::org(&format!("{name}-b"), B, "");
+    let dns = dns(&[
+        "--naptr-record=partner.test,10,10,s,SIPS+D2T,,_sips._tcp.partner.test".into(),
+        format!(
+            "--srv-host=_sips._tcp.partner.test,sip.partner.test,{},0,0",
+            b.tls
+        ),
+        "--host-record=sip.partner.test,127.0.0.1".into(),
+    ]);
+    let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
+    a.extra_config = format!(
+        "[federation]\ntrusted_cas = [\"{}\"]\nresolvers = [\"127.0.0.1:{}\"]\nallow_private_addresses = true\nroutes = {{ \"gone.test\" = \"127.0.0.1:{}\" }}\n",
+        ca(&b),
+        dns.port,
+        free_port()
+    );
+    b.extra_config = format!(
+        "[federation]\ntrusted_cas = [\"{}\"]\nroutes = {{ \"{A}\" = \"127.0.0.1:{}\" }}\n",
+        ca(&a),
+        a.tls
+    );
+    for s in [&mut a, &mut b] {
+        s.kill9();
+        s.start();
+    }
+    (a, b, dns)
+}
+
+fn policy(s: &Server, args: &[&str]) {
+    let mut all = vec!["policy", "set"];
+    all.extend_from_slice(args);
+    let o = s.admin(&all, "");
+    assert!(o.status.success(), "{}", out(&o));
+}
+
+fn contact(s: &Server, owner: &str, contact: &str) {
+    let o = s.admin(&["contacts", "add", owner, contact], "");
+    assert!(o.status.success(), "{}", out(&o));
+}
+
+/// The core reads a changed policy within a second.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// alice@example.test sends a MESSAGE to `to`@partner.test; returns SIPp's
+/// trace (which final answer came back).
+fn alice_sends(a: &Server, to: &str) -> String {
+    alice_sends_to(a, to, B)
+}
+
+fn alice_sends_to(a: &Server, to: &str, domain: &str) -> String {
+    let (ok, msgs) = a
+        .sipp_start(
+            "message_send_federated.xml",
+            to,
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", domain],
+        )
+        .finish();
+    assert!(ok, "SIPp failed:\n{msgs}\nserver:\n{}", a.log());
+    msgs
+}
+
+/// The status line of the last response SIPp received.
+fn last_status(trace: &str) -> String {
+    trace
+        .lines()
+        .rfind(|l| l.trim_start().starts_with("SIP/2.0 "))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn two_organisations_exchange_messages_over_mutual_tls_as_policy_allows() {
+    let (a, b, _dns) = two_orgs("fed");
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+
+    // Federation off (the default): refused at once, nothing sent.
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("403 Relaying Denied"),
+        "{}",
+        last_status(&t)
+    );
+
+    // On, with the partner allowed, but alice has no external access.
+    policy(
+        &a,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=partner.test,gone.test,unknown.test",
+        ],
+    );
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+        ],
+    );
+    settle();
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("403 Forbidden (Federation Not Allowed for This User)"),
+        "{}",
+        last_status(&t)
+    );
+
+    // alice may federate; bob may not: partner.test answers as for an
+    // unknown user.
+    policy(&a, &["external_access", "global", "federation=true"]);
+    settle();
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("404 Not Found"),
+        "{}\n{}",
+        last_status(&t),
+        b.log()
+    );
+    let t = alice_sends(&a, "nobody");
+    assert!(
+        last_status(&t).contains("404 Not Found"),
+        "{}",
+        last_status(&t)
+    );
+
+    // A partner whose server does not answer, and one DNS knows nothing of.
+    let t = alice_sends_to(&a, "bob", "gone.test");
+    assert!(
+        last_status(&t).contains("503 Service Unavailable (Partner Unreachable)"),
+        "{}",
+        last_status(&t)
+    );
+    let t = alice_sends_to(&a, "bob", "unknown.test");
+    assert!(
+        last_status(&t).contains("404 Not Found (No SIP Server for the Domain)"),
+        "{}",
+        last_status(&t)
+    );
+
+    // Both may, but bob's privacy (the default: messages from strangers
+    // only if internal) still refuses a stranger from outside, alike.
+    policy(&b, &["external_access", "global", "federation=true"]);
+    settle();
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("404 Not Found"),
+        "{}",
+        last_status(&t)
+    );
+    // alice in bob's contacts: bob, registered at partner.test, receives it.
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    let bob = register_and_listen(&b, "bob", "battery staple horse");
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("200"),
+        "{}\nA:\n{}\nB:\n{}",
+        last_status(&t),
+        a.log(),
+        b.log()
+    );
+    let (ok, received) = bob.finish();
+    assert!(ok, "bob did not receive the MESSAGE:\n{received}");
+    assert!(
+        received.contains("Hello from alice: across federation"),
+        "{received}"
+    );
+    assert!(
+        received.contains("From: <sip:alice@example.test>"),
+        "{received}"
+    );
+
+    // The other way: bob's server opens its own connection to example.test,
+    // which verifies partner.test's certificate as a client's.
+    contact(&a, "sip:alice@example.test", "sip:bob@partner.test");
+    let alice = register_and_listen(&a, "alice", "correct horse battery");
+    let (ok, msgs) = b
+        .sipp_start(
+            "message_send_federated.xml",
+            "alice",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &["bob", A],
+        )
+        .finish();
+    assert!(ok, "{msgs}");
+    assert!(
+        last_status(&msgs).contains("200"),
+        "{}\nA:\n{}",
+        last_status(&msgs),
+        a.log()
+    );
+    let (ok, received) = alice.finish();
+    assert!(ok, "alice did not receive bob's MESSAGE:\n{received}");
+    assert!(
+        received.contains("From: <sip:bob@partner.test>"),
+        "{received}"
+    );
+
+    // The counters say what happened, per partner.
+    let (_, metrics) = a.http_get("/metrics", None);
+    for want in [
+        "parapet_federation_requests_total{partner=\"partner.test\",direction=\"out\",outcome=\"forwarded\"}",
+        "parapet_federation_requests_total{partner=\"partner.test\",direction=\"out\",outcome=\"user_not_allowed\"} 1",
+        "parapet_federation_requests_total{partner=\"partner.test\",direction=\"in\",outcome=\"accepted\"} 1",
+    ] {
+        assert!(metrics.contains(want), "{want} not in:\n{metrics}");
+    }
+
+    // Blocked wins: partner.test blocks example.test.
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=",
+            "blocked_domains=example.test",
+        ],
+    );
+    settle();
+    let t = alice_sends(&a, "bob");
+    assert!(
+        last_status(&t).contains("403 Forbidden (Federation Not Allowed)"),
+        "{}",
+        last_status(&t)
+    );
+}
+
+/// A TLS connection to `s`'s SIP listener presenting `cert_of`'s server
+/// certificate (a partner's), or none.
+fn tls_as(
+    s: &Server,
+    cert_of: Option<&Server>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        rustls_pki_types::CertificateDer::pem_file_iter(s.data_dir().join("pki/ca.pem")).unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match cert_of {
+        Some(p) => {
+            let pki = p.data_dir().join("pki");
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(pki.join("server.pem"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key =
+                rustls_pki_types::PrivateKeyDer::from_pem_file(pki.join("server-key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let name = rustls_pki_types::ServerName::try_from(s.domain.clone()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", s.tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends a MESSAGE From `from` to bob@partner.test and returns the status line.
+fn message_over(
+    c: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    from: &str,
+    n: u32,
+) -> String {
+    let req = format!(
+        "MESSAGE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKforge{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=f{n}\r\nTo: <sip:bob@{B}>\r\nCall-ID: forge-{n}\r\n\
+         CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_partner_speaks_only_for_its_own_domain() {
+    let (a, b, _dns) = two_orgs("fedforge");
+    b.add_user("bob", "battery staple horse");
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+        ],
+    );
+    policy(&b, &["external_access", "global", "federation=true"]);
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    // example.test's certificate, senders of other domains.
+    let mut c = tls_as(&b, Some(&a));
+    let st = message_over(&mut c, "mallory@evil.test", 1);
+    assert!(
+        st.contains("403 Forbidden (From Domain Does Not Match the Certificate)"),
+        "{st}"
+    );
+    let st = message_over(&mut c, "bob@partner.test", 2);
+    assert!(
+        st.contains("403 Forbidden (Own Domain From Outside)"),
+        "{st}"
+    );
+    // Its own users, on the same connection: accepted (bob is not
+    // registered, so stored for him).
+    let st = message_over(&mut c, "alice@example.test", 3);
+    assert!(st.contains("202"), "{st}\n{}", b.log());
+    // Without a certificate the connection is a client's: a sender of
+    // another domain is not relayed for.
+    let mut c = tls_as(&b, None);
+    let st = message_over(&mut c, "alice@example.test", 4);
+    assert!(st.contains("403 Relaying Denied"), "{st}");
+}

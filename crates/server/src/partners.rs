@@ -1,0 +1,78 @@
+//! Federation's transport from the configuration: the CAs trusted for
+//! partners, the TLS settings both ways, and the partner locator.
+
+use std::sync::Arc;
+
+use config::{FederationConfig, TrustSource, SYSTEM_CA_BUNDLE};
+use federation::locate::{LocateConfig, Locator};
+use federation::verifier::PartnerTrust;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// What `serve` needs for federation.
+#[derive(Debug)]
+pub struct Partners {
+    /// Asks TLS clients for a certificate and checks it against the
+    /// partner CAs (clients without one are users' devices).
+    pub inbound: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    pub setup: sip_app::FederationSetup,
+}
+
+/// The CA certificates the configuration trusts for partners.
+fn trusted(cfg: &FederationConfig) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut cas = Vec::new();
+    for source in &cfg.trusted_cas {
+        let path = match source {
+            TrustSource::System => std::path::PathBuf::from(SYSTEM_CA_BUNDLE),
+            TrustSource::File(p) => p.clone(),
+        };
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            // The default must not stop a machine without the system's
+            // bundle from starting; an explicit file must exist.
+            Err(e) if *source == TrustSource::System => {
+                tracing::warn!(path = %path.display(), error = %e, "federation.trusted_cas: the system's CA bundle is unreadable (install ca-certificates); public CAs are not trusted for partners");
+                continue;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "federation.trusted_cas: cannot read {}: {e}",
+                    path.display()
+                ))
+            }
+        };
+        let certs = sip_transport::tls::certs_from_pem(&pem)
+            .map_err(|e| format!("federation.trusted_cas: {}: {e}", path.display()))?;
+        cas.extend(certs);
+    }
+    Ok(cas)
+}
+
+/// Builds federation's transport. `Ok(None)`: no CA is trusted for partners
+/// (`trusted_cas = []`), so there is no federation whatever the policy says.
+pub fn setup(
+    cfg: &FederationConfig,
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<Option<Partners>, String> {
+    let cas = trusted(cfg)?;
+    if cas.is_empty() {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let trust =
+        PartnerTrust::new(&cas, provider).map_err(|e| format!("federation.trusted_cas: {e}"))?;
+    let client = trust.client_config(chain.to_vec(), key.clone_key())?;
+    let locator = Locator::new(LocateConfig {
+        resolvers: cfg.resolvers.clone(),
+        allow_private: cfg.allow_private_addresses,
+        routes: cfg.routes.clone().into_iter().collect(),
+        ..LocateConfig::default()
+    })?;
+    Ok(Some(Partners {
+        inbound: trust.inbound_optional(),
+        setup: sip_app::FederationSetup {
+            client,
+            locator: Arc::new(locator),
+        },
+    }))
+}

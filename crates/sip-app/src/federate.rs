@@ -1,0 +1,510 @@
+//! Requests to and from partner organisations' servers (federation).
+//!
+//! Partners' servers reach us, and we reach them, over mutual TLS only:
+//!
+//! - Inbound, the TLS listener asks for a certificate; a connection that
+//!   presents one chaining to a CA trusted for partners
+//!   ([`federation::verifier`]) is a partner's, and speaks for the domains
+//!   the certificate names ([`federation::identity`]). Every request on it
+//!   must have a From domain the certificate speaks for, never our own, and
+//!   a Request-URI in our domain (no transit through us).
+//! - Outbound, a local user's request for another domain goes, once the
+//!   sender has proved who they are and the policy allows the pair, over a
+//!   connection this server opened to the partner: located by
+//!   [`federation::locate`] (static route, NAPTR, SRV, A/AAAA), verified as
+//!   speaking for the partner's domain, presenting our certificate. One
+//!   connection per partner, opened on first use and reused; requests that
+//!   arrive while it is being opened wait (bounded) for it. A partner may
+//!   send its own requests back over it (RFC 5923: the connection is
+//!   mutually authenticated).
+//!
+//! The federation policy decides who: [`crate::policy_set::partner_status`]
+//! for the domain, [`crate::policy_set::user_federates`] for the local user,
+//! the recipient's privacy rules for senders, and a discovered (unlisted)
+//! partner reaches only users who have the sender in their contacts.
+//! Every refusal of a partner's request for a user looks the same (404),
+//! whether the user does not exist or refuses: a partner cannot tell.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use federation::identity::{Identities, Source as IdSource};
+use federation::locate::{LocateError, Locator};
+use sip::{Message, RequestFields, Uri};
+use sip_transport::{ClientTls, FlowId, Protocol, Source, Target, Transport};
+use sip_txn::TxnId;
+
+use crate::fork::{ForkKind, Hop};
+use crate::policy_set::{self, FederationRefusal, PartnerStatus};
+use crate::{Core, Event, Req};
+
+/// What the server gives the core for federation: whom to trust and how to
+/// reach partners. `None` in [`Core::new`]: no CA is trusted for partners,
+/// so nothing can be federated whatever the policy says.
+#[derive(Clone)]
+pub struct FederationSetup {
+    /// Client configuration for connections to partners (our certificate,
+    /// the partner's verified for its domain).
+    pub client: Arc<rustls::ClientConfig>,
+    pub locator: Arc<Locator>,
+}
+
+impl std::fmt::Debug for FederationSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FederationSetup")
+            .field("locator", &self.locator)
+            .finish()
+    }
+}
+
+/// Requests waiting for a partner's connection, per partner and partners.
+const MAX_WAITING: usize = 256;
+const MAX_WAITING_PARTNERS: usize = 1024;
+/// Locating a partner and connecting to it, at most.
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+
+/// A request waiting for the connection to its partner.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    id: TxnId,
+    msg: Message,
+    src: Source,
+    own_routes: usize,
+}
+
+/// Why no connection to a partner could be made.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectFailure {
+    Locate(LocateError),
+    /// Every server found failed (the last error), or time ran out.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::Locate(e) => write!(f, "{e}"),
+            ConnectFailure::Unreachable(e) => write!(f, "no server answered: {e}"),
+        }
+    }
+}
+
+/// The core's federation state.
+#[derive(Debug, Default)]
+pub(crate) struct FedState {
+    pub(crate) setup: Option<FederationSetup>,
+    /// Partner domain → our live connection to it.
+    out: HashMap<String, FlowId>,
+    /// Our connections to partners → the identity each was verified for.
+    out_flows: HashMap<FlowId, Arc<Identities>>,
+    /// Inbound connections that presented a partner certificate.
+    peers: HashMap<FlowId, Arc<Identities>>,
+    /// Partner domain → requests waiting for its connection.
+    waiting: HashMap<String, Vec<Waiting>>,
+}
+
+impl FedState {
+    pub(crate) fn new(setup: Option<FederationSetup>) -> FedState {
+        FedState {
+            setup,
+            ..FedState::default()
+        }
+    }
+
+    /// A connection closed: forget what was known about it.
+    pub(crate) fn flow_closed(&mut self, flow: FlowId) {
+        self.peers.remove(&flow);
+        if let Some(ids) = self.out_flows.remove(&flow) {
+            for d in &ids.names {
+                if self.out.get(d) == Some(&flow) {
+                    self.out.remove(d);
+                }
+            }
+        }
+    }
+}
+
+/// The lower-case host of a SIP URI with a user part.
+fn user_domain(uri: &Uri<'_>) -> Option<(String, String)> {
+    let Uri::Sip(u) = uri else {
+        return None;
+    };
+    Some((u.user?.to_owned(), u.host.to_string().to_ascii_lowercase()))
+}
+
+impl<S: store::Store> Core<S> {
+    /// The identity of the partner at the other end of `src`, if it is a
+    /// partner's connection (one we opened to a partner, or an inbound TLS
+    /// connection that presented a certificate trusted for partners).
+    pub(crate) fn partner_of(&mut self, src: &Source) -> Option<Arc<Identities>> {
+        if src.protocol != Protocol::Tls {
+            return None;
+        }
+        if let Some(ids) = self.fed.out_flows.get(&src.flow) {
+            return Some(ids.clone());
+        }
+        if let Some(ids) = self.fed.peers.get(&src.flow) {
+            return Some(ids.clone());
+        }
+        let chain = src.peer_certificates.as_ref()?;
+        let ids = match federation::identity::identities(chain.first()?) {
+            Ok(ids) => Arc::new(ids),
+            // Verified by rustls but unreadable here: no identity at all,
+            // which no From domain matches.
+            Err(_) => Arc::new(Identities {
+                source: IdSource::SipUri,
+                names: Vec::new(),
+            }),
+        };
+        self.fed.peers.insert(src.flow, ids.clone());
+        Some(ids)
+    }
+
+    /// Checks a request that arrived on a partner's connection before any
+    /// other processing: its From domain must be one the partner's
+    /// certificate speaks for, and never ours. `false`: answered 403.
+    pub(crate) async fn partner_may_send(&mut self, r: &Req<'_>, ids: &Identities) -> bool {
+        let Some((_, domain)) = user_domain(&r.f.from.uri) else {
+            self.count_partner("", "in", "bad_from");
+            self.reply(r, 403, "Forbidden (From Is Not a User of the Partner)", &[])
+                .await;
+            return false;
+        };
+        let ours = self
+            .identity
+            .names()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&domain));
+        if ours {
+            self.count_partner(&domain, "in", "own_domain_from_outside");
+            self.log_refusal(
+                r,
+                "a partner's request claims to come from this domain",
+                &domain,
+            );
+            self.reply(r, 403, "Forbidden (Own Domain From Outside)", &[])
+                .await;
+            return false;
+        }
+        if !ids.covers(&domain) {
+            self.count_partner(&domain, "in", "from_not_certified");
+            self.log_refusal(
+                r,
+                "a partner's From domain is not one its certificate speaks for",
+                &domain,
+            );
+            self.reply(
+                r,
+                403,
+                "Forbidden (From Domain Does Not Match the Certificate)",
+                &[],
+            )
+            .await;
+            return false;
+        }
+        true
+    }
+
+    /// A request outside a dialog from a partner (already checked by
+    /// [`Core::partner_may_send`]).
+    pub(crate) async fn on_partner_request(&mut self, r: &Req<'_>) {
+        let Some((user, domain)) = user_domain(&r.f.from.uri) else {
+            return self.reply(r, 403, "Forbidden", &[]).await;
+        };
+        let status = match policy_set::partner_status(&self.policies, &domain) {
+            Ok(s) => s,
+            Err(why) => {
+                self.count_partner(&domain, "in", why.code());
+                self.log_refusal(r, "federation policy refuses the partner", &domain);
+                return self
+                    .reply(r, 403, "Forbidden (Federation Not Allowed)", &[])
+                    .await;
+            }
+        };
+        if !self.is_our_domain(&r.f.request_uri) {
+            self.count_partner(&domain, "in", "transit");
+            self.log_refusal(
+                r,
+                "relaying denied: a partner's request for another domain",
+                "",
+            );
+            return self.reply(r, 403, "Relaying Denied", &[]).await;
+        }
+        match r.f.method {
+            sip::Method::Message => {
+                let sender = format!("sip:{user}@{domain}");
+                self.on_partner_message(r, &domain, sender, status).await
+            }
+            sip::Method::Options if self.addressed_to_server(&r.f.request_uri) => {
+                self.reply(r, 200, "OK", &[("Allow", "MESSAGE, OPTIONS")])
+                    .await
+            }
+            _ => {
+                self.count_partner(&domain, "in", "modality_not_offered");
+                self.reply(r, 403, "Forbidden (Not Offered Across Federation)", &[])
+                    .await
+            }
+        }
+    }
+
+    /// A partner's MESSAGE for one of our users.
+    async fn on_partner_message(
+        &mut self,
+        r: &Req<'_>,
+        domain: &str,
+        sender: String,
+        status: PartnerStatus,
+    ) {
+        if !self.message_fits(r).await {
+            return;
+        }
+        let our = self.cfg.domain.clone();
+        let rcpt = match r.f.request_uri {
+            Uri::Sip(u) => u.user.map(|u| format!("sip:{u}@{our}")),
+            _ => None,
+        };
+        // One answer for every refusal: an unknown user, a disabled one, one
+        // without federation, one whose privacy refuses the sender.
+        let accepted = rcpt.as_deref().is_some_and(|rcpt| {
+            if !self.users.get(rcpt).is_some_and(|u| u.enabled)
+                || !policy_set::user_federates(&self.policies, rcpt)
+            {
+                return false;
+            }
+            let who = crate::presence::watcher(&self.presence.contacts, &our, rcpt, &sender);
+            if status == PartnerStatus::Discovered
+                || policy_set::partners_unverified(&self.policies)
+            {
+                // A discovered or unverified partner reaches contacts only.
+                return who
+                    .entry
+                    .is_some_and(|e| e != presence::Relationship::Blocked);
+            }
+            let strangers = crate::presence::privacy(&self.policies, rcpt).strangers;
+            presence::access::may_message(who, strangers)
+        });
+        let Some(rcpt) = rcpt.filter(|_| accepted) else {
+            self.count_partner(domain, "in", "recipient_refuses");
+            return self.reply(r, 404, "Not Found", &[]).await;
+        };
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        self.count_partner(domain, "in", "accepted");
+        self.relay_or_store(r, sender, rcpt).await;
+    }
+
+    /// A local user's (authenticated) MESSAGE for a user of `domain`.
+    pub(crate) async fn message_to_partner(&mut self, r: &Req<'_>, sender_aor: &str) {
+        let Some((_, domain)) = user_domain(&r.f.request_uri) else {
+            return self.reply(r, 404, "Not Found", &[]).await;
+        };
+        let refused = match policy_set::partner_status(&self.policies, &domain) {
+            Err(why) => Some(why),
+            Ok(_) if !policy_set::user_federates(&self.policies, sender_aor) => {
+                Some(FederationRefusal::UserNotAllowed)
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = refused {
+            self.count_partner(&domain, "out", why.code());
+            self.log_refusal(r, "federation policy refuses the message", &domain);
+            let reason = if why == FederationRefusal::UserNotAllowed {
+                "Forbidden (Federation Not Allowed for This User)"
+            } else {
+                "Forbidden (Federation Not Allowed)"
+            };
+            return self.reply(r, 403, reason, &[]).await;
+        }
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        let Some(setup) = self.fed.setup.clone() else {
+            self.count_partner(&domain, "out", "not_configured");
+            return self
+                .reply(
+                    r,
+                    503,
+                    "Service Unavailable (No CA Trusted for Partners)",
+                    &[],
+                )
+                .await;
+        };
+        if let Some(&flow) = self.fed.out.get(&domain) {
+            if self.transport.flow_local(flow).is_some() {
+                return self.forward_to_partner(r, &domain, flow).await;
+            }
+            self.fed.flow_closed(flow);
+        }
+        let partners = self.fed.waiting.len();
+        let queue = self.fed.waiting.entry(domain.clone()).or_default();
+        if queue.len() >= MAX_WAITING || (queue.is_empty() && partners >= MAX_WAITING_PARTNERS) {
+            if queue.is_empty() {
+                self.fed.waiting.remove(&domain);
+            }
+            self.count_partner(&domain, "out", "connection_backlog");
+            return self
+                .reply(
+                    r,
+                    503,
+                    "Service Unavailable (Partner Connection Busy)",
+                    &[("Retry-After", "5")],
+                )
+                .await;
+        }
+        let first = queue.is_empty();
+        queue.push(Waiting {
+            id: r.id,
+            msg: r.msg.clone(),
+            src: r.src.clone(),
+            own_routes: r.own_routes,
+        });
+        if first {
+            let (transport, events) = (self.transport.clone(), self.events_tx.clone());
+            tokio::spawn(async move {
+                let result =
+                    tokio::time::timeout(CONNECT_LIMIT, connect(&setup, &transport, &domain))
+                        .await
+                        .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
+                let _ = events.send(Event::Partner { domain, result }).await;
+            });
+        }
+    }
+
+    /// The connection to a partner was opened (or could not be): send what
+    /// waited for it, or answer it.
+    pub(crate) async fn partner_connected(
+        &mut self,
+        domain: String,
+        result: Result<FlowId, ConnectFailure>,
+    ) {
+        let waiting = self.fed.waiting.remove(&domain).unwrap_or_default();
+        // What the waiting requests get when there is no connection.
+        let refusal = match &result {
+            Ok(flow) => {
+                tracing::info!(partner = %domain, flow = flow.0, "connected to a partner's server");
+                let ids = Arc::new(Identities {
+                    source: IdSource::SipUri,
+                    names: vec![domain.clone()],
+                });
+                self.fed.out.insert(domain.clone(), *flow);
+                self.fed.out_flows.insert(*flow, ids);
+                None
+            }
+            Err(why) => {
+                let refusal = match why {
+                    ConnectFailure::Locate(LocateError::InvalidDomain | LocateError::NotFound) => {
+                        (404, "Not Found (No SIP Server for the Domain)", "not_found")
+                    }
+                    ConnectFailure::Locate(LocateError::PrivateAddress) => (
+                        403,
+                        "Forbidden (Partner Server at an Internal Address)",
+                        "internal_address",
+                    ),
+                    ConnectFailure::Locate(LocateError::Dns(_))
+                    | ConnectFailure::Unreachable(_) => (
+                        503,
+                        "Service Unavailable (Partner Unreachable)",
+                        "unreachable",
+                    ),
+                };
+                static FAILED: sip_transport::logging::RateLimited =
+                    sip_transport::logging::RateLimited::new();
+                if let Some(suppressed) = FAILED.allow() {
+                    tracing::warn!(partner = %domain, reason = refusal.2, error = %why, suppressed, "no connection to a partner's server");
+                }
+                Some(refusal)
+            }
+        };
+        for w in waiting {
+            let Ok(f) = RequestFields::extract(&w.msg) else {
+                continue;
+            };
+            let r = Req {
+                id: w.id,
+                msg: &w.msg,
+                f: &f,
+                src: &w.src,
+                own_routes: w.own_routes,
+            };
+            match (&result, refusal) {
+                (Ok(flow), _) => self.forward_to_partner(&r, &domain, *flow).await,
+                (Err(_), Some((status, reason, code))) => {
+                    self.count_partner(&domain, "out", code);
+                    self.reply(&r, status, reason, &[]).await;
+                }
+                (Err(_), None) => {}
+            }
+        }
+    }
+
+    async fn forward_to_partner(&mut self, r: &Req<'_>, domain: &str, flow: FlowId) {
+        let timeout = self.build(r, 408, "Request Timeout", &[]);
+        let hop = Hop {
+            proto: Protocol::Tls,
+            target: Target::Flow(flow),
+            request_uri: None,
+            routes: Vec::new(),
+            pop_routes: r.own_routes,
+            flow: Some(flow.0),
+        };
+        let started = self.start_fork(
+            ForkKind::Relay {
+                server: r.id,
+                method: "MESSAGE",
+                timeout,
+            },
+            r.msg,
+            Some(r.f),
+            vec![hop],
+            None,
+        );
+        if started == 0 {
+            return self
+                .reply(r, 500, "Server Internal Error (Not Forwarded)", &[])
+                .await;
+        }
+        self.count_partner(domain, "out", "forwarded");
+        self.flush().await;
+    }
+
+    fn count_partner(&self, partner: &str, direction: &'static str, outcome: &'static str) {
+        self.metrics.count_federation(partner, direction, outcome);
+    }
+}
+
+/// Locates `domain` and opens a verified connection to the first of its
+/// servers that accepts one.
+async fn connect(
+    setup: &FederationSetup,
+    transport: &Transport,
+    domain: &str,
+) -> Result<FlowId, ConnectFailure> {
+    let servers = setup
+        .locator
+        .locate(domain)
+        .await
+        .map_err(ConnectFailure::Locate)?;
+    let name = rustls_pki_types::ServerName::try_from(domain.to_owned())
+        .map_err(|_| ConnectFailure::Locate(LocateError::InvalidDomain))?;
+    let mut last = String::from("no server");
+    for s in servers {
+        let tls = ClientTls {
+            config: setup.client.clone(),
+            server_name: name.clone(),
+        };
+        match transport.open(s.addr, Some(tls)).await {
+            Ok(flow) => {
+                setup.locator.succeeded(s.addr);
+                return Ok(flow);
+            }
+            Err(e) => {
+                setup.locator.failed(s.addr);
+                tracing::info!(partner = %domain, server = %s.host, addr = %s.addr, error = %e, "a partner's server failed");
+                last = format!("{} ({}): {e}", s.host, s.addr);
+            }
+        }
+    }
+    Err(ConnectFailure::Unreachable(last))
+}
