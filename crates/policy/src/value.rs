@@ -59,6 +59,25 @@ pub enum FieldType {
         of: &'static [&'static str],
         min: usize,
     },
+    /// `domain:modality` entries (at most `max`): what a partner domain may
+    /// do, each modality one of `modalities` alone (both directions) or
+    /// with `-in` or `-out`.
+    PartnerModalities {
+        modalities: &'static [&'static str],
+        max: usize,
+    },
+}
+
+/// Whether `entry` is `domain:modality[-in|-out]` with a known modality.
+pub(crate) fn valid_partner_modality(entry: &str, modalities: &[&str]) -> bool {
+    let Some((domain, m)) = entry.rsplit_once(':') else {
+        return false;
+    };
+    let m = m
+        .strip_suffix("-in")
+        .or_else(|| m.strip_suffix("-out"))
+        .unwrap_or(m);
+    valid_domain(domain) && domain.parse::<std::net::IpAddr>().is_err() && modalities.contains(&m)
 }
 
 /// Why a value was refused; the text says what to write instead.
@@ -106,6 +125,7 @@ impl FieldType {
             FieldType::Domains { .. }
             | FieldType::Extensions { .. }
             | FieldType::Tokens { .. }
+            | FieldType::PartnerModalities { .. }
             | FieldType::Set { .. } => Value::List(
                 text.split(',')
                     .map(|s| s.trim().to_ascii_lowercase())
@@ -180,6 +200,16 @@ impl FieldType {
                 },
                 "lower-case letters, digits and + - . : * only, such as https:",
             ),
+            (FieldType::PartnerModalities { modalities, max }, Value::List(items)) => check_list(
+                items,
+                *max,
+                "entry",
+                |e| valid_partner_modality(e, modalities),
+                &format!(
+                    "partner.example:MODALITY with MODALITY one of {} (both directions) or with -in or -out",
+                    modalities.join(", ")
+                ),
+            ),
             (FieldType::Set { of, min }, Value::List(items)) => {
                 if items.len() < *min {
                     return err(format!(
@@ -233,6 +263,16 @@ impl FieldType {
                 s["minItems"] = json!(min);
                 s
             }
+            FieldType::PartnerModalities { modalities, max } => list(
+                *max,
+                json!({
+                    "type": "string", "maxLength": 270,
+                    "pattern": format!(
+                        "^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?)+:({})(-in|-out)?$",
+                        modalities.join("|")
+                    )
+                }),
+            ),
         }
     }
 
@@ -258,6 +298,10 @@ impl FieldType {
                     of.join(", ")
                 )
             }
+            FieldType::PartnerModalities { modalities, max } => format!(
+                "a comma-separated list of at most {max} partner.example:MODALITY entries, MODALITY one of {} with an optional -in or -out",
+                modalities.join(", ")
+            ),
         }
     }
 }

@@ -366,4 +366,25 @@ fn operator_text_is_parsed_with_the_fields_rules() {
         "federation.verification: \"sometimes\" is not one of: verified, unverified"
     );
     assert!(k.parse("colour", "red").unwrap_err().0.contains("no field"));
+    assert_eq!(
+        k.parse(
+            "partner_modalities",
+            "Partner.Example:IM, partner.example:presence-out"
+        )
+        .unwrap(),
+        Value::List(vec![
+            "partner.example:im".into(),
+            "partner.example:presence-out".into()
+        ])
+    );
+    for bad in [
+        "partner.example:files",
+        "partner.example:im-both",
+        "partner.example",
+        "192.0.2.1:im",
+        ":im",
+    ] {
+        let e = k.parse("partner_modalities", bad).unwrap_err().0;
+        assert!(e.contains("partner.example:MODALITY"), "{bad}: {e}");
+    }
 }

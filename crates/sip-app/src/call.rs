@@ -42,6 +42,9 @@ impl<S: store::Store> Core<S> {
         {
             return;
         }
+        if !self.is_our_domain(&r.f.request_uri) {
+            return self.send_to_partner(r, &caller_aor).await;
+        }
         let Uri::Sip(ruri) = r.f.request_uri else {
             return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
         };
@@ -55,7 +58,12 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
-        let targets = self.location.lookup(&callee_aor, unix_now());
+        self.ring(r, &callee_aor).await;
+    }
+
+    /// Forks a call (already accepted) to the callee's bindings, Record-Routed.
+    pub(crate) async fn ring(&mut self, r: &Req<'_>, callee_aor: &str) {
+        let targets = self.location.lookup(callee_aor, unix_now());
         let hops = self.hops_for(&targets, r.own_routes);
         if hops.is_empty() {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
@@ -90,7 +98,7 @@ impl<S: store::Store> Core<S> {
 
     /// Where a request inside a dialog goes: pops our own Route entries and
     /// resolves the next hop, or says why it cannot go anywhere.
-    fn in_dialog_hop(
+    pub(crate) fn in_dialog_hop(
         &self,
         msg: &Message,
         f: &RequestFields<'_>,
@@ -104,7 +112,12 @@ impl<S: store::Store> Core<S> {
             };
             let Uri::Sip(u) = route.uri else { break };
             if !self.is_our_route(&u) {
-                // Relaying beyond this server arrives with federation.
+                // A route set that goes on beyond us (a partner's server
+                // in a federated dialog) is followed only from our own
+                // entry, to the connection its token names.
+                if ours > 0 && token_flow.is_some() {
+                    break;
+                }
                 return Err((403, "Relaying Denied"));
             }
             ours += 1;

@@ -185,9 +185,16 @@ impl<S: store::Store> Core<S> {
                 return;
             }
         }
-        // Subscriptions this server is the notifier of.
+        // Subscriptions this server is the notifier of (others, a local
+        // user's subscription to a partner's user, follow the route set).
         if f.to.tag().is_some() && f.method == Method::Subscribe {
-            return self.on_subscribe_in_dialog(&r).await;
+            let ours =
+                f.to.tag()
+                    .and_then(crate::presence::parse_tag)
+                    .is_some_and(|id| self.presence.subs.contains_key(&id));
+            if ours || self.in_dialog_hop(msg, f).is_err() {
+                return self.on_subscribe_in_dialog(&r).await;
+            }
         }
         // Inside a dialog (To tag): follow the route set through us.
         if f.to.tag().is_some() && f.method != Method::Cancel {
@@ -223,7 +230,10 @@ impl<S: store::Store> Core<S> {
         // decide once the sender is authenticated; with federation off (the
         // default) it is refused at once, as any relaying is.
         let federating = !to_us
-            && f.method == Method::Message
+            && matches!(
+                f.method,
+                Method::Message | Method::Invite | Method::Subscribe
+            )
             && crate::policy_set::federation_enabled(&self.policies);
         match f.method {
             Method::Register if to_us => self.on_register(&r).await,
@@ -236,9 +246,9 @@ impl<S: store::Store> Core<S> {
                 self.reply(&r, 403, "Domain Not Served Here", &[]).await
             }
             Method::Message if to_us || federating => self.on_message(&r).await,
-            Method::Invite if to_us => self.on_invite(&r).await,
+            Method::Invite if to_us || federating => self.on_invite(&r).await,
             Method::Publish if to_us => self.on_publish(&r).await,
-            Method::Subscribe if to_us => self.on_subscribe(&r).await,
+            Method::Subscribe if to_us || federating => self.on_subscribe(&r).await,
             Method::Options if to_us && self.addressed_to_server(&f.request_uri) => {
                 self.reply(
                     &r,

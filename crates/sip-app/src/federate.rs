@@ -36,7 +36,7 @@ use sip_transport::{ClientTls, FlowId, Protocol, Source, Target, Transport};
 use sip_txn::TxnId;
 
 use crate::fork::{ForkKind, Hop};
-use crate::policy_set::{self, FederationRefusal, PartnerStatus};
+use crate::policy_set::{self, Direction, FederationRefusal, Modality, PartnerStatus};
 use crate::{Core, Event, Req};
 
 /// What the server gives the core for federation: whom to trust and how to
@@ -112,6 +112,11 @@ impl FedState {
         }
     }
 
+    /// Whether `flow` is a connection this server opened to a partner.
+    pub(crate) fn is_outbound(&self, flow: FlowId) -> bool {
+        self.out_flows.contains_key(&flow)
+    }
+
     /// A connection closed: forget what was known about it.
     pub(crate) fn flow_closed(&mut self, flow: FlowId) {
         self.peers.remove(&flow);
@@ -122,6 +127,23 @@ impl FedState {
                 }
             }
         }
+    }
+}
+
+/// The modality a request starts, and the way its content flows, for a
+/// request sent in `dir` (`In`: from a partner; `Out`: to one). A
+/// subscription carries presence the other way. `None`: not a modality
+/// (OPTIONS), nothing to check.
+fn modality_of(method: sip::Method<'_>, dir: Direction) -> Option<(Modality, Direction)> {
+    let flip = |d| match d {
+        Direction::In => Direction::Out,
+        Direction::Out => Direction::In,
+    };
+    match method {
+        sip::Method::Message => Some((Modality::Im, dir)),
+        sip::Method::Invite => Some((Modality::Calls, dir)),
+        sip::Method::Subscribe => Some((Modality::Presence, flip(dir))),
+        _ => None,
     }
 }
 
@@ -222,6 +244,19 @@ impl<S: store::Store> Core<S> {
                     .await;
             }
         };
+        if let Some((m, d)) = modality_of(r.f.method, Direction::In) {
+            if !policy_set::modality_allowed(&self.policies, &domain, m, d) {
+                self.count_partner(&domain, "in", "modality_not_allowed");
+                self.log_refusal(
+                    r,
+                    "the federation policy does not offer this to the partner",
+                    &domain,
+                );
+                return self
+                    .reply(r, 403, "Forbidden (Not Offered to This Partner)", &[])
+                    .await;
+            }
+        }
         if !self.is_our_domain(&r.f.request_uri) {
             self.count_partner(&domain, "in", "transit");
             self.log_refusal(
@@ -236,9 +271,28 @@ impl<S: store::Store> Core<S> {
                 let sender = format!("sip:{user}@{domain}");
                 self.on_partner_message(r, &domain, sender, status).await
             }
+            sip::Method::Invite => {
+                let sender = format!("sip:{user}@{domain}");
+                self.on_partner_invite(r, &domain, sender, status).await
+            }
+            // Accepted like any watcher's: what the watcher sees is decided
+            // per NOTIFY (Core::federated_view), so a refused or pending
+            // subscription looks like an offline user.
+            sip::Method::Subscribe => {
+                self.count_partner(&domain, "in", "accepted");
+                self.on_subscribe(r).await
+            }
             sip::Method::Options if self.addressed_to_server(&r.f.request_uri) => {
-                self.reply(r, 200, "OK", &[("Allow", "MESSAGE, OPTIONS")])
-                    .await
+                self.reply(
+                    r,
+                    200,
+                    "OK",
+                    &[(
+                        "Allow",
+                        "MESSAGE, INVITE, ACK, BYE, CANCEL, SUBSCRIBE, NOTIFY, OPTIONS",
+                    )],
+                )
+                .await
             }
             _ => {
                 self.count_partner(&domain, "in", "modality_not_offered");
@@ -259,32 +313,7 @@ impl<S: store::Store> Core<S> {
         if !self.message_fits(r).await {
             return;
         }
-        let our = self.cfg.domain.clone();
-        let rcpt = match r.f.request_uri {
-            Uri::Sip(u) => u.user.map(|u| format!("sip:{u}@{our}")),
-            _ => None,
-        };
-        // One answer for every refusal: an unknown user, a disabled one, one
-        // without federation, one whose privacy refuses the sender.
-        let accepted = rcpt.as_deref().is_some_and(|rcpt| {
-            if !self.users.get(rcpt).is_some_and(|u| u.enabled)
-                || !policy_set::user_federates(&self.policies, rcpt)
-            {
-                return false;
-            }
-            let who = crate::presence::watcher(&self.presence.contacts, &our, rcpt, &sender);
-            if status == PartnerStatus::Discovered
-                || policy_set::partners_unverified(&self.policies)
-            {
-                // A discovered or unverified partner reaches contacts only.
-                return who
-                    .entry
-                    .is_some_and(|e| e != presence::Relationship::Blocked);
-            }
-            let strangers = crate::presence::privacy(&self.policies, rcpt).strangers;
-            presence::access::may_message(who, strangers)
-        });
-        let Some(rcpt) = rcpt.filter(|_| accepted) else {
+        let Some(rcpt) = self.partner_reaches(r, &sender, status) else {
             self.count_partner(domain, "in", "recipient_refuses");
             return self.reply(r, 404, "Not Found", &[]).await;
         };
@@ -295,13 +324,117 @@ impl<S: store::Store> Core<S> {
         self.relay_or_store(r, sender, rcpt).await;
     }
 
-    /// A local user's (authenticated) MESSAGE for a user of `domain`.
-    pub(crate) async fn message_to_partner(&mut self, r: &Req<'_>, sender_aor: &str) {
+    /// A partner's call for one of our users.
+    async fn on_partner_invite(
+        &mut self,
+        r: &Req<'_>,
+        domain: &str,
+        sender: String,
+        status: PartnerStatus,
+    ) {
+        let Some(callee) = self.partner_reaches(r, &sender, status) else {
+            self.count_partner(domain, "in", "recipient_refuses");
+            return self.reply(r, 404, "Not Found", &[]).await;
+        };
+        if r.f.max_forwards == Some(0) {
+            return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        self.count_partner(domain, "in", "accepted");
+        self.ring(r, &callee).await;
+    }
+
+    /// The local user a partner's request is for, if it may reach them:
+    /// the user exists, is enabled, may federate, and accepts the sender
+    /// (contacts only from a discovered or unverified partner). `None` for
+    /// every refusal alike.
+    fn partner_reaches(&self, r: &Req<'_>, sender: &str, status: PartnerStatus) -> Option<String> {
+        let our = &self.cfg.domain;
+        let Uri::Sip(u) = r.f.request_uri else {
+            return None;
+        };
+        let rcpt = format!("sip:{}@{our}", u.user?);
+        if !self.users.get(&rcpt).is_some_and(|u| u.enabled)
+            || !policy_set::user_federates(&self.policies, &rcpt)
+        {
+            return None;
+        }
+        let who = crate::presence::watcher(&self.presence.contacts, our, &rcpt, sender);
+        let accepted = if status == PartnerStatus::Discovered
+            || policy_set::partners_unverified(&self.policies)
+        {
+            who.entry
+                .is_some_and(|e| e != presence::Relationship::Blocked)
+        } else {
+            let strangers = crate::presence::privacy(&self.policies, &rcpt).strangers;
+            presence::access::may_message(who, strangers)
+        };
+        accepted.then_some(rcpt)
+    }
+
+    /// The partner user a request on a partner's connection comes from.
+    pub(crate) fn partner_sender(&mut self, r: &Req<'_>) -> Option<String> {
+        self.partner_of(r.src)?;
+        let (user, domain) = user_domain(&r.f.from.uri)?;
+        Some(format!("sip:{user}@{domain}"))
+    }
+
+    /// Whether a watcher of another domain may see `resource`'s presence at
+    /// all (the privacy policy's federated audience decides how much): the
+    /// policy still allows the watcher's domain, the user may federate, and
+    /// a discovered or unverified partner's users only as contacts.
+    pub(crate) fn federated_view(
+        &self,
+        resource: &str,
+        watcher: &str,
+        w: presence::access::Watcher,
+    ) -> bool {
+        let Some((_, domain)) = watcher.rsplit_once('@') else {
+            return false;
+        };
+        let Ok(status) = policy_set::partner_status(&self.policies, &domain.to_ascii_lowercase())
+        else {
+            return false;
+        };
+        if !policy_set::user_federates(&self.policies, resource) {
+            return false;
+        }
+        if status == PartnerStatus::Discovered || policy_set::partners_unverified(&self.policies) {
+            return w
+                .entry
+                .is_some_and(|e| e != presence::Relationship::Blocked);
+        }
+        true
+    }
+
+    /// Our live connection to the partner `watcher` belongs to, if any
+    /// (NOTIFYs for a partner's watcher whose own connection closed).
+    pub(crate) fn partner_flow_for(&self, watcher: &str) -> Option<FlowId> {
+        let (_, domain) = watcher.rsplit_once('@')?;
+        let flow = *self.fed.out.get(&domain.to_ascii_lowercase())?;
+        self.transport.flow_local(flow).map(|_| flow)
+    }
+
+    /// A local user's (authenticated) MESSAGE, INVITE or SUBSCRIBE for a
+    /// user of another domain.
+    pub(crate) async fn send_to_partner(&mut self, r: &Req<'_>, sender_aor: &str) {
         let Some((_, domain)) = user_domain(&r.f.request_uri) else {
             return self.reply(r, 404, "Not Found", &[]).await;
         };
+        let offered = modality_of(r.f.method, Direction::Out)
+            .is_some_and(|(m, d)| policy_set::modality_allowed(&self.policies, &domain, m, d));
         let refused = match policy_set::partner_status(&self.policies, &domain) {
             Err(why) => Some(why),
+            Ok(_) if !offered => {
+                self.count_partner(&domain, "out", "modality_not_allowed");
+                self.log_refusal(
+                    r,
+                    "the federation policy does not offer this to the partner",
+                    &domain,
+                );
+                return self
+                    .reply(r, 403, "Forbidden (Not Offered to This Partner)", &[])
+                    .await;
+            }
             Ok(_) if !policy_set::user_federates(&self.policies, sender_aor) => {
                 Some(FederationRefusal::UserNotAllowed)
             }
@@ -449,16 +582,17 @@ impl<S: store::Store> Core<S> {
             pop_routes: r.own_routes,
             flow: Some(flow.0),
         };
+        let dialog = matches!(r.f.method, sip::Method::Invite | sip::Method::Subscribe);
         let started = self.start_fork(
             ForkKind::Relay {
                 server: r.id,
-                method: "MESSAGE",
+                method: crate::metrics::method_label(r.f.method),
                 timeout,
             },
             r.msg,
             Some(r.f),
             vec![hop],
-            None,
+            dialog.then_some(r.src),
         );
         if started == 0 {
             return self

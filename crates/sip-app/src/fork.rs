@@ -209,7 +209,10 @@ impl<S: store::Store> Core<S> {
             format!(
                 "<sip:{}{};transport={};lr>",
                 user(hop.flow),
+                // A connection we opened (to a partner) has an ephemeral
+                // local port: name our listener instead.
                 hop.flow
+                    .filter(|f| !self.fed.is_outbound(sip_transport::FlowId(*f)))
                     .and_then(|f| self.transport.flow_local(sip_transport::FlowId(f)))
                     .filter(|a| !a.ip().is_unspecified())
                     .map_or_else(|| self.our_host(hop.proto), |a| a.to_string()),

@@ -53,7 +53,7 @@ impl<S: store::Store> Core<S> {
             return;
         }
         if !self.is_our_domain(&r.f.request_uri) {
-            return self.message_to_partner(r, &sender_aor).await;
+            return self.send_to_partner(r, &sender_aor).await;
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
             return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;

@@ -289,6 +289,60 @@ pub fn partners_unverified(set: &PolicySet) -> bool {
         .is_some_and(|e| e.text("verification") == Some("unverified"))
 }
 
+/// A kind of communication with partners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    Im,
+    Presence,
+    Calls,
+}
+
+impl Modality {
+    fn name(self) -> &'static str {
+        match self {
+            Modality::Im => "im",
+            Modality::Presence => "presence",
+            Modality::Calls => "calls",
+        }
+    }
+}
+
+/// Which way the content flows: to our users (`In`) or from them (`Out`).
+/// A partner's user watching ours is presence flowing out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Whether the federation policy lets `domain` (lower case) have `m` in
+/// direction `d`: its `partner_modalities` entries where it has any,
+/// else `default_modalities` (both directions).
+pub fn modality_allowed(set: &PolicySet, domain: &str, m: Modality, d: Direction) -> bool {
+    let Some(eff) = set.effective("", "federation") else {
+        return false;
+    };
+    let mut listed = false;
+    for e in eff.list("partner_modalities") {
+        let Some((dom, what)) = e.rsplit_once(':') else {
+            continue;
+        };
+        if dom != domain {
+            continue;
+        }
+        listed = true;
+        let (name, dir) = match what.rsplit_once('-') {
+            Some((n, "in")) => (n, Some(Direction::In)),
+            Some((n, "out")) => (n, Some(Direction::Out)),
+            _ => (what, None),
+        };
+        if name == m.name() && dir.is_none_or(|x| x == d) {
+            return true;
+        }
+    }
+    !listed && eff.list("default_modalities").iter().any(|x| x == m.name())
+}
+
 /// Whether the federation policy is on at all.
 pub fn federation_enabled(set: &PolicySet) -> bool {
     set.effective("", "federation")
@@ -524,5 +578,36 @@ mod tests {
         assert!(!user_federates(&none, "sip:a@example.test"));
         let ea = kind_set("external_access", &[("federation", Value::Bool(true))]);
         assert!(user_federates(&ea, "sip:a@example.test"));
+    }
+
+    #[test]
+    fn federation_modalities_per_partner_and_direction() {
+        use Direction::{In, Out};
+        use Modality::{Calls, Im, Presence};
+        let s = kind_set(
+            "federation",
+            &[
+                ("enabled", Value::Bool(true)),
+                (
+                    "partner_modalities",
+                    list(&["im.test:im", "half.test:presence-out", "half.test:im-in"]),
+                ),
+                ("default_modalities", list(&["im", "calls"])),
+            ],
+        );
+        let ok = |d: &str, m, dir| modality_allowed(&s, d, m, dir);
+        assert!(ok("im.test", Im, In) && ok("im.test", Im, Out));
+        assert!(!ok("im.test", Presence, Out) && !ok("im.test", Calls, In));
+        assert!(ok("half.test", Presence, Out) && !ok("half.test", Presence, In));
+        assert!(ok("half.test", Im, In) && !ok("half.test", Im, Out));
+        // Unlisted partners: the defaults, both ways.
+        assert!(ok("other.test", Im, Out) && ok("other.test", Calls, In));
+        assert!(!ok("other.test", Presence, In));
+        // A listed domain's subdomain is another partner.
+        assert!(ok("x.im.test", Calls, Out));
+        let builtin = kind_set("federation", &[("enabled", Value::Bool(true))]);
+        for m in [Im, Presence, Calls] {
+            assert!(modality_allowed(&builtin, "p.test", m, In));
+        }
     }
 }

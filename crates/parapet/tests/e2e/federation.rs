@@ -423,3 +423,266 @@ fn a_partner_speaks_only_for_its_own_domain() {
     let st = message_over(&mut c, "alice@example.test", 4);
     assert!(st.contains("403 Relaying Denied"), "{st}");
 }
+
+#[test]
+fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
+    let (a, b, _dns) = two_orgs("fedcall");
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    let bob = crate::harness::register_then(&b, "bob", "battery staple horse", "call_uas.xml");
+    let (ok, msgs) = a
+        .sipp_start(
+            "call_uac_federated.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B],
+        )
+        .finish();
+    assert!(
+        ok,
+        "the call failed for alice:\n{msgs}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "bob's side failed:\n{callee}");
+    // The ACK, re-INVITE, UPDATE and BYE reached bob through both servers:
+    // alice's Via, example.test's and partner.test's.
+    for m in ["ACK sip:bob@", "UPDATE sip:bob@", "BYE sip:bob@"] {
+        let vias = callee
+            .split(m)
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.starts_with("Via:"))
+            .count();
+        assert_eq!(vias, 3, "{m} did not pass both servers:\n{callee}");
+    }
+    // partner.test offers example.test IM only: the call is refused there.
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+            "partner_modalities=example.test:im",
+        ],
+    );
+    // example.test lets its users receive calls from partner.test, not make them.
+    policy(
+        &a,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=partner.test",
+            "partner_modalities=partner.test:calls-in,partner.test:im",
+        ],
+    );
+    settle();
+    let call = || {
+        a.sipp_start(
+            "call_uac_federated.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B],
+        )
+        .finish()
+    };
+    let (ok, msgs) = call();
+    assert!(!ok);
+    assert!(
+        msgs.contains("SIP/2.0 403 Forbidden (Not Offered to This Partner)"),
+        "{msgs}"
+    );
+    let (_, metrics) = a.http_get("/metrics", None);
+    assert!(
+        metrics.contains(
+            "partner=\"partner.test\",direction=\"out\",outcome=\"modality_not_allowed\"} 1"
+        ),
+        "{metrics}"
+    );
+    policy(
+        &a,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=partner.test",
+            "partner_modalities=",
+        ],
+    );
+    settle();
+    let (ok, msgs) = call();
+    assert!(!ok);
+    assert!(
+        msgs.contains("SIP/2.0 403 Forbidden (Not Offered to This Partner)"),
+        "{msgs}"
+    );
+    let (_, metrics) = b.http_get("/metrics", None);
+    assert!(
+        metrics.contains(
+            "partner=\"example.test\",direction=\"in\",outcome=\"modality_not_allowed\"} 1"
+        ),
+        "{metrics}"
+    );
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+            "partner_modalities=",
+        ],
+    );
+
+    // A caller without external access is refused by its own server.
+    policy(&a, &["external_access", "global", "federation=false"]);
+    settle();
+    let (ok, msgs) = a
+        .sipp_start(
+            "call_uac_federated.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B],
+        )
+        .finish();
+    assert!(!ok);
+    assert!(
+        msgs.contains("SIP/2.0 403 Forbidden (Federation Not Allowed for This User)"),
+        "{msgs}"
+    );
+}
+
+/// alice@example.test, registered, watches `whom`@partner.test from the
+/// address she registered from (example.test relays the partner's NOTIFYs
+/// over UDP only to registered addresses); returns SIPp's trace.
+fn alice_watches(a: &Server, whom: &str) -> (bool, String) {
+    let port = free_port();
+    let (ok, msgs) = a.sipp(
+        "register_auth.xml",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        port,
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    a.sipp_start(
+        "presence_watch_federated.xml",
+        whom,
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        port,
+        &["alice", B],
+    )
+    .finish()
+}
+
+/// alice@example.test watches bob@partner.test; returns the first NOTIFY's
+/// body (the unsubscribe follows the route set through both servers).
+fn alice_watches_bob(a: &Server, b: &Server) -> String {
+    let (ok, trace) = alice_watches(a, "bob");
+    assert!(
+        ok,
+        "alice watching bob failed:\n{trace}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let bodies = crate::presence::notify_bodies(&trace);
+    assert_eq!(bodies.len(), 2, "an active and a final NOTIFY:\n{trace}");
+    bodies[0].clone()
+}
+
+#[test]
+fn presence_crosses_federation_under_the_presentitys_privacy() {
+    let (a, b, _dns) = two_orgs("fedpres");
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    settle();
+    // bob is registered (online); alice is no contact of his: she sees him
+    // offline, exactly as an unknown user looks.
+    let (ok, msgs) = b.sipp(
+        "register_auth.xml",
+        "bob",
+        "battery staple horse",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    let stranger = alice_watches_bob(&a, &b);
+    assert!(stranger.contains("<basic>closed</basic>"), "{stranger}");
+    let (ok, trace) = alice_watches(&a, "nobody");
+    assert!(ok, "{trace}");
+    let unknown = crate::presence::notify_bodies(&trace)[0].replace("nobody", "bob");
+    assert_eq!(stranger, unknown, "a refused watcher learns nothing");
+    // In bob's contacts: the federated audience (contacts) sees him online.
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    let seen = alice_watches_bob(&a, &b);
+    assert!(seen.contains("<basic>open</basic>"), "{seen}");
+    // bob without external access: offline again.
+    policy(&b, &["external_access", "global", "federation=false"]);
+    settle();
+    let cut = alice_watches_bob(&a, &b);
+    assert!(cut.contains("<basic>closed</basic>"), "{cut}");
+    // partner.test offers example.test IM only: the subscription itself is
+    // refused there.
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+            "partner_modalities=example.test:im",
+        ],
+    );
+    settle();
+    let (ok, trace) = alice_watches(&a, "bob");
+    assert!(!ok);
+    assert!(
+        trace.contains("SIP/2.0 403 Forbidden (Not Offered to This Partner)"),
+        "{trace}"
+    );
+}

@@ -4,6 +4,9 @@
 use crate::spec::{Builtin as D, FieldSpec, Fields, KindSpec};
 use crate::value::{FieldType as T, Value, ValueError};
 
+/// What partners may do, per modality (file transfer joins when it exists).
+pub const MODALITIES: &[&str] = &["im", "presence", "calls"];
+
 pub static SPEC: KindSpec = KindSpec {
     name: "federation",
     doc: "Federation partners: allowed and blocked domains, discovery, verification and limits.",
@@ -42,6 +45,26 @@ pub static SPEC: KindSpec = KindSpec {
             ty: T::Choice(&["verified", "unverified"]),
             default: D::Text("verified"),
             doc: "How far messages from listed partners reach: verified (any user whose privacy policy accepts the sender) or unverified (only users who have the sender as a contact). Discovered partners are always unverified.",
+            lync: None,
+        },
+        FieldSpec {
+            name: "partner_modalities",
+            ty: T::PartnerModalities {
+                modalities: MODALITIES,
+                max: 10_000,
+            },
+            default: D::List(&[]),
+            doc: "What each partner may do: entries partner.example:MODALITY with MODALITY im, presence or calls, for both directions, or with -in or -out for one (the way the content flows: im-out our users write to them, presence-out they see our users' presence, calls-out our users call them). A partner with entries may do exactly those; one without, default_modalities.",
+            lync: None,
+        },
+        FieldSpec {
+            name: "default_modalities",
+            ty: T::Set {
+                of: MODALITIES,
+                min: 0,
+            },
+            default: D::List(&["im", "presence", "calls"]),
+            doc: "What a partner without entries in partner_modalities may do, in both directions.",
             lync: None,
         },
         FieldSpec {

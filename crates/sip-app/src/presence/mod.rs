@@ -24,6 +24,7 @@ use presence::Presence as Doc;
 
 use crate::policy_set::PolicySet;
 pub(crate) use contacts::ContactTable;
+pub(crate) use state::parse_tag;
 pub(crate) use state::{load, PresenceState, Sub};
 
 /// Shortest and longest subscription and publication lifetimes granted.

@@ -194,7 +194,8 @@ impl<S: store::Store> Core<S> {
         let exists = self.users.get(resource).is_some_and(|u| u.enabled);
         let w = super::watcher(&self.presence.contacts, &self.cfg.domain, resource, watcher);
         let p = super::privacy(&self.policies, resource);
-        let level = presence::access::level(w, p.internal, p.federated);
+        let level = presence::access::level(w, p.internal, p.federated)
+            .filter(|_| w.internal || self.federated_view(resource, watcher, w));
         let (Some(level), true) = (level, exists) else {
             return presence::offline(resource).to_xml();
         };
@@ -373,7 +374,15 @@ impl<S: store::Store> Core<S> {
             ));
         }
         if let Some(f) = sub.flow {
-            return Some((proto, Target::Flow(f)));
+            if self.transport.flow_local(f).is_some() {
+                return Some((proto, Target::Flow(f)));
+            }
+        }
+        if let Some(f) = self.partner_flow_for(&sub.watcher) {
+            return Some((Protocol::Tls, Target::Flow(f)));
+        }
+        if sub.flow.is_some() {
+            return None;
         }
         self.location
             .lookup(&sub.watcher, unix_now())

@@ -49,18 +49,27 @@ impl<S: store::Store> Core<S> {
                 .reply(r, 489, "Bad Event", &[("Allow-Events", ALLOW_EVENTS)])
                 .await;
         };
-        let Some((watcher, user)) = self.local_sender(r) else {
-            // Federated watchers arrive with federation.
-            return self
-                .relaying_denied(r, "the sender (From) is not a user of this domain")
-                .await;
+        let watcher = if let Some(w) = self.partner_sender(r) {
+            // A partner's user, vouched for by the partner's certificate
+            // (crate::federate checked the From domain).
+            w
+        } else {
+            let Some((watcher, user)) = self.local_sender(r) else {
+                return self
+                    .relaying_denied(r, "the sender (From) is not a user of this domain")
+                    .await;
+            };
+            if !self
+                .authenticate(r, &watcher, &user, Challenger::Proxy)
+                .await
+            {
+                return;
+            }
+            if !self.is_our_domain(&r.f.request_uri) {
+                return self.send_to_partner(r, &watcher).await;
+            }
+            watcher
         };
-        if !self
-            .authenticate(r, &watcher, &user, Challenger::Proxy)
-            .await
-        {
-            return;
-        }
         let Uri::Sip(ruri) = r.f.request_uri else {
             return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
         };
@@ -179,6 +188,11 @@ impl<S: store::Store> Core<S> {
         let mut headers = vec![("Expires", exp.as_str()), ("Contact", contact.as_str())];
         if kind == EventKind::List {
             headers.push(("Require", "eventlist"));
+        }
+        // The dialog's route set goes back to the subscriber (RFC 3261
+        // §12.1.1): a partner's watcher reaches us through its servers.
+        for rr in r.msg.headers_of(HeaderKind::RecordRoute) {
+            headers.push(("Record-Route", rr.value));
         }
         let ok = self.build_tagged(r, 200, "OK", &headers, &tag(id));
         self.store_subscription(r, sub, expires == 0, ok).await;
