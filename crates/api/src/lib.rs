@@ -28,6 +28,7 @@ pub mod credentials;
 mod directory;
 mod dns;
 mod extract;
+mod federation;
 mod https;
 pub mod manage;
 mod openapi;
@@ -258,6 +259,12 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         .route("/v1/lockouts", get(status::lockouts::<S>))
         .route("/v1/dns-records", get(status::dns_records::<S>))
         .route("/v1/lockouts/clear", post(status::clear::<S>))
+        .route("/v1/federation/partners", get(federation::partners::<S>))
+        .route(
+            "/v1/federation/partners/clear",
+            post(federation::clear::<S>),
+        )
+        .route("/v1/federation/explain", get(federation::explain::<S>))
         .route("/v1/users", get(users::list::<S>).post(users::add::<S>))
         .route("/v1/users/import", post(users::import::<S>))
         .route(

@@ -13,7 +13,7 @@ use store::{AuditFilter, AuditRecord};
 use super::access::Caller;
 use super::{internal, json, problem, AdminCmd, ApiResult, Ctx};
 
-fn unavailable() -> axum::response::Response {
+pub(crate) fn unavailable() -> axum::response::Response {
     problem(
         StatusCode::SERVICE_UNAVAILABLE,
         "the SIP core is not running",

@@ -28,4 +28,4 @@ pub use json::{fields_from_json, fields_to_json};
 pub use resolve::{Effective, FieldOrigin, Snapshot, SnapshotError};
 pub use scope::{Directory, Grant, GrantTarget, Group, PolicyDoc, Scope};
 pub use spec::{FieldSpec, KindSpec};
-pub use value::{FieldType, Value, ValueError, MAX_INPUT};
+pub use value::{valid_domain, FieldType, Value, ValueError, MAX_INPUT};

@@ -332,7 +332,7 @@ fn check_list(
 
 /// A DNS name: 1-253 characters, labels of 1-63 letters, digits or hyphens,
 /// not starting or ending with a hyphen, at least two labels, lower case.
-pub(crate) fn valid_domain(d: &str) -> bool {
+pub fn valid_domain(d: &str) -> bool {
     d.len() <= 253
         && d.split('.').count() >= 2
         && d.split('.').all(|l| {

@@ -53,6 +53,31 @@ impl<S: store::Store> Core<S> {
                 tracing::info!(account = account.as_deref().unwrap_or("*"), source = ?source, cleared = n, "lockouts cleared by an administrator");
                 let _ = reply.send(n);
             }
+            AdminCmd::Partners(reply) => {
+                let set = &self.policies;
+                let rows =
+                    self.fed
+                        .book
+                        .rows(|d| match crate::policy_set::partner_status(set, d) {
+                            Ok(crate::policy_set::PartnerStatus::Allowed) => "allowed",
+                            Ok(crate::policy_set::PartnerStatus::Discovered) => "discovered",
+                            Err(_) => "refused",
+                        });
+                let _ = reply.send(rows);
+            }
+            AdminCmd::ClearPartner { domain, reply } => {
+                let cleared = self.fed.book.clear(&domain.to_ascii_lowercase());
+                tracing::info!(partner = %domain, cleared, "partner's watch list entry cleared by an administrator");
+                let _ = reply.send(cleared);
+            }
+            AdminCmd::Explain {
+                from,
+                to,
+                modality,
+                reply,
+            } => {
+                let _ = reply.send(self.explain(&from, &to, modality));
+            }
             AdminCmd::Users(fresh, reply) => {
                 if fresh.version > self.users.version {
                     self.install_users(fresh);

@@ -46,6 +46,20 @@ pub enum AdminCmd {
         password: String,
         reply: oneshot::Sender<PasswordCheck>,
     },
+    /// Partners this server has dealt with: counters, standing, watch list.
+    Partners(oneshot::Sender<Vec<crate::federate::PartnerRow>>),
+    /// Takes a partner off the watch list; `false` if it was not on it.
+    ClearPartner {
+        domain: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// How a request between a local user and a partner's would be decided.
+    Explain {
+        from: String,
+        to: String,
+        modality: crate::policy_set::Modality,
+        reply: oneshot::Sender<Result<crate::federate::Explanation, String>>,
+    },
     /// Who watches `aor`'s presence: (watcher, active | pending | rejected).
     Watchers {
         aor: String,

@@ -47,7 +47,7 @@ use sip_txn::{Action, TxnId, TxnLayer};
 use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
-pub use federate::FederationSetup;
+pub use federate::{Explanation, FederationSetup, PartnerRow};
 
 use config::Config;
 

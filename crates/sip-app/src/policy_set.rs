@@ -298,6 +298,16 @@ pub enum Modality {
 }
 
 impl Modality {
+    /// `im`, `presence` or `calls`.
+    pub fn parse(s: &str) -> Option<Modality> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "im" => Some(Modality::Im),
+            "presence" => Some(Modality::Presence),
+            "calls" => Some(Modality::Calls),
+            _ => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Modality::Im => "im",
@@ -341,6 +351,17 @@ pub fn modality_allowed(set: &PolicySet, domain: &str, m: Modality, d: Direction
         }
     }
     !listed && eff.list("default_modalities").iter().any(|x| x == m.name())
+}
+
+/// The limits on a discovered partner: requests a second, and distinct
+/// local users it may reach in an hour.
+pub fn discovered_limits(set: &PolicySet) -> (u32, usize) {
+    let eff = set.effective("", "federation");
+    let int = |f: &str, d: i64| eff.as_ref().and_then(|e| e.int(f)).unwrap_or(d);
+    (
+        u32::try_from(int("discovered_rate", 20)).unwrap_or(20),
+        usize::try_from(int("discovered_max_contacts", 1000)).unwrap_or(1000),
+    )
 }
 
 /// Whether the federation policy is on at all.

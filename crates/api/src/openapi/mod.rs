@@ -84,6 +84,10 @@ pub(super) fn query(n: &str, schema: Value) -> Value {
     json!({ "name": n, "in": "query", "required": false, "schema": schema })
 }
 
+pub(super) fn required_query(n: &str, schema: Value) -> Value {
+    json!({ "name": n, "in": "query", "required": true, "schema": schema })
+}
+
 fn build(f: &Facts<'_>) -> Value {
     let mut d = Doc {
         paths: Map::new(),

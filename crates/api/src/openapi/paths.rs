@@ -94,6 +94,44 @@ pub(super) fn session_and_status(d: &mut Doc, f: &Facts<'_>) {
         None,
         200,
     );
+    d.op(
+        "get",
+        "/v1/federation/partners",
+        "Partners this server has dealt with since it started: standing under the policy, counters, throttling and the watch list",
+        "policies.read",
+        vec![],
+        None,
+        200,
+    );
+    let domain = json!({
+        "type": "string", "maxLength": 253,
+        "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+    });
+    d.op(
+        "post",
+        "/v1/federation/partners/clear",
+        "Take a partner off the watch list (and forget its counts this hour)",
+        "lockouts.clear",
+        vec![super::required_query("domain", domain)],
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/federation/explain",
+        "How the federation policy would decide a request between a local user and a partner's (presence: from watches to), every rule in order",
+        "policies.read",
+        vec![
+            super::required_query("from", f.uri()),
+            super::required_query("to", f.uri()),
+            super::required_query(
+                "modality",
+                json!({ "type": "string", "enum": ["im", "presence", "calls"] }),
+            ),
+        ],
+        None,
+        200,
+    );
 }
 
 /// SIP users, their effective policy, groups and members.

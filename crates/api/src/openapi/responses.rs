@@ -85,6 +85,26 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             &[],
         )),
         ("post", "/v1/lockouts/clear") => exact(json!({ "cleared": int() }), &[]),
+        ("get", "/v1/federation/partners") => array(exact(
+            json!({
+                "domain": s(),
+                "standing": { "type": "string", "enum": ["allowed", "discovered", "refused"] },
+                "watch_listed_at": { "type": ["integer", "null"] },
+                "throttled": boolean(), "users_this_hour": int(), "requests_in": int(),
+                "refused_in": int(), "requests_out": int(), "last_seen_at": int(),
+            }),
+            &[],
+        )),
+        ("post", "/v1/federation/partners/clear") => {
+            exact(json!({ "domain": s(), "cleared": boolean() }), &[])
+        }
+        ("get", "/v1/federation/explain") => exact(
+            json!({
+                "allowed": boolean(), "direction": { "type": "string", "enum": ["in", "out", "none"] },
+                "partner": s(), "rule": s(), "steps": strings(),
+            }),
+            &[],
+        ),
         ("get", "/v1/dns-records") => {
             exact(json!({ "domain": s(), "host": s(), "zone": s() }), &[])
         }

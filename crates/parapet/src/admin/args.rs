@@ -78,6 +78,9 @@ pub(super) enum AdminCmd {
     /// Sign-in lockouts.
     #[command(subcommand)]
     Lockout(LockoutCmd),
+    /// Federation: partners, their watch list, and how the policy decides.
+    #[command(subcommand)]
+    Federation(FederationCmd),
     /// SIP users.
     #[command(subcommand)]
     User(UserCmd),
@@ -160,6 +163,31 @@ pub(super) enum LockoutCmd {
         account: Option<String>,
         #[arg(long)]
         source: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum FederationCmd {
+    /// Partners dealt with since the server started: standing under the
+    /// policy (allowed, discovered, refused), requests each way, distinct
+    /// users reached this hour, throttling and the watch list.
+    ///
+    /// Example: parapet admin federation partners
+    Partners,
+    /// Take a partner off the watch list (and forget its counts this hour).
+    ///
+    /// Example: parapet admin federation clear partner.example
+    Clear { domain: String },
+    /// How a request between a local user and a partner's would be decided,
+    /// every rule in order and the one that decides (presence: FROM watches TO).
+    ///
+    /// Example: parapet admin federation explain sip:alice@example.com sip:bob@partner.example --modality im
+    Explain {
+        from: String,
+        to: String,
+        /// im, presence or calls.
+        #[arg(long)]
+        modality: String,
     },
 }
 

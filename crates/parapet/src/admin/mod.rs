@@ -203,6 +203,53 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
                 v.get("cleared").map(|c| c.to_string()).unwrap_or_default()
             ));
         }
+        AdminCmd::Federation(FederationCmd::Partners) => render(
+            &authed()?
+                .call("GET", "/v1/federation/partners".into(), None)
+                .await?,
+            out,
+        ),
+        AdminCmd::Federation(FederationCmd::Clear { domain }) => {
+            let path = format!("/v1/federation/partners/clear?domain={}", encode(&domain));
+            let v = authed()?.call("POST", path, None).await?;
+            done(
+                if v.get("cleared").and_then(serde_json::Value::as_bool) == Some(true) {
+                    format!("{domain} taken off the watch list")
+                } else {
+                    format!("{domain} was not on the watch list; its counts this hour were reset")
+                },
+            );
+        }
+        AdminCmd::Federation(FederationCmd::Explain { from, to, modality }) => {
+            let path = format!(
+                "/v1/federation/explain?from={}&to={}&modality={}",
+                encode(&from),
+                encode(&to),
+                encode(&modality)
+            );
+            let v = authed()?.call("GET", path, None).await?;
+            if out == Output::Json {
+                render(&v, out);
+            } else {
+                let allowed = v.get("allowed").and_then(serde_json::Value::as_bool) == Some(true);
+                println!(
+                    "{} ({} {}, partner {})",
+                    if allowed { "ALLOWED" } else { "REFUSED" },
+                    modality,
+                    v.get("direction").and_then(|d| d.as_str()).unwrap_or(""),
+                    v.get("partner").and_then(|d| d.as_str()).unwrap_or("")
+                );
+                for step in v
+                    .get("steps")
+                    .and_then(|s| s.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                {
+                    println!("  - {step}");
+                }
+            }
+        }
         AdminCmd::User(cmd) => users::user(authed()?, cmd, out, done).await?,
         AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
         AdminCmd::Group(cmd) => {

@@ -365,9 +365,19 @@ fn message_over(
     from: &str,
     n: u32,
 ) -> String {
+    message_to(c, from, "bob", n)
+}
+
+/// Sends a MESSAGE From `from` to `to`@partner.test; the status line.
+fn message_to(
+    c: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    from: &str,
+    to: &str,
+    n: u32,
+) -> String {
     let req = format!(
-        "MESSAGE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKforge{n}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=f{n}\r\nTo: <sip:bob@{B}>\r\nCall-ID: forge-{n}\r\n\
+        "MESSAGE sip:{to}@{B} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKforge{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=f{n}\r\nTo: <sip:{to}@{B}>\r\nCall-ID: forge-{n}\r\n\
          CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
     );
     c.write_all(req.as_bytes()).unwrap();
@@ -685,4 +695,111 @@ fn presence_crosses_federation_under_the_presentitys_privacy() {
         trace.contains("SIP/2.0 403 Forbidden (Not Offered to This Partner)"),
         "{trace}"
     );
+}
+
+#[test]
+fn a_discovered_partner_is_held_to_its_limits_and_explained() {
+    let (a, b, _dns) = two_orgs("feddisc");
+    for u in ["bob", "carol", "dave"] {
+        b.add_user(u, "battery staple horse");
+    }
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "partner_discovery=true",
+            "discovered_rate=3",
+            "discovered_max_contacts=2",
+        ],
+    );
+    policy(&b, &["external_access", "global", "federation=true"]);
+    settle();
+    let mut c = tls_as(&b, Some(&a));
+    // Discovered: strangers are not reached (404 alike), three a second.
+    for n in 0..3 {
+        let st = message_to(&mut c, "alice@example.test", "bob", 10 + n);
+        assert!(st.contains("404 Not Found"), "{st}");
+    }
+    let st = message_to(&mut c, "alice@example.test", "bob", 13);
+    assert!(
+        st.contains("503 Service Unavailable (Partner Rate Exceeded)"),
+        "{st}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    // A second distinct user is within the limit; a third watch-lists.
+    let st = message_to(&mut c, "alice@example.test", "carol", 14);
+    assert!(st.contains("404 Not Found"), "{st}");
+    let st = message_to(&mut c, "alice@example.test", "dave", 15);
+    assert!(st.contains("403 Forbidden (Partner on Watch List)"), "{st}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let st = message_to(&mut c, "alice@example.test", "bob", 16);
+    assert!(st.contains("403 Forbidden (Partner on Watch List)"), "{st}");
+
+    // What administrators see and do.
+    let o = b.admin(&["--output=json", "federation", "partners"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["domain"], "example.test", "{rows}");
+    assert_eq!(row["standing"], "discovered", "{rows}");
+    assert!(
+        row["watch_listed_at"].as_i64().unwrap() > 1_700_000_000,
+        "{rows}"
+    );
+    assert_eq!(row["users_this_hour"], 2, "{rows}");
+    let explain = |what: &str| {
+        let o = b.admin(
+            &[
+                "federation",
+                "explain",
+                "sip:alice@example.test",
+                "sip:bob@partner.test",
+                "--modality",
+                what,
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+        out(&o)
+    };
+    let e = explain("im");
+    assert!(
+        e.starts_with("REFUSED (im in, partner example.test)"),
+        "{e}"
+    );
+    assert!(e.contains("on the watch list"), "{e}");
+    let o = b.admin(&["federation", "clear", "example.test"], "");
+    assert!(
+        out(&o).contains("example.test taken off the watch list"),
+        "{}",
+        out(&o)
+    );
+    let e = explain("im");
+    assert!(e.contains("not in sip:bob@partner.test's contacts"), "{e}");
+    // In bob's contacts: a discovered partner's user reaches him (stored
+    // for later, he is not registered).
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    let e = explain("im");
+    assert!(e.starts_with("ALLOWED"), "{e}");
+    let st = message_to(&mut c, "alice@example.test", "bob", 17);
+    assert!(st.contains("202"), "{st}");
+    // Outward, example.test has federation off: explained from its side.
+    let o = a.admin(
+        &[
+            "--output=json",
+            "federation",
+            "explain",
+            "sip:alice@example.test",
+            "sip:bob@partner.test",
+            "--modality",
+            "calls",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["rule"], "federation.enabled is false", "{v}");
+    assert_eq!(v["direction"], "out", "{v}");
 }

@@ -35,6 +35,13 @@ use sip::{Message, RequestFields, Uri};
 use sip_transport::{ClientTls, FlowId, Protocol, Source, Target, Transport};
 use sip_txn::TxnId;
 
+mod explain;
+mod partners;
+
+pub use explain::Explanation;
+pub use partners::PartnerRow;
+use partners::{DiscoveredLimits, Limit, PartnerBook};
+
 use crate::fork::{ForkKind, Hop};
 use crate::policy_set::{self, Direction, FederationRefusal, Modality, PartnerStatus};
 use crate::{Core, Event, Req};
@@ -102,6 +109,8 @@ pub(crate) struct FedState {
     peers: HashMap<FlowId, Arc<Identities>>,
     /// Partner domain → requests waiting for its connection.
     waiting: HashMap<String, Vec<Waiting>>,
+    /// Counters, and discovered partners' limits and watch list.
+    pub(crate) book: PartnerBook,
 }
 
 impl FedState {
@@ -266,6 +275,43 @@ impl<S: store::Store> Core<S> {
             );
             return self.reply(r, 403, "Relaying Denied", &[]).await;
         }
+        if r.f.method != sip::Method::Options {
+            let limits = (status == PartnerStatus::Discovered).then(|| {
+                let (rate, max_users) = policy_set::discovered_limits(&self.policies);
+                DiscoveredLimits { rate, max_users }
+            });
+            let target = match r.f.request_uri {
+                Uri::Sip(u) => u.user.unwrap_or(""),
+                _ => "",
+            };
+            let verdict = self.fed.book.inbound(
+                &domain,
+                limits,
+                target,
+                std::time::Instant::now(),
+                crate::unix_now(),
+            );
+            match verdict {
+                Ok(()) => {}
+                Err(Limit::WatchListed) => {
+                    self.count_partner(&domain, "in", "watch_listed");
+                    return self
+                        .reply(r, 403, "Forbidden (Partner on Watch List)", &[])
+                        .await;
+                }
+                Err(Limit::Rate) => {
+                    self.count_partner(&domain, "in", "rate_exceeded");
+                    return self
+                        .reply(
+                            r,
+                            503,
+                            "Service Unavailable (Partner Rate Exceeded)",
+                            &[("Retry-After", "1")],
+                        )
+                        .await;
+                }
+            }
+        }
         match r.f.method {
             sip::Method::Message => {
                 let sender = format!("sip:{user}@{domain}");
@@ -315,6 +361,7 @@ impl<S: store::Store> Core<S> {
         }
         let Some(rcpt) = self.partner_reaches(r, &sender, status) else {
             self.count_partner(domain, "in", "recipient_refuses");
+            self.fed.book.failed(domain);
             return self.reply(r, 404, "Not Found", &[]).await;
         };
         if r.f.max_forwards == Some(0) {
@@ -334,6 +381,7 @@ impl<S: store::Store> Core<S> {
     ) {
         let Some(callee) = self.partner_reaches(r, &sender, status) else {
             self.count_partner(domain, "in", "recipient_refuses");
+            self.fed.book.failed(domain);
             return self.reply(r, 404, "Not Found", &[]).await;
         };
         if r.f.max_forwards == Some(0) {
@@ -600,6 +648,14 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
         self.count_partner(domain, "out", "forwarded");
+        let discovered =
+            policy_set::partner_status(&self.policies, domain) == Ok(PartnerStatus::Discovered);
+        self.fed.book.outbound(
+            domain,
+            discovered,
+            std::time::Instant::now(),
+            crate::unix_now(),
+        );
         self.flush().await;
     }
 
