@@ -2,7 +2,8 @@
 # Installs what the tests need, idempotently: Debian's sip-tester (SIPp) and
 # baresip-core, linphone-cli and dnsmasq-base for the end-to-end tests, Debian's chromium with
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
-# smoke run, schemathesis for the admin and user APIs.
+# smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
+# organisation's server that is not Parapet, in the federation tests).
 set -euo pipefail
 
 need_apt=()
@@ -12,6 +13,8 @@ command -v linphone-daemon >/dev/null 2>&1 || need_apt+=(linphone-cli)
 command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v kamailio >/dev/null 2>&1 || need_apt+=(kamailio)
+compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need_apt+=(kamailio-tls-modules)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

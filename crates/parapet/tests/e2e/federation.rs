@@ -107,20 +107,20 @@ fn two_orgs(name: &str) -> (Server, Server, Dns) {
     (a, b, dns)
 }
 
-fn policy(s: &Server, args: &[&str]) {
+pub(crate) fn policy(s: &Server, args: &[&str]) {
     let mut all = vec!["policy", "set"];
     all.extend_from_slice(args);
     let o = s.admin(&all, "");
     assert!(o.status.success(), "{}", out(&o));
 }
 
-fn contact(s: &Server, owner: &str, contact: &str) {
+pub(crate) fn contact(s: &Server, owner: &str, contact: &str) {
     let o = s.admin(&["contacts", "add", owner, contact], "");
     assert!(o.status.success(), "{}", out(&o));
 }
 
 /// The core reads a changed policy within a second.
-fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(Duration::from_millis(1500));
 }
 
@@ -130,7 +130,7 @@ fn alice_sends(a: &Server, to: &str) -> String {
     alice_sends_to(a, to, B)
 }
 
-fn alice_sends_to(a: &Server, to: &str, domain: &str) -> String {
+pub(crate) fn alice_sends_to(a: &Server, to: &str, domain: &str) -> String {
     let (ok, msgs) = a
         .sipp_start(
             "message_send_federated.xml",
@@ -147,7 +147,7 @@ fn alice_sends_to(a: &Server, to: &str, domain: &str) -> String {
 }
 
 /// The status line of the last response SIPp received.
-fn last_status(trace: &str) -> String {
+pub(crate) fn last_status(trace: &str) -> String {
     trace
         .lines()
         .rfind(|l| l.trim_start().starts_with("SIP/2.0 "))

@@ -24,6 +24,7 @@ mod defaults;
 mod federation;
 mod harness;
 mod im;
+mod kamailio_peer;
 mod linphone;
 mod operations;
 mod page;
