@@ -25,8 +25,9 @@ impl Baresip {
     }
 
     /// With `presence`: the presence module subscribes to the contact and
-    /// publishes the user's state every 60 s (`pubint`).
-    fn start_with(
+    /// publishes the user's state every 60 s (`pubint`). A `contact`
+    /// without `@` is in the server's domain.
+    pub(crate) fn start_with(
         s: &Server,
         user: &str,
         password: &str,
@@ -102,7 +103,10 @@ impl Baresip {
         }
         std::fs::write(dir.join("config"), config).unwrap();
         let mut account = readme_account
-            .replace("sip:alice@", &format!("sip:{user}@"))
+            .replace(
+                "sip:alice@example.test",
+                &format!("sip:{user}@{}", s.domain),
+            )
             .replace(
                 "auth_pass=a-long-passphrase",
                 &format!("auth_pass={password}"),
@@ -120,11 +124,12 @@ impl Baresip {
         }
         std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let p2p = if presence { ";presence=p2p" } else { "" };
-        std::fs::write(
-            dir.join("contacts"),
-            format!("<sip:{contact}@{DOMAIN}>{p2p}\n"),
-        )
-        .unwrap();
+        let contact = if contact.contains('@') {
+            contact.to_string()
+        } else {
+            format!("{contact}@{}", s.domain)
+        };
+        std::fs::write(dir.join("contacts"), format!("<sip:{contact}>{p2p}\n")).unwrap();
         let out = dir.join("out.log");
         // baresip prints to both streams; keep them together.
         let log = std::fs::File::create(&out).unwrap();

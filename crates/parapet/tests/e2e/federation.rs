@@ -15,7 +15,7 @@ const B: &str = "partner.test";
 
 /// A DNS server (dnsmasq) authoritative for `.test` with `records`, on a
 /// loopback port; killed on drop.
-struct Dns {
+pub(crate) struct Dns {
     child: std::process::Child,
     port: u16,
 }
@@ -77,7 +77,7 @@ fn dns(records: &[String]) -> Dns {
 /// still off. example.test finds partner.test through DNS (NAPTR, SRV, A
 /// from the DNS server returned, which must outlive the servers' use of
 /// it); partner.test has a static route to example.test.
-fn two_orgs(name: &str) -> (Server, Server, Dns) {
+pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
     let mut a = Server::org(&format!("{name}-a"), A, "");
     let mut b = Server::org(&format!("{name}-b"), B, "");
     let dns = dns(&[
@@ -802,4 +802,69 @@ fn a_discovered_partner_is_held_to_its_limits_and_explained() {
     assert_eq!(v["allowed"], false, "{v}");
     assert_eq!(v["rule"], "federation.enabled is false", "{v}");
     assert_eq!(v["direction"], "out", "{v}");
+}
+
+#[test]
+fn baresip_users_of_two_organisations_message_call_and_watch_each_other() {
+    use crate::baresip::Baresip;
+    let (a, b, _dns) = two_orgs("fedbaresip");
+    a.add_user("alice", "correct-horse-battery");
+    b.add_user("bob", "battery-staple-horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    // Each in the other's contacts (privacy: presence and messages from
+    // outside are for contacts by default).
+    contact(&a, "sip:alice@example.test", "sip:bob@partner.test");
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    let mut bob = Baresip::start_with(
+        &b,
+        "bob",
+        "battery-staple-horse",
+        "alice@example.test",
+        true,
+    );
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start_with(
+        &a,
+        "alice",
+        "correct-horse-battery",
+        "bob@partner.test",
+        true,
+    );
+    // Presence both ways, through both servers.
+    bob.wait_for("NOTIFY sip:bob");
+    alice.wait_for("NOTIFY sip:alice");
+    // alice's own presence reaches bob across federation (a NOTIFY from
+    // example.test through partner.test): she goes offline, then online.
+    std::thread::sleep(Duration::from_millis(1500));
+    alice.cmd("/presence_offline");
+    bob.wait_for("<sip:alice@example.test> changed status from \u{1b}[32mOnline\u{1b}[;m to \u{1b}[31mOffline");
+    alice.cmd("/presence_online");
+    bob.wait_for("<sip:alice@example.test> changed status from \u{1b}[31mOffline\u{1b}[;m to \u{1b}[32mOnline");
+    // Messages both ways.
+    alice.cmd("/message hello-across");
+    bob.wait_for("sip:alice@example.test: \"hello-across\"");
+    bob.cmd("/message hello-back");
+    alice.wait_for("sip:bob@partner.test: \"hello-back\"");
+    // A call with media, hung up by alice: the BYE crosses both servers.
+    alice.cmd("/dial sip:bob@partner.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@partner.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    alice.cmd("/hangup");
+    bob.wait_for("BYE sip:bob");
+    bob.wait_for("session closed");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
 }
