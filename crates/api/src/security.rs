@@ -257,6 +257,73 @@ fn show(v: &Value) -> String {
     v.to_string()
 }
 
+/// Listed partners that may do everything (IM, presence and calls, both
+/// ways): the federation policy's global document as the core reads it.
+fn partner_items(docs: &[(String, String, Fields)], out: &mut Vec<Item>) {
+    let Some(spec) = kind("federation") else {
+        return;
+    };
+    let fields = docs
+        .iter()
+        .find(|(k, s, _)| k == "federation" && s == "global")
+        .map(|(_, _, f)| f);
+    let value = |name: &str| {
+        fields
+            .and_then(|f| f.get(name).cloned())
+            .or_else(|| spec.field(name).map(|f| f.default.value()))
+    };
+    let list = |name: &str| match value(name) {
+        Some(Value::List(l)) => l,
+        _ => Vec::new(),
+    };
+    let enabled = matches!(value("enabled"), Some(Value::Bool(true)));
+    let modalities = policy::kinds::federation::MODALITIES;
+    let entries = list("partner_modalities");
+    let defaults = list("default_modalities");
+    let everything = |d: &str| {
+        let own: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| {
+                e.rsplit_once(':')
+                    .filter(|(dom, _)| *dom == d)
+                    .map(|(_, m)| m)
+            })
+            .collect();
+        if own.is_empty() {
+            return modalities.iter().all(|m| defaults.iter().any(|x| x == m));
+        }
+        modalities.iter().all(|m| {
+            own.contains(m)
+                || (own.contains(&format!("{m}-in").as_str())
+                    && own.contains(&format!("{m}-out").as_str()))
+        })
+    };
+    let wide: Vec<String> = list("allowed_domains")
+        .into_iter()
+        .filter(|d| everything(d))
+        .collect();
+    let discovery_wide = matches!(value("partner_discovery"), Some(Value::Bool(true)))
+        && modalities.iter().all(|m| defaults.iter().any(|x| x == m));
+    let mut current = if wide.is_empty() {
+        "none".to_string()
+    } else {
+        wide.join(", ")
+    };
+    if discovery_wide {
+        current.push_str(" (and every discovered partner)");
+    }
+    out.push(Item {
+        group: "Federation and external access",
+        setting: "policy federation partners with every modality".into(),
+        current,
+        recommended: "each partner only the modalities you use with it".into(),
+        why: "A partner allowed IM, presence and calls in both directions can see your users' presence and call them; most partners need less (e.g. IM both ways, presence outward only).".into(),
+        command: "parapet admin policy set federation global partner_modalities=partner.example:im,partner.example:presence-out (or narrow default_modalities)".into(),
+        finding: enabled && (!wide.is_empty() || discovery_wide),
+        severity: Severity::Low,
+    });
+}
+
 fn policy_items(docs: &[(String, String, Fields)], out: &mut Vec<Item>) {
     for c in POLICY_CHECKS {
         let Some(spec) = kind(c.kind).and_then(|k| k.field(c.field)) else {
@@ -551,6 +618,7 @@ pub fn assess(f: &Facts<'_>) -> Vec<Item> {
     let mut out = Vec::new();
     config_items(f.cfg, &mut out);
     policy_items(f.docs, &mut out);
+    partner_items(f.docs, &mut out);
     admin_items(f, &mut out);
     let order = [
         "Transport",
@@ -656,6 +724,8 @@ mod tests {
         assert!(t.finding && t.severity == Severity::High);
         let pa = get("config federation.allow_private_addresses");
         assert!(pa.finding && pa.severity == Severity::High);
+        let wide = get("policy federation partners with every modality");
+        assert!(!wide.finding, "federation is off here: {wide:?}");
         let d = get("policy federation.partner_discovery");
         assert!(d.finding && d.severity == Severity::High);
         assert_eq!(
@@ -671,5 +741,37 @@ mod tests {
             get("enabled administrators with the administrator role").severity == Severity::High
         );
         assert!(get("audit log chain").finding);
+    }
+
+    #[test]
+    fn partners_with_every_modality_are_a_finding_when_federating() {
+        let k = kind("federation").unwrap();
+        let mut fed = Fields::new();
+        for (f, v) in [
+            ("enabled", "true"),
+            ("allowed_domains", "wide.example,narrow.example,split.example"),
+            (
+                "partner_modalities",
+                "narrow.example:im,split.example:im,split.example:presence-in,split.example:presence-out,split.example:calls",
+            ),
+        ] {
+            fed.insert(f.into(), k.parse(f, v).unwrap());
+        }
+        let c = cfg();
+        let docs = vec![("federation".to_string(), "global".to_string(), fed)];
+        let items = assess(&Facts {
+            cfg: &c,
+            docs: &docs,
+            admins: &[],
+            tokens: &[],
+            audit_intact: Some(true),
+            now: 0,
+        });
+        let i = items
+            .iter()
+            .find(|i| i.setting == "policy federation partners with every modality")
+            .unwrap();
+        assert!(i.finding && i.severity == Severity::Low, "{i:?}");
+        assert_eq!(i.current, "wide.example, split.example");
     }
 }

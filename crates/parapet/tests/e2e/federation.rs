@@ -427,11 +427,72 @@ fn a_partner_speaks_only_for_its_own_domain() {
     // registered, so stored for him).
     let st = message_over(&mut c, "alice@example.test", 3);
     assert!(st.contains("202"), "{st}\n{}", b.log());
+    // bob accepts messages from strangers anywhere: a verified partner's
+    // (the default) reach him; with verification=unverified, only his
+    // contacts (alice is one, dave is not: 404 as for anyone refused).
+    policy(&b, &["privacy", "global", "strangers_may_im=everyone"]);
+    settle();
+    let st = message_over(&mut c, "dave@example.test", 8);
+    assert!(st.contains("202"), "{st}");
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+            "verification=unverified",
+        ],
+    );
+    settle();
+    let st = message_over(&mut c, "dave@example.test", 5);
+    assert!(st.contains("404 Not Found"), "{st}");
+    let st = message_over(&mut c, "alice@example.test", 6);
+    assert!(st.contains("202"), "{st}");
     // Without a certificate the connection is a client's: a sender of
     // another domain is not relayed for.
     let mut c = tls_as(&b, None);
     let st = message_over(&mut c, "alice@example.test", 4);
     assert!(st.contains("403 Relaying Denied"), "{st}");
+    // A certificate from a CA not trusted for partners (partner.test's own,
+    // presented to itself) ends the handshake: it is not taken for a client.
+    let mut c = tls_as(&b, Some(&b));
+    let req = b"OPTIONS sip:partner.test SIP/2.0\r\n\r\n";
+    let refused = c.write_all(req).is_err() || {
+        let mut buf = [0u8; 64];
+        !matches!(c.read(&mut buf), Ok(n) if n > 0)
+    };
+    assert!(refused, "an untrusted certificate was accepted");
+    // A partner sending garbage loses that connection only.
+    let mut g = tls_as(&b, Some(&a));
+    let _ = g.write_all(b"\x16\x03garbage that is no SIP at all\r\nX\r\n\r\n");
+    let mut buf = [0u8; 512];
+    let mut closed = false;
+    for _ in 0..5 {
+        match g.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the garbage connection stayed open");
+    // The server goes on serving partners and its own users.
+    let mut c = tls_as(&b, Some(&a));
+    let st = message_over(&mut c, "alice@example.test", 7);
+    assert!(st.contains("202"), "{st}");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ping = crate::harness::options(&udp, "after-garbage").replace("example.test", B);
+    udp.send_to(ping.as_bytes(), ("127.0.0.1", b.udp)).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[test]
