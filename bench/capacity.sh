@@ -120,7 +120,7 @@ run_phases() { # name port pids...
 
 PARAPET_PREFIX="taskset -c 0" start_parapet "$PARAPET_PORT" "$ADMIN_PORT"
 taskset -a -p -c 0 "$ppid" >/dev/null
-[ "$KIND" != subscribe ] || target/release/parapet admin policy set privacy global presence_internal=everyone >/dev/null
+[ "$KIND" != subscribe ] || padmin main "$ADMIN_PORT" policy set privacy global presence_internal=everyone >/dev/null
 p=$(METRICS="http://127.0.0.1:$ADMIN_PORT/metrics" run_phases parapet "$PARAPET_PORT" "$ppid")
 kill "$ppid"; wait "$ppid" 2>/dev/null || true
 

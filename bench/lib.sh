@@ -65,22 +65,45 @@ sipp_run() { # name port scenario csv calls local_port auth_uri [more sipp args]
 # break-glass administrator signed in with a TOTP code, as an operator would.
 # Sets $ppid.
 start_parapet() { # port admin_port
-    local port=$1 admin_port=$2
-    pdata="$work/parapet-data"
-    cat > "$work/parapet.toml" <<TOML
+    parapet_serve main example.test "$1" "$2"
+    sleep 2
+    parapet_provision main "$2" "$work/users.tsv"
+}
+
+# `parapet serve` for DOMAIN with its data in $work/TAG-data, UDP on PORT,
+# more listeners in $PARAPET_EXTRA_LISTEN (space-separated URLs) and more
+# configuration (TOML) in $PARAPET_EXTRA_TOML; under $PARAPET_PREFIX (e.g.
+# taskset). Starting it again keeps its data. Sets $ppid.
+parapet_serve() { # tag domain port admin_port
+    local tag=$1 domain=$2 port=$3 admin_port=$4
+    local data="$work/$tag-data" listen=(--listen "udp://127.0.0.1:$port")
+    for l in ${PARAPET_EXTRA_LISTEN:-}; do listen+=(--listen "$l"); done
+    cat > "$work/$tag.toml" <<TOML
 # SIPp 3.6 answers the first challenge, knows only MD5 and has no TLS.
 digest_algorithms = ["MD5"]
 digest_md5_unencrypted = true
 [limits]
 unauthenticated_rate = 100000000
 unauthenticated_burst = 100000000
+${PARAPET_EXTRA_TOML:-}
 TOML
-    ${PARAPET_PREFIX:-} target/release/parapet serve --config "$work/parapet.toml" --data-dir "$pdata" --domain example.test \
-        --allow-insecure-transports --listen "udp://127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port" --web-listen "" 2>"$work/parapet.log" &
+    ${PARAPET_PREFIX:-} target/release/parapet serve --config "$work/$tag.toml" --data-dir "$data" --domain "$domain" \
+        --allow-insecure-transports "${listen[@]}" --admin-listen "127.0.0.1:$admin_port" --web-listen "" 2>>"$work/$tag.log" &
     ppid=$!
-    sleep 2
-    export PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/session"
-    target/release/parapet admin --output json recover --data-dir "$pdata" --name bench >"$work/admin.json"
+}
+
+# `parapet admin` against the server TAG (its admin port and session).
+padmin() { # tag admin_port args...
+    local tag=$1 admin_port=$2
+    shift 2
+    PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/$tag-session" target/release/parapet admin "$@"
+}
+
+# A break-glass administrator signed in with a TOTP code, then the users
+# of USERS_TSV imported through the admin API.
+parapet_provision() { # tag admin_port users_tsv
+    local tag=$1 admin_port=$2 users=$3
+    padmin "$tag" "$admin_port" --output json recover --data-dir "$work/$tag-data" --name bench >"$work/$tag-admin.json"
     local code
     code=$(python3 -c '
 import base64, hashlib, hmac, json, struct, sys, time
@@ -88,10 +111,10 @@ a = json.load(open(sys.argv[1])); s = a["totp_secret"]
 k = base64.b32decode(s + "=" * (-len(s) % 8))
 h = hmac.new(k, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
 o = h[-1] & 15
-print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))' "$work/admin.json")
-    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["password"])' "$work/admin.json" |
-        target/release/parapet admin login --name bench --password-stdin --code "$code" >/dev/null
-    target/release/parapet admin user import "$work/users.tsv" >/dev/null
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000))' "$work/$tag-admin.json")
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["password"])' "$work/$tag-admin.json" |
+        padmin "$tag" "$admin_port" login --name bench --password-stdin --code "$code" >/dev/null
+    padmin "$tag" "$admin_port" user import "$users" >/dev/null
 }
 
 # Kamailio with config $1 (DBPATH and ADDRESS filled in) and the SQLite

@@ -52,7 +52,7 @@ bench_presence() { # name port pids...
 
 start_parapet "$PARAPET_PORT" "$ADMIN_PORT"
 # Colleagues see each other (privacy mode off), as Kamailio's force_active.
-target/release/parapet admin policy set privacy global presence_internal=everyone >/dev/null
+padmin main "$ADMIN_PORT" policy set privacy global presence_internal=everyone >/dev/null
 p=$(bench_presence parapet "$PARAPET_PORT" $ppid)
 kill $ppid; wait $ppid 2>/dev/null || true
 if [ "${ONLY:-}" = parapet ]; then
