@@ -31,9 +31,22 @@ pub struct Identities {
     /// As written in the certificate, wildcard names included (they match
     /// nothing).
     pub names: Vec<String>,
+    /// Every DNS subjectAltName, whatever `source` is: the host names the
+    /// certificate speaks for, checked when a partner's server is pinned.
+    pub hosts: Vec<String>,
 }
 
 impl Identities {
+    /// Whether the certificate names `host` as a DNS name (exact, ignoring
+    /// case, never a wildcard).
+    pub fn names_host(&self, host: &str) -> bool {
+        valid_domain(host)
+            && self
+                .hosts
+                .iter()
+                .any(|n| !n.contains('*') && n.eq_ignore_ascii_case(host))
+    }
+
     /// Whether the certificate speaks for `domain`.
     pub fn covers(&self, domain: &str) -> bool {
         valid_domain(domain)
@@ -83,9 +96,17 @@ pub fn identities(der: &[u8]) -> Result<Identities, IdentityError> {
         return Ok(Identities {
             source: Source::CommonName,
             names,
+            hosts: Vec::new(),
         });
     };
     let general = &san.value.general_names;
+    let hosts: Vec<String> = general
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::DNSName(d) => Some((*d).to_owned()),
+            _ => None,
+        })
+        .collect();
     let uris: Vec<String> = general
         .iter()
         .filter_map(|g| match g {
@@ -97,18 +118,13 @@ pub fn identities(der: &[u8]) -> Result<Identities, IdentityError> {
         return Ok(Identities {
             source: Source::SipUri,
             names: uris,
+            hosts,
         });
     }
-    let names = general
-        .iter()
-        .filter_map(|g| match g {
-            GeneralName::DNSName(d) => Some((*d).to_owned()),
-            _ => None,
-        })
-        .collect();
     Ok(Identities {
         source: Source::DnsName,
-        names,
+        names: hosts.clone(),
+        hosts,
     })
 }
 
@@ -181,7 +197,10 @@ mod tests {
         let ids = Identities {
             source: Source::DnsName,
             names: vec!["*.partner.test".into(), "Sip.Partner.Test".into()],
+            hosts: vec!["*.partner.test".into(), "Sip.Partner.Test".into()],
         };
+        assert!(ids.names_host("sip.partner.test"));
+        assert!(!ids.names_host("edge.partner.test"));
         assert!(ids.covers("sip.partner.test"));
         assert!(!ids.covers("partner.test"));
         assert!(

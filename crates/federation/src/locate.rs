@@ -206,6 +206,38 @@ impl Locator {
         Ok(self.order(found))
     }
 
+    /// The servers of `domain` when its server is pinned to `host`:`port`
+    /// (the federation policy): a configured route as configured, else
+    /// `host`'s addresses, refused in the internal ranges as DNS answers are.
+    pub async fn locate_pinned(
+        &self,
+        domain: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<Server>, LocateError> {
+        let domain = domain.to_ascii_lowercase();
+        let host = host.to_ascii_lowercase();
+        if !valid_domain(&domain) || !valid_domain(&host) {
+            return Err(LocateError::InvalidDomain);
+        }
+        if self.cfg.routes.contains_key(&domain) {
+            return self.locate(&domain).await;
+        }
+        let addrs = self.addresses(&host).await?;
+        let found: Vec<Server> = addrs
+            .iter()
+            .filter(|ip| self.cfg.allow_private || public(**ip))
+            .map(|ip| Server {
+                host: host.clone(),
+                addr: SocketAddr::new(*ip, port),
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(LocateError::PrivateAddress);
+        }
+        Ok(self.order(found))
+    }
+
     /// Remembers that a connection to `addr` failed.
     pub fn failed(&self, addr: SocketAddr) {
         let Ok(mut f) = self.failures.lock() else {

@@ -260,3 +260,39 @@ async fn an_unreachable_dns_server_is_an_error_not_a_hang() {
     assert!(matches!(r, Ok(Err(LocateError::Dns(_)))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn a_pinned_server_is_reached_by_its_host_name_not_srv() {
+    let dns = dnsmasq(RECORDS);
+    let l = locator(&dns, true, &[]);
+    // sip2 is partner.test's second SRV target; pinned, it is the only one.
+    let got = l
+        .locate_pinned("partner.test", "sip2.partner.test", 5099)
+        .await
+        .unwrap();
+    assert_eq!(addrs(&got), ["127.0.0.6:5099"]);
+    assert_eq!(
+        l.locate_pinned("partner.test", "nothing.partner.test", 5061)
+            .await,
+        Err(LocateError::NotFound)
+    );
+    // Internal addresses are refused for a pinned host as for DNS answers.
+    let strict = locator(&dns, false, &[]);
+    assert_eq!(
+        strict
+            .locate_pinned("inside.test", "db.inside.test", 5061)
+            .await,
+        Err(LocateError::PrivateAddress)
+    );
+    // An operator's route still wins.
+    let routed = locator(&dns, true, &[("partner.test", "127.0.0.9", 5070)]);
+    assert_eq!(
+        addrs(
+            &routed
+                .locate_pinned("partner.test", "sip2.partner.test", 5099)
+                .await
+                .unwrap()
+        ),
+        ["127.0.0.9:5070"]
+    );
+}

@@ -66,6 +66,29 @@ pub enum FieldType {
         modalities: &'static [&'static str],
         max: usize,
     },
+    /// `domain:host` entries (at most `max`, one per domain): a partner's
+    /// server pinned to a host name.
+    PartnerHosts {
+        max: usize,
+    },
+}
+
+/// Whether `entry` is `domain:host` or `domain:host:port`, both DNS names
+/// (not addresses), the port 1-65535.
+fn valid_partner_host(entry: &str) -> bool {
+    let mut parts = entry.split(':');
+    let (Some(domain), Some(host)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let port_ok = match parts.next() {
+        None => true,
+        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('0'),
+    };
+    port_ok
+        && parts.next().is_none()
+        && [domain, host]
+            .iter()
+            .all(|d| valid_domain(d) && d.parse::<std::net::IpAddr>().is_err())
 }
 
 /// Whether `entry` is `domain:modality[-in|-out]` with a known modality.
@@ -126,6 +149,7 @@ impl FieldType {
             | FieldType::Extensions { .. }
             | FieldType::Tokens { .. }
             | FieldType::PartnerModalities { .. }
+            | FieldType::PartnerHosts { .. }
             | FieldType::Set { .. } => Value::List(
                 text.split(',')
                     .map(|s| s.trim().to_ascii_lowercase())
@@ -210,6 +234,21 @@ impl FieldType {
                     modalities.join(", ")
                 ),
             ),
+            (FieldType::PartnerHosts { max }, Value::List(items)) => {
+                check_list(
+                    items,
+                    *max,
+                    "entry",
+                    valid_partner_host,
+                    "partner.example:sip.partner.example or partner.example:sip.partner.example:5061 (the partner's domain, its server's host name, optionally the port)",
+                )?;
+                let mut domains: Vec<&str> = items.iter().filter_map(|e| e.split_once(':')).map(|(d, _)| d).collect();
+                domains.sort_unstable();
+                if let Some(w) = domains.windows(2).find(|w| w[0] == w[1]) {
+                    return err(format!("{} is pinned twice; give each partner one server", w[0]));
+                }
+                Ok(())
+            }
             (FieldType::Set { of, min }, Value::List(items)) => {
                 if items.len() < *min {
                     return err(format!(
@@ -263,6 +302,13 @@ impl FieldType {
                 s["minItems"] = json!(min);
                 s
             }
+            FieldType::PartnerHosts { max } => list(
+                *max,
+                json!({
+                    "type": "string", "maxLength": 507,
+                    "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+(:[1-9][0-9]{0,4})?$"
+                }),
+            ),
             FieldType::PartnerModalities { modalities, max } => list(
                 *max,
                 json!({
@@ -298,6 +344,9 @@ impl FieldType {
                     of.join(", ")
                 )
             }
+            FieldType::PartnerHosts { max } => format!(
+                "a comma-separated list of at most {max} partner.example:sip.partner.example[:port] entries"
+            ),
             FieldType::PartnerModalities { modalities, max } => format!(
                 "a comma-separated list of at most {max} partner.example:MODALITY entries, MODALITY one of {} with an optional -in or -out",
                 modalities.join(", ")

@@ -387,4 +387,31 @@ fn operator_text_is_parsed_with_the_fields_rules() {
         let e = k.parse("partner_modalities", bad).unwrap_err().0;
         assert!(e.contains("partner.example:MODALITY"), "{bad}: {e}");
     }
+    assert!(k
+        .parse(
+            "partner_servers",
+            "partner.example:sip.partner.example,b.example:edge.b.example:5062"
+        )
+        .is_ok());
+    for bad in [
+        "partner.example",
+        "partner.example:192.0.2.1",
+        "partner.example:sip.partner.example:0",
+        "partner.example:sip.partner.example:65536",
+        "partner.example:sip.partner.example:5061:1",
+    ] {
+        let e = k.parse("partner_servers", bad).unwrap_err().0;
+        assert!(
+            e.contains("partner.example:sip.partner.example"),
+            "{bad}: {e}"
+        );
+    }
+    let e = k
+        .parse(
+            "partner_servers",
+            "p.example:a.p.example,p.example:b.p.example",
+        )
+        .unwrap_err()
+        .0;
+    assert!(e.contains("pinned twice"), "{e}");
 }

@@ -364,6 +364,19 @@ pub fn discovered_limits(set: &PolicySet) -> (u32, usize) {
     )
 }
 
+/// The host name and port `domain`'s server is pinned to, if the policy
+/// pins it (5061 unless the entry gives one).
+pub fn pinned_server(set: &PolicySet, domain: &str) -> Option<(String, u16)> {
+    let eff = set.effective("", "federation")?;
+    eff.list("partner_servers").iter().find_map(|e| {
+        let mut p = e.split(':');
+        (p.next()? == domain).then_some(())?;
+        let host = p.next()?.to_owned();
+        let port = p.next().and_then(|p| p.parse().ok()).unwrap_or(5061);
+        Some((host, port))
+    })
+}
+
 /// Whether the federation policy is on at all.
 pub fn federation_enabled(set: &PolicySet) -> bool {
     set.effective("", "federation")

@@ -87,6 +87,8 @@ pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
             b.tls
         ),
         "--host-record=sip.partner.test,127.0.0.1".into(),
+        // A host no SRV record names (a policy can pin a partner to it).
+        "--host-record=edge.partner.test,127.0.0.1".into(),
     ]);
     let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
     a.extra_config = format!(
@@ -463,6 +465,31 @@ fn a_partner_speaks_only_for_its_own_domain() {
         !matches!(c.read(&mut buf), Ok(n) if n > 0)
     };
     assert!(refused, "an untrusted certificate was accepted");
+    // partner.test pins example.test to a host its certificate does not
+    // name: refused; pinned to one it names (its domain is a DNS name in
+    // it): accepted.
+    for (host, want) in [
+        (
+            "sip.example.test",
+            "403 Forbidden (Not the Partner's Pinned Server)",
+        ),
+        ("example.test", "202"),
+    ] {
+        policy(
+            &b,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                "allowed_domains=example.test",
+                &format!("partner_servers=example.test:{host}"),
+            ],
+        );
+        settle();
+        let mut c = tls_as(&b, Some(&a));
+        let st = message_over(&mut c, "alice@example.test", 20);
+        assert!(st.contains(want), "{host}: {st}");
+    }
     // A partner sending garbage loses that connection only.
     let mut g = tls_as(&b, Some(&a));
     let _ = g.write_all(b"\x16\x03garbage that is no SIP at all\r\nX\r\n\r\n");
@@ -513,6 +540,40 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
         policy(s, &["external_access", "global", "federation=true"]);
     }
     contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    // partner.test's server pinned to a host no SRV record names, on a
+    // port where nothing listens: the call cannot get through.
+    let pin = |port: u16| {
+        policy(
+            &a,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                "allowed_domains=partner.test",
+                &format!("partner_servers=partner.test:edge.partner.test:{port}"),
+            ],
+        )
+    };
+    pin(free_port());
+    settle();
+    let (ok, msgs) = a
+        .sipp_start(
+            "call_uac_federated.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B],
+        )
+        .finish();
+    assert!(!ok);
+    assert!(
+        msgs.contains("SIP/2.0 503 Service Unavailable (Partner Unreachable)"),
+        "{msgs}"
+    );
+    // Pinned to that host on partner.test's port: the call goes there.
+    pin(b.tls);
     settle();
     let bob = crate::harness::register_then(&b, "bob", "battery staple horse", "call_uas.xml");
     let (ok, msgs) = a

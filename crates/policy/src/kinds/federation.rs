@@ -48,6 +48,13 @@ pub static SPEC: KindSpec = KindSpec {
             lync: None,
         },
         FieldSpec {
+            name: "partner_servers",
+            ty: T::PartnerHosts { max: 10_000 },
+            default: D::List(&[]),
+            doc: "Partners' servers pinned to a host name, entries partner.example:sip.partner.example[:port] (Lync's ProxyFqdn): requests to the partner go to that host (port 5061 unless given; a configured route still wins), and its requests are accepted only from a server whose certificate names that host.",
+            lync: None,
+        },
+        FieldSpec {
             name: "partner_modalities",
             ty: T::PartnerModalities {
                 modalities: MODALITIES,

@@ -116,6 +116,13 @@ impl<S: store::Store> Core<S> {
                 format!("{partner} is not listed; partner_discovery is on (a discovered partner)")
             }
         });
+        if let Some((host, port)) = policy_set::pinned_server(&self.policies, &partner) {
+            e.steps.push(if outward {
+                format!("{partner}'s server is pinned to {host}:{port} (federation.partner_servers): requests go there")
+            } else {
+                format!("{partner}'s server is pinned to {host} (federation.partner_servers): its requests count only from a certificate naming {host}")
+            });
+        }
         let mname = match m {
             Modality::Im => "im",
             Modality::Presence => "presence",

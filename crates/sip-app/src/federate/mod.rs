@@ -186,6 +186,7 @@ impl<S: store::Store> Core<S> {
             Err(_) => Arc::new(Identities {
                 source: IdSource::SipUri,
                 names: Vec::new(),
+                hosts: Vec::new(),
             }),
         };
         self.fed.peers.insert(src.flow, ids.clone());
@@ -253,6 +254,23 @@ impl<S: store::Store> Core<S> {
                     .await;
             }
         };
+        if let Some((host, _)) = policy_set::pinned_server(&self.policies, &domain) {
+            let pinned = self.fed.is_outbound(r.src.flow)
+                || self
+                    .partner_of(r.src)
+                    .is_some_and(|ids| ids.names_host(&host));
+            if !pinned {
+                self.count_partner(&domain, "in", "not_pinned_server");
+                self.log_refusal(
+                    r,
+                    "a partner's request from a server other than its pinned one",
+                    &host,
+                );
+                return self
+                    .reply(r, 403, "Forbidden (Not the Partner's Pinned Server)", &[])
+                    .await;
+            }
+        }
         if let Some((m, d)) = modality_of(r.f.method, Direction::In) {
             if !policy_set::modality_allowed(&self.policies, &domain, m, d) {
                 self.count_partner(&domain, "in", "modality_not_allowed");
@@ -543,11 +561,12 @@ impl<S: store::Store> Core<S> {
         });
         if first {
             let (transport, events) = (self.transport.clone(), self.events_tx.clone());
+            let pinned = policy_set::pinned_server(&self.policies, &domain);
             tokio::spawn(async move {
-                let result =
-                    tokio::time::timeout(CONNECT_LIMIT, connect(&setup, &transport, &domain))
-                        .await
-                        .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
+                let attempt = connect(&setup, &transport, &domain, pinned);
+                let result = tokio::time::timeout(CONNECT_LIMIT, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
                 let _ = events.send(Event::Partner { domain, result }).await;
             });
         }
@@ -565,9 +584,12 @@ impl<S: store::Store> Core<S> {
         let refusal = match &result {
             Ok(flow) => {
                 tracing::info!(partner = %domain, flow = flow.0, "connected to a partner's server");
+                // Verified for the domain; its host names do not matter
+                // here (we chose where to connect, the pinned host if any).
                 let ids = Arc::new(Identities {
                     source: IdSource::SipUri,
                     names: vec![domain.clone()],
+                    hosts: Vec::new(),
                 });
                 self.fed.out.insert(domain.clone(), *flow);
                 self.fed.out_flows.insert(*flow, ids);
@@ -664,18 +686,19 @@ impl<S: store::Store> Core<S> {
     }
 }
 
-/// Locates `domain` and opens a verified connection to the first of its
-/// servers that accepts one.
+/// Locates `domain` (at its pinned server, if the policy pins one) and
+/// opens a verified connection to the first of its servers that accepts one.
 async fn connect(
     setup: &FederationSetup,
     transport: &Transport,
     domain: &str,
+    pinned: Option<(String, u16)>,
 ) -> Result<FlowId, ConnectFailure> {
-    let servers = setup
-        .locator
-        .locate(domain)
-        .await
-        .map_err(ConnectFailure::Locate)?;
+    let located = match pinned {
+        Some((host, port)) => setup.locator.locate_pinned(domain, &host, port).await,
+        None => setup.locator.locate(domain).await,
+    };
+    let servers = located.map_err(ConnectFailure::Locate)?;
     let name = rustls_pki_types::ServerName::try_from(domain.to_owned())
         .map_err(|_| ConnectFailure::Locate(LocateError::InvalidDomain))?;
     let mut last = String::from("no server");
