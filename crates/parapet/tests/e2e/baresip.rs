@@ -111,7 +111,7 @@ impl Baresip {
                 "auth_pass=a-long-passphrase",
                 &format!("auth_pass={password}"),
             )
-            .replace("127.0.0.1:5061", &format!("127.0.0.1:{}", s.tls));
+            .replace("127.0.0.1:5061", &format!("{}:{}", s.host, s.tls));
         if dns.is_some() {
             // No outbound proxy: baresip finds the server through DNS.
             let at = account

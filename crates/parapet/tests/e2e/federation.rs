@@ -79,16 +79,16 @@ fn dns(records: &[String]) -> Dns {
 /// it); partner.test has a static route to example.test.
 pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
     let mut a = Server::org(&format!("{name}-a"), A, "");
-    let mut b = Server::org(&format!("{name}-b"), B, "");
+    let mut b = Server::org_at(&format!("{name}-b"), B, "127.0.0.2", "");
     let dns = dns(&[
         "--naptr-record=partner.test,10,10,s,SIPS+D2T,,_sips._tcp.partner.test".into(),
         format!(
             "--srv-host=_sips._tcp.partner.test,sip.partner.test,{},0,0",
             b.tls
         ),
-        "--host-record=sip.partner.test,127.0.0.1".into(),
+        format!("--host-record=sip.partner.test,{}", b.host),
         // A host no SRV record names (a policy can pin a partner to it).
-        "--host-record=edge.partner.test,127.0.0.1".into(),
+        format!("--host-record=edge.partner.test,{}", b.host),
     ]);
     let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
     a.extra_config = format!(
@@ -98,8 +98,9 @@ pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
         free_port()
     );
     b.extra_config = format!(
-        "[federation]\ntrusted_cas = [\"{}\"]\nroutes = {{ \"{A}\" = \"127.0.0.1:{}\" }}\n",
+        "[federation]\ntrusted_cas = [\"{}\"]\nroutes = {{ \"{A}\" = \"{}:{}\" }}\n",
         ca(&a),
+        a.host,
         a.tls
     );
     for s in [&mut a, &mut b] {
@@ -356,7 +357,7 @@ fn tls_as(
     };
     let name = rustls_pki_types::ServerName::try_from(s.domain.clone()).unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", s.tls)).unwrap();
+    let tcp = TcpStream::connect((s.host.as_str(), s.tls)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     rustls::StreamOwned::new(conn, tcp)
 }
@@ -512,7 +513,8 @@ fn a_partner_speaks_only_for_its_own_domain() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let ping = crate::harness::options(&udp, "after-garbage").replace("example.test", B);
-    udp.send_to(ping.as_bytes(), ("127.0.0.1", b.udp)).unwrap();
+    udp.send_to(ping.as_bytes(), (b.host.as_str(), b.udp))
+        .unwrap();
     let mut buf = [0u8; 2048];
     let (n, _) = udp.recv_from(&mut buf).unwrap();
     assert!(

@@ -44,6 +44,10 @@ pub(crate) struct Server {
     pub(crate) extra_config: String,
     /// The SIP domain (example.test unless a test names another).
     pub(crate) domain: String,
+    /// The address its SIP and user listeners are on (127.0.0.1 unless a
+    /// test gives another organisation its own; the admin listener stays
+    /// on 127.0.0.1).
+    pub(crate) host: String,
     /// Started as the README says (`readme`): default listeners, no
     /// configuration file. Holds the lock on the default ports.
     defaults: Option<std::sync::MutexGuard<'static, ()>>,
@@ -69,6 +73,11 @@ impl Server {
 
     /// A server for another organisation's `domain` (federation tests).
     pub(crate) fn org(name: &str, domain: &str, extra: &str) -> Server {
+        Server::org_at(name, domain, "127.0.0.1", extra)
+    }
+
+    /// The same, listening on its own loopback address `host` (127.0.0.x).
+    pub(crate) fn org_at(name: &str, domain: &str, host: &str, extra: &str) -> Server {
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -82,6 +91,7 @@ impl Server {
             token: String::new(),
             extra_config: extra.to_string(),
             domain: domain.to_string(),
+            host: host.to_string(),
             defaults: None,
         };
         s.start();
@@ -110,6 +120,7 @@ impl Server {
             token: String::new(),
             extra_config: String::new(),
             domain: DOMAIN.to_string(),
+            host: "127.0.0.1".to_string(),
             defaults: Some(guard),
         };
         s.spawn();
@@ -272,11 +283,11 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--domain", &self.domain, "--allow-insecure-transports"])
-            .arg(format!("--listen=udp://127.0.0.1:{}", self.udp))
-            .arg(format!("--listen=tcp://127.0.0.1:{}", self.udp))
-            .arg(format!("--listen=tls://127.0.0.1:{}", self.tls))
+            .arg(format!("--listen=udp://{}:{}", self.host, self.udp))
+            .arg(format!("--listen=tcp://{}:{}", self.host, self.udp))
+            .arg(format!("--listen=tls://{}:{}", self.host, self.tls))
             .arg(format!("--admin-listen=127.0.0.1:{}", self.admin))
-            .arg(format!("--web-listen=127.0.0.1:{}", self.web))
+            .arg(format!("--web-listen={}:{}", self.host, self.web))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -317,7 +328,7 @@ impl Server {
                 }
             }
             let ping = options(&sock, "ready").replace(DOMAIN, &self.domain);
-            let _ = sock.send_to(ping.as_bytes(), ("127.0.0.1", self.udp));
+            let _ = sock.send_to(ping.as_bytes(), (self.host.as_str(), self.udp));
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
                     return true;
@@ -405,7 +416,7 @@ impl Server {
         .with_no_client_auth();
         let name = rustls_pki_types::ServerName::try_from(self.domain.clone()).unwrap();
         let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let tcp = TcpStream::connect((self.host.as_str(), port)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         rustls::StreamOwned::new(conn, tcp)
     }
@@ -546,7 +557,7 @@ impl Server {
                 "-message_file",
             ])
             .arg(&msgs)
-            .arg(format!("127.0.0.1:{}", self.udp))
+            .arg(format!("{}:{}", self.host, self.udp))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
