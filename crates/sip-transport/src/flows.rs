@@ -28,6 +28,10 @@ pub(crate) struct StreamFlow {
     pub(crate) remote: SocketAddr,
     /// This side's address of the connection.
     pub(crate) local: SocketAddr,
+    /// Wakes the connection's task to close it now (its peer stopped
+    /// reading): dropping the sender alone would let the task drain the
+    /// queue first, and go on reading from a peer that does not read.
+    pub(crate) closer: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The live stream flows. The lock is held only to clone or remove an entry,

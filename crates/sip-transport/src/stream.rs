@@ -110,6 +110,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let flow = ctx.flows.next_id();
     let (tx, mut rx) = mpsc::channel(ctx.config.max_outbound_queue);
+    let closer = Arc::new(tokio::sync::Notify::new());
     ctx.flows.insert(
         flow,
         StreamFlow {
@@ -117,6 +118,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             protocol,
             remote,
             local,
+            closer: closer.clone(),
         },
     );
     if let Some(r) = ready {
@@ -194,6 +196,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 break 'conn;
             }
             _ = shutdown.changed() => break 'conn,
+            _ = closer.notified() => break 'conn,
         }
     }
     ctx.flows.remove(flow);

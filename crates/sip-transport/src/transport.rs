@@ -254,8 +254,10 @@ impl Transport {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NoSuchFlow),
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        // Dropping the registry's sender ends the connection task.
+                        // Out of the registry, and its task told to close
+                        // now (not after draining the queue).
                         self.ctx.flows.remove(flow);
+                        f.closer.notify_one();
                         if let Some(suppressed) = logging::QUEUE_FULL.allow() {
                             tracing::warn!(remote = %f.remote, protocol = ?f.protocol, suppressed, "peer not reading: connection closed");
                         }

@@ -140,6 +140,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let flow = ctx.flows.next_id();
     let (tx, mut rx) = mpsc::channel(ctx.config.max_outbound_queue);
+    let closer = Arc::new(tokio::sync::Notify::new());
     ctx.flows.insert(
         flow,
         StreamFlow {
@@ -147,6 +148,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             protocol,
             remote,
             local,
+            closer: closer.clone(),
         },
     );
     let source = Source {
@@ -197,6 +199,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             },
             _ = idle => break,
             _ = shutdown.changed() => break,
+            _ = closer.notified() => break,
         }
     }
     ctx.flows.remove(flow);

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::harness::{free_port, out, register_and_listen, Server};
 
@@ -991,4 +991,70 @@ fn baresip_users_of_two_organisations_message_call_and_watch_each_other() {
     bob.wait_for("session closed");
     alice.cmd("/quit");
     bob.cmd("/quit");
+}
+
+#[test]
+fn a_partner_flooding_without_reading_loses_its_connection_while_users_go_on() {
+    let (a, b, _dns) = two_orgs("fedflood");
+    b.add_user("bob", "battery staple horse");
+    b.add_user("carol", "correct horse battery");
+    policy(
+        &b,
+        &[
+            "federation",
+            "global",
+            "enabled=true",
+            "allowed_domains=example.test",
+        ],
+    );
+    policy(&b, &["external_access", "global", "federation=true"]);
+    settle();
+    // example.test's certificate, writing MESSAGEs for an unknown user as
+    // fast as it can and never reading the answers.
+    let mut flood = tls_as(&b, Some(&a));
+    let writer = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0u32;
+        while sent < 40_000 && started.elapsed() < Duration::from_secs(20) {
+            let req = format!(
+                "MESSAGE sip:nobody@{B} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKflood{sent}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:mallory@example.test>;tag=f{sent}\r\nTo: <sip:nobody@{B}>\r\n\
+                 Call-ID: flood-{sent}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+            );
+            if flood.write_all(req.as_bytes()).is_err() {
+                return (sent, true);
+            }
+            sent += 1;
+        }
+        (sent, false)
+    });
+    // partner.test's own users exchange messages meanwhile.
+    let bob = register_and_listen(&b, "bob", "battery staple horse");
+    let (ok, msgs) = b
+        .sipp_start(
+            "message_send.xml",
+            "bob",
+            "carol",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["carol", "during-the-flood"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "a local MESSAGE failed during the flood:\n{msgs}\n{}",
+        b.log()
+    );
+    let (ok, received) = bob.finish();
+    assert!(ok, "{received}");
+    let (sent, cut) = writer.join().unwrap();
+    assert!(
+        cut,
+        "the server kept a partner's connection that never read its answers ({sent} requests written)"
+    );
+    // The partner's next connection is served again.
+    let mut c = tls_as(&b, Some(&a));
+    let st = message_to(&mut c, "alice@example.test", "nobody", 99);
+    assert!(st.contains("404 Not Found"), "{st}");
 }
