@@ -111,6 +111,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("federation.trusted_cas", "[\"system\"]", "CAs whose certificates are trusted for partners' servers (mutual TLS, both directions): \"system\" (the operating system's roots, /etc/ssl/certs/ca-certificates.crt) and/or paths of PEM bundle files, e.g. a partner's private CA. Whether to federate, and with whom, is the federation policy (`parapet admin policy`); this says only whom to believe."),
     ("federation.resolvers", "[]", "DNS servers (address:port) used to locate partners, instead of the system's (split-horizon DNS, labs). Empty: the system's."),
     ("federation.allow_private_addresses", "false", "Accept partner servers that DNS places at loopback, private, link-local or other internal addresses. Off, a partner's DNS cannot make this server connect inside the network; on is a high finding in the security check (labs and tests only)."),
+    ("federation.max_connections_per_partner", "4", "Connections this server keeps open to one partner at most: one is opened on first use, another beside it whenever every open one has 32 requests awaiting answers (1 to 64)."),
     ("federation.routes", "{}", "Partner domain = \"host:port\", used instead of DNS for that partner (the certificate must still speak for the domain), e.g. { \"partner.example\" = \"sip.partner.example:5061\" }."),
 ];
 
@@ -256,6 +257,7 @@ pub struct RawFederation {
     pub trusted_cas: Option<Vec<String>>,
     pub resolvers: Option<Vec<String>>,
     pub allow_private_addresses: Option<bool>,
+    pub max_connections_per_partner: Option<usize>,
     pub routes: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -278,6 +280,7 @@ pub struct FederationConfig {
     pub trusted_cas: Vec<TrustSource>,
     pub resolvers: Vec<SocketAddr>,
     pub allow_private_addresses: bool,
+    pub max_connections_per_partner: usize,
     /// Lower-case partner domain → (host, port).
     pub routes: std::collections::BTreeMap<String, (String, u16)>,
 }
@@ -330,7 +333,12 @@ impl RawFederation {
             }
             routes.insert(domain, (host.to_ascii_lowercase(), port));
         }
+        let max_connections_per_partner = self.max_connections_per_partner.unwrap_or(4);
+        if !(1..=64).contains(&max_connections_per_partner) {
+            return Err("federation.max_connections_per_partner must be between 1 and 64".into());
+        }
         Ok(FederationConfig {
+            max_connections_per_partner,
             trusted_cas,
             resolvers,
             allow_private_addresses: self.allow_private_addresses.unwrap_or(false),
@@ -627,6 +635,7 @@ mod tests {
         let d = RawConfig::default().build().unwrap().federation;
         assert_eq!(d.trusted_cas, vec![TrustSource::System]);
         assert!(!d.allow_private_addresses && d.routes.is_empty() && d.resolvers.is_empty());
+        assert_eq!(d.max_connections_per_partner, 4);
         let c = RawConfig::from_toml(
             "[federation]\ntrusted_cas = [\"system\", \"/etc/parapet/partners.pem\"]\nresolvers = [\"127.0.0.53:53\"]\nroutes = { \"Partner.Example.\" = \"sip.partner.example:5061\", \"v6.example\" = \"[2001:db8::1]:5061\" }\n",
         )
@@ -658,6 +667,8 @@ mod tests {
             ),
             ("resolvers = [\"dns.example\"]", "is not an address:port"),
             ("trusted_cas = [\"\"]", "an empty entry"),
+            ("max_connections_per_partner = 0", "between 1 and 64"),
+            ("max_connections_per_partner = 65", "between 1 and 64"),
         ] {
             let e = RawConfig::from_toml(&format!("[federation]\n{bad}\n"))
                 .unwrap()

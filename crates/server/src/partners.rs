@@ -73,6 +73,7 @@ pub fn setup(
         setup: sip_app::FederationSetup {
             client,
             locator: Arc::new(locator),
+            max_connections: cfg.max_connections_per_partner,
         },
     }))
 }

@@ -55,7 +55,7 @@ impl<S: store::Store> Core<S> {
             }
             AdminCmd::Partners(reply) => {
                 let set = &self.policies;
-                let rows =
+                let mut rows =
                     self.fed
                         .book
                         .rows(|d| match crate::policy_set::partner_status(set, d) {
@@ -63,6 +63,9 @@ impl<S: store::Store> Core<S> {
                             Ok(crate::policy_set::PartnerStatus::Discovered) => "discovered",
                             Err(_) => "refused",
                         });
+                for r in &mut rows {
+                    r.connections = self.fed.connections_to(&r.domain);
+                }
                 let _ = reply.send(rows);
             }
             AdminCmd::ClearPartner { domain, reply } => {

@@ -91,7 +91,7 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
                 "standing": { "type": "string", "enum": ["allowed", "discovered", "refused"] },
                 "watch_listed_at": { "type": ["integer", "null"] },
                 "throttled": boolean(), "users_this_hour": int(), "requests_in": int(),
-                "refused_in": int(), "requests_out": int(), "last_seen_at": int(),
+                "refused_in": int(), "requests_out": int(), "connections": int(), "last_seen_at": int(),
             }),
             &[],
         )),

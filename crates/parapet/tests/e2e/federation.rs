@@ -1058,3 +1058,83 @@ fn a_partner_flooding_without_reading_loses_its_connection_while_users_go_on() {
     let st = message_to(&mut c, "alice@example.test", "nobody", 99);
     assert!(st.contains("404 Not Found"), "{st}");
 }
+
+#[test]
+fn connections_to_a_partner_grow_with_its_load_up_to_the_cap() {
+    let (mut a, b, _dns) = two_orgs("fedpool");
+    // One SIPp socket sends everything: no per-address limit on challenges.
+    a.extra_config.push_str(
+        "max_connections_per_partner = 2\n[limits]\nunauthenticated_rate = 100000\nunauthenticated_burst = 100000\n",
+    );
+    a.kill9();
+    a.start();
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    policy(&b, &["privacy", "global", "strangers_may_im=everyone"]);
+    settle();
+    // bob registered from a port where nothing answers: partner.test holds
+    // each message until its timeout, so answers stop coming back.
+    let (ok, msgs) = b.sipp(
+        "register_auth.xml",
+        "bob",
+        "battery staple horse",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    let csv = a.dir.join("pool.csv");
+    std::fs::write(&csv, format!("SEQUENTIAL\n{A};alice;{B}\n")).unwrap();
+    let mut sipp = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(crate::harness::scenario("message_send_federated.xml"))
+        .arg("-inf")
+        .arg(&csv)
+        .args(["-s", "bob", "-au", "alice", "-ap", "correct horse battery"])
+        .args(["-auth_uri", &format!("bob@{B}")])
+        .args([
+            "-m", "240", "-r", "400", "-l", "240", "-t", "u1", "-nostdin",
+        ])
+        .args(["-timeout", "20s", "-i", "127.0.0.1", "-p"])
+        .arg(free_port().to_string())
+        .arg(format!("{}:{}", a.host, a.udp))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed");
+    // 240 messages awaiting answers, 32 per connection before another opens:
+    // a second connection, and no third (the cap).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let connections = || {
+        let o = a.admin(&["--output=json", "federation", "partners"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.as_array()
+            .and_then(|rows| rows.iter().find(|r| r["domain"] == B))
+            .and_then(|r| r["connections"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut seen = 0;
+    while Instant::now() < deadline && seen < 2 {
+        seen = seen.max(connections());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // All sent (240 at 400/s) and none answered: every connection busy.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = connections();
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    assert_eq!(seen, 2, "a second connection under load:\n{}", a.log());
+    assert_eq!(after, 2, "never more than max_connections_per_partner");
+}

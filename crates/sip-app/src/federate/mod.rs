@@ -55,6 +55,9 @@ pub struct FederationSetup {
     /// the partner's verified for its domain).
     pub client: Arc<rustls::ClientConfig>,
     pub locator: Arc<Locator>,
+    /// Connections this server keeps open to one partner at most
+    /// (`federation.max_connections_per_partner`).
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for FederationSetup {
@@ -70,6 +73,9 @@ const MAX_WAITING: usize = 256;
 const MAX_WAITING_PARTNERS: usize = 1024;
 /// Locating a partner and connecting to it, at most.
 const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+/// Transactions awaiting their answer on every connection to a partner
+/// before another is opened (up to the configured maximum).
+const SPREAD_AT: u32 = 32;
 
 /// A request waiting for the connection to its partner.
 #[derive(Debug)]
@@ -97,16 +103,27 @@ impl std::fmt::Display for ConnectFailure {
     }
 }
 
+/// Our connections to one partner.
+#[derive(Debug, Default)]
+struct Pool {
+    flows: Vec<FlowId>,
+    opening: bool,
+}
+
 /// The core's federation state.
 #[derive(Debug, Default)]
 pub(crate) struct FedState {
     pub(crate) setup: Option<FederationSetup>,
-    /// Partner domain → our live connection to it.
-    out: HashMap<String, FlowId>,
+    /// Partner domain → our connections to it (at most
+    /// `max_connections`), and whether another is being opened.
+    out: HashMap<String, Pool>,
     /// Our connections to partners → the identity each was verified for.
     out_flows: HashMap<FlowId, Arc<Identities>>,
     /// Inbound connections that presented a partner certificate.
     peers: HashMap<FlowId, Arc<Identities>>,
+    /// Requests forwarded on each of our connections to partners and not
+    /// answered yet (final responses arrive on the same connection).
+    load: HashMap<FlowId, u32>,
     /// Partner domain → requests waiting for its connection.
     waiting: HashMap<String, Vec<Waiting>>,
     /// Counters, and discovered partners' limits and watch list.
@@ -129,13 +146,29 @@ impl FedState {
     /// A connection closed: forget what was known about it.
     pub(crate) fn flow_closed(&mut self, flow: FlowId) {
         self.peers.remove(&flow);
+        self.load.remove(&flow);
         if let Some(ids) = self.out_flows.remove(&flow) {
             for d in &ids.names {
-                if self.out.get(d) == Some(&flow) {
-                    self.out.remove(d);
+                if let Some(pool) = self.out.get_mut(d) {
+                    pool.flows.retain(|f| *f != flow);
+                    if pool.flows.is_empty() && !pool.opening {
+                        self.out.remove(d);
+                    }
                 }
             }
         }
+    }
+
+    /// A final response arrived on `flow`: one request fewer awaits there.
+    pub(crate) fn answered(&mut self, flow: FlowId) {
+        if let Some(n) = self.load.get_mut(&flow) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Our connections to partners now (for tests and status).
+    pub(crate) fn connections_to(&self, domain: &str) -> usize {
+        self.out.get(domain).map_or(0, |p| p.flows.len())
     }
 }
 
@@ -476,8 +509,11 @@ impl<S: store::Store> Core<S> {
     /// (NOTIFYs for a partner's watcher whose own connection closed).
     pub(crate) fn partner_flow_for(&self, watcher: &str) -> Option<FlowId> {
         let (_, domain) = watcher.rsplit_once('@')?;
-        let flow = *self.fed.out.get(&domain.to_ascii_lowercase())?;
-        self.transport.flow_local(flow).map(|_| flow)
+        let pool = self.fed.out.get(&domain.to_ascii_lowercase())?;
+        pool.flows
+            .iter()
+            .copied()
+            .find(|f| self.transport.flow_local(*f).is_some())
     }
 
     /// A local user's (authenticated) MESSAGE, INVITE or SUBSCRIBE for a
@@ -530,11 +566,16 @@ impl<S: store::Store> Core<S> {
                 )
                 .await;
         };
-        if let Some(&flow) = self.fed.out.get(&domain) {
-            if self.transport.flow_local(flow).is_some() {
-                return self.forward_to_partner(r, &domain, flow).await;
+        if let Some(flow) = self.least_loaded(&domain) {
+            let busy = self.fed.load.get(&flow).copied().unwrap_or(0) >= SPREAD_AT;
+            let pool = self.fed.out.entry(domain.clone()).or_default();
+            if busy && !pool.opening && pool.flows.len() < setup.max_connections {
+                // Every connection has many requests in flight: open one
+                // more beside them (nothing waits for it).
+                pool.opening = true;
+                self.open_partner_connection(setup, domain.clone());
             }
-            self.fed.flow_closed(flow);
+            return self.forward_to_partner(r, &domain, flow).await;
         }
         let partners = self.fed.waiting.len();
         let queue = self.fed.waiting.entry(domain.clone()).or_default();
@@ -560,16 +601,41 @@ impl<S: store::Store> Core<S> {
             own_routes: r.own_routes,
         });
         if first {
-            let (transport, events) = (self.transport.clone(), self.events_tx.clone());
-            let pinned = policy_set::pinned_server(&self.policies, &domain);
-            tokio::spawn(async move {
-                let attempt = connect(&setup, &transport, &domain, pinned);
-                let result = tokio::time::timeout(CONNECT_LIMIT, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
-                let _ = events.send(Event::Partner { domain, result }).await;
-            });
+            self.fed.out.entry(domain.clone()).or_default().opening = true;
+            self.open_partner_connection(setup, domain);
         }
+    }
+
+    /// The live connection to `domain` with the fewest requests awaiting an
+    /// answer; closed ones are forgotten on the way.
+    fn least_loaded(&mut self, domain: &str) -> Option<FlowId> {
+        let flows = self.fed.out.get(domain)?.flows.clone();
+        let mut best: Option<(u32, FlowId)> = None;
+        for f in flows {
+            if self.transport.flow_local(f).is_none() {
+                self.fed.flow_closed(f);
+                continue;
+            }
+            let n = self.fed.load.get(&f).copied().unwrap_or(0);
+            if best.is_none_or(|(m, _)| n < m) {
+                best = Some((n, f));
+            }
+        }
+        best.map(|(_, f)| f)
+    }
+
+    /// Locates the partner and opens a connection in a task; the outcome
+    /// comes back as [`Event::Partner`].
+    fn open_partner_connection(&self, setup: FederationSetup, domain: String) {
+        let (transport, events) = (self.transport.clone(), self.events_tx.clone());
+        let pinned = policy_set::pinned_server(&self.policies, &domain);
+        tokio::spawn(async move {
+            let attempt = connect(&setup, &transport, &domain, pinned);
+            let result = tokio::time::timeout(CONNECT_LIMIT, attempt)
+                .await
+                .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
+            let _ = events.send(Event::Partner { domain, result }).await;
+        });
     }
 
     /// The connection to a partner was opened (or could not be): send what
@@ -591,11 +657,19 @@ impl<S: store::Store> Core<S> {
                     names: vec![domain.clone()],
                     hosts: Vec::new(),
                 });
-                self.fed.out.insert(domain.clone(), *flow);
+                let pool = self.fed.out.entry(domain.clone()).or_default();
+                pool.opening = false;
+                pool.flows.push(*flow);
                 self.fed.out_flows.insert(*flow, ids);
                 None
             }
             Err(why) => {
+                if let Some(pool) = self.fed.out.get_mut(&domain) {
+                    pool.opening = false;
+                    if pool.flows.is_empty() {
+                        self.fed.out.remove(&domain);
+                    }
+                }
                 let refusal = match why {
                     ConnectFailure::Locate(LocateError::InvalidDomain | LocateError::NotFound) => {
                         (404, "Not Found (No SIP Server for the Domain)", "not_found")
@@ -670,6 +744,7 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
         self.count_partner(domain, "out", "forwarded");
+        *self.fed.load.entry(flow).or_insert(0) += 1;
         let discovered =
             policy_set::partner_status(&self.policies, domain) == Ok(PartnerStatus::Discovered);
         self.fed.book.outbound(

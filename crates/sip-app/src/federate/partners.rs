@@ -38,6 +38,8 @@ pub struct PartnerRow {
     pub requests_in: u64,
     pub refused_in: u64,
     pub requests_out: u64,
+    /// Our connections open to it now.
+    pub connections: usize,
     pub last_seen_at: i64,
 }
 
@@ -234,6 +236,7 @@ impl PartnerBook {
                 requests_in: p.requests_in,
                 refused_in: p.refused_in,
                 requests_out: p.requests_out,
+                connections: 0,
                 last_seen_at: p.last_seen_at,
             })
             .collect();
