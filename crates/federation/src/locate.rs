@@ -6,7 +6,7 @@
 //! The domain the request is for is the identity the partner's certificate
 //! must prove (see [`crate::verifier`]); the names found here are only where
 //! to connect. Bounded: at most [`MAX_SRV`] servers, [`MAX_ADDRS`] addresses
-//! each, NAPTR answers beyond [`MAX_NAPTR`] ignored; the resolver's own
+//! each, the best [`MAX_NAPTR`] NAPTR records tried (chosen after ordering the whole answer, which the DNS message bounds); the resolver's own
 //! cache is capped. Addresses in loopback, private, link-local, unspecified
 //! and other special ranges are refused unless `allow_private` is set, so
 //! that a partner's DNS cannot point our server at an internal one.
@@ -276,9 +276,11 @@ impl Locator {
         let Some(records) = self.records(domain, RecordType::NAPTR).await? else {
             return Ok(None);
         };
+        // The answer is bounded by the DNS message (64 KiB); the best
+        // MAX_NAPTR of it are tried, after ordering, not the first ones
+        // the server happened to list.
         let mut naptrs: Vec<_> = records
             .into_iter()
-            .take(MAX_NAPTR)
             .filter_map(|r| match r {
                 RData::NAPTR(n)
                     if n.services.eq_ignore_ascii_case(b"SIPS+D2T")
@@ -294,6 +296,7 @@ impl Locator {
             return Ok(None);
         }
         naptrs.sort_by_key(|n| (n.order, n.preference));
+        naptrs.truncate(MAX_NAPTR);
         for n in naptrs {
             let name = n.replacement.to_ascii();
             if let Some(t) = self.srv(name.trim_end_matches('.')).await? {
@@ -329,7 +332,6 @@ impl Locator {
                 RData::SRV(s) => Some(s),
                 _ => None,
             })
-            .take(MAX_SRV * 4)
             .collect();
         if srvs.is_empty() {
             return Ok(None);
@@ -350,7 +352,10 @@ impl Locator {
                 )
             })
             .collect();
+        // Lowest priorities first, then at most MAX_SRV * 4 of them are
+        // weighed (the answer itself is bounded by the DNS message).
         entries.sort_by_key(|e| e.0);
+        entries.truncate(MAX_SRV * 4);
         Ok(Some(rfc2782_order(entries, random)))
     }
 

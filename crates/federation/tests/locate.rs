@@ -296,3 +296,33 @@ async fn a_pinned_server_is_reached_by_its_host_name_not_srv() {
         ["127.0.0.9:5070"]
     );
 }
+
+#[tokio::test]
+async fn large_answers_are_cut_to_the_bounds() {
+    // 40 SRV targets, one of them with 30 addresses.
+    let mut records: Vec<String> = (0..40)
+        .map(|i| format!("--srv-host=_sips._tcp.big.test,h{i}.big.test,5061,{i},0"))
+        .collect();
+    records.extend((0..40).map(|i| format!("--host-record=h{i}.big.test,127.0.1.{}", i + 1)));
+    records.extend((0..30).map(|i| format!("--host-record=h0.big.test,127.0.2.{}", i + 1)));
+    let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+    let dns = dnsmasq(&refs);
+    let l = locator(&dns, true, &[]);
+    let started = std::time::Instant::now();
+    let got = l.locate("big.test").await.unwrap();
+    assert!(
+        got.len() <= federation::locate::MAX_SRV * federation::locate::MAX_ADDRS,
+        "{} servers",
+        got.len()
+    );
+    let from_h0 = got.iter().filter(|s| s.host == "h0.big.test").count();
+    assert!(
+        from_h0 <= federation::locate::MAX_ADDRS,
+        "{from_h0} addresses of one host"
+    );
+    // The lowest priorities first, at most MAX_SRV targets.
+    let hosts: std::collections::HashSet<&str> = got.iter().map(|s| s.host.as_str()).collect();
+    assert!(hosts.len() <= federation::locate::MAX_SRV, "{hosts:?}");
+    assert!(hosts.contains("h0.big.test"), "{hosts:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
