@@ -73,10 +73,11 @@ fn dns(records: &[String]) -> Dns {
     panic!("dnsmasq did not start");
 }
 
-/// Two organisations that trust each other's CA; the federation policy is
-/// still off. example.test finds partner.test through DNS (NAPTR, SRV, A
-/// from the DNS server returned, which must outlive the servers' use of
-/// it); partner.test has a static route to example.test.
+/// Two organisations that trust each other's CA, each on its own loopback
+/// address; the federation policy is still off. Each finds the other
+/// through the DNS server returned (which must outlive the servers' use of
+/// it): example.test finds partner.test by NAPTR, SRV and A; partner.test
+/// finds example.test by Lync's `_sipfederationtls._tcp` SRV name alone.
 pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
     let mut a = Server::org(&format!("{name}-a"), A, "");
     let mut b = Server::org_at(&format!("{name}-b"), B, "127.0.0.2", "");
@@ -89,6 +90,11 @@ pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
         format!("--host-record=sip.partner.test,{}", b.host),
         // A host no SRV record names (a policy can pin a partner to it).
         format!("--host-record=edge.partner.test,{}", b.host),
+        format!(
+            "--srv-host=_sipfederationtls._tcp.example.test,fed.example.test,{},0,0",
+            a.tls
+        ),
+        format!("--host-record=fed.example.test,{}", a.host),
     ]);
     let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
     a.extra_config = format!(
@@ -98,10 +104,9 @@ pub(crate) fn two_orgs(name: &str) -> (Server, Server, Dns) {
         free_port()
     );
     b.extra_config = format!(
-        "[federation]\ntrusted_cas = [\"{}\"]\nroutes = {{ \"{A}\" = \"{}:{}\" }}\n",
+        "[federation]\ntrusted_cas = [\"{}\"]\nresolvers = [\"127.0.0.1:{}\"]\nallow_private_addresses = true\n",
         ca(&a),
-        a.host,
-        a.tls
+        dns.port
     );
     for s in [&mut a, &mut b] {
         s.kill9();

@@ -539,6 +539,14 @@ impl Server {
             };
             cmd.args(["-auth_uri", &format!("{service}@{target}")]); // SIPp adds "sip:"
         }
+        // A watcher waiting for a person's action (the self-service page,
+        // driven by a browser that a loaded machine starts slowly) gets
+        // longer than a scenario that only waits for the server.
+        let timeout = if name == "presence_watch_change.xml" {
+            "90s"
+        } else {
+            "20s"
+        };
         let child = cmd
             .arg("-sf")
             .arg(scenario(name))
@@ -546,7 +554,7 @@ impl Server {
             .arg(&csv)
             .args([
                 "-s", service, "-au", auth_user, "-ap", password, "-m", "1", "-l", "1", "-t", "u1",
-                "-nostdin", "-timeout", "20s",
+                "-nostdin", "-timeout", timeout,
             ])
             .args([
                 "-i",

@@ -230,8 +230,11 @@ impl<S: store::Store> Core<S> {
     /// other processing: its From domain must be one the partner's
     /// certificate speaks for, and never ours. `false`: answered 403.
     pub(crate) async fn partner_may_send(&mut self, r: &Req<'_>, ids: &Identities) -> bool {
+        // Refusals here are counted under the certificate's identity, never
+        // the claimed From domain (which the peer chooses freely).
+        let certified = ids.names.first().map_or("unknown", String::as_str);
         let Some((_, domain)) = user_domain(&r.f.from.uri) else {
-            self.count_partner("", "in", "bad_from");
+            self.count_partner(certified, "in", "bad_from");
             self.reply(r, 403, "Forbidden (From Is Not a User of the Partner)", &[])
                 .await;
             return false;
@@ -242,7 +245,7 @@ impl<S: store::Store> Core<S> {
             .iter()
             .any(|n| n.eq_ignore_ascii_case(&domain));
         if ours {
-            self.count_partner(&domain, "in", "own_domain_from_outside");
+            self.count_partner(certified, "in", "own_domain_from_outside");
             self.log_refusal(
                 r,
                 "a partner's request claims to come from this domain",
@@ -253,7 +256,7 @@ impl<S: store::Store> Core<S> {
             return false;
         }
         if !ids.covers(&domain) {
-            self.count_partner(&domain, "in", "from_not_certified");
+            self.count_partner(certified, "in", "from_not_certified");
             self.log_refusal(
                 r,
                 "a partner's From domain is not one its certificate speaks for",
