@@ -18,6 +18,11 @@ use super::fork::{ForkKind, Hop};
 use super::{Core, Req};
 use crate::unix_now;
 
+/// How many Route entries a request carries.
+fn msg_routes(msg: &Message) -> usize {
+    msg.list::<Route>().count()
+}
+
 impl<S: store::Store> Core<S> {
     /// A new call.
     pub(crate) async fn on_invite(&mut self, r: &Req<'_>) {
@@ -180,6 +185,14 @@ impl<S: store::Store> Core<S> {
             Ok(h) => h,
             Err((status, reason)) => return self.reply(r, status, reason, &[]).await,
         };
+        // Towards a partner (the route set goes on beyond our entries) over
+        // a connection that has closed since: another one to that partner.
+        if let Target::Flow(f) = hop.target {
+            let beyond = msg_routes(r.msg) > hop.pop_routes;
+            if beyond && self.transport.flow_local(f).is_none() {
+                return self.in_dialog_to_partner(r, hop.pop_routes).await;
+            }
+        }
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }

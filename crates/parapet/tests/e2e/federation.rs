@@ -1143,3 +1143,48 @@ fn connections_to_a_partner_grow_with_its_load_up_to_the_cap() {
     assert_eq!(seen, 2, "a second connection under load:\n{}", a.log());
     assert_eq!(after, 2, "never more than max_connections_per_partner");
 }
+
+#[test]
+fn a_long_call_ends_after_the_connection_between_the_servers_is_gone() {
+    let (a, mut b, _dns) = two_orgs("fedlong");
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    let bob = crate::harness::register_then(&b, "bob", "battery staple horse", "call_uas_bye.xml");
+    let alice = a.sipp_start(
+        "call_uac_long_federated.xml",
+        "bob",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        free_port(),
+        &["alice", B],
+    );
+    // Once the call is up, partner.test restarts: every connection between
+    // the servers is gone when alice hangs up five seconds later.
+    std::thread::sleep(Duration::from_millis(2000));
+    b.kill9();
+    b.start();
+    let (ok, msgs) = alice.finish();
+    assert!(
+        ok,
+        "alice's BYE did not get through:\n{msgs}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "bob did not get the BYE:\n{callee}");
+}

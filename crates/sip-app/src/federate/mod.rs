@@ -558,6 +558,48 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
+        self.via_partner(r, domain).await;
+    }
+
+    /// A request inside a federated dialog whose connection to the partner
+    /// has closed (idle, or the partner restarted): it goes over another
+    /// connection to the same partner - the domain of the dialog's party
+    /// that is not ours - opened if need be, with our own `ours` Route
+    /// entries removed and the partner's left in place.
+    pub(crate) async fn in_dialog_to_partner(&mut self, r: &Req<'_>, ours: usize) {
+        let mut domains = [&r.f.from.uri, &r.f.to.uri]
+            .into_iter()
+            .filter_map(user_domain)
+            .map(|(_, d)| d)
+            .filter(|d| {
+                !self
+                    .identity
+                    .names()
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(d))
+            });
+        let (Some(domain), None) = (domains.next(), domains.next()) else {
+            return self
+                .reply(r, 404, "Not Found (No Such Dialog Peer)", &[])
+                .await;
+        };
+        if policy_set::partner_status(&self.policies, &domain).is_err() {
+            self.count_partner(&domain, "out", "in_dialog_refused");
+            return self
+                .reply(r, 403, "Forbidden (Federation Not Allowed)", &[])
+                .await;
+        }
+        let r = Req {
+            own_routes: ours,
+            ..*r
+        };
+        self.via_partner(&r, domain).await;
+    }
+
+    /// Sends an accepted request to `domain` over the least loaded of our
+    /// connections to it (opening another beside busy ones), or waits for
+    /// the first to open.
+    async fn via_partner(&mut self, r: &Req<'_>, domain: String) {
         let Some(setup) = self.fed.setup.clone() else {
             self.count_partner(&domain, "out", "not_configured");
             return self
