@@ -1188,3 +1188,79 @@ fn a_long_call_ends_after_the_connection_between_the_servers_is_gone() {
     let (ok, callee) = bob.finish();
     assert!(ok, "bob did not get the BYE:\n{callee}");
 }
+
+#[test]
+fn presence_reaches_a_partners_watcher_after_the_connection_is_gone() {
+    let (mut a, b, _dns) = two_orgs("fedpresconn");
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    for (s, other) in [(&a, B), (&b, A)] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    settle();
+    let (ok, msgs) = b.sipp(
+        "register_auth.xml",
+        "bob",
+        "battery staple horse",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    // alice, registered, watches bob and waits for a change.
+    let port = free_port();
+    let (ok, msgs) = a.sipp(
+        "register_auth.xml",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        port,
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    let alice = a.sipp_start(
+        "presence_watch_change_federated.xml",
+        "bob",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        port,
+        &["alice", B],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    // example.test restarts: every connection between the servers is gone.
+    a.kill9();
+    a.start();
+    // bob takes alice out of his contacts: partner.test must tell her,
+    // over a connection it now opens itself.
+    let o = b.admin(
+        &[
+            "contacts",
+            "remove",
+            "sip:bob@partner.test",
+            "sip:alice@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let (ok, trace) = alice.finish();
+    assert!(
+        ok,
+        "alice did not hear of the change:\n{trace}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let bodies = crate::presence::notify_bodies(&trace);
+    assert!(bodies[0].contains("<basic>open</basic>"), "{}", bodies[0]);
+    assert!(bodies[1].contains("<basic>closed</basic>"), "{}", bodies[1]);
+}

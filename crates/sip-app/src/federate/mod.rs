@@ -128,6 +128,9 @@ pub(crate) struct FedState {
     waiting: HashMap<String, Vec<Waiting>>,
     /// Counters, and discovered partners' limits and watch list.
     pub(crate) book: PartnerBook,
+    /// Partner domain → subscriptions whose NOTIFY waits for a connection
+    /// to it (at most [`MAX_WAITING`] per partner).
+    notifies: HashMap<String, Vec<u128>>,
 }
 
 impl FedState {
@@ -651,6 +654,42 @@ impl<S: store::Store> Core<S> {
         }
     }
 
+    /// A NOTIFY for `watcher`, a partner's user, found no live connection:
+    /// one to the partner is opened (if the policy still allows it) and the
+    /// subscription is marked to send once it is up.
+    pub(crate) fn notify_via_partner(&mut self, watcher: &str, id: u128) {
+        let Some((_, domain)) = watcher.rsplit_once('@') else {
+            return;
+        };
+        let domain = domain.to_ascii_lowercase();
+        if self
+            .identity
+            .names()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&domain))
+            || policy_set::partner_status(&self.policies, &domain).is_err()
+        {
+            return;
+        }
+        let Some(setup) = self.fed.setup.clone() else {
+            return;
+        };
+        if !self.fed.notifies.contains_key(&domain)
+            && self.fed.notifies.len() >= MAX_WAITING_PARTNERS
+        {
+            return;
+        }
+        let ids = self.fed.notifies.entry(domain.clone()).or_default();
+        if ids.len() < MAX_WAITING && !ids.contains(&id) {
+            ids.push(id);
+        }
+        let pool = self.fed.out.entry(domain.clone()).or_default();
+        if !pool.opening {
+            pool.opening = true;
+            self.open_partner_connection(setup, domain);
+        }
+    }
+
     /// The live connection to `domain` with the fewest requests awaiting an
     /// answer; closed ones are forgotten on the way.
     fn least_loaded(&mut self, domain: &str) -> Option<FlowId> {
@@ -691,6 +730,13 @@ impl<S: store::Store> Core<S> {
         result: Result<FlowId, ConnectFailure>,
     ) {
         let waiting = self.fed.waiting.remove(&domain).unwrap_or_default();
+        // Subscriptions whose NOTIFY waited: sent at the next flush (over
+        // the new connection), or left for the watcher's next refresh.
+        for id in self.fed.notifies.remove(&domain).unwrap_or_default() {
+            if result.is_ok() && self.presence.subs.contains_key(&id) {
+                self.presence.dirty.insert(id);
+            }
+        }
         // What the waiting requests get when there is no connection.
         let refusal = match &result {
             Ok(flow) => {

@@ -280,8 +280,13 @@ impl<S: store::Store> Core<S> {
         (content_type, body): (String, String),
     ) {
         let Some((proto, target)) = self.notify_target(sub) else {
-            // Unreachable until the subscriber refreshes over a new connection.
+            // Unreachable until the subscriber refreshes over a new
+            // connection - or, for a partner's watcher, until a connection
+            // to its partner opens (asked for here; the NOTIFY is retried
+            // then with the document as it is by that time).
             sub.dirty = true;
+            sub.last_body = 0;
+            self.notify_via_partner(&sub.watcher.clone(), sub.id);
             return;
         };
         sub.local_cseq = sub.local_cseq.saturating_add(1);
