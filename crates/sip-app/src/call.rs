@@ -13,7 +13,6 @@ use sip::headers::Route;
 use sip::{Message, Method, RequestFields, Uri};
 use sip_transport::{FlowId, Protocol, Source, Target};
 
-use super::authn::Challenger;
 use super::fork::{ForkKind, Hop};
 use super::{Core, Req};
 use crate::unix_now;
@@ -26,27 +25,9 @@ fn msg_routes(msg: &Message) -> usize {
 impl<S: store::Store> Core<S> {
     /// A new call.
     pub(crate) async fn on_invite(&mut self, r: &Req<'_>) {
-        let domain = self.cfg.domain.clone();
-        let Uri::Sip(from) = r.f.from.uri else {
-            return self
-                .relaying_denied(r, "the sender (From) is not a user of this domain")
-                .await;
-        };
-        let (Some(caller), true) = (
-            from.user,
-            from.host.to_string().eq_ignore_ascii_case(&domain),
-        ) else {
-            return self
-                .relaying_denied(r, "the sender (From) is not a user of this domain")
-                .await;
-        };
-        let caller_aor = format!("sip:{caller}@{domain}");
-        if !self
-            .authenticate(r, &caller_aor, caller, Challenger::Proxy)
-            .await
-        {
+        let Some(caller_aor) = self.authenticated_sender(r).await else {
             return;
-        }
+        };
         if !self.is_our_domain(&r.f.request_uri) {
             return self.send_to_partner(r, &caller_aor).await;
         }
@@ -56,7 +37,7 @@ impl<S: store::Store> Core<S> {
         let Some(callee) = ruri.user else {
             return self.reply(r, 404, "Not Found", &[]).await;
         };
-        let callee_aor = format!("sip:{callee}@{domain}");
+        let callee_aor = format!("sip:{callee}@{}", self.cfg.domain);
         if !self.users.get(&callee_aor).is_some_and(|u| u.enabled) {
             return self.reply(r, 404, "Not Found", &[]).await;
         }

@@ -16,7 +16,6 @@ use sip::headers::ContentType;
 use sip::Uri;
 use store::PendingMessage;
 
-use super::authn::Challenger;
 use super::fork::ForkKind;
 use super::{Core, Event, Req};
 use crate::unix_now;
@@ -29,29 +28,12 @@ impl<S: store::Store> Core<S> {
         if !self.message_fits(r).await {
             return;
         }
-        let domain = self.cfg.domain.clone();
-        let Uri::Sip(from) = r.f.from.uri else {
-            return self
-                .relaying_denied(r, "the sender (From) is not a user of this domain")
-                .await;
-        };
-        let (Some(sender), true) = (
-            from.user,
-            from.host.to_string().eq_ignore_ascii_case(&domain),
-        ) else {
-            // Partners' users arrive over partners' connections
-            // (crate::federate), never from clients.
-            return self
-                .relaying_denied(r, "the sender (From) is not a user of this domain")
-                .await;
-        };
-        let sender_aor = format!("sip:{sender}@{domain}");
-        if !self
-            .authenticate(r, &sender_aor, sender, Challenger::Proxy)
-            .await
-        {
+        // Partners' users arrive over partners' connections
+        // (crate::federate), never from clients.
+        let Some(sender_aor) = self.authenticated_sender(r).await else {
             return;
-        }
+        };
+        let domain = self.cfg.domain.clone();
         if !self.is_our_domain(&r.f.request_uri) {
             return self.send_to_partner(r, &sender_aor).await;
         }

@@ -452,6 +452,21 @@ impl<S: store::Store> Core<S> {
             .then(|| (format!("sip:{user}@{}", self.cfg.domain), user.to_owned()))
     }
 
+    /// The sender of a request only a local user may make (MESSAGE, INVITE,
+    /// SUBSCRIBE), once proved (407): `None` once the request has been
+    /// answered - relaying denied for a sender of another domain, or a
+    /// challenge.
+    pub(crate) async fn authenticated_sender(&mut self, r: &Req<'_>) -> Option<String> {
+        let Some((aor, user)) = self.local_sender(r) else {
+            self.relaying_denied(r, "the sender (From) is not a user of this domain")
+                .await;
+            return None;
+        };
+        self.authenticate(r, &aor, &user, authn::Challenger::Proxy)
+            .await
+            .then_some(aor)
+    }
+
     /// 128 random bits in hex (entity tags, subscription dialog tags).
     pub(crate) fn random_id(&self) -> Option<String> {
         let k = SecretKey::generate().ok()?;

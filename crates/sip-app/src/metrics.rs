@@ -93,6 +93,12 @@ impl Metrics {
             let _ = writeln!(s, "# HELP parapet_federation_requests_total Requests to (out) and from (in) partner organisations' servers, by partner and outcome.");
             let _ = writeln!(s, "# TYPE parapet_federation_requests_total counter");
             for ((p, d, o), n) in t.iter() {
+                // A partner's name can come from its certificate's common
+                // name: escaped as Prometheus label values must be.
+                let p = p
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = writeln!(
                     s,
                     "parapet_federation_requests_total{{partner=\"{p}\",direction=\"{d}\",outcome=\"{o}\"}} {n}"
@@ -239,5 +245,30 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partner_labels_are_escaped_and_bounded() {
+        let m = Metrics::default();
+        m.count_federation("Evil\"}x 1\n\\", "in", "from_not_certified");
+        let out = m.render();
+        assert!(
+            out.contains(r#"partner="evil\"}x 1\n\\",direction="in""#),
+            "{out}"
+        );
+        for i in 0..MAX_PARTNER_LABELS + 5 {
+            m.count_federation(&format!("p{i}.test"), "out", "forwarded");
+        }
+        let out = m.render();
+        assert!(
+            out.contains(r#"partner="other",direction="out",outcome="forwarded"} 6"#),
+            "{out}"
+        );
+        assert!(!out.contains(r#"partner="p1004.test""#), "{out}");
     }
 }

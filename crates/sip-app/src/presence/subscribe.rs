@@ -24,7 +24,6 @@ use super::{
     EventKind, Sub, DEFAULT_EXPIRES, MAX_DIALOG_STATE, MAX_EXPIRES, MAX_SUBSCRIPTIONS,
     MAX_TOTAL_SUBSCRIPTIONS, MIN_EXPIRES,
 };
-use crate::authn::Challenger;
 use crate::unix_now;
 use crate::{Core, Event, Req};
 
@@ -54,17 +53,9 @@ impl<S: store::Store> Core<S> {
             // (crate::federate checked the From domain).
             w
         } else {
-            let Some((watcher, user)) = self.local_sender(r) else {
-                return self
-                    .relaying_denied(r, "the sender (From) is not a user of this domain")
-                    .await;
-            };
-            if !self
-                .authenticate(r, &watcher, &user, Challenger::Proxy)
-                .await
-            {
+            let Some(watcher) = self.authenticated_sender(r).await else {
                 return;
-            }
+            };
             if !self.is_our_domain(&r.f.request_uri) {
                 return self.send_to_partner(r, &watcher).await;
             }
