@@ -22,6 +22,7 @@ mod calls;
 mod capacity;
 mod defaults;
 mod federation;
+mod federation_dialogs;
 mod harness;
 mod im;
 mod kamailio_peer;
