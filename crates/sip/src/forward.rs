@@ -27,6 +27,9 @@ pub struct Forward<'m> {
     pop_routes: usize,
     drop_last_route: bool,
     remove: Vec<HeaderKind>,
+    replace: Vec<(HeaderKind, &'static str, Vec<String>)>,
+    remove_named: Vec<&'static str>,
+    append: Vec<(&'static str, String)>,
 }
 
 impl<'m> Forward<'m> {
@@ -43,7 +46,34 @@ impl<'m> Forward<'m> {
             pop_routes: 0,
             drop_last_route: false,
             remove: Vec::new(),
+            replace: Vec::new(),
+            remove_named: Vec::new(),
+            append: Vec::new(),
         }
+    }
+
+    /// Removes every line of an extension header by name (any case).
+    pub fn remove_named(mut self, name: &'static str) -> Self {
+        self.remove_named.push(name);
+        self
+    }
+
+    /// Adds a header line at the end of the header block.
+    pub fn append(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.append.push((name, value.into()));
+        self
+    }
+
+    /// Replaces every line of a header kind by `values`, one line each,
+    /// written where the first line of that kind was (at the end of the
+    /// header block when there was none; nothing when `values` is empty).
+    /// Takes the place of any other edit of that kind (`pop_via`,
+    /// `pop_route`): a proxy that hides its side's topology rewrites the
+    /// whole list.
+    pub fn replace(mut self, kind: HeaderKind, name: &'static str, values: Vec<String>) -> Self {
+        self.replace.retain(|r| r.0 != kind);
+        self.replace.push((kind, name, values));
+        self
     }
 
     /// Replaces the Request-URI (requests only; ignored for responses).
@@ -123,9 +153,19 @@ impl<'m> Forward<'m> {
     pub fn serialize(&self) -> Bytes {
         let m = self.msg;
         let extra = self.request_uri.as_ref().map_or(0, String::len)
+            + self
+                .replace
+                .iter()
+                .flat_map(|(_, n, vs)| vs.iter().map(move |v| n.len() + v.len() + 4))
+                .sum::<usize>()
             + self.push_via.as_ref().map_or(0, |v| v.len() + 8)
             + self
                 .prepend
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + self
+                .append
                 .iter()
                 .map(|(n, v)| n.len() + v.len() + 4)
                 .sum::<usize>()
@@ -159,8 +199,29 @@ impl<'m> Forward<'m> {
         } else {
             None
         };
+        let mut replaced = vec![false; self.replace.len()];
         for (i, e) in m.headers.iter().enumerate() {
             if self.remove.contains(&e.kind) {
+                continue;
+            }
+            if e.kind == HeaderKind::Other && !self.remove_named.is_empty() {
+                let name = m.str_at(e.name);
+                if self
+                    .remove_named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+                {
+                    continue;
+                }
+            }
+            if let Some(r) = self.replace.iter().position(|r| r.0 == e.kind) {
+                if !replaced[r] {
+                    replaced[r] = true;
+                    let (_, name, values) = &self.replace[r];
+                    for v in values {
+                        put_header(&mut out, name, v);
+                    }
+                }
                 continue;
             }
             match e.kind {
@@ -177,6 +238,16 @@ impl<'m> Forward<'m> {
                 }
                 _ => out.put_slice(&m.buf[e.name.start as usize..e.line_end as usize]),
             }
+        }
+        for ((_, name, values), done) in self.replace.iter().zip(replaced) {
+            if !done {
+                for v in values {
+                    put_header(&mut out, name, v);
+                }
+            }
+        }
+        for (name, value) in &self.append {
+            put_header(&mut out, name, value);
         }
         if m.content_length.is_none() {
             let _ = write!(out, "Content-Length: {}\r\n", m.body().len());
@@ -274,6 +345,37 @@ mod tests {
     fn unmodified_is_byte_exact() {
         let m = msg(REQ);
         assert_eq!(Forward::new(&m).serialize(), Bytes::from_static(REQ));
+    }
+
+    #[test]
+    fn replace_rewrites_every_line_of_a_kind_in_place_or_appends() {
+        let m = msg(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK1\r\nRecord-Route: <sip:x;lr>\r\n\
+            From: <sip:a@b>;tag=1\r\nRecord-Route: <sip:y;lr>, <sip:z;lr>\r\nTo: <sip:a@b>\r\nCall-ID: c\r\n\
+            CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+        let texts: Vec<_> = m
+            .list_with_text::<RecordRoute>()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(texts, ["<sip:x;lr>", "<sip:y;lr>", "<sip:z;lr>"]);
+        let out = Forward::new(&m)
+            .replace(
+                HeaderKind::RecordRoute,
+                "Record-Route",
+                vec!["<sip:t;lr>".into()],
+            )
+            .replace(HeaderKind::Path, "Path", vec!["<sip:p;lr>".into()])
+            .serialize();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK1\r\nRecord-Route: <sip:t;lr>\r\n\
+            From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+            Content-Length: 0\r\nPath: <sip:p;lr>\r\n\r\n"
+        );
+        let none = Forward::new(&m)
+            .replace(HeaderKind::RecordRoute, "Record-Route", Vec::new())
+            .serialize();
+        assert!(!std::str::from_utf8(&none).unwrap().contains("Record-Route"));
     }
 
     #[test]

@@ -215,4 +215,11 @@ impl Message {
     ) -> impl Iterator<Item = Result<H, ParseError>> + 'a {
         crate::headers::list_elements::<H>(self)
     }
+
+    /// Like [`Message::list`], each element with its text as written.
+    pub fn list_with_text<'a, H: ListHeader<'a> + 'a>(
+        &'a self,
+    ) -> impl Iterator<Item = Result<(&'a str, H), ParseError>> + 'a {
+        crate::headers::list_elements::<H>(self).with_text()
+    }
 }

@@ -61,6 +61,7 @@ pub(crate) fn list_elements<'a, H: ListHeader<'a>>(msg: &'a Message) -> ListIter
         next_line: 0,
         current: None,
         failed: false,
+        last: "",
         _h: std::marker::PhantomData,
     }
 }
@@ -72,7 +73,21 @@ pub struct ListIter<'a, H> {
     next_line: usize,
     current: Option<(&'a str, CommaSplit<'a>)>,
     failed: bool,
+    /// The text of the element returned last.
+    last: &'a str,
     _h: std::marker::PhantomData<fn() -> H>,
+}
+
+impl<'a, H: ListHeader<'a>> ListIter<'a, H> {
+    /// Each element together with its text as written (trimmed), for a
+    /// proxy that keeps an entry verbatim (e.g. a Record-Route it hides).
+    pub fn with_text(self) -> impl Iterator<Item = Result<(&'a str, H), ParseError>> {
+        let mut it = self;
+        std::iter::from_fn(move || {
+            let r = it.next()?;
+            Some(r.map(|h| (it.last, h)))
+        })
+    }
 }
 
 impl<'a, H: ListHeader<'a>> Iterator for ListIter<'a, H> {
@@ -88,6 +103,7 @@ impl<'a, H: ListHeader<'a>> Iterator for ListIter<'a, H> {
                 match split.next() {
                     Some(Ok((a, b))) => {
                         let el = value.get(a..b).filter(|e| !e.is_empty());
+                        self.last = el.unwrap_or("");
                         let r = el
                             .ok_or(Invalid)
                             .and_then(H::parse_element)
