@@ -27,6 +27,7 @@ mod contacts;
 pub mod credentials;
 mod directory;
 mod dns;
+pub mod edges;
 mod extract;
 mod federation;
 mod https;
@@ -81,6 +82,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) refusals: Arc<refusals::Refusals>,
     /// Requests per signed-in user on the user API.
     pub(crate) user_rate: Arc<std::sync::Mutex<sip_app::ratelimit::RateLimiter<String>>>,
+    /// Pairing edges (`None`: the operator's PKI, nothing to issue from).
+    pub(crate) edges: Option<Arc<dyn edges::EdgeRegistry>>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -235,6 +238,8 @@ pub struct AdminSetup<S> {
     pub core: mpsc::Sender<AdminCmd>,
     /// The user listener's address and TLS configuration (`None`: off).
     pub web: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    /// Pairing edges with the pool.
+    pub edges: Option<Arc<dyn edges::EdgeRegistry>>,
 }
 
 /// Where the listeners are bound.
@@ -265,6 +270,8 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             post(federation::clear::<S>),
         )
         .route("/v1/federation/explain", get(federation::explain::<S>))
+        .route("/v1/edges", get(edges::list::<S>).post(edges::pair::<S>))
+        .route("/v1/edges/{name}", delete(edges::unpair::<S>))
         .route("/v1/users", get(users::list::<S>).post(users::add::<S>))
         .route("/v1/users/import", post(users::import::<S>))
         .route(
@@ -356,6 +363,7 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         user_rate: Arc::new(std::sync::Mutex::new(sip_app::ratelimit::RateLimiter::new(
             user_rate, user_burst, 100_000,
         ))),
+        edges: s.edges.clone(),
     };
     let web = match &s.web {
         Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),

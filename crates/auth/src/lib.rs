@@ -22,6 +22,7 @@ pub mod digest;
 pub mod flow_token;
 pub mod lockout;
 pub mod nonce;
+pub mod ratelimit;
 pub mod secret;
 
 /// Lower-case hex of `bytes`.

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod edge;
+
 /// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenUrl {
@@ -378,6 +380,26 @@ pub struct RawLockout {
     pub max_backoff_secs: Option<u64>,
 }
 
+impl RawLockout {
+    /// The filter's settings, defaults filled in and checked.
+    pub fn build(self) -> Result<auth::lockout::LockoutConfig, String> {
+        let l = self;
+        let dl = auth::lockout::LockoutConfig::default();
+        let lockout = auth::lockout::LockoutConfig {
+            source_threshold: l.source_threshold.unwrap_or(dl.source_threshold),
+            account_threshold: l.account_threshold.unwrap_or(dl.account_threshold),
+            window: l.window_secs.unwrap_or(dl.window),
+            base_backoff: l.base_backoff_secs.unwrap_or(dl.base_backoff),
+            max_backoff: l.max_backoff_secs.unwrap_or(dl.max_backoff),
+            ..dl
+        };
+        if lockout.source_threshold == 0 || lockout.account_threshold < lockout.source_threshold {
+            return Err("lockout: source_threshold must be at least 1 and account_threshold at least source_threshold".into());
+        }
+        Ok(lockout)
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
@@ -563,19 +585,7 @@ impl RawConfig {
                 "proxy.timer_c_secs is not above 180 s as RFC 3261 §16.6 requires"
             );
         }
-        let l = self.lockout;
-        let dl = auth::lockout::LockoutConfig::default();
-        let lockout = auth::lockout::LockoutConfig {
-            source_threshold: l.source_threshold.unwrap_or(dl.source_threshold),
-            account_threshold: l.account_threshold.unwrap_or(dl.account_threshold),
-            window: l.window_secs.unwrap_or(dl.window),
-            base_backoff: l.base_backoff_secs.unwrap_or(dl.base_backoff),
-            max_backoff: l.max_backoff_secs.unwrap_or(dl.max_backoff),
-            ..dl
-        };
-        if lockout.source_threshold == 0 || lockout.account_threshold < lockout.source_threshold {
-            return Err("lockout: source_threshold must be at least 1 and account_threshold at least source_threshold".into());
-        }
+        let lockout = self.lockout.build()?;
         let lim = self.limits;
         let max_message_size = lim.max_message_size.unwrap_or(65_536);
         if !(1024..=16 * 1024 * 1024).contains(&max_message_size) {

@@ -10,5 +10,7 @@
 //! ([`token`]), so an edge keeps no state per dialog and a restart loses none.
 #![forbid(unsafe_code)]
 
+pub mod pairing;
+pub mod relay;
 pub mod token;
 pub mod topology;

@@ -24,8 +24,11 @@ pub const MAX_PLAINTEXT: usize = 2048;
 pub enum Kind {
     /// The edge's Via branch on a request going inward.
     Inward,
-    /// The edge's Via branch on a request going outward: the inside's Vias.
+    /// The edge's Via branch on a request going outward: the inside's top
+    /// Via (all a CANCEL shares with its INVITE) and the connection.
     Outward,
+    /// The rest of the inside's Vias, in a parameter of the edge's Via.
+    Vias,
     /// The edge's outside-facing Record-Route: the hidden inside entries.
     Route,
     /// The edge's Path entry: the outside connection of a registration.
@@ -39,6 +42,7 @@ impl Kind {
         match self {
             Kind::Inward => b'v',
             Kind::Outward => b'h',
+            Kind::Vias => b'w',
             Kind::Route => b'r',
             Kind::Path => b'p',
             Kind::Contact => b'c',

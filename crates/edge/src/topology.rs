@@ -30,6 +30,9 @@ use crate::token::{Kind, Reader, Sealer, Writer};
 /// everything arriving from outside: who sent the request, as the edge saw it.
 pub const TRUST_HEADER: &str = "P-Parapet-Edge";
 
+/// The edge's Via parameter that seals the inside's Vias below the top one.
+const VIAS_PARAM: &str = "pe";
+
 /// At most this many bytes of inside Vias or Record-Routes are sealed into
 /// one token; a message with more is refused rather than leaked.
 const MAX_HIDDEN: usize = 1500;
@@ -550,23 +553,25 @@ impl Topology {
                 "Server Internal Error (Too Many Vias to Hide)",
             ));
         }
-        let plain = Writer::new()
-            .u64(from_flow.0)
-            .texts(vias.iter().copied())
-            .finish();
-        let branch = self.sealer.seal(Kind::Outward, &plain).ok_or(Refused(
-            500,
-            "Server Internal Error (Too Many Vias to Hide)",
-        ))?;
-        edit = edit.replace(
-            HeaderKind::Via,
-            "Via",
-            vec![format!(
-                "SIP/2.0/{} {};branch=z9hG4bK{branch}",
-                protocol.via_token(),
-                self.external_for(protocol).hostport()
-            )],
+        // The branch seals only what a CANCEL or the ACK of a failed INVITE
+        // shares with its INVITE (the next hop's top Via and connection), so
+        // it is the same for all three, as the UAS's matching needs; the
+        // Vias below go in a parameter of their own.
+        let too_many = Refused(500, "Server Internal Error (Too Many Vias to Hide)");
+        let top = vias.first().copied().unwrap_or("");
+        let plain = Writer::new().u64(from_flow.0).text(top).finish();
+        let branch = self.sealer.seal(Kind::Outward, &plain).ok_or(too_many)?;
+        let mut via = format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{branch}",
+            protocol.via_token(),
+            self.external_for(protocol).hostport()
         );
+        if vias.len() > 1 {
+            let plain = Writer::new().texts(vias[1..].iter().copied()).finish();
+            let rest = self.sealer.seal(Kind::Vias, &plain).ok_or(too_many)?;
+            via.push_str(&format!(";{VIAS_PARAM}={rest}"));
+        }
+        edit = edit.replace(HeaderKind::Via, "Via", vec![via]);
         let rr = record_route_entries(msg)?;
         if !rr.is_empty() || creates_dialog(msg, to_tag) {
             let hidden: Vec<&str> = rr.iter().map(|e| e.text).collect();
@@ -591,23 +596,22 @@ impl Topology {
     /// inside's route set reaches the outside connection).
     pub fn inward_response(&self, msg: &Message) -> Result<InwardResponse, Refused> {
         let bad = Refused(0, "not ours");
-        let branch = msg
-            .list::<Via>()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|v| v.branch())
+        let top = msg.list::<Via>().next().and_then(Result::ok).ok_or(bad)?;
+        let branch = top
+            .branch()
             .and_then(|b| b.strip_prefix(sip::headers::MAGIC_COOKIE))
             .ok_or(bad)?;
         let plain = self.sealer.open(Kind::Outward, branch).ok_or(bad)?;
         let mut r = Reader::new(&plain);
         let flow = FlowId(r.u64().ok_or(bad)?);
-        let vias = r.texts().ok_or(bad)?;
+        let mut vias = vec![r.text().ok_or(bad)?.to_owned()];
+        if let Some(rest) = top.params.get(VIAS_PARAM).flatten() {
+            let plain = self.sealer.open(Kind::Vias, rest).ok_or(bad)?;
+            let mut r = Reader::new(&plain);
+            vias.extend(r.texts().ok_or(bad)?.into_iter().map(str::to_owned));
+        }
         let mut edit = sip::forward::Forward::new(msg)
-            .replace(
-                HeaderKind::Via,
-                "Via",
-                vias.iter().map(|v| (*v).to_owned()).collect(),
-            )
+            .replace(HeaderKind::Via, "Via", vias)
             .remove_named(TRUST_HEADER);
         let rr = record_route_entries(msg)?;
         if rr.iter().any(|e| self.is_external(e)) {

@@ -228,6 +228,26 @@ fn an_internal_caller_reaches_a_remote_user_through_the_path_of_her_registration
     assert_hides_inside(&out.bytes);
     let m = parse(out.bytes);
     let v = vias(&m);
+    // The front end's CANCEL (its own Via only, RFC 3261 §9.1) gets the
+    // INVITE's branch, so Alice matches it to the INVITE.
+    let cancel = format!(
+        "CANCEL sip:alice@198.51.100.7:40001;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS fe1.corp.internal:5061;branch=z9hG4bKfe1\r\nRoute: {}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=b\r\nTo: <sip:alice@example.test>\r\n\
+         Call-ID: c2\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        path[0]
+    );
+    let c = t.outward_request(&parse(cancel), false, FlowId(5)).unwrap();
+    let branch = |via: &str| {
+        via.split(";branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(branch(&vias(&parse(c.bytes))[0]), branch(&v[0]));
     let rr = record_routes(&m);
     assert_eq!(rr.len(), 1);
     let contact = m.headers_of(HeaderKind::Contact).next().unwrap().value;

@@ -30,6 +30,9 @@ pub(crate) struct Cli {
 enum Command {
     /// Run the server (SIP registrar with digest authentication and lockout).
     Serve(ServeArgs),
+    /// Run an edge: the process in the DMZ that relays remote users to the
+    /// front end pool (pair it first: `parapet admin edge pair`).
+    Edge(EdgeArgs),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -68,6 +71,28 @@ struct ServeArgs {
     /// page; default 0.0.0.0:4443; "" turns it off).
     #[arg(long)]
     web_listen: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct EdgeArgs {
+    /// TOML configuration file: pairing, listen, internal_listen,
+    /// external_names, log_format, [lockout], [limits].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The pairing file `parapet admin edge pair` wrote.
+    #[arg(long, env = "PARAPET_EDGE_PAIRING")]
+    pairing: Option<PathBuf>,
+    /// An external listener, tls:// or wss:// (repeatable; default
+    /// tls://0.0.0.0:5061 and wss://0.0.0.0:443).
+    #[arg(long = "listen", value_name = "URL")]
+    listen: Vec<String>,
+    /// The internal listener (mutual TLS with the pool; default: the
+    /// address the pairing file names).
+    #[arg(long)]
+    internal_listen: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +137,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::Edge(a) => edge(a).await,
         Command::Config(ConfigCmd::Example) => {
             print!("{}", config::example());
             Ok(())
@@ -154,6 +180,63 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     let config = raw.build()?;
     init_logs(config.json_logs);
     server::serve(config).await
+}
+
+async fn edge(a: EdgeArgs) -> Result<(), String> {
+    let mut raw = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            config::edge::RawEdgeConfig::from_toml(&text)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => config::edge::RawEdgeConfig::default(),
+    };
+    if a.pairing.is_some() {
+        raw.pairing = a.pairing;
+    }
+    if !a.listen.is_empty() {
+        raw.listen = Some(a.listen);
+    }
+    if a.internal_listen.is_some() {
+        raw.internal_listen = a.internal_listen;
+    }
+    if a.log_format.is_some() {
+        raw.log_format = a.log_format;
+    }
+    let s = raw.build()?;
+    init_logs(s.log_format == "json");
+    let pairing = edge::pairing::Pairing::load(&s.pairing)?;
+    let cfg = edge::relay::EdgeConfig {
+        internal: s.internal_listen.unwrap_or(pairing.internal),
+        external_names: if s.external_names.is_empty() {
+            pairing.external_names.clone()
+        } else {
+            s.external_names
+        },
+        external: s
+            .listen
+            .iter()
+            .map(|l| {
+                let p = match l.scheme {
+                    config::Scheme::Wss => sip_transport::Protocol::Wss,
+                    _ => sip_transport::Protocol::Tls,
+                };
+                (p, l.addr)
+            })
+            .collect(),
+        pairing,
+        lockout: s.lockout,
+        rate: s.source_rate,
+        max_connections_per_ip: s.max_connections_per_ip,
+    };
+    tracing::info!(edge = %cfg.pairing.name, domain = %cfg.pairing.domain, "edge starting");
+    tokio::select! {
+        r = edge::relay::run(cfg) => r,
+        _ = server::shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
 }
 
 fn init_logs(json: bool) {

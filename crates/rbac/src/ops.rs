@@ -30,6 +30,14 @@ pub const OPS: &[Op] = &[
         doc: "clear sign-in lockouts",
     },
     Op {
+        name: "edges.read",
+        doc: "list the pool's paired edges",
+    },
+    Op {
+        name: "edges.write",
+        doc: "pair and unpair edges (issues an edge's certificates and hands it the pool's topology key)",
+    },
+    Op {
         name: "users.read",
         doc: "list SIP users, their groups, site and effective policy",
     },

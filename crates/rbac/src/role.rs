@@ -183,6 +183,7 @@ pub fn predefined() -> Vec<Role> {
     let reads = list(&[
         "status.read",
         "security.read",
+        "edges.read",
         "lockouts.read",
         "users.read",
         "groups.read",

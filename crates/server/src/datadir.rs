@@ -223,17 +223,16 @@ fn load_pair(
     Ok((chain, key))
 }
 
-/// A private CA (10 years) and a server certificate for `domain` (2 years):
-/// DNS names for clients, and the `sip:domain` URI partners check.
-fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
+/// The private CA's parameters. Its subject is its name only, so the same
+/// parameters signed again with the CA's key make an issuer whose
+/// certificates verify against `pki/ca.pem` (the edge pairing issues this
+/// way; rcgen cannot read a certificate back without x509-parser).
+pub(crate) fn ca_params(domain: &str) -> Result<rcgen::CertificateParams, rcgen::Error> {
     use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
-        KeyUsagePurpose,
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose,
     };
-    let g = |e: rcgen::Error| format!("certificate generation failed: {e}");
     let now = time::OffsetDateTime::now_utc();
-    let ca_key = KeyPair::generate().map_err(g)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
@@ -244,7 +243,20 @@ fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), Strin
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now;
     ca.not_after = now + time::Duration::days(3650);
-    let ca_cert = ca.self_signed(&ca_key).map_err(g)?;
+    Ok(ca)
+}
+
+/// A private CA (10 years) and a server certificate for `domain` (2 years):
+/// DNS names for clients, and the `sip:domain` URI partners check.
+fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+    let g = |e: rcgen::Error| format!("certificate generation failed: {e}");
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().map_err(g)?;
+    let ca_cert = ca_params(domain)
+        .map_err(g)?
+        .self_signed(&ca_key)
+        .map_err(g)?;
     let mut names = vec![domain.to_owned()];
     names.extend(host_names.iter().cloned());
     names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod datadir;
+pub mod edges;
 pub mod partners;
 pub mod recover;
 
@@ -46,7 +47,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // SIP over TLS also asks for a certificate, which only partners'
     // servers present; WSS and the user listener do not (a browser asked
     // for one may show its user a certificate picker).
-    let partners = partners::setup(&config.federation, &dir.cert_chain, &dir.cert_key)?;
+    // The pool's own CA issues paired edges' internal certificates (only
+    // when it issued the listeners' certificate too).
+    let private_ca = config.tls_cert.is_none();
+    let own_ca = if private_ca {
+        let pem =
+            std::fs::read(&dir.ca_path).map_err(|e| format!("{}: {e}", dir.ca_path.display()))?;
+        sip_transport::tls::certs_from_pem(&pem)
+            .map_err(|e| format!("{}: {e}", dir.ca_path.display()))?
+    } else {
+        Vec::new()
+    };
+    let partners = partners::setup(&config.federation, &dir.cert_chain, &dir.cert_key, &own_ca)?;
     let sip_tls = match &partners {
         Some(p) => sip_transport::tls::server_config(
             dir.cert_chain.clone(),
@@ -55,7 +67,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         )
         .map_err(|e| format!("TLS: {e}"))?,
         None => {
-            tracing::info!("federation.trusted_cas is empty: no partner can be federated with");
+            tracing::info!("federation.trusted_cas is empty and the listeners use the operator's certificates: no partner or edge can connect");
             tls.clone()
         }
     };
@@ -83,6 +95,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tracing::info!(protocol = p.via_token(), %addr, "listening");
     }
     let metrics = Arc::new(sip_app::metrics::Metrics::default());
+    let tls_listener = transport
+        .local_addr(sip_transport::Protocol::Tls)
+        .filter(|a| !a.ip().is_unspecified());
+    let edge_registry: Option<Arc<dyn api::edges::EdgeRegistry>> =
+        edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca)
+            .map(|r| Arc::new(r) as Arc<dyn api::edges::EdgeRegistry>);
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(64);
     if !config.admin_listen.ip().is_loopback() {
         tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");
@@ -98,8 +116,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         realm: config.domain.clone(),
         cfg: config.clone(),
         metrics: metrics.clone(),
-        core: admin_tx,
+        core: admin_tx.clone(),
         web: config.web_listen.map(|a| (a, tls.clone())),
+        edges: edge_registry.clone(),
     })
     .await?;
     tracing::info!(addr = %bound.admin, "admin listener (/healthz, /metrics, the admin API under /v1)");
@@ -116,9 +135,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
         store,
         transport.clone(),
         metrics,
-        partners.map(|p| p.setup),
+        partners.and_then(|p| p.setup),
     )
     .await?;
+    if let Some(reg) = edge_registry {
+        let list = tokio::task::spawn_blocking(move || reg.paired())
+            .await
+            .map_err(|e| format!("edge registry: {e}"))??;
+        let (reply, _) = tokio::sync::oneshot::channel();
+        // Queued before the core runs: it knows its edges from the start.
+        admin_tx
+            .send(sip_app::command::AdminCmd::SetEdges(list, reply))
+            .await
+            .map_err(|_| "the SIP core is not running")?;
+    }
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's
     // LIFO slot) instead of waking another thread for every request.
@@ -135,7 +165,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     result
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

@@ -12,9 +12,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug)]
 pub struct Partners {
     /// Asks TLS clients for a certificate and checks it against the
-    /// partner CAs (clients without one are users' devices).
+    /// partner CAs and the pool's own CA (which issues paired edges'
+    /// certificates); clients without one are users' devices.
     pub inbound: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    pub setup: sip_app::FederationSetup,
+    /// `None`: no CA is trusted for partners, so no federation.
+    pub setup: Option<sip_app::FederationSetup>,
 }
 
 /// The CA certificates the configuration trusts for partners.
@@ -47,18 +49,31 @@ fn trusted(cfg: &FederationConfig) -> Result<Vec<CertificateDer<'static>>, Strin
     Ok(cas)
 }
 
-/// Builds federation's transport. `Ok(None)`: no CA is trusted for partners
-/// (`trusted_cas = []`), so there is no federation whatever the policy says.
+/// Builds federation's transport and the TLS listener's client
+/// certificate check. `Ok(None)`: no CA is trusted for partners
+/// (`trusted_cas = []`) and the pool has no CA of its own for edges.
 pub fn setup(
     cfg: &FederationConfig,
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
+    own_ca: &[CertificateDer<'static>],
 ) -> Result<Option<Partners>, String> {
     let cas = trusted(cfg)?;
-    if cas.is_empty() {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut inbound_cas = cas.clone();
+    inbound_cas.extend(own_ca.iter().cloned());
+    if inbound_cas.is_empty() {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inbound = PartnerTrust::new(&inbound_cas, provider.clone())
+        .map_err(|e| format!("federation.trusted_cas: {e}"))?
+        .inbound_optional();
+    if cas.is_empty() {
+        return Ok(Some(Partners {
+            inbound,
+            setup: None,
+        }));
+    }
     let trust =
         PartnerTrust::new(&cas, provider).map_err(|e| format!("federation.trusted_cas: {e}"))?;
     let client = trust.client_config(chain.to_vec(), key.clone_key())?;
@@ -69,11 +84,11 @@ pub fn setup(
         ..LocateConfig::default()
     })?;
     Ok(Some(Partners {
-        inbound: trust.inbound_optional(),
-        setup: sip_app::FederationSetup {
+        inbound,
+        setup: Some(sip_app::FederationSetup {
             client,
             locator: Arc::new(locator),
             max_connections: cfg.max_connections_per_partner,
-        },
+        }),
     }))
 }

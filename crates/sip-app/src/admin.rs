@@ -68,6 +68,11 @@ impl<S: store::Store> Core<S> {
                 }
                 let _ = reply.send(rows);
             }
+            AdminCmd::SetEdges(list, reply) => {
+                tracing::info!(edges = list.len(), "paired edges loaded");
+                self.edges.set(list);
+                let _ = reply.send(());
+            }
             AdminCmd::ClearPartner { domain, reply } => {
                 let cleared = self.fed.book.clear(&domain.to_ascii_lowercase());
                 tracing::info!(partner = %domain, cleared, "partner's watch list entry cleared by an administrator");

@@ -142,6 +142,19 @@ impl<S: store::Store> Core<S> {
                     return false;
                 }
                 self.filter.success(aor, ip, now);
+                self.edge_outcome.set(Some(true));
+                if self.edges.is_edge(r.src.flow)
+                    && !crate::policy_set::user_remote_access(&self.policies, aor)
+                {
+                    self.log_refusal(
+                        r,
+                        "remote access through the edge is not allowed for this user",
+                        aor,
+                    );
+                    self.reply(r, 403, "Forbidden (Remote Access Not Allowed)", &[])
+                        .await;
+                    return false;
+                }
                 true
             }
             Ok(_) => {
@@ -286,6 +299,7 @@ impl<S: store::Store> Core<S> {
 
     fn failed_from(&mut self, aor: &str, ip: IpAddr, now: u64) {
         self.metrics.auth_failures.fetch_add(1, Relaxed);
+        self.edge_outcome.set(Some(false));
         let limits = crate::policy_set::lockout_limits(&self.policies, aor, *self.filter.config());
         for e in self.filter.failure_with(aor, ip, now, &limits) {
             self.metrics.lockouts.fetch_add(1, Relaxed);

@@ -160,6 +160,16 @@ impl<S: store::Store> Core<S> {
         })
     }
 
+    /// Whether the first Route entry after our own `ours` names a paired
+    /// edge: `Some` with its live link (if any), `None` if it is no edge.
+    fn next_route_edge(&self, msg: &Message, ours: usize) -> Option<Option<FlowId>> {
+        let entry = msg.list_with_text::<Route>().nth(ours)?.ok()?.0;
+        let na = sip::headers::NameAddr::parse(entry).ok()?;
+        let Uri::Sip(u) = na.uri else { return None };
+        let edge = self.edges.at(&u.host.to_string(), u.port)?;
+        Some(self.edges.flow_of(&edge.name))
+    }
+
     /// A request inside a dialog (it has a To tag): relayed statefully.
     pub(crate) async fn on_in_dialog(&mut self, r: &Req<'_>) {
         let hop = match self.in_dialog_hop(r.msg, r.f) {
@@ -168,10 +178,20 @@ impl<S: store::Store> Core<S> {
         };
         // Towards a partner (the route set goes on beyond our entries) over
         // a connection that has closed since: another one to that partner.
+        let mut hop = hop;
         if let Target::Flow(f) = hop.target {
             let beyond = msg_routes(r.msg) > hop.pop_routes;
             if beyond && self.transport.flow_local(f).is_none() {
-                return self.in_dialog_to_partner(r, hop.pop_routes).await;
+                // Towards an edge (its link replaced since, e.g. it
+                // restarted): over its live link, or 430 (RFC 5626).
+                match self.next_route_edge(r.msg, hop.pop_routes) {
+                    Some(Some(edge_flow)) => {
+                        hop.target = Target::Flow(edge_flow);
+                        hop.flow = Some(edge_flow.0);
+                    }
+                    Some(None) => return self.reply(r, 430, "Flow Failed", &[]).await,
+                    None => return self.in_dialog_to_partner(r, hop.pop_routes).await,
+                }
             }
         }
         if r.f.max_forwards == Some(0) {
@@ -214,7 +234,8 @@ impl<S: store::Store> Core<S> {
         let via = self.via_for(hop.proto);
         let mut edit = Forward::new(msg)
             .push_via(via)
-            .remove_all(sip::HeaderKind::ProxyAuthorization);
+            .remove_all(sip::HeaderKind::ProxyAuthorization)
+            .remove_named(crate::edges::EDGE_HEADER);
         for _ in 0..hop.pop_routes {
             edit = edit.pop_route();
         }

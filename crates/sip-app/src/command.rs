@@ -53,6 +53,8 @@ pub enum AdminCmd {
         domain: String,
         reply: oneshot::Sender<bool>,
     },
+    /// The pool's paired edges changed (or the server started): replace the list.
+    SetEdges(Vec<crate::edges::PairedEdge>, oneshot::Sender<()>),
     /// How a request between a local user and a partner's would be decided.
     Explain {
         from: String,

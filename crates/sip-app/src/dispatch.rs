@@ -38,6 +38,16 @@ impl<S: store::Store> Core<S> {
             }
             return self.flush().await;
         }
+        let mut source = source;
+        self.edge_outcome.set(None);
+        if self.edges.classify(&source).is_some() {
+            // The client's own address stands for the source from here
+            // on: the edge relays for many.
+            match crate::edges::stamped_source(&message) {
+                Some(client) => source.remote = client,
+                None => tracing::debug!("request from an edge without its mark"),
+            }
+        }
         let fields = match RequestFields::extract(&message) {
             Ok(f) => f,
             Err(e) => {

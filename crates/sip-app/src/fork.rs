@@ -78,6 +78,8 @@ pub(crate) fn source_protocol(source: &str) -> Option<Protocol> {
     let proto = source.split(':').next()?;
     Some(match proto {
         "udp" => Protocol::Udp,
+        // Registered through an edge: reached over the pool's link to it.
+        "edge" => Protocol::Tls,
         "tcp" => Protocol::Tcp,
         "tls" => Protocol::Tls,
         "ws" => Protocol::Ws,
@@ -102,6 +104,11 @@ impl<S: store::Store> Core<S> {
         flow: Option<registrar::Flow>,
     ) -> Option<(Protocol, Target)> {
         let proto = binding_protocol(b)?;
+        if b.source.starts_with("edge:") {
+            return self
+                .edge_target(b.path.first()?)
+                .map(|f| (proto, Target::Flow(f)));
+        }
         match proto {
             Protocol::Udp => {
                 let addr = b.source.strip_prefix("udp:")?.parse().ok()?;
@@ -121,6 +128,17 @@ impl<S: store::Store> Core<S> {
             }
             _ => flow.map(|f| (proto, Target::Flow(FlowId(f.0)))),
         }
+    }
+
+    /// A live connection to the edge a route entry (a Path or Record-Route
+    /// value) names.
+    pub(crate) fn edge_target(&self, entry: &str) -> Option<FlowId> {
+        let na = sip::headers::NameAddr::parse(entry).ok()?;
+        let sip::Uri::Sip(u) = na.uri else {
+            return None;
+        };
+        let edge = self.edges.at(&u.host.to_string(), u.port)?;
+        self.edges.flow_of(&edge.name)
     }
 
     /// Our Via sent-by for `proto`: the listener's address, or the domain when
@@ -158,7 +176,10 @@ impl<S: store::Store> Core<S> {
                     request_uri: Some(b.contact.clone()),
                     routes: b.path.clone(),
                     pop_routes: own_routes,
-                    flow: flow.map(|f| f.0),
+                    flow: match target {
+                        Target::Flow(f) => Some(f.0),
+                        Target::Udp { .. } => flow.map(|f| f.0),
+                    },
                 })
             })
             .collect()
@@ -246,7 +267,9 @@ impl<S: store::Store> Core<S> {
                 .routes(hop.routes.iter().cloned())
                 // Credentials consumed here must not reach the recipient, who could
                 // otherwise attack the sender's password offline.
-                .remove_all(sip::HeaderKind::ProxyAuthorization);
+                .remove_all(sip::HeaderKind::ProxyAuthorization)
+                // An edge's mark is for this server only.
+                .remove_named(crate::edges::EDGE_HEADER);
             if let Some(uri) = &hop.request_uri {
                 edit = edit.request_uri(uri.clone());
             }

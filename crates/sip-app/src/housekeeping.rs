@@ -13,6 +13,7 @@ impl<S: store::Store> Core<S> {
     /// users' watchers learn it.
     pub(crate) fn flow_closed(&mut self, flow: sip_transport::FlowId) {
         self.fed.flow_closed(flow);
+        self.edges.closed(flow);
         self.publications_flow_closed(flow.0);
         let gone = self.location.flow_closed(registrar::Flow(flow.0));
         if gone.is_empty() {

@@ -17,6 +17,7 @@ mod authn;
 mod call;
 pub mod command;
 mod dispatch;
+pub mod edges;
 mod federate;
 mod fork;
 mod housekeeping;
@@ -26,7 +27,7 @@ pub mod metrics;
 mod overload;
 pub mod policy_set;
 mod presence;
-pub mod ratelimit;
+pub use auth::ratelimit;
 mod refusals;
 mod register;
 mod routing;
@@ -180,6 +181,11 @@ pub struct Core<S> {
     pressure_seq: Option<u64>,
     /// Partners' connections and requests waiting for them.
     fed: federate::FedState,
+    /// The pool's paired edges and their connections.
+    pub(crate) edges: edges::Edges,
+    /// The sign-in outcome of the request being handled, told to the edge
+    /// it came through (its security filter counts it).
+    pub(crate) edge_outcome: edges::Outcome,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -263,6 +269,8 @@ impl<S: store::Store> Core<S> {
         let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
         Ok(Core {
             fed: federate::FedState::new(federation),
+            edges: edges::Edges::default(),
+            edge_outcome: edges::Outcome::default(),
             identity,
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),
@@ -507,6 +515,11 @@ impl<S: store::Store> Core<S> {
         let mut b = ResponseBuilder::new(r.msg, status, reason).via_received(rcv, rport);
         if status > 100 {
             b = b.to_tag(tag);
+        }
+        if self.edges.is_edge(r.src.flow) {
+            if let Some(outcome) = self.edge_outcome.take() {
+                b = b.header(edges::EDGE_HEADER, outcome);
+            }
         }
         for (n, v) in extra {
             b = b.header(n, v);

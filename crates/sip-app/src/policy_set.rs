@@ -390,6 +390,13 @@ pub fn user_federates(set: &PolicySet, aor: &str) -> bool {
         .is_some_and(|e| e.flag("federation"))
 }
 
+/// Whether the user may sign in from outside through an edge
+/// (`external_access.remote_access`, off unless granted).
+pub fn user_remote_access(set: &PolicySet, aor: &str) -> bool {
+    set.effective(aor, "external_access")
+        .is_some_and(|e| e.flag("remote_access"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,12 +60,21 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
 
-        let flow = (src.protocol != Protocol::Udp).then_some(registrar::Flow(src.flow.0));
-        let source = format!(
-            "{}:{}",
-            src.protocol.via_token().to_ascii_lowercase(),
-            src.remote
-        );
+        // Through an edge, the binding is reached by its Path (the edge's
+        // connection at that moment is only one of its links to the pool,
+        // and may be replaced while the client stays connected to the edge).
+        let via_edge = self.edges.is_edge(src.flow);
+        let flow =
+            (src.protocol != Protocol::Udp && !via_edge).then_some(registrar::Flow(src.flow.0));
+        let source = if via_edge {
+            format!("edge:{}", src.remote)
+        } else {
+            format!(
+                "{}:{}",
+                src.protocol.via_token().to_ascii_lowercase(),
+                src.remote
+            )
+        };
         let max = crate::policy_set::max_endpoints(
             &self.policies,
             &aor,

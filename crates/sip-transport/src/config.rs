@@ -28,6 +28,9 @@ pub struct TransportConfig {
     /// Which web pages may open WebSocket connections (browsers send the
     /// page's Origin; other clients send none and are not affected).
     pub ws_origins: OriginPolicy,
+    /// The local address connections this transport opens start from (an
+    /// edge reaches its pool from its internal interface); any when unset.
+    pub connect_from: Option<std::net::IpAddr>,
 }
 
 /// Which `Origin` a WebSocket handshake may carry (cross-site WebSocket
@@ -84,6 +87,7 @@ impl Default for TransportConfig {
             idle_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),
             ws_origins: OriginPolicy::Any,
+            connect_from: None,
         }
     }
 }

@@ -322,7 +322,21 @@ impl Transport {
         }
         let guard = admit(&self.ctx, remote, protocol).ok_or(SendError::ConnectionLimit)?;
         let deadline = self.ctx.config.handshake_timeout;
-        let tcp = tokio::time::timeout(deadline, tokio::net::TcpStream::connect(remote))
+        let connect = async {
+            match self.ctx.config.connect_from {
+                None => tokio::net::TcpStream::connect(remote).await,
+                Some(ip) => {
+                    let sock = if ip.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    sock.bind(SocketAddr::new(ip, 0))?;
+                    sock.connect(remote).await
+                }
+            }
+        };
+        let tcp = tokio::time::timeout(deadline, connect)
             .await
             .map_err(|_| SendError::Io(io::ErrorKind::TimedOut.into()))?
             .map_err(SendError::Io)?;

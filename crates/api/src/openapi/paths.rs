@@ -132,6 +132,57 @@ pub(super) fn session_and_status(d: &mut Doc, f: &Facts<'_>) {
         None,
         200,
     );
+    d.op(
+        "get",
+        "/v1/edges",
+        "The pool's paired edges: name, internal listener, external names, certificate fingerprint",
+        "edges.read",
+        vec![],
+        None,
+        200,
+    );
+    let edge_name = json!({ "type": "string", "pattern": "^[a-z0-9-]{1,32}$" });
+    // IPv6 ([addr]:port) is accepted too; the document says IPv4 only, as
+    // for lockout sources.
+    let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+    let port = "([0-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    let hostport = json!({
+        "type": "string",
+        "pattern": format!("^{octet}(\\.{octet}){{3}}:{port}$"),
+        "description": "IP:port",
+    });
+    let host = json!({
+        "type": "string", "maxLength": 253,
+        "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$",
+        "description": "a host name or an IP address",
+    });
+    let pair = obj(
+        &["name", "internal", "external_names"],
+        json!({
+            "name": edge_name,
+            "internal": hostport,
+            "external_names": { "type": "array", "items": host, "minItems": 1, "maxItems": 8 },
+            "front_end": hostport,
+        }),
+    );
+    d.op(
+        "post",
+        "/v1/edges",
+        "Pair an edge: issues its internal and external certificates and returns its pairing file (which holds its keys and the pool's topology key: store it with mode 0600)",
+        "edges.write",
+        vec![],
+        Some(pair),
+        201,
+    );
+    d.op(
+        "delete",
+        "/v1/edges/{name}",
+        "Unpair an edge: its certificate is no longer accepted",
+        "edges.write",
+        vec![path_param("name", edge_name)],
+        None,
+        200,
+    );
 }
 
 /// SIP users, their effective policy, groups and members.

@@ -81,6 +81,9 @@ pub(super) enum AdminCmd {
     /// Federation: partners, their watch list, and how the policy decides.
     #[command(subcommand)]
     Federation(FederationCmd),
+    /// The pool's edges (`parapet edge`): pair, list, unpair.
+    #[command(subcommand)]
+    Edge(EdgeCmd),
     /// SIP users.
     #[command(subcommand)]
     User(UserCmd),
@@ -189,6 +192,38 @@ pub(super) enum FederationCmd {
         #[arg(long)]
         modality: String,
     },
+}
+
+#[derive(Subcommand)]
+pub(super) enum EdgeCmd {
+    /// Pair an edge with this pool: issues its certificates and writes its
+    /// pairing file (its keys and the pool's topology key; mode 0600), which
+    /// the edge is started with: `parapet edge --pairing FILE`.
+    ///
+    /// Example: parapet admin edge pair edge1 --internal 10.0.0.2:5061 --external edge.example.com --out edge1.json
+    Pair {
+        /// The edge's name: 1-32 of a-z, 0-9 and '-'.
+        name: String,
+        /// The edge's internal listener (mutual TLS with the pool), IP:port.
+        #[arg(long)]
+        internal: String,
+        /// A name or address the outside reaches the edge by (repeatable;
+        /// the first is advertised).
+        #[arg(long = "external", required = true)]
+        external: Vec<String>,
+        /// This server's SIP-over-TLS address as the edge reaches it
+        /// (needed when the TLS listener is bound to all interfaces).
+        #[arg(long)]
+        front_end: Option<String>,
+        /// Where to write the pairing file (created with mode 0600; refuses
+        /// to overwrite).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// The paired edges.
+    List,
+    /// Unpair an edge: its certificate is no longer accepted.
+    Unpair { name: String },
 }
 
 #[derive(Subcommand)]

@@ -10,6 +10,9 @@ mod render;
 mod security;
 mod users;
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
 use serde_json::json;
 
 use args::*;
@@ -201,6 +204,58 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             done(format!(
                 "cleared {} active lockouts",
                 v.get("cleared").map(|c| c.to_string()).unwrap_or_default()
+            ));
+        }
+        AdminCmd::Edge(EdgeCmd::Pair {
+            name,
+            internal,
+            external,
+            front_end,
+            out: file,
+        }) => {
+            let body = serde_json::json!({
+                "name": name,
+                "internal": internal,
+                "external_names": external,
+                "front_end": front_end,
+            });
+            // Created before asking, so a file that cannot be written does
+            // not leave a pairing nobody holds.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(|e| {
+                    format!(
+                        "{}: {e} (the pairing file is never overwritten)",
+                        file.display()
+                    )
+                })?;
+            let v = match authed()?.call("POST", "/v1/edges".into(), Some(body)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&file);
+                    return Err(e);
+                }
+            };
+            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            done(format!(
+                "edge {name} paired; start it with: parapet edge --pairing {} (the file holds its keys: keep it private)",
+                file.display()
+            ));
+        }
+        AdminCmd::Edge(EdgeCmd::List) => {
+            render(&authed()?.call("GET", "/v1/edges".into(), None).await?, out)
+        }
+        AdminCmd::Edge(EdgeCmd::Unpair { name }) => {
+            let path = format!("/v1/edges/{}", encode(&name));
+            authed()?.call("DELETE", path, None).await?;
+            done(format!(
+                "edge {name} unpaired: its certificate is no longer accepted"
             ));
         }
         AdminCmd::Federation(FederationCmd::Partners) => render(

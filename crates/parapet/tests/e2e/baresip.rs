@@ -34,7 +34,44 @@ impl Baresip {
         contact: &str,
         presence: bool,
     ) -> Baresip {
-        Baresip::start_full(s, user, password, contact, presence, None)
+        let opts = Opts {
+            presence,
+            ..Opts::default()
+        };
+        Baresip::start_full(s, user, password, contact, &opts)
+    }
+
+    /// A remote user: bound to `local_ip`, with `outbound` (host:port, TLS)
+    /// as its outbound proxy instead of the server (an edge).
+    pub(crate) fn start_through(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        local_ip: &'static str,
+        outbound: &str,
+    ) -> Baresip {
+        Baresip::through_until(s, user, password, contact, local_ip, outbound, READY)
+    }
+
+    /// [`Baresip::start_through`], waiting for `text` (e.g. a refusal)
+    /// instead of a successful registration.
+    pub(crate) fn through_until(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        local_ip: &'static str,
+        outbound: &str,
+        text: &str,
+    ) -> Baresip {
+        let opts = Opts {
+            local_ip: Some(local_ip),
+            outbound: Some(outbound.to_string()),
+            ready: Some(text.to_string()),
+            ..Opts::default()
+        };
+        Baresip::start_full(s, user, password, contact, &opts)
     }
 
     /// Without an outbound proxy: baresip finds the server through DNS
@@ -46,17 +83,14 @@ impl Baresip {
         contact: &str,
         dns_port: u16,
     ) -> Baresip {
-        Baresip::start_full(s, user, password, contact, false, Some(dns_port))
+        let opts = Opts {
+            dns: Some(dns_port),
+            ..Opts::default()
+        };
+        Baresip::start_full(s, user, password, contact, &opts)
     }
 
-    fn start_full(
-        s: &Server,
-        user: &str,
-        password: &str,
-        contact: &str,
-        presence: bool,
-        dns: Option<u16>,
-    ) -> Baresip {
+    fn start_full(s: &Server, user: &str, password: &str, contact: &str, opts: &Opts) -> Baresip {
         let dir = s.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
         let wav = dir.join("tone.wav");
@@ -64,8 +98,8 @@ impl Baresip {
         // The listening port is found free, but another test may take it
         // before baresip binds it: then try again on a fresh one.
         for _ in 0..3 {
-            let b = Baresip::spawn(s, &dir, &wav, user, password, contact, presence, dns);
-            let ready = "{0/TLS/v4} 200 OK (Parapet";
+            let b = Baresip::spawn(s, &dir, &wav, user, password, contact, opts);
+            let ready = opts.ready.as_deref().unwrap_or(READY);
             let taken = "Address already in use";
             if b.wait_for_either(ready, taken) == ready {
                 return b;
@@ -75,7 +109,6 @@ impl Baresip {
         panic!("baresip could not bind a free port three times");
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn spawn(
         s: &Server,
         dir: &std::path::Path,
@@ -83,13 +116,14 @@ impl Baresip {
         user: &str,
         password: &str,
         contact: &str,
-        presence: bool,
-        dns: Option<u16>,
+        opts: &Opts,
     ) -> Baresip {
+        let (presence, dns) = (opts.presence, opts.dns);
+        let local_ip = opts.local_ip.unwrap_or("127.0.0.1");
         // The README's recipe, with this test's port, CA and tone file.
         let (readme_config, readme_account) = readme_recipe();
         let mut config = readme_config
-            .replace("127.0.0.1:26071", &format!("127.0.0.1:{}", free_port()))
+            .replace("127.0.0.1:26071", &format!("{local_ip}:{}", free_port()))
             .replace(
                 "$PWD/../parapet-data/pki/ca.pem",
                 &s.data_dir().join("pki/ca.pem").display().to_string(),
@@ -111,7 +145,13 @@ impl Baresip {
                 "auth_pass=a-long-passphrase",
                 &format!("auth_pass={password}"),
             )
-            .replace("127.0.0.1:5061", &format!("{}:{}", s.host, s.tls));
+            .replace(
+                "127.0.0.1:5061",
+                &opts
+                    .outbound
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{}", s.host, s.tls)),
+            );
         if dns.is_some() {
             // No outbound proxy: baresip finds the server through DNS.
             let at = account
@@ -135,7 +175,7 @@ impl Baresip {
         let log = std::fs::File::create(&out).unwrap();
         // Line-buffered, so the test sees each line as it is printed.
         let mut child = Command::new("stdbuf")
-            .args(["-oL", "-eL", "baresip", "-s", "-v", "-n", "127.0.0.1", "-f"])
+            .args(["-oL", "-eL", "baresip", "-s", "-v", "-n", local_ip, "-f"])
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
@@ -151,7 +191,7 @@ impl Baresip {
         self.stdin.flush().unwrap();
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
     }
 
@@ -194,6 +234,20 @@ impl Drop for Baresip {
     }
 }
 
+/// What a registered client prints.
+pub(crate) const READY: &str = "{0/TLS/v4} 200 OK (Parapet";
+
+/// How a client is set up beyond the README's recipe.
+#[derive(Default)]
+pub(crate) struct Opts {
+    /// What to wait for instead of [`READY`].
+    ready: Option<String>,
+    presence: bool,
+    dns: Option<u16>,
+    local_ip: Option<&'static str>,
+    outbound: Option<String>,
+}
+
 /// The baresip recipe of the README: the `config` file's lines and alice's
 /// account line, exactly as written there.
 fn readme_recipe() -> (String, String) {
@@ -215,7 +269,7 @@ fn readme_recipe() -> (String, String) {
 }
 
 /// Waits until `text` shows `n` times in the client's output.
-fn wait_count(b: &Baresip, text: &str, n: usize) {
+pub(crate) fn wait_count(b: &Baresip, text: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.output().matches(text).count() < n {
         assert!(

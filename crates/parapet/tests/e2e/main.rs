@@ -21,6 +21,7 @@ mod baresip;
 mod calls;
 mod capacity;
 mod defaults;
+mod edge;
 mod federation;
 mod federation_dialogs;
 mod harness;

@@ -210,7 +210,7 @@ impl<S: store::Store> Core<S> {
     /// partner's connection (one we opened to a partner, or an inbound TLS
     /// connection that presented a certificate trusted for partners).
     pub(crate) fn partner_of(&mut self, src: &Source) -> Option<Arc<Identities>> {
-        if src.protocol != Protocol::Tls {
+        if src.protocol != Protocol::Tls || self.edges.is_edge(src.flow) {
             return None;
         }
         if let Some(ids) = self.fed.out_flows.get(&src.flow) {

@@ -1,0 +1,217 @@
+//! The pool's edges for administrators: pairing one (its certificates and
+//! the pool's topology key, returned once as the pairing file), listing
+//! them, unpairing one. The certificate work is the server's
+//! ([`EdgeRegistry`]); this module checks the input, the caller's rights,
+//! audits, and tells the SIP core the new list before answering.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use rbac::Target;
+use serde::{Deserialize, Serialize};
+use store::Store;
+
+use super::access::Caller;
+use super::extract::{Bytes, P as Path};
+use super::status::unavailable;
+use super::{internal, json, problem, AdminCmd, ApiResult, Ctx};
+
+/// What pairing needs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairRequest {
+    /// The edge's name: 1-32 of a-z, 0-9 and '-'.
+    pub name: String,
+    /// The edge's internal listener, `IP:port`.
+    pub internal: String,
+    /// The names (or addresses) the outside reaches the edge by; the first
+    /// is what the edge advertises.
+    pub external_names: Vec<String>,
+    /// This front end's SIP-over-TLS address as the edge reaches it
+    /// (`IP:port`); needed when the TLS listener is bound to all interfaces.
+    #[serde(default)]
+    pub front_end: Option<String>,
+}
+
+/// A paired edge as listed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EdgeRecord {
+    pub name: String,
+    pub internal: String,
+    pub external_names: Vec<String>,
+    /// SHA-256 of its internal certificate, hex.
+    pub fingerprint: String,
+    pub paired_at: i64,
+    pub expires_at: i64,
+}
+
+/// Why pairing failed: the operator's input, or the server.
+#[derive(Debug)]
+pub enum PairError {
+    Invalid(String),
+    /// The request is fine but this server cannot satisfy it as set up.
+    Conflict(String),
+    Server(String),
+}
+
+/// The server's side of pairing (certificates, files, the topology key).
+/// Called on a blocking thread.
+pub trait EdgeRegistry: Send + Sync + std::fmt::Debug + 'static {
+    /// Issues the edge's certificates and returns the pairing file's
+    /// content; pairing a name again replaces the earlier pairing.
+    fn pair(&self, req: &PairRequest) -> Result<serde_json::Value, PairError>;
+    fn list(&self) -> Result<Vec<EdgeRecord>, String>;
+    /// `false`: no such edge.
+    fn unpair(&self, name: &str) -> Result<bool, String>;
+    /// The list the SIP core recognises edges by.
+    fn paired(&self) -> Result<Vec<sip_app::edges::PairedEdge>, String>;
+}
+
+/// A name an edge may have.
+pub fn valid_edge_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check(req: &PairRequest) -> Result<(), String> {
+    if !valid_edge_name(&req.name) {
+        return Err("name must be 1-32 characters of a-z, 0-9 and '-', e.g. edge1".into());
+    }
+    if req.internal.parse::<std::net::SocketAddr>().is_err() {
+        return Err(
+            "internal must be the edge's internal listener as IP:port, e.g. 10.0.0.2:5061".into(),
+        );
+    }
+    if let Some(fe) = &req.front_end {
+        if fe.parse::<std::net::SocketAddr>().is_err() {
+            return Err("front_end must be this server's SIP-over-TLS address as IP:port, e.g. 10.0.0.1:5061".into());
+        }
+    }
+    if req.external_names.is_empty() || req.external_names.len() > 8 {
+        return Err("external_names must list 1 to 8 names the outside reaches the edge by, e.g. [\"edge.example.com\"]".into());
+    }
+    for n in &req.external_names {
+        if n.parse::<std::net::IpAddr>().is_err() && !policy::valid_domain(n) {
+            return Err(format!(
+                "external_names: {n:?} is neither a host name nor an IP address"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, axum::response::Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(format!("edge registry task failed: {e}")))
+}
+
+impl<S: Store> Ctx<S> {
+    fn edges(&self) -> Result<std::sync::Arc<dyn EdgeRegistry>, axum::response::Response> {
+        self.edges.clone().ok_or_else(|| {
+            problem(
+                StatusCode::CONFLICT,
+                "edges are paired with the pool's private CA, and this server uses the operator's certificates (tls_cert): issue the edge's certificates from your PKI",
+            )
+        })
+    }
+
+    /// Tells the SIP core the current list (before the API answers).
+    async fn reload_edges(
+        &self,
+        reg: std::sync::Arc<dyn EdgeRegistry>,
+    ) -> Result<(), axum::response::Response> {
+        let list = blocking(move || reg.paired()).await?.map_err(internal)?;
+        self.ask(|reply| AdminCmd::SetEdges(list, reply))
+            .await
+            .ok_or_else(unavailable)
+    }
+}
+
+pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
+    ctx.allow(&c, "edges.read", Target::Any, "edges").await?;
+    let reg = ctx.edges()?;
+    let rows = blocking(move || reg.list()).await?.map_err(internal)?;
+    Ok(json(StatusCode::OK, &rows))
+}
+
+pub(crate) async fn pair<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: PairRequest = super::body(&bytes)?;
+    check(&req).map_err(|e| problem(StatusCode::BAD_REQUEST, e))?;
+    ctx.allow(&c, "edges.write", Target::All, "edges").await?;
+    let reg = ctx.edges()?;
+    let r = reg.clone();
+    let req2 = req.clone();
+    let bundle = match blocking(move || r.pair(&req2)).await? {
+        Ok(b) => b,
+        Err(PairError::Invalid(e)) => return Err(problem(StatusCode::BAD_REQUEST, e)),
+        Err(PairError::Conflict(e)) => return Err(problem(StatusCode::CONFLICT, e)),
+        Err(PairError::Server(e)) => return Err(internal(e)),
+    };
+    ctx.reload_edges(reg).await?;
+    let entry = store::AuditEntry {
+        at: sip_app::unix_now(),
+        actor: c.actor.clone(),
+        source: c.source.clone(),
+        action: "edge.pair".into(),
+        object: format!("edge:{}", req.name),
+        outcome: "ok".into(),
+        detail: format!(
+            "internal {}, external {}",
+            req.internal,
+            req.external_names.join(" ")
+        ),
+        before: None,
+        after: None,
+    };
+    ctx.store.append_audit(entry).await.map_err(internal)?;
+    Ok(json(StatusCode::CREATED, &bundle))
+}
+
+pub(crate) async fn unpair<S: Store>(
+    State(ctx): State<Ctx<S>>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !valid_edge_name(&name) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "an edge's name is 1-32 characters of a-z, 0-9 and '-'",
+        ));
+    }
+    ctx.allow(&c, "edges.write", Target::All, "edges").await?;
+    let reg = ctx.edges()?;
+    let r = reg.clone();
+    let n = name.clone();
+    let gone = blocking(move || r.unpair(&n)).await?.map_err(internal)?;
+    if !gone {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            format!("no edge named {name} is paired (parapet admin edge list)"),
+        ));
+    }
+    ctx.reload_edges(reg).await?;
+    let entry = store::AuditEntry {
+        at: sip_app::unix_now(),
+        actor: c.actor.clone(),
+        source: c.source.clone(),
+        action: "edge.unpair".into(),
+        object: format!("edge:{name}"),
+        outcome: "ok".into(),
+        detail: "its certificate is no longer accepted".into(),
+        before: None,
+        after: None,
+    };
+    ctx.store.append_audit(entry).await.map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "name": name, "unpaired": true }),
+    ))
+}

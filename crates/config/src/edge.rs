@@ -1,0 +1,153 @@
+//! The configuration of `parapet edge`: where the pairing file is and where
+//! to listen. What the pool decides (lockout thresholds, rates) has its
+//! defaults here until the pool's snapshot provides them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::{ListenUrl, RawLockout, Scheme};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdgeConfig {
+    pub pairing: Option<PathBuf>,
+    pub listen: Option<Vec<String>>,
+    pub internal_listen: Option<String>,
+    pub external_names: Option<Vec<String>>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub lockout: RawLockout,
+    #[serde(default)]
+    pub limits: RawEdgeLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdgeLimits {
+    pub source_rate: Option<u32>,
+    pub source_burst: Option<u32>,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// A validated edge configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub pairing: PathBuf,
+    /// External listeners: TLS and WSS only.
+    pub listen: Vec<ListenUrl>,
+    /// `None`: the pairing file's internal address.
+    pub internal_listen: Option<SocketAddr>,
+    /// Empty: the pairing file's names.
+    pub external_names: Vec<String>,
+    pub log_format: String,
+    pub lockout: auth::lockout::LockoutConfig,
+    pub source_rate: (u32, u32),
+    pub max_connections_per_ip: usize,
+}
+
+/// The external listeners when none are configured.
+pub const DEFAULT_EDGE_LISTEN: [&str; 2] = ["tls://0.0.0.0:5061", "wss://0.0.0.0:443"];
+
+impl RawEdgeConfig {
+    pub fn from_toml(text: &str) -> Result<RawEdgeConfig, String> {
+        toml::from_str(text).map_err(|e| format!("edge configuration: {e}"))
+    }
+
+    pub fn build(self) -> Result<EdgeSettings, String> {
+        let pairing = self.pairing.ok_or(
+            "pairing: the pairing file is needed (made on the front end by `parapet admin edge pair`); give it with --pairing FILE",
+        )?;
+        let listen_raw = self.listen.unwrap_or_else(|| {
+            DEFAULT_EDGE_LISTEN
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        });
+        if listen_raw.is_empty() {
+            return Err(
+                "listen: the edge needs at least one external listener, e.g. tls://0.0.0.0:5061"
+                    .into(),
+            );
+        }
+        let listen = listen_raw
+            .iter()
+            .map(|s| s.parse::<ListenUrl>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(bad) = listen
+            .iter()
+            .find(|l| !matches!(l.scheme, Scheme::Tls | Scheme::Wss))
+        {
+            return Err(format!(
+                "listen: {bad} is not encrypted; the edge's external side takes tls:// and wss:// only"
+            ));
+        }
+        let internal_listen = self
+            .internal_listen
+            .map(|s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    format!("internal_listen {s:?} is not an address:port, e.g. 10.0.0.2:5061")
+                })
+            })
+            .transpose()?;
+        if let Some(i) = internal_listen {
+            if listen.iter().any(|l| l.addr == i) {
+                return Err(format!(
+                    "internal_listen {i} is also an external listener: the two sides need separate addresses"
+                ));
+            }
+        }
+        let log_format = self.log_format.unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            return Err(format!("log_format {log_format:?}: use text or json"));
+        }
+        let source_rate = (
+            self.limits.source_rate.unwrap_or(100),
+            self.limits.source_burst.unwrap_or(200),
+        );
+        if source_rate.0 == 0 || source_rate.1 == 0 {
+            return Err("limits.source_rate and limits.source_burst must be at least 1".into());
+        }
+        Ok(EdgeSettings {
+            pairing,
+            listen,
+            internal_listen,
+            external_names: self.external_names.unwrap_or_default(),
+            log_format,
+            lockout: self.lockout.build()?,
+            source_rate,
+            max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_what_is_refused() {
+        let s = RawEdgeConfig::from_toml("pairing = \"/etc/parapet/edge1.json\"")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.source_rate, (100, 200));
+        assert!(RawEdgeConfig::default()
+            .build()
+            .unwrap_err()
+            .contains("--pairing"));
+        let plain = RawEdgeConfig::from_toml("pairing = \"p\"\nlisten = [\"udp://0.0.0.0:5060\"]")
+            .unwrap()
+            .build();
+        assert!(plain.unwrap_err().contains("not encrypted"));
+        let same = RawEdgeConfig::from_toml(
+            "pairing = \"p\"\nlisten = [\"tls://127.0.0.10:5061\"]\ninternal_listen = \"127.0.0.10:5061\"",
+        )
+        .unwrap()
+        .build();
+        assert!(same.unwrap_err().contains("separate addresses"));
+        assert!(RawEdgeConfig::from_toml("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! The running edge: the outside's listeners, the inside's link to the
+//! pool, and the relay between them.
+//!
+//! Two transports, so nothing received on one side can pass for the other:
+//! the external one (TLS and WSS for remote users) and the internal one
+//! (mutual TLS only: the connections the edge opens to the front ends, from
+//! its internal address, and its internal listener, which accepts only the
+//! pool's front ends). One task relays both ways; it keeps no state per
+//! transaction or dialog ([`crate::topology`]), only the links to the pool,
+//! the security filter's counters and the per-source rates.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth::lockout::{Gate, LockoutConfig, SecurityFilter};
+use auth::ratelimit::RateLimiter;
+use bytes::Bytes;
+use sip::headers::AuthValue;
+use sip::{HeaderKind, Message, RequestFields};
+use sip_transport::{ClientTls, FlowId, Inbound, Listener, Protocol, Source, Target, Transport};
+use tokio::sync::mpsc;
+
+use crate::pairing::Pairing;
+use crate::token::Sealer;
+use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
+
+/// How an edge runs: the pairing file's content and where to listen.
+#[derive(Debug)]
+pub struct EdgeConfig {
+    pub pairing: Pairing,
+    /// The external listeners: TLS and WSS.
+    pub external: Vec<(Protocol, SocketAddr)>,
+    /// The internal listener (mutual TLS, for the pool).
+    pub internal: SocketAddr,
+    /// Names the outside reaches the edge by; the first is advertised.
+    pub external_names: Vec<String>,
+    pub lockout: LockoutConfig,
+    /// Requests per second and burst from one source address.
+    pub rate: (u32, u32),
+    pub max_connections_per_ip: usize,
+}
+
+/// What the edge's TLS needs, built from the pairing file.
+#[derive(Debug)]
+struct Tls {
+    external: Arc<rustls::ServerConfig>,
+    internal: Arc<rustls::ServerConfig>,
+    client: ClientTls,
+}
+
+fn tls(p: &Pairing) -> Result<Tls, String> {
+    use sip_transport::tls::{certs_from_pem, key_from_pem, server_config, ClientAuth};
+    let ca = certs_from_pem(p.ca.as_bytes()).map_err(|e| format!("pairing: ca: {e}"))?;
+    let chain = certs_from_pem(p.certificate.as_bytes())
+        .map_err(|e| format!("pairing: certificate: {e}"))?;
+    let key = key_from_pem(p.key.as_bytes()).map_err(|e| format!("pairing: key: {e}"))?;
+    let ext_chain = certs_from_pem(p.external_certificate.as_bytes())
+        .map_err(|e| format!("pairing: external_certificate: {e}"))?;
+    let ext_key = key_from_pem(p.external_key.as_bytes())
+        .map_err(|e| format!("pairing: external_key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &ca {
+        roots
+            .add(c.clone())
+            .map_err(|e| format!("pairing: ca: {e}"))?;
+    }
+    let roots = Arc::new(roots);
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("pairing: ca: {e}"))?;
+    let internal = server_config(
+        chain.clone(),
+        key.clone_key(),
+        ClientAuth::Verifier(verifier),
+    )
+    .map_err(|e| format!("internal TLS: {e}"))?;
+    let external = server_config(ext_chain, ext_key, ClientAuth::None)
+        .map_err(|e| format!("external TLS: {e}"))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("internal TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("pairing: certificate and key: {e}"))?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(p.front_end_name.clone()).map_err(|_| {
+            format!(
+                "pairing: front_end_name {:?} is not a name",
+                p.front_end_name
+            )
+        })?;
+    Ok(Tls {
+        external,
+        internal,
+        client: ClientTls {
+            config: Arc::new(client),
+            server_name,
+        },
+    })
+}
+
+/// A link to the pool being opened or open.
+#[derive(Debug)]
+struct Link {
+    addr: SocketAddr,
+    flow: Option<FlowId>,
+    connecting: bool,
+    /// When to try again after a failure.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// The relay's state.
+struct Edge {
+    topo: Topology,
+    ext: Transport,
+    int: Transport,
+    client_tls: ClientTls,
+    links: Vec<Link>,
+    /// Connections from the pool: the links the edge opened and those the
+    /// front ends opened to the internal listener.
+    pool_flows: HashSet<FlowId>,
+    /// Internal connections seen that are not the pool's.
+    strangers: HashSet<FlowId>,
+    next_link: usize,
+    domain: String,
+    filter: SecurityFilter,
+    rate: RateLimiter,
+    tag_seq: u64,
+    connected: mpsc::Sender<(usize, Option<FlowId>)>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge").field("links", &self.links).finish()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Binds both sides and relays until the returned future is dropped or a
+/// listener fails.
+pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
+    let p = &cfg.pairing;
+    let tls = tls(p)?;
+    let key = p.topology_key()?;
+    let ext_listeners: Vec<Listener> = cfg
+        .external
+        .iter()
+        .map(|(proto, a)| match proto {
+            Protocol::Wss => Listener::Wss(*a, tls.external.clone()),
+            _ => Listener::Tls(*a, tls.external.clone()),
+        })
+        .collect();
+    let ext_cfg = sip_transport::TransportConfig {
+        max_connections_per_ip: cfg.max_connections_per_ip,
+        ..sip_transport::TransportConfig::default()
+    };
+    let (ext, mut ext_rx) = Transport::bind(ext_cfg, ext_listeners)
+        .await
+        .map_err(|e| format!("cannot bind an external listener: {e}"))?;
+    let int_cfg = sip_transport::TransportConfig {
+        connect_from: Some(cfg.internal.ip()).filter(|ip| !ip.is_unspecified()),
+        // The pool's few connections carry everyone's traffic.
+        max_outbound_queue: 65_536,
+        ..sip_transport::TransportConfig::default()
+    };
+    let (int, mut int_rx) = Transport::bind(
+        int_cfg,
+        vec![Listener::Tls(cfg.internal, tls.internal.clone())],
+    )
+    .await
+    .map_err(|e| format!("cannot bind the internal listener {}: {e}", cfg.internal))?;
+    for (proto, addr, _) in ext.local_addrs() {
+        tracing::info!(side = "external", protocol = proto.via_token(), %addr, "listening");
+    }
+    for (proto, addr, _) in int.local_addrs() {
+        tracing::info!(side = "internal", protocol = proto.via_token(), %addr, "listening");
+    }
+    let first = cfg
+        .external_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| p.domain.clone());
+    let port_of = |proto: Protocol| {
+        ext.local_addrs()
+            .iter()
+            .find(|l| l.0 == proto)
+            .map(|l| l.1.port())
+    };
+    let mut advertised = Vec::new();
+    for proto in [Protocol::Tls, Protocol::Wss] {
+        if let Some(port) = port_of(proto) {
+            advertised.push((proto, Name::new(&first, port)));
+        }
+    }
+    let mut names = Vec::new();
+    for (_, addr, _) in ext.local_addrs() {
+        for n in &cfg.external_names {
+            names.push(Name::new(n, addr.port()));
+        }
+        if !addr.ip().is_unspecified() {
+            names.push(Name::new(&host_text(addr.ip()), addr.port()));
+        }
+    }
+    let int_addr = int
+        .local_addr(Protocol::Tls)
+        .ok_or("the internal listener did not bind")?;
+    let topo = Topology::new(
+        Sealer::new(&key),
+        advertised,
+        names,
+        Name::new(&host_text(int_addr.ip()), int_addr.port()),
+    );
+    let (connected, mut connected_rx) = mpsc::channel(16);
+    let now = Instant::now();
+    let mut edge = Edge {
+        topo,
+        ext: ext.clone(),
+        int: int.clone(),
+        client_tls: tls.client,
+        links: p
+            .front_ends
+            .iter()
+            .map(|a| Link {
+                addr: *a,
+                flow: None,
+                connecting: false,
+                retry_at: now,
+                backoff: Duration::from_millis(250),
+            })
+            .collect(),
+        pool_flows: HashSet::new(),
+        strangers: HashSet::new(),
+        next_link: 0,
+        domain: p.domain.clone(),
+        filter: SecurityFilter::new(cfg.lockout),
+        rate: RateLimiter::new(cfg.rate.0, cfg.rate.1, 100_000),
+        tag_seq: 0,
+        connected,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut keepalive = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            Some(m) = ext_rx.recv() => edge.on_external(m).await,
+            Some(m) = int_rx.recv() => edge.on_internal(m).await,
+            Some((i, flow)) = connected_rx.recv() => edge.on_connected(i, flow),
+            _ = tick.tick() => edge.housekeeping(),
+            _ = keepalive.tick() => edge.keepalive().await,
+            else => break,
+        }
+    }
+    ext.shutdown();
+    int.shutdown();
+    Ok(())
+}
+
+/// A front end's certificate names the pool's SIP domain by a `sip:` URI
+/// (RFC 5922); an edge's internal certificate does not.
+fn is_front_end(leaf: &rustls_pki_types::CertificateDer<'_>, domain: &str) -> bool {
+    federation::identity::identities(leaf)
+        .is_ok_and(|ids| ids.source == federation::identity::Source::SipUri && ids.covers(domain))
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// `sip:user@realm` from a request's digest credentials, when they are for
+/// this domain: the account the security filter counts against.
+fn credentials_account(msg: &Message, domain: &str) -> Option<String> {
+    [HeaderKind::Authorization, HeaderKind::ProxyAuthorization]
+        .into_iter()
+        .flat_map(|k| msg.headers_of(k))
+        .filter_map(|h| AuthValue::parse(h.value).ok())
+        .find(|a| {
+            a.param("realm")
+                .is_some_and(|r| r.eq_ignore_ascii_case(domain))
+        })
+        .and_then(|a| a.param("username").map(|u| format!("sip:{u}@{domain}")))
+}
+
+impl Edge {
+    fn tag(&mut self) -> String {
+        self.tag_seq += 1;
+        format!("pe{:x}", self.tag_seq)
+    }
+
+    /// Answers a request ourselves (never an ACK).
+    async fn reply(
+        &mut self,
+        side: &Transport,
+        msg: &Message,
+        src: &Source,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        if msg.method().map(|m| m.as_str()) == Some("ACK") {
+            return;
+        }
+        let tag = self.tag();
+        let mut b = sip::build::ResponseBuilder::new(msg, status, reason).to_tag(&tag);
+        for (n, v) in extra {
+            b = b.header(n, v);
+        }
+        let target = match src.protocol {
+            Protocol::Udp => Target::Udp {
+                flow: src.flow,
+                dest: src.remote,
+            },
+            _ => Target::Flow(src.flow),
+        };
+        let _ = side.send(target, b.finish()).await;
+    }
+
+    /// A live connection to the pool, round robin.
+    fn pool_flow(&mut self) -> Option<FlowId> {
+        let live: Vec<FlowId> = self.links.iter().filter_map(|l| l.flow).collect();
+        let pick = if live.is_empty() {
+            self.pool_flows.iter().next().copied()
+        } else {
+            self.next_link = self.next_link.wrapping_add(1);
+            live.get(self.next_link % live.len()).copied()
+        };
+        pick.filter(|f| self.int.flow_local(*f).is_some())
+    }
+
+    async fn send_inward(&mut self, prefer: Option<FlowId>, bytes: Bytes) -> bool {
+        let mut tries = prefer
+            .filter(|f| self.pool_flows.contains(f))
+            .into_iter()
+            .chain(self.pool_flow())
+            .collect::<Vec<_>>();
+        tries.dedup();
+        for f in tries {
+            if self.int.send(Target::Flow(f), bytes.clone()).await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn on_external(&mut self, m: Inbound) {
+        let (msg, src) = (m.message, m.source);
+        if msg.is_response() {
+            match self.topo.inward_response(&msg) {
+                Ok(r) => {
+                    if !self.send_inward(Some(r.flow), r.bytes).await {
+                        tracing::debug!("response from outside: no link to the pool");
+                    }
+                }
+                Err(_) => {
+                    tracing::debug!(remote = %src.remote, "response from outside that is not ours dropped")
+                }
+            }
+            return;
+        }
+        let ext = self.ext.clone();
+        let f = match RequestFields::extract(&msg) {
+            Ok(f) => f,
+            Err(e) => {
+                let (status, reason) = (e.status(), e.reason());
+                return self.reply(&ext, &msg, &src, status, &reason, &[]).await;
+            }
+        };
+        let to_tag = f.to.tag().is_some();
+        let is_ack = f.method.as_str() == "ACK";
+        let ip = src.remote.ip();
+        if !is_ack && !self.rate.allow(ip, Instant::now()) {
+            return self
+                .reply(
+                    &ext,
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (Rate Limit Exceeded)",
+                    &[("Retry-After", "1")],
+                )
+                .await;
+        }
+        let account = credentials_account(&msg, &self.domain);
+        if let Some(a) = &account {
+            let now = unix_now();
+            if let Gate::Refuse { until } = self.filter.check(a, ip, now) {
+                let retry = until.saturating_sub(now).to_string();
+                return self
+                    .reply(
+                        &ext,
+                        &msg,
+                        &src,
+                        403,
+                        "Forbidden (Too Many Failed Sign-Ins)",
+                        &[("Retry-After", retry.as_str())],
+                    )
+                    .await;
+            }
+        }
+        let sender = Sender {
+            flow: src.flow,
+            protocol: src.protocol,
+            remote: src.remote,
+            account,
+        };
+        match self.topo.inward_request(&msg, to_tag, &sender) {
+            Ok(inward) => {
+                if !self.send_inward(None, inward.bytes).await {
+                    self.reply(
+                        &ext,
+                        &msg,
+                        &src,
+                        503,
+                        "Service Unavailable (No Front End Reachable)",
+                        &[("Retry-After", "5")],
+                    )
+                    .await;
+                }
+            }
+            Err(Refused(status, reason)) => {
+                self.reply(&ext, &msg, &src, status, reason, &[]).await;
+            }
+        }
+    }
+
+    /// Whether an internal connection is the pool's: one the edge opened,
+    /// or one whose certificate (already verified against the pool's CA)
+    /// speaks for the pool's domain — another edge's certificate does not.
+    fn is_pool_connection(&mut self, src: &Source) -> bool {
+        if self.pool_flows.contains(&src.flow) {
+            return true;
+        }
+        if self.strangers.contains(&src.flow) {
+            return false;
+        }
+        let ok = src
+            .peer_certificates
+            .as_ref()
+            .and_then(|c| c.first())
+            .is_some_and(|leaf| is_front_end(leaf, &self.domain));
+        if ok {
+            self.pool_flows.insert(src.flow);
+        } else {
+            tracing::warn!(remote = %src.remote, "internal connection from something that is not a front end of the pool: ignored");
+            self.strangers.insert(src.flow);
+        }
+        ok
+    }
+
+    async fn on_internal(&mut self, m: Inbound) {
+        let (msg, src) = (m.message, m.source);
+        if !self.is_pool_connection(&src) {
+            return;
+        }
+        if msg.is_response() {
+            let outcome = msg
+                .headers_named(TRUST_HEADER)
+                .map(|h| h.value.to_ascii_lowercase())
+                .next();
+            match self.topo.outward_response(&msg) {
+                Ok(r) => {
+                    if let (Some(account), Some(source), Some(outcome)) =
+                        (&r.account, r.source, outcome)
+                    {
+                        let now = unix_now();
+                        if outcome.contains("sign-in=failed") {
+                            for e in self.filter.failure(account, source.ip(), now) {
+                                tracing::warn!(?e, "lockout at the edge");
+                            }
+                        } else if outcome.contains("sign-in=ok") {
+                            self.filter.success(account, source.ip(), now);
+                        }
+                    }
+                    let _ = self.ext.send(Target::Flow(r.flow), r.bytes).await;
+                }
+                Err(_) => tracing::debug!("response from the pool that is not ours dropped"),
+            }
+            return;
+        }
+        let int = self.int.clone();
+        let to_tag = match RequestFields::extract(&msg) {
+            Ok(f) => f.to.tag().is_some(),
+            Err(e) => {
+                let (status, reason) = (e.status(), e.reason());
+                return self.reply(&int, &msg, &src, status, &reason, &[]).await;
+            }
+        };
+        match self.topo.outward_request(&msg, to_tag, src.flow) {
+            Ok(out) => {
+                if self
+                    .ext
+                    .send(Target::Flow(out.flow), out.bytes)
+                    .await
+                    .is_err()
+                {
+                    // RFC 5626 §5.3: the flow a route token names is gone.
+                    self.reply(&int, &msg, &src, 430, "Flow Failed", &[]).await;
+                }
+            }
+            Err(Refused(status, reason)) => {
+                self.reply(&int, &msg, &src, status, reason, &[]).await;
+            }
+        }
+    }
+
+    fn on_connected(&mut self, i: usize, flow: Option<FlowId>) {
+        let Some(link) = self.links.get_mut(i) else {
+            return;
+        };
+        link.connecting = false;
+        match flow {
+            Some(f) => {
+                tracing::info!(front_end = %link.addr, "linked to the pool");
+                link.flow = Some(f);
+                link.backoff = Duration::from_millis(250);
+                self.pool_flows.insert(f);
+            }
+            None => {
+                link.retry_at = Instant::now() + link.backoff;
+                link.backoff = (link.backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Drops closed connections and (re)opens links to the pool.
+    fn housekeeping(&mut self) {
+        for f in self.int.closed_flows() {
+            self.pool_flows.remove(&f);
+            self.strangers.remove(&f);
+            for l in &mut self.links {
+                if l.flow == Some(f) {
+                    tracing::warn!(front_end = %l.addr, "link to the pool closed");
+                    l.flow = None;
+                    l.retry_at = Instant::now();
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if l.flow.is_some() || l.connecting || l.retry_at > now {
+                continue;
+            }
+            l.connecting = true;
+            let (int, tls, addr, done) = (
+                self.int.clone(),
+                self.client_tls.clone(),
+                l.addr,
+                self.connected.clone(),
+            );
+            tokio::spawn(async move {
+                let flow = match int.open(addr, Some(tls)).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        tracing::warn!(front_end = %addr, error = %e, "cannot link to the pool");
+                        None
+                    }
+                };
+                let _ = done.send((i, flow)).await;
+            });
+        }
+    }
+
+    /// CRLF keep-alives (RFC 5626 §3.5.1) on the links, so no idle timer
+    /// closes them between calls.
+    async fn keepalive(&mut self) {
+        for f in self.links.iter().filter_map(|l| l.flow).collect::<Vec<_>>() {
+            let _ = self
+                .int
+                .send(Target::Flow(f), Bytes::from_static(b"\r\n\r\n"))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The Edge role on one machine: a front end on 127.0.0.2, an edge whose
+//! external side is 127.0.0.10 and internal side 127.0.0.11, paired with
+//! the documented command; remote baresip users on 127.0.0.20 reach the
+//! pool only through the edge, internal ones (127.0.0.3) directly.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::baresip::{wait_count, Baresip, READY};
+use crate::harness::*;
+
+const EXTERNAL: &str = "127.0.0.10";
+const INTERNAL: &str = "127.0.0.11";
+const REMOTE: &str = "127.0.0.20";
+const FRONT_END: &str = "127.0.0.2";
+const INSIDE_CLIENT: &str = "127.0.0.3";
+
+/// A running `parapet edge`.
+pub(crate) struct Edge {
+    child: Option<Child>,
+    log: PathBuf,
+    pub(crate) pairing: PathBuf,
+    pub(crate) external_port: u16,
+}
+
+impl Edge {
+    /// Pairs an edge with `fe` (`parapet admin edge pair`) and starts it.
+    pub(crate) fn pair_and_start(fe: &Server, name: &str) -> Edge {
+        let internal_port = free_port();
+        let pairing = fe.dir.join(format!("{name}.pairing.json"));
+        let o = fe.admin(
+            &[
+                "edge",
+                "pair",
+                name,
+                "--internal",
+                &format!("{INTERNAL}:{internal_port}"),
+                "--external",
+                EXTERNAL,
+                "--out",
+                pairing.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+        let mut e = Edge {
+            child: None,
+            log: fe.dir.join(format!("{name}.log")),
+            pairing,
+            external_port: free_port(),
+        };
+        e.start();
+        e
+    }
+
+    pub(crate) fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(["edge", "--pairing"])
+            .arg(&self.pairing)
+            .arg(format!("--listen=tls://{EXTERNAL}:{}", self.external_port))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_log("linked to the pool", 1);
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log shows `text` `n` times.
+    pub(crate) fn wait_log(&self, text: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log().matches(text).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the edge never logged {text:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The outbound proxy remote clients use.
+    pub(crate) fn outbound(&self) -> String {
+        format!("{EXTERNAL}:{}", self.external_port)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Whether `line` names the address `ip` (not merely a longer one that
+/// starts like it: 127.0.0.2 is not in 127.0.0.20).
+fn mentions(line: &str, ip: &str) -> bool {
+    line.match_indices(ip)
+        .any(|(i, _)| !line[i + ip.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The lines of the SIP messages in a baresip trace (`-s`): each message
+/// follows a `TLS a -> b` line and ends at the colour reset; SDP lines
+/// (media, the relay's business) are left out.
+fn sip_lines(trace: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in trace.lines() {
+        if l.starts_with("TLS ") && l.contains(" -> ") {
+            inside = true;
+            continue;
+        }
+        if l.contains("[;m") {
+            inside = false;
+        }
+        let sdp = l.len() > 1 && l.as_bytes()[1] == b'=' && l.as_bytes()[0].is_ascii_lowercase();
+        if inside && !sdp && !l.trim().is_empty() {
+            out.push(l.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_remote_user_signs_in_messages_and_calls_through_the_edge_and_sees_nothing_inside() {
+    let s = Server::org_at("edge-pool", "example.test", FRONT_END, "");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    // Remote access is off by default: granted to alice (a named policy),
+    // not to carol.
+    s.add_user("carol", "staple-battery-horse");
+    for args in [
+        &[
+            "policy",
+            "set",
+            "external_access",
+            "named:remote",
+            "remote_access=true",
+        ][..],
+        &[
+            "grant",
+            "add",
+            "external_access",
+            "remote",
+            "user:sip:alice@example.test",
+        ][..],
+    ] {
+        let o = s.admin(args, "");
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let edge = Edge::pair_and_start(&s, "edge1");
+    // The pairing file holds keys: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&edge.pairing)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "pairing file mode {mode:o}");
+    // The front end does not answer on the edge's addresses at all.
+    assert!(std::net::TcpStream::connect((EXTERNAL, s.tls)).is_err());
+
+    let front_end = format!("{FRONT_END}:{}", s.tls);
+    let mut bob = Baresip::start_through(
+        &s,
+        "bob",
+        "battery-staple-horse",
+        "alice",
+        INSIDE_CLIENT,
+        &front_end,
+    );
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start_through(
+        &s,
+        "alice",
+        "correct-horse-battery",
+        "bob",
+        REMOTE,
+        &edge.outbound(),
+    );
+    // Messages both ways: bob's reaches alice through the edge by the Path
+    // her registration recorded.
+    alice.cmd("/message hello-from-outside");
+    bob.wait_for("sip:alice@example.test: \"hello-from-outside\"");
+    bob.cmd("/message hello-from-inside");
+    alice.wait_for("sip:bob@example.test: \"hello-from-inside\"");
+    // Alice calls bob; media flows; alice hangs up through the edge.
+    alice.cmd("/dial sip:bob@example.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@example.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    alice.cmd("/hangup");
+    bob.wait_for("BYE sip:bob");
+    bob.wait_for("session closed");
+    // Bob calls alice back (through the edge, by her Path) and hangs up.
+    bob.cmd("/dial sip:alice@example.test");
+    alice.wait_for("sip:bob@example.test - (press 'a' to accept)");
+    alice.cmd("/accept");
+    wait_count(&alice, "Call established: sip:bob@example.test", 2);
+    wait_count(&bob, "Call established: sip:alice@example.test", 2);
+    let ended = alice.output().matches("session closed").count();
+    bob.cmd("/hangup");
+    alice.wait_for("BYE sip:alice");
+    wait_count(&alice, "session closed", ended + 1);
+
+    // Nothing of the inside reached alice: no address of the front end, of
+    // the edge's internal side or of bob's device, not bob's Contact, and
+    // no trust header, in any SIP message she received or sent.
+    let lines = sip_lines(&alice.output());
+    assert!(lines.len() > 100, "the trace was read: {}", lines.len());
+    let leaks: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            mentions(l, FRONT_END)
+                || mentions(l, INTERNAL)
+                || mentions(l, INSIDE_CLIENT)
+                || l.contains("bob-0x")
+                || l.to_ascii_lowercase().starts_with("p-parapet-edge")
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "inside topology leaked to the outside: {leaks:#?}"
+    );
+
+    // A user without remote access is refused at the front end (403),
+    // whatever her password.
+    let carol = Baresip::through_until(
+        &s,
+        "carol",
+        "staple-battery-horse",
+        "bob",
+        REMOTE,
+        &edge.outbound(),
+        "403 Forbidden (Remote Access Not Allowed)",
+    );
+    assert!(
+        !carol.output().contains(READY),
+        "carol signed in without remote access"
+    );
+    assert!(s
+        .log()
+        .contains("remote access through the edge is not allowed"));
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}

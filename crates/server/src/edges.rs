@@ -1,0 +1,282 @@
+//! Pairing edges with this pool: the certificates the private CA issues an
+//! edge, the pool's topology key, and the records of paired edges.
+//!
+//! ```text
+//! DATA_DIR/keys/edge-topology.key  32 random bytes, mode 0600: the key every
+//!                                  edge of the pool seals its tokens with
+//! DATA_DIR/edges/NAME.json         a paired edge: name, internal listener,
+//!                                  external names, certificate fingerprint
+//! ```
+//!
+//! An edge gets two certificates: an internal one (clientAuth and
+//! serverAuth, naming `urn:parapet:edge:NAME` and its internal address) for
+//! mutual TLS with the pool, and an external one (its external names and
+//! the `sip:DOMAIN` URI partners check) for the Internet side. The front end
+//! accepts an edge by its internal certificate's SHA-256, so unpairing (the
+//! record removed) ends its standing at once.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use api::edges::{EdgeRecord, EdgeRegistry, PairError, PairRequest};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use edge::pairing::{Pairing, EDGE_URI_PREFIX};
+use sip_app::edges::PairedEdge;
+
+/// How long an edge's certificates last.
+const CERT_DAYS: i64 = 397;
+
+/// The pool's edge registry, over the data directory.
+#[derive(Debug)]
+pub struct Registry {
+    root: PathBuf,
+    domain: String,
+    /// This front end's TLS listener, if bound to one address.
+    front_end: Option<SocketAddr>,
+}
+
+impl Registry {
+    /// `None` when the listeners use the operator's certificates
+    /// (`private_ca` false): the operator's PKI issues the edge's too.
+    pub fn new(
+        root: &Path,
+        domain: &str,
+        front_end: Option<SocketAddr>,
+        private_ca: bool,
+    ) -> Option<Registry> {
+        (private_ca && root.join("pki/ca-key.pem").exists()).then(|| Registry {
+            root: root.to_path_buf(),
+            domain: domain.to_owned(),
+            front_end,
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join("edges")
+    }
+
+    fn topology_key(&self) -> Result<[u8; 32], String> {
+        let p = self.root.join("keys/edge-topology.key");
+        if !p.exists() {
+            let k = auth::secret::SecretKey::generate()
+                .map_err(|_| "system random generator failed")?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            use std::io::Write;
+            f.write_all(&k)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        raw.try_into()
+            .map_err(|_| format!("{} is damaged (expected 32 bytes)", p.display()))
+    }
+
+    fn records(&self) -> Result<Vec<EdgeRecord>, String> {
+        let dir = self.dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let p = e.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let r: EdgeRecord = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: damaged edge record: {e}", p.display()))?;
+            out.push(r);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+fn gen_err(e: rcgen::Error) -> PairError {
+    PairError::Server(format!("certificate generation failed: {e}"))
+}
+
+fn san_for(name: &str) -> rcgen::SanType {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => rcgen::SanType::IpAddress(ip),
+        Err(_) => match rcgen::Ia5String::try_from(name.to_owned()) {
+            Ok(n) => rcgen::SanType::DnsName(n),
+            // Checked by the API already; a name rcgen refuses is skipped.
+            Err(_) => rcgen::SanType::DnsName(
+                rcgen::Ia5String::try_from("invalid.invalid").unwrap_or_else(|_| unreachable!()),
+            ),
+        },
+    }
+}
+
+/// Issues one certificate for `sans` from the CA.
+fn issue(
+    ca: &rcgen::Certificate,
+    ca_key: &rcgen::KeyPair,
+    common_name: &str,
+    sans: Vec<rcgen::SanType>,
+) -> Result<(String, String), PairError> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let now = time::OffsetDateTime::now_utc();
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+    p.subject_alt_names = sans;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    p.not_before = now;
+    p.not_after = now + time::Duration::days(CERT_DAYS);
+    let key = KeyPair::generate().map_err(gen_err)?;
+    let cert = p.signed_by(&key, ca, ca_key).map_err(gen_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn fingerprint_of(pem: &str) -> Result<[u8; 32], String> {
+    let der = sip_transport::tls::certs_from_pem(pem.as_bytes())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("no certificate")?;
+    let d = ring::digest::digest(&ring::digest::SHA256, &der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    Ok(out)
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl EdgeRegistry for Registry {
+    fn pair(&self, req: &PairRequest) -> Result<serde_json::Value, PairError> {
+        let server = |e: String| PairError::Server(e);
+        let internal: SocketAddr = req
+            .internal
+            .parse()
+            .map_err(|_| PairError::Invalid("internal must be IP:port".into()))?;
+        let front_end = match &req.front_end {
+            Some(f) => f
+                .parse()
+                .map_err(|_| PairError::Invalid("front_end must be IP:port".into()))?,
+            None => self.front_end.ok_or_else(|| {
+                PairError::Conflict("this server's SIP-over-TLS listener is bound to all interfaces: say which address the edge reaches it at with front_end (--front-end IP:port)".into())
+            })?,
+        };
+        let pki = self.root.join("pki");
+        let ca_pem = fs::read_to_string(pki.join("ca.pem"))
+            .map_err(|e| server(format!("pki/ca.pem: {e}")))?;
+        let ca_key_pem = fs::read_to_string(pki.join("ca-key.pem"))
+            .map_err(|e| server(format!("pki/ca-key.pem: {e}")))?;
+        let ca_key = rcgen::KeyPair::from_pem(&ca_key_pem).map_err(gen_err)?;
+        let ca = crate::datadir::ca_params(&self.domain)
+            .and_then(|p| p.self_signed(&ca_key))
+            .map_err(gen_err)?;
+        let uri = rcgen::Ia5String::try_from(format!("{EDGE_URI_PREFIX}{}", req.name))
+            .map_err(gen_err)?;
+        let (cert, key) = issue(
+            &ca,
+            &ca_key,
+            &format!("Parapet edge {}", req.name),
+            vec![
+                rcgen::SanType::URI(uri),
+                rcgen::SanType::IpAddress(internal.ip()),
+            ],
+        )?;
+        let mut ext_sans: Vec<rcgen::SanType> =
+            req.external_names.iter().map(|n| san_for(n)).collect();
+        ext_sans.push(rcgen::SanType::URI(
+            rcgen::Ia5String::try_from(format!("sip:{}", self.domain)).map_err(gen_err)?,
+        ));
+        let (ext_cert, ext_key) = issue(&ca, &ca_key, &req.external_names[0], ext_sans)?;
+        let topology_key = self.topology_key().map_err(server)?;
+        let pairing = Pairing {
+            version: 1,
+            name: req.name.clone(),
+            domain: self.domain.clone(),
+            front_ends: vec![front_end],
+            front_end_name: self.domain.clone(),
+            internal,
+            external_names: req.external_names.clone(),
+            ca: ca_pem,
+            certificate: cert.clone(),
+            key,
+            external_certificate: ext_cert,
+            external_key: ext_key,
+            topology_key: STANDARD.encode(topology_key),
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let record = EdgeRecord {
+            name: req.name.clone(),
+            internal: internal.to_string(),
+            external_names: req.external_names.clone(),
+            fingerprint: hex(&fingerprint_of(&cert).map_err(server)?),
+            paired_at: now,
+            expires_at: now + CERT_DAYS * 86_400,
+        };
+        let dir = self.dir();
+        fs::create_dir_all(&dir).map_err(|e| server(format!("{}: {e}", dir.display())))?;
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        let path = dir.join(format!("{}.json", req.name));
+        let tmp = dir.join(format!(".{}.json.tmp", req.name));
+        let text = serde_json::to_string_pretty(&record).map_err(|e| server(e.to_string()))?;
+        fs::write(&tmp, text)
+            .and_then(|()| fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| server(format!("{}: {e}", path.display())))?;
+        serde_json::to_value(&pairing).map_err(|e| server(e.to_string()))
+    }
+
+    fn list(&self) -> Result<Vec<EdgeRecord>, String> {
+        self.records()
+    }
+
+    fn unpair(&self, name: &str) -> Result<bool, String> {
+        let p = self.dir().join(format!("{name}.json"));
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("{}: {e}", p.display())),
+        }
+    }
+
+    fn paired(&self) -> Result<Vec<PairedEdge>, String> {
+        let mut out = Vec::new();
+        for r in self.records()? {
+            let (Some(fingerprint), Ok(internal)) = (unhex(&r.fingerprint), r.internal.parse())
+            else {
+                tracing::warn!(edge = %r.name, "damaged edge record ignored");
+                continue;
+            };
+            out.push(PairedEdge {
+                name: r.name,
+                fingerprint,
+                internal,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,236 @@
+//! The pool's edges as the front end sees them: which connections are a
+//! paired edge's, what the edge says about who sent a request, and which
+//! connection reaches an edge now.
+//!
+//! An edge is known by its internal certificate (issued by this pool's CA
+//! when it was paired, and verified by the TLS listener); its SHA-256 must
+//! be one of the paired edges'. Only on such a connection is the edge's
+//! trust header read: it names the client's own address, which then stands
+//! for the source everywhere (rate limits, the lockout filter, overload
+//! control, logs). On any other connection the header means nothing and is
+//! never passed on.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use sip::Message;
+use sip_transport::{FlowId, Source};
+
+/// The header an edge stamps on requests it relays inward, and this server
+/// on its answers to an edge (the sign-in outcome its security filter counts).
+pub const EDGE_HEADER: &str = "P-Parapet-Edge";
+
+/// The sign-in outcome of the request being handled, for the edge it came
+/// through: set by the authentication step, taken by the response built
+/// next. (An atomic only because the core is shared across awaits.)
+#[derive(Debug, Default)]
+pub(crate) struct Outcome(std::sync::atomic::AtomicU8);
+
+impl Outcome {
+    pub(crate) fn set(&self, signed_in: Option<bool>) {
+        let v = match signed_in {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The header value to send, once.
+    pub(crate) fn take(&self) -> Option<&'static str> {
+        match self.0.swap(0, std::sync::atomic::Ordering::Relaxed) {
+            1 => Some("sign-in=ok"),
+            2 => Some("sign-in=failed"),
+            _ => None,
+        }
+    }
+}
+
+/// One paired edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairedEdge {
+    pub name: String,
+    /// SHA-256 of its internal certificate (DER).
+    pub fingerprint: [u8; 32],
+    /// Its internal listener, which Record-Route and Path entries name.
+    pub internal: SocketAddr,
+}
+
+/// The paired edges and their live connections.
+#[derive(Debug, Default)]
+pub(crate) struct Edges {
+    paired: Vec<PairedEdge>,
+    /// Connections known to be an edge's (index into `paired`).
+    flows: HashMap<FlowId, usize>,
+    /// Connections presenting a certificate that is no paired edge's.
+    others: HashSet<FlowId>,
+}
+
+fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl Edges {
+    /// Replaces the paired list (pairing or unpairing): connections are
+    /// classified again, so an unpaired edge's stop counting at once.
+    pub(crate) fn set(&mut self, paired: Vec<PairedEdge>) {
+        self.paired = paired;
+        self.flows.clear();
+        self.others.clear();
+    }
+
+    /// The paired edge a connection belongs to, if any.
+    pub(crate) fn classify(&mut self, src: &Source) -> Option<&PairedEdge> {
+        if self.paired.is_empty() {
+            return None;
+        }
+        if let Some(&i) = self.flows.get(&src.flow) {
+            return self.paired.get(i);
+        }
+        if self.others.contains(&src.flow) {
+            return None;
+        }
+        let leaf = src.peer_certificates.as_ref().and_then(|c| c.first())?;
+        let fp = fingerprint(leaf);
+        match self.paired.iter().position(|e| e.fingerprint == fp) {
+            Some(i) => {
+                tracing::info!(edge = %self.paired[i].name, remote = %src.remote, "edge connected");
+                self.flows.insert(src.flow, i);
+                self.paired.get(i)
+            }
+            None => {
+                self.others.insert(src.flow);
+                None
+            }
+        }
+    }
+
+    /// Whether a connection is a paired edge's (as classified already).
+    pub(crate) fn is_edge(&self, flow: FlowId) -> bool {
+        self.flows.contains_key(&flow)
+    }
+
+    pub(crate) fn closed(&mut self, flow: FlowId) {
+        if let Some(i) = self.flows.remove(&flow) {
+            if let Some(e) = self.paired.get(i) {
+                tracing::warn!(edge = %e.name, "edge connection closed");
+            }
+        }
+        self.others.remove(&flow);
+    }
+
+    /// A live connection from the named edge.
+    pub(crate) fn flow_of(&self, name: &str) -> Option<FlowId> {
+        let i = self.paired.iter().position(|e| e.name == name)?;
+        self.flows.iter().find(|(_, &j)| j == i).map(|(f, _)| *f)
+    }
+
+    /// The paired edge whose internal listener a route entry names.
+    pub(crate) fn at(&self, host: &str, port: Option<u16>) -> Option<&PairedEdge> {
+        self.paired.iter().find(|e| {
+            let h = match e.internal.ip() {
+                std::net::IpAddr::V4(a) => a.to_string(),
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+            };
+            h.eq_ignore_ascii_case(host) && port.is_none_or(|p| p == e.internal.port())
+        })
+    }
+}
+
+/// The client address an edge stamped on a request
+/// (`remote;source="203.0.113.5:40000"`).
+pub(crate) fn stamped_source(msg: &Message) -> Option<SocketAddr> {
+    let mut stamps = msg.headers_named(EDGE_HEADER);
+    let value = stamps.next()?.value;
+    if stamps.next().is_some() {
+        return None;
+    }
+    let rest = value.strip_prefix("remote;source=\"")?;
+    rest.strip_suffix('"')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn msg(extra: &str) -> Message {
+        sip::parse_datagram(
+            format!(
+                "MESSAGE sip:b@example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.11:5061;branch=z9hG4bKx\r\n\
+                 From: <sip:a@example.test>;tag=1\r\nTo: <sip:b@example.test>\r\nCall-ID: c\r\n\
+                 CSeq: 1 MESSAGE\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+            .into(),
+            &sip::Limits::DEFAULT,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_stamp_names_one_address_or_nothing() {
+        assert_eq!(
+            stamped_source(&msg(
+                "P-Parapet-Edge: remote;source=\"198.51.100.7:40001\"\r\n"
+            )),
+            Some("198.51.100.7:40001".parse().unwrap())
+        );
+        assert_eq!(
+            stamped_source(&msg(
+                "p-parapet-edge: remote;source=\"[2001:db8::1]:5061\"\r\n"
+            )),
+            Some("[2001:db8::1]:5061".parse().unwrap())
+        );
+        for bad in [
+            "",
+            "P-Parapet-Edge: remote;source=198.51.100.7:40001\r\n",
+            "P-Parapet-Edge: partner;source=\"198.51.100.7:40001\"\r\n",
+            "P-Parapet-Edge: remote;source=\"x\"\r\n",
+            "P-Parapet-Edge: remote;source=\"198.51.100.7:1\"\r\nP-Parapet-Edge: remote;source=\"198.51.100.8:1\"\r\n",
+        ] {
+            assert_eq!(stamped_source(&msg(bad)), None, "{bad}");
+        }
+    }
+
+    fn src(flow: u64, cert: &[u8]) -> Source {
+        Source {
+            protocol: sip_transport::Protocol::Tls,
+            remote: "127.0.0.11:40000".parse().unwrap(),
+            local: "127.0.0.1:5061".parse().unwrap(),
+            flow: FlowId(flow),
+            peer_certificates: Some(Arc::new(vec![cert.to_vec().into()])),
+        }
+    }
+
+    #[test]
+    fn only_a_paired_certificate_makes_an_edge_and_unpairing_ends_it() {
+        let mut e = Edges::default();
+        let edge = PairedEdge {
+            name: "edge1".into(),
+            fingerprint: fingerprint(b"edge cert"),
+            internal: "127.0.0.11:5061".parse().unwrap(),
+        };
+        e.set(vec![edge.clone()]);
+        assert_eq!(
+            e.classify(&src(1, b"edge cert")).map(|p| p.name.as_str()),
+            Some("edge1")
+        );
+        assert!(e.classify(&src(2, b"partner cert")).is_none());
+        assert!(e.is_edge(FlowId(1)) && !e.is_edge(FlowId(2)));
+        assert_eq!(e.flow_of("edge1"), Some(FlowId(1)));
+        assert_eq!(
+            e.at("127.0.0.11", Some(5061)).map(|p| p.name.as_str()),
+            Some("edge1")
+        );
+        assert!(e.at("127.0.0.11", Some(5062)).is_none());
+        e.closed(FlowId(1));
+        assert_eq!(e.flow_of("edge1"), None);
+        assert!(e.classify(&src(3, b"edge cert")).is_some());
+        e.set(Vec::new());
+        assert!(e.classify(&src(3, b"edge cert")).is_none(), "unpaired");
+    }
+}
