@@ -26,6 +26,10 @@ use crate::pairing::Pairing;
 use crate::token::Sealer;
 use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
 
+/// Refused sign-ins are logged at a bounded rate (with how many were not).
+static REFUSED_SIGN_IN: sip_transport::logging::RateLimited =
+    sip_transport::logging::RateLimited::new();
+
 /// How an edge runs: the pairing file's content and where to listen.
 #[derive(Debug)]
 pub struct EdgeConfig {
@@ -398,6 +402,9 @@ impl Edge {
             let now = unix_now();
             if let Gate::Refuse { until } = self.filter.check(a, ip, now) {
                 let retry = until.saturating_sub(now).to_string();
+                if let Some(suppressed) = REFUSED_SIGN_IN.allow() {
+                    tracing::warn!(account = %a, source = %ip, until, suppressed, "sign-in refused at the edge after repeated failures (not passed to the pool)");
+                }
                 return self
                     .reply(
                         &ext,

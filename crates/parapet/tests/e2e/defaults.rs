@@ -12,7 +12,7 @@ use auth::digest::{expected_response, ha1, Algorithm};
 use crate::harness::*;
 
 /// One SIP request over a stream and the response to it (Content-Length 0).
-fn exchange(conn: &mut impl ReadWrite, request: &str) -> String {
+pub(crate) fn exchange(conn: &mut impl ReadWrite, request: &str) -> String {
     conn.write_all(request.as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -28,11 +28,11 @@ fn exchange(conn: &mut impl ReadWrite, request: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-trait ReadWrite: Read + Write {}
+pub(crate) trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 /// A REGISTER for alice as a client on `transport` would send it.
-fn register(
+pub(crate) fn register(
     transport: &str,
     local: &str,
     n: u32,
@@ -56,7 +56,7 @@ fn register(
 }
 
 /// The digest challenges of a 401, in order: (algorithm, nonce).
-fn challenges(resp: &str) -> Vec<(String, String)> {
+pub(crate) fn challenges(resp: &str) -> Vec<(String, String)> {
     resp.lines()
         .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
         .map(|c| {
@@ -76,7 +76,7 @@ fn challenges(resp: &str) -> Vec<(String, String)> {
 }
 
 /// An Authorization value for alice answering `nonce` with `alg`.
-fn answer(alg: Algorithm, nonce: &str, password: &str) -> String {
+pub(crate) fn answer(alg: Algorithm, nonce: &str, password: &str) -> String {
     let h = ha1(alg, "alice", DOMAIN, password);
     let uri = format!("sip:{DOMAIN}");
     let response = expected_response(
