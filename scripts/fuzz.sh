@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets for a bounded time each.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-# Default: 20 s for each of message, uri, headers, framing, txn, policy, pidf, certificate (the CI smoke
+# Default: 20 s for each of message, uri, headers, framing, txn, policy, pidf, certificate, edge (the CI smoke
 # run). Before resolving parser work, run an hour or more per target, e.g.
 #   scripts/fuzz.sh 3600 message
 # Corpora grow under fuzz/corpus/ (not committed); crashes land in
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(message uri headers framing txn policy pidf certificate)
+[ ${#targets[@]} -gt 0 ] || targets=(message uri headers framing txn policy pidf certificate edge)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo-fuzz needs nightly features (sanitizers); use the nightly toolchain when
@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
     corpus="fuzz/corpus/$t"
     mkdir -p "$corpus"
     case "$t" in
-        message|framing|txn)
+        message|framing|txn|edge)
             cp -n "$data"/rfc4475/*.dat "$corpus"/ 2>/dev/null || true
             for f in "$data"/rfc5118/*; do
                 [ "$(basename "$f")" = INDEX.tsv ] || cp -n "$f" "$corpus/5118-$(basename "$f")"

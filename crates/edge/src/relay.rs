@@ -362,6 +362,9 @@ impl Edge {
     async fn on_external(&mut self, m: Inbound) {
         let (msg, src) = (m.message, m.source);
         if msg.is_response() {
+            if sip::ResponseFields::extract(&msg).is_err() {
+                return;
+            }
             match self.topo.inward_response(&msg) {
                 Ok(r) => {
                     if !self.send_inward(Some(r.flow), r.bytes).await {
@@ -473,6 +476,9 @@ impl Edge {
             return;
         }
         if msg.is_response() {
+            if sip::ResponseFields::extract(&msg).is_err() {
+                return;
+            }
             let outcome = msg
                 .headers_named(TRUST_HEADER)
                 .map(|h| h.value.to_ascii_lowercase())

@@ -102,7 +102,13 @@ impl<'m> Forward<'m> {
                 self.max_forwards = Some(m.0 - 1);
                 Ok(self)
             }
-            _ => {
+            // Present but not a number in range: replaced, never left
+            // beside a new one.
+            Err(_) => {
+                self.max_forwards = Some(70);
+                Ok(self)
+            }
+            Ok(None) => {
                 self.add_max_forwards = true;
                 Ok(self)
             }
@@ -376,6 +382,18 @@ mod tests {
             .replace(HeaderKind::RecordRoute, "Record-Route", Vec::new())
             .serialize();
         assert!(!std::str::from_utf8(&none).unwrap().contains("Record-Route"));
+    }
+
+    #[test]
+    fn an_unusable_max_forwards_is_replaced_not_duplicated() {
+        let m = msg(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK1\r\nMax-Forwards: 300\r\n\
+            From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        let out = Forward::new(&m)
+            .decrement_max_forwards()
+            .unwrap()
+            .serialize();
+        let f = parse_datagram(out, &Limits::DEFAULT).unwrap();
+        assert_eq!(f.typed::<MaxForwards>().unwrap().unwrap().0, 70);
     }
 
     #[test]
