@@ -15,6 +15,7 @@ pub struct RawEdgeConfig {
     pub pairing: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub internal_listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub external_names: Option<Vec<String>>,
     pub log_format: Option<String>,
     #[serde(default)]
@@ -39,6 +40,9 @@ pub struct EdgeSettings {
     pub listen: Vec<ListenUrl>,
     /// `None`: the pairing file's internal address.
     pub internal_listen: Option<SocketAddr>,
+    /// `/healthz` and `/metrics`: `None` for the internal address, port
+    /// 9061; `Some(None)` off.
+    pub metrics_listen: Option<Option<SocketAddr>>,
     /// Empty: the pairing file's names.
     pub external_names: Vec<String>,
     pub log_format: String,
@@ -98,6 +102,20 @@ impl RawEdgeConfig {
                 ));
             }
         }
+        let metrics_listen = match self.metrics_listen.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(s) => Some(Some(s.parse::<SocketAddr>().map_err(|_| {
+                format!("metrics_listen {s:?} is not an address:port on the internal side, e.g. 10.0.0.2:9061 (\"\" turns it off)")
+            })?)),
+        };
+        if let Some(Some(m)) = metrics_listen {
+            if listen.iter().any(|l| l.addr.ip() == m.ip()) {
+                return Err(format!(
+                    "metrics_listen {m} is on the external side's address: health and metrics are for the inside only"
+                ));
+            }
+        }
         let log_format = self.log_format.unwrap_or_else(|| "text".into());
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(format!("log_format {log_format:?}: use text or json"));
@@ -113,6 +131,7 @@ impl RawEdgeConfig {
             pairing,
             listen,
             internal_listen,
+            metrics_listen,
             external_names: self.external_names.unwrap_or_default(),
             log_format,
             lockout: self.lockout.build()?,

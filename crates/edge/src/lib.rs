@@ -10,6 +10,7 @@
 //! ([`token`]), so an edge keeps no state per dialog and a restart loses none.
 #![forbid(unsafe_code)]
 
+pub mod observe;
 pub mod pairing;
 pub mod relay;
 pub mod token;

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub struct EdgeConfig {
     /// Requests per second and burst from one source address.
     pub rate: (u32, u32),
     pub max_connections_per_ip: usize,
+    /// Where `/healthz` and `/metrics` are served (an internal address).
+    pub observe: Option<SocketAddr>,
 }
 
 /// What the edge's TLS needs, built from the pairing file.
@@ -138,6 +141,7 @@ struct Edge {
     rate: RateLimiter,
     tag_seq: u64,
     connected: mpsc::Sender<(usize, Option<FlowId>)>,
+    metrics: Arc<crate::observe::Metrics>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -252,7 +256,12 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         rate: RateLimiter::new(cfg.rate.0, cfg.rate.1, 100_000),
         tag_seq: 0,
         connected,
+        metrics: Arc::new(crate::observe::Metrics::default()),
     };
+    if let Some(addr) = cfg.observe {
+        let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
+        tracing::info!(side = "internal", %bound, "health and metrics (/healthz, /metrics)");
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     loop {
@@ -367,6 +376,7 @@ impl Edge {
             }
             match self.topo.inward_response(&msg) {
                 Ok(r) => {
+                    self.metrics.inward_responses.fetch_add(1, Relaxed);
                     if !self.send_inward(Some(r.flow), r.bytes).await {
                         tracing::debug!("response from outside: no link to the pool");
                     }
@@ -389,6 +399,7 @@ impl Edge {
         let is_ack = f.method.as_str() == "ACK";
         let ip = src.remote.ip();
         if !is_ack && !self.rate.allow(ip, Instant::now()) {
+            self.metrics.refused_rate.fetch_add(1, Relaxed);
             return self
                 .reply(
                     &ext,
@@ -405,6 +416,7 @@ impl Edge {
             let now = unix_now();
             if let Gate::Refuse { until } = self.filter.check(a, ip, now) {
                 let retry = until.saturating_sub(now).to_string();
+                self.metrics.refused_lockout.fetch_add(1, Relaxed);
                 if let Some(suppressed) = REFUSED_SIGN_IN.allow() {
                     tracing::warn!(account = %a, source = %ip, until, suppressed, "sign-in refused at the edge after repeated failures (not passed to the pool)");
                 }
@@ -428,7 +440,9 @@ impl Edge {
         };
         match self.topo.inward_request(&msg, to_tag, &sender) {
             Ok(inward) => {
+                self.metrics.inward_requests.fetch_add(1, Relaxed);
                 if !self.send_inward(None, inward.bytes).await {
+                    self.metrics.refused_no_pool.fetch_add(1, Relaxed);
                     self.reply(
                         &ext,
                         &msg,
@@ -441,6 +455,7 @@ impl Edge {
                 }
             }
             Err(Refused(status, reason)) => {
+                self.metrics.refused_route.fetch_add(1, Relaxed);
                 self.reply(&ext, &msg, &src, status, reason, &[]).await;
             }
         }
@@ -490,13 +505,17 @@ impl Edge {
                     {
                         let now = unix_now();
                         if outcome.contains("sign-in=failed") {
+                            self.metrics.sign_in_failures.fetch_add(1, Relaxed);
                             for e in self.filter.failure(account, source.ip(), now) {
+                                self.metrics.lockouts.fetch_add(1, Relaxed);
                                 tracing::warn!(?e, "lockout at the edge");
                             }
                         } else if outcome.contains("sign-in=ok") {
+                            self.metrics.sign_ins.fetch_add(1, Relaxed);
                             self.filter.success(account, source.ip(), now);
                         }
                     }
+                    self.metrics.outward_responses.fetch_add(1, Relaxed);
                     let _ = self.ext.send(Target::Flow(r.flow), r.bytes).await;
                 }
                 Err(_) => tracing::debug!("response from the pool that is not ours dropped"),
@@ -513,6 +532,7 @@ impl Edge {
         };
         match self.topo.outward_request(&msg, to_tag, src.flow) {
             Ok(out) => {
+                self.metrics.outward_requests.fetch_add(1, Relaxed);
                 if self
                     .ext
                     .send(Target::Flow(out.flow), out.bytes)
@@ -540,6 +560,7 @@ impl Edge {
                 link.flow = Some(f);
                 link.backoff = Duration::from_millis(250);
                 self.pool_flows.insert(f);
+                self.metrics.links.fetch_add(1, Relaxed);
             }
             None => {
                 link.retry_at = Instant::now() + link.backoff;
@@ -555,6 +576,7 @@ impl Edge {
             self.strangers.remove(&f);
             for l in &mut self.links {
                 if l.flow == Some(f) {
+                    self.metrics.links.fetch_sub(1, Relaxed);
                     tracing::warn!(front_end = %l.addr, "link to the pool closed");
                     l.flow = None;
                     l.retry_at = Instant::now();

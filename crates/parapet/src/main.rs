@@ -90,6 +90,10 @@ struct EdgeArgs {
     /// address the pairing file names).
     #[arg(long)]
     internal_listen: Option<String>,
+    /// Where `/healthz` and `/metrics` are served, on the internal side
+    /// (default: the internal address, port 9061; "" turns it off).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
@@ -200,14 +204,21 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
     if a.internal_listen.is_some() {
         raw.internal_listen = a.internal_listen;
     }
+    if a.metrics_listen.is_some() {
+        raw.metrics_listen = a.metrics_listen;
+    }
     if a.log_format.is_some() {
         raw.log_format = a.log_format;
     }
     let s = raw.build()?;
     init_logs(s.log_format == "json");
     let pairing = edge::pairing::Pairing::load(&s.pairing)?;
+    let internal = s.internal_listen.unwrap_or(pairing.internal);
     let cfg = edge::relay::EdgeConfig {
-        internal: s.internal_listen.unwrap_or(pairing.internal),
+        observe: s
+            .metrics_listen
+            .unwrap_or(Some(std::net::SocketAddr::new(internal.ip(), 9061))),
+        internal,
         external_names: if s.external_names.is_empty() {
             pairing.external_names.clone()
         } else {

@@ -22,6 +22,7 @@ pub(crate) struct Edge {
     log: PathBuf,
     pub(crate) pairing: PathBuf,
     pub(crate) external_port: u16,
+    pub(crate) metrics_port: u16,
 }
 
 impl Edge {
@@ -49,6 +50,7 @@ impl Edge {
             log: fe.dir.join(format!("{name}.log")),
             pairing,
             external_port: free_port(),
+            metrics_port: free_port(),
         };
         e.start();
         e
@@ -64,6 +66,7 @@ impl Edge {
             .args(["edge", "--pairing"])
             .arg(&self.pairing)
             .arg(format!("--listen=tls://{EXTERNAL}:{}", self.external_port))
+            .arg(format!("--metrics-listen={INTERNAL}:{}", self.metrics_port))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -94,6 +97,25 @@ impl Edge {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// `GET path` on the edge's health and metrics listener (internal side):
+    /// (status line, body).
+    pub(crate) fn get(&self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect((INTERNAL, self.metrics_port)).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = c.read_to_string(&mut resp);
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        )
     }
 
     /// The outbound proxy remote clients use.
@@ -382,6 +404,19 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         );
     }
     edge.wait_log("sign-in refused at the edge", 1);
+    let (status, body) = edge.get("/metrics");
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        "parapet_edge_refused_total{reason=\"lockout\"} 3",
+        "parapet_edge_sign_in_failures_total 5",
+        "parapet_edge_lockouts_total 1",
+        "parapet_edge_links 1",
+    ] {
+        assert!(body.contains(line), "{line} not in:\n{body}");
+    }
+    assert!(edge.get("/healthz").0.contains("200 OK"));
+    // Health and metrics are not on the external side.
+    assert!(std::net::TcpStream::connect((EXTERNAL, edge.metrics_port)).is_err());
     let (_, metrics) = s.http_get("/metrics", None);
     assert!(
         metrics.contains("parapet_auth_failures_total 5\n"),
