@@ -49,6 +49,8 @@ pub struct Facts<'a> {
     pub tokens: &'a [TokenRow],
     /// `None` if it could not be checked.
     pub audit_intact: Option<bool>,
+    /// The pool's paired edges.
+    pub edges: &'a [crate::edges::EdgeRecord],
     pub now: i64,
 }
 
@@ -259,6 +261,42 @@ fn show(v: &Value) -> String {
 
 /// Listed partners that may do everything (IM, presence and calls, both
 /// ways): the federation policy's global document as the core reads it.
+/// Each paired edge: where it is, and whether its certificates are about to
+/// expire (an edge with expired certificates cannot link to the pool, and
+/// remote users and partners lose the service).
+fn edge_items(f: &Facts<'_>, out: &mut Vec<Item>) {
+    for e in f.edges {
+        let days = (e.expires_at - f.now).div_euclid(86_400);
+        let (finding, severity) = if days < 0 {
+            (true, Severity::High)
+        } else if days < 30 {
+            (true, Severity::Medium)
+        } else {
+            (false, Severity::Info)
+        };
+        out.push(Item {
+            group: "Federation and external access",
+            setting: format!("edge {}", e.name),
+            current: format!(
+                "internal {}, external {}, certificates valid for {days} more days",
+                e.internal,
+                e.external_names.join(" ")
+            ),
+            recommended: "certificates renewed well before they expire".into(),
+            why: "remote users and partners reach the pool only through its edges; an edge whose certificates expire stops serving them".into(),
+            command: format!(
+                "parapet admin edge pair {} --internal {} --external {} --out {}.json (then restart the edge with the new file)",
+                e.name,
+                e.internal,
+                e.external_names.first().map_or("NAME", String::as_str),
+                e.name
+            ),
+            finding,
+            severity,
+        });
+    }
+}
+
 fn partner_items(docs: &[(String, String, Fields)], out: &mut Vec<Item>) {
     let Some(spec) = kind("federation") else {
         return;
@@ -619,6 +657,7 @@ pub fn assess(f: &Facts<'_>) -> Vec<Item> {
     config_items(f.cfg, &mut out);
     policy_items(f.docs, &mut out);
     partner_items(f.docs, &mut out);
+    edge_items(f, &mut out);
     admin_items(f, &mut out);
     let order = [
         "Transport",
@@ -661,6 +700,45 @@ mod tests {
     }
 
     #[test]
+    fn an_edge_whose_certificates_expire_soon_or_have_is_a_finding() {
+        let c = cfg();
+        let edge = |name: &str, expires_at: i64| crate::edges::EdgeRecord {
+            name: name.into(),
+            internal: "10.0.0.2:5061".into(),
+            external_names: vec!["edge.example.com".into()],
+            fingerprint: String::new(),
+            paired_at: 0,
+            expires_at,
+        };
+        let day = 86_400;
+        let now = 1_000 * day;
+        let edges = [
+            edge("fine", now + 200 * day),
+            edge("soon", now + 10 * day),
+            edge("gone", now - day),
+        ];
+        let items = assess(&Facts {
+            cfg: &c,
+            docs: &[],
+            admins: &[admin("a"), admin("b")],
+            tokens: &[],
+            audit_intact: Some(true),
+            now,
+            edges: &edges,
+        });
+        let of = |n: &str| {
+            items
+                .iter()
+                .find(|i| i.setting == format!("edge {n}"))
+                .map(|i| (i.finding, i.severity))
+                .unwrap()
+        };
+        assert_eq!(of("fine"), (false, Severity::Info));
+        assert_eq!(of("soon"), (true, Severity::Medium));
+        assert_eq!(of("gone"), (true, Severity::High));
+    }
+
+    #[test]
     fn defaults_leave_only_the_expected_findings() {
         let c = cfg();
         let admins = [admin("a"), admin("b")];
@@ -671,6 +749,7 @@ mod tests {
             tokens: &[],
             audit_intact: Some(true),
             now: 0,
+            edges: &[],
         });
         let findings: Vec<(&str, Severity)> = items
             .iter()
@@ -718,6 +797,7 @@ mod tests {
             tokens: &[],
             audit_intact: Some(false),
             now: 0,
+            edges: &[],
         });
         let get = |s: &str| items.iter().find(|i| i.setting == s).unwrap();
         let t = get("config listen (encrypted transports only)");
@@ -766,6 +846,7 @@ mod tests {
             tokens: &[],
             audit_intact: Some(true),
             now: 0,
+            edges: &[],
         });
         let i = items
             .iter()

@@ -211,6 +211,13 @@ pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> 
         .await
         .ok()
         .map(|r| r.problems.is_empty());
+    let edges = match ctx.edges.clone() {
+        Some(reg) => tokio::task::spawn_blocking(move || reg.list())
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(internal)?,
+        None => Vec::new(),
+    };
     let items = crate::security::assess(&crate::security::Facts {
         cfg: &ctx.cfg,
         docs: &docs,
@@ -218,6 +225,7 @@ pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> 
         tokens: &tokens,
         audit_intact: audit,
         now: sip_app::unix_now(),
+        edges: &edges,
     });
     Ok(json(StatusCode::OK, &items))
 }

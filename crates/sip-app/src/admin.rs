@@ -28,6 +28,7 @@ impl<S: store::Store> Core<S> {
                     registrations: self.location.len(),
                     connections: self.transport.connections(),
                     uptime_secs: self.started.elapsed().as_secs(),
+                    edges: self.edges.status(),
                 });
             }
             AdminCmd::Lockouts(reply) => {

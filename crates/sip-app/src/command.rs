@@ -106,6 +106,16 @@ pub struct Status {
     pub registrations: usize,
     pub connections: usize,
     pub uptime_secs: u64,
+    /// The pool's paired edges and whether each is linked now.
+    pub edges: Vec<EdgeStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    pub name: String,
+    pub internal: String,
+    /// Connections from it open now.
+    pub links: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

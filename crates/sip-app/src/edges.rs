@@ -122,6 +122,19 @@ impl Edges {
         self.others.remove(&flow);
     }
 
+    /// Each paired edge and how many of its connections are open.
+    pub(crate) fn status(&self) -> Vec<crate::command::EdgeStatus> {
+        self.paired
+            .iter()
+            .enumerate()
+            .map(|(i, e)| crate::command::EdgeStatus {
+                name: e.name.clone(),
+                internal: e.internal.to_string(),
+                links: self.flows.values().filter(|&&j| j == i).count(),
+            })
+            .collect()
+    }
+
     /// A live connection from the named edge.
     pub(crate) fn flow_of(&self, name: &str) -> Option<FlowId> {
         let i = self.paired.iter().position(|e| e.name == name)?;

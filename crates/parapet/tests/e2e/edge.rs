@@ -432,6 +432,23 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         &edge.outbound(),
     );
     drop(alice);
+    // The administrator sees the edge linked, and in the security view.
+    let o = s.admin(&["--output=json", "status"], "");
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status["edges"][0]["name"], "edge-filter-e", "{status}");
+    assert!(status["edges"][0]["links"].as_u64() >= Some(1), "{status}");
+    let o = s.admin(&["security", "show"], "");
+    assert!(out(&o).contains("edge edge-filter-e"), "{}", out(&o));
+    // Unpaired, the edge's link stands for nobody: what it relays is
+    // refused.
+    let o = s.admin(&["edge", "unpair", "edge-filter-e"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let mut conn = tls_from(&s, "127.0.0.22", &edge);
+    let r = exchange(
+        &mut conn,
+        &register("TLS", "127.0.0.22:5061", 1, None, "late", None),
+    );
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
 }
 
 #[test]
