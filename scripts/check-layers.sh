@@ -22,5 +22,6 @@ forbid parapet-config rusqlite axum hyper parapet-store-sqlite
 forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-api
 forbid parapet-api rusqlite parapet-store-sqlite parapet-server
 forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
+forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"
 exit "$status"
