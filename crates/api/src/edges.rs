@@ -62,8 +62,9 @@ pub trait EdgeRegistry: Send + Sync + std::fmt::Debug + 'static {
     fn list(&self) -> Result<Vec<EdgeRecord>, String>;
     /// `false`: no such edge.
     fn unpair(&self, name: &str) -> Result<bool, String>;
-    /// The list the SIP core recognises edges by.
-    fn paired(&self) -> Result<Vec<sip_app::edges::PairedEdge>, String>;
+    /// What the SIP core recognises edges by, and the key it signs their
+    /// configuration snapshots with.
+    fn setup(&self) -> Result<sip_app::edges::EdgeSetup, String>;
 }
 
 /// A name an edge may have.
@@ -124,7 +125,7 @@ impl<S: Store> Ctx<S> {
         &self,
         reg: std::sync::Arc<dyn EdgeRegistry>,
     ) -> Result<(), axum::response::Response> {
-        let list = blocking(move || reg.paired()).await?.map_err(internal)?;
+        let list = blocking(move || reg.setup()).await?.map_err(internal)?;
         self.ask(|reply| AdminCmd::SetEdges(list, reply))
             .await
             .ok_or_else(unavailable)

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod edge_snapshot;
 pub mod flow_token;
 pub mod lockout;
 pub mod nonce;

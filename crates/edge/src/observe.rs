@@ -1,6 +1,7 @@
 //! The edge's own health check and metrics, served over HTTP on its
 //! internal address only (the monitoring inside reaches it; the Internet
-//! does not): `GET /healthz` (200 while linked to the pool, 503 otherwise)
+//! does not): `GET /healthz` (200 while linked to the pool with its
+//! configuration snapshot in force, 503 otherwise)
 //! and `GET /metrics` (Prometheus text).
 
 use std::net::SocketAddr;
@@ -35,6 +36,10 @@ pub struct Metrics {
     pub lockouts: AtomicU64,
     /// Links to the pool open now.
     pub links: AtomicU64,
+    /// The configuration snapshot in force (0: none).
+    pub snapshot_version: AtomicU64,
+    /// Snapshots refused (bad signature, expired, older, another domain).
+    pub snapshot_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -96,6 +101,18 @@ impl Metrics {
             "gauge",
             &self.links,
         );
+        one(
+            "parapet_edge_snapshot_version",
+            "The pool's configuration snapshot in force (0: none).",
+            "gauge",
+            &self.snapshot_version,
+        );
+        one(
+            "parapet_edge_snapshot_refused_total",
+            "Configuration snapshots refused (signature, lifetime, domain, rollback).",
+            "counter",
+            &self.snapshot_refused,
+        );
         let _ = writeln!(s, "# HELP parapet_edge_refused_total Requests from outside the edge answered itself, by reason.\n# TYPE parapet_edge_refused_total counter");
         for (reason, v) in [
             ("rate", &self.refused_rate),
@@ -147,14 +164,25 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
                         let metrics = metrics.clone();
                         async move {
                             let r = match (req.method() == hyper::Method::GET, req.uri().path()) {
-                                (true, "/healthz") if metrics.links.load(Relaxed) > 0 => {
-                                    answer(StatusCode::OK, "text/plain", "ok\n".into())
+                                (true, "/healthz") => {
+                                    let linked = metrics.links.load(Relaxed) > 0;
+                                    let configured = metrics.snapshot_version.load(Relaxed) > 0;
+                                    match (linked, configured) {
+                                        (true, true) => {
+                                            answer(StatusCode::OK, "text/plain", "ok\n".into())
+                                        }
+                                        (false, _) => answer(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            "text/plain",
+                                            "no link to the pool\n".into(),
+                                        ),
+                                        (true, false) => answer(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            "text/plain",
+                                            "no configuration snapshot from the pool\n".into(),
+                                        ),
+                                    }
                                 }
-                                (true, "/healthz") => answer(
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    "text/plain",
-                                    "no link to the pool\n".into(),
-                                ),
                                 (true, "/metrics") => answer(
                                     StatusCode::OK,
                                     "text/plain; version=0.0.4",

@@ -48,6 +48,9 @@ pub struct Pairing {
     pub external_key: String,
     /// The pool's topology key, 32 bytes, base64.
     pub topology_key: String,
+    /// The public key the pool signs configuration snapshots with
+    /// (Ed25519, base64).
+    pub snapshot_key: String,
 }
 
 impl Pairing {
@@ -86,7 +89,19 @@ impl Pairing {
             return Err("no external name is listed".into());
         }
         self.topology_key()?;
+        self.snapshot_key()?;
         Ok(())
+    }
+
+    /// The snapshot key's 32 bytes.
+    pub fn snapshot_key(&self) -> Result<Vec<u8>, String> {
+        let raw = STANDARD
+            .decode(self.snapshot_key.trim())
+            .map_err(|_| "snapshot_key is not base64".to_string())?;
+        if raw.len() != 32 {
+            return Err("snapshot_key must be 32 bytes (Ed25519)".into());
+        }
+        Ok(raw)
     }
 
     /// The topology key's 32 bytes.
@@ -118,6 +133,7 @@ mod tests {
             external_certificate: String::new(),
             external_key: String::new(),
             topology_key: STANDARD.encode([1u8; 32]),
+            snapshot_key: STANDARD.encode([2u8; 32]),
         }
     }
 

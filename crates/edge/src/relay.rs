@@ -23,9 +23,15 @@ use sip::{HeaderKind, Message, RequestFields};
 use sip_transport::{ClientTls, FlowId, Inbound, Listener, Protocol, Source, Target, Transport};
 use tokio::sync::mpsc;
 
+use auth::edge_snapshot::Snapshot;
+
 use crate::pairing::Pairing;
 use crate::token::Sealer;
 use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
+
+/// The branch prefix of the edge's own snapshot requests: their answers
+/// are the edge's, not to be relayed.
+const SNAPSHOT_BRANCH: &str = "z9hG4bKpsnap";
 
 /// Refused sign-ins are logged at a bounded rate (with how many were not).
 static REFUSED_SIGN_IN: sip_transport::logging::RateLimited =
@@ -142,6 +148,15 @@ struct Edge {
     tag_seq: u64,
     connected: mpsc::Sender<(usize, Option<FlowId>)>,
     metrics: Arc<crate::observe::Metrics>,
+    /// The pool's configuration snapshot in force, if any.
+    snapshot: Option<Snapshot>,
+    /// The public key snapshots must be signed with.
+    snapshot_key: Vec<u8>,
+    /// The filter's settings while no snapshot is in force.
+    fallback_lockout: LockoutConfig,
+    snapshot_seq: u64,
+    last_fetch: Instant,
+    name: String,
 }
 
 impl std::fmt::Debug for Edge {
@@ -257,6 +272,12 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         tag_seq: 0,
         connected,
         metrics: Arc::new(crate::observe::Metrics::default()),
+        snapshot: None,
+        snapshot_key: p.snapshot_key()?,
+        fallback_lockout: cfg.lockout,
+        snapshot_seq: 0,
+        last_fetch: now,
+        name: p.name.clone(),
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -268,8 +289,22 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         tokio::select! {
             Some(m) = ext_rx.recv() => edge.on_external(m).await,
             Some(m) = int_rx.recv() => edge.on_internal(m).await,
-            Some((i, flow)) = connected_rx.recv() => edge.on_connected(i, flow),
-            _ = tick.tick() => edge.housekeeping(),
+            Some((i, flow)) = connected_rx.recv() => {
+                let up = flow.is_some();
+                edge.on_connected(i, flow);
+                if up {
+                    edge.fetch_snapshot().await;
+                }
+            }
+            _ = tick.tick() => {
+                edge.housekeeping();
+                // The pool's snapshot, asked for every five seconds (every
+                // two without one): a change reaches the edge within that.
+                let every = if edge.snapshot.is_none() { 2 } else { 5 };
+                if edge.last_fetch.elapsed() >= Duration::from_secs(every) {
+                    edge.fetch_snapshot().await;
+                }
+            }
             _ = keepalive.tick() => edge.keepalive().await,
             else => break,
         }
@@ -494,6 +529,9 @@ impl Edge {
             if sip::ResponseFields::extract(&msg).is_err() {
                 return;
             }
+            if self.is_snapshot_answer(&msg) {
+                return self.on_snapshot(&msg);
+            }
             let outcome = msg
                 .headers_named(TRUST_HEADER)
                 .map(|h| h.value.to_ascii_lowercase())
@@ -549,6 +587,100 @@ impl Edge {
         }
     }
 
+    /// Asks the pool for its configuration snapshot (OPTIONS with the
+    /// snapshot's type in Accept), on a link.
+    async fn fetch_snapshot(&mut self) {
+        let Some(flow) = self.links.iter().find_map(|l| l.flow) else {
+            return;
+        };
+        self.snapshot_seq += 1;
+        self.last_fetch = Instant::now();
+        let seq = self.snapshot_seq;
+        let local = self
+            .int
+            .flow_local(flow)
+            .map_or_else(|| "0.0.0.0:0".to_owned(), |a| a.to_string());
+        let domain = &self.domain;
+        let req = format!(
+            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={SNAPSHOT_BRANCH}{seq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{}\r\nTo: <sip:{domain}>\r\n\
+             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\nContent-Length: 0\r\n\r\n",
+            self.name,
+            self.name,
+            auth::edge_snapshot::CONTENT_TYPE
+        );
+        let _ = self.int.send(Target::Flow(flow), Bytes::from(req)).await;
+    }
+
+    fn is_snapshot_answer(&self, msg: &Message) -> bool {
+        msg.list::<sip::headers::Via>()
+            .next()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch())
+            .is_some_and(|b| b.starts_with(SNAPSHOT_BRANCH))
+    }
+
+    /// Applies the pool's answer if it is a snapshot signed with the pool's
+    /// key, for this domain, current, and not older than the one held.
+    fn on_snapshot(&mut self, msg: &Message) {
+        if msg.status() != Some(200) {
+            tracing::warn!(
+                status = msg.status(),
+                "the pool gave no configuration snapshot"
+            );
+            return;
+        }
+        let body = String::from_utf8_lossy(msg.body());
+        match auth::edge_snapshot::verify(
+            &self.snapshot_key,
+            &body,
+            &self.domain,
+            unix_now(),
+            self.snapshot.as_ref(),
+        ) {
+            Ok(s) => {
+                if self.snapshot.as_ref() != Some(&s) {
+                    let changed = self
+                        .snapshot
+                        .as_ref()
+                        .is_none_or(|h| (h.version, h.lockout) != (s.version, s.lockout));
+                    if changed {
+                        tracing::info!(
+                            version = s.version,
+                            source_threshold = s.lockout.source_threshold,
+                            account_threshold = s.lockout.account_threshold,
+                            "configuration snapshot applied"
+                        );
+                    }
+                    self.filter.set_config(s.lockout);
+                    self.metrics
+                        .snapshot_version
+                        .store(s.version.max(1), Relaxed);
+                    self.snapshot = Some(s);
+                }
+            }
+            Err(why) => {
+                self.metrics.snapshot_refused.fetch_add(1, Relaxed);
+                tracing::error!(reason = %why, "configuration snapshot refused; keeping the one held until it expires");
+            }
+        }
+    }
+
+    /// A snapshot past its lifetime stops counting: the edge's own
+    /// settings apply until the pool gives a new one.
+    fn expire_snapshot(&mut self) {
+        let expired = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| unix_now() >= s.expires_at);
+        if expired {
+            tracing::error!("the pool's configuration snapshot expired without a newer one: back to the edge's own settings");
+            self.snapshot = None;
+            self.filter.set_config(self.fallback_lockout);
+            self.metrics.snapshot_version.store(0, Relaxed);
+        }
+    }
+
     fn on_connected(&mut self, i: usize, flow: Option<FlowId>) {
         let Some(link) = self.links.get_mut(i) else {
             return;
@@ -571,6 +703,7 @@ impl Edge {
 
     /// Drops closed connections and (re)opens links to the pool.
     fn housekeeping(&mut self) {
+        self.expire_snapshot();
         for f in self.int.closed_flows() {
             self.pool_flows.remove(&f);
             self.strangers.remove(&f);

@@ -4,6 +4,8 @@
 //! ```text
 //! DATA_DIR/keys/edge-topology.key  32 random bytes, mode 0600: the key every
 //!                                  edge of the pool seals its tokens with
+//! DATA_DIR/keys/edge-snapshot.key  Ed25519 (PKCS#8), mode 0600: signs the
+//!                                  configuration snapshots edges fetch
 //! DATA_DIR/edges/NAME.json         a paired edge: name, internal listener,
 //!                                  external names, certificate fingerprint
 //! ```
@@ -24,7 +26,7 @@ use api::edges::{EdgeRecord, EdgeRegistry, PairError, PairRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use edge::pairing::{Pairing, EDGE_URI_PREFIX};
-use sip_app::edges::PairedEdge;
+use sip_app::edges::{EdgeSetup, PairedEdge};
 
 /// How long an edge's certificates last.
 const CERT_DAYS: i64 = 397;
@@ -63,20 +65,30 @@ impl Registry {
         if !p.exists() {
             let k = auth::secret::SecretKey::generate()
                 .map_err(|_| "system random generator failed")?;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            use std::io::Write;
-            f.write_all(&k)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+            write_secret(&p, &k)?;
         }
         let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         raw.try_into()
             .map_err(|_| format!("{} is damaged (expected 32 bytes)", p.display()))
+    }
+
+    /// The snapshot signing key, made on first use.
+    fn snapshot_key(
+        &self,
+        create: bool,
+    ) -> Result<Option<ring::signature::Ed25519KeyPair>, String> {
+        let p = self.root.join("keys/edge-snapshot.key");
+        if !p.exists() {
+            if !create {
+                return Ok(None);
+            }
+            let k = auth::edge_snapshot::generate_key().ok_or("system random generator failed")?;
+            write_secret(&p, &k)?;
+        }
+        let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        auth::edge_snapshot::load_key(&raw)
+            .map(Some)
+            .ok_or_else(|| format!("{} is damaged (not an Ed25519 PKCS#8 key)", p.display()))
     }
 
     fn records(&self) -> Result<Vec<EdgeRecord>, String> {
@@ -100,6 +112,20 @@ impl Registry {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// A new secret file: owner-only, synced.
+fn write_secret(p: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 fn gen_err(e: rcgen::Error) -> PairError {
@@ -213,6 +239,10 @@ impl EdgeRegistry for Registry {
         ));
         let (ext_cert, ext_key) = issue(&ca, &ca_key, &req.external_names[0], ext_sans)?;
         let topology_key = self.topology_key().map_err(server)?;
+        let signer = self
+            .snapshot_key(true)
+            .map_err(server)?
+            .ok_or_else(|| server("no snapshot key".into()))?;
         let pairing = Pairing {
             version: 1,
             name: req.name.clone(),
@@ -227,6 +257,7 @@ impl EdgeRegistry for Registry {
             external_certificate: ext_cert,
             external_key: ext_key,
             topology_key: STANDARD.encode(topology_key),
+            snapshot_key: auth::edge_snapshot::public_key(&signer),
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let record = EdgeRecord {
@@ -263,7 +294,7 @@ impl EdgeRegistry for Registry {
         }
     }
 
-    fn paired(&self) -> Result<Vec<PairedEdge>, String> {
+    fn setup(&self) -> Result<EdgeSetup, String> {
         let mut out = Vec::new();
         for r in self.records()? {
             let (Some(fingerprint), Ok(internal)) = (unhex(&r.fingerprint), r.internal.parse())
@@ -277,6 +308,9 @@ impl EdgeRegistry for Registry {
                 internal,
             });
         }
-        Ok(out)
+        Ok(EdgeSetup {
+            paired: out,
+            signer: self.snapshot_key(false)?.map(std::sync::Arc::new),
+        })
     }
 }

@@ -139,7 +139,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     )
     .await?;
     if let Some(reg) = edge_registry {
-        let list = tokio::task::spawn_blocking(move || reg.paired())
+        let list = tokio::task::spawn_blocking(move || reg.setup())
             .await
             .map_err(|e| format!("edge registry: {e}"))??;
         let (reply, _) = tokio::sync::oneshot::channel();

@@ -69,9 +69,9 @@ impl<S: store::Store> Core<S> {
                 }
                 let _ = reply.send(rows);
             }
-            AdminCmd::SetEdges(list, reply) => {
-                tracing::info!(edges = list.len(), "paired edges loaded");
-                self.edges.set(list);
+            AdminCmd::SetEdges(setup, reply) => {
+                tracing::info!(edges = setup.paired.len(), "paired edges loaded");
+                self.edges.set(setup);
                 let _ = reply.send(());
             }
             AdminCmd::ClearPartner { domain, reply } => {

@@ -54,7 +54,7 @@ pub enum AdminCmd {
         reply: oneshot::Sender<bool>,
     },
     /// The pool's paired edges changed (or the server started): replace the list.
-    SetEdges(Vec<crate::edges::PairedEdge>, oneshot::Sender<()>),
+    SetEdges(crate::edges::EdgeSetup, oneshot::Sender<()>),
     /// How a request between a local user and a partner's would be decided.
     Explain {
         from: String,

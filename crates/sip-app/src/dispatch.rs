@@ -191,6 +191,17 @@ impl<S: store::Store> Core<S> {
         if f.method != Method::Cancel && self.looped(msg, f) {
             return self.reply(&r, 482, "Loop Detected", &[]).await;
         }
+        // An edge fetching the pool's configuration snapshot.
+        if f.method == Method::Options && self.edges.is_edge(src.flow) {
+            let wants = msg.headers_of(sip::HeaderKind::Accept).any(|h| {
+                h.value
+                    .to_ascii_lowercase()
+                    .contains(auth::edge_snapshot::CONTENT_TYPE)
+            });
+            if wants {
+                return self.answer_snapshot(&r).await;
+            }
+        }
         // A partner's connection: its From must be one of its domains.
         let partner = self.partner_of(src);
         if let Some(ids) = &partner {

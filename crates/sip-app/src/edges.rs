@@ -56,10 +56,20 @@ pub struct PairedEdge {
     pub internal: SocketAddr,
 }
 
+/// What the server hands the core about its edges.
+#[derive(Debug, Default, Clone)]
+pub struct EdgeSetup {
+    pub paired: Vec<PairedEdge>,
+    /// Signs the configuration snapshots edges fetch (`None` until an edge
+    /// was first paired).
+    pub signer: Option<std::sync::Arc<ring::signature::Ed25519KeyPair>>,
+}
+
 /// The paired edges and their live connections.
 #[derive(Debug, Default)]
 pub(crate) struct Edges {
     paired: Vec<PairedEdge>,
+    signer: Option<std::sync::Arc<ring::signature::Ed25519KeyPair>>,
     /// Connections known to be an edge's (index into `paired`).
     flows: HashMap<FlowId, usize>,
     /// Connections presenting a certificate that is no paired edge's.
@@ -76,8 +86,9 @@ fn fingerprint(der: &[u8]) -> [u8; 32] {
 impl Edges {
     /// Replaces the paired list (pairing or unpairing): connections are
     /// classified again, so an unpaired edge's stop counting at once.
-    pub(crate) fn set(&mut self, paired: Vec<PairedEdge>) {
-        self.paired = paired;
+    pub(crate) fn set(&mut self, setup: EdgeSetup) {
+        self.paired = setup.paired;
+        self.signer = setup.signer;
         self.flows.clear();
         self.others.clear();
     }
@@ -122,6 +133,10 @@ impl Edges {
         self.others.remove(&flow);
     }
 
+    pub(crate) fn signer(&self) -> Option<&ring::signature::Ed25519KeyPair> {
+        self.signer.as_deref()
+    }
+
     /// Each paired edge and how many of its connections are open.
     pub(crate) fn status(&self) -> Vec<crate::command::EdgeStatus> {
         self.paired
@@ -150,6 +165,44 @@ impl Edges {
             };
             h.eq_ignore_ascii_case(host) && port.is_none_or(|p| p == e.internal.port())
         })
+    }
+}
+
+impl<S: store::Store> crate::Core<S> {
+    /// The signed configuration snapshot, to an edge that asked (OPTIONS
+    /// with `Accept` of its type): 200 with it, or 503 when this server
+    /// has no signing key yet.
+    pub(crate) async fn answer_snapshot(&mut self, r: &crate::Req<'_>) {
+        let Some(key) = self.edges.signer() else {
+            return self
+                .reply(
+                    r,
+                    503,
+                    "Service Unavailable (No Snapshot Key)",
+                    &[("Retry-After", "30")],
+                )
+                .await;
+        };
+        let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+        let snapshot = auth::edge_snapshot::Snapshot {
+            version: u64::try_from(self.policies.version).unwrap_or(0),
+            issued_at: now,
+            expires_at: now + auth::edge_snapshot::LIFETIME_SECS,
+            domain: self.cfg.domain.clone(),
+            // The global thresholds (per-user ones still apply on the
+            // front end).
+            lockout: crate::policy_set::lockout_limits(&self.policies, "", *self.filter.config()),
+        };
+        let body = auth::edge_snapshot::sign(key, &snapshot);
+        let tag = self.next_tag();
+        let (rcv, rport) = sip::build::via_received_for(&r.f.top_via, r.src.remote);
+        let bytes = sip::build::ResponseBuilder::new(r.msg, 200, "OK")
+            .via_received(rcv, rport)
+            .to_tag(&tag)
+            .body(auth::edge_snapshot::CONTENT_TYPE, body.as_bytes());
+        self.txn
+            .respond(r.id, 200, bytes, std::time::Instant::now(), &mut self.out);
+        self.flush().await;
     }
 }
 
@@ -227,7 +280,10 @@ mod tests {
             fingerprint: fingerprint(b"edge cert"),
             internal: "127.0.0.11:5061".parse().unwrap(),
         };
-        e.set(vec![edge.clone()]);
+        e.set(EdgeSetup {
+            paired: vec![edge.clone()],
+            signer: None,
+        });
         assert_eq!(
             e.classify(&src(1, b"edge cert")).map(|p| p.name.as_str()),
             Some("edge1")
@@ -243,7 +299,7 @@ mod tests {
         e.closed(FlowId(1));
         assert_eq!(e.flow_of("edge1"), None);
         assert!(e.classify(&src(3, b"edge cert")).is_some());
-        e.set(Vec::new());
+        e.set(EdgeSetup::default());
         assert!(e.classify(&src(3, b"edge cert")).is_none(), "unpaired");
     }
 }

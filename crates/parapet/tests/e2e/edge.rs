@@ -490,3 +490,73 @@ fn an_edge_restart_in_the_middle_of_a_call_loses_no_dialog() {
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
+
+#[test]
+fn the_edge_enforces_the_pools_signed_snapshot_and_refuses_a_forged_one() {
+    use crate::defaults::{answer, challenges, exchange, register};
+    let (s, mut edge) = pool("edge-snapshot");
+    edge.wait_log("configuration snapshot applied", 1);
+    assert!(edge.get("/healthz").0.contains("200 OK"));
+    // The pool tightens the lockout: the edge has it within seconds.
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "lockout_threshold=3",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    edge.wait_log("configuration snapshot applied", 2);
+    let attacker = "127.0.0.23";
+    let mut conn = tls_from(&s, attacker, &edge);
+    let local = format!("{attacker}:5061");
+    let mut nonce = String::new();
+    for n in 1..=3u32 {
+        let r = exchange(
+            &mut conn,
+            &register("TLS", &local, n * 2, None, "guesser", None),
+        );
+        nonce = challenges(&r)[0].1.clone();
+        let a = answer(auth::digest::Algorithm::Md5, &nonce, "wrong-guess");
+        let r = exchange(
+            &mut conn,
+            &register("TLS", &local, n * 2 + 1, None, "guesser", Some(&a)),
+        );
+        assert!(r.starts_with("SIP/2.0 401"), "attempt {n}: {r}");
+    }
+    let a = answer(auth::digest::Algorithm::Md5, &nonce, "fourth-guess");
+    let r = exchange(
+        &mut conn,
+        &register("TLS", &local, 40, None, "guesser", Some(&a)),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Too Many Failed Sign-Ins)")
+            && !r.contains("Server: Parapet"),
+        "the fourth guess ends at the edge under the pool's threshold of 3: {r}"
+    );
+
+    // An edge told the wrong key (as if snapshots were forged on the way)
+    // refuses every snapshot and says it is not fit to serve.
+    edge.kill9();
+    let text = std::fs::read_to_string(&edge.pairing).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["snapshot_key"] = serde_json::json!("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=");
+    let forged = edge.pairing.with_extension("forged.json");
+    std::fs::write(&forged, v.to_string()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&forged, std::fs::Permissions::from_mode(0o600)).unwrap();
+    edge.pairing = forged;
+    edge.start();
+    edge.wait_log("configuration snapshot refused", 1);
+    let (status, body) = edge.get("/healthz");
+    assert!(status.contains("503"), "{status} {body}");
+    assert!(body.contains("no configuration snapshot"), "{body}");
+    let (_, metrics) = edge.get("/metrics");
+    assert!(
+        metrics.contains("parapet_edge_snapshot_version 0"),
+        "{metrics}"
+    );
+}
