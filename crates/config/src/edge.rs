@@ -18,6 +18,7 @@ pub struct RawEdgeConfig {
     pub metrics_listen: Option<String>,
     pub external_names: Option<Vec<String>>,
     pub log_format: Option<String>,
+    pub ws_allowed_origins: Option<Vec<String>>,
     #[serde(default)]
     pub lockout: RawLockout,
     #[serde(default)]
@@ -46,6 +47,8 @@ pub struct EdgeSettings {
     /// Empty: the pairing file's names.
     pub external_names: Vec<String>,
     pub log_format: String,
+    /// As configured; empty: the domain's and the external names' pages.
+    pub ws_allowed_origins: Vec<String>,
     pub lockout: auth::lockout::LockoutConfig,
     pub source_rate: (u32, u32),
     pub max_connections_per_ip: usize,
@@ -134,6 +137,7 @@ impl RawEdgeConfig {
             metrics_listen,
             external_names: self.external_names.unwrap_or_default(),
             log_format,
+            ws_allowed_origins: self.ws_allowed_origins.unwrap_or_default(),
             lockout: self.lockout.build()?,
             source_rate,
             max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),

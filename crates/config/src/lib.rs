@@ -118,7 +118,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 ];
 
 /// `ws_allowed_origins` as the transport applies it.
-fn origin_policy(
+/// Which web pages may open WebSocket connections: `raw` as configured
+/// (`*`, `https://HOST[:PORT]`, or a host name), or, when empty, pages of
+/// `domain` and `host_names` (and localhost).
+pub fn origin_policy(
     raw: &[String],
     domain: &str,
     host_names: &[String],

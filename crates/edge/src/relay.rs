@@ -53,6 +53,8 @@ pub struct EdgeConfig {
     pub max_connections_per_ip: usize,
     /// Where `/healthz` and `/metrics` are served (an internal address).
     pub observe: Option<SocketAddr>,
+    /// Which web pages may open WebSocket connections to the WSS listener.
+    pub ws_origins: sip_transport::OriginPolicy,
 }
 
 /// What the edge's TLS needs, built from the pairing file.
@@ -187,6 +189,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         .collect();
     let ext_cfg = sip_transport::TransportConfig {
         max_connections_per_ip: cfg.max_connections_per_ip,
+        ws_origins: cfg.ws_origins.clone(),
         ..sip_transport::TransportConfig::default()
     };
     let (ext, mut ext_rx) = Transport::bind(ext_cfg, ext_listeners)

@@ -214,16 +214,19 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
     init_logs(s.log_format == "json");
     let pairing = edge::pairing::Pairing::load(&s.pairing)?;
     let internal = s.internal_listen.unwrap_or(pairing.internal);
+    let names = if s.external_names.is_empty() {
+        pairing.external_names.clone()
+    } else {
+        s.external_names.clone()
+    };
+    let ws_origins = config::origin_policy(&s.ws_allowed_origins, &pairing.domain, &names)?;
     let cfg = edge::relay::EdgeConfig {
         observe: s
             .metrics_listen
             .unwrap_or(Some(std::net::SocketAddr::new(internal.ip(), 9061))),
         internal,
-        external_names: if s.external_names.is_empty() {
-            pairing.external_names.clone()
-        } else {
-            s.external_names
-        },
+        external_names: names,
+        ws_origins,
         external: s
             .listen
             .iter()

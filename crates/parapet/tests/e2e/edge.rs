@@ -22,6 +22,7 @@ pub(crate) struct Edge {
     log: PathBuf,
     pub(crate) pairing: PathBuf,
     pub(crate) external_port: u16,
+    pub(crate) wss_port: u16,
     pub(crate) metrics_port: u16,
 }
 
@@ -50,6 +51,7 @@ impl Edge {
             log: fe.dir.join(format!("{name}.log")),
             pairing,
             external_port: free_port(),
+            wss_port: free_port(),
             metrics_port: free_port(),
         };
         e.start();
@@ -66,6 +68,7 @@ impl Edge {
             .args(["edge", "--pairing"])
             .arg(&self.pairing)
             .arg(format!("--listen=tls://{EXTERNAL}:{}", self.external_port))
+            .arg(format!("--listen=wss://{EXTERNAL}:{}", self.wss_port))
             .arg(format!("--metrics-listen={INTERNAL}:{}", self.metrics_port))
             .stdout(Stdio::null())
             .stderr(log)
@@ -318,6 +321,15 @@ fn tls_from(
     local: &str,
     edge: &Edge,
 ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    tls_to_port(s, local, edge.external_port)
+}
+
+/// [`tls_from`] to another port of the edge's external address.
+fn tls_to_port(
+    s: &Server,
+    local: &str,
+    port: u16,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     let ca = s.data_dir().join("pki/ca.pem");
@@ -341,9 +353,7 @@ fn tls_from(
         .build()
         .unwrap();
     let local: std::net::IpAddr = local.parse().unwrap();
-    let remote: std::net::SocketAddr = format!("{EXTERNAL}:{}", edge.external_port)
-        .parse()
-        .unwrap();
+    let remote: std::net::SocketAddr = format!("{EXTERNAL}:{port}").parse().unwrap();
     let tcp = rt
         .block_on(async {
             let sock = tokio::net::TcpSocket::new_v4()?;
@@ -559,4 +569,75 @@ fn the_edge_enforces_the_pools_signed_snapshot_and_refuses_a_forged_one() {
         metrics.contains("parapet_edge_snapshot_version 0"),
         "{metrics}"
     );
+}
+
+#[test]
+fn browser_clients_over_wss_through_the_edge_message_and_watch_presence() {
+    use crate::web_clients::{notify_says, WebClient};
+    let (s, edge) = pool("edge-wss");
+    // Both remote (remote access granted to both), on JsSIP and SIP.js.
+    let o = s.admin(
+        &[
+            "grant",
+            "add",
+            "external_access",
+            "remote",
+            "user:sip:bob@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    s.add_each_other("alice", "bob");
+    let ws = format!("wss://{EXTERNAL}:{}", edge.wss_port);
+    let mut alice = WebClient::start_at(&s, "jssip", "alice", "correct-horse-battery", &ws);
+    let mut bob = WebClient::start_at(&s, "sipjs", "bob", "battery-staple-horse", &ws);
+    alice.wait_event("registered");
+    bob.wait_event("registered");
+    alice.cmd("message sip:bob@example.test hello through the edge");
+    let m = bob.wait_event("message");
+    assert_eq!(m["from"], "sip:alice@example.test");
+    assert_eq!(m["body"], "hello through the edge");
+    bob.cmd("message sip:alice@example.test and back");
+    assert_eq!(alice.wait_event("message")["body"], "and back");
+    // Presence: a subscription through the edge, NOTIFYs back through it.
+    alice.cmd("subscribe sip:bob@example.test");
+    alice.wait("bob open", |v| {
+        notify_says(v, "sip:bob@example.test", "open")
+    });
+    bob.cmd("publish closed");
+    alice.wait("bob closed", |v| {
+        notify_says(v, "sip:bob@example.test", "closed")
+    });
+    let errors: Vec<_> = alice
+        .events()
+        .into_iter()
+        .chain(bob.events())
+        .filter(|v| v["event"] == "error" || v["event"] == "warning")
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    alice.quit();
+    bob.quit();
+    // Pages of other sites may not open a connection (cross-site WebSocket
+    // hijacking); the organisation's own may.
+    for (origin, expect) in [
+        ("https://evil.example", "403"),
+        ("https://example.test", "101"),
+    ] {
+        use std::io::{Read, Write};
+        let mut c = tls_to_port(&s, "127.0.0.24", edge.wss_port);
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {EXTERNAL}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: sip\r\nOrigin: {origin}\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {expect}")),
+            "{origin}: {head}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::harness::*;
 
 /// A JsSIP or SIP.js driver (tests/sipjs/*.mjs): commands on stdin, one
 /// JSON event a line on stdout.
-struct WebClient {
+pub(crate) struct WebClient {
     name: String,
     child: Child,
     stdin: ChildStdin,
@@ -23,18 +23,22 @@ struct WebClient {
 
 impl WebClient {
     fn start(s: &Server, library: &str, user: &str, password: &str) -> WebClient {
+        WebClient::start_at(s, library, user, password, "wss://127.0.0.1:8443")
+    }
+
+    /// Connected to the WebSocket URL `ws` (an edge's, for a remote user).
+    pub(crate) fn start_at(
+        s: &Server,
+        library: &str,
+        user: &str,
+        password: &str,
+        ws: &str,
+    ) -> WebClient {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sipjs");
         let stderr = std::fs::File::create(s.dir.join(format!("{library}-{user}.log"))).unwrap();
         let mut child = Command::new("node")
             .arg(dir.join(format!("{library}.mjs")))
-            .args([
-                "--ws",
-                "wss://127.0.0.1:8443",
-                "--user",
-                user,
-                "--password",
-                password,
-            ])
+            .args(["--ws", ws, "--user", user, "--password", password])
             .args(["--domain", DOMAIN])
             .env("NODE_EXTRA_CA_CERTS", s.data_dir().join("pki/ca.pem"))
             .stdin(Stdio::piped())
@@ -63,13 +67,13 @@ impl WebClient {
         }
     }
 
-    fn cmd(&mut self, line: &str) {
+    pub(crate) fn cmd(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
 
     /// Waits for an event matching `pred`; returns it.
-    fn wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(v) = self.events.lock().unwrap().iter().find(|v| pred(v)) {
@@ -85,15 +89,15 @@ impl WebClient {
         }
     }
 
-    fn wait_event(&self, event: &str) -> Value {
+    pub(crate) fn wait_event(&self, event: &str) -> Value {
         self.wait(event, |v| v["event"] == event)
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
     }
 
-    fn quit(mut self) {
+    pub(crate) fn quit(mut self) {
         self.cmd("quit");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait().unwrap().is_none() {
@@ -110,7 +114,7 @@ impl Drop for WebClient {
     }
 }
 
-fn notify_says(v: &Value, from: &str, basic: &str) -> bool {
+pub(crate) fn notify_says(v: &Value, from: &str, basic: &str) -> bool {
     v["event"] == "notify"
         && v["from"] == from
         && v["body"]
