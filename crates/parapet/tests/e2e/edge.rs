@@ -21,6 +21,8 @@ pub(crate) struct Edge {
     child: Option<Child>,
     log: PathBuf,
     pub(crate) pairing: PathBuf,
+    pub(crate) external: &'static str,
+    pub(crate) internal: &'static str,
     pub(crate) external_port: u16,
     pub(crate) wss_port: u16,
     pub(crate) metrics_port: u16,
@@ -29,6 +31,16 @@ pub(crate) struct Edge {
 impl Edge {
     /// Pairs an edge with `fe` (`parapet admin edge pair`) and starts it.
     pub(crate) fn pair_and_start(fe: &Server, name: &str) -> Edge {
+        Edge::pair_and_start_at(fe, name, EXTERNAL, INTERNAL)
+    }
+
+    /// The same, on other addresses (a second edge of the pool).
+    pub(crate) fn pair_and_start_at(
+        fe: &Server,
+        name: &str,
+        external: &'static str,
+        internal: &'static str,
+    ) -> Edge {
         let internal_port = free_port();
         let pairing = fe.dir.join(format!("{name}.pairing.json"));
         let o = fe.admin(
@@ -37,9 +49,9 @@ impl Edge {
                 "pair",
                 name,
                 "--internal",
-                &format!("{INTERNAL}:{internal_port}"),
+                &format!("{internal}:{internal_port}"),
                 "--external",
-                EXTERNAL,
+                external,
                 "--out",
                 pairing.to_str().unwrap(),
             ],
@@ -50,6 +62,8 @@ impl Edge {
             child: None,
             log: fe.dir.join(format!("{name}.log")),
             pairing,
+            external,
+            internal,
             external_port: free_port(),
             wss_port: free_port(),
             metrics_port: free_port(),
@@ -67,9 +81,18 @@ impl Edge {
         let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
             .args(["edge", "--pairing"])
             .arg(&self.pairing)
-            .arg(format!("--listen=tls://{EXTERNAL}:{}", self.external_port))
-            .arg(format!("--listen=wss://{EXTERNAL}:{}", self.wss_port))
-            .arg(format!("--metrics-listen={INTERNAL}:{}", self.metrics_port))
+            .arg(format!(
+                "--listen=tls://{}:{}",
+                self.external, self.external_port
+            ))
+            .arg(format!(
+                "--listen=wss://{}:{}",
+                self.external, self.wss_port
+            ))
+            .arg(format!(
+                "--metrics-listen={}:{}",
+                self.internal, self.metrics_port
+            ))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -106,7 +129,7 @@ impl Edge {
     /// (status line, body).
     pub(crate) fn get(&self, path: &str) -> (String, String) {
         use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect((INTERNAL, self.metrics_port)).unwrap();
+        let mut c = std::net::TcpStream::connect((self.internal, self.metrics_port)).unwrap();
         write!(
             c,
             "GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n"
@@ -123,7 +146,7 @@ impl Edge {
 
     /// The outbound proxy remote clients use.
     pub(crate) fn outbound(&self) -> String {
-        format!("{EXTERNAL}:{}", self.external_port)
+        format!("{}:{}", self.external, self.external_port)
     }
 }
 
@@ -640,4 +663,61 @@ fn browser_clients_over_wss_through_the_edge_message_and_watch_presence() {
             "{origin}: {head}"
         );
     }
+}
+
+#[test]
+fn two_edges_serve_one_pool_and_a_call_crosses_both() {
+    let (s, edge1) = pool("edge-two");
+    let edge2 = Edge::pair_and_start_at(&s, "edge-two-b", "127.0.0.12", "127.0.0.13");
+    let o = s.admin(
+        &[
+            "grant",
+            "add",
+            "external_access",
+            "remote",
+            "user:sip:bob@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let mut bob = Baresip::start_through(
+        &s,
+        "bob",
+        "battery-staple-horse",
+        "alice",
+        "127.0.0.25",
+        &edge2.outbound(),
+    );
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start_through(
+        &s,
+        "alice",
+        "correct-horse-battery",
+        "bob",
+        REMOTE,
+        &edge1.outbound(),
+    );
+    alice.cmd("/message across-two-edges");
+    bob.wait_for("sip:alice@example.test: \"across-two-edges\"");
+    alice.cmd("/dial sip:bob@example.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@example.test");
+    alice.cmd("/hangup");
+    bob.wait_for("BYE sip:bob");
+    bob.wait_for("session closed");
+    // Neither side saw the pool or the other edge's internal address.
+    for (who, b) in [("alice", &alice), ("bob", &bob)] {
+        let leaks: Vec<String> = sip_lines(&b.output())
+            .into_iter()
+            .filter(|l| {
+                mentions(l, FRONT_END) || mentions(l, INTERNAL) || mentions(l, "127.0.0.13")
+            })
+            .collect();
+        assert!(leaks.is_empty(), "{who} saw the inside: {leaks:#?}");
+    }
+    let (_, m1) = edge1.get("/metrics");
+    let (_, m2) = edge2.get("/metrics");
+    assert!(m1.contains("parapet_edge_links 1") && m2.contains("parapet_edge_links 1"));
+    alice.cmd("/quit");
+    bob.cmd("/quit");
 }
