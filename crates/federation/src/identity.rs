@@ -77,6 +77,19 @@ impl std::fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
+/// Whether `leaf` was issued by `ca` (its issuer is the CA's subject): a
+/// certificate of the pool's own CA is a paired edge's or a server of the
+/// pool, never a partner's.
+pub fn issued_by(leaf: &[u8], ca: &[u8]) -> bool {
+    let (Ok((_, leaf)), Ok((_, ca))) = (
+        X509Certificate::from_der(leaf),
+        X509Certificate::from_der(ca),
+    ) else {
+        return false;
+    };
+    leaf.issuer().as_raw() == ca.subject().as_raw()
+}
+
 /// Reads the identities of a DER certificate.
 pub fn identities(der: &[u8]) -> Result<Identities, IdentityError> {
     let (rest, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Malformed)?;

@@ -308,9 +308,16 @@ impl EdgeRegistry for Registry {
                 internal,
             });
         }
+        let ca = self.root.join("pki/ca.pem");
+        let own_ca = fs::read(&ca)
+            .ok()
+            .and_then(|pem| sip_transport::tls::certs_from_pem(&pem).ok())
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.to_vec());
         Ok(EdgeSetup {
             paired: out,
             signer: self.snapshot_key(false)?.map(std::sync::Arc::new),
+            own_ca,
         })
     }
 }

@@ -202,6 +202,16 @@ impl<S: store::Store> Core<S> {
                 return self.answer_snapshot(&r).await;
             }
         }
+        if self.edges.is_unpaired(src.flow) {
+            self.log_refusal(
+                &r,
+                "a certificate of the pool's CA that is no paired edge's (unpaired?)",
+                "",
+            );
+            return self
+                .reply(&r, 403, "Forbidden (Edge Not Paired)", &[])
+                .await;
+        }
         // A partner's connection: its From must be one of its domains.
         let partner = self.partner_of(src);
         if let Some(ids) = &partner {

@@ -63,6 +63,8 @@ pub struct EdgeSetup {
     /// Signs the configuration snapshots edges fetch (`None` until an edge
     /// was first paired).
     pub signer: Option<std::sync::Arc<ring::signature::Ed25519KeyPair>>,
+    /// The pool's own CA certificate (DER), when it issues edges'.
+    pub own_ca: Option<Vec<u8>>,
 }
 
 /// The paired edges and their live connections.
@@ -70,10 +72,14 @@ pub struct EdgeSetup {
 pub(crate) struct Edges {
     paired: Vec<PairedEdge>,
     signer: Option<std::sync::Arc<ring::signature::Ed25519KeyPair>>,
+    own_ca: Option<Vec<u8>>,
     /// Connections known to be an edge's (index into `paired`).
     flows: HashMap<FlowId, usize>,
     /// Connections presenting a certificate that is no paired edge's.
     others: HashSet<FlowId>,
+    /// Of those, the ones whose certificate the pool's own CA issued (an
+    /// unpaired edge, or a server of the pool): they stand for nobody.
+    unpaired: HashSet<FlowId>,
 }
 
 fn fingerprint(der: &[u8]) -> [u8; 32] {
@@ -89,13 +95,15 @@ impl Edges {
     pub(crate) fn set(&mut self, setup: EdgeSetup) {
         self.paired = setup.paired;
         self.signer = setup.signer;
+        self.own_ca = setup.own_ca;
         self.flows.clear();
         self.others.clear();
+        self.unpaired.clear();
     }
 
     /// The paired edge a connection belongs to, if any.
     pub(crate) fn classify(&mut self, src: &Source) -> Option<&PairedEdge> {
-        if self.paired.is_empty() {
+        if self.paired.is_empty() && self.own_ca.is_none() {
             return None;
         }
         if let Some(&i) = self.flows.get(&src.flow) {
@@ -113,10 +121,28 @@ impl Edges {
                 self.paired.get(i)
             }
             None => {
+                if self.own_issued(leaf) {
+                    tracing::warn!(remote = %src.remote, "a certificate of the pool's CA that is no paired edge's: refused");
+                    self.unpaired.insert(src.flow);
+                }
                 self.others.insert(src.flow);
                 None
             }
         }
+    }
+
+    /// Whether a connection presented a certificate of the pool's own CA
+    /// that is no paired edge's (as classified already).
+    pub(crate) fn is_unpaired(&self, flow: FlowId) -> bool {
+        self.unpaired.contains(&flow)
+    }
+
+    /// Whether a certificate was issued by the pool's own CA (and so, if
+    /// it is not a paired edge's, stands for nobody: not a partner).
+    fn own_issued(&self, leaf: &[u8]) -> bool {
+        self.own_ca
+            .as_deref()
+            .is_some_and(|ca| federation::identity::issued_by(leaf, ca))
     }
 
     /// Whether a connection is a paired edge's (as classified already).
@@ -131,6 +157,7 @@ impl Edges {
             }
         }
         self.others.remove(&flow);
+        self.unpaired.remove(&flow);
     }
 
     pub(crate) fn signer(&self) -> Option<&ring::signature::Ed25519KeyPair> {
@@ -283,6 +310,7 @@ mod tests {
         e.set(EdgeSetup {
             paired: vec![edge.clone()],
             signer: None,
+            own_ca: None,
         });
         assert_eq!(
             e.classify(&src(1, b"edge cert")).map(|p| p.name.as_str()),

@@ -219,6 +219,11 @@ impl<S: store::Store> Core<S> {
         if let Some(ids) = self.fed.peers.get(&src.flow) {
             return Some(ids.clone());
         }
+        if self.edges.is_unpaired(src.flow) {
+            // The pool's own CA (trusted here for its edges): an unpaired
+            // edge or another server of the pool, never a partner.
+            return None;
+        }
         let chain = src.peer_certificates.as_ref()?;
         let ids = match federation::identity::identities(chain.first()?) {
             Ok(ids) => Arc::new(ids),
