@@ -33,8 +33,11 @@ use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
 /// are the edge's, not to be relayed.
 const SNAPSHOT_BRANCH: &str = "z9hG4bKpsnap";
 
-/// Refused sign-ins are logged at a bounded rate (with how many were not).
+/// Refused sign-ins and requests are logged at a bounded rate (with how
+/// many were not).
 static REFUSED_SIGN_IN: sip_transport::logging::RateLimited =
+    sip_transport::logging::RateLimited::new();
+static REFUSED_ROUTE: sip_transport::logging::RateLimited =
     sip_transport::logging::RateLimited::new();
 
 /// How an edge runs: the pairing file's content and where to listen.
@@ -494,6 +497,9 @@ impl Edge {
             }
             Err(Refused(status, reason)) => {
                 self.metrics.refused_route.fetch_add(1, Relaxed);
+                if let Some(suppressed) = REFUSED_ROUTE.allow() {
+                    tracing::warn!(remote = %src.remote, status, reason, suppressed, "request from outside refused at the edge");
+                }
                 self.reply(&ext, &msg, &src, status, reason, &[]).await;
             }
         }

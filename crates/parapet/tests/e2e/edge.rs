@@ -481,7 +481,10 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         &mut conn,
         &register("TLS", "127.0.0.22:5061", 1, None, "late", None),
     );
-    assert!(r.starts_with("SIP/2.0 403 Forbidden (Edge Not Paired)"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Edge Not Paired)"),
+        "{r}"
+    );
 }
 
 #[test]
