@@ -51,6 +51,8 @@ fuzz_target!(|data: &[u8]| {
         protocol: Protocol::Tls,
         remote: "198.51.100.7:40000".parse().unwrap(),
         account: (op & 2 != 0).then(|| "sip:alice@example.test".to_owned()),
+        partner: (op & 4 != 0)
+            .then(|| ("partner.example".to_owned(), vec!["sip.partner.example".to_owned()])),
     };
     // As the relay does: a request or response whose essential fields do
     // not parse is answered 400 or dropped before any rewrite.

@@ -10,6 +10,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ring::signature::{self, Ed25519KeyPair, KeyPair as _};
+use serde::{Deserialize, Serialize};
 
 use crate::lockout::LockoutConfig;
 
@@ -20,7 +21,8 @@ pub const CONTENT_TYPE: &str = "application/x-parapet-edge-snapshot+json";
 pub const LIFETIME_SECS: u64 = 3600;
 
 /// What the pool tells its edges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// The pool's policy change counter when it was made.
     pub version: u64,
@@ -29,8 +31,62 @@ pub struct Snapshot {
     pub domain: String,
     /// The security filter's thresholds (global authentication policy over
     /// the front end's configuration).
-    pub lockout: LockoutConfig,
+    pub lockout: Lockout,
+    /// The federation policy's server-wide rules.
+    pub federation: Federation,
 }
+
+/// The security filter's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockout {
+    pub source_threshold: u32,
+    pub account_threshold: u32,
+    pub window: u64,
+    pub base_backoff: u64,
+    pub max_backoff: u64,
+    pub familiar_for: u64,
+}
+
+impl Lockout {
+    pub fn from_config(c: &LockoutConfig) -> Lockout {
+        Lockout {
+            source_threshold: c.source_threshold,
+            account_threshold: c.account_threshold,
+            window: c.window,
+            base_backoff: c.base_backoff,
+            max_backoff: c.max_backoff,
+            familiar_for: c.familiar_for,
+        }
+    }
+
+    /// The filter's settings (its table bound is the edge's own).
+    pub fn config(&self) -> LockoutConfig {
+        LockoutConfig {
+            source_threshold: self.source_threshold.max(1),
+            account_threshold: self.account_threshold.max(self.source_threshold.max(1)),
+            window: self.window,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+            familiar_for: self.familiar_for,
+            ..LockoutConfig::default()
+        }
+    }
+}
+
+/// Whom the pool federates with (the federation policy's server-wide
+/// fields; per-user and per-modality rules stay with the front end).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    pub enabled: bool,
+    pub allowed: Vec<String>,
+    pub blocked: Vec<String>,
+    pub discovery: bool,
+}
+
+/// The largest signed snapshot: it travels in one SIP response.
+pub const MAX_BODY: usize = 48 * 1024;
 
 /// Why a snapshot was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,42 +111,11 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-fn json_of(s: &Snapshot) -> String {
-    let l = &s.lockout;
-    // A fixed field order: what is signed is exactly these bytes.
-    format!(
-        "{{\"version\":{},\"issued_at\":{},\"expires_at\":{},\"domain\":{},\"lockout\":{{\"source_threshold\":{},\"account_threshold\":{},\"window\":{},\"base_backoff\":{},\"max_backoff\":{},\"familiar_for\":{}}}}}",
-        s.version,
-        s.issued_at,
-        s.expires_at,
-        quote(&s.domain),
-        l.source_threshold,
-        l.account_threshold,
-        l.window,
-        l.base_backoff,
-        l.max_backoff,
-        l.familiar_for
-    )
-}
-
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Signs `s`: the body to send, `SIGNATURE.PAYLOAD` with both in base64.
 pub fn sign(key: &Ed25519KeyPair, s: &Snapshot) -> String {
-    let payload = json_of(s);
+    // What is signed is exactly these bytes; the edge verifies them before
+    // reading them, so no canonical form is needed.
+    let payload = serde_json::to_string(s).unwrap_or_default();
     let sig = key.sign(payload.as_bytes());
     format!(
         "{}.{}",
@@ -113,7 +138,7 @@ pub fn verify(
     now: u64,
     held: Option<&Snapshot>,
 ) -> Result<Snapshot, Refusal> {
-    if body.len() > 16 * 1024 {
+    if body.len() > MAX_BODY {
         return Err(Refusal::Malformed);
     }
     let (sig, payload) = body.trim().split_once('.').ok_or(Refusal::Malformed)?;
@@ -122,8 +147,7 @@ pub fn verify(
     signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
         .verify(&payload, &sig)
         .map_err(|_| Refusal::BadSignature)?;
-    let s = parse(std::str::from_utf8(&payload).map_err(|_| Refusal::Malformed)?)
-        .ok_or(Refusal::Malformed)?;
+    let s: Snapshot = serde_json::from_slice(&payload).map_err(|_| Refusal::Malformed)?;
     if !s.domain.eq_ignore_ascii_case(domain) {
         return Err(Refusal::WrongDomain);
     }
@@ -136,41 +160,6 @@ pub fn verify(
         }
     }
     Ok(s)
-}
-
-/// Reads what [`json_of`] wrote (and only that shape).
-fn parse(text: &str) -> Option<Snapshot> {
-    let num = |key: &str| -> Option<u64> {
-        let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
-        let digits: String = text[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let domain = {
-        let at = text.find("\"domain\":\"")? + 10;
-        let end = text[at..].find('"')?;
-        text[at..at + end].to_owned()
-    };
-    let d = LockoutConfig::default();
-    let s = Snapshot {
-        version: num("version")?,
-        issued_at: num("issued_at")?,
-        expires_at: num("expires_at")?,
-        domain,
-        lockout: LockoutConfig {
-            source_threshold: u32::try_from(num("source_threshold")?).ok()?,
-            account_threshold: u32::try_from(num("account_threshold")?).ok()?,
-            window: num("window")?,
-            base_backoff: num("base_backoff")?,
-            max_backoff: num("max_backoff")?,
-            familiar_for: num("familiar_for")?,
-            max_entries: d.max_entries,
-        },
-    };
-    // Only what the signer writes: anything else is not a snapshot.
-    (json_of(&s) == text && s.lockout.source_threshold >= 1).then_some(s)
 }
 
 /// A new Ed25519 signing key, PKCS#8.
@@ -196,9 +185,15 @@ mod tests {
             issued_at,
             expires_at: issued_at + LIFETIME_SECS,
             domain: "example.test".into(),
-            lockout: LockoutConfig {
+            lockout: Lockout::from_config(&LockoutConfig {
                 source_threshold: 3,
                 ..LockoutConfig::default()
+            }),
+            federation: Federation {
+                enabled: true,
+                allowed: vec!["partner.example".into()],
+                blocked: vec![],
+                discovery: false,
             },
         }
     }
@@ -227,6 +222,7 @@ mod tests {
         let (sig, payload) = body.split_once('.').unwrap();
         let text = String::from_utf8(STANDARD.decode(payload).unwrap()).unwrap();
         let changed = text.replace("\"source_threshold\":3", "\"source_threshold\":9");
+        assert_ne!(changed, text);
         let tampered = format!("{sig}.{}", STANDARD.encode(changed));
         assert_eq!(
             verify(&pk, &tampered, "example.test", 1001, None),
@@ -260,7 +256,7 @@ mod tests {
             Ok(snap(7, 1000)),
             "the same snapshot again is fine"
         );
-        for junk in ["", ".", "x.y", &"a".repeat(20_000)] {
+        for junk in ["", ".", "x.y", &"a".repeat(MAX_BODY + 1)] {
             assert!(verify(&pk, junk, "example.test", 1001, None).is_err());
         }
     }

@@ -23,6 +23,10 @@ pub struct RawEdgeConfig {
     pub lockout: RawLockout,
     #[serde(default)]
     pub limits: RawEdgeLimits,
+    /// Partners' servers reaching the pool through this edge: the CAs
+    /// trusted for them (`trusted_cas`, default `["system"]`).
+    #[serde(default)]
+    pub federation: crate::RawFederation,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -52,6 +56,7 @@ pub struct EdgeSettings {
     pub lockout: auth::lockout::LockoutConfig,
     pub source_rate: (u32, u32),
     pub max_connections_per_ip: usize,
+    pub federation: crate::FederationConfig,
 }
 
 /// The external listeners when none are configured.
@@ -141,6 +146,10 @@ impl RawEdgeConfig {
             lockout: self.lockout.build()?,
             source_rate,
             max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),
+            federation: self.federation.build(crate::RawFederation {
+                trusted_cas: Some(vec!["system".into()]),
+                ..crate::RawFederation::default()
+            })?,
         })
     }
 }

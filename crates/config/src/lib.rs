@@ -291,7 +291,8 @@ pub struct FederationConfig {
 }
 
 impl RawFederation {
-    fn build(self, d: RawFederation) -> Result<FederationConfig, String> {
+    /// Validates, with `d`'s values where this has none.
+    pub fn build(self, d: RawFederation) -> Result<FederationConfig, String> {
         let cas = self.trusted_cas.or(d.trusted_cas).unwrap_or_default();
         let trusted_cas = cas
             .iter()

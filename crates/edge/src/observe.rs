@@ -29,6 +29,8 @@ pub struct Metrics {
     pub refused_lockout: AtomicU64,
     pub refused_route: AtomicU64,
     pub refused_no_pool: AtomicU64,
+    /// Partners' requests refused (identity, federation rules, no snapshot).
+    pub refused_partner: AtomicU64,
     /// Failed and successful sign-ins the pool reported.
     pub sign_in_failures: AtomicU64,
     pub sign_ins: AtomicU64,
@@ -119,6 +121,7 @@ impl Metrics {
             ("lockout", &self.refused_lockout),
             ("route", &self.refused_route),
             ("no_pool", &self.refused_no_pool),
+            ("partner", &self.refused_partner),
         ] {
             let _ = writeln!(
                 s,

@@ -9,7 +9,7 @@
 //! transaction or dialog ([`crate::topology`]), only the links to the pool,
 //! the security filter's counters and the per-source rates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -58,17 +58,25 @@ pub struct EdgeConfig {
     pub observe: Option<SocketAddr>,
     /// Which web pages may open WebSocket connections to the WSS listener.
     pub ws_origins: sip_transport::OriginPolicy,
+    /// The CAs trusted for partners' servers (their certificates are asked
+    /// for on the TLS listener; empty: no partner can connect).
+    pub partner_cas: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// What the edge's TLS needs, built from the pairing file.
 #[derive(Debug)]
 struct Tls {
     external: Arc<rustls::ServerConfig>,
+    /// The TLS listener's: also asks for a partner's certificate.
+    external_tls: Arc<rustls::ServerConfig>,
     internal: Arc<rustls::ServerConfig>,
     client: ClientTls,
 }
 
-fn tls(p: &Pairing) -> Result<Tls, String> {
+fn tls(
+    p: &Pairing,
+    partner_cas: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<Tls, String> {
     use sip_transport::tls::{certs_from_pem, key_from_pem, server_config, ClientAuth};
     let ca = certs_from_pem(p.ca.as_bytes()).map_err(|e| format!("pairing: ca: {e}"))?;
     let chain = certs_from_pem(p.certificate.as_bytes())
@@ -98,8 +106,22 @@ fn tls(p: &Pairing) -> Result<Tls, String> {
         ClientAuth::Verifier(verifier),
     )
     .map_err(|e| format!("internal TLS: {e}"))?;
-    let external = server_config(ext_chain, ext_key, ClientAuth::None)
+    let external = server_config(ext_chain.clone(), ext_key.clone_key(), ClientAuth::None)
         .map_err(|e| format!("external TLS: {e}"))?;
+    // Partners' servers present a certificate (optional: remote users'
+    // clients do not); WSS never asks (a browser would show a picker).
+    let external_tls = if partner_cas.is_empty() {
+        external.clone()
+    } else {
+        let trust = federation::verifier::PartnerTrust::new(partner_cas, provider.clone())
+            .map_err(|e| format!("federation.trusted_cas: {e}"))?;
+        server_config(
+            ext_chain,
+            ext_key,
+            ClientAuth::Verifier(trust.inbound_optional()),
+        )
+        .map_err(|e| format!("external TLS: {e}"))?
+    };
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("internal TLS: {e}"))?
@@ -115,6 +137,7 @@ fn tls(p: &Pairing) -> Result<Tls, String> {
         })?;
     Ok(Tls {
         external,
+        external_tls,
         internal,
         client: ClientTls {
             config: Arc::new(client),
@@ -162,6 +185,8 @@ struct Edge {
     snapshot_seq: u64,
     last_fetch: Instant,
     name: String,
+    /// Partners' connections and what their certificates speak for.
+    partners: HashMap<FlowId, Arc<federation::identity::Identities>>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -180,14 +205,14 @@ fn unix_now() -> u64 {
 /// listener fails.
 pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
     let p = &cfg.pairing;
-    let tls = tls(p)?;
+    let tls = tls(p, &cfg.partner_cas)?;
     let key = p.topology_key()?;
     let ext_listeners: Vec<Listener> = cfg
         .external
         .iter()
         .map(|(proto, a)| match proto {
             Protocol::Wss => Listener::Wss(*a, tls.external.clone()),
-            _ => Listener::Tls(*a, tls.external.clone()),
+            _ => Listener::Tls(*a, tls.external_tls.clone()),
         })
         .collect();
     let ext_cfg = sip_transport::TransportConfig {
@@ -284,6 +309,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         snapshot_seq: 0,
         last_fetch: now,
         name: p.name.clone(),
+        partners: HashMap::new(),
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -335,7 +361,10 @@ fn host_text(ip: IpAddr) -> String {
 }
 
 /// `sip:user@realm` from a request's digest credentials, when they are for
-/// this domain: the account the security filter counts against.
+/// this domain and name a possible user (1-64 of `[A-Za-z0-9_~-]`, as the
+/// pool's user names are): the account the security filter counts against.
+/// Anything else is no user's and is left to the pool (which fails it),
+/// so the filter's table holds only short keys.
 fn credentials_account(msg: &Message, domain: &str) -> Option<String> {
     [HeaderKind::Authorization, HeaderKind::ProxyAuthorization]
         .into_iter()
@@ -345,7 +374,13 @@ fn credentials_account(msg: &Message, domain: &str) -> Option<String> {
             a.param("realm")
                 .is_some_and(|r| r.eq_ignore_ascii_case(domain))
         })
-        .and_then(|a| a.param("username").map(|u| format!("sip:{u}@{domain}")))
+        .and_then(|a| a.param("username"))
+        .filter(|u| {
+            (1..=64).contains(&u.len())
+                && u.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'~' | b'-'))
+        })
+        .map(|u| format!("sip:{u}@{domain}"))
 }
 
 impl Edge {
@@ -452,7 +487,24 @@ impl Edge {
                 )
                 .await;
         }
-        let account = credentials_account(&msg, &self.domain);
+        let partner = match self.partner_on(&src) {
+            None => None,
+            Some(ids) => match self.partner_may_send(&ids, &f.from.uri) {
+                Ok(domain) => Some((domain, ids.hosts.clone())),
+                Err(reason) => {
+                    self.metrics.refused_partner.fetch_add(1, Relaxed);
+                    if let Some(suppressed) = REFUSED_ROUTE.allow() {
+                        tracing::warn!(remote = %src.remote, reason, suppressed, "partner's request refused at the edge");
+                    }
+                    return self.reply(&ext, &msg, &src, 403, reason, &[]).await;
+                }
+            },
+        };
+        // Partners' servers do not sign in; their users are not counted.
+        let account = partner
+            .is_none()
+            .then(|| credentials_account(&msg, &self.domain))
+            .flatten();
         if let Some(a) = &account {
             let now = unix_now();
             if let Gate::Refuse { until } = self.filter.check(a, ip, now) {
@@ -478,6 +530,7 @@ impl Edge {
             protocol: src.protocol,
             remote: src.remote,
             account,
+            partner,
         };
         match self.topo.inward_request(&msg, to_tag, &sender) {
             Ok(inward) => {
@@ -503,6 +556,56 @@ impl Edge {
                 self.reply(&ext, &msg, &src, status, reason, &[]).await;
             }
         }
+    }
+
+    /// The identities a partner's connection speaks for (its certificate,
+    /// verified against the CAs trusted for partners), if it is one.
+    fn partner_on(&mut self, src: &Source) -> Option<Arc<federation::identity::Identities>> {
+        if src.protocol != Protocol::Tls {
+            return None;
+        }
+        if let Some(ids) = self.partners.get(&src.flow) {
+            return Some(ids.clone());
+        }
+        let leaf = src.peer_certificates.as_ref()?.first()?;
+        let ids = Arc::new(federation::identity::identities(leaf).unwrap_or(
+            // Verified but unreadable here: an identity no domain matches.
+            federation::identity::Identities {
+                source: federation::identity::Source::SipUri,
+                names: Vec::new(),
+                hosts: Vec::new(),
+            },
+        ));
+        self.partners.insert(src.flow, ids.clone());
+        Some(ids)
+    }
+
+    /// RFC 5922 and the pool's federation rules, before anything goes
+    /// inward: the From domain must be one the certificate speaks for and
+    /// not the pool's, the pool's snapshot must be in force (no federation
+    /// without it) and its rules must allow the domain. `Ok`: the domain.
+    fn partner_may_send(
+        &self,
+        ids: &federation::identity::Identities,
+        from: &sip::Uri<'_>,
+    ) -> Result<String, &'static str> {
+        let sip::Uri::Sip(u) = from else {
+            return Err("Forbidden (From Is Not a User of the Partner)");
+        };
+        let domain = u.host.to_string().to_ascii_lowercase();
+        if domain == self.domain {
+            return Err("Forbidden (Own Domain From Outside)");
+        }
+        if !ids.covers(&domain) {
+            return Err("Forbidden (From Is Not a User of the Partner)");
+        }
+        let Some(s) = &self.snapshot else {
+            return Err("Forbidden (Federation Unavailable)");
+        };
+        let f = &s.federation;
+        policy::kinds::federation::verdict(f.enabled, &f.allowed, &f.blocked, f.discovery, &domain)
+            .map(|_| domain)
+            .map_err(|_| "Forbidden (Partner Not Allowed)")
     }
 
     /// Whether an internal connection is the pool's: one the edge opened,
@@ -661,7 +764,7 @@ impl Edge {
                             "configuration snapshot applied"
                         );
                     }
-                    self.filter.set_config(s.lockout);
+                    self.filter.set_config(s.lockout.config());
                     self.metrics
                         .snapshot_version
                         .store(s.version.max(1), Relaxed);
@@ -713,6 +816,9 @@ impl Edge {
     /// Drops closed connections and (re)opens links to the pool.
     fn housekeeping(&mut self) {
         self.expire_snapshot();
+        for f in self.ext.closed_flows() {
+            self.partners.remove(&f);
+        }
         for f in self.int.closed_flows() {
             self.pool_flows.remove(&f);
             self.strangers.remove(&f);
@@ -759,5 +865,50 @@ impl Edge {
                 .send(Target::Flow(f), Bytes::from_static(b"\r\n\r\n"))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(auth: &str) -> Message {
+        sip::parse_datagram(
+            format!(
+                "REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.7:5061;branch=z9hG4bKx\r\n\
+                 From: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>\r\nCall-ID: c\r\n\
+                 CSeq: 1 REGISTER\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+            .into(),
+            &sip::Limits::DEFAULT,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_filter_counts_possible_users_of_this_domain_only() {
+        let a = |u: &str, realm: &str| {
+            msg(&format!(
+                "Authorization: Digest username=\"{u}\", realm=\"{realm}\", nonce=\"n\", uri=\"sip:example.test\", response=\"r\"\r\n"
+            ))
+        };
+        assert_eq!(
+            credentials_account(&a("alice", "example.test"), "example.test").as_deref(),
+            Some("sip:alice@example.test")
+        );
+        assert_eq!(
+            credentials_account(&a("alice", "other.test"), "example.test"),
+            None
+        );
+        assert_eq!(
+            credentials_account(&a(&"x".repeat(65), "example.test"), "example.test"),
+            None
+        );
+        assert_eq!(
+            credentials_account(&a("al ice", "example.test"), "example.test"),
+            None
+        );
+        assert_eq!(credentials_account(&msg(""), "example.test"), None);
     }
 }

@@ -84,6 +84,9 @@ pub struct Sender {
     pub remote: SocketAddr,
     /// `user@realm` from the request's credentials.
     pub account: Option<String>,
+    /// A partner's server: the domain its certificate speaks for (the
+    /// request's From domain, checked) and the certificate's DNS names.
+    pub partner: Option<(String, Vec<String>)>,
 }
 
 fn proto_code(p: Protocol) -> u8 {
@@ -420,7 +423,15 @@ impl Topology {
                 .record_route(self.external_route(sender.flow, sender.protocol, &[])?)
                 .record_route(self.internal_route());
         }
-        edit = edit.append(TRUST_HEADER, format!("remote;source=\"{}\"", sender.remote));
+        let stamp = match &sender.partner {
+            Some((domain, hosts)) => format!(
+                "partner;domain=\"{domain}\";hosts=\"{}\";source=\"{}\"",
+                hosts.join(" "),
+                sender.remote
+            ),
+            None => format!("remote;source=\"{}\"", sender.remote),
+        };
+        edit = edit.append(TRUST_HEADER, stamp);
         Ok(Inward {
             bytes: edit.serialize(),
         })

@@ -40,6 +40,7 @@ fn alice() -> Sender {
         protocol: Protocol::Tls,
         remote: "198.51.100.7:40001".parse().unwrap(),
         account: None,
+        partner: None,
     }
 }
 

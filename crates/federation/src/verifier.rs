@@ -31,6 +31,36 @@ use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeI
 
 use crate::identity;
 
+/// Reads the CA certificates trusted for partners from PEM bundle files,
+/// in order. A file marked optional (the operating system's bundle) that
+/// cannot be read is skipped with a warning in the second value; any other
+/// unreadable file is an error naming it.
+pub fn read_cas(
+    files: &[(std::path::PathBuf, bool)],
+) -> Result<(Vec<CertificateDer<'static>>, Vec<String>), String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut cas = Vec::new();
+    let mut warnings = Vec::new();
+    for (path, optional) in files {
+        let pem = match std::fs::read(path) {
+            Ok(pem) => pem,
+            Err(e) if *optional => {
+                warnings.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        let certs =
+            certs.map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no CERTIFICATE block", path.display()));
+        }
+        cas.extend(certs);
+    }
+    Ok((cas, warnings))
+}
+
 /// id-kp-serverAuth (1.3.6.1.5.5.7.3.1) and id-kp-clientAuth
 /// (1.3.6.1.5.5.7.3.2), DER-encoded OID contents.
 const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];

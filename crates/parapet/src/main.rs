@@ -227,6 +227,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         internal,
         external_names: names,
         ws_origins,
+        partner_cas: server::partners::trusted(&s.federation)?,
         external: s
             .listen
             .iter()

@@ -20,31 +20,21 @@ pub struct Partners {
 }
 
 /// The CA certificates the configuration trusts for partners.
-fn trusted(cfg: &FederationConfig) -> Result<Vec<CertificateDer<'static>>, String> {
-    let mut cas = Vec::new();
-    for source in &cfg.trusted_cas {
-        let path = match source {
-            TrustSource::System => std::path::PathBuf::from(SYSTEM_CA_BUNDLE),
-            TrustSource::File(p) => p.clone(),
-        };
-        let pem = match std::fs::read(&path) {
-            Ok(pem) => pem,
+pub fn trusted(cfg: &FederationConfig) -> Result<Vec<CertificateDer<'static>>, String> {
+    let files: Vec<(std::path::PathBuf, bool)> = cfg
+        .trusted_cas
+        .iter()
+        .map(|s| match s {
             // The default must not stop a machine without the system's
             // bundle from starting; an explicit file must exist.
-            Err(e) if *source == TrustSource::System => {
-                tracing::warn!(path = %path.display(), error = %e, "federation.trusted_cas: the system's CA bundle is unreadable (install ca-certificates); public CAs are not trusted for partners");
-                continue;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "federation.trusted_cas: cannot read {}: {e}",
-                    path.display()
-                ))
-            }
-        };
-        let certs = sip_transport::tls::certs_from_pem(&pem)
-            .map_err(|e| format!("federation.trusted_cas: {}: {e}", path.display()))?;
-        cas.extend(certs);
+            TrustSource::System => (std::path::PathBuf::from(SYSTEM_CA_BUNDLE), true),
+            TrustSource::File(p) => (p.clone(), false),
+        })
+        .collect();
+    let (cas, warnings) = federation::verifier::read_cas(&files)
+        .map_err(|e| format!("federation.trusted_cas: {e}"))?;
+    for w in warnings {
+        tracing::warn!(error = %w, "federation.trusted_cas: the system's CA bundle is unreadable (install ca-certificates); public CAs are not trusted for partners");
     }
     Ok(cas)
 }

@@ -40,11 +40,22 @@ impl<S: store::Store> Core<S> {
         }
         let mut source = source;
         self.edge_outcome.set(None);
+        self.edge_partner = None;
         if self.edges.classify(&source).is_some() {
-            // The client's own address stands for the source from here
-            // on: the edge relays for many.
-            match crate::edges::stamped_source(&message) {
-                Some(client) => source.remote = client,
+            // The sender's own address stands for the source from here
+            // on: the edge relays for many. A partner's server relayed by
+            // the edge speaks for what its certificate did at the edge.
+            match crate::edges::stamp(&message) {
+                Some(s) => {
+                    source.remote = s.source;
+                    self.edge_partner = s.partner.map(|(domain, hosts)| {
+                        std::sync::Arc::new(federation::identity::Identities {
+                            source: federation::identity::Source::SipUri,
+                            names: vec![domain],
+                            hosts,
+                        })
+                    });
+                }
                 None => tracing::debug!("request from an edge without its mark"),
             }
         }

@@ -211,16 +211,26 @@ impl<S: store::Store> crate::Core<S> {
                 .await;
         };
         let now = u64::try_from(crate::unix_now()).unwrap_or(0);
-        let snapshot = auth::edge_snapshot::Snapshot {
-            version: u64::try_from(self.policies.version).unwrap_or(0),
-            issued_at: now,
-            expires_at: now + auth::edge_snapshot::LIFETIME_SECS,
-            domain: self.cfg.domain.clone(),
-            // The global thresholds (per-user ones still apply on the
-            // front end).
-            lockout: crate::policy_set::lockout_limits(&self.policies, "", *self.filter.config()),
-        };
+        let snapshot =
+            auth::edge_snapshot::Snapshot {
+                version: u64::try_from(self.policies.version).unwrap_or(0),
+                issued_at: now,
+                expires_at: now + auth::edge_snapshot::LIFETIME_SECS,
+                domain: self.cfg.domain.clone(),
+                // The global thresholds (per-user ones still apply on the
+                // front end).
+                lockout: auth::edge_snapshot::Lockout::from_config(
+                    &crate::policy_set::lockout_limits(&self.policies, "", *self.filter.config()),
+                ),
+                federation: crate::policy_set::federation_rules(&self.policies),
+            };
         let body = auth::edge_snapshot::sign(key, &snapshot);
+        if body.len() > auth::edge_snapshot::MAX_BODY {
+            tracing::error!(bytes = body.len(), "the edges' configuration snapshot is too large to send (federation.allowed_domains too long?)");
+            return self
+                .reply(r, 500, "Server Internal Error (Snapshot Too Large)", &[])
+                .await;
+        }
         let tag = self.next_tag();
         let (rcv, rport) = sip::build::via_received_for(&r.f.top_via, r.src.remote);
         let bytes = sip::build::ResponseBuilder::new(r.msg, 200, "OK")
@@ -233,16 +243,58 @@ impl<S: store::Store> crate::Core<S> {
     }
 }
 
-/// The client address an edge stamped on a request
-/// (`remote;source="203.0.113.5:40000"`).
-pub(crate) fn stamped_source(msg: &Message) -> Option<SocketAddr> {
+/// What an edge says about a request it relays: who sent it (the client's
+/// or partner server's own address) and, for a partner's server, the
+/// domain its certificate speaks for (checked by the edge against the
+/// From domain) and the certificate's DNS names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) source: SocketAddr,
+    pub(crate) partner: Option<(String, Vec<String>)>,
+}
+
+/// Reads the edge's stamp: `remote;source="ADDR"` or
+/// `partner;domain="D";hosts="H1 H2";source="ADDR"`. Exactly one.
+pub(crate) fn stamp(msg: &Message) -> Option<Stamp> {
     let mut stamps = msg.headers_named(EDGE_HEADER);
     let value = stamps.next()?.value;
     if stamps.next().is_some() {
         return None;
     }
-    let rest = value.strip_prefix("remote;source=\"")?;
-    rest.strip_suffix('"')?.parse().ok()
+    let mut parts = value.split(';');
+    let kind = parts.next()?;
+    let mut params = std::collections::HashMap::new();
+    for p in parts {
+        let (k, v) = p.split_once('=')?;
+        let v = v.strip_prefix('"')?.strip_suffix('"')?;
+        if params.insert(k, v).is_some() {
+            return None;
+        }
+    }
+    let source = params.get("source")?.parse().ok()?;
+    match (kind, params.len()) {
+        ("remote", 1) => Some(Stamp {
+            source,
+            partner: None,
+        }),
+        ("partner", 3) => {
+            let domain = params.get("domain")?.to_ascii_lowercase();
+            if domain.is_empty() {
+                return None;
+            }
+            let hosts = params
+                .get("hosts")?
+                .split(' ')
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Some(Stamp {
+                source,
+                partner: Some((domain, hosts)),
+            })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +314,30 @@ mod tests {
             &sip::Limits::DEFAULT,
         )
         .unwrap()
+    }
+
+    fn stamped_source(m: &Message) -> Option<SocketAddr> {
+        stamp(m).filter(|s| s.partner.is_none()).map(|s| s.source)
+    }
+
+    #[test]
+    fn a_partners_stamp_names_its_domain_and_hosts() {
+        let s = stamp(&msg(
+            "P-Parapet-Edge: partner;domain=\"Partner.Example\";hosts=\"sip.partner.example\";source=\"203.0.113.9:5061\"\r\n",
+        ))
+        .unwrap();
+        assert_eq!(s.source, "203.0.113.9:5061".parse().unwrap());
+        assert_eq!(
+            s.partner,
+            Some(("partner.example".into(), vec!["sip.partner.example".into()]))
+        );
+        for bad in [
+            "P-Parapet-Edge: partner;domain=\"\";hosts=\"\";source=\"203.0.113.9:5061\"\r\n",
+            "P-Parapet-Edge: partner;domain=\"p.example\";source=\"203.0.113.9:5061\"\r\n",
+            "P-Parapet-Edge: partner;domain=\"p.example\";domain=\"q.example\";source=\"203.0.113.9:5061\"\r\n",
+        ] {
+            assert_eq!(stamp(&msg(bad)), None, "{bad}");
+        }
     }
 
     #[test]

@@ -186,6 +186,9 @@ pub struct Core<S> {
     /// The sign-in outcome of the request being handled, told to the edge
     /// it came through (its security filter counts it).
     pub(crate) edge_outcome: edges::Outcome,
+    /// For the request being handled, when it came through an edge from a
+    /// partner's server: what that server's certificate speaks for.
+    pub(crate) edge_partner: Option<Arc<federation::identity::Identities>>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -271,6 +274,7 @@ impl<S: store::Store> Core<S> {
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),
+            edge_partner: None,
             identity,
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),

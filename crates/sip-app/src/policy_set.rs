@@ -250,35 +250,37 @@ impl FederationRefusal {
 /// over allow and covers the blocked domain's subdomains; an allowed
 /// domain's subdomains are partners only when listed themselves.
 pub fn partner_status(set: &PolicySet, domain: &str) -> Result<PartnerStatus, FederationRefusal> {
+    use policy::kinds::federation::{verdict, Refusal, Standing};
     let Some(eff) = set.effective("", "federation") else {
         return Err(FederationRefusal::Off);
     };
-    if !eff.flag("enabled") {
-        return Err(FederationRefusal::Off);
+    match verdict(
+        eff.flag("enabled"),
+        eff.list("allowed_domains"),
+        eff.list("blocked_domains"),
+        eff.flag("partner_discovery"),
+        domain,
+    ) {
+        Ok(Standing::Allowed) => Ok(PartnerStatus::Allowed),
+        Ok(Standing::Discovered) => Ok(PartnerStatus::Discovered),
+        Err(Refusal::Off) => Err(FederationRefusal::Off),
+        Err(Refusal::NotADomain) => Err(FederationRefusal::NotADomain),
+        Err(Refusal::Blocked) => Err(FederationRefusal::Blocked),
+        Err(Refusal::NotAllowed) => Err(FederationRefusal::NotAllowed),
     }
-    if domain.is_empty()
-        || !domain.contains('.')
-        || domain.starts_with('[')
-        || domain.parse::<std::net::IpAddr>().is_ok()
-    {
-        return Err(FederationRefusal::NotADomain);
-    }
-    let under = |d: &String| {
-        domain == d.as_str()
-            || domain
-                .strip_suffix(d.as_str())
-                .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// The federation policy's server-wide rules, for the edges' snapshot.
+pub fn federation_rules(set: &PolicySet) -> auth::edge_snapshot::Federation {
+    let Some(eff) = set.effective("", "federation") else {
+        return auth::edge_snapshot::Federation::default();
     };
-    if eff.list("blocked_domains").iter().any(under) {
-        return Err(FederationRefusal::Blocked);
+    auth::edge_snapshot::Federation {
+        enabled: eff.flag("enabled"),
+        allowed: eff.list("allowed_domains").to_vec(),
+        blocked: eff.list("blocked_domains").to_vec(),
+        discovery: eff.flag("partner_discovery"),
     }
-    if eff.list("allowed_domains").iter().any(|d| d == domain) {
-        return Ok(PartnerStatus::Allowed);
-    }
-    if eff.flag("partner_discovery") {
-        return Ok(PartnerStatus::Discovered);
-    }
-    Err(FederationRefusal::NotAllowed)
 }
 
 /// Whether messages from listed partners are treated as unverified (reach

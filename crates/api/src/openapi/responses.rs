@@ -70,9 +70,17 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             json!({
                 "version": s(), "domain": s(), "listeners": strings(), "insecure_transports": boolean(),
                 "warnings": strings(), "users": int(), "registrations": int(), "connections": int(), "uptime_secs": int(),
+                "edges": array(exact(json!({ "name": s(), "internal": s(), "links": int() }), &[])),
             }),
             &[],
         ),
+        ("get", "/v1/edges") => array(exact(
+            json!({
+                "name": s(), "internal": s(), "external_names": strings(), "fingerprint": s(),
+                "paired_at": int(), "expires_at": int(),
+            }),
+            &[],
+        )),
         ("get", "/v1/security") => array(exact(
             json!({
                 "group": s(), "setting": s(), "current": s(), "recommended": s(), "why": s(), "command": s(),

@@ -23,6 +23,8 @@ pub(crate) struct Edge {
     pub(crate) pairing: PathBuf,
     pub(crate) external: &'static str,
     pub(crate) internal: &'static str,
+    /// The edge's configuration file, if any (e.g. `[federation]`).
+    config: Option<PathBuf>,
     pub(crate) external_port: u16,
     pub(crate) wss_port: u16,
     pub(crate) metrics_port: u16,
@@ -41,6 +43,22 @@ impl Edge {
         external: &'static str,
         internal: &'static str,
     ) -> Edge {
+        Edge::pair_and_start_with(fe, name, external, internal, "")
+    }
+
+    /// The same, with a configuration file holding `toml`.
+    pub(crate) fn pair_and_start_with(
+        fe: &Server,
+        name: &str,
+        external: &'static str,
+        internal: &'static str,
+        toml: &str,
+    ) -> Edge {
+        let config = (!toml.is_empty()).then(|| {
+            let p = fe.dir.join(format!("{name}.toml"));
+            std::fs::write(&p, toml).unwrap();
+            p
+        });
         let internal_port = free_port();
         let pairing = fe.dir.join(format!("{name}.pairing.json"));
         let o = fe.admin(
@@ -64,6 +82,7 @@ impl Edge {
             pairing,
             external,
             internal,
+            config,
             external_port: free_port(),
             wss_port: free_port(),
             metrics_port: free_port(),
@@ -78,9 +97,12 @@ impl Edge {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
-            .args(["edge", "--pairing"])
-            .arg(&self.pairing)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parapet"));
+        cmd.args(["edge", "--pairing"]).arg(&self.pairing);
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg(format!(
                 "--listen=tls://{}:{}",
                 self.external, self.external_port
@@ -723,4 +745,76 @@ fn two_edges_serve_one_pool_and_a_call_crosses_both() {
     assert!(m1.contains("parapet_edge_links 1") && m2.contains("parapet_edge_links 1"));
     alice.cmd("/quit");
     bob.cmd("/quit");
+}
+
+#[test]
+fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federation_rules() {
+    use crate::federation::{alice_sends_to, contact, last_status, policy};
+    // example.test: a front end with an edge. partner.test: a server whose
+    // route to example.test is the edge's external address.
+    let a = Server::org_at("edge-fed-a", "example.test", FRONT_END, "");
+    let mut b = Server::org("edge-fed-b", "partner.test", "");
+    let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
+    let edge = Edge::pair_and_start_with(
+        &a,
+        "edge-fed-e",
+        EXTERNAL,
+        INTERNAL,
+        &format!("[federation]\ntrusted_cas = [\"{}\"]\n", ca(&b)),
+    );
+    b.extra_config = format!(
+        "[federation]\ntrusted_cas = [\"{}\"]\nallow_private_addresses = true\nroutes = {{ \"example.test\" = \"{EXTERNAL}:{}\" }}\n",
+        ca(&a),
+        edge.external_port
+    );
+    b.kill9();
+    b.start();
+    a.add_user("alice", "correct horse battery");
+    b.add_user("alice", "correct horse battery");
+    for (s, other) in [(&a, "partner.test"), (&b, "example.test")] {
+        policy(
+            s,
+            &[
+                "federation",
+                "global",
+                "enabled=true",
+                &format!("allowed_domains={other}"),
+            ],
+        );
+        policy(s, &["external_access", "global", "federation=true"]);
+    }
+    contact(&a, "sip:alice@example.test", "sip:alice@partner.test");
+    // The pool's rules reach the edge in its snapshot.
+    edge.wait_log("configuration snapshot applied", 2);
+    let receiver = register_and_listen(&a, "alice", "correct horse battery");
+    let t = alice_sends_to(&b, "alice", "example.test");
+    assert!(
+        last_status(&t).contains("200"),
+        "{}\n{}",
+        last_status(&t),
+        a.log()
+    );
+    let (ok, msgs) = receiver.finish();
+    assert!(ok, "{msgs}");
+    let (_, metrics) = a.http_get("/metrics", None);
+    assert!(
+        metrics.contains(
+            "parapet_federation_requests_total{partner=\"partner.test\",direction=\"in\""
+        ),
+        "{metrics}"
+    );
+    // The pool stops federating: the edge refuses partner.test itself.
+    policy(&a, &["federation", "global", "enabled=false"]);
+    edge.wait_log("configuration snapshot applied", 3);
+    let t = alice_sends_to(&b, "alice", "example.test");
+    assert!(
+        last_status(&t).contains("403 Forbidden (Partner Not Allowed)"),
+        "{}",
+        last_status(&t)
+    );
+    let (_, m) = edge.get("/metrics");
+    assert!(
+        m.contains("parapet_edge_refused_total{reason=\"partner\"} 1"),
+        "{m}"
+    );
 }

@@ -7,6 +7,67 @@ use crate::value::{FieldType as T, Value, ValueError};
 /// What partners may do, per modality (file transfer joins when it exists).
 pub const MODALITIES: &[&str] = &["im", "presence", "calls"];
 
+/// A partner domain's standing under the server-wide rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Listed in `allowed_domains`.
+    Allowed,
+    /// Not listed; allowed because `partner_discovery` is on.
+    Discovered,
+}
+
+/// Why the server-wide rules refuse a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `enabled` is off (the default).
+    Off,
+    /// An IP literal or otherwise not a domain name.
+    NotADomain,
+    /// The domain, or a domain above it, is in `blocked_domains`.
+    Blocked,
+    /// Not in `allowed_domains`, and discovery is off.
+    NotAllowed,
+}
+
+/// The federation policy's verdict on `domain` (lower case), from its
+/// server-wide fields: block wins over allow and covers the blocked
+/// domain's subdomains; an allowed domain's subdomains are partners only
+/// when listed themselves. One function for the front end and its edges.
+pub fn verdict(
+    enabled: bool,
+    allowed: &[String],
+    blocked: &[String],
+    discovery: bool,
+    domain: &str,
+) -> Result<Standing, Refusal> {
+    if !enabled {
+        return Err(Refusal::Off);
+    }
+    if domain.is_empty()
+        || !domain.contains('.')
+        || domain.starts_with('[')
+        || domain.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(Refusal::NotADomain);
+    }
+    let under = |d: &String| {
+        domain == d.as_str()
+            || domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    };
+    if blocked.iter().any(under) {
+        return Err(Refusal::Blocked);
+    }
+    if allowed.iter().any(|d| d == domain) {
+        return Ok(Standing::Allowed);
+    }
+    if discovery {
+        return Ok(Standing::Discovered);
+    }
+    Err(Refusal::NotAllowed)
+}
+
 pub static SPEC: KindSpec = KindSpec {
     name: "federation",
     doc: "Federation partners: allowed and blocked domains, discovery, verification and limits.",

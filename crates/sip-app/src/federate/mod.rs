@@ -210,8 +210,13 @@ impl<S: store::Store> Core<S> {
     /// partner's connection (one we opened to a partner, or an inbound TLS
     /// connection that presented a certificate trusted for partners).
     pub(crate) fn partner_of(&mut self, src: &Source) -> Option<Arc<Identities>> {
-        if src.protocol != Protocol::Tls || self.edges.is_edge(src.flow) {
+        if src.protocol != Protocol::Tls {
             return None;
+        }
+        if self.edges.is_edge(src.flow) {
+            // Through an edge: the partner its stamp names, if any (never
+            // cached per connection: an edge's link carries many).
+            return self.edge_partner.clone();
         }
         if let Some(ids) = self.fed.out_flows.get(&src.flow) {
             return Some(ids.clone());
