@@ -63,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(r) = t.inward_request(&m, to_tag, &sender) {
             reparses(&r.bytes);
         }
-        if let Ok(r) = t.outward_request(&m, to_tag, FlowId(3)) {
+        let partner = (op & 8 != 0).then_some((FlowId(9), Protocol::Tls));
+        if let Ok(r) = t.outward_request(&m, to_tag, FlowId(3), partner) {
             reparses(&r.bytes);
         }
     } else {

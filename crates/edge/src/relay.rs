@@ -58,6 +58,8 @@ pub struct EdgeConfig {
     pub observe: Option<SocketAddr>,
     /// Which web pages may open WebSocket connections to the WSS listener.
     pub ws_origins: sip_transport::OriginPolicy,
+    /// How partners' servers are found (DNS servers, static routes).
+    pub locate: federation::locate::LocateConfig,
     /// The CAs trusted for partners' servers (their certificates are asked
     /// for on the TLS listener; empty: no partner can connect).
     pub partner_cas: Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -69,6 +71,8 @@ struct Tls {
     external: Arc<rustls::ServerConfig>,
     /// The TLS listener's: also asks for a partner's certificate.
     external_tls: Arc<rustls::ServerConfig>,
+    /// Connections to partners' servers (`None`: no CA trusted for them).
+    partner_client: Option<Arc<rustls::ClientConfig>>,
     internal: Arc<rustls::ServerConfig>,
     client: ClientTls,
 }
@@ -110,17 +114,19 @@ fn tls(
         .map_err(|e| format!("external TLS: {e}"))?;
     // Partners' servers present a certificate (optional: remote users'
     // clients do not); WSS never asks (a browser would show a picker).
-    let external_tls = if partner_cas.is_empty() {
-        external.clone()
+    let (external_tls, partner_client) = if partner_cas.is_empty() {
+        (external.clone(), None)
     } else {
         let trust = federation::verifier::PartnerTrust::new(partner_cas, provider.clone())
             .map_err(|e| format!("federation.trusted_cas: {e}"))?;
-        server_config(
+        let client = trust.client_config(ext_chain.clone(), ext_key.clone_key())?;
+        let server = server_config(
             ext_chain,
             ext_key,
             ClientAuth::Verifier(trust.inbound_optional()),
         )
-        .map_err(|e| format!("external TLS: {e}"))?
+        .map_err(|e| format!("external TLS: {e}"))?;
+        (server, Some(client))
     };
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -138,6 +144,7 @@ fn tls(
     Ok(Tls {
         external,
         external_tls,
+        partner_client,
         internal,
         client: ClientTls {
             config: Arc::new(client),
@@ -187,7 +194,21 @@ struct Edge {
     name: String,
     /// Partners' connections and what their certificates speak for.
     partners: HashMap<FlowId, Arc<federation::identity::Identities>>,
+    /// Connections this edge opened to partners' servers, by domain.
+    partner_out: HashMap<String, FlowId>,
+    /// Requests from the pool waiting for a partner connection to open.
+    partner_pending: HashMap<String, Vec<(Message, Source, bool)>>,
+    partner_tx: mpsc::Sender<(String, Option<FlowId>)>,
+    /// For opening connections to partners: this edge's external
+    /// certificate presented, the partner's checked for its domain.
+    partner_client: Option<Arc<rustls::ClientConfig>>,
+    locator: Option<Arc<federation::locate::Locator>>,
 }
+
+/// Partners with requests waiting for a connection, and requests waiting
+/// per partner.
+const MAX_PENDING_PARTNERS: usize = 256;
+const MAX_PENDING: usize = 64;
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -277,6 +298,14 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         Name::new(&host_text(int_addr.ip()), int_addr.port()),
     );
     let (connected, mut connected_rx) = mpsc::channel(16);
+    let (partner_tx, mut partner_rx) = mpsc::channel(64);
+    let locator = if tls.partner_client.is_some() {
+        Some(Arc::new(federation::locate::Locator::new(
+            cfg.locate.clone(),
+        )?))
+    } else {
+        None
+    };
     let now = Instant::now();
     let mut edge = Edge {
         topo,
@@ -310,6 +339,11 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         last_fetch: now,
         name: p.name.clone(),
         partners: HashMap::new(),
+        partner_out: HashMap::new(),
+        partner_pending: HashMap::new(),
+        partner_tx,
+        partner_client: tls.partner_client.clone(),
+        locator,
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -321,6 +355,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         tokio::select! {
             Some(m) = ext_rx.recv() => edge.on_external(m).await,
             Some(m) = int_rx.recv() => edge.on_internal(m).await,
+            Some((domain, flow)) = partner_rx.recv() => edge.partner_connected(domain, flow).await,
             Some((i, flow)) = connected_rx.recv() => {
                 let up = flow.is_some();
                 edge.on_connected(i, flow);
@@ -680,7 +715,24 @@ impl Edge {
                 return self.reply(&int, &msg, &src, status, &reason, &[]).await;
             }
         };
-        match self.topo.outward_request(&msg, to_tag, src.flow) {
+        if !self.topo.routed_here(&msg) {
+            return self.send_to_partner(msg, src, to_tag).await;
+        }
+        self.outward(&msg, &src, to_tag, None).await;
+    }
+
+    /// Rewrites a request from the pool and sends it out (on the connection
+    /// its route token names, else on `partner`), or answers it.
+    async fn outward(
+        &mut self,
+        msg: &Message,
+        src: &Source,
+        to_tag: bool,
+        partner: Option<FlowId>,
+    ) {
+        let int = self.int.clone();
+        let default = partner.map(|f| (f, Protocol::Tls));
+        match self.topo.outward_request(msg, to_tag, src.flow, default) {
             Ok(out) => {
                 self.metrics.outward_requests.fetch_add(1, Relaxed);
                 if self
@@ -690,11 +742,166 @@ impl Edge {
                     .is_err()
                 {
                     // RFC 5626 §5.3: the flow a route token names is gone.
-                    self.reply(&int, &msg, &src, 430, "Flow Failed", &[]).await;
+                    self.reply(&int, msg, src, 430, "Flow Failed", &[]).await;
                 }
             }
             Err(Refused(status, reason)) => {
-                self.reply(&int, &msg, &src, status, reason, &[]).await;
+                self.reply(&int, msg, src, status, reason, &[]).await;
+            }
+        }
+    }
+
+    /// A request from the pool for a partner's user (no route of ours):
+    /// under the pool's federation rules, over this edge's connection to
+    /// the partner, opened on first use (requests wait for it, bounded).
+    async fn send_to_partner(&mut self, msg: Message, src: Source, to_tag: bool) {
+        let int = self.int.clone();
+        let domain = msg
+            .request_uri()
+            .and_then(|u| match sip::Uri::parse(u) {
+                Ok(sip::Uri::Sip(s)) => Some(s.host.to_string().to_ascii_lowercase()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if domain == self.domain || domain.is_empty() {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    404,
+                    "Not Found (No Route Through This Edge)",
+                    &[],
+                )
+                .await;
+        }
+        let Some(s) = &self.snapshot else {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    403,
+                    "Forbidden (Federation Unavailable)",
+                    &[],
+                )
+                .await;
+        };
+        let f = &s.federation;
+        if policy::kinds::federation::verdict(
+            f.enabled,
+            &f.allowed,
+            &f.blocked,
+            f.discovery,
+            &domain,
+        )
+        .is_err()
+        {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    403,
+                    "Forbidden (Partner Not Allowed)",
+                    &[],
+                )
+                .await;
+        }
+        if self.partner_client.is_none() {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (No CA Trusted for Partners)",
+                    &[],
+                )
+                .await;
+        }
+        if let Some(&flow) = self.partner_out.get(&domain) {
+            if self.ext.flow_local(flow).is_some() {
+                return self.outward(&msg, &src, to_tag, Some(flow)).await;
+            }
+            self.partner_out.remove(&domain);
+        }
+        let known = self.partner_pending.contains_key(&domain);
+        if !known && self.partner_pending.len() >= MAX_PENDING_PARTNERS {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (Partner Connection Busy)",
+                    &[("Retry-After", "5")],
+                )
+                .await;
+        }
+        let queue = self.partner_pending.entry(domain.clone()).or_default();
+        if queue.len() >= MAX_PENDING {
+            return self
+                .reply(
+                    &int,
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (Partner Connection Busy)",
+                    &[("Retry-After", "5")],
+                )
+                .await;
+        }
+        queue.push((msg, src, to_tag));
+        if !known {
+            self.open_partner(domain);
+        }
+    }
+
+    /// Opens a connection to `domain`'s server in a task; the outcome comes
+    /// back on the partner channel.
+    fn open_partner(&self, domain: String) {
+        let (Some(client), Some(locator)) = (self.partner_client.clone(), self.locator.clone())
+        else {
+            return;
+        };
+        let (ext, done) = (self.ext.clone(), self.partner_tx.clone());
+        tokio::spawn(async move {
+            let attempt = federation::connect::connect(&locator, &client, &ext, &domain, None);
+            let flow = match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+                Ok(Ok(f)) => Some(f),
+                Ok(Err(e)) => {
+                    tracing::warn!(partner = %domain, error = %e, "cannot reach the partner's server");
+                    None
+                }
+                Err(_) => None,
+            };
+            let _ = done.send((domain, flow)).await;
+        });
+    }
+
+    /// The connection to a partner opened (or not): send what waited.
+    async fn partner_connected(&mut self, domain: String, flow: Option<FlowId>) {
+        let waiting = self.partner_pending.remove(&domain).unwrap_or_default();
+        if let Some(f) = flow {
+            tracing::info!(partner = %domain, "connected to the partner's server");
+            self.partner_out.insert(domain, f);
+        }
+        let int = self.int.clone();
+        for (msg, src, to_tag) in waiting {
+            match flow {
+                Some(f) => self.outward(&msg, &src, to_tag, Some(f)).await,
+                None => {
+                    self.reply(
+                        &int,
+                        &msg,
+                        &src,
+                        503,
+                        "Service Unavailable (Partner Unreachable)",
+                        &[],
+                    )
+                    .await
+                }
             }
         }
     }

@@ -514,6 +514,19 @@ impl Topology {
         })
     }
 
+    /// Whether a request from the inside names this edge in its first Route
+    /// entry (a route token or Path): otherwise it is for a partner, whose
+    /// server the edge finds itself.
+    pub fn routed_here(&self, msg: &Message) -> bool {
+        route_entries(msg)
+            .ok()
+            .and_then(|r| {
+                r.first()
+                    .map(|e| self.is_internal(e) || self.is_external(e))
+            })
+            .unwrap_or(false)
+    }
+
     /// A request from the inside for the outside: our leading Route entries
     /// popped (their token names the outside connection), every Via
     /// replaced by ours sealing them, Record-Route entries folded into our
@@ -523,6 +536,7 @@ impl Topology {
         msg: &Message,
         to_tag: bool,
         from_flow: FlowId,
+        default_target: Option<(FlowId, Protocol)>,
     ) -> Result<Outward, Refused> {
         let routes = route_entries(msg)?;
         let mut ours = 0;
@@ -544,7 +558,7 @@ impl Topology {
             };
             target = Some(opened.ok_or(Refused(403, "Forbidden (Invalid Route Token)"))?);
         }
-        let Some((flow, protocol)) = target else {
+        let Some((flow, protocol)) = target.or(default_target) else {
             return Err(Refused(404, "Not Found (No Route Through This Edge)"));
         };
         let mut edit = sip::forward::Forward::new(msg)

@@ -155,7 +155,9 @@ fn a_remote_caller_and_an_internal_callee() {
          To: <sip:alice@example.test>;tag=a\r\nCall-ID: c1\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
         rr[0], rr[1]
     );
-    let out = t.outward_request(&parse(bye), true, FlowId(5)).unwrap();
+    let out = t
+        .outward_request(&parse(bye), true, FlowId(5), None)
+        .unwrap();
     assert_eq!(out.flow, FlowId(77));
     assert_hides_inside(&out.bytes);
     let m = parse(out.bytes);
@@ -224,7 +226,9 @@ fn an_internal_caller_reaches_a_remote_user_through_the_path_of_her_registration
          CSeq: 1 INVITE\r\nContact: <sip:bob@10.1.2.3:5060>\r\nContent-Length: 0\r\n\r\n",
         path[0]
     );
-    let out = t.outward_request(&parse(invite), false, FlowId(5)).unwrap();
+    let out = t
+        .outward_request(&parse(invite), false, FlowId(5), None)
+        .unwrap();
     assert_eq!(out.flow, FlowId(77));
     assert_hides_inside(&out.bytes);
     let m = parse(out.bytes);
@@ -238,7 +242,9 @@ fn an_internal_caller_reaches_a_remote_user_through_the_path_of_her_registration
          Call-ID: c2\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
         path[0]
     );
-    let c = t.outward_request(&parse(cancel), false, FlowId(5)).unwrap();
+    let c = t
+        .outward_request(&parse(cancel), false, FlowId(5), None)
+        .unwrap();
     let branch = |via: &str| {
         via.split(";branch=")
             .nth(1)
@@ -288,7 +294,9 @@ fn an_internal_caller_reaches_a_remote_user_through_the_path_of_her_registration
          To: <sip:alice@example.test>;tag=a\r\nCall-ID: c2\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
         inside_rr[1], inside_rr[0]
     );
-    let out = t.outward_request(&parse(bye), true, FlowId(5)).unwrap();
+    let out = t
+        .outward_request(&parse(bye), true, FlowId(5), None)
+        .unwrap();
     assert_eq!(out.flow, FlowId(77));
 }
 

@@ -20,6 +20,7 @@
 //!   a partner's DNS might point at.
 #![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod identity;
 pub mod locate;
 pub mod verifier;

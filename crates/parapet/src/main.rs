@@ -228,6 +228,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         external_names: names,
         ws_origins,
         partner_cas: server::partners::trusted(&s.federation)?,
+        locate: server::partners::locate_config(&s.federation),
         external: s
             .listen
             .iter()

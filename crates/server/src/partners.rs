@@ -39,6 +39,16 @@ pub fn trusted(cfg: &FederationConfig) -> Result<Vec<CertificateDer<'static>>, S
     Ok(cas)
 }
 
+/// How partners' servers are found, from `[federation]`.
+pub fn locate_config(cfg: &FederationConfig) -> LocateConfig {
+    LocateConfig {
+        resolvers: cfg.resolvers.clone(),
+        allow_private: cfg.allow_private_addresses,
+        routes: cfg.routes.clone().into_iter().collect(),
+        ..LocateConfig::default()
+    }
+}
+
 /// Builds federation's transport and the TLS listener's client
 /// certificate check. `Ok(None)`: no CA is trusted for partners
 /// (`trusted_cas = []`) and the pool has no CA of its own for edges.
@@ -67,12 +77,7 @@ pub fn setup(
     let trust =
         PartnerTrust::new(&cas, provider).map_err(|e| format!("federation.trusted_cas: {e}"))?;
     let client = trust.client_config(chain.to_vec(), key.clone_key())?;
-    let locator = Locator::new(LocateConfig {
-        resolvers: cfg.resolvers.clone(),
-        allow_private: cfg.allow_private_addresses,
-        routes: cfg.routes.clone().into_iter().collect(),
-        ..LocateConfig::default()
-    })?;
+    let locator = Locator::new(locate_config(cfg))?;
     Ok(Some(Partners {
         inbound,
         setup: Some(sip_app::FederationSetup {

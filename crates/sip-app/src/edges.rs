@@ -177,6 +177,16 @@ impl Edges {
             .collect()
     }
 
+    /// Whether any edge is paired (then partners are reached through them).
+    pub(crate) fn any_paired(&self) -> bool {
+        !self.paired.is_empty()
+    }
+
+    /// A live connection from any paired edge.
+    pub(crate) fn any_link(&self) -> Option<FlowId> {
+        self.flows.keys().min().copied()
+    }
+
     /// A live connection from the named edge.
     pub(crate) fn flow_of(&self, name: &str) -> Option<FlowId> {
         let i = self.paired.iter().position(|e| e.name == name)?;

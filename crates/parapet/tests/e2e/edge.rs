@@ -755,12 +755,18 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
     let a = Server::org_at("edge-fed-a", "example.test", FRONT_END, "");
     let mut b = Server::org("edge-fed-b", "partner.test", "");
     let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
+    // The edge trusts partner.test's CA and finds its server by a static
+    // route; the front end has no way to partner.test but its edge.
     let edge = Edge::pair_and_start_with(
         &a,
         "edge-fed-e",
         EXTERNAL,
         INTERNAL,
-        &format!("[federation]\ntrusted_cas = [\"{}\"]\n", ca(&b)),
+        &format!(
+            "[federation]\ntrusted_cas = [\"{}\"]\nallow_private_addresses = true\nroutes = {{ \"partner.test\" = \"127.0.0.1:{}\" }}\n",
+            ca(&b),
+            b.tls
+        ),
     );
     b.extra_config = format!(
         "[federation]\ntrusted_cas = [\"{}\"]\nallow_private_addresses = true\nroutes = {{ \"example.test\" = \"{EXTERNAL}:{}\" }}\n",
@@ -803,6 +809,22 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
         ),
         "{metrics}"
     );
+    // And back: the pool's user writes to partner.test; the front end hands
+    // it to its edge, which opens the connection to partner.test's server.
+    contact(&b, "sip:alice@partner.test", "sip:alice@example.test");
+    let receiver = register_and_listen(&b, "alice", "correct horse battery");
+    let t = alice_sends_to(&a, "alice", "partner.test");
+    assert!(
+        last_status(&t).contains("200"),
+        "{}\n{}",
+        last_status(&t),
+        edge.log()
+    );
+    let (ok, msgs) = receiver.finish();
+    assert!(ok, "{msgs}");
+    edge.wait_log("connected to the partner's server", 1);
+    let (_, m) = edge.get("/metrics");
+    assert!(!m.contains("parapet_edge_outward_requests_total 0"), "{m}");
     // The pool stops federating: the edge refuses partner.test itself.
     policy(&a, &["federation", "global", "enabled=false"]);
     edge.wait_log("configuration snapshot applied", 3);

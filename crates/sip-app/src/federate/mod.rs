@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federation::identity::{Identities, Source as IdSource};
-use federation::locate::{LocateError, Locator};
+use federation::locate::Locator;
 use sip::{Message, Uri};
 use sip_transport::{FlowId, Protocol, Source};
 use sip_txn::TxnId;
@@ -91,22 +91,7 @@ pub(crate) struct Waiting {
     own_routes: usize,
 }
 
-/// Why no connection to a partner could be made.
-#[derive(Debug, Clone)]
-pub(crate) enum ConnectFailure {
-    Locate(LocateError),
-    /// Every server found failed (the last error), or time ran out.
-    Unreachable(String),
-}
-
-impl std::fmt::Display for ConnectFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectFailure::Locate(e) => write!(f, "{e}"),
-            ConnectFailure::Unreachable(e) => write!(f, "no server answered: {e}"),
-        }
-    }
-}
+pub(crate) use federation::connect::ConnectFailure;
 
 /// Our connections to one partner.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use federation::identity::{Identities, Source as IdSource};
 use federation::locate::LocateError;
 use sip::RequestFields;
-use sip_transport::{ClientTls, FlowId, Protocol, Target, Transport};
+use sip_transport::{FlowId, Protocol, Target};
 
 use super::{
     modality_of, user_domain, ConnectFailure, FederationSetup, Waiting, CONNECT_LIMIT, MAX_WAITING,
@@ -112,6 +112,22 @@ impl<S: store::Store> Core<S> {
     /// connections to it (opening another beside busy ones), or waits for
     /// the first to open.
     async fn via_partner(&mut self, r: &Req<'_>, domain: String) {
+        if self.edges.any_paired() {
+            // With edges, partners are reached only through them: the edge
+            // locates the partner and holds the connection.
+            let Some(flow) = self.edges.any_link() else {
+                self.count_partner(&domain, "out", "no_edge");
+                return self
+                    .reply(
+                        r,
+                        503,
+                        "Service Unavailable (No Edge Linked)",
+                        &[("Retry-After", "5")],
+                    )
+                    .await;
+            };
+            return self.forward_to_partner(r, &domain, flow).await;
+        }
         let Some(setup) = self.fed.setup.clone() else {
             self.count_partner(&domain, "out", "not_configured");
             return self
@@ -223,7 +239,13 @@ impl<S: store::Store> Core<S> {
         let (transport, events) = (self.transport.clone(), self.events_tx.clone());
         let pinned = policy_set::pinned_server(&self.policies, &domain);
         tokio::spawn(async move {
-            let attempt = connect(&setup, &transport, &domain, pinned);
+            let attempt = federation::connect::connect(
+                &setup.locator,
+                &setup.client,
+                &transport,
+                &domain,
+                pinned,
+            );
             let result = tokio::time::timeout(CONNECT_LIMIT, attempt)
                 .await
                 .unwrap_or_else(|_| Err(ConnectFailure::Unreachable("timed out".into())));
@@ -344,7 +366,9 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
         self.count_partner(domain, "out", "forwarded");
-        *self.fed.load.entry(flow).or_insert(0) += 1;
+        if !self.edges.is_edge(flow) {
+            *self.fed.load.entry(flow).or_insert(0) += 1;
+        }
         let discovered =
             policy_set::partner_status(&self.policies, domain) == Ok(PartnerStatus::Discovered);
         self.fed.book.outbound(
@@ -355,40 +379,4 @@ impl<S: store::Store> Core<S> {
         );
         self.flush().await;
     }
-}
-
-/// Locates `domain` (at its pinned server, if the policy pins one) and
-/// opens a verified connection to the first of its servers that accepts one.
-async fn connect(
-    setup: &FederationSetup,
-    transport: &Transport,
-    domain: &str,
-    pinned: Option<(String, u16)>,
-) -> Result<FlowId, ConnectFailure> {
-    let located = match pinned {
-        Some((host, port)) => setup.locator.locate_pinned(domain, &host, port).await,
-        None => setup.locator.locate(domain).await,
-    };
-    let servers = located.map_err(ConnectFailure::Locate)?;
-    let name = rustls_pki_types::ServerName::try_from(domain.to_owned())
-        .map_err(|_| ConnectFailure::Locate(LocateError::InvalidDomain))?;
-    let mut last = String::from("no server");
-    for s in servers {
-        let tls = ClientTls {
-            config: setup.client.clone(),
-            server_name: name.clone(),
-        };
-        match transport.open(s.addr, Some(tls)).await {
-            Ok(flow) => {
-                setup.locator.succeeded(s.addr);
-                return Ok(flow);
-            }
-            Err(e) => {
-                setup.locator.failed(s.addr);
-                tracing::info!(partner = %domain, server = %s.host, addr = %s.addr, error = %e, "a partner's server failed");
-                last = format!("{} ({}): {e}", s.host, s.addr);
-            }
-        }
-    }
-    Err(ConnectFailure::Unreachable(last))
 }
