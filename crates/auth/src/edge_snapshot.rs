@@ -83,6 +83,10 @@ pub struct Federation {
     pub allowed: Vec<String>,
     pub blocked: Vec<String>,
     pub discovery: bool,
+    /// Partners' servers pinned by the policy (`domain:host[:port]`).
+    pub servers: Vec<String>,
+    /// Requests per second a discovered partner may send.
+    pub discovered_rate: u32,
 }
 
 /// The largest signed snapshot: it travels in one SIP response.
@@ -194,6 +198,8 @@ mod tests {
                 allowed: vec!["partner.example".into()],
                 blocked: vec![],
                 discovery: false,
+                servers: vec![],
+                discovered_rate: 20,
             },
         }
     }

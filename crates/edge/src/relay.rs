@@ -203,6 +203,9 @@ struct Edge {
     /// certificate presented, the partner's checked for its domain.
     partner_client: Option<Arc<rustls::ClientConfig>>,
     locator: Option<Arc<federation::locate::Locator>>,
+    /// Discovered partners' requests, per domain, at the snapshot's rate.
+    discovered: RateLimiter<String>,
+    discovered_rate: u32,
 }
 
 /// Partners with requests waiting for a connection, and requests waiting
@@ -344,6 +347,8 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         partner_tx,
         partner_client: tls.partner_client.clone(),
         locator,
+        discovered: RateLimiter::new(20, 20, 10_000),
+        discovered_rate: 20,
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -526,12 +531,17 @@ impl Edge {
             None => None,
             Some(ids) => match self.partner_may_send(&ids, &f.from.uri) {
                 Ok(domain) => Some((domain, ids.hosts.clone())),
-                Err(reason) => {
+                Err((status, reason)) => {
                     self.metrics.refused_partner.fetch_add(1, Relaxed);
                     if let Some(suppressed) = REFUSED_ROUTE.allow() {
                         tracing::warn!(remote = %src.remote, reason, suppressed, "partner's request refused at the edge");
                     }
-                    return self.reply(&ext, &msg, &src, 403, reason, &[]).await;
+                    let retry: &[(&str, &str)] = if status == 503 {
+                        &[("Retry-After", "1")]
+                    } else {
+                        &[]
+                    };
+                    return self.reply(&ext, &msg, &src, status, reason, retry).await;
                 }
             },
         };
@@ -620,27 +630,46 @@ impl Edge {
     /// not the pool's, the pool's snapshot must be in force (no federation
     /// without it) and its rules must allow the domain. `Ok`: the domain.
     fn partner_may_send(
-        &self,
+        &mut self,
         ids: &federation::identity::Identities,
         from: &sip::Uri<'_>,
-    ) -> Result<String, &'static str> {
+    ) -> Result<String, (u16, &'static str)> {
+        let forbid = |r: &'static str| (403, r);
         let sip::Uri::Sip(u) = from else {
-            return Err("Forbidden (From Is Not a User of the Partner)");
+            return Err(forbid("Forbidden (From Is Not a User of the Partner)"));
         };
         let domain = u.host.to_string().to_ascii_lowercase();
         if domain == self.domain {
-            return Err("Forbidden (Own Domain From Outside)");
+            return Err(forbid("Forbidden (Own Domain From Outside)"));
         }
         if !ids.covers(&domain) {
-            return Err("Forbidden (From Is Not a User of the Partner)");
+            return Err(forbid("Forbidden (From Is Not a User of the Partner)"));
         }
         let Some(s) = &self.snapshot else {
-            return Err("Forbidden (Federation Unavailable)");
+            return Err(forbid("Forbidden (Federation Unavailable)"));
         };
         let f = &s.federation;
-        policy::kinds::federation::verdict(f.enabled, &f.allowed, &f.blocked, f.discovery, &domain)
-            .map(|_| domain)
-            .map_err(|_| "Forbidden (Partner Not Allowed)")
+        let standing = policy::kinds::federation::verdict(
+            f.enabled,
+            &f.allowed,
+            &f.blocked,
+            f.discovery,
+            &domain,
+        )
+        .map_err(|_| forbid("Forbidden (Partner Not Allowed)"))?;
+        if standing == policy::kinds::federation::Standing::Discovered {
+            // Lync's throttle for partners nobody listed, at the door; the
+            // front end keeps the distinct-user limit and the watch list.
+            let rate = f.discovered_rate.max(1);
+            if self.discovered_rate != rate {
+                self.discovered_rate = rate;
+                self.discovered = RateLimiter::new(rate, rate, 10_000);
+            }
+            if !self.discovered.allow(domain.clone(), Instant::now()) {
+                return Err((503, "Service Unavailable (Partner Rate Exceeded)"));
+            }
+        }
+        Ok(domain)
     }
 
     /// Whether an internal connection is the pool's: one the edge opened,
@@ -854,20 +883,24 @@ impl Edge {
         }
         queue.push((msg, src, to_tag));
         if !known {
-            self.open_partner(domain);
+            let pinned = self
+                .snapshot
+                .as_ref()
+                .and_then(|s| policy::kinds::federation::pinned(&s.federation.servers, &domain));
+            self.open_partner(domain, pinned);
         }
     }
 
     /// Opens a connection to `domain`'s server in a task; the outcome comes
     /// back on the partner channel.
-    fn open_partner(&self, domain: String) {
+    fn open_partner(&self, domain: String, pinned: Option<(String, u16)>) {
         let (Some(client), Some(locator)) = (self.partner_client.clone(), self.locator.clone())
         else {
             return;
         };
         let (ext, done) = (self.ext.clone(), self.partner_tx.clone());
         tokio::spawn(async move {
-            let attempt = federation::connect::connect(&locator, &client, &ext, &domain, None);
+            let attempt = federation::connect::connect(&locator, &client, &ext, &domain, pinned);
             let flow = match tokio::time::timeout(Duration::from_secs(15), attempt).await {
                 Ok(Ok(f)) => Some(f),
                 Ok(Err(e)) => {

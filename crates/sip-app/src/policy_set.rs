@@ -280,6 +280,8 @@ pub fn federation_rules(set: &PolicySet) -> auth::edge_snapshot::Federation {
         allowed: eff.list("allowed_domains").to_vec(),
         blocked: eff.list("blocked_domains").to_vec(),
         discovery: eff.flag("partner_discovery"),
+        servers: eff.list("partner_servers").to_vec(),
+        discovered_rate: discovered_limits(set).0,
     }
 }
 
@@ -370,13 +372,7 @@ pub fn discovered_limits(set: &PolicySet) -> (u32, usize) {
 /// pins it (5061 unless the entry gives one).
 pub fn pinned_server(set: &PolicySet, domain: &str) -> Option<(String, u16)> {
     let eff = set.effective("", "federation")?;
-    eff.list("partner_servers").iter().find_map(|e| {
-        let mut p = e.split(':');
-        (p.next()? == domain).then_some(())?;
-        let host = p.next()?.to_owned();
-        let port = p.next().and_then(|p| p.parse().ok()).unwrap_or(5061);
-        Some((host, port))
-    })
+    policy::kinds::federation::pinned(eff.list("partner_servers"), domain)
 }
 
 /// Whether the federation policy is on at all.

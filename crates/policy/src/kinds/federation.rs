@@ -7,6 +7,18 @@ use crate::value::{FieldType as T, Value, ValueError};
 /// What partners may do, per modality (file transfer joins when it exists).
 pub const MODALITIES: &[&str] = &["im", "presence", "calls"];
 
+/// The host and port `domain`'s server is pinned to by `partner_servers`
+/// entries (`domain:host[:port]`, 5061 unless given).
+pub fn pinned(entries: &[String], domain: &str) -> Option<(String, u16)> {
+    entries.iter().find_map(|e| {
+        let mut p = e.split(':');
+        (p.next()? == domain).then_some(())?;
+        let host = p.next()?.to_owned();
+        let port = p.next().and_then(|p| p.parse().ok()).unwrap_or(5061);
+        Some((host, port))
+    })
+}
+
 /// A partner domain's standing under the server-wide rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
