@@ -54,6 +54,19 @@ impl Edge {
         internal: &'static str,
         toml: &str,
     ) -> Edge {
+        Edge::pair_and_start_on(fe, name, external, internal, free_port(), toml)
+    }
+
+    /// The same, its TLS listener on `external_port` (known in advance to
+    /// a partner's edge that routes to it).
+    pub(crate) fn pair_and_start_on(
+        fe: &Server,
+        name: &str,
+        external: &'static str,
+        internal: &'static str,
+        external_port: u16,
+        toml: &str,
+    ) -> Edge {
         let config = (!toml.is_empty()).then(|| {
             let p = fe.dir.join(format!("{name}.toml"));
             std::fs::write(&p, toml).unwrap();
@@ -83,7 +96,7 @@ impl Edge {
             external,
             internal,
             config,
-            external_port: free_port(),
+            external_port,
             wss_port: free_port(),
             metrics_port: free_port(),
         };
@@ -839,4 +852,96 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
         m.contains("parapet_edge_refused_total{reason=\"partner\"} 1"),
         "{m}"
     );
+}
+
+#[test]
+fn two_organisations_each_behind_its_edge_message_call_and_watch_each_other() {
+    use crate::federation::{contact, federate_both};
+    let a = Server::org_at("edge-2fed-a", "example.test", FRONT_END, "");
+    let b = Server::org_at("edge-2fed-b", "partner.test", "127.0.0.4", "");
+    let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
+    let (pa, pb) = (free_port(), free_port());
+    // Each edge trusts the other organisation's CA and routes to the other
+    // edge: the front ends never meet.
+    let toml = |other_ca: String, domain: &str, ext: &str, port: u16| {
+        format!(
+            "[federation]\ntrusted_cas = [\"{other_ca}\"]\nallow_private_addresses = true\nroutes = {{ \"{domain}\" = \"{ext}:{port}\" }}\n"
+        )
+    };
+    let ea = Edge::pair_and_start_on(
+        &a,
+        "edge-2fed-ea",
+        EXTERNAL,
+        INTERNAL,
+        pa,
+        &toml(ca(&b), "partner.test", "127.0.0.12", pb),
+    );
+    let eb = Edge::pair_and_start_on(
+        &b,
+        "edge-2fed-eb",
+        "127.0.0.12",
+        "127.0.0.13",
+        pb,
+        &toml(ca(&a), "example.test", EXTERNAL, pa),
+    );
+    a.add_user("alice", "correct-horse-battery");
+    b.add_user("bob", "battery-staple-horse");
+    federate_both(&a, &b);
+    contact(&a, "sip:alice@example.test", "sip:bob@partner.test");
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    ea.wait_log("configuration snapshot applied", 2);
+    eb.wait_log("configuration snapshot applied", 2);
+    let mut bob = Baresip::start_with(
+        &b,
+        "bob",
+        "battery-staple-horse",
+        "alice@example.test",
+        true,
+    );
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start_with(
+        &a,
+        "alice",
+        "correct-horse-battery",
+        "bob@partner.test",
+        true,
+    );
+    // Presence both ways, through both edges.
+    bob.wait_for("NOTIFY sip:bob");
+    alice.wait_for("NOTIFY sip:alice");
+    // Messages both ways.
+    alice.cmd("/message hello-across-edges");
+    bob.wait_for("sip:alice@example.test: \"hello-across-edges\"");
+    bob.cmd("/message hello-back");
+    alice.wait_for("sip:bob@partner.test: \"hello-back\"");
+    // A call with media, hung up by alice: the BYE crosses both edges.
+    alice.cmd("/dial sip:bob@partner.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@partner.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    alice.cmd("/hangup");
+    bob.wait_for("BYE sip:bob");
+    bob.wait_for("session closed");
+    // Neither organisation saw the other's inside: no front end address
+    // and no edge's internal address of the other side in any SIP line
+    // either client saw (its own side's it may).
+    for (who, client, other) in [
+        ("alice", &alice, ["127.0.0.4", "127.0.0.13"]),
+        ("bob", &bob, [FRONT_END, INTERNAL]),
+    ] {
+        let lines = sip_lines(&client.output());
+        assert!(lines.len() > 50, "{who}'s trace was read");
+        let foreign: Vec<&String> = lines
+            .iter()
+            .filter(|l| other.iter().any(|ip| mentions(l, ip)))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{who} saw the other organisation's inside: {foreign:#?}"
+        );
+    }
+    let (_, m) = ea.get("/metrics");
+    assert!(!m.contains("parapet_edge_outward_requests_total 0"), "{m}");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
 }
