@@ -51,6 +51,8 @@ pub struct Facts<'a> {
     pub audit_intact: Option<bool>,
     /// The pool's paired edges.
     pub edges: &'a [crate::edges::EdgeRecord],
+    /// What the SIP core knows of them now (links, what each reported).
+    pub live: &'a [sip_app::command::EdgeStatus],
     pub now: i64,
 }
 
@@ -274,11 +276,20 @@ fn edge_items(f: &Facts<'_>, out: &mut Vec<Item>) {
         } else {
             (false, Severity::Info)
         };
+        let now = match f.live.iter().find(|l| l.name == e.name) {
+            Some(l) if l.links > 0 => format!(
+                "linked ({} links), snapshot version {}, listening on {}",
+                l.links,
+                l.snapshot_version,
+                l.external_listeners.join(" ")
+            ),
+            _ => "not linked to the pool".into(),
+        };
         out.push(Item {
             group: "Federation and external access",
             setting: format!("edge {}", e.name),
             current: format!(
-                "internal {}, external {}, certificates valid for {days} more days",
+                "{now}; internal {}, external {}, certificates valid for {days} more days",
                 e.internal,
                 e.external_names.join(" ")
             ),
@@ -725,6 +736,7 @@ mod tests {
             audit_intact: Some(true),
             now,
             edges: &edges,
+            live: &[],
         });
         let of = |n: &str| {
             items
@@ -750,6 +762,7 @@ mod tests {
             audit_intact: Some(true),
             now: 0,
             edges: &[],
+            live: &[],
         });
         let findings: Vec<(&str, Severity)> = items
             .iter()
@@ -798,6 +811,7 @@ mod tests {
             audit_intact: Some(false),
             now: 0,
             edges: &[],
+            live: &[],
         });
         let get = |s: &str| items.iter().find(|i| i.setting == s).unwrap();
         let t = get("config listen (encrypted transports only)");
@@ -847,6 +861,7 @@ mod tests {
             audit_intact: Some(true),
             now: 0,
             edges: &[],
+            live: &[],
         });
         let i = items
             .iter()

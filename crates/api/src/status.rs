@@ -218,6 +218,11 @@ pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> 
             .map_err(internal)?,
         None => Vec::new(),
     };
+    let live = ctx
+        .ask(AdminCmd::Status)
+        .await
+        .map(|s| s.edges)
+        .unwrap_or_default();
     let items = crate::security::assess(&crate::security::Facts {
         cfg: &ctx.cfg,
         docs: &docs,
@@ -226,6 +231,7 @@ pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> 
         audit_intact: audit,
         now: sip_app::unix_now(),
         edges: &edges,
+        live: &live,
     });
     Ok(json(StatusCode::OK, &items))
 }

@@ -206,6 +206,8 @@ struct Edge {
     /// Discovered partners' requests, per domain, at the snapshot's rate.
     discovered: RateLimiter<String>,
     discovered_rate: u32,
+    /// The external listeners, as the pool's status shows them.
+    listeners: Vec<String>,
 }
 
 /// Partners with requests waiting for a connection, and requests waiting
@@ -349,6 +351,11 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         locator,
         discovered: RateLimiter::new(20, 20, 10_000),
         discovered_rate: 20,
+        listeners: ext
+            .local_addrs()
+            .iter()
+            .map(|(p, a, _)| format!("{}://{a}", p.via_token().to_ascii_lowercase()))
+            .collect(),
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -956,10 +963,13 @@ impl Edge {
         let req = format!(
             "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={SNAPSHOT_BRANCH}{seq}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{}\r\nTo: <sip:{domain}>\r\n\
-             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\nContent-Length: 0\r\n\r\n",
+             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\n\
+             {TRUST_HEADER}: status;snapshot=\"{}\";listeners=\"{}\"\r\nContent-Length: 0\r\n\r\n",
             self.name,
             self.name,
-            auth::edge_snapshot::CONTENT_TYPE
+            auth::edge_snapshot::CONTENT_TYPE,
+            self.snapshot.as_ref().map_or(0, |s| s.version),
+            self.listeners.join(" "),
         );
         let _ = self.int.send(Target::Flow(flow), Bytes::from(req)).await;
     }

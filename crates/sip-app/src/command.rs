@@ -116,6 +116,10 @@ pub struct EdgeStatus {
     pub internal: String,
     /// Connections from it open now.
     pub links: usize,
+    /// The pool's snapshot version it holds (0: none), as it last said.
+    pub snapshot_version: u64,
+    /// Its external listeners, as it last said.
+    pub external_listeners: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -210,6 +210,7 @@ impl<S: store::Store> Core<S> {
                     .contains(auth::edge_snapshot::CONTENT_TYPE)
             });
             if wants {
+                self.edges.report(src.flow, msg);
                 return self.answer_snapshot(&r).await;
             }
         }

@@ -80,6 +80,9 @@ pub(crate) struct Edges {
     /// Of those, the ones whose certificate the pool's own CA issued (an
     /// unpaired edge, or a server of the pool): they stand for nobody.
     unpaired: HashSet<FlowId>,
+    /// What each edge last reported (index into `paired`): the snapshot
+    /// version it holds and its external listeners.
+    reported: HashMap<usize, (u64, Vec<String>)>,
 }
 
 fn fingerprint(der: &[u8]) -> [u8; 32] {
@@ -99,6 +102,7 @@ impl Edges {
         self.flows.clear();
         self.others.clear();
         self.unpaired.clear();
+        self.reported.clear();
     }
 
     /// The paired edge a connection belongs to, if any.
@@ -169,12 +173,45 @@ impl Edges {
         self.paired
             .iter()
             .enumerate()
-            .map(|(i, e)| crate::command::EdgeStatus {
-                name: e.name.clone(),
-                internal: e.internal.to_string(),
-                links: self.flows.values().filter(|&&j| j == i).count(),
+            .map(|(i, e)| {
+                let (version, listeners) = self.reported.get(&i).cloned().unwrap_or_default();
+                crate::command::EdgeStatus {
+                    name: e.name.clone(),
+                    internal: e.internal.to_string(),
+                    links: self.flows.values().filter(|&&j| j == i).count(),
+                    snapshot_version: version,
+                    external_listeners: listeners,
+                }
             })
             .collect()
+    }
+
+    /// Records what an edge reported with its snapshot request
+    /// (`status;snapshot="N";listeners="tls://A wss://B"`), bounded.
+    pub(crate) fn report(&mut self, flow: FlowId, msg: &Message) {
+        let Some(&i) = self.flows.get(&flow) else {
+            return;
+        };
+        let Some(v) = msg
+            .headers_named(EDGE_HEADER)
+            .map(|h| h.value)
+            .find(|v| v.starts_with("status;"))
+        else {
+            return;
+        };
+        let param = |name: &str| {
+            v.split(';')
+                .find_map(|p| p.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
+        };
+        let version = param("snapshot").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let listeners = param("listeners")
+            .unwrap_or("")
+            .split(' ')
+            .filter(|l| !l.is_empty())
+            .take(16)
+            .map(|l| l.chars().take(64).collect())
+            .collect();
+        self.reported.insert(i, (version, listeners));
     }
 
     /// Whether any edge is paired (then partners are reached through them).

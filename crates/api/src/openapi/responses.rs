@@ -70,7 +70,10 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             json!({
                 "version": s(), "domain": s(), "listeners": strings(), "insecure_transports": boolean(),
                 "warnings": strings(), "users": int(), "registrations": int(), "connections": int(), "uptime_secs": int(),
-                "edges": array(exact(json!({ "name": s(), "internal": s(), "links": int() }), &[])),
+                "edges": array(exact(json!({
+                    "name": s(), "internal": s(), "links": int(), "snapshot_version": int(),
+                    "external_listeners": strings(),
+                }), &[])),
             }),
             &[],
         ),

@@ -320,6 +320,34 @@ fn a_remote_user_signs_in_messages_and_calls_through_the_edge_and_sees_nothing_i
         leaks.is_empty(),
         "inside topology leaked to the outside: {leaks:#?}"
     );
+    // A route token the edge gave alice, changed in one character, is
+    // refused.
+    let token_route = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("Record-Route: ")
+                .filter(|v| v.starts_with("<sip:r"))
+        })
+        .expect("alice received the edge's Record-Route")
+        .to_owned();
+    let at = token_route.find('@').unwrap();
+    let mut flipped = token_route.clone().into_bytes();
+    let i = at / 2;
+    flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let mut conn = tls_from(&s, "127.0.0.26", &edge);
+    let r = crate::defaults::exchange(
+        &mut conn,
+        &format!(
+            "BYE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.26:5061;branch=z9hG4bKflip\r\n\
+             Route: {flipped}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=a\r\n\
+             To: <sip:bob@example.test>;tag=b\r\nCall-ID: flip-test\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Invalid Route Token)"),
+        "{r}"
+    );
 
     // A user without remote access is refused at the front end (403),
     // whatever her password.
@@ -434,6 +462,14 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
     let mut conn = tls_from(&s, attacker, &edge);
     let local = format!("{attacker}:5061");
     let mut nonce = String::new();
+    // The guesser also claims, in the edge's own trust header, to be
+    // somewhere else: the edge replaces it.
+    let spoofed = |req: String| {
+        req.replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nP-Parapet-Edge: remote;source=\"127.0.0.99:5060\"\r\n",
+        )
+    };
     // Five wrong passwords (the lockout threshold): each reaches the front
     // end, which challenges again.
     for n in 1..=5u32 {
@@ -446,7 +482,14 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         let a = answer(auth::digest::Algorithm::Md5, &nonce, "wrong-guess");
         let r = exchange(
             &mut conn,
-            &register("TLS", &local, n * 2 + 1, None, "guesser", Some(&a)),
+            &spoofed(register(
+                "TLS",
+                &local,
+                n * 2 + 1,
+                None,
+                "guesser",
+                Some(&a),
+            )),
         );
         assert!(r.starts_with("SIP/2.0 401"), "attempt {n}: {r}");
         assert!(
@@ -472,6 +515,18 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         );
     }
     edge.wait_log("sign-in refused at the edge", 1);
+    // The front end locked out the guesser's real address, not the one it
+    // claimed.
+    let o = s.admin(&["--output=json", "lockout", "list"], "");
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["source"] == attacker),
+        "{rows}"
+    );
+    assert!(!rows.to_string().contains("127.0.0.99"), "{rows}");
     let (status, body) = edge.get("/metrics");
     assert!(status.contains("200"), "{status}");
     for line in [
@@ -505,6 +560,15 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status["edges"][0]["name"], "edge-filter-e", "{status}");
     assert!(status["edges"][0]["links"].as_u64() >= Some(1), "{status}");
+    let listening = format!("tls://{EXTERNAL}:{}", edge.external_port);
+    assert!(
+        status["edges"][0]["external_listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == listening.as_str()),
+        "{status}"
+    );
     let o = s.admin(&["security", "show"], "");
     assert!(out(&o).contains("edge edge-filter-e"), "{}", out(&o));
     // Unpaired, the edge's link stands for nobody: what it relays is
@@ -581,6 +645,21 @@ fn the_edge_enforces_the_pools_signed_snapshot_and_refuses_a_forged_one() {
     );
     assert!(o.status.success(), "{}", out(&o));
     edge.wait_log("configuration snapshot applied", 2);
+    // The pool's status shows which snapshot the edge holds (it says so
+    // with every fetch).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = s.admin(&["--output=json", "status"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if v["edges"][0]["snapshot_version"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge's snapshot never showed: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let attacker = "127.0.0.23";
     let mut conn = tls_from(&s, attacker, &edge);
     let local = format!("{attacker}:5061");
