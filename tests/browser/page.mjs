@@ -81,7 +81,9 @@ try {
   check((await wrow.locator('td').nth(1).textContent()) === 'pending', 'the watcher is pending');
   await wrow.getByRole('button', { name: 'Approve' }).click();
   await expectStatus('may now see your presence');
-  await wrow.locator('td', { hasText: 'active' }).waitFor();
+  // The page polls every 3 s; on a loaded 2-core machine (the suite runs
+  // two tests at once) a poll can take long: a minute, as the watcher has.
+  await wrow.locator('td', { hasText: 'active' }).waitFor({ timeout: 60000 });
   check(true, 'the watcher is active after approval');
   const crow = page.locator(`#contacts tr[data-contact="${watcher}"]`);
   await crow.waitFor();

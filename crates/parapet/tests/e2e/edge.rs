@@ -72,36 +72,48 @@ impl Edge {
             std::fs::write(&p, toml).unwrap();
             p
         });
-        let internal_port = free_port();
         let pairing = fe.dir.join(format!("{name}.pairing.json"));
-        let o = fe.admin(
-            &[
-                "edge",
-                "pair",
-                name,
-                "--internal",
-                &format!("{internal}:{internal_port}"),
-                "--external",
+        // A port found free may be taken by a parallel test (or another
+        // edge's connection from the same internal address) before the edge
+        // binds it: then pair again on fresh ports (the external one stays:
+        // a partner's route names it).
+        for _ in 0..3 {
+            let _ = std::fs::remove_file(&pairing);
+            let o = fe.admin(
+                &[
+                    "edge",
+                    "pair",
+                    name,
+                    "--internal",
+                    &format!("{internal}:{}", free_port()),
+                    "--external",
+                    external,
+                    "--out",
+                    pairing.to_str().unwrap(),
+                ],
+                "",
+            );
+            assert!(o.status.success(), "{}", out(&o));
+            let log = fe.dir.join(format!("{name}.log"));
+            let _ = std::fs::remove_file(&log);
+            let mut e = Edge {
+                child: None,
+                log,
+                pairing: pairing.clone(),
                 external,
-                "--out",
-                pairing.to_str().unwrap(),
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-        let mut e = Edge {
-            child: None,
-            log: fe.dir.join(format!("{name}.log")),
-            pairing,
-            external,
-            internal,
-            config,
-            external_port,
-            wss_port: free_port(),
-            metrics_port: free_port(),
-        };
-        e.start();
-        e
+                internal,
+                config: config.clone(),
+                external_port,
+                wss_port: free_port(),
+                metrics_port: free_port(),
+            };
+            e.start();
+            if !e.port_taken() {
+                return e;
+            }
+            e.kill9();
+        }
+        panic!("the edge could not bind free ports three times");
     }
 
     pub(crate) fn start(&mut self) {
@@ -136,6 +148,27 @@ impl Edge {
         self.wait_log("linked to the pool", 1);
     }
 
+    /// Whether the edge exited because a port it was to bind was taken
+    /// (by a parallel test) before it bound it.
+    fn port_taken(&mut self) -> bool {
+        if !self.log().contains("Address already in use") {
+            return false;
+        }
+        // It says so, then exits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -144,6 +177,9 @@ impl Edge {
     pub(crate) fn wait_log(&self, text: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.log().matches(text).count() < n {
+            if self.log().contains("Address already in use") && text == "linked to the pool" {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
                 "the edge never logged {text:?}:\n{}",
