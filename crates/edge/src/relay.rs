@@ -650,7 +650,9 @@ impl Edge {
             return Err(forbid("Forbidden (Own Domain From Outside)"));
         }
         if !ids.covers(&domain) {
-            return Err(forbid("Forbidden (From Is Not a User of the Partner)"));
+            return Err(forbid(
+                "Forbidden (From Domain Does Not Match the Certificate)",
+            ));
         }
         let Some(s) = &self.snapshot else {
             return Err(forbid("Forbidden (Federation Unavailable)"));

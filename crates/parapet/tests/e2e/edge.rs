@@ -436,6 +436,43 @@ fn pool(name: &str) -> (Server, Edge) {
     (s, edge)
 }
 
+/// A TLS connection to the edge's external side as `partner`'s server
+/// (its certificate presented), trusting `pool`'s CA.
+fn as_partner(
+    pool: &Server,
+    partner: &Server,
+    edge: &Edge,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        rustls_pki_types::CertificateDer::pem_file_iter(pool.data_dir().join("pki/ca.pem")).unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let pki = partner.data_dir().join("pki");
+    let chain = rustls_pki_types::CertificateDer::pem_file_iter(pki.join("server.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki.join("server-key.pem")).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(
+        EXTERNAL.parse::<std::net::IpAddr>().unwrap().into(),
+    );
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let tcp = std::net::TcpStream::connect((EXTERNAL, edge.external_port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 /// A TLS connection to the edge's external side from `local` (a loopback
 /// address of the test's choosing), trusting the pool's CA.
 fn tls_from(
@@ -937,6 +974,33 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
         ),
         "{metrics}"
     );
+    // partner.test's certificate speaks for partner.test only (RFC 5922):
+    // a request From another domain, or From the pool's own, ends at the
+    // edge.
+    for (from, expect) in [
+        (
+            "mallory@evil.test",
+            "403 Forbidden (From Domain Does Not Match the Certificate)",
+        ),
+        (
+            "bob@example.test",
+            "403 Forbidden (Own Domain From Outside)",
+        ),
+    ] {
+        let mut c = as_partner(&a, &b, &edge);
+        let r = crate::defaults::exchange(
+            &mut c,
+            &format!(
+                "MESSAGE sip:alice@example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKp{}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=m\r\nTo: <sip:alice@example.test>\r\n\
+                 Call-ID: rfc5922-{}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+                from.len(),
+                from.len()
+            ),
+        );
+        assert!(r.starts_with(&format!("SIP/2.0 {expect}")), "{from}: {r}");
+        assert!(!r.contains("Server: Parapet"), "answered by the edge: {r}");
+    }
     // And back: the pool's user writes to partner.test; the front end hands
     // it to its edge, which opens the connection to partner.test's server.
     contact(&b, "sip:alice@partner.test", "sip:alice@example.test");
@@ -964,7 +1028,7 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
     );
     let (_, m) = edge.get("/metrics");
     assert!(
-        m.contains("parapet_edge_refused_total{reason=\"partner\"} 1"),
+        m.contains("parapet_edge_refused_total{reason=\"partner\"} 3"),
         "{m}"
     );
 }
