@@ -117,6 +117,7 @@ impl Edge {
     }
 
     pub(crate) fn start(&mut self) {
+        let linked_before = self.log().matches("linked to the pool").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -145,7 +146,20 @@ impl Edge {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_log("linked to the pool", 1);
+        // Linked (again, after a restart), or gone because a port it was
+        // to bind was taken.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log().matches("linked to the pool").count() <= linked_before {
+            if self.log().contains("Address already in use") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the edge never linked:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether the edge exited because a port it was to bind was taken
@@ -177,9 +191,6 @@ impl Edge {
     pub(crate) fn wait_log(&self, text: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.log().matches(text).count() < n {
-            if self.log().contains("Address already in use") && text == "linked to the pool" {
-                return;
-            }
             assert!(
                 Instant::now() < deadline,
                 "the edge never logged {text:?}:\n{}",

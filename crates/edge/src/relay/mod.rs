@@ -26,12 +26,11 @@ use tokio::sync::mpsc;
 use auth::edge_snapshot::Snapshot;
 
 use crate::pairing::Pairing;
+
+mod partner;
+mod snapshot;
 use crate::token::Sealer;
 use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
-
-/// The branch prefix of the edge's own snapshot requests: their answers
-/// are the edge's, not to be relayed.
-const SNAPSHOT_BRANCH: &str = "z9hG4bKpsnap";
 
 /// Refused sign-ins and requests are logged at a bounded rate (with how
 /// many were not).
@@ -209,11 +208,6 @@ struct Edge {
     /// The external listeners, as the pool's status shows them.
     listeners: Vec<String>,
 }
-
-/// Partners with requests waiting for a connection, and requests waiting
-/// per partner.
-const MAX_PENDING_PARTNERS: usize = 256;
-const MAX_PENDING: usize = 64;
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -610,77 +604,6 @@ impl Edge {
         }
     }
 
-    /// The identities a partner's connection speaks for (its certificate,
-    /// verified against the CAs trusted for partners), if it is one.
-    fn partner_on(&mut self, src: &Source) -> Option<Arc<federation::identity::Identities>> {
-        if src.protocol != Protocol::Tls {
-            return None;
-        }
-        if let Some(ids) = self.partners.get(&src.flow) {
-            return Some(ids.clone());
-        }
-        let leaf = src.peer_certificates.as_ref()?.first()?;
-        let ids = Arc::new(federation::identity::identities(leaf).unwrap_or(
-            // Verified but unreadable here: an identity no domain matches.
-            federation::identity::Identities {
-                source: federation::identity::Source::SipUri,
-                names: Vec::new(),
-                hosts: Vec::new(),
-            },
-        ));
-        self.partners.insert(src.flow, ids.clone());
-        Some(ids)
-    }
-
-    /// RFC 5922 and the pool's federation rules, before anything goes
-    /// inward: the From domain must be one the certificate speaks for and
-    /// not the pool's, the pool's snapshot must be in force (no federation
-    /// without it) and its rules must allow the domain. `Ok`: the domain.
-    fn partner_may_send(
-        &mut self,
-        ids: &federation::identity::Identities,
-        from: &sip::Uri<'_>,
-    ) -> Result<String, (u16, &'static str)> {
-        let forbid = |r: &'static str| (403, r);
-        let sip::Uri::Sip(u) = from else {
-            return Err(forbid("Forbidden (From Is Not a User of the Partner)"));
-        };
-        let domain = u.host.to_string().to_ascii_lowercase();
-        if domain == self.domain {
-            return Err(forbid("Forbidden (Own Domain From Outside)"));
-        }
-        if !ids.covers(&domain) {
-            return Err(forbid(
-                "Forbidden (From Domain Does Not Match the Certificate)",
-            ));
-        }
-        let Some(s) = &self.snapshot else {
-            return Err(forbid("Forbidden (Federation Unavailable)"));
-        };
-        let f = &s.federation;
-        let standing = policy::kinds::federation::verdict(
-            f.enabled,
-            &f.allowed,
-            &f.blocked,
-            f.discovery,
-            &domain,
-        )
-        .map_err(|_| forbid("Forbidden (Partner Not Allowed)"))?;
-        if standing == policy::kinds::federation::Standing::Discovered {
-            // Lync's throttle for partners nobody listed, at the door; the
-            // front end keeps the distinct-user limit and the watch list.
-            let rate = f.discovered_rate.max(1);
-            if self.discovered_rate != rate {
-                self.discovered_rate = rate;
-                self.discovered = RateLimiter::new(rate, rate, 10_000);
-            }
-            if !self.discovered.allow(domain.clone(), Instant::now()) {
-                return Err((503, "Service Unavailable (Partner Rate Exceeded)"));
-            }
-        }
-        Ok(domain)
-    }
-
     /// Whether an internal connection is the pool's: one the edge opened,
     /// or one whose certificate (already verified against the pool's CA)
     /// speaks for the pool's domain — another edge's certificate does not.
@@ -789,262 +712,6 @@ impl Edge {
         }
     }
 
-    /// A request from the pool for a partner's user (no route of ours):
-    /// under the pool's federation rules, over this edge's connection to
-    /// the partner, opened on first use (requests wait for it, bounded).
-    async fn send_to_partner(&mut self, msg: Message, src: Source, to_tag: bool) {
-        let int = self.int.clone();
-        let domain = msg
-            .request_uri()
-            .and_then(|u| match sip::Uri::parse(u) {
-                Ok(sip::Uri::Sip(s)) => Some(s.host.to_string().to_ascii_lowercase()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        if domain == self.domain || domain.is_empty() {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    404,
-                    "Not Found (No Route Through This Edge)",
-                    &[],
-                )
-                .await;
-        }
-        let Some(s) = &self.snapshot else {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    403,
-                    "Forbidden (Federation Unavailable)",
-                    &[],
-                )
-                .await;
-        };
-        let f = &s.federation;
-        if policy::kinds::federation::verdict(
-            f.enabled,
-            &f.allowed,
-            &f.blocked,
-            f.discovery,
-            &domain,
-        )
-        .is_err()
-        {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    403,
-                    "Forbidden (Partner Not Allowed)",
-                    &[],
-                )
-                .await;
-        }
-        if self.partner_client.is_none() {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    503,
-                    "Service Unavailable (No CA Trusted for Partners)",
-                    &[],
-                )
-                .await;
-        }
-        if let Some(&flow) = self.partner_out.get(&domain) {
-            if self.ext.flow_local(flow).is_some() {
-                return self.outward(&msg, &src, to_tag, Some(flow)).await;
-            }
-            self.partner_out.remove(&domain);
-        }
-        let known = self.partner_pending.contains_key(&domain);
-        if !known && self.partner_pending.len() >= MAX_PENDING_PARTNERS {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    503,
-                    "Service Unavailable (Partner Connection Busy)",
-                    &[("Retry-After", "5")],
-                )
-                .await;
-        }
-        let queue = self.partner_pending.entry(domain.clone()).or_default();
-        if queue.len() >= MAX_PENDING {
-            return self
-                .reply(
-                    &int,
-                    &msg,
-                    &src,
-                    503,
-                    "Service Unavailable (Partner Connection Busy)",
-                    &[("Retry-After", "5")],
-                )
-                .await;
-        }
-        queue.push((msg, src, to_tag));
-        if !known {
-            let pinned = self
-                .snapshot
-                .as_ref()
-                .and_then(|s| policy::kinds::federation::pinned(&s.federation.servers, &domain));
-            self.open_partner(domain, pinned);
-        }
-    }
-
-    /// Opens a connection to `domain`'s server in a task; the outcome comes
-    /// back on the partner channel.
-    fn open_partner(&self, domain: String, pinned: Option<(String, u16)>) {
-        let (Some(client), Some(locator)) = (self.partner_client.clone(), self.locator.clone())
-        else {
-            return;
-        };
-        let (ext, done) = (self.ext.clone(), self.partner_tx.clone());
-        tokio::spawn(async move {
-            let attempt = federation::connect::connect(&locator, &client, &ext, &domain, pinned);
-            let flow = match tokio::time::timeout(Duration::from_secs(15), attempt).await {
-                Ok(Ok(f)) => Some(f),
-                Ok(Err(e)) => {
-                    tracing::warn!(partner = %domain, error = %e, "cannot reach the partner's server");
-                    None
-                }
-                Err(_) => None,
-            };
-            let _ = done.send((domain, flow)).await;
-        });
-    }
-
-    /// The connection to a partner opened (or not): send what waited.
-    async fn partner_connected(&mut self, domain: String, flow: Option<FlowId>) {
-        let waiting = self.partner_pending.remove(&domain).unwrap_or_default();
-        if let Some(f) = flow {
-            tracing::info!(partner = %domain, "connected to the partner's server");
-            self.partner_out.insert(domain, f);
-        }
-        let int = self.int.clone();
-        for (msg, src, to_tag) in waiting {
-            match flow {
-                Some(f) => self.outward(&msg, &src, to_tag, Some(f)).await,
-                None => {
-                    self.reply(
-                        &int,
-                        &msg,
-                        &src,
-                        503,
-                        "Service Unavailable (Partner Unreachable)",
-                        &[],
-                    )
-                    .await
-                }
-            }
-        }
-    }
-
-    /// Asks the pool for its configuration snapshot (OPTIONS with the
-    /// snapshot's type in Accept), on a link.
-    async fn fetch_snapshot(&mut self) {
-        let Some(flow) = self.links.iter().find_map(|l| l.flow) else {
-            return;
-        };
-        self.snapshot_seq += 1;
-        self.last_fetch = Instant::now();
-        let seq = self.snapshot_seq;
-        let local = self
-            .int
-            .flow_local(flow)
-            .map_or_else(|| "0.0.0.0:0".to_owned(), |a| a.to_string());
-        let domain = &self.domain;
-        let req = format!(
-            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={SNAPSHOT_BRANCH}{seq}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{}\r\nTo: <sip:{domain}>\r\n\
-             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\n\
-             {TRUST_HEADER}: status;snapshot=\"{}\";listeners=\"{}\"\r\nContent-Length: 0\r\n\r\n",
-            self.name,
-            self.name,
-            auth::edge_snapshot::CONTENT_TYPE,
-            self.snapshot.as_ref().map_or(0, |s| s.version),
-            self.listeners.join(" "),
-        );
-        let _ = self.int.send(Target::Flow(flow), Bytes::from(req)).await;
-    }
-
-    fn is_snapshot_answer(&self, msg: &Message) -> bool {
-        msg.list::<sip::headers::Via>()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|v| v.branch())
-            .is_some_and(|b| b.starts_with(SNAPSHOT_BRANCH))
-    }
-
-    /// Applies the pool's answer if it is a snapshot signed with the pool's
-    /// key, for this domain, current, and not older than the one held.
-    fn on_snapshot(&mut self, msg: &Message) {
-        if msg.status() != Some(200) {
-            tracing::warn!(
-                status = msg.status(),
-                "the pool gave no configuration snapshot"
-            );
-            return;
-        }
-        let body = String::from_utf8_lossy(msg.body());
-        match auth::edge_snapshot::verify(
-            &self.snapshot_key,
-            &body,
-            &self.domain,
-            unix_now(),
-            self.snapshot.as_ref(),
-        ) {
-            Ok(s) => {
-                if self.snapshot.as_ref() != Some(&s) {
-                    let changed = self
-                        .snapshot
-                        .as_ref()
-                        .is_none_or(|h| (h.version, h.lockout) != (s.version, s.lockout));
-                    if changed {
-                        tracing::info!(
-                            version = s.version,
-                            source_threshold = s.lockout.source_threshold,
-                            account_threshold = s.lockout.account_threshold,
-                            "configuration snapshot applied"
-                        );
-                    }
-                    self.filter.set_config(s.lockout.config());
-                    self.metrics
-                        .snapshot_version
-                        .store(s.version.max(1), Relaxed);
-                    self.snapshot = Some(s);
-                }
-            }
-            Err(why) => {
-                self.metrics.snapshot_refused.fetch_add(1, Relaxed);
-                tracing::error!(reason = %why, "configuration snapshot refused; keeping the one held until it expires");
-            }
-        }
-    }
-
-    /// A snapshot past its lifetime stops counting: the edge's own
-    /// settings apply until the pool gives a new one.
-    fn expire_snapshot(&mut self) {
-        let expired = self
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| unix_now() >= s.expires_at);
-        if expired {
-            tracing::error!("the pool's configuration snapshot expired without a newer one: back to the edge's own settings");
-            self.snapshot = None;
-            self.filter.set_config(self.fallback_lockout);
-            self.metrics.snapshot_version.store(0, Relaxed);
-        }
-    }
-
     fn on_connected(&mut self, i: usize, flow: Option<FlowId>) {
         let Some(link) = self.links.get_mut(i) else {
             return;
@@ -1070,6 +737,9 @@ impl Edge {
         self.expire_snapshot();
         for f in self.ext.closed_flows() {
             self.partners.remove(&f);
+            // A partner's connection that closed is forgotten (the map
+            // holds only live connections, so it stays bounded by them).
+            self.partner_out.retain(|_, flow| *flow != f);
         }
         for f in self.int.closed_flows() {
             self.pool_flows.remove(&f);

@@ -1,0 +1,107 @@
+//! The pool's configuration snapshot: asked for over a link, verified,
+//! applied, and dropped when it expires.
+
+use super::*;
+
+/// The branch prefix of the edge's own snapshot requests: their answers
+/// are the edge's, not to be relayed.
+const SNAPSHOT_BRANCH: &str = "z9hG4bKpsnap";
+
+impl Edge {
+    /// Asks the pool for its configuration snapshot (OPTIONS with the
+    /// snapshot's type in Accept), on a link.
+    pub(super) async fn fetch_snapshot(&mut self) {
+        let Some(flow) = self.links.iter().find_map(|l| l.flow) else {
+            return;
+        };
+        self.snapshot_seq += 1;
+        self.last_fetch = Instant::now();
+        let seq = self.snapshot_seq;
+        let local = self
+            .int
+            .flow_local(flow)
+            .map_or_else(|| "0.0.0.0:0".to_owned(), |a| a.to_string());
+        let domain = &self.domain;
+        let req = format!(
+            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={SNAPSHOT_BRANCH}{seq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{}\r\nTo: <sip:{domain}>\r\n\
+             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\n\
+             {TRUST_HEADER}: status;snapshot=\"{}\";listeners=\"{}\"\r\nContent-Length: 0\r\n\r\n",
+            self.name,
+            self.name,
+            auth::edge_snapshot::CONTENT_TYPE,
+            self.snapshot.as_ref().map_or(0, |s| s.version),
+            self.listeners.join(" "),
+        );
+        let _ = self.int.send(Target::Flow(flow), Bytes::from(req)).await;
+    }
+
+    pub(super) fn is_snapshot_answer(&self, msg: &Message) -> bool {
+        msg.list::<sip::headers::Via>()
+            .next()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch())
+            .is_some_and(|b| b.starts_with(SNAPSHOT_BRANCH))
+    }
+
+    /// Applies the pool's answer if it is a snapshot signed with the pool's
+    /// key, for this domain, current, and not older than the one held.
+    pub(super) fn on_snapshot(&mut self, msg: &Message) {
+        if msg.status() != Some(200) {
+            tracing::warn!(
+                status = msg.status(),
+                "the pool gave no configuration snapshot"
+            );
+            return;
+        }
+        let body = String::from_utf8_lossy(msg.body());
+        match auth::edge_snapshot::verify(
+            &self.snapshot_key,
+            &body,
+            &self.domain,
+            unix_now(),
+            self.snapshot.as_ref(),
+        ) {
+            Ok(s) => {
+                if self.snapshot.as_ref() != Some(&s) {
+                    let changed = self
+                        .snapshot
+                        .as_ref()
+                        .is_none_or(|h| (h.version, h.lockout) != (s.version, s.lockout));
+                    if changed {
+                        tracing::info!(
+                            version = s.version,
+                            source_threshold = s.lockout.source_threshold,
+                            account_threshold = s.lockout.account_threshold,
+                            "configuration snapshot applied"
+                        );
+                    }
+                    self.filter.set_config(s.lockout.config());
+                    self.metrics
+                        .snapshot_version
+                        .store(s.version.max(1), Relaxed);
+                    self.snapshot = Some(s);
+                }
+            }
+            Err(why) => {
+                self.metrics.snapshot_refused.fetch_add(1, Relaxed);
+                tracing::error!(reason = %why, "configuration snapshot refused; keeping the one held until it expires");
+            }
+        }
+    }
+
+    /// A snapshot past its lifetime stops counting: the edge's own
+    /// settings apply until the pool gives a new one.
+    pub(super) fn expire_snapshot(&mut self) {
+        let expired = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| unix_now() >= s.expires_at);
+        if expired {
+            tracing::error!("the pool's configuration snapshot expired without a newer one: back to the edge's own settings");
+            self.snapshot = None;
+            self.filter.set_config(self.fallback_lockout);
+            self.metrics.snapshot_version.store(0, Relaxed);
+        }
+    }
+}
