@@ -269,32 +269,10 @@ fn sip_lines(trace: &str) -> Vec<String> {
 
 #[test]
 fn a_remote_user_signs_in_messages_and_calls_through_the_edge_and_sees_nothing_inside() {
-    let s = Server::org_at("edge-pool", "example.test", FRONT_END, "");
-    s.add_user("alice", "correct-horse-battery");
-    s.add_user("bob", "battery-staple-horse");
     // Remote access is off by default: granted to alice (a named policy),
     // not to carol.
+    let (s, edge) = pool("edge-pool");
     s.add_user("carol", "staple-battery-horse");
-    for args in [
-        &[
-            "policy",
-            "set",
-            "external_access",
-            "named:remote",
-            "remote_access=true",
-        ][..],
-        &[
-            "grant",
-            "add",
-            "external_access",
-            "remote",
-            "user:sip:alice@example.test",
-        ][..],
-    ] {
-        let o = s.admin(args, "");
-        assert!(o.status.success(), "{}", out(&o));
-    }
-    let edge = Edge::pair_and_start(&s, "edge1");
     // The pairing file holds keys: owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&edge.pairing)
