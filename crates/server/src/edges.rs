@@ -180,10 +180,7 @@ fn fingerprint_of(pem: &str) -> Result<[u8; 32], String> {
         .into_iter()
         .next()
         .ok_or("no certificate")?;
-    let d = ring::digest::digest(&ring::digest::SHA256, &der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    Ok(out)
+    Ok(sip_transport::fingerprint(&der))
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {

@@ -71,6 +71,11 @@ impl<S: store::Store> Core<S> {
             }
             AdminCmd::SetEdges(setup, reply) => {
                 tracing::info!(edges = setup.paired.len(), "paired edges loaded");
+                // An edge's one link carries all its users' traffic: it
+                // gets the wide queue, not a client's.
+                self.transport
+                    .wide_peers()
+                    .set(setup.paired.iter().map(|e| e.fingerprint));
                 self.edges.set(setup);
                 let _ = reply.send(());
             }

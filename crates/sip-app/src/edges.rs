@@ -85,12 +85,7 @@ pub(crate) struct Edges {
     reported: HashMap<usize, (u64, Vec<String>)>,
 }
 
-fn fingerprint(der: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
+use sip_transport::fingerprint;
 
 impl Edges {
     /// Replaces the paired list (pairing or unpairing): connections are

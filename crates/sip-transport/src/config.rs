@@ -31,6 +31,42 @@ pub struct TransportConfig {
     /// The local address connections this transport opens start from (an
     /// edge reaches its pool from its internal interface); any when unset.
     pub connect_from: Option<std::net::IpAddr>,
+    /// Peers whose one connection carries many users' traffic (the pool's
+    /// edges): a connection presenting one of their certificates queues up
+    /// to `wide_outbound_queue` messages before it counts as not reading.
+    pub wide_peers: WidePeers,
+    pub wide_outbound_queue: usize,
+}
+
+/// The certificates (SHA-256 of the leaf) of peers that get the wide
+/// outbound queue; the owner changes the set at run time (pairing an edge),
+/// for connections made after.
+#[derive(Debug, Clone, Default)]
+pub struct WidePeers(std::sync::Arc<std::sync::RwLock<std::collections::HashSet<[u8; 32]>>>);
+
+impl WidePeers {
+    /// Replaces the set.
+    pub fn set(&self, fingerprints: impl IntoIterator<Item = [u8; 32]>) {
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *s = fingerprints.into_iter().collect();
+    }
+
+    /// Whether a leaf certificate (DER) is one of them.
+    pub fn contains(&self, leaf: &[u8]) -> bool {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if s.is_empty() {
+            return false;
+        }
+        s.contains(&fingerprint(leaf))
+    }
+}
+
+/// SHA-256 of a certificate's DER, as pairing records it.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// Which `Origin` a WebSocket handshake may carry (cross-site WebSocket
@@ -88,6 +124,8 @@ impl Default for TransportConfig {
             message_timeout: Duration::from_secs(30),
             ws_origins: OriginPolicy::Any,
             connect_from: None,
+            wide_peers: WidePeers::default(),
+            wide_outbound_queue: 65_536,
         }
     }
 }

@@ -33,7 +33,7 @@ mod ws;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{OriginPolicy, OriginRule, TransportConfig};
+pub use config::{fingerprint, OriginPolicy, OriginRule, TransportConfig, WidePeers};
 pub use flows::FlowId;
 pub use transport::{ClientTls, Listener, SendError, Target, Transport};
 

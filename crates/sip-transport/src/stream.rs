@@ -109,7 +109,16 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ready: Option<tokio::sync::oneshot::Sender<crate::FlowId>>,
 ) {
     let flow = ctx.flows.next_id();
-    let (tx, mut rx) = mpsc::channel(ctx.config.max_outbound_queue);
+    let wide = peer_certificates
+        .as_ref()
+        .and_then(|c| c.first())
+        .is_some_and(|leaf| ctx.config.wide_peers.contains(leaf));
+    let queue = if wide {
+        ctx.config.wide_outbound_queue
+    } else {
+        ctx.config.max_outbound_queue
+    };
+    let (tx, mut rx) = mpsc::channel(queue);
     let closer = Arc::new(tokio::sync::Notify::new());
     ctx.flows.insert(
         flow,

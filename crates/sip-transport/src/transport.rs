@@ -213,6 +213,12 @@ impl Transport {
         ))
     }
 
+    /// The peers whose connections get the wide outbound queue (see
+    /// [`TransportConfig::wide_peers`]).
+    pub fn wide_peers(&self) -> &crate::WidePeers {
+        &self.ctx.config.wide_peers
+    }
+
     /// The bound addresses, with the UDP sockets' flow ids.
     pub fn local_addrs(&self) -> &[(Protocol, SocketAddr, Option<FlowId>)] {
         &self.locals

@@ -387,6 +387,73 @@ async fn tls_with_optional_client_certificate() {
     assert!(closed(&mut silent).await);
 }
 
+/// Sends `n` messages to a peer that reads nothing; how many were queued
+/// before the transport gave up on it.
+async fn queued_before_cut(t: &Transport, flow: sip_transport::FlowId, n: usize) -> usize {
+    // Large enough that the socket buffers fill long before `n`.
+    let big = Bytes::from(format!(
+        "SIP/2.0 200 OK\r\nX-Fill: {}\r\nContent-Length: 0\r\n\r\n",
+        "x".repeat(16_000)
+    ));
+    for i in 0..n {
+        if t.send(Target::Flow(flow), big.clone()).await.is_err() {
+            return i;
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_wide_peers_connection_queues_more_before_it_counts_as_not_reading() {
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::Optional(vec![p.ca.clone()]),
+    )
+    .unwrap();
+    let cfg = TransportConfig {
+        max_outbound_queue: 8,
+        wide_outbound_queue: 400,
+        ..Default::default()
+    };
+    let (t, mut rx) = start(cfg, vec![Listener::Tls(any(), sc)]).await;
+    let addr = t.local_addr(Protocol::Tls).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let connect = |with_cert: bool| {
+        let (p, name) = (&p, name.clone());
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut tls = client_tls(p, with_cert, &[&rustls::version::TLS13])
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            tls.write_all(options("w").as_bytes()).await.unwrap();
+            tls
+        }
+    };
+    // Not a wide peer (the set is empty, then holds another certificate):
+    // cut soon.
+    let _c1 = connect(true).await;
+    let flow = recv(&mut rx).await.source.flow;
+    assert!(queued_before_cut(&t, flow, 1000).await < 400);
+    t.wide_peers()
+        .set([sip_transport::fingerprint(&p.server_chain[0])]);
+    let _c2 = connect(true).await;
+    let flow = recv(&mut rx).await.source.flow;
+    assert!(queued_before_cut(&t, flow, 1000).await < 400);
+    // The client's certificate is a wide peer's: it holds the wide queue.
+    t.wide_peers()
+        .set([sip_transport::fingerprint(&p.client_chain[0])]);
+    let _c3 = connect(true).await;
+    let flow = recv(&mut rx).await.source.flow;
+    assert!(queued_before_cut(&t, flow, 1000).await >= 400);
+    // Without a certificate nobody is one.
+    let _c4 = connect(false).await;
+    let flow = recv(&mut rx).await.source.flow;
+    assert!(queued_before_cut(&t, flow, 1000).await < 400);
+}
+
 #[tokio::test]
 async fn tls_refuses_plaintext_sip() {
     let p = pki();
