@@ -63,7 +63,12 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(r) = t.inward_request(&m, to_tag, &sender) {
             reparses(&r.bytes);
         }
-        let partner = (op & 8 != 0).then_some((FlowId(9), Protocol::Tls));
+        let partner = (op & 8 != 0).then(|| edge::topology::Hop {
+            flow: FlowId(9),
+            protocol: Protocol::Tls,
+            partner: Some("partner.example".to_owned()),
+            forced: op & 16 != 0,
+        });
         if let Ok(r) = t.outward_request(&m, to_tag, FlowId(3), partner) {
             reparses(&r.bytes);
         }

@@ -35,6 +35,7 @@ pub struct RawEdgeLimits {
     pub source_rate: Option<u32>,
     pub source_burst: Option<u32>,
     pub max_connections_per_ip: Option<usize>,
+    pub in_flight_per_connection: Option<u32>,
 }
 
 /// A validated edge configuration.
@@ -56,6 +57,9 @@ pub struct EdgeSettings {
     pub lockout: auth::lockout::LockoutConfig,
     pub source_rate: (u32, u32),
     pub max_connections_per_ip: usize,
+    /// Requests from one external connection relayed to the pool and not
+    /// answered yet, at most.
+    pub in_flight_per_connection: u32,
     pub federation: crate::FederationConfig,
 }
 
@@ -135,7 +139,12 @@ impl RawEdgeConfig {
         if source_rate.0 == 0 || source_rate.1 == 0 {
             return Err("limits.source_rate and limits.source_burst must be at least 1".into());
         }
+        let in_flight_per_connection = self.limits.in_flight_per_connection.unwrap_or(128);
+        if !(1..=65_536).contains(&in_flight_per_connection) {
+            return Err("limits.in_flight_per_connection must be between 1 and 65536".into());
+        }
         Ok(EdgeSettings {
+            in_flight_per_connection,
             pairing,
             listen,
             internal_listen,
@@ -166,6 +175,12 @@ mod tests {
             .unwrap();
         assert_eq!(s.listen.len(), 2);
         assert_eq!(s.source_rate, (100, 200));
+        assert_eq!(s.in_flight_per_connection, 128);
+        let zero =
+            RawEdgeConfig::from_toml("pairing = \"p\"\n[limits]\nin_flight_per_connection = 0")
+                .unwrap()
+                .build();
+        assert!(zero.unwrap_err().contains("between 1 and 65536"));
         assert!(RawEdgeConfig::default()
             .build()
             .unwrap_err()

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub refused_lockout: AtomicU64,
     pub refused_route: AtomicU64,
     pub refused_no_pool: AtomicU64,
+    pub refused_in_flight: AtomicU64,
     /// Partners' requests refused (identity, federation rules, no snapshot).
     pub refused_partner: AtomicU64,
     /// Failed and successful sign-ins the pool reported.
@@ -38,6 +39,8 @@ pub struct Metrics {
     pub lockouts: AtomicU64,
     /// Links to the pool open now.
     pub links: AtomicU64,
+    /// Connections the edge holds open to partners' servers now.
+    pub partner_connections: AtomicU64,
     /// The configuration snapshot in force (0: none).
     pub snapshot_version: AtomicU64,
     /// Snapshots refused (bad signature, expired, older, another domain).
@@ -104,6 +107,12 @@ impl Metrics {
             &self.links,
         );
         one(
+            "parapet_edge_partner_connections",
+            "Connections open to partners' servers now (at most federation.max_connections_per_partner each).",
+            "gauge",
+            &self.partner_connections,
+        );
+        one(
             "parapet_edge_snapshot_version",
             "The pool's configuration snapshot in force (0: none).",
             "gauge",
@@ -121,6 +130,7 @@ impl Metrics {
             ("lockout", &self.refused_lockout),
             ("route", &self.refused_route),
             ("no_pool", &self.refused_no_pool),
+            ("in_flight", &self.refused_in_flight),
             ("partner", &self.refused_partner),
         ] {
             let _ = writeln!(

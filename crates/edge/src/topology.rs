@@ -54,6 +54,33 @@ pub struct Inward {
 pub struct Outward {
     pub bytes: bytes::Bytes,
     pub flow: FlowId,
+    /// The partner domain at the other end of `flow`, if it is a partner's
+    /// server's connection: when that connection is gone, the request may
+    /// go over another one to the same partner.
+    pub partner: Option<String>,
+}
+
+/// Where a request from the inside goes when no route token of ours names
+/// a connection (or, `forced`, whatever the tokens name: the connection
+/// they name is gone and this is another to the same partner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub flow: FlowId,
+    pub protocol: Protocol,
+    /// The partner's domain, if `flow` is a connection to its server.
+    pub partner: Option<String>,
+    pub forced: bool,
+}
+
+/// What our outside-facing Record-Route entry seals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteToken {
+    flow: FlowId,
+    protocol: Protocol,
+    /// The inside's entries it hides.
+    hidden: Vec<String>,
+    /// The partner domain at the other end of the connection, if any.
+    partner: Option<String>,
 }
 
 /// A response from the inside to a request from outside: where it goes, and
@@ -251,15 +278,19 @@ impl Topology {
         flow: FlowId,
         protocol: Protocol,
         hidden: &[&str],
+        partner: Option<&str>,
     ) -> Result<String, Refused> {
         if hidden.iter().map(|h| h.len() + 2).sum::<usize>() > MAX_HIDDEN {
             return Err(Refused(500, "Server Internal Error (Route Set Too Long)"));
         }
-        let plain = Writer::new()
+        let mut w = Writer::new()
             .u64(flow.0)
             .u8(proto_code(protocol))
-            .texts(hidden.iter().copied())
-            .finish();
+            .texts(hidden.iter().copied());
+        if let Some(d) = partner {
+            w = w.text(d);
+        }
+        let plain = w.finish();
         let token = self
             .sealer
             .seal(Kind::Route, &plain)
@@ -275,23 +306,30 @@ impl Topology {
         format!("<sip:{};transport=tls;lr>", self.internal.hostport())
     }
 
-    /// Opens our outside-facing entry's token: the connection and the
-    /// hidden entries. `Err` for a token that is not intact.
-    fn open_route(&self, user: &str) -> Result<(FlowId, Protocol, Vec<String>), Refused> {
+    /// Opens our outside-facing entry's token: the connection, the hidden
+    /// entries and the partner, if any. `Err` for a token that is not
+    /// intact.
+    fn open_route(&self, user: &str) -> Result<RouteToken, Refused> {
         let bad = Refused(403, "Forbidden (Invalid Route Token)");
         let plain = self.sealer.open(Kind::Route, user).ok_or(bad)?;
         let mut r = Reader::new(&plain);
         let flow = r.u64().ok_or(bad)?;
-        let proto = r.u8().and_then(proto_of).ok_or(bad)?;
+        let protocol = r.u8().and_then(proto_of).ok_or(bad)?;
         let hidden = r.texts().ok_or(bad)?;
+        let partner = if r.done() {
+            None
+        } else {
+            Some(r.text().filter(|d| !d.is_empty()).ok_or(bad)?.to_owned())
+        };
         if !r.done() {
             return Err(bad);
         }
-        Ok((
-            FlowId(flow),
-            proto,
-            hidden.into_iter().map(str::to_owned).collect(),
-        ))
+        Ok(RouteToken {
+            flow: FlowId(flow),
+            protocol,
+            hidden: hidden.into_iter().map(str::to_owned).collect(),
+            partner,
+        })
     }
 
     /// A Contact entry as the outside sees it: the URI sealed, the header
@@ -343,8 +381,7 @@ impl Topology {
             }
             ours += 1;
             if let Some(user) = e.user {
-                let (_, _, hidden) = self.open_route(user)?;
-                expanded = Some(hidden);
+                expanded = Some(self.open_route(user)?.hidden);
             }
         }
         if routes.len() > ours {
@@ -420,7 +457,12 @@ impl Topology {
             // Push order: the outside-facing entry first, so the
             // inside-facing one ends up on top.
             edit = edit
-                .record_route(self.external_route(sender.flow, sender.protocol, &[])?)
+                .record_route(self.external_route(
+                    sender.flow,
+                    sender.protocol,
+                    &[],
+                    sender.partner.as_ref().map(|(d, _)| d.as_str()),
+                )?)
                 .record_route(self.internal_route());
         }
         let stamp = match &sender.partner {
@@ -461,13 +503,12 @@ impl Topology {
             .remove_named(TRUST_HEADER);
         let rr = record_route_entries(msg)?;
         if !rr.is_empty() {
-            let pos = rr.iter().position(|e| {
-                self.is_external(e)
-                    && e.user
-                        .is_some_and(|u| self.open_route(u).is_ok_and(|(f, ..)| f == flow))
+            let ours = rr.iter().enumerate().find_map(|(i, e)| {
+                let t = e.user.filter(|_| self.is_external(e))?;
+                Some((i, self.open_route(t).ok().filter(|t| t.flow == flow)?))
             });
-            let values = match pos {
-                Some(i) => {
+            let values = match ours {
+                Some((i, token)) => {
                     // Entries above ours are the inside's (with our
                     // inside-facing one); the outside's route set lists
                     // them in reverse.
@@ -477,7 +518,12 @@ impl Topology {
                         .filter(|e| !self.is_internal(e))
                         .map(|e| e.text)
                         .collect();
-                    let mut v = vec![self.external_route(flow, protocol, &hidden)?];
+                    let mut v = vec![self.external_route(
+                        flow,
+                        protocol,
+                        &hidden,
+                        token.partner.as_deref(),
+                    )?];
                     v.extend(rr[i + 1..].iter().map(|e| e.text.to_owned()));
                     v
                 }
@@ -536,11 +582,11 @@ impl Topology {
         msg: &Message,
         to_tag: bool,
         from_flow: FlowId,
-        default_target: Option<(FlowId, Protocol)>,
+        default_target: Option<Hop>,
     ) -> Result<Outward, Refused> {
         let routes = route_entries(msg)?;
         let mut ours = 0;
-        let mut target: Option<(FlowId, Protocol)> = None;
+        let mut target: Option<(FlowId, Protocol, Option<String>)> = None;
         for e in &routes {
             let (int, ext) = (self.is_internal(e), self.is_external(e));
             if !int && !ext {
@@ -549,16 +595,24 @@ impl Topology {
             ours += 1;
             let Some(user) = e.user else { continue };
             let opened = if ext {
-                self.open_route(user).map(|(f, p, _)| (f, p)).ok()
+                self.open_route(user)
+                    .map(|t| (t.flow, t.protocol, t.partner))
+                    .ok()
             } else {
                 self.sealer.open(Kind::Path, user).and_then(|plain| {
                     let mut r = Reader::new(&plain);
-                    Some((FlowId(r.u64()?), r.u8().and_then(proto_of)?))
+                    Some((FlowId(r.u64()?), r.u8().and_then(proto_of)?, None))
                 })
             };
             target = Some(opened.ok_or(Refused(403, "Forbidden (Invalid Route Token)"))?);
         }
-        let Some((flow, protocol)) = target.or(default_target) else {
+        let default = default_target.map(|h| (h.forced, (h.flow, h.protocol, h.partner)));
+        let chosen = match default {
+            Some((true, hop)) => Some(hop),
+            Some((false, hop)) => target.or(Some(hop)),
+            None => target,
+        };
+        let Some((flow, protocol, partner)) = chosen else {
             return Err(Refused(404, "Not Found (No Route Through This Edge)"));
         };
         let mut edit = sip::forward::Forward::new(msg)
@@ -603,7 +657,7 @@ impl Topology {
             edit = edit.replace(
                 HeaderKind::RecordRoute,
                 "Record-Route",
-                vec![self.external_route(flow, protocol, &hidden)?],
+                vec![self.external_route(flow, protocol, &hidden, partner.as_deref())?],
             );
         }
         if let Some(masked) = self.masked_contacts(msg, protocol) {
@@ -612,6 +666,7 @@ impl Topology {
         Ok(Outward {
             bytes: edit.serialize(),
             flow,
+            partner,
         })
     }
 
@@ -644,10 +699,15 @@ impl Topology {
             for e in &rr {
                 match e.user.filter(|_| self.is_external(e)) {
                     Some(user) => {
-                        let (f, p, hidden) = self.open_route(user).map_err(|_| bad)?;
-                        values.push(self.external_route(f, p, &[])?);
+                        let t = self.open_route(user).map_err(|_| bad)?;
+                        values.push(self.external_route(
+                            t.flow,
+                            t.protocol,
+                            &[],
+                            t.partner.as_deref(),
+                        )?);
                         values.push(self.internal_route());
-                        values.extend(hidden);
+                        values.extend(t.hidden);
                     }
                     None => values.push(e.text.to_owned()),
                 }

@@ -312,7 +312,7 @@ fn bye_with_route(route: &str) -> Message {
 fn a_route_token_changed_by_one_bit_is_refused() {
     let t = topo();
     let entry = t
-        .external_route(FlowId(77), Protocol::Tls, &[FE_CALLER])
+        .external_route(FlowId(77), Protocol::Tls, &[FE_CALLER], None)
         .unwrap();
     assert!(t
         .inward_request(&bye_with_route(&entry), true, &alice())
@@ -353,7 +353,9 @@ fn a_route_token_changed_by_one_bit_is_refused() {
 #[test]
 fn the_outside_cannot_add_hops_after_ours_or_route_elsewhere() {
     let t = topo();
-    let entry = t.external_route(FlowId(77), Protocol::Tls, &[]).unwrap();
+    let entry = t
+        .external_route(FlowId(77), Protocol::Tls, &[], None)
+        .unwrap();
     for route in [
         format!("{entry}, <sip:ftAAAA@fe1.corp.internal:5061;lr>"),
         "<sip:fe1.corp.internal;lr>".to_owned(),
@@ -377,6 +379,70 @@ fn the_outside_cannot_add_hops_after_ours_or_route_elsewhere() {
         t.inward_request(&bogus, true, &alice()).err().map(|r| r.0),
         Some(404)
     );
+}
+
+#[test]
+fn a_route_through_a_partners_connection_names_the_partner_and_can_be_redirected() {
+    let t = topo();
+    // A partner's server opened a dialog: our entry names its connection
+    // and its domain.
+    let partner = Sender {
+        partner: Some(("partner.test".to_owned(), Vec::new())),
+        ..alice()
+    };
+    let invite = parse(
+        "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.7:5061;branch=z9hG4bKp1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carol@partner.test>;tag=p\r\nTo: <sip:bob@example.test>\r\n\
+         Call-ID: pc\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@198.51.100.7:5061;transport=tls>\r\n\
+         Content-Length: 0\r\n\r\n",
+    );
+    let inward = parse(t.inward_request(&invite, false, &partner).unwrap().bytes);
+    let rr = record_routes(&inward);
+    let bye = |route: String| {
+        parse(format!(
+            "BYE sip:carol@198.51.100.7:5061;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS fe1.corp.internal:5061;branch=z9hG4bKfe9\r\n\
+             Route: {route}\r\nMax-Forwards: 69\r\nFrom: <sip:bob@example.test>;tag=b\r\n\
+             To: <sip:carol@partner.test>;tag=p\r\nCall-ID: pc\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    let bye = bye(format!("{}, {}", rr[0], rr[1]));
+    let out = t.outward_request(&bye, true, FlowId(5), None).unwrap();
+    assert_eq!(
+        (out.flow, out.partner.as_deref()),
+        (FlowId(77), Some("partner.test"))
+    );
+    // That connection is gone: another to the partner takes the request
+    // (a default hop does not override a token; a forced one does).
+    let hop = |forced| Hop {
+        flow: FlowId(90),
+        protocol: Protocol::Tls,
+        partner: Some("partner.test".to_owned()),
+        forced,
+    };
+    let out = t
+        .outward_request(&bye, true, FlowId(5), Some(hop(false)))
+        .unwrap();
+    assert_eq!(out.flow, FlowId(77));
+    let out = t
+        .outward_request(&bye, true, FlowId(5), Some(hop(true)))
+        .unwrap();
+    assert_eq!(out.flow, FlowId(90));
+    assert_hides_inside(&out.bytes);
+    // A remote user's route names no partner.
+    let entry = t
+        .external_route(FlowId(77), Protocol::Tls, &[], None)
+        .unwrap();
+    let internal = t.internal_route();
+    let out = t
+        .outward_request(
+            &bye_with_route(&format!("{internal}, {entry}")),
+            true,
+            FlowId(5),
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.partner, None);
 }
 
 #[test]

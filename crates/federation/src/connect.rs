@@ -17,6 +17,30 @@ pub enum ConnectFailure {
     Unreachable(String),
 }
 
+impl ConnectFailure {
+    /// What a request that waited for the connection is answered, and the
+    /// counters' name for it: a domain with no SIP server is not found, one
+    /// whose server is at an internal address is refused, anything else is
+    /// unreachable for now.
+    pub fn answer(&self) -> (u16, &'static str, &'static str) {
+        match self {
+            ConnectFailure::Locate(LocateError::InvalidDomain | LocateError::NotFound) => {
+                (404, "Not Found (No SIP Server for the Domain)", "not_found")
+            }
+            ConnectFailure::Locate(LocateError::PrivateAddress) => (
+                403,
+                "Forbidden (Partner Server at an Internal Address)",
+                "internal_address",
+            ),
+            ConnectFailure::Locate(LocateError::Dns(_)) | ConnectFailure::Unreachable(_) => (
+                503,
+                "Service Unavailable (Partner Unreachable)",
+                "unreachable",
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -228,6 +228,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         external_names: names,
         ws_origins,
         partner_cas: server::partners::trusted(&s.federation)?,
+        max_connections_per_partner: s.federation.max_connections_per_partner,
         locate: server::partners::locate_config(&s.federation),
         external: s
             .listen
@@ -244,6 +245,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         lockout: s.lockout,
         rate: s.source_rate,
         max_connections_per_ip: s.max_connections_per_ip,
+        in_flight_per_connection: s.in_flight_per_connection,
     };
     tracing::info!(edge = %cfg.pairing.name, domain = %cfg.pairing.domain, "edge starting");
     tokio::select! {

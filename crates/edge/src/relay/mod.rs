@@ -30,7 +30,7 @@ use crate::pairing::Pairing;
 mod partner;
 mod snapshot;
 use crate::token::Sealer;
-use crate::topology::{Name, Refused, Sender, Topology, TRUST_HEADER};
+use crate::topology::{Hop, Name, Refused, Sender, Topology, TRUST_HEADER};
 
 /// Refused sign-ins and requests are logged at a bounded rate (with how
 /// many were not).
@@ -38,6 +38,10 @@ static REFUSED_SIGN_IN: sip_transport::logging::RateLimited =
     sip_transport::logging::RateLimited::new();
 static REFUSED_ROUTE: sip_transport::logging::RateLimited =
     sip_transport::logging::RateLimited::new();
+
+/// An external connection's count of unanswered requests lapses after this
+/// long without an answer (longer than any transaction's timeout).
+const IN_FLIGHT_LAPSE: Duration = Duration::from_secs(64);
 
 /// How an edge runs: the pairing file's content and where to listen.
 #[derive(Debug)]
@@ -53,6 +57,10 @@ pub struct EdgeConfig {
     /// Requests per second and burst from one source address.
     pub rate: (u32, u32),
     pub max_connections_per_ip: usize,
+    /// Requests from one external connection relayed to the pool and not
+    /// answered yet, at most: beyond, the edge answers 503 itself, so one
+    /// source's flood queues at most this much in the pool.
+    pub in_flight_per_connection: u32,
     /// Where `/healthz` and `/metrics` are served (an internal address).
     pub observe: Option<SocketAddr>,
     /// Which web pages may open WebSocket connections to the WSS listener.
@@ -62,6 +70,9 @@ pub struct EdgeConfig {
     /// The CAs trusted for partners' servers (their certificates are asked
     /// for on the TLS listener; empty: no partner can connect).
     pub partner_cas: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Connections the edge keeps open to one partner's server at most
+    /// (`federation.max_connections_per_partner`).
+    pub max_connections_per_partner: usize,
 }
 
 /// What the edge's TLS needs, built from the pairing file.
@@ -194,10 +205,14 @@ struct Edge {
     /// Partners' connections and what their certificates speak for.
     partners: HashMap<FlowId, Arc<federation::identity::Identities>>,
     /// Connections this edge opened to partners' servers, by domain.
-    partner_out: HashMap<String, FlowId>,
+    partner_out: HashMap<String, partner::OutPool>,
+    /// Requests sent on each of those connections and not answered yet
+    /// (final answers come back on the same connection).
+    partner_load: HashMap<FlowId, u32>,
+    max_per_partner: usize,
     /// Requests from the pool waiting for a partner connection to open.
-    partner_pending: HashMap<String, Vec<(Message, Source, bool)>>,
-    partner_tx: mpsc::Sender<(String, Option<FlowId>)>,
+    partner_pending: HashMap<String, Vec<partner::Pending>>,
+    partner_tx: mpsc::Sender<(String, Result<FlowId, federation::connect::ConnectFailure>)>,
     /// For opening connections to partners: this edge's external
     /// certificate presented, the partner's checked for its domain.
     partner_client: Option<Arc<rustls::ClientConfig>>,
@@ -207,6 +222,10 @@ struct Edge {
     discovered_rate: u32,
     /// The external listeners, as the pool's status shows them.
     listeners: Vec<String>,
+    /// External connection -> requests relayed to the pool from it and not
+    /// answered yet, and when it last had an answer.
+    in_flight: HashMap<FlowId, (u32, Instant)>,
+    max_in_flight: u32,
 }
 
 impl std::fmt::Debug for Edge {
@@ -339,6 +358,10 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         name: p.name.clone(),
         partners: HashMap::new(),
         partner_out: HashMap::new(),
+        partner_load: HashMap::new(),
+        in_flight: HashMap::new(),
+        max_in_flight: cfg.in_flight_per_connection.max(1),
+        max_per_partner: cfg.max_connections_per_partner.max(1),
         partner_pending: HashMap::new(),
         partner_tx,
         partner_client: tls.partner_client.clone(),
@@ -361,7 +384,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         tokio::select! {
             Some(m) = ext_rx.recv() => edge.on_external(m).await,
             Some(m) = int_rx.recv() => edge.on_internal(m).await,
-            Some((domain, flow)) = partner_rx.recv() => edge.partner_connected(domain, flow).await,
+            Some((domain, result)) = partner_rx.recv() => edge.partner_connected(domain, result).await,
             Some((i, flow)) = connected_rx.recv() => {
                 let up = flow.is_some();
                 edge.on_connected(i, flow);
@@ -371,10 +394,10 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             }
             _ = tick.tick() => {
                 edge.housekeeping();
-                // The pool's snapshot, asked for every five seconds (every
-                // two without one): a change reaches the edge within that.
-                let every = if edge.snapshot.is_none() { 2 } else { 5 };
-                if edge.last_fetch.elapsed() >= Duration::from_secs(every) {
+                // The pool's snapshot, asked for every second: a change of
+                // policy reaches the edge within one (a small signed body,
+                // cheap for both sides).
+                if edge.last_fetch.elapsed() >= Duration::from_secs(1) {
                     edge.fetch_snapshot().await;
                 }
             }
@@ -491,6 +514,9 @@ impl Edge {
             if sip::ResponseFields::extract(&msg).is_err() {
                 return;
             }
+            if msg.status().is_some_and(|s| s >= 200) {
+                self.partner_answered(src.flow);
+            }
             match self.topo.inward_response(&msg) {
                 Ok(r) => {
                     self.metrics.inward_responses.fetch_add(1, Relaxed);
@@ -515,7 +541,11 @@ impl Edge {
         let to_tag = f.to.tag().is_some();
         let is_ack = f.method.as_str() == "ACK";
         let ip = src.remote.ip();
-        if !is_ack && !self.rate.allow(ip, Instant::now()) {
+        let partner_ids = self.partner_on(&src);
+        // The per-source rate is for clients: a partner's server speaks for
+        // many users (a discovered one has its own rate; the front end does
+        // the same).
+        if partner_ids.is_none() && !is_ack && !self.rate.allow(ip, Instant::now()) {
             self.metrics.refused_rate.fetch_add(1, Relaxed);
             return self
                 .reply(
@@ -528,7 +558,7 @@ impl Edge {
                 )
                 .await;
         }
-        let partner = match self.partner_on(&src) {
+        let partner = match partner_ids {
             None => None,
             Some(ids) => match self.partner_may_send(&ids, &f.from.uri) {
                 Ok(domain) => Some((domain, ids.hosts.clone())),
@@ -578,10 +608,27 @@ impl Edge {
             account,
             partner,
         };
+        if !is_ack && !self.may_add_in_flight(src.flow) {
+            self.metrics.refused_in_flight.fetch_add(1, Relaxed);
+            return self
+                .reply(
+                    &ext,
+                    &msg,
+                    &src,
+                    503,
+                    "Service Unavailable (Too Many Requests in Flight)",
+                    &[("Retry-After", "1")],
+                )
+                .await;
+        }
         match self.topo.inward_request(&msg, to_tag, &sender) {
             Ok(inward) => {
                 self.metrics.inward_requests.fetch_add(1, Relaxed);
-                if !self.send_inward(None, inward.bytes).await {
+                if self.send_inward(None, inward.bytes).await {
+                    if !is_ack {
+                        self.in_flight_added(src.flow);
+                    }
+                } else {
                     self.metrics.refused_no_pool.fetch_add(1, Relaxed);
                     self.reply(
                         &ext,
@@ -601,6 +648,31 @@ impl Edge {
                 }
                 self.reply(&ext, &msg, &src, status, reason, &[]).await;
             }
+        }
+    }
+
+    /// Whether one more request from `flow` may go to the pool. Counts
+    /// whose answers never came (the pool restarted) lapse after a minute
+    /// without any answer.
+    fn may_add_in_flight(&mut self, flow: FlowId) -> bool {
+        let Some((n, last)) = self.in_flight.get_mut(&flow) else {
+            return true;
+        };
+        if *n >= self.max_in_flight && last.elapsed() > IN_FLIGHT_LAPSE {
+            *n = 0;
+        }
+        *n < self.max_in_flight
+    }
+
+    fn in_flight_added(&mut self, flow: FlowId) {
+        let e = self.in_flight.entry(flow).or_insert((0, Instant::now()));
+        e.0 = e.0.saturating_add(1);
+    }
+
+    fn in_flight_answered(&mut self, flow: FlowId) {
+        if let Some((n, last)) = self.in_flight.get_mut(&flow) {
+            *n = n.saturating_sub(1);
+            *last = Instant::now();
         }
     }
 
@@ -662,6 +734,9 @@ impl Edge {
                         }
                     }
                     self.metrics.outward_responses.fetch_add(1, Relaxed);
+                    if msg.status().is_some_and(|s| s >= 200) {
+                        self.in_flight_answered(r.flow);
+                    }
                     let _ = self.ext.send(Target::Flow(r.flow), r.bytes).await;
                 }
                 Err(_) => tracing::debug!("response from the pool that is not ours dropped"),
@@ -683,18 +758,28 @@ impl Edge {
     }
 
     /// Rewrites a request from the pool and sends it out (on the connection
-    /// its route token names, else on `partner`), or answers it.
-    async fn outward(
-        &mut self,
-        msg: &Message,
-        src: &Source,
-        to_tag: bool,
-        partner: Option<FlowId>,
-    ) {
+    /// its route token names, else on `hop`), or answers it. A route token
+    /// naming a partner's connection that is gone sends the request over
+    /// another connection to that partner (opened if need be): a dialog
+    /// outlives the connection between the organisations, as it does
+    /// between front ends.
+    async fn outward(&mut self, msg: &Message, src: &Source, to_tag: bool, hop: Option<Hop>) {
         let int = self.int.clone();
-        let default = partner.map(|f| (f, Protocol::Tls));
-        match self.topo.outward_request(msg, to_tag, src.flow, default) {
+        let forced = hop.as_ref().is_some_and(|h| h.forced);
+        match self.topo.outward_request(msg, to_tag, src.flow, hop) {
             Ok(out) => {
+                if let Some(domain) = out.partner.filter(|_| !forced) {
+                    if self.ext.flow_local(out.flow).is_none() {
+                        return Box::pin(self.via_partner(
+                            msg.clone(),
+                            src.clone(),
+                            to_tag,
+                            domain,
+                            true,
+                        ))
+                        .await;
+                    }
+                }
                 self.metrics.outward_requests.fetch_add(1, Relaxed);
                 if self
                     .ext
@@ -704,6 +789,8 @@ impl Edge {
                 {
                     // RFC 5626 §5.3: the flow a route token names is gone.
                     self.reply(&int, msg, src, 430, "Flow Failed", &[]).await;
+                } else if msg.method().map(|m| m.as_str()) != Some("ACK") {
+                    self.partner_sent(out.flow);
                 }
             }
             Err(Refused(status, reason)) => {
@@ -737,9 +824,10 @@ impl Edge {
         self.expire_snapshot();
         for f in self.ext.closed_flows() {
             self.partners.remove(&f);
-            // A partner's connection that closed is forgotten (the map
-            // holds only live connections, so it stays bounded by them).
-            self.partner_out.retain(|_, flow| *flow != f);
+            self.in_flight.remove(&f);
+            // A partner's connection that closed is forgotten (the maps
+            // hold only live connections, so they stay bounded by them).
+            self.partner_closed(f);
         }
         for f in self.int.closed_flows() {
             self.pool_flows.remove(&f);

@@ -8,6 +8,21 @@ use super::*;
 /// per partner.
 const MAX_PENDING_PARTNERS: usize = 256;
 const MAX_PENDING: usize = 64;
+/// Requests awaiting their answer on every connection to a partner before
+/// another is opened beside them (as the front end does).
+const SPREAD_AT: u32 = 32;
+
+/// A request from the pool waiting for a connection to a partner; `forced`:
+/// it goes there whatever its route tokens name.
+pub(super) type Pending = (Message, Source, bool, bool);
+
+/// The edge's connections to one partner's server.
+#[derive(Debug, Default)]
+pub(super) struct OutPool {
+    flows: Vec<FlowId>,
+    /// Another is being opened.
+    opening: bool,
+}
 
 impl Edge {
     /// The identities a partner's connection speaks for (its certificate,
@@ -68,7 +83,7 @@ impl Edge {
             f.discovery,
             &domain,
         )
-        .map_err(|_| forbid("Forbidden (Partner Not Allowed)"))?;
+        .map_err(|_| forbid("Forbidden (Federation Not Allowed)"))?;
         if standing == policy::kinds::federation::Standing::Discovered {
             // Lync's throttle for partners nobody listed, at the door; the
             // front end keeps the distinct-user limit and the watch list.
@@ -136,11 +151,27 @@ impl Edge {
                     &msg,
                     &src,
                     403,
-                    "Forbidden (Partner Not Allowed)",
+                    "Forbidden (Federation Not Allowed)",
                     &[],
                 )
                 .await;
         }
+        self.via_partner(msg, src, to_tag, domain, false).await
+    }
+
+    /// Sends a request to `domain`'s server over the least loaded of the
+    /// edge's connections to it (opening another beside busy ones), or
+    /// waits for the first to open. `forced`: whatever its route tokens
+    /// name (the connection they name is gone).
+    pub(super) async fn via_partner(
+        &mut self,
+        msg: Message,
+        src: Source,
+        to_tag: bool,
+        domain: String,
+        forced: bool,
+    ) {
+        let int = self.int.clone();
         if self.partner_client.is_none() {
             return self
                 .reply(
@@ -153,13 +184,28 @@ impl Edge {
                 )
                 .await;
         }
-        if let Some(&flow) = self.partner_out.get(&domain) {
-            if self.ext.flow_local(flow).is_some() {
-                return self.outward(&msg, &src, to_tag, Some(flow)).await;
+        let pinned = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| policy::kinds::federation::pinned(&s.federation.servers, &domain));
+        if let Some(flow) = self.least_loaded(&domain) {
+            let busy = self.partner_load.get(&flow).copied().unwrap_or(0) >= SPREAD_AT;
+            let max = self.max_per_partner;
+            let pool = self.partner_out.entry(domain.clone()).or_default();
+            if busy && !pool.opening && pool.flows.len() < max {
+                // Every connection has many requests in flight: one more
+                // beside them (nothing waits for it).
+                pool.opening = true;
+                self.open_partner(domain.clone(), pinned);
             }
-            self.partner_out.remove(&domain);
+            let hop = Hop {
+                flow,
+                protocol: Protocol::Tls,
+                partner: Some(domain),
+                forced,
+            };
+            return self.outward(&msg, &src, to_tag, Some(hop)).await;
         }
-        let known = self.partner_pending.contains_key(&domain);
         let full = match self.partner_pending.get(&domain) {
             Some(queue) => queue.len() >= MAX_PENDING,
             None => self.partner_pending.len() >= MAX_PENDING_PARTNERS,
@@ -179,14 +225,51 @@ impl Edge {
         self.partner_pending
             .entry(domain.clone())
             .or_default()
-            .push((msg, src, to_tag));
-        if !known {
-            let pinned = self
-                .snapshot
-                .as_ref()
-                .and_then(|s| policy::kinds::federation::pinned(&s.federation.servers, &domain));
+            .push((msg, src, to_tag, forced));
+        let pool = self.partner_out.entry(domain.clone()).or_default();
+        if !pool.opening {
+            pool.opening = true;
             self.open_partner(domain, pinned);
         }
+    }
+
+    /// The live connection to `domain` with the fewest requests awaiting
+    /// an answer.
+    fn least_loaded(&self, domain: &str) -> Option<FlowId> {
+        self.partner_out
+            .get(domain)?
+            .flows
+            .iter()
+            .copied()
+            .filter(|f| self.ext.flow_local(*f).is_some())
+            .min_by_key(|f| self.partner_load.get(f).copied().unwrap_or(0))
+    }
+
+    /// A request went out on `flow`: if it is one of the edge's
+    /// connections to a partner, one more awaits its answer there.
+    pub(super) fn partner_sent(&mut self, flow: FlowId) {
+        if let Some(n) = self.partner_load.get_mut(&flow) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// A final answer came back on `flow`.
+    pub(super) fn partner_answered(&mut self, flow: FlowId) {
+        if let Some(n) = self.partner_load.get_mut(&flow) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// An external connection closed: if it was one to a partner, forget it.
+    pub(super) fn partner_closed(&mut self, flow: FlowId) {
+        if self.partner_load.remove(&flow).is_none() {
+            return;
+        }
+        self.metrics.partner_connections.fetch_sub(1, Relaxed);
+        self.partner_out.retain(|_, pool| {
+            pool.flows.retain(|f| *f != flow);
+            !pool.flows.is_empty() || pool.opening
+        });
     }
 
     /// Opens a connection to `domain`'s server in a task; the outcome comes
@@ -199,39 +282,57 @@ impl Edge {
         let (ext, done) = (self.ext.clone(), self.partner_tx.clone());
         tokio::spawn(async move {
             let attempt = federation::connect::connect(&locator, &client, &ext, &domain, pinned);
-            let flow = match tokio::time::timeout(Duration::from_secs(15), attempt).await {
-                Ok(Ok(f)) => Some(f),
-                Ok(Err(e)) => {
-                    tracing::warn!(partner = %domain, error = %e, "cannot reach the partner's server");
-                    None
-                }
-                Err(_) => None,
-            };
-            let _ = done.send((domain, flow)).await;
+            let result = tokio::time::timeout(Duration::from_secs(15), attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(federation::connect::ConnectFailure::Unreachable(
+                        "timed out".into(),
+                    ))
+                });
+            if let Err(e) = &result {
+                tracing::warn!(partner = %domain, error = %e, "cannot reach the partner's server");
+            }
+            let _ = done.send((domain, result)).await;
         });
     }
 
-    /// The connection to a partner opened (or not): send what waited.
-    pub(super) async fn partner_connected(&mut self, domain: String, flow: Option<FlowId>) {
+    /// The connection to a partner opened (or not): send what waited, or
+    /// answer it as the front end would.
+    pub(super) async fn partner_connected(
+        &mut self,
+        domain: String,
+        result: Result<FlowId, federation::connect::ConnectFailure>,
+    ) {
         let waiting = self.partner_pending.remove(&domain).unwrap_or_default();
-        if let Some(f) = flow {
-            tracing::info!(partner = %domain, "connected to the partner's server");
-            self.partner_out.insert(domain, f);
+        let pool = self.partner_out.entry(domain.clone()).or_default();
+        pool.opening = false;
+        match &result {
+            Ok(f) => {
+                tracing::info!(partner = %domain, connections = pool.flows.len() + 1, "connected to the partner's server");
+                pool.flows.push(*f);
+                self.partner_load.insert(*f, 0);
+                self.metrics.partner_connections.fetch_add(1, Relaxed);
+            }
+            Err(_) if pool.flows.is_empty() => {
+                self.partner_out.remove(&domain);
+            }
+            Err(_) => {}
         }
         let int = self.int.clone();
-        for (msg, src, to_tag) in waiting {
-            match flow {
-                Some(f) => self.outward(&msg, &src, to_tag, Some(f)).await,
-                None => {
-                    self.reply(
-                        &int,
-                        &msg,
-                        &src,
-                        503,
-                        "Service Unavailable (Partner Unreachable)",
-                        &[],
-                    )
-                    .await
+        for (msg, src, to_tag, forced) in waiting {
+            match &result {
+                Ok(f) => {
+                    let hop = Hop {
+                        flow: *f,
+                        protocol: Protocol::Tls,
+                        partner: Some(domain.clone()),
+                        forced,
+                    };
+                    self.outward(&msg, &src, to_tag, Some(hop)).await
+                }
+                Err(why) => {
+                    let (status, reason, _) = why.answer();
+                    self.reply(&int, &msg, &src, status, reason, &[]).await
                 }
             }
         }

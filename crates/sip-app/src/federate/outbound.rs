@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use federation::identity::{Identities, Source as IdSource};
-use federation::locate::LocateError;
 use sip::RequestFields;
 use sip_transport::{FlowId, Protocol, Target};
 
@@ -292,22 +291,7 @@ impl<S: store::Store> Core<S> {
                         self.fed.out.remove(&domain);
                     }
                 }
-                let refusal = match why {
-                    ConnectFailure::Locate(LocateError::InvalidDomain | LocateError::NotFound) => {
-                        (404, "Not Found (No SIP Server for the Domain)", "not_found")
-                    }
-                    ConnectFailure::Locate(LocateError::PrivateAddress) => (
-                        403,
-                        "Forbidden (Partner Server at an Internal Address)",
-                        "internal_address",
-                    ),
-                    ConnectFailure::Locate(LocateError::Dns(_))
-                    | ConnectFailure::Unreachable(_) => (
-                        503,
-                        "Service Unavailable (Partner Unreachable)",
-                        "unreachable",
-                    ),
-                };
+                let refusal = why.answer();
                 static FAILED: sip_transport::logging::RateLimited =
                     sip_transport::logging::RateLimited::new();
                 if let Some(suppressed) = FAILED.allow() {
