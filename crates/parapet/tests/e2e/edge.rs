@@ -187,6 +187,16 @@ impl Edge {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Rewrites the edge's configuration file (read at its next start).
+    pub(crate) fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let path = self
+            .config
+            .as_ref()
+            .expect("the edge has a configuration file");
+        let toml = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, f(toml)).unwrap();
+    }
+
     /// Waits until the log shows `text` `n` times.
     pub(crate) fn wait_log(&self, text: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1011,7 +1021,7 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
     edge.wait_log("configuration snapshot applied", 3);
     let t = alice_sends_to(&b, "alice", "example.test");
     assert!(
-        last_status(&t).contains("403 Forbidden (Partner Not Allowed)"),
+        last_status(&t).contains("403 Forbidden (Federation Not Allowed)"),
         "{}",
         last_status(&t)
     );

@@ -5,12 +5,19 @@
 
 use std::time::Duration;
 
-use crate::federation::{contact, federate_both, policy, settle, two_orgs, B};
+use crate::federation::{both_ways, contact, federate_both, policy, two_orgs, Meet, B};
 use crate::harness::{free_port, out, Server};
 
-#[test]
-fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
-    let (a, b, _dns) = two_orgs("fedcall");
+both_ways!(
+    a_call_crosses_federation_and_every_request_in_it_follows_both_servers,
+    presence_crosses_federation_under_the_presentitys_privacy,
+    baresip_users_of_two_organisations_message_call_and_watch_each_other,
+    a_long_call_ends_after_the_connection_between_the_servers_is_gone,
+    presence_reaches_a_partners_watcher_after_the_connection_is_gone,
+);
+
+fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers(meet: Meet) {
+    let (a, b, net) = two_orgs("fedcall", meet);
     a.add_user("alice", "correct horse battery");
     b.add_user("bob", "battery staple horse");
     federate_both(&a, &b);
@@ -30,7 +37,7 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
         )
     };
     pin(free_port());
-    settle();
+    net.settle();
     let (ok, msgs) = a
         .sipp_start(
             "call_uac_federated.xml",
@@ -48,8 +55,8 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
         "{msgs}"
     );
     // Pinned to that host on partner.test's port: the call goes there.
-    pin(b.tls);
-    settle();
+    pin(net.door(&b).1);
+    net.settle();
     let bob = crate::harness::register_then(&b, "bob", "battery staple horse", "call_uas.xml");
     let (ok, msgs) = a
         .sipp_start(
@@ -105,7 +112,7 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
             "partner_modalities=partner.test:calls-in,partner.test:im",
         ],
     );
-    settle();
+    net.settle();
     let call = || {
         a.sipp_start(
             "call_uac_federated.xml",
@@ -141,7 +148,7 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
             "partner_modalities=",
         ],
     );
-    settle();
+    net.settle();
     let (ok, msgs) = call();
     assert!(!ok);
     assert!(
@@ -168,7 +175,7 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers() {
 
     // A caller without external access is refused by its own server.
     policy(&a, &["external_access", "global", "federation=false"]);
-    settle();
+    net.settle();
     let (ok, msgs) = a
         .sipp_start(
             "call_uac_federated.xml",
@@ -228,13 +235,12 @@ fn alice_watches_bob(a: &Server, b: &Server) -> String {
     bodies[0].clone()
 }
 
-#[test]
-fn presence_crosses_federation_under_the_presentitys_privacy() {
-    let (a, b, _dns) = two_orgs("fedpres");
+fn presence_crosses_federation_under_the_presentitys_privacy(meet: Meet) {
+    let (a, b, net) = two_orgs("fedpres", meet);
     a.add_user("alice", "correct horse battery");
     b.add_user("bob", "battery staple horse");
     federate_both(&a, &b);
-    settle();
+    net.settle();
     // bob is registered (online); alice is no contact of his: she sees him
     // offline, exactly as an unknown user looks.
     let (ok, msgs) = b.sipp(
@@ -254,12 +260,12 @@ fn presence_crosses_federation_under_the_presentitys_privacy() {
     assert_eq!(stranger, unknown, "a refused watcher learns nothing");
     // In bob's contacts: the federated audience (contacts) sees him online.
     contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    settle();
+    net.settle();
     let seen = alice_watches_bob(&a, &b);
     assert!(seen.contains("<basic>open</basic>"), "{seen}");
     // bob without external access: offline again.
     policy(&b, &["external_access", "global", "federation=false"]);
-    settle();
+    net.settle();
     let cut = alice_watches_bob(&a, &b);
     assert!(cut.contains("<basic>closed</basic>"), "{cut}");
     // partner.test offers example.test IM only: the subscription itself is
@@ -274,7 +280,7 @@ fn presence_crosses_federation_under_the_presentitys_privacy() {
             "partner_modalities=example.test:im",
         ],
     );
-    settle();
+    net.settle();
     let (ok, trace) = alice_watches(&a, "bob");
     assert!(!ok);
     assert!(
@@ -283,10 +289,9 @@ fn presence_crosses_federation_under_the_presentitys_privacy() {
     );
 }
 
-#[test]
-fn baresip_users_of_two_organisations_message_call_and_watch_each_other() {
+fn baresip_users_of_two_organisations_message_call_and_watch_each_other(meet: Meet) {
     use crate::baresip::Baresip;
-    let (a, b, _dns) = two_orgs("fedbaresip");
+    let (a, b, net) = two_orgs("fedbaresip", meet);
     a.add_user("alice", "correct-horse-battery");
     b.add_user("bob", "battery-staple-horse");
     federate_both(&a, &b);
@@ -294,7 +299,7 @@ fn baresip_users_of_two_organisations_message_call_and_watch_each_other() {
     // outside are for contacts by default).
     contact(&a, "sip:alice@example.test", "sip:bob@partner.test");
     contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    settle();
+    net.settle();
     let mut bob = Baresip::start_with(
         &b,
         "bob",
@@ -337,14 +342,13 @@ fn baresip_users_of_two_organisations_message_call_and_watch_each_other() {
     bob.cmd("/quit");
 }
 
-#[test]
-fn a_long_call_ends_after_the_connection_between_the_servers_is_gone() {
-    let (a, mut b, _dns) = two_orgs("fedlong");
+fn a_long_call_ends_after_the_connection_between_the_servers_is_gone(meet: Meet) {
+    let (a, mut b, mut net) = two_orgs("fedlong", meet);
     a.add_user("alice", "correct horse battery");
     b.add_user("bob", "battery staple horse");
     federate_both(&a, &b);
     contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    settle();
+    net.settle();
     let bob = crate::harness::register_then(&b, "bob", "battery staple horse", "call_uas_bye.xml");
     let alice = a.sipp_start(
         "call_uac_long_federated.xml",
@@ -355,11 +359,20 @@ fn a_long_call_ends_after_the_connection_between_the_servers_is_gone() {
         free_port(),
         &["alice", B],
     );
-    // Once the call is up, partner.test restarts: every connection between
-    // the servers is gone when alice hangs up five seconds later.
+    // Once the call is up, partner.test restarts (its edge, if it has
+    // one): every connection between the organisations is gone when alice
+    // hangs up five seconds later.
     std::thread::sleep(Duration::from_millis(2000));
-    b.kill9();
-    b.start();
+    match net.edge_mut(&b) {
+        Some(e) => {
+            e.kill9();
+            e.start();
+        }
+        None => {
+            b.kill9();
+            b.start();
+        }
+    }
     let (ok, msgs) = alice.finish();
     assert!(
         ok,
@@ -371,14 +384,13 @@ fn a_long_call_ends_after_the_connection_between_the_servers_is_gone() {
     assert!(ok, "bob did not get the BYE:\n{callee}");
 }
 
-#[test]
-fn presence_reaches_a_partners_watcher_after_the_connection_is_gone() {
-    let (mut a, b, _dns) = two_orgs("fedpresconn");
+fn presence_reaches_a_partners_watcher_after_the_connection_is_gone(meet: Meet) {
+    let (mut a, b, mut net) = two_orgs("fedpresconn", meet);
     a.add_user("alice", "correct horse battery");
     b.add_user("bob", "battery staple horse");
     federate_both(&a, &b);
     contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    settle();
+    net.settle();
     let (ok, msgs) = b.sipp(
         "register_auth.xml",
         "bob",
@@ -409,9 +421,18 @@ fn presence_reaches_a_partners_watcher_after_the_connection_is_gone() {
         &["alice", B],
     );
     std::thread::sleep(Duration::from_millis(2500));
-    // example.test restarts: every connection between the servers is gone.
-    a.kill9();
-    a.start();
+    // example.test restarts (its edge, if it has one): every connection
+    // between the organisations is gone.
+    match net.edge_mut(&a) {
+        Some(e) => {
+            e.kill9();
+            e.start();
+        }
+        None => {
+            a.kill9();
+            a.start();
+        }
+    }
     // bob takes alice out of his contacts: partner.test must tell her,
     // over a connection it now opens itself.
     let o = b.admin(

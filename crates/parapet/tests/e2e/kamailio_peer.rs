@@ -1,13 +1,15 @@
 //! A partner that is not Parapet: Kamailio (Debian's, with its TLS module)
 //! as the server of kamailio.test, federating with example.test over
-//! mutual TLS (tests/kamailio/peer.cfg). A SIPp user behind Kamailio and a
-//! SIPp user at Parapet message each other across it.
+//! mutual TLS (tests/kamailio/peer.cfg), with Parapet's front end or its
+//! edge facing it. A SIPp user behind Kamailio and a SIPp user at Parapet
+//! message each other across it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::federation::{alice_sends_to, last_status, policy, settle};
+use crate::edge::Edge;
+use crate::federation::{alice_sends_to, both_ways, last_status, policy, Meet, A_EDGE};
 use crate::harness::{free_port, register_and_listen, scenario, Server};
 
 const K: &str = "kamailio.test";
@@ -124,17 +126,40 @@ fn finish(dir: &Path, mut c: Child, name: &str, port: u16) -> (bool, String) {
     )
 }
 
-#[test]
-fn a_kamailio_peer_federates_with_parapet_over_mutual_tls() {
-    let mut a = Server::org("kampeer-a", "example.test", "");
+both_ways!(a_kamailio_peer_federates_with_parapet_over_mutual_tls);
+
+fn a_kamailio_peer_federates_with_parapet_over_mutual_tls(meet: Meet) {
+    let name = match meet {
+        Meet::Direct => "kampeer",
+        Meet::Edges => "kampeer-e",
+    };
+    let mut a = Server::org(&format!("{name}-a"), "example.test", "");
     let dir = a.dir.clone();
     let (k_ca, k_cert, k_key) = kamailio_pki(&dir);
     let (k_tls, k_udp, carol_port) = (free_port(), free_port(), free_port());
-    a.extra_config = format!(
+    let federation = format!(
         "[federation]\ntrusted_cas = [\"{k_ca}\"]\nroutes = {{ \"{K}\" = \"127.0.0.1:{k_tls}\" }}\n"
     );
-    a.kill9();
-    a.start();
+    // Where Kamailio reaches example.test: its front end, or its edge
+    // (then the front end trusts no partner at all).
+    let (door, edge) = match meet {
+        Meet::Direct => {
+            a.extra_config = federation;
+            a.kill9();
+            a.start();
+            (format!("127.0.0.1:{}", a.tls), None)
+        }
+        Meet::Edges => {
+            let e = Edge::pair_and_start_with(
+                &a,
+                &format!("{name}-edge"),
+                A_EDGE.0,
+                A_EDGE.1,
+                &federation,
+            );
+            (e.outbound(), Some(e))
+        }
+    };
     a.add_user("alice", "correct horse battery");
     let _k = start_kamailio(
         &dir,
@@ -147,7 +172,7 @@ fn a_kamailio_peer_federates_with_parapet_over_mutual_tls() {
                 "CA_FILE",
                 a.data_dir().join("pki/ca.pem").display().to_string(),
             ),
-            ("PARAPET_TLS", a.tls.to_string()),
+            ("PARAPET_ADDR", door),
             ("USER_PORT", carol_port.to_string()),
         ],
         k_tls,
@@ -163,7 +188,7 @@ fn a_kamailio_peer_federates_with_parapet_over_mutual_tls() {
     );
     policy(&a, &["external_access", "global", "federation=true"]);
     policy(&a, &["privacy", "global", "strangers_may_im=everyone"]);
-    settle();
+    crate::federation::settle_with_edges(edge.is_some());
 
     // carol@kamailio.test -> alice@example.test: Kamailio relays over TLS
     // with its certificate; Parapet delivers to alice.
@@ -180,9 +205,10 @@ fn a_kamailio_peer_federates_with_parapet_over_mutual_tls() {
     let (ok, msgs) = finish(&dir, run, "message_send_noauth.xml", port);
     assert!(
         ok,
-        "carol's MESSAGE through Kamailio failed:\n{msgs}\nkamailio:\n{}\nparapet:\n{}",
+        "carol's MESSAGE through Kamailio failed:\n{msgs}\nkamailio:\n{}\nparapet:\n{}\nedge:\n{}",
         std::fs::read_to_string(dir.join("kamailio.log")).unwrap_or_default(),
-        a.log()
+        a.log(),
+        edge.as_ref().map(Edge::log).unwrap_or_default()
     );
     let (ok, received) = alice.finish();
     assert!(ok, "alice did not receive carol's MESSAGE:\n{received}");
