@@ -28,6 +28,9 @@ pub(crate) struct Edge {
     pub(crate) external_port: u16,
     pub(crate) wss_port: u16,
     pub(crate) metrics_port: u16,
+    /// Started as the README says (only `--pairing` and the TLS listener:
+    /// no WSS, health and metrics on their default port).
+    as_readme: bool,
 }
 
 impl Edge {
@@ -106,6 +109,7 @@ impl Edge {
                 external_port,
                 wss_port: free_port(),
                 metrics_port: free_port(),
+                as_readme: false,
             };
             e.start();
             if !e.port_taken() {
@@ -128,23 +132,21 @@ impl Edge {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
-        let child = cmd
-            .arg(format!(
-                "--listen=tls://{}:{}",
-                self.external, self.external_port
-            ))
-            .arg(format!(
+        cmd.arg(format!(
+            "--listen=tls://{}:{}",
+            self.external, self.external_port
+        ));
+        if !self.as_readme {
+            cmd.arg(format!(
                 "--listen=wss://{}:{}",
                 self.external, self.wss_port
             ))
             .arg(format!(
                 "--metrics-listen={}:{}",
                 self.internal, self.metrics_port
-            ))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            ));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         // Linked (again, after a restart), or gone because a port it was
         // to bind was taken.
@@ -1120,6 +1122,94 @@ fn two_organisations_each_behind_its_edge_message_call_and_watch_each_other() {
     }
     let (_, m) = ea.get("/metrics");
     assert!(!m.contains("parapet_edge_outward_requests_total 0"), "{m}");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+#[test]
+fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
+    // The front end exactly as the quickstart starts it: TLS on
+    // 0.0.0.0:5061, every setting at its default.
+    let s = Server::readme("edge-readme");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    // The README's two commands on the front end, with this machine's
+    // addresses (its listener is on 0.0.0.0, so --front-end, as it says).
+    let readme = readme();
+    let section = readme
+        .split("## Remote users through an edge")
+        .nth(1)
+        .expect("the README's edge section");
+    for said in [
+        "parapet admin edge pair edge1 --internal",
+        "--front-end",
+        "parapet admin policy set external_access global remote_access=true",
+        "parapet edge --pairing edge1.json",
+        "health and metrics on 10.0.0.2:9061",
+    ] {
+        assert!(section.contains(said), "the README no longer says {said:?}");
+    }
+    let pairing = s.dir.join("edge1.json");
+    for args in [
+        &[
+            "edge",
+            "pair",
+            "edge1",
+            "--internal",
+            &format!("{INTERNAL}:{}", free_port()),
+            "--external",
+            EXTERNAL,
+            "--front-end",
+            "127.0.0.1:5061",
+            "--out",
+            pairing.to_str().unwrap(),
+        ][..],
+        &[
+            "policy",
+            "set",
+            "external_access",
+            "global",
+            "remote_access=true",
+        ][..],
+    ] {
+        let o = s.admin(args, "");
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    // On the edge: `parapet edge --pairing edge1.json`, its TLS listener
+    // moved off 0.0.0.0:5061 (the front end holds it on this one machine).
+    let log = s.dir.join("edge1.log");
+    let mut edge = Edge {
+        child: None,
+        log,
+        pairing,
+        external: EXTERNAL,
+        internal: INTERNAL,
+        config: None,
+        external_port: free_port(),
+        wss_port: 0,
+        metrics_port: 9061,
+        as_readme: true,
+    };
+    edge.start();
+    let (status, _) = edge.get("/healthz");
+    assert!(status.contains("200"), "{status}\n{}", edge.log());
+    // A remote user through the edge and an internal one on the front end
+    // (the README's baresip recipe) message each other.
+    let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
+    let mut alice = Baresip::start_through(
+        &s,
+        "alice",
+        "correct-horse-battery",
+        "bob",
+        REMOTE,
+        &edge.outbound(),
+    );
+    alice.cmd("/message hello-from-outside");
+    bob.wait_for("sip:alice@example.test: \"hello-from-outside\"");
+    bob.cmd("/message hello-from-inside");
+    alice.wait_for("sip:bob@example.test: \"hello-from-inside\"");
+    let (_, m) = edge.get("/metrics");
+    assert!(m.contains("parapet_edge_links 1"), "{m}");
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
