@@ -1,5 +1,6 @@
 //! The configuration snapshot a front end gives its edges: what the pool
-//! decides that an edge enforces (today the security filter's thresholds),
+//! decides that an edge enforces (the security filter's thresholds, the
+//! federation policy's server-wide rules, the per-source limits),
 //! versioned, with a lifetime, and signed with the pool's Ed25519 key so an
 //! edge can tell it from a forgery whatever path it took.
 //!
@@ -34,6 +35,50 @@ pub struct Snapshot {
     pub lockout: Lockout,
     /// The federation policy's server-wide rules.
     pub federation: Federation,
+    /// What every edge of the pool holds each outside source to.
+    pub limits: Limits,
+}
+
+/// What an edge holds each outside source to (`[edges]` in the front end's
+/// configuration; the edge's own `[limits]` until a snapshot arrives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per second, and burst, from one client address (a
+    /// partner's server is held to the federation policy instead).
+    pub source_rate: u32,
+    pub source_burst: u32,
+    /// Requests from one connection relayed to the pool and not answered
+    /// yet.
+    pub in_flight_per_connection: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            source_rate: 100,
+            source_burst: 200,
+            in_flight_per_connection: 128,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses values an edge could not apply; the message names `section`'s
+    /// keys.
+    pub fn check(&self, section: &str) -> Result<(), String> {
+        if self.source_rate == 0 || self.source_burst == 0 {
+            return Err(format!(
+                "{section}.source_rate and {section}.source_burst must be at least 1"
+            ));
+        }
+        if !(1..=65_536).contains(&self.in_flight_per_connection) {
+            return Err(format!(
+                "{section}.in_flight_per_connection must be between 1 and 65536"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The security filter's thresholds.
@@ -200,6 +245,10 @@ mod tests {
                 discovery: false,
                 servers: vec![],
                 discovered_rate: 20,
+            },
+            limits: Limits {
+                source_rate: 7,
+                ..Limits::default()
             },
         }
     }

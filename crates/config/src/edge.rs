@@ -29,13 +29,15 @@ pub struct RawEdgeConfig {
     pub federation: crate::RawFederation,
 }
 
+/// `[limits]` of an edge: the per-source limits until the pool's snapshot
+/// gives them, and its connection limit.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawEdgeLimits {
     pub source_rate: Option<u32>,
     pub source_burst: Option<u32>,
-    pub max_connections_per_ip: Option<usize>,
     pub in_flight_per_connection: Option<u32>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// A validated edge configuration.
@@ -55,16 +57,57 @@ pub struct EdgeSettings {
     /// As configured; empty: the domain's and the external names' pages.
     pub ws_allowed_origins: Vec<String>,
     pub lockout: auth::lockout::LockoutConfig,
-    pub source_rate: (u32, u32),
+    /// The per-source limits while no snapshot from the pool is in force.
+    pub limits: auth::edge_snapshot::Limits,
     pub max_connections_per_ip: usize,
-    /// Requests from one external connection relayed to the pool and not
-    /// answered yet, at most.
-    pub in_flight_per_connection: u32,
     pub federation: crate::FederationConfig,
 }
 
 /// The external listeners when none are configured.
 pub const DEFAULT_EDGE_LISTEN: [&str; 2] = ["tls://0.0.0.0:5061", "wss://0.0.0.0:443"];
+
+/// Every key of an edge's configuration file: name, value, whether the
+/// value is only an example (written commented out: its default comes from
+/// the pairing file or a flag), and what it means.
+pub const EDGE_KEYS: &[(&str, &str, bool, &str)] = &[
+    ("pairing", "\"/etc/parapet/edge1.json\"", true, "The pairing file `parapet admin edge pair NAME ... --out FILE` wrote on the front end (mode 0600: it holds the edge's keys). Required, here or with --pairing."),
+    ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:443\"]", false, "The external listeners (the Internet-facing side): tls:// and wss:// only."),
+    ("internal_listen", "\"10.0.0.2:5061\"", true, "The internal listener (mutual TLS, only the pool's front ends); default: the address given to `edge pair --internal`. Never one of the external addresses."),
+    ("metrics_listen", "\"10.0.0.2:9061\"", true, "Where /healthz and /metrics are served, on the internal side; default: the internal address, port 9061. \"\" turns it off."),
+    ("external_names", "[\"edge.example.com\"]", true, "Names the outside reaches the edge by (the first goes in Via and Record-Route); default: the names given to `edge pair --external`."),
+    ("log_format", "\"text\"", false, "\"text\" or \"json\"."),
+    ("ws_allowed_origins", "[]", false, "Web pages allowed to open WebSocket connections to the WSS listener (as for the front end). Empty: pages of the domain and of the edge's names."),
+    ("lockout.source_threshold", "5", false, "The security filter until the pool's snapshot gives its thresholds (then the pool's, as for the front end): failed sign-ins from one address for one account before it is refused."),
+    ("lockout.account_threshold", "50", false, "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
+    ("lockout.window_secs", "600", false, "Failures older than this are forgotten."),
+    ("lockout.base_backoff_secs", "600", false, "First lockout duration; doubles with each further lockout."),
+    ("lockout.max_backoff_secs", "86400", false, "Longest lockout."),
+    ("limits.source_rate", "100", false, "Requests per second from one client address, until the pool's snapshot gives [edges] of the front end's configuration; beyond, 503 with Retry-After."),
+    ("limits.source_burst", "200", false, "Burst allowance for one client address (likewise)."),
+    ("limits.in_flight_per_connection", "128", false, "Requests from one connection relayed to the pool and not answered yet (likewise); beyond, 503 with Retry-After."),
+    ("limits.max_connections_per_ip", "32", false, "Open external connections from one address."),
+    ("federation.trusted_cas", "[\"system\"]", false, "CAs trusted for partners' servers, which connect to the edge when the pool federates (as for the front end)."),
+    ("federation.resolvers", "[]", false, "DNS servers (address:port) used to locate partners. Empty: the system's."),
+    ("federation.allow_private_addresses", "false", false, "Accept partner servers that DNS places at internal addresses (labs and tests only)."),
+    ("federation.max_connections_per_partner", "4", false, "Connections the edge keeps open to one partner at most; another opens beside busy ones (32 requests awaiting answers each)."),
+    ("federation.routes", "{}", false, "Partner domain = \"host:port\", used instead of DNS for that partner."),
+];
+
+/// `parapet config example --edge`: every key of an edge's file.
+pub fn edge_example() -> String {
+    let mut out = String::from("# Configuration of `parapet edge --config FILE`. Every key is optional but the pairing file; the values\n# shown are the defaults (commented ones are examples: their default comes from the pairing file).\n# Command-line flags override this file.\n");
+    let mut section = "";
+    for (key, value, example_only, doc) in EDGE_KEYS {
+        let (sec, name) = key.split_once('.').unwrap_or(("", key));
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        let hash = if *example_only { "# " } else { "" };
+        out.push_str(&format!("\n# {doc}\n{hash}{name} = {value}\n"));
+    }
+    out
+}
 
 impl RawEdgeConfig {
     pub fn from_toml(text: &str) -> Result<RawEdgeConfig, String> {
@@ -132,19 +175,14 @@ impl RawEdgeConfig {
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(format!("log_format {log_format:?}: use text or json"));
         }
-        let source_rate = (
-            self.limits.source_rate.unwrap_or(100),
-            self.limits.source_burst.unwrap_or(200),
-        );
-        if source_rate.0 == 0 || source_rate.1 == 0 {
-            return Err("limits.source_rate and limits.source_burst must be at least 1".into());
+        let limits = crate::RawSourceLimits {
+            source_rate: self.limits.source_rate,
+            source_burst: self.limits.source_burst,
+            in_flight_per_connection: self.limits.in_flight_per_connection,
         }
-        let in_flight_per_connection = self.limits.in_flight_per_connection.unwrap_or(128);
-        if !(1..=65_536).contains(&in_flight_per_connection) {
-            return Err("limits.in_flight_per_connection must be between 1 and 65536".into());
-        }
+        .build("limits")?;
         Ok(EdgeSettings {
-            in_flight_per_connection,
+            limits,
             pairing,
             listen,
             internal_listen,
@@ -153,7 +191,6 @@ impl RawEdgeConfig {
             log_format,
             ws_allowed_origins: self.ws_allowed_origins.unwrap_or_default(),
             lockout: self.lockout.build()?,
-            source_rate,
             max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),
             federation: self.federation.build(crate::RawFederation {
                 trusted_cas: Some(vec!["system".into()]),
@@ -174,8 +211,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(s.listen.len(), 2);
-        assert_eq!(s.source_rate, (100, 200));
-        assert_eq!(s.in_flight_per_connection, 128);
+        assert_eq!(s.limits, auth::edge_snapshot::Limits::default());
         let zero =
             RawEdgeConfig::from_toml("pairing = \"p\"\n[limits]\nin_flight_per_connection = 0")
                 .unwrap()
@@ -196,5 +232,26 @@ mod tests {
         .build();
         assert!(same.unwrap_err().contains("separate addresses"));
         assert!(RawEdgeConfig::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn the_example_is_every_default() {
+        let example = edge_example().replace("# pairing = ", "pairing = ");
+        let from_example = RawEdgeConfig::from_toml(&example).unwrap().build().unwrap();
+        let minimal = RawEdgeConfig::from_toml("pairing = \"/etc/parapet/edge1.json\"")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{minimal:?}"));
+        // Every key the file takes is in it.
+        for key in [
+            "internal_listen",
+            "metrics_listen",
+            "external_names",
+            "in_flight_per_connection",
+            "max_connections_per_partner",
+        ] {
+            assert!(example.contains(&format!("{key} = ")), "{key}");
+        }
     }
 }

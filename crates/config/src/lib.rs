@@ -115,6 +115,9 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("federation.allow_private_addresses", "false", "Accept partner servers that DNS places at loopback, private, link-local or other internal addresses. Off, a partner's DNS cannot make this server connect inside the network; on is a high finding in the security check (labs and tests only)."),
     ("federation.max_connections_per_partner", "4", "Connections this server keeps open to one partner at most: one is opened on first use, another beside it whenever every open one has 32 requests awaiting answers (1 to 64)."),
     ("federation.routes", "{}", "Partner domain = \"host:port\", used instead of DNS for that partner (the certificate must still speak for the domain), e.g. { \"partner.example\" = \"sip.partner.example:5061\" }."),
+    ("edges.source_rate", "100", "What every paired edge holds each outside client address to (sent to the edges in the pool's configuration snapshot): requests per second; beyond, the edge answers 503 with Retry-After itself. Partners' servers are held to the federation policy instead."),
+    ("edges.source_burst", "200", "Burst allowance for one client address at the edges."),
+    ("edges.in_flight_per_connection", "128", "Requests from one outside connection an edge relays to the pool before their answers come back; beyond, the edge answers 503 with Retry-After itself, so one source's flood queues at most this much in the pool (1 to 65536)."),
 ];
 
 /// `ws_allowed_origins` as the transport applies it.
@@ -254,6 +257,35 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub federation: RawFederation,
+    #[serde(default)]
+    pub edges: RawSourceLimits,
+}
+
+/// What an edge holds each outside source to: `[edges]` on the front end
+/// (carried to every edge in the pool's snapshot), `[limits]` on an edge
+/// (until a snapshot arrives).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSourceLimits {
+    pub source_rate: Option<u32>,
+    pub source_burst: Option<u32>,
+    pub in_flight_per_connection: Option<u32>,
+}
+
+impl RawSourceLimits {
+    /// Defaults filled in and checked; errors name `section`'s keys.
+    pub fn build(&self, section: &str) -> Result<auth::edge_snapshot::Limits, String> {
+        let d = auth::edge_snapshot::Limits::default();
+        let l = auth::edge_snapshot::Limits {
+            source_rate: self.source_rate.unwrap_or(d.source_rate),
+            source_burst: self.source_burst.unwrap_or(d.source_burst),
+            in_flight_per_connection: self
+                .in_flight_per_connection
+                .unwrap_or(d.in_flight_per_connection),
+        };
+        l.check(section)?;
+        Ok(l)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -452,6 +484,8 @@ pub struct Config {
     /// Requests per second, and burst, per user on the user API.
     pub user_api_rate: (u32, u32),
     pub federation: FederationConfig,
+    /// What the pool's edges hold each outside source to (`[edges]`).
+    pub edges: auth::edge_snapshot::Limits,
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -605,8 +639,10 @@ impl RawConfig {
             return Err("limits.overload_delay_ms must be between 1 and 10000 (milliseconds a received message may wait for the SIP core)".into());
         }
         let federation = self.federation.build(d.federation)?;
+        let edges = self.edges.build("edges")?;
         Ok(Config {
             federation,
+            edges,
             ws_origins,
             domain,
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),

@@ -75,8 +75,7 @@ struct ServeArgs {
 
 #[derive(clap::Args)]
 struct EdgeArgs {
-    /// TOML configuration file: pairing, listen, internal_listen,
-    /// external_names, log_format, [lockout], [limits].
+    /// TOML configuration file (see `parapet config example --edge`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The pairing file `parapet admin edge pair` wrote.
@@ -102,7 +101,11 @@ struct EdgeArgs {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Print an example configuration with every key, its default and meaning.
-    Example,
+    Example {
+        /// The edge's (`parapet edge --config`) instead of the server's.
+        #[arg(long)]
+        edge: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -142,8 +145,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
         Command::Edge(a) => edge(a).await,
-        Command::Config(ConfigCmd::Example) => {
-            print!("{}", config::example());
+        Command::Config(ConfigCmd::Example { edge }) => {
+            if edge {
+                print!("{}", config::edge::edge_example());
+            } else {
+                print!("{}", config::example());
+            }
             Ok(())
         }
         Command::Admin(a) => admin::run(a).await,
@@ -243,9 +250,8 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
             .collect(),
         pairing,
         lockout: s.lockout,
-        rate: s.source_rate,
+        limits: s.limits,
         max_connections_per_ip: s.max_connections_per_ip,
-        in_flight_per_connection: s.in_flight_per_connection,
     };
     tracing::info!(edge = %cfg.pairing.name, domain = %cfg.pairing.domain, "edge starting");
     tokio::select! {

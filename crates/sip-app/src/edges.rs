@@ -265,6 +265,7 @@ impl<S: store::Store> crate::Core<S> {
                     &crate::policy_set::lockout_limits(&self.policies, "", *self.filter.config()),
                 ),
                 federation: crate::policy_set::federation_rules(&self.policies),
+                limits: self.cfg.edges,
             };
         let body = auth::edge_snapshot::sign(key, &snapshot);
         if body.len() > auth::edge_snapshot::MAX_BODY {

@@ -54,13 +54,9 @@ pub struct EdgeConfig {
     /// Names the outside reaches the edge by; the first is advertised.
     pub external_names: Vec<String>,
     pub lockout: LockoutConfig,
-    /// Requests per second and burst from one source address.
-    pub rate: (u32, u32),
+    /// The per-source limits while no snapshot from the pool is in force.
+    pub limits: auth::edge_snapshot::Limits,
     pub max_connections_per_ip: usize,
-    /// Requests from one external connection relayed to the pool and not
-    /// answered yet, at most: beyond, the edge answers 503 itself, so one
-    /// source's flood queues at most this much in the pool.
-    pub in_flight_per_connection: u32,
     /// Where `/healthz` and `/metrics` are served (an internal address).
     pub observe: Option<SocketAddr>,
     /// Which web pages may open WebSocket connections to the WSS listener.
@@ -225,7 +221,10 @@ struct Edge {
     /// External connection -> requests relayed to the pool from it and not
     /// answered yet, and when it last had an answer.
     in_flight: HashMap<FlowId, (u32, Instant)>,
-    max_in_flight: u32,
+    /// The per-source limits in force (the snapshot's, else the edge's
+    /// own), and the edge's own.
+    limits: auth::edge_snapshot::Limits,
+    fallback_limits: auth::edge_snapshot::Limits,
 }
 
 impl std::fmt::Debug for Edge {
@@ -346,7 +345,9 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         next_link: 0,
         domain: p.domain.clone(),
         filter: SecurityFilter::new(cfg.lockout),
-        rate: RateLimiter::new(cfg.rate.0, cfg.rate.1, 100_000),
+        rate: RateLimiter::new(cfg.limits.source_rate, cfg.limits.source_burst, 100_000),
+        limits: cfg.limits,
+        fallback_limits: cfg.limits,
         tag_seq: 0,
         connected,
         metrics: Arc::new(crate::observe::Metrics::default()),
@@ -360,7 +361,6 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         partner_out: HashMap::new(),
         partner_load: HashMap::new(),
         in_flight: HashMap::new(),
-        max_in_flight: cfg.in_flight_per_connection.max(1),
         max_per_partner: cfg.max_connections_per_partner.max(1),
         partner_pending: HashMap::new(),
         partner_tx,
@@ -658,10 +658,11 @@ impl Edge {
         let Some((n, last)) = self.in_flight.get_mut(&flow) else {
             return true;
         };
-        if *n >= self.max_in_flight && last.elapsed() > IN_FLIGHT_LAPSE {
+        let max = self.limits.in_flight_per_connection.max(1);
+        if *n >= max && last.elapsed() > IN_FLIGHT_LAPSE {
             *n = 0;
         }
-        *n < self.max_in_flight
+        *n < max
     }
 
     fn in_flight_added(&mut self, flow: FlowId) {

@@ -64,19 +64,21 @@ impl Edge {
         ) {
             Ok(s) => {
                 if self.snapshot.as_ref() != Some(&s) {
-                    let changed = self
-                        .snapshot
-                        .as_ref()
-                        .is_none_or(|h| (h.version, h.lockout) != (s.version, s.lockout));
+                    let changed = self.snapshot.as_ref().is_none_or(|h| {
+                        (h.version, h.lockout, h.limits) != (s.version, s.lockout, s.limits)
+                    });
                     if changed {
                         tracing::info!(
                             version = s.version,
                             source_threshold = s.lockout.source_threshold,
                             account_threshold = s.lockout.account_threshold,
+                            source_rate = s.limits.source_rate,
+                            in_flight_per_connection = s.limits.in_flight_per_connection,
                             "configuration snapshot applied"
                         );
                     }
                     self.filter.set_config(s.lockout.config());
+                    self.set_limits(s.limits);
                     self.metrics
                         .snapshot_version
                         .store(s.version.max(1), Relaxed);
@@ -90,6 +92,15 @@ impl Edge {
         }
     }
 
+    /// Puts per-source limits in force; the rate's counters start afresh
+    /// only when the rate itself changes.
+    fn set_limits(&mut self, l: auth::edge_snapshot::Limits) {
+        if (l.source_rate, l.source_burst) != (self.limits.source_rate, self.limits.source_burst) {
+            self.rate = RateLimiter::new(l.source_rate.max(1), l.source_burst.max(1), 100_000);
+        }
+        self.limits = l;
+    }
+
     /// A snapshot past its lifetime stops counting: the edge's own
     /// settings apply until the pool gives a new one.
     pub(super) fn expire_snapshot(&mut self) {
@@ -101,6 +112,7 @@ impl Edge {
             tracing::error!("the pool's configuration snapshot expired without a newer one: back to the edge's own settings");
             self.snapshot = None;
             self.filter.set_config(self.fallback_lockout);
+            self.set_limits(self.fallback_limits);
             self.metrics.snapshot_version.store(0, Relaxed);
         }
     }

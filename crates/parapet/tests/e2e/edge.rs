@@ -411,7 +411,12 @@ fn a_remote_user_signs_in_messages_and_calls_through_the_edge_and_sees_nothing_i
 /// A front end on 127.0.0.2 with alice (remote access granted), bob and an
 /// edge paired and running.
 fn pool(name: &str) -> (Server, Edge) {
-    let s = Server::org_at(name, "example.test", FRONT_END, "");
+    pool_with(name, "")
+}
+
+/// [`pool`], the front end's configuration file also holding `extra`.
+fn pool_with(name: &str, extra: &str) -> (Server, Edge) {
+    let s = Server::org_at(name, "example.test", FRONT_END, extra);
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
     for args in [
@@ -782,6 +787,55 @@ fn the_edge_enforces_the_pools_signed_snapshot_and_refuses_a_forged_one() {
     assert!(
         metrics.contains("parapet_edge_snapshot_version 0"),
         "{metrics}"
+    );
+}
+
+#[test]
+fn the_pools_per_source_limits_reach_its_edges_and_one_source_does_not_slow_another() {
+    // The front end's [edges] section: two requests a second from one
+    // address, a burst of three (the edge's own default is 100).
+    let (s, edge) = pool_with(
+        "edge-limits",
+        "[edges]\nsource_rate = 2\nsource_burst = 3\nin_flight_per_connection = 64\n",
+    );
+    edge.wait_log("configuration snapshot applied", 1);
+    let options = |n: u32, local: &str| {
+        format!(
+            "OPTIONS sip:example.test SIP/2.0\r\nVia: SIP/2.0/TLS {local}:5061;branch=z9hG4bKlim{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@example.test>;tag=l{n}\r\nTo: <sip:example.test>\r\n\
+             Call-ID: limits-{n}-{local}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // One address sends ten at once: three pass (the burst), the rest are
+    // refused by the edge itself (under its own default of 100 a second,
+    // all ten would pass).
+    let noisy = "127.0.0.24";
+    let mut conn = tls_from(&s, noisy, &edge);
+    let answers: Vec<String> = (0..10)
+        .map(|n| crate::defaults::exchange(&mut conn, &options(n, noisy)))
+        .collect();
+    let refused = answers
+        .iter()
+        .filter(|r| r.starts_with("SIP/2.0 503 Service Unavailable (Rate Limit Exceeded)"))
+        .count();
+    assert!(
+        refused >= 6
+            && answers
+                .iter()
+                .filter(|r| r.starts_with("SIP/2.0 200"))
+                .count()
+                >= 2,
+        "{answers:#?}"
+    );
+    // Another address meanwhile is served at once.
+    let quiet = "127.0.0.25";
+    let mut other = tls_from(&s, quiet, &edge);
+    let r = crate::defaults::exchange(&mut other, &options(99, quiet));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let (_, m) = edge.get("/metrics");
+    assert!(
+        crate::federation::metric(&m, "parapet_edge_refused_total{reason=\"rate\"}") >= 6,
+        "{m}"
     );
 }
 
