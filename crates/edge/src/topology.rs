@@ -262,6 +262,24 @@ impl Topology {
         self.internal.host == e.host && e.port.is_none_or(|p| p == self.internal.port)
     }
 
+    /// Whether a request from the inside is for the edge itself: no Route,
+    /// and a Request-URI without a user naming its internal address (a
+    /// front end's OPTIONS on a connection it opened).
+    pub fn for_the_edge(&self, msg: &Message) -> bool {
+        if msg.list_with_text::<Route>().next().is_some() {
+            return false;
+        }
+        match msg.request_uri().map(Uri::parse) {
+            Some(Ok(Uri::Sip(u))) if u.user.is_none() => self.is_internal(&Entry {
+                text: "",
+                user: None,
+                host: u.host.to_string().to_ascii_lowercase(),
+                port: u.port,
+            }),
+            _ => false,
+        }
+    }
+
     /// Our host:port facing the outside for a connection of `protocol`.
     fn external_for(&self, protocol: Protocol) -> &Name {
         self.external

@@ -311,10 +311,46 @@ impl EdgeRegistry for Registry {
             .and_then(|pem| sip_transport::tls::certs_from_pem(&pem).ok())
             .and_then(|c| c.into_iter().next())
             .map(|c| c.to_vec());
+        let dial = match dial_config(&self.root) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "this front end cannot connect to its edges' internal listeners");
+                None
+            }
+        };
         Ok(EdgeSetup {
             paired: out,
             signer: self.snapshot_key(false)?.map(std::sync::Arc::new),
             own_ca,
+            dial,
         })
     }
+}
+
+/// The client side of a connection to an edge's internal listener:
+/// this server's certificate (it speaks for the domain, which the edge
+/// requires of the pool), the edge's verified against the pool's CA for
+/// the internal address dialled.
+fn dial_config(root: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let pki = root.join("pki");
+    let read = |name: &str| fs::read(pki.join(name)).map_err(|e| format!("pki/{name}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in sip_transport::tls::certs_from_pem(&read("ca.pem")?)
+        .map_err(|e| format!("pki/ca.pem: {e}"))?
+    {
+        roots.add(c).map_err(|e| format!("pki/ca.pem: {e}"))?;
+    }
+    let chain = sip_transport::tls::certs_from_pem(&read("server.pem")?)
+        .map_err(|e| format!("pki/server.pem: {e}"))?;
+    let key = sip_transport::tls::key_from_pem(&read("server-key.pem")?)
+        .map_err(|e| format!("pki/server-key.pem: {e}"))?;
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| format!("pki/server.pem and its key: {e}"))?;
+    Ok(std::sync::Arc::new(cfg))
 }

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use sip::Message;
 use sip_transport::{FlowId, Source};
@@ -65,6 +66,25 @@ pub struct EdgeSetup {
     pub signer: Option<std::sync::Arc<ring::signature::Ed25519KeyPair>>,
     /// The pool's own CA certificate (DER), when it issues edges'.
     pub own_ca: Option<Vec<u8>>,
+    /// For connecting to an edge's internal listener: this front end's
+    /// certificate presented, the edge's verified against the pool's CA
+    /// for its internal address.
+    pub dial: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// How long a paired edge may go without a link to this front end before
+/// the front end connects to its internal listener itself (the edge's own
+/// connections may be refused by the firewall between the two, as the DMZ
+/// rule often is: nothing from the DMZ in).
+const DIAL_AFTER: Duration = Duration::from_secs(3);
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The front end's attempts to reach one edge's internal listener.
+#[derive(Debug)]
+struct Dial {
+    busy: bool,
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 /// The paired edges and their live connections.
@@ -83,6 +103,9 @@ pub(crate) struct Edges {
     /// What each edge last reported (index into `paired`): the snapshot
     /// version it holds and its external listeners.
     reported: HashMap<usize, (u64, Vec<String>)>,
+    dial: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Edge name -> connecting to its internal listener.
+    dials: HashMap<String, Dial>,
 }
 
 use sip_transport::fingerprint;
@@ -94,6 +117,8 @@ impl Edges {
         self.paired = setup.paired;
         self.signer = setup.signer;
         self.own_ca = setup.own_ca;
+        self.dial = setup.dial;
+        self.dials.clear();
         self.flows.clear();
         self.others.clear();
         self.unpaired.clear();
@@ -219,6 +244,62 @@ impl Edges {
         self.flows.keys().min().copied()
     }
 
+    /// The edges that have had no live link for [`DIAL_AFTER`] and are due
+    /// another attempt: (name, internal address, client configuration).
+    pub(crate) fn due_dials(
+        &mut self,
+        now: Instant,
+        live: impl Fn(FlowId) -> bool,
+    ) -> Vec<(String, SocketAddr, std::sync::Arc<rustls::ClientConfig>)> {
+        let Some(cfg) = self.dial.clone() else {
+            return Vec::new();
+        };
+        let mut due = Vec::new();
+        for (i, e) in self.paired.iter().enumerate() {
+            let linked = self.flows.iter().any(|(f, &j)| j == i && live(*f));
+            if linked {
+                self.dials.remove(&e.name);
+                continue;
+            }
+            let d = self.dials.entry(e.name.clone()).or_insert(Dial {
+                busy: false,
+                retry_at: now + DIAL_AFTER,
+                backoff: Duration::from_secs(1),
+            });
+            if !d.busy && now >= d.retry_at {
+                d.busy = true;
+                due.push((e.name.clone(), e.internal, cfg.clone()));
+            }
+        }
+        due
+    }
+
+    /// A connection to the named edge's internal listener opened (or not).
+    pub(crate) fn dialed(&mut self, name: &str, flow: Option<FlowId>, now: Instant) {
+        let Some(i) = self.paired.iter().position(|e| e.name == name) else {
+            return;
+        };
+        match flow {
+            Some(f) => {
+                tracing::info!(edge = %name, "connected to the edge's internal listener (it had no link to this front end)");
+                self.flows.insert(f, i);
+                self.dials.remove(name);
+            }
+            None => {
+                if let Some(d) = self.dials.get_mut(name) {
+                    d.busy = false;
+                    d.retry_at = now + d.backoff;
+                    d.backoff = (d.backoff * 2).min(DIAL_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// The paired edge a known connection belongs to.
+    pub(crate) fn flow_edge(&self, flow: FlowId) -> Option<&PairedEdge> {
+        self.paired.get(*self.flows.get(&flow)?)
+    }
+
     /// A live connection from the named edge.
     pub(crate) fn flow_of(&self, name: &str) -> Option<FlowId> {
         let i = self.paired.iter().position(|e| e.name == name)?;
@@ -238,6 +319,61 @@ impl Edges {
 }
 
 impl<S: store::Store> crate::Core<S> {
+    /// Connects to the internal listener of each paired edge that has had
+    /// no link to this front end for a while (in tasks; the outcome comes
+    /// back as [`crate::Event::EdgeDialed`]).
+    pub(crate) fn dial_edges(&mut self) {
+        let transport = &self.transport;
+        let due = self
+            .edges
+            .due_dials(Instant::now(), |f| transport.flow_local(f).is_some());
+        for (name, addr, config) in due {
+            let (transport, events) = (self.transport.clone(), self.events_tx.clone());
+            tokio::spawn(async move {
+                let tls = sip_transport::ClientTls {
+                    config,
+                    server_name: rustls_pki_types::ServerName::IpAddress(addr.ip().into()),
+                };
+                let flow = match transport.open(addr, Some(tls)).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        static FAILED: sip_transport::logging::RateLimited =
+                            sip_transport::logging::RateLimited::new();
+                        if let Some(suppressed) = FAILED.allow() {
+                            tracing::warn!(edge = %name, %addr, error = %e, suppressed, "cannot reach the edge's internal listener");
+                        }
+                        None
+                    }
+                };
+                let _ = events.send(crate::Event::EdgeDialed { name, flow }).await;
+            });
+        }
+    }
+
+    /// The connection to an edge's internal listener opened (or not): the
+    /// edge learns it is the pool's from a first request on it (OPTIONS
+    /// with Max-Forwards 0, which it answers itself).
+    pub(crate) async fn edge_dialed(&mut self, name: String, flow: Option<FlowId>) {
+        self.edges.dialed(&name, flow, Instant::now());
+        let Some(f) = flow else { return };
+        let Some(edge) = self.edges.flow_edge(f) else {
+            return;
+        };
+        let internal = edge.internal;
+        let domain = self.cfg.domain.clone();
+        let via = self.via_for(sip_transport::Protocol::Tls);
+        let tag = self.next_tag();
+        let hello = format!(
+            "OPTIONS sip:{internal};transport=tls SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 0\r\n\
+             From: <sip:{domain}>;tag={tag}\r\nTo: <sip:{internal}>\r\nCall-ID: edge-hello-{tag}\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = self
+            .transport
+            .send(sip_transport::Target::Flow(f), bytes::Bytes::from(hello))
+            .await;
+    }
+
     /// The signed configuration snapshot, to an edge that asked (OPTIONS
     /// with `Accept` of its type): 200 with it, or 503 when this server
     /// has no signing key yet.
@@ -430,6 +566,7 @@ mod tests {
             paired: vec![edge.clone()],
             signer: None,
             own_ca: None,
+            dial: None,
         });
         assert_eq!(
             e.classify(&src(1, b"edge cert")).map(|p| p.name.as_str()),
@@ -448,5 +585,60 @@ mod tests {
         assert!(e.classify(&src(3, b"edge cert")).is_some());
         e.set(EdgeSetup::default());
         assert!(e.classify(&src(3, b"edge cert")).is_none(), "unpaired");
+    }
+
+    #[test]
+    fn an_edge_without_a_link_is_dialled_after_a_grace_then_with_back_off() {
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let mut e = Edges::default();
+        e.set(EdgeSetup {
+            paired: vec![PairedEdge {
+                name: "edge1".into(),
+                fingerprint: fingerprint(b"edge cert"),
+                internal: "127.0.0.11:5061".parse().unwrap(),
+            }],
+            dial: Some(std::sync::Arc::new(cfg)),
+            ..EdgeSetup::default()
+        });
+        let t0 = Instant::now();
+        let none_live = |_| false;
+        // Not at once: the edge's own link may be on its way.
+        assert!(e.due_dials(t0, none_live).is_empty());
+        let due = e.due_dials(t0 + DIAL_AFTER, none_live);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1, "127.0.0.11:5061".parse().unwrap());
+        // One attempt at a time; a failure waits 1 s, then 2 s.
+        assert!(e.due_dials(t0 + DIAL_AFTER * 2, none_live).is_empty());
+        let t1 = t0 + DIAL_AFTER * 2;
+        e.dialed("edge1", None, t1);
+        assert!(e
+            .due_dials(t1 + Duration::from_millis(900), none_live)
+            .is_empty());
+        assert_eq!(e.due_dials(t1 + Duration::from_secs(1), none_live).len(), 1);
+        let t2 = t1 + Duration::from_secs(1);
+        e.dialed("edge1", None, t2);
+        assert!(e
+            .due_dials(t2 + Duration::from_millis(1900), none_live)
+            .is_empty());
+        assert_eq!(e.due_dials(t2 + Duration::from_secs(2), none_live).len(), 1);
+        // Connected: the connection is the edge's, and nothing more is due
+        // while it lives.
+        e.dialed("edge1", Some(FlowId(9)), t2);
+        assert_eq!(e.flow_of("edge1"), Some(FlowId(9)));
+        assert!(e
+            .due_dials(t2 + Duration::from_secs(60), |f| f == FlowId(9))
+            .is_empty());
+        // Its own link alone counts as well.
+        e.closed(FlowId(9));
+        assert!(e.classify(&src(4, b"edge cert")).is_some());
+        assert!(e
+            .due_dials(t2 + Duration::from_secs(120), |f| f == FlowId(4))
+            .is_empty());
     }
 }

@@ -43,6 +43,7 @@ impl<S: store::Store> Core<S> {
 
     pub(crate) fn housekeeping(&mut self) {
         self.run_timer_c();
+        self.dial_edges();
         if self.last_interfaces.elapsed() >= INTERFACES_EVERY {
             // Addresses come and go (DHCP, VPNs): list them again, off the
             // runtime's threads.

@@ -93,6 +93,12 @@ pub(crate) enum Event {
         domain: String,
         result: Result<sip_transport::FlowId, federate::ConnectFailure>,
     },
+    /// A connection to a paired edge's internal listener was opened, or
+    /// could not be.
+    EdgeDialed {
+        name: String,
+        flow: Option<sip_transport::FlowId>,
+    },
 }
 
 /// The secrets the SIP application works with, from the data directory.
@@ -410,6 +416,7 @@ impl<S: store::Store> Core<S> {
                 self.flush().await;
             }
             Event::Partner { domain, result } => self.partner_connected(domain, result).await,
+            Event::EdgeDialed { name, flow } => self.edge_dialed(name, flow).await,
             Event::Published(p) => self.published(*p).await,
             Event::Subscribed(s) => self.subscribed(*s).await,
             Event::Enqueued { aor } => {

@@ -182,6 +182,8 @@ struct Edge {
     pool_flows: HashSet<FlowId>,
     /// Internal connections seen that are not the pool's.
     strangers: HashSet<FlowId>,
+    /// The pool's connections to the internal listener.
+    accepted: HashSet<FlowId>,
     next_link: usize,
     domain: String,
     filter: SecurityFilter,
@@ -342,6 +344,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             .collect(),
         pool_flows: HashSet::new(),
         strangers: HashSet::new(),
+        accepted: HashSet::new(),
         next_link: 0,
         domain: p.domain.clone(),
         filter: SecurityFilter::new(cfg.lockout),
@@ -693,7 +696,12 @@ impl Edge {
             .and_then(|c| c.first())
             .is_some_and(|leaf| is_front_end(leaf, &self.domain));
         if ok {
+            // Not one of the edge's own links (those are known from the
+            // start): a front end connected to the internal listener.
+            tracing::info!(remote = %src.remote, "linked to the pool (a front end connected to the internal listener)");
             self.pool_flows.insert(src.flow);
+            self.accepted.insert(src.flow);
+            self.metrics.links.fetch_add(1, Relaxed);
         } else {
             tracing::warn!(remote = %src.remote, "internal connection from something that is not a front end of the pool: ignored");
             self.strangers.insert(src.flow);
@@ -752,6 +760,16 @@ impl Edge {
                 return self.reply(&int, &msg, &src, status, &reason, &[]).await;
             }
         };
+        if self.topo.for_the_edge(&msg) {
+            // A front end's OPTIONS on a connection it opened to the
+            // internal listener: answered here, relayed nowhere.
+            let (status, reason) = if msg.method().map(|m| m.as_str()) == Some("OPTIONS") {
+                (200, "OK")
+            } else {
+                (405, "Method Not Allowed")
+            };
+            return self.reply(&int, &msg, &src, status, reason, &[]).await;
+        }
         if !self.topo.routed_here(&msg) {
             return self.send_to_partner(msg, src, to_tag).await;
         }
@@ -832,6 +850,10 @@ impl Edge {
         }
         for f in self.int.closed_flows() {
             self.pool_flows.remove(&f);
+            if self.accepted.remove(&f) {
+                self.metrics.links.fetch_sub(1, Relaxed);
+                tracing::warn!("a front end's connection to the internal listener closed");
+            }
             self.strangers.remove(&f);
             for l in &mut self.links {
                 if l.flow == Some(f) {

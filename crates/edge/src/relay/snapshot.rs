@@ -11,7 +11,7 @@ impl Edge {
     /// Asks the pool for its configuration snapshot (OPTIONS with the
     /// snapshot's type in Accept), on a link.
     pub(super) async fn fetch_snapshot(&mut self) {
-        let Some(flow) = self.links.iter().find_map(|l| l.flow) else {
+        let Some(flow) = self.pool_flow() else {
             return;
         };
         self.snapshot_seq += 1;

@@ -120,6 +120,40 @@ impl Edge {
         panic!("the edge could not bind free ports three times");
     }
 
+    /// Pairs an edge with `fe` (`parapet admin edge pair NAME --internal
+    /// INTERNAL:PORT --external EXTERNAL` and `more`), not started; with
+    /// `as_readme`, started as the README says (see [`Edge::as_readme`]).
+    fn paired(fe: &Server, name: &str, more: &[&str], as_readme: bool) -> Edge {
+        let pairing = fe.dir.join(format!("{name}.json"));
+        let internal = format!("{INTERNAL}:{}", free_port());
+        let mut args = vec![
+            "edge",
+            "pair",
+            name,
+            "--internal",
+            &internal,
+            "--external",
+            EXTERNAL,
+            "--out",
+            pairing.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        let o = fe.admin(&args, "");
+        assert!(o.status.success(), "{}", out(&o));
+        Edge {
+            child: None,
+            log: fe.dir.join(format!("{name}.log")),
+            pairing,
+            external: EXTERNAL,
+            internal: INTERNAL,
+            config: None,
+            external_port: free_port(),
+            wss_port: free_port(),
+            metrics_port: if as_readme { 9061 } else { free_port() },
+            as_readme,
+        }
+    }
+
     pub(crate) fn start(&mut self) {
         let linked_before = self.log().matches("linked to the pool").count();
         let log = std::fs::OpenOptions::new()
@@ -1203,47 +1237,20 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     ] {
         assert!(section.contains(said), "the README no longer says {said:?}");
     }
-    let pairing = s.dir.join("edge1.json");
-    for args in [
-        &[
-            "edge",
-            "pair",
-            "edge1",
-            "--internal",
-            &format!("{INTERNAL}:{}", free_port()),
-            "--external",
-            EXTERNAL,
-            "--front-end",
-            "127.0.0.1:5061",
-            "--out",
-            pairing.to_str().unwrap(),
-        ][..],
+    let o = s.admin(
         &[
             "policy",
             "set",
             "external_access",
             "global",
             "remote_access=true",
-        ][..],
-    ] {
-        let o = s.admin(args, "");
-        assert!(o.status.success(), "{}", out(&o));
-    }
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
     // On the edge: `parapet edge --pairing edge1.json`, its TLS listener
     // moved off 0.0.0.0:5061 (the front end holds it on this one machine).
-    let log = s.dir.join("edge1.log");
-    let mut edge = Edge {
-        child: None,
-        log,
-        pairing,
-        external: EXTERNAL,
-        internal: INTERNAL,
-        config: None,
-        external_port: free_port(),
-        wss_port: 0,
-        metrics_port: 9061,
-        as_readme: true,
-    };
+    let mut edge = Edge::paired(&s, "edge1", &["--front-end", "127.0.0.1:5061"], true);
     edge.start();
     let (status, _) = edge.get("/healthz");
     assert!(status.contains("200"), "{status}\n{}", edge.log());
@@ -1264,6 +1271,74 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     alice.wait_for("sip:bob@example.test: \"hello-from-inside\"");
     let (_, m) = edge.get("/metrics");
     assert!(m.contains("parapet_edge_links 1"), "{m}");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+#[test]
+fn a_front_end_reaches_an_edge_whose_own_connections_to_it_are_refused() {
+    // As where the firewall lets nothing from the DMZ in: the edge's own
+    // links fail (its pairing names a port where nothing listens), so the
+    // front end connects to the edge's internal listener itself.
+    let s = Server::org_at("edge-dial", "example.test", FRONT_END, "");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "external_access",
+            "global",
+            "remote_access=true",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let nowhere = format!("{FRONT_END}:{}", free_port());
+    let mut edge = Edge::paired(&s, "edge-dial-e", &["--front-end", &nowhere], false);
+    edge.start();
+    assert!(
+        edge.log().contains("cannot link to the pool"),
+        "{}",
+        edge.log()
+    );
+    assert!(
+        edge.log()
+            .contains("linked to the pool (a front end connected to the internal listener)"),
+        "{}",
+        edge.log()
+    );
+    edge.wait_log("configuration snapshot applied", 1);
+    let (status, _) = edge.get("/healthz");
+    assert!(status.contains("200"), "{status}\n{}", edge.log());
+    // Remote and internal users as usual, over the front end's connection.
+    let front_end = format!("{FRONT_END}:{}", s.tls);
+    let mut bob = Baresip::start_through(
+        &s,
+        "bob",
+        "battery-staple-horse",
+        "alice",
+        INSIDE_CLIENT,
+        &front_end,
+    );
+    let mut alice = Baresip::start_through(
+        &s,
+        "alice",
+        "correct-horse-battery",
+        "bob",
+        REMOTE,
+        &edge.outbound(),
+    );
+    alice.cmd("/message hello-over-the-dialled-link");
+    bob.wait_for("sip:alice@example.test: \"hello-over-the-dialled-link\"");
+    bob.cmd("/message hello-back");
+    alice.wait_for("sip:bob@example.test: \"hello-back\"");
+    assert!(
+        s.log()
+            .contains("connected to the edge's internal listener"),
+        "{}",
+        s.log()
+    );
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
