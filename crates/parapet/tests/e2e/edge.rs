@@ -162,6 +162,10 @@ impl Edge {
             .open(&self.log)
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_parapet"));
+        // A working directory of its own: what the edge writes, if
+        // anything, lands there.
+        std::fs::create_dir_all(self.workdir()).unwrap();
+        cmd.current_dir(self.workdir()).env("HOME", self.workdir());
         cmd.args(["edge", "--pairing"]).arg(&self.pairing);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
@@ -221,6 +225,20 @@ impl Edge {
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The edge's working directory (and HOME).
+    fn workdir(&self) -> PathBuf {
+        self.log.with_extension("cwd")
+    }
+
+    /// The files the running edge has open.
+    fn open_files(&self) -> Vec<PathBuf> {
+        let pid = self.child.as_ref().expect("the edge runs").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .collect()
     }
 
     /// Rewrites the edge's configuration file (read at its next start).
@@ -1271,6 +1289,31 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     alice.wait_for("sip:bob@example.test: \"hello-from-inside\"");
     let (_, m) = edge.get("/metrics");
     assert!(m.contains("parapet_edge_links 1"), "{m}");
+    // No database and no user secret on the edge: it wrote nothing, has
+    // no file open (sockets, pipes and the log the test gave it as stderr
+    // aside),
+    // and the pairing file holds neither alice's password nor her digest
+    // secret.
+    let written: Vec<_> = std::fs::read_dir(edge.workdir()).unwrap().collect();
+    assert!(written.is_empty(), "the edge wrote {written:?}");
+    let files: Vec<PathBuf> = edge
+        .open_files()
+        .into_iter()
+        .filter(|p| p.is_absolute() && !p.starts_with("/dev") && *p != edge.log)
+        .collect();
+    assert!(files.is_empty(), "the edge holds files open: {files:?}");
+    let pairing = std::fs::read_to_string(&edge.pairing).unwrap();
+    for alg in [
+        auth::digest::Algorithm::Md5,
+        auth::digest::Algorithm::Sha256,
+    ] {
+        let ha1: String = auth::digest::ha1(alg, "alice", "example.test", "correct-horse-battery")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!pairing.contains(&ha1));
+    }
+    assert!(!pairing.contains("correct-horse-battery"));
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
