@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sip::Message;
-use sip_transport::{FlowId, Source};
+use sip_transport::{fingerprint, FlowId, Source};
 
 /// The header an edge stamps on requests it relays inward, and this server
 /// on its answers to an edge (the sign-in outcome its security filter counts).
@@ -107,8 +107,6 @@ pub(crate) struct Edges {
     /// Edge name -> connecting to its internal listener.
     dials: HashMap<String, Dial>,
 }
-
-use sip_transport::fingerprint;
 
 impl Edges {
     /// Replaces the paired list (pairing or unpairing): connections are

@@ -18,7 +18,11 @@ struct Kamailio(Child);
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // Kamailio forks its workers: the whole process group goes (killing
+        // the main process alone left them running after every test).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -61,7 +65,9 @@ fn start_kamailio(dir: &Path, vars: &[(&str, String)], tls_port: u16) -> Kamaili
     std::fs::write(&path, cfg).unwrap();
     let run = dir.join("kamrun");
     std::fs::create_dir_all(&run).unwrap();
+    use std::os::unix::process::CommandExt;
     let child = Command::new("kamailio")
+        .process_group(0)
         .arg("-f")
         .arg(&path)
         .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
