@@ -31,8 +31,12 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "bench: files in $work" >&2 || rm -rf "$work"' EXIT
 make_users
 
-# The front end: UDP for the receiver, TLS for the relays.
-PARAPET_PREFIX="taskset -c 1" PARAPET_EXTRA_LISTEN="tls://127.0.0.1:$FE_TLS" parapet_serve main example.test $FE_UDP $FE_ADMIN
+# The front end: UDP for the receiver, TLS for the relays. Every call
+# comes through one stunnel address: no per-source limit at the edge (the
+# pool's [edges] section reaches the edge in its snapshot).
+PARAPET_PREFIX="taskset -c 1" PARAPET_EXTRA_LISTEN="tls://127.0.0.1:$FE_TLS" \
+    PARAPET_EXTRA_TOML=$'[edges]\nsource_rate = 100000000\nsource_burst = 100000000\nin_flight_per_connection = 65536' \
+    parapet_serve main example.test $FE_UDP $FE_ADMIN
 fe=$ppid
 sleep 2
 parapet_provision main $FE_ADMIN "$work/users.tsv"
@@ -82,6 +86,7 @@ cat >"$work/edge.toml" <<TOML
 [limits]
 source_rate = 100000000
 source_burst = 100000000
+in_flight_per_connection = 65536
 TOML
 taskset -c 0 target/release/parapet edge --config "$work/edge.toml" --pairing "$work/edge.json" \
     --listen "tls://$EDGE_EXT:$EDGE_PORT" --metrics-listen "" 2>"$work/edge.log" &
