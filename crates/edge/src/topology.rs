@@ -228,6 +228,27 @@ pub fn creates_dialog(msg: &Message, to_tag: bool) -> bool {
         )
 }
 
+/// What the edge accepts from outside: the pool's limits less room for what
+/// the edge adds going in (its Via, Record-Route and Path, the trust stamp,
+/// route sets and URIs it restores), so that nothing it relays is refused by
+/// the pool's parser — which would close the link every user shares.
+pub fn outside_limits() -> sip::Limits {
+    let d = sip::Limits::DEFAULT;
+    sip::Limits {
+        max_message_size: d.max_message_size - 16 * 1024,
+        max_headers: d.max_headers - 16,
+        max_header_line: d.max_header_line / 2,
+        max_uri_len: d.max_uri_len,
+        max_vias: d.max_vias - 1,
+    }
+}
+
+/// Whether a message the edge built parses under the pool's limits (the
+/// last check before anything goes in on a link).
+pub fn fits_pool(bytes: &bytes::Bytes) -> bool {
+    sip::parse_datagram(bytes.clone(), &sip::Limits::DEFAULT).is_ok()
+}
+
 impl Topology {
     pub fn new(
         sealer: Sealer,
@@ -694,7 +715,13 @@ impl Topology {
     /// inside's route set reaches the outside connection).
     pub fn inward_response(&self, msg: &Message) -> Result<InwardResponse, Refused> {
         let bad = Refused(0, "not ours");
-        let top = msg.list::<Via>().next().and_then(Result::ok).ok_or(bad)?;
+        // The request went out with our Via alone: an answer with more is
+        // not a faithful one (and must not grow the inside's Vias).
+        let mut all = msg.list::<Via>();
+        let top = all.next().and_then(Result::ok).ok_or(bad)?;
+        if all.next().is_some() {
+            return Err(bad);
+        }
         let branch = top
             .branch()
             .and_then(|b| b.strip_prefix(sip::headers::MAGIC_COOKIE))

@@ -446,6 +446,72 @@ fn a_route_through_a_partners_connection_names_the_partner_and_can_be_redirected
 }
 
 #[test]
+fn what_the_outside_may_send_still_fits_the_pool_once_the_edge_adds_its_part() {
+    let t = topo();
+    let request = |vias: usize| {
+        let mut m = String::from("INVITE sip:bob@example.test SIP/2.0\r\n");
+        for i in 0..vias {
+            m.push_str(&format!(
+                "Via: SIP/2.0/TLS 198.51.100.7:{};branch=z9hG4bKv{i}\r\n",
+                1000 + i
+            ));
+        }
+        m.push_str(
+            "Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=a\r\nTo: <sip:bob@example.test>\r\n\
+             Call-ID: many-vias\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@198.51.100.7:1000;transport=tls>\r\n\
+             Content-Length: 0\r\n\r\n",
+        );
+        Bytes::from(m)
+    };
+    let outside = outside_limits();
+    // As many Vias as the pool takes: refused at the edge's door (relayed
+    // with the edge's own, the front end would refuse it and close the
+    // link every user shares).
+    assert!(sip::parse_datagram(request(64), &outside).is_err());
+    assert!(sip::parse_datagram(request(64), &Limits::DEFAULT).is_ok());
+    // One fewer: relayed, and the pool parses what goes in.
+    let m = sip::parse_datagram(request(63), &outside).unwrap();
+    let inward = t.inward_request(&m, false, &alice()).unwrap();
+    assert!(fits_pool(&inward.bytes));
+    assert_eq!(parse(inward.bytes).list::<Via>().count(), 64);
+}
+
+#[test]
+fn an_answer_from_outside_with_vias_below_ours_is_dropped() {
+    let t = topo();
+    let bye = parse(
+        "BYE sip:alice@198.51.100.7:40001;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS fe1.corp.internal:5061;branch=z9hG4bKfe7\r\nMax-Forwards: 69\r\n\
+         From: <sip:bob@example.test>;tag=b\r\nTo: <sip:alice@example.test>;tag=a\r\n\
+         Call-ID: c7\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+    );
+    let out = t
+        .outward_request(
+            &bye,
+            true,
+            FlowId(5),
+            Some(Hop {
+                flow: FlowId(77),
+                protocol: Protocol::Tls,
+                partner: None,
+                forced: false,
+            }),
+        )
+        .unwrap();
+    let ours = vias(&parse(out.bytes))[0].clone();
+    let answer = |extra: &str| {
+        parse(format!(
+            "SIP/2.0 200 OK\r\nVia: {ours}\r\n{extra}From: <sip:bob@example.test>;tag=b\r\n\
+             To: <sip:alice@example.test>;tag=a\r\nCall-ID: c7\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    assert!(t.inward_response(&answer("")).is_ok());
+    assert!(t
+        .inward_response(&answer("Via: SIP/2.0/TLS 203.0.113.9;branch=z9hG4bKx\r\n"))
+        .is_err());
+}
+
+#[test]
 fn responses_that_are_not_ours_are_dropped() {
     let t = topo();
     let forged = parse(

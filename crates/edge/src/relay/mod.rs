@@ -256,6 +256,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         })
         .collect();
     let ext_cfg = sip_transport::TransportConfig {
+        limits: crate::topology::outside_limits(),
         max_connections_per_ip: cfg.max_connections_per_ip,
         ws_origins: cfg.ws_origins.clone(),
         ..sip_transport::TransportConfig::default()
@@ -521,6 +522,9 @@ impl Edge {
                 self.partner_answered(src.flow);
             }
             match self.topo.inward_response(&msg) {
+                Ok(r) if !crate::topology::fits_pool(&r.bytes) => {
+                    tracing::debug!(remote = %src.remote, "response from outside too large to relay once restored: dropped");
+                }
                 Ok(r) => {
                     self.metrics.inward_responses.fetch_add(1, Relaxed);
                     if !self.send_inward(Some(r.flow), r.bytes).await {
@@ -625,6 +629,14 @@ impl Edge {
                 .await;
         }
         match self.topo.inward_request(&msg, to_tag, &sender) {
+            Ok(inward) if !crate::topology::fits_pool(&inward.bytes) => {
+                // Within the outside's limits but not, with what the edge
+                // adds, within the pool's: refused here, never sent in (the
+                // front end would close the link everyone shares).
+                self.metrics.refused_route.fetch_add(1, Relaxed);
+                self.reply(&ext, &msg, &src, 513, "Message Too Large", &[])
+                    .await;
+            }
             Ok(inward) => {
                 self.metrics.inward_requests.fetch_add(1, Relaxed);
                 if self.send_inward(None, inward.bytes).await {

@@ -889,6 +889,31 @@ fn the_pools_per_source_limits_reach_its_edges_and_one_source_does_not_slow_anot
         crate::federation::metric(&m, "parapet_edge_refused_total{reason=\"rate\"}") >= 6,
         "{m}"
     );
+    // A request as large as the pool itself takes (64 Vias): with the
+    // edge's own Via it would not parse there, and the front end would
+    // close the link every user shares. The edge refuses it at its door;
+    // the link stays up and the next request is served.
+    let big = "127.0.0.26";
+    let vias: String = (0..64)
+        .map(|i| format!("Via: SIP/2.0/TLS {big}:{};branch=z9hG4bKbig{i}\r\n", 2000 + i))
+        .collect();
+    let mut conn = tls_from(&s, big, &edge);
+    let r = crate::defaults::exchange(
+        &mut conn,
+        &options(0, big).replacen(
+            &format!("Via: SIP/2.0/TLS {big}:5061;branch=z9hG4bKlim0\r\n"),
+            &vias,
+            1,
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 4") || r.starts_with("SIP/2.0 5"), "{r}");
+    let r = crate::defaults::exchange(&mut other, &options(100, quiet));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(
+        !s.log().contains("edge connection closed"),
+        "the front end lost the edge's link:\n{}",
+        s.log()
+    );
 }
 
 #[test]
