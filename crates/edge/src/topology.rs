@@ -243,6 +243,21 @@ pub fn outside_limits() -> sip::Limits {
     }
 }
 
+/// What the edge accepts from the pool: the pool's limits and room for what
+/// a front end adds to a client's message (its Via, Record-Route), so that
+/// an inside client's largest message does not make the edge refuse it —
+/// and close the link — on its way out.
+pub fn inside_limits() -> sip::Limits {
+    let d = sip::Limits::DEFAULT;
+    sip::Limits {
+        max_message_size: d.max_message_size + 16 * 1024,
+        max_headers: d.max_headers + 16,
+        max_header_line: d.max_header_line * 2,
+        max_uri_len: d.max_uri_len,
+        max_vias: d.max_vias + 4,
+    }
+}
+
 /// Whether a message the edge built parses under the pool's limits (the
 /// last check before anything goes in on a link).
 pub fn fits_pool(bytes: &bytes::Bytes) -> bool {

@@ -474,6 +474,16 @@ fn what_the_outside_may_send_still_fits_the_pool_once_the_edge_adds_its_part() {
     let inward = t.inward_request(&m, false, &alice()).unwrap();
     assert!(fits_pool(&inward.bytes));
     assert_eq!(parse(inward.bytes).list::<Via>().count(), 64);
+    // The other way: an inside client's largest request, with the front
+    // end's Via, is still taken from the pool.
+    let mut from_inside = String::from_utf8(request(64).to_vec()).unwrap();
+    from_inside = from_inside.replacen(
+        "Via:",
+        "Via: SIP/2.0/TLS fe1.corp.internal:5061;branch=z9hG4bKfe0\r\nVia:",
+        1,
+    );
+    assert!(sip::parse_datagram(Bytes::from(from_inside.clone()), &Limits::DEFAULT).is_err());
+    assert!(sip::parse_datagram(Bytes::from(from_inside), &inside_limits()).is_ok());
 }
 
 #[test]

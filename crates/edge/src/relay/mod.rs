@@ -265,6 +265,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot bind an external listener: {e}"))?;
     let int_cfg = sip_transport::TransportConfig {
+        limits: crate::topology::inside_limits(),
         connect_from: Some(cfg.internal.ip()).filter(|ip| !ip.is_unspecified()),
         // The pool's few connections carry everyone's traffic.
         max_outbound_queue: 65_536,
@@ -482,7 +483,18 @@ impl Edge {
             },
             _ => Target::Flow(src.flow),
         };
-        let _ = side.send(target, b.finish()).await;
+        let bytes = b.finish();
+        // An answer to a request the pool sent copies its Vias: one built
+        // from the largest the edge takes from the pool may not fit the
+        // pool's parser, which would close the link.
+        if !crate::topology::fits_pool(&bytes) {
+            tracing::debug!(
+                status,
+                "an answer too large for the pool's limits: not sent"
+            );
+            return;
+        }
+        let _ = side.send(target, bytes).await;
     }
 
     /// A live connection to the pool, round robin.

@@ -895,7 +895,12 @@ fn the_pools_per_source_limits_reach_its_edges_and_one_source_does_not_slow_anot
     // the link stays up and the next request is served.
     let big = "127.0.0.26";
     let vias: String = (0..64)
-        .map(|i| format!("Via: SIP/2.0/TLS {big}:{};branch=z9hG4bKbig{i}\r\n", 2000 + i))
+        .map(|i| {
+            format!(
+                "Via: SIP/2.0/TLS {big}:{};branch=z9hG4bKbig{i}\r\n",
+                2000 + i
+            )
+        })
         .collect();
     let mut conn = tls_from(&s, big, &edge);
     let r = crate::defaults::exchange(
@@ -906,7 +911,10 @@ fn the_pools_per_source_limits_reach_its_edges_and_one_source_does_not_slow_anot
             1,
         ),
     );
-    assert!(r.starts_with("SIP/2.0 4") || r.starts_with("SIP/2.0 5"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 4") || r.starts_with("SIP/2.0 5"),
+        "{r}"
+    );
     let r = crate::defaults::exchange(&mut other, &options(100, quiet));
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(
