@@ -284,7 +284,15 @@ impl<S: store::Store> Core<S> {
             let Ok(edit) = edit.decrement_max_forwards() else {
                 continue;
             };
-            let Ok(req) = sip::parse_datagram(edit.serialize(), &grown) else {
+            // To a partner's server or an edge, only what a server on
+            // default limits takes (ours, at least): a message it refuses
+            // on a stream closes the connection every user's traffic there
+            // shares (a client's 64 Vias with ours are 65), and its answer
+            // would be as large.
+            let shared = matches!(hop.target, Target::Flow(f)
+                if self.fed.is_partner_flow(f) || self.edges.is_edge(f));
+            let limits = if shared { sip::Limits::DEFAULT } else { grown };
+            let Ok(req) = sip::parse_datagram(edit.serialize(), &limits) else {
                 continue;
             };
             let reliability = if hop.proto.is_reliable() {

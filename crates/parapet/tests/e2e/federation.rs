@@ -439,6 +439,36 @@ fn two_organisations_exchange_messages_over_mutual_tls_as_policy_allows(meet: Me
         "{received}"
     );
 
+    // A sender's 64 Vias (the most a server takes) would be 65 with
+    // example.test's own: not forwarded, so partner.test (or an edge) never
+    // refuses it and closes the connection everyone's traffic shares.
+    let (_, t) = a
+        .sipp_start(
+            "message_send_many_vias_federated.xml",
+            "nobody",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B],
+        )
+        .finish();
+    assert!(
+        last_status(&t).contains("500 Server Internal Error (Not Forwarded)"),
+        "{}",
+        last_status(&t)
+    );
+    let logs = [
+        Some(b.log()),
+        net.edge(&a).map(Edge::log),
+        net.edge(&b).map(Edge::log),
+    ];
+    for log in logs.iter().flatten() {
+        assert!(
+            !log.contains("framing error"),
+            "a connection was closed:\n{log}"
+        );
+    }
     // The other way: bob's server opens its own connection to example.test,
     // which verifies partner.test's certificate as a client's.
     contact(&a, "sip:alice@example.test", "sip:bob@partner.test");

@@ -136,6 +136,12 @@ impl FedState {
         self.out_flows.contains_key(&flow)
     }
 
+    /// Whether `flow` is a partner's connection, either way: it carries
+    /// many users' traffic to a server whose limits are not ours.
+    pub(crate) fn is_partner_flow(&self, flow: FlowId) -> bool {
+        self.out_flows.contains_key(&flow) || self.peers.contains_key(&flow)
+    }
+
     /// A connection closed: forget what was known about it.
     pub(crate) fn flow_closed(&mut self, flow: FlowId) {
         self.peers.remove(&flow);
