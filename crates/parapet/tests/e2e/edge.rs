@@ -304,7 +304,7 @@ impl Drop for Edge {
 
 /// Whether `line` names the address `ip` (not merely a longer one that
 /// starts like it: 127.0.0.2 is not in 127.0.0.20).
-fn mentions(line: &str, ip: &str) -> bool {
+pub(crate) fn mentions(line: &str, ip: &str) -> bool {
     line.match_indices(ip)
         .any(|(i, _)| !line[i + ip.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
@@ -312,7 +312,7 @@ fn mentions(line: &str, ip: &str) -> bool {
 /// The lines of the SIP messages in a baresip trace (`-s`): each message
 /// follows a `TLS a -> b` line and ends at the colour reset; SDP lines
 /// (media, the relay's business) are left out.
-fn sip_lines(trace: &str) -> Vec<String> {
+pub(crate) fn sip_lines(trace: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut inside = false;
     for l in trace.lines() {
@@ -1082,18 +1082,7 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
     b.start();
     a.add_user("alice", "correct horse battery");
     b.add_user("alice", "correct horse battery");
-    for (s, other) in [(&a, "partner.test"), (&b, "example.test")] {
-        policy(
-            s,
-            &[
-                "federation",
-                "global",
-                "enabled=true",
-                &format!("allowed_domains={other}"),
-            ],
-        );
-        policy(s, &["external_access", "global", "federation=true"]);
-    }
+    crate::federation::federate_both(&a, &b);
     contact(&a, "sip:alice@example.test", "sip:alice@partner.test");
     // The pool's rules reach the edge in its snapshot.
     edge.wait_log("configuration snapshot applied", 2);
@@ -1174,98 +1163,6 @@ fn a_partners_server_reaches_the_pool_through_the_edge_under_the_pools_federatio
 }
 
 #[test]
-fn two_organisations_each_behind_its_edge_message_call_and_watch_each_other() {
-    use crate::federation::{contact, federate_both};
-    let a = Server::org_at("edge-2fed-a", "example.test", FRONT_END, "");
-    let b = Server::org_at("edge-2fed-b", "partner.test", "127.0.0.4", "");
-    let ca = |s: &Server| s.data_dir().join("pki/ca.pem").display().to_string();
-    let (pa, pb) = (free_port(), free_port());
-    // Each edge trusts the other organisation's CA and routes to the other
-    // edge: the front ends never meet.
-    let toml = |other_ca: String, domain: &str, ext: &str, port: u16| {
-        format!(
-            "[federation]\ntrusted_cas = [\"{other_ca}\"]\nallow_private_addresses = true\nroutes = {{ \"{domain}\" = \"{ext}:{port}\" }}\n"
-        )
-    };
-    let ea = Edge::pair_and_start_on(
-        &a,
-        "edge-2fed-ea",
-        EXTERNAL,
-        INTERNAL,
-        pa,
-        &toml(ca(&b), "partner.test", "127.0.0.12", pb),
-    );
-    let eb = Edge::pair_and_start_on(
-        &b,
-        "edge-2fed-eb",
-        "127.0.0.12",
-        "127.0.0.13",
-        pb,
-        &toml(ca(&a), "example.test", EXTERNAL, pa),
-    );
-    a.add_user("alice", "correct-horse-battery");
-    b.add_user("bob", "battery-staple-horse");
-    federate_both(&a, &b);
-    contact(&a, "sip:alice@example.test", "sip:bob@partner.test");
-    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    ea.wait_log("configuration snapshot applied", 2);
-    eb.wait_log("configuration snapshot applied", 2);
-    let mut bob = Baresip::start_with(
-        &b,
-        "bob",
-        "battery-staple-horse",
-        "alice@example.test",
-        true,
-    );
-    bob.cmd("/answermode auto");
-    let mut alice = Baresip::start_with(
-        &a,
-        "alice",
-        "correct-horse-battery",
-        "bob@partner.test",
-        true,
-    );
-    // Presence both ways, through both edges.
-    bob.wait_for("NOTIFY sip:bob");
-    alice.wait_for("NOTIFY sip:alice");
-    // Messages both ways.
-    alice.cmd("/message hello-across-edges");
-    bob.wait_for("sip:alice@example.test: \"hello-across-edges\"");
-    bob.cmd("/message hello-back");
-    alice.wait_for("sip:bob@partner.test: \"hello-back\"");
-    // A call with media, hung up by alice: the BYE crosses both edges.
-    alice.cmd("/dial sip:bob@partner.test");
-    bob.wait_for("Call established: sip:alice@example.test");
-    alice.wait_for("Call established: sip:bob@partner.test");
-    bob.wait_for("incoming rtp for 'audio' established");
-    alice.cmd("/hangup");
-    bob.wait_for("BYE sip:bob");
-    bob.wait_for("session closed");
-    // Neither organisation saw the other's inside: no front end address
-    // and no edge's internal address of the other side in any SIP line
-    // either client saw (its own side's it may).
-    for (who, client, other) in [
-        ("alice", &alice, ["127.0.0.4", "127.0.0.13"]),
-        ("bob", &bob, [FRONT_END, INTERNAL]),
-    ] {
-        let lines = sip_lines(&client.output());
-        assert!(lines.len() > 50, "{who}'s trace was read");
-        let foreign: Vec<&String> = lines
-            .iter()
-            .filter(|l| other.iter().any(|ip| mentions(l, ip)))
-            .collect();
-        assert!(
-            foreign.is_empty(),
-            "{who} saw the other organisation's inside: {foreign:#?}"
-        );
-    }
-    let (_, m) = ea.get("/metrics");
-    assert!(!m.contains("parapet_edge_outward_requests_total 0"), "{m}");
-    alice.cmd("/quit");
-    bob.cmd("/quit");
-}
-
-#[test]
 fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     // The front end exactly as the quickstart starts it: TLS on
     // 0.0.0.0:5061, every setting at its default.
@@ -1288,17 +1185,7 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     ] {
         assert!(section.contains(said), "the README no longer says {said:?}");
     }
-    let o = s.admin(
-        &[
-            "policy",
-            "set",
-            "external_access",
-            "global",
-            "remote_access=true",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    crate::federation::policy(&s, &["external_access", "global", "remote_access=true"]);
     // On the edge: `parapet edge --pairing edge1.json`, its TLS listener
     // moved off 0.0.0.0:5061 (the front end holds it on this one machine).
     let mut edge = Edge::paired(&s, "edge1", &["--front-end", "127.0.0.1:5061"], true);
@@ -1359,17 +1246,7 @@ fn a_front_end_reaches_an_edge_whose_own_connections_to_it_are_refused() {
     let s = Server::org_at("edge-dial", "example.test", FRONT_END, "");
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
-    let o = s.admin(
-        &[
-            "policy",
-            "set",
-            "external_access",
-            "global",
-            "remote_access=true",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    crate::federation::policy(&s, &["external_access", "global", "remote_access=true"]);
     let nowhere = format!("{FRONT_END}:{}", free_port());
     let mut edge = Edge::paired(&s, "edge-dial-e", &["--front-end", &nowhere], false);
     edge.start();

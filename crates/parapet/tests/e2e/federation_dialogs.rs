@@ -338,6 +338,29 @@ fn baresip_users_of_two_organisations_message_call_and_watch_each_other(meet: Me
     alice.cmd("/hangup");
     bob.wait_for("BYE sip:bob");
     bob.wait_for("session closed");
+    if net.edges.is_some() {
+        // Neither organisation's inside reached the other's client: no SIP
+        // line either saw names the other side's front end or its edge's
+        // internal address (example.test's front end shares 127.0.0.1 with
+        // the clients, so partner.test's is the one to look for).
+        use crate::edge::{mentions, sip_lines};
+        use crate::federation::{A_EDGE, B_EDGE};
+        for (who, client, other) in [
+            ("alice", &alice, vec![b.host.as_str(), B_EDGE.1]),
+            ("bob", &bob, vec![A_EDGE.1]),
+        ] {
+            let lines = sip_lines(&client.output());
+            assert!(lines.len() > 50, "{who}'s trace was read");
+            let foreign: Vec<&String> = lines
+                .iter()
+                .filter(|l| other.iter().any(|ip| mentions(l, ip)))
+                .collect();
+            assert!(
+                foreign.is_empty(),
+                "{who} saw the other organisation's inside: {foreign:#?}"
+            );
+        }
+    }
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
