@@ -3,7 +3,8 @@
 # baresip-core, linphone-cli and dnsmasq-base for the end-to-end tests, Debian's chromium with
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
-# organisation's server that is not Parapet, in the federation tests).
+# organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
+# README's device-certificate recipe).
 set -euo pipefail
 
 need_apt=()
@@ -15,6 +16,10 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v kamailio >/dev/null 2>&1 || need_apt+=(kamailio)
 compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need_apt+=(kamailio-tls-modules)
+# The README's device-certificate recipe: openssl makes the request, curl and jq call the user API.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -25,6 +25,7 @@ mod admins;
 mod contact_lists;
 mod contacts;
 pub mod credentials;
+pub mod devices;
 mod directory;
 mod dns;
 pub mod edges;
@@ -84,6 +85,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) user_rate: Arc<std::sync::Mutex<sip_app::ratelimit::RateLimiter<String>>>,
     /// Pairing edges (`None`: the operator's PKI, nothing to issue from).
     pub(crate) edges: Option<Arc<dyn edges::EdgeRegistry>>,
+    /// The device CA and the valid device certificates.
+    pub(crate) devices: Arc<devices::DeviceAuthority>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -240,6 +243,8 @@ pub struct AdminSetup<S> {
     pub web: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     /// Pairing edges with the pool.
     pub edges: Option<Arc<dyn edges::EdgeRegistry>>,
+    /// Issuing and revoking device certificates.
+    pub devices: Arc<devices::DeviceAuthority>,
 }
 
 /// Where the listeners are bound.
@@ -281,6 +286,22 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         .route("/v1/users/{uri}/password", put(users::passwd::<S>))
         .route("/v1/users/{uri}/enabled", put(users::set_enabled::<S>))
         .route("/v1/users/{uri}/site", put(directory::set_site::<S>))
+        .route(
+            "/v1/users/{uri}/devices",
+            get(devices::list::<S>).delete(devices::revoke_all::<S>),
+        )
+        .route(
+            "/v1/users/{uri}/devices/{id}",
+            delete(devices::revoke_one::<S>),
+        )
+        .route(
+            "/v1/users/{uri}/enrollment-codes",
+            post(devices::enrollment_code::<S>),
+        )
+        .route(
+            "/v1/users/{uri}/second-factor",
+            delete(devices::reset_second_factor::<S>),
+        )
         .route("/v1/users/{uri}/effective", get(policies::effective::<S>))
         .route(
             "/v1/users/{uri}/registrations",
@@ -364,6 +385,7 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
             user_rate, user_burst, 100_000,
         ))),
         edges: s.edges.clone(),
+        devices: s.devices.clone(),
     };
     let web = match &s.web {
         Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),

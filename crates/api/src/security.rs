@@ -771,7 +771,7 @@ mod tests {
             .collect();
         // What the defaults knowingly leave: the generated certificate, MD5
         // offered after SHA-256 (accepted only where policy allows it), and
-        // no second factor (SIP clients cannot present one). None is high.
+        // no second factor (devices enroll with the password alone). None is high.
         assert_eq!(
             findings,
             vec![

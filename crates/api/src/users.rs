@@ -216,6 +216,8 @@ pub(crate) async fn passwd<S: Store>(
         .passwd(&aor, &b.password)
         .await
         .map_err(refused)?;
+    // The store revoked the user's devices with the old password.
+    ctx.revoked_in_core(&aor, None).await;
     ctx.publish_user(&aor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

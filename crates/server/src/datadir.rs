@@ -12,6 +12,9 @@
 //!   pki/ca-key.pem     its key, mode 0600
 //!   pki/server.pem     the server certificate (domain, host_names, localhost, 127.0.0.1, ::1)
 //!   pki/server-key.pem its key, mode 0600
+//!   pki/device-ca.pem  the device CA: issues users' device certificates
+//!                      (its own key; only this server verifies them)
+//!   pki/device-ca-key.pem its key, mode 0600
 //! ```
 
 use std::fs;
@@ -37,6 +40,8 @@ pub struct DataDir {
     pub created: bool,
     /// Keys the audit log's MAC chain (derived from the seal key).
     pub audit_key: [u8; 32],
+    /// The device CA's certificate and key (PEM).
+    pub device_ca: (String, String),
 }
 
 /// What the CLI needs from an existing data directory.
@@ -162,7 +167,9 @@ impl DataDir {
                 load_pair(&server, &server_key)?
             }
         };
+        let device_ca = device_ca(&root.join("pki"), &config.domain)?;
         Ok(DataDir {
+            device_ca,
             db_path: root.join("parapet.db"),
             root,
             seal_key,
@@ -174,6 +181,29 @@ impl DataDir {
             audit_key: audit_key(&seal_key),
         })
     }
+}
+
+/// The device CA, made on first use (a data directory from before device
+/// certificates gets one at its next start).
+fn device_ca(pki: &Path, domain: &str) -> Result<(String, String), String> {
+    let cert = pki.join("device-ca.pem");
+    let key = pki.join("device-ca-key.pem");
+    if !cert.exists() {
+        if key.exists() {
+            return Err(format!(
+                "{} is missing but its key exists; restore it, or remove {} (every device certificate issued so far stops working)",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let (c, k) = pki::ca::DeviceCa::create(domain)?;
+        write_private(&key, k.as_bytes())?;
+        write_public(&cert, c.as_bytes())?;
+    }
+    check_private(&key)?;
+    let c = fs::read_to_string(&cert).map_err(|e| err(&cert, "cannot read", e))?;
+    let k = fs::read_to_string(&key).map_err(|e| err(&key, "cannot read", e))?;
+    Ok((c, k))
 }
 
 /// Refuses a secret file others can read.

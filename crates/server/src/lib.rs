@@ -44,9 +44,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         sip_transport::tls::ClientAuth::None,
     )
     .map_err(|e| format!("TLS: {e}"))?;
-    // SIP over TLS also asks for a certificate, which only partners'
-    // servers present; WSS and the user listener do not (a browser asked
-    // for one may show its user a certificate picker).
+    // The user listener asks for no client certificate.
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
     let private_ca = config.tls_cert.is_none();
@@ -59,18 +57,50 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Vec::new()
     };
     let partners = partners::setup(&config.federation, &dir.cert_chain, &dir.cert_key, &own_ca)?;
-    let sip_tls = match &partners {
-        Some(p) => sip_transport::tls::server_config(
+    if partners.is_none() {
+        tracing::info!("federation.trusted_cas is empty and the listeners use the operator's certificates: no partner or edge can connect");
+    }
+    // Device certificates: the device CA and the ones valid now. SIP over
+    // TLS and WSS ask for a client certificate (never require one): a
+    // device's is checked against the registry at the handshake, anything
+    // else is the partners' verifier's to decide.
+    let device_ca = pki::ca::DeviceCa::load(&dir.device_ca.0, &dir.device_ca.1, &config.domain)?;
+    let registry = Arc::new(pki::registry::Registry::default());
+    let active = store::Devices::active_devices(&store, sip_app::unix_now())
+        .await
+        .map_err(|e| e.to_string())?;
+    registry.replace(active.into_iter().filter_map(|d| {
+        Some((
+            pki::registry::parse_fingerprint(&d.fingerprint)?,
+            pki::registry::Device {
+                aor: d.aor,
+                id: d.id,
+                not_after: d.expires_at,
+            },
+        ))
+    }));
+    let client_trust = pki::verifier::ClientTrust::new(
+        device_ca.certificate(),
+        registry.clone(),
+        partners.as_ref().map(|p| p.inbound.clone()),
+    )?;
+    let client_tls = |only_devices: bool| {
+        let v: Arc<dyn rustls::server::danger::ClientCertVerifier> = if only_devices {
+            pki::verifier::ClientTrust::new(device_ca.certificate(), registry.clone(), None)?
+        } else {
+            client_trust.clone()
+        };
+        sip_transport::tls::server_config(
             dir.cert_chain.clone(),
             dir.cert_key.clone_key(),
-            sip_transport::tls::ClientAuth::Verifier(p.inbound.clone()),
+            sip_transport::tls::ClientAuth::Verifier(v),
         )
-        .map_err(|e| format!("TLS: {e}"))?,
-        None => {
-            tracing::info!("federation.trusted_cas is empty and the listeners use the operator's certificates: no partner or edge can connect");
-            tls.clone()
-        }
+        .map_err(|e| format!("TLS: {e}"))
     };
+    let sip_tls = client_tls(false)?;
+    // WSS carries browsers and softphones, never partners: device
+    // certificates only.
+    let wss_tls = client_tls(true)?;
     let listeners = config
         .listen
         .iter()
@@ -79,7 +109,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             config::Scheme::Tcp => Listener::Tcp(l.addr),
             config::Scheme::Tls => Listener::Tls(l.addr, sip_tls.clone()),
             config::Scheme::Ws => Listener::Ws(l.addr),
-            config::Scheme::Wss => Listener::Wss(l.addr, tls.clone()),
+            config::Scheme::Wss => Listener::Wss(l.addr, wss_tls.clone()),
         })
         .collect();
     let tcfg = TransportConfig {
@@ -119,6 +149,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         core: admin_tx.clone(),
         web: config.web_listen.map(|a| (a, tls.clone())),
         edges: edge_registry.clone(),
+        devices: Arc::new(api::devices::DeviceAuthority {
+            ca: device_ca,
+            registry: registry.clone(),
+        }),
     })
     .await?;
     tracing::info!(addr = %bound.admin, "admin listener (/healthz, /metrics, the admin API under /v1)");
@@ -136,6 +170,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         transport.clone(),
         metrics,
         partners.and_then(|p| p.setup),
+        registry,
     )
     .await?;
     if let Some(reg) = edge_registry {

@@ -106,8 +106,10 @@ impl<S: store::Store> Core<S> {
             } => {
                 let gone = !user.as_ref().is_some_and(|u| u.enabled);
                 if gone {
-                    // Removed or disabled: its registrations go at once.
+                    // Removed or disabled: its registrations go at once,
+                    // and its devices with their connections.
                     self.location.remove_aor(&aor);
+                    self.revoke_devices(&aor, None);
                 }
                 self.users.set(version, &aor, user);
                 if gone {
@@ -128,6 +130,17 @@ impl<S: store::Store> Core<S> {
                 reply,
             } => {
                 let _ = reply.send(self.check_password(&aor, source, &password));
+            }
+            AdminCmd::RevokeDevices {
+                aor,
+                fingerprints,
+                reply,
+            } => {
+                let _ = reply.send(self.revoke_devices(&aor, fingerprints));
+            }
+            AdminCmd::SignInFailed { aor, source, reply } => {
+                self.sign_in_failed(&aor, source);
+                let _ = reply.send(());
             }
             AdminCmd::Registrations { aor, reply } => {
                 let rows = self
@@ -174,6 +187,32 @@ impl<S: store::Store> Core<S> {
         }
     }
 
+    /// Takes device certificates out of the registry (`None`: all of
+    /// `aor`'s) and closes every connection that presented one; returns
+    /// how many connections were closed.
+    pub(crate) fn revoke_devices(
+        &mut self,
+        aor: &str,
+        fingerprints: Option<Vec<[u8; 32]>>,
+    ) -> usize {
+        let gone: HashSet<[u8; 32]> = match fingerprints {
+            None => self.devices.remove_user(aor).into_iter().collect(),
+            Some(f) => {
+                self.devices.remove(f.iter());
+                f.into_iter().collect()
+            }
+        };
+        if gone.is_empty() {
+            return 0;
+        }
+        for f in &gone {
+            self.device_seen.remove(f);
+        }
+        let closed = self.transport.close_certified(&gone);
+        tracing::info!(user = %aor, certificates = gone.len(), connections = closed, "device certificates revoked; their connections closed");
+        closed
+    }
+
     pub(crate) fn install_users(&mut self, c: UserCache) {
         // Users that were removed or disabled lose their bindings at once.
         let gone: Vec<String> = self
@@ -183,6 +222,7 @@ impl<S: store::Store> Core<S> {
             .collect();
         for a in &gone {
             self.location.remove_aor(a);
+            self.revoke_devices(a, None);
         }
         tracing::info!(users = c.len(), "user table reloaded");
         self.users = c;

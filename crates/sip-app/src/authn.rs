@@ -28,9 +28,16 @@ pub enum PasswordCheck {
     LockedOut { retry_after: u64 },
     /// Too many unauthenticated requests from this address.
     RateLimited,
-    /// The password was right, but the user's authentication policy allows
-    /// no password-based method.
-    NotAllowed,
+}
+
+/// What a device certificate says about a request.
+enum DeviceSignIn {
+    /// None, not a valid device's, or not a method the policy allows here.
+    NoCertificate,
+    /// Signed in by the certificate.
+    Signed,
+    /// Refused, with this reason phrase.
+    Refused(&'static str),
 }
 
 /// Which challenge family a request gets.
@@ -52,6 +59,26 @@ impl<S: store::Store> Core<S> {
         user: &str,
         how: Challenger,
     ) -> bool {
+        match self.device_sign_in(r, aor) {
+            DeviceSignIn::Signed => return true,
+            DeviceSignIn::Refused(reason) => {
+                self.reply(r, 403, reason, &[]).await;
+                return false;
+            }
+            DeviceSignIn::NoCertificate => {}
+        }
+        if !crate::policy_set::any_digest_allowed(&self.policies, aor) {
+            // Only a device certificate may sign this user in: no
+            // challenge (a password would be refused whatever it is).
+            self.log_refusal(
+                r,
+                "the authentication policy allows device certificates only, and the request has none",
+                aor,
+            );
+            self.reply(r, 403, "Forbidden (Device Certificate Required)", &[])
+                .await;
+            return false;
+        }
         let now = u64::try_from(unix_now()).unwrap_or(0);
         let ip = r.src.remote.ip();
         if !self.rate.allow(ip, std::time::Instant::now()) {
@@ -202,6 +229,47 @@ impl<S: store::Store> Core<S> {
         }
     }
 
+    /// A request over a connection whose peer presented a valid device
+    /// certificate: signed in without digest when the policy lists
+    /// `client-certificate` and the certificate's user is the sender (the
+    /// AOR, and From). Without a valid device certificate, or where the
+    /// policy does not list the method, digest decides.
+    fn device_sign_in(&mut self, r: &Req<'_>, aor: &str) -> DeviceSignIn {
+        let Some(leaf) = r.src.peer_certificates.as_ref().and_then(|c| c.first()) else {
+            return DeviceSignIn::NoCertificate;
+        };
+        let fingerprint = pki::fingerprint(leaf);
+        let Some(device) = self.devices.get(&fingerprint) else {
+            return DeviceSignIn::NoCertificate;
+        };
+        if !crate::policy_set::certificate_allowed(&self.policies, aor) {
+            return DeviceSignIn::NoCertificate;
+        }
+        let from = self.local_sender(r).map(|(a, _)| a);
+        if device.aor != aor || from.as_deref() != Some(aor) {
+            self.log_refusal(r, "the device certificate is another user's", &device.aor);
+            return DeviceSignIn::Refused("Forbidden (Certificate Does Not Match the Sender)");
+        }
+        if !self.users.get(aor).is_some_and(|u| u.enabled) {
+            // Revocation goes with disabling; this is the same answer
+            // should a request slip between the two.
+            self.log_refusal(
+                r,
+                "the device certificate's user is disabled or removed",
+                aor,
+            );
+            return DeviceSignIn::Refused("Forbidden (Device Certificate Revoked)");
+        }
+        let ua = r
+            .msg
+            .typed::<sip::headers::UserAgent>()
+            .ok()
+            .flatten()
+            .map(|u| u.0.to_owned());
+        self.device_seen(fingerprint, ua);
+        DeviceSignIn::Signed
+    }
+
     /// A password sign-in from `ip` for `aor` (a user of this domain):
     /// through the same rate limit and lockout filter as SIP, so the user
     /// API is no way around either; a failure counts toward the same
@@ -233,14 +301,9 @@ impl<S: store::Store> Core<S> {
             .map(|u| &u.secrets);
         match self.verifier.verify_password(user, password, secrets) {
             Some(proof) => {
-                use auth::digest::Algorithm;
-                let allowed = [Algorithm::Sha256, Algorithm::Md5]
-                    .into_iter()
-                    .any(|a| crate::policy_set::digest_allowed(&self.policies, aor, a));
-                if !allowed {
-                    tracing::info!(%aor, "user API sign-in refused: the authentication policy allows no password method");
-                    return PasswordCheck::NotAllowed;
-                }
+                // Whatever the SIP methods: the user page is where a
+                // password (and TOTP where policy asks) gets a device its
+                // certificate.
                 self.filter.success(aor, ip, now);
                 PasswordCheck::Valid(proof)
             }
@@ -249,6 +312,37 @@ impl<S: store::Store> Core<S> {
                 PasswordCheck::Wrong
             }
         }
+    }
+
+    /// Records a device's sign-in in the store, at most once a minute per
+    /// device and only when a write slot is free (best effort: the list's
+    /// "last seen" is for people, not for security).
+    fn device_seen(&mut self, fingerprint: [u8; 32], user_agent: Option<String>) {
+        let now = std::time::Instant::now();
+        if self
+            .device_seen
+            .get(&fingerprint)
+            .is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(60))
+        {
+            return;
+        }
+        if self.device_seen.len() >= 65_536 {
+            self.device_seen
+                .retain(|_, t| now.duration_since(*t) < std::time::Duration::from_secs(60));
+        }
+        let Some(permit) = self.writes.try_acquire() else {
+            return;
+        };
+        self.device_seen.insert(fingerprint, now);
+        let store = self.store.clone();
+        let fp = pki::hex(&fingerprint);
+        let at = unix_now();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = store::Devices::touch_device(&store, &fp, at, user_agent).await {
+                tracing::warn!(error = %e, "could not record a device's sign-in");
+            }
+        });
     }
 
     async fn challenge(&mut self, r: &Req<'_>, how: Challenger, stale: bool) {
@@ -291,6 +385,12 @@ impl<S: store::Store> Core<S> {
             &mut self.out,
         );
         self.flush().await;
+    }
+
+    /// A failure after the password on the user API (a wrong code).
+    pub(crate) fn sign_in_failed(&mut self, aor: &str, ip: IpAddr) {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        self.failed_from(aor, ip, now);
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {

@@ -46,6 +46,14 @@ pub enum AdminCmd {
         password: String,
         reply: oneshot::Sender<PasswordCheck>,
     },
+    /// A sign-in on the user API failed after the password (a wrong
+    /// second-factor code): counted by the lockout filter like a wrong
+    /// password.
+    SignInFailed {
+        aor: String,
+        source: IpAddr,
+        reply: oneshot::Sender<()>,
+    },
     /// Partners this server has dealt with: counters, standing, watch list.
     Partners(oneshot::Sender<Vec<crate::federate::PartnerRow>>),
     /// Takes a partner off the watch list; `false` if it was not on it.
@@ -66,6 +74,14 @@ pub enum AdminCmd {
     Watchers {
         aor: String,
         reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// Device certificates revoked: out of the registry, and every
+    /// connection that presented one closed now. `fingerprints: None`:
+    /// all of `aor`'s. Answers how many connections were closed.
+    RevokeDevices {
+        aor: String,
+        fingerprints: Option<Vec<[u8; 32]>>,
+        reply: oneshot::Sender<usize>,
     },
     /// `aor`'s registrations as the location service holds them now.
     Registrations {

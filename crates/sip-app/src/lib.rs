@@ -195,6 +195,11 @@ pub struct Core<S> {
     /// For the request being handled, when it came through an edge from a
     /// partner's server: what that server's certificate speaks for.
     pub(crate) edge_partner: Option<Arc<federation::identity::Identities>>,
+    /// The device certificates valid now (shared with the TLS listeners'
+    /// check and the APIs that issue them).
+    pub(crate) devices: Arc<pki::registry::Registry>,
+    /// When each device's sign-in was last written to the store.
+    pub(crate) device_seen: HashMap<[u8; 32], Instant>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -211,6 +216,7 @@ impl<S: store::Store> Core<S> {
         transport: Transport,
         metrics: Arc<Metrics>,
         federation: Option<FederationSetup>,
+        devices: Arc<pki::registry::Registry>,
     ) -> Result<Core<S>, String> {
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
@@ -277,6 +283,8 @@ impl<S: store::Store> Core<S> {
         };
         let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
         Ok(Core {
+            devices,
+            device_seen: HashMap::new(),
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),

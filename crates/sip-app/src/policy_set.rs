@@ -163,6 +163,26 @@ pub fn digest_allowed(set: &PolicySet, aor: &str, alg: auth::digest::Algorithm) 
     eff.list("methods").iter().any(|m| m == method)
 }
 
+/// Whether `aor`'s authentication policy lets a device certificate sign
+/// in (`client-certificate` among the methods).
+pub fn certificate_allowed(set: &PolicySet, aor: &str) -> bool {
+    set.effective(aor, "authentication").is_some_and(|eff| {
+        eff.list("methods")
+            .iter()
+            .any(|m| m == "client-certificate")
+    })
+}
+
+/// Whether `aor`'s authentication policy allows any digest password.
+pub fn any_digest_allowed(set: &PolicySet, aor: &str) -> bool {
+    [
+        auth::digest::Algorithm::Sha256,
+        auth::digest::Algorithm::Md5,
+    ]
+    .into_iter()
+    .any(|a| digest_allowed(set, aor, a))
+}
+
 /// Why a client was refused at sign-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientBlocked {

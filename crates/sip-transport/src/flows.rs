@@ -32,6 +32,8 @@ pub(crate) struct StreamFlow {
     /// reading): dropping the sender alone would let the task drain the
     /// queue first, and go on reading from a peer that does not read.
     pub(crate) closer: std::sync::Arc<tokio::sync::Notify>,
+    /// SHA-256 of the certificate the peer presented, if any.
+    pub(crate) leaf: Option<[u8; 32]>,
 }
 
 /// The live stream flows. The lock is held only to clone or remove an entry,
@@ -93,6 +95,24 @@ impl Flows {
         m.iter()
             .find(|(_, f)| f.protocol == protocol && f.remote == remote)
             .map(|(id, _)| *id)
+    }
+
+    /// Closes now every connection whose peer presented one of these
+    /// certificates (by SHA-256); returns how many.
+    pub(crate) fn close_certified(&self, certs: &std::collections::HashSet<[u8; 32]>) -> usize {
+        let hit: Vec<(FlowId, StreamFlow)> = match self.streams.lock() {
+            Ok(m) => m
+                .iter()
+                .filter(|(_, f)| f.leaf.is_some_and(|l| certs.contains(&l)))
+                .map(|(id, f)| (*id, f.clone()))
+                .collect(),
+            Err(_) => return 0,
+        };
+        for (id, f) in &hit {
+            self.remove(*id);
+            f.closer.notify_one();
+        }
+        hit.len()
     }
 
     pub(crate) fn len(&self) -> usize {

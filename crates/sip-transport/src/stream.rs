@@ -128,6 +128,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             remote,
             local,
             closer: closer.clone(),
+            leaf: peer_certificates
+                .as_ref()
+                .and_then(|c| c.first())
+                .map(|c| crate::fingerprint(c)),
         },
     );
     if let Some(r) = ready {

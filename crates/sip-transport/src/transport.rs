@@ -274,6 +274,13 @@ impl Transport {
         }
     }
 
+    /// Closes every connection whose peer presented one of these
+    /// certificates (SHA-256 of the DER), at once: a revoked device's.
+    /// Returns how many were closed.
+    pub fn close_certified(&self, certs: &std::collections::HashSet<[u8; 32]>) -> usize {
+        self.ctx.flows.close_certified(certs)
+    }
+
     /// The connections closed since the last call, oldest first (the
     /// owner polls: bindings and subscriptions that lived on them go).
     pub fn closed_flows(&self) -> Vec<FlowId> {

@@ -149,6 +149,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             remote,
             local,
             closer: closer.clone(),
+            leaf: peer_certificates
+                .as_ref()
+                .and_then(|c| c.first())
+                .map(|c| crate::fingerprint(c)),
         },
     );
     let source = Source {

@@ -23,6 +23,7 @@ mod admins;
 mod audit;
 mod bindings;
 mod contacts;
+mod devices;
 mod messages;
 mod migrations;
 mod policies;

@@ -225,6 +225,38 @@ const STEPS: &[&str] = &[
         SELECT aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent FROM bindings;
      DROP TABLE bindings;
      ALTER TABLE bindings_v7 RENAME TO bindings;",
+    // 8: users' devices (their certificates; revoked ones stay listed
+    // until they expire), users' TOTP second factor (sealed), and
+    // single-use enrollment codes (hashes only).
+    "CREATE TABLE devices (
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        serial TEXT NOT NULL,
+        certificate TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER,
+        revoked_reason TEXT,
+        last_seen INTEGER,
+        user_agent TEXT,
+        PRIMARY KEY (aor, id)
+     );
+     CREATE TABLE totp (
+        aor TEXT PRIMARY KEY REFERENCES users(aor) ON DELETE CASCADE,
+        secret BLOB,
+        pending BLOB,
+        last_step INTEGER
+     );
+     ALTER TABLE user_sessions ADD COLUMN second_factor INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE enrollment_codes (
+        hash BLOB PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+     );",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

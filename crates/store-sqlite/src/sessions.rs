@@ -10,8 +10,8 @@ impl UserSessions for Sqlite {
         let keep = i64::try_from(max_per_user.max(1)).unwrap_or(i64::MAX);
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO user_sessions (id, aor, hash, source, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO user_sessions (id, aor, hash, source, created_at, expires_at, second_factor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -20,7 +20,8 @@ impl UserSessions for Sqlite {
                     s.hash,
                     s.source,
                     s.created_at,
-                    s.expires_at
+                    s.expires_at,
+                    s.second_factor
                 ])
             })
             .map_err(db)?;
@@ -41,7 +42,7 @@ impl UserSessions for Sqlite {
         let id = id.to_owned();
         self.call(move |c| {
             c.prepare_cached(
-                "SELECT s.id, s.hash, s.aor, s.source, s.created_at, s.expires_at, u.enabled
+                "SELECT s.id, s.hash, s.aor, s.source, s.created_at, s.expires_at, u.enabled, s.second_factor
                  FROM user_sessions s JOIN users u ON u.aor = s.aor WHERE s.id = ?1",
             )
             .and_then(|mut st| {
@@ -54,6 +55,7 @@ impl UserSessions for Sqlite {
                             source: r.get(3)?,
                             created_at: r.get(4)?,
                             expires_at: r.get(5)?,
+                            second_factor: r.get(7)?,
                         },
                         r.get(6)?,
                     ))
@@ -71,6 +73,19 @@ impl UserSessions for Sqlite {
             c.execute("DELETE FROM user_sessions WHERE id = ?1", [id])
                 .map(|n| n == 1)
                 .map_err(db)
+        })
+        .await
+    }
+
+    async fn upgrade_user_session(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE user_sessions SET second_factor = 1 WHERE id = ?1",
+                [id],
+            )
+            .map(|n| n == 1)
+            .map_err(db)
         })
         .await
     }

@@ -85,9 +85,11 @@ impl Users for Sqlite {
     async fn set_secret(&self, aor: &str, secret: Vec<u8>) -> Result<bool> {
         let aor = aor.to_owned();
         self.write(move |c| {
-            // A new password ends every sign-in session made with the old one.
+            // A new password ends every sign-in session made with the old
+            // one, and revokes every device certificate issued under it.
             c.execute("DELETE FROM user_sessions WHERE aor = ?1", [&aor])
                 .map_err(db)?;
+            super::devices::revoke_all(c, &aor, "password", super::devices::now())?;
             c.execute(
                 "UPDATE users SET secret = ?2 WHERE aor = ?1",
                 params![aor, secret],
@@ -106,6 +108,8 @@ impl Users for Sqlite {
                 // not bring them back).
                 c.execute("DELETE FROM user_sessions WHERE aor = ?1", [&aor])
                     .map_err(db)?;
+                // Nor any device: re-enabled, the user enrolls again.
+                super::devices::revoke_all(c, &aor, "disabled", super::devices::now())?;
             }
             c.execute(
                 "UPDATE users SET enabled = ?2 WHERE aor = ?1",

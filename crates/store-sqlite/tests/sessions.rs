@@ -36,6 +36,7 @@ fn session(id: &str, aor: &str, created_at: i64) -> UserSessionRow {
         source: "127.0.0.1".into(),
         created_at,
         expires_at: created_at + 100,
+        second_factor: false,
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`],
 //! [`Admins`], [`UserSessions`], [`AuditLog`], [`PresenceState`],
-//! [`Contacts`]), gathered in [`Store`], over plain data types ([`model`]).
+//! [`Contacts`], [`Devices`]), gathered in [`Store`], over plain data types ([`model`]).
 //! The SIP application and the HTTP APIs name only these; an implementation
 //! (`parapet-store-sqlite` today) is chosen where the server is wired, so a
 //! role that keeps nothing (the Edge) builds without a database.
@@ -16,9 +16,9 @@ pub mod model;
 
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
-    ContactRow, GrantRow, GrantTargetRow, GroupRow, NewUser, PendingMessage, PolicyRow,
-    PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow, TokenRow, User,
-    UserSessionRow,
+    ContactRow, DeviceRow, EnrollmentCodeRow, GrantRow, GrantTargetRow, GroupRow, NewUser,
+    PendingMessage, PolicyRow, PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow,
+    TokenRow, TotpRow, User, UserSessionRow,
 };
 
 use std::future::Future;
@@ -64,6 +64,7 @@ pub trait Store:
     + AuditLog
     + PresenceState
     + Contacts
+    + Devices
     + Clone
     + std::fmt::Debug
     + 'static
@@ -252,6 +253,9 @@ pub trait UserSessions: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<(UserSessionRow, bool)>>> + Send;
     fn remove_user_session(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Marks a session as signed in with a second factor; `false` if it
+    /// does not exist.
+    fn upgrade_user_session(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Ends every session of `aor`; returns how many.
     fn remove_user_sessions(&self, aor: &str) -> impl Future<Output = Result<usize>> + Send;
     fn purge_expired_user_sessions(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
@@ -325,5 +329,82 @@ pub trait Contacts: Send + Sync {
         &self,
         owner: &str,
         name: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Users' devices (their certificates) and second factors. Disabling a
+/// user or setting a new password ([`Users::set_enabled`],
+/// [`Users::set_secret`]) revokes every device of that user in the same
+/// transaction (reason `disabled` or `password`); removing the user
+/// removes them.
+pub trait Devices: Send + Sync {
+    /// Stores a newly issued device. `Conflict` if the user does not exist,
+    /// the id is taken, or the user already has `max_active` devices
+    /// neither revoked nor expired at `d.issued_at`.
+    fn add_device(
+        &self,
+        d: DeviceRow,
+        max_active: usize,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A user's devices, newest first (revoked ones too).
+    fn devices(&self, aor: &str) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;
+    /// Every device neither revoked nor expired at `now` (at start).
+    fn active_devices(&self, now: i64) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;
+    /// Revokes one device; `None` if the user has no such device or it
+    /// was revoked already.
+    fn revoke_device(
+        &self,
+        aor: &str,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<DeviceRow>>> + Send;
+    /// Revokes every device of `aor` not yet revoked; returns them.
+    fn revoke_devices(
+        &self,
+        aor: &str,
+        reason: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;
+    /// Records that a device signed in (at most once a minute per device is
+    /// enough; the caller decides).
+    fn touch_device(
+        &self,
+        fingerprint: &str,
+        seen_at: i64,
+        user_agent: Option<String>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Revoked devices whose certificates have not expired yet at `now`
+    /// (the revocation list).
+    fn revoked_devices(&self, now: i64) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;
+
+    /// The user's TOTP state (`None`: no such user).
+    fn totp(&self, aor: &str) -> impl Future<Output = Result<Option<TotpRow>>> + Send;
+    /// Starts (or restarts) enrolment: a sealed secret waiting for its
+    /// first code. The confirmed secret, if any, stays until then.
+    fn set_totp_pending(
+        &self,
+        aor: &str,
+        sealed: Vec<u8>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// The pending secret becomes the user's, `step` its first use. `false`
+    /// if nothing was pending.
+    fn confirm_totp(&self, aor: &str, step: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// Records `step` as used, only if it is later than the last one used
+    /// (so one code is accepted once, even by two requests at once);
+    /// `false` otherwise.
+    fn use_totp_step(&self, aor: &str, step: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes the user's second factor (an administrator's reset).
+    fn remove_totp(&self, aor: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Stores a single-use enrollment code.
+    fn add_enrollment_code(&self, c: EnrollmentCodeRow) -> impl Future<Output = Result<()>> + Send;
+    /// Consumes the code with this hash for `aor` if it exists and has not
+    /// expired at `now`; `false` otherwise. Consumed codes are gone.
+    fn use_enrollment_code(
+        &self,
+        aor: &str,
+        hash: Vec<u8>,
+        now: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 }

@@ -212,6 +212,9 @@ pub struct UserSessionRow {
     pub source: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Signed in with a second factor too (TOTP at sign-in, or enrolled
+    /// in this session).
+    pub second_factor: bool,
 }
 
 /// One audit record, as appended.
@@ -315,4 +318,50 @@ pub struct ContactRow {
     /// The owner's contact groups this entry is in, in the owner's order.
     pub groups: Vec<String>,
     pub added_at: i64,
+}
+
+/// A device's certificate, issued to a user after a strong sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub aor: String,
+    /// The device id the certificate names (`urn:parapet:device:ID`).
+    pub id: String,
+    /// The name the user gave the device.
+    pub name: String,
+    /// SHA-256 of the certificate (DER), lower-case hex: how a connection's
+    /// certificate is recognised.
+    pub fingerprint: String,
+    /// The certificate's serial number, lower-case hex.
+    pub serial: String,
+    /// The certificate as issued (PEM), for the user to download again.
+    pub certificate: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    /// Why it was revoked (`disabled`, `password`, `removed`, `sign-out`,
+    /// `user`, `admin`), for the lists and the revocation list.
+    pub revoked_reason: Option<String>,
+    pub last_seen: Option<i64>,
+    pub user_agent: Option<String>,
+}
+
+/// A user's TOTP second factor: the sealed secret once confirmed, a
+/// pending one while the user is enrolling, and the last step used (a code
+/// is accepted once).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TotpRow {
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: Option<i64>,
+}
+
+/// A single-use code that lets a user enroll a device where policy
+/// allows managed devices only (its SHA-256 alone is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentCodeRow {
+    pub hash: Vec<u8>,
+    pub aor: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }

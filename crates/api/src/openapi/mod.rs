@@ -27,8 +27,8 @@ pub(super) struct Doc {
 }
 
 const ERRORS: &[&str] = &["400", "401", "403", "404", "409", "503"];
-/// The user API also answers 429 (a user's request rate).
-const USER_ERRORS: &[&str] = &["400", "401", "403", "404", "409", "429", "503"];
+/// The user API also answers 429 (a user's request rate) and 413 (a body over 256 KiB).
+const USER_ERRORS: &[&str] = &["400", "401", "403", "404", "409", "413", "429", "503"];
 
 impl Doc {
     #[allow(clippy::too_many_arguments)]

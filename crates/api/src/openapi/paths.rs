@@ -287,6 +287,60 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
 
     d.op(
         "get",
+        "/v1/users/{uri}/devices",
+        "The user's devices (certificates): id, name, issued, expires, last seen, user agent, revocation",
+        "users.read",
+        vec![uri()],
+        None,
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}/devices",
+        "Revoke every device of the user; their connections close at once",
+        "users.write",
+        vec![uri()],
+        None,
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}/devices/{id}",
+        "Revoke one device of the user; its connections close at once",
+        "users.write",
+        vec![
+            uri(),
+            path_param(
+                "id",
+                json!({ "type": "string", "pattern": "^[0-9a-f]{16}$" }),
+            ),
+        ],
+        None,
+        204,
+    );
+    d.op(
+        "post",
+        "/v1/users/{uri}/enrollment-codes",
+        "A single-use code that lets the user enroll one device where policy allows managed devices only (shown once)",
+        "users.write",
+        vec![uri()],
+        Some(obj(
+            &[],
+            json!({ "expires_secs": { "type": "integer", "minimum": 60, "maximum": 2_592_000 } }),
+        )),
+        201,
+    );
+    d.op(
+        "delete",
+        "/v1/users/{uri}/second-factor",
+        "Remove the user's authenticator (TOTP), e.g. after a lost phone",
+        "users.write",
+        vec![uri()],
+        None,
+        200,
+    );
+    d.op(
+        "get",
         "/v1/users/{uri}/registrations",
         "The user's registered devices now: contact, transport, source address, how the server reaches each (its connection or its address), RFC 5626 instance, user agent, q and expiry",
         "users.read",

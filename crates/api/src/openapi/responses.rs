@@ -30,6 +30,22 @@ pub(super) fn policy_doc() -> Value {
     )
 }
 
+/// A device; `issued`: as enrolment answers, with its certificate and
+/// the device CA's.
+fn device(issued: bool) -> Value {
+    let mut props = json!({
+        "id": s(), "name": s(), "issued_at": int(), "expires_at": int(),
+        "revoked_at": { "type": "integer", "nullable": true },
+        "revoked_reason": ns(), "last_seen": { "type": "integer", "nullable": true },
+        "user_agent": ns(), "fingerprint": s(), "serial": s(),
+    });
+    if issued {
+        props["certificate"] = s();
+        props["ca_certificate"] = s();
+    }
+    exact(props, &[])
+}
+
 pub(super) fn contact() -> Value {
     exact(
         json!({
@@ -153,10 +169,29 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
         | ("put", "/user/v1/contacts/{contact}")
         | ("put", "/user/v1/watchers/{watcher}") => contact(),
         ("post", "/user/v1/session") => exact(
-            json!({ "token": s(), "user": s(), "expires_at": int() }),
+            json!({ "token": s(), "user": s(), "expires_at": int(), "second_factor": boolean() }),
             &[],
         ),
-        ("get", "/user/v1/me") => exact(json!({ "user": s(), "expires_at": int() }), &[]),
+        ("get", "/user/v1/me") => exact(
+            json!({ "user": s(), "expires_at": int(), "second_factor": boolean() }),
+            &[],
+        ),
+        ("get", "/user/v1/second-factor") => exact(
+            json!({ "enrolled": boolean(), "required": boolean(), "this_session": boolean() }),
+            &[],
+        ),
+        ("post", "/user/v1/second-factor") => {
+            exact(json!({ "secret": s(), "uri": s(), "qr_svg": s() }), &[])
+        }
+        ("post", "/user/v1/second-factor/confirm") => exact(json!({ "enrolled": boolean() }), &[]),
+        ("get", "/user/v1/devices") | ("get", "/v1/users/{uri}/devices") => array(device(false)),
+        ("post", "/user/v1/devices") => device(true),
+        ("delete", "/v1/users/{uri}/devices") => exact(json!({ "revoked": boolean() }), &[]),
+        ("delete", "/v1/users/{uri}/second-factor") => exact(json!({ "removed": boolean() }), &[]),
+        ("post", "/v1/users/{uri}/enrollment-codes") => exact(
+            json!({ "user": s(), "code": s(), "expires_at": int() }),
+            &[],
+        ),
         ("get", "/user/v1/watchers") => exact(json!({ "watchers": array(watcher()) }), &[]),
         ("get", "/v1/groups") => array(exact(
             json!({ "name": s(), "priority": int(), "description": s(), "members": strings() }),

@@ -21,12 +21,16 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
     d.op(
         "post",
         "/user/v1/session",
-        "Sign in with your SIP address (or user name) and password; returns a session token. Failures count toward the same lockout as SIP sign-ins.",
+        "Sign in with your SIP address (or user name) and password, and the authenticator's code if you have set one up (a 401 with second_factor = totp asks for it); returns a session token. Failures count toward the same lockout as SIP sign-ins.",
         "",
         vec![],
         Some(obj(
             &["user", "password"],
-            json!({ "user": user, "password": { "type": "string", "minLength": 1, "maxLength": 1024 } }),
+            json!({
+                "user": user,
+                "password": { "type": "string", "minLength": 1, "maxLength": 1024 },
+                "totp": { "type": "string", "pattern": "^[0-9]{6}$", "description": "the authenticator's code, for a user who has set one up" },
+            }),
         )),
         201,
     );
@@ -47,6 +51,79 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
         vec![],
         None,
         200,
+    );
+    d.op(
+        "get",
+        "/user/v1/second-factor",
+        "Whether you have an authenticator (TOTP) set up, whether your policy requires one to enroll devices, and whether this session was signed in with it",
+        SELF,
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "post",
+        "/user/v1/second-factor",
+        "Start setting up an authenticator app: a new secret, as text, an otpauth URI and a QR code (SVG); it replaces the old one once confirmed",
+        SELF,
+        vec![],
+        None,
+        201,
+    );
+    d.op(
+        "post",
+        "/user/v1/second-factor/confirm",
+        "Confirm the new authenticator with the code it shows; this session then counts as signed in with it",
+        SELF,
+        vec![],
+        Some(obj(&["code"], json!({ "code": { "type": "string", "pattern": "^[0-9]{6}$" } }))),
+        200,
+    );
+    d.op(
+        "get",
+        "/user/v1/devices",
+        "Your devices (their certificates): issued, expires, last seen, user agent, revoked",
+        SELF,
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "post",
+        "/user/v1/devices",
+        "Enroll a device: its certificate request (PEM, made on the device; the key never leaves it) in, its certificate out. Needs a session signed in with your authenticator where policy requires a second factor, and an enrollment code where policy allows managed devices only",
+        SELF,
+        vec![],
+        Some(obj(
+            &["name", "csr"],
+            json!({
+                "name": { "type": "string", "minLength": 1, "maxLength": 64 },
+                "csr": { "type": "string", "minLength": 1, "maxLength": pki::csr::MAX_CSR },
+                "enrollment_code": { "type": "string", "maxLength": 64 },
+            }),
+        )),
+        201,
+    );
+    d.op(
+        "delete",
+        "/user/v1/devices/{id}",
+        "Revoke one of your devices; its connections close at once",
+        SELF,
+        vec![path_param(
+            "id",
+            json!({ "type": "string", "pattern": "^[0-9a-f]{16}$" }),
+        )],
+        None,
+        204,
+    );
+    d.op(
+        "post",
+        "/user/v1/sign-out-everywhere",
+        "Revoke every device and end every session, this one too",
+        SELF,
+        vec![],
+        None,
+        204,
     );
     d.op(
         "get",

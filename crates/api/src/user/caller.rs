@@ -25,6 +25,8 @@ pub(crate) struct Me {
     /// The session this request came with.
     pub(crate) session: String,
     pub(crate) expires_at: i64,
+    /// The session was made with a second factor (or one was enrolled in it).
+    pub(crate) second_factor: bool,
 }
 
 impl Who for Me {
@@ -93,6 +95,7 @@ impl<S: Store> FromRequestParts<Ctx<S>> for Me {
             source: source_of(parts),
             session: row.id,
             expires_at: row.expires_at,
+            second_factor: row.second_factor,
         })
     }
 }

@@ -11,14 +11,16 @@
 
 mod caller;
 mod contacts;
+mod devices;
 mod page;
+pub(crate) mod second_factor;
 mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use store::Store;
 
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use sip_transport::logging::RateLimited;
 
@@ -26,8 +28,11 @@ pub(crate) use caller::Me;
 
 use super::{problem, Ctx};
 
-/// The body of a request on the user listener, at most.
-const MAX_BODY: usize = 64 * 1024;
+/// The body of a request on the user listener, at most: room for the
+/// largest certificate request (16 KiB of PEM) written with JSON escapes
+/// at their longest (a request over it is refused by its own limit, with
+/// a 400 that says so, not cut off).
+const MAX_BODY: usize = 256 * 1024;
 
 static REFUSED: RateLimited = RateLimited::new();
 
@@ -61,6 +66,23 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             post(session::sign_in::<S>).delete(session::sign_out::<S>),
         )
         .route("/user/v1/me", get(session::me))
+        .route(
+            "/user/v1/second-factor",
+            get(second_factor::status::<S>).post(second_factor::start::<S>),
+        )
+        .route(
+            "/user/v1/second-factor/confirm",
+            post(second_factor::confirm::<S>),
+        )
+        .route(
+            "/user/v1/devices",
+            get(devices::list::<S>).post(devices::enroll::<S>),
+        )
+        .route("/user/v1/devices/{id}", delete(devices::revoke::<S>))
+        .route(
+            "/user/v1/sign-out-everywhere",
+            post(devices::sign_out_everywhere::<S>),
+        )
         .route("/user/v1/contacts", get(contacts::list::<S>))
         .route(
             "/user/v1/contacts/{contact}",

@@ -1,6 +1,8 @@
-//! The self-service page at `/`: sign in, see who asks to watch your
-//! presence and approve or deny them, and manage your contacts and contact
-//! groups. Static files compiled into the binary; the page talks only to
+//! The self-service page at `/`: sign in (with the authenticator's code
+//! when one is set up), set up an authenticator app, enroll devices from
+//! their certificate requests and revoke them, sign out everywhere, see who
+//! asks to watch your presence and approve or deny them, and manage your
+//! contacts and contact groups. Static files compiled into the binary; the page talks only to
 //! the user API on the same origin. A strict Content-Security-Policy (no
 //! inline script or style, nothing from elsewhere) and the usual headers
 //! are on every answer of the user listener.

@@ -34,6 +34,8 @@ pub(crate) struct SignInBody {
     /// `alice` or `sip:alice@DOMAIN`.
     user: String,
     password: String,
+    /// The authenticator's 6-digit code, for a user who has enrolled one.
+    totp: Option<String>,
 }
 
 const WRONG: &str = "the address or password is wrong (use your SIP address, e.g. sip:alice@DOMAIN, or the user name alone, and the password your SIP client uses)";
@@ -43,6 +45,24 @@ fn with_retry(mut r: Response, secs: u64) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
+}
+
+/// A 401 that asks for the second factor: the problem carries
+/// `"second_factor": "totp"`, so a page knows to show the code field.
+fn code_needed(detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": detail,
+        "second_factor": "totp",
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn sign_in<S: Store>(
@@ -111,13 +131,34 @@ pub(crate) async fn sign_in<S: Store>(
                 1,
             ));
         }
-        PasswordCheck::NotAllowed => {
-            return Err(problem(
-                StatusCode::FORBIDDEN,
-                "your authentication policy does not allow signing in with a password; ask an administrator",
-            ));
-        }
     }
+    // The second factor, for a user who has one: without it the password
+    // alone opens nothing; a wrong code counts as a failed sign-in.
+    let second_factor = if ctx.has_second_factor(&aor).await? {
+        let Some(code) = b.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Err(code_needed(
+                "this account has a second factor: give the 6-digit code your authenticator app shows now (totp)",
+            ));
+        };
+        match ctx.check_code(&aor, code).await? {
+            super::second_factor::Code::Accepted => true,
+            super::second_factor::Code::Refused => {
+                super::log_refusal(&source, "wrong or used second-factor code");
+                let _ = ctx
+                    .ask(|reply| AdminCmd::SignInFailed {
+                        aor: aor.clone(),
+                        source,
+                        reply,
+                    })
+                    .await;
+                return Err(code_needed(
+                    "the code is wrong or was used already (each code works once); type the code your authenticator app shows now",
+                ));
+            }
+        }
+    } else {
+        false
+    };
     let minted = rbac::token::mint_with(rbac::token::USER_PREFIX)
         .ok_or_else(|| internal("random generator failed"))?;
     let now = sip_app::unix_now();
@@ -128,6 +169,7 @@ pub(crate) async fn sign_in<S: Store>(
         source: source.to_string(),
         created_at: now,
         expires_at: now + SESSION_SECS,
+        second_factor,
     };
     let expires_at = row.expires_at;
     match ctx.store.add_user_session(row, MAX_SESSIONS).await {
@@ -144,7 +186,7 @@ pub(crate) async fn sign_in<S: Store>(
     tracing::info!(user = %aor, %source, "user API: signed in");
     Ok(json(
         StatusCode::CREATED,
-        &serde_json::json!({ "token": minted.text, "user": aor, "expires_at": expires_at }),
+        &serde_json::json!({ "token": minted.text, "user": aor, "expires_at": expires_at, "second_factor": second_factor }),
     ))
 }
 
@@ -159,6 +201,6 @@ pub(crate) async fn sign_out<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> Api
 pub(crate) async fn me(me: Me) -> ApiResult {
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "user": me.aor, "expires_at": me.expires_at }),
+        &serde_json::json!({ "user": me.aor, "expires_at": me.expires_at, "second_factor": me.second_factor }),
     ))
 }

@@ -87,6 +87,9 @@ pub(super) enum AdminCmd {
     /// SIP users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Device enrollment (managed devices).
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// Users' contact lists, relationships and presence watchers.
     #[command(subcommand)]
     Contacts(ContactsCmd),
@@ -273,6 +276,44 @@ pub(super) enum UserCmd {
         site: Option<String>,
         #[arg(long)]
         clear: bool,
+    },
+    /// The user's devices (certificates): id, name, issued, expires, last
+    /// seen, user agent, and revocation.
+    ///
+    /// Example: parapet admin user devices sip:alice@example.com
+    Devices {
+        uri: String,
+    },
+    /// Revoke one device's certificate; its connections close at once.
+    ///
+    /// Example: parapet admin user revoke-device sip:alice@example.com 3f2a9c0d41b7e655
+    RevokeDevice {
+        uri: String,
+        device: String,
+    },
+    /// Revoke every device of the user; their connections close at once.
+    RevokeDevices {
+        uri: String,
+    },
+    /// Remove the user's authenticator (TOTP), e.g. after a lost phone;
+    /// they set up a new one at their next sign-in on the user page.
+    ResetSecondFactor {
+        uri: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum DeviceCmd {
+    /// A single-use code that lets the user enroll one device where the
+    /// authentication policy allows managed devices only. Printed once.
+    ///
+    /// Example: parapet admin device enrollment-code sip:alice@example.com --expires 3d
+    EnrollmentCode {
+        uri: String,
+        /// How long the code stays usable: seconds, or with m, h or d
+        /// (default 7d, at most 30d).
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 

@@ -306,6 +306,9 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             }
         }
         AdminCmd::User(cmd) => users::user(authed()?, cmd, out, done).await?,
+        AdminCmd::Device(DeviceCmd::EnrollmentCode { uri, expires }) => {
+            users::enrollment_code(authed()?, uri, expires, out).await?
+        }
         AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
         AdminCmd::Group(cmd) => {
             let c = authed()?;

@@ -100,8 +100,93 @@ pub(super) async fn user(
                 None => format!("{uri} has no site"),
             });
         }
+        UserCmd::Devices { uri } => {
+            render(&c.call("GET", path(&uri, "/devices"), None).await?, out)
+        }
+        UserCmd::RevokeDevice { uri, device } => {
+            c.call(
+                "DELETE",
+                path(&uri, &format!("/devices/{}", encode(&device))),
+                None,
+            )
+            .await?;
+            done(format!(
+                "revoked device {device} of {uri}; its connections are closed"
+            ));
+        }
+        UserCmd::RevokeDevices { uri } => {
+            let v = c.call("DELETE", path(&uri, "/devices"), None).await?;
+            done(if v.get("revoked").and_then(Value::as_bool) == Some(true) {
+                format!("revoked every device of {uri}; their connections are closed")
+            } else {
+                format!("{uri} had no device to revoke")
+            });
+        }
+        UserCmd::ResetSecondFactor { uri } => {
+            let v = c.call("DELETE", path(&uri, "/second-factor"), None).await?;
+            done(if v.get("removed").and_then(Value::as_bool) == Some(true) {
+                format!("removed {uri}'s authenticator; they set up a new one on the user page")
+            } else {
+                format!("{uri} had no authenticator")
+            });
+        }
     }
     Ok(())
+}
+
+/// `parapet admin device enrollment-code URI [--expires D]`: prints the
+/// code (the only time it is shown).
+pub(super) async fn enrollment_code(
+    c: Client,
+    uri: String,
+    expires: Option<String>,
+    out: Output,
+) -> Result<(), String> {
+    let secs = expires.as_deref().map(duration_secs).transpose()?;
+    let body = match secs {
+        Some(s) => json!({ "expires_secs": s }),
+        None => json!({}),
+    };
+    let v = c
+        .call(
+            "POST",
+            format!("/v1/users/{}/enrollment-codes", encode(&uri)),
+            Some(body),
+        )
+        .await?;
+    match out {
+        Output::Json => render(&v, out),
+        Output::Table => {
+            println!("{}", v.get("code").and_then(Value::as_str).unwrap_or(""));
+            eprintln!(
+                "single-use enrollment code for {uri}, until unix time {}: give it to the user (it is not shown again)",
+                v.get("expires_at").map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `90`, `30m`, `12h`, `3d` as seconds.
+fn duration_secs(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let n: i64 = num.parse().map_err(|_| {
+        format!("--expires {text:?}: give seconds, or a number with m, h or d (e.g. 3d)")
+    })?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("--expires {text:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("--expires {text:?}: out of range"))
 }
 
 /// `uri<TAB>password[<TAB>display name]` lines (blank lines and `#` comments

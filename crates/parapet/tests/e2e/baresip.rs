@@ -90,9 +90,30 @@ impl Baresip {
         Baresip::start_full(s, user, password, contact, &opts)
     }
 
+    /// Signed in by a device certificate, enrolled as the README's recipe
+    /// says (openssl, curl and jq against the user listener), with no
+    /// password in its account. Waits for `ready` ([`READY`] if `None`).
+    pub(crate) fn start_with_device(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        ready: Option<&str>,
+    ) -> Baresip {
+        let opts = Opts {
+            device: true,
+            ready: ready.map(str::to_string),
+            ..Opts::default()
+        };
+        Baresip::start_full(s, user, password, contact, &opts)
+    }
+
     fn start_full(s: &Server, user: &str, password: &str, contact: &str, opts: &Opts) -> Baresip {
         let dir = s.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
+        if opts.device {
+            enroll_by_readme(s, &dir, user, password);
+        }
         let wav = dir.join("tone.wav");
         std::fs::write(&wav, tone_wav()).unwrap();
         // The listening port is found free, but another test may take it
@@ -135,6 +156,13 @@ impl Baresip {
         if let Some(p) = dns {
             config.push_str(&format!("dns_server    127.0.0.1:{p}\n"));
         }
+        if opts.device {
+            // What the recipe's last two lines do.
+            config.push_str(&format!(
+                "sip_certificate {}\n",
+                dir.join("device.pem").display()
+            ));
+        }
         std::fs::write(dir.join("config"), config).unwrap();
         let mut account = readme_account
             .replace(
@@ -161,6 +189,12 @@ impl Baresip {
         }
         if presence {
             account.push_str(";pubint=60");
+        }
+        if opts.device {
+            account = std::fs::read_to_string(dir.join("accounts.device"))
+                .unwrap()
+                .trim()
+                .to_string();
         }
         std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let p2p = if presence { ";presence=p2p" } else { "" };
@@ -246,6 +280,52 @@ pub(crate) struct Opts {
     dns: Option<u16>,
     local_ip: Option<&'static str>,
     outbound: Option<String>,
+    /// Sign in with a device certificate (the README's recipe).
+    device: bool,
+}
+
+/// Runs the README's device-certificate recipe in `dir` for `user`: a key
+/// and request made by openssl, the certificate from the user API, both
+/// in `device.pem`; the account line it writes is kept as
+/// `accounts.device`.
+pub(crate) fn enroll_by_readme(s: &Server, dir: &std::path::Path, user: &str, password: &str) {
+    let readme = readme();
+    let section = readme
+        .split("### A device certificate instead of a password")
+        .nth(1)
+        .expect("the README's device certificate section");
+    let script = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|c| c.split("\n```").next())
+        .expect("the README's device certificate recipe");
+    assert!(script.contains("> accounts"), "{script}");
+    let script = script
+        .replace(
+            "../parapet-data/pki/ca.pem",
+            &s.data_dir().join("pki/ca.pem").display().to_string(),
+        )
+        .replace("alice-laptop", &format!("{user}-laptop"))
+        .replace("\"user\":\"alice\"", &format!("\"user\":\"{user}\""))
+        .replace("a-long-passphrase", password)
+        .replace("sip:alice@", &format!("sip:{user}@"))
+        .replace("> accounts", "> accounts.device");
+    let o = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    assert!(
+        o.status.success(),
+        "the README's recipe failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pem = std::fs::read_to_string(dir.join("device.pem")).unwrap();
+    assert!(
+        pem.contains("BEGIN CERTIFICATE") && pem.contains("PRIVATE KEY"),
+        "device.pem holds the certificate and its key:\n{pem}"
+    );
 }
 
 /// The baresip recipe of the README: the `config` file's lines and alice's

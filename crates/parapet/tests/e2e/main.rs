@@ -21,6 +21,7 @@ mod baresip;
 mod calls;
 mod capacity;
 mod defaults;
+mod devices;
 mod edge;
 mod federation;
 mod federation_dialogs;

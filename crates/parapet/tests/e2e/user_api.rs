@@ -276,7 +276,9 @@ fn failed_sign_ins_on_the_user_api_count_toward_the_sip_lockout() {
         &["lockout", "clear", "--account", "sip:bob@example.test"],
     );
     sign_in(&s, "bob", PW);
-    // A policy that allows no password method refuses the right password.
+    // A policy that allows device certificates only on SIP still lets the
+    // user page sign her in with the password: that is where a device gets
+    // its certificate (devices.rs).
     admin_ok(
         &s,
         &[
@@ -287,11 +289,7 @@ fn failed_sign_ins_on_the_user_api_count_toward_the_sip_lockout() {
             "methods=client-certificate",
         ],
     );
-    let d = refused(&s, "POST", "/user/v1/session", None, &right, 403);
-    assert!(
-        d.contains("does not allow signing in with a password"),
-        "{d}"
-    );
+    sign_in(&s, "bob", PW);
 }
 
 #[test]
@@ -434,8 +432,8 @@ fn bad_input_gets_a_precise_answer() {
         json!({}),
     );
     assert_eq!(e["relationship"], "external", "{e}");
-    // A body over the limit (64 KiB) is refused before it is read whole.
-    let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(100 * 1024));
+    // A body over the limit (256 KiB) is refused before it is read whole.
+    let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(300 * 1024));
     let (code, _, _) = s.https(
         "PUT",
         &format!("/user/v1/contacts/{}", enc("sip:pat@partner.example")),
@@ -510,13 +508,14 @@ fn the_user_api_matches_its_document_under_schemathesis() {
         let concrete = path
             .replace("{contact}", &enc(&sip("gina")))
             .replace("{watcher}", &enc(&sip("gina")))
-            .replace("{name}", "Team");
+            .replace("{name}", "Team")
+            .replace("{id}", "0000000000000000");
         // Create before remove.
         let mut order: Vec<&String> = methods.as_object().unwrap().keys().collect();
         order.sort_by_key(|m| m.as_str() == "delete");
         for method in order {
-            if path == "/user/v1/session" {
-                continue; // signing in and out is covered above
+            if path == "/user/v1/session" || path == "/user/v1/sign-out-everywhere" {
+                continue; // signing in and out is covered above, and in devices.rs
             }
             let m = method.to_uppercase();
             let body = if m == "PUT" && path.contains("watchers") {
@@ -527,6 +526,15 @@ fn the_user_api_matches_its_document_under_schemathesis() {
                 ""
             };
             let (code, head, text) = s.https(&m, &concrete, Some(&token), body);
+            if path.starts_with("/user/v1/devices") || path.ends_with("/confirm") {
+                // These need a request, a code or an existing device
+                // (devices.rs): routed means answered by their handler.
+                assert!(
+                    !text.contains("no such path") && code != 405,
+                    "{m} {path}: {head}\n{text}"
+                );
+                continue;
+            }
             assert!((200..300).contains(&code), "{m} {path}: {head}\n{text}");
         }
     }
@@ -534,7 +542,12 @@ fn the_user_api_matches_its_document_under_schemathesis() {
         &s,
         &format!("https://127.0.0.1:{}/user/v1/openapi.json", s.web),
         &token,
-        &["--exclude-operation-id", "delete_user_v1_session"],
+        &[
+            "--exclude-operation-id",
+            "delete_user_v1_session",
+            "--exclude-operation-id",
+            "post_user_v1_sign_out_everywhere",
+        ],
     );
     assert!(report.contains("passed"), "{report}");
 }

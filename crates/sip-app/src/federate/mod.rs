@@ -221,6 +221,10 @@ impl<S: store::Store> Core<S> {
             return None;
         }
         let chain = src.peer_certificates.as_ref()?;
+        if self.devices.device_of(chain.first()?).is_some() {
+            // A user's device, signed in by its certificate.
+            return None;
+        }
         let ids = match federation::identity::identities(chain.first()?) {
             Ok(ids) => Arc::new(ids),
             // Verified by rustls but unreadable here: no identity at all,

@@ -14,9 +14,10 @@ function status(text, kind) {
 }
 
 class ApiError extends Error {
-  constructor(code, detail) {
+  constructor(code, detail, data) {
     super(detail);
     this.code = code;
+    this.data = data || {};
   }
 }
 
@@ -45,7 +46,7 @@ async function api(method, path, body) {
       sessionStorage.removeItem(TOKEN);
       show(false);
     }
-    throw new ApiError(r.status, detail);
+    throw new ApiError(r.status, detail, data);
   }
   return data;
 }
@@ -167,6 +168,66 @@ function renderGroups(groups) {
   }
 }
 
+const when = (secs) => (secs ? new Date(secs * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : '');
+
+function renderFactor(f) {
+  $('factor-state').textContent = f.enrolled
+    ? 'Your authenticator app is set up' + (f.this_session ? ', and this session was signed in with it.' : '; sign in with its code to add a device.')
+    : (f.required
+      ? 'Your organisation requires an authenticator app before you add a device. Set one up below.'
+      : 'Optional: an authenticator app protects your account and your devices.');
+  $('factor-start').textContent = f.enrolled ? 'Replace the authenticator app' : 'Set up an authenticator app';
+}
+
+function renderDevices(devices) {
+  const body = $('devices').querySelector('tbody');
+  body.replaceChildren();
+  $('no-devices').hidden = devices.length > 0;
+  $('devices').hidden = devices.length === 0;
+  for (const d of devices) {
+    const tr = document.createElement('tr');
+    tr.dataset.device = d.id;
+    cell(tr, d.name);
+    cell(tr, when(d.issued_at));
+    cell(tr, when(d.expires_at));
+    cell(tr, when(d.last_seen));
+    cell(tr, d.user_agent || '');
+    const st = cell(tr, d.revoked_at ? 'revoked (' + d.revoked_reason + ')' : 'active');
+    if (d.revoked_at) tr.className = 'revoked';
+    else st.className = 'ok';
+    const actions = cell(tr);
+    if (!d.revoked_at) {
+      actions.appendChild(button('Revoke', () => change(
+        () => api('DELETE', '/user/v1/devices/' + enc(d.id)),
+        d.name + ' revoked: it is disconnected and cannot sign in again')));
+    }
+    body.appendChild(tr);
+  }
+}
+
+// The QR code is an SVG document from this server; it is parsed as SVG
+// (never as HTML) and its nodes imported.
+function showQr(svgText) {
+  const doc = new DOMParser().parseFromString(svgText, 'image/svg+xml');
+  const box = $('factor-qr');
+  box.replaceChildren();
+  if (doc.documentElement && doc.documentElement.nodeName === 'svg') {
+    box.appendChild(document.importNode(doc.documentElement, true));
+  }
+}
+
+let downloadUrl = null;
+
+function showCertificate(pem, name) {
+  $('device-pem').textContent = pem;
+  if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+  downloadUrl = URL.createObjectURL(new Blob([pem], { type: 'application/x-pem-file' }));
+  const a = $('device-download');
+  a.href = downloadUrl;
+  a.download = name.replace(/[^A-Za-z0-9._-]+/g, '-') + '.pem';
+  $('device-issued').hidden = false;
+}
+
 // New watchers appear without a reload: the list is asked for every few
 // seconds while signed in (a user's request rate allows far more).
 async function pollWatchers() {
@@ -185,6 +246,8 @@ async function refresh() {
     renderWatchers(list.watchers);
     renderContacts(list.contacts);
     renderGroups(list.groups);
+    renderFactor(await api('GET', '/user/v1/second-factor'));
+    renderDevices(await api('GET', '/user/v1/devices'));
   } catch (e) {
     if (e.code !== 401) status(e.message, 'error');
   }
@@ -202,16 +265,65 @@ function init() {
   $('sign-in').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
-      const s = await api('POST', '/user/v1/session', {
-        user: $('user').value.trim(),
-        password: $('password').value,
-      });
+      const body = { user: $('user').value.trim(), password: $('password').value };
+      if (!$('code-label').hidden && $('totp').value.trim()) body.totp = $('totp').value.trim();
+      const s = await api('POST', '/user/v1/session', body);
       sessionStorage.setItem(TOKEN, s.token);
       $('password').value = '';
+      $('totp').value = '';
+      $('code-label').hidden = true;
       show(true);
       $('me').textContent = s.user;
       status('Signed in as ' + s.user, 'ok');
       await refresh();
+    } catch (e) {
+      if (e.data.second_factor === 'totp') {
+        $('code-label').hidden = false;
+        $('totp').focus();
+      }
+      status(e.message, 'error');
+    }
+  });
+  $('factor-start').addEventListener('click', async () => {
+    try {
+      const f = await api('POST', '/user/v1/second-factor');
+      showQr(f.qr_svg);
+      $('factor-secret').textContent = f.secret;
+      $('factor-setup').hidden = false;
+      status('Scan the code, then type the code the app shows', 'ok');
+    } catch (e) {
+      status(e.message, 'error');
+    }
+  });
+  $('factor-confirm').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    change(async () => {
+      await api('POST', '/user/v1/second-factor/confirm', { code: $('factor-code').value.trim() });
+      $('factor-code').value = '';
+      $('factor-setup').hidden = true;
+      $('factor-qr').replaceChildren();
+      $('factor-secret').textContent = '';
+    }, 'Authenticator app set up: you will be asked for its code when you sign in');
+  });
+  $('add-device').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('device-name').value.trim();
+    const body = { name, csr: $('device-csr').value.trim() };
+    if ($('device-code').value.trim()) body.enrollment_code = $('device-code').value.trim();
+    change(async () => {
+      const d = await api('POST', '/user/v1/devices', body);
+      showCertificate(d.certificate, name);
+      $('device-name').value = '';
+      $('device-csr').value = '';
+      $('device-code').value = '';
+    }, 'Certificate issued for ' + name + ': download it below');
+  });
+  $('sign-out-everywhere').addEventListener('click', async () => {
+    try {
+      await api('POST', '/user/v1/sign-out-everywhere');
+      sessionStorage.removeItem(TOKEN);
+      show(false);
+      status('Signed out everywhere: every device is revoked and every session ended', 'ok');
     } catch (e) {
       status(e.message, 'error');
     }

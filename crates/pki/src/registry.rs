@@ -1,0 +1,155 @@
+//! The device certificates valid now, by SHA-256 of the certificate.
+//!
+//! An allow-list, not a revocation list: a certificate of the device CA
+//! that is not here (revoked, expired, or never recorded) is refused. The
+//! TLS listeners consult it at the handshake and the SIP core at every
+//! request that relies on a certificate, so a revocation is in force as
+//! soon as [`Registry::remove`] returns. The lock is held only to read or
+//! change the map, never across an await.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// Whose a device certificate is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// `sip:user@domain`.
+    pub aor: String,
+    /// The device id.
+    pub id: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The valid device certificates.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_fingerprint: RwLock<HashMap<[u8; 32], Device>>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Parses a lower-case or upper-case hex SHA-256.
+pub fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Registry {
+    /// The device a certificate with this SHA-256 belongs to, if it is
+    /// valid now.
+    pub fn get(&self, fingerprint: &[u8; 32]) -> Option<Device> {
+        let m = self.by_fingerprint.read().ok()?;
+        m.get(fingerprint).filter(|d| d.not_after > now()).cloned()
+    }
+
+    /// Whether the certificate `der` is a valid device's.
+    pub fn device_of(&self, der: &[u8]) -> Option<Device> {
+        self.get(&crate::fingerprint(der))
+    }
+
+    /// Replaces everything (at start).
+    pub fn replace(&self, devices: impl IntoIterator<Item = ([u8; 32], Device)>) {
+        if let Ok(mut m) = self.by_fingerprint.write() {
+            *m = devices.into_iter().collect();
+        }
+    }
+
+    pub fn insert(&self, fingerprint: [u8; 32], device: Device) {
+        if let Ok(mut m) = self.by_fingerprint.write() {
+            m.insert(fingerprint, device);
+        }
+    }
+
+    /// Removes certificates; returns how many were here.
+    pub fn remove<'a>(&self, fingerprints: impl IntoIterator<Item = &'a [u8; 32]>) -> usize {
+        let Ok(mut m) = self.by_fingerprint.write() else {
+            return 0;
+        };
+        fingerprints
+            .into_iter()
+            .filter(|f| m.remove(*f).is_some())
+            .count()
+    }
+
+    /// Removes every certificate of `aor`; returns their fingerprints.
+    pub fn remove_user(&self, aor: &str) -> Vec<[u8; 32]> {
+        let Ok(mut m) = self.by_fingerprint.write() else {
+            return Vec::new();
+        };
+        let gone: Vec<[u8; 32]> = m
+            .iter()
+            .filter(|(_, d)| d.aor == aor)
+            .map(|(f, _)| *f)
+            .collect();
+        for f in &gone {
+            m.remove(f);
+        }
+        gone
+    }
+
+    /// Valid certificates (expired ones are dropped on the way).
+    pub fn len(&self) -> usize {
+        let t = now();
+        let Ok(mut m) = self.by_fingerprint.write() else {
+            return 0;
+        };
+        m.retain(|_, d| d.not_after > t);
+        m.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn dev(aor: &str, id: &str, not_after: i64) -> Device {
+        Device {
+            aor: aor.into(),
+            id: id.into(),
+            not_after,
+        }
+    }
+
+    #[test]
+    fn a_certificate_is_valid_until_removed_or_expired() {
+        let r = Registry::default();
+        r.insert([1; 32], dev("sip:a@x", "1", i64::MAX));
+        r.insert([2; 32], dev("sip:a@x", "2", i64::MAX));
+        r.insert([3; 32], dev("sip:b@x", "3", i64::MAX));
+        r.insert([4; 32], dev("sip:b@x", "4", 1));
+        assert_eq!(r.get(&[1; 32]).unwrap().id, "1");
+        assert!(r.get(&[4; 32]).is_none(), "expired");
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.remove([&[3; 32], &[9; 32]]), 1);
+        let mut gone = r.remove_user("sip:a@x");
+        gone.sort();
+        assert_eq!(gone, [[1; 32], [2; 32]]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_are_read_from_hex() {
+        let f = crate::fingerprint(b"x");
+        assert_eq!(parse_fingerprint(&crate::hex(&f)), Some(f));
+        assert_eq!(parse_fingerprint(&crate::hex(&f).to_uppercase()), Some(f));
+        assert_eq!(parse_fingerprint("00"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+        assert_eq!(parse_fingerprint(&"é".repeat(32)), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! The TLS listeners' client-certificate check: a certificate is asked for,
+//! never required (most clients sign in with digest, and partners' servers
+//! present theirs). A device certificate (one that chains to the device CA)
+//! must be in the [`Registry`] now, else the handshake fails with the reason
+//! logged; any other certificate goes to the verifier for partners' servers
+//! and paired edges, when there is one, and is refused when there is none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+
+use crate::registry::Registry;
+
+/// The check, for one or more listeners.
+#[derive(Debug)]
+pub struct ClientTrust {
+    devices: Vec<TrustAnchor<'static>>,
+    registry: Arc<Registry>,
+    others: Option<Arc<dyn ClientCertVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// Refusals logged at most once a second (a client retrying with a revoked
+/// certificate must not fill the log).
+static LAST_LOG: AtomicU64 = AtomicU64::new(0);
+
+fn log_refusal(why: &str, fingerprint: &[u8; 32]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST_LOG.swap(now, Ordering::Relaxed) != now {
+        tracing::info!(
+            certificate = %crate::hex(&fingerprint[..8]),
+            why,
+            "TLS handshake refused: device certificate"
+        );
+    }
+}
+
+impl ClientTrust {
+    /// Device certificates chain to `device_ca` and must be in `registry`;
+    /// others are `others`' to decide.
+    pub fn new(
+        device_ca: &CertificateDer<'_>,
+        registry: Arc<Registry>,
+        others: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Arc<ClientTrust>, String> {
+        let anchor = webpki::anchor_from_trusted_cert(device_ca)
+            .map_err(|e| format!("device CA certificate: {e}"))?
+            .to_owned();
+        Ok(Arc::new(ClientTrust {
+            devices: vec![anchor],
+            registry,
+            others,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }))
+    }
+}
+
+fn pki_error(e: webpki::Error) -> Error {
+    use rustls::CertificateError as C;
+    Error::InvalidCertificate(match e {
+        webpki::Error::CertExpired { .. } => C::Expired,
+        webpki::Error::CertNotValidYet { .. } => C::NotValidYet,
+        webpki::Error::UnknownIssuer => C::UnknownIssuer,
+        webpki::Error::InvalidSignatureForPublicKey => C::BadSignature,
+        e => C::Other(rustls::OtherError(Arc::new(e))),
+    })
+}
+
+impl ClientCertVerifier for ClientTrust {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        let chained = cert.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.devices,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        );
+        match chained {
+            Ok(_) => {
+                let fp = crate::fingerprint(end_entity);
+                if self.registry.get(&fp).is_some() {
+                    Ok(ClientCertVerified::assertion())
+                } else {
+                    log_refusal("revoked, or not issued by this server", &fp);
+                    Err(Error::InvalidCertificate(rustls::CertificateError::Revoked))
+                }
+            }
+            Err(webpki::Error::UnknownIssuer) => match &self.others {
+                Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+                None => Err(Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+            },
+            Err(e) => {
+                log_refusal(&format!("{e}"), &crate::fingerprint(end_entity));
+                Err(pki_error(e))
+            }
+        }
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

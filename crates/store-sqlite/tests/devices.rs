@@ -1,0 +1,219 @@
+//! Users' devices, TOTP second factors and enrollment codes: the cap on
+//! active devices, revocation (one, all, and what a disabled account, a
+//! new password and a removed user do), one use per TOTP step, single-use
+//! codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use store::{DeviceRow, Devices, EnrollmentCodeRow, NewUser, StoreError, Users};
+use store_sqlite::{Sqlite, SqliteConfig};
+
+async fn open(name: &str) -> Sqlite {
+    let dir = std::env::temp_dir().join(format!("parapet-devices-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = SqliteConfig::new(dir.join("parapet.db"));
+    tokio::task::spawn_blocking(move || Sqlite::open(&cfg))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn add_user(s: &Sqlite, aor: &str) {
+    s.add_user(NewUser {
+        aor: aor.into(),
+        display_name: None,
+        secret: vec![1],
+        created_at: 1,
+    })
+    .await
+    .unwrap();
+}
+
+fn device(aor: &str, id: &str, issued_at: i64) -> DeviceRow {
+    DeviceRow {
+        aor: aor.into(),
+        id: id.into(),
+        name: format!("{id}'s name"),
+        fingerprint: format!("{aor}-{id}-fp"),
+        serial: format!("{id}-serial"),
+        certificate: "PEM".into(),
+        issued_at,
+        expires_at: issued_at + 1000,
+        revoked_at: None,
+        revoked_reason: None,
+        last_seen: None,
+        user_agent: None,
+    }
+}
+
+const A: &str = "sip:alice@example.test";
+const B: &str = "sip:bob@example.test";
+
+#[tokio::test]
+async fn devices_are_capped_per_user_listed_and_revoked_one_or_all() {
+    let s = open("cap").await;
+    add_user(&s, A).await;
+    add_user(&s, B).await;
+    s.add_device(device(A, "d1", 100), 2).await.unwrap();
+    s.add_device(device(A, "d2", 101), 2).await.unwrap();
+    assert!(matches!(
+        s.add_device(device(A, "d3", 102), 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another user's cap is their own; an unknown user has none.
+    s.add_device(device(B, "d1", 100), 2).await.unwrap();
+    assert!(matches!(
+        s.add_device(device("sip:nobody@example.test", "d1", 100), 2)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same id twice for one user is refused.
+    let mut again = device(A, "d1", 103);
+    again.fingerprint = "other".into();
+    assert!(matches!(
+        s.add_device(again, 10).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let list = s.devices(A).await.unwrap();
+    assert_eq!(
+        list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["d2", "d1"]
+    );
+    let gone = s
+        .revoke_device(A, "d1", "user", 150)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.revoked_at, Some(150));
+    assert_eq!(gone.revoked_reason.as_deref(), Some("user"));
+    assert!(s
+        .revoke_device(A, "d1", "user", 151)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .revoke_device(B, "d2", "user", 151)
+        .await
+        .unwrap()
+        .is_none());
+    // A revoked device frees its place; an expired one does too.
+    s.add_device(device(A, "d3", 160), 2).await.unwrap();
+    s.add_device(device(A, "d4", 1102), 2).await.unwrap();
+    let active: Vec<String> = s
+        .active_devices(1102)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| format!("{} {}", d.aor, d.id))
+        .collect();
+    assert_eq!(active.len(), 2, "{active:?}");
+    assert!(active.contains(&format!("{A} d4")));
+    assert!(active.contains(&format!("{A} d3")));
+    let revoked = s.revoked_devices(1000).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    let all = s.revoke_devices(A, "admin", 170).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all
+        .iter()
+        .all(|d| d.revoked_reason.as_deref() == Some("admin")));
+    assert!(s
+        .touch_device(&format!("{B}-d1-fp"), 180, Some("baresip".into()))
+        .await
+        .unwrap());
+    let b = s.devices(B).await.unwrap();
+    assert_eq!(b[0].last_seen, Some(180));
+    assert_eq!(b[0].user_agent.as_deref(), Some("baresip"));
+}
+
+#[tokio::test]
+async fn a_disabled_account_a_new_password_or_removal_ends_every_device() {
+    let s = open("account").await;
+    add_user(&s, A).await;
+    s.add_device(device(A, "d1", 100), 8).await.unwrap();
+    s.set_enabled(A, false).await.unwrap();
+    let d = s.devices(A).await.unwrap();
+    assert_eq!(d[0].revoked_reason.as_deref(), Some("disabled"));
+    // Re-enabling brings nothing back.
+    s.set_enabled(A, true).await.unwrap();
+    assert!(s.devices(A).await.unwrap()[0].revoked_at.is_some());
+    s.add_device(device(A, "d2", 200), 8).await.unwrap();
+    s.set_secret(A, vec![2]).await.unwrap();
+    let d = s.devices(A).await.unwrap();
+    assert_eq!(d[0].id, "d2");
+    assert_eq!(d[0].revoked_reason.as_deref(), Some("password"));
+    s.remove_user(A).await.unwrap();
+    add_user(&s, A).await;
+    assert!(
+        s.devices(A).await.unwrap().is_empty(),
+        "a new account under the address inherits nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_totp_step_is_used_once_and_enrolment_needs_a_pending_secret() {
+    let s = open("totp").await;
+    add_user(&s, A).await;
+    assert_eq!(s.totp(A).await.unwrap(), Some(Default::default()));
+    assert_eq!(s.totp(B).await.unwrap(), None);
+    assert!(!s.confirm_totp(A, 10).await.unwrap(), "nothing pending");
+    assert!(
+        !s.set_totp_pending(B, vec![1]).await.unwrap(),
+        "no such user"
+    );
+    assert!(s.set_totp_pending(A, vec![1]).await.unwrap());
+    assert!(!s.use_totp_step(A, 9).await.unwrap(), "not confirmed yet");
+    assert!(s.confirm_totp(A, 10).await.unwrap());
+    let t = s.totp(A).await.unwrap().unwrap();
+    assert_eq!(
+        (t.secret, t.pending, t.last_step),
+        (Some(vec![1]), None, Some(10))
+    );
+    assert!(
+        !s.use_totp_step(A, 10).await.unwrap(),
+        "the confirming code again"
+    );
+    assert!(s.use_totp_step(A, 11).await.unwrap());
+    assert!(!s.use_totp_step(A, 11).await.unwrap());
+    assert!(!s.use_totp_step(A, 5).await.unwrap());
+    // A new enrolment keeps the old secret until confirmed.
+    assert!(s.set_totp_pending(A, vec![2]).await.unwrap());
+    let t = s.totp(A).await.unwrap().unwrap();
+    assert_eq!((t.secret, t.pending), (Some(vec![1]), Some(vec![2])));
+    assert!(s.remove_totp(A).await.unwrap());
+    assert_eq!(s.totp(A).await.unwrap(), Some(Default::default()));
+}
+
+#[tokio::test]
+async fn an_enrollment_code_works_once_for_its_user_until_it_expires() {
+    let s = open("codes").await;
+    add_user(&s, A).await;
+    add_user(&s, B).await;
+    let code = |hash: u8, expires_at| EnrollmentCodeRow {
+        hash: vec![hash; 32],
+        aor: A.into(),
+        created_by: "admin".into(),
+        created_at: 1,
+        expires_at,
+    };
+    s.add_enrollment_code(code(1, 100)).await.unwrap();
+    s.add_enrollment_code(code(2, 50)).await.unwrap();
+    let mut other = code(3, 100);
+    other.aor = "sip:nobody@example.test".into();
+    assert!(matches!(
+        s.add_enrollment_code(other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        !s.use_enrollment_code(B, vec![1; 32], 10).await.unwrap(),
+        "another user's"
+    );
+    assert!(s.use_enrollment_code(A, vec![1; 32], 10).await.unwrap());
+    assert!(
+        !s.use_enrollment_code(A, vec![1; 32], 10).await.unwrap(),
+        "used"
+    );
+    assert!(
+        !s.use_enrollment_code(A, vec![2; 32], 60).await.unwrap(),
+        "expired"
+    );
+}
