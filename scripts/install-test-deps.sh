@@ -4,7 +4,7 @@
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
 # organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
-# README's device-certificate recipe).
+# README's device-certificate recipe); sslyze for the TLS profile.
 set -euo pipefail
 
 need_apt=()
@@ -55,4 +55,14 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; the
         python3 -m venv "$venv"
     fi
     "$venv/bin/pip" install -q "schemathesis==$schemathesis_version"
+fi
+
+# sslyze (PyPI) checks the TLS, WSS and HTTPS listeners against Mozilla's
+# "intermediate" profile; a virtual environment of its own (its pinned
+# cryptography must not meet schemathesis's dependencies).
+sslyze_venv="${PARAPET_SSLYZE_VENV:-$HOME/.cache/parapet/sslyze-venv}"
+sslyze_version="6.3.1"
+if ! "$sslyze_venv/bin/pip" show sslyze 2>/dev/null | grep -q "^Version: $sslyze_version$"; then
+    python3 -m venv "$sslyze_venv"
+    "$sslyze_venv/bin/pip" install -q "sslyze==$sslyze_version"
 fi

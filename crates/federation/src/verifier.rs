@@ -187,6 +187,21 @@ impl PartnerTrust {
         Ok(Arc::new(config))
     }
 
+    /// The same, presenting whatever certificate `ours` holds at each
+    /// handshake (a renewed server certificate without a restart).
+    pub fn client_config_live(
+        &self,
+        ours: Arc<dyn rustls::client::ResolvesClientCert>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.outbound())
+            .with_client_cert_resolver(ours);
+        Ok(Arc::new(config))
+    }
+
     /// The verifier for connections we open to a partner; the `ServerName`
     /// given to rustls must be the partner's domain (what the request is
     /// for), which the certificate must speak for.

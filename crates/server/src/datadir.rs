@@ -10,7 +10,8 @@
 //!                      The audit log's MAC key is derived from it.
 //!   pki/ca.pem         the private CA certificate: give this to clients to trust
 //!   pki/ca-key.pem     its key, mode 0600
-//!   pki/server.pem     the server certificate (domain, host_names, localhost, 127.0.0.1, ::1)
+//!   pki/server.pem     the server certificate (domain, host_names, localhost, 127.0.0.1, ::1;
+//!                      90 days, renewed by the running server: see renew.rs)
 //!   pki/server-key.pem its key, mode 0600
 //!   pki/device-ca.pem  the device CA: issues users' device certificates
 //!                      (its own key; only this server verifies them)
@@ -21,6 +22,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -34,8 +36,12 @@ pub struct DataDir {
     pub seal_key: [u8; 32],
     pub nonce_key: [u8; 32],
     pub ca_path: PathBuf,
-    pub cert_chain: Vec<CertificateDer<'static>>,
-    pub cert_key: PrivateKeyDer<'static>,
+    /// The listeners' certificate (also presented to partners), replaced
+    /// in place when the server renews it.
+    pub cert: Arc<sip_transport::tls::LiveCert>,
+    /// The certificate was generated here (the server renews it), not
+    /// configured by the operator.
+    pub generated: bool,
     /// This start created the directory (print where the CA is).
     pub created: bool,
     /// Keys the audit log's MAC chain (derived from the seal key).
@@ -149,22 +155,42 @@ impl DataDir {
             ));
         }
         let ca_path = root.join("pki/ca.pem");
-        let (cert_chain, cert_key) = match &config.tls_cert {
-            Some((c, k)) => load_pair(c, k)?,
+        let names = crate::renew::Names {
+            domain: config.domain.clone(),
+            host_names: config.host_names.clone(),
+        };
+        let (cert, generated) = match &config.tls_cert {
+            Some((c, k)) => {
+                let (chain, key) = load_pair(c, k)?;
+                (live(chain, &key)?, false)
+            }
             None => {
-                let server = root.join("pki/server.pem");
-                let server_key = root.join("pki/server-key.pem");
+                let pki = root.join("pki");
+                let server = pki.join("server.pem");
                 if !server.exists() {
                     if ca_path.exists() {
                         return Err(format!(
                             "{} is missing but the CA exists; restore it, or remove {} to make a new CA and certificate",
                             server.display(),
-                            root.join("pki").display()
+                            pki.display()
                         ));
                     }
-                    make_pki(&root.join("pki"), &config.domain, &config.host_names)?;
+                    make_pki(&pki, &config.domain, &config.host_names)?;
                 }
-                load_pair(&server, &server_key)?
+                let (mut chain, mut key) = crate::renew::load(&pki)?;
+                // One from before the current rules, or due: renewed now,
+                // before anything uses it.
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                if let Some(why) = chain.first().and_then(|c| crate::renew::reason(c, now)) {
+                    crate::renew::issue(&pki, &names)?;
+                    (chain, key) = crate::renew::load(&pki)?;
+                    tracing::info!(
+                        why,
+                        days = crate::renew::LIFETIME_DAYS,
+                        "server certificate renewed from the private CA"
+                    );
+                }
+                (live(chain, &key)?, true)
             }
         };
         let device_ca = device_ca(&root.join("pki"), &config.domain)?;
@@ -175,8 +201,8 @@ impl DataDir {
             seal_key,
             nonce_key,
             ca_path,
-            cert_chain,
-            cert_key,
+            cert,
+            generated,
             created,
             audit_key: audit_key(&seal_key),
         })
@@ -242,7 +268,14 @@ fn read_keys(p: &Path) -> Result<([u8; 32], [u8; 32]), String> {
     Ok((a, b))
 }
 
-fn load_pair(
+fn live(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<sip_transport::tls::LiveCert>, String> {
+    sip_transport::tls::LiveCert::new(chain, key).map_err(|e| format!("TLS: {e}"))
+}
+
+pub(crate) fn load_pair(
     cert: &Path,
     key: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
@@ -276,40 +309,24 @@ pub(crate) fn ca_params(domain: &str) -> Result<rcgen::CertificateParams, rcgen:
     Ok(ca)
 }
 
-/// A private CA (10 years) and a server certificate for `domain` (2 years):
-/// DNS names for clients, and the `sip:domain` URI partners check.
-fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
-    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+/// A private CA (10 years) and a server certificate for `domain` (see
+/// [`crate::renew`]: 90 days, renewed by the server).
+pub(crate) fn make_pki(dir: &Path, domain: &str, host_names: &[String]) -> Result<(), String> {
     let g = |e: rcgen::Error| format!("certificate generation failed: {e}");
-    let now = time::OffsetDateTime::now_utc();
-    let ca_key = KeyPair::generate().map_err(g)?;
+    let ca_key = rcgen::KeyPair::generate().map_err(g)?;
     let ca_cert = ca_params(domain)
         .map_err(g)?
         .self_signed(&ca_key)
         .map_err(g)?;
-    let mut names = vec![domain.to_owned()];
-    names.extend(host_names.iter().cloned());
-    names.extend(["localhost".into(), "127.0.0.1".into(), "::1".into()]);
-    let mut sp = CertificateParams::new(names).map_err(g)?;
-    // RFC 5922: partners' servers identify a SIP domain by a `sip:domain`
-    // URI subjectAltName; clients keep matching the DNS names.
-    let uri = rcgen::Ia5String::try_from(format!("sip:{domain}")).map_err(g)?;
-    sp.subject_alt_names.push(rcgen::SanType::URI(uri));
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, domain);
-    sp.distinguished_name = dn;
-    sp.not_before = now;
-    sp.not_after = now + time::Duration::days(730);
-    let server_key = KeyPair::generate().map_err(g)?;
-    let server = sp.signed_by(&server_key, &ca_cert, &ca_key).map_err(g)?;
-    write_public(&dir.join("ca.pem"), ca_cert.pem().as_bytes())?;
     write_private(&dir.join("ca-key.pem"), ca_key.serialize_pem().as_bytes())?;
-    write_public(&dir.join("server.pem"), server.pem().as_bytes())?;
-    write_private(
-        &dir.join("server-key.pem"),
-        server_key.serialize_pem().as_bytes(),
-    )?;
-    Ok(())
+    write_public(&dir.join("ca.pem"), ca_cert.pem().as_bytes())?;
+    crate::renew::issue(
+        dir,
+        &crate::renew::Names {
+            domain: domain.to_owned(),
+            host_names: host_names.to_vec(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod datadir;
 pub mod edges;
 pub mod partners;
 pub mod recover;
+pub mod renew;
 
 use std::sync::Arc;
 
@@ -38,9 +39,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .map_err(|e| format!("database open task failed: {e}"))?
             .map_err(|e| e.to_string())?
     };
-    let tls = sip_transport::tls::server_config(
-        dir.cert_chain.clone(),
-        dir.cert_key.clone_key(),
+    let tls = sip_transport::tls::server_config_live(
+        dir.cert.clone(),
         sip_transport::tls::ClientAuth::None,
     )
     .map_err(|e| format!("TLS: {e}"))?;
@@ -56,7 +56,17 @@ pub async fn serve(config: Config) -> Result<(), String> {
     } else {
         Vec::new()
     };
-    let partners = partners::setup(&config.federation, &dir.cert_chain, &dir.cert_key, &own_ca)?;
+    if dir.generated {
+        renew::spawn(
+            dir.root.join("pki"),
+            renew::Names {
+                domain: config.domain.clone(),
+                host_names: config.host_names.clone(),
+            },
+            dir.cert.clone(),
+        );
+    }
+    let partners = partners::setup(&config.federation, dir.cert.clone(), &own_ca)?;
     if partners.is_none() {
         tracing::info!("federation.trusted_cas is empty and the listeners use the operator's certificates: no partner or edge can connect");
     }
@@ -90,9 +100,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
         } else {
             client_trust.clone()
         };
-        sip_transport::tls::server_config(
-            dir.cert_chain.clone(),
-            dir.cert_key.clone_key(),
+        sip_transport::tls::server_config_live(
+            dir.cert.clone(),
             sip_transport::tls::ClientAuth::Verifier(v),
         )
         .map_err(|e| format!("TLS: {e}"))

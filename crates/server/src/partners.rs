@@ -6,7 +6,7 @@ use std::sync::Arc;
 use config::{FederationConfig, TrustSource, SYSTEM_CA_BUNDLE};
 use federation::locate::{LocateConfig, Locator};
 use federation::verifier::PartnerTrust;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 
 /// What `serve` needs for federation.
 #[derive(Debug)]
@@ -54,8 +54,7 @@ pub fn locate_config(cfg: &FederationConfig) -> LocateConfig {
 /// (`trusted_cas = []`) and the pool has no CA of its own for edges.
 pub fn setup(
     cfg: &FederationConfig,
-    chain: &[CertificateDer<'static>],
-    key: &PrivateKeyDer<'static>,
+    ours: Arc<sip_transport::tls::LiveCert>,
     own_ca: &[CertificateDer<'static>],
 ) -> Result<Option<Partners>, String> {
     let cas = trusted(cfg)?;
@@ -76,7 +75,7 @@ pub fn setup(
     }
     let trust =
         PartnerTrust::new(&cas, provider).map_err(|e| format!("federation.trusted_cas: {e}"))?;
-    let client = trust.client_config(chain.to_vec(), key.clone_key())?;
+    let client = trust.client_config_live(ours)?;
     let locator = Locator::new(locate_config(cfg))?;
     Ok(Some(Partners {
         inbound,

@@ -53,10 +53,104 @@ pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
         .map_err(|e| TlsError(format!("private key PEM is not readable: {e}")))
 }
 
+/// A certificate and key that can be replaced while listeners and
+/// outbound connections use it (a renewed server certificate takes effect
+/// at the next handshake, without a restart). Serves as both the server's
+/// certificate and the client certificate presented to partners.
+#[derive(Debug)]
+pub struct LiveCert {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let signer = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|e| TlsError(format!("private key: {e}")))?;
+    let ck = rustls::sign::CertifiedKey::new(chain, signer);
+    match ck.keys_match() {
+        // A key whose public half the provider cannot show is checked at
+        // the first handshake instead (as rustls's own builder does).
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(TlsError(format!(
+                "certificate and key do not form a usable pair: {e}"
+            )))
+        }
+    }
+    Ok(Arc::new(ck))
+}
+
+impl LiveCert {
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: &PrivateKeyDer<'static>,
+    ) -> Result<Arc<LiveCert>, TlsError> {
+        Ok(Arc::new(LiveCert {
+            current: std::sync::RwLock::new(certified(chain, key)?),
+        }))
+    }
+
+    /// Uses `chain` and `key` from the next handshake on.
+    pub fn replace(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: &PrivateKeyDer<'static>,
+    ) -> Result<(), TlsError> {
+        let new = certified(chain, key)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = new;
+        }
+        Ok(())
+    }
+
+    fn get(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+
+    /// The leaf certificate in use now.
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        self.get().and_then(|c| c.cert.first().cloned())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for LiveCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.get()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for LiveCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.get()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// Builds a server configuration from a certificate chain and its key.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    client_auth: ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_live(LiveCert::new(chain, &key)?, client_auth)
+}
+
+/// Builds a server configuration whose certificate can be replaced while
+/// it serves ([`LiveCert`]).
+pub fn server_config_live(
+    cert: Arc<LiveCert>,
     client_auth: ClientAuth,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -89,11 +183,7 @@ pub fn server_config(
         }
         ClientAuth::Verifier(v) => builder.with_client_cert_verifier(v),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-        TlsError(format!(
-            "certificate and key do not form a usable pair: {e}"
-        ))
-    })?;
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }

@@ -20,6 +20,7 @@ mod bad_input;
 mod baresip;
 mod calls;
 mod capacity;
+mod certificates;
 mod defaults;
 mod devices;
 mod edge;
