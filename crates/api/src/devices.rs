@@ -136,6 +136,7 @@ impl<S: Store> Ctx<S> {
                 aor: aor.to_owned(),
                 id,
                 not_after: issued.not_after,
+                org: None,
             },
         );
         tracing::info!(user = %aor, device = %row.id, "device certificate issued");

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod client_certs;
 pub mod edge;
 
 /// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
@@ -118,6 +119,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("edges.source_rate", "100", "What every paired edge holds each outside client address to (sent to the edges in the pool's configuration snapshot): requests per second; beyond, the edge answers 503 with Retry-After itself. Partners' servers are held to the federation policy instead."),
     ("edges.source_burst", "200", "Burst allowance for one client address at the edges."),
     ("edges.in_flight_per_connection", "128", "Requests from one outside connection an edge relays to the pool before their answers come back; beyond, the edge answers 503 with Retry-After itself, so one source's flood queues at most this much in the pool (1 to 65536)."),
+    ("client_certificates.trusted_cas", "[]", "Bring your own PKI for users' devices: PEM files of the organisation's CAs whose client certificates sign users in over SIP TLS and WSS (as Parapet's own device certificates do, where the authentication policy lists client-certificate). Empty: only certificates enrolled on the user page."),
+    ("client_certificates.map_by", "\"sip-uri\"", "Which subject alternative name of an organisation's certificate names its user: \"sip-uri\" (sip:user@domain), \"email\" (user@domain) or \"upn\" (a Microsoft UPN user@domain). The domain must be this server's."),
+    ("client_certificates.crls", "[]", "The organisation's certificate revocation lists (DER or PEM): file paths or http(s) URLs, read at start and every crl_refresh_secs. With lists configured, a certificate whose CA has no current list is refused (fail closed). Parapet's own revocations (a disabled user, revoke-device) apply as well."),
+    ("client_certificates.crl_refresh_secs", "3600", "How often the revocation lists are read again, in seconds (60 to 86400)."),
 ];
 
 /// `ws_allowed_origins` as the transport applies it.
@@ -259,6 +264,8 @@ pub struct RawConfig {
     pub federation: RawFederation,
     #[serde(default)]
     pub edges: RawSourceLimits,
+    #[serde(default)]
+    pub client_certificates: client_certs::RawClientCertificates,
 }
 
 /// What an edge holds each outside source to: `[edges]` on the front end
@@ -486,6 +493,8 @@ pub struct Config {
     pub federation: FederationConfig,
     /// What the pool's edges hold each outside source to (`[edges]`).
     pub edges: auth::edge_snapshot::Limits,
+    /// The organisation's CAs for users' devices (`[client_certificates]`).
+    pub client_certificates: client_certs::ClientCertificatesConfig,
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -640,7 +649,9 @@ impl RawConfig {
         }
         let federation = self.federation.build(d.federation)?;
         let edges = self.edges.build("edges")?;
+        let client_certificates = self.client_certificates.build()?;
         Ok(Config {
+            client_certificates,
             federation,
             edges,
             ws_origins,

@@ -1,11 +1,15 @@
 //! The device certificates valid now, by SHA-256 of the certificate.
 //!
-//! An allow-list, not a revocation list: a certificate of the device CA
-//! that is not here (revoked, expired, or never recorded) is refused. The
-//! TLS listeners consult it at the handshake and the SIP core at every
-//! request that relies on a certificate, so a revocation is in force as
-//! soon as [`Registry::remove`] returns. The lock is held only to read or
-//! change the map, never across an await.
+//! For Parapet's own device certificates an allow-list: a certificate of
+//! the device CA that is not here (revoked, expired, or never recorded) is
+//! refused. Certificates from the organisation's CA (bring your own PKI)
+//! are recorded here when first used, and Parapet's own revocations of
+//! them are kept in a deny-list ([`Registry::is_denied`]), since the
+//! organisation's CA may issue new ones at any time. The TLS listeners
+//! consult it at the handshake and the SIP core at every request that
+//! relies on a certificate, so a revocation is in force as soon as
+//! [`Registry::remove`] returns. The locks are held only to read or change
+//! the maps, never across an await.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -19,12 +23,17 @@ pub struct Device {
     pub id: String,
     /// Unix seconds.
     pub not_after: i64,
+    /// The certificate (DER) when it is the organisation's, for checking
+    /// it again when the revocation lists change; `None` for Parapet's own.
+    pub org: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// The valid device certificates.
 #[derive(Debug, Default)]
 pub struct Registry {
     by_fingerprint: RwLock<HashMap<[u8; 32], Device>>,
+    /// Revoked here; refused whatever CA issued them.
+    denied: RwLock<std::collections::HashSet<[u8; 32]>>,
 }
 
 fn now() -> i64 {
@@ -71,31 +80,67 @@ impl Registry {
         }
     }
 
-    /// Removes certificates; returns how many were here.
+    /// Revokes certificates (out of the allow-list, into the deny-list);
+    /// returns how many were valid here.
     pub fn remove<'a>(&self, fingerprints: impl IntoIterator<Item = &'a [u8; 32]>) -> usize {
+        let fingerprints: Vec<[u8; 32]> = fingerprints.into_iter().copied().collect();
+        self.deny(fingerprints.iter().copied());
         let Ok(mut m) = self.by_fingerprint.write() else {
             return 0;
         };
         fingerprints
-            .into_iter()
+            .iter()
             .filter(|f| m.remove(*f).is_some())
             .count()
     }
 
-    /// Removes every certificate of `aor`; returns their fingerprints.
+    /// Revokes every certificate of `aor` recorded here; returns their
+    /// fingerprints.
     pub fn remove_user(&self, aor: &str) -> Vec<[u8; 32]> {
-        let Ok(mut m) = self.by_fingerprint.write() else {
-            return Vec::new();
+        let gone: Vec<[u8; 32]> = match self.by_fingerprint.write() {
+            Ok(mut m) => {
+                let gone: Vec<[u8; 32]> = m
+                    .iter()
+                    .filter(|(_, d)| d.aor == aor)
+                    .map(|(f, _)| *f)
+                    .collect();
+                for f in &gone {
+                    m.remove(f);
+                }
+                gone
+            }
+            Err(_) => Vec::new(),
         };
-        let gone: Vec<[u8; 32]> = m
-            .iter()
-            .filter(|(_, d)| d.aor == aor)
-            .map(|(f, _)| *f)
-            .collect();
-        for f in &gone {
-            m.remove(f);
-        }
+        self.deny(gone.iter().copied());
         gone
+    }
+
+    /// Adds to the deny-list (revocations kept in the store, at start).
+    pub fn deny(&self, fingerprints: impl IntoIterator<Item = [u8; 32]>) {
+        if let Ok(mut d) = self.denied.write() {
+            d.extend(fingerprints);
+        }
+    }
+
+    /// Whether Parapet revoked this certificate.
+    pub fn is_denied(&self, fingerprint: &[u8; 32]) -> bool {
+        self.denied
+            .read()
+            .map(|d| d.contains(fingerprint))
+            .unwrap_or(true)
+    }
+
+    /// The organisation's certificates recorded here, by fingerprint.
+    pub fn org_certificates(&self) -> Vec<([u8; 32], Device)> {
+        self.by_fingerprint
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, d)| d.org.is_some())
+                    .map(|(f, d)| (*f, d.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Valid certificates (expired ones are dropped on the way).
@@ -123,6 +168,7 @@ mod tests {
             aor: aor.into(),
             id: id.into(),
             not_after,
+            org: None,
         }
     }
 
@@ -141,6 +187,11 @@ mod tests {
         gone.sort();
         assert_eq!(gone, [[1; 32], [2; 32]]);
         assert!(r.is_empty());
+        // What was revoked stays refused, whoever issued it.
+        for f in [[1; 32], [2; 32], [3; 32], [9; 32]] {
+            assert!(r.is_denied(&f));
+        }
+        assert!(!r.is_denied(&[4; 32]));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The TLS listeners' client-certificate check: a certificate is asked for,
 //! never required (most clients sign in with digest, and partners' servers
 //! present theirs). A device certificate (one that chains to the device CA)
-//! must be in the [`Registry`] now, else the handshake fails with the reason
-//! logged; any other certificate goes to the verifier for partners' servers
-//! and paired edges, when there is one, and is refused when there is none.
+//! must be in the [`Registry`] now; one of the organisation's CA (bring
+//! your own PKI) must pass its revocation lists and not be revoked here;
+//! else the handshake fails with the reason logged. Any other certificate
+//! goes to the verifier for partners' servers and paired edges, when there
+//! is one, and is refused when there is none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::registry::Registry;
 pub struct ClientTrust {
     devices: Vec<TrustAnchor<'static>>,
     registry: Arc<Registry>,
+    org: Option<Arc<crate::byo::OrgTrust>>,
     others: Option<Arc<dyn ClientCertVerifier>>,
     provider: Arc<CryptoProvider>,
 }
@@ -37,7 +40,7 @@ fn log_refusal(why: &str, fingerprint: &[u8; 32]) {
         tracing::info!(
             certificate = %crate::hex(&fingerprint[..8]),
             why,
-            "TLS handshake refused: device certificate"
+            "TLS handshake refused: client certificate"
         );
     }
 }
@@ -48,6 +51,7 @@ impl ClientTrust {
     pub fn new(
         device_ca: &CertificateDer<'_>,
         registry: Arc<Registry>,
+        org: Option<Arc<crate::byo::OrgTrust>>,
         others: Option<Arc<dyn ClientCertVerifier>>,
     ) -> Result<Arc<ClientTrust>, String> {
         let anchor = webpki::anchor_from_trusted_cert(device_ca)
@@ -56,6 +60,7 @@ impl ClientTrust {
         Ok(Arc::new(ClientTrust {
             devices: vec![anchor],
             registry,
+            org,
             others,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         }))
@@ -69,8 +74,47 @@ fn pki_error(e: webpki::Error) -> Error {
         webpki::Error::CertNotValidYet { .. } => C::NotValidYet,
         webpki::Error::UnknownIssuer => C::UnknownIssuer,
         webpki::Error::InvalidSignatureForPublicKey => C::BadSignature,
+        webpki::Error::CertRevoked => C::Revoked,
         e => C::Other(rustls::OtherError(Arc::new(e))),
     })
+}
+
+impl ClientTrust {
+    /// The organisation's CA, then partners' servers and edges.
+    fn not_a_device(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        if let Some(org) = &self.org {
+            match org.verify(end_entity, intermediates, now) {
+                Ok(()) => {
+                    let fp = crate::fingerprint(end_entity);
+                    if self.registry.is_denied(&fp) {
+                        log_refusal("the organisation's certificate was revoked here", &fp);
+                        return Err(Error::InvalidCertificate(rustls::CertificateError::Revoked));
+                    }
+                    return Ok(ClientCertVerified::assertion());
+                }
+                Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
+                }
+                Err(e) => {
+                    log_refusal(
+                        &format!("the organisation's certificate: {e}"),
+                        &crate::fingerprint(end_entity),
+                    );
+                    return Err(pki_error(e));
+                }
+            }
+        }
+        match &self.others {
+            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            None => Err(Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
 }
 
 impl ClientCertVerifier for ClientTrust {
@@ -104,12 +148,10 @@ impl ClientCertVerifier for ClientTrust {
                     Err(Error::InvalidCertificate(rustls::CertificateError::Revoked))
                 }
             }
-            Err(webpki::Error::UnknownIssuer) => match &self.others {
-                Some(v) => v.verify_client_cert(end_entity, intermediates, now),
-                None => Err(Error::InvalidCertificate(
-                    rustls::CertificateError::UnknownIssuer,
-                )),
-            },
+            // Not the device CA's (another CA, perhaps of the same name).
+            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
+                self.not_a_device(end_entity, intermediates, now)
+            }
             Err(e) => {
                 log_refusal(&format!("{e}"), &crate::fingerprint(end_entity));
                 Err(pki_error(e))

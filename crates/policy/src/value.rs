@@ -71,6 +71,12 @@ pub enum FieldType {
     PartnerHosts {
         max: usize,
     },
+    /// Client version rules (`PRODUCT [OP VERSION] ACTION [URL]`, see
+    /// `kinds::client_version`), in order, at most `max`; typed on the
+    /// command line separated by `;` (a URL may hold commas).
+    ClientRules {
+        max: usize,
+    },
 }
 
 /// Whether `entry` is `domain:host` or `domain:host:port`, both DNS names
@@ -145,6 +151,16 @@ impl FieldType {
                 Err(_) => return err(format!("{text:?} is not a whole number")),
             },
             FieldType::Choice(_) | FieldType::Text { .. } => Value::Text(text.to_string()),
+            FieldType::ClientRules { .. } => Value::List(
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|r| {
+                        crate::kinds::client_version::normalize_rule(r)
+                            .map_err(|e| ValueError(format!("rule {r:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             FieldType::Domains { .. }
             | FieldType::Extensions { .. }
             | FieldType::Tokens { .. }
@@ -249,6 +265,25 @@ impl FieldType {
                 }
                 Ok(())
             }
+            (FieldType::ClientRules { max }, Value::List(items)) => {
+                if items.len() > *max {
+                    return err(format!(
+                        "{} rules; at most {max} are allowed",
+                        items.len()
+                    ));
+                }
+                for (i, r) in items.iter().enumerate() {
+                    let normal = crate::kinds::client_version::normalize_rule(r)
+                        .map_err(|e| ValueError(format!("rule {r:?}: {e}")))?;
+                    if &normal != r {
+                        return err(format!("rule {r:?}: write it as {normal:?}"));
+                    }
+                    if items[..i].contains(r) {
+                        return err(format!("rule {r:?} is listed twice"));
+                    }
+                }
+                Ok(())
+            }
             (FieldType::Set { of, min }, Value::List(items)) => {
                 if items.len() < *min {
                     return err(format!(
@@ -309,6 +344,15 @@ impl FieldType {
                     "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+(:[1-9][0-9]{0,4})?$"
                 }),
             ),
+            FieldType::ClientRules { max } => json!({
+                "type": "array", "maxItems": max, "uniqueItems": true,
+                "items": {
+                    "type": "string", "minLength": 1,
+                    "maxLength": crate::kinds::client_version::MAX_RULE,
+                    "pattern": crate::kinds::client_version::RULE_PATTERN,
+                    "description": "PRODUCT [OP VERSION] ACTION [URL], in the normal form (lower case, single spaces, the URL as given)"
+                },
+            }),
             FieldType::PartnerModalities { modalities, max } => list(
                 *max,
                 json!({
@@ -346,6 +390,9 @@ impl FieldType {
             }
             FieldType::PartnerHosts { max } => format!(
                 "a comma-separated list of at most {max} partner.example:sip.partner.example[:port] entries"
+            ),
+            FieldType::ClientRules { max } => format!(
+                "at most {max} rules PRODUCT [OP VERSION] ACTION [URL], separated by ;"
             ),
             FieldType::PartnerModalities { modalities, max } => format!(
                 "a comma-separated list of at most {max} partner.example:MODALITY entries, MODALITY one of {} with an optional -in or -out",

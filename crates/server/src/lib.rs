@@ -9,6 +9,7 @@
 //! here.
 #![forbid(unsafe_code)]
 
+pub mod byo;
 pub mod datadir;
 pub mod edges;
 pub mod partners;
@@ -86,30 +87,46 @@ pub async fn serve(config: Config) -> Result<(), String> {
                 aor: d.aor,
                 id: d.id,
                 not_after: d.expires_at,
+                org: None,
             },
         ))
     }));
-    let client_trust = pki::verifier::ClientTrust::new(
-        device_ca.certificate(),
-        registry.clone(),
-        partners.as_ref().map(|p| p.inbound.clone()),
-    )?;
-    let client_tls = |only_devices: bool| {
-        let v: Arc<dyn rustls::server::danger::ClientCertVerifier> = if only_devices {
-            pki::verifier::ClientTrust::new(device_ca.certificate(), registry.clone(), None)?
-        } else {
-            client_trust.clone()
-        };
+    // Parapet's own revocations of the organisation's certificates.
+    let revoked = store::Devices::revoked_devices(&store, sip_app::unix_now())
+        .await
+        .map_err(|e| e.to_string())?;
+    registry.deny(
+        revoked
+            .iter()
+            .filter_map(|d| pki::registry::parse_fingerprint(&d.fingerprint)),
+    );
+    let org = byo::setup(&config.client_certificates)?;
+    let crl_refresh = config.client_certificates.crl_refresh;
+    let mut crls = byo::Crls::new(config.client_certificates.crls.clone());
+    if let Some(org) = &org {
+        crls.refresh(org).await;
+    }
+    let client_tls = |with_partners: bool| {
+        let v: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+            pki::verifier::ClientTrust::new(
+                device_ca.certificate(),
+                registry.clone(),
+                org.clone(),
+                partners
+                    .as_ref()
+                    .filter(|_| with_partners)
+                    .map(|p| p.inbound.clone()),
+            )?;
         sip_transport::tls::server_config_live(
             dir.cert.clone(),
             sip_transport::tls::ClientAuth::Verifier(v),
         )
         .map_err(|e| format!("TLS: {e}"))
     };
-    let sip_tls = client_tls(false)?;
+    let sip_tls = client_tls(true)?;
     // WSS carries browsers and softphones, never partners: device
     // certificates only.
-    let wss_tls = client_tls(true)?;
+    let wss_tls = client_tls(false)?;
     let listeners = config
         .listen
         .iter()
@@ -175,11 +192,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let core = sip_app::Core::new(
         config,
         &keys,
-        store,
+        store.clone(),
         transport.clone(),
         metrics,
         partners.and_then(|p| p.setup),
-        registry,
+        sip_app::DeviceTrust {
+            registry: registry.clone(),
+            org: org.clone(),
+        },
     )
     .await?;
     if let Some(reg) = edge_registry {
@@ -196,6 +216,16 @@ pub async fn serve(config: Config) -> Result<(), String> {
     // The core runs as a task on the runtime, not on this thread: a datagram
     // received by a worker then wakes the core on the same worker (tokio's
     // LIFO slot) instead of waking another thread for every request.
+    if let Some(org) = org {
+        byo::spawn(
+            crls,
+            crl_refresh,
+            org,
+            registry,
+            store.clone(),
+            transport.clone(),
+        );
+    }
     let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
     let result = tokio::select! {
         r = &mut core_task => r.unwrap_or_else(|e| Err(format!("the SIP core stopped: {e}"))),

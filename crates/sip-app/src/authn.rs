@@ -50,8 +50,10 @@ pub(crate) enum Challenger {
 }
 
 impl<S: store::Store> Core<S> {
-    /// Proves that the request comes from `user` (AOR `aor`). Returns `true` to
-    /// proceed; otherwise the request has been answered (challenge or refusal).
+    /// Proves that the request comes from `user` (AOR `aor`), then applies
+    /// the client version rules (REGISTER and every request outside a
+    /// dialog come here). Returns `true` to proceed; otherwise the request
+    /// has been answered (challenge or refusal).
     pub(crate) async fn authenticate(
         &mut self,
         r: &Req<'_>,
@@ -59,6 +61,47 @@ impl<S: store::Store> Core<S> {
         user: &str,
         how: Challenger,
     ) -> bool {
+        self.prove(r, aor, user, how).await && self.client_version_allowed(r, aor).await
+    }
+
+    /// The client version policy for a signed-in user's request: `false`
+    /// when refused (403 with a Warning naming where to get a client).
+    async fn client_version_allowed(&mut self, r: &Req<'_>, aor: &str) -> bool {
+        let ua = r
+            .msg
+            .typed::<sip::headers::UserAgent>()
+            .ok()
+            .flatten()
+            .map(|u| u.0);
+        let Err(blocked) = crate::policy_set::client_allowed(&self.policies, aor, ua) else {
+            return true;
+        };
+        self.log_refusal(
+            r,
+            "the client version policy refuses this client",
+            ua.unwrap_or(""),
+        );
+        let warning = format!(
+            "399 {} \"This client version is not allowed{}{}\"",
+            self.cfg.domain,
+            if blocked.url.is_empty() {
+                ""
+            } else {
+                "; get an approved client at "
+            },
+            blocked.url.replace(['"', '\\'], "")
+        );
+        self.reply(
+            r,
+            403,
+            "Client Version Not Allowed",
+            &[("Warning", warning.as_str())],
+        )
+        .await;
+        false
+    }
+
+    async fn prove(&mut self, r: &Req<'_>, aor: &str, user: &str, how: Challenger) -> bool {
         match self.device_sign_in(r, aor) {
             DeviceSignIn::Signed => return true,
             DeviceSignIn::Refused(reason) => {
@@ -239,8 +282,12 @@ impl<S: store::Store> Core<S> {
             return DeviceSignIn::NoCertificate;
         };
         let fingerprint = pki::fingerprint(leaf);
-        let Some(device) = self.devices.get(&fingerprint) else {
-            return DeviceSignIn::NoCertificate;
+        let device = match self.devices.get(&fingerprint) {
+            Some(d) => d,
+            None => match self.org_certificate(r, leaf, fingerprint) {
+                Some(d) => d,
+                None => return DeviceSignIn::NoCertificate,
+            },
         };
         if !crate::policy_set::certificate_allowed(&self.policies, aor) {
             return DeviceSignIn::NoCertificate;
@@ -251,14 +298,15 @@ impl<S: store::Store> Core<S> {
             return DeviceSignIn::Refused("Forbidden (Certificate Does Not Match the Sender)");
         }
         if !self.users.get(aor).is_some_and(|u| u.enabled) {
-            // Revocation goes with disabling; this is the same answer
-            // should a request slip between the two.
-            self.log_refusal(
-                r,
-                "the device certificate's user is disabled or removed",
-                aor,
-            );
-            return DeviceSignIn::Refused("Forbidden (Device Certificate Revoked)");
+            // Revocation goes with disabling (and an organisation's
+            // certificate may name a user who does not exist here).
+            self.log_refusal(r, "the certificate's user is disabled or unknown", aor);
+            return DeviceSignIn::Refused("Forbidden (Account Disabled or Unknown)");
+        }
+        if device.org.is_some() && self.devices.get(&fingerprint).is_none() {
+            // First use of the organisation's certificate: recorded as one
+            // of the user's devices (listed, revocable here).
+            self.record_org_device(leaf, fingerprint, &device);
         }
         let ua = r
             .msg

@@ -12,6 +12,7 @@ impl<S: store::Store> Core<S> {
     /// memory at once and in the store unless re-registered since, and the
     /// users' watchers learn it.
     pub(crate) fn flow_closed(&mut self, flow: sip_transport::FlowId) {
+        self.org_flows.remove(&flow);
         self.fed.flow_closed(flow);
         self.edges.closed(flow);
         self.publications_flow_closed(flow.0);

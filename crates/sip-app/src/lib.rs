@@ -24,6 +24,7 @@ mod housekeeping;
 pub mod identity;
 mod im;
 pub mod metrics;
+mod org_certs;
 mod overload;
 pub mod policy_set;
 mod presence;
@@ -49,6 +50,14 @@ use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
 pub use federate::{Explanation, FederationSetup, PartnerRow};
+
+/// How users' devices sign in with certificates: the registry of valid
+/// (and revoked) ones, and the organisation's CA if one is configured.
+#[derive(Debug, Clone)]
+pub struct DeviceTrust {
+    pub registry: Arc<pki::registry::Registry>,
+    pub org: Option<Arc<pki::byo::OrgTrust>>,
+}
 
 use config::Config;
 
@@ -198,6 +207,11 @@ pub struct Core<S> {
     /// The device certificates valid now (shared with the TLS listeners'
     /// check and the APIs that issue them).
     pub(crate) devices: Arc<pki::registry::Registry>,
+    /// The organisation's CA for users' certificates (bring your own PKI).
+    pub(crate) org: Option<Arc<pki::byo::OrgTrust>>,
+    /// Per connection, the user an organisation's certificate names (or
+    /// why none), decided at its first request.
+    pub(crate) org_flows: HashMap<sip_transport::FlowId, Result<String, String>>,
     /// When each device's sign-in was last written to the store.
     pub(crate) device_seen: HashMap<[u8; 32], Instant>,
 }
@@ -216,7 +230,7 @@ impl<S: store::Store> Core<S> {
         transport: Transport,
         metrics: Arc<Metrics>,
         federation: Option<FederationSetup>,
-        devices: Arc<pki::registry::Registry>,
+        devices: DeviceTrust,
     ) -> Result<Core<S>, String> {
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
@@ -283,7 +297,9 @@ impl<S: store::Store> Core<S> {
         };
         let identity = identity_of(&cfg, &transport, &crate::identity::interface_addrs());
         Ok(Core {
-            devices,
+            devices: devices.registry,
+            org: devices.org,
+            org_flows: HashMap::new(),
             device_seen: HashMap::new(),
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),

@@ -190,10 +190,9 @@ pub struct ClientBlocked {
     pub url: String,
 }
 
-/// The client-version rule: a User-Agent matching a blocked entry is refused;
-/// else one matching an allowed entry is accepted; else `default_action`.
-/// Entries are lower case; `prefix*` matches by prefix, a plain entry matches
-/// the whole User-Agent or its first product (`name/version`).
+/// The client version rules for `aor`'s client (its User-Agent): the
+/// first matching rule decides, else `default_action`
+/// (`policy::kinds::client_version`).
 pub fn client_allowed(
     set: &PolicySet,
     aor: &str,
@@ -205,28 +204,13 @@ pub fn client_allowed(
     if !eff.flag("enabled") {
         return Ok(());
     }
-    let ua = user_agent.unwrap_or("").trim().to_ascii_lowercase();
-    let matches = |entry: &String| match entry.strip_suffix('*') {
-        Some(prefix) => ua.starts_with(prefix),
-        None => {
-            ua == *entry
-                || ua.split_whitespace().next() == Some(entry.as_str())
-                || ua.split(['/', ' ']).next() == Some(entry.as_str())
-        }
-    };
-    let blocked = ClientBlocked {
-        url: eff.text("block_url").unwrap_or("").to_string(),
-    };
-    if eff.list("blocked_user_agents").iter().any(matches) {
-        return Err(blocked);
-    }
-    if eff.list("allowed_user_agents").iter().any(matches) {
-        return Ok(());
-    }
-    match eff.text("default_action") {
-        Some("block") => Err(blocked),
-        _ => Ok(()),
-    }
+    policy::kinds::client_version::decide(
+        eff.list("rules"),
+        eff.text("default_action") == Some("block"),
+        eff.text("block_url").unwrap_or(""),
+        user_agent,
+    )
+    .map_err(|url| ClientBlocked { url })
 }
 
 /// How the federation policy treats a partner domain it allows.
@@ -447,15 +431,26 @@ mod tests {
     fn client_version_rules() {
         let none = PolicySet::default();
         assert_eq!(client_allowed(&none, "sip:a@x", Some("anything")), Ok(()));
-        let s = set(&[("blocked_user_agents", list(&["sipp*", "oldphone"]))]);
+        let s = set(&[(
+            "rules",
+            list(&[
+                "sipp* block",
+                "linphone < 5.0 block-with-url https://upgrade.example/",
+            ]),
+        )]);
         assert!(client_allowed(&s, "sip:a@x", Some("SIPp/3.6")).is_err());
-        assert!(client_allowed(&s, "sip:a@x", Some("oldphone/1.0 (linux)")).is_err());
-        assert!(client_allowed(&s, "sip:a@x", Some("oldphonex/1.0")).is_ok());
+        assert_eq!(
+            client_allowed(&s, "sip:a@x", Some("Linphone/4.5.1 (belle-sip)")),
+            Err(ClientBlocked {
+                url: "https://upgrade.example/".into()
+            })
+        );
+        assert!(client_allowed(&s, "sip:a@x", Some("Linphone/5.2.0")).is_ok());
         assert!(client_allowed(&s, "sip:a@x", Some("baresip v1.0")).is_ok());
         assert!(client_allowed(&s, "sip:a@x", None).is_ok());
         let strict = set(&[
             ("default_action", Value::Text("block".into())),
-            ("allowed_user_agents", list(&["baresip*"])),
+            ("rules", list(&["baresip* allow"])),
             (
                 "block_url",
                 Value::Text("https://intranet.example/clients".into()),

@@ -33,33 +33,6 @@ impl<S: store::Store> Core<S> {
         {
             return;
         }
-        let ua = msg
-            .typed::<sip::headers::UserAgent>()
-            .ok()
-            .flatten()
-            .map(|u| u.0);
-        if let Err(blocked) = crate::policy_set::client_allowed(&self.policies, &aor, ua) {
-            tracing::info!(%aor, user_agent = ua.unwrap_or(""), "sign-in refused by the client version policy");
-            let warning = format!(
-                "399 {} \"This client version is not allowed{}{}\"",
-                self.cfg.domain,
-                if blocked.url.is_empty() {
-                    ""
-                } else {
-                    "; get an approved client at "
-                },
-                blocked.url.replace(['"', '\\'], "")
-            );
-            return self
-                .reply(
-                    r,
-                    403,
-                    "Client Version Not Allowed",
-                    &[("Warning", warning.as_str())],
-                )
-                .await;
-        }
-
         // Through an edge, the binding is reached by its Path (the edge's
         // connection at that moment is only one of its links to the pool,
         // and may be replaced while the client stays connected to the edge).

@@ -257,6 +257,40 @@ const STEPS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
      );",
+    // 9: client version policies become ordered rules (`PRODUCT [OP
+    // VERSION] ACTION`): each blocked User-Agent prefix a `block` rule,
+    // then each allowed one an `allow` rule, in their order (blocked ones
+    // were checked first). An entry with a character a product name cannot
+    // hold (`:`, or `*` before the end) becomes the prefix before it.
+    "UPDATE policies SET fields = json_set(
+        json_remove(fields, '$.blocked_user_agents', '$.allowed_user_agents'),
+        '$.rules',
+        json((SELECT json_group_array(rule) FROM (
+            SELECT rule, min(ord) AS ord FROM (
+                SELECT o * 100000 + k AS ord,
+                       (CASE WHEN p = 0 THEN value ELSE substr(value, 1, p - 1) || '*' END)
+                         || (CASE o WHEN 0 THEN ' block' ELSE ' allow' END) AS rule
+                FROM (
+                    SELECT o, k, value,
+                           (CASE WHEN p1 = 0 THEN p2 WHEN p2 = 0 THEN p1 ELSE min(p1, p2) END) AS p
+                    FROM (
+                        SELECT 0 AS o, CAST(key AS INTEGER) AS k, value,
+                               instr(value, ':') AS p1,
+                               instr(substr(value, 1, length(value) - 1), '*') AS p2
+                        FROM json_each(policies.fields, '$.blocked_user_agents')
+                        UNION ALL
+                        SELECT 1, CAST(key AS INTEGER), value,
+                               instr(value, ':'),
+                               instr(substr(value, 1, length(value) - 1), '*')
+                        FROM json_each(policies.fields, '$.allowed_user_agents')
+                    )
+                )
+            ) GROUP BY rule ORDER BY ord
+        )))
+     )
+     WHERE kind = 'client_version'
+       AND (json_type(fields, '$.blocked_user_agents') IS NOT NULL
+            OR json_type(fields, '$.allowed_user_agents') IS NOT NULL);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -300,6 +334,40 @@ mod tests {
         assert_eq!(v as usize, STEPS.len());
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut c), Err(StoreError::Setup(m)) if m.contains("newer")));
+    }
+
+    #[test]
+    fn schema_9_turns_client_version_lists_into_ordered_rules() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for sql in &STEPS[..8] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 8).unwrap();
+        c.execute_batch(
+            r#"INSERT INTO policies (kind, scope, name, fields) VALUES
+                ('client_version', 'global', '', '{"enabled":true,"blocked_user_agents":["sipp*","old:phone","x*y*","oldphone"],"allowed_user_agents":["baresip*"],"default_action":"block"}'),
+                ('client_version', 'named', 'open', '{"default_action":"allow"}'),
+                ('privacy', 'global', '', '{"blocked_user_agents":["kept"]}');"#,
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let get = |kind: &str, name: &str| -> String {
+            c.query_row(
+                "SELECT fields FROM policies WHERE kind = ?1 AND name = ?2",
+                [kind, name],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            get("client_version", ""),
+            r#"{"enabled":true,"default_action":"block","rules":["sipp* block","old* block","x* block","oldphone block","baresip* allow"]}"#
+        );
+        assert_eq!(
+            get("client_version", "open"),
+            r#"{"default_action":"allow"}"#
+        );
+        assert_eq!(get("privacy", ""), r#"{"blocked_user_agents":["kept"]}"#);
     }
 
     #[test]

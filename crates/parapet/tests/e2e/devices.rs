@@ -196,7 +196,7 @@ fn a_device_certificate_signs_baresip_in_and_goes_with_the_account() {
     refused(&s);
     wait_log(
         &s,
-        "TLS handshake refused: device certificate",
+        "TLS handshake refused: client certificate",
         Duration::from_secs(2),
     );
     drop(alice);
@@ -555,4 +555,180 @@ fn pki_hex(der: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// An organisation's CA for the bring-your-own-PKI test.
+struct OrgCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn org_ca(name: &str) -> OrgCa {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    OrgCa {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// A user's certificate from `ca` naming `email`, with its key (PEM).
+fn org_user(ca: &OrgCa, email: &str, serial: u64) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{email} laptop"));
+    p.subject_alt_names = vec![rcgen::SanType::Rfc822Name(email.try_into().unwrap())];
+    p.serial_number = Some(rcgen::SerialNumber::from(serial));
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
+/// Whether a TLS connection presenting `pem` gets an answer to a REGISTER
+/// for `user`; returns the answer's first line.
+fn register_as(s: &Server, pem: &str, user: &str) -> Option<String> {
+    let mut c = tls_as_device(s, s.tls, pem);
+    let req = register("TLS", "127.0.0.1:5999", 1, None, "t", None)
+        .replace("alice@", &format!("{user}@"));
+    if c.write_all(req.as_bytes()).is_err() {
+        return None;
+    }
+    let mut buf = [0u8; 2048];
+    match c.read(&mut buf) {
+        Ok(n) if n > 0 => Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn certificates_of_the_organisations_ca_sign_users_in_unless_revoked_there_or_here() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-org-pki", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = org_ca("Example Corp Issuing CA");
+    std::fs::write(dir.join("org-ca.pem"), ca.cert.pem()).unwrap();
+    let carol = org_user(&ca, "carol@example.test", 7);
+    let dave = org_user(&ca, "dave@example.test", 9);
+    let erin = org_user(&org_ca("Somebody Else's CA"), "erin@example.test", 7);
+    // The organisation's list revokes dave's certificate; it is served
+    // over HTTP, as a CRL distribution point would serve it.
+    let now = time::OffsetDateTime::now_utc();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(9u64),
+            revocation_time: now - time::Duration::minutes(1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.cert, &ca.key)
+    .unwrap();
+    std::fs::write(dir.join("org.crl"), crl.der()).unwrap();
+    let port = free_port();
+    let mut http = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = Server::with_config(
+        "devices-byo",
+        &format!(
+            "[client_certificates]\ntrusted_cas = [\"{}\"]\nmap_by = \"email\"\ncrls = [\"http://127.0.0.1:{port}/org.crl\"]\n",
+            dir.join("org-ca.pem").display()
+        ),
+    );
+    let _ = http.kill();
+    let _ = http.wait();
+    for u in ["carol", "dave", "erin"] {
+        s.add_user(u, "correct-horse-battery");
+    }
+    // Carol's certificate from the organisation signs her in, no password.
+    let answer = register_as(&s, &carol, "carol");
+    assert_eq!(answer.as_deref(), Some("SIP/2.0 200 OK"), "{}", s.log());
+    // Dave's is on the organisation's list; erin's is from another CA.
+    assert_eq!(register_as(&s, &dave, "dave"), None);
+    assert_eq!(register_as(&s, &erin, "erin"), None);
+    let log = plain_log(&s);
+    assert!(log.contains("revoked") || log.contains("Revoked"), "{log}");
+    // Carol's certificate is recorded as one of her devices; revoked here,
+    // her connection closes and the certificate is refused from then on,
+    // though the organisation's list does not name it.
+    let list = |s: &Server| {
+        let o = s.admin(
+            &[
+                "user",
+                "devices",
+                "sip:carol@example.test",
+                "--output",
+                "json",
+            ],
+            "",
+        );
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while list(&s).as_array().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "carol's certificate was not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let device = list(&s)[0].clone();
+    assert_eq!(device["name"], "carol@example.test laptop", "{device}");
+    let mut open = tls_as_device(&s, s.tls, &carol);
+    let r = exchange(
+        &mut open,
+        &register("TLS", "127.0.0.1:5999", 2, None, "t", None).replace("alice@", "carol@"),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    let o = s.admin(
+        &[
+            "user",
+            "revoke-device",
+            "sip:carol@example.test",
+            device["id"].as_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(open.read(&mut buf), Ok(n) if n > 0),
+        "her open connection was closed"
+    );
+    assert_eq!(register_as(&s, &carol, "carol"), None);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -80,8 +80,7 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
             "set",
             "client_version",
             "global",
-            "blocked_user_agents=sipp*",
-            "block_url=https://intranet.example.test/clients",
+            "rules=linphone >= 5 allow; sipp* < 3.0 allow; sipp* block-with-url https://intranet.example.test/clients",
         ],
         "",
     );
@@ -90,6 +89,21 @@ fn policy_changes_take_effect_on_the_next_sip_request() {
         "403 Client Version Not Allowed",
         "Warning: 399 example.test \"This client version is not allowed; get an approved client at https://intranet.example.test/clients\"",
     ]);
+    // And to every request outside a dialog: a MESSAGE from the same client.
+    s.add_user("dave", "correct horse battery");
+    passes!(
+        s,
+        s.sipp_start(
+            "message_send_client_refused.xml",
+            "dave",
+            "carol",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["carol", "hi"],
+        )
+        .finish()
+    );
     let o = s.admin(&["policy", "remove", "client_version", "global"], "");
     assert!(o.status.success(), "{}", out(&o));
     // The endpoint cap: carol has registered from several ports above.

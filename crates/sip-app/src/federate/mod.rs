@@ -221,8 +221,14 @@ impl<S: store::Store> Core<S> {
             return None;
         }
         let chain = src.peer_certificates.as_ref()?;
-        if self.devices.device_of(chain.first()?).is_some() {
-            // A user's device, signed in by its certificate.
+        let leaf = chain.first()?;
+        if self.devices.device_of(leaf).is_some()
+            || self
+                .org_identity(src, leaf)
+                .is_some_and(|who| who != Err(String::new()))
+        {
+            // A user's device, signed in by its certificate (Parapet's,
+            // or the organisation's CA's).
             return None;
         }
         let ids = match federation::identity::identities(chain.first()?) {
