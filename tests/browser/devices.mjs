@@ -3,13 +3,15 @@
 // an authenticator is set up (refused: the policy requires one), set up
 // the authenticator from the key the page shows (the code computed here as
 // an authenticator app computes it), add a device from a certificate
-// request, download its certificate, see it listed, revoke it, sign out,
+// request, download its certificate, see it listed, revoke it, get a
+// PKCS#12 bundle for another device, sign out,
 // sign in again with password and code, and sign out everywhere. Run by
 // crates/parapet/tests/e2e/devices.rs, which checks the server's side.
 //
 // Environment: PAGE_URL, PAGE_USER, PAGE_PASSWORD, PAGE_CSR (a PEM request
-// file), PAGE_DOWNLOAD (where to save the certificate), PAGE_CERT (the
-// server certificate, PEM), PAGE_SHOT (a screenshot path).
+// file), PAGE_DOWNLOAD (where to save the certificate), PAGE_BUNDLE (where
+// to save the PKCS#12 bundle), PAGE_CERT (the server certificate, PEM),
+// PAGE_SHOT (a screenshot path).
 import { createHash, createHmac, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -139,6 +141,19 @@ try {
   await expectStatus('Alice laptop revoked');
   await row.locator('td', { hasText: 'revoked (user)' }).waitFor();
   check(true, 'the device is listed as revoked by its user');
+
+  await page.fill('#bundle-name', 'Alice phone');
+  await page.click('#add-bundle button[type=submit]');
+  await expectStatus('Bundle made for Alice phone');
+  const passphrase = await page.textContent('#bundle-passphrase');
+  check(passphrase.length === 20, 'the passphrase is shown');
+  const [bundle] = await Promise.all([
+    page.waitForEvent('download'),
+    page.click('#bundle-download'),
+  ]);
+  await bundle.saveAs(env('PAGE_BUNDLE'));
+  console.log(`passphrase: ${passphrase}`);
+  check(readFileSync(env('PAGE_BUNDLE')).length > 500, `the bundle is downloaded (${bundle.suggestedFilename()})`);
 
   await page.click('#sign-out');
   await expectStatus('Signed out');

@@ -87,14 +87,15 @@ impl<S: Store> Ctx<S> {
         who: &impl Who,
         aor: &str,
         name: &str,
-        csr: &pki::csr::Csr,
+        key: &impl rcgen::PublicKeyData,
+        key_kind: &str,
         rules: &EnrollRules,
     ) -> Result<DeviceRow, Response> {
         let id = pki::ca::device_id().map_err(internal)?;
         let issued = self
             .devices
             .ca
-            .issue(csr, aor, &id, name, rules.days)
+            .issue(key, aor, &id, name, rules.days)
             .map_err(|e| problem(StatusCode::BAD_REQUEST, e))?;
         let row = DeviceRow {
             aor: aor.to_owned(),
@@ -115,7 +116,7 @@ impl<S: Store> Ctx<S> {
             "devices.enroll",
             &format!("user:{aor}"),
             None,
-            Some(serde_json::json!({ "device": id, "name": name, "key": csr.key_kind, "expires_at": issued.not_after })),
+            Some(serde_json::json!({ "device": id, "name": name, "key": key_kind, "expires_at": issued.not_after })),
         );
         match store.add_device(row.clone(), rules.max_devices).await {
             Ok(()) => {}

@@ -19,6 +19,7 @@
 //!   handed to the partners' verifier.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod byo;
 pub mod ca;
 pub mod csr;

@@ -326,7 +326,7 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         vec![uri()],
         Some(obj(
             &[],
-            json!({ "expires_secs": { "type": "integer", "minimum": 60, "maximum": 2_592_000 } }),
+            json!({ "expires_secs": { "type": "integer", "minimum": 60, "maximum": 2_592_000, "nullable": true } }),
         )),
         201,
     );

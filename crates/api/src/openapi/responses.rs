@@ -186,6 +186,16 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
         ("post", "/user/v1/second-factor/confirm") => exact(json!({ "enrolled": boolean() }), &[]),
         ("get", "/user/v1/devices") | ("get", "/v1/users/{uri}/devices") => array(device(false)),
         ("post", "/user/v1/devices") => device(true),
+        ("post", "/user/v1/devices/bundle") => {
+            let mut d = device(true);
+            d["properties"]["passphrase"] = s();
+            d["properties"]["pkcs12"] = s();
+            if let Some(r) = d["required"].as_array_mut() {
+                r.push("passphrase".into());
+                r.push("pkcs12".into());
+            }
+            d
+        }
         ("delete", "/v1/users/{uri}/devices") => exact(json!({ "revoked": boolean() }), &[]),
         ("delete", "/v1/users/{uri}/second-factor") => exact(json!({ "removed": boolean() }), &[]),
         ("post", "/v1/users/{uri}/enrollment-codes") => exact(

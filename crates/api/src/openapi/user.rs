@@ -29,7 +29,7 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
             json!({
                 "user": user,
                 "password": { "type": "string", "minLength": 1, "maxLength": 1024 },
-                "totp": { "type": "string", "pattern": "^[0-9]{6}$", "description": "the authenticator's code, for a user who has set one up" },
+                "totp": { "type": "string", "nullable": true, "pattern": "^[0-9]{6}$", "description": "the authenticator's code, for a user who has set one up" },
             }),
         )),
         201,
@@ -99,7 +99,22 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
             json!({
                 "name": { "type": "string", "minLength": 1, "maxLength": 64 },
                 "csr": { "type": "string", "minLength": 1, "maxLength": pki::csr::MAX_CSR },
-                "enrollment_code": { "type": "string", "maxLength": 64 },
+                "enrollment_code": { "type": "string", "maxLength": 64, "nullable": true },
+            }),
+        )),
+        201,
+    );
+    d.op(
+        "post",
+        "/user/v1/devices/bundle",
+        "Enroll a device that cannot make a certificate request: the server makes its key and answers key and certificate in a PKCS#12 bundle (base64) under a passphrase made for this download, shown once; it keeps neither. The same policy applies as for a request",
+        SELF,
+        vec![],
+        Some(obj(
+            &["name"],
+            json!({
+                "name": { "type": "string", "minLength": 1, "maxLength": 64 },
+                "enrollment_code": { "type": "string", "maxLength": 64, "nullable": true },
             }),
         )),
         201,

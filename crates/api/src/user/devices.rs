@@ -37,17 +37,36 @@ pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResu
     ))
 }
 
+fn check_name(name: &str) -> Result<(), axum::response::Response> {
+    if pki::ca::valid_device_name(name) {
+        return Ok(());
+    }
+    Err(problem(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "name: give the device a name of 1 to {} characters, without control characters",
+            pki::ca::MAX_DEVICE_NAME
+        ),
+    ))
+}
+
+/// A device as enrolment answers it: its record, its certificate and the
+/// device CA's.
+fn issued<S: Store>(ctx: &Ctx<S>, row: &store::DeviceRow) -> serde_json::Value {
+    let mut v = view(row);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("certificate".into(), row.certificate.clone().into());
+        o.insert(
+            "ca_certificate".into(),
+            ctx.devices.ca.pem().to_owned().into(),
+        );
+    }
+    v
+}
+
 pub(crate) async fn enroll<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: Bytes) -> ApiResult {
     let b: EnrollBody = body(&bytes)?;
-    if !pki::ca::valid_device_name(&b.name) {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "name: give the device a name of 1 to {} characters, without control characters",
-                pki::ca::MAX_DEVICE_NAME
-            ),
-        ));
-    }
+    check_name(&b.name)?;
     let csr = pki::csr::parse(b.csr.as_bytes(), &me.aor).map_err(|e| {
         let status = match e {
             pki::csr::CsrError::NamesAnotherUser(_) => StatusCode::FORBIDDEN,
@@ -55,6 +74,72 @@ pub(crate) async fn enroll<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: B
         };
         problem(status, format!("csr: {e}"))
     })?;
+    let rules = gate(&ctx, &me, b.enrollment_code.as_deref()).await?;
+    let row = ctx
+        .issue_device(&me, &me.aor, b.name.trim(), &csr, &csr.key_kind, &rules)
+        .await?;
+    Ok(json(StatusCode::CREATED, &issued(&ctx, &row)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BundleBody {
+    name: String,
+    enrollment_code: Option<String>,
+}
+
+/// For a device that cannot make a request: the server makes an ECDSA
+/// P-256 key, issues its certificate and answers both in a PKCS#12
+/// bundle under a passphrase made for this download; it keeps neither.
+pub(crate) async fn bundle<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: Bytes) -> ApiResult {
+    let b: BundleBody = body(&bytes)?;
+    check_name(&b.name)?;
+    let rules = gate(&ctx, &me, b.enrollment_code.as_deref()).await?;
+    let key = rcgen::KeyPair::generate().map_err(internal)?;
+    let name = b.name.trim();
+    let row = ctx
+        .issue_device(
+            &me,
+            &me.aor,
+            name,
+            &key,
+            "ECDSA P-256 (made by the server)",
+            &rules,
+        )
+        .await?;
+    let passphrase = pki::bundle::passphrase().map_err(internal)?;
+    let der = sip_transport::tls::certs_from_pem(row.certificate.as_bytes()).map_err(internal)?;
+    let p12 = pki::bundle::pkcs12(
+        &der[0],
+        &key.serialize_der(),
+        ctx.devices.ca.certificate(),
+        name,
+        &passphrase,
+    )
+    .map_err(internal)?;
+    let mut v = issued(&ctx, &row);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("passphrase".into(), passphrase.into());
+        o.insert("pkcs12".into(), data_encoding::BASE64.encode(&p12).into());
+    }
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// What the authentication policy asks before a device is enrolled: a
+/// session signed in with the second factor where `second_factor` is on,
+/// a single-use enrollment code (consumed here) where `managed_devices`
+/// is on. Returns the rules for the certificate.
+async fn gate<S: Store>(
+    ctx: &Ctx<S>,
+    me: &Me,
+    code: Option<&str>,
+) -> Result<super::super::devices::EnrollRules, axum::response::Response> {
+    if code.is_some_and(|c| c.chars().count() > 64) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "enrollment_code: at most 64 characters; give the code as issued",
+        ));
+    }
     let set = sip_app::policy_set::PolicySet::load(&ctx.store)
         .await
         .map_err(internal)?;
@@ -70,11 +155,7 @@ pub(crate) async fn enroll<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: B
         ));
     }
     if rules.managed {
-        let Some(code) = b
-            .enrollment_code
-            .as_deref()
-            .filter(|c| !c.trim().is_empty())
-        else {
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
             return Err(problem(
                 StatusCode::FORBIDDEN,
                 "your organisation allows managed devices only: give the enrollment code your administrator or device management issued (enrollment_code)",
@@ -92,18 +173,7 @@ pub(crate) async fn enroll<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: B
             ));
         }
     }
-    let row = ctx
-        .issue_device(&me, &me.aor, b.name.trim(), &csr, &rules)
-        .await?;
-    let mut v = view(&row);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("certificate".into(), row.certificate.clone().into());
-        o.insert(
-            "ca_certificate".into(),
-            ctx.devices.ca.pem().to_owned().into(),
-        );
-    }
-    Ok(json(StatusCode::CREATED, &v))
+    Ok(rules)
 }
 
 pub(crate) async fn revoke<S: Store>(

@@ -78,6 +78,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             "/user/v1/devices",
             get(devices::list::<S>).post(devices::enroll::<S>),
         )
+        .route("/user/v1/devices/bundle", post(devices::bundle::<S>))
         .route("/user/v1/devices/{id}", delete(devices::revoke::<S>))
         .route(
             "/user/v1/sign-out-everywhere",

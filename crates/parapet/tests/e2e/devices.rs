@@ -268,6 +268,47 @@ fn with_certificates_only_the_right_password_is_refused_and_the_certificate_work
         &register("TLS", "127.0.0.1:5999", 3, None, "t", None),
     );
     assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    // A device that cannot make a request gets a PKCS#12 bundle; what a
+    // device imports from it (openssl here) signs in too.
+    let (code, _, text) = s.https(
+        "POST",
+        "/user/v1/devices/bundle",
+        Some(&token),
+        &json!({ "name": "alice-tablet" }).to_string(),
+    );
+    assert_eq!(code, 201, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let p12 = s.dir.join("tablet.p12");
+    std::fs::write(&p12, data_decode(v["pkcs12"].as_str().unwrap())).unwrap();
+    let opened = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&p12)
+        .args(["-nodes", "-passin"])
+        .arg(format!("pass:{}", v["passphrase"].as_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let tablet = String::from_utf8_lossy(&opened.stdout).into_owned();
+    let wrong = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&p12)
+        .args(["-nodes", "-passin", "pass:not-the-passphrase"])
+        .output()
+        .unwrap();
+    assert!(
+        !wrong.status.success(),
+        "the bundle opens only with its passphrase"
+    );
+    let mut t = tls_as_device(&s, s.tls, &tablet);
+    let r = exchange(
+        &mut t,
+        &register("TLS", "127.0.0.1:5998", 5, None, "t", None),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
     // Her certificate is hers only: a REGISTER for bob over it is refused.
     s.add_user("bob", "battery-staple-horse");
     let bob = register("TLS", "127.0.0.1:5999", 4, None, "t", None).replace("alice@", "bob@");
@@ -277,6 +318,30 @@ fn with_certificates_only_the_right_password_is_refused_and_the_certificate_work
         "{r}"
     );
     assert!(challenges(&r).is_empty());
+    // `revoke-devices` revokes them all: both connections close at once.
+    let o = s.admin(&["user", "revoke-devices", ALICE], "");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("revoked every device"), "{}", out(&o));
+    let mut buf = [0u8; 64];
+    for c in [&mut d, &mut t] {
+        assert!(!matches!(c.read(&mut buf), Ok(n) if n > 0), "closed");
+    }
+}
+
+/// Standard base64, as the API answers binary data.
+fn data_decode(b64: &str) -> Vec<u8> {
+    let o = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success());
+    o.stdout
 }
 
 #[test]
@@ -500,6 +565,7 @@ fn the_page_walks_a_user_through_an_authenticator_and_a_device_in_the_browser() 
     let csr_file = s.dir.join("device.csr");
     std::fs::write(&csr_file, &csr).unwrap();
     let download = s.dir.join("downloaded.pem");
+    let bundle = s.dir.join("phone.p12");
     let shot = s.dir.join("devices.png");
     let run = std::process::Command::new("node")
         .arg(browser.join("devices.mjs"))
@@ -508,6 +574,7 @@ fn the_page_walks_a_user_through_an_authenticator_and_a_device_in_the_browser() 
         .env("PAGE_PASSWORD", "correct-horse-battery")
         .env("PAGE_CSR", &csr_file)
         .env("PAGE_DOWNLOAD", &download)
+        .env("PAGE_BUNDLE", &bundle)
         .env("PAGE_CERT", s.data_dir().join("pki/server.pem"))
         .env("PAGE_SHOT", &shot)
         .output()
@@ -530,9 +597,36 @@ fn the_page_walks_a_user_through_an_authenticator_and_a_device_in_the_browser() 
     use rustls_pki_types::pem::PemObject;
     let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
     let list = devices(&s);
-    assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(list[0]["fingerprint"], pki_hex(&der), "{list:?}");
-    assert_eq!(list[0]["revoked_reason"], "user", "{list:?}");
+    assert_eq!(list.len(), 2, "{list:?}");
+    let laptop = list.iter().find(|d| d["name"] == "Alice laptop").unwrap();
+    assert_eq!(laptop["fingerprint"], pki_hex(&der), "{list:?}");
+    assert_eq!(laptop["revoked_reason"], "user", "{list:?}");
+    // The bundle opens with the passphrase the page showed (openssl, as a
+    // device's import would) and holds a key and the phone's certificate,
+    // revoked by signing out everywhere.
+    let passphrase = transcript
+        .lines()
+        .find_map(|l| l.strip_prefix("passphrase: "))
+        .unwrap()
+        .to_string();
+    let opened = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&bundle)
+        .args(["-nodes", "-passin", &format!("pass:{passphrase}")])
+        .output()
+        .unwrap();
+    let pem = String::from_utf8_lossy(&opened.stdout);
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(
+        pem.contains("PRIVATE KEY") && pem.contains("Alice phone"),
+        "{pem}"
+    );
+    let phone = list.iter().find(|d| d["name"] == "Alice phone").unwrap();
+    assert_eq!(phone["revoked_reason"], "sign-out", "{list:?}");
     let mut c = tls_as_device(&s, s.tls, &format!("{pem}{}", key.serialize_pem()));
     let _ = c.write_all(register("TLS", "127.0.0.1:5999", 1, None, "t", None).as_bytes());
     let mut buf = [0u8; 512];

@@ -217,6 +217,7 @@ function showQr(svgText) {
 }
 
 let downloadUrl = null;
+let bundleUrl = null;
 
 function showCertificate(pem, name) {
   $('device-pem').textContent = pem;
@@ -317,6 +318,25 @@ function init() {
       $('device-csr').value = '';
       $('device-code').value = '';
     }, 'Certificate issued for ' + name + ': download it below');
+  });
+  $('add-bundle').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('bundle-name').value.trim();
+    const body = { name };
+    if ($('bundle-code').value.trim()) body.enrollment_code = $('bundle-code').value.trim();
+    change(async () => {
+      const d = await api('POST', '/user/v1/devices/bundle', body);
+      const bytes = Uint8Array.from(atob(d.pkcs12), (c) => c.charCodeAt(0));
+      if (bundleUrl) URL.revokeObjectURL(bundleUrl);
+      bundleUrl = URL.createObjectURL(new Blob([bytes], { type: 'application/x-pkcs12' }));
+      const a = $('bundle-download');
+      a.href = bundleUrl;
+      a.download = name.replace(/[^A-Za-z0-9._-]+/g, '-') + '.p12';
+      $('bundle-passphrase').textContent = d.passphrase;
+      $('bundle-issued').hidden = false;
+      $('bundle-name').value = '';
+      $('bundle-code').value = '';
+    }, 'Bundle made for ' + name + ': download it and note the passphrase');
   });
   $('sign-out-everywhere').addEventListener('click', async () => {
     try {
