@@ -127,9 +127,11 @@ impl<S: store::Store> Core<S> {
                 aor,
                 source,
                 password,
+                then_second_factor,
                 reply,
             } => {
-                let _ = reply.send(self.check_password(&aor, source, &password));
+                let _ =
+                    reply.send(self.check_password(&aor, source, &password, then_second_factor));
             }
             AdminCmd::RevokeDevices {
                 aor,
@@ -138,8 +140,13 @@ impl<S: store::Store> Core<S> {
             } => {
                 let _ = reply.send(self.revoke_devices(&aor, fingerprints));
             }
-            AdminCmd::SignInFailed { aor, source, reply } => {
-                self.sign_in_failed(&aor, source);
+            AdminCmd::SecondFactor {
+                aor,
+                source,
+                passed,
+                reply,
+            } => {
+                self.second_factor(&aor, source, passed);
                 let _ = reply.send(());
             }
             AdminCmd::Registrations { aor, reply } => {

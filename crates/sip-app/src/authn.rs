@@ -327,6 +327,7 @@ impl<S: store::Store> Core<S> {
         aor: &str,
         ip: IpAddr,
         password: &str,
+        then_second_factor: bool,
     ) -> PasswordCheck {
         let now = u64::try_from(unix_now()).unwrap_or(0);
         if !self.rate.allow(ip, std::time::Instant::now()) {
@@ -351,8 +352,11 @@ impl<S: store::Store> Core<S> {
             Some(proof) => {
                 // Whatever the SIP methods: the user page is where a
                 // password (and TOTP where policy asks) gets a device its
-                // certificate.
-                self.filter.success(aor, ip, now);
+                // certificate. With a second factor to come, success is
+                // only declared once it passes.
+                if !then_second_factor {
+                    self.filter.success(aor, ip, now);
+                }
                 PasswordCheck::Valid(proof)
             }
             None => {
@@ -435,10 +439,14 @@ impl<S: store::Store> Core<S> {
         self.flush().await;
     }
 
-    /// A failure after the password on the user API (a wrong code).
-    pub(crate) fn sign_in_failed(&mut self, aor: &str, ip: IpAddr) {
+    /// The second factor after a right password on the user API.
+    pub(crate) fn second_factor(&mut self, aor: &str, ip: IpAddr, passed: bool) {
         let now = u64::try_from(unix_now()).unwrap_or(0);
-        self.failed_from(aor, ip, now);
+        if passed {
+            self.filter.success(aor, ip, now);
+        } else {
+            self.failed_from(aor, ip, now);
+        }
     }
 
     fn failed(&mut self, aor: &str, r: &Req<'_>, now: u64) {

@@ -40,18 +40,24 @@ pub enum AdminCmd {
         reply: oneshot::Sender<()>,
     },
     /// A password sign-in on the user API (see [`PasswordCheck`]).
+    /// `then_second_factor`: a second factor follows, so a right password
+    /// is not yet a successful sign-in for the lockout filter (which would
+    /// forget the address's failures and count it familiar): the outcome
+    /// comes with [`AdminCmd::SecondFactor`].
     CheckPassword {
         aor: String,
         source: IpAddr,
         password: String,
+        then_second_factor: bool,
         reply: oneshot::Sender<PasswordCheck>,
     },
-    /// A sign-in on the user API failed after the password (a wrong
-    /// second-factor code): counted by the lockout filter like a wrong
-    /// password.
-    SignInFailed {
+    /// The second factor after a right password on the user API: passed
+    /// (a successful sign-in), or not (a failed one, counted like a wrong
+    /// password).
+    SecondFactor {
         aor: String,
         source: IpAddr,
+        passed: bool,
         reply: oneshot::Sender<()>,
     },
     /// Partners this server has dealt with: counters, standing, watch list.

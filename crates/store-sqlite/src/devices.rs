@@ -253,13 +253,13 @@ impl Devices for Sqlite {
         .await
     }
 
-    async fn confirm_totp(&self, aor: &str, step: i64) -> Result<bool> {
+    async fn confirm_totp(&self, aor: &str, pending: Vec<u8>, step: i64) -> Result<bool> {
         let aor = aor.to_owned();
         self.write(move |c| {
             c.execute(
                 "UPDATE totp SET secret = pending, pending = NULL, last_step = ?2
-                 WHERE aor = ?1 AND pending IS NOT NULL",
-                params![aor, step],
+                 WHERE aor = ?1 AND pending = ?3",
+                params![aor, step, pending],
             )
             .map(|n| n == 1)
             .map_err(db)

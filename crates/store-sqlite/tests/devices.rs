@@ -155,14 +155,21 @@ async fn a_totp_step_is_used_once_and_enrolment_needs_a_pending_secret() {
     add_user(&s, A).await;
     assert_eq!(s.totp(A).await.unwrap(), Some(Default::default()));
     assert_eq!(s.totp(B).await.unwrap(), None);
-    assert!(!s.confirm_totp(A, 10).await.unwrap(), "nothing pending");
+    assert!(
+        !s.confirm_totp(A, vec![1], 10).await.unwrap(),
+        "nothing pending"
+    );
     assert!(
         !s.set_totp_pending(B, vec![1]).await.unwrap(),
         "no such user"
     );
     assert!(s.set_totp_pending(A, vec![1]).await.unwrap());
     assert!(!s.use_totp_step(A, 9).await.unwrap(), "not confirmed yet");
-    assert!(s.confirm_totp(A, 10).await.unwrap());
+    assert!(
+        !s.confirm_totp(A, vec![9], 10).await.unwrap(),
+        "another secret pending"
+    );
+    assert!(s.confirm_totp(A, vec![1], 10).await.unwrap());
     let t = s.totp(A).await.unwrap().unwrap();
     assert_eq!(
         (t.secret, t.pending, t.last_step),

@@ -387,9 +387,15 @@ pub trait Devices: Send + Sync {
         aor: &str,
         sealed: Vec<u8>,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// The pending secret becomes the user's, `step` its first use. `false`
-    /// if nothing was pending.
-    fn confirm_totp(&self, aor: &str, step: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// The pending secret becomes the user's, `step` its first use, only
+    /// if it is still `pending` (the one the code was checked against).
+    /// `false` if nothing, or another secret, was pending.
+    fn confirm_totp(
+        &self,
+        aor: &str,
+        pending: Vec<u8>,
+        step: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Records `step` as used, only if it is later than the last one used
     /// (so one code is accepted once, even by two requests at once);
     /// `false` otherwise.

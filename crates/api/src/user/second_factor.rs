@@ -173,7 +173,11 @@ pub(crate) async fn confirm<S: Store>(
         None,
         None,
     );
-    if !store.confirm_totp(&me.aor, step).await.map_err(internal)? {
+    if !store
+        .confirm_totp(&me.aor, sealed, step)
+        .await
+        .map_err(internal)?
+    {
         return Err(problem(
             StatusCode::CONFLICT,
             "the enrolment was replaced; start again",

@@ -89,11 +89,15 @@ pub(crate) async fn sign_in<S: Store>(
         ));
     }
     let source: IpAddr = remote.ip();
+    // Whether a code must follow: then the password alone is not a
+    // successful sign-in for the lockout filter.
+    let has_second_factor = ctx.has_second_factor(&aor).await?;
     let check = ctx
         .ask(|reply| AdminCmd::CheckPassword {
             aor: aor.clone(),
             source,
             password: b.password,
+            then_second_factor: has_second_factor,
             reply,
         })
         .await
@@ -134,28 +138,39 @@ pub(crate) async fn sign_in<S: Store>(
     }
     // The second factor, for a user who has one: without it the password
     // alone opens nothing; a wrong code counts as a failed sign-in.
-    let second_factor = if ctx.has_second_factor(&aor).await? {
-        let Some(code) = b.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
-            return Err(code_needed(
-                "this account has a second factor: give the 6-digit code your authenticator app shows now (totp)",
-            ));
+    let second_factor = if has_second_factor {
+        let code = b.totp.as_deref().filter(|c| !c.trim().is_empty());
+        let passed = match code {
+            Some(code) => matches!(
+                ctx.check_code(&aor, code).await?,
+                super::second_factor::Code::Accepted
+            ),
+            None => false,
         };
-        match ctx.check_code(&aor, code).await? {
-            super::second_factor::Code::Accepted => true,
-            super::second_factor::Code::Refused => {
-                super::log_refusal(&source, "wrong or used second-factor code");
-                let _ = ctx
-                    .ask(|reply| AdminCmd::SignInFailed {
-                        aor: aor.clone(),
-                        source,
-                        reply,
-                    })
-                    .await;
+        if code.is_some() || passed {
+            // A code given: its outcome is the sign-in's for the lockout
+            // filter (a wrong one counts like a wrong password).
+            let _ = ctx
+                .ask(|reply| AdminCmd::SecondFactor {
+                    aor: aor.clone(),
+                    source,
+                    passed,
+                    reply,
+                })
+                .await;
+        }
+        if !passed {
+            if code.is_none() {
                 return Err(code_needed(
-                    "the code is wrong or was used already (each code works once); type the code your authenticator app shows now",
+                    "this account has a second factor: give the 6-digit code your authenticator app shows now (totp)",
                 ));
             }
+            super::log_refusal(&source, "wrong or used second-factor code");
+            return Err(code_needed(
+                "the code is wrong or was used already (each code works once); type the code your authenticator app shows now",
+            ));
         }
+        true
     } else {
         false
     };

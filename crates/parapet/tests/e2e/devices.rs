@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::baresip::{wait_count, Baresip};
-use crate::defaults::{answer, challenges, exchange, register};
+use crate::defaults::{answer, challenges, exchange, register, ReadWrite};
 use crate::harness::*;
 use crate::user_api::sign_in;
 
@@ -525,6 +525,24 @@ fn enrollment_follows_the_policy_and_refuses_bad_input_precisely() {
     assert_eq!(reasons, ["sign-out", "user"], "{reasons:?}");
     let (status, _, _) = s.https("GET", "/user/v1/devices", Some(&strong), "");
     assert_eq!(status, 401, "every session ended");
+    // Guessing codes with the right password is held to the lockout: the
+    // right password does not reset the count, and after the threshold (5)
+    // even the right code is refused.
+    let valid: Vec<String> = [now() - 30, now(), now() + 30, now() + 60]
+        .iter()
+        .map(|t| rbac::totp::code(&secret, *t))
+        .collect();
+    let wrong = (0..)
+        .map(|n: u32| format!("{:06}", n * 7919 % 1_000_000))
+        .find(|c| !valid.contains(c))
+        .unwrap();
+    for _ in 0..5 {
+        let (code, _, text) = signin(Some(&wrong));
+        assert_eq!(code, 401, "{text}");
+    }
+    let (code, _, text) = signin(Some(&rbac::totp::code(&secret, now() + 60)));
+    assert_eq!(code, 403, "locked out: {text}");
+    assert!(text.contains("too many failed sign-ins"), "{text}");
     // Each step is in the audit log.
     let o = s.admin(&["audit", "list", "--output", "json"], "");
     let audit = String::from_utf8_lossy(&o.stdout);
@@ -825,4 +843,191 @@ fn certificates_of_the_organisations_ca_sign_users_in_unless_revoked_there_or_he
     );
     assert_eq!(register_as(&s, &carol, "carol"), None);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_new_password_or_removing_the_user_closes_the_devices_connections() {
+    let s = Server::new("devices-account");
+    s.add_user("alice", "correct-horse-battery");
+    let token = sign_in(&s, "alice", "correct-horse-battery");
+    let (_, pem) = enroll_ok(&s, &token, "alice-phone");
+    let mut c = tls_as_device(&s, s.tls, &pem);
+    let r = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5999", 1, None, "t", None),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    // An administrator sets a new password: the certificate issued under
+    // the old one is revoked and its connection closed.
+    let o = s.admin(
+        &["user", "passwd", ALICE, "--password-stdin"],
+        "a-whole-new-passphrase\n",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(c.read(&mut buf), Ok(n) if n > 0),
+        "closed at once"
+    );
+    assert_eq!(devices(&s)[0]["revoked_reason"], "password");
+    assert_eq!(register_as(&s, &pem, "alice"), None);
+    // A certificate enrolled since, then the user removed.
+    let token = sign_in(&s, "alice", "a-whole-new-passphrase");
+    let (_, pem) = enroll_ok(&s, &token, "alice-phone-2");
+    let mut c = tls_as_device(&s, s.tls, &pem);
+    let r = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5999", 2, None, "t", None),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    let o = s.admin(&["user", "remove", ALICE], "");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        !matches!(c.read(&mut buf), Ok(n) if n > 0),
+        "closed at once"
+    );
+    assert_eq!(register_as(&s, &pem, "alice"), None);
+    // Bundle requests with bad input get a precise answer.
+    s.add_user("bob", "battery-staple-horse");
+    let token = sign_in(&s, "bob", "battery-staple-horse");
+    for (body, says) in [
+        (json!({ "name": "" }), "name:"),
+        (json!({ "name": "x", "csr": "-----BEGIN" }), "unknown field"),
+        (
+            json!({ "name": "x", "enrollment_code": "x".repeat(65) }),
+            "enrollment_code",
+        ),
+        (json!(["x"]), "expected a JSON object"),
+    ] {
+        let (code, head, text) = s.https(
+            "POST",
+            "/user/v1/devices/bundle",
+            Some(&token),
+            &body.to_string(),
+        );
+        assert_eq!(code, 400, "{body}: {text}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("application/problem+json"),
+            "{head}"
+        );
+        assert!(text.contains(says), "{body}: {text}");
+    }
+}
+
+/// One SIP request over a WebSocket (RFC 7118) on `c`, already upgraded:
+/// a masked text frame out, the first text frame back.
+fn ws_exchange(c: &mut impl ReadWrite, sip: &str) -> String {
+    let payload = sip.as_bytes();
+    let mut frame = vec![0x81u8];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.write_all(&frame).unwrap();
+    let mut head = [0u8; 2];
+    c.read_exact(&mut head).unwrap();
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            c.read_exact(&mut l).unwrap();
+            usize::from(u16::from_be_bytes(l))
+        }
+        127 => panic!("an answer over 64 KiB"),
+        n => usize::from(n),
+    };
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[test]
+fn a_device_certificate_signs_in_over_wss_too() {
+    let s = Server::readme("devices-wss");
+    s.add_user("alice", "correct-horse-battery");
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "methods=client-certificate",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let token = sign_in(&s, "alice", "correct-horse-battery");
+    let (id, pem) = enroll_ok(&s, &token, "alice-browser");
+    let upgrade = |pem: &str| {
+        let mut c = tls_as_device(&s, 8443, pem);
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {DOMAIN}:8443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: sip\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match c.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return None,
+            }
+        }
+        String::from_utf8_lossy(&head).contains(" 101").then_some(c)
+    };
+    let mut c = upgrade(&pem).expect("the WebSocket upgrade");
+    let r = ws_exchange(
+        &mut c,
+        &register("WSS", "df7jal23ls0d.invalid", 1, None, "t", None),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    // Without a certificate, the policy (certificates only) refuses.
+    let mut plain = s.tls_to(8443);
+    write!(
+        plain,
+        "GET / HTTP/1.1\r\nHost: {DOMAIN}:8443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: sip\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        plain.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let r = ws_exchange(
+        &mut plain,
+        &register("WSS", "df7jal23ls0d.invalid", 2, None, "t", None),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Device Certificate Required)"),
+        "{r}"
+    );
+    // Revoked by its user: the WebSocket closes, and the certificate is
+    // refused at the next handshake.
+    let (code, _, text) = s.https(
+        "DELETE",
+        &format!("/user/v1/devices/{id}"),
+        Some(&token),
+        "",
+    );
+    assert_eq!(code, 204, "{text}");
+    let mut buf = [0u8; 64];
+    match c.read(&mut buf) {
+        // A WebSocket close frame, then the end.
+        Ok(n) if n > 0 => {
+            assert_eq!(buf[0], 0x88, "a close frame, not {:?}", &buf[..n]);
+            assert!(!matches!(c.read(&mut buf), Ok(n) if n > 0), "closed");
+        }
+        _ => {}
+    }
+    assert!(upgrade(&pem).is_none());
 }
