@@ -78,19 +78,33 @@ pub(crate) fn code_hash(code: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The answer when the user has as many devices as the policy allows.
+pub(crate) fn too_many(why: &str, max: usize) -> Response {
+    problem(
+        StatusCode::CONFLICT,
+        format!("{why} ({max}); revoke a device first"),
+    )
+}
+
 impl<S: Store> Ctx<S> {
-    /// Issues a certificate for `csr` to `aor`'s new device `name`, records
-    /// it (audited as `who`, within the policy's device cap) and makes it
-    /// valid. Returns the record.
+    /// Issues a certificate for `key` to the signed-in user's new device
+    /// `name`, records it (audited as theirs, within the policy's device
+    /// cap, while their sign-in session lasts) and makes it valid. Returns the record.
+    ///
+    /// The registry has it before the store does, and loses it again if
+    /// the store refuses: a revocation of all the user's devices that
+    /// commits between the two either finds the row (and takes the
+    /// certificate out of the registry after it went in) or ended the
+    /// session or the account first (and the store refuses the row).
     pub(crate) async fn issue_device(
         &self,
-        who: &impl Who,
-        aor: &str,
+        me: &crate::user::Me,
         name: &str,
         key: &impl rcgen::PublicKeyData,
         key_kind: &str,
         rules: &EnrollRules,
     ) -> Result<DeviceRow, Response> {
+        let (who, aor, session) = (me, me.aor.as_str(), me.session.as_str());
         let id = pki::ca::device_id().map_err(internal)?;
         let issued = self
             .devices
@@ -118,19 +132,6 @@ impl<S: Store> Ctx<S> {
             None,
             Some(serde_json::json!({ "device": id, "name": name, "key": key_kind, "expires_at": issued.not_after })),
         );
-        match store.add_device(row.clone(), rules.max_devices).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(m)) if m.starts_with("no user") => {
-                return Err(problem(StatusCode::NOT_FOUND, m))
-            }
-            Err(StoreError::Conflict(m)) => {
-                return Err(problem(
-                    StatusCode::CONFLICT,
-                    format!("{m} ({}); revoke a device first", rules.max_devices),
-                ))
-            }
-            Err(e) => return Err(internal(e)),
-        }
         self.devices.registry.insert(
             issued.fingerprint,
             pki::registry::Device {
@@ -140,6 +141,31 @@ impl<S: Store> Ctx<S> {
                 org: None,
             },
         );
+        let stored = store
+            .add_device(row.clone(), rules.max_devices, Some(session.to_owned()))
+            .await;
+        if stored.is_err() {
+            self.devices.registry.forget([&issued.fingerprint]);
+        }
+        match stored {
+            Ok(()) => {}
+            Err(StoreError::Conflict(m)) if m.starts_with("no user") => {
+                return Err(problem(StatusCode::NOT_FOUND, m))
+            }
+            Err(StoreError::Conflict(m)) if m.contains("devices") => {
+                return Err(too_many(&m, rules.max_devices))
+            }
+            Err(StoreError::Conflict(m)) if m.contains("disabled") => {
+                return Err(problem(StatusCode::FORBIDDEN, m))
+            }
+            Err(StoreError::Conflict(m)) => {
+                return Err(problem(
+                    StatusCode::UNAUTHORIZED,
+                    format!("{m}; sign in again"),
+                ))
+            }
+            Err(e) => return Err(internal(e)),
+        }
         tracing::info!(user = %aor, device = %row.id, "device certificate issued");
         Ok(row)
     }
@@ -174,6 +200,13 @@ impl<S: Store> Ctx<S> {
                 .await
                 .map_err(internal)?,
         };
+        if id.is_none() {
+            // All of them: the registry's too, which may hold an
+            // organisation's certificate whose record is still being
+            // written.
+            self.revoked_in_core(aor, None).await;
+            return Ok(!gone.is_empty());
+        }
         if gone.is_empty() {
             return Ok(false);
         }

@@ -105,8 +105,8 @@ impl RawClientCertificates {
             return Err("client_certificates.crls is set but trusted_cas is empty: the lists are for the organisation's CA, so name it too".into());
         }
         let secs = self.crl_refresh_secs.unwrap_or(3600);
-        if !(60..=86_400).contains(&secs) {
-            return Err("client_certificates.crl_refresh_secs must be between 60 and 86400".into());
+        if !(10..=86_400).contains(&secs) {
+            return Err("client_certificates.crl_refresh_secs must be between 10 and 86400".into());
         }
         Ok(ClientCertificatesConfig {
             trusted_cas,
@@ -171,7 +171,7 @@ mod tests {
                     crl_refresh_secs: Some(5),
                     ..Default::default()
                 },
-                "between 60 and 86400",
+                "between 10 and 86400",
             ),
         ] {
             let e = raw.build().unwrap_err();

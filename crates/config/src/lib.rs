@@ -122,7 +122,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("client_certificates.trusted_cas", "[]", "Bring your own PKI for users' devices: PEM files of the organisation's CAs whose client certificates sign users in over SIP TLS and WSS (as Parapet's own device certificates do, where the authentication policy lists client-certificate). Empty: only certificates enrolled on the user page."),
     ("client_certificates.map_by", "\"sip-uri\"", "Which subject alternative name of an organisation's certificate names its user: \"sip-uri\" (sip:user@domain), \"email\" (user@domain) or \"upn\" (a Microsoft UPN user@domain). The domain must be this server's."),
     ("client_certificates.crls", "[]", "The organisation's certificate revocation lists (DER or PEM): file paths or http(s) URLs, read at start and every crl_refresh_secs. With lists configured, a certificate whose CA has no current list is refused (fail closed). Parapet's own revocations (a disabled user, revoke-device) apply as well."),
-    ("client_certificates.crl_refresh_secs", "3600", "How often the revocation lists are read again, in seconds (60 to 86400)."),
+    ("client_certificates.crl_refresh_secs", "3600", "How often the revocation lists are read again, in seconds (10 to 86400; a list on a local file or mirror can be read often)."),
 ];
 
 /// `ws_allowed_origins` as the transport applies it.

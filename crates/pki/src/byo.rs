@@ -36,6 +36,8 @@ pub const MAX_CRL: usize = 16 * 1024 * 1024;
 pub struct OrgTrust {
     anchors: Vec<TrustAnchor<'static>>,
     map_by: MapBy,
+    /// This server's SIP domain: the users certificates may name.
+    domain: String,
     /// Revocation is checked (lists are configured).
     revocation: bool,
     crls: RwLock<Arc<Vec<CertRevocationList<'static>>>>,
@@ -75,6 +77,7 @@ impl OrgTrust {
         cas: &[CertificateDer<'_>],
         map_by: MapBy,
         revocation: bool,
+        domain: &str,
     ) -> Result<Arc<OrgTrust>, String> {
         if cas.is_empty() {
             return Err("no CA certificate in client_certificates.trusted_cas".into());
@@ -91,6 +94,7 @@ impl OrgTrust {
         Ok(Arc::new(OrgTrust {
             anchors,
             map_by,
+            domain: domain.to_ascii_lowercase(),
             revocation,
             crls: RwLock::new(Arc::new(Vec::new())),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
@@ -141,9 +145,36 @@ impl OrgTrust {
         .map(|_| ())
     }
 
-    /// The user (`sip:user@domain`) a certificate names for `domain`, by
-    /// the configured subject alternative name; the error says why none.
-    pub fn user_of(&self, leaf: &[u8], domain: &str) -> Result<String, String> {
+    /// What a client certificate is to the organisation: a user's
+    /// ([`Verdict::User`]), refused because its revocation status says
+    /// so ([`Verdict::Revoked`]: the chain reached the organisation's CA),
+    /// or not a user's certificate of the organisation at all
+    /// ([`Verdict::NotOurs`]: another CA's, or the organisation's CA
+    /// certifying a server, which partners' verifier then decides).
+    pub fn classify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Verdict {
+        match self.verify(end_entity, intermediates, now) {
+            Ok(()) => match self.user_of(end_entity) {
+                Ok(aor) => Verdict::User(aor),
+                Err(_) => Verdict::NotOurs(None),
+            },
+            Err(e) if is_revocation(&e) => Verdict::Revoked(e),
+            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
+                Verdict::NotOurs(None)
+            }
+            Err(e) => Verdict::NotOurs(Some(e)),
+        }
+    }
+
+    /// The user (`sip:user@domain`) a certificate names in this server's
+    /// domain, by the configured subject alternative name; the error says
+    /// why none.
+    pub fn user_of(&self, leaf: &[u8]) -> Result<String, String> {
+        let domain = self.domain.as_str();
         let (_, x) = X509Certificate::from_der(leaf).map_err(|e| format!("unreadable: {e}"))?;
         let san = x
             .subject_alternative_name()
@@ -185,6 +216,43 @@ impl OrgTrust {
             _ => Err(format!("names several users ({})", ours.join(", "))),
         }
     }
+}
+
+/// See [`OrgTrust::classify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The organisation's certificate of this user (`sip:user@domain`).
+    User(String),
+    /// It chains to the organisation's CA, and its revocation status
+    /// refuses it (revoked, or no current list covers it).
+    Revoked(webpki::Error),
+    /// Not a user's certificate of the organisation; with the error it
+    /// met when it seemed the organisation's (expired, wrong usage), for
+    /// the log if nothing else accepts it.
+    NotOurs(Option<webpki::Error>),
+}
+
+/// Errors of the revocation check (which runs only on a chain that
+/// reached one of the organisation's CAs).
+fn is_revocation(e: &webpki::Error) -> bool {
+    use webpki::Error as E;
+    matches!(
+        e,
+        E::CertRevoked
+            | E::UnknownRevocationStatus
+            | E::CrlExpired { .. }
+            | E::InvalidCrlNumber
+            | E::InvalidCrlSignatureForPublicKey
+            | E::IssuerNotCrlSigner
+            | E::UnsupportedCrlIssuingDistributionPoint
+            | E::UnsupportedCrlVersion
+            | E::UnsupportedDeltaCrl
+            | E::UnsupportedIndirectCrl
+            | E::UnsupportedRevocationReason
+            | E::UnsupportedRevocationReasonsPartitioning
+            | E::UnsupportedCrlSignatureAlgorithmContext(_)
+            | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
+    )
 }
 
 /// A user name as a SIP URI carries it: 1-64 of letters, digits and
@@ -277,19 +345,14 @@ mod tests {
     #[test]
     fn a_certificate_of_the_organisation_maps_to_its_user() {
         let o = org();
-        let t = OrgTrust::new(&[o.ca.der().clone()], MapBy::Email, false).unwrap();
+        let t = OrgTrust::new(&[o.ca.der().clone()], MapBy::Email, false, "example.test").unwrap();
         let c = user_cert(&o, vec![email("carol@Example.test")], 1);
         t.verify(&c, &[], UnixTime::now()).unwrap();
-        assert_eq!(
-            t.user_of(&c, "example.test").unwrap(),
-            "sip:carol@example.test"
-        );
+        assert_eq!(t.user_of(&c).unwrap(), "sip:carol@example.test");
         let other = user_cert(&o, vec![email("carol@elsewhere.test")], 2);
-        assert!(t
-            .user_of(&other, "example.test")
-            .unwrap_err()
-            .contains("names no user"));
-        let uri = OrgTrust::new(&[o.ca.der().clone()], MapBy::SipUri, false).unwrap();
+        assert!(t.user_of(&other).unwrap_err().contains("names no user"));
+        let uri =
+            OrgTrust::new(&[o.ca.der().clone()], MapBy::SipUri, false, "example.test").unwrap();
         let c = user_cert(
             &o,
             vec![rcgen::SanType::URI(
@@ -297,23 +360,14 @@ mod tests {
             )],
             3,
         );
-        assert_eq!(
-            uri.user_of(&c, "example.test").unwrap(),
-            "sip:dave@example.test"
-        );
-        assert!(t
-            .user_of(&c, "example.test")
-            .unwrap_err()
-            .contains("no e-mail"));
+        assert_eq!(uri.user_of(&c).unwrap(), "sip:dave@example.test");
+        assert!(t.user_of(&c).unwrap_err().contains("no e-mail"));
         let two = user_cert(
             &o,
             vec![email("a@example.test"), email("b@example.test")],
             4,
         );
-        assert!(t
-            .user_of(&two, "example.test")
-            .unwrap_err()
-            .contains("several"));
+        assert!(t.user_of(&two).unwrap_err().contains("several"));
         // Another CA's certificate does not chain.
         let stranger = org_named("Stranger CA");
         let s = user_cert(&stranger, vec![email("carol@example.test")], 1);
@@ -335,7 +389,7 @@ mod tests {
     #[test]
     fn revocation_lists_refuse_the_revoked_and_everyone_when_missing() {
         let o = org();
-        let t = OrgTrust::new(&[o.ca.der().clone()], MapBy::Email, true).unwrap();
+        let t = OrgTrust::new(&[o.ca.der().clone()], MapBy::Email, true, "example.test").unwrap();
         let good = user_cert(&o, vec![email("carol@example.test")], 7);
         let bad = user_cert(&o, vec![email("dave@example.test")], 9);
         // Lists configured, none fetched yet: fail closed.
@@ -346,6 +400,24 @@ mod tests {
             t.verify(&bad, &[], UnixTime::now()),
             Err(webpki::Error::CertRevoked)
         );
+        // The revoked are refused, not handed on to partners' verifier;
+        // a certificate of the CA naming nobody here (a server's) is.
+        assert_eq!(
+            t.classify(&bad, &[], UnixTime::now()),
+            Verdict::Revoked(webpki::Error::CertRevoked)
+        );
+        assert_eq!(
+            t.classify(&good, &[], UnixTime::now()),
+            Verdict::User("sip:carol@example.test".into())
+        );
+        let server = user_cert(&o, vec![email("sip@partner.test")], 8);
+        assert_eq!(
+            t.classify(&server, &[], UnixTime::now()),
+            Verdict::NotOurs(None)
+        );
+        let stranger = org_named("Stranger CA");
+        let s = user_cert(&stranger, vec![email("carol@example.test")], 7);
+        assert_eq!(t.classify(&s, &[], UnixTime::now()), Verdict::NotOurs(None));
         assert!(parse_crls(b"garbage").is_err());
         assert!(parse_crls(b"-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n").is_err());
     }

@@ -114,6 +114,25 @@ impl DeviceCa {
         &self.cert
     }
 
+    /// Whether this CA issued the certificate `der` (PEM or DER), by its
+    /// issuer name: for telling the store's records of Parapet's own
+    /// device certificates from the organisation's.
+    pub fn issued(&self, cert: &[u8]) -> bool {
+        use rustls_pki_types::pem::PemObject;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let der = match CertificateDer::from_pem_slice(cert) {
+            Ok(d) => d.to_vec(),
+            Err(_) => cert.to_vec(),
+        };
+        match (
+            X509Certificate::from_der(&self.cert),
+            X509Certificate::from_der(&der),
+        ) {
+            (Ok((_, ca)), Ok((_, c))) => c.issuer().as_raw() == ca.subject().as_raw(),
+            _ => false,
+        }
+    }
+
     /// The CA certificate, PEM.
     pub fn pem(&self) -> &str {
         &self.pem
@@ -204,6 +223,11 @@ mod tests {
             .unwrap();
         let (_, x) = X509Certificate::from_der(&issued.der).unwrap();
         assert_eq!(crate::hex(x.raw_serial()), issued.serial);
+        assert!(ca.issued(&issued.der) && ca.issued(issued.pem.as_bytes()));
+        let (other, other_key) = DeviceCa::create("other.test").unwrap();
+        let other = DeviceCa::load(&other, &other_key, "other.test").unwrap();
+        assert!(!other.issued(&issued.der));
+        assert!(!ca.issued(b"not a certificate"));
         let sans: Vec<String> = x
             .subject_alternative_name()
             .unwrap()

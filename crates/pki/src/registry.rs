@@ -23,9 +23,10 @@ pub struct Device {
     pub id: String,
     /// Unix seconds.
     pub not_after: i64,
-    /// The certificate (DER) when it is the organisation's, for checking
-    /// it again when the revocation lists change; `None` for Parapet's own.
-    pub org: Option<std::sync::Arc<Vec<u8>>>,
+    /// The chain as the device presented it (DER, its certificate first)
+    /// when it is the organisation's, for checking it again when the
+    /// revocation lists change; `None` for Parapet's own.
+    pub org: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 }
 
 /// The valid device certificates.
@@ -92,6 +93,17 @@ impl Registry {
             .iter()
             .filter(|f| m.remove(*f).is_some())
             .count()
+    }
+
+    /// Forgets certificates without revoking them (an organisation's that
+    /// no longer verifies, or one whose record could not be stored): the
+    /// next handshake decides again.
+    pub fn forget<'a>(&self, fingerprints: impl IntoIterator<Item = &'a [u8; 32]>) {
+        if let Ok(mut m) = self.by_fingerprint.write() {
+            for f in fingerprints {
+                m.remove(f);
+            }
+        }
     }
 
     /// Revokes every certificate of `aor` recorded here; returns their
@@ -192,6 +204,11 @@ mod tests {
             assert!(r.is_denied(&f));
         }
         assert!(!r.is_denied(&[4; 32]));
+        // Forgotten is not revoked.
+        r.insert([5; 32], dev("sip:c@x", "5", i64::MAX));
+        r.forget([&[5; 32]]);
+        assert!(r.get(&[5; 32]).is_none());
+        assert!(!r.is_denied(&[5; 32]));
     }
 
     #[test]

@@ -80,16 +80,21 @@ fn pki_error(e: webpki::Error) -> Error {
 }
 
 impl ClientTrust {
-    /// The organisation's CA, then partners' servers and edges.
+    /// The organisation's CA, then partners' servers and edges. A user's
+    /// certificate of the organisation is decided here (revoked here or
+    /// by the organisation's lists: refused); anything else of its CA (a
+    /// partner's server certified by the same CA) is the partners'
+    /// verifier's to decide.
     fn not_a_device(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        let mut org_error = None;
         if let Some(org) = &self.org {
-            match org.verify(end_entity, intermediates, now) {
-                Ok(()) => {
+            match org.classify(end_entity, intermediates, now) {
+                crate::byo::Verdict::User(_) => {
                     let fp = crate::fingerprint(end_entity);
                     if self.registry.is_denied(&fp) {
                         log_refusal("the organisation's certificate was revoked here", &fp);
@@ -97,22 +102,33 @@ impl ClientTrust {
                     }
                     return Ok(ClientCertVerified::assertion());
                 }
-                Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) => {
-                }
-                Err(e) => {
+                crate::byo::Verdict::Revoked(e) => {
                     log_refusal(
                         &format!("the organisation's certificate: {e}"),
                         &crate::fingerprint(end_entity),
                     );
                     return Err(pki_error(e));
                 }
+                crate::byo::Verdict::NotOurs(e) => org_error = e,
             }
         }
-        match &self.others {
+        let others = match &self.others {
             Some(v) => v.verify_client_cert(end_entity, intermediates, now),
             None => Err(Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,
             )),
+        };
+        match (others, org_error) {
+            // What made the organisation's certificate unusable says more
+            // than "unknown issuer".
+            (Err(_), Some(e)) => {
+                log_refusal(
+                    &format!("the organisation's certificate: {e}"),
+                    &crate::fingerprint(end_entity),
+                );
+                Err(pki_error(e))
+            }
+            (r, _) => r,
         }
     }
 }

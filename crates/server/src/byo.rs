@@ -4,8 +4,10 @@
 //! read keeps the last good copy of that source (the lists' own
 //! nextUpdate still applies: one that has expired refuses everyone of
 //! that CA). After each refresh, the organisation's certificates recorded
-//! as devices are checked again: one the lists now revoke is revoked here
-//! too, and its connections are closed.
+//! as devices are checked again (with the chain they presented): one the
+//! lists now revoke is revoked here too, and its connections are closed;
+//! one that no longer verifies for another reason (its list expired) has
+//! its connections closed and is decided again at its next handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,10 @@ use webpki::CertRevocationList;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The organisation's trust from the configuration (`None`: none set).
-pub fn setup(cfg: &ClientCertificatesConfig) -> Result<Option<Arc<OrgTrust>>, String> {
+pub fn setup(
+    cfg: &ClientCertificatesConfig,
+    domain: &str,
+) -> Result<Option<Arc<OrgTrust>>, String> {
     if cfg.trusted_cas.is_empty() {
         return Ok(None);
     }
@@ -36,7 +41,7 @@ pub fn setup(cfg: &ClientCertificatesConfig) -> Result<Option<Arc<OrgTrust>>, St
         MapBy::Email => pki::byo::MapBy::Email,
         MapBy::Upn => pki::byo::MapBy::Upn,
     };
-    OrgTrust::new(&cas, map_by, !cfg.crls.is_empty())
+    OrgTrust::new(&cas, map_by, !cfg.crls.is_empty(), domain)
         .map(Some)
         .map_err(|e| format!("client_certificates.trusted_cas: {e}"))
 }
@@ -70,23 +75,31 @@ impl Crls {
                     .await
                     .unwrap_or_else(|_| Err(format!("{u}: no answer within 15 s"))),
             };
-            match got.and_then(|b| {
-                pki::byo::parse_crls(&b)
-                    .map(|_| b)
-                    .map_err(|e| format!("{src:?}: {e}"))
-            }) {
+            // Parsed off the runtime's threads: a list may be megabytes.
+            let checked = match got {
+                Ok(b) => tokio::task::spawn_blocking(move || pki::byo::parse_crls(&b).map(|_| b))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .map_err(|e| format!("{src:?}: {e}")),
+                Err(e) => Err(e),
+            };
+            match checked {
                 Ok(bytes) => self.held[i] = Some(bytes),
                 Err(e) => {
                     tracing::warn!(error = %e, "a revocation list could not be read; the last good copy stays in use")
                 }
             }
         }
-        let lists: Vec<CertRevocationList<'static>> = self
-            .held
-            .iter()
-            .flatten()
-            .flat_map(|b| pki::byo::parse_crls(b).unwrap_or_default())
-            .collect();
+        let held = self.held.clone();
+        let lists: Vec<CertRevocationList<'static>> = tokio::task::spawn_blocking(move || {
+            held.iter()
+                .flatten()
+                .flat_map(|b| pki::byo::parse_crls(b).unwrap_or_default())
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
         org.set_crls(lists);
     }
 }
@@ -122,10 +135,16 @@ async fn http_get(url: &str) -> Result<Vec<u8>, String> {
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|x| e(x.to_string()))?;
     let resp = if tls {
-        let (cas, _) = federation::verifier::read_cas(&[(
-            std::path::PathBuf::from(config::SYSTEM_CA_BUNDLE),
-            true,
-        )])?;
+        // The system's bundle is a file read and hundreds of certificates
+        // parsed: off the runtime's threads.
+        let (cas, _) = tokio::task::spawn_blocking(|| {
+            federation::verifier::read_cas(&[(
+                std::path::PathBuf::from(config::SYSTEM_CA_BUNDLE),
+                true,
+            )])
+        })
+        .await
+        .map_err(|x| e(x.to_string()))??;
         let mut roots = rustls::RootCertStore::empty();
         for c in cas {
             let _ = roots.add(c);
@@ -191,17 +210,34 @@ pub fn spawn<S: store::Store>(
             let now = rustls_pki_types::UnixTime::now();
             let mut gone = std::collections::HashSet::new();
             for (fp, device) in registry.org_certificates() {
-                let Some(der) = device.org else { continue };
+                let Some(chain) = device.org else { continue };
                 let (aor, id) = (device.aor, device.id);
-                let cert = rustls_pki_types::CertificateDer::from(der.as_slice());
-                if org.verify(&cert, &[], now) == Err(webpki::Error::CertRevoked) {
-                    let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-                    if let Err(e) = store.revoke_device(&aor, &id, "crl", at).await {
-                        tracing::warn!(error = %e, "could not record a revocation from the organisation's list");
+                let certs: Vec<rustls_pki_types::CertificateDer<'_>> = chain
+                    .iter()
+                    .map(|c| rustls_pki_types::CertificateDer::from(c.as_slice()))
+                    .collect();
+                let Some((leaf, intermediates)) = certs.split_first() else {
+                    continue;
+                };
+                match org.verify(leaf, intermediates, now) {
+                    Ok(()) => {}
+                    Err(webpki::Error::CertRevoked) => {
+                        let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+                        if let Err(e) = store.revoke_device(&aor, &id, "crl", at).await {
+                            tracing::warn!(error = %e, "could not record a revocation from the organisation's list");
+                        }
+                        registry.remove([&fp]);
+                        gone.insert(fp);
+                        tracing::info!(user = %aor, device = %id, "the organisation's revocation list revokes a certificate in use; revoked here too");
                     }
-                    registry.remove([&fp]);
-                    gone.insert(fp);
-                    tracing::info!(user = %aor, device = %id, "the organisation's revocation list revokes a certificate in use; revoked here too");
+                    Err(e) => {
+                        // No longer verifiable (its list expired, its CA
+                        // was removed): not revoked, but its connections
+                        // close and the next handshake decides.
+                        registry.forget([&fp]);
+                        gone.insert(fp);
+                        tracing::info!(user = %aor, device = %id, error = %e, "an organisation's certificate in use no longer verifies; its connections are closed");
+                    }
                 }
             }
             if !gone.is_empty() {

@@ -177,20 +177,31 @@ impl DataDir {
                     }
                     make_pki(&pki, &config.domain, &config.host_names)?;
                 }
-                let (mut chain, mut key) = crate::renew::load(&pki)?;
-                // One from before the current rules, or due: renewed now,
-                // before anything uses it.
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                if let Some(why) = chain.first().and_then(|c| crate::renew::reason(c, now)) {
-                    crate::renew::issue(&pki, &names)?;
-                    (chain, key) = crate::renew::load(&pki)?;
-                    tracing::info!(
-                        why,
-                        days = crate::renew::LIFETIME_DAYS,
-                        "server certificate renewed from the private CA"
-                    );
-                }
-                (live(chain, &key)?, true)
+                let current = crate::renew::load(&pki).and_then(|(chain, key)| {
+                    match chain.first().and_then(|c| crate::renew::reason(c, now)) {
+                        Some(why) => Err(why.to_string()),
+                        None => live(chain, &key),
+                    }
+                });
+                let cert = match current {
+                    Ok(cert) => cert,
+                    // Due, from before the current rules, unreadable, or
+                    // not matching its key (a crash between writing a
+                    // renewal's key and its certificate): issued again
+                    // from the CA, before anything uses it.
+                    Err(why) => {
+                        crate::renew::issue(&pki, &names)?;
+                        let (chain, key) = crate::renew::load(&pki)?;
+                        tracing::info!(
+                            why,
+                            days = crate::renew::LIFETIME_DAYS,
+                            "server certificate renewed from the private CA"
+                        );
+                        live(chain, &key)?
+                    }
+                };
+                (cert, true)
             }
         };
         let device_ca = device_ca(&root.join("pki"), &config.domain)?;
@@ -350,6 +361,29 @@ mod tests {
             !ids.covers("sip.example.test"),
             "partners see the domain only"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_crash_between_a_renewals_key_and_certificate_is_mended_at_start() {
+        let dir = std::env::temp_dir().join(format!("parapet-halfrenew-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let toml = format!(
+            "domain = \"example.test\"\ndata_dir = \"{}\"\n",
+            dir.display()
+        );
+        let config = config::RawConfig::from_toml(&toml)
+            .unwrap()
+            .build()
+            .unwrap();
+        let first = DataDir::open_or_init(&config).unwrap().cert.leaf().unwrap();
+        // The new key written, the certificate not yet: they do not match.
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.join("pki/server-key.pem"), key.serialize_pem()).unwrap();
+        let again = DataDir::open_or_init(&config).unwrap().cert.leaf().unwrap();
+        assert_ne!(first, again, "issued again, for the key on disk");
+        let (chain, _) = crate::renew::load(&dir.join("pki")).unwrap();
+        assert_eq!(chain.first(), Some(&again));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -80,17 +80,25 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let active = store::Devices::active_devices(&store, sip_app::unix_now())
         .await
         .map_err(|e| e.to_string())?;
-    registry.replace(active.into_iter().filter_map(|d| {
-        Some((
-            pki::registry::parse_fingerprint(&d.fingerprint)?,
-            pki::registry::Device {
-                aor: d.aor,
-                id: d.id,
-                not_after: d.expires_at,
-                org: None,
-            },
-        ))
-    }));
+    // Parapet's own only: the organisation's certificates are recorded
+    // again at their first use, with the chain their revocation is
+    // checked against.
+    registry.replace(
+        active
+            .into_iter()
+            .filter(|d| device_ca.issued(d.certificate.as_bytes()))
+            .filter_map(|d| {
+                Some((
+                    pki::registry::parse_fingerprint(&d.fingerprint)?,
+                    pki::registry::Device {
+                        aor: d.aor,
+                        id: d.id,
+                        not_after: d.expires_at,
+                        org: None,
+                    },
+                ))
+            }),
+    );
     // Parapet's own revocations of the organisation's certificates.
     let revoked = store::Devices::revoked_devices(&store, sip_app::unix_now())
         .await
@@ -100,7 +108,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .iter()
             .filter_map(|d| pki::registry::parse_fingerprint(&d.fingerprint)),
     );
-    let org = byo::setup(&config.client_certificates)?;
+    let org = byo::setup(&config.client_certificates, &config.domain)?;
     let crl_refresh = config.client_certificates.crl_refresh;
     let mut crls = byo::Crls::new(config.client_certificates.crls.clone());
     if let Some(org) = &org {

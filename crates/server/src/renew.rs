@@ -66,8 +66,10 @@ pub fn reason(cert: &CertificateDer<'_>, now: i64) -> Option<&'static str> {
 }
 
 /// Issues a new server certificate and key from the CA in `pki` and
-/// writes them (the key first, each to a temporary file renamed into
-/// place, so a crash leaves the old pair or the new one, never half).
+/// writes them, the key first, each to a temporary file renamed into
+/// place: a crash leaves each file whole, and at worst the new key beside
+/// the old certificate, which the next start finds not matching and
+/// issues again (`datadir`).
 pub fn issue(pki: &Path, names: &Names) -> Result<(), String> {
     use rcgen::{
         CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,

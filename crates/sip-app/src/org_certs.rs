@@ -16,29 +16,28 @@ impl<S: store::Store> Core<S> {
     /// What an organisation's certificate on this connection says, decided
     /// once per connection: `None` without one (or without an
     /// organisation's CA configured); `Some(Ok(aor))` its user;
-    /// `Some(Err(why))` the organisation's, naming no user here; a
-    /// certificate that is not the organisation's at all (a partner's
-    /// server, an edge) is `Some(Err(""))`.
+    /// `Some(Err(why))` refused by the organisation's revocation lists
+    /// since the handshake; a certificate that is not a user's of the
+    /// organisation (a partner's server, an edge) is `Some(Err(""))`.
     pub(crate) fn org_identity(
         &mut self,
         src: &sip_transport::Source,
         leaf: &CertificateDer<'static>,
     ) -> Option<Result<String, String>> {
         let org = self.org.clone()?;
-        let flow = src.flow;
-        if !self.org_flows.contains_key(&flow) {
-            let chain = src
+        let who = self.org_flows.entry(src.flow).or_insert_with(|| {
+            let intermediates = src
                 .peer_certificates
                 .as_deref()
-                .map_or(&[][..], |c| c.as_slice());
-            let intermediates = chain.get(1..).unwrap_or(&[]);
-            let who = match org.verify(leaf, intermediates, rustls_pki_types::UnixTime::now()) {
-                Err(_) => Err(String::new()),
-                Ok(()) => org.user_of(leaf, &self.cfg.domain),
-            };
-            self.org_flows.insert(flow, who);
-        }
-        self.org_flows.get(&flow).cloned()
+                .and_then(|c| c.get(1..))
+                .unwrap_or(&[]);
+            match org.classify(leaf, intermediates, rustls_pki_types::UnixTime::now()) {
+                pki::byo::Verdict::User(aor) => Ok(aor),
+                pki::byo::Verdict::Revoked(e) => Err(e.to_string()),
+                pki::byo::Verdict::NotOurs(_) => Err(String::new()),
+            }
+        });
+        Some(who.clone())
     }
 
     /// The device an organisation's certificate on this connection stands
@@ -56,7 +55,7 @@ impl<S: store::Store> Core<S> {
             Ok(aor) => aor,
             Err(why) => {
                 if !why.is_empty() {
-                    self.log_refusal(r, "the organisation's certificate names no user here", &why);
+                    self.log_refusal(r, "the organisation's certificate is revoked", &why);
                 }
                 return None;
             }
@@ -65,12 +64,21 @@ impl<S: store::Store> Core<S> {
             aor,
             id: pki::hex(&fingerprint[..8]),
             not_after: parsed(leaf, |x| Some(x.validity().not_after.timestamp())).unwrap_or(0),
-            org: Some(Arc::new(leaf.to_vec())),
+            org: Some(Arc::new(
+                r.src
+                    .peer_certificates
+                    .as_deref()
+                    .map_or_else(Vec::new, |c| c.iter().map(|c| c.to_vec()).collect()),
+            )),
         })
     }
 
     /// Records an organisation's certificate as one of its user's devices:
-    /// in the registry at once, in the store when a write slot is free.
+    /// in the registry at once, in the store on the way (once per
+    /// certificate: the registry has it from now on). If the store cannot
+    /// take it, the registry forgets it and its next use tries again; if
+    /// it was revoked while being written, the record is revoked too, so
+    /// the revocation outlives a restart.
     pub(crate) fn record_org_device(
         &mut self,
         leaf: &CertificateDer<'static>,
@@ -78,9 +86,6 @@ impl<S: store::Store> Core<S> {
         device: &pki::registry::Device,
     ) {
         self.devices.insert(fingerprint, device.clone());
-        let Some(permit) = self.writes.try_acquire() else {
-            return;
-        };
         let row = store::DeviceRow {
             aor: device.aor.clone(),
             id: device.id.clone(),
@@ -100,13 +105,25 @@ impl<S: store::Store> Core<S> {
             user_agent: None,
         };
         let store = self.store.clone();
+        let registry = self.devices.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match store::Devices::add_device(&store, row, usize::MAX).await {
-                // Conflict: recorded already (another connection, first).
-                Ok(()) | Err(store::StoreError::Conflict(_)) => {}
+            let (aor, id) = (row.aor.clone(), row.id.clone());
+            match store::Devices::add_device(&store, row, usize::MAX, None).await {
+                Ok(()) => {
+                    if registry.is_denied(&fingerprint) {
+                        let at = crate::unix_now();
+                        if let Err(e) =
+                            store::Devices::revoke_device(&store, &aor, &id, "revoked", at).await
+                        {
+                            tracing::warn!(error = %e, "could not record the revocation of an organisation's certificate");
+                        }
+                    }
+                }
+                // Recorded already (by another connection, first).
+                Err(store::StoreError::Conflict(m)) if m.contains("exists") => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not record an organisation's certificate")
+                    registry.forget([&fingerprint]);
+                    tracing::warn!(error = %e, "could not record an organisation's certificate; it is checked again at its next use");
                 }
             }
         });

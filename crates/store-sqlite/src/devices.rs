@@ -70,15 +70,39 @@ pub(crate) fn revoke_all(
 }
 
 impl Devices for Sqlite {
-    async fn add_device(&self, d: DeviceRow, max_active: usize) -> Result<()> {
+    async fn add_device(
+        &self,
+        d: DeviceRow,
+        max_active: usize,
+        session: Option<String>,
+    ) -> Result<()> {
         let max = i64::try_from(max_active).unwrap_or(i64::MAX);
         self.write(move |c| {
-            let user: Option<i64> = c
-                .query_row("SELECT 1 FROM users WHERE aor = ?1", [&d.aor], |r| r.get(0))
+            let enabled: Option<bool> = c
+                .query_row("SELECT enabled FROM users WHERE aor = ?1", [&d.aor], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(db)?;
-            if user.is_none() {
-                return Err(StoreError::Conflict(format!("no user {}", d.aor)));
+            match enabled {
+                None => return Err(StoreError::Conflict(format!("no user {}", d.aor))),
+                Some(false) => {
+                    return Err(StoreError::Conflict(format!("user {} is disabled", d.aor)))
+                }
+                Some(true) => {}
+            }
+            if let Some(id) = session {
+                let live: Option<i64> = c
+                    .query_row(
+                        "SELECT 1 FROM user_sessions WHERE id = ?1 AND aor = ?2",
+                        params![id, d.aor],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                if live.is_none() {
+                    return Err(StoreError::Conflict("the sign-in session has ended".into()));
+                }
             }
             let active: i64 = c
                 .query_row(

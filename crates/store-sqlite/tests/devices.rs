@@ -54,16 +54,16 @@ async fn devices_are_capped_per_user_listed_and_revoked_one_or_all() {
     let s = open("cap").await;
     add_user(&s, A).await;
     add_user(&s, B).await;
-    s.add_device(device(A, "d1", 100), 2).await.unwrap();
-    s.add_device(device(A, "d2", 101), 2).await.unwrap();
+    s.add_device(device(A, "d1", 100), 2, None).await.unwrap();
+    s.add_device(device(A, "d2", 101), 2, None).await.unwrap();
     assert!(matches!(
-        s.add_device(device(A, "d3", 102), 2).await,
+        s.add_device(device(A, "d3", 102), 2, None).await,
         Err(StoreError::Conflict(_))
     ));
     // Another user's cap is their own; an unknown user has none.
-    s.add_device(device(B, "d1", 100), 2).await.unwrap();
+    s.add_device(device(B, "d1", 100), 2, None).await.unwrap();
     assert!(matches!(
-        s.add_device(device("sip:nobody@example.test", "d1", 100), 2)
+        s.add_device(device("sip:nobody@example.test", "d1", 100), 2, None)
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -71,7 +71,7 @@ async fn devices_are_capped_per_user_listed_and_revoked_one_or_all() {
     let mut again = device(A, "d1", 103);
     again.fingerprint = "other".into();
     assert!(matches!(
-        s.add_device(again, 10).await,
+        s.add_device(again, 10, None).await,
         Err(StoreError::Conflict(_))
     ));
     let list = s.devices(A).await.unwrap();
@@ -97,8 +97,8 @@ async fn devices_are_capped_per_user_listed_and_revoked_one_or_all() {
         .unwrap()
         .is_none());
     // A revoked device frees its place; an expired one does too.
-    s.add_device(device(A, "d3", 160), 2).await.unwrap();
-    s.add_device(device(A, "d4", 1102), 2).await.unwrap();
+    s.add_device(device(A, "d3", 160), 2, None).await.unwrap();
+    s.add_device(device(A, "d4", 1102), 2, None).await.unwrap();
     let active: Vec<String> = s
         .active_devices(1102)
         .await
@@ -129,14 +129,14 @@ async fn devices_are_capped_per_user_listed_and_revoked_one_or_all() {
 async fn a_disabled_account_a_new_password_or_removal_ends_every_device() {
     let s = open("account").await;
     add_user(&s, A).await;
-    s.add_device(device(A, "d1", 100), 8).await.unwrap();
+    s.add_device(device(A, "d1", 100), 8, None).await.unwrap();
     s.set_enabled(A, false).await.unwrap();
     let d = s.devices(A).await.unwrap();
     assert_eq!(d[0].revoked_reason.as_deref(), Some("disabled"));
     // Re-enabling brings nothing back.
     s.set_enabled(A, true).await.unwrap();
     assert!(s.devices(A).await.unwrap()[0].revoked_at.is_some());
-    s.add_device(device(A, "d2", 200), 8).await.unwrap();
+    s.add_device(device(A, "d2", 200), 8, None).await.unwrap();
     s.set_secret(A, vec![2]).await.unwrap();
     let d = s.devices(A).await.unwrap();
     assert_eq!(d[0].id, "d2");
@@ -223,4 +223,45 @@ async fn an_enrollment_code_works_once_for_its_user_until_it_expires() {
         !s.use_enrollment_code(A, vec![2; 32], 60).await.unwrap(),
         "expired"
     );
+}
+
+#[tokio::test]
+async fn a_device_is_stored_only_for_an_enabled_user_within_a_live_session() {
+    use store::{UserSessionRow, UserSessions};
+    let s = open("session").await;
+    add_user(&s, A).await;
+    let session = |id: &str| UserSessionRow {
+        id: id.into(),
+        hash: vec![0; 32],
+        aor: A.into(),
+        source: "127.0.0.1".into(),
+        created_at: 1,
+        expires_at: i64::MAX,
+        second_factor: true,
+    };
+    s.add_user_session(session("s1"), 8).await.unwrap();
+    s.add_device(device(A, "d1", 100), 8, Some("s1".into()))
+        .await
+        .unwrap();
+    // Another user's session is not this user's.
+    add_user(&s, B).await;
+    assert!(matches!(
+        s.add_device(device(B, "d1", 100), 8, Some("s1".into()))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Signed out everywhere: the session is gone, so is the right to enroll.
+    s.remove_user_sessions(A).await.unwrap();
+    assert!(matches!(
+        s.add_device(device(A, "d2", 100), 8, Some("s1".into()))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Disabled: nothing is stored, whoever asks.
+    s.set_enabled(A, false).await.unwrap();
+    assert!(matches!(
+        s.add_device(device(A, "d3", 100), 8, None).await,
+        Err(StoreError::Conflict(m)) if m.contains("disabled")
+    ));
+    assert_eq!(s.devices(A).await.unwrap().len(), 1);
 }

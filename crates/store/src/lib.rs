@@ -338,13 +338,18 @@ pub trait Contacts: Send + Sync {
 /// transaction (reason `disabled` or `password`); removing the user
 /// removes them.
 pub trait Devices: Send + Sync {
-    /// Stores a newly issued device. `Conflict` if the user does not exist,
-    /// the id is taken, or the user already has `max_active` devices
-    /// neither revoked nor expired at `d.issued_at`.
+    /// Stores a newly issued device. `Conflict` if the user does not exist
+    /// or is disabled, the id is taken, the user already has `max_active`
+    /// devices neither revoked nor expired at `d.issued_at`, or (with
+    /// `session`) that sign-in session of the user has ended: checked in
+    /// the same transaction, so a certificate issued while a new password,
+    /// a disabling or a sign-out-everywhere is committed is either revoked
+    /// by it or never stored.
     fn add_device(
         &self,
         d: DeviceRow,
         max_active: usize,
+        session: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// A user's devices, newest first (revoked ones too).
     fn devices(&self, aor: &str) -> impl Future<Output = Result<Vec<DeviceRow>>> + Send;

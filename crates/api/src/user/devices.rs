@@ -76,7 +76,7 @@ pub(crate) async fn enroll<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: B
     })?;
     let rules = gate(&ctx, &me, b.enrollment_code.as_deref()).await?;
     let row = ctx
-        .issue_device(&me, &me.aor, b.name.trim(), &csr, &csr.key_kind, &rules)
+        .issue_device(&me, b.name.trim(), &csr, &csr.key_kind, &rules)
         .await?;
     Ok(json(StatusCode::CREATED, &issued(&ctx, &row)))
 }
@@ -98,25 +98,26 @@ pub(crate) async fn bundle<S: Store>(State(ctx): State<Ctx<S>>, me: Me, bytes: B
     let key = rcgen::KeyPair::generate().map_err(internal)?;
     let name = b.name.trim();
     let row = ctx
-        .issue_device(
-            &me,
-            &me.aor,
-            name,
-            &key,
-            "ECDSA P-256 (made by the server)",
-            &rules,
-        )
+        .issue_device(&me, name, &key, "ECDSA P-256 (made by the server)", &rules)
         .await?;
     let passphrase = pki::bundle::passphrase().map_err(internal)?;
-    let der = sip_transport::tls::certs_from_pem(row.certificate.as_bytes()).map_err(internal)?;
-    let p12 = pki::bundle::pkcs12(
-        &der[0],
-        &key.serialize_der(),
-        ctx.devices.ca.certificate(),
-        name,
-        &passphrase,
-    )
-    .map_err(internal)?;
+    let der = sip_transport::tls::certs_from_pem(row.certificate.as_bytes())
+        .map_err(internal)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| internal("the issued certificate is empty"))?;
+    // Key derivation (PBKDF2) and encryption: off the runtime's threads.
+    let (key_der, ca, name, pass) = (
+        key.serialize_der(),
+        ctx.devices.ca.certificate().clone(),
+        name.to_owned(),
+        passphrase.clone(),
+    );
+    let p12 =
+        tokio::task::spawn_blocking(move || pki::bundle::pkcs12(&der, &key_der, &ca, &name, &pass))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
     let mut v = issued(&ctx, &row);
     if let Some(o) = v.as_object_mut() {
         o.insert("passphrase".into(), passphrase.into());
@@ -152,6 +153,23 @@ async fn gate<S: Store>(
             } else {
                 "your policy requires a second factor to enroll a device: set up an authenticator app first (POST /user/v1/second-factor)"
             },
+        ));
+    }
+    // The cap, before a single-use code is spent on a device that would
+    // then be refused (the store checks it again, atomically).
+    let now = sip_app::unix_now();
+    let active = ctx
+        .store
+        .devices(&me.aor)
+        .await
+        .map_err(internal)?
+        .iter()
+        .filter(|d| d.revoked_at.is_none() && d.expires_at > now)
+        .count();
+    if active >= rules.max_devices {
+        return Err(super::super::devices::too_many(
+            &format!("you already have {active} devices, the most the policy allows"),
+            rules.max_devices,
         ));
     }
     if rules.managed {
@@ -192,12 +210,15 @@ pub(crate) async fn revoke<S: Store>(
 
 /// Every device revoked and every session ended, this one too.
 pub(crate) async fn sign_out_everywhere<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
-    ctx.revoke(&me, &me.aor, None, "sign-out").await?;
+    // Sessions first: a device being enrolled in one of them now is then
+    // either stored before the revocation below (and revoked by it) or
+    // refused by the store.
     let ended = ctx
         .store
         .remove_user_sessions(&me.aor)
         .await
         .map_err(internal)?;
+    ctx.revoke(&me, &me.aor, None, "sign-out").await?;
     tracing::info!(user = %me.aor, sessions = ended, "user API: signed out everywhere");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -703,6 +703,32 @@ fn org_user(ca: &OrgCa, email: &str, serial: u64) -> String {
     format!("{}{}", cert.pem(), key.serialize_pem())
 }
 
+/// The organisation's revocation list number `number` (DER), revoking
+/// `serials`, current for a day.
+fn org_crl(ca: &OrgCa, number: u64, serials: &[u64]) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(*s),
+                revocation_time: now - time::Duration::minutes(1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.cert, &ca.key)
+    .unwrap()
+    .der()
+    .to_vec()
+}
+
 /// Whether a TLS connection presenting `pem` gets an answer to a REGISTER
 /// for `user`; returns the answer's first line.
 fn register_as(s: &Server, pem: &str, user: &str) -> Option<String> {
@@ -737,23 +763,7 @@ fn certificates_of_the_organisations_ca_sign_users_in_unless_revoked_there_or_he
     let erin = org_user(&org_ca("Somebody Else's CA"), "erin@example.test", 7);
     // The organisation's list revokes dave's certificate; it is served
     // over HTTP, as a CRL distribution point would serve it.
-    let now = time::OffsetDateTime::now_utc();
-    let crl = rcgen::CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(1),
-        next_update: now + time::Duration::days(1),
-        crl_number: rcgen::SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![rcgen::RevokedCertParams {
-            serial_number: rcgen::SerialNumber::from(9u64),
-            revocation_time: now - time::Duration::minutes(1),
-            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        }],
-        key_identifier_method: rcgen::KeyIdMethod::Sha256,
-    }
-    .signed_by(&ca.cert, &ca.key)
-    .unwrap();
-    std::fs::write(dir.join("org.crl"), crl.der()).unwrap();
+    std::fs::write(dir.join("org.crl"), org_crl(&ca, 1, &[9])).unwrap();
     let port = free_port();
     let mut http = std::process::Command::new("python3")
         .args([
@@ -841,6 +851,63 @@ fn certificates_of_the_organisations_ca_sign_users_in_unless_revoked_there_or_he
         !matches!(open.read(&mut buf), Ok(n) if n > 0),
         "her open connection was closed"
     );
+    assert_eq!(register_as(&s, &carol, "carol"), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_certificate_the_organisations_list_revokes_later_loses_its_open_connection() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-org-crl", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = org_ca("Example Corp Issuing CA");
+    std::fs::write(dir.join("org-ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.join("org.crl"), org_crl(&ca, 1, &[])).unwrap();
+    let carol = org_user(&ca, "carol@example.test", 7);
+    let s = Server::with_config(
+        "devices-crl",
+        &format!(
+            "[client_certificates]\ntrusted_cas = [\"{}\"]\nmap_by = \"email\"\ncrls = [\"{}\"]\ncrl_refresh_secs = 10\n",
+            dir.join("org-ca.pem").display(),
+            dir.join("org.crl").display()
+        ),
+    );
+    s.add_user("carol", "correct-horse-battery");
+    let mut open = tls_as_device(&s, s.tls, &carol);
+    let r = exchange(
+        &mut open,
+        &register("TLS", "127.0.0.1:5999", 1, None, "t", None).replace("alice@", "carol@"),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}\n{}", s.log());
+    // The organisation revokes it; the next reading of its list (every
+    // 10 s here) closes the connection and records the revocation.
+    std::fs::write(dir.join("org.crl"), org_crl(&ca, 2, &[7])).unwrap();
+    open.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(25)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let started = Instant::now();
+    assert!(
+        !matches!(open.read(&mut buf), Ok(n) if n > 0),
+        "the connection stayed open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(24),
+        "closed by the read timeout, not by the server\n{}",
+        s.log()
+    );
+    let o = s.admin(
+        &[
+            "user",
+            "devices",
+            "sip:carol@example.test",
+            "--output",
+            "json",
+        ],
+        "",
+    );
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["revoked_reason"], "crl", "{list}");
     assert_eq!(register_as(&s, &carol, "carol"), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
