@@ -37,7 +37,35 @@ pub struct Snapshot {
     pub federation: Federation,
     /// What every edge of the pool holds each outside source to.
     pub limits: Limits,
+    /// Device certificates revoked in the last [`REVOKED_WINDOW_SECS`]
+    /// (SHA-256, hex; at most [`MAX_REVOKED`]): the edge closes the
+    /// connections that presented one. (A device's later requests are
+    /// refused by the pool in any case.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_devices: Vec<String>,
 }
+
+impl Snapshot {
+    /// The revoked device certificates' SHA-256s (malformed entries
+    /// skipped).
+    pub fn revoked(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.revoked_devices.iter().filter_map(|hex| {
+            if hex.len() != 64 {
+                return None;
+            }
+            let mut out = [0u8; 32];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            Some(out)
+        })
+    }
+}
+
+/// How long a revocation stays in the snapshots (edges ask every second).
+pub const REVOKED_WINDOW_SECS: u64 = 30;
+/// The most revocations one snapshot carries.
+pub const MAX_REVOKED: usize = 256;
 
 /// What an edge holds each outside source to (`[edges]` in the front end's
 /// configuration; the edge's own `[limits]` until a snapshot arrives).
@@ -250,6 +278,7 @@ mod tests {
                 source_rate: 7,
                 ..Limits::default()
             },
+            revoked_devices: vec!["ab".repeat(32)],
         }
     }
 
@@ -266,6 +295,9 @@ mod tests {
             verify(&pk, &body, "example.test", 1001, None),
             Ok(snap(7, 1000))
         );
+        let mut s = snap(7, 1000);
+        s.revoked_devices.push("not hex".into());
+        assert_eq!(s.revoked().collect::<Vec<_>>(), [[0xab; 32]]);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct Sender {
     pub remote: SocketAddr,
     /// `user@realm` from the request's credentials.
     pub account: Option<String>,
+    /// The SHA-256 of the certificate the client presented (a device's,
+    /// for the pool to judge).
+    pub device: Option<[u8; 32]>,
     /// A partner's server: the domain its certificate speaks for (the
     /// request's From domain, checked) and the certificate's DNS names.
     pub partner: Option<(String, Vec<String>)>,
@@ -525,7 +528,10 @@ impl Topology {
                 hosts.join(" "),
                 sender.remote
             ),
-            None => format!("remote;source=\"{}\"", sender.remote),
+            None => match &sender.device {
+                Some(fp) => format!("remote;source=\"{}\";device=\"{}\"", sender.remote, hex(fp)),
+                None => format!("remote;source=\"{}\"", sender.remote),
+            },
         };
         edit = edit.append(TRUST_HEADER, stamp);
         Ok(Inward {
@@ -784,3 +790,12 @@ impl Topology {
 #[cfg(test)]
 #[path = "topology_tests.rs"]
 mod tests;
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

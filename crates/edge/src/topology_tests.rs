@@ -40,6 +40,7 @@ fn alice() -> Sender {
         protocol: Protocol::Tls,
         remote: "198.51.100.7:40001".parse().unwrap(),
         account: None,
+        device: None,
         partner: None,
     }
 }
@@ -89,6 +90,20 @@ fn a_remote_caller_and_an_internal_callee() {
         stamps,
         ["remote;source=\"198.51.100.7:40001\""],
         "forged mark replaced"
+    );
+    // A device's certificate is named to the pool by its SHA-256.
+    let device = Sender {
+        device: Some([0xab; 32]),
+        ..alice()
+    };
+    let m2 = parse(t.inward_request(&invite, false, &device).unwrap().bytes);
+    let stamps: Vec<_> = m2.headers_named(TRUST_HEADER).map(|h| h.value).collect();
+    assert_eq!(
+        stamps,
+        [format!(
+            "remote;source=\"198.51.100.7:40001\";device=\"{}\"",
+            "ab".repeat(32)
+        )]
     );
     let v = vias(&m);
     assert_eq!(v.len(), 2);

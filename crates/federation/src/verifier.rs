@@ -215,15 +215,45 @@ impl PartnerTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
+        Signatures(self.provider.clone()).tls12(message, cert, dss)
+    }
+
+    fn signature_13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        Signatures(self.provider.clone()).tls13(message, cert, dss)
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        Signatures(self.provider.clone()).schemes()
+    }
+}
+
+/// The handshake-signature checks a certificate verifier makes, with a
+/// provider's algorithms (shared by the verifiers of partners, edges and
+/// devices).
+#[derive(Debug, Clone)]
+pub struct Signatures(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl Signatures {
+    pub fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.provider.signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
-    fn signature_13(
+    pub fn tls13(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
@@ -233,14 +263,12 @@ impl PartnerTrust {
             message,
             cert,
             dss,
-            &self.provider.signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
-    fn schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+    pub fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

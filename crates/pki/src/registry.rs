@@ -35,7 +35,13 @@ pub struct Registry {
     by_fingerprint: RwLock<HashMap<[u8; 32], Device>>,
     /// Revoked here; refused whatever CA issued them.
     denied: RwLock<std::collections::HashSet<[u8; 32]>>,
+    /// The latest revocations (unix seconds), at most [`RECENT`], for the
+    /// edges: they close the connections that presented one.
+    recent: std::sync::Mutex<std::collections::VecDeque<(i64, [u8; 32])>>,
 }
+
+/// How many recent revocations are kept for the edges.
+pub const RECENT: usize = 256;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -86,6 +92,7 @@ impl Registry {
     pub fn remove<'a>(&self, fingerprints: impl IntoIterator<Item = &'a [u8; 32]>) -> usize {
         let fingerprints: Vec<[u8; 32]> = fingerprints.into_iter().copied().collect();
         self.deny(fingerprints.iter().copied());
+        self.note_revoked(&fingerprints);
         let Ok(mut m) = self.by_fingerprint.write() else {
             return 0;
         };
@@ -124,6 +131,7 @@ impl Registry {
             Err(_) => Vec::new(),
         };
         self.deny(gone.iter().copied());
+        self.note_revoked(&gone);
         gone
     }
 
@@ -132,6 +140,33 @@ impl Registry {
         if let Ok(mut d) = self.denied.write() {
             d.extend(fingerprints);
         }
+    }
+
+    /// Remembers revocations made now, for [`Registry::revoked_since`].
+    fn note_revoked(&self, fingerprints: &[[u8; 32]]) {
+        let t = now();
+        if let Ok(mut r) = self.recent.lock() {
+            for f in fingerprints {
+                if r.len() == RECENT {
+                    r.pop_front();
+                }
+                r.push_back((t, *f));
+            }
+        }
+    }
+
+    /// Certificates revoked at or after `since` (unix seconds), of the
+    /// latest [`RECENT`] revocations.
+    pub fn revoked_since(&self, since: i64) -> Vec<[u8; 32]> {
+        self.recent
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|(t, _)| *t >= since)
+                    .map(|(_, f)| *f)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether Parapet revoked this certificate.
@@ -209,6 +244,17 @@ mod tests {
         r.forget([&[5; 32]]);
         assert!(r.get(&[5; 32]).is_none());
         assert!(!r.is_denied(&[5; 32]));
+        // The edges hear of the latest revocations, a bounded number.
+        let mut recent = r.revoked_since(now() - 5);
+        recent.sort();
+        assert_eq!(recent, [[1; 32], [2; 32], [3; 32], [9; 32]]);
+        assert!(r.revoked_since(now() + 5).is_empty());
+        for i in 0..300u16 {
+            let mut f = [0u8; 32];
+            f[..2].copy_from_slice(&i.to_be_bytes());
+            r.remove([&f]);
+        }
+        assert_eq!(r.revoked_since(0).len(), RECENT);
     }
 
     #[test]

@@ -278,16 +278,28 @@ impl<S: store::Store> Core<S> {
     /// AOR, and From). Without a valid device certificate, or where the
     /// policy does not list the method, digest decides.
     fn device_sign_in(&mut self, r: &Req<'_>, aor: &str) -> DeviceSignIn {
-        let Some(leaf) = r.src.peer_certificates.as_ref().and_then(|c| c.first()) else {
-            return DeviceSignIn::NoCertificate;
+        // Through an edge: the certificate the client presented there (the
+        // edge proved the client holds its key); one known here signs in,
+        // an organisation's not seen here yet does not (the edge does not
+        // pass on its chain).
+        let (fingerprint, leaf) = if self.edges.is_edge(r.src.flow) {
+            match self.edge_device {
+                Some(f) => (f, None),
+                None => return DeviceSignIn::NoCertificate,
+            }
+        } else {
+            match r.src.peer_certificates.as_ref().and_then(|c| c.first()) {
+                Some(leaf) => (pki::fingerprint(leaf), Some(leaf)),
+                None => return DeviceSignIn::NoCertificate,
+            }
         };
-        let fingerprint = pki::fingerprint(leaf);
-        let device = match self.devices.get(&fingerprint) {
-            Some(d) => d,
-            None => match self.org_certificate(r, leaf, fingerprint) {
+        let device = match (self.devices.get(&fingerprint), leaf) {
+            (Some(d), _) => d,
+            (None, Some(leaf)) => match self.org_certificate(r, leaf, fingerprint) {
                 Some(d) => d,
                 None => return DeviceSignIn::NoCertificate,
             },
+            (None, None) => return DeviceSignIn::NoCertificate,
         };
         if !crate::policy_set::certificate_allowed(&self.policies, aor) {
             return DeviceSignIn::NoCertificate;
@@ -303,7 +315,10 @@ impl<S: store::Store> Core<S> {
             self.log_refusal(r, "the certificate's user is disabled or unknown", aor);
             return DeviceSignIn::Refused("Forbidden (Account Disabled or Unknown)");
         }
-        if device.org.is_some() && self.devices.get(&fingerprint).is_none() {
+        if let (Some(leaf), true) = (
+            leaf,
+            device.org.is_some() && self.devices.get(&fingerprint).is_none(),
+        ) {
             // First use of the organisation's certificate: recorded as one
             // of the user's devices (listed, revocable here).
             self.record_org_device(leaf, fingerprint, &device);

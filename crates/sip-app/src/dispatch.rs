@@ -41,6 +41,7 @@ impl<S: store::Store> Core<S> {
         let mut source = source;
         self.edge_outcome.set(None);
         self.edge_partner = None;
+        self.edge_device = None;
         if self.edges.classify(&source).is_some() {
             // The sender's own address stands for the source from here
             // on: the edge relays for many. A partner's server relayed by
@@ -48,6 +49,7 @@ impl<S: store::Store> Core<S> {
             match crate::edges::stamp(&message) {
                 Some(s) => {
                     source.remote = s.source;
+                    self.edge_device = s.device;
                     self.edge_partner = s.partner.map(|(domain, hosts)| {
                         std::sync::Arc::new(federation::identity::Identities {
                             source: federation::identity::Source::SipUri,

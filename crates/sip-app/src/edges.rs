@@ -400,6 +400,15 @@ impl<S: store::Store> crate::Core<S> {
                 ),
                 federation: crate::policy_set::federation_rules(&self.policies),
                 limits: self.cfg.edges,
+                revoked_devices: self
+                    .devices
+                    .revoked_since(
+                        crate::unix_now()
+                            - i64::try_from(auth::edge_snapshot::REVOKED_WINDOW_SECS).unwrap_or(30),
+                    )
+                    .iter()
+                    .map(|f| pki::hex(f))
+                    .collect(),
             };
         let body = auth::edge_snapshot::sign(key, &snapshot);
         if body.len() > auth::edge_snapshot::MAX_BODY {
@@ -428,9 +437,13 @@ impl<S: store::Store> crate::Core<S> {
 pub(crate) struct Stamp {
     pub(crate) source: SocketAddr,
     pub(crate) partner: Option<(String, Vec<String>)>,
+    /// The SHA-256 of the certificate a remote client presented at the
+    /// edge (which proved it holds the key).
+    pub(crate) device: Option<[u8; 32]>,
 }
 
-/// Reads the edge's stamp: `remote;source="ADDR"` or
+/// Reads the edge's stamp: `remote;source="ADDR"` (with
+/// `;device="SHA-256 HEX"` for a client that presented a certificate) or
 /// `partner;domain="D";hosts="H1 H2";source="ADDR"`. Exactly one.
 pub(crate) fn stamp(msg: &Message) -> Option<Stamp> {
     let mut stamps = msg.headers_named(EDGE_HEADER);
@@ -453,6 +466,12 @@ pub(crate) fn stamp(msg: &Message) -> Option<Stamp> {
         ("remote", 1) => Some(Stamp {
             source,
             partner: None,
+            device: None,
+        }),
+        ("remote", 2) => Some(Stamp {
+            source,
+            partner: None,
+            device: Some(pki::registry::parse_fingerprint(params.get("device")?)?),
         }),
         ("partner", 3) => {
             let domain = params.get("domain")?.to_ascii_lowercase();
@@ -468,6 +487,7 @@ pub(crate) fn stamp(msg: &Message) -> Option<Stamp> {
             Some(Stamp {
                 source,
                 partner: Some((domain, hosts)),
+                device: None,
             })
         }
         _ => None,
@@ -537,9 +557,19 @@ mod tests {
             "P-Parapet-Edge: partner;source=\"198.51.100.7:40001\"\r\n",
             "P-Parapet-Edge: remote;source=\"x\"\r\n",
             "P-Parapet-Edge: remote;source=\"198.51.100.7:1\"\r\nP-Parapet-Edge: remote;source=\"198.51.100.8:1\"\r\n",
+            "P-Parapet-Edge: remote;source=\"198.51.100.7:1\";device=\"ab\"\r\n",
+            "P-Parapet-Edge: remote;source=\"198.51.100.7:1\";hosts=\"x\"\r\n",
         ] {
             assert_eq!(stamped_source(&msg(bad)), None, "{bad}");
         }
+        // A client's certificate, named by its SHA-256.
+        let s = stamp(&msg(&format!(
+            "P-Parapet-Edge: remote;source=\"198.51.100.7:1\";device=\"{}\"\r\n",
+            "Ab".repeat(32)
+        )))
+        .unwrap();
+        assert_eq!(s.device, Some([0xab; 32]));
+        assert_eq!(s.partner, None);
     }
 
     fn src(flow: u64, cert: &[u8]) -> Source {

@@ -204,6 +204,9 @@ pub struct Core<S> {
     /// For the request being handled, when it came through an edge from a
     /// partner's server: what that server's certificate speaks for.
     pub(crate) edge_partner: Option<Arc<federation::identity::Identities>>,
+    /// The certificate a remote client presented at the edge that relayed
+    /// the request being handled (its SHA-256), if any.
+    pub(crate) edge_device: Option<[u8; 32]>,
     /// The device certificates valid now (shared with the TLS listeners'
     /// check and the APIs that issue them).
     pub(crate) devices: Arc<pki::registry::Registry>,
@@ -305,6 +308,7 @@ impl<S: store::Store> Core<S> {
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),
             edge_partner: None,
+            edge_device: None,
             identity,
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),

@@ -27,6 +27,7 @@ use auth::edge_snapshot::Snapshot;
 
 use crate::pairing::Pairing;
 
+mod client_certs;
 mod partner;
 mod snapshot;
 use crate::token::Sealer;
@@ -79,6 +80,9 @@ struct Tls {
     external_tls: Arc<rustls::ServerConfig>,
     /// Connections to partners' servers (`None`: no CA trusted for them).
     partner_client: Option<Arc<rustls::ClientConfig>>,
+    /// Which presented certificates are partners' servers' (the others
+    /// are devices').
+    partner_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     internal: Arc<rustls::ServerConfig>,
     client: ClientTls,
 }
@@ -116,23 +120,31 @@ fn tls(
         ClientAuth::Verifier(verifier),
     )
     .map_err(|e| format!("internal TLS: {e}"))?;
-    let external = server_config(ext_chain.clone(), ext_key.clone_key(), ClientAuth::None)
-        .map_err(|e| format!("external TLS: {e}"))?;
-    // Partners' servers present a certificate (optional: remote users'
-    // clients do not); WSS never asks (a browser would show a picker).
-    let (external_tls, partner_client) = if partner_cas.is_empty() {
-        (external.clone(), None)
+    // A certificate is asked for, never required: devices present theirs
+    // (TLS and WSS, as on the front end), and on TLS partners' servers.
+    let external = server_config(
+        ext_chain.clone(),
+        ext_key.clone_key(),
+        ClientAuth::Verifier(client_certs::ClientCerts::new(None, provider.clone())),
+    )
+    .map_err(|e| format!("external TLS: {e}"))?;
+    let (external_tls, partner_client, partner_verifier) = if partner_cas.is_empty() {
+        (external.clone(), None, None)
     } else {
         let trust = federation::verifier::PartnerTrust::new(partner_cas, provider.clone())
             .map_err(|e| format!("federation.trusted_cas: {e}"))?;
         let client = trust.client_config(ext_chain.clone(), ext_key.clone_key())?;
+        let partners = trust.inbound_optional();
         let server = server_config(
             ext_chain,
             ext_key,
-            ClientAuth::Verifier(trust.inbound_optional()),
+            ClientAuth::Verifier(client_certs::ClientCerts::new(
+                Some(partners.clone()),
+                provider.clone(),
+            )),
         )
         .map_err(|e| format!("external TLS: {e}"))?;
-        (server, Some(client))
+        (server, Some(client), Some(partners))
     };
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -151,6 +163,7 @@ fn tls(
         external,
         external_tls,
         partner_client,
+        partner_verifier,
         internal,
         client: ClientTls {
             config: Arc::new(client),
@@ -202,6 +215,10 @@ struct Edge {
     name: String,
     /// Partners' connections and what their certificates speak for.
     partners: HashMap<FlowId, Arc<federation::identity::Identities>>,
+    /// Connections whose certificate is not a partner's: a device's, by
+    /// its SHA-256, for the pool to judge (`None`: none presented).
+    devices: HashMap<FlowId, Option<[u8; 32]>>,
+    partner_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// Connections this edge opened to partners' servers, by domain.
     partner_out: HashMap<String, partner::OutPool>,
     /// Requests sent on each of those connections and not answered yet
@@ -363,6 +380,8 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         last_fetch: now,
         name: p.name.clone(),
         partners: HashMap::new(),
+        devices: HashMap::new(),
+        partner_verifier: tls.partner_verifier.clone(),
         partner_out: HashMap::new(),
         partner_load: HashMap::new(),
         in_flight: HashMap::new(),
@@ -625,6 +644,7 @@ impl Edge {
             protocol: src.protocol,
             remote: src.remote,
             account,
+            device: self.devices.get(&src.flow).copied().flatten(),
             partner,
         };
         if !is_ack && !self.may_add_in_flight(src.flow) {
@@ -867,6 +887,7 @@ impl Edge {
         self.expire_snapshot();
         for f in self.ext.closed_flows() {
             self.partners.remove(&f);
+            self.devices.remove(&f);
             self.in_flight.remove(&f);
             // A partner's connection that closed is forgotten (the maps
             // hold only live connections, so they stay bounded by them).

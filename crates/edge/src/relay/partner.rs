@@ -26,18 +26,36 @@ pub(super) struct OutPool {
 
 impl Edge {
     /// The identities a partner's connection speaks for (its certificate,
-    /// verified against the CAs trusted for partners), if it is one.
+    /// verified against the CAs trusted for partners), if it is one; a
+    /// certificate that is not a partner's is recorded as a device's.
     pub(super) fn partner_on(
         &mut self,
         src: &Source,
     ) -> Option<Arc<federation::identity::Identities>> {
-        if src.protocol != Protocol::Tls {
-            return None;
-        }
         if let Some(ids) = self.partners.get(&src.flow) {
             return Some(ids.clone());
         }
-        let leaf = src.peer_certificates.as_ref()?.first()?;
+        if self.devices.contains_key(&src.flow) {
+            return None;
+        }
+        let chain = src.peer_certificates.as_ref()?;
+        let leaf = chain.first()?;
+        // The listener let any certificate through (a device's is the
+        // pool's to judge): a partner's is one the partners' CAs verify.
+        // (Partners' servers come over TLS; WSS carries devices only.)
+        let partner = src.protocol == Protocol::Tls
+            && self.partner_verifier.as_ref().is_some_and(|v| {
+                v.verify_client_cert(
+                    leaf,
+                    chain.get(1..).unwrap_or(&[]),
+                    rustls_pki_types::UnixTime::now(),
+                )
+                .is_ok()
+            });
+        if !partner {
+            self.devices.insert(src.flow, Some(fingerprint(leaf)));
+            return None;
+        }
         let ids = Arc::new(federation::identity::identities(leaf).unwrap_or(
             // Verified but unreadable here: an identity no domain matches.
             federation::identity::Identities {
@@ -337,4 +355,12 @@ impl Edge {
             }
         }
     }
+}
+
+/// SHA-256 of a certificate (how the pool names device certificates).
+pub(super) fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }

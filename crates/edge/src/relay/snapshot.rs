@@ -79,6 +79,7 @@ impl Edge {
                     }
                     self.filter.set_config(s.lockout.config());
                     self.set_limits(s.limits);
+                    self.close_revoked(&s);
                     self.metrics
                         .snapshot_version
                         .store(s.version.max(1), Relaxed);
@@ -89,6 +90,22 @@ impl Edge {
                 self.metrics.snapshot_refused.fetch_add(1, Relaxed);
                 tracing::error!(reason = %why, "configuration snapshot refused; keeping the one held until it expires");
             }
+        }
+    }
+
+    /// Closes the connections whose client presented a device
+    /// certificate the pool has just revoked.
+    fn close_revoked(&mut self, s: &Snapshot) {
+        let set: HashSet<[u8; 32]> = s.revoked().collect();
+        if set.is_empty() {
+            return;
+        }
+        let closed = self.ext.close_certified(&set);
+        if closed > 0 {
+            tracing::info!(
+                connections = closed,
+                "closed the connections of device certificates the pool revoked"
+            );
         }
     }
 

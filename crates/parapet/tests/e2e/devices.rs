@@ -76,7 +76,7 @@ fn enroll(s: &Server, token: &str, body: Value) -> (u16, Value) {
 
 /// Enrolls a device for the signed-in user; returns its id and PEM
 /// (certificate then key).
-fn enroll_ok(s: &Server, token: &str, name: &str) -> (String, String) {
+pub(crate) fn enroll_ok(s: &Server, token: &str, name: &str) -> (String, String) {
     let (key, csr) = key_and_csr(name);
     let (code, v) = enroll(s, token, json!({ "name": name, "csr": csr }));
     assert_eq!(code, 201, "{v}");
@@ -86,6 +86,21 @@ fn enroll_ok(s: &Server, token: &str, name: &str) -> (String, String) {
         key.serialize_pem()
     );
     (v["id"].as_str().unwrap().to_string(), pem)
+}
+
+/// Sets the global authentication policy to device certificates alone.
+pub(crate) fn certificates_only(s: &Server) {
+    let o = s.admin(
+        &[
+            "policy",
+            "set",
+            "authentication",
+            "global",
+            "methods=client-certificate",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
 }
 
 /// The log without terminal colours (a server started as the README
@@ -217,17 +232,7 @@ fn a_device_certificate_signs_baresip_in_and_goes_with_the_account() {
 fn with_certificates_only_the_right_password_is_refused_and_the_certificate_works() {
     let s = Server::new("devices-only");
     s.add_user("alice", "correct-horse-battery");
-    let o = s.admin(
-        &[
-            "policy",
-            "set",
-            "authentication",
-            "global",
-            "methods=client-certificate",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    certificates_only(&s);
     // The right password over TLS: refused at once, with the reason.
     let mut c = s.tls_to(s.tls);
     let r = exchange(

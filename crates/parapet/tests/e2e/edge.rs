@@ -502,18 +502,43 @@ fn as_partner(
     edge: &Edge,
 ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in
-        rustls_pki_types::CertificateDer::pem_file_iter(pool.data_dir().join("pki/ca.pem")).unwrap()
-    {
-        roots.add(c.unwrap()).unwrap();
-    }
     let pki = partner.data_dir().join("pki");
     let chain = rustls_pki_types::CertificateDer::pem_file_iter(pki.join("server.pem"))
         .unwrap()
         .map(|c| c.unwrap())
         .collect();
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki.join("server-key.pem")).unwrap();
+    with_certificate(pool, edge, chain, key)
+}
+
+/// A TLS connection to the edge's external side presenting `pem` (a
+/// device's certificate, then its key).
+fn as_device(
+    pool: &Server,
+    edge: &Edge,
+    pem: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    with_certificate(pool, edge, chain, key)
+}
+
+fn with_certificate(
+    pool: &Server,
+    edge: &Edge,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        rustls_pki_types::CertificateDer::pem_file_iter(pool.data_dir().join("pki/ca.pem")).unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
     let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -583,6 +608,63 @@ fn tls_to_port(
     tcp.set_nonblocking(false).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn a_device_certificate_signs_a_remote_user_in_through_the_edge_until_revoked() {
+    use crate::defaults::{exchange, register};
+    use std::io::Read;
+    let (s, edge) = pool("edge-device");
+    crate::devices::certificates_only(&s);
+    let token = crate::user_api::sign_in(&s, "alice", "correct-horse-battery");
+    let (_, pem) = crate::devices::enroll_ok(&s, &token, "Alice's laptop");
+    let local = format!("{EXTERNAL}:5061");
+    // Her device's certificate, presented to the edge, signs her in: no
+    // challenge, though passwords are refused.
+    let mut c = as_device(&s, &edge, &pem);
+    let r = exchange(&mut c, &register("TLS", &local, 1, None, "d", None));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}\n{}", s.log());
+    // A certificate the pool never issued signs nobody in.
+    let stranger = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            "sip:alice@example.test".try_into().unwrap(),
+        )];
+        format!(
+            "{}{}",
+            p.self_signed(&key).unwrap().pem(),
+            key.serialize_pem()
+        )
+    };
+    let mut other = as_device(&s, &edge, &stranger);
+    let r = exchange(&mut other, &register("TLS", &local, 1, None, "x", None));
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Device Certificate Required)"),
+        "{r}"
+    );
+    // Revoked: the edge closes her connection within a few seconds (it
+    // hears of it in the pool's next snapshot), and the certificate no
+    // longer signs her in.
+    let o = s.admin(&["user", "revoke-devices", "sip:alice@example.test"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(c.read(&mut buf), Ok(n) if n > 0),
+        "her connection through the edge stayed open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed by the read timeout, not by the edge\n{}",
+        edge.log()
+    );
+    let mut again = as_device(&s, &edge, &pem);
+    let r = exchange(&mut again, &register("TLS", &local, 2, None, "d", None));
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden (Device Certificate Required)"),
+        "{r}"
+    );
 }
 
 #[test]
