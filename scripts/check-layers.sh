@@ -2,7 +2,8 @@
 # The layering docs/ARCHITECTURE.md promises, checked on the dependency
 # graph: the SIP application links no HTTP stack and no database, the APIs
 # name no store implementation, and what the Edge will link (federation,
-# config, the store traits) needs no database; the device PKI does no I/O.
+# config, the store traits) needs no database; the device PKI and the
+# message content checks do no I/O.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -22,6 +23,7 @@ forbid parapet-config rusqlite axum hyper parapet-store-sqlite
 forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-api
 forbid parapet-api rusqlite parapet-store-sqlite parapet-server
 forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
+forbid parapet-content tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
 forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"

@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         protocol: Protocol::Tls,
         remote: "198.51.100.7:40000".parse().unwrap(),
         account: (op & 2 != 0).then(|| "sip:alice@example.test".to_owned()),
+        device: (op & 32 != 0).then_some([0xab; 32]),
         partner: (op & 4 != 0)
             .then(|| ("partner.example".to_owned(), vec!["sip.partner.example".to_owned()])),
     };

@@ -13,11 +13,11 @@
 
 use sip::build::RequestBuilder;
 use sip::headers::ContentType;
-use sip::Uri;
+use sip::{RequestFields, Uri};
 use store::PendingMessage;
 
 use super::fork::ForkKind;
-use super::{Core, Event, Req};
+use super::{policy_set, Core, Event, Req};
 use crate::unix_now;
 
 /// How long a stored message waits for its recipient.
@@ -35,7 +35,18 @@ impl<S: store::Store> Core<S> {
         };
         let domain = self.cfg.domain.clone();
         if !self.is_our_domain(&r.f.request_uri) {
-            return self.send_to_partner(r, &sender_aor).await;
+            // To a partner: the sender's filter for federated messages.
+            let rules = policy_set::im_filter(&self.policies, &sender_aor, true, &domain);
+            let Some(filtered) = self.im_filtered(r, rules).await else {
+                return;
+            };
+            return match filtered
+                .as_ref()
+                .and_then(|m| Some((m, RequestFields::extract(m).ok()?)))
+            {
+                Some((m, f)) => self.send_to_partner(&r.with(m, &f), &sender_aor).await,
+                None => self.send_to_partner(r, &sender_aor).await,
+            };
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
             return self.reply(r, 416, "Unsupported URI Scheme", &[]).await;
@@ -61,7 +72,95 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
-        self.relay_or_store(r, sender_aor, rcpt_aor).await;
+        // Between our users: the stricter of the two users' filters.
+        let rules = content::im_filter::strictest(
+            policy_set::im_filter(&self.policies, &sender_aor, false, &domain),
+            policy_set::im_filter(&self.policies, &rcpt_aor, false, &domain),
+        );
+        self.relay_filtered(r, rules, sender_aor, rcpt_aor).await;
+    }
+
+    /// Relays or stores a MESSAGE for a local recipient as `rules` let it
+    /// through (changed, or not at all).
+    pub(crate) async fn relay_filtered(
+        &mut self,
+        r: &Req<'_>,
+        rules: Option<content::im_filter::Rules>,
+        sender_aor: String,
+        rcpt_aor: String,
+    ) {
+        let Some(filtered) = self.im_filtered(r, rules).await else {
+            return;
+        };
+        match filtered
+            .as_ref()
+            .and_then(|m| Some((m, RequestFields::extract(m).ok()?)))
+        {
+            Some((m, f)) => {
+                self.relay_or_store(&r.with(m, &f), sender_aor, rcpt_aor)
+                    .await
+            }
+            None => self.relay_or_store(r, sender_aor, rcpt_aor).await,
+        }
+    }
+
+    /// The IM filter on a MESSAGE about to go on: `None` when it was
+    /// refused (and answered); `Some(None)` to send it as it is;
+    /// `Some(Some(..))` the message to send instead, its body rewritten.
+    async fn im_filtered(
+        &mut self,
+        r: &Req<'_>,
+        rules: Option<content::im_filter::Rules>,
+    ) -> Option<Option<sip::Message>> {
+        use content::im_filter::{Action, Outcome};
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(rules) = rules else {
+            return Some(None);
+        };
+        let content_type = r.msg.typed::<ContentType>().ok().flatten().map_or_else(
+            || "text/plain".to_owned(),
+            |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
+        );
+        match content::im_filter::filter_body(&rules, &content_type, r.msg.body()) {
+            Outcome::Unchanged => Some(None),
+            Outcome::Rewritten(body) => {
+                let counter = match rules.action {
+                    Action::Warn => &self.metrics.im_warned,
+                    _ => &self.metrics.im_defused,
+                };
+                counter.fetch_add(1, Relaxed);
+                let bytes = sip::forward::Forward::new(r.msg).body(body).serialize();
+                let rewritten = sip::parse_datagram(bytes, &self.forward_limits())
+                    .ok()
+                    .filter(|m| RequestFields::extract(m).is_ok());
+                if rewritten.is_none() {
+                    self.reply(r, 513, "Message Too Large", &[]).await;
+                }
+                rewritten.map(Some)
+            }
+            Outcome::Blocked(why) => {
+                self.metrics.im_blocked.fetch_add(1, Relaxed);
+                let detail = why.detail();
+                self.log_refusal(r, "the IM filter refused a message", &detail);
+                let warning = format!("399 parapet \"{detail}\"");
+                self.reply(r, 403, why.reason(), &[("Warning", &warning)])
+                    .await;
+                None
+            }
+            Outcome::Unreadable(why) => {
+                self.metrics.im_unreadable.fetch_add(1, Relaxed);
+                self.log_refusal(r, "the IM filter could not read a message", &why);
+                let warning = format!("399 parapet \"{}\"", why.replace('"', "'"));
+                self.reply(
+                    r,
+                    415,
+                    "Unsupported Media Type (Not Readable by the IM Filter)",
+                    &[("Warning", &warning)],
+                )
+                .await;
+                None
+            }
+        }
     }
 
     /// Whether the body is within `im.max_bytes`; `false`: answered 513.

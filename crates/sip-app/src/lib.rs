@@ -639,6 +639,24 @@ pub(crate) struct Req<'a> {
     pub(crate) own_routes: usize,
 }
 
+impl<'a> Req<'a> {
+    /// The same request (same transaction, same source) as `msg`: a copy
+    /// the server changed, such as a MESSAGE whose body the IM filter
+    /// rewrote.
+    pub(crate) fn with<'b>(&self, msg: &'b Message, f: &'b RequestFields<'b>) -> Req<'b>
+    where
+        'a: 'b,
+    {
+        Req {
+            id: self.id,
+            msg,
+            f,
+            src: self.src,
+            own_routes: self.own_routes,
+        }
+    }
+}
+
 /// Where responses to a request from `src` go: the connection it came on, or
 /// for UDP the address it came from (RFC 3581 symmetric response).
 pub(crate) fn reply_target(src: &Source) -> Target {

@@ -21,6 +21,12 @@ pub struct Metrics {
     pub messages_relayed: AtomicU64,
     pub messages_stored: AtomicU64,
     pub messages_delivered: AtomicU64,
+    /// The IM filter: messages whose links were defused, delivered with a
+    /// warning, refused by policy, refused as unreadable.
+    pub im_defused: AtomicU64,
+    pub im_warned: AtomicU64,
+    pub im_blocked: AtomicU64,
+    pub im_unreadable: AtomicU64,
     pub registrations: AtomicU64,
     pub transactions_live: AtomicU64,
     pub transactions_completed: AtomicU64,
@@ -115,7 +121,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "parapet_sip_transactions_completed_evicted_total",
                 "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
@@ -155,6 +161,26 @@ impl Metrics {
                 "parapet_im_delivered_total",
                 "Stored instant messages delivered.",
                 &self.messages_delivered,
+            ),
+            (
+                "parapet_im_filter_defused_total",
+                "Instant messages delivered with their links defused by the IM filter.",
+                &self.im_defused,
+            ),
+            (
+                "parapet_im_filter_warned_total",
+                "Instant messages delivered with the IM filter's warning.",
+                &self.im_warned,
+            ),
+            (
+                "parapet_im_filter_blocked_total",
+                "Instant messages refused by the IM filter (links, too many links, links to blocked files).",
+                &self.im_blocked,
+            ),
+            (
+                "parapet_im_filter_unreadable_total",
+                "Instant messages refused because the IM filter could not read them (not UTF-8, malformed CPIM).",
+                &self.im_unreadable,
             ),
             (
                 "parapet_presence_notifies_total",

@@ -399,6 +399,55 @@ pub fn user_remote_access(set: &PolicySet, aor: &str) -> bool {
         .is_some_and(|e| e.flag("remote_access"))
 }
 
+/// `aor`'s IM filter for messages between the organisation's users
+/// (`federated: false`) or with partners (`true`), with the file types
+/// their file transfer policy blocks; `None` where the policy does not
+/// examine such messages. `local` is the organisation's own domain.
+pub fn im_filter(
+    set: &PolicySet,
+    aor: &str,
+    federated: bool,
+    local: &str,
+) -> Option<content::im_filter::Rules> {
+    use content::im_filter::{Action, Rules};
+    let e = set.effective(aor, "im_filter")?;
+    if !e.flag("enabled") || !e.flag(if federated { "federated" } else { "internal" }) {
+        return None;
+    }
+    let action = match e.text("action") {
+        Some("block") => Action::Block,
+        Some("warn") => Action::Warn,
+        _ => Action::Defuse,
+    };
+    let blocked_extensions = set
+        .effective(aor, "file_transfer")
+        .map(|f| {
+            f.list("blocked_extensions")
+                .iter()
+                .map(|x| x.to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let warn = e.text("warn_message").unwrap_or("").trim();
+    Some(Rules {
+        action,
+        ignore_local: e.flag("ignore_local"),
+        local_domains: vec![local.to_ascii_lowercase()],
+        block_file_links: e.flag("block_file_links"),
+        blocked_extensions,
+        prefixes: e.list("prefixes").to_vec(),
+        max_links: usize::try_from(e.int("max_links").unwrap_or(1000)).unwrap_or(1000),
+        allow_message: e.text("allow_message").unwrap_or("").to_owned(),
+        // A warning policy always warns (an empty text is refused when the
+        // policy is set; merged documents could still produce one).
+        warn_message: if warn.is_empty() {
+            "This message contains links; open them only if you trust the sender.".into()
+        } else {
+            warn.to_owned()
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

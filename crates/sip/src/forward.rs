@@ -30,6 +30,7 @@ pub struct Forward<'m> {
     replace: Vec<(HeaderKind, &'static str, Vec<String>)>,
     remove_named: Vec<&'static str>,
     append: Vec<(&'static str, String)>,
+    body: Option<Bytes>,
 }
 
 impl<'m> Forward<'m> {
@@ -49,7 +50,16 @@ impl<'m> Forward<'m> {
             replace: Vec::new(),
             remove_named: Vec::new(),
             append: Vec::new(),
+            body: None,
         }
+    }
+
+    /// Replaces the body (same content type), with a Content-Length for
+    /// it (a proxy that changes a body, as the IM filter does).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.remove.push(HeaderKind::ContentLength);
+        self.body = Some(body.into());
+        self
     }
 
     /// Removes every line of an extension header by name (any case).
@@ -175,6 +185,7 @@ impl<'m> Forward<'m> {
                 .iter()
                 .map(|(n, v)| n.len() + v.len() + 4)
                 .sum::<usize>()
+            + self.body.as_ref().map_or(0, Bytes::len)
             + 48;
         let mut out = BytesMut::with_capacity(m.buf.len() + extra);
         match (m.start, &self.request_uri) {
@@ -255,11 +266,12 @@ impl<'m> Forward<'m> {
         for (name, value) in &self.append {
             put_header(&mut out, name, value);
         }
-        if m.content_length.is_none() {
-            let _ = write!(out, "Content-Length: {}\r\n", m.body().len());
+        let body = self.body.as_deref().unwrap_or(m.body());
+        if m.content_length.is_none() || self.body.is_some() {
+            let _ = write!(out, "Content-Length: {}\r\n", body.len());
         }
         out.put_slice(b"\r\n");
-        out.put_slice(m.body());
+        out.put_slice(body);
         out.freeze()
     }
 }
@@ -351,6 +363,17 @@ mod tests {
     fn unmodified_is_byte_exact() {
         let m = msg(REQ);
         assert_eq!(Forward::new(&m).serialize(), Bytes::from_static(REQ));
+    }
+
+    #[test]
+    fn a_new_body_gets_its_own_content_length() {
+        let m = msg(REQ);
+        let out = Forward::new(&m).body(&b"v=0\r\no=x\r\n"[..]).serialize();
+        let again = parse_datagram(out.clone(), &Limits::DEFAULT).unwrap();
+        assert_eq!(again.body(), b"v=0\r\no=x\r\n");
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        assert!(text.contains("Content-Length: 10\r\n"), "{text}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod federation;
 mod federation_dialogs;
 mod harness;
 mod im;
+mod im_filter;
 mod kamailio_peer;
 mod linphone;
 mod operations;

@@ -1,12 +1,26 @@
 //! What happens to links in instant messages.
 
-use crate::spec::{no_cross_rules, Builtin as D, FieldSpec, KindSpec};
-use crate::value::FieldType as T;
+use crate::spec::{Builtin as D, FieldSpec, Fields, KindSpec};
+use crate::value::{FieldType as T, Value, ValueError};
+
+/// A warning policy must have a warning to give.
+fn warn_needs_text(fields: &Fields) -> Result<(), ValueError> {
+    let text = |name: &str, default: &str| match fields.get(name) {
+        Some(Value::Text(t)) => t.clone(),
+        _ => default.to_owned(),
+    };
+    if text("action", "defuse") == "warn" && text("warn_message", "x").trim().is_empty() {
+        return Err(ValueError(
+            "action warn needs a warn_message: the text delivered before the message".into(),
+        ));
+    }
+    Ok(())
+}
 
 pub static SPEC: KindSpec = KindSpec {
     name: "im_filter",
     doc: "Links in instant messages: defused, flagged or refused.",
-    check_fields: no_cross_rules,
+    check_fields: warn_needs_text,
     fields: &[
         FieldSpec {
             name: "enabled",
@@ -16,10 +30,24 @@ pub static SPEC: KindSpec = KindSpec {
             lync: None,
         },
         FieldSpec {
+            name: "internal",
+            ty: T::Bool,
+            default: D::Bool(true),
+            doc: "Examine messages between the organisation's users (the sender's and the recipient's policies both apply; the stricter wins).",
+            lync: None,
+        },
+        FieldSpec {
+            name: "federated",
+            ty: T::Bool,
+            default: D::Bool(true),
+            doc: "Examine messages to federated partners (the sender's policy) and from them (the recipient's).",
+            lync: Some("one setting for all traffic"),
+        },
+        FieldSpec {
             name: "action",
             ty: T::Choice(&["defuse", "warn", "block"]),
             default: D::Text("defuse"),
-            doc: "defuse: links are made unclickable and allow_message is prepended; warn: delivered with warn_message prepended; block: refused with an error to the sender.",
+            doc: "defuse: an underscore before each link and allow_message first; warn: delivered with warn_message first; block: refused with an error to the sender. Changed messages are delivered normalised, internationalised host names as punycode.",
             lync: None,
         },
         FieldSpec {
@@ -33,7 +61,7 @@ pub static SPEC: KindSpec = KindSpec {
             name: "block_file_links",
             ty: T::Bool,
             default: D::Bool(true),
-            doc: "Block links to files whose extension the file transfer policy blocks.",
+            doc: "Refuse messages linking to files whose extension is in the file transfer policy's blocked_extensions, whatever the action.",
             lync: None,
         },
         FieldSpec {
@@ -43,7 +71,7 @@ pub static SPEC: KindSpec = KindSpec {
                 "callto:", "file:", "ftp.", "ftp:", "gopher:", "href", "http:", "https:", "ldap:",
                 "mailto:", "news:", "nntp:", "sip:", "sips:", "tel:", "telnet:", "www*",
             ]),
-            doc: "What starts a link.",
+            doc: "What starts a link (case-insensitive, after Unicode NFKC normalisation with invisible characters removed); a trailing * matches any word starting with the rest.",
             lync: None,
         },
         FieldSpec {
@@ -57,7 +85,7 @@ pub static SPEC: KindSpec = KindSpec {
             name: "allow_message",
             ty: T::Text { max: 256 },
             default: D::Text("Links in this message were made unclickable."),
-            doc: "Prepended to a message whose links were defused.",
+            doc: "Prepended (with a line break) to a message whose links were defused; empty: nothing.",
             lync: None,
         },
         FieldSpec {
@@ -69,3 +97,27 @@ pub static SPEC: KindSpec = KindSpec {
         },
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_warning_policy_needs_a_warning() {
+        let doc = |pairs: &[(&str, &str)]| -> Fields {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+                .collect()
+        };
+        assert!(SPEC.check_all(&doc(&[("action", "warn")])).is_ok());
+        let e = SPEC
+            .check_all(&doc(&[("action", "warn"), ("warn_message", " ")]))
+            .unwrap_err();
+        assert!(e.0.contains("needs a warn_message"), "{e:?}");
+        assert!(SPEC
+            .check_all(&doc(&[("action", "defuse"), ("warn_message", "")]))
+            .is_ok());
+    }
+}

@@ -441,7 +441,9 @@ impl<S: store::Store> Core<S> {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
         self.count_partner(domain, "in", "accepted");
-        self.relay_or_store(r, sender, rcpt).await;
+        // From a partner: the recipient's filter for federated messages.
+        let rules = crate::policy_set::im_filter(&self.policies, &rcpt, true, &self.cfg.domain);
+        self.relay_filtered(r, rules, sender, rcpt).await;
     }
 
     /// A partner's call for one of our users.

@@ -1,0 +1,48 @@
+//! The IM filter over a MESSAGE body as a client sends it: the first byte
+//! picks the content type (text/plain, text/html, message/cpim) and the
+//! action, the rest is the body. Invariants: no panic; a rewritten body is
+//! filtered again without being refused for being unreadable (what the
+//! filter writes, it reads), and `message/cpim` that parses keeps its
+//! headers when rewritten.
+#![no_main]
+
+use content::im_filter::{filter_body, Action, Outcome, Rules};
+use libfuzzer_sys::fuzz_target;
+
+fn rules(action: Action) -> Rules {
+    Rules {
+        action,
+        ignore_local: true,
+        local_domains: vec!["example.test".into()],
+        block_file_links: true,
+        blocked_extensions: vec![".exe".into(), ".jar".into()],
+        prefixes: [
+            "callto:", "file:", "ftp.", "ftp:", "gopher:", "href", "http:", "https:", "ldap:",
+            "mailto:", "news:", "nntp:", "sip:", "sips:", "tel:", "telnet:", "www*",
+        ]
+        .iter()
+        .map(|p| p.to_string())
+        .collect(),
+        max_links: 1000,
+        allow_message: "Links were made unclickable.".into(),
+        warn_message: "Careful: links.".into(),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&op, body)) = data.split_first() else { return };
+    let ct = ["text/plain", "text/html;charset=utf-8", "message/cpim"][usize::from(op % 3)];
+    let action = [Action::Defuse, Action::Warn, Action::Block][usize::from((op / 3) % 3)];
+    let r = rules(action);
+    if let Outcome::Rewritten(out) = filter_body(&r, ct, body) {
+        assert!(
+            !matches!(filter_body(&r, ct, &out), Outcome::Unreadable(_)),
+            "the filter cannot read what it wrote"
+        );
+        if ct == "message/cpim" {
+            let before = content::cpim::Cpim::parse(body).expect("it was read");
+            let after = content::cpim::Cpim::parse(&out).expect("what it wrote reads");
+            assert_eq!(before.headers, after.headers);
+        }
+    }
+});
