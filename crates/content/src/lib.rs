@@ -1,11 +1,14 @@
-//! # parapet-content: what is inside instant messages
+//! # parapet-content: what is inside messages and files
 //!
-//! Pure functions over message bodies, no I/O: [`im_filter`], Lync's
-//! Intelligent IM Filter done on the server (links found after Unicode
-//! normalisation, then defused, flagged or refused as the policy says),
-//! and [`cpim`], the strict reader and writer of the `message/cpim`
-//! wrapper (RFC 3862) whose inner body the filter examines.
+//! Pure functions over message bodies and file contents, no I/O:
+//! [`im_filter`], Lync's Intelligent IM Filter done on the server (links
+//! found after Unicode normalisation, then defused, flagged or refused as
+//! the policy says); [`cpim`], the strict reader and writer of the
+//! `message/cpim` wrapper (RFC 3862) whose inner body the filter examines;
+//! [`files`], the file-transfer policy's judgement of a file by its
+//! normalised name, its content's type and what archives hold.
 #![forbid(unsafe_code)]
 
 pub mod cpim;
+pub mod files;
 pub mod im_filter;

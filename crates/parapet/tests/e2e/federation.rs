@@ -439,6 +439,46 @@ fn two_organisations_exchange_messages_over_mutual_tls_as_policy_allows(meet: Me
         "{received}"
     );
 
+    // The IM filter across federation: the sender's policy on what goes
+    // out (example.test's default defuses), then the recipient's on what
+    // comes in (a warning at partner.test); links refused at example.test
+    // never leave.
+    policy(&b, &["im_filter", "global", "action=warn"]);
+    let bob = register_and_listen(&b, "bob", "battery staple horse");
+    let send_text = |text: &str| {
+        a.sipp_start(
+            "message_send_text_federated.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", B, text],
+        )
+        .finish()
+        .1
+    };
+    let t = send_text("see www.news.example");
+    assert!(last_status(&t).contains("200"), "{}", last_status(&t));
+    let (ok, received) = bob.finish();
+    assert!(ok, "{received}");
+    assert!(
+        received.contains(
+            "This message contains links; open them only if you trust the sender.\nLinks in this message were made unclickable.\nHello from alice: see _www.news.example"
+        ),
+        "{received}"
+    );
+    policy(
+        &a,
+        &["im_filter", "global", "federated=true", "action=block"],
+    );
+    let t = send_text("see www.news.example");
+    assert!(
+        last_status(&t).contains("403 Forbidden (Links Not Allowed)"),
+        "{}",
+        last_status(&t)
+    );
+
     // A sender's 64 Vias (the most a server takes) would be 65 with
     // example.test's own: not forwarded, so partner.test (or an edge) never
     // refuses it and closes the connection everyone's traffic shares.
