@@ -16,6 +16,7 @@
 //! shows for what it is.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -155,20 +156,40 @@ fn links(t: &str, prefixes: &[String]) -> Vec<Link> {
         .map(|p| p.strip_suffix('*').unwrap_or(p).as_bytes())
         .filter(|p| !p.is_empty())
         .collect();
+    // The bytes a link can start with: most positions are ruled out by one
+    // table lookup.
+    let mut first = [false; 256];
+    for p in &pats {
+        if let Some(b) = p.first() {
+            first[usize::from(b.to_ascii_lowercase())] = true;
+            first[usize::from(b.to_ascii_uppercase())] = true;
+        }
+    }
     let mut out = Vec::new();
     let mut i = 0;
     let mut prev_word = false;
     while i < bytes.len() {
-        let Some(c) = t[i..].chars().next() else {
-            break;
+        let b = bytes[i];
+        // ASCII needs no decoding.
+        let (word, width) = if b.is_ascii() {
+            (b.is_ascii_alphanumeric(), 1)
+        } else {
+            match t[i..].chars().next() {
+                Some(c) => (c.is_alphanumeric(), c.len_utf8()),
+                None => break,
+            }
         };
-        let word = c.is_alphanumeric();
-        if !prev_word && pats.iter().any(|p| starts_with_ci(&bytes[i..], p)) {
+        if !prev_word
+            && first[usize::from(b)]
+            && pats.iter().any(|p| starts_with_ci(&bytes[i..], p))
+        {
             let len = t[i..].find(ends_link).unwrap_or(t.len() - i);
             let raw = &t[i..i + len];
             let kept = raw.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}']);
-            let end = i + kept.len().max(1);
-            out.push(Link { start: i, end });
+            out.push(Link {
+                start: i,
+                end: i + kept.len().max(1),
+            });
             i += len.max(1);
             while !t.is_char_boundary(i) {
                 i += 1;
@@ -177,7 +198,7 @@ fn links(t: &str, prefixes: &[String]) -> Vec<Link> {
             continue;
         }
         prev_word = word;
-        i += c.len_utf8();
+        i += width;
     }
     out
 }
@@ -411,27 +432,34 @@ pub fn filter_body(rules: &Rules, content_type: &str, body: &[u8]) -> Outcome {
 /// The stricter of two users' filters (the sender's and the recipient's):
 /// the more restrictive action with its texts, the smaller link limit,
 /// every prefix and blocked type of both; own links left alone only if
-/// both leave them.
-pub fn strictest(a: Option<Rules>, b: Option<Rules>) -> Option<Rules> {
+/// both leave them. The same rules twice (the usual case) cost nothing.
+pub fn strictest(a: Option<Arc<Rules>>, b: Option<Arc<Rules>>) -> Option<Arc<Rules>> {
     let (a, b) = match (a, b) {
         (Some(a), Some(b)) => (a, b),
         (a, b) => return a.or(b),
     };
-    let (mut out, other) = if b.action > a.action { (b, a) } else { (a, b) };
+    if Arc::ptr_eq(&a, &b) || a == b {
+        return Some(a);
+    }
+    let (mut out, other) = if b.action > a.action {
+        (Rules::clone(&b), a)
+    } else {
+        (Rules::clone(&a), b)
+    };
     out.max_links = out.max_links.min(other.max_links);
     out.ignore_local &= other.ignore_local;
     out.block_file_links |= other.block_file_links;
-    for e in other.blocked_extensions {
-        if !out.blocked_extensions.contains(&e) {
-            out.blocked_extensions.push(e);
+    for e in &other.blocked_extensions {
+        if !out.blocked_extensions.contains(e) {
+            out.blocked_extensions.push(e.clone());
         }
     }
-    for p in other.prefixes {
-        if !out.prefixes.contains(&p) {
-            out.prefixes.push(p);
+    for p in &other.prefixes {
+        if !out.prefixes.contains(p) {
+            out.prefixes.push(p.clone());
         }
     }
-    Some(out)
+    Some(Arc::new(out))
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! the policy says); [`cpim`], the strict reader and writer of the
 //! `message/cpim` wrapper (RFC 3862) whose inner body the filter examines;
 //! [`files`], the file-transfer policy's judgement of a file by its
-//! normalised name, its content's type and what archives hold.
+//! normalised name, its content's type and what archives hold;
+//! [`multipart`], `multipart/form-data` read as an upload arrives.
 #![forbid(unsafe_code)]
 
 pub mod cpim;
 pub mod files;
 pub mod im_filter;
+pub mod multipart;

@@ -11,6 +11,8 @@
 //!   messages are delivered one at a time, oldest first, each deleted only after
 //!   a 2xx from the recipient.
 
+use std::sync::Arc;
+
 use sip::build::RequestBuilder;
 use sip::headers::ContentType;
 use sip::{RequestFields, Uri};
@@ -36,7 +38,7 @@ impl<S: store::Store> Core<S> {
         let domain = self.cfg.domain.clone();
         if !self.is_our_domain(&r.f.request_uri) {
             // To a partner: the sender's filter for federated messages.
-            let rules = policy_set::im_filter(&self.policies, &sender_aor, true, &domain);
+            let rules = self.im_rules(&sender_aor, true);
             let Some(filtered) = self.im_filtered(r, rules).await else {
                 return;
             };
@@ -74,8 +76,8 @@ impl<S: store::Store> Core<S> {
         }
         // Between our users: the stricter of the two users' filters.
         let rules = content::im_filter::strictest(
-            policy_set::im_filter(&self.policies, &sender_aor, false, &domain),
-            policy_set::im_filter(&self.policies, &rcpt_aor, false, &domain),
+            self.im_rules(&sender_aor, false),
+            self.im_rules(&rcpt_aor, false),
         );
         self.relay_filtered(r, rules, sender_aor, rcpt_aor).await;
     }
@@ -85,7 +87,7 @@ impl<S: store::Store> Core<S> {
     pub(crate) async fn relay_filtered(
         &mut self,
         r: &Req<'_>,
-        rules: Option<content::im_filter::Rules>,
+        rules: Option<Arc<content::im_filter::Rules>>,
         sender_aor: String,
         rcpt_aor: String,
     ) {
@@ -104,13 +106,33 @@ impl<S: store::Store> Core<S> {
         }
     }
 
+    /// `aor`'s IM filter for messages inside the organisation or with
+    /// partners, from the cache while the policies stay the same.
+    pub(crate) fn im_rules(
+        &mut self,
+        aor: &str,
+        federated: bool,
+    ) -> Option<Arc<content::im_filter::Rules>> {
+        let slot = usize::from(federated);
+        if let Some(Some(r)) = self.im_rules.get(aor).map(|e| &e[slot]) {
+            return r.clone();
+        }
+        let rules =
+            policy_set::im_filter(&self.policies, aor, federated, &self.cfg.domain).map(Arc::new);
+        if self.im_rules.len() >= 200_000 {
+            self.im_rules.clear();
+        }
+        self.im_rules.entry(aor.to_owned()).or_default()[slot] = Some(rules.clone());
+        rules
+    }
+
     /// The IM filter on a MESSAGE about to go on: `None` when it was
     /// refused (and answered); `Some(None)` to send it as it is;
     /// `Some(Some(..))` the message to send instead, its body rewritten.
     async fn im_filtered(
         &mut self,
         r: &Req<'_>,
-        rules: Option<content::im_filter::Rules>,
+        rules: Option<Arc<content::im_filter::Rules>>,
     ) -> Option<Option<sip::Message>> {
         use content::im_filter::{Action, Outcome};
         use std::sync::atomic::Ordering::Relaxed;

@@ -178,6 +178,10 @@ pub struct Core<S> {
     started: Instant,
     /// The policy snapshot decisions read; replaced whole on change.
     pub(crate) policies: PolicySet,
+    /// Each user's IM filter as the policies in force say (`[internal,
+    /// federated]`), built at first use; emptied when policies change.
+    /// At most two entries per user.
+    pub(crate) im_rules: HashMap<String, [Option<Option<Arc<content::im_filter::Rules>>>; 2]>,
     reloading_policies: bool,
     /// Publications, subscriptions and contact lists.
     pub(crate) presence: presence::PresenceState,
@@ -351,6 +355,7 @@ impl<S: store::Store> Core<S> {
             rate: ratelimit::RateLimiter::new(cfg_rate.0, cfg_rate.1, 100_000),
             started: Instant::now(),
             policies,
+            im_rules: HashMap::new(),
             reloading_policies: false,
             presence: state,
             subscribe_rate: ratelimit::RateLimiter::new(

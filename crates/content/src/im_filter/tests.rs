@@ -211,6 +211,7 @@ fn the_strictest_of_two_policies_wins() {
     let mut b = rules(Action::Warn);
     b.blocked_extensions = vec![".zip".into()];
     b.ignore_local = false;
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let s = strictest(Some(a.clone()), Some(b)).unwrap();
     assert_eq!(s.action, Action::Warn);
     assert_eq!(s.warn_message, "Careful: links.");
@@ -218,6 +219,9 @@ fn the_strictest_of_two_policies_wins() {
     assert!(!s.ignore_local);
     assert!(s.blocked_extensions.contains(&".zip".to_string()));
     assert!(s.blocked_extensions.contains(&".exe".to_string()));
+    // The same rules twice are those rules, not a copy.
+    let same = strictest(Some(a.clone()), Some(Arc::new(Rules::clone(&a)))).unwrap();
+    assert!(Arc::ptr_eq(&same, &a));
     assert_eq!(strictest(Some(a.clone()), None), Some(a.clone()));
     assert_eq!(strictest(None, Some(a.clone())), Some(a));
     assert_eq!(strictest(None, None), None);

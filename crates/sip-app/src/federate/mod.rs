@@ -442,7 +442,7 @@ impl<S: store::Store> Core<S> {
         }
         self.count_partner(domain, "in", "accepted");
         // From a partner: the recipient's filter for federated messages.
-        let rules = crate::policy_set::im_filter(&self.policies, &rcpt, true, &self.cfg.domain);
+        let rules = self.im_rules(&rcpt, true);
         self.relay_filtered(r, rules, sender, rcpt).await;
     }
 
