@@ -24,6 +24,7 @@ forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-ap
 forbid parapet-api rusqlite parapet-store-sqlite parapet-server
 forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
 forbid parapet-content tokio rusqlite parapet-store parapet-sip axum hyper
+forbid parapet-xml tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
 forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"

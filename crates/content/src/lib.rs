@@ -7,10 +7,12 @@
 //! `message/cpim` wrapper (RFC 3862) whose inner body the filter examines;
 //! [`files`], the file-transfer policy's judgement of a file by its
 //! normalised name, its content's type and what archives hold;
-//! [`multipart`], `multipart/form-data` read as an upload arrives.
+//! [`multipart`], `multipart/form-data` read as an upload arrives;
+//! [`ft_http`], the RCS file pointers Linphone sends in MESSAGEs.
 #![forbid(unsafe_code)]
 
 pub mod cpim;
 pub mod files;
+pub mod ft_http;
 pub mod im_filter;
 pub mod multipart;

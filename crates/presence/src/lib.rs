@@ -21,7 +21,6 @@ pub mod pidf;
 pub mod privacy;
 pub mod rlmi;
 pub mod watcherinfo;
-mod xml;
 
 pub use availability::{aggregate, Availability};
 pub use pidf::{Basic, Person, PidfError, Presence, Tuple};

@@ -1,7 +1,7 @@
 //! PIDF (RFC 3863) with the data model's person (RFC 4479) and RPID
 //! (RFC 4480): the parts Parapet reads and writes.
 
-use crate::xml::{self, Node};
+use xml::Node;
 
 pub const NS_PIDF: &str = "urn:ietf:params:xml:ns:pidf";
 pub const NS_DM: &str = "urn:ietf:params:xml:ns:pidf:data-model";
@@ -52,6 +52,12 @@ impl std::fmt::Display for PidfError {
 }
 
 impl std::error::Error for PidfError {}
+
+impl From<xml::XmlError> for PidfError {
+    fn from(e: xml::XmlError) -> Self {
+        PidfError(e.0)
+    }
+}
 
 fn bad<T>(msg: impl Into<String>) -> Result<T, PidfError> {
     Err(PidfError(msg.into()))

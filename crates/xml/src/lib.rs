@@ -1,49 +1,65 @@
-//! A bounded element tree over quick-xml: the namespace of every element
-//! resolved, text joined (entity and character references resolved), and
-//! everything outside a plain document refused.
+//! # parapet-xml: a bounded element tree over quick-xml
+//!
+//! For the small documents SIP carries (PIDF, RCS file pointers): the
+//! namespace of every element resolved, text joined (entity and character
+//! references resolved), and everything outside a plain document refused
+//! (DOCTYPE, processing instructions, undeclared prefixes), within limits
+//! on size, depth, elements and text.
+#![forbid(unsafe_code)]
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use crate::pidf::PidfError;
-
 /// Largest document accepted, in bytes.
-pub(crate) const MAX_BYTES: usize = 64 * 1024;
+pub const MAX_BYTES: usize = 64 * 1024;
 /// Deepest element nesting.
-pub(crate) const MAX_DEPTH: usize = 16;
+pub const MAX_DEPTH: usize = 16;
 /// Most elements in one document.
-pub(crate) const MAX_ELEMENTS: usize = 1024;
+pub const MAX_ELEMENTS: usize = 1024;
 
+/// Why a document was refused; the text says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Node {
+pub struct XmlError(pub String);
+
+impl std::fmt::Display for XmlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for XmlError {}
+
+/// An element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
     /// The namespace URI (empty for none).
-    pub(crate) ns: String,
-    pub(crate) name: String,
+    pub ns: String,
+    pub name: String,
     /// Attributes without a namespace prefix, by local name.
-    pub(crate) attrs: Vec<(String, String)>,
-    pub(crate) children: Vec<Node>,
-    pub(crate) text: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+    pub text: String,
 }
 
 impl Node {
-    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
+    pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
+    pub fn is(&self, ns: &str, name: &str) -> bool {
         self.ns == ns && self.name == name
     }
 }
 
-fn bad(msg: impl Into<String>) -> PidfError {
-    PidfError(msg.into())
+fn bad(msg: impl Into<String>) -> XmlError {
+    XmlError(msg.into())
 }
 
-fn namespace(ns: ResolveResult<'_>) -> Result<String, PidfError> {
+fn namespace(ns: ResolveResult<'_>) -> Result<String, XmlError> {
     match ns {
         ResolveResult::Bound(n) => {
             String::from_utf8(n.as_ref().to_vec()).map_err(|_| bad("a namespace is not UTF-8"))
@@ -60,7 +76,7 @@ fn start(
     decoder: quick_xml::encoding::Decoder,
     ns: String,
     e: &quick_xml::events::BytesStart<'_>,
-) -> Result<Node, PidfError> {
+) -> Result<Node, XmlError> {
     let name = std::str::from_utf8(e.local_name().as_ref())
         .map_err(|_| bad("an element name is not UTF-8"))?
         .to_string();
@@ -93,7 +109,7 @@ fn start(
 }
 
 /// Parses `input` into its root element.
-pub(crate) fn parse(input: &[u8]) -> Result<Node, PidfError> {
+pub fn parse(input: &[u8]) -> Result<Node, XmlError> {
     if input.len() > MAX_BYTES {
         return Err(bad(format!(
             "the document is {} bytes; at most {MAX_BYTES} are accepted",
@@ -185,7 +201,7 @@ fn close(stack: &mut Vec<Node>, root: &mut Option<Node>) {
 /// Most text one element may hold, in bytes.
 const MAX_TEXT: usize = 4096;
 
-fn push_text(stack: &mut [Node], s: &str) -> Result<(), PidfError> {
+fn push_text(stack: &mut [Node], s: &str) -> Result<(), XmlError> {
     match stack.last_mut() {
         Some(n) => {
             if n.text.len() + s.len() > MAX_TEXT {
@@ -198,5 +214,49 @@ fn push_text(stack: &mut [Node], s: &str) -> Result<(), PidfError> {
         }
         None if s.trim().is_empty() => Ok(()),
         None => Err(bad("text outside the root element")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_plain_document_becomes_a_tree_with_namespaces_and_text() {
+        let n = parse(b"<?xml version=\"1.0\"?><a xmlns=\"urn:x\" xmlns:p=\"urn:p\" k=\"v&amp;w\"><p:b>one &lt;two&gt; &#x41;<![CDATA[<c>]]></p:b><!-- note --></a>").unwrap();
+        assert!(n.is("urn:x", "a"));
+        assert_eq!(n.attr("k"), Some("v&w"));
+        assert_eq!(n.children.len(), 1);
+        assert!(n.children[0].is("urn:p", "b"));
+        assert_eq!(n.children[0].text, "one <two> A<c>");
+    }
+
+    #[test]
+    fn each_rule_refuses_with_its_reason() {
+        let deep = format!("{}{}", "<a>".repeat(17), "</a>".repeat(17));
+        let many = format!("<a>{}</a>", "<b/>".repeat(1024));
+        let long_text = format!("<a>{}</a>", "x".repeat(4097));
+        let large = vec![b' '; MAX_BYTES + 1];
+        for (doc, says) in [
+            (&b"<!DOCTYPE a><a/>"[..], "DOCTYPE"),
+            (b"<?pi x?><a/>", "processing instructions"),
+            (b"<p:a/>", "undeclared namespace prefix"),
+            (b"<a/><b/>", "content after the root element"),
+            (b"x<a/>", "text outside the root element"),
+            (b"<a k=\"1\" k=\"2\"/>", "attribute"),
+            (b"<a>", "ends inside an element"),
+            (b"<a></b>", "not well-formed"),
+            (b"", "no root element"),
+            (b"<a>\xff</a>", "not UTF-8"),
+            (b"<a>&bogus;</a>", "unknown entity"),
+            (deep.as_bytes(), "nested deeper"),
+            (many.as_bytes(), "elements"),
+            (long_text.as_bytes(), "bytes of text"),
+            (&large, "at most"),
+        ] {
+            let e = parse(doc).unwrap_err();
+            assert!(e.0.contains(says), "{e} should say {says}");
+        }
     }
 }
