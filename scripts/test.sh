@@ -16,7 +16,12 @@ scripts/fuzz.sh "${PARAPET_FUZZ_SECONDS:-15}"
 echo "== tests"
 log="$(mktemp)"
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+# The capacity tests load the server to its limit and judge how it
+# recovers: they run afterwards, one at a time, with nothing beside them
+# (run beside other tests, their timing measured the other tests).
+cargo test --workspace -- --skip capacity:: 2>&1 | tee "$log" || status=$?
+echo "== capacity tests, alone"
+cargo test -p parapet --test e2e -- --test-threads=1 capacity:: 2>&1 | tee -a "$log" || status=$?
 # One closing line with the totals of every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
