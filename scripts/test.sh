@@ -21,7 +21,7 @@ status=0
 # (run beside other tests, their timing measured the other tests).
 cargo test --workspace -- --skip capacity:: 2>&1 | tee "$log" || status=$?
 echo "== capacity tests, alone"
-cargo test -p parapet --test e2e -- --test-threads=1 capacity:: 2>&1 | tee -a "$log" || status=$?
+cargo test --workspace --test e2e -- --test-threads=1 capacity:: 2>&1 | tee -a "$log" || status=$?
 # One closing line with the totals of every test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
