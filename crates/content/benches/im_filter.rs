@@ -16,13 +16,10 @@ fn default_rules() -> Rules {
         local_domains: vec!["example.test".into()],
         block_file_links: true,
         blocked_extensions: vec![".exe".into(), ".jar".into(), ".msi".into(), ".bat".into()],
-        prefixes: [
-            "callto:", "file:", "ftp.", "ftp:", "gopher:", "href", "http:", "https:", "ldap:",
-            "mailto:", "news:", "nntp:", "sip:", "sips:", "tel:", "telnet:", "www*",
-        ]
-        .iter()
-        .map(|p| p.to_string())
-        .collect(),
+        prefixes: content::im_filter::LYNC_PREFIXES
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
         max_links: 1000,
         allow_message: "Links in this message were made unclickable.".into(),
         warn_message: "This message contains links; open them only if you trust the sender.".into(),

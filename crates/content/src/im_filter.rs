@@ -20,6 +20,12 @@ use std::sync::Arc;
 
 use unicode_normalization::UnicodeNormalization;
 
+/// Lync's link prefixes (the `im_filter` policy's default `prefixes`).
+pub const LYNC_PREFIXES: &[&str] = &[
+    "callto:", "file:", "ftp.", "ftp:", "gopher:", "href", "http:", "https:", "ldap:", "mailto:",
+    "news:", "nntp:", "sip:", "sips:", "tel:", "telnet:", "www*",
+];
+
 /// What the policy does with a message that has links (in order of
 /// restrictiveness).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

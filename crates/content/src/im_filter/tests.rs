@@ -8,13 +8,7 @@ fn rules(action: Action) -> Rules {
         local_domains: vec!["example.test".into()],
         block_file_links: true,
         blocked_extensions: vec![".exe".into(), ".jar".into()],
-        prefixes: [
-            "callto:", "file:", "ftp.", "ftp:", "gopher:", "href", "http:", "https:", "ldap:",
-            "mailto:", "news:", "nntp:", "sip:", "sips:", "tel:", "telnet:", "www*",
-        ]
-        .iter()
-        .map(|p| p.to_string())
-        .collect(),
+        prefixes: LYNC_PREFIXES.iter().map(|p| p.to_string()).collect(),
         max_links: 3,
         allow_message: "Links were made unclickable.".into(),
         warn_message: "Careful: links.".into(),
