@@ -88,10 +88,21 @@ pub(crate) async fn serve(
             else {
                 return;
             };
+            // A client certificate the handshake verified (a device's),
+            // for the file-transfer server's sign-in.
+            let device = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|leaf| crate::files::PeerCertificate(pki::fingerprint(leaf)));
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(ConnectInfo::<SocketAddr>(remote));
+                    if let Some(d) = device {
+                        req.extensions_mut().insert(d);
+                    }
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 },
             );

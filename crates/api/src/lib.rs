@@ -31,6 +31,7 @@ mod dns;
 pub mod edges;
 mod extract;
 mod federation;
+pub mod files;
 mod https;
 pub mod manage;
 mod openapi;
@@ -87,6 +88,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) edges: Option<Arc<dyn edges::EdgeRegistry>>,
     /// The device CA and the valid device certificates.
     pub(crate) devices: Arc<devices::DeviceAuthority>,
+    /// The file-transfer server (`None`: off).
+    pub(crate) files: Option<Arc<files::FileService>>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -245,6 +248,8 @@ pub struct AdminSetup<S> {
     pub edges: Option<Arc<dyn edges::EdgeRegistry>>,
     /// Issuing and revoking device certificates.
     pub devices: Arc<devices::DeviceAuthority>,
+    /// The file-transfer server on the user listener (`None`: off).
+    pub files: Option<Arc<files::FileService>>,
 }
 
 /// Where the listeners are bound.
@@ -386,7 +391,11 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         ))),
         edges: s.edges.clone(),
         devices: s.devices.clone(),
+        files: s.files.clone().filter(|_| s.web.is_some()),
     };
+    if let Some(files) = ctx.files.clone() {
+        tokio::spawn(files::sweeper(ctx.store.clone(), files));
+    }
     let web = match &s.web {
         Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),
         None => None,

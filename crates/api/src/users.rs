@@ -274,6 +274,10 @@ pub(crate) async fn remove<S: Store>(
         .remove(&aor)
         .await
         .map_err(refused)?;
+    if let Some(files) = &ctx.files {
+        // Their files' records went with them; now the bytes.
+        files.sweep_now.notify_one();
+    }
     ctx.publish_user(&aor).await?;
     // Memberships, site and grants went with the user.
     ctx.publish_policies().await?;

@@ -24,7 +24,7 @@
 //! counted as they are decompressed. An encrypted entry, or one compressed
 //! with a method not read here, cannot be inspected and is refused.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -161,11 +161,16 @@ impl std::fmt::Display for FileRefusal {
 }
 
 /// What the judgement found about an accepted file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub kind: Kind,
     /// Archive entries inspected (all levels).
     pub entries: usize,
+    /// Every extension found inside (names of entries, each extension of a
+    /// double one, and what entries' contents show), sorted, once each:
+    /// what another user's block-list is later checked against
+    /// ([`judge_recorded`]) without opening the file again.
+    pub inner: Vec<String>,
 }
 
 fn invisible(c: char) -> bool {
@@ -320,17 +325,39 @@ pub fn judge(
     name: &str,
     bytes: &[u8],
 ) -> Result<Accepted, FileRefusal> {
+    judge_reader(rules, limits, name, Cursor::new(bytes), bytes.len() as u64)
+}
+
+/// [`judge`] for a file read from `file` (`len` bytes long), such as an
+/// upload on disk: only what archives need is read, and held in memory
+/// only up to [`ArchiveLimits::max_nested`] for a nested archive.
+pub fn judge_reader<R: Read + Seek>(
+    rules: &FileRules,
+    limits: &ArchiveLimits,
+    name: &str,
+    mut file: R,
+    len: u64,
+) -> Result<Accepted, FileRefusal> {
     judge_name(rules, name)?;
-    let mut kind = detect(bytes);
+    let unreadable =
+        |e: std::io::Error| FileRefusal::Archive(format!("the file cannot be read: {e}"));
+    let mut head = Vec::with_capacity(4096);
+    file.by_ref()
+        .take(4096)
+        .read_to_end(&mut head)
+        .map_err(unreadable)?;
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let mut kind = detect(&head);
     let mut budget = Budget {
         entries: 0,
+        inner: Default::default(),
         decompressed: 0,
         max_decompressed: limits
             .max_total
-            .min((bytes.len() as u64).saturating_mul(limits.max_ratio) + (1 << 20)),
+            .min(len.saturating_mul(limits.max_ratio) + (1 << 20)),
     };
     if kind == Kind::Zip {
-        let jar = inspect(rules, limits, name, bytes, 1, &mut budget)?;
+        let jar = inspect(rules, limits, name, file, 1, &mut budget)?;
         if jar {
             kind = Kind::Jar;
         }
@@ -339,7 +366,54 @@ pub fn judge(
     Ok(Accepted {
         kind,
         entries: budget.entries,
+        inner: budget.inner.into_iter().collect(),
     })
+}
+
+/// Judges a file already accepted for someone else against `rules`, from
+/// what was recorded when it was inspected: its declared `name`, the
+/// extension its content showed (`kind`, empty for none) and the
+/// extensions inside it. The same decision [`judge`] makes for these
+/// rules, without the bytes.
+pub fn judge_recorded(
+    rules: &FileRules,
+    name: &str,
+    kind: &str,
+    inner: &[String],
+) -> Result<(), FileRefusal> {
+    judge_name(rules, name)?;
+    if !kind.is_empty() {
+        let refused = rules.blocked.iter().any(|b| b == kind)
+            || matches!(&rules.mode, Mode::AllowListed(allowed) if !allowed.iter().any(|a| a == kind));
+        if refused {
+            return Err(FileRefusal::Content {
+                name: name.to_owned(),
+                ext: static_ext(kind),
+            });
+        }
+    }
+    if let Some(ext) = inner.iter().find(|e| rules.blocked.contains(e)) {
+        return Err(FileRefusal::Blocked {
+            name: format!("{name}/..."),
+            ext: ext.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The `'static` name of an extension a [`Kind`] stands for.
+fn static_ext(ext: &str) -> &'static str {
+    [
+        Kind::Executable,
+        Kind::Script,
+        Kind::Jar,
+        Kind::Html,
+        Kind::Svg,
+    ]
+    .iter()
+    .filter_map(|k| k.extension())
+    .find(|e| *e == ext)
+    .unwrap_or("unknown")
 }
 
 /// Judges a file against the rules of everyone it would go between
@@ -378,6 +452,8 @@ pub fn meeting_allows(
 /// What an archive may still cost.
 struct Budget {
     entries: usize,
+    /// Extensions seen inside.
+    inner: std::collections::BTreeSet<String>,
     decompressed: u64,
     max_decompressed: u64,
 }
@@ -413,16 +489,16 @@ fn read_counted(
 
 /// Opens a zip and judges every entry (recursing into nested archives);
 /// returns whether it is a Java archive.
-fn inspect(
+fn inspect<R: Read + Seek>(
     rules: &FileRules,
     limits: &ArchiveLimits,
     outer: &str,
-    bytes: &[u8],
+    file: R,
     depth: usize,
     budget: &mut Budget,
 ) -> Result<bool, FileRefusal> {
     let bad = |e: zip::result::ZipError| FileRefusal::Archive(format!("{outer:?}: {e}"));
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad)?;
+    let mut archive = zip::ZipArchive::new(file).map_err(bad)?;
     let mut jar = false;
     for i in 0..archive.len() {
         budget.entries += 1;
@@ -451,10 +527,9 @@ fn inspect(
             jar = true;
         }
         for part in normalised_names(&name) {
-            if let Some(ext) = extensions(&part)
-                .into_iter()
-                .find(|e| rules.blocked.contains(e))
-            {
+            let exts = extensions(&part);
+            budget.inner.extend(exts.iter().cloned());
+            if let Some(ext) = exts.into_iter().find(|e| rules.blocked.contains(e)) {
                 return Err(FileRefusal::Blocked {
                     name: format!("{outer}/{name}"),
                     ext,
@@ -476,6 +551,7 @@ fn inspect(
         read_counted(&mut entry, cap, budget, &mut data)?;
         let kind = detect(&data);
         let inner = format!("{outer}/{name}");
+        budget.inner.extend(kind.extension().map(str::to_owned));
         judge_kind(rules, &inner, kind, true)?;
         if kind == Kind::Zip || nested_by_name {
             if depth >= limits.max_depth {
@@ -502,7 +578,15 @@ fn inspect(
                     limits.max_nested
                 )));
             }
-            if inspect(rules, limits, &inner, &data, depth + 1, budget)? {
+            if inspect(
+                rules,
+                limits,
+                &inner,
+                Cursor::new(&data[..]),
+                depth + 1,
+                budget,
+            )? {
+                budget.inner.insert(".jar".to_owned());
                 judge_kind(rules, &inner, Kind::Jar, true)?;
             }
         }

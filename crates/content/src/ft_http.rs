@@ -165,6 +165,107 @@ pub fn read(body: &[u8]) -> Result<Pointer, FtError> {
     })
 }
 
+/// What a MESSAGE body says about files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Not a file pointer (nor an encrypted body).
+    None,
+    /// A pointer, raw or inside `message/cpim`.
+    Pointer(Pointer),
+    /// An end-to-end encrypted body: it may carry a pointer (Linphone's
+    /// LIME encrypts the pointer with the file's key), which cannot be seen.
+    Encrypted,
+    /// Declared a pointer but not one.
+    Malformed(FtError),
+}
+
+fn media(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn encrypted_type(media: &str) -> bool {
+    matches!(
+        media,
+        "multipart/encrypted"
+            | "application/pkcs7-mime"
+            | "application/pgp-encrypted"
+            | "application/lime"
+            | "application/cipher.vnd.gsma.rcs-ft-http+xml"
+    )
+}
+
+/// Reads a MESSAGE body of `content_type` for a file offer.
+pub fn offer(content_type: &str, body: &[u8]) -> Offer {
+    let mut media_type = media(content_type);
+    let mut inner = body;
+    if media_type == "message/cpim" {
+        let Ok(c) = crate::cpim::Cpim::parse(body) else {
+            return Offer::None;
+        };
+        media_type = media(c.content_type());
+        inner = c.body;
+    }
+    if encrypted_type(&media_type) {
+        return Offer::Encrypted;
+    }
+    if media_type != CONTENT_TYPE {
+        return Offer::None;
+    }
+    match read(inner) {
+        Ok(p) => Offer::Pointer(p),
+        Err(e) => Offer::Malformed(e),
+    }
+}
+
+/// A URL of the form `https://HOST[:PORT]/files/ID`, ID 32 lower-case hex
+/// digits, nothing after it: the file-transfer server's. `None` for
+/// anything else (another server's, another path, a query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OurUrl<'a> {
+    /// A DNS name, an IPv4 address, or an IPv6 address without brackets.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub id: &'a str,
+}
+
+/// The path files are served under.
+pub const FILES_PATH: &str = "/files";
+
+/// Reads a URL as one of the file-transfer server's, if it has that form.
+pub fn our_url(url: &str) -> Option<OurUrl<'_>> {
+    let rest = url.strip_prefix("https://")?;
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    let id = path.strip_prefix(FILES_PATH)?.strip_prefix('/')?;
+    if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        (h, after)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, &authority[h.len()..][..1 + p.len()]),
+            None => (authority, ""),
+        }
+    };
+    let port = match port {
+        "" => None,
+        p => Some(p.strip_prefix(':')?.parse::<u16>().ok()?),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    host_ok.then_some(OurUrl { host, port, id })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -212,6 +313,56 @@ mod tests {
             p.urls().collect::<Vec<_>>(),
             ["https://ft.example/f/1", "https://ft.example/t/1"]
         );
+    }
+
+    #[test]
+    fn our_urls_are_recognised_and_nothing_else() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let u = format!("https://example.test:4443/files/{id}");
+        assert_eq!(
+            our_url(&u),
+            Some(OurUrl {
+                host: "example.test",
+                port: Some(4443),
+                id
+            })
+        );
+        let v6 = format!("https://[::1]/files/{id}");
+        assert_eq!(our_url(&v6).map(|u| (u.host, u.port)), Some(("::1", None)));
+        for bad in [
+            format!("http://example.test/files/{id}"),
+            format!("https://example.test/files/{id}?x=1"),
+            format!("https://example.test/files/{id}/"),
+            format!("https://example.test/other/{id}"),
+            format!("https://example.test:99999/files/{id}"),
+            format!("https://user@example.test/files/{id}"),
+            format!("https://[zz]/files/{id}"),
+            "https://example.test/files/0123456789ABCDEF0123456789ABCDEF".into(),
+            "https://example.test/files/short".into(),
+        ] {
+            assert_eq!(our_url(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn offers_are_found_raw_in_cpim_and_encrypted() {
+        let doc = write(&info("a.pdf"));
+        assert!(
+            matches!(offer(CONTENT_TYPE, doc.as_bytes()), Offer::Pointer(p) if p.file.name == "a.pdf")
+        );
+        let cpim = format!(
+            "From: <sip:a@x>\r\nTo: <sip:b@x>\r\n\r\nContent-Type: {CONTENT_TYPE}\r\n\r\n{doc}"
+        );
+        assert!(matches!(
+            offer("message/cpim", cpim.as_bytes()),
+            Offer::Pointer(_)
+        ));
+        assert_eq!(offer("text/plain", b"hello"), Offer::None);
+        assert_eq!(
+            offer("multipart/encrypted; protocol=\"application/lime\"", b"..."),
+            Offer::Encrypted
+        );
+        assert!(matches!(offer(CONTENT_TYPE, b"<x/>"), Offer::Malformed(_)));
     }
 
     #[test]

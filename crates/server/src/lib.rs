@@ -187,6 +187,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             ca: device_ca,
             registry: registry.clone(),
         }),
+        files: Some(api::files::FileService::open(dir.root.join("files"))?),
     })
     .await?;
     tracing::info!(addr = %bound.admin, "admin listener (/healthz, /metrics, the admin API under /v1)");

@@ -133,6 +133,9 @@ impl<S: store::Store> Core<S> {
                 let _ =
                     reply.send(self.check_password(&aor, source, &password, then_second_factor));
             }
+            AdminCmd::HttpSignIn { credentials, reply } => {
+                let _ = reply.send(self.http_sign_in(&credentials));
+            }
             AdminCmd::RevokeDevices {
                 aor,
                 fingerprints,

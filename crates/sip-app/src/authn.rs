@@ -468,7 +468,7 @@ impl<S: store::Store> Core<S> {
         self.failed_from(aor, r.src.remote.ip(), now);
     }
 
-    fn failed_from(&mut self, aor: &str, ip: IpAddr, now: u64) {
+    pub(crate) fn failed_from(&mut self, aor: &str, ip: IpAddr, now: u64) {
         self.metrics.auth_failures.fetch_add(1, Relaxed);
         self.edge_outcome.set(Some(false));
         let limits = crate::policy_set::lockout_limits(&self.policies, aor, *self.filter.config());

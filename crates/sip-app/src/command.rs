@@ -60,6 +60,12 @@ pub enum AdminCmd {
         passed: bool,
         reply: oneshot::Sender<()>,
     },
+    /// An HTTP request of the file-transfer server signing in with SIP
+    /// credentials or a device certificate.
+    HttpSignIn {
+        credentials: crate::authn_http::HttpCredentials,
+        reply: oneshot::Sender<crate::authn_http::HttpSignIn>,
+    },
     /// Partners this server has dealt with: counters, standing, watch list.
     Partners(oneshot::Sender<Vec<crate::federate::PartnerRow>>),
     /// Takes a partner off the watch list; `false` if it was not on it.

@@ -18,6 +18,7 @@ use sip::headers::ContentType;
 use sip::{RequestFields, Uri};
 use store::PendingMessage;
 
+use super::files::{Checked, Direction};
 use super::fork::ForkKind;
 use super::{policy_set, Core, Event, Req};
 use crate::unix_now;
@@ -39,15 +40,18 @@ impl<S: store::Store> Core<S> {
         if !self.is_our_domain(&r.f.request_uri) {
             // To a partner: the sender's filter for federated messages.
             let rules = self.im_rules(&sender_aor, true);
-            let Some(filtered) = self.im_filtered(r, rules).await else {
-                return;
-            };
-            return match filtered
-                .as_ref()
-                .and_then(|m| Some((m, RequestFields::extract(m).ok()?)))
+            return match self
+                .check_file_offer(r, &sender_aor, "", Direction::ToPartner, rules.as_ref())
+                .await
             {
-                Some((m, f)) => self.send_to_partner(&r.with(m, &f), &sender_aor).await,
-                None => self.send_to_partner(r, &sender_aor).await,
+                Checked::Pass => self.filter_to_partner(r, rules, &sender_aor).await,
+                Checked::Replace(m) => {
+                    if let Ok(f) = RequestFields::extract(&m) {
+                        self.filter_to_partner(&r.with(&m, &f), rules, &sender_aor)
+                            .await
+                    }
+                }
+                Checked::Refused | Checked::Pending => {}
             };
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
@@ -79,12 +83,59 @@ impl<S: store::Store> Core<S> {
             self.im_rules(&sender_aor, false),
             self.im_rules(&rcpt_aor, false),
         );
-        self.relay_filtered(r, rules, sender_aor, rcpt_aor).await;
+        self.relay_filtered(r, rules, sender_aor, rcpt_aor, Direction::Internal)
+            .await;
+    }
+
+    /// The IM filter on a MESSAGE to a partner's user, then on its way.
+    async fn filter_to_partner(
+        &mut self,
+        r: &Req<'_>,
+        rules: Option<Arc<content::im_filter::Rules>>,
+        sender_aor: &str,
+    ) {
+        let Some(filtered) = self.im_filtered(r, rules).await else {
+            return;
+        };
+        match filtered
+            .as_ref()
+            .and_then(|m| Some((m, RequestFields::extract(m).ok()?)))
+        {
+            Some((m, f)) => self.send_to_partner(&r.with(m, &f), sender_aor).await,
+            None => self.send_to_partner(r, sender_aor).await,
+        }
     }
 
     /// Relays or stores a MESSAGE for a local recipient as `rules` let it
     /// through (changed, or not at all).
     pub(crate) async fn relay_filtered(
+        &mut self,
+        r: &Req<'_>,
+        rules: Option<Arc<content::im_filter::Rules>>,
+        sender_aor: String,
+        rcpt_aor: String,
+        direction: Direction,
+    ) {
+        match self
+            .check_file_offer(r, &sender_aor, &rcpt_aor, direction, rules.as_ref())
+            .await
+        {
+            Checked::Pass => {
+                self.relay_filtered_checked(r, rules, sender_aor, rcpt_aor)
+                    .await
+            }
+            Checked::Replace(m) => {
+                if let Ok(f) = RequestFields::extract(&m) {
+                    self.relay_filtered_checked(&r.with(&m, &f), rules, sender_aor, rcpt_aor)
+                        .await
+                }
+            }
+            Checked::Refused | Checked::Pending => {}
+        }
+    }
+
+    /// [`Self::relay_filtered`] once the file offer, if any, has passed.
+    pub(crate) async fn relay_filtered_checked(
         &mut self,
         r: &Req<'_>,
         rules: Option<Arc<content::im_filter::Rules>>,
@@ -401,6 +452,30 @@ pub(crate) fn http_date(unix: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    let (y, m, d, secs) = civil(unix);
+    let wd = DAYS[usize::try_from(unix.div_euclid(86_400).rem_euclid(7)).unwrap_or(0)];
+    let mon = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Unix seconds as an RFC 3339 UTC time (`2026-12-12T10:00:00Z`).
+pub fn rfc3339(unix: i64) -> String {
+    let (y, m, d, secs) = civil(unix);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Year, month, day and seconds into the day of unix seconds.
+fn civil(unix: i64) -> (i64, i64, i64, i64) {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant).
@@ -413,24 +488,19 @@ pub(crate) fn http_date(unix: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let wd = DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
-    let mon = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
-    format!(
-        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (y, m, d, secs)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::http_date;
+    use super::{http_date, rfc3339};
 
     #[test]
     fn dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -14,11 +14,13 @@
 
 mod admin;
 mod authn;
+pub mod authn_http;
 mod call;
 pub mod command;
 mod dispatch;
 pub mod edges;
 mod federate;
+mod files;
 mod fork;
 mod housekeeping;
 pub mod identity;
@@ -50,6 +52,7 @@ use tokio::sync::mpsc;
 
 pub use authn::PasswordCheck;
 pub use federate::{Explanation, FederationSetup, PartnerRow};
+pub use im::rfc3339;
 
 /// How users' devices sign in with certificates: the registry of valid
 /// (and revoked) ones, and the organisation's CA if one is configured.
@@ -102,6 +105,8 @@ pub(crate) enum Event {
         domain: String,
         result: Result<sip_transport::FlowId, federate::ConnectFailure>,
     },
+    /// A MESSAGE's file offer was checked against the files' records.
+    FileChecked(Box<files::Waiting>),
     /// A connection to a paired edge's internal listener was opened, or
     /// could not be.
     EdgeDialed {
@@ -451,6 +456,7 @@ impl<S: store::Store> Core<S> {
             Event::Partner { domain, result } => self.partner_connected(domain, result).await,
             Event::EdgeDialed { name, flow } => self.edge_dialed(name, flow).await,
             Event::Published(p) => self.published(*p).await,
+            Event::FileChecked(w) => self.file_checked(*w).await,
             Event::Subscribed(s) => self.subscribed(*s).await,
             Event::Enqueued { aor } => {
                 *self.waiting.entry(aor).or_insert(0) += 1;

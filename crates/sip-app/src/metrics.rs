@@ -26,6 +26,8 @@ pub struct Metrics {
     pub im_defused: AtomicU64,
     pub im_warned: AtomicU64,
     pub im_blocked: AtomicU64,
+    /// MESSAGEs refused for the file they offer.
+    pub files_refused: AtomicU64,
     pub im_unreadable: AtomicU64,
     pub registrations: AtomicU64,
     pub transactions_live: AtomicU64,
@@ -121,7 +123,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "parapet_sip_transactions_completed_evicted_total",
                 "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
@@ -181,6 +183,11 @@ impl Metrics {
                 "parapet_im_filter_unreadable_total",
                 "Instant messages refused because the IM filter could not read them (not UTF-8, malformed CPIM).",
                 &self.im_unreadable,
+            ),
+            (
+                "parapet_file_offers_refused_total",
+                "Instant messages refused for the file they offer (policy, not the sender's file, expired, encrypted where inspection is required).",
+                &self.files_refused,
             ),
             (
                 "parapet_presence_notifies_total",

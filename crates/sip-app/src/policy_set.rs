@@ -448,6 +448,62 @@ pub fn im_filter(
     })
 }
 
+/// `aor`'s file-transfer rules for files to or from users inside the
+/// organisation, or partners' users (`federated`: `block_all` unless the
+/// policy says `same`).
+pub fn file_rules(set: &PolicySet, aor: &str, federated: bool) -> content::files::FileRules {
+    use content::files::{FileRules, Mode};
+    let lower = |l: &[String]| l.iter().map(|x| x.to_ascii_lowercase()).collect::<Vec<_>>();
+    let Some(e) = set.effective(aor, "file_transfer") else {
+        return FileRules {
+            mode: Mode::BlockAll,
+            blocked: vec![],
+        };
+    };
+    let mode = match e.text("mode") {
+        _ if federated && e.text("federated") != Some("same") => Mode::BlockAll,
+        Some("allow_listed") => Mode::AllowListed(lower(e.list("allowed_extensions"))),
+        Some("block_all") => Mode::BlockAll,
+        _ => Mode::BlockListed,
+    };
+    FileRules {
+        mode,
+        blocked: lower(e.list("blocked_extensions")),
+    }
+}
+
+/// A user's limits on what they upload, from the file-transfer policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    /// Bytes.
+    pub max_file: u64,
+    pub daily_quota: u64,
+    pub total_quota: u64,
+    pub retention_secs: i64,
+    /// End-to-end encrypted files (which cannot be inspected) are refused.
+    pub require_inspection: bool,
+}
+
+/// `aor`'s upload limits.
+pub fn file_limits(set: &PolicySet, aor: &str) -> FileLimits {
+    const MIB: u64 = 1 << 20;
+    let e = set.effective(aor, "file_transfer");
+    let int = |name: &str, default: i64| {
+        e.as_ref()
+            .and_then(|e| e.int(name))
+            .unwrap_or(default)
+            .max(1)
+    };
+    let mib = |name: &str, default: i64| u64::try_from(int(name, default)).unwrap_or(1) * MIB;
+    FileLimits {
+        max_file: mib("max_file_mb", 100),
+        daily_quota: mib("daily_quota_mb", 1024),
+        total_quota: mib("total_quota_mb", 2048),
+        retention_secs: int("retention_days", 7) * 86_400,
+        require_inspection: e.as_ref().is_none_or(|e| e.flag("require_inspection")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -291,6 +291,29 @@ const STEPS: &[&str] = &[
      WHERE kind = 'client_version'
        AND (json_type(fields, '$.blocked_user_agents') IS NOT NULL
             OR json_type(fields, '$.allowed_user_agents') IS NOT NULL);",
+    // 10: files uploaded for transfer (the bytes live in the data
+    // directory, not here) and who may fetch each. Quotas sum sizes by
+    // owner over time, hence the index.
+    "CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        inner TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        deleted_at INTEGER
+     );
+     CREATE INDEX files_by_owner ON files(owner, created_at);
+     CREATE INDEX files_expiry ON files(expires_at) WHERE deleted_at IS NULL;
+     CREATE TABLE file_grants (
+        file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (file_id, recipient)
+     ) WITHOUT ROWID;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

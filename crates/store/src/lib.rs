@@ -2,7 +2,7 @@
 //!
 //! Repository traits ([`Users`], [`Bindings`], [`Messages`], [`Policies`],
 //! [`Admins`], [`UserSessions`], [`AuditLog`], [`PresenceState`],
-//! [`Contacts`], [`Devices`]), gathered in [`Store`], over plain data types ([`model`]).
+//! [`Contacts`], [`Devices`], [`Files`]), gathered in [`Store`], over plain data types ([`model`]).
 //! The SIP application and the HTTP APIs name only these; an implementation
 //! (`parapet-store-sqlite` today) is chosen where the server is wired, so a
 //! role that keeps nothing (the Edge) builds without a database.
@@ -16,9 +16,9 @@ pub mod model;
 
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
-    ContactRow, DeviceRow, EnrollmentCodeRow, GrantRow, GrantTargetRow, GroupRow, NewUser,
-    PendingMessage, PolicyRow, PolicyScope, PolicyState, PublicationRow, RoleRow, SubscriptionRow,
-    TokenRow, TotpRow, User, UserSessionRow,
+    ContactRow, DeviceRow, EnrollmentCodeRow, FileAdded, FileRow, GrantRow, GrantTargetRow,
+    GroupRow, NewUser, PendingMessage, PolicyRow, PolicyScope, PolicyState, PublicationRow,
+    RoleRow, SubscriptionRow, TokenRow, TotpRow, User, UserSessionRow,
 };
 
 use std::future::Future;
@@ -65,6 +65,7 @@ pub trait Store:
     + PresenceState
     + Contacts
     + Devices
+    + Files
     + Clone
     + std::fmt::Debug
     + 'static
@@ -418,4 +419,54 @@ pub trait Devices: Send + Sync {
         hash: Vec<u8>,
         now: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// What is known about files uploaded for transfer, and who may fetch
+/// them: the owner, and each recipient of a message that referenced the
+/// file (granted when the server relays that message). Removing a user
+/// removes their files' records (the server then deletes the bytes).
+pub trait Files: Send + Sync {
+    /// Records an uploaded file if the owner's quotas allow it, checked in
+    /// the same transaction: the bytes uploaded since `f.created_at - 86400`
+    /// (deleted files count) plus this one within `daily_limit`, the bytes
+    /// of files not yet deleted plus this one within `total_limit`.
+    /// `Conflict` if the owner does not exist.
+    fn add_file(
+        &self,
+        f: FileRow,
+        daily_limit: u64,
+        total_limit: u64,
+    ) -> impl Future<Output = Result<FileAdded>> + Send;
+    fn file(&self, id: &str) -> impl Future<Output = Result<Option<FileRow>>> + Send;
+    /// The file, and whether `user` may fetch it (its owner, or granted).
+    fn file_for(
+        &self,
+        id: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<(FileRow, bool)>>> + Send;
+    /// Lets each of `recipients` fetch each file of `ids` (kept as long as
+    /// the file's record).
+    fn grant_files(
+        &self,
+        ids: Vec<String>,
+        recipients: Vec<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Files whose time ran out at `now` and whose bytes are not yet
+    /// deleted, at most `limit`.
+    fn expired_files(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Records that these files' bytes are deleted.
+    fn mark_files_deleted(
+        &self,
+        ids: Vec<String>,
+        now: i64,
+    ) -> impl Future<Output = Result<usize>> + Send;
+    /// Of `ids`, those with a record whose bytes are not deleted (what
+    /// the server's directory may keep).
+    fn kept_files(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Forgets the records of files deleted before `before`.
+    fn purge_file_records(&self, before: i64) -> impl Future<Output = Result<usize>> + Send;
 }

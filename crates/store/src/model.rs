@@ -365,3 +365,47 @@ pub struct EnrollmentCodeRow {
     pub created_at: i64,
     pub expires_at: i64,
 }
+
+/// A file a user uploaded for transfer. The bytes are kept outside the
+/// database (the file-transfer server's directory, named by `id`); this is
+/// what is known about them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    /// 32 lower-case hex digits (128 random bits): the URL's last segment.
+    pub id: String,
+    /// Who uploaded it (an address of record).
+    pub owner: String,
+    /// The name it was uploaded under.
+    pub name: String,
+    /// The media type it is served as (from its content, not the client's word).
+    pub content_type: String,
+    /// The extension its content shows where that decides (`.exe`, `.jar`
+    /// ...), else empty.
+    pub kind: String,
+    /// The extensions of every name and content inside it (archives), for
+    /// recipients' rules.
+    pub inner: Vec<String>,
+    pub size: u64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When its bytes were deleted (expired); the record stays a while so
+    /// that fetching it answers 410 Gone.
+    pub deleted_at: Option<i64>,
+}
+
+/// The outcome of [`crate::Files::add_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAdded {
+    Added,
+    /// The owner's uploads in the last 24 hours would pass the daily quota;
+    /// `used` bytes so far.
+    DailyQuota {
+        used: u64,
+    },
+    /// The owner's files kept now would pass the total quota.
+    TotalQuota {
+        used: u64,
+    },
+}

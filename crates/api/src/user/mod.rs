@@ -95,6 +95,11 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         )
         .route("/user/v1/watchers", get(contacts::watchers::<S>))
         .route("/user/v1/watchers/{watcher}", put(contacts::decide::<S>))
+        .route(
+            content::ft_http::FILES_PATH,
+            post(crate::files::upload::<S>).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/files/{id}", get(crate::files::download::<S>))
         .fallback(not_found)
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

@@ -256,3 +256,51 @@ fn the_strictest_rules_win_and_a_meeting_never_widens_them() {
     );
     assert!(meeting_allows(true, &[open, strict], &limits, "a.txt", b"x").is_ok());
 }
+
+#[test]
+fn a_recorded_judgement_decides_as_the_bytes_would() {
+    // A permissive sender accepts; what was recorded then decides for a
+    // stricter recipient exactly as the bytes would.
+    let limits = ArchiveLimits::default();
+    let open = FileRules {
+        mode: Mode::BlockListed,
+        blocked: vec![],
+    };
+    let inner = zip_of(&[("tool.ps1", b"x"), ("bin", PE)]);
+    let outer = zip_of(&[("readme.txt", b"hi"), ("more.zip", &inner)]);
+    let cases: Vec<(&str, &[u8])> = vec![
+        ("docs.zip", &outer),
+        ("manual.pdf", PE),
+        ("a.pdf", PDF),
+        ("notes.txt", b"hello"),
+    ];
+    let stricter = [
+        block_list(),
+        allow_list(),
+        FileRules {
+            mode: Mode::BlockListed,
+            blocked: vec![".ps1".into()],
+        },
+        FileRules {
+            mode: Mode::BlockAll,
+            blocked: vec![],
+        },
+    ];
+    for (name, bytes) in cases {
+        let accepted = judge(&open, &limits, name, bytes).unwrap();
+        let kind = accepted.kind.extension().unwrap_or("");
+        for rules in &stricter {
+            assert_eq!(
+                judge_recorded(rules, name, kind, &accepted.inner).is_ok(),
+                judge(rules, &limits, name, bytes).is_ok(),
+                "{name} under {rules:?}"
+            );
+        }
+    }
+    let accepted = judge(&open, &limits, "docs.zip", &outer).unwrap();
+    assert_eq!(
+        accepted.inner,
+        vec![".exe", ".ps1", ".txt", ".zip"],
+        "names and contents inside, sorted"
+    );
+}

@@ -26,6 +26,7 @@ mod devices;
 mod edge;
 mod federation;
 mod federation_dialogs;
+mod files;
 mod harness;
 mod im;
 mod im_filter;

@@ -443,7 +443,8 @@ impl<S: store::Store> Core<S> {
         self.count_partner(domain, "in", "accepted");
         // From a partner: the recipient's filter for federated messages.
         let rules = self.im_rules(&rcpt, true);
-        self.relay_filtered(r, rules, sender, rcpt).await;
+        self.relay_filtered(r, rules, sender, rcpt, crate::files::Direction::FromPartner)
+            .await;
     }
 
     /// A partner's call for one of our users.

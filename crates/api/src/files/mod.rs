@@ -1,0 +1,158 @@
+//! The file-transfer server (RCS "file transfer via HTTP", as Linphone
+//! speaks it) on the user listener: `POST /files` uploads, `GET
+//! /files/ID` downloads. Clients sign in with their SIP credentials (HTTP
+//! Digest in the SIP realm, through the core's lockout filter) or a
+//! device certificate.
+//!
+//! The bytes live under the data directory (`files/`), each file named by
+//! its random id, written whole and fsynced before the upload is answered;
+//! what is known about them (owner, name, type, size, hash, expiry, who
+//! may fetch) is in the store ([`store::Files`]). Expired files' bytes are
+//! deleted by [`sweep`], which also deletes bytes whose record is gone (a
+//! removed user's).
+
+mod download;
+mod sweep;
+mod upload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use sip_app::authn_http::{HttpCredentials, HttpSignIn};
+use sip_app::command::AdminCmd;
+use store::Store;
+
+use super::{problem, Ctx};
+
+pub(crate) use download::download;
+pub(crate) use sweep::sweeper;
+pub(crate) use upload::upload;
+
+/// The file-transfer server's state.
+#[derive(Debug)]
+pub struct FileService {
+    /// Where the bytes are (`DATA/files`), each file by its id.
+    pub(crate) dir: PathBuf,
+    /// Uploads in progress (`DATA/files/incoming`), renamed into `dir`
+    /// when complete.
+    pub(crate) incoming: PathBuf,
+    /// Uploads at once; beyond, 503.
+    pub(crate) uploads: tokio::sync::Semaphore,
+    /// Wakes the sweeper (a user was removed).
+    pub(crate) sweep_now: tokio::sync::Notify,
+}
+
+/// Uploads at once.
+const MAX_UPLOADS: usize = 16;
+
+impl FileService {
+    /// The service over `root` (the data directory's `files`), created if
+    /// missing, owner-only.
+    pub fn open(root: PathBuf) -> Result<Arc<FileService>, String> {
+        let incoming = root.join("incoming");
+        std::fs::create_dir_all(&incoming)
+            .map_err(|e| format!("cannot create {}: {e}", incoming.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for d in [&root, &incoming] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| format!("cannot restrict {}: {e}", d.display()))?;
+            }
+        }
+        Ok(Arc::new(FileService {
+            dir: root,
+            incoming,
+            uploads: tokio::sync::Semaphore::new(MAX_UPLOADS),
+            sweep_now: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// A file's path by id (32 hex digits, checked by the caller).
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+}
+
+/// The SHA-256 of the client certificate this connection's handshake
+/// verified, put on each request by the listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerCertificate(pub(crate) [u8; 32]);
+
+/// Signs a request in with SIP credentials or a device certificate: the
+/// user's address of record, or the answer to send (401 with the
+/// challenges, 403, 503).
+async fn sign_in<S: Store>(
+    ctx: &Ctx<S>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    remote: &ConnectInfo<SocketAddr>,
+    device: Option<PeerCertificate>,
+) -> Result<String, Response> {
+    let credentials = HttpCredentials {
+        method: method.as_str().to_owned(),
+        uri: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        source: remote.0.ip(),
+        device: device.map(|d| d.0),
+    };
+    let outcome = ctx
+        .ask(|reply| AdminCmd::HttpSignIn { credentials, reply })
+        .await
+        .ok_or_else(|| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is starting or stopping; retry in a moment",
+            )
+        })?;
+    match outcome {
+        HttpSignIn::Signed { aor, .. } => Ok(aor),
+        HttpSignIn::Challenge(challenges) => {
+            let mut r = problem(
+                StatusCode::UNAUTHORIZED,
+                "sign in with your SIP user name and password (HTTP Digest), or a device certificate",
+            );
+            for c in challenges {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Err(r)
+        }
+        HttpSignIn::Refused {
+            status,
+            detail,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            let mut r = problem(status, detail);
+            if let Some(s) = retry_after {
+                if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Err(r)
+        }
+    }
+}
+
+/// Whether `id` is a file id (32 lower-case hex digits).
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The answer for a file that does not exist or is not the caller's to
+/// see: the same for both.
+fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such file")
+}
