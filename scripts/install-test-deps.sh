@@ -4,7 +4,8 @@
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
 # organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
-# README's device-certificate recipe); sslyze for the TLS profile.
+# README's device-certificate recipe); sslyze for the TLS profile; liblinphone-dev, a C compiler and
+# sqlite3 for the file-transfer tests.
 set -euo pipefail
 
 need_apt=()
@@ -20,6 +21,12 @@ compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need_apt+=(kamaili
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+# File transfer: a liblinphone client built by the tests (a C compiler,
+# pkg-config, liblinphone-dev), sqlite3 to age a file past its expiry.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+[ -f /usr/include/linphone/core.h ] || need_apt+=(liblinphone-dev)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

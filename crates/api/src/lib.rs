@@ -74,7 +74,7 @@ pub(crate) struct Ctx<S> {
     pub(crate) users: Manager<S>,
     pub(crate) realm: String,
     pub(crate) cfg: Arc<Config>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     core: mpsc::Sender<AdminCmd>,
     /// Argon2id runs (19 MiB, tens of ms each) allowed at once.
     hashing: Arc<tokio::sync::Semaphore>,

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub im_blocked: AtomicU64,
     /// MESSAGEs refused for the file they offer.
     pub files_refused: AtomicU64,
+    /// Files uploaded and kept.
+    pub files_uploaded: AtomicU64,
+    /// Uploads refused by the file-transfer policy.
+    pub files_upload_refused: AtomicU64,
+    /// Files downloaded (the owner's or a recipient's GET answered 200).
+    pub files_downloaded: AtomicU64,
     pub im_unreadable: AtomicU64,
     pub registrations: AtomicU64,
     pub transactions_live: AtomicU64,
@@ -123,7 +129,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "parapet_sip_transactions_completed_evicted_total",
                 "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
@@ -188,6 +194,21 @@ impl Metrics {
                 "parapet_file_offers_refused_total",
                 "Instant messages refused for the file they offer (policy, not the sender's file, expired, encrypted where inspection is required).",
                 &self.files_refused,
+            ),
+            (
+                "parapet_files_uploaded_total",
+                "Files uploaded to the file-transfer server and kept.",
+                &self.files_uploaded,
+            ),
+            (
+                "parapet_files_upload_refused_total",
+                "Uploads refused by the file-transfer policy (name, content, archive contents).",
+                &self.files_upload_refused,
+            ),
+            (
+                "parapet_files_downloaded_total",
+                "Files served to their owner or a recipient.",
+                &self.files_downloaded,
             ),
             (
                 "parapet_presence_notifies_total",

@@ -125,6 +125,9 @@ async fn run<S: Store>(ctx: &Ctx<S>, id: &str, req: Request) -> Result<Response,
             Err(e) => Some((Err(e), f)),
         }
     });
+    ctx.metrics
+        .files_downloaded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut r = Body::from_stream(stream).into_response();
     let h = r.headers_mut();
     let value = |s: &str| HeaderValue::from_str(s).map_err(internal);

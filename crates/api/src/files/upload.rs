@@ -14,6 +14,7 @@
 //! with the quotas checked in the same transaction; only then 200.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +202,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     let limits = policy_set::file_limits(&set, &aor);
     let rules = policy_set::file_rules(&set, &aor, false);
     if rules.mode == content::files::Mode::BlockAll {
+        ctx.metrics.files_upload_refused.fetch_add(1, Relaxed);
         return Err(problem(
             StatusCode::FORBIDDEN,
             "the file transfer policy allows you no files",
@@ -284,7 +286,15 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     out.sync_all().await.map_err(internal)?;
     drop(out);
     let given_name = part.filename.clone().unwrap_or_default();
-    let accepted = judge(&tmp, rules, &given_name, size).await?;
+    let accepted = match judge(&tmp, rules, &given_name, size).await {
+        Ok(a) => a,
+        Err(r) => {
+            if r.status() == StatusCode::FORBIDDEN {
+                ctx.metrics.files_upload_refused.fetch_add(1, Relaxed);
+            }
+            return Err(r);
+        }
+    };
     let name = display_name(&given_name);
     let path = files.path(&id);
     place(&tmp, &path, &files).await.map_err(internal)?;
@@ -339,6 +349,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         ),
         until: Some(sip_app::rfc3339(expires_at)),
     };
+    ctx.metrics.files_uploaded.fetch_add(1, Relaxed);
     tracing::info!(owner = %aor, id = %id, size, "file uploaded");
     Ok((
         StatusCode::OK,

@@ -32,6 +32,7 @@ mod im;
 mod im_filter;
 mod kamailio_peer;
 mod linphone;
+mod linphone_files;
 mod operations;
 mod page;
 mod policies;
