@@ -1,13 +1,22 @@
 //! An RCS file pointer (application/vnd.gsma.rcs-ft-http+xml) as a client
-//! sends it in a MESSAGE. Invariants: no panic; a pointer that reads is
-//! written back and reads as the same file (what the server writes for
-//! uploads, it reads).
+//! sends it in a MESSAGE, raw or in CPIM. Invariants: no panic; a pointer
+//! that reads is written back and reads as the same file (what the server
+//! writes for uploads, it reads); a URL read as one of the server's names
+//! a 32-hex-digit id it contains.
 #![no_main]
 
-use content::ft_http::{read, write};
+use content::ft_http::{offer, our_url, read, write, Offer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Offer::Pointer(p) = offer("message/cpim", data) {
+        for u in p.urls() {
+            if let Some(ours) = our_url(u) {
+                assert_eq!(ours.id.len(), 32);
+                assert!(u.contains(ours.id) && u.contains(ours.host));
+            }
+        }
+    }
     if let Ok(p) = read(data) {
         assert!(p.urls().count() >= 1);
         let again = read(write(&p.file).as_bytes());

@@ -45,7 +45,8 @@ pub(crate) enum Checked {
     Pass,
     /// Refused (and answered).
     Refused,
-    /// Go on with this message instead (a foreign pointer made text).
+    /// Go on with this message instead (a foreign pointer made text by
+    /// the IM filter: not filtered again).
     Replace(Box<Message>),
     /// Checking it against the store; the core continues on
     /// [`Event::FileChecked`].
@@ -213,7 +214,7 @@ impl<S: store::Store> Core<S> {
             return Checked::Pass;
         };
         let text = format!(
-            "File: {} ({} bytes) {}",
+            "{} ({} bytes): {}",
             pointer.file.name, pointer.file.size, pointer.file.url
         );
         match content::im_filter::filter_body(rules, "text/plain", text.as_bytes()) {

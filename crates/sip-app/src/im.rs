@@ -47,8 +47,7 @@ impl<S: store::Store> Core<S> {
                 Checked::Pass => self.filter_to_partner(r, rules, &sender_aor).await,
                 Checked::Replace(m) => {
                     if let Ok(f) = RequestFields::extract(&m) {
-                        self.filter_to_partner(&r.with(&m, &f), rules, &sender_aor)
-                            .await
+                        self.send_to_partner(&r.with(&m, &f), &sender_aor).await
                     }
                 }
                 Checked::Refused | Checked::Pending => {}
@@ -126,7 +125,7 @@ impl<S: store::Store> Core<S> {
             }
             Checked::Replace(m) => {
                 if let Ok(f) = RequestFields::extract(&m) {
-                    self.relay_filtered_checked(&r.with(&m, &f), rules, sender_aor, rcpt_aor)
+                    self.relay_or_store(&r.with(&m, &f), sender_aor, rcpt_aor)
                         .await
                 }
             }

@@ -331,11 +331,13 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
                 limits.daily_quota >> 20
             )))
         }
-        FileAdded::TotalQuota { used } => return Err(bad(format!(
+        FileAdded::TotalQuota { used } => {
+            return Err(bad(format!(
             "your files kept take {} MiB; the most is {} MiB (files are deleted when they expire)",
             used >> 20,
             limits.total_quota >> 20
-        ))),
+        )))
+        }
     }
     partial.path = None;
     let info = content::ft_http::FileInfo {

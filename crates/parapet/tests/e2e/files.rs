@@ -442,3 +442,359 @@ fn uploads_and_downloads_exactly_as_linphone_makes_them() {
     }
     assert!(!carols.exists(), "a removed user's file is still on disk");
 }
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+const PE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00This program cannot be run in DOS mode";
+
+/// The detail of a problem+json answer.
+fn detail(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    v["detail"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_file_policy_decides_per_group_and_direction_on_upload_and_relay() {
+    let s = Server::with_config("files-policy", DIGEST);
+    users(&s);
+    s.add_user("dave", "horse battery staple");
+    let dave = Account {
+        user: "dave",
+        password: "horse battery staple",
+    };
+    // bob's group accepts PDFs only; dave's none at all.
+    for args in [
+        &["group", "create", "pdf-only"][..],
+        &[
+            "group",
+            "add-member",
+            "pdf-only",
+            &format!("sip:bob@{DOMAIN}"),
+        ],
+        &["group", "create", "no-files"],
+        &[
+            "group",
+            "add-member",
+            "no-files",
+            &format!("sip:dave@{DOMAIN}"),
+        ],
+        &[
+            "policy",
+            "set",
+            "file_transfer",
+            "named:pdf",
+            "mode=allow_listed",
+            "allowed_extensions=.pdf",
+        ],
+        &["grant", "add", "file_transfer", "pdf", "group:pdf-only"],
+        &[
+            "policy",
+            "set",
+            "file_transfer",
+            "named:none",
+            "mode=block_all",
+        ],
+        &["grant", "add", "file_transfer", "none", "group:no-files"],
+    ] {
+        admin_ok(&s, args);
+    }
+
+    // Upload: what the uploader's rules refuse never reaches the disk.
+    let started = std::time::Instant::now();
+    let mut bomb_writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    bomb_writer
+        .start_file(
+            "zeros.bin",
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated),
+        )
+        .unwrap();
+    for _ in 0..64 {
+        bomb_writer.write_all(&vec![0u8; 1 << 20]).unwrap();
+    }
+    let bomb = bomb_writer.finish().unwrap().into_inner();
+    let inner = zip_of(&[("payload.exe", b"x")]);
+    let nested = zip_of(&[("readme.txt", b"hi"), ("more.zip", &inner)]);
+    let refused: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "setup.exe",
+            b"just bytes".to_vec(),
+            ".exe files are blocked",
+        ),
+        (
+            "library.jar",
+            b"PK not really".to_vec(),
+            ".jar files are blocked",
+        ),
+        ("manual.pdf", PE.to_vec(), "is a .exe file by its content"),
+        (
+            "photo\u{202E}gpj.exe",
+            b"\xff\xd8\xff".to_vec(),
+            ".exe files are blocked",
+        ),
+        (
+            "invoice.exe.pdf",
+            b"%PDF-".to_vec(),
+            ".exe files are blocked",
+        ),
+        (
+            "report.pdf:evil.exe",
+            b"%PDF-".to_vec(),
+            ".exe files are blocked",
+        ),
+        ("docs.zip", nested, "payload.exe"),
+        ("bomb.zip", bomb, "zip bomb"),
+    ];
+    for (name, bytes, says) in &refused {
+        let (_, r) = upload(&s, ALICE, name, bytes);
+        assert!(
+            r.status == 403 && detail(&r).contains(says),
+            "{name}: {} {}",
+            r.status,
+            detail(&r)
+        );
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the refusals took {:?}",
+        started.elapsed()
+    );
+    let kept = || {
+        std::fs::read_dir(s.data_dir().join("files"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file())
+            .count()
+    };
+    assert_eq!(kept(), 0);
+    // dave may send nothing; bob only PDFs.
+    let (_, r) = upload(&s, dave, "a.pdf", b"%PDF-");
+    assert_eq!(r.status, 403, "{r:?}");
+    let (_, r) = upload(&s, BOB, "notes.txt", b"hello");
+    assert_eq!(r.status, 403, "{r:?}");
+    let (_, r) = upload(&s, BOB, "a.pdf", b"%PDF-1.4\n");
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Relay: the recipient's rules too. Alice's text file may go to carol
+    // (default rules), not to bob (PDFs only) nor dave (none).
+    let (_, r) = upload(&s, ALICE, "notes.txt", b"minutes of the meeting");
+    assert_eq!(r.status, 200, "{r:?}");
+    let url = url_of(&r.text());
+    let status = offer(&s, ALICE, "bob", "notes.txt", &url);
+    assert!(
+        status.starts_with("SIP/2.0 403 Forbidden (File Type Not Allowed)"),
+        "{status}"
+    );
+    let status = offer(&s, ALICE, "dave", "notes.txt", &url);
+    assert!(
+        status.starts_with("SIP/2.0 403 Forbidden (File Transfer Not Allowed)"),
+        "{status}"
+    );
+    // A zip whose contents carol's rules block though alice's allow:
+    // judged at relay from what the upload recorded.
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "file_transfer",
+            "named:open",
+            "blocked_extensions=.exe",
+        ],
+    );
+    admin_ok(
+        &s,
+        &[
+            "grant",
+            "add",
+            "file_transfer",
+            "open",
+            &format!("user:sip:alice@{DOMAIN}"),
+        ],
+    );
+    let (_, r) = upload(
+        &s,
+        ALICE,
+        "tools.zip",
+        &zip_of(&[("deploy.ps1", b"Write-Host hi")]),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let tools = url_of(&r.text());
+    let status = offer(&s, ALICE, "carol", "tools.zip", &tools);
+    assert!(
+        status.contains("403") && status.contains(".ps1"),
+        "{status}"
+    );
+    // The pointer's declared name is judged too.
+    let status = offer(&s, ALICE, "carol", "notes.exe", &url);
+    assert!(status.contains("403"), "{status}");
+    // Carol, by default rules, receives the text file and may fetch it;
+    // bob, refused, may not.
+    let carol = register_then(&s, CAROL.user, CAROL.password, "receive_file_offer.xml");
+    let status = offer(&s, ALICE, "carol", "notes.txt", &url);
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+    let (ok, _) = carol.finish();
+    assert!(ok);
+    assert_eq!(download(&s, CAROL, &url).body, b"minutes of the meeting");
+    assert_eq!(download(&s, BOB, &url).status, 404);
+
+    // A pointer to a file elsewhere is a link: the default IM filter
+    // defuses it, so it arrives as text with the link made unclickable; a
+    // blocked name is refused.
+    let carol = register_then(&s, CAROL.user, CAROL.password, "receive_file_offer.xml");
+    let status = offer(
+        &s,
+        ALICE,
+        "carol",
+        "agenda.pdf",
+        "https://files.elsewhere.example/agenda.pdf",
+    );
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+    let (ok, received) = carol.finish();
+    assert!(
+        ok && received.contains("Content-Type: text/plain")
+            && received.contains("Links in this message were made unclickable.\nagenda.pdf (1 bytes): _https://files.elsewhere.example/agenda.pdf"),
+        "{received}"
+    );
+    let status = offer(
+        &s,
+        ALICE,
+        "carol",
+        "agenda.scr",
+        "https://files.elsewhere.example/agenda.scr",
+    );
+    assert!(status.contains("403"), "{status}");
+}
+
+#[test]
+fn bad_uploads_are_refused_precisely_and_nothing_is_kept() {
+    let s = Server::with_config("files-bad", DIGEST);
+    users(&s);
+    admin_ok(
+        &s,
+        &["policy", "set", "file_transfer", "global", "max_file_mb=1"],
+    );
+    let incoming = s.data_dir().join("files/incoming");
+    let raw = |head: &str, body: &[u8]| -> Reply {
+        let body_ct =
+            format!("Content-Type: multipart/form-data;boundary={BOUNDARY}\r\n|AUTH|{head}");
+        challenged(&s, ALICE, "POST", "/files", &body_ct, body).1
+    };
+    // Truncated: the closing boundary never comes.
+    let mut truncated = multipart("a.txt", "text/plain", b"hello");
+    truncated.truncate(truncated.len() - 10);
+    let r = raw(
+        &format!("Content-Length: {}\r\n", truncated.len()),
+        &truncated,
+    );
+    assert!(
+        r.status == 400 && detail(&r).contains("closing boundary"),
+        "{r:?}"
+    );
+    // No part named File.
+    let other = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data;name=\"Other\";filename=\"a.txt\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+    );
+    let r = raw(
+        &format!("Content-Length: {}\r\n", other.len()),
+        other.as_bytes(),
+    );
+    assert!(
+        r.status == 400 && detail(&r).contains("no part named File"),
+        "{r:?}"
+    );
+    // Not multipart at all.
+    let (_, r) = challenged(
+        &s,
+        ALICE,
+        "POST",
+        "/files",
+        "Content-Type: application/octet-stream\r\n|AUTH|Content-Length: 3\r\n",
+        b"abc",
+    );
+    assert!(
+        r.status == 400 && detail(&r).contains("multipart/form-data"),
+        "{r:?}"
+    );
+    // Too large by its declared length: refused before any of it is read.
+    let r = raw(&format!("Content-Length: {}\r\n", 3 << 20), b"");
+    assert!(
+        r.status == 400 && detail(&r).contains("larger than 1 MiB"),
+        "{r:?}"
+    );
+    // Too large as it arrives (a length that hides it would be a lie: the
+    // body is counted, not trusted).
+    let big = multipart(
+        "big.bin",
+        "application/octet-stream",
+        &vec![7u8; (1 << 20) + 10],
+    );
+    let r = raw(&format!("Content-Length: {}\r\n", big.len()), &big);
+    assert!(
+        r.status == 400 && detail(&r).contains("larger than 1 MiB"),
+        "{r:?}"
+    );
+    // A name with path separators, control characters and markup: kept as
+    // its last component, cleaned, and escaped in the pointer.
+    let (_, r) = upload(
+        &s,
+        ALICE,
+        "..\\../etc/<img src=x onerror=alert(1)>\u{1}&.txt",
+        b"text",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.text()
+            .contains("<file-name>&lt;img src=x onerror=alert(1)&gt;&amp;.txt</file-name>"),
+        "{}",
+        r.text()
+    );
+    // A slow upload ends in bounded time: 15 s plus a second per 32 KiB
+    // declared.
+    let started = std::time::Instant::now();
+    let slow = multipart("slow.txt", "text/plain", &[b'x'; 1000]);
+    let mut c = s.tls_to(s.web);
+    c.write_all(format!("POST /files HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n").as_bytes())
+        .unwrap();
+    let probe = read_reply(&mut c);
+    let auth = authorization(
+        &probe.headers("www-authenticate")[0],
+        ALICE.user,
+        ALICE.password,
+        "POST",
+        "/files",
+    );
+    c.write_all(
+        format!(
+            "POST /files HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Type: multipart/form-data;boundary={BOUNDARY}\r\n{auth}Content-Length: {}\r\n\r\n",
+            slow.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    c.write_all(&slow[..100]).unwrap();
+    c.get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_secs(40)))
+        .unwrap();
+    let r = read_reply(&mut c);
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Nothing partial is left behind.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
+    let kept = std::fs::read_dir(s.data_dir().join("files"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .count();
+    assert_eq!(kept, 1, "only the one accepted file");
+}

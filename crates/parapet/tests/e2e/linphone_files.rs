@@ -66,7 +66,10 @@ fn rc(s: &Server, user: &str, password: &str) -> PathBuf {
 }
 
 fn registered(s: &Server, user: &str) -> bool {
-    let o = s.admin(&["user", "registrations", &format!("sip:{user}@{DOMAIN}")], "");
+    let o = s.admin(
+        &["user", "registrations", &format!("sip:{user}@{DOMAIN}")],
+        "",
+    );
     out(&o).contains("tls")
 }
 
@@ -107,7 +110,11 @@ fn linphone_uploads_offers_and_linphone_downloads_the_file() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !registered(&s, "bob") {
-        assert!(Instant::now() < deadline, "bob's Linphone did not register; log:\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "bob's Linphone did not register; log:\n{}",
+            s.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
