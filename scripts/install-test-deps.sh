@@ -4,8 +4,8 @@
 # playwright-core (npm) for the self-service page, JsSIP and SIP.js (npm), cargo-fuzz for the fuzz
 # smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
 # organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
-# README's device-certificate recipe); sslyze for the TLS profile; liblinphone-dev, a C compiler and
-# sqlite3 for the file-transfer tests.
+# README's device-certificate recipe); sslyze for the TLS profile; liblinphone-dev, a C compiler,
+# sqlite3 and clamav-daemon for the file-transfer tests.
 set -euo pipefail
 
 need_apt=()
@@ -27,6 +27,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 [ -f /usr/include/linphone/core.h ] || need_apt+=(liblinphone-dev)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+# Virus scanning: clamd, started by the test with a local signature file
+# (nothing is downloaded; Debian's freshclam service is not used).
+command -v clamd >/dev/null 2>&1 || need_apt+=(clamav-daemon)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

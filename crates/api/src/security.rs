@@ -508,6 +508,22 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: md5_plain,
         severity: Severity::High,
     });
+    out.push(Item {
+        group: "Files",
+        setting: "config files.clamd (virus scanning)".into(),
+        current: match &cfg.scanning {
+            Some(s) => format!(
+                "clamd at {}: uploads kept only when clean; refused (503) while it is unreachable",
+                s.clamd
+            ),
+            None => "off: uploaded files are judged by the file transfer policy only".into(),
+        },
+        recommended: "clamd on this machine (Debian clamav-daemon)".into(),
+        why: "The file transfer policy judges names, content types and archive contents; it does not recognise malware in an allowed type (a PDF, an Office document).".into(),
+        command: "install clamav-daemon, set [files] clamd = \"/run/clamav/clamd.ctl\" in the configuration file and restart `parapet serve`".into(),
+        finding: cfg.scanning.is_none(),
+        severity: Severity::Medium,
+    });
     let loopback = cfg.admin_listen.ip().is_loopback();
     out.push(Item {
         group: "Administration",
@@ -770,14 +786,16 @@ mod tests {
             .map(|i| (i.setting.as_str(), i.severity))
             .collect();
         // What the defaults knowingly leave: the generated certificate, MD5
-        // offered after SHA-256 (accepted only where policy allows it), and
-        // no second factor (devices enroll with the password alone). None is high.
+        // offered after SHA-256 (accepted only where policy allows it), no
+        // virus scanning (clamd is not part of Parapet), and no second
+        // factor (devices enroll with the password alone). None is high.
         assert_eq!(
             findings,
             vec![
                 ("config tls_cert", Severity::Info),
                 ("config digest_algorithms", Severity::Low),
                 ("policy authentication.second_factor", Severity::Info),
+                ("config files.clamd (virus scanning)", Severity::Medium),
             ],
             "{items:#?}"
         );

@@ -96,6 +96,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.default_expires", "3600", "Registration lifetime when the client does not ask."),
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
     ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
+    ("files.clamd", "\"\"", "Virus scanning of uploaded files by ClamAV's clamd (Debian clamav-daemon), over its INSTREAM protocol: the path of its local socket (\"/run/clamav/clamd.ctl\") or a loopback address:port (\"127.0.0.1:3310\"). When set, a file is kept and can be offered only once clamd finds it clean; a detection, a heuristic alert (limits exceeded, an encrypted archive) or an error counts as not clean (403), and clamd unreachable or too slow refuses the upload (503: fail closed). Empty: no scanning (a finding in the security check)."),
+    ("files.scan_timeout_secs", "60", "How long clamd may take over one file before the upload is refused with 503 (1 to 3600)."),
     ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
     ("lockout.source_threshold", "5", "Failed sign-ins from one address for one account before that address is refused for it."),
     ("lockout.account_threshold", "50", "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
@@ -255,6 +257,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub im: RawIm,
     #[serde(default)]
+    pub files: RawFiles,
+    #[serde(default)]
     pub proxy: RawProxy,
     #[serde(default)]
     pub lockout: RawLockout,
@@ -409,6 +413,68 @@ pub struct RawIm {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+pub struct RawFiles {
+    pub clamd: Option<String>,
+    pub scan_timeout_secs: Option<u64>,
+}
+
+/// Where clamd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clamd {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Clamd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Clamd::Unix(p) => write!(f, "{}", p.display()),
+            Clamd::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Virus scanning of uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanning {
+    pub clamd: Clamd,
+    pub timeout: std::time::Duration,
+}
+
+impl RawFiles {
+    fn build(&self) -> Result<Option<Scanning>, String> {
+        let raw = self.clamd.as_deref().unwrap_or("").trim();
+        let timeout = self.scan_timeout_secs.unwrap_or(60);
+        if !(1..=3600).contains(&timeout) {
+            return Err(format!(
+                "files.scan_timeout_secs {timeout} is out of range; use 1 to 3600"
+            ));
+        }
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let clamd = if raw.starts_with('/') {
+            Clamd::Unix(PathBuf::from(raw))
+        } else {
+            let a: SocketAddr = raw.parse().map_err(|_| {
+                format!("files.clamd {raw:?} is neither a socket path (/run/clamav/clamd.ctl) nor an address:port (127.0.0.1:3310)")
+            })?;
+            if !a.ip().is_loopback() {
+                return Err(format!(
+                    "files.clamd {raw:?}: clamd's TCP protocol is unencrypted and unauthenticated; run clamd on this machine (a loopback address or its socket)"
+                ));
+            }
+            Clamd::Tcp(a)
+        };
+        Ok(Some(Scanning {
+            clamd,
+            timeout: std::time::Duration::from_secs(timeout),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct RawProxy {
     pub timer_c_secs: Option<u64>,
 }
@@ -479,6 +545,8 @@ pub struct Config {
     pub timer_c: std::time::Duration,
     /// Largest MESSAGE body accepted.
     pub im_max_bytes: usize,
+    /// Virus scanning of uploaded files (`None`: off).
+    pub scanning: Option<Scanning>,
     pub lockout: auth::lockout::LockoutConfig,
     pub limits: sip::Limits,
     pub max_connections_per_ip: usize,
@@ -668,6 +736,7 @@ impl RawConfig {
             registrar,
             timer_c: std::time::Duration::from_secs(timer_c),
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
+            scanning: self.files.build()?,
             lockout,
             limits: sip::Limits {
                 max_message_size,
@@ -690,6 +759,30 @@ impl RawConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virus_scanning_is_off_by_default_and_local_only() {
+        assert_eq!(RawConfig::default().build().unwrap().scanning, None);
+        let c = RawConfig::from_toml("[files]\nclamd = \"/run/clamav/clamd.ctl\"\n")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.scanning.map(|s| (s.clamd, s.timeout.as_secs())),
+            Some((Clamd::Unix("/run/clamav/clamd.ctl".into()), 60))
+        );
+        for (bad, says) in [
+            ("clamd = \"192.0.2.1:3310\"", "run clamd on this machine"),
+            ("clamd = \"clamd\"", "neither a socket path"),
+            ("clamd = \"/s\"\nscan_timeout_secs = 0", "out of range"),
+        ] {
+            let e = RawConfig::from_toml(&format!("[files]\n{bad}\n"))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn federation_settings() {

@@ -12,6 +12,7 @@
 //! removed user's).
 
 mod download;
+mod scan;
 mod sweep;
 mod upload;
 

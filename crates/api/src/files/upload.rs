@@ -10,7 +10,8 @@
 //! declared Content-Length over it is refused before anything is read),
 //! under a deadline that grows with the size (a slow upload ends), then
 //! fsynced, judged by the uploader's file-transfer rules (name, content,
-//! archives), renamed into place, the directory fsynced, and recorded
+//! archives), scanned by clamd where configured ([`super::scan`]),
+//! renamed into place, the directory fsynced, and recorded
 //! with the quotas checked in the same transaction; only then 200.
 
 use std::net::SocketAddr;
@@ -295,6 +296,26 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
             return Err(r);
         }
     };
+    if let Some(scanning) = &ctx.cfg.scanning {
+        match super::scan::scan(scanning, &tmp).await {
+            super::scan::Verdict::Clean => {}
+            super::scan::Verdict::NotClean(why) => {
+                ctx.metrics.files_upload_refused.fetch_add(1, Relaxed);
+                tracing::warn!(owner = %aor, why = %why, "upload refused by the virus scanner");
+                return Err(problem(StatusCode::FORBIDDEN, why));
+            }
+            super::scan::Verdict::Unavailable(why) => {
+                tracing::error!(error = %why, "virus scanner unavailable: upload refused");
+                let mut r = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the virus scanner is unavailable, so the file was not accepted; try again later",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return Err(r);
+            }
+        }
+    }
     let name = display_name(&given_name);
     let path = files.path(&id);
     place(&tmp, &path, &files).await.map_err(internal)?;

@@ -798,3 +798,125 @@ fn bad_uploads_are_refused_precisely_and_nothing_is_kept() {
         .count();
     assert_eq!(kept, 1, "only the one accepted file");
 }
+
+/// clamd (Debian clamav-daemon) on a socket of its own, with one local
+/// signature (the EICAR test file's MD5): nothing is downloaded.
+struct Clamd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Clamd {
+    fn start(dir: &std::path::Path) -> Clamd {
+        let db = dir.join("clamav-db");
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::write(
+            db.join("parapet-test.hdb"),
+            "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
+        )
+        .unwrap();
+        let socket = dir.join("clamd.sock");
+        let conf = dir.join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "LocalSocket {}\nForeground yes\nDatabaseDirectory {}\nLogFile {}\nTemporaryDirectory {}\nBytecode no\nStreamMaxLength 20M\nAlertEncrypted yes\n",
+                socket.display(),
+                db.display(),
+                dir.join("clamd.log").display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("clamd")
+            .arg(format!("--config-file={}", conf.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("clamd is installed (scripts/install-test-deps.sh installs clamav-daemon)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clamd did not start: {}",
+                std::fs::read_to_string(dir.join("clamd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Clamd { child, socket }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The EICAR anti-virus test file (harmless; every scanner detects it).
+const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+#[test]
+fn uploads_are_scanned_by_clamd_and_refused_while_it_is_down() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-clamd", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut clamd = Clamd::start(&dir);
+    let s = Server::with_config(
+        "files-clamd",
+        &format!("{DIGEST}[files]\nclamd = \"{}\"\n", clamd.socket.display()),
+    );
+    users(&s);
+    let (_, r) = upload(&s, ALICE, "report.pdf", &a_pdf(100_000));
+    assert_eq!(r.status, 200, "{r:?}\n{}", s.log());
+    let clean = url_of(&r.text());
+    for (name, bytes) in [
+        ("eicar.txt", EICAR.to_vec()),
+        (
+            "docs.zip",
+            zip_of(&[("readme.txt", b"hi"), ("test-file.txt", EICAR)]),
+        ),
+    ] {
+        let (_, r) = upload(&s, ALICE, name, &bytes);
+        assert!(
+            r.status == 403 && detail(&r).contains("the virus scanner found Eicar-Test-Signature"),
+            "{name}: {r:?}"
+        );
+    }
+    // clamd stops: uploads are refused (fail closed), nothing is kept; the
+    // file scanned clean before is still offered and fetched.
+    clamd.stop();
+    let (_, r) = upload(&s, ALICE, "later.pdf", &a_pdf(1000));
+    assert!(
+        r.status == 503
+            && r.headers("retry-after") == ["30"]
+            && detail(&r).contains("virus scanner is unavailable"),
+        "{r:?}"
+    );
+    let kept = std::fs::read_dir(s.data_dir().join("files"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .count();
+    assert_eq!(kept, 1);
+    assert_eq!(
+        std::fs::read_dir(s.data_dir().join("files/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let status = offer(&s, ALICE, "bob", "report.pdf", &clean);
+    assert!(status.starts_with("SIP/2.0 202"), "{status}");
+    assert_eq!(download(&s, BOB, &clean).status, 200);
+    // The security view says scanning is on.
+    let view = admin_ok(&s, &["security", "show"]);
+    assert!(
+        view.contains(&format!("clamd at {}", clamd.socket.display())),
+        "{view}"
+    );
+}
