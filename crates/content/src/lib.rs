@@ -8,7 +8,8 @@
 //! [`files`], the file-transfer policy's judgement of a file by its
 //! normalised name, its content's type and what archives hold;
 //! [`multipart`], `multipart/form-data` read as an upload arrives;
-//! [`ft_http`], the RCS file pointers Linphone sends in MESSAGEs.
+//! [`ft_http`], the RCS file pointers Linphone sends in MESSAGEs;
+//! [`offers`], file transfers offered between clients (MSRP, Lync).
 #![forbid(unsafe_code)]
 
 pub mod cpim;
@@ -16,3 +17,4 @@ pub mod files;
 pub mod ft_http;
 pub mod im_filter;
 pub mod multipart;
+pub mod offers;

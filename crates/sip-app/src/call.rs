@@ -13,6 +13,7 @@ use sip::headers::Route;
 use sip::{Message, Method, RequestFields, Uri};
 use sip_transport::{FlowId, Protocol, Source, Target};
 
+use super::files::Direction;
 use super::fork::{ForkKind, Hop};
 use super::{Core, Req};
 use crate::unix_now;
@@ -29,6 +30,12 @@ impl<S: store::Store> Core<S> {
             return;
         };
         if !self.is_our_domain(&r.f.request_uri) {
+            if !self
+                .peer_offers_allowed(r, &caller_aor, "", Direction::ToPartner)
+                .await
+            {
+                return;
+            }
             return self.send_to_partner(r, &caller_aor).await;
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
@@ -43,6 +50,12 @@ impl<S: store::Store> Core<S> {
         }
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
+        }
+        if !self
+            .peer_offers_allowed(r, &caller_aor, &callee_aor, Direction::Internal)
+            .await
+        {
+            return;
         }
         self.ring(r, &callee_aor).await;
     }

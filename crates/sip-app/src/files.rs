@@ -18,6 +18,10 @@
 //!   pointer a client opens by itself.
 //! - An end-to-end encrypted body (which may hide a pointer) is refused
 //!   where a policy requires inspection.
+//! - Files offered straight between clients, in an INVITE or a MESSAGE
+//!   (MSRP's `a=file-selector`, Lync's and Communicator's offers): refused
+//!   where a policy requires inspection (the bytes never reach the
+//!   server), otherwise judged by name.
 
 use std::sync::Arc;
 
@@ -97,7 +101,13 @@ impl<S: store::Store> Core<S> {
             Direction::FromPartner => (vec![rcpt], true),
         };
         let pointer = match content::ft_http::offer(&content_type, r.msg.body()) {
-            Offer::None => return Checked::Pass,
+            Offer::None => {
+                return if self.peer_offers_allowed(r, sender, rcpt, direction).await {
+                    Checked::Pass
+                } else {
+                    Checked::Refused
+                };
+            }
             Offer::Encrypted => {
                 if local_users
                     .iter()
@@ -165,6 +175,56 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
         self.foreign_pointer(r, &pointer, im_rules).await
+    }
+
+    /// Files offered for transfer straight between the clients in an
+    /// INVITE or MESSAGE (MSRP's `a=file-selector`, Lync's offers): the
+    /// bytes will not pass through the server, so where a policy requires
+    /// inspection they are refused, and otherwise each file's name must
+    /// pass every user's rules. `false`: refused (and answered).
+    pub(crate) async fn peer_offers_allowed(
+        &mut self,
+        r: &Req<'_>,
+        sender: &str,
+        rcpt: &str,
+        direction: Direction,
+    ) -> bool {
+        let content_type = r.msg.typed::<ContentType>().ok().flatten().map_or_else(
+            || "text/plain".to_owned(),
+            |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
+        );
+        let offered = content::offers::offered(&content_type, r.msg.body());
+        let Some(first) = offered.first() else {
+            return true;
+        };
+        let (local_users, federated): (Vec<&str>, bool) = match direction {
+            Direction::Internal => (vec![sender, rcpt], false),
+            Direction::ToPartner => (vec![sender], true),
+            Direction::FromPartner => (vec![rcpt], true),
+        };
+        if local_users
+            .iter()
+            .any(|u| policy_set::file_limits(&self.policies, u).require_inspection)
+        {
+            let detail = format!(
+                "a file offered directly between clients ({}) cannot be inspected; send it with the server's file transfer",
+                first.via
+            );
+            self.refuse_offer(r, 403, "Forbidden (File Cannot Be Inspected)", detail)
+                .await;
+            return false;
+        }
+        for u in &local_users {
+            let rules = policy_set::file_rules(&self.policies, u, federated);
+            for f in &offered {
+                if let Err(why) = content::files::judge_name(&rules, &f.name) {
+                    self.refuse_offer(r, 403, refusal_reason(&why), why.to_string())
+                        .await;
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// The file id of a URL of this server's file-transfer service.

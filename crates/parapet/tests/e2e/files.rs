@@ -920,3 +920,59 @@ fn uploads_are_scanned_by_clamd_and_refused_while_it_is_down() {
         "{view}"
     );
 }
+
+#[test]
+fn files_offered_directly_between_clients_are_held_to_the_policy() {
+    let s = Server::with_config("files-direct", DIGEST);
+    users(&s);
+    let msrp = |name: &str| {
+        let (_, msgs) = s
+            .sipp_start(
+                "call_uac_file_offer.xml",
+                "bob",
+                ALICE.user,
+                ALICE.password,
+                "127.0.0.1",
+                free_port(),
+                &["alice", name],
+            )
+            .finish();
+        last_answer(&msgs)
+    };
+    // By default the policy requires inspection: a file that would go
+    // straight between the clients (MSRP) is refused, whatever its name.
+    let answer = msrp("notes.txt");
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (File Cannot Be Inspected)")
+            && answer.contains("MSRP"),
+        "{answer}\n{}",
+        s.log()
+    );
+    // Without that requirement, by name: a blocked type is refused, an
+    // allowed one goes on to bob (not registered here: 480).
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "file_transfer",
+            "global",
+            "require_inspection=false",
+        ],
+    );
+    let answer = msrp("My%20setup.exe");
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (File Type Not Allowed)")
+            && answer.contains("My setup.exe"),
+        "{answer}"
+    );
+    let answer = msrp("notes.txt");
+    assert!(answer.starts_with("SIP/2.0 480"), "{answer}");
+    // The two refusals are counted.
+    assert!(
+        metric(
+            &s.http_get("/metrics", None).1,
+            "parapet_file_offers_refused_total"
+        ) == 2
+    );
+}

@@ -165,7 +165,7 @@ pub static SPEC: KindSpec = KindSpec {
             name: "require_inspection",
             ty: T::Bool,
             default: D::Bool(true),
-            doc: "Refuse files the server cannot inspect: end-to-end encrypted file pointers (and encrypted archive entries, always refused).",
+            doc: "Refuse files the server cannot inspect: end-to-end encrypted messages (which may carry file pointers) and files offered directly between clients (MSRP file transfer, Lync's offers), whose bytes never reach the server. Encrypted archive entries are refused in any case. Off: those are judged by their names only.",
             lync: None,
         },
     ],

@@ -463,6 +463,12 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
+        if !self
+            .peer_offers_allowed(r, &sender, &callee, crate::files::Direction::FromPartner)
+            .await
+        {
+            return;
+        }
         self.count_partner(domain, "in", "accepted");
         self.ring(r, &callee).await;
     }
