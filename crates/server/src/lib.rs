@@ -40,12 +40,6 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .map_err(|e| format!("database open task failed: {e}"))?
             .map_err(|e| e.to_string())?
     };
-    let tls = sip_transport::tls::server_config_live(
-        dir.cert.clone(),
-        sip_transport::tls::ClientAuth::None,
-    )
-    .map_err(|e| format!("TLS: {e}"))?;
-    // The user listener asks for no client certificate.
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
     let private_ca = config.tls_cert.is_none();
@@ -133,7 +127,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     };
     let sip_tls = client_tls(true)?;
     // WSS carries browsers and softphones, never partners: device
-    // certificates only.
+    // certificates only. So does the user listener, where a device's
+    // certificate signs its file transfers in (Linphone's uploads and
+    // downloads); a browser without one is asked nothing.
     let wss_tls = client_tls(false)?;
     let listeners = config
         .listen
@@ -181,7 +177,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         cfg: config.clone(),
         metrics: metrics.clone(),
         core: admin_tx.clone(),
-        web: config.web_listen.map(|a| (a, tls.clone())),
+        web: config.web_listen.map(|a| (a, wss_tls.clone())),
         edges: edge_registry.clone(),
         devices: Arc::new(api::devices::DeviceAuthority {
             ca: device_ca,

@@ -31,8 +31,15 @@ pub struct HttpCredentials {
 /// The outcome of [`HttpCredentials`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum HttpSignIn {
-    /// Signed in as this address of record (`by_certificate`: a device's).
-    Signed { aor: String, by_certificate: bool },
+    /// Signed in as this address of record (`by_certificate`: a device's),
+    /// with the user's file-transfer rules and limits as the policy says
+    /// now (so the file server need not load the policies itself).
+    Signed {
+        aor: String,
+        by_certificate: bool,
+        rules: content::files::FileRules,
+        limits: crate::policy_set::FileLimits,
+    },
     /// 401 with these `WWW-Authenticate` values (no credentials, a wrong
     /// password, a stale nonce).
     Challenge(Vec<String>),
@@ -60,13 +67,17 @@ impl<S: store::Store> Core<S> {
         if let Some(device) = c.device.and_then(|fp| self.devices.get(&fp)) {
             let enabled = self.users.get(&device.aor).is_some_and(|u| u.enabled);
             if enabled && crate::policy_set::certificate_allowed(&self.policies, &device.aor) {
-                return HttpSignIn::Signed {
-                    aor: device.aor,
-                    by_certificate: true,
-                };
+                return self.signed(device.aor, true);
             }
         }
-        if !self.rate.allow(c.source, std::time::Instant::now()) {
+        let outcome = self.http_digest(c, now);
+        // What is not a sign-in (a challenge, a refusal) counts toward the
+        // address's rate of unauthenticated requests, as in SIP; beyond
+        // it, 503. A client that signs in is not held to it (an upload is
+        // two requests, the challenge and the answer).
+        if !matches!(outcome, HttpSignIn::Signed { .. })
+            && !self.rate.allow(c.source, std::time::Instant::now())
+        {
             self.metrics.rate_limited.fetch_add(1, Relaxed);
             return HttpSignIn::Refused {
                 status: 503,
@@ -74,6 +85,19 @@ impl<S: store::Store> Core<S> {
                 retry_after: Some(1),
             };
         }
+        outcome
+    }
+
+    fn signed(&self, aor: String, by_certificate: bool) -> HttpSignIn {
+        HttpSignIn::Signed {
+            rules: crate::policy_set::file_rules(&self.policies, &aor, false),
+            limits: crate::policy_set::file_limits(&self.policies, &aor),
+            aor,
+            by_certificate,
+        }
+    }
+
+    fn http_digest(&mut self, c: &HttpCredentials, now: u64) -> HttpSignIn {
         let realm = self.verifier.realm().to_owned();
         let creds = c
             .authorization
@@ -132,10 +156,7 @@ impl<S: store::Store> Core<S> {
                     );
                 }
                 self.filter.success(&aor, c.source, now);
-                HttpSignIn::Signed {
-                    aor,
-                    by_certificate: false,
-                }
+                self.signed(aor, false)
             }
             Err(Failure::Stale) => challenge(self, true),
             Err(Failure::Malformed) => refused(400, "the Authorization header is malformed"),

@@ -8,7 +8,7 @@ use store::{FileAdded, FileRow, Files, Result, StoreError};
 const DAY: i64 = 86_400;
 
 const COLUMNS: &str =
-    "id, owner, name, content_type, kind, inner, size, sha256, created_at, expires_at, deleted_at";
+    "id, owner, name, content_type, kind, inner, size, created_at, expires_at, deleted_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     let inner: String = r.get(5)?;
@@ -24,10 +24,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
             .map(str::to_owned)
             .collect(),
         size: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-        sha256: r.get(7)?,
-        created_at: r.get(8)?,
-        expires_at: r.get(9)?,
-        deleted_at: r.get(10)?,
+        created_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        deleted_at: r.get(9)?,
     })
 }
 
@@ -74,7 +73,7 @@ impl Files for Sqlite {
                 return Ok(FileAdded::TotalQuota { used: total });
             }
             c.prepare_cached(&format!(
-                "INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL)"
+                "INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -85,7 +84,6 @@ impl Files for Sqlite {
                     f.kind,
                     f.inner.join(" "),
                     size(f.size),
-                    f.sha256,
                     f.created_at,
                     f.expires_at
                 ])
@@ -122,7 +120,7 @@ impl Files for Sqlite {
                  FROM files WHERE id = ?1"
             ))
             .and_then(|mut st| {
-                st.query_row(params![id, user], |r| Ok((row(r)?, r.get::<_, bool>(11)?)))
+                st.query_row(params![id, user], |r| Ok((row(r)?, r.get::<_, bool>(10)?)))
                     .optional()
             })
             .map_err(db)

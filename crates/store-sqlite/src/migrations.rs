@@ -302,7 +302,6 @@ const STEPS: &[&str] = &[
         kind TEXT NOT NULL,
         inner TEXT NOT NULL,
         size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL,
         deleted_at INTEGER

@@ -37,7 +37,6 @@ fn file(id: &str, owner: &str, size: u64, at: i64) -> FileRow {
         kind: String::new(),
         inner: vec![".txt".into(), ".exe".into()],
         size,
-        sha256: "00".into(),
         created_at: at,
         expires_at: at + 100,
         deleted_at: None,

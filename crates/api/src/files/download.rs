@@ -12,7 +12,6 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sip_app::policy_set::{self, PolicySet};
 use store::Store;
 use tokio::io::AsyncReadExt;
 
@@ -68,7 +67,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, id: &str, req: Request) -> Result<Response,
         .cloned()
         .ok_or_else(|| internal("no peer address"))?;
     let device = parts.extensions.get::<PeerCertificate>().copied();
-    let aor = sign_in(
+    let super::Signed { aor, rules, .. } = sign_in(
         ctx,
         &parts.method,
         &parts.uri,
@@ -100,8 +99,6 @@ async fn run<S: Store>(ctx: &Ctx<S>, id: &str, req: Request) -> Result<Response,
         ));
     }
     if row.owner != aor {
-        let set = PolicySet::load(&ctx.store).await.map_err(internal)?;
-        let rules = policy_set::file_rules(&set, &aor, false);
         if let Err(why) = content::files::judge_recorded(&rules, &row.name, &row.kind, &row.inner) {
             return Err(problem(StatusCode::FORBIDDEN, why.to_string()));
         }

@@ -84,9 +84,16 @@ impl FileService {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerCertificate(pub(crate) [u8; 32]);
 
+/// A signed-in user of the file server, with their file-transfer rules
+/// and limits.
+struct Signed {
+    aor: String,
+    rules: content::files::FileRules,
+    limits: sip_app::policy_set::FileLimits,
+}
+
 /// Signs a request in with SIP credentials or a device certificate: the
-/// user's address of record, or the answer to send (401 with the
-/// challenges, 403, 503).
+/// user, or the answer to send (401 with the challenges, 403, 503).
 async fn sign_in<S: Store>(
     ctx: &Ctx<S>,
     method: &Method,
@@ -94,7 +101,7 @@ async fn sign_in<S: Store>(
     headers: &HeaderMap,
     remote: &ConnectInfo<SocketAddr>,
     device: Option<PeerCertificate>,
-) -> Result<String, Response> {
+) -> Result<Signed, Response> {
     let credentials = HttpCredentials {
         method: method.as_str().to_owned(),
         uri: uri
@@ -117,7 +124,9 @@ async fn sign_in<S: Store>(
             )
         })?;
     match outcome {
-        HttpSignIn::Signed { aor, .. } => Ok(aor),
+        HttpSignIn::Signed {
+            aor, rules, limits, ..
+        } => Ok(Signed { aor, rules, limits }),
         HttpSignIn::Challenge(challenges) => {
             let mut r = problem(
                 StatusCode::UNAUTHORIZED,

@@ -24,7 +24,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use content::multipart::{self, Event};
 use futures_util::StreamExt;
-use sip_app::policy_set::{self, PolicySet};
 use store::{FileAdded, FileRow, Store};
 use tokio::io::AsyncWriteExt;
 
@@ -38,6 +37,9 @@ const FRAMING: u64 = 64 * 1024;
 const MIN_RATE: u64 = 32 * 1024;
 /// Time every upload has, whatever its size.
 const GRACE_SECS: u64 = 15;
+/// Bytes written to disk at once: each write is a trip to a blocking
+/// thread; a larger buffer is fresh memory (page faults) for every upload.
+const WRITE_BUFFER: usize = 256 << 10;
 
 fn bad(detail: impl Into<String>) -> Response {
     problem(StatusCode::BAD_REQUEST, detail)
@@ -168,7 +170,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         .cloned()
         .ok_or_else(|| internal("no peer address"))?;
     let device = parts.extensions.get::<PeerCertificate>().copied();
-    let aor = sign_in(
+    let super::Signed { aor, rules, limits } = sign_in(
         ctx,
         &parts.method,
         &parts.uri,
@@ -199,9 +201,6 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         // The first, empty POST: signed in, go ahead.
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let set = PolicySet::load(&ctx.store).await.map_err(internal)?;
-    let limits = policy_set::file_limits(&set, &aor);
-    let rules = policy_set::file_rules(&set, &aor, false);
     if rules.mode == content::files::Mode::BlockAll {
         ctx.metrics.files_upload_refused.fetch_add(1, Relaxed);
         return Err(problem(
@@ -234,14 +233,16 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     let mut partial = Partial {
         path: Some(tmp.clone()),
     };
-    let mut out = open_new(&tmp).await.map_err(internal)?;
+    // Written in large pieces: each write of a tokio file is a trip to a
+    // blocking thread, too dear per TLS record (bench/README.md).
+    let mut out =
+        tokio::io::BufWriter::with_capacity(WRITE_BUFFER, open_new(&tmp).await.map_err(internal)?);
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(GRACE_SECS + length.unwrap_or(limits.max_file) / MIN_RATE);
     let mut stream = body.into_data_stream();
     let mut events = Vec::new();
     let mut file_part: Option<multipart::PartHeaders> = None;
     let (mut in_file, mut size) = (false, 0u64);
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     loop {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
@@ -270,7 +271,6 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
                     if size > limits.max_file {
                         return Err(too_large());
                     }
-                    hash.update(&d);
                     out.write_all(&d).await.map_err(internal)?;
                 }
                 Event::Data(_) => {}
@@ -284,10 +284,10 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     let Some(part) = file_part else {
         return Err(bad("the upload has no part named File"));
     };
-    out.sync_all().await.map_err(internal)?;
-    drop(out);
+    out.flush().await.map_err(internal)?;
+    let file = out.into_inner().into_std().await;
     let given_name = part.filename.clone().unwrap_or_default();
-    let accepted = match judge(&tmp, rules, &given_name, size).await {
+    let accepted = match judge(file, rules, &given_name, size).await {
         Ok(a) => a,
         Err(r) => {
             if r.status() == StatusCode::FORBIDDEN {
@@ -330,12 +330,6 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         kind: accepted.kind.extension().unwrap_or("").into(),
         inner: accepted.inner.clone(),
         size,
-        sha256: hash
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
         created_at: now,
         expires_at,
         deleted_at: None,
@@ -385,22 +379,25 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
 /// A new file only the server's user can read.
 async fn open_new(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
     let mut o = tokio::fs::OpenOptions::new();
-    o.write(true).create_new(true);
+    o.read(true).write(true).create_new(true);
     #[cfg(unix)]
     o.mode(0o600);
     o.open(path).await
 }
 
-/// The uploader's rules on the file on disk, off the runtime's threads.
+/// The upload made durable and judged by the uploader's rules, in one
+/// trip off the runtime's threads.
 async fn judge(
-    path: &std::path::Path,
+    mut f: std::fs::File,
     rules: content::files::FileRules,
     name: &str,
     size: u64,
 ) -> Result<content::files::Accepted, Response> {
-    let (path, name) = (path.to_owned(), name.to_owned());
+    let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path).map_err(|e| internal(e.to_string()))?;
+        use std::io::Seek;
+        f.sync_all().map_err(|e| internal(e.to_string()))?;
+        f.rewind().map_err(|e| internal(e.to_string()))?;
         content::files::judge_reader(
             &rules,
             &content::files::ArchiveLimits::default(),
@@ -414,17 +411,20 @@ async fn judge(
     .map_err(internal)?
 }
 
-/// Moves a complete upload into place and makes the move durable.
+/// Moves a complete upload into place and makes the move durable, in one
+/// trip off the runtime's threads.
 async fn place(
     tmp: &std::path::Path,
     path: &std::path::Path,
     files: &Arc<FileService>,
 ) -> std::io::Result<()> {
-    tokio::fs::rename(tmp, path).await?;
-    let dir = files.dir.clone();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-        .await
-        .map_err(std::io::Error::other)?
+    let (tmp, path, dir) = (tmp.to_owned(), path.to_owned(), files.dir.clone());
+    tokio::task::spawn_blocking(move || {
+        std::fs::rename(tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

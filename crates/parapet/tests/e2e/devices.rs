@@ -20,7 +20,7 @@ const ALICE: &str = "sip:alice@example.test";
 
 /// A TLS connection to `port` presenting `cert_and_key` (PEM: the
 /// certificate, then its key), trusting the server's CA.
-fn tls_as_device(
+pub(crate) fn tls_as_device(
     s: &Server,
     port: u16,
     cert_and_key: &str,

@@ -976,3 +976,65 @@ fn files_offered_directly_between_clients_are_held_to_the_policy() {
         ) == 2
     );
 }
+
+#[test]
+fn a_device_certificate_signs_the_file_server_in_and_quotas_hold() {
+    let s = Server::with_config("files-device", DIGEST);
+    users(&s);
+    let token = crate::user_api::sign_in(&s, "alice", ALICE.password);
+    let (_, pem) = crate::devices::enroll_ok(&s, &token, "alice-phone");
+    // The probe is answered 204 at once: the certificate signed it in.
+    let mut c = crate::devices::tls_as_device(&s, s.web, &pem);
+    let host = format!("Host: {DOMAIN}:{}\r\n", s.web);
+    c.write_all(
+        format!("POST /files HTTP/1.1\r\nFrom: sip:alice@{DOMAIN}\r\n{host}\r\n").as_bytes(),
+    )
+    .unwrap();
+    let probe = read_reply(&mut c);
+    assert_eq!(probe.status, 204, "{probe:?}");
+    let png = b"\x89PNG\r\n\x1a\n holiday picture".to_vec();
+    let body = multipart("holiday.png", "image/png", &png);
+    let mut req = format!(
+        "POST /files HTTP/1.1\r\nFrom: sip:alice@{DOMAIN}\r\n{host}Content-Type: multipart/form-data;boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    c.write_all(&req).unwrap();
+    let up = read_reply(&mut c);
+    assert_eq!(up.status, 200, "{up:?}");
+    assert!(up.text().contains("<content-type>image/png</content-type>"));
+    let url = url_of(&up.text());
+    let path = &url[url.find("/files/").unwrap()..];
+    c.write_all(format!("GET {path} HTTP/1.1\r\n{host}\r\n").as_bytes())
+        .unwrap();
+    let got = read_reply(&mut c);
+    assert_eq!((got.status, got.body.clone()), (200, png));
+    // Someone else's device is someone else: bob's certificate gets 404.
+    let bob_token = crate::user_api::sign_in(&s, "bob", BOB.password);
+    let (_, bob_pem) = crate::devices::enroll_ok(&s, &bob_token, "bob-phone");
+    let mut b = crate::devices::tls_as_device(&s, s.web, &bob_pem);
+    b.write_all(format!("GET {path} HTTP/1.1\r\n{host}\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_reply(&mut b).status, 404);
+
+    // Quotas: a day's uploads, then the total kept.
+    admin_ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "file_transfer",
+            "global",
+            "daily_quota_mb=1",
+            "total_quota_mb=2",
+        ],
+    );
+    let (_, r) = upload(&s, CAROL, "a.pdf", &a_pdf(700_000));
+    assert_eq!(r.status, 200, "{r:?}");
+    let (_, r) = upload(&s, CAROL, "b.pdf", &a_pdf(700_000));
+    assert!(
+        r.status == 400 && detail(&r).contains("in the last 24 hours; the most is 1 MiB"),
+        "{r:?}"
+    );
+}
