@@ -1038,3 +1038,95 @@ fn a_device_certificate_signs_the_file_server_in_and_quotas_hold() {
         "{r:?}"
     );
 }
+
+/// A file pointer from `from` on `s` to `to`@`domain`, a partner's user:
+/// the status line and Warning of the last answer.
+fn offer_to_partner(
+    s: &Server,
+    from: Account<'_>,
+    to: &str,
+    domain: &str,
+    name: &str,
+    url: &str,
+) -> String {
+    let (_, msgs) = s
+        .sipp_start(
+            "message_send_file_federated.xml",
+            to,
+            from.user,
+            from.password,
+            "127.0.0.1",
+            free_port(),
+            &[from.user, domain, name, url],
+        )
+        .finish();
+    last_answer(&msgs)
+}
+
+#[test]
+fn file_offers_to_and_from_partners_follow_the_federated_rules() {
+    use crate::federation::{contact, federate_both, policy, settle, two_orgs, Meet, A, B};
+    let (a, b, _net) = two_orgs("fed-files", Meet::Direct);
+    a.add_user(ALICE.user, ALICE.password);
+    b.add_user(BOB.user, BOB.password);
+    federate_both(&a, &b);
+    // Each accepts the other (privacy: strangers from outside are refused).
+    contact(&a, &format!("sip:alice@{A}"), &format!("sip:bob@{B}"));
+    contact(&b, &format!("sip:bob@{B}"), &format!("sip:alice@{A}"));
+    settle();
+    // Out: by default no files with partners; with `federated = same`,
+    // still never a pointer to our files (a partner's user cannot sign in
+    // here to fetch it).
+    let (_, r) = upload(&a, ALICE, "report.pdf", &a_pdf(5000));
+    assert_eq!(r.status, 200, "{r:?}");
+    let url = url_of(&r.text());
+    let answer = offer_to_partner(&a, ALICE, "bob", B, "report.pdf", &url);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (File Transfer Not Allowed)"),
+        "{answer}\n{}",
+        a.log()
+    );
+    policy(&a, &["file_transfer", "global", "federated=same"]);
+    settle();
+    let answer = offer_to_partner(&a, ALICE, "bob", B, "report.pdf", &url);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (Not the Sender's File)")
+            && answer.contains("cannot sign in"),
+        "{answer}"
+    );
+    // In: a partner's pointer to a file on its side. The partner lets it
+    // out (its rules allow it, its IM filter leaves federated messages
+    // alone); here the recipient's federated rules decide, then the IM
+    // filter treats the pointer as a link.
+    policy(&b, &["file_transfer", "global", "federated=same"]);
+    policy(&b, &["im_filter", "global", "federated=false"]);
+    policy(&a, &["file_transfer", "global", "federated=block_all"]);
+    settle();
+    let theirs = "https://files.partner.test/agenda.pdf";
+    let answer = offer_to_partner(&b, BOB, "alice", A, "agenda.pdf", theirs);
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (File Transfer Not Allowed)"),
+        "{answer}\n{}",
+        a.log()
+    );
+    policy(&a, &["file_transfer", "global", "federated=same"]);
+    settle();
+    let alice = register_then(&a, ALICE.user, ALICE.password, "receive_file_offer.xml");
+    let answer = offer_to_partner(&b, BOB, "alice", A, "agenda.pdf", theirs);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}\n{}", a.log());
+    let (ok, received) = alice.finish();
+    assert!(
+        ok && received.contains("agenda.pdf (1 bytes): _https://files.partner.test/agenda.pdf"),
+        "{received}"
+    );
+    // A blocked type from a partner is refused like one from inside.
+    let answer = offer_to_partner(
+        &b,
+        BOB,
+        "alice",
+        A,
+        "agenda.pdf.exe",
+        "https://files.partner.test/a.exe",
+    );
+    assert!(answer.contains("403"), "{answer}");
+}
