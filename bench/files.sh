@@ -30,7 +30,15 @@ USERS=1
 source bench/lib.sh
 
 web=14443 tls=15061 admin=19060 nport=14444
-taskset -c "$SERVER_CPU" target/release/parapet serve --data-dir "$work/main-data" --domain example.test \
+# One load source: the per-address limit on unauthenticated requests (each
+# upload and download starts with a challenged probe) is lifted, as
+# bench/lib.sh does for SIP.
+cat > "$work/parapet.toml" <<TOML
+[limits]
+unauthenticated_rate = 100000000
+unauthenticated_burst = 100000000
+TOML
+taskset -c "$SERVER_CPU" target/release/parapet serve --config "$work/parapet.toml" --data-dir "$work/main-data" --domain example.test \
     --listen "tls://127.0.0.1:$tls" --admin-listen "127.0.0.1:$admin" --web-listen "127.0.0.1:$web" 2>>"$work/parapet.log" &
 ppid=$!
 sleep 2

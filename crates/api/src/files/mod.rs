@@ -45,6 +45,9 @@ pub struct FileService {
     pub(crate) uploads: tokio::sync::Semaphore,
     /// Wakes the sweeper (a user was removed).
     pub(crate) sweep_now: tokio::sync::Notify,
+    /// Upload buffers kept for the next uploads (at most one per upload
+    /// slot): reused memory costs no page faults.
+    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 /// Uploads at once.
@@ -70,7 +73,27 @@ impl FileService {
             incoming,
             uploads: tokio::sync::Semaphore::new(MAX_UPLOADS),
             sweep_now: tokio::sync::Notify::new(),
+            buffers: std::sync::Mutex::new(Vec::new()),
         }))
+    }
+
+    /// A buffer for an upload.
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers
+            .lock()
+            .ok()
+            .and_then(|mut b| b.pop())
+            .unwrap_or_else(|| Vec::with_capacity(upload::SPOOL + (64 << 10)))
+    }
+
+    /// An upload's buffer back, for the next.
+    fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut b) = self.buffers.lock() {
+            if b.len() < MAX_UPLOADS {
+                b.push(buf);
+            }
+        }
     }
 
     /// A file's path by id (32 hex digits, checked by the caller).

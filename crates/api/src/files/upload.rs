@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use content::multipart::{self, Event};
 use futures_util::StreamExt;
 use store::{FileAdded, FileRow, Store};
-use tokio::io::AsyncWriteExt;
 
 use super::{sign_in, FileService, PeerCertificate};
 use crate::{internal, problem, Ctx};
@@ -37,9 +36,9 @@ const FRAMING: u64 = 64 * 1024;
 const MIN_RATE: u64 = 32 * 1024;
 /// Time every upload has, whatever its size.
 const GRACE_SECS: u64 = 15;
-/// Bytes written to disk at once: each write is a trip to a blocking
-/// thread; a larger buffer is fresh memory (page faults) for every upload.
-const WRITE_BUFFER: usize = 256 << 10;
+/// Bytes gathered before they are written (a file this size or smaller
+/// is written in one trip off the runtime).
+pub(super) const SPOOL: usize = 2 << 20;
 
 fn bad(detail: impl Into<String>) -> Response {
     problem(StatusCode::BAD_REQUEST, detail)
@@ -233,10 +232,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     let mut partial = Partial {
         path: Some(tmp.clone()),
     };
-    // Written in large pieces: each write of a tokio file is a trip to a
-    // blocking thread, too dear per TLS record (bench/README.md).
-    let mut out =
-        tokio::io::BufWriter::with_capacity(WRITE_BUFFER, open_new(&tmp).await.map_err(internal)?);
+    let mut out = Spool::new(tmp.clone(), files.buffer());
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(GRACE_SECS + length.unwrap_or(limits.max_file) / MIN_RATE);
     let mut stream = body.into_data_stream();
@@ -271,7 +267,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
                     if size > limits.max_file {
                         return Err(too_large());
                     }
-                    out.write_all(&d).await.map_err(internal)?;
+                    out.push(&d).await.map_err(internal)?;
                 }
                 Event::Data(_) => {}
                 Event::PartEnd | Event::End => in_file = false,
@@ -284,10 +280,29 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
     let Some(part) = file_part else {
         return Err(bad("the upload has no part named File"));
     };
-    out.flush().await.map_err(internal)?;
-    let file = out.into_inner().into_std().await;
     let given_name = part.filename.clone().unwrap_or_default();
-    let accepted = match judge(file, rules, &given_name, size).await {
+    let path = files.path(&id);
+    // Without a scan to wait for, the file goes into place in the same
+    // trip off the runtime as it is written, synced and judged.
+    let place_now = ctx
+        .cfg
+        .scanning
+        .is_none()
+        .then(|| (path.clone(), files.dir.clone()));
+    let judged = match out
+        .finish(rules, given_name.clone(), size, place_now.clone())
+        .await
+    {
+        Ok((accepted, buf)) => {
+            files.give_back(buf);
+            if place_now.is_some() {
+                partial.path = Some(path.clone());
+            }
+            Ok(accepted)
+        }
+        Err(r) => Err(r),
+    };
+    let accepted = match judged {
         Ok(a) => a,
         Err(r) => {
             if r.status() == StatusCode::FORBIDDEN {
@@ -317,9 +332,10 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         }
     }
     let name = display_name(&given_name);
-    let path = files.path(&id);
-    place(&tmp, &path, &files).await.map_err(internal)?;
-    partial.path = Some(path);
+    if place_now.is_none() {
+        place(&tmp, &path, &files).await.map_err(internal)?;
+        partial.path = Some(path);
+    }
     let now = sip_app::unix_now();
     let expires_at = now + limits.retention_secs;
     let row = FileRow {
@@ -376,39 +392,103 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         .into_response())
 }
 
-/// A new file only the server's user can read.
-async fn open_new(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
-    let mut o = tokio::fs::OpenOptions::new();
-    o.read(true).write(true).create_new(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    o.open(path).await
+/// An upload on its way to disk: gathered in a pooled buffer (reused
+/// memory: no page faults per upload) and written a buffer at a time off
+/// the runtime's threads; a file that fits in one buffer is created,
+/// written, synced and judged (and, without a scan, put in place) in one
+/// trip. For files of a few MB each trip to a blocking thread costs more
+/// than the bytes it carries (bench/README.md).
+struct Spool {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
 }
 
-/// The upload made durable and judged by the uploader's rules, in one
-/// trip off the runtime's threads.
-async fn judge(
-    mut f: std::fs::File,
-    rules: content::files::FileRules,
-    name: &str,
-    size: u64,
-) -> Result<content::files::Accepted, Response> {
-    let name = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Seek;
-        f.sync_all().map_err(|e| internal(e.to_string()))?;
-        f.rewind().map_err(|e| internal(e.to_string()))?;
-        content::files::judge_reader(
-            &rules,
-            &content::files::ArchiveLimits::default(),
-            &name,
-            std::io::BufReader::new(f),
-            size,
-        )
-        .map_err(|why| problem(StatusCode::FORBIDDEN, why.to_string()))
-    })
-    .await
-    .map_err(internal)?
+impl Spool {
+    fn new(path: std::path::PathBuf, buf: Vec<u8>) -> Spool {
+        Spool {
+            path,
+            file: None,
+            buf,
+        }
+    }
+
+    async fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPOOL {
+            let (path, file, buf) = (
+                self.path.clone(),
+                self.file.take(),
+                std::mem::take(&mut self.buf),
+            );
+            let (file, buf) = tokio::task::spawn_blocking(move || write_all(&path, file, buf))
+                .await
+                .map_err(std::io::Error::other)??;
+            self.file = Some(file);
+            self.buf = buf;
+        }
+        Ok(())
+    }
+
+    /// Writes the rest, syncs, judges the file by `rules` and, given
+    /// `place` (its final path and directory), renames it there and syncs
+    /// the directory. Returns the judgement and the buffer, for reuse.
+    async fn finish(
+        self,
+        rules: content::files::FileRules,
+        name: String,
+        size: u64,
+        place: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Result<(content::files::Accepted, Vec<u8>), Response> {
+        let Spool { path, file, buf } = self;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Seek;
+            let io = |e: std::io::Error| internal(e.to_string());
+            let (mut f, buf) = write_all(&path, file, buf).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            f.rewind().map_err(io)?;
+            let accepted = content::files::judge_reader(
+                &rules,
+                &content::files::ArchiveLimits::default(),
+                &name,
+                std::io::BufReader::new(f),
+                size,
+            )
+            .map_err(|why| problem(StatusCode::FORBIDDEN, why.to_string()))?;
+            if let Some((to, dir)) = place {
+                std::fs::rename(&path, to).map_err(io)?;
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+            Ok((accepted, buf))
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+/// Writes `buf` to the upload's file (created on first use; only the
+/// server's user may read it); returns the file and the emptied buffer.
+fn write_all(
+    path: &std::path::Path,
+    file: Option<std::fs::File>,
+    mut buf: Vec<u8>,
+) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    use std::io::Write;
+    let mut f = match file {
+        Some(f) => f,
+        None => {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true).write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(path)?
+        }
+    };
+    f.write_all(&buf)?;
+    buf.clear();
+    Ok((f, buf))
 }
 
 /// Moves a complete upload into place and makes the move durable, in one

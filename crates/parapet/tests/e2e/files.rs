@@ -904,6 +904,8 @@ fn uploads_are_scanned_by_clamd_and_refused_while_it_is_down() {
         .filter(|e| e.file_type().unwrap().is_file())
         .count();
     assert_eq!(kept, 1);
+    // The refused upload's partial file is deleted as its request ends.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
         std::fs::read_dir(s.data_dir().join("files/incoming"))
             .unwrap()
