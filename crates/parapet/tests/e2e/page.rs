@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::presence::{admin_ok, notify_bodies, publish, sip, users, watch_for_a_change, PW};
+use crate::presence::{admin_ok, notify_bodies, publish, sip, users, watch_for_a_change_held, PW};
 
 #[test]
 fn a_user_manages_contacts_and_approves_a_watcher_in_the_browser() {
@@ -47,7 +47,7 @@ fn a_user_manages_contacts_and_approves_a_watcher_in_the_browser() {
         let signed_in = line.contains("the header names the user");
         seen.push(line);
         if signed_in {
-            carol = Some(watch_for_a_change(&s, "carol", "alice"));
+            carol = Some(watch_for_a_change_held(&s, "carol", "alice"));
             break;
         }
         assert!(Instant::now() < deadline, "the page did not sign in");

@@ -91,6 +91,20 @@ pub(crate) fn watch_for_a_change(s: &Server, watcher: &str, presentity: &str) ->
     )
 }
 
+/// [`watch_for_a_change`], staying subscribed 20 s after the second
+/// NOTIFY (presence_watch_change_held.xml): for a page that polls.
+pub(crate) fn watch_for_a_change_held(s: &Server, watcher: &str, presentity: &str) -> SippRun {
+    s.sipp_start(
+        "presence_watch_change_held.xml",
+        presentity,
+        watcher,
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &[watcher],
+    )
+}
+
 pub(crate) fn sip(user: &str) -> String {
     format!("sip:{user}@{DOMAIN}")
 }
