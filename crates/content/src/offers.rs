@@ -114,6 +114,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// RFC 5547: `a=file-selector:` with `name:"..."` (percent-encoded
 /// characters decoded).
 fn sdp(body: &[u8], out: &mut Vec<Offered>) {
+    // Every call's offer passes here: most have no selector to read.
+    if memchr::memmem::find(body, b"a=file-selector:").is_none() {
+        return;
+    }
     for line in String::from_utf8_lossy(body).lines() {
         let Some(sel) = line.trim_end().strip_prefix("a=file-selector:") else {
             continue;

@@ -70,6 +70,14 @@ pub(crate) struct Waiting {
     pub(crate) verdict: Result<(), (u16, &'static str, String)>,
 }
 
+/// A message's Content-Type as written (`text/plain` when it has none).
+pub(crate) fn content_type_of(msg: &Message) -> String {
+    msg.typed::<ContentType>().ok().flatten().map_or_else(
+        || "text/plain".to_owned(),
+        |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
+    )
+}
+
 fn refusal_reason(r: &FileRefusal) -> &'static str {
     match r {
         FileRefusal::BlockAll => "Forbidden (File Transfer Not Allowed)",
@@ -91,10 +99,7 @@ impl<S: store::Store> Core<S> {
         direction: Direction,
         im_rules: Option<&Arc<content::im_filter::Rules>>,
     ) -> Checked {
-        let content_type = r.msg.typed::<ContentType>().ok().flatten().map_or_else(
-            || "text/plain".to_owned(),
-            |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
-        );
+        let content_type = content_type_of(r.msg);
         let (local_users, federated): (Vec<&str>, bool) = match direction {
             Direction::Internal => (vec![sender, rcpt], false),
             Direction::ToPartner => (vec![sender], true),
@@ -102,7 +107,10 @@ impl<S: store::Store> Core<S> {
         };
         let pointer = match content::ft_http::offer(&content_type, r.msg.body()) {
             Offer::None => {
-                return if self.peer_offers_allowed(r, sender, rcpt, direction).await {
+                return if self
+                    .offers_allowed(r, &content_type, sender, rcpt, direction)
+                    .await
+                {
                     Checked::Pass
                 } else {
                     Checked::Refused
@@ -189,11 +197,21 @@ impl<S: store::Store> Core<S> {
         rcpt: &str,
         direction: Direction,
     ) -> bool {
-        let content_type = r.msg.typed::<ContentType>().ok().flatten().map_or_else(
-            || "text/plain".to_owned(),
-            |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
-        );
-        let offered = content::offers::offered(&content_type, r.msg.body());
+        let content_type = content_type_of(r.msg);
+        self.offers_allowed(r, &content_type, sender, rcpt, direction)
+            .await
+    }
+
+    /// [`Self::peer_offers_allowed`] for a body of `content_type`.
+    async fn offers_allowed(
+        &mut self,
+        r: &Req<'_>,
+        content_type: &str,
+        sender: &str,
+        rcpt: &str,
+        direction: Direction,
+    ) -> bool {
+        let offered = content::offers::offered(content_type, r.msg.body());
         let Some(first) = offered.first() else {
             return true;
         };

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use sip::build::RequestBuilder;
-use sip::headers::ContentType;
 use sip::{RequestFields, Uri};
 use store::PendingMessage;
 
@@ -189,10 +188,7 @@ impl<S: store::Store> Core<S> {
         let Some(rules) = rules else {
             return Some(None);
         };
-        let content_type = r.msg.typed::<ContentType>().ok().flatten().map_or_else(
-            || "text/plain".to_owned(),
-            |c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()),
-        );
+        let content_type = super::files::content_type_of(r.msg);
         match content::im_filter::filter_body(&rules, &content_type, r.msg.body()) {
             Outcome::Unchanged => Some(None),
             Outcome::Rewritten(body) => {
@@ -290,13 +286,7 @@ impl<S: store::Store> Core<S> {
     }
 
     async fn store_for_later(&mut self, r: &Req<'_>, sender: String, recipient: String, now: i64) {
-        let content_type = r
-            .msg
-            .typed::<ContentType>()
-            .ok()
-            .flatten()
-            .map(|c| format!("{}/{}{}", c.top, c.sub, c.params.as_str()))
-            .unwrap_or_else(|| "text/plain".into());
+        let content_type = super::files::content_type_of(r.msg);
         let pending = PendingMessage {
             id: 0,
             recipient,
