@@ -5,6 +5,7 @@
 //! on how the body was cut into chunks.
 #![no_main]
 
+use bytes::Bytes;
 use content::multipart::{Event, Limits, Parser};
 use libfuzzer_sys::fuzz_target;
 
@@ -12,7 +13,7 @@ fn run(body: &[u8], n: usize) -> (Vec<Event>, Result<(), String>) {
     let mut p = Parser::new("multipart/form-data; boundary=b", Limits::default()).unwrap();
     let mut out = Vec::new();
     for chunk in body.chunks(n) {
-        if let Err(e) = p.feed(chunk, &mut out) {
+        if let Err(e) = p.feed(Bytes::copy_from_slice(chunk), &mut out) {
             return (join(out), Err(e.to_string()));
         }
     }
@@ -24,7 +25,7 @@ fn join(events: Vec<Event>) -> Vec<Event> {
     let mut joined: Vec<Event> = Vec::new();
     for e in events {
         match (joined.last_mut(), e) {
-            (Some(Event::Data(d)), Event::Data(more)) => d.extend(more),
+            (Some(Event::Data(d)), Event::Data(more)) => *d = [&d[..], &more[..]].concat().into(),
             (_, e) => joined.push(e),
         }
     }

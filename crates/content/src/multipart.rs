@@ -8,6 +8,8 @@
 //! part named by a `Content-Disposition: form-data`, and the closing
 //! delimiter required: a body that ends before it is truncated.
 
+use bytes::{Buf, Bytes};
+
 /// What one part says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartHeaders {
@@ -24,7 +26,7 @@ pub struct PartHeaders {
 pub enum Event {
     Part(PartHeaders),
     /// The next piece of the current part's content.
-    Data(Vec<u8>),
+    Data(Bytes),
     PartEnd,
     /// The closing delimiter: nothing more is read.
     End,
@@ -287,60 +289,92 @@ impl Parser {
     }
 
     /// Reads the next chunk of the body; what it completes is added to
-    /// `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Event>) -> Result<(), MultipartError> {
+    /// `out`. A part's content comes out as slices of the chunks fed
+    /// (no copy), apart from the few bytes held back in case they begin a
+    /// delimiter.
+    pub fn feed(&mut self, chunk: Bytes, out: &mut Vec<Event>) -> Result<(), MultipartError> {
         if self.state == State::Done {
             return Ok(()); // the epilogue is ignored
         }
-        self.buf.extend_from_slice(chunk);
+        let tail = self.delimiter.len() - 1;
+        let cur = if self.buf.is_empty() {
+            chunk
+        } else if self.state == State::Body && chunk.len() >= tail {
+            // What was held back is shorter than a delimiter: one that
+            // begins in it ends within the chunk's first `tail` bytes.
+            let held = self.buf.len();
+            self.buf.extend_from_slice(&chunk[..tail]);
+            let found = self.finder.find(&self.buf).filter(|at| *at < held);
+            let data = &self.buf[..found.unwrap_or(held)];
+            if !data.is_empty() {
+                out.push(Event::Data(Bytes::copy_from_slice(data)));
+            }
+            self.buf.clear();
+            match found {
+                Some(at) => {
+                    out.push(Event::PartEnd);
+                    self.state = State::AfterDelimiter;
+                    chunk.slice(at + self.delimiter.len() - held..)
+                }
+                None => chunk,
+            }
+        } else {
+            let mut joined = std::mem::take(&mut self.buf);
+            joined.extend_from_slice(&chunk);
+            Bytes::from(joined)
+        };
+        self.run(cur, out)
+    }
+
+    /// The state machine over `cur`; what may continue in the next chunk
+    /// is kept in `buf`.
+    fn run(&mut self, mut cur: Bytes, out: &mut Vec<Event>) -> Result<(), MultipartError> {
+        let tail = self.delimiter.len() - 1;
         loop {
             match self.state {
-                State::Preamble => match self.finder.find(&self.buf) {
+                State::Preamble => match self.finder.find(&cur) {
                     Some(at) => {
                         self.preamble += at;
                         if self.preamble > self.limits.max_preamble + 2 {
                             return Err(MultipartError::Delimiter);
                         }
-                        self.buf.drain(..at + self.delimiter.len());
+                        cur.advance(at + self.delimiter.len());
                         self.state = State::AfterDelimiter;
                     }
                     None => {
-                        let keep = self.delimiter.len() - 1;
-                        if self.buf.len() > keep {
-                            let gone = self.buf.len() - keep;
+                        if cur.len() > tail {
+                            let gone = cur.len() - tail;
                             self.preamble += gone;
-                            self.buf.drain(..gone);
+                            cur.advance(gone);
                         }
                         if self.preamble > self.limits.max_preamble + 2 {
                             return Err(MultipartError::Delimiter);
                         }
-                        return Ok(());
+                        return self.hold(&cur);
                     }
                 },
                 State::AfterDelimiter => {
                     // Transport padding (spaces, tabs) may follow.
-                    let pad = self
-                        .buf
+                    let pad = cur
                         .iter()
                         .take_while(|b| **b == b' ' || **b == b'\t')
                         .count();
                     if pad > 64 {
                         return Err(MultipartError::Delimiter);
                     }
-                    let rest = &self.buf[pad..];
+                    let rest = &cur[pad..];
                     if rest.len() < 2 {
-                        return Ok(());
+                        return self.hold(&cur);
                     }
                     if rest.starts_with(b"--") {
                         self.state = State::Done;
-                        self.buf.clear();
                         out.push(Event::End);
                         return Ok(());
                     }
                     if !rest.starts_with(b"\r\n") {
                         return Err(MultipartError::Delimiter);
                     }
-                    self.buf.drain(..pad + 2);
+                    cur.advance(pad + 2);
                     self.parts += 1;
                     if self.parts > self.limits.max_parts {
                         return Err(MultipartError::TooManyParts);
@@ -350,54 +384,58 @@ impl Parser {
                 State::Headers => {
                     // A part may have no headers at all (then it has no
                     // name, which is refused).
-                    let end = if self.buf.starts_with(b"\r\n") {
+                    let end = if cur.starts_with(b"\r\n") {
                         Some(0)
                     } else {
-                        find(&self.buf, b"\r\n\r\n").map(|e| e + 2)
+                        find(&cur, b"\r\n\r\n").map(|e| e + 2)
                     };
                     match end {
                         Some(e) => {
                             if e > self.limits.max_header_bytes {
                                 return Err(MultipartError::Header("too long".into()));
                             }
-                            let headers = part_headers(&self.buf[..e])?;
-                            self.buf.drain(..e + 2);
+                            let headers = part_headers(&cur[..e])?;
+                            cur.advance(e + 2);
                             out.push(Event::Part(headers));
                             self.state = State::Body;
                         }
                         None => {
                             // (Room for the blank line that would end a
                             // block of the largest size.)
-                            if self.buf.len() > self.limits.max_header_bytes + 3 {
+                            if cur.len() > self.limits.max_header_bytes + 3 {
                                 return Err(MultipartError::Header("too long".into()));
                             }
-                            return Ok(());
+                            return self.hold(&cur);
                         }
                     }
                 }
-                State::Body => match self.finder.find(&self.buf) {
+                State::Body => match self.finder.find(&cur) {
                     Some(at) => {
                         if at > 0 {
-                            out.push(Event::Data(self.buf[..at].to_vec()));
+                            out.push(Event::Data(cur.split_to(at)));
                         }
                         out.push(Event::PartEnd);
-                        self.buf.drain(..at + self.delimiter.len());
+                        cur.advance(self.delimiter.len());
                         self.state = State::AfterDelimiter;
                     }
                     None => {
                         // Everything but what could begin a delimiter.
-                        let keep = self.delimiter.len() - 1;
-                        if self.buf.len() > keep {
-                            let n = self.buf.len() - keep;
-                            out.push(Event::Data(self.buf[..n].to_vec()));
-                            self.buf.drain(..n);
+                        if cur.len() > tail {
+                            out.push(Event::Data(cur.split_to(cur.len() - tail)));
                         }
-                        return Ok(());
+                        return self.hold(&cur);
                     }
                 },
                 State::Done => return Ok(()),
             }
         }
+    }
+
+    /// Keeps `rest` for the next chunk.
+    fn hold(&mut self, rest: &[u8]) -> Result<(), MultipartError> {
+        self.buf.clear();
+        self.buf.extend_from_slice(rest);
+        Ok(())
     }
 
     /// The body has ended: an error unless the closing delimiter was read.

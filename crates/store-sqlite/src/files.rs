@@ -46,21 +46,24 @@ impl Files for Sqlite {
     async fn add_file(&self, f: FileRow, daily_limit: u64, total_limit: u64) -> Result<FileAdded> {
         self.write(move |c| {
             let exists: bool = c
-                .query_row("SELECT 1 FROM users WHERE aor = ?1", [&f.owner], |_| Ok(()))
-                .optional()
+                .prepare_cached("SELECT 1 FROM users WHERE aor = ?1")
+                .and_then(|mut st| st.query_row([&f.owner], |_| Ok(())).optional())
                 .map_err(db)?
                 .is_some();
             if !exists {
                 return Err(StoreError::Conflict(format!("no user {}", f.owner)));
             }
             let (daily, total): (i64, i64) = c
-                .query_row(
+                .prepare_cached(
                     "SELECT coalesce(sum(size) FILTER (WHERE created_at > ?2), 0),
                             coalesce(sum(size) FILTER (WHERE deleted_at IS NULL), 0)
                      FROM files WHERE owner = ?1",
-                    params![f.owner, f.created_at - DAY],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
+                .and_then(|mut st| {
+                    st.query_row(params![f.owner, f.created_at - DAY], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                })
                 .map_err(db)?;
             let (daily, total) = (
                 u64::try_from(daily).unwrap_or(0),

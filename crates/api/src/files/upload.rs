@@ -252,7 +252,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
             Ok(Some(Ok(c))) => c,
         };
         parser
-            .feed(&chunk, &mut events)
+            .feed(chunk, &mut events)
             .map_err(|e| bad(format!("the multipart body is malformed: {e}")))?;
         for e in events.drain(..) {
             match e {
