@@ -189,9 +189,24 @@ impl<S: store::Store> Core<S> {
             Ok(h) => h,
             Err((status, reason)) => return self.reply(r, status, reason, &[]).await,
         };
+        // What it carries, under the policies (crate::dialog_content).
+        let Some(replaced) = self.in_dialog_content(r).await else {
+            return;
+        };
+        match replaced {
+            Some(m) => {
+                if let Ok(f) = RequestFields::extract(&m) {
+                    self.in_dialog_onward(&r.with(&m, &f), hop).await;
+                }
+            }
+            None => self.in_dialog_onward(r, hop).await,
+        }
+    }
+
+    /// [`Self::on_in_dialog`] once its content passed.
+    async fn in_dialog_onward(&mut self, r: &Req<'_>, mut hop: Hop) {
         // Towards a partner (the route set goes on beyond our entries) over
         // a connection that has closed since: another one to that partner.
-        let mut hop = hop;
         if let Target::Flow(f) = hop.target {
             let beyond = msg_routes(r.msg) > hop.pop_routes;
             if beyond && self.transport.flow_local(f).is_none() {
@@ -210,6 +225,11 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
+        self.relay_in_dialog(r, hop).await;
+    }
+
+    /// Relays a request inside a dialog along `hop`.
+    async fn relay_in_dialog(&mut self, r: &Req<'_>, hop: Hop) {
         let method = crate::metrics::method_label(r.f.method);
         let timeout = self.build(r, 408, "Request Timeout", &[]);
         let kind = ForkKind::Relay {

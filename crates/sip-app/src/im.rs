@@ -178,7 +178,7 @@ impl<S: store::Store> Core<S> {
     /// The IM filter on a MESSAGE about to go on: `None` when it was
     /// refused (and answered); `Some(None)` to send it as it is;
     /// `Some(Some(..))` the message to send instead, its body rewritten.
-    async fn im_filtered(
+    pub(crate) async fn im_filtered(
         &mut self,
         r: &Req<'_>,
         rules: Option<Arc<content::im_filter::Rules>>,

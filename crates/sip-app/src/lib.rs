@@ -17,6 +17,7 @@ mod authn;
 pub mod authn_http;
 mod call;
 pub mod command;
+mod dialog_content;
 mod dispatch;
 pub mod edges;
 mod federate;

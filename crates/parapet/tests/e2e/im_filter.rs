@@ -160,3 +160,50 @@ fn links_are_defused_warned_or_refused_as_the_policy_says_relayed_stored_and_in_
     assert!(!o.status.success());
     assert!(out(&o).contains("needs a warn_message"), "{}", out(&o));
 }
+
+/// A call once set up is no way around the policies: inside it, a MESSAGE
+/// passes the IM filter and a re-INVITE's MSRP file offer the file policy,
+/// as outside it; what is refused never reaches the callee (its scenario
+/// expects only the plain MESSAGE and the BYE).
+#[test]
+fn inside_a_call_messages_and_file_offers_are_held_to_the_same_policies() {
+    let s = Server::new("im-filter-dialog");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    policy(&s, &["action=block"]);
+    let bob = register_then(
+        &s,
+        "bob",
+        "battery staple horse",
+        "call_uas_in_dialog_content.xml",
+    );
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_in_dialog_content.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "see http://evil.example/x"],
+        )
+        .finish();
+    assert!(ok, "{msgs}\n{}", s.log());
+    let (ok, received) = bob.finish();
+    assert!(ok, "{received}");
+    assert!(!received.contains("evil.example"), "{received}");
+    assert!(!received.contains("file-selector"), "{received}");
+    assert!(
+        msgs.contains(
+            "Warning: 399 parapet \"the IM filter policy does not allow links in messages\""
+        ),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains("403 Forbidden (File Cannot Be Inspected)"),
+        "{msgs}"
+    );
+    let m = metrics(&s);
+    assert_eq!(metric(&m, "parapet_im_filter_blocked_total"), 1, "{m}");
+    assert_eq!(metric(&m, "parapet_file_offers_refused_total"), 1, "{m}");
+}
