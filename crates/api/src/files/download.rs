@@ -6,16 +6,14 @@
 //! attachment of the type its content showed, never sniffed, under a CSP
 //! that allows nothing.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use store::Store;
 use tokio::io::AsyncReadExt;
 
-use super::{not_found, sign_in, valid_id, PeerCertificate};
+use super::{not_found, sign_in, valid_id};
 use crate::{internal, problem, Ctx};
 
 /// Bytes read at once: each read of a tokio file is a trip to a blocking
@@ -61,25 +59,8 @@ fn disposition(name: &str) -> String {
 }
 
 async fn run<S: Store>(ctx: &Ctx<S>, id: &str, req: Request) -> Result<Response, Response> {
-    let Some(files) = ctx.files.clone() else {
-        return Err(problem(StatusCode::NOT_FOUND, "file transfer is off"));
-    };
     let (parts, _) = req.into_parts();
-    let remote = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .cloned()
-        .ok_or_else(|| internal("no peer address"))?;
-    let device = parts.extensions.get::<PeerCertificate>().copied();
-    let super::Signed { aor, rules, .. } = sign_in(
-        ctx,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &remote,
-        device,
-    )
-    .await?;
+    let (files, super::Signed { aor, rules, .. }) = sign_in(ctx, &parts).await?;
     if !valid_id(id) {
         return Err(not_found());
     }

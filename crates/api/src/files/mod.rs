@@ -21,13 +21,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use sip_app::authn_http::{HttpCredentials, HttpSignIn};
 use sip_app::command::AdminCmd;
 use store::Store;
 
-use super::{problem, Ctx};
+use super::{internal, problem, Ctx};
 
 pub(crate) use download::download;
 pub(crate) use sweep::sweeper;
@@ -116,26 +117,32 @@ struct Signed {
 }
 
 /// Signs a request in with SIP credentials or a device certificate: the
-/// user, or the answer to send (401 with the challenges, 403, 503).
+/// file service and the user, or the answer to send (404 while file
+/// transfer is off, 401 with the challenges, 403, 503).
 async fn sign_in<S: Store>(
     ctx: &Ctx<S>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    remote: &ConnectInfo<SocketAddr>,
-    device: Option<PeerCertificate>,
-) -> Result<Signed, Response> {
+    parts: &Parts,
+) -> Result<(Arc<FileService>, Signed), Response> {
+    let Some(files) = ctx.files.clone() else {
+        return Err(problem(StatusCode::NOT_FOUND, "file transfer is off"));
+    };
+    let remote = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .ok_or_else(|| internal("no peer address"))?;
+    let uri = &parts.uri;
     let credentials = HttpCredentials {
-        method: method.as_str().to_owned(),
+        method: parts.method.as_str().to_owned(),
         uri: uri
             .path_and_query()
             .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
-        authorization: headers
+        authorization: parts
+            .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         source: remote.0.ip(),
-        device: device.map(|d| d.0),
+        device: parts.extensions.get::<PeerCertificate>().map(|d| d.0),
     };
     let outcome = ctx
         .ask(|reply| AdminCmd::HttpSignIn { credentials, reply })
@@ -149,7 +156,7 @@ async fn sign_in<S: Store>(
     match outcome {
         HttpSignIn::Signed {
             aor, rules, limits, ..
-        } => Ok(Signed { aor, rules, limits }),
+        } => Ok((files, Signed { aor, rules, limits })),
         HttpSignIn::Challenge(challenges) => {
             let mut r = problem(
                 StatusCode::UNAUTHORIZED,

@@ -14,19 +14,18 @@
 //! renamed into place, the directory fsynced, and recorded
 //! with the quotas checked in the same transaction; only then 200.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use content::multipart::{self, Event};
 use futures_util::StreamExt;
 use store::{FileAdded, FileRow, Store};
 
-use super::{sign_in, FileService, PeerCertificate};
+use super::{sign_in, FileService};
 use crate::{internal, problem, Ctx};
 
 /// Room for the multipart framing around the file.
@@ -159,25 +158,8 @@ fn random_id() -> Result<String, Response> {
 }
 
 async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response> {
-    let Some(files) = ctx.files.clone() else {
-        return Err(problem(StatusCode::NOT_FOUND, "file transfer is off"));
-    };
     let (parts, body) = req.into_parts();
-    let remote = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .cloned()
-        .ok_or_else(|| internal("no peer address"))?;
-    let device = parts.extensions.get::<PeerCertificate>().copied();
-    let super::Signed { aor, rules, limits } = sign_in(
-        ctx,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &remote,
-        device,
-    )
-    .await?;
+    let (files, super::Signed { aor, rules, limits }) = sign_in(ctx, &parts).await?;
     if let Some(from) = parts.headers.get("from") {
         let given = from.to_str().map(from_aor).unwrap_or_default();
         if given != aor.to_ascii_lowercase() {

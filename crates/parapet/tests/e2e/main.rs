@@ -27,6 +27,8 @@ mod edge;
 mod federation;
 mod federation_dialogs;
 mod files;
+mod files_limits;
+mod files_policy;
 mod harness;
 mod im;
 mod im_filter;
