@@ -12,7 +12,8 @@
  *      default application/octet-stream), FT_ROOT_CA (PEM file for HTTPS/TLS),
  *      FT_DEBUG=1 (liblinphone debug logs on stderr).
  * The rc file carries [sip] ports, [proxy_0], [auth_info_0], [storage] uri and
- * [misc] file_transfer_server_url.
+ * [misc] file_transfer_server_url, or [misc] config-uri: the remote
+ * provisioning document to fetch at start, which names it.
  */
 #define _GNU_SOURCE
 #include <linphone/core.h>
@@ -145,8 +146,18 @@ int main(int argc, char **argv) {
 	if (ftu) linphone_core_set_file_transfer_server(lc, ftu);
 	if (linphone_core_start(lc) != 0) { fprintf(stderr, "core start failed\n"); return 1; }
 
-	/* wait for registration (if the account registers) */
+	/* with [misc] config-uri, the core first fetches and applies the remote
+	 * provisioning document (GlobalConfiguring), then reloads its accounts:
+	 * wait until it is on before taking the account */
 	double t0 = now();
+	while (linphone_core_get_global_state(lc) != LinphoneGlobalOn && now() - t0 < 10) {
+		linphone_core_iterate(lc);
+		usleep(20000);
+	}
+	fprintf(stderr, "[ftclient] core: %s\n", linphone_global_state_to_string(linphone_core_get_global_state(lc)));
+
+	/* wait for registration (if the account registers) */
+	t0 = now();
 	LinphoneAccount *acc = linphone_core_get_default_account(lc);
 	if (acc && linphone_account_params_get_register_enabled(linphone_account_get_params(acc))) {
 		while (now() - t0 < 10) {

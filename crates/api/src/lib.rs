@@ -36,6 +36,7 @@ mod https;
 pub mod manage;
 mod openapi;
 mod policies;
+mod provisioning;
 mod refusals;
 pub mod security;
 mod session;
@@ -47,7 +48,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use auth::secret::SecretKey;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -112,6 +113,25 @@ pub(crate) fn problem(status: StatusCode, detail: impl Into<String>) -> Response
         body.to_string(),
     )
         .into_response()
+}
+
+/// The URL's authority: the Host the client used when it names a host
+/// (and port) in plain characters, else the domain on the listener's port.
+pub(crate) fn authority<S>(ctx: &Ctx<S>, headers: &HeaderMap) -> String {
+    let given = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 260
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    match (given, ctx.cfg.web_listen) {
+        (Some(h), _) => h.to_owned(),
+        (None, Some(w)) => format!("{}:{}", ctx.cfg.domain, w.port()),
+        (None, None) => ctx.cfg.domain.clone(),
+    }
 }
 
 pub(crate) type ApiResult = Result<Response, Response>;

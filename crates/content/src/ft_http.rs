@@ -53,36 +53,19 @@ impl std::fmt::Display for FtError {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Not allowed in XML 1.0 at all: dropped.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The pointer document for a file.
 pub fn write(f: &FileInfo) -> String {
     let until = f
         .until
         .as_deref()
-        .map(|u| format!(" until=\"{}\"", escape(u)))
+        .map(|u| format!(" until=\"{}\"", xml::escape(u)))
         .unwrap_or_default();
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<file xmlns=\"{NS}\">\n<file-info type=\"file\">\n<file-size>{}</file-size>\n<file-name>{}</file-name>\n<content-type>{}</content-type>\n<data url=\"{}\"{until}/>\n</file-info>\n</file>\n",
         f.size,
-        escape(&f.name),
-        escape(&f.content_type),
-        escape(&f.url),
+        xml::escape(&f.name),
+        xml::escape(&f.content_type),
+        xml::escape(&f.url),
     )
 }
 

@@ -108,6 +108,25 @@ fn start(
     })
 }
 
+/// `s` as XML text or an attribute value: the five markup characters
+/// escaped, and the control characters XML 1.0 does not allow at all
+/// dropped.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Parses `input` into its root element.
 pub fn parse(input: &[u8]) -> Result<Node, XmlError> {
     if input.len() > MAX_BYTES {
@@ -221,6 +240,15 @@ fn push_text(stack: &mut [Node], s: &str) -> Result<(), XmlError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn escaped_text_reads_back_as_given_without_forbidden_controls() {
+        let given = "a<b>&\"c'\u{1}\td\u{e9}";
+        let e = escape(given);
+        assert_eq!(e, "a&lt;b&gt;&amp;&quot;c&apos;\td\u{e9}");
+        let n = parse(format!("<x k=\"{e}\">{e}</x>").as_bytes()).unwrap();
+        assert_eq!(n.text, "a<b>&\"c'\td\u{e9}");
+    }
 
     #[test]
     fn a_plain_document_becomes_a_tree_with_namespaces_and_text() {

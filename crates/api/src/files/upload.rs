@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use content::multipart::{self, Event};
 use futures_util::StreamExt;
@@ -128,25 +128,6 @@ fn announced_type(detected: content::files::Kind, declared: Option<&str>) -> Str
         t
     } else {
         d.into()
-    }
-}
-
-/// The URL's authority: the Host the client used when it names a host
-/// (and port) in plain characters, else the domain on the listener's port.
-fn authority<S: Store>(ctx: &Ctx<S>, headers: &HeaderMap) -> String {
-    let given = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 260
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        });
-    match (given, ctx.cfg.web_listen) {
-        (Some(h), _) => h.to_owned(),
-        (None, Some(w)) => format!("{}:{}", ctx.cfg.domain, w.port()),
-        (None, None) => ctx.cfg.domain.clone(),
     }
 }
 
@@ -359,7 +340,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         content_type: announced_type(accepted.kind, part.content_type.as_deref()),
         url: format!(
             "https://{}{}/{id}",
-            authority(ctx, &parts.headers),
+            crate::authority(ctx, &parts.headers),
             content::ft_http::FILES_PATH
         ),
         until: Some(sip_app::rfc3339(expires_at)),

@@ -100,6 +100,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             post(crate::files::upload::<S>).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/files/{id}", get(crate::files::download::<S>))
+        .route("/provisioning", get(crate::provisioning::document::<S>))
         .fallback(not_found)
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

@@ -43,8 +43,9 @@ fn ftclient() -> &'static Path {
 }
 
 /// A Linphone account for `user` on the README's server (TLS by name, the
-/// server's CA, the file-transfer server on the user listener).
-fn rc(s: &Server, user: &str, password: &str) -> PathBuf {
+/// server's CA), told the file-transfer server's URL (`misc`) or told to
+/// fetch the server's provisioning document, which names it.
+fn rc(s: &Server, user: &str, password: &str, misc: &str) -> PathBuf {
     let dir = s.dir.join(format!("ft-{user}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -53,7 +54,7 @@ fn rc(s: &Server, user: &str, password: &str) -> PathBuf {
          verify_server_cn=1\ndefault_proxy=0\nguess_hostname=0\nregister_only_when_network_is_up=0\n\n\
          [net]\nipv6=0\n\n[rtp]\naudio_rtp_port=-1\nvideo_rtp_port=-1\n\n[sound]\nechocancellation=0\n\n\
          [video]\ncapture=0\ndisplay=0\nautomatically_initiate=0\nautomatically_accept=0\n\n\
-         [storage]\nuri={db}\n\n[misc]\nfile_transfer_server_url=https://localhost:4443/files\n\n\
+         [storage]\nuri={db}\n\n[misc]\n{misc}\n\n\
          [proxy_0]\nreg_proxy=<sip:localhost:5061;transport=tls>\nreg_route=<sip:localhost:5061;transport=tls;lr>\n\
          reg_identity=sip:{user}@{DOMAIN}\nreg_expires=3600\nreg_sendregister=1\npublish=0\n\n\
          [auth_info_0]\nusername={user}\nuserid={user}\npasswd={password}\nrealm={DOMAIN}\ndomain={DOMAIN}\n",
@@ -94,8 +95,20 @@ fn linphone_uploads_offers_and_linphone_downloads_the_file() {
     let s = Server::readme("linphone-files");
     s.add_user("alice", "correct horse battery");
     s.add_user("bob", "battery staple horse");
-    let alice = rc(&s, "alice", "correct horse battery");
-    let bob_rc = rc(&s, "bob", "battery staple horse");
+    // Alice's Linphone learns where to upload from the server's
+    // provisioning document (fetched at start); bob's is told.
+    let alice = rc(
+        &s,
+        "alice",
+        "correct horse battery",
+        "config-uri=https://localhost:4443/provisioning",
+    );
+    let bob_rc = rc(
+        &s,
+        "bob",
+        "battery staple horse",
+        "file_transfer_server_url=https://localhost:4443/files",
+    );
     let inbox = s.dir.join("bob-inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     let bob = Command::new(ftclient())
