@@ -2,8 +2,8 @@
 # The layering docs/ARCHITECTURE.md promises, checked on the dependency
 # graph: the SIP application links no HTTP stack and no database, the APIs
 # name no store implementation, and what the Edge will link (federation,
-# config, the store traits) needs no database; the device PKI and the
-# message content checks do no I/O.
+# config, the store traits) needs no database; the device PKI, the
+# message content checks, SDP and the STUN codec do no I/O.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -25,6 +25,8 @@ forbid parapet-api rusqlite parapet-store-sqlite parapet-server
 forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
 forbid parapet-content tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-xml tokio rusqlite parapet-store parapet-sip axum hyper
+forbid parapet-stun tokio rusqlite parapet-store parapet-sip axum hyper
+forbid parapet-sdp tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
 forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"

@@ -2,8 +2,8 @@
 //! provisioning document for this server, the `lpconfig` XML its apps
 //! fetch from a URL or a QR code and liblinphone from `[misc] config-uri`.
 //! It carries the account defaults (this server's TLS listener by the name
-//! the client reached it by, the realm, registration and presence on) and
-//! the file-transfer server's URL, which is how a Linphone learns where to
+//! the client reached it by, the realm, registration and presence on),
+//! SRTP for calls' media, and the file-transfer server's URL, which is how a Linphone learns where to
 //! upload files. Nothing in it is secret (DNS publishes as much, `parapet
 //! admin dns-records`), so it asks for no sign-in: the user enters their
 //! name and password in the app.
@@ -52,6 +52,11 @@ pub(crate) fn linphone(s: &Settings) -> String {
         doc.push_str(&entry("publish", "1"));
         doc.push_str("  </section>\n");
     }
+    // Calls' media encrypted (SDES over the TLS signalling): the server
+    // refuses unencrypted media unless its media policy allows it.
+    doc.push_str("  <section name=\"sip\">\n");
+    doc.push_str(&entry("media_encryption", "srtp"));
+    doc.push_str("  </section>\n");
     if let Some(url) = &s.file_server {
         doc.push_str("  <section name=\"misc\">\n");
         doc.push_str(&entry("file_transfer_server_url", url));
@@ -135,6 +140,7 @@ mod tests {
         });
         assert!(!doc.contains("proxy_default_values"));
         assert!(!doc.contains("misc"));
+        assert!(doc.contains("<entry name=\"media_encryption\" overwrite=\"true\">srtp</entry>"));
         assert!(xml::parse(doc.as_bytes()).is_ok(), "{doc}");
     }
 

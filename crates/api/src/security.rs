@@ -240,6 +240,14 @@ const POLICY_CHECKS: &[PolicyCheck] = &[
         weaker: |v| text_is(v, "same"),
     },
     PolicyCheck {
+        kind: "media",
+        field: "encryption",
+        group: "Calls",
+        severity: Severity::High,
+        recommended: "required",
+        weaker: |v| !text_is(v, "required"),
+    },
+    PolicyCheck {
         kind: "conferencing",
         field: "anonymous_participants",
         group: "Conferencing",

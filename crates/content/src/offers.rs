@@ -37,6 +37,27 @@ pub fn offered(content_type: &str, body: &[u8]) -> Vec<Offered> {
     out
 }
 
+/// The session descriptions in a body of `content_type`: the body itself
+/// when it is `application/sdp`, else the `application/sdp` parts of a
+/// `multipart/*` body (one level, bounded).
+pub fn sdp_bodies<'a>(content_type: &str, body: &'a [u8]) -> Vec<&'a [u8]> {
+    let (m, params) = media(content_type);
+    if m == "application/sdp" {
+        return vec![body];
+    }
+    if !m.starts_with("multipart/") {
+        return Vec::new();
+    }
+    let Some(b) = boundary(params) else {
+        return Vec::new();
+    };
+    parts(body, &b)
+        .into_iter()
+        .filter(|(ct, _)| media(ct).0 == "application/sdp")
+        .map(|(_, part)| part)
+        .collect()
+}
+
 fn collect(content_type: &str, body: &[u8], depth: usize, out: &mut Vec<Offered>) {
     let (m, params) = media(content_type);
     match m.as_str() {

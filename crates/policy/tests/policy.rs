@@ -82,6 +82,7 @@ fn every_kind_has_valid_unique_documented_defaults() {
             "privacy",
             "im_filter",
             "file_transfer",
+            "media",
             "client_version",
             "conferencing",
             "archiving"
@@ -104,6 +105,8 @@ fn defaults_are_the_secure_choice() {
     let files = s.effective(u, "file_transfer").unwrap();
     assert!(files.list("blocked_extensions").iter().any(|e| e == ".jar"));
     assert_eq!(files.text("federated"), Some("block_all"));
+    let media = s.effective(u, "media").unwrap();
+    assert_eq!(media.text("encryption"), Some("required"));
     let conf = s.effective(u, "conferencing").unwrap();
     assert_eq!(conf.text("file_transfer"), Some("follow_policy"));
     assert!(!conf.flag("anonymous_participants"));

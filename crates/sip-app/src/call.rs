@@ -36,6 +36,10 @@ impl<S: store::Store> Core<S> {
             {
                 return;
             }
+            // Partners' connections are TLS.
+            if !self.media_allowed(r, &[&caller_aor], true).await {
+                return;
+            }
             return self.send_to_partner(r, &caller_aor).await;
         }
         let Uri::Sip(ruri) = r.f.request_uri else {
@@ -66,6 +70,14 @@ impl<S: store::Store> Core<S> {
         let hops = self.hops_for(&targets, r.own_routes);
         if hops.is_empty() {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+        }
+        let caller = self.our_party(&r.f.from).unwrap_or_default();
+        let out_secure = hops.iter().all(|h| super::media::secure(h.proto));
+        if !self
+            .media_allowed(r, &[&caller, callee_aor], out_secure)
+            .await
+        {
+            return;
         }
         let timeout = self.build(r, 408, "Request Timeout", &[]);
         let kind = ForkKind::Relay {
@@ -190,7 +202,8 @@ impl<S: store::Store> Core<S> {
             Err((status, reason)) => return self.reply(r, status, reason, &[]).await,
         };
         // What it carries, under the policies (crate::dialog_content).
-        let Some(replaced) = self.in_dialog_content(r).await else {
+        let out_secure = super::media::secure(hop.proto);
+        let Some(replaced) = self.in_dialog_content(r, out_secure).await else {
             return;
         };
         match replaced {

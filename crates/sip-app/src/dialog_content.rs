@@ -3,8 +3,9 @@
 //! passes the IM filter and the file-transfer policy's rules for
 //! encrypted bodies, and files offered straight between the clients in a
 //! re-INVITE or UPDATE (MSRP's `a=file-selector`) the file-transfer
-//! policy, as an INVITE's do. Otherwise a call once set up would be a way
-//! around both.
+//! policy, as an INVITE's do; their session descriptions (and a PRACK's)
+//! the media policy (`crate::media`). Otherwise a call once set up would
+//! be a way around all three.
 //!
 //! Requests inside a dialog are not authenticated (they follow one whose
 //! first request was), so each end named in From and To that is one of
@@ -23,10 +24,14 @@ impl<S: store::Store> Core<S> {
     /// The policies on a request inside a dialog: `None` when it was
     /// refused (and answered), `Some(None)` to relay it as it is,
     /// `Some(Some(m))` to relay `m` instead (its text filtered).
-    pub(crate) async fn in_dialog_content(&mut self, r: &Req<'_>) -> Option<Option<Message>> {
+    pub(crate) async fn in_dialog_content(
+        &mut self,
+        r: &Req<'_>,
+        out_secure: bool,
+    ) -> Option<Option<Message>> {
         let carries = matches!(
             r.f.method,
-            Method::Invite | Method::Update | Method::Message
+            Method::Invite | Method::Update | Method::Message | Method::Prack
         );
         if !carries || r.msg.body().is_empty() {
             return Some(None);
@@ -40,10 +45,9 @@ impl<S: store::Store> Core<S> {
             (None, None) => (String::new(), String::new(), Direction::Internal),
         };
         if r.f.method != Method::Message {
-            return self
-                .peer_offers_allowed(r, &sender, &rcpt, direction)
-                .await
-                .then_some(None);
+            let allowed = self.peer_offers_allowed(r, &sender, &rcpt, direction).await
+                && self.media_allowed(r, &[&sender, &rcpt], out_secure).await;
+            return allowed.then_some(None);
         }
         if !self.message_fits(r).await {
             return None;
@@ -76,7 +80,7 @@ impl<S: store::Store> Core<S> {
     }
 
     /// The address of record of `party` when it names one of our users.
-    fn our_party(&self, party: &NameAddr<'_>) -> Option<String> {
+    pub(crate) fn our_party(&self, party: &NameAddr<'_>) -> Option<String> {
         let Uri::Sip(u) = &party.uri else {
             return None;
         };

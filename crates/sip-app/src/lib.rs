@@ -26,6 +26,7 @@ mod fork;
 mod housekeeping;
 pub mod identity;
 mod im;
+mod media;
 pub mod metrics;
 mod org_certs;
 mod overload;

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub im_blocked: AtomicU64,
     /// MESSAGEs refused for the file they offer.
     pub files_refused: AtomicU64,
+    /// Offers and answers refused by the media policy (unencrypted media,
+    /// SDES keys over a hop that is not TLS, SDP that cannot be read).
+    pub media_refused: AtomicU64,
     /// Files uploaded and kept.
     pub files_uploaded: AtomicU64,
     /// Uploads refused by the file-transfer policy.
@@ -129,7 +132,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "parapet_sip_transactions_completed_evicted_total",
                 "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
@@ -194,6 +197,11 @@ impl Metrics {
                 "parapet_file_offers_refused_total",
                 "Instant messages refused for the file they offer (policy, not the sender's file, expired, encrypted where inspection is required).",
                 &self.files_refused,
+            ),
+            (
+                "parapet_media_refused_total",
+                "Calls and call changes refused by the media policy (media not encrypted, SDES keys on a hop that is not TLS, SDP that cannot be read).",
+                &self.media_refused,
             ),
             (
                 "parapet_files_uploaded_total",

@@ -504,6 +504,13 @@ pub fn file_limits(set: &PolicySet, aor: &str) -> FileLimits {
     }
 }
 
+/// Whether `aor`'s media must be encrypted (the `media` policy's
+/// `encryption`; required unless a policy says optional).
+pub fn media_encryption_required(set: &PolicySet, aor: &str) -> bool {
+    set.effective(aor, "media")
+        .is_none_or(|e| e.text("encryption") != Some("optional"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +537,15 @@ mod tests {
 
     fn list(v: &[&str]) -> Value {
         Value::List(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn media_encryption_is_required_unless_a_policy_says_optional() {
+        assert!(media_encryption_required(&PolicySet::default(), "sip:a@x"));
+        let required = kind_set("media", &[("encryption", Value::Text("required".into()))]);
+        assert!(media_encryption_required(&required, "sip:a@x"));
+        let optional = kind_set("media", &[("encryption", Value::Text("optional".into()))]);
+        assert!(!media_encryption_required(&optional, "sip:a@x"));
     }
 
     #[test]

@@ -404,6 +404,13 @@ fn baresip_clients_message_and_call_over_tls() {
     bob.wait_for("Call established: sip:alice@example.test");
     alice.wait_for("Call established: sip:bob@example.test");
     bob.wait_for("incoming rtp for 'audio' established");
+    // Its media is SRTP keyed by SDES (the README's recipe; the server
+    // refuses anything unencrypted).
+    let trace = bob.output();
+    assert!(
+        trace.contains("RTP/SAVP") && trace.contains("a=crypto:"),
+        "{trace}"
+    );
     alice.cmd("/hangup");
     // The BYE reaches bob along the route set (over his TLS connection, by the
     // flow token in our Record-Route) and ends his side of the call.

@@ -28,7 +28,7 @@ impl Linphone {
         // address entry, so it connects by name (as the README advises).
         let rc = format!(
             "[sip]\nsip_port=0\nsip_tcp_port=0\nsip_tls_port=-1\nroot_ca={ca}\nverify_server_certs=1\n\
-             verify_server_cn=1\ndefault_proxy=0\n\n[rtp]\naudio_rtp_port=-1\nvideo_rtp_port=-1\n\n\
+             verify_server_cn=1\ndefault_proxy=0\nmedia_encryption=srtp\nmedia_encryption_mandatory=1\n\n[rtp]\naudio_rtp_port=-1\nvideo_rtp_port=-1\n\n\
              [video]\ncapture=0\ndisplay=0\n\n[storage]\nuri={db}\n\n[proxy_0]\n\
              reg_proxy=<sip:localhost:5061;transport=tls>\nreg_route=<sip:localhost:5061;transport=tls;lr>\n\
              reg_identity=sip:{user}@{DOMAIN}\nreg_expires=3600\nreg_sendregister=1\npublish=0\n\n\

@@ -35,6 +35,7 @@ mod im_filter;
 mod kamailio_peer;
 mod linphone;
 mod linphone_files;
+mod media;
 mod operations;
 mod page;
 mod policies;

@@ -11,6 +11,7 @@ pub mod external_access;
 pub mod federation;
 pub mod file_transfer;
 pub mod im_filter;
+pub mod media;
 pub mod privacy;
 
 use crate::spec::KindSpec;
@@ -23,6 +24,7 @@ pub(crate) static ALL: &[&KindSpec] = &[
     &privacy::SPEC,
     &im_filter::SPEC,
     &file_transfer::SPEC,
+    &media::SPEC,
     &client_version::SPEC,
     &conferencing::SPEC,
     &archiving::SPEC,

@@ -1,0 +1,103 @@
+//! The media policy on real calls (SIPp over UDP, the README's server):
+//! a call offering plain RTP, or SDES keys over signalling that is not
+//! TLS, is refused with 488 and a Warning that says why, and its callee
+//! never sees it; with `encryption=optional` plain RTP goes through, and
+//! the security check reports the policy as a high finding.
+
+use crate::federation::metric;
+use crate::files::last_answer;
+use crate::harness::*;
+
+const ALICE: &str = "correct horse battery";
+const BOB: &str = "battery staple horse";
+const KEY: &str =
+    "crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+fn offer(s: &Server, proto: &str, attribute: &str) -> (bool, String) {
+    s.sipp_start(
+        "call_uac_media_offer.xml",
+        "bob",
+        "alice",
+        ALICE,
+        "127.0.0.1",
+        free_port(),
+        &["alice", proto, attribute],
+    )
+    .finish()
+}
+
+#[test]
+fn unencrypted_media_is_refused_unless_the_policy_allows_it() {
+    let s = Server::new("media-policy");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    // Bob is registered (his SIPp has gone: a call that got past the
+    // check would time out, not be answered 488).
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            BOB,
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+
+    let (ok, msgs) = offer(&s, "RTP/AVP", "sendrecv");
+    assert!(ok, "{msgs}\n{}", s.log());
+    assert_eq!(
+        last_answer(&msgs),
+        "SIP/2.0 488 Not Acceptable Here (Media Not Encrypted) Warning: 399 parapet \"the audio stream (m= line 1) is plain RTP: not encrypted; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)\""
+    );
+    // SDES keys in an offer that came over UDP would be readable on the
+    // way: refused whatever the suite.
+    let (ok, msgs) = offer(&s, "RTP/SAVP", KEY);
+    assert!(ok, "{msgs}");
+    assert!(
+        last_answer(&msgs)
+            .starts_with("SIP/2.0 488 Not Acceptable Here (SDES Keys Over Plain Signalling)"),
+        "{msgs}"
+    );
+    // A NULL cipher is no cipher.
+    let (ok, msgs) = offer(
+        &s,
+        "RTP/SAVP",
+        "crypto:1 NULL_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR",
+    );
+    assert!(ok, "{msgs}");
+    assert!(
+        last_answer(&msgs).contains("offers only SRTP suites that are not allowed"),
+        "{msgs}"
+    );
+    let m = s.http_get("/metrics", None).1;
+    assert_eq!(metric(&m, "parapet_media_refused_total"), 3, "{m}");
+
+    // Allowed by the administrator: the same plain offer reaches bob and
+    // the call is set up; the security check now fails on it.
+    let o = s.admin(
+        &["policy", "set", "media", "global", "encryption=optional"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let bob = register_then(&s, "bob", BOB, "call_uas_bye.xml");
+    let (ok, msgs) = offer(&s, "RTP/AVP", "sendrecv");
+    assert!(ok, "{msgs}\n{}", s.log());
+    let (ok, callee) = bob.finish();
+    assert!(ok, "{callee}");
+    assert!(
+        callee.contains("m=audio") && callee.contains("RTP/AVP 0"),
+        "{callee}"
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .arg("security")
+        .arg(format!("--server=http://127.0.0.1:{}", s.admin))
+        .arg("check")
+        .env("PARAPET_ADMIN_TOKEN", &s.token)
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(text.contains("[HIGH] policy media.encryption"), "{text}");
+}

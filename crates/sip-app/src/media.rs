@@ -1,0 +1,76 @@
+//! Encrypted media, enforced where the proxy sees it: every session
+//! description in an INVITE, re-INVITE, UPDATE or PRACK it relays is read
+//! (`sdp`, strictly) and every stream must be SRTP keyed by DTLS-SRTP, or
+//! by SDES when the signalling is TLS on the hop it came in on and on
+//! every hop it goes out on (SDES keys travel in the SDP). Anything else
+//! is answered 488 Not Acceptable Here with a Warning that says why, and
+//! the callee never sees it. Plain media passes only where the media
+//! policy of every user of ours in the call says `optional`.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use sip_transport::Protocol;
+
+use super::{files::content_type_of, policy_set, Core, Req};
+
+/// Whether signalling over `p` keeps SDES keys from the network.
+pub(crate) fn secure(p: Protocol) -> bool {
+    matches!(p, Protocol::Tls | Protocol::Wss)
+}
+
+impl<S: store::Store> Core<S> {
+    /// Whether the media policy lets `r`'s session descriptions through,
+    /// for the users of ours among `parties` (none: the global policy),
+    /// the request going on over hops that are all TLS (`out_secure`).
+    /// `false`: answered 488 (or 400 for SDP that cannot be read).
+    pub(crate) async fn media_allowed(
+        &mut self,
+        r: &Req<'_>,
+        parties: &[&str],
+        out_secure: bool,
+    ) -> bool {
+        let body = r.msg.body();
+        if body.is_empty() {
+            return true;
+        }
+        let required = if parties.iter().all(|p| p.is_empty()) {
+            policy_set::media_encryption_required(&self.policies, "")
+        } else {
+            parties
+                .iter()
+                .filter(|p| !p.is_empty())
+                .any(|p| policy_set::media_encryption_required(&self.policies, p))
+        };
+        if !required {
+            return true;
+        }
+        let content_type = content_type_of(r.msg);
+        for sdp_body in content::offers::sdp_bodies(&content_type, body) {
+            let verdict = match sdp::Session::parse(sdp_body) {
+                Err(e) => Err((400, "Bad Request (Malformed SDP)", e.to_string())),
+                Ok(s) => match sdp::protection::judge(&s) {
+                    Err(why) => Err((
+                        488,
+                        "Not Acceptable Here (Media Not Encrypted)",
+                        format!("{why}; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)"),
+                    )),
+                    Ok(sum) if sum.sdes && !(secure(r.src.protocol) && out_secure) => Err((
+                        488,
+                        "Not Acceptable Here (SDES Keys Over Plain Signalling)",
+                        "SRTP keys in the SDP (a=crypto) would cross a hop that is not TLS; use TLS for signalling or DTLS-SRTP".into(),
+                    )),
+                    Ok(_) => Ok(()),
+                },
+            };
+            if let Err((status, reason, detail)) = verdict {
+                self.metrics.media_refused.fetch_add(1, Relaxed);
+                self.log_refusal(r, "the media policy refused a session description", &detail);
+                let warning = format!("399 parapet \"{}\"", detail.replace(['"', '\\'], "'"));
+                self.reply(r, status, reason, &[("Warning", &warning)])
+                    .await;
+                return false;
+            }
+        }
+        true
+    }
+}
