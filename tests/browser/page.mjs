@@ -75,6 +75,16 @@ try {
   await page.click('#sign-in button[type=submit]');
   await expectStatus('Signed in as');
   check((await page.textContent('#me')).includes(user), 'the header names the user');
+  // Linphone's set-up: the configuration address and its QR code (an
+  // image the server drew, loaded).
+  check(
+    (await page.textContent('#provisioning-url')) === new URL(url).origin + '/provisioning',
+    'the page shows the configuration address',
+  );
+  check(
+    await page.locator('#provisioning-qr').evaluate((img) => img.complete && img.naturalWidth >= 200),
+    'the configuration QR code is shown',
+  );
 
   const wrow = page.locator(`#watchers tr[data-watcher="${watcher}"]`);
   await wrow.waitFor();

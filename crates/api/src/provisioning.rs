@@ -6,7 +6,8 @@
 //! SRTP for calls' media, and the file-transfer server's URL, which is how a Linphone learns where to
 //! upload files. Nothing in it is secret (DNS publishes as much, `parapet
 //! admin dns-records`), so it asks for no sign-in: the user enters their
-//! name and password in the app.
+//! name and password in the app. The self-service page shows its URL as a
+//! QR code (`/provisioning/qr.svg`), which the apps scan.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -78,6 +79,43 @@ fn host_of(authority: &str) -> &str {
         .map_or(authority, |(host, _)| host)
 }
 
+/// The document's URL, as the client reached this server.
+fn url<S>(ctx: &Ctx<S>, headers: &HeaderMap) -> String {
+    format!("https://{}{PATH}", crate::authority(ctx, headers))
+}
+
+/// Where the document is served.
+pub(crate) const PATH: &str = "/provisioning";
+
+/// A QR code of `url`, as Linphone's apps scan one to fetch their
+/// configuration.
+pub(crate) fn qr_svg(url: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+/// `GET /provisioning/qr.svg`: the document's URL as a QR code, for the
+/// self-service page (public, like the document).
+pub(crate) async fn qr<S>(State(ctx): State<Ctx<S>>, headers: HeaderMap) -> Response {
+    match qr_svg(&url(&ctx, &headers)) {
+        Some(svg) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            svg,
+        )
+            .into_response(),
+        None => crate::internal("the QR code could not be made"),
+    }
+}
+
 pub(crate) async fn document<S>(State(ctx): State<Ctx<S>>, headers: HeaderMap) -> Response {
     let authority = crate::authority(&ctx, &headers);
     let settings = Settings {
@@ -142,6 +180,16 @@ mod tests {
         assert!(!doc.contains("misc"));
         assert!(doc.contains("<entry name=\"media_encryption\" overwrite=\"true\">srtp</entry>"));
         assert!(xml::parse(doc.as_bytes()).is_ok(), "{doc}");
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg_of_the_url() {
+        let svg = qr_svg("https://sip.example.com:4443/provisioning").unwrap();
+        assert!(svg.contains("<svg"), "{svg}");
+        assert_ne!(
+            svg,
+            qr_svg("https://sip.example.com:4443/provisionin").unwrap()
+        );
     }
 
     #[test]

@@ -100,7 +100,11 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             post(crate::files::upload::<S>).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/files/{id}", get(crate::files::download::<S>))
-        .route("/provisioning", get(crate::provisioning::document::<S>))
+        .route(
+            crate::provisioning::PATH,
+            get(crate::provisioning::document::<S>),
+        )
+        .route("/provisioning/qr.svg", get(crate::provisioning::qr::<S>))
         .fallback(not_found)
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

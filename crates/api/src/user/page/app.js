@@ -263,6 +263,7 @@ function show(signedIn) {
 }
 
 function init() {
+  $('provisioning-url').textContent = location.origin + '/provisioning';
   $('sign-in').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
