@@ -2,9 +2,10 @@
 //! description in an INVITE, re-INVITE, UPDATE or PRACK it relays is read
 //! (`sdp`, strictly) and every stream must be SRTP keyed by DTLS-SRTP, or
 //! by SDES when the signalling is TLS on the hop it came in on and on
-//! every hop it goes out on (SDES keys travel in the SDP). Anything else
-//! is answered 488 Not Acceptable Here with a Warning that says why, and
-//! the callee never sees it. Plain media passes only where the media
+//! every hop it goes out on (SDES keys travel in the SDP). An INVITE that
+//! opens a call must carry its offer (one in the 2xx could not be
+//! refused). Anything else is answered 488 Not Acceptable Here with a
+//! Warning that says why, and the callee never sees it. Plain media passes only where the media
 //! policy of every user of ours in the call says `optional`.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,7 +31,8 @@ impl<S: store::Store> Core<S> {
         out_secure: bool,
     ) -> bool {
         let body = r.msg.body();
-        if body.is_empty() {
+        let initial_invite = r.f.method == sip::Method::Invite && r.f.to.tag().is_none();
+        if body.is_empty() && !initial_invite {
             return true;
         }
         let required = if parties.iter().all(|p| p.is_empty()) {
@@ -45,7 +47,19 @@ impl<S: store::Store> Core<S> {
             return true;
         }
         let content_type = content_type_of(r.msg);
-        for sdp_body in content::offers::sdp_bodies(&content_type, body) {
+        let bodies = content::offers::sdp_bodies(&content_type, body);
+        if bodies.is_empty() && initial_invite {
+            // The offer would come in the 2xx, which a proxy cannot refuse.
+            self.refuse_media(
+                r,
+                488,
+                "Not Acceptable Here (No SDP Offer)",
+                "a call must offer its media in the INVITE where media must be encrypted: an offer in the answer cannot be checked".into(),
+            )
+            .await;
+            return false;
+        }
+        for sdp_body in bodies {
             let verdict = match sdp::Session::parse(sdp_body) {
                 Err(e) => Err((400, "Bad Request (Malformed SDP)", e.to_string())),
                 Ok(s) => match sdp::protection::judge(&s) {
@@ -63,14 +77,24 @@ impl<S: store::Store> Core<S> {
                 },
             };
             if let Err((status, reason, detail)) = verdict {
-                self.metrics.media_refused.fetch_add(1, Relaxed);
-                self.log_refusal(r, "the media policy refused a session description", &detail);
-                let warning = format!("399 parapet \"{}\"", detail.replace(['"', '\\'], "'"));
-                self.reply(r, status, reason, &[("Warning", &warning)])
-                    .await;
+                self.refuse_media(r, status, reason, detail).await;
                 return false;
             }
         }
         true
+    }
+
+    async fn refuse_media(
+        &mut self,
+        r: &Req<'_>,
+        status: u16,
+        reason: &'static str,
+        detail: String,
+    ) {
+        self.metrics.media_refused.fetch_add(1, Relaxed);
+        self.log_refusal(r, "the media policy refused a session description", &detail);
+        let warning = format!("399 parapet \"{}\"", detail.replace(['"', '\\'], "'"));
+        self.reply(r, status, reason, &[("Warning", &warning)])
+            .await;
     }
 }

@@ -1,7 +1,7 @@
 //! The media policy on real calls (SIPp over UDP, the README's server):
-//! a call offering plain RTP, or SDES keys over signalling that is not
-//! TLS, is refused with 488 and a Warning that says why, and its callee
-//! never sees it; with `encryption=optional` plain RTP goes through, and
+//! a call offering plain RTP, SDES keys over signalling that is not TLS,
+//! a NULL cipher or no offer at all is refused with 488 and a Warning that
+//! says why, and its callee never sees it; with `encryption=optional` plain RTP goes through, and
 //! the security check reports the policy as a high finding.
 
 use crate::federation::metric;
@@ -71,8 +71,25 @@ fn unencrypted_media_is_refused_unless_the_policy_allows_it() {
         last_answer(&msgs).contains("offers only SRTP suites that are not allowed"),
         "{msgs}"
     );
+    // No offer at all: it would come in the 2xx, which cannot be refused.
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_no_offer.xml",
+            "bob",
+            "alice",
+            ALICE,
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    assert!(ok, "{msgs}");
+    assert!(
+        last_answer(&msgs).starts_with("SIP/2.0 488 Not Acceptable Here (No SDP Offer)"),
+        "{msgs}"
+    );
     let m = s.http_get("/metrics", None).1;
-    assert_eq!(metric(&m, "parapet_media_refused_total"), 3, "{m}");
+    assert_eq!(metric(&m, "parapet_media_refused_total"), 4, "{m}");
 
     // Allowed by the administrator: the same plain offer reaches bob and
     // the call is set up; the security check now fails on it.
