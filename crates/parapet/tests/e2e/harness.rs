@@ -8,8 +8,47 @@ use std::time::{Duration, Instant};
 
 pub(crate) const DOMAIN: &str = "example.test";
 
+/// A port free for both UDP and TCP on 127.0.0.1. Taken below the
+/// kernel's ephemeral range, so that no outgoing connection of a parallel
+/// test (which gets an ephemeral port, on any local address) can take it
+/// between this check and the bind; handed out in turn from a random
+/// start, so two tests of one run never get the same. (A port the kernel
+/// picked was in the ephemeral range: an edge once failed three times to
+/// bind its fixed external port, taken by such a connection.)
 pub(crate) fn free_port() -> u16 {
-    // A port free for both UDP and TCP on 127.0.0.1.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const FIRST: u32 = 10_000;
+    if low <= FIRST + 1_000 {
+        return kernel_port();
+    }
+    let span = low - FIRST;
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let seed = std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let _ = NEXT.compare_exchange(0, 1 + seed % span, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = u16::try_from(FIRST + n % span).unwrap_or(0);
+        if p != 0
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    kernel_port()
+}
+
+/// A port the kernel finds free (for both UDP and TCP on 127.0.0.1).
+fn kernel_port() -> u16 {
     loop {
         let t = TcpListener::bind("127.0.0.1:0").unwrap();
         let p = t.local_addr().unwrap().port();
