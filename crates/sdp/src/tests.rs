@@ -120,9 +120,9 @@ fn the_grammar_is_strict() {
         (ok.replacen("s=-", "s=-\r\nt=0 0\r\ns=again", 1), "order"),
         (ok.replacen("a=sendrecv", "a=send\u{0}recv", 1), "NUL"),
         (
-            format!("{ok}c=IN IP4 192.0.2.11\r\n").replacen(
-                "c=IN IP4 192.0.2.10\r\nt",
-                "c=IN IP4 192.0.2.10\r\nc=IN IP4 192.0.2.12\r\nt",
+            ok.replacen(
+                "c=IN IP4 192.0.2.10\r\n",
+                "c=IN IP4 192.0.2.10\r\nc=IN IP4 192.0.2.12\r\n",
                 1,
             ),
             "two session c=",

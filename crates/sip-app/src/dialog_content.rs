@@ -57,7 +57,13 @@ impl<S: store::Store> Core<S> {
             content::ft_http::offer(&content_type, r.msg.body()),
             content::ft_http::Offer::Pointer(_)
         ) {
-            self.refuse_in_dialog_pointer(r).await;
+            self.refuse_offer(
+                r,
+                403,
+                "Forbidden (File Offer Inside a Dialog)",
+                "send files in a MESSAGE outside the call".into(),
+            )
+            .await;
             return None;
         }
         let rules = match direction {
@@ -90,21 +96,5 @@ impl<S: store::Store> Core<S> {
         }
         let aor = format!("sip:{user}@{}", self.cfg.domain);
         self.users.get(&aor).is_some().then_some(aor)
-    }
-
-    async fn refuse_in_dialog_pointer(&mut self, r: &Req<'_>) {
-        self.metrics
-            .files_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let detail = "send files in a MESSAGE outside the call";
-        self.log_refusal(r, "a file pointer inside a dialog was refused", detail);
-        let warning = format!("399 parapet \"{detail}\"");
-        self.reply(
-            r,
-            403,
-            "Forbidden (File Offer Inside a Dialog)",
-            &[("Warning", &warning)],
-        )
-        .await;
     }
 }

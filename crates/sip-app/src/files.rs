@@ -263,7 +263,7 @@ impl<S: store::Store> Core<S> {
         self.identity.is_our_host(&host).then(|| u.id.to_owned())
     }
 
-    async fn refuse_offer(
+    pub(crate) async fn refuse_offer(
         &mut self,
         r: &Req<'_>,
         status: u16,
@@ -273,9 +273,7 @@ impl<S: store::Store> Core<S> {
         self.metrics
             .files_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.log_refusal(r, "a file offer was refused", &detail);
-        let warning = format!("399 parapet \"{}\"", detail.replace(['"', '\\'], "'"));
-        self.reply(r, status, reason, &[("Warning", &warning)])
+        self.refuse_with_warning(r, "a file offer was refused", status, reason, &detail)
             .await;
         Checked::Refused
     }

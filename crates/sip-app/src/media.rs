@@ -92,9 +92,13 @@ impl<S: store::Store> Core<S> {
         detail: String,
     ) {
         self.metrics.media_refused.fetch_add(1, Relaxed);
-        self.log_refusal(r, "the media policy refused a session description", &detail);
-        let warning = format!("399 parapet \"{}\"", detail.replace(['"', '\\'], "'"));
-        self.reply(r, status, reason, &[("Warning", &warning)])
-            .await;
+        self.refuse_with_warning(
+            r,
+            "the media policy refused a session description",
+            status,
+            reason,
+            &detail,
+        )
+        .await;
     }
 }

@@ -90,12 +90,60 @@ impl<S: store::Store> Core<S> {
             "request refused: {cause}"
         );
     }
+
+    /// Refuses `r` with `status reason` and a Warning (399) saying why,
+    /// logged as [`Self::log_refusal`] does. `detail` may quote what the
+    /// request carried, so it is made safe for a header and bounded first
+    /// ([`warning_text`]).
+    pub(crate) async fn refuse_with_warning(
+        &mut self,
+        r: &Req<'_>,
+        cause: &'static str,
+        status: u16,
+        reason: &'static str,
+        detail: &str,
+    ) {
+        let text = warning_text(detail);
+        self.log_refusal(r, cause, &text);
+        let warning = format!("399 parapet \"{text}\"");
+        self.reply(r, status, reason, &[("Warning", &warning)])
+            .await;
+    }
+}
+
+/// Longest text of a Warning this server writes.
+const MAX_WARNING: usize = 300;
+
+/// `detail` as a Warning's quoted text: control characters dropped,
+/// quotes and backslashes turned into apostrophes, at most
+/// [`MAX_WARNING`] characters.
+pub(crate) fn warning_text(detail: &str) -> String {
+    let mut out: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .take(MAX_WARNING + 1)
+        .collect();
+    if out.chars().count() > MAX_WARNING {
+        out = out.chars().take(MAX_WARNING - 3).collect();
+        out.push_str("...");
+    }
+    out
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warning_text_is_safe_in_a_header_and_bounded() {
+        assert_eq!(warning_text("a \"b\" c\\d\r\ne\u{b}"), "a 'b' c'de");
+        let long = warning_text(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), MAX_WARNING);
+        assert!(long.ends_with("..."));
+        assert_eq!(warning_text("short"), "short");
+    }
 
     #[test]
     fn a_cause_is_logged_once_a_minute_per_source() {
