@@ -27,7 +27,7 @@ forbid parapet-content tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-xml tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-stun tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-sdp tokio rusqlite parapet-store parapet-sip axum hyper
-forbid parapet-relay rusqlite parapet-store parapet-store-sqlite axum hyper
+forbid parapet-relay rusqlite parapet-store parapet-store-sqlite axum hyper parapet-sip parapet-sip-app parapet-config parapet-api
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
 forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"

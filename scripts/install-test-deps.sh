@@ -5,7 +5,8 @@
 # smoke run, schemathesis for the admin and user APIs, and Kamailio with its TLS module (a partner
 # organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
 # README's device-certificate recipe); sslyze for the TLS profile; liblinphone-dev, a C compiler,
-# sqlite3 and clamav-daemon for the file-transfer tests.
+# sqlite3 and clamav-daemon for the file-transfer tests; iproute2, iptables and coturn's
+# client tools for the media relay's tests.
 set -euo pipefail
 
 need_apt=()
@@ -30,6 +31,12 @@ command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 # Virus scanning: clamd, started by the test with a local signature file
 # (nothing is downloaded; Debian's freshclam service is not used).
 command -v clamd >/dev/null 2>&1 || need_apt+=(clamav-daemon)
+# The media relay's NAT laboratory: network namespaces (iproute2) with
+# iptables' MASQUERADE between them; coturn's client tools drive the relay
+# as a third-party client.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v turnutils_uclient >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

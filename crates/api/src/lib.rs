@@ -42,6 +42,7 @@ pub mod security;
 mod session;
 mod status;
 mod user;
+pub use user::RelayAccess;
 mod users;
 
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) devices: Arc<devices::DeviceAuthority>,
     /// The file-transfer server (`None`: off).
     pub(crate) files: Option<Arc<files::FileService>>,
+    /// The media relay, for web clients' credentials (`None`: no relay).
+    pub(crate) relay: Option<user::RelayAccess>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -270,6 +273,8 @@ pub struct AdminSetup<S> {
     pub devices: Arc<devices::DeviceAuthority>,
     /// The file-transfer server on the user listener (`None`: off).
     pub files: Option<Arc<files::FileService>>,
+    /// The media relay, for web clients' credentials (`None`: no relay).
+    pub relay: Option<user::RelayAccess>,
 }
 
 /// Where the listeners are bound.
@@ -412,6 +417,7 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         edges: s.edges.clone(),
         devices: s.devices.clone(),
         files: s.files.clone().filter(|_| s.web.is_some()),
+        relay: s.relay.clone(),
     };
     if let Some(files) = ctx.files.clone() {
         tokio::spawn(files::sweeper(ctx.store.clone(), files));

@@ -15,6 +15,7 @@ pub struct RawClientCertificates {
     pub map_by: Option<String>,
     pub crls: Option<Vec<String>>,
     pub crl_refresh_secs: Option<u64>,
+    pub on_wss: Option<bool>,
 }
 
 /// Which name of an organisation's certificate says who the user is.
@@ -44,6 +45,8 @@ pub struct ClientCertificatesConfig {
     pub map_by: MapBy,
     pub crls: Vec<CrlSource>,
     pub crl_refresh: std::time::Duration,
+    /// The WSS listeners ask for device certificates too.
+    pub on_wss: bool,
 }
 
 impl Default for ClientCertificatesConfig {
@@ -53,6 +56,7 @@ impl Default for ClientCertificatesConfig {
             map_by: MapBy::SipUri,
             crls: Vec::new(),
             crl_refresh: std::time::Duration::from_secs(3600),
+            on_wss: false,
         }
     }
 }
@@ -113,6 +117,7 @@ impl RawClientCertificates {
             map_by,
             crls,
             crl_refresh: std::time::Duration::from_secs(secs),
+            on_wss: self.on_wss.unwrap_or(false),
         })
     }
 }
@@ -131,10 +136,12 @@ mod tests {
                 "http://pki.example/org.crl".into(),
             ]),
             crl_refresh_secs: Some(600),
+            on_wss: Some(true),
         }
         .build()
         .unwrap();
         assert_eq!(ok.map_by, MapBy::Email);
+        assert!(ok.on_wss);
         assert_eq!(
             ok.crls[1],
             CrlSource::Url("http://pki.example/org.crl".into())

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 pub mod client_certs;
 pub mod edge;
+pub mod relay;
 
 /// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,20 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("client_certificates.trusted_cas", "[]", "Bring your own PKI for users' devices: PEM files of the organisation's CAs whose client certificates sign users in over SIP TLS and WSS (as Parapet's own device certificates do, where the authentication policy lists client-certificate). Empty: only certificates enrolled on the user page."),
     ("client_certificates.map_by", "\"sip-uri\"", "Which subject alternative name of an organisation's certificate names its user: \"sip-uri\" (sip:user@domain), \"email\" (user@domain) or \"upn\" (a Microsoft UPN user@domain). The domain must be this server's."),
     ("client_certificates.crls", "[]", "The organisation's certificate revocation lists (DER or PEM): file paths or http(s) URLs, read at start and every crl_refresh_secs. With lists configured, a certificate whose CA has no current list is refused (fail closed). Parapet's own revocations (a disabled user, revoke-device) apply as well."),
+    ("client_certificates.on_wss", "false", "Ask for device certificates on the WSS listeners too (the TLS listeners and the user listener always ask, and accept clients without one). Off by default because Chromium cancels a WebSocket handshake whenever the server asks for a certificate, even one it may decline: browsers could not connect. Turn on only where the WSS clients are not browsers (softphones over WSS with device certificates)."),
     ("client_certificates.crl_refresh_secs", "3600", "How often the revocation lists are read again, in seconds (10 to 86400; a list on a local file or mirror can be read often)."),
+    ("relay.listen", "[\"udp://0.0.0.0:3478\", \"tcp://0.0.0.0:3478\", \"tls://0.0.0.0:5349\"]", "The media relay (TURN, RFC 8656) for calls between clients that cannot reach each other directly (NATs, firewalls): udp://, tcp:// and tls:// (the listeners' certificate) listeners. SIP clients sign in with their SIP user name and password (the same lockout); browsers with short-lived credentials from the user API. A permission is granted only to an address named in the SDP of a call its user is in, never to internal addresses. Empty: no relay."),
+    ("relay.address", "\"\"", "The address relayed media is sent and received on (each allocation a UDP port of relay.ports there). Empty: the address this machine reaches other networks from."),
+    ("relay.external_address", "\"\"", "The address clients are told to send media to, when the relay sits behind a 1:1 NAT (a cloud's public address). Empty: relay.address."),
+    ("relay.ports", "\"49152-65535\"", "The UDP ports allocations are made on (open them in the firewall)."),
+    ("relay.max_allocations", "10000", "Allocations on this relay at once; beyond, 508 Insufficient Capacity."),
+    ("relay.allocations_per_user", "10", "Allocations one user may hold; beyond, 486 Allocation Quota Reached."),
+    ("relay.permissions_per_allocation", "32", "Permissions (peers), and channels, one allocation may hold; beyond, 508."),
+    ("relay.user_kbps", "10000", "Media relayed for one user, both directions together, in kbit/s (Lync's default: 10 Mbit/s); packets beyond are dropped."),
+    ("relay.allocation_kbps", "10000", "Media relayed for one allocation, in kbit/s."),
+    ("relay.max_lifetime_secs", "3600", "Longest allocation lifetime granted (clients refresh before it ends), 600 to 86400."),
+    ("relay.source_rate", "20", "Requests per second from one address that holds no allocation (Binding, Allocate, their retries); beyond, dropped unanswered."),
+    ("relay.source_burst", "50", "Burst allowance for relay.source_rate."),
 ];
 
 /// `ws_allowed_origins` as the transport applies it.
@@ -270,6 +284,8 @@ pub struct RawConfig {
     pub edges: RawSourceLimits,
     #[serde(default)]
     pub client_certificates: client_certs::RawClientCertificates,
+    #[serde(default)]
+    pub relay: relay::RawRelay,
 }
 
 /// What an edge holds each outside source to: `[edges]` on the front end
@@ -563,6 +579,8 @@ pub struct Config {
     pub edges: auth::edge_snapshot::Limits,
     /// The organisation's CAs for users' devices (`[client_certificates]`).
     pub client_certificates: client_certs::ClientCertificatesConfig,
+    /// The media relay.
+    pub relay: relay::RelayConfig,
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -718,7 +736,9 @@ impl RawConfig {
         let federation = self.federation.build(d.federation)?;
         let edges = self.edges.build("edges")?;
         let client_certificates = self.client_certificates.build()?;
+        let relay = self.relay.build()?;
         Ok(Config {
+            relay,
             client_certificates,
             federation,
             edges,

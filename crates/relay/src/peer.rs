@@ -80,6 +80,15 @@ pub fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// The form an address is compared in: an IPv4-mapped address as the
+/// IPv4 address it is (a dual-stack socket reports IPv4 peers so).
+pub fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v) => v.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 fn v4(a: Ipv4Addr) -> Result<(), Refused> {
     let o = a.octets();
     match o {

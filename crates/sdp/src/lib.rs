@@ -127,6 +127,46 @@ impl<'a> Session<'a> {
             .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
+    /// The addresses media may come from or go to: `c=` lines (session
+    /// and media level), ICE candidates (RFC 8839, not their related
+    /// addresses) and `a=rtcp` (RFC 3605); host names (mDNS candidates)
+    /// are left out. Each once, in order.
+    pub fn media_addresses(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        let mut add = |a: IpAddr| {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        };
+        if let Some(Address::Ip(a)) = self.connection {
+            add(a);
+        }
+        let candidate = |v: &str| v.split_ascii_whitespace().nth(4)?.parse::<IpAddr>().ok();
+        let rtcp = |v: &str| v.split_ascii_whitespace().nth(3)?.parse::<IpAddr>().ok();
+        let attrs = self
+            .attributes
+            .iter()
+            .chain(self.media.iter().flat_map(|m| m.attributes.iter()));
+        for m in &self.media {
+            for c in &m.connections {
+                if let Address::Ip(a) = c {
+                    add(*a);
+                }
+            }
+        }
+        for at in attrs {
+            let found = match (at.name, at.value) {
+                (n, Some(v)) if n.eq_ignore_ascii_case("candidate") => candidate(v),
+                (n, Some(v)) if n.eq_ignore_ascii_case("rtcp") => rtcp(v),
+                _ => None,
+            };
+            if let Some(a) = found {
+                add(a);
+            }
+        }
+        out
+    }
+
     /// Reads a description with the default [`Limits`].
     pub fn parse(body: &'a [u8]) -> Result<Session<'a>, SdpError> {
         Session::parse_with(body, Limits::default())

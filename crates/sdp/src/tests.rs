@@ -272,3 +272,35 @@ fn transports_that_cannot_be_encrypted_are_named() {
         .unwrap_err()
         .contains("not known to be encrypted"));
 }
+
+#[test]
+fn media_addresses_are_connections_candidates_and_rtcp_not_related_or_named() {
+    let body = lines(&[
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.2",
+        "s=-",
+        "c=IN IP4 192.0.2.1",
+        "t=0 0",
+        "m=audio 4000 UDP/TLS/RTP/SAVP 0",
+        "c=IN IP4 198.51.100.4",
+        "a=rtcp:4001 IN IP4 198.51.100.5",
+        "a=candidate:1 1 udp 2130706431 10.0.0.2 4000 typ host",
+        "a=candidate:2 1 udp 1694498815 203.0.113.7 61000 typ srflx raddr 10.0.0.2 rport 4000",
+        "a=candidate:3 1 udp 2130706431 f7c3.local 4000 typ host",
+        "a=candidate:4 1 udp 16777215 2001:db8::9 50000 typ relay raddr 203.0.113.7 rport 61000",
+        "a=candidate:5 1 udp 1 192.0.2.1 4000 typ host",
+    ]);
+    let s = Session::parse(body.as_bytes()).unwrap();
+    let got: Vec<String> = s.media_addresses().iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "192.0.2.1",
+            "198.51.100.4",
+            "198.51.100.5",
+            "10.0.0.2",
+            "203.0.113.7",
+            "2001:db8::9"
+        ]
+    );
+}

@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod edges;
 pub mod partners;
 pub mod recover;
+mod relay_setup;
 pub mod renew;
 
 use std::sync::Arc;
@@ -126,11 +127,22 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("TLS: {e}"))
     };
     let sip_tls = client_tls(true)?;
-    // WSS carries browsers and softphones, never partners: device
-    // certificates only. So does the user listener, where a device's
-    // certificate signs its file transfers in (Linphone's uploads and
-    // downloads); a browser without one is asked nothing.
-    let wss_tls = client_tls(false)?;
+    // The user listener asks for device certificates (never partners'): a
+    // device's certificate signs its file transfers in (Linphone's
+    // uploads and downloads); a browser without one is asked nothing.
+    let web_tls = client_tls(false)?;
+    // WSS carries browsers, and Chromium cancels a WebSocket handshake
+    // whenever the server asks for a certificate: the WSS listeners ask
+    // only where the configuration says so (softphones over WSS).
+    let wss_tls = if config.client_certificates.on_wss {
+        web_tls.clone()
+    } else {
+        sip_transport::tls::server_config_live(
+            dir.cert.clone(),
+            sip_transport::tls::ClientAuth::None,
+        )
+        .map_err(|e| format!("TLS: {e}"))?
+    };
     let listeners = config
         .listen
         .iter()
@@ -169,7 +181,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let seal = Arc::new(
         auth::secret::SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?,
     );
+    let relay_plan = relay_setup::plan(&config)?;
     let bound = api::serve(api::AdminSetup {
+        relay: relay_plan.as_ref().map(|p| p.access(&config)),
         addr: config.admin_listen,
         store: store.clone(),
         seal: seal.clone(),
@@ -177,7 +191,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         cfg: config.clone(),
         metrics: metrics.clone(),
         core: admin_tx.clone(),
-        web: config.web_listen.map(|a| (a, wss_tls.clone())),
+        web: config.web_listen.map(|a| (a, web_tls.clone())),
         edges: edge_registry.clone(),
         devices: Arc::new(api::devices::DeviceAuthority {
             ca: device_ca,
@@ -194,8 +208,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         seal: dir.seal_key,
         nonce: dir.nonce_key,
     };
+    let metrics_relay = metrics.relay.clone();
     let core = sip_app::Core::new(
-        config,
+        config.clone(),
         &keys,
         store.clone(),
         transport.clone(),
@@ -230,6 +245,19 @@ pub async fn serve(config: Config) -> Result<(), String> {
             store.clone(),
             transport.clone(),
         );
+    }
+    let mut core = core;
+    if let Some(plan) = relay_plan {
+        relay_setup::start(
+            plan,
+            &config,
+            &dir,
+            store.clone(),
+            &metrics_relay,
+            &admin_tx,
+            &mut core,
+        )
+        .await?;
     }
     let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
     let result = tokio::select! {

@@ -105,6 +105,13 @@ impl<S: store::Store> Core<S> {
                 reply,
             } => {
                 let gone = !user.as_ref().is_some_and(|u| u.enabled);
+                let new_secret = match (self.users.get(&aor), &user) {
+                    (Some(old), Some(new)) => old.secrets.md5 != new.secrets.md5,
+                    _ => false,
+                };
+                if gone || new_secret {
+                    self.relay_revoke(&aor);
+                }
                 if gone {
                     // Removed or disabled: its registrations go at once,
                     // and its devices with their connections.
@@ -133,6 +140,7 @@ impl<S: store::Store> Core<S> {
                 let _ =
                     reply.send(self.check_password(&aor, source, &password, then_second_factor));
             }
+            AdminCmd::Relay(ask) => self.relay_ask(ask),
             AdminCmd::HttpSignIn { credentials, reply } => {
                 let _ = reply.send(self.http_sign_in(&credentials));
             }
@@ -207,7 +215,11 @@ impl<S: store::Store> Core<S> {
         fingerprints: Option<Vec<[u8; 32]>>,
     ) -> usize {
         let gone: HashSet<[u8; 32]> = match fingerprints {
-            None => self.devices.remove_user(aor).into_iter().collect(),
+            None => {
+                // Signed out everywhere: the relay's allocations too.
+                self.relay_revoke(aor);
+                self.devices.remove_user(aor).into_iter().collect()
+            }
             Some(f) => {
                 self.devices.remove(f.iter());
                 f.into_iter().collect()
@@ -234,6 +246,15 @@ impl<S: store::Store> Core<S> {
         for a in &gone {
             self.location.remove_aor(a);
             self.revoke_devices(a, None);
+        }
+        // The relay's allocations of users disabled, removed or given a
+        // new password end.
+        for (aor, old) in &self.users.by_aor {
+            if c.get(aor)
+                .is_none_or(|u| !u.enabled || u.secrets.md5 != old.secrets.md5)
+            {
+                self.relay_revoke(aor);
+            }
         }
         tracing::info!(users = c.len(), "user table reloaded");
         self.users = c;

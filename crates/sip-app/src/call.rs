@@ -101,6 +101,8 @@ impl<S: store::Store> Core<S> {
                 .await;
         };
         self.reply(r, 200, "OK", &[]).await;
+        // The relay's permissions for the call go, unless it was answered.
+        self.relay_call_unanswered(r.msg);
         if let Some(&fork) = self.server_fork.get(&invite) {
             self.cancel_pending(fork);
         }
@@ -250,6 +252,10 @@ impl<S: store::Store> Core<S> {
             method,
             timeout,
         };
+        if r.f.method == Method::Bye {
+            // The relay's permissions for the call go with it.
+            self.relay_call_ended(r.msg);
+        }
         // A re-INVITE may refresh the route set: Record-Route it again.
         let dialog_from = (r.f.method == Method::Invite).then_some(r.src);
         if self.start_fork(kind, r.msg, Some(r.f), vec![hop], dialog_from) == 0 {

@@ -15,6 +15,8 @@ use crate::users::UserCache;
 #[derive(Debug)]
 pub enum AdminCmd {
     Status(oneshot::Sender<Status>),
+    /// The media relay's question (a user's key, a sign-in's outcome).
+    Relay(relay::serve::Ask),
     Lockouts(oneshot::Sender<Vec<LockoutRow>>),
     ClearLockouts {
         account: Option<String>,

@@ -352,6 +352,7 @@ impl<S: store::Store> Core<S> {
         } = fork.kind
         {
             if status > 100 && !fork.answered {
+                self.relay_note_response(resp, status, true);
                 let bytes = Forward::new(resp).pop_via().serialize();
                 self.txn
                     .respond(server, status, bytes, Instant::now(), &mut self.out);
@@ -425,6 +426,15 @@ impl<S: store::Store> Core<S> {
             return;
         };
         fork.pending = fork.pending.saturating_sub(1);
+        if let (ForkKind::Relay { method, .. }, Some(resp)) = (&fork.kind, resp) {
+            if matches!(*method, "INVITE" | "UPDATE" | "PRACK") {
+                let invite = *method == "INVITE";
+                self.relay_note_response(resp, status, invite);
+            }
+        }
+        let Some(fork) = self.forks.get_mut(&fork_id) else {
+            return;
+        };
         let success = (200..300).contains(&status);
         let upstream = resp.map(|m| Forward::new(m).pop_via().serialize());
         let mut cancel_after = None;
@@ -481,6 +491,11 @@ impl<S: store::Store> Core<S> {
                 timeout,
             } => {
                 if !fork.answered {
+                    if method == "INVITE" {
+                        if let Some((_, req, ..)) = fork.branches.first() {
+                            self.relay_call_unanswered(req);
+                        }
+                    }
                     let (status, bytes) = fork.best.unwrap_or((408, timeout));
                     self.metrics.count_response(method, status);
                     self.txn

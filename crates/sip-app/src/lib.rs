@@ -35,6 +35,7 @@ mod presence;
 pub use auth::ratelimit;
 mod refusals;
 mod register;
+mod relay_link;
 mod routing;
 pub mod users;
 mod writes;
@@ -228,11 +229,21 @@ pub struct Core<S> {
     pub(crate) org_flows: HashMap<sip_transport::FlowId, Result<String, String>>,
     /// When each device's sign-in was last written to the store.
     pub(crate) device_seen: HashMap<[u8; 32], Instant>,
+    /// The media relay's shared table of calls and revocations (`None`:
+    /// no relay runs).
+    pub(crate) relay: Option<Arc<relay::Control>>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Core(domain={})", self.cfg.domain)
+    }
+}
+
+impl<S: store::Store> Core<S> {
+    /// Tells the core about the media relay it feeds.
+    pub fn set_relay(&mut self, control: Arc<relay::Control>) {
+        self.relay = Some(control);
     }
 }
 
@@ -315,6 +326,7 @@ impl<S: store::Store> Core<S> {
             org: devices.org,
             org_flows: HashMap::new(),
             device_seen: HashMap::new(),
+            relay: None,
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),

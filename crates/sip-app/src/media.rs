@@ -23,13 +23,22 @@ impl<S: store::Store> Core<S> {
     /// Whether the media policy lets `r`'s session descriptions through,
     /// for the users of ours among `parties` (none: the global policy),
     /// the request going on over hops that are all TLS (`out_secure`).
-    /// `false`: answered 488 (or 400 for SDP that cannot be read).
+    /// `false`: answered 488 (or 400 for SDP that cannot be read). What
+    /// passes is told to the media relay (the addresses it may relay to).
     pub(crate) async fn media_allowed(
         &mut self,
         r: &Req<'_>,
         parties: &[&str],
         out_secure: bool,
     ) -> bool {
+        let allowed = self.media_judged(r, parties, out_secure).await;
+        if allowed {
+            self.relay_note_request(r.msg, parties);
+        }
+        allowed
+    }
+
+    async fn media_judged(&mut self, r: &Req<'_>, parties: &[&str], out_secure: bool) -> bool {
         let body = r.msg.body();
         let initial_invite = r.f.method == sip::Method::Invite && r.f.to.tag().is_none();
         if body.is_empty() && !initial_invite {

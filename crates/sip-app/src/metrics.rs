@@ -11,6 +11,8 @@ use sip::Method;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The media relay's counters (zero where no relay runs).
+    pub relay: std::sync::Arc<relay::metrics::Metrics>,
     /// (method, status) → final responses sent by server transactions.
     transactions: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// (partner, direction, outcome) → requests to and from partners.
@@ -306,6 +308,7 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
+        self.relay.render(&mut s);
         s
     }
 }

@@ -251,7 +251,7 @@ fn first(kind: u16, v: &[u8], len: usize) -> Result<u8, StunError> {
     }
 }
 
-/// CHANNEL-NUMBER: 0x4000-0x4FFF (RFC 8656 §12).
+/// CHANNEL-NUMBER: 0x4000-0x7FFF (see [`crate::channel::is_channel`]).
 pub fn channel_number(v: &[u8]) -> Result<u16, StunError> {
     if v.len() != 4 {
         return Err(bad(CHANNEL_NUMBER, "wrong length"));
@@ -260,7 +260,7 @@ pub fn channel_number(v: &[u8]) -> Result<u16, StunError> {
     if crate::channel::is_channel(n) {
         Ok(n)
     } else {
-        Err(bad(CHANNEL_NUMBER, "not a channel number (0x4000-0x4FFF)"))
+        Err(bad(CHANNEL_NUMBER, "not a channel number (0x4000-0x7FFF)"))
     }
 }
 

@@ -1,15 +1,20 @@
 //! ChannelData (RFC 8656 §12.4) and telling apart what arrives on a
 //! relay's port (RFC 7983 §7): STUN (first byte 0-3), ChannelData (first
-//! byte 64-79), anything else dropped.
+//! byte 64-127: see [`is_channel`]), anything else dropped.
 
 use crate::{padded, StunError, HEADER, MAGIC_COOKIE};
 
 /// ChannelData's header.
 pub const CHANNEL_HEADER: usize = 4;
 
-/// Whether `n` is a channel number a client may bind (0x4000-0x4FFF).
+/// Whether `n` is a channel number a client may bind: 0x4000-0x7FFF, the
+/// range of RFC 5766. RFC 8656 §12 narrowed it to 0x4000-0x4FFF so that
+/// ChannelData cannot be mistaken for DTLS or RTP where they share a port
+/// with it (RFC 7983); clients still bind above 0x4FFF (coturn's
+/// `turnutils_uclient` does, and so may browsers), and on a relay's port
+/// nothing else is carried that 0x5000-0x7FFF could be confused with.
 pub fn is_channel(n: u16) -> bool {
-    (0x4000..=0x4FFF).contains(&n)
+    (0x4000..=0x7FFF).contains(&n)
 }
 
 /// What a datagram or frame is.
@@ -24,7 +29,7 @@ pub enum Kind {
 pub fn classify(buf: &[u8]) -> Kind {
     match buf.first() {
         Some(0..=3) => Kind::Stun,
-        Some(64..=79) => Kind::ChannelData,
+        Some(64..=127) => Kind::ChannelData,
         _ => Kind::Other,
     }
 }

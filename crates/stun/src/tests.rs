@@ -177,7 +177,8 @@ fn typed_values_are_read_by_their_rules() {
     assert!(attr::error_code(&v).is_ok());
 
     assert_eq!(attr::channel_number(&[0x40, 0x00, 0, 0]).unwrap(), 0x4000);
-    assert!(attr::channel_number(&[0x50, 0x00, 0, 0]).is_err());
+    assert_eq!(attr::channel_number(&[0x7f, 0xff, 0, 0]).unwrap(), 0x7fff);
+    assert!(attr::channel_number(&[0x80, 0x00, 0, 0]).is_err());
     assert!(attr::channel_number(&[0x3f, 0xff, 0, 0]).is_err());
     assert_eq!(attr::requested_transport(&[17, 0, 0, 0]).unwrap(), 17);
     assert!(attr::requested_transport(&[17]).is_err());
@@ -246,17 +247,18 @@ fn channel_data_is_framed_and_told_apart() {
         StunError::Truncated
     );
     assert_eq!(
-        ChannelData::parse(&[0x50, 0, 0, 0]).unwrap_err(),
+        ChannelData::parse(&[0x80, 0, 0, 0]).unwrap_err(),
         StunError::NotStun
     );
     let stun = message(&[(attr::LIFETIME, &[0, 0, 0, 1])]);
     assert_eq!(channel::frame_len(&stun), Some(Ok(stun.len())));
     assert_eq!(channel::frame_len(&stun[..7]), None);
     assert!(matches!(
-        channel::frame_len(b"POST / HTTP/1.1"),
+        channel::frame_len(b"\x16\x03\x01\x02\x00\x01"),
         Some(Err(_))
     ));
-    // ("GET" begins like ChannelData on channel 0x4745: RFC 7983 cannot tell.)
+    // (A TLS handshake on the plain port is neither. "GET" begins like
+    // ChannelData on channel 0x4745: RFC 7983 cannot tell.)
     assert!(ChannelData {
         channel: 0x4000,
         data: &vec![0; 70_000]

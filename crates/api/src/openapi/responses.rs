@@ -172,6 +172,10 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             json!({ "token": s(), "user": s(), "expires_at": int(), "second_factor": boolean() }),
             &[],
         ),
+        ("post", "/user/v1/relay-credentials") => exact(
+            json!({ "urls": strings(), "username": s(), "credential": s(), "expires_at": int() }),
+            &[],
+        ),
         ("get", "/user/v1/me") => exact(
             json!({ "user": s(), "expires_at": int(), "second_factor": boolean() }),
             &[],

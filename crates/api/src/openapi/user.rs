@@ -53,6 +53,15 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
         200,
     );
     d.op(
+        "post",
+        "/user/v1/relay-credentials",
+        "Credentials for the media relay, for a web client's RTCIceServer (urls, username, credential): valid ten minutes, and only while this session lasts",
+        SELF,
+        vec![],
+        None,
+        201,
+    );
+    d.op(
         "get",
         "/user/v1/second-factor",
         "Whether you have an authenticator (TOTP) set up, whether your policy requires one to enroll devices, and whether this session was signed in with it",

@@ -13,6 +13,7 @@ mod caller;
 mod contacts;
 mod devices;
 mod page;
+mod relay;
 pub(crate) mod second_factor;
 mod session;
 
@@ -25,6 +26,7 @@ use axum::Router;
 use sip_transport::logging::RateLimited;
 
 pub(crate) use caller::Me;
+pub use relay::RelayAccess;
 
 use super::{problem, Ctx};
 
@@ -66,6 +68,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             post(session::sign_in::<S>).delete(session::sign_out::<S>),
         )
         .route("/user/v1/me", get(session::me))
+        .route("/user/v1/relay-credentials", post(relay::mint::<S>))
         .route(
             "/user/v1/second-factor",
             get(second_factor::status::<S>).post(second_factor::start::<S>),

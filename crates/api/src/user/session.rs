@@ -210,6 +210,10 @@ pub(crate) async fn sign_out<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> Api
         .remove_user_session(&me.session)
         .await
         .map_err(internal)?;
+    // The relay's allocations made with this session's credentials end.
+    if let Some(r) = &ctx.relay {
+        r.control.revoke_session(&me.session);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

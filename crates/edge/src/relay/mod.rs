@@ -75,7 +75,9 @@ pub struct EdgeConfig {
 /// What the edge's TLS needs, built from the pairing file.
 #[derive(Debug)]
 struct Tls {
-    external: Arc<rustls::ServerConfig>,
+    /// The WSS listener's: asks for no certificate (Chromium cancels a
+    /// WebSocket handshake whenever the server asks for one).
+    external_wss: Arc<rustls::ServerConfig>,
     /// The TLS listener's: also asks for a partner's certificate.
     external_tls: Arc<rustls::ServerConfig>,
     /// Connections to partners' servers (`None`: no CA trusted for them).
@@ -120,8 +122,10 @@ fn tls(
         ClientAuth::Verifier(verifier),
     )
     .map_err(|e| format!("internal TLS: {e}"))?;
-    // A certificate is asked for, never required: devices present theirs
-    // (TLS and WSS, as on the front end), and on TLS partners' servers.
+    // On TLS a certificate is asked for, never required: devices present
+    // theirs, and partners' servers. WSS carries browsers: not asked.
+    let external_wss = server_config(ext_chain.clone(), ext_key.clone_key(), ClientAuth::None)
+        .map_err(|e| format!("external TLS: {e}"))?;
     let external = server_config(
         ext_chain.clone(),
         ext_key.clone_key(),
@@ -160,7 +164,7 @@ fn tls(
             )
         })?;
     Ok(Tls {
-        external,
+        external_wss,
         external_tls,
         partner_client,
         partner_verifier,
@@ -268,7 +272,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         .external
         .iter()
         .map(|(proto, a)| match proto {
-            Protocol::Wss => Listener::Wss(*a, tls.external.clone()),
+            Protocol::Wss => Listener::Wss(*a, tls.external_wss.clone()),
             _ => Listener::Tls(*a, tls.external_tls.clone()),
         })
         .collect();

@@ -108,7 +108,13 @@ impl Baresip {
         Baresip::start_full(s, user, password, contact, &opts)
     }
 
-    fn start_full(s: &Server, user: &str, password: &str, contact: &str, opts: &Opts) -> Baresip {
+    pub(crate) fn start_full(
+        s: &Server,
+        user: &str,
+        password: &str,
+        contact: &str,
+        opts: &Opts,
+    ) -> Baresip {
         let dir = s.dir.join(format!("baresip-{user}"));
         std::fs::create_dir_all(&dir).unwrap();
         if opts.device {
@@ -156,6 +162,7 @@ impl Baresip {
         if let Some(p) = dns {
             config.push_str(&format!("dns_server    127.0.0.1:{p}\n"));
         }
+        config.push_str(&opts.config_lines);
         if opts.device {
             // What the recipe's last two lines do.
             config.push_str(&format!(
@@ -180,6 +187,21 @@ impl Baresip {
                     .clone()
                     .unwrap_or_else(|| format!("{}:{}", s.host, s.tls)),
             );
+        if let Some(m) = opts.mediaenc {
+            assert!(account.contains(";mediaenc=srtp-mand"), "{account}");
+            let with = if m.is_empty() {
+                String::new()
+            } else {
+                format!(";mediaenc={m}")
+            };
+            account = account.replace(";mediaenc=srtp-mand", &with);
+        }
+        if !opts.account_params.is_empty() {
+            let at = account
+                .find(";outbound=")
+                .expect("the README's account has an outbound proxy");
+            account.insert_str(at, &opts.account_params);
+        }
         if dns.is_some() {
             // No outbound proxy: baresip finds the server through DNS.
             let at = account
@@ -208,7 +230,15 @@ impl Baresip {
         // baresip prints to both streams; keep them together.
         let log = std::fs::File::create(&out).unwrap();
         // Line-buffered, so the test sees each line as it is printed.
-        let mut child = Command::new("stdbuf")
+        let mut command = match &opts.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "stdbuf"]);
+                c
+            }
+            None => Command::new("stdbuf"),
+        };
+        let mut child = command
             .args(["-oL", "-eL", "baresip", "-s", "-v", "-n", local_ip, "-f"])
             .arg(dir)
             .stdin(Stdio::piped())
@@ -275,13 +305,21 @@ pub(crate) const READY: &str = "{0/TLS/v4} 200 OK (Parapet";
 #[derive(Default)]
 pub(crate) struct Opts {
     /// What to wait for instead of [`READY`].
-    ready: Option<String>,
-    presence: bool,
-    dns: Option<u16>,
-    local_ip: Option<&'static str>,
-    outbound: Option<String>,
+    pub(crate) ready: Option<String>,
+    pub(crate) presence: bool,
+    pub(crate) dns: Option<u16>,
+    pub(crate) local_ip: Option<&'static str>,
+    pub(crate) outbound: Option<String>,
     /// Sign in with a device certificate (the README's recipe).
-    device: bool,
+    pub(crate) device: bool,
+    /// The network namespace baresip runs in (a NAT laboratory's).
+    pub(crate) netns: Option<String>,
+    /// Account parameters added before `;outbound=` (e.g. the relay's).
+    pub(crate) account_params: String,
+    /// Lines added to the config file.
+    pub(crate) config_lines: String,
+    /// Media encryption instead of the README's `srtp-mand` (`""`: none).
+    pub(crate) mediaenc: Option<&'static str>,
 }
 
 /// Runs the README's device-certificate recipe in `dir` for `user`: a key
@@ -361,9 +399,10 @@ pub(crate) fn wait_count(b: &Baresip, text: &str, n: usize) {
     }
 }
 
-/// Five seconds of a 440 Hz tone, 8 kHz 16-bit mono WAV.
+/// Twelve seconds of a 440 Hz tone, 8 kHz 16-bit mono WAV (baresip ends
+/// a call when its audio file ends).
 fn tone_wav() -> Vec<u8> {
-    let samples: Vec<u8> = (0..40_000u32)
+    let samples: Vec<u8> = (0..96_000u32)
         .flat_map(|i| {
             (((f64::from(i) * 440.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
                 .to_le_bytes()

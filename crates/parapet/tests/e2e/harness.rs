@@ -77,6 +77,9 @@ pub(crate) struct Server {
     pub(crate) admin: u16,
     /// The user listener (HTTPS).
     pub(crate) web: u16,
+    /// The media relay's UDP and TCP listeners (3478 when started as the
+    /// README says).
+    pub(crate) relay: u16,
     /// A session token of the administrator `root`, made at start.
     pub(crate) token: String,
     /// More configuration (TOML) for this test's server.
@@ -89,7 +92,12 @@ pub(crate) struct Server {
     pub(crate) host: String,
     /// Started as the README says (`readme`): default listeners, no
     /// configuration file. Holds the lock on the default ports.
-    defaults: Option<std::sync::MutexGuard<'static, ()>>,
+    _defaults: Option<std::sync::MutexGuard<'static, ()>>,
+    /// Started as the README says (with `extra_config` as its file, if any).
+    readme_mode: bool,
+    /// The network namespace the server, and the CLI and HTTP requests
+    /// made to it, run in (a NAT laboratory's).
+    pub(crate) netns: Option<String>,
 }
 
 /// Servers on the default ports (5061, 8443, 4443, 9060) run one at a time.
@@ -127,11 +135,14 @@ impl Server {
             tls: free_port(),
             admin: free_port(),
             web: free_port(),
+            relay: free_port(),
             token: String::new(),
             extra_config: extra.to_string(),
             domain: domain.to_string(),
             host: host.to_string(),
-            defaults: None,
+            _defaults: None,
+            readme_mode: false,
+            netns: None,
         };
         s.start();
         s.token = s.bootstrap_admin("root");
@@ -145,6 +156,13 @@ impl Server {
     /// addresses, and every setting and policy at its default. Such servers
     /// run one at a time (the ports are fixed).
     pub(crate) fn readme(name: &str) -> Server {
+        Server::readme_with(name, "")
+    }
+
+    /// [`Server::readme`] with `extra` as its configuration file (when not
+    /// empty): `parapet serve --config FILE --data-dir DIR --domain
+    /// example.test`.
+    pub(crate) fn readme_with(name: &str, extra: &str) -> Server {
         let guard = default_ports();
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -156,16 +174,60 @@ impl Server {
             tls: 5061,
             admin: 9060,
             web: 4443,
+            relay: 3478,
             token: String::new(),
-            extra_config: String::new(),
+            extra_config: extra.to_string(),
             domain: DOMAIN.to_string(),
             host: "127.0.0.1".to_string(),
-            defaults: Some(guard),
+            _defaults: Some(guard),
+            readme_mode: true,
+            netns: None,
         };
         s.spawn();
         assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
         s.token = s.bootstrap_admin("root");
         s
+    }
+
+    /// A server started as the README says, inside network namespace
+    /// `netns` (its own ports, so several run at once), with `extra` as
+    /// its configuration file when not empty.
+    pub(crate) fn readme_in(name: &str, netns: &str, extra: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            udp: 0,
+            tls: 5061,
+            admin: 9060,
+            web: 4443,
+            relay: 3478,
+            token: String::new(),
+            extra_config: extra.to_string(),
+            domain: DOMAIN.to_string(),
+            host: "127.0.0.1".to_string(),
+            _defaults: None,
+            readme_mode: true,
+            netns: Some(netns.to_string()),
+        };
+        s.spawn();
+        assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
+        s.token = s.bootstrap_admin("root");
+        s
+    }
+
+    /// A command, run in the server's network namespace if it has one.
+    pub(crate) fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Creates an administrator with `parapet admin recover` (break-glass,
@@ -242,7 +304,8 @@ impl Server {
 
     /// `parapet admin ARGS` with the given token.
     pub(crate) fn admin_as(&self, token: &str, args: &[&str], stdin: &str) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        let mut c = self
+            .command(env!("CARGO_BIN_EXE_parapet"))
             .arg("admin")
             .arg(format!("--server=http://127.0.0.1:{}", self.admin))
             .args(args)
@@ -270,6 +333,7 @@ impl Server {
                 self.tls = free_port();
                 self.admin = free_port();
                 self.web = free_port();
+                self.relay = free_port();
             }
             self.spawn();
             if self.wait_ready() {
@@ -286,15 +350,17 @@ impl Server {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap();
-        if self.defaults.is_some() {
-            let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
-                .args(["serve", "--data-dir"])
+        if self.readme_mode {
+            let mut c = self.command(env!("CARGO_BIN_EXE_parapet"));
+            c.args(["serve", "--data-dir"])
                 .arg(self.data_dir())
-                .args(["--domain", DOMAIN])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
+                .args(["--domain", DOMAIN]);
+            if !self.extra_config.is_empty() {
+                let cfg = self.dir.join("parapet.toml");
+                std::fs::write(&cfg, &self.extra_config).unwrap();
+                c.arg("--config").arg(cfg);
+            }
+            let child = c.stdout(Stdio::null()).stderr(log).spawn().unwrap();
             self.child = Some(child);
             return;
         }
@@ -308,12 +374,26 @@ impl Server {
         } else {
             "digest_algorithms = [\"MD5\"]\ndigest_md5_unencrypted = true\n"
         };
+        // The media relay on this test's own ports and address (unless
+        // the test sets it up itself).
+        let relay = format!(
+            "[relay]\nlisten = [\"udp://{h}:{p}\", \"tcp://{h}:{p}\"]\naddress = \"{h}\"\n",
+            h = self.host,
+            p = self.relay
+        );
+        let (extra, relay) = if self.extra_config.contains("[relay]\nlisten") {
+            (self.extra_config.clone(), String::new())
+        } else if self.extra_config.contains("[relay]\n") {
+            (
+                self.extra_config.replace("[relay]\n", &relay),
+                String::new(),
+            )
+        } else {
+            (self.extra_config.clone(), relay)
+        };
         std::fs::write(
             &cfg,
-            format!(
-                "{digest}{}\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n",
-                self.extra_config
-            ),
+            format!("{digest}{extra}\n[proxy]\ntimer_c_secs = 3\n[im]\nmax_bytes = 2000\n{relay}"),
         )
         .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
@@ -345,7 +425,7 @@ impl Server {
                         return false;
                     }
                 }
-                if TcpStream::connect(("127.0.0.1", self.admin)).is_ok()
+                if (self.netns.is_some() || TcpStream::connect(("127.0.0.1", self.admin)).is_ok())
                     && self.http_get("/healthz", None).0.contains(" 200")
                 {
                     return true;
@@ -389,7 +469,8 @@ impl Server {
     }
 
     pub(crate) fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        let mut c = self
+            .command(env!("CARGO_BIN_EXE_parapet"))
             .args(args)
             .env_remove("PARAPET_ADMIN_TOKEN")
             .env("PARAPET_ADMIN_SESSION", self.dir.join("session"))
@@ -400,6 +481,35 @@ impl Server {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
+    }
+
+    /// [`Server::http`] inside the server's network namespace, by curl.
+    fn curl(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (String, String) {
+        let mut c = self.command("curl");
+        c.args([
+            "-sS",
+            "-i",
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/json",
+        ]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        if !body.is_empty() {
+            c.args(["--data-binary", body]);
+        }
+        let o = c
+            .arg(format!("http://127.0.0.1:{}{path}", self.admin))
+            .output()
+            .unwrap();
+        let resp = String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n");
+        let (head, body) = resp.split_once("\n\n").unwrap_or((&resp, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
     }
 
     /// A plain HTTP GET on the admin listener; returns (status line, body).
@@ -415,6 +525,9 @@ impl Server {
         token: Option<&str>,
         body: &str,
     ) -> (String, String) {
+        if self.netns.is_some() {
+            return self.curl(method, path, token, body);
+        }
         let mut c = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))

@@ -1,0 +1,358 @@
+//! The calls the proxy is relaying, as the relay needs them: for each
+//! call (by Call-ID), our users in it and, per side (the tag of the end
+//! that sent the session description), the addresses its SDP named —
+//! connection addresses and ICE candidates. A permission is granted only
+//! to an address of a call its allocation's user is in; when the call
+//! ends (BYE, CANCEL, a final refusal, Timer C) or a side's re-INVITE
+//! names other addresses, the [`generation`](Calls::generation) moves
+//! and the relay checks its permissions again (within its tick).
+//!
+//! Written by the SIP core, read by the relay: one mutex, held for a few
+//! map operations, never across an `.await`. Bounded: calls, sides per
+//! call, addresses per side, users per call; the oldest call goes first
+//! when the table is full, and calls expire on their own (unanswered
+//! after [`RINGING_TTL`], answered after [`ANSWERED_TTL`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Calls tracked at once; beyond, the oldest is forgotten.
+pub const MAX_CALLS: usize = 100_000;
+/// Sides of one call (forked early dialogs count separately).
+pub const MAX_SIDES: usize = 8;
+/// Addresses one session description may name that are kept.
+pub const MAX_ADDRESSES: usize = 32;
+/// Users of ours in one call.
+pub const MAX_PARTIES: usize = 4;
+/// How long a call that has not been answered is kept without news
+/// (longer than Timer C, 185 s by default).
+pub const RINGING_TTL: Duration = Duration::from_secs(300);
+/// How long an answered call is kept without news (a call with no BYE —
+/// both clients gone — must not keep its permissions for ever).
+pub const ANSWERED_TTL: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug)]
+struct Call {
+    parties: Vec<String>,
+    sides: Vec<(String, Vec<IpAddr>)>,
+    answered: bool,
+    touched: Instant,
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<String, Call>,
+    by_user: HashMap<String, HashSet<String>>,
+    /// (call id, seq) in the order calls were first seen, for eviction.
+    order: VecDeque<(String, u64)>,
+    seq: u64,
+}
+
+/// The calls table (see the module's documentation).
+#[derive(Debug, Default)]
+pub struct Calls {
+    inner: Mutex<Inner>,
+    generation: AtomicU64,
+}
+
+impl Inner {
+    fn remove(&mut self, call_id: &str) -> bool {
+        let Some(call) = self.by_id.remove(call_id) else {
+            return false;
+        };
+        for p in call.parties {
+            if let Some(set) = self.by_user.get_mut(&p) {
+                set.remove(call_id);
+                if set.is_empty() {
+                    self.by_user.remove(&p);
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Calls {
+    pub fn new() -> Calls {
+        Calls::default()
+    }
+
+    /// Moves whenever an address may have stopped being justified.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A session description seen in call `call_id`, sent by the end
+    /// tagged `tag`, naming `addresses`; `parties` are the call's users of
+    /// ours (added to those known). Replaces what that side named before.
+    pub fn described(
+        &self,
+        call_id: &str,
+        tag: &str,
+        parties: &[&str],
+        addresses: &[IpAddr],
+        now: Instant,
+    ) {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if !inner.by_id.contains_key(call_id) {
+            if parties.iter().all(|p| p.is_empty()) {
+                return;
+            }
+            while inner.by_id.len() >= MAX_CALLS {
+                let Some((old, seq)) = inner.order.pop_front() else {
+                    break;
+                };
+                if inner.by_id.get(&old).is_some_and(|c| c.seq == seq) {
+                    inner.remove(&old);
+                }
+            }
+            inner.seq += 1;
+            let seq = inner.seq;
+            inner.order.push_back((call_id.to_owned(), seq));
+            inner.by_id.insert(
+                call_id.to_owned(),
+                Call {
+                    parties: Vec::new(),
+                    sides: Vec::new(),
+                    answered: false,
+                    touched: now,
+                    seq,
+                },
+            );
+        }
+        let Some(call) = inner.by_id.get_mut(call_id) else {
+            return;
+        };
+        call.touched = now;
+        for p in parties.iter().filter(|p| !p.is_empty()) {
+            if call.parties.len() < MAX_PARTIES && !call.parties.iter().any(|q| q == p) {
+                call.parties.push((*p).to_owned());
+                inner
+                    .by_user
+                    .entry((*p).to_owned())
+                    .or_default()
+                    .insert(call_id.to_owned());
+            }
+        }
+        let mut kept: Vec<IpAddr> = Vec::new();
+        for a in addresses {
+            if kept.len() < MAX_ADDRESSES && !kept.contains(a) {
+                kept.push(*a);
+            }
+        }
+        let narrowed = match call.sides.iter_mut().find(|(t, _)| t == tag) {
+            Some((_, old)) => {
+                let narrowed = old.iter().any(|a| !kept.contains(a));
+                *old = kept;
+                narrowed
+            }
+            None => {
+                if call.sides.len() < MAX_SIDES {
+                    call.sides.push((tag.to_owned(), kept));
+                }
+                false
+            }
+        };
+        drop(g);
+        if narrowed {
+            self.bump();
+        }
+    }
+
+    /// The call was answered (a 2xx to its INVITE): kept for
+    /// [`ANSWERED_TTL`] from now on.
+    pub fn answered(&self, call_id: &str, now: Instant) {
+        if let Some(c) = self.lock().by_id.get_mut(call_id) {
+            c.answered = true;
+            c.touched = now;
+        }
+    }
+
+    /// The call ended (BYE, CANCEL).
+    pub fn ended(&self, call_id: &str) {
+        let removed = self.lock().remove(call_id);
+        if removed {
+            self.bump();
+        }
+    }
+
+    /// The call's INVITE got no 2xx (every branch refused, timed out or
+    /// was cancelled): ended unless it had been answered (a re-INVITE
+    /// refused leaves the call as it was).
+    pub fn unanswered(&self, call_id: &str) {
+        let mut g = self.lock();
+        if g.by_id.get(call_id).is_some_and(|c| !c.answered) {
+            g.remove(call_id);
+            drop(g);
+            self.bump();
+        }
+    }
+
+    /// Whether `addr` was named in a call `user` is in.
+    pub fn justifies(&self, user: &str, addr: IpAddr) -> bool {
+        self.call_naming(user, addr).is_some()
+    }
+
+    /// A call `user` is in whose session descriptions named `addr` (its
+    /// Call-ID, for the log).
+    pub fn call_naming(&self, user: &str, addr: IpAddr) -> Option<String> {
+        let g = self.lock();
+        g.by_user.get(user)?.iter().find_map(|id| {
+            g.by_id
+                .get(id)
+                .is_some_and(|c| c.sides.iter().any(|(_, a)| a.contains(&addr)))
+                .then(|| id.clone())
+        })
+    }
+
+    /// Forgets calls without news for their time to live.
+    pub fn expire(&self, now: Instant) {
+        let mut g = self.lock();
+        let stale: Vec<String> = g
+            .by_id
+            .iter()
+            .filter(|(_, c)| {
+                let ttl = if c.answered {
+                    ANSWERED_TTL
+                } else {
+                    RINGING_TTL
+                };
+                now.saturating_duration_since(c.touched) > ttl
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stale {
+            g.remove(id);
+        }
+        let seqs: HashMap<String, u64> = g.by_id.iter().map(|(k, c)| (k.clone(), c.seq)).collect();
+        g.order.retain(|(id, seq)| seqs.get(id) == Some(seq));
+        drop(g);
+        if !stale.is_empty() {
+            self.bump();
+        }
+    }
+
+    /// Calls tracked now.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_address_is_justified_only_for_the_users_of_its_call_until_it_ends() {
+        let c = Calls::new();
+        let now = Instant::now();
+        c.described(
+            "c1",
+            "a",
+            &["sip:alice@x", "sip:bob@x"],
+            &[ip("203.0.113.5")],
+            now,
+        );
+        assert!(c.justifies("sip:alice@x", ip("203.0.113.5")));
+        assert!(c.justifies("sip:bob@x", ip("203.0.113.5")));
+        assert!(!c.justifies("sip:carol@x", ip("203.0.113.5")));
+        assert!(!c.justifies("sip:alice@x", ip("203.0.113.6")));
+        let g = c.generation();
+        c.ended("c1");
+        assert!(c.generation() > g);
+        assert!(!c.justifies("sip:alice@x", ip("203.0.113.5")));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_reoffer_that_drops_an_address_moves_the_generation() {
+        let c = Calls::new();
+        let now = Instant::now();
+        c.described("c1", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.described("c1", "b", &[], &[ip("198.51.100.7")], now);
+        let g = c.generation();
+        // The same side again, adding one: nothing revoked.
+        c.described("c1", "a", &[], &[ip("203.0.113.5"), ip("203.0.113.9")], now);
+        assert_eq!(c.generation(), g);
+        c.described("c1", "a", &[], &[ip("203.0.113.9")], now);
+        assert!(c.generation() > g);
+        assert!(!c.justifies("sip:alice@x", ip("203.0.113.5")));
+        assert!(c.justifies("sip:alice@x", ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn a_refused_invite_ends_a_call_only_if_it_was_never_answered() {
+        let c = Calls::new();
+        let now = Instant::now();
+        c.described("c1", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.answered("c1", now);
+        c.unanswered("c1");
+        assert!(c.justifies("sip:alice@x", ip("203.0.113.5")));
+        c.described("c2", "a", &["sip:alice@x"], &[ip("203.0.113.6")], now);
+        c.unanswered("c2");
+        assert!(!c.justifies("sip:alice@x", ip("203.0.113.6")));
+    }
+
+    #[test]
+    fn calls_without_our_users_are_not_kept_and_silent_calls_expire() {
+        let c = Calls::new();
+        let now = Instant::now();
+        c.described("c0", "a", &[""], &[ip("203.0.113.5")], now);
+        assert!(c.is_empty());
+        c.described("c1", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.described("c2", "a", &["sip:alice@x"], &[ip("203.0.113.6")], now);
+        c.answered("c2", now);
+        c.expire(now + RINGING_TTL + Duration::from_secs(1));
+        assert!(!c.justifies("sip:alice@x", ip("203.0.113.5")));
+        assert!(c.justifies("sip:alice@x", ip("203.0.113.6")));
+        c.expire(now + ANSWERED_TTL + Duration::from_secs(1));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn each_bound_holds() {
+        let c = Calls::new();
+        let now = Instant::now();
+        let many: Vec<IpAddr> = (0..100u8).map(|i| IpAddr::from([203, 0, 113, i])).collect();
+        c.described("c1", "a", &["sip:alice@x"], &many, now);
+        assert!(c.justifies("sip:alice@x", many[MAX_ADDRESSES - 1]));
+        assert!(!c.justifies("sip:alice@x", many[MAX_ADDRESSES]));
+        for i in 0..20 {
+            c.described(
+                "c1",
+                &format!("t{i}"),
+                &[],
+                &[IpAddr::from([198, 51, 100, i])],
+                now,
+            );
+        }
+        assert!(c.justifies("sip:alice@x", IpAddr::from([198, 51, 100, 6])));
+        assert!(!c.justifies("sip:alice@x", IpAddr::from([198, 51, 100, 7])));
+        let parties: Vec<String> = (0..10).map(|i| format!("sip:u{i}@x")).collect();
+        let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
+        c.described("c2", "a", &refs, &[ip("203.0.113.200")], now);
+        assert!(c.justifies("sip:u3@x", ip("203.0.113.200")));
+        assert!(!c.justifies("sip:u4@x", ip("203.0.113.200")));
+    }
+}

@@ -1,0 +1,925 @@
+//! The relay's state, with no I/O: allocations (RFC 8656 §6-7) with
+//! their permissions and channels, the quotas, the bandwidth buckets, and
+//! the decision on every packet either way. The server (`serve`) binds
+//! the sockets and moves the bytes; `T` is what it keeps per allocation
+//! (the relayed socket, the way back to the client).
+//!
+//! A permission is granted only to a peer the relay may ever reach
+//! ([`crate::peer::allowed`]) that a call of the allocation's user named
+//! in its SDP ([`crate::calls::Calls`]), or to another allocation on this
+//! relay. Permissions are checked again whenever a call ends or changes
+//! ([`Engine::tick`]), so they do not outlive the call.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stun::attr::{self, PasswordAlgorithm};
+use stun::integrity::Integrity;
+use stun::{Class, Encoder, Message};
+
+use crate::metrics::Metrics;
+use crate::Control;
+
+/// How a client reaches the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// A client's 5-tuple as the relay sees it: the transport, the listener
+/// (UDP) or connection (TCP, TLS) it came by, its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client {
+    pub transport: Transport,
+    pub conn: u64,
+    pub addr: SocketAddr,
+}
+
+/// Quotas and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Allocations on this relay at once (508 beyond).
+    pub max_allocations: usize,
+    /// Allocations one user may hold (486 beyond).
+    pub allocations_per_user: usize,
+    /// Permissions, and channels, one allocation may hold (508 beyond).
+    pub permissions_per_allocation: usize,
+    /// Bits per second relayed for one user, both ways together (Lync's
+    /// default: 10 Mbit/s); packets beyond are dropped.
+    pub user_bps: u64,
+    /// Bits per second for one allocation.
+    pub allocation_bps: u64,
+    pub default_lifetime: u32,
+    pub max_lifetime: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_allocations: 10_000,
+            allocations_per_user: 10,
+            permissions_per_allocation: 32,
+            user_bps: 10_000_000,
+            allocation_bps: 10_000_000,
+            default_lifetime: 600,
+            max_lifetime: 3600,
+        }
+    }
+}
+
+/// An error response: its code and reason phrase.
+type Refusal = (u16, &'static str);
+
+/// RFC 8656's lifetimes for permissions and channels.
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Who an allocation belongs to and the key its requests are checked
+/// with, from a successful Allocate.
+#[derive(Clone)]
+pub struct Grant {
+    pub aor: String,
+    pub username: String,
+    pub key: Vec<u8>,
+    /// Web credentials: the user-API session they were minted for, and
+    /// when they expire (Unix time); the allocation ends with either.
+    pub web: Option<(String, u64)>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Grant({})", self.aor)
+    }
+}
+
+/// A token bucket in bytes.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(bps: u64, now: Instant) -> Bucket {
+        let rate = bps as f64 / 8.0;
+        Bucket {
+            tokens: rate,
+            rate,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        // One second's worth of burst.
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+    }
+
+    fn has(&mut self, bytes: usize, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= bytes as f64
+    }
+
+    fn take(&mut self, bytes: usize) {
+        self.tokens -= bytes as f64;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Permission {
+    expires: Instant,
+    /// The call whose SDP named the peer; `None`: another allocation here.
+    call: Option<String>,
+}
+
+/// Bytes and packets of one allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub to_peer_bytes: u64,
+    pub to_peer_packets: u64,
+    pub from_peer_bytes: u64,
+    pub from_peer_packets: u64,
+    pub dropped: u64,
+}
+
+/// One allocation.
+#[derive(Debug)]
+pub struct Allocation<T> {
+    pub id: u64,
+    pub client: Client,
+    pub grant: Grant,
+    /// Where the relayed socket is bound.
+    pub local: SocketAddr,
+    /// What peers and the client are told (XOR-RELAYED-ADDRESS).
+    pub relayed: SocketAddr,
+    made: Instant,
+    expires: Instant,
+    permissions: HashMap<IpAddr, Permission>,
+    channels: HashMap<u16, (SocketAddr, Instant)>,
+    channel_of: HashMap<SocketAddr, u16>,
+    bucket: Bucket,
+    pub counts: Counts,
+    /// The Allocate that made it (transaction id, response), answered
+    /// again to a retransmission.
+    allocate: ([u8; 12], Vec<u8>),
+    pub io: T,
+}
+
+/// How a peer's packet goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Channel(u16),
+    /// A Data indication (no channel bound to the peer).
+    Indication,
+}
+
+/// What to do with a request made inside an allocation.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub response: Vec<u8>,
+    /// The allocation it deleted (Refresh with LIFETIME 0).
+    pub removed: Option<Allocation<T>>,
+}
+
+/// Why an allocation ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Expired,
+    Deleted,
+    Revoked,
+    Closed,
+}
+
+impl Ended {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ended::Expired => "expired",
+            Ended::Deleted => "deleted by its client",
+            Ended::Revoked => "its user's access was revoked",
+            Ended::Closed => "its connection closed",
+        }
+    }
+}
+
+/// The relay's state.
+#[derive(Debug)]
+pub struct Engine<T> {
+    pub realm: String,
+    pub nonces: crate::auth::Nonces,
+    limits: Limits,
+    control: Arc<Control>,
+    metrics: Arc<Metrics>,
+    /// Addresses peers may never be: the relay's own.
+    own: Vec<IpAddr>,
+    allocations: HashMap<u64, Allocation<T>>,
+    by_client: HashMap<Client, u64>,
+    /// Allocations by relayed address as clients know it.
+    by_relayed: HashMap<SocketAddr, u64>,
+    /// Allocations by the address their socket is bound to.
+    by_local: HashMap<SocketAddr, u64>,
+    per_user: HashMap<String, (usize, Bucket)>,
+    next_id: u64,
+    calls_seen: u64,
+    revocations_seen: u64,
+}
+
+fn error(m: &Message<'_>, code: u16, reason: &str) -> Vec<u8> {
+    let mut e = Encoder::new(Class::Error, m.method, m.transaction_id);
+    e.error(code, reason);
+    e.finish_with(None, m.fingerprint_ok().is_some())
+}
+
+impl<T: Clone> Engine<T> {
+    pub fn new(
+        realm: String,
+        nonce_secret: &[u8; 32],
+        limits: Limits,
+        own: Vec<IpAddr>,
+        control: Arc<Control>,
+        metrics: Arc<Metrics>,
+    ) -> Engine<T> {
+        Engine {
+            realm,
+            nonces: crate::auth::Nonces::new(nonce_secret),
+            limits,
+            calls_seen: control.calls.generation(),
+            revocations_seen: control.revocation_generation(),
+            control,
+            metrics,
+            own,
+            allocations: HashMap::new(),
+            by_client: HashMap::new(),
+            by_relayed: HashMap::new(),
+            by_local: HashMap::new(),
+            per_user: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn allocation_of(&self, c: &Client) -> Option<&Allocation<T>> {
+        self.by_client
+            .get(c)
+            .and_then(|id| self.allocations.get(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.allocations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.allocations.is_empty()
+    }
+
+    /// The lifetime to grant for a requested one (RFC 8656 §7.2).
+    pub fn lifetime(&self, requested: Option<u32>) -> u32 {
+        requested
+            .unwrap_or(self.limits.default_lifetime)
+            .max(self.limits.default_lifetime)
+            .min(self.limits.max_lifetime)
+    }
+
+    /// The lifetime to grant an allocation made with web credentials that
+    /// expire at `expires` (Unix time): never past it.
+    pub fn web_lifetime(&self, requested: Option<u32>, expires: u64, unix: u64) -> u32 {
+        let left = u32::try_from(expires.saturating_sub(unix)).unwrap_or(u32::MAX);
+        self.lifetime(requested).min(left.max(1))
+    }
+
+    /// Whether `aor` may have one more allocation: the error otherwise.
+    pub fn room_for(&self, aor: &str) -> Result<(), (u16, &'static str)> {
+        if self.allocations.len() >= self.limits.max_allocations {
+            return Err((508, "Insufficient Capacity"));
+        }
+        if self
+            .per_user
+            .get(aor)
+            .is_some_and(|(n, _)| *n >= self.limits.allocations_per_user)
+        {
+            return Err((486, "Allocation Quota Reached"));
+        }
+        Ok(())
+    }
+
+    /// Records a new allocation; its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        client: Client,
+        grant: Grant,
+        local: SocketAddr,
+        relayed: SocketAddr,
+        lifetime: u32,
+        allocate: ([u8; 12], Vec<u8>),
+        io: T,
+        now: Instant,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let user_bps = self.limits.user_bps;
+        let entry = self
+            .per_user
+            .entry(grant.aor.clone())
+            .or_insert_with(|| (0, Bucket::new(user_bps, now)));
+        entry.0 += 1;
+        tracing::info!(user = %grant.aor, client = %client.addr, transport = client.transport.name(), relayed = %relayed, lifetime, "relay: allocation made");
+        self.by_client.insert(client, id);
+        self.by_relayed.insert(relayed, id);
+        self.by_local.insert(local, id);
+        self.allocations.insert(
+            id,
+            Allocation {
+                id,
+                client,
+                grant,
+                local,
+                relayed,
+                made: now,
+                expires: now + Duration::from_secs(u64::from(lifetime)),
+                permissions: HashMap::new(),
+                channels: HashMap::new(),
+                channel_of: HashMap::new(),
+                bucket: Bucket::new(self.limits.allocation_bps, now),
+                counts: Counts::default(),
+                allocate,
+                io,
+            },
+        );
+        self.metrics.allocations_made.inc();
+        self.publish();
+        id
+    }
+
+    /// The response an Allocate retransmission gets again (same client,
+    /// same transaction), or `Err` for another Allocate on a client that
+    /// has an allocation (437).
+    pub fn allocate_again(&self, c: &Client, m: &Message<'_>) -> Option<Vec<u8>> {
+        let a = self.allocation_of(c)?;
+        Some(if a.allocate.0 == m.transaction_id {
+            a.allocate.1.clone()
+        } else {
+            error(m, 437, "Allocation Mismatch")
+        })
+    }
+
+    fn remove(&mut self, id: u64, why: Ended) -> Option<Allocation<T>> {
+        let a = self.allocations.remove(&id)?;
+        self.by_client.remove(&a.client);
+        self.by_relayed.remove(&a.relayed);
+        self.by_local.remove(&a.local);
+        if let Some(u) = self.per_user.get_mut(&a.grant.aor) {
+            u.0 = u.0.saturating_sub(1);
+            if u.0 == 0 {
+                self.per_user.remove(&a.grant.aor);
+            }
+        }
+        let c = a.counts;
+        tracing::info!(user = %a.grant.aor, relayed = %a.relayed, why = why.name(), to_peer_bytes = c.to_peer_bytes, from_peer_bytes = c.from_peer_bytes, to_peer_packets = c.to_peer_packets, from_peer_packets = c.from_peer_packets, dropped = c.dropped, "relay: allocation ended");
+        Some(a)
+    }
+
+    /// Ends the allocation of a client whose connection closed.
+    pub fn closed(&mut self, c: &Client) -> Option<Allocation<T>> {
+        let id = *self.by_client.get(c)?;
+        let a = self.remove(id, Ended::Closed);
+        self.publish();
+        a
+    }
+
+    /// Whether `peer` may be given a permission by `a`'s user: `Ok(call)`
+    /// with the call that names it (`None`: another allocation here).
+    fn justify(&self, aor: &str, peer: SocketAddr) -> Result<Option<String>, &'static str> {
+        if self.by_relayed.contains_key(&peer) {
+            return Ok(None);
+        }
+        crate::peer::allowed(peer.ip(), &self.own).map_err(|r| r.reason())?;
+        self.control
+            .calls
+            .call_naming(aor, crate::peer::canonical(peer.ip()))
+            .map(Some)
+            .ok_or("the peer is in no call of this user")
+    }
+
+    /// Refresh, CreatePermission or ChannelBind from `c` (RFC 8656 §7.3,
+    /// §9, §12), its credentials checked with the allocation's key.
+    pub fn request(&mut self, c: &Client, m: &Message<'_>, now: Instant, unix: u64) -> Answer<T> {
+        let plain = |response| Answer {
+            response,
+            removed: None,
+        };
+        let Some(&id) = self.by_client.get(c) else {
+            return plain(error(m, 437, "Allocation Mismatch"));
+        };
+        let alg = match self.check(id, m, c.addr.ip(), unix) {
+            Ok(alg) => alg,
+            Err(response) => return plain(response),
+        };
+        let outcome = match m.method {
+            stun::method::REFRESH => self.refresh(id, m, now, unix),
+            stun::method::CREATE_PERMISSION => self.create_permission(id, m, now),
+            stun::method::CHANNEL_BIND => self.channel_bind(id, m, now),
+            _ => Err((400, "Bad Request")),
+        };
+        let mut removed = None;
+        let response = match outcome {
+            Ok(Some(lifetime)) => {
+                if lifetime == 0 {
+                    removed = self.remove(id, Ended::Deleted);
+                }
+                let key = removed.as_ref().map(|a| a.grant.key.clone());
+                let mut e = Encoder::new(Class::Success, m.method, m.transaction_id);
+                e.u32(attr::LIFETIME, lifetime);
+                self.sign(id, key, e, alg, m)
+            }
+            Ok(None) => {
+                let e = Encoder::new(Class::Success, m.method, m.transaction_id);
+                self.sign(id, None, e, alg, m)
+            }
+            Err((code, reason)) => {
+                let mut e = Encoder::new(Class::Error, m.method, m.transaction_id);
+                e.error(code, reason);
+                self.sign(id, None, e, alg, m)
+            }
+        };
+        self.publish();
+        Answer { response, removed }
+    }
+
+    fn sign(
+        &self,
+        id: u64,
+        key: Option<Vec<u8>>,
+        e: Encoder,
+        alg: Integrity,
+        m: &Message<'_>,
+    ) -> Vec<u8> {
+        let key = key.or_else(|| self.allocations.get(&id).map(|a| a.grant.key.clone()));
+        let fp = m.fingerprint_ok().is_some();
+        match key {
+            Some(k) => e.finish_with(Some((alg, &k)), fp),
+            None => e.finish_with(None, fp),
+        }
+    }
+
+    /// The request's credentials against the allocation's: the integrity
+    /// algorithm to answer with, or the error response.
+    fn check(&self, id: u64, m: &Message<'_>, ip: IpAddr, unix: u64) -> Result<Integrity, Vec<u8>> {
+        let Some(a) = self.allocations.get(&id) else {
+            return Err(error(m, 437, "Allocation Mismatch"));
+        };
+        let nonce = || self.nonces.issue(ip, unix);
+        match crate::auth::credentials(m, &self.nonces, &self.realm, ip, unix) {
+            Ok(creds) if creds.username != a.grant.username => {
+                Err(error(m, 441, "Wrong Credentials"))
+            }
+            // Web credentials are good until they expire, not after.
+            Ok(_) if a.grant.web.as_ref().is_some_and(|(_, exp)| unix > *exp) => Err(
+                crate::auth::challenge(m, 401, "Unauthenticated", &self.realm, &nonce()),
+            ),
+            Ok(_) => m.verify(&a.grant.key).map_err(|_| {
+                crate::auth::challenge(m, 401, "Unauthenticated", &self.realm, &nonce())
+            }),
+            Err(crate::auth::Refusal::Challenge) => Err(crate::auth::challenge(
+                m,
+                401,
+                "Unauthenticated",
+                &self.realm,
+                &nonce(),
+            )),
+            Err(crate::auth::Refusal::Stale) => Err(crate::auth::challenge(
+                m,
+                438,
+                "Stale Nonce",
+                &self.realm,
+                &nonce(),
+            )),
+            Err(crate::auth::Refusal::Bad(why)) => Err(error(m, 400, why)),
+        }
+    }
+
+    fn refresh(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+        now: Instant,
+        unix: u64,
+    ) -> Result<Option<u32>, (u16, &'static str)> {
+        let requested = match m.get(attr::LIFETIME) {
+            Some(v) => Some(
+                attr::u32_value(attr::LIFETIME, v)
+                    .map_err(|_| (400, "Bad Request: LIFETIME is malformed"))?,
+            ),
+            None => None,
+        };
+        if let Some(v) = m.get(attr::REQUESTED_ADDRESS_FAMILY) {
+            let family = attr::address_family(attr::REQUESTED_ADDRESS_FAMILY, v)
+                .map_err(|_| (400, "Bad Request: REQUESTED-ADDRESS-FAMILY is malformed"))?;
+            let ours = self
+                .allocations
+                .get(&id)
+                .map(|a| if a.relayed.is_ipv4() { 1 } else { 2 });
+            if Some(family) != ours {
+                return Err((443, "Peer Address Family Mismatch"));
+            }
+        }
+        if requested == Some(0) {
+            return Ok(Some(0));
+        }
+        let lifetime = match self.allocations.get(&id).and_then(|a| a.grant.web.as_ref()) {
+            Some((_, expires)) => self.web_lifetime(requested, *expires, unix),
+            None => self.lifetime(requested),
+        };
+        if let Some(a) = self.allocations.get_mut(&id) {
+            a.expires = now + Duration::from_secs(u64::from(lifetime));
+        }
+        Ok(Some(lifetime))
+    }
+
+    /// The peers a request names (XOR-PEER-ADDRESS), each justified.
+    fn justified_peers(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+    ) -> Result<Vec<(SocketAddr, Option<String>)>, Refusal> {
+        let Some(a) = self.allocations.get(&id) else {
+            return Err((437, "Allocation Mismatch"));
+        };
+        let (aor, v4) = (a.grant.aor.clone(), a.relayed.is_ipv4());
+        let mut peers = Vec::new();
+        for at in m
+            .attributes()
+            .iter()
+            .filter(|at| at.kind == attr::XOR_PEER_ADDRESS)
+        {
+            let peer = attr::xor_address(attr::XOR_PEER_ADDRESS, at.value, &m.transaction_id)
+                .map_err(|_| (400, "Bad Request: XOR-PEER-ADDRESS is malformed"))?;
+            let peer = SocketAddr::new(crate::peer::canonical(peer.ip()), peer.port());
+            // What may never be reached is refused whatever its form, before
+            // the family is compared.
+            match self.justify(&aor, peer) {
+                Ok(_) if peer.is_ipv4() != v4 => {
+                    return Err((443, "Peer Address Family Mismatch"));
+                }
+                Ok(call) => peers.push((peer, call)),
+                Err(why) => {
+                    self.metrics.permissions_refused.inc();
+                    tracing::info!(user = %aor, peer = %peer, why, "relay: permission refused");
+                    return Err((403, "Forbidden"));
+                }
+            }
+        }
+        if peers.is_empty() {
+            return Err((400, "Bad Request: no XOR-PEER-ADDRESS"));
+        }
+        Ok(peers)
+    }
+
+    fn permit(
+        &mut self,
+        id: u64,
+        peer: SocketAddr,
+        call: Option<String>,
+        now: Instant,
+    ) -> Result<(), (u16, &'static str)> {
+        let cap = self.limits.permissions_per_allocation;
+        let Some(a) = self.allocations.get_mut(&id) else {
+            return Err((437, "Allocation Mismatch"));
+        };
+        let ip = peer.ip();
+        if !a.permissions.contains_key(&ip) {
+            if a.permissions.len() >= cap {
+                return Err((508, "Insufficient Capacity"));
+            }
+            tracing::info!(user = %a.grant.aor, relayed = %a.relayed, peer = %ip, call = call.as_deref().unwrap_or("(another allocation here)"), "relay: permission granted");
+            self.metrics.permissions_made.inc();
+        }
+        a.permissions.insert(
+            ip,
+            Permission {
+                expires: now + PERMISSION_LIFETIME,
+                call,
+            },
+        );
+        Ok(())
+    }
+
+    fn create_permission(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+        now: Instant,
+    ) -> Result<Option<u32>, (u16, &'static str)> {
+        let peers = self.justified_peers(id, m)?;
+        let cap = self.limits.permissions_per_allocation;
+        if let Some(a) = self.allocations.get(&id) {
+            let new = peers
+                .iter()
+                .filter(|(p, _)| !a.permissions.contains_key(&p.ip()))
+                .count();
+            if a.permissions.len() + new > cap {
+                return Err((508, "Insufficient Capacity"));
+            }
+        }
+        for (peer, call) in peers {
+            self.permit(id, peer, call, now)?;
+        }
+        Ok(None)
+    }
+
+    fn channel_bind(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+        now: Instant,
+    ) -> Result<Option<u32>, (u16, &'static str)> {
+        let channel = m
+            .get(attr::CHANNEL_NUMBER)
+            .and_then(|v| attr::channel_number(v).ok())
+            .filter(|n| stun::channel::is_channel(*n))
+            .ok_or((
+                400,
+                "Bad Request: CHANNEL-NUMBER missing or not 0x4000-0x7FFF",
+            ))?;
+        let peers = self.justified_peers(id, m)?;
+        let [(peer, call)] = <[_; 1]>::try_from(peers)
+            .map_err(|_| (400, "Bad Request: one XOR-PEER-ADDRESS is needed"))?;
+        let cap = self.limits.permissions_per_allocation;
+        {
+            let Some(a) = self.allocations.get(&id) else {
+                return Err((437, "Allocation Mismatch"));
+            };
+            // A channel stays with its peer, and a peer with its channel.
+            if a.channels.get(&channel).is_some_and(|(p, _)| *p != peer) {
+                return Err((400, "Bad Request: the channel is bound to another peer"));
+            }
+            if a.channel_of.get(&peer).is_some_and(|c| *c != channel) {
+                return Err((400, "Bad Request: the peer is bound to another channel"));
+            }
+            if !a.channels.contains_key(&channel) && a.channels.len() >= cap {
+                return Err((508, "Insufficient Capacity"));
+            }
+        }
+        self.permit(id, peer, call, now)?;
+        if let Some(a) = self.allocations.get_mut(&id) {
+            if a.channels
+                .insert(channel, (peer, now + CHANNEL_LIFETIME))
+                .is_none()
+            {
+                tracing::info!(user = %a.grant.aor, relayed = %a.relayed, peer = %peer, channel, "relay: channel bound");
+                self.metrics.channels_made.inc();
+            }
+            a.channel_of.insert(peer, channel);
+        }
+        Ok(None)
+    }
+
+    /// Whether `a` may exchange `bytes` with `peer` now: its permission,
+    /// then the allocation's and the user's bandwidth.
+    fn pass(&mut self, id: u64, peer: SocketAddr, bytes: usize, now: Instant) -> bool {
+        // A call that ended or changed takes its permissions with it before
+        // another packet passes (one atomic load per packet).
+        if self.control.calls.generation() != self.calls_seen {
+            self.sweep(now);
+        }
+        let by_relayed = &self.by_relayed;
+        let Some(a) = self.allocations.get_mut(&id) else {
+            return false;
+        };
+        // A permission for another allocation here covers that allocation
+        // only, not whatever else listens on the relay's address.
+        let permitted = a.permissions.get(&peer.ip()).is_some_and(|p| {
+            p.expires > now && (p.call.is_some() || by_relayed.contains_key(&peer))
+        });
+        let user = self.per_user.get_mut(&a.grant.aor).map(|u| &mut u.1);
+        let fits = permitted
+            && a.bucket.has(bytes, now)
+            && user.map(|b| {
+                let ok = b.has(bytes, now);
+                if ok {
+                    b.take(bytes);
+                }
+                ok
+            }) == Some(true);
+        if fits {
+            a.bucket.take(bytes);
+        } else {
+            a.counts.dropped += 1;
+            if permitted {
+                self.metrics.dropped_bandwidth.inc();
+            } else {
+                self.metrics.dropped_no_permission.inc();
+            }
+        }
+        fits
+    }
+
+    /// A Send indication from `c`: where its data goes, or `None` (no
+    /// allocation, no permission, over bandwidth, malformed: dropped, as
+    /// indications get no answer).
+    pub fn send_indication(
+        &mut self,
+        c: &Client,
+        m: &Message<'_>,
+        now: Instant,
+    ) -> Option<(T, SocketAddr, std::ops::Range<usize>)> {
+        let id = *self.by_client.get(c)?;
+        let peer = attr::xor_address(
+            attr::XOR_PEER_ADDRESS,
+            m.get(attr::XOR_PEER_ADDRESS)?,
+            &m.transaction_id,
+        )
+        .ok()?;
+        let data = m.get(attr::DATA)?;
+        if !self.pass(id, peer, data.len(), now) {
+            return None;
+        }
+        let start = data.as_ptr() as usize - m.raw().as_ptr() as usize;
+        self.sent(id, peer, data.len())
+            .map(|(io, to)| (io, to, start..start + data.len()))
+    }
+
+    /// ChannelData from `c` on `channel`: where its `len` bytes go.
+    pub fn channel_data(
+        &mut self,
+        c: &Client,
+        channel: u16,
+        len: usize,
+        now: Instant,
+    ) -> Option<(T, SocketAddr)> {
+        let id = *self.by_client.get(c)?;
+        let peer = match self.allocations.get(&id)?.channels.get(&channel) {
+            Some((peer, expires)) if *expires > now => *peer,
+            _ => {
+                self.metrics.dropped_no_permission.inc();
+                return None;
+            }
+        };
+        if !self.pass(id, peer, len, now) {
+            return None;
+        }
+        self.sent(id, peer, len)
+    }
+
+    fn sent(&mut self, id: u64, peer: SocketAddr, len: usize) -> Option<(T, SocketAddr)> {
+        // Another allocation here is reached at its local address (the
+        // advertised one may be a NAT's, which need not hairpin).
+        let to = match self
+            .by_relayed
+            .get(&peer)
+            .and_then(|o| self.allocations.get(o))
+        {
+            Some(other) => other.local,
+            None => peer,
+        };
+        let a = self.allocations.get_mut(&id)?;
+        a.counts.to_peer_bytes += len as u64;
+        a.counts.to_peer_packets += 1;
+        self.metrics.to_peer_bytes.add(len as u64);
+        self.metrics.to_peer_packets.inc();
+        Some((a.io.clone(), to))
+    }
+
+    /// `len` bytes from `from` arrived on allocation `id`'s relayed
+    /// socket: the client and the framing to send them with, or `None`
+    /// (no permission, over bandwidth: dropped).
+    pub fn from_peer(
+        &mut self,
+        id: u64,
+        from: SocketAddr,
+        len: usize,
+        now: Instant,
+    ) -> Option<(T, Client, Framing)> {
+        // Another allocation here sends from its local address; the
+        // permission was given to the one clients know.
+        let from = match self
+            .by_local
+            .get(&from)
+            .and_then(|o| self.allocations.get(o))
+        {
+            Some(other) if other.id != id => other.relayed,
+            _ => from,
+        };
+        if !self.pass(id, from, len, now) {
+            return None;
+        }
+        let a = self.allocations.get_mut(&id)?;
+        a.counts.from_peer_bytes += len as u64;
+        a.counts.from_peer_packets += 1;
+        self.metrics.from_peer_bytes.add(len as u64);
+        self.metrics.from_peer_packets.inc();
+        let framing = match a.channel_of.get(&from) {
+            Some(ch) if a.channels.get(ch).is_some_and(|(_, exp)| *exp > now) => {
+                Framing::Channel(*ch)
+            }
+            _ => Framing::Indication,
+        };
+        Some((a.io.clone(), a.client, framing))
+    }
+
+    /// Expires allocations, permissions and channels; when a call ended or
+    /// changed, checks every permission given for a call again; ends the
+    /// allocations of users whose access was revoked. What was removed.
+    pub fn tick(&mut self, now: Instant) -> Vec<Allocation<T>> {
+        let mut gone = Vec::new();
+        let revocations = self.control.revocation_generation();
+        if revocations != self.revocations_seen {
+            self.revocations_seen = revocations;
+            let revoked: Vec<u64> = self
+                .allocations
+                .values()
+                .filter(|a| {
+                    let session = a.grant.web.as_ref().map(|(s, _)| s.as_str());
+                    self.control.revoked(&a.grant.aor, session, a.made)
+                })
+                .map(|a| a.id)
+                .collect();
+            for id in revoked {
+                gone.extend(self.remove(id, Ended::Revoked));
+            }
+        }
+        let expired: Vec<u64> = self
+            .allocations
+            .values()
+            .filter(|a| a.expires <= now)
+            .map(|a| a.id)
+            .collect();
+        for id in expired {
+            gone.extend(self.remove(id, Ended::Expired));
+        }
+        self.sweep(now);
+        self.publish();
+        gone
+    }
+
+    /// Permissions and channels expired or no longer justified by a call
+    /// (checked again only when the calls changed) removed.
+    fn sweep(&mut self, now: Instant) {
+        let generation = self.control.calls.generation();
+        let recheck = generation != self.calls_seen;
+        self.calls_seen = generation;
+        let calls = &self.control.calls;
+        let relayed: Vec<IpAddr> = self.by_relayed.keys().map(|r| r.ip()).collect();
+        for a in self.allocations.values_mut() {
+            let aor = a.grant.aor.clone();
+            a.permissions.retain(|ip, p| {
+                let keep = p.expires > now
+                    && match &p.call {
+                        None => relayed.contains(ip),
+                        Some(_) if recheck => calls.justifies(&aor, crate::peer::canonical(*ip)),
+                        Some(_) => true,
+                    };
+                if !keep {
+                    tracing::info!(user = %aor, peer = %ip, "relay: permission removed");
+                }
+                keep
+            });
+            let permissions = &a.permissions;
+            a.channels
+                .retain(|_, (peer, exp)| *exp > now && permissions.contains_key(&peer.ip()));
+            let channels = &a.channels;
+            a.channel_of.retain(|_, ch| channels.contains_key(ch));
+        }
+    }
+
+    /// Sets the gauges of /metrics: allocations, permissions, channels now.
+    fn publish(&self) {
+        let (a, p, c) = self.allocations.values().fold((0, 0, 0), |(a, p, c), x| {
+            (a + 1, p + x.permissions.len(), c + x.channels.len())
+        });
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.allocations.store(a as u64, Relaxed);
+        self.metrics.permissions.store(p as u64, Relaxed);
+        self.metrics.channels.store(c as u64, Relaxed);
+    }
+}
+
+/// The key a user's requests are checked with, from their digest secrets.
+pub fn key_for(alg: PasswordAlgorithm, md5: &[u8; 16], sha256: &[u8; 32]) -> Vec<u8> {
+    match alg {
+        PasswordAlgorithm::Md5 => md5.to_vec(),
+        PasswordAlgorithm::Sha256 => sha256.to_vec(),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,172 @@
+//! The SIP core's side of the media relay (`relay`): it answers the
+//! relay's questions about users — the long-term key of a SIP user is
+//! their digest secret, under the same lockout filter and authentication
+//! policy as a SIP sign-in, so the relay is no way around either — and it
+//! tells the relay which calls it is relaying and which addresses their
+//! session descriptions name, the only peers a permission is granted to.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use auth::lockout::Gate;
+use relay::serve::{Ask, KeyAnswer};
+use sip::Message;
+
+use super::Core;
+use crate::unix_now;
+
+/// The addresses named by the session descriptions in `msg`'s body.
+fn described_addresses(msg: &Message, content_type: &str) -> Option<Vec<IpAddr>> {
+    let bodies = content::offers::sdp_bodies(content_type, msg.body());
+    if bodies.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for b in bodies {
+        if let Ok(s) = sdp::Session::parse(b) {
+            out.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
+        }
+    }
+    Some(out)
+}
+
+impl<S: store::Store> Core<S> {
+    /// Answers the relay.
+    pub(crate) fn relay_ask(&mut self, ask: Ask) {
+        match ask {
+            Ask::Key {
+                username,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.relay_key(&username, source));
+            }
+            // Web sessions are the store's: the server answers them; one
+            // that reaches the core is not taken as signed in.
+            Ask::Session { reply, .. } => {
+                let _ = reply.send(false);
+            }
+            Ask::Outcome { aor, source, ok } => {
+                let now = u64::try_from(unix_now()).unwrap_or(0);
+                if ok {
+                    self.filter.success(&aor, source, now);
+                } else {
+                    self.failed_from(&aor, source, now);
+                }
+            }
+        }
+    }
+
+    fn relay_key(&self, username: &str, source: IpAddr) -> KeyAnswer {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        // A TURN user name is the SIP digest user name: the AOR's user part.
+        if username.is_empty() || username.contains(['@', ':']) || username.len() > 256 {
+            return KeyAnswer::Unknown {
+                aor: format!("sip:?@{}", self.cfg.domain),
+            };
+        }
+        let aor = format!("sip:{username}@{}", self.cfg.domain);
+        if !crate::policy_set::any_digest_allowed(&self.policies, &aor) {
+            return KeyAnswer::Refused("the authentication policy allows device certificates only");
+        }
+        if let Gate::Refuse { .. } = self.filter.check(&aor, source, now) {
+            return KeyAnswer::Refused("too many failed sign-ins from this address");
+        }
+        match self.users.get(&aor).filter(|u| u.enabled) {
+            Some(u) => KeyAnswer::Key {
+                md5_allowed: crate::policy_set::digest_allowed(
+                    &self.policies,
+                    &aor,
+                    auth::digest::Algorithm::Md5,
+                ),
+                md5: u.secrets.md5,
+                sha256: u.secrets.sha256,
+                aor,
+            },
+            None => KeyAnswer::Unknown { aor },
+        }
+    }
+
+    /// A request carrying session descriptions is being relayed in call
+    /// `msg`'s Call-ID: the addresses they name become that sender's
+    /// (its From tag) in the relay's table. `parties`: our users in it.
+    pub(crate) fn relay_note_request(&self, msg: &Message, parties: &[&str]) {
+        let Some(control) = &self.relay else {
+            return;
+        };
+        let ct = crate::files::content_type_of(msg);
+        let Some(addresses) = described_addresses(msg, &ct) else {
+            return;
+        };
+        let (Some(call_id), Some(tag)) = (call_id(msg), tag(msg, sip::HeaderKind::From)) else {
+            return;
+        };
+        control
+            .calls
+            .described(call_id, tag, parties, &addresses, Instant::now());
+    }
+
+    /// A response to an INVITE (or UPDATE, PRACK) passing upstream: its
+    /// session description's addresses become the answerer's (its To
+    /// tag); a 2xx to an INVITE marks the call answered.
+    pub(crate) fn relay_note_response(&self, resp: &Message, status: u16, invite: bool) {
+        let Some(control) = &self.relay else {
+            return;
+        };
+        let Some(call_id) = call_id(resp) else {
+            return;
+        };
+        if invite && (200..300).contains(&status) {
+            control.calls.answered(call_id, Instant::now());
+        }
+        let ct = crate::files::content_type_of(resp);
+        let (Some(addresses), Some(tag)) = (
+            described_addresses(resp, &ct),
+            tag(resp, sip::HeaderKind::To),
+        ) else {
+            return;
+        };
+        control
+            .calls
+            .described(call_id, tag, &[], &addresses, Instant::now());
+    }
+
+    /// The call `msg` belongs to ended (BYE, CANCEL).
+    pub(crate) fn relay_call_ended(&self, msg: &Message) {
+        if let (Some(control), Some(call_id)) = (&self.relay, call_id(msg)) {
+            control.calls.ended(call_id);
+        }
+    }
+
+    /// An INVITE in call `msg` got no 2xx: the call ends unless it had
+    /// been answered before (a refused re-INVITE).
+    pub(crate) fn relay_call_unanswered(&self, msg: &Message) {
+        if let (Some(control), Some(call_id)) = (&self.relay, call_id(msg)) {
+            control.calls.unanswered(call_id);
+        }
+    }
+
+    /// `aor`'s relay allocations end (disabled, removed, a new password,
+    /// signed out everywhere).
+    pub(crate) fn relay_revoke(&self, aor: &str) {
+        if let Some(control) = &self.relay {
+            control.revoke(aor);
+        }
+    }
+}
+
+fn call_id(msg: &Message) -> Option<&str> {
+    msg.header(sip::HeaderKind::CallId).map(|h| h.value.trim())
+}
+
+/// The `tag` parameter of `msg`'s From or To header.
+fn tag(msg: &Message, kind: sip::HeaderKind) -> Option<&str> {
+    let v = msg.header(kind)?.value;
+    // The parameters after the URI's closing `>` (or the whole value
+    // without one): `;tag=` is a header parameter, not the URI's.
+    let params = v.rfind('>').map_or(v, |i| &v[i..]);
+    params.split(';').skip(1).find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("tag").then(|| val.trim())
+    })
+}
