@@ -50,6 +50,20 @@ struct Inner {
     /// (call id, seq) in the order calls were first seen, for eviction.
     order: VecDeque<(String, u64)>,
     seq: u64,
+    /// Users whose calls ended or changed since the relay last looked
+    /// (beyond [`MAX_CHANGED`], everyone: `all_changed`).
+    changed: HashSet<String>,
+    all_changed: bool,
+}
+
+/// Users remembered as changed between two looks of the relay.
+const MAX_CHANGED: usize = 65_536;
+
+/// Whose permissions the relay must check again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Users(HashSet<String>),
+    Everyone,
 }
 
 /// The calls table (see the module's documentation).
@@ -60,10 +74,23 @@ pub struct Calls {
 }
 
 impl Inner {
+    fn mark(&mut self, parties: &[String]) {
+        for p in parties {
+            if self.changed.len() >= MAX_CHANGED {
+                self.all_changed = true;
+                self.changed.clear();
+            }
+            if !self.all_changed {
+                self.changed.insert(p.clone());
+            }
+        }
+    }
+
     fn remove(&mut self, call_id: &str) -> bool {
         let Some(call) = self.by_id.remove(call_id) else {
             return false;
         };
+        self.mark(&call.parties);
         for p in call.parties {
             if let Some(set) = self.by_user.get_mut(&p) {
                 set.remove(call_id);
@@ -86,8 +113,24 @@ impl Calls {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Called with the lock held, after [`Inner::mark`]: the relay then
+    /// sees the users and the generation together.
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The users whose calls ended or changed since the last call (the
+    /// relay's), and the generation that covers them.
+    pub fn take_changed(&self) -> (u64, Changed) {
+        let mut g = self.lock();
+        let generation = self.generation();
+        let changed = if std::mem::take(&mut g.all_changed) {
+            g.changed.clear();
+            Changed::Everyone
+        } else {
+            Changed::Users(std::mem::take(&mut g.changed))
+        };
+        (generation, changed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -117,6 +160,7 @@ impl Calls {
                 };
                 if inner.by_id.get(&old).is_some_and(|c| c.seq == seq) {
                     inner.remove(&old);
+                    self.bump();
                 }
             }
             inner.seq += 1;
@@ -166,8 +210,9 @@ impl Calls {
                 false
             }
         };
-        drop(g);
         if narrowed {
+            let parties = call.parties.clone();
+            inner.mark(&parties);
             self.bump();
         }
     }
@@ -183,8 +228,8 @@ impl Calls {
 
     /// The call ended (BYE, CANCEL).
     pub fn ended(&self, call_id: &str) {
-        let removed = self.lock().remove(call_id);
-        if removed {
+        let mut g = self.lock();
+        if g.remove(call_id) {
             self.bump();
         }
     }
@@ -196,7 +241,6 @@ impl Calls {
         let mut g = self.lock();
         if g.by_id.get(call_id).is_some_and(|c| !c.answered) {
             g.remove(call_id);
-            drop(g);
             self.bump();
         }
     }
@@ -239,7 +283,6 @@ impl Calls {
         }
         let seqs: HashMap<String, u64> = g.by_id.iter().map(|(k, c)| (k.clone(), c.seq)).collect();
         g.order.retain(|(id, seq)| seqs.get(id) == Some(seq));
-        drop(g);
         if !stale.is_empty() {
             self.bump();
         }
@@ -354,5 +397,31 @@ mod tests {
         c.described("c2", "a", &refs, &[ip("203.0.113.200")], now);
         assert!(c.justifies("sip:u3@x", ip("203.0.113.200")));
         assert!(!c.justifies("sip:u4@x", ip("203.0.113.200")));
+    }
+
+    #[test]
+    fn the_relay_learns_whose_calls_changed_with_the_generation() {
+        let c = Calls::new();
+        let now = Instant::now();
+        c.described("c1", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.described("c2", "a", &["sip:bob@x"], &[ip("203.0.113.6")], now);
+        let (g0, changed) = c.take_changed();
+        assert_eq!(changed, Changed::Users(HashSet::new()));
+        c.ended("c1");
+        let (g1, changed) = c.take_changed();
+        assert!(g1 > g0);
+        assert_eq!(
+            changed,
+            Changed::Users(HashSet::from(["sip:alice@x".to_string()]))
+        );
+        // Taken: nothing more until the next change.
+        assert_eq!(c.take_changed(), (g1, Changed::Users(HashSet::new())));
+        c.described("c2", "a", &[], &[ip("203.0.113.7")], now);
+        let (g2, changed) = c.take_changed();
+        assert!(g2 > g1);
+        assert_eq!(
+            changed,
+            Changed::Users(HashSet::from(["sip:bob@x".to_string()]))
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! relay. Permissions are checked again whenever a call ends or changes
 //! ([`Engine::tick`]), so they do not outlive the call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,7 +233,8 @@ pub struct Engine<T> {
     by_relayed: HashMap<SocketAddr, u64>,
     /// Allocations by the address their socket is bound to.
     by_local: HashMap<SocketAddr, u64>,
-    per_user: HashMap<String, (usize, Bucket)>,
+    /// Each user's allocations and bandwidth bucket.
+    per_user: HashMap<String, (HashSet<u64>, Bucket)>,
     next_id: u64,
     calls_seen: u64,
     revocations_seen: u64,
@@ -313,7 +314,7 @@ impl<T: Clone> Engine<T> {
         if self
             .per_user
             .get(aor)
-            .is_some_and(|(n, _)| *n >= self.limits.allocations_per_user)
+            .is_some_and(|(ids, _)| ids.len() >= self.limits.allocations_per_user)
         {
             return Err((486, "Allocation Quota Reached"));
         }
@@ -339,8 +340,8 @@ impl<T: Clone> Engine<T> {
         let entry = self
             .per_user
             .entry(grant.aor.clone())
-            .or_insert_with(|| (0, Bucket::new(user_bps, now)));
-        entry.0 += 1;
+            .or_insert_with(|| (HashSet::new(), Bucket::new(user_bps, now)));
+        entry.0.insert(id);
         tracing::info!(user = %grant.aor, client = %client.addr, transport = client.transport.name(), relayed = %relayed, lifetime, "relay: allocation made");
         self.by_client.insert(client, id);
         self.by_relayed.insert(relayed, id);
@@ -387,8 +388,8 @@ impl<T: Clone> Engine<T> {
         self.by_relayed.remove(&a.relayed);
         self.by_local.remove(&a.local);
         if let Some(u) = self.per_user.get_mut(&a.grant.aor) {
-            u.0 = u.0.saturating_sub(1);
-            if u.0 == 0 {
+            u.0.remove(&id);
+            if u.0.is_empty() {
                 self.per_user.remove(&a.grant.aor);
             }
         }
@@ -698,7 +699,7 @@ impl<T: Clone> Engine<T> {
         // A call that ended or changed takes its permissions with it before
         // another packet passes (one atomic load per packet).
         if self.control.calls.generation() != self.calls_seen {
-            self.sweep(now);
+            self.recheck_calls(now);
         }
         let by_relayed = &self.by_relayed;
         let Some(a) = self.allocations.get_mut(&id) else {
@@ -865,28 +866,48 @@ impl<T: Clone> Engine<T> {
         for id in expired {
             gone.extend(self.remove(id, Ended::Expired));
         }
-        self.sweep(now);
+        self.recheck_calls(now);
+        let ids: Vec<u64> = self.allocations.keys().copied().collect();
+        self.prune(&ids, now, false);
         self.publish();
         gone
     }
 
-    /// Permissions and channels expired or no longer justified by a call
-    /// (checked again only when the calls changed) removed.
-    fn sweep(&mut self, now: Instant) {
-        let generation = self.control.calls.generation();
-        let recheck = generation != self.calls_seen;
+    /// When calls ended or changed: the permissions of their users'
+    /// allocations checked again (only theirs).
+    fn recheck_calls(&mut self, now: Instant) {
+        if self.control.calls.generation() == self.calls_seen {
+            return;
+        }
+        let (generation, changed) = self.control.calls.take_changed();
         self.calls_seen = generation;
+        let ids: Vec<u64> = match changed {
+            crate::calls::Changed::Everyone => self.allocations.keys().copied().collect(),
+            crate::calls::Changed::Users(users) => users
+                .iter()
+                .filter_map(|u| self.per_user.get(u))
+                .flat_map(|(ids, _)| ids.iter().copied())
+                .collect(),
+        };
+        self.prune(&ids, now, true);
+    }
+
+    /// Expired permissions and channels of allocations `ids` removed, and
+    /// (`recheck`) those a call no longer names.
+    fn prune(&mut self, ids: &[u64], now: Instant, recheck: bool) {
         let calls = &self.control.calls;
-        let relayed: Vec<IpAddr> = self.by_relayed.keys().map(|r| r.ip()).collect();
-        for a in self.allocations.values_mut() {
-            let aor = a.grant.aor.clone();
+        for id in ids {
+            let Some(a) = self.allocations.get_mut(id) else {
+                continue;
+            };
+            let aor = &a.grant.aor;
             a.permissions.retain(|ip, p| {
+                // (A permission for another allocation here lapses with
+                // time; each packet is checked against the allocations.)
                 let keep = p.expires > now
-                    && match &p.call {
-                        None => relayed.contains(ip),
-                        Some(_) if recheck => calls.justifies(&aor, crate::peer::canonical(*ip)),
-                        Some(_) => true,
-                    };
+                    && (p.call.is_none()
+                        || !recheck
+                        || calls.justifies(aor, crate::peer::canonical(*ip)));
                 if !keep {
                     tracing::info!(user = %aor, peer = %ip, "relay: permission removed");
                 }
