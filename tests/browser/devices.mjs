@@ -12,9 +12,9 @@
 // file), PAGE_DOWNLOAD (where to save the certificate), PAGE_BUNDLE (where
 // to save the PKCS#12 bundle), PAGE_CERT (the server certificate, PEM),
 // PAGE_SHOT (a screenshot path).
-import { createHash, createHmac, X509Certificate } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -23,11 +23,6 @@ const env = (k) => {
 };
 const url = env('PAGE_URL');
 const user = env('PAGE_USER');
-
-const cert = new X509Certificate(readFileSync(env('PAGE_CERT')));
-const spki = createHash('sha256')
-  .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-  .digest('base64');
 
 // RFC 6238: HMAC-SHA1 over the 30-second step, 6 digits.
 function base32(text) {
@@ -52,14 +47,7 @@ function totp(key, step) {
 }
 const step = () => Math.floor(Date.now() / 1000 / 30);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--ignore-certificate-errors-spki-list=${spki}`,
-  ],
-});
+const browser = await launch(env('PAGE_CERT'));
 
 function check(ok, what) {
   if (!ok) throw new Error(`page check failed: ${what}`);

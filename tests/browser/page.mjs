@@ -7,9 +7,7 @@
 // Environment: PAGE_URL, PAGE_USER, PAGE_PASSWORD, PAGE_WATCHER (pending),
 // PAGE_CONTACT (to add), PAGE_CERT (the server certificate, PEM: its key is
 // the one chromium is told to accept), PAGE_SHOT (a screenshot path).
-import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -21,21 +19,7 @@ const user = env('PAGE_USER');
 const watcher = env('PAGE_WATCHER');
 const contact = env('PAGE_CONTACT');
 
-// The server's certificate comes from a private CA made on first start;
-// chromium accepts exactly that certificate's key and nothing else.
-const cert = new X509Certificate(readFileSync(env('PAGE_CERT')));
-const spki = createHash('sha256')
-  .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-  .digest('base64');
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--ignore-certificate-errors-spki-list=${spki}`,
-  ],
-});
+const browser = await launch(env('PAGE_CERT'));
 
 function check(ok, what) {
   if (!ok) throw new Error(`page check failed: ${what}`);

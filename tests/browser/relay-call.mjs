@@ -13,11 +13,10 @@
 // (wss://HOST:8443), CALL_USER, CALL_PASSWORD, CALL_DOMAIN, CALL_TARGET,
 // CALL_SECS, CALL_CERT (the server certificate, PEM: its key is the one
 // chromium is told to accept).
-import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const env = (k, d) => {
   const v = process.env[k] ?? d;
@@ -29,21 +28,10 @@ const target = env('CALL_TARGET', '');
 const here = dirname(fileURLToPath(import.meta.url));
 const sipjs = join(here, '../sipjs/node_modules/sip.js/lib');
 
-const cert = new X509Certificate(readFileSync(env('CALL_CERT')));
-const spki = createHash('sha256')
-  .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-  .digest('base64');
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    '--autoplay-policy=no-user-gesture-required',
-    `--ignore-certificate-errors-spki-list=${spki}`,
-  ],
-});
+const browser = await launch(env('CALL_CERT'), [
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+]);
 const page = await browser.newPage();
 page.on('console', (m) => console.error(`page ${m.type()}: ${m.text()}`));
 page.on('pageerror', (e) => console.error(`page error: ${e}`));

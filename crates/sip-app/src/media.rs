@@ -31,18 +31,29 @@ impl<S: store::Store> Core<S> {
         parties: &[&str],
         out_secure: bool,
     ) -> bool {
-        let allowed = self.media_judged(r, parties, out_secure).await;
-        if allowed {
-            self.relay_note_request(r.msg, parties);
+        match self.media_judged(r, parties, out_secure).await {
+            Err(()) => false,
+            Ok(None) => true,
+            Ok(Some(addresses)) => {
+                self.relay_described(r.msg, parties, &addresses);
+                true
+            }
         }
-        allowed
     }
 
-    async fn media_judged(&mut self, r: &Req<'_>, parties: &[&str], out_secure: bool) -> bool {
+    /// The judgement of [`Self::media_allowed`], each body read once:
+    /// `Err` refused (answered); `Ok(None)` no session description;
+    /// `Ok(Some(addresses))` the media addresses the descriptions name.
+    async fn media_judged(
+        &mut self,
+        r: &Req<'_>,
+        parties: &[&str],
+        out_secure: bool,
+    ) -> Result<Option<Vec<std::net::IpAddr>>, ()> {
         let body = r.msg.body();
         let initial_invite = r.f.method == sip::Method::Invite && r.f.to.tag().is_none();
         if body.is_empty() && !initial_invite {
-            return true;
+            return Ok(None);
         }
         let required = if parties.iter().all(|p| p.is_empty()) {
             policy_set::media_encryption_required(&self.policies, "")
@@ -52,45 +63,54 @@ impl<S: store::Store> Core<S> {
                 .filter(|p| !p.is_empty())
                 .any(|p| policy_set::media_encryption_required(&self.policies, p))
         };
-        if !required {
-            return true;
-        }
         let content_type = content_type_of(r.msg);
         let bodies = content::offers::sdp_bodies(&content_type, body);
-        if bodies.is_empty() && initial_invite {
-            // The offer would come in the 2xx, which a proxy cannot refuse.
-            self.refuse_media(
-                r,
-                488,
-                "Not Acceptable Here (No SDP Offer)",
-                "a call must offer its media in the INVITE where media must be encrypted: an offer in the answer cannot be checked".into(),
-            )
-            .await;
-            return false;
+        if bodies.is_empty() {
+            if required && initial_invite {
+                // The offer would come in the 2xx, which a proxy cannot refuse.
+                self.refuse_media(
+                    r,
+                    488,
+                    "Not Acceptable Here (No SDP Offer)",
+                    "a call must offer its media in the INVITE where media must be encrypted: an offer in the answer cannot be checked".into(),
+                )
+                .await;
+                return Err(());
+            }
+            return Ok(None);
         }
+        let mut addresses = Vec::new();
         for sdp_body in bodies {
             let verdict = match sdp::Session::parse(sdp_body) {
-                Err(e) => Err((400, "Bad Request (Malformed SDP)", e.to_string())),
-                Ok(s) => match sdp::protection::judge(&s) {
-                    Err(why) => Err((
-                        488,
-                        "Not Acceptable Here (Media Not Encrypted)",
-                        format!("{why}; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)"),
-                    )),
-                    Ok(sum) if sum.sdes && !(secure(r.src.protocol) && out_secure) => Err((
-                        488,
-                        "Not Acceptable Here (SDES Keys Over Plain Signalling)",
-                        "SRTP keys in the SDP (a=crypto) would cross a hop that is not TLS; use TLS for signalling or DTLS-SRTP".into(),
-                    )),
-                    Ok(_) => Ok(()),
-                },
+                Err(e) if required => Err((400, "Bad Request (Malformed SDP)", e.to_string())),
+                Err(_) => Ok(()),
+                Ok(s) if !required => {
+                    addresses.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
+                    Ok(())
+                }
+                Ok(s) => {
+                    addresses.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
+                    match sdp::protection::judge(&s) {
+                        Err(why) => Err((
+                            488,
+                            "Not Acceptable Here (Media Not Encrypted)",
+                            format!("{why}; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)"),
+                        )),
+                        Ok(sum) if sum.sdes && !(secure(r.src.protocol) && out_secure) => Err((
+                            488,
+                            "Not Acceptable Here (SDES Keys Over Plain Signalling)",
+                            "SRTP keys in the SDP (a=crypto) would cross a hop that is not TLS; use TLS for signalling or DTLS-SRTP".into(),
+                        )),
+                        Ok(_) => Ok(()),
+                    }
+                }
             };
             if let Err((status, reason, detail)) = verdict {
                 self.refuse_media(r, status, reason, detail).await;
-                return false;
+                return Err(());
             }
         }
-        true
+        Ok(Some(addresses))
     }
 
     async fn refuse_media(

@@ -87,15 +87,11 @@ impl<S: store::Store> Core<S> {
         }
     }
 
-    /// A request carrying session descriptions is being relayed in call
-    /// `msg`'s Call-ID: the addresses they name become that sender's
-    /// (its From tag) in the relay's table. `parties`: our users in it.
-    pub(crate) fn relay_note_request(&self, msg: &Message, parties: &[&str]) {
+    /// A request whose session descriptions name `addresses` is being
+    /// relayed in call `msg`'s Call-ID: they become that sender's (its
+    /// From tag) in the relay's table. `parties`: our users in it.
+    pub(crate) fn relay_described(&self, msg: &Message, parties: &[&str], addresses: &[IpAddr]) {
         let Some(control) = &self.relay else {
-            return;
-        };
-        let ct = crate::files::content_type_of(msg);
-        let Some(addresses) = described_addresses(msg, &ct) else {
             return;
         };
         let (Some(call_id), Some(tag)) = (call_id(msg), tag(msg, sip::HeaderKind::From)) else {
@@ -103,7 +99,7 @@ impl<S: store::Store> Core<S> {
         };
         control
             .calls
-            .described(call_id, tag, parties, &addresses, Instant::now());
+            .described(call_id, tag, parties, addresses, Instant::now());
     }
 
     /// A response to an INVITE (or UPDATE, PRACK) passing upstream: its

@@ -309,15 +309,8 @@ fn md5_over_udp_is_an_explicit_setting_and_a_high_finding() {
         "digest-md5-plain",
         "digest_algorithms = [\"MD5\"]\ndigest_md5_unencrypted = true",
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
-        .arg("security")
-        .arg(format!("--server=http://127.0.0.1:{}", s.admin))
-        .arg("check")
-        .env("PARAPET_ADMIN_TOKEN", &s.token)
-        .output()
-        .unwrap();
-    let text = out(&o);
-    assert_eq!(o.status.code(), Some(3), "{text}");
+    let (code, text) = s.security_check();
+    assert_eq!(code, Some(3), "{text}");
     assert!(
         text.contains("[HIGH] config digest_md5_unencrypted"),
         "{text}"

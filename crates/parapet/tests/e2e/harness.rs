@@ -163,36 +163,20 @@ impl Server {
     /// empty): `parapet serve --config FILE --data-dir DIR --domain
     /// example.test`.
     pub(crate) fn readme_with(name: &str, extra: &str) -> Server {
-        let guard = default_ports();
-        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut s = Server {
-            child: None,
-            dir,
-            udp: 0,
-            tls: 5061,
-            admin: 9060,
-            web: 4443,
-            relay: 3478,
-            token: String::new(),
-            extra_config: extra.to_string(),
-            domain: DOMAIN.to_string(),
-            host: "127.0.0.1".to_string(),
-            _defaults: Some(guard),
-            readme_mode: true,
-            netns: None,
-        };
-        s.spawn();
-        assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
-        s.token = s.bootstrap_admin("root");
-        s
+        Server::as_readme_says(name, None, extra)
     }
 
     /// A server started as the README says, inside network namespace
     /// `netns` (its own ports, so several run at once), with `extra` as
     /// its configuration file when not empty.
     pub(crate) fn readme_in(name: &str, netns: &str, extra: &str) -> Server {
+        Server::as_readme_says(name, Some(netns), extra)
+    }
+
+    /// The README's command on the default ports: in `netns`, or here
+    /// holding the lock on those ports.
+    fn as_readme_says(name: &str, netns: Option<&str>, extra: &str) -> Server {
+        let guard = netns.is_none().then(default_ports);
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -208,9 +192,9 @@ impl Server {
             extra_config: extra.to_string(),
             domain: DOMAIN.to_string(),
             host: "127.0.0.1".to_string(),
-            _defaults: None,
+            _defaults: guard,
             readme_mode: true,
-            netns: Some(netns.to_string()),
+            netns: netns.map(str::to_string),
         };
         s.spawn();
         assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
@@ -509,6 +493,27 @@ impl Server {
         (
             head.lines().next().unwrap_or("").to_string(),
             body.to_string(),
+        )
+    }
+
+    /// `parapet security check` against this server as root: its exit
+    /// status and what it printed.
+    pub(crate) fn security_check(&self) -> (Option<i32>, String) {
+        let o = self
+            .command(env!("CARGO_BIN_EXE_parapet"))
+            .arg("security")
+            .arg(format!("--server=http://127.0.0.1:{}", self.admin))
+            .arg("check")
+            .env("PARAPET_ADMIN_TOKEN", &self.token)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
         )
     }
 

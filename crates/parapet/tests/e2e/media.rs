@@ -107,14 +107,7 @@ fn unencrypted_media_is_refused_unless_the_policy_allows_it() {
         callee.contains("m=audio") && callee.contains("RTP/AVP 0"),
         "{callee}"
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
-        .arg("security")
-        .arg(format!("--server=http://127.0.0.1:{}", s.admin))
-        .arg("check")
-        .env("PARAPET_ADMIN_TOKEN", &s.token)
-        .output()
-        .unwrap();
-    let text = out(&o);
-    assert_eq!(o.status.code(), Some(3), "{text}");
+    let (code, text) = s.security_check();
+    assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("[HIGH] policy media.encryption"), "{text}");
 }

@@ -269,16 +269,8 @@ fn plain_rtp_is_refused_and_relayed_only_where_the_policy_allows_it() {
         "{} bytes, {h:.2} bits/byte",
         media.len()
     );
-    let o = s
-        .command(env!("CARGO_BIN_EXE_parapet"))
-        .arg("security")
-        .arg(format!("--server=http://127.0.0.1:{}", s.admin))
-        .arg("check")
-        .env("PARAPET_ADMIN_TOKEN", &s.token)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(3), "{text}");
+    let (code, text) = s.security_check();
+    assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("[HIGH] policy media.encryption"), "{text}");
     alice.cmd("/quit");
     bob.cmd("/quit");

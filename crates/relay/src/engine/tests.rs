@@ -214,6 +214,18 @@ fn permissions_go_to_call_addresses_only_and_leave_with_the_call() {
     );
     assert_eq!(f.permit(c, "203.0.113.9:4000"), 0);
     assert_eq!(f.bind(c, 0x4001, "203.0.113.9:4000"), 0);
+    assert_eq!(
+        f.metrics
+            .permissions
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        f.metrics
+            .channels
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // A channel stays with its peer, and a peer with its channel.
     assert_eq!(f.bind(c, 0x4001, "203.0.113.9:4002"), 400);
     assert_eq!(f.bind(c, 0x4002, "203.0.113.9:4000"), 400);
@@ -240,6 +252,11 @@ fn permissions_go_to_call_addresses_only_and_leave_with_the_call() {
         .is_none());
     assert_eq!(f.permit(c, "203.0.113.9:4000"), 403);
     assert!(f.metrics.dropped_no_permission.get() >= 3);
+    // The gauges followed: the permission and the channel are gone.
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(f.metrics.permissions.load(Relaxed), 0);
+    assert_eq!(f.metrics.channels.load(Relaxed), 0);
+    assert_eq!(f.metrics.allocations.load(Relaxed), 1);
 }
 
 #[test]
