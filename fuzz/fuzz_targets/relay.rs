@@ -4,7 +4,9 @@
 //! engine as Refresh, CreatePermission, ChannelBind or a Send indication;
 //! read as ChannelData, it is relayed; and its length comes from a peer.
 //! Invariants: no panic, every answer is a STUN message that reads, with
-//! the request's transaction id.
+//! the request's transaction id. The same input is also an edge's key
+//! question and the pool's answer (`relay::pool_key`), and the Allocate
+//! the pool checks for proof (`relay::auth::proof`): no panic.
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +21,9 @@ use stun::{attr, Class, Encoder, Message};
 const KEY: [u8; 16] = [7; 16];
 
 fuzz_target!(|data: &[u8]| {
+    let _ = relay::pool_key::Question::parse(data);
+    let _ = relay::pool_key::parse_answer(data);
+    let _ = relay::auth::proof(data, "a", "x", &[1; 16], &[2; 32], true);
     let control = Arc::new(relay::Control::new());
     let metrics = Arc::new(relay::metrics::Metrics::default());
     let own = vec![IpAddr::from([198, 51, 100, 1])];

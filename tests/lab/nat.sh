@@ -9,6 +9,9 @@
 #   P-c2  10.2.0.2 ── 10.2.0.1 P-nat2 203.0.113.2 ───┘ 203.0.113.1 (link only)
 #                      (MASQUERADE --random-fully: a new port for every
 #                       destination, a symmetric NAT)
+#   P-c3  192.0.2.50 ──────────────────────────────── 192.0.2.1 (link only)
+#                      (an inside client at an address of its own, on a
+#                       network of the server's, no NAT)
 #
 # The server's namespace does not forward, so the clients cannot reach
 # each other directly: only through the relay on P-srv.
@@ -19,7 +22,7 @@ p=$2
 ns() { ip netns exec "$p-$1" "${@:2}"; }
 
 down() {
-    for n in c1 c2 nat1 nat2 srv; do
+    for n in c1 c2 c3 nat1 nat2 srv; do
         ip netns del "$p-$n" 2>/dev/null || true
     done
 }
@@ -30,7 +33,7 @@ if [ "$cmd" = down ]; then
 fi
 
 down
-for n in c1 c2 nat1 nat2 srv; do
+for n in c1 c2 c3 nat1 nat2 srv; do
     ip netns add "$p-$n"
     ns "$n" ip link set lo up
 done
@@ -47,6 +50,8 @@ link srv s1 198.51.100.1/24 nat1 o1 198.51.100.2/24
 link srv s2 203.0.113.1/24 nat2 o2 203.0.113.2/24
 link nat1 i1 10.1.0.1/24 c1 e1 10.1.0.2/24
 link nat2 i2 10.2.0.1/24 c2 e2 10.2.0.2/24
+link srv s3 192.0.2.1/24 c3 e3 192.0.2.50/24
+ns c3 ip route add default via 192.0.2.1
 
 ns srv sysctl -qw net.ipv4.ip_forward=0
 # The server has one address, 198.51.100.1, as a server on the Internet

@@ -43,6 +43,12 @@ pub struct Snapshot {
     /// refused by the pool in any case.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_devices: Vec<String>,
+    /// Users whose access ended in the last [`REVOKED_WINDOW_SECS`]
+    /// (disabled, removed, a new password, signed out everywhere), with
+    /// when (Unix time, milliseconds; at most [`MAX_REVOKED`]): the edge's
+    /// media relay ends their allocations made before then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_revoked: Vec<(String, u64)>,
 }
 
 impl Snapshot {
@@ -62,7 +68,7 @@ impl Snapshot {
     }
 }
 
-/// How long a revocation stays in the snapshots (edges ask every second).
+/// How long a revocation stays in the snapshots (edges ask twice a second).
 pub const REVOKED_WINDOW_SECS: u64 = 30;
 /// The most revocations one snapshot carries.
 pub const MAX_REVOKED: usize = 256;
@@ -279,6 +285,7 @@ mod tests {
                 ..Limits::default()
             },
             revoked_devices: vec!["ab".repeat(32)],
+            relay_revoked: vec![("sip:alice@example.test".into(), 1_700_000_000_000)],
         }
     }
 

@@ -27,6 +27,9 @@ pub struct RawEdgeConfig {
     /// trusted for them (`trusted_cas`, default `["system"]`).
     #[serde(default)]
     pub federation: crate::RawFederation,
+    /// The A/V edge's media relay (as `[relay]` of `serve`).
+    #[serde(default)]
+    pub relay: crate::relay::RawRelay,
 }
 
 /// `[limits]` of an edge: the per-source limits until the pool's snapshot
@@ -61,6 +64,8 @@ pub struct EdgeSettings {
     pub limits: auth::edge_snapshot::Limits,
     pub max_connections_per_ip: usize,
     pub federation: crate::FederationConfig,
+    /// The media relay on the external side (`listen` empty: none).
+    pub relay: crate::relay::RelayConfig,
 }
 
 /// The external listeners when none are configured.
@@ -91,6 +96,11 @@ pub const EDGE_KEYS: &[(&str, &str, bool, &str)] = &[
     ("federation.allow_private_addresses", "false", false, "Accept partner servers that DNS places at internal addresses (labs and tests only)."),
     ("federation.max_connections_per_partner", "4", false, "Connections the edge keeps open to one partner at most; another opens beside busy ones (32 requests awaiting answers each)."),
     ("federation.routes", "{}", false, "Partner domain = \"host:port\", used instead of DNS for that partner."),
+    ("relay.listen", "[\"udp://203.0.113.10:3478\", \"tcp://203.0.113.10:3478\", \"tls://203.0.113.10:5349\"]", true, "The A/V edge's media relay (TURN) for remote users' calls, on the external side: udp://, tcp:// and tls:// (the external certificate). Users sign in with their SIP user name and password: the pool checks them and hands this edge a user's key only with the request that user's client signed with it. Default: ports 3478 (UDP, TCP) and 5349 (TLS) on the first external listener's address. [] turns it off."),
+    ("relay.address", "\"203.0.113.10\"", true, "The address relayed media is sent and received on. Default: the first external listener's address, else the address this machine reaches other networks from."),
+    ("relay.external_address", "\"198.51.100.10\"", true, "The address clients are told to send media to, when the edge sits behind a 1:1 NAT. Default: relay.address."),
+    ("relay.ports", "\"49152-65535\"", false, "The UDP ports allocations are made on (open them in the firewall)."),
+    ("relay.max_allocations", "10000", false, "Allocations at once; beyond, 508 Insufficient Capacity. The other limits of serve's [relay] (allocations_per_user, permissions_per_allocation, user_kbps, allocation_kbps, max_lifetime_secs, source_rate, source_burst) apply here too."),
 ];
 
 /// `parapet config example --edge`: every key of an edge's file.
@@ -181,7 +191,29 @@ impl RawEdgeConfig {
             in_flight_per_connection: self.limits.in_flight_per_connection,
         }
         .build("limits")?;
+        let mut raw_relay = self.relay.clone();
+        if raw_relay.listen.is_none() {
+            let ip = listen[0].addr.ip();
+            let host = match ip {
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            };
+            raw_relay.listen = Some(vec![
+                format!("udp://{host}:3478"),
+                format!("tcp://{host}:3478"),
+                format!("tls://{host}:5349"),
+            ]);
+        }
+        let relay = raw_relay.build()?;
+        if let Some((_, a)) = relay.listen.iter().find(|(_, a)| {
+            internal_listen.is_some_and(|i| i.ip() == a.ip() && !a.ip().is_unspecified())
+        }) {
+            return Err(format!(
+                "relay.listen {a} is on the internal side's address: the relay is for the outside"
+            ));
+        }
         Ok(EdgeSettings {
+            relay,
             limits,
             pairing,
             listen,

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub snapshot_version: AtomicU64,
     /// Snapshots refused (bad signature, expired, older, another domain).
     pub snapshot_refused: AtomicU64,
+    /// The A/V edge's media relay, when it runs.
+    pub relay: std::sync::OnceLock<Arc<::relay::metrics::Metrics>>,
 }
 
 impl Metrics {
@@ -138,6 +140,9 @@ impl Metrics {
                 "parapet_edge_refused_total{{reason=\"{reason}\"}} {}",
                 v.load(Relaxed)
             );
+        }
+        if let Some(r) = self.relay.get() {
+            r.render(&mut s);
         }
         s
     }

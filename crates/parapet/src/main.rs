@@ -96,6 +96,11 @@ struct EdgeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// A listener of the media relay, udp://, tcp:// or tls:// (repeatable;
+    /// default ports 3478 and 5349 on the first external listener's
+    /// address).
+    #[arg(long = "relay-listen", value_name = "URL")]
+    relay_listen: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +222,9 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
     if a.log_format.is_some() {
         raw.log_format = a.log_format;
     }
+    if !a.relay_listen.is_empty() {
+        raw.relay.listen = Some(a.relay_listen);
+    }
     let s = raw.build()?;
     init_logs(s.log_format == "json");
     let pairing = edge::pairing::Pairing::load(&s.pairing)?;
@@ -252,6 +260,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         lockout: s.lockout,
         limits: s.limits,
         max_connections_per_ip: s.max_connections_per_ip,
+        media: media_relay(&s),
     };
     tracing::info!(edge = %cfg.pairing.name, domain = %cfg.pairing.domain, "edge starting");
     tokio::select! {
@@ -261,6 +270,32 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The A/V edge's relay as configured: relayed on `relay.address`, else on
+/// the first external listener's address, else on the address this machine
+/// reaches other networks from.
+fn media_relay(s: &config::edge::EdgeSettings) -> Option<edge::relay::MediaRelay> {
+    let r = &s.relay;
+    if r.listen.is_empty() {
+        tracing::info!("no media relay on this edge (relay.listen is empty)");
+        return None;
+    }
+    let address = r.address.unwrap_or_else(|| {
+        s.listen
+            .first()
+            .map(|l| l.addr.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or_else(server::machine_address)
+    });
+    Some(edge::relay::MediaRelay {
+        listen: r.listen.clone(),
+        address,
+        external: r.external_address.unwrap_or(address),
+        ports: r.ports.0..=r.ports.1,
+        limits: r.limits.clone(),
+        source_rate: r.source_rate,
+    })
 }
 
 fn init_logs(json: bool) {

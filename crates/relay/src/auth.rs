@@ -172,6 +172,74 @@ pub fn credentials<'a>(
     })
 }
 
+/// What the pool decides when an edge's relay asks for a user's key
+/// with the request that needs it (an edge gets a key only with proof that
+/// the client it serves holds it: a request naming the user in this realm
+/// whose integrity that key makes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The request's integrity was made with the user's key.
+    Holds,
+    /// It was not: a wrong password.
+    Fails,
+    /// The request chose MD5 and the user's policy forbids it.
+    Md5NotAllowed,
+    /// Not a request for this user and realm, or not readable.
+    Malformed(&'static str),
+}
+
+/// Checks `request` (a STUN request as the edge received it) against the
+/// keys of SIP user `username` in `realm`: the algorithm is the one the
+/// request itself chose (its PASSWORD-ALGORITHM, else MD5), with the same
+/// downgrade check as [`credentials`].
+pub fn proof(
+    request: &[u8],
+    username: &str,
+    realm: &str,
+    md5: &[u8; 16],
+    sha256: &[u8; 32],
+    md5_allowed: bool,
+) -> Proof {
+    let Ok(m) = Message::parse(request) else {
+        return Proof::Malformed("not a STUN message");
+    };
+    if m.class != Class::Request {
+        return Proof::Malformed("not a request");
+    }
+    let text = |kind| m.get(kind).and_then(|v| attr::text(kind, v).ok());
+    if text(attr::USERNAME) != Some(username) || text(attr::REALM) != Some(realm) {
+        return Proof::Malformed("USERNAME or REALM is not the one asked for");
+    }
+    let algorithm = match m.get(attr::PASSWORD_ALGORITHM) {
+        None => PasswordAlgorithm::Md5,
+        Some(v) => {
+            let offered = attr::password_algorithms_value(&OFFERED);
+            if m.get(attr::PASSWORD_ALGORITHMS) != Some(offered.as_slice()) {
+                return Proof::Malformed("PASSWORD-ALGORITHMS differs from what was offered");
+            }
+            match attr::password_algorithms(attr::PASSWORD_ALGORITHM, v) {
+                Ok(a) if a.len() == 1 => match a[0] {
+                    Some(alg) => alg,
+                    None => return Proof::Malformed("unknown PASSWORD-ALGORITHM"),
+                },
+                _ => return Proof::Malformed("PASSWORD-ALGORITHM is malformed"),
+            }
+        }
+    };
+    if algorithm == PasswordAlgorithm::Md5 && !md5_allowed {
+        return Proof::Md5NotAllowed;
+    }
+    let key: &[u8] = match algorithm {
+        PasswordAlgorithm::Md5 => md5,
+        PasswordAlgorithm::Sha256 => sha256,
+    };
+    if m.verify(key).is_ok() {
+        Proof::Holds
+    } else {
+        Proof::Fails
+    }
+}
+
 /// An error response to `m` with a challenge: REALM, a new NONCE and
 /// PASSWORD-ALGORITHMS (401 and 438).
 pub fn challenge(m: &Message<'_>, code: u16, reason: &str, realm: &str, nonce: &str) -> Vec<u8> {
@@ -206,6 +274,71 @@ mod tests {
             e.attr(*k, v).unwrap();
         }
         e.finish_with(Some((Integrity::Sha1, &[1; 16])), false)
+    }
+
+    #[test]
+    fn the_pool_hands_a_key_only_with_a_request_it_signs() {
+        let md5: [u8; 16] =
+            stun::integrity::long_term_key(PasswordAlgorithm::Md5, "alice", REALM, "secret")
+                .try_into()
+                .unwrap();
+        let sha: [u8; 32] =
+            stun::integrity::long_term_key(PasswordAlgorithm::Sha256, "alice", REALM, "secret")
+                .try_into()
+                .unwrap();
+        let signed = |key: &[u8], extra: &[(u16, Vec<u8>)]| {
+            let mut e = Encoder::new(Class::Request, stun::method::ALLOCATE, [7; 12]);
+            e.attr(attr::USERNAME, b"alice").unwrap();
+            e.attr(attr::REALM, REALM.as_bytes()).unwrap();
+            e.attr(attr::NONCE, b"n").unwrap();
+            for (k, v) in extra {
+                e.attr(*k, v).unwrap();
+            }
+            e.finish_with(Some((Integrity::Sha1, key)), false)
+        };
+        let good = signed(&md5, &[]);
+        assert_eq!(proof(&good, "alice", REALM, &md5, &sha, true), Proof::Holds);
+        assert_eq!(
+            proof(&good, "alice", REALM, &md5, &sha, false),
+            Proof::Md5NotAllowed
+        );
+        assert_eq!(
+            proof(&signed(&[9; 16], &[]), "alice", REALM, &md5, &sha, true),
+            Proof::Fails
+        );
+        // Another user's request, another realm, garbage: no key.
+        assert!(matches!(
+            proof(&good, "bob", REALM, &md5, &sha, true),
+            Proof::Malformed(_)
+        ));
+        assert!(matches!(
+            proof(&good, "alice", "other.test", &md5, &sha, true),
+            Proof::Malformed(_)
+        ));
+        assert!(matches!(
+            proof(b"hello", "alice", REALM, &md5, &sha, true),
+            Proof::Malformed(_)
+        ));
+        // SHA-256 chosen with the offered list echoed: its key.
+        let algs = attr::password_algorithms_value(&OFFERED);
+        let chosen = attr::password_algorithms_value(&[PasswordAlgorithm::Sha256]);
+        let sha_req = signed(
+            &sha,
+            &[
+                (attr::PASSWORD_ALGORITHMS, algs.clone()),
+                (attr::PASSWORD_ALGORITHM, chosen.clone()),
+            ],
+        );
+        assert_eq!(
+            proof(&sha_req, "alice", REALM, &md5, &sha, false),
+            Proof::Holds
+        );
+        // The list not echoed: a downgrade, refused.
+        let downgraded = signed(&sha, &[(attr::PASSWORD_ALGORITHM, chosen)]);
+        assert!(matches!(
+            proof(&downgraded, "alice", REALM, &md5, &sha, true),
+            Proof::Malformed(_)
+        ));
     }
 
     #[test]

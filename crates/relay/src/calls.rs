@@ -66,6 +66,19 @@ pub enum Changed {
     Everyone,
 }
 
+/// The addresses a session description names (connection addresses and
+/// ICE candidates, in their canonical form: see [`crate::peer::canonical`]);
+/// `None` if it does not read.
+pub fn addresses_in(sdp: &[u8]) -> Option<Vec<IpAddr>> {
+    let s = sdp::Session::parse(sdp).ok()?;
+    Some(
+        s.media_addresses()
+            .into_iter()
+            .map(crate::peer::canonical)
+            .collect(),
+    )
+}
+
 /// The calls table (see the module's documentation).
 #[derive(Debug, Default)]
 pub struct Calls {

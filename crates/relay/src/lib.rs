@@ -4,7 +4,8 @@
 //! mechanism with a SIP user's digest secret as the key), [`calls`] (the
 //! calls the proxy relays and the addresses their SDP names: the only
 //! peers a permission is granted to), [`peer`] (the addresses never
-//! relayed to), [`credentials`] (web clients' short-lived credentials).
+//! relayed to), [`credentials`] (web clients' short-lived credentials),
+//! [`pool_key`] (an edge's relay asking the pool for a user's key).
 //! The wire format is the `stun` crate's.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod credentials;
 pub mod engine;
 pub mod metrics;
 pub mod peer;
+pub mod pool_key;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -33,6 +35,9 @@ pub struct Control {
     /// the time given end.
     revoked: Mutex<HashMap<String, Instant>>,
     revocations: AtomicU64,
+    /// Woken at each revocation: the relay acts on it at once rather than
+    /// at its next tick.
+    pub(crate) revoked_now: tokio::sync::Notify,
 }
 
 /// How long a revocation is remembered: many ticks of the relay.
@@ -47,24 +52,39 @@ impl Control {
         self.revoked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, key: String) {
+    fn insert(&self, key: String, at: Instant) {
         let now = Instant::now();
         let mut m = self.map();
-        m.retain(|_, at| now.saturating_duration_since(*at) < REVOCATION_MEMORY);
-        m.insert(key, now);
+        m.retain(|_, t| now.saturating_duration_since(*t) < REVOCATION_MEMORY);
+        match m.get_mut(&key) {
+            // Told again: nothing new.
+            Some(t) if *t >= at => return,
+            Some(t) => *t = at,
+            None => {
+                m.insert(key, at);
+            }
+        }
         drop(m);
         self.revocations.fetch_add(1, Ordering::AcqRel);
+        self.revoked_now.notify_one();
     }
 
     /// `aor`'s allocations made until now end.
     pub fn revoke(&self, aor: &str) {
-        self.insert(format!("u {aor}"));
+        self.insert(format!("u {aor}"), Instant::now());
+    }
+
+    /// `aor`'s allocations made until `at` end (an edge's relay, told by
+    /// the pool when the user lost access; told again each second while
+    /// the pool remembers it, which changes nothing once applied).
+    pub fn revoke_at(&self, aor: &str, at: Instant) {
+        self.insert(format!("u {aor}"), at);
     }
 
     /// The allocations made with web credentials of user-API session
     /// `session` (its public id) end: it was signed out.
     pub fn revoke_session(&self, session: &str) {
-        self.insert(format!("s {session}"));
+        self.insert(format!("s {session}"), Instant::now());
     }
 
     /// Whether an allocation of `aor`'s made at `made` (with the web

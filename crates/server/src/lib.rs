@@ -15,6 +15,7 @@ pub mod edges;
 pub mod partners;
 pub mod recover;
 mod relay_setup;
+pub use relay_setup::machine_address;
 pub mod renew;
 
 use std::sync::Arc;

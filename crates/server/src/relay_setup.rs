@@ -20,7 +20,7 @@ use crate::datadir::DataDir;
 /// kernel picks towards a documentation address (connecting a UDP socket
 /// sends nothing), else its first address that is not loopback, else
 /// loopback (the relay then serves only this machine, which is logged).
-fn machine_address() -> IpAddr {
+pub fn machine_address() -> IpAddr {
     let routed = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
         .and_then(|s| {
             s.connect(SocketAddr::from(([192, 0, 2, 1], 9)))?;

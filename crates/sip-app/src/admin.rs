@@ -249,12 +249,18 @@ impl<S: store::Store> Core<S> {
         }
         // The relay's allocations of users disabled, removed or given a
         // new password end.
-        for (aor, old) in &self.users.by_aor {
-            if c.get(aor)
-                .is_none_or(|u| !u.enabled || u.secrets.md5 != old.secrets.md5)
-            {
-                self.relay_revoke(aor);
-            }
+        let revoked: Vec<String> = self
+            .users
+            .by_aor
+            .iter()
+            .filter(|(aor, old)| {
+                c.get(aor)
+                    .is_none_or(|u| !u.enabled || u.secrets.md5 != old.secrets.md5)
+            })
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        for aor in &revoked {
+            self.relay_revoke(aor);
         }
         tracing::info!(users = c.len(), "user table reloaded");
         self.users = c;

@@ -204,16 +204,19 @@ impl<S: store::Store> Core<S> {
         if f.method != Method::Cancel && self.looped(msg, f) {
             return self.reply(&r, 482, "Loop Detected", &[]).await;
         }
-        // An edge fetching the pool's configuration snapshot.
+        // An edge fetching the pool's configuration snapshot, or its media
+        // relay asking for a user's key.
         if f.method == Method::Options && self.edges.is_edge(src.flow) {
-            let wants = msg.headers_of(sip::HeaderKind::Accept).any(|h| {
-                h.value
-                    .to_ascii_lowercase()
-                    .contains(auth::edge_snapshot::CONTENT_TYPE)
-            });
-            if wants {
+            let wants = |t: &str| {
+                msg.headers_of(sip::HeaderKind::Accept)
+                    .any(|h| h.value.to_ascii_lowercase().contains(t))
+            };
+            if wants(auth::edge_snapshot::CONTENT_TYPE) {
                 self.edges.report(src.flow, msg);
                 return self.answer_snapshot(&r).await;
+            }
+            if wants(relay::pool_key::CONTENT_TYPE) {
+                return self.answer_relay_key(&r).await;
             }
         }
         if self.edges.is_unpaired(src.flow) {

@@ -409,6 +409,7 @@ impl<S: store::Store> crate::Core<S> {
                     .iter()
                     .map(|f| pki::hex(f))
                     .collect(),
+                relay_revoked: self.relay_revoked_recently(),
             };
         let body = auth::edge_snapshot::sign(key, &snapshot);
         if body.len() > auth::edge_snapshot::MAX_BODY {
@@ -417,12 +418,39 @@ impl<S: store::Store> crate::Core<S> {
                 .reply(r, 500, "Server Internal Error (Snapshot Too Large)", &[])
                 .await;
         }
+        self.answer_edge(r, auth::edge_snapshot::CONTENT_TYPE, &body)
+            .await;
+    }
+
+    /// A paired edge's relay asking for a user's key (OPTIONS with
+    /// `Accept` of `relay::pool_key`'s type, the question in the body):
+    /// 200 with the answer, or 400 for a question that does not read.
+    pub(crate) async fn answer_relay_key(&mut self, r: &crate::Req<'_>) {
+        match self.relay_key_for_edge(r.msg.body()) {
+            Ok(answer) => {
+                let body = relay::pool_key::encode_answer(&answer);
+                self.answer_edge(r, relay::pool_key::CONTENT_TYPE, &body)
+                    .await;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "an edge's relay asked for a key in a malformed question"
+                );
+                self.reply(r, 400, "Bad Request (Malformed Key Question)", &[])
+                    .await;
+            }
+        }
+    }
+
+    /// 200 to an edge's question, with `body` of `content_type`.
+    async fn answer_edge(&mut self, r: &crate::Req<'_>, content_type: &str, body: &str) {
         let tag = self.next_tag();
         let (rcv, rport) = sip::build::via_received_for(&r.f.top_via, r.src.remote);
         let bytes = sip::build::ResponseBuilder::new(r.msg, 200, "OK")
             .via_received(rcv, rport)
             .to_tag(&tag)
-            .body(auth::edge_snapshot::CONTENT_TYPE, body.as_bytes());
+            .body(content_type, body.as_bytes());
         self.txn
             .respond(r.id, 200, bytes, std::time::Instant::now(), &mut self.out);
         self.flush().await;

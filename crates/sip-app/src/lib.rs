@@ -232,6 +232,9 @@ pub struct Core<S> {
     /// The media relay's shared table of calls and revocations (`None`:
     /// no relay runs).
     pub(crate) relay: Option<Arc<relay::Control>>,
+    /// Users whose relay access ended lately, with when (Unix ms), for
+    /// the edges' relays (in their snapshot).
+    pub(crate) relay_revoked: std::collections::VecDeque<(String, u64)>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -327,6 +330,7 @@ impl<S: store::Store> Core<S> {
             org_flows: HashMap::new(),
             device_seen: HashMap::new(),
             relay: None,
+            relay_revoked: std::collections::VecDeque::new(),
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),

@@ -23,9 +23,7 @@ fn described_addresses(msg: &Message, content_type: &str) -> Option<Vec<IpAddr>>
     }
     let mut out = Vec::new();
     for b in bodies {
-        if let Ok(s) = sdp::Session::parse(b) {
-            out.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
-        }
+        out.extend(relay::calls::addresses_in(b).unwrap_or_default());
     }
     Some(out)
 }
@@ -38,6 +36,7 @@ impl<S: store::Store> Core<S> {
                 username,
                 source,
                 reply,
+                ..
             } => {
                 let _ = reply.send(self.relay_key(&username, source));
             }
@@ -57,6 +56,61 @@ impl<S: store::Store> Core<S> {
         }
     }
 
+    /// An edge's relay asking for a user's key with the request that
+    /// needs it (`relay::pool_key`): the same lockout filter and policies
+    /// as this server's own relay, remote access as for SIP through an
+    /// edge, and a key only for a request it signed — the outcome counted
+    /// here, as a SIP sign-in through the edge is. `Err`: a question that
+    /// does not read.
+    pub(crate) fn relay_key_for_edge(&mut self, body: &[u8]) -> Result<KeyAnswer, &'static str> {
+        use relay::auth::Proof;
+        use relay::pool_key::REFUSALS;
+        let q = relay::pool_key::Question::parse(body)?;
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        match self.relay_key(&q.username, q.source) {
+            KeyAnswer::Key {
+                aor,
+                md5,
+                sha256,
+                md5_allowed,
+            } => {
+                let proof = relay::auth::proof(
+                    &q.request,
+                    &q.username,
+                    &self.cfg.domain,
+                    &md5,
+                    &sha256,
+                    md5_allowed,
+                );
+                match proof {
+                    Proof::Holds => {
+                        self.filter.success(&aor, q.source, now);
+                        if !crate::policy_set::user_remote_access(&self.policies, &aor) {
+                            return Ok(KeyAnswer::Refused(REFUSALS[2]));
+                        }
+                        Ok(KeyAnswer::Key {
+                            aor,
+                            md5,
+                            sha256,
+                            md5_allowed,
+                        })
+                    }
+                    Proof::Fails => {
+                        self.failed_from(&aor, q.source, now);
+                        Ok(KeyAnswer::Unknown { aor })
+                    }
+                    Proof::Md5NotAllowed => Ok(KeyAnswer::Refused(REFUSALS[3])),
+                    Proof::Malformed(why) => Err(why),
+                }
+            }
+            KeyAnswer::Unknown { aor } => {
+                self.failed_from(&aor, q.source, now);
+                Ok(KeyAnswer::Unknown { aor })
+            }
+            refused => Ok(refused),
+        }
+    }
+
     fn relay_key(&self, username: &str, source: IpAddr) -> KeyAnswer {
         let now = u64::try_from(unix_now()).unwrap_or(0);
         // A TURN user name is the SIP digest user name: the AOR's user part.
@@ -67,10 +121,10 @@ impl<S: store::Store> Core<S> {
         }
         let aor = format!("sip:{username}@{}", self.cfg.domain);
         if !crate::policy_set::any_digest_allowed(&self.policies, &aor) {
-            return KeyAnswer::Refused("the authentication policy allows device certificates only");
+            return KeyAnswer::Refused(relay::pool_key::REFUSALS[0]);
         }
         if let Gate::Refuse { .. } = self.filter.check(&aor, source, now) {
-            return KeyAnswer::Refused("too many failed sign-ins from this address");
+            return KeyAnswer::Refused(relay::pool_key::REFUSALS[1]);
         }
         match self.users.get(&aor).filter(|u| u.enabled) {
             Some(u) => KeyAnswer::Key {
@@ -144,11 +198,41 @@ impl<S: store::Store> Core<S> {
 
     /// `aor`'s relay allocations end (disabled, removed, a new password,
     /// signed out everywhere).
-    pub(crate) fn relay_revoke(&self, aor: &str) {
+    pub(crate) fn relay_revoke(&mut self, aor: &str) {
         if let Some(control) = &self.relay {
             control.revoke(aor);
         }
+        // And the edges' relays, in the snapshots they fetch each second.
+        let now_ms = unix_now_ms();
+        let window = auth::edge_snapshot::REVOKED_WINDOW_SECS * 1000;
+        let q = &mut self.relay_revoked;
+        while q
+            .front()
+            .is_some_and(|(_, at)| now_ms.saturating_sub(*at) > window)
+            || q.len() >= auth::edge_snapshot::MAX_REVOKED
+        {
+            q.pop_front();
+        }
+        q.push_back((aor.to_owned(), now_ms));
     }
+
+    /// What the edges' relays are told in the snapshot: the users whose
+    /// access ended in its window.
+    pub(crate) fn relay_revoked_recently(&self) -> Vec<(String, u64)> {
+        let now_ms = unix_now_ms();
+        let window = auth::edge_snapshot::REVOKED_WINDOW_SECS * 1000;
+        self.relay_revoked
+            .iter()
+            .filter(|(_, at)| now_ms.saturating_sub(*at) <= window)
+            .cloned()
+            .collect()
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn call_id(msg: &Message) -> Option<&str> {

@@ -28,10 +28,12 @@ use auth::edge_snapshot::Snapshot;
 use crate::pairing::Pairing;
 
 mod client_certs;
+mod media;
 mod partner;
 mod snapshot;
 use crate::token::Sealer;
 use crate::topology::{Hop, Name, Refused, Sender, Topology, TRUST_HEADER};
+pub use media::MediaRelay;
 
 /// Refused sign-ins and requests are logged at a bounded rate (with how
 /// many were not).
@@ -39,6 +41,9 @@ static REFUSED_SIGN_IN: sip_transport::logging::RateLimited =
     sip_transport::logging::RateLimited::new();
 static REFUSED_ROUTE: sip_transport::logging::RateLimited =
     sip_transport::logging::RateLimited::new();
+
+/// How often the pool's snapshot is asked for.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 
 /// An external connection's count of unanswered requests lapses after this
 /// long without an answer (longer than any transaction's timeout).
@@ -70,6 +75,8 @@ pub struct EdgeConfig {
     /// Connections the edge keeps open to one partner's server at most
     /// (`federation.max_connections_per_partner`).
     pub max_connections_per_partner: usize,
+    /// The A/V edge's media relay (`None`: none).
+    pub media: Option<MediaRelay>,
 }
 
 /// What the edge's TLS needs, built from the pairing file.
@@ -248,6 +255,8 @@ struct Edge {
     /// own), and the edge's own.
     limits: auth::edge_snapshot::Limits,
     fallback_limits: auth::edge_snapshot::Limits,
+    /// The media relay, when it runs.
+    media: Option<media::Media>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -348,8 +357,22 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
     } else {
         None
     };
+    let metrics = Arc::new(crate::observe::Metrics::default());
+    let (media, mut asks) = match &cfg.media {
+        Some(m) => {
+            let (media, asks) =
+                media::start(m, tls.external_wss.clone(), &p.domain, &metrics).await?;
+            (Some(media), Some(asks))
+        }
+        None => (None, None),
+    };
+    let media_listeners = media
+        .as_ref()
+        .map(|m| m.listeners.clone())
+        .unwrap_or_default();
     let now = Instant::now();
     let mut edge = Edge {
+        media,
         topo,
         ext: ext.clone(),
         int: int.clone(),
@@ -376,7 +399,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         fallback_limits: cfg.limits,
         tag_seq: 0,
         connected,
-        metrics: Arc::new(crate::observe::Metrics::default()),
+        metrics,
         snapshot: None,
         snapshot_key: p.snapshot_key()?,
         fallback_lockout: cfg.lockout,
@@ -400,6 +423,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             .local_addrs()
             .iter()
             .map(|(p, a, _)| format!("{}://{a}", p.via_token().to_ascii_lowercase()))
+            .chain(media_listeners)
             .collect(),
     };
     if let Some(addr) = cfg.observe {
@@ -413,6 +437,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             Some(m) = ext_rx.recv() => edge.on_external(m).await,
             Some(m) = int_rx.recv() => edge.on_internal(m).await,
             Some((domain, result)) = partner_rx.recv() => edge.partner_connected(domain, result).await,
+            Some(ask) = media::next_ask(&mut asks) => edge.on_relay_ask(ask).await,
             Some((i, flow)) = connected_rx.recv() => {
                 let up = flow.is_some();
                 edge.on_connected(i, flow);
@@ -422,10 +447,11 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             }
             _ = tick.tick() => {
                 edge.housekeeping();
-                // The pool's snapshot, asked for every second: a change of
-                // policy reaches the edge within one (a small signed body,
-                // cheap for both sides).
-                if edge.last_fetch.elapsed() >= Duration::from_secs(1) {
+                // The pool's snapshot, asked for twice a second: a change
+                // of policy, or a user's lost access to the media relay,
+                // reaches the edge within a second whatever the ticks (a
+                // small signed body, cheap for both sides).
+                if edge.last_fetch.elapsed() >= SNAPSHOT_EVERY {
                     edge.fetch_snapshot().await;
                 }
             }
@@ -769,6 +795,9 @@ impl Edge {
             if self.is_snapshot_answer(&msg) {
                 return self.on_snapshot(&msg);
             }
+            if self.is_key_answer(&msg) {
+                return self.on_key_answer(&msg);
+            }
             let outcome = msg
                 .headers_named(TRUST_HEADER)
                 .map(|h| h.value.to_ascii_lowercase())
@@ -794,6 +823,7 @@ impl Edge {
                     if msg.status().is_some_and(|s| s >= 200) {
                         self.in_flight_answered(r.flow);
                     }
+                    self.note_outward_response(&msg);
                     let _ = self.ext.send(Target::Flow(r.flow), r.bytes).await;
                 }
                 Err(_) => tracing::debug!("response from the pool that is not ours dropped"),
@@ -856,8 +886,11 @@ impl Edge {
                 {
                     // RFC 5626 §5.3: the flow a route token names is gone.
                     self.reply(&int, msg, src, 430, "Flow Failed", &[]).await;
-                } else if msg.method().map(|m| m.as_str()) != Some("ACK") {
-                    self.partner_sent(out.flow);
+                } else {
+                    self.note_outward_request(msg);
+                    if msg.method().map(|m| m.as_str()) != Some("ACK") {
+                        self.partner_sent(out.flow);
+                    }
                 }
             }
             Err(Refused(status, reason)) => {
@@ -889,6 +922,7 @@ impl Edge {
     /// Drops closed connections and (re)opens links to the pool.
     fn housekeeping(&mut self) {
         self.expire_snapshot();
+        self.media_housekeeping();
         for f in self.ext.closed_flows() {
             self.partners.remove(&f);
             self.devices.remove(&f);

@@ -7,6 +7,14 @@ use super::*;
 /// are the edge's, not to be relayed.
 const SNAPSHOT_BRANCH: &str = "z9hG4bKpsnap";
 
+/// The branch of a message's top Via.
+pub(super) fn top_branch(msg: &Message) -> Option<&str> {
+    msg.list::<sip::headers::Via>()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|v| v.branch())
+}
+
 impl Edge {
     /// Asks the pool for its configuration snapshot (OPTIONS with the
     /// snapshot's type in Accept), on a link.
@@ -17,31 +25,56 @@ impl Edge {
         self.snapshot_seq += 1;
         self.last_fetch = Instant::now();
         let seq = self.snapshot_seq;
+        let status = format!(
+            "{TRUST_HEADER}: status;snapshot=\"{}\";listeners=\"{}\"\r\n",
+            self.snapshot.as_ref().map_or(0, |s| s.version),
+            self.listeners.join(" "),
+        );
+        let req = self.question_to_pool(
+            flow,
+            SNAPSHOT_BRANCH,
+            seq,
+            auth::edge_snapshot::CONTENT_TYPE,
+            &status,
+            None,
+        );
+        let _ = self.int.send(Target::Flow(flow), req).await;
+    }
+
+    /// An OPTIONS of the edge's own to the pool on `flow` (its answer is
+    /// known by its branch, `prefix` then `seq`): `accept` says what it
+    /// asks for, `extra` holds whole header lines, `body` goes with
+    /// `accept` as its type.
+    pub(super) fn question_to_pool(
+        &self,
+        flow: FlowId,
+        prefix: &str,
+        seq: u64,
+        accept: &str,
+        extra: &str,
+        body: Option<&str>,
+    ) -> Bytes {
         let local = self
             .int
             .flow_local(flow)
             .map_or_else(|| "0.0.0.0:0".to_owned(), |a| a.to_string());
         let domain = &self.domain;
-        let req = format!(
-            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={SNAPSHOT_BRANCH}{seq}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{}\r\nTo: <sip:{domain}>\r\n\
-             Call-ID: snapshot-{seq}-{}\r\nCSeq: {seq} OPTIONS\r\nAccept: {}\r\n\
-             {TRUST_HEADER}: status;snapshot=\"{}\";listeners=\"{}\"\r\nContent-Length: 0\r\n\r\n",
-            self.name,
-            self.name,
-            auth::edge_snapshot::CONTENT_TYPE,
-            self.snapshot.as_ref().map_or(0, |s| s.version),
-            self.listeners.join(" "),
-        );
-        let _ = self.int.send(Target::Flow(flow), Bytes::from(req)).await;
+        let name = &self.name;
+        let (typed, body) = match body {
+            Some(b) => (format!("Content-Type: {accept}\r\n"), b),
+            None => (String::new(), ""),
+        };
+        Bytes::from(format!(
+            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={prefix}{seq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{domain}>;tag=edge-{name}\r\nTo: <sip:{domain}>\r\n\
+             Call-ID: {prefix}-{seq}-{name}\r\nCSeq: {seq} OPTIONS\r\nAccept: {accept}\r\n\
+             {extra}{typed}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
     }
 
     pub(super) fn is_snapshot_answer(&self, msg: &Message) -> bool {
-        msg.list::<sip::headers::Via>()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|v| v.branch())
-            .is_some_and(|b| b.starts_with(SNAPSHOT_BRANCH))
+        top_branch(msg).is_some_and(|b| b.starts_with(SNAPSHOT_BRANCH))
     }
 
     /// Applies the pool's answer if it is a snapshot signed with the pool's
@@ -63,6 +96,7 @@ impl Edge {
             self.snapshot.as_ref(),
         ) {
             Ok(s) => {
+                self.apply_relay_revocations(&s);
                 if self.snapshot.as_ref() != Some(&s) {
                     let changed = self.snapshot.as_ref().is_none_or(|h| {
                         (h.version, h.lockout, h.limits) != (s.version, s.lockout, s.limits)

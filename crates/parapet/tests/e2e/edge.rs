@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crate::baresip::{wait_count, Baresip, READY};
 use crate::harness::*;
 
-const EXTERNAL: &str = "127.0.0.10";
+pub(crate) const EXTERNAL: &str = "127.0.0.10";
 const INTERNAL: &str = "127.0.0.11";
-const REMOTE: &str = "127.0.0.20";
+pub(crate) const REMOTE: &str = "127.0.0.20";
 const FRONT_END: &str = "127.0.0.2";
 const INSIDE_CLIENT: &str = "127.0.0.3";
 
@@ -28,6 +28,11 @@ pub(crate) struct Edge {
     pub(crate) external_port: u16,
     pub(crate) wss_port: u16,
     pub(crate) metrics_port: u16,
+    /// The media relay's UDP and TCP port on the external address (`None`:
+    /// its defaults, 3478 and 5349).
+    pub(crate) relay_port: Option<u16>,
+    /// The network namespace it runs in (a laboratory's).
+    pub(crate) netns: Option<String>,
     /// Started as the README says (only `--pairing` and the TLS listener:
     /// no WSS, health and metrics on their default port).
     as_readme: bool,
@@ -109,6 +114,8 @@ impl Edge {
                 external_port,
                 wss_port: free_port(),
                 metrics_port: free_port(),
+                relay_port: Some(free_port()),
+                netns: None,
                 as_readme: false,
             };
             e.start();
@@ -124,6 +131,17 @@ impl Edge {
     /// INTERNAL:PORT --external EXTERNAL` and `more`), not started; with
     /// `as_readme`, started as the README says (see [`Edge::as_readme`]).
     fn paired(fe: &Server, name: &str, more: &[&str], as_readme: bool) -> Edge {
+        Edge::paired_on(fe, name, EXTERNAL, more, as_readme)
+    }
+
+    /// [`Edge::paired`], its external side on `external`.
+    pub(crate) fn paired_on(
+        fe: &Server,
+        name: &str,
+        external: &'static str,
+        more: &[&str],
+        as_readme: bool,
+    ) -> Edge {
         let pairing = fe.dir.join(format!("{name}.json"));
         let internal = format!("{INTERNAL}:{}", free_port());
         let mut args = vec![
@@ -133,7 +151,7 @@ impl Edge {
             "--internal",
             &internal,
             "--external",
-            EXTERNAL,
+            external,
             "--out",
             pairing.to_str().unwrap(),
         ];
@@ -144,12 +162,14 @@ impl Edge {
             child: None,
             log: fe.dir.join(format!("{name}.log")),
             pairing,
-            external: EXTERNAL,
+            external,
             internal: INTERNAL,
             config: None,
             external_port: free_port(),
             wss_port: free_port(),
             metrics_port: if as_readme { 9061 } else { free_port() },
+            relay_port: Some(free_port()),
+            netns: None,
             as_readme,
         }
     }
@@ -161,7 +181,14 @@ impl Edge {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parapet"));
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_parapet")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_parapet")),
+        };
         // A working directory of its own: what the edge writes, if
         // anything, lands there.
         std::fs::create_dir_all(self.workdir()).unwrap();
@@ -174,6 +201,13 @@ impl Edge {
             "--listen=tls://{}:{}",
             self.external, self.external_port
         ));
+        // Its relay's ports moved off the defaults as well, unless asked
+        // (a front end on this one machine, or a parallel test's edge, may
+        // hold them).
+        if let Some(p) = self.relay_port {
+            cmd.arg(format!("--relay-listen=udp://{}:{p}", self.external))
+                .arg(format!("--relay-listen=tcp://{}:{p}", self.external));
+        }
         if !self.as_readme {
             cmd.arg(format!(
                 "--listen=wss://{}:{}",
@@ -275,6 +309,22 @@ impl Edge {
     /// (status line, body).
     pub(crate) fn get(&self, path: &str) -> (String, String) {
         use std::io::{Read, Write};
+        if let Some(ns) = &self.netns {
+            let o = Command::new("ip")
+                .args(["netns", "exec", ns, "curl", "-s", "-i"])
+                .arg(format!(
+                    "http://{}:{}{path}",
+                    self.internal, self.metrics_port
+                ))
+                .output()
+                .unwrap();
+            let resp = String::from_utf8_lossy(&o.stdout).into_owned();
+            let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+            return (
+                head.lines().next().unwrap_or("").to_owned(),
+                body.to_owned(),
+            );
+        }
         let mut c = std::net::TcpStream::connect((self.internal, self.metrics_port)).unwrap();
         write!(
             c,
@@ -462,7 +512,7 @@ fn a_remote_user_signs_in_messages_and_calls_through_the_edge_and_sees_nothing_i
 
 /// A front end on 127.0.0.2 with alice (remote access granted), bob and an
 /// edge paired and running.
-fn pool(name: &str) -> (Server, Edge) {
+pub(crate) fn pool(name: &str) -> (Server, Edge) {
     pool_with(name, "")
 }
 
@@ -492,6 +542,13 @@ fn pool_with(name: &str, extra: &str) -> (Server, Edge) {
     }
     let edge = Edge::pair_and_start(&s, &format!("{name}-e"));
     (s, edge)
+}
+
+/// Remote access for `user` too (the pool's named policy `remote`).
+pub(crate) fn grant_remote(s: &Server, user: &str) {
+    let who = format!("user:sip:{user}@example.test");
+    let o = s.admin(&["grant", "add", "external_access", "remote", &who], "");
+    assert!(o.status.success(), "{}", out(&o));
 }
 
 /// A TLS connection to the edge's external side as `partner`'s server
@@ -1011,17 +1068,7 @@ fn browser_clients_over_wss_through_the_edge_message_and_watch_presence() {
     use crate::web_clients::{notify_says, WebClient};
     let (s, edge) = pool("edge-wss");
     // Both remote (remote access granted to both), on JsSIP and SIP.js.
-    let o = s.admin(
-        &[
-            "grant",
-            "add",
-            "external_access",
-            "remote",
-            "user:sip:bob@example.test",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    grant_remote(&s, "bob");
     s.add_each_other("alice", "bob");
     let ws = format!("wss://{EXTERNAL}:{}", edge.wss_port);
     let mut alice = WebClient::start_at(&s, "jssip", "alice", "correct-horse-battery", &ws);
@@ -1081,17 +1128,7 @@ fn browser_clients_over_wss_through_the_edge_message_and_watch_presence() {
 fn two_edges_serve_one_pool_and_a_call_crosses_both() {
     let (s, edge1) = pool("edge-two");
     let edge2 = Edge::pair_and_start_at(&s, "edge-two-b", "127.0.0.12", "127.0.0.13");
-    let o = s.admin(
-        &[
-            "grant",
-            "add",
-            "external_access",
-            "remote",
-            "user:sip:bob@example.test",
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    grant_remote(&s, "bob");
     let mut bob = Baresip::start_through(
         &s,
         "bob",

@@ -24,6 +24,7 @@ mod certificates;
 mod defaults;
 mod devices;
 mod edge;
+mod edge_relay;
 mod federation;
 mod federation_dialogs;
 mod files;

@@ -176,6 +176,19 @@ fn call_for_8_seconds(
     bob: &mut Baresip,
     n: usize,
 ) -> (u64, Vec<u8>) {
+    call_relayed_by(lab, s, alice, bob, n, &|| relayed_packets(s))
+}
+
+/// [`call_for_8_seconds`], the packets counted by `relayed` (the relay's
+/// `to_peer` counter, wherever it runs).
+fn call_relayed_by(
+    lab: &Lab,
+    s: &Server,
+    alice: &mut Baresip,
+    bob: &mut Baresip,
+    n: usize,
+    relayed: &dyn Fn() -> u64,
+) -> (u64, Vec<u8>) {
     let capture = s.dir.join(format!("call-{n}.cap"));
     let mut tap: Child = Command::new("ip")
         .args(["netns", "exec", &lab.ns("srv"), "python3"])
@@ -189,9 +202,9 @@ fn call_for_8_seconds(
     crate::baresip::wait_count(bob, "Call established: sip:alice@example.test", n);
     crate::baresip::wait_count(bob, "incoming rtp for 'audio' established", n);
     crate::baresip::wait_count(alice, "incoming rtp for 'audio' established", n);
-    let before = relayed_packets(s);
+    let before = relayed();
     std::thread::sleep(Duration::from_secs(8));
-    let during = relayed_packets(s) - before;
+    let during = relayed() - before;
     alice.cmd("/hangup");
     crate::baresip::wait_count(bob, "session closed", n);
     let _ = tap.kill();
@@ -209,18 +222,36 @@ fn call_across_nats(name: &str, mediaenc: &'static str) {
     let (during, media) = call_for_8_seconds(&lab, &s, &mut alice, &mut bob, 1);
     // 8 s of 20 ms packets each way through two allocations: 800 relayed
     // to a peer (each packet once, from one allocation to the other).
+    assert_relayed_and_encrypted(name, mediaenc, (during, 800), &media, &alice, &s);
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+/// What a user hears: of the `expected` packets relayed to a peer in an
+/// 8-second call, 95% went through (`during`: how many did), and they
+/// were SRTP keyed as `mediaenc` asked.
+fn assert_relayed_and_encrypted(
+    name: &str,
+    mediaenc: &str,
+    (during, expected): (u64, u64),
+    media: &[u8],
+    alice: &Baresip,
+    s: &Server,
+) {
     assert!(
-        during >= 760,
-        "{during} packets relayed in 8 s, fewer than 95% of 800\n{}\n{}",
+        during * 100 >= expected * 95,
+        "{during} packets relayed in 8 s, fewer than 95% of {expected}\n{}\n{}",
         alice.output(),
         s.log()
     );
+    // The capture at the relay's listener saw media for as many packets
+    // (at least 125 bytes of SRTP payload for each).
     assert!(
-        media.len() > 100_000,
+        media.len() as u64 > expected * 125,
         "only {} bytes of media captured",
         media.len()
     );
-    let h = entropy(&media);
+    let h = entropy(media);
     eprintln!(
         "{name}: {during} packets relayed in 8 s; {} bytes of media captured, {h:.3} bits/byte",
         media.len()
@@ -233,8 +264,6 @@ fn call_across_nats(name: &str, mediaenc: &'static str) {
         "a=crypto:"
     };
     assert!(alice.output().contains(key), "{}", alice.output());
-    alice.cmd("/quit");
-    bob.cmd("/quit");
 }
 
 #[test]
@@ -366,4 +395,147 @@ fn browsers_behind_two_nats_call_through_the_relay_with_dtls_srtp() {
     }
     let m = s.http_get("/metrics", None).1;
     assert!(relayed_packets(&s) > 400, "{m}");
+}
+
+/// The pool of the A/V edge tests: a front end on the README's defaults in
+/// the server's namespace, without a relay of its own (remote access
+/// granted to everyone), and an edge beside it whose external side (SIP
+/// and its relay, on the relay's default ports) is the namespace's one
+/// public address.
+fn edge_lab(name: &str) -> (Lab, Server, crate::edge::Edge) {
+    let lab = Lab::up();
+    let s = Server::readme_in(name, &lab.ns("srv"), "[relay]\nlisten = []\n");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    crate::federation::policy(&s, &["external_access", "global", "remote_access=true"]);
+    let mut edge = crate::edge::Edge::paired_on(
+        &s,
+        &format!("{name}-e"),
+        SERVER,
+        &["--front-end", "127.0.0.1:5061"],
+        false,
+    );
+    edge.netns = Some(lab.ns("srv"));
+    edge.relay_port = None;
+    edge.start();
+    (lab, s, edge)
+}
+
+/// A baresip client in namespace `ns` at `ip`, through `outbound`, with
+/// SDES-SRTP required, relaying through the edge's relay when `turn`.
+fn lab_client(
+    lab: &Lab,
+    s: &Server,
+    (ns, ip): (&str, &'static str),
+    outbound: String,
+    (user, pw): (&str, &str),
+    contact: &str,
+    turn: bool,
+) -> Baresip {
+    let opts = Opts {
+        netns: Some(lab.ns(ns)),
+        local_ip: Some(ip),
+        outbound: Some(outbound),
+        mediaenc: Some("srtp-mand"),
+        account_params: if turn {
+            relay_params(user, pw)
+        } else {
+            String::new()
+        },
+        config_lines: "module        turn.so\nrtp_stats     yes\n".into(),
+        ..Opts::default()
+    };
+    Baresip::start_full(s, user, pw, contact, &opts)
+}
+
+/// Alice, remote behind the first NAT, through the edge and its relay,
+/// calls bob for 8 seconds: her client, the packets the edge's relay
+/// passed to peers meanwhile, and the media captured.
+fn remote_alice_calls(
+    lab: &Lab,
+    s: &Server,
+    edge: &crate::edge::Edge,
+    bob: &mut Baresip,
+) -> (Baresip, u64, Vec<u8>) {
+    let mut alice = lab_client(
+        lab,
+        s,
+        ("c1", "10.1.0.2"),
+        edge.outbound(),
+        ("alice", ALICE),
+        "bob",
+        true,
+    );
+    let (during, media) = call_relayed_by(lab, s, &mut alice, bob, 1, &|| edge_relayed(edge));
+    (alice, during, media)
+}
+
+fn edge_relayed(edge: &crate::edge::Edge) -> u64 {
+    metric(
+        &edge.get("/metrics").1,
+        "parapet_relay_packets_total{direction=\"to_peer\"}",
+    )
+}
+
+#[test]
+fn remote_users_behind_two_nats_call_through_the_edges_relay_with_sdes_srtp() {
+    let (lab, s, edge) = edge_lab("nat-edge");
+    let mut bob = lab_client(
+        &lab,
+        &s,
+        ("c2", "10.2.0.2"),
+        edge.outbound(),
+        ("bob", BOB),
+        "alice",
+        true,
+    );
+    bob.cmd("/answermode auto");
+    let (mut alice, during, media) = remote_alice_calls(&lab, &s, &edge, &mut bob);
+    // Two allocations: each packet relayed once, 800.
+    assert_relayed_and_encrypted("nat-edge", "srtp-mand", (during, 800), &media, &alice, &s);
+    // Both allocations are the edge's, signed in with keys the pool gave
+    // for requests those users signed; the front end relayed nothing.
+    let (_, m) = edge.get("/metrics");
+    assert!(metric(&m, "parapet_relay_allocations_total") >= 2, "{m}");
+    assert!(metric(&m, "parapet_edge_sign_ins_total") >= 2, "{m}");
+    let fm = s.http_get("/metrics", None).1;
+    assert_eq!(metric(&fm, "parapet_relay_allocations_total"), 0, "{fm}");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+#[test]
+fn a_remote_user_reaches_an_inside_user_through_the_edges_relay_only_at_what_the_call_named() {
+    // Bob is inside, at an address of his own on a network of the
+    // server's (the lab's third client, no NAT), registered with the front
+    // end directly and relaying nothing; alice is remote, behind the first
+    // NAT, through the edge and its relay. Her allocation may reach bob's
+    // address only because his answer, which the pool sent out through the
+    // edge, named it: without that, no media would flow.
+    let (lab, s, edge) = edge_lab("nat-edge-in");
+    let mut bob = lab_client(
+        &lab,
+        &s,
+        ("c3", "192.0.2.50"),
+        "192.0.2.1:5061".into(),
+        ("bob", BOB),
+        "alice",
+        false,
+    );
+    bob.cmd("/answermode auto");
+    let (mut alice, during, media) = remote_alice_calls(&lab, &s, &edge, &mut bob);
+    // One allocation: alice's 400 packets go to bob, a peer; bob's come
+    // from him to her.
+    assert_relayed_and_encrypted(
+        "nat-edge-in",
+        "srtp-mand",
+        (during, 400),
+        &media,
+        &alice,
+        &s,
+    );
+    let (_, m) = edge.get("/metrics");
+    assert!(metric(&m, "parapet_relay_permissions_total") >= 1, "{m}");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
 }

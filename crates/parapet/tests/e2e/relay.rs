@@ -23,35 +23,35 @@ use crate::harness::*;
 const ALICE: &str = "correct horse battery";
 const BOB: &str = "battery staple horse";
 
-enum Link {
+pub(crate) enum Link {
     Udp(UdpSocket),
     Tcp(TcpStream, Vec<u8>),
 }
 
 /// A TURN client, as baresip's or a browser's would behave.
-struct Turn {
+pub(crate) struct Turn {
     link: Link,
     server: SocketAddr,
     user: String,
     realm: String,
     nonce: String,
-    key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     sha256: bool,
     next_tid: u32,
 }
 
 /// A response: its class, error code (0 for success) and bytes.
-struct Reply {
-    class: Class,
-    code: u16,
-    raw: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) class: Class,
+    pub(crate) code: u16,
+    pub(crate) raw: Vec<u8>,
 }
 
 impl Reply {
-    fn msg(&self) -> Message<'_> {
+    pub(crate) fn msg(&self) -> Message<'_> {
         Message::parse(&self.raw).unwrap()
     }
-    fn address(&self, kind: u16) -> SocketAddr {
+    pub(crate) fn address(&self, kind: u16) -> SocketAddr {
         let m = self.msg();
         attr::xor_address(kind, m.get(kind).unwrap(), &m.transaction_id).unwrap()
     }
@@ -73,19 +73,45 @@ impl Turn {
     }
 
     fn new(s: &Server, link: Link, user: &str, password: &str) -> Turn {
+        let server = format!("127.0.0.1:{}", s.relay).parse().unwrap();
+        Turn::to(server, &s.domain, link, user, password)
+    }
+
+    /// A client of the relay at `server` (an edge's), in `realm`.
+    pub(crate) fn to(
+        server: SocketAddr,
+        realm: &str,
+        link: Link,
+        user: &str,
+        password: &str,
+    ) -> Turn {
         Turn {
             link,
-            server: format!("127.0.0.1:{}", s.relay).parse().unwrap(),
+            server,
             user: user.into(),
-            realm: s.domain.clone(),
+            realm: realm.into(),
             nonce: String::new(),
-            key: long_term_key(PasswordAlgorithm::Md5, user, &s.domain, password),
+            key: long_term_key(PasswordAlgorithm::Md5, user, realm, password),
             sha256: false,
             next_tid: 0,
         }
     }
 
-    fn local(&self) -> SocketAddr {
+    /// Over UDP from `local` to the relay at `server`.
+    pub(crate) fn udp_to(
+        server: SocketAddr,
+        realm: &str,
+        local: &str,
+        user: &str,
+        password: &str,
+    ) -> Turn {
+        let sock = UdpSocket::bind((local, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        Turn::to(server, realm, Link::Udp(sock), user, password)
+    }
+
+    pub(crate) fn local(&self) -> SocketAddr {
         match &self.link {
             Link::Udp(u) => u.local_addr().unwrap(),
             Link::Tcp(t, _) => t.local_addr().unwrap(),
@@ -135,7 +161,7 @@ impl Turn {
 
     /// Sends a request built by `build` (credentials added when `auth`)
     /// and returns the response with the same transaction id.
-    fn ask(&mut self, m: u16, auth: bool, build: impl Fn(&mut Encoder)) -> Reply {
+    pub(crate) fn ask(&mut self, m: u16, auth: bool, build: impl Fn(&mut Encoder)) -> Reply {
         let tid = self.tid();
         let mut e = Encoder::new(Class::Request, m, tid);
         build(&mut e);
@@ -185,7 +211,7 @@ impl Turn {
 
     /// Allocate as clients do: without credentials first, then with them
     /// (again after a stale nonce). The final reply.
-    fn allocate(&mut self) -> Reply {
+    pub(crate) fn allocate(&mut self) -> Reply {
         let transport = |e: &mut Encoder| {
             e.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0])
                 .unwrap();
@@ -198,14 +224,14 @@ impl Turn {
         self.ask(method::ALLOCATE, true, transport)
     }
 
-    fn permission(&mut self, peer: SocketAddr) -> u16 {
+    pub(crate) fn permission(&mut self, peer: SocketAddr) -> u16 {
         self.ask(method::CREATE_PERMISSION, true, |e| {
             e.xor_address(attr::XOR_PEER_ADDRESS, peer);
         })
         .code
     }
 
-    fn channel(&mut self, channel: u16, peer: SocketAddr) -> u16 {
+    pub(crate) fn channel(&mut self, channel: u16, peer: SocketAddr) -> u16 {
         self.ask(method::CHANNEL_BIND, true, |e| {
             e.attr(
                 attr::CHANNEL_NUMBER,
@@ -217,7 +243,7 @@ impl Turn {
         .code
     }
 
-    fn send_to_peer(&mut self, peer: SocketAddr, data: &[u8]) {
+    pub(crate) fn send_to_peer(&mut self, peer: SocketAddr, data: &[u8]) {
         let tid = self.tid();
         let mut e = Encoder::new(Class::Indication, method::SEND, tid);
         e.xor_address(attr::XOR_PEER_ADDRESS, peer);
@@ -226,7 +252,7 @@ impl Turn {
         self.send_raw(&bytes);
     }
 
-    fn channel_data(&mut self, channel: u16, data: &[u8]) {
+    pub(crate) fn channel_data(&mut self, channel: u16, data: &[u8]) {
         let mut out = Vec::new();
         stun::channel::ChannelData { channel, data }
             .write(matches!(self.link, Link::Tcp(..)), &mut out)
@@ -235,7 +261,7 @@ impl Turn {
     }
 
     /// Data from a peer: (where from, channel if any, bytes).
-    fn receive(&mut self) -> Option<(Option<SocketAddr>, Option<u16>, Vec<u8>)> {
+    pub(crate) fn receive(&mut self) -> Option<(Option<SocketAddr>, Option<u16>, Vec<u8>)> {
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             let raw = self.recv_raw()?;

@@ -157,6 +157,7 @@ async fn authenticate(
         .send(Ask::Key {
             username: username.clone(),
             source: ip,
+            request: m.raw().to_vec(),
             reply: tx,
         })
         .await

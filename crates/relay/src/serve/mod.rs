@@ -73,10 +73,13 @@ pub struct Settings {
 #[derive(Debug)]
 pub enum Ask {
     /// The long-term keys of the SIP user named `username` asking from
-    /// `source`.
+    /// `source`, with the request that asks (an edge's relay hands it to
+    /// the pool as proof that the client holds the key: see
+    /// [`crate::auth::proof`]).
     Key {
         username: String,
         source: IpAddr,
+        request: Vec<u8>,
         reply: oneshot::Sender<KeyAnswer>,
     },
     /// Whether user-API session `session` of `aor` is still signed in (its
@@ -504,7 +507,10 @@ async fn ticker(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(TICK);
     let mut n: u64 = 0;
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shared.control.revoked_now.notified() => {}
+        }
         n += 1;
         let now = Instant::now();
         if n.is_multiple_of(25) {

@@ -1,0 +1,132 @@
+//! The A/V edge: `parapet edge`'s media relay on the external side, as a
+//! remote user's TURN client uses it — SIP credentials checked by the
+//! pool (which hands the edge a user's key only with the request that user
+//! signed), the pool's remote-access rule and lockout, the edge's own
+//! filter; media between two allocations; a user the pool disables loses
+//! the allocation within the snapshot's second and the relay's tick.
+//! (Calls across NATs through the edge's relay: `nat_lab`.)
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use stun::Class;
+
+use crate::edge::{grant_remote, pool, EXTERNAL, REMOTE};
+use crate::federation::metric;
+use crate::harness::*;
+use crate::relay::Turn;
+
+const ALICE: &str = "correct-horse-battery";
+const BOB: &str = "battery-staple-horse";
+
+#[test]
+fn remote_users_relay_media_through_the_edge_with_the_pools_say_on_who_may() {
+    let (s, edge) = pool("edge-relay");
+    s.add_user("carol", "staple-battery-horse");
+    grant_remote(&s, "bob");
+    let relay: SocketAddr = format!("{EXTERNAL}:{}", edge.relay_port.unwrap())
+        .parse()
+        .unwrap();
+    let turn =
+        |local: &str, user: &str, pw: &str| Turn::udp_to(relay, "example.test", local, user, pw);
+
+    // Alice signs in with her SIP password: allocated on the edge's
+    // external address, the answer signed with her key.
+    let mut alice = turn(REMOTE, "alice", ALICE);
+    let a = alice.allocate();
+    assert_eq!(a.class, Class::Success, "code {}\n{}", a.code, edge.log());
+    let alice_relayed = a.address(stun::attr::XOR_RELAYED_ADDRESS);
+    assert_eq!(alice_relayed.ip().to_string(), EXTERNAL);
+    assert!(a.msg().verify(&alice.key).is_ok());
+    let mut bob = turn(REMOTE, "bob", BOB);
+    let b = bob.allocate();
+    assert_eq!(b.class, Class::Success, "code {}", b.code);
+    let bob_relayed = b.address(stun::attr::XOR_RELAYED_ADDRESS);
+
+    // Media between the two allocations, both ways (another allocation on
+    // this relay is a peer at its exact address).
+    assert_eq!(alice.channel(0x4000, bob_relayed), 0);
+    assert_eq!(bob.channel(0x4001, alice_relayed), 0);
+    alice.channel_data(0x4000, b"hello bob");
+    let (_, ch, data) = bob.receive().expect("bob received alice's data");
+    assert_eq!((ch, data.as_slice()), (Some(0x4001), &b"hello bob"[..]));
+    bob.channel_data(0x4001, b"hello alice");
+    let (_, ch, data) = alice.receive().expect("alice received bob's data");
+    assert_eq!((ch, data.as_slice()), (Some(0x4000), &b"hello alice"[..]));
+    // Nothing inside: the front end's own address is no peer.
+    let inside: SocketAddr = format!("127.0.0.2:{}", s.tls).parse().unwrap();
+    assert_eq!(alice.permission(inside), 403);
+
+    // Carol's password is right, but she has no remote access: refused by
+    // the pool's rule, as her SIP sign-in through the edge would be.
+    let mut carol = turn(REMOTE, "carol", "staple-battery-horse");
+    assert_eq!(carol.allocate().code, 403);
+
+    // Guessing bob's password from another address: each wrong guess is
+    // 401 and counted by the pool and the edge; after five, even the right
+    // password is refused at the edge from there, before the pool is
+    // asked. Bob's own allocation from his address is untouched.
+    let failures_before = metric(
+        &s.http_get("/metrics", None).1,
+        "parapet_auth_failures_total",
+    );
+    for _ in 0..5 {
+        let mut guess = turn("127.0.0.21", "bob", "not-his-password");
+        assert_eq!(guess.allocate().code, 401);
+    }
+    let mut right = turn("127.0.0.21", "bob", BOB);
+    assert_eq!(right.allocate().code, 403);
+    let m = s.http_get("/metrics", None).1;
+    assert_eq!(
+        metric(&m, "parapet_auth_failures_total"),
+        failures_before + 5,
+        "the pool counted the guesses: {m}"
+    );
+    let (_, em) = edge.get("/metrics");
+    assert!(metric(&em, "parapet_edge_lockouts_total") >= 1, "{em}");
+    assert!(
+        metric(&em, "parapet_edge_refused_total{reason=\"lockout\"}") >= 1,
+        "{em}"
+    );
+    assert_eq!(metric(&em, "parapet_relay_allocations"), 2, "{em}");
+    assert!(
+        metric(&em, "parapet_relay_packets_total{direction=\"to_peer\"}") >= 2,
+        "{em}"
+    );
+
+    // Bob's account is disabled on the pool: the edge's relay hears it in
+    // the next snapshot and ends his allocation at its next tick.
+    let o = s.admin(&["user", "disable", "sip:bob@example.test"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let disabled = Instant::now();
+    let mut last_relayed = disabled;
+    loop {
+        alice.channel_data(0x4000, b"still there?");
+        if bob.receive().is_none() {
+            break;
+        }
+        last_relayed = Instant::now();
+        assert!(
+            disabled.elapsed() < Duration::from_secs(1),
+            "bob's allocation outlived his account by a second\n{}",
+            edge.log()
+        );
+    }
+    eprintln!(
+        "edge relay: bob's allocation last relayed {} ms after he was disabled",
+        last_relayed.duration_since(disabled).as_millis()
+    );
+    assert!(
+        edge.log().contains("its user's access was revoked"),
+        "{}",
+        edge.log()
+    );
+    // Alice's is not.
+    assert_eq!(
+        alice.permission(bob_relayed),
+        403,
+        "bob's relayed address is no allocation now"
+    );
+    let (_, em) = edge.get("/metrics");
+    assert_eq!(metric(&em, "parapet_relay_allocations"), 1, "{em}");
+}

@@ -1,0 +1,252 @@
+//! How an edge's relay asks the pool for a SIP user's key, and the answer,
+//! in the body of an OPTIONS on the edge's mutual-TLS link (the pool
+//! answers only its paired edges). The edge sends the request that needs
+//! the key, as proof that its client holds it ([`crate::auth::proof`]):
+//! the pool hands over a key only for a request that key signed, so an
+//! edge learns the keys of users who are using it, not of everyone.
+//!
+//! Lines of `name=value`, strict and bounded: a question is `username`,
+//! `source` (the client's address) and `request` (base64); an answer is
+//! `result=key` with `aor`, `md5`, `sha256` (hex) and `md5_allowed`,
+//! `result=unknown` with `aor` (wrong password, no such user: already
+//! counted by the pool's lockout filter), or `result=refused` with `why`.
+
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::serve::KeyAnswer;
+
+/// The media type of a question (in `Accept` and `Content-Type`).
+pub const CONTENT_TYPE: &str = "application/x-parapet-relay-key";
+
+/// The largest body either way.
+pub const MAX_BODY: usize = 4096;
+/// The largest STUN request carried (a relay reads at most this much).
+pub const MAX_REQUEST: usize = 2048;
+
+/// An edge's question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub username: String,
+    pub source: IpAddr,
+    pub request: Vec<u8>,
+}
+
+fn fields(body: &[u8]) -> Result<Vec<(&str, &str)>, &'static str> {
+    if body.len() > MAX_BODY {
+        return Err("too large");
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8")?;
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (k, v) = line.split_once('=').ok_or("a line without '='")?;
+        if out.iter().any(|(seen, _)| *seen == k) || out.len() >= 8 {
+            return Err("a repeated or extra field");
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn get<'a>(f: &[(&str, &'a str)], name: &str) -> Result<&'a str, &'static str> {
+    f.iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| *v)
+        .ok_or("a field is missing")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Result<[u8; N], &'static str> {
+    if s.len() != 2 * N {
+        return Err("a key of the wrong length");
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = s
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("a key that is not hex")?;
+    }
+    Ok(out)
+}
+
+/// Whether a user name could be a SIP user's: no separator, no control
+/// character, bounded.
+fn plain(s: &str) -> bool {
+    (1..=256).contains(&s.len()) && !s.chars().any(|c| c.is_control() || c == '=')
+}
+
+impl Question {
+    pub fn encode(&self) -> String {
+        format!(
+            "username={}\nsource={}\nrequest={}\n",
+            self.username,
+            self.source,
+            STANDARD.encode(&self.request)
+        )
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Question, &'static str> {
+        let f = fields(body)?;
+        let username = get(&f, "username")?;
+        if !plain(username) {
+            return Err("a malformed user name");
+        }
+        let source = get(&f, "source")?
+            .parse()
+            .map_err(|_| "source is not an address")?;
+        let request = STANDARD
+            .decode(get(&f, "request")?)
+            .map_err(|_| "request is not base64")?;
+        if request.len() > MAX_REQUEST {
+            return Err("request too large");
+        }
+        Ok(Question {
+            username: username.to_owned(),
+            source,
+            request,
+        })
+    }
+}
+
+/// The pool's answer as a body.
+pub fn encode_answer(a: &KeyAnswer) -> String {
+    match a {
+        KeyAnswer::Key {
+            aor,
+            md5,
+            sha256,
+            md5_allowed,
+        } => format!(
+            "result=key\naor={aor}\nmd5={}\nsha256={}\nmd5_allowed={}\n",
+            hex(md5),
+            hex(sha256),
+            u8::from(*md5_allowed)
+        ),
+        KeyAnswer::Unknown { aor } => format!("result=unknown\naor={aor}\n"),
+        KeyAnswer::Refused(why) => format!("result=refused\nwhy={why}\n"),
+    }
+}
+
+/// Reads the pool's answer. A refusal's reason is one of the pool's
+/// fixed texts; anything else reads as a generic refusal.
+pub fn parse_answer(body: &[u8]) -> Result<KeyAnswer, &'static str> {
+    let f = fields(body)?;
+    let aor = || -> Result<String, &'static str> {
+        let a = get(&f, "aor")?;
+        if !plain(a) || !a.starts_with("sip:") {
+            return Err("a malformed aor");
+        }
+        Ok(a.to_owned())
+    };
+    match get(&f, "result")? {
+        "key" => Ok(KeyAnswer::Key {
+            aor: aor()?,
+            md5: unhex::<16>(get(&f, "md5")?)?,
+            sha256: unhex::<32>(get(&f, "sha256")?)?,
+            md5_allowed: match get(&f, "md5_allowed")? {
+                "1" => true,
+                "0" => false,
+                _ => return Err("md5_allowed is 0 or 1"),
+            },
+        }),
+        "unknown" => Ok(KeyAnswer::Unknown { aor: aor()? }),
+        "refused" => Ok(KeyAnswer::Refused(refusal(get(&f, "why")?))),
+        _ => Err("an unknown result"),
+    }
+}
+
+/// The pool's reasons for refusing, as static texts (what the relay logs).
+pub const REFUSALS: [&str; 4] = [
+    "the authentication policy allows device certificates only",
+    "too many failed sign-ins from this address",
+    "remote access through the edge is not allowed for this user",
+    "the digest algorithm the request chose is not allowed by policy",
+];
+
+fn refusal(why: &str) -> &'static str {
+    REFUSALS
+        .iter()
+        .find(|r| **r == why)
+        .copied()
+        .unwrap_or("refused by the pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_and_answers_read_back_and_nothing_else_reads() {
+        let q = Question {
+            username: "alice".into(),
+            source: "203.0.113.9".parse().unwrap(),
+            request: vec![0, 1, 2, 250],
+        };
+        assert_eq!(Question::parse(q.encode().as_bytes()), Ok(q));
+        for bad in [
+            "username=alice\nsource=203.0.113.9\n",
+            "username=alice\nsource=nowhere\nrequest=AA==\n",
+            "username=\nsource=203.0.113.9\nrequest=AA==\n",
+            "username=a\nusername=b\nsource=203.0.113.9\nrequest=AA==\n",
+            "username=alice\nsource=203.0.113.9\nrequest=***\n",
+            "garbage",
+        ] {
+            assert!(Question::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let big = format!(
+            "username=a\nsource=203.0.113.9\nrequest={}\n",
+            STANDARD.encode(vec![0u8; MAX_REQUEST + 1])
+        );
+        assert!(Question::parse(big.as_bytes()).is_err());
+
+        let key = KeyAnswer::Key {
+            aor: "sip:alice@example.test".into(),
+            md5: [7; 16],
+            sha256: [9; 32],
+            md5_allowed: false,
+        };
+        match parse_answer(encode_answer(&key).as_bytes()) {
+            Ok(KeyAnswer::Key {
+                aor,
+                md5,
+                sha256,
+                md5_allowed,
+            }) => {
+                assert_eq!(aor, "sip:alice@example.test");
+                assert_eq!((md5, sha256, md5_allowed), ([7; 16], [9; 32], false));
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = KeyAnswer::Unknown {
+            aor: "sip:bob@example.test".into(),
+        };
+        assert!(matches!(
+            parse_answer(encode_answer(&unknown).as_bytes()),
+            Ok(KeyAnswer::Unknown { aor }) if aor == "sip:bob@example.test"
+        ));
+        for why in REFUSALS {
+            assert!(matches!(
+                parse_answer(encode_answer(&KeyAnswer::Refused(why)).as_bytes()),
+                Ok(KeyAnswer::Refused(w)) if w == why
+            ));
+        }
+        assert!(matches!(
+            parse_answer(b"result=refused\nwhy=anything\n"),
+            Ok(KeyAnswer::Refused("refused by the pool"))
+        ));
+        for bad in [
+            "result=key\naor=sip:a@b\nmd5=00\nsha256=00\nmd5_allowed=1\n",
+            "result=key\naor=alice\nmd5=\nsha256=\nmd5_allowed=1\n",
+            "result=maybe\n",
+            "result=unknown\n",
+        ] {
+            assert!(parse_answer(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
