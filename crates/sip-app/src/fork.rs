@@ -352,6 +352,20 @@ impl<S: store::Store> Core<S> {
         } = fork.kind
         {
             if status > 100 && !fork.answered {
+                // Early media the policy refuses is not passed on.
+                let initial = fork
+                    .branches
+                    .iter()
+                    .find(|b| b.0 == cid)
+                    .filter(|b| initial_invite(&b.1))
+                    .map(|b| b.1.clone());
+                if let Some(refusal) = initial.and_then(|req| self.answer_refused(&req, resp)) {
+                    self.metrics
+                        .media_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(status, why = %refusal.2, "a provisional answer the media policy refuses was not relayed");
+                    return;
+                }
                 self.relay_note_response(resp, status, true);
                 let bytes = Forward::new(resp).pop_via().serialize();
                 self.txn
@@ -426,7 +440,33 @@ impl<S: store::Store> Core<S> {
             return;
         };
         fork.pending = fork.pending.saturating_sub(1);
-        if let (ForkKind::Relay { method, .. }, Some(resp)) = (&fork.kind, resp) {
+        // A 2xx to a call's INVITE whose answer the media policy refuses:
+        // the callee's dialog ends here and the branch counts as refused.
+        let mut status = status;
+        let mut refused = None;
+        let answering = matches!(
+            fork.kind,
+            ForkKind::Relay {
+                method: "INVITE",
+                ..
+            }
+        ) && (200..300).contains(&status);
+        let branch = fork
+            .branches
+            .iter()
+            .find(|b| b.0 == cid && initial_invite(&b.1))
+            .map(|b| (b.1.clone(), b.2, b.3));
+        if let (true, Some(resp), Some((req, target, rel))) = (answering, resp, branch) {
+            if let Some(refusal) = self.answer_refused(&req, resp) {
+                status = refusal.0;
+                let upstream = Forward::new(resp).pop_via().serialize();
+                refused = Some(self.refuse_answer(&req, resp, &upstream, (target, rel), refusal));
+            }
+        }
+        let Some(fork) = self.forks.get_mut(&fork_id) else {
+            return;
+        };
+        if let (ForkKind::Relay { method, .. }, Some(resp), None) = (&fork.kind, resp, &refused) {
             if matches!(*method, "INVITE" | "UPDATE" | "PRACK") {
                 let invite = *method == "INVITE";
                 self.relay_note_response(resp, status, invite);
@@ -436,7 +476,10 @@ impl<S: store::Store> Core<S> {
             return;
         };
         let success = (200..300).contains(&status);
-        let upstream = resp.map(|m| Forward::new(m).pop_via().serialize());
+        let upstream = match refused {
+            Some(r) => r,
+            None => resp.map(|m| Forward::new(m).pop_via().serialize()),
+        };
         let mut cancel_after = None;
         match &fork.kind {
             ForkKind::Relay { server, method, .. } => {
@@ -505,6 +548,16 @@ impl<S: store::Store> Core<S> {
             ForkKind::Delivery { aor, id } => self.delivery_done(aor, id, fork.answered),
         }
     }
+}
+
+/// Whether `req` (a branch's request) is an INVITE that opens a call.
+fn initial_invite(req: &Message) -> bool {
+    req.method() == Some(sip::Method::Invite)
+        && req
+            .typed::<sip::headers::To>()
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.tag().is_none())
 }
 
 /// The CANCEL for a branch's INVITE (RFC 3261 §9.1): same Request-URI, top Via,

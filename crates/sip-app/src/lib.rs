@@ -27,6 +27,7 @@ mod housekeeping;
 pub mod identity;
 mod im;
 mod media;
+mod media_answer;
 pub mod metrics;
 mod org_certs;
 mod overload;

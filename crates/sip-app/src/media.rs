@@ -3,10 +3,12 @@
 //! (`sdp`, strictly) and every stream must be SRTP keyed by DTLS-SRTP, or
 //! by SDES when the signalling is TLS on the hop it came in on and on
 //! every hop it goes out on (SDES keys travel in the SDP). An INVITE that
-//! opens a call must carry its offer (one in the 2xx could not be
-//! refused). Anything else is answered 488 Not Acceptable Here with a
-//! Warning that says why, and the callee never sees it. Plain media passes only where the media
-//! policy of every user of ours in the call says `optional`.
+//! opens a call must carry its offer (with one in the 2xx, the answer
+//! would come in the ACK, which cannot be refused). Anything else is
+//! answered 488 Not Acceptable Here with a Warning that says why, and the
+//! callee never sees it; answers to a call's offer are judged by
+//! `media_answer`. Plain media passes only where the media policy of every
+//! user of ours in the call says `optional`.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -55,62 +57,45 @@ impl<S: store::Store> Core<S> {
         if body.is_empty() && !initial_invite {
             return Ok(None);
         }
-        let required = if parties.iter().all(|p| p.is_empty()) {
-            policy_set::media_encryption_required(&self.policies, "")
-        } else {
-            parties
-                .iter()
-                .filter(|p| !p.is_empty())
-                .any(|p| policy_set::media_encryption_required(&self.policies, p))
-        };
+        let required = self.media_required(parties);
         let content_type = content_type_of(r.msg);
         let bodies = content::offers::sdp_bodies(&content_type, body);
         if bodies.is_empty() {
             if required && initial_invite {
-                // The offer would come in the 2xx, which a proxy cannot refuse.
+                // The offer would come in the 2xx and its answer in the ACK,
+                // which nothing answers: it could not be refused.
                 self.refuse_media(
                     r,
                     488,
                     "Not Acceptable Here (No SDP Offer)",
-                    "a call must offer its media in the INVITE where media must be encrypted: an offer in the answer cannot be checked".into(),
+                    "a call must offer its media in the INVITE where media must be encrypted: the answer to an offer made in the 200 would come in the ACK, which cannot be refused".into(),
                 )
                 .await;
                 return Err(());
             }
             return Ok(None);
         }
-        let mut addresses = Vec::new();
-        for sdp_body in bodies {
-            let verdict = match sdp::Session::parse(sdp_body) {
-                Err(e) if required => Err((400, "Bad Request (Malformed SDP)", e.to_string())),
-                Err(_) => Ok(()),
-                Ok(s) if !required => {
-                    addresses.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
-                    Ok(())
-                }
-                Ok(s) => {
-                    addresses.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
-                    match sdp::protection::judge(&s) {
-                        Err(why) => Err((
-                            488,
-                            "Not Acceptable Here (Media Not Encrypted)",
-                            format!("{why}; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)"),
-                        )),
-                        Ok(sum) if sum.sdes && !(secure(r.src.protocol) && out_secure) => Err((
-                            488,
-                            "Not Acceptable Here (SDES Keys Over Plain Signalling)",
-                            "SRTP keys in the SDP (a=crypto) would cross a hop that is not TLS; use TLS for signalling or DTLS-SRTP".into(),
-                        )),
-                        Ok(_) => Ok(()),
-                    }
-                }
-            };
-            if let Err((status, reason, detail)) = verdict {
+        let secure_hops = secure(r.src.protocol) && out_secure;
+        match judge(&bodies, required, secure_hops) {
+            Ok(addresses) => Ok(Some(addresses)),
+            Err((status, reason, detail)) => {
                 self.refuse_media(r, status, reason, detail).await;
-                return Err(());
+                Err(())
             }
         }
-        Ok(Some(addresses))
+    }
+
+    /// Whether media must be encrypted in a call with `parties` (our
+    /// users in it; none: the global policy): the strictest policy wins.
+    pub(crate) fn media_required(&self, parties: &[&str]) -> bool {
+        if parties.iter().all(|p| p.is_empty()) {
+            policy_set::media_encryption_required(&self.policies, "")
+        } else {
+            parties
+                .iter()
+                .filter(|p| !p.is_empty())
+                .any(|p| policy_set::media_encryption_required(&self.policies, p))
+        }
     }
 
     async fn refuse_media(
@@ -130,4 +115,48 @@ impl<S: store::Store> Core<S> {
         )
         .await;
     }
+}
+
+/// A refusal: status, reason phrase, and why (for the Warning).
+pub(crate) type Refusal = (u16, &'static str, String);
+
+/// The media policy on session descriptions `bodies` (`required`: every
+/// stream must be SRTP; `secure_hops`: the signalling is TLS on every hop
+/// they cross, so SDES keys may travel in them): the media addresses
+/// they name, or why they are refused.
+pub(crate) fn judge(
+    bodies: &[&[u8]],
+    required: bool,
+    secure_hops: bool,
+) -> Result<Vec<std::net::IpAddr>, Refusal> {
+    let mut addresses = Vec::new();
+    for sdp_body in bodies {
+        let s = match sdp::Session::parse(sdp_body) {
+            Err(e) if required => return Err((400, "Bad Request (Malformed SDP)", e.to_string())),
+            Err(_) => continue,
+            Ok(s) => s,
+        };
+        addresses.extend(s.media_addresses().into_iter().map(relay::peer::canonical));
+        if !required {
+            continue;
+        }
+        match sdp::protection::judge(&s) {
+            Err(why) => {
+                return Err((
+                    488,
+                    "Not Acceptable Here (Media Not Encrypted)",
+                    format!("{why}; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)"),
+                ))
+            }
+            Ok(sum) if sum.sdes && !secure_hops => {
+                return Err((
+                    488,
+                    "Not Acceptable Here (SDES Keys Over Plain Signalling)",
+                    "SRTP keys in the SDP (a=crypto) would cross a hop that is not TLS; use TLS for signalling or DTLS-SRTP".into(),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(addresses)
 }

@@ -127,3 +127,14 @@ impl<S: store::Store> Core<S> {
         self.identity.names_us(u)
     }
 }
+
+/// `msg`'s Record-Route entries (SIP URIs only), each as `<uri>`, in order.
+pub(crate) fn record_routes(msg: &Message) -> Vec<String> {
+    msg.list::<sip::headers::RecordRoute>()
+        .filter_map(Result::ok)
+        .filter_map(|rr| match rr.uri {
+            Uri::Sip(u) => Some(format!("<{}>", u.raw)),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,7 +1,9 @@
 //! The media policy on real calls (SIPp over UDP, the README's server):
 //! a call offering plain RTP, SDES keys over signalling that is not TLS,
 //! a NULL cipher or no offer at all is refused with 488 and a Warning that
-//! says why, and its callee never sees it; with `encryption=optional` plain RTP goes through, and
+//! says why, and its callee never sees it; a callee answering an encrypted offer
+//! with plain RTP has its 183 withheld and its 200 refused (the caller gets
+//! 488, the callee ACK and BYE); with `encryption=optional` plain RTP goes through, and
 //! the security check reports the policy as a high finding.
 
 use crate::federation::metric;
@@ -110,4 +112,45 @@ fn unencrypted_media_is_refused_unless_the_policy_allows_it() {
     let (code, text) = s.security_check();
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("[HIGH] policy media.encryption"), "{text}");
+}
+
+#[test]
+fn a_plain_answer_to_an_encrypted_offer_never_reaches_the_caller() {
+    let s = Server::new("media-answer");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    // Bob answers alice's DTLS-SRTP offer with plain RTP, first as early
+    // media (183), then in his 200.
+    let bob = register_then(&s, "bob", BOB, "call_uas_plain_answer.xml");
+    let (ok, msgs) = s
+        .sipp_start(
+            "call_uac_answer_refused.xml",
+            "bob",
+            "alice",
+            ALICE,
+            "127.0.0.1",
+            free_port(),
+            &["alice", "203.0.113.7"],
+        )
+        .finish();
+    // Alice got neither: only the 488, with the reason (her scenario fails
+    // on any 18x or 200).
+    assert!(ok, "{msgs}\n{}", s.log());
+    assert_eq!(
+        last_answer(&msgs),
+        "SIP/2.0 488 Not Acceptable Here (Media Not Encrypted) Warning: 399 parapet \"the audio stream (m= line 1) is plain RTP: not encrypted; media must be encrypted (SRTP by DTLS-SRTP, or SDES over TLS)\""
+    );
+    // Bob's dialog was ended by the server: his 200 was ACKed, then a BYE
+    // came, which he answered.
+    let (ok, callee) = bob.finish();
+    assert!(ok, "{callee}\n{}", s.log());
+    let bye = callee.split("BYE sip:").nth(1).expect("bob received a BYE");
+    assert!(bye.contains("CSeq: 3 BYE"), "{callee}");
+    let m = s.http_get("/metrics", None).1;
+    assert_eq!(metric(&m, "parapet_media_refused_total"), 2, "{m}");
+    assert!(
+        s.log().contains("the media policy refused a call's answer"),
+        "{}",
+        s.log()
+    );
 }

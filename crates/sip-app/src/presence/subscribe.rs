@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use sip::headers::{Contact, Event as EventHeader, Expires, RecordRoute};
+use sip::headers::{Contact, Event as EventHeader, Expires};
 use sip::{HeaderKind, Uri};
 use sip_txn::TxnId;
 
@@ -115,15 +115,7 @@ impl<S: store::Store> Core<S> {
         let Some(id) = self.random_id().and_then(|t| parse_tag(&t)) else {
             return self.reply(r, 500, "Server Internal Error", &[]).await;
         };
-        let routes: Vec<String> = r
-            .msg
-            .list::<RecordRoute>()
-            .filter_map(Result::ok)
-            .filter_map(|rr| match rr.uri {
-                Uri::Sip(u) => Some(format!("<{}>", u.raw)),
-                _ => None,
-            })
-            .collect();
+        let routes = crate::routing::record_routes(r.msg);
         let value = |k: HeaderKind| r.msg.header(k).map(|h| h.value).unwrap_or("");
         let source = format!("{}:{}", proto_name(r.src.protocol), r.src.remote);
         let parts = Parts {
