@@ -486,6 +486,15 @@ fn permissions_go_only_to_addresses_a_call_named_and_end_with_the_call() {
     );
     assert_eq!(metric(&m, "parapet_relay_permissions"), 0, "{m}");
     assert_eq!(metric(&m, "parapet_relay_channels"), 0, "{m}");
+    // The log says which peer's permission ended, why, and what went each
+    // way with it.
+    let log = s.log();
+    assert!(
+        log.contains("relay: permission ended")
+            && log.contains("its call ended or changed")
+            && log.contains("to_peer_bytes"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -83,6 +83,16 @@ impl Default for Limits {
 /// An error response: its code and reason phrase.
 type Refusal = (u16, &'static str);
 
+fn log_permission_end(user: &str, peer: IpAddr, p: &Permission, why: &str) {
+    let c = &p.counts;
+    tracing::info!(user, peer = %peer, call = p.call.as_deref().unwrap_or("(another allocation here)"), why, to_peer_bytes = c.to_peer_bytes, from_peer_bytes = c.from_peer_bytes, to_peer_packets = c.to_peer_packets, from_peer_packets = c.from_peer_packets, "relay: permission ended");
+}
+
+fn log_channel_end(user: &str, channel: u16, ch: &Channel, why: &str) {
+    let c = &ch.counts;
+    tracing::info!(user, channel, peer = %ch.peer, why, to_peer_bytes = c.to_peer_bytes, from_peer_bytes = c.from_peer_bytes, to_peer_packets = c.to_peer_packets, from_peer_packets = c.from_peer_packets, "relay: channel ended");
+}
+
 /// RFC 8656's lifetimes for permissions and channels.
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
@@ -145,9 +155,31 @@ struct Permission {
     expires: Instant,
     /// The call whose SDP named the peer; `None`: another allocation here.
     call: Option<String>,
+    /// What went each way with this peer.
+    counts: Counts,
 }
 
-/// Bytes and packets of one allocation.
+/// A channel: its peer, until when, what went each way on it.
+#[derive(Debug)]
+struct Channel {
+    peer: SocketAddr,
+    expires: Instant,
+    counts: Counts,
+}
+
+impl Counts {
+    fn add_to_peer(&mut self, len: usize) {
+        self.to_peer_bytes += len as u64;
+        self.to_peer_packets += 1;
+    }
+
+    fn add_from_peer(&mut self, len: usize) {
+        self.from_peer_bytes += len as u64;
+        self.from_peer_packets += 1;
+    }
+}
+
+/// Bytes and packets of one allocation (or one permission, one channel).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub to_peer_bytes: u64,
@@ -170,7 +202,7 @@ pub struct Allocation<T> {
     made: Instant,
     expires: Instant,
     permissions: HashMap<IpAddr, Permission>,
-    channels: HashMap<u16, (SocketAddr, Instant)>,
+    channels: HashMap<u16, Channel>,
     channel_of: HashMap<SocketAddr, u16>,
     bucket: Bucket,
     pub counts: Counts,
@@ -399,6 +431,12 @@ impl<T: Clone> Engine<T> {
                 self.per_user.remove(&a.grant.aor);
             }
         }
+        for (ip, p) in &a.permissions {
+            log_permission_end(&a.grant.aor, *ip, p, why.name());
+        }
+        for (ch, c) in &a.channels {
+            log_channel_end(&a.grant.aor, *ch, c, why.name());
+        }
         let c = a.counts;
         tracing::info!(user = %a.grant.aor, relayed = %a.relayed, why = why.name(), to_peer_bytes = c.to_peer_bytes, from_peer_bytes = c.from_peer_bytes, to_peer_packets = c.to_peer_packets, from_peer_packets = c.from_peer_packets, dropped = c.dropped, "relay: allocation ended");
         Some(a)
@@ -473,7 +511,7 @@ impl<T: Clone> Engine<T> {
             return None;
         }
         let start = data.as_ptr() as usize - m.raw().as_ptr() as usize;
-        self.sent(id, peer, data.len())
+        self.sent(id, peer, data.len(), None)
             .map(|(io, to)| (io, to, start..start + data.len()))
     }
 
@@ -487,7 +525,7 @@ impl<T: Clone> Engine<T> {
     ) -> Option<(T, SocketAddr)> {
         let id = *self.by_client.get(c)?;
         let peer = match self.allocations.get(&id)?.channels.get(&channel) {
-            Some((peer, expires)) if *expires > now => *peer,
+            Some(c) if c.expires > now => c.peer,
             _ => {
                 self.metrics.dropped_no_permission.inc();
                 return None;
@@ -496,10 +534,16 @@ impl<T: Clone> Engine<T> {
         if !self.pass(id, peer, len, now) {
             return None;
         }
-        self.sent(id, peer, len)
+        self.sent(id, peer, len, Some(channel))
     }
 
-    fn sent(&mut self, id: u64, peer: SocketAddr, len: usize) -> Option<(T, SocketAddr)> {
+    fn sent(
+        &mut self,
+        id: u64,
+        peer: SocketAddr,
+        len: usize,
+        channel: Option<u16>,
+    ) -> Option<(T, SocketAddr)> {
         // Another allocation here is reached at its local address (the
         // advertised one may be a NAT's, which need not hairpin).
         let to = match self
@@ -511,8 +555,13 @@ impl<T: Clone> Engine<T> {
             None => peer,
         };
         let a = self.allocations.get_mut(&id)?;
-        a.counts.to_peer_bytes += len as u64;
-        a.counts.to_peer_packets += 1;
+        a.counts.add_to_peer(len);
+        if let Some(p) = a.permissions.get_mut(&peer.ip()) {
+            p.counts.add_to_peer(len);
+        }
+        if let Some(c) = channel.and_then(|ch| a.channels.get_mut(&ch)) {
+            c.counts.add_to_peer(len);
+        }
         self.metrics.to_peer_bytes.add(len as u64);
         self.metrics.to_peer_packets.inc();
         Some((a.io.clone(), to))
@@ -542,15 +591,21 @@ impl<T: Clone> Engine<T> {
             return None;
         }
         let a = self.allocations.get_mut(&id)?;
-        a.counts.from_peer_bytes += len as u64;
-        a.counts.from_peer_packets += 1;
+        a.counts.add_from_peer(len);
+        if let Some(p) = a.permissions.get_mut(&from.ip()) {
+            p.counts.add_from_peer(len);
+        }
         self.metrics.from_peer_bytes.add(len as u64);
         self.metrics.from_peer_packets.inc();
         let framing = match a.channel_of.get(&from) {
-            Some(ch) if a.channels.get(ch).is_some_and(|(_, exp)| *exp > now) => {
-                Framing::Channel(*ch)
-            }
-            _ => Framing::Indication,
+            Some(ch) => match a.channels.get_mut(ch) {
+                Some(c) if c.expires > now => {
+                    c.counts.add_from_peer(len);
+                    Framing::Channel(*ch)
+                }
+                _ => Framing::Indication,
+            },
+            None => Framing::Indication,
         };
         Some((a.io.clone(), a.client, framing))
     }
@@ -629,13 +684,23 @@ impl<T: Clone> Engine<T> {
                         || !recheck
                         || calls.justifies(aor, crate::peer::canonical(*ip)));
                 if !keep {
-                    tracing::info!(user = %aor, peer = %ip, "relay: permission removed");
+                    let why = if p.expires > now {
+                        "its call ended or changed"
+                    } else {
+                        "expired"
+                    };
+                    log_permission_end(aor, *ip, p, why);
                 }
                 keep
             });
             let permissions = &a.permissions;
-            a.channels
-                .retain(|_, (peer, exp)| *exp > now && permissions.contains_key(&peer.ip()));
+            a.channels.retain(|ch, c| {
+                let keep = c.expires > now && permissions.contains_key(&c.peer.ip());
+                if !keep {
+                    log_channel_end(aor, *ch, c, "expired, or its permission ended");
+                }
+                keep
+            });
             let channels = &a.channels;
             a.channel_of.retain(|_, ch| channels.contains_key(ch));
             self.permissions_now -= before.0 - a.permissions.len();

@@ -12,7 +12,7 @@ use stun::integrity::Integrity;
 use stun::{Class, Encoder, Message};
 
 use super::{
-    error, Answer, Client, Ended, Engine, Permission, Refusal, CHANNEL_LIFETIME,
+    error, Answer, Channel, Client, Counts, Ended, Engine, Permission, Refusal, CHANNEL_LIFETIME,
     PERMISSION_LIFETIME,
 };
 
@@ -225,13 +225,14 @@ impl<T: Clone> Engine<T> {
             self.metrics.permissions_made.inc();
             self.permissions_now += 1;
         }
-        a.permissions.insert(
-            ip,
-            Permission {
-                expires: now + PERMISSION_LIFETIME,
-                call,
-            },
-        );
+        // Refreshed: its counts go on.
+        let p = a.permissions.entry(ip).or_insert_with(|| Permission {
+            expires: now,
+            call: None,
+            counts: Counts::default(),
+        });
+        p.expires = now + PERMISSION_LIFETIME;
+        p.call = call;
         Ok(())
     }
 
@@ -281,7 +282,7 @@ impl<T: Clone> Engine<T> {
                 return Err((437, "Allocation Mismatch"));
             };
             // A channel stays with its peer, and a peer with its channel.
-            if a.channels.get(&channel).is_some_and(|(p, _)| *p != peer) {
+            if a.channels.get(&channel).is_some_and(|c| c.peer != peer) {
                 return Err((400, "Bad Request: the channel is bound to another peer"));
             }
             if a.channel_of.get(&peer).is_some_and(|c| *c != channel) {
@@ -293,10 +294,14 @@ impl<T: Clone> Engine<T> {
         }
         self.permit(id, peer, call, now)?;
         if let Some(a) = self.allocations.get_mut(&id) {
-            if a.channels
-                .insert(channel, (peer, now + CHANNEL_LIFETIME))
-                .is_none()
-            {
+            let fresh = !a.channels.contains_key(&channel);
+            let c = a.channels.entry(channel).or_insert_with(|| Channel {
+                peer,
+                expires: now,
+                counts: Counts::default(),
+            });
+            c.expires = now + CHANNEL_LIFETIME;
+            if fresh {
                 tracing::info!(user = %a.grant.aor, relayed = %a.relayed, peer = %peer, channel, "relay: channel bound");
                 self.metrics.channels_made.inc();
                 self.channels_now += 1;

@@ -370,3 +370,56 @@ fn an_allocate_retransmission_gets_the_same_answer_and_another_437() {
     );
     assert!(f.e.allocate_again(&client(2), &m).is_none());
 }
+
+#[test]
+fn each_permission_and_channel_counts_what_went_each_way_through_refreshes() {
+    let mut f = fixture(Limits::default());
+    let c = client(1);
+    let id = f.allocate(c, "sip:alice@x", 50000);
+    f.control.calls.described(
+        "call-1",
+        "t1",
+        &["sip:alice@x"],
+        &[IpAddr::from([203, 0, 113, 9])],
+        f.now,
+    );
+    assert_eq!(f.bind(c, 0x4000, "203.0.113.9:4000"), 0);
+    // Two packets by channel, one by Send indication to another port of
+    // the same peer, two back (one on the channel's peer address).
+    assert!(f.e.channel_data(&c, 0x4000, 100, f.now).is_some());
+    assert!(f.e.channel_data(&c, 0x4000, 100, f.now).is_some());
+    let mut enc = Encoder::new(Class::Indication, method::SEND, [6; 12]);
+    enc.xor_address(attr::XOR_PEER_ADDRESS, addr("203.0.113.9:4002"));
+    enc.attr(attr::DATA, &[0; 50]).unwrap();
+    let raw = enc.finish();
+    assert!(f
+        .e
+        .send_indication(&c, &Message::parse(&raw).unwrap(), f.now)
+        .is_some());
+    assert!(f
+        .e
+        .from_peer(id, addr("203.0.113.9:4000"), 70, f.now)
+        .is_some());
+    assert!(f
+        .e
+        .from_peer(id, addr("203.0.113.9:4002"), 30, f.now)
+        .is_some());
+    // A refresh of the permission and the channel keeps their counts.
+    assert_eq!(f.bind(c, 0x4000, "203.0.113.9:4000"), 0);
+    let a = &f.e.allocations[&id];
+    let p = &a.permissions[&IpAddr::from([203, 0, 113, 9])];
+    assert_eq!((p.counts.to_peer_bytes, p.counts.to_peer_packets), (250, 3));
+    assert_eq!(
+        (p.counts.from_peer_bytes, p.counts.from_peer_packets),
+        (100, 2)
+    );
+    let ch = &a.channels[&0x4000];
+    assert_eq!(
+        (ch.counts.to_peer_bytes, ch.counts.from_peer_bytes),
+        (200, 70)
+    );
+    assert_eq!(
+        (a.counts.to_peer_bytes, a.counts.from_peer_bytes),
+        (250, 100)
+    );
+}
