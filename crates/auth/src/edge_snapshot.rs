@@ -43,10 +43,11 @@ pub struct Snapshot {
     /// refused by the pool in any case.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_devices: Vec<String>,
-    /// Users whose access ended in the last [`REVOKED_WINDOW_SECS`]
-    /// (disabled, removed, a new password, signed out everywhere), with
-    /// when (Unix time, milliseconds; at most [`MAX_REVOKED`]): the edge's
-    /// media relay ends their allocations made before then.
+    /// Users (`u AOR`: disabled, removed, a new password, signed out
+    /// everywhere) and web sessions (`s ID`: signed out) whose access to
+    /// the media relay ended in the last [`REVOKED_WINDOW_SECS`], with
+    /// when (Unix time, milliseconds; at most [`MAX_REVOKED`], the newest):
+    /// the edge's relay ends their allocations made before then.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relay_revoked: Vec<(String, u64)>,
 }
@@ -285,7 +286,7 @@ mod tests {
                 ..Limits::default()
             },
             revoked_devices: vec!["ab".repeat(32)],
-            relay_revoked: vec![("sip:alice@example.test".into(), 1_700_000_000_000)],
+            relay_revoked: vec![("u sip:alice@example.test".into(), 1_700_000_000_000)],
         }
     }
 

@@ -53,6 +53,20 @@ fn tag(secret: &[u8], username: &str) -> String {
 /// Credentials for `aor` signed in as `session`, valid `ttl` seconds from
 /// `now`. `None` when the session id or address could not be parsed back
 /// (a `:` in the session id, control characters).
+/// The secret web credentials are minted and checked with, derived from
+/// the pool's topology key (which every front end and paired edge holds):
+/// the same everywhere in the pool, across restarts, and separate from
+/// the key's own use.
+pub fn secret_from_pool_key(key: &[u8; 32]) -> [u8; 32] {
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        b"parapet relay web credentials v1",
+    );
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
 pub fn mint(secret: &[u8], aor: &str, session: &str, now: i64, ttl: i64) -> Option<Minted> {
     let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_control());
     if !plain(aor) || !plain(session) || session.contains(':') {

@@ -26,42 +26,54 @@ use std::time::{Duration, Instant};
 
 /// What the SIP core tells the relay, shared: the calls it relays, and
 /// users whose access ended (disabled, removed, a new password, signed
-/// out everywhere) — their allocations made before then end at the
-/// relay's next tick.
+/// out everywhere) — their allocations made before then end at once. On
+/// a front end it also holds what the user API hands browsers: the
+/// relays its edges run.
 #[derive(Debug, Default)]
 pub struct Control {
     pub calls: calls::Calls,
-    /// Users, and web clients' sessions, whose allocations made before
-    /// the time given end.
-    revoked: Mutex<HashMap<String, Instant>>,
+    /// Users (`u AOR`) and web clients' sessions (`s ID`) whose
+    /// allocations made before the time given end; with that time as Unix
+    /// milliseconds, for the edges' snapshot.
+    revoked: Mutex<HashMap<String, (Instant, u64)>>,
     revocations: AtomicU64,
     /// Woken at each revocation: the relay acts on it at once rather than
     /// at its next tick.
     pub(crate) revoked_now: tokio::sync::Notify,
+    /// The `turn:`/`turns:` URIs of the relays the pool's edges run, as
+    /// they last reported them.
+    edge_urls: Mutex<Vec<String>>,
 }
 
-/// How long a revocation is remembered: many ticks of the relay.
+/// How long a revocation is remembered: many ticks of the relay, and
+/// longer than an edge's snapshot carries it.
 const REVOCATION_MEMORY: Duration = Duration::from_secs(60);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 impl Control {
     pub fn new() -> Control {
         Control::default()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
         self.revoked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, key: String, at: Instant) {
+    fn insert(&self, key: String, at: Instant, at_ms: u64) {
         let now = Instant::now();
         let mut m = self.map();
-        m.retain(|_, t| now.saturating_duration_since(*t) < REVOCATION_MEMORY);
+        m.retain(|_, t| now.saturating_duration_since(t.0) < REVOCATION_MEMORY);
         match m.get_mut(&key) {
             // Told again: nothing new.
-            Some(t) if *t >= at => return,
-            Some(t) => *t = at,
+            Some(t) if t.0 >= at => return,
+            Some(t) => *t = (at, at_ms),
             None => {
-                m.insert(key, at);
+                m.insert(key, (at, at_ms));
             }
         }
         drop(m);
@@ -71,31 +83,101 @@ impl Control {
 
     /// `aor`'s allocations made until now end.
     pub fn revoke(&self, aor: &str) {
-        self.insert(format!("u {aor}"), Instant::now());
-    }
-
-    /// `aor`'s allocations made until `at` end (an edge's relay, told by
-    /// the pool when the user lost access; told again each second while
-    /// the pool remembers it, which changes nothing once applied).
-    pub fn revoke_at(&self, aor: &str, at: Instant) {
-        self.insert(format!("u {aor}"), at);
+        self.insert(format!("u {aor}"), Instant::now(), unix_ms());
     }
 
     /// The allocations made with web credentials of user-API session
     /// `session` (its public id) end: it was signed out.
     pub fn revoke_session(&self, session: &str) {
-        self.insert(format!("s {session}"), Instant::now());
+        self.insert(format!("s {session}"), Instant::now(), unix_ms());
+    }
+
+    /// The revocations of the last `window`, newest first, at most `max`:
+    /// each a key (`u AOR`, `s SESSION`) and its Unix time in ms — what a
+    /// front end puts in its edges' snapshot.
+    pub fn recent(&self, window: Duration, max: usize) -> Vec<(String, u64)> {
+        let now = Instant::now();
+        let mut v: Vec<(String, u64)> = self
+            .map()
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.0) <= window)
+            .map(|(k, t)| (k.clone(), t.1))
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v.truncate(max);
+        v
+    }
+
+    /// A revocation an edge learned from the pool's snapshot (a key as
+    /// [`Control::recent`] gives it) applies to allocations made until
+    /// `at`. `false`: not a key.
+    pub fn revoke_key_at(&self, key: &str, at: Instant, at_ms: u64) -> bool {
+        let ok = (key.starts_with("u sip:") || key.starts_with("s "))
+            && key.len() <= 300
+            && !key.chars().any(char::is_control);
+        if ok {
+            self.insert(key.to_owned(), at, at_ms);
+        }
+        ok
     }
 
     /// Whether an allocation of `aor`'s made at `made` (with the web
     /// credentials of `session`, if any) has been revoked.
     pub fn revoked(&self, aor: &str, session: Option<&str>, made: Instant) -> bool {
         let m = self.map();
-        let hit = |k: String| m.get(&k).is_some_and(|at| made <= *at);
+        let hit = |k: String| m.get(&k).is_some_and(|at| made <= at.0);
         hit(format!("u {aor}")) || session.is_some_and(|s| hit(format!("s {s}")))
     }
 
     pub fn revocation_generation(&self) -> u64 {
         self.revocations.load(Ordering::Acquire)
+    }
+
+    /// The relays of the pool's edges (`turn:` and `turns:` URIs).
+    pub fn edge_urls(&self) -> Vec<String> {
+        self.edge_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces what the edges reported of their relays.
+    pub fn set_edge_urls(&self, urls: Vec<String>) {
+        *self.edge_urls.lock().unwrap_or_else(|e| e.into_inner()) = urls;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_end_what_was_made_before_and_travel_to_edges_with_their_time() {
+        let c = Control::new();
+        let before = Instant::now();
+        c.revoke("sip:alice@example.test");
+        c.revoke_session("S1");
+        let after = Instant::now() + Duration::from_millis(5);
+        assert!(c.revoked("sip:alice@example.test", None, before));
+        assert!(!c.revoked("sip:alice@example.test", None, after));
+        assert!(c.revoked("sip:bob@example.test", Some("S1"), before));
+        assert!(!c.revoked("sip:bob@example.test", Some("S2"), before));
+        let recent = c.recent(Duration::from_secs(30), 10);
+        assert_eq!(recent.len(), 2);
+        assert!(recent.iter().any(|(k, _)| k == "u sip:alice@example.test"));
+        assert!(c.recent(Duration::from_secs(30), 1).len() == 1);
+        // On an edge: applied once, told again changes nothing.
+        let edge = Control::new();
+        for (k, ms) in &recent {
+            assert!(edge.revoke_key_at(k, after, *ms));
+        }
+        let g = edge.revocation_generation();
+        for (k, ms) in &recent {
+            assert!(edge.revoke_key_at(k, after, *ms));
+        }
+        assert_eq!(edge.revocation_generation(), g);
+        assert!(edge.revoked("sip:alice@example.test", None, before));
+        assert!(!edge.revoke_key_at("x sip:mallory@example.test", after, 0));
+        assert!(!edge.revoke_key_at("u nobody", after, 0));
     }
 }

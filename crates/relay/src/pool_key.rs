@@ -10,6 +10,10 @@
 //! `result=key` with `aor`, `md5`, `sha256` (hex) and `md5_allowed`,
 //! `result=unknown` with `aor` (wrong password, no such user: already
 //! counted by the pool's lockout filter), or `result=refused` with `why`.
+//!
+//! And whether a web client's session is still signed in (its credentials
+//! good only while it is): a question of [`SESSION_TYPE`] with `aor` and
+//! `session`, answered `live=1` or `live=0`.
 
 use std::net::IpAddr;
 
@@ -20,6 +24,9 @@ use crate::serve::KeyAnswer;
 
 /// The media type of a question (in `Accept` and `Content-Type`).
 pub const CONTENT_TYPE: &str = "application/x-parapet-relay-key";
+
+/// The media type of a session question.
+pub const SESSION_TYPE: &str = "application/x-parapet-relay-session";
 
 /// The largest body either way.
 pub const MAX_BODY: usize = 4096;
@@ -114,6 +121,45 @@ impl Question {
     }
 }
 
+/// An edge's question about a web client's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionQuestion {
+    pub aor: String,
+    pub session: String,
+}
+
+impl SessionQuestion {
+    pub fn encode(&self) -> String {
+        format!("aor={}\nsession={}\n", self.aor, self.session)
+    }
+
+    pub fn parse(body: &[u8]) -> Result<SessionQuestion, &'static str> {
+        let f = fields(body)?;
+        let aor = get(&f, "aor")?;
+        let session = get(&f, "session")?;
+        if !plain(aor) || !aor.starts_with("sip:") || !plain(session) {
+            return Err("a malformed aor or session");
+        }
+        Ok(SessionQuestion {
+            aor: aor.to_owned(),
+            session: session.to_owned(),
+        })
+    }
+}
+
+/// The pool's answer to a session question.
+pub fn encode_live(live: bool) -> String {
+    format!("live={}\n", u8::from(live))
+}
+
+pub fn parse_live(body: &[u8]) -> Result<bool, &'static str> {
+    match get(&fields(body)?, "live")? {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err("live is 0 or 1"),
+    }
+}
+
 /// The pool's answer as a body.
 pub fn encode_answer(a: &KeyAnswer) -> String {
     match a {
@@ -180,6 +226,25 @@ fn refusal(why: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_questions_and_answers_read_back() {
+        let q = SessionQuestion {
+            aor: "sip:alice@example.test".into(),
+            session: "AbC-12".into(),
+        };
+        assert_eq!(SessionQuestion::parse(q.encode().as_bytes()), Ok(q));
+        for bad in [
+            "aor=alice\nsession=x\n",
+            "aor=sip:a@b\n",
+            "aor=sip:a@b\nsession=\n",
+        ] {
+            assert!(SessionQuestion::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert_eq!(parse_live(encode_live(true).as_bytes()), Ok(true));
+        assert_eq!(parse_live(encode_live(false).as_bytes()), Ok(false));
+        assert!(parse_live(b"live=yes\n").is_err());
+    }
 
     #[test]
     fn questions_and_answers_read_back_and_nothing_else_reads() {

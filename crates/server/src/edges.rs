@@ -61,15 +61,7 @@ impl Registry {
     }
 
     fn topology_key(&self) -> Result<[u8; 32], String> {
-        let p = self.root.join("keys/edge-topology.key");
-        if !p.exists() {
-            let k = auth::secret::SecretKey::generate()
-                .map_err(|_| "system random generator failed")?;
-            write_secret(&p, &k)?;
-        }
-        let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        raw.try_into()
-            .map_err(|_| format!("{} is damaged (expected 32 bytes)", p.display()))
+        topology_key(&self.root)
     }
 
     /// The snapshot signing key, made on first use.
@@ -353,4 +345,19 @@ fn dial_config(root: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, Stri
     .with_client_auth_cert(chain, key)
     .map_err(|e| format!("pki/server.pem and its key: {e}"))?;
     Ok(std::sync::Arc::new(cfg))
+}
+
+/// The pool's topology key (`DATA_DIR/keys/edge-topology.key`), made on
+/// first use: it seals the edges' routing tokens, and the relays' secret
+/// for web credentials is derived from it (`relay::credentials`).
+pub(crate) fn topology_key(root: &Path) -> Result<[u8; 32], String> {
+    let p = root.join("keys/edge-topology.key");
+    if !p.exists() {
+        let k =
+            auth::secret::SecretKey::generate().map_err(|_| "system random generator failed")?;
+        write_secret(&p, &k)?;
+    }
+    let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    raw.try_into()
+        .map_err(|_| format!("{} is damaged (expected 32 bytes)", p.display()))
 }

@@ -182,9 +182,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let seal = Arc::new(
         auth::secret::SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?,
     );
-    let relay_plan = relay_setup::plan(&config)?;
+    let relay_plan = relay_setup::plan(&config, &dir)?;
     let bound = api::serve(api::AdminSetup {
-        relay: relay_plan.as_ref().map(|p| p.access(&config)),
+        relay: Some(relay_plan.access(&config)),
         addr: config.admin_listen,
         store: store.clone(),
         seal: seal.clone(),
@@ -248,9 +248,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         );
     }
     let mut core = core;
-    if let Some(plan) = relay_plan {
+    {
         relay_setup::start(
-            plan,
+            relay_plan,
             &config,
             &dir,
             store.clone(),

@@ -1,9 +1,11 @@
 //! The media relay (`[relay]`) beside the SIP listeners: its addresses,
 //! the listeners' certificate for its TLS listener, the secret web
-//! clients' credentials are minted with (random per process: they live
-//! ten minutes), and the link through which it asks the SIP core about
+//! clients' credentials are minted with (derived from the pool's topology
+//! key, so this server's relay and every paired edge's take them, and
+//! across restarts), and the link through which it asks the SIP core about
 //! users and the store about web sessions, and learns the calls the proxy
-//! relays.
+//! relays. The relays' shared state exists even when no relay runs here:
+//! the user API still mints credentials for the edges' relays.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -41,32 +43,32 @@ pub fn machine_address() -> IpAddr {
         })
 }
 
-/// The relay as it will run: decided before the APIs start, which mint
-/// its web credentials.
+/// The relays as they will run: decided before the APIs start, which mint
+/// web credentials.
 pub(crate) struct Plan {
-    address: IpAddr,
-    external: IpAddr,
+    /// This server's relay: where it relays, what it advertises (`None`:
+    /// none runs here).
+    local: Option<(IpAddr, IpAddr)>,
     secret: Arc<[u8; 32]>,
     control: Arc<relay::Control>,
 }
 
-/// The relay's plan (`None`: no relay configured).
-pub(crate) fn plan(config: &Config) -> Result<Option<Plan>, String> {
+/// The relays' plan.
+pub(crate) fn plan(config: &Config, dir: &DataDir) -> Result<Plan, String> {
     let r = &config.relay;
-    if r.listen.is_empty() {
-        tracing::info!("no media relay (relay.listen is empty)");
-        return Ok(None);
-    }
-    let address = r.address.unwrap_or_else(machine_address);
-    let mut secret = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-        .map_err(|_| "the system's random generator failed")?;
-    Ok(Some(Plan {
-        address,
-        external: r.external_address.unwrap_or(address),
-        secret: Arc::new(secret),
+    let local = if r.listen.is_empty() {
+        tracing::info!("no media relay here (relay.listen is empty); the edges' relays, if any, are handed to browsers");
+        None
+    } else {
+        let address = r.address.unwrap_or_else(machine_address);
+        Some((address, r.external_address.unwrap_or(address)))
+    };
+    let key = crate::edges::topology_key(&dir.root)?;
+    Ok(Plan {
+        local,
+        secret: Arc::new(relay::credentials::secret_from_pool_key(&key)),
         control: Arc::new(relay::Control::new()),
-    }))
+    })
 }
 
 impl Plan {
@@ -74,21 +76,26 @@ impl Plan {
     /// (its outside address for UDP and TCP; for TLS the name its
     /// certificate carries).
     pub(crate) fn access(&self, config: &Config) -> api::RelayAccess {
-        let host = match self.external {
-            IpAddr::V6(a) => format!("[{a}]"),
-            a => a.to_string(),
+        let urls = match self.local {
+            None => Vec::new(),
+            Some((_, external)) => {
+                let host = match external {
+                    IpAddr::V6(a) => format!("[{a}]"),
+                    a => a.to_string(),
+                };
+                let name = config.host_names.first().unwrap_or(&config.domain);
+                config
+                    .relay
+                    .listen
+                    .iter()
+                    .map(|(t, a)| match t {
+                        Transport::Udp => format!("turn:{host}:{}?transport=udp", a.port()),
+                        Transport::Tcp => format!("turn:{host}:{}?transport=tcp", a.port()),
+                        Transport::Tls => format!("turns:{name}:{}?transport=tcp", a.port()),
+                    })
+                    .collect()
+            }
         };
-        let name = config.host_names.first().unwrap_or(&config.domain);
-        let urls = config
-            .relay
-            .listen
-            .iter()
-            .map(|(t, a)| match t {
-                Transport::Udp => format!("turn:{host}:{}?transport=udp", a.port()),
-                Transport::Tcp => format!("turn:{host}:{}?transport=tcp", a.port()),
-                Transport::Tls => format!("turns:{name}:{}?transport=tcp", a.port()),
-            })
-            .collect();
         api::RelayAccess {
             secret: self.secret.clone(),
             urls,
@@ -98,7 +105,8 @@ impl Plan {
     }
 }
 
-/// Starts the relay and links it to the core and the store.
+/// Starts this server's relay, if one runs here, and links it to the core
+/// and the store; the core gets the relays' shared state either way.
 pub(crate) async fn start<S: store::Store>(
     plan: Plan,
     config: &Config,
@@ -108,6 +116,10 @@ pub(crate) async fn start<S: store::Store>(
     core_tx: &mpsc::Sender<AdminCmd>,
     core: &mut sip_app::Core<S>,
 ) -> Result<(), String> {
+    let Some((address, external)) = plan.local else {
+        core.set_relay(plan.control, false);
+        return Ok(());
+    };
     let r = &config.relay;
     let tls = sip_transport::tls::server_config_live(
         dir.cert.clone(),
@@ -117,8 +129,8 @@ pub(crate) async fn start<S: store::Store>(
     let settings = relay::serve::Settings {
         listen: r.listen.clone(),
         tls: Some(tls),
-        relay_ip: plan.address,
-        external_ip: plan.external,
+        relay_ip: address,
+        external_ip: external,
         ports: r.ports.0..=r.ports.1,
         realm: config.domain.clone(),
         limits: r.limits.clone(),
@@ -130,7 +142,7 @@ pub(crate) async fn start<S: store::Store>(
         .await
         .map_err(|e| format!("cannot start the media relay: {e} (relay.listen)"))?;
     for (t, a) in &handle.local {
-        tracing::info!(transport = t.name(), addr = %a, relayed_on = %plan.address, "media relay listening");
+        tracing::info!(transport = t.name(), addr = %a, relayed_on = %address, "media relay listening");
     }
     let core_tx = core_tx.clone();
     tokio::spawn(async move {
@@ -144,11 +156,7 @@ pub(crate) async fn start<S: store::Store>(
                 } => {
                     let store = store.clone();
                     tokio::spawn(async move {
-                        let live = matches!(
-                            store::UserSessions::user_session(&store, &session).await,
-                            Ok(Some((row, true)))
-                                if row.aor == aor && row.expires_at > sip_app::unix_now()
-                        );
+                        let live = sip_app::session_live(&store, &aor, &session).await;
                         let _ = reply.send(live);
                     });
                 }
@@ -160,6 +168,6 @@ pub(crate) async fn start<S: store::Store>(
             }
         }
     });
-    core.set_relay(plan.control);
+    core.set_relay(plan.control, true);
     Ok(())
 }

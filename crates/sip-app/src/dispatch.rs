@@ -213,10 +213,14 @@ impl<S: store::Store> Core<S> {
             };
             if wants(auth::edge_snapshot::CONTENT_TYPE) {
                 self.edges.report(src.flow, msg);
+                self.relay_control.set_edge_urls(self.edges.relay_urls());
                 return self.answer_snapshot(&r).await;
             }
             if wants(relay::pool_key::CONTENT_TYPE) {
                 return self.answer_relay_key(&r).await;
+            }
+            if wants(relay::pool_key::SESSION_TYPE) {
+                return self.answer_relay_session(&r).await;
             }
         }
         if self.edges.is_unpaired(src.flow) {

@@ -232,6 +232,20 @@ impl Edges {
         self.reported.insert(i, (version, listeners));
     }
 
+    /// The relays the edges reported (`turn:` and `turns:` URIs), each
+    /// once.
+    pub(crate) fn relay_urls(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (_, listeners) in self.reported.values() {
+            for l in listeners {
+                if (l.starts_with("turn:") || l.starts_with("turns:")) && !out.contains(l) {
+                    out.push(l.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Whether any edge is paired (then partners are reached through them).
     pub(crate) fn any_paired(&self) -> bool {
         !self.paired.is_empty()
@@ -409,7 +423,10 @@ impl<S: store::Store> crate::Core<S> {
                     .iter()
                     .map(|f| pki::hex(f))
                     .collect(),
-                relay_revoked: self.relay_revoked_recently(),
+                relay_revoked: self.relay_control.recent(
+                    std::time::Duration::from_secs(auth::edge_snapshot::REVOKED_WINDOW_SECS),
+                    auth::edge_snapshot::MAX_REVOKED,
+                ),
             };
         let body = auth::edge_snapshot::sign(key, &snapshot);
         if body.len() > auth::edge_snapshot::MAX_BODY {
@@ -445,15 +462,63 @@ impl<S: store::Store> crate::Core<S> {
 
     /// 200 to an edge's question, with `body` of `content_type`.
     async fn answer_edge(&mut self, r: &crate::Req<'_>, content_type: &str, body: &str) {
-        let tag = self.next_tag();
-        let (rcv, rport) = sip::build::via_received_for(&r.f.top_via, r.src.remote);
-        let bytes = sip::build::ResponseBuilder::new(r.msg, 200, "OK")
-            .via_received(rcv, rport)
-            .to_tag(&tag)
-            .body(content_type, body.as_bytes());
+        let bytes = self.edge_answer(r)(content_type, body);
         self.txn
             .respond(r.id, 200, bytes, std::time::Instant::now(), &mut self.out);
         self.flush().await;
+    }
+
+    /// What makes the 200 to an edge's question `r`, given its body (built
+    /// later, off the core, where the answer needs the store).
+    fn edge_answer(&mut self, r: &crate::Req<'_>) -> impl FnOnce(&str, &str) -> bytes::Bytes {
+        let tag = self.next_tag();
+        let (rcv, rport) = sip::build::via_received_for(&r.f.top_via, r.src.remote);
+        let msg = r.msg.clone();
+        move |content_type, body| {
+            sip::build::ResponseBuilder::new(&msg, 200, "OK")
+                .via_received(rcv, rport)
+                .to_tag(&tag)
+                .body(content_type, body.as_bytes())
+        }
+    }
+
+    /// A paired edge's relay asking whether a web client's session is
+    /// still signed in (its credentials good only while it is): answered
+    /// from the store, off the core.
+    pub(crate) async fn answer_relay_session(&mut self, r: &crate::Req<'_>) {
+        let q = match relay::pool_key::SessionQuestion::parse(r.msg.body()) {
+            Ok(q) => q,
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "an edge's relay asked about a session in a malformed question"
+                );
+                return self
+                    .reply(r, 400, "Bad Request (Malformed Session Question)", &[])
+                    .await;
+            }
+        };
+        let Some(permit) = self.write_permit(r).await else {
+            return;
+        };
+        let (store, events, id) = (self.store.clone(), self.events_tx.clone(), r.id);
+        let answer = self.edge_answer(r);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let live = crate::session_live(&store, &q.aor, &q.session).await;
+            let bytes = answer(
+                relay::pool_key::SESSION_TYPE,
+                &relay::pool_key::encode_live(live),
+            );
+            let _ = events
+                .send(crate::Event::Respond {
+                    id,
+                    method: "OPTIONS",
+                    status: 200,
+                    bytes,
+                })
+                .await;
+        });
     }
 }
 

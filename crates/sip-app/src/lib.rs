@@ -119,6 +119,16 @@ pub(crate) enum Event {
     },
 }
 
+/// Whether user-API session `session` of `aor` is still signed in (and
+/// not expired): web clients' relay credentials are good only while it
+/// is. A store that cannot say is taken as no.
+pub async fn session_live<S: store::Store>(store: &S, aor: &str, session: &str) -> bool {
+    matches!(
+        store::UserSessions::user_session(store, session).await,
+        Ok(Some((row, true))) if row.aor == aor && row.expires_at > unix_now()
+    )
+}
+
 /// The secrets the SIP application works with, from the data directory.
 #[derive(Clone)]
 pub struct Keys {
@@ -233,9 +243,10 @@ pub struct Core<S> {
     /// The media relay's shared table of calls and revocations (`None`:
     /// no relay runs).
     pub(crate) relay: Option<Arc<relay::Control>>,
-    /// Users whose relay access ended lately, with when (Unix ms), for
-    /// the edges' relays (in their snapshot).
-    pub(crate) relay_revoked: std::collections::VecDeque<(String, u64)>,
+    /// The relays' shared state, whether or not one runs here: users whose
+    /// access ended (for this server's relay and, in the snapshot, the
+    /// edges'), and the edges' relays the user API hands browsers.
+    pub(crate) relay_control: Arc<relay::Control>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -245,9 +256,11 @@ impl<S> std::fmt::Debug for Core<S> {
 }
 
 impl<S: store::Store> Core<S> {
-    /// Tells the core about the media relay it feeds.
-    pub fn set_relay(&mut self, control: Arc<relay::Control>) {
-        self.relay = Some(control);
+    /// Tells the core the relays' shared state, and whether a relay runs
+    /// here (`local`: the calls the proxy relays are recorded for it).
+    pub fn set_relay(&mut self, control: Arc<relay::Control>, local: bool) {
+        self.relay = local.then(|| control.clone());
+        self.relay_control = control;
     }
 }
 
@@ -331,7 +344,7 @@ impl<S: store::Store> Core<S> {
             org_flows: HashMap::new(),
             device_seen: HashMap::new(),
             relay: None,
-            relay_revoked: std::collections::VecDeque::new(),
+            relay_control: Arc::new(relay::Control::new()),
             fed: federate::FedState::new(federation),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),

@@ -199,40 +199,9 @@ impl<S: store::Store> Core<S> {
     /// `aor`'s relay allocations end (disabled, removed, a new password,
     /// signed out everywhere).
     pub(crate) fn relay_revoke(&mut self, aor: &str) {
-        if let Some(control) = &self.relay {
-            control.revoke(aor);
-        }
-        // And the edges' relays, in the snapshots they fetch each second.
-        let now_ms = unix_now_ms();
-        let window = auth::edge_snapshot::REVOKED_WINDOW_SECS * 1000;
-        let q = &mut self.relay_revoked;
-        while q
-            .front()
-            .is_some_and(|(_, at)| now_ms.saturating_sub(*at) > window)
-            || q.len() >= auth::edge_snapshot::MAX_REVOKED
-        {
-            q.pop_front();
-        }
-        q.push_back((aor.to_owned(), now_ms));
+        // This server's relay, and the edges' in the snapshots they fetch.
+        self.relay_control.revoke(aor);
     }
-
-    /// What the edges' relays are told in the snapshot: the users whose
-    /// access ended in its window.
-    pub(crate) fn relay_revoked_recently(&self) -> Vec<(String, u64)> {
-        let now_ms = unix_now_ms();
-        let window = auth::edge_snapshot::REVOKED_WINDOW_SECS * 1000;
-        self.relay_revoked
-            .iter()
-            .filter(|(_, at)| now_ms.saturating_sub(*at) <= window)
-            .cloned()
-            .collect()
-    }
-}
-
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn call_id(msg: &Message) -> Option<&str> {

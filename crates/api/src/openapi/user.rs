@@ -55,7 +55,7 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
     d.op(
         "post",
         "/user/v1/relay-credentials",
-        "Credentials for the media relay, for a web client's RTCIceServer (urls, username, credential): valid ten minutes, and only while this session lasts",
+        "Credentials for the media relays (this server's and its edges'), for a web client's RTCIceServer (urls, username, credential): valid ten minutes, and only while this session lasts",
         SELF,
         vec![],
         None,

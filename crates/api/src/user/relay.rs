@@ -18,11 +18,13 @@ use super::Me;
 pub struct RelayAccess {
     /// The secret web credentials are minted and checked with.
     pub secret: std::sync::Arc<[u8; 32]>,
-    /// The relay's addresses, as `turn:` and `turns:` URIs.
+    /// This server's relay's addresses, as `turn:` and `turns:` URIs
+    /// (the edges' come from `control`).
     pub urls: Vec<String>,
     /// Lifetime of a credential, in seconds.
     pub ttl: i64,
-    /// Told when a session signs out (its allocations end).
+    /// Told when a session signs out (its allocations end, here and, in
+    /// the snapshot, on the edges); holds the edges' relays.
     pub control: std::sync::Arc<relay::Control>,
 }
 
@@ -42,10 +44,17 @@ struct IceServer {
 
 /// `POST /user/v1/relay-credentials`.
 pub(crate) async fn mint<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
-    let Some(r) = &ctx.relay else {
+    // This server's relay, then the edges' (a browser outside reaches
+    // only those; one inside may reach either).
+    let urls: Vec<String> = ctx
+        .relay
+        .iter()
+        .flat_map(|r| r.urls.iter().cloned().chain(r.control.edge_urls()))
+        .collect();
+    let (Some(r), false) = (&ctx.relay, urls.is_empty()) else {
         return Err(problem(
             StatusCode::NOT_FOUND,
-            "this server runs no media relay (relay.listen is empty)",
+            "no media relay runs: relay.listen is empty here and no paired edge reports one",
         ));
     };
     let now = sip_app::unix_now();
@@ -54,7 +63,7 @@ pub(crate) async fn mint<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResu
     Ok(json(
         StatusCode::CREATED,
         &IceServer {
-            urls: r.urls.clone(),
+            urls,
             username: minted.username,
             credential: minted.credential,
             expires_at: minted.expires_at,

@@ -39,31 +39,41 @@ pub struct MediaRelay {
     pub source_rate: (u32, u32),
 }
 
-/// The branch prefix of the edge's key questions.
-const KEY_BRANCH: &str = "z9hG4bKpkey";
-/// Key questions waiting for the pool's answer at once; beyond, the
-/// Allocate goes unanswered (its client retransmits).
-const MAX_KEY_QUESTIONS: usize = 256;
+/// The branch prefix of the relay's questions to the pool.
+const QUESTION_BRANCH: &str = "z9hG4bKprly";
+/// Questions waiting for the pool's answer at once; beyond, the Allocate
+/// goes unanswered (its client retransmits).
+const MAX_QUESTIONS: usize = 256;
 /// How long an answer is waited for.
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A revocation in the snapshot also ends allocations made this long
 /// after the pool's time for it (the two clocks may differ).
 const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 
+/// Who waits for the pool's answer.
+enum Waiting {
+    Key(oneshot::Sender<KeyAnswer>),
+    Session(oneshot::Sender<bool>),
+}
+
 /// The running relay, as the edge's task sees it.
 pub(super) struct Media {
     control: Arc<::relay::Control>,
-    /// Its listeners, as the pool's status shows them.
+    /// Its URIs (`turn:`, `turns:`), reported to the pool, which hands
+    /// them to browsers.
     pub(super) listeners: Vec<String>,
-    pending: HashMap<u64, (oneshot::Sender<KeyAnswer>, Instant)>,
+    pending: HashMap<u64, (Waiting, Instant)>,
     seq: u64,
 }
 
-/// Starts the relay on the external side.
+/// Starts the relay on the external side: `tls` its TLS listener's (the
+/// external certificate, for `name`), web credentials checked with the
+/// secret derived from the pool's topology key `pool_key`.
 pub(super) async fn start(
     cfg: &MediaRelay,
-    tls: Arc<rustls::ServerConfig>,
+    (tls, name): (Arc<rustls::ServerConfig>, &str),
     realm: &str,
+    pool_key: &[u8; 32],
     metrics: &crate::observe::Metrics,
 ) -> Result<(Media, mpsc::Receiver<Ask>), String> {
     let settings = ::relay::serve::Settings {
@@ -75,12 +85,14 @@ pub(super) async fn start(
         realm: realm.to_owned(),
         limits: cfg.limits.clone(),
         source_rate: cfg.source_rate,
-        web_secret: None,
+        web_secret: Some(Arc::new(::relay::credentials::secret_from_pool_key(
+            pool_key,
+        ))),
     };
     let control = Arc::new(::relay::Control::new());
     let relay_metrics = Arc::new(::relay::metrics::Metrics::default());
     let _ = metrics.relay.set(relay_metrics.clone());
-    let (asks, asked) = mpsc::channel(MAX_KEY_QUESTIONS);
+    let (asks, asked) = mpsc::channel(MAX_QUESTIONS);
     let handle = ::relay::serve::start(settings, control.clone(), relay_metrics, asks)
         .await
         .map_err(|e| format!("cannot start the media relay: {e} (relay.listen)"))?;
@@ -92,12 +104,27 @@ pub(super) async fn start(
         listeners: handle
             .local
             .iter()
-            .map(|(t, a)| format!("turn-{}://{a}", t.name().to_ascii_lowercase()))
+            .map(|(t, a)| relay_uri(*t, cfg.external, a.port(), name))
             .collect(),
         pending: HashMap::new(),
         seq: 0,
     };
     Ok((media, asked))
+}
+
+/// The URI browsers reach a listener by: its port on the advertised
+/// address, or for TLS on the name the external certificate carries.
+fn relay_uri(t: ::relay::engine::Transport, external: IpAddr, port: u16, name: &str) -> String {
+    use ::relay::engine::Transport;
+    let host = match external {
+        IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    match t {
+        Transport::Udp => format!("turn:{host}:{port}?transport=udp"),
+        Transport::Tcp => format!("turn:{host}:{port}?transport=tcp"),
+        Transport::Tls => format!("turns:{name}:{port}?transport=tcp"),
+    }
 }
 
 /// The next question of the relay, if one runs.
@@ -156,9 +183,15 @@ impl Edge {
                     }
                 }
             }
-            // No web credentials at the edge (it has no secret for them).
-            Ask::Session { reply, .. } => {
-                let _ = reply.send(false);
+            // Web credentials: their session is the pool's to know.
+            Ask::Session {
+                aor,
+                session,
+                reply,
+            } => {
+                let body = pool_key::SessionQuestion { aor, session }.encode();
+                self.ask_pool(Waiting::Session(reply), pool_key::SESSION_TYPE, &body)
+                    .await;
             }
         }
     }
@@ -188,60 +221,65 @@ impl Edge {
             let _ = reply.send(KeyAnswer::Refused(REFUSALS[1]));
             return;
         }
-        let Some(flow) = self.pool_flow() else {
-            // No pool: no answer (the relay drops the Allocate).
-            return;
-        };
-        let Some(media) = self.media.as_mut() else {
-            return;
-        };
-        if media.pending.len() >= MAX_KEY_QUESTIONS {
-            return;
-        }
-        media.seq += 1;
-        let seq = media.seq;
-        media.pending.insert(seq, (reply, Instant::now()));
         let body = Question {
             username,
             source,
             request,
         }
         .encode();
-        let bytes = self.question_to_pool(
-            flow,
-            KEY_BRANCH,
-            seq,
-            pool_key::CONTENT_TYPE,
-            "",
-            Some(&body),
-        );
+        self.ask_pool(Waiting::Key(reply), pool_key::CONTENT_TYPE, &body)
+            .await;
+    }
+
+    /// Sends the pool a question of `content_type` on a link; its answer
+    /// goes to `waiting`. No link, or too many waiting: no answer (the
+    /// relay drops the Allocate, whose client retransmits).
+    async fn ask_pool(&mut self, waiting: Waiting, content_type: &str, body: &str) {
+        let Some(flow) = self.pool_flow() else {
+            return;
+        };
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        if media.pending.len() >= MAX_QUESTIONS {
+            return;
+        }
+        media.seq += 1;
+        let seq = media.seq;
+        media.pending.insert(seq, (waiting, Instant::now()));
+        let bytes = self.question_to_pool(flow, QUESTION_BRANCH, seq, content_type, "", Some(body));
         let _ = self.int.send(Target::Flow(flow), bytes).await;
     }
 
-    pub(super) fn is_key_answer(&self, msg: &Message) -> bool {
-        self.media.is_some() && top_branch(msg).is_some_and(|b| b.starts_with(KEY_BRANCH))
+    pub(super) fn is_relay_answer(&self, msg: &Message) -> bool {
+        self.media.is_some() && top_branch(msg).is_some_and(|b| b.starts_with(QUESTION_BRANCH))
     }
 
-    /// The pool's answer to a key question, to the relay that asked.
-    pub(super) fn on_key_answer(&mut self, msg: &Message) {
+    /// The pool's answer to a question, to the relay that asked.
+    pub(super) fn on_relay_answer(&mut self, msg: &Message) {
         let seq = top_branch(msg)
-            .and_then(|b| b.strip_prefix(KEY_BRANCH))
+            .and_then(|b| b.strip_prefix(QUESTION_BRANCH))
             .and_then(|n| n.parse::<u64>().ok());
-        let Some((reply, _)) = seq.and_then(|s| self.media.as_mut()?.pending.remove(&s)) else {
+        let Some((waiting, _)) = seq.and_then(|s| self.media.as_mut()?.pending.remove(&s)) else {
             return;
         };
         if msg.status() != Some(200) {
             tracing::warn!(
                 status = msg.status(),
-                "the pool did not answer the media relay's key question"
+                "the pool did not answer the media relay's question"
             );
             return;
         }
-        match pool_key::parse_answer(msg.body()) {
-            Ok(answer) => {
-                let _ = reply.send(answer);
-            }
-            Err(why) => tracing::error!(why, "the pool's answer to a key question does not read"),
+        let read = match waiting {
+            Waiting::Key(reply) => pool_key::parse_answer(msg.body()).map(|a| {
+                let _ = reply.send(a);
+            }),
+            Waiting::Session(reply) => pool_key::parse_live(msg.body()).map(|live| {
+                let _ = reply.send(live);
+            }),
+        };
+        if let Err(why) = read {
+            tracing::error!(why, "the pool's answer to the media relay does not read");
         }
     }
 
@@ -263,10 +301,10 @@ impl Edge {
         };
         let now_ms = unix_now_ms();
         let now = Instant::now();
-        for (aor, at_ms) in &s.relay_revoked {
+        for (key, at_ms) in &s.relay_revoked {
             let ago = Duration::from_millis(now_ms.saturating_sub(*at_ms));
             let at = now.checked_sub(ago).unwrap_or(now) + CLOCK_MARGIN;
-            media.control.revoke_at(aor, at);
+            media.control.revoke_key_at(key, at, *at_ms);
         }
     }
 

@@ -360,8 +360,14 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
     let metrics = Arc::new(crate::observe::Metrics::default());
     let (media, mut asks) = match &cfg.media {
         Some(m) => {
-            let (media, asks) =
-                media::start(m, tls.external_wss.clone(), &p.domain, &metrics).await?;
+            let (media, asks) = media::start(
+                m,
+                (tls.external_wss.clone(), &first),
+                &p.domain,
+                &key,
+                &metrics,
+            )
+            .await?;
             (Some(media), Some(asks))
         }
         None => (None, None),
@@ -795,8 +801,8 @@ impl Edge {
             if self.is_snapshot_answer(&msg) {
                 return self.on_snapshot(&msg);
             }
-            if self.is_key_answer(&msg) {
-                return self.on_key_answer(&msg);
+            if self.is_relay_answer(&msg) {
+                return self.on_relay_answer(&msg);
             }
             let outcome = msg
                 .headers_named(TRUST_HEADER)

@@ -3,7 +3,8 @@
 //! pool (which hands the edge a user's key only with the request that user
 //! signed), the pool's remote-access rule and lockout, the edge's own
 //! filter; media between two allocations; a user the pool disables loses
-//! the allocation within the snapshot's second and the relay's tick.
+//! the allocation within a second; a browser's credentials from the
+//! pool's user API work at the edge until its session signs out.
 //! (Calls across NATs through the edge's relay: `nat_lab`.)
 
 use std::net::SocketAddr;
@@ -129,4 +130,89 @@ fn remote_users_relay_media_through_the_edge_with_the_pools_say_on_who_may() {
     );
     let (_, em) = edge.get("/metrics");
     assert_eq!(metric(&em, "parapet_relay_allocations"), 1, "{em}");
+}
+
+#[test]
+fn a_browsers_credentials_from_the_pool_work_at_the_edges_relay_while_its_session_lasts() {
+    let (s, edge) = pool("edge-relay-web");
+    grant_remote(&s, "bob");
+    let relay: SocketAddr = format!("{EXTERNAL}:{}", edge.relay_port.unwrap())
+        .parse()
+        .unwrap();
+    // The user API hands out the edge's relay (reported by the edge) beside
+    // the front end's own.
+    let token = crate::user_api::sign_in(&s, "alice", ALICE);
+    let want = format!("turn:{relay}?transport=udp");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let v: serde_json::Value = loop {
+        let (code, head, body) = s.https("POST", "/user/v1/relay-credentials", Some(&token), "");
+        assert_eq!(code, 201, "{head}\n{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["urls"].as_array().unwrap().iter().any(|u| *u == want) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no {want} in {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        v["urls"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("turn:127.0.0.2:"),
+        "the front end's own first: {v}"
+    );
+    let username = v["username"].as_str().unwrap().to_string();
+    let credential = v["credential"].as_str().unwrap().to_string();
+
+    // A browser's allocation at the edge with them; bob's with his SIP
+    // password; media between the two.
+    let mut web = Turn::udp_to(relay, "example.test", REMOTE, &username, &credential);
+    let a = web.allocate();
+    assert_eq!(a.class, Class::Success, "code {}\n{}", a.code, edge.log());
+    let mut bob = Turn::udp_to(relay, "example.test", REMOTE, "bob", BOB);
+    let b = bob.allocate();
+    assert_eq!(b.class, Class::Success, "code {}", b.code);
+    let (ra, rb) = (
+        a.address(stun::attr::XOR_RELAYED_ADDRESS),
+        b.address(stun::attr::XOR_RELAYED_ADDRESS),
+    );
+    assert_eq!(web.permission(rb), 0);
+    assert_eq!(bob.permission(ra), 0);
+    web.send_to_peer(rb, b"from the browser");
+    assert_eq!(bob.receive().expect("relayed").2, b"from the browser");
+    // A credential changed in one character is refused.
+    let forged = username.replacen("alice", "carol", 1);
+    let mut f = Turn::udp_to(relay, "example.test", REMOTE, &forged, &credential);
+    assert_eq!(f.allocate().code, 401);
+
+    // Signing out: the edge's allocation stops relaying within a second
+    // (the pool's snapshot), and the credentials die with the session (the
+    // edge asks the pool).
+    let (code, _, _) = s.https("DELETE", "/user/v1/session", Some(&token), "");
+    assert_eq!(code, 204);
+    let signed_out = Instant::now();
+    loop {
+        web.send_to_peer(rb, b"still there?");
+        if bob.receive().is_none() {
+            break;
+        }
+        assert!(
+            signed_out.elapsed() < Duration::from_secs(1),
+            "the browser's allocation outlived its session by a second\n{}",
+            edge.log()
+        );
+    }
+    // Past the margin the edge gives the pool's clock, what refuses them is
+    // the pool's answer that the session has ended.
+    std::thread::sleep(
+        (signed_out + Duration::from_millis(2500)).saturating_duration_since(Instant::now()),
+    );
+    let mut again = Turn::udp_to(relay, "example.test", REMOTE, &username, &credential);
+    assert_eq!(again.allocate().code, 401, "{}", edge.log());
+    assert!(
+        edge.log()
+            .contains("relay: web credentials of a session that has ended"),
+        "{}",
+        edge.log()
+    );
 }
