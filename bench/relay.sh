@@ -10,13 +10,18 @@
 #     ended threads counted): what one core relays;
 #   - throughput reached under a load the client can generate (packets
 #     relayed per second of wall time);
-#   - memory per allocation: PSS with ALLOCS allocations held, less idle.
-#
-# Not measured here: the latency the relay adds (p50/p99) and allocations
-# per second. turnutils_uclient reports only an average round trip, which
-# reads 0.000 ms in most runs on loopback, and it paces its own
-# allocations (about 15 a second whatever the server): both need a load
-# client of the project's own.
+#   - memory per allocation: PSS with ALLOCS allocations held, less idle;
+# and with the project's own load client (crates/relay/examples/
+# relay_load.rs: turnutils_uclient reports only an average round trip and
+# paces its own allocations):
+#   - packets per CPU-second again, the client sending flat out (25 pairs);
+#   - the one-way latency the relay adds at half that rate and at 10,000
+#     packets a second, p50 and p99: client to relay to relay to client,
+#     less the same traffic sent directly between the two clients' sockets
+#     (at half the flat-out rate the client, on the other core, queues too);
+#   - allocations per second (16 clients, each Allocate 401 + Allocate +
+#     Refresh 0, on a new 5-tuple each time) and the server's CPU per
+#     allocation.
 #
 #   bench/relay.sh                   # RUNS=3 CLIENTS=50 PACKETS=2000
 #   RUNS=5 bench/relay.sh
@@ -35,6 +40,8 @@ for c in turnserver turnutils_uclient taskset; do
     command -v "$c" >/dev/null || { echo "bench: $c is missing (apt-get install coturn util-linux)" >&2; exit 2; }
 done
 cargo build --release -q -p parapet
+cargo build --release -q -p parapet-relay --example relay_load
+LOADER=target/release/examples/relay_load
 work=$(mktemp -d)
 USERS=0
 # shellcheck source=bench/lib.sh
@@ -60,7 +67,7 @@ trap cleanup EXIT
 start_coturn() {
     taskset -c "$SERVER_CORE" turnserver -n --no-cli --no-tls --no-dtls \
         --listening-ip 127.0.0.1 --listening-port 23479 --relay-ip 127.0.0.1 \
-        --min-port 40000 --max-port 44999 --lt-cred-mech --realm example.test \
+        --min-port 20000 --max-port 29999 --lt-cred-mech --realm example.test \
         --user "alice:$PW" --allow-loopback-peers --relay-threads 1 \
         --userdb "$work/turndb" --pidfile "$work/turn.pid" --log-file stdout \
         --no-stun-backward-compatibility >"$work/coturn.log" 2>&1 &
@@ -74,7 +81,7 @@ start_coturn() {
 start_parapet_relay() {
     rm -rf "$work/relay-data" "$work/relay-session"
     printf 'sip:alice@example.test\t%s\n' "$PW" > "$work/users.tsv"
-    PARAPET_PREFIX="taskset -c $SERVER_CORE" PARAPET_EXTRA_TOML=$'[relay]\nlisten = ["udp://127.0.0.1:23478"]\naddress = "127.0.0.1"\nports = "45000-49999"\nallocations_per_user = 100000\nmax_allocations = 100000\nuser_kbps = 10000000\nallocation_kbps = 10000000\nsource_rate = 100000\nsource_burst = 100000' \
+    PARAPET_PREFIX="taskset -c $SERVER_CORE" PARAPET_EXTRA_TOML=$'[relay]\nlisten = ["udp://127.0.0.1:23478"]\naddress = "127.0.0.1"\nports = "20000-29999"\nallocations_per_user = 100000\nmax_allocations = 100000\nuser_kbps = 10000000\nallocation_kbps = 10000000\nsource_rate = 100000\nsource_burst = 100000' \
         parapet_serve relay example.test 25070 29070
     sleep 2
     parapet_provision relay 29070 "$work/users.tsv"
@@ -120,7 +127,41 @@ measure() {
     wait "$hold" 2>/dev/null || true
     local per
     per=$(awk -v a="$idle" -v b="$held" -v n="$ALLOCS" 'BEGIN { printf "%.1f", (b - a) / n }')
-    echo "$pps_core $throughput $per"
+    # The project's load client: flat out, then at half that rate, then
+    # allocations.
+    sleep 1
+    local flood rate c2 c3 half relayed direct allocs
+    field() { grep -o "$1=[0-9.]*" <<<"$2" | cut -d= -f2; }
+    c2=$(cpu_of "$srv_pid")
+    flood=$(load flow 25 0 5)
+    c3=$(cpu_of "$srv_pid")
+    local flood_core
+    flood_core=$(awk -v n="$(field received "$flood")" -v c=$((c3 - c2)) 'BEGIN { if (c > 0) printf "%.0f", n / (c / 1e6); else print "n/a" }')
+    rate=$(field rate "$flood")
+    half=$(awk -v r="$rate" 'BEGIN { printf "%.0f", r / 2 }')
+    relayed=$(load flow 25 "$half" 5)
+    direct=$(load direct 25 "$half" 5)
+    local p50 p99
+    p50=$(( $(field p50_us "$relayed") - $(field p50_us "$direct") ))
+    p99=$(( $(field p99_us "$relayed") - $(field p99_us "$direct") ))
+    # And at a rate the client sends without queueing of its own.
+    local relayed10 direct10 p50_10 p99_10
+    relayed10=$(load flow 25 10000 5)
+    direct10=$(load direct 25 10000 5)
+    p50_10=$(( $(field p50_us "$relayed10") - $(field p50_us "$direct10") ))
+    p99_10=$(( $(field p99_us "$relayed10") - $(field p99_us "$direct10") ))
+    c2=$(cpu_of "$srv_pid")
+    allocs=$(load allocs 16 0 5)
+    c3=$(cpu_of "$srv_pid")
+    local aps cpa
+    aps=$(field per_second "$allocs")
+    cpa=$(awk -v n="$(field allocations "$allocs")" -v c=$((c3 - c2)) 'BEGIN { if (n > 0) printf "%.1f", c / n; else print "n/a" }')
+    echo "run detail ($port): flood: $flood | half: $relayed | direct: $direct | 10k: $relayed10 | direct 10k: $direct10 | $allocs" >&2
+    echo "$pps_core $throughput $per $flood_core $p50 $p99 $p50_10 $p99_10 $aps $cpa"
+}
+
+load() { # mode n rate secs
+    taskset -c "$LOAD_CORE" "$LOADER" "$1" "127.0.0.1:$port" alice "$PW" example.test "$2" "$3" "$4" 172
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -143,11 +184,18 @@ col() { awk -v c="$2" 'NF {print $c}' <<<"${results[$1]}"; }
 echo
 echo "| measure ($RUNS runs, medians; range) | Parapet | coturn | Parapet/coturn |"
 echo "|---|---|---|---|"
-for i in 1 2 3; do
+for i in 1 2 3 4 5 6 7 8 9 10; do
     case $i in
-        1) name="packets relayed per CPU-second (one core)";;
-        2) name="packets relayed per second (the client's limit)";;
+        1) name="packets relayed per CPU-second (one core), turnutils_uclient";;
+        2) name="packets relayed per second (turnutils_uclient's limit)";;
         3) name="KiB per allocation (PSS)";;
+        4) name="packets relayed per CPU-second (one core), relay_load flat out";;
+        5) name="added latency p50 at half the flat-out rate (µs)";;
+        6) name="added latency p99 at half the flat-out rate (µs)";;
+        7) name="added latency p50 at 10,000 packets/s (µs)";;
+        8) name="added latency p99 at 10,000 packets/s (µs)";;
+        9) name="allocations per second (16 clients)";;
+        10) name="CPU µs per allocation";;
     esac
     p=$(col parapet $i | median); c=$(col coturn $i | median)
     echo "| $name | $p ($(col parapet $i | range)) | $c ($(col coturn $i | range)) | $(ratio "$p" "$c") |"

@@ -212,6 +212,17 @@ pub struct Allocation<T> {
     pub io: T,
 }
 
+/// Where a client's data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// Out of the allocation's socket to a peer on the network.
+    Net(SocketAddr),
+    /// To allocation `id` on this relay: handed over in the process, as
+    /// if it had come from `from` (the sending allocation's socket) — the
+    /// same checks on arrival, without a datagram sent to ourselves.
+    Here { id: u64, from: SocketAddr },
+}
+
 /// How a peer's packet goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -498,7 +509,7 @@ impl<T: Clone> Engine<T> {
         c: &Client,
         m: &Message<'_>,
         now: Instant,
-    ) -> Option<(T, SocketAddr, std::ops::Range<usize>)> {
+    ) -> Option<(T, Dest, std::ops::Range<usize>)> {
         let id = *self.by_client.get(c)?;
         let peer = attr::xor_address(
             attr::XOR_PEER_ADDRESS,
@@ -522,7 +533,7 @@ impl<T: Clone> Engine<T> {
         channel: u16,
         len: usize,
         now: Instant,
-    ) -> Option<(T, SocketAddr)> {
+    ) -> Option<(T, Dest)> {
         let id = *self.by_client.get(c)?;
         let peer = match self.allocations.get(&id)?.channels.get(&channel) {
             Some(c) if c.expires > now => c.peer,
@@ -543,18 +554,19 @@ impl<T: Clone> Engine<T> {
         peer: SocketAddr,
         len: usize,
         channel: Option<u16>,
-    ) -> Option<(T, SocketAddr)> {
-        // Another allocation here is reached at its local address (the
-        // advertised one may be a NAT's, which need not hairpin).
-        let to = match self
-            .by_relayed
-            .get(&peer)
-            .and_then(|o| self.allocations.get(o))
-        {
-            Some(other) => other.local,
-            None => peer,
-        };
+    ) -> Option<(T, Dest)> {
+        // Another allocation here is handed the data in the process (its
+        // advertised address may be a NAT's, which need not hairpin; and a
+        // datagram to ourselves costs two system calls and a wake-up).
+        let here = self.by_relayed.get(&peer).copied();
         let a = self.allocations.get_mut(&id)?;
+        let to = match here {
+            Some(other) => Dest::Here {
+                id: other,
+                from: a.local,
+            },
+            None => Dest::Net(peer),
+        };
         a.counts.add_to_peer(len);
         if let Some(p) = a.permissions.get_mut(&peer.ip()) {
             p.counts.add_to_peer(len);

@@ -267,13 +267,29 @@ fn another_allocation_here_is_a_peer_but_nothing_else_on_its_address() {
     f.allocate(b, "sip:bob@x", 50002);
     assert_eq!(f.permit(a, "198.51.100.1:50002"), 0);
     assert_eq!(f.permit(a, "198.51.100.1:50004"), 403);
-    let (io, to) =
-        f.e.channel_data(&a, 0x4000, 10, f.now)
-            .map_or((0, addr("0.0.0.0:0")), |x| x);
-    assert_eq!((io, to.port()), (0, 0), "no channel bound yet");
+    assert!(
+        f.e.channel_data(&a, 0x4000, 10, f.now).is_none(),
+        "no channel bound yet"
+    );
     assert_eq!(f.bind(a, 0x4000, "198.51.100.1:50002"), 0);
+    // Handed to bob's allocation in the process, as from alice's socket.
     let (io, to) = f.e.channel_data(&a, 0x4000, 10, f.now).unwrap();
-    assert_eq!((io, to), (50000, addr("198.51.100.1:50002")));
+    let ib = f.e.by_relayed[&addr("198.51.100.1:50002")];
+    assert_eq!(
+        (io, to),
+        (
+            50000,
+            Dest::Here {
+                id: ib,
+                from: addr("198.51.100.1:50000")
+            }
+        )
+    );
+    // Bob's allocation takes it only with a permission for alice's.
+    assert!(f
+        .e
+        .from_peer(ib, addr("198.51.100.1:50000"), 10, f.now)
+        .is_none());
     // From bob's socket: relayed; from another port on the address: not.
     assert!(f
         .e

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::engine::{Allocation, Client, Engine, Framing, Limits, Transport};
+use crate::engine::{Allocation, Client, Dest, Engine, Framing, Limits, Transport};
 use crate::metrics::Metrics;
 use crate::Control;
 
@@ -323,11 +323,8 @@ async fn received(shared: &Arc<Shared>, client: Client, bytes: &[u8], back: &Bac
             let to = shared
                 .engine()
                 .channel_data(&client, cd.channel, cd.data.len(), now);
-            if let Some((io, peer)) = to {
-                // A send that would block drops the datagram.
-                if io.socket.try_send_to(cd.data, peer).is_err() {
-                    shared.metrics.dropped_send.inc();
-                }
+            if let Some((io, dest)) = to {
+                forward(shared, &io, dest, cd.data);
             }
         }
         Kind::Stun => {
@@ -354,10 +351,8 @@ async fn stun_message(
     if m.class == Class::Indication {
         if m.method == stun::method::SEND {
             let to = shared.engine().send_indication(&client, m, now);
-            if let Some((io, peer, range)) = to {
-                if io.socket.try_send_to(&m.raw()[range], peer).is_err() {
-                    shared.metrics.dropped_send.inc();
-                }
+            if let Some((io, dest, range)) = to {
+                forward(shared, &io, dest, &m.raw()[range]);
             }
         }
         return;
@@ -420,6 +415,25 @@ thread_local! {
     /// 4-byte header goes in front of the data without a copy. One per
     /// thread rather than one per allocation (64 KiB each).
     static PEER_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 4 + 65_536]);
+}
+
+/// A client's `data` on its way: out of its allocation's socket, or to
+/// another allocation here directly. A send that would block drops it.
+fn forward(shared: &Shared, io: &AllocIo, dest: Dest, data: &[u8]) {
+    match dest {
+        Dest::Net(peer) => {
+            if io.socket.try_send_to(data, peer).is_err() {
+                shared.metrics.dropped_send.inc();
+            }
+        }
+        Dest::Here { id, from } => PEER_BUF.with_borrow_mut(|buf| {
+            let Some(room) = buf.get_mut(4..4 + data.len()) else {
+                return;
+            };
+            room.copy_from_slice(data);
+            to_client(shared, id, from, data.len(), buf);
+        }),
+    }
 }
 
 /// Datagrams read from one allocation's socket before other tasks get a turn.

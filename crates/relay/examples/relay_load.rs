@@ -1,0 +1,383 @@
+//! A load client for TURN relays (Parapet's and coturn, in `bench/relay.sh`),
+//! measuring what `turnutils_uclient` cannot: the latency a relay adds and
+//! how many allocations a second it makes.
+//!
+//! `flow`: PAIRS pairs of allocations bound to each other by a channel;
+//! each pair's first client sends SIZE-byte ChannelData (a send timestamp
+//! inside) to the second through the relay, at RATE packets a second in
+//! all (0: as fast as it can) for SECS seconds. Prints what arrived, the
+//! rate, and the one-way latency p50/p99/p99.9 in microseconds. `direct`:
+//! the same traffic straight between the two clients' sockets, no relay —
+//! the baseline the relay's added latency is measured against. `allocs`:
+//! WORKERS clients each Allocate (401, then with credentials) and delete
+//! the allocation (Refresh 0) in a loop for SECS seconds; prints the
+//! allocations made per second.
+//!
+//!   cargo run --release -p parapet-relay --example relay_load -- \
+//!     flow|direct|allocs SERVER USER PASSWORD REALM [PAIRS|WORKERS] [RATE] [SECS] [SIZE]
+//!
+//! Output is one line of `name=value` fields, for scripts.
+
+// A load client: the first thing that is not as expected stops it, loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use stun::attr::{self, PasswordAlgorithm};
+use stun::integrity::{long_term_key, Integrity};
+use stun::{method, Class, Encoder, Message};
+use tokio::net::UdpSocket;
+
+struct Args {
+    mode: String,
+    server: SocketAddr,
+    user: String,
+    password: String,
+    realm: String,
+    n: usize,
+    rate: u64,
+    secs: u64,
+    size: usize,
+}
+
+fn args() -> Args {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let get = |i: usize, d: &str| a.get(i).cloned().unwrap_or_else(|| d.to_owned());
+    if a.len() < 5 {
+        eprintln!("usage: relay_load flow|direct|allocs SERVER USER PASSWORD REALM [N] [RATE] [SECS] [SIZE]");
+        std::process::exit(2);
+    }
+    Args {
+        mode: get(0, "flow"),
+        server: get(1, "").parse().expect("SERVER is address:port"),
+        user: get(2, ""),
+        password: get(3, ""),
+        realm: get(4, ""),
+        n: get(5, "25").parse().expect("N"),
+        rate: get(6, "0").parse().expect("RATE"),
+        secs: get(7, "10").parse().expect("SECS"),
+        size: get(8, "172").parse::<usize>().expect("SIZE").max(20),
+    }
+}
+
+/// One client of the relay.
+struct Client {
+    sock: UdpSocket,
+    server: SocketAddr,
+    key: Vec<u8>,
+    user: String,
+    realm: String,
+    nonce: String,
+    tid: u32,
+}
+
+impl Client {
+    /// A client on loopback address `ip`.
+    async fn from(a: &Args, ip: std::net::Ipv4Addr) -> Client {
+        Client {
+            sock: UdpSocket::bind((ip, 0)).await.expect("bind"),
+            server: a.server,
+            key: long_term_key(PasswordAlgorithm::Md5, &a.user, &a.realm, &a.password),
+            user: a.user.clone(),
+            realm: a.realm.clone(),
+            nonce: String::new(),
+            tid: 0,
+        }
+    }
+
+    /// Sends a request (with credentials when `auth`) until its answer
+    /// comes: (error code, 0 for success; the answer's bytes).
+    async fn ask(&mut self, m: u16, auth: bool, build: impl Fn(&mut Encoder)) -> (u16, Vec<u8>) {
+        self.tid = self.tid.wrapping_add(1);
+        let mut tid = [7u8; 12];
+        tid[..4].copy_from_slice(&self.tid.to_be_bytes());
+        let mut e = Encoder::new(Class::Request, m, tid);
+        build(&mut e);
+        let bytes = if auth {
+            e.attr(attr::USERNAME, self.user.as_bytes()).expect("user");
+            e.attr(attr::REALM, self.realm.as_bytes()).expect("realm");
+            e.attr(attr::NONCE, self.nonce.as_bytes()).expect("nonce");
+            e.finish_with(Some((Integrity::Sha1, &self.key)), true)
+        } else {
+            e.finish_with(None, true)
+        };
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..10 {
+            self.sock.send_to(&bytes, self.server).await.expect("send");
+            let wait = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    let (n, _) = self.sock.recv_from(&mut buf).await.expect("recv");
+                    let Ok(r) = Message::parse(&buf[..n]) else {
+                        continue;
+                    };
+                    if r.transaction_id != tid {
+                        continue;
+                    }
+                    if let Some(v) = r.get(attr::NONCE) {
+                        self.nonce = String::from_utf8_lossy(v).into_owned();
+                    }
+                    let code = r
+                        .get(attr::ERROR_CODE)
+                        .and_then(|v| attr::error_code(v).ok())
+                        .map_or(0, |c| c.code);
+                    return (code, buf[..n].to_vec());
+                }
+            })
+            .await;
+            if let Ok(r) = wait {
+                return r;
+            }
+        }
+        panic!("no answer from the relay at {}", self.server);
+    }
+
+    /// Allocates (401, then with credentials; again after 438): the
+    /// relayed address.
+    async fn allocate(&mut self) -> SocketAddr {
+        self.try_allocate()
+            .await
+            .unwrap_or_else(|code| panic!("Allocate refused: {code}"))
+    }
+
+    /// [`Client::allocate`], or the error code that refused it (437: the
+    /// kernel gave this socket the port of an allocation the server has
+    /// not forgotten yet).
+    async fn try_allocate(&mut self) -> Result<SocketAddr, u16> {
+        let transport = |e: &mut Encoder| {
+            e.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0])
+                .expect("transport");
+        };
+        let (code, _) = self.ask(method::ALLOCATE, false, transport).await;
+        if code != 401 {
+            return Err(code);
+        }
+        let (mut code, mut raw) = self.ask(method::ALLOCATE, true, transport).await;
+        if code == 438 {
+            (code, raw) = self.ask(method::ALLOCATE, true, transport).await;
+        }
+        if code != 0 {
+            return Err(code);
+        }
+        let m = Message::parse(&raw).map_err(|_| 0u16)?;
+        attr::xor_address(
+            attr::XOR_RELAYED_ADDRESS,
+            m.get(attr::XOR_RELAYED_ADDRESS).ok_or(0u16)?,
+            &m.transaction_id,
+        )
+        .map_err(|_| 0u16)
+    }
+
+    async fn bind(&mut self, channel: u16, peer: SocketAddr) {
+        let (code, _) = self
+            .ask(method::CHANNEL_BIND, true, |e| {
+                e.attr(
+                    attr::CHANNEL_NUMBER,
+                    &[(channel >> 8) as u8, channel as u8, 0, 0],
+                )
+                .expect("channel");
+                e.xor_address(attr::XOR_PEER_ADDRESS, peer);
+            })
+            .await;
+        assert_eq!(code, 0, "ChannelBind to {peer} refused");
+    }
+
+    async fn delete(&mut self) {
+        let (code, _) = self
+            .ask(method::REFRESH, true, |e| {
+                e.u32(attr::LIFETIME, 0);
+            })
+            .await;
+        assert_eq!(code, 0, "Refresh 0 refused");
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+const CHANNEL: u16 = 0x4000;
+
+/// `flow` (through the relay) or `direct`.
+async fn flow(a: &Args, relayed: bool) {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..a.n.min(250) {
+        // Addresses of their own: no 5-tuple of an earlier run's
+        // allocation, which a server keeps until it expires.
+        let host = 1 + i as u8;
+        let (mut x, mut y) = (
+            Client::from(a, std::net::Ipv4Addr::new(127, 0, 2, host)).await,
+            Client::from(a, std::net::Ipv4Addr::new(127, 0, 3, host)).await,
+        );
+        if relayed {
+            let (rx, ry) = (x.allocate().await, y.allocate().await);
+            x.bind(CHANNEL, ry).await;
+            y.bind(CHANNEL, rx).await;
+            senders.push((x.sock, a.server));
+        } else {
+            let to = y.sock.local_addr().expect("local");
+            senders.push((x.sock, to));
+        }
+        receivers.push(y.sock);
+    }
+    let base = Instant::now();
+    let latencies: Rc<RefCell<Vec<u64>>> = Rc::new(RefCell::new(Vec::new()));
+    let received = Rc::new(RefCell::new(0u64));
+    let end = base + Duration::from_secs(a.secs);
+    for r in receivers {
+        let (lat, got) = (latencies.clone(), received.clone());
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, _)) = r.recv_from(&mut buf).await else {
+                    return;
+                };
+                // ChannelData (4-byte header) through the relay, the bare
+                // payload directly.
+                let payload = if relayed { buf.get(4..n) } else { buf.get(..n) };
+                let Some(p) = payload.filter(|p| p.len() >= 16) else {
+                    continue;
+                };
+                let sent = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+                let now = base.elapsed().as_nanos() as u64;
+                lat.borrow_mut().push(now.saturating_sub(sent) / 1000);
+                *got.borrow_mut() += 1;
+            }
+        });
+    }
+    // The sender: round robin over the pairs, paced per millisecond (or
+    // flat out), yielding so the receivers run.
+    let mut sent = 0u64;
+    let mut seq = 0u64;
+    let mut frame = vec![0u8; if relayed { a.size } else { a.size - 4 }];
+    let started = Instant::now();
+    while Instant::now() < end {
+        let due = if a.rate == 0 {
+            sent + 64
+        } else {
+            (started.elapsed().as_micros() as u64 * a.rate) / 1_000_000
+        };
+        while sent < due {
+            let (s, to) = &senders[(seq as usize) % senders.len()];
+            let off = if relayed {
+                let len = (a.size - 4) as u16;
+                frame[..2].copy_from_slice(&CHANNEL.to_be_bytes());
+                frame[2..4].copy_from_slice(&len.to_be_bytes());
+                4
+            } else {
+                0
+            };
+            frame[off..off + 8].copy_from_slice(&seq.to_be_bytes());
+            let now = base.elapsed().as_nanos() as u64;
+            frame[off + 8..off + 16].copy_from_slice(&now.to_be_bytes());
+            let _ = s.try_send_to(&frame, *to);
+            seq += 1;
+            sent += 1;
+        }
+        if a.rate == 0 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut l = latencies.borrow().clone();
+    l.sort_unstable();
+    let got = *received.borrow();
+    println!(
+        "mode={} sent={sent} received={got} loss_pct={:.2} rate={:.0} p50_us={} p99_us={} p999_us={}",
+        if relayed { "flow" } else { "direct" },
+        100.0 * (sent.saturating_sub(got)) as f64 / sent.max(1) as f64,
+        got as f64 / elapsed,
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        percentile(&l, 0.999),
+    );
+}
+
+async fn allocs(a: &Args) {
+    // (allocations made, refused)
+    let done = Rc::new(RefCell::new((0u64, 0u64)));
+    let end = Instant::now() + Duration::from_secs(a.secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..a.n.min(200) {
+        let done = done.clone();
+        let (server, key, user, realm) = (
+            a.server,
+            a.password.clone(),
+            a.user.clone(),
+            a.realm.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(async move {
+            let args = Args {
+                mode: String::new(),
+                server,
+                user,
+                password: key,
+                realm,
+                n: 0,
+                rate: 0,
+                secs: 0,
+                size: 0,
+            };
+            let mut n: u8 = 0;
+            while Instant::now() < end {
+                // A new client each time (a new 5-tuple), as calls bring,
+                // spread over loopback addresses so that no 5-tuple comes
+                // back while the server may remember it.
+                n = n.wrapping_add(1);
+                let ip = std::net::Ipv4Addr::new(127, 0, 1 + (w as u8), n.max(1));
+                let mut c = Client::from(&args, ip).await;
+                match c.try_allocate().await {
+                    Ok(_) => {
+                        done.borrow_mut().0 += 1;
+                        c.delete().await;
+                    }
+                    Err(code) => {
+                        done.borrow_mut().1 += 1;
+                        if std::env::var_os("RELAY_LOAD_DEBUG").is_some() {
+                            eprintln!("refused: {code}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let (n, refused) = *done.borrow();
+    println!(
+        "mode=allocs allocations={n} refused={refused} per_second={:.0}",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        match a.mode.as_str() {
+            "flow" => flow(&a, true).await,
+            "direct" => flow(&a, false).await,
+            "allocs" => allocs(&a).await,
+            m => {
+                eprintln!("relay_load: unknown mode {m:?} (flow, direct, allocs)");
+                std::process::exit(2);
+            }
+        }
+    });
+}
