@@ -6,7 +6,7 @@
 #   P-c1  10.1.0.2 ── 10.1.0.1 P-nat1 198.51.100.2 ──┐
 #                      (MASQUERADE: one mapping per    198.51.100.1
 #                       inside address and port)            P-srv  (no forwarding)
-#   P-c2  10.2.0.2 ── 10.2.0.1 P-nat2 203.0.113.2 ───┘ 203.0.113.1 (link only)
+#   P-c2  10.2.0.2 ── 10.2.0.1 P-nat2 203.0.113.2 ───┘ 203.0.113.1
 #                      (MASQUERADE --random-fully: a new port for every
 #                       destination, a symmetric NAT)
 #   P-c3  192.0.2.50 ──────────────────────────────── 192.0.2.1 (link only)
@@ -54,11 +54,12 @@ link srv s3 192.0.2.1/24 c3 e3 192.0.2.50/24
 ns c3 ip route add default via 192.0.2.1
 
 ns srv sysctl -qw net.ipv4.ip_forward=0
-# The server has one address, 198.51.100.1, as a server on the Internet
-# would: what it sends towards the second NAT comes from it too (else a
-# reply from a socket bound to 0.0.0.0 would leave from 203.0.113.1 and
-# the NAT would drop it as no answer to what it sent).
-ns srv ip route replace 203.0.113.0/24 dev s2 src 198.51.100.1
+# The server is multi-homed: clients behind the second NAT reach
+# 198.51.100.1 over its 203.0.113.1 link, whose own address the kernel
+# would pick as the source of a reply from a socket bound to 0.0.0.0 —
+# which the NAT drops as no answer to what it sent. The relay must answer
+# from the address the client reached (a wildcard UDP listener binds each
+# address), as a server with several addresses must.
 for i in 1 2; do
     ns "nat$i" sysctl -qw net.ipv4.ip_forward=1
     ns "c$i" ip route add default via "10.$i.0.1"

@@ -295,6 +295,7 @@ fn media_relay(s: &config::edge::EdgeSettings) -> Option<edge::relay::MediaRelay
         ports: r.ports.0..=r.ports.1,
         limits: r.limits.clone(),
         source_rate: r.source_rate,
+        interfaces: server::interface_addrs(),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod partners;
 pub mod recover;
 mod relay_setup;
 pub use relay_setup::machine_address;
+pub use sip_app::identity::interface_addrs;
 pub mod renew;
 
 use std::sync::Arc;

@@ -136,6 +136,7 @@ pub(crate) async fn start<S: store::Store>(
         limits: r.limits.clone(),
         source_rate: r.source_rate,
         web_secret: Some(plan.secret.clone()),
+        interfaces: sip_app::identity::interface_addrs(),
     };
     let (asks, mut asked) = mpsc::channel(256);
     let handle = relay::serve::start(settings, plan.control.clone(), metrics.clone(), asks)

@@ -37,6 +37,8 @@ pub struct MediaRelay {
     pub ports: RangeInclusive<u16>,
     pub limits: ::relay::engine::Limits,
     pub source_rate: (u32, u32),
+    /// The machine's addresses (a wildcard UDP listener binds each).
+    pub interfaces: Vec<IpAddr>,
 }
 
 /// The branch prefix of the relay's questions to the pool.
@@ -88,6 +90,7 @@ pub(super) async fn start(
         web_secret: Some(Arc::new(::relay::credentials::secret_from_pool_key(
             pool_key,
         ))),
+        interfaces: cfg.interfaces.clone(),
     };
     let control = Arc::new(::relay::Control::new());
     let relay_metrics = Arc::new(::relay::metrics::Metrics::default());
@@ -101,11 +104,16 @@ pub(super) async fn start(
     }
     let media = Media {
         control,
-        listeners: handle
-            .local
-            .iter()
-            .map(|(t, a)| relay_uri(*t, cfg.external, a.port(), name))
-            .collect(),
+        listeners: {
+            let mut uris: Vec<String> = Vec::new();
+            for (t, a) in &handle.local {
+                let u = relay_uri(*t, cfg.external, a.port(), name);
+                if !uris.contains(&u) {
+                    uris.push(u);
+                }
+            }
+            uris
+        },
         pending: HashMap::new(),
         seq: 0,
     };

@@ -67,6 +67,36 @@ pub struct Settings {
     /// The secret web clients' credentials are checked with (the user API
     /// mints them with it); `None`: SIP credentials only.
     pub web_secret: Option<Arc<[u8; 32]>>,
+    /// The machine's addresses: a UDP listener on a wildcard address binds
+    /// one socket on each of them instead, so that what it sends a client
+    /// leaves from the address the client sent to (a socket on 0.0.0.0
+    /// answers from whichever address the route picks, which a client —
+    /// or a NAT in front of it — drops on a machine with several).
+    pub interfaces: Vec<IpAddr>,
+}
+
+/// Where a UDP listener on `addr` binds: `addr`, or for a wildcard one,
+/// each of `interfaces` of its family on its port (IPv6 link-local ones
+/// aside: they need a scope), or the wildcard itself if there are none.
+fn udp_binds(addr: SocketAddr, interfaces: &[IpAddr]) -> Vec<SocketAddr> {
+    if !addr.ip().is_unspecified() {
+        return vec![addr];
+    }
+    let mut out: Vec<SocketAddr> = interfaces
+        .iter()
+        .filter(|ip| ip.is_ipv4() == addr.is_ipv4())
+        .filter(|ip| match ip {
+            IpAddr::V6(a) => (a.segments()[0] & 0xffc0) != 0xfe80,
+            IpAddr::V4(_) => true,
+        })
+        .map(|ip| SocketAddr::new(*ip, addr.port()))
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push(addr);
+    }
+    out
 }
 
 /// A question for the SIP core.
@@ -206,12 +236,16 @@ pub async fn start(
         next_conn: AtomicU64::new(1),
     });
     let mut local = Vec::new();
-    for (i, (transport, addr)) in settings.listen.iter().enumerate() {
+    let mut index = 0u64;
+    for (transport, addr) in settings.listen.iter() {
         match transport {
             Transport::Udp => {
-                let sock = Arc::new(UdpSocket::bind(addr).await?);
-                local.push((Transport::Udp, sock.local_addr()?));
-                tokio::spawn(udp_listener(shared.clone(), sock, i as u64));
+                for at in udp_binds(*addr, &settings.interfaces) {
+                    let sock = Arc::new(UdpSocket::bind(at).await?);
+                    local.push((Transport::Udp, sock.local_addr()?));
+                    tokio::spawn(udp_listener(shared.clone(), sock, index));
+                    index += 1;
+                }
             }
             Transport::Tcp | Transport::Tls => {
                 let l = TcpListener::bind(addr).await?;
@@ -532,5 +566,32 @@ async fn ticker(shared: Arc<Shared>) {
         }
         let gone = shared.engine().tick(now);
         shared.end(gone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_udp_listener_binds_each_address_of_its_family() {
+        let ips: Vec<IpAddr> = ["127.0.0.1", "198.51.100.1", "::1", "fe80::1", "2001:db8::1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(udp_binds(a("192.0.2.1:3478"), &ips), [a("192.0.2.1:3478")]);
+        assert_eq!(
+            udp_binds(a("0.0.0.0:3478"), &ips),
+            [a("127.0.0.1:3478"), a("198.51.100.1:3478")]
+        );
+        assert_eq!(
+            udp_binds(a("[::]:3478"), &ips),
+            [a("[::1]:3478"), a("[2001:db8::1]:3478")]
+        );
+        assert_eq!(udp_binds(a("0.0.0.0:3478"), &[]), [a("0.0.0.0:3478")]);
     }
 }
