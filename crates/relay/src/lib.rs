@@ -45,6 +45,10 @@ pub struct Control {
     edge_urls: Mutex<Vec<String>>,
 }
 
+/// The revocation of every allocation (when more users lost access at
+/// once than a snapshot carries).
+const EVERYONE: &str = "*";
+
 /// How long a revocation is remembered: many ticks of the relay, and
 /// longer than an edge's snapshot carries it.
 const REVOCATION_MEMORY: Duration = Duration::from_secs(60);
@@ -92,10 +96,13 @@ impl Control {
         self.insert(format!("s {session}"), Instant::now(), unix_ms());
     }
 
-    /// The revocations of the last `window`, newest first, at most `max`:
-    /// each a key (`u AOR`, `s SESSION`) and its Unix time in ms — what a
-    /// front end puts in its edges' snapshot.
-    pub fn recent(&self, window: Duration, max: usize) -> Vec<(String, u64)> {
+    /// The revocations of the last `window`, newest first, at most `max`
+    /// and `max_bytes` of keys: each a key (`u AOR`, `s SESSION`) and its
+    /// Unix time in ms — what a front end puts in its edges' snapshot.
+    /// When there are more, the last place goes to `*` with the newest
+    /// time left out: every allocation made until then ends (its clients
+    /// allocate again), so none of those left out survives.
+    pub fn recent(&self, window: Duration, max: usize, max_bytes: usize) -> Vec<(String, u64)> {
         let now = Instant::now();
         let mut v: Vec<(String, u64)> = self
             .map()
@@ -104,7 +111,20 @@ impl Control {
             .map(|(k, t)| (k.clone(), t.1))
             .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.1));
-        v.truncate(max);
+        let mut bytes = 0;
+        let fit = v
+            .iter()
+            .take_while(|(k, _)| {
+                bytes += k.len();
+                bytes <= max_bytes
+            })
+            .count();
+        let max = max.min(fit.max(1)).max(1);
+        if v.len() > max {
+            let newest_left_out = v[max - 1].1;
+            v.truncate(max - 1);
+            v.push((EVERYONE.to_owned(), newest_left_out));
+        }
         v
     }
 
@@ -112,7 +132,7 @@ impl Control {
     /// [`Control::recent`] gives it) applies to allocations made until
     /// `at`. `false`: not a key.
     pub fn revoke_key_at(&self, key: &str, at: Instant, at_ms: u64) -> bool {
-        let ok = (key.starts_with("u sip:") || key.starts_with("s "))
+        let ok = (key.starts_with("u sip:") || key.starts_with("s ") || key == EVERYONE)
             && key.len() <= 300
             && !key.chars().any(char::is_control);
         if ok {
@@ -126,7 +146,9 @@ impl Control {
     pub fn revoked(&self, aor: &str, session: Option<&str>, made: Instant) -> bool {
         let m = self.map();
         let hit = |k: String| m.get(&k).is_some_and(|at| made <= at.0);
-        hit(format!("u {aor}")) || session.is_some_and(|s| hit(format!("s {s}")))
+        hit(format!("u {aor}"))
+            || session.is_some_and(|s| hit(format!("s {s}")))
+            || hit(EVERYONE.to_owned())
     }
 
     pub fn revocation_generation(&self) -> u64 {
@@ -162,10 +184,14 @@ mod tests {
         assert!(!c.revoked("sip:alice@example.test", None, after));
         assert!(c.revoked("sip:bob@example.test", Some("S1"), before));
         assert!(!c.revoked("sip:bob@example.test", Some("S2"), before));
-        let recent = c.recent(Duration::from_secs(30), 10);
+        let recent = c.recent(Duration::from_secs(30), 10, 4096);
         assert_eq!(recent.len(), 2);
         assert!(recent.iter().any(|(k, _)| k == "u sip:alice@example.test"));
-        assert!(c.recent(Duration::from_secs(30), 1).len() == 1);
+        assert!(c.recent(Duration::from_secs(30), 1, 4096).len() == 1);
+        // A byte budget bounds it too: a first key of 24 bytes is over 20.
+        let tight = c.recent(Duration::from_secs(30), 10, 20);
+        assert_eq!(tight.len(), 1, "{tight:?}");
+        assert_eq!(tight[0].0, "*");
         // On an edge: applied once, told again changes nothing.
         let edge = Control::new();
         for (k, ms) in &recent {
@@ -178,6 +204,26 @@ mod tests {
         assert_eq!(edge.revocation_generation(), g);
         assert!(edge.revoked("sip:alice@example.test", None, before));
         assert!(!edge.revoke_key_at("x sip:mallory@example.test", after, 0));
+        // More than a snapshot carries: the oldest give way to everyone.
+        let many = Control::new();
+        for i in 0..5 {
+            many.revoke(&format!("sip:u{i}@example.test"));
+        }
+        let five = many.recent(Duration::from_secs(30), 5, 4096);
+        assert!(five.iter().all(|(k, _)| k != "*"), "{five:?}");
+        let three = many.recent(Duration::from_secs(30), 3, 4096);
+        assert_eq!(three.len(), 3);
+        assert_eq!(three[2].0, "*");
+        let edge2 = Control::new();
+        for (k, ms) in &three {
+            assert!(edge2.revoke_key_at(k, after, *ms));
+        }
+        assert!(edge2.revoked("sip:anyone@example.test", None, before));
+        assert!(!edge2.revoked(
+            "sip:anyone@example.test",
+            None,
+            after + Duration::from_millis(1)
+        ));
         assert!(!edge.revoke_key_at("u nobody", after, 0));
     }
 }

@@ -426,6 +426,7 @@ impl<S: store::Store> crate::Core<S> {
                 relay_revoked: self.relay_control.recent(
                     std::time::Duration::from_secs(auth::edge_snapshot::REVOKED_WINDOW_SECS),
                     auth::edge_snapshot::MAX_REVOKED,
+                    auth::edge_snapshot::MAX_BODY / 4,
                 ),
             };
         let body = auth::edge_snapshot::sign(key, &snapshot);
