@@ -454,13 +454,18 @@ impl<S: store::Store> Core<S> {
         let branch = fork
             .branches
             .iter()
-            .find(|b| b.0 == cid && initial_invite(&b.1))
+            .find(|b| b.0 == cid)
             .map(|b| (b.1.clone(), b.2, b.3));
         if let (true, Some(resp), Some((req, target, rel))) = (answering, resp, branch) {
             if let Some(refusal) = self.answer_refused(&req, resp) {
                 status = refusal.0;
                 let upstream = Forward::new(resp).pop_via().serialize();
                 refused = Some(self.refuse_answer(&req, resp, &upstream, (target, rel), refusal));
+                if !initial_invite(&req) {
+                    // A re-INVITE's: the callee's dialog is gone, the call
+                    // with it.
+                    self.relay_call_ended(&req);
+                }
             }
         }
         let Some(fork) = self.forks.get_mut(&fork_id) else {

@@ -7,9 +7,11 @@
 //! below this proxy — and the branch counts as refused with 488 and a
 //! Warning, which the caller gets if no other branch answers.
 //!
-//! In-dialog answers (to a re-INVITE, UPDATE or PRACK) are recorded for
-//! the relay, not judged: ending an established call from the middle is
-//! left to the clients.
+//! An answer in the 2xx to a re-INVITE is judged the same way: the caller
+//! gets 488 (its session stays as it was), the callee ACK and BYE along
+//! the route the re-INVITE took, and the relay forgets the call — the
+//! call is over, with no media in the clear. Answers to UPDATE and PRACK
+//! are recorded for the relay, not judged.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -112,23 +114,45 @@ impl<S: store::Store> Core<S> {
         target: Target,
         rel: Reliability,
     ) {
-        let Some(contact) = resp
-            .list::<Contact>()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|c| c.name_addr().map(|na| na.uri))
-            .and_then(|u| match u {
-                Uri::Sip(u) => Some(u.raw.to_owned()),
-                _ => None,
-            })
-        else {
-            tracing::debug!("a refused 2xx without a SIP Contact: its dialog cannot be ended here");
-            return;
+        let in_dialog = req
+            .typed::<sip::headers::To>()
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.tag().is_some());
+        // A call's first 2xx: its Contact, and the route the 2xx recorded
+        // below this proxy (the entries the INVITE did not carry, in
+        // reverse). Inside a dialog: where the re-INVITE went, by the
+        // route it carried.
+        let (contact, route) = if in_dialog {
+            let Some(uri) = req.request_uri() else {
+                return;
+            };
+            let route: Vec<String> = req
+                .headers_of(HeaderKind::Route)
+                .map(|h| h.value.to_owned())
+                .collect();
+            (uri.to_owned(), route)
+        } else {
+            let Some(contact) = resp
+                .list::<Contact>()
+                .next()
+                .and_then(Result::ok)
+                .and_then(|c| c.name_addr().map(|na| na.uri))
+                .and_then(|u| match u {
+                    Uri::Sip(u) => Some(u.raw.to_owned()),
+                    _ => None,
+                })
+            else {
+                tracing::debug!(
+                    "a refused 2xx without a SIP Contact: its dialog cannot be ended here"
+                );
+                return;
+            };
+            let ours = crate::routing::record_routes(req).len();
+            let recorded = crate::routing::record_routes(resp);
+            let below = recorded.len().saturating_sub(ours);
+            (contact, recorded[..below].iter().rev().cloned().collect())
         };
-        let ours = crate::routing::record_routes(req).len();
-        let recorded = crate::routing::record_routes(resp);
-        let below = recorded.len().saturating_sub(ours);
-        let route: Vec<&String> = recorded[..below].iter().rev().collect();
         let value = |k: HeaderKind| resp.header(k).map_or("", |h| h.value);
         let seq = req
             .typed::<sip::headers::CSeq>()

@@ -763,12 +763,42 @@ pub(crate) fn options(sock: &UdpSocket, call_id: &str) -> String {
 /// Registers `user` from a fresh port (SIPp exits after the 200), then runs
 /// `scenario` as a UAS on that port.
 pub(crate) fn register_then(s: &Server, user: &str, password: &str, scenario: &str) -> SippRun {
+    register_then_with(s, user, password, scenario, &[])
+}
+
+/// Alice (with `password`) calls bob from a fresh port by `scenario`,
+/// given `fields`.
+pub(crate) fn alice_calls_bob(
+    s: &Server,
+    scenario: &str,
+    password: &str,
+    fields: &[&str],
+) -> SippRun {
+    s.sipp_start(
+        scenario,
+        "bob",
+        "alice",
+        password,
+        "127.0.0.1",
+        free_port(),
+        fields,
+    )
+}
+
+/// [`register_then`], the scenario given `fields` (`[field0]`...).
+pub(crate) fn register_then_with(
+    s: &Server,
+    user: &str,
+    password: &str,
+    scenario: &str,
+    fields: &[&str],
+) -> SippRun {
     let port = free_port();
     passes!(
         s,
         s.sipp("register_auth.xml", user, password, "127.0.0.1", port, &[])
     );
-    s.sipp_start(scenario, user, user, password, "127.0.0.1", port, &[])
+    s.sipp_start(scenario, user, user, password, "127.0.0.1", port, fields)
 }
 
 pub(crate) fn register_and_listen(s: &Server, user: &str, password: &str) -> SippRun {

@@ -3,7 +3,8 @@
 //! a NULL cipher or no offer at all is refused with 488 and a Warning that
 //! says why, and its callee never sees it; a callee answering an encrypted offer
 //! with plain RTP has its 183 withheld and its 200 refused (the caller gets
-//! 488, the callee ACK and BYE); with `encryption=optional` plain RTP goes through, and
+//! 488, the callee ACK and BYE; a re-INVITE answered in the clear ends the
+//! call the same way); with `encryption=optional` plain RTP goes through, and
 //! the security check reports the policy as a high finding.
 
 use crate::federation::metric;
@@ -16,13 +17,10 @@ const KEY: &str =
     "crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
 
 fn offer(s: &Server, proto: &str, attribute: &str) -> (bool, String) {
-    s.sipp_start(
+    alice_calls_bob(
+        s,
         "call_uac_media_offer.xml",
-        "bob",
-        "alice",
         ALICE,
-        "127.0.0.1",
-        free_port(),
         &["alice", proto, attribute],
     )
     .finish()
@@ -74,17 +72,7 @@ fn unencrypted_media_is_refused_unless_the_policy_allows_it() {
         "{msgs}"
     );
     // No offer at all: it would come in the 2xx, which cannot be refused.
-    let (ok, msgs) = s
-        .sipp_start(
-            "call_uac_no_offer.xml",
-            "bob",
-            "alice",
-            ALICE,
-            "127.0.0.1",
-            free_port(),
-            &["alice"],
-        )
-        .finish();
+    let (ok, msgs) = alice_calls_bob(&s, "call_uac_no_offer.xml", ALICE, &["alice"]).finish();
     assert!(ok, "{msgs}");
     assert!(
         last_answer(&msgs).starts_with("SIP/2.0 488 Not Acceptable Here (No SDP Offer)"),
@@ -122,17 +110,13 @@ fn a_plain_answer_to_an_encrypted_offer_never_reaches_the_caller() {
     // Bob answers alice's DTLS-SRTP offer with plain RTP, first as early
     // media (183), then in his 200.
     let bob = register_then(&s, "bob", BOB, "call_uas_plain_answer.xml");
-    let (ok, msgs) = s
-        .sipp_start(
-            "call_uac_answer_refused.xml",
-            "bob",
-            "alice",
-            ALICE,
-            "127.0.0.1",
-            free_port(),
-            &["alice", "203.0.113.7"],
-        )
-        .finish();
+    let (ok, msgs) = alice_calls_bob(
+        &s,
+        "call_uac_answer_refused.xml",
+        ALICE,
+        &["alice", "203.0.113.7"],
+    )
+    .finish();
     // Alice got neither: only the 488, with the reason (her scenario fails
     // on any 18x or 200).
     assert!(ok, "{msgs}\n{}", s.log());
@@ -153,4 +137,42 @@ fn a_plain_answer_to_an_encrypted_offer_never_reaches_the_caller() {
         "{}",
         s.log()
     );
+}
+
+#[test]
+fn a_plain_answer_to_a_re_invite_ends_the_call_instead() {
+    let s = Server::new("media-reanswer");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    // The call is set up encrypted; bob answers alice's re-INVITE (again
+    // DTLS-SRTP) with plain RTP.
+    let bob = register_then_with(
+        &s,
+        "bob",
+        BOB,
+        "call_uas_reinvite_plain.xml",
+        &["203.0.113.5", "203.0.113.6"],
+    );
+    let (ok, msgs) = alice_calls_bob(
+        &s,
+        "call_uac_reinvite_refused.xml",
+        ALICE,
+        &["alice", "198.51.100.7"],
+    )
+    .finish();
+    // Alice's session stays as it was: her re-INVITE is refused with the
+    // reason; bob's dialog was ended by the server (his plain 200 ACKed,
+    // then a BYE).
+    assert!(ok, "{msgs}\n{}", s.log());
+    // (A retransmitted 407 of the first INVITE may come last.)
+    assert!(
+        msgs.contains("SIP/2.0 488 Not Acceptable Here (Media Not Encrypted)\r\n")
+            || msgs.contains("SIP/2.0 488 Not Acceptable Here (Media Not Encrypted)\n"),
+        "{msgs}"
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "{callee}\n{}", s.log());
+    assert!(callee.contains("CSeq: 4 BYE"), "{callee}");
+    let m = s.http_get("/metrics", None).1;
+    assert_eq!(metric(&m, "parapet_media_refused_total"), 1, "{m}");
 }

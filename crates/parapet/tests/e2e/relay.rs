@@ -403,29 +403,14 @@ fn permissions_go_only_to_addresses_a_call_named_and_end_with_the_call() {
 
     // Bob answers with media at 203.0.113.5 and a candidate at
     // 203.0.113.6; alice offers 198.51.100.7.
-    let port = free_port();
-    passes!(
-        s,
-        s.sipp("register_auth.xml", "bob", BOB, "127.0.0.1", port, &[])
-    );
-    let callee = s.sipp_start(
-        "call_uas_relay.xml",
-        "bob",
+    let callee = register_then_with(
+        &s,
         "bob",
         BOB,
-        "127.0.0.1",
-        port,
+        "call_uas_relay.xml",
         &["203.0.113.5", "203.0.113.6"],
     );
-    let caller = s.sipp_start(
-        "call_uac_relay.xml",
-        "bob",
-        "alice",
-        ALICE,
-        "127.0.0.1",
-        free_port(),
-        &["alice", "198.51.100.7"],
-    );
+    let caller = alice_calls_bob(&s, "call_uac_relay.xml", ALICE, &["alice", "198.51.100.7"]);
     // Once the answer has been relayed, its addresses are alice's peers.
     let deadline = Instant::now() + Duration::from_secs(3);
     while alice.permission(addr("203.0.113.5:40000")) != 0 {
