@@ -58,6 +58,44 @@ fn remote_users_relay_media_through_the_edge_with_the_pools_say_on_who_may() {
     let inside: SocketAddr = format!("127.0.0.2:{}", s.tls).parse().unwrap();
     assert_eq!(alice.permission(inside), 403);
 
+    // The pool answers key questions only on a paired edge's link: the
+    // same question from anyone else — with a request alice really signed
+    // — is an ordinary OPTIONS, answered without a key.
+    let mut e = stun::Encoder::new(Class::Request, stun::method::ALLOCATE, [3; 12]);
+    e.attr(stun::attr::USERNAME, b"alice").unwrap();
+    e.attr(stun::attr::REALM, b"example.test").unwrap();
+    e.attr(stun::attr::NONCE, b"any").unwrap();
+    let signed = e.finish_with(Some((stun::integrity::Integrity::Sha1, &alice.key)), false);
+    let question = ::relay::pool_key::Question {
+        username: "alice".into(),
+        source: "127.0.0.20".parse().unwrap(),
+        request: signed,
+    }
+    .encode();
+    let sock = std::net::UdpSocket::bind("127.0.0.21:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKkeyprobe\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@example.test>;tag=p\r\nTo: <sip:example.test>\r\n\
+         Call-ID: key-probe\r\nCSeq: 1 OPTIONS\r\nAccept: {t}\r\nContent-Type: {t}\r\n\
+         Content-Length: {}\r\n\r\n{question}",
+        question.len(),
+        t = ::relay::pool_key::CONTENT_TYPE,
+    );
+    sock.send_to(options.as_bytes(), (s.host.as_str(), s.udp))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("the front end answers the OPTIONS");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("SIP/2.0 "), "{answer}");
+    assert!(
+        !answer.contains("result=") && !answer.contains("md5="),
+        "a key went to something that is no edge: {answer}"
+    );
+
     // Carol's password is right, but she has no remote access: refused by
     // the pool's rule, as her SIP sign-in through the edge would be.
     let mut carol = turn(REMOTE, "carol", "staple-battery-horse");
