@@ -622,6 +622,34 @@ fn coturns_client_relays_through_parapet_without_loss() {
     assert_eq!(metric(&m, "parapet_relay_auth_failures_total"), 0, "{m}");
 }
 
+#[test]
+fn coturns_client_is_told_the_quota_with_its_code() {
+    // Two allocations per user: coturn's client asks for six (three pairs).
+    let s = Server::with_config("relay-uclient-quota", "[relay]\nallocations_per_user = 2\n");
+    s.add_user("alice", ALICE);
+    let port = s.relay.to_string();
+    let o = std::process::Command::new("turnutils_uclient")
+        .args(["-y", "-c", "-n", "5", "-m", "3", "-l", "172"])
+        .args(["-u", "alice", "-w", ALICE, "-p", &port, "127.0.0.1"])
+        .output()
+        .expect("turnutils_uclient is installed (scripts/install-test-deps.sh installs Debian's coturn)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("error 486 (Allocation Quota Reached)"),
+        "{text}"
+    );
+    let m = s.http_get("/metrics", None).1;
+    assert_eq!(metric(&m, "parapet_relay_allocations"), 2, "{m}");
+    assert!(
+        metric(&m, "parapet_relay_errors_total{code=\"486\"}") >= 1,
+        "{m}"
+    );
+}
+
 /// Credentials for a browser from the user API: valid for the relay with
 /// the secret alone, in the REST convention; refused once their session
 /// signs out, which also ends the allocations made with them.
