@@ -447,7 +447,7 @@ impl<S: store::Store> Core<S> {
         let answering = matches!(
             fork.kind,
             ForkKind::Relay {
-                method: "INVITE",
+                method: "INVITE" | "UPDATE" | "PRACK",
                 ..
             }
         ) && (200..300).contains(&status);

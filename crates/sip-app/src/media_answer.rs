@@ -7,11 +7,12 @@
 //! below this proxy — and the branch counts as refused with 488 and a
 //! Warning, which the caller gets if no other branch answers.
 //!
-//! An answer in the 2xx to a re-INVITE is judged the same way: the caller
-//! gets 488 (its session stays as it was), the callee ACK and BYE along
-//! the route the re-INVITE took, and the relay forgets the call — the
-//! call is over, with no media in the clear. Answers to UPDATE and PRACK
-//! are recorded for the relay, not judged.
+//! An answer in the 2xx to a re-INVITE, an UPDATE or a PRACK is judged
+//! the same way: the caller gets 488 (its session stays as it was), the
+//! callee a BYE (after the ACK, for a re-INVITE) along the route the
+//! request took, and the relay forgets the call — the call is over (an
+//! early one: the callee answers its INVITE 487), with no media in the
+//! clear.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -179,11 +180,14 @@ impl<S: store::Store> Core<S> {
             }
             b.finish()
         };
-        let ack = build(self, "ACK", seq);
-        self.out.push(Action::Send {
-            dest: target,
-            bytes: ack,
-        });
+        // A 2xx to INVITE is ACKed first (UPDATE's and PRACK's are not).
+        if req.method() == Some(sip::Method::Invite) {
+            let ack = build(self, "ACK", seq);
+            self.out.push(Action::Send {
+                dest: target,
+                bytes: ack,
+            });
+        }
         let bye = build(self, "BYE", seq.saturating_add(1));
         match sip::parse_datagram(bye, &sip::Limits::DEFAULT) {
             Ok(bye) => {

@@ -3,8 +3,8 @@
 //! a NULL cipher or no offer at all is refused with 488 and a Warning that
 //! says why, and its callee never sees it; a callee answering an encrypted offer
 //! with plain RTP has its 183 withheld and its 200 refused (the caller gets
-//! 488, the callee ACK and BYE; a re-INVITE answered in the clear ends the
-//! call the same way); with `encryption=optional` plain RTP goes through, and
+//! 488, the callee ACK and BYE; a re-INVITE or UPDATE answered in the
+//! clear ends the call the same way); with `encryption=optional` plain RTP goes through, and
 //! the security check reports the policy as a high finding.
 
 use crate::federation::metric;
@@ -139,32 +139,18 @@ fn a_plain_answer_to_an_encrypted_offer_never_reaches_the_caller() {
     );
 }
 
-#[test]
-fn a_plain_answer_to_a_re_invite_ends_the_call_instead() {
-    let s = Server::new("media-reanswer");
+/// Alice's call is set up encrypted; bob answers her `request` (re-INVITE
+/// or UPDATE, again DTLS-SRTP) with plain RTP by `uas`: her request gets
+/// 488, bob's dialog is ended by the server (ACK first for a re-INVITE),
+/// the call is over.
+fn plain_in_dialog_answer_ends_the_call(name: &str, uac: &str, uas: &str) {
+    let s = Server::new(name);
     s.add_user("alice", ALICE);
     s.add_user("bob", BOB);
-    // The call is set up encrypted; bob answers alice's re-INVITE (again
-    // DTLS-SRTP) with plain RTP.
-    let bob = register_then_with(
-        &s,
-        "bob",
-        BOB,
-        "call_uas_reinvite_plain.xml",
-        &["203.0.113.5", "203.0.113.6"],
-    );
-    let (ok, msgs) = alice_calls_bob(
-        &s,
-        "call_uac_reinvite_refused.xml",
-        ALICE,
-        &["alice", "198.51.100.7"],
-    )
-    .finish();
-    // Alice's session stays as it was: her re-INVITE is refused with the
-    // reason; bob's dialog was ended by the server (his plain 200 ACKed,
-    // then a BYE).
-    assert!(ok, "{msgs}\n{}", s.log());
+    let bob = register_then_with(&s, "bob", BOB, uas, &["203.0.113.5", "203.0.113.6"]);
+    let (ok, msgs) = alice_calls_bob(&s, uac, ALICE, &["alice", "198.51.100.7"]).finish();
     // (A retransmitted 407 of the first INVITE may come last.)
+    assert!(ok, "{msgs}\n{}", s.log());
     assert!(
         msgs.contains("SIP/2.0 488 Not Acceptable Here (Media Not Encrypted)\r\n")
             || msgs.contains("SIP/2.0 488 Not Acceptable Here (Media Not Encrypted)\n"),
@@ -175,4 +161,22 @@ fn a_plain_answer_to_a_re_invite_ends_the_call_instead() {
     assert!(callee.contains("CSeq: 4 BYE"), "{callee}");
     let m = s.http_get("/metrics", None).1;
     assert_eq!(metric(&m, "parapet_media_refused_total"), 1, "{m}");
+}
+
+#[test]
+fn a_plain_answer_to_a_re_invite_ends_the_call_instead() {
+    plain_in_dialog_answer_ends_the_call(
+        "media-reanswer",
+        "call_uac_reinvite_refused.xml",
+        "call_uas_reinvite_plain.xml",
+    );
+}
+
+#[test]
+fn a_plain_answer_to_an_update_ends_the_call_instead() {
+    plain_in_dialog_answer_ends_the_call(
+        "media-update",
+        "call_uac_update_refused.xml",
+        "call_uas_update_plain.xml",
+    );
 }
