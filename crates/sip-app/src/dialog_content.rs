@@ -33,7 +33,9 @@ impl<S: store::Store> Core<S> {
             r.f.method,
             Method::Invite | Method::Update | Method::Message | Method::Prack
         );
-        if !carries || r.msg.body().is_empty() {
+        // (A re-INVITE without a body still goes to the media policy: its
+        // offer would come in the 2xx.)
+        if !carries || (r.msg.body().is_empty() && r.f.method != Method::Invite) {
             return Some(None);
         }
         let (sender, rcpt, direction) = match (self.our_party(&r.f.from), self.our_party(&r.f.to)) {

@@ -2,9 +2,9 @@
 //! description in an INVITE, re-INVITE, UPDATE or PRACK it relays is read
 //! (`sdp`, strictly) and every stream must be SRTP keyed by DTLS-SRTP, or
 //! by SDES when the signalling is TLS on the hop it came in on and on
-//! every hop it goes out on (SDES keys travel in the SDP). An INVITE that
-//! opens a call must carry its offer (with one in the 2xx, the answer
-//! would come in the ACK, which cannot be refused). Anything else is
+//! every hop it goes out on (SDES keys travel in the SDP). An INVITE —
+//! opening a call or inside one — must carry its offer (with one in the
+//! 2xx, the answer would come in the ACK, which cannot be refused). Anything else is
 //! answered 488 Not Acceptable Here with a Warning that says why, and the
 //! callee never sees it; answers to a call's offer are judged by
 //! `media_answer`. Plain media passes only where the media policy of every
@@ -53,22 +53,27 @@ impl<S: store::Store> Core<S> {
         out_secure: bool,
     ) -> Result<Option<Vec<std::net::IpAddr>>, ()> {
         let body = r.msg.body();
-        let initial_invite = r.f.method == sip::Method::Invite && r.f.to.tag().is_none();
-        if body.is_empty() && !initial_invite {
+        let invite = r.f.method == sip::Method::Invite;
+        if body.is_empty() && !invite {
             return Ok(None);
         }
         let required = self.media_required(parties);
         let content_type = content_type_of(r.msg);
         let bodies = content::offers::sdp_bodies(&content_type, body);
         if bodies.is_empty() {
-            if required && initial_invite {
+            if required && invite {
                 // The offer would come in the 2xx and its answer in the ACK,
                 // which nothing answers: it could not be refused.
+                let what = if r.f.to.tag().is_none() {
+                    "a call must offer its media in the INVITE"
+                } else {
+                    "a re-INVITE must carry its offer"
+                };
                 self.refuse_media(
                     r,
                     488,
                     "Not Acceptable Here (No SDP Offer)",
-                    "a call must offer its media in the INVITE where media must be encrypted: the answer to an offer made in the 200 would come in the ACK, which cannot be refused".into(),
+                    format!("{what} where media must be encrypted: the answer to an offer made in the 200 would come in the ACK, which cannot be refused"),
                 )
                 .await;
                 return Err(());

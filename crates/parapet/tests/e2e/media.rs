@@ -180,3 +180,35 @@ fn a_plain_answer_to_an_update_ends_the_call_instead() {
         "call_uas_update_plain.xml",
     );
 }
+
+#[test]
+fn a_re_invite_without_an_offer_is_refused_and_the_call_goes_on() {
+    let s = Server::new("media-offerless");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    // Bob never sees the re-INVITE: he answers the call, then the BYE.
+    let bob = register_then_with(
+        &s,
+        "bob",
+        BOB,
+        "call_uas_relay.xml",
+        &["203.0.113.5", "203.0.113.6"],
+    );
+    let (ok, msgs) = alice_calls_bob(
+        &s,
+        "call_uac_reinvite_offerless.xml",
+        ALICE,
+        &["alice", "198.51.100.7"],
+    )
+    .finish();
+    assert!(ok, "{msgs}\n{}", s.log());
+    assert!(
+        msgs.contains(
+            "Warning: 399 parapet \"a re-INVITE must carry its offer where media must be encrypted"
+        ),
+        "{msgs}"
+    );
+    let (ok, callee) = bob.finish();
+    assert!(ok, "{callee}\n{}", s.log());
+    assert_eq!(callee.matches("INVITE sip:bob").count(), 1, "{callee}");
+}
