@@ -283,6 +283,7 @@ impl<S: store::Store> Core<S> {
             tracing::debug!(remote = %src.remote, "ACK with no route through this server dropped");
             return;
         };
+        self.relay_note_ack(msg, f);
         let via = self.via_for(hop.proto);
         let mut edit = Forward::new(msg)
             .push_via(via)

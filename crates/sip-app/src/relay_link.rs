@@ -181,6 +181,25 @@ impl<S: store::Store> Core<S> {
             .described(call_id, tag, &[], &addresses, Instant::now());
     }
 
+    /// An ACK carrying a session description (the answer to an offer made
+    /// in a 2xx, where the media policy lets a call go without an offer
+    /// in its INVITE): its addresses become the caller's, as an offer's.
+    pub(crate) fn relay_note_ack(&self, msg: &Message, f: &sip::RequestFields<'_>) {
+        if self.relay.is_none() || msg.body().is_empty() {
+            return;
+        }
+        let ct = crate::files::content_type_of(msg);
+        let Some(addresses) = described_addresses(msg, &ct) else {
+            return;
+        };
+        let parties: Vec<String> = [&f.from, &f.to]
+            .into_iter()
+            .filter_map(|p| self.our_party(p))
+            .collect();
+        let parties: Vec<&str> = parties.iter().map(String::as_str).collect();
+        self.relay_described(msg, &parties, &addresses);
+    }
+
     /// The call `msg` belongs to ended (BYE, CANCEL).
     pub(crate) fn relay_call_ended(&self, msg: &Message) {
         if let (Some(control), Some(call_id)) = (&self.relay, call_id(msg)) {

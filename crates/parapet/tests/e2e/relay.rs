@@ -288,6 +288,35 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// Bob (registered, SIPp answering with media at 203.0.113.5 and a
+/// candidate at 203.0.113.6) and alice calling him by `uac` (media at
+/// 198.51.100.7): (caller, callee).
+fn bob_answers_alice(s: &Server, uac: &str) -> (SippRun, SippRun) {
+    let callee = register_then_with(
+        s,
+        "bob",
+        BOB,
+        "call_uas_relay.xml",
+        &["203.0.113.5", "203.0.113.6"],
+    );
+    let caller = alice_calls_bob(s, uac, ALICE, &["alice", "198.51.100.7"]);
+    (caller, callee)
+}
+
+/// Waits (3 s at most) until `t` may create a permission for `peer`: a
+/// session description of its user's call named it.
+fn wait_permitted(s: &Server, t: &mut Turn, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while t.permission(addr(peer)) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{peer} was never permitted\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn sip_users_sign_in_to_the_relay_with_their_sip_password_under_the_same_lockout() {
     let s = Server::with_config("relay-signin", "[relay]\nallocations_per_user = 2\n");
@@ -403,24 +432,9 @@ fn permissions_go_only_to_addresses_a_call_named_and_end_with_the_call() {
 
     // Bob answers with media at 203.0.113.5 and a candidate at
     // 203.0.113.6; alice offers 198.51.100.7.
-    let callee = register_then_with(
-        &s,
-        "bob",
-        BOB,
-        "call_uas_relay.xml",
-        &["203.0.113.5", "203.0.113.6"],
-    );
-    let caller = alice_calls_bob(&s, "call_uac_relay.xml", ALICE, &["alice", "198.51.100.7"]);
+    let (caller, callee) = bob_answers_alice(&s, "call_uac_relay.xml");
     // Once the answer has been relayed, its addresses are alice's peers.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while alice.permission(addr("203.0.113.5:40000")) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the answer's address was never permitted\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_permitted(&s, &mut alice, "203.0.113.5:40000");
     assert_eq!(
         alice.permission(addr("203.0.113.6:61000")),
         0,
@@ -790,4 +804,28 @@ fn a_flood_of_allocates_from_one_address_leaves_other_media_alone() {
         metric(&m, "parapet_relay_requests_shed_total") >= 1800,
         "{m}"
     );
+}
+
+#[test]
+fn the_answer_in_an_ack_names_peers_as_an_offer_does() {
+    // Where the media policy lets a call go without an offer in its
+    // INVITE, the caller's answer comes in the ACK: its address is then
+    // the callee's peer, as an offer's would be.
+    let s = Server::new("relay-late-offer");
+    s.add_user("alice", ALICE);
+    s.add_user("bob", BOB);
+    let o = s.admin(
+        &["policy", "set", "media", "global", "encryption=optional"],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut bob = Turn::udp(&s, "bob", BOB);
+    assert_eq!(bob.allocate().class, Class::Success);
+    assert_eq!(bob.permission(addr("198.51.100.7:40000")), 403);
+    let (caller, callee) = bob_answers_alice(&s, "call_uac_late_offer.xml");
+    wait_permitted(&s, &mut bob, "198.51.100.7:40000");
+    let (ok, msgs) = caller.finish();
+    assert!(ok, "{msgs}");
+    let (ok, msgs) = callee.finish();
+    assert!(ok, "{msgs}");
 }
