@@ -35,7 +35,7 @@ pub struct Control {
     /// Users (`u AOR`) and web clients' sessions (`s ID`) whose
     /// allocations made before the time given end; with that time as Unix
     /// milliseconds, for the edges' snapshot.
-    revoked: Mutex<HashMap<String, (Instant, u64)>>,
+    revoked: Mutex<Revoked>,
     revocations: AtomicU64,
     /// Woken at each revocation: the relay acts on it at once rather than
     /// at its next tick.
@@ -43,6 +43,13 @@ pub struct Control {
     /// The `turn:`/`turns:` URIs of the relays the pool's edges run, as
     /// they last reported them.
     edge_urls: Mutex<Vec<String>>,
+}
+
+/// The revocations remembered, and when the old ones were last let go.
+#[derive(Debug, Default)]
+struct Revoked {
+    map: HashMap<String, (Instant, u64)>,
+    swept: Option<Instant>,
 }
 
 /// The revocation of every allocation (when more users lost access at
@@ -64,14 +71,23 @@ impl Control {
         Control::default()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
+    fn revoked_lock(&self) -> std::sync::MutexGuard<'_, Revoked> {
         self.revoked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn insert(&self, key: String, at: Instant, at_ms: u64) {
         let now = Instant::now();
-        let mut m = self.map();
-        m.retain(|_, t| now.saturating_duration_since(t.0) < REVOCATION_MEMORY);
+        let mut g = self.revoked_lock();
+        // Old revocations are let go at most once a second (a reload that
+        // revokes thousands of users must not sweep the map each time).
+        if g.swept
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            g.map
+                .retain(|_, t| now.saturating_duration_since(t.0) < REVOCATION_MEMORY);
+            g.swept = Some(now);
+        }
+        let m = &mut g.map;
         match m.get_mut(&key) {
             // Told again: nothing new.
             Some(t) if t.0 >= at => return,
@@ -80,7 +96,7 @@ impl Control {
                 m.insert(key, (at, at_ms));
             }
         }
-        drop(m);
+        drop(g);
         self.revocations.fetch_add(1, Ordering::AcqRel);
         self.revoked_now.notify_one();
     }
@@ -105,7 +121,8 @@ impl Control {
     pub fn recent(&self, window: Duration, max: usize, max_bytes: usize) -> Vec<(String, u64)> {
         let now = Instant::now();
         let mut v: Vec<(String, u64)> = self
-            .map()
+            .revoked_lock()
+            .map
             .iter()
             .filter(|(_, t)| now.saturating_duration_since(t.0) <= window)
             .map(|(k, t)| (k.clone(), t.1))
@@ -144,8 +161,8 @@ impl Control {
     /// Whether an allocation of `aor`'s made at `made` (with the web
     /// credentials of `session`, if any) has been revoked.
     pub fn revoked(&self, aor: &str, session: Option<&str>, made: Instant) -> bool {
-        let m = self.map();
-        let hit = |k: String| m.get(&k).is_some_and(|at| made <= at.0);
+        let g = self.revoked_lock();
+        let hit = |k: String| g.map.get(&k).is_some_and(|at| made <= at.0);
         hit(format!("u {aor}"))
             || session.is_some_and(|s| hit(format!("s {s}")))
             || hit(EVERYONE.to_owned())

@@ -356,7 +356,7 @@ impl<S: store::Store> Core<S> {
                 let initial = fork
                     .branches
                     .iter()
-                    .find(|b| b.0 == cid)
+                    .find(|b| !resp.body().is_empty() && b.0 == cid)
                     .filter(|b| initial_invite(&b.1))
                     .map(|b| b.1.clone());
                 if let Some(refusal) = initial.and_then(|req| self.answer_refused(&req, resp)) {
@@ -450,11 +450,13 @@ impl<S: store::Store> Core<S> {
                 method: "INVITE" | "UPDATE" | "PRACK",
                 ..
             }
-        ) && (200..300).contains(&status);
+        ) && (200..300).contains(&status)
+            && resp.is_some_and(|m| !m.body().is_empty());
+        // (The branch's request is copied only for a 2xx with a body.)
         let branch = fork
             .branches
             .iter()
-            .find(|b| b.0 == cid)
+            .find(|b| answering && b.0 == cid)
             .map(|b| (b.1.clone(), b.2, b.3));
         if let (true, Some(resp), Some((req, target, rel))) = (answering, resp, branch) {
             if let Some(refusal) = self.answer_refused(&req, resp) {

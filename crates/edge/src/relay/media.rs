@@ -337,6 +337,17 @@ impl Edge {
 /// the recipient's peers; BYE ends the call, CANCEL ends it unless
 /// answered.
 fn outward_request(calls: &::relay::calls::Calls, domain: &str, msg: &Message) {
+    // Most of what the edge carries (MESSAGE, NOTIFY...) says nothing of
+    // calls: not read again.
+    let telling = msg.method().is_some_and(|m| {
+        matches!(
+            m.as_str(),
+            "BYE" | "CANCEL" | "INVITE" | "UPDATE" | "PRACK" | "ACK"
+        )
+    });
+    if !telling {
+        return;
+    }
     let Ok(f) = RequestFields::extract(msg) else {
         return;
     };
@@ -362,6 +373,14 @@ fn outward_request(calls: &::relay::calls::Calls, domain: &str, msg: &Message) {
 /// INVITE marks the call answered, a final refusal ends it unless
 /// answered, a 2xx to BYE ends it.
 fn outward_response(calls: &::relay::calls::Calls, domain: &str, msg: &Message) {
+    let telling = msg
+        .typed::<sip::headers::CSeq>()
+        .ok()
+        .flatten()
+        .is_some_and(|c| matches!(c.method.as_str(), "BYE" | "INVITE" | "UPDATE" | "PRACK"));
+    if !telling {
+        return;
+    }
     let Ok(f) = sip::ResponseFields::extract(msg) else {
         return;
     };
