@@ -16,9 +16,9 @@
 # paces its own allocations):
 #   - packets per CPU-second again, the client sending flat out (25 pairs);
 #   - the one-way latency the relay adds at half that rate and at 10,000
-#     packets a second, p50 and p99: client to relay to relay to client,
-#     less the same traffic sent directly between the two clients' sockets
-#     (at half the flat-out rate the client, on the other core, queues too);
+#     packets a second, p50 and p99: client to relay to relay to client
+#     (an even schedule; to the kernel's receive timestamp), less the same
+#     traffic sent directly between the two clients' sockets;
 #   - allocations per second (16 clients, each Allocate 401 + Allocate +
 #     Refresh 0, on a new 5-tuple each time) and the server's CPU per
 #     allocation.

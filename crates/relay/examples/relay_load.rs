@@ -6,9 +6,13 @@
 //! each pair's first client sends SIZE-byte ChannelData (a send timestamp
 //! inside) to the second through the relay, at RATE packets a second in
 //! all (0: as fast as it can) for SECS seconds. Prints what arrived, the
-//! rate, and the one-way latency p50/p99/p99.9 in microseconds. `direct`:
-//! the same traffic straight between the two clients' sockets, no relay —
-//! the baseline the relay's added latency is measured against. `allocs`:
+//! rate, and the one-way latency p50/p99/p99.9 in microseconds. The
+//! sender has a thread of its own and keeps an even schedule (packets of
+//! independent calls do not arrive in batches); the latency ends at the
+//! kernel's receive timestamp (SO_TIMESTAMPNS), so the receivers' turns
+//! on the load core are not counted as the relay's. `direct`: the same
+//! traffic straight between the two clients' sockets, no relay — the
+//! baseline the relay's added latency is measured against. `allocs`:
 //! WORKERS clients each Allocate (401, then with credentials) and delete
 //! the allocation (Refresh 0) in a loop for SECS seconds; prints the
 //! allocations made per second.
@@ -204,6 +208,136 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 const CHANNEL: u16 = 0x4000;
 
+/// Nanoseconds since the Unix epoch: the clock the kernel stamps received
+/// datagrams with (SO_TIMESTAMPNS).
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Receives datagrams on `sock` until the task is dropped: for each, the
+/// one-way latency from the sender's timestamp in it to the moment the
+/// kernel queued it to this socket — so that this client's own wake-ups
+/// and turns on its core are not counted as the relay's.
+async fn receive(
+    sock: UdpSocket,
+    relayed: bool,
+    lat: Rc<RefCell<Vec<u64>>>,
+    got: Rc<RefCell<u64>>,
+) {
+    use nix::sys::socket::{
+        recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    setsockopt(&sock, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
+    let mut buf = vec![0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    loop {
+        if sock.readable().await.is_err() {
+            return;
+        }
+        loop {
+            let read = sock.try_io(tokio::io::Interest::READABLE, || {
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let m = recvmsg::<SockaddrStorage>(
+                    sock.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::empty(),
+                )
+                .map_err(std::io::Error::from)?;
+                let stamp = m.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|c| match c {
+                        ControlMessageOwned::ScmTimestampns(t) => {
+                            Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                        }
+                        _ => None,
+                    })
+                });
+                Ok((m.bytes, stamp))
+            });
+            let (n, stamp) = match read {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            };
+            // ChannelData (4-byte header) through the relay, the bare
+            // payload directly.
+            let payload = if relayed { buf.get(4..n) } else { buf.get(..n) };
+            let Some(p) = payload.filter(|p| p.len() >= 16) else {
+                continue;
+            };
+            let sent = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
+            let at = stamp.unwrap_or_else(wall_ns);
+            lat.borrow_mut().push(at.saturating_sub(sent) / 1000);
+            *got.borrow_mut() += 1;
+        }
+    }
+}
+
+/// Sends SIZE-byte frames round robin over `senders` for `secs` seconds:
+/// at `rate` a second, each at its own moment of an even schedule (a
+/// late one goes as soon as it can), or flat out (`rate` 0). Runs on a
+/// thread of its own. Returns what was sent, for how long, and how late
+/// the sender itself was at p99 (µs behind its schedule).
+fn send(
+    senders: Vec<(std::net::UdpSocket, SocketAddr)>,
+    relayed: bool,
+    size: usize,
+    rate: u64,
+    secs: u64,
+) -> (u64, f64, u64) {
+    let mut frame = vec![0u8; if relayed { size } else { size - 4 }];
+    let off = if relayed {
+        frame[..2].copy_from_slice(&CHANNEL.to_be_bytes());
+        frame[2..4].copy_from_slice(&((size - 4) as u16).to_be_bytes());
+        4
+    } else {
+        0
+    };
+    let started = Instant::now();
+    let end = started + Duration::from_secs(secs);
+    let mut sent = 0u64;
+    let mut late = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if let Some(at) = (sent * 1_000_000_000).checked_div(rate) {
+            let due = started + Duration::from_nanos(at);
+            if now >= due {
+                late.push((now - due).as_micros() as u64);
+            }
+            if now < due {
+                let wait = due - now;
+                if wait > Duration::from_micros(300) {
+                    std::thread::sleep(wait - Duration::from_micros(200));
+                } else {
+                    // Short waits: give the core to the receivers if they
+                    // need it, else keep time by polling.
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+        } else if sent.is_multiple_of(64) {
+            std::thread::yield_now();
+        }
+        let (s, to) = &senders[(sent as usize) % senders.len()];
+        frame[off..off + 8].copy_from_slice(&sent.to_be_bytes());
+        frame[off + 8..off + 16].copy_from_slice(&wall_ns().to_be_bytes());
+        let _ = s.send_to(&frame, to);
+        sent += 1;
+    }
+    late.sort_unstable();
+    (
+        sent,
+        started.elapsed().as_secs_f64(),
+        percentile(&late, 0.99),
+    )
+}
+
 /// `flow` (through the relay) or `direct`.
 async fn flow(a: &Args, relayed: bool) {
     let mut senders = Vec::new();
@@ -216,84 +350,46 @@ async fn flow(a: &Args, relayed: bool) {
             Client::from(a, std::net::Ipv4Addr::new(127, 0, 2, host)).await,
             Client::from(a, std::net::Ipv4Addr::new(127, 0, 3, host)).await,
         );
-        if relayed {
+        let to = if relayed {
             let (rx, ry) = (x.allocate().await, y.allocate().await);
             x.bind(CHANNEL, ry).await;
             y.bind(CHANNEL, rx).await;
-            senders.push((x.sock, a.server));
+            a.server
         } else {
-            let to = y.sock.local_addr().expect("local");
-            senders.push((x.sock, to));
-        }
+            y.sock.local_addr().expect("local")
+        };
+        let s = x.sock.into_std().expect("std socket");
+        // (A full send buffer blocks the sender, as it would a real one.)
+        s.set_nonblocking(false).expect("blocking");
+        senders.push((s, to));
         receivers.push(y.sock);
     }
-    let base = Instant::now();
     let latencies: Rc<RefCell<Vec<u64>>> = Rc::new(RefCell::new(Vec::new()));
     let received = Rc::new(RefCell::new(0u64));
-    let end = base + Duration::from_secs(a.secs);
+    let mut tasks = Vec::new();
     for r in receivers {
-        let (lat, got) = (latencies.clone(), received.clone());
-        tokio::task::spawn_local(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let Ok((n, _)) = r.recv_from(&mut buf).await else {
-                    return;
-                };
-                // ChannelData (4-byte header) through the relay, the bare
-                // payload directly.
-                let payload = if relayed { buf.get(4..n) } else { buf.get(..n) };
-                let Some(p) = payload.filter(|p| p.len() >= 16) else {
-                    continue;
-                };
-                let sent = u64::from_be_bytes(p[8..16].try_into().unwrap_or_default());
-                let now = base.elapsed().as_nanos() as u64;
-                lat.borrow_mut().push(now.saturating_sub(sent) / 1000);
-                *got.borrow_mut() += 1;
-            }
-        });
+        tasks.push(tokio::task::spawn_local(receive(
+            r,
+            relayed,
+            latencies.clone(),
+            received.clone(),
+        )));
     }
-    // The sender: round robin over the pairs, paced per millisecond (or
-    // flat out), yielding so the receivers run.
-    let mut sent = 0u64;
-    let mut seq = 0u64;
-    let mut frame = vec![0u8; if relayed { a.size } else { a.size - 4 }];
-    let started = Instant::now();
-    while Instant::now() < end {
-        let due = if a.rate == 0 {
-            sent + 64
-        } else {
-            (started.elapsed().as_micros() as u64 * a.rate) / 1_000_000
-        };
-        while sent < due {
-            let (s, to) = &senders[(seq as usize) % senders.len()];
-            let off = if relayed {
-                let len = (a.size - 4) as u16;
-                frame[..2].copy_from_slice(&CHANNEL.to_be_bytes());
-                frame[2..4].copy_from_slice(&len.to_be_bytes());
-                4
-            } else {
-                0
-            };
-            frame[off..off + 8].copy_from_slice(&seq.to_be_bytes());
-            let now = base.elapsed().as_nanos() as u64;
-            frame[off + 8..off + 16].copy_from_slice(&now.to_be_bytes());
-            let _ = s.try_send_to(&frame, *to);
-            seq += 1;
-            sent += 1;
-        }
-        if a.rate == 0 {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
+    let (size, rate, secs) = (a.size, a.rate, a.secs);
+    let sender = std::thread::spawn(move || send(senders, relayed, size, rate, secs));
+    while !sender.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (sent, elapsed, late_p99) = sender.join().expect("sender");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in tasks {
+        t.abort();
+    }
     let mut l = latencies.borrow().clone();
     l.sort_unstable();
     let got = *received.borrow();
     println!(
-        "mode={} sent={sent} received={got} loss_pct={:.2} rate={:.0} p50_us={} p99_us={} p999_us={}",
+        "mode={} sent={sent} received={got} loss_pct={:.2} rate={:.0} p50_us={} p99_us={} p999_us={} sender_behind_p99={late_p99}us",
         if relayed { "flow" } else { "direct" },
         100.0 * (sent.saturating_sub(got)) as f64 / sent.max(1) as f64,
         got as f64 / elapsed,
