@@ -4,9 +4,11 @@
 //! engine as Refresh, CreatePermission, ChannelBind or a Send indication;
 //! read as ChannelData, it is relayed; and its length comes from a peer.
 //! Invariants: no panic, every answer is a STUN message that reads, with
-//! the request's transaction id. The same input is also an edge's key
-//! question and the pool's answer (`relay::pool_key`), and the Allocate
-//! the pool checks for proof (`relay::auth::proof`): no panic.
+//! the request's transaction id. The same input is also an edge's key,
+//! session and calls questions and the pool's answers
+//! (`relay::pool_key`; a calls answer that reads is mirrored into a calls
+//! table), and the Allocate the pool checks for proof
+//! (`relay::auth::proof`): no panic.
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,15 @@ const KEY: [u8; 16] = [7; 16];
 fuzz_target!(|data: &[u8]| {
     let _ = relay::pool_key::Question::parse(data);
     let _ = relay::pool_key::parse_answer(data);
+    let _ = relay::pool_key::SessionQuestion::parse(data);
+    let _ = relay::pool_key::parse_calls_question(data);
+    if let Ok(calls) = relay::pool_key::parse_calls_answer(data) {
+        let table = relay::calls::Calls::new();
+        for (user, id, addresses) in &calls {
+            table.mirror(user, &[(id.clone(), addresses.clone())], Instant::now());
+        }
+        let _ = table.mirrored_users();
+    }
     let _ = relay::auth::proof(data, "a", "x", &[1; 16], &[2; 32], true);
     let control = Arc::new(relay::Control::new());
     let metrics = Arc::new(relay::metrics::Metrics::default());

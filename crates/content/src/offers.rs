@@ -6,11 +6,14 @@
 //! file offered, for the file-transfer policy to judge; the bytes never
 //! pass through the server, so they cannot be inspected.
 //!
-//! Read within bounds: 16 parts, one level of nesting, 64 files.
+//! Read within bounds: 16 parts (`sdp::body`), one level of nesting, 64
+//! files.
+
+pub use sdp::body::sdp_bodies;
+use sdp::body::{boundary, media, parts};
 
 /// The most files reported for one body.
 pub const MAX_FILES: usize = 64;
-const MAX_PARTS: usize = 16;
 
 /// The Lync file-transfer namespace.
 pub const LYNC_NS: &str = "http://schemas.microsoft.com/rtc/2009/05/filetransfer";
@@ -24,38 +27,12 @@ pub struct Offered {
     pub via: &'static str,
 }
 
-fn media(content_type: &str) -> (String, &str) {
-    let (m, params) = content_type.split_once(';').unwrap_or((content_type, ""));
-    (m.trim().to_ascii_lowercase(), params)
-}
-
 /// The files a body of `content_type` offers (none for most bodies).
 pub fn offered(content_type: &str, body: &[u8]) -> Vec<Offered> {
     let mut out = Vec::new();
     collect(content_type, body, 0, &mut out);
     out.truncate(MAX_FILES);
     out
-}
-
-/// The session descriptions in a body of `content_type`: the body itself
-/// when it is `application/sdp`, else the `application/sdp` parts of a
-/// `multipart/*` body (one level, bounded).
-pub fn sdp_bodies<'a>(content_type: &str, body: &'a [u8]) -> Vec<&'a [u8]> {
-    let (m, params) = media(content_type);
-    if m == "application/sdp" {
-        return vec![body];
-    }
-    if !m.starts_with("multipart/") {
-        return Vec::new();
-    }
-    let Some(b) = boundary(params) else {
-        return Vec::new();
-    };
-    parts(body, &b)
-        .into_iter()
-        .filter(|(ct, _)| media(ct).0 == "application/sdp")
-        .map(|(_, part)| part)
-        .collect()
 }
 
 fn collect(content_type: &str, body: &[u8], depth: usize, out: &mut Vec<Offered>) {
@@ -73,63 +50,6 @@ fn collect(content_type: &str, body: &[u8], depth: usize, out: &mut Vec<Offered>
         }
         _ => {}
     }
-}
-
-fn boundary(params: &str) -> Option<String> {
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_owned())
-            .filter(|b| !b.is_empty() && b.len() <= 70)
-    })
-}
-
-/// The parts of a MIME multipart body: (Content-Type, content). Lenient
-/// about line ends (a client's SIP body), bounded in count.
-fn parts<'a>(body: &'a [u8], boundary: &str) -> Vec<(String, &'a [u8])> {
-    let delim = format!("--{boundary}");
-    let text = body;
-    let mut found = Vec::new();
-    let mut at = 0;
-    let mut starts = Vec::new();
-    while let Some(i) = find(&text[at..], delim.as_bytes()) {
-        starts.push(at + i);
-        at += i + delim.len();
-        if starts.len() > MAX_PARTS {
-            break;
-        }
-    }
-    for w in starts.windows(2) {
-        let part = &text[w[0] + delim.len()..w[1]];
-        let part = part
-            .strip_prefix(b"\r\n")
-            .or_else(|| part.strip_prefix(b"\n"))
-            .unwrap_or(part);
-        let (head, content) = match find(part, b"\r\n\r\n") {
-            Some(i) => (&part[..i], &part[i + 4..]),
-            None => match find(part, b"\n\n") {
-                Some(i) => (&part[..i], &part[i + 2..]),
-                None => continue,
-            },
-        };
-        let head = String::from_utf8_lossy(head);
-        let ct = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case("content-type")
-                    .then(|| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "text/plain".into());
-        found.push((ct, content));
-    }
-    found
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// RFC 5547: `a=file-selector:` with `name:"..."` (percent-encoded
@@ -281,6 +201,8 @@ a=path:msrp://192.0.2.1:7654/jshA7we;tcp\r\n";
             .map(|_| "--b\r\nContent-Type: text/x-msmsgsinvite\r\n\r\nApplication-File: a.exe\r\n")
             .collect::<String>()
             + "--b--\r\n";
-        assert!(offered("multipart/mixed;boundary=b", parts.as_bytes()).len() <= MAX_PARTS);
+        assert!(
+            offered("multipart/mixed;boundary=b", parts.as_bytes()).len() <= sdp::body::MAX_PARTS
+        );
     }
 }

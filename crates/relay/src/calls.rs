@@ -34,10 +34,19 @@ pub const RINGING_TTL: Duration = Duration::from_secs(300);
 /// both clients gone — must not keep its permissions for ever).
 pub const ANSWERED_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// What one end of a call (its tag) described: its addresses, and the
+/// user of ours who sent them (empty: not known, or not ours).
+#[derive(Debug)]
+struct Side {
+    tag: String,
+    owner: String,
+    addresses: Vec<IpAddr>,
+}
+
 #[derive(Debug)]
 struct Call {
     parties: Vec<String>,
-    sides: Vec<(String, Vec<IpAddr>)>,
+    sides: Vec<Side>,
     answered: bool,
     touched: Instant,
     seq: u64,
@@ -54,7 +63,17 @@ struct Inner {
     /// (beyond [`MAX_CHANGED`], everyone: `all_changed`).
     changed: HashSet<String>,
     all_changed: bool,
+    /// When calls were last expired (see [`Calls::expire_if_due`]).
+    expired: Option<Instant>,
 }
+
+/// The Call-ID prefix of the calls an edge holds for the pool (see
+/// [`Calls::mirror`]): a tab, which no SIP Call-ID holds.
+const MIRRORED: &str = "pool\t";
+/// How long a call held for the pool lives without being told again.
+pub const MIRRORED_TTL: Duration = Duration::from_secs(10);
+/// How often [`Calls::expire_if_due`] expires.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// Users remembered as changed between two looks of the relay.
 const MAX_CHANGED: usize = 65_536;
@@ -77,6 +96,21 @@ pub fn addresses_in(sdp: &[u8]) -> Option<Vec<IpAddr>> {
             .map(crate::peer::canonical)
             .collect(),
     )
+}
+
+/// The addresses the session descriptions in a body of `content_type`
+/// name (an `application/sdp` body, or the `application/sdp` parts of a
+/// `multipart/*` one: [`sdp::body`]); `None` if it holds none.
+pub fn addresses_in_body(content_type: &str, body: &[u8]) -> Option<Vec<IpAddr>> {
+    let bodies = sdp::body::sdp_bodies(content_type, body);
+    if body.is_empty() || bodies.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for b in bodies {
+        out.extend(addresses_in(b).unwrap_or_default());
+    }
+    Some(out)
 }
 
 /// The calls table (see the module's documentation).
@@ -161,6 +195,21 @@ impl Calls {
         addresses: &[IpAddr],
         now: Instant,
     ) {
+        self.described_by(call_id, tag, "", parties, addresses, now);
+    }
+
+    /// [`Calls::described`], knowing that `owner` (a user of ours) sent
+    /// it: what a user says of their own end is left out of what the pool
+    /// tells its edges for that user ([`Calls::views_of`]).
+    pub fn described_by(
+        &self,
+        call_id: &str,
+        tag: &str,
+        owner: &str,
+        parties: &[&str],
+        addresses: &[IpAddr],
+        now: Instant,
+    ) {
         let mut g = self.lock();
         let inner = &mut *g;
         if !inner.by_id.contains_key(call_id) {
@@ -210,15 +259,22 @@ impl Calls {
                 kept.push(*a);
             }
         }
-        let narrowed = match call.sides.iter_mut().find(|(t, _)| t == tag) {
-            Some((_, old)) => {
-                let narrowed = old.iter().any(|a| !kept.contains(a));
-                *old = kept;
+        let narrowed = match call.sides.iter_mut().find(|s| s.tag == tag) {
+            Some(side) => {
+                let narrowed = side.addresses.iter().any(|a| !kept.contains(a));
+                side.addresses = kept;
+                if !owner.is_empty() {
+                    owner.clone_into(&mut side.owner);
+                }
                 narrowed
             }
             None => {
                 if call.sides.len() < MAX_SIDES {
-                    call.sides.push((tag.to_owned(), kept));
+                    call.sides.push(Side {
+                        tag: tag.to_owned(),
+                        owner: owner.to_owned(),
+                        addresses: kept,
+                    });
                 }
                 false
             }
@@ -264,13 +320,19 @@ impl Calls {
     }
 
     /// A call `user` is in whose session descriptions named `addr` (its
-    /// Call-ID, for the log).
+    /// Call-ID, for the log) — those of the other ends: what a user's own
+    /// end said of itself justifies nothing for that user (else naming
+    /// any address in one's own offer would open the relay to it).
     pub fn call_naming(&self, user: &str, addr: IpAddr) -> Option<String> {
         let g = self.lock();
         g.by_user.get(user)?.iter().find_map(|id| {
             g.by_id
                 .get(id)
-                .is_some_and(|c| c.sides.iter().any(|(_, a)| a.contains(&addr)))
+                .is_some_and(|c| {
+                    c.sides
+                        .iter()
+                        .any(|s| s.owner != user && s.addresses.contains(&addr))
+                })
                 .then(|| id.clone())
         })
     }
@@ -281,8 +343,10 @@ impl Calls {
         let stale: Vec<String> = g
             .by_id
             .iter()
-            .filter(|(_, c)| {
-                let ttl = if c.answered {
+            .filter(|(id, c)| {
+                let ttl = if id.starts_with(MIRRORED) {
+                    MIRRORED_TTL
+                } else if c.answered {
                     ANSWERED_TTL
                 } else {
                     RINGING_TTL
@@ -299,6 +363,91 @@ impl Calls {
         if !stale.is_empty() {
             self.bump();
         }
+    }
+
+    /// [`Calls::expire`], if it has not run for a few seconds (for a
+    /// server that records calls for its edges with no relay of its own
+    /// to expire them).
+    pub fn expire_if_due(&self, now: Instant) {
+        {
+            let mut g = self.lock();
+            if g.expired
+                .is_some_and(|t| now.saturating_duration_since(t) < EXPIRE_EVERY)
+            {
+                return;
+            }
+            g.expired = Some(now);
+        }
+        self.expire(now);
+    }
+
+    /// What the pool tells an edge of `user`'s calls: for each (most
+    /// recent first, at most `max_calls`), the addresses the other ends
+    /// named — never what the user's own end said of itself, which no one
+    /// vouches for — each address once, at most [`MAX_ADDRESSES`].
+    pub fn views_of(&self, user: &str, max_calls: usize) -> Vec<(String, Vec<IpAddr>)> {
+        let g = self.lock();
+        let Some(ids) = g.by_user.get(user) else {
+            return Vec::new();
+        };
+        let mut calls: Vec<(&String, &Call)> = ids
+            .iter()
+            .filter(|id| !id.starts_with(MIRRORED))
+            .filter_map(|id| Some((id, g.by_id.get(id)?)))
+            .collect();
+        calls.sort_by_key(|(_, c)| std::cmp::Reverse(c.seq));
+        calls
+            .into_iter()
+            .take(max_calls)
+            .map(|(id, c)| {
+                let mut addresses: Vec<IpAddr> = Vec::new();
+                for a in c
+                    .sides
+                    .iter()
+                    .filter(|s| s.owner != user)
+                    .flat_map(|s| s.addresses.iter())
+                {
+                    if addresses.len() < MAX_ADDRESSES && !addresses.contains(a) {
+                        addresses.push(*a);
+                    }
+                }
+                (id.clone(), addresses)
+            })
+            .collect()
+    }
+
+    /// On an edge: the pool's calls of `user` ([`Calls::views_of`] there),
+    /// each held as a call of that user alone until the pool no longer
+    /// lists it (ended here at once) or is not asked again for
+    /// [`MIRRORED_TTL`]. Calls the edge carried itself are not touched.
+    pub fn mirror(&self, user: &str, views: &[(String, Vec<IpAddr>)], now: Instant) {
+        let keep: HashSet<String> = views
+            .iter()
+            .map(|(id, _)| format!("{MIRRORED}{user}\t{id}"))
+            .collect();
+        let gone: Vec<String> = self.lock().by_user.get(user).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter(|id| id.starts_with(MIRRORED) && !keep.contains(*id))
+                .cloned()
+                .collect()
+        });
+        for id in gone {
+            self.ended(&id);
+        }
+        for (id, addresses) in views {
+            let key = format!("{MIRRORED}{user}\t{id}");
+            self.described(&key, "pool", &[user], addresses, now);
+        }
+    }
+
+    /// The users an edge holds calls of for the pool (to ask about again).
+    pub fn mirrored_users(&self) -> Vec<String> {
+        let g = self.lock();
+        g.by_user
+            .iter()
+            .filter(|(_, ids)| ids.iter().any(|id| id.starts_with(MIRRORED)))
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// Calls tracked now.
@@ -410,6 +559,91 @@ mod tests {
         c.described("c2", "a", &refs, &[ip("203.0.113.200")], now);
         assert!(c.justifies("sip:u3@x", ip("203.0.113.200")));
         assert!(!c.justifies("sip:u4@x", ip("203.0.113.200")));
+    }
+
+    #[test]
+    fn the_pool_tells_an_edge_what_the_other_ends_named_never_the_users_own() {
+        let c = Calls::new();
+        let now = Instant::now();
+        let (alice, bob) = ("sip:alice@x", "sip:bob@x");
+        c.described_by("c1", "ta", alice, &[alice, bob], &[ip("198.51.100.7")], now);
+        c.described_by(
+            "c1",
+            "tb",
+            bob,
+            &[],
+            &[ip("203.0.113.5"), ip("203.0.113.6")],
+            now,
+        );
+        // A partner's end (not ours): owner unknown, told to both.
+        c.described("c1", "tp", &[], &[ip("192.0.2.44")], now);
+        assert_eq!(
+            c.views_of(alice, 4),
+            [(
+                "c1".to_string(),
+                vec![ip("203.0.113.5"), ip("203.0.113.6"), ip("192.0.2.44")]
+            )]
+        );
+        assert_eq!(
+            c.views_of(bob, 4),
+            [("c1".to_string(), vec![ip("198.51.100.7"), ip("192.0.2.44")])]
+        );
+        assert!(c.views_of("sip:carol@x", 4).is_empty());
+        // And what the relay grants: the other ends' addresses only.
+        assert!(c.justifies(alice, ip("203.0.113.5")));
+        assert!(!c.justifies(alice, ip("198.51.100.7")));
+        assert!(c.justifies(bob, ip("198.51.100.7")));
+        assert!(!c.justifies(bob, ip("203.0.113.6")));
+        // Most recent first, bounded.
+        c.described_by("c2", "tb", bob, &[alice, bob], &[ip("203.0.113.9")], now);
+        let v = c.views_of(alice, 1);
+        assert_eq!(v, [("c2".to_string(), vec![ip("203.0.113.9")])]);
+    }
+
+    #[test]
+    fn an_edge_holds_the_pools_calls_until_the_pool_drops_them_or_is_not_asked() {
+        let edge = Calls::new();
+        let now = Instant::now();
+        let alice = "sip:alice@x";
+        // A call the edge carried itself.
+        edge.described("own", "t", &[alice], &[ip("192.0.2.1")], now);
+        edge.mirror(alice, &[("c1".into(), vec![ip("203.0.113.5")])], now);
+        assert!(edge.justifies(alice, ip("203.0.113.5")));
+        assert!(!edge.justifies("sip:bob@x", ip("203.0.113.5")));
+        assert_eq!(edge.mirrored_users(), [alice.to_string()]);
+        // The pool's call changed its address, then ended.
+        let g = edge.generation();
+        edge.mirror(alice, &[("c1".into(), vec![ip("203.0.113.6")])], now);
+        assert!(edge.generation() > g);
+        assert!(!edge.justifies(alice, ip("203.0.113.5")));
+        assert!(edge.justifies(alice, ip("203.0.113.6")));
+        edge.mirror(alice, &[], now);
+        assert!(!edge.justifies(alice, ip("203.0.113.6")));
+        assert!(edge.mirrored_users().is_empty());
+        // The edge's own call is its own to end.
+        assert!(edge.justifies(alice, ip("192.0.2.1")));
+        // Held and not asked again: gone after its short life, while the
+        // edge's own (ringing) call lives on.
+        edge.mirror(alice, &[("c2".into(), vec![ip("203.0.113.7")])], now);
+        edge.expire(now + MIRRORED_TTL + Duration::from_secs(1));
+        assert!(!edge.justifies(alice, ip("203.0.113.7")));
+        assert!(edge.justifies(alice, ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn expiry_when_due_runs_at_most_every_few_seconds() {
+        let c = Calls::new();
+        let now = Instant::now();
+        let late = now + RINGING_TTL + Duration::from_secs(1);
+        c.described("c1", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.expire_if_due(late);
+        assert!(c.is_empty());
+        // Stale too, but expiry ran a moment ago: kept until it is due.
+        c.described("c2", "a", &["sip:alice@x"], &[ip("203.0.113.5")], now);
+        c.expire_if_due(late + Duration::from_secs(1));
+        assert_eq!(c.len(), 1);
+        c.expire_if_due(late + EXPIRE_EVERY);
+        assert!(c.is_empty());
     }
 
     #[test]

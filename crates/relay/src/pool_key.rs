@@ -14,6 +14,14 @@
 //! And whether a web client's session is still signed in (its credentials
 //! good only while it is): a question of [`SESSION_TYPE`] with `aor` and
 //! `session`, answered `live=1` or `live=0`.
+//!
+//! And the calls of users the edge's relay holds allocations for, which
+//! the edge did not carry itself (signalled through another edge, or to
+//! the front end directly): a question of [`CALLS_TYPE`] with a line
+//! `user=AOR` for each (at most [`MAX_CALLS_USERS`]), answered with a
+//! line `call=AOR<TAB>CALL-ID<TAB>ADDRESS,...` per call (at most
+//! [`MAX_CALLS_PER_USER`] each): the addresses the other ends of that
+//! user's call named (`crate::calls::Calls::views_of`).
 
 use std::net::IpAddr;
 
@@ -27,6 +35,15 @@ pub const CONTENT_TYPE: &str = "application/x-parapet-relay-key";
 
 /// The media type of a session question.
 pub const SESSION_TYPE: &str = "application/x-parapet-relay-session";
+
+/// The media type of a calls question.
+pub const CALLS_TYPE: &str = "application/x-parapet-relay-calls";
+/// Users one calls question names.
+pub const MAX_CALLS_USERS: usize = 16;
+/// Calls an answer gives for one user.
+pub const MAX_CALLS_PER_USER: usize = 4;
+/// The largest calls answer (16 users, 4 calls, 32 addresses each).
+pub const MAX_CALLS_BODY: usize = 64 * 1024;
 
 /// The largest body either way.
 pub const MAX_BODY: usize = 4096;
@@ -158,6 +175,91 @@ pub fn parse_live(body: &[u8]) -> Result<bool, &'static str> {
         "0" => Ok(false),
         _ => Err("live is 0 or 1"),
     }
+}
+
+/// A calls question about `users`.
+pub fn encode_calls_question(users: &[String]) -> String {
+    users.iter().map(|u| format!("user={u}\n")).collect()
+}
+
+/// An AOR as questions and answers carry it.
+fn an_aor(a: &str) -> bool {
+    plain(a) && a.starts_with("sip:") && !a.contains(['\t', ' '])
+}
+
+/// The users a calls question names.
+pub fn parse_calls_question(body: &[u8]) -> Result<Vec<String>, &'static str> {
+    if body.len() > MAX_BODY {
+        return Err("too large");
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8")?;
+    let mut users: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let aor = line
+            .strip_prefix("user=")
+            .ok_or("a line that is no user=")?;
+        if !an_aor(aor) {
+            return Err("a malformed aor");
+        }
+        if users.len() >= MAX_CALLS_USERS {
+            return Err("too many users");
+        }
+        if !users.iter().any(|u| u == aor) {
+            users.push(aor.to_owned());
+        }
+    }
+    Ok(users)
+}
+
+/// One call in a calls answer: the user, the Call-ID, the addresses.
+pub type CallView = (String, String, Vec<IpAddr>);
+
+/// The pool's calls answer as a body.
+pub fn encode_calls_answer(calls: &[CallView]) -> String {
+    let mut out = String::new();
+    for (user, id, addresses) in calls {
+        let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+        out.push_str(&format!("call={user}\t{id}\t{}\n", list.join(",")));
+    }
+    out
+}
+
+/// Reads the pool's calls answer, strictly: a malformed line fails it all.
+pub fn parse_calls_answer(body: &[u8]) -> Result<Vec<CallView>, &'static str> {
+    if body.len() > MAX_CALLS_BODY {
+        return Err("too large");
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8")?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let rest = line
+            .strip_prefix("call=")
+            .ok_or("a line that is no call=")?;
+        let mut parts = rest.split('\t');
+        let (Some(user), Some(id), Some(list), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("a call line without three fields");
+        };
+        if !an_aor(user) {
+            return Err("a malformed aor");
+        }
+        if !plain(id) || id.contains(' ') {
+            return Err("a malformed Call-ID");
+        }
+        let mut addresses = Vec::new();
+        for a in list.split(',').filter(|a| !a.is_empty()) {
+            if addresses.len() >= crate::calls::MAX_ADDRESSES {
+                return Err("too many addresses");
+            }
+            addresses.push(a.parse().map_err(|_| "an address that does not read")?);
+        }
+        if out.len() >= MAX_CALLS_USERS * MAX_CALLS_PER_USER {
+            return Err("too many calls");
+        }
+        out.push((user.to_owned(), id.to_owned(), addresses));
+    }
+    Ok(out)
 }
 
 /// The pool's answer as a body.
@@ -313,5 +415,48 @@ mod tests {
         ] {
             assert!(parse_answer(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_calls_question_and_answer_read_back_and_are_strict() {
+        let users = vec!["sip:alice@x".to_string(), "sip:bob@x".to_string()];
+        let q = encode_calls_question(&users);
+        assert_eq!(parse_calls_question(q.as_bytes()).unwrap(), users);
+        assert!(parse_calls_question(b"user=alice@x\n").is_err(), "not sip:");
+        assert!(parse_calls_question(b"user=sip:a\tb@x\n").is_err());
+        assert!(parse_calls_question(b"aor=sip:alice@x\n").is_err());
+        let many: String = (0..=MAX_CALLS_USERS)
+            .map(|i| format!("user=sip:u{i}@x\n"))
+            .collect();
+        assert!(parse_calls_question(many.as_bytes()).is_err());
+
+        let calls: Vec<CallView> = vec![
+            (
+                "sip:alice@x".into(),
+                "c1@h".into(),
+                vec![
+                    "203.0.113.5".parse().unwrap(),
+                    "2001:db8::5".parse().unwrap(),
+                ],
+            ),
+            ("sip:alice@x".into(), "c2".into(), vec![]),
+        ];
+        let a = encode_calls_answer(&calls);
+        assert_eq!(parse_calls_answer(a.as_bytes()).unwrap(), calls);
+        assert!(parse_calls_answer(b"").unwrap().is_empty());
+        for bad in [
+            "call=sip:alice@x\tc1\n",
+            "call=sip:alice@x\tc1\t203.0.113.5\textra\n",
+            "call=sip:alice@x\tc 1\t203.0.113.5\n",
+            "call=sip:alice@x\tc1\tnot-an-address\n",
+            "call=alice\tc1\t203.0.113.5\n",
+            "key=sip:alice@x\tc1\t\n",
+        ] {
+            assert!(parse_calls_answer(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let long: String = (0..=crate::calls::MAX_ADDRESSES)
+            .map(|i| format!("192.0.2.{i},"))
+            .collect();
+        assert!(parse_calls_answer(format!("call=sip:a@x\tc\t{long}\n").as_bytes()).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //!   requires. At most [`Limits`] bytes, lines, media sections and
 //!   attributes. Connection addresses (`c=`) and ports are read into typed
 //!   values; attributes are kept as name and value.
+//! - [`body`]: the descriptions in a SIP body, `multipart/*` included.
 //! - [`protection`]: how each media stream is protected (SRTP keyed by
 //!   SDES or DTLS-SRTP), or why it is not, for the media policy.
 
@@ -15,6 +16,7 @@
 
 use std::net::IpAddr;
 
+pub mod body;
 pub mod protection;
 
 /// How much one description may hold.

@@ -137,6 +137,8 @@ pub(crate) async fn start<S: store::Store>(
         source_rate: r.source_rate,
         web_secret: Some(plan.secret.clone()),
         interfaces: sip_app::identity::interface_addrs(),
+        // The front end's table has every call its proxy relays.
+        ask_calls: false,
     };
     let (asks, mut asked) = mpsc::channel(256);
     let handle = relay::serve::start(settings, plan.control.clone(), metrics.clone(), asks)

@@ -213,7 +213,13 @@ impl<S: store::Store> Core<S> {
             };
             if wants(auth::edge_snapshot::CONTENT_TYPE) {
                 self.edges.report(src.flow, msg);
-                self.relay_control.set_edge_urls(self.edges.relay_urls());
+                let urls = self.edges.relay_urls();
+                if !urls.is_empty() && self.relay.is_none() {
+                    // An edge runs a relay: the calls the proxy relays are
+                    // recorded for its questions (a relay here does anyway).
+                    self.relay = Some(self.relay_control.clone());
+                }
+                self.relay_control.set_edge_urls(urls);
                 return self.answer_snapshot(&r).await;
             }
             if wants(relay::pool_key::CONTENT_TYPE) {
@@ -221,6 +227,9 @@ impl<S: store::Store> Core<S> {
             }
             if wants(relay::pool_key::SESSION_TYPE) {
                 return self.answer_relay_session(&r).await;
+            }
+            if wants(relay::pool_key::CALLS_TYPE) {
+                return self.answer_relay_calls(&r).await;
             }
         }
         if self.edges.is_unpaired(src.flow) {

@@ -461,6 +461,26 @@ impl<S: store::Store> crate::Core<S> {
         }
     }
 
+    /// A paired edge's relay asking about users' calls (OPTIONS with
+    /// `Accept` of `relay::pool_key::CALLS_TYPE`): 200 with them, or 400
+    /// for a question that does not read.
+    pub(crate) async fn answer_relay_calls(&mut self, r: &crate::Req<'_>) {
+        match self.relay_calls_for_edge(r.msg.body()) {
+            Ok(body) => {
+                self.answer_edge(r, relay::pool_key::CALLS_TYPE, &body)
+                    .await;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "an edge's relay asked about calls in a malformed question"
+                );
+                self.reply(r, 400, "Bad Request (Malformed Calls Question)", &[])
+                    .await;
+            }
+        }
+    }
+
     /// 200 to an edge's question, with `body` of `content_type`.
     async fn answer_edge(&mut self, r: &crate::Req<'_>, content_type: &str, body: &str) {
         let bytes = self.edge_answer(r)(content_type, body);

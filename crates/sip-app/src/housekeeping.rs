@@ -56,6 +56,11 @@ impl<S: store::Store> Core<S> {
         }
         self.verifier
             .housekeeping(u64::try_from(unix_now()).unwrap_or(0));
+        // Calls recorded for the edges' relays with none here to expire
+        // them (a relay here does it too; this runs every few seconds).
+        if let Some(control) = &self.relay {
+            control.calls.expire_if_due(Instant::now());
+        }
         use std::sync::atomic::Ordering::Relaxed;
         let worst = std::mem::take(&mut self.queue_delay.worst);
         self.metrics.inbound_delay_us.store(

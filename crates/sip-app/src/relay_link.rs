@@ -17,15 +17,7 @@ use crate::unix_now;
 
 /// The addresses named by the session descriptions in `msg`'s body.
 fn described_addresses(msg: &Message, content_type: &str) -> Option<Vec<IpAddr>> {
-    let bodies = content::offers::sdp_bodies(content_type, msg.body());
-    if bodies.is_empty() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for b in bodies {
-        out.extend(relay::calls::addresses_in(b).unwrap_or_default());
-    }
-    Some(out)
+    relay::calls::addresses_in_body(content_type, msg.body())
 }
 
 impl<S: store::Store> Core<S> {
@@ -44,6 +36,11 @@ impl<S: store::Store> Core<S> {
             // that reaches the core is not taken as signed in.
             Ask::Session { reply, .. } => {
                 let _ = reply.send(false);
+            }
+            // Only an edge's relay asks about calls (the front end's table
+            // is the pool's own).
+            Ask::Calls { reply, .. } => {
+                let _ = reply.send(());
             }
             Ask::Outcome { aor, source, ok } => {
                 let now = u64::try_from(unix_now()).unwrap_or(0);
@@ -151,9 +148,16 @@ impl<S: store::Store> Core<S> {
         let (Some(call_id), Some(tag)) = (call_id(msg), tag(msg, sip::HeaderKind::From)) else {
             return;
         };
+        // The request's sender described its own end.
+        let owner = msg
+            .typed::<sip::headers::From>()
+            .ok()
+            .flatten()
+            .and_then(|f| self.our_party(&f.0))
+            .unwrap_or_default();
         control
             .calls
-            .described(call_id, tag, parties, addresses, Instant::now());
+            .described_by(call_id, tag, &owner, parties, addresses, Instant::now());
     }
 
     /// A response to an INVITE (or UPDATE, PRACK) passing upstream: its
@@ -176,9 +180,16 @@ impl<S: store::Store> Core<S> {
         ) else {
             return;
         };
+        // The answerer (To) described its own end.
+        let owner = resp
+            .typed::<sip::headers::To>()
+            .ok()
+            .flatten()
+            .and_then(|t| self.our_party(&t.0))
+            .unwrap_or_default();
         control
             .calls
-            .described(call_id, tag, &[], &addresses, Instant::now());
+            .described_by(call_id, tag, &owner, &[], &addresses, Instant::now());
     }
 
     /// An ACK carrying a session description (the answer to an offer made
@@ -213,6 +224,21 @@ impl<S: store::Store> Core<S> {
         if let (Some(control), Some(call_id)) = (&self.relay, call_id(msg)) {
             control.calls.unanswered(call_id);
         }
+    }
+
+    /// The calls of the users a paired edge's relay asks about (an edge
+    /// records only the calls it carries): per user, the addresses the
+    /// other ends named (`relay::calls::Calls::views_of`).
+    pub(crate) fn relay_calls_for_edge(&self, body: &[u8]) -> Result<String, &'static str> {
+        let users = relay::pool_key::parse_calls_question(body)?;
+        let calls = &self.relay_control.calls;
+        let mut answer = Vec::new();
+        for u in users {
+            for (id, addresses) in calls.views_of(&u, relay::pool_key::MAX_CALLS_PER_USER) {
+                answer.push((u.clone(), id, addresses));
+            }
+        }
+        Ok(relay::pool_key::encode_calls_answer(&answer))
     }
 
     /// `aor`'s relay allocations end (disabled, removed, a new password,

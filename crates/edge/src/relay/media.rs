@@ -13,7 +13,12 @@
 //! signalling the edge carries: only what comes from the pool (requests
 //! it sends out, responses to outside requests) is recorded, after the
 //! pool's proxy judged it — a remote user's own offer names nothing a
-//! permission could be granted to. Users whose access ended reach the
+//! permission could be granted to. A call the edge did not carry (its
+//! user signed in through another edge, or inside) is asked of the pool
+//! when a permission needs it (`relay::pool_key`'s calls question): the
+//! pool's answer is held for that user and asked again twice a second
+//! while it lasts, so that a call ended elsewhere ends here within a
+//! second, and one the pool no longer answers for lapses in ten. Users whose access ended reach the
 //! relay in the pool's snapshot, fetched twice a second, and end their
 //! allocations at once.
 
@@ -56,6 +61,12 @@ const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 enum Waiting {
     Key(oneshot::Sender<KeyAnswer>),
     Session(oneshot::Sender<bool>),
+    /// A calls question about `users`; `reply` for the relay's request
+    /// that asked (none: asked again by the edge itself).
+    Calls {
+        users: Vec<String>,
+        reply: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// The running relay, as the edge's task sees it.
@@ -66,6 +77,9 @@ pub(super) struct Media {
     pub(super) listeners: Vec<String>,
     pending: HashMap<u64, (Waiting, Instant)>,
     seq: u64,
+    /// Where the last round of calls questions started (see
+    /// `refresh_pool_calls`).
+    calls_round: usize,
 }
 
 /// Starts the relay on the external side: `tls` its TLS listener's (the
@@ -91,6 +105,7 @@ pub(super) async fn start(
             pool_key,
         ))),
         interfaces: cfg.interfaces.clone(),
+        ask_calls: true,
     };
     let control = Arc::new(::relay::Control::new());
     let relay_metrics = Arc::new(::relay::metrics::Metrics::default());
@@ -116,6 +131,7 @@ pub(super) async fn start(
         },
         pending: HashMap::new(),
         seq: 0,
+        calls_round: 0,
     };
     Ok((media, asked))
 }
@@ -155,16 +171,12 @@ fn ours(party: &sip::headers::NameAddr<'_>, domain: &str) -> Option<String> {
         .then(|| format!("sip:{user}@{domain}"))
 }
 
-/// The addresses a message's session description names (`None`: it
-/// carries none). Only `application/sdp` bodies are read here: anything
-/// else grants nothing.
+/// The addresses a message's session descriptions name (`None`: it
+/// carries none): an `application/sdp` body, or the `application/sdp`
+/// parts of a `multipart/*` one, as the pool's proxy read them.
 fn described(msg: &Message) -> Option<Vec<IpAddr>> {
     let ct = msg.header(HeaderKind::ContentType)?.value;
-    let media = ct.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/sdp") || msg.body().is_empty() {
-        return None;
-    }
-    ::relay::calls::addresses_in(msg.body())
+    ::relay::calls::addresses_in_body(ct, msg.body())
 }
 
 impl Edge {
@@ -201,6 +213,50 @@ impl Edge {
                 self.ask_pool(Waiting::Session(reply), pool_key::SESSION_TYPE, &body)
                     .await;
             }
+            Ask::Calls { aor, reply } => {
+                let users = vec![aor];
+                let body = pool_key::encode_calls_question(&users);
+                let waiting = Waiting::Calls {
+                    users,
+                    reply: Some(reply),
+                };
+                self.ask_pool(waiting, pool_key::CALLS_TYPE, &body).await;
+            }
+        }
+    }
+
+    /// Asks the pool again about the calls the relay holds for it (their
+    /// users, [`pool_key::MAX_CALLS_USERS`] a question).
+    pub(super) async fn refresh_pool_calls(&mut self) {
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        let users = media.control.calls.mirrored_users();
+        // At most a quarter of the questions that may wait at once (key
+        // questions keep their room); with more users than that, a
+        // different part of them each round.
+        let chunks: Vec<&[String]> = users.chunks(pool_key::MAX_CALLS_USERS).collect();
+        let per_round = MAX_QUESTIONS / 4;
+        let start = if chunks.len() > per_round {
+            media.calls_round = media.calls_round.wrapping_add(per_round);
+            media.calls_round % chunks.len()
+        } else {
+            0
+        };
+        let chunks: Vec<Vec<String>> = chunks
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(chunks.len().min(per_round))
+            .map(|c| c.to_vec())
+            .collect();
+        for chunk in &chunks {
+            let body = pool_key::encode_calls_question(chunk);
+            let waiting = Waiting::Calls {
+                users: chunk.clone(),
+                reply: None,
+            };
+            self.ask_pool(waiting, pool_key::CALLS_TYPE, &body).await;
         }
     }
 
@@ -285,6 +341,24 @@ impl Edge {
             Waiting::Session(reply) => pool_key::parse_live(msg.body()).map(|live| {
                 let _ = reply.send(live);
             }),
+            Waiting::Calls { users, reply } => {
+                pool_key::parse_calls_answer(msg.body()).map(|calls| {
+                    if let Some(media) = &self.media {
+                        let now = Instant::now();
+                        for u in &users {
+                            let views: Vec<(String, Vec<IpAddr>)> = calls
+                                .iter()
+                                .filter(|(user, _, _)| user == u)
+                                .map(|(_, id, a)| (id.clone(), a.clone()))
+                                .collect();
+                            media.control.calls.mirror(u, &views, now);
+                        }
+                    }
+                    if let Some(r) = reply {
+                        let _ = r.send(());
+                    }
+                })
+            }
         };
         if let Err(why) = read {
             tracing::error!(why, "the pool's answer to the media relay does not read");
@@ -561,5 +635,25 @@ mod tests {
         );
         outward_request(&calls, D, &text);
         assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn the_sdp_part_of_a_multipart_offer_is_read_as_the_pool_read_it() {
+        let calls = Calls::new();
+        let body = format!(
+            "--b7\nContent-Type: application/x-private\n\nnothing\n--b7\n\
+             Content-Type: application/sdp\n\n{}--b7--\n",
+            sdp("203.0.113.5")
+        );
+        let offer = request_to(
+            "INVITE",
+            "alice",
+            "bob@example.test",
+            "",
+            Some(&body),
+            "multipart/mixed;boundary=b7",
+        );
+        outward_request(&calls, D, &offer);
+        assert!(calls.justifies("sip:bob@example.test", ip("203.0.113.5")));
     }
 }

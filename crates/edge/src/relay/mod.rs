@@ -459,6 +459,9 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
                 // small signed body, cheap for both sides).
                 if edge.last_fetch.elapsed() >= SNAPSHOT_EVERY {
                     edge.fetch_snapshot().await;
+                    // And, as often, the calls the relay holds for the
+                    // pool: ended ones end here within a second.
+                    edge.refresh_pool_calls().await;
                 }
             }
             _ = keepalive.tick() => edge.keepalive().await,

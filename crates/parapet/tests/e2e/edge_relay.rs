@@ -254,3 +254,61 @@ fn a_browsers_credentials_from_the_pool_work_at_the_edges_relay_while_its_sessio
         edge.log()
     );
 }
+
+#[test]
+fn a_call_the_edge_did_not_carry_is_asked_of_the_pool_and_ends_with_it_there() {
+    // Alice's client signs in to one edge (or, as here, inside) and takes
+    // its relay from another: this edge never saw her call.
+    let (s, edge) = pool("edge-relay-calls");
+    let relay: SocketAddr = format!("{EXTERNAL}:{}", edge.relay_port.unwrap())
+        .parse()
+        .unwrap();
+    let peer: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+    let mut alice = Turn::udp_to(relay, "example.test", REMOTE, "alice", ALICE);
+    let a = alice.allocate();
+    assert_eq!(a.class, Class::Success, "code {}\n{}", a.code, edge.log());
+    // In no call anywhere: the pool knows none either.
+    assert_eq!(alice.permission(peer), 403);
+
+    // Bob answers with media at 203.0.113.5 (a candidate at .6); alice
+    // offers 198.51.100.7 — all of it through the front end only.
+    let (caller, callee) =
+        crate::relay::bob_answers_alice_with(&s, "call_uac_relay.xml", ALICE, BOB);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alice.permission(peer) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the edge never learnt of the call\n{}\n{}",
+            edge.log(),
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        alice.channel(0x4000, "203.0.113.6:61000".parse().unwrap()),
+        0
+    );
+    // What alice's own end said of itself is nothing the pool vouches for.
+    assert_eq!(alice.permission("198.51.100.7:40000".parse().unwrap()), 403);
+    let (ok, msgs) = caller.finish();
+    assert!(ok, "{msgs}\n{}", s.log());
+    let (ok, msgs) = callee.finish();
+    assert!(ok, "{msgs}");
+
+    // The BYE went through the front end only: the edge hears that the
+    // call ended when it asks again, and the permission goes within a
+    // second.
+    let ended = Instant::now();
+    while alice.permission(peer) != 403 {
+        assert!(
+            ended.elapsed() < Duration::from_secs(1),
+            "the permission outlived the call by a second\n{}",
+            edge.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "edge relay: the permission ended {} ms after the call",
+        ended.elapsed().as_millis()
+    );
+}

@@ -291,15 +291,25 @@ fn addr(s: &str) -> SocketAddr {
 /// Bob (registered, SIPp answering with media at 203.0.113.5 and a
 /// candidate at 203.0.113.6) and alice calling him by `uac` (media at
 /// 198.51.100.7): (caller, callee).
-fn bob_answers_alice(s: &Server, uac: &str) -> (SippRun, SippRun) {
+pub(crate) fn bob_answers_alice(s: &Server, uac: &str) -> (SippRun, SippRun) {
+    bob_answers_alice_with(s, uac, ALICE, BOB)
+}
+
+/// [`bob_answers_alice`] with their passwords.
+pub(crate) fn bob_answers_alice_with(
+    s: &Server,
+    uac: &str,
+    alice: &str,
+    bob: &str,
+) -> (SippRun, SippRun) {
     let callee = register_then_with(
         s,
         "bob",
-        BOB,
+        bob,
         "call_uas_relay.xml",
         &["203.0.113.5", "203.0.113.6"],
     );
-    let caller = alice_calls_bob(s, uac, ALICE, &["alice", "198.51.100.7"]);
+    let caller = alice_calls_bob(s, uac, alice, &["alice", "198.51.100.7"]);
     (caller, callee)
 }
 
@@ -441,8 +451,10 @@ fn permissions_go_only_to_addresses_a_call_named_and_end_with_the_call() {
         "an ICE candidate"
     );
     assert_eq!(alice.channel(0x4000, addr("203.0.113.5:40000")), 0);
-    // Its related address is not a peer; carol is not in the call.
+    // Its related address is not a peer; carol is not in the call; what
+    // alice's own offer named is nothing she may relay to.
     assert_eq!(alice.permission(addr("10.0.0.2:4000")), 403);
+    assert_eq!(alice.permission(addr("198.51.100.7:40000")), 403);
     assert_eq!(carol.permission(addr("203.0.113.5:40000")), 403);
 
     let (ok, msgs) = caller.finish();

@@ -237,6 +237,10 @@ pub struct Answer<T> {
     pub response: Vec<u8>,
     /// The allocation it deleted (Refresh with LIFETIME 0).
     pub removed: Option<Allocation<T>>,
+    /// Refused (403) only because a peer is in no call of this user that
+    /// the relay knows of: the user, whose calls an edge's relay may ask
+    /// the pool about before refusing.
+    pub unjustified: Option<String>,
 }
 
 /// Why an allocation ended, for the log.
@@ -283,6 +287,8 @@ pub struct Engine<T> {
     channels_now: usize,
     calls_seen: u64,
     revocations_seen: u64,
+    /// Set by the request being answered: see [`Answer::unjustified`].
+    unjustified: Option<String>,
 }
 
 fn error(m: &Message<'_>, code: u16, reason: &str) -> Vec<u8> {
@@ -306,6 +312,7 @@ impl<T: Clone> Engine<T> {
             limits,
             calls_seen: control.calls.generation(),
             revocations_seen: control.revocation_generation(),
+            unjustified: None,
             control,
             metrics,
             own,

@@ -16,6 +16,10 @@ use super::{
     PERMISSION_LIFETIME,
 };
 
+/// Why a peer no call justifies is refused (and the one refusal an
+/// edge's relay asks the pool about).
+const NO_CALL: &str = "the peer is in no call of this user";
+
 impl<T: Clone> Engine<T> {
     /// Whether `peer` may be given a permission by `a`'s user: `Ok(call)`
     /// with the call that names it (`None`: another allocation here).
@@ -28,15 +32,17 @@ impl<T: Clone> Engine<T> {
             .calls
             .call_naming(aor, crate::peer::canonical(peer.ip()))
             .map(Some)
-            .ok_or("the peer is in no call of this user")
+            .ok_or(NO_CALL)
     }
 
     /// Refresh, CreatePermission or ChannelBind from `c` (RFC 8656 §7.3,
     /// §9, §12), its credentials checked with the allocation's key.
     pub fn request(&mut self, c: &Client, m: &Message<'_>, now: Instant, unix: u64) -> Answer<T> {
+        self.unjustified = None;
         let plain = |response| Answer {
             response,
             removed: None,
+            unjustified: None,
         };
         let Some(&id) = self.by_client.get(c) else {
             return plain(error(m, 437, "Allocation Mismatch"));
@@ -73,7 +79,11 @@ impl<T: Clone> Engine<T> {
             }
         };
         self.publish();
-        Answer { response, removed }
+        Answer {
+            response,
+            removed,
+            unjustified: self.unjustified.take(),
+        }
     }
 
     fn sign(
@@ -193,6 +203,9 @@ impl<T: Clone> Engine<T> {
                 }
                 Ok(call) => peers.push((peer, call)),
                 Err(why) => {
+                    if why == NO_CALL {
+                        self.unjustified = Some(aor.clone());
+                    }
                     self.metrics.permissions_refused.inc();
                     tracing::info!(user = %aor, peer = %peer, why, "relay: permission refused");
                     return Err((403, "Forbidden"));

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::Control;
 
 mod allocate;
+mod pool_calls;
 mod stream;
 
 use allocate::allocate;
@@ -73,6 +74,10 @@ pub struct Settings {
     /// answers from whichever address the route picks, which a client —
     /// or a NAT in front of it — drops on a machine with several).
     pub interfaces: Vec<IpAddr>,
+    /// An edge's relay: a peer in no call this relay knows of is asked
+    /// about ([`Ask::Calls`]) before it is refused — the call may have
+    /// been signalled through another edge, or to the front end directly.
+    pub ask_calls: bool,
 }
 
 /// Where a UDP listener on `addr` binds: `addr`, or for a wildcard one,
@@ -118,6 +123,13 @@ pub enum Ask {
         aor: String,
         session: String,
         reply: oneshot::Sender<bool>,
+    },
+    /// The calls of user `aor` the pool knows (an edge's relay asks, with
+    /// [`Settings::ask_calls`]): the answer is put in the relay's calls
+    /// table (`crate::calls::Calls::mirror`), then `reply` is sent.
+    Calls {
+        aor: String,
+        reply: oneshot::Sender<()>,
     },
     /// How checking that user's credentials went (for the lockout).
     Outcome {
@@ -185,6 +197,11 @@ struct Shared {
     pending: AtomicUsize,
     connections: Mutex<HashMap<IpAddr, usize>>,
     next_conn: AtomicU64,
+    /// Users whose calls are being asked about ([`Ask::Calls`]): the
+    /// requests waiting for the same answer.
+    calls_waiting: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Per user, how many more calls questions may be asked.
+    calls_tokens: Mutex<HashMap<String, Tokens>>,
 }
 
 /// The running relay: its listeners' addresses.
@@ -234,6 +251,8 @@ pub async fn start(
         pending: AtomicUsize::new(0),
         connections: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
+        calls_waiting: Mutex::new(HashMap::new()),
+        calls_tokens: Mutex::new(HashMap::new()),
     });
     let mut local = Vec::new();
     let mut index = 0u64;
@@ -272,28 +291,8 @@ impl Shared {
     /// Whether `ip` may make one more request while it holds no allocation.
     fn source_allows(&self, ip: IpAddr, now: Instant) -> bool {
         let (rate, burst) = self.settings.source_rate;
-        let (rate, burst) = (f64::from(rate), f64::from(burst));
         let mut m = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= MAX_SOURCES && !m.contains_key(&ip) {
-            // Sources that have been quiet long enough are full again.
-            m.retain(|_, t| now.saturating_duration_since(t.last).as_secs_f64() * rate < burst);
-            if m.len() >= MAX_SOURCES {
-                return false;
-            }
-        }
-        let t = m.entry(ip).or_insert(Tokens {
-            tokens: burst,
-            last: now,
-        });
-        t.tokens =
-            (t.tokens + now.saturating_duration_since(t.last).as_secs_f64() * rate).min(burst);
-        t.last = now;
-        if t.tokens >= 1.0 {
-            t.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        take_token(&mut m, ip, (f64::from(rate), f64::from(burst)), now)
     }
 
     fn count_response(&self, response: &[u8]) {
@@ -312,6 +311,36 @@ impl Shared {
                 t.abort();
             }
         }
+    }
+}
+
+/// A token from `key`'s bucket in `m` (refilled at `rate` a second up to
+/// `burst`), if it has one. At most [`MAX_SOURCES`] buckets: when full,
+/// the full ones are let go, and a new key gets none if none was.
+fn take_token<K: std::hash::Hash + Eq>(
+    m: &mut HashMap<K, Tokens>,
+    key: K,
+    (rate, burst): (f64, f64),
+    now: Instant,
+) -> bool {
+    if m.len() >= MAX_SOURCES && !m.contains_key(&key) {
+        // Keys that have been quiet long enough are full again.
+        m.retain(|_, t| now.saturating_duration_since(t.last).as_secs_f64() * rate < burst);
+        if m.len() >= MAX_SOURCES {
+            return false;
+        }
+    }
+    let t = m.entry(key).or_insert(Tokens {
+        tokens: burst,
+        last: now,
+    });
+    t.tokens = (t.tokens + now.saturating_duration_since(t.last).as_secs_f64() * rate).min(burst);
+    t.last = now;
+    if t.tokens >= 1.0 {
+        t.tokens -= 1.0;
+        true
+    } else {
+        false
     }
 }
 
@@ -431,6 +460,11 @@ async fn stun_message(
             let answer = shared.engine().request(&client, m, now, unix);
             if let Some(a) = answer.removed {
                 shared.end(vec![a]);
+            }
+            if let Some(aor) = answer.unjustified.filter(|_| shared.settings.ask_calls) {
+                if pool_calls::ask_then_answer(shared, client, m, back, aor, now) {
+                    return;
+                }
             }
             answer.response
         }
