@@ -28,12 +28,16 @@ use auth::edge_snapshot::Snapshot;
 use crate::pairing::Pairing;
 
 mod client_certs;
+mod links;
 mod media;
 mod partner;
 mod snapshot;
+mod tls;
 use crate::token::Sealer;
 use crate::topology::{Hop, Name, Refused, Sender, Topology, TRUST_HEADER};
+use links::Link;
 pub use media::MediaRelay;
+use tls::tls;
 
 /// Refused sign-ins and requests are logged at a bounded rate (with how
 /// many were not).
@@ -77,121 +81,6 @@ pub struct EdgeConfig {
     pub max_connections_per_partner: usize,
     /// The A/V edge's media relay (`None`: none).
     pub media: Option<MediaRelay>,
-}
-
-/// What the edge's TLS needs, built from the pairing file.
-#[derive(Debug)]
-struct Tls {
-    /// The WSS listener's: asks for no certificate (Chromium cancels a
-    /// WebSocket handshake whenever the server asks for one).
-    external_wss: Arc<rustls::ServerConfig>,
-    /// The TLS listener's: also asks for a partner's certificate.
-    external_tls: Arc<rustls::ServerConfig>,
-    /// Connections to partners' servers (`None`: no CA trusted for them).
-    partner_client: Option<Arc<rustls::ClientConfig>>,
-    /// Which presented certificates are partners' servers' (the others
-    /// are devices').
-    partner_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-    internal: Arc<rustls::ServerConfig>,
-    client: ClientTls,
-}
-
-fn tls(
-    p: &Pairing,
-    partner_cas: &[rustls_pki_types::CertificateDer<'static>],
-) -> Result<Tls, String> {
-    use sip_transport::tls::{certs_from_pem, key_from_pem, server_config, ClientAuth};
-    let ca = certs_from_pem(p.ca.as_bytes()).map_err(|e| format!("pairing: ca: {e}"))?;
-    let chain = certs_from_pem(p.certificate.as_bytes())
-        .map_err(|e| format!("pairing: certificate: {e}"))?;
-    let key = key_from_pem(p.key.as_bytes()).map_err(|e| format!("pairing: key: {e}"))?;
-    let ext_chain = certs_from_pem(p.external_certificate.as_bytes())
-        .map_err(|e| format!("pairing: external_certificate: {e}"))?;
-    let ext_key = key_from_pem(p.external_key.as_bytes())
-        .map_err(|e| format!("pairing: external_key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in &ca {
-        roots
-            .add(c.clone())
-            .map_err(|e| format!("pairing: ca: {e}"))?;
-    }
-    let roots = Arc::new(roots);
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        roots.clone(),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| format!("pairing: ca: {e}"))?;
-    let internal = server_config(
-        chain.clone(),
-        key.clone_key(),
-        ClientAuth::Verifier(verifier),
-    )
-    .map_err(|e| format!("internal TLS: {e}"))?;
-    // On TLS a certificate is asked for, never required: devices present
-    // theirs, and partners' servers. WSS carries browsers: not asked.
-    let external_wss = server_config(ext_chain.clone(), ext_key.clone_key(), ClientAuth::None)
-        .map_err(|e| format!("external TLS: {e}"))?;
-    let external = server_config(
-        ext_chain.clone(),
-        ext_key.clone_key(),
-        ClientAuth::Verifier(client_certs::ClientCerts::new(None, provider.clone())),
-    )
-    .map_err(|e| format!("external TLS: {e}"))?;
-    let (external_tls, partner_client, partner_verifier) = if partner_cas.is_empty() {
-        (external.clone(), None, None)
-    } else {
-        let trust = federation::verifier::PartnerTrust::new(partner_cas, provider.clone())
-            .map_err(|e| format!("federation.trusted_cas: {e}"))?;
-        let client = trust.client_config(ext_chain.clone(), ext_key.clone_key())?;
-        let partners = trust.inbound_optional();
-        let server = server_config(
-            ext_chain,
-            ext_key,
-            ClientAuth::Verifier(client_certs::ClientCerts::new(
-                Some(partners.clone()),
-                provider.clone(),
-            )),
-        )
-        .map_err(|e| format!("external TLS: {e}"))?;
-        (server, Some(client), Some(partners))
-    };
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("internal TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("pairing: certificate and key: {e}"))?;
-    let server_name =
-        rustls_pki_types::ServerName::try_from(p.front_end_name.clone()).map_err(|_| {
-            format!(
-                "pairing: front_end_name {:?} is not a name",
-                p.front_end_name
-            )
-        })?;
-    Ok(Tls {
-        external_wss,
-        external_tls,
-        partner_client,
-        partner_verifier,
-        internal,
-        client: ClientTls {
-            config: Arc::new(client),
-            server_name,
-        },
-    })
-}
-
-/// A link to the pool being opened or open.
-#[derive(Debug)]
-struct Link {
-    addr: SocketAddr,
-    flow: Option<FlowId>,
-    connecting: bool,
-    /// When to try again after a failure.
-    retry_at: Instant,
-    backoff: Duration,
 }
 
 /// The relay's state.
@@ -905,90 +794,6 @@ impl Edge {
             Err(Refused(status, reason)) => {
                 self.reply(&int, msg, src, status, reason, &[]).await;
             }
-        }
-    }
-
-    fn on_connected(&mut self, i: usize, flow: Option<FlowId>) {
-        let Some(link) = self.links.get_mut(i) else {
-            return;
-        };
-        link.connecting = false;
-        match flow {
-            Some(f) => {
-                tracing::info!(front_end = %link.addr, "linked to the pool");
-                link.flow = Some(f);
-                link.backoff = Duration::from_millis(250);
-                self.pool_flows.insert(f);
-                self.metrics.links.fetch_add(1, Relaxed);
-            }
-            None => {
-                link.retry_at = Instant::now() + link.backoff;
-                link.backoff = (link.backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-
-    /// Drops closed connections and (re)opens links to the pool.
-    fn housekeeping(&mut self) {
-        self.expire_snapshot();
-        self.media_housekeeping();
-        for f in self.ext.closed_flows() {
-            self.partners.remove(&f);
-            self.devices.remove(&f);
-            self.in_flight.remove(&f);
-            // A partner's connection that closed is forgotten (the maps
-            // hold only live connections, so they stay bounded by them).
-            self.partner_closed(f);
-        }
-        for f in self.int.closed_flows() {
-            self.pool_flows.remove(&f);
-            if self.accepted.remove(&f) {
-                self.metrics.links.fetch_sub(1, Relaxed);
-                tracing::warn!("a front end's connection to the internal listener closed");
-            }
-            self.strangers.remove(&f);
-            for l in &mut self.links {
-                if l.flow == Some(f) {
-                    self.metrics.links.fetch_sub(1, Relaxed);
-                    tracing::warn!(front_end = %l.addr, "link to the pool closed");
-                    l.flow = None;
-                    l.retry_at = Instant::now();
-                }
-            }
-        }
-        let now = Instant::now();
-        for (i, l) in self.links.iter_mut().enumerate() {
-            if l.flow.is_some() || l.connecting || l.retry_at > now {
-                continue;
-            }
-            l.connecting = true;
-            let (int, tls, addr, done) = (
-                self.int.clone(),
-                self.client_tls.clone(),
-                l.addr,
-                self.connected.clone(),
-            );
-            tokio::spawn(async move {
-                let flow = match int.open(addr, Some(tls)).await {
-                    Ok(f) => Some(f),
-                    Err(e) => {
-                        tracing::warn!(front_end = %addr, error = %e, "cannot link to the pool");
-                        None
-                    }
-                };
-                let _ = done.send((i, flow)).await;
-            });
-        }
-    }
-
-    /// CRLF keep-alives (RFC 5626 §3.5.1) on the links, so no idle timer
-    /// closes them between calls.
-    async fn keepalive(&mut self) {
-        for f in self.links.iter().filter_map(|l| l.flow).collect::<Vec<_>>() {
-            let _ = self
-                .int
-                .send(Target::Flow(f), Bytes::from_static(b"\r\n\r\n"))
-                .await;
         }
     }
 }
