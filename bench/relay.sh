@@ -19,6 +19,10 @@
 #     packets a second, p50 and p99: client to relay to relay to client
 #     (an even schedule; to the kernel's receive timestamp), less the same
 #     traffic sent directly between the two clients' sockets;
+#   - the floor, in Parapet's turn: the same traffic at the same two rates
+#     through relay_load's `forwarder` (a blocking receive and a send per
+#     datagram, pinned to the server's core): the least any relay could
+#     add on this machine;
 #   - allocations per second (16 clients, each Allocate 401 + Allocate +
 #     Refresh 0, on a new 5-tuple each time) and the server's CPU per
 #     allocation.
@@ -150,6 +154,22 @@ measure() {
     direct10=$(load direct 25 10000 5)
     p50_10=$(( $(field p50_us "$relayed10") - $(field p50_us "$direct10") ))
     p99_10=$(( $(field p99_us "$relayed10") - $(field p99_us "$direct10") ))
+    # The floor (measured in Parapet's turn, at Parapet's rates; the same
+    # columns are printed for coturn for the table's sake).
+    local floor_half="n/a" floor_10="n/a"
+    if [ "$port" = 23478 ]; then
+        taskset -c "$SERVER_CORE" "$LOADER" forwarder 127.0.0.1:23490 x x x &
+        local fpid=$!
+        sleep 0.5
+        local via via10
+        via=$(taskset -c "$LOAD_CORE" "$LOADER" via 127.0.0.1:23490 x x x 25 "$half" 5 172)
+        via10=$(taskset -c "$LOAD_CORE" "$LOADER" via 127.0.0.1:23490 x x x 25 10000 5 172)
+        kill "$fpid" 2>/dev/null || true
+        wait "$fpid" 2>/dev/null || true
+        floor_half=$(( $(field p99_us "$via") - $(field p99_us "$direct") ))
+        floor_10=$(( $(field p99_us "$via10") - $(field p99_us "$direct10") ))
+        echo "floor detail: via: $via | via 10k: $via10" >&2
+    fi
     c2=$(cpu_of "$srv_pid")
     allocs=$(load allocs 16 0 5)
     c3=$(cpu_of "$srv_pid")
@@ -157,7 +177,7 @@ measure() {
     aps=$(field per_second "$allocs")
     cpa=$(awk -v n="$(field allocations "$allocs")" -v c=$((c3 - c2)) 'BEGIN { if (n > 0) printf "%.1f", c / n; else print "n/a" }')
     echo "run detail ($port): flood: $flood | half: $relayed | direct: $direct | 10k: $relayed10 | direct 10k: $direct10 | $allocs" >&2
-    echo "$pps_core $throughput $per $flood_core $p50 $p99 $p50_10 $p99_10 $aps $cpa"
+    echo "$pps_core $throughput $per $flood_core $p50 $p99 $p50_10 $p99_10 $aps $cpa $floor_half $floor_10"
 }
 
 load() { # mode n rate secs
@@ -184,7 +204,7 @@ col() { awk -v c="$2" 'NF {print $c}' <<<"${results[$1]}"; }
 echo
 echo "| measure ($RUNS runs, medians; range) | Parapet | coturn | Parapet/coturn |"
 echo "|---|---|---|---|"
-for i in 1 2 3 4 5 6 7 8 9 10; do
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
     case $i in
         1) name="packets relayed per CPU-second (one core), turnutils_uclient";;
         2) name="packets relayed per second (turnutils_uclient's limit)";;
@@ -196,6 +216,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
         8) name="added latency p99 at 10,000 packets/s (µs)";;
         9) name="allocations per second (16 clients)";;
         10) name="CPU µs per allocation";;
+        11) name="floor: a minimal forwarder's added p99 at Parapet's half rate (µs)";;
+        12) name="floor: a minimal forwarder's added p99 at 10,000 packets/s (µs)";;
     esac
     p=$(col parapet $i | median); c=$(col coturn $i | median)
     echo "| $name | $p ($(col parapet $i | range)) | $c ($(col coturn $i | range)) | $(ratio "$p" "$c") |"

@@ -12,13 +12,16 @@
 //! kernel's receive timestamp (SO_TIMESTAMPNS), so the receivers' turns
 //! on the load core are not counted as the relay's. `direct`: the same
 //! traffic straight between the two clients' sockets, no relay — the
-//! baseline the relay's added latency is measured against. `allocs`:
+//! baseline the relay's added latency is measured against. `via`: the
+//! same traffic through `forwarder` (run as its own process, SERVER its
+//! address): a blocking receive and a send per datagram, the least any
+//! relay could add on this machine. `allocs`:
 //! WORKERS clients each Allocate (401, then with credentials) and delete
 //! the allocation (Refresh 0) in a loop for SECS seconds; prints the
 //! allocations made per second.
 //!
 //!   cargo run --release -p parapet-relay --example relay_load -- \
-//!     flow|direct|allocs SERVER USER PASSWORD REALM [PAIRS|WORKERS] [RATE] [SECS] [SIZE]
+//!     flow|direct|via|forwarder|allocs SERVER USER PASSWORD REALM [PAIRS|WORKERS] [RATE] [SECS] [SIZE]
 //!
 //! Output is one line of `name=value` fields, for scripts.
 
@@ -139,14 +142,7 @@ impl Client {
     }
 
     /// Allocates (401, then with credentials; again after 438): the
-    /// relayed address.
-    async fn allocate(&mut self) -> SocketAddr {
-        self.try_allocate()
-            .await
-            .unwrap_or_else(|code| panic!("Allocate refused: {code}"))
-    }
-
-    /// [`Client::allocate`], or the error code that refused it (437: the
+    /// relayed address, or the error code that refused it (437: the
     /// kernel gave this socket the port of an allocation the server has
     /// not forgotten yet).
     async fn try_allocate(&mut self) -> Result<SocketAddr, u16> {
@@ -282,7 +278,7 @@ async fn receive(
 /// thread of its own. Returns what was sent, for how long, and how late
 /// the sender itself was at p99 (µs behind its schedule).
 fn send(
-    senders: Vec<(std::net::UdpSocket, SocketAddr)>,
+    senders: Vec<(std::net::UdpSocket, SocketAddr, Option<SocketAddr>)>,
     relayed: bool,
     size: usize,
     rate: u64,
@@ -324,9 +320,14 @@ fn send(
         } else if sent.is_multiple_of(64) {
             std::thread::yield_now();
         }
-        let (s, to) = &senders[(sent as usize) % senders.len()];
+        let (s, to, via) = &senders[(sent as usize) % senders.len()];
         frame[off..off + 8].copy_from_slice(&sent.to_be_bytes());
         frame[off + 8..off + 16].copy_from_slice(&wall_ns().to_be_bytes());
+        if let Some(SocketAddr::V4(d)) = via {
+            // For the forwarder: where it goes on to.
+            frame[off + 16..off + 20].copy_from_slice(&d.ip().octets());
+            frame[off + 20..off + 22].copy_from_slice(&d.port().to_be_bytes());
+        }
         let _ = s.send_to(&frame, to);
         sent += 1;
     }
@@ -338,8 +339,53 @@ fn send(
     )
 }
 
-/// `flow` (through the relay) or `direct`.
-async fn flow(a: &Args, relayed: bool) {
+/// Allocates for `c`, on a new socket (at `ip`) while the kernel hands
+/// out ports whose 5-tuple still has an allocation from an earlier run
+/// (437): the relayed address.
+async fn allocate_fresh(a: &Args, c: &mut Client, ip: std::net::Ipv4Addr) -> SocketAddr {
+    for _ in 0..20 {
+        match c.try_allocate().await {
+            Ok(r) => return r,
+            Err(437) => *c = Client::from(a, ip).await,
+            Err(code) => panic!("Allocate refused: {code}"),
+        }
+    }
+    panic!("Allocate refused: 437, twenty times");
+}
+
+/// How `flow` traffic goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Through the TURN relay at SERVER (allocations bound by channels).
+    Relay,
+    /// Straight between the clients' sockets.
+    Direct,
+    /// Through `forwarder` at SERVER: the least any relay could add on
+    /// this machine (a blocking receive and a send, nothing else).
+    Via,
+}
+
+/// `forwarder`: receives on SERVER and sends each datagram on to the
+/// address its bytes 16-21 name (IPv4, port), until killed.
+fn forwarder(at: SocketAddr) {
+    let sock = std::net::UdpSocket::bind(at).expect("bind the forwarder");
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if n < 22 {
+            continue;
+        }
+        let ip = std::net::Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+        let port = u16::from_be_bytes([buf[20], buf[21]]);
+        let _ = sock.send_to(&buf[..n], (ip, port));
+    }
+}
+
+/// `flow` (through the relay), `direct` or `via` (see [`Path`]).
+async fn flow(a: &Args, path: Path) {
+    let relayed = path == Path::Relay;
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for i in 0..a.n.min(250) {
@@ -350,18 +396,21 @@ async fn flow(a: &Args, relayed: bool) {
             Client::from(a, std::net::Ipv4Addr::new(127, 0, 2, host)).await,
             Client::from(a, std::net::Ipv4Addr::new(127, 0, 3, host)).await,
         );
-        let to = if relayed {
-            let (rx, ry) = (x.allocate().await, y.allocate().await);
-            x.bind(CHANNEL, ry).await;
-            y.bind(CHANNEL, rx).await;
-            a.server
-        } else {
-            y.sock.local_addr().expect("local")
+        let (to, via) = match path {
+            Path::Relay => {
+                let rx = allocate_fresh(a, &mut x, std::net::Ipv4Addr::new(127, 0, 2, host)).await;
+                let ry = allocate_fresh(a, &mut y, std::net::Ipv4Addr::new(127, 0, 3, host)).await;
+                x.bind(CHANNEL, ry).await;
+                y.bind(CHANNEL, rx).await;
+                (a.server, None)
+            }
+            Path::Direct => (y.sock.local_addr().expect("local"), None),
+            Path::Via => (a.server, Some(y.sock.local_addr().expect("local"))),
         };
         let s = x.sock.into_std().expect("std socket");
         // (A full send buffer blocks the sender, as it would a real one.)
         s.set_nonblocking(false).expect("blocking");
-        senders.push((s, to));
+        senders.push((s, to, via));
         receivers.push(y.sock);
     }
     let latencies: Rc<RefCell<Vec<u64>>> = Rc::new(RefCell::new(Vec::new()));
@@ -390,7 +439,11 @@ async fn flow(a: &Args, relayed: bool) {
     let got = *received.borrow();
     println!(
         "mode={} sent={sent} received={got} loss_pct={:.2} rate={:.0} p50_us={} p99_us={} p999_us={} sender_behind_p99={late_p99}us",
-        if relayed { "flow" } else { "direct" },
+        match path {
+            Path::Relay => "flow",
+            Path::Direct => "direct",
+            Path::Via => "via",
+        },
         100.0 * (sent.saturating_sub(got)) as f64 / sent.max(1) as f64,
         got as f64 / elapsed,
         percentile(&l, 0.5),
@@ -467,11 +520,13 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         match a.mode.as_str() {
-            "flow" => flow(&a, true).await,
-            "direct" => flow(&a, false).await,
+            "flow" => flow(&a, Path::Relay).await,
+            "direct" => flow(&a, Path::Direct).await,
+            "via" => flow(&a, Path::Via).await,
+            "forwarder" => forwarder(a.server),
             "allocs" => allocs(&a).await,
             m => {
-                eprintln!("relay_load: unknown mode {m:?} (flow, direct, allocs)");
+                eprintln!("relay_load: unknown mode {m:?} (flow, direct, via, forwarder, allocs)");
                 std::process::exit(2);
             }
         }
