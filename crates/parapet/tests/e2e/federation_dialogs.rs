@@ -469,9 +469,10 @@ fn presence_reaches_a_partners_watcher_after_the_connection_is_gone(meet: Meet) 
     );
     assert!(o.status.success(), "{}", out(&o));
     let (ok, trace) = alice.finish();
+    let edge_log = net.edge(&a).map(|e| e.log()).unwrap_or_default();
     assert!(
         ok,
-        "alice did not hear of the change:\n{trace}\nA:\n{}\nB:\n{}",
+        "alice did not hear of the change:\n{trace}\nA:\n{}\nB:\n{}\nA's edge:\n{edge_log}",
         a.log(),
         b.log()
     );
