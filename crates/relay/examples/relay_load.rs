@@ -66,7 +66,9 @@ fn args() -> Args {
         n: get(5, "25").parse().expect("N"),
         rate: get(6, "0").parse().expect("RATE"),
         secs: get(7, "10").parse().expect("SECS"),
-        size: get(8, "172").parse::<usize>().expect("SIZE").max(20),
+        // (Room for the sequence number, the timestamp and, through the
+        // forwarder, where it goes: 22 bytes after a 4-byte header.)
+        size: get(8, "172").parse::<usize>().expect("SIZE").max(26),
     }
 }
 

@@ -444,39 +444,50 @@ impl<S: store::Store> crate::Core<S> {
     /// `Accept` of `relay::pool_key`'s type, the question in the body):
     /// 200 with the answer, or 400 for a question that does not read.
     pub(crate) async fn answer_relay_key(&mut self, r: &crate::Req<'_>) {
-        match self.relay_key_for_edge(r.msg.body()) {
-            Ok(answer) => {
-                let body = relay::pool_key::encode_answer(&answer);
-                self.answer_edge(r, relay::pool_key::CONTENT_TYPE, &body)
-                    .await;
-            }
-            Err(why) => {
-                tracing::warn!(
-                    why,
-                    "an edge's relay asked for a key in a malformed question"
-                );
-                self.reply(r, 400, "Bad Request (Malformed Key Question)", &[])
-                    .await;
-            }
-        }
+        let answer = self
+            .relay_key_for_edge(r.msg.body())
+            .map(|a| relay::pool_key::encode_answer(&a));
+        self.answer_edge_question(
+            r,
+            answer,
+            relay::pool_key::CONTENT_TYPE,
+            "Bad Request (Malformed Key Question)",
+        )
+        .await;
     }
 
     /// A paired edge's relay asking about users' calls (OPTIONS with
     /// `Accept` of `relay::pool_key::CALLS_TYPE`): 200 with them, or 400
     /// for a question that does not read.
     pub(crate) async fn answer_relay_calls(&mut self, r: &crate::Req<'_>) {
-        match self.relay_calls_for_edge(r.msg.body()) {
-            Ok(body) => {
-                self.answer_edge(r, relay::pool_key::CALLS_TYPE, &body)
-                    .await;
-            }
+        let answer = self.relay_calls_for_edge(r.msg.body());
+        self.answer_edge_question(
+            r,
+            answer,
+            relay::pool_key::CALLS_TYPE,
+            "Bad Request (Malformed Calls Question)",
+        )
+        .await;
+    }
+
+    /// 200 with `answer` of `content_type` to an edge's question, or 400
+    /// with `refusal` when the question did not read.
+    async fn answer_edge_question(
+        &mut self,
+        r: &crate::Req<'_>,
+        answer: Result<String, &'static str>,
+        content_type: &str,
+        refusal: &'static str,
+    ) {
+        match answer {
+            Ok(body) => self.answer_edge(r, content_type, &body).await,
             Err(why) => {
                 tracing::warn!(
                     why,
-                    "an edge's relay asked about calls in a malformed question"
+                    content_type,
+                    "an edge's relay asked a malformed question"
                 );
-                self.reply(r, 400, "Bad Request (Malformed Calls Question)", &[])
-                    .await;
+                self.reply(r, 400, refusal, &[]).await;
             }
         }
     }

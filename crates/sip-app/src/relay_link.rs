@@ -149,12 +149,12 @@ impl<S: store::Store> Core<S> {
             return;
         };
         // The request's sender described its own end.
-        let owner = msg
-            .typed::<sip::headers::From>()
-            .ok()
-            .flatten()
-            .and_then(|f| self.our_party(&f.0))
-            .unwrap_or_default();
+        let owner = self.owner(
+            msg.typed::<sip::headers::From>()
+                .ok()
+                .flatten()
+                .map(|f| f.0),
+        );
         control
             .calls
             .described_by(call_id, tag, &owner, parties, addresses, Instant::now());
@@ -181,12 +181,7 @@ impl<S: store::Store> Core<S> {
             return;
         };
         // The answerer (To) described its own end.
-        let owner = resp
-            .typed::<sip::headers::To>()
-            .ok()
-            .flatten()
-            .and_then(|t| self.our_party(&t.0))
-            .unwrap_or_default();
+        let owner = self.owner(resp.typed::<sip::headers::To>().ok().flatten().map(|t| t.0));
         control
             .calls
             .described_by(call_id, tag, &owner, &[], &addresses, Instant::now());
@@ -209,6 +204,12 @@ impl<S: store::Store> Core<S> {
             .collect();
         let parties: Vec<&str> = parties.iter().map(String::as_str).collect();
         self.relay_described(msg, &parties, &addresses);
+    }
+
+    /// The user of ours `party` is (empty: none, or not ours), as the
+    /// calls table records who sent a session description.
+    fn owner(&self, party: Option<sip::headers::NameAddr<'_>>) -> String {
+        party.and_then(|p| self.our_party(&p)).unwrap_or_default()
     }
 
     /// The call `msg` belongs to ended (BYE, CANCEL).

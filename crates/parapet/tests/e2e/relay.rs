@@ -284,6 +284,21 @@ impl Turn {
     }
 }
 
+/// Runs coturn's `turnutils_uclient` with `args`: whether it succeeded,
+/// and what it printed.
+fn uclient(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("turnutils_uclient")
+        .args(args)
+        .output()
+        .expect("turnutils_uclient is installed (scripts/install-test-deps.sh installs Debian's coturn)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -619,16 +634,8 @@ fn coturns_client_relays_through_parapet_without_loss() {
             args.push("-t");
         }
         args.extend(["-u", "alice", "-w", ALICE, "-p", &port, "127.0.0.1"]);
-        let o = std::process::Command::new("turnutils_uclient")
-            .args(&args)
-            .output()
-            .expect("turnutils_uclient is installed (scripts/install-test-deps.sh installs Debian's coturn)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "{text}");
+        let (ok, text) = uclient(&args);
+        assert!(ok, "{text}");
         // 4 clients, each sending 100 packets to its partner allocation.
         assert!(text.contains("Total lost packets 0 (0.000000%)"), "{text}");
         // Its last report is the total.
@@ -654,16 +661,23 @@ fn coturns_client_is_told_the_quota_with_its_code() {
     let s = Server::with_config("relay-uclient-quota", "[relay]\nallocations_per_user = 2\n");
     s.add_user("alice", ALICE);
     let port = s.relay.to_string();
-    let o = std::process::Command::new("turnutils_uclient")
-        .args(["-y", "-c", "-n", "5", "-m", "3", "-l", "172"])
-        .args(["-u", "alice", "-w", ALICE, "-p", &port, "127.0.0.1"])
-        .output()
-        .expect("turnutils_uclient is installed (scripts/install-test-deps.sh installs Debian's coturn)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (_, text) = uclient(&[
+        "-y",
+        "-c",
+        "-n",
+        "5",
+        "-m",
+        "3",
+        "-l",
+        "172",
+        "-u",
+        "alice",
+        "-w",
+        ALICE,
+        "-p",
+        &port,
+        "127.0.0.1",
+    ]);
     assert!(
         text.contains("error 486 (Allocation Quota Reached)"),
         "{text}"
