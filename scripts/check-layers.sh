@@ -18,17 +18,19 @@ forbid() { # crate, then the packages it must not depend on
         fi
     done
 }
-forbid parapet-store rusqlite tokio
-forbid parapet-config rusqlite axum hyper parapet-store-sqlite
-forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-api
-forbid parapet-api rusqlite parapet-store-sqlite parapet-server
-forbid parapet-federation rusqlite parapet-store-sqlite axum hyper
+forbid parapet-store rusqlite tokio tokio-postgres
+forbid parapet-store-postgres rusqlite parapet-store-sqlite
+forbid parapet-store-sqlite tokio-postgres parapet-store-postgres
+forbid parapet-config rusqlite axum hyper parapet-store-sqlite tokio-postgres parapet-store-postgres
+forbid parapet-sip-app axum hyper tower rusqlite parapet-store-sqlite parapet-api tokio-postgres parapet-store-postgres
+forbid parapet-api rusqlite parapet-store-sqlite parapet-server tokio-postgres parapet-store-postgres
+forbid parapet-federation rusqlite parapet-store-sqlite axum hyper tokio-postgres parapet-store-postgres
 forbid parapet-content tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-xml tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-stun tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-sdp tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-relay rusqlite parapet-store parapet-store-sqlite axum hyper parapet-sip parapet-sip-app parapet-config parapet-api
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
-forbid parapet-edge rusqlite parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
+forbid parapet-edge rusqlite tokio-postgres parapet-store-postgres parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"
 exit "$status"

@@ -6,7 +6,7 @@
 # organisation's server that is not Parapet, in the federation tests), and openssl, curl and jq (the
 # README's device-certificate recipe); sslyze for the TLS profile; liblinphone-dev, a C compiler,
 # sqlite3 and clamav-daemon for the file-transfer tests; iproute2, iptables and coturn's
-# client tools for the media relay's tests.
+# client tools for the media relay's tests; postgresql for the store's second back end.
 set -euo pipefail
 
 need_apt=()
@@ -37,6 +37,8 @@ command -v clamd >/dev/null 2>&1 || need_apt+=(clamav-daemon)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v turnutils_uclient >/dev/null 2>&1 || need_apt+=(coturn)
+# PostgreSQL: the store's second back end, started per test binary.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,60 +1,15 @@
-//! The audit log: append-only (triggers refuse UPDATE and DELETE) and
-//! hash-chained. Each record's MAC is HMAC-SHA256, under a key kept outside the
-//! database, over the previous record's MAC and every field of this one; a
-//! head row holds the last sequence number and its MAC. `verify` recomputes
-//! the chain: a changed field, a removed or inserted record, a reordering or
-//! a cut-off tail all break it, and forging a consistent chain needs the key.
+//! The audit log on SQLite: append-only (triggers refuse UPDATE and
+//! DELETE) and hash-chained as `store::audit_chain` defines it.
 
 use ring::hmac;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db;
+use store::audit_chain::{head_mac, mac, Checker};
 use store::{AuditEntry, AuditFilter, AuditRecord, AuditReport, Result, StoreError};
 
 /// Most records one listing returns.
 const MAX_LIST: usize = 1000;
-/// Problems reported at most (the first ones say where tampering starts).
-const MAX_PROBLEMS: usize = 20;
-
-fn field(ctx: &mut hmac::Context, bytes: &[u8]) {
-    ctx.update(&(bytes.len() as u64).to_be_bytes());
-    ctx.update(bytes);
-}
-
-fn opt(ctx: &mut hmac::Context, v: Option<&str>) {
-    match v {
-        None => ctx.update(&[0]),
-        Some(s) => {
-            ctx.update(&[1]);
-            field(ctx, s.as_bytes());
-        }
-    }
-}
-
-fn mac(key: &hmac::Key, prev: &[u8], seq: i64, e: &AuditEntry) -> Vec<u8> {
-    let mut ctx = hmac::Context::with_key(key);
-    field(&mut ctx, b"parapet-audit-v1");
-    field(&mut ctx, prev);
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&e.at.to_be_bytes());
-    for s in [
-        &e.actor, &e.source, &e.action, &e.object, &e.outcome, &e.detail,
-    ] {
-        field(&mut ctx, s.as_bytes());
-    }
-    opt(&mut ctx, e.before.as_deref());
-    opt(&mut ctx, e.after.as_deref());
-    ctx.sign().as_ref().to_vec()
-}
-
-fn head_mac(key: &hmac::Key, seq: i64, last: &[u8]) -> Vec<u8> {
-    let mut ctx = hmac::Context::with_key(key);
-    field(&mut ctx, b"parapet-audit-head-v1");
-    ctx.update(&seq.to_be_bytes());
-    field(&mut ctx, last);
-    ctx.sign().as_ref().to_vec()
-}
-
 /// Appends `e` inside the caller's transaction; returns its sequence number.
 pub(super) fn append(c: &Connection, key: &hmac::Key, e: &AuditEntry) -> Result<i64> {
     let last: Option<(i64, Vec<u8>)> = c
@@ -104,40 +59,15 @@ const COLUMNS: &str = "seq, at, actor, source, action, object, outcome, detail, 
 
 /// Recomputes the chain, one record at a time (memory does not grow with the log).
 pub(super) fn verify(c: &Connection, key: &hmac::Key) -> Result<AuditReport> {
-    let mut report = AuditReport::default();
-    let problem = |report: &mut AuditReport, p: String| {
-        if report.problems.len() < MAX_PROBLEMS {
-            report.problems.push(p);
-        }
-    };
+    let mut check = Checker::new(key);
     let mut st = c
         .prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))
         .map_err(db)?;
     let mut rows = st.query([]).map_err(db)?;
-    let mut prev: Vec<u8> = Vec::new();
-    let mut expected = 1i64;
     while let Some(r) = rows.next().map_err(db)? {
         let seq: i64 = r.get(0).map_err(db)?;
         let e = entry(r).map_err(db)?;
-        let stored: Vec<u8> = r.get(10).map_err(db)?;
-        if seq != expected {
-            problem(
-                &mut report,
-                format!("records {expected} to {} are missing", seq - 1),
-            );
-        }
-        // Against the stored chain: a changed record breaks its own MAC,
-        // a removed one breaks the next record's link.
-        let good = mac(key, &prev, seq, &e) == stored;
-        if !good {
-            problem(
-                &mut report,
-                format!("record {seq} does not match its MAC: it was changed, or a record before it was removed or altered"),
-            );
-        }
-        prev = stored;
-        expected = seq + 1;
-        report.records += 1;
+        check.record(seq, &e, r.get(10).map_err(db)?);
     }
     let head: Option<(i64, Vec<u8>)> = c
         .query_row("SELECT seq, mac FROM audit_head WHERE id = 1", [], |r| {
@@ -145,20 +75,7 @@ pub(super) fn verify(c: &Connection, key: &hmac::Key) -> Result<AuditReport> {
         })
         .optional()
         .map_err(db)?;
-    let last = expected - 1;
-    match head {
-        None if last == 0 => {}
-        None => problem(&mut report, "the audit head record is missing".into()),
-        Some((seq, m)) => {
-            if head_mac(key, seq, &prev) != m || seq != last {
-                problem(
-                    &mut report,
-                    format!("the log ends at record {last} but its head says {seq}: records were removed from the end or the head was altered"),
-                );
-            }
-        }
-    }
-    Ok(report)
+    Ok(check.finish(head))
 }
 
 pub(super) fn list(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditRecord>> {

@@ -12,6 +12,7 @@
 //! before), a handle is cheap to clone, and no call blocks the async runtime.
 #![forbid(unsafe_code)]
 
+pub mod audit_chain;
 pub mod model;
 
 pub use model::{

@@ -1,23 +1,10 @@
 //! Users' sign-in sessions: lookup with the account's state, the cap per
 //! user, expiry, and the sessions a password change, a disabled account or
 //! a removed user ends.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use store::{NewUser, StoreError, UserSessionRow, UserSessions, Users};
-use store_sqlite::{Sqlite, SqliteConfig};
+use store::{NewUser, Store, StoreError, UserSessionRow};
 
-async fn open(name: &str) -> Sqlite {
-    let dir = std::env::temp_dir().join(format!("parapet-sessions-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = SqliteConfig::new(dir.join("parapet.db"));
-    tokio::task::spawn_blocking(move || Sqlite::open(&cfg))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn add_user(s: &Sqlite, aor: &str) {
+async fn add_user(s: &impl Store, aor: &str) {
     s.add_user(NewUser {
         aor: aor.into(),
         display_name: None,
@@ -40,9 +27,7 @@ fn session(id: &str, aor: &str, created_at: i64) -> UserSessionRow {
     }
 }
 
-#[tokio::test]
-async fn sessions_are_found_with_their_accounts_state_and_capped_per_user() {
-    let s = open("cap").await;
+pub async fn sessions_are_found_with_their_accounts_state_and_capped_per_user<S: Store>(s: S) {
     add_user(&s, "sip:alice@example.com").await;
     add_user(&s, "sip:bob@example.com").await;
     for i in 0..5 {
@@ -83,9 +68,7 @@ async fn sessions_are_found_with_their_accounts_state_and_capped_per_user() {
     );
 }
 
-#[tokio::test]
-async fn a_new_password_a_disabled_account_or_a_removed_user_ends_sessions() {
-    let s = open("end").await;
+pub async fn a_new_password_a_disabled_account_or_a_removed_user_ends_sessions<S: Store>(s: S) {
     let aor = "sip:alice@example.com";
     add_user(&s, aor).await;
     s.add_user_session(session("p", aor, 1), 8).await.unwrap();

@@ -1,0 +1,316 @@
+//! Schema migrations on PostgreSQL, applied in order; `parapet_schema`
+//! records how far the database has come. Each step runs in one
+//! transaction holding an advisory lock, so nodes starting together
+//! migrate once.
+//!
+//! The tables and columns are SQLite's (same names, same text encodings of
+//! lists), in PostgreSQL's types: a deployment moves from one to the other
+//! table by table.
+
+use store::{Result, StoreError};
+
+/// The advisory lock key that serialises migrations ("parapet" in ASCII).
+const LOCK: i64 = 0x0070_6172_6170_6574;
+
+const STEPS: &[&str] = &[
+    // 1: everything SQLite's schema 10 holds.
+    r#"
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    INSERT INTO meta (name, value) VALUES ('users_version', 0), ('policy_version', 0), ('audit_lock', 0);
+    CREATE FUNCTION parapet_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = TG_ARGV[0];
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION parapet_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END $$;
+
+    CREATE TABLE users (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        aor TEXT NOT NULL UNIQUE,
+        display_name TEXT,
+        secret BYTEA NOT NULL,
+        enabled BOOLEAN NOT NULL DEFAULT TRUE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TRIGGER users_version AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('users_version');
+
+    CREATE TABLE bindings (
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        binding_key TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        q INTEGER NOT NULL,
+        expires_at BIGINT NOT NULL,
+        call_id TEXT NOT NULL,
+        cseq BIGINT NOT NULL,
+        path TEXT NOT NULL,
+        source TEXT NOT NULL,
+        user_agent TEXT,
+        PRIMARY KEY (aor, binding_key)
+    );
+    CREATE TABLE pending_messages (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        recipient TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        received_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX pending_by_recipient ON pending_messages(recipient, id);
+    CREATE INDEX pending_expiry ON pending_messages(expires_at);
+
+    CREATE TABLE user_groups (
+        name TEXT PRIMARY KEY,
+        priority BIGINT NOT NULL CHECK (priority >= 0),
+        description TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE group_members (
+        group_name TEXT NOT NULL REFERENCES user_groups(name) ON DELETE CASCADE,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        PRIMARY KEY (group_name, aor)
+    );
+    CREATE INDEX group_members_by_aor ON group_members(aor);
+    CREATE TABLE user_sites (
+        aor TEXT PRIMARY KEY REFERENCES users(aor) ON DELETE CASCADE,
+        site TEXT NOT NULL
+    );
+    CREATE TABLE policies (
+        kind TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('global', 'site', 'named')),
+        name TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        PRIMARY KEY (kind, scope, name),
+        CHECK ((scope = 'global') = (name = ''))
+    );
+    CREATE TABLE policy_grants (
+        kind TEXT NOT NULL,
+        policy_scope TEXT NOT NULL DEFAULT 'named' CHECK (policy_scope = 'named'),
+        policy TEXT NOT NULL,
+        target_kind TEXT NOT NULL CHECK (target_kind IN ('user', 'group')),
+        target TEXT NOT NULL,
+        PRIMARY KEY (kind, target_kind, target),
+        FOREIGN KEY (kind, policy_scope, policy) REFERENCES policies(kind, scope, name) ON DELETE RESTRICT
+    );
+    CREATE TRIGGER user_groups_version AFTER INSERT OR UPDATE OR DELETE ON user_groups
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('policy_version');
+    CREATE TRIGGER group_members_version AFTER INSERT OR UPDATE OR DELETE ON group_members
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('policy_version');
+    CREATE TRIGGER user_sites_version AFTER INSERT OR UPDATE OR DELETE ON user_sites
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('policy_version');
+    CREATE TRIGGER policies_version AFTER INSERT OR UPDATE OR DELETE ON policies
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('policy_version');
+    CREATE TRIGGER policy_grants_version AFTER INSERT OR UPDATE OR DELETE ON policy_grants
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_bump('policy_version');
+
+    CREATE TABLE admins (
+        name TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        totp BYTEA NOT NULL,
+        totp_last_step BIGINT,
+        role TEXT NOT NULL,
+        enabled BOOLEAN NOT NULL DEFAULT TRUE,
+        failed BIGINT NOT NULL DEFAULT 0,
+        locked_until BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE admin_roles (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        ops TEXT NOT NULL,
+        site TEXT,
+        user_group TEXT REFERENCES user_groups(name) ON DELETE RESTRICT
+    );
+    CREATE TABLE admin_tokens (
+        id TEXT PRIMARY KEY,
+        hash BYTEA NOT NULL,
+        admin TEXT NOT NULL REFERENCES admins(name) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),
+        name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX admin_tokens_by_admin ON admin_tokens(admin);
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        mac BYTEA NOT NULL
+    );
+    CREATE INDEX audit_by_at ON audit(at);
+    CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, mac BYTEA NOT NULL);
+    CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION parapet_append_only();
+    CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_append_only();
+
+    CREATE TABLE presence_publications (
+        etag TEXT PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        expires_at BIGINT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX presence_publications_by_aor ON presence_publications(aor);
+    CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,
+        event TEXT NOT NULL CHECK (event IN ('presence', 'presence.winfo')),
+        watcher TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        remote_tag TEXT NOT NULL,
+        from_value TEXT NOT NULL,
+        to_value TEXT NOT NULL,
+        remote_target TEXT NOT NULL,
+        route_set TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT,
+        local_cseq BIGINT NOT NULL,
+        remote_cseq BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX subscriptions_expiry ON subscriptions(expires_at);
+    CREATE INDEX subscriptions_by_watcher ON subscriptions(watcher);
+    CREATE TABLE contact_groups (
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (owner, name)
+    );
+    CREATE TABLE contacts (
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        contact TEXT NOT NULL,
+        relationship TEXT NOT NULL CHECK (relationship IN ('blocked', 'external', 'colleague', 'workgroup', 'personal')),
+        display_name TEXT,
+        groups TEXT NOT NULL DEFAULT '',
+        added_at BIGINT NOT NULL,
+        PRIMARY KEY (owner, contact)
+    );
+    CREATE INDEX contacts_by_contact ON contacts(contact);
+
+    CREATE TABLE user_sessions (
+        id TEXT PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        hash BYTEA NOT NULL,
+        source TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        second_factor BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE INDEX user_sessions_by_aor ON user_sessions(aor, created_at);
+    CREATE INDEX user_sessions_expiry ON user_sessions(expires_at);
+
+    CREATE TABLE devices (
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        serial TEXT NOT NULL,
+        certificate TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT,
+        revoked_reason TEXT,
+        last_seen BIGINT,
+        user_agent TEXT,
+        PRIMARY KEY (aor, id)
+    );
+    CREATE TABLE totp (
+        aor TEXT PRIMARY KEY REFERENCES users(aor) ON DELETE CASCADE,
+        secret BYTEA,
+        pending BYTEA,
+        last_step BIGINT
+    );
+    CREATE TABLE enrollment_codes (
+        hash BYTEA PRIMARY KEY,
+        aor TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        "inner" TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        deleted_at BIGINT
+    );
+    CREATE INDEX files_by_owner ON files(owner, created_at);
+    CREATE INDEX files_expiry ON files(expires_at) WHERE deleted_at IS NULL;
+    CREATE TABLE file_grants (
+        file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (file_id, recipient)
+    );
+    "#,
+];
+
+/// Brings the database to this build's schema; refuses a newer one.
+pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
+    let setup = |what: &str, e: tokio_postgres::Error| {
+        StoreError::Setup(format!(
+            "database migration ({what}): {}",
+            crate::describe(&e)
+        ))
+    };
+    let tx = client.transaction().await.map_err(|e| setup("begin", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .await
+        .map_err(|e| setup("lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS parapet_schema (
+            id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+         INSERT INTO parapet_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .await
+    .map_err(|e| setup("version table", e))?;
+    let version: i32 = tx
+        .query_one("SELECT version FROM parapet_schema WHERE id = 1", &[])
+        .await
+        .map_err(|e| setup("version", e))?
+        .try_get(0)
+        .map_err(|e| setup("version", e))?;
+    let known = STEPS.len();
+    let at = usize::try_from(version).map_err(|_| {
+        StoreError::Setup(format!(
+            "the database reports schema version {version}, which is not valid"
+        ))
+    })?;
+    if at > known {
+        return Err(StoreError::Setup(format!(
+            "the database is at schema version {at}, newer than this build knows ({known}); run a newer Parapet"
+        )));
+    }
+    for (i, sql) in STEPS.iter().enumerate().skip(at) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| setup(&format!("step {}", i + 1), e))?;
+        let v = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        tx.execute("UPDATE parapet_schema SET version = $1 WHERE id = 1", &[&v])
+            .await
+            .map_err(|e| setup("version", e))?;
+        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    tx.commit().await.map_err(|e| setup("commit", e))
+}
+
+/// This build's schema version (for `parapet admin status` and tests).
+pub fn version() -> usize {
+    STEPS.len()
+}

@@ -1,0 +1,185 @@
+//! What only PostgreSQL shows: how the connection is secured (and what is
+//! refused), a second handle as another node holds one, the audit log
+//! against someone with superuser access to the database, and the
+//! role's privileges.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use store::{AuditLog, StoreError, Users};
+use store_postgres::{Postgres, PostgresConfig, Transport};
+use store_tests::pg::{cluster, Cluster};
+
+async fn pg() -> &'static Cluster {
+    tokio::task::spawn_blocking(cluster).await.unwrap()
+}
+
+async fn open_url(url: String) -> Result<Postgres, StoreError> {
+    Postgres::open(&PostgresConfig {
+        audit_key: Some(store_tests::AUDIT_KEY),
+        ..PostgresConfig::new(url)
+    })
+    .await
+}
+
+fn setup_message(r: Result<Postgres, StoreError>) -> String {
+    match r {
+        Err(StoreError::Setup(m)) => m,
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_connection_is_verified_tls_and_nothing_weaker_is_taken() {
+    let c = pg().await;
+    let db = c.database("tls");
+    let s = open_url(c.url(&db)).await.unwrap();
+    assert!(matches!(s.transport(), Transport::Verified { .. }));
+    // The server really saw TLS (and the store's role).
+    let seen = c
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = '{db}' AND usename = 'parapet'"),
+        )
+        .unwrap();
+    assert_ne!(seen.trim(), "0", "no TLS connection from the store");
+
+    // Another CA's certificate is not this server's.
+    let other = std::env::temp_dir().join(format!("parapet-other-ca-{}.pem", std::process::id()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+    let url = c.url(&db).replace(
+        &format!("sslrootcert={}", c.ca.display()),
+        &format!("sslrootcert={}", other.display()),
+    );
+    let m = setup_message(open_url(url).await);
+    assert!(m.contains("cannot connect"), "{m}");
+
+    // No sslrootcert: refused before connecting, with what to write.
+    let bare = format!("postgres://parapet@127.0.0.1:{}/{db}", c.port);
+    let m = setup_message(open_url(bare.clone()).await);
+    assert!(m.contains("sslrootcert"), "{m}");
+    // A mode that would accept an unverified server is refused outright.
+    let m = setup_message(open_url(format!("{bare}?sslmode=require")).await);
+    assert!(m.contains("not supported"), "{m}");
+    // Plain text, written out: this server refuses it (hostnossl reject).
+    let plain = format!(
+        "postgres://parapet:x@127.0.0.1:{}/{db}?sslmode=disable",
+        c.port
+    );
+    let m = setup_message(open_url(plain).await);
+    assert!(m.contains("cannot connect"), "{m}");
+}
+
+#[tokio::test]
+async fn nothing_listening_fails_at_once_with_a_message() {
+    let started = std::time::Instant::now();
+    let m = setup_message(
+        open_url("postgres://parapet:x@127.0.0.1:9/parapet?sslmode=disable".into()).await,
+    );
+    assert!(m.contains("cannot connect"), "{m}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_second_handle_sees_every_change() {
+    let c = pg().await;
+    let url = c.url(&c.database("version"));
+    let s = open_url(url.clone()).await.unwrap();
+    let other = open_url(url).await.unwrap(); // as another node would
+    store_tests::core::users_version_moves_on_every_change_from_any_handle(s, other).await;
+}
+
+#[tokio::test]
+async fn concurrent_writes_fail_alone() {
+    let c = pg().await;
+    let s = open_url(c.url(&c.database("concurrent"))).await.unwrap();
+    let commits = store_tests::core::concurrent_writes_fail_alone(s).await;
+    // Each write is its own transaction here; the failed ones commit nothing.
+    assert_eq!(commits, 180);
+}
+
+#[tokio::test]
+async fn no_audit_without_its_key() {
+    let c = pg().await;
+    let s = Postgres::open(&PostgresConfig::new(c.url(&c.database("nokey"))))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.append_audit(store_tests::admins::entry(1)).await,
+        Err(StoreError::Setup(_))
+    ));
+}
+
+/// Tampering as a superuser of the database server would: the trigger
+/// disabled, rows changed, removed, or the tail cut off with the head
+/// fixed by hand. Each kind is detected.
+#[tokio::test]
+async fn audit_tampering_is_detected() {
+    let c = pg().await;
+    let db = c.database("tamper");
+    let s = open_url(c.url(&db)).await.unwrap();
+    for n in 1..=6 {
+        s.append_audit(store_tests::admins::entry(n)).await.unwrap();
+    }
+    let report = s.audit_verify().await.unwrap();
+    assert_eq!(
+        (report.records, report.problems.len()),
+        (6, 0),
+        "{report:?}"
+    );
+    for sql in [
+        "UPDATE audit SET detail = 'x' WHERE seq = 2",
+        "DELETE FROM audit WHERE seq = 2",
+        "TRUNCATE audit",
+    ] {
+        let e = c.psql(&db, sql).unwrap_err();
+        assert!(e.contains("append-only"), "{sql}: {e}");
+    }
+    c.psql(
+        &db,
+        "ALTER TABLE audit DISABLE TRIGGER USER; UPDATE audit SET actor = 'admin:someone-else' WHERE seq = 3",
+    )
+    .unwrap();
+    let r = s.audit_verify().await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.starts_with("record 3 does not match")),
+        "{r:?}"
+    );
+    c.psql(&db, "DELETE FROM audit WHERE seq = 5").unwrap();
+    let r = s.audit_verify().await.unwrap();
+    assert!(
+        r.problems.iter().any(|p| p == "records 5 to 5 are missing"),
+        "{r:?}"
+    );
+    c.psql(
+        &db,
+        "DELETE FROM audit WHERE seq = 6; UPDATE audit_head SET seq = 4",
+    )
+    .unwrap();
+    let r = s.audit_verify().await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("removed from the end")),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_store_needs_no_privilege_beyond_its_own_database() {
+    let c = pg().await;
+    let s = open_url(c.url(&c.database("privilege"))).await.unwrap();
+    s.add_user(store_tests::core::user("sip:a@example.com"))
+        .await
+        .unwrap();
+    let role = c
+        .psql(
+            "postgres",
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = 'parapet'",
+        )
+        .unwrap();
+    assert_eq!(role.trim(), "f|f|f|f|f");
+}
