@@ -155,8 +155,21 @@ pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Re
     serde_json::from_value(v).map_err(|e| bad(e.to_string()))
 }
 
-/// A store or core failure: logged, answered with 500 without details.
-pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
+/// A store or core failure: logged, answered with 500 without details —
+/// or, when the database cannot be reached now, 503 with Retry-After.
+pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> Response {
+    if let Some(store::StoreError::Unavailable(_)) =
+        (&e as &dyn std::any::Any).downcast_ref::<store::StoreError>()
+    {
+        tracing::warn!(error = %e, "API: the database is unavailable");
+        let mut r = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database cannot be reached now; try again shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return r;
+    }
     tracing::error!(error = %e, "admin API: internal error");
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -438,4 +451,27 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         }
     });
     Ok(Bound { admin: local, web })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_and_anything_else_500() {
+        let r = internal(store::StoreError::Unavailable("pool timed out".into()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
+        assert_eq!(
+            internal(store::StoreError::Db("x".into())).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            internal("the core stopped".to_string()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

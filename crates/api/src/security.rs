@@ -500,6 +500,27 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: md5,
         severity: Severity::Low,
     });
+    let (current, db_plain) = match &cfg.database {
+        config::Database::Embedded => ("SQLite in the data directory".to_string(), false),
+        config::Database::Postgres { plain_text, .. } => (
+            if *plain_text {
+                "PostgreSQL over plain TCP (sslmode=disable)".to_string()
+            } else {
+                "PostgreSQL over TLS with the server verified, or a Unix socket".to_string()
+            },
+            *plain_text,
+        ),
+    };
+    out.push(Item {
+        group: "Storage",
+        setting: "config database".into(),
+        current,
+        recommended: "TLS with the server verified (sslmode=verify-full, the default) or a Unix socket".into(),
+        why: "Every user's sealed digest secret, every stored message and every audit record cross the connection to the database; over plain TCP anyone on the path reads and can alter them.".into(),
+        command: "remove sslmode=disable from database in the configuration file, add sslrootcert=/path/to/the-database-ca.pem, and restart `parapet serve`".into(),
+        finding: db_plain,
+        severity: Severity::High,
+    });
     let md5_plain = md5 && d.md5_unencrypted;
     out.push(Item {
         group: "Authentication",
@@ -817,6 +838,13 @@ mod tests {
         let mut c = cfg();
         c.allow_insecure_transports = true;
         c.federation.allow_private_addresses = true;
+        c.database = config::database(
+            Some(config::DatabaseUrl(
+                "postgres://parapet:pw@db.example.com/parapet?sslmode=disable".into(),
+            )),
+            None,
+        )
+        .unwrap();
         let k = kind("federation").unwrap();
         let mut fed = Fields::new();
         fed.insert(
@@ -844,6 +872,9 @@ mod tests {
         assert!(t.finding && t.severity == Severity::High);
         let pa = get("config federation.allow_private_addresses");
         assert!(pa.finding && pa.severity == Severity::High);
+        let db = get("config database");
+        assert!(db.finding && db.severity == Severity::High, "{db:?}");
+        assert!(db.current.contains("plain TCP"), "{db:?}");
         let wide = get("policy federation partners with every modality");
         assert!(!wide.finding, "federation is off here: {wide:?}");
         let d = get("policy federation.partner_discovery");

@@ -80,6 +80,8 @@ impl std::fmt::Display for ListenUrl {
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("domain", "\"localhost\"", "The SIP domain this server is authoritative for; also the digest realm and the name in the generated certificate."),
     ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
+    ("database", "\"\"", "Empty: the embedded SQLite database in data_dir. Or a PostgreSQL URL for a pool of front ends sharing one database: \"postgres://parapet:PASSWORD@db.example.com/parapet?sslrootcert=/etc/parapet/db-ca.pem\" (TLS with the server's certificate and name verified is the default and needs sslrootcert; sslmode=disable is plain text, a high finding in the security check; a Unix socket, host=/run/postgresql, needs no TLS). The role needs no privilege beyond owning its database (docs/POSTGRES.md)."),
+    ("database_pool_size", "16", "Connections to PostgreSQL at most (1 to 512); a request waits up to 5 s for one, then fails with 503."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
     ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
@@ -254,6 +256,8 @@ impl DigestOffer {
 pub struct RawConfig {
     pub domain: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub database: Option<DatabaseUrl>,
+    pub database_pool_size: Option<usize>,
     pub listen: Option<Vec<String>>,
     pub admin_listen: Option<String>,
     pub web_listen: Option<String>,
@@ -539,11 +543,38 @@ pub struct RawLimits {
     pub user_api_burst: Option<u32>,
 }
 
+/// A database URL as written; its Debug form hides it (it may hold a
+/// password).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
+
+/// Where Parapet keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// SQLite in the data directory.
+    Embedded,
+    /// A PostgreSQL database shared by a pool of front ends.
+    Postgres {
+        url: DatabaseUrl,
+        pool_size: usize,
+        /// `sslmode=disable` to a TCP host: plain text on the network.
+        plain_text: bool,
+    },
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub domain: String,
     pub data_dir: PathBuf,
+    pub database: Database,
     pub listen: Vec<ListenUrl>,
     pub admin_listen: SocketAddr,
     /// The user listener (HTTPS); `None`: off.
@@ -737,6 +768,7 @@ impl RawConfig {
         let edges = self.edges.build("edges")?;
         let client_certificates = self.client_certificates.build()?;
         let relay = self.relay.build()?;
+        let database = database(self.database, self.database_pool_size)?;
         Ok(Config {
             relay,
             client_certificates,
@@ -745,6 +777,7 @@ impl RawConfig {
             ws_origins,
             domain,
             data_dir: self.data_dir.or(d.data_dir).unwrap_or_default(),
+            database,
             listen,
             admin_listen,
             web_listen,
@@ -774,6 +807,34 @@ impl RawConfig {
             ),
         })
     }
+}
+
+/// The `database` and `database_pool_size` keys, checked.
+pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Database, String> {
+    let url = url
+        .map(|u| DatabaseUrl(u.0.trim().to_owned()))
+        .unwrap_or_default();
+    let pool_size = pool.unwrap_or(16);
+    if !(1..=512).contains(&pool_size) {
+        return Err("database_pool_size must be between 1 and 512".into());
+    }
+    if url.0.is_empty() {
+        // The pool size is PostgreSQL's; SQLite has one writer.
+        return Ok(Database::Embedded);
+    }
+    let u = &url.0;
+    if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains("host=")) {
+        return Err("database must be empty (the embedded SQLite database) or a PostgreSQL URL: postgres://USER:PASSWORD@HOST/DATABASE?sslrootcert=/path/to/ca.pem".into());
+    }
+    // What the store does with it (store-postgres's connect module):
+    // plain text only when written out, never over a Unix socket.
+    let socket = u.contains("host=/") || u.contains("host=%2F");
+    let plain_text = u.contains("sslmode=disable") && !socket;
+    Ok(Database::Postgres {
+        url,
+        pool_size,
+        plain_text,
+    })
 }
 
 #[cfg(test)]
@@ -850,6 +911,39 @@ mod tests {
                 .unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_database_is_embedded_or_a_postgresql_url_and_plain_text_is_noticed() {
+        assert_eq!(database(None, Some(16)), Ok(Database::Embedded));
+        let pg = |u: &str| database(Some(DatabaseUrl(u.into())), None);
+        assert!(matches!(
+            pg("postgres://p@db.example.com/p?sslrootcert=/ca.pem"),
+            Ok(Database::Postgres {
+                plain_text: false,
+                pool_size: 16,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pg("postgres://p@db.example.com/p?sslmode=disable"),
+            Ok(Database::Postgres {
+                plain_text: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pg("host=/run/postgresql dbname=p sslmode=disable"),
+            Ok(Database::Postgres {
+                plain_text: false,
+                ..
+            })
+        ));
+        assert!(pg("mysql://x").unwrap_err().contains("PostgreSQL URL"));
+        assert!(database(None, Some(0)).is_err());
+        // The URL (it may hold a password) never shows in debug output.
+        let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod byo;
+pub mod database;
 pub mod datadir;
 pub mod edges;
 pub mod partners;
@@ -33,16 +34,31 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if config.allow_insecure_transports {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
-    let store = {
-        let cfg = store_sqlite::SqliteConfig {
-            audit_key: Some(dir.audit_key),
-            ..store_sqlite::SqliteConfig::new(&dir.db_path)
-        };
-        tokio::task::spawn_blocking(move || store_sqlite::Sqlite::open(&cfg))
-            .await
-            .map_err(|e| format!("database open task failed: {e}"))?
-            .map_err(|e| e.to_string())?
+    let opened = database::open(&config.database, &dir.db_path, dir.audit_key, None).await?;
+    if matches!(
+        config.database,
+        config::Database::Postgres {
+            plain_text: true,
+            ..
+        }
+    ) {
+        tracing::warn!("the database connection is plain text (sslmode=disable): SIP users' digest secrets and every message cross the network readable");
+    }
+    // One serving node per PostgreSQL database, for now (the claim is
+    // held until this returns).
+    let _claim = match &opened {
+        database::Opened::Postgres(p) => Some(p.claim().await.map_err(|e| e.to_string())?),
+        database::Opened::Sqlite(_) => None,
     };
+    with_store!(opened, store => run(config, dir, store).await)
+}
+
+/// The server on an open store.
+async fn run<S: store::Store>(
+    config: Config,
+    dir: datadir::DataDir,
+    store: S,
+) -> Result<(), String> {
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
     let private_ca = config.tls_cert.is_none();

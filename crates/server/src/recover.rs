@@ -7,21 +7,25 @@ use store::Store;
 /// `administrator` role directly in the data directory (filesystem access to
 /// it is the authority), with a generated password and TOTP secret, and
 /// audits it in the same transaction. It never changes an existing account.
+/// `database` is the server's (`config::Database::Embedded`: the SQLite
+/// file in the data directory).
 pub async fn recover(
     data_dir: &std::path::Path,
+    database: &config::Database,
     name: &str,
 ) -> Result<api::credentials::NewAdmin, String> {
     rbac::check_name("administrator name", name).map_err(|e| e.0)?;
     let e = crate::datadir::DataDir::open_existing(data_dir)?;
-    let cfg = store_sqlite::SqliteConfig {
-        workers: 1,
-        audit_key: Some(e.audit_key),
-        ..store_sqlite::SqliteConfig::new(&e.db_path)
-    };
-    let store = tokio::task::spawn_blocking(move || store_sqlite::Sqlite::open(&cfg))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let opened = crate::database::open(database, &e.db_path, e.audit_key, Some(1)).await?;
+    crate::with_store!(opened, store => create(store, &e, data_dir, name).await)
+}
+
+async fn create<S: Store>(
+    store: S,
+    e: &crate::datadir::Existing,
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<api::credentials::NewAdmin, String> {
     let seal = SecretKey::from_bytes(&e.seal_key)
         .map_err(|_| "the data directory's key is unusable".to_string())?;
     let n = name.to_string();

@@ -325,11 +325,12 @@ impl<S: store::Store> Core<S> {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "message not stored");
+                    let (status, bytes) = crate::writes::not_stored(&e, failed);
                     Event::Respond {
                         id,
                         method: "MESSAGE",
-                        status: 500,
-                        bytes: failed,
+                        status,
+                        bytes,
                     }
                 }
             };

@@ -121,11 +121,12 @@ impl<S: store::Store> Core<S> {
                 Err(e) => {
                     tracing::error!(error = %e, %aor, "registration not stored");
                     let _ = events.send(Event::Unbind { aor, keys }).await;
+                    let (status, bytes) = crate::writes::not_stored(&e, fail);
                     Event::Respond {
                         id,
                         method: "REGISTER",
-                        status: 500,
-                        bytes: fail,
+                        status,
+                        bytes,
                     }
                 }
             };

@@ -66,8 +66,28 @@ impl Writes {
     }
 }
 
+/// What to answer for a write that failed: `failed` (a 500 built for the
+/// request) as it is, or — when the database cannot be reached now — the
+/// same response as 503 with Retry-After, so clients try again instead of
+/// giving up. Returns the status and the bytes.
+pub(crate) fn not_stored(e: &store::StoreError, failed: bytes::Bytes) -> (u16, bytes::Bytes) {
+    if !matches!(e, store::StoreError::Unavailable(_)) {
+        return (500, failed);
+    }
+    let Some(end) = failed.windows(2).position(|w| w == b"\r\n") else {
+        return (500, failed);
+    };
+    let mut out = bytes::BytesMut::with_capacity(failed.len() + 64);
+    out.extend_from_slice(
+        b"SIP/2.0 503 Service Unavailable (Database Unreachable)\r\nRetry-After: 5",
+    );
+    out.extend_from_slice(&failed[end..]);
+    (503, out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -85,5 +105,25 @@ mod tests {
         assert!(w.try_acquire().is_none(), "bounded");
         drop(all);
         assert!(w.try_acquire().is_some());
+    }
+
+    #[test]
+    fn an_unreachable_database_turns_the_500_into_a_503_with_retry_after() {
+        let failed = bytes::Bytes::from_static(
+            b"SIP/2.0 500 Server Internal Error (Registration Not Stored)\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>;tag=2\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n",
+        );
+        let (status, bytes) = not_stored(&store::StoreError::Db("x".into()), failed.clone());
+        assert_eq!((status, &bytes), (500, &failed));
+        let (status, bytes) = not_stored(&store::StoreError::Unavailable("down".into()), failed);
+        assert_eq!(status, 503);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.starts_with(
+                "SIP/2.0 503 Service Unavailable (Database Unreachable)\r\nRetry-After: 5\r\nVia: "
+            ),
+            "{text}"
+        );
+        let m = sip::parse_datagram(bytes, &sip::Limits::default()).unwrap();
+        assert!(m.is_response(), "{m:?}");
     }
 }

@@ -79,6 +79,21 @@ impl PostgresConfig {
     }
 }
 
+/// The advisory lock a serving node holds ("parapet" + 1).
+const NODE_LOCK: i64 = 0x0070_6172_6170_6575;
+
+/// The database claimed by one serving process; dropping it (or the
+/// process ending) releases the claim.
+pub struct Claim {
+    _client: deadpool_postgres::ClientWrapper,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Claim")
+    }
+}
+
 /// Serialization failures retried at most, per write.
 const MAX_RETRIES: u32 = 10;
 
@@ -122,12 +137,17 @@ impl From<StoreError> for E {
     }
 }
 
+/// Failing to get a connection (none free in time, none could be made,
+/// the server refusing this database) is the database being unavailable,
+/// whatever PostgreSQL's code for it.
 impl From<deadpool_postgres::PoolError> for E {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => E::Pg(e),
-            other => E::Store(StoreError::Db(format!("no database connection: {other}"))),
-        }
+        E::Store(StoreError::Unavailable(match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                format!("no database connection: {}", describe(&e))
+            }
+            other => format!("no database connection: {other}"),
+        }))
     }
 }
 
@@ -157,6 +177,18 @@ pub(crate) fn store_error(e: E) -> StoreError {
             {
                 StoreError::Conflict(describe(&p))
             }
+            // Connection exceptions, the server shutting down or not
+            // accepting connections yet, and errors without a SQLSTATE (the
+            // connection itself failed): worth trying again later.
+            Some(c)
+                if c.code().starts_with("08")
+                    || *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CRASH_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW =>
+            {
+                StoreError::Unavailable(describe(&p))
+            }
+            None => StoreError::Unavailable(describe(&p)),
             _ => StoreError::Db(describe(&p)),
         },
     }
@@ -214,6 +246,30 @@ impl Postgres {
         })?;
         schema::migrate(&mut client).await?;
         Ok(store)
+    }
+
+    /// Claims the database for this process alone, for as long as the
+    /// returned guard lives (a session advisory lock on a connection of
+    /// its own). Several `parapet serve` nodes on one database need the
+    /// change log and routing between nodes that are not built yet: until
+    /// then a second node is refused at start, instead of serving from
+    /// caches the first one's writes never reach. Tools that write through
+    /// the store while the server runs (`parapet admin recover`) do not
+    /// claim it.
+    pub async fn claim(&self) -> Result<Claim> {
+        let object = self.pool.get().await.map_err(|e| store_error(e.into()))?;
+        let client = deadpool_postgres::Object::take(object);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| store_error(e.into()))?;
+        if !got {
+            return Err(StoreError::Setup(
+                "another parapet serve is already using this database; pools of several nodes on one database are not supported yet (docs/POSTGRES.md)".into(),
+            ));
+        }
+        Ok(Claim { _client: client })
     }
 
     /// How the connection to the database is protected (for the posture

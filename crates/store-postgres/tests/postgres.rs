@@ -183,3 +183,32 @@ async fn the_store_needs_no_privilege_beyond_its_own_database() {
         .unwrap();
     assert_eq!(role.trim(), "f|f|f|f|f");
 }
+
+#[tokio::test]
+async fn one_serving_node_claims_the_database() {
+    let c = pg().await;
+    let url = c.url(&c.database("claim"));
+    let a = open_url(url.clone()).await.unwrap();
+    let b = open_url(url).await.unwrap();
+    let claim = a.claim().await.unwrap();
+    match b.claim().await {
+        Err(StoreError::Setup(m)) => assert!(m.contains("already using this database"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Writing through another handle (as `parapet admin recover` does)
+    // needs no claim.
+    b.add_user(store_tests::core::user("sip:a@example.com"))
+        .await
+        .unwrap();
+    drop(claim);
+    // Released with the first claim's connection.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = b.claim().await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "the claim was not released");
+}

@@ -73,10 +73,15 @@ pub async fn checks_and_their_writes_do_not_interleave<S: Store>(s: S) {
     all(16, |i| {
         let s = s.clone();
         tokio::spawn(async move {
-            s.append_audit(crate::admins::entry(i as i64)).await.unwrap()
+            s.append_audit(crate::admins::entry(i as i64))
+                .await
+                .unwrap()
         })
     })
     .await;
     let report = s.audit_verify().await.unwrap();
-    assert_eq!((report.records, report.problems), (16, Vec::<String>::new()));
+    assert_eq!(
+        (report.records, report.problems),
+        (16, Vec::<String>::new())
+    );
 }

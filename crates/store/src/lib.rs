@@ -34,6 +34,10 @@ pub enum StoreError {
     Setup(String),
     /// The worker pool has stopped.
     Closed,
+    /// The database cannot be reached now (no connection within the wait,
+    /// a connection lost, the server shutting down): the caller may try
+    /// again later. A write that fails so may or may not have committed.
+    Unavailable(String),
     /// Any other database error.
     Db(String),
 }
@@ -44,6 +48,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Conflict(m) => write!(f, "conflict: {m}"),
             StoreError::Setup(m) => write!(f, "database setup failed: {m}"),
             StoreError::Closed => f.write_str("database worker pool stopped"),
+            StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
             StoreError::Db(m) => write!(f, "database error: {m}"),
         }
     }

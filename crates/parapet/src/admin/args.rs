@@ -65,6 +65,10 @@ pub(super) enum AdminCmd {
     Recover {
         #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
         data_dir: PathBuf,
+        /// The server's `database` setting, when it is PostgreSQL (the
+        /// keys still come from the data directory).
+        #[arg(long, env = "PARAPET_DATABASE")]
+        database: Option<String>,
         #[arg(long)]
         name: String,
     },

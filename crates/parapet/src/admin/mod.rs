@@ -79,8 +79,13 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             let mut cmd = <crate::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "parapet", &mut std::io::stdout());
         }
-        AdminCmd::Recover { data_dir, name } => {
-            let made = server::recover::recover(&data_dir, &name).await?;
+        AdminCmd::Recover {
+            data_dir,
+            database,
+            name,
+        } => {
+            let database = config::database(database.map(config::DatabaseUrl), None)?;
+            let made = server::recover::recover(&data_dir, &database, &name).await?;
             if out == Output::Json {
                 println!("{}", made.secrets_json());
             } else {

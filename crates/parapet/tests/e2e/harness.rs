@@ -219,18 +219,22 @@ impl Server {
     /// from the secret it printed, as an authenticator app would. Returns
     /// the session token.
     pub(crate) fn bootstrap_admin(&self, name: &str) -> String {
-        let o = self.cli(
-            &[
-                "admin",
-                "--output=json",
-                "recover",
-                "--name",
-                name,
-                "--data-dir",
-                self.data_dir().to_str().unwrap(),
-            ],
-            "",
-        );
+        let data_dir = self.data_dir();
+        let mut args = vec![
+            "admin",
+            "--output=json",
+            "recover",
+            "--name",
+            name,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ];
+        // On PostgreSQL, the server's database too (as its operator would).
+        let database = self.database_url();
+        if let Some(url) = &database {
+            args.extend(["--database", url]);
+        }
+        let o = self.cli(&args, "");
         assert!(
             o.status.success(),
             "recover: {}",
@@ -302,6 +306,14 @@ impl Server {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         c.wait_with_output().unwrap()
+    }
+
+    /// The `database` setting of the configuration file, if any.
+    pub(crate) fn database_url(&self) -> Option<String> {
+        self.extra_config.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("database")?.trim_start();
+            Some(v.strip_prefix('=')?.trim().trim_matches('"').to_string())
+        })
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {

@@ -41,6 +41,7 @@ mod nat_lab;
 mod operations;
 mod page;
 mod policies;
+mod postgres;
 mod presence;
 mod quickstart;
 mod registrar;

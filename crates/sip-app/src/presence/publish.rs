@@ -237,11 +237,12 @@ impl<S: store::Store> Core<S> {
                 }
                 PubChange::Remove { etag, .. } => store.remove_publication(etag).await.map(|_| ()),
             };
-            let stored = match result {
-                Ok(()) => true,
+            let (stored, failed_status, failed) = match result {
+                Ok(()) => (true, 500, failed),
                 Err(e) => {
                     tracing::error!(error = %e, "publication not stored");
-                    false
+                    let (status, bytes) = crate::writes::not_stored(&e, failed);
+                    (false, status, bytes)
                 }
             };
             let _ = events
@@ -251,6 +252,7 @@ impl<S: store::Store> Core<S> {
                     stored,
                     ok,
                     failed,
+                    failed_status,
                 })))
                 .await;
         });
@@ -259,7 +261,9 @@ impl<S: store::Store> Core<S> {
     /// A publication was written (or not): apply it, answer, notify.
     pub(crate) async fn published(&mut self, p: Published) {
         if !p.stored {
-            return self.respond_event(p.id, "PUBLISH", 500, p.failed).await;
+            return self
+                .respond_event(p.id, "PUBLISH", p.failed_status, p.failed)
+                .await;
         }
         let aor = match p.change {
             PubChange::Put {
@@ -374,6 +378,8 @@ pub(crate) struct Published {
     pub(crate) stored: bool,
     pub(crate) ok: Bytes,
     pub(crate) failed: Bytes,
+    /// 500, or 503 when the database could not be reached.
+    pub(crate) failed_status: u16,
 }
 
 #[cfg(test)]

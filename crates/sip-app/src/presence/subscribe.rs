@@ -39,6 +39,8 @@ pub(crate) struct Subscribed {
     pub(crate) stored: bool,
     pub(crate) ok: Bytes,
     pub(crate) failed: Bytes,
+    /// 500, or 503 when the database could not be reached.
+    pub(crate) failed_status: u16,
 }
 
 impl<S: store::Store> Core<S> {
@@ -399,11 +401,12 @@ impl<S: store::Store> Core<S> {
             } else {
                 store.put_subscription(row).await
             };
-            let stored = match result {
-                Ok(()) => true,
+            let (stored, failed_status, failed) = match result {
+                Ok(()) => (true, 500, failed),
                 Err(e) => {
                     tracing::error!(error = %e, "subscription not stored");
-                    false
+                    let (status, bytes) = crate::writes::not_stored(&e, failed);
+                    (false, status, bytes)
                 }
             };
             let _ = events
@@ -414,6 +417,7 @@ impl<S: store::Store> Core<S> {
                     stored,
                     ok,
                     failed,
+                    failed_status,
                 })))
                 .await;
         });
@@ -424,7 +428,9 @@ impl<S: store::Store> Core<S> {
         let mut sub = s.sub;
         if !s.stored {
             self.presence.forget_names(&sub);
-            return self.respond_event(s.id, "SUBSCRIBE", 500, s.failed).await;
+            return self
+                .respond_event(s.id, "SUBSCRIBE", s.failed_status, s.failed)
+                .await;
         }
         let id = sub.id;
         // A refresh replaces the live entry (keeping its CSeq and any NOTIFY

@@ -1,0 +1,235 @@
+//! `parapet serve` with `database = "postgres://..."`: the same server on a
+//! real PostgreSQL (TLS verified, SCRAM, a role without privileges),
+//! driven as users and operators drive it. What it acknowledged is in
+//! PostgreSQL and survives `kill -9` of the server.
+
+use crate::harness::*;
+
+fn on_postgres(name: &str) -> (Server, &'static store_tests::pg::Cluster, String) {
+    let pg = store_tests::pg::cluster();
+    let db = pg.database(name);
+    let s = Server::with_config(name, &format!("database = \"{}\"\n", pg.url(&db)));
+    (s, pg, db)
+}
+
+#[test]
+fn registrations_and_stored_messages_live_in_postgresql_and_survive_kill_9() {
+    let (mut s, pg, db) = on_postgres("pg_serve");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("carol", "battery staple horse");
+    // alice registers; carol is offline and gets a message stored for her.
+    let port = free_port();
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            port,
+            &[]
+        )
+    );
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send_stored.xml",
+            "carol",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "stored-pg"],
+        )
+        .finish();
+    assert!(
+        ok && msgs.contains("SIP/2.0 202 Accepted (Stored for Later Delivery)"),
+        "{msgs}"
+    );
+    // It is PostgreSQL that holds them, not a file beside the keys.
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    assert_eq!(
+        q("SELECT string_agg(aor, ',' ORDER BY aor) FROM users"),
+        "sip:alice@example.test,sip:carol@example.test"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM bindings WHERE aor = 'sip:alice@example.test'"),
+        "1"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:carol@example.test'"),
+        "1"
+    );
+    assert!(!s.data_dir().join("parapet.db").exists());
+
+    s.kill9();
+    s.start();
+    // alice's binding came back from PostgreSQL...
+    let (ok, msgs) = s.sipp(
+        "register_query.xml",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    assert!(
+        msgs.contains(&format!("Contact: <sip:alice@127.0.0.1:{port}>;expires=")),
+        "the binding made before kill -9 is listed: {msgs}"
+    );
+    // ...and carol gets her message when she registers.
+    let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
+    assert!(ok, "{received}\nserver:\n{}", s.log());
+    assert!(
+        received.contains("Hello from alice: stored-pg"),
+        "{received}"
+    );
+    assert_eq!(q("SELECT count(*) FROM pending_messages"), "0");
+
+    // The audit chain, written by the server into PostgreSQL, verifies.
+    let o = s.admin(&["audit", "verify"], "");
+    assert!(
+        o.status.success() && out(&o).contains("audit log intact"),
+        "{}",
+        out(&o)
+    );
+    assert_ne!(q("SELECT count(*) FROM audit"), "0");
+    // A second node on the same database is refused at start (pools of
+    // nodes need what issue 19 builds next), before it binds anything.
+    let second = s.dir.join("second.toml");
+    std::fs::write(&second, format!("database = \"{}\"\n", pg.url(&db))).unwrap();
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--domain", "example.test", "--config"])
+        .arg(&second)
+        .arg("--data-dir")
+        .arg(s.dir.join("second-data"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("already using this database"),
+        "{}",
+        out(&o)
+    );
+    // A verified TLS connection to the database is no finding (plain TCP
+    // is a high one: the security module's unit tests).
+    let (_, text) = s.security_check();
+    assert!(text.contains("[HIGH] config listen"), "{text}");
+    assert!(!text.contains("config database"), "{text}");
+}
+
+#[test]
+fn a_database_it_cannot_reach_stops_the_start_with_what_to_fix() {
+    let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-pg-down", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("parapet.toml");
+    // No sslrootcert for a TCP host: refused before connecting.
+    std::fs::write(
+        &config,
+        "database = \"postgres://parapet@127.0.0.1:9/parapet\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--domain", "example.test", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(out(&o).contains("sslrootcert"), "{}", out(&o));
+    // Written out as plain text, to a port where nothing listens: a clear
+    // refusal, not a hang.
+    std::fs::write(
+        &config,
+        "database = \"postgres://parapet@127.0.0.1:9/parapet?sslmode=disable\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--domain", "example.test", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("cannot connect to the database"),
+        "{}",
+        out(&o)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn while_the_database_refuses_connections_registrations_get_503_and_service_comes_back() {
+    let (s, pg, db) = on_postgres("pg_down");
+    s.add_user("alice", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // The database stops taking this server's connections, and the ones
+    // it had are cut.
+    pg.psql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}'"
+        ),
+    )
+    .unwrap();
+    // A registration cannot be made durable: 503 with Retry-After (the
+    // client tries again), not a 500, and the server does not stop.
+    passes!(
+        s,
+        s.sipp(
+            "register_auth_503.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // An administrator's change gets 503 too.
+    let o = s.admin(
+        &["user", "add", "sip:dave@example.test", "--password-stdin"],
+        "a long enough password",
+    );
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("503") || out(&o).contains("try again"),
+        "{}",
+        out(&o)
+    );
+    // The database is back: the next registration succeeds, nothing restarted.
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
+    )
+    .unwrap();
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    s.add_user("dave", "a long enough password");
+}

@@ -1,0 +1,64 @@
+//! Opening the store the configuration names: the embedded SQLite database
+//! in the data directory, or PostgreSQL. The server runs generically over
+//! either ([`Opened`] says which), so the SIP application and the APIs
+//! never know.
+
+use std::path::Path;
+
+use config::Database;
+
+/// An open store of either kind.
+#[derive(Debug)]
+pub enum Opened {
+    Sqlite(store_sqlite::Sqlite),
+    Postgres(store_postgres::Postgres),
+}
+
+/// Opens (creating or migrating) the configured store. `workers`: SQLite
+/// reader threads (the default when `None`).
+pub async fn open(
+    database: &Database,
+    db_path: &Path,
+    audit_key: [u8; 32],
+    workers: Option<usize>,
+) -> Result<Opened, String> {
+    match database {
+        Database::Embedded => {
+            let defaults = store_sqlite::SqliteConfig::new(db_path);
+            let cfg = store_sqlite::SqliteConfig {
+                audit_key: Some(audit_key),
+                workers: workers.unwrap_or(defaults.workers),
+                ..defaults
+            };
+            tokio::task::spawn_blocking(move || store_sqlite::Sqlite::open(&cfg))
+                .await
+                .map_err(|e| format!("database open task failed: {e}"))?
+                .map(Opened::Sqlite)
+                .map_err(|e| e.to_string())
+        }
+        Database::Postgres { url, pool_size, .. } => {
+            let cfg = store_postgres::PostgresConfig {
+                pool_size: *pool_size,
+                audit_key: Some(audit_key),
+                ..store_postgres::PostgresConfig::new(url.0.clone())
+            };
+            let store = store_postgres::Postgres::open(&cfg)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(transport = ?store.transport(), schema = store_postgres::schema::version(), "PostgreSQL store open");
+            Ok(Opened::Postgres(store))
+        }
+    }
+}
+
+/// Runs `$body` with `$store` bound to the open store, whichever kind it
+/// is (the body is compiled once per kind).
+#[macro_export]
+macro_rules! with_store {
+    ($opened:expr, $store:ident => $body:expr) => {
+        match $opened {
+            $crate::database::Opened::Sqlite($store) => $body,
+            $crate::database::Opened::Postgres($store) => $body,
+        }
+    };
+}
