@@ -13,6 +13,7 @@ pub mod byo;
 pub mod database;
 pub mod datadir;
 pub mod edges;
+pub mod migrate;
 pub mod partners;
 pub mod recover;
 mod relay_setup;

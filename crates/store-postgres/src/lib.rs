@@ -32,6 +32,7 @@ pub mod connect;
 mod contacts;
 mod devices;
 mod files;
+mod import;
 mod messages;
 mod policies;
 mod presence;

@@ -24,6 +24,7 @@ mod audit;
 mod bindings;
 mod contacts;
 mod devices;
+mod export;
 mod files;
 mod messages;
 mod migrations;

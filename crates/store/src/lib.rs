@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_chain;
+pub mod export;
 pub mod model;
 
 pub use model::{

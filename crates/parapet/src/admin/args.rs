@@ -72,6 +72,19 @@ pub(super) enum AdminCmd {
         #[arg(long)]
         name: String,
     },
+    /// Move the data directory's SQLite database into an empty PostgreSQL
+    /// database, with the server stopped: every table in one transaction,
+    /// then the row counts compared and the audit log verified there. Then
+    /// set `database` to the same URL and start `parapet serve`.
+    ///
+    /// Example: parapet admin migrate-store --data-dir /var/lib/parapet --to "postgres://parapet:PASSWORD@db.example.com/parapet?sslrootcert=/etc/parapet/db-ca.pem"
+    MigrateStore {
+        #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
+        data_dir: PathBuf,
+        /// The PostgreSQL URL, as the `database` setting takes it.
+        #[arg(long)]
+        to: String,
+    },
     /// Server status and warnings.
     Status,
     /// The DNS records (NAPTR, SRV, A/AAAA) to publish for the domain so that

@@ -79,6 +79,29 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             let mut cmd = <crate::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "parapet", &mut std::io::stdout());
         }
+        AdminCmd::MigrateStore { data_dir, to } => {
+            let moved = server::migrate::migrate_store(&data_dir, &to).await?;
+            if out == Output::Json {
+                let tables: serde_json::Map<String, serde_json::Value> = moved
+                    .tables
+                    .iter()
+                    .map(|(t, n)| (t.to_string(), serde_json::json!(n)))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "tables": tables, "audit_records_verified": moved.audit_records })
+                );
+            } else {
+                for (table, n) in &moved.tables {
+                    println!("{table:<24} {n:>10} rows");
+                }
+                println!(
+                    "audit log verified in PostgreSQL: {} records",
+                    moved.audit_records
+                );
+                println!("Now set database = \"<the same URL>\" in the configuration and start parapet serve; keep the SQLite file until you are satisfied.");
+            }
+        }
         AdminCmd::Recover {
             data_dir,
             database,

@@ -233,3 +233,103 @@ fn while_the_database_refuses_connections_registrations_get_503_and_service_come
     );
     s.add_user("dave", "a long enough password");
 }
+
+#[test]
+fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
+    let mut s = Server::new("pg_move");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("carol", "battery staple horse");
+    s.add_each_other("alice", "carol");
+    let port = free_port();
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            port,
+            &[]
+        )
+    );
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send_stored.xml",
+            "carol",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "moved-1"],
+        )
+        .finish();
+    assert!(ok, "{msgs}");
+    s.kill9(); // the server is stopped for the move
+
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_move");
+    let url = pg.url(&db);
+    let data_dir = s.data_dir();
+    let migrate = |s: &Server| {
+        s.cli(
+            &[
+                "admin",
+                "migrate-store",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--to",
+                &url,
+            ],
+            "",
+        )
+    };
+    let o = migrate(&s);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.contains("audit log verified in PostgreSQL"), "{text}");
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    assert_eq!(q("SELECT count(*) FROM users"), "2");
+    assert_eq!(q("SELECT count(*) FROM contacts"), "2");
+    assert_eq!(q("SELECT count(*) FROM pending_messages"), "1");
+    // Again into the same database: refused, nothing doubled.
+    let o = migrate(&s);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("already holds data"), "{}", out(&o));
+    assert_eq!(q("SELECT count(*) FROM users"), "2");
+
+    // The same data directory (its keys), now on PostgreSQL.
+    s.extra_config = format!("database = \"{url}\"\n");
+    s.start();
+    // The administrator's session moved too.
+    let o = s.admin(&["user", "list"], "");
+    assert!(
+        o.status.success() && out(&o).contains("sip:carol@example.test"),
+        "{}",
+        out(&o)
+    );
+    // alice's binding, made on SQLite, is listed...
+    let (ok, msgs) = s.sipp(
+        "register_query.xml",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
+    assert!(
+        msgs.contains(&format!("Contact: <sip:alice@127.0.0.1:{port}>;expires=")),
+        "{msgs}"
+    );
+    // ...carol's stored message is delivered, and new ids do not collide.
+    let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
+    assert!(ok, "{received}\nserver:\n{}", s.log());
+    assert!(received.contains("Hello from alice: moved-1"), "{received}");
+    s.add_user("dave", "a long enough password");
+    let o = s.admin(&["audit", "verify"], "");
+    assert!(
+        o.status.success() && out(&o).contains("audit log intact"),
+        "{}",
+        out(&o)
+    );
+}
