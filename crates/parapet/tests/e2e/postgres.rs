@@ -333,3 +333,73 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
         out(&o)
     );
 }
+
+#[test]
+fn the_database_fails_over_to_its_standby_and_nothing_acknowledged_is_lost() {
+    let pair = store_tests::pg::pair();
+    let db = pair.primary.database("pg_failover");
+    let s = Server::with_config(
+        "pg_failover",
+        &format!("database = \"{}\"\n", pair.url(&db)),
+    );
+    s.add_user("alice", "correct horse battery");
+    s.add_user("carol", "battery staple horse");
+    // Five messages for carol, each acknowledged (202) by the server.
+    for n in 0..5 {
+        let (ok, msgs) = s
+            .sipp_start(
+                "message_send_stored.xml",
+                "carol",
+                "alice",
+                "correct horse battery",
+                "127.0.0.1",
+                free_port(),
+                &["alice", &format!("before-{n}")],
+            )
+            .finish();
+        assert!(ok && msgs.contains("202 Accepted"), "{msgs}");
+    }
+    // The primary's machine is lost; the standby is promoted.
+    pair.receiving(false);
+    pair.kill_primary();
+    pair.receiving(true);
+    let killed = std::time::Instant::now();
+    pair.promote();
+    // The server reconnects by itself: a registration succeeds again
+    // within 10 s of the loss (503 with Retry-After until then).
+    let resumed = loop {
+        let (ok, _) = s.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[],
+        );
+        if ok {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(10),
+            "no registration within 10 s of the primary's loss:\n{}",
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    eprintln!("service resumed {resumed:?} after the primary's loss");
+    // Every acknowledged message is on the new primary, and carol gets one
+    // of them (the oldest) as she registers.
+    assert_eq!(
+        pair.standby
+            .psql(&db, "SELECT count(*) FROM pending_messages")
+            .unwrap()
+            .trim(),
+        "5"
+    );
+    let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
+    assert!(ok, "{received}\nserver:\n{}", s.log());
+    assert!(
+        received.contains("Hello from alice: before-0"),
+        "{received}"
+    );
+}
