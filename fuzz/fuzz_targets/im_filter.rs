@@ -25,6 +25,13 @@ fn rules(action: Action) -> Rules {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&op, body)) = data.split_first() else { return };
+    // The IMDN Message-ID a stored message is deduplicated by: bounded,
+    // visible ASCII, whatever the CPIM headers say.
+    if let Ok(c) = content::cpim::Cpim::parse(body) {
+        if let Some(id) = c.imdn_message_id() {
+            assert!(!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()));
+        }
+    }
     let ct = ["text/plain", "text/html;charset=utf-8", "message/cpim"][usize::from(op % 3)];
     let action = [Action::Defuse, Action::Warn, Action::Block][usize::from((op / 3) % 3)];
     let r = rules(action);

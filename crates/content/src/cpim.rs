@@ -100,6 +100,31 @@ impl<'a> Cpim<'a> {
         named(&self.mime, "Content-Type").unwrap_or("")
     }
 
+    /// The sender's identifier of the message (IMDN, RFC 5438): the
+    /// `Message-ID` header in the namespace declared for
+    /// `urn:ietf:params:imdn` (`NS: imdn <urn:ietf:params:imdn>`, then
+    /// `imdn.Message-ID: ...`). `None` without one, or when it is not 1 to
+    /// 128 visible ASCII characters.
+    pub fn imdn_message_id(&self) -> Option<&'a str> {
+        let prefix = self.headers.iter().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            if !n.trim().eq_ignore_ascii_case("NS") {
+                return None;
+            }
+            let (prefix, urn) = v.trim().split_once(' ')?;
+            urn.trim()
+                .eq_ignore_ascii_case("<urn:ietf:params:imdn>")
+                .then_some(prefix.trim())
+        })?;
+        let id = self.headers.iter().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            let (p, name) = n.trim().split_once('.')?;
+            (p == prefix && name.eq_ignore_ascii_case("Message-ID")).then(|| v.trim())
+        })?;
+        (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .then_some(id)
+    }
+
     /// The same message around another inner body.
     pub fn with_body(&self, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(body.len() + 256);
@@ -128,6 +153,35 @@ impl<'a> Cpim<'a> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    #[test]
+    fn the_imdn_message_id_is_found_in_its_declared_namespace_only() {
+        let msg = |headers: &str| {
+            format!("{headers}\r\n\r\nContent-Type: text/plain\r\n\r\nhi").into_bytes()
+        };
+        let read = |b: &[u8]| Cpim::parse(b).unwrap().imdn_message_id().map(str::to_owned);
+        let linphone = msg("From: <sip:a@example.com>\r\nTo: <sip:b@example.com>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: Vn1FqBz9x\r\nDateTime: 2026-12-06T03:00:00Z");
+        assert_eq!(read(&linphone).as_deref(), Some("Vn1FqBz9x"));
+        let other_prefix =
+            msg("From: <sip:a@example.com>\r\nNS: x <urn:ietf:params:imdn>\r\nx.Message-ID: abc");
+        assert_eq!(read(&other_prefix).as_deref(), Some("abc"));
+        // Not declared, declared for something else, empty, too long.
+        let undeclared = msg("From: <sip:a@example.com>\r\nimdn.Message-ID: abc");
+        assert_eq!(read(&undeclared), None);
+        let elsewhere = msg(
+            "From: <sip:a@example.com>\r\nNS: imdn <urn:example:other>\r\nimdn.Message-ID: abc",
+        );
+        assert_eq!(read(&elsewhere), None);
+        let long = msg(&format!(
+            "From: <sip:a@example.com>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {}",
+            "a".repeat(129)
+        ));
+        assert_eq!(read(&long), None);
+        let spaced = msg(
+            "From: <sip:a@example.com>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: a b",
+        );
+        assert_eq!(read(&spaced), None);
+    }
+
     use super::*;
 
     const MSG: &[u8] = b"From: <sip:alice@example.test>\r\nTo: <sip:bob@example.test>\r\nDateTime: 2026-12-05T10:00:00Z\r\n\r\nContent-Type: text/plain;charset=utf-8\r\nContent-Length: 5\r\n\r\nhello";

@@ -287,6 +287,16 @@ impl<S: store::Store> Core<S> {
 
     async fn store_for_later(&mut self, r: &Req<'_>, sender: String, recipient: String, now: i64) {
         let content_type = super::files::content_type_of(r.msg);
+        // The sender's own id of the message, if any: a retry of it (after
+        // a 503 while its commit was in doubt) is then stored once.
+        let is_cpim = content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("message/cpim"));
+        let message_id = is_cpim
+            .then(|| content::cpim::Cpim::parse(r.msg.body()).ok())
+            .flatten()
+            .and_then(|c| c.imdn_message_id().map(str::to_owned));
         let pending = PendingMessage {
             id: 0,
             recipient,
@@ -295,6 +305,7 @@ impl<S: store::Store> Core<S> {
             body: r.msg.body().to_vec(),
             received_at: now,
             expires_at: now + STORED_MESSAGE_LIFETIME,
+            message_id,
         };
         let Some(permit) = self.write_permit(r).await else {
             return;

@@ -14,6 +14,7 @@ fn row(r: &Row) -> Pg<PendingMessage> {
         body: r.try_get(4)?,
         received_at: r.try_get(5)?,
         expires_at: r.try_get(6)?,
+        message_id: r.try_get(7)?,
     })
 }
 
@@ -22,16 +23,47 @@ impl Messages for Postgres {
         self.write(|tx| {
             let m = m.clone();
             Box::pin(async move {
+                // With an identifier, the identifier's row is claimed
+                // first (with the id the message will have): of two copies
+                // at once, the second waits on it, then finds the first's.
+                let mut id: Option<i64> = None;
+                if let Some(mid) = &m.message_id {
+                    let claim = tx
+                        .prepare_cached(
+                            "INSERT INTO message_ids (recipient, sender, message_id, pending_id, expires_at)
+                             VALUES ($1, $2, $3, nextval(pg_get_serial_sequence('pending_messages', 'id')), $4)
+                             ON CONFLICT DO NOTHING RETURNING pending_id",
+                        )
+                        .await?;
+                    match tx
+                        .query_opt(&claim, &[&m.recipient, &m.sender, mid, &m.expires_at])
+                        .await?
+                    {
+                        Some(r) => id = Some(r.try_get(0)?),
+                        None => {
+                            let r = tx
+                                .query_one(
+                                    "SELECT pending_id FROM message_ids
+                                     WHERE recipient = $1 AND sender = $2 AND message_id = $3",
+                                    &[&m.recipient, &m.sender, mid],
+                                )
+                                .await?;
+                            return Ok(r.try_get(0)?);
+                        }
+                    }
+                }
                 let st = tx
                     .prepare_cached(
-                        "INSERT INTO pending_messages (recipient, sender, content_type, body, received_at, expires_at)
-                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                        "INSERT INTO pending_messages (id, recipient, sender, content_type, body, received_at, expires_at, message_id)
+                         OVERRIDING SYSTEM VALUE
+                         VALUES (COALESCE($1, nextval(pg_get_serial_sequence('pending_messages', 'id'))), $2, $3, $4, $5, $6, $7, $8)
+                         RETURNING id",
                     )
                     .await?;
                 let r = tx
                     .query_one(
                         &st,
-                        &[&m.recipient, &m.sender, &m.content_type, &m.body, &m.received_at, &m.expires_at],
+                        &[&id, &m.recipient, &m.sender, &m.content_type, &m.body, &m.received_at, &m.expires_at, &m.message_id],
                     )
                     .await?;
                 Ok(r.try_get(0)?)
@@ -47,7 +79,7 @@ impl Messages for Postgres {
             Box::pin(async move {
                 let st = c
                     .prepare_cached(
-                        "SELECT id, recipient, sender, content_type, body, received_at, expires_at
+                        "SELECT id, recipient, sender, content_type, body, received_at, expires_at, message_id
                          FROM pending_messages WHERE recipient = $1 ORDER BY id LIMIT $2",
                     )
                     .await?;
@@ -112,6 +144,8 @@ impl Messages for Postgres {
     async fn purge_expired_messages(&self, now: i64) -> Result<usize> {
         self.write(|tx| {
             Box::pin(async move {
+                tx.execute("DELETE FROM message_ids WHERE expires_at <= $1", &[&now])
+                    .await?;
                 let n = tx
                     .execute(
                         "DELETE FROM pending_messages WHERE expires_at <= $1",

@@ -259,6 +259,20 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (file_id, recipient)
     );
     "#,
+    // 2: messages' own identifiers (IMDN Message-ID), kept for as long as
+    // a stored message lives, so a retried MESSAGE is stored once.
+    r#"
+    ALTER TABLE pending_messages ADD COLUMN message_id TEXT;
+    CREATE TABLE message_ids (
+        recipient TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        pending_id BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (recipient, sender, message_id)
+    );
+    CREATE INDEX message_ids_expiry ON message_ids(expires_at);
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

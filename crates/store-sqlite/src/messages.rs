@@ -1,6 +1,6 @@
 //! Pending instant messages on SQLite.
 
-use rusqlite::{params, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{db, Sqlite};
 use store::{Messages, PendingMessage, Result};
@@ -14,23 +14,49 @@ fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
         body: r.get(4)?,
         received_at: r.get(5)?,
         expires_at: r.get(6)?,
+        message_id: r.get(7)?,
     })
 }
 
 impl Messages for Sqlite {
     async fn enqueue_message(&self, m: PendingMessage) -> Result<i64> {
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO pending_messages (recipient, sender, content_type, body, received_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-            )
-            .and_then(|mut st| {
-                st.query_row(
-                    params![m.recipient, m.sender, m.content_type, m.body, m.received_at, m.expires_at],
-                    |r| r.get(0),
+            if let Some(mid) = &m.message_id {
+                let seen: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT pending_id FROM message_ids
+                         WHERE recipient = ?1 AND sender = ?2 AND message_id = ?3",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![m.recipient, m.sender, mid], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(db)?;
+                if let Some(id) = seen {
+                    return Ok(id);
+                }
+            }
+            let id: i64 = c
+                .prepare_cached(
+                    "INSERT INTO pending_messages (recipient, sender, content_type, body, received_at, expires_at, message_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
                 )
-            })
-            .map_err(db)
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![m.recipient, m.sender, m.content_type, m.body, m.received_at, m.expires_at, m.message_id],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(db)?;
+            if let Some(mid) = &m.message_id {
+                c.prepare_cached(
+                    "INSERT INTO message_ids (recipient, sender, message_id, pending_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut st| st.execute(params![m.recipient, m.sender, mid, id, m.expires_at]))
+                .map_err(db)?;
+            }
+            Ok(id)
         })
         .await
     }
@@ -41,7 +67,7 @@ impl Messages for Sqlite {
         self.call(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT id, recipient, sender, content_type, body, received_at, expires_at
+                    "SELECT id, recipient, sender, content_type, body, received_at, expires_at, message_id
                      FROM pending_messages WHERE recipient = ?1 ORDER BY id LIMIT ?2",
                 )
                 .map_err(db)?;
@@ -95,6 +121,8 @@ impl Messages for Sqlite {
 
     async fn purge_expired_messages(&self, now: i64) -> Result<usize> {
         self.write(move |c| {
+            c.execute("DELETE FROM message_ids WHERE expires_at <= ?1", [now])
+                .map_err(db)?;
             c.execute("DELETE FROM pending_messages WHERE expires_at <= ?1", [now])
                 .map_err(db)
         })

@@ -313,6 +313,18 @@ const STEPS: &[&str] = &[
         recipient TEXT NOT NULL,
         PRIMARY KEY (file_id, recipient)
      ) WITHOUT ROWID;",
+    // 11: messages' own identifiers (IMDN Message-ID), kept for as long
+    // as a stored message lives, so a retried MESSAGE is stored once.
+    "ALTER TABLE pending_messages ADD COLUMN message_id TEXT;
+     CREATE TABLE message_ids (
+        recipient TEXT NOT NULL REFERENCES users(aor) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        pending_id INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (recipient, sender, message_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX message_ids_expiry ON message_ids(expires_at);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

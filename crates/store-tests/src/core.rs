@@ -38,6 +38,7 @@ pub fn message(to: &str, body: &str) -> PendingMessage {
         body: body.as_bytes().to_vec(),
         received_at: 100,
         expires_at: 1_000,
+        message_id: None,
     }
 }
 
@@ -206,6 +207,73 @@ pub async fn pending_messages_keep_arrival_order<S: Store>(s: S) {
     s.enqueue_message(late).await.unwrap();
     assert_eq!(s.purge_expired_messages(1_000).await.unwrap(), 4);
     assert_eq!(s.pending_count("sip:bob@example.com").await.unwrap(), 1);
+}
+
+pub async fn a_message_sent_again_under_its_own_id_is_stored_once<S: Store>(s: S) {
+    let (bob, alice) = ("sip:bob@example.com", "sip:alice@example.com");
+    s.add_user(user(bob)).await.unwrap();
+    let with_id = |sender: &str, id: &str, body: &str| {
+        let mut m = message(bob, body);
+        m.sender = sender.into();
+        m.message_id = Some(id.into());
+        m
+    };
+    let first = s
+        .enqueue_message(with_id(alice, "x1", "hello"))
+        .await
+        .unwrap();
+    // The retry (its 503 was in doubt): the same message, stored once.
+    let again = s
+        .enqueue_message(with_id(alice, "x1", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    // Another sender's x1, or another id: other messages.
+    let other = s
+        .enqueue_message(with_id("sip:carol@example.com", "x1", "hi"))
+        .await
+        .unwrap();
+    assert_ne!(other, first);
+    s.enqueue_message(with_id(alice, "x2", "second"))
+        .await
+        .unwrap();
+    let got = s.pending_messages(bob, 10).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].message_id.as_deref(), Some("x1"));
+    // Delivered (deleted), then retried once more: still not stored again.
+    assert!(s.delete_message(first).await.unwrap());
+    assert_eq!(
+        s.enqueue_message(with_id(alice, "x1", "hello"))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(s.pending_count(bob).await.unwrap(), 2);
+    // Copies at once are one message.
+    let ids: Vec<i64> = {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let m = with_id(alice, "x3", "at once");
+                tokio::spawn(async move { s.enqueue_message(m).await.unwrap() })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids
+    };
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_eq!(s.pending_count(bob).await.unwrap(), 3);
+    // Once expired, the identifier is forgotten with the messages.
+    s.purge_expired_messages(1_000).await.unwrap();
+    assert_eq!(s.pending_count(bob).await.unwrap(), 0);
+    let fresh = s
+        .enqueue_message(with_id(alice, "x1", "hello"))
+        .await
+        .unwrap();
+    assert_ne!(fresh, first);
 }
 
 pub async fn many_concurrent_callers_are_served<S: Store>(s: S) {

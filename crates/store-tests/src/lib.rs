@@ -39,6 +39,7 @@ macro_rules! store_cases {
             core::bindings_refresh_expire_and_keep_their_path,
             core::expired_bindings_go_by_key_unless_refreshed_since,
             core::pending_messages_keep_arrival_order,
+            core::a_message_sent_again_under_its_own_id_is_stored_once,
             core::many_concurrent_callers_are_served,
             core::a_registers_changes_are_all_or_nothing,
             core::policies_grants_groups_and_sites,

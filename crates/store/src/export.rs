@@ -20,6 +20,7 @@ pub const TABLES: &[&str] = &[
     "audit_head",
     "bindings",
     "pending_messages",
+    "message_ids",
     "presence_publications",
     "subscriptions",
     "contact_groups",

@@ -142,6 +142,11 @@ pub trait Bindings: Send + Sync {
 /// Instant messages waiting for an offline recipient.
 pub trait Messages: Send + Sync {
     /// Stores a message durably; returns its id (ids grow in arrival order).
+    /// A message whose `message_id` the same sender already used for the
+    /// same recipient before its expiry is the same message (a retry after
+    /// an answer that was lost, or a 503 while the commit was in doubt): it
+    /// is not stored again, and the first one's id is returned — also when
+    /// that one was delivered and deleted since.
     fn enqueue_message(&self, m: PendingMessage) -> impl Future<Output = Result<i64>> + Send;
     /// The recipient's pending messages, oldest first, at most `limit`.
     fn pending_messages(

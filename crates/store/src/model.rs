@@ -69,6 +69,9 @@ pub struct PendingMessage {
     /// Unix seconds.
     pub received_at: i64,
     pub expires_at: i64,
+    /// The sender's own identifier of the message (IMDN Message-ID, RFC
+    /// 5438), when it carries one.
+    pub message_id: Option<String>,
 }
 
 /// Where a stored policy document applies.

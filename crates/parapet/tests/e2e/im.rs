@@ -107,6 +107,44 @@ fn message_to_offline_user_is_stored_and_delivered_on_registration() {
     );
 }
 
+/// A client that sends a message again under the same IMDN Message-ID (as
+/// after a 503 while the server's commit was in doubt, or an answer lost on
+/// the way) has it stored once; the recipient gets it once.
+#[test]
+fn a_message_sent_twice_under_its_own_id_is_stored_once() {
+    let s = Server::new("imdn_once");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("carol", "battery staple horse");
+    for (id, text) in [("m-7f3a", "once"), ("m-7f3a", "once"), ("m-9c1d", "other")] {
+        let (ok, msgs) = s
+            .sipp_start(
+                "message_send_cpim_imdn_stored.xml",
+                "carol",
+                "alice",
+                "correct horse battery",
+                "127.0.0.1",
+                free_port(),
+                &["alice", text, id],
+            )
+            .finish();
+        assert!(ok, "each copy is acknowledged (202):\n{msgs}");
+    }
+    let stored = std::process::Command::new("sqlite3")
+        .arg(s.data_dir().join("parapet.db"))
+        .arg("SELECT message_id FROM pending_messages ORDER BY id")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stored.stdout),
+        "m-7f3a\nm-9c1d\n",
+        "{}",
+        String::from_utf8_lossy(&stored.stderr)
+    );
+    let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
+    assert!(ok, "{received}");
+    assert!(received.contains("imdn.Message-ID: m-7f3a"), "{received}");
+}
+
 #[test]
 fn message_sender_must_prove_who_they_are() {
     let s = Server::new("spoof");
