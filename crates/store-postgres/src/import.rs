@@ -145,6 +145,11 @@ impl Postgres {
             .await
             .map_err(pg(table))?;
         }
+        // The rows came in as changes; nobody follows a database that was
+        // empty a moment ago.
+        tx.execute("DELETE FROM changes", &[])
+            .await
+            .map_err(pg("changes"))?;
         tx.commit().await.map_err(pg("commit"))?;
         Ok(counts)
     }

@@ -28,6 +28,7 @@
 mod admins;
 mod audit;
 mod bindings;
+pub mod changes;
 pub mod connect;
 mod contacts;
 mod devices;

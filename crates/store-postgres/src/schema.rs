@@ -273,6 +273,64 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX message_ids_expiry ON message_ids(expires_at);
     "#,
+    // 3: the change log. Every row change to shared state appends (table,
+    // key) in the same transaction, with the transaction's id: a node that
+    // follows the log by transaction id (changes::Feed) misses nothing,
+    // however commits interleave. A statement-level NOTIFY wakes
+    // followers (a hint only: they read the log, never the payload).
+    r#"
+    CREATE TABLE changes (
+        pos BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at BIGINT NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+    );
+    CREATE INDEX changes_by_xid ON changes (xid);
+    CREATE INDEX changes_by_at ON changes (at);
+    CREATE FUNCTION parapet_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO changes (kind, key) VALUES (
+            TG_TABLE_NAME,
+            COALESCE(to_jsonb(NEW) ->> TG_ARGV[0], to_jsonb(OLD) ->> TG_ARGV[0], ''));
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION parapet_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('parapet_changes', '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_notify AFTER INSERT ON changes
+        FOR EACH STATEMENT EXECUTE FUNCTION parapet_changes_notify();
+    CREATE TRIGGER users_change AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER bindings_change AFTER INSERT OR UPDATE OR DELETE ON bindings
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER pending_messages_change AFTER INSERT OR DELETE ON pending_messages
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('recipient');
+    CREATE TRIGGER presence_publications_change AFTER INSERT OR UPDATE OR DELETE ON presence_publications
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER subscriptions_change AFTER INSERT OR UPDATE OR DELETE ON subscriptions
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('id');
+    CREATE TRIGGER contacts_change AFTER INSERT OR UPDATE OR DELETE ON contacts
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('owner');
+    CREATE TRIGGER contact_groups_change AFTER INSERT OR UPDATE OR DELETE ON contact_groups
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('owner');
+    CREATE TRIGGER user_sessions_change AFTER INSERT OR UPDATE OR DELETE ON user_sessions
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER devices_change AFTER INSERT OR UPDATE OR DELETE ON devices
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER policies_change AFTER INSERT OR UPDATE OR DELETE ON policies
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('kind');
+    CREATE TRIGGER policy_grants_change AFTER INSERT OR UPDATE OR DELETE ON policy_grants
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('target');
+    CREATE TRIGGER user_groups_change AFTER INSERT OR UPDATE OR DELETE ON user_groups
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('name');
+    CREATE TRIGGER group_members_change AFTER INSERT OR UPDATE OR DELETE ON group_members
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    CREATE TRIGGER user_sites_change AFTER INSERT OR UPDATE OR DELETE ON user_sites
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

@@ -1,0 +1,186 @@
+//! Following the change log (schema 3): what every other node changed,
+//! in commit-safe order, nothing missed.
+//!
+//! Positions are handed out when a row is written, not when its
+//! transaction commits, so a follower that only remembered the last
+//! position it read would skip a change whose transaction committed late.
+//! The log records each change's transaction id instead. In one snapshot,
+//! every transaction below the snapshot's `xmin` has ended, so its changes
+//! are visible if it committed. A poll reads the changes of transactions
+//! from the previous poll's `xmin` on (re-reading the few it has already
+//! seen, which it recognises by position), then moves to this snapshot's
+//! `xmin`: a transaction still open now has an id at or above it and is
+//! read by a later poll. A connection lost between polls loses nothing:
+//! the state is these two values, kept by the follower.
+
+use std::collections::HashMap;
+
+use super::{describe, Postgres};
+use store::{Result, StoreError};
+
+/// One change: the table and the key of the row that changed (an address
+/// of record for most, a subscription's id, a policy kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub pos: i64,
+    pub kind: String,
+    pub key: String,
+}
+
+/// A follower's place in the log.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Changes of transactions from this id on may still be unread.
+    xmin: u64,
+    /// Changes already handed out whose transaction is at or above `xmin`
+    /// (position → transaction id).
+    seen: HashMap<i64, u64>,
+}
+
+/// Changes read per round trip within a poll.
+const PAGE: i64 = 1000;
+/// Changes a follower may have handed out and still be watching at once;
+/// beyond (a transaction left open for very long while thousands of
+/// others change things), the poll fails and the follower must reload.
+const MAX_SEEN: usize = 100_000;
+
+fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| super::store_error(super::E::Pg(e)).with_context(what)
+}
+
+trait Context {
+    fn with_context(self, what: &str) -> StoreError;
+}
+
+impl Context for StoreError {
+    fn with_context(self, what: &str) -> StoreError {
+        match self {
+            StoreError::Db(m) => StoreError::Db(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+}
+
+fn xid(text: &str) -> Result<u64> {
+    text.parse()
+        .map_err(|_| StoreError::Db(format!("a transaction id that is not a number: {text}")))
+}
+
+impl Postgres {
+    /// Where a follower starts: the changes visible now are taken as
+    /// applied (a node loads its caches in the same moment, or reloads
+    /// them after this). Call it before loading, so that nothing written
+    /// between the two is skipped (it is read again, harmlessly).
+    pub async fn feed_start(&self) -> Result<Feed> {
+        let mut feed = Feed {
+            xmin: 0,
+            seen: HashMap::new(),
+        };
+        // The first poll from xmin 0 would hand out the whole log: take
+        // this snapshot's xmin and what is visible at or above it.
+        let object = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| super::store_error(e.into()))?;
+        let row = object
+            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+            .await
+            .map_err(db("change log"))?;
+        let xmin = xid(&row.try_get::<_, String>(0).map_err(db("change log"))?)?;
+        feed.xmin = xmin;
+        // Changes of transactions from xmin on that are visible now were
+        // applied by whatever was loaded after this call.
+        self.poll_into(&mut feed).await?;
+        Ok(feed)
+    }
+
+    /// The changes committed since the last poll (or since the start),
+    /// each once, in position order.
+    pub async fn feed_poll(&self, feed: &mut Feed) -> Result<Vec<Change>> {
+        self.poll_into(feed).await
+    }
+
+    async fn poll_into(&self, feed: &mut Feed) -> Result<Vec<Change>> {
+        let mut object = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| super::store_error(e.into()))?;
+        let tx = object
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db("change log"))?;
+        // The snapshot is taken by this first statement; the reads below
+        // see exactly what it saw.
+        let now_xmin = xid(&tx
+            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+            .await
+            .and_then(|r| r.try_get::<_, String>(0))
+            .map_err(db("change log"))?)?;
+        let page = tx
+            .prepare_cached(
+                "SELECT pos, xid::text, kind, key FROM changes
+                 WHERE xid >= $1::text::xid8 AND pos > $2 ORDER BY pos LIMIT $3",
+            )
+            .await
+            .map_err(db("change log"))?;
+        let from = feed.xmin.to_string();
+        let mut after = 0i64;
+        let mut out = Vec::new();
+        loop {
+            let rows = tx
+                .query(&page, &[&from, &after, &PAGE])
+                .await
+                .map_err(db("change log"))?;
+            for r in &rows {
+                let pos: i64 = r.try_get(0).map_err(db("change log"))?;
+                after = pos;
+                if feed.seen.contains_key(&pos) {
+                    continue;
+                }
+                let x = xid(r.try_get::<_, &str>(1).map_err(db("change log"))?)?;
+                feed.seen.insert(pos, x);
+                out.push(Change {
+                    pos,
+                    kind: r.try_get(2).map_err(db("change log"))?,
+                    key: r.try_get(3).map_err(db("change log"))?,
+                });
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        tx.commit().await.map_err(db("change log"))?;
+        // Transactions below the new xmin have all ended and been read.
+        feed.xmin = feed.xmin.max(now_xmin);
+        let floor = feed.xmin;
+        feed.seen.retain(|_, x| *x >= floor);
+        if feed.seen.len() > MAX_SEEN {
+            return Err(StoreError::Db(format!(
+                "the change log follower holds {} changes of transactions still open; reload",
+                feed.seen.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Forgets changes recorded before `before` (unix milliseconds); every
+    /// follower must have read them (nodes poll every few hundred
+    /// milliseconds; a node that was away longer reloads).
+    pub async fn prune_changes(&self, before: i64) -> Result<usize> {
+        let object = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| super::store_error(e.into()))?;
+        let n = object
+            .execute("DELETE FROM changes WHERE at < $1", &[&before])
+            .await
+            .map_err(|e| StoreError::Db(format!("change log: {}", describe(&e))))?;
+        Ok(super::count(n))
+    }
+}
