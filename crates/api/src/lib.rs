@@ -158,9 +158,13 @@ pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Re
 /// A store or core failure: logged, answered with 500 without details —
 /// or, when the database cannot be reached now, 503 with Retry-After.
 pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> Response {
-    if let Some(store::StoreError::Unavailable(_)) =
-        (&e as &dyn std::any::Any).downcast_ref::<store::StoreError>()
-    {
+    // A StoreError, or one already turned into text on its way here (its
+    // Display says "database unavailable: ...").
+    let unavailable = matches!(
+        (&e as &dyn std::any::Any).downcast_ref::<store::StoreError>(),
+        Some(store::StoreError::Unavailable(_))
+    ) || e.to_string().starts_with("database unavailable:");
+    if unavailable {
         tracing::warn!(error = %e, "API: the database is unavailable");
         let mut r = problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -473,5 +477,8 @@ mod tests {
             internal("the core stopped".to_string()).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        // Turned into text on the way (the user manager's errors).
+        let text = store::StoreError::Unavailable("cut".into()).to_string();
+        assert_eq!(internal(text).status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -14,6 +14,14 @@ pub enum Opened {
     Postgres(store_postgres::Postgres),
 }
 
+/// Who opens the store: the serving node claims a PostgreSQL database
+/// before migrating it; a tool writing beside a running server does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    Tool,
+}
+
 /// Opens (creating or migrating) the configured store. `workers`: SQLite
 /// reader threads (the default when `None`).
 pub async fn open(
@@ -21,6 +29,7 @@ pub async fn open(
     db_path: &Path,
     audit_key: [u8; 32],
     workers: Option<usize>,
+    role: Role,
 ) -> Result<Opened, String> {
     match database {
         Database::Embedded => {
@@ -40,6 +49,7 @@ pub async fn open(
             let cfg = store_postgres::PostgresConfig {
                 pool_size: *pool_size,
                 audit_key: Some(audit_key),
+                claim: role == Role::Serve,
                 ..store_postgres::PostgresConfig::new(url.0.clone())
             };
             let store = store_postgres::Postgres::open(&cfg)

@@ -35,7 +35,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if config.allow_insecure_transports {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
-    let opened = database::open(&config.database, &dir.db_path, dir.audit_key, None).await?;
+    let opened = database::open(
+        &config.database,
+        &dir.db_path,
+        dir.audit_key,
+        None,
+        database::Role::Serve,
+    )
+    .await?;
     if matches!(
         config.database,
         config::Database::Postgres {
@@ -45,13 +52,14 @@ pub async fn serve(config: Config) -> Result<(), String> {
     ) {
         tracing::warn!("the database connection is plain text (sslmode=disable): SIP users' digest secrets and every message cross the network readable");
     }
-    // One serving node per PostgreSQL database, for now (the claim is
-    // held until this returns).
-    let _claim = match &opened {
-        database::Opened::Postgres(p) => Some(p.claim().await.map_err(|e| e.to_string())?),
+    // One serving node per PostgreSQL database, for now: claimed at open,
+    // held as long as the store; if another node takes it after a
+    // connection loss, this one stops.
+    let lost = match &opened {
+        database::Opened::Postgres(p) => p.claim_lost(),
         database::Opened::Sqlite(_) => None,
     };
-    with_store!(opened, store => run(config, dir, store).await)
+    with_store!(opened, store => run(config, dir, store, lost).await)
 }
 
 /// The server on an open store.
@@ -59,6 +67,7 @@ async fn run<S: store::Store>(
     config: Config,
     dir: datadir::DataDir,
     store: S,
+    lost: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<(), String> {
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
@@ -279,8 +288,17 @@ async fn run<S: store::Store>(
         .await?;
     }
     let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
+    let claim_lost = async move {
+        match lost {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|lost| *lost).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         r = &mut core_task => r.unwrap_or_else(|e| Err(format!("the SIP core stopped: {e}"))),
+        _ = claim_lost => Err("another parapet serve claimed the database while this node's connection to it was lost; stopping".to_string()),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

@@ -35,6 +35,7 @@ pub async fn migrate_store(data_dir: &std::path::Path, to: &str) -> Result<Moved
         &e.db_path,
         e.audit_key,
         Some(1),
+        crate::database::Role::Tool,
     )
     .await?
     {
@@ -50,12 +51,20 @@ pub async fn migrate_store(data_dir: &std::path::Path, to: &str) -> Result<Moved
             before.problems.join("; ")
         ));
     }
-    let into = match crate::database::open(&target, &e.db_path, e.audit_key, None).await? {
+    // Claimed as a serving node would (before its schema is made): no
+    // server may run on the target meanwhile.
+    let into = match crate::database::open(
+        &target,
+        &e.db_path,
+        e.audit_key,
+        None,
+        crate::database::Role::Serve,
+    )
+    .await?
+    {
         crate::database::Opened::Postgres(p) => p,
         crate::database::Opened::Sqlite(_) => return Err("--to needs a PostgreSQL URL".into()),
     };
-    // No server may run on the target meanwhile.
-    let _claim = into.claim().await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(4);
     let (exported, imported) = tokio::join!(from.export(tx), into.import(rx));
     // The importer's error says why; the exporter's is then only that its

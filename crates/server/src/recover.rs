@@ -16,7 +16,14 @@ pub async fn recover(
 ) -> Result<api::credentials::NewAdmin, String> {
     rbac::check_name("administrator name", name).map_err(|e| e.0)?;
     let e = crate::datadir::DataDir::open_existing(data_dir)?;
-    let opened = crate::database::open(database, &e.db_path, e.audit_key, Some(1)).await?;
+    let opened = crate::database::open(
+        database,
+        &e.db_path,
+        e.audit_key,
+        Some(1),
+        crate::database::Role::Tool,
+    )
+    .await?;
     crate::with_store!(opened, store => create(store, &e, data_dir, name).await)
 }
 

@@ -26,7 +26,7 @@ async fn filled_sqlite() -> Sqlite {
     let audited = s.audited(store_tests::admins::entry(1));
     audited.add_user(user(A)).await.unwrap();
     s.add_user(user(B)).await.unwrap();
-    s.remove_user(B).await.unwrap(); // ids with a gap
+    s.remove_user(B).await.unwrap(); // SQLite gives the id again
     s.add_user(user(B)).await.unwrap();
     s.upsert_binding(binding(A, "k1", i64::MAX / 2))
         .await
@@ -135,6 +135,28 @@ async fn filled_sqlite() -> Sqlite {
     s.grant_files(vec!["f1".into()], vec![B.into()])
         .await
         .unwrap();
+    let mut identified = message(B, "with an id");
+    identified.message_id = Some("imdn-1".into());
+    s.enqueue_message(identified).await.unwrap();
+    s.put_subscription(SubscriptionRow {
+        id: "sub1".into(),
+        event: "presence".into(),
+        watcher: B.into(),
+        resource: A.into(),
+        call_id: "c1".into(),
+        remote_tag: "t1".into(),
+        from_value: format!("<{B}>;tag=t1"),
+        to_value: format!("<{A}>"),
+        remote_target: "sip:bob@192.0.2.2:5060".into(),
+        route_set: vec!["<sip:p1;lr>".into()],
+        source: "udp:192.0.2.2:5060".into(),
+        event_id: None,
+        local_cseq: 3,
+        remote_cseq: 4,
+        expires_at: i64::MAX / 2,
+    })
+    .await
+    .unwrap();
     s.put_publication(
         PublicationRow {
             etag: "e1".into(),
@@ -151,7 +173,7 @@ async fn filled_sqlite() -> Sqlite {
 
 async fn everything<S: Store>(s: &S) -> String {
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         s.list_users().await.unwrap(),
         s.live_bindings(0).await.unwrap(),
         s.pending_messages(B, 100).await.unwrap(),
@@ -172,6 +194,7 @@ async fn everything<S: Store>(s: &S) -> String {
         s.totp(A).await.unwrap(),
         s.file_for("f1", B).await.unwrap(),
         s.live_publications(0).await.unwrap(),
+        s.live_subscriptions(0).await.unwrap(),
         s.users_version().await.unwrap() > 0,
         s.active_devices(0).await.unwrap(),
     )
@@ -202,9 +225,14 @@ async fn every_table_reads_back_the_same_and_the_moved_store_goes_on() {
     assert_eq!((report.records, report.problems), (5, Vec::<String>::new()));
     assert!(into.use_enrollment_code(B, vec![3; 32], 2).await.unwrap());
 
-    // New rows continue after the moved ones.
+    // The stored message's identifier moved with it: its retry is the same
+    // message there.
+    let mut retry = message(B, "with an id");
+    retry.message_id = Some("imdn-1".into());
+    assert_eq!(into.enqueue_message(retry).await.unwrap(), 4);
+    // New rows continue after the moved ones (a retry may use up an id).
     let id = into.enqueue_message(message(B, "after")).await.unwrap();
-    assert_eq!(id, 4);
+    assert!(id > 4, "{id}");
     let carol = into.add_user(user("sip:carol@example.com")).await.unwrap();
     assert_eq!(carol.id, 3);
     into.append_audit(store_tests::admins::entry(6))

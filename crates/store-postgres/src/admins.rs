@@ -48,11 +48,22 @@ fn role_row(r: &Row) -> Pg<RoleRow> {
     })
 }
 
+/// Holds a custom role's row (if `role` is one) until commit, so that the
+/// role cannot be removed while it is being given.
+async fn hold_role(tx: &super::Tx<'_>, role: &str) -> super::R<()> {
+    let st = tx
+        .prepare_cached("SELECT 1 FROM admin_roles WHERE name = $1 FOR KEY SHARE")
+        .await?;
+    tx.query_opt(&st, &[&role]).await?;
+    Ok(())
+}
+
 impl Admins for Postgres {
     async fn add_admin(&self, a: AdminRow) -> Result<()> {
         self.write(|tx| {
             let a = a.clone();
             Box::pin(async move {
+                hold_role(tx, &a.role).await?;
                 tx.execute(
                     &format!("INSERT INTO admins ({ADMIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
                     &[&a.name, &a.password, &a.totp, &a.totp_last_step, &a.role, &a.enabled, &a.failed, &a.locked_until, &a.created_at],
@@ -87,7 +98,7 @@ impl Admins for Postgres {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        &format!("SELECT {ADMIN_COLUMNS} FROM admins ORDER BY name"),
+                        &format!("SELECT {ADMIN_COLUMNS} FROM admins ORDER BY name COLLATE \"C\""),
                         &[],
                     )
                     .await?;
@@ -102,6 +113,9 @@ impl Admins for Postgres {
         self.write(|tx| {
             let (name, u) = (name.clone(), u.clone());
             Box::pin(async move {
+                if let Some(role) = &u.role {
+                    hold_role(tx, role).await?;
+                }
                 let n = tx
                     .execute(
                         "UPDATE admins SET
@@ -190,9 +204,16 @@ impl Admins for Postgres {
 
     async fn remove_role(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.write_serializable(|tx| {
+        self.write(|tx| {
             let name = name.clone();
             Box::pin(async move {
+                // The role's row first: an administrator or token being
+                // given the role finishes (and is counted) or waits.
+                tx.execute(
+                    "SELECT 1 FROM admin_roles WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await?;
                 let used: i64 = tx
                     .query_one(
                         "SELECT (SELECT COUNT(*) FROM admins WHERE role = $1) + (SELECT COUNT(*) FROM admin_tokens WHERE role = $1)",
@@ -220,7 +241,7 @@ impl Admins for Postgres {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        "SELECT name, description, ops, site, user_group FROM admin_roles ORDER BY name",
+                        "SELECT name, description, ops, site, user_group FROM admin_roles ORDER BY name COLLATE \"C\"",
                         &[],
                     )
                     .await?;
@@ -234,6 +255,7 @@ impl Admins for Postgres {
         self.write(|tx| {
             let t = t.clone();
             Box::pin(async move {
+                hold_role(tx, &t.role).await?;
                 tx.execute(
                     &format!("INSERT INTO admin_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
                     &[&t.id, &t.hash, &t.admin, &t.kind, &t.name, &t.role, &t.created_at, &t.expires_at],
@@ -269,7 +291,7 @@ impl Admins for Postgres {
                 let rows = c
                     .query(
                         &format!(
-                            "SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY admin, created_at"
+                            "SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY admin COLLATE \"C\", created_at"
                         ),
                         &[],
                     )

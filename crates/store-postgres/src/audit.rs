@@ -18,9 +18,9 @@ const COLUMNS: &str = "seq, at, actor, source, action, object, outcome, detail, 
 /// Appends `e` inside the caller's transaction; returns its sequence number.
 pub(crate) async fn append(tx: &Tx<'_>, key: &hmac::Key, e: &AuditEntry) -> R<i64> {
     // One row is the chain's lock (it exists before the first record):
-    // every append updates it, so of two appends whose snapshots overlap
-    // one waits and then fails to serialize (and is retried from the
-    // start): each reads the chain as the other left it.
+    // every append updates it, so a second append waits for the first to
+    // commit, and (READ COMMITTED: each statement sees what committed
+    // before it) then reads the chain as the first left it.
     let lock = tx
         .prepare_cached("UPDATE meta SET value = value + 1 WHERE name = 'audit_lock'")
         .await?;
@@ -102,7 +102,7 @@ impl AuditLog for Postgres {
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM audit
                          WHERE ($1::text IS NULL OR actor = $1)
-                           AND ($2::text IS NULL OR object LIKE $2 ESCAPE '\\')
+                           AND ($2::text IS NULL OR object ILIKE $2 ESCAPE '\\')
                            AND ($3::bigint IS NULL OR at >= $3)
                            AND ($4::bigint IS NULL OR at <= $4)
                          ORDER BY seq DESC LIMIT $5"
@@ -126,7 +126,8 @@ impl AuditLog for Postgres {
 
     async fn audit_verify(&self) -> Result<AuditReport> {
         let key = self.audit_key.clone().ok_or_else(no_key)?;
-        self.read(move |c| -> Fut<'_, AuditReport> {
+        // One snapshot: an append meanwhile is not taken for a cut tail.
+        self.read_snapshot(move |c| -> Fut<'_, AuditReport> {
             Box::pin(async move {
                 let mut check = Checker::new(&key);
                 let page = c

@@ -131,7 +131,7 @@ impl Bindings for Postgres {
                 let rows = c
                     .query(
                         &format!(
-                            "SELECT {COLUMNS} FROM bindings WHERE expires_at > $1 ORDER BY aor, binding_key"
+                            "SELECT {COLUMNS} FROM bindings WHERE expires_at > $1 ORDER BY aor COLLATE \"C\", binding_key COLLATE \"C\""
                         ),
                         &[&now],
                     )

@@ -76,7 +76,7 @@ impl Contacts for Postgres {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        &format!("SELECT {COLUMNS} FROM contacts ORDER BY owner, contact"),
+                        &format!("SELECT {COLUMNS} FROM contacts ORDER BY owner COLLATE \"C\", contact COLLATE \"C\""),
                         &[],
                     )
                     .await?;
@@ -92,7 +92,7 @@ impl Contacts for Postgres {
             Box::pin(async move {
                 let st = c
                     .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM contacts WHERE owner = $1 ORDER BY contact"
+                        "SELECT {COLUMNS} FROM contacts WHERE owner = $1 ORDER BY contact COLLATE \"C\""
                     ))
                     .await?;
                 let rows = c.query(&st, &[&owner]).await?;
@@ -108,7 +108,7 @@ impl Contacts for Postgres {
             Box::pin(async move {
                 let st = c
                     .prepare_cached(
-                        "SELECT name FROM contact_groups WHERE owner = $1 ORDER BY position, name",
+                        "SELECT name FROM contact_groups WHERE owner = $1 ORDER BY position, name COLLATE \"C\"",
                     )
                     .await?;
                 let rows = c.query(&st, &[&owner]).await?;

@@ -58,14 +58,7 @@ impl Devices for Postgres {
             Box::pin(async move {
                 // The user's row is the lock: of two devices added at
                 // once, the second counts the first.
-                let enabled = tx
-                    .query_opt(
-                        "SELECT enabled FROM users WHERE aor = $1 FOR NO KEY UPDATE",
-                        &[&d.aor],
-                    )
-                    .await?
-                    .map(|r| r.try_get::<_, bool>(0))
-                    .transpose()?;
+                let enabled = super::lock_user(tx, &d.aor).await?;
                 match enabled {
                     None => return Err(StoreError::Conflict(format!("no user {}", d.aor)).into()),
                     Some(false) => {
@@ -139,7 +132,7 @@ impl Devices for Postgres {
             Box::pin(async move {
                 let st = c
                     .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM devices WHERE aor = $1 ORDER BY issued_at DESC, id"
+                        "SELECT {COLUMNS} FROM devices WHERE aor = $1 ORDER BY issued_at DESC, id COLLATE \"C\""
                     ))
                     .await?;
                 let rows = c.query(&st, &[&aor]).await?;

@@ -37,14 +37,7 @@ impl Files for Postgres {
             Box::pin(async move {
                 // The owner's row is the lock: of two uploads recorded at
                 // once, the second sums the first.
-                if tx
-                    .query_opt(
-                        "SELECT 1 FROM users WHERE aor = $1 FOR NO KEY UPDATE",
-                        &[&f.owner],
-                    )
-                    .await?
-                    .is_none()
-                {
+                if super::lock_user(tx, &f.owner).await?.is_none() {
                     return Err(StoreError::Conflict(format!("no user {}", f.owner)).into());
                 }
                 let st = tx

@@ -77,9 +77,13 @@ impl Postgres {
         let mut types: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
         let mut counts: Vec<(&'static str, u64)> = TABLES.iter().map(|t| (*t, 0)).collect();
         let mut meta: Vec<Batch> = Vec::new();
+        let mut arrived: Vec<&'static str> = Vec::new();
         while let Some(batch) = input.recv().await {
             if !TABLES.contains(&batch.table) {
                 return Err(setup(format!("unknown table {}", batch.table)));
+            }
+            if !arrived.contains(&batch.table) {
+                arrived.push(batch.table);
             }
             if !types.contains_key(batch.table) {
                 let rows = tx
@@ -120,6 +124,13 @@ impl Postgres {
                 c.1 += batch.rows.len() as u64;
             }
         }
+        // An export that stopped part-way (its sender gone) leaves tables
+        // out: nothing is committed then.
+        if let Some(missing) = TABLES.iter().find(|t| !arrived.contains(t)) {
+            return Err(setup(format!(
+                "the export ended before table {missing}: nothing was moved"
+            )));
+        }
         for batch in &meta {
             let cols = &types["meta"];
             let column_types: Vec<&String> = batch
@@ -135,10 +146,19 @@ impl Postgres {
                 c.1 += batch.rows.len() as u64;
             }
         }
-        for table in ["users", "pending_messages"] {
+        // Ids go on after every id used: for stored messages, also those
+        // delivered since whose identifiers are remembered (SQLite never
+        // reused them either).
+        for (table, used) in [
+            ("users", "SELECT max(id) FROM users"),
+            (
+                "pending_messages",
+                "SELECT GREATEST((SELECT max(id) FROM pending_messages), (SELECT max(pending_id) FROM message_ids))",
+            ),
+        ] {
             tx.execute(
                 &format!(
-                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(max(id), 0) + 1, false) FROM {table}"
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(({used}), 0) + 1, false)"
                 ),
                 &[],
             )

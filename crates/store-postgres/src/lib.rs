@@ -1,8 +1,8 @@
 //! # parapet-store-postgres: the `store` traits on PostgreSQL
 //!
 //! For a pool of front ends sharing one database. tokio-postgres on a
-//! bounded pool of connections (deadpool-postgres), every statement
-//! prepared once per connection, TLS that verifies the server
+//! bounded pool of connections (deadpool-postgres), the statements of the
+//! hot paths prepared once per connection, TLS that verifies the server
 //! ([`connect`]), SCRAM as the server asks for it.
 //!
 //! Durability: a write returns `Ok` only after its COMMIT returned, so what
@@ -16,11 +16,13 @@
 //! COMMITTED transactions; each check that guards a write first locks the
 //! row it is about (the user's, for device caps, quotas and session caps;
 //! the audit chain's lock row), so the check then sees every write that
-//! committed before it, and the next one waits. Conditional updates (a
-//! TOTP step later than the last) are atomic as single statements. The few
-//! rare administrative writes whose check spans tables (a grant to a group,
-//! removing a role) run SERIALIZABLE. A serialization failure or deadlock
-//! is retried from the start. Counters that many writes move (the users'
+//! committed before it, and the next one waits; the writes that end what a
+//! user holds (a new password, disabling, signing out) lock the same row
+//! first. A grant to a group holds the group's row against its removal; a
+//! role in use holds the role's row against its removal. Conditional
+//! updates (a TOTP step later than the last) are atomic as single
+//! statements. A serialization failure or deadlock is retried from the
+//! start. Counters that many writes move (the users'
 //! and policies' versions) are rows every such write updates: under READ
 //! COMMITTED they queue on the row's lock instead of failing.
 #![forbid(unsafe_code)]
@@ -55,8 +57,9 @@ use store::{AuditEntry, Result, StoreError};
 
 pub use connect::Transport;
 
-/// Pool and connection settings.
-#[derive(Debug, Clone)]
+/// Pool and connection settings. Its Debug form shows neither the URL (a
+/// password may be in it) nor the audit key.
+#[derive(Clone)]
 pub struct PostgresConfig {
     /// `postgres://user@host/db?sslrootcert=...` (see [`connect`]). A
     /// password, if any, is part of the URL; it is never logged.
@@ -68,6 +71,18 @@ pub struct PostgresConfig {
     pub wait: Duration,
     /// The key of the audit log's MAC chain (kept outside the database).
     pub audit_key: Option<[u8; 32]>,
+    /// Claim the database for this process before migrating it (the
+    /// serving node; see [`Postgres::claim`]).
+    pub claim: bool,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("pool_size", &self.pool_size)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresConfig {
@@ -77,6 +92,7 @@ impl PostgresConfig {
             pool_size: 16,
             wait: Duration::from_secs(5),
             audit_key: None,
+            claim: false,
         }
     }
 }
@@ -87,7 +103,29 @@ const NODE_LOCK: i64 = 0x0070_6172_6170_6575;
 /// The database claimed by one serving process; dropping it (or the
 /// process ending) releases the claim.
 pub struct Claim {
-    _client: deadpool_postgres::ClientWrapper,
+    lost: tokio::sync::watch::Receiver<bool>,
+    /// Holds the connection with the lock, and takes it again after a
+    /// connection loss.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Takes the node lock on a connection of its own (taken out of the pool):
+/// `None` if another session holds it.
+async fn try_claim(pool: &Pool) -> Result<Option<deadpool_postgres::ClientWrapper>> {
+    let object = pool.get().await.map_err(|e| store_error(e.into()))?;
+    let client = deadpool_postgres::Object::take(object);
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| store_error(e.into()))?;
+    Ok(got.then_some(client))
 }
 
 impl std::fmt::Debug for Claim {
@@ -108,6 +146,8 @@ pub struct Postgres {
     audit_key: Option<Arc<ring::hmac::Key>>,
     /// Set on a handle from `Store::audited`: appended with every write.
     audit: Option<Arc<AuditEntry>>,
+    /// This process's claim on the database, when it made one at open.
+    claimed: Option<Arc<Claim>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -190,7 +230,14 @@ pub(crate) fn store_error(e: E) -> StoreError {
             {
                 StoreError::Unavailable(describe(&p))
             }
-            None => StoreError::Unavailable(describe(&p)),
+            // Without a SQLSTATE: the connection closed or its socket
+            // failed is an outage; anything else (a row that did not
+            // convert, a wrong row count) is a fault here, not worth a retry.
+            None if p.is_closed()
+                || std::error::Error::source(&p).is_some_and(|s| s.is::<std::io::Error>()) =>
+            {
+                StoreError::Unavailable(describe(&p))
+            }
             _ => StoreError::Db(describe(&p)),
         },
     }
@@ -220,11 +267,22 @@ impl Postgres {
             }
             _ => Manager::from_config(target.config.clone(), tokio_postgres::NoTls, manager_config),
         };
+        // Making a connection may try each host in turn, each for up to
+        // its connect timeout: the pool waits for all of them.
+        let hosts = u32::try_from(target.config.get_hosts().len())
+            .unwrap_or(1)
+            .max(1);
+        let per_host = target
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(5));
+        let create = (per_host * hosts + Duration::from_secs(1)).max(config.wait);
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(config.wait))
-            .create_timeout(Some(config.wait))
+            .create_timeout(Some(create))
             .recycle_timeout(Some(config.wait))
             .build()
             .map_err(|e| StoreError::Setup(format!("database pool: {e}")))?;
@@ -236,6 +294,7 @@ impl Postgres {
                 .audit_key
                 .map(|k| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))),
             audit: None,
+            claimed: None,
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Setup(format!(
@@ -246,8 +305,21 @@ impl Postgres {
                 }
             ))
         })?;
+        // The claim before the migration: a second node (perhaps a newer
+        // build) must not change the schema under the one serving.
+        let mut store = store;
+        if config.claim {
+            store.claimed = Some(Arc::new(store.claim().await?));
+        }
         schema::migrate(&mut client).await?;
         Ok(store)
+    }
+
+    /// When this process claimed the database at open: a receiver that
+    /// turns `true` if the claim is lost to another process (after a
+    /// connection loss, another node took it). The node must stop serving.
+    pub fn claim_lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.claimed.as_ref().map(|c| c.lost.clone())
     }
 
     /// Claims the database for this process alone, for as long as the
@@ -259,19 +331,41 @@ impl Postgres {
     /// the store while the server runs (`parapet admin recover`) do not
     /// claim it.
     pub async fn claim(&self) -> Result<Claim> {
-        let object = self.pool.get().await.map_err(|e| store_error(e.into()))?;
-        let client = deadpool_postgres::Object::take(object);
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| store_error(e.into()))?;
-        if !got {
-            return Err(StoreError::Setup(
-                "another parapet serve is already using this database; pools of several nodes on one database are not supported yet (docs/POSTGRES.md)".into(),
-            ));
-        }
-        Ok(Claim { _client: client })
+        let client = match try_claim(&self.pool).await? {
+            Some(c) => c,
+            None => {
+                return Err(StoreError::Setup(
+                    "another parapet serve is already using this database; pools of several nodes on one database are not supported yet (docs/POSTGRES.md)".into(),
+                ))
+            }
+        };
+        let (tx, lost) = tokio::sync::watch::channel(false);
+        let pool = self.pool.clone();
+        // The claim lives on its connection: when that closes (the
+        // database restarted or failed over), claim again at once; if
+        // another process has it by then, say so.
+        let task = tokio::spawn(async move {
+            let mut client = client;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if !client.is_closed() {
+                    continue;
+                }
+                tracing::warn!("the connection holding this node's claim on the database closed; claiming it again");
+                match try_claim(&pool).await {
+                    Ok(Some(c)) => client = c,
+                    Ok(None) => {
+                        tracing::error!("another parapet serve claimed the database while this node's connection was lost");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    // Not reachable yet: try again in a second (nobody
+                    // else can claim it meanwhile either).
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(Claim { lost, task })
     }
 
     /// How the connection to the database is protected (for the posture
@@ -289,6 +383,26 @@ impl Postgres {
         f(&client).await.map_err(store_error)
     }
 
+    /// Runs the read-only `f` in one REPEATABLE READ snapshot (what it
+    /// reads agrees with itself); the transaction ends when it returns, or
+    /// rolls back if the caller goes away meanwhile.
+    pub(crate) async fn read_snapshot<R, F>(&self, f: F) -> Result<R>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> Fut<'t, R>,
+    {
+        let mut client = self.pool.get().await.map_err(|e| store_error(e.into()))?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| store_error(e.into()))?;
+        let r = f(&tx).await.map_err(store_error)?;
+        tx.commit().await.map_err(|e| store_error(e.into()))?;
+        Ok(r)
+    }
+
     /// Runs `f` in a READ COMMITTED transaction (with this handle's
     /// audit record, if any, appended in it) and returns once it
     /// committed; `f` runs again, in a new transaction, after a
@@ -299,16 +413,6 @@ impl Postgres {
         F: for<'t> Fn(&'t Tx<'t>) -> Fut<'t, R> + Send + Sync,
     {
         self.write_at(IsolationLevel::ReadCommitted, f).await
-    }
-
-    /// As [`Postgres::write`], SERIALIZABLE: for checks that span tables
-    /// no single row lock covers.
-    pub(crate) async fn write_serializable<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send,
-        F: for<'t> Fn(&'t Tx<'t>) -> Fut<'t, R> + Send + Sync,
-    {
-        self.write_at(IsolationLevel::Serializable, f).await
     }
 
     async fn write_at<R, F>(&self, level: IsolationLevel, f: F) -> Result<R>
@@ -382,6 +486,21 @@ impl store::Store for Postgres {
             ..self.clone()
         }
     }
+}
+
+/// Locks the user's row for the rest of the transaction: the writes that
+/// check something about a user (device caps, quotas, sessions) and the
+/// ones that end what a user holds (a new password, disabling, signing out)
+/// take it first, so each sees the other's committed result.
+pub(crate) async fn lock_user(tx: &Tx<'_>, aor: &str) -> std::result::Result<Option<bool>, E> {
+    let st = tx
+        .prepare_cached("SELECT enabled FROM users WHERE aor = $1 FOR NO KEY UPDATE")
+        .await?;
+    Ok(tx
+        .query_opt(&st, &[&aor])
+        .await?
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?)
 }
 
 /// `u64` and `usize` values the schema keeps as BIGINT.

@@ -54,71 +54,62 @@ fn pair(r: &Row) -> Pg<(String, String)> {
 impl Policies for Postgres {
     async fn policy_state(&self) -> Result<PolicyState> {
         // One snapshot: the rows and the counter agree.
-        self.read(|c| -> Fut<'_, PolicyState> {
+        self.read_snapshot(|c| -> Fut<'_, PolicyState> {
             Box::pin(async move {
-                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?;
-                let state = async {
-                    let version: i64 = c
-                        .query_one("SELECT value FROM meta WHERE name = 'policy_version'", &[])
-                        .await?
-                        .try_get(0)?;
-                    let policies = c
-                        .query("SELECT kind, scope, name, fields FROM policies ORDER BY kind, scope, name", &[])
-                        .await?
-                        .iter()
-                        .map(policy_row)
-                        .collect::<Pg<Vec<_>>>()?
-                        .into_iter()
-                        .map(|(kind, scope, name, fields_json)| {
-                            let scope = PolicyScope::from_columns(&scope, name).ok_or_else(|| {
-                                StoreError::Db(format!("policy {kind} has an unknown scope"))
-                            })?;
-                            Ok(PolicyRow {
-                                kind,
-                                scope,
-                                fields_json,
-                            })
+                let version: i64 = c
+                    .query_one("SELECT value FROM meta WHERE name = 'policy_version'", &[])
+                    .await?
+                    .try_get(0)?;
+                let policies = c
+                    .query("SELECT kind, scope, name, fields FROM policies ORDER BY kind COLLATE \"C\", scope COLLATE \"C\", name COLLATE \"C\"", &[])
+                    .await?
+                    .iter()
+                    .map(policy_row)
+                    .collect::<Pg<Vec<_>>>()?
+                    .into_iter()
+                    .map(|(kind, scope, name, fields_json)| {
+                        let scope = PolicyScope::from_columns(&scope, name).ok_or_else(|| {
+                            StoreError::Db(format!("policy {kind} has an unknown scope"))
+                        })?;
+                        Ok(PolicyRow {
+                            kind,
+                            scope,
+                            fields_json,
                         })
-                        .collect::<Result<Vec<_>>>()?;
-                    let grants = c
-                        .query("SELECT kind, policy, target_kind, target FROM policy_grants ORDER BY kind, target_kind, target", &[])
-                        .await?
-                        .iter()
-                        .map(grant_row)
-                        .collect::<Pg<_>>()?;
-                    let groups = c
-                        .query("SELECT name, priority, description FROM user_groups ORDER BY name", &[])
-                        .await?
-                        .iter()
-                        .map(group_row)
-                        .collect::<Pg<_>>()?;
-                    let members = c
-                        .query("SELECT group_name, aor FROM group_members ORDER BY group_name, aor", &[])
-                        .await?
-                        .iter()
-                        .map(pair)
-                        .collect::<Pg<_>>()?;
-                    let sites = c
-                        .query("SELECT aor, site FROM user_sites ORDER BY aor", &[])
-                        .await?
-                        .iter()
-                        .map(pair)
-                        .collect::<Pg<_>>()?;
-                    Ok::<_, E>(PolicyState {
-                        version,
-                        policies,
-                        grants,
-                        groups,
-                        members,
-                        sites,
                     })
-                }
-                .await;
-                // Read only: ending it either way changes nothing.
-                c.batch_execute(if state.is_ok() { "COMMIT" } else { "ROLLBACK" })
-                    .await?;
-                state
+                    .collect::<Result<Vec<_>>>()?;
+                let grants = c
+                    .query("SELECT kind, policy, target_kind, target FROM policy_grants ORDER BY kind COLLATE \"C\", target_kind COLLATE \"C\", target COLLATE \"C\"", &[])
+                    .await?
+                    .iter()
+                    .map(grant_row)
+                    .collect::<Pg<_>>()?;
+                let groups = c
+                    .query("SELECT name, priority, description FROM user_groups ORDER BY name COLLATE \"C\"", &[])
+                    .await?
+                    .iter()
+                    .map(group_row)
+                    .collect::<Pg<_>>()?;
+                let members = c
+                    .query("SELECT group_name, aor FROM group_members ORDER BY group_name COLLATE \"C\", aor COLLATE \"C\"", &[])
+                    .await?
+                    .iter()
+                    .map(pair)
+                    .collect::<Pg<_>>()?;
+                let sites = c
+                    .query("SELECT aor, site FROM user_sites ORDER BY aor COLLATE \"C\"", &[])
+                    .await?
+                    .iter()
+                    .map(pair)
+                    .collect::<Pg<_>>()?;
+                Ok(PolicyState {
+                    version,
+                    policies,
+                    grants,
+                    groups,
+                    members,
+                    sites,
+                })
             })
         })
         .await
@@ -178,13 +169,18 @@ impl Policies for Postgres {
     }
 
     async fn put_grant(&self, g: GrantRow) -> Result<()> {
-        self.write_serializable(|tx| {
+        self.write(|tx| {
             let g = g.clone();
             Box::pin(async move {
                 let (tk, target) = target_columns(&g.target);
+                // The group's row is held until commit: a removal of the
+                // group waits, then takes this grant with it.
                 if tk == "group"
                     && tx
-                        .query_opt("SELECT 1 FROM user_groups WHERE name = $1", &[&target])
+                        .query_opt(
+                            "SELECT 1 FROM user_groups WHERE name = $1 FOR KEY SHARE",
+                            &[&target],
+                        )
                         .await?
                         .is_none()
                 {
@@ -247,6 +243,13 @@ impl Policies for Postgres {
         self.write(|tx| {
             let name = name.clone();
             Box::pin(async move {
+                // The group's row first: a grant being made to it finishes
+                // (and is removed below) or waits and then finds no group.
+                tx.execute(
+                    "SELECT 1 FROM user_groups WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await?;
                 tx.execute(
                     "DELETE FROM policy_grants WHERE target_kind = 'group' AND target = $1",
                     &[&name],

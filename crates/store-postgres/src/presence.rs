@@ -85,7 +85,7 @@ impl PresenceState for Postgres {
                 let rows = c
                     .query(
                         "SELECT etag, aor, expires_at, document FROM presence_publications
-                         WHERE expires_at > $1 ORDER BY aor, etag",
+                         WHERE expires_at > $1 ORDER BY aor COLLATE \"C\", etag COLLATE \"C\"",
                         &[&now],
                     )
                     .await?;
@@ -168,7 +168,7 @@ impl PresenceState for Postgres {
                 let rows = c
                     .query(
                         &format!(
-                            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE expires_at > $1 ORDER BY id"
+                            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE expires_at > $1 ORDER BY id COLLATE \"C\""
                         ),
                         &[&now],
                     )

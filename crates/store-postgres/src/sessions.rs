@@ -11,11 +11,7 @@ impl UserSessions for Postgres {
             Box::pin(async move {
                 // The user's row is the lock: the cap holds for sessions
                 // made at once.
-                tx.execute(
-                    "SELECT 1 FROM users WHERE aor = $1 FOR NO KEY UPDATE",
-                    &[&s.aor],
-                )
-                .await?;
+                super::lock_user(tx, &s.aor).await?;
                 let st = tx
                     .prepare_cached(
                         "INSERT INTO user_sessions (id, aor, hash, source, created_at, expires_at, second_factor)
@@ -32,7 +28,7 @@ impl UserSessions for Postgres {
                     .prepare_cached(
                         "DELETE FROM user_sessions WHERE aor = $1 AND id NOT IN (
                             SELECT id FROM user_sessions WHERE aor = $1
-                            ORDER BY created_at DESC, id DESC LIMIT $2)",
+                            ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $2)",
                     )
                     .await?;
                 tx.execute(&st, &[&s.aor, &keep]).await?;
@@ -77,6 +73,15 @@ impl UserSessions for Postgres {
         self.write(|tx| {
             let id = id.clone();
             Box::pin(async move {
+                // The session's user's row first (see lock_user).
+                let owner: Option<String> = tx
+                    .query_opt("SELECT aor FROM user_sessions WHERE id = $1", &[&id])
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                if let Some(aor) = &owner {
+                    super::lock_user(tx, aor).await?;
+                }
                 Ok(tx
                     .execute("DELETE FROM user_sessions WHERE id = $1", &[&id])
                     .await?
@@ -108,6 +113,7 @@ impl UserSessions for Postgres {
         self.write(|tx| {
             let aor = aor.clone();
             Box::pin(async move {
+                super::lock_user(tx, &aor).await?;
                 Ok(count(
                     tx.execute("DELETE FROM user_sessions WHERE aor = $1", &[&aor])
                         .await?,

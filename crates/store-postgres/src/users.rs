@@ -91,7 +91,10 @@ impl Users for Postgres {
         self.read(|c| {
             Box::pin(async move {
                 let rows = c
-                    .query(&format!("SELECT {COLUMNS} FROM users ORDER BY aor"), &[])
+                    .query(
+                        &format!("SELECT {COLUMNS} FROM users ORDER BY aor COLLATE \"C\""),
+                        &[],
+                    )
                     .await?;
                 Ok(rows.iter().map(row).collect::<Pg<_>>()?)
             })
@@ -106,7 +109,9 @@ impl Users for Postgres {
             Box::pin(async move {
                 // A new password ends every sign-in session made with the
                 // old one, and revokes every device certificate issued
-                // under it.
+                // under it (the user's row first: a device being added
+                // now is then either seen here or refused there).
+                super::lock_user(tx, &aor).await?;
                 tx.execute("DELETE FROM user_sessions WHERE aor = $1", &[&aor])
                     .await?;
                 devices::revoke_all(tx, &aor, "password", super::now()).await?;
@@ -127,6 +132,7 @@ impl Users for Postgres {
         self.write(|tx| {
             let aor = aor.clone();
             Box::pin(async move {
+                super::lock_user(tx, &aor).await?;
                 if !enabled {
                     // A disabled account keeps no session and no device.
                     tx.execute("DELETE FROM user_sessions WHERE aor = $1", &[&aor])

@@ -63,10 +63,12 @@ async fn the_connection_is_verified_tls_and_nothing_weaker_is_taken() {
     let m = setup_message(open_url(format!("{bare}?sslmode=require")).await);
     assert!(m.contains("not supported"), "{m}");
     // Plain text, written out: this server refuses it (hostnossl reject).
-    let plain = format!(
-        "postgres://parapet:x@127.0.0.1:{}/{db}?sslmode=disable",
-        c.port
+    // (The role's own password: the refusal is pg_hba's, not a wrong one.)
+    let plain = c.url(&db).replace(
+        &format!("sslmode=verify-full&sslrootcert={}", c.ca.display()),
+        "sslmode=disable",
     );
+    assert!(plain.ends_with("sslmode=disable"), "{plain}");
     let m = setup_message(open_url(plain).await);
     assert!(m.contains("cannot connect"), "{m}");
 }

@@ -61,6 +61,7 @@ macro_rules! store_cases {
             sessions::sessions_are_found_with_their_accounts_state_and_capped_per_user,
             sessions::a_new_password_a_disabled_account_or_a_removed_user_ends_sessions,
             races::checks_and_their_writes_do_not_interleave,
+            races::a_device_never_outlives_a_password_change_made_at_the_same_time,
         );
     };
     (@each $open:path; $($module:ident :: $name:ident),* $(,)?) => {

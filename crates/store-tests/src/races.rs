@@ -85,3 +85,51 @@ pub async fn checks_and_their_writes_do_not_interleave<S: Store>(s: S) {
         (16, Vec::<String>::new())
     );
 }
+
+/// A device being added within a sign-in session while the password
+/// changes: the certificate is refused (its session ended) or stored and
+/// then revoked by the new password; never left valid.
+pub async fn a_device_never_outlives_a_password_change_made_at_the_same_time<S: Store>(s: S) {
+    use store::UserSessionRow;
+    let aor = "sip:racer@example.com";
+    s.add_user(user(aor)).await.unwrap();
+    for round in 0..20 {
+        let session = format!("s{round}");
+        s.add_user_session(
+            UserSessionRow {
+                id: session.clone(),
+                hash: vec![0; 32],
+                aor: aor.into(),
+                source: "127.0.0.1".into(),
+                created_at: 1,
+                expires_at: i64::MAX,
+                second_factor: true,
+            },
+            100,
+        )
+        .await
+        .unwrap();
+        let mut d = crate::devices::device(aor, &format!("r{round}"), 1_000);
+        d.fingerprint = format!("race-{round}");
+        let (a, b) = (s.clone(), s.clone());
+        let add = tokio::spawn(async move { a.add_device(d, 100, Some(session)).await });
+        let change = tokio::spawn(async move { b.set_secret(aor, vec![round as u8]).await });
+        let (added, changed) = (add.await.unwrap(), change.await.unwrap());
+        assert!(changed.unwrap());
+        assert!(
+            added.is_ok() || matches!(added, Err(StoreError::Conflict(_))),
+            "{added:?}"
+        );
+        let live: Vec<_> = s
+            .devices(aor)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.revoked_at.is_none())
+            .collect();
+        assert!(
+            live.is_empty(),
+            "round {round}: {live:?} survived the new password"
+        );
+    }
+}

@@ -67,7 +67,7 @@ pub(super) enum AdminCmd {
         data_dir: PathBuf,
         /// The server's `database` setting, when it is PostgreSQL (the
         /// keys still come from the data directory).
-        #[arg(long, env = "PARAPET_DATABASE")]
+        #[arg(long, env = "PARAPET_DATABASE", hide_env_values = true)]
         database: Option<String>,
         #[arg(long)]
         name: String,
@@ -81,8 +81,9 @@ pub(super) enum AdminCmd {
     MigrateStore {
         #[arg(long, env = "PARAPET_DATA_DIR", default_value = "/var/lib/parapet")]
         data_dir: PathBuf,
-        /// The PostgreSQL URL, as the `database` setting takes it.
-        #[arg(long)]
+        /// The PostgreSQL URL, as the `database` setting takes it (or in
+        /// PARAPET_MIGRATE_TO, which keeps a password out of `ps`).
+        #[arg(long, env = "PARAPET_MIGRATE_TO", hide_env_values = true)]
         to: String,
     },
     /// Server status and warnings.
