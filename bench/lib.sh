@@ -71,8 +71,9 @@ start_parapet() { # port admin_port
 }
 
 # `parapet serve` for DOMAIN with its data in $work/TAG-data, UDP on PORT,
-# more listeners in $PARAPET_EXTRA_LISTEN (space-separated URLs) and more
-# configuration (TOML) in $PARAPET_EXTRA_TOML; under $PARAPET_PREFIX (e.g.
+# more listeners in $PARAPET_EXTRA_LISTEN (space-separated URLs), top-level
+# keys in $PARAPET_TOP_TOML and more configuration (TOML, tables) in
+# $PARAPET_EXTRA_TOML; under $PARAPET_PREFIX (e.g.
 # taskset). Starting it again keeps its data. Sets $ppid.
 parapet_serve() { # tag domain port admin_port
     local tag=$1 domain=$2 port=$3 admin_port=$4
@@ -82,6 +83,7 @@ parapet_serve() { # tag domain port admin_port
 # SIPp 3.6 answers the first challenge, knows only MD5 and has no TLS.
 digest_algorithms = ["MD5"]
 digest_md5_unencrypted = true
+${PARAPET_TOP_TOML:-}
 [limits]
 unauthenticated_rate = 100000000
 unauthenticated_burst = 100000000
@@ -131,4 +133,35 @@ start_kamailio() { # cfg port shm_mb schemas...
     kpid=$!
     sleep 3
     kpids="$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' ')"
+}
+
+# One server's figures: REGISTER for all users, memory in steady state,
+# then MESSAGE relayed to a registered receiver. PIDSFN prints the pids
+# whose CPU counts (asked again at each reading: a database server's
+# backends come and go). Prints "name reg_ok reg_us p50 p99 pss msg_ok
+# msg_us p50 p99".
+bench_server() { # name port receiver_port pidsfn
+    local name=$1 port=$2 rport=$3 pidsfn=$4
+    local c0; c0=$(cpu_us $($pidsfn))
+    read -r rok rmade rp50 rp99 < <(sipp_run "$name" "$port" register.xml users.csv "$USERS" 16000 example.test)
+    local c1; c1=$(cpu_us $($pidsfn))
+    # Memory in steady state with the bindings: after transaction state from
+    # the burst has expired (timer J is 32 s over UDP).
+    sleep 35
+    local pss; pss=$(pss_kib $($pidsfn))
+    sipp_run "$name" "$port" register.xml receiver.csv 1 "$rport" example.test >/dev/null
+    (cd "$work" && exec sipp -sf "$OLDPWD/bench/sipp/message_uas.xml" -t u1 -i 127.0.0.1 -p "$rport" -nostdin -timeout 600s 127.0.0.1:"$port" >/dev/null 2>&1) &
+    local uas=$!
+    sleep 1
+    local c2; c2=$(cpu_us $($pidsfn))
+    read -r mok mmade mp50 mp99 < <(sipp_run "$name" "$port" message_uac.xml users.csv "$MESSAGES" 17000 receiver@example.test)
+    local c3; c3=$(cpu_us $($pidsfn))
+    kill $uas 2>/dev/null || true
+    # Per SIP request sent by SIPp (2 per registration, 2 per message), whether
+    # or not it succeeded: a server that fails requests is not made to look
+    # more expensive per success.
+    local reg_us msg_us
+    reg_us=$(awk -v c=$((c1 - c0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+    msg_us=$(awk -v c=$((c3 - c2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+    echo "$name $rok $reg_us $rp50 $rp99 $pss $mok $msg_us $mp50 $mp99"
 }

@@ -25,35 +25,9 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "bench: files in $work" >&2 || rm -rf "$work"' EXIT
 make_users
 
-bench_server() { # name port receiver_port pids...
-    local name=$1 port=$2 rport=$3; shift 3
-    local pids="$*"
-    local c0; c0=$(cpu_us $pids)
-    read -r rok rmade rp50 rp99 < <(sipp_run "$name" "$port" register.xml users.csv "$USERS" 16000 example.test)
-    local c1; c1=$(cpu_us $pids)
-    # Memory in steady state with the bindings: after transaction state from
-    # the burst has expired (timer J is 32 s over UDP).
-    sleep 35
-    local pss; pss=$(pss_kib $pids)
-    sipp_run "$name" "$port" register.xml receiver.csv 1 "$rport" example.test >/dev/null
-    (cd "$work" && exec sipp -sf "$OLDPWD/bench/sipp/message_uas.xml" -t u1 -i 127.0.0.1 -p "$rport" -nostdin -timeout 600s 127.0.0.1:"$port" >/dev/null 2>&1) &
-    local uas=$!
-    sleep 1
-    local c2; c2=$(cpu_us $pids)
-    read -r mok mmade mp50 mp99 < <(sipp_run "$name" "$port" message_uac.xml users.csv "$MESSAGES" 17000 receiver@example.test)
-    local c3; c3=$(cpu_us $pids)
-    kill $uas 2>/dev/null || true
-    # Per SIP request sent by SIPp (2 per registration, 2 per message), whether
-    # or not it succeeded: a server that fails requests is not made to look
-    # more expensive per success.
-    local reg_us msg_us
-    reg_us=$(awk -v c=$((c1 - c0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
-    msg_us=$(awk -v c=$((c3 - c2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
-    echo "$name $rok $reg_us $rp50 $rp99 $pss $mok $msg_us $mp50 $mp99"
-}
-
 start_parapet "$PARAPET_PORT" "$ADMIN_PORT"
-p=$(bench_server parapet "$PARAPET_PORT" 16500 $ppid)
+parapet_pids() { echo "$ppid"; }
+p=$(bench_server parapet "$PARAPET_PORT" 16500 parapet_pids)
 kill $ppid; wait $ppid 2>/dev/null || true
 if [ "${ONLY:-}" = parapet ]; then
     # Parapet alone (a quick look while working; ratios need both in one run).
@@ -63,7 +37,8 @@ fi
 
 # Kamailio: the same job (bench/kamailio.cfg), SQLite for credentials and bindings.
 start_kamailio bench/kamailio.cfg "$KAMAILIO_PORT" 256 standard auth_db usrloc
-k=$(bench_server kamailio "$KAMAILIO_PORT" 16600 $kpids)
+kamailio_pids() { echo "$kpids"; }
+k=$(bench_server kamailio "$KAMAILIO_PORT" 16600 kamailio_pids)
 kill $kpid; wait $kpid 2>/dev/null || true
 
 read -r _ prok preg prp50 prp99 ppss pmok pmsg pmp50 pmp99 <<<"$p"

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Parapet on PostgreSQL against Parapet on SQLite and Kamailio on the same
+# PostgreSQL (usrloc db_mode 3, auth_db), same machine, same run, SIPp load
+# on 127.0.0.1: REGISTER with digest for USERS users, then MESSAGE relayed
+# to a registered receiver. CPU per SIP request counts the server's
+# processes and, for the PostgreSQL runs, every process of the database
+# server (the postmaster and its backends) — database included.
+#   bench/postgres.sh                 # USERS=5000 RATE=500 MESSAGES=5000
+#   USERS=2000 MESSAGES=2000 bench/postgres.sh
+# Both servers reach PostgreSQL over TCP on 127.0.0.1 without TLS (the same
+# cost for both); fsync and synchronous_commit on.
+# Needs: Debian's sip-tester, kamailio, kamailio-postgres-modules,
+# postgresql.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+USERS=${USERS:-5000}
+RATE=${RATE:-500}
+MESSAGES=${MESSAGES:-5000}
+PARAPET_PORT=${PARAPET_PORT:-15260}
+KAMAILIO_PORT=${KAMAILIO_PORT:-15270}
+ADMIN_PORT=${ADMIN_PORT:-15290}
+PG_PORT=${PG_PORT:-15432}
+
+. bench/lib.sh
+need_tools sip-tester kamailio kamailio-postgres-modules postgresql
+[ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/db_postgres.so ] ||
+    { echo "bench: apt-get install kamailio-postgres-modules" >&2; exit 2; }
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+cargo build --release -q -p parapet
+work=$(mktemp -d)
+chmod 755 "$work"
+trap '[ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; kill $(jobs -p) 2>/dev/null; sleep 1; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
+make_users
+
+# The database server, as the postgres user when run as root.
+as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups --reset-env "$@"; else "$@"; fi; }
+mkdir -p "$work/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
+cat >> "$work/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$work/pg'
+fsync = on
+synchronous_commit = on
+max_connections = 100
+CONF
+as_pg "$pgbin/postgres" -D "$work/pg/data" >"$work/pg/log" 2>&1 &
+pgpid=$!
+for _ in $(seq 150); do psql -h "$work/pg" -p "$PG_PORT" -U postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+pg() { psql -h "$work/pg" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
+pg -c "CREATE ROLE parapet LOGIN" -c "CREATE DATABASE parapet OWNER parapet" \
+    -c "CREATE ROLE kamailio LOGIN" -c "CREATE DATABASE kamailio OWNER kamailio"
+pg_pids() { echo "$pgpid $(pgrep -P "$pgpid" | tr '\n' ' ')"; }
+
+# Parapet on PostgreSQL, then on SQLite.
+export PARAPET_DATABASE="host=127.0.0.1 port=$PG_PORT dbname=parapet user=parapet sslmode=disable"
+PARAPET_TOP_TOML="database = \"$PARAPET_DATABASE\"" parapet_serve pg example.test "$PARAPET_PORT" "$ADMIN_PORT"
+sleep 2
+parapet_provision pg "$ADMIN_PORT" "$work/users.tsv"
+parapet_pg_pids() { echo "$ppid $(pg_pids)"; }
+p=$(bench_server parapet-pg "$PARAPET_PORT" 16500 parapet_pg_pids)
+kill "$ppid"; wait "$ppid" 2>/dev/null || true
+unset PARAPET_DATABASE
+
+parapet_serve sqlite example.test "$PARAPET_PORT" "$ADMIN_PORT"
+sleep 2
+parapet_provision sqlite "$ADMIN_PORT" "$work/users.tsv"
+parapet_pids() { echo "$ppid"; }
+s=$(bench_server parapet-sqlite "$PARAPET_PORT" 16600 parapet_pids)
+kill "$ppid"; wait "$ppid" 2>/dev/null || true
+
+# Kamailio on the same PostgreSQL.
+for schema in standard auth_db usrloc; do
+    psql -h "$work/pg" -p "$PG_PORT" -U kamailio -d kamailio -q -f /usr/share/kamailio/postgres/$schema-create.sql >/dev/null
+done
+psql -h "$work/pg" -p "$PG_PORT" -U kamailio -d kamailio -q -f "$work/kam.sql" >/dev/null
+sed -e "s|DBURL|postgres://kamailio@127.0.0.1:$PG_PORT/kamailio|g" bench/kamailio-postgres.cfg > "$work/kamailio.cfg"
+mkdir -p "$work/kamrun"
+kamailio -f "$work/kamailio.cfg" -l "udp:127.0.0.1:$KAMAILIO_PORT" -DD -E -Y "$work/kamrun" -m 256 -M 16 >/dev/null 2>"$work/kamailio.log" &
+kpid=$!
+sleep 3
+kamailio_pg_pids() { echo "$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' ') $(pg_pids)"; }
+k=$(bench_server kamailio-pg "$KAMAILIO_PORT" 16700 kamailio_pg_pids)
+kill "$kpid"; wait "$kpid" 2>/dev/null || true
+
+read -r _ prok preg prp50 prp99 _ pmok pmsg pmp50 pmp99 <<<"$p"
+read -r _ srok sreg srp50 srp99 _ smok smsg smp50 smp99 <<<"$s"
+read -r _ krok kreg krp50 krp99 _ kmok kmsg kmp50 kmp99 <<<"$k"
+cat <<TABLE
+| measure ($USERS users, $MESSAGES messages, $RATE/s) | Parapet on PostgreSQL | Parapet on SQLite | Kamailio on PostgreSQL | Parapet-PG/Kamailio |
+|---|---|---|---|---|
+| registrations completed | $prok | $srok | $krok | |
+| CPU µs per request sent, REGISTER with digest (database included) | $preg | $sreg | $kreg | $(ratio "$preg" "$kreg") |
+| REGISTER latency p50 / p99 (ms) | $prp50 / $prp99 | $srp50 / $srp99 | $krp50 / $krp99 | |
+| messages completed | $pmok | $smok | $kmok | |
+| CPU µs per request sent, MESSAGE relayed (database included) | $pmsg | $smsg | $kmsg | $(ratio "$pmsg" "$kmsg") |
+| MESSAGE latency p50 / p99 (ms) | $pmp50 / $pmp99 | $smp50 / $smp99 | $kmp50 / $kmp99 | |
+TABLE
