@@ -37,6 +37,10 @@ pub struct Feed {
     seen: HashMap<i64, u64>,
 }
 
+/// Deletes the changes older than $1 milliseconds by the server's clock.
+pub(crate) const PRUNE: &str = "DELETE FROM changes
+    WHERE at < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1";
+
 /// Changes read per round trip within a poll.
 const PAGE: i64 = 1000;
 /// Changes a follower may have handed out and still be watching at once;
@@ -168,17 +172,18 @@ impl Postgres {
         Ok(out)
     }
 
-    /// Forgets changes recorded before `before` (unix milliseconds); every
-    /// follower must have read them (nodes poll every few hundred
-    /// milliseconds; a node that was away longer reloads).
-    pub async fn prune_changes(&self, before: i64) -> Result<usize> {
+    /// Forgets the changes older than `kept` (by the database server's
+    /// clock); every follower must have read them (nodes poll every few
+    /// hundred milliseconds; a node that was away longer reloads). The
+    /// serving node does this every minute with [`crate::CHANGES_KEPT`].
+    pub async fn prune_changes(&self, kept: std::time::Duration) -> Result<usize> {
         let object = self
             .pool
             .get()
             .await
             .map_err(|e| super::store_error(e.into()))?;
         let n = object
-            .execute("DELETE FROM changes WHERE at < $1", &[&before])
+            .execute(PRUNE, &[&super::big(kept.as_millis())])
             .await
             .map_err(|e| StoreError::Db(format!("change log: {}", describe(&e))))?;
         Ok(super::count(n))

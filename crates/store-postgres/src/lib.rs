@@ -97,6 +97,10 @@ impl PostgresConfig {
     }
 }
 
+/// How long the change log keeps a change (pruned every minute by the
+/// serving node).
+pub const CHANGES_KEPT: Duration = Duration::from_secs(600);
+
 /// The advisory lock a serving node holds ("parapet" + 1).
 const NODE_LOCK: i64 = 0x0070_6172_6170_6575;
 
@@ -346,8 +350,19 @@ impl Postgres {
         // another process has it by then, say so.
         let task = tokio::spawn(async move {
             let mut client = client;
+            let mut tick = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                tick += 1;
+                // The serving node keeps the change log bounded: what is
+                // older than CHANGES_KEPT is gone (a follower that was away
+                // longer reloads).
+                if tick.is_multiple_of(60) && !client.is_closed() {
+                    let kept = big(CHANGES_KEPT.as_millis());
+                    if let Err(e) = client.execute(changes::PRUNE, &[&kept]).await {
+                        tracing::warn!(error = %describe(&e), "the change log could not be pruned");
+                    }
+                }
                 if !client.is_closed() {
                     continue;
                 }

@@ -91,6 +91,26 @@ async fn a_follower_gets_each_change_once_even_when_its_transaction_commits_late
     // A second follower started now has nothing to catch up on.
     let mut other = s.feed_start().await.unwrap();
     assert!(s.feed_poll(&mut other).await.unwrap().is_empty());
+    // The log is bounded: what is older than the time kept goes; what is
+    // newer stays.
+    assert_eq!(
+        s.prune_changes(std::time::Duration::from_secs(600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        s.prune_changes(std::time::Duration::from_millis(10))
+            .await
+            .unwrap()
+            >= 6
+    );
+    s.add_user(user("sip:after@example.com")).await.unwrap();
+    assert_eq!(
+        keys(&s.feed_poll(&mut feed).await.unwrap()),
+        [("users".into(), "sip:after@example.com".into())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
