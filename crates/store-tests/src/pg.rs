@@ -263,12 +263,13 @@ fn wait_up(cluster: &Cluster, log: &Path) -> Result<(), String> {
 const HBA: &str = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n";
 
 /// initdb, the settings, the postmaster; returns the cluster and its data
-/// directory.
+/// directory. When it stops, its watchdog removes `remove`.
 fn primary(
     p: &Prepared,
     name: &str,
     extra_conf: &str,
     extra_hba: &str,
+    remove: &Path,
 ) -> Result<(Cluster, PathBuf), String> {
     let data = p.dir.join(name);
     let socket = p.dir.join(format!("{name}-socket"));
@@ -301,7 +302,7 @@ fn primary(
     std::fs::write(data.join("pg_hba.conf"), format!("{HBA}{extra_hba}"))
         .map_err(|e| format!("pg_hba.conf: {e}"))?;
     let log = p.dir.join(format!("{name}.log"));
-    p.launch(&data, &log, &data)?;
+    p.launch(&data, &log, remove)?;
     let cluster = p.cluster(port, socket);
     wait_up(&cluster, &log)?;
     Ok((cluster, data))
@@ -309,7 +310,8 @@ fn primary(
 
 fn start() -> Result<Cluster, String> {
     let p = prepare()?;
-    let (cluster, _) = primary(&p, "data", "", "")?;
+    // Alone: the whole directory goes with it.
+    let (cluster, _) = primary(&p, "data", "", "", &p.dir)?;
     cluster.psql(
         "postgres",
         &format!(
@@ -342,6 +344,8 @@ fn start_pair() -> Result<Pair, String> {
         "primary",
         "wal_level = replica\nmax_wal_senders = 4\n",
         "local replication all trust\n",
+        // The standby removes the whole directory when it stops.
+        &p.dir.join("primary"),
     )?;
     primary.psql(
         "postgres",
