@@ -330,6 +330,9 @@ pub(super) fn users_and_groups(d: &mut Doc, f: &Facts<'_>) {
         )),
         201,
     );
+    // No body at all is the default lifetime (the handler takes an empty
+    // request), so the document says the body is optional.
+    d.paths["/v1/users/{uri}/enrollment-codes"]["post"]["requestBody"]["required"] = json!(false);
     d.op(
         "delete",
         "/v1/users/{uri}/second-factor",
