@@ -23,7 +23,26 @@ pub(crate) fn unavailable() -> axum::response::Response {
 pub(crate) async fn status<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "status.read", Target::Any, "status").await?;
     let s = ctx.ask(AdminCmd::Status).await.ok_or_else(unavailable)?;
-    Ok(json(StatusCode::OK, &s))
+    let mut v = serde_json::to_value(&s).map_err(internal)?;
+    // A pool on PostgreSQL: every node, as the database has it.
+    let nodes = ctx.store.nodes().await.map_err(internal)?;
+    if let (Some(o), false) = (v.as_object_mut(), nodes.is_empty()) {
+        o.insert(
+            "nodes".into(),
+            nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "id": n.id, "this": n.this, "state": n.state, "epoch": n.epoch,
+                        "lease_left_ms": n.lease_left_ms, "lease_until": n.lease_until,
+                        "heartbeat_at": n.heartbeat_at, "started_at": n.started_at,
+                        "address": n.address,
+                    })
+                })
+                .collect(),
+        );
+    }
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// The DNS records to publish so that clients and partners find this

@@ -82,6 +82,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
     ("database", "\"\"", "Empty: the embedded SQLite database in data_dir. Or a PostgreSQL URL for a pool of front ends sharing one database: \"postgres://parapet:PASSWORD@db.example.com/parapet?sslrootcert=/etc/parapet/db-ca.pem\" (TLS with the server's certificate and name verified is the default and needs sslrootcert; sslmode=disable is plain text, a high finding in the security check; a Unix socket, host=/run/postgresql, needs no TLS). The role needs no privilege beyond owning its database (docs/POSTGRES.md)."),
     ("database_pool_size", "16", "Connections to PostgreSQL at most (1 to 512); a request waits up to 5 s for one, then fails with 503."),
+    ("node_id", "\"\"", "With a PostgreSQL database: this node's name in the pool, unique among the nodes (1 to 64 letters, digits, '.', '-', '_'; empty: the machine's host name). The node holds a lease in the database under it; one node serves at a time for now, another started meanwhile waits as a standby and takes over when the lease lapses (docs/POSTGRES.md). Not allowed with the embedded database."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
     ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
@@ -258,6 +259,7 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub database: Option<DatabaseUrl>,
     pub database_pool_size: Option<usize>,
+    pub node_id: Option<String>,
     pub listen: Option<Vec<String>>,
     pub admin_listen: Option<String>,
     pub web_listen: Option<String>,
@@ -566,6 +568,8 @@ pub enum Database {
         pool_size: usize,
         /// `sslmode=disable` to a TCP host: plain text on the network.
         plain_text: bool,
+        /// This node's name in the pool.
+        node_id: String,
     },
 }
 
@@ -768,7 +772,16 @@ impl RawConfig {
         let edges = self.edges.build("edges")?;
         let client_certificates = self.client_certificates.build()?;
         let relay = self.relay.build()?;
-        let database = database(self.database, self.database_pool_size)?;
+        let mut database = database(self.database, self.database_pool_size)?;
+        if let Some(id) = self.node_id.filter(|n| !n.is_empty()) {
+            match &mut database {
+                Database::Embedded => return Err(
+                    "node_id names a node of a pool on PostgreSQL: set database, or remove node_id"
+                        .into(),
+                ),
+                Database::Postgres { node_id, .. } => *node_id = check_node_id(&id)?,
+            }
+        }
         Ok(Config {
             relay,
             client_certificates,
@@ -834,7 +847,32 @@ pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Databas
         url,
         pool_size,
         plain_text,
+        node_id: host_name(),
     })
+}
+
+/// A `node_id` as written, checked.
+fn check_node_id(id: &str) -> Result<String, String> {
+    if id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!(
+            "node_id {id:?}: use 1 to 64 letters, digits, '.', '-' or '_'"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// The machine's host name (the default node id), or "parapet" when it
+/// cannot be read or is not a valid node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| check_node_id(h.trim()).ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "parapet".to_owned())
 }
 
 #[cfg(test)]
@@ -941,6 +979,26 @@ mod tests {
         ));
         assert!(pg("mysql://x").unwrap_err().contains("PostgreSQL URL"));
         assert!(database(None, Some(0)).is_err());
+        // A node's name: the host name unless written, checked.
+        let raw = |t: &str| RawConfig::from_toml(t).unwrap().build();
+        let named = raw(
+            "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"fe-2.example\"\n",
+        );
+        assert!(
+            matches!(named, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if node_id == "fe-2.example")
+        );
+        let default = raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\n");
+        assert!(
+            matches!(default, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if !node_id.is_empty())
+        );
+        assert!(
+            raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"a b\"\n")
+                .unwrap_err()
+                .contains("node_id")
+        );
+        assert!(raw("node_id = \"a\"\n")
+            .unwrap_err()
+            .contains("set database"));
         // The URL (it may hold a password) never shows in debug output.
         let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
         assert!(!format!("{c:?}").contains("secret"));

@@ -14,11 +14,19 @@ pub enum Opened {
     Postgres(store_postgres::Postgres),
 }
 
-/// Who opens the store: the serving node claims a PostgreSQL database
-/// before migrating it; a tool writing beside a running server does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who opens the store. On PostgreSQL the serving node joins the pool
+/// under its `node_id` (waiting as a standby while another node's lease is
+/// live) and its writes are fenced by its epoch; `migrate-store` joins
+/// too, but refuses to wait; a tool writing beside a running server
+/// (`recover`) does not join.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    Serve,
+    /// `parapet serve`, with its SIP listeners (for `admin status`).
+    Serve {
+        listeners: String,
+    },
+    /// `parapet admin migrate-store`: no node may be serving.
+    Migrate,
     Tool,
 }
 
@@ -45,11 +53,29 @@ pub async fn open(
                 .map(Opened::Sqlite)
                 .map_err(|e| e.to_string())
         }
-        Database::Postgres { url, pool_size, .. } => {
+        Database::Postgres {
+            url,
+            pool_size,
+            node_id,
+            ..
+        } => {
+            let node = match role {
+                Role::Serve { listeners } => Some(store_postgres::NodeConfig {
+                    id: node_id.clone(),
+                    address: listeners,
+                    wait: true,
+                }),
+                Role::Migrate => Some(store_postgres::NodeConfig {
+                    id: "parapet-migrate-store".into(),
+                    address: String::new(),
+                    wait: false,
+                }),
+                Role::Tool => None,
+            };
             let cfg = store_postgres::PostgresConfig {
                 pool_size: *pool_size,
                 audit_key: Some(audit_key),
-                claim: role == Role::Serve,
+                node,
                 ..store_postgres::PostgresConfig::new(url.0.clone())
             };
             let store = store_postgres::Postgres::open(&cfg)

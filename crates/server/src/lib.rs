@@ -35,12 +35,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if config.allow_insecure_transports {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
+    let listeners = config
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
     let opened = database::open(
         &config.database,
         &dir.db_path,
         dir.audit_key,
         None,
-        database::Role::Serve,
+        database::Role::Serve { listeners },
     )
     .await?;
     if matches!(
@@ -52,14 +58,28 @@ pub async fn serve(config: Config) -> Result<(), String> {
     ) {
         tracing::warn!("the database connection is plain text (sslmode=disable): SIP users' digest secrets and every message cross the network readable");
     }
-    // One serving node per PostgreSQL database, for now: claimed at open,
-    // held as long as the store; if another node takes it after a
-    // connection loss, this one stops.
-    let lost = match &opened {
-        database::Opened::Postgres(p) => p.claim_lost(),
+    // On PostgreSQL this node holds a lease (joined at open): if another
+    // node declares it dead (the lease lapsed: the process was stopped,
+    // or cut off from the database), none of its writes commits any more
+    // and it stops; a clean stop leaves the pool at once.
+    let pool = match &opened {
+        database::Opened::Postgres(p) => Some(p.clone()),
         database::Opened::Sqlite(_) => None,
     };
-    with_store!(opened, store => run(config, dir, store, lost).await)
+    let fenced = pool.as_ref().and_then(store_postgres::Postgres::fenced);
+    let result = with_store!(opened, store => run(config, dir, store, fenced).await);
+    if let (Ok(()), Some(p)) = (&result, pool) {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), p.leave()).await {
+            Ok(Ok(())) => tracing::info!("left the pool"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not leave the pool: another node takes over when this node's lease lapses")
+            }
+            Err(_) => tracing::warn!(
+                "leaving the pool timed out: another node takes over when this node's lease lapses"
+            ),
+        }
+    }
+    result
 }
 
 /// The server on an open store.
@@ -67,7 +87,7 @@ async fn run<S: store::Store>(
     config: Config,
     dir: datadir::DataDir,
     store: S,
-    lost: Option<tokio::sync::watch::Receiver<bool>>,
+    fenced: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<(), String> {
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
@@ -288,17 +308,17 @@ async fn run<S: store::Store>(
         .await?;
     }
     let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
-    let claim_lost = async move {
-        match lost {
+    let fenced = async move {
+        match fenced {
             Some(mut rx) => {
-                let _ = rx.wait_for(|lost| *lost).await;
+                let _ = rx.wait_for(|f| *f).await;
             }
             None => std::future::pending().await,
         }
     };
     let result = tokio::select! {
         r = &mut core_task => r.unwrap_or_else(|e| Err(format!("the SIP core stopped: {e}"))),
-        _ = claim_lost => Err("another parapet serve claimed the database while this node's connection to it was lost; stopping".to_string()),
+        _ = fenced => Err("this node's lease on the database lapsed and another node took over; stopping (nothing this node writes is accepted any more)".to_string()),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

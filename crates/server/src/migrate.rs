@@ -51,20 +51,35 @@ pub async fn migrate_store(data_dir: &std::path::Path, to: &str) -> Result<Moved
             before.problems.join("; ")
         ));
     }
-    // Claimed as a serving node would (before its schema is made): no
-    // server may run on the target meanwhile.
+    // Joined as a node that will not wait: no server may serve from the
+    // target meanwhile (none may be serving now).
     let into = match crate::database::open(
         &target,
         &e.db_path,
         e.audit_key,
         None,
-        crate::database::Role::Serve,
+        crate::database::Role::Migrate,
     )
     .await?
     {
         crate::database::Opened::Postgres(p) => p,
         crate::database::Opened::Sqlite(_) => return Err("--to needs a PostgreSQL URL".into()),
     };
+    let moved = move_into(&from, &into, before.records).await;
+    // Left at once, so that a server may start on it without waiting for
+    // the lease to lapse.
+    if let Err(e) = into.leave().await {
+        tracing::warn!(error = %e, "could not leave the pool after moving");
+    }
+    moved
+}
+
+/// Moves every table and checks what arrived.
+async fn move_into(
+    from: &store_sqlite::Sqlite,
+    into: &store_postgres::Postgres,
+    records: u64,
+) -> Result<Moved, String> {
     let (tx, rx) = mpsc::channel(4);
     let (exported, imported) = tokio::join!(from.export(tx), into.import(rx));
     // The importer's error says why; the exporter's is then only that its
@@ -81,11 +96,11 @@ pub async fn migrate_store(data_dir: &std::path::Path, to: &str) -> Result<Moved
         }
     }
     let after = into.audit_verify().await.map_err(|e| e.to_string())?;
-    if !after.problems.is_empty() || after.records != before.records {
+    if !after.problems.is_empty() || after.records != records {
         return Err(format!(
             "the audit log in PostgreSQL does not verify ({} records of {}: {})",
             after.records,
-            before.records,
+            records,
             after.problems.join("; ")
         ));
     }

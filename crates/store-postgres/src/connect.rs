@@ -132,6 +132,18 @@ pub fn parse(url: &str) -> Result<Target> {
         .keepalives_idle(std::time::Duration::from_secs(10))
         .keepalives_interval(std::time::Duration::from_secs(2))
         .keepalives_retries(3);
+    // A transaction left open by a process that stopped (SIGSTOP, a hung
+    // machine) would hold its locks for ever, among them the shared lock
+    // every write of a node holds on its epoch: the node taking over
+    // waits for it (`nodes`). PostgreSQL ends such a session after 5 s;
+    // none of Parapet's transactions waits on anything but the database.
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => {
+            format!("{o} -c idle_in_transaction_session_timeout=5000")
+        }
+        _ => "-c idle_in_transaction_session_timeout=5000".to_owned(),
+    };
+    config.options(&options);
     if config.get_application_name().is_none() {
         config.application_name("parapet");
     }

@@ -37,6 +37,7 @@ mod devices;
 mod files;
 mod import;
 mod messages;
+pub mod nodes;
 mod policies;
 mod presence;
 pub mod schema;
@@ -56,6 +57,7 @@ use tokio_postgres::IsolationLevel;
 use store::{AuditEntry, Result, StoreError};
 
 pub use connect::Transport;
+pub use nodes::NodeConfig;
 
 /// Pool and connection settings. Its Debug form shows neither the URL (a
 /// password may be in it) nor the audit key.
@@ -71,9 +73,10 @@ pub struct PostgresConfig {
     pub wait: Duration,
     /// The key of the audit log's MAC chain (kept outside the database).
     pub audit_key: Option<[u8; 32]>,
-    /// Claim the database for this process before migrating it (the
-    /// serving node; see [`Postgres::claim`]).
-    pub claim: bool,
+    /// Join the pool as this node after migrating (the serving process;
+    /// see [`nodes`]): its writes are then fenced by its epoch. `None` for
+    /// tools writing beside a running server (`parapet admin recover`).
+    pub node: Option<NodeConfig>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -92,7 +95,7 @@ impl PostgresConfig {
             pool_size: 16,
             wait: Duration::from_secs(5),
             audit_key: None,
-            claim: false,
+            node: None,
         }
     }
 }
@@ -100,43 +103,6 @@ impl PostgresConfig {
 /// How long the change log keeps a change (pruned every minute by the
 /// serving node).
 pub const CHANGES_KEPT: Duration = Duration::from_secs(600);
-
-/// The advisory lock a serving node holds ("parapet" + 1).
-const NODE_LOCK: i64 = 0x0070_6172_6170_6575;
-
-/// The database claimed by one serving process; dropping it (or the
-/// process ending) releases the claim.
-pub struct Claim {
-    lost: tokio::sync::watch::Receiver<bool>,
-    /// Holds the connection with the lock, and takes it again after a
-    /// connection loss.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Takes the node lock on a connection of its own (taken out of the pool):
-/// `None` if another session holds it.
-async fn try_claim(pool: &Pool) -> Result<Option<deadpool_postgres::ClientWrapper>> {
-    let object = pool.get().await.map_err(|e| store_error(e.into()))?;
-    let client = deadpool_postgres::Object::take(object);
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| store_error(e.into()))?;
-    Ok(got.then_some(client))
-}
-
-impl std::fmt::Debug for Claim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Claim")
-    }
-}
 
 /// Serialization failures retried at most, per write.
 const MAX_RETRIES: u32 = 10;
@@ -150,8 +116,8 @@ pub struct Postgres {
     audit_key: Option<Arc<ring::hmac::Key>>,
     /// Set on a handle from `Store::audited`: appended with every write.
     audit: Option<Arc<AuditEntry>>,
-    /// This process's claim on the database, when it made one at open.
-    claimed: Option<Arc<Claim>>,
+    /// This process's membership of the pool, when it joined at open.
+    node: Option<Arc<nodes::Node>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -298,7 +264,7 @@ impl Postgres {
                 .audit_key
                 .map(|k| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))),
             audit: None,
-            claimed: None,
+            node: None,
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Setup(format!(
@@ -309,78 +275,41 @@ impl Postgres {
                 }
             ))
         })?;
-        // The claim before the migration: a second node (perhaps a newer
-        // build) must not change the schema under the one serving.
-        let mut store = store;
-        if config.claim {
-            store.claimed = Some(Arc::new(store.claim().await?));
-        }
         schema::migrate(&mut client).await?;
+        if let Some(key) = &store.audit_key {
+            check_keys(&client, key).await?;
+        }
+        drop(client);
+        let mut store = store;
+        if let Some(node) = &config.node {
+            store.node = Some(nodes::join(&store.pool, node).await?);
+        }
         Ok(store)
     }
 
-    /// When this process claimed the database at open: a receiver that
-    /// turns `true` if the claim is lost to another process (after a
-    /// connection loss, another node took it). The node must stop serving.
-    pub fn claim_lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.claimed.as_ref().map(|c| c.lost.clone())
+    /// When this process joined the pool at open: a receiver that turns
+    /// `true` when it learns another node declared it dead (its lease
+    /// lapsed). The node must stop serving: none of its writes commits.
+    pub fn fenced(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.node.as_ref().map(|n| n.fenced())
     }
 
-    /// Claims the database for this process alone, for as long as the
-    /// returned guard lives (a session advisory lock on a connection of
-    /// its own). Several `parapet serve` nodes on one database need the
-    /// change log and routing between nodes that are not built yet: until
-    /// then a second node is refused at start, instead of serving from
-    /// caches the first one's writes never reach. Tools that write through
-    /// the store while the server runs (`parapet admin recover`) do not
-    /// claim it.
-    pub async fn claim(&self) -> Result<Claim> {
-        let client = match try_claim(&self.pool).await? {
-            Some(c) => c,
-            None => {
-                return Err(StoreError::Setup(
-                    "another parapet serve is already using this database; pools of several nodes on one database are not supported yet (docs/POSTGRES.md)".into(),
-                ))
-            }
-        };
-        let (tx, lost) = tokio::sync::watch::channel(false);
-        let pool = self.pool.clone();
-        // The claim lives on its connection: when that closes (the
-        // database restarted or failed over), claim again at once; if
-        // another process has it by then, say so.
-        let task = tokio::spawn(async move {
-            let mut client = client;
-            let mut tick = 0u64;
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                tick += 1;
-                // The serving node keeps the change log bounded: what is
-                // older than CHANGES_KEPT is gone (a follower that was away
-                // longer reloads).
-                if tick.is_multiple_of(60) && !client.is_closed() {
-                    let kept = big(CHANGES_KEPT.as_millis());
-                    if let Err(e) = client.execute(changes::PRUNE, &[&kept]).await {
-                        tracing::warn!(error = %describe(&e), "the change log could not be pruned");
-                    }
-                }
-                if !client.is_closed() {
-                    continue;
-                }
-                tracing::warn!("the connection holding this node's claim on the database closed; claiming it again");
-                match try_claim(&pool).await {
-                    Ok(Some(c)) => client = c,
-                    Ok(None) => {
-                        tracing::error!("another parapet serve claimed the database while this node's connection was lost");
-                        let _ = tx.send(true);
-                        return;
-                    }
-                    // Not reachable yet: try again in a second (nobody
-                    // else can claim it meanwhile either).
-                    Err(_) => {}
-                }
-            }
-        });
-        Ok(Claim { lost, task })
+    /// Stops renewing this node's lease, as a stopped process would (for
+    /// the tests of what other nodes do then).
+    #[doc(hidden)]
+    pub fn stop_heartbeat(&self) {
+        if let Some(n) = &self.node {
+            n.stop_heartbeat();
+        }
+    }
+
+    /// Leaves the pool cleanly (at shutdown): another node may take over at
+    /// once instead of after the lease.
+    pub async fn leave(&self) -> Result<()> {
+        match &self.node {
+            Some(n) => nodes::leave(&self.pool, n).await,
+            None => Ok(()),
+        }
     }
 
     /// How the connection to the database is protected (for the posture
@@ -474,13 +403,60 @@ impl Postgres {
             .isolation_level(level)
             .start()
             .await?;
-        let r = f(&tx).await?;
+        let r = match &self.node {
+            None => f(&tx).await?,
+            // The fence first, pipelined with the write's own statements
+            // (no extra round trip); if it refuses, the transaction is
+            // aborted and nothing of it commits.
+            Some(node) => {
+                let st = tx.prepare_cached(nodes::FENCE).await?;
+                let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&node.id, &node.epoch];
+                let fence = tx.execute(&st, &args);
+                let (fenced, r) = tokio::join!(fence, f(&tx));
+                if let Err(e) = fenced {
+                    return Err(node.check(e.into()));
+                }
+                r?
+            }
+        };
         if let Some((entry, key)) = audit {
             audit::append(&tx, key, entry).await?;
         }
         tx.commit().await?;
         Ok(r)
     }
+}
+
+/// Every node of a pool must hold the same keys (the seal key the users'
+/// secrets are sealed with, and the audit key derived from it): a node
+/// started from another data directory would refuse every password and
+/// break the audit chain. The first process records a value derived from
+/// the audit key; one with other keys is refused at open.
+async fn check_keys(client: &deadpool_postgres::Client, key: &ring::hmac::Key) -> Result<()> {
+    let tag = ring::hmac::sign(key, b"parapet: the pool's keys");
+    let mut first = [0u8; 8];
+    first.copy_from_slice(tag.as_ref().get(..8).unwrap_or(&[0; 8]));
+    let mine = i64::from_be_bytes(first);
+    let go = async {
+        client
+            .execute(
+                "INSERT INTO meta (name, value) VALUES ('key_check', $1) ON CONFLICT (name) DO NOTHING",
+                &[&mine],
+            )
+            .await?;
+        let have: i64 = client
+            .query_one("SELECT value FROM meta WHERE name = 'key_check'", &[])
+            .await?
+            .try_get(0)?;
+        R::Ok(have)
+    };
+    let have = go.await.map_err(store_error)?;
+    if have != mine {
+        return Err(StoreError::Setup(
+            "this data directory's keys are not the ones this database was written with: every node of a pool needs the same keys/ directory (copy it from an existing node; docs/POSTGRES.md)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A byte of jitter from the clock (no RNG dependency for a back-off).
@@ -500,6 +476,10 @@ impl store::Store for Postgres {
             audit: Some(Arc::new(entry)),
             ..self.clone()
         }
+    }
+
+    async fn nodes(&self) -> Result<Vec<store::NodeRow>> {
+        nodes::list(&self.pool, self.node.as_deref()).await
     }
 }
 

@@ -331,6 +331,37 @@ const STEPS: &[&str] = &[
     CREATE TRIGGER user_sites_change AFTER INSERT OR UPDATE OR DELETE ON user_sites
         FOR EACH ROW EXECUTE FUNCTION parapet_change('aor');
     "#,
+    // 4: the nodes serving from the database, their leases and epochs
+    // (`nodes`). Not in the change log: nodes read it directly.
+    r#"
+    CREATE SEQUENCE node_epochs;
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        epoch BIGINT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('serving', 'left', 'dead')),
+        address TEXT NOT NULL DEFAULT '',
+        started_at TIMESTAMPTZ NOT NULL,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL
+    );
+    -- Called first in every write transaction of a node: holds the node's
+    -- epoch lock (shared) until the transaction ends, then checks that the
+    -- node still serves under that epoch. Declaring a node dead takes the
+    -- same lock exclusively, so it waits for the writes under way and
+    -- every later one fails here.
+    CREATE FUNCTION parapet_fence(node TEXT, want BIGINT) RETURNS void
+        LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        have BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(1885434480, hashtext(node));
+        SELECT epoch INTO have FROM nodes WHERE id = node AND state = 'serving';
+        IF have IS DISTINCT FROM want THEN
+            RAISE EXCEPTION 'node % no longer serves under epoch % (declared dead, or replaced)', node, want
+                USING ERRCODE = 'PR001';
+        END IF;
+    END $$;
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

@@ -186,33 +186,104 @@ async fn the_store_needs_no_privilege_beyond_its_own_database() {
     assert_eq!(role.trim(), "f|f|f|f|f");
 }
 
+async fn open_node(url: String, id: &str, wait: bool) -> Result<Postgres, StoreError> {
+    Postgres::open(&PostgresConfig {
+        audit_key: Some(store_tests::AUDIT_KEY),
+        node: Some(store_postgres::NodeConfig {
+            id: id.into(),
+            address: format!("tls://{id}:5061"),
+            wait,
+        }),
+        ..PostgresConfig::new(url)
+    })
+    .await
+}
+
+/// A node whose lease lapses (a stopped process) is declared dead by the
+/// node that takes over, and nothing it writes afterwards commits; a node
+/// that cannot wait is told who serves.
 #[tokio::test]
-async fn one_serving_node_claims_the_database() {
+async fn a_node_whose_lease_lapsed_is_taken_over_and_cannot_write_again() {
+    use std::time::{Duration, Instant};
     let c = pg().await;
-    let url = c.url(&c.database("claim"));
-    let a = open_url(url.clone()).await.unwrap();
-    let b = open_url(url).await.unwrap();
-    let claim = a.claim().await.unwrap();
-    match b.claim().await {
-        Err(StoreError::Setup(m)) => assert!(m.contains("already using this database"), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    // Writing through another handle (as `parapet admin recover` does)
-    // needs no claim.
-    b.add_user(store_tests::core::user("sip:a@example.com"))
+    let db = c.database("lease");
+    let url = c.url(&db);
+    let a = open_node(url.clone(), "fe-a", true).await.unwrap();
+    a.add_user(store_tests::core::user("sip:early@example.com"))
         .await
         .unwrap();
-    drop(claim);
-    // Released with the first claim's connection.
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok(c) = b.claim().await {
-            again = Some(c);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let m = setup_message(open_node(url.clone(), "fe-b", false).await);
+    assert!(m.contains("node fe-a serves this database"), "{m}");
+    // Tools write beside the serving node without joining.
+    let tool = open_url(url.clone()).await.unwrap();
+    tool.add_user(store_tests::core::user("sip:tool@example.com"))
+        .await
+        .unwrap();
+    let rows = store::Store::nodes(&tool).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].state.as_str()),
+        ("fe-a", "serving")
+    );
+    assert!(rows[0].lease_left_ms > 0 && !rows[0].this, "{rows:?}");
+
+    // fe-a stops renewing; fe-b, waiting, takes over once the lease lapsed
+    // (5 s), not before.
+    let mut fenced = a.fenced().unwrap();
+    a.stop_heartbeat();
+    let t = Instant::now();
+    let b = open_node(url.clone(), "fe-b", true).await.unwrap();
+    let waited = t.elapsed();
+    assert!(
+        waited > Duration::from_secs(3) && waited < Duration::from_secs(12),
+        "{waited:?}"
+    );
+    let rows = store::Store::nodes(&b).await.unwrap();
+    let state = |id: &str| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .map(|r| (r.state.clone(), r.this))
+    };
+    assert_eq!(state("fe-a"), Some(("dead".into(), false)));
+    assert_eq!(state("fe-b"), Some(("serving".into(), true)));
+
+    // fe-a comes back: its write is refused, and it learns it is out.
+    assert!(!*fenced.borrow());
+    match a
+        .add_user(store_tests::core::user("sip:late@example.com"))
+        .await
+    {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("no longer serves"), "{m}"),
+        other => panic!("a dead node's write: {other:?}"),
     }
-    assert!(again.is_some(), "the claim was not released");
+    tokio::time::timeout(Duration::from_secs(1), fenced.wait_for(|f| *f))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.user("sip:late@example.com").await.unwrap().is_none());
+    assert!(b.user("sip:early@example.com").await.unwrap().is_some());
+    b.add_user(store_tests::core::user("sip:after@example.com"))
+        .await
+        .unwrap();
+
+    // A clean stop hands over at once; a node restarted under the same
+    // name gets a new epoch, and the old one stays refused.
+    b.leave().await.unwrap();
+    let t = Instant::now();
+    let b2 = open_node(url.clone(), "fe-b", false).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(matches!(
+        b.add_user(store_tests::core::user("sip:stale@example.com"))
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    b2.add_user(store_tests::core::user("sip:fresh@example.com"))
+        .await
+        .unwrap();
+    let epochs = c
+        .psql(&db, "SELECT id || ':' || epoch FROM nodes ORDER BY id")
+        .unwrap();
+    assert_eq!(epochs.lines().count(), 2, "{epochs}");
 }
 
 /// The primary is killed (SIGKILL) while messages are being stored, and its

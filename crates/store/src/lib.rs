@@ -85,6 +85,36 @@ pub trait Store:
     /// the same transaction: the change and its record commit together or
     /// not at all.
     fn audited(&self, entry: AuditEntry) -> Self;
+
+    /// The processes serving from this store, with their leases, when the
+    /// store is shared (PostgreSQL); empty for one the process owns alone.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<NodeRow>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// A node of a pool sharing one database, as its row says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Its name (`node_id`).
+    pub id: String,
+    /// The number it serves under since it last joined; a node declared
+    /// dead cannot write under it again.
+    pub epoch: i64,
+    /// `serving`, `left` (stopped cleanly) or `dead` (its lease lapsed and
+    /// another node took over).
+    pub state: String,
+    /// Its SIP listeners, as it said when it joined.
+    pub address: String,
+    /// Unix times in seconds, by the database's clock.
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub lease_until: i64,
+    /// Milliseconds its lease runs on (negative: lapsed), by the
+    /// database's clock.
+    pub lease_left_ms: i64,
+    /// Whether this is the node answering.
+    pub this: bool,
 }
 
 /// Accounts of SIP users.

@@ -90,8 +90,14 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
                     "name": s(), "internal": s(), "links": int(), "snapshot_version": int(),
                     "external_listeners": strings(),
                 }), &[])),
+                // On PostgreSQL only: the pool's nodes.
+                "nodes": array(exact(json!({
+                    "id": s(), "this": boolean(), "state": { "type": "string", "enum": ["serving", "left", "dead"] },
+                    "epoch": int(), "lease_left_ms": int(), "lease_until": int(), "heartbeat_at": int(),
+                    "started_at": int(), "address": s(),
+                }), &[])),
             }),
-            &[],
+            &["nodes"],
         ),
         ("get", "/v1/edges") => array(exact(
             json!({

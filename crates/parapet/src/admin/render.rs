@@ -90,9 +90,24 @@ pub(super) fn render(v: &Value, output: Output) {
             }
         }
         Value::Object(o) => {
-            let w = o.keys().map(String::len).max().unwrap_or(0);
-            for (k, val) in o {
+            // Lists of records (a status's nodes, edges) as tables after
+            // the values.
+            let listed = |v: &Value| {
+                v.as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object))
+            };
+            let w = o
+                .iter()
+                .filter(|(_, v)| !listed(v))
+                .map(|(k, _)| k.len())
+                .max()
+                .unwrap_or(0);
+            for (k, val) in o.iter().filter(|(_, v)| !listed(v)) {
                 println!("{k:<w$}  {}", cell(&timed(k, val)));
+            }
+            for (k, val) in o.iter().filter(|(_, v)| listed(v)) {
+                println!("\n{k}:");
+                render(val, output);
             }
         }
         Value::Null => {}

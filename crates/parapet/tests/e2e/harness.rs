@@ -202,6 +202,55 @@ impl Server {
         s
     }
 
+    /// Another node of this server's pool (PostgreSQL): a copy of its data
+    /// directory (the pool's keys and certificates), its own ports, the
+    /// same configuration with `node_id` set to `node_id`. Not started.
+    pub(crate) fn another_node(&self, name: &str, node_id: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self.data_dir())
+            .arg(dir.join("data"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let extra: String = self
+            .extra_config
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("node_id"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Server {
+            child: None,
+            dir,
+            udp: free_port(),
+            tls: free_port(),
+            admin: free_port(),
+            web: free_port(),
+            relay: free_port(),
+            token: self.token.clone(),
+            extra_config: format!("node_id = \"{node_id}\"\n{extra}"),
+            domain: self.domain.clone(),
+            host: self.host.clone(),
+            _defaults: None,
+            readme_mode: false,
+            netns: None,
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`...) to the server process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
     /// A command, run in the server's network namespace if it has one.
     pub(crate) fn command(&self, program: &str) -> Command {
         match &self.netns {

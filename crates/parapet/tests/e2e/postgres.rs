@@ -102,8 +102,8 @@ fn registrations_and_stored_messages_live_in_postgresql_and_survive_kill_9() {
         out(&o)
     );
     assert_ne!(q("SELECT count(*) FROM audit"), "0");
-    // A second node on the same database is refused at start (pools of
-    // nodes need what issue 19 builds next), before it binds anything.
+    // A node started from another data directory (other keys) is refused
+    // at start, before it binds anything: it could unseal no password.
     let second = s.dir.join("second.toml");
     std::fs::write(&second, format!("database = \"{}\"\n", pg.url(&db))).unwrap();
     let o = std::process::Command::new("timeout")
@@ -116,16 +116,143 @@ fn registrations_and_stored_messages_live_in_postgresql_and_survive_kill_9() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(
-        out(&o).contains("already using this database"),
-        "{}",
-        out(&o)
-    );
+    assert!(out(&o).contains("same keys/ directory"), "{}", out(&o));
     // A verified TLS connection to the database is no finding (plain TCP
     // is a high one: the security module's unit tests).
     let (_, text) = s.security_check();
     assert!(text.contains("[HIGH] config listen"), "{text}");
     assert!(!text.contains("config database"), "{text}");
+}
+
+/// Two nodes of one pool: the second waits as a standby while the first
+/// holds its lease; the first is stopped (SIGSTOP) and the standby takes
+/// over once the lease lapsed; when the first comes back (SIGCONT) it
+/// learns it was declared dead and stops, and nothing it was sent meanwhile
+/// is written.
+#[test]
+fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_back() {
+    use std::time::{Duration, Instant};
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_lease");
+    let mut a = Server::with_config(
+        "pg_lease_a",
+        &format!("node_id = \"fe-a\"\ndatabase = \"{}\"\n", pg.url(&db)),
+    );
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    a.add_user("alice", "correct horse battery");
+    a.add_user("carol", "battery staple horse");
+    let mut b = a.another_node("pg_lease_b", "fe-b");
+    b.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.log().contains("standby: node fe-a serves this database") {
+        assert!(Instant::now() < deadline, "no standby:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The standby binds nothing meanwhile.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", b.admin)).is_err());
+    let status = |s: &Server| -> serde_json::Value {
+        let o = s.admin(&["--output=json", "status"], "");
+        assert!(o.status.success(), "{}", out(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = status(&a);
+    assert_eq!(v["nodes"][0]["id"], "fe-a", "{v}");
+    assert_eq!(v["nodes"][0]["state"], "serving", "{v}");
+    assert_eq!(v["nodes"][0]["this"], true, "{v}");
+    let table = a.admin(&["status"], "");
+    assert!(
+        out(&table).contains("nodes:") && out(&table).contains("fe-a"),
+        "{}",
+        out(&table)
+    );
+
+    // fe-a stops; fe-b takes over once the lease lapsed (5 s).
+    a.signal("STOP");
+    let stopped = Instant::now();
+    assert!(
+        b.wait_ready(),
+        "the standby did not take over:\n{}",
+        b.log()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(b.log().contains("declared dead"), "{}", b.log());
+    passes!(
+        b,
+        b.sipp(
+            "register_auth.xml",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let v = status(&b);
+    let node = |id: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(node("fe-a")["state"], "dead", "{v}");
+    assert_eq!(node("fe-b")["state"], "serving", "{v}");
+    assert_eq!(node("fe-b")["this"], true, "{v}");
+
+    // carol registers with fe-a while it is stopped; it comes back, learns
+    // it is dead and stops, and her registration is not written.
+    let carol = a.sipp_start(
+        "register_auth.xml",
+        "carol",
+        "carol",
+        "battery staple horse",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    a.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = a.child.as_mut().unwrap().try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(Instant::now() < deadline, "fe-a did not stop:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1), "{}", a.log());
+    assert!(
+        a.log()
+            .contains("lease on the database lapsed and another node took over"),
+        "{}",
+        a.log()
+    );
+    let (ok, msgs) = carol.finish();
+    assert!(!ok, "carol was registered by a dead node: {msgs}");
+    assert_eq!(
+        q("SELECT count(*) FROM bindings WHERE aor = 'sip:carol@example.test'"),
+        "0"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM bindings WHERE aor = 'sip:alice@example.test'"),
+        "1"
+    );
+    // fe-b serves on.
+    let (ok, msgs) = b.sipp(
+        "register_query.xml",
+        "alice",
+        "correct horse battery",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{msgs}");
 }
 
 #[test]

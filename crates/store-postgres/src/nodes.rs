@@ -1,0 +1,337 @@
+//! The nodes serving from the database: each one's lease and epoch.
+//!
+//! A node joins by writing its row in `nodes` with a new epoch (from a
+//! sequence, so never one used before) and a lease of [`LEASE`], which it
+//! renews every second on a connection of its own. Every write it makes
+//! from then on first calls `parapet_fence(id, epoch)` in the same
+//! transaction (pipelined with the write's own statements): the function
+//! takes a shared lock on the node's epoch until the transaction ends and
+//! fails (SQLSTATE `PR001`) unless the row still says `serving` under that
+//! epoch. A node that finds another's lease lapsed declares it dead: it
+//! takes the same lock exclusively — waiting for the writes of the old
+//! node already under way — and marks the row `dead`. From then on nothing
+//! the old node sends commits: a node that was stopped (SIGSTOP, a frozen
+//! virtual machine, a network partition) and comes back finds its writes
+//! refused and its heartbeat unanswered, and stops. Leases are measured by
+//! the database's clock, so the nodes' clocks do not matter.
+//!
+//! A transaction a stopped node left open would hold its shared lock for
+//! ever; every connection ends a transaction idle for 5 s
+//! (`idle_in_transaction_session_timeout`, set in [`crate::connect`]).
+//!
+//! One node serves at a time for now (the nodes' caches do not follow each
+//! other's writes yet): a node starting while another holds a live lease
+//! waits as a standby, binding nothing, and takes over when that lease
+//! lapses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
+
+use store::{NodeRow, Result, StoreError};
+
+use crate::{describe, store_error, E, R};
+
+/// How long a node's lease lasts without a renewal.
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often a node renews it.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The SQLSTATE `parapet_fence` raises.
+const FENCED: &str = "PR001";
+/// The advisory lock class of the nodes' epoch locks ("parp"), with the
+/// hash of the node's id as the second key.
+const CLASS: i32 = 0x7061_7270;
+
+/// The statement every write of a node begins with.
+pub(crate) const FENCE: &str = "SELECT parapet_fence($1, $2)";
+
+/// Who this process is in the pool.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Its name, unique in the pool (`node_id`).
+    pub id: String,
+    /// Its SIP listeners, for `parapet admin status`.
+    pub address: String,
+    /// Wait as a standby while another node's lease is live; `false`:
+    /// fail at once, saying which node serves.
+    pub wait: bool,
+}
+
+/// This process's membership, shared by every handle of the store.
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) epoch: i64,
+    fenced: Arc<watch::Sender<bool>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+impl Node {
+    /// A receiver that turns `true` when this node learns it was declared
+    /// dead (its heartbeat or a write refused).
+    pub(crate) fn fenced(&self) -> watch::Receiver<bool> {
+        self.fenced.subscribe()
+    }
+
+    pub(crate) fn stop_heartbeat(&self) {
+        self.heartbeat.abort();
+    }
+
+    /// A write failed: if the fence refused it, the node is no longer
+    /// serving — say so to whoever watches, and fail the write as the
+    /// database being unavailable here (the client tries another node).
+    pub(crate) fn check(&self, e: E) -> E {
+        match &e {
+            E::Pg(p) if p.code().is_some_and(|c| c.code() == FENCED) => {
+                if !*self.fenced.borrow() {
+                    tracing::error!(node = %self.id, epoch = self.epoch, "a write was refused: another node declared this one dead after its lease lapsed");
+                }
+                let _ = self.fenced.send(true);
+                E::Store(StoreError::Unavailable(format!(
+                    "this node ({}) no longer serves: another node took over after its lease lapsed",
+                    self.id
+                )))
+            }
+            _ => e,
+        }
+    }
+}
+
+enum Joined {
+    Epoch(i64),
+    /// Another node's lease is live: (its id, milliseconds left).
+    Busy(String, i64),
+}
+
+/// Joins the pool as `cfg.id`: waits while another node's lease is live
+/// (logging who holds it), declares lapsed nodes dead, and starts the
+/// heartbeat. An unreachable database fails the join.
+pub(crate) async fn join(pool: &Pool, cfg: &NodeConfig) -> Result<Arc<Node>> {
+    let mut waiting_for: Option<String> = None;
+    let epoch = loop {
+        match try_join(pool, cfg).await {
+            Ok(Joined::Epoch(e)) => break e,
+            Ok(Joined::Busy(id, ms)) if !cfg.wait => {
+                return Err(StoreError::Setup(format!(
+                    "node {id} serves this database (its lease runs {ms} ms more): stop it first"
+                )))
+            }
+            Ok(Joined::Busy(id, ms)) => {
+                if waiting_for.as_deref() != Some(id.as_str()) {
+                    if id == cfg.id {
+                        tracing::warn!(node = %id, lease_left_ms = ms, "a node with this node_id holds a live lease: a previous run that did not stop cleanly (waiting for its lease to lapse), or another node configured with the same node_id");
+                    } else {
+                        tracing::warn!(serving = %id, lease_left_ms = ms, "standby: node {id} serves this database; this node takes over when its lease lapses (one node serves at a time for now)");
+                    }
+                    waiting_for = Some(id);
+                }
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+            // The lapsed node's last writes did not end in time: next round.
+            Err(E::Pg(p)) if p.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    };
+    tracing::info!(node = %cfg.id, epoch, "this node serves the database");
+    let (tx, _) = watch::channel(false);
+    let fenced = Arc::new(tx);
+    let heartbeat = tokio::spawn(heartbeat(
+        pool.clone(),
+        cfg.id.clone(),
+        epoch,
+        fenced.clone(),
+    ));
+    Ok(Arc::new(Node {
+        id: cfg.id.clone(),
+        epoch,
+        fenced,
+        heartbeat,
+    }))
+}
+
+fn lease_ms() -> i64 {
+    crate::big(LEASE.as_millis())
+}
+
+async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // Joins one at a time; the lapsed node's writes under way get 15 s to
+    // end (a stopped node's open transaction is ended after 5 s).
+    tx.batch_execute(
+        "SET LOCAL lock_timeout = '15s'; LOCK TABLE nodes IN SHARE ROW EXCLUSIVE MODE",
+    )
+    .await?;
+    let live = tx
+        .query_opt(
+            "SELECT id, (extract(epoch FROM lease_until - now()) * 1000)::bigint FROM nodes
+             WHERE state = 'serving' AND lease_until > now() ORDER BY lease_until DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    if let Some(r) = live {
+        return Ok(Joined::Busy(r.try_get(0)?, r.try_get(1)?));
+    }
+    for r in tx
+        .query("SELECT id FROM nodes WHERE state = 'serving'", &[])
+        .await?
+    {
+        let id: String = r.try_get(0)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&CLASS, &id],
+        )
+        .await?;
+        tx.execute("UPDATE nodes SET state = 'dead' WHERE id = $1", &[&id])
+            .await?;
+        tracing::warn!(node = %id, "its lease lapsed: declared dead; nothing it writes from now on is accepted");
+    }
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&CLASS, &cfg.id],
+    )
+    .await?;
+    let epoch: i64 = tx
+        .query_one(
+            "INSERT INTO nodes (id, epoch, state, address, started_at, heartbeat_at, lease_until)
+             VALUES ($1, nextval('node_epochs'), 'serving', $2, now(), now(), now() + $3::bigint * interval '1 millisecond')
+             ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, state = 'serving',
+                 address = EXCLUDED.address, started_at = EXCLUDED.started_at,
+                 heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until
+             RETURNING epoch",
+            &[&cfg.id, &cfg.address, &lease_ms()],
+        )
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    Ok(Joined::Epoch(epoch))
+}
+
+/// Renews the lease every second on a connection of its own (a busy pool
+/// must not starve it), and prunes the change log every minute. Stops,
+/// saying so, when the renewal finds the node declared dead.
+async fn heartbeat(pool: Pool, id: String, epoch: i64, fenced: Arc<watch::Sender<bool>>) {
+    let mut client: Option<deadpool_postgres::ClientWrapper> = None;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = pool.get().await.ok().map(deadpool_postgres::Object::take);
+        }
+        let renewed = match &client {
+            None => Err("no database connection".to_owned()),
+            Some(c) => c
+                .execute(
+                    "UPDATE nodes SET heartbeat_at = now(), lease_until = now() + $3::bigint * interval '1 millisecond'
+                     WHERE id = $1 AND epoch = $2 AND state = 'serving'",
+                    &[&id, &epoch, &lease_ms()],
+                )
+                .await
+                .map_err(|e| describe(&e)),
+        };
+        match renewed {
+            Ok(1) => {
+                if failing {
+                    tracing::info!("this node's lease is renewed again");
+                    failing = false;
+                }
+            }
+            Ok(_) => {
+                tracing::error!(node = %id, epoch, "this node's lease lapsed and another node declared it dead");
+                let _ = fenced.send(true);
+                return;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "this node's lease could not be renewed; another node takes over if it lapses");
+                    failing = true;
+                }
+                continue;
+            }
+        }
+        // The change log kept bounded: what is older than CHANGES_KEPT is
+        // gone (a follower that was away longer reloads).
+        if n.is_multiple_of(60) {
+            if let Some(c) = &client {
+                let kept = crate::big(crate::CHANGES_KEPT.as_millis());
+                if let Err(e) = c.execute(crate::changes::PRUNE, &[&kept]).await {
+                    tracing::warn!(error = %describe(&e), "the change log could not be pruned");
+                }
+            }
+        }
+    }
+}
+
+/// Marks the node as having left (a clean stop): another node may serve at
+/// once. Waits for this node's writes under way.
+pub(crate) async fn leave(pool: &Pool, node: &Node) -> Result<()> {
+    node.heartbeat.abort();
+    let go = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&CLASS, &node.id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE nodes SET state = 'left', lease_until = now() WHERE id = $1 AND epoch = $2 AND state = 'serving'",
+            &[&node.id, &node.epoch],
+        )
+        .await?;
+        tx.commit().await?;
+        R::Ok(())
+    };
+    go.await.map_err(store_error)
+}
+
+/// Every node's row.
+pub(crate) async fn list(pool: &Pool, this: Option<&Node>) -> Result<Vec<NodeRow>> {
+    let go = async {
+        let client = pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, epoch, state, address,
+                        extract(epoch FROM started_at)::bigint,
+                        extract(epoch FROM heartbeat_at)::bigint,
+                        extract(epoch FROM lease_until)::bigint,
+                        (extract(epoch FROM lease_until - now()) * 1000)::bigint
+                 FROM nodes ORDER BY id COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let epoch: i64 = r.try_get(1)?;
+            out.push(NodeRow {
+                this: this.is_some_and(|n| n.id == id && n.epoch == epoch),
+                id,
+                epoch,
+                state: r.try_get(2)?,
+                address: r.try_get(3)?,
+                started_at: r.try_get(4)?,
+                heartbeat_at: r.try_get(5)?,
+                lease_until: r.try_get(6)?,
+                lease_left_ms: r.try_get(7)?,
+            });
+        }
+        R::Ok(out)
+    };
+    go.await.map_err(store_error)
+}
