@@ -59,6 +59,81 @@ async fn remove(tx: &Tx<'_>, aor: &str, key: &str) -> R<bool> {
     Ok(tx.execute(&st, &[&aor, &key]).await? == 1)
 }
 
+/// Bindings to upsert and to remove, as columns for `unnest`: the last
+/// change to each (aor, key) only (a statement may not touch a row twice),
+/// in key order (concurrent writers lock rows in one order).
+#[derive(Default)]
+struct Batch {
+    aor: Vec<String>,
+    key: Vec<String>,
+    contact: Vec<String>,
+    q: Vec<i32>,
+    expires_at: Vec<i64>,
+    call_id: Vec<String>,
+    cseq: Vec<i64>,
+    path: Vec<String>,
+    source: Vec<String>,
+    user_agent: Vec<Option<String>>,
+    gone_aor: Vec<String>,
+    gone_key: Vec<String>,
+}
+
+impl Batch {
+    fn of(changes: Vec<BindingChange>) -> Batch {
+        let mut last = std::collections::BTreeMap::new();
+        for c in changes {
+            let k = match &c {
+                BindingChange::Upsert(b) => (b.aor.clone(), b.key.clone()),
+                BindingChange::Remove { aor, key } => (aor.clone(), key.clone()),
+            };
+            last.insert(k, c);
+        }
+        let mut out = Batch::default();
+        for (_, c) in last {
+            match c {
+                BindingChange::Upsert(b) => {
+                    out.aor.push(b.aor);
+                    out.key.push(b.key);
+                    out.contact.push(b.contact);
+                    out.q.push(i32::from(b.q));
+                    out.expires_at.push(b.expires_at);
+                    out.call_id.push(b.call_id);
+                    out.cseq.push(i64::from(b.cseq));
+                    out.path.push(b.path.join("\n"));
+                    out.source.push(b.source);
+                    out.user_agent.push(b.user_agent);
+                }
+                BindingChange::Remove { aor, key } => {
+                    out.gone_aor.push(aor);
+                    out.gone_key.push(key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A registration's changes in one statement: the removals and the upserts
+/// as data-modifying CTEs (never the same row: [`Batch::of`]), the fence as
+/// the main query.
+static APPLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH gone AS (
+            DELETE FROM bindings b USING unnest($13::text[], $14::text[]) AS g(aor, binding_key)
+            WHERE b.aor = g.aor AND b.binding_key = g.binding_key
+         ), put AS (
+            INSERT INTO bindings ({COLUMNS})
+            SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[],
+                                 $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+            ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
+              expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
+              path = excluded.path, source = excluded.source, user_agent = excluded.user_agent
+         )
+         {}",
+        super::FENCE_ANY
+    )
+});
+
 impl Bindings for Postgres {
     async fn upsert_binding(&self, b: Binding) -> Result<()> {
         self.write(|tx| {
@@ -94,6 +169,39 @@ impl Bindings for Postgres {
     }
 
     async fn apply_bindings(&self, changes: Vec<BindingChange>) -> Result<()> {
+        if self.audit.is_none() {
+            // A registration's writes as one statement: one round trip.
+            let batch = std::sync::Arc::new(Batch::of(changes));
+            return self
+                .write_statement(|c, node| {
+                    let batch = batch.clone();
+                    Box::pin(async move {
+                        let st = c.prepare_cached(&APPLY).await?;
+                        c.execute(
+                            &st,
+                            &[
+                                &node.id,
+                                &node.epoch,
+                                &batch.aor,
+                                &batch.key,
+                                &batch.contact,
+                                &batch.q,
+                                &batch.expires_at,
+                                &batch.call_id,
+                                &batch.cseq,
+                                &batch.path,
+                                &batch.source,
+                                &batch.user_agent,
+                                &batch.gone_aor,
+                                &batch.gone_key,
+                            ],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await;
+        }
         self.write(|tx| {
             let changes = changes.clone();
             Box::pin(async move {

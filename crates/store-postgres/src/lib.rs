@@ -104,6 +104,20 @@ impl PostgresConfig {
 /// serving node).
 pub const CHANGES_KEPT: Duration = Duration::from_secs(600);
 
+/// A node's id and epoch as a one-statement write passes them to
+/// [`FENCE_ANY`] (both `None` for a process that did not join).
+pub(crate) struct NodeArgs {
+    pub(crate) id: Option<String>,
+    pub(crate) epoch: Option<i64>,
+}
+
+/// The fence as the main query of a one-statement write whose changes are
+/// data-modifying CTEs (which run whatever the main query reads): the
+/// node's id and epoch are $1 and $2, and a process that did not join
+/// passes NULL for both.
+pub(crate) const FENCE_ANY: &str =
+    "SELECT CASE WHEN $1::text IS NULL THEN NULL ELSE parapet_fence($1, $2) END";
+
 /// Serialization failures retried at most, per write.
 const MAX_RETRIES: u32 = 10;
 
@@ -357,6 +371,49 @@ impl Postgres {
         F: for<'t> Fn(&'t Tx<'t>) -> Fut<'t, R> + Send + Sync,
     {
         self.write_at(IsolationLevel::ReadCommitted, f).await
+    }
+
+    /// Runs a write that is one statement on its own, without BEGIN and
+    /// COMMIT (PostgreSQL commits it when it ends: one round trip). The
+    /// statement must include the fence for this node — `f` gets the
+    /// node's id and epoch (`None` for a process that did not join) as
+    /// [`FENCE_ANY`] expects them. Retried like [`Postgres::write`]; a
+    /// handle carrying an audit record must use `write` instead.
+    pub(crate) async fn write_statement<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'c> Fn(&'c deadpool_postgres::Client, &'c NodeArgs) -> Fut<'c, R> + Send + Sync,
+    {
+        let args = NodeArgs {
+            id: self.node.as_ref().map(|n| n.id.clone()),
+            epoch: self.node.as_ref().map(|n| n.epoch),
+        };
+        let mut attempt = 0;
+        loop {
+            let outcome = async {
+                let client = self.pool.get().await?;
+                f(&client, &args).await
+            }
+            .await;
+            match outcome {
+                Ok(r) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    let ms = u64::from(attempt) * (1 + u64::from(rand_byte() % 8));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Err(e) => {
+                    let e = match &self.node {
+                        Some(n) => n.check(e),
+                        None => e,
+                    };
+                    return Err(store_error(e));
+                }
+            }
+        }
     }
 
     async fn write_at<R, F>(&self, level: IsolationLevel, f: F) -> Result<R>

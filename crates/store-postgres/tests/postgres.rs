@@ -4,7 +4,7 @@
 //! role's privileges.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use store::{AuditLog, Messages, StoreError, Users};
+use store::{AuditLog, Bindings, Messages, StoreError, Users};
 use store_postgres::{Postgres, PostgresConfig, Transport};
 use store_tests::pg::{cluster, Cluster};
 
@@ -261,6 +261,24 @@ async fn a_node_whose_lease_lapsed_is_taken_over_and_cannot_write_again() {
         .unwrap()
         .unwrap();
     assert!(b.user("sip:late@example.com").await.unwrap().is_none());
+    // A registration's one-statement write is fenced too.
+    assert!(matches!(
+        a.apply_bindings(vec![store::BindingChange::Upsert(store::Binding {
+            aor: "sip:early@example.com".into(),
+            key: "k".into(),
+            contact: "<sip:early@192.0.2.1>".into(),
+            q: 1000,
+            expires_at: i64::MAX,
+            call_id: "c".into(),
+            cseq: 1,
+            path: Vec::new(),
+            source: "udp:192.0.2.1:5060".into(),
+            user_agent: None,
+        })])
+        .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(b.live_bindings(0).await.unwrap().is_empty());
     assert!(b.user("sip:early@example.com").await.unwrap().is_some());
     b.add_user(store_tests::core::user("sip:after@example.com"))
         .await

@@ -335,6 +335,29 @@ pub async fn a_registers_changes_are_all_or_nothing<S: Store>(s: S) {
         .map(|b| b.key)
         .collect();
     assert_eq!(keys, ["new"]);
+    // Within one set, the last change to a key is the one that stands.
+    s.apply_bindings(vec![
+        BindingChange::Upsert(binding("sip:alice@example.com", "twice", 500)),
+        BindingChange::Remove {
+            aor: "sip:alice@example.com".into(),
+            key: "twice".into(),
+        },
+        BindingChange::Remove {
+            aor: "sip:alice@example.com".into(),
+            key: "new".into(),
+        },
+        BindingChange::Upsert(binding("sip:alice@example.com", "new", 900)),
+    ])
+    .await
+    .unwrap();
+    let left: Vec<_> = s
+        .live_bindings(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.key, b.expires_at))
+        .collect();
+    assert_eq!(left, [("new".to_string(), 900)]);
 }
 
 pub async fn policies_grants_groups_and_sites<S: Store>(s: S) {
