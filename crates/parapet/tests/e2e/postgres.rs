@@ -255,6 +255,68 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     assert!(ok, "{msgs}");
 }
 
+/// The README's command with `database` set (its defaults otherwise: TLS
+/// and WSS only, SHA-256 and MD5 over TLS, encrypted media required), and
+/// a real client: baresip registers over TLS, messages, is stored for
+/// while offline and calls with SRTP — all of it from PostgreSQL.
+#[test]
+fn the_readme_defaults_on_postgresql_serve_baresip_over_tls() {
+    use crate::baresip::Baresip;
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_readme");
+    let s = Server::readme_with("pg_readme", &format!("database = \"{}\"\n", pg.url(&db)));
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start(&s, "alice", "correct-horse-battery", "bob");
+    // Registered over TLS, in PostgreSQL.
+    assert_eq!(
+        q("SELECT string_agg(aor || ' ' || split_part(source, ':', 1), ',' ORDER BY aor) FROM bindings"),
+        "sip:alice@example.test tls,sip:bob@example.test tls"
+    );
+    alice.cmd("/message hello-from-alice");
+    bob.wait_for("sip:alice@example.test: \"hello-from-alice\"");
+    alice.cmd("/dial sip:bob@example.test");
+    bob.wait_for("Call established: sip:alice@example.test");
+    alice.wait_for("Call established: sip:bob@example.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    let trace = bob.output();
+    assert!(
+        trace.contains("RTP/SAVP") && trace.contains("a=crypto:"),
+        "{trace}"
+    );
+    alice.cmd("/hangup");
+    bob.wait_for("session closed");
+    // bob goes away: his binding goes with his connection, and a message
+    // to him is stored in PostgreSQL until he is back.
+    bob.cmd("/quit");
+    drop(bob);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while q("SELECT count(*) FROM bindings WHERE aor = 'sip:bob@example.test'") != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's binding outlived his connection"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    alice.cmd("/message while-you-were-away");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:bob@example.test'") != "1"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message was not stored:\n{}",
+            alice.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
+    bob.wait_for("while-you-were-away");
+    alice.cmd("/quit");
+}
+
 #[test]
 fn a_database_it_cannot_reach_stops_the_start_with_what_to_fix() {
     let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-pg-down", std::process::id()));
