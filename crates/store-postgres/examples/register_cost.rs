@@ -1,8 +1,12 @@
 //! What one registration's write costs on PostgreSQL, by the way it is
 //! sent: `apply_bindings` (one statement, the fence inside it) against
 //! `upsert_binding` (BEGIN, the fence and the upsert pipelined, COMMIT) —
-//! the same row written. Prints, per write, the wall time and the CPU of
-//! the database server's processes and of this process.
+//! the same row written, one write after another; then `apply_bindings`
+//! from 64 writers at once, grouped (as the serving node does) and not (a
+//! handle that did not join, as tools open it: one statement per write,
+//! no fence, up to the pool's 16 at once). Prints, per
+//! write, the wall time and the CPU of the database server's processes and
+//! of this process.
 //!
 //!   cargo run --release -p parapet-store-postgres --example register_cost [WRITES]
 //!
@@ -61,6 +65,12 @@ async fn main() {
         .await
         .unwrap();
     let url = cluster.url(&cluster.database("register_cost"));
+    let ungrouped = Postgres::open(&PostgresConfig {
+        audit_key: Some(store_tests::AUDIT_KEY),
+        ..PostgresConfig::new(url.clone())
+    })
+    .await
+    .unwrap();
     let s = Postgres::open(&PostgresConfig {
         audit_key: Some(store_tests::AUDIT_KEY),
         node: Some(NodeConfig {
@@ -101,6 +111,38 @@ async fn main() {
                 per(pg1 - pg0),
                 per(me1 - me0)
             );
+        }
+        for (name, s) in [
+            ("apply_bindings, 64 writers", &s),
+            ("the same, not grouped", &ungrouped),
+        ] {
+            let (pg0, me0) = ticks();
+            let t = Instant::now();
+            let writers: Vec<_> = (0..64)
+                .map(|w| {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        for i in (w..n).step_by(64) {
+                            s.apply_bindings(vec![BindingChange::Upsert(binding(i))])
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.await.unwrap();
+            }
+            let wall = t.elapsed();
+            let (pg1, me1) = ticks();
+            let per = |ticks: u64| ticks as f64 * 10_000.0 / n as f64;
+            println!(
+            "round {round} {:32} wall {:6.1} µs  PostgreSQL CPU {:6.1} µs  this process {:6.1} µs",
+            name,
+            wall.as_secs_f64() * 1e6 / n as f64,
+            per(pg1 - pg0),
+            per(me1 - me0)
+        );
         }
     }
 }

@@ -113,6 +113,139 @@ impl Batch {
     }
 }
 
+/// Registrations' changes (each one registration's, all or nothing) as
+/// one statement: one round trip, fenced inside.
+async fn apply_one(store: &Postgres, sets: Vec<Vec<BindingChange>>) -> Result<()> {
+    let batch = std::sync::Arc::new(Batch::of(sets.into_iter().flatten().collect()));
+    store
+        .write_statement(|c, node| {
+            let batch = batch.clone();
+            Box::pin(async move {
+                let st = c.prepare_cached(&APPLY).await?;
+                c.execute(
+                    &st,
+                    &[
+                        &node.id,
+                        &node.epoch,
+                        &batch.aor,
+                        &batch.key,
+                        &batch.contact,
+                        &batch.q,
+                        &batch.expires_at,
+                        &batch.call_id,
+                        &batch.cseq,
+                        &batch.path,
+                        &batch.source,
+                        &batch.user_agent,
+                        &batch.gone_aor,
+                        &batch.gone_key,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Group commit for registrations: the serving node's REGISTERs that wait
+/// at the same moment are written by one statement (one round trip, one
+/// commit, one fence) — at most [`GROUPS_IN_FLIGHT`] such statements at
+/// once; while they run, the next ones gather. A group that fails for a
+/// reason of one of its registrations (a user removed meanwhile) is
+/// written again one registration at a time, so only that one fails; an
+/// unreachable database fails them all.
+pub(crate) struct Registrations {
+    tx: tokio::sync::mpsc::Sender<Waiting>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Waiting = (Vec<BindingChange>, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Group statements in flight at once.
+const GROUPS_IN_FLIGHT: usize = 4;
+/// Registrations in one group at most.
+const GROUP_MAX: usize = 256;
+/// Registrations waiting for a group at most (callers wait beyond).
+const QUEUE: usize = 4096;
+
+impl Drop for Registrations {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Registrations {
+    /// Starts the grouping task over `store` (a handle without a
+    /// `Registrations` of its own).
+    pub(crate) fn start(store: Postgres) -> Registrations {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Waiting>(QUEUE);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
+        let task = tokio::spawn(async move {
+            loop {
+                // A slot first: while every slot is busy, registrations
+                // gather in the queue and go out as one group.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match rx.try_recv() {
+                        Ok(w) => group.push(w),
+                        Err(_) => break,
+                    }
+                }
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    write_group(&store, group).await;
+                });
+            }
+        });
+        Registrations { tx, task }
+    }
+
+    async fn apply(&self, changes: Vec<BindingChange>) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((changes, reply))
+            .await
+            .map_err(|_| store::StoreError::Closed)?;
+        answer.await.map_err(|_| store::StoreError::Closed)?
+    }
+}
+
+async fn write_group(store: &Postgres, group: Vec<Waiting>) {
+    if group.len() == 1 {
+        for (changes, reply) in group {
+            let _ = reply.send(apply_one(store, vec![changes]).await);
+        }
+        return;
+    }
+    let (sets, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    match apply_one(store, sets.clone()).await {
+        Ok(()) => {
+            for r in replies {
+                let _ = r.send(Ok(()));
+            }
+        }
+        Err(store::StoreError::Unavailable(m)) => {
+            for r in replies {
+                let _ = r.send(Err(store::StoreError::Unavailable(m.clone())));
+            }
+        }
+        // One of them is at fault: each on its own.
+        Err(_) => {
+            for (changes, r) in sets.into_iter().zip(replies) {
+                let _ = r.send(apply_one(store, vec![changes]).await);
+            }
+        }
+    }
+}
+
 /// A registration's changes in one statement: the removals and the upserts
 /// as data-modifying CTEs (never the same row: [`Batch::of`]), the fence as
 /// the main query.
@@ -170,37 +303,11 @@ impl Bindings for Postgres {
 
     async fn apply_bindings(&self, changes: Vec<BindingChange>) -> Result<()> {
         if self.audit.is_none() {
-            // A registration's writes as one statement: one round trip.
-            let batch = std::sync::Arc::new(Batch::of(changes));
-            return self
-                .write_statement(|c, node| {
-                    let batch = batch.clone();
-                    Box::pin(async move {
-                        let st = c.prepare_cached(&APPLY).await?;
-                        c.execute(
-                            &st,
-                            &[
-                                &node.id,
-                                &node.epoch,
-                                &batch.aor,
-                                &batch.key,
-                                &batch.contact,
-                                &batch.q,
-                                &batch.expires_at,
-                                &batch.call_id,
-                                &batch.cseq,
-                                &batch.path,
-                                &batch.source,
-                                &batch.user_agent,
-                                &batch.gone_aor,
-                                &batch.gone_key,
-                            ],
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
+            // Registrations waiting at the same moment go out together.
+            if let Some(g) = &self.registrations {
+                return g.apply(changes).await;
+            }
+            return apply_one(self, vec![changes]).await;
         }
         self.write(|tx| {
             let changes = changes.clone();

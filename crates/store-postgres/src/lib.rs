@@ -132,6 +132,8 @@ pub struct Postgres {
     audit: Option<Arc<AuditEntry>>,
     /// This process's membership of the pool, when it joined at open.
     node: Option<Arc<nodes::Node>>,
+    /// The serving node's group commit for registrations.
+    registrations: Option<Arc<bindings::Registrations>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -279,6 +281,7 @@ impl Postgres {
                 .map(|k| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k))),
             audit: None,
             node: None,
+            registrations: None,
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Setup(format!(
@@ -297,6 +300,7 @@ impl Postgres {
         let mut store = store;
         if let Some(node) = &config.node {
             store.node = Some(nodes::join(&store.pool, node).await?);
+            store.registrations = Some(Arc::new(bindings::Registrations::start(store.clone())));
         }
         Ok(store)
     }

@@ -360,6 +360,42 @@ pub async fn a_registers_changes_are_all_or_nothing<S: Store>(s: S) {
     assert_eq!(left, [("new".to_string(), 900)]);
 }
 
+/// Many registrations at once (a store may write them together): each is
+/// applied, and one that cannot be (its user is gone) fails alone.
+pub async fn registrations_at_once_fail_alone<S: Store>(s: S) {
+    for i in 0..20 {
+        s.add_user(user(&format!("sip:u{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let aor = if i == 77 {
+                    "sip:nobody@example.com".to_string()
+                } else {
+                    format!("sip:u{}@example.com", i % 20)
+                };
+                s.apply_bindings(vec![BindingChange::Upsert(binding(
+                    &aor,
+                    &format!("k{i}"),
+                    500,
+                ))])
+                .await
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap().is_err() {
+            failed.push(i);
+        }
+    }
+    assert_eq!(failed, [77]);
+    assert_eq!(s.live_bindings(0).await.unwrap().len(), 199);
+}
+
 pub async fn policies_grants_groups_and_sites<S: Store>(s: S) {
     s.add_user(user("sip:alice@example.com")).await.unwrap();
     let v0 = s.policy_version().await.unwrap();

@@ -42,6 +42,7 @@ macro_rules! store_cases {
             core::a_message_sent_again_under_its_own_id_is_stored_once,
             core::many_concurrent_callers_are_served,
             core::a_registers_changes_are_all_or_nothing,
+            core::registrations_at_once_fail_alone,
             core::policies_grants_groups_and_sites,
             admins::admins_sign_in_lockout_and_replay,
             admins::roles_and_tokens,
