@@ -36,7 +36,8 @@ pub(crate) async fn status<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> Ap
                         "id": n.id, "this": n.this, "state": n.state, "epoch": n.epoch,
                         "lease_left_ms": n.lease_left_ms, "lease_until": n.lease_until,
                         "heartbeat_at": n.heartbeat_at, "started_at": n.started_at,
-                        "address": n.address,
+                        "address": n.address, "policy_version": n.policy_version,
+                        "users_version": n.users_version,
                     })
                 })
                 .collect(),

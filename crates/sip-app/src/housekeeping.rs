@@ -133,6 +133,9 @@ impl<S: store::Store> Core<S> {
                 }
             });
         }
+        // What this node's caches hold, for the other nodes and the
+        // operator (a shared store writes it with the node's heartbeat).
+        store::Store::report_applied(&self.store, self.policies.version, self.users.version);
         if !self.reloading_policies {
             self.reloading_policies = true;
             let (store, events, version) = (

@@ -542,6 +542,12 @@ impl store::Store for Postgres {
     async fn nodes(&self) -> Result<Vec<store::NodeRow>> {
         nodes::list(&self.pool, self.node.as_deref()).await
     }
+
+    fn report_applied(&self, policy_version: i64, users_version: i64) {
+        if let Some(n) = &self.node {
+            n.report_applied(policy_version, users_version);
+        }
+    }
 }
 
 /// Locks the user's row for the rest of the transaction: the writes that

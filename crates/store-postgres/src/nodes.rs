@@ -24,6 +24,7 @@
 //! waits as a standby, binding nothing, and takes over when that lease
 //! lapses.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,16 @@ pub(crate) struct Node {
     pub(crate) epoch: i64,
     fenced: Arc<watch::Sender<bool>>,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// The policy and users versions the node's caches hold, written with
+    /// each heartbeat.
+    applied: Arc<Applied>,
+}
+
+/// What a node's caches hold.
+#[derive(Default)]
+pub(crate) struct Applied {
+    policy: AtomicI64,
+    users: AtomicI64,
 }
 
 impl Drop for Node {
@@ -80,6 +91,11 @@ impl Node {
     /// dead (its heartbeat or a write refused).
     pub(crate) fn fenced(&self) -> watch::Receiver<bool> {
         self.fenced.subscribe()
+    }
+
+    pub(crate) fn report_applied(&self, policy: i64, users: i64) {
+        self.applied.policy.store(policy, Ordering::Relaxed);
+        self.applied.users.store(users, Ordering::Relaxed);
     }
 
     pub(crate) fn stop_heartbeat(&self) {
@@ -146,17 +162,20 @@ pub(crate) async fn join(pool: &Pool, cfg: &NodeConfig) -> Result<Arc<Node>> {
     tracing::info!(node = %cfg.id, epoch, "this node serves the database");
     let (tx, _) = watch::channel(false);
     let fenced = Arc::new(tx);
+    let applied = Arc::new(Applied::default());
     let heartbeat = tokio::spawn(heartbeat(
         pool.clone(),
         cfg.id.clone(),
         epoch,
         fenced.clone(),
+        applied.clone(),
     ));
     Ok(Arc::new(Node {
         id: cfg.id.clone(),
         epoch,
         fenced,
         heartbeat,
+        applied,
     }))
 }
 
@@ -221,7 +240,13 @@ async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
 /// Renews the lease every second on a connection of its own (a busy pool
 /// must not starve it), and prunes the change log every minute. Stops,
 /// saying so, when the renewal finds the node declared dead.
-async fn heartbeat(pool: Pool, id: String, epoch: i64, fenced: Arc<watch::Sender<bool>>) {
+async fn heartbeat(
+    pool: Pool,
+    id: String,
+    epoch: i64,
+    fenced: Arc<watch::Sender<bool>>,
+    applied: Arc<Applied>,
+) {
     let mut client: Option<deadpool_postgres::ClientWrapper> = None;
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,9 +262,16 @@ async fn heartbeat(pool: Pool, id: String, epoch: i64, fenced: Arc<watch::Sender
             None => Err("no database connection".to_owned()),
             Some(c) => c
                 .execute(
-                    "UPDATE nodes SET heartbeat_at = now(), lease_until = now() + $3::bigint * interval '1 millisecond'
+                    "UPDATE nodes SET heartbeat_at = now(), lease_until = now() + $3::bigint * interval '1 millisecond',
+                         policy_version = $4, users_version = $5
                      WHERE id = $1 AND epoch = $2 AND state = 'serving'",
-                    &[&id, &epoch, &lease_ms()],
+                    &[
+                        &id,
+                        &epoch,
+                        &lease_ms(),
+                        &applied.policy.load(Ordering::Relaxed),
+                        &applied.users.load(Ordering::Relaxed),
+                    ],
                 )
                 .await
                 .map_err(|e| describe(&e)),
@@ -310,7 +342,8 @@ pub(crate) async fn list(pool: &Pool, this: Option<&Node>) -> Result<Vec<NodeRow
                         extract(epoch FROM started_at)::bigint,
                         extract(epoch FROM heartbeat_at)::bigint,
                         extract(epoch FROM lease_until)::bigint,
-                        (extract(epoch FROM lease_until - now()) * 1000)::bigint
+                        (extract(epoch FROM lease_until - now()) * 1000)::bigint,
+                        policy_version, users_version
                  FROM nodes ORDER BY id COLLATE \"C\"",
                 &[],
             )
@@ -329,6 +362,8 @@ pub(crate) async fn list(pool: &Pool, this: Option<&Node>) -> Result<Vec<NodeRow
                 heartbeat_at: r.try_get(5)?,
                 lease_until: r.try_get(6)?,
                 lease_left_ms: r.try_get(7)?,
+                policy_version: r.try_get(8)?,
+                users_version: r.try_get(9)?,
             });
         }
         R::Ok(out)

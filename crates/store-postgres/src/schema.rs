@@ -342,7 +342,10 @@ const STEPS: &[&str] = &[
         address TEXT NOT NULL DEFAULT '',
         started_at TIMESTAMPTZ NOT NULL,
         heartbeat_at TIMESTAMPTZ NOT NULL,
-        lease_until TIMESTAMPTZ NOT NULL
+        lease_until TIMESTAMPTZ NOT NULL,
+        -- What its caches held at its last heartbeat.
+        policy_version BIGINT NOT NULL DEFAULT 0,
+        users_version BIGINT NOT NULL DEFAULT 0
     );
     -- Called first in every write transaction of a node: holds the node's
     -- epoch lock (shared) until the transaction ends, then checks that the

@@ -91,6 +91,11 @@ pub trait Store:
     fn nodes(&self) -> impl Future<Output = Result<Vec<NodeRow>>> + Send {
         async { Ok(Vec::new()) }
     }
+
+    /// The policy and users versions this process's caches hold now, for
+    /// the other nodes and `parapet admin status` to see (a shared store
+    /// records them with the node's lease; others ignore them).
+    fn report_applied(&self, _policy_version: i64, _users_version: i64) {}
 }
 
 /// A node of a pool sharing one database, as its row says.
@@ -113,6 +118,10 @@ pub struct NodeRow {
     /// Milliseconds its lease runs on (negative: lapsed), by the
     /// database's clock.
     pub lease_left_ms: i64,
+    /// The policy and users versions its caches held at its last
+    /// heartbeat.
+    pub policy_version: i64,
+    pub users_version: i64,
     /// Whether this is the node answering.
     pub this: bool,
 }

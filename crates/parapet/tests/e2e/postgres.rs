@@ -204,6 +204,24 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     assert_eq!(node("fe-a")["state"], "dead", "{v}");
     assert_eq!(node("fe-b")["state"], "serving", "{v}");
     assert_eq!(node("fe-b")["this"], true, "{v}");
+    // Each node's row says what its caches hold (written with its
+    // heartbeat): fe-b holds the two users added before it started.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = status(&b);
+        let held = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "fe-b")
+            .and_then(|n| n["users_version"].as_i64())
+            .unwrap_or(0);
+        if held >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // carol registers with fe-a while it is stopped; it comes back, learns
     // it is dead and stops, and her registration is not written.
