@@ -1,11 +1,16 @@
 //! Stateless digest nonces and nonce-count replay protection.
 //!
-//! A nonce is `base64url(issued || random || mac)`: 8 bytes of issue time (unix
-//! seconds), 8 random bytes, and the first 16 bytes of HMAC-SHA256 over both and
-//! the realm. Checking one needs only the key. Nonce counts (RFC 7616 `nc`) are
-//! tracked per nonce in a bounded table; a nonce that has fallen out of the table
-//! is answered as stale (the client retries with a fresh one), never accepted
-//! again, so eviction cannot reopen a replay.
+//! A nonce is `base64url(issued || instance || random || mac)`: 8 bytes of
+//! issue time (unix seconds), 8 bytes naming the process that issued it
+//! (random at its start), 8 random bytes, and the first 16 bytes of
+//! HMAC-SHA256 over those and the realm. Checking one needs only the key.
+//! Nonce counts (RFC 7616 `nc`) are tracked per nonce in a bounded table
+//! in the issuing process; a nonce that has fallen out of the table is
+//! answered as stale (the client retries with a fresh one), never accepted
+//! again, so eviction cannot reopen a replay. A nonce another process
+//! issued under the same key — another node of the pool, or this server
+//! before a restart — is stale too: its counts are not here, so accepting
+//! it would accept a replay.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -16,12 +21,16 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::constant_time_eq;
 
-const RAW_LEN: usize = 8 + 8 + 16;
+const RAW_LEN: usize = 8 + 8 + 8 + 16;
+/// Bytes the MAC covers.
+const HEAD: usize = 24;
 
 /// Issues and checks nonces.
 pub struct NonceKey {
     key: hmac::Key,
     rng: SystemRandom,
+    /// This process's name in its nonces.
+    instance: [u8; 8],
     /// Seconds a nonce stays valid.
     pub lifetime: u64,
 }
@@ -45,9 +54,15 @@ pub enum NonceState {
 
 impl NonceKey {
     pub fn new(secret: &[u8; 32], lifetime: u64) -> Self {
+        let rng = SystemRandom::new();
+        let mut instance = [0u8; 8];
+        // Without a random name every process would share the zero one:
+        // nonces would still be checked, only not told apart by process.
+        let _ = rng.fill(&mut instance);
         NonceKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
-            rng: SystemRandom::new(),
+            rng,
+            instance,
             lifetime,
         }
     }
@@ -63,9 +78,10 @@ impl NonceKey {
     pub fn issue(&self, realm: &str, now: u64) -> Option<String> {
         let mut raw = [0u8; RAW_LEN];
         raw[..8].copy_from_slice(&now.to_be_bytes());
-        self.rng.fill(&mut raw[8..16]).ok()?;
-        let tag = self.mac(&raw[..16], realm);
-        raw[16..].copy_from_slice(&tag.as_ref()[..16]);
+        raw[8..16].copy_from_slice(&self.instance);
+        self.rng.fill(&mut raw[16..HEAD]).ok()?;
+        let tag = self.mac(&raw[..HEAD], realm);
+        raw[HEAD..].copy_from_slice(&tag.as_ref()[..16]);
         Some(URL_SAFE_NO_PAD.encode(raw))
     }
 
@@ -76,9 +92,13 @@ impl NonceKey {
         if raw.len() != RAW_LEN {
             return NonceState::Invalid;
         }
-        let tag = self.mac(&raw[..16], realm);
-        if !constant_time_eq(&tag.as_ref()[..16], &raw[16..]) {
+        let tag = self.mac(&raw[..HEAD], realm);
+        if !constant_time_eq(&tag.as_ref()[..16], &raw[HEAD..]) {
             return NonceState::Invalid;
+        }
+        // Another process's (its counts are there, not here).
+        if raw[8..16] != self.instance {
+            return NonceState::Stale;
         }
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&raw[..8]);
@@ -196,6 +216,17 @@ mod tests {
             NonceState::Invalid
         );
         assert_ne!(k.issue("example.com", 1000).unwrap(), n);
+        // The same key in another process (another node, or this server
+        // after a restart): stale, never valid — its nonce counts are not
+        // there; a changed process name is a forgery.
+        let other = NonceKey::new(&[7; 32], 300);
+        assert_eq!(other.check(&n, "example.com", 1100), NonceState::Stale);
+        let mut raw = URL_SAFE_NO_PAD.decode(&n).unwrap();
+        raw[9] ^= 1;
+        assert_eq!(
+            k.check(&URL_SAFE_NO_PAD.encode(raw), "example.com", 1100),
+            NonceState::Invalid
+        );
     }
 
     #[test]

@@ -457,3 +457,55 @@ fn a_registration_over_a_connection_does_not_outlive_a_restart() {
         .log()
         .contains("registrations over connections from before the restart dropped"));
 }
+
+/// A digest answer captured on the way is worth nothing after a restart
+/// (or at another node of a pool): nonces name the process that issued
+/// them, and another process's are stale — its nonce counts are not here
+/// to refuse a replay — so the client is asked again (`stale=true`, which
+/// clients answer without asking the user).
+#[test]
+fn a_digest_answer_replayed_after_a_restart_is_refused_as_stale() {
+    let mut s = Server::with_config(
+        "nonce-restart",
+        "digest_algorithms = [\"SHA-256\", \"MD5\"]",
+    );
+    let pw = "correct-horse-battery";
+    s.add_user("alice", pw);
+    let mut c = s.tls_to(s.tls);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 1, None, "test", None),
+    );
+    let ch = challenges(&resp);
+    let auth = answer(Algorithm::Sha256, &ch[0].1, pw);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 2, None, "test", Some(&auth)),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    // Replayed as a new request (new branch and CSeq): refused here.
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 3, None, "test", Some(&auth)),
+    );
+    assert!(resp.starts_with("SIP/2.0 401 "), "{resp}");
+    // ...and by the server after a restart, as stale.
+    s.kill9();
+    drop(c);
+    s.start();
+    let mut c = s.tls_to(s.tls);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 4, None, "test", Some(&auth)),
+    );
+    assert!(resp.starts_with("SIP/2.0 401 "), "{resp}");
+    assert!(resp.contains("stale=true"), "{resp}");
+    // A fresh answer to the new challenge is taken.
+    let ch = challenges(&resp);
+    let auth = answer(Algorithm::Sha256, &ch[0].1, pw);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 5, None, "test", Some(&auth)),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+}
