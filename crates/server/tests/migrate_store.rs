@@ -229,9 +229,12 @@ async fn every_table_reads_back_the_same_and_the_moved_store_goes_on() {
     // message there.
     let mut retry = message(B, "with an id");
     retry.message_id = Some("imdn-1".into());
-    assert_eq!(into.enqueue_message(retry).await.unwrap(), 4);
+    assert_eq!(
+        into.enqueue_message(retry).await.unwrap(),
+        store::Enqueued { id: 4, new: false }
+    );
     // New rows continue after the moved ones (a retry may use up an id).
-    let id = into.enqueue_message(message(B, "after")).await.unwrap();
+    let id = into.enqueue_message(message(B, "after")).await.unwrap().id;
     assert!(id > 4, "{id}");
     let carol = into.add_user(user("sip:carol@example.com")).await.unwrap();
     assert_eq!(carol.id, 3);

@@ -322,11 +322,15 @@ impl<S: store::Store> Core<S> {
         tokio::spawn(async move {
             let _permit = permit;
             let event = match store.enqueue_message(pending).await {
-                Ok(_) => {
-                    let _ = events.send(Event::Enqueued { aor }).await;
-                    metrics
-                        .messages_stored
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(stored) => {
+                    // A retry of a message stored before (same IMDN id) is
+                    // acknowledged again, and counted once.
+                    if stored.new {
+                        let _ = events.send(Event::Enqueued { aor }).await;
+                        metrics
+                            .messages_stored
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Event::Respond {
                         id,
                         method: "MESSAGE",

@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 
 use super::{big, count, Pg, Postgres};
-use store::{Messages, PendingMessage, Result};
+use store::{Enqueued, Messages, PendingMessage, Result};
 
 fn row(r: &Row) -> Pg<PendingMessage> {
     Ok(PendingMessage {
@@ -19,7 +19,7 @@ fn row(r: &Row) -> Pg<PendingMessage> {
 }
 
 impl Messages for Postgres {
-    async fn enqueue_message(&self, m: PendingMessage) -> Result<i64> {
+    async fn enqueue_message(&self, m: PendingMessage) -> Result<Enqueued> {
         self.write(|tx| {
             let m = m.clone();
             Box::pin(async move {
@@ -48,7 +48,10 @@ impl Messages for Postgres {
                                     &[&m.recipient, &m.sender, mid],
                                 )
                                 .await?;
-                            return Ok(r.try_get(0)?);
+                            return Ok(Enqueued {
+                                id: r.try_get(0)?,
+                                new: false,
+                            });
                         }
                     }
                 }
@@ -66,7 +69,10 @@ impl Messages for Postgres {
                         &[&id, &m.recipient, &m.sender, &m.content_type, &m.body, &m.received_at, &m.expires_at, &m.message_id],
                     )
                     .await?;
-                Ok(r.try_get(0)?)
+                Ok(Enqueued {
+                    id: r.try_get(0)?,
+                    new: true,
+                })
             })
         })
         .await

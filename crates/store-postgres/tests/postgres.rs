@@ -335,8 +335,8 @@ async fn acknowledged_writes_survive_the_loss_of_the_primary() {
                 }
                 let m = store_tests::core::message("sip:bob@example.com", &format!("m{i}"));
                 match s.enqueue_message(m).await {
-                    Ok(id) => {
-                        acked.lock().unwrap().push(id);
+                    Ok(stored) => {
+                        acked.lock().unwrap().push(stored.id);
                         let k = *killed.lock().unwrap();
                         if k.is_some() {
                             let mut r = resumed.lock().unwrap();

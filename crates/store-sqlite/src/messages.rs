@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{db, Sqlite};
-use store::{Messages, PendingMessage, Result};
+use store::{Enqueued, Messages, PendingMessage, Result};
 
 fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
     Ok(PendingMessage {
@@ -19,7 +19,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<PendingMessage> {
 }
 
 impl Messages for Sqlite {
-    async fn enqueue_message(&self, m: PendingMessage) -> Result<i64> {
+    async fn enqueue_message(&self, m: PendingMessage) -> Result<Enqueued> {
         self.write(move |c| {
             if let Some(mid) = &m.message_id {
                 let seen: Option<i64> = c
@@ -33,7 +33,7 @@ impl Messages for Sqlite {
                     })
                     .map_err(db)?;
                 if let Some(id) = seen {
-                    return Ok(id);
+                    return Ok(Enqueued { id, new: false });
                 }
             }
             let id: i64 = c
@@ -56,7 +56,7 @@ impl Messages for Sqlite {
                 .and_then(|mut st| st.execute(params![m.recipient, m.sender, mid, id, m.expires_at]))
                 .map_err(db)?;
             }
-            Ok(id)
+            Ok(Enqueued { id, new: true })
         })
         .await
     }

@@ -58,7 +58,8 @@ async fn child_writer() {
         let id = s
             .enqueue_message(message("sip:bob@example.com", &format!("m{i}")))
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         println!("ACK {id}");
     }
 }

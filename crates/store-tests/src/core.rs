@@ -218,22 +218,30 @@ pub async fn a_message_sent_again_under_its_own_id_is_stored_once<S: Store>(s: S
         m.message_id = Some(id.into());
         m
     };
-    let first = s
+    let stored = s
         .enqueue_message(with_id(alice, "x1", "hello"))
         .await
         .unwrap();
+    assert!(stored.new);
+    let first = stored.id;
     // The retry (its 503 was in doubt): the same message, stored once.
     let again = s
         .enqueue_message(with_id(alice, "x1", "hello"))
         .await
         .unwrap();
-    assert_eq!(first, again);
+    assert_eq!(
+        again,
+        store::Enqueued {
+            id: first,
+            new: false
+        }
+    );
     // Another sender's x1, or another id: other messages.
     let other = s
         .enqueue_message(with_id("sip:carol@example.com", "x1", "hi"))
         .await
         .unwrap();
-    assert_ne!(other, first);
+    assert!(other.new && other.id != first);
     s.enqueue_message(with_id(alice, "x2", "second"))
         .await
         .unwrap();
@@ -246,11 +254,14 @@ pub async fn a_message_sent_again_under_its_own_id_is_stored_once<S: Store>(s: S
         s.enqueue_message(with_id(alice, "x1", "hello"))
             .await
             .unwrap(),
-        first
+        store::Enqueued {
+            id: first,
+            new: false
+        }
     );
     assert_eq!(s.pending_count(bob).await.unwrap(), 2);
     // Copies at once are one message.
-    let ids: Vec<i64> = {
+    let ids: Vec<store::Enqueued> = {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
@@ -264,7 +275,8 @@ pub async fn a_message_sent_again_under_its_own_id_is_stored_once<S: Store>(s: S
         }
         ids
     };
-    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert!(ids.iter().all(|i| i.id == ids[0].id), "{ids:?}");
+    assert_eq!(ids.iter().filter(|i| i.new).count(), 1, "{ids:?}");
     assert_eq!(s.pending_count(bob).await.unwrap(), 3);
     // Once expired, the identifier is forgotten with the messages.
     s.purge_expired_messages(1_000).await.unwrap();
@@ -273,7 +285,7 @@ pub async fn a_message_sent_again_under_its_own_id_is_stored_once<S: Store>(s: S
         .enqueue_message(with_id(alice, "x1", "hello"))
         .await
         .unwrap();
-    assert_ne!(fresh, first);
+    assert!(fresh.new && fresh.id != first);
 }
 
 pub async fn many_concurrent_callers_are_served<S: Store>(s: S) {

@@ -98,6 +98,15 @@ pub trait Store:
     fn report_applied(&self, _policy_version: i64, _users_version: i64) {}
 }
 
+/// A message handed to [`Messages::enqueue_message`]: its id, and whether
+/// this call stored it (`false`: the same message was stored before, under
+/// that id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    pub new: bool,
+}
+
 /// A node of a pool sharing one database, as its row says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
@@ -186,7 +195,7 @@ pub trait Messages: Send + Sync {
     /// an answer that was lost, or a 503 while the commit was in doubt): it
     /// is not stored again, and the first one's id is returned — also when
     /// that one was delivered and deleted since.
-    fn enqueue_message(&self, m: PendingMessage) -> impl Future<Output = Result<i64>> + Send;
+    fn enqueue_message(&self, m: PendingMessage) -> impl Future<Output = Result<Enqueued>> + Send;
     /// The recipient's pending messages, oldest first, at most `limit`.
     fn pending_messages(
         &self,

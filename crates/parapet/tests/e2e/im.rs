@@ -140,6 +140,12 @@ fn a_message_sent_twice_under_its_own_id_is_stored_once() {
         "{}",
         String::from_utf8_lossy(&stored.stderr)
     );
+    // Counted as stored once too.
+    let (_, metrics) = s.http_get("/metrics", None);
+    assert!(
+        metrics.lines().any(|l| l == "parapet_im_stored_total 2"),
+        "{metrics}"
+    );
     let (ok, received) = register_and_listen(&s, "carol", "battery staple horse").finish();
     assert!(ok, "{received}");
     assert!(received.contains("imdn.Message-ID: m-7f3a"), "{received}");
