@@ -392,14 +392,25 @@ impl Postgres {
             id: self.node.as_ref().map(|n| n.id.clone()),
             epoch: self.node.as_ref().map(|n| n.epoch),
         };
+        self.retrying(|| async {
+            let client = self.pool.get().await?;
+            f(&client, &args).await
+        })
+        .await
+    }
+
+    /// Runs `go` until it succeeds, a serialization failure or deadlock
+    /// again at most [`MAX_RETRIES`] times (growing, with jitter, so that
+    /// writers that collided do not collide again); counts the commit; a
+    /// refusal by this node's fence becomes the node's own error.
+    async fn retrying<R, G, Fu>(&self, mut go: G) -> Result<R>
+    where
+        G: FnMut() -> Fu,
+        Fu: Future<Output = std::result::Result<R, E>>,
+    {
         let mut attempt = 0;
         loop {
-            let outcome = async {
-                let client = self.pool.get().await?;
-                f(&client, &args).await
-            }
-            .await;
-            match outcome {
+            match go().await {
                 Ok(r) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     return Ok(r);
@@ -429,24 +440,8 @@ impl Postgres {
             None => None,
             Some(e) => Some((e.clone(), self.audit_key.clone().ok_or_else(audit::no_key)?)),
         };
-        let mut attempt = 0;
-        loop {
-            let outcome = self.attempt(level, &f, audit.as_ref()).await;
-            match outcome {
-                Ok(r) => {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(r);
-                }
-                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    // Growing, with jitter, so that writers that collided
-                    // do not collide again.
-                    let ms = u64::from(attempt) * (1 + u64::from(rand_byte() % 8));
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                }
-                Err(e) => return Err(store_error(e)),
-            }
-        }
+        self.retrying(|| self.attempt(level, &f, audit.as_ref()))
+            .await
     }
 
     async fn attempt<R, F>(
@@ -474,9 +469,7 @@ impl Postgres {
                 let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&node.id, &node.epoch];
                 let fence = tx.execute(&st, &args);
                 let (fenced, r) = tokio::join!(fence, f(&tx));
-                if let Err(e) = fenced {
-                    return Err(node.check(e.into()));
-                }
+                fenced?;
                 r?
             }
         };

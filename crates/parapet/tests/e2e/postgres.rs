@@ -5,6 +5,15 @@
 
 use crate::harness::*;
 
+/// Waits up to `secs` for `done`, polling; fails with `why()` after.
+fn wait_until(secs: u64, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn on_postgres(name: &str) -> (Server, &'static store_tests::pg::Cluster, String) {
     let pg = store_tests::pg::cluster();
     let db = pg.database(name);
@@ -85,14 +94,11 @@ fn registrations_and_stored_messages_live_in_postgresql_and_survive_kill_9() {
         "{received}"
     );
     // Deleted once carol's 200 came back (after SIPp saw the message).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while q("SELECT count(*) FROM pending_messages") != "0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the delivered message is still stored"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        5,
+        || q("SELECT count(*) FROM pending_messages") == "0",
+        || "the delivered message is still stored".into(),
+    );
 
     // The audit chain, written by the server into PostgreSQL, verifies.
     let o = s.admin(&["audit", "verify"], "");
@@ -143,11 +149,11 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     a.add_user("carol", "battery staple horse");
     let mut b = a.another_node("pg_lease_b", "fe-b");
     b.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !b.log().contains("standby: node fe-a serves this database") {
-        assert!(Instant::now() < deadline, "no standby:\n{}", b.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        30,
+        || b.log().contains("standby: node fe-a serves this database"),
+        || format!("no standby:\n{}", b.log()),
+    );
     // The standby binds nothing meanwhile.
     assert!(std::net::TcpStream::connect(("127.0.0.1", b.admin)).is_err());
     let status = |s: &Server| -> serde_json::Value {
@@ -206,22 +212,16 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     assert_eq!(node("fe-b")["this"], true, "{v}");
     // Each node's row says what its caches hold (written with its
     // heartbeat): fe-b holds the two users added before it started.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = status(&b);
-        let held = v["nodes"]
+    let held = || {
+        status(&b)["nodes"]
             .as_array()
             .unwrap()
             .iter()
             .find(|n| n["id"] == "fe-b")
             .and_then(|n| n["users_version"].as_i64())
-            .unwrap_or(0);
-        if held >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{v}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            .unwrap_or(0)
+    };
+    wait_until(10, || held() >= 2, || format!("{}", status(&b)));
 
     // carol registers with fe-a while it is stopped; it comes back, learns
     // it is dead and stops, and her registration is not written.
@@ -311,25 +311,20 @@ fn the_readme_defaults_on_postgresql_serve_baresip_over_tls() {
     // to him is stored in PostgreSQL until he is back.
     bob.cmd("/quit");
     drop(bob);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while q("SELECT count(*) FROM bindings WHERE aor = 'sip:bob@example.test'") != "0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bob's binding outlived his connection"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(
+        10,
+        || q("SELECT count(*) FROM bindings WHERE aor = 'sip:bob@example.test'") == "0",
+        || "bob's binding outlived his connection".into(),
+    );
     alice.cmd("/message while-you-were-away");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:bob@example.test'") != "1"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the message was not stored:\n{}",
-            alice.output()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(
+        10,
+        || {
+            q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:bob@example.test'")
+                == "1"
+        },
+        || format!("the message was not stored:\n{}", alice.output()),
+    );
     let bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
     bob.wait_for("while-you-were-away");
     alice.cmd("/quit");
