@@ -235,6 +235,10 @@ impl<S: store::Store> Core<S> {
                     Some(None) => return self.reply(r, 430, "Flow Failed", &[]).await,
                     None => return self.in_dialog_to_partner(r, hop.pop_routes).await,
                 }
+            } else if self.transport.flow_local(f).is_none() {
+                // The client's connection is gone (or the token is another
+                // process's): it must re-establish its flow (RFC 5626 §5.3).
+                return self.reply(r, 430, "Flow Failed", &[]).await;
             }
         }
         if r.f.max_forwards == Some(0) {

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::Protocol;
 
-/// Identifies a connection or a UDP socket.
+/// Identifies a connection or a UDP socket. Ids are unique to the process
+/// that made them: they start at a random point (see [`Flows::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowId(pub u64);
 
@@ -38,7 +39,7 @@ pub(crate) struct StreamFlow {
 
 /// The live stream flows. The lock is held only to clone or remove an entry,
 /// never across an await.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Flows {
     next: AtomicU64,
     streams: Mutex<HashMap<FlowId, StreamFlow>>,
@@ -47,10 +48,42 @@ pub(crate) struct Flows {
     closed: Mutex<std::collections::VecDeque<FlowId>>,
 }
 
+/// A random 62-bit number, or if the system's generator fails (it does not
+/// on Linux), one from the clock and the process id.
+fn random_start() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let n = if ring::rand::SystemRandom::new().fill(&mut b).is_ok() {
+        u64::from_be_bytes(b)
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t.rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    };
+    n >> 2
+}
+
 /// Closed flows remembered until the owner asks.
 const MAX_CLOSED: usize = 65_536;
 
 impl Flows {
+    /// Ids are handed out from a random point below 2^62, not from 1: a
+    /// flow id outlives its process inside what others keep — the flow
+    /// tokens of a dialog's Record-Route (RFC 5626), an edge's sealed Path
+    /// and Route tokens, a registration through an edge in the database —
+    /// and counting from 1 again after a restart (or on another node or
+    /// edge of the pool) gave such a token the connection of whoever came
+    /// first: a request for one user delivered to another. Two processes'
+    /// ranges meet with a chance of about (connections made) / 2^62.
+    pub(crate) fn new() -> Flows {
+        Flows {
+            next: AtomicU64::new(random_start()),
+            streams: Mutex::default(),
+            closed: Mutex::default(),
+        }
+    }
+
     pub(crate) fn next_id(&self) -> FlowId {
         FlowId(self.next.fetch_add(1, Ordering::Relaxed) + 1)
     }
@@ -117,5 +150,21 @@ impl Flows {
 
     pub(crate) fn len(&self) -> usize {
         self.streams.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_process_counts_flows_from_its_own_random_point() {
+        let (a, b) = (Flows::new(), Flows::new());
+        let (first_a, first_b) = (a.next_id(), b.next_id());
+        assert_ne!(first_a, first_b);
+        assert!(first_a.0 < 1 << 62 && first_b.0 < 1 << 62);
+        assert_eq!(a.next_id().0, first_a.0 + 1);
+        // Not from 1, as every process did before.
+        assert!(first_a.0 > 1 << 20 || first_b.0 > 1 << 20);
     }
 }

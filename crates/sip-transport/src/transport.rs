@@ -138,7 +138,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
         let (stop, shutdown) = watch::channel(false);
         let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
-        let flows = Flows::default();
+        let flows = Flows::new();
         // Bind everything first so that an error leaves nothing running.
         enum Bound {
             Udp(Arc<UdpSocket>, SocketAddr, FlowId),

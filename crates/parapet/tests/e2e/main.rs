@@ -48,5 +48,6 @@ mod registrar;
 mod relay;
 mod security;
 mod signin;
+mod stale_routes;
 mod user_api;
 mod web_clients;
