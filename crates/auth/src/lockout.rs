@@ -12,8 +12,11 @@
 //!
 //! All state is in memory and bounded (`max_entries` per table; the least recently
 //! active entries go first). It is visible and clearable (`entries`, `clear`).
+//! What changed is handed out for saving ([`SecurityFilter::take_changes`])
+//! and read back at start ([`SecurityFilter::restore`]), so that a restart
+//! forgives no guesser.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Thresholds and durations, in seconds.
@@ -108,12 +111,62 @@ pub enum Engaged {
     },
 }
 
+/// An entry of one of the filter's tables, as saved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntryKey {
+    /// Failures of an account from one source.
+    Pair(String, IpAddr),
+    /// Failures of an account from all sources.
+    Account(String),
+    /// A source the account signed in from.
+    Familiar(String, IpAddr),
+}
+
+/// An entry's state, as saved (a familiar source has `last_seen` only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub key: EntryKey,
+    pub window_start: u64,
+    pub failures: u32,
+    pub lockouts: u32,
+    pub locked_until: u64,
+    pub last_seen: u64,
+}
+
+/// The entries changed since the last [`SecurityFilter::take_changes`]:
+/// their state now, and those gone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub put: Vec<Saved>,
+    pub removed: Vec<EntryKey>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// A successful sign-in refreshes its source's saved time at most this
+/// often (seconds): familiarity lasts weeks, and saving every REGISTER
+/// refresh would cost a write each.
+pub const FAMILIAR_SAVED_EVERY: u64 = 3600;
+
+#[derive(Debug, Clone, Copy)]
+struct Familiar {
+    at: u64,
+    /// When `at` was last marked for saving.
+    saved: u64,
+}
+
 #[derive(Debug)]
 pub struct SecurityFilter {
     cfg: LockoutConfig,
     pairs: HashMap<(String, IpAddr), Counter>,
     accounts: HashMap<String, Counter>,
-    familiar: HashMap<(String, IpAddr), u64>,
+    familiar: HashMap<(String, IpAddr), Familiar>,
+    /// Entries changed since the last save (bounded, see [`mark`]).
+    dirty: HashSet<EntryKey>,
 }
 
 impl SecurityFilter {
@@ -123,6 +176,7 @@ impl SecurityFilter {
             pairs: HashMap::new(),
             accounts: HashMap::new(),
             familiar: HashMap::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -149,7 +203,7 @@ impl SecurityFilter {
             let familiar = self
                 .familiar
                 .get(&key)
-                .is_some_and(|&t| now.saturating_sub(t) <= self.cfg.familiar_for);
+                .is_some_and(|f| now.saturating_sub(f.at) <= self.cfg.familiar_for);
             if c.locked_until > now && !familiar {
                 return Gate::Refuse {
                     until: c.locked_until,
@@ -184,12 +238,14 @@ impl SecurityFilter {
     pub fn failure(&mut self, account: &str, source: IpAddr, now: u64) -> Vec<Engaged> {
         let mut engaged = Vec::new();
         let cfg = self.cfg;
-        bound(
+        for (a, s) in bound(
             &mut self.pairs,
             cfg.max_entries,
             |c| c.locked_until > now,
             |c| c.last_seen,
-        );
+        ) {
+            mark(&mut self.dirty, self.cfg.max_entries, EntryKey::Pair(a, s));
+        }
         let pair = self.pairs.entry((account.to_owned(), source)).or_default();
         if pair.fail(now, &cfg, cfg.source_threshold) {
             engaged.push(Engaged::Source {
@@ -198,12 +254,19 @@ impl SecurityFilter {
                 until: pair.locked_until,
             });
         }
-        bound(
+        mark(
+            &mut self.dirty,
+            self.cfg.max_entries,
+            EntryKey::Pair(account.to_owned(), source),
+        );
+        for a in bound(
             &mut self.accounts,
             cfg.max_entries,
             |c| c.locked_until > now,
             |c| c.last_seen,
-        );
+        ) {
+            mark(&mut self.dirty, self.cfg.max_entries, EntryKey::Account(a));
+        }
         let acc = self.accounts.entry(account.to_owned()).or_default();
         if acc.fail(now, &cfg, cfg.account_threshold) {
             engaged.push(Engaged::Account {
@@ -211,6 +274,11 @@ impl SecurityFilter {
                 until: acc.locked_until,
             });
         }
+        mark(
+            &mut self.dirty,
+            self.cfg.max_entries,
+            EntryKey::Account(account.to_owned()),
+        );
         engaged
     }
 
@@ -218,15 +286,111 @@ impl SecurityFilter {
     /// count for the account is reset.
     pub fn success(&mut self, account: &str, source: IpAddr, now: u64) {
         let key = (account.to_owned(), source);
-        self.pairs.remove(&key);
+        if self.pairs.remove(&key).is_some() {
+            mark(
+                &mut self.dirty,
+                self.cfg.max_entries,
+                EntryKey::Pair(key.0.clone(), source),
+            );
+        }
         let horizon = now.saturating_sub(self.cfg.familiar_for);
-        bound(
+        for (a, s) in bound(
             &mut self.familiar,
             self.cfg.max_entries,
-            |&t| t > horizon,
-            |&t| t,
-        );
-        self.familiar.insert(key, now);
+            |f| f.at > horizon,
+            |f| f.at,
+        ) {
+            mark(
+                &mut self.dirty,
+                self.cfg.max_entries,
+                EntryKey::Familiar(a, s),
+            );
+        }
+        let saved = match self.familiar.get(&key) {
+            Some(f) if now.saturating_sub(f.saved) < FAMILIAR_SAVED_EVERY => f.saved,
+            _ => {
+                mark(
+                    &mut self.dirty,
+                    self.cfg.max_entries,
+                    EntryKey::Familiar(key.0.clone(), source),
+                );
+                now
+            }
+        };
+        self.familiar.insert(key, Familiar { at: now, saved });
+    }
+
+    /// The entries changed since the last call, as they are now.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut out = Changes::default();
+        for key in std::mem::take(&mut self.dirty) {
+            let counter = match &key {
+                EntryKey::Pair(a, s) => self.pairs.get(&(a.clone(), *s)).copied(),
+                EntryKey::Account(a) => self.accounts.get(a).copied(),
+                EntryKey::Familiar(a, s) => self.familiar.get(&(a.clone(), *s)).map(|f| Counter {
+                    last_seen: f.at,
+                    ..Counter::default()
+                }),
+            };
+            match counter {
+                Some(c) => out.put.push(Saved {
+                    key,
+                    window_start: c.window_start,
+                    failures: c.failures,
+                    lockouts: c.lockouts,
+                    locked_until: c.locked_until,
+                    last_seen: c.last_seen,
+                }),
+                None => out.removed.push(key),
+            }
+        }
+        out
+    }
+
+    /// Marks entries changed again (a save that failed): the next
+    /// [`SecurityFilter::take_changes`] hands them out as they are then.
+    pub fn unsaved(&mut self, keys: impl IntoIterator<Item = EntryKey>) {
+        for k in keys {
+            mark(&mut self.dirty, self.cfg.max_entries, k);
+        }
+    }
+
+    /// Takes saved entries back (at start), without marking them changed.
+    /// Entries that decide nothing any more at `now` are left out, and
+    /// each table keeps at most `max_entries`, the most recent first.
+    pub fn restore(&mut self, mut saved: Vec<Saved>, now: u64) {
+        saved.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+        let max = self.cfg.max_entries;
+        for e in saved {
+            let c = Counter {
+                window_start: e.window_start,
+                failures: e.failures,
+                lockouts: e.lockouts,
+                locked_until: e.locked_until,
+                last_seen: e.last_seen,
+            };
+            match e.key {
+                EntryKey::Pair(a, s) if self.pairs.len() < max => {
+                    self.pairs.insert((a, s), c);
+                }
+                EntryKey::Account(a) if self.accounts.len() < max => {
+                    self.accounts.insert(a, c);
+                }
+                EntryKey::Familiar(a, s)
+                    if self.familiar.len() < max
+                        && now.saturating_sub(e.last_seen) <= self.cfg.familiar_for =>
+                {
+                    self.familiar.insert(
+                        (a, s),
+                        Familiar {
+                            at: e.last_seen,
+                            saved: e.last_seen,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Active lockouts.
@@ -261,18 +425,21 @@ impl SecurityFilter {
     /// (both `None`: everything). Returns how many *active* lockouts were lifted.
     pub fn clear(&mut self, account: Option<&str>, source: Option<IpAddr>, now: u64) -> usize {
         let mut lifted = 0;
+        let (dirty, max) = (&mut self.dirty, self.cfg.max_entries);
         self.pairs.retain(|(a, s), c| {
             let hit = account.is_none_or(|x| x == a) && source.is_none_or(|x| x == *s);
-            if hit && c.locked_until > now {
-                lifted += 1;
+            if hit {
+                lifted += usize::from(c.locked_until > now);
+                mark(dirty, max, EntryKey::Pair(a.clone(), *s));
             }
             !hit
         });
         if source.is_none() {
             self.accounts.retain(|a, c| {
                 let hit = account.is_none_or(|x| x == a);
-                if hit && c.locked_until > now {
-                    lifted += 1;
+                if hit {
+                    lifted += usize::from(c.locked_until > now);
+                    mark(dirty, max, EntryKey::Account(a.clone()));
                 }
                 !hit
             });
@@ -281,22 +448,39 @@ impl SecurityFilter {
     }
 }
 
+/// Marks an entry changed. The set is bounded: at four times a table's
+/// bound (saving has failed for a long while), further changes go
+/// unsaved — they still decide in memory.
+fn mark(dirty: &mut HashSet<EntryKey>, max_entries: usize, key: EntryKey) {
+    if dirty.len() < max_entries.saturating_mul(4) {
+        dirty.insert(key);
+    }
+}
+
 /// Keeps a table under `max`: first drops entries `keep` rejects, then, if still
 /// near the limit, the least recently active eighth in one pass, so the cost is
-/// amortised over the inserts that follow rather than paid on each.
+/// amortised over the inserts that follow rather than paid on each. Returns
+/// the keys it dropped.
 fn bound<K: Clone + std::hash::Hash + Eq, V>(
     map: &mut HashMap<K, V>,
     max: usize,
     keep: impl Fn(&V) -> bool,
     age: impl Fn(&V) -> u64,
-) {
+) -> Vec<K> {
+    let mut dropped = Vec::new();
     if map.len() < max {
-        return;
+        return dropped;
     }
-    map.retain(|_, v| keep(v));
+    map.retain(|k, v| {
+        let kept = keep(v);
+        if !kept {
+            dropped.push(k.clone());
+        }
+        kept
+    });
     let target = max - max / 8 - 1;
     if map.len() <= target {
-        return;
+        return dropped;
     }
     let mut ages: Vec<(u64, K)> = map.iter().map(|(k, v)| (age(v), k.clone())).collect();
     let n = map.len() - target;
@@ -305,7 +489,9 @@ fn bound<K: Clone + std::hash::Hash + Eq, V>(
     }
     for (_, k) in ages.into_iter().take(n) {
         map.remove(&k);
+        dropped.push(k);
     }
+    dropped
 }
 
 #[cfg(test)]
@@ -406,5 +592,134 @@ mod tests {
             f.familiar.contains_key(&("user999".to_string(), ip(1))),
             "the newest are kept"
         );
+    }
+
+    #[test]
+    fn changes_are_handed_out_once_and_restore_into_another_filter() {
+        let cfg = LockoutConfig {
+            base_backoff: 60,
+            ..Default::default()
+        };
+        let mut f = SecurityFilter::new(cfg);
+        assert!(f.take_changes().is_empty());
+        for i in 0..5 {
+            f.failure("alice", ip(1), 100 + i);
+        }
+        f.failure("bob", ip(2), 100);
+        let changes = f.take_changes();
+        assert!(changes.removed.is_empty());
+        let mut keys: Vec<_> = changes.put.iter().map(|e| e.key.clone()).collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(
+            keys,
+            vec![
+                EntryKey::Account("alice".into()),
+                EntryKey::Account("bob".into()),
+                EntryKey::Pair("alice".into(), ip(1)),
+                EntryKey::Pair("bob".into(), ip(2)),
+            ]
+        );
+        let alice = changes
+            .put
+            .iter()
+            .find(|e| e.key == EntryKey::Pair("alice".into(), ip(1)))
+            .unwrap();
+        assert_eq!((alice.lockouts, alice.locked_until), (1, 164));
+        assert!(f.take_changes().is_empty(), "each change once");
+
+        // A restarted server reads them back: alice's source is refused,
+        // and nothing needs saving again.
+        let mut g = SecurityFilter::new(cfg);
+        g.restore(changes.put.clone(), 120);
+        assert_eq!(g.check("alice", ip(1), 120), Gate::Refuse { until: 164 });
+        assert!(g.take_changes().is_empty());
+        // The next lockout of that source doubles, as it would have here.
+        for i in 0..5 {
+            g.failure("alice", ip(1), 200 + i);
+        }
+        assert_eq!(g.check("alice", ip(1), 210), Gate::Refuse { until: 324 });
+
+        // A success removes the source's count and makes it familiar.
+        f.success("bob", ip(2), 300);
+        let c = f.take_changes();
+        assert_eq!(c.removed, vec![EntryKey::Pair("bob".into(), ip(2))]);
+        assert_eq!(c.put.len(), 1);
+        assert_eq!(c.put[0].key, EntryKey::Familiar("bob".into(), ip(2)));
+        assert_eq!(c.put[0].last_seen, 300);
+        // Signing in again within the hour saves nothing; after it, the
+        // new time.
+        f.success("bob", ip(2), 300 + FAMILIAR_SAVED_EVERY - 1);
+        assert!(f.take_changes().is_empty());
+        f.success("bob", ip(2), 300 + FAMILIAR_SAVED_EVERY);
+        assert_eq!(
+            f.take_changes().put[0].last_seen,
+            300 + FAMILIAR_SAVED_EVERY
+        );
+        // Familiar sources restored stay familiar through an account lock.
+        let mut h = SecurityFilter::new(LockoutConfig::default());
+        h.restore(
+            vec![Saved {
+                key: EntryKey::Familiar("carol".into(), ip(9)),
+                window_start: 0,
+                failures: 0,
+                lockouts: 0,
+                locked_until: 0,
+                last_seen: 1_000,
+            }],
+            2_000,
+        );
+        for n in 0..50u8 {
+            h.failure("carol", ip(n), 2_000);
+        }
+        assert!(matches!(
+            h.check("carol", ip(77), 2_001),
+            Gate::Refuse { .. }
+        ));
+        assert_eq!(h.check("carol", ip(9), 2_001), Gate::Allow);
+
+        // Clearing hands out what it removed.
+        f.clear(Some("alice"), None, 400);
+        let mut removed = f.take_changes().removed;
+        removed.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(
+            removed,
+            vec![
+                EntryKey::Account("alice".into()),
+                EntryKey::Pair("alice".into(), ip(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn evicted_entries_are_saved_as_removed_and_unsaved_changes_stay_bounded() {
+        let mut f = SecurityFilter::new(LockoutConfig {
+            max_entries: 16,
+            ..Default::default()
+        });
+        for n in 0..16u8 {
+            f.failure(&format!("user{n}"), ip(n), u64::from(n));
+        }
+        let _ = f.take_changes();
+        f.failure("late", ip(200), 100);
+        let c = f.take_changes();
+        assert!(
+            c.removed
+                .iter()
+                .any(|k| *k == EntryKey::Pair("user0".into(), ip(0))),
+            "the oldest went, and is removed from what was saved: {c:?}"
+        );
+        // With no save for long, the set of changes stops growing.
+        for n in 0..10_000u32 {
+            f.failure(&format!("u{n}"), ip(1), 200 + u64::from(n));
+        }
+        assert!(f.dirty.len() <= 64);
+        // A save that failed marks its keys again.
+        let c = f.take_changes();
+        assert!(f.take_changes().is_empty());
+        let n = c.put.len() + c.removed.len();
+        assert!(n > 0);
+        f.unsaved(c.put.into_iter().map(|e| e.key).chain(c.removed));
+        let again = f.take_changes();
+        assert_eq!(again.put.len() + again.removed.len(), n);
     }
 }

@@ -89,6 +89,7 @@ impl<S: store::Store> Core<S> {
             .pending_writes
             .store(self.writes.in_flight() as u64, Relaxed);
         self.metrics.db_commits.store(self.store.commits(), Relaxed);
+        self.save_lockouts();
         let now = unix_now();
         self.expire_subscriptions(now);
         self.expire_publications(now);

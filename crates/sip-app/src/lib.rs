@@ -26,6 +26,7 @@ mod fork;
 mod housekeeping;
 pub mod identity;
 mod im;
+mod lockout_state;
 mod media;
 mod media_answer;
 pub mod metrics;
@@ -117,6 +118,9 @@ pub(crate) enum Event {
         name: String,
         flow: Option<sip_transport::FlowId>,
     },
+    /// The lockout state was saved (`Some`: it was not; these entries are
+    /// to be saved again).
+    LockoutsSaved(Option<Vec<auth::lockout::EntryKey>>),
 }
 
 /// Whether user-API session `session` of `aor` is still signed in (and
@@ -202,6 +206,9 @@ pub struct Core<S> {
     /// At most two entries per user.
     pub(crate) im_rules: HashMap<String, [Option<Option<Arc<content::im_filter::Rules>>>; 2]>,
     reloading_policies: bool,
+    /// A save of the lockout filter's state is under way.
+    saving_lockouts: bool,
+    last_lockout_purge: Instant,
     /// Publications, subscriptions and contact lists.
     pub(crate) presence: presence::PresenceState,
     /// SUBSCRIBEs per watcher.
@@ -314,6 +321,17 @@ impl<S: store::Store> Core<S> {
                 }
             });
         }
+        // Lockouts and failure counts from before the restart (or from the
+        // node this one took over from) still hold.
+        let mut filter = auth::lockout::SecurityFilter::new(cfg.lockout);
+        let saved = store::Lockouts::lockouts(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let restored = saved.len();
+        filter.restore(
+            lockout_state::entries(saved),
+            u64::try_from(unix_now()).unwrap_or(0),
+        );
         let waiting: HashMap<String, u64> = store::Messages::pending_recipients(&store)
             .await
             .map_err(|e| e.to_string())?
@@ -323,6 +341,7 @@ impl<S: store::Store> Core<S> {
             users = users.len(),
             bindings = live.len(),
             recipients_with_stored_messages = waiting.len(),
+            lockout_entries = restored,
             "state loaded"
         );
         location.load(live);
@@ -363,7 +382,7 @@ impl<S: store::Store> Core<S> {
                 100_000,
                 &cfg.digest.algorithms,
             ),
-            filter: auth::lockout::SecurityFilter::new(cfg.lockout),
+            filter,
             cfg,
             transport,
             txn: TxnLayer::new(txn_cfg, Instant::now()),
@@ -394,6 +413,8 @@ impl<S: store::Store> Core<S> {
             policies,
             im_rules: HashMap::new(),
             reloading_policies: false,
+            saving_lockouts: false,
+            last_lockout_purge: Instant::now(),
             presence: state,
             subscribe_rate: ratelimit::RateLimiter::new(
                 presence::SUBSCRIBE_RATE.0,
@@ -467,6 +488,7 @@ impl<S: store::Store> Core<S> {
                     self.install_users(c);
                 }
             }
+            Event::LockoutsSaved(failed) => self.lockouts_saved(failed),
             Event::Policies(fresh) => {
                 self.reloading_policies = false;
                 if let Some(p) = fresh {

@@ -36,6 +36,7 @@ mod contacts;
 mod devices;
 mod files;
 mod import;
+mod lockouts;
 mod messages;
 pub mod nodes;
 mod policies;

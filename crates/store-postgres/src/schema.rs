@@ -365,6 +365,20 @@ const STEPS: &[&str] = &[
         END IF;
     END $$;
     "#,
+    // 5: the sign-in lockout filter's state (as SQLite's schema 12).
+    r#"
+    CREATE TABLE lockouts (
+        kind TEXT NOT NULL CHECK (kind IN ('pair', 'account', 'familiar')),
+        account TEXT NOT NULL,
+        source TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        lockouts BIGINT NOT NULL,
+        locked_until BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        PRIMARY KEY (kind, account, source)
+    );
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

@@ -26,6 +26,7 @@ mod contacts;
 mod devices;
 mod export;
 mod files;
+mod lockouts;
 mod messages;
 mod migrations;
 mod policies;

@@ -325,6 +325,20 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (recipient, sender, message_id)
      ) WITHOUT ROWID;
      CREATE INDEX message_ids_expiry ON message_ids(expires_at);",
+    // 12: the sign-in lockout filter's state, so that a restart forgives
+    // no guesser. Accounts need not exist (guesses at names that do not
+    // are counted too), hence no reference to users.
+    "CREATE TABLE lockouts (
+        kind TEXT NOT NULL CHECK (kind IN ('pair', 'account', 'familiar')),
+        account TEXT NOT NULL,
+        source TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        lockouts INTEGER NOT NULL,
+        locked_until INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (kind, account, source)
+     ) WITHOUT ROWID;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

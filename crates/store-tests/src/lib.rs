@@ -20,6 +20,7 @@ pub mod admins;
 pub mod core;
 pub mod devices;
 pub mod files;
+pub mod lockouts;
 pub mod pg;
 pub mod presence;
 pub mod races;
@@ -56,6 +57,7 @@ macro_rules! store_cases {
             files::quotas_are_checked_with_the_insert,
             files::only_the_owner_and_granted_recipients_may_fetch,
             files::expiry_deletion_records_and_a_removed_owner,
+            lockouts::lockout_state_is_saved_replaced_removed_and_purged,
             presence::publications_replace_expire_and_go_with_the_user,
             presence::subscriptions_round_trip_and_refresh,
             presence::contact_lists_with_groups,

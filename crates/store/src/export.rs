@@ -31,6 +31,7 @@ pub const TABLES: &[&str] = &[
     "enrollment_codes",
     "files",
     "file_grants",
+    "lockouts",
 ];
 
 /// Rows exported in one batch at most (memory stays bounded whatever the

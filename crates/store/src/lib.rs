@@ -19,8 +19,8 @@ pub mod model;
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
     ContactRow, DeviceRow, EnrollmentCodeRow, FileAdded, FileRow, GrantRow, GrantTargetRow,
-    GroupRow, NewUser, PendingMessage, PolicyRow, PolicyScope, PolicyState, PublicationRow,
-    RoleRow, SubscriptionRow, TokenRow, TotpRow, User, UserSessionRow,
+    GroupRow, LockoutKey, LockoutKind, LockoutRow, NewUser, PendingMessage, PolicyRow, PolicyScope,
+    PolicyState, PublicationRow, RoleRow, SubscriptionRow, TokenRow, TotpRow, User, UserSessionRow,
 };
 
 use std::future::Future;
@@ -73,6 +73,7 @@ pub trait Store:
     + Contacts
     + Devices
     + Files
+    + Lockouts
     + Clone
     + std::fmt::Debug
     + 'static
@@ -133,6 +134,30 @@ pub struct NodeRow {
     pub users_version: i64,
     /// Whether this is the node answering.
     pub this: bool,
+}
+
+/// The sign-in lockout filter's state (failure counts, lockouts, familiar
+/// sources), written now and then from memory, where the filter decides,
+/// and read back at start: a restart or a takeover forgives no guesser.
+pub trait Lockouts: Send + Sync {
+    /// Replaces the rows in `put` and deletes those in `remove`, in one
+    /// transaction.
+    fn save_lockouts(
+        &self,
+        put: Vec<LockoutRow>,
+        remove: Vec<LockoutKey>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every row.
+    fn lockouts(&self) -> impl Future<Output = Result<Vec<LockoutRow>>> + Send;
+    /// Deletes the rows that decide nothing any more: counters not locked
+    /// at `now` and not seen since `counters_before`, familiar sources not
+    /// seen since `familiar_before`. Returns how many.
+    fn purge_lockouts(
+        &self,
+        now: i64,
+        counters_before: i64,
+        familiar_before: i64,
+    ) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// Accounts of SIP users.

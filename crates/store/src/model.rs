@@ -204,6 +204,57 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+/// What a row of the sign-in lockout state counts (see `auth::lockout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockoutKind {
+    /// Failures of one account from one source address.
+    Pair,
+    /// Failures of one account from every source together.
+    Account,
+    /// A source the account signed in from successfully.
+    Familiar,
+}
+
+impl LockoutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockoutKind::Pair => "pair",
+            LockoutKind::Account => "account",
+            LockoutKind::Familiar => "familiar",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockoutKind> {
+        Some(match s {
+            "pair" => LockoutKind::Pair,
+            "account" => LockoutKind::Account,
+            "familiar" => LockoutKind::Familiar,
+            _ => return None,
+        })
+    }
+}
+
+/// The key of a lockout row: `source` is empty for [`LockoutKind::Account`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockoutKey {
+    pub kind: LockoutKind,
+    pub account: String,
+    pub source: String,
+}
+
+/// One entry of the sign-in lockout filter, kept so that a restart (or
+/// another node taking over) does not forgive a guesser. Unix seconds;
+/// a familiar source has only `last_seen` (when it last signed in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutRow {
+    pub key: LockoutKey,
+    pub window_start: i64,
+    pub failures: i64,
+    pub lockouts: i64,
+    pub locked_until: i64,
+    pub last_seen: i64,
+}
+
 /// A user's sign-in session on the user API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSessionRow {

@@ -147,6 +147,21 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
     a.add_user("alice", "correct horse battery");
     a.add_user("carol", "battery staple horse");
+    // A guesser locks dave's account out of 127.0.0.1 on fe-a (the
+    // lockout state is saved every second).
+    a.add_user("dave", "staple battery horse");
+    passes!(
+        a,
+        a.sipp(
+            "register_lockout.xml",
+            "dave",
+            "guess guess",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    std::thread::sleep(Duration::from_millis(2500));
     let mut b = a.another_node("pg_lease_b", "fe-b");
     b.spawn();
     wait_until(
@@ -186,6 +201,18 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
         stopped.elapsed()
     );
     assert!(b.log().contains("declared dead"), "{}", b.log());
+    // The node that took over forgives the guesser nothing.
+    passes!(
+        b,
+        b.sipp(
+            "register_refused.xml",
+            "dave",
+            "staple battery horse",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
     passes!(
         b,
         b.sipp(
@@ -474,6 +501,19 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
         )
         .finish();
     assert!(ok, "{msgs}");
+    // A guesser at carol's password from 127.0.0.3 (saved every second).
+    passes!(
+        s,
+        s.sipp(
+            "register_lockout.xml",
+            "carol",
+            "guess guess",
+            "127.0.0.3",
+            free_port(),
+            &[]
+        )
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     s.kill9(); // the server is stopped for the move
 
     let pg = store_tests::pg::cluster();
@@ -501,6 +541,10 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
     assert_eq!(q("SELECT count(*) FROM users"), "2");
     assert_eq!(q("SELECT count(*) FROM contacts"), "2");
     assert_eq!(q("SELECT count(*) FROM pending_messages"), "1");
+    assert_eq!(
+        q("SELECT count(*) FROM lockouts WHERE kind = 'pair' AND source = '127.0.0.3' AND locked_until > 0"),
+        "1"
+    );
     // Again into the same database: refused, nothing doubled.
     let o = migrate(&s);
     assert!(!o.status.success());
@@ -517,7 +561,19 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
         "{}",
         out(&o)
     );
-    // alice's binding, made on SQLite, is listed...
+    // The guesser is still locked out...
+    passes!(
+        s,
+        s.sipp(
+            "register_refused.xml",
+            "carol",
+            "battery staple horse",
+            "127.0.0.3",
+            free_port(),
+            &[]
+        )
+    );
+    // ...alice's binding, made on SQLite, is listed...
     let (ok, msgs) = s.sipp(
         "register_query.xml",
         "alice",

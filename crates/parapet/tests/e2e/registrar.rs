@@ -117,6 +117,77 @@ fn wrong_passwords_lock_out_that_address_only() {
 }
 
 #[test]
+fn a_lockout_outlives_a_crash_and_so_does_its_clearing() {
+    let mut s = Server::new("lockout-restart");
+    s.add_user("bob", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_lockout.xml",
+            "bob",
+            "guess guess",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // The state is saved every second; then the server dies.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    s.kill9();
+    s.start();
+    // The guesser's address is still refused, unchecked, even with the
+    // right password; the real user elsewhere is not.
+    passes!(
+        s,
+        s.sipp(
+            "register_refused.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.2",
+            free_port(),
+            &[]
+        )
+    );
+    let o = s.admin(&["lockout", "list"], "");
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        listed.contains("sip:bob@example.test") && listed.contains("127.0.0.1"),
+        "{listed}"
+    );
+    // The operator's clearing is kept too.
+    let o = s.admin(
+        &["lockout", "clear", "--account", "sip:bob@example.test"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cleared 1"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    s.kill9();
+    s.start();
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "bob",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+}
+
+#[test]
 fn bindings_survive_kill_9() {
     let mut s = Server::new("restart");
     s.add_user("carol", "correct horse battery");
