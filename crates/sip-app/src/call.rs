@@ -236,8 +236,13 @@ impl<S: store::Store> Core<S> {
                     None => return self.in_dialog_to_partner(r, hop.pop_routes).await,
                 }
             } else if self.transport.flow_local(f).is_none() {
-                // The client's connection is gone (or the token is another
-                // process's): it must re-establish its flow (RFC 5626 §5.3).
+                // The connection is gone (or the token is another
+                // process's). From our user towards a partner's server:
+                // over another connection to it. Towards a client: it
+                // must re-establish its flow (RFC 5626 §5.3).
+                if self.dialog_partner(r.f).is_some() && self.partner_of(r.src).is_none() {
+                    return self.in_dialog_to_partner(r, hop.pop_routes).await;
+                }
                 return self.reply(r, 430, "Flow Failed", &[]).await;
             }
         }

@@ -78,18 +78,7 @@ impl<S: store::Store> Core<S> {
     /// that is not ours - opened if need be, with our own `ours` Route
     /// entries removed and the partner's left in place.
     pub(crate) async fn in_dialog_to_partner(&mut self, r: &Req<'_>, ours: usize) {
-        let mut domains = [&r.f.from.uri, &r.f.to.uri]
-            .into_iter()
-            .filter_map(user_domain)
-            .map(|(_, d)| d)
-            .filter(|d| {
-                !self
-                    .identity
-                    .names()
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(d))
-            });
-        let (Some(domain), None) = (domains.next(), domains.next()) else {
+        let Some(domain) = self.dialog_partner(r.f) else {
             return self
                 .reply(r, 404, "Not Found (No Such Dialog Peer)", &[])
                 .await;
@@ -105,6 +94,26 @@ impl<S: store::Store> Core<S> {
             ..*r
         };
         self.via_partner(&r, domain).await;
+    }
+
+    /// The partner's domain of a dialog between one of our users and one
+    /// of a partner's (exactly one of From and To is not ours).
+    pub(crate) fn dialog_partner(&self, f: &sip::RequestFields<'_>) -> Option<String> {
+        let mut domains = [&f.from.uri, &f.to.uri]
+            .into_iter()
+            .filter_map(user_domain)
+            .map(|(_, d)| d)
+            .filter(|d| {
+                !self
+                    .identity
+                    .names()
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(d))
+            });
+        match (domains.next(), domains.next()) {
+            (Some(domain), None) => Some(domain),
+            _ => None,
+        }
     }
 
     /// Sends an accepted request to `domain` over the least loaded of our
