@@ -251,8 +251,19 @@ impl<S: Store> Ctx<S> {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// 200 once the SIP core has loaded its state and runs; 503 before (a
+/// load balancer sends nothing to a node still loading).
+async fn healthz<S: Store>(axum::extract::State(ctx): axum::extract::State<Ctx<S>>) -> Response {
+    if ctx.metrics.ready.load(std::sync::atomic::Ordering::Relaxed) == 1 {
+        "ok\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "starting: loading users, registrations and policies\n",
+        )
+            .into_response()
+    }
 }
 
 async fn render_metrics<S: Store>(
@@ -303,7 +314,7 @@ pub struct Bound {
 
 fn router<S: Store>(ctx: Ctx<S>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<S>))
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi::document::<S>))
         .route(

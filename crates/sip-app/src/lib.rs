@@ -433,6 +433,10 @@ impl<S: store::Store> Core<S> {
     ) -> Result<(), String> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_housekeeping = Instant::now();
+        // Everything is loaded (Core::new): from now on /healthz says so.
+        self.metrics
+            .ready
+            .store(1, std::sync::atomic::Ordering::Relaxed);
         loop {
             tokio::select! {
                 m = inbound.recv() => match m {

@@ -17,6 +17,9 @@ pub struct Metrics {
     transactions: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// (partner, direction, outcome) → requests to and from partners.
     federation: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// 1 once the SIP core has loaded its state and runs (what `/healthz`
+    /// reports), 0 before.
+    pub ready: AtomicU64,
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
     pub rate_limited: AtomicU64,
@@ -254,7 +257,7 @@ impl Metrics {
              parapet_inbound_delay_seconds {:.6}",
             self.inbound_delay_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
-        let gauges: [(&str, &str, &AtomicU64); 9] = [
+        let gauges: [(&str, &str, &AtomicU64); 10] = [
             (
                 "parapet_sip_transactions_completed",
                 "Completed non-INVITE server transactions kept for retransmissions until timer J.",
@@ -279,6 +282,11 @@ impl Metrics {
                 "parapet_presence_subscriptions",
                 "Live presence and watcher-information subscriptions.",
                 &self.subscriptions,
+            ),
+            (
+                "parapet_ready",
+                "1 once the SIP core has loaded its state (users, registrations, policies, lockouts) and serves; 0 while it loads.",
+                &self.ready,
             ),
             (
                 "parapet_registrations",

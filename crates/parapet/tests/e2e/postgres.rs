@@ -669,3 +669,124 @@ fn the_database_fails_over_to_its_standby_and_nothing_acknowledged_is_lost() {
         "{received}"
     );
 }
+
+#[test]
+fn a_restarted_node_knows_every_one_of_50000_users_once_it_says_it_is_ready() {
+    use std::io::Write as _;
+    const USERS: usize = 50_000;
+    // One load source: its per-address limit for unauthenticated requests
+    // lifted.
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_50k");
+    let mut s = Server::with_config(
+        "pg_50k",
+        &format!(
+            "database = \"{}\"\n[limits]\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000\n",
+            pg.url(&db)
+        ),
+    );
+    // Users u0..u49999, each with a password of their own: the import file
+    // and SIPp's (user;[authentication ...]) file for bench/sipp/register.xml.
+    let tsv = s.dir.join("users.tsv");
+    let csv = s.dir.join("users.csv");
+    {
+        let mut t = std::io::BufWriter::new(std::fs::File::create(&tsv).unwrap());
+        let mut c = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        writeln!(c, "SEQUENTIAL").unwrap();
+        for i in 0..USERS {
+            writeln!(t, "sip:u{i}@{DOMAIN}\tpassword-{i:06}").unwrap();
+            writeln!(
+                c,
+                "u{i};[authentication username=u{i} password=password-{i:06}]"
+            )
+            .unwrap();
+        }
+    }
+    let o = s.admin(&["user", "import", tsv.to_str().unwrap()], "");
+    assert!(
+        o.status.success() && out(&o).contains("imported 50000 users"),
+        "{}",
+        out(&o)
+    );
+
+    // Killed and started again: /healthz says 503 until the state is
+    // loaded, then 200.
+    s.kill9();
+    s.spawn();
+    let mut answers = Vec::new();
+    wait_until(
+        90,
+        || {
+            if std::net::TcpStream::connect(("127.0.0.1", s.admin)).is_err() {
+                return false;
+            }
+            let (line, body) = s.http_get("/healthz", None);
+            let ok = line.contains(" 200");
+            if !ok {
+                assert!(
+                    line.contains(" 503") && body.starts_with("starting"),
+                    "{line} {body}"
+                );
+            }
+            answers.push(line);
+            ok
+        },
+        || format!("never ready:\n{}", s.log()),
+    );
+    // (The log's fields are coloured: escapes taken out.)
+    let log: String = s
+        .log()
+        .split('\x1b')
+        .map(|p| {
+            p.find('m')
+                .filter(|_| p.starts_with('['))
+                .map_or(p, |i| &p[i + 1..])
+        })
+        .collect();
+    let loaded = log
+        .rfind("state loaded users=")
+        .expect("the core logged its state");
+    assert!(
+        log[loaded..].starts_with("state loaded users=50000 "),
+        "{}",
+        &log[loaded..]
+    );
+
+    // At once, every user registers with their own password: all 50,000
+    // are known (SIPp exits 0 only if every call passed).
+    let errors = s.dir.join("register-50k.err");
+    let status = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sipp/register.xml"))
+        .arg("-inf")
+        .arg(&csv)
+        .args(["-m", &USERS.to_string(), "-l", "200", "-r", "2000"])
+        .args(["-auth_uri", DOMAIN])
+        .args([
+            "-t",
+            "u1",
+            "-nostdin",
+            "-timeout",
+            "240s",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args(["-p", &free_port().to_string(), "-trace_err", "-error_file"])
+        .arg(&errors)
+        .arg(format!("127.0.0.1:{}", s.udp))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("sipp is installed");
+    assert!(
+        status.success(),
+        "{}\nserver:\n{}",
+        std::fs::read_to_string(&errors).unwrap_or_default(),
+        s.log()
+    );
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    assert_eq!(
+        q("SELECT count(DISTINCT aor) FROM bindings"),
+        USERS.to_string()
+    );
+}
