@@ -38,6 +38,7 @@ mod linphone;
 mod linphone_files;
 mod media;
 mod nat_lab;
+mod node_loss;
 mod operations;
 mod page;
 mod policies;

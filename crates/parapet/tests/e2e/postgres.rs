@@ -6,7 +6,7 @@
 use crate::harness::*;
 
 /// Waits up to `secs` for `done`, polling; fails with `why()` after.
-fn wait_until(secs: u64, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+pub(crate) fn wait_until(secs: u64, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !done() {
         assert!(std::time::Instant::now() < deadline, "{}", why());

@@ -1,0 +1,331 @@
+//! A node of a PostgreSQL pool killed under load: its standby takes over,
+//! every registration the clients saw acknowledged is in the database and
+//! every message they saw acknowledged is delivered, once.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::postgres::wait_until;
+
+/// What clients reach the pool through: a UDP relay (a load balancer's
+/// one virtual address) sending each client's datagrams, from a socket of
+/// its own per client, to the node it points at, and what comes back on
+/// that socket to the client. Repointed when the node it sent to is gone,
+/// as a load balancer does once the other node says it is ready.
+struct Balancer {
+    port: u16,
+    target: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Balancer {
+    fn start(target: u16) -> Balancer {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = front.local_addr().unwrap().port();
+        let target = Arc::new(AtomicU16::new(target));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (target.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut upstream: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, client)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                let up = upstream.entry(client).or_insert_with(|| {
+                    let up = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    up.set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    let (back, to, s) = (
+                        up.try_clone().unwrap(),
+                        front.try_clone().unwrap(),
+                        s.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        while !s.load(Ordering::Relaxed) {
+                            if let Ok(n) = back.recv(&mut buf) {
+                                let _ = to.send_to(&buf[..n], client);
+                            }
+                        }
+                    });
+                    up
+                });
+                let _ = up.send_to(&buf[..n], ("127.0.0.1", t.load(Ordering::Relaxed)));
+            }
+        });
+        Balancer { port, target, stop }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The messages of a SIPp `-trace_msg` file, one string each.
+fn trace_messages(trace: &str) -> Vec<&str> {
+    trace
+        .split("----------------------------------------------- ")
+        .filter_map(|block| {
+            let start = block.find(":\n\n")? + 3;
+            Some(block[start..].trim_start())
+        })
+        .collect()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .map(str::trim)
+}
+
+/// A registered endpoint on `sock`: answers every MESSAGE 200 and
+/// collects the greetings, until nothing came for `quiet`.
+fn receive_all(sock: &UdpSocket, quiet: Duration) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut last = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    while last.elapsed() < quiet {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !msg.starts_with("MESSAGE ") {
+            continue;
+        }
+        last = Instant::now();
+        let vias: String = msg
+            .lines()
+            .filter(|l| l.starts_with("Via: "))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let h = |n: &str| header(&msg, n).unwrap_or_default().to_string();
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{vias}From: {}\r\nTo: {};tag=r\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+            h("From"),
+            h("To"),
+            h("Call-ID"),
+            h("CSeq")
+        );
+        sock.send_to(ok.as_bytes(), from).unwrap();
+        if let Some(i) = msg.find("Hello from alice: ") {
+            let text = msg[i..].lines().next().unwrap_or("").trim().to_string();
+            got.push(text);
+        }
+    }
+    got
+}
+
+#[test]
+fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_message_once() {
+    const MESSAGES: usize = 300;
+    const REGISTRATIONS: usize = 300;
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_loss");
+    // One load source (the balancer): its per-address limits lifted.
+    let mut a = Server::with_config(
+        "pg_loss_a",
+        &format!(
+            "node_id = \"fe-a\"\ndatabase = \"{}\"\n[limits]\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000\n",
+            pg.url(&db)
+        ),
+    );
+    a.add_user("alice", "correct horse battery");
+    a.add_user("bob", "battery staple horse");
+    // And users who register meanwhile, each with their own password.
+    let tsv = a.dir.join("users.tsv");
+    let users_csv = a.dir.join("users.csv");
+    let mut t = String::new();
+    let mut c = String::from("SEQUENTIAL\n");
+    for i in 0..REGISTRATIONS {
+        t.push_str(&format!("sip:u{i}@{DOMAIN}\tpassword-{i:06}\n"));
+        c.push_str(&format!(
+            "u{i};[authentication username=u{i} password=password-{i:06}]\n"
+        ));
+    }
+    std::fs::write(&tsv, t).unwrap();
+    std::fs::write(&users_csv, c).unwrap();
+    let o = a.admin(&["user", "import", tsv.to_str().unwrap()], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let mut b = a.another_node("pg_loss_b", "fe-b");
+    b.spawn();
+    wait_until(
+        30,
+        || b.log().contains("standby: node fe-a serves this database"),
+        || format!("no standby:\n{}", b.log()),
+    );
+    let lb = Balancer::start(a.udp);
+
+    // alice sends bob (offline) a stream of messages through the balancer,
+    // each with its own IMDN Message-ID, stored for later delivery.
+    let csv = a.dir.join("stream.csv");
+    let mut lines = String::from("SEQUENTIAL\n");
+    for i in 0..MESSAGES {
+        lines.push_str(&format!("{DOMAIN};alice;m{i:04};loss-{i:04}\n"));
+    }
+    std::fs::write(&csv, lines).unwrap();
+    let trace = a.dir.join("stream.msg");
+    let mut sender = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario("message_send_cpim_imdn_stored.xml"))
+        .arg("-inf")
+        .arg(&csv)
+        .args(["-s", "bob", "-au", "alice", "-ap", "correct horse battery"])
+        .args(["-auth_uri", &format!("bob@{DOMAIN}")])
+        .args(["-m", &MESSAGES.to_string(), "-r", "60", "-l", "100"])
+        .args(["-t", "u1", "-nostdin", "-timeout", "60s", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(&trace)
+        .arg(format!("127.0.0.1:{}", lb.port))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed");
+    let reg_trace = a.dir.join("registrations.msg");
+    let mut registering = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sipp/register.xml"))
+        .arg("-inf")
+        .arg(&users_csv)
+        .args(["-auth_uri", DOMAIN])
+        .args(["-m", &REGISTRATIONS.to_string(), "-r", "60", "-l", "100"])
+        .args(["-t", "u1", "-nostdin", "-timeout", "60s", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(&reg_trace)
+        .arg(format!("127.0.0.1:{}", lb.port))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed");
+    // fe-a is killed at a moment of its own choosing within the streams.
+    let at = 1000 + u64::from(std::process::id() % 2000);
+    std::thread::sleep(Duration::from_millis(at));
+    a.kill9();
+    let killed = Instant::now();
+    assert!(b.wait_ready(), "fe-b did not take over:\n{}", b.log());
+    lb.target.store(b.udp, Ordering::Relaxed);
+    let took = killed.elapsed();
+    let status = sender.wait().unwrap();
+    let _ = registering.wait();
+
+    // Every registration acknowledged (200) is in the database.
+    let reg_trace = std::fs::read_to_string(&reg_trace).unwrap_or_default();
+    let mut user_of: HashMap<String, String> = HashMap::new();
+    let mut registered = Vec::new();
+    for m in trace_messages(&reg_trace) {
+        let Some(call) = header(m, "Call-ID") else {
+            continue;
+        };
+        if m.starts_with("REGISTER ") {
+            if let Some(to) = header(m, "To") {
+                user_of.insert(call.to_string(), to.to_string());
+            }
+        } else if m.starts_with("SIP/2.0 200 ") {
+            registered.extend(user_of.get(call).cloned());
+        }
+    }
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    let bound = q("SELECT string_agg(aor, ' ') FROM bindings");
+    let missing: Vec<_> = registered
+        .iter()
+        .filter(|to| {
+            let aor = to.trim_start_matches('<').trim_end_matches('>');
+            !bound.split(' ').any(|b| b == aor)
+        })
+        .collect();
+    assert!(
+        registered.len() >= REGISTRATIONS / 2 && missing.is_empty(),
+        "{} registrations acknowledged, not in the database: {missing:?}",
+        registered.len()
+    );
+
+    // What alice saw acknowledged: every MESSAGE whose Call-ID got a 202.
+    let trace = std::fs::read_to_string(&trace).unwrap_or_default();
+    let mut text_of: HashMap<String, String> = HashMap::new();
+    let mut acknowledged = Vec::new();
+    for m in trace_messages(&trace) {
+        let Some(call) = header(m, "Call-ID") else {
+            continue;
+        };
+        if m.starts_with("MESSAGE ") {
+            if let Some(i) = m.find("Hello from alice: ") {
+                let text = m[i..].lines().next().unwrap_or("").trim().to_string();
+                text_of.insert(call.to_string(), text);
+            }
+        } else if m.starts_with("SIP/2.0 202 ") {
+            acknowledged.push(call.to_string());
+        }
+    }
+    let acknowledged: Vec<String> = acknowledged
+        .iter()
+        .filter_map(|c| text_of.get(c).cloned())
+        .collect();
+    assert!(
+        acknowledged.len() >= MESSAGES / 2,
+        "only {} of {MESSAGES} acknowledged (sipp {status}; fe-b ready {took:?} after the kill)\nfe-b:\n{}",
+        acknowledged.len(),
+        b.log()
+    );
+
+    // bob registers with fe-b and receives what waits for him.
+    let port = free_port();
+    passes!(
+        b,
+        b.sipp(
+            "register_auth.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            port,
+            &[]
+        )
+    );
+    let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let got = receive_all(&sock, Duration::from_secs(5));
+    eprintln!(
+        "fe-a killed {at} ms into the streams; fe-b ready {took:?} later; {} of {REGISTRATIONS} registrations and {} of {MESSAGES} messages acknowledged, {} delivered",
+        registered.len(),
+        acknowledged.len(),
+        got.len()
+    );
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for t in &got {
+        *count.entry(t.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|t| !count.contains_key(t.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages never delivered (of {} acknowledged, {} delivered): {:?}\nfe-b:\n{}",
+        lost.len(),
+        acknowledged.len(),
+        got.len(),
+        &lost[..lost.len().min(10)],
+        b.log()
+    );
+}
