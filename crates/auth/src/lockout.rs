@@ -167,6 +167,9 @@ pub struct SecurityFilter {
     familiar: HashMap<(String, IpAddr), Familiar>,
     /// Entries changed since the last save (bounded, see [`mark`]).
     dirty: HashSet<EntryKey>,
+    /// How many changes `dirty` holds at most: 0 for a filter whose state
+    /// is not saved (an edge's).
+    dirty_cap: usize,
 }
 
 impl SecurityFilter {
@@ -177,6 +180,17 @@ impl SecurityFilter {
             accounts: HashMap::new(),
             familiar: HashMap::new(),
             dirty: HashSet::new(),
+            dirty_cap: 0,
+        }
+    }
+
+    /// A filter whose changes are handed out for saving
+    /// ([`SecurityFilter::take_changes`]); [`SecurityFilter::new`]'s are not
+    /// tracked at all.
+    pub fn saved(cfg: LockoutConfig) -> Self {
+        SecurityFilter {
+            dirty_cap: cfg.max_entries.saturating_mul(4),
+            ..SecurityFilter::new(cfg)
         }
     }
 
@@ -244,7 +258,7 @@ impl SecurityFilter {
             |c| c.locked_until > now,
             |c| c.last_seen,
         ) {
-            mark(&mut self.dirty, self.cfg.max_entries, EntryKey::Pair(a, s));
+            mark(&mut self.dirty, self.dirty_cap, EntryKey::Pair(a, s));
         }
         let pair = self.pairs.entry((account.to_owned(), source)).or_default();
         if pair.fail(now, &cfg, cfg.source_threshold) {
@@ -256,7 +270,7 @@ impl SecurityFilter {
         }
         mark(
             &mut self.dirty,
-            self.cfg.max_entries,
+            self.dirty_cap,
             EntryKey::Pair(account.to_owned(), source),
         );
         for a in bound(
@@ -265,7 +279,7 @@ impl SecurityFilter {
             |c| c.locked_until > now,
             |c| c.last_seen,
         ) {
-            mark(&mut self.dirty, self.cfg.max_entries, EntryKey::Account(a));
+            mark(&mut self.dirty, self.dirty_cap, EntryKey::Account(a));
         }
         let acc = self.accounts.entry(account.to_owned()).or_default();
         if acc.fail(now, &cfg, cfg.account_threshold) {
@@ -276,7 +290,7 @@ impl SecurityFilter {
         }
         mark(
             &mut self.dirty,
-            self.cfg.max_entries,
+            self.dirty_cap,
             EntryKey::Account(account.to_owned()),
         );
         engaged
@@ -289,7 +303,7 @@ impl SecurityFilter {
         if self.pairs.remove(&key).is_some() {
             mark(
                 &mut self.dirty,
-                self.cfg.max_entries,
+                self.dirty_cap,
                 EntryKey::Pair(key.0.clone(), source),
             );
         }
@@ -300,18 +314,14 @@ impl SecurityFilter {
             |f| f.at > horizon,
             |f| f.at,
         ) {
-            mark(
-                &mut self.dirty,
-                self.cfg.max_entries,
-                EntryKey::Familiar(a, s),
-            );
+            mark(&mut self.dirty, self.dirty_cap, EntryKey::Familiar(a, s));
         }
         let saved = match self.familiar.get(&key) {
             Some(f) if now.saturating_sub(f.saved) < FAMILIAR_SAVED_EVERY => f.saved,
             _ => {
                 mark(
                     &mut self.dirty,
-                    self.cfg.max_entries,
+                    self.dirty_cap,
                     EntryKey::Familiar(key.0.clone(), source),
                 );
                 now
@@ -351,7 +361,7 @@ impl SecurityFilter {
     /// [`SecurityFilter::take_changes`] hands them out as they are then.
     pub fn unsaved(&mut self, keys: impl IntoIterator<Item = EntryKey>) {
         for k in keys {
-            mark(&mut self.dirty, self.cfg.max_entries, k);
+            mark(&mut self.dirty, self.dirty_cap, k);
         }
     }
 
@@ -425,7 +435,7 @@ impl SecurityFilter {
     /// (both `None`: everything). Returns how many *active* lockouts were lifted.
     pub fn clear(&mut self, account: Option<&str>, source: Option<IpAddr>, now: u64) -> usize {
         let mut lifted = 0;
-        let (dirty, max) = (&mut self.dirty, self.cfg.max_entries);
+        let (dirty, max) = (&mut self.dirty, self.dirty_cap);
         self.pairs.retain(|(a, s), c| {
             let hit = account.is_none_or(|x| x == a) && source.is_none_or(|x| x == *s);
             if hit {
@@ -448,11 +458,11 @@ impl SecurityFilter {
     }
 }
 
-/// Marks an entry changed. The set is bounded: at four times a table's
-/// bound (saving has failed for a long while), further changes go
+/// Marks an entry changed. The set is bounded: at `cap` (four times a
+/// table's bound: saving has failed for a long while), further changes go
 /// unsaved — they still decide in memory.
-fn mark(dirty: &mut HashSet<EntryKey>, max_entries: usize, key: EntryKey) {
-    if dirty.len() < max_entries.saturating_mul(4) {
+fn mark(dirty: &mut HashSet<EntryKey>, cap: usize, key: EntryKey) {
+    if dirty.len() < cap {
         dirty.insert(key);
     }
 }
@@ -584,6 +594,7 @@ mod tests {
             f.failure(&format!("user{n}"), ip((n % 250) as u8), u64::from(n));
         }
         assert!(f.pairs.len() <= 100 && f.accounts.len() <= 100);
+        assert!(f.dirty.is_empty(), "a filter not saved tracks no changes");
         for n in 0..1_000u32 {
             f.success(&format!("user{n}"), ip(1), u64::from(n));
         }
@@ -600,7 +611,7 @@ mod tests {
             base_backoff: 60,
             ..Default::default()
         };
-        let mut f = SecurityFilter::new(cfg);
+        let mut f = SecurityFilter::saved(cfg);
         assert!(f.take_changes().is_empty());
         for i in 0..5 {
             f.failure("alice", ip(1), 100 + i);
@@ -629,7 +640,7 @@ mod tests {
 
         // A restarted server reads them back: alice's source is refused,
         // and nothing needs saving again.
-        let mut g = SecurityFilter::new(cfg);
+        let mut g = SecurityFilter::saved(cfg);
         g.restore(changes.put.clone(), 120);
         assert_eq!(g.check("alice", ip(1), 120), Gate::Refuse { until: 164 });
         assert!(g.take_changes().is_empty());
@@ -692,7 +703,7 @@ mod tests {
 
     #[test]
     fn evicted_entries_are_saved_as_removed_and_unsaved_changes_stay_bounded() {
-        let mut f = SecurityFilter::new(LockoutConfig {
+        let mut f = SecurityFilter::saved(LockoutConfig {
             max_entries: 16,
             ..Default::default()
         });

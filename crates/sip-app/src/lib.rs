@@ -323,7 +323,7 @@ impl<S: store::Store> Core<S> {
         }
         // Lockouts and failure counts from before the restart (or from the
         // node this one took over from) still hold.
-        let mut filter = auth::lockout::SecurityFilter::new(cfg.lockout);
+        let mut filter = auth::lockout::SecurityFilter::saved(cfg.lockout);
         let saved = store::Lockouts::lockouts(&store)
             .await
             .map_err(|e| e.to_string())?;
