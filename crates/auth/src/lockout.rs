@@ -205,6 +205,7 @@ impl SecurityFilter {
 
     /// Decides before checking credentials.
     pub fn check(&self, account: &str, source: IpAddr, now: u64) -> Gate {
+        let account = &*account_key(account);
         let key = (account.to_owned(), source);
         if let Some(c) = self.pairs.get(&key) {
             if c.locked_until > now {
@@ -250,6 +251,7 @@ impl SecurityFilter {
 
     /// Records a failed attempt; returns the lockouts it started.
     pub fn failure(&mut self, account: &str, source: IpAddr, now: u64) -> Vec<Engaged> {
+        let account = &*account_key(account);
         let mut engaged = Vec::new();
         let cfg = self.cfg;
         for (a, s) in bound(
@@ -299,7 +301,7 @@ impl SecurityFilter {
     /// Records a successful sign-in: the source becomes familiar and its failure
     /// count for the account is reset.
     pub fn success(&mut self, account: &str, source: IpAddr, now: u64) {
-        let key = (account.to_owned(), source);
+        let key = (account_key(account).into_owned(), source);
         if self.pairs.remove(&key).is_some() {
             mark(
                 &mut self.dirty,
@@ -366,10 +368,11 @@ impl SecurityFilter {
     }
 
     /// Takes saved entries back (at start), without marking them changed.
-    /// Entries that decide nothing any more at `now` are left out, and
-    /// each table keeps at most `max_entries`, the most recent first.
+    /// Familiar sources older than `familiar_for` at `now` are left out;
+    /// each table keeps at most `max_entries`: lockouts still running
+    /// first (as the bound in memory keeps them), then the most recent.
     pub fn restore(&mut self, mut saved: Vec<Saved>, now: u64) {
-        saved.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+        saved.sort_by_key(|e| (e.locked_until <= now, std::cmp::Reverse(e.last_seen)));
         let max = self.cfg.max_entries;
         for e in saved {
             let c = Counter {
@@ -434,6 +437,8 @@ impl SecurityFilter {
     /// Clears lockouts and failure counts matching `account` and/or `source`
     /// (both `None`: everything). Returns how many *active* lockouts were lifted.
     pub fn clear(&mut self, account: Option<&str>, source: Option<IpAddr>, now: u64) -> usize {
+        let key = account.map(account_key);
+        let account = key.as_deref();
         let mut lifted = 0;
         let (dirty, max) = (&mut self.dirty, self.dirty_cap);
         self.pairs.retain(|(a, s), c| {
@@ -456,6 +461,27 @@ impl SecurityFilter {
         }
         lifted
     }
+}
+
+/// Account names longer than this are kept under a digest of the name.
+pub const MAX_ACCOUNT_KEY: usize = 256;
+
+/// The name an account is counted under: itself, or, beyond
+/// [`MAX_ACCOUNT_KEY`] bytes, its first 64 bytes and a SHA-256 of the
+/// whole. Names are attacker-chosen (guesses at accounts that do not exist
+/// count too) and a header line may be 8 KiB: each entry of the bounded
+/// tables, and each row saved, stays small whatever is guessed at.
+pub fn account_key(account: &str) -> std::borrow::Cow<'_, str> {
+    if account.len() <= MAX_ACCOUNT_KEY {
+        return std::borrow::Cow::Borrowed(account);
+    }
+    let mut cut = 64;
+    while !account.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, account.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    std::borrow::Cow::Owned(format!("{}...sha256:{hex}", &account[..cut]))
 }
 
 /// Marks an entry changed. The set is bounded: at `cap` (four times a
@@ -732,5 +758,62 @@ mod tests {
         f.unsaved(c.put.into_iter().map(|e| e.key).chain(c.removed));
         let again = f.take_changes();
         assert_eq!(again.put.len() + again.removed.len(), n);
+    }
+
+    #[test]
+    fn long_account_names_are_counted_under_a_short_key() {
+        let mut f = SecurityFilter::saved(LockoutConfig {
+            base_backoff: 60,
+            ..Default::default()
+        });
+        let long = format!("sip:{}@example.test", "é".repeat(4000));
+        let other = format!("sip:{}x@example.test", "é".repeat(4000));
+        for i in 0..5 {
+            f.failure(&long, ip(1), 100 + i);
+        }
+        assert_eq!(f.check(&long, ip(1), 110), Gate::Refuse { until: 164 });
+        assert_eq!(
+            f.check(&other, ip(1), 110),
+            Gate::Allow,
+            "another name, another key"
+        );
+        let keys: Vec<_> = f.take_changes().put.into_iter().map(|e| e.key).collect();
+        assert!(keys.iter().all(|k| match k {
+            EntryKey::Pair(a, _) | EntryKey::Account(a) | EntryKey::Familiar(a, _) =>
+                a.len() <= MAX_ACCOUNT_KEY && a.contains("sha256:"),
+        }));
+        assert_eq!(f.clear(Some(&long), None, 110), 1);
+        assert_eq!(f.check(&long, ip(1), 110), Gate::Allow);
+        assert_eq!(
+            account_key("sip:alice@example.test"),
+            "sip:alice@example.test"
+        );
+    }
+
+    #[test]
+    fn restore_keeps_running_lockouts_before_recent_counts() {
+        let mut f = SecurityFilter::saved(LockoutConfig {
+            max_entries: 2,
+            ..Default::default()
+        });
+        let entry = |n: u8, locked_until, last_seen| Saved {
+            key: EntryKey::Pair(format!("user{n}"), ip(n)),
+            window_start: 0,
+            failures: 1,
+            lockouts: 1,
+            locked_until,
+            last_seen,
+        };
+        // Two fresh counts seen last, one lockout running since earlier.
+        f.restore(
+            vec![entry(1, 0, 900), entry(2, 0, 950), entry(3, 2_000, 100)],
+            1_000,
+        );
+        assert_eq!(
+            f.check("user3", ip(3), 1_000),
+            Gate::Refuse { until: 2_000 }
+        );
+        assert_eq!(f.pairs.len(), 2);
+        assert!(f.pairs.contains_key(&("user2".to_string(), ip(2))));
     }
 }

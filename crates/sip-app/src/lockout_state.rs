@@ -15,6 +15,9 @@ use crate::{unix_now, Core, Event};
 /// How often rows that decide nothing are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// How long (seconds) a counter not locked is kept after it was last seen.
+const COUNTERS_KEPT: u64 = 7 * 24 * 3600;
+
 fn key_row(k: &EntryKey) -> LockoutKey {
     let (kind, account, source) = match k {
         EntryKey::Pair(a, s) => (LockoutKind::Pair, a, s.to_string()),
@@ -36,7 +39,8 @@ fn unsigned(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The rows to write for `changes`.
+/// The rows to write for `changes` (account names are bounded by
+/// `auth::lockout::account_key`, so every row fits an index).
 pub(crate) fn rows(changes: &Changes) -> (Vec<LockoutRow>, Vec<LockoutKey>) {
     let put = changes
         .put
@@ -98,7 +102,11 @@ impl<S: store::Store> Core<S> {
         tokio::spawn(async move {
             let failed = match store::Lockouts::save_lockouts(&store, put, remove).await {
                 Ok(()) => None,
-                Err(e) => {
+                // Anything but the database being out of reach would fail
+                // again with the same rows: those changes stay unsaved
+                // (they still decide in memory) rather than block every
+                // later save.
+                Err(e @ (store::StoreError::Unavailable(_) | store::StoreError::Closed)) => {
                     tracing::warn!(error = %e, "could not save the sign-in lockout state; trying again in a second");
                     Some(
                         changes
@@ -109,10 +117,23 @@ impl<S: store::Store> Core<S> {
                             .collect(),
                     )
                 }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not save the sign-in lockout state; these changes stay unsaved");
+                    None
+                }
             };
             if purge {
                 let now = unix_now();
-                let counters_before = now - secs(cfg.max_backoff.saturating_add(cfg.window));
+                // Counters are kept a week after their last failure (or
+                // longer, with a longer back-off and window): a policy may
+                // set a longer window than the configured one, and the
+                // number of lockouts doubles the next back-off.
+                let counters_before = now
+                    - secs(
+                        cfg.max_backoff
+                            .saturating_add(cfg.window)
+                            .max(COUNTERS_KEPT),
+                    );
                 let familiar_before = now - secs(cfg.familiar_for);
                 if let Err(e) =
                     store::Lockouts::purge_lockouts(&store, now, counters_before, familiar_before)
