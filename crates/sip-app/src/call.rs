@@ -134,7 +134,7 @@ impl<S: store::Store> Core<S> {
                 return Err((403, "Relaying Denied"));
             }
             ours += 1;
-            token_flow = u.user.and_then(|t| self.flow_tokens.verify(t));
+            token_flow = u.user.and_then(|t| self.flow_tokens.verify(t, f.call_id));
             last_proto = u
                 .params
                 .get("transport")

@@ -210,13 +210,13 @@ impl<S: store::Store> Core<S> {
     /// Two entries unless both sides are UDP (RFC 5658), each carrying a signed
     /// flow token for a connection-oriented side (RFC 5626), so that requests
     /// later in the dialog return over the right connection.
-    fn record_routes(&self, caller: &Source, hop: &Hop) -> Vec<String> {
+    fn record_routes(&self, caller: &Source, hop: &Hop, call_id: &str) -> Vec<String> {
         let t = |p: Protocol| p.via_token().to_ascii_lowercase();
         if caller.protocol == Protocol::Udp && hop.proto == Protocol::Udp {
             return vec![format!("<sip:{};lr>", self.reached_at(caller))];
         }
         let user = |flow: Option<u64>| {
-            flow.map(|f| format!("{}@", self.flow_tokens.sign(f)))
+            flow.map(|f| format!("{}@", self.flow_tokens.sign(f, call_id)))
                 .unwrap_or_default()
         };
         let caller_flow = caller.protocol.is_reliable().then_some(caller.flow.0);
@@ -260,6 +260,13 @@ impl<S: store::Store> Core<S> {
         let mut branches = Vec::new();
         let loop_hash = fields.map(|f| self.loop_hash(msg, f, f.top_via.branch()));
         let grown = self.forward_limits();
+        // Record-Route tokens are bound to the dialog's Call-ID.
+        let call_id = match fields {
+            Some(f) => f.call_id.to_owned(),
+            None => sip::RequestFields::extract(msg)
+                .map(|f| f.call_id.to_owned())
+                .unwrap_or_default(),
+        };
         for hop in hops {
             let via = self.via_with_loop_hash(hop.proto, loop_hash);
             let mut edit = Forward::new(msg)
@@ -277,7 +284,7 @@ impl<S: store::Store> Core<S> {
                 edit = edit.pop_route();
             }
             if let Some(caller) = dialog_from {
-                for rr in self.record_routes(caller, &hop) {
+                for rr in self.record_routes(caller, &hop, &call_id) {
                     edit = edit.record_route(rr);
                 }
             }

@@ -73,6 +73,22 @@ impl Client {
         }
     }
 
+    /// The next request on the connection (responses to this client's own
+    /// requests skipped), or `None` if none came within `wait`.
+    fn next_request(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let m = self.read(left)?;
+            if !m.starts_with("SIP/2.0 ") {
+                return Some(m);
+            }
+        }
+    }
+
     /// The next response, skipping provisional ones.
     fn final_response(&mut self) -> String {
         loop {
@@ -177,6 +193,75 @@ const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.
 m=audio 40000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 \
 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVzcyAoZ\r\n";
 
+/// `caller` calls `callee` (both connected and registered) in dialog
+/// `call_id`; returns the route set the callee's copy of the INVITE
+/// carries (RFC 3261 §12.1.2: its Record-Route as is), whose second entry
+/// has a token naming the caller's connection.
+fn call_route(s: &Server, caller: &mut Client, callee: &mut Client, call_id: &str) -> String {
+    caller.n += 1;
+    let (local, n, from, to) = (caller.local(), caller.n, caller.user, callee.user);
+    let invite = |auth: &str, n: u32| {
+        format!(
+            "INVITE sip:{to}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKinv{n}{to}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from}@{DOMAIN}>;tag={from}call\r\nTo: <sip:{to}@{DOMAIN}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {n} INVITE\r\nContact: <sip:{from}@{local};transport=tls>\r\n\
+             Content-Type: application/sdp\r\n{auth}Content-Length: {}\r\n\r\n{OFFER}",
+            OFFER.len()
+        )
+    };
+    caller.send(&invite("", n));
+    let resp = caller.final_response();
+    assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
+    caller.send(&format!(
+        "ACK sip:{to}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKinv{n}{to}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}@{DOMAIN}>;tag={from}call\r\nTo: <sip:{to}@{DOMAIN}>;tag={}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {n} ACK\r\nContent-Length: 0\r\n\r\n",
+        resp.split("tag=").last().unwrap_or("").lines().next().unwrap_or("")
+    ));
+    let nonce = challenge(&resp, "Proxy-Authenticate");
+    let auth = digest(
+        "Proxy-Authorization",
+        from,
+        "INVITE",
+        &format!("sip:{to}@{DOMAIN}"),
+        &nonce,
+    );
+    caller.send(&invite(&auth, n + 1));
+    let offered = callee
+        .read(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{to} got no INVITE; server:\n{}", s.log()));
+    assert!(offered.starts_with("INVITE "), "{offered}");
+    let route: Vec<&str> = offered
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    assert_eq!(route.len(), 2, "{offered}");
+    assert!(
+        route[1].contains("@"),
+        "a token names {from}'s connection: {offered}"
+    );
+    route.join(", ")
+}
+
+/// A MESSAGE from `from` along `route`, in dialog `call_id` (it has a To
+/// tag), to `to`'s contact.
+fn send_along(c: &mut Client, route: &str, call_id: &str, from: &str, to: &str, body: &str) {
+    let local = c.local();
+    let branch: String = call_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    c.send(&format!(
+        "MESSAGE sip:{to}@{local} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK{branch}m\r\n\
+         Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}@{DOMAIN}>;tag={from}call\r\n\
+         To: <sip:{to}@{DOMAIN}>;tag={to}call\r\nCall-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+}
+
 #[test]
 fn a_dialog_route_from_before_a_restart_reaches_no_other_users_connection() {
     let mut s = Server::with_config("stale-route", "digest_algorithms = [\"SHA-256\"]");
@@ -189,52 +274,7 @@ fn a_dialog_route_from_before_a_restart_reaches_no_other_users_connection() {
     alice.register();
     let mut bob = Client::connect(&s, "bob");
     bob.register();
-    alice.n += 1;
-    let (local, n) = (alice.local(), alice.n);
-    let invite = |auth: &str, n: u32| {
-        format!(
-            "INVITE sip:bob@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKinv{n}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:alice@{DOMAIN}>;tag=alicecall\r\nTo: <sip:bob@{DOMAIN}>\r\n\
-             Call-ID: call-stale@alice\r\nCSeq: {n} INVITE\r\nContact: <sip:alice@{local};transport=tls>\r\n\
-             Content-Type: application/sdp\r\n{auth}Content-Length: {}\r\n\r\n{OFFER}",
-            OFFER.len()
-        )
-    };
-    alice.send(&invite("", n));
-    let resp = alice.final_response();
-    assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
-    alice.send(&format!(
-        "ACK sip:bob@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKinv{n}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:alice@{DOMAIN}>;tag=alicecall\r\nTo: <sip:bob@{DOMAIN}>;tag={}\r\n\
-         Call-ID: call-stale@alice\r\nCSeq: {n} ACK\r\nContent-Length: 0\r\n\r\n",
-        resp.split("tag=").last().unwrap_or("").lines().next().unwrap_or("")
-    ));
-    let nonce = challenge(&resp, "Proxy-Authenticate");
-    let auth = digest(
-        "Proxy-Authorization",
-        "alice",
-        "INVITE",
-        &format!("sip:bob@{DOMAIN}"),
-        &nonce,
-    );
-    alice.send(&invite(&auth, n + 1));
-    let offered = bob
-        .read(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("bob got no INVITE; server:\n{}", s.log()));
-    assert!(offered.starts_with("INVITE "), "{offered}");
-    let route: Vec<&str> = offered
-        .lines()
-        .filter_map(|l| l.strip_prefix("Record-Route: "))
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    assert_eq!(route.len(), 2, "{offered}");
-    assert!(
-        route[1].contains("@"),
-        "a token names alice's connection: {offered}"
-    );
-    // bob's route set toward alice (RFC 3261 §12.1.2: the Record-Route as is).
-    let route = route.join(", ");
+    let route = call_route(&s, &mut alice, &mut bob, "call-stale@alice");
 
     // The server restarts; carol is now the first to connect.
     s.kill9();
@@ -246,20 +286,68 @@ fn a_dialog_route_from_before_a_restart_reaches_no_other_users_connection() {
     bob.register();
 
     // bob goes on with the dialog he knew: a MESSAGE along its route set.
-    let body = "the door code is 4711";
-    let local = bob.local();
-    bob.send(&format!(
-        "MESSAGE sip:alice@{local} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKstale1\r\n\
-         Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=bobcall\r\n\
-         To: <sip:alice@{DOMAIN}>;tag=alicecall\r\nCall-ID: call-stale@alice\r\nCSeq: 1 MESSAGE\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    let seen = carol.read(Duration::from_secs(2));
+    send_along(
+        &mut bob,
+        &route,
+        "call-stale@alice",
+        "bob",
+        "alice",
+        "the door code is 4711",
+    );
+    let seen = carol.next_request(Duration::from_secs(2));
     assert!(
         seen.is_none(),
         "carol received bob's message to alice: {seen:?}"
     );
     let answer = bob.final_response();
     assert!(answer.starts_with("SIP/2.0 430 Flow Failed"), "{answer}");
+}
+
+#[test]
+fn a_route_learnt_in_one_dialog_steers_no_request_of_another() {
+    let s = Server::with_config("borrowed-route", "digest_algorithms = [\"SHA-256\"]");
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, password(u));
+    }
+    let mut alice = Client::connect(&s, "alice");
+    alice.register();
+    let mut carol = Client::connect(&s, "carol");
+    carol.register();
+    // alice calls carol: carol learns a token naming alice's connection.
+    let route = call_route(&s, &mut alice, &mut carol, "call-1@alice");
+    // Within that dialog, carol reaches alice along it...
+    send_along(
+        &mut carol,
+        &route,
+        "call-1@alice",
+        "carol",
+        "alice",
+        "hello",
+    );
+    let got = alice
+        .next_request(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("alice got nothing in her own dialog:\n{}", s.log()));
+    assert!(
+        got.starts_with("MESSAGE ") && got.ends_with("hello"),
+        "{got}"
+    );
+    // ...but the same route in a dialog of carol's making, posing as bob
+    // (no credentials: in a dialog none are asked), goes nowhere.
+    send_along(
+        &mut carol,
+        &route,
+        "made-up@carol",
+        "bob",
+        "alice",
+        "bob here: the door code is 4711",
+    );
+    let seen = alice.next_request(Duration::from_secs(2));
+    assert!(seen.is_none(), "alice received a forged message: {seen:?}");
+    let answer = loop {
+        let m = carol.final_response();
+        if m.contains("made-up@carol") {
+            break m;
+        }
+    };
+    assert!(answer.starts_with("SIP/2.0 404 "), "{answer}");
 }
