@@ -46,7 +46,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Q<T> {
     }
 }
 
-/// A request body, read whole within the router's limit. A body over the
+/// The most a listener's requests may carry (outside file uploads), as a
+/// request extension its router sets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit(pub(crate) usize);
+
+/// How much of a body over the limit is still read (and thrown away) so
+/// that the client, still sending, reads the 413 instead of a connection
+/// reset: closing with the body unread makes a TLS client's next write fail
+/// ("EOF occurred in violation of protocol") before it sees the answer.
+/// Beyond this, or after [`DRAIN_TIME`], the connection is closed.
+const DRAIN_MAX: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body, read whole within the listener's limit. A body over the
 /// limit is 413 and an unreadable one 400, as problem+json (axum answers
 /// both in plain text).
 #[derive(Debug)]
@@ -59,20 +72,55 @@ impl std::ops::Deref for Bytes {
     }
 }
 
+fn too_large() -> Response {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is larger than this API accepts; send less at once",
+    )
+}
+
 impl<S: Send + Sync> FromRequest<S> for Bytes {
     type Rejection = Response;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
-        match <axum::body::Bytes as FromRequest<S>>::from_request(req, state).await {
-            Ok(b) => Ok(Bytes(b)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is larger than this API accepts; send less at once",
-            )),
-            Err(e) => Err(problem(
-                StatusCode::BAD_REQUEST,
-                format!("the request body could not be read: {}", e.body_text()),
-            )),
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, Response> {
+        use futures_util::StreamExt;
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(64 * 1024, |l| l.0);
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
+            return Err(too_large());
         }
+        let mut stream = req.into_body().into_data_stream();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            if body.len() + chunk.len() > limit {
+                // Read the rest (bounded), then answer.
+                let mut read = body.len() + chunk.len();
+                let _ = tokio::time::timeout(DRAIN_TIME, async {
+                    while read <= DRAIN_MAX {
+                        match stream.next().await {
+                            Some(Ok(c)) => read += c.len(),
+                            _ => break,
+                        }
+                    }
+                })
+                .await;
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes(body.freeze()))
     }
 }

@@ -305,6 +305,9 @@ pub struct AdminSetup<S> {
     pub relay: Option<user::RelayAccess>,
 }
 
+/// The most an admin API request may carry.
+const ADMIN_MAX_BODY: usize = 4 * 1024 * 1024;
+
 /// Where the listeners are bound.
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
@@ -454,7 +457,9 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         Some((addr, tls)) => Some(user::serve(ctx.clone(), *addr, tls).await?),
         None => None,
     };
-    let app = router(ctx).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024));
+    let app = router(ctx)
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY))
+        .layer(axum::Extension(extract::BodyLimit(ADMIN_MAX_BODY)));
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await
         .map_err(|e| format!("admin listener {}: {e}", s.addr))?;

@@ -111,6 +111,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::Extension(crate::extract::BodyLimit(MAX_BODY)))
         .with_state(ctx)
 }
 

@@ -551,3 +551,43 @@ fn the_user_api_matches_its_document_under_schemathesis() {
     );
     assert!(report.contains("passed"), "{report}");
 }
+
+#[test]
+fn a_body_over_the_limit_gets_its_413_not_a_reset() {
+    use std::io::{Read, Write};
+    let s = Server::new("user-api-large-body");
+    users(&s, &["erin"]);
+    let t = sign_in(&s, "erin", PW);
+    // 6 MiB, 24 times the user listener's limit and more than the socket
+    // buffers hold, sent as a client sends it: headers first, then the
+    // body, then reading the answer. The server must read what it refuses
+    // (up to 8 MiB), or the client's writes fail before it can read why
+    // (before: "Broken pipe" here, and schemathesis's "EOF occurred in
+    // violation of protocol" now and then).
+    for round in 0..3 {
+        let mut c = s.tls_to(s.web);
+        let body = vec![b'x'; 6 * 1024 * 1024];
+        write!(
+            c,
+            "POST /user/v1/devices HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {t}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            s.domain,
+            body.len()
+        )
+        .unwrap();
+        c.write_all(&body).unwrap_or_else(|e| {
+            panic!("round {round}: the server closed while the body was sent: {e}")
+        });
+        c.flush().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "round {round}: closed without an answer");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 413 "), "{head}");
+        assert!(head.contains("application/problem+json"), "{head}");
+    }
+}
