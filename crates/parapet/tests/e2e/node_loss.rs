@@ -223,7 +223,16 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
     std::thread::sleep(Duration::from_millis(at));
     a.kill9();
     let killed = Instant::now();
-    assert!(b.wait_ready(), "fe-b did not take over:\n{}", b.log());
+    // The balancer's health check: fe-b's /healthz (its admin listener is
+    // bound once it takes over; 200 once its state is loaded).
+    wait_until(
+        30,
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", b.admin)).is_ok()
+                && b.http_get("/healthz", None).0.contains(" 200")
+        },
+        || format!("fe-b did not take over:\n{}", b.log()),
+    );
     lb.target.store(b.udp, Ordering::Relaxed);
     let took = killed.elapsed();
     let status = sender.wait().unwrap();
