@@ -15,6 +15,11 @@ use crate::{unix_now, Core, Event};
 /// How often rows that decide nothing are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// Failed saves are logged at a bounded rate (the database may be out of
+/// reach for minutes; a save is tried every second).
+static SAVE_FAILED: sip_transport::logging::RateLimited =
+    sip_transport::logging::RateLimited::new();
+
 /// How long (seconds) a counter not locked is kept after it was last seen.
 const COUNTERS_KEPT: u64 = 7 * 24 * 3600;
 
@@ -98,16 +103,28 @@ impl<S: store::Store> Core<S> {
             self.last_lockout_purge = Instant::now();
         }
         let (put, remove) = rows(&changes);
-        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        let (store, events, metrics) = (
+            self.store.clone(),
+            self.events_tx.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
-            let failed = match store::Lockouts::save_lockouts(&store, put, remove).await {
+            let result = store::Lockouts::save_lockouts(&store, put, remove).await;
+            if result.is_err() {
+                metrics
+                    .lockout_saves_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let failed = match result {
                 Ok(()) => None,
                 // Anything but the database being out of reach would fail
                 // again with the same rows: those changes stay unsaved
                 // (they still decide in memory) rather than block every
                 // later save.
                 Err(e @ (store::StoreError::Unavailable(_) | store::StoreError::Closed)) => {
-                    tracing::warn!(error = %e, "could not save the sign-in lockout state; trying again in a second");
+                    if let Some(suppressed) = SAVE_FAILED.allow() {
+                        tracing::warn!(error = %e, suppressed, "could not save the sign-in lockout state; trying again every second");
+                    }
                     Some(
                         changes
                             .put
@@ -118,7 +135,9 @@ impl<S: store::Store> Core<S> {
                     )
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not save the sign-in lockout state; these changes stay unsaved");
+                    if let Some(suppressed) = SAVE_FAILED.allow() {
+                        tracing::warn!(error = %e, suppressed, "could not save the sign-in lockout state; these changes stay unsaved");
+                    }
                     None
                 }
             };

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub ready: AtomicU64,
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
+    pub lockout_saves_failed: AtomicU64,
     pub rate_limited: AtomicU64,
     pub messages_relayed: AtomicU64,
     pub messages_stored: AtomicU64,
@@ -137,7 +138,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "parapet_sip_transactions_completed_evicted_total",
                 "Completed transactions dropped before timer J to stay within limits.max_completed_bytes (a retransmission of their request is then handled again).",
@@ -152,6 +153,11 @@ impl Metrics {
                 "parapet_auth_failures_total",
                 "Sign-ins whose credentials did not verify.",
                 &self.auth_failures,
+            ),
+            (
+                "parapet_lockout_saves_failed_total",
+                "Saves of the sign-in lockout state to the database that failed (the state still decides in memory; a restart would start from the last save).",
+                &self.lockout_saves_failed,
             ),
             (
                 "parapet_lockouts_total",

@@ -11,6 +11,8 @@ const BURST: u32 = 20;
 #[derive(Debug)]
 pub struct RateLimited {
     state: Mutex<(Option<Instant>, u32, u64)>,
+    window: Duration,
+    burst: u32,
 }
 
 impl Default for RateLimited {
@@ -21,8 +23,16 @@ impl Default for RateLimited {
 
 impl RateLimited {
     pub const fn new() -> Self {
+        RateLimited::per(WINDOW, BURST)
+    }
+
+    /// At most `burst` lines per `window`: for a failure retried every
+    /// second (a database out of reach), a line a minute says enough.
+    pub const fn per(window: Duration, burst: u32) -> Self {
         RateLimited {
             state: Mutex::new((None, 0, 0)),
+            window,
+            burst,
         }
     }
 
@@ -30,10 +40,12 @@ impl RateLimited {
     pub fn allow(&self) -> Option<u64> {
         let mut s = self.state.lock().ok()?;
         let now = Instant::now();
-        if s.0.is_none_or(|start| now.duration_since(start) >= WINDOW) {
+        if s.0
+            .is_none_or(|start| now.duration_since(start) >= self.window)
+        {
             *s = (Some(now), 0, s.2);
         }
-        if s.1 < BURST {
+        if s.1 < self.burst {
             s.1 += 1;
             let suppressed = s.2;
             s.2 = 0;
@@ -60,6 +72,14 @@ mod tests {
         for _ in 0..BURST {
             assert_eq!(r.allow(), Some(0));
         }
+        assert_eq!(r.allow(), None);
+        assert_eq!(r.allow(), None);
+    }
+
+    #[test]
+    fn a_slower_limit_lets_one_line_a_window_through() {
+        let r = RateLimited::per(Duration::from_secs(60), 1);
+        assert_eq!(r.allow(), Some(0));
         assert_eq!(r.allow(), None);
         assert_eq!(r.allow(), None);
     }

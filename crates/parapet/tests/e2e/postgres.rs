@@ -451,12 +451,44 @@ fn while_the_database_refuses_connections_registrations_get_503_and_service_come
         "{}",
         out(&o)
     );
+    // A wrong password meanwhile still counts (in memory); saving it
+    // fails, which the metrics say, and is tried again.
+    passes!(
+        s,
+        s.sipp(
+            "register_bad_auth_once.xml",
+            "alice",
+            "wrong password!",
+            "127.0.0.3",
+            free_port(),
+            &[]
+        )
+    );
+    let metric = |name: &str| -> u64 {
+        let (_, m) = s.http_get("/metrics", None);
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until(
+        30,
+        || metric("parapet_lockout_saves_failed_total") > 0,
+        || s.http_get("/metrics", None).1,
+    );
     // The database is back: the next registration succeeds, nothing restarted.
     pg.psql(
         "postgres",
         &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
     )
     .unwrap();
+    // The failure counted during the outage reaches the database.
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    wait_until(
+        30,
+        || q("SELECT count(*) FROM lockouts WHERE source = '127.0.0.3'") == "1",
+        || q("SELECT kind, account, source FROM lockouts"),
+    );
     passes!(
         s,
         s.sipp(
