@@ -187,6 +187,31 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
         out(&table)
     );
 
+    // alice's client registers with fe-a over TLS; its answer to fe-a's
+    // challenge is kept, to be replayed to fe-b.
+    use crate::defaults::{answer, challenges, exchange, register};
+    let mut c = a.tls_to(a.tls);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 1, None, "test", None),
+    );
+    let ch = challenges(&resp);
+    let md5 = ch
+        .iter()
+        .find(|(alg, _)| alg == "MD5")
+        .expect("an MD5 challenge");
+    let captured = answer(
+        auth::digest::Algorithm::Md5,
+        &md5.1,
+        "correct horse battery",
+    );
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 2, None, "test", Some(&captured)),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    drop(c);
+
     // fe-a stops; fe-b takes over once the lease lapsed (5 s).
     a.signal("STOP");
     let stopped = Instant::now();
@@ -201,6 +226,18 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
         stopped.elapsed()
     );
     assert!(b.log().contains("declared dead"), "{}", b.log());
+    // A digest answer given to fe-a is stale at fe-b (nonces name the
+    // process that issued them).
+    let mut c = b.tls_to(b.tls);
+    let resp = exchange(
+        &mut c,
+        &register("TLS", "127.0.0.1:5996", 3, None, "test", Some(&captured)),
+    );
+    assert!(
+        resp.starts_with("SIP/2.0 401 ") && resp.contains("stale=true"),
+        "{resp}"
+    );
+    drop(c);
     // The node that took over forgives the guesser nothing.
     passes!(
         b,
