@@ -433,6 +433,9 @@ impl<S: store::Store> Core<S> {
     ) -> Result<(), String> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_housekeeping = Instant::now();
+        if let Ok(mut n) = self.metrics.node.lock() {
+            *n = store::Store::node_identity(&self.store);
+        }
         // Everything is loaded (Core::new): from now on /healthz says so.
         self.metrics
             .ready

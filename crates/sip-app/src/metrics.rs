@@ -20,6 +20,9 @@ pub struct Metrics {
     /// 1 once the SIP core has loaded its state and runs (what `/healthz`
     /// reports), 0 before.
     pub ready: AtomicU64,
+    /// This process's name and epoch in a PostgreSQL pool, if it is a
+    /// node of one.
+    pub node: Mutex<Option<(String, i64)>>,
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
     pub lockout_saves_failed: AtomicU64,
@@ -112,6 +115,12 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
+        if let Some((id, epoch)) = self.node.lock().ok().and_then(|n| n.clone()) {
+            let _ = writeln!(s, "# HELP parapet_node_info The node of the PostgreSQL pool these metrics are from, and the epoch it serves under.");
+            let _ = writeln!(s, "# TYPE parapet_node_info gauge");
+            // node_id is [A-Za-z0-9._-] (checked by the configuration).
+            let _ = writeln!(s, "parapet_node_info{{node=\"{id}\",epoch=\"{epoch}\"}} 1");
+        }
         if let Ok(t) = self.federation.lock() {
             let _ = writeln!(s, "# HELP parapet_federation_requests_total Requests to (out) and from (in) partner organisations' servers, by partner and outcome.");
             let _ = writeln!(s, "# TYPE parapet_federation_requests_total counter");

@@ -542,6 +542,10 @@ impl store::Store for Postgres {
             n.report_applied(policy_version, users_version);
         }
     }
+
+    fn node_identity(&self) -> Option<(String, i64)> {
+        self.node.as_ref().map(|n| (n.id.clone(), n.epoch))
+    }
 }
 
 /// Locks the user's row for the rest of the transaction: the writes that

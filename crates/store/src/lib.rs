@@ -97,6 +97,12 @@ pub trait Store:
     /// the other nodes and `parapet admin status` to see (a shared store
     /// records them with the node's lease; others ignore them).
     fn report_applied(&self, _policy_version: i64, _users_version: i64) {}
+
+    /// This process's name and epoch in a shared store's pool (`None`
+    /// for a store the process owns alone), for its metrics.
+    fn node_identity(&self) -> Option<(String, i64)> {
+        None
+    }
 }
 
 /// A message handed to [`Messages::enqueue_message`]: its id, and whether

@@ -273,6 +273,15 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     };
     assert_eq!(node("fe-a")["state"], "dead", "{v}");
     assert_eq!(node("fe-b")["state"], "serving", "{v}");
+    // Its metrics say which node and epoch they are from.
+    let (_, metrics) = b.http_get("/metrics", None);
+    assert!(
+        metrics.contains(&format!(
+            "parapet_node_info{{node=\"fe-b\",epoch=\"{}\"}} 1",
+            node("fe-b")["epoch"]
+        )),
+        "{metrics}"
+    );
     assert_eq!(node("fe-b")["this"], true, "{v}");
     // Each node's row says what its caches hold (written with its
     // heartbeat): fe-b holds the two users added before it started.
