@@ -61,6 +61,9 @@ pub struct Location {
     /// the AOR per registered user; a refresh moves that copy (looked up by
     /// `&str`, no allocation). Kept by `set_entries`.
     expiries: BTreeMap<i64, HashSet<String>>,
+    /// Live bindings in total (read every second for the metrics: kept by
+    /// `set_entries` rather than summed over every AOR).
+    bindings: usize,
 }
 
 impl Location {
@@ -72,6 +75,7 @@ impl Location {
             source_seq: 0,
             flows: HashMap::new(),
             expiries: BTreeMap::new(),
+            bindings: 0,
         }
     }
 
@@ -102,7 +106,9 @@ impl Location {
             }
         }
         let mut indexed = None;
+        self.bindings += entries.len();
         if let Some(old) = self.by_aor.remove(aor) {
+            self.bindings -= old.len();
             if let Some(t) = earliest(&old) {
                 if let Some(due) = self.expiries.get_mut(&t) {
                     indexed = due.take(aor);
@@ -291,7 +297,7 @@ impl Location {
 
     /// Number of live bindings in total.
     pub fn len(&self) -> usize {
-        self.by_aor.values().map(Vec::len).sum()
+        self.bindings
     }
 
     pub fn is_empty(&self) -> bool {
@@ -329,6 +335,8 @@ mod tests {
         let check = |l: &Location| {
             let indexed: usize = l.expiries.values().map(HashSet::len).sum();
             assert_eq!(indexed, l.by_aor.len());
+            // The count of bindings kept in step.
+            assert_eq!(l.len(), l.by_aor.values().map(Vec::len).sum::<usize>());
             assert!(l.expiries.values().all(|aors| !aors.is_empty()));
             for (aor, es) in &l.by_aor {
                 let t = earliest(es).unwrap();
