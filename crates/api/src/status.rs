@@ -119,7 +119,7 @@ pub(crate) async fn clear<S: Store>(
         })
         .await
         .ok_or_else(unavailable)?;
-    // Lockouts live in memory: the record is appended after the change.
+    // The core answers once the clearing is saved; the record follows.
     let entry = store::AuditEntry {
         at: sip_app::unix_now(),
         actor: c.actor.clone(),

@@ -52,7 +52,7 @@ impl<S: store::Store> Core<S> {
             } => {
                 let n = self.filter.clear(account.as_deref(), source, now);
                 tracing::info!(account = account.as_deref().unwrap_or("*"), source = ?source, cleared = n, "lockouts cleared by an administrator");
-                let _ = reply.send(n);
+                self.lockouts_cleared(reply, n);
             }
             AdminCmd::Partners(reply) => {
                 let set = &self.policies;

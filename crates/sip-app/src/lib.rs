@@ -208,6 +208,9 @@ pub struct Core<S> {
     reloading_policies: bool,
     /// A save of the lockout filter's state is under way.
     saving_lockouts: bool,
+    /// Administrators' clearings answered when the next save lands (the
+    /// API asks one at a time per request; bounded by its connections).
+    lockout_waiters: Vec<(tokio::sync::oneshot::Sender<usize>, usize)>,
     last_lockout_purge: Instant,
     /// Publications, subscriptions and contact lists.
     pub(crate) presence: presence::PresenceState,
@@ -414,6 +417,7 @@ impl<S: store::Store> Core<S> {
             im_rules: HashMap::new(),
             reloading_policies: false,
             saving_lockouts: false,
+            lockout_waiters: Vec::new(),
             last_lockout_purge: Instant::now(),
             presence: state,
             subscribe_rate: ratelimit::RateLimiter::new(

@@ -94,7 +94,12 @@ impl<S: store::Store> Core<S> {
         }
         let changes = self.filter.take_changes();
         let purge = self.last_lockout_purge.elapsed() >= PURGE_EVERY;
+        // Administrators' clearings waiting for this save to answer.
+        let waiters = std::mem::take(&mut self.lockout_waiters);
         if changes.is_empty() && !purge {
+            for (reply, n) in waiters {
+                let _ = reply.send(n);
+            }
             return;
         }
         self.saving_lockouts = true;
@@ -114,6 +119,13 @@ impl<S: store::Store> Core<S> {
                 metrics
                     .lockout_saves_failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                // A clearing is answered once it is saved (a crash after
+                // the answer must not bring the lockout back); one not
+                // saved is not answered: the API says 503.
+                for (reply, n) in waiters {
+                    let _ = reply.send(n);
+                }
             }
             let failed = match result {
                 Ok(()) => None,
@@ -171,6 +183,21 @@ impl<S: store::Store> Core<S> {
         if let Some(keys) = failed {
             self.filter.unsaved(keys);
         }
+        // A clearing made while that save ran waits for the next one: now.
+        if !self.lockout_waiters.is_empty() {
+            self.save_lockouts();
+        }
+    }
+
+    /// An administrator cleared lockouts (`n` of them were active): the
+    /// answer goes once the clearing is saved.
+    pub(crate) fn lockouts_cleared(
+        &mut self,
+        reply: tokio::sync::oneshot::Sender<usize>,
+        n: usize,
+    ) {
+        self.lockout_waiters.push((reply, n));
+        self.save_lockouts();
     }
 }
 
