@@ -111,7 +111,7 @@ pub(crate) async fn clear<S: Store>(
     let object = format!("lockouts:{}", account.as_deref().unwrap_or("*"));
     let after = serde_json::json!({ "account": account, "source": source.map(|s| s.to_string()) });
     let acc = account.clone();
-    let n = ctx
+    let answer = ctx
         .ask(|reply| AdminCmd::ClearLockouts {
             account: acc,
             source,
@@ -119,20 +119,28 @@ pub(crate) async fn clear<S: Store>(
         })
         .await
         .ok_or_else(unavailable)?;
-    // The core answers once the clearing is saved; the record follows.
+    // The core answers once the clearing is saved; the record follows,
+    // also for a clearing in force but not saved.
+    let (outcome, detail) = match &answer {
+        Ok(n) => ("ok", format!("{n} active lockouts cleared")),
+        Err(e) => ("not saved", e.clone()),
+    };
     let entry = store::AuditEntry {
         at: sip_app::unix_now(),
         actor: c.actor.clone(),
         source: c.source.clone(),
         action: "lockouts.clear".into(),
         object,
-        outcome: "ok".into(),
-        detail: format!("{n} active lockouts cleared"),
+        outcome: outcome.into(),
+        detail,
         before: None,
         after: Some(after.to_string()),
     };
     ctx.store.append_audit(entry).await.map_err(internal)?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "cleared": n })))
+    match answer {
+        Ok(n) => Ok(json(StatusCode::OK, &serde_json::json!({ "cleared": n }))),
+        Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
 }
 
 #[derive(Deserialize)]

@@ -18,10 +18,12 @@ pub enum AdminCmd {
     /// The media relay's question (a user's key, a sign-in's outcome).
     Relay(relay::serve::Ask),
     Lockouts(oneshot::Sender<Vec<LockoutRow>>),
+    /// Answered with how many active lockouts were lifted once the
+    /// clearing is saved, or why it could not be (it is in force anyway).
     ClearLockouts {
         account: Option<String>,
         source: Option<IpAddr>,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Result<usize, String>>,
     },
     /// A freshly loaded user table: swap it in (if newer) and answer.
     Users(UserCache, oneshot::Sender<()>),

@@ -210,7 +210,7 @@ pub struct Core<S> {
     saving_lockouts: bool,
     /// Administrators' clearings answered when the next save lands (the
     /// API asks one at a time per request; bounded by its connections).
-    lockout_waiters: Vec<(tokio::sync::oneshot::Sender<usize>, usize)>,
+    lockout_waiters: Vec<(tokio::sync::oneshot::Sender<Result<usize, String>>, usize)>,
     last_lockout_purge: Instant,
     /// Publications, subscriptions and contact lists.
     pub(crate) presence: presence::PresenceState,

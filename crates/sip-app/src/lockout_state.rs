@@ -18,7 +18,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// Failed saves are logged at a bounded rate (the database may be out of
 /// reach for minutes; a save is tried every second).
 static SAVE_FAILED: sip_transport::logging::RateLimited =
-    sip_transport::logging::RateLimited::new();
+    sip_transport::logging::RateLimited::per(Duration::from_secs(60), 1);
 
 /// How long (seconds) a counter not locked is kept after it was last seen.
 const COUNTERS_KEPT: u64 = 7 * 24 * 3600;
@@ -98,7 +98,7 @@ impl<S: store::Store> Core<S> {
         let waiters = std::mem::take(&mut self.lockout_waiters);
         if changes.is_empty() && !purge {
             for (reply, n) in waiters {
-                let _ = reply.send(n);
+                let _ = reply.send(Ok(n));
             }
             return;
         }
@@ -119,13 +119,19 @@ impl<S: store::Store> Core<S> {
                 metrics
                     .lockout_saves_failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            } else {
-                // A clearing is answered once it is saved (a crash after
-                // the answer must not bring the lockout back); one not
-                // saved is not answered: the API says 503.
-                for (reply, n) in waiters {
-                    let _ = reply.send(n);
-                }
+            }
+            // A clearing is answered once it is saved (a crash after the
+            // answer must not bring the lockout back); one that could not
+            // be is answered with why (the API says 503; it is in force in
+            // memory, and saved by a later try if the database was only
+            // out of reach).
+            for (reply, n) in waiters {
+                let _ = reply.send(match &result {
+                    Ok(()) => Ok(n),
+                    Err(e) => Err(format!(
+                        "the clearing is in force but could not be saved (a restart would bring the lockout back until it is): {e}"
+                    )),
+                });
             }
             let failed = match result {
                 Ok(()) => None,
@@ -193,7 +199,7 @@ impl<S: store::Store> Core<S> {
     /// answer goes once the clearing is saved.
     pub(crate) fn lockouts_cleared(
         &mut self,
-        reply: tokio::sync::oneshot::Sender<usize>,
+        reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
         n: usize,
     ) {
         self.lockout_waiters.push((reply, n));

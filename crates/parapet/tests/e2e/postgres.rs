@@ -211,6 +211,16 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     );
     assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
     drop(c);
+    // Its connection closed, fe-a removes that binding (written before
+    // fe-a is stopped: nothing it writes afterwards would land).
+    wait_until(
+        10,
+        || {
+            q("SELECT count(*) FROM bindings WHERE aor = 'sip:alice@example.test' AND source LIKE 'tls:%'")
+                == "0"
+        },
+        || q("SELECT aor, source FROM bindings"),
+    );
 
     // fe-a stops; fe-b takes over once the lease lapsed (5 s).
     a.signal("STOP");
