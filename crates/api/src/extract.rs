@@ -83,44 +83,86 @@ impl<S: Send + Sync> FromRequest<S> for Bytes {
     type Rejection = Response;
 
     async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, Response> {
-        use futures_util::StreamExt;
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(64 * 1024, |l| l.0);
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
+        read_bounded(req).await.map(|(_, body)| Bytes(body))
+    }
+}
+
+/// The request's body, read whole within the listener's [`BodyLimit`]
+/// (with its parts); over it, the rest read and thrown away (up to
+/// [`DRAIN_MAX`] and [`DRAIN_TIME`]) and 413.
+async fn read_bounded(
+    req: axum::extract::Request,
+) -> Result<(axum::http::request::Parts, axum::body::Bytes), Response> {
+    use futures_util::StreamExt;
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(64 * 1024, |l| l.0);
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut whole = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if whole.len() + chunk.len() > limit {
+            // Read the rest (bounded), then answer.
+            let mut read = whole.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while read <= DRAIN_MAX {
+                    match stream.next().await {
+                        Some(Ok(c)) => read += c.len(),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
             return Err(too_large());
         }
-        let mut stream = req.into_body().into_data_stream();
-        let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                problem(
-                    StatusCode::BAD_REQUEST,
-                    format!("the request body could not be read: {e}"),
-                )
-            })?;
-            if body.len() + chunk.len() > limit {
-                // Read the rest (bounded), then answer.
-                let mut read = body.len() + chunk.len();
-                let _ = tokio::time::timeout(DRAIN_TIME, async {
-                    while read <= DRAIN_MAX {
-                        match stream.next().await {
-                            Some(Ok(c)) => read += c.len(),
-                            _ => break,
-                        }
-                    }
-                })
-                .await;
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
+        whole.extend_from_slice(&chunk);
+    }
+    Ok((parts, whole.freeze()))
+}
+
+/// Middleware: every request's body is read (within the listener's limit)
+/// before anything answers it. A request refused before its handler read
+/// the body (no token: 401, no such path: 404) would otherwise close the
+/// connection with the body unread, and a client still sending it would
+/// see its writes fail instead of the answer. `streamed`: paths whose
+/// handlers read their bodies themselves (file uploads), left alone.
+pub(crate) async fn read_first(
+    streamed: &'static [&'static str],
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let has_body = req
+        .headers()
+        .contains_key(axum::http::header::CONTENT_LENGTH)
+        || req
+            .headers()
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+    if !has_body || streamed.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match read_bounded(req).await {
+        Ok((parts, body)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(body),
+            ))
+            .await
         }
-        Ok(Bytes(body.freeze()))
+        Err(refused) => refused,
     }
 }

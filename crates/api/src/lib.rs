@@ -459,6 +459,9 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
     };
     let app = router(ctx)
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY))
+        .layer(axum::middleware::from_fn(|req, next| {
+            extract::read_first(&[], req, next)
+        }))
         .layer(axum::Extension(extract::BodyLimit(ADMIN_MAX_BODY)));
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await

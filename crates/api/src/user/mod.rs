@@ -109,6 +109,9 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         )
         .route("/provisioning/qr.svg", get(crate::provisioning::qr::<S>))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(|req, next| {
+            crate::extract::read_first(&[content::ft_http::FILES_PATH], req, next)
+        }))
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::Extension(crate::extract::BodyLimit(MAX_BODY)))
