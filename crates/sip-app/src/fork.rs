@@ -260,12 +260,16 @@ impl<S: store::Store> Core<S> {
         let mut branches = Vec::new();
         let loop_hash = fields.map(|f| self.loop_hash(msg, f, f.top_via.branch()));
         let grown = self.forward_limits();
-        // Record-Route tokens are bound to the dialog's Call-ID.
-        let call_id = match fields {
-            Some(f) => f.call_id.to_owned(),
-            None => sip::RequestFields::extract(msg)
-                .map(|f| f.call_id.to_owned())
-                .unwrap_or_default(),
+        // Record-Route tokens are bound to the dialog's Call-ID (borrowed:
+        // nothing is read or copied for a request that makes no dialog).
+        let extracted;
+        let call_id: &str = match (dialog_from, fields) {
+            (None, _) => "",
+            (Some(_), Some(f)) => f.call_id,
+            (Some(_), None) => {
+                extracted = sip::RequestFields::extract(msg).ok();
+                extracted.as_ref().map_or("", |f| f.call_id)
+            }
         };
         for hop in hops {
             let via = self.via_with_loop_hash(hop.proto, loop_hash);
@@ -284,7 +288,7 @@ impl<S: store::Store> Core<S> {
                 edit = edit.pop_route();
             }
             if let Some(caller) = dialog_from {
-                for rr in self.record_routes(caller, &hop, &call_id) {
+                for rr in self.record_routes(caller, &hop, call_id) {
                     edit = edit.record_route(rr);
                 }
             }
