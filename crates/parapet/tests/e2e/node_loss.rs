@@ -82,6 +82,65 @@ fn trace_messages(trace: &str) -> Vec<&str> {
         .collect()
 }
 
+/// SIPp sending `calls` calls of `scenario` (users from `csv`) at 60/s,
+/// at most 100 at once, to the balancer on `port`, every message traced
+/// into `trace`.
+fn stream(
+    scenario: &std::path::Path,
+    csv: &std::path::Path,
+    args: &[&str],
+    calls: usize,
+    trace: &std::path::Path,
+    port: u16,
+) -> std::process::Child {
+    std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .arg("-inf")
+        .arg(csv)
+        .args(args)
+        .args(["-m", &calls.to_string(), "-r", "60", "-l", "100"])
+        .args(["-t", "u1", "-nostdin", "-timeout", "60s", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(trace)
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp is installed")
+}
+
+/// What a SIPp trace shows acknowledged: for each Call-ID whose request
+/// (starting `request`) got a final answer starting `ok`, what `what` took
+/// from the request.
+fn acknowledged(
+    trace: &str,
+    request: &str,
+    ok: &str,
+    what: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut of: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    for m in trace_messages(trace) {
+        let Some(call) = header(m, "Call-ID") else {
+            continue;
+        };
+        if m.starts_with(request) {
+            if let Some(v) = what(m) {
+                of.insert(call.to_string(), v);
+            }
+        } else if m.starts_with(ok) {
+            out.extend(of.get(call).cloned());
+        }
+    }
+    out
+}
+
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
@@ -176,48 +235,32 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
     }
     std::fs::write(&csv, lines).unwrap();
     let trace = a.dir.join("stream.msg");
-    let mut sender = std::process::Command::new("sipp")
-        .arg("-sf")
-        .arg(scenario("message_send_cpim_imdn_stored.xml"))
-        .arg("-inf")
-        .arg(&csv)
-        .args(["-s", "bob", "-au", "alice", "-ap", "correct horse battery"])
-        .args(["-auth_uri", &format!("bob@{DOMAIN}")])
-        .args(["-m", &MESSAGES.to_string(), "-r", "60", "-l", "100"])
-        .args(["-t", "u1", "-nostdin", "-timeout", "60s", "-i", "127.0.0.1"])
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-trace_msg",
-            "-message_file",
-        ])
-        .arg(&trace)
-        .arg(format!("127.0.0.1:{}", lb.port))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sipp is installed");
+    let mut sender = stream(
+        &scenario("message_send_cpim_imdn_stored.xml"),
+        &csv,
+        &[
+            "-s",
+            "bob",
+            "-au",
+            "alice",
+            "-ap",
+            "correct horse battery",
+            "-auth_uri",
+            &format!("bob@{DOMAIN}"),
+        ],
+        MESSAGES,
+        &trace,
+        lb.port,
+    );
     let reg_trace = a.dir.join("registrations.msg");
-    let mut registering = std::process::Command::new("sipp")
-        .arg("-sf")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sipp/register.xml"))
-        .arg("-inf")
-        .arg(&users_csv)
-        .args(["-auth_uri", DOMAIN])
-        .args(["-m", &REGISTRATIONS.to_string(), "-r", "60", "-l", "100"])
-        .args(["-t", "u1", "-nostdin", "-timeout", "60s", "-i", "127.0.0.1"])
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-trace_msg",
-            "-message_file",
-        ])
-        .arg(&reg_trace)
-        .arg(format!("127.0.0.1:{}", lb.port))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sipp is installed");
+    let mut registering = stream(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sipp/register.xml"),
+        &users_csv,
+        &["-auth_uri", DOMAIN],
+        REGISTRATIONS,
+        &reg_trace,
+        lb.port,
+    );
     // fe-a is killed at a moment of its own choosing within the streams.
     let at = 1000 + u64::from(std::process::id() % 2000);
     std::thread::sleep(Duration::from_millis(at));
@@ -240,20 +283,9 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
 
     // Every registration acknowledged (200) is in the database.
     let reg_trace = std::fs::read_to_string(&reg_trace).unwrap_or_default();
-    let mut user_of: HashMap<String, String> = HashMap::new();
-    let mut registered = Vec::new();
-    for m in trace_messages(&reg_trace) {
-        let Some(call) = header(m, "Call-ID") else {
-            continue;
-        };
-        if m.starts_with("REGISTER ") {
-            if let Some(to) = header(m, "To") {
-                user_of.insert(call.to_string(), to.to_string());
-            }
-        } else if m.starts_with("SIP/2.0 200 ") {
-            registered.extend(user_of.get(call).cloned());
-        }
-    }
+    let registered = acknowledged(&reg_trace, "REGISTER ", "SIP/2.0 200 ", |m| {
+        header(m, "To").map(str::to_string)
+    });
     let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
     let bound = q("SELECT string_agg(aor, ' ') FROM bindings");
     let missing: Vec<_> = registered
@@ -271,25 +303,10 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
 
     // What alice saw acknowledged: every MESSAGE whose Call-ID got a 202.
     let trace = std::fs::read_to_string(&trace).unwrap_or_default();
-    let mut text_of: HashMap<String, String> = HashMap::new();
-    let mut acknowledged = Vec::new();
-    for m in trace_messages(&trace) {
-        let Some(call) = header(m, "Call-ID") else {
-            continue;
-        };
-        if m.starts_with("MESSAGE ") {
-            if let Some(i) = m.find("Hello from alice: ") {
-                let text = m[i..].lines().next().unwrap_or("").trim().to_string();
-                text_of.insert(call.to_string(), text);
-            }
-        } else if m.starts_with("SIP/2.0 202 ") {
-            acknowledged.push(call.to_string());
-        }
-    }
-    let acknowledged: Vec<String> = acknowledged
-        .iter()
-        .filter_map(|c| text_of.get(c).cloned())
-        .collect();
+    let acknowledged = acknowledged(&trace, "MESSAGE ", "SIP/2.0 202 ", |m| {
+        let i = m.find("Hello from alice: ")?;
+        Some(m[i..].lines().next().unwrap_or("").trim().to_string())
+    });
     assert!(
         acknowledged.len() >= MESSAGES / 2,
         "only {} of {MESSAGES} acknowledged (sipp {status}; fe-b ready {took:?} after the kill)\nfe-b:\n{}",
