@@ -194,7 +194,10 @@ impl<S: store::Store> Core<S> {
         let na = sip::headers::NameAddr::parse(entry).ok()?;
         let Uri::Sip(u) = na.uri else { return None };
         let edge = self.edges.at(&u.host.to_string(), u.port)?;
-        Some(self.edges.flow_of(&edge.name))
+        Some(
+            self.edges
+                .flow_of(&edge.name, |f| self.transport.flow_local(f).is_some()),
+        )
     }
 
     /// A request inside a dialog (it has a To tag): relayed statefully.

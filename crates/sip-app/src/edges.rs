@@ -313,9 +313,18 @@ impl Edges {
     }
 
     /// A live connection from the named edge.
-    pub(crate) fn flow_of(&self, name: &str) -> Option<FlowId> {
+    /// The newest of an edge's connections that `live` says the transport
+    /// still holds. The transport sees a link close before the core does
+    /// (it learns on its next tick, up to 100 ms later): a restarted edge
+    /// has its new link and its dead one here for that while, and a request
+    /// given the dead one is lost, its transaction waiting out timer F.
+    pub(crate) fn flow_of(&self, name: &str, live: impl Fn(FlowId) -> bool) -> Option<FlowId> {
         let i = self.paired.iter().position(|e| e.name == name)?;
-        self.flows.iter().find(|(_, &j)| j == i).map(|(f, _)| *f)
+        self.flows
+            .iter()
+            .filter(|&(&f, &j)| j == i && live(f))
+            .map(|(f, _)| *f)
+            .max_by_key(|f| f.0)
     }
 
     /// The paired edge whose internal listener a route entry names.
@@ -727,15 +736,22 @@ mod tests {
         );
         assert!(e.classify(&src(2, b"partner cert")).is_none());
         assert!(e.is_edge(FlowId(1)) && !e.is_edge(FlowId(2)));
-        assert_eq!(e.flow_of("edge1"), Some(FlowId(1)));
+        assert_eq!(e.flow_of("edge1", |_| true), Some(FlowId(1)));
+        assert_eq!(e.flow_of("edge1", |_| false), None, "its link is gone");
         assert_eq!(
             e.at("127.0.0.11", Some(5061)).map(|p| p.name.as_str()),
             Some("edge1")
         );
         assert!(e.at("127.0.0.11", Some(5062)).is_none());
         e.closed(FlowId(1));
-        assert_eq!(e.flow_of("edge1"), None);
+        assert_eq!(e.flow_of("edge1", |_| true), None);
         assert!(e.classify(&src(3, b"edge cert")).is_some());
+        // Restarted: its new link comes before the core hears the old one
+        // closed. The live one is chosen, else the newest.
+        assert!(e.classify(&src(5, b"edge cert")).is_some());
+        assert_eq!(e.flow_of("edge1", |f| f != FlowId(5)), Some(FlowId(3)));
+        assert_eq!(e.flow_of("edge1", |f| f != FlowId(3)), Some(FlowId(5)));
+        assert_eq!(e.flow_of("edge1", |_| true), Some(FlowId(5)));
         e.set(EdgeSetup::default());
         assert!(e.classify(&src(3, b"edge cert")).is_none(), "unpaired");
     }
@@ -783,7 +799,7 @@ mod tests {
         // Connected: the connection is the edge's, and nothing more is due
         // while it lives.
         e.dialed("edge1", Some(FlowId(9)), t2);
-        assert_eq!(e.flow_of("edge1"), Some(FlowId(9)));
+        assert_eq!(e.flow_of("edge1", |_| true), Some(FlowId(9)));
         assert!(e
             .due_dials(t2 + Duration::from_secs(60), |f| f == FlowId(9))
             .is_empty());

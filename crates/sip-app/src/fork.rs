@@ -138,7 +138,8 @@ impl<S: store::Store> Core<S> {
             return None;
         };
         let edge = self.edges.at(&u.host.to_string(), u.port)?;
-        self.edges.flow_of(&edge.name)
+        self.edges
+            .flow_of(&edge.name, |f| self.transport.flow_local(f).is_some())
     }
 
     /// Our Via sent-by for `proto`: the listener's address, or the domain when
@@ -272,6 +273,16 @@ impl<S: store::Store> Core<S> {
             }
         };
         for hop in hops {
+            // A connection the transport has closed, though the core has
+            // not yet heard it (it learns each tick): the request would be
+            // lost in it and its transaction wait out timer F (RFC 3261
+            // §17.1.4 makes a transport error a failed branch).
+            if let Target::Flow(f) = hop.target {
+                if self.transport.flow_local(f).is_none() {
+                    tracing::debug!(flow = f.0, "connection closed: branch not started");
+                    continue;
+                }
+            }
             let via = self.via_with_loop_hash(hop.proto, loop_hash);
             let mut edit = Forward::new(msg)
                 .push_via(via)
