@@ -155,6 +155,7 @@ impl Postgres {
                 "pending_messages",
                 "SELECT GREATEST((SELECT max(id) FROM pending_messages), (SELECT max(pending_id) FROM message_ids))",
             ),
+            ("archive", "SELECT max(id) FROM archive"),
         ] {
             tx.execute(
                 &format!(
@@ -189,7 +190,7 @@ async fn insert(
                    ON CONFLICT (name) DO UPDATE SET value = excluded.value"
             .to_string(),
         // Identity columns keep their exported ids.
-        "users" | "pending_messages" => format!(
+        "users" | "pending_messages" | "archive" => format!(
             "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
             batch.table,
             names.join(", "),

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod admins;
+mod archive;
 mod audit;
 mod bindings;
 pub mod changes;

@@ -379,6 +379,29 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (kind, account, source)
     );
     "#,
+    // 6: the IM archive and legal holds (as SQLite's schema 13). Not in the
+    // change log: no node caches them.
+    r#"
+    CREATE TABLE archive (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        owner TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        federated BOOLEAN NOT NULL,
+        result TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        sealed BYTEA NOT NULL
+    );
+    CREATE INDEX archive_by_owner ON archive (owner, at_ms);
+    CREATE INDEX archive_by_key ON archive (key_id);
+    CREATE TABLE archive_holds (
+        aor TEXT PRIMARY KEY,
+        since BIGINT NOT NULL,
+        by_actor TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

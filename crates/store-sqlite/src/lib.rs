@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod admins;
+mod archive;
 mod audit;
 mod bindings;
 mod contacts;
@@ -178,6 +179,25 @@ impl Sqlite {
         });
         self.reads.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Checkpoints the WAL into the database and truncates it to nothing,
+    /// so pages written before (a deleted record's) are no longer in it.
+    /// Best effort: a reader holding an old snapshot at that moment keeps
+    /// the WAL until the next checkpoint, and that is reported, not failed.
+    pub(crate) async fn truncate_wal(&self) -> Result<()> {
+        let busy: i64 = self
+            .call(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await?;
+        if busy != 0 {
+            tracing::info!(
+                "the WAL could not be truncated now (a reader was busy); the next checkpoint will"
+            );
+        }
+        Ok(())
     }
 
     /// Runs `f` on the writer's connection inside a transaction shared with
@@ -344,6 +364,11 @@ fn connect(config: &SqliteConfig) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+    // What is deleted is overwritten in the file, not left in free space
+    // (the archive's purge relies on it; the cost is writing zeros into
+    // pages a delete changes anyway).
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(db)?;
     // Every statement the store runs stays prepared (there are about a
     // hundred); the default of 16 would parse most of them again.
     conn.set_prepared_statement_cache_capacity(256);

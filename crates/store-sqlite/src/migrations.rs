@@ -339,6 +339,28 @@ const STEPS: &[&str] = &[
         last_seen INTEGER NOT NULL,
         PRIMARY KEY (kind, account, source)
      ) WITHOUT ROWID;",
+    // 13: the IM archive (sealed records; no reference to users: a removed
+    // user's archive stays until retention or the hold says) and legal
+    // holds.
+    "CREATE TABLE archive (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        federated INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        sealed BLOB NOT NULL
+     );
+     CREATE INDEX archive_by_owner ON archive(owner, at_ms);
+     CREATE INDEX archive_by_key ON archive(key_id);
+     CREATE TABLE archive_holds (
+        aor TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        by_actor TEXT NOT NULL,
+        reason TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

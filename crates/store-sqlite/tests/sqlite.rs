@@ -113,3 +113,66 @@ async fn users_version_moves_on_every_change_from_any_connection() {
     let other = Sqlite::open(&SqliteConfig::new(&path)).unwrap(); // as the CLI would
     store_tests::core::users_version_moves_on_every_change_from_any_handle(s, other).await;
 }
+
+/// Whether `needle` occurs in any file of `dir` (the database, its WAL).
+fn found_in(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap_or_default();
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            hits.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn a_purged_archive_record_leaves_no_byte_in_the_file_or_its_wal() {
+    use store::{Archive, ArchiveRow};
+    let path = temp_db("archive-purge");
+    let dir = path.parent().unwrap().to_path_buf();
+    let s = Sqlite::open(&SqliteConfig::new(path)).unwrap();
+    let rec = |owner: &str, marker: &str| ArchiveRow {
+        id: 0,
+        owner: owner.into(),
+        at_ms: 1_000,
+        sender: "sip:a@example.test".into(),
+        recipient: "sip:b@example.test".into(),
+        federated: false,
+        result: "delivered".into(),
+        key_id: "d1".into(),
+        // Long enough to spill onto an overflow page.
+        sealed: marker.repeat(400).into_bytes(),
+    };
+    s.archive_put(vec![rec("sip:gone@example.test", "PURGED-MARKER-")])
+        .await
+        .unwrap();
+    s.archive_put(vec![rec("sip:kept@example.test", "KEPT-MARKER-")])
+        .await
+        .unwrap();
+    assert!(!found_in(&dir, b"PURGED-MARKER-PURGED-MARKER-").is_empty());
+    let n = s
+        .archive_purge(vec!["sip:gone@example.test".into()], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        found_in(&dir, b"PURGED-MARKER-"),
+        Vec::<String>::new(),
+        "the purged record's bytes are still on disk"
+    );
+    assert_eq!(
+        found_in(&dir, b"sip:gone@example.test"),
+        Vec::<String>::new()
+    );
+    // What was not purged is still there and readable.
+    assert!(!found_in(&dir, b"KEPT-MARKER-KEPT-MARKER-").is_empty());
+    let left = s
+        .archive_find(store::ArchiveFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+}

@@ -32,6 +32,8 @@ pub const TABLES: &[&str] = &[
     "files",
     "file_grants",
     "lockouts",
+    "archive",
+    "archive_holds",
 ];
 
 /// Rows exported in one batch at most (memory stays bounded whatever the

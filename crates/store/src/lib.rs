@@ -12,10 +12,12 @@
 //! before), a handle is cheap to clone, and no call blocks the async runtime.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod audit_chain;
 pub mod export;
 pub mod model;
 
+pub use archive::{Archive, ArchiveFilter, ArchiveHold, ArchiveRow};
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
     ContactRow, DeviceRow, EnrollmentCodeRow, FileAdded, FileRow, GrantRow, GrantTargetRow,
@@ -74,6 +76,7 @@ pub trait Store:
     + Devices
     + Files
     + Lockouts
+    + Archive
     + Clone
     + std::fmt::Debug
     + 'static

@@ -1,0 +1,288 @@
+//! The archive's keys: one file of 32 random bytes per key, mode 0600, in
+//! a directory of mode 0700. Day keys are named `dYYYYMMDD` (UTC), hold
+//! keys `hold-YYYYMMDD` (the day the hold key was made).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ring::aead::LessSafeKey;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// What names a hold key.
+pub const HOLD_PREFIX: &str = "hold-";
+
+/// Whether `id` names a hold key.
+pub fn is_hold(id: &str) -> bool {
+    id.starts_with(HOLD_PREFIX)
+}
+
+/// One archive key.
+pub struct Key {
+    id: String,
+    aead: LessSafeKey,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(id: &str, bytes: &[u8]) -> Option<Key> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        Some(Key {
+            id: id.to_string(),
+            aead: super::new_aead(bytes)?,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn aead(&self) -> &LessSafeKey {
+        &self.aead
+    }
+}
+
+/// The id of the day key for a time (Unix milliseconds, UTC day).
+pub fn day_id(unix_ms: i64) -> String {
+    format!("d{}", ymd(unix_ms))
+}
+
+fn ymd(unix_ms: i64) -> String {
+    // Days to a civil date (H. Hinnant's algorithm).
+    let z = unix_ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// A key id this keyring accepts: letters, digits and `-`, bounded (an id
+/// comes from the database and becomes a file name).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The directory of keys, with the keys read so far.
+#[derive(Debug)]
+pub struct Keyring {
+    dir: PathBuf,
+    cache: Mutex<HashMap<String, Arc<Key>>>,
+}
+
+impl Keyring {
+    /// Opens (and makes, mode 0700) the key directory.
+    pub fn open(dir: &Path) -> Result<Keyring, String> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                format!(
+                    "{}: cannot create the archive key directory: {e}",
+                    dir.display()
+                )
+            })?;
+        Ok(Keyring {
+            dir: dir.to_path_buf(),
+            cache: Mutex::default(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.key"))
+    }
+
+    /// The key `id`; made (and written to disk before it is used) when
+    /// `create` and missing. `Ok(None)`: no such key (destroyed, or never
+    /// made).
+    pub fn key(&self, id: &str, create: bool) -> Result<Option<Arc<Key>>, String> {
+        if !valid_id(id) {
+            return Err(format!("{id:?} is not an archive key name"));
+        }
+        if let Some(k) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+            return Ok(Some(k));
+        }
+        let path = self.path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !create {
+                    return Ok(None);
+                }
+                self.make(&path)?
+            }
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        let key = Key::from_bytes(id, &bytes)
+            .ok_or_else(|| format!("{}: not an archive key (32 bytes)", path.display()))?;
+        let key = Arc::new(key);
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(id.to_string(), key.clone());
+        }
+        Ok(Some(key))
+    }
+
+    fn make(&self, path: &Path) -> Result<Vec<u8>, String> {
+        let mut k = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut k)
+            .map_err(|_| "the system random generator failed".to_string())?;
+        let made = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match made {
+            Ok(mut f) => {
+                f.write_all(&k)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+                sync_dir(&self.dir);
+                Ok(k.to_vec())
+            }
+            // Made by another thread or process at the same moment.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+            }
+            Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
+        }
+    }
+
+    /// Every key on disk, by id.
+    pub fn ids(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.dir)
+            .map_err(|e| format!("{}: cannot list: {e}", self.dir.display()))?;
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".key")) {
+                if valid_id(id) {
+                    out.push(id.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Destroys key `id`: its bytes overwritten on disk, then the file
+    /// removed. What it sealed can no longer be opened, anywhere.
+    pub fn destroy(&self, id: &str) -> Result<(), String> {
+        if !valid_id(id) {
+            return Err(format!("{id:?} is not an archive key name"));
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(id);
+        }
+        let path = self.path(id);
+        match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(&[0u8; 32])
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| format!("{}: cannot overwrite: {e}", path.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
+        }
+        fs::remove_file(&path).map_err(|e| format!("{}: cannot remove: {e}", path.display()))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("parapet-archive-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn day_ids_are_utc_dates() {
+        assert_eq!(day_id(0), "d19700101");
+        assert_eq!(day_id(1_796_688_000_000 - 1), "d20261207");
+        assert_eq!(day_id(1_796_688_000_000), "d20261208");
+        assert_eq!(day_id(951_782_400_000), "d20000229");
+    }
+
+    #[test]
+    fn a_key_is_made_once_kept_private_and_destroyed_for_good() {
+        let d = dir("keys");
+        let ring = Keyring::open(&d).unwrap();
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(ring.key("d20261206", false).unwrap().is_none());
+        let k = ring.key("d20261206", true).unwrap().unwrap();
+        let path = d.join("d20261206.key");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let bytes = fs::read(&path).unwrap();
+        // Read again by another keyring (another process): the same key.
+        let again = Keyring::open(&d)
+            .unwrap()
+            .key("d20261206", false)
+            .unwrap()
+            .unwrap();
+        let a = crate::aad("o", 1, "s", "r");
+        let sealed = crate::seal(&k, &a, "t", b"body").unwrap();
+        assert!(crate::open(&again, &a, &sealed).is_some());
+        assert_eq!(ring.ids().unwrap(), vec!["d20261206".to_string()]);
+        ring.destroy("d20261206").unwrap();
+        assert!(!path.exists());
+        assert!(ring.key("d20261206", false).unwrap().is_none());
+        assert!(ring.ids().unwrap().is_empty());
+        // Destroying what is gone is no error.
+        ring.destroy("d20261206").unwrap();
+        assert_ne!(bytes, vec![0u8; 32]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn names_from_the_database_cannot_reach_outside_the_directory() {
+        let ring = Keyring::open(&dir("names")).unwrap();
+        for bad in ["../x", "a/b", "", "D2026", "x.key", &"a".repeat(33)] {
+            assert!(ring.key(bad, true).is_err(), "{bad}");
+            assert!(ring.destroy(bad).is_err(), "{bad}");
+        }
+    }
+}
