@@ -22,6 +22,7 @@
 
 mod access;
 mod admins;
+mod archive;
 mod contact_lists;
 mod contacts;
 pub mod credentials;
@@ -94,6 +95,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) files: Option<Arc<files::FileService>>,
     /// The media relay, for web clients' credentials (`None`: no relay).
     pub(crate) relay: Option<user::RelayAccess>,
+    /// The IM archive's keys.
+    pub(crate) archive: Option<Arc<::archive::Keyring>>,
 }
 
 /// Concurrent password hashes (memory: 19 MiB each).
@@ -303,6 +306,8 @@ pub struct AdminSetup<S> {
     pub files: Option<Arc<files::FileService>>,
     /// The media relay, for web clients' credentials (`None`: no relay).
     pub relay: Option<user::RelayAccess>,
+    /// The IM archive's keys (`None`: the key directory is unusable).
+    pub archive: Option<Arc<::archive::Keyring>>,
 }
 
 /// The most an admin API request may carry.
@@ -420,6 +425,13 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             get(admins::tokens::<S>).post(admins::create_token::<S>),
         )
         .route("/v1/tokens/{id}", delete(admins::revoke_token::<S>))
+        .route("/v1/archive/messages", get(archive::search::<S>))
+        .route("/v1/archive/export", get(archive::export::<S>))
+        .route("/v1/archive/holds", get(archive::holds::<S>))
+        .route(
+            "/v1/archive/holds/{uri}",
+            put(archive::hold::<S>).delete(archive::release::<S>),
+        )
         .route("/v1/audit", get(status::audit_list::<S>))
         .route("/v1/audit/verify", get(status::audit_verify::<S>))
         .route("/v1/security", get(status::security::<S>))
@@ -449,6 +461,7 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         devices: s.devices.clone(),
         files: s.files.clone().filter(|_| s.web.is_some()),
         relay: s.relay.clone(),
+        archive: s.archive.clone(),
     };
     if let Some(files) = ctx.files.clone() {
         tokio::spawn(files::sweeper(ctx.store.clone(), files));

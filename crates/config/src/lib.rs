@@ -100,6 +100,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.default_expires", "3600", "Registration lifetime when the client does not ask."),
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
     ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
+    ("archive.keys_dir", "\"\"", "Where the IM archive's keys live, one file per day (mode 0600): a day's key is destroyed once retention has deleted that day's last record, so no copy of the database (its WAL, a backup, a replica) can be read for it again. Empty: keys/archive in data_dir. Never inside the database; with a pool of nodes on PostgreSQL, a directory every node mounts (docs/ARCHIVE.md)."),
     ("files.clamd", "\"\"", "Virus scanning of uploaded files by ClamAV's clamd (Debian clamav-daemon), over its INSTREAM protocol: the path of its local socket (\"/run/clamav/clamd.ctl\") or a loopback address:port (\"127.0.0.1:3310\"). When set, a file is kept and can be offered only once clamd finds it clean; a detection, a heuristic alert (limits exceeded, an encrypted archive) or an error counts as not clean (403), and clamd unreachable or too slow refuses the upload (503: fail closed). Empty: no scanning (a finding in the security check)."),
     ("files.scan_timeout_secs", "60", "How long clamd may take over one file before the upload is refused with 503 (1 to 3600)."),
     ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
@@ -277,6 +278,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub im: RawIm,
     #[serde(default)]
+    pub archive: RawArchive,
+    #[serde(default)]
     pub files: RawFiles,
     #[serde(default)]
     pub proxy: RawProxy,
@@ -431,6 +434,12 @@ pub struct RawRegistrar {
 #[serde(deny_unknown_fields)]
 pub struct RawIm {
     pub max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    pub keys_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -596,6 +605,8 @@ pub struct Config {
     pub timer_c: std::time::Duration,
     /// Largest MESSAGE body accepted.
     pub im_max_bytes: usize,
+    /// Where the IM archive's keys live (`None`: keys/archive in data_dir).
+    pub archive_keys_dir: Option<PathBuf>,
     /// Virus scanning of uploaded files (`None`: off).
     pub scanning: Option<Scanning>,
     pub lockout: auth::lockout::LockoutConfig,
@@ -616,6 +627,15 @@ pub struct Config {
     pub client_certificates: client_certs::ClientCertificatesConfig,
     /// The media relay.
     pub relay: relay::RelayConfig,
+}
+
+impl Config {
+    /// The IM archive's key directory.
+    pub fn archive_keys(&self) -> PathBuf {
+        self.archive_keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys/archive"))
+    }
 }
 
 /// `parapet config example`: every key with its default and meaning.
@@ -802,6 +822,7 @@ impl RawConfig {
             registrar,
             timer_c: std::time::Duration::from_secs(timer_c),
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
+            archive_keys_dir: self.archive.keys_dir.filter(|p| !p.as_os_str().is_empty()),
             scanning: self.files.build()?,
             lockout,
             limits: sip::Limits {

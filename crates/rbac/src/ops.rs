@@ -89,6 +89,14 @@ pub const OPS: &[Op] = &[
         name: "audit.read",
         doc: "read and verify the audit log",
     },
+    Op {
+        name: "archive.read",
+        doc: "search and export the IM archive (each search and export is audited)",
+    },
+    Op {
+        name: "archive.hold",
+        doc: "place and release legal holds on users' archived messages",
+    },
 ];
 
 /// Prefix of the per-kind operation that writes policy documents.

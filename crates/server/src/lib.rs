@@ -230,7 +230,21 @@ async fn run<S: store::Store>(
         auth::secret::SecretKey::from_bytes(&dir.seal_key).map_err(|_| "invalid sealing key")?,
     );
     let relay_plan = relay_setup::plan(&config, &dir)?;
+    let archive_dir = config.archive_keys();
+    let archive_keys = match tokio::task::spawn_blocking(move || {
+        archive::Keyring::open(&archive_dir)
+    })
+    .await
+    .map_err(|e| format!("archive keys: {e}"))?
+    {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            tracing::error!(error = %e, "the IM archive cannot keep or read records: its key directory is unusable");
+            None
+        }
+    };
     let bound = api::serve(api::AdminSetup {
+        archive: archive_keys.clone(),
         relay: Some(relay_plan.access(&config)),
         addr: config.admin_listen,
         store: store.clone(),
@@ -255,6 +269,7 @@ async fn run<S: store::Store>(
     let keys = sip_app::Keys {
         seal: dir.seal_key,
         nonce: dir.nonce_key,
+        archive: archive_keys.clone(),
     };
     let metrics_relay = metrics.relay.clone();
     let core = sip_app::Core::new(

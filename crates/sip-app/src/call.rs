@@ -223,6 +223,9 @@ impl<S: store::Store> Core<S> {
 
     /// [`Self::on_in_dialog`] once its content passed.
     async fn in_dialog_onward(&mut self, r: &Req<'_>, mut hop: Hop) {
+        if !self.archive_in_dialog(r).await {
+            return;
+        }
         // Towards a partner (the route set goes on beyond our entries) over
         // a connection that has closed since: another one to that partner.
         if let Target::Flow(f) = hop.target {

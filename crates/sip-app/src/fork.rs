@@ -525,6 +525,7 @@ impl<S: store::Store> Core<S> {
                         self.metrics.count_response(method, status);
                         self.txn
                             .respond(server, status, bytes, Instant::now(), &mut self.out);
+                        self.archive_answered(server, || "delivered".into());
                     }
                 } else if !fork.answered {
                     if let Some(bytes) = upstream {
@@ -572,6 +573,7 @@ impl<S: store::Store> Core<S> {
                     self.metrics.count_response(method, status);
                     self.txn
                         .respond(server, status, bytes, Instant::now(), &mut self.out);
+                    self.archive_answered(server, || format!("not delivered {status}"));
                 }
             }
             ForkKind::Delivery { aor, id } => self.delivery_done(aor, id, fork.answered),

@@ -44,6 +44,10 @@ impl<S: store::Store> Core<S> {
 
     pub(crate) fn housekeeping(&mut self) {
         self.run_timer_c();
+        if self.last_archive_purge.elapsed() >= crate::archive::PURGE_EVERY {
+            self.last_archive_purge = Instant::now();
+            self.archive_purge_due();
+        }
         self.dial_edges();
         if self.last_interfaces.elapsed() >= INTERFACES_EVERY {
             // Addresses come and go (DHCP, VPNs): list them again, off the

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod archive;
 mod authn;
 pub mod authn_http;
 mod call;
@@ -140,6 +141,8 @@ pub struct Keys {
     pub seal: [u8; 32],
     /// Keys nonces and flow tokens.
     pub nonce: [u8; 32],
+    /// The IM archive's key directory (`None`: it could not be opened).
+    pub archive: Option<Arc<::archive::Keyring>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -201,6 +204,11 @@ pub struct Core<S> {
     started: Instant,
     /// The policy snapshot decisions read; replaced whole on change.
     pub(crate) policies: PolicySet,
+    /// The IM archive's writer and the messages noted for it.
+    pub(crate) archive: archive::Archiver,
+    /// A retention run is under way.
+    pub(crate) archive_purging: Arc<std::sync::atomic::AtomicBool>,
+    last_archive_purge: Instant,
     /// Each user's IM filter as the policies in force say (`[internal,
     /// federated]`), built at first use; emptied when policies change.
     /// At most two entries per user.
@@ -284,6 +292,8 @@ impl<S: store::Store> Core<S> {
         federation: Option<FederationSetup>,
         devices: DeviceTrust,
     ) -> Result<Core<S>, String> {
+        let archive =
+            archive::Archiver::start(keys.archive.clone(), store.clone(), metrics.clone());
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
         let policies = PolicySet::load(&store).await?;
@@ -416,6 +426,12 @@ impl<S: store::Store> Core<S> {
             policies,
             im_rules: HashMap::new(),
             reloading_policies: false,
+            archive,
+            archive_purging: Arc::default(),
+            // The first retention run comes a few seconds after start.
+            last_archive_purge: Instant::now()
+                .checked_sub(archive::PURGE_EVERY - Duration::from_secs(5))
+                .unwrap_or_else(Instant::now),
             saving_lockouts: false,
             lockout_waiters: Vec::new(),
             last_lockout_purge: Instant::now(),
@@ -560,6 +576,12 @@ impl<S: store::Store> Core<S> {
         self.metrics.count_response(method, status);
         self.txn
             .respond(id, status, bytes, Instant::now(), &mut self.out);
+        if method == "MESSAGE" {
+            self.archive_answered(id, || match status {
+                202 => "stored for later delivery".into(),
+                s => format!("not stored {s}"),
+            });
+        }
         self.flush().await;
     }
 
@@ -656,6 +678,9 @@ impl<S: store::Store> Core<S> {
             .count_response(method_label(r.f.method), status);
         self.txn
             .respond(r.id, status, bytes, Instant::now(), &mut self.out);
+        if status >= 200 {
+            self.archive_answered(r.id, || format!("refused {status}"));
+        }
         self.flush().await;
     }
 

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
     pub lockout_saves_failed: AtomicU64,
+    /// The IM archive (crate::archive).
+    pub archive: crate::archive::ArchiveMetrics,
     pub rate_limited: AtomicU64,
     pub messages_relayed: AtomicU64,
     pub messages_stored: AtomicU64,
@@ -249,13 +251,18 @@ impl Metrics {
                 &self.db_commits,
             ),
         ];
-        for (name, help, v) in counters {
+        for (name, help, v) in counters.into_iter().chain(self.archive.counters()) {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 v.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP parapet_archive_writable 1 while the IM archive's last write succeeded (or none failed yet), 0 while it fails: users whose archiving policy blocks on failure get 503 for instant messages meanwhile.\n# TYPE parapet_archive_writable gauge\nparapet_archive_writable {}",
+            u64::from(self.archive.writable())
+        );
         let _ = writeln!(
             s,
             "# HELP parapet_sip_requests_shed_total New requests answered 503 (Overloaded) under pressure: messages waiting too long for the core (inbound_queue) or database writes slow or piling up (store_queue).\n\

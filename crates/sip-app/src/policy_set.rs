@@ -504,6 +504,31 @@ pub fn file_limits(set: &PolicySet, aor: &str) -> FileLimits {
     }
 }
 
+/// What `aor`'s archiving policy selects (crate::archive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveRule {
+    pub internal: bool,
+    pub external: bool,
+    pub block_on_failure: bool,
+    pub retention_days: i64,
+}
+
+/// `aor`'s archiving policy (off unless a policy turns it on).
+pub fn archiving(set: &PolicySet, aor: &str) -> ArchiveRule {
+    let e = set.effective(aor, "archiving");
+    let flag = |n: &str| e.as_ref().is_some_and(|e| e.flag(n));
+    ArchiveRule {
+        internal: flag("internal"),
+        external: flag("external"),
+        block_on_failure: flag("block_on_failure"),
+        retention_days: e
+            .as_ref()
+            .and_then(|e| e.int("retention_days"))
+            .unwrap_or(14)
+            .clamp(1, 2562),
+    }
+}
+
 /// Whether `aor`'s media must be encrypted (the `media` policy's
 /// `encryption`; required unless a policy says optional).
 pub fn media_encryption_required(set: &PolicySet, aor: &str) -> bool {

@@ -76,6 +76,21 @@ impl Doc {
     }
 }
 
+impl Doc {
+    /// Replaces what an operation's success answer carries (for one that
+    /// is not JSON).
+    pub(super) fn set_content(&mut self, method: &str, path: &str, content: Value) {
+        if let Some(op) = self.paths.get_mut(path).and_then(|p| p.get_mut(method)) {
+            if let Some(ok) = op["responses"]
+                .as_object_mut()
+                .and_then(|r| r.get_mut("200"))
+            {
+                ok["content"] = content;
+            }
+        }
+    }
+}
+
 pub(super) fn path_param(n: &str, schema: Value) -> Value {
     json!({ "name": n, "in": "path", "required": true, "schema": schema })
 }
@@ -97,6 +112,7 @@ fn build(f: &Facts<'_>) -> Value {
     paths::users_and_groups(&mut d, f);
     paths::policies(&mut d, f);
     paths::administration(&mut d, f);
+    paths::archive(&mut d, f);
     d.document(
         "Parapet admin API",
         "Every /v1 path except sign-in needs `Authorization: Bearer <token>`; x-parapet-operation names the role operation each path checks. Errors are application/problem+json.",

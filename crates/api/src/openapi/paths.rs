@@ -678,3 +678,90 @@ pub(super) fn administration(d: &mut Doc, f: &Facts<'_>) {
         200,
     );
 }
+
+/// The IM archive: search, export, legal holds.
+pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
+    let seconds = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": 253_402_300_799i64 });
+    let filters = |extra: Vec<Value>| {
+        let mut v = vec![
+            query("user", f.uri()),
+            query(
+                "counterpart",
+                json!({ "type": "string", "pattern": "^sip:[!-~]{1,252}$" }),
+            ),
+            query("since", seconds.clone()),
+            query("until", seconds.clone()),
+            query("text", nonempty(line(200))),
+            query(
+                "after",
+                json!({ "type": "integer", "format": "int64", "minimum": 0 }),
+            ),
+        ];
+        v.extend(extra);
+        v
+    };
+    d.op(
+        "get",
+        "/v1/archive/messages",
+        "Archived instant messages, oldest first (audited); next continues a search",
+        "archive.read",
+        filters(vec![query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+        )]),
+        None,
+        200,
+    );
+    d.op(
+        "get",
+        "/v1/archive/export",
+        "Every matching archived message, streamed as JSON lines or mbox (audited)",
+        "archive.read",
+        filters(vec![query(
+            "format",
+            json!({ "type": "string", "enum": ["jsonl", "mbox"] }),
+        )]),
+        None,
+        200,
+    );
+    d.set_content(
+        "get",
+        "/v1/archive/export",
+        json!({
+            "application/jsonl": { "schema": { "type": "string" } },
+            "application/mbox": { "schema": { "type": "string" } },
+        }),
+    );
+    d.op(
+        "get",
+        "/v1/archive/holds",
+        "Users on legal hold",
+        "archive.read",
+        vec![],
+        None,
+        200,
+    );
+    d.op(
+        "put",
+        "/v1/archive/holds/{uri}",
+        "Place a legal hold: the user's archived messages are kept past retention",
+        "archive.hold",
+        vec![path_param("uri", f.uri())],
+        Some(obj(&["reason"], json!({ "reason": nonempty(line(500)) }))),
+        200,
+    );
+    d.op(
+        "delete",
+        "/v1/archive/holds/{uri}",
+        "Release a legal hold",
+        "archive.hold",
+        vec![path_param("uri", f.uri())],
+        None,
+        204,
+    );
+}
+
+fn nonempty(mut v: Value) -> Value {
+    v["minLength"] = json!(1);
+    v
+}

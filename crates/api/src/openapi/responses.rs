@@ -68,6 +68,13 @@ pub(super) fn grant() -> Value {
 }
 
 /// What a successful answer carries, by route.
+fn hold() -> Value {
+    exact(
+        json!({ "user": s(), "since": int(), "by": s(), "reason": s() }),
+        &[],
+    )
+}
+
 pub(super) fn response_schema(method: &str, path: &str) -> Value {
     let any = json!({});
     match (method, path) {
@@ -183,7 +190,10 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             &[],
         ),
         ("get", "/user/v1/me") => exact(
-            json!({ "user": s(), "expires_at": int(), "second_factor": boolean() }),
+            json!({
+                "user": s(), "expires_at": int(), "second_factor": boolean(),
+                "archiving": exact(json!({ "internal": boolean(), "external": boolean(), "retention_days": int() }), &[]),
+            }),
             &[],
         ),
         ("get", "/user/v1/second-factor") => exact(
@@ -261,6 +271,23 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             }),
             &[],
         )),
+        ("get", "/v1/archive/messages") => exact(
+            json!({
+                "records": array(super::schema::obj(
+                    &["id", "owner", "at_ms", "sender", "recipient", "federated", "result", "content_type"],
+                    json!({
+                        "id": int(), "owner": s(), "at_ms": int(), "sender": s(), "recipient": s(),
+                        "federated": boolean(), "result": s(), "content_type": s(),
+                        "body": s(), "body_base64": s(),
+                    }),
+                )),
+                "scanned": int(),
+                "next": { "type": "integer", "nullable": true },
+            }),
+            &[],
+        ),
+        ("get", "/v1/archive/holds") => array(hold()),
+        ("put", "/v1/archive/holds/{uri}") => hold(),
         ("get", "/v1/audit/verify") => exact(
             json!({ "records": int(), "intact": boolean(), "problems": strings() }),
             &[],

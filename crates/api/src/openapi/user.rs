@@ -46,7 +46,7 @@ fn paths(d: &mut Doc, f: &Facts<'_>) {
     d.op(
         "get",
         "/user/v1/me",
-        "Who is signed in, and until when",
+        "Who is signed in, until when, and whether their instant messages are archived",
         SELF,
         vec![],
         None,

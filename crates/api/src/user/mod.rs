@@ -67,7 +67,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             "/user/v1/session",
             post(session::sign_in::<S>).delete(session::sign_out::<S>),
         )
-        .route("/user/v1/me", get(session::me))
+        .route("/user/v1/me", get(session::me::<S>))
         .route("/user/v1/relay-credentials", post(relay::mint::<S>))
         .route(
             "/user/v1/second-factor",

@@ -217,9 +217,18 @@ pub(crate) async fn sign_out<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> Api
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn me(me: Me) -> ApiResult {
+/// Who is signed in, and whether their instant messages are archived
+/// (users are told, as Lync's clients told them).
+pub(crate) async fn me<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult {
+    let set = sip_app::policy_set::PolicySet::load(&ctx.store)
+        .await
+        .map_err(internal)?;
+    let a = sip_app::policy_set::archiving(&set, &me.aor);
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "user": me.aor, "expires_at": me.expires_at, "second_factor": me.second_factor }),
+        &serde_json::json!({
+            "user": me.aor, "expires_at": me.expires_at, "second_factor": me.second_factor,
+            "archiving": { "internal": a.internal, "external": a.external, "retention_days": a.retention_days },
+        }),
     ))
 }

@@ -132,6 +132,10 @@ pub(super) enum AdminCmd {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The IM archive: search and export what the archiving policy kept,
+    /// legal holds (each search and export is audited).
+    #[command(subcommand)]
+    Archive(ArchiveCmd),
     /// Every security-relevant setting in one view.
     #[command(subcommand)]
     Security(SecurityShowCmd),
@@ -569,4 +573,67 @@ pub(super) enum AuditCmd {
     },
     /// Recompute the hash chain; exits 1 if a record was changed or removed.
     Verify,
+}
+
+/// Which archived messages (every filter optional).
+#[derive(clap::Args, Debug, Clone)]
+pub(super) struct ArchiveFilters {
+    /// Whose archive (the user whose policy kept the messages).
+    #[arg(long)]
+    pub(super) user: Option<String>,
+    /// The other party (sender or recipient), also a partner's user.
+    #[arg(long)]
+    pub(super) counterpart: Option<String>,
+    /// From this time on (Unix seconds).
+    #[arg(long)]
+    pub(super) since: Option<i64>,
+    /// Before this time (Unix seconds).
+    #[arg(long)]
+    pub(super) until: Option<i64>,
+    /// Only messages whose text contains this (case-insensitive).
+    #[arg(long)]
+    pub(super) text: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum ArchiveCmd {
+    /// Archived messages, oldest first.
+    ///
+    /// Example: parapet admin archive search --user sip:alice@example.com --text invoice --since 1767225600
+    Search {
+        #[command(flatten)]
+        filters: ArchiveFilters,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this record id (the `next` a search printed).
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// Every matching message, as JSON lines or an mbox file, with progress
+    /// on standard error.
+    ///
+    /// Example: parapet admin archive export --user sip:alice@example.com --format mbox --out alice.mbox
+    Export {
+        #[command(flatten)]
+        filters: ArchiveFilters,
+        /// jsonl or mbox.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// The file to write (created, mode 0600; it must not exist).
+        /// Absent: standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Users on legal hold.
+    Holds,
+    /// Keep a user's archived messages past retention until released.
+    ///
+    /// Example: parapet admin archive hold sip:alice@example.com --reason "matter 2026-118"
+    Hold {
+        user: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a legal hold: retention applies to the user's messages again.
+    Release { user: String },
 }

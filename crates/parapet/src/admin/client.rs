@@ -113,6 +113,84 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GETs `path` and copies the answer into `sink` as it comes, counting
+    /// records (lines, or mbox `From ` separators) and saying on standard
+    /// error, each second, how many so far. Returns how many.
+    pub(super) async fn download(
+        &self,
+        path: String,
+        mut sink: Box<dyn std::io::Write + Send>,
+        mbox: bool,
+    ) -> Result<u64, String> {
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let server = self.server.clone();
+        let token = self.token.clone();
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut r = agent.get(&url);
+            if let Some(t) = &token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            let mut resp = r.call().map_err(|e| {
+                format!("cannot reach the server at {server}: {e} (is `parapet serve` running? see --server)")
+            })?;
+            let status = resp.status().as_u16();
+            if status >= 400 {
+                let text = resp.body_mut().read_to_string().unwrap_or_default();
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or(&text);
+                return Err(format!("the server refused ({status}): {detail}"));
+            }
+            let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut records = 0u64;
+            // How much of "From " the current line began with so far
+            // (None: it does not); a separator may straddle two reads.
+            let mut matched: Option<usize> = Some(0);
+            let mut last = std::time::Instant::now();
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            loop {
+                let n = reader.read(&mut buf).map_err(|e| format!("the export was cut short: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = &buf[..n];
+                for &b in chunk {
+                    if mbox {
+                        matched = match matched {
+                            _ if b == b'\n' => Some(0),
+                            Some(k) if b"From ".get(k) == Some(&b) => {
+                                if k + 1 == 5 {
+                                    records += 1;
+                                    None
+                                } else {
+                                    Some(k + 1)
+                                }
+                            }
+                            _ => None,
+                        };
+                    } else if b == b'\n' {
+                        records += 1;
+                    }
+                }
+                sink.write_all(chunk).map_err(|e| format!("writing the export: {e}"))?;
+                if progress && last.elapsed() >= std::time::Duration::from_secs(1) {
+                    last = std::time::Instant::now();
+                    eprint!("\rexported {records} messages...");
+                }
+            }
+            sink.flush().map_err(|e| format!("writing the export: {e}"))?;
+            if progress {
+                eprint!("\r");
+            }
+            Ok(records)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
 pub(super) fn read_stdin_line(what: &str) -> Result<String, String> {
     let mut s = String::new();
     std::io::stdin()

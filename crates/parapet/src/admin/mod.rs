@@ -2,6 +2,7 @@
 //! other client (a session from `parapet admin login`, or an API token in
 //! PARAPET_ADMIN_TOKEN); only `recover` works on the data directory itself.
 
+mod archive;
 mod args;
 mod client;
 mod contacts;
@@ -338,6 +339,7 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
             users::enrollment_code(authed()?, uri, expires, out).await?
         }
         AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
+        AdminCmd::Archive(cmd) => archive::archive(authed()?, cmd, out, done).await?,
         AdminCmd::Group(cmd) => {
             let c = authed()?;
             match cmd {

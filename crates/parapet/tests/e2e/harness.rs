@@ -98,6 +98,8 @@ pub(crate) struct Server {
     /// The network namespace the server, and the CLI and HTTP requests
     /// made to it, run in (a NAT laboratory's).
     pub(crate) netns: Option<String>,
+    /// Environment variables for the server process.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// Servers on the default ports (5061, 8443, 4443, 9060) run one at a time.
@@ -143,6 +145,7 @@ impl Server {
             _defaults: None,
             readme_mode: false,
             netns: None,
+            env: Vec::new(),
         };
         s.start();
         s.token = s.bootstrap_admin("root");
@@ -195,6 +198,7 @@ impl Server {
             _defaults: guard,
             readme_mode: true,
             netns: netns.map(str::to_string),
+            env: Vec::new(),
         };
         s.spawn();
         assert!(s.wait_ready(), "server did not start; log:\n{}", s.log());
@@ -237,6 +241,7 @@ impl Server {
             _defaults: None,
             readme_mode: false,
             netns: None,
+            env: Vec::new(),
         }
     }
 
@@ -405,7 +410,12 @@ impl Server {
                 std::fs::write(&cfg, &self.extra_config).unwrap();
                 c.arg("--config").arg(cfg);
             }
-            let child = c.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+            let child = c
+                .envs(self.env.iter().cloned())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
             self.child = Some(child);
             return;
         }
@@ -452,6 +462,7 @@ impl Server {
             .arg(format!("--listen=tls://{}:{}", self.host, self.tls))
             .arg(format!("--admin-listen=127.0.0.1:{}", self.admin))
             .arg(format!("--web-listen={}:{}", self.host, self.web))
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

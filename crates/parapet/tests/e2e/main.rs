@@ -16,6 +16,7 @@ macro_rules! passes {
 
 mod admin;
 mod api;
+mod archive;
 mod bad_input;
 mod baresip;
 mod calls;

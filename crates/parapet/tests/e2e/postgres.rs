@@ -565,6 +565,12 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
     s.add_user("alice", "correct horse battery");
     s.add_user("carol", "battery staple horse");
     s.add_each_other("alice", "carol");
+    // Alice is archived: her message to carol moves with its sealed record.
+    let o = s.admin(
+        &["policy", "set", "archiving", "global", "internal=true"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
     let port = free_port();
     passes!(
         s,
@@ -629,6 +635,7 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
     assert_eq!(q("SELECT count(*) FROM users"), "2");
     assert_eq!(q("SELECT count(*) FROM contacts"), "2");
     assert_eq!(q("SELECT count(*) FROM pending_messages"), "1");
+    assert_eq!(q("SELECT count(*) FROM archive"), "2");
     assert_eq!(
         q("SELECT count(*) FROM lockouts WHERE kind = 'pair' AND source = '127.0.0.3' AND locked_until > 0"),
         "1"
@@ -680,6 +687,21 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
     assert!(ok, "{received}\nserver:\n{}", s.log());
     assert!(received.contains("Hello from alice: moved-1"), "{received}");
     s.add_user("dave", "a long enough password");
+    // The archive moved and opens with the same keys.
+    let o = s.admin(
+        &[
+            "archive",
+            "search",
+            "--counterpart",
+            "sip:carol@example.test",
+        ],
+        "",
+    );
+    assert!(
+        o.status.success() && out(&o).contains("Hello from alice: moved-1"),
+        "{}",
+        out(&o)
+    );
     let o = s.admin(&["audit", "verify"], "");
     assert!(
         o.status.success() && out(&o).contains("audit log intact"),

@@ -240,6 +240,17 @@ async function pollWatchers() {
   }
 }
 
+// Whether the organisation archives this user's instant messages.
+function renderArchiving(a) {
+  const which = [];
+  if (a.internal) which.push('with people in your organisation');
+  if (a.external) which.push('with people in other organisations');
+  $('archiving').hidden = false;
+  $('archiving').textContent = which.length
+    ? 'Your instant messages ' + which.join(' and ') + ' are archived by your organisation and kept ' + a.retention_days + ' days.'
+    : 'Your instant messages are not archived.';
+}
+
 async function refresh() {
   try {
     const list = await api('GET', '/user/v1/contacts');
@@ -247,6 +258,7 @@ async function refresh() {
     renderWatchers(list.watchers);
     renderContacts(list.contacts);
     renderGroups(list.groups);
+    renderArchiving((await api('GET', '/user/v1/me')).archiving);
     renderFactor(await api('GET', '/user/v1/second-factor'));
     renderDevices(await api('GET', '/user/v1/devices'));
   } catch (e) {
