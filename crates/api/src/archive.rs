@@ -90,30 +90,19 @@ async fn check<S: Store>(
                     "counterpart must be a SIP address, e.g. sip:bob@partner.example",
                 ));
             }
-            Some(p.to_ascii_lowercase())
+            // Parties are kept with the user part as written and the
+            // host in lower case.
+            Some(match p.rsplit_once('@') {
+                Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
+                None => format!("sip:{}", p[4..].to_ascii_lowercase()),
+            })
         }
         None => None,
     };
     if let Some(t) = &q.text {
         one_line("text", t, 200)?;
     }
-    for (name, v) in [("since", q.since), ("until", q.until)] {
-        if v.is_some_and(|s| !(0..=253_402_300_799).contains(&s)) {
-            return Err(problem(
-                StatusCode::BAD_REQUEST,
-                format!("{name} must be Unix seconds"),
-            ));
-        }
-    }
-    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(problem(StatusCode::BAD_REQUEST, "limit must be 1-1000"));
-    }
-    if q.after.is_some_and(|a| a < 0) {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "after must be a record id (0 or more)",
-        ));
-    }
+    check_page(q.since, q.until, q.limit, q.after)?;
     let filter = ArchiveFilter {
         owner: owner.clone(),
         counterpart: counterpart.clone(),
@@ -136,12 +125,41 @@ async fn check<S: Store>(
     })
 }
 
-/// Records the read; a read that cannot be audited does not happen.
-async fn audit_read<S: Store>(
+/// The time window, page size and cursor of a search, checked.
+pub(crate) fn check_page(
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: Option<usize>,
+    after: Option<i64>,
+) -> Result<(), Response> {
+    for (name, v) in [("since", since), ("until", until)] {
+        if v.is_some_and(|s| !(0..=253_402_300_799).contains(&s)) {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be Unix seconds"),
+            ));
+        }
+    }
+    if limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(problem(StatusCode::BAD_REQUEST, "limit must be 1-1000"));
+    }
+    if after.is_some_and(|a| a < 0) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "after must be a record id (0 or more)",
+        ));
+    }
+    Ok(())
+}
+
+/// Records a read (who, what, with which filters); a read that cannot
+/// be audited does not happen.
+pub(crate) async fn audit_read<S: Store>(
     ctx: &Ctx<S>,
     c: &Caller,
     action: &str,
-    k: &Checked,
+    object: &str,
+    detail: String,
 ) -> Result<(), Response> {
     ctx.store
         .append_audit(store::AuditEntry {
@@ -149,9 +167,9 @@ async fn audit_read<S: Store>(
             actor: c.actor.clone(),
             source: c.source.clone(),
             action: action.into(),
-            object: k.object.clone(),
+            object: object.into(),
             outcome: "ok".into(),
-            detail: k.detail.clone(),
+            detail,
             before: None,
             after: None,
         })
@@ -226,7 +244,7 @@ pub(crate) async fn search<S: Store>(
         ));
     }
     let k = check(&ctx, &c, &q, "archive.read").await?;
-    audit_read(&ctx, &c, "archive.read", &k).await?;
+    audit_read(&ctx, &c, "archive.read", &k.object, k.detail.clone()).await?;
     let ring = ctx
         .archive
         .clone()
@@ -297,7 +315,7 @@ pub(crate) async fn export<S: Store>(
         ));
     }
     let k = check(&ctx, &c, &q, "archive.read").await?;
-    audit_read(&ctx, &c, "archive.export", &k).await?;
+    audit_read(&ctx, &c, "archive.export", &k.object, k.detail.clone()).await?;
     let ring = ctx
         .archive
         .clone()

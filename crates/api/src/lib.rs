@@ -23,6 +23,7 @@
 mod access;
 mod admins;
 mod archive;
+mod cdrs;
 mod contact_lists;
 mod contacts;
 pub mod credentials;
@@ -425,6 +426,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
             get(admins::tokens::<S>).post(admins::create_token::<S>),
         )
         .route("/v1/tokens/{id}", delete(admins::revoke_token::<S>))
+        .route("/v1/cdrs", get(cdrs::list::<S>))
         .route("/v1/archive/messages", get(archive::search::<S>))
         .route("/v1/archive/export", get(archive::export::<S>))
         .route("/v1/archive/holds", get(archive::holds::<S>))

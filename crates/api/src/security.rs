@@ -707,11 +707,47 @@ fn admin_items(f: &Facts<'_>, out: &mut Vec<Item>) {
     });
 }
 
+/// Where the IM archive's keys are, once some policy archives.
+fn archive_items(cfg: &Config, docs: &[(String, String, Fields)], out: &mut Vec<Item>) {
+    let archiving: Vec<&str> = docs
+        .iter()
+        .filter(|(k, _, f)| {
+            k == "archiving"
+                && ["internal", "external"]
+                    .iter()
+                    .any(|n| f.get(*n).is_some_and(is_true))
+        })
+        .map(|(_, s, _)| s.as_str())
+        .collect();
+    let dir = cfg.archive_keys();
+    let beside = dir.starts_with(&cfg.data_dir);
+    out.push(Item {
+        group: "IM and file transfer",
+        setting: "config archive.keys_dir (the IM archive's keys)".into(),
+        current: format!(
+            "{}{}; archiving {}",
+            dir.display(),
+            if beside { ", inside the data directory" } else { "" },
+            if archiving.is_empty() {
+                "off".to_string()
+            } else {
+                format!("on ({})", archiving.join(", "))
+            }
+        ),
+        recommended: "a directory outside the data directory, backed up apart from the database, when archiving is on".into(),
+        why: "Retention deletes a record and then destroys its day's key, so that copies of the database (backups, replicas) can no longer be read for it. A backup that holds the keys beside the database keeps the purged days readable.".into(),
+        command: "set [archive] keys_dir = \"/var/lib/parapet-archive-keys\" in the configuration file, move keys/archive there, and restart `parapet serve`".into(),
+        finding: beside && !archiving.is_empty(),
+        severity: Severity::Low,
+    });
+}
+
 /// Every item of the view, grouped in a stable order.
 pub fn assess(f: &Facts<'_>) -> Vec<Item> {
     let mut out = Vec::new();
     config_items(f.cfg, &mut out);
     policy_items(f.docs, &mut out);
+    archive_items(f.cfg, f.docs, &mut out);
     partner_items(f.docs, &mut out);
     edge_items(f, &mut out);
     admin_items(f, &mut out);
@@ -892,6 +928,33 @@ mod tests {
             get("enabled administrators with the administrator role").severity == Severity::High
         );
         assert!(get("audit log chain").finding);
+    }
+
+    #[test]
+    fn archive_keys_beside_the_database_are_a_finding_only_while_archiving() {
+        let mut c = cfg();
+        let k = kind("archiving").unwrap();
+        let mut on = Fields::new();
+        on.insert("external".into(), k.parse("external", "true").unwrap());
+        let docs = vec![("archiving".to_string(), "named:legal".to_string(), on)];
+        let item = |c: &Config, docs: &[(String, String, Fields)]| {
+            let mut out = Vec::new();
+            archive_items(c, docs, &mut out);
+            out.remove(0)
+        };
+        let off = item(&c, &[]);
+        assert!(
+            !off.finding && off.current.ends_with("archiving off"),
+            "{off:?}"
+        );
+        let beside = item(&c, &docs);
+        assert!(
+            beside.finding && beside.severity == Severity::Low,
+            "{beside:?}"
+        );
+        assert!(beside.current.contains("on (named:legal)"), "{beside:?}");
+        c.archive_keys_dir = Some("/srv/archive-keys".into());
+        assert!(!item(&c, &docs).finding);
     }
 
     #[test]

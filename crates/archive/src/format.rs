@@ -113,10 +113,10 @@ fn parts(unix_ms: i64) -> Parts {
     let secs = unix_ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let ymd = super::keys::day_id(unix_ms);
-    let year = ymd[1..5].parse().unwrap_or(1970);
-    let month: usize = ymd[5..7].parse().unwrap_or(1);
-    let day = ymd[7..9].parse().unwrap_or(1);
+    let ymd = super::keys::day_of(unix_ms);
+    let year = ymd[0..4].parse().unwrap_or(1970);
+    let month: usize = ymd[4..6].parse().unwrap_or(1);
+    let day = ymd[6..8].parse().unwrap_or(1);
     Parts {
         wday: DAYS[days.rem_euclid(7) as usize],
         mon: MONTHS[month.clamp(1, 12) - 1],

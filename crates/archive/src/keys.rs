@@ -1,6 +1,9 @@
 //! The archive's keys: one file of 32 random bytes per key, mode 0600, in
-//! a directory of mode 0700. Day keys are named `dYYYYMMDD` (UTC), hold
-//! keys `hold-YYYYMMDD` (the day the hold key was made).
+//! a directory of mode 0700. A record is sealed with the key of the UTC day
+//! it was archived on and its owner's retention, `dYYYYMMDD-rDAYS`, so the
+//! records under one key are due together and the key goes with them (a
+//! user kept 14 days does not share a key with one kept 365). Hold keys
+//! are `hold-YYYYMMDD` (the day the hold key was made).
 
 use std::collections::HashMap;
 use std::fs;
@@ -55,9 +58,30 @@ impl Key {
     }
 }
 
-/// The id of the day key for a time (Unix milliseconds, UTC day).
-pub fn day_id(unix_ms: i64) -> String {
-    format!("d{}", ymd(unix_ms))
+/// The id of the key for records archived at `unix_ms` (UTC day) and kept
+/// `retention_days`.
+pub fn day_id(unix_ms: i64, retention_days: i64) -> String {
+    format!("d{}-r{}", ymd(unix_ms), retention_days.clamp(0, 99_999))
+}
+
+/// The id of a hold key made at `unix_ms`.
+pub fn hold_id(unix_ms: i64) -> String {
+    format!("{HOLD_PREFIX}{}", ymd(unix_ms))
+}
+
+/// The UTC day (`YYYYMMDD`) a key id names: the day its records were
+/// archived on, or the day a hold key was made.
+pub fn key_day(id: &str) -> Option<&str> {
+    let day = match id.strip_prefix(HOLD_PREFIX) {
+        Some(rest) => rest,
+        None => id.strip_prefix('d')?.split('-').next()?,
+    };
+    (day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit())).then_some(day)
+}
+
+/// The day (`YYYYMMDD`) of a time, for comparing with [`key_day`].
+pub fn day_of(unix_ms: i64) -> String {
+    ymd(unix_ms)
 }
 
 fn ymd(unix_ms: i64) -> String {
@@ -92,7 +116,8 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Opens (and makes, mode 0700) the key directory.
+    /// Opens (and makes, mode 0700) the key directory; one that exists is
+    /// made owner-only too.
     pub fn open(dir: &Path) -> Result<Keyring, String> {
         fs::DirBuilder::new()
             .recursive(true)
@@ -104,6 +129,14 @@ impl Keyring {
                     dir.display()
                 )
             })?;
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
+            |e| {
+                format!(
+                    "{}: cannot make the archive key directory owner-only: {e}",
+                    dir.display()
+                )
+            },
+        )?;
         Ok(Keyring {
             dir: dir.to_path_buf(),
             cache: Mutex::default(),
@@ -120,13 +153,18 @@ impl Keyring {
 
     /// The key `id`; made (and written to disk before it is used) when
     /// `create` and missing. `Ok(None)`: no such key (destroyed, or never
-    /// made).
+    /// made). The cache's lock is held while the file is read, so a key
+    /// being destroyed is never put back into the cache.
     pub fn key(&self, id: &str, create: bool) -> Result<Option<Arc<Key>>, String> {
         if !valid_id(id) {
             return Err(format!("{id:?} is not an archive key name"));
         }
-        if let Some(k) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
-            return Ok(Some(k));
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| "the archive key cache is poisoned".to_string())?;
+        if let Some(k) = cache.get(id) {
+            return Ok(Some(k.clone()));
         }
         let path = self.path(id);
         let bytes = match fs::read(&path) {
@@ -142,31 +180,43 @@ impl Keyring {
         let key = Key::from_bytes(id, &bytes)
             .ok_or_else(|| format!("{}: not an archive key (32 bytes)", path.display()))?;
         let key = Arc::new(key);
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(id.to_string(), key.clone());
-        }
+        cache.insert(id.to_string(), key.clone());
         Ok(Some(key))
     }
 
+    /// Makes the key file whole or not at all: written and synced under a
+    /// temporary name, then linked into place (which fails if another
+    /// process made it meanwhile: then theirs is read).
     fn make(&self, path: &Path) -> Result<Vec<u8>, String> {
         let mut k = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut k)
+        let mut n = [0u8; 8];
+        let rng = SystemRandom::new();
+        rng.fill(&mut k)
+            .and_then(|()| rng.fill(&mut n))
             .map_err(|_| "the system random generator failed".to_string())?;
-        let made = fs::OpenOptions::new()
+        let tmp = self
+            .dir
+            .join(format!(".new-{:016x}", u64::from_be_bytes(n)));
+        let written = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path);
-        match made {
-            Ok(mut f) => {
-                f.write_all(&k)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&k).and_then(|()| f.sync_all()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "{}: cannot write a new key: {e}",
+                self.dir.display()
+            ));
+        }
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
                 sync_dir(&self.dir);
                 Ok(k.to_vec())
             }
-            // Made by another thread or process at the same moment.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
             }
@@ -197,9 +247,12 @@ impl Keyring {
         if !valid_id(id) {
             return Err(format!("{id:?} is not an archive key name"));
         }
-        if let Ok(mut c) = self.cache.lock() {
-            c.remove(id);
-        }
+        // Held until the file is gone: no reader puts the key back meanwhile.
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| "the archive key cache is poisoned".to_string())?;
+        cache.remove(id);
         let path = self.path(id);
         match fs::OpenOptions::new().write(true).open(&path) {
             Ok(mut f) => {
@@ -235,10 +288,16 @@ mod tests {
 
     #[test]
     fn day_ids_are_utc_dates() {
-        assert_eq!(day_id(0), "d19700101");
-        assert_eq!(day_id(1_796_688_000_000 - 1), "d20261207");
-        assert_eq!(day_id(1_796_688_000_000), "d20261208");
-        assert_eq!(day_id(951_782_400_000), "d20000229");
+        assert_eq!(day_id(0, 14), "d19700101-r14");
+        assert_eq!(day_id(1_796_688_000_000 - 1, 1), "d20261207-r1");
+        assert_eq!(day_id(1_796_688_000_000, 2562), "d20261208-r2562");
+        assert_eq!(day_id(951_782_400_000, 7), "d20000229-r7");
+        assert_eq!(hold_id(951_782_400_000), "hold-20000229");
+        assert_eq!(key_day("d20261208-r14"), Some("20261208"));
+        assert_eq!(key_day("hold-20261208"), Some("20261208"));
+        assert_eq!(key_day("x20261208"), None);
+        assert_eq!(key_day("d2026"), None);
+        assert_eq!(day_of(951_782_400_000), "20000229");
     }
 
     #[test]
@@ -273,6 +332,8 @@ mod tests {
         assert!(ring.ids().unwrap().is_empty());
         // Destroying what is gone is no error.
         ring.destroy("d20261206").unwrap();
+        // No temporary file is left behind.
+        assert!(fs::read_dir(&d).unwrap().next().is_none());
         assert_ne!(bytes, vec![0u8; 32]);
         let _ = fs::remove_dir_all(&d);
     }

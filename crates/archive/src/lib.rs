@@ -1,10 +1,10 @@
 //! The IM archive's cryptography and formats.
 //!
 //! Each archived message is sealed (AES-256-GCM) with the key of the UTC
-//! day it was archived on, bound to its metadata (owner, time, sender,
+//! day it was archived on and its owner's retention, bound to its metadata (owner, time, sender,
 //! recipient) so a sealed body cannot be moved to another record. The keys
 //! live in files outside the database (`keys/archive/` in the data
-//! directory unless configured elsewhere), one per day: when retention has
+//! directory unless configured elsewhere), one per day and retention: when retention has
 //! deleted the last record of a day, its key file is overwritten and
 //! removed, and whatever copies of the database exist — its WAL, backups,
 //! a replica — hold only ciphertext nobody can open again. Records a legal
@@ -20,7 +20,7 @@ mod format;
 mod keys;
 
 pub use format::{json_line, mbox_entry, Opened};
-pub use keys::{day_id, is_hold, Key, Keyring, HOLD_PREFIX};
+pub use keys::{day_id, day_of, hold_id, is_hold, key_day, Key, Keyring, HOLD_PREFIX};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};

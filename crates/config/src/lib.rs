@@ -101,6 +101,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
     ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
     ("archive.keys_dir", "\"\"", "Where the IM archive's keys live, one file per day (mode 0600): a day's key is destroyed once retention has deleted that day's last record, so no copy of the database (its WAL, a backup, a replica) can be read for it again. Empty: keys/archive in data_dir. Never inside the database; with a pool of nodes on PostgreSQL, a directory every node mounts (docs/ARCHIVE.md)."),
+    ("monitoring.cdr_retention_days", "60", "Days call detail records (who called whom, when, how long, how it ended; never content) are kept before they are deleted (1 to 3650). Lync's default was 60."),
     ("files.clamd", "\"\"", "Virus scanning of uploaded files by ClamAV's clamd (Debian clamav-daemon), over its INSTREAM protocol: the path of its local socket (\"/run/clamav/clamd.ctl\") or a loopback address:port (\"127.0.0.1:3310\"). When set, a file is kept and can be offered only once clamd finds it clean; a detection, a heuristic alert (limits exceeded, an encrypted archive) or an error counts as not clean (403), and clamd unreachable or too slow refuses the upload (503: fail closed). Empty: no scanning (a finding in the security check)."),
     ("files.scan_timeout_secs", "60", "How long clamd may take over one file before the upload is refused with 503 (1 to 3600)."),
     ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
@@ -280,6 +281,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub archive: RawArchive,
     #[serde(default)]
+    pub monitoring: RawMonitoring,
+    #[serde(default)]
     pub files: RawFiles,
     #[serde(default)]
     pub proxy: RawProxy,
@@ -434,6 +437,12 @@ pub struct RawRegistrar {
 #[serde(deny_unknown_fields)]
 pub struct RawIm {
     pub max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    pub cdr_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -607,6 +616,8 @@ pub struct Config {
     pub im_max_bytes: usize,
     /// Where the IM archive's keys live (`None`: keys/archive in data_dir).
     pub archive_keys_dir: Option<PathBuf>,
+    /// Days call detail records are kept.
+    pub cdr_retention_days: u32,
     /// Virus scanning of uploaded files (`None`: off).
     pub scanning: Option<Scanning>,
     pub lockout: auth::lockout::LockoutConfig,
@@ -802,6 +813,16 @@ impl RawConfig {
                 Database::Postgres { node_id, .. } => *node_id = check_node_id(&id)?,
             }
         }
+        let cdr_retention_days = self
+            .monitoring
+            .cdr_retention_days
+            .or(d.monitoring.cdr_retention_days)
+            .unwrap_or(60);
+        if !(1..=3650).contains(&cdr_retention_days) {
+            return Err(format!(
+                "monitoring.cdr_retention_days = {cdr_retention_days}: keep call detail records 1 to 3650 days"
+            ));
+        }
         Ok(Config {
             relay,
             client_certificates,
@@ -823,6 +844,7 @@ impl RawConfig {
             timer_c: std::time::Duration::from_secs(timer_c),
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
             archive_keys_dir: self.archive.keys_dir.filter(|p| !p.as_os_str().is_empty()),
+            cdr_retention_days,
             scanning: self.files.build()?,
             lockout,
             limits: sip::Limits {

@@ -94,6 +94,10 @@ pub const OPS: &[Op] = &[
         doc: "search and export the IM archive (each search and export is audited)",
     },
     Op {
+        name: "cdrs.read",
+        doc: "read call detail records: who called whom, when, for how long (each read is audited)",
+    },
+    Op {
         name: "archive.hold",
         doc: "place and release legal holds on users' archived messages",
     },

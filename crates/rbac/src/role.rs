@@ -217,6 +217,7 @@ pub fn predefined() -> Vec<Role> {
         "audit.read",
         "archive.read",
         "archive.hold",
+        "cdrs.read",
     ]);
     compliance.push(ops::policy_write("archiving"));
     compliance.push(ops::policy_grant("archiving"));
@@ -227,7 +228,7 @@ pub fn predefined() -> Vec<Role> {
         builtin("voice-administrator", "conferencing and voice policies (CsVoiceAdministrator)", voice),
         builtin("view-only", "reads status, users, groups, policies and roles; changes nothing (CsViewOnlyAdministrator)", reads),
         builtin("help-desk", "reads users, their contact lists and policies, clears lockouts (CsHelpDesk)", list(&["status.read", "users.read", "contacts.read", "groups.read", "policies.read", "lockouts.read", "lockouts.clear"])),
-        builtin("compliance-administrator", "archiving policy, the IM archive and its legal holds, and the audit log (CsArchivingAdministrator)", compliance),
+        builtin("compliance-administrator", "archiving policy, the IM archive and its legal holds, call detail records, and the audit log (CsArchivingAdministrator)", compliance),
         builtin("persistent-chat-administrator", "reads users, groups and policies; chat rooms arrive with persistent chat (CsPersistentChatAdministrator)", list(&["status.read", "users.read", "groups.read", "policies.read"])),
     ]
 }

@@ -10,11 +10,14 @@
 //! A user whose policy says `block_on_failure` cannot send or receive
 //! instant messages while the archive cannot be written (503).
 //!
-//! Retention: every ten minutes (and a minute after start) records older
-//! than their owner's `retention_days` are deleted, except a user's on
-//! legal hold, whose records due are sealed again under a hold key; then
-//! every day key no record uses any more (from two days back: a record of
-//! yesterday may still be on its way to the database) is destroyed.
+//! Retention: every ten minutes (and a few seconds after start) records
+//! older than their owner's `retention_days` are deleted, except a user's
+//! on legal hold, whose records due are sealed again under a hold key; then
+//! every key no record uses any more (from two days back: a record of
+//! yesterday may still be on its way to the database, a hold key just made
+//! not yet used) is destroyed. Records are sealed under the key of their
+//! day and their owner's retention, so the records of one key fall due
+//! together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -31,6 +34,13 @@ use super::{policy_set, Core, Req};
 /// Messages waiting for the writer at most; beyond, they are lost (and
 /// counted) and the archive counts as failing.
 const QUEUE: usize = 10_000;
+/// Bytes of message bodies noted or waiting for the writer at most (each
+/// body is at most `im.max_bytes`): beyond, a message goes unarchived
+/// (counted), or is refused where the policy blocks on failure.
+const MAX_BYTES: usize = 64 << 20;
+/// How often a failing archive is tried again (a key for today, a read of
+/// the store) while nothing else would clear it.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
 /// Records written per transaction at most.
 const BATCH: usize = 256;
 /// How long a failed write is retried (once a second) before its records
@@ -75,7 +85,8 @@ impl ArchiveMetrics {
 /// A message noted for the archive, waiting for its answer.
 #[derive(Debug)]
 pub(crate) struct Draft {
-    owners: Vec<String>,
+    /// Each owner with their retention in days.
+    owners: Vec<(String, i64)>,
     at_ms: i64,
     sender: String,
     recipient: String,
@@ -90,6 +101,12 @@ pub(crate) struct Archiver {
     tx: Option<mpsc::Sender<(Draft, String)>>,
     pub(crate) keyring: Option<Arc<Keyring>>,
     noted: HashMap<TxnId, Draft>,
+    /// Bytes of the bodies in `noted`.
+    noted_bytes: usize,
+    /// Bytes of the bodies handed to the writer and not yet written.
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    probing: Arc<AtomicBool>,
+    last_probe: std::time::Instant,
 }
 
 /// The archive's clock, Unix milliseconds. Debug builds (the tests) can
@@ -122,20 +139,32 @@ impl Archiver {
         store: S,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Archiver {
-        let Some(keyring) = keyring else {
-            metrics.archive.failing.store(true, Relaxed);
-            return Archiver {
-                tx: None,
-                keyring: None,
-                noted: HashMap::new(),
-            };
+        let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tx = match &keyring {
+            None => {
+                metrics.archive.failing.store(true, Relaxed);
+                None
+            }
+            Some(k) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(write_loop(
+                    rx,
+                    store,
+                    k.clone(),
+                    metrics,
+                    queued_bytes.clone(),
+                ));
+                Some(tx)
+            }
         };
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(rx, store, keyring.clone(), metrics));
         Archiver {
-            tx: Some(tx),
-            keyring: Some(keyring),
+            tx,
+            keyring,
             noted: HashMap::new(),
+            noted_bytes: 0,
+            queued_bytes,
+            probing: Arc::default(),
+            last_probe: std::time::Instant::now(),
         }
     }
 }
@@ -145,6 +174,7 @@ async fn write_loop<S: store::Store>(
     store: S,
     keyring: Arc<Keyring>,
     metrics: Arc<crate::metrics::Metrics>,
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let m = &metrics.archive;
     while let Some(first) = rx.recv().await {
@@ -155,17 +185,20 @@ async fn write_loop<S: store::Store>(
                 Err(_) => break,
             }
         }
+        let bytes: usize = batch.iter().map(|(d, _)| d.body.len()).sum();
+        let owners: u64 = batch.iter().map(|(d, _)| d.owners.len() as u64).sum();
         let ring = keyring.clone();
         let sealed = tokio::task::spawn_blocking(move || seal_all(&ring, batch)).await;
         let (rows, lost) = match sealed {
             Ok(r) => r,
-            Err(_) => (Vec::new(), 1),
+            Err(_) => (Vec::new(), owners),
         };
         if lost > 0 {
             m.lost.fetch_add(lost, Relaxed);
             m.failing.store(true, Relaxed);
         }
         if rows.is_empty() {
+            queued_bytes.fetch_sub(bytes, Relaxed);
             continue;
         }
         let n = rows.len() as u64;
@@ -198,6 +231,7 @@ async fn write_loop<S: store::Store>(
                 }
             }
         }
+        queued_bytes.fetch_sub(bytes, Relaxed);
     }
 }
 
@@ -207,18 +241,18 @@ fn seal_all(ring: &Keyring, batch: Vec<(Draft, String)>) -> (Vec<ArchiveRow>, u6
     let mut rows = Vec::new();
     let mut lost = 0;
     for (d, result) in batch {
-        let key_id = archive::day_id(d.at_ms);
-        let key = match ring.key(&key_id, true) {
-            Ok(Some(k)) => k,
-            Ok(None) | Err(_) => {
-                if let Some(suppressed) = WRITE_FAILED.allow() {
-                    tracing::error!(key = %key_id, dir = %ring.dir().display(), suppressed, "no archive key could be made: records lost");
+        for (owner, days) in &d.owners {
+            let key_id = archive::day_id(d.at_ms, *days);
+            let key = match ring.key(&key_id, true) {
+                Ok(Some(k)) => k,
+                Ok(None) | Err(_) => {
+                    if let Some(suppressed) = WRITE_FAILED.allow() {
+                        tracing::error!(key = %key_id, dir = %ring.dir().display(), suppressed, "no archive key could be made: records lost");
+                    }
+                    lost += 1;
+                    continue;
                 }
-                lost += d.owners.len() as u64;
-                continue;
-            }
-        };
-        for owner in &d.owners {
+            };
             let aad = archive::aad(owner, d.at_ms, &d.sender, &d.recipient);
             match archive::seal(&key, &aad, &d.content_type, &d.body) {
                 Ok(sealed) => rows.push(ArchiveRow {
@@ -284,19 +318,23 @@ impl<S: store::Store> Core<S> {
         let mut owners = Vec::new();
         let mut block = false;
         for party in [sender, recipient] {
-            if !ours(party) || owners.iter().any(|o| o == party) {
+            if !ours(party) || owners.iter().any(|(o, _)| o == party) {
                 continue;
             }
             let rule = policy_set::archiving(&self.policies, party);
             if (federated && rule.external) || (!federated && rule.internal) {
-                owners.push(party.to_string());
+                owners.push((party.to_string(), rule.retention_days));
                 block |= rule.block_on_failure;
             }
         }
         if owners.is_empty() {
             return true;
         }
-        let writable = self.archive.tx.is_some() && self.metrics.archive.writable();
+        let body = r.msg.body().len();
+        let full = self.archive.noted.len() >= MAX_NOTED
+            || self.archive.noted_bytes + self.archive.queued_bytes.load(Relaxed) + body
+                > MAX_BYTES;
+        let writable = self.archive.tx.is_some() && self.metrics.archive.writable() && !full;
         if block && !writable {
             self.reply(
                 r,
@@ -307,13 +345,14 @@ impl<S: store::Store> Core<S> {
             .await;
             return false;
         }
-        if self.archive.noted.len() >= MAX_NOTED {
+        if full {
             self.metrics
                 .archive
                 .lost
                 .fetch_add(owners.len() as u64, Relaxed);
-            return !block;
+            return true;
         }
+        self.archive.noted_bytes += body;
         let draft = Draft {
             owners,
             at_ms: now_ms(),
@@ -336,18 +375,55 @@ impl<S: store::Store> Core<S> {
         let Some(draft) = self.archive.noted.remove(&id) else {
             return;
         };
+        let bytes = draft.body.len();
+        self.archive.noted_bytes = self.archive.noted_bytes.saturating_sub(bytes);
         let n = draft.owners.len() as u64;
         let Some(tx) = &self.archive.tx else {
             self.metrics.archive.lost.fetch_add(n, Relaxed);
             return;
         };
+        self.archive.queued_bytes.fetch_add(bytes, Relaxed);
         if tx.try_send((draft, result())).is_err() {
+            self.archive.queued_bytes.fetch_sub(bytes, Relaxed);
             self.metrics.archive.lost.fetch_add(n, Relaxed);
             self.metrics.archive.failing.store(true, Relaxed);
             if let Some(suppressed) = WRITE_FAILED.allow() {
                 tracing::error!(suppressed, "the archive writer is behind: records lost");
             }
         }
+    }
+
+    /// While the archive fails and nothing is written that could clear it
+    /// (every archived user's messages refused), tries it every ten
+    /// seconds: a key for today made or read, and the store read. Both
+    /// working clear the failure; a write that then fails sets it again.
+    pub(crate) fn archive_probe(&mut self) {
+        if self.metrics.archive.writable()
+            || self.archive.last_probe.elapsed() < PROBE_EVERY
+            || self.archive.probing.swap(true, Relaxed)
+        {
+            return;
+        }
+        self.archive.last_probe = std::time::Instant::now();
+        let Some(ring) = self.archive.keyring.clone() else {
+            self.archive.probing.store(false, Relaxed);
+            return;
+        };
+        let (store, metrics, busy) = (
+            self.store.clone(),
+            self.metrics.clone(),
+            self.archive.probing.clone(),
+        );
+        tokio::spawn(async move {
+            let id = archive::day_id(now_ms(), 1);
+            let key = tokio::task::spawn_blocking(move || ring.key(&id, true)).await;
+            let store_ok = store::Archive::archive_holds(&store).await.is_ok();
+            if matches!(key, Ok(Ok(Some(_)))) && store_ok {
+                metrics.archive.failing.store(false, Relaxed);
+                tracing::info!("the IM archive can be written again");
+            }
+            busy.store(false, Relaxed);
+        });
     }
 
     /// Runs retention in a task (one at a time).
@@ -442,23 +518,30 @@ pub(crate) async fn purge<S: store::Store>(
     for (owner, days) in held_due {
         done.resealed += reseal_held(store, ring, &owner, now_ms - days * DAY_MS, now_ms).await?;
     }
-    // Keys no record uses: destroyed (day keys from two days back).
+    // Keys no record uses: destroyed, from two days back (a record of
+    // yesterday may still be on its way; a hold key made today may be
+    // about to be used). One that cannot be destroyed is logged and the
+    // others still go.
     let in_use: HashSet<String> = store
         .archive_keys()
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
         .collect();
-    let oldest_kept = archive::day_id(now_ms - DAY_MS);
+    let cutoff = archive::day_of(now_ms - DAY_MS);
     let ring2 = ring.clone();
     done.keys_destroyed = tokio::task::spawn_blocking(move || -> Result<usize, String> {
         let mut n = 0;
         for id in ring2.ids()? {
-            let idle = !in_use.contains(&id);
-            let old = archive::is_hold(&id) || id < oldest_kept;
-            if idle && old {
-                ring2.destroy(&id)?;
-                n += 1;
+            let old = archive::key_day(&id).is_some_and(|d| d < cutoff.as_str());
+            if !old || in_use.contains(&id) {
+                continue;
+            }
+            match ring2.destroy(&id) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::error!(key = %id, error = %e, "an archive key could not be destroyed")
+                }
             }
         }
         Ok(n)
@@ -495,7 +578,7 @@ async fn reseal_held<S: store::Store>(
         };
         after_id = last.id;
         let ring = ring.clone();
-        let hold_id = format!("{}{}", archive::HOLD_PREFIX, &archive::day_id(now_ms)[1..]);
+        let hold_id = archive::hold_id(now_ms);
         let again =
             tokio::task::spawn_blocking(move || -> Result<Vec<(i64, String, Vec<u8>)>, String> {
                 // The hold key in use, if any, else one made today.
@@ -511,10 +594,18 @@ async fn reseal_held<S: store::Store>(
                 let mut out = Vec::new();
                 for r in rows.iter().filter(|r| !archive::is_hold(&r.key_id)) {
                     let aad = archive::aad(&r.owner, r.at_ms, &r.sender, &r.recipient);
-                    let Some(key) = ring.key(&r.key_id, false)? else {
-                        continue;
+                    // A record whose key is unreadable stays as it is (and
+                    // keeps its key): the others are still held.
+                    let key = match ring.key(&r.key_id, false) {
+                        Ok(Some(k)) => k,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::error!(record = r.id, error = %e, "a held record could not be sealed again");
+                            continue;
+                        }
                     };
                     let Some((ct, body)) = archive::open(&key, &aad, &r.sealed) else {
+                        tracing::error!(record = r.id, key = %r.key_id, "a held record does not open with its key");
                         continue;
                     };
                     out.push((

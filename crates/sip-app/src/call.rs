@@ -66,6 +66,7 @@ impl<S: store::Store> Core<S> {
 
     /// Forks a call (already accepted) to the callee's bindings, Record-Routed.
     pub(crate) async fn ring(&mut self, r: &Req<'_>, callee_aor: &str) {
+        self.cdr_started(r, callee_aor);
         let targets = self.location.lookup(callee_aor, unix_now());
         let hops = self.hops_for(&targets, r.own_routes);
         if hops.is_empty() {
@@ -270,6 +271,7 @@ impl<S: store::Store> Core<S> {
         if r.f.method == Method::Bye {
             // The relay's permissions for the call go with it.
             self.relay_call_ended(r.msg);
+            self.cdr_bye(r);
         }
         // A re-INVITE may refresh the route set: Record-Route it again.
         let dialog_from = (r.f.method == Method::Invite).then_some(r.src);

@@ -499,6 +499,9 @@ impl<S: store::Store> Core<S> {
             if matches!(*method, "INVITE" | "UPDATE" | "PRACK") {
                 let invite = *method == "INVITE";
                 self.relay_note_response(resp, status, invite);
+                if invite && (200..300).contains(&status) {
+                    self.cdr_answered(resp);
+                }
             }
         }
         let Some(fork) = self.forks.get_mut(&fork_id) else {
@@ -564,12 +567,13 @@ impl<S: store::Store> Core<S> {
                 timeout,
             } => {
                 if !fork.answered {
+                    let (status, bytes) = fork.best.unwrap_or((408, timeout));
                     if method == "INVITE" {
                         if let Some((_, req, ..)) = fork.branches.first() {
                             self.relay_call_unanswered(req);
+                            self.cdr_unanswered(req, status);
                         }
                     }
-                    let (status, bytes) = fork.best.unwrap_or((408, timeout));
                     self.metrics.count_response(method, status);
                     self.txn
                         .respond(server, status, bytes, Instant::now(), &mut self.out);

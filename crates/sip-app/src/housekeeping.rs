@@ -48,6 +48,8 @@ impl<S: store::Store> Core<S> {
             self.last_archive_purge = Instant::now();
             self.archive_purge_due();
         }
+        self.archive_probe();
+        self.cdr_housekeeping();
         self.dial_edges();
         if self.last_interfaces.elapsed() >= INTERFACES_EVERY {
             // Addresses come and go (DHCP, VPNs): list them again, off the

@@ -46,8 +46,7 @@ impl<S: store::Store> Core<S> {
                 Checked::Pass => self.filter_to_partner(r, rules, &sender_aor).await,
                 Checked::Replace(m) => {
                     if let Ok(f) = RequestFields::extract(&m) {
-                        self.archive_then_partner(&r.with(&m, &f), &sender_aor)
-                            .await
+                        self.send_to_partner(&r.with(&m, &f), &sender_aor).await
                     }
                 }
                 Checked::Refused | Checked::Pending => {}
@@ -100,18 +99,8 @@ impl<S: store::Store> Core<S> {
             .as_ref()
             .and_then(|m| Some((m, RequestFields::extract(m).ok()?)))
         {
-            Some((m, f)) => self.archive_then_partner(&r.with(m, &f), sender_aor).await,
-            None => self.archive_then_partner(r, sender_aor).await,
-        }
-    }
-
-    /// A MESSAGE to a partner's user, as it will go: noted for the
-    /// archive, then on its way.
-    async fn archive_then_partner(&mut self, r: &Req<'_>, sender_aor: &str) {
-        let recipient = crate::archive::party(&r.f.request_uri)
-            .unwrap_or_else(|| r.msg.request_uri().unwrap_or_default().to_string());
-        if self.archive_begin(r, sender_aor, &recipient).await {
-            self.send_to_partner(r, sender_aor).await;
+            Some((m, f)) => self.send_to_partner(&r.with(m, &f), sender_aor).await,
+            None => self.send_to_partner(r, sender_aor).await,
         }
     }
 

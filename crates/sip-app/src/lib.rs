@@ -17,6 +17,7 @@ mod archive;
 mod authn;
 pub mod authn_http;
 mod call;
+mod cdr;
 pub mod command;
 mod dialog_content;
 mod dispatch;
@@ -209,6 +210,9 @@ pub struct Core<S> {
     /// A retention run is under way.
     pub(crate) archive_purging: Arc<std::sync::atomic::AtomicBool>,
     last_archive_purge: Instant,
+    /// The calls being followed for their detail records.
+    pub(crate) cdr: cdr::Calls,
+    last_cdr_purge: Instant,
     /// Each user's IM filter as the policies in force say (`[internal,
     /// federated]`), built at first use; emptied when policies change.
     /// At most two entries per user.
@@ -294,6 +298,7 @@ impl<S: store::Store> Core<S> {
     ) -> Result<Core<S>, String> {
         let archive =
             archive::Archiver::start(keys.archive.clone(), store.clone(), metrics.clone());
+        let cdr = cdr::Calls::start(store.clone(), metrics.clone());
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
         let policies = PolicySet::load(&store).await?;
@@ -427,6 +432,10 @@ impl<S: store::Store> Core<S> {
             im_rules: HashMap::new(),
             reloading_policies: false,
             archive,
+            cdr,
+            last_cdr_purge: Instant::now()
+                .checked_sub(cdr::PURGE_EVERY)
+                .unwrap_or_else(Instant::now),
             archive_purging: Arc::default(),
             // The first retention run comes a few seconds after start.
             last_archive_purge: Instant::now()
@@ -680,6 +689,7 @@ impl<S: store::Store> Core<S> {
             .respond(r.id, status, bytes, Instant::now(), &mut self.out);
         if status >= 200 {
             self.archive_answered(r.id, || format!("refused {status}"));
+            self.cdr_refused(r, status);
         }
         self.flush().await;
     }

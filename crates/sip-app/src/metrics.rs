@@ -28,6 +28,8 @@ pub struct Metrics {
     pub lockout_saves_failed: AtomicU64,
     /// The IM archive (crate::archive).
     pub archive: crate::archive::ArchiveMetrics,
+    /// Calls and call detail records (crate::cdr).
+    pub cdr: crate::cdr::CdrMetrics,
     pub rate_limited: AtomicU64,
     pub messages_relayed: AtomicU64,
     pub messages_stored: AtomicU64,
@@ -251,7 +253,11 @@ impl Metrics {
                 &self.db_commits,
             ),
         ];
-        for (name, help, v) in counters.into_iter().chain(self.archive.counters()) {
+        for (name, help, v) in counters
+            .into_iter()
+            .chain(self.archive.counters())
+            .chain(self.cdr.counters())
+        {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",

@@ -156,6 +156,7 @@ impl Postgres {
                 "SELECT GREATEST((SELECT max(id) FROM pending_messages), (SELECT max(pending_id) FROM message_ids))",
             ),
             ("archive", "SELECT max(id) FROM archive"),
+            ("cdrs", "SELECT max(id) FROM cdrs"),
         ] {
             tx.execute(
                 &format!(
@@ -190,7 +191,7 @@ async fn insert(
                    ON CONFLICT (name) DO UPDATE SET value = excluded.value"
             .to_string(),
         // Identity columns keep their exported ids.
-        "users" | "pending_messages" | "archive" => format!(
+        "users" | "pending_messages" | "archive" | "cdrs" => format!(
             "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
             batch.table,
             names.join(", "),

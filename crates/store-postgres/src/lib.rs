@@ -31,6 +31,7 @@ mod admins;
 mod archive;
 mod audit;
 mod bindings;
+mod cdr;
 pub mod changes;
 pub mod connect;
 mod contacts;

@@ -402,6 +402,26 @@ const STEPS: &[&str] = &[
         reason TEXT NOT NULL
     );
     "#,
+    // 7: call detail records (as SQLite's schema 14).
+    r#"
+    CREATE TABLE cdrs (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        caller_device TEXT NOT NULL,
+        callee_device TEXT NOT NULL,
+        federated BOOLEAN NOT NULL,
+        started_ms BIGINT NOT NULL,
+        answered_ms BIGINT NOT NULL,
+        ended_ms BIGINT NOT NULL,
+        status INTEGER NOT NULL,
+        ended_by TEXT NOT NULL
+    );
+    CREATE INDEX cdrs_by_caller ON cdrs (caller, started_ms);
+    CREATE INDEX cdrs_by_callee ON cdrs (callee, started_ms);
+    CREATE INDEX cdrs_by_end ON cdrs (ended_ms);
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

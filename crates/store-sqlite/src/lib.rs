@@ -23,6 +23,7 @@ mod admins;
 mod archive;
 mod audit;
 mod bindings;
+mod cdr;
 mod contacts;
 mod devices;
 mod export;

@@ -361,6 +361,25 @@ const STEPS: &[&str] = &[
         by_actor TEXT NOT NULL,
         reason TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 14: call detail records (no reference to users: a removed user's
+    // calls stay until retention).
+    "CREATE TABLE cdrs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        caller_device TEXT NOT NULL,
+        callee_device TEXT NOT NULL,
+        federated INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        answered_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        ended_by TEXT NOT NULL
+     );
+     CREATE INDEX cdrs_by_caller ON cdrs(caller, started_ms);
+     CREATE INDEX cdrs_by_callee ON cdrs(callee, started_ms);
+     CREATE INDEX cdrs_by_end ON cdrs(ended_ms);",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -34,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "lockouts",
     "archive",
     "archive_holds",
+    "cdrs",
 ];
 
 /// Rows exported in one batch at most (memory stays bounded whatever the

@@ -14,10 +14,12 @@
 
 pub mod archive;
 pub mod audit_chain;
+pub mod cdr;
 pub mod export;
 pub mod model;
 
 pub use archive::{Archive, ArchiveFilter, ArchiveHold, ArchiveRow};
+pub use cdr::{CdrFilter, CdrRow, Cdrs};
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
     ContactRow, DeviceRow, EnrollmentCodeRow, FileAdded, FileRow, GrantRow, GrantTargetRow,
@@ -77,6 +79,7 @@ pub trait Store:
     + Files
     + Lockouts
     + Archive
+    + Cdrs
     + Clone
     + std::fmt::Debug
     + 'static

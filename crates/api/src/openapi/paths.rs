@@ -679,7 +679,7 @@ pub(super) fn administration(d: &mut Doc, f: &Facts<'_>) {
     );
 }
 
-/// The IM archive: search, export, legal holds.
+/// The IM archive (search, export, legal holds) and call detail records.
 pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
     let seconds = json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": 253_402_300_799i64 });
     let filters = |extra: Vec<Value>| {
@@ -731,6 +731,27 @@ pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
             "application/jsonl": { "schema": { "type": "string" } },
             "application/mbox": { "schema": { "type": "string" } },
         }),
+    );
+    d.op(
+        "get",
+        "/v1/cdrs",
+        "Call detail records, oldest first (audited); next continues",
+        "cdrs.read",
+        vec![
+            query("user", f.uri()),
+            query("since", seconds.clone()),
+            query("until", seconds.clone()),
+            query(
+                "after",
+                json!({ "type": "integer", "format": "int64", "minimum": 0 }),
+            ),
+            query(
+                "limit",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            ),
+        ],
+        None,
+        200,
     );
     d.op(
         "get",

@@ -287,6 +287,21 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             &[],
         ),
         ("get", "/v1/archive/holds") => array(hold()),
+        ("get", "/v1/cdrs") => exact(
+            json!({
+                "records": array(exact(
+                    json!({
+                        "id": int(), "call_id": s(), "caller": s(), "callee": s(),
+                        "caller_device": s(), "callee_device": s(), "federated": boolean(),
+                        "started_ms": int(), "answered_ms": { "type": "integer", "nullable": true },
+                        "ended_ms": int(), "duration_secs": int(), "status": int(), "ended_by": s(),
+                    }),
+                    &[],
+                )),
+                "next": { "type": "integer", "nullable": true },
+            }),
+            &[],
+        ),
         ("put", "/v1/archive/holds/{uri}") => hold(),
         ("get", "/v1/audit/verify") => exact(
             json!({ "records": int(), "intact": boolean(), "problems": strings() }),

@@ -34,6 +34,33 @@ fn query(f: &ArchiveFilters, extra: &[(&str, String)]) -> String {
     }
 }
 
+/// Where an export goes: a new file (mode 0600; one that exists is not
+/// overwritten), or standard output.
+pub(super) fn export_sink(file: Option<&std::path::Path>) -> Result<Box<dyn Write + Send>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    Ok(match file {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(p)
+                .map_err(|e| {
+                    format!("{}: {e} (the export file must not exist yet)", p.display())
+                })?,
+        ),
+        None => Box::new(std::io::stdout()),
+    })
+}
+
+/// The `records` of a search or list answer.
+pub(super) fn records(v: &Value) -> Vec<Value> {
+    v.get("records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn time(ms: i64) -> String {
     date(ms.div_euclid(1000))
 }
@@ -65,11 +92,7 @@ pub(super) async fn archive(
                 render(&v, out);
                 return Ok(());
             }
-            let records = v
-                .get("records")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let records = records(&v);
             for r in &records {
                 let g = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
                 println!(
@@ -116,22 +139,7 @@ pub(super) async fn archive(
                 "/v1/archive/export{}",
                 query(&filters, &[("format", format.clone())])
             );
-            let sink: Box<dyn Write + Send> = match &file {
-                Some(p) => {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    Box::new(
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(0o600)
-                            .open(p)
-                            .map_err(|e| {
-                                format!("{}: {e} (the export file must not exist yet)", p.display())
-                            })?,
-                    )
-                }
-                None => Box::new(std::io::stdout()),
-            };
+            let sink = export_sink(file.as_deref())?;
             let mbox = format == "mbox";
             let n = c.download(path, sink, mbox).await?;
             if let Some(p) = file {

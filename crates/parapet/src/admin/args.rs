@@ -136,6 +136,10 @@ pub(super) enum AdminCmd {
     /// legal holds (each search and export is audited).
     #[command(subcommand)]
     Archive(ArchiveCmd),
+    /// Call detail records: who called whom, when, how long, how it ended
+    /// (each read is audited).
+    #[command(subcommand)]
+    Cdr(CdrCmd),
     /// Every security-relevant setting in one view.
     #[command(subcommand)]
     Security(SecurityShowCmd),
@@ -636,4 +640,48 @@ pub(super) enum ArchiveCmd {
     },
     /// Release a legal hold: retention applies to the user's messages again.
     Release { user: String },
+}
+
+/// Which calls (every filter optional).
+#[derive(clap::Args, Debug, Clone)]
+pub(super) struct CdrFilters {
+    /// Calls this user made or received.
+    #[arg(long)]
+    pub(super) user: Option<String>,
+    /// Calls that started from this time on (Unix seconds).
+    #[arg(long)]
+    pub(super) since: Option<i64>,
+    /// Calls that started before this time (Unix seconds).
+    #[arg(long)]
+    pub(super) until: Option<i64>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum CdrCmd {
+    /// Calls, oldest first.
+    ///
+    /// Example: parapet admin cdr list --user sip:alice@example.com --since 1767225600
+    List {
+        #[command(flatten)]
+        filters: CdrFilters,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this record id (the `next` a list printed).
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// Every matching call, as CSV (with a header line) or JSON lines.
+    ///
+    /// Example: parapet admin cdr export --since 1767225600 --format csv --out december.csv
+    Export {
+        #[command(flatten)]
+        filters: CdrFilters,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write (created, mode 0600; it must not exist).
+        /// Absent: standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }

@@ -4,6 +4,7 @@
 
 mod archive;
 mod args;
+mod cdr;
 mod client;
 mod contacts;
 mod policy;
@@ -340,6 +341,7 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
         }
         AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
         AdminCmd::Archive(cmd) => archive::archive(authed()?, cmd, out, done).await?,
+        AdminCmd::Cdr(cmd) => cdr::cdr(authed()?, cmd, out, done).await?,
         AdminCmd::Group(cmd) => {
             let c = authed()?;
             match cmd {

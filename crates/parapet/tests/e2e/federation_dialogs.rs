@@ -77,6 +77,32 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers(meet: 
     );
     let (ok, callee) = bob.finish();
     assert!(ok, "bob's side failed:\n{callee}");
+    // Both organisations keep the call's detail record: the unreachable
+    // attempt on example.test's side too.
+    let cdrs = |s: &Server, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let o = s.admin(&["--output=json", "cdr", "list"], "");
+            assert!(o.status.success(), "{}", out(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let r = v["records"].as_array().cloned().unwrap_or_default();
+            if r.len() >= n || std::time::Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let ours = cdrs(&a, 2);
+    let statuses: Vec<i64> = ours.iter().filter_map(|r| r["status"].as_i64()).collect();
+    assert_eq!(statuses, vec![503, 200], "{ours:#?}");
+    let theirs = cdrs(&b, 1);
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    for r in [&ours[1], &theirs[0]] {
+        assert_eq!(r["caller"], "sip:alice@example.test", "{r}");
+        assert_eq!(r["callee"], "sip:bob@partner.test", "{r}");
+        assert_eq!(r["federated"], true, "{r}");
+        assert_eq!(r["ended_by"], "caller", "{r}");
+    }
     // The ACK, re-INVITE, UPDATE and BYE reached bob through both servers:
     // alice's Via, example.test's and partner.test's.
     for m in ["ACK sip:bob@", "UPDATE sip:bob@", "BYE sip:bob@"] {

@@ -21,6 +21,7 @@ mod bad_input;
 mod baresip;
 mod calls;
 mod capacity;
+mod cdr;
 mod certificates;
 mod defaults;
 mod devices;

@@ -69,6 +69,17 @@ impl<S: store::Store> Core<S> {
         if r.f.max_forwards == Some(0) {
             return self.reply(r, 483, "Too Many Hops", &[]).await;
         }
+        // A MESSAGE the policies let go, as it goes (after the IM filter):
+        // noted for the archive.
+        let rcpt = crate::archive::party(&r.f.request_uri)
+            .unwrap_or_else(|| r.msg.request_uri().unwrap_or_default().to_string());
+        if r.f.method == sip::Method::Message && !self.archive_begin(r, sender_aor, &rcpt).await {
+            return;
+        }
+        // A call to a partner's user: followed for its detail record.
+        if r.f.method == sip::Method::Invite && r.f.to.tag().is_none() {
+            self.cdr_started(r, &rcpt);
+        }
         self.via_partner(r, domain).await;
     }
 

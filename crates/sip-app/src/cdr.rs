@@ -1,0 +1,321 @@
+//! Call detail records: each call the proxy rings (between our users, and
+//! with partners' users either way) is followed by Call-ID from its INVITE
+//! to its end — answered (the first 2xx), refused or unanswered (the final
+//! status that went back to the caller; 487 when the caller cancelled),
+//! hung up (the BYE's sender is who hung up) — and written once it ended,
+//! by a writer task, in batches. A call answered and never hung up (a
+//! client that vanished) is closed after 24 hours, `ended_by = unknown`.
+//! Records older than `monitoring.cdr_retention_days` are deleted every
+//! ten minutes. Usage counters (calls by outcome, minutes) follow in
+//! /metrics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip::{Message, RequestFields};
+use store::CdrRow;
+use tokio::sync::mpsc;
+
+use super::{Core, Req};
+
+/// Calls followed at once at most (beyond, new ones are not recorded, and
+/// counted).
+const MAX_CALLS: usize = 100_000;
+/// Records waiting for the writer at most.
+const QUEUE: usize = 10_000;
+/// An answered call with no BYE after this is closed as `unknown`.
+const LONGEST_CALL: Duration = Duration::from_secs(24 * 3600);
+/// A call with no final answer after this (timer C is 3 minutes) is closed.
+const LONGEST_RINGING: Duration = Duration::from_secs(600);
+pub(crate) const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+static WRITE_FAILED: sip_transport::logging::RateLimited =
+    sip_transport::logging::RateLimited::per(Duration::from_secs(60), 1);
+
+#[derive(Debug, Default)]
+pub struct CdrMetrics {
+    answered: AtomicU64,
+    unanswered: AtomicU64,
+    /// Seconds of answered calls that ended.
+    seconds: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl CdrMetrics {
+    pub(crate) fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 4] {
+        [
+            ("parapet_calls_answered_total", "Calls answered (counted when they end, with their call detail record).", &self.answered),
+            ("parapet_calls_unanswered_total", "Calls refused, cancelled or not answered.", &self.unanswered),
+            ("parapet_call_seconds_total", "Seconds of answered calls, from answer to hang-up (divide by 60 for minutes).", &self.seconds),
+            ("parapet_cdr_lost_total", "Call detail records not written: more calls at once than followed, or writes that failed for 30 s.", &self.lost),
+        ]
+    }
+}
+
+/// A call being followed.
+#[derive(Debug)]
+struct Call {
+    row: CdrRow,
+    started: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Calls {
+    calls: HashMap<String, Call>,
+    tx: mpsc::Sender<CdrRow>,
+    last_sweep: Instant,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn device(m: &Message) -> String {
+    m.headers_named("User-Agent")
+        .next()
+        .or_else(|| m.headers_named("Server").next())
+        .map(|h| {
+            h.value
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn call_id(m: &Message) -> Option<String> {
+    RequestFields::extract(m)
+        .ok()
+        .map(|f| f.call_id.to_string())
+        .or_else(|| {
+            m.headers_named("Call-ID")
+                .next()
+                .map(|h| h.value.trim().to_string())
+        })
+}
+
+impl Calls {
+    pub(crate) fn start<S: store::Store>(store: S, metrics: Arc<crate::metrics::Metrics>) -> Calls {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(rx, store, metrics));
+        Calls {
+            calls: HashMap::new(),
+            tx,
+            // The first sweep (and retention run) a few seconds after start.
+            last_sweep: Instant::now()
+                .checked_sub(Duration::from_secs(55))
+                .unwrap_or_else(Instant::now),
+        }
+    }
+}
+
+async fn write_loop<S: store::Store>(
+    mut rx: mpsc::Receiver<CdrRow>,
+    store: S,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match store::Cdrs::cdr_put(&store, batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    attempt += 1;
+                    if let Some(suppressed) = WRITE_FAILED.allow() {
+                        tracing::error!(error = %e, records = batch.len(), attempt, suppressed, "call detail records not written; retrying");
+                    }
+                    if attempt >= 30 {
+                        metrics.cdr.lost.fetch_add(batch.len() as u64, Relaxed);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+impl<S: store::Store> Core<S> {
+    /// A new call from `r`'s sender to `callee` is about to ring.
+    pub(crate) fn cdr_started(&mut self, r: &Req<'_>, callee: &str) {
+        let caller = crate::archive::party(&r.f.from.uri).unwrap_or_default();
+        let domain = &self.cfg.domain;
+        let ours = |a: &str| {
+            a.rsplit_once('@')
+                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+        };
+        let federated = !(ours(&caller) && ours(callee));
+        let key = r.f.call_id.to_string();
+        if self.cdr.calls.contains_key(&key) {
+            return;
+        }
+        if self.cdr.calls.len() >= MAX_CALLS {
+            self.metrics.cdr.lost.fetch_add(1, Relaxed);
+            return;
+        }
+        let row = CdrRow {
+            id: 0,
+            call_id: key.chars().take(256).collect(),
+            caller,
+            callee: callee.to_string(),
+            caller_device: device(r.msg),
+            callee_device: String::new(),
+            federated,
+            started_ms: now_ms(),
+            answered_ms: 0,
+            ended_ms: 0,
+            status: 0,
+            ended_by: String::new(),
+        };
+        self.cdr.calls.insert(
+            key,
+            Call {
+                row,
+                started: Instant::now(),
+            },
+        );
+    }
+
+    /// A 2xx to a call's INVITE went back to the caller.
+    pub(crate) fn cdr_answered(&mut self, resp: &Message) {
+        let Some(id) = call_id(resp) else { return };
+        if let Some(c) = self.cdr.calls.get_mut(&id) {
+            if c.row.answered_ms == 0 {
+                c.row.answered_ms = now_ms();
+                c.row.status = 200;
+                c.row.callee_device = device(resp);
+            }
+        }
+    }
+
+    /// The INVITE of call `req` ended without a 2xx with `status` (the
+    /// caller's CANCEL makes it 487). A re-INVITE refused in a call that
+    /// was answered ends nothing here.
+    pub(crate) fn cdr_unanswered(&mut self, req: &Message, status: u16) {
+        let Some(id) = call_id(req) else { return };
+        if self
+            .cdr
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.row.answered_ms == 0)
+        {
+            let by = if status == 487 { "caller" } else { "nobody" };
+            self.cdr_end(&id, status, by);
+        }
+    }
+
+    /// This server refused the call's INVITE itself (`status`).
+    pub(crate) fn cdr_refused(&mut self, r: &Req<'_>, status: u16) {
+        if r.f.method == sip::Method::Invite && r.f.to.tag().is_none() && status >= 300 {
+            let id = r.f.call_id.to_string();
+            if self
+                .cdr
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.row.answered_ms == 0)
+            {
+                self.cdr_end(&id, status, "nobody");
+            }
+        }
+    }
+
+    /// A BYE in call `msg` from `from` (its sender) is relayed.
+    pub(crate) fn cdr_bye(&mut self, r: &Req<'_>) {
+        let id = r.f.call_id.to_string();
+        let Some(c) = self.cdr.calls.get(&id) else {
+            return;
+        };
+        let from = crate::archive::party(&r.f.from.uri).unwrap_or_default();
+        let by = if from == c.row.caller {
+            "caller"
+        } else {
+            "callee"
+        };
+        let status = if c.row.answered_ms == 0 { 487 } else { 200 };
+        self.cdr_end(&id, status, by);
+    }
+
+    fn cdr_end(&mut self, id: &str, status: u16, by: &str) {
+        let Some(mut c) = self.cdr.calls.remove(id) else {
+            return;
+        };
+        c.row.ended_ms = now_ms();
+        c.row.status = status;
+        c.row.ended_by = by.to_string();
+        let m = &self.metrics.cdr;
+        if c.row.answered_ms > 0 {
+            m.answered.fetch_add(1, Relaxed);
+            let secs = (c.row.ended_ms - c.row.answered_ms).max(0) / 1000;
+            m.seconds
+                .fetch_add(u64::try_from(secs).unwrap_or(0), Relaxed);
+        } else {
+            m.unanswered.fetch_add(1, Relaxed);
+        }
+        if self.cdr.tx.try_send(c.row).is_err() {
+            m.lost.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Once a minute: calls that never ended closed; every ten minutes
+    /// (from the first sweep, a few seconds after start) records past
+    /// retention deleted.
+    pub(crate) fn cdr_housekeeping(&mut self) {
+        if self.cdr.last_sweep.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.cdr.last_sweep = Instant::now();
+        let stale: Vec<(String, bool)> = self
+            .cdr
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                let limit = if c.row.answered_ms > 0 {
+                    LONGEST_CALL
+                } else {
+                    LONGEST_RINGING
+                };
+                c.started.elapsed() >= limit
+            })
+            .map(|(id, c)| (id.clone(), c.row.answered_ms > 0))
+            .collect();
+        for (id, answered) in stale {
+            if answered {
+                self.cdr_end(&id, 200, "unknown");
+            } else {
+                self.cdr_end(&id, 408, "nobody");
+            }
+        }
+        if self.last_cdr_purge.elapsed() >= PURGE_EVERY {
+            self.last_cdr_purge = Instant::now();
+            let days = i64::from(self.cfg.cdr_retention_days);
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                // The archive's clock: the same retention clock (tests move it).
+                let now = crate::archive::now_ms();
+                match store::Cdrs::cdr_purge(&store, now - days * 86_400_000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        deleted = n,
+                        days,
+                        "call detail records past retention deleted"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "call detail records could not be purged")
+                    }
+                }
+            });
+        }
+    }
+}

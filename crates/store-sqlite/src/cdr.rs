@@ -1,0 +1,92 @@
+//! Call detail records on SQLite.
+
+use rusqlite::params;
+
+use super::{db, Sqlite};
+use store::cdr::MAX_CDR_FIND;
+use store::{CdrFilter, CdrRow, Cdrs, Result};
+
+impl Cdrs for Sqlite {
+    async fn cdr_put(&self, rows: Vec<CdrRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "INSERT INTO cdrs (call_id, caller, callee, caller_device, callee_device,
+                        federated, started_ms, answered_ms, ended_ms, status, ended_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(db)?;
+            for r in &rows {
+                st.execute(params![
+                    r.call_id,
+                    r.caller,
+                    r.callee,
+                    r.caller_device,
+                    r.callee_device,
+                    i64::from(r.federated),
+                    r.started_ms,
+                    r.answered_ms,
+                    r.ended_ms,
+                    i64::from(r.status),
+                    r.ended_by
+                ])
+                .map_err(db)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cdr_find(&self, f: CdrFilter) -> Result<Vec<CdrRow>> {
+        self.call(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, call_id, caller, callee, caller_device, callee_device, federated,
+                        started_ms, answered_ms, ended_ms, status, ended_by
+                     FROM cdrs
+                     WHERE id > ?1
+                       AND (?2 IS NULL OR caller = ?2 OR callee = ?2)
+                       AND (?3 IS NULL OR started_ms >= ?3)
+                       AND (?4 IS NULL OR started_ms < ?4)
+                     ORDER BY id LIMIT ?5",
+                )
+                .map_err(db)?;
+            let limit = i64::try_from(f.limit.clamp(1, MAX_CDR_FIND)).unwrap_or(1);
+            let rows = st
+                .query_map(
+                    params![f.after_id, f.user, f.since_ms, f.until_ms, limit],
+                    |r| {
+                        Ok(CdrRow {
+                            id: r.get(0)?,
+                            call_id: r.get(1)?,
+                            caller: r.get(2)?,
+                            callee: r.get(3)?,
+                            caller_device: r.get(4)?,
+                            callee_device: r.get(5)?,
+                            federated: r.get::<_, i64>(6)? != 0,
+                            started_ms: r.get(7)?,
+                            answered_ms: r.get(8)?,
+                            ended_ms: r.get(9)?,
+                            status: u16::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
+                            ended_by: r.get(11)?,
+                        })
+                    },
+                )
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn cdr_purge(&self, before_ms: i64) -> Result<usize> {
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM cdrs WHERE ended_ms < ?1")
+                .and_then(|mut st| st.execute(params![before_ms]))
+                .map_err(db)
+        })
+        .await
+    }
+}

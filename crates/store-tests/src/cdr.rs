@@ -1,0 +1,106 @@
+//! Call detail records: kept, found by party and start time with a cursor,
+//! purged by end time.
+
+use store::{CdrFilter, CdrRow, Store};
+
+fn call(n: i64, caller: &str, callee: &str, answered: bool) -> CdrRow {
+    CdrRow {
+        id: 0,
+        call_id: format!("call-{n}"),
+        caller: caller.into(),
+        callee: callee.into(),
+        caller_device: "baresip".into(),
+        callee_device: if answered {
+            "Linphone".into()
+        } else {
+            String::new()
+        },
+        federated: callee.ends_with("partner.test"),
+        started_ms: n * 1000,
+        answered_ms: if answered { n * 1000 + 500 } else { 0 },
+        ended_ms: n * 1000 + 9000,
+        status: if answered { 200 } else { 486 },
+        ended_by: if answered {
+            "callee".into()
+        } else {
+            "nobody".into()
+        },
+    }
+}
+
+const A: &str = "sip:alice@example.test";
+const B: &str = "sip:bob@example.test";
+const P: &str = "sip:pat@partner.test";
+
+pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store>(s: S) {
+    s.cdr_put(Vec::new()).await.unwrap();
+    s.cdr_put(vec![
+        call(1, A, B, true),
+        call(2, B, A, false),
+        call(3, A, P, true),
+    ])
+    .await
+    .unwrap();
+    let all = |f: CdrFilter| {
+        let s = s.clone();
+        async move { s.cdr_find(CdrFilter { limit: 100, ..f }).await.unwrap() }
+    };
+    let every = all(CdrFilter::default()).await;
+    assert_eq!(every.len(), 3);
+    assert_eq!(
+        every[0],
+        CdrRow {
+            id: every[0].id,
+            ..call(1, A, B, true)
+        }
+    );
+    assert!(every[2].federated && every[1].status == 486);
+    // As caller or callee.
+    assert_eq!(
+        all(CdrFilter {
+            user: Some(B.into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        all(CdrFilter {
+            user: Some(P.into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    let window = all(CdrFilter {
+        since_ms: Some(2000),
+        until_ms: Some(3000),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        window
+            .iter()
+            .map(|r| r.call_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["call-2"]
+    );
+    let page = s
+        .cdr_find(CdrFilter {
+            after_id: every[0].id,
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, every[1].id);
+    // Calls that ended before 11,500 go.
+    assert_eq!(s.cdr_purge(11_500).await.unwrap(), 2);
+    let left = all(CdrFilter::default()).await;
+    assert_eq!(
+        left.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
+        vec!["call-3"]
+    );
+}
