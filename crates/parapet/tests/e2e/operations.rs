@@ -253,3 +253,94 @@ fn cli_help_has_examples_and_completions_cover_the_admin_commands() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The metric names a PromQL expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("parapet_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}
+
+/// docs/grafana/parapet.json, the dashboard operators import, is a Grafana
+/// dashboard whose every query reads metrics this server exports (a name
+/// changed in the server and not in the dashboard fails here).
+#[test]
+fn the_grafana_dashboard_reads_only_metrics_the_server_exports() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana/parapet.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(dash["uid"], "parapet-usage");
+    assert!(
+        dash["schemaVersion"].as_i64().unwrap() >= 36,
+        "{}",
+        dash["schemaVersion"]
+    );
+    let panels = dash["panels"].as_array().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let mut exprs = Vec::new();
+    for p in panels {
+        assert!(
+            ids.insert(p["id"].as_i64().unwrap()),
+            "panel ids repeat: {p}"
+        );
+        assert!(
+            p["gridPos"]["w"]
+                .as_i64()
+                .is_some_and(|w| (1..=24).contains(&w)),
+            "{p}"
+        );
+        assert!(!p["title"].as_str().unwrap().is_empty());
+        if p["type"] == "row" {
+            continue;
+        }
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{p}");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{p}");
+        for t in targets {
+            let e = t["expr"].as_str().unwrap().to_string();
+            let depth = e.chars().fold(0i32, |d, c| match c {
+                '(' | '{' | '[' => d + 1,
+                ')' | '}' | ']' => d - 1,
+                _ => d,
+            });
+            assert_eq!(depth, 0, "unbalanced: {e}");
+            exprs.push(e);
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"].as_str() {
+            exprs.push(q.to_string());
+        }
+    }
+    let s = Server::new("grafana");
+    let (status, metrics) = s.http_get("/metrics", None);
+    assert!(status.contains("200"), "{status}");
+    let exported: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut read = 0;
+    for e in &exprs {
+        for name in metric_names(e) {
+            read += 1;
+            assert!(
+                exported.contains(name.as_str()),
+                "the dashboard reads {name}, which the server does not export ({e})"
+            );
+        }
+    }
+    assert!(
+        read >= 30,
+        "{read} metric reads: the dashboard lost its panels?"
+    );
+}
