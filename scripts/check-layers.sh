@@ -31,6 +31,7 @@ forbid parapet-stun tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-sdp tokio rusqlite parapet-store parapet-sip axum hyper
 forbid parapet-relay rusqlite parapet-store parapet-store-sqlite axum hyper parapet-sip parapet-sip-app parapet-config parapet-api
 forbid parapet-pki rusqlite parapet-store parapet-sip parapet-sip-transport axum hyper tokio
+forbid parapet-trace tokio rusqlite tokio-postgres parapet-store parapet-sip axum hyper
 forbid parapet-archive tokio rusqlite tokio-postgres parapet-store parapet-sip axum hyper
 forbid parapet-edge rusqlite tokio-postgres parapet-store-postgres parapet-store-sqlite parapet-store parapet-sip-app parapet-sip-txn parapet-api axum
 [ "$status" = 0 ] && echo "layering: ok"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets for a bounded time each.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
-# Default: 20 s for each of message, uri, headers, framing, txn, policy, pidf, certificate, edge, csr, crl, im_filter, files, multipart, ft_http, offers, stun, sdp, relay (the CI smoke
+# Default: 20 s for each of message, uri, headers, framing, txn, policy, pidf, certificate, edge, csr, crl, im_filter, files, multipart, ft_http, offers, stun, sdp, relay, trace (the CI smoke
 # run). Before resolving parser work, run an hour or more per target, e.g.
 #   scripts/fuzz.sh 3600 message
 # Corpora grow under fuzz/corpus/ (not committed); crashes land in
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(message uri headers framing txn policy pidf certificate edge csr crl im_filter files multipart ft_http offers stun sdp relay)
+[ ${#targets[@]} -gt 0 ] || targets=(message uri headers framing txn policy pidf certificate edge csr crl im_filter files multipart ft_http offers stun sdp relay trace)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo-fuzz needs nightly features (sanitizers); use the nightly toolchain when
@@ -49,6 +49,7 @@ for t in "${targets[@]}"; do
         stun) cp -n fuzz/seeds/stun/* "$corpus"/ ;;
         sdp) cp -n fuzz/seeds/sdp/* "$corpus"/ ;;
         relay) cp -n fuzz/seeds/stun/* "$corpus"/ ;;
+        trace) cp -n fuzz/seeds/trace/* "$corpus"/ ;;
         *) echo "unknown fuzz target: $t" >&2; exit 2 ;;
     esac
     echo "fuzz: $t for ${secs}s"

@@ -43,6 +43,7 @@ mod refusals;
 pub mod security;
 mod session;
 mod status;
+mod traces;
 mod user;
 pub use user::RelayAccess;
 mod users;
@@ -427,6 +428,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         )
         .route("/v1/tokens/{id}", delete(admins::revoke_token::<S>))
         .route("/v1/cdrs", get(cdrs::list::<S>))
+        .route("/v1/traces", get(traces::list::<S>))
         .route("/v1/archive/messages", get(archive::search::<S>))
         .route("/v1/archive/export", get(archive::export::<S>))
         .route("/v1/archive/holds", get(archive::holds::<S>))

@@ -102,6 +102,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
     ("archive.keys_dir", "\"\"", "Where the IM archive's keys live, one file per day (mode 0600): a day's key is destroyed once retention has deleted that day's last record, so no copy of the database (its WAL, a backup, a replica) can be read for it again. Empty: keys/archive in data_dir. Never inside the database; with a pool of nodes on PostgreSQL, a directory every node mounts (docs/ARCHIVE.md)."),
     ("monitoring.cdr_retention_days", "60", "Days call detail records (who called whom, when, how long, how it ended; never content) are kept before they are deleted (1 to 3650). Lync's default was 60."),
+    ("trace.max_mb", "256", "SIP traces: every message this server receives or sends is kept in a ring of files in data_dir/traces (mode 0600; credentials cut before they are written), searched with `parapet admin trace`: at most this many megabytes (0: none kept on disk)."),
+    ("trace.max_age_hours", "24", "SIP traces older than this are deleted (1 to 720)."),
+    ("trace.hep", "\"\"", "Also send every SIP message to a HEP v3 collector (Homer), as Kamailio and OpenSIPS do: \"udp://192.0.2.10:9060\" (an address, not a name). HEP over UDP is unencrypted: keep the collector on a trusted network. Empty: off."),
+    ("trace.hep_agent_id", "1", "The capture agent id this server puts in its HEP packets (tells the nodes of a pool apart in Homer)."),
     ("files.clamd", "\"\"", "Virus scanning of uploaded files by ClamAV's clamd (Debian clamav-daemon), over its INSTREAM protocol: the path of its local socket (\"/run/clamav/clamd.ctl\") or a loopback address:port (\"127.0.0.1:3310\"). When set, a file is kept and can be offered only once clamd finds it clean; a detection, a heuristic alert (limits exceeded, an encrypted archive) or an error counts as not clean (403), and clamd unreachable or too slow refuses the upload (503: fail closed). Empty: no scanning (a finding in the security check)."),
     ("files.scan_timeout_secs", "60", "How long clamd may take over one file before the upload is refused with 503 (1 to 3600)."),
     ("proxy.timer_c_secs", "185", "Timer C (RFC 3261 §16.6): a call ringing this long without a final answer is cancelled. Must exceed 180."),
@@ -283,6 +287,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub monitoring: RawMonitoring,
     #[serde(default)]
+    pub trace: RawTrace,
+    #[serde(default)]
     pub files: RawFiles,
     #[serde(default)]
     pub proxy: RawProxy,
@@ -437,6 +443,59 @@ pub struct RawRegistrar {
 #[serde(deny_unknown_fields)]
 pub struct RawIm {
     pub max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrace {
+    pub max_mb: Option<u64>,
+    pub max_age_hours: Option<u64>,
+    pub hep: Option<String>,
+    pub hep_agent_id: Option<u32>,
+}
+
+/// SIP traces (`[trace]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceConfig {
+    pub max_bytes: u64,
+    pub max_age: std::time::Duration,
+    /// The HEP v3 collector and this server's agent id.
+    pub hep: Option<(SocketAddr, u32)>,
+}
+
+impl RawTrace {
+    fn build(&self, d: &RawTrace) -> Result<TraceConfig, String> {
+        let mb = self.max_mb.or(d.max_mb).unwrap_or(256);
+        if mb > 1 << 20 {
+            return Err(format!("trace.max_mb = {mb}: at most 1048576 (a terabyte)"));
+        }
+        let hours = self.max_age_hours.or(d.max_age_hours).unwrap_or(24);
+        if !(1..=720).contains(&hours) {
+            return Err(format!("trace.max_age_hours = {hours}: 1 to 720"));
+        }
+        let raw = self
+            .hep
+            .clone()
+            .or_else(|| d.hep.clone())
+            .unwrap_or_default();
+        let hep = if raw.trim().is_empty() {
+            None
+        } else {
+            let addr = raw
+                .trim()
+                .strip_prefix("udp://")
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .ok_or_else(|| {
+                    format!("trace.hep {raw:?}: udp://ADDRESS:PORT, e.g. udp://192.0.2.10:9060")
+                })?;
+            Some((addr, self.hep_agent_id.or(d.hep_agent_id).unwrap_or(1)))
+        };
+        Ok(TraceConfig {
+            max_bytes: mb * 1024 * 1024,
+            max_age: std::time::Duration::from_secs(hours * 3600),
+            hep,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -618,6 +677,8 @@ pub struct Config {
     pub archive_keys_dir: Option<PathBuf>,
     /// Days call detail records are kept.
     pub cdr_retention_days: u32,
+    /// SIP traces.
+    pub trace: TraceConfig,
     /// Virus scanning of uploaded files (`None`: off).
     pub scanning: Option<Scanning>,
     pub lockout: auth::lockout::LockoutConfig,
@@ -845,6 +906,7 @@ impl RawConfig {
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
             archive_keys_dir: self.archive.keys_dir.filter(|p| !p.as_os_str().is_empty()),
             cdr_retention_days,
+            trace: self.trace.build(&d.trace)?,
             scanning: self.files.build()?,
             lockout,
             limits: sip::Limits {
@@ -921,6 +983,38 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_and_call_records_are_bounded_and_hep_needs_an_address() {
+        let c = RawConfig::default().build().unwrap();
+        assert_eq!(c.trace.max_bytes, 256 << 20);
+        assert_eq!(c.trace.max_age, std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(c.trace.hep, None);
+        assert_eq!(c.cdr_retention_days, 60);
+        let c = RawConfig::from_toml(
+            "[trace]\nhep = \"udp://192.0.2.10:9060\"\nhep_agent_id = 7\nmax_mb = 0\n",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(c.trace.hep, Some(("192.0.2.10:9060".parse().unwrap(), 7)));
+        assert_eq!(c.trace.max_bytes, 0);
+        for (bad, says) in [
+            (
+                "[trace]\nhep = \"homer.example:9060\"",
+                "udp://ADDRESS:PORT",
+            ),
+            (
+                "[trace]\nhep = \"udp://homer.example:9060\"",
+                "udp://ADDRESS:PORT",
+            ),
+            ("[trace]\nmax_age_hours = 0", "1 to 720"),
+            ("[monitoring]\ncdr_retention_days = 0", "1 to 3650"),
+        ] {
+            let e = RawConfig::from_toml(bad).unwrap().build().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn virus_scanning_is_off_by_default_and_local_only() {

@@ -98,6 +98,14 @@ pub const OPS: &[Op] = &[
         doc: "read call detail records: who called whom, when, for how long (each read is audited)",
     },
     Op {
+        name: "traces.read",
+        doc: "read SIP traces (the messages of a call or a user's calls; bodies hidden; each read is audited)",
+    },
+    Op {
+        name: "traces.read_content",
+        doc: "see message bodies (instant messages, SDP) in SIP traces",
+    },
+    Op {
         name: "archive.hold",
         doc: "place and release legal holds on users' archived messages",
     },

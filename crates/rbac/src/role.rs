@@ -206,6 +206,7 @@ pub fn predefined() -> Vec<Role> {
     user_admin.extend(all_grants);
     let mut server_admin = reads.clone();
     server_admin.push("lockouts.clear".into());
+    server_admin.push("traces.read".into());
     let mut voice = list(&["status.read", "users.read", "groups.read", "policies.read"]);
     voice.push(ops::policy_write("conferencing"));
     voice.push(ops::policy_grant("conferencing"));
@@ -224,7 +225,7 @@ pub fn predefined() -> Vec<Role> {
     vec![
         builtin("administrator", "every operation, including administrators, roles, tokens and the audit log", ops::all()),
         builtin("user-administrator", "SIP users, their contact lists, groups, sites, lockouts, and granting existing policies (CsUserAdministrator)", user_admin),
-        builtin("server-administrator", "server status, security view, lockouts; reads users and policies (CsServerAdministrator)", server_admin),
+        builtin("server-administrator", "server status, security view, lockouts, SIP traces without bodies; reads users and policies (CsServerAdministrator)", server_admin),
         builtin("voice-administrator", "conferencing and voice policies (CsVoiceAdministrator)", voice),
         builtin("view-only", "reads status, users, groups, policies and roles; changes nothing (CsViewOnlyAdministrator)", reads),
         builtin("help-desk", "reads users, their contact lists and policies, clears lockouts (CsHelpDesk)", list(&["status.read", "users.read", "contacts.read", "groups.read", "policies.read", "lockouts.read", "lockouts.clear"])),

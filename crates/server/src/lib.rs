@@ -202,10 +202,13 @@ async fn run<S: store::Store>(
             config::Scheme::Wss => Listener::Wss(l.addr, wss_tls.clone()),
         })
         .collect();
+    let metrics = Arc::new(sip_app::metrics::Metrics::default());
+    let tap = trace_tap(&config, &dir.root, &metrics)?;
     let tcfg = TransportConfig {
         limits: config.limits,
         max_connections_per_ip: config.max_connections_per_ip,
         ws_origins: config.ws_origins.clone(),
+        tap,
         ..TransportConfig::default()
     };
     let (transport, inbound) = Transport::bind(tcfg, listeners)
@@ -214,7 +217,6 @@ async fn run<S: store::Store>(
     for (p, addr, _) in transport.local_addrs() {
         tracing::info!(protocol = p.via_token(), %addr, "listening");
     }
-    let metrics = Arc::new(sip_app::metrics::Metrics::default());
     let tls_listener = transport
         .local_addr(sip_transport::Protocol::Tls)
         .filter(|a| !a.ip().is_unspecified());
@@ -354,4 +356,41 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The SIP trace ring (`DATA/traces`) and HEP export, as `[trace]` says:
+/// the transport's tap, or `None` when both are off.
+fn trace_tap(
+    config: &config::Config,
+    root: &std::path::Path,
+    metrics: &Arc<sip_app::metrics::Metrics>,
+) -> Result<Option<sip_transport::Tap>, String> {
+    let t = &config.trace;
+    if t.max_bytes == 0 && t.hep.is_none() {
+        return Ok(None);
+    }
+    let writer = trace::start(
+        &root.join("traces"),
+        trace::Caps {
+            max_bytes: t.max_bytes,
+            max_age: t.max_age,
+        },
+        t.hep,
+        metrics.trace.clone(),
+    )?;
+    if let Some((to, _)) = t.hep {
+        tracing::info!(collector = %to, "SIP messages sent to a HEP v3 collector");
+    }
+    Ok(Some(sip_transport::Tap(Arc::new(
+        move |c: sip_transport::Captured| {
+            writer.capture(trace::Record {
+                at_ms: c.at_ms,
+                inbound: c.inbound,
+                protocol: c.protocol.via_token().to_string(),
+                local: c.local,
+                remote: c.remote,
+                message: c.bytes.to_vec(),
+            })
+        },
+    ))))
 }

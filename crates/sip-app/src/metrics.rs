@@ -30,6 +30,8 @@ pub struct Metrics {
     pub archive: crate::archive::ArchiveMetrics,
     /// Calls and call detail records (crate::cdr).
     pub cdr: crate::cdr::CdrMetrics,
+    /// The SIP trace ring and HEP export (the server starts the writer).
+    pub trace: trace::Counters,
     pub rate_limited: AtomicU64,
     pub messages_relayed: AtomicU64,
     pub messages_stored: AtomicU64,
@@ -258,6 +260,34 @@ impl Metrics {
             .chain(self.archive.counters())
             .chain(self.cdr.counters())
         {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "parapet_trace_messages_total",
+                "SIP messages written to the trace ring.",
+                &self.trace.written,
+            ),
+            (
+                "parapet_trace_dropped_total",
+                "SIP messages not traced because the trace writer was behind.",
+                &self.trace.dropped,
+            ),
+            (
+                "parapet_trace_hep_sent_total",
+                "HEP v3 packets sent to the collector (trace.hep).",
+                &self.trace.hep_sent,
+            ),
+            (
+                "parapet_trace_hep_failed_total",
+                "HEP v3 packets that could not be sent.",
+                &self.trace.hep_failed,
+            ),
+        ] {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",

@@ -36,6 +36,54 @@ pub struct TransportConfig {
     /// to `wide_outbound_queue` messages before it counts as not reading.
     pub wide_peers: WidePeers,
     pub wide_outbound_queue: usize,
+    /// Told of every SIP message received or sent (the trace ring and HEP
+    /// export); it must not block.
+    pub tap: Option<Tap>,
+}
+
+/// One SIP message as it crossed the transport.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub inbound: bool,
+    pub protocol: crate::Protocol,
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    pub bytes: bytes::Bytes,
+}
+
+/// Where captured messages go.
+#[derive(Clone)]
+pub struct Tap(pub std::sync::Arc<dyn Fn(Captured) + Send + Sync>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap(..)")
+    }
+}
+
+impl Tap {
+    pub(crate) fn capture(
+        &self,
+        inbound: bool,
+        protocol: crate::Protocol,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        bytes: &bytes::Bytes,
+    ) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        (self.0)(Captured {
+            at_ms,
+            inbound,
+            protocol,
+            local,
+            remote,
+            bytes: bytes.clone(),
+        });
+    }
 }
 
 /// The certificates (SHA-256 of the leaf) of peers that get the wide
@@ -126,6 +174,7 @@ impl Default for TransportConfig {
             connect_from: None,
             wide_peers: WidePeers::default(),
             wide_outbound_queue: 65_536,
+            tap: None,
         }
     }
 }

@@ -33,7 +33,9 @@ mod ws;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{fingerprint, OriginPolicy, OriginRule, TransportConfig, WidePeers};
+pub use config::{
+    fingerprint, Captured, OriginPolicy, OriginRule, Tap, TransportConfig, WidePeers,
+};
 pub use flows::FlowId;
 pub use transport::{ClientTls, Listener, SendError, Target, Transport};
 

@@ -161,6 +161,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 loop {
                     match framer.decode(&mut buf, &cfg.limits) {
                         Ok(Decoded::Message(message)) => {
+                            if let Some(t) = &ctx.config.tap {
+                                t.capture(true, protocol, local, remote, message.as_bytes());
+                            }
                             let item = Inbound { message, source: source.clone(), received: std::time::Instant::now() };
                             // Waiting here stops reading this connection: backpressure
                             // falls on the peer that causes it.

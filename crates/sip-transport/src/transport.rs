@@ -82,7 +82,7 @@ pub(crate) struct Ctx {
     pub(crate) admission: Arc<Admission>,
     pub(crate) shutdown: watch::Receiver<bool>,
     tag_seq: AtomicU64,
-    udp: Vec<(FlowId, Arc<UdpSocket>)>,
+    udp: Vec<(FlowId, Arc<UdpSocket>, SocketAddr)>,
 }
 
 impl Ctx {
@@ -169,7 +169,7 @@ impl Transport {
         let udp = bound
             .iter()
             .filter_map(|b| match b {
-                Bound::Udp(s, _, f) => Some((*f, s.clone())),
+                Bound::Udp(s, a, f) => Some((*f, s.clone(), *a)),
                 Bound::Stream(..) => None,
             })
             .collect();
@@ -242,13 +242,16 @@ impl Transport {
                 if !allowed_destination(dest) {
                     return Err(SendError::ForbiddenDestination);
                 }
-                let sock = self
+                let (sock, local) = self
                     .ctx
                     .udp
                     .iter()
-                    .find(|(f, _)| *f == flow)
-                    .map(|(_, s)| s.clone());
-                let sock = sock.ok_or(SendError::NoSuchFlow)?;
+                    .find(|(f, ..)| *f == flow)
+                    .map(|(_, s, a)| (s.clone(), *a))
+                    .ok_or(SendError::NoSuchFlow)?;
+                if let Some(t) = &self.ctx.config.tap {
+                    t.capture(false, Protocol::Udp, local, dest, &bytes);
+                }
                 sock.send_to(&bytes, dest)
                     .await
                     .map(|_| ())
@@ -256,6 +259,9 @@ impl Transport {
             }
             Target::Flow(flow) => {
                 let f = self.ctx.flows.get(flow).ok_or(SendError::NoSuchFlow)?;
+                if let Some(t) = &self.ctx.config.tap {
+                    t.capture(false, f.protocol, f.local, f.remote, &bytes);
+                }
                 match f.tx.try_send(bytes) {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NoSuchFlow),

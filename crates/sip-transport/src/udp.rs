@@ -82,6 +82,9 @@ async fn handle(
     }
     match sip::parse_datagram(datagram.clone(), &ctx.config.limits) {
         Ok(message) => {
+            if let Some(t) = &ctx.config.tap {
+                t.capture(true, Protocol::Udp, local, remote, message.as_bytes());
+            }
             let source = Source {
                 protocol: Protocol::Udp,
                 remote,

@@ -178,6 +178,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 match sip::parse_datagram(data.clone(), &ctx.config.limits) {
                     Ok(message) => {
+                        if let Some(t) = &ctx.config.tap {
+                            t.capture(true, source.protocol, source.local, source.remote, message.as_bytes());
+                        }
                         if ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now() }).await.is_err() {
                             break;
                         }

@@ -755,6 +755,24 @@ pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
     );
     d.op(
         "get",
+        "/v1/traces",
+        "SIP messages of a call (call_id) or of a user's calls (user), oldest first, or the newest; bodies only with traces.read_content (audited)",
+        "traces.read",
+        vec![
+            query("call_id", json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" })),
+            query("user", f.uri()),
+            query("since", seconds.clone()),
+            query("until", seconds.clone()),
+            query(
+                "limit",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            ),
+        ],
+        None,
+        200,
+    );
+    d.op(
+        "get",
         "/v1/archive/holds",
         "Users on legal hold",
         "archive.read",

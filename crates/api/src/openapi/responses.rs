@@ -287,6 +287,21 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             &[],
         ),
         ("get", "/v1/archive/holds") => array(hold()),
+        ("get", "/v1/traces") => exact(
+            json!({
+                "messages": array(exact(
+                    json!({
+                        "at_ms": int(), "direction": { "type": "string", "enum": ["in", "out"] },
+                        "protocol": s(), "local": s(), "remote": s(),
+                        "call_id": { "type": "string", "nullable": true },
+                        "first_line": s(), "message": s(),
+                    }),
+                    &[],
+                )),
+                "bodies_shown": boolean(),
+            }),
+            &[],
+        ),
         ("get", "/v1/cdrs") => exact(
             json!({
                 "records": array(exact(

@@ -140,6 +140,28 @@ pub(super) enum AdminCmd {
     /// (each read is audited).
     #[command(subcommand)]
     Cdr(CdrCmd),
+    /// A call's SIP messages (or a user's calls', or the newest) as a
+    /// ladder, from this server's trace ring; bodies only for roles allowed
+    /// to see them; each read is audited.
+    ///
+    /// Example: parapet admin trace --call-id 3848276298220188511@192.0.2.7 --messages
+    Trace {
+        #[arg(long)]
+        call_id: Option<String>,
+        /// Every message of the calls this user's messages belong to.
+        #[arg(long)]
+        user: Option<String>,
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// Print each whole message under its line of the ladder.
+        #[arg(long)]
+        messages: bool,
+    },
     /// Every security-relevant setting in one view.
     #[command(subcommand)]
     Security(SecurityShowCmd),

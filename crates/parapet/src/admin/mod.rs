@@ -10,6 +10,7 @@ mod contacts;
 mod policy;
 mod render;
 mod security;
+mod trace;
 mod users;
 
 use std::io::Write as _;
@@ -342,6 +343,23 @@ pub(crate) async fn run(a: AdminArgs) -> Result<(), String> {
         AdminCmd::Contacts(cmd) => contacts::contacts(authed()?, cmd, out, done).await?,
         AdminCmd::Archive(cmd) => archive::archive(authed()?, cmd, out, done).await?,
         AdminCmd::Cdr(cmd) => cdr::cdr(authed()?, cmd, out, done).await?,
+        AdminCmd::Trace {
+            call_id,
+            user,
+            since,
+            until,
+            limit,
+            messages,
+        } => {
+            let q = trace::Query {
+                call_id,
+                user,
+                since,
+                until,
+                limit,
+            };
+            trace::trace(authed()?, q, messages, out).await?
+        }
         AdminCmd::Group(cmd) => {
             let c = authed()?;
             match cmd {

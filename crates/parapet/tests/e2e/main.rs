@@ -52,5 +52,6 @@ mod relay;
 mod security;
 mod signin;
 mod stale_routes;
+mod traces;
 mod user_api;
 mod web_clients;

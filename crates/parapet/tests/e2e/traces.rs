@@ -1,0 +1,191 @@
+//! SIP traces: every message kept in the node's ring without credentials,
+//! shown as a call's ladder to operators (bodies only to those allowed),
+//! and sent to a HEP v3 collector as Homer receives them.
+
+use crate::harness::*;
+
+#[test]
+fn a_calls_messages_are_traced_without_credentials_shown_as_a_ladder_and_sent_to_homer() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let port = collector.local_addr().unwrap().port();
+    let s = Server::with_config(
+        "traces",
+        &format!("[trace]\nhep = \"udp://127.0.0.1:{port}\"\nhep_agent_id = 9\n"),
+    );
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    let bob = register_and_listen(&s, "bob", "battery staple horse");
+    let (ok, msgs) = s
+        .sipp_start(
+            "message_send.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "traced-1"],
+        )
+        .finish();
+    assert!(ok, "{msgs}");
+    assert!(bob.finish().0);
+    let call_id = msgs
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Call-ID: "))
+        .unwrap()
+        .to_string();
+
+    // The administrator sees the call, bodies included; the credentials
+    // alice's client sent are not there.
+    let trace = |token: &str, args: &[&str]| {
+        let mut a = vec!["--output=json", "trace"];
+        a.extend_from_slice(args);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let o = s.admin_as(token, &a, "");
+            assert!(o.status.success(), "{}", out(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            // Written by the trace writer within a few hundred ms.
+            if v["messages"].as_array().is_some_and(|m| m.len() >= 5)
+                || std::time::Instant::now() > deadline
+            {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let v = trace(&s.token, &["--call-id", &call_id]);
+    let list = v["messages"].as_array().unwrap();
+    let lines: Vec<(&str, &str)> = list
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap(),
+                m["first_line"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        list.iter().all(|m| m["call_id"] == call_id.as_str()),
+        "{v:#}"
+    );
+    // MESSAGE in, 407 out, MESSAGE with credentials in, MESSAGE out to
+    // bob, bob's 200 in, the 200 out to alice.
+    let starts: Vec<String> = lines
+        .iter()
+        .map(|(d, l)| format!("{d} {}", l.split(' ').take(2).collect::<Vec<_>>().join(" ")))
+        .collect();
+    for want in [
+        "in MESSAGE sip:bob@example.test",
+        "out SIP/2.0 407",
+        "in SIP/2.0 200",
+        "out SIP/2.0 200",
+    ] {
+        assert!(
+            starts.iter().any(|s| s.starts_with(want)),
+            "{want} not in {starts:#?}"
+        );
+    }
+    assert!(
+        starts
+            .iter()
+            .filter(|s| s.starts_with("out MESSAGE sip:bob@127.0.0.1"))
+            .count()
+            == 1,
+        "{starts:#?}"
+    );
+    assert_eq!(v["bodies_shown"], true);
+    let all = v.to_string();
+    assert!(all.contains("Hello from alice: traced-1"), "{all}");
+    assert!(all.contains("(credentials not kept)"), "{all}");
+    assert!(
+        !all.contains("response="),
+        "credentials in the trace: {all}"
+    );
+    // Nor anywhere on disk; the files are the owner's only.
+    let dir = s.data_dir().join("traces");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"response="),
+            "credentials in {}",
+            e.path().display()
+        );
+    }
+
+    // A server administrator reads the ladder without the bodies.
+    let ops = token_for(&s, "server-administrator");
+    let v = trace(&ops, &["--user", "sip:alice@example.test"]);
+    assert_eq!(v["bodies_shown"], false);
+    let text = v.to_string();
+    assert!(!text.contains("traced-1"), "{text}");
+    assert!(text.contains("bytes of body not shown"), "{text}");
+    let o = s.admin_as(&ops, &["trace", "--call-id", &call_id], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let ladder = out(&o);
+    assert!(
+        ladder.contains("--UDP--> parapet") && ladder.contains("MESSAGE sip:bob@example.test"),
+        "{ladder}"
+    );
+    assert!(ladder.contains("bodies not shown"), "{ladder}");
+    // Not for view-only; every read audited.
+    let viewer = token_for(&s, "view-only");
+    let o = s.admin_as(&viewer, &["trace", "--call-id", &call_id], "");
+    assert!(
+        out(&o).contains("does not allow traces.read"),
+        "{}",
+        out(&o)
+    );
+    let o = s.admin(
+        &["--output=json", "audit", "list", "--object", "traces:"],
+        "",
+    );
+    let audit: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r["action"] == "traces.read" && r["outcome"] == "ok")
+            .count()
+            >= 3,
+        "{audit:#?}"
+    );
+
+    // The collector got the same messages as HEP v3, agent 9.
+    let mut buf = [0u8; 65_536];
+    let mut seen = Vec::new();
+    while let Ok(n) = collector.recv(&mut buf) {
+        seen.push(trace::hep::decode(&buf[..n]).expect("a HEP v3 packet"));
+    }
+    let payloads: Vec<String> = seen
+        .iter()
+        .filter(|c| {
+            c.iter()
+                .any(|(k, v)| *k == 0x000c && v == &9u32.to_be_bytes())
+        })
+        .filter_map(|c| {
+            c.iter()
+                .find(|(k, _)| *k == 0x000f)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    assert!(
+        payloads
+            .iter()
+            .any(|p| p.starts_with("MESSAGE sip:bob@127.0.0.1")),
+        "{payloads:#?}"
+    );
+    assert!(
+        payloads.iter().all(|p| !p.contains("response=")),
+        "credentials sent to the collector"
+    );
+    let m = s.http_get("/metrics", None).1;
+    assert!(m.contains("parapet_trace_dropped_total 0"), "{m}");
+}

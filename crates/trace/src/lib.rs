@@ -1,0 +1,23 @@
+//! SIP traces operators can search: every message a node receives or sends
+//! appended to a ring of segment files on disk, bounded in bytes and age,
+//! and read back by Call-ID or by user, in order; optionally each message
+//! also sent to a HEP v3 collector (Homer), as Kamailio and OpenSIPS send
+//! them.
+//!
+//! Credentials never reach the disk: `Authorization` and
+//! `Proxy-Authorization` values are cut to their scheme and user name
+//! before a message is written (an MD5 digest answer can be attacked
+//! offline). Bodies are kept (SDP is what calls are debugged by) and are
+//! redacted when read for a caller not allowed to see them.
+//!
+//! All file I/O here is blocking: the writer runs on a thread of its own;
+//! call [`search`] from `spawn_blocking`.
+
+#![forbid(unsafe_code)]
+
+pub mod hep;
+mod record;
+mod ring;
+
+pub use record::{parse_segment, redact_credentials, Record, MAX_MESSAGE};
+pub use ring::{search, start, Caps, Counters, Filter, Writer};

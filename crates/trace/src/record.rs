@@ -1,0 +1,279 @@
+//! One traced message on disk: a header line
+//! `PTR1 AT_MS in|out PROTO LOCAL REMOTE LEN\n`, the message's LEN bytes,
+//! and `\n`. A segment is records one after another; reading stops at the
+//! first record that is not whole (the tail a crash cut short).
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+/// The largest message a record holds (the SIP parser's own bound is
+/// lower); a longer length field means a damaged file.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+const MAGIC: &str = "PTR1";
+
+/// A traced message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub inbound: bool,
+    /// `UDP`, `TCP`, `TLS`, `WS` or `WSS`.
+    pub protocol: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub message: Vec<u8>,
+}
+
+impl Record {
+    /// The record as written on disk.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            format!(
+                "{MAGIC} {} {} {} {} {} {}\n",
+                self.at_ms,
+                if self.inbound { "in" } else { "out" },
+                self.protocol,
+                self.local,
+                self.remote,
+                self.message.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&self.message);
+        out.push(b'\n');
+    }
+
+    /// The value of header `name` (or its compact form), first occurrence.
+    pub fn header(&self, name: &str, compact: Option<&str>) -> Option<&str> {
+        let text = std::str::from_utf8(header_section(&self.message)).ok()?;
+        text.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            let n = n.trim();
+            (n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c)))
+                .then(|| v.trim())
+        })
+    }
+
+    /// The start line.
+    pub fn first_line(&self) -> String {
+        let end = self
+            .message
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(self.message.len());
+        String::from_utf8_lossy(&self.message[..end.min(512)]).into_owned()
+    }
+}
+
+/// The bytes up to the blank line ending the headers.
+fn header_section(m: &[u8]) -> &[u8] {
+    match m.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &m[..i],
+        None => m,
+    }
+}
+
+/// Every whole record of a segment, in order; stops at the first one that
+/// is damaged or cut short.
+pub fn parse_segment(data: &[u8]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some((r, used)) = parse_one(rest) {
+        out.push(r);
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn parse_one(data: &[u8]) -> Option<(Record, usize)> {
+    let nl = data.iter().take(256).position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&data[..nl]).ok()?;
+    let mut f = head.split(' ');
+    if f.next()? != MAGIC {
+        return None;
+    }
+    let at_ms: i64 = f.next()?.parse().ok()?;
+    let inbound = match f.next()? {
+        "in" => true,
+        "out" => false,
+        _ => return None,
+    };
+    let protocol = f.next()?;
+    if !["UDP", "TCP", "TLS", "WS", "WSS"].contains(&protocol) {
+        return None;
+    }
+    let local: SocketAddr = f.next()?.parse().ok()?;
+    let remote: SocketAddr = f.next()?.parse().ok()?;
+    let len: usize = f.next()?.parse().ok()?;
+    if f.next().is_some() || len > MAX_MESSAGE {
+        return None;
+    }
+    let start = nl + 1;
+    let end = start.checked_add(len)?;
+    if data.get(end) != Some(&b'\n') {
+        return None;
+    }
+    Some((
+        Record {
+            at_ms,
+            inbound,
+            protocol: protocol.to_string(),
+            local,
+            remote,
+            message: data[start..end].to_vec(),
+        },
+        end + 1,
+    ))
+}
+
+/// `message` with the values of `Authorization` and `Proxy-Authorization`
+/// cut to their scheme and `username` (what a trace needs to say who it
+/// was); the rest untouched.
+pub fn redact_credentials(message: &[u8]) -> Cow<'_, [u8]> {
+    let head = header_section(message);
+    let lower = head.to_ascii_lowercase();
+    // (SIP allows blanks between a header's name and its colon.)
+    if !lower.windows(13).any(|w| w == b"authorization") {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len());
+    let mut pos = 0;
+    for line in head.split(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let trimmed = text.trim_end_matches('\r');
+        let name = trimmed.split(':').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+        {
+            let value = trimmed.split_once(':').map_or("", |(_, v)| v.trim());
+            // The scheme is a token; whatever follows it is parameters.
+            let scheme: String = value
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(32)
+                .collect();
+            let params = &value[scheme.len()..];
+            // The user name as it was sent, if it is a plain quoted string
+            // or token (no `=` in it: nothing else can ride along).
+            let user = params
+                .split(',')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix("username="))
+                .filter(|u| u.len() <= 130 && !u.contains('=') && !u.contains(char::is_whitespace))
+                .unwrap_or("\"\"");
+            out.extend_from_slice(
+                format!("{name}: {scheme} username={user}, (credentials not kept)").as_bytes(),
+            );
+            if line.ends_with(b"\r") {
+                out.push(b'\r');
+            }
+        } else {
+            out.extend_from_slice(line);
+        }
+        pos += line.len() + 1;
+        if pos <= head.len() {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(&message[head.len()..]);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(msg: &str) -> Record {
+        Record {
+            at_ms: 1_796_645_045_123,
+            inbound: true,
+            protocol: "UDP".into(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: "[::1]:5070".parse().unwrap(),
+            message: msg.as_bytes().to_vec(),
+        }
+    }
+
+    const REG: &str = "REGISTER sip:example.test SIP/2.0\r\nCall-ID: abc@h\r\nf: <sip:alice@example.test>;tag=1\r\nContent-Length: 4\r\n\r\nbody";
+
+    #[test]
+    fn records_round_trip_and_a_cut_tail_is_left_out() {
+        let mut disk = Vec::new();
+        rec(REG).encode(&mut disk);
+        let mut second = rec("SIP/2.0 200 OK\r\n\r\n");
+        second.inbound = false;
+        second.encode(&mut disk);
+        let whole = disk.len();
+        rec(REG).encode(&mut disk);
+        disk.truncate(whole + 20);
+        let back = parse_segment(&disk);
+        assert_eq!(back, vec![rec(REG), second]);
+        assert_eq!(back[0].header("Call-ID", Some("i")), Some("abc@h"));
+        assert_eq!(
+            back[0].header("From", Some("f")),
+            Some("<sip:alice@example.test>;tag=1")
+        );
+        assert_eq!(back[0].first_line(), "REGISTER sip:example.test SIP/2.0");
+    }
+
+    #[test]
+    fn damaged_records_stop_the_reading_without_panic() {
+        for bad in [
+            &b"PTR2 1 in UDP 127.0.0.1:1 127.0.0.1:2 0\n\n"[..],
+            b"PTR1 x in UDP 127.0.0.1:1 127.0.0.1:2 0\n\n",
+            b"PTR1 1 sideways UDP 127.0.0.1:1 127.0.0.1:2 0\n\n",
+            b"PTR1 1 in SCTP 127.0.0.1:1 127.0.0.1:2 0\n\n",
+            b"PTR1 1 in UDP nowhere 127.0.0.1:2 0\n\n",
+            b"PTR1 1 in UDP 127.0.0.1:1 127.0.0.1:2 999999999\n",
+            b"PTR1 1 in UDP 127.0.0.1:1 127.0.0.1:2 18446744073709551615\n",
+            b"PTR1 1 in UDP 127.0.0.1:1 127.0.0.1:2 3\nabcX",
+            b"PTR1 1 in UDP 127.0.0.1:1 127.0.0.1:2 0 extra\n\n",
+            b"",
+            &[0xff; 300],
+        ] {
+            assert!(
+                parse_segment(bad).is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_are_cut_to_the_user_name() {
+        let spaced = "MESSAGE sip:x SIP/2.0\r\nAuthorization \t: Digest username=\"c\",response=\"77\"\r\n\r\n";
+        let r = redact_credentials(spaced.as_bytes());
+        assert!(
+            !String::from_utf8_lossy(&r).contains("response"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        let m = "REGISTER sip:example.test SIP/2.0\r\nAuthorization: Digest username=\"alice\", realm=\"example.test\", nonce=\"n\", response=\"0123abcd\"\r\nproxy-authorization: Digest response=\"ffff\",username=\"bob\"\r\nCall-ID: x\r\n\r\nAuthorization: in the body stays";
+        let r = redact_credentials(m.as_bytes());
+        let text = String::from_utf8(r.into_owned()).unwrap();
+        assert!(
+            !text.contains("0123abcd") && !text.contains("ffff"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Authorization: Digest username=\"alice\", (credentials not kept)\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "proxy-authorization: Digest username=\"bob\", (credentials not kept)\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Call-ID: x\r\n\r\nAuthorization: in the body stays"),
+            "{text}"
+        );
+        // Nothing to redact: the same bytes, not copied.
+        assert!(matches!(
+            redact_credentials(REG.as_bytes()),
+            Cow::Borrowed(_)
+        ));
+    }
+}

@@ -1,0 +1,460 @@
+//! The ring of segment files: `DIR/<first record's ms>.trace`, each up to
+//! an eighth of the byte cap; the oldest deleted when the total is over the
+//! cap or a segment's last record is older than the age cap. One writer
+//! thread appends (buffered, flushed every 200 ms) and sends to the HEP
+//! collector; messages beyond its queue are dropped and counted, never
+//! waited for.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::record::{parse_segment, redact_credentials, Record};
+
+/// Messages waiting for the writer at most.
+const QUEUE: usize = 16_384;
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// How much the ring keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+/// What the writer did, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Messages dropped because the writer was behind.
+    pub dropped: Arc<AtomicU64>,
+    /// Messages written to the ring.
+    pub written: Arc<AtomicU64>,
+    /// HEP packets sent, and those that could not be.
+    pub hep_sent: Arc<AtomicU64>,
+    pub hep_failed: Arc<AtomicU64>,
+}
+
+/// The writer's handle: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: SyncSender<Record>,
+    pub counters: Counters,
+}
+
+impl Writer {
+    /// Hands a message to the writer (credentials are cut before it is
+    /// kept); drops it, counted, if the writer is behind.
+    pub fn capture(&self, r: Record) {
+        match self.tx.try_send(r) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// Starts the writer thread over `dir` (made, mode 0700), sending to
+/// `hep` (with `agent` as capture agent id) as well when set. `caps.max_bytes`
+/// of 0 keeps nothing on disk (HEP only).
+pub fn start(
+    dir: &Path,
+    caps: Caps,
+    hep: Option<(SocketAddr, u32)>,
+    counters: Counters,
+) -> Result<Writer, String> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{}: cannot create the trace directory: {e}", dir.display()))?;
+    let socket = match hep {
+        Some((to, _)) => {
+            let bind: SocketAddr = if to.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let s = std::net::UdpSocket::bind(bind)
+                .map_err(|e| format!("HEP: cannot open a UDP socket: {e}"))?;
+            s.set_nonblocking(true)
+                .map_err(|e| format!("HEP: cannot open a UDP socket: {e}"))?;
+            Some((s, to, hep.map_or(0, |h| h.1)))
+        }
+        None => None,
+    };
+    let (tx, rx) = sync_channel(QUEUE);
+    let w = Writer { tx, counters };
+    let state = Ring {
+        dir: dir.to_path_buf(),
+        caps,
+        current: None,
+        written: w.counters.written.clone(),
+        hep: socket,
+        hep_sent: w.counters.hep_sent.clone(),
+        hep_failed: w.counters.hep_failed.clone(),
+    };
+    std::thread::Builder::new()
+        .name("sip-trace".into())
+        .spawn(move || state.run(rx))
+        .map_err(|e| format!("cannot start the trace writer: {e}"))?;
+    Ok(w)
+}
+
+struct Segment {
+    file: std::io::BufWriter<fs::File>,
+    bytes: u64,
+    opened: Instant,
+}
+
+struct Ring {
+    dir: PathBuf,
+    caps: Caps,
+    current: Option<Segment>,
+    written: Arc<AtomicU64>,
+    hep: Option<(std::net::UdpSocket, SocketAddr, u32)>,
+    hep_sent: Arc<AtomicU64>,
+    hep_failed: Arc<AtomicU64>,
+}
+
+impl Ring {
+    fn segment_cap(&self) -> u64 {
+        (self.caps.max_bytes / 8).max(64 * 1024)
+    }
+
+    fn run(mut self, rx: Receiver<Record>) {
+        let mut last_flush = Instant::now();
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(mut r) => {
+                    if let std::borrow::Cow::Owned(m) = redact_credentials(&r.message) {
+                        r.message = m;
+                    }
+                    if let Some((sock, to, agent)) = &self.hep {
+                        let packet = super::hep::encode(&r, *agent);
+                        match sock.send_to(&packet, *to) {
+                            Ok(_) => self.hep_sent.fetch_add(1, Relaxed),
+                            Err(_) => self.hep_failed.fetch_add(1, Relaxed),
+                        };
+                    }
+                    if self.caps.max_bytes > 0 {
+                        buf.clear();
+                        r.encode(&mut buf);
+                        self.append(&buf, r.at_ms);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                last_flush = Instant::now();
+                self.flush();
+            }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8], at_ms: i64) {
+        let cap = self.segment_cap();
+        let rotate = self.current.as_ref().is_none_or(|s| {
+            s.bytes + bytes.len() as u64 > cap || s.opened.elapsed() >= self.caps.max_age / 8
+        });
+        if rotate {
+            self.flush();
+            self.current = None;
+            self.trim(at_ms);
+            let path = self.dir.join(format!("{at_ms:016}.trace"));
+            match fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => {
+                    self.current = Some(Segment {
+                        file: std::io::BufWriter::with_capacity(256 * 1024, f),
+                        bytes: 0,
+                        opened: Instant::now(),
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "the SIP trace segment cannot be opened");
+                    return;
+                }
+            }
+        }
+        if let Some(s) = &mut self.current {
+            if s.file.write_all(bytes).is_ok() {
+                s.bytes += bytes.len() as u64;
+                self.written.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(s) = &mut self.current {
+            let _ = s.file.flush();
+        }
+    }
+
+    /// Deletes the oldest segments while the ring is over its byte cap
+    /// (counting the next segment), or their successor began before the
+    /// age cap (so everything in them is older).
+    fn trim(&self, now_ms: i64) {
+        let mut segs = segments(&self.dir);
+        let max_age_ms = i64::try_from(self.caps.max_age.as_millis()).unwrap_or(i64::MAX);
+        let mut total: u64 = segs.iter().map(|s| s.2).sum::<u64>() + self.segment_cap();
+        while let Some((start, path, size)) = segs.first().cloned() {
+            let next_start = segs.get(1).map(|s| s.0).unwrap_or(now_ms);
+            let too_old = now_ms.saturating_sub(next_start) > max_age_ms;
+            if total <= self.caps.max_bytes && !too_old {
+                break;
+            }
+            let _ = start;
+            if fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(size);
+            }
+            segs.remove(0);
+        }
+    }
+}
+
+/// The segment files of `dir`: (first record's ms, path, size), oldest first.
+fn segments(dir: &Path) -> Vec<(i64, PathBuf, u64)> {
+    let mut out: Vec<(i64, PathBuf, u64)> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let start: i64 = name.to_str()?.strip_suffix(".trace")?.parse().ok()?;
+                    let size = e.metadata().ok()?.len();
+                    Some((start, e.path(), size))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|s| s.0);
+    out
+}
+
+/// Which messages [`search`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Messages of this call (Call-ID).
+    pub call_id: Option<String>,
+    /// Messages whose Request-URI, From or To names this user (a `sip:`
+    /// address, compared without case), and then every message of the
+    /// calls (Call-IDs) those messages belong to.
+    pub user: Option<String>,
+    /// Unix milliseconds.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Messages returned at most: the oldest matching a call or user, or
+    /// the newest when neither is named.
+    pub limit: usize,
+}
+
+fn names_user(r: &Record, user: &str) -> bool {
+    let start = r.first_line().to_ascii_lowercase();
+    let has = |v: Option<&str>| v.is_some_and(|v| v.to_ascii_lowercase().contains(user));
+    start.contains(user) || has(r.header("From", Some("f"))) || has(r.header("To", Some("t")))
+}
+
+/// The messages in `dir` matching `filter`, oldest first. Reads each
+/// segment whole (segments are at most an eighth of the ring's cap).
+pub fn search(dir: &Path, filter: &Filter) -> Vec<Record> {
+    let user = filter.user.as_ref().map(|u| u.to_ascii_lowercase());
+    let mut records = Vec::new();
+    for (_, path, _) in segments(dir) {
+        let Ok(data) = fs::read(&path) else { continue };
+        records.extend(parse_segment(&data).into_iter().filter(|r| {
+            filter.since_ms.is_none_or(|s| r.at_ms >= s)
+                && filter.until_ms.is_none_or(|u| r.at_ms < u)
+        }));
+    }
+    records.sort_by_key(|r| r.at_ms);
+    let mut calls: std::collections::HashSet<String> = std::collections::HashSet::new();
+    if let Some(c) = &filter.call_id {
+        calls.insert(c.clone());
+    }
+    if let Some(u) = &user {
+        for r in &records {
+            if names_user(r, u) {
+                if let Some(c) = r.header("Call-ID", Some("i")) {
+                    calls.insert(c.to_string());
+                }
+            }
+        }
+    }
+    let limit = filter.limit.max(1);
+    if filter.call_id.is_none() && user.is_none() {
+        // No call named: the newest messages.
+        let skip = records.len().saturating_sub(limit);
+        return records.into_iter().skip(skip).collect();
+    }
+    records
+        .into_iter()
+        .filter(|r| {
+            r.header("Call-ID", Some("i"))
+                .is_some_and(|c| calls.contains(c))
+        })
+        .take(limit)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("parapet-trace-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn msg(call: &str, from: &str, n: usize) -> Record {
+        Record {
+            at_ms: 1_000 + n as i64,
+            inbound: n.is_multiple_of(2),
+            protocol: "UDP".into(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: "127.0.0.1:5070".parse().unwrap(),
+            message: format!(
+                "MESSAGE sip:bob@example.test SIP/2.0\r\nCall-ID: {call}\r\nFrom: <{from}>;tag=1\r\nTo: <sip:bob@example.test>\r\nAuthorization: Digest username=\"a\", response=\"secret{n}\"\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        }
+    }
+
+    fn wait_for(d: &Path, n: usize) -> Vec<Record> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let all = search(
+                d,
+                &Filter {
+                    limit: 100_000,
+                    ..Filter::default()
+                },
+            );
+            if all.len() >= n || Instant::now() > deadline {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn messages_are_found_by_call_and_by_user_without_their_credentials() {
+        let d = dir("search");
+        let w = start(
+            &d,
+            Caps {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(3600),
+            },
+            None,
+            Counters::default(),
+        )
+        .unwrap();
+        w.capture(msg("c1", "sip:alice@example.test", 0));
+        w.capture(msg("c2", "sip:carol@example.test", 1));
+        w.capture(msg("c1", "sip:ALICE@example.test", 2));
+        let all = wait_for(&d, 3);
+        assert_eq!(all.len(), 3);
+        let on_disk: Vec<u8> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .flat_map(|e| fs::read(e.path()).unwrap())
+            .collect();
+        assert!(
+            !on_disk.windows(6).any(|w| w == b"secret"),
+            "credentials on disk"
+        );
+        let c1 = search(
+            &d,
+            &Filter {
+                call_id: Some("c1".into()),
+                limit: 10,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(
+            c1.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+            vec![1000, 1002]
+        );
+        let carol = search(
+            &d,
+            &Filter {
+                user: Some("sip:carol@example.test".into()),
+                limit: 10,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(carol.len(), 1);
+        let since = search(
+            &d,
+            &Filter {
+                since_ms: Some(1001),
+                limit: 10,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(since.len(), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_ring_stays_within_its_byte_cap() {
+        let d = dir("cap");
+        let w = start(
+            &d,
+            Caps {
+                max_bytes: 600 * 1024,
+                max_age: Duration::from_secs(3600),
+            },
+            None,
+            Counters::default(),
+        )
+        .unwrap();
+        for n in 0..8000 {
+            let mut m = msg(&format!("call-{n}"), "sip:alice@example.test", n);
+            m.at_ms = 1_000_000 + n as i64;
+            w.capture(m);
+            if n.is_multiple_of(1000) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while w.counters.written.load(Relaxed) + w.counters.dropped.load(Relaxed) < 8000
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        let total: u64 = segments(&d).iter().map(|s| s.2).sum();
+        assert!(total <= 600 * 1024 + 64 * 1024, "{total} bytes on disk");
+        // The newest are kept.
+        let kept = search(
+            &d,
+            &Filter {
+                limit: 100_000,
+                ..Filter::default()
+            },
+        );
+        assert!(
+            kept.last().is_some_and(|r| r.at_ms == 1_000_000 + 7999),
+            "{:?}",
+            kept.last().map(|r| r.at_ms)
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+}
