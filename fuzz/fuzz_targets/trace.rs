@@ -1,6 +1,6 @@
 //! A trace segment as read back from disk (a file anyone with the data
 //! directory could have changed): no panic; every record read, written
-//! again, reads back the same; redacting credentials never panics and
+//! again, reads back the same; redacting for disk never panics and
 //! leaves no `response=` in an Authorization header it found.
 #![no_main]
 
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = r.first_line();
         let _ = trace::hep::encode(&r, 1);
     }
-    let redacted = trace::redact_credentials(data);
+    let redacted = trace::redact_for_disk(data);
     let text = String::from_utf8_lossy(&redacted);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     for line in head.split('\n') {

@@ -7,7 +7,9 @@
 //! Credentials never reach the disk: `Authorization` and
 //! `Proxy-Authorization` values are cut to their scheme and user name
 //! before a message is written (an MD5 digest answer can be attacked
-//! offline). Bodies are kept (SDP is what calls are debugged by) and are
+//! offline). Nor does what users write: a MESSAGE's body is replaced by
+//! its size (the IM archive alone keeps it, sealed, as the policy says).
+//! Other bodies are kept (SDP is what calls are debugged by) and are
 //! redacted when read for a caller not allowed to see them.
 //!
 //! All file I/O here is blocking: the writer runs on a thread of its own;
@@ -19,5 +21,5 @@ pub mod hep;
 mod record;
 mod ring;
 
-pub use record::{parse_segment, redact_credentials, Record, MAX_MESSAGE};
+pub use record::{parse_segment, redact_credentials, redact_for_disk, Record, MAX_MESSAGE};
 pub use ring::{search, start, Caps, Counters, Filter, Writer};

@@ -127,6 +127,27 @@ fn parse_one(data: &[u8]) -> Option<(Record, usize)> {
     ))
 }
 
+/// What a trace keeps of a message: credentials cut
+/// ([`redact_credentials`]), and an instant message's body (a MESSAGE
+/// request's: what users wrote, which the archive alone keeps, sealed)
+/// replaced by its size.
+pub fn redact_for_disk(message: &[u8]) -> Cow<'_, [u8]> {
+    let creds = redact_credentials(message);
+    if !creds.starts_with(b"MESSAGE ") {
+        return creds;
+    }
+    let Some(end) = creds.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return creds;
+    };
+    let body = creds.len() - (end + 4);
+    if body == 0 {
+        return creds;
+    }
+    let mut out = creds[..end + 4].to_vec();
+    out.extend_from_slice(format!("[{body} bytes of instant message not kept]").as_bytes());
+    Cow::Owned(out)
+}
+
 /// `message` with the values of `Authorization` and `Proxy-Authorization`
 /// cut to their scheme and `username` (what a trace needs to say who it
 /// was); the rest untouched.
@@ -238,6 +259,23 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn an_instant_messages_text_is_not_kept() {
+        let m = b"MESSAGE sip:b@x SIP/2.0\r\nProxy-Authorization: Digest username=\"a\", response=\"9\"\r\nContent-Length: 5\r\n\r\nhello";
+        let kept = String::from_utf8(redact_for_disk(m).into_owned()).unwrap();
+        assert!(
+            kept.ends_with("\r\n\r\n[5 bytes of instant message not kept]"),
+            "{kept}"
+        );
+        assert!(
+            !kept.contains("hello") && !kept.contains("response"),
+            "{kept}"
+        );
+        // SDP and other bodies are kept.
+        let invite = b"INVITE sip:b@x SIP/2.0\r\n\r\nv=0\r\n";
+        assert_eq!(&redact_for_disk(invite)[..], &invite[..]);
     }
 
     #[test]

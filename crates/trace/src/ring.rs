@@ -15,7 +15,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::record::{parse_segment, redact_credentials, Record};
+use super::record::{parse_segment, redact_for_disk, Record};
 
 /// Messages waiting for the writer at most.
 const QUEUE: usize = 16_384;
@@ -134,7 +134,7 @@ impl Ring {
         loop {
             match rx.recv_timeout(FLUSH_EVERY) {
                 Ok(mut r) => {
-                    if let std::borrow::Cow::Owned(m) = redact_credentials(&r.message) {
+                    if let std::borrow::Cow::Owned(m) = redact_for_disk(&r.message) {
                         r.message = m;
                     }
                     if let Some((sock, to, agent)) = &self.hep {

@@ -251,15 +251,23 @@ fn the_archive_keeps_what_the_policy_selects_as_delivered_and_every_read_is_audi
         .collect();
     assert_eq!(lines.len(), 1);
 
-    // Who may: not a view-only administrator, and the refusal is audited.
-    let viewer = token_for(&s, "view-only");
-    let o = s.admin_as(&viewer, &["archive", "search"], "");
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(
-        out(&o).contains("does not allow archive.read"),
-        "{}",
-        out(&o)
-    );
+    // Who may: not a view-only or help-desk administrator, neither to
+    // search nor to export, and the refusals are audited.
+    for role in ["view-only", "help-desk"] {
+        let t = token_for(&s, role);
+        for args in [
+            &["archive", "search"][..],
+            &["archive", "export", "--user", "sip:alice@example.test"],
+        ] {
+            let o = s.admin_as(&t, args, "");
+            assert_eq!(o.status.code(), Some(1), "{role} {args:?}: {}", out(&o));
+            assert!(
+                out(&o).contains(&format!("role {role} does not allow archive.read")),
+                "{role} {args:?}: {}",
+                out(&o)
+            );
+        }
+    }
     // Every read is in the audit log, with its filters.
     let audit = ok(
         &s,
@@ -561,4 +569,146 @@ fn messages_inside_a_call_are_archived_as_delivered() {
     let owners: std::collections::BTreeSet<&str> =
         all.iter().filter_map(|r| r["owner"].as_str()).collect();
     assert_eq!(owners.len(), 2, "{all:#?}");
+}
+
+/// Real clients on the README's defaults: baresip's instant message is in
+/// both archives as delivered; its calls — answered and hung up, cancelled
+/// while ringing, refused — each leave one call detail record.
+#[test]
+fn baresip_messages_are_archived_and_its_calls_recorded() {
+    use crate::baresip::Baresip;
+    let s = Server::readme("archive-baresip");
+    s.add_user("alice", "correct-horse-battery");
+    s.add_user("bob", "battery-staple-horse");
+    s.add_user("carol", "staple-horse-battery");
+    ok(
+        &s,
+        &["policy", "set", "archiving", "global", "internal=true"],
+    );
+    let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
+    bob.cmd("/answermode auto");
+    let mut alice = Baresip::start(&s, "alice", "correct-horse-battery", "bob");
+    alice.cmd("/message archived-from-baresip");
+    bob.wait_for("sip:alice@example.test: \"archived-from-baresip\"");
+    // Answered, two seconds of media, hung up by alice.
+    alice.cmd("/dial sip:bob@example.test");
+    bob.wait_for("incoming rtp for 'audio' established");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    alice.cmd("/hangup");
+    bob.wait_for("session closed");
+    // Cancelled while ringing.
+    bob.cmd("/answermode manual");
+    alice.cmd("/dial sip:bob@example.test");
+    crate::baresip::wait_count(&bob, "INVITE sip:bob", 2);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    alice.cmd("/hangup");
+    alice.wait_for("SIP/2.0 487");
+    // Refused: carol has no device registered.
+    alice.cmd("/dial sip:carol@example.test");
+    alice.wait_for("SIP/2.0 480 Temporarily Unavailable");
+
+    let all = wait_for(&s, &s.token, 2);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    for r in &all {
+        assert_eq!(r["sender"], "sip:alice@example.test");
+        assert_eq!(r["recipient"], "sip:bob@example.test");
+        assert_eq!(r["result"], "delivered");
+        assert_eq!(r["body"], "archived-from-baresip");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let calls = loop {
+        let o = s.admin(&["--output=json", "cdr", "list"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let c = records(&v);
+        if c.len() >= 3 || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let statuses: Vec<i64> = calls.iter().filter_map(|c| c["status"].as_i64()).collect();
+    assert_eq!(statuses, vec![200, 487, 480], "{calls:#?}");
+    let answered = &calls[0];
+    assert_eq!(answered["caller"], "sip:alice@example.test");
+    assert_eq!(answered["callee"], "sip:bob@example.test");
+    assert_eq!(answered["ended_by"], "caller");
+    let secs = answered["duration_secs"].as_i64().unwrap();
+    assert!((2..=5).contains(&secs), "{answered}");
+    assert!(
+        answered["caller_device"]
+            .as_str()
+            .unwrap()
+            .contains("baresip"),
+        "{answered}"
+    );
+    assert!(
+        answered["callee_device"]
+            .as_str()
+            .unwrap()
+            .contains("baresip"),
+        "{answered}"
+    );
+    assert_eq!(calls[1]["ended_by"], "caller");
+    assert_eq!(calls[2]["callee"], "sip:carol@example.test");
+    assert_eq!(calls[2]["ended_by"], "nobody");
+    alice.cmd("/quit");
+    bob.cmd("/quit");
+}
+
+/// Messages with a partner's users are archived where the `external`
+/// switch is on, and only there: here partner.test archives, example.test
+/// (internal only) does not, until it turns external on.
+#[test]
+fn federated_messages_are_archived_as_the_external_switch_says() {
+    use crate::federation::{alice_sends_to, contact, federate_both, two_orgs, Meet, B};
+    let (a, b, net) = two_orgs("archive-fed", Meet::Direct);
+    a.add_user("alice", "correct horse battery");
+    b.add_user("bob", "battery staple horse");
+    federate_both(&a, &b);
+    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
+    ok(
+        &a,
+        &["policy", "set", "archiving", "global", "internal=true"],
+    );
+    ok(
+        &b,
+        &["policy", "set", "archiving", "global", "external=true"],
+    );
+    net.settle();
+    let send = |n: usize| {
+        let bob = register_and_listen(&b, "bob", "battery staple horse");
+        let t = alice_sends_to(&a, "bob", B);
+        assert!(t.contains("SIP/2.0 200"), "{t}");
+        assert!(bob.finish().0, "message {n} did not reach bob");
+    };
+    send(1);
+    let theirs = wait_for(&b, &b.token, 1);
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    assert_eq!(theirs[0]["owner"], "sip:bob@partner.test");
+    assert_eq!(theirs[0]["sender"], "sip:alice@example.test");
+    assert_eq!(theirs[0]["federated"], true);
+    assert!(
+        theirs[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("across federation"),
+        "{theirs:#?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        records(&search(&a, &a.token, &[])).is_empty(),
+        "example.test archives internal messages only"
+    );
+    // example.test turns external archiving on: the next one is kept there.
+    ok(
+        &a,
+        &["policy", "set", "archiving", "global", "external=true"],
+    );
+    net.settle();
+    send(2);
+    let ours = wait_for(&a, &a.token, 1);
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    assert_eq!(ours[0]["owner"], "sip:alice@example.test");
+    assert_eq!(ours[0]["recipient"], "sip:bob@partner.test");
+    assert_eq!(ours[0]["result"], "delivered");
+    assert_eq!(wait_for(&b, &b.token, 2).len(), 2);
 }
