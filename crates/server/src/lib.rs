@@ -324,6 +324,7 @@ async fn run<S: store::Store>(
         )
         .await?;
     }
+    let writers = core.take_writers();
     let mut core_task = tokio::spawn(core.run(inbound, admin_rx));
     let fenced = async move {
         match fenced {
@@ -343,6 +344,20 @@ async fn run<S: store::Store>(
     };
     core_task.abort();
     transport.shutdown();
+    // The core is gone with its queues' senders: the archive's and call
+    // records' writers write what they hold and end (at most 5 s).
+    let _ = core_task.await;
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        for w in writers {
+            let _ = w.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "archive or call records still being written at the stop were given up after 5 s"
+        );
+    }
     result
 }
 

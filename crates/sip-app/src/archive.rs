@@ -43,6 +43,8 @@ const MAX_BYTES: usize = 64 << 20;
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 /// Records written per transaction at most.
 const BATCH: usize = 256;
+/// How long the writer gathers records for one transaction.
+const GATHER: Duration = Duration::from_millis(100);
 /// How long a failed write is retried (once a second) before its records
 /// are given up.
 const RETRIES: u32 = 30;
@@ -99,6 +101,9 @@ pub(crate) struct Draft {
 #[derive(Debug)]
 pub(crate) struct Archiver {
     tx: Option<mpsc::Sender<(Draft, String)>>,
+    /// The writer, for a clean stop to wait for (it ends once every
+    /// record handed to it is written, when `tx` is dropped).
+    pub(crate) task: Option<tokio::task::JoinHandle<()>>,
     pub(crate) keyring: Option<Arc<Keyring>>,
     noted: HashMap<TxnId, Draft>,
     /// Bytes of the bodies in `noted`.
@@ -140,25 +145,26 @@ impl Archiver {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Archiver {
         let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let tx = match &keyring {
+        let (tx, task) = match &keyring {
             None => {
                 metrics.archive.failing.store(true, Relaxed);
-                None
+                (None, None)
             }
             Some(k) => {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(write_loop(
+                let task = tokio::spawn(write_loop(
                     rx,
                     store,
                     k.clone(),
                     metrics,
                     queued_bytes.clone(),
                 ));
-                Some(tx)
+                (Some(tx), Some(task))
             }
         };
         Archiver {
             tx,
+            task,
             keyring,
             noted: HashMap::new(),
             noted_bytes: 0,
@@ -178,11 +184,16 @@ async fn write_loop<S: store::Store>(
 ) {
     let m = &metrics.archive;
     while let Some(first) = rx.recv().await {
+        // Records wait up to GATHER for more to share their commit: nobody
+        // waits for an archive record, and one commit (one fsync) per
+        // message made archiving cost more than the message itself
+        // (bench/archive.sh).
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + GATHER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(d) => batch.push(d),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(d)) => batch.push(d),
+                Ok(None) | Err(_) => break,
             }
         }
         let bytes: usize = batch.iter().map(|(d, _)| d.body.len()).sum();

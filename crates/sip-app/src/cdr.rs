@@ -65,6 +65,8 @@ struct Call {
 pub(crate) struct Calls {
     calls: HashMap<String, Call>,
     tx: mpsc::Sender<CdrRow>,
+    /// The writer, for a clean stop to wait for.
+    pub(crate) task: Option<tokio::task::JoinHandle<()>>,
     last_sweep: Instant,
 }
 
@@ -102,10 +104,11 @@ fn call_id(m: &Message) -> Option<String> {
 impl Calls {
     pub(crate) fn start<S: store::Store>(store: S, metrics: Arc<crate::metrics::Metrics>) -> Calls {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(rx, store, metrics));
+        let task = Some(tokio::spawn(write_loop(rx, store, metrics)));
         Calls {
             calls: HashMap::new(),
             tx,
+            task,
             // The first sweep (and retention run) a few seconds after start.
             last_sweep: Instant::now()
                 .checked_sub(Duration::from_secs(55))
@@ -120,11 +123,13 @@ async fn write_loop<S: store::Store>(
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     while let Some(first) = rx.recv().await {
+        // Gathered for up to 100 ms: one commit for many calls.
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + Duration::from_millis(100);
         while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
             }
         }
         let mut attempt = 0;

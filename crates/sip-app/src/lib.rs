@@ -287,6 +287,18 @@ impl<S: store::Store> Core<S> {
 }
 
 impl<S: store::Store> Core<S> {
+    /// The archive's and call records' writers: a clean stop drops the
+    /// core (ending their queues) and waits for them, so that nothing
+    /// handed to them is lost.
+    pub fn take_writers(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.archive
+            .task
+            .take()
+            .into_iter()
+            .chain(self.cdr.task.take())
+            .collect()
+    }
+
     pub async fn new(
         cfg: Arc<Config>,
         keys: &Keys,

@@ -712,3 +712,35 @@ fn federated_messages_are_archived_as_the_external_switch_says() {
     assert_eq!(ours[0]["result"], "delivered");
     assert_eq!(wait_for(&b, &b.token, 2).len(), 2);
 }
+
+/// A clean stop right after a message: its archive records, still being
+/// gathered for a commit, are written before the process ends.
+#[test]
+fn a_clean_stop_writes_the_archive_records_it_holds() {
+    let mut s = Server::new("archive-stop");
+    users(&s);
+    ok(
+        &s,
+        &["policy", "set", "archiving", "global", "internal=true"],
+    );
+    let bob = register_and_listen(&s, "bob", "battery staple horse");
+    send(
+        &s,
+        "alice",
+        "correct horse battery",
+        "bob",
+        "just-before-the-stop",
+        "message_send.xml",
+    );
+    assert!(bob.finish().0);
+    s.signal("TERM");
+    let status = s.child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    s.child = None;
+    assert_eq!(
+        sqlite(&s, "SELECT count(*) FROM archive"),
+        "2",
+        "{}",
+        s.log()
+    );
+}
