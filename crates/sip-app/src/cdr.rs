@@ -90,15 +90,17 @@ fn device(m: &Message) -> String {
         .unwrap_or_default()
 }
 
+/// A request's or a response's Call-ID (as the parser reads it, compact
+/// form `i` included).
 fn call_id(m: &Message) -> Option<String> {
+    if m.is_response() {
+        return sip::ResponseFields::extract(m)
+            .ok()
+            .map(|f| f.call_id.to_string());
+    }
     RequestFields::extract(m)
         .ok()
         .map(|f| f.call_id.to_string())
-        .or_else(|| {
-            m.headers_named("Call-ID")
-                .next()
-                .map(|h| h.value.trim().to_string())
-        })
 }
 
 impl Calls {
@@ -322,5 +324,20 @@ impl<S: store::Store> Core<S> {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_responses_call_id_is_read_in_its_compact_form_too() {
+        let resp = sip::parse_datagram(
+            bytes::Bytes::from_static(
+                b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nf: <sip:a@x>;tag=1\r\nt: <sip:b@x>;tag=2\r\ni: compact@host\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n",
+            ),
+            &sip::Limits::DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(super::call_id(&resp).as_deref(), Some("compact@host"));
     }
 }

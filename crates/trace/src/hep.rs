@@ -46,9 +46,10 @@ pub fn encode(r: &Record, agent: u32) -> Vec<u8> {
     chunk(&mut body, 0x000b, &[1]); // SIP
     chunk(&mut body, 0x000c, &agent.to_be_bytes());
     if let Some(call) = r.header("Call-ID", Some("i")) {
-        chunk(&mut body, 0x0011, call.as_bytes());
+        // Bounded: the packet's length is 16 bits.
+        chunk(&mut body, 0x0011, &call.as_bytes()[..call.len().min(1024)]);
     }
-    let room = usize::from(u16::MAX) - 6 - body.len() - 6;
+    let room = usize::from(u16::MAX).saturating_sub(6 + body.len() + 6);
     chunk(&mut body, 0x000f, &r.message[..r.message.len().min(room)]);
     let mut out = Vec::with_capacity(body.len() + 6);
     out.extend_from_slice(b"HEP3");
@@ -134,5 +135,14 @@ mod tests {
         assert!(chunks.iter().any(|c| c.0 == 0x0005 && c.1.len() == 16));
         assert!(decode(&p[..p.len() - 1]).is_none());
         assert!(decode(b"HEP2\x00\x06").is_none());
+        // A Call-ID far longer than any SIP message carries: bounded, no panic.
+        let mut long = r.clone();
+        long.message = format!(
+            "OPTIONS sip:x SIP/2.0\r\nCall-ID: {}\r\n\r\n",
+            "c".repeat(70_000)
+        )
+        .into_bytes();
+        let p = encode(&long, 1);
+        assert!(p.len() <= 65_535 && decode(&p).is_some());
     }
 }
