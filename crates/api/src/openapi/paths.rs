@@ -759,7 +759,7 @@ pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
         "SIP messages of a call (call_id) or of a user's calls (user), oldest first, or the newest; bodies only with traces.read_content (audited)",
         "traces.read",
         vec![
-            query("call_id", json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" })),
+            query("call_id", json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$" })),
             query("user", f.uri()),
             query("since", seconds.clone()),
             query("until", seconds.clone()),
