@@ -40,6 +40,7 @@ mod openapi;
 mod policies;
 mod provisioning;
 mod refusals;
+mod request_id;
 pub mod security;
 mod session;
 mod status;
@@ -479,7 +480,8 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
         .layer(axum::middleware::from_fn(|req, next| {
             extract::read_first(&[], req, next)
         }))
-        .layer(axum::Extension(extract::BodyLimit(ADMIN_MAX_BODY)));
+        .layer(axum::Extension(extract::BodyLimit(ADMIN_MAX_BODY)))
+        .layer(axum::middleware::from_fn(request_id::layer));
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await
         .map_err(|e| format!("admin listener {}: {e}", s.addr))?;

@@ -18,6 +18,7 @@ pub struct RawEdgeConfig {
     pub metrics_listen: Option<String>,
     pub external_names: Option<Vec<String>>,
     pub log_format: Option<String>,
+    pub log_syslog: Option<String>,
     pub ws_allowed_origins: Option<Vec<String>>,
     #[serde(default)]
     pub lockout: RawLockout,
@@ -57,6 +58,8 @@ pub struct EdgeSettings {
     /// Empty: the pairing file's names.
     pub external_names: Vec<String>,
     pub log_format: String,
+    /// Where log lines also go as syslog messages.
+    pub syslog: Option<crate::syslog::SyslogTarget>,
     /// As configured; empty: the domain's and the external names' pages.
     pub ws_allowed_origins: Vec<String>,
     pub lockout: auth::lockout::LockoutConfig,
@@ -81,6 +84,7 @@ pub const EDGE_KEYS: &[(&str, &str, bool, &str)] = &[
     ("metrics_listen", "\"10.0.0.2:9061\"", true, "Where /healthz and /metrics are served, on the internal side; default: the internal address, port 9061. \"\" turns it off."),
     ("external_names", "[\"edge.example.com\"]", true, "Names the outside reaches the edge by (the first goes in Via and Record-Route); default: the names given to `edge pair --external`."),
     ("log_format", "\"text\"", false, "\"text\" or \"json\"."),
+    ("log_syslog", "\"\"", false, "Also send every log line, as JSON, to a syslog receiver in RFC 5424 format, as for the front end: \"udp://ADDRESS:PORT\" or \"unix:///dev/log\". Empty: off."),
     ("ws_allowed_origins", "[]", false, "Web pages allowed to open WebSocket connections to the WSS listener (as for the front end). Empty: pages of the domain and of the edge's names."),
     ("lockout.source_threshold", "5", false, "The security filter until the pool's snapshot gives its thresholds (then the pool's, as for the front end): failed sign-ins from one address for one account before it is refused."),
     ("lockout.account_threshold", "50", false, "Failed sign-ins for one account from all addresses before unfamiliar addresses are refused."),
@@ -185,6 +189,7 @@ impl RawEdgeConfig {
         if !matches!(log_format.as_str(), "text" | "json") {
             return Err(format!("log_format {log_format:?}: use text or json"));
         }
+        let syslog = crate::syslog::parse(self.log_syslog.as_deref().unwrap_or(""))?;
         let limits = crate::RawSourceLimits {
             source_rate: self.limits.source_rate,
             source_burst: self.limits.source_burst,
@@ -221,6 +226,7 @@ impl RawEdgeConfig {
             metrics_listen,
             external_names: self.external_names.unwrap_or_default(),
             log_format,
+            syslog,
             ws_allowed_origins: self.ws_allowed_origins.unwrap_or_default(),
             lockout: self.lockout.build()?,
             max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),

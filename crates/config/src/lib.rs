@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub mod client_certs;
 pub mod edge;
 pub mod relay;
+pub mod syslog;
 
 /// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("ws_allowed_origins", "[]", "Web pages allowed to open SIP-over-WebSocket connections, checked against the Origin browsers send (other clients send none): host names (any https:// origin on that host), full origins (\"https://portal.example.com:8443\"), or \"*\" for any page (a finding in the security check). Empty: the server's own names — the domain, host_names, localhost, 127.0.0.1 and ::1."),
     ("allow_insecure_transports", "false", "Permit plain-text SIP listeners (benchmarks with SIPp need UDP). A warning is logged at start and shown by `parapet admin status`."),
     ("log_format", "\"text\"", "\"text\" or \"json\"."),
+    ("log_syslog", "\"\"", "Also send every log line, as JSON, to a syslog receiver in RFC 5424 format (facility daemon): \"udp://127.0.0.1:514\" (an address, RFC 5426) or \"unix:///dev/log\". A line the receiver cannot take at once is dropped, never waited for; lines are cut at 8 KiB. Empty: off."),
     ("host_names", "[]", "Other DNS names clients and partners reach this server by (the targets of the domain's SRV records, e.g. \"sip.example.com\"). The server recognises itself by these, the domain, `localhost` and every address it listens on (for 0.0.0.0 and ::, every address of the machine) in Route and Request-URI; the certificate made on first start names them too."),
     ("digest_algorithms", "[\"SHA-256\", \"MD5\"]", "Digest algorithms challenged with, most preferred first (RFC 8760), and the only ones accepted. Clients that follow RFC 8760 (Linphone) answer the first they support; JsSIP and SIP.js answer the last one, and know only MD5. MD5 is accepted only over TLS and WSS (see digest_md5_unencrypted) and only for users whose authentication policy lists digest-md5 (the default)."),
     ("digest_md5_unencrypted", "false", "Also accept MD5 digest over unencrypted transports (UDP, TCP, WS), where an MD5 answer seen on the network can be attacked offline. For tools without TLS only (Debian's SIPp); `parapet security check` reports it as high."),
@@ -271,6 +273,7 @@ pub struct RawConfig {
     pub web_listen: Option<String>,
     pub allow_insecure_transports: Option<bool>,
     pub log_format: Option<String>,
+    pub log_syslog: Option<String>,
     pub host_names: Option<Vec<String>>,
     pub ws_allowed_origins: Option<Vec<String>>,
     pub digest_algorithms: Option<Vec<String>>,
@@ -662,6 +665,8 @@ pub struct Config {
     pub web_listen: Option<SocketAddr>,
     pub allow_insecure_transports: bool,
     pub json_logs: bool,
+    /// Where log lines also go as syslog messages.
+    pub syslog: Option<syslog::SyslogTarget>,
     /// Names besides the domain this server is reached by (lower case).
     pub host_names: Vec<String>,
     /// Which web pages may open WebSocket connections.
@@ -773,6 +778,7 @@ impl RawConfig {
             "json" => true,
             other => return Err(format!("log_format {other:?}: use \"text\" or \"json\"")),
         };
+        let syslog = syslog::parse(self.log_syslog.as_deref().unwrap_or(""))?;
         let algs = self
             .digest_algorithms
             .or(d.digest_algorithms)
@@ -898,6 +904,7 @@ impl RawConfig {
             web_listen,
             allow_insecure_transports,
             json_logs,
+            syslog,
             host_names,
             digest,
             tls_cert,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod syslog;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -194,7 +195,7 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         raw.web_listen = a.web_listen;
     }
     let config = raw.build()?;
-    init_logs(config.json_logs);
+    init_logs(config.json_logs, config.syslog.as_ref(), "parapet")?;
     server::serve(config).await
 }
 
@@ -226,7 +227,7 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         raw.relay.listen = Some(a.relay_listen);
     }
     let s = raw.build()?;
-    init_logs(s.log_format == "json");
+    init_logs(s.log_format == "json", s.syslog.as_ref(), "parapet-edge")?;
     let pairing = edge::pairing::Pairing::load(&s.pairing)?;
     let internal = s.internal_listen.unwrap_or(pairing.internal);
     let names = if s.external_names.is_empty() {
@@ -299,20 +300,44 @@ fn media_relay(s: &config::edge::EdgeSettings) -> Option<edge::relay::MediaRelay
     })
 }
 
-fn init_logs(json: bool) {
+fn init_logs(
+    json: bool,
+    syslog: Option<&config::syslog::SyslogTarget>,
+    app: &'static str,
+) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     // rustls warns once per connection about a client's harmless deviation
     // (an IP address sent as SNI, as some softphones do): what matters of a
     // failed handshake the transport logs itself, rate-limited.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
+    // Colours only on a terminal: a log file or journal gets plain text.
+    let ansi = std::io::stderr().is_terminal();
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let stderr = if json {
+        stderr.json().boxed()
     } else {
-        b.init();
-    }
+        stderr.boxed()
+    };
+    let syslog = match syslog {
+        Some(t) => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_ansi(false)
+                .with_writer(syslog::MakeSyslog(syslog::Syslog::open(t, app)?)),
+        ),
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(syslog)
+        .init();
+    Ok(())
 }
 
 /// Reads a password from stdin (`--password-stdin`) or the terminal, never from argv.

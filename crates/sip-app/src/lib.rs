@@ -56,6 +56,7 @@ use sip_transport::{Inbound, Protocol, Source, Target, Transport};
 use sip_txn::{Action, TxnId, TxnLayer};
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use authn::PasswordCheck;
 pub use federate::{Explanation, FederationSetup, PartnerRow};
@@ -492,7 +493,13 @@ impl<S: store::Store> Core<S> {
                         } else if self.pressure_seq.is_none() {
                             self.pressure_seq = Some(self.location.source_seq());
                         }
-                        self.on_inbound(m).await
+                        // Every line this message causes carries its
+                        // transaction's id, the same on each node and edge.
+                        let span = tracing::info_span!(
+                            "sip",
+                            corr = %sip::correlation::id(&m.message).as_deref().unwrap_or("-")
+                        );
+                        self.on_inbound(m).instrument(span).await
                     }
                     None => return Ok(()),
                 },

@@ -21,6 +21,7 @@
 
 pub mod admission;
 pub mod build;
+pub mod correlation;
 mod error;
 mod fields;
 pub mod forward;

@@ -115,6 +115,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         .layer(axum::middleware::map_response(page::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::Extension(crate::extract::BodyLimit(MAX_BODY)))
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(ctx)
 }
 

@@ -22,6 +22,7 @@ use sip::headers::AuthValue;
 use sip::{HeaderKind, Message, RequestFields};
 use sip_transport::{ClientTls, FlowId, Inbound, Listener, Protocol, Source, Target, Transport};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use auth::edge_snapshot::Snapshot;
 
@@ -152,6 +153,15 @@ impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge").field("links", &self.links).finish()
     }
+}
+
+/// The span every line about one message is logged in: its transaction's
+/// correlation id, the same the front end logs (`sip::correlation`).
+fn corr_span(m: &Message) -> tracing::Span {
+    tracing::info_span!(
+        "sip",
+        corr = %sip::correlation::id(m).as_deref().unwrap_or("-")
+    )
 }
 
 fn unix_now() -> u64 {
@@ -329,8 +339,14 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
-            Some(m) = ext_rx.recv() => edge.on_external(m).await,
-            Some(m) = int_rx.recv() => edge.on_internal(m).await,
+            Some(m) = ext_rx.recv() => {
+                let span = corr_span(&m.message);
+                edge.on_external(m).instrument(span).await
+            }
+            Some(m) = int_rx.recv() => {
+                let span = corr_span(&m.message);
+                edge.on_internal(m).instrument(span).await
+            }
             Some((domain, result)) = partner_rx.recv() => edge.partner_connected(domain, result).await,
             Some(ask) = media::next_ask(&mut asks) => edge.on_relay_ask(ask).await,
             Some((i, flow)) = connected_rx.recv() => {

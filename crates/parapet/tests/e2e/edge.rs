@@ -795,6 +795,28 @@ fn password_guessing_through_the_edge_ends_at_the_edge_and_the_user_still_signs_
         );
     }
     edge.wait_log("sign-in refused at the edge", 1);
+    // The fifth failure's lines on the front end and on the edge carry the
+    // same correlation id (its transaction's), which no other line has.
+    let corr_of = |log: &str, what: &str| -> String {
+        let line = log
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{log}"));
+        let at = line
+            .find("corr=")
+            .unwrap_or_else(|| panic!("no correlation id: {line}"));
+        let id: String = line[at + 5..].chars().take(16).collect();
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+        id
+    };
+    let corr = corr_of(&s.log(), "lockout: address refused for this account");
+    assert_eq!(corr_of(&edge.log(), "lockout at the edge"), corr);
+    assert_eq!(
+        edge.log().matches(corr.as_str()).count(),
+        1,
+        "{}",
+        edge.log()
+    );
     // The front end locked out the guesser's real address, not the one it
     // claimed.
     let o = s.admin(&["--output=json", "lockout", "list"], "");

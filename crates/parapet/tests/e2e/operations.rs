@@ -1,5 +1,6 @@
 //! The operator's side: admin listener, user management while running, logs.
 
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -343,4 +344,130 @@ fn the_grafana_dashboard_reads_only_metrics_the_server_exports() {
         read >= 30,
         "{read} metric reads: the dashboard lost its panels?"
     );
+}
+
+/// The correlation id as `sip::correlation` documents it (64-bit FNV-1a of
+/// Call-ID, CSeq number and method), computed here independently.
+fn fnv_corr(call_id: &str, n: u32, method: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{call_id}\n{n}\n{method}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn logs_reach_syslog_as_json_with_the_transactions_correlation_id() {
+    use crate::defaults::{answer, challenges, register};
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let s = Server::with_config(
+        "syslog",
+        &format!(
+            "log_format = \"json\"\nlog_syslog = \"udp://{}\"\n",
+            collector.local_addr().unwrap()
+        ),
+    );
+    s.add_user("alice", "the right one");
+    // Five wrong passwords from one address: the fifth locks it out, and
+    // that line is logged while the fifth REGISTER is handled.
+    let sock = std::net::UdpSocket::bind(format!("{}:0", s.host)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.connect((s.host.as_str(), s.udp)).unwrap();
+    let local = sock.local_addr().unwrap().to_string();
+    let mut buf = vec![0u8; 65536];
+    let mut ask = |req: String| -> String {
+        sock.send(req.as_bytes()).unwrap();
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    for n in 1..=5u32 {
+        let r = ask(register("UDP", &local, n * 2, None, "syslog-test", None));
+        let nonce = challenges(&r)[0].1.clone();
+        let a = answer(auth::digest::Algorithm::Md5, &nonce, "wrong");
+        let r = ask(register(
+            "UDP",
+            &local,
+            n * 2 + 1,
+            None,
+            "syslog-test",
+            Some(&a),
+        ));
+        assert!(r.starts_with("SIP/2.0 401"), "{r}");
+    }
+    let call_id = format!("defaults-{}@test", std::process::id());
+    let corr = fnv_corr(&call_id, 11, "REGISTER");
+    // The lockout line arrives as an RFC 5424 message: priority daemon.warning
+    // (3*8+4), version 1, the host, the application, its process id, then the
+    // JSON line, whose span carries the correlation id.
+    let pid = s.child.as_ref().unwrap().id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let line = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no lockout line; got:\n{seen:#?}"
+        );
+        let mut b = [0u8; 9000];
+        let Ok(n) = collector.recv(&mut b) else {
+            continue;
+        };
+        let m = String::from_utf8(b[..n].to_vec()).expect("UTF-8");
+        if m.contains("lockout: address refused") {
+            break m;
+        }
+        seen.push(m);
+    };
+    assert!(line.starts_with("<28>1 "), "{line}");
+    let head: Vec<&str> = line.splitn(8, ' ').collect();
+    assert_eq!(head[3], "parapet", "{line}");
+    assert_eq!(head[4], pid.to_string(), "{line}");
+    assert_eq!((head[5], head[6]), ("-", "-"), "{line}");
+    let json: serde_json::Value = serde_json::from_str(head[7]).expect("a JSON line");
+    assert_eq!(json["level"], "WARN", "{json}");
+    assert_eq!(json["span"]["corr"], corr.as_str(), "{json}");
+    // Info lines came too (the server's start), and stderr has the same
+    // line with the same id.
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with("<30>1 ") && m.contains("listening")),
+        "{seen:#?}"
+    );
+    let stderr = s.log();
+    let on_stderr = stderr
+        .lines()
+        .find(|l| l.contains("lockout: address refused"))
+        .expect("on stderr too");
+    assert!(
+        on_stderr.contains(&format!("\"corr\":\"{corr}\"")),
+        "{on_stderr}"
+    );
+    assert!(
+        !on_stderr.contains('\u{1b}'),
+        "no colour codes in a log file"
+    );
+    // An API request's id: the caller's when it sets a valid one, else one
+    // made up; either way returned.
+    let head_of = |extra: &str| -> String {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin)).unwrap();
+        write!(
+            c,
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        r.to_ascii_lowercase()
+    };
+    assert!(head_of("X-Request-Id: ops-7f3a\r\n").contains("x-request-id: ops-7f3a\r\n"));
+    let made = head_of("X-Request-Id: bad id\"\r\n");
+    assert!(!made.contains("bad id"), "{made}");
+    let id = made
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("an id is made");
+    assert_eq!(id.trim().len(), 16, "{made}");
 }
