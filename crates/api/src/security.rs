@@ -553,6 +553,25 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: cfg.scanning.is_none(),
         severity: Severity::Medium,
     });
+    let (current, hep_plain) = match &cfg.trace.hep {
+        None => ("off".to_string(), false),
+        Some((config::HepTarget::Udp(a), _)) => {
+            (format!("HEP v3 over UDP to {a}, unencrypted"), true)
+        }
+        Some((config::HepTarget::Tls { host, port, .. }, _)) => {
+            (format!("HEP v3 over TLS to {host}:{port}"), false)
+        }
+    };
+    out.push(Item {
+        group: "Monitoring",
+        setting: "config trace.hep".into(),
+        current,
+        recommended: "off, or tls:// to the collector".into(),
+        why: "Every SIP message (who calls and messages whom, from which addresses, with the call's session descriptions) crosses the network to the collector; over UDP anyone on the path reads it.".into(),
+        command: "set [trace] hep = \"tls://COLLECTOR:PORT\" (or remove it) in the configuration file and restart `parapet serve`".into(),
+        finding: hep_plain,
+        severity: Severity::Medium,
+    });
     let loopback = cfg.admin_listen.ip().is_loopback();
     out.push(Item {
         group: "Administration",

@@ -106,7 +106,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("monitoring.cdr_retention_days", "60", "Days call detail records (who called whom, when, how long, how it ended; never content) are kept before they are deleted (1 to 3650). Lync's default was 60."),
     ("trace.max_mb", "256", "SIP traces: every message this server receives or sends is kept in a ring of files in data_dir/traces (mode 0600; credentials and instant messages' text cut before they are written), searched with `parapet admin trace`: at most this many megabytes (0: none kept on disk)."),
     ("trace.max_age_hours", "24", "SIP traces older than this are deleted (1 to 720)."),
-    ("trace.hep", "\"\"", "Also send every SIP message to a HEP v3 collector (Homer), as Kamailio and OpenSIPS do: \"udp://192.0.2.10:9060\" (an address, not a name). HEP over UDP is unencrypted: keep the collector on a trusted network. Empty: off."),
+    ("trace.hep", "\"\"", "Also send every SIP message to a HEP v3 collector (Homer), as Kamailio and OpenSIPS do: \"tls://homer.example.com:9061\" (over TLS, the collector's certificate checked against trace.hep_trusted_cas for that name; one connection, re-opened with back-off) or \"udp://192.0.2.10:9060\" (an address, not a name; unencrypted: keep such a collector on a trusted network). Empty: off."),
+    ("trace.hep_trusted_cas", "[\"system\"]", "For a tls:// collector: the CAs its certificate may chain to, \"system\" (the operating system's roots) and/or paths of PEM files."),
     ("trace.hep_agent_id", "1", "The capture agent id this server puts in its HEP packets (tells the nodes of a pool apart in Homer)."),
     ("files.clamd", "\"\"", "Virus scanning of uploaded files by ClamAV's clamd (Debian clamav-daemon), over its INSTREAM protocol: the path of its local socket (\"/run/clamav/clamd.ctl\") or a loopback address:port (\"127.0.0.1:3310\"). When set, a file is kept and can be offered only once clamd finds it clean; a detection, a heuristic alert (limits exceeded, an encrypted archive) or an error counts as not clean (403), and clamd unreachable or too slow refuses the upload (503: fail closed). Empty: no scanning (a finding in the security check)."),
     ("files.scan_timeout_secs", "60", "How long clamd may take over one file before the upload is refused with 503 (1 to 3600)."),
@@ -448,6 +449,24 @@ pub struct RawIm {
     pub max_bytes: Option<usize>,
 }
 
+/// `NAME:PORT` or `[V6]:PORT` of a tls:// collector: a host name of
+/// letters, digits, `-` and `.`, or an address.
+fn hep_host_port(a: &str) -> Option<(String, u16)> {
+    if let Ok(sa) = a.parse::<SocketAddr>() {
+        return Some((sa.ip().to_string(), sa.port()));
+    }
+    let (host, port) = a.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    name_ok.then(|| (host.to_ascii_lowercase(), port))
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrace {
@@ -455,6 +474,21 @@ pub struct RawTrace {
     pub max_age_hours: Option<u64>,
     pub hep: Option<String>,
     pub hep_agent_id: Option<u32>,
+    pub hep_trusted_cas: Option<Vec<String>>,
+}
+
+/// Where HEP v3 packets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HepTarget {
+    /// Datagrams to an address.
+    Udp(SocketAddr),
+    /// A TLS connection to `host` (the name its certificate must carry),
+    /// trusting the CA bundles at `trusted_cas`.
+    Tls {
+        host: String,
+        port: u16,
+        trusted_cas: Vec<std::path::PathBuf>,
+    },
 }
 
 /// SIP traces (`[trace]`).
@@ -463,7 +497,7 @@ pub struct TraceConfig {
     pub max_bytes: u64,
     pub max_age: std::time::Duration,
     /// The HEP v3 collector and this server's agent id.
-    pub hep: Option<(SocketAddr, u32)>,
+    pub hep: Option<(HepTarget, u32)>,
 }
 
 impl RawTrace {
@@ -481,17 +515,47 @@ impl RawTrace {
             .clone()
             .or_else(|| d.hep.clone())
             .unwrap_or_default();
-        let hep = if raw.trim().is_empty() {
+        let raw = raw.trim();
+        let hep = if raw.is_empty() {
             None
         } else {
-            let addr = raw
-                .trim()
-                .strip_prefix("udp://")
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-                .ok_or_else(|| {
+            let target = if let Some(a) = raw.strip_prefix("udp://") {
+                HepTarget::Udp(a.parse::<SocketAddr>().map_err(|_| {
                     format!("trace.hep {raw:?}: udp://ADDRESS:PORT, e.g. udp://192.0.2.10:9060")
+                })?)
+            } else if let Some(a) = raw.strip_prefix("tls://") {
+                let (host, port) = hep_host_port(a).ok_or_else(|| {
+                    format!("trace.hep {raw:?}: tls://NAME:PORT, e.g. tls://homer.example.com:9061")
                 })?;
-            Some((addr, self.hep_agent_id.or(d.hep_agent_id).unwrap_or(1)))
+                let cas = self
+                    .hep_trusted_cas
+                    .clone()
+                    .or_else(|| d.hep_trusted_cas.clone())
+                    .unwrap_or_else(|| vec!["system".into()]);
+                if cas.is_empty() {
+                    return Err(
+                        "trace.hep_trusted_cas is empty: nothing could vouch for the collector"
+                            .into(),
+                    );
+                }
+                let trusted_cas = cas
+                    .iter()
+                    .map(|c| match c.as_str() {
+                        "system" => std::path::PathBuf::from(SYSTEM_CA_BUNDLE),
+                        p => std::path::PathBuf::from(p),
+                    })
+                    .collect();
+                HepTarget::Tls {
+                    host,
+                    port,
+                    trusted_cas,
+                }
+            } else {
+                return Err(format!(
+                    "trace.hep {raw:?}: tls://NAME:PORT or udp://ADDRESS:PORT"
+                ));
+            };
+            Some((target, self.hep_agent_id.or(d.hep_agent_id).unwrap_or(1)))
         };
         Ok(TraceConfig {
             max_bytes: mb * 1024 * 1024,
@@ -1004,12 +1068,53 @@ mod tests {
         .unwrap()
         .build()
         .unwrap();
-        assert_eq!(c.trace.hep, Some(("192.0.2.10:9060".parse().unwrap(), 7)));
+        assert_eq!(
+            c.trace.hep,
+            Some((HepTarget::Udp("192.0.2.10:9060".parse().unwrap()), 7))
+        );
         assert_eq!(c.trace.max_bytes, 0);
+        let c = RawConfig::from_toml("[trace]\nhep = \"tls://Homer.example.com:9061\"\n")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.trace.hep,
+            Some((
+                HepTarget::Tls {
+                    host: "homer.example.com".into(),
+                    port: 9061,
+                    trusted_cas: vec![SYSTEM_CA_BUNDLE.into()]
+                },
+                1
+            ))
+        );
+        let c = RawConfig::from_toml(
+            "[trace]\nhep = \"tls://[::1]:9061\"\nhep_trusted_cas = [\"/etc/parapet/homer-ca.pem\"]\n",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(
+            c.trace.hep,
+            Some((
+                HepTarget::Tls {
+                    host: "::1".into(),
+                    port: 9061,
+                    trusted_cas: vec!["/etc/parapet/homer-ca.pem".into()]
+                },
+                1
+            ))
+        );
         for (bad, says) in [
             (
                 "[trace]\nhep = \"homer.example:9060\"",
-                "udp://ADDRESS:PORT",
+                "tls://NAME:PORT or udp://ADDRESS:PORT",
+            ),
+            ("[trace]\nhep = \"tls://homer.example\"", "tls://NAME:PORT"),
+            ("[trace]\nhep = \"tls://ho mer:9061\"", "tls://NAME:PORT"),
+            (
+                "[trace]\nhep = \"tls://homer.example:9061\"\nhep_trusted_cas = []",
+                "nothing could vouch",
             ),
             (
                 "[trace]\nhep = \"udp://homer.example:9060\"",

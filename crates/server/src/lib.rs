@@ -373,6 +373,54 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The HEP collector `trace.hep` names; over TLS, its certificate checked
+/// against `trace.hep_trusted_cas`.
+fn hep_target(t: &config::HepTarget) -> Result<trace::Hep, String> {
+    let (host, port, trusted_cas) = match t {
+        config::HepTarget::Udp(a) => return Ok(trace::Hep::Udp(*a)),
+        config::HepTarget::Tls {
+            host,
+            port,
+            trusted_cas,
+        } => (host, port, trusted_cas),
+    };
+    let files: Vec<(std::path::PathBuf, bool)> = trusted_cas
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                p.as_path() == std::path::Path::new(config::SYSTEM_CA_BUNDLE),
+            )
+        })
+        .collect();
+    let (cas, warnings) = federation::verifier::read_cas(&files)
+        .map_err(|e| format!("trace.hep_trusted_cas: {e}"))?;
+    for w in warnings {
+        tracing::warn!(error = %w, "trace.hep_trusted_cas: the system's CA bundle is unreadable (install ca-certificates)");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in cas {
+        roots
+            .add(c)
+            .map_err(|e| format!("trace.hep_trusted_cas: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("trace.hep_trusted_cas: no CA certificate could be read, so the HEP collector could not be verified".into());
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(trace::Hep::Tls(trace::TlsCollector {
+        host: host.clone(),
+        port: *port,
+        tls: Arc::new(tls),
+    }))
+}
+
 /// The SIP trace ring (`DATA/traces`) and HEP export, as `[trace]` says:
 /// the transport's tap, or `None` when both are off.
 fn trace_tap(
@@ -390,11 +438,20 @@ fn trace_tap(
             max_bytes: t.max_bytes,
             max_age: t.max_age,
         },
-        t.hep,
+        match &t.hep {
+            Some((target, agent)) => Some((hep_target(target)?, *agent)),
+            None => None,
+        },
         metrics.trace.clone(),
     )?;
-    if let Some((to, _)) = t.hep {
-        tracing::info!(collector = %to, "SIP messages sent to a HEP v3 collector");
+    match &t.hep {
+        Some((config::HepTarget::Udp(to), _)) => {
+            tracing::info!(collector = %to, "SIP messages sent to a HEP v3 collector over UDP")
+        }
+        Some((config::HepTarget::Tls { host, port, .. }, _)) => {
+            tracing::info!(collector = %host, port, "SIP messages sent to a HEP v3 collector over TLS")
+        }
+        None => {}
     }
     Ok(Some(sip_transport::Tap(Arc::new(
         move |c: sip_transport::Captured| {

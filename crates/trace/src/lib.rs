@@ -1,8 +1,8 @@
 //! SIP traces operators can search: every message a node receives or sends
 //! appended to a ring of segment files on disk, bounded in bytes and age,
 //! and read back by Call-ID or by user, in order; optionally each message
-//! also sent to a HEP v3 collector (Homer), as Kamailio and OpenSIPS send
-//! them.
+//! also sent to a HEP v3 collector (Homer), over UDP or TLS, as Kamailio
+//! and OpenSIPS send them.
 //!
 //! Credentials never reach the disk: `Authorization` and
 //! `Proxy-Authorization` values are cut to their scheme and user name
@@ -18,8 +18,10 @@
 #![forbid(unsafe_code)]
 
 pub mod hep;
+mod hep_tls;
 mod record;
 mod ring;
 
+pub use hep_tls::TlsCollector;
 pub use record::{parse_segment, redact_credentials, redact_for_disk, Record, MAX_MESSAGE};
-pub use ring::{search, start, Caps, Counters, Filter, Writer};
+pub use ring::{search, start, Caps, Counters, Filter, Hep, Writer};

@@ -128,11 +128,16 @@ fn parse_one(data: &[u8]) -> Option<(Record, usize)> {
 }
 
 /// What a trace keeps of a message: credentials cut
-/// ([`redact_credentials`]), and an instant message's body (a MESSAGE
+/// ([`redact_credentials`]), SDES master keys in SDP cut, and an instant
+/// message's body (a MESSAGE
 /// request's: what users wrote, which the archive alone keeps, sealed)
 /// replaced by its size.
 pub fn redact_for_disk(message: &[u8]) -> Cow<'_, [u8]> {
     let creds = redact_credentials(message);
+    let creds = match cut_sdes_keys(&creds) {
+        Some(m) => Cow::Owned(m),
+        None => creds,
+    };
     if !creds.starts_with(b"MESSAGE ") {
         return creds;
     }
@@ -146,6 +151,41 @@ pub fn redact_for_disk(message: &[u8]) -> Cow<'_, [u8]> {
     let mut out = creds[..end + 4].to_vec();
     out.extend_from_slice(format!("[{body} bytes of instant message not kept]").as_bytes());
     Cow::Owned(out)
+}
+
+/// The message with each SDES master key (`inline:` in an SDP `a=crypto`
+/// line, RFC 4568) replaced by `[key cut]`, or `None` when it carries
+/// none: with the key, anyone reading a trace could decrypt the call's
+/// recorded media. The suite, lifetime and MKI stay (they are what a call
+/// is debugged by).
+fn cut_sdes_keys(message: &[u8]) -> Option<Vec<u8>> {
+    let body_at = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let body = &message[body_at..];
+    if !body.windows(9).any(|w| w == b"a=crypto:") {
+        return None;
+    }
+    let mut out = message[..body_at].to_vec();
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        if !line.starts_with(b"a=crypto:") {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.windows(7).position(|w| w == b"inline:") {
+            out.extend_from_slice(&rest[..i + 7]);
+            out.extend_from_slice(b"[key cut]");
+            rest = &rest[i + 7..];
+            // The key runs to the lifetime or MKI ('|'), the next key
+            // (';'), a blank or the line's end.
+            let end = rest
+                .iter()
+                .position(|&b| matches!(b, b'|' | b';' | b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        out.extend_from_slice(rest);
+    }
+    Some(out)
 }
 
 /// `message` with the values of `Authorization` and `Proxy-Authorization`
@@ -204,6 +244,35 @@ pub fn redact_credentials(message: &[u8]) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdes_keys_are_cut_and_the_rest_of_the_sdp_kept() {
+        let m = b"INVITE sip:b@x SIP/2.0\r\nCall-ID: k\r\nContent-Length: 999\r\n\r\nv=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj;inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo\r\na=rtpmap:0 PCMU/8000\r\n";
+        let out = redact_for_disk(m);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!text.contains("WVNfX19z"), "{text}");
+        assert!(
+            !text.contains("NzB4d1BI") && !text.contains("QUJDREVG"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:[key cut]|2^20|1:4\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:[key cut];inline:[key cut]\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("m=audio 4000 RTP/SAVP 0\r\n")
+                && text.ends_with("a=rtpmap:0 PCMU/8000\r\n")
+        );
+        // Nothing to cut: the same bytes, not copied.
+        let plain = b"INVITE sip:b@x SIP/2.0\r\n\r\nv=0\r\na=fingerprint:sha-256 AB:CD\r\n";
+        assert!(matches!(redact_for_disk(plain), Cow::Borrowed(_)));
+    }
 
     fn rec(msg: &str) -> Record {
         Record {

@@ -66,7 +66,7 @@ impl Writer {
 pub fn start(
     dir: &Path,
     caps: Caps,
-    hep: Option<(SocketAddr, u32)>,
+    hep: Option<(Hep, u32)>,
     counters: Counters,
 ) -> Result<Writer, String> {
     fs::DirBuilder::new()
@@ -75,7 +75,7 @@ pub fn start(
         .create(dir)
         .map_err(|e| format!("{}: cannot create the trace directory: {e}", dir.display()))?;
     let socket = match hep {
-        Some((to, _)) => {
+        Some((Hep::Udp(to), agent)) => {
             let bind: SocketAddr = if to.is_ipv4() {
                 ([0, 0, 0, 0], 0).into()
             } else {
@@ -85,8 +85,16 @@ pub fn start(
                 .map_err(|e| format!("HEP: cannot open a UDP socket: {e}"))?;
             s.set_nonblocking(true)
                 .map_err(|e| format!("HEP: cannot open a UDP socket: {e}"))?;
-            Some((s, to, hep.map_or(0, |h| h.1)))
+            Some((HepOut::Udp(s, to), agent))
         }
+        Some((Hep::Tls(c), agent)) => Some((
+            HepOut::Tls(super::hep_tls::start(
+                c,
+                counters.hep_sent.clone(),
+                counters.hep_failed.clone(),
+            )?),
+            agent,
+        )),
         None => None,
     };
     let (tx, rx) = sync_channel(QUEUE);
@@ -107,6 +115,20 @@ pub fn start(
     Ok(w)
 }
 
+/// Where HEP v3 packets go.
+#[derive(Debug, Clone)]
+pub enum Hep {
+    /// Datagrams to an address.
+    Udp(SocketAddr),
+    /// A TLS connection (`hep_tls`).
+    Tls(super::hep_tls::TlsCollector),
+}
+
+enum HepOut {
+    Udp(std::net::UdpSocket, SocketAddr),
+    Tls(super::hep_tls::Sender),
+}
+
 struct Segment {
     file: std::io::BufWriter<fs::File>,
     bytes: u64,
@@ -118,7 +140,7 @@ struct Ring {
     caps: Caps,
     current: Option<Segment>,
     written: Arc<AtomicU64>,
-    hep: Option<(std::net::UdpSocket, SocketAddr, u32)>,
+    hep: Option<(HepOut, u32)>,
     hep_sent: Arc<AtomicU64>,
     hep_failed: Arc<AtomicU64>,
 }
@@ -137,12 +159,18 @@ impl Ring {
                     if let std::borrow::Cow::Owned(m) = redact_for_disk(&r.message) {
                         r.message = m;
                     }
-                    if let Some((sock, to, agent)) = &self.hep {
-                        let packet = super::hep::encode(&r, *agent);
-                        match sock.send_to(&packet, *to) {
-                            Ok(_) => self.hep_sent.fetch_add(1, Relaxed),
-                            Err(_) => self.hep_failed.fetch_add(1, Relaxed),
-                        };
+                    match &self.hep {
+                        Some((HepOut::Udp(sock, to), agent)) => {
+                            let packet = super::hep::encode(&r, *agent);
+                            match sock.send_to(&packet, *to) {
+                                Ok(_) => self.hep_sent.fetch_add(1, Relaxed),
+                                Err(_) => self.hep_failed.fetch_add(1, Relaxed),
+                            };
+                        }
+                        Some((HepOut::Tls(sender), agent)) => {
+                            sender.send(super::hep::encode(&r, *agent))
+                        }
+                        None => {}
                     }
                     if self.caps.max_bytes > 0 {
                         buf.clear();

@@ -200,4 +200,184 @@ fn a_calls_messages_are_traced_without_credentials_shown_as_a_ladder_and_sent_to
     );
     let m = s.http_get("/metrics", None).1;
     assert!(m.contains("parapet_trace_dropped_total 0"), "{m}");
+    // Signalling in clear to the collector is a finding.
+    let (_, text) = s.security_check();
+    assert!(text.contains("[MEDIUM] config trace.hep"), "{text}");
+}
+
+/// A decoded HEP packet: (chunk type, value).
+type HepChunks = Vec<(u16, Vec<u8>)>;
+
+/// A HEP collector over TLS, as heplify-server listens: a certificate for
+/// `localhost` from its own CA; every packet it reads, decoded, is sent on.
+fn tls_collector(
+    ca: &rcgen::Certificate,
+    ca_key: &rcgen::KeyPair,
+) -> (u16, std::sync::mpsc::Receiver<HepChunks>) {
+    use std::io::Read;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, ca, ca_key).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let tls = std::sync::Arc::new(tls);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Bounded: a few connections (the sender re-opens after a
+        // failure), each read until it closes or goes quiet.
+        for _ in 0..4 {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+                .unwrap();
+            let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 16_384];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                // HEP over a stream: each packet's length is in its header.
+                while buf.len() >= 6 {
+                    let len = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+                    if buf.len() < len {
+                        break;
+                    }
+                    let p: Vec<u8> = buf.drain(..len).collect();
+                    let _ = tx.send(trace::hep::decode(&p).expect("a HEP v3 packet"));
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_hep_collector_over_tls_gets_every_message_and_one_with_another_certificate_nothing() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "Homer test CA");
+    let ca = p.self_signed(&ca_key).unwrap();
+    let (port, packets) = tls_collector(&ca, &ca_key);
+    let dir = std::env::temp_dir().join(format!("parapet-hep-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("homer-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let s = Server::with_config(
+        "hep-tls",
+        &format!(
+            "[trace]\nhep = \"tls://localhost:{port}\"\nhep_trusted_cas = [\"{}\"]\nhep_agent_id = 5\n",
+            ca_file.display()
+        ),
+    );
+    s.add_user("frank", "correct horse battery");
+    passes!(
+        s,
+        s.sipp(
+            "register_auth.xml",
+            "frank",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    // The REGISTERs and their answers arrive over the TLS connection,
+    // agent 5, the credentials cut.
+    let mut payloads = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let registered = |p: &Vec<String>| {
+        p.iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && m.contains(" REGISTER\r\n"))
+    };
+    while !registered(&payloads) && std::time::Instant::now() < deadline {
+        if let Ok(chunks) = packets.recv_timeout(std::time::Duration::from_millis(200)) {
+            assert!(
+                chunks
+                    .iter()
+                    .any(|(k, v)| *k == 0x000c && v == &5u32.to_be_bytes()),
+                "{chunks:?}"
+            );
+            if let Some((_, v)) = chunks.iter().find(|(k, _)| *k == 0x000f) {
+                payloads.push(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+    }
+    assert!(
+        payloads
+            .iter()
+            .filter(|p| p.starts_with("REGISTER sip:"))
+            .count()
+            >= 2,
+        "{payloads:#?}"
+    );
+    assert!(registered(&payloads), "{payloads:#?}");
+    assert!(
+        payloads.iter().all(|p| !p.contains("response=")),
+        "{payloads:#?}"
+    );
+    let m = s.http_get("/metrics", None).1;
+    assert!(m.contains("parapet_trace_hep_failed_total 0"), "{m}");
+    // TLS to the collector is not a finding; UDP would be.
+    let o = s.admin(&["security", "show"], "");
+    let text = out(&o);
+    assert!(text.contains("HEP v3 over TLS to localhost"), "{text}");
+    let (_, text) = s.security_check();
+    assert!(!text.contains("config trace.hep"), "{text}");
+
+    // A collector whose certificate the configured CAs do not vouch for
+    // gets nothing: the server refuses the handshake and counts the loss.
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = p.self_signed(&other_key).unwrap();
+    let (port2, packets2) = tls_collector(&other, &other_key);
+    let s2 = Server::with_config(
+        "hep-tls-untrusted",
+        &format!(
+            "[trace]\nhep = \"tls://localhost:{port2}\"\nhep_trusted_cas = [\"{}\"]\n",
+            ca_file.display()
+        ),
+    );
+    s2.add_user("frank", "correct horse battery");
+    passes!(
+        s2,
+        s2.sipp(
+            "register_auth.xml",
+            "frank",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    assert!(packets2
+        .recv_timeout(std::time::Duration::from_secs(2))
+        .is_err());
+    let m = s2.http_get("/metrics", None).1;
+    let failed: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("parapet_trace_hep_failed_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failed >= 4, "{m}");
+    assert!(s2.log().contains("cannot reach the HEP collector over TLS"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
