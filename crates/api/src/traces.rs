@@ -1,5 +1,6 @@
 //! SIP traces for operators: the messages of a call, or of a user's calls,
-//! from this node's trace ring, in order. Bodies (instant messages, SDP)
+//! from this node's trace ring and its paired edges' (asked over their
+//! links), in order, as one ladder. Bodies (instant messages, SDP)
 //! are shown only to a role with `traces.read_content`; credentials were
 //! never kept. Each read is audited.
 
@@ -84,13 +85,50 @@ pub(crate) async fn list<S: Store>(
         limit: q.limit.unwrap_or(200),
     };
     let dir = ctx.cfg.data_dir.join("traces");
+    let limit = filter.limit;
+    let question = trace::remote::query(&filter);
     let found = tokio::task::spawn_blocking(move || trace::search(&dir, &filter))
         .await
         .map_err(internal)?;
-    let out: Vec<serde_json::Value> = found
+    // This node's messages, then each paired edge's side of the same
+    // calls (what it exchanged with the outside), asked over its link.
+    let here = match &ctx.cfg.database {
+        config::Database::Postgres { node_id, .. } => node_id.clone(),
+        _ => "front-end".to_string(),
+    };
+    let mut all: Vec<(String, trace::Record)> =
+        found.into_iter().map(|r| (here.clone(), r)).collect();
+    let mut edges = Vec::new();
+    let answers = ctx
+        .ask(|reply| sip_app::command::AdminCmd::EdgeTraces {
+            query: question,
+            reply,
+        })
+        .await
+        .unwrap_or_default();
+    for a in answers {
+        let records = trace::remote::read_answer(&a.body);
+        edges.push(serde_json::json!({
+            "edge": a.edge,
+            "messages": records.len(),
+            "complete": a.error.is_none() && !a.more,
+            "error": a.error,
+        }));
+        all.extend(records.into_iter().map(|r| (a.edge.clone(), r)));
+    }
+    // One ladder, in time order (each node's own clock; a message the
+    // edge relayed appears on both sides of it).
+    all.sort_by_key(|(_, r)| r.at_ms);
+    if q.call_id.is_none() && q.user.is_none() {
+        // The newest `limit` of all nodes, as for one.
+        let drop = all.len().saturating_sub(limit);
+        all.drain(..drop);
+    }
+    let out: Vec<serde_json::Value> = all
         .iter()
-        .map(|r| {
+        .map(|(node, r)| {
             serde_json::json!({
+                "node": node,
                 "at_ms": r.at_ms,
                 "direction": if r.inbound { "in" } else { "out" },
                 "protocol": r.protocol,
@@ -104,7 +142,7 @@ pub(crate) async fn list<S: Store>(
         .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "messages": out, "bodies_shown": content }),
+        &serde_json::json!({ "messages": out, "bodies_shown": content, "edges": edges }),
     ))
 }
 

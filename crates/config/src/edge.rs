@@ -31,6 +31,26 @@ pub struct RawEdgeConfig {
     /// The A/V edge's media relay (as `[relay]` of `serve`).
     #[serde(default)]
     pub relay: crate::relay::RawRelay,
+    /// The edge's SIP trace ring.
+    #[serde(default)]
+    pub trace: RawEdgeTrace,
+}
+
+/// `[trace]` of an edge.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdgeTrace {
+    pub dir: Option<PathBuf>,
+    pub max_mb: Option<u64>,
+    pub max_age_hours: Option<u64>,
+}
+
+/// The edge's trace ring: where, and how much it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeTrace {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub max_age: std::time::Duration,
 }
 
 /// `[limits]` of an edge: the per-source limits until the pool's snapshot
@@ -69,6 +89,8 @@ pub struct EdgeSettings {
     pub federation: crate::FederationConfig,
     /// The media relay on the external side (`listen` empty: none).
     pub relay: crate::relay::RelayConfig,
+    /// The SIP trace ring (`None`: `trace.max_mb = 0`).
+    pub trace: Option<EdgeTrace>,
 }
 
 /// The external listeners when none are configured.
@@ -95,6 +117,9 @@ pub const EDGE_KEYS: &[(&str, &str, bool, &str)] = &[
     ("limits.source_burst", "200", false, "Burst allowance for one client address (likewise)."),
     ("limits.in_flight_per_connection", "128", false, "Requests from one connection relayed to the pool and not answered yet (likewise); beyond, 503 with Retry-After."),
     ("limits.max_connections_per_ip", "32", false, "Open external connections from one address."),
+    ("trace.dir", "\"/var/lib/parapet-edge/traces\"", true, "The ring of SIP messages the edge exchanged with the outside (mode 0700; files 0600; credentials, SDES keys and instant messages' text cut), which the pool's `parapet admin trace` reads over the link to show a call through this edge as one ladder; default: beside the pairing file, named after it (edge1.json: edge1-traces)."),
+    ("trace.max_mb", "256", false, "The trace ring's size at most, in megabytes; the oldest files go first. 0: no ring."),
+    ("trace.max_age_hours", "24", false, "Nothing older than this is kept in the trace ring (1 to 720)."),
     ("federation.trusted_cas", "[\"system\"]", false, "CAs trusted for partners' servers, which connect to the edge when the pool federates (as for the front end)."),
     ("federation.resolvers", "[]", false, "DNS servers (address:port) used to locate partners. Empty: the system's."),
     ("federation.allow_private_addresses", "false", false, "Accept partner servers that DNS places at internal addresses (labs and tests only)."),
@@ -190,6 +215,30 @@ impl RawEdgeConfig {
             return Err(format!("log_format {log_format:?}: use text or json"));
         }
         let syslog = crate::syslog::parse(self.log_syslog.as_deref().unwrap_or(""))?;
+        let mb = self.trace.max_mb.unwrap_or(256);
+        if mb > 1 << 20 {
+            return Err(format!("trace.max_mb = {mb}: at most 1048576 (a terabyte)"));
+        }
+        let hours = self.trace.max_age_hours.unwrap_or(24);
+        if !(1..=720).contains(&hours) {
+            return Err(format!("trace.max_age_hours = {hours}: 1 to 720"));
+        }
+        let trace = (mb > 0).then(|| EdgeTrace {
+            // Beside the pairing file, named after it: two edges on one
+            // machine never share a ring.
+            dir: self.trace.dir.clone().unwrap_or_else(|| {
+                let stem = pairing
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "edge".into());
+                pairing
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(format!("{stem}-traces"))
+            }),
+            max_bytes: mb * 1024 * 1024,
+            max_age: std::time::Duration::from_secs(hours * 3600),
+        });
         let limits = crate::RawSourceLimits {
             source_rate: self.limits.source_rate,
             source_burst: self.limits.source_burst,
@@ -227,6 +276,7 @@ impl RawEdgeConfig {
             external_names: self.external_names.unwrap_or_default(),
             log_format,
             syslog,
+            trace,
             ws_allowed_origins: self.ws_allowed_origins.unwrap_or_default(),
             lockout: self.lockout.build()?,
             max_connections_per_ip: self.limits.max_connections_per_ip.unwrap_or(32),

@@ -15,3 +15,4 @@ pub mod pairing;
 pub mod relay;
 pub mod token;
 pub mod topology;
+pub mod traces;

@@ -262,6 +262,11 @@ async fn edge(a: EdgeArgs) -> Result<(), String> {
         limits: s.limits,
         max_connections_per_ip: s.max_connections_per_ip,
         media: media_relay(&s),
+        trace: s.trace.as_ref().map(|t| edge::traces::TraceRing {
+            dir: t.dir.clone(),
+            max_bytes: t.max_bytes,
+            max_age: t.max_age,
+        }),
     };
     tracing::info!(edge = %cfg.pairing.name, domain = %cfg.pairing.domain, "edge starting");
     tokio::select! {

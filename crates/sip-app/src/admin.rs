@@ -13,6 +13,7 @@ impl<S: store::Store> Core<S> {
     pub(crate) fn on_admin(&mut self, cmd: AdminCmd) {
         let now = u64::try_from(unix_now()).unwrap_or(0);
         match cmd {
+            AdminCmd::EdgeTraces { query, reply } => self.ask_edges_for_traces(query, reply),
             AdminCmd::Status(reply) => {
                 let mut warnings = Vec::new();
                 if self.cfg.allow_insecure_transports {

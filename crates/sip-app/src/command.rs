@@ -11,10 +11,28 @@ pub use crate::authn::PasswordCheck;
 use crate::policy_set::PolicySet;
 use crate::users::UserCache;
 
+/// One edge's side of a trace search.
+#[derive(Debug, Clone)]
+pub struct EdgeTraces {
+    /// The edge's name.
+    pub edge: String,
+    /// Its records (`trace::remote::read_answer`).
+    pub body: Vec<u8>,
+    /// Whether it held more than one answer carries.
+    pub more: bool,
+    /// Why there is nothing from it (no link, no answer, refused).
+    pub error: Option<String>,
+}
+
 /// What the admin API asks of the core.
 #[derive(Debug)]
 pub enum AdminCmd {
     Status(oneshot::Sender<Status>),
+    /// A trace search (`trace::remote::query`) asked of every paired edge.
+    EdgeTraces {
+        query: String,
+        reply: oneshot::Sender<Vec<EdgeTraces>>,
+    },
     /// The media relay's question (a user's key, a sign-in's outcome).
     Relay(relay::serve::Ask),
     Lockouts(oneshot::Sender<Vec<LockoutRow>>),

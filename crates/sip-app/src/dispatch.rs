@@ -20,6 +20,9 @@ impl<S: store::Store> Core<S> {
             let Ok(fields) = ResponseFields::extract(&message) else {
                 return;
             };
+            if self.edges.is_edge(source.flow) && self.edge_trace_answer(&message) {
+                return;
+            }
             if fields.status >= 200 && self.fed.is_outbound(source.flow) {
                 self.fed.answered(source.flow);
             }

@@ -247,6 +247,14 @@ impl Edges {
     }
 
     /// Whether any edge is paired (then partners are reached through them).
+    /// Every paired edge: its name and internal listener.
+    pub(crate) fn paired_list(&self) -> Vec<(String, SocketAddr)> {
+        self.paired
+            .iter()
+            .map(|e| (e.name.clone(), e.internal))
+            .collect()
+    }
+
     pub(crate) fn any_paired(&self) -> bool {
         !self.paired.is_empty()
     }

@@ -51,6 +51,7 @@ impl<S: store::Store> Core<S> {
         self.archive_probe();
         self.cdr_housekeeping();
         self.dial_edges();
+        self.expire_edge_traces();
         if self.last_interfaces.elapsed() >= INTERFACES_EVERY {
             // Addresses come and go (DHCP, VPNs): list them again, off the
             // runtime's threads.

@@ -21,6 +21,7 @@ mod cdr;
 pub mod command;
 mod dialog_content;
 mod dispatch;
+mod edge_traces;
 pub mod edges;
 mod federate;
 mod files;
@@ -211,6 +212,8 @@ pub struct Core<S> {
     /// A retention run is under way.
     pub(crate) archive_purging: Arc<std::sync::atomic::AtomicBool>,
     last_archive_purge: Instant,
+    /// Trace searches waiting for edges' answers.
+    edge_traces: crate::edge_traces::Pending,
     /// The calls being followed for their detail records.
     pub(crate) cdr: cdr::Calls,
     last_cdr_purge: Instant,
@@ -451,6 +454,7 @@ impl<S: store::Store> Core<S> {
                 .unwrap_or_else(Instant::now),
             archive_purging: Arc::default(),
             // The first retention run comes a few seconds after start.
+            edge_traces: Default::default(),
             last_archive_purge: Instant::now()
                 .checked_sub(archive::PURGE_EVERY - Duration::from_secs(5))
                 .unwrap_or_else(Instant::now),

@@ -20,6 +20,7 @@
 pub mod hep;
 mod hep_tls;
 mod record;
+pub mod remote;
 mod ring;
 
 pub use hep_tls::TlsCollector;

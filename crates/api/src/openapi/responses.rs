@@ -291,6 +291,7 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             json!({
                 "messages": array(exact(
                     json!({
+                        "node": s(),
                         "at_ms": int(), "direction": { "type": "string", "enum": ["in", "out"] },
                         "protocol": s(), "local": s(), "remote": s(),
                         "call_id": { "type": "string", "nullable": true },
@@ -299,6 +300,13 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
                     &[],
                 )),
                 "bodies_shown": boolean(),
+                "edges": array(exact(
+                    json!({
+                        "edge": s(), "messages": int(), "complete": boolean(),
+                        "error": { "type": "string", "nullable": true },
+                    }),
+                    &[],
+                )),
             }),
             &[],
         ),

@@ -82,10 +82,14 @@ pub struct EdgeConfig {
     pub max_connections_per_partner: usize,
     /// The A/V edge's media relay (`None`: none).
     pub media: Option<MediaRelay>,
+    /// The SIP trace ring (`None`: none).
+    pub trace: Option<crate::traces::TraceRing>,
 }
 
 /// The relay's state.
 struct Edge {
+    /// The trace ring's directory (`None`: none).
+    trace_dir: Option<std::path::PathBuf>,
     topo: Topology,
     ext: Transport,
     int: Transport,
@@ -184,7 +188,12 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             _ => Listener::Tls(*a, tls.external_tls.clone()),
         })
         .collect();
+    let tap = match &cfg.trace {
+        Some(r) => Some(crate::traces::tap(r)?),
+        None => None,
+    };
     let ext_cfg = sip_transport::TransportConfig {
+        tap,
         limits: crate::topology::outside_limits(),
         max_connections_per_ip: cfg.max_connections_per_ip,
         ws_origins: cfg.ws_origins.clone(),
@@ -330,6 +339,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             .map(|(p, a, _)| format!("{}://{a}", p.via_token().to_ascii_lowercase()))
             .chain(media_listeners)
             .collect(),
+        trace_dir: cfg.trace.as_ref().map(|t| t.dir.clone()),
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
@@ -753,9 +763,15 @@ impl Edge {
             }
         };
         if self.topo.for_the_edge(&msg) {
+            let options = msg.method().map(|m| m.as_str()) == Some("OPTIONS");
+            if let Some(filter) = crate::traces::question(&msg).filter(|_| options) {
+                // The pool reading this edge's side of a call.
+                let tag = self.tag();
+                return crate::traces::answer(int, msg, src, tag, self.trace_dir.clone(), filter);
+            }
             // A front end's OPTIONS on a connection it opened to the
             // internal listener: answered here, relayed nowhere.
-            let (status, reason) = if msg.method().map(|m| m.as_str()) == Some("OPTIONS") {
+            let (status, reason) = if options {
                 (200, "OK")
             } else {
                 (405, "Method Not Allowed")

@@ -141,8 +141,9 @@ pub(super) enum AdminCmd {
     #[command(subcommand)]
     Cdr(CdrCmd),
     /// A call's SIP messages (or a user's calls', or the newest) as a
-    /// ladder, from this server's trace ring; bodies only for roles allowed
-    /// to see them; each read is audited.
+    /// ladder, from this server's trace ring and its edges' (what each
+    /// exchanged with the outside); bodies only for roles allowed to see
+    /// them; each read is audited.
     ///
     /// Example: parapet admin trace --call-id 3848276298220188511@192.0.2.7 --messages
     Trace {

@@ -25,14 +25,19 @@ fn clock(ms: i64) -> String {
     )
 }
 
-/// One line of the ladder: the time, who sent it to whom over what, and
-/// its start line.
+/// One line of the ladder: the time, who sent it to whom over what (the
+/// node that traced it — this front end or one of its edges — on one
+/// side), and its start line.
 pub(super) fn ladder_line(m: &Value) -> String {
     let g = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
+    let node = match g("node") {
+        "" => "parapet",
+        n => n,
+    };
     let (from, to) = if g("direction") == "in" {
-        (g("remote"), "parapet")
+        (g("remote"), node)
     } else {
-        ("parapet", g("remote"))
+        (node, g("remote"))
     };
     format!(
         "{}  {:>22} --{}--> {:<22}  {}",
@@ -81,6 +86,23 @@ pub(super) async fn trace(c: Client, q: Query, messages: bool, out: Output) -> R
             }
         }
     }
+    for e in v
+        .get("edges")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+        let n = e.get("messages").and_then(Value::as_u64).unwrap_or(0);
+        match g("error") {
+            "" if e.get("complete").and_then(Value::as_bool) == Some(false) => println!(
+                "edge {}: the oldest {n} messages only (narrow with --since/--until)",
+                g("edge")
+            ),
+            "" => println!("edge {}: {n} messages", g("edge")),
+            err => println!("edge {}: {err}", g("edge")),
+        }
+    }
     println!(
         "{} messages{}",
         list.len(),
@@ -100,10 +122,19 @@ mod tests {
         let m = serde_json::json!({
             "at_ms": 1_796_645_045_123i64, "direction": "in", "protocol": "UDP",
             "remote": "127.0.0.1:5070", "first_line": "INVITE sip:bob@example.test SIP/2.0",
+            "node": "front-end",
         });
         assert_eq!(
             super::ladder_line(&m),
-            "12:04:05.123          127.0.0.1:5070 --UDP--> parapet                 INVITE sip:bob@example.test SIP/2.0"
+            "12:04:05.123          127.0.0.1:5070 --UDP--> front-end               INVITE sip:bob@example.test SIP/2.0"
+        );
+        let m = serde_json::json!({
+            "at_ms": 1_796_645_045_124i64, "direction": "out", "protocol": "TLS",
+            "remote": "203.0.113.9:40001", "first_line": "SIP/2.0 200 OK", "node": "edge1",
+        });
+        assert_eq!(
+            super::ladder_line(&m),
+            "12:04:05.124                   edge1 --TLS--> 203.0.113.9:40001       SIP/2.0 200 OK"
         );
     }
 }

@@ -1201,6 +1201,91 @@ fn two_edges_serve_one_pool_and_a_call_crosses_both() {
     assert!(m1.contains("parapet_edge_links 1") && m2.contains("parapet_edge_links 1"));
     alice.cmd("/quit");
     bob.cmd("/quit");
+
+    // The call's trace is one ladder across the three nodes: the INVITE
+    // from alice's device at edge one, into the front end from that edge,
+    // out to bob's device from edge two.
+    let call_id = sip_lines(&alice.output())
+        .windows(12)
+        .find(|w| w[0].starts_with("INVITE sip:bob@example.test"))
+        .and_then(|w| {
+            w.iter()
+                .find_map(|l| l.strip_prefix("Call-ID: ").map(str::to_owned))
+        })
+        .expect("alice's INVITE was traced by baresip");
+    let ladder = |args: &[&str]| {
+        let mut a = vec!["trace", "--call-id", call_id.as_str()];
+        a.extend_from_slice(args);
+        let o = s.admin(&a, "");
+        assert!(o.status.success(), "{}", out(&o));
+        o
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let v = loop {
+        let v: serde_json::Value =
+            serde_json::from_slice(&ladder(&["--output=json"]).stdout).unwrap();
+        let nodes: std::collections::HashSet<&str> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["first_line"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with("BYE "))
+            })
+            .filter_map(|m| m["node"].as_str())
+            .collect();
+        if nodes.len() == 3 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let msgs = v["messages"].as_array().unwrap();
+    let first = |node: &str, dir: &str, remote_ip: &str| {
+        msgs.iter()
+            .position(|m| {
+                m["node"] == node
+                    && m["direction"] == dir
+                    && m["first_line"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("INVITE sip:bob")
+                    && m["remote"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{remote_ip}:"))
+            })
+            .unwrap_or_else(|| panic!("no INVITE {dir} at {node} with {remote_ip}: {v:#}"))
+    };
+    // (baresip's TLS connections leave from 127.0.0.1.)
+    let at_edge1 = first("edge-two-e", "in", "127.0.0.1");
+    let at_front_end = first("front-end", "in", edge1.internal);
+    let at_edge2 = first("edge-two-b", "out", "127.0.0.1");
+    assert!(at_edge1 < at_front_end && at_front_end < at_edge2, "{v:#}");
+    let times: Vec<i64> = msgs.iter().map(|m| m["at_ms"].as_i64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "in time order: {times:?}"
+    );
+    for e in v["edges"].as_array().unwrap() {
+        assert_eq!(e["complete"], true, "{e}");
+        assert!(e["messages"].as_u64().unwrap() >= 4, "{e}");
+    }
+    // Credentials and media keys never shown, whoever reads.
+    let text = v.to_string();
+    assert!(
+        !text.contains("response=\\\""),
+        "a digest answer in the trace"
+    );
+    for m in msgs {
+        let body = m["message"].as_str().unwrap();
+        for (i, _) in body.match_indices("inline:") {
+            assert!(body[i..].starts_with("inline:[key cut]"), "{body}");
+        }
+    }
+    let text = out(&ladder(&[]));
+    assert!(text.contains(" edge-two-b --TLS--> 127.0.0.1:"), "{text}");
+    assert!(text.contains("edge edge-two-e: "), "{text}");
 }
 
 #[test]

@@ -140,7 +140,7 @@ fn a_calls_messages_are_traced_without_credentials_shown_as_a_ladder_and_sent_to
     assert!(o.status.success(), "{}", out(&o));
     let ladder = out(&o);
     assert!(
-        ladder.contains("--UDP--> parapet") && ladder.contains("MESSAGE sip:bob@example.test"),
+        ladder.contains("--UDP--> front-end") && ladder.contains("MESSAGE sip:bob@example.test"),
         "{ladder}"
     );
     assert!(ladder.contains("bodies not shown"), "{ladder}");
