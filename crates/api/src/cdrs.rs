@@ -1,5 +1,6 @@
-//! Call detail records for operators and compliance officers: who called
-//! whom, when, how long, how it ended. Each read is audited.
+//! Usage records for operators and compliance officers: calls (who called
+//! whom, when, how long, how it ended, relayed or not), conversations,
+//! files offered, sign-ins and sign-outs. Each read is audited.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,6 +16,8 @@ use store::{CdrFilter, CdrRow, Store};
 #[serde(deny_unknown_fields)]
 pub(crate) struct CdrQuery {
     user: Option<String>,
+    /// One kind of record (`store::cdr::KINDS`).
+    kind: Option<String>,
     /// Unix seconds (the call's start).
     since: Option<i64>,
     until: Option<i64>,
@@ -29,11 +32,13 @@ fn row_json(r: &CdrRow) -> serde_json::Value {
         0
     };
     serde_json::json!({
-        "id": r.id, "call_id": r.call_id, "caller": r.caller, "callee": r.callee,
+        "id": r.id, "kind": r.kind, "call_id": r.call_id, "caller": r.caller, "callee": r.callee,
         "caller_device": r.caller_device, "callee_device": r.callee_device,
         "federated": r.federated, "started_ms": r.started_ms,
         "answered_ms": if r.answered_ms > 0 { Some(r.answered_ms) } else { None },
         "ended_ms": r.ended_ms, "duration_secs": secs, "status": r.status, "ended_by": r.ended_by,
+        "partner": r.partner, "media_relayed": r.media_relayed, "messages": r.messages,
+        "detail": r.detail,
     })
 }
 
@@ -55,15 +60,23 @@ pub(crate) async fn list<S: Store>(
         }
     };
     super::archive::check_page(q.since, q.until, q.limit, q.after)?;
+    if let Some(k) = &q.kind {
+        if !store::cdr::KINDS.contains(&k.as_str()) {
+            return Err(super::problem(
+                StatusCode::BAD_REQUEST,
+                format!("kind must be one of {}", store::cdr::KINDS.join(", ")),
+            ));
+        }
+    }
     let limit = q.limit.unwrap_or(100);
-    let detail =
-        serde_json::json!({ "user": user, "since": q.since, "until": q.until, "after": q.after });
+    let detail = serde_json::json!({ "user": user, "kind": q.kind, "since": q.since, "until": q.until, "after": q.after });
     let object = format!("cdrs:{}", user.as_deref().unwrap_or("*"));
     super::archive::audit_read(&ctx, &c, "cdrs.read", &object, detail.to_string()).await?;
     let rows = ctx
         .store
         .cdr_find(CdrFilter {
             user,
+            kind: q.kind.clone(),
             since_ms: q.since.map(|s| s * 1000),
             until_ms: q.until.map(|s| s * 1000),
             after_id: q.after.unwrap_or(0),

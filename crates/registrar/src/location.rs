@@ -196,6 +196,14 @@ impl Location {
     /// Drops expired bindings; returns the (aor, key) pairs removed so the caller
     /// can delete them from the store too.
     pub fn expire(&mut self, now: i64) -> Vec<(String, String)> {
+        self.expire_bindings(now)
+            .into_iter()
+            .map(|b| (b.aor, b.key))
+            .collect()
+    }
+
+    /// [`Location::expire`], returning the bindings removed.
+    pub fn expire_bindings(&mut self, now: i64) -> Vec<Binding> {
         let mut gone = Vec::new();
         let stale: Vec<String> = self
             .expiries
@@ -207,7 +215,7 @@ impl Location {
             entries.retain(|e| {
                 let live = e.binding.expires_at > now;
                 if !live {
-                    gone.push((aor.clone(), e.binding.key.clone()));
+                    gone.push(e.binding.clone());
                 }
                 live
             });
@@ -254,9 +262,16 @@ impl Location {
         }
     }
 
-    /// Removes every binding of `aor` (user disabled or removed).
-    pub fn remove_aor(&mut self, aor: &str) {
+    /// Removes every binding of `aor` (user disabled or removed); returns
+    /// them.
+    pub fn remove_aor(&mut self, aor: &str) -> Vec<Binding> {
+        let gone = self
+            .by_aor
+            .get(aor)
+            .map(|es| es.iter().map(|e| e.binding.clone()).collect())
+            .unwrap_or_default();
         self.set_entries(aor, Vec::new());
+        gone
     }
 
     /// Whether some live binding was registered from `source`

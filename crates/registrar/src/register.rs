@@ -25,6 +25,11 @@ pub struct Registered {
     pub outbound: bool,
     /// Path values to echo (RFC 3327), when the client supports Path.
     pub path: Vec<String>,
+    /// Keys of the bindings this REGISTER made (a device signing in, not
+    /// a refresh).
+    pub signed_in: Vec<String>,
+    /// The sources of the bindings it removed (a device signing out).
+    pub signed_out: Vec<String>,
 }
 
 /// Why a REGISTER is refused; each maps to one status and reason.
@@ -151,6 +156,8 @@ impl Location {
         current.retain(|e| e.binding.expires_at > now);
         let mut changes = Vec::new();
         let mut outbound = false;
+        let mut signed_in = Vec::new();
+        let mut signed_out = Vec::new();
 
         if contacts.iter().any(|c| matches!(c, Contact::Wildcard)) {
             if contacts.len() != 1 || expires_header.map(|e| e.0) != Some(0) {
@@ -163,6 +170,7 @@ impl Location {
                 return Err(RegisterError::OutOfOrder);
             }
             for e in current.drain(..) {
+                signed_out.push(e.binding.source.clone());
                 changes.push(Change::Remove {
                     aor: aor.to_owned(),
                     key: e.binding.key,
@@ -216,7 +224,7 @@ impl Location {
                 }
                 if w.expires == 0 {
                     if let Some(i) = existing {
-                        current.remove(i);
+                        signed_out.push(current.remove(i).binding.source);
                         changes.push(Change::Remove {
                             aor: aor.to_owned(),
                             key: w.key,
@@ -236,6 +244,9 @@ impl Location {
                     source: source.to_owned(),
                     user_agent: user_agent.clone(),
                 };
+                if existing.is_none() {
+                    signed_in.push(binding.key.clone());
+                }
                 changes.push(Change::Upsert(binding.clone()));
                 let entry = Entry { binding, flow };
                 match existing {
@@ -261,6 +272,8 @@ impl Location {
             changes,
             outbound,
             path,
+            signed_in,
+            signed_out,
         })
     }
 }

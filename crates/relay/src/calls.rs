@@ -65,6 +65,9 @@ struct Inner {
     all_changed: bool,
     /// When calls were last expired (see [`Calls::expire_if_due`]).
     expired: Option<Instant>,
+    /// Calls whose media this relay carried (a first packet on a
+    /// permission their SDP justified), until the call's record asks.
+    relayed: HashMap<String, Instant>,
 }
 
 /// The Call-ID prefix of the calls an edge holds for the pool (see
@@ -337,9 +340,27 @@ impl Calls {
         })
     }
 
+    /// The relay carried media for `call_id` (bounded: beyond
+    /// [`MAX_CALLS`] calls not yet asked about, not noted).
+    pub fn note_relayed(&self, call_id: &str, now: Instant) {
+        let mut g = self.lock();
+        if g.relayed.len() < MAX_CALLS && !g.relayed.contains_key(call_id) {
+            g.relayed.insert(call_id.to_string(), now);
+        }
+    }
+
+    /// Whether the relay carried media for `call_id`, forgotten once asked.
+    pub fn take_relayed(&self, call_id: &str) -> bool {
+        self.lock().relayed.remove(call_id).is_some()
+    }
+
     /// Forgets calls without news for their time to live.
     pub fn expire(&self, now: Instant) {
         let mut g = self.lock();
+        // A mark nobody asked about (a call the proxy did not record) goes
+        // with the longest a call lives.
+        g.relayed
+            .retain(|_, at| now.saturating_duration_since(*at) <= ANSWERED_TTL * 2);
         let stale: Vec<String> = g
             .by_id
             .iter()

@@ -116,7 +116,9 @@ impl<S: store::Store> Core<S> {
                 if gone {
                     // Removed or disabled: its registrations go at once,
                     // and its devices with their connections.
-                    self.location.remove_aor(&aor);
+                    for b in self.location.remove_aor(&aor) {
+                        self.cdr_signed_out(&b.aor, &b.source, "removed");
+                    }
                     self.revoke_devices(&aor, None);
                 }
                 self.users.set(version, &aor, user);
@@ -245,7 +247,9 @@ impl<S: store::Store> Core<S> {
             .filter(|a| !c.get(a).is_some_and(|u| u.enabled))
             .collect();
         for a in &gone {
-            self.location.remove_aor(a);
+            for b in self.location.remove_aor(a) {
+                self.cdr_signed_out(&b.aor, &b.source, "removed");
+            }
             self.revoke_devices(a, None);
         }
         // The relay's allocations of users disabled, removed or given a

@@ -310,16 +310,26 @@ impl<S: store::Store> Core<S> {
         self.archive_begin(r, &from, &to).await
     }
 
-    /// Notes a MESSAGE about to go on (its body as it goes, after the IM
-    /// filter) for the parties whose archiving policy selects it. `false`:
-    /// refused (503) because a selecting policy blocks on failure and the
-    /// archive cannot be written now.
+    /// A MESSAGE about to go on: noted for the archive (below) and counted
+    /// in its parties' conversation (usage records). `false`: refused.
     pub(crate) async fn archive_begin(
         &mut self,
         r: &Req<'_>,
         sender: &str,
         recipient: &str,
     ) -> bool {
+        if !self.archive_note(r, sender, recipient).await {
+            return false;
+        }
+        self.cdr_message(r, sender, recipient);
+        true
+    }
+
+    /// Notes a MESSAGE about to go on (its body as it goes, after the IM
+    /// filter) for the parties whose archiving policy selects it. `false`:
+    /// refused (503) because a selecting policy blocks on failure and the
+    /// archive cannot be written now.
+    async fn archive_note(&mut self, r: &Req<'_>, sender: &str, recipient: &str) -> bool {
         let domain = self.cfg.domain.clone();
         let ours = |aor: &str| {
             aor.rsplit_once('@')

@@ -66,8 +66,9 @@ pub(crate) struct Waiting {
     pub(crate) own_routes: usize,
     pub(crate) sender: String,
     pub(crate) rcpt: String,
-    /// `Err((status, reason, detail))`: refuse it.
-    pub(crate) verdict: Result<(), (u16, &'static str, String)>,
+    /// The files' records when they passed; `Err((status, reason,
+    /// detail))`: refuse it.
+    pub(crate) verdict: Result<Vec<store::FileRow>, (u16, &'static str, String)>,
 }
 
 /// A message's Content-Type as written (`text/plain` when it has none).
@@ -345,7 +346,7 @@ impl<S: store::Store> Core<S> {
             own_routes: r.own_routes,
             sender: sender.to_owned(),
             rcpt: rcpt.to_owned(),
-            verdict: Ok(()),
+            verdict: Ok(Vec::new()),
         };
         let declared = pointer.file.name.clone();
         tokio::spawn(async move {
@@ -377,13 +378,16 @@ impl<S: store::Store> Core<S> {
             own_routes: w.own_routes,
         };
         match w.verdict {
-            Ok(()) => {
+            Ok(files) => {
                 let rules = content::im_filter::strictest(
                     self.im_rules(&w.sender, false),
                     self.im_rules(&w.rcpt, false),
                 );
+                // Recorded as offered if the message goes on.
+                self.cdr.offered = Some((w.id, files));
                 self.relay_filtered_checked(&r, rules, w.sender, w.rcpt)
                     .await;
+                self.cdr.offered = None;
             }
             Err((status, reason, detail)) => {
                 self.refuse_offer(&r, status, reason, detail).await;
@@ -401,8 +405,9 @@ async fn judge_files<S: store::Store>(
     declared: &str,
     ids: Vec<String>,
     rules: &[FileRules],
-) -> Result<(), (u16, &'static str, String)> {
+) -> Result<Vec<store::FileRow>, (u16, &'static str, String)> {
     let now = unix_now();
+    let mut rows = Vec::with_capacity(ids.len());
     for id in &ids {
         let row = match store::Files::file(store, id).await {
             Ok(row) => row,
@@ -434,9 +439,11 @@ async fn judge_files<S: store::Store>(
                 .and_then(|()| content::files::judge_name(r, declared))
                 .map_err(|why| (403, refusal_reason(&why), why.to_string()))?;
         }
+        rows.push(row);
     }
     store::Files::grant_files(store, ids, vec![rcpt.to_owned()])
         .await
+        .map(|()| rows)
         .map_err(|e| {
             tracing::error!(error = %e, "file offer: grant not stored");
             (

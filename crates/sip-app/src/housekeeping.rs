@@ -20,6 +20,9 @@ impl<S: store::Store> Core<S> {
         if gone.is_empty() {
             return;
         }
+        for b in &gone {
+            self.cdr_signed_out(&b.aor, &b.source, "connection closed");
+        }
         let mut aors: Vec<String> = gone.iter().map(|b| b.aor.clone()).collect();
         aors.dedup();
         tracing::debug!(
@@ -125,7 +128,15 @@ impl<S: store::Store> Core<S> {
                 }
             });
         }
-        let expired = self.location.expire(now);
+        let expired: Vec<(String, String)> = self
+            .location
+            .expire_bindings(now)
+            .into_iter()
+            .map(|b| {
+                self.cdr_signed_out(&b.aor, &b.source, "expired");
+                (b.aor, b.key)
+            })
+            .collect();
         let mut expired_aors: Vec<&str> = expired.iter().map(|(a, _)| a.as_str()).collect();
         expired_aors.dedup();
         let expired_aors: Vec<String> = expired_aors.into_iter().map(str::to_owned).collect();

@@ -286,6 +286,7 @@ impl<S: store::Store> Core<S> {
     /// here (`local`: the calls the proxy relays are recorded for it).
     pub fn set_relay(&mut self, control: Arc<relay::Control>, local: bool) {
         self.relay = local.then(|| control.clone());
+        self.cdr.relay = Some(control.clone());
         self.relay_control = control;
     }
 }

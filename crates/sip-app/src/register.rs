@@ -89,6 +89,23 @@ impl<S: store::Store> Core<S> {
                 .respond(id, 200, ok, std::time::Instant::now(), &mut self.out);
             return self.flush().await;
         }
+        // Devices signing in and out, recorded once the change is stored.
+        let mut usage: Vec<store::CdrRow> = reg
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                registrar::Change::Upsert(b) if reg.signed_in.contains(&b.key) => Some(
+                    crate::cdr::sign_in(&aor, b.user_agent.as_deref().unwrap_or(""), &b.source),
+                ),
+                _ => None,
+            })
+            .collect();
+        usage.extend(
+            reg.signed_out
+                .iter()
+                .map(|s| crate::cdr::sign_out(&aor, s, "signed out")),
+        );
+        let usage_tx = self.cdr.sender();
         // Durable before acknowledged: the 200 goes out once the store has it.
         let Some(permit) = self.write_permit(r).await else {
             for k in &upserted_keys(&reg.changes) {
@@ -108,6 +125,9 @@ impl<S: store::Store> Core<S> {
             let keys = upserted_keys(&reg.changes);
             let event = match store.apply_bindings(reg.changes).await {
                 Ok(()) => {
+                    for row in usage {
+                        usage_tx.send(row);
+                    }
                     let _ = events
                         .send(Event::Respond {
                             id,

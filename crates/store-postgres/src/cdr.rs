@@ -16,10 +16,12 @@ impl Cdrs for Postgres {
                 let st = tx
                     .prepare_cached(
                         "INSERT INTO cdrs (call_id, caller, callee, caller_device, callee_device,
-                            federated, started_ms, answered_ms, ended_ms, status, ended_by)
+                            federated, started_ms, answered_ms, ended_ms, status, ended_by,
+                            kind, partner, media_relayed, messages, detail)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                             $5::text[], $6::boolean[], $7::bigint[], $8::bigint[], $9::bigint[],
-                            $10::integer[], $11::text[])",
+                            $10::integer[], $11::text[], $12::text[], $13::text[], $14::boolean[],
+                            $15::integer[], $16::text[])",
                     )
                     .await?;
                 tx.execute(
@@ -36,6 +38,11 @@ impl Cdrs for Postgres {
                         &c.ended,
                         &c.status,
                         &c.ended_by,
+                        &c.kind,
+                        &c.partner,
+                        &c.media_relayed,
+                        &c.messages,
+                        &c.detail,
                     ],
                 )
                 .await?;
@@ -52,17 +59,22 @@ impl Cdrs for Postgres {
                 let st = c
                     .prepare_cached(
                         "SELECT id, call_id, caller, callee, caller_device, callee_device, federated,
-                            started_ms, answered_ms, ended_ms, status, ended_by
+                            started_ms, answered_ms, ended_ms, status, ended_by,
+                            kind, partner, media_relayed, messages, detail
                          FROM cdrs
                          WHERE id > $1
                            AND ($2::text IS NULL OR caller = $2 OR callee = $2)
                            AND ($3::bigint IS NULL OR started_ms >= $3)
                            AND ($4::bigint IS NULL OR started_ms < $4)
+                           AND ($6::text IS NULL OR kind = $6)
                          ORDER BY id LIMIT $5",
                     )
                     .await?;
                 let rows = c
-                    .query(&st, &[&f.after_id, &f.user, &f.since_ms, &f.until_ms, &limit])
+                    .query(
+                        &st,
+                        &[&f.after_id, &f.user, &f.since_ms, &f.until_ms, &limit, &f.kind],
+                    )
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
@@ -79,6 +91,11 @@ impl Cdrs for Postgres {
                         ended_ms: r.try_get(9)?,
                         status: u16::try_from(r.try_get::<_, i32>(10)?).unwrap_or(0),
                         ended_by: r.try_get(11)?,
+                        kind: r.try_get(12)?,
+                        partner: r.try_get(13)?,
+                        media_relayed: r.try_get(14)?,
+                        messages: u32::try_from(r.try_get::<_, i32>(15)?).unwrap_or(0),
+                        detail: r.try_get(16)?,
                     });
                 }
                 Ok(out)
@@ -114,6 +131,11 @@ struct Columns {
     ended: Vec<i64>,
     status: Vec<i32>,
     ended_by: Vec<String>,
+    kind: Vec<String>,
+    partner: Vec<String>,
+    media_relayed: Vec<bool>,
+    messages: Vec<i32>,
+    detail: Vec<String>,
 }
 
 impl Columns {
@@ -130,6 +152,14 @@ impl Columns {
             ended: rows.iter().map(|r| r.ended_ms).collect(),
             status: rows.iter().map(|r| i32::from(r.status)).collect(),
             ended_by: rows.iter().map(|r| r.ended_by.clone()).collect(),
+            kind: rows.iter().map(|r| r.kind.clone()).collect(),
+            partner: rows.iter().map(|r| r.partner.clone()).collect(),
+            media_relayed: rows.iter().map(|r| r.media_relayed).collect(),
+            messages: rows
+                .iter()
+                .map(|r| i32::try_from(r.messages).unwrap_or(i32::MAX))
+                .collect(),
+            detail: rows.iter().map(|r| r.detail.clone()).collect(),
         }
     }
 }

@@ -15,8 +15,9 @@ impl Cdrs for Sqlite {
             let mut st = c
                 .prepare_cached(
                     "INSERT INTO cdrs (call_id, caller, callee, caller_device, callee_device,
-                        federated, started_ms, answered_ms, ended_ms, status, ended_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        federated, started_ms, answered_ms, ended_ms, status, ended_by,
+                        kind, partner, media_relayed, messages, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .map_err(db)?;
             for r in &rows {
@@ -31,7 +32,12 @@ impl Cdrs for Sqlite {
                     r.answered_ms,
                     r.ended_ms,
                     i64::from(r.status),
-                    r.ended_by
+                    r.ended_by,
+                    r.kind,
+                    r.partner,
+                    i64::from(r.media_relayed),
+                    i64::from(r.messages),
+                    r.detail
                 ])
                 .map_err(db)?;
             }
@@ -45,19 +51,21 @@ impl Cdrs for Sqlite {
             let mut st = c
                 .prepare_cached(
                     "SELECT id, call_id, caller, callee, caller_device, callee_device, federated,
-                        started_ms, answered_ms, ended_ms, status, ended_by
+                        started_ms, answered_ms, ended_ms, status, ended_by,
+                        kind, partner, media_relayed, messages, detail
                      FROM cdrs
                      WHERE id > ?1
                        AND (?2 IS NULL OR caller = ?2 OR callee = ?2)
                        AND (?3 IS NULL OR started_ms >= ?3)
                        AND (?4 IS NULL OR started_ms < ?4)
+                       AND (?6 IS NULL OR kind = ?6)
                      ORDER BY id LIMIT ?5",
                 )
                 .map_err(db)?;
             let limit = i64::try_from(f.limit.clamp(1, MAX_CDR_FIND)).unwrap_or(1);
             let rows = st
                 .query_map(
-                    params![f.after_id, f.user, f.since_ms, f.until_ms, limit],
+                    params![f.after_id, f.user, f.since_ms, f.until_ms, limit, f.kind],
                     |r| {
                         Ok(CdrRow {
                             id: r.get(0)?,
@@ -72,6 +80,11 @@ impl Cdrs for Sqlite {
                             ended_ms: r.get(9)?,
                             status: u16::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
                             ended_by: r.get(11)?,
+                            kind: r.get(12)?,
+                            partner: r.get(13)?,
+                            media_relayed: r.get::<_, i64>(14)? != 0,
+                            messages: u32::try_from(r.get::<_, i64>(15)?).unwrap_or(0),
+                            detail: r.get(16)?,
                         })
                     },
                 )

@@ -25,6 +25,14 @@ fn call(n: i64, caller: &str, callee: &str, answered: bool) -> CdrRow {
         } else {
             "nobody".into()
         },
+        kind: "call".into(),
+        partner: if callee.ends_with("partner.test") {
+            "partner.test".into()
+        } else {
+            String::new()
+        },
+        media_relayed: n == 3,
+        ..CdrRow::default()
     }
 }
 
@@ -38,6 +46,18 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
         call(1, A, B, true),
         call(2, B, A, false),
         call(3, A, P, true),
+        CdrRow {
+            kind: "im".into(),
+            call_id: "im-4".into(),
+            caller: A.into(),
+            callee: B.into(),
+            started_ms: 4000,
+            ended_ms: 99_000,
+            status: 200,
+            messages: 7,
+            ended_by: "idle".into(),
+            ..CdrRow::default()
+        },
     ])
     .await
     .unwrap();
@@ -46,7 +66,20 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
         async move { s.cdr_find(CdrFilter { limit: 100, ..f }).await.unwrap() }
     };
     let every = all(CdrFilter::default()).await;
-    assert_eq!(every.len(), 3);
+    assert_eq!(every.len(), 4);
+    // Each kind kept whole, and found by kind.
+    assert_eq!(every[3].messages, 7);
+    assert_eq!(
+        (every[3].kind.as_str(), every[3].ended_by.as_str()),
+        ("im", "idle")
+    );
+    assert!(every[2].media_relayed && every[2].partner == "partner.test");
+    let calls = all(CdrFilter {
+        kind: Some("call".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(calls.len(), 3);
     assert_eq!(
         every[0],
         CdrRow {
@@ -63,7 +96,7 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
         })
         .await
         .len(),
-        2
+        3
     );
     assert_eq!(
         all(CdrFilter {
@@ -96,11 +129,11 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
         .await
         .unwrap();
     assert_eq!(page[0].id, every[1].id);
-    // Calls that ended before 11,500 go.
+    // Records that ended before 11,500 go.
     assert_eq!(s.cdr_purge(11_500).await.unwrap(), 2);
     let left = all(CdrFilter::default()).await;
     assert_eq!(
         left.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
-        vec!["call-3"]
+        vec!["call-3", "im-4"]
     );
 }

@@ -1,16 +1,29 @@
-//! Call detail records: who called whom, from which devices, when the call
-//! started, was answered and ended, how it ended and who hung up — never
-//! what was said.
+//! Usage records (call detail records, as Lync's Monitoring role kept
+//! them): calls — who called whom, from which devices, when the call
+//! started, was answered and ended, how it ended, who hung up, whether its
+//! media went through the relay —, instant-message conversations (how
+//! many messages, never what they said), files offered, and sign-ins.
 
 use std::future::Future;
 
 use crate::Result;
 
-/// One call, as the proxy saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a record is of.
+pub const KINDS: [&str; 5] = ["call", "im", "file", "sign-in", "sign-out"];
+
+/// One call, conversation, file offered or sign-in, as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CdrRow {
     /// Given by the store on insert (ignored by [`Cdrs::cdr_put`]).
     pub id: i64,
+    /// One of [`KINDS`]: `call`; `im` (a conversation: the messages
+    /// between two parties with no pause of 10 minutes, `caller` the one
+    /// who wrote first); `file` (a file offered by `caller` to `callee`,
+    /// `detail` its name, size and type as stored); `sign-in` (`caller`
+    /// registered a new device, `caller_device`, from `detail`, the
+    /// transport and address); `sign-out` (a registration of `caller`
+    /// from `detail` ended, `ended_by` how).
+    pub kind: String,
     pub call_id: String,
     pub caller: String,
     pub callee: String,
@@ -20,14 +33,25 @@ pub struct CdrRow {
     pub callee_device: String,
     /// With a partner's user.
     pub federated: bool,
+    /// The partner's domain when federated, else empty.
+    pub partner: String,
+    /// A call whose media this server's relay carried (edges' relays are
+    /// not seen here).
+    pub media_relayed: bool,
+    /// Messages in an `im` conversation (0 otherwise).
+    pub messages: u32,
+    /// What else the kind says (see [`CdrRow::kind`]).
+    pub detail: String,
     /// Unix milliseconds; `answered_ms` is 0 for a call never answered.
     pub started_ms: i64,
     pub answered_ms: i64,
     pub ended_ms: i64,
     /// The INVITE's final status (200 for an answered call).
     pub status: u16,
-    /// `caller`, `callee`, `nobody` (refused, unanswered, timed out) or
-    /// `unknown` (no BYE was seen).
+    /// Calls: `caller`, `callee`, `nobody` (refused, unanswered, timed
+    /// out), `unknown` (no BYE was seen) or `server stopped`;
+    /// conversations: `idle` or `server stopped`; sign-outs: `signed out`,
+    /// `expired`, `connection closed` or `removed`.
     pub ended_by: String,
 }
 
@@ -36,6 +60,8 @@ pub struct CdrRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CdrFilter {
     pub user: Option<String>,
+    /// One kind only.
+    pub kind: Option<String>,
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub after_id: i64,

@@ -735,10 +735,14 @@ pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
     d.op(
         "get",
         "/v1/cdrs",
-        "Call detail records, oldest first (audited); next continues",
+        "Usage records (calls, IM conversations, files offered, sign-ins and sign-outs), oldest first (audited); next continues",
         "cdrs.read",
         vec![
             query("user", f.uri()),
+            query(
+                "kind",
+                json!({ "type": "string", "enum": store::cdr::KINDS }),
+            ),
             query("since", seconds.clone()),
             query("until", seconds.clone()),
             query(

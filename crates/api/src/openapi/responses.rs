@@ -314,10 +314,12 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
             json!({
                 "records": array(exact(
                     json!({
-                        "id": int(), "call_id": s(), "caller": s(), "callee": s(),
+                        "id": int(), "kind": { "type": "string", "enum": store::cdr::KINDS },
+                        "call_id": s(), "caller": s(), "callee": s(),
                         "caller_device": s(), "callee_device": s(), "federated": boolean(),
                         "started_ms": int(), "answered_ms": { "type": "integer", "nullable": true },
                         "ended_ms": int(), "duration_secs": int(), "status": int(), "ended_by": s(),
+                        "partner": s(), "media_relayed": boolean(), "messages": int(), "detail": s(),
                     }),
                     &[],
                 )),

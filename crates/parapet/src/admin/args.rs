@@ -668,13 +668,17 @@ pub(super) enum ArchiveCmd {
 /// Which calls (every filter optional).
 #[derive(clap::Args, Debug, Clone)]
 pub(super) struct CdrFilters {
-    /// Calls this user made or received.
+    /// Records of this user (calls made or received, conversations,
+    /// files, sign-ins).
     #[arg(long)]
     pub(super) user: Option<String>,
-    /// Calls that started from this time on (Unix seconds).
+    /// One kind: call, im, file, sign-in or sign-out.
+    #[arg(long)]
+    pub(super) kind: Option<String>,
+    /// Records that started from this time on (Unix seconds).
     #[arg(long)]
     pub(super) since: Option<i64>,
-    /// Calls that started before this time (Unix seconds).
+    /// Records that started before this time (Unix seconds).
     #[arg(long)]
     pub(super) until: Option<i64>,
 }

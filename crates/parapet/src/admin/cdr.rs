@@ -1,4 +1,5 @@
-//! `parapet admin cdr ...`: call detail records through the admin API.
+//! `parapet admin cdr ...`: usage records (calls, conversations, files,
+//! sign-ins) through the admin API.
 
 use std::io::Write;
 
@@ -13,6 +14,9 @@ fn path(f: &CdrFilters, limit: usize, after: Option<i64>) -> String {
     if let Some(u) = &f.user {
         q.push(format!("user={}", encode(u)));
     }
+    if let Some(k) = &f.kind {
+        q.push(format!("kind={}", encode(k)));
+    }
     for (k, v) in [("since", f.since), ("until", f.until), ("after", after)] {
         if let Some(v) = v {
             q.push(format!("{k}={v}"));
@@ -21,8 +25,9 @@ fn path(f: &CdrFilters, limit: usize, after: Option<i64>) -> String {
     format!("/v1/cdrs?{}", q.join("&"))
 }
 
-const COLUMNS: [&str; 13] = [
+const COLUMNS: [&str; 18] = [
     "id",
+    "kind",
     "call_id",
     "caller",
     "callee",
@@ -35,7 +40,58 @@ const COLUMNS: [&str; 13] = [
     "duration_secs",
     "status",
     "ended_by",
+    "partner",
+    "media_relayed",
+    "messages",
+    "detail",
 ];
+
+/// One record as a line of `cdr list`.
+fn list_line(r: &Value) -> String {
+    let g = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+    let n = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let head = format!("#{} {} {}", n("id"), time(&r["started_ms"]), g("kind"));
+    let partner = match g("partner") {
+        "" => String::new(),
+        p => format!(" (federated with {p})"),
+    };
+    match g("kind") {
+        "im" => format!(
+            "{head} {} <-> {}: {} messages until {}, {}{partner}",
+            g("caller"),
+            g("callee"),
+            n("messages"),
+            time(&r["ended_ms"]),
+            g("ended_by")
+        ),
+        "file" => format!("{head} {} -> {}: {}", g("caller"), g("callee"), g("detail")),
+        "sign-in" => format!(
+            "{head} {} from {} ({})",
+            g("caller"),
+            g("detail"),
+            g("caller_device")
+        ),
+        "sign-out" => format!(
+            "{head} {} from {}: {}",
+            g("caller"),
+            g("detail"),
+            g("ended_by")
+        ),
+        _ => format!(
+            "{head} {} -> {}: {} {}s, ended by {}{}{partner}",
+            g("caller"),
+            g("callee"),
+            n("status"),
+            n("duration_secs"),
+            g("ended_by"),
+            if r.get("media_relayed").and_then(Value::as_bool) == Some(true) {
+                ", media relayed"
+            } else {
+                ""
+            },
+        ),
+    }
+}
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, quote or line
 /// break; a leading `=`, `+`, `-` or `@` is prefixed with `'` so that a
@@ -83,24 +139,9 @@ pub(super) async fn cdr(
             }
             let records = super::archive::records(&v);
             for r in &records {
-                let g = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
-                println!(
-                    "#{} {} {} -> {}: {} {}s, ended by {}{}",
-                    r.get("id").and_then(Value::as_i64).unwrap_or(0),
-                    time(&r["started_ms"]),
-                    g("caller"),
-                    g("callee"),
-                    r.get("status").and_then(Value::as_i64).unwrap_or(0),
-                    r.get("duration_secs").and_then(Value::as_i64).unwrap_or(0),
-                    g("ended_by"),
-                    if r.get("federated").and_then(Value::as_bool) == Some(true) {
-                        " (federated)"
-                    } else {
-                        ""
-                    },
-                );
+                println!("{}", list_line(r));
             }
-            println!("{} calls", records.len());
+            println!("{} records", records.len());
             if let Some(n) = v.get("next").and_then(Value::as_i64) {
                 println!("more: --after {n}");
             }
@@ -152,8 +193,8 @@ pub(super) async fn cdr(
             sink.flush()
                 .map_err(|e| format!("writing the export: {e}"))?;
             match file {
-                Some(p) => done(format!("exported {n} calls to {}", p.display())),
-                None => eprintln!("exported {n} calls"),
+                Some(p) => done(format!("exported {n} records to {}", p.display())),
+                None => eprintln!("exported {n} records"),
             }
         }
     }
@@ -163,6 +204,24 @@ pub(super) async fn cdr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_reads_as_a_line() {
+        let r = serde_json::json!({"id": 4, "kind": "call", "started_ms": 0, "caller": "sip:a@x",
+            "callee": "sip:b@y", "status": 200, "duration_secs": 61, "ended_by": "callee",
+            "partner": "y", "media_relayed": true});
+        assert_eq!(list_line(&r), format!("#4 {} call sip:a@x -> sip:b@y: 200 61s, ended by callee, media relayed (federated with y)", time(&r["started_ms"])));
+        let r = serde_json::json!({"id": 5, "kind": "im", "started_ms": 0, "ended_ms": 0,
+            "caller": "sip:a@x", "callee": "sip:b@x", "messages": 3, "ended_by": "idle", "partner": ""});
+        assert!(
+            list_line(&r)
+                .ends_with("sip:a@x <-> sip:b@x: 3 messages until 1970-01-01 00:00:00, idle")
+                || list_line(&r).contains("3 messages until")
+        );
+        let r = serde_json::json!({"id": 6, "kind": "sign-out", "started_ms": 0, "caller": "sip:a@x",
+            "detail": "tls:192.0.2.1:5061", "ended_by": "expired"});
+        assert!(list_line(&r).ends_with("sign-out sip:a@x from tls:192.0.2.1:5061: expired"));
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {

@@ -56,7 +56,7 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
     let officer = token_for(&s, "compliance-administrator");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let calls = loop {
-        let v = list(&s, &officer, &[]);
+        let v = list(&s, &officer, &["--kind", "call"]);
         if v.len() >= 3 || std::time::Instant::now() > deadline {
             break v;
         }
@@ -96,8 +96,27 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
         1
     );
     assert_eq!(
-        list(&s, &officer, &["--user", "sip:bob@example.test"]).len(),
+        list(
+            &s,
+            &officer,
+            &["--user", "sip:bob@example.test", "--kind", "call"]
+        )
+        .len(),
         2
+    );
+    // Bob's registrations (SIPp registers him for each call) are sign-ins.
+    let sign_ins = list(
+        &s,
+        &officer,
+        &["--user", "sip:bob@example.test", "--kind", "sign-in"],
+    );
+    assert!(!sign_ins.is_empty(), "{sign_ins:#?}");
+    assert!(
+        sign_ins[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("udp:127.0.0.1:"),
+        "{sign_ins:#?}"
     );
 
     // CSV for a spreadsheet.
@@ -107,6 +126,8 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
         &[
             "cdr",
             "export",
+            "--kind",
+            "call",
             "--format",
             "csv",
             "--out",
@@ -115,14 +136,17 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
         "",
     );
     assert!(
-        o.status.success() && out(&o).contains("exported 3 calls"),
+        o.status.success() && out(&o).contains("exported 3 records"),
         "{}",
         out(&o)
     );
     let csv = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
-    assert!(lines[0].starts_with("id,call_id,caller,callee,"), "{csv}");
+    assert!(
+        lines[0].starts_with("id,kind,call_id,caller,callee,"),
+        "{csv}"
+    );
     assert!(
         csv.contains(",sip:alice@example.test,sip:carol@example.test,"),
         "{csv}"
@@ -161,4 +185,84 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// `from`'s MESSAGE `text` to `to`, with SIPp (`scenario`: what `to`'s
+/// side answers, 200 or 202).
+fn message(s: &Server, to: &str, text: &str, scenario: &str) {
+    let (ok, msgs) = s
+        .sipp_start(
+            scenario,
+            to,
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", text],
+        )
+        .finish();
+    assert!(ok, "{msgs}\n{}", s.log());
+}
+
+#[test]
+fn conversations_sign_ins_and_sign_outs_are_recorded_and_a_stop_closes_what_is_open() {
+    let mut s = Server::new("usage-records");
+    s.add_user("alice", "correct horse battery");
+    s.add_user("bob", "battery staple horse");
+    s.add_user("carol", "staple horse battery");
+    // Bob signs in and gets one message; carol is away: three are stored
+    // for her. Each pair is one conversation.
+    let bob = register_and_listen(&s, "bob", "battery staple horse");
+    message(&s, "bob", "hello bob", "message_send.xml");
+    assert!(bob.finish().0);
+    for n in 0..3 {
+        message(&s, "carol", &format!("note {n}"), "message_send_stored.xml");
+    }
+    // An administrator disables bob: his registration ends with it.
+    let o = s.admin(&["user", "disable", "sip:bob@example.test"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let officer = token_for(&s, "compliance-administrator");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (sign_ins, sign_outs) = loop {
+        let i = list(&s, &officer, &["--kind", "sign-in"]);
+        let o = list(&s, &officer, &["--kind", "sign-out"]);
+        if (!i.is_empty() && !o.is_empty()) || std::time::Instant::now() > deadline {
+            break (i, o);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(sign_ins.len(), 1, "{sign_ins:#?}");
+    assert_eq!(sign_ins[0]["caller"], "sip:bob@example.test");
+    assert_eq!(sign_ins[0]["caller_device"], "SIPp", "{sign_ins:#?}");
+    assert_eq!(sign_outs.len(), 1, "{sign_outs:#?}");
+    assert_eq!(sign_outs[0]["ended_by"], "removed", "{sign_outs:#?}");
+    assert_eq!(sign_outs[0]["detail"], sign_ins[0]["detail"]);
+    // Conversations are written when they end: none yet.
+    assert!(list(&s, &officer, &["--kind", "im"]).is_empty());
+
+    // A clean stop closes them; the records are there after the restart.
+    s.signal("TERM");
+    let status = s.child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    s.child = None;
+    s.start();
+    let ims = list(&s, &officer, &["--kind", "im"]);
+    assert_eq!(ims.len(), 2, "{ims:#?}");
+    let with = |who: &str| {
+        ims.iter()
+            .find(|r| r["callee"] == who)
+            .unwrap_or_else(|| panic!("no conversation with {who}: {ims:#?}"))
+    };
+    let carol = with("sip:carol@example.test");
+    assert_eq!(carol["caller"], "sip:alice@example.test");
+    assert_eq!(carol["messages"], 3, "{carol}");
+    assert_eq!(carol["ended_by"], "server stopped");
+    assert!(carol["started_ms"].as_i64() <= carol["ended_ms"].as_i64());
+    assert_eq!(with("sip:bob@example.test")["messages"], 1);
+    // What they said is nowhere in them.
+    let text = serde_json::Value::Array(ims.clone()).to_string();
+    assert!(
+        !text.contains("note 1") && !text.contains("hello bob"),
+        "{text}"
+    );
 }

@@ -368,6 +368,25 @@ fn uploads_and_downloads_exactly_as_linphone_makes_them() {
         status.starts_with("SIP/2.0 403 Forbidden (Not the Sender's File)"),
         "{status}"
     );
+    // The transfer is a usage record (the offer that passed, not the
+    // forged one): the file as stored, its size and type.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let files = loop {
+        let o = s.admin(&["--output=json", "cdr", "list", "--kind", "file"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let files = v["records"].as_array().cloned().unwrap_or_default();
+        if !files.is_empty() || std::time::Instant::now() > deadline {
+            break files;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(files.len(), 1, "{files:#?}");
+    assert_eq!(files[0]["caller"], "sip:alice@example.test");
+    assert_eq!(files[0]["callee"], "sip:bob@example.test");
+    assert_eq!(
+        files[0]["detail"],
+        format!("report.pdf; {} bytes; application/pdf", bytes.len()).as_str()
+    );
     let status = offer(
         &s,
         ALICE,

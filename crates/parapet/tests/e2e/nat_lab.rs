@@ -223,6 +223,19 @@ fn call_across_nats(name: &str, mediaenc: &'static str) {
     // 8 s of 20 ms packets each way through two allocations: 800 relayed
     // to a peer (each packet once, from one allocation to the other).
     assert_relayed_and_encrypted(name, mediaenc, (during, 800), &media, &alice, &s);
+    // The call's record says its media went through the relay.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let o = s.admin(&["--output=json", "cdr", "list", "--kind", "call"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if let Some(r) = v["records"].as_array().and_then(|r| r.first()).cloned() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no call record: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["media_relayed"], true, "{record}");
     alice.cmd("/quit");
     bob.cmd("/quit");
 }

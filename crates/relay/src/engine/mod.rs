@@ -155,6 +155,10 @@ struct Permission {
     expires: Instant,
     /// The call whose SDP named the peer; `None`: another allocation here.
     call: Option<String>,
+    /// The call the media is for, for its usage record only (for another
+    /// allocation here, the call whose SDP names it): never a reason to
+    /// relay.
+    usage_call: Option<String>,
     /// What went each way with this peer.
     counts: Counts,
 }
@@ -576,6 +580,11 @@ impl<T: Clone> Engine<T> {
         };
         a.counts.add_to_peer(len);
         if let Some(p) = a.permissions.get_mut(&peer.ip()) {
+            if p.counts.to_peer_packets == 0 && p.counts.from_peer_packets == 0 {
+                if let Some(call) = &p.usage_call {
+                    self.control.calls.note_relayed(call, Instant::now());
+                }
+            }
             p.counts.add_to_peer(len);
         }
         if let Some(c) = channel.and_then(|ch| a.channels.get_mut(&ch)) {
@@ -612,6 +621,11 @@ impl<T: Clone> Engine<T> {
         let a = self.allocations.get_mut(&id)?;
         a.counts.add_from_peer(len);
         if let Some(p) = a.permissions.get_mut(&from.ip()) {
+            if p.counts.to_peer_packets == 0 && p.counts.from_peer_packets == 0 {
+                if let Some(call) = &p.usage_call {
+                    self.control.calls.note_relayed(call, now);
+                }
+            }
             p.counts.add_from_peer(len);
         }
         self.metrics.from_peer_bytes.add(len as u64);

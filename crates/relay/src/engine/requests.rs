@@ -238,14 +238,24 @@ impl<T: Clone> Engine<T> {
             self.metrics.permissions_made.inc();
             self.permissions_now += 1;
         }
+        // The call this media is for, for its usage record: the one that
+        // justified the peer, or for another allocation here the one whose
+        // session description names it (which justifies nothing).
+        let usage_call = call.clone().or_else(|| {
+            self.control
+                .calls
+                .call_naming(&a.grant.aor, crate::peer::canonical(ip))
+        });
         // Refreshed: its counts go on.
         let p = a.permissions.entry(ip).or_insert_with(|| Permission {
             expires: now,
             call: None,
+            usage_call: None,
             counts: Counts::default(),
         });
         p.expires = now + PERMISSION_LIFETIME;
         p.call = call;
+        p.usage_call = usage_call;
         Ok(())
     }
 

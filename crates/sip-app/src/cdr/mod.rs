@@ -3,11 +3,18 @@
 //! to its end — answered (the first 2xx), refused or unanswered (the final
 //! status that went back to the caller; 487 when the caller cancelled),
 //! hung up (the BYE's sender is who hung up) — and written once it ended,
-//! by a writer task, in batches. A call answered and never hung up (a
-//! client that vanished) is closed after 24 hours, `ended_by = unknown`.
-//! Records older than `monitoring.cdr_retention_days` are deleted every
-//! ten minutes. Usage counters (calls by outcome, minutes) follow in
-//! /metrics.
+//! by a writer task, in batches, with whether the relay here carried its
+//! media. A call answered and never hung up (a client that vanished) is
+//! closed after 24 hours, `ended_by = unknown`; calls and conversations
+//! still open when the core stops are written as `server stopped`. The
+//! other kinds of usage record (conversations, files, sign-ins) are in
+//! [`usage`]. Records older than `monitoring.cdr_retention_days` are
+//! deleted every ten minutes. Usage counters (calls by outcome, minutes)
+//! follow in /metrics.
+
+mod usage;
+
+pub(crate) use usage::{sign_in, sign_out};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -64,10 +71,67 @@ struct Call {
 #[derive(Debug)]
 pub(crate) struct Calls {
     calls: HashMap<String, Call>,
+    /// Conversations of instant messages (see [`usage`]).
+    conversations: HashMap<(String, String), usage::Conversation>,
     tx: mpsc::Sender<CdrRow>,
     /// The writer, for a clean stop to wait for.
     pub(crate) task: Option<tokio::task::JoinHandle<()>>,
     last_sweep: Instant,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The relays' shared state: whether the relay carried a call's media.
+    pub(crate) relay: Option<Arc<relay::Control>>,
+    /// The files of this server a MESSAGE being relayed offers (its
+    /// transaction): recorded if it goes on.
+    pub(crate) offered: Option<(sip_txn::TxnId, Vec<store::FileRow>)>,
+}
+
+impl Calls {
+    /// Hands a record to the writer; counted lost when it is behind.
+    fn send(&self, row: CdrRow) {
+        if self.tx.try_send(row).is_err() {
+            self.metrics.cdr.lost.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Closes call `id` (`status`, `by`) and hands its record on.
+    fn end(&mut self, id: &str, status: u16, by: &str) {
+        let Some(mut c) = self.calls.remove(id) else {
+            return;
+        };
+        c.row.ended_ms = now_ms();
+        c.row.status = status;
+        c.row.ended_by = by.to_string();
+        c.row.media_relayed = self
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.calls.take_relayed(id));
+        let m = &self.metrics.cdr;
+        if c.row.answered_ms > 0 {
+            m.answered.fetch_add(1, Relaxed);
+            let secs = (c.row.ended_ms - c.row.answered_ms).max(0) / 1000;
+            m.seconds
+                .fetch_add(u64::try_from(secs).unwrap_or(0), Relaxed);
+        } else {
+            m.unanswered.fetch_add(1, Relaxed);
+        }
+        self.send(c.row);
+    }
+}
+
+/// The core stopping (a clean stop drops it; the writer then drains):
+/// calls in progress and open conversations are recorded as they stand.
+impl Drop for Calls {
+    fn drop(&mut self) {
+        let open: Vec<(String, bool)> = self
+            .calls
+            .iter()
+            .map(|(id, c)| (id.clone(), c.row.answered_ms > 0))
+            .collect();
+        for (id, answered) in open {
+            self.end(&id, if answered { 200 } else { 503 }, "server stopped");
+        }
+        self.close_conversations(|_| true, "server stopped");
+    }
 }
 
 fn now_ms() -> i64 {
@@ -106,9 +170,13 @@ fn call_id(m: &Message) -> Option<String> {
 impl Calls {
     pub(crate) fn start<S: store::Store>(store: S, metrics: Arc<crate::metrics::Metrics>) -> Calls {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = Some(tokio::spawn(write_loop(rx, store, metrics)));
+        let task = Some(tokio::spawn(write_loop(rx, store, metrics.clone())));
         Calls {
             calls: HashMap::new(),
+            conversations: HashMap::new(),
+            metrics: metrics.clone(),
+            relay: None,
+            offered: None,
             tx,
             task,
             // The first sweep (and retention run) a few seconds after start.
@@ -164,6 +232,7 @@ impl<S: store::Store> Core<S> {
                 .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
         };
         let federated = !(ours(&caller) && ours(callee));
+        let partner = usage::partner_of(&caller, callee, domain);
         let key = r.f.call_id.to_string();
         if self.cdr.calls.contains_key(&key) {
             return;
@@ -173,18 +242,15 @@ impl<S: store::Store> Core<S> {
             return;
         }
         let row = CdrRow {
-            id: 0,
+            kind: "call".into(),
             call_id: key.chars().take(256).collect(),
             caller,
             callee: callee.to_string(),
             caller_device: device(r.msg),
-            callee_device: String::new(),
             federated,
+            partner,
             started_ms: now_ms(),
-            answered_ms: 0,
-            ended_ms: 0,
-            status: 0,
-            ended_by: String::new(),
+            ..CdrRow::default()
         };
         self.cdr.calls.insert(
             key,
@@ -255,24 +321,7 @@ impl<S: store::Store> Core<S> {
     }
 
     fn cdr_end(&mut self, id: &str, status: u16, by: &str) {
-        let Some(mut c) = self.cdr.calls.remove(id) else {
-            return;
-        };
-        c.row.ended_ms = now_ms();
-        c.row.status = status;
-        c.row.ended_by = by.to_string();
-        let m = &self.metrics.cdr;
-        if c.row.answered_ms > 0 {
-            m.answered.fetch_add(1, Relaxed);
-            let secs = (c.row.ended_ms - c.row.answered_ms).max(0) / 1000;
-            m.seconds
-                .fetch_add(u64::try_from(secs).unwrap_or(0), Relaxed);
-        } else {
-            m.unanswered.fetch_add(1, Relaxed);
-        }
-        if self.cdr.tx.try_send(c.row).is_err() {
-            m.lost.fetch_add(1, Relaxed);
-        }
+        self.cdr.end(id, status, by);
     }
 
     /// Once a minute: calls that never ended closed; every ten minutes
@@ -304,6 +353,8 @@ impl<S: store::Store> Core<S> {
                 self.cdr_end(&id, 408, "nobody");
             }
         }
+        self.cdr
+            .close_conversations(|c| c.idle() >= usage::CONVERSATION_PAUSE, "idle");
         if self.last_cdr_purge.elapsed() >= PURGE_EVERY {
             self.last_cdr_purge = Instant::now();
             let days = i64::from(self.cfg.cdr_retention_days);
