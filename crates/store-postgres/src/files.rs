@@ -7,8 +7,7 @@ use store::{FileAdded, FileRow, Files, Result, StoreError};
 
 const DAY: i64 = 86_400;
 
-const COLUMNS: &str =
-    r#"id, owner, name, content_type, kind, "inner", size, created_at, expires_at, deleted_at"#;
+const COLUMNS: &str = r#"id, owner, name, content_type, kind, "inner", size, created_at, expires_at, deleted_at, sha256"#;
 
 fn row(r: &Row) -> Pg<FileRow> {
     let inner: &str = r.try_get(5)?;
@@ -27,6 +26,7 @@ fn row(r: &Row) -> Pg<FileRow> {
         created_at: r.try_get(7)?,
         expires_at: r.try_get(8)?,
         deleted_at: r.try_get(9)?,
+        sha256: r.try_get(10)?,
     })
 }
 
@@ -58,7 +58,7 @@ impl Files for Postgres {
                 }
                 let st = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO files ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)"
+                        "INSERT INTO files ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)"
                     ))
                     .await?;
                 tx.execute(
@@ -73,6 +73,7 @@ impl Files for Postgres {
                         &big(f.size),
                         &f.created_at,
                         &f.expires_at,
+                        &f.sha256,
                     ],
                 )
                 .await
@@ -117,7 +118,7 @@ impl Files for Postgres {
                     .await?;
                 Ok(c.query_opt(&st, &[&id, &user])
                     .await?
-                    .map(|r| Ok::<_, tokio_postgres::Error>((row(&r)?, r.try_get::<_, bool>(10)?)))
+                    .map(|r| Ok::<_, tokio_postgres::Error>((row(&r)?, r.try_get::<_, bool>(11)?)))
                     .transpose()?)
             })
         })
@@ -179,7 +180,7 @@ impl Files for Postgres {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        "SELECT id FROM files WHERE deleted_at IS NULL AND id = ANY($1)",
+                        "SELECT id FROM files WHERE deleted_at IS NULL AND id = ANY($1) ORDER BY id",
                         &[&ids],
                     )
                     .await?;

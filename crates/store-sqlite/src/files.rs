@@ -8,7 +8,7 @@ use store::{FileAdded, FileRow, Files, Result, StoreError};
 const DAY: i64 = 86_400;
 
 const COLUMNS: &str =
-    "id, owner, name, content_type, kind, inner, size, created_at, expires_at, deleted_at";
+    "id, owner, name, content_type, kind, inner, size, created_at, expires_at, deleted_at, sha256";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     let inner: String = r.get(5)?;
@@ -27,6 +27,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
         created_at: r.get(7)?,
         expires_at: r.get(8)?,
         deleted_at: r.get(9)?,
+        sha256: r.get(10)?,
     })
 }
 
@@ -76,7 +77,7 @@ impl Files for Sqlite {
                 return Ok(FileAdded::TotalQuota { used: total });
             }
             c.prepare_cached(&format!(
-                "INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)"
+                "INSERT INTO files ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -88,7 +89,8 @@ impl Files for Sqlite {
                     f.inner.join(" "),
                     size(f.size),
                     f.created_at,
-                    f.expires_at
+                    f.expires_at,
+                    f.sha256
                 ])
             })
             .map_err(|e| match e {
@@ -123,7 +125,7 @@ impl Files for Sqlite {
                  FROM files WHERE id = ?1"
             ))
             .and_then(|mut st| {
-                st.query_row(params![id, user], |r| Ok((row(r)?, r.get::<_, bool>(10)?)))
+                st.query_row(params![id, user], |r| Ok((row(r)?, r.get::<_, bool>(11)?)))
                     .optional()
             })
             .map_err(db)
@@ -189,7 +191,7 @@ impl Files for Sqlite {
             for chunk in ids.chunks(500) {
                 let mut st = c
                     .prepare(&format!(
-                        "SELECT id FROM files WHERE deleted_at IS NULL AND id IN ({})",
+                        "SELECT id FROM files WHERE deleted_at IS NULL AND id IN ({}) ORDER BY id",
                         placeholders(chunk.len())
                     ))
                     .map_err(db)?;

@@ -380,12 +380,13 @@ const STEPS: &[&str] = &[
      CREATE INDEX cdrs_by_caller ON cdrs(caller, started_ms);
      CREATE INDEX cdrs_by_callee ON cdrs(callee, started_ms);
      CREATE INDEX cdrs_by_end ON cdrs(ended_ms);",
-    // 15: usage records of other kinds than calls.
+    // 15: usage records of other kinds than calls; files' SHA-256.
     "ALTER TABLE cdrs ADD COLUMN kind TEXT NOT NULL DEFAULT 'call';
      ALTER TABLE cdrs ADD COLUMN partner TEXT NOT NULL DEFAULT '';
      ALTER TABLE cdrs ADD COLUMN media_relayed INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE cdrs ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE cdrs ADD COLUMN detail TEXT NOT NULL DEFAULT '';",
+     ALTER TABLE cdrs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+     ALTER TABLE files ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -24,6 +24,7 @@ pub fn file(id: &str, owner: &str, size: u64, at: i64) -> FileRow {
         kind: String::new(),
         inner: vec![".txt".into(), ".exe".into()],
         size,
+        sha256: format!("{:064x}", size),
         created_at: at,
         expires_at: at + 100,
         deleted_at: None,

@@ -440,6 +440,9 @@ pub struct FileRow {
     /// recipients' rules.
     pub inner: Vec<String>,
     pub size: u64,
+    /// SHA-256 of its bytes, lower-case hex (empty for files uploaded
+    /// before it was recorded).
+    pub sha256: String,
     pub created_at: i64,
     pub expires_at: i64,
     /// When its bytes were deleted (expired); the record stays a while so

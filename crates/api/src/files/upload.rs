@@ -256,16 +256,16 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         .finish(rules, given_name.clone(), size, place_now.clone())
         .await
     {
-        Ok((accepted, buf)) => {
+        Ok((accepted, buf, sha256)) => {
             files.give_back(buf);
             if place_now.is_some() {
                 partial.path = Some(path.clone());
             }
-            Ok(accepted)
+            Ok((accepted, sha256))
         }
         Err(r) => Err(r),
     };
-    let accepted = match judged {
+    let (accepted, sha256) = match judged {
         Ok(a) => a,
         Err(r) => {
             if r.status() == StatusCode::FORBIDDEN {
@@ -309,6 +309,7 @@ async fn run<S: Store>(ctx: &Ctx<S>, req: Request) -> Result<Response, Response>
         kind: accepted.kind.extension().unwrap_or("").into(),
         inner: accepted.inner.clone(),
         size,
+        sha256,
         created_at: now,
         expires_at,
         deleted_at: None,
@@ -365,6 +366,9 @@ struct Spool {
     path: std::path::PathBuf,
     file: Option<std::fs::File>,
     buf: Vec<u8>,
+    /// SHA-256 of what was written so far (computed off the runtime's
+    /// threads, with the writes).
+    hash: ring::digest::Context,
 }
 
 impl Spool {
@@ -373,41 +377,57 @@ impl Spool {
             path,
             file: None,
             buf,
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
         }
     }
 
     async fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.buf.extend_from_slice(data);
         if self.buf.len() >= SPOOL {
-            let (path, file, buf) = (
+            let (path, file, buf, hash) = (
                 self.path.clone(),
                 self.file.take(),
                 std::mem::take(&mut self.buf),
+                self.hash.clone(),
             );
-            let (file, buf) = tokio::task::spawn_blocking(move || write_all(&path, file, buf))
-                .await
-                .map_err(std::io::Error::other)??;
+            let (file, buf, hash) =
+                tokio::task::spawn_blocking(move || write_all(&path, file, buf, hash))
+                    .await
+                    .map_err(std::io::Error::other)??;
             self.file = Some(file);
             self.buf = buf;
+            self.hash = hash;
         }
         Ok(())
     }
 
     /// Writes the rest, syncs, judges the file by `rules` and, given
     /// `place` (its final path and directory), renames it there and syncs
-    /// the directory. Returns the judgement and the buffer, for reuse.
+    /// the directory. Returns the judgement, the buffer (for reuse) and
+    /// the file's SHA-256 in lower-case hex.
     async fn finish(
         self,
         rules: content::files::FileRules,
         name: String,
         size: u64,
         place: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    ) -> Result<(content::files::Accepted, Vec<u8>), Response> {
-        let Spool { path, file, buf } = self;
+    ) -> Result<(content::files::Accepted, Vec<u8>, String), Response> {
+        let Spool {
+            path,
+            file,
+            buf,
+            hash,
+        } = self;
         tokio::task::spawn_blocking(move || {
             use std::io::Seek;
             let io = |e: std::io::Error| internal(e.to_string());
-            let (mut f, buf) = write_all(&path, file, buf).map_err(io)?;
+            let (mut f, buf, hash) = write_all(&path, file, buf, hash).map_err(io)?;
+            let sha256: String = hash
+                .finish()
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             f.sync_all().map_err(io)?;
             f.rewind().map_err(io)?;
             let accepted = content::files::judge_reader(
@@ -424,7 +444,7 @@ impl Spool {
                     .and_then(|d| d.sync_all())
                     .map_err(io)?;
             }
-            Ok((accepted, buf))
+            Ok((accepted, buf, sha256))
         })
         .await
         .map_err(internal)?
@@ -432,12 +452,14 @@ impl Spool {
 }
 
 /// Writes `buf` to the upload's file (created on first use; only the
-/// server's user may read it); returns the file and the emptied buffer.
+/// server's user may read it) and into `hash`; returns the file, the
+/// emptied buffer and the hash.
 fn write_all(
     path: &std::path::Path,
     file: Option<std::fs::File>,
     mut buf: Vec<u8>,
-) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    mut hash: ring::digest::Context,
+) -> std::io::Result<(std::fs::File, Vec<u8>, ring::digest::Context)> {
     use std::io::Write;
     let mut f = match file {
         Some(f) => f,
@@ -450,8 +472,9 @@ fn write_all(
         }
     };
     f.write_all(&buf)?;
+    hash.update(&buf);
     buf.clear();
-    Ok((f, buf))
+    Ok((f, buf, hash))
 }
 
 /// Moves a complete upload into place and makes the move durable, in one

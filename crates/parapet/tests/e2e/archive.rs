@@ -617,7 +617,7 @@ fn baresip_messages_are_archived_and_its_calls_recorded() {
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let calls = loop {
-        let o = s.admin(&["--output=json", "cdr", "list"], "");
+        let o = s.admin(&["--output=json", "cdr", "list", "--kind", "call"], "");
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let c = records(&v);
         if c.len() >= 3 || std::time::Instant::now() > deadline {

@@ -82,7 +82,7 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers(meet: 
     let cdrs = |s: &Server, n: usize| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let o = s.admin(&["--output=json", "cdr", "list"], "");
+            let o = s.admin(&["--output=json", "cdr", "list", "--kind", "call"], "");
             assert!(o.status.success(), "{}", out(&o));
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             let r = v["records"].as_array().cloned().unwrap_or_default();
@@ -103,6 +103,9 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers(meet: 
         assert_eq!(r["federated"], true, "{r}");
         assert_eq!(r["ended_by"], "caller", "{r}");
     }
+    // Each side names the other as the partner.
+    assert_eq!(ours[1]["partner"], "partner.test");
+    assert_eq!(theirs[0]["partner"], "example.test");
     // The ACK, re-INVITE, UPDATE and BYE reached bob through both servers:
     // alice's Via, example.test's and partner.test's.
     for m in ["ACK sip:bob@", "UPDATE sip:bob@", "BYE sip:bob@"] {

@@ -337,7 +337,13 @@ fn uploads_and_downloads_exactly_as_linphone_makes_them() {
     let early = download(&s, BOB, &url);
     assert_eq!((early.status, early.text()), (404, missing.text()));
 
-    // Alice offers it to bob: relayed, and bob may fetch it.
+    // Alice offers it to bob: relayed, and bob may fetch it. Messages
+    // between users are archived here.
+    let o = s.admin(
+        &["policy", "set", "archiving", "global", "internal=true"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
     let bob = register_then(&s, BOB.user, BOB.password, "receive_file_offer.xml");
     let status = offer(&s, ALICE, "bob", "report.pdf", &url);
     assert!(status.starts_with("SIP/2.0 200"), "{status}\n{}", s.log());
@@ -383,9 +389,50 @@ fn uploads_and_downloads_exactly_as_linphone_makes_them() {
     assert_eq!(files.len(), 1, "{files:#?}");
     assert_eq!(files[0]["caller"], "sip:alice@example.test");
     assert_eq!(files[0]["callee"], "sip:bob@example.test");
+    let sha256: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         files[0]["detail"],
-        format!("report.pdf; {} bytes; application/pdf", bytes.len()).as_str()
+        format!(
+            "report.pdf; {} bytes; application/pdf; sha256 {sha256}",
+            bytes.len()
+        )
+        .as_str()
+    );
+    // The archive keeps the message and, beside it, the file transfer: the
+    // file as stored, with its SHA-256 (alice's and bob's records).
+    let o = s.admin(
+        &[
+            "--output=json",
+            "archive",
+            "search",
+            "--user",
+            "sip:alice@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let records = v["records"].as_array().unwrap();
+    let transfer = records
+        .iter()
+        .find(|r| r["content_type"] == "application/vnd.parapet.file-transfer+json")
+        .unwrap_or_else(|| panic!("no file transfer record: {v:#}"));
+    let t: serde_json::Value = serde_json::from_str(transfer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(t["file"], "report.pdf");
+    assert_eq!(t["size"], bytes.len());
+    assert_eq!(t["content_type"], "application/pdf");
+    assert_eq!(t["sha256"], sha256.as_str());
+    assert_eq!(transfer["recipient"], "sip:bob@example.test");
+    assert_eq!(transfer["result"], "delivered");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["body"].as_str().is_some_and(|b| b.contains(&url))),
+        "the offering message: {v:#}"
     );
     let status = offer(
         &s,

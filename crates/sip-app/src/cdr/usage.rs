@@ -199,7 +199,10 @@ impl<S: store::Store> Core<S> {
             started_ms: now,
             ended_ms: now,
             status: 200,
-            detail: format!("{name}; {} bytes; {}", file.size, file.content_type),
+            detail: format!(
+                "{name}; {} bytes; {}; sha256 {}",
+                file.size, file.content_type, file.sha256
+            ),
             ..CdrRow::default()
         });
     }

@@ -19,17 +19,21 @@
 //! day and their owner's retention, so the records of one key fall due
 //! together.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use archive::Keyring;
 use sip_txn::TxnId;
-use store::{ArchiveFilter, ArchiveRow};
 use tokio::sync::mpsc;
 
 use super::{policy_set, Core, Req};
+
+mod retention;
+mod writer;
+
+use writer::write_loop;
 
 /// Messages waiting for the writer at most; beyond, they are lost (and
 /// counted) and the archive counts as failing.
@@ -95,7 +99,14 @@ pub(crate) struct Draft {
     federated: bool,
     content_type: String,
     body: Vec<u8>,
+    /// Files of this server the message offered (each archived as a file
+    /// transfer record beside it): name, size, type, SHA-256.
+    files: Vec<(String, u64, String, String)>,
 }
+
+/// The content type of a file transfer record: JSON with the file's name,
+/// size, type and SHA-256, as stored when it was uploaded.
+pub(crate) const FILE_TRANSFER: &str = "application/vnd.parapet.file-transfer+json";
 
 /// The handle the core holds: the writer's queue and the messages noted.
 #[derive(Debug)]
@@ -173,115 +184,6 @@ impl Archiver {
             last_probe: std::time::Instant::now(),
         }
     }
-}
-
-async fn write_loop<S: store::Store>(
-    mut rx: mpsc::Receiver<(Draft, String)>,
-    store: S,
-    keyring: Arc<Keyring>,
-    metrics: Arc<crate::metrics::Metrics>,
-    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
-) {
-    let m = &metrics.archive;
-    while let Some(first) = rx.recv().await {
-        // Records wait up to GATHER for more to share their commit: nobody
-        // waits for an archive record, and one commit (one fsync) per
-        // message made archiving cost more than the message itself
-        // (bench/archive.sh).
-        let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + GATHER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(d)) => batch.push(d),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let bytes: usize = batch.iter().map(|(d, _)| d.body.len()).sum();
-        let owners: u64 = batch.iter().map(|(d, _)| d.owners.len() as u64).sum();
-        let ring = keyring.clone();
-        let sealed = tokio::task::spawn_blocking(move || seal_all(&ring, batch)).await;
-        let (rows, lost) = match sealed {
-            Ok(r) => r,
-            Err(_) => (Vec::new(), owners),
-        };
-        if lost > 0 {
-            m.lost.fetch_add(lost, Relaxed);
-            m.failing.store(true, Relaxed);
-        }
-        if rows.is_empty() {
-            queued_bytes.fetch_sub(bytes, Relaxed);
-            continue;
-        }
-        let n = rows.len() as u64;
-        let mut attempt = 0;
-        loop {
-            match store::Archive::archive_put(&store, rows.clone()).await {
-                Ok(()) => {
-                    m.archived.fetch_add(n, Relaxed);
-                    if lost == 0 {
-                        m.failing.store(false, Relaxed);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    m.write_failures.fetch_add(1, Relaxed);
-                    m.failing.store(true, Relaxed);
-                    attempt += 1;
-                    if let Some(suppressed) = WRITE_FAILED.allow() {
-                        tracing::error!(error = %e, records = n, attempt, suppressed, "archive records not written; retrying");
-                    }
-                    if attempt >= RETRIES {
-                        tracing::error!(
-                            records = n,
-                            "archive records given up after 30 s of failed writes"
-                        );
-                        m.lost.fetch_add(n, Relaxed);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-        queued_bytes.fetch_sub(bytes, Relaxed);
-    }
-}
-
-/// Seals each message once per owner; returns the rows and how many
-/// records could not be sealed (no key could be made).
-fn seal_all(ring: &Keyring, batch: Vec<(Draft, String)>) -> (Vec<ArchiveRow>, u64) {
-    let mut rows = Vec::new();
-    let mut lost = 0;
-    for (d, result) in batch {
-        for (owner, days) in &d.owners {
-            let key_id = archive::day_id(d.at_ms, *days);
-            let key = match ring.key(&key_id, true) {
-                Ok(Some(k)) => k,
-                Ok(None) | Err(_) => {
-                    if let Some(suppressed) = WRITE_FAILED.allow() {
-                        tracing::error!(key = %key_id, dir = %ring.dir().display(), suppressed, "no archive key could be made: records lost");
-                    }
-                    lost += 1;
-                    continue;
-                }
-            };
-            let aad = archive::aad(owner, d.at_ms, &d.sender, &d.recipient);
-            match archive::seal(&key, &aad, &d.content_type, &d.body) {
-                Ok(sealed) => rows.push(ArchiveRow {
-                    id: 0,
-                    owner: owner.clone(),
-                    at_ms: d.at_ms,
-                    sender: d.sender.clone(),
-                    recipient: d.recipient.clone(),
-                    federated: d.federated,
-                    result: result.clone(),
-                    key_id: key_id.clone(),
-                    sealed,
-                }),
-                Err(_) => lost += 1,
-            }
-        }
-    }
-    (rows, lost)
 }
 
 /// `sip:user@host` of a URI (host in lower case), as the archive names
@@ -382,6 +284,25 @@ impl<S: store::Store> Core<S> {
             federated,
             content_type: super::files::content_type_of(r.msg),
             body: r.msg.body().to_vec(),
+            files: self
+                .cdr
+                .offered
+                .as_ref()
+                .filter(|(id, _)| *id == r.id)
+                .map(|(_, files)| {
+                    files
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.name.clone(),
+                                f.size,
+                                f.content_type.clone(),
+                                f.sha256.clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         self.archive.noted.insert(r.id, draft);
         true
@@ -445,204 +366,5 @@ impl<S: store::Store> Core<S> {
             }
             busy.store(false, Relaxed);
         });
-    }
-
-    /// Runs retention in a task (one at a time).
-    pub(crate) fn archive_purge_due(&mut self) {
-        let Some(ring) = self.archive.keyring.clone() else {
-            return;
-        };
-        if self.archive_purging.swap(true, Relaxed) {
-            return;
-        }
-        let (store, policies, metrics, busy) = (
-            self.store.clone(),
-            self.policies.clone(),
-            self.metrics.clone(),
-            self.archive_purging.clone(),
-        );
-        tokio::spawn(async move {
-            match purge(&store, &ring, &policies, now_ms()).await {
-                Ok(done) => {
-                    metrics
-                        .archive
-                        .purged
-                        .fetch_add(done.deleted as u64, Relaxed);
-                    metrics
-                        .archive
-                        .keys_destroyed
-                        .fetch_add(done.keys_destroyed as u64, Relaxed);
-                    if done.deleted + done.resealed + done.keys_destroyed > 0 {
-                        tracing::info!(
-                            deleted = done.deleted,
-                            resealed_for_hold = done.resealed,
-                            keys_destroyed = done.keys_destroyed,
-                            "archive retention ran"
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "archive retention failed; it runs again in ten minutes")
-                }
-            }
-            busy.store(false, Relaxed);
-        });
-    }
-}
-
-/// What a retention run did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Purged {
-    pub(crate) deleted: usize,
-    pub(crate) resealed: usize,
-    pub(crate) keys_destroyed: usize,
-}
-
-const DAY_MS: i64 = 86_400_000;
-
-/// One retention run at `now_ms` (see the module's text).
-pub(crate) async fn purge<S: store::Store>(
-    store: &S,
-    ring: &Arc<Keyring>,
-    policies: &policy_set::PolicySet,
-    now_ms: i64,
-) -> Result<Purged, String> {
-    let mut done = Purged::default();
-    let owners = store.archive_owners().await.map_err(|e| e.to_string())?;
-    let held: HashSet<String> = store
-        .archive_holds()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|h| h.aor)
-        .collect();
-    let mut by_days: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-    let mut held_due = Vec::new();
-    for o in owners {
-        let days = policy_set::archiving(policies, &o).retention_days;
-        if held.contains(&o) {
-            held_due.push((o, days));
-        } else {
-            by_days.entry(days).or_default().push(o);
-        }
-    }
-    for (days, owners) in by_days {
-        for chunk in owners.chunks(1000) {
-            done.deleted += store
-                .archive_purge(chunk.to_vec(), now_ms - days * DAY_MS)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    // Held records due: sealed again under the hold key, so that their
-    // day's key can go.
-    for (owner, days) in held_due {
-        done.resealed += reseal_held(store, ring, &owner, now_ms - days * DAY_MS, now_ms).await?;
-    }
-    // Keys no record uses: destroyed, from two days back (a record of
-    // yesterday may still be on its way; a hold key made today may be
-    // about to be used). One that cannot be destroyed is logged and the
-    // others still go.
-    let in_use: HashSet<String> = store
-        .archive_keys()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
-    let cutoff = archive::day_of(now_ms - DAY_MS);
-    let ring2 = ring.clone();
-    done.keys_destroyed = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-        let mut n = 0;
-        for id in ring2.ids()? {
-            let old = archive::key_day(&id).is_some_and(|d| d < cutoff.as_str());
-            if !old || in_use.contains(&id) {
-                continue;
-            }
-            match ring2.destroy(&id) {
-                Ok(()) => n += 1,
-                Err(e) => {
-                    tracing::error!(key = %id, error = %e, "an archive key could not be destroyed")
-                }
-            }
-        }
-        Ok(n)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    Ok(done)
-}
-
-/// Seals `owner`'s records older than `before_ms` (not under a hold key
-/// yet) again under the hold key; returns how many.
-async fn reseal_held<S: store::Store>(
-    store: &S,
-    ring: &Arc<Keyring>,
-    owner: &str,
-    before_ms: i64,
-    now_ms: i64,
-) -> Result<usize, String> {
-    let mut after_id = 0;
-    let mut n = 0;
-    loop {
-        let rows = store
-            .archive_find(ArchiveFilter {
-                owner: Some(owner.to_string()),
-                until_ms: Some(before_ms),
-                after_id,
-                limit: store::archive::MAX_FIND,
-                ..ArchiveFilter::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = rows.last() else {
-            return Ok(n);
-        };
-        after_id = last.id;
-        let ring = ring.clone();
-        let hold_id = archive::hold_id(now_ms);
-        let again =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(i64, String, Vec<u8>)>, String> {
-                // The hold key in use, if any, else one made today.
-                let current = ring
-                    .ids()?
-                    .into_iter()
-                    .filter(|i| archive::is_hold(i))
-                    .max()
-                    .unwrap_or(hold_id);
-                let hold = ring
-                    .key(&current, true)?
-                    .ok_or_else(|| "the hold key could not be made".to_string())?;
-                let mut out = Vec::new();
-                for r in rows.iter().filter(|r| !archive::is_hold(&r.key_id)) {
-                    let aad = archive::aad(&r.owner, r.at_ms, &r.sender, &r.recipient);
-                    // A record whose key is unreadable stays as it is (and
-                    // keeps its key): the others are still held.
-                    let key = match ring.key(&r.key_id, false) {
-                        Ok(Some(k)) => k,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            tracing::error!(record = r.id, error = %e, "a held record could not be sealed again");
-                            continue;
-                        }
-                    };
-                    let Some((ct, body)) = archive::open(&key, &aad, &r.sealed) else {
-                        tracing::error!(record = r.id, key = %r.key_id, "a held record does not open with its key");
-                        continue;
-                    };
-                    out.push((
-                        r.id,
-                        current.clone(),
-                        archive::seal(&hold, &aad, &ct, &body)?,
-                    ));
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(|e| e.to_string())??;
-        n += again.len();
-        store
-            .archive_reseal(again)
-            .await
-            .map_err(|e| e.to_string())?;
     }
 }
