@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 use sip::Method;
 
+/// A usage counter's labels: (modality, partner or `internal`).
+type UsageKey = (&'static str, String);
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// The media relay's counters (zero where no relay runs).
@@ -17,6 +20,9 @@ pub struct Metrics {
     transactions: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// (partner, direction, outcome) → requests to and from partners.
     federation: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// (modality, partner or `internal`) → (uses, seconds): answered
+    /// calls and their seconds, instant messages, files offered.
+    usage: Mutex<BTreeMap<UsageKey, (u64, u64)>>,
     /// 1 once the SIP core has loaded its state and runs (what `/healthz`
     /// reports), 0 before.
     pub ready: AtomicU64,
@@ -119,8 +125,78 @@ impl Metrics {
         *t.entry(key).or_insert(0) += 1;
     }
 
+    /// Counts one use of `modality` (`call`, `im`, `file`) with `partner`
+    /// (empty: between our users), and `seconds` (a call's). Partners
+    /// beyond the first [`MAX_PARTNER_LABELS`] count as `other`.
+    pub fn count_usage(&self, modality: &'static str, partner: &str, seconds: u64) {
+        let Ok(mut t) = self.usage.lock() else {
+            return;
+        };
+        let partner = if partner.is_empty() {
+            "internal".to_string()
+        } else {
+            partner.to_ascii_lowercase()
+        };
+        if let Some(e) = t.get_mut(&(modality, partner.clone())) {
+            e.0 += 1;
+            e.1 += seconds;
+            return;
+        }
+        // A pair not seen yet (rare): is the partner known, and is there
+        // room for another?
+        let known = t.keys().any(|k| k.1 == partner);
+        let partners = if known {
+            0
+        } else {
+            let mut names: Vec<&String> = t.keys().map(|k| &k.1).collect();
+            names.sort();
+            names.dedup();
+            names.len()
+        };
+        let partner = if known || partners <= MAX_PARTNER_LABELS {
+            partner
+        } else {
+            "other".to_string()
+        };
+        let e = t.entry((modality, partner)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += seconds;
+    }
+
+    fn render_usage(&self, s: &mut String) {
+        let Ok(t) = self.usage.lock() else {
+            return;
+        };
+        let _ = writeln!(s, "# HELP parapet_usage_total Uses by modality (call: answered calls, counted when they end; im: instant messages that went on; file: files offered) and partner organisation (internal: between our users).");
+        let _ = writeln!(s, "# TYPE parapet_usage_total counter");
+        let label = |p: &str| {
+            p.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        for ((m, p), (n, _)) in t.iter() {
+            let _ = writeln!(
+                s,
+                "parapet_usage_total{{modality=\"{m}\",partner=\"{}\"}} {n}",
+                label(p)
+            );
+        }
+        let _ = writeln!(s, "# HELP parapet_usage_call_seconds_total Seconds of answered calls by partner organisation (internal: between our users).");
+        let _ = writeln!(s, "# TYPE parapet_usage_call_seconds_total counter");
+        for ((m, p), (_, secs)) in t.iter() {
+            if *m == "call" {
+                let _ = writeln!(
+                    s,
+                    "parapet_usage_call_seconds_total{{partner=\"{}\"}} {secs}",
+                    label(p)
+                );
+            }
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
+        self.render_usage(&mut s);
         if let Some((id, epoch)) = self.node.lock().ok().and_then(|n| n.clone()) {
             let _ = writeln!(s, "# HELP parapet_node_info The node of the PostgreSQL pool these metrics are from, and the epoch it serves under.");
             let _ = writeln!(s, "# TYPE parapet_node_info gauge");
@@ -382,6 +458,48 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_is_counted_by_modality_and_partner_with_bounded_labels() {
+        let m = Metrics::default();
+        m.count_usage("call", "", 61);
+        m.count_usage("call", "Partner.test", 5);
+        m.count_usage("call", "partner.test", 4);
+        m.count_usage("im", "", 0);
+        for i in 0..(MAX_PARTNER_LABELS + 5) {
+            m.count_usage("file", &format!("p{i}.test"), 0);
+        }
+        let out = m.render();
+        assert!(
+            out.contains("parapet_usage_total{modality=\"call\",partner=\"internal\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("parapet_usage_total{modality=\"call\",partner=\"partner.test\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("parapet_usage_call_seconds_total{partner=\"partner.test\"} 9\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("parapet_usage_call_seconds_total{partner=\"internal\"} 61\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("parapet_usage_total{modality=\"im\",partner=\"internal\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("parapet_usage_total{modality=\"file\",partner=\"other\"}"),
+            "{out}"
+        );
+        let labels = out
+            .lines()
+            .filter(|l| l.starts_with("parapet_usage_total{modality=\"file\""))
+            .count();
+        assert!(labels <= MAX_PARTNER_LABELS + 1, "{labels}");
+    }
 
     #[test]
     fn partner_labels_are_escaped_and_bounded() {

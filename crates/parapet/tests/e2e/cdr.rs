@@ -237,8 +237,14 @@ fn conversations_sign_ins_and_sign_outs_are_recorded_and_a_stop_closes_what_is_o
     assert_eq!(sign_outs.len(), 1, "{sign_outs:#?}");
     assert_eq!(sign_outs[0]["ended_by"], "removed", "{sign_outs:#?}");
     assert_eq!(sign_outs[0]["detail"], sign_ins[0]["detail"]);
-    // Conversations are written when they end: none yet.
+    // Conversations are written when they end: none yet. The usage
+    // counters have them already.
     assert!(list(&s, &officer, &["--kind", "im"]).is_empty());
+    let m = s.http_get("/metrics", None).1;
+    assert!(
+        m.contains("parapet_usage_total{modality=\"im\",partner=\"internal\"} 4\n"),
+        "{m}"
+    );
 
     // A clean stop closes them; the records are there after the restart.
     s.signal("TERM");

@@ -103,9 +103,15 @@ fn a_call_crosses_federation_and_every_request_in_it_follows_both_servers(meet: 
         assert_eq!(r["federated"], true, "{r}");
         assert_eq!(r["ended_by"], "caller", "{r}");
     }
-    // Each side names the other as the partner.
+    // Each side names the other as the partner, in its records and in its
+    // usage counters.
     assert_eq!(ours[1]["partner"], "partner.test");
     assert_eq!(theirs[0]["partner"], "example.test");
+    let m = a.http_get("/metrics", None).1;
+    assert!(
+        m.contains("parapet_usage_total{modality=\"call\",partner=\"partner.test\"} 1\n"),
+        "{m}"
+    );
     // The ACK, re-INVITE, UPDATE and BYE reached bob through both servers:
     // alice's Via, example.test's and partner.test's.
     for m in ["ACK sip:bob@", "UPDATE sip:bob@", "BYE sip:bob@"] {

@@ -109,8 +109,9 @@ impl Calls {
         if c.row.answered_ms > 0 {
             m.answered.fetch_add(1, Relaxed);
             let secs = (c.row.ended_ms - c.row.answered_ms).max(0) / 1000;
-            m.seconds
-                .fetch_add(u64::try_from(secs).unwrap_or(0), Relaxed);
+            let secs = u64::try_from(secs).unwrap_or(0);
+            m.seconds.fetch_add(secs, Relaxed);
+            self.metrics.count_usage("call", &c.row.partner, secs);
         } else {
             m.unanswered.fetch_add(1, Relaxed);
         }

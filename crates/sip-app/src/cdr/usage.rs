@@ -129,6 +129,7 @@ impl<S: store::Store> Core<S> {
         }
         let domain = self.cfg.domain.clone();
         let partner = partner_of(sender, recipient, &domain);
+        self.metrics.count_usage("im", &partner, 0);
         let key = if sender <= recipient {
             (sender.to_string(), recipient.to_string())
         } else {
@@ -184,6 +185,8 @@ impl<S: store::Store> Core<S> {
         file: &store::FileRow,
     ) {
         let now = now_ms();
+        let partner = partner_of(sender, recipient, &self.cfg.domain);
+        self.metrics.count_usage("file", &partner, 0);
         let name: String = file
             .name
             .chars()
