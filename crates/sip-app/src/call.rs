@@ -207,6 +207,14 @@ impl<S: store::Store> Core<S> {
             Ok(h) => h,
             Err((status, reason)) => return self.reply(r, status, reason, &[]).await,
         };
+        // A message inside a call speaks for one of its two parties: one
+        // naming someone else would be filtered under, delivered and
+        // archived as that user's.
+        if r.f.method == sip::Method::Message && !self.cdr_parties_match(r) {
+            return self
+                .reply(r, 403, "Forbidden (Not a Party to This Call)", &[])
+                .await;
+        }
         // What it carries, under the policies (crate::dialog_content).
         let out_secure = super::media::secure(hop.proto);
         let Some(replaced) = self.in_dialog_content(r, out_secure).await else {

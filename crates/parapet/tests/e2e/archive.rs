@@ -5,13 +5,20 @@
 
 use crate::harness::*;
 
-fn ok(s: &Server, args: &[&str]) -> String {
+pub(crate) fn ok(s: &Server, args: &[&str]) -> String {
     let o = s.admin(args, "");
     assert!(o.status.success(), "{args:?}: {}", out(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn send(s: &Server, from: &str, password: &str, to: &str, text: &str, scenario: &str) -> String {
+pub(crate) fn send(
+    s: &Server,
+    from: &str,
+    password: &str,
+    to: &str,
+    text: &str,
+    scenario: &str,
+) -> String {
     let (ok, msgs) = s
         .sipp_start(
             scenario,
@@ -31,7 +38,7 @@ fn send(s: &Server, from: &str, password: &str, to: &str, text: &str, scenario: 
     msgs
 }
 
-fn search(s: &Server, token: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) fn search(s: &Server, token: &str, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["--output=json", "archive", "search"];
     a.extend_from_slice(args);
     let o = s.admin_as(token, &a, "");
@@ -39,12 +46,12 @@ fn search(s: &Server, token: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn records(v: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn records(v: &serde_json::Value) -> Vec<serde_json::Value> {
     v["records"].as_array().cloned().unwrap_or_default()
 }
 
 /// Every file under `dir` that contains `needle`.
-fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -64,7 +71,7 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
-fn sqlite(s: &Server, sql: &str) -> String {
+pub(crate) fn sqlite(s: &Server, sql: &str) -> String {
     let o = std::process::Command::new("sqlite3")
         .arg("-readonly")
         .arg(s.data_dir().join("parapet.db"))
@@ -75,7 +82,7 @@ fn sqlite(s: &Server, sql: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-fn key_files(s: &Server) -> Vec<String> {
+pub(crate) fn key_files(s: &Server) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(s.data_dir().join("keys/archive"))
         .map(|d| {
             d.flatten()
@@ -87,7 +94,7 @@ fn key_files(s: &Server) -> Vec<String> {
     v
 }
 
-fn users(s: &Server) {
+pub(crate) fn users(s: &Server) {
     s.add_user("alice", "correct horse battery");
     s.add_user("bob", "battery staple horse");
     s.add_user("carol", "staple horse battery");
@@ -95,7 +102,7 @@ fn users(s: &Server) {
 
 /// The archive's records once `n` are there (the writer keeps each a
 /// moment after its answer), or what is there after 10 s.
-fn wait_for(s: &Server, token: &str, n: usize) -> Vec<serde_json::Value> {
+pub(crate) fn wait_for(s: &Server, token: &str, n: usize) -> Vec<serde_json::Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let v = records(&search(s, token, &[]));
@@ -512,234 +519,6 @@ fn a_policy_that_blocks_on_failure_refuses_messages_while_the_archive_cannot_be_
     assert!(
         s.log()
             .contains("the IM archive cannot keep or read records"),
-        "{}",
-        s.log()
-    );
-}
-
-/// Instant messages inside a call (a session) are archived as outside one;
-/// what the IM filter refuses was not delivered and is not in the archive.
-#[test]
-fn messages_inside_a_call_are_archived_as_delivered() {
-    let s = Server::new("archive-dialog");
-    s.add_user("alice", "correct horse battery");
-    s.add_user("bob", "battery staple horse");
-    ok(
-        &s,
-        &["policy", "set", "archiving", "global", "internal=true"],
-    );
-    ok(
-        &s,
-        &["policy", "set", "im_filter", "global", "action=block"],
-    );
-    let bob = register_then(
-        &s,
-        "bob",
-        "battery staple horse",
-        "call_uas_in_dialog_content.xml",
-    );
-    let (ok_call, msgs) = s
-        .sipp_start(
-            "call_uac_in_dialog_content.xml",
-            "bob",
-            "alice",
-            "correct horse battery",
-            "127.0.0.1",
-            free_port(),
-            &["alice", "see http://evil.example/x"],
-        )
-        .finish();
-    assert!(ok_call, "{msgs}\n{}", s.log());
-    assert!(bob.finish().0);
-    let all = wait_for(&s, &s.token, 2);
-    // Once in alice's archive and once in bob's.
-    assert_eq!(all.len(), 2, "{all:#?}");
-    for r in &all {
-        assert_eq!(r["sender"], "sip:alice@example.test", "{r}");
-        assert_eq!(r["recipient"], "sip:bob@example.test", "{r}");
-        assert_eq!(r["result"], "delivered", "{r}");
-        assert!(
-            r["body"]
-                .as_str()
-                .unwrap()
-                .contains("hello inside the call"),
-            "{r}"
-        );
-    }
-    let owners: std::collections::BTreeSet<&str> =
-        all.iter().filter_map(|r| r["owner"].as_str()).collect();
-    assert_eq!(owners.len(), 2, "{all:#?}");
-}
-
-/// Real clients on the README's defaults: baresip's instant message is in
-/// both archives as delivered; its calls — answered and hung up, cancelled
-/// while ringing, refused — each leave one call detail record.
-#[test]
-fn baresip_messages_are_archived_and_its_calls_recorded() {
-    use crate::baresip::Baresip;
-    let s = Server::readme("archive-baresip");
-    s.add_user("alice", "correct-horse-battery");
-    s.add_user("bob", "battery-staple-horse");
-    s.add_user("carol", "staple-horse-battery");
-    ok(
-        &s,
-        &["policy", "set", "archiving", "global", "internal=true"],
-    );
-    let mut bob = Baresip::start(&s, "bob", "battery-staple-horse", "alice");
-    bob.cmd("/answermode auto");
-    let mut alice = Baresip::start(&s, "alice", "correct-horse-battery", "bob");
-    alice.cmd("/message archived-from-baresip");
-    bob.wait_for("sip:alice@example.test: \"archived-from-baresip\"");
-    // Answered, two seconds of media, hung up by alice.
-    alice.cmd("/dial sip:bob@example.test");
-    bob.wait_for("incoming rtp for 'audio' established");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    alice.cmd("/hangup");
-    bob.wait_for("session closed");
-    // Cancelled while ringing.
-    bob.cmd("/answermode manual");
-    alice.cmd("/dial sip:bob@example.test");
-    crate::baresip::wait_count(&bob, "INVITE sip:bob", 2);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    alice.cmd("/hangup");
-    alice.wait_for("SIP/2.0 487");
-    // Refused: carol has no device registered.
-    alice.cmd("/dial sip:carol@example.test");
-    alice.wait_for("SIP/2.0 480 Temporarily Unavailable");
-
-    let all = wait_for(&s, &s.token, 2);
-    assert_eq!(all.len(), 2, "{all:#?}");
-    for r in &all {
-        assert_eq!(r["sender"], "sip:alice@example.test");
-        assert_eq!(r["recipient"], "sip:bob@example.test");
-        assert_eq!(r["result"], "delivered");
-        assert_eq!(r["body"], "archived-from-baresip");
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let calls = loop {
-        let o = s.admin(&["--output=json", "cdr", "list", "--kind", "call"], "");
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let c = records(&v);
-        if c.len() >= 3 || std::time::Instant::now() > deadline {
-            break c;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let statuses: Vec<i64> = calls.iter().filter_map(|c| c["status"].as_i64()).collect();
-    assert_eq!(statuses, vec![200, 487, 480], "{calls:#?}");
-    let answered = &calls[0];
-    assert_eq!(answered["caller"], "sip:alice@example.test");
-    assert_eq!(answered["callee"], "sip:bob@example.test");
-    assert_eq!(answered["ended_by"], "caller");
-    let secs = answered["duration_secs"].as_i64().unwrap();
-    assert!((2..=5).contains(&secs), "{answered}");
-    assert!(
-        answered["caller_device"]
-            .as_str()
-            .unwrap()
-            .contains("baresip"),
-        "{answered}"
-    );
-    assert!(
-        answered["callee_device"]
-            .as_str()
-            .unwrap()
-            .contains("baresip"),
-        "{answered}"
-    );
-    assert_eq!(calls[1]["ended_by"], "caller");
-    assert_eq!(calls[2]["callee"], "sip:carol@example.test");
-    assert_eq!(calls[2]["ended_by"], "nobody");
-    alice.cmd("/quit");
-    bob.cmd("/quit");
-}
-
-/// Messages with a partner's users are archived where the `external`
-/// switch is on, and only there: here partner.test archives, example.test
-/// (internal only) does not, until it turns external on.
-#[test]
-fn federated_messages_are_archived_as_the_external_switch_says() {
-    use crate::federation::{alice_sends_to, contact, federate_both, two_orgs, Meet, B};
-    let (a, b, net) = two_orgs("archive-fed", Meet::Direct);
-    a.add_user("alice", "correct horse battery");
-    b.add_user("bob", "battery staple horse");
-    federate_both(&a, &b);
-    contact(&b, "sip:bob@partner.test", "sip:alice@example.test");
-    ok(
-        &a,
-        &["policy", "set", "archiving", "global", "internal=true"],
-    );
-    ok(
-        &b,
-        &["policy", "set", "archiving", "global", "external=true"],
-    );
-    net.settle();
-    let send = |n: usize| {
-        let bob = register_and_listen(&b, "bob", "battery staple horse");
-        let t = alice_sends_to(&a, "bob", B);
-        assert!(t.contains("SIP/2.0 200"), "{t}");
-        assert!(bob.finish().0, "message {n} did not reach bob");
-    };
-    send(1);
-    let theirs = wait_for(&b, &b.token, 1);
-    assert_eq!(theirs.len(), 1, "{theirs:#?}");
-    assert_eq!(theirs[0]["owner"], "sip:bob@partner.test");
-    assert_eq!(theirs[0]["sender"], "sip:alice@example.test");
-    assert_eq!(theirs[0]["federated"], true);
-    assert!(
-        theirs[0]["body"]
-            .as_str()
-            .unwrap()
-            .contains("across federation"),
-        "{theirs:#?}"
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(
-        records(&search(&a, &a.token, &[])).is_empty(),
-        "example.test archives internal messages only"
-    );
-    // example.test turns external archiving on: the next one is kept there.
-    ok(
-        &a,
-        &["policy", "set", "archiving", "global", "external=true"],
-    );
-    net.settle();
-    send(2);
-    let ours = wait_for(&a, &a.token, 1);
-    assert_eq!(ours.len(), 1, "{ours:#?}");
-    assert_eq!(ours[0]["owner"], "sip:alice@example.test");
-    assert_eq!(ours[0]["recipient"], "sip:bob@partner.test");
-    assert_eq!(ours[0]["result"], "delivered");
-    assert_eq!(wait_for(&b, &b.token, 2).len(), 2);
-}
-
-/// A clean stop right after a message: its archive records, still being
-/// gathered for a commit, are written before the process ends.
-#[test]
-fn a_clean_stop_writes_the_archive_records_it_holds() {
-    let mut s = Server::new("archive-stop");
-    users(&s);
-    ok(
-        &s,
-        &["policy", "set", "archiving", "global", "internal=true"],
-    );
-    let bob = register_and_listen(&s, "bob", "battery staple horse");
-    send(
-        &s,
-        "alice",
-        "correct horse battery",
-        "bob",
-        "just-before-the-stop",
-        "message_send.xml",
-    );
-    assert!(bob.finish().0);
-    s.signal("TERM");
-    let status = s.child.as_mut().unwrap().wait().unwrap();
-    assert!(status.success(), "{status:?}\n{}", s.log());
-    s.child = None;
-    assert_eq!(
-        sqlite(&s, "SELECT count(*) FROM archive"),
-        "2",
         "{}",
         s.log()
     );

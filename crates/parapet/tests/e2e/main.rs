@@ -17,6 +17,7 @@ macro_rules! passes {
 mod admin;
 mod api;
 mod archive;
+mod archive_sessions;
 mod bad_input;
 mod baresip;
 mod calls;

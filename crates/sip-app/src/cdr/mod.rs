@@ -66,6 +66,9 @@ impl CdrMetrics {
 struct Call {
     row: CdrRow,
     started: Instant,
+    /// The From and To of the INVITE that made the dialog (what every
+    /// request inside it names, one way or the other).
+    parties: (String, String),
 }
 
 #[derive(Debug)]
@@ -258,6 +261,10 @@ impl<S: store::Store> Core<S> {
             Call {
                 row,
                 started: Instant::now(),
+                parties: (
+                    crate::archive::party(&r.f.from.uri).unwrap_or_default(),
+                    crate::archive::party(&r.f.to.uri).unwrap_or_default(),
+                ),
             },
         );
     }
@@ -319,6 +326,19 @@ impl<S: store::Store> Core<S> {
         };
         let status = if c.row.answered_ms == 0 { 487 } else { 200 };
         self.cdr_end(&id, status, by);
+    }
+
+    /// Whether a request inside call `r` names the call's parties in its
+    /// From and To (either way round); `true` for a call not followed
+    /// (before a restart, or already ended).
+    pub(crate) fn cdr_parties_match(&self, r: &Req<'_>) -> bool {
+        let Some(c) = self.cdr.calls.get(r.f.call_id) else {
+            return true;
+        };
+        let from = crate::archive::party(&r.f.from.uri).unwrap_or_default();
+        let to = crate::archive::party(&r.f.to.uri).unwrap_or_default();
+        let (a, b) = &c.parties;
+        (&from == a && &to == b) || (&from == b && &to == a)
     }
 
     fn cdr_end(&mut self, id: &str, status: u16, by: &str) {
