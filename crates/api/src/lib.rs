@@ -23,6 +23,7 @@
 mod access;
 mod admins;
 mod archive;
+mod archive_files;
 mod cdrs;
 mod contact_lists;
 mod contacts;
@@ -432,6 +433,7 @@ fn router<S: Store>(ctx: Ctx<S>) -> Router {
         .route("/v1/traces", get(traces::list::<S>))
         .route("/v1/archive/messages", get(archive::search::<S>))
         .route("/v1/archive/export", get(archive::export::<S>))
+        .route("/v1/archive/files/{id}", get(archive_files::content::<S>))
         .route("/v1/archive/holds", get(archive::holds::<S>))
         .route(
             "/v1/archive/holds/{uri}",

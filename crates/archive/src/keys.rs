@@ -100,7 +100,7 @@ fn ymd(unix_ms: i64) -> String {
 
 /// A key id this keyring accepts: letters, digits and `-`, bounded (an id
 /// comes from the database and becomes a file name).
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 32
         && id

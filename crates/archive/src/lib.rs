@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod content;
 mod format;
 mod keys;
 

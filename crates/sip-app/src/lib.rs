@@ -281,6 +281,11 @@ impl<S> std::fmt::Debug for Core<S> {
     }
 }
 
+/// The content type of the archive's file transfer records.
+pub fn archive_file_transfer_type() -> &'static str {
+    archive::FILE_TRANSFER
+}
+
 impl<S: store::Store> Core<S> {
     /// Tells the core the relays' shared state, and whether a relay runs
     /// here (`local`: the calls the proxy relays are recorded for it).
@@ -313,8 +318,12 @@ impl<S: store::Store> Core<S> {
         federation: Option<FederationSetup>,
         devices: DeviceTrust,
     ) -> Result<Core<S>, String> {
-        let archive =
-            archive::Archiver::start(keys.archive.clone(), store.clone(), metrics.clone());
+        let archive = archive::Archiver::start(
+            keys.archive.clone(),
+            store.clone(),
+            metrics.clone(),
+            archive::ContentDirs::in_data_dir(&cfg.data_dir),
+        );
         let cdr = cdr::Calls::start(store.clone(), metrics.clone());
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;

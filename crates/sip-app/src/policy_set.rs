@@ -510,6 +510,8 @@ pub struct ArchiveRule {
     pub internal: bool,
     pub external: bool,
     pub block_on_failure: bool,
+    /// Keep the bytes of files offered, not only their record.
+    pub file_content: bool,
     pub retention_days: i64,
 }
 
@@ -521,6 +523,7 @@ pub fn archiving(set: &PolicySet, aor: &str) -> ArchiveRule {
         internal: flag("internal"),
         external: flag("external"),
         block_on_failure: flag("block_on_failure"),
+        file_content: flag("file_content"),
         retention_days: e
             .as_ref()
             .and_then(|e| e.int("retention_days"))

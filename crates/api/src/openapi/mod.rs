@@ -77,6 +77,22 @@ impl Doc {
 }
 
 impl Doc {
+    /// Adds an error status one operation may answer besides the common
+    /// ones (e.g. 410 for what retention removed).
+    pub(super) fn add_error(&mut self, method: &str, path: &str, code: &str) {
+        if let Some(r) = self
+            .paths
+            .get_mut(path)
+            .and_then(|p| p.get_mut(method))
+            .and_then(|op| op["responses"].as_object_mut())
+        {
+            r.insert(
+                code.into(),
+                json!({ "description": "a problem+json error", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
+            );
+        }
+    }
+
     /// Replaces what an operation's success answer carries (for one that
     /// is not JSON).
     pub(super) fn set_content(&mut self, method: &str, path: &str, content: Value) {

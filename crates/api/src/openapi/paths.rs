@@ -734,6 +734,24 @@ pub(super) fn archive(d: &mut Doc, f: &Facts<'_>) {
     );
     d.op(
         "get",
+        "/v1/archive/files/{id}",
+        "The content of a file an archived message offered, kept where the owner's archiving policy says file_content (audited); 410 when retention removed it",
+        "archive.read",
+        vec![path_param(
+            "id",
+            json!({ "type": "integer", "format": "int64", "minimum": 1 }),
+        )],
+        None,
+        200,
+    );
+    d.set_content(
+        "get",
+        "/v1/archive/files/{id}",
+        json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } }),
+    );
+    d.add_error("get", "/v1/archive/files/{id}", "410");
+    d.op(
+        "get",
         "/v1/cdrs",
         "Usage records (calls, IM conversations, files offered, sign-ins and sign-outs), oldest first (audited); next continues",
         "cdrs.read",

@@ -141,11 +141,34 @@ pub(super) async fn archive(
             );
             let sink = export_sink(file.as_deref())?;
             let mbox = format == "mbox";
-            let n = c.download(path, sink, mbox).await?;
+            let unit = if mbox {
+                super::client::Unit::Mbox
+            } else {
+                super::client::Unit::Lines
+            };
+            let n = c.download(path, sink, unit).await?;
             if let Some(p) = file {
                 done(format!("exported {n} messages to {}", p.display()));
             } else {
                 eprintln!("exported {n} messages");
+            }
+        }
+        ArchiveCmd::File { id, out: file } => {
+            let sink = export_sink(Some(&file))?;
+            let n = c
+                .download(
+                    format!("/v1/archive/files/{id}"),
+                    sink,
+                    super::client::Unit::Bytes,
+                )
+                .await;
+            match n {
+                Ok(n) => done(format!("wrote {n} bytes to {}", file.display())),
+                Err(e) => {
+                    // Nothing cut short is left to be taken for the file.
+                    let _ = std::fs::remove_file(&file);
+                    return Err(e);
+                }
             }
         }
         ArchiveCmd::Holds => {

@@ -651,6 +651,17 @@ pub(super) enum ArchiveCmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The content of a file an archived message offered (where the
+    /// owner's archiving policy says file_content), by its file transfer
+    /// record's id (what a search shows).
+    ///
+    /// Example: parapet admin archive file 1042 --out report.pdf
+    File {
+        id: i64,
+        /// The file to write (created, mode 0600; it must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Users on legal hold.
     Holds,
     /// Keep a user's archived messages past retention until released.

@@ -121,8 +121,9 @@ impl Client {
         &self,
         path: String,
         mut sink: Box<dyn std::io::Write + Send>,
-        mbox: bool,
+        unit: Unit,
     ) -> Result<u64, String> {
+        let mbox = unit == Unit::Mbox;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let server = self.server.clone();
         let token = self.token.clone();
@@ -170,14 +171,18 @@ impl Client {
                             }
                             _ => None,
                         };
-                    } else if b == b'\n' {
+                    } else if b == b'\n' && unit == Unit::Lines {
                         records += 1;
                     }
+                }
+                if unit == Unit::Bytes {
+                    records += n as u64;
                 }
                 sink.write_all(chunk).map_err(|e| format!("writing the export: {e}"))?;
                 if progress && last.elapsed() >= std::time::Duration::from_secs(1) {
                     last = std::time::Instant::now();
-                    eprint!("\rexported {records} messages...");
+                    let what = if unit == Unit::Bytes { "bytes" } else { "messages" };
+                    eprint!("\rexported {records} {what}...");
                 }
             }
             sink.flush().map_err(|e| format!("writing the export: {e}"))?;
@@ -189,6 +194,15 @@ impl Client {
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// What a download counts as it goes (for its progress and its end):
+/// lines (JSON lines), mbox messages, or bytes (a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unit {
+    Lines,
+    Mbox,
+    Bytes,
 }
 
 pub(super) fn read_stdin_line(what: &str) -> Result<String, String> {

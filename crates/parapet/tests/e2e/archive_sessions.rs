@@ -282,3 +282,120 @@ fn a_message_inside_a_call_in_someone_elses_name_is_refused() {
         );
     }
 }
+
+/// Where the policy says `file_content`, a file offered is kept in the
+/// archive too: sealed (its bytes nowhere in clear outside the file
+/// server's own copy), read back whole by a compliance officer (audited),
+/// and gone with its key when retention runs.
+#[test]
+fn a_files_content_is_archived_sealed_read_back_whole_and_purged_with_its_key() {
+    use crate::files::{a_pdf, offer, upload, url_of, ALICE, BOB, DIGEST};
+    let mut s = Server::with_config("archive-file-content", DIGEST);
+    crate::files::users(&s);
+    ok(
+        &s,
+        &[
+            "policy",
+            "set",
+            "archiving",
+            "global",
+            "internal=true",
+            "file_content=true",
+            "retention_days=1",
+        ],
+    );
+    let bytes = a_pdf(200_000);
+    let (_, up) = upload(&s, ALICE, "plans.pdf", &bytes);
+    assert_eq!(up.status, 200, "{up:?}");
+    let url = url_of(&up.text());
+    let bob = register_then(&s, BOB.user, BOB.password, "receive_file_offer.xml");
+    let status = offer(&s, ALICE, "bob", "plans.pdf", &url);
+    assert!(status.starts_with("SIP/2.0 200"), "{status}\n{}", s.log());
+    assert!(bob.finish().0);
+    // Alice's and bob's archives each hold the message and the transfer.
+    let all = wait_for(&s, &s.token, 4);
+    let transfers: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| r["content_type"] == "application/vnd.parapet.file-transfer+json")
+        .collect();
+    assert_eq!(transfers.len(), 2, "{all:#?}");
+    let t: serde_json::Value =
+        serde_json::from_str(transfers[0]["body"].as_str().unwrap()).unwrap();
+    let rel = t["content"].as_str().expect("content kept").to_string();
+    // Read back whole by the officer, and audited.
+    let officer = token_for(&s, "compliance-administrator");
+    let out_file = s.dir.join("plans-from-archive.pdf");
+    let id = transfers[0]["id"].as_i64().unwrap().to_string();
+    let o = s.admin_as(
+        &officer,
+        &["archive", "file", &id, "--out", out_file.to_str().unwrap()],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        std::fs::read(&out_file).unwrap() == bytes,
+        "not the same bytes"
+    );
+    let o = s.admin(
+        &["--output=json", "audit", "list", "--object", "archive:"],
+        "",
+    );
+    let audit: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        audit.iter().any(|r| r["action"] == "archive.read"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("\"file_content\":true"))),
+        "{audit:#?}"
+    );
+    // A help-desk administrator may not.
+    let helpdesk = token_for(&s, "help-desk");
+    let other = s.dir.join("helpdesk.pdf");
+    let o = s.admin_as(
+        &helpdesk,
+        &["archive", "file", &id, "--out", other.to_str().unwrap()],
+        "",
+    );
+    assert!(!o.status.success() && !other.exists(), "{}", out(&o));
+    // Sealed: a slice of the file is in the file server's copy only.
+    let sample = &bytes[100_000..100_064];
+    let holding = crate::archive::files_holding(&s.data_dir(), sample);
+    assert!(
+        holding.iter().all(|p| p.contains("/files/")),
+        "the file's bytes in clear elsewhere: {holding:?}"
+    );
+    let sealed = s.data_dir().join("archive-files").join(&rel);
+    assert!(sealed.exists(), "{}", sealed.display());
+    let key_dir = sealed.parent().unwrap().to_path_buf();
+
+    // Two days on, retention deletes the records and destroys the day's
+    // key, and the sealed content goes with it.
+    s.kill9();
+    s.env.push((
+        "PARAPET_ARCHIVE_CLOCK_OFFSET_SECS".into(),
+        (2 * 86_400).to_string(),
+    ));
+    s.start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while key_dir.exists() || sqlite(&s, "SELECT count(*) FROM archive") != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the content stayed: {}\n{}",
+            key_dir.display(),
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let gone = s.dir.join("gone.pdf");
+    let o = s.admin_as(
+        &officer,
+        &["archive", "file", &id, "--out", gone.to_str().unwrap()],
+        "",
+    );
+    assert!(
+        !o.status.success() && out(&o).contains("no such archive record"),
+        "{}",
+        out(&o)
+    );
+    assert!(!gone.exists());
+}

@@ -37,6 +37,13 @@ pub static SPEC: KindSpec = KindSpec {
             lync: None,
         },
         FieldSpec {
+            name: "file_content",
+            ty: T::Bool,
+            default: D::Bool(false),
+            doc: "Also keep the bytes of files offered through this server (sealed like the messages, deleted with them); off, only the file transfer record (name, size, type, SHA-256).",
+            lync: None,
+        },
+        FieldSpec {
             name: "retention_days",
             ty: T::Int { min: 1, max: 2562 },
             default: D::Int(14),

@@ -92,7 +92,9 @@ impl ArchiveMetrics {
 #[derive(Debug)]
 pub(crate) struct Draft {
     /// Each owner with their retention in days.
-    owners: Vec<(String, i64)>,
+    /// Each owner with their retention in days and whether their policy
+    /// keeps the content of files offered.
+    owners: Vec<(String, i64, bool)>,
     at_ms: i64,
     sender: String,
     recipient: String,
@@ -100,8 +102,19 @@ pub(crate) struct Draft {
     content_type: String,
     body: Vec<u8>,
     /// Files of this server the message offered (each archived as a file
-    /// transfer record beside it): name, size, type, SHA-256.
-    files: Vec<(String, u64, String, String)>,
+    /// transfer record beside it).
+    files: Vec<OfferedFile>,
+}
+
+/// A file offered in an archived message.
+#[derive(Debug, Clone)]
+pub(crate) struct OfferedFile {
+    /// Its id in the file server's directory.
+    id: String,
+    name: String,
+    size: u64,
+    content_type: String,
+    sha256: String,
 }
 
 /// The content type of a file transfer record: JSON with the file's name,
@@ -154,6 +167,7 @@ impl Archiver {
         keyring: Option<Arc<Keyring>>,
         store: S,
         metrics: Arc<crate::metrics::Metrics>,
+        dirs: ContentDirs,
     ) -> Archiver {
         let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (tx, task) = match &keyring {
@@ -169,6 +183,7 @@ impl Archiver {
                     k.clone(),
                     metrics,
                     queued_bytes.clone(),
+                    dirs,
                 ));
                 (Some(tx), Some(task))
             }
@@ -182,6 +197,23 @@ impl Archiver {
             queued_bytes,
             probing: Arc::default(),
             last_probe: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Where files offered are read from, and where the archive keeps the
+/// content its policy says to keep (`DATA/files`, `DATA/archive-files`).
+#[derive(Debug, Clone)]
+pub(crate) struct ContentDirs {
+    pub(crate) files: std::path::PathBuf,
+    pub(crate) content: std::path::PathBuf,
+}
+
+impl ContentDirs {
+    pub(crate) fn in_data_dir(data: &std::path::Path) -> ContentDirs {
+        ContentDirs {
+            files: data.join("files"),
+            content: data.join(archive::content::DIR),
         }
     }
 }
@@ -241,12 +273,12 @@ impl<S: store::Store> Core<S> {
         let mut owners = Vec::new();
         let mut block = false;
         for party in [sender, recipient] {
-            if !ours(party) || owners.iter().any(|(o, _)| o == party) {
+            if !ours(party) || owners.iter().any(|(o, _, _)| o == party) {
                 continue;
             }
             let rule = policy_set::archiving(&self.policies, party);
             if (federated && rule.external) || (!federated && rule.internal) {
-                owners.push((party.to_string(), rule.retention_days));
+                owners.push((party.to_string(), rule.retention_days, rule.file_content));
                 block |= rule.block_on_failure;
             }
         }
@@ -292,13 +324,12 @@ impl<S: store::Store> Core<S> {
                 .map(|(_, files)| {
                     files
                         .iter()
-                        .map(|f| {
-                            (
-                                f.name.clone(),
-                                f.size,
-                                f.content_type.clone(),
-                                f.sha256.clone(),
-                            )
+                        .map(|f| OfferedFile {
+                            id: f.id.clone(),
+                            name: f.name.clone(),
+                            size: f.size,
+                            content_type: f.content_type.clone(),
+                            sha256: f.sha256.clone(),
                         })
                         .collect()
                 })

@@ -18,6 +18,7 @@ pub(super) async fn write_loop<S: store::Store>(
     keyring: Arc<Keyring>,
     metrics: Arc<crate::metrics::Metrics>,
     queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    dirs: super::ContentDirs,
 ) {
     let m = &metrics.archive;
     while let Some(first) = rx.recv().await {
@@ -36,7 +37,8 @@ pub(super) async fn write_loop<S: store::Store>(
         let bytes: usize = batch.iter().map(|(d, _)| d.body.len()).sum();
         let owners: u64 = batch.iter().map(|(d, _)| d.owners.len() as u64).sum();
         let ring = keyring.clone();
-        let sealed = tokio::task::spawn_blocking(move || seal_all(&ring, batch)).await;
+        let d = dirs.clone();
+        let sealed = tokio::task::spawn_blocking(move || seal_all(&ring, &d, batch)).await;
         let (rows, lost) = match sealed {
             Ok(r) => r,
             Err(_) => (Vec::new(), owners),
@@ -85,11 +87,15 @@ pub(super) async fn write_loop<S: store::Store>(
 
 /// Seals each message once per owner; returns the rows and how many
 /// records could not be sealed (no key could be made).
-fn seal_all(ring: &Keyring, batch: Vec<(Draft, String)>) -> (Vec<ArchiveRow>, u64) {
+fn seal_all(
+    ring: &Keyring,
+    dirs: &super::ContentDirs,
+    batch: Vec<(Draft, String)>,
+) -> (Vec<ArchiveRow>, u64) {
     let mut rows = Vec::new();
     let mut lost = 0;
     for (d, result) in batch {
-        for (owner, days) in &d.owners {
+        for (owner, days, keep_content) in &d.owners {
             let key_id = archive::day_id(d.at_ms, *days);
             let key = match ring.key(&key_id, true) {
                 Ok(Some(k)) => k,
@@ -103,12 +109,23 @@ fn seal_all(ring: &Keyring, batch: Vec<(Draft, String)>) -> (Vec<ArchiveRow>, u6
             };
             let aad = archive::aad(owner, d.at_ms, &d.sender, &d.recipient);
             // The message, then each file it offered as a record of its own.
-            let files = d.files.iter().map(|(name, size, content_type, sha256)| {
-                serde_json::json!({
-                    "file": name, "size": size, "content_type": content_type, "sha256": sha256,
-                })
-                .to_string()
-                .into_bytes()
+            let files = d.files.iter().map(|f| {
+                let mut j = serde_json::json!({
+                    "file": f.name, "size": f.size, "content_type": f.content_type,
+                    "sha256": f.sha256,
+                });
+                if *keep_content {
+                    match seal_content(&key, &aad, dirs, &f.id) {
+                        Ok(rel) => j["content"] = rel.into(),
+                        Err(e) => {
+                            if let Some(suppressed) = WRITE_FAILED.allow() {
+                                tracing::error!(error = %e, suppressed, "a file's content could not be archived; its record says so");
+                            }
+                            j["content_error"] = e.into();
+                        }
+                    }
+                }
+                j.to_string().into_bytes()
             });
             let contents = std::iter::once((d.content_type.as_str(), d.body.clone()))
                 .chain(files.map(|b| (super::FILE_TRANSFER, b)));
@@ -131,4 +148,53 @@ fn seal_all(ring: &Keyring, batch: Vec<(Draft, String)>) -> (Vec<ArchiveRow>, u6
         }
     }
     (rows, lost)
+}
+
+/// Seals file `id`'s bytes under `key` into the archive's content
+/// directory, `KEY_ID/RANDOM.sealed` (what the record names): written to a
+/// temporary name, synced, renamed, the directory synced. Content goes
+/// with its key: when retention destroys the key, its directory is
+/// removed.
+fn seal_content(
+    key: &archive::Key,
+    aad: &[u8],
+    dirs: &super::ContentDirs,
+    id: &str,
+) -> Result<String, String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let mut src = std::fs::File::open(dirs.files.join(id))
+        .map_err(|e| format!("the offered file is not readable: {e}"))?;
+    let dir = dirs.content.join(key.id());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut name = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut name)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+    let rel = format!("{}/{name}.sealed", key.id());
+    let tmp = dir.join(format!("{name}.tmp"));
+    let result = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(archive::content::CHUNK, &mut out);
+        archive::content::seal_stream(key, &archive::content::aad(aad, &rel), &mut src, &mut w)?;
+        std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
+        drop(w);
+        out.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, dir.join(format!("{name}.sealed"))).map_err(|e| e.to_string())?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| rel)
 }
