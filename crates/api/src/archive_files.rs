@@ -40,8 +40,12 @@ fn download_name(name: &str) -> String {
 pub(crate) async fn content<S: Store>(
     State(ctx): State<Ctx<S>>,
     c: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult {
+    // Read here, not by the extractor: a malformed id gets problem+json.
+    let id: i64 = id
+        .parse()
+        .map_err(|_| problem(StatusCode::BAD_REQUEST, "a record id is a number"))?;
     let ring = ctx.archive.clone().ok_or_else(|| {
         problem(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -68,6 +68,10 @@ struct Inner {
     /// Calls whose media this relay carried (a first packet on a
     /// permission their SDP justified), until the call's record asks.
     relayed: HashMap<String, Instant>,
+    /// Of those, the Call-IDs not yet reported to the pool (an edge's
+    /// relay only: see [`Calls::report_relayed`]).
+    fresh: Vec<String>,
+    report: bool,
 }
 
 /// The Call-ID prefix of the calls an edge holds for the pool (see
@@ -346,7 +350,27 @@ impl Calls {
         let mut g = self.lock();
         if g.relayed.len() < MAX_CALLS && !g.relayed.contains_key(call_id) {
             g.relayed.insert(call_id.to_string(), now);
+            if g.report && g.fresh.len() < MAX_CALLS {
+                // A call the pool told the edge of is keyed with its
+                // user: the pool knows it by its Call-ID.
+                let id = call_id.rsplit('\t').next().unwrap_or(call_id);
+                g.fresh.push(id.to_string());
+            }
         }
+    }
+
+    /// Keeps the Call-IDs of calls this relay carries media for until
+    /// [`Calls::take_fresh_relayed`] (an edge, to tell the pool, whose
+    /// call records say so).
+    pub fn report_relayed(&self) {
+        self.lock().report = true;
+    }
+
+    /// Up to `max` Call-IDs noted relayed since the last call.
+    pub fn take_fresh_relayed(&self, max: usize) -> Vec<String> {
+        let mut g = self.lock();
+        let n = g.fresh.len().min(max);
+        g.fresh.drain(..n).collect()
     }
 
     /// Whether the relay carried media for `call_id`, forgotten once asked.
@@ -649,6 +673,29 @@ mod tests {
         edge.expire(now + MIRRORED_TTL + Duration::from_secs(1));
         assert!(!edge.justifies(alice, ip("203.0.113.7")));
         assert!(edge.justifies(alice, ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn a_relayed_call_is_told_once_by_its_call_id_and_taken_once() {
+        let now = Instant::now();
+        // At the front end nothing is kept to be told.
+        let pool = Calls::new();
+        pool.note_relayed("c1", now);
+        assert!(pool.take_fresh_relayed(10).is_empty());
+        assert!(pool.take_relayed("c1"));
+        assert!(!pool.take_relayed("c1"), "asked once");
+        // At an edge: each call once, by the Call-ID the pool knows.
+        let edge = Calls::new();
+        edge.report_relayed();
+        edge.note_relayed("c2", now);
+        edge.note_relayed("c2", now);
+        edge.note_relayed(&format!("{MIRRORED}sip:a@x\tc3"), now);
+        assert_eq!(edge.take_fresh_relayed(1), vec!["c2"]);
+        assert_eq!(edge.take_fresh_relayed(10), vec!["c3"]);
+        assert!(edge.take_fresh_relayed(10).is_empty());
+        // Marks nobody asks about go with the longest a call lives.
+        edge.expire(now + ANSWERED_TTL * 3);
+        assert!(!edge.take_relayed("c2"));
     }
 
     #[test]

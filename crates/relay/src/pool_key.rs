@@ -45,6 +45,12 @@ pub const MAX_CALLS_PER_USER: usize = 4;
 /// The largest calls answer (16 users, 4 calls, 32 addresses each).
 pub const MAX_CALLS_BODY: usize = 64 * 1024;
 
+/// The media type of a notice from an edge's relay: calls whose media it
+/// carried (for their call detail records), a line `call=CALL-ID` each.
+pub const RELAYED_TYPE: &str = "application/x-parapet-relay-relayed";
+/// Calls one notice names at most.
+pub const MAX_RELAYED: usize = 12;
+
 /// The largest body either way.
 pub const MAX_BODY: usize = 4096;
 /// The largest STUN request carried (a relay reads at most this much).
@@ -211,6 +217,33 @@ pub fn parse_calls_question(body: &[u8]) -> Result<Vec<String>, &'static str> {
     Ok(users)
 }
 
+/// A notice of calls whose media the edge's relay carried.
+pub fn encode_relayed(ids: &[String]) -> String {
+    ids.iter().map(|i| format!("call={i}\n")).collect()
+}
+
+/// The Call-IDs a notice names.
+pub fn parse_relayed(body: &[u8]) -> Result<Vec<String>, &'static str> {
+    if body.len() > MAX_BODY {
+        return Err("too large");
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "not UTF-8")?;
+    let mut ids = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let id = line
+            .strip_prefix("call=")
+            .ok_or("a line that is no call=")?;
+        if !plain(id) || id.contains([' ', '\t']) {
+            return Err("a malformed Call-ID");
+        }
+        if ids.len() >= MAX_RELAYED {
+            return Err("too many calls");
+        }
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
 /// One call in a calls answer: the user, the Call-ID, the addresses.
 pub type CallView = (String, String, Vec<IpAddr>);
 
@@ -328,6 +361,24 @@ fn refusal(why: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_notice_reads_back_and_a_bad_one_is_refused() {
+        let ids = vec!["a84b4c76e66710@pc33.example.com".to_string(), "x-1".into()];
+        assert_eq!(parse_relayed(encode_relayed(&ids).as_bytes()), Ok(ids));
+        let many: Vec<String> = (0..=MAX_RELAYED).map(|i| format!("c{i}")).collect();
+        assert!(parse_relayed(encode_relayed(&many).as_bytes()).is_err());
+        for bad in [
+            "user=x\n",
+            "call=\n",
+            "call=a b\n",
+            "call=a\tb\n",
+            "call=a=b\n",
+        ] {
+            assert!(parse_relayed(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(parse_relayed(&[0xff]).is_err());
+    }
 
     #[test]
     fn session_questions_and_answers_read_back() {

@@ -234,6 +234,9 @@ impl<S: store::Store> Core<S> {
             if wants(relay::pool_key::CALLS_TYPE) {
                 return self.answer_relay_calls(&r).await;
             }
+            if wants(relay::pool_key::RELAYED_TYPE) {
+                return self.answer_relay_relayed(&r).await;
+            }
         }
         if self.edges.is_unpaired(src.flow) {
             self.log_refusal(

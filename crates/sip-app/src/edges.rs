@@ -487,6 +487,26 @@ impl<S: store::Store> crate::Core<S> {
         .await;
     }
 
+    /// A paired edge's relay telling of calls whose media it carried
+    /// (OPTIONS with `Accept` of `relay::pool_key::RELAYED_TYPE`): noted
+    /// for their call records, 200; 400 for a notice that does not read.
+    pub(crate) async fn answer_relay_relayed(&mut self, r: &crate::Req<'_>) {
+        let answer = relay::pool_key::parse_relayed(r.msg.body()).map(|ids| {
+            let now = Instant::now();
+            for id in ids {
+                self.relay_control.calls.note_relayed(&id, now);
+            }
+            String::new()
+        });
+        self.answer_edge_question(
+            r,
+            answer,
+            relay::pool_key::RELAYED_TYPE,
+            "Bad Request (Malformed Relayed Notice)",
+        )
+        .await;
+    }
+
     /// 200 with `answer` of `content_type` to an edge's question, or 400
     /// with `refusal` when the question did not read.
     async fn answer_edge_question(

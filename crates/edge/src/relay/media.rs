@@ -67,6 +67,9 @@ enum Waiting {
         users: Vec<String>,
         reply: Option<oneshot::Sender<()>>,
     },
+    /// A notice of calls the relay carried media for (the answer says
+    /// nothing more).
+    Relayed,
 }
 
 /// The running relay, as the edge's task sees it.
@@ -108,6 +111,9 @@ pub(super) async fn start(
         ask_calls: true,
     };
     let control = Arc::new(::relay::Control::new());
+    // The calls whose media it carries are told to the pool, whose call
+    // records say so.
+    control.calls.report_relayed();
     let relay_metrics = Arc::new(::relay::metrics::Metrics::default());
     let _ = metrics.relay.set(relay_metrics.clone());
     let (asks, asked) = mpsc::channel(MAX_QUESTIONS);
@@ -260,6 +266,26 @@ impl Edge {
         }
     }
 
+    /// Tells the pool of calls whose media the relay carried since the
+    /// last notice (a few notices a round at most; the rest next round).
+    pub(super) async fn report_relayed(&mut self) {
+        for _ in 0..4 {
+            let Some(media) = self.media.as_ref() else {
+                return;
+            };
+            let ids = media
+                .control
+                .calls
+                .take_fresh_relayed(pool_key::MAX_RELAYED);
+            if ids.is_empty() {
+                return;
+            }
+            let body = pool_key::encode_relayed(&ids);
+            self.ask_pool(Waiting::Relayed, pool_key::RELAYED_TYPE, &body)
+                .await;
+        }
+    }
+
     async fn ask_key(
         &mut self,
         username: String,
@@ -341,6 +367,7 @@ impl Edge {
             Waiting::Session(reply) => pool_key::parse_live(msg.body()).map(|live| {
                 let _ = reply.send(live);
             }),
+            Waiting::Relayed => Ok(()),
             Waiting::Calls { users, reply } => {
                 pool_key::parse_calls_answer(msg.body()).map(|calls| {
                     if let Some(media) = &self.media {

@@ -378,6 +378,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
                     // pool: ended ones end here within a second.
                     edge.refresh_pool_calls().await;
                 }
+                edge.report_relayed().await;
             }
             _ = keepalive.tick() => edge.keepalive().await,
             else => break,

@@ -1445,19 +1445,41 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     alice.wait_for("sip:bob@example.test: \"hello-from-inside\"");
     let (_, m) = edge.get("/metrics");
     assert!(m.contains("parapet_edge_links 1"), "{m}");
-    // No database and no user secret on the edge: it wrote nothing, has
-    // no file open (sockets, pipes and the log the test gave it as stderr
-    // aside),
+    // No database and no user secret on the edge: it wrote nothing but its
+    // SIP trace ring (beside the pairing file, named after it), has no
+    // other file open (sockets, pipes and the log the test gave it as
+    // stderr aside), the ring holds no credential and no message's text,
     // and the pairing file holds neither alice's password nor her digest
     // secret.
     let written: Vec<_> = std::fs::read_dir(edge.workdir()).unwrap().collect();
     assert!(written.is_empty(), "the edge wrote {written:?}");
+    let ring = edge.pairing.with_file_name(format!(
+        "{}-traces",
+        edge.pairing.file_stem().unwrap().to_string_lossy()
+    ));
     let files: Vec<PathBuf> = edge
         .open_files()
         .into_iter()
-        .filter(|p| p.is_absolute() && !p.starts_with("/dev") && *p != edge.log)
+        .filter(|p| {
+            p.is_absolute() && !p.starts_with("/dev") && *p != edge.log && !p.starts_with(&ring)
+        })
         .collect();
     assert!(files.is_empty(), "the edge holds files open: {files:?}");
+    let mut traced = Vec::new();
+    for f in std::fs::read_dir(&ring).expect("the edge's trace ring") {
+        traced.extend(std::fs::read(f.unwrap().path()).unwrap());
+    }
+    let traced = String::from_utf8_lossy(&traced);
+    assert!(
+        traced.contains("MESSAGE sip:"),
+        "the ring holds the messages"
+    );
+    for secret in ["response=", "hello-from-outside", "hello-from-inside"] {
+        assert!(
+            !traced.contains(secret),
+            "{secret} in the edge's trace ring"
+        );
+    }
     let pairing = std::fs::read_to_string(&edge.pairing).unwrap();
     for alg in [
         auth::digest::Algorithm::Md5,
