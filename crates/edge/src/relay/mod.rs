@@ -188,9 +188,18 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             _ => Listener::Tls(*a, tls.external_tls.clone()),
         })
         .collect();
-    let tap = match &cfg.trace {
-        Some(r) => Some(crate::traces::tap(r)?),
-        None => None,
+    // The ring is for diagnosis: an edge whose ring cannot be made (a
+    // read-only directory beside the pairing file) relays all the same,
+    // and says so.
+    let (tap, trace_dir) = match &cfg.trace {
+        Some(r) => match crate::traces::tap(r) {
+            Ok(t) => (Some(t), Some(r.dir.clone())),
+            Err(e) => {
+                tracing::error!(error = %e, "no SIP trace ring on this edge (set trace.dir to a directory it may write, or trace.max_mb = 0)");
+                (None, None)
+            }
+        },
+        None => (None, None),
     };
     let ext_cfg = sip_transport::TransportConfig {
         tap,
@@ -339,7 +348,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
             .map(|(p, a, _)| format!("{}://{a}", p.via_token().to_ascii_lowercase()))
             .chain(media_listeners)
             .collect(),
-        trace_dir: cfg.trace.as_ref().map(|t| t.dir.clone()),
+        trace_dir,
     };
     if let Some(addr) = cfg.observe {
         let bound = crate::observe::serve(addr, edge.metrics.clone()).await?;
