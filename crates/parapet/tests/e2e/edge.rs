@@ -1553,3 +1553,31 @@ fn a_front_end_reaches_an_edge_whose_own_connections_to_it_are_refused() {
     alice.cmd("/quit");
     bob.cmd("/quit");
 }
+
+/// An edge that may not write where its trace ring would go relays all
+/// the same, says so in its log, and a trace search says why nothing came
+/// from it.
+#[test]
+fn an_edge_that_cannot_keep_a_trace_ring_relays_all_the_same() {
+    let s = Server::org_at("edge-no-ring", "example.test", FRONT_END, "");
+    let edge = Edge::pair_and_start_with(
+        &s,
+        "edge-no-ring-e",
+        EXTERNAL,
+        INTERNAL,
+        "[trace]\ndir = \"/proc/parapet-no-ring\"\n",
+    );
+    // (Started: it linked to the pool.)
+    assert!(
+        edge.log().contains("no SIP trace ring on this edge"),
+        "{}",
+        edge.log()
+    );
+    let o = s.admin(&["trace", "--user", "sip:alice@example.test"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("edge edge-no-ring-e: the edge answered 404 No Trace Ring"),
+        "{}",
+        out(&o)
+    );
+}
