@@ -511,7 +511,7 @@ impl<S: store::Store> Core<S> {
                         // transaction's id, the same on each node and edge.
                         let span = tracing::info_span!(
                             "sip",
-                            corr = %sip::correlation::id(&m.message).as_deref().unwrap_or("-")
+                            corr = sip::correlation::id(&m.message).map(tracing::field::display)
                         );
                         self.on_inbound(m).instrument(span).await
                     }

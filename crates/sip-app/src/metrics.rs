@@ -9,8 +9,16 @@ use std::sync::Mutex;
 
 use sip::Method;
 
-/// A usage counter's labels: (modality, partner or `internal`).
-type UsageKey = (&'static str, String);
+/// The modalities usage is counted by, in their counters' order.
+pub const MODALITIES: [&str; 3] = ["call", "im", "file"];
+
+/// One partner's usage (or `internal`): uses per modality, and seconds of
+/// answered calls.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    uses: [u64; 3],
+    call_seconds: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -22,7 +30,7 @@ pub struct Metrics {
     federation: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// (modality, partner or `internal`) → (uses, seconds): answered
     /// calls and their seconds, instant messages, files offered.
-    usage: Mutex<BTreeMap<UsageKey, (u64, u64)>>,
+    usage: Mutex<BTreeMap<String, Usage>>,
     /// 1 once the SIP core has loaded its state and runs (what `/healthz`
     /// reports), 0 before.
     pub ready: AtomicU64,
@@ -125,42 +133,41 @@ impl Metrics {
         *t.entry(key).or_insert(0) += 1;
     }
 
-    /// Counts one use of `modality` (`call`, `im`, `file`) with `partner`
-    /// (empty: between our users), and `seconds` (a call's). Partners
-    /// beyond the first [`MAX_PARTNER_LABELS`] count as `other`.
+    /// Counts one use of `modality` (one of [`MODALITIES`]) with `partner`
+    /// (compared in lower case; empty: between our users), and `seconds`
+    /// (a call's).
+    /// Partners beyond the first [`MAX_PARTNER_LABELS`] count as `other`.
+    /// Nothing is allocated for a partner seen before (a message's path).
     pub fn count_usage(&self, modality: &'static str, partner: &str, seconds: u64) {
+        let Some(i) = MODALITIES.iter().position(|m| *m == modality) else {
+            return;
+        };
         let Ok(mut t) = self.usage.lock() else {
             return;
         };
+        // Domains come in lower case (partner_of); another form is folded.
+        let folded;
         let partner = if partner.is_empty() {
-            "internal".to_string()
+            "internal"
+        } else if partner.bytes().any(|b| b.is_ascii_uppercase()) {
+            folded = partner.to_ascii_lowercase();
+            folded.as_str()
         } else {
-            partner.to_ascii_lowercase()
-        };
-        if let Some(e) = t.get_mut(&(modality, partner.clone())) {
-            e.0 += 1;
-            e.1 += seconds;
-            return;
-        }
-        // A pair not seen yet (rare): is the partner known, and is there
-        // room for another?
-        let known = t.keys().any(|k| k.1 == partner);
-        let partners = if known {
-            0
-        } else {
-            let mut names: Vec<&String> = t.keys().map(|k| &k.1).collect();
-            names.sort();
-            names.dedup();
-            names.len()
-        };
-        let partner = if known || partners <= MAX_PARTNER_LABELS {
             partner
-        } else {
-            "other".to_string()
         };
-        let e = t.entry((modality, partner)).or_insert((0, 0));
-        e.0 += 1;
-        e.1 += seconds;
+        let e = match t.get_mut(partner) {
+            Some(e) => e,
+            None => {
+                let key = if t.len() <= MAX_PARTNER_LABELS {
+                    partner
+                } else {
+                    "other"
+                };
+                t.entry(key.to_owned()).or_default()
+            }
+        };
+        e.uses[i] += 1;
+        e.call_seconds += seconds;
     }
 
     fn render_usage(&self, s: &mut String) {
@@ -174,23 +181,26 @@ impl Metrics {
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
         };
-        for ((m, p), (n, _)) in t.iter() {
-            let _ = writeln!(
-                s,
-                "parapet_usage_total{{modality=\"{m}\",partner=\"{}\"}} {n}",
-                label(p)
-            );
+        for (p, u) in t.iter() {
+            for (m, n) in MODALITIES.iter().zip(u.uses) {
+                if n > 0 {
+                    let _ = writeln!(
+                        s,
+                        "parapet_usage_total{{modality=\"{m}\",partner=\"{}\"}} {n}",
+                        label(p)
+                    );
+                }
+            }
         }
         let _ = writeln!(s, "# HELP parapet_usage_call_seconds_total Seconds of answered calls by partner organisation (internal: between our users).");
         let _ = writeln!(s, "# TYPE parapet_usage_call_seconds_total counter");
-        for ((m, p), (_, secs)) in t.iter() {
-            if *m == "call" {
-                let _ = writeln!(
-                    s,
-                    "parapet_usage_call_seconds_total{{partner=\"{}\"}} {secs}",
-                    label(p)
-                );
-            }
+        for (p, u) in t.iter().filter(|(_, u)| u.uses[0] > 0) {
+            let _ = writeln!(
+                s,
+                "parapet_usage_call_seconds_total{{partner=\"{}\"}} {}",
+                label(p),
+                u.call_seconds
+            );
         }
     }
 

@@ -164,7 +164,7 @@ impl std::fmt::Debug for Edge {
 fn corr_span(m: &Message) -> tracing::Span {
     tracing::info_span!(
         "sip",
-        corr = %sip::correlation::id(m).as_deref().unwrap_or("-")
+        corr = sip::correlation::id(m).map(tracing::field::display)
     )
 }
 
