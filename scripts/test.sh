@@ -2,6 +2,9 @@
 # Installs what the tests need (idempotently) and runs them. CI runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A test run builds once: incremental state would only double the disk
+# the build takes (set CARGO_INCREMENTAL=1 to keep it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== prerequisites"
 scripts/install-test-deps.sh

@@ -822,8 +822,15 @@ impl SippRun {
 }
 
 impl Drop for Server {
+    /// Stops the server and removes its directory — unless the test is
+    /// failing, when the directory (log, data, SIPp logs) is left for the
+    /// reader. Left behind on success, a full run filled the disk of the
+    /// machine CI runs on.
     fn drop(&mut self) {
         self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
