@@ -38,7 +38,7 @@ fn row_json(r: &CdrRow) -> serde_json::Value {
         "answered_ms": if r.answered_ms > 0 { Some(r.answered_ms) } else { None },
         "ended_ms": r.ended_ms, "duration_secs": secs, "status": r.status, "ended_by": r.ended_by,
         "partner": r.partner, "media_relayed": r.media_relayed, "messages": r.messages,
-        "detail": r.detail,
+        "detail": r.detail, "keep_until_ms": r.keep_until_ms,
     })
 }
 

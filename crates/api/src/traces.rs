@@ -1,5 +1,6 @@
 //! SIP traces for operators: the messages of a call, or of a user's calls,
-//! from this node's trace ring and its paired edges' (asked over their
+//! from this node's trace ring — on PostgreSQL, every node's ring under
+//! the pool's trace directory — and its paired edges' (asked over their
 //! links), in order, as one ladder. Bodies (instant messages, SDP)
 //! are shown only to a role with `traces.read_content`; credentials were
 //! never kept. Each read is audited.
@@ -84,20 +85,27 @@ pub(crate) async fn list<S: Store>(
         until_ms: q.until.map(|s| s * 1000),
         limit: q.limit.unwrap_or(200),
     };
-    let dir = ctx.cfg.data_dir.join("traces");
     let limit = filter.limit;
     let question = trace::remote::query(&filter);
-    let found = tokio::task::spawn_blocking(move || trace::search(&dir, &filter))
-        .await
-        .map_err(internal)?;
-    // This node's messages, then each paired edge's side of the same
+    // This node's messages (a pool's: every node's, read from the
+    // directory they share), then each paired edge's side of the same
     // calls (what it exchanged with the outside), asked over its link.
-    let here = match &ctx.cfg.database {
-        config::Database::Postgres { node_id, .. } => node_id.clone(),
-        _ => "front-end".to_string(),
-    };
-    let mut all: Vec<(String, trace::Record)> =
-        found.into_iter().map(|r| (here.clone(), r)).collect();
+    let (root, pooled) = (
+        ctx.cfg.trace_root(),
+        matches!(ctx.cfg.database, config::Database::Postgres { .. }),
+    );
+    let mut all: Vec<(String, trace::Record)> = tokio::task::spawn_blocking(move || {
+        if pooled {
+            trace::search_nodes(&root, &filter)
+        } else {
+            trace::search(&root, &filter)
+                .into_iter()
+                .map(|r| ("front-end".to_string(), r))
+                .collect()
+        }
+    })
+    .await
+    .map_err(internal)?;
     let mut edges = Vec::new();
     let answers = ctx
         .ask(|reply| sip_app::command::AdminCmd::EdgeTraces {

@@ -12,9 +12,18 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub mod client_certs;
+mod database;
 pub mod edge;
+mod federation;
+mod files;
 pub mod relay;
 pub mod syslog;
+mod trace;
+
+pub use database::{database, Database, DatabaseUrl};
+pub use federation::{FederationConfig, RawFederation, TrustSource, SYSTEM_CA_BUNDLE};
+pub use files::{Clamd, RawFiles, Scanning};
+pub use trace::{HepTarget, RawTrace, TraceConfig};
 
 /// A listener URL: `tls://0.0.0.0:5061`, `wss://...`, `udp://...`, `tcp://...`, `ws://...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +112,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("registrar.max_bindings", "8", "Registered endpoints per user."),
     ("im.max_bytes", "16384", "Largest instant message body accepted (MESSAGE); larger ones get 513 Message Too Large before any other work."),
     ("archive.keys_dir", "\"\"", "Where the IM archive's keys live, one file per day (mode 0600): a day's key is destroyed once retention has deleted that day's last record, so no copy of the database (its WAL, a backup, a replica) can be read for it again. Empty: keys/archive in data_dir. Never inside the database; with a pool of nodes on PostgreSQL, a directory every node mounts (docs/ARCHIVE.md)."),
-    ("monitoring.cdr_retention_days", "60", "Days call detail records (who called whom, when, how long, how it ended; never content) are kept before they are deleted (1 to 3650). Lync's default was 60."),
-    ("trace.max_mb", "256", "SIP traces: every message this server receives or sends is kept in a ring of files in data_dir/traces (mode 0600; credentials and instant messages' text cut before they are written), searched with `parapet admin trace`: at most this many megabytes (0: none kept on disk)."),
+    ("trace.max_mb", "256", "SIP traces: every message this server receives or sends is kept in a ring of files in trace.dir (mode 0600; credentials, SDES keys and instant messages' text cut before they are written), searched with `parapet admin trace`: at most this many megabytes (0: none kept on disk)."),
+    ("trace.dir", "\"\"", "Where the trace ring is kept. Empty: data_dir/traces. On PostgreSQL each node keeps its ring in a directory of its own under this one, named after its node_id, and a search reads every node's: give the pool's nodes a directory they all mount, and `parapet admin trace` shows a call across them as one ladder — also the part a node that has since died or left handled."),
     ("trace.max_age_hours", "24", "SIP traces older than this are deleted (1 to 720)."),
     ("trace.hep", "\"\"", "Also send every SIP message to a HEP v3 collector (Homer), as Kamailio and OpenSIPS do: \"tls://homer.example.com:9061\" (over TLS, the collector's certificate checked against trace.hep_trusted_cas for that name; one connection, re-opened with back-off) or \"udp://192.0.2.10:9060\" (an address, not a name; unencrypted: keep such a collector on a trusted network). Empty: off."),
     ("trace.hep_trusted_cas", "[\"system\"]", "For a tls:// collector: the CAs its certificate may chain to, \"system\" (the operating system's roots) and/or paths of PEM files."),
@@ -339,103 +348,6 @@ impl RawSourceLimits {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct RawFederation {
-    pub trusted_cas: Option<Vec<String>>,
-    pub resolvers: Option<Vec<String>>,
-    pub allow_private_addresses: Option<bool>,
-    pub max_connections_per_partner: Option<usize>,
-    pub routes: Option<std::collections::BTreeMap<String, String>>,
-}
-
-/// Where the CAs trusted for partners come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustSource {
-    /// The operating system's roots.
-    System,
-    /// A PEM bundle file.
-    File(PathBuf),
-}
-
-/// The operating system's CA bundle (Debian's `ca-certificates`).
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// How this server reaches and trusts partners' servers. Whether it
-/// federates at all is the federation policy's; this is the transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FederationConfig {
-    pub trusted_cas: Vec<TrustSource>,
-    pub resolvers: Vec<SocketAddr>,
-    pub allow_private_addresses: bool,
-    pub max_connections_per_partner: usize,
-    /// Lower-case partner domain → (host, port).
-    pub routes: std::collections::BTreeMap<String, (String, u16)>,
-}
-
-impl RawFederation {
-    /// Validates, with `d`'s values where this has none.
-    pub fn build(self, d: RawFederation) -> Result<FederationConfig, String> {
-        let cas = self.trusted_cas.or(d.trusted_cas).unwrap_or_default();
-        let trusted_cas = cas
-            .iter()
-            .map(|c| match c.trim() {
-                "system" => Ok(TrustSource::System),
-                "" => Err(
-                    "federation.trusted_cas: an empty entry; use \"system\" or a PEM file's path"
-                        .to_string(),
-                ),
-                p => Ok(TrustSource::File(PathBuf::from(p))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let resolvers = self
-            .resolvers
-            .unwrap_or_default()
-            .iter()
-            .map(|r| {
-                r.parse::<SocketAddr>().map_err(|_| {
-                    format!(
-                        "federation.resolvers: {r:?} is not an address:port, e.g. 192.0.2.53:53"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut routes = std::collections::BTreeMap::new();
-        for (domain, to) in self.routes.unwrap_or_default() {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if domain.is_empty()
-                || domain.parse::<std::net::IpAddr>().is_ok()
-                || sip::Uri::parse(&format!("sip:{domain}")).is_err()
-            {
-                return Err(format!(
-                    "federation.routes: {domain:?} is not a partner domain name"
-                ));
-            }
-            let bad = || {
-                format!("federation.routes: {to:?} (for {domain}) is not host:port, e.g. \"sip.partner.example:5061\"")
-            };
-            let (host, port) = to.rsplit_once(':').ok_or_else(bad)?;
-            let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() {
-                return Err(bad());
-            }
-            routes.insert(domain, (host.to_ascii_lowercase(), port));
-        }
-        let max_connections_per_partner = self.max_connections_per_partner.unwrap_or(4);
-        if !(1..=64).contains(&max_connections_per_partner) {
-            return Err("federation.max_connections_per_partner must be between 1 and 64".into());
-        }
-        Ok(FederationConfig {
-            max_connections_per_partner,
-            trusted_cas,
-            resolvers,
-            allow_private_addresses: self.allow_private_addresses.unwrap_or(false),
-            routes,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct RawRegistrar {
     pub min_expires: Option<u32>,
     pub max_expires: Option<u32>,
@@ -449,125 +361,11 @@ pub struct RawIm {
     pub max_bytes: Option<usize>,
 }
 
-/// `NAME:PORT` or `[V6]:PORT` of a tls:// collector: a host name of
-/// letters, digits, `-` and `.`, or an address.
-fn hep_host_port(a: &str) -> Option<(String, u16)> {
-    if let Ok(sa) = a.parse::<SocketAddr>() {
-        return Some((sa.ip().to_string(), sa.port()));
-    }
-    let (host, port) = a.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
-    let name_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    name_ok.then(|| (host.to_ascii_lowercase(), port))
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawTrace {
-    pub max_mb: Option<u64>,
-    pub max_age_hours: Option<u64>,
-    pub hep: Option<String>,
-    pub hep_agent_id: Option<u32>,
-    pub hep_trusted_cas: Option<Vec<String>>,
-}
-
-/// Where HEP v3 packets go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HepTarget {
-    /// Datagrams to an address.
-    Udp(SocketAddr),
-    /// A TLS connection to `host` (the name its certificate must carry),
-    /// trusting the CA bundles at `trusted_cas`.
-    Tls {
-        host: String,
-        port: u16,
-        trusted_cas: Vec<std::path::PathBuf>,
-    },
-}
-
-/// SIP traces (`[trace]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceConfig {
-    pub max_bytes: u64,
-    pub max_age: std::time::Duration,
-    /// The HEP v3 collector and this server's agent id.
-    pub hep: Option<(HepTarget, u32)>,
-}
-
-impl RawTrace {
-    fn build(&self, d: &RawTrace) -> Result<TraceConfig, String> {
-        let mb = self.max_mb.or(d.max_mb).unwrap_or(256);
-        if mb > 1 << 20 {
-            return Err(format!("trace.max_mb = {mb}: at most 1048576 (a terabyte)"));
-        }
-        let hours = self.max_age_hours.or(d.max_age_hours).unwrap_or(24);
-        if !(1..=720).contains(&hours) {
-            return Err(format!("trace.max_age_hours = {hours}: 1 to 720"));
-        }
-        let raw = self
-            .hep
-            .clone()
-            .or_else(|| d.hep.clone())
-            .unwrap_or_default();
-        let raw = raw.trim();
-        let hep = if raw.is_empty() {
-            None
-        } else {
-            let target = if let Some(a) = raw.strip_prefix("udp://") {
-                HepTarget::Udp(a.parse::<SocketAddr>().map_err(|_| {
-                    format!("trace.hep {raw:?}: udp://ADDRESS:PORT, e.g. udp://192.0.2.10:9060")
-                })?)
-            } else if let Some(a) = raw.strip_prefix("tls://") {
-                let (host, port) = hep_host_port(a).ok_or_else(|| {
-                    format!("trace.hep {raw:?}: tls://NAME:PORT, e.g. tls://homer.example.com:9061")
-                })?;
-                let cas = self
-                    .hep_trusted_cas
-                    .clone()
-                    .or_else(|| d.hep_trusted_cas.clone())
-                    .unwrap_or_else(|| vec!["system".into()]);
-                if cas.is_empty() {
-                    return Err(
-                        "trace.hep_trusted_cas is empty: nothing could vouch for the collector"
-                            .into(),
-                    );
-                }
-                let trusted_cas = cas
-                    .iter()
-                    .map(|c| match c.as_str() {
-                        "system" => std::path::PathBuf::from(SYSTEM_CA_BUNDLE),
-                        p => std::path::PathBuf::from(p),
-                    })
-                    .collect();
-                HepTarget::Tls {
-                    host,
-                    port,
-                    trusted_cas,
-                }
-            } else {
-                return Err(format!(
-                    "trace.hep {raw:?}: tls://NAME:PORT or udp://ADDRESS:PORT"
-                ));
-            };
-            Some((target, self.hep_agent_id.or(d.hep_agent_id).unwrap_or(1)))
-        };
-        Ok(TraceConfig {
-            max_bytes: mb * 1024 * 1024,
-            max_age: std::time::Duration::from_secs(hours * 3600),
-            hep,
-        })
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawMonitoring {
+    /// No longer a setting (the archiving policy's
+    /// `usage_retention_days`): read only to say so.
     pub cdr_retention_days: Option<u32>,
 }
 
@@ -575,68 +373,6 @@ pub struct RawMonitoring {
 #[serde(deny_unknown_fields)]
 pub struct RawArchive {
     pub keys_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawFiles {
-    pub clamd: Option<String>,
-    pub scan_timeout_secs: Option<u64>,
-}
-
-/// Where clamd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Clamd {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
-
-impl std::fmt::Display for Clamd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Clamd::Unix(p) => write!(f, "{}", p.display()),
-            Clamd::Tcp(a) => write!(f, "{a}"),
-        }
-    }
-}
-
-/// Virus scanning of uploads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scanning {
-    pub clamd: Clamd,
-    pub timeout: std::time::Duration,
-}
-
-impl RawFiles {
-    fn build(&self) -> Result<Option<Scanning>, String> {
-        let raw = self.clamd.as_deref().unwrap_or("").trim();
-        let timeout = self.scan_timeout_secs.unwrap_or(60);
-        if !(1..=3600).contains(&timeout) {
-            return Err(format!(
-                "files.scan_timeout_secs {timeout} is out of range; use 1 to 3600"
-            ));
-        }
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let clamd = if raw.starts_with('/') {
-            Clamd::Unix(PathBuf::from(raw))
-        } else {
-            let a: SocketAddr = raw.parse().map_err(|_| {
-                format!("files.clamd {raw:?} is neither a socket path (/run/clamav/clamd.ctl) nor an address:port (127.0.0.1:3310)")
-            })?;
-            if !a.ip().is_loopback() {
-                return Err(format!(
-                    "files.clamd {raw:?}: clamd's TCP protocol is unencrypted and unauthenticated; run clamd on this machine (a loopback address or its socket)"
-                ));
-            }
-            Clamd::Tcp(a)
-        };
-        Ok(Some(Scanning {
-            clamd,
-            timeout: std::time::Duration::from_secs(timeout),
-        }))
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -689,34 +425,6 @@ pub struct RawLimits {
     pub user_api_burst: Option<u32>,
 }
 
-/// A database URL as written; its Debug form hides it (it may hold a
-/// password).
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct DatabaseUrl(pub String);
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DatabaseUrl(..)")
-    }
-}
-
-/// Where Parapet keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Database {
-    /// SQLite in the data directory.
-    Embedded,
-    /// A PostgreSQL database shared by a pool of front ends.
-    Postgres {
-        url: DatabaseUrl,
-        pool_size: usize,
-        /// `sslmode=disable` to a TCP host: plain text on the network.
-        plain_text: bool,
-        /// This node's name in the pool.
-        node_id: String,
-    },
-}
-
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -744,8 +452,6 @@ pub struct Config {
     pub im_max_bytes: usize,
     /// Where the IM archive's keys live (`None`: keys/archive in data_dir).
     pub archive_keys_dir: Option<PathBuf>,
-    /// Days call detail records are kept.
-    pub cdr_retention_days: u32,
     /// SIP traces.
     pub trace: TraceConfig,
     /// Virus scanning of uploaded files (`None`: off).
@@ -776,6 +482,24 @@ impl Config {
         self.archive_keys_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys/archive"))
+    }
+
+    /// Where the SIP trace rings are: `trace.dir`, else data_dir/traces.
+    pub fn trace_root(&self) -> PathBuf {
+        self.trace
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("traces"))
+    }
+
+    /// This node's own ring: the root itself for the one server on the
+    /// embedded database; on PostgreSQL, the root's directory named after
+    /// this node (so that the pool's nodes share a root).
+    pub fn trace_ring(&self) -> PathBuf {
+        match &self.database {
+            Database::Postgres { node_id, .. } => self.trace_root().join(node_id),
+            Database::Embedded => self.trace_root(),
+        }
     }
 }
 
@@ -941,17 +665,16 @@ impl RawConfig {
                     "node_id names a node of a pool on PostgreSQL: set database, or remove node_id"
                         .into(),
                 ),
-                Database::Postgres { node_id, .. } => *node_id = check_node_id(&id)?,
+                Database::Postgres { node_id, .. } => *node_id = database::check_node_id(&id)?,
             }
         }
-        let cdr_retention_days = self
+        if let Some(days) = self
             .monitoring
             .cdr_retention_days
             .or(d.monitoring.cdr_retention_days)
-            .unwrap_or(60);
-        if !(1..=3650).contains(&cdr_retention_days) {
+        {
             return Err(format!(
-                "monitoring.cdr_retention_days = {cdr_retention_days}: keep call detail records 1 to 3650 days"
+                "monitoring.cdr_retention_days is now set per user and group by the archiving policy: remove it and run `parapet admin policy set archiving global usage_retention_days={days}`"
             ));
         }
         Ok(Config {
@@ -976,7 +699,6 @@ impl RawConfig {
             timer_c: std::time::Duration::from_secs(timer_c),
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
             archive_keys_dir: self.archive.keys_dir.filter(|p| !p.as_os_str().is_empty()),
-            cdr_retention_days,
             trace: self.trace.build(&d.trace)?,
             scanning: self.files.build()?,
             lockout,
@@ -998,135 +720,9 @@ impl RawConfig {
     }
 }
 
-/// The `database` and `database_pool_size` keys, checked.
-pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Database, String> {
-    let url = url
-        .map(|u| DatabaseUrl(u.0.trim().to_owned()))
-        .unwrap_or_default();
-    let pool_size = pool.unwrap_or(16);
-    if !(1..=512).contains(&pool_size) {
-        return Err("database_pool_size must be between 1 and 512".into());
-    }
-    if url.0.is_empty() {
-        // The pool size is PostgreSQL's; SQLite has one writer.
-        return Ok(Database::Embedded);
-    }
-    let u = &url.0;
-    if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains("host=")) {
-        return Err("database must be empty (the embedded SQLite database) or a PostgreSQL URL: postgres://USER:PASSWORD@HOST/DATABASE?sslrootcert=/path/to/ca.pem".into());
-    }
-    // What the store does with it (store-postgres's connect module):
-    // plain text only when written out, never over a Unix socket.
-    let socket = u.contains("host=/") || u.contains("host=%2F");
-    let plain_text = u.contains("sslmode=disable") && !socket;
-    Ok(Database::Postgres {
-        url,
-        pool_size,
-        plain_text,
-        node_id: host_name(),
-    })
-}
-
-/// A `node_id` as written, checked.
-fn check_node_id(id: &str) -> Result<String, String> {
-    if id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    {
-        return Err(format!(
-            "node_id {id:?}: use 1 to 64 letters, digits, '.', '-' or '_'"
-        ));
-    }
-    Ok(id.to_owned())
-}
-
-/// The machine's host name (the default node id), or "parapet" when it
-/// cannot be read or is not a valid node id.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .and_then(|h| check_node_id(h.trim()).ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "parapet".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traces_and_call_records_are_bounded_and_hep_needs_an_address() {
-        let c = RawConfig::default().build().unwrap();
-        assert_eq!(c.trace.max_bytes, 256 << 20);
-        assert_eq!(c.trace.max_age, std::time::Duration::from_secs(24 * 3600));
-        assert_eq!(c.trace.hep, None);
-        assert_eq!(c.cdr_retention_days, 60);
-        let c = RawConfig::from_toml(
-            "[trace]\nhep = \"udp://192.0.2.10:9060\"\nhep_agent_id = 7\nmax_mb = 0\n",
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        assert_eq!(
-            c.trace.hep,
-            Some((HepTarget::Udp("192.0.2.10:9060".parse().unwrap()), 7))
-        );
-        assert_eq!(c.trace.max_bytes, 0);
-        let c = RawConfig::from_toml("[trace]\nhep = \"tls://Homer.example.com:9061\"\n")
-            .unwrap()
-            .build()
-            .unwrap();
-        assert_eq!(
-            c.trace.hep,
-            Some((
-                HepTarget::Tls {
-                    host: "homer.example.com".into(),
-                    port: 9061,
-                    trusted_cas: vec![SYSTEM_CA_BUNDLE.into()]
-                },
-                1
-            ))
-        );
-        let c = RawConfig::from_toml(
-            "[trace]\nhep = \"tls://[::1]:9061\"\nhep_trusted_cas = [\"/etc/parapet/homer-ca.pem\"]\n",
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        assert_eq!(
-            c.trace.hep,
-            Some((
-                HepTarget::Tls {
-                    host: "::1".into(),
-                    port: 9061,
-                    trusted_cas: vec!["/etc/parapet/homer-ca.pem".into()]
-                },
-                1
-            ))
-        );
-        for (bad, says) in [
-            (
-                "[trace]\nhep = \"homer.example:9060\"",
-                "tls://NAME:PORT or udp://ADDRESS:PORT",
-            ),
-            ("[trace]\nhep = \"tls://homer.example\"", "tls://NAME:PORT"),
-            ("[trace]\nhep = \"tls://ho mer:9061\"", "tls://NAME:PORT"),
-            (
-                "[trace]\nhep = \"tls://homer.example:9061\"\nhep_trusted_cas = []",
-                "nothing could vouch",
-            ),
-            (
-                "[trace]\nhep = \"udp://homer.example:9060\"",
-                "udp://ADDRESS:PORT",
-            ),
-            ("[trace]\nmax_age_hours = 0", "1 to 720"),
-            ("[monitoring]\ncdr_retention_days = 0", "1 to 3650"),
-        ] {
-            let e = RawConfig::from_toml(bad).unwrap().build().unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn virus_scanning_is_off_by_default_and_local_only() {
@@ -1198,59 +794,6 @@ mod tests {
                 .unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn the_database_is_embedded_or_a_postgresql_url_and_plain_text_is_noticed() {
-        assert_eq!(database(None, Some(16)), Ok(Database::Embedded));
-        let pg = |u: &str| database(Some(DatabaseUrl(u.into())), None);
-        assert!(matches!(
-            pg("postgres://p@db.example.com/p?sslrootcert=/ca.pem"),
-            Ok(Database::Postgres {
-                plain_text: false,
-                pool_size: 16,
-                ..
-            })
-        ));
-        assert!(matches!(
-            pg("postgres://p@db.example.com/p?sslmode=disable"),
-            Ok(Database::Postgres {
-                plain_text: true,
-                ..
-            })
-        ));
-        assert!(matches!(
-            pg("host=/run/postgresql dbname=p sslmode=disable"),
-            Ok(Database::Postgres {
-                plain_text: false,
-                ..
-            })
-        ));
-        assert!(pg("mysql://x").unwrap_err().contains("PostgreSQL URL"));
-        assert!(database(None, Some(0)).is_err());
-        // A node's name: the host name unless written, checked.
-        let raw = |t: &str| RawConfig::from_toml(t).unwrap().build();
-        let named = raw(
-            "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"fe-2.example\"\n",
-        );
-        assert!(
-            matches!(named, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if node_id == "fe-2.example")
-        );
-        let default = raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\n");
-        assert!(
-            matches!(default, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if !node_id.is_empty())
-        );
-        assert!(
-            raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"a b\"\n")
-                .unwrap_err()
-                .contains("node_id")
-        );
-        assert!(raw("node_id = \"a\"\n")
-            .unwrap_err()
-            .contains("set database"));
-        // The URL (it may hold a password) never shows in debug output.
-        let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
-        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]

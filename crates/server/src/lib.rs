@@ -203,7 +203,7 @@ async fn run<S: store::Store>(
         })
         .collect();
     let metrics = Arc::new(sip_app::metrics::Metrics::default());
-    let tap = trace_tap(&config, &dir.root, &metrics)?;
+    let tap = trace_tap(&config, &metrics)?;
     let tcfg = TransportConfig {
         limits: config.limits,
         max_connections_per_ip: config.max_connections_per_ip,
@@ -421,11 +421,11 @@ fn hep_target(t: &config::HepTarget) -> Result<trace::Hep, String> {
     }))
 }
 
-/// The SIP trace ring (`DATA/traces`) and HEP export, as `[trace]` says:
-/// the transport's tap, or `None` when both are off.
+/// The SIP trace ring (`DATA/traces`, or this node's directory under
+/// `trace.dir` in a pool) and HEP export, as `[trace]` says: the
+/// transport's tap, or `None` when both are off.
 fn trace_tap(
     config: &config::Config,
-    root: &std::path::Path,
     metrics: &Arc<sip_app::metrics::Metrics>,
 ) -> Result<Option<sip_transport::Tap>, String> {
     let t = &config.trace;
@@ -433,7 +433,7 @@ fn trace_tap(
         return Ok(None);
     }
     let writer = trace::start(
-        &root.join("traces"),
+        &config.trace_ring(),
         trace::Caps {
             max_bytes: t.max_bytes,
             max_age: t.max_age,

@@ -190,6 +190,7 @@ impl<S: store::Store> Core<S> {
         if fresh.version > self.policies.version {
             tracing::info!(version = fresh.version, "policy snapshot replaced");
             let old = std::mem::replace(&mut self.policies, fresh);
+            self.cdr.retention.policies = self.policies.clone();
             self.im_rules.clear();
             // Watchers of users whose privacy settings changed get a NOTIFY.
             let mut watched: HashSet<&str> = self.presence.watchers.keys().map(|k| &**k).collect();

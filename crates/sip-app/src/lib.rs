@@ -324,10 +324,15 @@ impl<S: store::Store> Core<S> {
             metrics.clone(),
             archive::ContentDirs::in_data_dir(&cfg.data_dir),
         );
-        let cdr = cdr::Calls::start(store.clone(), metrics.clone());
         let seal = Arc::new(SecretKey::from_bytes(&keys.seal).map_err(|_| "invalid sealing key")?);
         let users = UserCache::load(&store, &seal).await?;
         let policies = PolicySet::load(&store).await?;
+        let cdr = cdr::Calls::start(
+            store.clone(),
+            metrics.clone(),
+            policies.clone(),
+            &cfg.domain,
+        );
         let mut location = registrar::Location::new(cfg.registrar);
         let live = store::Bindings::live_bindings(&store, unix_now())
             .await

@@ -513,6 +513,8 @@ pub struct ArchiveRule {
     /// Keep the bytes of files offered, not only their record.
     pub file_content: bool,
     pub retention_days: i64,
+    /// How long `aor`'s usage records are kept (crate::cdr).
+    pub usage_retention_days: i64,
 }
 
 /// `aor`'s archiving policy (off unless a policy turns it on).
@@ -529,6 +531,11 @@ pub fn archiving(set: &PolicySet, aor: &str) -> ArchiveRule {
             .and_then(|e| e.int("retention_days"))
             .unwrap_or(14)
             .clamp(1, 2562),
+        usage_retention_days: e
+            .as_ref()
+            .and_then(|e| e.int("usage_retention_days"))
+            .unwrap_or(60)
+            .clamp(1, 3650),
     }
 }
 

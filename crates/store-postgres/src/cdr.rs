@@ -17,11 +17,11 @@ impl Cdrs for Postgres {
                     .prepare_cached(
                         "INSERT INTO cdrs (call_id, caller, callee, caller_device, callee_device,
                             federated, started_ms, answered_ms, ended_ms, status, ended_by,
-                            kind, partner, media_relayed, messages, detail)
+                            kind, partner, media_relayed, messages, detail, keep_until_ms)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                             $5::text[], $6::boolean[], $7::bigint[], $8::bigint[], $9::bigint[],
                             $10::integer[], $11::text[], $12::text[], $13::text[], $14::boolean[],
-                            $15::integer[], $16::text[])",
+                            $15::integer[], $16::text[], $17::bigint[])",
                     )
                     .await?;
                 tx.execute(
@@ -43,6 +43,7 @@ impl Cdrs for Postgres {
                         &c.media_relayed,
                         &c.messages,
                         &c.detail,
+                        &c.keep_until,
                     ],
                 )
                 .await?;
@@ -60,7 +61,7 @@ impl Cdrs for Postgres {
                     .prepare_cached(
                         "SELECT id, call_id, caller, callee, caller_device, callee_device, federated,
                             started_ms, answered_ms, ended_ms, status, ended_by,
-                            kind, partner, media_relayed, messages, detail
+                            kind, partner, media_relayed, messages, detail, keep_until_ms
                          FROM cdrs
                          WHERE id > $1
                            AND ($2::text IS NULL OR caller = $2 OR callee = $2)
@@ -96,6 +97,7 @@ impl Cdrs for Postgres {
                         media_relayed: r.try_get(14)?,
                         messages: u32::try_from(r.try_get::<_, i32>(15)?).unwrap_or(0),
                         detail: r.try_get(16)?,
+                        keep_until_ms: r.try_get(17)?,
                     });
                 }
                 Ok(out)
@@ -104,13 +106,13 @@ impl Cdrs for Postgres {
         .await
     }
 
-    async fn cdr_purge(&self, before_ms: i64) -> Result<usize> {
+    async fn cdr_purge(&self, now_ms: i64) -> Result<usize> {
         self.write(|tx| {
             Box::pin(async move {
                 let st = tx
-                    .prepare_cached("DELETE FROM cdrs WHERE ended_ms < $1")
+                    .prepare_cached("DELETE FROM cdrs WHERE keep_until_ms < $1")
                     .await?;
-                Ok(count(tx.execute(&st, &[&before_ms]).await?))
+                Ok(count(tx.execute(&st, &[&now_ms]).await?))
             })
         })
         .await
@@ -136,6 +138,7 @@ struct Columns {
     media_relayed: Vec<bool>,
     messages: Vec<i32>,
     detail: Vec<String>,
+    keep_until: Vec<i64>,
 }
 
 impl Columns {
@@ -160,6 +163,7 @@ impl Columns {
                 .map(|r| i32::try_from(r.messages).unwrap_or(i32::MAX))
                 .collect(),
             detail: rows.iter().map(|r| r.detail.clone()).collect(),
+            keep_until: rows.iter().map(|r| r.keep_until_ms).collect(),
         }
     }
 }

@@ -432,6 +432,14 @@ const STEPS: &[&str] = &[
     ALTER TABLE cdrs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
     ALTER TABLE files ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
     "#,
+    // 9: each usage record says until when it is kept (as SQLite's
+    // schema 16).
+    r#"
+    ALTER TABLE cdrs ADD COLUMN keep_until_ms BIGINT NOT NULL DEFAULT 0;
+    UPDATE cdrs SET keep_until_ms = ended_ms + 60 * 86400000::bigint;
+    DROP INDEX cdrs_by_end;
+    CREATE INDEX cdrs_by_keep ON cdrs (keep_until_ms);
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

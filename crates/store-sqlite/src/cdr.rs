@@ -16,8 +16,9 @@ impl Cdrs for Sqlite {
                 .prepare_cached(
                     "INSERT INTO cdrs (call_id, caller, callee, caller_device, callee_device,
                         federated, started_ms, answered_ms, ended_ms, status, ended_by,
-                        kind, partner, media_relayed, messages, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                        kind, partner, media_relayed, messages, detail, keep_until_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17)",
                 )
                 .map_err(db)?;
             for r in &rows {
@@ -37,7 +38,8 @@ impl Cdrs for Sqlite {
                     r.partner,
                     i64::from(r.media_relayed),
                     i64::from(r.messages),
-                    r.detail
+                    r.detail,
+                    r.keep_until_ms
                 ])
                 .map_err(db)?;
             }
@@ -52,7 +54,7 @@ impl Cdrs for Sqlite {
                 .prepare_cached(
                     "SELECT id, call_id, caller, callee, caller_device, callee_device, federated,
                         started_ms, answered_ms, ended_ms, status, ended_by,
-                        kind, partner, media_relayed, messages, detail
+                        kind, partner, media_relayed, messages, detail, keep_until_ms
                      FROM cdrs
                      WHERE id > ?1
                        AND (?2 IS NULL OR caller = ?2 OR callee = ?2)
@@ -85,6 +87,7 @@ impl Cdrs for Sqlite {
                             media_relayed: r.get::<_, i64>(14)? != 0,
                             messages: u32::try_from(r.get::<_, i64>(15)?).unwrap_or(0),
                             detail: r.get(16)?,
+                            keep_until_ms: r.get(17)?,
                         })
                     },
                 )
@@ -94,10 +97,10 @@ impl Cdrs for Sqlite {
         .await
     }
 
-    async fn cdr_purge(&self, before_ms: i64) -> Result<usize> {
+    async fn cdr_purge(&self, now_ms: i64) -> Result<usize> {
         self.write(move |c| {
-            c.prepare_cached("DELETE FROM cdrs WHERE ended_ms < ?1")
-                .and_then(|mut st| st.execute(params![before_ms]))
+            c.prepare_cached("DELETE FROM cdrs WHERE keep_until_ms < ?1")
+                .and_then(|mut st| st.execute(params![now_ms]))
                 .map_err(db)
         })
         .await

@@ -1,5 +1,5 @@
 //! Call detail records: kept, found by party and start time with a cursor,
-//! purged by end time.
+//! purged once the time they were to be kept until has passed.
 
 use store::{CdrFilter, CdrRow, Store};
 
@@ -32,6 +32,7 @@ fn call(n: i64, caller: &str, callee: &str, answered: bool) -> CdrRow {
             String::new()
         },
         media_relayed: n == 3,
+        keep_until_ms: n * 1000 + 10_000,
         ..CdrRow::default()
     }
 }
@@ -40,7 +41,7 @@ const A: &str = "sip:alice@example.test";
 const B: &str = "sip:bob@example.test";
 const P: &str = "sip:pat@partner.test";
 
-pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store>(s: S) {
+pub async fn usage_records_are_found_by_party_and_time_and_purged_when_due<S: Store>(s: S) {
     s.cdr_put(Vec::new()).await.unwrap();
     s.cdr_put(vec![
         call(1, A, B, true),
@@ -56,6 +57,8 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
             status: 200,
             messages: 7,
             ended_by: "idle".into(),
+            // Ended last, kept the shortest (its parties' policies).
+            keep_until_ms: 5000,
             ..CdrRow::default()
         },
     ])
@@ -129,11 +132,13 @@ pub async fn call_records_are_found_by_party_and_time_and_purged_by_age<S: Store
         .await
         .unwrap();
     assert_eq!(page[0].id, every[1].id);
-    // Records that ended before 11,500 go.
-    assert_eq!(s.cdr_purge(11_500).await.unwrap(), 2);
+    assert_eq!(every[3].keep_until_ms, 5000);
+    // At 12,500 the records to be kept until 11,000, 12,000 and 5,000 go
+    // (not the order they ended in).
+    assert_eq!(s.cdr_purge(12_500).await.unwrap(), 3);
     let left = all(CdrFilter::default()).await;
     assert_eq!(
         left.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
-        vec!["call-3", "im-4"]
+        vec!["call-3"]
     );
 }

@@ -53,6 +53,10 @@ pub struct CdrRow {
     /// conversations: `idle` or `server stopped`; sign-outs: `signed out`,
     /// `expired`, `connection closed` or `removed`.
     pub ended_by: String,
+    /// Unix milliseconds after which the record is deleted: its end plus
+    /// the longest usage retention among our parties' policies when it
+    /// was written.
+    pub keep_until_ms: i64,
 }
 
 /// Which records [`Cdrs::cdr_find`] returns: a party (caller or callee),
@@ -75,7 +79,7 @@ pub trait Cdrs: Send + Sync {
     /// Adds records, in one transaction.
     fn cdr_put(&self, rows: Vec<CdrRow>) -> impl Future<Output = Result<()>> + Send;
     fn cdr_find(&self, f: CdrFilter) -> impl Future<Output = Result<Vec<CdrRow>>> + Send;
-    /// Deletes the records of calls that ended before `before_ms`; returns
-    /// how many.
-    fn cdr_purge(&self, before_ms: i64) -> impl Future<Output = Result<usize>> + Send;
+    /// Deletes the records to be kept until before `now_ms`; returns how
+    /// many.
+    fn cdr_purge(&self, now_ms: i64) -> impl Future<Output = Result<usize>> + Send;
 }

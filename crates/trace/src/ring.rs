@@ -339,6 +339,43 @@ pub fn search(dir: &Path, filter: &Filter) -> Vec<Record> {
         .collect()
 }
 
+/// Nodes' rings a search reads at most under one root.
+const MAX_NODES: usize = 64;
+
+/// The messages matching `filter` in every node's ring under `root` (a
+/// pool's nodes each keep theirs in a directory named after the node),
+/// each with its node's name, oldest first: a call that crossed several
+/// nodes — or a node that has since died — as one ladder.
+pub fn search_nodes(root: &Path, filter: &Filter) -> Vec<(String, Record)> {
+    let mut nodes: Vec<(String, PathBuf)> = fs::read_dir(root)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes.sort();
+    nodes.truncate(MAX_NODES);
+    let mut all: Vec<(String, Record)> = nodes
+        .into_iter()
+        .flat_map(|(node, path)| {
+            search(&path, filter)
+                .into_iter()
+                .map(move |r| (node.clone(), r))
+        })
+        .collect();
+    all.sort_by_key(|(_, r)| r.at_ms);
+    let limit = filter.limit.max(1);
+    if filter.call_id.is_none() && filter.user.is_none() {
+        let skip = all.len().saturating_sub(limit);
+        all.drain(..skip);
+    } else {
+        all.truncate(limit);
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +475,71 @@ mod tests {
         );
         assert_eq!(since.len(), 2);
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_pools_rings_are_read_as_one_ladder_named_by_node() {
+        let root = dir("pool");
+        let caps = Caps {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let a = start(&root.join("fe-a"), caps, None, Counters::default()).unwrap();
+        let b = start(&root.join("fe-b"), caps, None, Counters::default()).unwrap();
+        // The call began on fe-a and went on on fe-b.
+        a.capture(msg("c1", "sip:alice@example.test", 0));
+        a.capture(msg("c1", "sip:alice@example.test", 1));
+        b.capture(msg("c1", "sip:alice@example.test", 2));
+        b.capture(msg("c2", "sip:carol@example.test", 3));
+        a.capture(msg("c1", "sip:alice@example.test", 4));
+        wait_for(&root.join("fe-a"), 3);
+        wait_for(&root.join("fe-b"), 2);
+        // A file beside the nodes' directories is no node.
+        fs::write(root.join("stray"), b"x").unwrap();
+        let c1 = search_nodes(
+            &root,
+            &Filter {
+                call_id: Some("c1".into()),
+                limit: 10,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(
+            c1.iter()
+                .map(|(n, r)| (n.as_str(), r.at_ms))
+                .collect::<Vec<_>>(),
+            vec![
+                ("fe-a", 1000),
+                ("fe-a", 1001),
+                ("fe-b", 1002),
+                ("fe-a", 1004)
+            ]
+        );
+        // Oldest first up to the limit with a call named; newest without.
+        let first = search_nodes(
+            &root,
+            &Filter {
+                user: Some("sip:alice@example.test".into()),
+                limit: 3,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(first.last().map(|(_, r)| r.at_ms), Some(1002));
+        let newest = search_nodes(
+            &root,
+            &Filter {
+                limit: 2,
+                ..Filter::default()
+            },
+        );
+        assert_eq!(
+            newest
+                .iter()
+                .map(|(n, r)| (n.as_str(), r.at_ms))
+                .collect::<Vec<_>>(),
+            vec![("fe-b", 1003), ("fe-a", 1004)]
+        );
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

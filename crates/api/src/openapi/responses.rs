@@ -192,7 +192,7 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
         ("get", "/user/v1/me") => exact(
             json!({
                 "user": s(), "expires_at": int(), "second_factor": boolean(),
-                "archiving": exact(json!({ "internal": boolean(), "external": boolean(), "retention_days": int() }), &[]),
+                "archiving": exact(json!({ "internal": boolean(), "external": boolean(), "retention_days": int(), "usage_retention_days": int() }), &[]),
             }),
             &[],
         ),
@@ -319,7 +319,7 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
                         "caller_device": s(), "callee_device": s(), "federated": boolean(),
                         "started_ms": int(), "answered_ms": { "type": "integer", "nullable": true },
                         "ended_ms": int(), "duration_secs": int(), "status": int(), "ended_by": s(),
-                        "partner": s(), "media_relayed": boolean(), "messages": int(), "detail": s(),
+                        "partner": s(), "media_relayed": boolean(), "messages": int(), "detail": s(), "keep_until_ms": int(),
                     }),
                     &[],
                 )),

@@ -228,7 +228,8 @@ pub(crate) async fn me<S: Store>(State(ctx): State<Ctx<S>>, me: Me) -> ApiResult
         StatusCode::OK,
         &serde_json::json!({
             "user": me.aor, "expires_at": me.expires_at, "second_factor": me.second_factor,
-            "archiving": { "internal": a.internal, "external": a.external, "retention_days": a.retention_days },
+            "archiving": { "internal": a.internal, "external": a.external, "retention_days": a.retention_days,
+                "usage_retention_days": a.usage_retention_days },
         }),
     ))
 }

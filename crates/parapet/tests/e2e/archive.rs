@@ -303,6 +303,8 @@ fn the_archive_keeps_what_the_policy_selects_as_delivered_and_every_read_is_audi
         let me: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(me["archiving"]["internal"], archived, "{user}: {me}");
         assert_eq!(me["archiving"]["external"], archived, "{user}: {me}");
+        // And how long records of their calls and sign-ins are kept.
+        assert_eq!(me["archiving"]["usage_retention_days"], 60, "{user}: {me}");
     }
     let m = s.http_get("/metrics", None).1;
     assert!(m.contains("parapet_archive_records_total 2"), "{m}");

@@ -1,6 +1,7 @@
 //! Call detail records: answered, refused and cancelled calls recorded as
 //! the callers and callees saw them; read (and audited) by those allowed;
-//! exported as CSV; deleted after retention.
+//! exported as CSV; deleted after the retention their parties' policies
+//! set.
 
 use crate::harness::*;
 
@@ -38,10 +39,37 @@ fn list(s: &Server, token: &str, args: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_retention() {
-    let mut s = Server::with_config("cdr", "[monitoring]\ncdr_retention_days = 1\n");
+    let mut s = Server::new("cdr");
     s.add_user("alice", "correct horse battery");
     s.add_user("bob", "battery staple horse");
     s.add_user("carol", "staple horse battery");
+    // Usage records kept a day, but a month for carol's.
+    for args in [
+        &[
+            "policy",
+            "set",
+            "archiving",
+            "global",
+            "usage_retention_days=1",
+        ][..],
+        &[
+            "policy",
+            "set",
+            "archiving",
+            "named:long",
+            "usage_retention_days=30",
+        ],
+        &[
+            "grant",
+            "add",
+            "archiving",
+            "long",
+            "user:sip:carol@example.test",
+        ],
+    ] {
+        let o = s.admin(args, "");
+        assert!(o.status.success(), "{}", out(&o));
+    }
     // Answered, then hung up by alice; refused (carol is not registered);
     // cancelled by alice while ringing.
     assert!(call(&s, Some("call_uas.xml"), "call_uac.xml", "bob"));
@@ -169,7 +197,20 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
     assert!(m.contains("parapet_calls_answered_total 1"), "{m}");
     assert!(m.contains("parapet_calls_unanswered_total 2"), "{m}");
 
-    // Two days on (the retention clock moved for this process): gone.
+    // Kept a day, or a month with carol: each record says until when.
+    let day = 86_400_000;
+    for c in &calls {
+        let kept = c["keep_until_ms"].as_i64().unwrap() - c["ended_ms"].as_i64().unwrap();
+        let days = if c["callee"] == "sip:carol@example.test" {
+            30
+        } else {
+            1
+        };
+        assert_eq!(kept, days * day, "{c:#?}");
+    }
+
+    // Two days on (the retention clock moved for this process): all gone
+    // but the call to carol.
     s.kill9();
     s.env.push((
         "PARAPET_ARCHIVE_CLOCK_OFFSET_SECS".into(),
@@ -177,10 +218,16 @@ fn calls_are_recorded_as_they_went_read_by_those_allowed_and_deleted_after_reten
     ));
     s.start();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while !list(&s, &s.token, &[]).is_empty() {
+    loop {
+        let left = list(&s, &s.token, &[]);
+        if left.len() == 1 {
+            assert_eq!(left[0]["callee"], "sip:carol@example.test", "{left:#?}");
+            assert_eq!(left[0]["status"], 480, "{left:#?}");
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "not purged:\n{}",
+            "not purged as the policies say: {left:#?}\n{}",
             s.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(500));

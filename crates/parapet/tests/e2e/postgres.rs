@@ -140,9 +140,18 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     use std::time::{Duration, Instant};
     let pg = store_tests::pg::cluster();
     let db = pg.database("pg_lease");
+    // The nodes' trace rings in one directory both mount (here: inside
+    // fe-a's test directory, removed with it).
+    let traces = std::env::temp_dir()
+        .join(format!("parapet-e2e-{}-pg_lease_a", std::process::id()))
+        .join("pool-traces");
     let mut a = Server::with_config(
         "pg_lease_a",
-        &format!("node_id = \"fe-a\"\ndatabase = \"{}\"\n", pg.url(&db)),
+        &format!(
+            "node_id = \"fe-a\"\ndatabase = \"{}\"\n[trace]\ndir = \"{}\"\n",
+            pg.url(&db),
+            traces.display()
+        ),
     );
     let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
     a.add_user("alice", "correct horse battery");
@@ -222,6 +231,31 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
         || q("SELECT aor, source FROM bindings"),
     );
 
+    // The trace ladder of that registration (its Call-ID), as a node
+    // answers: (node, method or status) in order.
+    let call_id = format!("defaults-{}@test", std::process::id());
+    let ladder = |s: &Server| -> Vec<(String, String)> {
+        let o = s.admin(&["--output=json", "trace", "--call-id", &call_id], "");
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let line = m["first_line"].as_str().unwrap();
+                // The method, or the status code.
+                let what = match line.strip_prefix("SIP/2.0 ") {
+                    Some(status) => status[..3].to_string(),
+                    None => line.split(' ').next().unwrap().to_string(),
+                };
+                (m["node"].as_str().unwrap().to_string(), what)
+            })
+            .collect()
+    };
+    // In fe-a's ring before it stops (written within a moment).
+    wait_until(10, || ladder(&a).len() >= 4, || format!("{:?}", ladder(&a)));
+
     // fe-a stops; fe-b takes over once the lease lapsed (5 s).
     a.signal("STOP");
     let stopped = Instant::now();
@@ -248,6 +282,23 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
         "{resp}"
     );
     drop(c);
+    // One ladder across the pool: asked of fe-b, the registration's
+    // exchanges with fe-a (stopped now) and then with fe-b, in order,
+    // each named by its node.
+    wait_until(10, || ladder(&b).len() >= 6, || format!("{:?}", ladder(&b)));
+    let step = |n: &str, w: &str| (n.to_string(), w.to_string());
+    assert_eq!(
+        ladder(&b),
+        vec![
+            step("fe-a", "REGISTER"),
+            step("fe-a", "401"),
+            step("fe-a", "REGISTER"),
+            step("fe-a", "200"),
+            step("fe-b", "REGISTER"),
+            step("fe-b", "401"),
+        ]
+    );
+    assert!(traces.join("fe-a").is_dir() && traces.join("fe-b").is_dir());
     // The node that took over forgives the guesser nothing.
     passes!(
         b,

@@ -5,7 +5,7 @@ use crate::value::FieldType as T;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "archiving",
-    doc: "Archiving of conversations and how long the archive keeps them.",
+    doc: "Archiving of conversations, and how long the archive and the usage records keep them.",
     check_fields: no_cross_rules,
     fields: &[
         FieldSpec {
@@ -48,6 +48,13 @@ pub static SPEC: KindSpec = KindSpec {
             ty: T::Int { min: 1, max: 2562 },
             default: D::Int(14),
             doc: "Days archived conversations (and their files) are kept before they are deleted.",
+            lync: None,
+        },
+        FieldSpec {
+            name: "usage_retention_days",
+            ty: T::Int { min: 1, max: 3650 },
+            default: D::Int(60),
+            doc: "Days this user's usage records are kept before they are deleted: calls, instant-message conversations (counts, never content), files offered, sign-ins and sign-outs. A record of two of our users is kept as long as the longer of their two policies says, as they stood when it was written. Applies whether or not conversations are archived.",
             lync: None,
         },
     ],

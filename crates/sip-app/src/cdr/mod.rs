@@ -8,9 +8,10 @@
 //! closed after 24 hours, `ended_by = unknown`; calls and conversations
 //! still open when the core stops are written as `server stopped`. The
 //! other kinds of usage record (conversations, files, sign-ins) are in
-//! [`usage`]. Records older than `monitoring.cdr_retention_days` are
-//! deleted every ten minutes. Usage counters (calls by outcome, minutes)
-//! follow in /metrics.
+//! [`usage`]. Each record is kept for the longest `usage_retention_days`
+//! among the archiving policies of our parties to it, as they stand when
+//! it is written ([`Retention`]), and deleted within ten minutes after.
+//! Usage counters (calls by outcome, minutes) follow in /metrics.
 
 mod usage;
 
@@ -71,6 +72,37 @@ struct Call {
     parties: (String, String),
 }
 
+/// How long records are kept: the policies in force (replaced with them)
+/// and our domain, to tell our parties from partners'.
+#[derive(Debug, Clone)]
+pub(crate) struct Retention {
+    pub(crate) policies: crate::policy_set::PolicySet,
+    domain: Arc<str>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Retention {
+    /// Sets `row.keep_until_ms`: its end plus the longest usage retention
+    /// among its parties of ours (a partner's user has no policy here).
+    fn stamp(&self, row: &mut CdrRow) {
+        let ours = |aor: &str| {
+            aor.rsplit_once('@')
+                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
+        };
+        let days = [row.caller.as_str(), row.callee.as_str()]
+            .into_iter()
+            .filter(|p| ours(p))
+            .map(|p| crate::policy_set::archiving(&self.policies, p).usage_retention_days)
+            .max()
+            // No party of ours (not recorded today): everyone's policy.
+            .unwrap_or_else(|| {
+                crate::policy_set::archiving(&self.policies, "").usage_retention_days
+            });
+        row.keep_until_ms = row.ended_ms.saturating_add(days.saturating_mul(DAY_MS));
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Calls {
     calls: HashMap<String, Call>,
@@ -86,11 +118,13 @@ pub(crate) struct Calls {
     /// The files of this server a MESSAGE being relayed offers (its
     /// transaction): recorded if it goes on.
     pub(crate) offered: Option<(sip_txn::TxnId, Vec<store::FileRow>)>,
+    pub(crate) retention: Retention,
 }
 
 impl Calls {
     /// Hands a record to the writer; counted lost when it is behind.
-    fn send(&self, row: CdrRow) {
+    fn send(&self, mut row: CdrRow) {
+        self.retention.stamp(&mut row);
         if self.tx.try_send(row).is_err() {
             self.metrics.cdr.lost.fetch_add(1, Relaxed);
         }
@@ -172,7 +206,12 @@ fn call_id(m: &Message) -> Option<String> {
 }
 
 impl Calls {
-    pub(crate) fn start<S: store::Store>(store: S, metrics: Arc<crate::metrics::Metrics>) -> Calls {
+    pub(crate) fn start<S: store::Store>(
+        store: S,
+        metrics: Arc<crate::metrics::Metrics>,
+        policies: crate::policy_set::PolicySet,
+        domain: &str,
+    ) -> Calls {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = Some(tokio::spawn(write_loop(rx, store, metrics.clone())));
         Calls {
@@ -181,6 +220,10 @@ impl Calls {
             metrics: metrics.clone(),
             relay: None,
             offered: None,
+            retention: Retention {
+                policies,
+                domain: domain.into(),
+            },
             tx,
             task,
             // The first sweep (and retention run) a few seconds after start.
@@ -378,18 +421,13 @@ impl<S: store::Store> Core<S> {
             .close_conversations(|c| c.idle() >= usage::CONVERSATION_PAUSE, "idle");
         if self.last_cdr_purge.elapsed() >= PURGE_EVERY {
             self.last_cdr_purge = Instant::now();
-            let days = i64::from(self.cfg.cdr_retention_days);
             let store = self.store.clone();
             tokio::spawn(async move {
                 // The archive's clock: the same retention clock (tests move it).
                 let now = crate::archive::now_ms();
-                match store::Cdrs::cdr_purge(&store, now - days * 86_400_000).await {
+                match store::Cdrs::cdr_purge(&store, now).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        deleted = n,
-                        days,
-                        "call detail records past retention deleted"
-                    ),
+                    Ok(n) => tracing::info!(deleted = n, "usage records past retention deleted"),
                     Err(e) => {
                         tracing::error!(error = %e, "call detail records could not be purged")
                     }

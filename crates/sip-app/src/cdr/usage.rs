@@ -79,10 +79,12 @@ pub(crate) fn sign_out(aor: &str, source: &str, how: &str) -> CdrRow {
 pub(crate) struct UsageSender {
     tx: tokio::sync::mpsc::Sender<CdrRow>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    retention: super::Retention,
 }
 
 impl UsageSender {
-    pub(crate) fn send(&self, row: CdrRow) {
+    pub(crate) fn send(&self, mut row: CdrRow) {
+        self.retention.stamp(&mut row);
         if self.tx.try_send(row).is_err() {
             self.metrics
                 .cdr
@@ -97,6 +99,7 @@ impl Calls {
         UsageSender {
             tx: self.tx.clone(),
             metrics: self.metrics.clone(),
+            retention: self.retention.clone(),
         }
     }
 

@@ -1,0 +1,167 @@
+//! `database`, `database_pool_size` and `node_id`: the embedded database
+//! or PostgreSQL, and this node's name in a pool.
+
+use serde::Deserialize;
+
+/// A database URL as written; its Debug form hides it (it may hold a
+/// password).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
+
+/// Where Parapet keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// SQLite in the data directory.
+    Embedded,
+    /// A PostgreSQL database shared by a pool of front ends.
+    Postgres {
+        url: DatabaseUrl,
+        pool_size: usize,
+        /// `sslmode=disable` to a TCP host: plain text on the network.
+        plain_text: bool,
+        /// This node's name in the pool.
+        node_id: String,
+    },
+}
+
+/// The `database` and `database_pool_size` keys, checked.
+pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Database, String> {
+    let url = url
+        .map(|u| DatabaseUrl(u.0.trim().to_owned()))
+        .unwrap_or_default();
+    let pool_size = pool.unwrap_or(16);
+    if !(1..=512).contains(&pool_size) {
+        return Err("database_pool_size must be between 1 and 512".into());
+    }
+    if url.0.is_empty() {
+        // The pool size is PostgreSQL's; SQLite has one writer.
+        return Ok(Database::Embedded);
+    }
+    let u = &url.0;
+    if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains("host=")) {
+        return Err("database must be empty (the embedded SQLite database) or a PostgreSQL URL: postgres://USER:PASSWORD@HOST/DATABASE?sslrootcert=/path/to/ca.pem".into());
+    }
+    // What the store does with it (store-postgres's connect module):
+    // plain text only when written out, never over a Unix socket.
+    let socket = u.contains("host=/") || u.contains("host=%2F");
+    let plain_text = u.contains("sslmode=disable") && !socket;
+    Ok(Database::Postgres {
+        url,
+        pool_size,
+        plain_text,
+        node_id: host_name(),
+    })
+}
+
+/// A `node_id` as written, checked.
+pub(crate) fn check_node_id(id: &str) -> Result<String, String> {
+    // It names a directory too (the node's trace ring): never "." or "..".
+    if id.len() > 64
+        || id.chars().all(|c| c == '.')
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!(
+            "node_id {id:?}: use 1 to 64 letters, digits, '.', '-' or '_'"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// The machine's host name (the default node id), or "parapet" when it
+/// cannot be read or is not a valid node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| check_node_id(h.trim()).ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "parapet".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    #[test]
+    fn the_database_is_embedded_or_a_postgresql_url_and_plain_text_is_noticed() {
+        assert_eq!(database(None, Some(16)), Ok(Database::Embedded));
+        let pg = |u: &str| database(Some(DatabaseUrl(u.into())), None);
+        assert!(matches!(
+            pg("postgres://p@db.example.com/p?sslrootcert=/ca.pem"),
+            Ok(Database::Postgres {
+                plain_text: false,
+                pool_size: 16,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pg("postgres://p@db.example.com/p?sslmode=disable"),
+            Ok(Database::Postgres {
+                plain_text: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            pg("host=/run/postgresql dbname=p sslmode=disable"),
+            Ok(Database::Postgres {
+                plain_text: false,
+                ..
+            })
+        ));
+        assert!(pg("mysql://x").unwrap_err().contains("PostgreSQL URL"));
+        assert!(database(None, Some(0)).is_err());
+        // A node's name: the host name unless written, checked.
+        let raw = |t: &str| RawConfig::from_toml(t).unwrap().build();
+        let named = raw(
+            "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"fe-2.example\"\n",
+        );
+        assert!(
+            matches!(named, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if node_id == "fe-2.example")
+        );
+        let default = raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\n");
+        assert!(
+            matches!(default, Ok(Config { database: Database::Postgres { ref node_id, .. }, .. }) if !node_id.is_empty())
+        );
+        assert!(
+            raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"a b\"\n")
+                .unwrap_err()
+                .contains("node_id")
+        );
+        assert!(raw("node_id = \"a\"\n")
+            .unwrap_err()
+            .contains("set database"));
+        // A node's id names its trace ring's directory.
+        for dots in [".", ".."] {
+            let e = raw(&format!(
+                "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"{dots}\"\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains("node_id"), "{e}");
+        }
+        let pooled = raw(
+            "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_id = \"fe-2\"\n[trace]\ndir = \"/srv/traces\"\n",
+        )
+        .unwrap();
+        assert_eq!(pooled.trace_root(), std::path::Path::new("/srv/traces"));
+        assert_eq!(
+            pooled.trace_ring(),
+            std::path::Path::new("/srv/traces/fe-2")
+        );
+        let alone = raw("").unwrap();
+        assert_eq!(alone.trace_ring(), alone.data_dir.join("traces"));
+        assert!(raw("[trace]\ndir = \"traces\"\n")
+            .unwrap_err()
+            .contains("absolute"));
+        // The URL (it may hold a password) never shows in debug output.
+        let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}
