@@ -5,7 +5,7 @@
 //! user kept 14 days does not share a key with one kept 365). Hold keys
 //! are `hold-YYYYMMDD` (the day the hold key was made).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -27,6 +27,7 @@ pub fn is_hold(id: &str) -> bool {
 pub struct Key {
     id: String,
     aead: LessSafeKey,
+    fingerprint: [u8; 16],
 }
 
 impl std::fmt::Debug for Key {
@@ -43,14 +44,29 @@ impl Key {
         if bytes.len() != 32 {
             return None;
         }
+        let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+        d.update(b"parapet archive key fingerprint\0");
+        d.update(id.as_bytes());
+        d.update(b"\0");
+        d.update(bytes);
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&d.finish().as_ref()[..16]);
         Some(Key {
             id: id.to_string(),
             aead: super::new_aead(bytes)?,
+            fingerprint,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Which key this is, without revealing it (a hash of its name and
+    /// bytes): what the nodes of a pool compare, so that none seals with a
+    /// key of its own under a name the others know as another.
+    pub fn fingerprint(&self) -> [u8; 16] {
+        self.fingerprint
     }
 
     pub(crate) fn aead(&self) -> &LessSafeKey {
@@ -113,6 +129,9 @@ pub(crate) fn valid_id(id: &str) -> bool {
 pub struct Keyring {
     dir: PathBuf,
     cache: Mutex<HashMap<String, Arc<Key>>>,
+    /// Keys this process found to be the ones the database recorded
+    /// under their names (see [`Key::fingerprint`]).
+    matched: Mutex<HashSet<String>>,
 }
 
 impl Keyring {
@@ -140,11 +159,24 @@ impl Keyring {
         Ok(Keyring {
             dir: dir.to_path_buf(),
             cache: Mutex::default(),
+            matched: Mutex::default(),
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether key `id` was found to match the database's record of it.
+    pub fn matched(&self, id: &str) -> bool {
+        self.matched.lock().is_ok_and(|m| m.contains(id))
+    }
+
+    /// Notes that key `id` matches the database's record of it.
+    pub fn set_matched(&self, id: &str) {
+        if let Ok(mut m) = self.matched.lock() {
+            m.insert(id.to_string());
+        }
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -253,6 +285,9 @@ impl Keyring {
             .lock()
             .map_err(|_| "the archive key cache is poisoned".to_string())?;
         cache.remove(id);
+        if let Ok(mut m) = self.matched.lock() {
+            m.remove(id);
+        }
         let path = self.path(id);
         match fs::OpenOptions::new().write(true).open(&path) {
             Ok(mut f) => {
@@ -335,6 +370,28 @@ mod tests {
         // No temporary file is left behind.
         assert!(fs::read_dir(&d).unwrap().next().is_none());
         assert_ne!(bytes, vec![0u8; 32]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_fingerprint_tells_keys_apart_and_gives_nothing_away() {
+        let a = Key::from_bytes("d20261206-r14", &[1u8; 32]).unwrap();
+        let same = Key::from_bytes("d20261206-r14", &[1u8; 32]).unwrap();
+        let other = Key::from_bytes("d20261206-r14", &[2u8; 32]).unwrap();
+        let renamed = Key::from_bytes("d20261207-r14", &[1u8; 32]).unwrap();
+        assert_eq!(a.fingerprint(), same.fingerprint());
+        assert_ne!(a.fingerprint(), other.fingerprint());
+        assert_ne!(a.fingerprint(), renamed.fingerprint());
+        assert!(!a.fingerprint().windows(4).any(|w| w == [1u8; 4]));
+        // A match is remembered until the key is destroyed.
+        let d = dir("matched");
+        let ring = Keyring::open(&d).unwrap();
+        ring.key("d20261206-r14", true).unwrap();
+        assert!(!ring.matched("d20261206-r14"));
+        ring.set_matched("d20261206-r14");
+        assert!(ring.matched("d20261206-r14"));
+        ring.destroy("d20261206-r14").unwrap();
+        assert!(!ring.matched("d20261206-r14"));
         let _ = fs::remove_dir_all(&d);
     }
 

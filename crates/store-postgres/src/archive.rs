@@ -170,6 +170,40 @@ impl Archive for Postgres {
         .await
     }
 
+    async fn archive_key_claim(&self, id: String, fingerprint: Vec<u8>) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            let (id, fingerprint) = (id.clone(), fingerprint.clone());
+            Box::pin(async move {
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO archive_key_checks (id, fingerprint) VALUES ($1, $2)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .await?;
+                tx.execute(&st, &[&id, &fingerprint]).await?;
+                let st = tx
+                    .prepare_cached("SELECT fingerprint FROM archive_key_checks WHERE id = $1")
+                    .await?;
+                Ok(tx.query_one(&st, &[&id]).await?.try_get(0)?)
+            })
+        })
+        .await
+    }
+
+    async fn archive_key_forget(&self, ids: Vec<String>) -> Result<()> {
+        self.write(|tx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                let st = tx
+                    .prepare_cached("DELETE FROM archive_key_checks WHERE id = ANY($1)")
+                    .await?;
+                tx.execute(&st, &[&ids]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn archive_holds(&self) -> Result<Vec<ArchiveHold>> {
         self.read(|c| {
             Box::pin(async move {

@@ -440,6 +440,13 @@ const STEPS: &[&str] = &[
     DROP INDEX cdrs_by_end;
     CREATE INDEX cdrs_by_keep ON cdrs (keep_until_ms);
     "#,
+    // 10: which key each archive key name is (as SQLite's schema 17).
+    r#"
+    CREATE TABLE archive_key_checks (
+        id TEXT PRIMARY KEY,
+        fingerprint BYTEA NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

@@ -152,6 +152,34 @@ impl Archive for Sqlite {
         .await
     }
 
+    async fn archive_key_claim(&self, id: String, fingerprint: Vec<u8>) -> Result<Vec<u8>> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO archive_key_checks (id, fingerprint) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute(params![id, fingerprint]))
+            .map_err(db)?;
+            c.prepare_cached("SELECT fingerprint FROM archive_key_checks WHERE id = ?1")
+                .and_then(|mut st| st.query_row(params![id], |r| r.get(0)))
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn archive_key_forget(&self, ids: Vec<String>) -> Result<()> {
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached("DELETE FROM archive_key_checks WHERE id = ?1")
+                .map_err(db)?;
+            for id in &ids {
+                st.execute(params![id]).map_err(db)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn archive_holds(&self) -> Result<Vec<ArchiveHold>> {
         self.call(|c| {
             let mut st = c

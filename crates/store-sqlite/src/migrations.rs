@@ -393,6 +393,12 @@ const STEPS: &[&str] = &[
      UPDATE cdrs SET keep_until_ms = ended_ms + 60 * 86400000;
      DROP INDEX cdrs_by_end;
      CREATE INDEX cdrs_by_keep ON cdrs(keep_until_ms);",
+    // 17: which key each archive key name is, as the first node to use it
+    // recorded (a fingerprint, never the key).
+    "CREATE TABLE archive_key_checks (
+        id TEXT PRIMARY KEY,
+        fingerprint BLOB NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

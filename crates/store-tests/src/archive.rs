@@ -141,3 +141,37 @@ pub async fn archive_records_are_found_purged_held_and_sealed_again<S: Store>(s:
     assert_eq!(s.archive_purge(Vec::new(), i64::MAX).await.unwrap(), 0);
     assert_eq!(s.archive_find(find(None)).await.unwrap().len(), 1);
 }
+
+/// The first fingerprint recorded for a key name stays that name's; a
+/// forgotten name may be claimed anew.
+pub async fn an_archive_key_name_is_claimed_once_until_forgotten<S: Store>(s: S) {
+    let first = s
+        .archive_key_claim("d20261206-r14".into(), vec![1; 16])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![1; 16]);
+    // Another node's own key under the same name: the first one stands.
+    let again = s
+        .archive_key_claim("d20261206-r14".into(), vec![2; 16])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![1; 16]);
+    let other = s
+        .archive_key_claim("hold-20261206".into(), vec![3; 16])
+        .await
+        .unwrap();
+    assert_eq!(other, vec![3; 16]);
+    s.archive_key_forget(vec!["d20261206-r14".into(), "d19990101-r1".into()])
+        .await
+        .unwrap();
+    let anew = s
+        .archive_key_claim("d20261206-r14".into(), vec![4; 16])
+        .await
+        .unwrap();
+    assert_eq!(anew, vec![4; 16]);
+    let kept = s
+        .archive_key_claim("hold-20261206".into(), vec![5; 16])
+        .await
+        .unwrap();
+    assert_eq!(kept, vec![3; 16]);
+}

@@ -61,6 +61,7 @@ macro_rules! store_cases {
             files::expiry_deletion_records_and_a_removed_owner,
             lockouts::lockout_state_is_saved_replaced_removed_and_purged,
             archive::archive_records_are_found_purged_held_and_sealed_again,
+            archive::an_archive_key_name_is_claimed_once_until_forgotten,
             cdr::usage_records_are_found_by_party_and_time_and_purged_when_due,
             presence::publications_replace_expire_and_go_with_the_user,
             presence::subscriptions_round_trip_and_refresh,

@@ -82,6 +82,16 @@ pub trait Archive: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The keys some record is sealed with.
     fn archive_keys(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Records `fingerprint` as key `id`'s unless one is recorded already,
+    /// and returns the one recorded (the first to claim the name wins):
+    /// a node whose own key of that name differs must not seal with it.
+    fn archive_key_claim(
+        &self,
+        id: String,
+        fingerprint: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send;
+    /// Forgets the fingerprints of keys destroyed.
+    fn archive_key_forget(&self, ids: Vec<String>) -> impl Future<Output = Result<()>> + Send;
     fn archive_holds(&self) -> impl Future<Output = Result<Vec<ArchiveHold>>> + Send;
     /// Places a hold; `false` when the user was on hold already (the hold
     /// is left as it was).

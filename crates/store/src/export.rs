@@ -35,6 +35,7 @@ pub const TABLES: &[&str] = &[
     "archive",
     "archive_holds",
     "cdrs",
+    "archive_key_checks",
 ];
 
 /// Rows exported in one batch at most (memory stays bounded whatever the

@@ -407,6 +407,110 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
     assert!(ok, "{msgs}");
 }
 
+/// The pool's nodes share one archive key directory: a message archived
+/// by fe-a and one by fe-b after it took over are both kept and read under
+/// the same day's key; fe-c, started with a key directory of its own,
+/// makes its own key under that day's name and refuses to seal with it —
+/// the record is not written (its message still goes on), and the log
+/// says what to fix.
+#[test]
+fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses() {
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_keys");
+    let shared = std::env::temp_dir()
+        .join(format!("parapet-e2e-{}-pg_keys_a", std::process::id()))
+        .join("pool-archive-keys");
+    let a = Server::with_config(
+        "pg_keys_a",
+        &format!(
+            "node_id = \"fe-a\"\ndatabase = \"{}\"\n[archive]\nkeys_dir = \"{}\"\n",
+            pg.url(&db),
+            shared.display()
+        ),
+    );
+    let q = |sql: &str| pg.psql(&db, sql).unwrap().trim().to_string();
+    crate::archive::users(&a);
+    crate::archive::ok(
+        &a,
+        &["policy", "set", "archiving", "global", "internal=true"],
+    );
+    // Two more nodes, copies of fe-a's data directory as it is now: fe-b
+    // with the shared key directory, fe-c with its own.
+    let mut b = a.another_node("pg_keys_b", "fe-b");
+    let mut c = a.another_node("pg_keys_c", "fe-c");
+    c.extra_config = c
+        .extra_config
+        .lines()
+        .filter(|l| !l.starts_with("keys_dir"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let to_carol = |s: &Server, text: &str| {
+        crate::archive::send(
+            s,
+            "alice",
+            "correct horse battery",
+            "carol",
+            text,
+            "message_send_stored.xml",
+        );
+    };
+    to_carol(&a, "pool-1");
+    wait_until(
+        10,
+        || q("SELECT count(*) FROM archive") == "2",
+        || q("SELECT owner, key_id FROM archive"),
+    );
+    b.spawn();
+    wait_until(
+        30,
+        || b.log().contains("standby: node fe-a serves this database"),
+        || b.log(),
+    );
+    a.signal("TERM");
+    assert!(b.wait_ready(), "fe-b did not take over:\n{}", b.log());
+    to_carol(&b, "pool-2");
+    wait_until(
+        10,
+        || q("SELECT count(*) FROM archive") == "4",
+        || q("SELECT owner, key_id FROM archive"),
+    );
+    // One key for the day, in the shared directory; both messages read on
+    // fe-b.
+    assert_eq!(q("SELECT count(DISTINCT key_id) FROM archive"), "1");
+    assert_eq!(q("SELECT count(*) FROM archive_key_checks"), "1");
+    let found = crate::archive::search(&b, &b.token, &["--user", "sip:alice@example.test"]);
+    let text = found.to_string();
+    assert!(
+        text.contains("pool-1") && text.contains("pool-2"),
+        "{found:#}"
+    );
+
+    // fe-c, with a key directory of its own, takes over from fe-b.
+    c.spawn();
+    wait_until(
+        30,
+        || c.log().contains("standby: node fe-b serves this database"),
+        || c.log(),
+    );
+    b.signal("TERM");
+    assert!(c.wait_ready(), "fe-c did not take over:\n{}", c.log());
+    to_carol(&c, "pool-3");
+    wait_until(
+        10,
+        || {
+            c.log()
+                .contains("every node must use one shared archive.keys_dir")
+        },
+        || c.log(),
+    );
+    assert_eq!(q("SELECT count(*) FROM archive"), "4");
+    // The message itself went on: stored for carol.
+    assert_eq!(
+        q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:carol@example.test'"),
+        "3"
+    );
+}
+
 /// The README's command with `database` set (its defaults otherwise: TLS
 /// and WSS only, SHA-256 and MD5 over TLS, encrypted media required), and
 /// a real client: baresip registers over TLS, messages, is stored for

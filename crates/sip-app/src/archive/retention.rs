@@ -120,7 +120,7 @@ pub(crate) async fn purge<S: store::Store>(
     let cutoff = archive::day_of(now_ms - DAY_MS);
     let ring2 = ring.clone();
     let content = content.to_path_buf();
-    done.keys_destroyed = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+    let destroyed = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
         // The content directories first: each was made after its key, so
         // one whose key is not listed next has lost it for good.
         let dirs: Vec<String> = std::fs::read_dir(&content)
@@ -131,14 +131,14 @@ pub(crate) async fn purge<S: store::Store>(
             })
             .unwrap_or_default();
         let keys = ring2.ids()?;
-        let mut n = 0;
+        let mut gone = Vec::new();
         for id in &keys {
             let old = archive::key_day(id).is_some_and(|d| d < cutoff.as_str());
             if !old || in_use.contains(id) {
                 continue;
             }
             match ring2.destroy(id) {
-                Ok(()) => n += 1,
+                Ok(()) => gone.push(id.clone()),
                 Err(e) => {
                     tracing::error!(key = %id, error = %e, "an archive key could not be destroyed");
                     continue;
@@ -153,10 +153,17 @@ pub(crate) async fn purge<S: store::Store>(
                 tracing::error!(key = %d, error = %e, "archived file content without a key could not be removed");
             }
         }
-        Ok(n)
+        Ok(gone)
     })
     .await
     .map_err(|e| e.to_string())??;
+    done.keys_destroyed = destroyed.len();
+    // Their fingerprints too (a name made again later is a new key).
+    if !destroyed.is_empty() {
+        if let Err(e) = store.archive_key_forget(destroyed).await {
+            tracing::error!(error = %e, "the fingerprints of destroyed archive keys could not be forgotten");
+        }
+    }
     Ok(done)
 }
 
@@ -190,18 +197,20 @@ async fn reseal_held<S: store::Store>(
         let ring = ring.clone();
         let content = content.to_path_buf();
         let hold_id = archive::hold_id(now_ms);
+        // The hold key in use, if any, else one made today — the pool's.
+        let r = ring.clone();
+        let current = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            Ok(r.ids()?
+                .into_iter()
+                .filter(|i| archive::is_hold(i))
+                .max()
+                .unwrap_or(hold_id))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let hold = super::keycheck::sealing_key(store, &ring, &current).await?;
         let again =
             tokio::task::spawn_blocking(move || -> Result<Vec<(i64, String, Vec<u8>)>, String> {
-                // The hold key in use, if any, else one made today.
-                let current = ring
-                    .ids()?
-                    .into_iter()
-                    .filter(|i| archive::is_hold(i))
-                    .max()
-                    .unwrap_or(hold_id);
-                let hold = ring
-                    .key(&current, true)?
-                    .ok_or_else(|| "the hold key could not be made".to_string())?;
                 let mut out = Vec::new();
                 for r in rows.iter().filter(|r| !archive::is_hold(&r.key_id)) {
                     let aad = archive::aad(&r.owner, r.at_ms, &r.sender, &r.recipient);

@@ -2,11 +2,12 @@
 //! per owner with the day's key off the runtime's threads, written in
 //! batches with retries.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use archive::Keyring;
+use archive::{Key, Keyring};
 use store::ArchiveRow;
 use tokio::sync::mpsc;
 
@@ -36,9 +37,30 @@ pub(super) async fn write_loop<S: store::Store>(
         }
         let bytes: usize = batch.iter().map(|(d, _)| d.body.len()).sum();
         let owners: u64 = batch.iter().map(|(d, _)| d.owners.len() as u64).sum();
-        let ring = keyring.clone();
+        // The keys the batch needs, each checked to be the pool's.
+        let ids: BTreeSet<String> = batch
+            .iter()
+            .flat_map(|(d, _)| {
+                d.owners
+                    .iter()
+                    .map(|(_, days, _)| archive::day_id(d.at_ms, *days))
+            })
+            .collect();
+        let mut keys = HashMap::new();
+        for id in ids {
+            match super::keycheck::sealing_key(&store, &keyring, &id).await {
+                Ok(k) => {
+                    keys.insert(id, k);
+                }
+                Err(e) => {
+                    if let Some(suppressed) = WRITE_FAILED.allow() {
+                        tracing::error!(error = %e, suppressed, "archive records lost: no key to seal them with");
+                    }
+                }
+            }
+        }
         let d = dirs.clone();
-        let sealed = tokio::task::spawn_blocking(move || seal_all(&ring, &d, batch)).await;
+        let sealed = tokio::task::spawn_blocking(move || seal_all(&keys, &d, batch)).await;
         let (rows, lost) = match sealed {
             Ok(r) => r,
             Err(_) => (Vec::new(), owners),
@@ -85,10 +107,10 @@ pub(super) async fn write_loop<S: store::Store>(
     }
 }
 
-/// Seals each message once per owner; returns the rows and how many
-/// records could not be sealed (no key could be made).
+/// Seals each message once per owner with `keys` (by id); returns the
+/// rows and how many records could not be sealed (no key for them).
 fn seal_all(
-    ring: &Keyring,
+    keys: &HashMap<String, Arc<Key>>,
     dirs: &super::ContentDirs,
     batch: Vec<(Draft, String)>,
 ) -> (Vec<ArchiveRow>, u64) {
@@ -97,15 +119,9 @@ fn seal_all(
     for (d, result) in batch {
         for (owner, days, keep_content) in &d.owners {
             let key_id = archive::day_id(d.at_ms, *days);
-            let key = match ring.key(&key_id, true) {
-                Ok(Some(k)) => k,
-                Ok(None) | Err(_) => {
-                    if let Some(suppressed) = WRITE_FAILED.allow() {
-                        tracing::error!(key = %key_id, dir = %ring.dir().display(), suppressed, "no archive key could be made: records lost");
-                    }
-                    lost += 1;
-                    continue;
-                }
+            let Some(key) = keys.get(&key_id) else {
+                lost += 1;
+                continue;
             };
             let aad = archive::aad(owner, d.at_ms, &d.sender, &d.recipient);
             // The message, then each file it offered as a record of its own.
@@ -115,7 +131,7 @@ fn seal_all(
                     "sha256": f.sha256,
                 });
                 if *keep_content {
-                    match seal_content(&key, &aad, dirs, &f.id) {
+                    match seal_content(key, &aad, dirs, &f.id) {
                         Ok(rel) => j["content"] = rel.into(),
                         Err(e) => {
                             if let Some(suppressed) = WRITE_FAILED.allow() {
@@ -130,7 +146,7 @@ fn seal_all(
             let contents = std::iter::once((d.content_type.as_str(), d.body.clone()))
                 .chain(files.map(|b| (super::FILE_TRANSFER, b)));
             for (content_type, body) in contents {
-                match archive::seal(&key, &aad, content_type, &body) {
+                match archive::seal(key, &aad, content_type, &body) {
                     Ok(sealed) => rows.push(ArchiveRow {
                         id: 0,
                         owner: owner.clone(),
