@@ -132,6 +132,11 @@ pub struct Keyring {
     /// Keys this process found to be the ones the database recorded
     /// under their names (see [`Key::fingerprint`]).
     matched: Mutex<HashSet<String>>,
+    /// Some key here (or the directory) was found not to be the pool's.
+    mismatched: std::sync::atomic::AtomicBool,
+    /// The directory's own random id (`keyring.id`, made with it): copies
+    /// of the directory share it, other directories do not.
+    directory_id: [u8; 16],
 }
 
 impl Keyring {
@@ -156,11 +161,39 @@ impl Keyring {
                 )
             },
         )?;
+        let id_path = dir.join("keyring.id");
+        let directory_id = match fs::read(&id_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => make_file(dir, &id_path, 16)?,
+            Err(e) => return Err(format!("{}: cannot read: {e}", id_path.display())),
+        };
+        let directory_id: [u8; 16] = directory_id
+            .try_into()
+            .map_err(|_| format!("{}: not a key directory's id (16 bytes)", id_path.display()))?;
         Ok(Keyring {
             dir: dir.to_path_buf(),
             cache: Mutex::default(),
             matched: Mutex::default(),
+            mismatched: std::sync::atomic::AtomicBool::new(false),
+            directory_id,
         })
+    }
+
+    /// The directory's own id (see the field).
+    pub fn directory_id(&self) -> [u8; 16] {
+        self.directory_id
+    }
+
+    /// Notes that a key here, or the directory, is not the pool's.
+    pub fn set_mismatched(&self) {
+        self.mismatched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a key here, or the directory, was found not to be the
+    /// pool's (until the process restarts).
+    pub fn mismatched(&self) -> bool {
+        self.mismatched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {
@@ -205,7 +238,7 @@ impl Keyring {
                 if !create {
                     return Ok(None);
                 }
-                self.make(&path)?
+                make_file(&self.dir, &path, 32)?
             }
             Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
         };
@@ -214,46 +247,6 @@ impl Keyring {
         let key = Arc::new(key);
         cache.insert(id.to_string(), key.clone());
         Ok(Some(key))
-    }
-
-    /// Makes the key file whole or not at all: written and synced under a
-    /// temporary name, then linked into place (which fails if another
-    /// process made it meanwhile: then theirs is read).
-    fn make(&self, path: &Path) -> Result<Vec<u8>, String> {
-        let mut k = [0u8; 32];
-        let mut n = [0u8; 8];
-        let rng = SystemRandom::new();
-        rng.fill(&mut k)
-            .and_then(|()| rng.fill(&mut n))
-            .map_err(|_| "the system random generator failed".to_string())?;
-        let tmp = self
-            .dir
-            .join(format!(".new-{:016x}", u64::from_be_bytes(n)));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&k).and_then(|()| f.sync_all()));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(format!(
-                "{}: cannot write a new key: {e}",
-                self.dir.display()
-            ));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                sync_dir(&self.dir);
-                Ok(k.to_vec())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
-            }
-            Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
-        }
     }
 
     /// Every key on disk, by id.
@@ -301,6 +294,42 @@ impl Keyring {
         fs::remove_file(&path).map_err(|e| format!("{}: cannot remove: {e}", path.display()))?;
         sync_dir(&self.dir);
         Ok(())
+    }
+}
+
+/// Makes `path` (in `dir`) with `len` random bytes, whole or not at all:
+/// written and synced under a temporary name, then linked into place
+/// (which fails if another process made it meanwhile: then theirs is
+/// read).
+fn make_file(dir: &Path, path: &Path, len: usize) -> Result<Vec<u8>, String> {
+    let mut k = vec![0u8; len];
+    let mut n = [0u8; 8];
+    let rng = SystemRandom::new();
+    rng.fill(&mut k)
+        .and_then(|()| rng.fill(&mut n))
+        .map_err(|_| "the system random generator failed".to_string())?;
+    let tmp = dir.join(format!(".new-{:016x}", u64::from_be_bytes(n)));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&k).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("{}: cannot write a new key: {e}", dir.display()));
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir);
+            Ok(k)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+        }
+        Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
     }
 }
 
@@ -367,8 +396,21 @@ mod tests {
         assert!(ring.ids().unwrap().is_empty());
         // Destroying what is gone is no error.
         ring.destroy("d20261206").unwrap();
-        // No temporary file is left behind.
-        assert!(fs::read_dir(&d).unwrap().next().is_none());
+        // No temporary file is left behind: only the directory's id.
+        let left: Vec<String> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["keyring.id".to_string()]);
+        // The same directory, opened again, has the same id; another not.
+        let id = Keyring::open(&d).unwrap().directory_id();
+        assert_eq!(ring.directory_id(), id);
+        assert_ne!(
+            Keyring::open(&dir("keys-other")).unwrap().directory_id(),
+            id
+        );
+        let _ = fs::remove_dir_all(dir("keys-other"));
         assert_ne!(bytes, vec![0u8; 32]);
         let _ = fs::remove_dir_all(&d);
     }

@@ -364,8 +364,8 @@ pub struct RawIm {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawMonitoring {
-    /// No longer a setting (the archiving policy's
-    /// `usage_retention_days`): read only to say so.
+    /// Before usage retention was policy: kept for the records written
+    /// then (see [`Config::legacy_cdr_retention_days`]).
     pub cdr_retention_days: Option<u32>,
 }
 
@@ -452,6 +452,11 @@ pub struct Config {
     pub im_max_bytes: usize,
     /// Where the IM archive's keys live (`None`: keys/archive in data_dir).
     pub archive_keys_dir: Option<PathBuf>,
+    /// `monitoring.cdr_retention_days`, from before usage retention was
+    /// the archiving policy's: how long the usage records written then
+    /// (not stamped with their own retention) are kept. Without it, the
+    /// global policy's usage_retention_days.
+    pub legacy_cdr_retention_days: Option<u32>,
     /// SIP traces.
     pub trace: TraceConfig,
     /// Virus scanning of uploaded files (`None`: off).
@@ -668,14 +673,16 @@ impl RawConfig {
                 Database::Postgres { node_id, .. } => *node_id = database::check_node_id(&id)?,
             }
         }
-        if let Some(days) = self
+        let legacy_cdr_retention_days = self
             .monitoring
             .cdr_retention_days
-            .or(d.monitoring.cdr_retention_days)
-        {
-            return Err(format!(
-                "monitoring.cdr_retention_days is now set per user and group by the archiving policy: remove it and run `parapet admin policy set archiving global usage_retention_days={days}`"
-            ));
+            .or(d.monitoring.cdr_retention_days);
+        if let Some(days) = legacy_cdr_retention_days {
+            if !(1..=3650).contains(&days) {
+                return Err(format!(
+                    "monitoring.cdr_retention_days = {days}: 1 to 3650 (and it now applies only to records written before the archiving policy's usage_retention_days existed)"
+                ));
+            }
         }
         Ok(Config {
             relay,
@@ -699,6 +706,7 @@ impl RawConfig {
             timer_c: std::time::Duration::from_secs(timer_c),
             im_max_bytes: self.im.max_bytes.unwrap_or(16_384),
             archive_keys_dir: self.archive.keys_dir.filter(|p| !p.as_os_str().is_empty()),
+            legacy_cdr_retention_days,
             trace: self.trace.build(&d.trace)?,
             scanning: self.files.build()?,
             lockout,

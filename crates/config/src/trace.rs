@@ -209,10 +209,7 @@ mod tests {
                 "udp://ADDRESS:PORT",
             ),
             ("[trace]\nmax_age_hours = 0", "1 to 720"),
-            (
-                "[monitoring]\ncdr_retention_days = 90",
-                "policy set archiving global usage_retention_days=90",
-            ),
+            ("[monitoring]\ncdr_retention_days = 0", "1 to 3650"),
         ] {
             let e = RawConfig::from_toml(bad).unwrap().build().unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

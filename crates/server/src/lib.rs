@@ -432,18 +432,27 @@ fn trace_tap(
     if t.max_bytes == 0 && t.hep.is_none() {
         return Ok(None);
     }
-    let writer = trace::start(
-        &config.trace_ring(),
-        trace::Caps {
-            max_bytes: t.max_bytes,
-            max_age: t.max_age,
-        },
-        match &t.hep {
-            Some((target, agent)) => Some((hep_target(target)?, *agent)),
-            None => None,
-        },
-        metrics.trace.clone(),
-    )?;
+    let caps = trace::Caps {
+        max_bytes: t.max_bytes,
+        max_age: t.max_age,
+    };
+    let hep = match &t.hep {
+        Some((target, agent)) => Some((hep_target(target)?, *agent)),
+        None => None,
+    };
+    let writer = match &config.database {
+        // The pool's nodes keep their rings side by side (config::trace_ring).
+        config::Database::Postgres { node_id, .. } => trace::start_pooled(
+            &config.trace_root(),
+            node_id,
+            caps,
+            hep,
+            metrics.trace.clone(),
+        )?,
+        config::Database::Embedded => {
+            trace::start(&config.trace_ring(), caps, hep, metrics.trace.clone())?
+        }
+    };
     match &t.hep {
         Some((config::HepTarget::Udp(to), _)) => {
             tracing::info!(collector = %to, "SIP messages sent to a HEP v3 collector over UDP")

@@ -318,6 +318,17 @@ impl<S: store::Store> Core<S> {
         federation: Option<FederationSetup>,
         devices: DeviceTrust,
     ) -> Result<Core<S>, String> {
+        if let Some(days) = cfg.legacy_cdr_retention_days {
+            tracing::warn!(
+                days,
+                "monitoring.cdr_retention_days now applies only to usage records written before this version; the archiving policy's usage_retention_days decides for the others: remove the setting once they are past it"
+            );
+        }
+        // A pool's node whose archive key directory is not the pool's
+        // starts no further (archive::keycheck).
+        if let (config::Database::Postgres { .. }, Some(ring)) = (&cfg.database, &keys.archive) {
+            archive::check_directory(&store, ring).await?;
+        }
         let archive = archive::Archiver::start(
             keys.archive.clone(),
             store.clone(),

@@ -110,9 +110,25 @@ impl Cdrs for Postgres {
         self.write(|tx| {
             Box::pin(async move {
                 let st = tx
-                    .prepare_cached("DELETE FROM cdrs WHERE keep_until_ms < $1")
+                    .prepare_cached(
+                        "DELETE FROM cdrs WHERE keep_until_ms > 0 AND keep_until_ms < $1",
+                    )
                     .await?;
                 Ok(count(tx.execute(&st, &[&now_ms]).await?))
+            })
+        })
+        .await
+    }
+
+    async fn cdr_stamp_unstamped(&self, keep_ms: i64) -> Result<usize> {
+        self.write(|tx| {
+            Box::pin(async move {
+                let st = tx
+                    .prepare_cached(
+                        "UPDATE cdrs SET keep_until_ms = ended_ms + $1 WHERE keep_until_ms = 0",
+                    )
+                    .await?;
+                Ok(count(tx.execute(&st, &[&keep_ms]).await?))
             })
         })
         .await

@@ -436,7 +436,6 @@ const STEPS: &[&str] = &[
     // schema 16).
     r#"
     ALTER TABLE cdrs ADD COLUMN keep_until_ms BIGINT NOT NULL DEFAULT 0;
-    UPDATE cdrs SET keep_until_ms = ended_ms + 60 * 86400000::bigint;
     DROP INDEX cdrs_by_end;
     CREATE INDEX cdrs_by_keep ON cdrs (keep_until_ms);
     "#,

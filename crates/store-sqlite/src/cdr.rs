@@ -99,9 +99,20 @@ impl Cdrs for Sqlite {
 
     async fn cdr_purge(&self, now_ms: i64) -> Result<usize> {
         self.write(move |c| {
-            c.prepare_cached("DELETE FROM cdrs WHERE keep_until_ms < ?1")
+            c.prepare_cached("DELETE FROM cdrs WHERE keep_until_ms > 0 AND keep_until_ms < ?1")
                 .and_then(|mut st| st.execute(params![now_ms]))
                 .map_err(db)
+        })
+        .await
+    }
+
+    async fn cdr_stamp_unstamped(&self, keep_ms: i64) -> Result<usize> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE cdrs SET keep_until_ms = ended_ms + ?1 WHERE keep_until_ms = 0",
+            )
+            .and_then(|mut st| st.execute(params![keep_ms]))
+            .map_err(db)
         })
         .await
     }

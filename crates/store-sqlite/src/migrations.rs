@@ -388,9 +388,9 @@ const STEPS: &[&str] = &[
      ALTER TABLE cdrs ADD COLUMN detail TEXT NOT NULL DEFAULT '';
      ALTER TABLE files ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';",
     // 16: each usage record says until when it is kept (its parties'
-    // policies decide; records written before: 60 days, the default).
+    // policies decide; 0: written before, stamped by the server at its
+    // next retention run — store::Cdrs::cdr_stamp_unstamped).
     "ALTER TABLE cdrs ADD COLUMN keep_until_ms INTEGER NOT NULL DEFAULT 0;
-     UPDATE cdrs SET keep_until_ms = ended_ms + 60 * 86400000;
      DROP INDEX cdrs_by_end;
      CREATE INDEX cdrs_by_keep ON cdrs(keep_until_ms);",
     // 17: which key each archive key name is, as the first node to use it

@@ -141,4 +141,19 @@ pub async fn usage_records_are_found_by_party_and_time_and_purged_when_due<S: St
         left.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
         vec!["call-3"]
     );
+    // A record written before records were stamped (0) is never purged
+    // until stamped.
+    s.cdr_put(vec![CdrRow {
+        keep_until_ms: 0,
+        ..call(5, A, B, true)
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.cdr_purge(100_000).await.unwrap(), 1);
+    assert_eq!(s.cdr_stamp_unstamped(1000).await.unwrap(), 1);
+    assert_eq!(s.cdr_stamp_unstamped(1000).await.unwrap(), 0);
+    let left = all(CdrFilter::default()).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].keep_until_ms, 5000 + 9000 + 1000);
+    assert_eq!(s.cdr_purge(100_000).await.unwrap(), 1);
 }

@@ -55,7 +55,8 @@ pub struct CdrRow {
     pub ended_by: String,
     /// Unix milliseconds after which the record is deleted: its end plus
     /// the longest usage retention among our parties' policies when it
-    /// was written.
+    /// was written (0: written before records said so; see
+    /// [`Cdrs::cdr_stamp_unstamped`]).
     pub keep_until_ms: i64,
 }
 
@@ -79,7 +80,11 @@ pub trait Cdrs: Send + Sync {
     /// Adds records, in one transaction.
     fn cdr_put(&self, rows: Vec<CdrRow>) -> impl Future<Output = Result<()>> + Send;
     fn cdr_find(&self, f: CdrFilter) -> impl Future<Output = Result<Vec<CdrRow>>> + Send;
-    /// Deletes the records to be kept until before `now_ms`; returns how
-    /// many.
+    /// Deletes the records to be kept until before `now_ms` (never one
+    /// not stamped yet); returns how many.
     fn cdr_purge(&self, now_ms: i64) -> impl Future<Output = Result<usize>> + Send;
+    /// Stamps the records written before records said how long they are
+    /// kept (`keep_until_ms` 0) with their end plus `keep_ms`; returns how
+    /// many.
+    fn cdr_stamp_unstamped(&self, keep_ms: i64) -> impl Future<Output = Result<usize>> + Send;
 }

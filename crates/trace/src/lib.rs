@@ -25,4 +25,4 @@ mod ring;
 
 pub use hep_tls::TlsCollector;
 pub use record::{parse_segment, redact_credentials, redact_for_disk, Record, MAX_MESSAGE};
-pub use ring::{search, search_nodes, start, Caps, Counters, Filter, Hep, Writer};
+pub use ring::{search, search_nodes, start, start_pooled, Caps, Counters, Filter, Hep, Writer};

@@ -69,6 +69,32 @@ pub fn start(
     hep: Option<(Hep, u32)>,
     counters: Counters,
 ) -> Result<Writer, String> {
+    start_ring(dir, None, caps, hep, counters)
+}
+
+/// [`start`] for node `node` of a pool whose nodes keep their rings side
+/// by side under `root` ([`search_nodes`] reads them all): the ring is
+/// `root/node`, and each time it starts a segment it also deletes what
+/// is past the age cap in the other nodes' directories — a node that died
+/// or was renamed leaves a ring nobody else writes — and the directories
+/// emptied so.
+pub fn start_pooled(
+    root: &Path,
+    node: &str,
+    caps: Caps,
+    hep: Option<(Hep, u32)>,
+    counters: Counters,
+) -> Result<Writer, String> {
+    start_ring(&root.join(node), Some(root), caps, hep, counters)
+}
+
+fn start_ring(
+    dir: &Path,
+    pool_root: Option<&Path>,
+    caps: Caps,
+    hep: Option<(Hep, u32)>,
+    counters: Counters,
+) -> Result<Writer, String> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -101,6 +127,7 @@ pub fn start(
     let w = Writer { tx, counters };
     let state = Ring {
         dir: dir.to_path_buf(),
+        pool_root: pool_root.map(Path::to_path_buf),
         caps,
         current: None,
         written: w.counters.written.clone(),
@@ -137,6 +164,8 @@ struct Segment {
 
 struct Ring {
     dir: PathBuf,
+    /// The pool's root, when the nodes' rings are side by side.
+    pool_root: Option<PathBuf>,
     caps: Caps,
     current: Option<Segment>,
     written: Arc<AtomicU64>,
@@ -253,6 +282,48 @@ impl Ring {
             }
             segs.remove(0);
         }
+        if let Some(root) = &self.pool_root {
+            trim_others(root, &self.dir, self.caps.max_age);
+        }
+    }
+}
+
+/// In a pool's trace `root`: every file not written for `max_age` outside
+/// this node's `own` directory deleted (other nodes' segments, and any
+/// left in the root itself), then the directories that leaves empty. A
+/// live node's current segment is never that old (it starts a new one
+/// every eighth of the age cap).
+fn trim_others(root: &Path, own: &Path, max_age: std::time::Duration) {
+    let old = |e: &fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age)
+    };
+    let Ok(rd) = fs::read_dir(root) else { return };
+    for e in rd.flatten().take(MAX_NODES * 4) {
+        let path = e.path();
+        if path == own {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                if let Ok(inner) = fs::read_dir(&path) {
+                    for f in inner.flatten() {
+                        if f.file_type().is_ok_and(|t| t.is_file()) && old(&f) {
+                            let _ = fs::remove_file(f.path());
+                        }
+                    }
+                }
+                // Only an empty directory goes.
+                let _ = fs::remove_dir(&path);
+            }
+            Ok(t) if t.is_file() && old(&e) => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -347,19 +418,23 @@ const MAX_NODES: usize = 64;
 /// each with its node's name, oldest first: a call that crossed several
 /// nodes — or a node that has since died — as one ladder.
 pub fn search_nodes(root: &Path, filter: &Filter) -> Vec<(String, Record)> {
-    let mut nodes: Vec<(String, PathBuf)> = fs::read_dir(root)
+    // The most recently written first, when there are more than are read.
+    let mut nodes: Vec<(std::time::SystemTime, String, PathBuf)> = fs::read_dir(root)
         .map(|rd| {
             rd.flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                .filter_map(|e| {
+                    let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                    Some((modified, e.file_name().into_string().ok()?, e.path()))
+                })
                 .collect()
         })
         .unwrap_or_default();
-    nodes.sort();
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
     nodes.truncate(MAX_NODES);
     let mut all: Vec<(String, Record)> = nodes
         .into_iter()
-        .flat_map(|(node, path)| {
+        .flat_map(|(_, node, path)| {
             search(&path, filter)
                 .into_iter()
                 .map(move |r| (node.clone(), r))
@@ -475,6 +550,41 @@ mod tests {
         );
         assert_eq!(since.len(), 2);
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_node_trims_what_dead_nodes_left_past_the_age_cap() {
+        let root = dir("pool-trim");
+        let own = root.join("fe-a");
+        for d in ["fe-a", "fe-dead", "fe-live"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+        let file = |p: PathBuf, old: bool| {
+            fs::write(&p, b"x").unwrap();
+            if old {
+                fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(two_days_ago)
+                    .unwrap();
+            }
+        };
+        file(own.join("0000000000000001.trace"), true);
+        file(root.join("fe-dead/0000000000000002.trace"), true);
+        file(root.join("fe-live/0000000000000003.trace"), true);
+        file(root.join("fe-live/0000000000000004.trace"), false);
+        // A segment from before the rings were per node.
+        file(root.join("0000000000000005.trace"), true);
+        trim_others(&root, &own, Duration::from_secs(86_400));
+        assert!(!root.join("fe-dead").exists());
+        assert!(!root.join("0000000000000005.trace").exists());
+        assert!(!root.join("fe-live/0000000000000003.trace").exists());
+        assert!(root.join("fe-live/0000000000000004.trace").exists());
+        // Its own ring is its own writer's business.
+        assert!(own.join("0000000000000001.trace").exists());
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub(crate) fn key_files(s: &Server) -> Vec<String> {
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".key"))
                 .collect()
         })
         .unwrap_or_default();

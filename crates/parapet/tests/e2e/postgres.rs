@@ -409,17 +409,17 @@ fn a_stopped_node_is_taken_over_by_its_standby_and_writes_nothing_when_it_comes_
 
 /// The pool's nodes share one archive key directory: a message archived
 /// by fe-a and one by fe-b after it took over are both kept and read under
-/// the same day's key; fe-c, started with a key directory of its own,
-/// makes its own key under that day's name and refuses to seal with it —
-/// the record is not written (its message still goes on), and the log
-/// says what to fix.
+/// the same day's key. fe-c's directory is a copy of the pool's made
+/// before that day's key: it passes the start, makes its own key under
+/// the day's name and refuses to seal with it — the record is not
+/// written, its message still goes on, and the log says what to fix.
+/// fe-d, with a directory of its own, is refused at start.
 #[test]
 fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses() {
     let pg = store_tests::pg::cluster();
     let db = pg.database("pg_keys");
-    let shared = std::env::temp_dir()
-        .join(format!("parapet-e2e-{}-pg_keys_a", std::process::id()))
-        .join("pool-archive-keys");
+    let base = std::env::temp_dir().join(format!("parapet-e2e-{}-pg_keys_a", std::process::id()));
+    let shared = base.join("pool-archive-keys");
     let a = Server::with_config(
         "pg_keys_a",
         &format!(
@@ -434,16 +434,31 @@ fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses()
         &a,
         &["policy", "set", "archiving", "global", "internal=true"],
     );
-    // Two more nodes, copies of fe-a's data directory as it is now: fe-b
-    // with the shared key directory, fe-c with its own.
+    // Three more nodes, copies of fe-a's data directory as it is now:
+    // fe-b with the shared key directory, fe-c with a copy of it, fe-d
+    // with one of its own.
+    let copied = base.join("copied-archive-keys");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&shared)
+        .arg(&copied)
+        .status()
+        .unwrap();
+    assert!(cp.success());
     let mut b = a.another_node("pg_keys_b", "fe-b");
+    let keys_dir = |s: &mut Server, to: Option<&std::path::Path>| {
+        s.extra_config = s
+            .extra_config
+            .lines()
+            .filter(|l| !l.starts_with("keys_dir"))
+            .map(|l| format!("{l}\n"))
+            .chain(to.map(|p| format!("keys_dir = \"{}\"\n", p.display())))
+            .collect();
+    };
     let mut c = a.another_node("pg_keys_c", "fe-c");
-    c.extra_config = c
-        .extra_config
-        .lines()
-        .filter(|l| !l.starts_with("keys_dir"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    keys_dir(&mut c, Some(&copied));
+    let mut d = a.another_node("pg_keys_d", "fe-d");
+    keys_dir(&mut d, None);
     let to_carol = |s: &Server, text: &str| {
         crate::archive::send(
             s,
@@ -454,19 +469,19 @@ fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses()
             "message_send_stored.xml",
         );
     };
+    // Each takes over from the one before (a clean stop hands over at once).
+    let take_over = |old: &Server, new: &mut Server| {
+        new.spawn();
+        wait_until(30, || new.log().contains("standby: node"), || new.log());
+        old.signal("TERM");
+    };
     to_carol(&a, "pool-1");
     wait_until(
         10,
         || q("SELECT count(*) FROM archive") == "2",
         || q("SELECT owner, key_id FROM archive"),
     );
-    b.spawn();
-    wait_until(
-        30,
-        || b.log().contains("standby: node fe-a serves this database"),
-        || b.log(),
-    );
-    a.signal("TERM");
+    take_over(&a, &mut b);
     assert!(b.wait_ready(), "fe-b did not take over:\n{}", b.log());
     to_carol(&b, "pool-2");
     wait_until(
@@ -477,7 +492,6 @@ fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses()
     // One key for the day, in the shared directory; both messages read on
     // fe-b.
     assert_eq!(q("SELECT count(DISTINCT key_id) FROM archive"), "1");
-    assert_eq!(q("SELECT count(*) FROM archive_key_checks"), "1");
     let found = crate::archive::search(&b, &b.token, &["--user", "sip:alice@example.test"]);
     let text = found.to_string();
     assert!(
@@ -485,21 +499,17 @@ fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses()
         "{found:#}"
     );
 
-    // fe-c, with a key directory of its own, takes over from fe-b.
-    c.spawn();
-    wait_until(
-        30,
-        || c.log().contains("standby: node fe-b serves this database"),
-        || c.log(),
-    );
-    b.signal("TERM");
+    // fe-c, with a copy of the directory, takes over: it starts, but its
+    // own key of the day is not the pool's.
+    take_over(&b, &mut c);
     assert!(c.wait_ready(), "fe-c did not take over:\n{}", c.log());
     to_carol(&c, "pool-3");
     wait_until(
         10,
         || {
-            c.log()
-                .contains("every node must use one shared archive.keys_dir")
+            c.log().contains("archive key d")
+                && c.log()
+                    .contains("every node must use one shared archive.keys_dir")
         },
         || c.log(),
     );
@@ -508,6 +518,19 @@ fn the_pools_nodes_seal_with_one_key_per_day_and_one_with_its_own_keys_refuses()
     assert_eq!(
         q("SELECT count(*) FROM pending_messages WHERE recipient = 'sip:carol@example.test'"),
         "3"
+    );
+    let (_, m) = c.http_get("/metrics", None);
+    assert!(m.contains("parapet_archive_writable 0"), "{m}");
+
+    // fe-d, with a directory of its own, does not start.
+    take_over(&c, &mut d);
+    assert!(!d.wait_ready(), "fe-d started:\n{}", d.log());
+    assert!(
+        d.log().contains("the archive key directory in")
+            && d.log()
+                .contains("every node must use one shared archive.keys_dir"),
+        "{}",
+        d.log()
     );
 }
 

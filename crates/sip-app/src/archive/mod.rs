@@ -31,6 +31,8 @@ use tokio::sync::mpsc;
 use super::{policy_set, Core, Req};
 
 mod keycheck;
+
+pub(crate) use keycheck::check_directory;
 mod retention;
 mod writer;
 
@@ -389,15 +391,20 @@ impl<S: store::Store> Core<S> {
             self.archive.probing.clone(),
         );
         tokio::spawn(async move {
+            // Whether a key can be made (claiming no name: a node whose
+            // keys are not the pool's must not take one from the others),
+            // and the database answers. A key found not to be the pool's
+            // keeps the archive failing until the node is put right and
+            // restarted.
             let id = archive::day_id(now_ms(), 1);
-            let key = keycheck::sealing_key(&store, &ring, &id).await;
-            if let Err(e) = &key {
-                if let Some(suppressed) = WRITE_FAILED.allow() {
-                    tracing::error!(error = %e, suppressed, "the IM archive still cannot be written");
-                }
-            }
+            let r = ring.clone();
+            let key = tokio::task::spawn_blocking(move || r.key(&id, true)).await;
             let store_ok = store::Archive::archive_holds(&store).await.is_ok();
-            if key.is_ok() && store_ok {
+            if ring.mismatched() {
+                if let Some(suppressed) = WRITE_FAILED.allow() {
+                    tracing::error!(dir = %ring.dir().display(), suppressed, "the IM archive cannot be written: its keys are not the pool's (every node must use one shared archive.keys_dir; restart once it does)");
+                }
+            } else if matches!(key, Ok(Ok(Some(_)))) && store_ok {
                 metrics.archive.failing.store(false, Relaxed);
                 tracing::info!("the IM archive can be written again");
             }

@@ -208,7 +208,9 @@ async fn reseal_held<S: store::Store>(
         })
         .await
         .map_err(|e| e.to_string())??;
-        let hold = super::keycheck::sealing_key(store, &ring, &current).await?;
+        let hold = super::keycheck::sealing_key(store, &ring, &current)
+            .await
+            .map_err(|e| e.to_string())?;
         let again =
             tokio::task::spawn_blocking(move || -> Result<Vec<(i64, String, Vec<u8>)>, String> {
                 let mut out = Vec::new();

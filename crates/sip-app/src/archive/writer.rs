@@ -11,6 +11,7 @@ use archive::{Key, Keyring};
 use store::ArchiveRow;
 use tokio::sync::mpsc;
 
+use super::keycheck::KeyError;
 use super::{Draft, BATCH, GATHER, RETRIES, WRITE_FAILED};
 
 pub(super) async fn write_loop<S: store::Store>(
@@ -48,13 +49,28 @@ pub(super) async fn write_loop<S: store::Store>(
             .collect();
         let mut keys = HashMap::new();
         for id in ids {
-            match super::keycheck::sealing_key(&store, &keyring, &id).await {
-                Ok(k) => {
-                    keys.insert(id, k);
-                }
-                Err(e) => {
-                    if let Some(suppressed) = WRITE_FAILED.allow() {
-                        tracing::error!(error = %e, suppressed, "archive records lost: no key to seal them with");
+            // A key not the pool's is so for good; one that could not be
+            // made or checked is tried again, as a write is.
+            let mut attempt = 0;
+            loop {
+                match super::keycheck::sealing_key(&store, &keyring, &id).await {
+                    Ok(k) => {
+                        keys.insert(id, k);
+                        break;
+                    }
+                    Err(KeyError::Unavailable(e)) if attempt + 1 < RETRIES => {
+                        attempt += 1;
+                        m.failing.store(true, Relaxed);
+                        if let Some(suppressed) = WRITE_FAILED.allow() {
+                            tracing::error!(error = %e, attempt, suppressed, "no archive key to seal with yet; retrying");
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        if let Some(suppressed) = WRITE_FAILED.allow() {
+                            tracing::error!(error = %e, suppressed, "archive records lost: no key to seal them with");
+                        }
+                        break;
                     }
                 }
             }

@@ -422,7 +422,25 @@ impl<S: store::Store> Core<S> {
         if self.last_cdr_purge.elapsed() >= PURGE_EVERY {
             self.last_cdr_purge = Instant::now();
             let store = self.store.clone();
+            // Records written before records said how long they are kept:
+            // as `monitoring.cdr_retention_days` said then, else as the
+            // global policy says now.
+            let legacy_days = self.cfg.legacy_cdr_retention_days.map_or_else(
+                || crate::policy_set::archiving(&self.policies, "").usage_retention_days,
+                i64::from,
+            );
             tokio::spawn(async move {
+                match store::Cdrs::cdr_stamp_unstamped(&store, legacy_days * DAY_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        records = n,
+                        days = legacy_days,
+                        "usage records written before their retention was recorded: kept as long as monitoring.cdr_retention_days or the global policy says"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "older usage records could not be given their retention")
+                    }
+                }
                 // The archive's clock: the same retention clock (tests move it).
                 let now = crate::archive::now_ms();
                 match store::Cdrs::cdr_purge(&store, now).await {

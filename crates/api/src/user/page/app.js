@@ -249,7 +249,7 @@ function renderArchiving(a) {
   $('archiving').textContent = which.length
     ? 'Your instant messages ' + which.join(' and ') + ' are archived by your organisation and kept ' + a.retention_days + ' days.'
     : 'Your instant messages are not archived.';
-  $('archiving').textContent += ' Records of your calls, conversations, files and sign-ins (who, when, how long; never what was said) are kept ' +
+  $('archiving').textContent += ' Records of your calls, conversations, files and sign-ins (who, when, how long; never what was said) are kept at least ' +
     a.usage_retention_days + ' days.';
 }
 
