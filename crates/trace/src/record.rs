@@ -28,17 +28,17 @@ pub struct Record {
 impl Record {
     /// The record as written on disk.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(
-            format!(
-                "{MAGIC} {} {} {} {} {} {}\n",
-                self.at_ms,
-                if self.inbound { "in" } else { "out" },
-                self.protocol,
-                self.local,
-                self.remote,
-                self.message.len()
-            )
-            .as_bytes(),
+        use std::io::Write;
+        // (Writing to a Vec cannot fail.)
+        let _ = writeln!(
+            out,
+            "{MAGIC} {} {} {} {} {} {}",
+            self.at_ms,
+            if self.inbound { "in" } else { "out" },
+            self.protocol,
+            self.local,
+            self.remote,
+            self.message.len()
         );
         out.extend_from_slice(&self.message);
         out.push(b'\n');
@@ -68,10 +68,24 @@ impl Record {
 
 /// The bytes up to the blank line ending the headers.
 fn header_section(m: &[u8]) -> &[u8] {
-    match m.windows(4).position(|w| w == b"\r\n\r\n") {
+    match memchr::memmem::find(m, b"\r\n\r\n") {
         Some(i) => &m[..i],
         None => m,
     }
+}
+
+/// Whether a header line of `head` is an `Authorization` or
+/// `Proxy-Authorization` (names compared without case, blanks before the
+/// colon allowed) — what [`redact_credentials`] cuts.
+fn has_credentials(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return false;
+        };
+        let name = line[..colon].trim_ascii();
+        name.eq_ignore_ascii_case(b"authorization")
+            || name.eq_ignore_ascii_case(b"proxy-authorization")
+    })
 }
 
 /// Every whole record of a segment, in order; stops at the first one that
@@ -141,7 +155,7 @@ pub fn redact_for_disk(message: &[u8]) -> Cow<'_, [u8]> {
     if !creds.starts_with(b"MESSAGE ") {
         return creds;
     }
-    let Some(end) = creds.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = memchr::memmem::find(&creds, b"\r\n\r\n") else {
         return creds;
     };
     let body = creds.len() - (end + 4);
@@ -159,11 +173,9 @@ pub fn redact_for_disk(message: &[u8]) -> Cow<'_, [u8]> {
 /// recorded media. The suite, lifetime and MKI stay (they are what a call
 /// is debugged by).
 fn cut_sdes_keys(message: &[u8]) -> Option<Vec<u8>> {
-    let body_at = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let body_at = memchr::memmem::find(message, b"\r\n\r\n")? + 4;
     let body = &message[body_at..];
-    if !body.windows(9).any(|w| w == b"a=crypto:") {
-        return None;
-    }
+    memchr::memmem::find(body, b"a=crypto:")?;
     let mut out = message[..body_at].to_vec();
     for line in body.split_inclusive(|&b| b == b'\n') {
         if !line.starts_with(b"a=crypto:") {
@@ -171,7 +183,7 @@ fn cut_sdes_keys(message: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let mut rest = line;
-        while let Some(i) = rest.windows(7).position(|w| w == b"inline:") {
+        while let Some(i) = memchr::memmem::find(rest, b"inline:") {
             out.extend_from_slice(&rest[..i + 7]);
             out.extend_from_slice(b"[key cut]");
             rest = &rest[i + 7..];
@@ -193,9 +205,7 @@ fn cut_sdes_keys(message: &[u8]) -> Option<Vec<u8>> {
 /// was); the rest untouched.
 pub fn redact_credentials(message: &[u8]) -> Cow<'_, [u8]> {
     let head = header_section(message);
-    let lower = head.to_ascii_lowercase();
-    // (SIP allows blanks between a header's name and its colon.)
-    if !lower.windows(13).any(|w| w == b"authorization") {
+    if !has_credentials(head) {
         return Cow::Borrowed(message);
     }
     let mut out = Vec::with_capacity(message.len());

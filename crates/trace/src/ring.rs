@@ -1,9 +1,9 @@
 //! The ring of segment files: `DIR/<first record's ms>.trace`, each up to
 //! an eighth of the byte cap; the oldest deleted when the total is over the
 //! cap or a segment's last record is older than the age cap. One writer
-//! thread appends (buffered, flushed every 200 ms) and sends to the HEP
-//! collector; messages beyond its queue are dropped and counted, never
-//! waited for.
+//! thread takes what was captured every 20 ms, appends it (buffered,
+//! flushed every 200 ms) and sends it to the HEP collector; messages
+//! beyond what may wait are dropped and counted, never waited for.
 
 use std::fs;
 use std::io::Write;
@@ -11,14 +11,19 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::{parse_segment, redact_for_disk, Record};
 
-/// Messages waiting for the writer at most.
+/// Messages waiting for the writer at most, and their bytes.
 const QUEUE: usize = 16_384;
+const QUEUE_BYTES: usize = 32 << 20;
+/// How often the writer takes what was captured. Woken for each message
+/// instead (a channel), the writer thread doubled the CPU a relayed
+/// MESSAGE cost on a one-core server — a wake-up and two context switches
+/// per message (bench/README.md, "The SIP trace's cost").
+const TAKE_EVERY: Duration = Duration::from_millis(20);
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// How much the ring keeps.
@@ -40,10 +45,18 @@ pub struct Counters {
     pub hep_failed: Arc<AtomicU64>,
 }
 
-/// The writer's handle: cheap to clone, never blocks.
+/// Messages captured and not yet taken by the writer.
+#[derive(Debug, Default)]
+struct Pending {
+    records: Vec<Record>,
+    bytes: usize,
+}
+
+/// The writer's handle: cheap to clone, never blocks on the writer (a
+/// short lock the writer holds only to swap the batch out).
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: SyncSender<Record>,
+    pending: Arc<Mutex<Pending>>,
     pub counters: Counters,
 }
 
@@ -51,12 +64,17 @@ impl Writer {
     /// Hands a message to the writer (credentials are cut before it is
     /// kept); drops it, counted, if the writer is behind.
     pub fn capture(&self, r: Record) {
-        match self.tx.try_send(r) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.dropped.fetch_add(1, Relaxed);
-            }
+        let Ok(mut p) = self.pending.lock() else {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        if p.records.len() >= QUEUE || p.bytes + r.message.len() > QUEUE_BYTES {
+            drop(p);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
         }
+        p.bytes += r.message.len();
+        p.records.push(r);
     }
 }
 
@@ -123,8 +141,11 @@ fn start_ring(
         )),
         None => None,
     };
-    let (tx, rx) = sync_channel(QUEUE);
-    let w = Writer { tx, counters };
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let w = Writer {
+        pending: pending.clone(),
+        counters,
+    };
     let state = Ring {
         dir: dir.to_path_buf(),
         pool_root: pool_root.map(Path::to_path_buf),
@@ -137,7 +158,7 @@ fn start_ring(
     };
     std::thread::Builder::new()
         .name("sip-trace".into())
-        .spawn(move || state.run(rx))
+        .spawn(move || state.run(pending))
         .map_err(|e| format!("cannot start the trace writer: {e}"))?;
     Ok(w)
 }
@@ -179,44 +200,54 @@ impl Ring {
         (self.caps.max_bytes / 8).max(64 * 1024)
     }
 
-    fn run(mut self, rx: Receiver<Record>) {
+    /// Takes what was captured every [`TAKE_EVERY`] until every
+    /// [`Writer`] is gone, then writes what is left and stops.
+    fn run(mut self, pending: Arc<Mutex<Pending>>) {
         let mut last_flush = Instant::now();
         let mut buf = Vec::with_capacity(4096);
+        let mut batch = Vec::new();
         loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(mut r) => {
-                    if let std::borrow::Cow::Owned(m) = redact_for_disk(&r.message) {
-                        r.message = m;
-                    }
-                    match &self.hep {
-                        Some((HepOut::Udp(sock, to), agent)) => {
-                            let packet = super::hep::encode(&r, *agent);
-                            match sock.send_to(&packet, *to) {
-                                Ok(_) => self.hep_sent.fetch_add(1, Relaxed),
-                                Err(_) => self.hep_failed.fetch_add(1, Relaxed),
-                            };
-                        }
-                        Some((HepOut::Tls(sender), agent)) => {
-                            sender.send(super::hep::encode(&r, *agent))
-                        }
-                        None => {}
-                    }
-                    if self.caps.max_bytes > 0 {
-                        buf.clear();
-                        r.encode(&mut buf);
-                        self.append(&buf, r.at_ms);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.flush();
-                    return;
-                }
+            std::thread::sleep(TAKE_EVERY);
+            // Ours is the last handle: nothing more can come.
+            let last = Arc::strong_count(&pending) == 1;
+            if let Ok(mut p) = pending.lock() {
+                std::mem::swap(&mut batch, &mut p.records);
+                p.bytes = 0;
+            }
+            for r in batch.drain(..) {
+                self.take(r, &mut buf);
+            }
+            if last {
+                self.flush();
+                return;
             }
             if last_flush.elapsed() >= FLUSH_EVERY {
                 last_flush = Instant::now();
                 self.flush();
             }
+        }
+    }
+
+    /// One message: to the HEP collector, and into the ring.
+    fn take(&mut self, mut r: Record, buf: &mut Vec<u8>) {
+        if let std::borrow::Cow::Owned(m) = redact_for_disk(&r.message) {
+            r.message = m;
+        }
+        match &self.hep {
+            Some((HepOut::Udp(sock, to), agent)) => {
+                let packet = super::hep::encode(&r, *agent);
+                match sock.send_to(&packet, *to) {
+                    Ok(_) => self.hep_sent.fetch_add(1, Relaxed),
+                    Err(_) => self.hep_failed.fetch_add(1, Relaxed),
+                };
+            }
+            Some((HepOut::Tls(sender), agent)) => sender.send(super::hep::encode(&r, *agent)),
+            None => {}
+        }
+        if self.caps.max_bytes > 0 {
+            buf.clear();
+            r.encode(buf);
+            self.append(buf, r.at_ms);
         }
     }
 
