@@ -75,6 +75,18 @@ impl KindSpec {
             .map_err(|e| ValueError(format!("{}.{}: {e}", self.name, f.name)))
     }
 
+    /// `value` of field `name` written as an operator would type it, so
+    /// that [`KindSpec::parse`] reads it back (client rules are separated
+    /// by `;`, other lists by `,`).
+    pub fn write(&self, name: &str, value: &Value) -> String {
+        match (self.field(name).map(|f| f.ty), value) {
+            (Some(crate::value::FieldType::ClientRules { .. }), Value::List(rules)) => {
+                rules.join("; ")
+            }
+            _ => value.to_string(),
+        }
+    }
+
     /// Validates a whole document: every field known and valid, then the
     /// rules between fields.
     pub fn check_all(&self, fields: &Fields) -> Result<(), ValueError> {

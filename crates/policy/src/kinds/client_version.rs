@@ -295,6 +295,21 @@ mod tests {
     }
 
     #[test]
+    fn several_rules_written_out_read_back_the_same() {
+        // (Found by the policy fuzz target: rules were written joined by
+        // ',', which is no separator of rules — a URL may hold one.)
+        let typed =
+            "yockttB allow;oetB allow; baresip < 1.1 block-with-url https://intranet.example/a,b";
+        let v = SPEC.parse("rules", typed).unwrap();
+        let written = SPEC.write("rules", &v);
+        assert_eq!(SPEC.parse("rules", &written).unwrap(), v);
+        assert_eq!(
+            written,
+            "yockttb allow; oetb allow; baresip < 1.1 block-with-url https://intranet.example/a,b"
+        );
+    }
+
+    #[test]
     fn user_agents_give_their_product_and_version() {
         let cases: &[(&str, &str, Option<&[u64]>)] = &[
             (
