@@ -74,17 +74,19 @@ fn header_section(m: &[u8]) -> &[u8] {
     }
 }
 
-/// Whether a header line of `head` is an `Authorization` or
-/// `Proxy-Authorization` (names compared without case, blanks before the
-/// colon allowed) — what [`redact_credentials`] cuts.
-fn has_credentials(head: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').skip(1).any(|line| {
-        let Some(colon) = memchr::memchr(b':', line) else {
-            return false;
+/// Whether a line of `head` may be an `Authorization` or
+/// `Proxy-Authorization` header: its name (before any colon) holds
+/// "authorization" in any case. A superset of what [`redact_credentials`]
+/// cuts (which then decides, with its own trimming), found without
+/// copying the headers.
+fn may_have_credentials(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').any(|line| {
+        let name = match memchr::memchr(b':', line) {
+            Some(colon) => &line[..colon],
+            None => line,
         };
-        let name = line[..colon].trim_ascii();
-        name.eq_ignore_ascii_case(b"authorization")
-            || name.eq_ignore_ascii_case(b"proxy-authorization")
+        name.windows(13)
+            .any(|w| w.eq_ignore_ascii_case(b"authorization"))
     })
 }
 
@@ -205,7 +207,7 @@ fn cut_sdes_keys(message: &[u8]) -> Option<Vec<u8>> {
 /// was); the rest untouched.
 pub fn redact_credentials(message: &[u8]) -> Cow<'_, [u8]> {
     let head = header_section(message);
-    if !has_credentials(head) {
+    if !may_have_credentials(head) {
         return Cow::Borrowed(message);
     }
     let mut out = Vec::with_capacity(message.len());
