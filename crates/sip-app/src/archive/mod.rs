@@ -31,10 +31,10 @@ use tokio::sync::mpsc;
 use super::{policy_set, Core, Req};
 
 mod keycheck;
-
-pub(crate) use keycheck::check_directory;
 mod retention;
 mod writer;
+
+pub(crate) use keycheck::check_directory;
 
 use writer::write_loop;
 
@@ -234,6 +234,12 @@ pub(crate) fn party(uri: &sip::Uri<'_>) -> Option<String> {
     ))
 }
 
+/// Whether party `aor` (as [`party`] names it) is a user of `domain`.
+pub(crate) fn in_domain(aor: &str, domain: &str) -> bool {
+    aor.rsplit_once('@')
+        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+}
+
 impl<S: store::Store> Core<S> {
     /// A MESSAGE inside a dialog (a session of instant messages): noted
     /// like one outside, From and To naming the parties. `false`: refused.
@@ -268,10 +274,7 @@ impl<S: store::Store> Core<S> {
     /// archive cannot be written now.
     async fn archive_note(&mut self, r: &Req<'_>, sender: &str, recipient: &str) -> bool {
         let domain = self.cfg.domain.clone();
-        let ours = |aor: &str| {
-            aor.rsplit_once('@')
-                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&domain))
-        };
+        let ours = |aor: &str| in_domain(aor, &domain);
         let federated = !(ours(sender) && ours(recipient));
         let mut owners = Vec::new();
         let mut block = false;

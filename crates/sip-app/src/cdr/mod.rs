@@ -86,13 +86,9 @@ impl Retention {
     /// Sets `row.keep_until_ms`: its end plus the longest usage retention
     /// among its parties of ours (a partner's user has no policy here).
     fn stamp(&self, row: &mut CdrRow) {
-        let ours = |aor: &str| {
-            aor.rsplit_once('@')
-                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
-        };
         let days = [row.caller.as_str(), row.callee.as_str()]
             .into_iter()
-            .filter(|p| ours(p))
+            .filter(|p| crate::archive::in_domain(p, &self.domain))
             .map(|p| crate::policy_set::archiving(&self.policies, p).usage_retention_days)
             .max()
             // No party of ours (not recorded today): everyone's policy.
@@ -274,10 +270,7 @@ impl<S: store::Store> Core<S> {
     pub(crate) fn cdr_started(&mut self, r: &Req<'_>, callee: &str) {
         let caller = crate::archive::party(&r.f.from.uri).unwrap_or_default();
         let domain = &self.cfg.domain;
-        let ours = |a: &str| {
-            a.rsplit_once('@')
-                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
-        };
+        let ours = |a: &str| crate::archive::in_domain(a, domain);
         let federated = !(ours(&caller) && ours(callee));
         let partner = usage::partner_of(&caller, callee, domain);
         let key = r.f.call_id.to_string();
