@@ -15,6 +15,10 @@ need_tools() {
     for c in sipp kamailio sqlite3; do
         command -v "$c" >/dev/null || { echo "bench: $c is missing (apt-get install $*)" >&2; exit 2; }
     done
+    # Kamailio's modules come in packages of their own, with no command.
+    local p missing=""
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+    [ -z "$missing" ] || { echo "bench: missing packages (apt-get install$missing)" >&2; exit 2; }
 }
 
 # Users u0..u(N-1) and receiver: SIPp's CSV (user;[authentication ...]),
@@ -89,7 +93,7 @@ unauthenticated_rate = 100000000
 unauthenticated_burst = 100000000
 ${PARAPET_EXTRA_TOML:-}
 TOML
-    ${PARAPET_PREFIX:-} target/release/parapet serve --config "$work/$tag.toml" --data-dir "$data" --domain "$domain" \
+    ${PARAPET_PREFIX:-} "${PARAPET_BIN:-target/release/parapet}" serve --config "$work/$tag.toml" --data-dir "$data" --domain "$domain" \
         --allow-insecure-transports "${listen[@]}" --admin-listen "127.0.0.1:$admin_port" --web-listen "" 2>>"$work/$tag.log" &
     ppid=$!
 }
@@ -98,7 +102,7 @@ TOML
 padmin() { # tag admin_port args...
     local tag=$1 admin_port=$2
     shift 2
-    PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/$tag-session" target/release/parapet admin "$@"
+    PARAPET_ADMIN_URL="http://127.0.0.1:$admin_port" PARAPET_ADMIN_SESSION="$work/$tag-session" "${PARAPET_BIN:-target/release/parapet}" admin "$@"
 }
 
 # A break-glass administrator signed in with a TOTP code, then the users

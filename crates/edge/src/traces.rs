@@ -31,10 +31,10 @@ pub(crate) fn tap(r: &TraceRing) -> Result<sip_transport::Tap, String> {
             writer.capture(trace::Record {
                 at_ms: c.at_ms,
                 inbound: c.inbound,
-                protocol: c.protocol.via_token().to_string(),
+                protocol: c.protocol.via_token(),
                 local: c.local,
                 remote: c.remote,
-                message: c.bytes.to_vec(),
+                message: c.bytes,
             })
         },
     )))

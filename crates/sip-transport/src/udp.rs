@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use crate::logging;
@@ -46,24 +46,28 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 pub(crate) async fn run(sock: Arc<UdpSocket>, flow: FlowId, local: SocketAddr, ctx: Arc<Ctx>) {
-    let mut buf = BytesMut::with_capacity(RECV_CHUNK * 4);
+    // One buffer for every datagram, each then copied out at its own size.
+    // Datagrams split off a shared chunk instead each kept the whole chunk
+    // (256 KiB) alive while any of them lived — a transaction in progress
+    // holds its request —, and a fresh chunk every few hundred datagrams
+    // cost page faults: about 3% of a core at 90% of REGISTER capacity
+    // (bench/README.md, "Capacity under overload").
+    let mut buf = vec![0u8; RECV_CHUNK];
     let mut shutdown = ctx.shutdown.clone();
     loop {
-        buf.reserve(RECV_CHUNK);
         let received = tokio::select! {
-            r = sock.recv_buf_from(&mut buf) => r,
+            r = sock.recv_from(&mut buf) => r,
             _ = shutdown.changed() => return,
         };
-        let (_, remote) = match received {
+        let (len, remote) = match received {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors surface here on some systems; they concern one peer only.
                 tracing::debug!(error = %e, "udp receive error");
-                buf.clear();
                 continue;
             }
         };
-        let datagram = buf.split().freeze();
+        let datagram = Bytes::copy_from_slice(&buf[..len]);
         handle(&sock, datagram, remote, local, flow, &ctx).await;
     }
 }

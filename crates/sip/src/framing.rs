@@ -5,7 +5,7 @@
 //! Content-Length is mandatory on streams (RFC 3261 §18.3), so a message can never
 //! be re-split by a peer that disagrees about where it ends.
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::ParseError;
 use crate::limits::Limits;
@@ -95,7 +95,12 @@ impl Framer {
             return Ok(Decoded::Incomplete);
         }
         *self = Framer::default();
-        let bytes = buf.split_to(total).freeze();
+        // A copy of exactly the message: a slice of the read buffer would
+        // keep the whole chunk it was read into alive for as long as the
+        // message lives (a transaction in progress holds its request), and
+        // the read buffer is reused once drained.
+        let bytes = Bytes::copy_from_slice(&buf[..total]);
+        buf.advance(total);
         let head_text = crate::parse::utf8_head(&bytes, head.body_start)?;
         Ok(Decoded::Message(Message {
             buf: bytes,
@@ -139,6 +144,22 @@ mod tests {
         buf.extend_from_slice(&M[M.len() - 1..]);
         assert!(matches!(dec(&mut buf).unwrap(), Decoded::Message(_)));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_message_keeps_no_part_of_the_read_buffer_alive() {
+        let mut buf = BytesMut::with_capacity(8192);
+        buf.extend_from_slice(M);
+        buf.extend_from_slice(&M[..30]);
+        let Decoded::Message(m) = dec(&mut buf).unwrap() else {
+            panic!("a whole message was buffered");
+        };
+        let bytes = m.as_bytes().clone();
+        drop(m);
+        // Its own allocation, not a slice of the 8 KiB the reader holds.
+        assert!(bytes.is_unique());
+        assert_eq!(&bytes[..], M);
+        assert_eq!(&buf[..], &M[..30]);
     }
 
     #[test]

@@ -95,10 +95,10 @@ mod tests {
         let r = Record {
             at_ms: 1_796_645_045_123,
             inbound: true,
-            protocol: "UDP".into(),
+            protocol: "UDP",
             local: "127.0.0.1:5060".parse().unwrap(),
             remote: "192.0.2.7:5070".parse().unwrap(),
-            message: b"OPTIONS sip:x SIP/2.0\r\nCall-ID: c9\r\n\r\n".to_vec(),
+            message: bytes::Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\nCall-ID: c9\r\n\r\n"),
         };
         let p = encode(&r, 42);
         let chunks = decode(&p).unwrap();
@@ -128,7 +128,7 @@ mod tests {
         // IPv6, and a message too long for HEP: cut, still a packet.
         let mut big = r.clone();
         big.remote = "[2001:db8::1]:5070".parse().unwrap();
-        big.message = vec![b'a'; 70_000];
+        big.message = vec![b'a'; 70_000].into();
         let p = encode(&big, 1);
         assert!(p.len() <= 65_535);
         let chunks = decode(&p).unwrap();
@@ -141,7 +141,8 @@ mod tests {
             "OPTIONS sip:x SIP/2.0\r\nCall-ID: {}\r\n\r\n",
             "c".repeat(70_000)
         )
-        .into_bytes();
+        .into_bytes()
+        .into();
         let p = encode(&long, 1);
         assert!(p.len() <= 65_535 && decode(&p).is_some());
     }

@@ -4,6 +4,8 @@
 //! first record that is not whole (the tail a crash cut short).
 
 use std::borrow::Cow;
+
+use bytes::Bytes;
 use std::net::SocketAddr;
 
 /// The largest message a record holds (the SIP parser's own bound is
@@ -12,6 +14,8 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 
 const MAGIC: &str = "PTR1";
 
+const PROTOCOLS: [&str; 5] = ["UDP", "TCP", "TLS", "WS", "WSS"];
+
 /// A traced message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -19,10 +23,11 @@ pub struct Record {
     pub at_ms: i64,
     pub inbound: bool,
     /// `UDP`, `TCP`, `TLS`, `WS` or `WSS`.
-    pub protocol: String,
+    pub protocol: &'static str,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub message: Vec<u8>,
+    /// The message as it crossed the transport, shared with it (no copy).
+    pub message: Bytes,
 }
 
 impl Record {
@@ -116,9 +121,7 @@ fn parse_one(data: &[u8]) -> Option<(Record, usize)> {
         _ => return None,
     };
     let protocol = f.next()?;
-    if !["UDP", "TCP", "TLS", "WS", "WSS"].contains(&protocol) {
-        return None;
-    }
+    let protocol = PROTOCOLS.iter().find(|p| **p == protocol)?;
     let local: SocketAddr = f.next()?.parse().ok()?;
     let remote: SocketAddr = f.next()?.parse().ok()?;
     let len: usize = f.next()?.parse().ok()?;
@@ -134,10 +137,10 @@ fn parse_one(data: &[u8]) -> Option<(Record, usize)> {
         Record {
             at_ms,
             inbound,
-            protocol: protocol.to_string(),
+            protocol,
             local,
             remote,
-            message: data[start..end].to_vec(),
+            message: Bytes::copy_from_slice(&data[start..end]),
         },
         end + 1,
     ))
@@ -290,10 +293,10 @@ mod tests {
         Record {
             at_ms: 1_796_645_045_123,
             inbound: true,
-            protocol: "UDP".into(),
+            protocol: "UDP",
             local: "127.0.0.1:5060".parse().unwrap(),
             remote: "[::1]:5070".parse().unwrap(),
-            message: msg.as_bytes().to_vec(),
+            message: Bytes::copy_from_slice(msg.as_bytes()),
         }
     }
 

@@ -162,10 +162,10 @@ mod tests {
         let r = |n: i64| Record {
             at_ms: n,
             inbound: true,
-            protocol: "TLS".into(),
+            protocol: "TLS",
             local: "192.0.2.1:5061".parse().unwrap(),
             remote: "198.51.100.7:40000".parse().unwrap(),
-            message: vec![b'x'; 10_000],
+            message: vec![b'x'; 10_000].into(),
         };
         let few: Vec<Record> = (0..3).map(r).collect();
         let (body, more) = answer(&few);

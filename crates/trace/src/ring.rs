@@ -231,7 +231,7 @@ impl Ring {
     /// One message: to the HEP collector, and into the ring.
     fn take(&mut self, mut r: Record, buf: &mut Vec<u8>) {
         if let std::borrow::Cow::Owned(m) = redact_for_disk(&r.message) {
-            r.message = m;
+            r.message = m.into();
         }
         match &self.hep {
             Some((HepOut::Udp(sock, to), agent)) => {
@@ -496,13 +496,14 @@ mod tests {
         Record {
             at_ms: 1_000 + n as i64,
             inbound: n.is_multiple_of(2),
-            protocol: "UDP".into(),
+            protocol: "UDP",
             local: "127.0.0.1:5060".parse().unwrap(),
             remote: "127.0.0.1:5070".parse().unwrap(),
             message: format!(
                 "MESSAGE sip:bob@example.test SIP/2.0\r\nCall-ID: {call}\r\nFrom: <{from}>;tag=1\r\nTo: <sip:bob@example.test>\r\nAuthorization: Digest username=\"a\", response=\"secret{n}\"\r\nContent-Length: 0\r\n\r\n"
             )
-            .into_bytes(),
+            .into_bytes()
+            .into(),
         }
     }
 
