@@ -48,10 +48,11 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub(crate) async fn run(sock: Arc<UdpSocket>, flow: FlowId, local: SocketAddr, ctx: Arc<Ctx>) {
     // One buffer for every datagram, each then copied out at its own size.
     // Datagrams split off a shared chunk instead each kept the whole chunk
-    // (256 KiB) alive while any of them lived — a transaction in progress
-    // holds its request —, and a fresh chunk every few hundred datagrams
-    // cost page faults: about 3% of a core at 90% of REGISTER capacity
-    // (bench/README.md, "Capacity under overload").
+    // (64-256 KiB) alive while any of them lived — a transaction in
+    // progress holds its request —, and a fresh chunk every few hundred
+    // datagrams was faulted in page by page: three times the page faults,
+    // and 86-92% of a core where this takes 75-82% for the same rate of
+    // registrations (bench/README.md, "Capacity under overload").
     let mut buf = vec![0u8; RECV_CHUNK];
     let mut shutdown = ctx.shutdown.clone();
     loop {
