@@ -167,9 +167,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let idle = tokio::time::sleep(ctx.config.idle_timeout);
         tokio::select! {
             m = ws.next() => {
+                // Copied out at its own size: tungstenite hands out slices
+                // of its read buffer, which a message would keep alive
+                // whole while it lives (as udp.rs explains).
                 let data = match m {
-                    Some(Ok(WsMessage::Text(t))) => bytes::Bytes::from(t),
-                    Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Text(t))) => bytes::Bytes::copy_from_slice(t.as_bytes()),
+                    Some(Ok(WsMessage::Binary(b))) => bytes::Bytes::copy_from_slice(&b),
                     Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
                     Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
                 };

@@ -4,9 +4,9 @@
 //! first record that is not whole (the tail a crash cut short).
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
-use std::net::SocketAddr;
 
 /// The largest message a record holds (the SIP parser's own bound is
 /// lower); a longer length field means a damaged file.
