@@ -521,6 +521,22 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
         finding: db_plain,
         severity: Severity::High,
     });
+    if let config::Database::Postgres { active, .. } = &cfg.database {
+        out.push(Item {
+            group: "Authentication",
+            setting: "config pool_mode".into(),
+            current: if *active {
+                "active: every node serves at once, each counting failed sign-ins and lockouts on its own".into()
+            } else {
+                "standby: one node serves at a time; the lockout counters pass to the node that takes over".into()
+            },
+            recommended: "standby, until the lockout counters are shared across the pool".into(),
+            why: "With every node serving, a password guesser who spreads attempts over N nodes gets up to N times the attempts the lockout policy allows before an account locks.".into(),
+            command: "set pool_mode = \"standby\" (or remove it) in every node's configuration file and restart them".into(),
+            finding: *active,
+            severity: Severity::High,
+        });
+    }
     let md5_plain = md5 && d.md5_unencrypted;
     out.push(Item {
         group: "Authentication",

@@ -28,6 +28,9 @@ pub enum Database {
         plain_text: bool,
         /// This node's name in the pool.
         node_id: String,
+        /// Every node serves at once (`pool_mode = "active"`), or one
+        /// serves while the others wait as standbys (the default).
+        active: bool,
     },
 }
 
@@ -57,7 +60,19 @@ pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Databas
         pool_size,
         plain_text,
         node_id: host_name(),
+        active: false,
     })
+}
+
+/// A `pool_mode` as written: `true` for "active".
+pub(crate) fn check_pool_mode(mode: &str) -> Result<bool, String> {
+    match mode {
+        "standby" => Ok(false),
+        "active" => Ok(true),
+        other => Err(format!(
+            "pool_mode {other:?}: \"standby\" (one node serves, the others wait) or \"active\" (every node serves)"
+        )),
+    }
 }
 
 /// A `node_id` as written, checked.
@@ -163,5 +178,29 @@ mod tests {
         // The URL (it may hold a password) never shows in debug output.
         let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_pool_mode_is_standby_unless_active_is_written_on_postgresql() {
+        let raw = |t: &str| RawConfig::from_toml(t).unwrap().build();
+        let pg = "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\n";
+        let active = |c: &str| match raw(c) {
+            Ok(Config {
+                database: Database::Postgres { active, .. },
+                ..
+            }) => Ok(active),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        assert_eq!(active(pg), Ok(false));
+        assert_eq!(active(&format!("{pg}pool_mode = \"active\"\n")), Ok(true));
+        assert_eq!(active(&format!("{pg}pool_mode = \"standby\"\n")), Ok(false));
+        assert!(active(&format!("{pg}pool_mode = \"both\"\n"))
+            .unwrap_err()
+            .contains("pool_mode"));
+        assert!(active("pool_mode = \"active\"\n")
+            .unwrap_err()
+            .contains("PostgreSQL"));
+        assert_eq!(active("pool_mode = \"standby\"\n"), Ok(false));
     }
 }

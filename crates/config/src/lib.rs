@@ -92,7 +92,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("data_dir", "\"/var/lib/parapet\"", "Where the database, keys and certificates live (created on first start, mode 0700)."),
     ("database", "\"\"", "Empty: the embedded SQLite database in data_dir. Or a PostgreSQL URL for a pool of front ends sharing one database: \"postgres://parapet:PASSWORD@db.example.com/parapet?sslrootcert=/etc/parapet/db-ca.pem\" (TLS with the server's certificate and name verified is the default and needs sslrootcert; sslmode=disable is plain text, a high finding in the security check; a Unix socket, host=/run/postgresql, needs no TLS). The role needs no privilege beyond owning its database (docs/POSTGRES.md)."),
     ("database_pool_size", "16", "Connections to PostgreSQL at most (1 to 512); a request waits up to 5 s for one, then fails with 503."),
-    ("node_id", "\"\"", "With a PostgreSQL database: this node's name in the pool, unique among the nodes (1 to 64 letters, digits, '.', '-', '_'; empty: the machine's host name). The node holds a lease in the database under it; one node serves at a time for now, another started meanwhile waits as a standby and takes over when the lease lapses (docs/POSTGRES.md). Not allowed with the embedded database."),
+    ("node_id", "\"\"", "With a PostgreSQL database: this node's name in the pool, unique among the nodes (1 to 64 letters, digits, '.', '-', '_'; empty: the machine's host name). The node holds a lease in the database under it (docs/POSTGRES.md). Not allowed with the embedded database."),
+    ("pool_mode", "\"standby\"", "With a PostgreSQL database: \"standby\" — one node serves at a time, another started meanwhile waits and takes over when the lease lapses; \"active\" — every node serves at once, each following the others' registrations from the change log and reaching a client connected to another node through that node over mutual TLS (node certificates from the private CA, so every node needs pki/ copied; TLS listeners on an address of their own). In \"active\" mode presence, contact lists and the sign-in lockout counters are still each node's own (docs/POSTGRES.md), which the security view reports. Every node of a pool must use the same mode."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
     ("web_listen", "\"0.0.0.0:4443\"", "The user listener (HTTPS, with the listeners' certificate): the user API under /user/v1 with which users manage their own contact lists and approve or deny watchers, signing in with their SIP password (the same lockout applies), and the self-service page at /. Empty: off."),
@@ -278,6 +279,7 @@ pub struct RawConfig {
     pub database: Option<DatabaseUrl>,
     pub database_pool_size: Option<usize>,
     pub node_id: Option<String>,
+    pub pool_mode: Option<String>,
     pub listen: Option<Vec<String>>,
     pub admin_listen: Option<String>,
     pub web_listen: Option<String>,
@@ -671,6 +673,18 @@ impl RawConfig {
                         .into(),
                 ),
                 Database::Postgres { node_id, .. } => *node_id = database::check_node_id(&id)?,
+            }
+        }
+        if let Some(mode) = self.pool_mode.filter(|m| !m.is_empty()) {
+            let want = database::check_pool_mode(&mode)?;
+            match &mut database {
+                // "standby", the default, means nothing for one server.
+                Database::Embedded if want => return Err(
+                    "pool_mode = \"active\" concerns a pool of nodes on PostgreSQL: set database, or remove pool_mode"
+                        .into(),
+                ),
+                Database::Embedded => {}
+                Database::Postgres { active, .. } => *active = want,
             }
         }
         let legacy_cdr_retention_days = self

@@ -90,6 +90,17 @@ pub fn issued_by(leaf: &[u8], ca: &[u8]) -> bool {
     leaf.issuer().as_raw() == ca.subject().as_raw()
 }
 
+/// The rest of the first subjectAltName URI of `der` that begins with
+/// `prefix` (`urn:parapet:node:` gives the node's name), if any.
+pub fn uri_after(der: &[u8], prefix: &str) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|g| match g {
+        GeneralName::URI(u) => u.strip_prefix(prefix).map(str::to_owned),
+        _ => None,
+    })
+}
+
 /// Reads the identities of a DER certificate.
 pub fn identities(der: &[u8]) -> Result<Identities, IdentityError> {
     let (rest, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Malformed)?;

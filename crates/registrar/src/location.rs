@@ -64,6 +64,9 @@ pub struct Location {
     /// Live bindings in total (read every second for the metrics: kept by
     /// `set_entries` rather than summed over every AOR).
     bindings: usize,
+    /// This node's name in a pool (`node_id`), written into the bindings it
+    /// makes; empty for a server alone on its store.
+    pub(crate) node: String,
 }
 
 impl Location {
@@ -76,7 +79,25 @@ impl Location {
             flows: HashMap::new(),
             expiries: BTreeMap::new(),
             bindings: 0,
+            node: String::new(),
         }
+    }
+
+    /// Names this node of a pool: the bindings it makes carry the name, and
+    /// bindings carrying another node's are that node's to reach.
+    pub fn set_node(&mut self, node: &str) {
+        node.clone_into(&mut self.node);
+    }
+
+    /// This node's name (`set_node`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether `b` is held by another node of the pool (its client's flow
+    /// is there).
+    pub fn is_remote(&self, b: &Binding) -> bool {
+        !self.node.is_empty() && !b.node.is_empty() && b.node != self.node
     }
 
     /// Replaces the bindings of `aor` (none: removes it), keeping the source
@@ -85,7 +106,10 @@ impl Location {
         // New entries are counted before old ones are let go, so that a
         // source address refreshing its only binding keeps its place in
         // `source_since`.
-        for e in &entries {
+        let node = std::mem::take(&mut self.node);
+        let remote =
+            |e: &Entry| !node.is_empty() && !e.binding.node.is_empty() && e.binding.node != node;
+        for e in entries.iter().filter(|e| !remote(e)) {
             let seq = &mut self.source_seq;
             self.sources
                 .entry(e.binding.source.clone())
@@ -118,6 +142,9 @@ impl Location {
                 }
             }
             for e in &old {
+                if remote(e) {
+                    continue;
+                }
                 if let Some((n, _)) = self.sources.get_mut(&e.binding.source) {
                     *n -= 1;
                     if *n == 0 {
@@ -146,6 +173,40 @@ impl Location {
             }
             self.by_aor.insert(aor.to_owned(), entries);
         }
+        self.node = node;
+    }
+
+    /// What the store holds for `aor` now, read after another node of the
+    /// pool changed it: the other nodes' bindings are replaced by these
+    /// (a binding that moved here from another node stays ours only if it
+    /// is not among them). This node's own bindings stay as they are: its
+    /// memory is ahead of the store while its writes are under way.
+    pub fn replace_remote(&mut self, aor: &str, stored: Vec<Binding>) {
+        let mut entries: Vec<Entry> = self
+            .by_aor
+            .get(aor)
+            .map(|es| {
+                es.iter()
+                    .filter(|e| !self.is_remote(&e.binding))
+                    .filter(|e| {
+                        !stored
+                            .iter()
+                            .any(|b| b.key == e.binding.key && self.is_remote(b))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.extend(
+            stored
+                .into_iter()
+                .filter(|b| self.is_remote(b))
+                .map(|binding| Entry {
+                    binding,
+                    flow: None,
+                }),
+        );
+        self.set_entries(aor, entries);
     }
 
     pub fn config(&self) -> &RegistrarConfig {
@@ -341,6 +402,7 @@ mod tests {
             path: Vec::new(),
             source: "udp:192.0.2.1:5060".into(),
             user_agent: None,
+            node: String::new(),
         }
     }
 
@@ -373,5 +435,62 @@ mod tests {
         l.remove_aor("sip:b@x.test");
         check(&l);
         assert!(l.expiries.is_empty());
+    }
+
+    #[test]
+    fn another_nodes_bindings_are_replaced_from_the_store_and_ours_stay() {
+        let mut l = Location::new(RegistrarConfig::default());
+        l.set_node("fe-a");
+        let on = |node: &str, key: &str, source: &str| Binding {
+            node: node.into(),
+            source: source.into(),
+            ..binding("sip:a@x.test", key, 100)
+        };
+        // Ours (a phone) and fe-b's (a laptop).
+        l.load(vec![
+            on("fe-a", "phone", "udp:192.0.2.1:5060"),
+            on("fe-b", "laptop", "udp:192.0.2.2:5060"),
+        ]);
+        assert!(l.bound_source("udp:192.0.2.1:5060"));
+        assert!(
+            !l.bound_source("udp:192.0.2.2:5060"),
+            "another node's client is not sent requests from here"
+        );
+        // fe-b changed them: the laptop left, a tablet came, and the phone
+        // moved to fe-b.
+        l.replace_remote(
+            "sip:a@x.test",
+            vec![
+                on("fe-b", "tablet", "udp:192.0.2.3:5060"),
+                on("fe-b", "phone", "udp:192.0.2.4:5060"),
+            ],
+        );
+        let mut now: Vec<(String, String)> = l
+            .lookup("sip:a@x.test", 0)
+            .into_iter()
+            .map(|(b, _)| (b.key, b.node))
+            .collect();
+        now.sort();
+        assert_eq!(
+            now,
+            vec![
+                ("phone".into(), "fe-b".into()),
+                ("tablet".into(), "fe-b".into())
+            ]
+        );
+        assert!(!l.bound_source("udp:192.0.2.1:5060"));
+        // A binding of ours not in the store (its write under way) stays.
+        l.load(vec![on("fe-a", "desk", "udp:192.0.2.5:5060")]);
+        l.replace_remote("sip:a@x.test", Vec::new());
+        let keys: Vec<String> = l
+            .lookup("sip:a@x.test", 0)
+            .into_iter()
+            .map(|(b, _)| b.key)
+            .collect();
+        assert_eq!(keys, vec!["desk".to_string()]);
+        assert_eq!(l.len(), 1);
+        // A server alone on its store has no remote bindings.
+        let alone = Location::new(RegistrarConfig::default());
+        assert!(!alone.is_remote(&on("fe-b", "x", "udp:192.0.2.9:5060")));
     }
 }

@@ -243,6 +243,7 @@ impl Location {
                     path: path.clone(),
                     source: source.to_owned(),
                     user_agent: user_agent.clone(),
+                    node: self.node.clone(),
                 };
                 if existing.is_none() {
                     signed_in.push(binding.key.clone());

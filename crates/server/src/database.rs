@@ -15,8 +15,9 @@ pub enum Opened {
 }
 
 /// Who opens the store. On PostgreSQL the serving node joins the pool
-/// under its `node_id` (waiting as a standby while another node's lease is
-/// live) and its writes are fenced by its epoch; `migrate-store` joins
+/// under its `node_id` (in the standby mode waiting while another node's
+/// lease is live; in the active mode serving beside the others) and its
+/// writes are fenced by its epoch; `migrate-store` joins
 /// too, but refuses to wait; a tool writing beside a running server
 /// (`recover`) does not join.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,7 @@ pub async fn open(
             url,
             pool_size,
             node_id,
+            active,
             ..
         } => {
             let node = match role {
@@ -64,11 +66,13 @@ pub async fn open(
                     id: node_id.clone(),
                     address: listeners,
                     wait: true,
+                    active: *active,
                 }),
                 Role::Migrate => Some(store_postgres::NodeConfig {
                     id: "parapet-migrate-store".into(),
                     address: String::new(),
                     wait: false,
+                    active: false,
                 }),
                 Role::Tool => None,
             };

@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod edges;
 pub mod migrate;
 pub mod partners;
+mod pool;
 pub mod recover;
 mod relay_setup;
 pub use relay_setup::machine_address;
@@ -287,6 +288,19 @@ async fn run<S: store::Store>(
         },
     )
     .await?;
+    let mut core = core;
+    if let config::Database::Postgres {
+        node_id,
+        active: true,
+        ..
+    } = &config.database
+    {
+        if private_ca {
+            core.set_pool(pool::setup(&dir.root, &config.domain, node_id)?);
+        } else {
+            tracing::warn!("the listeners use the operator's certificates: this node cannot reach the pool's other nodes (their node certificates come from the private CA); clients connected to another node are reached only through it");
+        }
+    }
     if let Some(reg) = edge_registry {
         let list = tokio::task::spawn_blocking(move || reg.setup())
             .await

@@ -45,7 +45,7 @@ impl<S: store::Store> Core<S> {
         self.edge_outcome.set(None);
         self.edge_partner = None;
         self.edge_device = None;
-        if self.edges.classify(&source).is_some() {
+        if self.pool.classify(&source).is_none() && self.edges.classify(&source).is_some() {
             // The sender's own address stands for the source from here
             // on: the edge relays for many. A partner's server relayed by
             // the edge speaks for what its certificate did at the edge.
@@ -237,6 +237,10 @@ impl<S: store::Store> Core<S> {
             if wants(relay::pool_key::RELAYED_TYPE) {
                 return self.answer_relay_relayed(&r).await;
             }
+        }
+        // Another node of the pool, for a binding this node holds.
+        if self.pool_request(&r).await.is_some() {
+            return;
         }
         if self.edges.is_unpaired(src.flow) {
             self.log_refusal(

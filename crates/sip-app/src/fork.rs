@@ -103,6 +103,11 @@ impl<S: store::Store> Core<S> {
         b: &Binding,
         flow: Option<registrar::Flow>,
     ) -> Option<(Protocol, Target)> {
+        // Another node of the pool holds the client's flow: reached
+        // through it (`hops_for`), never straight from here.
+        if self.location.is_remote(b) {
+            return None;
+        }
         let proto = binding_protocol(b)?;
         if b.source.starts_with("edge:") {
             return self
@@ -170,6 +175,20 @@ impl<S: store::Store> Core<S> {
         targets
             .iter()
             .filter_map(|(b, flow)| {
+                if self.location.is_remote(b) {
+                    let (proto, target, route) = self.remote_target(b)?;
+                    return Some(Hop {
+                        proto,
+                        target,
+                        request_uri: Some(b.contact.clone()),
+                        routes: std::iter::once(route).chain(b.path.clone()).collect(),
+                        pop_routes: own_routes,
+                        flow: match target {
+                            Target::Flow(f) => Some(f.0),
+                            Target::Udp { .. } => None,
+                        },
+                    });
+                }
                 let (proto, target) = self.target_for(b, *flow)?;
                 Some(Hop {
                     proto,
@@ -235,6 +254,7 @@ impl<S: store::Store> Core<S> {
                 // local port: name our listener instead.
                 hop.flow
                     .filter(|f| !self.fed.is_outbound(sip_transport::FlowId(*f)))
+                    .filter(|f| !self.pool.is_dialed(sip_transport::FlowId(*f)))
                     .and_then(|f| self.transport.flow_local(sip_transport::FlowId(f)))
                     .filter(|a| !a.ip().is_unspecified())
                     .map_or_else(|| self.our_host(hop.proto), |a| a.to_string()),

@@ -15,6 +15,7 @@ impl<S: store::Store> Core<S> {
         self.org_flows.remove(&flow);
         self.fed.flow_closed(flow);
         self.edges.closed(flow);
+        self.pool.closed(flow);
         self.publications_flow_closed(flow.0);
         let gone = self.location.flow_closed(registrar::Flow(flow.0));
         if gone.is_empty() {

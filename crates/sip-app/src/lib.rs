@@ -36,6 +36,7 @@ pub mod metrics;
 mod org_certs;
 mod overload;
 pub mod policy_set;
+pub mod pool;
 mod presence;
 pub use auth::ratelimit;
 mod refusals;
@@ -125,6 +126,21 @@ pub(crate) enum Event {
     /// The lockout state was saved (`Some`: it was not; these entries are
     /// to be saved again).
     LockoutsSaved(Option<Vec<auth::lockout::EntryKey>>),
+    /// Another node of the pool changed the bindings of `aor`: what the
+    /// store holds now.
+    RemoteBindings {
+        aor: String,
+        list: Vec<store::Binding>,
+    },
+    /// Another node stored a message for `aor`.
+    RemoteStored { aor: String },
+    /// The pool's nodes, read again.
+    Nodes(Vec<store::NodeRow>),
+    /// A connection to another node was opened, or could not be.
+    PoolDialed {
+        node: String,
+        flow: Option<sip_transport::FlowId>,
+    },
 }
 
 /// Whether user-API session `session` of `aor` is still signed in (and
@@ -245,6 +261,8 @@ pub struct Core<S> {
     pressure_seq: Option<u64>,
     /// Partners' connections and requests waiting for them.
     fed: federate::FedState,
+    /// The other nodes of the pool (a shared store).
+    pool: pool::Pool,
     /// The pool's paired edges and their connections.
     pub(crate) edges: edges::Edges,
     /// The sign-in outcome of the request being handled, told to the edge
@@ -287,6 +305,13 @@ pub fn archive_file_transfer_type() -> &'static str {
 }
 
 impl<S: store::Store> Core<S> {
+    /// Tells the core how to reach the other nodes of its pool (a shared
+    /// store only).
+    pub fn set_pool(&mut self, setup: pool::PoolSetup) {
+        let node = self.location.node().to_owned();
+        self.pool.set(&node, setup);
+    }
+
     /// Tells the core the relays' shared state, and whether a relay runs
     /// here (`local`: the calls the proxy relays are recorded for it).
     pub fn set_relay(&mut self, control: Arc<relay::Control>, local: bool) {
@@ -345,6 +370,21 @@ impl<S: store::Store> Core<S> {
             &cfg.domain,
         );
         let mut location = registrar::Location::new(cfg.registrar);
+        // In a pool whose nodes all serve, bindings name the node holding
+        // their flow, and following the other nodes starts before anything
+        // is loaded, so that nothing they commit meanwhile is missed.
+        if matches!(
+            cfg.database,
+            config::Database::Postgres { active: true, .. }
+        ) {
+            let node = store::Store::node_identity(&store)
+                .map(|(id, _)| id)
+                .unwrap_or_default();
+            location.set_node(&node);
+            store::Store::follow_start(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let live = store::Bindings::live_bindings(&store, unix_now())
             .await
             .map_err(|e| e.to_string())?;
@@ -352,9 +392,10 @@ impl<S: store::Store> Core<S> {
         // connection, which did not outlive the previous process: its client
         // registers again when it reconnects. Until then the user is not
         // shown as registered, and messages for them are stored.
-        let (live, orphaned): (Vec<_>, Vec<_>) = live
-            .into_iter()
-            .partition(|b| fork::source_protocol(&b.source) == Some(Protocol::Udp));
+        // Another node's are its own: their flows live there.
+        let (live, orphaned): (Vec<_>, Vec<_>) = live.into_iter().partition(|b| {
+            location.is_remote(b) || fork::source_protocol(&b.source) == Some(Protocol::Udp)
+        });
         if !orphaned.is_empty() {
             tracing::info!(
                 bindings = orphaned.len(),
@@ -425,6 +466,7 @@ impl<S: store::Store> Core<S> {
             relay: None,
             relay_control: Arc::new(relay::Control::new()),
             fed: federate::FedState::new(federation),
+            pool: pool::Pool::default(),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),
             edge_partner: None,
@@ -508,6 +550,13 @@ impl<S: store::Store> Core<S> {
         if let Ok(mut n) = self.metrics.node.lock() {
             *n = store::Store::node_identity(&self.store);
         }
+        if self.pool.node.is_empty() && !self.location.node().is_empty() {
+            // Active without a way to reach the others (the operator's
+            // certificates): their changes are still followed.
+            let node = self.location.node().to_owned();
+            self.pool.set(&node, pool::PoolSetup::default());
+        }
+        self.start_pool_follower();
         // Everything is loaded (Core::new): from now on /healthz says so.
         self.metrics
             .ready
@@ -604,6 +653,13 @@ impl<S: store::Store> Core<S> {
                 self.deliver(aor, next);
                 self.flush().await;
             }
+            Event::RemoteBindings { aor, list } => self.remote_bindings(aor, list).await,
+            Event::RemoteStored { aor } => {
+                self.remote_stored(aor);
+                self.flush().await;
+            }
+            Event::Nodes(rows) => self.pool_nodes(rows),
+            Event::PoolDialed { node, flow } => self.pool_dialed(node, flow),
         }
     }
 

@@ -52,6 +52,7 @@ fn binding(i: usize) -> Binding {
         path: Vec::new(),
         source: "udp:192.0.2.1:1000".into(),
         user_agent: Some("bench".into()),
+        node: String::new(),
     }
 }
 
@@ -77,6 +78,7 @@ async fn main() {
             id: "bench".into(),
             address: String::new(),
             wait: false,
+            active: false,
         }),
         ..PostgresConfig::new(url)
     })

@@ -6,7 +6,7 @@ use super::{count, lines, Pg, Postgres, Tx, R};
 use store::{Binding, BindingChange, Bindings, Result};
 
 const COLUMNS: &str =
-    "aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent";
+    "aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent, node";
 
 /// Path values are stored one per line; a Path value cannot hold a newline.
 fn row(r: &Row) -> Pg<Binding> {
@@ -21,16 +21,18 @@ fn row(r: &Row) -> Pg<Binding> {
         path: lines(r.try_get(7)?),
         source: r.try_get(8)?,
         user_agent: r.try_get(9)?,
+        node: r.try_get(10)?,
     })
 }
 
 async fn upsert(tx: &Tx<'_>, b: &Binding) -> R<()> {
     let st = tx
         .prepare_cached(&format!(
-            "INSERT INTO bindings ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO bindings ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
                expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
-               path = excluded.path, source = excluded.source, user_agent = excluded.user_agent"
+               path = excluded.path, source = excluded.source, user_agent = excluded.user_agent,
+               node = excluded.node"
         ))
         .await?;
     tx.execute(
@@ -46,6 +48,7 @@ async fn upsert(tx: &Tx<'_>, b: &Binding) -> R<()> {
             &b.path.join("\n"),
             &b.source,
             &b.user_agent,
+            &b.node,
         ],
     )
     .await?;
@@ -74,6 +77,7 @@ struct Batch {
     path: Vec<String>,
     source: Vec<String>,
     user_agent: Vec<Option<String>>,
+    node: Vec<String>,
     gone_aor: Vec<String>,
     gone_key: Vec<String>,
 }
@@ -102,6 +106,7 @@ impl Batch {
                     out.path.push(b.path.join("\n"));
                     out.source.push(b.source);
                     out.user_agent.push(b.user_agent);
+                    out.node.push(b.node);
                 }
                 BindingChange::Remove { aor, key } => {
                     out.gone_aor.push(aor);
@@ -139,6 +144,7 @@ async fn apply_one(store: &Postgres, sets: Vec<Vec<BindingChange>>) -> Result<()
                         &batch.user_agent,
                         &batch.gone_aor,
                         &batch.gone_key,
+                        &batch.node,
                     ],
                 )
                 .await?;
@@ -257,10 +263,11 @@ static APPLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ), put AS (
             INSERT INTO bindings ({COLUMNS})
             SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[],
-                                 $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+                                 $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[], $15::text[])
             ON CONFLICT (aor, binding_key) DO UPDATE SET contact = excluded.contact, q = excluded.q,
               expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,
-              path = excluded.path, source = excluded.source, user_agent = excluded.user_agent
+              path = excluded.path, source = excluded.source, user_agent = excluded.user_agent,
+              node = excluded.node
          )
          {}",
         super::FENCE_ANY
@@ -351,6 +358,23 @@ impl Bindings for Postgres {
                         &[&now],
                     )
                     .await?;
+                Ok(rows.iter().map(row).collect::<Pg<_>>()?)
+            })
+        })
+        .await
+    }
+
+    async fn bindings_of(&self, aor: &str, now: i64) -> Result<Vec<Binding>> {
+        let aor = aor.to_owned();
+        self.read(|c| {
+            let aor = aor.clone();
+            Box::pin(async move {
+                let st = c
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM bindings WHERE aor = $1 AND expires_at > $2"
+                    ))
+                    .await?;
+                let rows = c.query(&st, &[&aor, &now]).await?;
                 Ok(rows.iter().map(row).collect::<Pg<_>>()?)
             })
         })

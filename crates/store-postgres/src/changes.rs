@@ -25,6 +25,8 @@ pub struct Change {
     pub pos: i64,
     pub kind: String,
     pub key: String,
+    /// The node whose write it was ('' for a process that joined no pool).
+    pub node: String,
 }
 
 /// A follower's place in the log.
@@ -105,6 +107,34 @@ impl Postgres {
         self.poll_into(feed).await
     }
 
+    /// [`Postgres::feed_start`] for the follower this handle keeps (the
+    /// store's own, shared by its clones).
+    pub(crate) async fn follow_start_shared(&self) -> Result<()> {
+        let feed = self.feed_start().await?;
+        *self.feed.lock().await = Some(feed);
+        Ok(())
+    }
+
+    /// The other nodes' changes since the last call, from the follower
+    /// [`Postgres::follow_start_shared`] started (none before it).
+    pub(crate) async fn followed(&self) -> Result<Vec<store::Change>> {
+        let mut guard = self.feed.lock().await;
+        let Some(feed) = guard.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let own = self.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
+        Ok(self
+            .poll_into(feed)
+            .await?
+            .into_iter()
+            .filter(|c| c.node != own)
+            .map(|c| store::Change {
+                kind: c.kind,
+                key: c.key,
+            })
+            .collect())
+    }
+
     async fn poll_into(&self, feed: &mut Feed) -> Result<Vec<Change>> {
         let mut object = self
             .pool
@@ -127,7 +157,7 @@ impl Postgres {
             .map_err(db("change log"))?)?;
         let page = tx
             .prepare_cached(
-                "SELECT pos, xid::text, kind, key FROM changes
+                "SELECT pos, xid::text, kind, key, node FROM changes
                  WHERE xid >= $1::text::xid8 AND pos > $2 ORDER BY pos LIMIT $3",
             )
             .await
@@ -152,6 +182,7 @@ impl Postgres {
                     pos,
                     kind: r.try_get(2).map_err(db("change log"))?,
                     key: r.try_get(3).map_err(db("change log"))?,
+                    node: r.try_get(4).map_err(db("change log"))?,
                 });
             }
             if (rows.len() as i64) < PAGE {

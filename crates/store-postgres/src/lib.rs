@@ -137,6 +137,8 @@ pub struct Postgres {
     node: Option<Arc<nodes::Node>>,
     /// The serving node's group commit for registrations.
     registrations: Option<Arc<bindings::Registrations>>,
+    /// The follower of the other nodes' changes (`Store::follow_start`).
+    feed: Arc<tokio::sync::Mutex<Option<changes::Feed>>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -285,6 +287,7 @@ impl Postgres {
             audit: None,
             node: None,
             registrations: None,
+            feed: Arc::default(),
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Setup(format!(
@@ -547,6 +550,14 @@ impl store::Store for Postgres {
 
     fn node_identity(&self) -> Option<(String, i64)> {
         self.node.as_ref().map(|n| (n.id.clone(), n.epoch))
+    }
+
+    async fn follow_start(&self) -> Result<()> {
+        self.follow_start_shared().await
+    }
+
+    async fn followed_changes(&self) -> Result<Vec<store::Change>> {
+        self.followed().await
     }
 }
 

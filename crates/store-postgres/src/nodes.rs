@@ -19,10 +19,13 @@
 //! ever; every connection ends a transaction idle for 5 s
 //! (`idle_in_transaction_session_timeout`, set in [`crate::connect`]).
 //!
-//! One node serves at a time for now (the nodes' caches do not follow each
-//! other's writes yet): a node starting while another holds a live lease
-//! waits as a standby, binding nothing, and takes over when that lease
-//! lapses.
+//! In the standby mode (the default) one node serves at a time: a node
+//! starting while another holds a live lease waits, binding nothing, and
+//! takes over when that lease lapses. In the active mode
+//! (`pool_mode = "active"`) every node serves at once. Either way each
+//! serving node's heartbeat also declares dead the nodes whose leases
+//! have lapsed, so a stopped node is fenced within a lease and a second;
+//! the others then stop routing to it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -60,6 +63,9 @@ pub struct NodeConfig {
     /// Wait as a standby while another node's lease is live; `false`:
     /// fail at once, saying which node serves.
     pub wait: bool,
+    /// Serve beside the other nodes (`pool_mode = "active"`) instead of
+    /// waiting for them: only a live lease under this node's own id waits.
+    pub active: bool,
 }
 
 /// This process's membership, shared by every handle of the store.
@@ -128,9 +134,10 @@ enum Joined {
     Busy(String, i64),
 }
 
-/// Joins the pool as `cfg.id`: waits while another node's lease is live
-/// (logging who holds it), declares lapsed nodes dead, and starts the
-/// heartbeat. An unreachable database fails the join.
+/// Joins the pool as `cfg.id`: waits while a node of the same id holds a
+/// live lease — in the standby mode, while any node does — (logging it),
+/// declares lapsed nodes dead, and starts the heartbeat. An unreachable
+/// database fails the join.
 pub(crate) async fn join(pool: &Pool, cfg: &NodeConfig) -> Result<Arc<Node>> {
     let mut waiting_for: Option<String> = None;
     let epoch = loop {
@@ -146,7 +153,7 @@ pub(crate) async fn join(pool: &Pool, cfg: &NodeConfig) -> Result<Arc<Node>> {
                     if id == cfg.id {
                         tracing::warn!(node = %id, lease_left_ms = ms, "a node with this node_id holds a live lease: a previous run that did not stop cleanly (waiting for its lease to lapse), or another node configured with the same node_id");
                     } else {
-                        tracing::warn!(serving = %id, lease_left_ms = ms, "standby: node {id} serves this database; this node takes over when its lease lapses (one node serves at a time for now)");
+                        tracing::warn!(serving = %id, lease_left_ms = ms, "standby: node {id} serves this database; this node takes over when its lease lapses (pool_mode = \"standby\")");
                     }
                     waiting_for = Some(id);
                 }
@@ -183,6 +190,38 @@ fn lease_ms() -> i64 {
     crate::big(LEASE.as_millis())
 }
 
+/// Declares every node whose lease has lapsed dead, each under its epoch
+/// lock (waiting for its writes under way): nothing it sends from now on
+/// commits, and the others stop routing to it. Returns their ids.
+async fn declare_lapsed_dead(tx: &tokio_postgres::Transaction<'_>) -> R<Vec<String>> {
+    let mut dead = Vec::new();
+    for r in tx
+        .query(
+            "SELECT id FROM nodes WHERE state = 'serving' AND lease_until <= now()",
+            &[],
+        )
+        .await?
+    {
+        let id: String = r.try_get(0)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&CLASS, &id],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                "UPDATE nodes SET state = 'dead' WHERE id = $1 AND state = 'serving' AND lease_until <= now()",
+                &[&id],
+            )
+            .await?;
+        if n == 1 {
+            tracing::warn!(node = %id, "its lease lapsed: declared dead; nothing it writes from now on is accepted");
+            dead.push(id);
+        }
+    }
+    Ok(dead)
+}
+
 async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -192,30 +231,23 @@ async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
         "SET LOCAL lock_timeout = '15s'; LOCK TABLE nodes IN SHARE ROW EXCLUSIVE MODE",
     )
     .await?;
+    // A live lease under this node's own id is a previous run that did not
+    // stop cleanly, or a second process given the same node_id: wait. In
+    // the standby mode any live lease waits; a tool that must run alone
+    // (`migrate-store`) is refused by any.
+    let only_own = cfg.active && cfg.wait;
     let live = tx
         .query_opt(
             "SELECT id, (extract(epoch FROM lease_until - now()) * 1000)::bigint FROM nodes
-             WHERE state = 'serving' AND lease_until > now() ORDER BY lease_until DESC LIMIT 1",
-            &[],
+             WHERE state = 'serving' AND lease_until > now() AND (id = $1 OR NOT $2)
+             ORDER BY lease_until DESC LIMIT 1",
+            &[&cfg.id, &only_own],
         )
         .await?;
     if let Some(r) = live {
         return Ok(Joined::Busy(r.try_get(0)?, r.try_get(1)?));
     }
-    for r in tx
-        .query("SELECT id FROM nodes WHERE state = 'serving'", &[])
-        .await?
-    {
-        let id: String = r.try_get(0)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&CLASS, &id],
-        )
-        .await?;
-        tx.execute("UPDATE nodes SET state = 'dead' WHERE id = $1", &[&id])
-            .await?;
-        tracing::warn!(node = %id, "its lease lapsed: declared dead; nothing it writes from now on is accepted");
-    }
+    declare_lapsed_dead(&tx).await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&CLASS, &cfg.id],
@@ -235,6 +267,17 @@ async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
         .try_get(0)?;
     tx.commit().await?;
     Ok(Joined::Epoch(epoch))
+}
+
+/// One round of [`declare_lapsed_dead`] on the heartbeat's connection; a
+/// node whose writes under way hold its lock for over 2 s waits for the
+/// next round.
+async fn reap(c: &mut tokio_postgres::Client) -> R<()> {
+    let tx = c.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
+    declare_lapsed_dead(&tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Renews the lease every second on a connection of its own (a busy pool
@@ -294,6 +337,14 @@ async fn heartbeat(
                     failing = true;
                 }
                 continue;
+            }
+        }
+        // The nodes whose leases lapsed are declared dead by whichever node
+        // notices first (a stopped node is fenced within a second of its
+        // lease's end).
+        if let Some(c) = client.as_mut() {
+            if let Err(e) = reap(c).await {
+                tracing::debug!(error = ?e, "lapsed nodes not declared dead this round");
             }
         }
         // The change log kept bounded: what is older than CHANGES_KEPT is

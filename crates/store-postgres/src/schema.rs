@@ -446,6 +446,35 @@ const STEPS: &[&str] = &[
         fingerprint BYTEA NOT NULL
     );
     "#,
+    // 11: several nodes serving at once. Each binding names the node that
+    // holds its client's flow (the others reach the client through it),
+    // and each change names the node that made it (set by the fence for
+    // the rest of the transaction), so a node follows only the others'.
+    r#"
+    ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE changes ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    CREATE OR REPLACE FUNCTION parapet_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO changes (kind, key, node) VALUES (
+            TG_TABLE_NAME,
+            COALESCE(to_jsonb(NEW) ->> TG_ARGV[0], to_jsonb(OLD) ->> TG_ARGV[0], ''),
+            COALESCE(current_setting('parapet.node', true), ''));
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION parapet_fence(node TEXT, want BIGINT) RETURNS void
+        LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        have BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(1885434480, hashtext(node));
+        SELECT epoch INTO have FROM nodes WHERE id = node AND state = 'serving';
+        IF have IS DISTINCT FROM want THEN
+            RAISE EXCEPTION 'node % no longer serves under epoch % (declared dead, or replaced)', node, want
+                USING ERRCODE = 'PR001';
+        END IF;
+        PERFORM set_config('parapet.node', node, true);
+    END $$;
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

@@ -18,6 +18,7 @@ async fn open(name: &str) -> Postgres {
             id: name.into(),
             address: String::new(),
             wait: false,
+            active: false,
         }),
         ..PostgresConfig::new(url)
     })

@@ -187,16 +187,96 @@ async fn the_store_needs_no_privilege_beyond_its_own_database() {
 }
 
 async fn open_node(url: String, id: &str, wait: bool) -> Result<Postgres, StoreError> {
+    open_node_in(url, id, wait, false).await
+}
+
+async fn open_node_in(
+    url: String,
+    id: &str,
+    wait: bool,
+    active: bool,
+) -> Result<Postgres, StoreError> {
     Postgres::open(&PostgresConfig {
         audit_key: Some(store_tests::AUDIT_KEY),
         node: Some(store_postgres::NodeConfig {
             id: id.into(),
             address: format!("tls://{id}:5061"),
             wait,
+            active,
         }),
         ..PostgresConfig::new(url)
     })
     .await
+}
+
+/// In the active mode nodes join beside each other at once; each follows
+/// the others' changes (never its own), and a binding names the node that
+/// wrote it; a node that stops renewing its lease is declared dead by the
+/// other's heartbeat within a second of the lease's end.
+#[tokio::test]
+async fn active_nodes_serve_together_and_follow_each_others_changes() {
+    use std::time::{Duration, Instant};
+    let c = pg().await;
+    let db = c.database("active");
+    let url = c.url(&db);
+    let a = open_node_in(url.clone(), "fe-a", true, true).await.unwrap();
+    let b = tokio::time::timeout(
+        Duration::from_secs(5),
+        open_node_in(url.clone(), "fe-b", true, true),
+    )
+    .await
+    .expect("fe-b joined without waiting")
+    .unwrap();
+    store::Store::follow_start(&a).await.unwrap();
+    store::Store::follow_start(&b).await.unwrap();
+    a.add_user(store_tests::core::user("sip:ann@example.com"))
+        .await
+        .unwrap();
+    let mut bound = store_tests::core::binding("sip:ann@example.com", "k1", i64::MAX / 2);
+    bound.node = "fe-a".into();
+    a.apply_bindings(vec![store::BindingChange::Upsert(bound.clone())])
+        .await
+        .unwrap();
+    let seen = store::Store::followed_changes(&b).await.unwrap();
+    let kinds: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|c| (c.kind.as_str(), c.key.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("users", "sip:ann@example.com"),
+            ("bindings", "sip:ann@example.com")
+        ]
+    );
+    assert!(
+        store::Store::followed_changes(&a).await.unwrap().is_empty(),
+        "a node's own changes are not handed back to it"
+    );
+    assert!(
+        store::Store::followed_changes(&b).await.unwrap().is_empty(),
+        "each change once"
+    );
+    let read = store::Bindings::bindings_of(&b, "sip:ann@example.com", 0)
+        .await
+        .unwrap();
+    assert_eq!(read, vec![bound]);
+    // fe-a stops renewing: fe-b's heartbeat declares it dead, and its
+    // writes are refused.
+    a.stop_heartbeat();
+    let t0 = Instant::now();
+    loop {
+        let rows = store::Store::nodes(&b).await.unwrap();
+        if rows.iter().any(|r| r.id == "fe-a" && r.state == "dead") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a
+        .add_user(store_tests::core::user("sip:late@example.com"))
+        .await
+        .is_err());
 }
 
 /// A node whose lease lapses (a stopped process) is declared dead by the
@@ -274,6 +354,7 @@ async fn a_node_whose_lease_lapsed_is_taken_over_and_cannot_write_again() {
             path: Vec::new(),
             source: "udp:192.0.2.1:5060".into(),
             user_agent: None,
+            node: String::new(),
         })])
         .await,
         Err(StoreError::Unavailable(_))

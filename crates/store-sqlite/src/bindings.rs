@@ -25,6 +25,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Binding> {
             .collect(),
         source: r.get(8)?,
         user_agent: r.get(9)?,
+        node: String::new(),
     })
 }
 
@@ -84,6 +85,21 @@ impl Bindings for Sqlite {
                 )
                 .map_err(db)?;
             let rows = stmt.query_map([now], row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn bindings_of(&self, aor: &str, now: i64) -> Result<Vec<Binding>> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT aor, binding_key, contact, q, expires_at, call_id, cseq, path, source, user_agent
+                     FROM bindings WHERE aor = ?1 AND expires_at > ?2 ORDER BY binding_key",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map(rusqlite::params![aor, now], row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await

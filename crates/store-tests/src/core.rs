@@ -26,6 +26,7 @@ pub fn binding(aor: &str, key: &str, expires_at: i64) -> Binding {
         path: vec!["<sip:edge.example.com;lr>".into(), "<sip:p2;lr>".into()],
         source: "tls:192.0.2.1:40000".into(),
         user_agent: Some("baresip".into()),
+        node: String::new(),
     }
 }
 

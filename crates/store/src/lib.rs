@@ -109,6 +109,31 @@ pub trait Store:
     fn node_identity(&self) -> Option<(String, i64)> {
         None
     }
+
+    /// Starts following what the other nodes of a pool change: called
+    /// before the caches are loaded, so that nothing committed in between
+    /// is missed (it is read again, harmlessly). Nothing to do for a
+    /// store one process owns alone.
+    fn follow_start(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// What the other nodes of a pool changed since the last call, each
+    /// change once, in commit-safe order; always empty for a store one
+    /// process owns alone. An error after a long absence means the log
+    /// no longer holds everything missed: reload.
+    fn followed_changes(&self) -> impl Future<Output = Result<Vec<Change>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// One change another node made to shared state: its kind (`bindings`,
+/// `pending_messages`, `presence_publications`, `contacts`, ...) and the
+/// key it concerns (an address of record for most).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: String,
+    pub key: String,
 }
 
 /// A message handed to [`Messages::enqueue_message`]: its id, and whether
@@ -210,6 +235,10 @@ pub trait Bindings: Send + Sync {
         &self,
         changes: Vec<BindingChange>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The bindings of `aor` not expired at `now` (a node of a pool reads
+    /// them when another node changed them).
+    fn bindings_of(&self, aor: &str, now: i64)
+        -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// Every binding not expired at `now` (unix seconds), for loading at start.
     fn live_bindings(&self, now: i64) -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// Deletes every binding expired at `now` (a scan of all bindings: at

@@ -45,6 +45,10 @@ pub struct Binding {
     /// themselves do not survive a restart, the address does.
     pub source: String,
     pub user_agent: Option<String>,
+    /// The node of a pool that holds the client's flow (its `node_id`), so
+    /// that another node reaches the client through it; empty in a store
+    /// one process owns alone.
+    pub node: String,
 }
 
 /// One change to an address of record's bindings; a REGISTER's changes are

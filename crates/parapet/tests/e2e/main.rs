@@ -45,6 +45,7 @@ mod node_loss;
 mod operations;
 mod page;
 mod policies;
+mod pool;
 mod postgres;
 mod presence;
 mod quickstart;

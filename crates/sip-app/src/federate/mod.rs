@@ -204,6 +204,10 @@ impl<S: store::Store> Core<S> {
         if src.protocol != Protocol::Tls {
             return None;
         }
+        // Another node of the pool speaks for the domain itself.
+        if self.pool.classify(src).is_some() {
+            return None;
+        }
         if self.edges.is_edge(src.flow) {
             // Through an edge: the partner its stamp names, if any (never
             // cached per connection: an edge's link carries many).

@@ -1,0 +1,177 @@
+//! Several nodes of one PostgreSQL pool serving at once: a client
+//! registered with one node is reached through another, for messages and
+//! calls, over the nodes' mutual-TLS links.
+
+use crate::harness::*;
+use crate::postgres::wait_until;
+
+/// Two nodes on one database, both ready, each connected to the other.
+fn two_nodes(name: &str) -> (Server, Server, &'static store_tests::pg::Cluster, String) {
+    let pg = store_tests::pg::cluster();
+    let db = pg.database(name);
+    let a = Server::with_config(
+        &format!("{name}_a"),
+        &format!(
+            "node_id = \"fe-a\"\npool_mode = \"active\"\ndatabase = \"{}\"\n",
+            pg.url(&db)
+        ),
+    );
+    a.add_user("alice", "correct horse battery");
+    a.add_user("bob", "battery staple horse");
+    let mut b = a.another_node(&format!("{name}_b"), "fe-b");
+    b.spawn();
+    assert!(b.wait_ready(), "fe-b did not start:\n{}", b.log());
+    for (s, other) in [(&a, "fe-b"), (&b, "fe-a")] {
+        wait_until(
+            30,
+            || {
+                s.log()
+                    .lines()
+                    .any(|l| l.contains("connected to a node of the pool") && l.contains(other))
+            },
+            || format!("no link to {other}:\n{}", s.log()),
+        );
+    }
+    // Each node's security view reports that the lockout counters are
+    // its own in this mode.
+    let (_, text) = b.security_check();
+    assert!(text.contains("[HIGH] config pool_mode"), "{text}");
+    (a, b, pg, db)
+}
+
+/// bob registers with fe-a; alice's MESSAGE and then her call reach him
+/// through fe-b, which has his binding from the change log and hands the
+/// requests to fe-a (the only node his client can be reached through).
+#[test]
+fn a_user_registered_on_one_node_is_reached_through_another() {
+    let (a, b, _, _) = two_nodes("pool_reach");
+    let bob = register_and_listen(&a, "bob", "battery staple horse");
+    // fe-b holds bob's binding once it has read fe-a's change (polled
+    // every 200 ms): its registrar metric counts it.
+    wait_until(
+        10,
+        || {
+            b.http_get("/metrics", None)
+                .1
+                .contains("parapet_registrations 1")
+        },
+        || b.http_get("/metrics", None).1,
+    );
+    // fe-b learns bob's binding from fe-a's change (within a poll).
+    let (ok, msgs) = b
+        .sipp_start(
+            "message_send.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice", "across-1"],
+        )
+        .finish();
+    assert!(
+        ok,
+        "alice's MESSAGE through fe-b was not answered 200:\n{msgs}\nfe-b:\n{}\nfe-a:\n{}",
+        b.log(),
+        a.log()
+    );
+    let (ok, received) = bob.finish();
+    assert!(ok, "bob did not receive the MESSAGE:\n{received}");
+    assert!(
+        received.contains("Hello from alice: across-1"),
+        "{received}"
+    );
+    // It came to bob from fe-a's socket, the one he registered with.
+    assert!(
+        received.contains(&format!("127.0.0.1:{}", a.udp)),
+        "{received}"
+    );
+
+    // A call: bob (on fe-a) answers, then sends a re-INVITE, an UPDATE
+    // and the BYE along the route set through both nodes.
+    let bob = register_then(&a, "bob", "battery staple horse", "call_uas.xml");
+    // fe-b holds his second binding once it has read the change.
+    wait_until(
+        10,
+        || {
+            b.http_get("/metrics", None)
+                .1
+                .contains("parapet_registrations 2")
+        },
+        || b.http_get("/metrics", None).1,
+    );
+    let (ok, msgs) = b
+        .sipp_start(
+            "call_uac.xml",
+            "bob",
+            "alice",
+            "correct horse battery",
+            "127.0.0.1",
+            free_port(),
+            &["alice"],
+        )
+        .finish();
+    let (ok2, callee) = bob.finish();
+    assert!(
+        ok,
+        "alice's call through fe-b failed:\n{msgs}\nfe-b:\n{}\nfe-a:\n{}",
+        b.log(),
+        a.log()
+    );
+    let ok = ok2;
+    assert!(ok, "bob's side of the call failed:\n{callee}");
+    // Both nodes Record-Routed the call: fe-a facing bob (UDP) and fe-b,
+    // fe-b facing fe-a (the link between them is TLS) and alice.
+    let invite = callee
+        .split("-----------------------------------------------")
+        .find(|m| m.contains("INVITE sip:bob@"))
+        .unwrap_or_default();
+    let rr: Vec<&str> = invite
+        .lines()
+        .filter(|l| l.starts_with("Record-Route:"))
+        .collect();
+    let all = rr.join("\n");
+    for port in [a.udp, a.tls, b.tls, b.udp] {
+        assert!(
+            all.contains(&format!("127.0.0.1:{port}")),
+            "{port}: {all}\n{invite}"
+        );
+    }
+}
+
+/// Only a node of the pool (its node certificate) may name a binding in
+/// a Route entry: the same MESSAGE for bob's binding on fe-a from a
+/// client's connection is challenged like any other, not delivered.
+#[test]
+fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
+    let (a, _b, pg, db) = two_nodes("pool_forged");
+    let bob = register_and_listen(&a, "bob", "battery staple horse");
+    let aor = "sip:bob@example.test";
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let key = pg
+        .psql(
+            &db,
+            "SELECT binding_key FROM bindings WHERE aor = 'sip:bob@example.test'",
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.starts_with("sip:bob@"), "{key}");
+    let route = format!(
+        "<sip:pb.{}.{}@127.0.0.1:{};transport=tls;lr>",
+        hex(aor),
+        hex(&key),
+        a.tls
+    );
+    let mut c = a.tls_to(a.tls);
+    let msg = format!(
+        "MESSAGE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKforged1\r\n\
+         Max-Forwards: 70\r\nRoute: {route}\r\nFrom: <sip:alice@example.test>;tag=f1\r\n\
+         To: <sip:bob@example.test>\r\nCall-ID: forged-{}@test\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\nContent-Length: 6\r\n\r\nforged",
+        std::process::id()
+    );
+    let resp = crate::defaults::exchange(&mut c, &msg);
+    assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
+    drop(bob);
+}

@@ -1,0 +1,473 @@
+//! The other nodes of a pool (several `parapet serve` on one PostgreSQL
+//! database): who they are, the connections to them, and reaching a
+//! client whose connection another node holds.
+//!
+//! Each node follows the others' changes in the store's change log
+//! (`Store::followed_changes`): a user's bindings made on another node are
+//! read again and kept in this node's location service, marked with the
+//! node that holds their flow. A request for such a binding goes to that
+//! node over mutual TLS, with a Route entry naming the node and, in its
+//! user part, the binding (`pb.` + hex of the address of record + `.` +
+//! hex of the binding's key); that node, seeing the entry on a connection
+//! from a node of the pool, sends the request on to its client as the
+//! proxy did the first part (authentication and every policy were applied
+//! by the node the request reached first). Responses come back along the
+//! Vias; a dialog's later requests follow both nodes' Record-Routes.
+//!
+//! A node of the pool is known by its certificate: issued by the pool's
+//! own CA with the subjectAltName `urn:parapet:node:NAME`, a certificate
+//! each node makes itself at start from the CA key the nodes share (edges
+//! are never given one). A connection presenting one whose name is no
+//! serving node's stands for nobody.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip::headers::Route;
+use sip::{Message, Uri};
+use sip_transport::{FlowId, Protocol, Source, Target};
+use store::{Binding, NodeRow};
+
+use crate::fork::{ForkKind, Hop};
+use crate::{unix_now, Core, Event, Req};
+
+/// The subjectAltName URI prefix of a node's certificate.
+pub const NODE_URI_PREFIX: &str = "urn:parapet:node:";
+/// The user part prefix of a Route entry naming a binding on a node.
+const TOKEN_PREFIX: &str = "pb.";
+/// How often the follower reads the change log.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+/// How often the list of nodes is read again.
+const NODES_EVERY: Duration = Duration::from_secs(2);
+/// Bindings of one change batch read again at most (the rest in the next).
+const READS_PER_ROUND: usize = 1024;
+
+/// What the server hands the core for reaching the other nodes.
+#[derive(Debug, Default, Clone)]
+pub struct PoolSetup {
+    /// This node's certificate presented, the other node's verified
+    /// against the pool's CA for the domain.
+    pub dial: Option<Arc<rustls::ClientConfig>>,
+    /// The pool's CA certificate (DER), which issues nodes' certificates.
+    pub own_ca: Option<Vec<u8>>,
+    /// The name dialled nodes' certificates must carry (the domain).
+    pub server_name: String,
+}
+
+/// The pool as this node sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    /// This node's name; empty when the store is not shared.
+    pub(crate) node: String,
+    setup: PoolSetup,
+    /// The other serving nodes' TLS listeners.
+    peers: HashMap<String, SocketAddr>,
+    /// Connections this node opened to each.
+    links: HashMap<String, FlowId>,
+    dialing: HashMap<String, Instant>,
+    /// Connections from a node of the pool (its name).
+    inbound: HashMap<FlowId, String>,
+    /// Connections known to be no node's.
+    others: HashSet<FlowId>,
+}
+
+impl Pool {
+    pub(crate) fn set(&mut self, node: &str, setup: PoolSetup) {
+        node.clone_into(&mut self.node);
+        self.setup = setup;
+    }
+
+    /// The node a connection belongs to, if it is one of the pool's.
+    pub(crate) fn classify(&mut self, src: &Source) -> Option<&str> {
+        if self.node.is_empty() || src.protocol != Protocol::Tls {
+            return None;
+        }
+        if self.inbound.contains_key(&src.flow) {
+            return self.inbound.get(&src.flow).map(String::as_str);
+        }
+        if let Some((name, _)) = self.links.iter().find(|(_, f)| **f == src.flow) {
+            return Some(name.as_str());
+        }
+        if self.others.contains(&src.flow) {
+            return None;
+        }
+        let name = src
+            .peer_certificates
+            .as_ref()
+            .and_then(|c| c.first())
+            .zip(self.setup.own_ca.as_deref())
+            .filter(|(leaf, ca)| federation::identity::issued_by(leaf, ca))
+            .and_then(|(leaf, _)| federation::identity::uri_after(leaf, NODE_URI_PREFIX));
+        match name {
+            Some(n) if self.peers.contains_key(&n) => {
+                tracing::info!(node = %n, remote = %src.remote, "a node of the pool connected");
+                self.inbound.insert(src.flow, n);
+                self.inbound.get(&src.flow).map(String::as_str)
+            }
+            Some(n) => {
+                tracing::warn!(node = %n, remote = %src.remote, "a node certificate of no serving node: it stands for nobody");
+                self.others.insert(src.flow);
+                None
+            }
+            None => {
+                self.others.insert(src.flow);
+                None
+            }
+        }
+    }
+
+    /// Whether this node opened connection `flow` (to another node).
+    pub(crate) fn is_dialed(&self, flow: FlowId) -> bool {
+        self.links.values().any(|f| *f == flow)
+    }
+
+    pub(crate) fn closed(&mut self, flow: FlowId) {
+        self.inbound.remove(&flow);
+        self.others.remove(&flow);
+        self.links.retain(|_, f| *f != flow);
+    }
+
+    /// The connection to `node` now, if open.
+    fn link(&self, node: &str) -> Option<FlowId> {
+        self.links.get(node).copied()
+    }
+}
+
+/// The Route entry that takes a request for `b` to node `at`.
+fn route_to(at: SocketAddr, b: &Binding) -> String {
+    format!(
+        "<sip:{TOKEN_PREFIX}{}.{}@{at};transport=tls;lr>",
+        hex(b.aor.as_bytes()),
+        hex(b.key.as_bytes())
+    )
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// The binding a Route entry's user part names: (aor, key).
+fn binding_of(user: &str) -> Option<(String, String)> {
+    let rest = user.strip_prefix(TOKEN_PREFIX)?;
+    let (aor, key) = rest.split_once('.')?;
+    Some((unhex(aor)?, unhex(key)?))
+}
+
+/// A node's TLS listener from its row's listeners (`tls://ADDR`), if it
+/// is bound to one address (a wildcard one names no address to dial).
+fn tls_listener(address: &str) -> Option<SocketAddr> {
+    address
+        .split_whitespace()
+        .filter_map(|l| l.strip_prefix("tls://"))
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .find(|a| !a.ip().is_unspecified())
+}
+
+impl<S: store::Store> Core<S> {
+    /// Starts following the other nodes (a shared store only): their
+    /// changes read every 200 ms, the bindings they changed read again and
+    /// handed to the core, and the list of nodes every 2 s.
+    pub(crate) fn start_pool_follower(&self) {
+        if self.pool.node.is_empty() {
+            return;
+        }
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FOLLOW_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_nodes: Option<Instant> = None;
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                if last_nodes.is_none_or(|t| t.elapsed() >= NODES_EVERY) {
+                    last_nodes = Some(Instant::now());
+                    if let Ok(rows) = store.nodes().await {
+                        if events.send(Event::Nodes(rows)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let changes = match store.followed_changes().await {
+                    Ok(c) => {
+                        if failing {
+                            tracing::info!("following the other nodes' changes again");
+                            failing = false;
+                        }
+                        c
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot read the other nodes' changes (retrying every second)");
+                            failing = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let mut bindings: Vec<String> = Vec::new();
+                let mut pending: Vec<String> = Vec::new();
+                for c in changes {
+                    let list = match c.kind.as_str() {
+                        "bindings" => &mut bindings,
+                        "pending_messages" => &mut pending,
+                        _ => continue,
+                    };
+                    if !list.contains(&c.key) {
+                        list.push(c.key);
+                    }
+                }
+                for aor in bindings.into_iter().take(READS_PER_ROUND) {
+                    match store::Bindings::bindings_of(&store, &aor, unix_now()).await {
+                        Ok(list) => {
+                            if events
+                                .send(Event::RemoteBindings { aor, list })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, %aor, "cannot read bindings another node changed")
+                        }
+                    }
+                }
+                for aor in pending {
+                    if events.send(Event::RemoteStored { aor }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The other nodes' bindings of `aor` as the store holds them now.
+    pub(crate) async fn remote_bindings(&mut self, aor: String, list: Vec<Binding>) {
+        let before = self.location.is_registered(&aor, unix_now());
+        self.location.replace_remote(&aor, list);
+        let after = self.location.is_registered(&aor, unix_now());
+        if before != after || after {
+            self.presence_changed(&aor);
+        }
+        self.flush().await;
+    }
+
+    /// Another node stored a message for `aor`: delivered from here if the
+    /// user has a binding on this node.
+    pub(crate) fn remote_stored(&mut self, aor: String) {
+        let own = self
+            .location
+            .lookup(&aor, unix_now())
+            .iter()
+            .any(|(b, _)| !self.location.is_remote(b));
+        if own {
+            *self.waiting.entry(aor.clone()).or_insert(0) += 1;
+            self.start_delivery(aor);
+        }
+    }
+
+    /// The serving nodes, read again: connections opened to new ones.
+    pub(crate) fn pool_nodes(&mut self, rows: Vec<NodeRow>) {
+        let me = self.pool.node.clone();
+        let peers: HashMap<String, SocketAddr> = rows
+            .iter()
+            .filter(|r| r.state == "serving" && r.lease_left_ms > 0 && r.id != me)
+            .filter_map(|r| Some((r.id.clone(), tls_listener(&r.address)?)))
+            .collect();
+        for gone in self.pool.peers.keys().filter(|k| !peers.contains_key(*k)) {
+            tracing::info!(node = %gone, "a node of the pool is no longer serving");
+        }
+        self.pool.peers = peers;
+        let live = |f: FlowId| self.transport.flow_local(f).is_some();
+        let stale: Vec<String> = self
+            .pool
+            .links
+            .iter()
+            .filter(|(n, f)| !self.pool.peers.contains_key(*n) || !live(**f))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in stale {
+            self.pool.links.remove(&n);
+        }
+        let Some(config) = self.pool.setup.dial.clone() else {
+            return;
+        };
+        let Ok(server_name) =
+            rustls_pki_types::ServerName::try_from(self.pool.setup.server_name.clone())
+        else {
+            return;
+        };
+        let due: Vec<(String, SocketAddr)> = self
+            .pool
+            .peers
+            .iter()
+            .filter(|(n, _)| !self.pool.links.contains_key(*n))
+            .filter(|(n, _)| {
+                self.pool
+                    .dialing
+                    .get(*n)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+            })
+            .map(|(n, a)| (n.clone(), *a))
+            .collect();
+        for (node, addr) in due {
+            self.pool.dialing.insert(node.clone(), Instant::now());
+            let (transport, events) = (self.transport.clone(), self.events_tx.clone());
+            let tls = sip_transport::ClientTls {
+                config: config.clone(),
+                server_name: server_name.clone(),
+            };
+            tokio::spawn(async move {
+                let flow = match transport.open(addr, Some(tls)).await {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        static FAILED: sip_transport::logging::RateLimited =
+                            sip_transport::logging::RateLimited::new();
+                        if let Some(suppressed) = FAILED.allow() {
+                            tracing::warn!(%node, %addr, error = %e, suppressed, "cannot reach a node of the pool");
+                        }
+                        None
+                    }
+                };
+                let _ = events.send(Event::PoolDialed { node, flow }).await;
+            });
+        }
+    }
+
+    /// A connection to another node opened (or not).
+    pub(crate) fn pool_dialed(&mut self, node: String, flow: Option<FlowId>) {
+        self.pool.dialing.remove(&node);
+        if let Some(f) = flow {
+            tracing::info!(%node, "connected to a node of the pool");
+            self.pool.links.insert(node, f);
+        }
+    }
+
+    /// How to reach a binding another node holds: over the connection to
+    /// that node, with the Route entry naming the binding there.
+    pub(crate) fn remote_target(&self, b: &Binding) -> Option<(Protocol, Target, String)> {
+        let at = *self.pool.peers.get(&b.node)?;
+        let flow = self.pool.link(&b.node)?;
+        self.transport.flow_local(flow)?;
+        Some((Protocol::Tls, Target::Flow(flow), route_to(at, b)))
+    }
+
+    /// A request from another node for a binding this node holds (its top
+    /// Route entry, ours, names the binding): sent on to the client.
+    /// `None` when the request is not one (it is handled as any other).
+    pub(crate) async fn pool_request(&mut self, r: &Req<'_>) -> Option<()> {
+        self.pool.classify(r.src)?;
+        let (aor, key) = top_route_binding(r.msg, |u| self.is_our_route(u))?;
+        let found = self
+            .location
+            .lookup(&aor, unix_now())
+            .into_iter()
+            .find(|(b, _)| b.key == key && !self.location.is_remote(b));
+        let hop = found.and_then(|(b, flow)| {
+            let (proto, target) = self.target_for(&b, flow)?;
+            Some(Hop {
+                proto,
+                target,
+                request_uri: None,
+                routes: b.path.clone(),
+                pop_routes: 1,
+                flow: match target {
+                    Target::Flow(f) => Some(f.0),
+                    Target::Udp { .. } => flow.map(|f| f.0),
+                },
+            })
+        });
+        let Some(hop) = hop else {
+            self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+            return Some(());
+        };
+        let timeout = self.build(r, 408, "Request Timeout", &[]);
+        let kind = ForkKind::Relay {
+            server: r.id,
+            method: crate::metrics::method_label(r.f.method),
+            timeout,
+        };
+        let dialog = matches!(r.f.method, sip::Method::Invite | sip::Method::Subscribe)
+            && r.f.to.tag().is_none();
+        let from = dialog.then_some(r.src);
+        if self.start_fork(kind, r.msg, Some(r.f), vec![hop], from) == 0 {
+            self.reply(r, 480, "Temporarily Unavailable", &[]).await;
+            return Some(());
+        }
+        self.flush().await;
+        Some(())
+    }
+}
+
+/// The binding the top Route entry names, if the entry is ours and
+/// carries one.
+fn top_route_binding(
+    msg: &Message,
+    ours: impl Fn(&sip::uri::SipUri<'_>) -> bool,
+) -> Option<(String, String)> {
+    let route = msg.list::<Route>().next()?.ok()?;
+    let Uri::Sip(u) = route.uri else { return None };
+    if !ours(&u) {
+        return None;
+    }
+    binding_of(u.user?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(aor: &str, key: &str) -> Binding {
+        Binding {
+            aor: aor.into(),
+            key: key.into(),
+            contact: "sip:a@192.0.2.1".into(),
+            q: 1000,
+            expires_at: 0,
+            call_id: String::new(),
+            cseq: 1,
+            path: Vec::new(),
+            source: "udp:192.0.2.1:5060".into(),
+            user_agent: None,
+            node: "fe-b".into(),
+        }
+    }
+
+    #[test]
+    fn a_route_entry_names_the_binding_it_was_made_for() {
+        let b = binding("sip:alice@example.com", "<urn:uuid:1>|1");
+        let entry = route_to("127.0.0.3:5061".parse().unwrap(), &b);
+        let na = sip::headers::NameAddr::parse(&entry).unwrap();
+        let Uri::Sip(u) = na.uri else { panic!() };
+        assert_eq!(
+            binding_of(u.user.unwrap()),
+            Some((b.aor.clone(), b.key.clone()))
+        );
+        assert_eq!(binding_of("alice"), None);
+        assert_eq!(binding_of("pb.zz.00"), None);
+        assert_eq!(binding_of("pb.616"), None);
+    }
+
+    #[test]
+    fn a_node_is_dialled_only_on_a_listener_bound_to_one_address() {
+        assert_eq!(
+            tls_listener("udp://127.0.0.2:5060 tls://127.0.0.2:5061"),
+            Some("127.0.0.2:5061".parse().unwrap())
+        );
+        assert_eq!(tls_listener("udp://0.0.0.0:5060 tls://0.0.0.0:5061"), None);
+        assert_eq!(tls_listener("udp://127.0.0.2:5060"), None);
+    }
+}
