@@ -154,6 +154,7 @@ async fn filled_sqlite() -> Sqlite {
         local_cseq: 3,
         remote_cseq: 4,
         expires_at: i64::MAX / 2,
+        node: String::new(),
     })
     .await
     .unwrap();

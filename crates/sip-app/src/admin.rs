@@ -176,14 +176,20 @@ impl<S: store::Store> Core<S> {
                 let _ = reply.send(self.watcher_statuses(&aor));
             }
             AdminCmd::Contacts { owner, rows, reply } => {
-                self.presence.contacts.replace(&owner, &rows);
-                // What the owner's watchers may see, and their statuses;
-                // what the owner's list subscriptions carry.
-                self.presence_changed(&owner);
-                self.list_changed(&owner);
+                self.contacts_replaced(&owner, &rows);
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// `owner`'s contact list is now `rows` (changed through an API, here
+    /// or on another node of the pool).
+    pub(crate) fn contacts_replaced(&mut self, owner: &str, rows: &[store::ContactRow]) {
+        self.presence.contacts.replace(owner, rows);
+        // What the owner's watchers may see, and their statuses; what the
+        // owner's list subscriptions carry.
+        self.presence_changed(owner);
+        self.list_changed(owner);
     }
 
     pub(crate) fn install_policies(&mut self, fresh: PolicySet) {

@@ -134,6 +134,18 @@ pub(crate) enum Event {
     },
     /// Another node stored a message for `aor`.
     RemoteStored { aor: String },
+    /// Another node changed the publications of `aor`: what the store
+    /// holds now.
+    RemotePublications {
+        aor: String,
+        rows: Vec<store::PublicationRow>,
+    },
+    /// Another node changed the contact list of `owner`: what the store
+    /// holds now.
+    RemoteContacts {
+        owner: String,
+        rows: Vec<store::ContactRow>,
+    },
     /// The pool's nodes, read again.
     Nodes(Vec<store::NodeRow>),
     /// A connection to another node was opened, or could not be.
@@ -446,7 +458,7 @@ impl<S: store::Store> Core<S> {
             "state loaded"
         );
         location.load(live);
-        let state = presence::load(&store, unix_now()).await?;
+        let state = presence::load(&store, unix_now(), location.node()).await?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let cfg_rate = (cfg.unauthenticated_rate, cfg.unauthenticated_burst);
         let random = SecretKey::generate().map_err(|_| "system random generator failed")?;
@@ -656,6 +668,16 @@ impl<S: store::Store> Core<S> {
             Event::RemoteBindings { aor, list } => self.remote_bindings(aor, list).await,
             Event::RemoteStored { aor } => {
                 self.remote_stored(aor);
+                self.flush().await;
+            }
+            Event::RemotePublications { aor, rows } => {
+                self.remote_publications(aor, rows);
+                self.flush_due_notifies();
+                self.flush().await;
+            }
+            Event::RemoteContacts { owner, rows } => {
+                self.contacts_replaced(&owner, &rows);
+                self.flush_due_notifies();
                 self.flush().await;
             }
             Event::Nodes(rows) => self.pool_nodes(rows),

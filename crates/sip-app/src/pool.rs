@@ -5,7 +5,10 @@
 //! Each node follows the others' changes in the store's change log
 //! (`Store::followed_changes`): a user's bindings made on another node are
 //! read again and kept in this node's location service, marked with the
-//! node that holds their flow. A request for such a binding goes to that
+//! node that holds their flow; a user's publications made on another node
+//! are read again into this node's presence state, so its watchers are
+//! told; a contact list changed through another node is read again (what
+//! its owner's watchers may see). A request for such a binding goes to that
 //! node over mutual TLS, with a Route entry naming the node and, in its
 //! user part, the binding (`pb.` + hex of the address of record + `.` +
 //! hex of the binding's key); that node, seeing the entry on a connection
@@ -135,6 +138,34 @@ impl Pool {
     }
 }
 
+/// Reads what another node changed for each of `keys` (at most
+/// [`READS_PER_ROUND`]) and hands it to the core; `false` once the core is
+/// gone. A read that fails is logged and skipped (the next change to the
+/// key reads it again).
+async fn read_each<T, F, Fut>(
+    events: &tokio::sync::mpsc::Sender<Event>,
+    keys: Vec<String>,
+    what: &str,
+    read: F,
+    event: impl Fn(String, T) -> Event,
+) -> bool
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = store::Result<T>>,
+{
+    for key in keys.into_iter().take(READS_PER_ROUND) {
+        match read(key.clone()).await {
+            Ok(v) => {
+                if events.send(event(key, v)).await.is_err() {
+                    return false;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, %key, "cannot read {what} another node changed"),
+        }
+    }
+    true
+}
+
 /// The Route entry that takes a request for `b` to node `at`.
 fn route_to(at: SocketAddr, b: &Binding) -> String {
     format!(
@@ -219,31 +250,59 @@ impl<S: store::Store> Core<S> {
                 };
                 let mut bindings: Vec<String> = Vec::new();
                 let mut pending: Vec<String> = Vec::new();
+                let mut published: Vec<String> = Vec::new();
+                let mut lists: Vec<String> = Vec::new();
                 for c in changes {
                     let list = match c.kind.as_str() {
                         "bindings" => &mut bindings,
                         "pending_messages" => &mut pending,
+                        "presence_publications" => &mut published,
+                        "contacts" | "contact_groups" => &mut lists,
                         _ => continue,
                     };
                     if !list.contains(&c.key) {
                         list.push(c.key);
                     }
                 }
-                for aor in bindings.into_iter().take(READS_PER_ROUND) {
-                    match store::Bindings::bindings_of(&store, &aor, unix_now()).await {
-                        Ok(list) => {
-                            if events
-                                .send(Event::RemoteBindings { aor, list })
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, %aor, "cannot read bindings another node changed")
-                        }
-                    }
+                let now = unix_now();
+                let sent =
+                    read_each(
+                        &events,
+                        bindings,
+                        "bindings",
+                        |aor| {
+                            let store = store.clone();
+                            async move { store::Bindings::bindings_of(&store, &aor, now).await }
+                        },
+                        |aor, list| Event::RemoteBindings { aor, list },
+                    )
+                    .await
+                        && read_each(
+                            &events,
+                            published,
+                            "publications",
+                            |aor| {
+                                let store = store.clone();
+                                async move {
+                                    store::PresenceState::publications_of(&store, &aor, now).await
+                                }
+                            },
+                            |aor, rows| Event::RemotePublications { aor, rows },
+                        )
+                        .await
+                        && read_each(
+                            &events,
+                            lists,
+                            "a contact list",
+                            |owner| {
+                                let store = store.clone();
+                                async move { store::Contacts::contacts_of(&store, &owner).await }
+                            },
+                            |owner, rows| Event::RemoteContacts { owner, rows },
+                        )
+                        .await;
+                if !sent {
+                    return;
                 }
                 for aor in pending {
                     if events.send(Event::RemoteStored { aor }).await.is_err() {

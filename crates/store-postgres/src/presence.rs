@@ -14,7 +14,7 @@ fn publication(r: &Row) -> Pg<PublicationRow> {
     })
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "id, event, watcher, resource, call_id, remote_tag, from_value, to_value, remote_target, route_set, source, event_id, local_cseq, remote_cseq, expires_at";
+const SUBSCRIPTION_COLUMNS: &str = "id, event, watcher, resource, call_id, remote_tag, from_value, to_value, remote_target, route_set, source, event_id, local_cseq, remote_cseq, expires_at, node";
 
 /// Route values are stored one per line; a header value cannot hold a newline.
 fn subscription(r: &Row) -> Pg<SubscriptionRow> {
@@ -35,6 +35,7 @@ fn subscription(r: &Row) -> Pg<SubscriptionRow> {
         local_cseq: cseq(12)?,
         remote_cseq: cseq(13)?,
         expires_at: r.try_get(14)?,
+        node: r.try_get(15)?,
     })
 }
 
@@ -79,6 +80,24 @@ impl PresenceState for Postgres {
         .await
     }
 
+    async fn publications_of(&self, aor: &str, now: i64) -> Result<Vec<PublicationRow>> {
+        let aor = aor.to_owned();
+        self.read(|c| {
+            let aor = aor.clone();
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT etag, aor, expires_at, document FROM presence_publications
+                         WHERE aor = $1 AND expires_at > $2 ORDER BY etag COLLATE \"C\"",
+                        &[&aor, &now],
+                    )
+                    .await?;
+                Ok(rows.iter().map(publication).collect::<Pg<_>>()?)
+            })
+        })
+        .await
+    }
+
     async fn live_publications(&self, now: i64) -> Result<Vec<PublicationRow>> {
         self.read(|c| {
             Box::pin(async move {
@@ -102,10 +121,11 @@ impl PresenceState for Postgres {
                 let st = tx
                     .prepare_cached(&format!(
                         "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                          ON CONFLICT (id) DO UPDATE SET remote_target = excluded.remote_target,
                             source = excluded.source, local_cseq = excluded.local_cseq,
-                            remote_cseq = excluded.remote_cseq, expires_at = excluded.expires_at"
+                            remote_cseq = excluded.remote_cseq, expires_at = excluded.expires_at,
+                            node = excluded.node"
                     ))
                     .await?;
                 tx.execute(
@@ -126,6 +146,7 @@ impl PresenceState for Postgres {
                         &i64::from(s.local_cseq),
                         &i64::from(s.remote_cseq),
                         &s.expires_at,
+                        &s.node,
                     ],
                 )
                 .await?;

@@ -448,10 +448,12 @@ const STEPS: &[&str] = &[
     "#,
     // 11: several nodes serving at once. Each binding names the node that
     // holds its client's flow (the others reach the client through it),
+    // each subscription the node that sends its NOTIFYs,
     // and each change names the node that made it (set by the fence for
     // the rest of the transaction), so a node follows only the others'.
     r#"
     ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscriptions ADD COLUMN node TEXT NOT NULL DEFAULT '';
     ALTER TABLE changes ADD COLUMN node TEXT NOT NULL DEFAULT '';
     CREATE OR REPLACE FUNCTION parapet_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

@@ -37,6 +37,7 @@ fn subscription(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
         local_cseq: r.get(12)?,
         remote_cseq: r.get(13)?,
         expires_at: r.get(14)?,
+        node: String::new(),
     })
 }
 
@@ -68,6 +69,23 @@ impl PresenceState for Sqlite {
                 .and_then(|mut st| st.execute([etag]))
                 .map(|n| n == 1)
                 .map_err(db)
+        })
+        .await
+    }
+
+    async fn publications_of(&self, aor: &str, now: i64) -> Result<Vec<PublicationRow>> {
+        let aor = aor.to_owned();
+        self.call(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT etag, aor, expires_at, document FROM presence_publications
+                     WHERE aor = ?1 AND expires_at > ?2 ORDER BY etag",
+                )
+                .map_err(db)?;
+            let rows = st
+                .query_map(rusqlite::params![aor, now], publication)
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
         })
         .await
     }

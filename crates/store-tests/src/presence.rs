@@ -67,6 +67,7 @@ pub async fn subscriptions_round_trip_and_refresh<S: Store>(s: S) {
         local_cseq: 3,
         remote_cseq: 1,
         expires_at: 100,
+        node: String::new(),
     };
     s.put_subscription(sub.clone()).await.unwrap();
     assert_eq!(s.live_subscriptions(0).await.unwrap(), vec![sub.clone()]);

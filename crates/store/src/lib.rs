@@ -410,6 +410,13 @@ pub trait PresenceState: Send + Sync {
         replaces: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn remove_publication(&self, etag: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// The publications of `aor` not expired at `now` (a node of a pool
+    /// reads them when another node changed them).
+    fn publications_of(
+        &self,
+        aor: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<PublicationRow>>> + Send;
     /// Every publication not expired at `now`.
     fn live_publications(
         &self,

@@ -362,6 +362,9 @@ pub struct SubscriptionRow {
     pub remote_cseq: u32,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The node of a pool that holds it (its `node_id`; the one that sends
+    /// its NOTIFYs); empty in a store one process owns alone.
+    pub node: String,
 }
 
 /// One entry of a user's contact list.

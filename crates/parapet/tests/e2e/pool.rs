@@ -175,3 +175,26 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
     drop(bob);
 }
+
+/// Presence across the pool: alice's contact list, changed through fe-a,
+/// and her publication, made through fe-a, reach carol's subscription
+/// held by fe-b (the list decides what carol may see: without it her
+/// NOTIFYs would carry nothing of alice's).
+#[test]
+fn presence_published_on_one_node_reaches_a_watcher_on_another() {
+    use crate::presence::{admin_ok, offline_then_back_at_5, publish, sip, watch_for_a_change, PW};
+    let (a, b, _, _) = two_nodes("pool_presence");
+    a.add_user("carol", PW);
+    a.add_user("dave", PW);
+    admin_ok(&a, &["contacts", "add", &sip("dave"), &sip("carol")]);
+    // fe-b has the new users (it polls the users' version every second)
+    // and dave's list (from the change log) once carol may see him.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let run = watch_for_a_change(&b, "carol", "dave");
+    // After the first NOTIFY (dave offline), dave publishes through fe-a.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    publish(&a, "dave", "back at 5", "away");
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nfe-b:\n{}", b.log());
+    offline_then_back_at_5(&trace);
+}

@@ -105,6 +105,18 @@ pub(crate) fn watch_for_a_change_held(s: &Server, watcher: &str, presentity: &st
     )
 }
 
+/// The NOTIFYs of `trace`: offline first, then away with the note "back
+/// at 5" (what [`publish`] with those values makes).
+pub(crate) fn offline_then_back_at_5(trace: &str) {
+    let bodies = notify_bodies(trace);
+    assert!(bodies[0].contains("<basic>closed</basic>"), "{}", bodies[0]);
+    assert!(
+        bodies[1].contains("<rpid:away/>") && bodies[1].contains("back at 5"),
+        "{}",
+        bodies[1]
+    );
+}
+
 pub(crate) fn sip(user: &str) -> String {
     format!("sip:{user}@{DOMAIN}")
 }
@@ -232,13 +244,7 @@ fn watchers_are_notified_of_changes_and_across_a_restart() {
     publish(&s, "alice", "back at 5", "away");
     let (ok, trace) = run.finish();
     assert!(ok, "{trace}\nserver:\n{}", s.log());
-    let bodies = notify_bodies(&trace);
-    assert!(bodies[0].contains("<basic>closed</basic>"), "{}", bodies[0]);
-    assert!(
-        bodies[1].contains("<rpid:away/>") && bodies[1].contains("back at 5"),
-        "{}",
-        bodies[1]
-    );
+    offline_then_back_at_5(&trace);
 
     // A subscription made before a crash is still served after it: the
     // restarted server sends the current state (the publication survived

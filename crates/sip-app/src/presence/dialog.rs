@@ -201,6 +201,7 @@ mod tests {
             local_cseq: 0,
             remote_cseq: 0,
             expires_at: 0,
+            node: String::new(),
         };
         d.fill(&mut row);
         assert_eq!(row.event_id, None);

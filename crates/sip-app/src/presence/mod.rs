@@ -56,6 +56,31 @@ pub(crate) struct Publication {
     /// The connection it was published over (a stream transport; not kept
     /// across restarts): when it closes, the device is gone.
     pub(crate) flow: Option<u64>,
+    /// Read from the store (at start, or after another node of the pool
+    /// changed the user's publications) rather than published through
+    /// this process: replaced as the store says when another node changes
+    /// them.
+    pub(crate) remote: bool,
+}
+
+impl Publication {
+    /// A publication read from the store (`remote`), or `None` (logged)
+    /// when its document no longer parses.
+    pub(crate) fn stored(row: store::PublicationRow) -> Option<Publication> {
+        match presence::Presence::parse(row.document.as_bytes()) {
+            Ok(doc) => Some(Publication {
+                etag: row.etag,
+                expires_at: row.expires_at,
+                doc,
+                flow: None,
+                remote: true,
+            }),
+            Err(e) => {
+                tracing::warn!(etag = %row.etag, error = %e.0, "stored publication unreadable; skipped");
+                None
+            }
+        }
+    }
 }
 
 /// Which event a subscription is for.

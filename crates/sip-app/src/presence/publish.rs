@@ -180,6 +180,7 @@ impl<S: store::Store> Core<S> {
                         expires_at: now + i64::from(expires),
                         doc,
                         flow: r.src.protocol.is_reliable().then_some(r.src.flow.0),
+                        remote: false,
                     }),
                 }
             }
@@ -295,6 +296,31 @@ impl<S: store::Store> Core<S> {
         self.respond_event(p.id, "PUBLISH", 200, p.ok).await;
         self.presence_changed(&aor);
         self.flush().await;
+    }
+
+    /// The publications of `aor` as the store holds them, read after
+    /// another node of the pool changed them: those read from the store
+    /// before are replaced, those published through this process stay as
+    /// its memory has them (its writes may be under way); watchers told.
+    pub(crate) fn remote_publications(&mut self, aor: String, rows: Vec<PublicationRow>) {
+        let mut list: Vec<Publication> = self
+            .presence
+            .publications
+            .remove(&aor)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.remote)
+            .collect();
+        for row in rows {
+            if list.iter().any(|p| p.etag == row.etag) {
+                continue;
+            }
+            list.extend(Publication::stored(row));
+        }
+        if !list.is_empty() {
+            self.presence.publications.insert(aor.clone(), list);
+        }
+        self.presence_changed(&aor);
     }
 
     /// Publications whose time is up: dropped, watchers told.

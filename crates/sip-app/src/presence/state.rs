@@ -63,6 +63,7 @@ impl Sub {
             local_cseq: self.local_cseq,
             remote_cseq: self.remote_cseq,
             expires_at: self.expires_at,
+            node: String::new(),
         };
         self.dialog.fill(&mut r);
         r
@@ -203,10 +204,13 @@ impl PresenceState {
 
 /// Loads what survives a restart: live publications, subscriptions (each
 /// marked for a NOTIFY with the current state, so watchers resynchronise)
-/// and the contact lists.
+/// and the contact lists. `node`: this node's name in a pool whose nodes
+/// all serve (empty otherwise); another node's subscriptions are its own
+/// to notify, and are left to it.
 pub(crate) async fn load(
     store: &(impl store::PresenceState + store::Contacts),
     now: i64,
+    node: &str,
 ) -> Result<PresenceState, String> {
     let mut state = PresenceState {
         contacts: ContactTable::from_rows(store.all_contacts().await.map_err(|e| e.to_string())?),
@@ -217,20 +221,9 @@ pub(crate) async fn load(
         .await
         .map_err(|e| e.to_string())?
     {
-        match Doc::parse(row.document.as_bytes()) {
-            Ok(doc) => state
-                .publications
-                .entry(row.aor)
-                .or_default()
-                .push(Publication {
-                    etag: row.etag,
-                    expires_at: row.expires_at,
-                    doc,
-                    flow: None,
-                }),
-            Err(e) => {
-                tracing::warn!(etag = %row.etag, error = %e.0, "stored publication unreadable; skipped")
-            }
+        let aor = row.aor.clone();
+        if let Some(p) = Publication::stored(row) {
+            state.publications.entry(aor).or_default().push(p);
         }
     }
     for row in store
@@ -238,6 +231,9 @@ pub(crate) async fn load(
         .await
         .map_err(|e| e.to_string())?
     {
+        if !node.is_empty() && !row.node.is_empty() && row.node != node {
+            continue;
+        }
         let kind = match row.event.as_str() {
             "presence" if list_owner(&row.resource).is_some() => EventKind::List,
             "presence" => EventKind::Presence,

@@ -387,7 +387,9 @@ impl<S: store::Store> Core<S> {
             return;
         };
         let (store, events, txn) = (self.store.clone(), self.events_tx.clone(), r.id);
-        let row = sub.row();
+        let mut row = sub.row();
+        // In a pool's active mode: this node sends its NOTIFYs.
+        self.location.node().clone_into(&mut row.node);
         let known = self.presence.subs.contains_key(&sub.id);
         tokio::spawn(async move {
             let _permit = permit;
