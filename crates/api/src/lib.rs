@@ -228,8 +228,11 @@ impl<S: Store> Ctx<S> {
         let users = UserCache::load(&self.store, &self.seal)
             .await
             .map_err(internal)?;
+        let version = users.version();
         self.ask(|r| AdminCmd::Users(users, r)).await;
-        self.publish_policies().await
+        self.publish_policies().await?;
+        self.await_pool(Applied::Users(version)).await;
+        Ok(())
     }
 
     /// After a change to one user: only that user's entry is reloaded (a
@@ -247,15 +250,91 @@ impl<S: Store> Ctx<S> {
             reply,
         })
         .await;
+        self.await_pool(Applied::Users(version)).await;
         Ok(())
     }
 
     /// After a change to policies, groups, memberships, grants or sites.
     pub(crate) async fn publish_policies(&self) -> Result<(), Response> {
         let set = PolicySet::load(&self.store).await.map_err(internal)?;
+        let version = set.version;
         self.ask(|r| AdminCmd::Policies(set, r)).await;
+        self.await_pool(Applied::Policies(version)).await;
         Ok(())
     }
+
+    /// In a pool whose nodes all serve: waits (up to [`POOL_APPLY_WAIT`])
+    /// until every other serving node reports caches at `applied` or
+    /// newer (each reads the versions every second and reports them with
+    /// its heartbeat); the ones that do not are named in the answer's
+    /// `Parapet-Not-Applied` header and logged. No wait for a store one
+    /// process owns, or for a pool where only this node serves.
+    async fn await_pool(&self, applied: Applied) {
+        let me = store::Store::node_identity(&self.store).map(|(id, _)| id);
+        let Some(me) = me else { return };
+        let deadline = tokio::time::Instant::now() + POOL_APPLY_WAIT;
+        loop {
+            let behind: Vec<String> = match store::Store::nodes(&self.store).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|n| n.state == "serving" && n.lease_left_ms > 0 && n.id != me)
+                    .filter(|n| match applied {
+                        Applied::Policies(v) => n.policy_version < v,
+                        Applied::Users(v) => n.users_version < v,
+                    })
+                    .map(|n| n.id)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the pool's nodes to wait for them to apply a change");
+                    return;
+                }
+            };
+            if behind.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(nodes = %behind.join(", "), ?applied, "the change is not applied on every node yet");
+                let _ = NOT_APPLIED.try_with(|l| l.borrow_mut().extend(behind));
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What a change needs the other nodes' caches to hold.
+#[derive(Debug, Clone, Copy)]
+enum Applied {
+    Policies(i64),
+    Users(i64),
+}
+
+/// How long an answer waits for the other nodes of a pool to apply a
+/// change (they read the versions every second and report them with a
+/// heartbeat every second).
+const POOL_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+tokio::task_local! {
+    /// The nodes a change handled by this request is not applied on yet.
+    static NOT_APPLIED: std::cell::RefCell<Vec<String>>;
+}
+
+/// Names, in `Parapet-Not-Applied`, the nodes of the pool that had not
+/// applied the request's change when it was answered.
+async fn not_applied_header(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (mut resp, behind) = NOT_APPLIED
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let resp = next.run(req).await;
+            let behind = NOT_APPLIED.with(|l| l.take());
+            (resp, behind)
+        })
+        .await;
+    if !behind.is_empty() {
+        if let Ok(v) = header::HeaderValue::from_str(&behind.join(", ")) {
+            resp.headers_mut().insert("parapet-not-applied", v);
+        }
+    }
+    resp
 }
 
 /// 200 once the SIP core has loaded its state and runs; 503 before (a
@@ -483,6 +562,7 @@ pub async fn serve<S: Store>(s: AdminSetup<S>) -> Result<Bound, String> {
             extract::read_first(&[], req, next)
         }))
         .layer(axum::Extension(extract::BodyLimit(ADMIN_MAX_BODY)))
+        .layer(axum::middleware::from_fn(not_applied_header))
         .layer(axum::middleware::from_fn(request_id::layer));
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await

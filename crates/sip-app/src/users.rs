@@ -22,6 +22,11 @@ pub struct UserCache {
 }
 
 impl UserCache {
+    /// The users' version (`Users::users_version`) this table was loaded at.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
     /// Loads every user. Secrets that do not open (a damaged row, or a key
     /// mismatch) leave that user unable to sign in, and are logged.
     pub async fn load(store: &impl Users, key: &SecretKey) -> Result<UserCache, String> {

@@ -198,3 +198,55 @@ fn presence_published_on_one_node_reaches_a_watcher_on_another() {
     assert!(ok, "{trace}\nfe-b:\n{}", b.log());
     offline_then_back_at_5(&trace);
 }
+
+/// A policy change and a user change made through one node apply on the
+/// others before the API answers: the other node's row already reports
+/// the new versions when the command returns (each node reads them every
+/// second and reports them with its heartbeat, so without the wait it
+/// lags by one to two seconds).
+#[test]
+fn a_change_through_one_node_is_applied_on_the_others_before_the_answer() {
+    let (a, _b, pg, db) = two_nodes("pool_apply");
+    let meta = |name: &str| -> i64 {
+        pg.psql(
+            &db,
+            &format!("SELECT value FROM meta WHERE name = '{name}'"),
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let fe_b = || -> (i64, i64) {
+        let o = a.admin(&["--output=json", "status"], "");
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let b = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "fe-b")
+            .cloned()
+            .unwrap_or_default();
+        (
+            b["policy_version"].as_i64().unwrap_or(0),
+            b["users_version"].as_i64().unwrap_or(0),
+        )
+    };
+    for round in 0..3 {
+        let internal = format!("internal={}", round % 2 == 0);
+        let o = a.admin(&["policy", "set", "archiving", "global", &internal], "");
+        assert!(o.status.success(), "{}", out(&o));
+        let (policy, _) = fe_b();
+        assert!(
+            policy >= meta("policy_version"),
+            "round {round}: fe-b reports policy {policy} when the answer came"
+        );
+        a.add_user(&format!("late{round}"), "correct horse battery");
+        let (_, users) = fe_b();
+        assert!(
+            users >= meta("users_version"),
+            "round {round}: fe-b reports users {users} when the answer came"
+        );
+    }
+}
