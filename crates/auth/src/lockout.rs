@@ -64,6 +64,18 @@ struct Counter {
     last_seen: u64,
 }
 
+impl From<&Saved> for Counter {
+    fn from(e: &Saved) -> Counter {
+        Counter {
+            window_start: e.window_start,
+            failures: e.failures,
+            lockouts: e.lockouts,
+            locked_until: e.locked_until,
+            last_seen: e.last_seen,
+        }
+    }
+}
+
 impl Counter {
     fn fail(&mut self, now: u64, cfg: &LockoutConfig, threshold: u32) -> bool {
         if now.saturating_sub(self.window_start) >= cfg.window {
@@ -375,13 +387,7 @@ impl SecurityFilter {
         saved.sort_by_key(|e| (e.locked_until <= now, std::cmp::Reverse(e.last_seen)));
         let max = self.cfg.max_entries;
         for e in saved {
-            let c = Counter {
-                window_start: e.window_start,
-                failures: e.failures,
-                lockouts: e.lockouts,
-                locked_until: e.locked_until,
-                last_seen: e.last_seen,
-            };
+            let c = Counter::from(&e);
             match e.key {
                 EntryKey::Pair(a, s) if self.pairs.len() < max => {
                     self.pairs.insert((a, s), c);
@@ -404,6 +410,83 @@ impl SecurityFilter {
                 _ => {}
             }
         }
+    }
+
+    /// What the store holds for `account` now, read after another node of
+    /// a pool saved it: each counter of the account moves to the store's
+    /// when that is further on (a later window, more lockouts, or more
+    /// failures in the same window) — so failures counted on any node
+    /// count on all —, each familiar source to the later time; an entry
+    /// the store no longer has (cleared by an administrator or a
+    /// successful sign-in elsewhere) goes, unless it changed here since
+    /// the last save. Nothing taken this way is marked for saving.
+    pub fn merge(&mut self, account: &str, saved: Vec<Saved>) {
+        let account = &*account_key(account);
+        let progress = |c: &Counter| (c.window_start, c.lockouts, c.failures, c.locked_until);
+        let mut present: HashSet<EntryKey> = HashSet::new();
+        for e in saved {
+            let c = Counter::from(&e);
+            // The tables stay within their bound: what is new here is
+            // taken only while there is room (a lockout in force first, as
+            // `restore` does).
+            let max = self.cfg.max_entries;
+            let room = (
+                self.pairs.len() < max,
+                self.accounts.len() < max,
+                self.familiar.len() < max,
+            );
+            match &e.key {
+                EntryKey::Pair(a, s) if a == account => {
+                    let k = (a.clone(), *s);
+                    match self.pairs.get_mut(&k) {
+                        Some(local) if progress(&c) > progress(local) => *local = c,
+                        Some(_) => {}
+                        None if room.0 => {
+                            self.pairs.insert(k, c);
+                        }
+                        None => continue,
+                    }
+                }
+                EntryKey::Account(a) if a == account => match self.accounts.get_mut(a) {
+                    Some(local) if progress(&c) > progress(local) => *local = c,
+                    Some(_) => {}
+                    None if room.1 => {
+                        self.accounts.insert(a.clone(), c);
+                    }
+                    None => continue,
+                },
+                EntryKey::Familiar(a, s) if a == account => {
+                    let k = (a.clone(), *s);
+                    match self.familiar.get_mut(&k) {
+                        Some(local) if e.last_seen > local.at => {
+                            local.at = e.last_seen;
+                            local.saved = e.last_seen;
+                        }
+                        Some(_) => {}
+                        None if room.2 => {
+                            self.familiar.insert(
+                                k,
+                                Familiar {
+                                    at: e.last_seen,
+                                    saved: e.last_seen,
+                                },
+                            );
+                        }
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            }
+            present.insert(e.key);
+        }
+        let dirty = &self.dirty;
+        let keep = |k: EntryKey| present.contains(&k) || dirty.contains(&k);
+        self.pairs
+            .retain(|(a, s), _| a != account || keep(EntryKey::Pair(a.clone(), *s)));
+        self.accounts
+            .retain(|a, _| a != account || keep(EntryKey::Account(a.clone())));
+        self.familiar
+            .retain(|(a, s), _| a != account || keep(EntryKey::Familiar(a.clone(), *s)));
     }
 
     /// Active lockouts.
@@ -815,5 +898,50 @@ mod tests {
         );
         assert_eq!(f.pairs.len(), 2);
         assert!(f.pairs.contains_key(&("user2".to_string(), ip(2))));
+    }
+
+    #[test]
+    fn failures_counted_on_another_node_count_here_and_its_clearing_too() {
+        let cfg = LockoutConfig::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let (mut a, mut b) = (SecurityFilter::saved(cfg), SecurityFilter::saved(cfg));
+        let now = 1_000;
+        // Round robin: each node records a failure, saves, and the other
+        // takes what was saved before its own next failure.
+        let mut n = 0;
+        while matches!(a.check("alice", ip, now), Gate::Allow) {
+            let (this, other) = if n % 2 == 0 {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
+            this.failure("alice", ip, now);
+            let saved = this.take_changes().put;
+            other.merge("alice", saved);
+            n += 1;
+            assert!(n < 100, "never locked");
+        }
+        assert_eq!(
+            n, cfg.source_threshold,
+            "locked after the threshold, counted across both"
+        );
+        assert!(matches!(b.check("alice", ip, now), Gate::Refuse { .. }));
+        // Cleared on a (an administrator): the row goes, and b, which has
+        // nothing of its own unsaved, lets go too.
+        a.clear(Some("alice"), None, now);
+        let _ = a.take_changes();
+        b.merge("alice", Vec::new());
+        assert!(matches!(b.check("alice", ip, now), Gate::Allow));
+        // A further state that is behind what a node has is not taken.
+        b.failure("alice", ip, now);
+        let ahead = b.take_changes().put;
+        b.failure("alice", ip, now);
+        b.merge("alice", ahead);
+        let mine = b.take_changes().put;
+        assert!(
+            mine.iter()
+                .any(|e| matches!(e.key, EntryKey::Pair(..)) && e.failures == 2),
+            "{mine:?}"
+        );
     }
 }

@@ -487,5 +487,10 @@ impl<S: store::Store> Core<S> {
                 }
             }
         }
+        // In a pool whose nodes all serve, the others count this failure
+        // as soon as it is saved: save now rather than within the second.
+        if !self.pool.node.is_empty() {
+            self.save_lockouts();
+        }
     }
 }

@@ -146,6 +146,12 @@ pub(crate) enum Event {
         owner: String,
         rows: Vec<store::ContactRow>,
     },
+    /// Another node saved the lockout state of `account`: what the store
+    /// holds now.
+    RemoteLockouts {
+        account: String,
+        rows: Vec<store::LockoutRow>,
+    },
     /// The pool's nodes, read again.
     Nodes(Vec<store::NodeRow>),
     /// A connection to another node was opened, or could not be.
@@ -680,6 +686,7 @@ impl<S: store::Store> Core<S> {
                 self.flush_due_notifies();
                 self.flush().await;
             }
+            Event::RemoteLockouts { account, rows } => self.remote_lockouts(&account, rows),
             Event::Nodes(rows) => self.pool_nodes(rows),
             Event::PoolDialed { node, flow } => self.pool_dialed(node, flow),
         }

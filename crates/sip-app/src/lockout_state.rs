@@ -2,7 +2,10 @@
 //! changed saved every second (one save at a time, off the core's task),
 //! rows that decide nothing purged every ten minutes. The filter in memory
 //! decides; the store is what a restart, or a standby taking over,
-//! starts from — so that neither forgives a guesser.
+//! starts from — so that neither forgives a guesser. In a pool whose nodes
+//! all serve, each node saves a failure at once and takes the others'
+//! saved state from the change log (`SecurityFilter::merge`), so a guesser
+//! spreading attempts over the nodes is counted as against one.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -86,6 +89,11 @@ pub(crate) fn entries(rows: Vec<LockoutRow>) -> Vec<Saved> {
 }
 
 impl<S: store::Store> Core<S> {
+    /// Another node of the pool saved `account`'s lockout state: `rows`.
+    pub(crate) fn remote_lockouts(&mut self, account: &str, rows: Vec<LockoutRow>) {
+        self.filter.merge(account, entries(rows));
+    }
+
     /// Saves what changed in the filter since the last save, unless a save
     /// is still under way; purges now and then.
     pub(crate) fn save_lockouts(&mut self) {
@@ -190,7 +198,9 @@ impl<S: store::Store> Core<S> {
             self.filter.unsaved(keys);
         }
         // A clearing made while that save ran waits for the next one: now.
-        if !self.lockout_waiters.is_empty() {
+        // In a pool whose nodes all serve, so do failures counted meanwhile
+        // (the other nodes count them once saved).
+        if !self.lockout_waiters.is_empty() || !self.pool.node.is_empty() {
             self.save_lockouts();
         }
     }

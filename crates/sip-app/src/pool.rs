@@ -8,7 +8,8 @@
 //! node that holds their flow; a user's publications made on another node
 //! are read again into this node's presence state, so its watchers are
 //! told; a contact list changed through another node is read again (what
-//! its owner's watchers may see). A request for such a binding goes to that
+//! its owner's watchers may see); an account's sign-in lockout state
+//! saved by another node is merged into this node's filter. A request for such a binding goes to that
 //! node over mutual TLS, with a Route entry naming the node and, in its
 //! user part, the binding (`pb.` + hex of the address of record + `.` +
 //! hex of the binding's key); that node, seeing the entry on a connection
@@ -109,9 +110,14 @@ impl Pool {
                 self.inbound.insert(src.flow, n);
                 self.inbound.get(&src.flow).map(String::as_str)
             }
+            // Not remembered: a node that has just joined is known here
+            // at the next reading of the nodes (every 2 s).
             Some(n) => {
-                tracing::warn!(node = %n, remote = %src.remote, "a node certificate of no serving node: it stands for nobody");
-                self.others.insert(src.flow);
+                static UNKNOWN: sip_transport::logging::RateLimited =
+                    sip_transport::logging::RateLimited::new();
+                if let Some(suppressed) = UNKNOWN.allow() {
+                    tracing::warn!(node = %n, remote = %src.remote, suppressed, "a node certificate of no serving node (yet): it stands for nobody");
+                }
                 None
             }
             None => {
@@ -252,8 +258,10 @@ impl<S: store::Store> Core<S> {
                 let mut pending: Vec<String> = Vec::new();
                 let mut published: Vec<String> = Vec::new();
                 let mut lists: Vec<String> = Vec::new();
+                let mut lockouts: Vec<String> = Vec::new();
                 for c in changes {
                     let list = match c.kind.as_str() {
+                        "lockouts" => &mut lockouts,
                         "bindings" => &mut bindings,
                         "pending_messages" => &mut pending,
                         "presence_publications" => &mut published,
@@ -301,6 +309,18 @@ impl<S: store::Store> Core<S> {
                             |owner, rows| Event::RemoteContacts { owner, rows },
                         )
                         .await;
+                let sent = sent
+                    && read_each(
+                        &events,
+                        lockouts,
+                        "lockout state",
+                        |account| {
+                            let store = store.clone();
+                            async move { store::Lockouts::lockouts_of(&store, &account).await }
+                        },
+                        |account, rows| Event::RemoteLockouts { account, rows },
+                    )
+                    .await;
                 if !sent {
                     return;
                 }

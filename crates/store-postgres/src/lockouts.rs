@@ -60,44 +60,11 @@ impl Lockouts for Postgres {
     }
 
     async fn lockouts(&self) -> Result<Vec<LockoutRow>> {
-        let rows = self
-            .read(|c| {
-                Box::pin(async move {
-                    let st = c
-                        .prepare_cached(
-                            "SELECT kind, account, source, window_start, failures, lockouts,
-                                locked_until, last_seen FROM lockouts",
-                        )
-                        .await?;
-                    let mut out = Vec::new();
-                    for r in c.query(&st, &[]).await? {
-                        out.push((
-                            r.try_get::<_, String>(0)?,
-                            LockoutRow {
-                                key: LockoutKey {
-                                    kind: LockoutKind::Pair,
-                                    account: r.try_get(1)?,
-                                    source: r.try_get(2)?,
-                                },
-                                window_start: r.try_get(3)?,
-                                failures: r.try_get(4)?,
-                                lockouts: r.try_get(5)?,
-                                locked_until: r.try_get(6)?,
-                                last_seen: r.try_get(7)?,
-                            },
-                        ));
-                    }
-                    Ok(out)
-                })
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(kind, mut row)| {
-                row.key.kind = LockoutKind::parse(&kind)
-                    .ok_or_else(|| StoreError::Db(format!("lockouts: unknown kind {kind:?}")))?;
-                Ok(row)
-            })
-            .collect()
+        self.lockout_rows(None).await
+    }
+
+    async fn lockouts_of(&self, account: &str) -> Result<Vec<LockoutRow>> {
+        self.lockout_rows(Some(account.to_owned())).await
     }
 
     async fn purge_lockouts(
@@ -161,5 +128,51 @@ impl Columns {
             c.rm_source.push(k.source.clone());
         }
         c
+    }
+}
+
+impl Postgres {
+    /// Every row, or one account's.
+    async fn lockout_rows(&self, account: Option<String>) -> Result<Vec<LockoutRow>> {
+        let rows = self
+            .read(|c| {
+                let account = account.clone();
+                Box::pin(async move {
+                    let st = c
+                        .prepare_cached(
+                            "SELECT kind, account, source, window_start, failures, lockouts,
+                                locked_until, last_seen FROM lockouts
+                             WHERE $1::text IS NULL OR account = $1",
+                        )
+                        .await?;
+                    let mut out = Vec::new();
+                    for r in c.query(&st, &[&account]).await? {
+                        out.push((
+                            r.try_get::<_, String>(0)?,
+                            LockoutRow {
+                                key: LockoutKey {
+                                    kind: LockoutKind::Pair,
+                                    account: r.try_get(1)?,
+                                    source: r.try_get(2)?,
+                                },
+                                window_start: r.try_get(3)?,
+                                failures: r.try_get(4)?,
+                                lockouts: r.try_get(5)?,
+                                locked_until: r.try_get(6)?,
+                                last_seen: r.try_get(7)?,
+                            },
+                        ));
+                    }
+                    Ok(out)
+                })
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(kind, mut row)| {
+                row.key.kind = LockoutKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Db(format!("lockouts: unknown kind {kind:?}")))?;
+                Ok(row)
+            })
+            .collect()
     }
 }

@@ -476,6 +476,10 @@ const STEPS: &[&str] = &[
         END IF;
         PERFORM set_config('parapet.node', node, true);
     END $$;
+    -- The sign-in lockout state is followed too: failures counted on one
+    -- node count on all.
+    CREATE TRIGGER lockouts_change AFTER INSERT OR UPDATE OR DELETE ON lockouts
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('account');
     "#,
 ];
 

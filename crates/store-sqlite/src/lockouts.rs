@@ -46,15 +46,44 @@ impl Lockouts for Sqlite {
     }
 
     async fn lockouts(&self) -> Result<Vec<LockoutRow>> {
-        self.call(|c| {
+        self.lockout_rows(None).await
+    }
+
+    async fn lockouts_of(&self, account: &str) -> Result<Vec<LockoutRow>> {
+        self.lockout_rows(Some(account.to_owned())).await
+    }
+
+    async fn purge_lockouts(
+        &self,
+        now: i64,
+        counters_before: i64,
+        familiar_before: i64,
+    ) -> Result<usize> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "DELETE FROM lockouts WHERE
+                    (kind <> 'familiar' AND locked_until <= ?1 AND last_seen < ?2)
+                    OR (kind = 'familiar' AND last_seen < ?3)",
+            )
+            .and_then(|mut st| st.execute(params![now, counters_before, familiar_before]))
+            .map_err(db)
+        })
+        .await
+    }
+}
+
+impl Sqlite {
+    /// Every row, or one account's.
+    async fn lockout_rows(&self, account: Option<String>) -> Result<Vec<LockoutRow>> {
+        self.call(move |c| {
             let mut st = c
                 .prepare_cached(
                     "SELECT kind, account, source, window_start, failures, lockouts,
-                        locked_until, last_seen FROM lockouts",
+                        locked_until, last_seen FROM lockouts WHERE ?1 IS NULL OR account = ?1",
                 )
                 .map_err(db)?;
             let rows = st
-                .query_map([], |r| {
+                .query_map([&account], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         LockoutRow {
@@ -80,24 +109,6 @@ impl Lockouts for Sqlite {
                 out.push(row);
             }
             Ok(out)
-        })
-        .await
-    }
-
-    async fn purge_lockouts(
-        &self,
-        now: i64,
-        counters_before: i64,
-        familiar_before: i64,
-    ) -> Result<usize> {
-        self.write(move |c| {
-            c.prepare_cached(
-                "DELETE FROM lockouts WHERE
-                    (kind <> 'familiar' AND locked_until <= ?1 AND last_seen < ?2)
-                    OR (kind = 'familiar' AND last_seen < ?3)",
-            )
-            .and_then(|mut st| st.execute(params![now, counters_before, familiar_before]))
-            .map_err(db)
         })
         .await
     }

@@ -99,6 +99,21 @@ pub async fn lockout_state_is_saved_replaced_removed_and_purged<S: Store>(s: S) 
     s.save_lockouts(Vec::new(), vec![other_kind.key.clone()])
         .await
         .unwrap();
+    // One account's rows, every kind of them (what a node of a pool reads
+    // when another saved them).
+    assert_eq!(
+        sorted(s.lockouts_of("sip:alice@example.com").await.unwrap()),
+        sorted(vec![account.clone(), familiar.clone()])
+    );
+    assert_eq!(
+        s.lockouts_of("sip:nobody@example.com").await.unwrap(),
+        vec![again.clone()]
+    );
+    assert!(s
+        .lockouts_of("sip:none@example.com")
+        .await
+        .unwrap()
+        .is_empty());
 
     // Purge at 3,000: counters still locked stay (again, until 4,000);
     // the account's lock ended at 2,500 and it was last seen at 1,100,

@@ -186,6 +186,9 @@ pub trait Lockouts: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every row.
     fn lockouts(&self) -> impl Future<Output = Result<Vec<LockoutRow>>> + Send;
+    /// The rows of one account (a node of a pool reads them when another
+    /// node saved them).
+    fn lockouts_of(&self, account: &str) -> impl Future<Output = Result<Vec<LockoutRow>>> + Send;
     /// Deletes the rows that decide nothing any more: counters not locked
     /// at `now` and not seen since `counters_before`, familiar sources not
     /// seen since `familiar_before`. Returns how many.

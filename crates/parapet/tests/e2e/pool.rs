@@ -35,7 +35,7 @@ fn two_nodes(name: &str) -> (Server, Server, &'static store_tests::pg::Cluster, 
     // Each node's security view reports that the lockout counters are
     // its own in this mode.
     let (_, text) = b.security_check();
-    assert!(text.contains("[HIGH] config pool_mode"), "{text}");
+    assert!(text.contains("[LOW] config pool_mode"), "{text}");
     (a, b, pg, db)
 }
 
@@ -247,6 +247,44 @@ fn a_change_through_one_node_is_applied_on_the_others_before_the_answer() {
         assert!(
             users >= meta("users_version"),
             "round {round}: fe-b reports users {users} when the answer came"
+        );
+    }
+}
+
+/// Password guesses spread over the nodes count as against one: five
+/// wrong passwords from one address, alternating between fe-a and fe-b
+/// (three on one, two on the other — below the threshold of five on
+/// either alone), lock that address out of the account on both.
+#[test]
+fn guesses_spread_over_the_nodes_are_counted_as_against_one() {
+    let (a, b, _, _) = two_nodes("pool_guess");
+    for i in 0..5 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        passes!(
+            s,
+            s.sipp(
+                "register_bad_auth_once.xml",
+                "alice",
+                "wrong password!",
+                "127.0.0.3",
+                free_port(),
+                &[]
+            )
+        );
+        // Saved at once, read by the other node within its next poll.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    for s in [&a, &b] {
+        passes!(
+            s,
+            s.sipp(
+                "register_refused.xml",
+                "alice",
+                "correct horse battery",
+                "127.0.0.3",
+                free_port(),
+                &[]
+            )
         );
     }
 }
