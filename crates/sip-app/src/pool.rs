@@ -45,7 +45,8 @@ const TOKEN_PREFIX: &str = "pb.";
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 /// How often the list of nodes is read again.
 const NODES_EVERY: Duration = Duration::from_secs(2);
-/// Bindings of one change batch read again at most (the rest in the next).
+/// Keys of one kind read again per round at most (the rest wait for the
+/// next round, 200 ms on).
 const READS_PER_ROUND: usize = 1024;
 
 /// What the server hands the core for reaching the other nodes.
@@ -144,9 +145,35 @@ impl Pool {
     }
 }
 
-/// Reads what another node changed for each of `keys` (at most
-/// [`READS_PER_ROUND`]) and hands it to the core; `false` once the core is
-/// gone. A read that fails is logged and skipped (the next change to the
+/// Keys of one kind that another node changed and that wait to be read
+/// again: each once however often it changed meanwhile, oldest first
+/// (bounded by the number of distinct keys: users, accounts).
+#[derive(Default)]
+struct Backlog {
+    order: std::collections::VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Backlog {
+    fn push(&mut self, key: String) {
+        if self.queued.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    /// The keys to read this round: at most [`READS_PER_ROUND`].
+    fn round(&mut self) -> Vec<String> {
+        let n = self.order.len().min(READS_PER_ROUND);
+        let out: Vec<String> = self.order.drain(..n).collect();
+        for k in &out {
+            self.queued.remove(k);
+        }
+        out
+    }
+}
+
+/// Reads what another node changed for each of `keys` and hands it to
+/// the core; `false` once the core is gone. A read that fails is logged and skipped (the next change to the
 /// key reads it again).
 async fn read_each<T, F, Fut>(
     events: &tokio::sync::mpsc::Sender<Event>,
@@ -159,7 +186,7 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = store::Result<T>>,
 {
-    for key in keys.into_iter().take(READS_PER_ROUND) {
+    for key in keys {
         match read(key.clone()).await {
             Ok(v) => {
                 if events.send(event(key, v)).await.is_err() {
@@ -227,6 +254,13 @@ impl<S: store::Store> Core<S> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_nodes: Option<Instant> = None;
             let mut failing = false;
+            let (mut bindings, mut pending, mut published, mut lists, mut lockouts) = (
+                Backlog::default(),
+                Backlog::default(),
+                Backlog::default(),
+                Backlog::default(),
+                Backlog::default(),
+            );
             loop {
                 tick.tick().await;
                 if last_nodes.is_none_or(|t| t.elapsed() >= NODES_EVERY) {
@@ -254,13 +288,8 @@ impl<S: store::Store> Core<S> {
                         continue;
                     }
                 };
-                let mut bindings: Vec<String> = Vec::new();
-                let mut pending: Vec<String> = Vec::new();
-                let mut published: Vec<String> = Vec::new();
-                let mut lists: Vec<String> = Vec::new();
-                let mut lockouts: Vec<String> = Vec::new();
                 for c in changes {
-                    let list = match c.kind.as_str() {
+                    let backlog = match c.kind.as_str() {
                         "lockouts" => &mut lockouts,
                         "bindings" => &mut bindings,
                         "pending_messages" => &mut pending,
@@ -268,15 +297,13 @@ impl<S: store::Store> Core<S> {
                         "contacts" | "contact_groups" => &mut lists,
                         _ => continue,
                     };
-                    if !list.contains(&c.key) {
-                        list.push(c.key);
-                    }
+                    backlog.push(c.key);
                 }
                 let now = unix_now();
                 let sent =
                     read_each(
                         &events,
-                        bindings,
+                        bindings.round(),
                         "bindings",
                         |aor| {
                             let store = store.clone();
@@ -287,7 +314,7 @@ impl<S: store::Store> Core<S> {
                     .await
                         && read_each(
                             &events,
-                            published,
+                            published.round(),
                             "publications",
                             |aor| {
                                 let store = store.clone();
@@ -300,7 +327,7 @@ impl<S: store::Store> Core<S> {
                         .await
                         && read_each(
                             &events,
-                            lists,
+                            lists.round(),
                             "a contact list",
                             |owner| {
                                 let store = store.clone();
@@ -312,7 +339,7 @@ impl<S: store::Store> Core<S> {
                 let sent = sent
                     && read_each(
                         &events,
-                        lockouts,
+                        lockouts.round(),
                         "lockout state",
                         |account| {
                             let store = store.clone();
@@ -324,7 +351,7 @@ impl<S: store::Store> Core<S> {
                 if !sent {
                     return;
                 }
-                for aor in pending {
+                for aor in pending.round() {
                     if events.send(Event::RemoteStored { aor }).await.is_err() {
                         return;
                     }
@@ -538,6 +565,26 @@ mod tests {
         assert_eq!(binding_of("alice"), None);
         assert_eq!(binding_of("pb.zz.00"), None);
         assert_eq!(binding_of("pb.616"), None);
+    }
+
+    #[test]
+    fn keys_beyond_a_round_wait_for_the_next_and_each_is_read_once() {
+        let mut b = Backlog::default();
+        for i in 0..READS_PER_ROUND + 10 {
+            b.push(format!("k{i}"));
+            b.push(format!("k{i}"));
+        }
+        let first = b.round();
+        assert_eq!(first.len(), READS_PER_ROUND);
+        assert_eq!(first[0], "k0");
+        // Changed again while waiting: still once.
+        b.push(format!("k{}", READS_PER_ROUND + 3));
+        let second = b.round();
+        assert_eq!(second.len(), 10);
+        assert!(b.round().is_empty());
+        // Read, then changed again: read again.
+        b.push("k0".into());
+        assert_eq!(b.round(), vec!["k0".to_string()]);
     }
 
     #[test]
