@@ -181,7 +181,9 @@ impl<S: store::Store> Core<S> {
                         proto,
                         target,
                         request_uri: Some(b.contact.clone()),
-                        routes: std::iter::once(route).chain(b.path.clone()).collect(),
+                        // The binding's Path (an edge) is the holding
+                        // node's to add when it sends the request on.
+                        routes: vec![route],
                         pop_routes: own_routes,
                         flow: match target {
                             Target::Flow(f) => Some(f.0),
