@@ -38,6 +38,7 @@ mod overload;
 pub mod policy_set;
 pub mod pool;
 mod presence;
+mod priority;
 pub use auth::ratelimit;
 mod refusals;
 mod register;
@@ -273,6 +274,9 @@ pub struct Core<S> {
     refusals: refusals::Refusals,
     /// Messages waiting in the inbound queue when the current one was taken.
     inbound_depth: usize,
+    /// Messages taken from the transport's queue while pressure builds,
+    /// the first lane served first (`priority`).
+    lanes: priority::Lanes,
     queue_delay: overload::QueueDelay,
     /// While pressure builds: the location service's `source_seq` when it
     /// began (sources registered later are not familiar).
@@ -493,6 +497,7 @@ impl<S: store::Store> Core<S> {
             last_interfaces: Instant::now(),
             refusals: refusals::Refusals::default(),
             inbound_depth: 0,
+            lanes: priority::Lanes::default(),
             queue_delay: overload::QueueDelay::new(cfg.overload_delay),
             pressure_seq: None,
             verifier: auth::digest::Verifier::new(
@@ -581,29 +586,29 @@ impl<S: store::Store> Core<S> {
             .store(1, std::sync::atomic::Ordering::Relaxed);
         loop {
             tokio::select! {
-                m = inbound.recv() => match m {
+                m = inbound.recv(), if self.lanes.is_empty() => match m {
+                    Some(m) if self.queue_delay.rising() && !inbound.is_empty() => {
+                        // Pressure builds and more waits: who goes first.
+                        self.queue_in_lane(m);
+                        self.take_waiting(&mut inbound);
+                        self.next_in_lane(&inbound).await;
+                    }
                     Some(m) => {
                         self.inbound_depth = inbound.len();
-                        self.queue_delay.observe(m.received, Instant::now(), &self.writes);
-                        if !self.queue_delay.rising() {
-                            self.pressure_seq = None;
-                        } else if self.pressure_seq.is_none() {
-                            self.pressure_seq = Some(self.location.source_seq());
-                        }
-                        // Every line this message causes carries its
-                        // transaction's id, the same on each node and edge.
-                        let span = tracing::info_span!(
-                            "sip",
-                            corr = sip::correlation::id(&m.message).map(tracing::field::display)
-                        );
-                        self.on_inbound(m).instrument(span).await
+                        self.handle_inbound(m, None).await;
                     }
                     None => return Ok(()),
                 },
+                () = std::future::ready(()), if !self.lanes.is_empty() => {
+                    if self.queue_delay.rising() {
+                        self.take_waiting(&mut inbound);
+                    }
+                    self.next_in_lane(&inbound).await;
+                }
                 Some(e) = self.events_rx.recv() => self.on_event(e).await,
                 Some(cmd) = admin.recv() => self.on_admin(cmd),
                 _ = tick.tick() => {
-                    self.metrics.inbound_queue.store(inbound.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.inbound_queue.store((inbound.len() + self.lanes.len()) as u64, std::sync::atomic::Ordering::Relaxed);
                     self.txn.poll(Instant::now(), &mut self.out);
                     for flow in self.transport.closed_flows() {
                         self.flow_closed(flow);
@@ -617,6 +622,36 @@ impl<S: store::Store> Core<S> {
                 }
             }
         }
+    }
+
+    /// Handles the next message of the lanes (`priority`).
+    async fn next_in_lane(&mut self, inbound: &mpsc::Receiver<Inbound>) {
+        let Some(m) = self.lanes.pop() else { return };
+        self.inbound_depth = inbound.len() + self.lanes.len();
+        let oldest = self.lanes.oldest_rest();
+        self.handle_inbound(m, oldest).await;
+    }
+
+    /// Handles `m`, taken from the transport's queue; `oldest`: when the
+    /// oldest message still waiting behind it arrived, if one jumped ahead.
+    async fn handle_inbound(&mut self, m: Inbound, oldest: Option<Instant>) {
+        // The wait that judges pressure is the queue's: a message served
+        // first says nothing of how long the others wait.
+        let waiting_since = oldest.map_or(m.received, |o| o.min(m.received));
+        self.queue_delay
+            .observe(waiting_since, Instant::now(), &self.writes);
+        if !self.queue_delay.rising() {
+            self.pressure_seq = None;
+        } else if self.pressure_seq.is_none() {
+            self.pressure_seq = Some(self.location.source_seq());
+        }
+        // Every line this message causes carries its transaction's id, the
+        // same on each node and edge.
+        let span = tracing::info_span!(
+            "sip",
+            corr = sip::correlation::id(&m.message).map(tracing::field::display)
+        );
+        self.on_inbound(m).instrument(span).await
     }
 
     async fn on_event(&mut self, e: Event) {

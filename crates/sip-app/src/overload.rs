@@ -16,8 +16,10 @@
 //! requests answering one of our challenges (a nonce of ours that is still
 //! valid: one HMAC to check). Shed last: new requests from an address a
 //! live registration came from before the pressure began, or over a
-//! connection one came on before it began, only under heavy pressure. The
-//! rest is shed as soon as pressure begins. Each message is judged by the
+//! connection one came on before it began, only when such requests alone
+//! fill three quarters of a queue (they are served ahead of the rest while
+//! pressure builds: `priority`). The rest is shed as soon as pressure
+//! begins. Each message is judged by the
 //! state at that moment, and the first message that waited less than the
 //! target ends the pressure, so full service returns the moment the queue
 //! drains.
@@ -150,8 +152,10 @@ pub(crate) const STORE_TARGET: Duration = Duration::from_millis(250);
 const STORE_SOFT: usize = MAX_PENDING_WRITES / 2;
 const STORE_HARD: usize = MAX_PENDING_WRITES * 7 / 8;
 
-/// Inbound messages waiting where even familiar sources are shed: three
-/// quarters of the queue (beyond it the transport drops datagrams).
+/// Inbound messages waiting where every new request from an unfamiliar
+/// source is shed, and where familiar ones are once the first lane alone
+/// holds as many: three quarters of the queue (beyond it the transport
+/// drops datagrams).
 pub(crate) fn hard_queue() -> usize {
     sip_transport::TransportConfig::default().inbound_queue * 3 / 4
 }
@@ -189,7 +193,9 @@ impl<S: store::Store> Core<S> {
         if self.answers_our_challenge(msg) {
             return None;
         }
-        let hard = queue >= hard_queue() || store_hard;
+        // Those served first under pressure (`priority`) are shed only
+        // when they alone fill most of the queue.
+        let hard = self.lanes.first_len() >= hard_queue() || store_hard;
         if !hard && self.familiar(src) {
             return None;
         }
@@ -216,7 +222,7 @@ impl<S: store::Store> Core<S> {
         self.flush().await;
     }
 
-    fn answers_our_challenge(&self, msg: &Message) -> bool {
+    pub(crate) fn answers_our_challenge(&self, msg: &Message) -> bool {
         let now = u64::try_from(crate::unix_now()).unwrap_or(0);
         msg.headers_of(HeaderKind::Authorization)
             .chain(msg.headers_of(HeaderKind::ProxyAuthorization))
@@ -227,7 +233,7 @@ impl<S: store::Store> Core<S> {
     /// Whether a live registration came from this source before the
     /// pressure began (a flood whose registrations succeed must not make
     /// itself familiar): from its UDP address, or over its connection.
-    fn familiar(&self, src: &Source) -> bool {
+    pub(crate) fn familiar(&self, src: &Source) -> bool {
         let since = match src.protocol {
             Protocol::Udp => self.location.source_since(&format!("udp:{}", src.remote)),
             _ => self.location.flow_since(registrar::Flow(src.flow.0)),
