@@ -41,12 +41,17 @@ use crate::{unix_now, Core, Event, Req};
 pub const NODE_URI_PREFIX: &str = "urn:parapet:node:";
 /// The user part prefix of a Route entry naming a binding on a node.
 const TOKEN_PREFIX: &str = "pb.";
-/// How often the follower reads the change log.
-const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+/// How often the follower reads the change log without a wake-up (the
+/// store's hint that another node committed: `Store::change_hint`).
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// The least time between two reads, however many wake-ups come (other
+/// nodes committing thousands of changes a second cost at most this
+/// many reads).
+const FOLLOW_GAP: Duration = Duration::from_millis(20);
 /// How often the list of nodes is read again.
 const NODES_EVERY: Duration = Duration::from_secs(2);
 /// Keys of one kind read again per round at most (the rest wait for the
-/// next round, 200 ms on).
+/// next round).
 const READS_PER_ROUND: usize = 1024;
 
 /// What the server hands the core for reaching the other nodes.
@@ -242,8 +247,9 @@ fn tls_listener(address: &str) -> Option<SocketAddr> {
 
 impl<S: store::Store> Core<S> {
     /// Starts following the other nodes (a shared store only): their
-    /// changes read every 200 ms, the bindings they changed read again and
-    /// handed to the core, and the list of nodes every 2 s.
+    /// changes read when the store hints that another node committed (at
+    /// most every 20 ms) or every half second, the bindings they changed
+    /// read again and handed to the core, and the list of nodes every 2 s.
     pub(crate) fn start_pool_follower(&self) {
         if self.pool.node.is_empty() {
             return;
@@ -262,7 +268,11 @@ impl<S: store::Store> Core<S> {
                 Backlog::default(),
             );
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = store.change_hint() => {}
+                }
+                tokio::time::sleep(FOLLOW_GAP).await;
                 if last_nodes.is_none_or(|t| t.elapsed() >= NODES_EVERY) {
                     last_nodes = Some(Instant::now());
                     if let Ok(rows) = store.nodes().await {

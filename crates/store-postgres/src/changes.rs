@@ -110,6 +110,8 @@ impl Postgres {
     /// [`Postgres::feed_start`] for the follower this handle keeps (the
     /// store's own, shared by its clones).
     pub(crate) async fn follow_start_shared(&self) -> Result<()> {
+        let own = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+        self.wake.start(&self.target, own);
         let feed = self.feed_start().await?;
         *self.feed.lock().await = Some(feed);
         Ok(())

@@ -46,6 +46,7 @@ mod presence;
 pub mod schema;
 mod sessions;
 mod users;
+mod wake;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -139,6 +140,10 @@ pub struct Postgres {
     registrations: Option<Arc<bindings::Registrations>>,
     /// The follower of the other nodes' changes (`Store::follow_start`).
     feed: Arc<tokio::sync::Mutex<Option<changes::Feed>>>,
+    /// Where the database is (for the listening connection of `wake`).
+    target: Arc<connect::Target>,
+    /// Woken when another node commits a change (`Store::change_hint`).
+    wake: Arc<wake::Wake>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -279,7 +284,7 @@ impl Postgres {
             .map_err(|e| StoreError::Setup(format!("database pool: {e}")))?;
         let store = Postgres {
             pool,
-            transport: target.transport,
+            transport: target.transport.clone(),
             commits: Arc::new(AtomicU64::new(0)),
             audit_key: config
                 .audit_key
@@ -288,6 +293,8 @@ impl Postgres {
             node: None,
             registrations: None,
             feed: Arc::default(),
+            target: Arc::new(target),
+            wake: Arc::default(),
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Setup(format!(
@@ -558,6 +565,10 @@ impl store::Store for Postgres {
 
     async fn followed_changes(&self) -> Result<Vec<store::Change>> {
         self.followed().await
+    }
+
+    async fn change_hint(&self) {
+        self.wake.wait().await;
     }
 }
 

@@ -481,6 +481,15 @@ const STEPS: &[&str] = &[
     CREATE TRIGGER lockouts_change AFTER INSERT OR UPDATE OR DELETE ON lockouts
         FOR EACH ROW EXECUTE FUNCTION parapet_change('account');
     "#,
+    // 12: the wake-up names the node whose change it is, so that a node
+    // is not woken by its own writes (still a hint: the log decides).
+    r#"
+    CREATE OR REPLACE FUNCTION parapet_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('parapet_changes', COALESCE(current_setting('parapet.node', true), ''));
+        RETURN NULL;
+    END $$;
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

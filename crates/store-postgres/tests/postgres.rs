@@ -229,9 +229,28 @@ async fn active_nodes_serve_together_and_follow_each_others_changes() {
     .unwrap();
     store::Store::follow_start(&a).await.unwrap();
     store::Store::follow_start(&b).await.unwrap();
+    // Each is woken once its listening connection is up; then only by
+    // the other's commits (the notification arrives with the commit).
+    let hinted = |s: &store_postgres::Postgres, ms: u64| {
+        let s = s.clone();
+        async move {
+            tokio::time::timeout(Duration::from_millis(ms), store::Store::change_hint(&s))
+                .await
+                .is_ok()
+        }
+    };
+    assert!(
+        hinted(&a, 5000).await && hinted(&b, 5000).await,
+        "listening"
+    );
     a.add_user(store_tests::core::user("sip:ann@example.com"))
         .await
         .unwrap();
+    assert!(hinted(&b, 2000).await, "fe-b woken by fe-a's commit");
+    assert!(
+        !hinted(&a, 500).await,
+        "fe-a is not woken by its own commit"
+    );
     let mut bound = store_tests::core::binding("sip:ann@example.com", "k1", i64::MAX / 2);
     bound.node = "fe-a".into();
     a.apply_bindings(vec![store::BindingChange::Upsert(bound.clone())])

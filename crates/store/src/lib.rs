@@ -125,6 +125,14 @@ pub trait Store:
     fn followed_changes(&self) -> impl Future<Output = Result<Vec<Change>>> + Send {
         async { Ok(Vec::new()) }
     }
+
+    /// Resolves when another node of a pool may have committed a change
+    /// since `follow_start` (a hint: `followed_changes` says what, if
+    /// anything); never for a store one process owns alone. A follower
+    /// still reads on a timer of its own, for hints that were lost.
+    fn change_hint(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// One change another node made to shared state: its kind (`bindings`,

@@ -46,8 +46,8 @@ fn two_nodes(name: &str) -> (Server, Server, &'static store_tests::pg::Cluster, 
 fn a_user_registered_on_one_node_is_reached_through_another() {
     let (a, b, _, _) = two_nodes("pool_reach");
     let bob = register_and_listen(&a, "bob", "battery staple horse");
-    // fe-b holds bob's binding once it has read fe-a's change (polled
-    // every 200 ms): its registrar metric counts it.
+    // fe-b holds bob's binding once it has read fe-a's change: its
+    // registrar metric (updated every second) counts it.
     wait_until(
         10,
         || {
