@@ -210,6 +210,12 @@ impl Server {
     /// directory (the pool's keys and certificates), its own ports, the
     /// same configuration with `node_id` set to `node_id`. Not started.
     pub(crate) fn another_node(&self, name: &str, node_id: &str) -> Server {
+        self.another_node_at(name, node_id, &self.host.clone())
+    }
+
+    /// [`Server::another_node`] listening on its own loopback address
+    /// `host` (127.0.0.x).
+    pub(crate) fn another_node_at(&self, name: &str, node_id: &str, host: &str) -> Server {
         let dir = std::env::temp_dir().join(format!("parapet-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -237,7 +243,7 @@ impl Server {
             token: self.token.clone(),
             extra_config: format!("node_id = \"{node_id}\"\n{extra}"),
             domain: self.domain.clone(),
-            host: self.host.clone(),
+            host: host.to_string(),
             _defaults: None,
             readme_mode: false,
             netns: None,
