@@ -526,12 +526,12 @@ fn config_items(cfg: &Config, out: &mut Vec<Item>) {
             group: "Authentication",
             setting: "config pool_mode".into(),
             current: if *active {
-                "active: every node serves at once; failed sign-ins are counted across the nodes once saved and followed (within a few tens of milliseconds), the per-source rate limits on each node".into()
+                "active: every node serves at once; failed sign-ins are counted across the nodes once saved and followed (within a few tens of milliseconds), each node enforcing its share of the per-source rate limit".into()
             } else {
                 "standby: one node serves at a time; the lockout counters pass to the node that takes over".into()
             },
             recommended: "standby, or active behind a load balancer that keeps each client on one node".into(),
-            why: "With every node serving, a password guesser who sends to all nodes at once gets, within the few tens of milliseconds it takes a failure to reach the others, one round of guesses per node, and each node's own per-source rate.".into(),
+            why: "With every node serving, a password guesser who sends to all nodes at once gets, within the few tens of milliseconds it takes a failure to reach the others, one round of guesses per node.".into(),
             command: "set pool_mode = \"standby\" (or remove it) in every node's configuration file and restart them".into(),
             finding: *active,
             severity: Severity::Low,

@@ -11,6 +11,9 @@ use std::time::Instant;
 pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
+    /// The rate and burst as configured (`rate` and `burst` are this
+    /// process's share of them: [`RateLimiter::share`]).
+    configured: (f64, f64),
     max_entries: usize,
     buckets: HashMap<K, (f64, Instant)>,
     /// When the table was last swept for idle buckets: at most once a second,
@@ -24,10 +27,22 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         RateLimiter {
             rate: f64::from(rate_per_sec),
             burst: f64::from(burst.max(1)),
+            configured: (f64::from(rate_per_sec), f64::from(burst.max(1))),
             max_entries,
             buckets: HashMap::new(),
             last_sweep: None,
         }
+    }
+
+    /// Enforces `1/parts` of the configured rate and burst (the burst at
+    /// least one request): with `parts` processes each enforcing its share,
+    /// a key spread over all of them gets no more than the configured
+    /// limits in total. `parts` 0 or 1: the whole of them.
+    pub fn share(&mut self, parts: usize) {
+        let parts = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
+        let n = f64::from(parts);
+        self.rate = self.configured.0 / n;
+        self.burst = (self.configured.1 / n).ceil().max(1.0);
     }
 
     /// Takes one token for `ip`; `false` when the key is over its rate.
@@ -79,6 +94,43 @@ mod tests {
             r.allow([192, 0, 2, 2].into(), t0),
             "other addresses unaffected"
         );
+    }
+
+    #[test]
+    fn three_shares_together_allow_what_one_whole_does() {
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let t0 = Instant::now();
+        let mut parts: Vec<RateLimiter> = (0..3)
+            .map(|_| {
+                let mut r = RateLimiter::new(30, 9, 100);
+                r.share(3);
+                r
+            })
+            .collect();
+        // The burst: 3 from each, 9 in all.
+        let burst: usize = parts
+            .iter_mut()
+            .map(|r| (0..10).filter(|_| r.allow(ip, t0)).count())
+            .sum();
+        assert_eq!(burst, 9);
+        // A second on: 10 more from each (30/s in all), capped by each
+        // share's burst of 3.
+        let later = t0 + Duration::from_secs(1);
+        let refill: usize = parts
+            .iter_mut()
+            .map(|r| (0..20).filter(|_| r.allow(ip, later)).count())
+            .sum();
+        assert_eq!(refill, 9);
+        let mut r = RateLimiter::new(30, 9, 100);
+        r.share(3);
+        r.share(1);
+        assert_eq!(
+            (0..20).filter(|_| r.allow(ip, t0)).count(),
+            9,
+            "whole again"
+        );
+        r.share(0);
+        assert_eq!(r.rate, 30.0);
     }
 
     #[test]

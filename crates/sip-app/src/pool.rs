@@ -81,6 +81,9 @@ pub(crate) struct Pool {
     inbound: HashMap<FlowId, String>,
     /// Connections known to be no node's.
     others: HashSet<FlowId>,
+    /// Serving nodes (this one included) when last read: the per-source
+    /// rate limits are split between them.
+    serving: usize,
 }
 
 impl Pool {
@@ -398,6 +401,21 @@ impl<S: store::Store> Core<S> {
     /// The serving nodes, read again: connections opened to new ones.
     pub(crate) fn pool_nodes(&mut self, rows: Vec<NodeRow>) {
         let me = self.pool.node.clone();
+        // The per-source rate limits hold across the pool: each serving
+        // node enforces its share, so a source spreading its requests over
+        // every node gets no more than from one node alone.
+        let serving = rows
+            .iter()
+            .filter(|r| r.state == "serving" && r.lease_left_ms > 0)
+            .count();
+        if serving != self.pool.serving {
+            tracing::info!(
+                nodes = serving,
+                "serving nodes: each enforces that share of the per-source rate limits"
+            );
+            self.pool.serving = serving;
+            self.rate.share(serving);
+        }
         let peers: HashMap<String, SocketAddr> = rows
             .iter()
             .filter(|r| r.state == "serving" && r.lease_left_ms > 0 && r.id != me)

@@ -6,11 +6,13 @@ use crate::harness::*;
 use crate::postgres::wait_until;
 
 /// Nodes of one database, named by `ids`, listening on `hosts` (one
-/// each), all ready, each connected to every other.
+/// each), all ready, each connected to every other; `extra` in each
+/// node's configuration file (under the top-level keys).
 fn pool_of(
     name: &str,
     ids: &[&str],
     hosts: &[&str],
+    extra: &str,
 ) -> (Vec<Server>, &'static store_tests::pg::Cluster, String) {
     let pg = store_tests::pg::cluster();
     let db = pg.database(name);
@@ -19,7 +21,7 @@ fn pool_of(
         DOMAIN,
         hosts[0],
         &format!(
-            "node_id = \"{}\"\npool_mode = \"active\"\ndatabase = \"{}\"\n",
+            "node_id = \"{}\"\npool_mode = \"active\"\ndatabase = \"{}\"\n{extra}",
             ids[0],
             pg.url(&db)
         ),
@@ -55,7 +57,15 @@ fn pool_of(
 
 /// Two nodes on one database, both ready, each connected to the other.
 fn two_nodes(name: &str) -> (Server, Server, &'static store_tests::pg::Cluster, String) {
-    let (mut nodes, pg, db) = pool_of(name, &["fe-a", "fe-b"], &["127.0.0.1", "127.0.0.1"]);
+    two_nodes_with(name, "")
+}
+
+/// [`two_nodes`] with `extra` in their configuration.
+fn two_nodes_with(
+    name: &str,
+    extra: &str,
+) -> (Server, Server, &'static store_tests::pg::Cluster, String) {
+    let (mut nodes, pg, db) = pool_of(name, &["fe-a", "fe-b"], &["127.0.0.1", "127.0.0.1"], extra);
     let b = nodes.pop().expect("two");
     let a = nodes.pop().expect("two");
     (a, b, pg, db)
@@ -74,6 +84,7 @@ fn three_nodes_serve_one_domain() {
         "pool_three",
         &["fe-a", "fe-b", "fe-c"],
         &["127.0.0.2", "127.0.0.3", "127.0.0.4"],
+        "",
     );
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
@@ -324,4 +335,49 @@ fn guesses_spread_over_the_nodes_are_counted_as_against_one() {
             )
         );
     }
+}
+
+/// The per-source rate limit holds across the pool: with 10 unauthenticated
+/// requests allowed at once from one address (and 1 a second after), an
+/// address sending 16 REGISTERs without credentials, alternating between
+/// the two nodes, gets about 10 challenges in all and 503 for the rest —
+/// each node enforces half the limit. (Each node alone would challenge
+/// all 16.)
+#[test]
+fn a_source_spreading_requests_over_the_nodes_gets_the_rate_of_one() {
+    let (a, b, _, _) = two_nodes_with(
+        "pool_rate",
+        "[limits]\nunauthenticated_rate = 1\nunauthenticated_burst = 10\n",
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.5:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let (mut challenged, mut refused) = (0, 0);
+    for i in 0..16 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let req = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKrate{i};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@{DOMAIN}>;tag=r{i}\r\nTo: <sip:alice@{DOMAIN}>\r\n\
+             Call-ID: rate-{i}-{}@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{local}>\r\n\
+             Content-Length: 0\r\n\r\n",
+            std::process::id()
+        );
+        sock.send_to(req.as_bytes(), (s.host.as_str(), s.udp))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+        if resp.starts_with("SIP/2.0 401 ") {
+            challenged += 1;
+        } else if resp.starts_with("SIP/2.0 503 ") {
+            refused += 1;
+        } else {
+            panic!("request {i}: {resp}");
+        }
+    }
+    assert!(
+        (10..=11).contains(&challenged) && refused + challenged == 16,
+        "challenged {challenged}, refused {refused}"
+    );
 }
