@@ -492,10 +492,30 @@ impl Edge {
         pick.filter(|f| self.int.flow_local(*f).is_some())
     }
 
-    async fn send_inward(&mut self, prefer: Option<FlowId>, bytes: Bytes) -> bool {
+    /// The live connection to the pool for `client`'s new requests: the
+    /// same one for as long as the links stay the same. A front end's
+    /// digest nonces are its own (another node answers one as stale), so a
+    /// client whose requests were spread over the nodes of a pool whose
+    /// nodes all serve was challenged again by each, for ever.
+    fn pool_flow_for(&self, client: std::net::SocketAddr) -> Option<FlowId> {
+        let live: Vec<FlowId> = self.links.iter().filter_map(|l| l.flow).collect();
+        sticky(&live, client).filter(|f| self.int.flow_local(*f).is_some())
+    }
+
+    async fn send_inward(
+        &mut self,
+        prefer: Option<FlowId>,
+        client: Option<std::net::SocketAddr>,
+        bytes: Bytes,
+    ) -> bool {
+        let first = match client {
+            Some(c) => self.pool_flow_for(c).or_else(|| self.pool_flow()),
+            None => self.pool_flow(),
+        };
         let mut tries = prefer
             .filter(|f| self.pool_flows.contains(f))
             .into_iter()
+            .chain(first)
             .chain(self.pool_flow())
             .collect::<Vec<_>>();
         tries.dedup();
@@ -522,7 +542,7 @@ impl Edge {
                 }
                 Ok(r) => {
                     self.metrics.inward_responses.fetch_add(1, Relaxed);
-                    if !self.send_inward(Some(r.flow), r.bytes).await {
+                    if !self.send_inward(Some(r.flow), None, r.bytes).await {
                         tracing::debug!("response from outside: no link to the pool");
                     }
                 }
@@ -635,7 +655,7 @@ impl Edge {
             }
             Ok(inward) => {
                 self.metrics.inward_requests.fetch_add(1, Relaxed);
-                if self.send_inward(None, inward.bytes).await {
+                if self.send_inward(None, Some(src.remote), inward.bytes).await {
                     if !is_ack {
                         self.in_flight_added(src.flow);
                     }
@@ -882,5 +902,45 @@ mod tests {
             None
         );
         assert_eq!(credentials_account(&msg(""), "example.test"), None);
+    }
+}
+
+/// One of `live` chosen by `client`'s address alone: the same while `live`
+/// is the same.
+fn sticky(live: &[FlowId], client: std::net::SocketAddr) -> Option<FlowId> {
+    use std::hash::{Hash, Hasher};
+    if live.is_empty() {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    client.hash(&mut h);
+    let n = u64::try_from(live.len()).unwrap_or(u64::MAX);
+    let i = usize::try_from(h.finish() % n).unwrap_or(0);
+    live.get(i).copied()
+}
+
+#[cfg(test)]
+mod sticky_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_keeps_to_one_link_and_clients_spread_over_all() {
+        let live = [FlowId(1), FlowId(2), FlowId(3)];
+        let mut used = std::collections::HashSet::new();
+        for port in 5000..5100u16 {
+            let client = std::net::SocketAddr::from(([198, 51, 100, 7], port));
+            let first = sticky(&live, client);
+            assert!(first.is_some());
+            assert!(
+                (0..5).all(|_| sticky(&live, client) == first),
+                "{client}: always the same link"
+            );
+            used.extend(first);
+        }
+        assert_eq!(used.len(), 3, "every link takes some clients");
+        assert_eq!(
+            sticky(&[], "198.51.100.7:5000".parse().expect("addr")),
+            None
+        );
     }
 }
