@@ -387,13 +387,18 @@ impl<S: store::Store> Core<S> {
     /// Another node stored a message for `aor`: delivered from here if the
     /// user has a binding on this node.
     pub(crate) fn remote_stored(&mut self, aor: String) {
+        // Noted whoever holds the user now: when they register here later,
+        // the registration reads what waits (a message another node stored
+        // for a user registered nowhere was left undelivered when the user
+        // then registered here). A change that was a delivery elsewhere
+        // costs that registration one read finding nothing.
+        *self.waiting.entry(aor.clone()).or_insert(0) += 1;
         let own = self
             .location
             .lookup(&aor, unix_now())
             .iter()
             .any(|(b, _)| !self.location.is_remote(b));
         if own {
-            *self.waiting.entry(aor.clone()).or_insert(0) += 1;
             self.start_delivery(aor);
         }
     }

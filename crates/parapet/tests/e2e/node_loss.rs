@@ -1,6 +1,7 @@
-//! A node of a PostgreSQL pool killed under load: its standby takes over,
-//! every registration the clients saw acknowledged is in the database and
-//! every message they saw acknowledged is delivered, once.
+//! A node of a PostgreSQL pool killed under load — its standby takes over,
+//! or (every node serving) the others go on —: every registration the
+//! clients saw acknowledged is in the database and every message they saw
+//! acknowledged is delivered, once.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -188,15 +189,34 @@ fn receive_all(sock: &UdpSocket, quiet: Duration) -> Vec<String> {
 
 #[test]
 fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_message_once() {
+    node_killed_under_load(false);
+}
+
+/// The same with every node serving (`pool_mode = "active"`), three of
+/// them: fe-a is killed, the balancer turns to fe-b, which serves
+/// already; bob then registers with fe-c and receives every message fe-a
+/// and fe-b acknowledged, once.
+#[test]
+fn a_node_of_an_active_pool_killed_under_load_loses_nothing_it_acknowledged() {
+    node_killed_under_load(true);
+}
+
+fn node_killed_under_load(active: bool) {
     const MESSAGES: usize = 300;
     const REGISTRATIONS: usize = 300;
     let pg = store_tests::pg::cluster();
-    let db = pg.database("pg_loss");
+    let name = if active { "pg_loss_active" } else { "pg_loss" };
+    let db = pg.database(name);
+    let mode = if active {
+        "pool_mode = \"active\"\n"
+    } else {
+        ""
+    };
     // One load source (the balancer): its per-address limits lifted.
     let mut a = Server::with_config(
-        "pg_loss_a",
+        &format!("{name}_a"),
         &format!(
-            "node_id = \"fe-a\"\ndatabase = \"{}\"\n[limits]\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000\n",
+            "node_id = \"fe-a\"\n{mode}database = \"{}\"\n[limits]\nunauthenticated_rate = 1000000\nunauthenticated_burst = 1000000\n",
             pg.url(&db)
         ),
     );
@@ -217,13 +237,20 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
     std::fs::write(&users_csv, c).unwrap();
     let o = a.admin(&["user", "import", tsv.to_str().unwrap()], "");
     assert!(o.status.success(), "{}", out(&o));
-    let mut b = a.another_node("pg_loss_b", "fe-b");
+    let mut b = a.another_node(&format!("{name}_b"), "fe-b");
     b.spawn();
-    wait_until(
-        30,
-        || b.log().contains("standby: node fe-a serves this database"),
-        || format!("no standby:\n{}", b.log()),
-    );
+    let mut c = active.then(|| a.another_node(&format!("{name}_c"), "fe-c"));
+    if let Some(c) = &mut c {
+        c.spawn();
+        assert!(b.wait_ready(), "fe-b not ready:\n{}", b.log());
+        assert!(c.wait_ready(), "fe-c not ready:\n{}", c.log());
+    } else {
+        wait_until(
+            30,
+            || b.log().contains("standby: node fe-a serves this database"),
+            || format!("no standby:\n{}", b.log()),
+        );
+    }
     let lb = Balancer::start(a.udp);
 
     // alice sends bob (offline) a stream of messages through the balancer,
@@ -267,7 +294,8 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
     a.kill9();
     let killed = Instant::now();
     // The balancer's health check: fe-b's /healthz (its admin listener is
-    // bound once it takes over; 200 once its state is loaded).
+    // bound once it takes over; 200 once its state is loaded; in the
+    // active mode, at once).
     wait_until(
         30,
         || {
@@ -314,11 +342,16 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
         b.log()
     );
 
-    // bob registers with fe-b and receives what waits for him.
+    // bob registers with fe-b (fe-c in the active mode: neither stored
+    // them all) and receives what waits for him.
+    let (rx, rx_name) = match &c {
+        Some(c) => (c, "fe-c"),
+        None => (&b, "fe-b"),
+    };
     let port = free_port();
     passes!(
-        b,
-        b.sipp(
+        rx,
+        rx.sipp(
             "register_auth.xml",
             "bob",
             "battery staple horse",
@@ -347,11 +380,11 @@ fn a_node_killed_under_load_loses_nothing_it_acknowledged_and_delivers_each_mess
         .collect();
     assert!(
         lost.is_empty(),
-        "{} acknowledged messages never delivered (of {} acknowledged, {} delivered): {:?}\nfe-b:\n{}",
+        "{} acknowledged messages never delivered (of {} acknowledged, {} delivered): {:?}\n{rx_name}:\n{}",
         lost.len(),
         acknowledged.len(),
         got.len(),
         &lost[..lost.len().min(10)],
-        b.log()
+        rx.log()
     );
 }
