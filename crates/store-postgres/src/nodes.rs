@@ -25,7 +25,11 @@
 //! (`pool_mode = "active"`) every node serves at once. Either way each
 //! serving node's heartbeat also declares dead the nodes whose leases
 //! have lapsed, so a stopped node is fenced within a lease and a second;
-//! the others then stop routing to it.
+//! the others then stop routing to it. A node judges others only once it
+//! has renewed its own lease without a break for a whole lease, so that
+//! an outage of the database longer than the lease, after which every
+//! lease has lapsed, does not make the first node back declare the rest
+//! dead.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -295,6 +299,12 @@ async fn heartbeat(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n = 0u64;
     let mut failing = false;
+    // Since when this node's renewals have all succeeded. It declares
+    // others dead only once it has held its own lease for a whole lease:
+    // after an outage of the database longer than the lease, every node's
+    // lease has lapsed, and the first back would declare the others dead
+    // before they had a round to renew theirs.
+    let mut healthy_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         n += 1;
@@ -325,6 +335,7 @@ async fn heartbeat(
                     tracing::info!("this node's lease is renewed again");
                     failing = false;
                 }
+                healthy_since.get_or_insert_with(tokio::time::Instant::now);
             }
             Ok(_) => {
                 tracing::error!(node = %id, epoch, "this node's lease lapsed and another node declared it dead");
@@ -336,13 +347,15 @@ async fn heartbeat(
                     tracing::warn!(error = %e, "this node's lease could not be renewed; another node takes over if it lapses");
                     failing = true;
                 }
+                healthy_since = None;
                 continue;
             }
         }
         // The nodes whose leases lapsed are declared dead by whichever node
         // notices first (a stopped node is fenced within a second of its
-        // lease's end).
-        if let Some(c) = client.as_mut() {
+        // lease's end), if that node has held its own lease for a lease.
+        let judging = healthy_since.is_some_and(|t| t.elapsed() >= LEASE);
+        if let Some(c) = client.as_mut().filter(|_| judging) {
             if let Err(e) = reap(c).await {
                 tracing::debug!(error = ?e, "lapsed nodes not declared dead this round");
             }

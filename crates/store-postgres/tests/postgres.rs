@@ -510,3 +510,46 @@ async fn acknowledged_writes_survive_the_loss_of_the_primary() {
         acked.len(),
     );
 }
+
+/// The database unreachable for longer than the lease while two nodes
+/// serve at once: when it is back, both renew and both still serve —
+/// neither is declared dead by the other for an outage they both had.
+#[tokio::test]
+async fn an_outage_longer_than_the_lease_declares_no_active_node_dead() {
+    use std::time::Duration;
+    let c = pg().await;
+    let db = c.database("outage");
+    let url = c.url(&db);
+    let a = open_node_in(url.clone(), "fe-a", true, true).await.unwrap();
+    let b = open_node_in(url.clone(), "fe-b", true, true).await.unwrap();
+    // Both have held their leases for a while (each judges others).
+    tokio::time::sleep(store_postgres::nodes::LEASE + Duration::from_secs(1)).await;
+    c.psql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}'"
+        ),
+    )
+    .unwrap();
+    tokio::time::sleep(store_postgres::nodes::LEASE + Duration::from_secs(2)).await;
+    c.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
+    )
+    .unwrap();
+    // A few heartbeats after the return (each node renews within its
+    // first round; the other judges only after a lease).
+    tokio::time::sleep(store_postgres::nodes::LEASE + Duration::from_secs(2)).await;
+    let rows = store::Store::nodes(&a).await.unwrap();
+    for id in ["fe-a", "fe-b"] {
+        let r = rows.iter().find(|r| r.id == id).expect("a row");
+        assert_eq!(r.state, "serving", "{id}: {rows:?}");
+    }
+    a.add_user(store_tests::core::user("sip:after-a@example.com"))
+        .await
+        .unwrap();
+    b.add_user(store_tests::core::user("sip:after-b@example.com"))
+        .await
+        .unwrap();
+}
