@@ -521,3 +521,42 @@ fn the_database_fails_over_under_an_active_pool() {
         "{received}"
     );
 }
+
+/// Real clients on two nodes, on the README's recipe (TLS, digest,
+/// SRTP required): baresip ben registered with fe-a (127.0.0.2) gets the
+/// message and the call ann makes through fe-b (127.0.0.3), over the
+/// nodes' TLS link, and media flows.
+#[test]
+fn baresip_clients_on_two_nodes_reach_each_other() {
+    use crate::baresip::Baresip;
+    let (nodes, _, _) = pool_of(
+        "pool_baresip",
+        &["fe-a", "fe-b"],
+        &["127.0.0.2", "127.0.0.3"],
+        "",
+    );
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.add_user("ann", "ann-long-passphrase");
+    a.add_user("ben", "ben-long-passphrase");
+    // fe-b reads the users' version every second.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut ben = Baresip::start(a, "ben", "ben-long-passphrase", "ann");
+    ben.cmd("/answermode auto");
+    let mut ann = Baresip::start(b, "ann", "ann-long-passphrase", "ben");
+    // (fe-b is woken by fe-a's commit of ben's binding.)
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ann.cmd("/message hello-across-the-pool");
+    ben.wait_for("sip:ann@example.test: \"hello-across-the-pool\"");
+    ann.cmd("/dial sip:ben@example.test");
+    ben.wait_for("Call established: sip:ann@example.test");
+    ann.wait_for("Call established: sip:ben@example.test");
+    ben.wait_for("incoming rtp for 'audio' established");
+    ann.wait_for("incoming rtp for 'audio' established");
+    let trace = ben.output();
+    assert!(
+        trace.contains("RTP/SAVP") && trace.contains("a=crypto:"),
+        "{trace}"
+    );
+    ann.cmd("/hangup");
+    ben.wait_for("session closed");
+}
