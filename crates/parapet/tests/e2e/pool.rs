@@ -560,3 +560,51 @@ fn baresip_clients_on_two_nodes_reach_each_other() {
     ann.cmd("/hangup");
     ben.wait_for("session closed");
 }
+
+/// A user disabled through one node loses the registration another node
+/// holds: bob registered with fe-a, disabled through fe-b's admin API, is
+/// no longer registered on fe-a either (each node reloads the users when
+/// their version moves, and a disabled user's bindings go).
+#[test]
+fn a_user_disabled_through_one_node_is_signed_out_on_the_others() {
+    let (a, b, _, _) = two_nodes("pool_disable");
+    passes!(
+        a,
+        a.sipp(
+            "register_auth.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let registrations = |s: &Server| -> usize {
+        let o = s.admin(
+            &[
+                "--output=json",
+                "user",
+                "registrations",
+                "sip:bob@example.test",
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(registrations(&a), 1);
+    wait_until(
+        10,
+        || registrations(&b) == 1,
+        || "fe-b never learned bob's binding".into(),
+    );
+    let o = b.admin(&["user", "disable", "sip:bob@example.test"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    wait_until(
+        5,
+        || registrations(&a) == 0,
+        || format!("bob is still registered on fe-a:\n{}", a.log()),
+    );
+    assert_eq!(registrations(&b), 0);
+}
