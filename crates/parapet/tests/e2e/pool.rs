@@ -608,3 +608,58 @@ fn a_user_disabled_through_one_node_is_signed_out_on_the_others() {
     );
     assert_eq!(registrations(&b), 0);
 }
+
+/// A REGISTER's credentials captured on the way to fe-a and replayed to
+/// fe-b, with the attacker's Contact, are not accepted there: the nonce
+/// names the process that issued it, and another node answers it as
+/// stale (a new challenge), so the replay state of one node holds for
+/// the pool.
+#[test]
+fn credentials_replayed_to_another_node_are_challenged_again() {
+    let (a, b, _, _) = two_nodes("pool_replay");
+    let (ok, trace) = a.sipp(
+        "register_auth.xml",
+        "bob",
+        "battery staple horse",
+        "127.0.0.1",
+        free_port(),
+        &[],
+    );
+    assert!(ok, "{trace}");
+    let signed = trace
+        .split("-----------------------------------------------")
+        .filter_map(|block| block.split_once("\n\n").map(|(_, m)| m))
+        .find(|m| m.starts_with("REGISTER ") && m.contains("Authorization:"))
+        .unwrap_or_else(|| panic!("no signed REGISTER in:\n{trace}"));
+    let attacker = std::net::UdpSocket::bind("127.0.0.6:0").unwrap();
+    attacker
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let me = attacker.local_addr().unwrap();
+    let replay: String = signed
+        .trim()
+        .lines()
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            if l.starts_with("Via:") {
+                format!("Via: SIP/2.0/UDP {me};branch=z9hG4bKreplay1;rport")
+            } else if l.starts_with("Contact:") {
+                format!("Contact: <sip:bob@{me}>")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\n\r\n";
+    attacker
+        .send_to(replay.as_bytes(), (b.host.as_str(), b.udp))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = attacker.recv(&mut buf).unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        resp.starts_with("SIP/2.0 401 ") && resp.contains("stale=true"),
+        "{resp}\n(replayed:\n{replay})"
+    );
+}
