@@ -119,8 +119,13 @@ impl QueueDelay {
         let waited = now.saturating_duration_since(received);
         self.worst = self.worst.max(waited);
         self.delay.update(waited > self.target, now);
-        self.store
-            .update(write_wait > STORE_TARGET || writes >= STORE_SOFT, now);
+        // The last write's time counts only while writes are waiting: once
+        // none is in flight the store keeps nobody waiting, however long
+        // the last one took (a database that was unreachable, then back).
+        self.store.update(
+            (writes > 0 && write_wait > STORE_TARGET) || writes >= STORE_SOFT,
+            now,
+        );
     }
 
     /// Whether waits have stayed above the target for `STANDING_AFTER`.
@@ -318,6 +323,23 @@ mod tests {
         assert!(d.store_standing(t0 + ms(100)), "slow for 100 ms");
         d.observe_with(t0 + ms(110), t0 + ms(110), ms(3), 100);
         assert!(!d.store_standing(t0 + ms(500)), "a fast write ends it");
+    }
+
+    #[test]
+    fn a_slow_last_write_counts_only_while_writes_wait() {
+        let t0 = Instant::now();
+        let mut d = QueueDelay::new(TARGET);
+        // The database was unreachable: the last write took seconds, and
+        // nothing is in flight now that it is back.
+        d.observe_with(t0, t0, ms(5000), 0);
+        d.observe_with(t0 + ms(200), t0 + ms(200), ms(5000), 0);
+        assert!(!d.store_standing(t0 + ms(300)), "no write waits");
+        d.observe_with(t0 + ms(300), t0 + ms(300), ms(5000), 1);
+        d.observe_with(t0 + ms(400), t0 + ms(400), ms(5000), 1);
+        assert!(
+            d.store_standing(t0 + ms(400)),
+            "a write waits behind slow ones"
+        );
     }
 
     #[test]
