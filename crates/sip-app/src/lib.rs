@@ -274,7 +274,7 @@ pub struct Core<S> {
     refusals: refusals::Refusals,
     /// Messages waiting in the inbound queue when the current one was taken.
     inbound_depth: usize,
-    /// Messages taken from the transport's queue while pressure builds,
+    /// Messages taken from the transport's queue while the queue stands,
     /// the first lane served first (`priority`).
     lanes: priority::Lanes,
     queue_delay: overload::QueueDelay,
@@ -587,8 +587,8 @@ impl<S: store::Store> Core<S> {
         loop {
             tokio::select! {
                 m = inbound.recv(), if self.lanes.is_empty() => match m {
-                    Some(m) if self.queue_delay.rising() && !inbound.is_empty() => {
-                        // Pressure builds and more waits: who goes first.
+                    Some(m) if self.queue_delay.standing(Instant::now()) && !inbound.is_empty() => {
+                        // Under pressure and more waits: who goes first.
                         self.queue_in_lane(m);
                         self.take_waiting(&mut inbound);
                         self.next_in_lane(&inbound).await;
@@ -600,7 +600,7 @@ impl<S: store::Store> Core<S> {
                     None => return Ok(()),
                 },
                 () = std::future::ready(()), if !self.lanes.is_empty() => {
-                    if self.queue_delay.rising() {
+                    if self.queue_delay.standing(Instant::now()) {
                         self.take_waiting(&mut inbound);
                     }
                     self.next_in_lane(&inbound).await;

@@ -2,16 +2,20 @@
 //! first served: during a flood, a registered user's MESSAGE waited behind
 //! every flooding request the queue held (on this project's test machine,
 //! about 3,500 of them: over a second in the debug build), and the queue's
-//! length then had it shed with the flood. So while pressure builds the
-//! core takes what waits in the queue into two lanes of its own and serves
+//! length then had it shed with the flood. So while the queue stands (the
+//! overload state in which new requests are shed: `overload::QueueDelay`)
+//! the core takes what waits in the queue into two lanes of its own and serves
 //! the first lane first: responses, ACK and CANCEL, requests inside a dialog
 //! routed through us or of a subscription we serve, requests answering one
 //! of our challenges, and new requests from a source that registered before
 //! the pressure began ([`Core::shed`] exempts the same). The rest is handled
 //! in arrival order after them — most of it shed.
 //!
-//! Without pressure nothing is taken early: each message goes straight from
-//! the queue to the core, as it arrived. The lanes hold at most as many
+//! Otherwise nothing is taken early: each message goes straight from the
+//! queue to the core, as it arrived. (Reordering on every passing wait
+//! above the target, not only once it stands, made new requests wait
+//! behind the rest in bursts the queue absorbs, long enough for SIPp to
+//! retransmit a REGISTER and take the second challenge for an error.) The lanes hold at most as many
 //! messages as the transport's queue does; beyond that, messages stay in the
 //! transport's queue.
 
@@ -82,7 +86,7 @@ impl<S: store::Store> Core<S> {
         }
     }
 
-    /// Puts `m` in its lane (the core took it while pressure builds).
+    /// Puts `m` in its lane (the core took it while the queue stands).
     pub(crate) fn queue_in_lane(&mut self, m: Inbound) {
         let first = self.goes_first(&m);
         self.lanes.push(m, first);
