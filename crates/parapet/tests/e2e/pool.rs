@@ -264,7 +264,10 @@ fn three_nodes_serve_one_domain() {
 
 /// Only a node of the pool (its node certificate) may name a binding in
 /// a Route entry: the same MESSAGE for bob's binding on fe-a from a
-/// client's connection is challenged like any other, not delivered.
+/// client's connection is challenged like any other, not delivered —
+/// and so it is over a connection presenting a certificate that names
+/// fe-b as a node but was issued by another CA (refused at the handshake,
+/// or challenged).
 #[test]
 fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     let (a, _b, pg, db) = two_nodes("pool_forged");
@@ -296,7 +299,55 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     );
     let resp = crate::defaults::exchange(&mut c, &msg);
     assert!(resp.starts_with("SIP/2.0 407 "), "{resp}");
-    drop(bob);
+    // A forged node certificate: urn:parapet:node:fe-b, from a CA of the
+    // attacker's own making.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, DOMAIN);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::Ia5String::try_from("urn:parapet:node:fe-b").unwrap(),
+    )];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let pem = format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem());
+    let mut forged = crate::devices::tls_as_device(&a, a.tls, &pem);
+    let msg = msg
+        .replace("forged1", "forged2")
+        .replace("forged-", "forged2-");
+    let answer = (|| -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        forged.write_all(msg.as_bytes())?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = forged.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&got).into_owned())
+    })();
+    match answer {
+        Ok(resp) => assert!(
+            resp.is_empty() || resp.starts_with("SIP/2.0 407 "),
+            "a forged node certificate was honoured: {resp}"
+        ),
+        // The handshake refused the certificate.
+        Err(e) => eprintln!("forged node certificate refused: {e}"),
+    }
+    // Nothing reached bob (his client's trace, a second on).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut bob = bob;
+    let _ = bob.child.kill();
+    let (_, received) = bob.finish();
+    assert!(!received.contains("MESSAGE sip:bob"), "{received}");
 }
 
 /// Password guesses spread over the nodes count as against one: five
