@@ -179,9 +179,11 @@ impl Location {
     /// What the store holds for `aor` now, read after another node of the
     /// pool changed it: the other nodes' bindings are replaced by these
     /// (a binding that moved here from another node stays ours only if it
-    /// is not among them). This node's own bindings stay as they are: its
-    /// memory is ahead of the store while its writes are under way.
-    pub fn replace_remote(&mut self, aor: &str, stored: Vec<Binding>) {
+    /// is not among them). This node's own bindings stay as they are while
+    /// its writes may be ahead of the store; once they are `settled` (none
+    /// under way, none ended after the read began), an own binding the
+    /// store no longer holds was removed by another node, and goes.
+    pub fn replace_remote(&mut self, aor: &str, stored: Vec<Binding>, settled: bool) {
         let mut entries: Vec<Entry> = self
             .by_aor
             .get(aor)
@@ -193,6 +195,7 @@ impl Location {
                             .iter()
                             .any(|b| b.key == e.binding.key && self.is_remote(b))
                     })
+                    .filter(|e| !settled || stored.iter().any(|b| b.key == e.binding.key))
                     .cloned()
                     .collect()
             })
@@ -464,6 +467,7 @@ mod tests {
                 on("fe-b", "tablet", "udp:192.0.2.3:5060"),
                 on("fe-b", "phone", "udp:192.0.2.4:5060"),
             ],
+            false,
         );
         let mut now: Vec<(String, String)> = l
             .lookup("sip:a@x.test", 0)
@@ -481,7 +485,7 @@ mod tests {
         assert!(!l.bound_source("udp:192.0.2.1:5060"));
         // A binding of ours not in the store (its write under way) stays.
         l.load(vec![on("fe-a", "desk", "udp:192.0.2.5:5060")]);
-        l.replace_remote("sip:a@x.test", Vec::new());
+        l.replace_remote("sip:a@x.test", Vec::new(), false);
         let keys: Vec<String> = l
             .lookup("sip:a@x.test", 0)
             .into_iter()
@@ -489,6 +493,12 @@ mod tests {
             .collect();
         assert_eq!(keys, vec!["desk".to_string()]);
         assert_eq!(l.len(), 1);
+        // Settled (no write of ours under way): the store's word goes —
+        // another node removed it (a Contact: * there).
+        l.replace_remote("sip:a@x.test", Vec::new(), true);
+        assert!(l.lookup("sip:a@x.test", 0).is_empty());
+        assert_eq!(l.len(), 0);
+        assert!(!l.bound_source("udp:192.0.2.5:5060"));
         // A server alone on its store has no remote bindings.
         let alone = Location::new(RegistrarConfig::default());
         assert!(!alone.is_remote(&on("fe-b", "x", "udp:192.0.2.9:5060")));

@@ -48,6 +48,7 @@ impl<S: store::Store> Core<S> {
 
     pub(crate) fn housekeeping(&mut self) {
         self.run_timer_c();
+        self.forget_binding_writes();
         if self.last_archive_purge.elapsed() >= crate::archive::PURGE_EVERY {
             self.last_archive_purge = Instant::now();
             self.archive_purge_due();

@@ -132,6 +132,8 @@ pub(crate) enum Event {
     RemoteBindings {
         aor: String,
         list: Vec<store::Binding>,
+        /// When the read began.
+        read_at: Instant,
     },
     /// Another node stored a message for `aor`.
     RemoteStored { aor: String },
@@ -285,6 +287,9 @@ pub struct Core<S> {
     fed: federate::FedState,
     /// The other nodes of the pool (a shared store).
     pool: pool::Pool,
+    /// In a pool whose nodes all serve: per AOR, this node's writes of its
+    /// bindings under way and when the last one ended (`pool`).
+    binding_writes: HashMap<String, (u32, Instant)>,
     /// The pool's paired edges and their connections.
     pub(crate) edges: edges::Edges,
     /// The sign-in outcome of the request being handled, told to the edge
@@ -489,6 +494,7 @@ impl<S: store::Store> Core<S> {
             relay_control: Arc::new(relay::Control::new()),
             fed: federate::FedState::new(federation),
             pool: pool::Pool::default(),
+            binding_writes: HashMap::new(),
             edges: edges::Edges::default(),
             edge_outcome: edges::Outcome::default(),
             edge_partner: None,
@@ -683,6 +689,7 @@ impl<S: store::Store> Core<S> {
                 }
             }
             Event::Unbind { aor, keys } => {
+                self.binding_write(&aor, false);
                 for k in keys {
                     self.location.remove(&aor, &k);
                 }
@@ -690,6 +697,7 @@ impl<S: store::Store> Core<S> {
                 self.flush().await;
             }
             Event::Registered { aor } => {
+                self.binding_write(&aor, false);
                 self.presence_changed(&aor);
                 self.start_delivery(aor);
                 self.flush().await;
@@ -706,7 +714,9 @@ impl<S: store::Store> Core<S> {
                 self.deliver(aor, next);
                 self.flush().await;
             }
-            Event::RemoteBindings { aor, list } => self.remote_bindings(aor, list).await,
+            Event::RemoteBindings { aor, list, read_at } => {
+                self.remote_bindings(aor, list, read_at).await
+            }
             Event::RemoteStored { aor } => {
                 self.remote_stored(aor);
                 self.flush().await;

@@ -320,9 +320,16 @@ impl<S: store::Store> Core<S> {
                         "bindings",
                         |aor| {
                             let store = store.clone();
-                            async move { store::Bindings::bindings_of(&store, &aor, now).await }
+                            async move {
+                                // Before the read: what was committed by
+                                // then is in it.
+                                let read_at = Instant::now();
+                                store::Bindings::bindings_of(&store, &aor, now)
+                                    .await
+                                    .map(|list| (read_at, list))
+                            }
                         },
-                        |aor, list| Event::RemoteBindings { aor, list },
+                        |aor, (read_at, list)| Event::RemoteBindings { aor, list, read_at },
                     )
                     .await
                         && read_each(
@@ -374,9 +381,22 @@ impl<S: store::Store> Core<S> {
     }
 
     /// The other nodes' bindings of `aor` as the store holds them now.
-    pub(crate) async fn remote_bindings(&mut self, aor: String, list: Vec<Binding>) {
+    pub(crate) async fn remote_bindings(
+        &mut self,
+        aor: String,
+        list: Vec<Binding>,
+        read_at: Instant,
+    ) {
         let before = self.location.is_registered(&aor, unix_now());
-        self.location.replace_remote(&aor, list);
+        // This node's own bindings of `aor` that the store no longer holds
+        // were removed by another node (a Contact: * there, an
+        // administrator) — unless a write of ours was under way or ended
+        // after the read began, when the store may not show it yet.
+        let settled = self
+            .binding_writes
+            .get(&aor)
+            .is_none_or(|(in_flight, done)| *in_flight == 0 && *done < read_at);
+        self.location.replace_remote(&aor, list, settled);
         let after = self.location.is_registered(&aor, unix_now());
         if before != after || after {
             self.presence_changed(&aor);
@@ -401,6 +421,32 @@ impl<S: store::Store> Core<S> {
         if own {
             self.start_delivery(aor);
         }
+    }
+
+    /// A write of `aor`'s bindings by this node begins (`true`) or ends.
+    pub(crate) fn binding_write(&mut self, aor: &str, begins: bool) {
+        if self.pool.node.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let e = self
+            .binding_writes
+            .entry(aor.to_owned())
+            .or_insert((0, now));
+        if begins {
+            e.0 += 1;
+        } else {
+            e.0 = e.0.saturating_sub(1);
+            e.1 = now;
+        }
+    }
+
+    /// Forgets the writes that ended long before any read still under way
+    /// could have begun (housekeeping).
+    pub(crate) fn forget_binding_writes(&mut self) {
+        let long_ago = Duration::from_secs(60);
+        self.binding_writes
+            .retain(|_, (in_flight, done)| *in_flight > 0 || done.elapsed() < long_ago);
     }
 
     /// The serving nodes, read again: connections opened to new ones.

@@ -120,6 +120,7 @@ impl<S: store::Store> Core<S> {
             &[],
         );
         let (store, events) = (self.store.clone(), self.events_tx.clone());
+        self.binding_write(&aor, true);
         tokio::spawn(async move {
             let _permit = permit;
             let keys = upserted_keys(&reg.changes);

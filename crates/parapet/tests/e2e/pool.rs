@@ -714,3 +714,59 @@ fn credentials_replayed_to_another_node_are_challenged_again() {
         "{resp}\n(replayed:\n{replay})"
     );
 }
+
+/// bob's client registered with fe-a; a REGISTER with `Contact: *` for
+/// bob sent to fe-b (another of his devices signing everything out)
+/// removes the binding in the database — and fe-a, which holds it, lets
+/// it go too (it kept its own bindings as its memory had them).
+#[test]
+fn every_binding_removed_through_another_node_goes_on_the_node_holding_it() {
+    let (a, b, _, _) = two_nodes("pool_remove_all");
+    passes!(
+        a,
+        a.sipp(
+            "register_auth.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    let registrations = |s: &Server| -> usize {
+        let o = s.admin(
+            &[
+                "--output=json",
+                "user",
+                "registrations",
+                "sip:bob@example.test",
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array().map_or(0, Vec::len)
+    };
+    wait_until(
+        10,
+        || registrations(&b) == 1,
+        || "fe-b never learned bob's binding".into(),
+    );
+    passes!(
+        b,
+        b.sipp(
+            "register_remove_all.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    assert_eq!(registrations(&b), 0);
+    wait_until(
+        5,
+        || registrations(&a) == 0,
+        || format!("fe-a still holds bob's binding:\n{}", a.log()),
+    );
+}
