@@ -276,7 +276,7 @@ pub struct Core<S> {
     refusals: refusals::Refusals,
     /// Messages waiting in the inbound queue when the current one was taken.
     inbound_depth: usize,
-    /// Messages taken from the transport's queue while the queue stands,
+    /// Messages taken from the transport's queue while it is nearly full,
     /// the first lane served first (`priority`).
     lanes: priority::Lanes,
     queue_delay: overload::QueueDelay,
@@ -593,20 +593,20 @@ impl<S: store::Store> Core<S> {
         loop {
             tokio::select! {
                 m = inbound.recv(), if self.lanes.is_empty() => match m {
-                    Some(m) if self.queue_delay.standing(Instant::now()) && !inbound.is_empty() => {
-                        // Under pressure and more waits: who goes first.
+                    Some(m) if inbound.len() + 1 >= overload::hard_queue() => {
+                        // The queue nearly full: who goes first.
                         self.queue_in_lane(m);
                         self.take_waiting(&mut inbound);
                         self.next_in_lane(&inbound).await;
                     }
                     Some(m) => {
                         self.inbound_depth = inbound.len();
-                        self.handle_inbound(m, None).await;
+                        self.handle_inbound(m).await;
                     }
                     None => return Ok(()),
                 },
                 () = std::future::ready(()), if !self.lanes.is_empty() => {
-                    if self.queue_delay.standing(Instant::now()) {
+                    if inbound.len() + self.lanes.len() >= overload::hard_queue() {
                         self.take_waiting(&mut inbound);
                     }
                     self.next_in_lane(&inbound).await;
@@ -634,18 +634,13 @@ impl<S: store::Store> Core<S> {
     async fn next_in_lane(&mut self, inbound: &mpsc::Receiver<Inbound>) {
         let Some(m) = self.lanes.pop() else { return };
         self.inbound_depth = inbound.len() + self.lanes.len();
-        let oldest = self.lanes.oldest_rest();
-        self.handle_inbound(m, oldest).await;
+        self.handle_inbound(m).await;
     }
 
-    /// Handles `m`, taken from the transport's queue; `oldest`: when the
-    /// oldest message still waiting behind it arrived, if one jumped ahead.
-    async fn handle_inbound(&mut self, m: Inbound, oldest: Option<Instant>) {
-        // The wait that judges pressure is the queue's: a message served
-        // first says nothing of how long the others wait.
-        let waiting_since = oldest.map_or(m.received, |o| o.min(m.received));
+    /// Handles `m`, taken from the transport's queue.
+    async fn handle_inbound(&mut self, m: Inbound) {
         self.queue_delay
-            .observe(waiting_since, Instant::now(), &self.writes);
+            .observe(m.received, Instant::now(), &self.writes);
         if !self.queue_delay.rising() {
             self.pressure_seq = None;
         } else if self.pressure_seq.is_none() {

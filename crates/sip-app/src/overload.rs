@@ -18,7 +18,7 @@
 //! live registration came from before the pressure began, or over a
 //! connection one came on before it began, only when such requests alone
 //! fill three quarters of a queue (they are served ahead of the rest while
-//! the queue stands: `priority`). The rest is shed as soon as pressure
+//! the queue is that full: `priority`). The rest is shed as soon as pressure
 //! begins. Each message is judged by the
 //! state at that moment, and the first message that waited less than the
 //! target ends the pressure, so full service returns the moment the queue

@@ -1,26 +1,28 @@
-//! Who goes first under pressure. The transport's queue is first come,
-//! first served: during a flood, a registered user's MESSAGE waited behind
-//! every flooding request the queue held (on this project's test machine,
-//! about 3,500 of them: over a second in the debug build), and the queue's
-//! length then had it shed with the flood. So while the queue stands (the
-//! overload state in which new requests are shed: `overload::QueueDelay`)
-//! the core takes what waits in the queue into two lanes of its own and serves
-//! the first lane first: responses, ACK and CANCEL, requests inside a dialog
-//! routed through us or of a subscription we serve, requests answering one
-//! of our challenges, and new requests from a source that registered before
-//! the pressure began ([`Core::shed`] exempts the same). The rest is handled
-//! in arrival order after them — most of it shed.
+//! Who goes first when the queue is nearly full. The transport's queue is
+//! first come, first served: during a flood, a registered user's MESSAGE
+//! waited behind every flooding request the queue held (on this project's
+//! test machine, about 3,500 of them: over a second in the debug build),
+//! and the queue's length then had it shed with the flood. So while the
+//! queue (with what the core has taken from it) holds three quarters of its
+//! size — where every new request from an unfamiliar source is shed
+//! (`overload::hard_queue`) — the core takes what waits into two lanes of
+//! its own and serves the first lane first: responses, ACK and CANCEL,
+//! requests inside a dialog routed through us or of a subscription we
+//! serve, requests answering one of our challenges, and new requests from a
+//! source that registered before the pressure began ([`Core::shed`] exempts
+//! the same). The rest is handled in arrival order after them — most of it
+//! shed.
 //!
-//! Otherwise nothing is taken early: each message goes straight from the
-//! queue to the core, as it arrived. (Reordering on every passing wait
-//! above the target, not only once it stands, made new requests wait
-//! behind the rest in bursts the queue absorbs, long enough for SIPp to
-//! retransmit a REGISTER and take the second challenge for an error.) The lanes hold at most as many
-//! messages as the transport's queue does; beyond that, messages stay in the
-//! transport's queue.
+//! Below that, nothing is taken early: each message goes straight from the
+//! queue to the core, as it arrived, and pressure is judged by each
+//! message's own wait. (Reordering from the first wait above the target
+//! made new requests wait behind the rest in bursts the queue absorbs by
+//! itself: in CI, SIPp retransmitted and took the second challenge for an
+//! error, and a burst of SUBSCRIBEs from one user was shed as overload.)
+//! The lanes hold at most as many messages as the transport's queue does;
+//! beyond that, messages stay in the transport's queue.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use sip::headers::Route;
 use sip::uri::Uri;
@@ -68,12 +70,6 @@ impl Lanes {
     pub(crate) fn pop(&mut self) -> Option<Inbound> {
         self.first.pop_front().or_else(|| self.rest.pop_front())
     }
-
-    /// When the oldest message of the rest lane arrived: how long the
-    /// queue's tail has waited, whatever jumped ahead of it.
-    pub(crate) fn oldest_rest(&self) -> Option<Instant> {
-        self.rest.front().map(|m| m.received)
-    }
 }
 
 impl<S: store::Store> Core<S> {
@@ -86,7 +82,7 @@ impl<S: store::Store> Core<S> {
         }
     }
 
-    /// Puts `m` in its lane (the core took it while the queue stands).
+    /// Puts `m` in its lane (the core took it with the queue nearly full).
     pub(crate) fn queue_in_lane(&mut self, m: Inbound) {
         let first = self.goes_first(&m);
         self.lanes.push(m, first);
@@ -124,7 +120,7 @@ impl<S: store::Store> Core<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     fn inbound(text: &str, received: Instant) -> Inbound {
         let message = sip::parse_datagram(text.as_bytes().to_vec().into(), &sip::Limits::DEFAULT)
@@ -160,7 +156,6 @@ mod tests {
         }
         assert_eq!(l.len(), 4);
         assert_eq!(l.first_len(), 2);
-        assert_eq!(l.oldest_rest(), Some(t0));
         let order: Vec<String> = std::iter::from_fn(|| l.pop())
             .map(|m| {
                 RequestFields::extract(&m.message)
@@ -171,6 +166,5 @@ mod tests {
             .collect();
         assert_eq!(order, ["c1", "c3", "c0", "c2"]);
         assert!(l.is_empty());
-        assert_eq!(l.oldest_rest(), None);
     }
 }
