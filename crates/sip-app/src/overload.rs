@@ -162,7 +162,7 @@ const STORE_HARD: usize = MAX_PENDING_WRITES * 7 / 8;
 /// holds as many: three quarters of the queue (beyond it the transport
 /// drops datagrams).
 pub(crate) fn hard_queue() -> usize {
-    sip_transport::TransportConfig::default().inbound_queue * 3 / 4
+    sip_transport::DEFAULT_INBOUND_QUEUE * 3 / 4
 }
 
 impl<S: store::Store> Core<S> {

@@ -42,7 +42,7 @@ pub(crate) struct Lanes {
 impl Lanes {
     /// The most the lanes hold (the transport's queue size).
     pub(crate) fn capacity() -> usize {
-        sip_transport::TransportConfig::default().inbound_queue
+        sip_transport::DEFAULT_INBOUND_QUEUE
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// [`TransportConfig::inbound_queue`] by default (a constant, so that the
+/// core can compare with it per message without building a config).
+pub const DEFAULT_INBOUND_QUEUE: usize = 4096;
+
 /// Limits on what peers can make the transport hold. Defaults suit one server
 /// facing thousands of clients.
 #[derive(Debug, Clone)]
@@ -166,7 +170,7 @@ impl Default for TransportConfig {
             max_connections: 10_000,
             max_connections_per_ip: 32,
             max_outbound_queue: 256,
-            inbound_queue: 4096,
+            inbound_queue: DEFAULT_INBOUND_QUEUE,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),

@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 pub use config::{
     fingerprint, Captured, OriginPolicy, OriginRule, Tap, TransportConfig, WidePeers,
+    DEFAULT_INBOUND_QUEUE,
 };
 pub use flows::FlowId;
 pub use transport::{ClientTls, Listener, SendError, Target, Transport};
