@@ -630,34 +630,20 @@ fn a_user_disabled_through_one_node_is_signed_out_on_the_others() {
             &[]
         )
     );
-    let registrations = |s: &Server| -> usize {
-        let o = s.admin(
-            &[
-                "--output=json",
-                "user",
-                "registrations",
-                "sip:bob@example.test",
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v.as_array().map_or(0, Vec::len)
-    };
-    assert_eq!(registrations(&a), 1);
+    assert_eq!(bobs_registrations(&a), 1);
     wait_until(
         10,
-        || registrations(&b) == 1,
+        || bobs_registrations(&b) == 1,
         || "fe-b never learned bob's binding".into(),
     );
     let o = b.admin(&["user", "disable", "sip:bob@example.test"], "");
     assert!(o.status.success(), "{}", out(&o));
     wait_until(
         5,
-        || registrations(&a) == 0,
+        || bobs_registrations(&a) == 0,
         || format!("bob is still registered on fe-a:\n{}", a.log()),
     );
-    assert_eq!(registrations(&b), 0);
+    assert_eq!(bobs_registrations(&b), 0);
 }
 
 /// A REGISTER's credentials captured on the way to fe-a and replayed to
@@ -733,23 +719,9 @@ fn every_binding_removed_through_another_node_goes_on_the_node_holding_it() {
             &[]
         )
     );
-    let registrations = |s: &Server| -> usize {
-        let o = s.admin(
-            &[
-                "--output=json",
-                "user",
-                "registrations",
-                "sip:bob@example.test",
-            ],
-            "",
-        );
-        assert!(o.status.success(), "{}", out(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v.as_array().map_or(0, Vec::len)
-    };
     wait_until(
         10,
-        || registrations(&b) == 1,
+        || bobs_registrations(&b) == 1,
         || "fe-b never learned bob's binding".into(),
     );
     passes!(
@@ -763,10 +735,27 @@ fn every_binding_removed_through_another_node_goes_on_the_node_holding_it() {
             &[]
         )
     );
-    assert_eq!(registrations(&b), 0);
+    assert_eq!(bobs_registrations(&b), 0);
     wait_until(
         5,
-        || registrations(&a) == 0,
+        || bobs_registrations(&a) == 0,
         || format!("fe-a still holds bob's binding:\n{}", a.log()),
     );
+}
+
+/// How many registrations of bob's `s` lists (`parapet admin user
+/// registrations`: what the node's memory holds).
+fn bobs_registrations(s: &Server) -> usize {
+    let o = s.admin(
+        &[
+            "--output=json",
+            "user",
+            "registrations",
+            "sip:bob@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().map_or(0, Vec::len)
 }
