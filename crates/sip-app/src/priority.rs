@@ -135,6 +135,7 @@ mod tests {
                 peer_certificates: None,
             },
             received,
+            share: sip_transport::Share::default(),
         }
     }
 

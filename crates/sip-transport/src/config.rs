@@ -22,6 +22,11 @@ pub struct TransportConfig {
     /// Received messages waiting for the core. UDP drops beyond this; stream
     /// connections stop reading until there is room.
     pub inbound_queue: usize,
+    /// Of those, how many one stream connection may hold (a wide peer's
+    /// connection, below, half the queue): beyond it the connection is not
+    /// read until the core has taken some, so that one peer's flood waits
+    /// behind its own messages, not everyone's.
+    pub max_inbound_per_connection: usize,
     /// TLS or WebSocket handshake must complete within this.
     pub handshake_timeout: Duration,
     /// A connection with no traffic at all for this long is closed. RFC 5626
@@ -171,6 +176,7 @@ impl Default for TransportConfig {
             max_connections_per_ip: 32,
             max_outbound_queue: 256,
             inbound_queue: DEFAULT_INBOUND_QUEUE,
+            max_inbound_per_connection: 64,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(30),

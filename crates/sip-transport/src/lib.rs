@@ -91,7 +91,40 @@ pub struct Source {
 pub struct Inbound {
     pub message: sip::Message,
     pub source: Source,
-    /// When the transport had the whole message: the time until the core
-    /// takes it is the queueing delay that overload control watches.
+    /// When the transport put the message in the core's queue: the time
+    /// until the core takes it is the queueing delay that overload control
+    /// watches.
     pub received: std::time::Instant,
+    /// The connection's share of the core's queue this message holds until
+    /// the core takes it apart (dropping it returns the share).
+    pub share: Share,
+}
+
+/// One of the places in the core's queue a stream connection may hold
+/// ([`TransportConfig::max_inbound_per_connection`]); none for UDP.
+#[derive(Debug, Default)]
+pub struct Share {
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A connection's places in the core's queue: one connection writing as
+/// fast as it can fills its share, then waits (TCP pushes back on it),
+/// while everyone else's messages still find room — and a short wait — in
+/// the queue. Without it, one flooding connection filled the whole queue,
+/// and overload control then shed everyone's new requests with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Shares(Arc<tokio::sync::Semaphore>);
+
+impl Shares {
+    pub(crate) fn new(places: usize) -> Self {
+        Shares(Arc::new(tokio::sync::Semaphore::new(places.max(1))))
+    }
+
+    /// Waits for a free place (the connection is not read meanwhile).
+    pub(crate) async fn take(&self) -> Share {
+        // The semaphore is never closed: acquiring fails only then.
+        Share {
+            _place: self.0.clone().acquire_owned().await.ok(),
+        }
+    }
 }

@@ -113,11 +113,15 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .as_ref()
         .and_then(|c| c.first())
         .is_some_and(|leaf| ctx.config.wide_peers.contains(leaf));
-    let queue = if wide {
-        ctx.config.wide_outbound_queue
+    let (queue, shares) = if wide {
+        (ctx.config.wide_outbound_queue, ctx.config.inbound_queue / 2)
     } else {
-        ctx.config.max_outbound_queue
+        (
+            ctx.config.max_outbound_queue,
+            ctx.config.max_inbound_per_connection,
+        )
     };
+    let shares = crate::Shares::new(shares);
     let (tx, mut rx) = mpsc::channel(queue);
     let closer = Arc::new(tokio::sync::Notify::new());
     ctx.flows.insert(
@@ -164,9 +168,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             if let Some(t) = &ctx.config.tap {
                                 t.capture(true, protocol, local, remote, message.as_bytes());
                             }
-                            let item = Inbound { message, source: source.clone(), received: std::time::Instant::now() };
                             // Waiting here stops reading this connection: backpressure
                             // falls on the peer that causes it.
+                            let share = shares.take().await;
+                            let item = Inbound { message, source: source.clone(), received: std::time::Instant::now(), share };
                             if ctx.inbound.send(item).await.is_err() {
                                 break 'conn;
                             }

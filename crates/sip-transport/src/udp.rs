@@ -103,6 +103,7 @@ async fn handle(
                     message,
                     source,
                     received: std::time::Instant::now(),
+                    share: crate::Share::default(),
                 })
                 .is_err()
             {

@@ -162,6 +162,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         flow,
         peer_certificates,
     };
+    let shares = crate::Shares::new(ctx.config.max_inbound_per_connection);
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let idle = tokio::time::sleep(ctx.config.idle_timeout);
@@ -184,7 +185,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         if let Some(t) = &ctx.config.tap {
                             t.capture(true, source.protocol, source.local, source.remote, message.as_bytes());
                         }
-                        if ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now() }).await.is_err() {
+                        // As for TCP (stream.rs): the connection waits for its share.
+                        let share = shares.take().await;
+                        if ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now(), share }).await.is_err() {
                             break;
                         }
                     }

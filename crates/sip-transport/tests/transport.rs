@@ -648,3 +648,57 @@ async fn outbound_tls_connection_is_served_and_reused() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_connections_flood_holds_only_its_share_of_the_core_queue() {
+    let cfg = TransportConfig {
+        inbound_queue: 100,
+        max_inbound_per_connection: 8,
+        ..Default::default()
+    };
+    let (t, mut rx) = start(cfg, vec![Listener::Tcp(any())]).await;
+    let addr = t.local_addr(Protocol::Tcp).unwrap();
+    // One connection writes 300 requests; the core takes none yet.
+    let mut flood = TcpStream::connect(addr).await.unwrap();
+    let burst: String = (0..300).map(|i| options(&format!("flood{i}"))).collect();
+    let writer = tokio::spawn(async move {
+        flood.write_all(burst.as_bytes()).await.unwrap();
+        flood
+    });
+    let deadline = tokio::time::Instant::now() + T;
+    while rx.len() < 8 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.len(), 8, "the flooding connection's share");
+    // Another connection's request finds room at once.
+    let mut other = TcpStream::connect(addr).await.unwrap();
+    other.write_all(options("other").as_bytes()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while rx.len() < 9 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut call_ids = Vec::new();
+    for _ in 0..9 {
+        let m = recv(&mut rx).await;
+        call_ids.push(
+            sip::RequestFields::extract(&m.message)
+                .unwrap()
+                .call_id
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        call_ids.last().map(String::as_str),
+        Some("other"),
+        "{call_ids:?}"
+    );
+    // Taking messages gives the flood its places back: all 300 arrive.
+    let mut flood_seen = 8;
+    while flood_seen < 300 {
+        let m = recv(&mut rx).await;
+        assert_ne!(m.source.remote, other.local_addr().unwrap());
+        flood_seen += 1;
+    }
+    writer.await.unwrap();
+}

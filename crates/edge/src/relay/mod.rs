@@ -216,6 +216,7 @@ pub async fn run(cfg: EdgeConfig) -> Result<(), String> {
         connect_from: Some(cfg.internal.ip()).filter(|ip| !ip.is_unspecified()),
         // The pool's few connections carry everyone's traffic.
         max_outbound_queue: 65_536,
+        max_inbound_per_connection: sip_transport::DEFAULT_INBOUND_QUEUE,
         ..sip_transport::TransportConfig::default()
     };
     let (int, mut int_rx) = Transport::bind(
