@@ -266,8 +266,13 @@ impl<S: store::Store> Core<S> {
                 f.to.tag()
                     .and_then(crate::presence::parse_tag)
                     .is_some_and(|id| self.presence.subs.contains_key(&id));
+            // One another node of the pool served: read first (`moved`).
+            if !ours && self.look_up_subscription(&r) {
+                return;
+            }
             if ours || self.in_dialog_hop(msg, f).is_err() {
-                return self.on_subscribe_in_dialog(&r).await;
+                self.on_subscribe_in_dialog(&r).await;
+                return;
             }
         }
         // Inside a dialog (To tag): follow the route set through us.

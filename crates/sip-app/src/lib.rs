@@ -155,6 +155,15 @@ pub(crate) enum Event {
         account: String,
         rows: Vec<store::LockoutRow>,
     },
+    /// Another node changed subscription `id` (took it over, refreshed or
+    /// ended it): its row as the store holds it now.
+    RemoteSubscription {
+        id: String,
+        row: Option<store::SubscriptionRow>,
+    },
+    /// The row of a subscription another node served, read for a
+    /// SUBSCRIBE in its dialog that reached this node.
+    SubscriptionRead(Box<presence::moved::Adopting>),
     /// The pool's nodes, read again.
     Nodes(Vec<store::NodeRow>),
     /// A connection to another node was opened, or could not be.
@@ -727,6 +736,12 @@ impl<S: store::Store> Core<S> {
                 self.flush().await;
             }
             Event::RemoteLockouts { account, rows } => self.remote_lockouts(&account, rows),
+            Event::RemoteSubscription { id, row } => {
+                self.remote_subscription(&id, row);
+                self.flush_due_notifies();
+                self.flush().await;
+            }
+            Event::SubscriptionRead(a) => self.subscription_read(*a).await,
             Event::Nodes(rows) => self.pool_nodes(rows),
             Event::PoolDialed { node, flow } => self.pool_dialed(node, flow),
         }

@@ -263,6 +263,7 @@ impl<S: store::Store> Core<S> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_nodes: Option<Instant> = None;
             let mut failing = false;
+            let mut subscriptions = Backlog::default();
             let (mut bindings, mut pending, mut published, mut lists, mut lockouts) = (
                 Backlog::default(),
                 Backlog::default(),
@@ -308,6 +309,7 @@ impl<S: store::Store> Core<S> {
                         "pending_messages" => &mut pending,
                         "presence_publications" => &mut published,
                         "contacts" | "contact_groups" => &mut lists,
+                        "subscriptions" => &mut subscriptions,
                         _ => continue,
                     };
                     backlog.push(c.key);
@@ -366,6 +368,17 @@ impl<S: store::Store> Core<S> {
                             async move { store::Lockouts::lockouts_of(&store, &account).await }
                         },
                         |account, rows| Event::RemoteLockouts { account, rows },
+                    )
+                    .await
+                    && read_each(
+                        &events,
+                        subscriptions.round(),
+                        "a subscription",
+                        |id| {
+                            let store = store.clone();
+                            async move { store::PresenceState::subscription(&store, &id, now).await }
+                        },
+                        |id, row| Event::RemoteSubscription { id, row },
                     )
                     .await;
                 if !sent {

@@ -200,6 +200,24 @@ impl PresenceState for Postgres {
         .await
     }
 
+    async fn subscription(&self, id: &str, now: i64) -> Result<Option<SubscriptionRow>> {
+        let id = id.to_owned();
+        self.read(|c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        &format!(
+                            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1 AND expires_at > $2"
+                        ),
+                        &[&id, &now],
+                    )
+                    .await?;
+                Ok(row.as_ref().map(subscription).transpose()?)
+            })
+        })
+        .await
+    }
+
     async fn purge_expired_presence(&self, now: i64) -> Result<usize> {
         self.write(|tx| {
             Box::pin(async move {

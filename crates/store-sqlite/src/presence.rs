@@ -1,6 +1,6 @@
 //! Publications and subscriptions on SQLite.
 
-use rusqlite::{params, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{db, Sqlite};
 use store::{PresenceState, PublicationRow, Result, SubscriptionRow};
@@ -176,6 +176,20 @@ impl PresenceState for Sqlite {
                 .map_err(db)?;
             let rows = st.query_map([now], subscription).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn subscription(&self, id: &str, now: i64) -> Result<Option<SubscriptionRow>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.prepare_cached(
+                "SELECT id, event, watcher, resource, call_id, remote_tag, from_value, to_value,
+                    remote_target, route_set, source, event_id, local_cseq, remote_cseq, expires_at
+                 FROM subscriptions WHERE id = ?1 AND expires_at > ?2",
+            )
+            .and_then(|mut st| st.query_row(params![id, now], subscription).optional())
+            .map_err(db)
         })
         .await
     }

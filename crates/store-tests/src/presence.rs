@@ -75,6 +75,10 @@ pub async fn subscriptions_round_trip_and_refresh<S: Store>(s: S) {
     sub.remote_cseq = 2;
     s.put_subscription(sub.clone()).await.unwrap();
     assert_eq!(s.live_subscriptions(200).await.unwrap(), vec![sub.clone()]);
+    // One by its id, while it lives.
+    assert_eq!(s.subscription("t1", 499).await.unwrap(), Some(sub.clone()));
+    assert_eq!(s.subscription("t1", 500).await.unwrap(), None);
+    assert_eq!(s.subscription("t9", 0).await.unwrap(), None);
     // A bad event name is refused by the schema.
     let mut bad = sub.clone();
     bad.id = "t2".into();

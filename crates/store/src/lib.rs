@@ -442,6 +442,14 @@ pub trait PresenceState: Send + Sync {
         &self,
         now: i64,
     ) -> impl Future<Output = Result<Vec<SubscriptionRow>>> + Send;
+    /// One subscription, if it is stored and live at `now` (a pool's node
+    /// takes over a subscription another node served, and learns that
+    /// one of its own moved or ended elsewhere).
+    fn subscription(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<SubscriptionRow>>> + Send;
     /// Deletes publications and subscriptions expired at `now`.
     fn purge_expired_presence(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
 }

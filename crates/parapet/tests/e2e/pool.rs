@@ -759,3 +759,84 @@ fn bobs_registrations(s: &Server) -> usize {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v.as_array().map_or(0, Vec::len)
 }
+
+/// carol watches dave through fe-a, then sends her refresh to fe-b (her
+/// client reconnected there): fe-b takes the subscription over — its
+/// NOTIFYs come from fe-b from then on, dave's change published through
+/// fe-a among them — and fe-a lets it go without a word to carol (a
+/// NOTIFY from fe-a after the move would be one SIPp did not expect).
+#[test]
+fn a_subscription_moves_to_the_node_its_watcher_refreshes_it_through() {
+    use crate::presence::{admin_ok, notify_bodies, publish, sip, PW};
+    let (a, b, pg, db) = two_nodes("pool_sub_moves");
+    a.add_user("carol", PW);
+    a.add_user("dave", PW);
+    admin_ok(&a, &["contacts", "add", &sip("dave"), &sip("carol")]);
+    // fe-b has the new users (it polls the users' version every second)
+    // and dave's list (from the change log).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let b_udp = b.udp.to_string();
+    let run = a.sipp_start(
+        "presence_watch_change_moving.xml",
+        "dave",
+        "carol",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["carol", &b.host, &b_udp],
+    );
+    wait_until(
+        30,
+        || {
+            b.log()
+                .contains("subscription taken over from another node")
+                && a.log().contains("subscription moved to another node")
+        },
+        || format!("no move seen:\nfe-a:\n{}\nfe-b:\n{}", a.log(), b.log()),
+    );
+    let node = pg.psql(&db, "SELECT node FROM subscriptions").unwrap();
+    assert_eq!(node.trim(), "fe-b");
+    let live = |s: &Server| -> String {
+        let (_, m) = s.http_get("/metrics", None);
+        m.lines()
+            .find(|l| l.starts_with("parapet_presence_subscriptions "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    wait_until(
+        5,
+        || live(&a).ends_with(" 0") && live(&b).ends_with(" 1"),
+        || format!("fe-a: {}, fe-b: {}", live(&a), live(&b)),
+    );
+    publish(&a, "dave", "back at 5", "away");
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nfe-a:\n{}\nfe-b:\n{}", a.log(), b.log());
+    // Who sent each NOTIFY: fe-a the first, fe-b every one after the
+    // refresh.
+    let senders: Vec<u16> = trace
+        .replace("\r\n", "\n")
+        .split("message received")
+        .filter_map(|m| m.split_once(":\n\n").map(|(_, msg)| msg))
+        .filter(|msg| msg.starts_with("NOTIFY "))
+        .filter_map(|msg| {
+            let via = msg.lines().find(|l| l.starts_with("Via:"))?;
+            let hostport = via.split_whitespace().nth(2)?;
+            hostport.split(';').next()?.rsplit(':').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(senders, [a.udp, b.udp, b.udp, b.udp], "{trace}");
+    let bodies = notify_bodies(&trace);
+    assert!(bodies[1].contains("<basic>closed</basic>"), "{}", bodies[1]);
+    assert!(
+        bodies[2].contains("<rpid:away/>") && bodies[2].contains("back at 5"),
+        "{}",
+        bodies[2]
+    );
+    // Ended through fe-b: gone from the database.
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM subscriptions")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+}

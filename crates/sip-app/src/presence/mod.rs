@@ -4,7 +4,7 @@
 //! over it. `publish` handles PUBLISH, `subscribe` SUBSCRIBE, `notify` the
 //! NOTIFYs this server sends and what they carry, `state` what is kept
 //! (`dialog`: a subscription's dialog, compact), `contacts` the in-memory
-//! contact lists.
+//! contact lists, `moved` a subscription moving between a pool's nodes.
 //!
 //! What a watcher receives is cut by [`presence::access::level`] from the
 //! presentity's privacy policy and contact list; a watcher who may see
@@ -14,6 +14,7 @@
 
 pub(crate) mod contacts;
 mod dialog;
+pub(crate) mod moved;
 mod notify;
 pub(crate) mod publish;
 mod state;

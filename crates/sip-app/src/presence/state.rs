@@ -106,6 +106,9 @@ pub(crate) struct PresenceState {
     pub(crate) dirty: HashSet<u128>,
     /// Subscriptions ended here whose rows are still in the store.
     pub(crate) removals: Vec<u128>,
+    /// Subscriptions taken over from another node of the pool whose
+    /// refresh is not yet stored (`moved`): let go again if it is not.
+    pub(crate) adopting: HashSet<u128>,
     pub(crate) contacts: ContactTable,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -234,35 +237,11 @@ pub(crate) async fn load(
         if !node.is_empty() && !row.node.is_empty() && row.node != node {
             continue;
         }
-        let kind = match row.event.as_str() {
-            "presence" if list_owner(&row.resource).is_some() => EventKind::List,
-            "presence" => EventKind::Presence,
-            _ => EventKind::Winfo,
-        };
-        let (Some(id), Some(dialog)) = (parse_tag(&row.id), Dialog::from_row(&row)) else {
+        let Some(sub) = state.stored_sub(&row) else {
             tracing::warn!(id = %row.id, "stored subscription unusable; skipped");
             continue;
         };
-        let sub = Box::new(Sub {
-            id,
-            kind,
-            watcher: state.intern(&row.watcher),
-            resource: state.intern(&row.resource),
-            dialog,
-            // NOTIFYs sent since the row was written are not counted on
-            // disk: jump ahead so the next CSeq is still higher than any
-            // sent (at most one per NOTIFY_INTERVAL over a MAX_EXPIRES
-            // lifetime).
-            local_cseq: row.local_cseq.saturating_add(CSEQ_RESTART_GAP),
-            remote_cseq: row.remote_cseq,
-            expires_at: row.expires_at,
-            flow: None,
-            in_flight: None,
-            last_sent: None,
-            last_body: 0,
-            dirty: true,
-            version: 0,
-        });
+        let id = sub.id;
         state.insert(sub);
         state.dirty.insert(id);
     }
@@ -277,6 +256,41 @@ pub(crate) async fn load(
 /// See [`load`]: more than the NOTIFYs one subscription can be sent between
 /// two writes of its row.
 const CSEQ_RESTART_GAP: u32 = 100_000;
+
+impl PresenceState {
+    /// A subscription as its stored row says (`None` if the row is
+    /// unusable), to be notified afresh: after a restart, or taken over
+    /// from another node of the pool.
+    pub(crate) fn stored_sub(&mut self, row: &SubscriptionRow) -> Option<Box<Sub>> {
+        let kind = match row.event.as_str() {
+            "presence" if list_owner(&row.resource).is_some() => EventKind::List,
+            "presence" => EventKind::Presence,
+            _ => EventKind::Winfo,
+        };
+        let id = parse_tag(&row.id)?;
+        let dialog = Dialog::from_row(row)?;
+        Some(Box::new(Sub {
+            id,
+            kind,
+            watcher: self.intern(&row.watcher),
+            resource: self.intern(&row.resource),
+            dialog,
+            // NOTIFYs sent since the row was written are not counted on
+            // disk: jump ahead so the next CSeq is still higher than any
+            // sent (at most one per NOTIFY_INTERVAL over a MAX_EXPIRES
+            // lifetime).
+            local_cseq: row.local_cseq.saturating_add(CSEQ_RESTART_GAP),
+            remote_cseq: row.remote_cseq,
+            expires_at: row.expires_at,
+            flow: None,
+            in_flight: None,
+            last_sent: None,
+            last_body: 0,
+            dirty: true,
+            version: 0,
+        }))
+    }
+}
 
 #[cfg(test)]
 mod tests {

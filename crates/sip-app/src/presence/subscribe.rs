@@ -165,11 +165,7 @@ impl<S: store::Store> Core<S> {
             version: 0,
         });
         let exp = expires.to_string();
-        let contact = format!(
-            "<sip:{};transport={}>",
-            self.our_host(r.src.protocol),
-            proto_name(r.src.protocol)
-        );
+        let contact = self.notifier_contact(r.src.protocol);
         let mut headers = vec![("Expires", exp.as_str()), ("Contact", contact.as_str())];
         if kind == EventKind::List {
             headers.push(("Require", "eventlist"));
@@ -249,20 +245,22 @@ impl<S: store::Store> Core<S> {
     }
 
     /// A SUBSCRIBE inside one of our subscription dialogs: refresh or end.
-    pub(crate) async fn on_subscribe_in_dialog(&mut self, r: &Req<'_>) {
+    /// Whether it went on to the store (`false`: answered already).
+    pub(crate) async fn on_subscribe_in_dialog(&mut self, r: &Req<'_>) -> bool {
         let id = r.f.to.tag().and_then(parse_tag);
         let live = id.and_then(|id| self.presence.subs.get(&id)).filter(|s| {
             s.dialog.call_id() == r.f.call_id && Some(s.dialog.remote_tag()) == r.f.from.tag()
         });
         let Some(sub) = live else {
-            return self.reply(r, 481, "Subscription Does Not Exist", &[]).await;
+            self.reply(r, 481, "Subscription Does Not Exist", &[]).await;
+            return false;
         };
         let (id, sub_kind, watcher) = (sub.id, sub.kind, sub.watcher.clone());
         let (remote_cseq, event_id) = (sub.remote_cseq, sub.dialog.event_id().map(str::to_owned));
         let Some((kind, req_event_id)) = self.event_of(r) else {
-            return self
-                .reply(r, 489, "Bad Event", &[("Allow-Events", ALLOW_EVENTS)])
+            self.reply(r, 489, "Bad Event", &[("Allow-Events", ALLOW_EVENTS)])
                 .await;
+            return false;
         };
         let kind = if sub_kind == EventKind::List && kind == EventKind::Presence {
             EventKind::List
@@ -270,25 +268,25 @@ impl<S: store::Store> Core<S> {
             kind
         };
         if kind != sub_kind || req_event_id != event_id.as_deref() {
-            return self
-                .reply(r, 489, "Bad Event", &[("Allow-Events", ALLOW_EVENTS)])
+            self.reply(r, 489, "Bad Event", &[("Allow-Events", ALLOW_EVENTS)])
                 .await;
+            return false;
         }
         if r.f.cseq.seq <= remote_cseq {
-            return self
-                .reply(r, 500, "Server Internal Error (CSeq Out of Order)", &[])
+            self.reply(r, 500, "Server Internal Error (CSeq Out of Order)", &[])
                 .await;
+            return false;
         }
         if !self.subscribe_allowed(r, &watcher).await {
-            return;
+            return false;
         }
         let Some(expires) = self.granted_expires(r).await else {
-            return;
+            return false;
         };
         let contact = self.contact_of(r);
         let source = format!("{}:{}", proto_name(r.src.protocol), r.src.remote);
         let Some(sub) = self.presence.subs.get(&id) else {
-            return;
+            return false;
         };
         let dialog = contact
             .as_ref()
@@ -296,9 +294,9 @@ impl<S: store::Store> Core<S> {
             .then(|| sub.dialog.refreshed(contact.as_deref(), &source))
             .flatten();
         let Some(dialog) = dialog else {
-            return self
-                .reply(r, 400, "Bad Request (Dialog State Too Large)", &[])
+            self.reply(r, 400, "Bad Request (Dialog State Too Large)", &[])
                 .await;
+            return false;
         };
         let (watcher, resource) = (sub.watcher.clone(), sub.resource.clone());
         let (local_cseq, last_sent, version) = (sub.local_cseq, sub.last_sent, sub.version);
@@ -320,13 +318,26 @@ impl<S: store::Store> Core<S> {
             version,
         });
         let exp = expires.to_string();
-        let mut headers = vec![("Expires", exp.as_str())];
+        // SUBSCRIBE refreshes the target (RFC 6665 §4.1.2.1): in a pool,
+        // the node that now serves the subscription.
+        let ours = self.notifier_contact(r.src.protocol);
+        let mut headers = vec![("Expires", exp.as_str()), ("Contact", ours.as_str())];
         if kind == EventKind::List {
             headers.push(("Require", "eventlist"));
         }
         let ok = self.build_tagged(r, 200, "OK", &headers, &tag(id));
         self.store_subscription(r, refreshed, expires == 0, ok)
-            .await;
+            .await
+    }
+
+    /// The Contact of our side of a subscription's dialog, for a watcher
+    /// on `proto`.
+    fn notifier_contact(&self, proto: sip_transport::Protocol) -> String {
+        format!(
+            "<sip:{};transport={}>",
+            self.our_host(proto),
+            proto_name(proto)
+        )
     }
 
     /// The event package and id of the request, if one we serve.
@@ -374,8 +385,15 @@ impl<S: store::Store> Core<S> {
     }
 
     /// Writes the subscription (or removes it, for Expires 0), then comes
-    /// back through [`Event::Subscribed`].
-    async fn store_subscription(&mut self, r: &Req<'_>, sub: Box<Sub>, ending: bool, ok: Bytes) {
+    /// back through [`Event::Subscribed`]; `false` when no write could
+    /// start (answered 503).
+    async fn store_subscription(
+        &mut self,
+        r: &Req<'_>,
+        sub: Box<Sub>,
+        ending: bool,
+        ok: Bytes,
+    ) -> bool {
         let failed = self.build(
             r,
             500,
@@ -384,7 +402,7 @@ impl<S: store::Store> Core<S> {
         );
         let Some(permit) = self.write_permit(r).await else {
             self.presence.forget_names(&sub);
-            return;
+            return false;
         };
         let (store, events, txn) = (self.store.clone(), self.events_tx.clone(), r.id);
         let mut row = sub.row();
@@ -423,13 +441,20 @@ impl<S: store::Store> Core<S> {
                 })))
                 .await;
         });
+        true
     }
 
     /// A subscription change was written: answer, then NOTIFY.
     pub(crate) async fn subscribed(&mut self, s: Subscribed) {
         let mut sub = s.sub;
+        // Taken over from another node (`moved`) for this refresh.
+        let adopted = self.presence.adopting.remove(&sub.id);
         if !s.stored {
             self.presence.forget_names(&sub);
+            if adopted {
+                // The other node still serves it.
+                self.presence.remove(sub.id);
+            }
             return self
                 .respond_event(s.id, "SUBSCRIBE", s.failed_status, s.failed)
                 .await;
@@ -459,7 +484,7 @@ impl<S: store::Store> Core<S> {
             sub.last_body = 0;
             sub.last_sent = None;
             self.presence.insert(sub);
-            if !was_live {
+            if !was_live || adopted {
                 self.watchers_changed(kind, &watcher, &resource);
             }
             self.notify_due(id, true);

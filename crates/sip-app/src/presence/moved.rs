@@ -1,0 +1,157 @@
+//! A subscription moving between the nodes of a pool whose nodes all
+//! serve. Each subscription's row names the node that sends its NOTIFYs.
+//! When a SUBSCRIBE inside one reaches another node — its watcher's client
+//! reconnected elsewhere, its node died, or DNS sent the refresh to another
+//! node — that node reads the row, takes the subscription over (it is the
+//! same dialog: same tag, same Call-ID, the watcher's CSeq still rising),
+//! and handles the refresh as its own: its write names this node, its 200
+//! carries this node's Contact (so the watcher's next requests come here),
+//! and the NOTIFYs go from here. The node that served it learns of the
+//! move from the change log and lets the subscription go without a word
+//! to the watcher (no terminating NOTIFY: the dialog lives on elsewhere).
+
+use sip::{Message, RequestFields};
+use sip_transport::Source;
+use sip_txn::TxnId;
+use store::SubscriptionRow;
+
+use super::state::parse_tag;
+use crate::{unix_now, Core, Event, Req};
+
+/// A SUBSCRIBE waiting for the row of the subscription it belongs to.
+#[derive(Debug)]
+pub(crate) struct Adopting {
+    id: TxnId,
+    msg: Message,
+    src: Source,
+    sub: u128,
+    /// The row, if stored and live; `Err` when the store could not say.
+    row: Result<Option<SubscriptionRow>, ()>,
+}
+
+impl<S: store::Store> Core<S> {
+    /// For an in-dialog SUBSCRIBE whose To tag is a subscription tag this
+    /// node does not hold, in a pool whose nodes all serve: reads the row
+    /// (back through [`Event::SubscriptionRead`]). `false` when there is
+    /// nothing to look up.
+    pub(crate) fn look_up_subscription(&mut self, r: &Req<'_>) -> bool {
+        if self.location.node().is_empty() {
+            return false;
+        }
+        let Some(sub) = r.f.to.tag().and_then(parse_tag) else {
+            return false;
+        };
+        if self.presence.subs.contains_key(&sub) {
+            return false;
+        }
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        let (id, msg, src) = (r.id, r.msg.clone(), r.src.clone());
+        tokio::spawn(async move {
+            let tag = super::state::tag(sub);
+            let row = store::PresenceState::subscription(&store, &tag, unix_now())
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot read a subscription another node served"));
+            let a = Adopting {
+                id,
+                msg,
+                src,
+                sub,
+                row,
+            };
+            let _ = events.send(Event::SubscriptionRead(Box::new(a))).await;
+        });
+        true
+    }
+
+    /// The row is read: takes the subscription over and handles the
+    /// SUBSCRIBE as a refresh, or answers it as before (481 for a
+    /// subscription that is no longer, 500 when the store could not say).
+    pub(crate) async fn subscription_read(&mut self, a: Adopting) {
+        let Ok(f) = RequestFields::extract(&a.msg) else {
+            return;
+        };
+        let r = Req {
+            id: a.id,
+            msg: &a.msg,
+            f: &f,
+            src: &a.src,
+            own_routes: 0,
+        };
+        let row = match a.row {
+            Ok(row) => row,
+            Err(()) => {
+                return self
+                    .reply(
+                        &r,
+                        500,
+                        "Server Internal Error (Subscription Not Readable)",
+                        &[("Retry-After", "1")],
+                    )
+                    .await
+            }
+        };
+        // The same dialog (the tag alone is guessable in form, not the
+        // Call-ID and the watcher's tag with it), served by another node
+        // (or by none: its node's row was never updated after a restart
+        // elsewhere), and not taken over meanwhile by this node.
+        let same_dialog = row.as_ref().is_some_and(|row| {
+            row.call_id == f.call_id
+                && Some(row.remote_tag.as_str()) == f.from.tag()
+                && row.node != self.location.node()
+        });
+        if let Some(row) = row.filter(|_| same_dialog) {
+            if !self.presence.subs.contains_key(&a.sub) {
+                let Some(sub) = self.presence.stored_sub(&row) else {
+                    tracing::warn!(id = %row.id, "stored subscription unusable; not taken over");
+                    return self
+                        .reply(&r, 481, "Subscription Does Not Exist", &[])
+                        .await;
+                };
+                tracing::info!(id = %row.id, from = %row.node, "subscription taken over from another node");
+                self.presence.insert(sub);
+                self.presence.adopting.insert(a.sub);
+            }
+        }
+        if !self.presence.subs.contains_key(&a.sub) {
+            // Not one of the pool's subscriptions after all: as any other
+            // request inside a dialog.
+            if self.in_dialog_hop(r.msg, r.f).is_ok() {
+                return self.on_in_dialog(&r).await;
+            }
+        }
+        let stored = self.on_subscribe_in_dialog(&r).await;
+        // Refused before its write (rate, CSeq, event): the node that
+        // served it still does.
+        if !stored && self.presence.adopting.remove(&a.sub) {
+            self.presence.remove(a.sub);
+        }
+    }
+
+    /// Another node changed subscription `id`: if this node sends its
+    /// NOTIFYs and the row now names another node (it was taken over), or
+    /// is gone while it was still live here (ended through another node),
+    /// this node lets it go, silently. An expired one is left to this
+    /// node's own expiry, which tells the watcher.
+    pub(crate) fn remote_subscription(&mut self, id: &str, row: Option<SubscriptionRow>) {
+        let Some(sub) = parse_tag(id) else { return };
+        let Some(live) = self.presence.subs.get(&sub) else {
+            return;
+        };
+        let gone = match &row {
+            Some(row) => !row.node.is_empty() && row.node != self.location.node(),
+            None => live.expires_at > unix_now(),
+        };
+        if !gone {
+            return;
+        }
+        if let Some(sub) = self.presence.remove(sub) {
+            tracing::info!(
+                %id,
+                to = row.as_ref().map_or("", |r| r.node.as_str()),
+                "subscription moved to another node, or ended there"
+            );
+            self.presence.adopting.remove(&sub.id);
+            self.watchers_changed(sub.kind, &sub.watcher, &sub.resource);
+        }
+    }
+}
