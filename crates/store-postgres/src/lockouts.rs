@@ -24,7 +24,11 @@ impl Lockouts for Postgres {
                                 failures = EXCLUDED.failures,
                                 lockouts = EXCLUDED.lockouts,
                                 locked_until = EXCLUDED.locked_until,
-                                last_seen = EXCLUDED.last_seen",
+                                last_seen = EXCLUDED.last_seen
+                             WHERE (lockouts.window_start, lockouts.lockouts, lockouts.failures,
+                                    lockouts.locked_until, lockouts.last_seen)
+                                <= (EXCLUDED.window_start, EXCLUDED.lockouts, EXCLUDED.failures,
+                                    EXCLUDED.locked_until, EXCLUDED.last_seen)",
                         )
                         .await?;
                     tx.execute(

@@ -13,9 +13,17 @@ impl Lockouts for Sqlite {
         self.write(move |c| {
             let mut up = c
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO lockouts (kind, account, source, window_start,
+                    "INSERT INTO lockouts (kind, account, source, window_start,
                         failures, lockouts, locked_until, last_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (kind, account, source) DO UPDATE SET
+                        window_start = excluded.window_start, failures = excluded.failures,
+                        lockouts = excluded.lockouts, locked_until = excluded.locked_until,
+                        last_seen = excluded.last_seen
+                     WHERE (lockouts.window_start, lockouts.lockouts, lockouts.failures,
+                            lockouts.locked_until, lockouts.last_seen)
+                        <= (excluded.window_start, excluded.lockouts, excluded.failures,
+                            excluded.locked_until, excluded.last_seen)",
                 )
                 .map_err(db)?;
             for r in &put {

@@ -95,6 +95,18 @@ pub async fn lockout_state_is_saved_replaced_removed_and_purged<S: Store>(s: S) 
         sorted(s.lockouts().await.unwrap()),
         sorted(vec![again.clone(), account.clone(), familiar.clone()])
     );
+    // A save never takes a counter back: the row keeps the further of
+    // the two (a later window, more lockouts, more failures in the same
+    // window), as each node of a pool merges in memory — a node that had
+    // not yet read another's further state does not overwrite it.
+    let mut behind = again.clone();
+    behind.lockouts = 2;
+    behind.locked_until = 3_000;
+    s.save_lockouts(vec![behind], Vec::new()).await.unwrap();
+    assert_eq!(
+        s.lockouts_of("sip:nobody@example.com").await.unwrap(),
+        vec![again.clone()]
+    );
     // Removing what is not there is no error.
     s.save_lockouts(Vec::new(), vec![other_kind.key.clone()])
         .await
