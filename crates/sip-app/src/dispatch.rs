@@ -267,7 +267,7 @@ impl<S: store::Store> Core<S> {
                     .and_then(crate::presence::parse_tag)
                     .is_some_and(|id| self.presence.subs.contains_key(&id));
             // One another node of the pool served: read first (`moved`).
-            if !ours && self.look_up_subscription(&r) {
+            if !ours && self.look_up_subscription(&r).await {
                 return;
             }
             if ours || self.in_dialog_hop(msg, f).is_err() {

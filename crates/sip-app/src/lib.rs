@@ -164,6 +164,12 @@ pub(crate) enum Event {
     /// The row of a subscription another node served, read for a
     /// SUBSCRIBE in its dialog that reached this node.
     SubscriptionRead(Box<presence::moved::Adopting>),
+    /// The subscriptions of nodes no longer serving (`from`), claimed
+    /// for this node (`Err`: the claim failed; tried again).
+    SubscriptionsClaimed {
+        from: std::collections::HashSet<String>,
+        rows: Result<Vec<store::SubscriptionRow>, ()>,
+    },
     /// The pool's nodes, read again.
     Nodes(Vec<store::NodeRow>),
     /// A connection to another node was opened, or could not be.
@@ -742,6 +748,11 @@ impl<S: store::Store> Core<S> {
                 self.flush().await;
             }
             Event::SubscriptionRead(a) => self.subscription_read(*a).await,
+            Event::SubscriptionsClaimed { from, rows } => {
+                self.subscriptions_claimed(from, rows);
+                self.flush_due_notifies();
+                self.flush().await;
+            }
             Event::Nodes(rows) => self.pool_nodes(rows),
             Event::PoolDialed { node, flow } => self.pool_dialed(node, flow),
         }

@@ -84,6 +84,10 @@ pub(crate) struct Pool {
     /// Serving nodes (this one included) when last read: the per-source
     /// rate limits are split between them.
     serving: usize,
+    /// Nodes no longer serving whose subscriptions this node has claimed
+    /// (`presence::moved`), and whether a claim is under way.
+    pub(crate) claimed_from: HashSet<String>,
+    pub(crate) claiming: bool,
 }
 
 impl Pool {
@@ -487,6 +491,17 @@ impl<S: store::Store> Core<S> {
             .collect();
         for gone in self.pool.peers.keys().filter(|k| !peers.contains_key(*k)) {
             tracing::info!(node = %gone, "a node of the pool is no longer serving");
+        }
+        // Nodes declared dead or stopped: their subscriptions are taken
+        // over (by whichever serving node claims each first).
+        let stopped: HashSet<String> = rows
+            .iter()
+            .filter(|r| r.state != "serving" && r.id != me)
+            .map(|r| r.id.clone())
+            .collect();
+        self.pool.claimed_from.retain(|n| stopped.contains(n));
+        if stopped.iter().any(|n| !self.pool.claimed_from.contains(n)) {
+            self.claim_subscriptions(stopped);
         }
         self.pool.peers = peers;
         let live = |f: FlowId| self.transport.flow_local(f).is_some();

@@ -218,6 +218,33 @@ impl PresenceState for Postgres {
         .await
     }
 
+    async fn claim_subscriptions(&self, now: i64) -> Result<Vec<SubscriptionRow>> {
+        let Some(me) = self.node.as_ref().map(|n| n.id.clone()) else {
+            return Ok(Vec::new());
+        };
+        // Fenced as every write: a node declared dead itself claims
+        // nothing. Rows another node's claim holds are skipped once it
+        // commits (they no longer name a node that left).
+        self.write(|tx| {
+            let me = me.clone();
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        &format!(
+                            "UPDATE subscriptions SET node = $1
+                             WHERE node IN (SELECT id FROM nodes WHERE state <> 'serving' AND id <> $1)
+                               AND expires_at > $2
+                             RETURNING {SUBSCRIPTION_COLUMNS}"
+                        ),
+                        &[&me, &now],
+                    )
+                    .await?;
+                Ok(rows.iter().map(subscription).collect::<Pg<_>>()?)
+            })
+        })
+        .await
+    }
+
     async fn purge_expired_presence(&self, now: i64) -> Result<usize> {
         self.write(|tx| {
             Box::pin(async move {

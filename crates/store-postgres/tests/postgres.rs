@@ -553,3 +553,63 @@ async fn an_outage_longer_than_the_lease_declares_no_active_node_dead() {
         .await
         .unwrap();
 }
+
+/// The subscriptions of a node that left are taken over by one other
+/// node: the rows name it from then on; those of a node still serving,
+/// and expired ones, stay where they are.
+#[tokio::test]
+async fn a_stopped_nodes_subscriptions_are_claimed_once() {
+    use store::PresenceState as _;
+    let c = pg().await;
+    let db = c.database("claim_subs");
+    let url = c.url(&db);
+    let a = open_node_in(url.clone(), "fe-a", true, true).await.unwrap();
+    let b = open_node_in(url.clone(), "fe-b", true, true).await.unwrap();
+    let d = open_node_in(url.clone(), "fe-d", true, true).await.unwrap();
+    let row = |id: &str, node: &str, expires_at: i64| store::SubscriptionRow {
+        id: id.into(),
+        event: "presence".into(),
+        watcher: "sip:bob@example.com".into(),
+        resource: "sip:alice@example.com".into(),
+        call_id: format!("call-{id}"),
+        remote_tag: "r1".into(),
+        from_value: "<sip:bob@example.com>;tag=r1".into(),
+        to_value: "<sip:alice@example.com>".into(),
+        remote_target: "sip:bob@127.0.0.1:5070".into(),
+        route_set: Vec::new(),
+        source: "udp:127.0.0.1:5070".into(),
+        event_id: None,
+        local_cseq: 1,
+        remote_cseq: 1,
+        expires_at,
+        node: node.into(),
+    };
+    let now = 1_000;
+    a.put_subscription(row("a-live", "fe-a", now + 600))
+        .await
+        .unwrap();
+    a.put_subscription(row("a-expired", "fe-a", now - 1))
+        .await
+        .unwrap();
+    b.put_subscription(row("b-live", "fe-b", now + 600))
+        .await
+        .unwrap();
+    assert!(
+        b.claim_subscriptions(now).await.unwrap().is_empty(),
+        "fe-a serves"
+    );
+    a.leave().await.unwrap();
+    // fe-b and fe-d ask at once: one of them gets it.
+    let (got_b, got_d) = tokio::join!(b.claim_subscriptions(now), d.claim_subscriptions(now));
+    let (got_b, got_d) = (got_b.unwrap(), got_d.unwrap());
+    let ids: Vec<&str> = got_b.iter().chain(&got_d).map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a-live"], "{got_b:?} {got_d:?}");
+    let claimer = if got_b.is_empty() { "fe-d" } else { "fe-b" };
+    let stored = b.subscription("a-live", now).await.unwrap().unwrap();
+    assert_eq!(stored.node, claimer);
+    assert!(b.claim_subscriptions(now).await.unwrap().is_empty());
+    assert_eq!(
+        b.subscription("b-live", now).await.unwrap().unwrap().node,
+        "fe-b"
+    );
+}

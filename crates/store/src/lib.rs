@@ -450,6 +450,16 @@ pub trait PresenceState: Send + Sync {
         id: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<SubscriptionRow>>> + Send;
+    /// Takes over the live subscriptions of the pool's nodes that no
+    /// longer serve (declared dead, or stopped): their rows name this node
+    /// from now on (each row goes to one node, however many ask at once).
+    /// Returns them; always empty for a store one process serves.
+    fn claim_subscriptions(
+        &self,
+        _now: i64,
+    ) -> impl Future<Output = Result<Vec<SubscriptionRow>>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// Deletes publications and subscriptions expired at `now`.
     fn purge_expired_presence(&self, now: i64) -> impl Future<Output = Result<usize>> + Send;
 }

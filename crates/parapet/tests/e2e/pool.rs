@@ -796,35 +796,27 @@ fn a_subscription_moves_to_the_node_its_watcher_refreshes_it_through() {
     );
     let node = pg.psql(&db, "SELECT node FROM subscriptions").unwrap();
     assert_eq!(node.trim(), "fe-b");
-    let live = |s: &Server| -> String {
-        let (_, m) = s.http_get("/metrics", None);
-        m.lines()
-            .find(|l| l.starts_with("parapet_presence_subscriptions "))
-            .unwrap_or_default()
-            .to_owned()
-    };
     wait_until(
         5,
-        || live(&a).ends_with(" 0") && live(&b).ends_with(" 1"),
-        || format!("fe-a: {}, fe-b: {}", live(&a), live(&b)),
+        || live_subscriptions(&a).ends_with(" 0") && live_subscriptions(&b).ends_with(" 1"),
+        || {
+            format!(
+                "fe-a: {}, fe-b: {}",
+                live_subscriptions(&a),
+                live_subscriptions(&b)
+            )
+        },
     );
     publish(&a, "dave", "back at 5", "away");
     let (ok, trace) = run.finish();
     assert!(ok, "{trace}\nfe-a:\n{}\nfe-b:\n{}", a.log(), b.log());
     // Who sent each NOTIFY: fe-a the first, fe-b every one after the
     // refresh.
-    let senders: Vec<u16> = trace
-        .replace("\r\n", "\n")
-        .split("message received")
-        .filter_map(|m| m.split_once(":\n\n").map(|(_, msg)| msg))
-        .filter(|msg| msg.starts_with("NOTIFY "))
-        .filter_map(|msg| {
-            let via = msg.lines().find(|l| l.starts_with("Via:"))?;
-            let hostport = via.split_whitespace().nth(2)?;
-            hostport.split(';').next()?.rsplit(':').next()?.parse().ok()
-        })
-        .collect();
-    assert_eq!(senders, [a.udp, b.udp, b.udp, b.udp], "{trace}");
+    assert_eq!(
+        notify_senders(&trace),
+        [a.udp, b.udp, b.udp, b.udp],
+        "{trace}"
+    );
     let bodies = notify_bodies(&trace);
     assert!(bodies[1].contains("<basic>closed</basic>"), "{}", bodies[1]);
     assert!(
@@ -838,5 +830,90 @@ fn a_subscription_moves_to_the_node_its_watcher_refreshes_it_through() {
             .unwrap()
             .trim(),
         "0"
+    );
+}
+
+/// The port each NOTIFY of a SIPp trace came from (its Via), in order.
+fn notify_senders(trace: &str) -> Vec<u16> {
+    trace
+        .replace("\r\n", "\n")
+        .split("message received")
+        .filter_map(|m| m.split_once(":\n\n").map(|(_, msg)| msg.to_owned()))
+        .filter(|msg| msg.starts_with("NOTIFY "))
+        .filter_map(|msg| {
+            let via = msg.lines().find(|l| l.starts_with("Via:"))?;
+            let hostport = via.split_whitespace().nth(2)?;
+            hostport.split(';').next()?.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// How many live subscriptions a node's metrics count.
+fn live_subscriptions(s: &Server) -> String {
+    let (_, m) = s.http_get("/metrics", None);
+    m.lines()
+        .find(|l| l.starts_with("parapet_presence_subscriptions "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// carol watches dave through fe-a; fe-a is killed. Once its lease lapses
+/// and fe-b declares it dead, fe-b claims the subscription and notifies
+/// carol at once with dave's state (no waiting for her refresh); dave's
+/// change published through fe-b reaches her from fe-b.
+#[test]
+fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
+    use crate::presence::{admin_ok, notify_bodies, publish, sip, PW};
+    let (mut a, b, pg, db) = two_nodes("pool_sub_lost");
+    a.add_user("carol", PW);
+    a.add_user("dave", PW);
+    admin_ok(&a, &["contacts", "add", &sip("dave"), &sip("carol")]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let b_udp = b.udp.to_string();
+    let run = a.sipp_start(
+        "presence_watch_change_node_lost.xml",
+        "dave",
+        "carol",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["carol", &b.host, &b_udp],
+    );
+    wait_until(
+        15,
+        || live_subscriptions(&a).ends_with(" 1"),
+        || format!("fe-a: {}\n{}", live_subscriptions(&a), a.log()),
+    );
+    // Its first NOTIFY answered (SIPp then waits for fe-b's).
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    a.kill9();
+    wait_until(
+        30,
+        || {
+            b.log()
+                .contains("subscriptions taken over from nodes no longer serving")
+        },
+        || format!("fe-b took nothing over:\n{}", b.log()),
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT node FROM subscriptions")
+            .unwrap()
+            .trim(),
+        "fe-b"
+    );
+    publish(&b, "dave", "back at 5", "away");
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nfe-b:\n{}", b.log());
+    assert_eq!(
+        notify_senders(&trace),
+        [a.udp, b.udp, b.udp, b.udp],
+        "{trace}"
+    );
+    let bodies = notify_bodies(&trace);
+    assert!(bodies[1].contains("<basic>closed</basic>"), "{}", bodies[1]);
+    assert!(
+        bodies[2].contains("<rpid:away/>") && bodies[2].contains("back at 5"),
+        "{}",
+        bodies[2]
     );
 }

@@ -9,6 +9,15 @@
 //! and the NOTIFYs go from here. The node that served it learns of the
 //! move from the change log and lets the subscription go without a word
 //! to the watcher (no terminating NOTIFY: the dialog lives on elsewhere).
+//!
+//! A node that stops serving (declared dead when its lease lapsed, or
+//! stopped) leaves subscriptions nobody notifies. The serving nodes claim
+//! them as soon as they read that it stopped — each row goes to the one
+//! whose claim commits first — and notify each watcher at once with the
+//! current state, as after a restart: a watcher over UDP hears from its
+//! new node within seconds instead of at its next refresh.
+
+use std::collections::HashSet;
 
 use sip::{Message, RequestFields};
 use sip_transport::Source;
@@ -17,6 +26,10 @@ use store::SubscriptionRow;
 
 use super::state::parse_tag;
 use crate::{unix_now, Core, Event, Req};
+
+/// Subscription rows read at once for SUBSCRIBEs in dialogs this node
+/// does not hold; beyond, 503 with a Retry-After.
+const MAX_LOOKUPS: usize = 64;
 
 /// A SUBSCRIBE waiting for the row of the subscription it belongs to.
 #[derive(Debug)]
@@ -34,7 +47,7 @@ impl<S: store::Store> Core<S> {
     /// node does not hold, in a pool whose nodes all serve: reads the row
     /// (back through [`Event::SubscriptionRead`]). `false` when there is
     /// nothing to look up.
-    pub(crate) fn look_up_subscription(&mut self, r: &Req<'_>) -> bool {
+    pub(crate) async fn look_up_subscription(&mut self, r: &Req<'_>) -> bool {
         if self.location.node().is_empty() {
             return false;
         }
@@ -44,6 +57,18 @@ impl<S: store::Store> Core<S> {
         if self.presence.subs.contains_key(&sub) {
             return false;
         }
+        // Made-up tags cost a read each: at most so many at once.
+        if self.presence.lookups >= MAX_LOOKUPS {
+            self.reply(
+                r,
+                503,
+                "Service Unavailable (Subscription Lookups Busy)",
+                &[("Retry-After", "1")],
+            )
+            .await;
+            return true;
+        }
+        self.presence.lookups += 1;
         let (store, events) = (self.store.clone(), self.events_tx.clone());
         let (id, msg, src) = (r.id, r.msg.clone(), r.src.clone());
         tokio::spawn(async move {
@@ -67,6 +92,7 @@ impl<S: store::Store> Core<S> {
     /// SUBSCRIBE as a refresh, or answers it as before (481 for a
     /// subscription that is no longer, 500 when the store could not say).
     pub(crate) async fn subscription_read(&mut self, a: Adopting) {
+        self.presence.lookups = self.presence.lookups.saturating_sub(1);
         let Ok(f) = RequestFields::extract(&a.msg) else {
             return;
         };
@@ -152,6 +178,63 @@ impl<S: store::Store> Core<S> {
             );
             self.presence.adopting.remove(&sub.id);
             self.watchers_changed(sub.kind, &sub.watcher, &sub.resource);
+        }
+    }
+
+    /// Claims the subscriptions of the nodes in `stopped` (no longer
+    /// serving), unless a claim is under way; back through
+    /// [`Event::SubscriptionsClaimed`].
+    pub(crate) fn claim_subscriptions(&mut self, stopped: HashSet<String>) {
+        if self.pool.claiming {
+            return;
+        }
+        self.pool.claiming = true;
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            let rows = store::PresenceState::claim_subscriptions(&store, unix_now())
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot claim the subscriptions of nodes no longer serving (tried again)"));
+            let _ = events
+                .send(Event::SubscriptionsClaimed {
+                    from: stopped,
+                    rows,
+                })
+                .await;
+        });
+    }
+
+    /// Claimed subscriptions become this node's: each watcher is notified
+    /// of the current state at once.
+    pub(crate) fn subscriptions_claimed(
+        &mut self,
+        from: HashSet<String>,
+        rows: Result<Vec<SubscriptionRow>, ()>,
+    ) {
+        self.pool.claiming = false;
+        let Ok(rows) = rows else { return };
+        self.pool.claimed_from.extend(from);
+        let mut taken = 0usize;
+        for row in rows {
+            let Some(sub) = self.presence.stored_sub(&row) else {
+                tracing::warn!(id = %row.id, "claimed subscription unusable; skipped");
+                continue;
+            };
+            let (id, kind) = (sub.id, sub.kind);
+            if self.presence.subs.contains_key(&id) {
+                self.presence.forget_names(&sub);
+                continue;
+            }
+            let (watcher, resource) = (sub.watcher.clone(), sub.resource.clone());
+            self.presence.insert(sub);
+            self.watchers_changed(kind, &watcher, &resource);
+            self.notify_due(id, true);
+            taken += 1;
+        }
+        if taken > 0 {
+            tracing::info!(
+                subscriptions = taken,
+                "subscriptions taken over from nodes no longer serving"
+            );
         }
     }
 }

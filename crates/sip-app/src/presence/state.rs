@@ -109,6 +109,8 @@ pub(crate) struct PresenceState {
     /// Subscriptions taken over from another node of the pool whose
     /// refresh is not yet stored (`moved`): let go again if it is not.
     pub(crate) adopting: HashSet<u128>,
+    /// Rows being read for SUBSCRIBEs in dialogs this node does not hold.
+    pub(crate) lookups: usize,
     pub(crate) contacts: ContactTable,
     hasher: std::collections::hash_map::RandomState,
 }
