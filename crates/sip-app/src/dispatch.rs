@@ -243,14 +243,28 @@ impl<S: store::Store> Core<S> {
             return;
         }
         if self.edges.is_unpaired(src.flow) {
-            self.log_refusal(
-                &r,
-                "a certificate of the pool's CA that is no paired edge's (unpaired?)",
-                "",
-            );
-            return self
-                .reply(&r, 403, "Forbidden (Edge Not Paired)", &[])
-                .await;
+            // A node's certificate (of a node that is not serving: a
+            // machine taken out of the pool, or a name never used), or
+            // an edge's that is not paired.
+            let node = src
+                .peer_certificates
+                .as_ref()
+                .and_then(|c| c.first())
+                .and_then(|leaf| {
+                    federation::identity::uri_after(leaf, crate::pool::NODE_URI_PREFIX)
+                });
+            let (why, reason) = match &node {
+                Some(_) => (
+                    "a node certificate of the pool's CA naming no serving node",
+                    "Forbidden (Not a Serving Node)",
+                ),
+                None => (
+                    "a certificate of the pool's CA that is no paired edge's (unpaired?)",
+                    "Forbidden (Edge Not Paired)",
+                ),
+            };
+            self.log_refusal(&r, why, node.as_deref().unwrap_or(""));
+            return self.reply(&r, 403, reason, &[]).await;
         }
         // A partner's connection: its From must be one of its domains.
         let partner = self.partner_of(src);

@@ -267,7 +267,8 @@ fn three_nodes_serve_one_domain() {
 /// client's connection is challenged like any other, not delivered —
 /// and so it is over a connection presenting a certificate that names
 /// fe-b as a node but was issued by another CA (refused at the handshake,
-/// or challenged).
+/// or challenged), and over one presenting a genuine certificate of the
+/// pool's CA for a node that does not serve (refused, saying so).
 #[test]
 fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     let (a, _b, pg, db) = two_nodes("pool_forged");
@@ -316,25 +317,25 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let leaf = p.signed_by(&key, &ca, &ca_key).unwrap();
     let pem = format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem());
-    let mut forged = crate::devices::tls_as_device(&a, a.tls, &pem);
-    let msg = msg
-        .replace("forged1", "forged2")
-        .replace("forged-", "forged2-");
-    let answer = (|| -> std::io::Result<String> {
+    let forged = |pem: &str, n: u32| -> std::io::Result<String> {
         use std::io::{Read, Write};
-        forged.write_all(msg.as_bytes())?;
+        let mut c = crate::devices::tls_as_device(&a, a.tls, pem);
+        let msg = msg
+            .replace("forged1", &format!("forged{n}"))
+            .replace("forged-", &format!("forged{n}-"));
+        c.write_all(msg.as_bytes())?;
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = forged.read(&mut buf)?;
+            let n = c.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             got.extend_from_slice(&buf[..n]);
         }
         Ok(String::from_utf8_lossy(&got).into_owned())
-    })();
-    match answer {
+    };
+    match forged(&pem, 2) {
         Ok(resp) => assert!(
             resp.is_empty() || resp.starts_with("SIP/2.0 407 "),
             "a forged node certificate was honoured: {resp}"
@@ -342,6 +343,43 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
         // The handshake refused the certificate.
         Err(e) => eprintln!("forged node certificate refused: {e}"),
     }
+    // A genuine certificate of the pool's own CA (as a node issues itself
+    // at start) naming a node that does not serve — a machine taken out
+    // of the pool, or a name never used: a client like any other.
+    let pki = a.data_dir().join("pki");
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca-key.pem")).unwrap())
+            .unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Parapet private CA for {DOMAIN}"),
+    );
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let pool_ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::Ia5String::try_from("urn:parapet:node:fe-z").unwrap(),
+    )];
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("fe-z ({DOMAIN})"));
+    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    let leaf = p.signed_by(&key, &pool_ca, &ca_key).unwrap();
+    let ca_pem = std::fs::read_to_string(pki.join("ca.pem")).unwrap();
+    let pem = format!("{}{ca_pem}{}", leaf.pem(), key.serialize_pem());
+    let resp = forged(&pem, 3).expect("the pool's CA is trusted for clients too");
+    assert!(
+        resp.starts_with("SIP/2.0 403 Forbidden (Not a Serving Node)"),
+        "a certificate naming no serving node was honoured: {resp}\n{}",
+        a.log()
+    );
     // Nothing reached bob (his client's trace, a second on).
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut bob = bob;
