@@ -955,3 +955,61 @@ fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
         bodies[2]
     );
 }
+
+/// Watcher information is the pool's: alice follows who watches her
+/// through fe-a, carol watches her through fe-b — alice's watcher list
+/// (her winfo NOTIFY, and `contacts list` through fe-a) names carol as
+/// pending, and alice's approval made through fe-a reaches carol's
+/// subscription on fe-b.
+#[test]
+fn watcher_information_names_watchers_on_every_node() {
+    use crate::presence::{admin_ok, notify_bodies, publish, sip, watch_for_a_change, PW};
+    // (alice's password is PW already.)
+    let (a, b, _, _) = two_nodes("pool_winfo");
+    a.add_user("carol", PW);
+    publish(&a, "alice", "writing", "busy");
+    // fe-b has the new users (it polls the users' version every second).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let winfo = a.sipp_start(
+        "presence_winfo_change.xml",
+        "alice",
+        "alice",
+        PW,
+        "127.0.0.1",
+        free_port(),
+        &["alice"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let carol = watch_for_a_change(&b, "carol", "alice");
+    let (ok, trace) = winfo.finish();
+    assert!(ok, "{trace}\nfe-a:\n{}", a.log());
+    let docs = notify_bodies(&trace);
+    assert!(!docs[0].contains("<watcher "), "nobody yet: {}", docs[0]);
+    assert!(
+        docs[1].contains("status=\"pending\"")
+            && docs[1].contains(">sip:carol@example.test</watcher>"),
+        "carol, watching through fe-b, listed on fe-a: {}",
+        docs[1]
+    );
+    let listed = admin_ok(&a, &["contacts", "list", &sip("alice"), "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        v["watchers"],
+        serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
+        "{listed}"
+    );
+    admin_ok(&a, &["contacts", "approve", &sip("alice"), &sip("carol")]);
+    let (ok, trace) = carol.finish();
+    assert!(ok, "{trace}\nfe-b:\n{}", b.log());
+    let bodies = notify_bodies(&trace);
+    assert!(
+        bodies[0].contains("<basic>closed</basic>"),
+        "pending: {}",
+        bodies[0]
+    );
+    assert!(
+        bodies[1].contains("<rpid:busy/>"),
+        "approved: {}",
+        bodies[1]
+    );
+}

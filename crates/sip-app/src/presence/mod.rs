@@ -4,7 +4,8 @@
 //! over it. `publish` handles PUBLISH, `subscribe` SUBSCRIBE, `notify` the
 //! NOTIFYs this server sends and what they carry, `state` what is kept
 //! (`dialog`: a subscription's dialog, compact), `contacts` the in-memory
-//! contact lists, `moved` a subscription moving between a pool's nodes.
+//! contact lists, `moved` a subscription moving between a pool's nodes,
+//! `remote` who watches whom through the pool's other nodes.
 //!
 //! What a watcher receives is cut by [`presence::access::level`] from the
 //! presentity's privacy policy and contact list; a watcher who may see
@@ -17,6 +18,7 @@ mod dialog;
 pub(crate) mod moved;
 mod notify;
 pub(crate) mod publish;
+pub(crate) mod remote;
 mod state;
 pub(crate) mod subscribe;
 

@@ -134,6 +134,7 @@ impl<S: store::Store> Core<S> {
                         .await;
                 };
                 tracing::info!(id = %row.id, from = %row.node, "subscription taken over from another node");
+                self.presence.remote.forget(a.sub);
                 self.presence.insert(sub);
                 self.presence.adopting.insert(a.sub);
             }
@@ -157,27 +158,50 @@ impl<S: store::Store> Core<S> {
     /// NOTIFYs and the row now names another node (it was taken over), or
     /// is gone while it was still live here (ended through another node),
     /// this node lets it go, silently. An expired one is left to this
-    /// node's own expiry, which tells the watcher.
+    /// node's own expiry, which tells the watcher. What other nodes serve
+    /// is noted by name (`remote`): watcher information hears of it.
     pub(crate) fn remote_subscription(&mut self, id: &str, row: Option<SubscriptionRow>) {
         let Some(sub) = parse_tag(id) else { return };
-        let Some(live) = self.presence.subs.get(&sub) else {
-            return;
-        };
-        let gone = match &row {
-            Some(row) => !row.node.is_empty() && row.node != self.location.node(),
-            None => live.expires_at > unix_now(),
-        };
-        if !gone {
-            return;
+        let me = self.location.node().to_owned();
+        let elsewhere = row.as_ref().filter(|r| !r.node.is_empty() && r.node != me);
+        if let Some(live) = self.presence.subs.get(&sub) {
+            let gone = match &row {
+                Some(_) => elsewhere.is_some(),
+                None => live.expires_at > unix_now(),
+            };
+            if gone {
+                if let Some(sub) = self.presence.remove(sub) {
+                    tracing::info!(
+                        %id,
+                        to = elsewhere.map_or("", |r| r.node.as_str()),
+                        "subscription moved to another node, or ended there"
+                    );
+                    self.presence.adopting.remove(&sub.id);
+                    self.watchers_changed(sub.kind, &sub.watcher, &sub.resource);
+                }
+            }
         }
-        if let Some(sub) = self.presence.remove(sub) {
-            tracing::info!(
-                %id,
-                to = row.as_ref().map_or("", |r| r.node.as_str()),
-                "subscription moved to another node, or ended there"
-            );
-            self.presence.adopting.remove(&sub.id);
-            self.watchers_changed(sub.kind, &sub.watcher, &sub.resource);
+        let (before, now) = match elsewhere {
+            Some(r) => {
+                let (before, taken) = self.presence.remote.note(r);
+                (
+                    before,
+                    taken.then(|| {
+                        (
+                            super::remote::kind_of(r),
+                            r.watcher.clone(),
+                            r.resource.clone(),
+                        )
+                    }),
+                )
+            }
+            None => (self.presence.remote.forget(sub), None),
+        };
+        if let Some(b) = before {
+            self.watchers_changed(b.kind, &b.watcher, &b.resource);
+        }
+        if let Some((kind, watcher, resource)) = now {
+            self.watchers_changed(kind, &watcher, &resource);
         }
     }
 
@@ -225,6 +249,7 @@ impl<S: store::Store> Core<S> {
                 continue;
             }
             let (watcher, resource) = (sub.watcher.clone(), sub.resource.clone());
+            self.presence.remote.forget(id);
             self.presence.insert(sub);
             self.watchers_changed(kind, &watcher, &resource);
             self.notify_due(id, true);

@@ -252,7 +252,25 @@ impl<S: store::Store> Core<S> {
             .filter_map(|o| self.presence.lists.get(o)?.first())
             .filter_map(|id| self.presence.subs.get(id))
             .map(|s| (s.id, s.watcher.clone()));
-        for (id, who) in direct.chain(listed).collect::<Vec<(u128, Arc<str>)>>() {
+        // And those the pool's other nodes serve (`remote`).
+        let now = unix_now();
+        let remote = &self.presence.remote;
+        let remote_direct = remote
+            .of(EventKind::Presence, aor, now)
+            .map(|(id, s)| (id, s.watcher.clone()));
+        let remote_listed = self
+            .presence
+            .contacts
+            .followers(aor)
+            .into_iter()
+            .filter_map(|o| remote.of(EventKind::List, o, now).next())
+            .map(|(id, s)| (id, s.watcher.clone()));
+        for (id, who) in direct
+            .chain(listed)
+            .chain(remote_direct)
+            .chain(remote_listed)
+            .collect::<Vec<(u128, Arc<str>)>>()
+        {
             if &*who == aor || !seen.insert(who.clone()) {
                 continue;
             }

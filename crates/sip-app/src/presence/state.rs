@@ -14,7 +14,7 @@ use sip_txn::TxnId;
 use store::SubscriptionRow;
 
 use super::dialog::Dialog;
-use super::{list_owner, ContactTable, EventKind, Publication};
+use super::{ContactTable, EventKind, Publication};
 
 /// A live subscription.
 #[derive(Debug)]
@@ -111,6 +111,8 @@ pub(crate) struct PresenceState {
     pub(crate) adopting: HashSet<u128>,
     /// Rows being read for SUBSCRIBEs in dialogs this node does not hold.
     pub(crate) lookups: usize,
+    /// The subscriptions the pool's other nodes serve (names only).
+    pub(crate) remote: super::remote::RemoteSubs,
     pub(crate) contacts: ContactTable,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -237,6 +239,8 @@ pub(crate) async fn load(
         .map_err(|e| e.to_string())?
     {
         if !node.is_empty() && !row.node.is_empty() && row.node != node {
+            // Another node's to notify: known here by name (`remote`).
+            state.remote.note(&row);
             continue;
         }
         let Some(sub) = state.stored_sub(&row) else {
@@ -250,6 +254,7 @@ pub(crate) async fn load(
     tracing::info!(
         publications = state.publications.values().map(Vec::len).sum::<usize>(),
         subscriptions = state.subs.len(),
+        other_nodes_subscriptions = state.remote.len(),
         "presence state loaded"
     );
     Ok(state)
@@ -264,11 +269,7 @@ impl PresenceState {
     /// unusable), to be notified afresh: after a restart, or taken over
     /// from another node of the pool.
     pub(crate) fn stored_sub(&mut self, row: &SubscriptionRow) -> Option<Box<Sub>> {
-        let kind = match row.event.as_str() {
-            "presence" if list_owner(&row.resource).is_some() => EventKind::List,
-            "presence" => EventKind::Presence,
-            _ => EventKind::Winfo,
-        };
+        let kind = super::remote::kind_of(row);
         let id = parse_tag(&row.id)?;
         let dialog = Dialog::from_row(row)?;
         Some(Box::new(Sub {
