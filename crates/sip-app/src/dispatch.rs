@@ -280,11 +280,12 @@ impl<S: store::Store> Core<S> {
                 f.to.tag()
                     .and_then(crate::presence::parse_tag)
                     .is_some_and(|id| self.presence.subs.contains_key(&id));
-            // One another node of the pool served: read first (`moved`).
-            if !ours && self.look_up_subscription(&r).await {
-                return;
-            }
             if ours || self.in_dialog_hop(msg, f).is_err() {
+                // One another node of the pool serves: read first
+                // (`moved`). (A SUBSCRIBE going on through us is not.)
+                if !ours && self.look_up_subscription(&r).await {
+                    return;
+                }
                 self.on_subscribe_in_dialog(&r).await;
                 return;
             }

@@ -168,6 +168,8 @@ pub(crate) enum Event {
     /// for this node (`Err`: the claim failed; tried again).
     SubscriptionsClaimed {
         from: std::collections::HashSet<String>,
+        /// The most asked for.
+        limit: usize,
         rows: Result<Vec<store::SubscriptionRow>, ()>,
     },
     /// The pool's nodes, read again.
@@ -748,8 +750,8 @@ impl<S: store::Store> Core<S> {
                 self.flush().await;
             }
             Event::SubscriptionRead(a) => self.subscription_read(*a).await,
-            Event::SubscriptionsClaimed { from, rows } => {
-                self.subscriptions_claimed(from, rows);
+            Event::SubscriptionsClaimed { from, limit, rows } => {
+                self.subscriptions_claimed(from, limit, rows);
                 self.flush_due_notifies();
                 self.flush().await;
             }

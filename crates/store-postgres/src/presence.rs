@@ -171,11 +171,18 @@ impl PresenceState for Postgres {
     }
 
     async fn remove_subscriptions(&self, ids: Vec<String>) -> Result<usize> {
+        let me = self
+            .node
+            .as_ref()
+            .map_or_else(String::new, |n| n.id.clone());
         self.write(|tx| {
-            let ids = ids.clone();
+            let (ids, me) = (ids.clone(), me.clone());
             Box::pin(async move {
                 let n = tx
-                    .execute("DELETE FROM subscriptions WHERE id = ANY($1)", &[&ids])
+                    .execute(
+                        "DELETE FROM subscriptions WHERE id = ANY($1) AND node IN ($2, '')",
+                        &[&ids, &me],
+                    )
                     .await?;
                 Ok(count(n))
             })
@@ -218,25 +225,29 @@ impl PresenceState for Postgres {
         .await
     }
 
-    async fn claim_subscriptions(&self, now: i64) -> Result<Vec<SubscriptionRow>> {
+    async fn claim_subscriptions(&self, now: i64, limit: usize) -> Result<Vec<SubscriptionRow>> {
         let Some(me) = self.node.as_ref().map(|n| n.id.clone()) else {
             return Ok(Vec::new());
         };
         // Fenced as every write: a node declared dead itself claims
-        // nothing. Rows another node's claim holds are skipped once it
-        // commits (they no longer name a node that left).
+        // nothing.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write(|tx| {
             let me = me.clone();
             Box::pin(async move {
+                // SKIP LOCKED: nodes claiming at once each take other rows.
                 let rows = tx
                     .query(
                         &format!(
                             "UPDATE subscriptions SET node = $1
-                             WHERE node IN (SELECT id FROM nodes WHERE state <> 'serving' AND id <> $1)
-                               AND expires_at > $2
+                             WHERE id IN (
+                                SELECT id FROM subscriptions
+                                WHERE node IN (SELECT id FROM nodes WHERE state <> 'serving' AND id <> $1)
+                                  AND expires_at > $2
+                                LIMIT $3 FOR UPDATE SKIP LOCKED)
                              RETURNING {SUBSCRIPTION_COLUMNS}"
                         ),
-                        &[&me, &now],
+                        &[&me, &now, &limit],
                     )
                     .await?;
                 Ok(rows.iter().map(subscription).collect::<Pg<_>>()?)

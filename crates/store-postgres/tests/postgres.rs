@@ -595,21 +595,51 @@ async fn a_stopped_nodes_subscriptions_are_claimed_once() {
         .await
         .unwrap();
     assert!(
-        b.claim_subscriptions(now).await.unwrap().is_empty(),
+        b.claim_subscriptions(now, 10).await.unwrap().is_empty(),
         "fe-a serves"
     );
     a.leave().await.unwrap();
     // fe-b and fe-d ask at once: one of them gets it.
-    let (got_b, got_d) = tokio::join!(b.claim_subscriptions(now), d.claim_subscriptions(now));
+    let (got_b, got_d) = tokio::join!(
+        b.claim_subscriptions(now, 10),
+        d.claim_subscriptions(now, 10)
+    );
     let (got_b, got_d) = (got_b.unwrap(), got_d.unwrap());
     let ids: Vec<&str> = got_b.iter().chain(&got_d).map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["a-live"], "{got_b:?} {got_d:?}");
-    let claimer = if got_b.is_empty() { "fe-d" } else { "fe-b" };
+    let (claimer, other) = if got_b.is_empty() { (&d, &b) } else { (&b, &d) };
     let stored = b.subscription("a-live", now).await.unwrap().unwrap();
-    assert_eq!(stored.node, claimer);
-    assert!(b.claim_subscriptions(now).await.unwrap().is_empty());
+    assert_eq!(stored.node, if got_b.is_empty() { "fe-d" } else { "fe-b" });
+    assert!(b.claim_subscriptions(now, 10).await.unwrap().is_empty());
     assert_eq!(
         b.subscription("b-live", now).await.unwrap().unwrap().node,
         "fe-b"
     );
+    // What a node ends itself (expired, NOTIFYs refused) goes only if the
+    // row is still its own: the node that lost it to a claim deletes
+    // nothing of the claimer's.
+    assert_eq!(
+        other
+            .remove_subscriptions(vec!["a-live".into()])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        claimer
+            .remove_subscriptions(vec!["a-live".into()])
+            .await
+            .unwrap(),
+        1
+    );
+    // At most as many as asked at a time; the rest at the next claim.
+    for i in 0..3 {
+        d.put_subscription(row(&format!("d-{i}"), "fe-d", now + 600))
+            .await
+            .unwrap();
+    }
+    d.leave().await.unwrap();
+    assert_eq!(b.claim_subscriptions(now, 2).await.unwrap().len(), 2);
+    assert_eq!(b.claim_subscriptions(now, 2).await.unwrap().len(), 1);
+    assert!(b.claim_subscriptions(now, 2).await.unwrap().is_empty());
 }

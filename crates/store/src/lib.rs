@@ -435,8 +435,12 @@ pub trait PresenceState: Send + Sync {
     ) -> impl Future<Output = Result<Vec<PublicationRow>>> + Send;
     /// Inserts or replaces a subscription (keyed by id).
     fn put_subscription(&self, s: SubscriptionRow) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a subscription its watcher ended (wherever it is served).
     fn remove_subscription(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// Removes many subscriptions in one transaction; returns how many.
+    /// Removes many subscriptions this process ended itself (expired, or
+    /// its NOTIFYs refused) in one transaction; returns how many. In a
+    /// pool, only rows naming this node (or none) go: one another node
+    /// has taken over meanwhile is that node's to end.
     fn remove_subscriptions(&self, ids: Vec<String>) -> impl Future<Output = Result<usize>> + Send;
     fn live_subscriptions(
         &self,
@@ -454,9 +458,12 @@ pub trait PresenceState: Send + Sync {
     /// longer serve (declared dead, or stopped): their rows name this node
     /// from now on (each row goes to one node, however many ask at once).
     /// Returns them; always empty for a store one process serves.
+    /// At most `limit` at a time: a node takes no more than it has room
+    /// for, and the others take the rest.
     fn claim_subscriptions(
         &self,
         _now: i64,
+        _limit: usize,
     ) -> impl Future<Output = Result<Vec<SubscriptionRow>>> + Send {
         async { Ok(Vec::new()) }
     }

@@ -812,7 +812,7 @@ fn a_subscription_moves_to_the_node_its_watcher_refreshes_it_through() {
     admin_ok(&a, &["contacts", "add", &sip("dave"), &sip("carol")]);
     // fe-b has the new users (it polls the users' version every second)
     // and dave's list (from the change log).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    users_applied_everywhere(&a);
     let b_udp = b.udp.to_string();
     let run = a.sipp_start(
         "presence_watch_change_moving.xml",
@@ -906,7 +906,7 @@ fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
     a.add_user("carol", PW);
     a.add_user("dave", PW);
     admin_ok(&a, &["contacts", "add", &sip("dave"), &sip("carol")]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    users_applied_everywhere(&a);
     let b_udp = b.udp.to_string();
     let run = a.sipp_start(
         "presence_watch_change_node_lost.xml",
@@ -923,7 +923,11 @@ fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
         || format!("fe-a: {}\n{}", live_subscriptions(&a), a.log()),
     );
     // Its first NOTIFY answered (SIPp then waits for fe-b's).
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    wait_until(
+        15,
+        || notifies_answered(&run) >= 1,
+        || "carol's client never answered fe-a's first NOTIFY".into(),
+    );
     a.kill9();
     wait_until(
         30,
@@ -969,7 +973,7 @@ fn watcher_information_names_watchers_on_every_node() {
     a.add_user("carol", PW);
     publish(&a, "alice", "writing", "busy");
     // fe-b has the new users (it polls the users' version every second).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    users_applied_everywhere(&a);
     let winfo = a.sipp_start(
         "presence_winfo_change.xml",
         "alice",
@@ -979,7 +983,11 @@ fn watcher_information_names_watchers_on_every_node() {
         free_port(),
         &["alice"],
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_until(
+        15,
+        || notifies_answered(&winfo) >= 1,
+        || "alice's client never answered the first watcher-information NOTIFY".into(),
+    );
     let carol = watch_for_a_change(&b, "carol", "alice");
     let (ok, trace) = winfo.finish();
     assert!(ok, "{trace}\nfe-a:\n{}", a.log());
@@ -1012,4 +1020,44 @@ fn watcher_information_names_watchers_on_every_node() {
         "approved: {}",
         bodies[1]
     );
+}
+
+/// Waits until every node of `s`'s pool reports its caches at the same
+/// users' and policies' versions (a user added through one node is then
+/// known on all).
+fn users_applied_everywhere(s: &Server) {
+    let agreed = || {
+        let o = s.admin(&["--output=json", "status"], "");
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
+            return false;
+        };
+        let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+        let versions = |key: &str| -> Vec<i64> {
+            nodes
+                .iter()
+                .filter(|n| n["state"] == "serving")
+                .map(|n| n[key].as_i64().unwrap_or(-1))
+                .collect()
+        };
+        let (u, p) = (versions("users_version"), versions("policy_version"));
+        u.len() > 1 && u.iter().all(|x| *x == u[0]) && p.iter().all(|x| *x == p[0])
+    };
+    wait_until(10, agreed, || {
+        "the nodes never agreed on the users' version".into()
+    });
+}
+
+/// How many NOTIFYs a running SIPp client has answered (its trace so far).
+fn notifies_answered(run: &SippRun) -> usize {
+    let trace = std::fs::read_to_string(&run.msgs)
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
+    trace
+        .split("-----------------------------------------------")
+        .filter(|m| m.contains("message sent") && m.contains("SIP/2.0 200 OK"))
+        .filter(|m| {
+            m.lines()
+                .any(|l| l.starts_with("CSeq:") && l.ends_with(" NOTIFY"))
+        })
+        .count()
 }

@@ -38,9 +38,17 @@ pub(crate) struct Adopting {
     msg: Message,
     src: Source,
     sub: u128,
+    /// What the request carried through an edge (the core's per-message
+    /// state, restored when it is handled).
+    edge_partner: Option<std::sync::Arc<federation::identity::Identities>>,
+    edge_device: Option<[u8; 32]>,
     /// The row, if stored and live; `Err` when the store could not say.
     row: Result<Option<SubscriptionRow>, ()>,
 }
+
+/// Subscriptions claimed from stopped nodes at a time (the rest at the
+/// next reading of the nodes, by this node or another).
+const CLAIM_BATCH: usize = 10_000;
 
 impl<S: store::Store> Core<S> {
     /// For an in-dialog SUBSCRIBE whose To tag is a subscription tag this
@@ -71,6 +79,7 @@ impl<S: store::Store> Core<S> {
         self.presence.lookups += 1;
         let (store, events) = (self.store.clone(), self.events_tx.clone());
         let (id, msg, src) = (r.id, r.msg.clone(), r.src.clone());
+        let (edge_partner, edge_device) = (self.edge_partner.clone(), self.edge_device);
         tokio::spawn(async move {
             let tag = super::state::tag(sub);
             let row = store::PresenceState::subscription(&store, &tag, unix_now())
@@ -81,6 +90,8 @@ impl<S: store::Store> Core<S> {
                 msg,
                 src,
                 sub,
+                edge_partner,
+                edge_device,
                 row,
             };
             let _ = events.send(Event::SubscriptionRead(Box::new(a))).await;
@@ -96,6 +107,9 @@ impl<S: store::Store> Core<S> {
         let Ok(f) = RequestFields::extract(&a.msg) else {
             return;
         };
+        self.edge_outcome.set(None);
+        self.edge_partner = a.edge_partner.clone();
+        self.edge_device = a.edge_device;
         let r = Req {
             id: a.id,
             msg: &a.msg,
@@ -125,8 +139,19 @@ impl<S: store::Store> Core<S> {
                 && Some(row.remote_tag.as_str()) == f.from.tag()
                 && row.node != self.location.node()
         });
+        let mut inserted = false;
         if let Some(row) = row.filter(|_| same_dialog) {
             if !self.presence.subs.contains_key(&a.sub) {
+                if self.presence.subs.len() >= super::MAX_TOTAL_SUBSCRIPTIONS {
+                    return self
+                        .reply(
+                            &r,
+                            503,
+                            "Service Unavailable (Subscription Table Full)",
+                            &[("Retry-After", "60")],
+                        )
+                        .await;
+                }
                 let Some(sub) = self.presence.stored_sub(&row) else {
                     tracing::warn!(id = %row.id, "stored subscription unusable; not taken over");
                     return self
@@ -137,19 +162,15 @@ impl<S: store::Store> Core<S> {
                 self.presence.remote.forget(a.sub);
                 self.presence.insert(sub);
                 self.presence.adopting.insert(a.sub);
+                inserted = true;
             }
         }
-        if !self.presence.subs.contains_key(&a.sub) {
-            // Not one of the pool's subscriptions after all: as any other
-            // request inside a dialog.
-            if self.in_dialog_hop(r.msg, r.f).is_ok() {
-                return self.on_in_dialog(&r).await;
-            }
-        }
+        // (Not one of the pool's subscriptions after all: 481.)
         let stored = self.on_subscribe_in_dialog(&r).await;
         // Refused before its write (rate, CSeq, event): the node that
-        // served it still does.
-        if !stored && self.presence.adopting.remove(&a.sub) {
+        // served it still does (unless another request's refresh took it
+        // over meanwhile).
+        if !stored && inserted && self.presence.adopting.remove(&a.sub) {
             self.presence.remove(a.sub);
         }
     }
@@ -212,15 +233,23 @@ impl<S: store::Store> Core<S> {
         if self.pool.claiming {
             return;
         }
+        // No more than the table has room for.
+        let limit = super::MAX_TOTAL_SUBSCRIPTIONS
+            .saturating_sub(self.presence.subs.len())
+            .min(CLAIM_BATCH);
+        if limit == 0 {
+            return;
+        }
         self.pool.claiming = true;
         let (store, events) = (self.store.clone(), self.events_tx.clone());
         tokio::spawn(async move {
-            let rows = store::PresenceState::claim_subscriptions(&store, unix_now())
+            let rows = store::PresenceState::claim_subscriptions(&store, unix_now(), limit)
                 .await
                 .map_err(|e| tracing::warn!(error = %e, "cannot claim the subscriptions of nodes no longer serving (tried again)"));
             let _ = events
                 .send(Event::SubscriptionsClaimed {
                     from: stopped,
+                    limit,
                     rows,
                 })
                 .await;
@@ -232,11 +261,16 @@ impl<S: store::Store> Core<S> {
     pub(crate) fn subscriptions_claimed(
         &mut self,
         from: HashSet<String>,
+        limit: usize,
         rows: Result<Vec<SubscriptionRow>, ()>,
     ) {
         self.pool.claiming = false;
         let Ok(rows) = rows else { return };
-        self.pool.claimed_from.extend(from);
+        // A full batch may have left more: claimed again at the next
+        // reading of the nodes.
+        if rows.len() < limit {
+            self.pool.claimed_from.extend(from);
+        }
         let mut taken = 0usize;
         for row in rows {
             let Some(sub) = self.presence.stored_sub(&row) else {

@@ -460,6 +460,9 @@ impl<S: store::Store> Core<S> {
                 .await;
         }
         let id = sub.id;
+        // Served here now, whatever an earlier change of another node's
+        // said (`remote`).
+        self.presence.remote.forget(id);
         // A refresh replaces the live entry (keeping its CSeq and any NOTIFY
         // in flight).
         let was_live = match self.presence.remove(id) {
