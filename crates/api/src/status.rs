@@ -37,7 +37,7 @@ pub(crate) async fn status<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> Ap
                         "lease_left_ms": n.lease_left_ms, "lease_until": n.lease_until,
                         "heartbeat_at": n.heartbeat_at, "started_at": n.started_at,
                         "address": n.address, "policy_version": n.policy_version,
-                        "users_version": n.users_version,
+                        "users_version": n.users_version, "applied_change": n.applied_change,
                     })
                 })
                 .collect(),

@@ -125,9 +125,11 @@ impl Postgres {
             return Ok(Vec::new());
         };
         let own = self.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
-        Ok(self
-            .poll_into(feed)
-            .await?
+        let read = self.poll_into(feed).await?;
+        if let (Some(n), Some(pos)) = (&self.node, read.iter().map(|c| c.pos).max()) {
+            n.report_change(pos);
+        }
+        Ok(read
             .into_iter()
             .filter(|c| c.node != own)
             .map(|c| store::Change {

@@ -88,6 +88,8 @@ pub(crate) struct Node {
 pub(crate) struct Applied {
     policy: AtomicI64,
     users: AtomicI64,
+    /// The furthest change-log position read.
+    change: AtomicI64,
 }
 
 impl Drop for Node {
@@ -101,6 +103,11 @@ impl Node {
     /// dead (its heartbeat or a write refused).
     pub(crate) fn fenced(&self) -> watch::Receiver<bool> {
         self.fenced.subscribe()
+    }
+
+    /// The change log read up to `pos` (reported with the heartbeat).
+    pub(crate) fn report_change(&self, pos: i64) {
+        self.applied.change.fetch_max(pos, Ordering::Relaxed);
     }
 
     pub(crate) fn report_applied(&self, policy: i64, users: i64) {
@@ -316,7 +323,7 @@ async fn heartbeat(
             Some(c) => c
                 .execute(
                     "UPDATE nodes SET heartbeat_at = now(), lease_until = now() + $3::bigint * interval '1 millisecond',
-                         policy_version = $4, users_version = $5
+                         policy_version = $4, users_version = $5, applied_change = $6
                      WHERE id = $1 AND epoch = $2 AND state = 'serving'",
                     &[
                         &id,
@@ -324,6 +331,7 @@ async fn heartbeat(
                         &lease_ms(),
                         &applied.policy.load(Ordering::Relaxed),
                         &applied.users.load(Ordering::Relaxed),
+                        &applied.change.load(Ordering::Relaxed),
                     ],
                 )
                 .await
@@ -407,7 +415,7 @@ pub(crate) async fn list(pool: &Pool, this: Option<&Node>) -> Result<Vec<NodeRow
                         extract(epoch FROM heartbeat_at)::bigint,
                         extract(epoch FROM lease_until)::bigint,
                         (extract(epoch FROM lease_until - now()) * 1000)::bigint,
-                        policy_version, users_version
+                        policy_version, users_version, applied_change
                  FROM nodes ORDER BY id COLLATE \"C\"",
                 &[],
             )
@@ -428,6 +436,7 @@ pub(crate) async fn list(pool: &Pool, this: Option<&Node>) -> Result<Vec<NodeRow
                 lease_left_ms: r.try_get(7)?,
                 policy_version: r.try_get(8)?,
                 users_version: r.try_get(9)?,
+                applied_change: r.try_get(10)?,
             });
         }
         R::Ok(out)

@@ -490,6 +490,11 @@ const STEPS: &[&str] = &[
         RETURN NULL;
     END $$;
     "#,
+    // 13: how far each node has read the change log, with its heartbeat
+    // (`parapet admin status`).
+    r#"
+    ALTER TABLE nodes ADD COLUMN applied_change BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

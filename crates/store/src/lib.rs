@@ -177,6 +177,10 @@ pub struct NodeRow {
     /// heartbeat.
     pub policy_version: i64,
     pub users_version: i64,
+    /// The furthest position of the change log its follower had read (the
+    /// other nodes' changes it has taken in), at its last heartbeat; 0
+    /// before the first.
+    pub applied_change: i64,
     /// Whether this is the node answering.
     pub this: bool,
 }

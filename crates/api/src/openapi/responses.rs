@@ -102,6 +102,7 @@ pub(super) fn response_schema(method: &str, path: &str) -> Value {
                     "id": s(), "this": boolean(), "state": { "type": "string", "enum": ["serving", "left", "dead"] },
                     "epoch": int(), "lease_left_ms": int(), "lease_until": int(), "heartbeat_at": int(),
                     "started_at": int(), "address": s(), "policy_version": int(), "users_version": int(),
+                    "applied_change": int(),
                 }), &[])),
             }),
             &["nodes"],

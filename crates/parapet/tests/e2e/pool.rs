@@ -260,6 +260,36 @@ fn three_nodes_serve_one_domain() {
             );
         }
     }
+    // `parapet admin status` shows how far each node has read the change
+    // log: once things are quiet, every node has read all of it.
+    let head: i64 = pg
+        .psql(&db, "SELECT coalesce(max(pos), 0) FROM changes")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(head > 0);
+    let applied = || -> Vec<(String, i64)> {
+        let o = c.admin(&["--output=json", "status"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap_or("").to_owned(),
+                    n["applied_change"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    wait_until(
+        10,
+        || applied().len() == 3 && applied().iter().all(|(_, p)| *p >= head),
+        || format!("change log head {head}; nodes: {:?}", applied()),
+    );
 }
 
 /// Only a node of the pool (its node certificate) may name a binding in
