@@ -46,6 +46,7 @@ mod operations;
 mod page;
 mod policies;
 mod pool;
+mod pool_presence;
 mod postgres;
 mod presence;
 mod quickstart;

@@ -12,8 +12,8 @@
 //!
 //! A node that stops serving (declared dead when its lease lapsed, or
 //! stopped) leaves subscriptions nobody notifies. The serving nodes claim
-//! them as soon as they read that it stopped — each row goes to the one
-//! whose claim commits first — and notify each watcher at once with the
+//! them as soon as they read that it stopped — each row goes to one node,
+//! in bounded batches — and notify each watcher at once with the
 //! current state, as after a restart: a watcher over UDP hears from its
 //! new node within seconds instead of at its next refresh.
 
