@@ -263,16 +263,20 @@ impl<S: Store> Ctx<S> {
         Ok(())
     }
 
-    /// In a pool whose nodes all serve: waits (up to [`POOL_APPLY_WAIT`])
+    /// In a pool whose nodes all serve: waits (up to `pool_apply_wait_ms`)
     /// until every other serving node reports caches at `applied` or
-    /// newer (each reads the versions every second and reports them with
-    /// its heartbeat); the ones that do not are named in the answer's
+    /// newer (each reads the versions when the change log says they
+    /// changed, at least every second, and reports new ones at once); the ones that do not are named in the answer's
     /// `Parapet-Not-Applied` header and logged. No wait for a store one
     /// process owns, or for a pool where only this node serves.
     async fn await_pool(&self, applied: Applied) {
         let me = store::Store::node_identity(&self.store).map(|(id, _)| id);
         let Some(me) = me else { return };
-        let deadline = tokio::time::Instant::now() + POOL_APPLY_WAIT;
+        let wait = match &self.cfg.database {
+            config::Database::Postgres { apply_wait_ms, .. } => *apply_wait_ms,
+            config::Database::Embedded => return,
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
         loop {
             let behind: Vec<String> = match store::Store::nodes(&self.store).await {
                 Ok(rows) => rows
@@ -308,11 +312,6 @@ enum Applied {
     Policies(i64),
     Users(i64),
 }
-
-/// How long an answer waits for the other nodes of a pool to apply a
-/// change (they read the versions every second and report them with a
-/// heartbeat every second).
-const POOL_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 tokio::task_local! {
     /// The nodes a change handled by this request is not applied on yet.

@@ -31,6 +31,9 @@ pub enum Database {
         /// Every node serves at once (`pool_mode = "active"`), or one
         /// serves while the others wait as standbys (the default).
         active: bool,
+        /// How long an admin API answer waits for the other serving
+        /// nodes to apply a policy or user change (`pool_apply_wait_ms`).
+        apply_wait_ms: u64,
     },
 }
 
@@ -61,7 +64,23 @@ pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Databas
         plain_text,
         node_id: host_name(),
         active: false,
+        apply_wait_ms: DEFAULT_APPLY_WAIT_MS,
     })
+}
+
+/// `pool_apply_wait_ms` unless written: the other nodes read the
+/// versions every second and report them with a heartbeat every second,
+/// so a healthy node reports within about two seconds.
+pub(crate) const DEFAULT_APPLY_WAIT_MS: u64 = 5_000;
+
+/// A `pool_apply_wait_ms` as written.
+pub(crate) fn check_apply_wait(ms: u64) -> Result<u64, String> {
+    if ms > 60_000 {
+        return Err(format!(
+            "pool_apply_wait_ms = {ms}: 0 to 60000 (milliseconds an admin API answer waits for the other nodes to apply a change)"
+        ));
+    }
+    Ok(ms)
 }
 
 /// A `pool_mode` as written: `true` for "active".
@@ -202,5 +221,32 @@ mod tests {
             .unwrap_err()
             .contains("PostgreSQL"));
         assert_eq!(active("pool_mode = \"standby\"\n"), Ok(false));
+    }
+
+    #[test]
+    fn the_pool_apply_wait_is_five_seconds_unless_written_and_at_most_a_minute() {
+        let raw = |t: &str| RawConfig::from_toml(t).unwrap().build();
+        let pg = "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\n";
+        let wait = |c: &str| match raw(c) {
+            Ok(Config {
+                database: Database::Postgres { apply_wait_ms, .. },
+                ..
+            }) => Ok(apply_wait_ms),
+            Ok(_) => Err("embedded".to_owned()),
+            Err(e) => Err(e),
+        };
+        assert_eq!(wait(pg), Ok(5_000));
+        assert_eq!(wait(&format!("{pg}pool_apply_wait_ms = 0\n")), Ok(0));
+        assert_eq!(
+            wait(&format!("{pg}pool_apply_wait_ms = 60000\n")),
+            Ok(60_000)
+        );
+        assert!(wait(&format!("{pg}pool_apply_wait_ms = 60001\n"))
+            .unwrap_err()
+            .contains("0 to 60000"));
+        assert!(wait("pool_apply_wait_ms = 100\n")
+            .unwrap_err()
+            .contains("PostgreSQL"));
+        assert_eq!(wait("pool_apply_wait_ms = 5000\n"), Err("embedded".into()));
     }
 }

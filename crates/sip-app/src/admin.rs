@@ -213,7 +213,15 @@ impl<S: store::Store> Core<S> {
             for aor in changed {
                 self.presence_changed(&aor);
             }
+            self.report_applied();
         }
+    }
+
+    /// Tells the other nodes of a pool (through the store) at once what
+    /// this node's caches now hold: an administrator's change made
+    /// through another node is answered when every node has it.
+    fn report_applied(&self) {
+        store::Store::report_applied(&self.store, self.policies.version, self.users.version);
     }
 
     /// Takes device certificates out of the registry (`None`: all of
@@ -279,6 +287,7 @@ impl<S: store::Store> Core<S> {
         for a in gone {
             self.presence_user_gone(&a);
         }
+        self.report_applied();
     }
 }
 

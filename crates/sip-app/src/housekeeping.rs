@@ -157,6 +157,13 @@ impl<S: store::Store> Core<S> {
         // What this node's caches hold, for the other nodes and the
         // operator (a shared store writes it with the node's heartbeat).
         store::Store::report_applied(&self.store, self.policies.version, self.users.version);
+        self.check_versions();
+    }
+
+    /// Reads the policy and users versions, and reloads what changed
+    /// elsewhere (another process on the same database): every second,
+    /// and at once when the change log says another node changed them.
+    pub(crate) fn check_versions(&mut self) {
         if !self.reloading_policies {
             self.reloading_policies = true;
             let (store, events, version) = (

@@ -127,6 +127,9 @@ pub(crate) enum Event {
     /// The lockout state was saved (`Some`: it was not; these entries are
     /// to be saved again).
     LockoutsSaved(Option<Vec<auth::lockout::EntryKey>>),
+    /// Another node of the pool changed users or policies: the versions
+    /// are to be read now.
+    VersionsChanged,
     /// Another node of the pool changed the bindings of `aor`: what the
     /// store holds now.
     RemoteBindings {
@@ -694,6 +697,7 @@ impl<S: store::Store> Core<S> {
                 }
             }
             Event::LockoutsSaved(failed) => self.lockouts_saved(failed),
+            Event::VersionsChanged => self.check_versions(),
             Event::Policies(fresh) => {
                 self.reloading_policies = false;
                 if let Some(p) = fresh {

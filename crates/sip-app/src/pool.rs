@@ -306,6 +306,23 @@ impl<S: store::Store> Core<S> {
                         continue;
                     }
                 };
+                // Policies or users changed through another node: read
+                // the versions now, not at the next second's check (an
+                // administrator's answer waits for every node to have them).
+                let versions = changes.iter().any(|c| {
+                    matches!(
+                        c.kind.as_str(),
+                        "users"
+                            | "policies"
+                            | "policy_grants"
+                            | "user_groups"
+                            | "group_members"
+                            | "user_sites"
+                    )
+                });
+                if versions && events.send(Event::VersionsChanged).await.is_err() {
+                    return;
+                }
                 for c in changes {
                     let backlog = match c.kind.as_str() {
                         "lockouts" => &mut lockouts,

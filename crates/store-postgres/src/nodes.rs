@@ -90,6 +90,9 @@ pub(crate) struct Applied {
     users: AtomicI64,
     /// The furthest change-log position read.
     change: AtomicI64,
+    /// Wakes the heartbeat to write new versions at once: an
+    /// administrator's change made through another node waits for them.
+    reported: tokio::sync::Notify,
 }
 
 impl Drop for Node {
@@ -111,8 +114,13 @@ impl Node {
     }
 
     pub(crate) fn report_applied(&self, policy: i64, users: i64) {
-        self.applied.policy.store(policy, Ordering::Relaxed);
-        self.applied.users.store(users, Ordering::Relaxed);
+        let was = (
+            self.applied.policy.swap(policy, Ordering::Relaxed),
+            self.applied.users.swap(users, Ordering::Relaxed),
+        );
+        if was != (policy, users) {
+            self.applied.reported.notify_one();
+        }
     }
 
     pub(crate) fn stop_heartbeat(&self) {
@@ -313,8 +321,15 @@ async fn heartbeat(
     // before they had a round to renew theirs.
     let mut healthy_since: Option<tokio::time::Instant> = None;
     loop {
-        tick.tick().await;
-        n += 1;
+        // A round renews the lease and writes what the caches hold; one
+        // woken by new versions does only that.
+        let report_only = tokio::select! {
+            _ = tick.tick() => false,
+            () = applied.reported.notified() => true,
+        };
+        if !report_only {
+            n += 1;
+        }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = pool.get().await.ok().map(deadpool_postgres::Object::take);
         }
@@ -358,6 +373,9 @@ async fn heartbeat(
                 healthy_since = None;
                 continue;
             }
+        }
+        if report_only {
+            continue;
         }
         // The nodes whose leases lapsed are declared dead by whichever node
         // notices first (a stopped node is fenced within a second of its

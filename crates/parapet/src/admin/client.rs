@@ -100,6 +100,11 @@ impl Client {
             };
             let mut resp = resp.map_err(unreachable)?;
             let status = resp.status().as_u16();
+            if let Some(nodes) = resp.headers().get("parapet-not-applied").and_then(|v| v.to_str().ok()) {
+                // The change is made and answered for; the operator is told
+                // which nodes of the pool had not applied it yet.
+                eprintln!("warning: done, but not yet applied on node(s) {nodes} of the pool when the server answered (see `parapet admin status`; pool_apply_wait_ms is how long it waits)");
+            }
             let text = resp.body_mut().read_to_string().map_err(|e| e.to_string())?;
             let v: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).map_err(|_| format!("unexpected answer from {server}: {text}"))? };
             if status >= 400 {

@@ -827,3 +827,67 @@ fn bobs_registrations(s: &Server) -> usize {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v.as_array().map_or(0, Vec::len)
 }
+
+/// A change made through one node while another is alive but not keeping
+/// up (stopped with SIGSTOP for less than its lease, so still serving) is
+/// answered once `pool_apply_wait_ms` is over, naming the node that has
+/// not applied it — in the API's Parapet-Not-Applied header, which
+/// `parapet admin` shows — and the node applies it once it runs again;
+/// a change made while both keep up names nobody.
+#[test]
+fn a_change_not_applied_on_a_node_within_the_wait_names_that_node() {
+    let (a, b, _, _) = two_nodes_with("pool_not_applied", "pool_apply_wait_ms = 1500\n");
+    let policy_of = |id: &str| -> i64 {
+        let o = a.admin(&["--output=json", "status"], "");
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["policy_version"].as_i64())
+            .unwrap_or(0)
+    };
+    // Both keep up: the answer names nobody.
+    let o = a.admin(
+        &["policy", "set", "archiving", "global", "internal=true"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!said.contains("not yet applied"), "{said}");
+    let before = policy_of("fe-b");
+    // fe-b stops reading anything; its lease (5 s) outlasts the wait.
+    b.signal("STOP");
+    let o = a.admin(
+        &["policy", "set", "archiving", "global", "internal=false"],
+        "",
+    );
+    b.signal("CONT");
+    assert!(o.status.success(), "{}", out(&o));
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        said.contains("not yet applied on node(s) fe-b of the pool"),
+        "the answer did not name fe-b: {said}"
+    );
+    assert!(
+        a.log()
+            .contains("the change is not applied on every node yet"),
+        "{}",
+        a.log()
+    );
+    // Running again, fe-b applies it and says so.
+    wait_until(
+        10,
+        || policy_of("fe-b") > before,
+        || format!("fe-b never applied the change:\n{}", b.log()),
+    );
+    let o = a.admin(
+        &["policy", "set", "archiving", "global", "internal=true"],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!said.contains("not yet applied"), "{said}");
+}
