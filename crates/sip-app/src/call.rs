@@ -68,7 +68,7 @@ impl<S: store::Store> Core<S> {
     pub(crate) async fn ring(&mut self, r: &Req<'_>, callee_aor: &str) {
         self.cdr_started(r, callee_aor);
         let targets = self.location.lookup(callee_aor, unix_now());
-        let hops = self.hops_for(&targets, r.own_routes);
+        let hops = self.hops_for(&targets, r.own_routes, r.f.call_id);
         if hops.is_empty() {
             return self.reply(r, 480, "Temporarily Unavailable", &[]).await;
         }

@@ -165,18 +165,20 @@ impl<S: store::Store> Core<S> {
         format!("SIP/2.0/{} {host};branch={branch}", proto.via_token())
     }
 
-    /// The hops for a user's bindings (unreachable ones left out).
-    /// `own_routes`: leading Route entries naming us, removed on every hop.
+    /// The hops for a user's bindings (unreachable ones left out) in the
+    /// dialog `call_id`. `own_routes`: leading Route entries naming us,
+    /// removed on every hop.
     pub(crate) fn hops_for(
         &self,
         targets: &[(Binding, Option<registrar::Flow>)],
         own_routes: usize,
+        call_id: &str,
     ) -> Vec<Hop> {
         targets
             .iter()
             .filter_map(|(b, flow)| {
                 if self.location.is_remote(b) {
-                    let (proto, target, route) = self.remote_target(b)?;
+                    let (proto, target, route) = self.remote_target(b, call_id)?;
                     return Some(Hop {
                         proto,
                         target,

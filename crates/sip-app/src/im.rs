@@ -266,7 +266,7 @@ impl<S: store::Store> Core<S> {
         // While stored messages are being handed over, newer ones queue behind them.
         if !targets.is_empty() && !self.delivering.contains(&rcpt_aor) {
             let timeout = self.build(r, 408, "Request Timeout", &[]);
-            let hops = self.hops_for(&targets, r.own_routes);
+            let hops = self.hops_for(&targets, r.own_routes, r.f.call_id);
             let started = self.start_fork(
                 ForkKind::Relay {
                     server: r.id,
@@ -405,7 +405,7 @@ impl<S: store::Store> Core<S> {
             self.delivering.remove(&aor);
             return;
         };
-        let hops = self.hops_for(&targets, 0);
+        let hops = self.hops_for(&targets, 0, &call_id);
         if self.start_fork(
             ForkKind::Delivery {
                 aor: aor.clone(),

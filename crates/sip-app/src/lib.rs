@@ -255,6 +255,9 @@ pub struct Core<S> {
     metrics: Arc<Metrics>,
     rate: ratelimit::RateLimiter,
     flow_tokens: auth::flow_token::FlowTokens,
+    /// Signs and checks the Route entries naming a binding another node
+    /// of the pool holds (`pool`).
+    pool_routes: auth::flow_token::PoolRoutes,
     /// Server transaction → the fork relaying it (for CANCEL).
     server_fork: HashMap<TxnId, u64>,
     /// Key of the loop-detection hash in forwarded branches.
@@ -556,6 +559,7 @@ impl<S: store::Store> Core<S> {
             waiting,
             metrics,
             flow_tokens: auth::flow_token::FlowTokens::new(&keys.nonce),
+            pool_routes: auth::flow_token::PoolRoutes::new(&keys.nonce),
             server_fork: HashMap::new(),
             loop_keys: std::collections::hash_map::RandomState::new(),
             branch_prefix,

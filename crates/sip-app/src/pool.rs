@@ -12,8 +12,11 @@
 //! saved by another node is merged into this node's filter. A request for such a binding goes to that
 //! node over mutual TLS, with a Route entry naming the node and, in its
 //! user part, the binding (`pb.` + hex of the address of record + `.` +
-//! hex of the binding's key); that node, seeing the entry on a connection
-//! from a node of the pool, sends the request on to its client as the
+//! hex of the binding's key + `.` + the pool's token for it, an HMAC over
+//! the holding node, the binding and the Call-ID under a key every node
+//! derives from the shared `keys/`); that node, seeing the entry on a
+//! connection from a node of the pool with a token it can verify, sends
+//! the request on to its client as the
 //! proxy did the first part (authentication and every policy were applied
 //! by the node the request reached first). Responses come back along the
 //! Vias; a dialog's later requests follow both nodes' Record-Routes.
@@ -29,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth::flow_token::PoolRoutes;
 use sip::headers::Route;
 use sip::{Message, Uri};
 use sip_transport::{FlowId, Protocol, Source, Target};
@@ -211,12 +215,15 @@ where
     true
 }
 
-/// The Route entry that takes a request for `b` to node `at`.
-fn route_to(at: SocketAddr, b: &Binding) -> String {
+/// The Route entry that takes a request for `b` to the node holding it,
+/// listening at `at`, in the dialog `call_id`: the binding, and the
+/// pool's token for it (`pb.AOR.KEY.TOKEN`, `auth::flow_token::PoolRoutes`).
+fn route_to(at: SocketAddr, b: &Binding, call_id: &str, keys: &PoolRoutes) -> String {
     format!(
-        "<sip:{TOKEN_PREFIX}{}.{}@{at};transport=tls;lr>",
+        "<sip:{TOKEN_PREFIX}{}.{}.{}@{at};transport=tls;lr>",
         hex(b.aor.as_bytes()),
-        hex(b.key.as_bytes())
+        hex(b.key.as_bytes()),
+        keys.sign(&b.node, &b.aor, &b.key, call_id)
     )
 }
 
@@ -235,11 +242,27 @@ fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
-/// The binding a Route entry's user part names: (aor, key).
-fn binding_of(user: &str) -> Option<(String, String)> {
+/// What a Route entry's user part names: the binding (aor, key), and
+/// the token that vouches for it.
+#[derive(Debug, PartialEq, Eq)]
+struct Named {
+    aor: String,
+    key: String,
+    token: String,
+}
+
+fn binding_of(user: &str) -> Option<Named> {
     let rest = user.strip_prefix(TOKEN_PREFIX)?;
-    let (aor, key) = rest.split_once('.')?;
-    Some((unhex(aor)?, unhex(key)?))
+    let mut parts = rest.split('.');
+    let (aor, key, token) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Named {
+        aor: unhex(aor)?,
+        key: unhex(key)?,
+        token: token.to_owned(),
+    })
 }
 
 /// A node's TLS listener from its row's listeners (`tls://ADDR`), if it
@@ -588,19 +611,40 @@ impl<S: store::Store> Core<S> {
 
     /// How to reach a binding another node holds: over the connection to
     /// that node, with the Route entry naming the binding there.
-    pub(crate) fn remote_target(&self, b: &Binding) -> Option<(Protocol, Target, String)> {
+    pub(crate) fn remote_target(
+        &self,
+        b: &Binding,
+        call_id: &str,
+    ) -> Option<(Protocol, Target, String)> {
         let at = *self.pool.peers.get(&b.node)?;
         let flow = self.pool.link(&b.node)?;
         self.transport.flow_local(flow)?;
-        Some((Protocol::Tls, Target::Flow(flow), route_to(at, b)))
+        let route = route_to(at, b, call_id, &self.pool_routes);
+        Some((Protocol::Tls, Target::Flow(flow), route))
     }
 
     /// A request from another node for a binding this node holds (its top
     /// Route entry, ours, names the binding): sent on to the client.
     /// `None` when the request is not one (it is handled as any other).
     pub(crate) async fn pool_request(&mut self, r: &Req<'_>) -> Option<()> {
-        self.pool.classify(r.src)?;
-        let (aor, key) = top_route_binding(r.msg, |u| self.is_our_route(u))?;
+        let from = self.pool.classify(r.src)?.to_owned();
+        let named = top_route_binding(r.msg, |u| self.is_our_route(u))?;
+        let (aor, key) = (named.aor, named.key);
+        // The node's certificate is not enough: the entry must carry the
+        // pool's token for this binding on this node in this dialog.
+        if !self
+            .pool_routes
+            .verify(&named.token, &self.pool.node, &aor, &key, r.f.call_id)
+        {
+            static FORGED: sip_transport::logging::RateLimited =
+                sip_transport::logging::RateLimited::new();
+            if let Some(suppressed) = FORGED.allow() {
+                tracing::warn!(node = %from, source = %r.src.remote, suppressed, "a request from a node of the pool named a binding without the pool's token for it (is its keys/ directory the pool's?); refused");
+            }
+            self.reply(r, 403, "Forbidden (Invalid Pool Route)", &[])
+                .await;
+            return Some(());
+        }
         let found = self
             .location
             .lookup(&aor, unix_now())
@@ -644,10 +688,7 @@ impl<S: store::Store> Core<S> {
 
 /// The binding the top Route entry names, if the entry is ours and
 /// carries one.
-fn top_route_binding(
-    msg: &Message,
-    ours: impl Fn(&sip::uri::SipUri<'_>) -> bool,
-) -> Option<(String, String)> {
+fn top_route_binding(msg: &Message, ours: impl Fn(&sip::uri::SipUri<'_>) -> bool) -> Option<Named> {
     let route = msg.list::<Route>().next()?.ok()?;
     let Uri::Sip(u) = route.uri else { return None };
     if !ours(&u) {
@@ -679,16 +720,23 @@ mod tests {
     #[test]
     fn a_route_entry_names_the_binding_it_was_made_for() {
         let b = binding("sip:alice@example.com", "<urn:uuid:1>|1");
-        let entry = route_to("127.0.0.3:5061".parse().unwrap(), &b);
+        let keys = PoolRoutes::new(&[3; 32]);
+        let entry = route_to("127.0.0.3:5061".parse().unwrap(), &b, "c1@x", &keys);
         let na = sip::headers::NameAddr::parse(&entry).unwrap();
         let Uri::Sip(u) = na.uri else { panic!() };
-        assert_eq!(
-            binding_of(u.user.unwrap()),
-            Some((b.aor.clone(), b.key.clone()))
-        );
+        let named = binding_of(u.user.unwrap()).unwrap();
+        assert_eq!((&*named.aor, &*named.key), (&*b.aor, &*b.key));
+        // The token vouches for this binding on its node in this dialog.
+        assert!(keys.verify(&named.token, "fe-b", &b.aor, &b.key, "c1@x"));
+        assert!(!keys.verify(&named.token, "fe-a", &b.aor, &b.key, "c1@x"));
+        assert!(!keys.verify(&named.token, "fe-b", &b.aor, &b.key, "c2@x"));
         assert_eq!(binding_of("alice"), None);
-        assert_eq!(binding_of("pb.zz.00"), None);
+        assert_eq!(binding_of("pb.zz.00.t"), None);
         assert_eq!(binding_of("pb.616"), None);
+        // Without a token, or with more than one part after it: nothing.
+        assert_eq!(binding_of("pb.61.62"), None);
+        assert_eq!(binding_of("pb.61.62.t.u"), None);
+        assert!(binding_of("pb.61.62.t").is_some());
     }
 
     #[test]

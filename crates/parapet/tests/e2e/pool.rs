@@ -298,7 +298,9 @@ fn three_nodes_serve_one_domain() {
 /// and so it is over a connection presenting a certificate that names
 /// fe-b as a node but was issued by another CA (refused at the handshake,
 /// or challenged), and over one presenting a genuine certificate of the
-/// pool's CA for a node that does not serve (refused, saying so).
+/// pool's CA for a node that does not serve (refused, saying so) — or for
+/// a serving node, when the entry's token was not made with the pool's
+/// key (refused: the certificate alone steers nothing).
 #[test]
 fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
     let (a, _b, pg, db) = two_nodes("pool_forged");
@@ -314,8 +316,9 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
         .trim()
         .to_string();
     assert!(key.starts_with("sip:bob@"), "{key}");
+    // A token of the right shape, made without the pool's key.
     let route = format!(
-        "<sip:pb.{}.{}@127.0.0.1:{};transport=tls;lr>",
+        "<sip:pb.{}.{}.AAAAAAAAAAAAAAAA@127.0.0.1:{};transport=tls;lr>",
         hex(aor),
         hex(&key),
         a.tls
@@ -391,25 +394,37 @@ fn a_route_naming_a_binding_from_outside_the_pool_is_challenged() {
         rcgen::KeyUsagePurpose::CrlSign,
     ];
     let pool_ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.subject_alt_names = vec![rcgen::SanType::URI(
-        rcgen::Ia5String::try_from("urn:parapet:node:fe-z").unwrap(),
-    )];
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, format!("fe-z ({DOMAIN})"));
-    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    p.use_authority_key_identifier_extension = true;
-    let leaf = p.signed_by(&key, &pool_ca, &ca_key).unwrap();
     let ca_pem = std::fs::read_to_string(pki.join("ca.pem")).unwrap();
-    let pem = format!("{}{ca_pem}{}", leaf.pem(), key.serialize_pem());
-    let resp = forged(&pem, 3).expect("the pool's CA is trusted for clients too");
+    let node_cert = |node: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::Ia5String::try_from(format!("urn:parapet:node:{node}")).unwrap(),
+        )];
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{node} ({DOMAIN})"));
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        let leaf = p.signed_by(&key, &pool_ca, &ca_key).unwrap();
+        format!("{}{ca_pem}{}", leaf.pem(), key.serialize_pem())
+    };
+    let resp = forged(&node_cert("fe-z"), 3).expect("the pool's CA is trusted for clients too");
     assert!(
         resp.starts_with("SIP/2.0 403 Forbidden (Not a Serving Node)"),
         "a certificate naming no serving node was honoured: {resp}\n{}",
         a.log()
     );
+    // A genuine certificate of the pool's CA naming fe-b, a serving node
+    // (the CA's key taken, but not the pool's keys/): the entry's token
+    // is not the pool's, so the request is refused, not delivered.
+    let resp = forged(&node_cert("fe-b"), 4).expect("the pool's CA is trusted");
+    assert!(
+        resp.starts_with("SIP/2.0 403 Forbidden (Invalid Pool Route)"),
+        "a route without the pool's token was honoured: {resp}\n{}",
+        a.log()
+    );
+    assert!(a.log().contains("without the pool's token"), "{}", a.log());
     // Nothing reached bob (his client's trace, a second on).
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut bob = bob;
