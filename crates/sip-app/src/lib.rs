@@ -18,6 +18,7 @@ mod authn;
 pub mod authn_http;
 mod call;
 mod cdr;
+pub mod change_lag;
 pub mod command;
 mod dialog_content;
 mod dispatch;

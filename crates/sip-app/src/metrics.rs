@@ -37,6 +37,9 @@ pub struct Metrics {
     /// This process's name and epoch in a PostgreSQL pool, if it is a
     /// node of one.
     pub node: Mutex<Option<(String, i64)>>,
+    /// In a pool whose nodes all serve: how long the others' changes take
+    /// to reach this node's core.
+    pub pool_change_lag: crate::change_lag::LagHistogram,
     pub auth_failures: AtomicU64,
     pub lockouts: AtomicU64,
     pub lockout_saves_failed: AtomicU64,
@@ -212,6 +215,7 @@ impl Metrics {
             let _ = writeln!(s, "# TYPE parapet_node_info gauge");
             // node_id is [A-Za-z0-9._-] (checked by the configuration).
             let _ = writeln!(s, "parapet_node_info{{node=\"{id}\",epoch=\"{epoch}\"}} 1");
+            self.pool_change_lag.render(&mut s);
         }
         if let Ok(t) = self.federation.lock() {
             let _ = writeln!(s, "# HELP parapet_federation_requests_total Requests to (out) and from (in) partner organisations' servers, by partner and outcome.");

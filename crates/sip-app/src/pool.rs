@@ -285,6 +285,7 @@ impl<S: store::Store> Core<S> {
             return;
         }
         let (store, events) = (self.store.clone(), self.events_tx.clone());
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FOLLOW_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -346,7 +347,14 @@ impl<S: store::Store> Core<S> {
                 if versions && events.send(Event::VersionsChanged).await.is_err() {
                     return;
                 }
+                // How old each followed change was when read, for the lag
+                // observed once its re-read is handed to the core (a key
+                // left for a later round, beyond READS_PER_ROUND, counts
+                // as handed over with this round).
+                let read_at = Instant::now();
+                let mut ages = Vec::with_capacity(changes.len());
                 for c in changes {
+                    ages.push(c.age_us);
                     let backlog = match c.kind.as_str() {
                         "lockouts" => &mut lockouts,
                         "bindings" => &mut bindings,
@@ -354,7 +362,10 @@ impl<S: store::Store> Core<S> {
                         "presence_publications" => &mut published,
                         "contacts" | "contact_groups" => &mut lists,
                         "subscriptions" => &mut subscriptions,
-                        _ => continue,
+                        _ => {
+                            ages.pop();
+                            continue;
+                        }
                     };
                     backlog.push(c.key);
                 }
@@ -432,6 +443,10 @@ impl<S: store::Store> Core<S> {
                     if events.send(Event::RemoteStored { aor }).await.is_err() {
                         return;
                     }
+                }
+                let spent = u64::try_from(read_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                for age in ages {
+                    metrics.pool_change_lag.observe(age.saturating_add(spent));
                 }
             }
         });

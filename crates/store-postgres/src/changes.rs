@@ -27,6 +27,9 @@ pub struct Change {
     pub key: String,
     /// The node whose write it was ('' for a process that joined no pool).
     pub node: String,
+    /// Microseconds between its write and this read, by the database's
+    /// clock.
+    pub age_us: u64,
 }
 
 /// A follower's place in the log.
@@ -135,6 +138,7 @@ impl Postgres {
             .map(|c| store::Change {
                 kind: c.kind,
                 key: c.key,
+                age_us: c.age_us,
             })
             .collect())
     }
@@ -161,7 +165,9 @@ impl Postgres {
             .map_err(db("change log"))?)?;
         let page = tx
             .prepare_cached(
-                "SELECT pos, xid::text, kind, key, node FROM changes
+                "SELECT pos, xid::text, kind, key, node,
+                        (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - at * 1000
+                 FROM changes
                  WHERE xid >= $1::text::xid8 AND pos > $2 ORDER BY pos LIMIT $3",
             )
             .await
@@ -187,6 +193,8 @@ impl Postgres {
                     kind: r.try_get(2).map_err(db("change log"))?,
                     key: r.try_get(3).map_err(db("change log"))?,
                     node: r.try_get(4).map_err(db("change log"))?,
+                    age_us: u64::try_from(r.try_get::<_, i64>(5).map_err(db("change log"))?)
+                        .unwrap_or(0),
                 });
             }
             if (rows.len() as i64) < PAGE {

@@ -142,6 +142,9 @@ pub trait Store:
 pub struct Change {
     pub kind: String,
     pub key: String,
+    /// How long before it was read the change was written (the database's
+    /// clock at both ends), in microseconds.
+    pub age_us: u64,
 }
 
 /// A message handed to [`Messages::enqueue_message`]: its id, and whether

@@ -102,6 +102,13 @@ fn three_nodes_serve_one_domain() {
             },
             || n.http_get("/metrics", None).1,
         );
+        // And says how long fe-a's change took to reach it.
+        let m = n.http_get("/metrics", None).1;
+        let count = m
+            .lines()
+            .find_map(|l| l.strip_prefix("parapet_pool_change_lag_seconds_count "))
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(count.is_some_and(|c| c > 0), "no change lag counted:\n{m}");
     }
     let (ok, msgs) = b
         .sipp_start(
