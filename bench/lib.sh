@@ -47,22 +47,50 @@ with open(f"{work}/kam.sql", "w") as f:
 PY
 }
 
-# One SIPp run; prints "successful made p50 p99".
+# One SIPp run; prints "successful made p50 p99". To SIPP_DEST (default
+# 127.0.0.1), in SIPP_WORK (default $work: runs at the same time need a
+# directory each, holding their CSV files), at SIPP_RATE (default $RATE).
 sipp_run() { # name port scenario csv calls local_port auth_uri [more sipp args]
     local name=$1 port=$2 sf=$3 csv=$4 calls=$5 lport=$6 auth_uri=$7
     shift 7
+    local dir=${SIPP_WORK:-$work} root=$PWD
     # The digest uri must be the Request-URI (SIPp defaults to ip:port).
-    (cd "$work" && sipp -sf "$OLDPWD/bench/sipp/$sf" -inf "$csv" -m "$calls" -r "$RATE" -l 2000 -t u1 -auth_uri "$auth_uri" \
+    (cd "$dir" && sipp -sf "$root/bench/sipp/$sf" -inf "$csv" -m "$calls" -r "${SIPP_RATE:-$RATE}" -l 2000 -t u1 -auth_uri "$auth_uri" \
         -i 127.0.0.1 -p "$lport" -trace_rtt -rtt_freq 1 -trace_stat -trace_err -nostdin -timeout 300s -timeout_error \
-        "$@" 127.0.0.1:"$port" >/dev/null 2>&1) || true
-    local rtt; rtt=$(ls -t "$work"/"${sf%.xml}"_*_rtt.csv 2>/dev/null | head -1)
-    local stat; stat=$(ls -t "$work"/"${sf%.xml}"_*_.csv 2>/dev/null | head -1)
+        "$@" "${SIPP_DEST:-127.0.0.1}:$port" >/dev/null 2>&1) || true
+    local rtt; rtt=$(ls -t "$dir"/"${sf%.xml}"_*_rtt.csv 2>/dev/null | head -1)
+    local stat; stat=$(ls -t "$dir"/"${sf%.xml}"_*_.csv 2>/dev/null | head -1)
     local ok; ok=$(awk -F';' 'END {print $16}' "$stat" 2>/dev/null || echo 0)  # SuccessfulCall(C)
     local made; made=$(awk -F';' 'END {print $12}' "$stat" 2>/dev/null || echo 0)  # OutgoingCall(C)
     echo "$ok $made $(pct "$rtt" 0.5) $(pct "$rtt" 0.99)"
     mv "$rtt" "$work/$name-$sf.rtt" 2>/dev/null || true
     mv "$stat" "$work/$name-$sf.stat" 2>/dev/null || true
 }
+
+# A PostgreSQL server of its own in $work/pg, as the postgres user when run
+# as root, on 127.0.0.1:$PG_PORT (fsync and synchronous_commit on). Sets
+# $pgpid; pg runs psql as its superuser; pg_pids lists its processes (the
+# postmaster and its backends).
+start_postgres() {
+    local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    mkdir -p "$work/pg"
+    [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+    as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    cat >> "$work/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$work/pg'
+fsync = on
+synchronous_commit = on
+max_connections = 200
+CONF
+    as_pg "$pgbin/postgres" -D "$work/pg/data" >"$work/pg/log" 2>&1 &
+    pgpid=$!
+    for _ in $(seq 150); do psql -h "$work/pg" -p "$PG_PORT" -U postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups --reset-env "$@"; else "$@"; fi; }
+pg() { psql -h "$work/pg" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
+pg_pids() { echo "$pgpid $(pgrep -P "$pgpid" | tr '\n' ' ')"; }
 
 # Parapet on UDP (for SIPp), MD5 digest (SIPp 3.6), no per-address rate
 # limit (one load source); users imported through the admin API by a
@@ -74,14 +102,15 @@ start_parapet() { # port admin_port
     parapet_provision main "$2" "$work/users.tsv"
 }
 
-# `parapet serve` for DOMAIN with its data in $work/TAG-data, UDP on PORT,
+# `parapet serve` for DOMAIN with its data in $work/TAG-data, UDP on PORT
+# (of $PARAPET_HOST, default 127.0.0.1),
 # more listeners in $PARAPET_EXTRA_LISTEN (space-separated URLs), top-level
 # keys in $PARAPET_TOP_TOML and more configuration (TOML, tables) in
 # $PARAPET_EXTRA_TOML; under $PARAPET_PREFIX (e.g.
 # taskset). Starting it again keeps its data. Sets $ppid.
 parapet_serve() { # tag domain port admin_port
     local tag=$1 domain=$2 port=$3 admin_port=$4
-    local data="$work/$tag-data" listen=(--listen "udp://127.0.0.1:$port")
+    local data="$work/$tag-data" listen=(--listen "udp://${PARAPET_HOST:-127.0.0.1}:$port")
     for l in ${PARAPET_EXTRA_LISTEN:-}; do listen+=(--listen "$l"); done
     cat > "$work/$tag.toml" <<TOML
 # SIPp 3.6 answers the first challenge, knows only MD5 and has no TLS.

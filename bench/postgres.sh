@@ -25,33 +25,15 @@ PG_PORT=${PG_PORT:-15432}
 need_tools sip-tester kamailio kamailio-postgres-modules postgresql
 [ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/db_postgres.so ] ||
     { echo "bench: apt-get install kamailio-postgres-modules" >&2; exit 2; }
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 cargo build --release -q -p parapet
 work=$(mktemp -d)
 chmod 755 "$work"
 trap '[ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; kill $(jobs -p) 2>/dev/null; sleep 1; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
 make_users
 
-# The database server, as the postgres user when run as root.
-as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups --reset-env "$@"; else "$@"; fi; }
-mkdir -p "$work/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
-cat >> "$work/pg/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$work/pg'
-fsync = on
-synchronous_commit = on
-max_connections = 100
-CONF
-as_pg "$pgbin/postgres" -D "$work/pg/data" >"$work/pg/log" 2>&1 &
-pgpid=$!
-for _ in $(seq 150); do psql -h "$work/pg" -p "$PG_PORT" -U postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-pg() { psql -h "$work/pg" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
+start_postgres
 pg -c "CREATE ROLE parapet LOGIN" -c "CREATE DATABASE parapet OWNER parapet" \
     -c "CREATE ROLE kamailio LOGIN" -c "CREATE DATABASE kamailio OWNER kamailio"
-pg_pids() { echo "$pgpid $(pgrep -P "$pgpid" | tr '\n' ' ')"; }
 
 # Parapet on PostgreSQL, then on SQLite.
 export PARAPET_DATABASE="host=127.0.0.1 port=$PG_PORT dbname=parapet user=parapet sslmode=disable"

@@ -8,6 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use rbac::Target;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
 use store::Store;
 
 use super::access::Caller;
@@ -53,18 +55,39 @@ pub enum PairError {
     Server(String),
 }
 
-/// The server's side of pairing (certificates, files, the topology key).
-/// Called on a blocking thread.
+/// A pairing made: the pairing file's content (returned once, never
+/// kept) and the record the store keeps.
+#[derive(Debug)]
+pub struct Paired {
+    pub bundle: serde_json::Value,
+    pub row: store::EdgeRow,
+}
+
+/// The server's side of pairing (certificates, the pool's keys). The
+/// records of paired edges are the store's (`store::EdgePairings`), so
+/// that every node of a pool knows them. Called on a blocking thread.
 pub trait EdgeRegistry: Send + Sync + std::fmt::Debug + 'static {
     /// Issues the edge's certificates and returns the pairing file's
-    /// content; pairing a name again replaces the earlier pairing.
-    fn pair(&self, req: &PairRequest) -> Result<serde_json::Value, PairError>;
-    fn list(&self) -> Result<Vec<EdgeRecord>, String>;
-    /// `false`: no such edge.
-    fn unpair(&self, name: &str) -> Result<bool, String>;
-    /// What the SIP core recognises edges by, and the key it signs their
-    /// configuration snapshots with.
-    fn setup(&self) -> Result<sip_app::edges::EdgeSetup, String>;
+    /// content, naming `front_ends` as the pool's front ends, and the
+    /// record to keep.
+    fn pair(&self, req: &PairRequest, front_ends: &[SocketAddr]) -> Result<Paired, PairError>;
+    /// This front end's TLS listener, if bound to one address.
+    fn front_end(&self) -> Option<SocketAddr>;
+    /// What the SIP core recognises the paired edges by, and the key it
+    /// signs their configuration snapshots with.
+    fn setup(&self, paired: &[store::EdgeRow]) -> Result<sip_app::edges::EdgeSetup, String>;
+}
+
+/// A stored record as listed.
+pub(crate) fn record(r: store::EdgeRow) -> EdgeRecord {
+    EdgeRecord {
+        name: r.name,
+        internal: r.internal,
+        external_names: r.external_names,
+        fingerprint: r.fingerprint,
+        paired_at: r.paired_at,
+        expires_at: r.expires_at,
+    }
 }
 
 /// A name an edge may have.
@@ -120,22 +143,73 @@ impl<S: Store> Ctx<S> {
         })
     }
 
-    /// Tells the SIP core the current list (before the API answers).
+    /// Tells the SIP core the current list (before the API answers). The
+    /// other nodes of a pool read it from the change log.
     async fn reload_edges(
         &self,
         reg: std::sync::Arc<dyn EdgeRegistry>,
     ) -> Result<(), axum::response::Response> {
-        let list = blocking(move || reg.setup()).await?.map_err(internal)?;
+        let rows = self.store.edges().await.map_err(internal)?;
+        let list = blocking(move || reg.setup(&rows))
+            .await?
+            .map_err(internal)?;
         self.ask(|reply| AdminCmd::SetEdges(list, reply))
             .await
             .ok_or_else(unavailable)
+    }
+
+    /// The front ends a new edge links to: the one the operator named;
+    /// else, in a pool whose nodes all serve, every serving node's TLS
+    /// listener; else this one's.
+    async fn front_ends(
+        &self,
+        reg: &dyn EdgeRegistry,
+        given: Option<&str>,
+    ) -> Result<Vec<SocketAddr>, axum::response::Response> {
+        if let Some(f) = given.and_then(|f| f.parse().ok()) {
+            return Ok(vec![f]);
+        }
+        let mut out: Vec<SocketAddr> = Vec::new();
+        if let config::Database::Postgres { active: true, .. } = self.cfg.database {
+            for n in self.store.nodes().await.map_err(internal)? {
+                if n.state != "serving" || n.lease_left_ms <= 0 {
+                    continue;
+                }
+                out.extend(
+                    n.address
+                        .split_whitespace()
+                        .filter_map(|l| l.strip_prefix("tls://"))
+                        .filter_map(|a| a.parse::<SocketAddr>().ok())
+                        .filter(|a| !a.ip().is_unspecified()),
+                );
+            }
+        }
+        if let Some(own) = reg.front_end() {
+            if !out.contains(&own) {
+                out.insert(0, own);
+            }
+        }
+        if out.is_empty() {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "this server's SIP-over-TLS listener is bound to all interfaces: say which address the edge reaches it at with front_end (--front-end IP:port)",
+            ));
+        }
+        Ok(out)
     }
 }
 
 pub(crate) async fn list<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> ApiResult {
     ctx.allow(&c, "edges.read", Target::Any, "edges").await?;
-    let reg = ctx.edges()?;
-    let rows = blocking(move || reg.list()).await?.map_err(internal)?;
+    ctx.edges()?;
+    let rows: Vec<EdgeRecord> = ctx
+        .store
+        .edges()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(record)
+        .collect();
     Ok(json(StatusCode::OK, &rows))
 }
 
@@ -148,15 +222,21 @@ pub(crate) async fn pair<S: Store>(
     check(&req).map_err(|e| problem(StatusCode::BAD_REQUEST, e))?;
     ctx.allow(&c, "edges.write", Target::All, "edges").await?;
     let reg = ctx.edges()?;
+    let front_ends = ctx.front_ends(&*reg, req.front_end.as_deref()).await?;
     let r = reg.clone();
     let req2 = req.clone();
-    let bundle = match blocking(move || r.pair(&req2)).await? {
+    let paired = match blocking(move || r.pair(&req2, &front_ends)).await? {
         Ok(b) => b,
         Err(PairError::Invalid(e)) => return Err(problem(StatusCode::BAD_REQUEST, e)),
         Err(PairError::Conflict(e)) => return Err(problem(StatusCode::CONFLICT, e)),
         Err(PairError::Server(e)) => return Err(internal(e)),
     };
+    ctx.store
+        .put_edge(paired.row, sip_app::unix_now())
+        .await
+        .map_err(internal)?;
     ctx.reload_edges(reg).await?;
+    let bundle = paired.bundle;
     let entry = store::AuditEntry {
         at: sip_app::unix_now(),
         actor: c.actor.clone(),
@@ -189,9 +269,11 @@ pub(crate) async fn unpair<S: Store>(
     }
     ctx.allow(&c, "edges.write", Target::All, "edges").await?;
     let reg = ctx.edges()?;
-    let r = reg.clone();
-    let n = name.clone();
-    let gone = blocking(move || r.unpair(&n)).await?.map_err(internal)?;
+    let gone = ctx
+        .store
+        .remove_edge(&name, sip_app::unix_now())
+        .await
+        .map_err(internal)?;
     if !gone {
         return Err(problem(
             StatusCode::NOT_FOUND,

@@ -239,11 +239,13 @@ pub(crate) async fn security<S: Store>(State(ctx): State<Ctx<S>>, c: Caller) -> 
         .await
         .ok()
         .map(|r| r.problems.is_empty());
-    let edges = match ctx.edges.clone() {
-        Some(reg) => tokio::task::spawn_blocking(move || reg.list())
+    let edges: Vec<crate::edges::EdgeRecord> = match ctx.edges {
+        Some(_) => store::EdgePairings::edges(&ctx.store)
             .await
-            .map_err(|e| internal(e.to_string()))?
-            .map_err(internal)?,
+            .map_err(internal)?
+            .into_iter()
+            .map(crate::edges::record)
+            .collect(),
         None => Vec::new(),
     };
     let live = ctx

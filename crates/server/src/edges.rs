@@ -1,28 +1,33 @@
 //! Pairing edges with this pool: the certificates the private CA issues an
-//! edge, the pool's topology key, and the records of paired edges.
+//! edge, and the pool's keys for edges.
 //!
 //! ```text
 //! DATA_DIR/keys/edge-topology.key  32 random bytes, mode 0600: the key every
 //!                                  edge of the pool seals its tokens with
 //! DATA_DIR/keys/edge-snapshot.key  Ed25519 (PKCS#8), mode 0600: signs the
 //!                                  configuration snapshots edges fetch
-//! DATA_DIR/edges/NAME.json         a paired edge: name, internal listener,
-//!                                  external names, certificate fingerprint
 //! ```
+//!
+//! Both are made at the first start (so a pool's nodes, whose `keys/` are
+//! copied from the first, share them). The records of paired edges are
+//! the store's (`store::EdgePairings`: every node of a pool knows them);
+//! records an earlier version kept in `DATA_DIR/edges/NAME.json` are
+//! imported into the store at start and the files renamed
+//! `NAME.json.imported`.
 //!
 //! An edge gets two certificates: an internal one (clientAuth and
 //! serverAuth, naming `urn:parapet:edge:NAME` and its internal address) for
 //! mutual TLS with the pool, and an external one (its external names and
 //! the `sip:DOMAIN` URI partners check) for the Internet side. The front end
 //! accepts an edge by its internal certificate's SHA-256, so unpairing (the
-//! record removed) ends its standing at once.
+//! record unpaired) ends its standing at once.
 
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use api::edges::{EdgeRecord, EdgeRegistry, PairError, PairRequest};
+use api::edges::{EdgeRecord, EdgeRegistry, PairError, PairRequest, Paired};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use edge::pairing::{Pairing, EDGE_URI_PREFIX};
@@ -83,13 +88,29 @@ impl Registry {
             .ok_or_else(|| format!("{} is damaged (not an Ed25519 PKCS#8 key)", p.display()))
     }
 
-    fn records(&self) -> Result<Vec<EdgeRecord>, String> {
+    /// A check value of the pool's keys for edges (never the keys): the
+    /// pairing records carry it, so a node whose `keys/` differ says so.
+    fn keys_check(&self) -> Result<String, String> {
+        let topology = self.topology_key()?;
+        let signer = self.snapshot_key(true)?.ok_or("no snapshot key")?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"parapet edge keys");
+        ctx.update(&topology);
+        ctx.update(auth::edge_snapshot::public_key(&signer).as_bytes());
+        Ok(hex(&ctx.finish().as_ref()[..8]))
+    }
+
+    /// The records an earlier version kept in `edges/NAME.json`, for the
+    /// store (`store::EdgePairings::import_edges`); expired ones left out.
+    pub(crate) fn legacy_records(&self) -> Result<Vec<(PathBuf, store::EdgeRow)>, String> {
         let dir = self.dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("{}: {e}", dir.display())),
         };
+        let check = self.keys_check()?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut out = Vec::new();
         for e in entries {
             let p = e.map_err(|e| format!("{}: {e}", dir.display()))?.path();
@@ -99,9 +120,23 @@ impl Registry {
             let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
             let r: EdgeRecord = serde_json::from_str(&text)
                 .map_err(|e| format!("{}: damaged edge record: {e}", p.display()))?;
-            out.push(r);
+            if r.expires_at < now {
+                continue;
+            }
+            out.push((
+                p,
+                store::EdgeRow {
+                    name: r.name,
+                    internal: r.internal,
+                    external_names: r.external_names,
+                    fingerprint: r.fingerprint,
+                    paired_at: r.paired_at,
+                    expires_at: r.expires_at,
+                    // Made by this node, with its keys.
+                    keys_check: check.clone(),
+                },
+            ));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 }
@@ -187,20 +222,15 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 }
 
 impl EdgeRegistry for Registry {
-    fn pair(&self, req: &PairRequest) -> Result<serde_json::Value, PairError> {
+    fn pair(&self, req: &PairRequest, front_ends: &[SocketAddr]) -> Result<Paired, PairError> {
         let server = |e: String| PairError::Server(e);
         let internal: SocketAddr = req
             .internal
             .parse()
             .map_err(|_| PairError::Invalid("internal must be IP:port".into()))?;
-        let front_end = match &req.front_end {
-            Some(f) => f
-                .parse()
-                .map_err(|_| PairError::Invalid("front_end must be IP:port".into()))?,
-            None => self.front_end.ok_or_else(|| {
-                PairError::Conflict("this server's SIP-over-TLS listener is bound to all interfaces: say which address the edge reaches it at with front_end (--front-end IP:port)".into())
-            })?,
-        };
+        if front_ends.is_empty() {
+            return Err(PairError::Conflict("no front end for the edge to reach: say which address it reaches this server at with front_end (--front-end IP:port)".into()));
+        }
         let pki = self.root.join("pki");
         let ca_pem = fs::read_to_string(pki.join("ca.pem"))
             .map_err(|e| server(format!("pki/ca.pem: {e}")))?;
@@ -236,7 +266,7 @@ impl EdgeRegistry for Registry {
             version: 1,
             name: req.name.clone(),
             domain: self.domain.clone(),
-            front_ends: vec![front_end],
+            front_ends: front_ends.to_vec(),
             front_end_name: self.domain.clone(),
             internal,
             external_names: req.external_names.clone(),
@@ -249,50 +279,39 @@ impl EdgeRegistry for Registry {
             snapshot_key: auth::edge_snapshot::public_key(&signer),
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let record = EdgeRecord {
+        let row = store::EdgeRow {
             name: req.name.clone(),
             internal: internal.to_string(),
             external_names: req.external_names.clone(),
             fingerprint: hex(&fingerprint_of(&cert).map_err(server)?),
             paired_at: now,
             expires_at: now + CERT_DAYS * 86_400,
+            keys_check: self.keys_check().map_err(server)?,
         };
-        let dir = self.dir();
-        fs::create_dir_all(&dir).map_err(|e| server(format!("{}: {e}", dir.display())))?;
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
-        let path = dir.join(format!("{}.json", req.name));
-        let tmp = dir.join(format!(".{}.json.tmp", req.name));
-        let text = serde_json::to_string_pretty(&record).map_err(|e| server(e.to_string()))?;
-        fs::write(&tmp, text)
-            .and_then(|()| fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| server(format!("{}: {e}", path.display())))?;
-        serde_json::to_value(&pairing).map_err(|e| server(e.to_string()))
+        let bundle = serde_json::to_value(&pairing).map_err(|e| server(e.to_string()))?;
+        Ok(Paired { bundle, row })
     }
 
-    fn list(&self) -> Result<Vec<EdgeRecord>, String> {
-        self.records()
+    fn front_end(&self) -> Option<SocketAddr> {
+        self.front_end
     }
 
-    fn unpair(&self, name: &str) -> Result<bool, String> {
-        let p = self.dir().join(format!("{name}.json"));
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(format!("{}: {e}", p.display())),
-        }
-    }
-
-    fn setup(&self) -> Result<EdgeSetup, String> {
+    fn setup(&self, paired: &[store::EdgeRow]) -> Result<EdgeSetup, String> {
+        // Made now if it was not (a pool's nodes copy keys/ from the
+        // first node after its first start).
+        let check = self.keys_check()?;
         let mut out = Vec::new();
-        for r in self.records()? {
+        for r in paired {
             let (Some(fingerprint), Ok(internal)) = (unhex(&r.fingerprint), r.internal.parse())
             else {
                 tracing::warn!(edge = %r.name, "damaged edge record ignored");
                 continue;
             };
+            if r.keys_check != check {
+                tracing::error!(edge = %r.name, "this edge was paired by a node whose keys/edge-topology.key or keys/edge-snapshot.key differ from this node's: its tokens and snapshots do not verify here; copy keys/ from the node it was paired on and restart this one (docs/POSTGRES.md)");
+            }
             out.push(PairedEdge {
-                name: r.name,
+                name: r.name.clone(),
                 fingerprint,
                 internal,
             });
@@ -360,4 +379,31 @@ pub(crate) fn topology_key(root: &Path) -> Result<[u8; 32], String> {
     let raw = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     raw.try_into()
         .map_err(|_| format!("{} is damaged (expected 32 bytes)", p.display()))
+}
+
+/// Moves the records an earlier version kept in `edges/NAME.json` into
+/// the store, each file renamed `NAME.json.imported` once the store has
+/// it (or refused it: an edge unpaired or paired again since).
+pub(crate) async fn import_legacy<S: store::Store>(
+    reg: &Registry,
+    store: &S,
+) -> Result<(), String> {
+    let legacy = reg.legacy_records()?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    let rows = legacy.iter().map(|(_, r)| r.clone()).collect();
+    let n = store::EdgePairings::import_edges(store, rows)
+        .await
+        .map_err(|e| format!("importing the paired edges into the database: {e}"))?;
+    for (p, _) in &legacy {
+        let to = p.with_extension("json.imported");
+        fs::rename(p, &to).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    tracing::info!(
+        imported = n,
+        files = legacy.len(),
+        "paired edges' records moved from the data directory's edges/ into the database"
+    );
+    Ok(())
 }

@@ -224,6 +224,9 @@ async fn run<S: store::Store>(
     let edge_registry: Option<Arc<dyn api::edges::EdgeRegistry>> =
         edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca)
             .map(|r| Arc::new(r) as Arc<dyn api::edges::EdgeRegistry>);
+    if let Some(r) = edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca) {
+        edges::import_legacy(&r, &store).await?;
+    }
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(64);
     if !config.admin_listen.ip().is_loopback() {
         tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");
@@ -302,7 +305,12 @@ async fn run<S: store::Store>(
         }
     }
     if let Some(reg) = edge_registry {
-        let list = tokio::task::spawn_blocking(move || reg.setup())
+        let loader = reg.clone();
+        core.set_edge_loader(Arc::new(move |rows: &[store::EdgeRow]| loader.setup(rows)));
+        let rows = store::EdgePairings::edges(&store)
+            .await
+            .map_err(|e| format!("the paired edges: {e}"))?;
+        let list = tokio::task::spawn_blocking(move || reg.setup(&rows))
             .await
             .map_err(|e| format!("edge registry: {e}"))??;
         let (reply, _) = tokio::sync::oneshot::channel();

@@ -71,13 +71,7 @@ impl<S: store::Store> Core<S> {
                 let _ = reply.send(rows);
             }
             AdminCmd::SetEdges(setup, reply) => {
-                tracing::info!(edges = setup.paired.len(), "paired edges loaded");
-                // An edge's one link carries all its users' traffic: it
-                // gets the wide queue, not a client's.
-                self.transport
-                    .wide_peers()
-                    .set(setup.paired.iter().map(|e| e.fingerprint));
-                self.edges.set(setup);
+                self.install_edges(setup);
                 let _ = reply.send(());
             }
             AdminCmd::ClearPartner { domain, reply } => {
@@ -215,6 +209,42 @@ impl<S: store::Store> Core<S> {
             }
             self.report_applied();
         }
+    }
+
+    /// The paired edges as the store holds them now.
+    pub(crate) fn install_edges(&mut self, setup: crate::edges::EdgeSetup) {
+        tracing::info!(edges = setup.paired.len(), "paired edges loaded");
+        // An edge's one link carries all its users' traffic: it gets the
+        // wide queue, not a client's.
+        self.transport
+            .wide_peers()
+            .set(setup.paired.iter().map(|e| e.fingerprint));
+        self.edges.set(setup);
+    }
+
+    /// Another node of the pool paired or unpaired an edge: the list read
+    /// again from the store and loaded (off the core's task).
+    pub(crate) fn reload_edges(&self) {
+        let Some(loader) = self.edge_loader.clone() else {
+            return;
+        };
+        let (store, events) = (self.store.clone(), self.events_tx.clone());
+        tokio::spawn(async move {
+            let rows = match store::EdgePairings::edges(&store).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the paired edges another node changed");
+                    return;
+                }
+            };
+            match tokio::task::spawn_blocking(move || loader(&rows)).await {
+                Ok(Ok(setup)) => {
+                    let _ = events.send(crate::Event::EdgesLoaded(setup)).await;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot load the paired edges"),
+                Err(e) => tracing::warn!(error = %e, "cannot load the paired edges"),
+            }
+        });
     }
 
     /// Tells the other nodes of a pool (through the store) at once what

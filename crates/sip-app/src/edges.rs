@@ -57,6 +57,11 @@ pub struct PairedEdge {
     pub internal: SocketAddr,
 }
 
+/// Loads the store's paired edges into an [`EdgeSetup`] (the server's:
+/// certificates and keys); run on a blocking thread.
+pub type EdgeLoader =
+    std::sync::Arc<dyn Fn(&[store::EdgeRow]) -> Result<EdgeSetup, String> + Send + Sync>;
+
 /// What the server hands the core about its edges.
 #[derive(Debug, Default, Clone)]
 pub struct EdgeSetup {

@@ -131,6 +131,10 @@ pub(crate) enum Event {
     /// Another node of the pool changed users or policies: the versions
     /// are to be read now.
     VersionsChanged,
+    /// Another node of the pool paired or unpaired an edge.
+    EdgesChanged,
+    /// The paired edges, loaded again.
+    EdgesLoaded(edges::EdgeSetup),
     /// Another node of the pool changed the bindings of `aor`: what the
     /// store holds now.
     RemoteBindings {
@@ -316,6 +320,10 @@ pub struct Core<S> {
     binding_writes: HashMap<String, (u32, Instant)>,
     /// The pool's paired edges and their connections.
     pub(crate) edges: edges::Edges,
+    /// Turns the store's paired edges into what the core knows them by
+    /// (the server's: certificates and keys), for pairings another node of
+    /// the pool made or ended.
+    edge_loader: Option<edges::EdgeLoader>,
     /// The sign-in outcome of the request being handled, told to the edge
     /// it came through (its security filter counts it).
     pub(crate) edge_outcome: edges::Outcome,
@@ -361,6 +369,12 @@ impl<S: store::Store> Core<S> {
     pub fn set_pool(&mut self, setup: pool::PoolSetup) {
         let node = self.location.node().to_owned();
         self.pool.set(&node, setup);
+    }
+
+    /// How to load the paired edges again when another node of the pool
+    /// pairs or unpairs one.
+    pub fn set_edge_loader(&mut self, loader: edges::EdgeLoader) {
+        self.edge_loader = Some(loader);
     }
 
     /// Tells the core the relays' shared state, and whether a relay runs
@@ -520,6 +534,7 @@ impl<S: store::Store> Core<S> {
             pool: pool::Pool::default(),
             binding_writes: HashMap::new(),
             edges: edges::Edges::default(),
+            edge_loader: None,
             edge_outcome: edges::Outcome::default(),
             edge_partner: None,
             edge_device: None,
@@ -703,6 +718,8 @@ impl<S: store::Store> Core<S> {
             }
             Event::LockoutsSaved(failed) => self.lockouts_saved(failed),
             Event::VersionsChanged => self.check_versions(),
+            Event::EdgesChanged => self.reload_edges(),
+            Event::EdgesLoaded(setup) => self.install_edges(setup),
             Event::Policies(fresh) => {
                 self.reloading_policies = false;
                 if let Some(p) = fresh {

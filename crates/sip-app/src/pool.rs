@@ -347,6 +347,11 @@ impl<S: store::Store> Core<S> {
                 if versions && events.send(Event::VersionsChanged).await.is_err() {
                     return;
                 }
+                if changes.iter().any(|c| c.kind == "edges")
+                    && events.send(Event::EdgesChanged).await.is_err()
+                {
+                    return;
+                }
                 // How old each followed change was when read, for the lag
                 // observed once its re-read is handed to the core (a key
                 // left for a later round, beyond READS_PER_ROUND, counts

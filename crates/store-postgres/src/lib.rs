@@ -36,6 +36,7 @@ pub mod changes;
 pub mod connect;
 mod contacts;
 mod devices;
+mod edges;
 mod files;
 mod import;
 mod lockouts;

@@ -495,6 +495,23 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE nodes ADD COLUMN applied_change BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 14: the paired edges (as SQLite's schema 18), in the change log so
+    // every node of a pool knows them.
+    r#"
+    CREATE TABLE edges (
+        fingerprint TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        internal TEXT NOT NULL,
+        external_names TEXT NOT NULL,
+        paired_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        keys_check TEXT NOT NULL,
+        unpaired_at BIGINT
+    );
+    CREATE UNIQUE INDEX edges_paired ON edges(name) WHERE unpaired_at IS NULL;
+    CREATE TRIGGER edges_change AFTER INSERT OR UPDATE OR DELETE ON edges
+        FOR EACH ROW EXECUTE FUNCTION parapet_change('name');
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

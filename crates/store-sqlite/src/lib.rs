@@ -26,6 +26,7 @@ mod bindings;
 mod cdr;
 mod contacts;
 mod devices;
+mod edges;
 mod export;
 mod files;
 mod lockouts;

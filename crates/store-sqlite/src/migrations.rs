@@ -399,6 +399,21 @@ const STEPS: &[&str] = &[
         id TEXT PRIMARY KEY,
         fingerprint BLOB NOT NULL
      ) WITHOUT ROWID;",
+    // 18: the paired edges (were files in the data directory, edges/,
+    // which the server imports at start). An unpaired one stays, its
+    // unpaired_at set, until its certificate expires: an old record
+    // imported again never brings it back.
+    "CREATE TABLE edges (
+        fingerprint TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        internal TEXT NOT NULL,
+        external_names TEXT NOT NULL,
+        paired_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        keys_check TEXT NOT NULL,
+        unpaired_at INTEGER
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX edges_paired ON edges(name) WHERE unpaired_at IS NULL;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

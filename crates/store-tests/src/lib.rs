@@ -21,6 +21,7 @@ pub mod archive;
 pub mod cdr;
 pub mod core;
 pub mod devices;
+pub mod edges;
 pub mod files;
 pub mod lockouts;
 pub mod pg;
@@ -60,6 +61,7 @@ macro_rules! store_cases {
             files::only_the_owner_and_granted_recipients_may_fetch,
             files::expiry_deletion_records_and_a_removed_owner,
             lockouts::lockout_state_is_saved_replaced_removed_and_purged,
+            edges::edges_are_paired_replaced_unpaired_and_never_imported_back,
             archive::archive_records_are_found_purged_held_and_sealed_again,
             archive::an_archive_key_name_is_claimed_once_until_forgotten,
             cdr::usage_records_are_found_by_party_and_time_and_purged_when_due,

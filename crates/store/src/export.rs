@@ -36,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "archive_holds",
     "cdrs",
     "archive_key_checks",
+    "edges",
 ];
 
 /// Rows exported in one batch at most (memory stays bounded whatever the

@@ -15,11 +15,13 @@
 pub mod archive;
 pub mod audit_chain;
 pub mod cdr;
+pub mod edges;
 pub mod export;
 pub mod model;
 
 pub use archive::{Archive, ArchiveFilter, ArchiveHold, ArchiveRow};
 pub use cdr::{CdrFilter, CdrRow, Cdrs};
+pub use edges::{EdgePairings, EdgeRow};
 pub use model::{
     AdminRow, AuditEntry, AuditFilter, AuditRecord, AuditReport, Binding, BindingChange,
     ContactRow, DeviceRow, EnrollmentCodeRow, FileAdded, FileRow, GrantRow, GrantTargetRow,
@@ -80,6 +82,7 @@ pub trait Store:
     + Lockouts
     + Archive
     + Cdrs
+    + EdgePairings
     + Clone
     + std::fmt::Debug
     + 'static

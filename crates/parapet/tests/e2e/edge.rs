@@ -1581,3 +1581,118 @@ fn an_edge_that_cannot_keep_a_trace_ring_relays_all_the_same() {
         out(&o)
     );
 }
+
+/// An edge in front of a pool whose nodes all serve: paired through fe-a,
+/// it is known to fe-b from the database (listed there, loaded from the
+/// change log), its pairing file names both nodes as front ends and it
+/// links to both; ann, remote, signs in through it, and she and ben,
+/// connected straight to fe-b, message each other. Unpaired through fe-b,
+/// its link stands for nobody on either node.
+#[test]
+fn an_edge_in_front_of_an_active_pool_serves_through_every_node() {
+    use crate::defaults::{exchange, register};
+    let (a, b, _, _) = crate::pool::two_nodes("pool_edge");
+    // (The API answers once fe-b has the users too.)
+    a.add_user("ann", "ann-long-passphrase");
+    a.add_user("ben", "ben-long-passphrase");
+    for args in [
+        &[
+            "policy",
+            "set",
+            "external_access",
+            "named:remote",
+            "remote_access=true",
+        ][..],
+        &[
+            "grant",
+            "add",
+            "external_access",
+            "remote",
+            "user:sip:ann@example.test",
+        ][..],
+    ] {
+        let o = a.admin(args, "");
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let edge = Edge::pair_and_start(&a, "pool-e");
+    // The pairing is the pool's, not fe-a's alone.
+    let o = b.admin(&["--output=json", "edge", "list"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"pool-e\""),
+        "{}",
+        out(&o)
+    );
+    crate::postgres::wait_until(
+        10,
+        || b.log().contains("paired edges loaded edges=1"),
+        || format!("fe-b never loaded the edge fe-a paired:\n{}", b.log()),
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&edge.pairing).unwrap()).unwrap();
+    let front_ends = bundle["front_ends"].to_string();
+    for s in [&a, &b] {
+        let addr = format!("{}:{}", s.host, s.tls);
+        assert!(front_ends.contains(&addr), "{addr} not in {front_ends}");
+    }
+    edge.wait_log("linked to the pool", 2);
+    let linked: Vec<String> = edge
+        .log()
+        .lines()
+        .filter(|l| l.contains("linked to the pool"))
+        .map(str::to_owned)
+        .collect();
+    for s in [&a, &b] {
+        assert!(
+            linked.iter().any(|l| l.contains(&format!(":{}", s.tls))),
+            "the edge never linked to the node on {}: {linked:#?}",
+            s.tls
+        );
+    }
+
+    let mut ben = Baresip::start_through(
+        &b,
+        "ben",
+        "ben-long-passphrase",
+        "ann",
+        INSIDE_CLIENT,
+        &format!("{}:{}", b.host, b.tls),
+    );
+    let mut ann = Baresip::start_through(
+        &a,
+        "ann",
+        "ann-long-passphrase",
+        "ben",
+        REMOTE,
+        &edge.outbound(),
+    );
+    ann.cmd("/message hello-from-outside");
+    ben.wait_for("sip:ann@example.test: \"hello-from-outside\"");
+    ben.cmd("/message hello-from-inside");
+    ann.wait_for("sip:ben@example.test: \"hello-from-inside\"");
+    ann.cmd("/quit");
+    ben.cmd("/quit");
+
+    // Unpaired through fe-b: whichever node the edge hands a request to
+    // refuses it.
+    let dropped = || a.log().matches("paired edges loaded edges=0").count();
+    let before = dropped();
+    let o = b.admin(&["edge", "unpair", "pool-e"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    crate::postgres::wait_until(
+        10,
+        || dropped() > before,
+        || format!("fe-a never dropped the edge fe-b unpaired:\n{}", a.log()),
+    );
+    for n in 1..=4 {
+        let mut conn = tls_from(&a, "127.0.0.22", &edge);
+        let r = exchange(
+            &mut conn,
+            &register("TLS", "127.0.0.22:5061", n, None, "late", None),
+        );
+        assert!(
+            r.starts_with("SIP/2.0 403 Forbidden (Edge Not Paired)"),
+            "{r}"
+        );
+    }
+}

@@ -785,6 +785,34 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
             &[]
         )
     );
+    // An edge paired (its record is the store's), and one an earlier
+    // version recorded in the data directory (imported at the next start).
+    let o = s.admin(
+        &[
+            "edge",
+            "pair",
+            "mover",
+            "--internal",
+            &format!("127.0.0.11:{}", free_port()),
+            "--external",
+            "edge.example.test",
+            "--out",
+            s.dir.join("mover.json").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let legacy = s.data_dir().join("edges");
+    std::fs::create_dir_all(&legacy).unwrap();
+    let far = 4_000_000_000i64;
+    std::fs::write(
+        legacy.join("legacy.json"),
+        format!(
+            r#"{{"name":"legacy","internal":"127.0.0.12:5061","external_names":["old.example.test"],"fingerprint":"{}","paired_at":1,"expires_at":{far}}}"#,
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     s.kill9(); // the server is stopped for the move
 
@@ -818,6 +846,7 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
         q("SELECT count(*) FROM lockouts WHERE kind = 'pair' AND source = '127.0.0.3' AND locked_until > 0"),
         "1"
     );
+    assert_eq!(q("SELECT name FROM edges"), "mover");
     // Again into the same database: refused, nothing doubled.
     let o = migrate(&s);
     assert!(!o.status.success());
@@ -834,6 +863,16 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
         "{}",
         out(&o)
     );
+    // Both edges are paired: the one moved, the one imported from its
+    // file (renamed, so it is not imported again).
+    let o = s.admin(&["edge", "list"], "");
+    assert!(
+        o.status.success() && out(&o).contains("mover") && out(&o).contains("legacy"),
+        "{}",
+        out(&o)
+    );
+    assert!(legacy.join("legacy.json.imported").exists());
+    assert!(!legacy.join("legacy.json").exists());
     // The guesser is still locked out...
     passes!(
         s,
