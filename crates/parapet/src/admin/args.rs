@@ -264,7 +264,9 @@ pub(super) enum EdgeCmd {
         #[arg(long = "external", required = true)]
         external: Vec<String>,
         /// This server's SIP-over-TLS address as the edge reaches it
-        /// (needed when the TLS listener is bound to all interfaces).
+        /// (needed when the TLS listener is bound to all interfaces). Without
+        /// it, in a pool whose nodes all serve, the pairing file names every
+        /// serving node's TLS listener and the edge links to each.
         #[arg(long)]
         front_end: Option<String>,
         /// Where to write the pairing file (created with mode 0600; refuses
