@@ -368,6 +368,17 @@ impl<S: store::Store> Core<S> {
     /// store only).
     pub fn set_pool(&mut self, setup: pool::PoolSetup) {
         let node = self.location.node().to_owned();
+        // Connections from the other nodes carry many users' traffic: a
+        // certificate of the pool's CA naming a node gets the wide queues
+        // (only a serving node's is then taken for one: `pool`).
+        if let Some(ca) = setup.own_ca.clone() {
+            self.transport
+                .wide_peers()
+                .set_rule(Some(std::sync::Arc::new(move |leaf: &[u8]| {
+                    federation::identity::uri_after(leaf, pool::NODE_URI_PREFIX).is_some()
+                        && federation::identity::issued_by(leaf, &ca)
+                })));
+        }
         self.pool.set(&node, setup);
     }
 

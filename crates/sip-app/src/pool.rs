@@ -604,7 +604,8 @@ impl<S: store::Store> Core<S> {
                 server_name: server_name.clone(),
             };
             tokio::spawn(async move {
-                let flow = match transport.open(addr, Some(tls)).await {
+                // A link between nodes carries many users' traffic.
+                let flow = match transport.open_wide(addr, Some(tls)).await {
                     Ok(f) => Some(f),
                     Err(e) => {
                         static FAILED: sip_transport::logging::RateLimited =

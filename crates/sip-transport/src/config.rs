@@ -95,26 +95,49 @@ impl Tap {
     }
 }
 
+/// A rule for leaf certificates (DER) whose peers are wide whatever
+/// their fingerprint (a pool's nodes, whose certificates are made at
+/// each start).
+pub type WideRule = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// The certificates (SHA-256 of the leaf) of peers that get the wide
-/// outbound queue; the owner changes the set at run time (pairing an edge),
-/// for connections made after.
-#[derive(Debug, Clone, Default)]
-pub struct WidePeers(std::sync::Arc<std::sync::RwLock<std::collections::HashSet<[u8; 32]>>>);
+/// outbound queue and half the inbound one, and a rule for more; the owner
+/// changes them at run time (pairing an edge, joining a pool), for
+/// connections made after.
+#[derive(Clone, Default)]
+pub struct WidePeers {
+    fingerprints: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<[u8; 32]>>>,
+    rule: std::sync::Arc<std::sync::RwLock<Option<WideRule>>>,
+}
+
+impl std::fmt::Debug for WidePeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WidePeers").finish_non_exhaustive()
+    }
+}
 
 impl WidePeers {
     /// Replaces the set.
     pub fn set(&self, fingerprints: impl IntoIterator<Item = [u8; 32]>) {
-        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.fingerprints.write().unwrap_or_else(|e| e.into_inner());
         *s = fingerprints.into_iter().collect();
+    }
+
+    /// Replaces the rule.
+    pub fn set_rule(&self, rule: Option<WideRule>) {
+        *self.rule.write().unwrap_or_else(|e| e.into_inner()) = rule;
     }
 
     /// Whether a leaf certificate (DER) is one of them.
     pub fn contains(&self, leaf: &[u8]) -> bool {
-        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
-        if s.is_empty() {
-            return false;
+        let listed = {
+            let s = self.fingerprints.read().unwrap_or_else(|e| e.into_inner());
+            !s.is_empty() && s.contains(&fingerprint(leaf))
+        };
+        listed || {
+            let r = self.rule.read().unwrap_or_else(|e| e.into_inner()).clone();
+            r.is_some_and(|r| r(leaf))
         }
-        s.contains(&fingerprint(leaf))
     }
 }
 

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{
-    fingerprint, Captured, OriginPolicy, OriginRule, Tap, TransportConfig, WidePeers,
+    fingerprint, Captured, OriginPolicy, OriginRule, Tap, TransportConfig, WidePeers, WideRule,
     DEFAULT_INBOUND_QUEUE,
 };
 pub use flows::FlowId;

@@ -76,7 +76,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
         let local = sock.local_addr().unwrap_or(local);
         tokio::spawn(async move {
             match tls {
-                None => serve(sock, protocol, remote, local, None, guard, ctx, None).await,
+                None => serve(sock, protocol, remote, local, None, guard, ctx, None, false).await,
                 Some(acceptor) => {
                     let hs =
                         tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(sock))
@@ -84,7 +84,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
                     match hs {
                         Ok(Ok(stream)) => {
                             let certs = crate::tls::peer_chain(stream.get_ref().1);
-                            serve(stream, protocol, remote, local, certs, guard, ctx, None).await
+                            serve(
+                                stream, protocol, remote, local, certs, guard, ctx, None, false,
+                            )
+                            .await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -107,12 +110,14 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     _guard: ConnGuard,
     ctx: Arc<Ctx>,
     ready: Option<tokio::sync::oneshot::Sender<crate::FlowId>>,
+    wide: bool,
 ) {
     let flow = ctx.flows.next_id();
-    let wide = peer_certificates
-        .as_ref()
-        .and_then(|c| c.first())
-        .is_some_and(|leaf| ctx.config.wide_peers.contains(leaf));
+    let wide = wide
+        || peer_certificates
+            .as_ref()
+            .and_then(|c| c.first())
+            .is_some_and(|leaf| ctx.config.wide_peers.contains(leaf));
     let (queue, shares) = if wide {
         (ctx.config.wide_outbound_queue, ctx.config.inbound_queue / 2)
     } else {

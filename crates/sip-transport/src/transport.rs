@@ -331,6 +331,26 @@ impl Transport {
         remote: SocketAddr,
         tls: Option<ClientTls>,
     ) -> Result<FlowId, SendError> {
+        self.open_as(remote, tls, false).await
+    }
+
+    /// [`Transport::open`] for a connection that carries many users'
+    /// traffic (to another node of a pool): the wide outbound queue and
+    /// half the inbound one, as a wide peer's.
+    pub async fn open_wide(
+        &self,
+        remote: SocketAddr,
+        tls: Option<ClientTls>,
+    ) -> Result<FlowId, SendError> {
+        self.open_as(remote, tls, true).await
+    }
+
+    async fn open_as(
+        &self,
+        remote: SocketAddr,
+        tls: Option<ClientTls>,
+        wide: bool,
+    ) -> Result<FlowId, SendError> {
         let protocol = if tls.is_some() {
             Protocol::Tls
         } else {
@@ -374,6 +394,7 @@ impl Transport {
                     guard,
                     ctx,
                     Some(ready_tx),
+                    wide,
                 ));
             }
             Some(ClientTls {
@@ -399,6 +420,7 @@ impl Transport {
                     guard,
                     ctx,
                     Some(ready_tx),
+                    wide,
                 ));
             }
         }

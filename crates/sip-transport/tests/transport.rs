@@ -702,3 +702,113 @@ async fn one_connections_flood_holds_only_its_share_of_the_core_queue() {
     }
     writer.await.unwrap();
 }
+
+/// Waits until `rx` holds `n` messages (or 5 s), then a little more, and
+/// returns how many it holds.
+async fn settled_len(rx: &Receiver<Inbound>, n: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + T;
+    while rx.len() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rx.len()
+}
+
+#[tokio::test]
+async fn a_wide_peer_by_rule_and_a_link_opened_wide_hold_half_the_core_queue() {
+    let cfg = || TransportConfig {
+        inbound_queue: 100,
+        max_inbound_per_connection: 8,
+        ..Default::default()
+    };
+    let p = pki();
+    let sc = server_config(
+        p.server_chain.clone(),
+        p.server_key.clone_key(),
+        ClientAuth::Required(vec![p.ca.clone()]),
+    )
+    .unwrap();
+    let (remote, mut remote_rx) = start(cfg(), vec![Listener::Tls(any(), sc)]).await;
+    // The rule admits our client certificate (as a node's certificate).
+    let leaf = p.client_chain[0].to_vec();
+    remote
+        .wide_peers()
+        .set_rule(Some(Arc::new(move |l: &[u8]| l == leaf.as_slice())));
+    let (local, local_rx) = start(cfg(), vec![]).await;
+    let raddr = remote.local_addr(Protocol::Tls).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
+    .unwrap();
+    let ctls = sip_transport::ClientTls {
+        config: Arc::new(cc),
+        server_name: ServerName::try_from("localhost").unwrap(),
+    };
+    // Opened wide: what the remote sends back may fill half our queue too.
+    let flow = local.open_wide(raddr, Some(ctls)).await.unwrap();
+    for i in 0..80 {
+        local
+            .send(Target::Flow(flow), Bytes::from(options(&format!("w{i}"))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        settled_len(&remote_rx, 50).await,
+        50,
+        "the rule's peer holds half the queue, not 8 places"
+    );
+    // (A connection waiting for a place in the queue sends nothing
+    // either: the remote takes what it got first.)
+    let back = recv(&mut remote_rx).await.source.flow;
+    for _ in 1..80 {
+        recv(&mut remote_rx).await;
+    }
+    for i in 0..80 {
+        remote
+            .send(Target::Flow(back), Bytes::from(options(&format!("b{i}"))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        settled_len(&local_rx, 50).await,
+        50,
+        "the link opened wide holds half the queue, not 8 places"
+    );
+    // Without the rule, a new connection with the same certificate gets
+    // a client's 8 places.
+    remote.wide_peers().set_rule(None);
+    let (plain, _plain_rx) = start(cfg(), vec![]).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
+    .unwrap();
+    let f2 = plain
+        .open(
+            raddr,
+            Some(sip_transport::ClientTls {
+                config: Arc::new(cc),
+                server_name: ServerName::try_from("localhost").unwrap(),
+            }),
+        )
+        .await
+        .unwrap();
+    for i in 0..30 {
+        plain
+            .send(Target::Flow(f2), Bytes::from(options(&format!("p{i}"))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(settled_len(&remote_rx, 8).await, 8);
+}
