@@ -215,6 +215,37 @@ where
     true
 }
 
+/// [`read_each`] for a kind the store reads for many keys at once (one
+/// query per round, however many keys changed). A read that fails is
+/// logged and skipped as a whole.
+async fn read_batch<T, Fut>(
+    events: &tokio::sync::mpsc::Sender<Event>,
+    keys: Vec<String>,
+    what: &str,
+    read: Fut,
+    event: impl Fn(String, T) -> Event,
+) -> bool
+where
+    Fut: std::future::Future<Output = store::Result<Vec<(String, T)>>>,
+{
+    if keys.is_empty() {
+        return true;
+    }
+    match read.await {
+        Ok(found) => {
+            for (key, v) in found {
+                if events.send(event(key, v)).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, keys = keys.len(), "cannot read {what} other nodes changed");
+        }
+    }
+    true
+}
+
 /// The Route entry that takes a request for `b` to the node holding it,
 /// listening at `at`, in the dialog `call_id`: the binding, and the
 /// pool's token for it (`pb.AOR.KEY.TOKEN`, `auth::flow_token::PoolRoutes`).
@@ -356,7 +387,7 @@ impl<S: store::Store> Core<S> {
                 // observed once its re-read is handed to the core (a key
                 // left for a later round, beyond READS_PER_ROUND, counts
                 // as handed over with this round).
-                let read_at = Instant::now();
+                let polled_at = Instant::now();
                 let mut ages = Vec::with_capacity(changes.len());
                 for c in changes {
                     ages.push(c.age_us);
@@ -375,23 +406,16 @@ impl<S: store::Store> Core<S> {
                     backlog.push(c.key);
                 }
                 let now = unix_now();
+                let keys = bindings.round();
+                // Before the read: what was committed by then is in it.
+                let read_at = Instant::now();
                 let sent =
-                    read_each(
+                    read_batch(
                         &events,
-                        bindings.round(),
+                        keys.clone(),
                         "bindings",
-                        |aor| {
-                            let store = store.clone();
-                            async move {
-                                // Before the read: what was committed by
-                                // then is in it.
-                                let read_at = Instant::now();
-                                store::Bindings::bindings_of(&store, &aor, now)
-                                    .await
-                                    .map(|list| (read_at, list))
-                            }
-                        },
-                        |aor, (read_at, list)| Event::RemoteBindings { aor, list, read_at },
+                        store::Bindings::bindings_of_each(&store, keys, now),
+                        |aor, list| Event::RemoteBindings { aor, list, read_at },
                     )
                     .await
                         && read_each(
@@ -418,15 +442,13 @@ impl<S: store::Store> Core<S> {
                             |owner, rows| Event::RemoteContacts { owner, rows },
                         )
                         .await;
+                let keys = lockouts.round();
                 let sent = sent
-                    && read_each(
+                    && read_batch(
                         &events,
-                        lockouts.round(),
+                        keys.clone(),
                         "lockout state",
-                        |account| {
-                            let store = store.clone();
-                            async move { store::Lockouts::lockouts_of(&store, &account).await }
-                        },
+                        store::Lockouts::lockouts_of_each(&store, keys),
                         |account, rows| Event::RemoteLockouts { account, rows },
                     )
                     .await
@@ -449,7 +471,7 @@ impl<S: store::Store> Core<S> {
                         return;
                     }
                 }
-                let spent = u64::try_from(read_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let spent = u64::try_from(polled_at.elapsed().as_micros()).unwrap_or(u64::MAX);
                 for age in ages {
                     metrics.pool_change_lag.observe(age.saturating_add(spent));
                 }

@@ -381,6 +381,28 @@ impl Bindings for Postgres {
         .await
     }
 
+    async fn bindings_of_each(
+        &self,
+        aors: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<(String, Vec<Binding>)>> {
+        let found = self
+            .read(|c| {
+                let aors = aors.clone();
+                Box::pin(async move {
+                    let st = c
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM bindings WHERE aor = ANY($1) AND expires_at > $2"
+                        ))
+                        .await?;
+                    let rows = c.query(&st, &[&aors, &now]).await?;
+                    Ok(rows.iter().map(row).collect::<Pg<Vec<Binding>>>()?)
+                })
+            })
+            .await?;
+        Ok(crate::each_key(aors, found, |b| &b.aor))
+    }
+
     async fn remove_expired_bindings(
         &self,
         keys: Vec<(String, String)>,

@@ -588,6 +588,25 @@ pub(crate) async fn lock_user(tx: &Tx<'_>, aor: &str) -> std::result::Result<Opt
         .transpose()?)
 }
 
+/// `rows` grouped under each of `keys` (by `key_of`), in `keys`' order; a
+/// key no row has gets an empty list.
+pub(crate) fn each_key<T>(
+    keys: Vec<String>,
+    rows: Vec<T>,
+    key_of: impl Fn(&T) -> &String,
+) -> Vec<(String, Vec<T>)> {
+    let mut by: std::collections::HashMap<String, Vec<T>> = std::collections::HashMap::new();
+    for r in rows {
+        by.entry(key_of(&r).clone()).or_default().push(r);
+    }
+    keys.into_iter()
+        .map(|k| {
+            let rows = by.remove(&k).unwrap_or_default();
+            (k, rows)
+        })
+        .collect()
+}
+
 /// `u64` and `usize` values the schema keeps as BIGINT.
 pub(crate) fn big(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)

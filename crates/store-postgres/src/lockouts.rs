@@ -68,7 +68,15 @@ impl Lockouts for Postgres {
     }
 
     async fn lockouts_of(&self, account: &str) -> Result<Vec<LockoutRow>> {
-        self.lockout_rows(Some(account.to_owned())).await
+        self.lockout_rows(Some(vec![account.to_owned()])).await
+    }
+
+    async fn lockouts_of_each(
+        &self,
+        accounts: Vec<String>,
+    ) -> Result<Vec<(String, Vec<LockoutRow>)>> {
+        let found = self.lockout_rows(Some(accounts.clone())).await?;
+        Ok(crate::each_key(accounts, found, |r| &r.key.account))
     }
 
     async fn purge_lockouts(
@@ -136,21 +144,21 @@ impl Columns {
 }
 
 impl Postgres {
-    /// Every row, or one account's.
-    async fn lockout_rows(&self, account: Option<String>) -> Result<Vec<LockoutRow>> {
+    /// Every row, or those of some accounts.
+    async fn lockout_rows(&self, accounts: Option<Vec<String>>) -> Result<Vec<LockoutRow>> {
         let rows = self
             .read(|c| {
-                let account = account.clone();
+                let accounts = accounts.clone();
                 Box::pin(async move {
                     let st = c
                         .prepare_cached(
                             "SELECT kind, account, source, window_start, failures, lockouts,
                                 locked_until, last_seen FROM lockouts
-                             WHERE $1::text IS NULL OR account = $1",
+                             WHERE $1::text[] IS NULL OR account = ANY($1)",
                         )
                         .await?;
                     let mut out = Vec::new();
-                    for r in c.query(&st, &[&account]).await? {
+                    for r in c.query(&st, &[&accounts]).await? {
                         out.push((
                             r.try_get::<_, String>(0)?,
                             LockoutRow {

@@ -143,6 +143,46 @@ pub async fn bindings_refresh_expire_and_keep_their_path<S: Store>(s: S) {
         .is_err());
 }
 
+pub async fn bindings_of_many_users_are_read_at_once<S: Store>(s: S) {
+    for u in ["sip:alice@example.com", "sip:bob@example.com"] {
+        s.add_user(user(u)).await.unwrap();
+    }
+    for (u, k, exp) in [
+        ("sip:alice@example.com", "k1", 300),
+        ("sip:alice@example.com", "k2", 100),
+        ("sip:bob@example.com", "k1", 300),
+    ] {
+        s.upsert_binding(binding(u, k, exp)).await.unwrap();
+    }
+    let asked: Vec<String> = [
+        "sip:bob@example.com",
+        "sip:nobody@example.com",
+        "sip:alice@example.com",
+    ]
+    .map(String::from)
+    .into();
+    let got = s.bindings_of_each(asked.clone(), 200).await.unwrap();
+    let keys: Vec<(String, Vec<String>)> = got
+        .into_iter()
+        .map(|(a, l)| (a, l.into_iter().map(|b| b.key).collect()))
+        .collect();
+    // In the order asked; an address with none live gets an empty list
+    // (what tells a node that another removed them).
+    assert_eq!(
+        keys,
+        vec![
+            (asked[0].clone(), vec!["k1".to_string()]),
+            (asked[1].clone(), vec![]),
+            (asked[2].clone(), vec!["k1".to_string()]),
+        ]
+    );
+    assert!(s
+        .bindings_of_each(Vec::new(), 200)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn expired_bindings_go_by_key_unless_refreshed_since<S: Store>(s: S) {
     s.add_user(user("sip:alice@example.com")).await.unwrap();
     s.add_user(user("sip:bob@example.com")).await.unwrap();

@@ -41,6 +41,7 @@ macro_rules! store_cases {
             core::users_lifecycle,
             core::bulk_import_is_all_or_nothing,
             core::bindings_refresh_expire_and_keep_their_path,
+            core::bindings_of_many_users_are_read_at_once,
             core::expired_bindings_go_by_key_unless_refreshed_since,
             core::pending_messages_keep_arrival_order,
             core::a_message_sent_again_under_its_own_id_is_stored_once,

@@ -126,6 +126,26 @@ pub async fn lockout_state_is_saved_replaced_removed_and_purged<S: Store>(s: S) 
         .await
         .unwrap()
         .is_empty());
+    // Several accounts at once, in the order asked, none for one without.
+    let each = s
+        .lockouts_of_each(vec![
+            "sip:none@example.com".into(),
+            "sip:alice@example.com".into(),
+            "sip:nobody@example.com".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(each.len(), 3);
+    assert_eq!(each[0], ("sip:none@example.com".to_string(), Vec::new()));
+    assert_eq!(each[1].0, "sip:alice@example.com");
+    assert_eq!(
+        sorted(each[1].1.clone()),
+        sorted(vec![account.clone(), familiar.clone()])
+    );
+    assert_eq!(
+        each[2],
+        ("sip:nobody@example.com".to_string(), vec![again.clone()])
+    );
 
     // Purge at 3,000: counters still locked stay (again, until 4,000);
     // the account's lock ended at 2,500 and it was last seen at 1,100,

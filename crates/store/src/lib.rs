@@ -207,6 +207,21 @@ pub trait Lockouts: Send + Sync {
     /// The rows of one account (a node of a pool reads them when another
     /// node saved them).
     fn lockouts_of(&self, account: &str) -> impl Future<Output = Result<Vec<LockoutRow>>> + Send;
+    /// The rows of each of `accounts` (none: an empty list), in one read
+    /// where the back end can: a node of a pool follows many at once.
+    fn lockouts_of_each(
+        &self,
+        accounts: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<LockoutRow>)>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(accounts.len());
+            for a in accounts {
+                let rows = self.lockouts_of(&a).await?;
+                out.push((a, rows));
+            }
+            Ok(out)
+        }
+    }
     /// Deletes the rows that decide nothing any more: counters not locked
     /// at `now` and not seen since `counters_before`, familiar sources not
     /// seen since `familiar_before`. Returns how many.
@@ -260,6 +275,22 @@ pub trait Bindings: Send + Sync {
     /// them when another node changed them).
     fn bindings_of(&self, aor: &str, now: i64)
         -> impl Future<Output = Result<Vec<Binding>>> + Send;
+    /// The bindings of each of `aors` not expired at `now` (none: an
+    /// empty list), in one read where the back end can.
+    fn bindings_of_each(
+        &self,
+        aors: Vec<String>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<Binding>)>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(aors.len());
+            for a in aors {
+                let list = self.bindings_of(&a, now).await?;
+                out.push((a, list));
+            }
+            Ok(out)
+        }
+    }
     /// Every binding not expired at `now` (unix seconds), for loading at start.
     fn live_bindings(&self, now: i64) -> impl Future<Output = Result<Vec<Binding>>> + Send;
     /// Deletes every binding expired at `now` (a scan of all bindings: at
