@@ -165,10 +165,18 @@ impl Postgres {
             .map_err(db("change log"))?)?;
         let page = tx
             .prepare_cached(
-                "SELECT pos, xid::text, kind, key, node,
+                // The transactions' changes first, by the xid index (few
+                // rows), then ordered: with ORDER BY pos ... LIMIT alone the
+                // planner walked the primary key from the first position,
+                // the whole log, at every poll (3.5 ms a poll with 30,000
+                // rows, the database's largest cost in bench/pool.sh).
+                "WITH since AS MATERIALIZED (
+                    SELECT pos, xid, kind, key, node, at FROM changes
+                    WHERE xid >= $1::text::xid8
+                 )
+                 SELECT pos, xid::text, kind, key, node,
                         (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - at * 1000
-                 FROM changes
-                 WHERE xid >= $1::text::xid8 AND pos > $2 ORDER BY pos LIMIT $3",
+                 FROM since WHERE pos > $2 ORDER BY pos LIMIT $3",
             )
             .await
             .map_err(db("change log"))?;
