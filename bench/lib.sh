@@ -83,6 +83,8 @@ unix_socket_directories = '$work/pg'
 fsync = on
 synchronous_commit = on
 max_connections = 200
+${PG_STATS:+shared_preload_libraries = 'pg_stat_statements'}
+${PG_STATS:+pg_stat_statements.track = all}
 CONF
     as_pg "$pgbin/postgres" -D "$work/pg/data" >"$work/pg/log" 2>&1 &
     pgpid=$!
@@ -90,7 +92,9 @@ CONF
 }
 as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups --reset-env "$@"; else "$@"; fi; }
 pg() { psql -h "$work/pg" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
-pg_pids() { echo "$pgpid $(pgrep -P "$pgpid" | tr '\n' ' ')"; }
+# (The postmaster from its pid file: $pgpid is the subshell that started
+# it, whose children the backends are not.)
+pg_pids() { local pm; pm=$(head -1 "$work/pg/data/postmaster.pid" 2>/dev/null); echo "$pm $(pgrep -P "$pm" | tr '\n' ' ')"; }
 
 # Parapet on UDP (for SIPp), MD5 digest (SIPp 3.6), no per-address rate
 # limit (one load source); users imported through the admin API by a

@@ -36,7 +36,7 @@ need_tools sip-tester kamailio kamailio-postgres-modules postgresql
 cargo build --release -q -p parapet
 work=$(mktemp -d)
 chmod 755 "$work"
-trap '[ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; kill $(jobs -p) 2>/dev/null; sleep 1; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
+trap 'set +e; kill $(jobs -p) 2>/dev/null; pkill -f "kamailio -f $work/" 2>/dev/null; [ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; sleep 2; pkill -9 -f "postgres -D $work/pg/data" 2>/dev/null; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
 make_users
 # The users split in three, each part in a directory of its own (SIPp runs
 # at the same time each need one).
@@ -85,8 +85,10 @@ ppids=()
 for i in 0 1 2; do
     h=${HOSTS[$i]}
     if [ "$i" -gt 0 ]; then cp -a "$work/n0-data" "$work/n$i-data"; fi
+    # (No media relay: three on one machine would share its ports.)
     PARAPET_HOST=$h PARAPET_EXTRA_LISTEN="tls://$h:$((PORT + 10))" \
-        PARAPET_TOP_TOML="database = \"$url\"
+        PARAPET_EXTRA_TOML="[relay]
+listen = []" PARAPET_TOP_TOML="database = \"$url\"
 node_id = \"fe-$i\"
 pool_mode = \"active\"" parapet_serve "n$i" example.test "$PORT" "$((ADMIN_PORT + i))"
     ppids+=("$ppid")
@@ -100,8 +102,9 @@ parapet_pids() { echo "${ppids[*]} $(pg_pids)"; }
 # reg_ok reg_made reg_us msg_ok msg_made msg_us lag_p50 lag_p99 changes".
 bench_pool() { # name pidsfn receiver_port lag(yes|no)
     local name=$1 pidsfn=$2 rport=$3 lag=$4
-    local c0 c1 c2 c3 i pids=()
+    local c0 c1 c2 c3 d0 d1 d2 d3 i pids=()
     if [ "$lag" = yes ]; then lag_buckets > "$work/lag0"; fi
+    d0=$(cpu_us $(pg_pids))
     c0=$(cpu_us $($pidsfn))
     for i in 0 1 2; do
         SIPP_WORK="$work/n$i" SIPP_DEST=${HOSTS[$i]} SIPP_RATE=$((RATE / 3)) \
@@ -110,11 +113,13 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
     done
     wait "${pids[@]}"
     c1=$(cpu_us $($pidsfn))
+    d1=$(cpu_us $(pg_pids))
     if [ "$lag" = yes ]; then sleep 1; lag_buckets > "$work/lag1"; fi
     SIPP_DEST=${HOSTS[0]} sipp_run "$name" "$PORT" register.xml receiver.csv 1 "$rport" example.test >/dev/null
     (cd "$work" && exec sipp -sf "$OLDPWD/bench/sipp/message_uas.xml" -t u1 -i 127.0.0.1 -p "$rport" -nostdin -timeout 600s "${HOSTS[0]}:$PORT" >/dev/null 2>&1) &
     local uas=$!
     sleep 2
+    d2=$(cpu_us $(pg_pids))
     c2=$(cpu_us $($pidsfn))
     pids=()
     for i in 1 2; do
@@ -124,6 +129,7 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
     done
     wait "${pids[@]}"
     c3=$(cpu_us $($pidsfn))
+    d3=$(cpu_us $(pg_pids))
     kill "$uas" 2>/dev/null || true
     local rok=0 rmade=0 mok=0 mmade=0 ok made
     for i in 0 1 2; do read -r ok made _ < "$work/$name-reg$i"; rok=$((rok + ok)); rmade=$((rmade + made)); done
@@ -132,11 +138,22 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
     local reg_us msg_us lagf="n/a n/a 0"
     reg_us=$(awk -v c=$((c1 - c0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     msg_us=$(awk -v c=$((c3 - c2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+    # Of which the database server's.
+    local reg_db msg_db
+    reg_db=$(awk -v c=$((d1 - d0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+    msg_db=$(awk -v c=$((d3 - d2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     if [ "$lag" = yes ]; then lagf=$(lag_pct "$work/lag0" "$work/lag1"); fi
-    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf"
+    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf $reg_db $msg_db"
 }
 
+if [ -n "${PG_STATS:-}" ]; then pg -d parapet -c "CREATE EXTENSION pg_stat_statements"; fi
 p=$(bench_pool parapet parapet_pids 16500 yes)
+# PG_STATS=1: what the database spent its time on for Parapet.
+if [ -n "${PG_STATS:-}" ]; then
+    pg -d parapet -c "SELECT calls, round(total_exec_time) AS ms, round(total_exec_time * 1000 / calls) AS us_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
+        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'parapet')
+        ORDER BY total_exec_time DESC LIMIT 15" >&2
+fi
 for pid in "${ppids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # Kamailio: three instances on the same PostgreSQL, four workers each.
@@ -154,14 +171,16 @@ kamailio_pids() { echo "$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' 
 k=$(bench_pool kamailio kamailio_pids 16700 no)
 pkill -f "kamailio -f $work/kamailio.cfg" || true
 
-read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges <<<"$p"
-read -r _ krok krmade kreg kmok kmmade kmsg _ <<<"$k"
+read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges pregdb pmsgdb <<<"$p"
+read -r _ krok krmade kreg kmok kmmade kmsg _ _ _ kregdb kmsgdb <<<"$k"
 cat <<TABLE
 | measure (3 nodes, $USERS users, $MESSAGES messages, $RATE/s in all) | Parapet, 3 nodes | Kamailio, 3 instances | Parapet/Kamailio |
 |---|---|---|---|
 | registrations completed / sent | $prok / $prmade | $krok / $krmade | |
 | CPU µs per request sent, REGISTER with digest (database included) | $preg | $kreg | $(ratio "$preg" "$kreg") |
+| of which the database server's | $pregdb | $kregdb | $(ratio "$pregdb" "$kregdb") |
 | messages completed / sent (sent through the 2nd and 3rd) | $pmok / $pmmade | $kmok / $kmmade | |
 | CPU µs per request sent, MESSAGE relayed (database included) | $pmsg | $kmsg | $(ratio "$pmsg" "$kmsg") |
+| of which the database server's | $pmsgdb | $kmsgdb | $(ratio "$pmsgdb" "$kmsgdb") |
 | change propagation p50 / p99 (ms, bucket bound), changes followed | $plag50 / $plag99, $pchanges | | |
 TABLE

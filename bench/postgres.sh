@@ -28,7 +28,7 @@ need_tools sip-tester kamailio kamailio-postgres-modules postgresql
 cargo build --release -q -p parapet
 work=$(mktemp -d)
 chmod 755 "$work"
-trap '[ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; kill $(jobs -p) 2>/dev/null; sleep 1; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
+trap 'set +e; [ -n "${pgpid:-}" ] && kill -INT "$pgpid" 2>/dev/null; kill $(jobs -p) 2>/dev/null; sleep 1; if [ -n "${KEEP:-}" ]; then echo "bench: files in $work" >&2; else rm -rf "$work"; fi; true' EXIT
 make_users
 
 start_postgres
