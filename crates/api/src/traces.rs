@@ -125,8 +125,9 @@ pub(crate) async fn list<S: Store>(
         all.extend(records.into_iter().map(|r| (a.edge.clone(), r)));
     }
     // One ladder, in time order (each node's own clock; a message the
-    // edge relayed appears on both sides of it).
-    all.sort_by_key(|(_, r)| r.at_ms);
+    // edge relayed appears on both sides of it), hops within one
+    // millisecond in the order they were taken.
+    all.sort_by_cached_key(|(_, r)| (r.at_ms, hop_order(&r.message)));
     if q.call_id.is_none() && q.user.is_none() {
         // The newest `limit` of all nodes, as for one.
         let drop = all.len().saturating_sub(limit);
@@ -154,8 +155,49 @@ pub(crate) async fn list<S: Store>(
     ))
 }
 
+/// Where a message stands on its way, for ordering the copies of it (and
+/// of its transaction) the nodes recorded within one millisecond: each
+/// proxy adds a Via to a request going on and takes its own off the
+/// response coming back, so a request with more Vias was recorded later,
+/// a response with fewer.
+fn hop_order(message: &[u8]) -> i64 {
+    let head = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message, |end| &message[..end]);
+    let mut lines = head.split(|b| *b == b'\n');
+    let response = lines.next().is_some_and(|l| l.starts_with(b"SIP/2.0 "));
+    let vias = lines
+        .filter(|l| {
+            let name = l.split(|b| *b == b':').next().unwrap_or_default();
+            let name = name.trim_ascii();
+            name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v")
+        })
+        .count();
+    let vias = i64::try_from(vias).unwrap_or(i64::MAX);
+    if response {
+        -vias
+    } else {
+        vias
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn within_a_millisecond_hops_come_in_the_order_they_were_taken() {
+        let at_edge = b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TLS c\r\nFrom: a\r\n\r\nv=0";
+        let at_front_end =
+            b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TLS e\r\nv: SIP/2.0/TLS c\r\n\r\n";
+        assert!(super::hop_order(at_edge) < super::hop_order(at_front_end));
+        let back_at_front_end =
+            b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TLS e\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        let back_at_edge = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        assert!(super::hop_order(back_at_front_end) < super::hop_order(back_at_edge));
+        // A body's lines are not headers.
+        assert_eq!(super::hop_order(b"MESSAGE x SIP/2.0\r\n\r\nVia: no"), 0);
+    }
+
     #[test]
     fn bodies_are_replaced_by_their_size_unless_allowed() {
         let m = b"MESSAGE sip:b@x SIP/2.0\r\nCall-ID: 1\r\n\r\nsecret plans";
