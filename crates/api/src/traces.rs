@@ -125,9 +125,8 @@ pub(crate) async fn list<S: Store>(
         all.extend(records.into_iter().map(|r| (a.edge.clone(), r)));
     }
     // One ladder, in time order (each node's own clock; a message the
-    // edge relayed appears on both sides of it), hops within one
-    // millisecond in the order they were taken.
-    all.sort_by_cached_key(|(_, r)| (r.at_ms, hop_order(&r.message)));
+    // edge relayed appears on both sides of it).
+    let mut all = merge(all);
     if q.call_id.is_none() && q.user.is_none() {
         // The newest `limit` of all nodes, as for one.
         let drop = all.len().saturating_sub(limit);
@@ -155,11 +154,46 @@ pub(crate) async fn list<S: Store>(
     ))
 }
 
-/// Where a message stands on its way, for ordering the copies of it (and
-/// of its transaction) the nodes recorded within one millisecond: each
-/// proxy adds a Via to a request going on and takes its own off the
-/// response coming back, so a request with more Vias was recorded later,
-/// a response with fewer.
+/// The nodes' records as one ladder: each node's in its own order, and
+/// the nodes' merged by time. Within one millisecond, of two nodes' next
+/// records the one further back on its way comes first ([`hop_order`]):
+/// the edge's copy of a request before the front end's.
+fn merge(records: Vec<(String, trace::Record)>) -> Vec<(String, trace::Record)> {
+    let mut sources: Vec<std::collections::VecDeque<(String, trace::Record)>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (node, r) in records {
+        let i = *index.entry(node.clone()).or_insert_with(|| {
+            sources.push(std::collections::VecDeque::new());
+            sources.len() - 1
+        });
+        sources[i].push_back((node, r));
+    }
+    for s in &mut sources {
+        s.make_contiguous().sort_by_key(|(_, r)| r.at_ms);
+    }
+    let mut out = Vec::new();
+    loop {
+        let next = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.front()
+                    .map(|(_, r)| (i, (r.at_ms, hop_order(&r.message))))
+            })
+            .min_by_key(|(i, key)| (*key, *i))
+            .map(|(i, _)| i);
+        let Some(i) = next else { break };
+        if let Some(r) = sources[i].pop_front() {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Where a message stands on its way, for ordering the copies of it the
+/// nodes recorded within one millisecond: each proxy adds a Via to a
+/// request going on and takes its own off the response coming back, so a
+/// request with more Vias was recorded later, a response with fewer.
 fn hop_order(message: &[u8]) -> i64 {
     let head = message
         .windows(4)
@@ -196,6 +230,48 @@ mod tests {
         assert!(super::hop_order(back_at_front_end) < super::hop_order(back_at_edge));
         // A body's lines are not headers.
         assert_eq!(super::hop_order(b"MESSAGE x SIP/2.0\r\n\r\nVia: no"), 0);
+    }
+
+    fn rec(at_ms: i64, message: &'static [u8]) -> trace::Record {
+        trace::Record {
+            at_ms,
+            inbound: true,
+            protocol: "TLS",
+            local: "127.0.0.1:5061".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            message: bytes::Bytes::from_static(message),
+        }
+    }
+
+    #[test]
+    fn a_ladder_keeps_each_nodes_order_and_merges_the_nodes_by_hop() {
+        let req1 = b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        let resp1 = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        let req2 = b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TLS e\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        let at_edge = b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TLS c\r\n\r\n";
+        let records = vec![
+            // One node's REGISTER and its 401 in the same millisecond:
+            // kept in the node's order (the 401 has "fewer" hops).
+            ("fe".to_string(), rec(7, req1)),
+            ("fe".to_string(), rec(7, resp1)),
+            ("fe".to_string(), rec(9, req2)),
+            // The edge's copy of the INVITE, in the same millisecond as
+            // the front end's: first.
+            ("edge".to_string(), rec(9, at_edge)),
+        ];
+        let order: Vec<(String, i64, usize)> = super::merge(records)
+            .into_iter()
+            .map(|(n, r)| (n, r.at_ms, r.message.len()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("fe".into(), 7, req1.len()),
+                ("fe".into(), 7, resp1.len()),
+                ("edge".into(), 9, at_edge.len()),
+                ("fe".into(), 9, req2.len()),
+            ]
+        );
     }
 
     #[test]
