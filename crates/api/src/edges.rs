@@ -175,13 +175,8 @@ impl<S: Store> Ctx<S> {
                 if n.state != "serving" || n.lease_left_ms <= 0 {
                     continue;
                 }
-                out.extend(
-                    n.address
-                        .split_whitespace()
-                        .filter_map(|l| l.strip_prefix("tls://"))
-                        .filter_map(|a| a.parse::<SocketAddr>().ok())
-                        .filter(|a| !a.ip().is_unspecified()),
-                );
+                // The address the other nodes dial it at.
+                out.extend(sip_app::pool::tls_listener(&n.address));
             }
         }
         if let Some(own) = reg.front_end() {

@@ -221,12 +221,12 @@ async fn run<S: store::Store>(
     let tls_listener = transport
         .local_addr(sip_transport::Protocol::Tls)
         .filter(|a| !a.ip().is_unspecified());
-    let edge_registry: Option<Arc<dyn api::edges::EdgeRegistry>> =
-        edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca)
-            .map(|r| Arc::new(r) as Arc<dyn api::edges::EdgeRegistry>);
-    if let Some(r) = edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca) {
-        edges::import_legacy(&r, &store).await?;
+    let pairing = edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca);
+    if let Some(r) = &pairing {
+        edges::import_legacy(r, &store).await?;
     }
+    let edge_registry: Option<Arc<dyn api::edges::EdgeRegistry>> =
+        pairing.map(|r| Arc::new(r) as Arc<dyn api::edges::EdgeRegistry>);
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel(64);
     if !config.admin_listen.ip().is_loopback() {
         tracing::warn!(addr = %config.admin_listen, "the admin listener is not on a loopback address");

@@ -298,7 +298,7 @@ fn binding_of(user: &str) -> Option<Named> {
 
 /// A node's TLS listener from its row's listeners (`tls://ADDR`), if it
 /// is bound to one address (a wildcard one names no address to dial).
-fn tls_listener(address: &str) -> Option<SocketAddr> {
+pub fn tls_listener(address: &str) -> Option<SocketAddr> {
     address
         .split_whitespace()
         .filter_map(|l| l.strip_prefix("tls://"))

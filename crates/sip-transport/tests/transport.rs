@@ -277,6 +277,24 @@ struct Pki {
     client_key: PrivateKeyDer<'static>,
 }
 
+/// A client of the fixture's CA presenting its client certificate.
+fn sip_client_tls(p: &Pki) -> sip_transport::ClientTls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.ca.clone()).unwrap();
+    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
+    .unwrap();
+    sip_transport::ClientTls {
+        config: Arc::new(cc),
+        server_name: ServerName::try_from("localhost").unwrap(),
+    }
+}
+
 fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
@@ -574,20 +592,7 @@ async fn outbound_tls_connection_is_served_and_reused() {
         start(TransportConfig::default(), vec![Listener::Tls(any(), sc)]).await;
     let (local, mut local_rx) = start(TransportConfig::default(), vec![]).await;
     let raddr = remote.local_addr(Protocol::Tls).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(p.ca.clone()).unwrap();
-    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
-    .unwrap();
-    let ctls = sip_transport::ClientTls {
-        config: Arc::new(cc),
-        server_name: ServerName::try_from("localhost").unwrap(),
-    };
+    let ctls = sip_client_tls(&p);
     let flow = local.connect(raddr, Some(ctls.clone())).await.unwrap();
     assert_eq!(
         local.connect(raddr, Some(ctls)).await.unwrap(),
@@ -736,20 +741,7 @@ async fn a_wide_peer_by_rule_and_a_link_opened_wide_hold_half_the_core_queue() {
         .set_rule(Some(Arc::new(move |l: &[u8]| l == leaf.as_slice())));
     let (local, local_rx) = start(cfg(), vec![]).await;
     let raddr = remote.local_addr(Protocol::Tls).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(p.ca.clone()).unwrap();
-    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
-    .unwrap();
-    let ctls = sip_transport::ClientTls {
-        config: Arc::new(cc),
-        server_name: ServerName::try_from("localhost").unwrap(),
-    };
+    let ctls = sip_client_tls(&p);
     // Opened wide: what the remote sends back may fill half our queue too.
     let flow = local.open_wide(raddr, Some(ctls)).await.unwrap();
     for i in 0..80 {
@@ -784,26 +776,7 @@ async fn a_wide_peer_by_rule_and_a_link_opened_wide_hold_half_the_core_queue() {
     // a client's 8 places.
     remote.wide_peers().set_rule(None);
     let (plain, _plain_rx) = start(cfg(), vec![]).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(p.ca.clone()).unwrap();
-    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(p.client_chain.clone(), p.client_key.clone_key())
-    .unwrap();
-    let f2 = plain
-        .open(
-            raddr,
-            Some(sip_transport::ClientTls {
-                config: Arc::new(cc),
-                server_name: ServerName::try_from("localhost").unwrap(),
-            }),
-        )
-        .await
-        .unwrap();
+    let f2 = plain.open(raddr, Some(sip_client_tls(&p))).await.unwrap();
     for i in 0..30 {
         plain
             .send(Target::Flow(f2), Bytes::from(options(&format!("p{i}"))))

@@ -15,6 +15,16 @@ fn edge(name: &str, fingerprint: &str, expires_at: i64) -> EdgeRow {
     }
 }
 
+/// The edges paired now: (name, fingerprint).
+async fn paired<S: Store>(s: &S) -> Vec<(String, String)> {
+    s.edges()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.fingerprint))
+        .collect()
+}
+
 pub async fn edges_are_paired_replaced_unpaired_and_never_imported_back<S: Store>(s: S) {
     assert!(s.edges().await.unwrap().is_empty());
     s.put_edge(edge("edge1", "aa", 1000), 100).await.unwrap();
@@ -25,13 +35,7 @@ pub async fn edges_are_paired_replaced_unpaired_and_never_imported_back<S: Store
     );
     // Paired again: the new certificate only.
     s.put_edge(edge("edge1", "cc", 2000), 200).await.unwrap();
-    let names: Vec<(String, String)> = s
-        .edges()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.name, e.fingerprint))
-        .collect();
+    let names = paired(&s).await;
     assert_eq!(
         names,
         vec![("edge1".into(), "cc".into()), ("edge2".into(), "bb".into())]
@@ -53,13 +57,7 @@ pub async fn edges_are_paired_replaced_unpaired_and_never_imported_back<S: Store
         .await
         .unwrap();
     assert_eq!(n, 1);
-    let names: Vec<(String, String)> = s
-        .edges()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.name, e.fingerprint))
-        .collect();
+    let names = paired(&s).await;
     assert_eq!(
         names,
         vec![("edge1".into(), "cc".into()), ("edge3".into(), "ee".into())]

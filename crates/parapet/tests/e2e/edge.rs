@@ -531,27 +531,26 @@ fn pool_with(name: &str, extra: &str) -> (Server, Edge) {
     let s = Server::org_at(name, "example.test", FRONT_END, extra);
     s.add_user("alice", "correct-horse-battery");
     s.add_user("bob", "battery-staple-horse");
-    for args in [
+    allow_remote(&s, "alice");
+    let edge = Edge::pair_and_start(&s, &format!("{name}-e"));
+    (s, edge)
+}
+
+/// The pool's named policy `remote` (remote access) made, and granted
+/// to `user`.
+fn allow_remote(s: &Server, user: &str) {
+    let o = s.admin(
         &[
             "policy",
             "set",
             "external_access",
             "named:remote",
             "remote_access=true",
-        ][..],
-        &[
-            "grant",
-            "add",
-            "external_access",
-            "remote",
-            "user:sip:alice@example.test",
-        ][..],
-    ] {
-        let o = s.admin(args, "");
-        assert!(o.status.success(), "{}", out(&o));
-    }
-    let edge = Edge::pair_and_start(&s, &format!("{name}-e"));
-    (s, edge)
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    grant_remote(s, user);
 }
 
 /// Remote access for `user` too (the pool's named policy `remote`).
@@ -1595,25 +1594,7 @@ fn an_edge_in_front_of_an_active_pool_serves_through_every_node() {
     // (The API answers once fe-b has the users too.)
     a.add_user("ann", "ann-long-passphrase");
     a.add_user("ben", "ben-long-passphrase");
-    for args in [
-        &[
-            "policy",
-            "set",
-            "external_access",
-            "named:remote",
-            "remote_access=true",
-        ][..],
-        &[
-            "grant",
-            "add",
-            "external_access",
-            "remote",
-            "user:sip:ann@example.test",
-        ][..],
-    ] {
-        let o = a.admin(args, "");
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    allow_remote(&a, "ann");
     let edge = Edge::pair_and_start(&a, "pool-e");
     // The pairing is the pool's, not fe-a's alone.
     let o = b.admin(&["--output=json", "edge", "list"], "");

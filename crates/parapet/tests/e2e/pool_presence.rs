@@ -192,27 +192,8 @@ fn watcher_information_names_watchers_on_every_node() {
         "carol, watching through fe-b, listed on fe-a: {}",
         docs[1]
     );
-    let listed = admin_ok(&a, &["contacts", "list", &sip("alice"), "--output", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(
-        v["watchers"],
-        serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
-        "{listed}"
-    );
-    admin_ok(&a, &["contacts", "approve", &sip("alice"), &sip("carol")]);
-    let (ok, trace) = carol.finish();
-    assert!(ok, "{trace}\nfe-b:\n{}", b.log());
-    let bodies = notify_bodies(&trace);
-    assert!(
-        bodies[0].contains("<basic>closed</basic>"),
-        "pending: {}",
-        bodies[0]
-    );
-    assert!(
-        bodies[1].contains("<rpid:busy/>"),
-        "approved: {}",
-        bodies[1]
-    );
+    // Listed and approved through fe-a; carol's subscription is fe-b's.
+    crate::presence::carol_pending_then_approved(&a, carol, &b);
 }
 
 /// Waits until every node of `s`'s pool reports its caches at the same

@@ -79,6 +79,39 @@ pub(crate) fn watch(s: &Server, watcher: &str, presentity: &str) -> String {
 /// `watcher` subscribes to `presentity` in the background and takes two
 /// NOTIFYs (the first, and one after a change the test makes), then
 /// unsubscribes (presence_watch_change.xml).
+/// Alice's pending watcher list (through `admin`) names carol, alice
+/// approves her, and carol's subscription (`carol`, held by `holder`) is
+/// told closed while pending, then alice's busy status.
+pub(crate) fn carol_pending_then_approved(admin: &Server, carol: SippRun, holder: &Server) {
+    let listed = admin_ok(
+        admin,
+        &["contacts", "list", &sip("alice"), "--output", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        v["watchers"],
+        serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
+        "{listed}"
+    );
+    admin_ok(
+        admin,
+        &["contacts", "approve", &sip("alice"), &sip("carol")],
+    );
+    let (ok, trace) = carol.finish();
+    assert!(ok, "{trace}\nserver holding it:\n{}", holder.log());
+    let bodies = notify_bodies(&trace);
+    assert!(
+        bodies[0].contains("<basic>closed</basic>"),
+        "pending: {}",
+        bodies[0]
+    );
+    assert!(
+        bodies[1].contains("<rpid:busy/>"),
+        "approved: {}",
+        bodies[1]
+    );
+}
+
 pub(crate) fn watch_for_a_change(s: &Server, watcher: &str, presentity: &str) -> SippRun {
     s.sipp_start(
         "presence_watch_change.xml",
@@ -367,27 +400,7 @@ fn pending_watchers_are_listed_and_approved() {
         "carol is listed as pending: {}",
         docs[1]
     );
-    let listed = admin_ok(&s, &["contacts", "list", &sip("alice"), "--output", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(
-        v["watchers"],
-        serde_json::json!([{ "watcher": sip("carol"), "status": "pending" }]),
-        "{listed}"
-    );
-    admin_ok(&s, &["contacts", "approve", &sip("alice"), &sip("carol")]);
-    let (ok, trace) = carol.finish();
-    assert!(ok, "{trace}\nserver:\n{}", s.log());
-    let bodies = notify_bodies(&trace);
-    assert!(
-        bodies[0].contains("<basic>closed</basic>"),
-        "pending: {}",
-        bodies[0]
-    );
-    assert!(
-        bodies[1].contains("<rpid:busy/>"),
-        "approved: {}",
-        bodies[1]
-    );
+    carol_pending_then_approved(&s, carol, &s);
     let listed = admin_ok(&s, &["contacts", "list", &sip("alice")]);
     assert!(
         listed.contains("sip:carol@example.test") && listed.contains("colleague"),
