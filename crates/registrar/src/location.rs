@@ -183,7 +183,11 @@ impl Location {
     /// its writes may be ahead of the store; once they are `settled` (none
     /// under way, none ended after the read began), an own binding the
     /// store no longer holds was removed by another node, and goes.
-    pub fn replace_remote(&mut self, aor: &str, stored: Vec<Binding>, settled: bool) {
+    /// Returns whether own bindings the store does not hold were kept
+    /// because the read was not settled (the caller reads again later).
+    #[must_use]
+    pub fn replace_remote(&mut self, aor: &str, stored: Vec<Binding>, settled: bool) -> bool {
+        let mut undecided = false;
         let mut entries: Vec<Entry> = self
             .by_aor
             .get(aor)
@@ -195,7 +199,11 @@ impl Location {
                             .iter()
                             .any(|b| b.key == e.binding.key && self.is_remote(b))
                     })
-                    .filter(|e| !settled || stored.iter().any(|b| b.key == e.binding.key))
+                    .filter(|e| {
+                        let held = stored.iter().any(|b| b.key == e.binding.key);
+                        undecided |= !settled && !held;
+                        !settled || held
+                    })
                     .cloned()
                     .collect()
             })
@@ -210,6 +218,7 @@ impl Location {
                 }),
         );
         self.set_entries(aor, entries);
+        undecided
     }
 
     pub fn config(&self) -> &RegistrarConfig {
@@ -461,7 +470,7 @@ mod tests {
         );
         // fe-b changed them: the laptop left, a tablet came, and the phone
         // moved to fe-b.
-        l.replace_remote(
+        let undecided = l.replace_remote(
             "sip:a@x.test",
             vec![
                 on("fe-b", "tablet", "udp:192.0.2.3:5060"),
@@ -469,6 +478,7 @@ mod tests {
             ],
             false,
         );
+        assert!(!undecided, "a binding that moved is decided");
         let mut now: Vec<(String, String)> = l
             .lookup("sip:a@x.test", 0)
             .into_iter()
@@ -483,9 +493,10 @@ mod tests {
             ]
         );
         assert!(!l.bound_source("udp:192.0.2.1:5060"));
-        // A binding of ours not in the store (its write under way) stays.
+        // A binding of ours not in the store (its write under way) stays,
+        // and the caller is told to read again.
         l.load(vec![on("fe-a", "desk", "udp:192.0.2.5:5060")]);
-        l.replace_remote("sip:a@x.test", Vec::new(), false);
+        assert!(l.replace_remote("sip:a@x.test", Vec::new(), false));
         let keys: Vec<String> = l
             .lookup("sip:a@x.test", 0)
             .into_iter()
@@ -495,7 +506,7 @@ mod tests {
         assert_eq!(l.len(), 1);
         // Settled (no write of ours under way): the store's word goes —
         // another node removed it (a Contact: * there).
-        l.replace_remote("sip:a@x.test", Vec::new(), true);
+        assert!(!l.replace_remote("sip:a@x.test", Vec::new(), true));
         assert!(l.lookup("sip:a@x.test", 0).is_empty());
         assert_eq!(l.len(), 0);
         assert!(!l.bound_source("udp:192.0.2.5:5060"));

@@ -57,6 +57,9 @@ const NODES_EVERY: Duration = Duration::from_secs(2);
 /// Keys of one kind read again per round at most (the rest wait for the
 /// next round).
 const READS_PER_ROUND: usize = 1024;
+/// Addresses of record waiting to be read again at once at most (each one
+/// a write of this node's that raced another node's removal).
+const REREADS_WAITING: usize = 4096;
 
 /// What the server hands the core for reaching the other nodes.
 #[derive(Debug, Default, Clone)]
@@ -92,6 +95,10 @@ pub(crate) struct Pool {
     /// (`presence::moved`), and whether a claim is under way.
     pub(crate) claimed_from: HashSet<String>,
     pub(crate) claiming: bool,
+    /// Addresses of record whose bindings the follower reads again at its
+    /// next round: a read that could not tell whether this node's own
+    /// binding was removed by another node (`Core::remote_bindings`).
+    reread: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl Pool {
@@ -311,10 +318,12 @@ impl<S: store::Store> Core<S> {
     /// changes read when the store hints that another node committed (at
     /// most every 20 ms) or every half second, the bindings they changed
     /// read again and handed to the core, and the list of nodes every 2 s.
-    pub(crate) fn start_pool_follower(&self) {
+    pub(crate) fn start_pool_follower(&mut self) {
         if self.pool.node.is_empty() {
             return;
         }
+        let (reread_tx, mut reread) = tokio::sync::mpsc::channel(REREADS_WAITING);
+        self.pool.reread = Some(reread_tx);
         let (store, events) = (self.store.clone(), self.events_tx.clone());
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
@@ -404,6 +413,9 @@ impl<S: store::Store> Core<S> {
                         }
                     };
                     backlog.push(c.key);
+                }
+                while let Ok(aor) = reread.try_recv() {
+                    bindings.push(aor);
                 }
                 let now = unix_now();
                 let keys = bindings.round();
@@ -495,7 +507,16 @@ impl<S: store::Store> Core<S> {
             .binding_writes
             .get(&aor)
             .is_none_or(|(in_flight, done)| *in_flight == 0 && *done < read_at);
-        self.location.replace_remote(&aor, list, settled);
+        if self.location.replace_remote(&aor, list, settled) {
+            // Own bindings the store no longer shows were kept because a
+            // write of ours may not be in the read: read again at the next
+            // round (within half a second), by which time it is.
+            if let Some(tx) = &self.pool.reread {
+                if tx.try_send(aor.clone()).is_err() {
+                    tracing::debug!(aor = %aor, "too many bindings waiting to be read again; this one waits for its next change");
+                }
+            }
+        }
         let after = self.location.is_registered(&aor, unix_now());
         if before != after || after {
             self.presence_changed(&aor);

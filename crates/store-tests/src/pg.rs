@@ -490,6 +490,20 @@ impl Cluster {
         )
     }
 
+    /// Starts SQL as the superuser over the Unix socket and returns without
+    /// waiting (a session holding a lock while a test goes on); the caller
+    /// waits for the child.
+    pub fn psql_start(&self, db: &str, sql: &str) -> std::process::Child {
+        Command::new(self.bin.join("psql"))
+            .arg("-h")
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-q", "-c", sql])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("psql: {e}"))
+    }
+
     /// A new, empty database owned by the store's role; `name` labels it.
     pub fn database(&self, name: &str) -> String {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

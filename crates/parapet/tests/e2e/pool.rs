@@ -833,6 +833,126 @@ fn every_binding_removed_through_another_node_goes_on_the_node_holding_it() {
     );
 }
 
+/// The race the previous test does not meet: fe-b removes bob's bindings
+/// (`Contact: *`) while a write of fe-a's for another of bob's devices is
+/// under way — held back by the test, which takes fe-a's fence lock in the
+/// database. fe-a's read of the removal cannot tell whether its own
+/// bindings are missing from the store because of the removal or because
+/// its write is not in yet, so it keeps them — and reads again until its
+/// write is in: then the phone fe-b removed goes, and the desk phone,
+/// written after the removal, stays.
+#[test]
+fn a_removal_racing_the_holding_nodes_own_write_is_taken_once_the_write_is_in() {
+    let (a, b, pg, db) = two_nodes("pool_remove_race");
+    let phone = free_port();
+    passes!(
+        a,
+        a.sipp(
+            "register_auth.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            phone,
+            &[]
+        )
+    );
+    wait_until(
+        10,
+        || bobs_registrations(&b) == 1,
+        || "fe-b never learned bob's binding".into(),
+    );
+    // fe-a's writes wait while this session holds its fence's lock.
+    let mut holder = pg.psql_start(
+        &db,
+        "BEGIN; SELECT pg_advisory_xact_lock(1885434480, hashtext('fe-a')); SELECT pg_sleep(3); COMMIT;",
+    );
+    let locks = |granted: bool| {
+        pg.psql(
+            &db,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = {granted}"
+            ),
+        )
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+    };
+    wait_until(
+        10,
+        || locks(true) >= 1,
+        || "the test never held fe-a's fence lock".into(),
+    );
+    let desk = free_port();
+    let desk_run = a.sipp_start(
+        "register_auth.xml",
+        "bob",
+        "bob",
+        "battery staple horse",
+        "127.0.0.1",
+        desk,
+        &[],
+    );
+    // The desk phone's write has reached the database and waits.
+    wait_until(
+        10,
+        || locks(false) >= 1,
+        || format!("fe-a's write never waited for the lock:\n{}", a.log()),
+    );
+    passes!(
+        b,
+        b.sipp(
+            "register_remove_all.xml",
+            "bob",
+            "battery staple horse",
+            "127.0.0.1",
+            free_port(),
+            &[]
+        )
+    );
+    assert_eq!(bobs_registrations(&b), 0);
+    assert!(holder.wait().unwrap().success());
+    passes!(a, desk_run.finish());
+    let desk_contact = format!("127.0.0.1:{desk}");
+    wait_until(
+        5,
+        || {
+            let held = bobs_contacts(&a);
+            held.len() == 1 && held[0].contains(&desk_contact)
+        },
+        || {
+            format!(
+                "fe-a holds {:?}, not the desk phone alone (the phone on port {phone} was removed):\n{}",
+                bobs_contacts(&a),
+                a.log()
+            )
+        },
+    );
+    wait_until(
+        5,
+        || bobs_registrations(&b) == 1,
+        || "fe-b never learned the desk phone's binding".into(),
+    );
+}
+
+/// The contacts of bob's registrations `s` lists.
+fn bobs_contacts(s: &Server) -> Vec<String> {
+    let o = s.admin(
+        &[
+            "--output=json",
+            "user",
+            "registrations",
+            "sip:bob@example.test",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array()
+        .map(|a| a.iter().map(|r| r["contact"].to_string()).collect())
+        .unwrap_or_default()
+}
+
 /// How many registrations of bob's `s` lists (`parapet admin user
 /// registrations`: what the node's memory holds).
 fn bobs_registrations(s: &Server) -> usize {
