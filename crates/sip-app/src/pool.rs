@@ -597,10 +597,13 @@ impl<S: store::Store> Core<S> {
         }
         // Nodes declared dead or stopped: their subscriptions are taken
         // over (by whichever serving node claims each first).
+        // Rows naming no node (written before the pool's nodes all
+        // served) are claimed with them: once after the start.
         let stopped: HashSet<String> = rows
             .iter()
             .filter(|r| r.state != "serving" && r.id != me)
             .map(|r| r.id.clone())
+            .chain(std::iter::once(String::new()))
             .collect();
         self.pool.claimed_from.retain(|n| stopped.contains(n));
         if stopped.iter().any(|n| !self.pool.claimed_from.contains(n)) {

@@ -235,14 +235,20 @@ impl PresenceState for Postgres {
         self.write(|tx| {
             let me = me.clone();
             Box::pin(async move {
-                // SKIP LOCKED: nodes claiming at once each take other rows.
+                // Rows of nodes no longer serving, of no node (written
+                // before the pool's nodes all served: the standby mode, a
+                // single server moved here) or of a node the table no
+                // longer lists. SKIP LOCKED: nodes claiming at once each
+                // take other rows.
                 let rows = tx
                     .query(
                         &format!(
                             "UPDATE subscriptions SET node = $1
                              WHERE id IN (
                                 SELECT id FROM subscriptions
-                                WHERE node IN (SELECT id FROM nodes WHERE state <> 'serving' AND id <> $1)
+                                WHERE node <> $1
+                                  AND NOT EXISTS (SELECT 1 FROM nodes n
+                                                  WHERE n.id = subscriptions.node AND n.state = 'serving')
                                   AND expires_at > $2
                                 LIMIT $3 FOR UPDATE SKIP LOCKED)
                              RETURNING {SUBSCRIPTION_COLUMNS}"

@@ -642,4 +642,29 @@ async fn a_stopped_nodes_subscriptions_are_claimed_once() {
     assert_eq!(b.claim_subscriptions(now, 2).await.unwrap().len(), 2);
     assert_eq!(b.claim_subscriptions(now, 2).await.unwrap().len(), 1);
     assert!(b.claim_subscriptions(now, 2).await.unwrap().is_empty());
+    // Rows naming no node (a server alone, or the standby mode, wrote
+    // them) and rows naming a node the table does not list are claimed
+    // too; rows of a serving node are not.
+    b.put_subscription(row("nobody", "", now + 600))
+        .await
+        .unwrap();
+    b.put_subscription(row("unlisted", "fe-gone", now + 600))
+        .await
+        .unwrap();
+    b.put_subscription(row("b-again", "fe-b", now + 600))
+        .await
+        .unwrap();
+    let mut got: Vec<String> = b
+        .claim_subscriptions(now, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    got.sort();
+    assert_eq!(got, ["nobody", "unlisted"]);
+    assert_eq!(
+        b.subscription("nobody", now).await.unwrap().unwrap().node,
+        "fe-b"
+    );
 }

@@ -496,7 +496,9 @@ pub trait PresenceState: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Option<SubscriptionRow>>> + Send;
     /// Takes over the live subscriptions of the pool's nodes that no
-    /// longer serve (declared dead, or stopped): their rows name this node
+    /// longer serve (declared dead, or stopped), and those naming no
+    /// serving node at all (written by a process that joined no pool, or
+    /// in the standby mode, or naming a node no longer listed): their rows name this node
     /// from now on (each row goes to one node, however many ask at once).
     /// Returns them; always empty for a store one process serves.
     /// At most `limit` at a time: a node takes no more than it has room

@@ -154,6 +154,73 @@ fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
     notified_by_a_then_b(&trace, &a, &b);
 }
 
+/// A subscription row naming no node — as a server alone on the database,
+/// or a pool in the standby mode (the default), writes them — once every
+/// node serves is claimed by one node, not taken by each: after both
+/// nodes restart, exactly one holds it (their metrics add up to one, and
+/// the row names it) and notifies carol at once; dave's change then
+/// reaches her once.
+#[test]
+fn a_subscription_written_before_every_node_served_is_claimed_by_one() {
+    let (mut a, mut b, pg, db) = two_nodes("pool_sub_orphan");
+    let run = carol_watches_dave(&a, &b, "presence_watch_change_node_lost.xml");
+    wait_until(
+        15,
+        || live_subscriptions(&a).ends_with(" 1"),
+        || format!("fe-a: {}\n{}", live_subscriptions(&a), a.log()),
+    );
+    wait_until(
+        15,
+        || notifies_answered(&run) >= 1,
+        || "carol's client never answered fe-a's first NOTIFY".into(),
+    );
+    a.kill9();
+    b.kill9();
+    pg.psql(&db, "UPDATE subscriptions SET node = ''").unwrap();
+    a.spawn();
+    b.spawn();
+    assert!(a.wait_ready(), "fe-a did not start again:\n{}", a.log());
+    assert!(b.wait_ready(), "fe-b did not start again:\n{}", b.log());
+    let holder = || {
+        pg.psql(&db, "SELECT node FROM subscriptions")
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    wait_until(
+        30,
+        || ["fe-a", "fe-b"].contains(&holder().as_str()),
+        || {
+            format!(
+                "no node claimed the row ({:?}):\n{}\n{}",
+                holder(),
+                a.log(),
+                b.log()
+            )
+        },
+    );
+    // Both have read the nodes since (every 2 s) and loaded long before.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let held = |s: &Server| -> u64 {
+        live_subscriptions(s)
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (held(&a), held(&b)),
+        if holder() == "fe-a" { (1, 0) } else { (0, 1) },
+        "the row names {}",
+        holder()
+    );
+    publish(&a, "dave", "back at 5", "away");
+    let (ok, trace) = run.finish();
+    assert!(ok, "{trace}\nfe-a:\n{}\nfe-b:\n{}", a.log(), b.log());
+    // fe-a's first, the claimer's at once, dave's change, the last one.
+    assert_eq!(notify_senders(&trace).len(), 4, "{trace}");
+}
+
 /// Watcher information is the pool's: alice follows who watches her
 /// through fe-a, carol watches her through fe-b — alice's watcher list
 /// (her winfo NOTIFY, and `contacts list` through fe-a) names carol as

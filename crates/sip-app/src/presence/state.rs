@@ -238,8 +238,11 @@ pub(crate) async fn load(
         .await
         .map_err(|e| e.to_string())?
     {
-        if !node.is_empty() && !row.node.is_empty() && row.node != node {
-            // Another node's to notify: known here by name (`remote`).
+        if !node.is_empty() && row.node != node {
+            // Another node's to notify: known here by name (`remote`). A
+            // row naming no node (written before every node of the pool
+            // served) is claimed by one of them (`claim_subscriptions`),
+            // not taken by each.
             state.remote.note(&row);
             continue;
         }
