@@ -48,10 +48,13 @@ const TOKEN_PREFIX: &str = "pb.";
 /// How often the follower reads the change log without a wake-up (the
 /// store's hint that another node committed: `Store::change_hint`).
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-/// The least time between two reads, however many wake-ups come (other
-/// nodes committing thousands of changes a second cost at most this
-/// many reads).
-const FOLLOW_GAP: Duration = Duration::from_millis(20);
+/// The least time between the start of two reads while the last found
+/// changes, however many wake-ups come: other nodes committing thousands
+/// of changes a second cost at most this many reads (each read, and each
+/// re-read of what changed, is a statement for the database whatever it
+/// returns: see bench/README.md, "A pool of three nodes"). A wake-up
+/// after a read that found nothing is read at once.
+const FOLLOW_GAP: Duration = Duration::from_millis(50);
 /// How often the list of nodes is read again.
 const NODES_EVERY: Duration = Duration::from_secs(2);
 /// Keys of one kind read again per round at most (the rest wait for the
@@ -316,7 +319,7 @@ pub fn tls_listener(address: &str) -> Option<SocketAddr> {
 impl<S: store::Store> Core<S> {
     /// Starts following the other nodes (a shared store only): their
     /// changes read when the store hints that another node committed (at
-    /// most every 20 ms) or every half second, the bindings they changed
+    /// once, or while they keep coming at most every 50 ms) or every half second, the bindings they changed
     /// read again and handed to the core, and the list of nodes every 2 s.
     pub(crate) fn start_pool_follower(&mut self) {
         if self.pool.node.is_empty() {
@@ -330,6 +333,8 @@ impl<S: store::Store> Core<S> {
             let mut tick = tokio::time::interval(FOLLOW_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_nodes: Option<Instant> = None;
+            // Whether the last read found changes, and when it began.
+            let (mut busy, mut last_read) = (false, Instant::now());
             let mut failing = false;
             let mut subscriptions = Backlog::default();
             let (mut bindings, mut pending, mut published, mut lists, mut lockouts) = (
@@ -344,7 +349,10 @@ impl<S: store::Store> Core<S> {
                     _ = tick.tick() => {}
                     () = store.change_hint() => {}
                 }
-                tokio::time::sleep(FOLLOW_GAP).await;
+                if busy {
+                    tokio::time::sleep(FOLLOW_GAP.saturating_sub(last_read.elapsed())).await;
+                }
+                last_read = Instant::now();
                 if last_nodes.is_none_or(|t| t.elapsed() >= NODES_EVERY) {
                     last_nodes = Some(Instant::now());
                     if let Ok(rows) = store.nodes().await {
@@ -359,6 +367,7 @@ impl<S: store::Store> Core<S> {
                             tracing::info!("following the other nodes' changes again");
                             failing = false;
                         }
+                        busy = !c.is_empty();
                         c
                     }
                     Err(e) => {

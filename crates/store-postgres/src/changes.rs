@@ -6,11 +6,12 @@
 //! position it read would skip a change whose transaction committed late.
 //! The log records each change's transaction id instead. In one snapshot,
 //! every transaction below the snapshot's `xmin` has ended, so its changes
-//! are visible if it committed. A poll reads the changes of transactions
-//! from the previous poll's `xmin` on (re-reading the few it has already
-//! seen, which it recognises by position), then moves to this snapshot's
-//! `xmin`: a transaction still open now has an id at or above it and is
-//! read by a later poll. A connection lost between polls loses nothing:
+//! are visible if it committed (and in every later snapshot). A poll reads
+//! the changes of transactions from the previous poll's `xmin` on
+//! (re-reading the few it has already seen, which it recognises by
+//! position), then moves to the `xmin` of its first statement's snapshot:
+//! a transaction still open then has an id at or above it and is read by
+//! a later poll. A connection lost between polls loses nothing:
 //! the state is these two values, kept by the follower.
 
 use std::collections::HashMap;
@@ -144,74 +145,83 @@ impl Postgres {
     }
 
     async fn poll_into(&self, feed: &mut Feed) -> Result<Vec<Change>> {
-        let mut object = self
+        let object = self
             .pool
             .get()
             .await
             .map_err(|e| super::store_error(e.into()))?;
-        let tx = object
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(db("change log"))?;
-        // The snapshot is taken by this first statement; the reads below
-        // see exactly what it saw.
-        let now_xmin = xid(&tx
-            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
-            .await
-            .and_then(|r| r.try_get::<_, String>(0))
-            .map_err(db("change log"))?)?;
-        let page = tx
+        // One statement, one snapshot, one round trip (a transaction of
+        // four statements before: half the statements the followers sent
+        // in bench/pool.sh): the snapshot's xmin and the first page of the
+        // changes of transactions from the feed's xmin on. Later pages
+        // (more than PAGE changes) are read by later statements, with later
+        // snapshots: a transaction they see that the first did not has an
+        // id at or above the first's xmin, so moving to that xmin skips
+        // nothing (it is read again, and recognised, by the next poll).
+        let page = object
             .prepare_cached(
                 // The transactions' changes first, by the xid index (few
                 // rows), then ordered: with ORDER BY pos ... LIMIT alone the
                 // planner walked the primary key from the first position,
                 // the whole log, at every poll (3.5 ms a poll with 30,000
                 // rows, the database's largest cost in bench/pool.sh).
-                "WITH since AS MATERIALIZED (
+                "WITH snap AS MATERIALIZED (
+                    SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin
+                 ), since AS MATERIALIZED (
                     SELECT pos, xid, kind, key, node, at FROM changes
                     WHERE xid >= $1::text::xid8
+                 ), page AS (
+                    SELECT pos, xid::text AS xid, kind, key, node,
+                           (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - at * 1000 AS age
+                    FROM since WHERE pos > $2 ORDER BY pos LIMIT $3
                  )
-                 SELECT pos, xid::text, kind, key, node,
-                        (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - at * 1000
-                 FROM since WHERE pos > $2 ORDER BY pos LIMIT $3",
+                 SELECT snap.xmin, page.pos, page.xid, page.kind, page.key, page.node, page.age
+                 FROM snap LEFT JOIN page ON true ORDER BY page.pos",
             )
             .await
             .map_err(db("change log"))?;
         let from = feed.xmin.to_string();
         let mut after = 0i64;
         let mut out = Vec::new();
+        let mut now_xmin = None;
         loop {
-            let rows = tx
+            let rows = object
                 .query(&page, &[&from, &after, &PAGE])
                 .await
                 .map_err(db("change log"))?;
+            let mut read = 0i64;
             for r in &rows {
-                let pos: i64 = r.try_get(0).map_err(db("change log"))?;
+                if now_xmin.is_none() {
+                    now_xmin = Some(xid(r.try_get::<_, &str>(0).map_err(db("change log"))?)?);
+                }
+                let Some(pos) = r.try_get::<_, Option<i64>>(1).map_err(db("change log"))? else {
+                    continue;
+                };
+                read += 1;
                 after = pos;
                 if feed.seen.contains_key(&pos) {
                     continue;
                 }
-                let x = xid(r.try_get::<_, &str>(1).map_err(db("change log"))?)?;
+                let x = xid(r.try_get::<_, &str>(2).map_err(db("change log"))?)?;
                 feed.seen.insert(pos, x);
                 out.push(Change {
                     pos,
-                    kind: r.try_get(2).map_err(db("change log"))?,
-                    key: r.try_get(3).map_err(db("change log"))?,
-                    node: r.try_get(4).map_err(db("change log"))?,
-                    age_us: u64::try_from(r.try_get::<_, i64>(5).map_err(db("change log"))?)
+                    kind: r.try_get(3).map_err(db("change log"))?,
+                    key: r.try_get(4).map_err(db("change log"))?,
+                    node: r.try_get(5).map_err(db("change log"))?,
+                    age_us: u64::try_from(r.try_get::<_, i64>(6).map_err(db("change log"))?)
                         .unwrap_or(0),
                 });
             }
-            if (rows.len() as i64) < PAGE {
+            if read < PAGE {
                 break;
             }
         }
-        tx.commit().await.map_err(db("change log"))?;
-        // Transactions below the new xmin have all ended and been read.
-        feed.xmin = feed.xmin.max(now_xmin);
+        // Transactions below the first snapshot's xmin have all ended and
+        // been read.
+        if let Some(x) = now_xmin {
+            feed.xmin = feed.xmin.max(x);
+        }
         let floor = feed.xmin;
         feed.seen.retain(|_, x| *x >= floor);
         if feed.seen.len() > MAX_SEEN {

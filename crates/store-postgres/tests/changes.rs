@@ -144,3 +144,36 @@ async fn under_concurrent_writers_every_change_arrives_exactly_once() {
     assert_eq!(aors.len(), n, "a change handed out twice");
     assert_eq!(n, 400);
 }
+
+/// More changes than one statement reads (a page is 1,000): the rest come
+/// from later statements of the same poll, and a transaction committing
+/// between them is read once, by that poll or the next.
+#[tokio::test]
+async fn changes_beyond_one_page_arrive_once_each() {
+    let (s, c, db) = open("feed_pages").await;
+    let mut feed = s.feed_start().await.unwrap();
+    c.psql(
+        &db,
+        "INSERT INTO users (aor, secret, created_at)
+         SELECT 'sip:p' || i || '@example.com', '\\x00', 0 FROM generate_series(1, 2500) i",
+    )
+    .unwrap();
+    let mut got = s.feed_poll(&mut feed).await.unwrap();
+    assert_eq!(got.len(), 2500, "one poll reads every page");
+    s.add_user(user("sip:later@example.com")).await.unwrap();
+    got.extend(s.feed_poll(&mut feed).await.unwrap());
+    assert!(s.feed_poll(&mut feed).await.unwrap().is_empty());
+    let mut aors: Vec<_> = got.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(
+        aors.last().map(String::as_str),
+        Some("sip:later@example.com")
+    );
+    let n = aors.len();
+    aors.sort();
+    aors.dedup();
+    assert_eq!(
+        (aors.len(), n),
+        (2501, 2501),
+        "a change missed or handed out twice"
+    );
+}
