@@ -153,6 +153,8 @@ if [ -n "${PG_STATS:-}" ]; then
     pg -d parapet -c "SELECT calls, round(total_exec_time) AS ms, round(total_exec_time * 1000 / calls) AS us_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'parapet')
         ORDER BY total_exec_time DESC LIMIT 15" >&2
+    pg -d parapet -c "SELECT relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables
+        WHERE seq_scan > 0 ORDER BY seq_tup_read DESC LIMIT 8" >&2
 fi
 for pid in "${ppids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 

@@ -390,6 +390,10 @@ impl Bindings for Postgres {
             .read(|c| {
                 let aors = aors.clone();
                 Box::pin(async move {
+                    // (Planned well once the table has statistics: a node
+                    // analyses the bindings when they grow fast, as after
+                    // a new deployment's first registrations — see
+                    // `nodes::analyse_grown`.)
                     let st = c
                         .prepare_cached(&format!(
                             "SELECT {COLUMNS} FROM bindings WHERE aor = ANY($1) AND expires_at > $2"

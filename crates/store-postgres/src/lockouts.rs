@@ -150,15 +150,20 @@ impl Postgres {
             .read(|c| {
                 let accounts = accounts.clone();
                 Box::pin(async move {
-                    let st = c
-                        .prepare_cached(
-                            "SELECT kind, account, source, window_start, failures, lockouts,
-                                locked_until, last_seen FROM lockouts
-                             WHERE $1::text[] IS NULL OR account = ANY($1)",
-                        )
-                        .await?;
+                    const SELECT: &str = "SELECT kind, account, source, window_start, failures,
+                        lockouts, locked_until, last_seen FROM lockouts";
+                    let rows = match &accounts {
+                        None => c.query(SELECT, &[]).await?,
+                        // By the account index (schema 15).
+                        Some(accounts) => {
+                            let st = c
+                                .prepare_cached(&format!("{SELECT} WHERE account = ANY($1)"))
+                                .await?;
+                            c.query(&st, &[accounts]).await?
+                        }
+                    };
                     let mut out = Vec::new();
-                    for r in c.query(&st, &[&accounts]).await? {
+                    for r in rows {
                         out.push((
                             r.try_get::<_, String>(0)?,
                             LockoutRow {

@@ -300,7 +300,8 @@ async fn reap(c: &mut tokio_postgres::Client) -> R<()> {
 }
 
 /// Renews the lease every second on a connection of its own (a busy pool
-/// must not starve it), and prunes the change log every minute. Stops,
+/// must not starve it), analyses the tables that grew fast every five
+/// seconds, and prunes the change log every minute. Stops,
 /// saying so, when the renewal finds the node declared dead.
 async fn heartbeat(
     pool: Pool,
@@ -320,6 +321,7 @@ async fn heartbeat(
     // lease has lapsed, and the first back would declare the others dead
     // before they had a round to renew theirs.
     let mut healthy_since: Option<tokio::time::Instant> = None;
+    let mut analysing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         // A round renews the lease and writes what the caches hold; one
         // woken by new versions does only that.
@@ -386,6 +388,9 @@ async fn heartbeat(
                 tracing::debug!(error = ?e, "lapsed nodes not declared dead this round");
             }
         }
+        if n.is_multiple_of(ANALYSE_EVERY) && analysing.as_ref().is_none_or(|t| t.is_finished()) {
+            analysing = Some(tokio::spawn(analyse_grown(pool.clone())));
+        }
         // The change log kept bounded: what is older than CHANGES_KEPT is
         // gone (a follower that was away longer reloads).
         if n.is_multiple_of(60) {
@@ -396,6 +401,40 @@ async fn heartbeat(
                 }
             }
         }
+    }
+}
+
+/// How often (heartbeats) a serving node looks for tables that grew fast.
+const ANALYSE_EVERY: u64 = 5;
+
+/// The tables the hot paths read by key whose size can go from nothing to
+/// thousands of rows within seconds (a new deployment's first sign-ins, a
+/// restore): those modified by more rows than they held at their last
+/// ANALYZE (at least 500).
+const GROWN: &str = "SELECT c.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+    WHERE c.relname IN ('bindings', 'lockouts', 'subscriptions', 'presence_publications', 'pending_messages')
+      AND s.n_mod_since_analyze > greatest(500, c.reltuples)";
+
+/// Analyses the tables [`GROWN`] lists. PostgreSQL's autovacuum would, but
+/// it looks at a database once a minute and waits for a tenth of the rows
+/// to change; meanwhile every plan made while a table was nearly empty
+/// reads it whole — the followers' `aor = ANY(...)` re-reads of the
+/// bindings in `bench/pool.sh` were sequential scans (2,000 rows read per
+/// call) for the whole registration phase. An ANALYZE also makes
+/// prepared statements plan again.
+async fn analyse_grown(pool: Pool) {
+    let go = async {
+        let c = pool.get().await?;
+        for row in c.query(GROWN, &[]).await? {
+            let table: String = row.try_get(0)?;
+            // (A name from GROWN's own list.)
+            c.batch_execute(&format!("ANALYZE {table}")).await?;
+            tracing::debug!(table, "analysed a table that grew fast");
+        }
+        R::Ok(())
+    };
+    if let Err(e) = go.await {
+        tracing::debug!(error = ?e, "tables that grew fast not analysed this round");
     }
 }
 

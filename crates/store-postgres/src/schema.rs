@@ -512,6 +512,12 @@ const STEPS: &[&str] = &[
     CREATE TRIGGER edges_change AFTER INSERT OR UPDATE OR DELETE ON edges
         FOR EACH ROW EXECUTE FUNCTION parapet_change('name');
     "#,
+    // 15: lockout rows by account: a node reads again the accounts
+    // another node changed (the primary key leads with the kind, so that
+    // read was the whole table).
+    r#"
+    CREATE INDEX lockouts_by_account ON lockouts (account);
+    "#,
 ];
 
 /// Brings the database to this build's schema; refuses a newer one.

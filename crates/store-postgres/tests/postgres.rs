@@ -668,3 +668,51 @@ async fn a_stopped_nodes_subscriptions_are_claimed_once() {
         "fe-b"
     );
 }
+
+/// A table that grows fast is analysed by the serving node within
+/// seconds, so that plans made while it was nearly empty (whole-table
+/// reads) do not stay: autovacuum, switched off here for the table, would
+/// wait for its next look at the database, a minute or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_grew_fast_is_analysed_by_the_serving_node() {
+    use store::{LockoutKey, LockoutKind, LockoutRow, Lockouts as _};
+    let c = pg().await;
+    let db = c.database("analyse_grown");
+    let a = open_node_in(c.url(&db), "fe-a", true, true).await.unwrap();
+    c.psql(&db, "ALTER TABLE lockouts SET (autovacuum_enabled = false)")
+        .unwrap();
+    let rows: Vec<LockoutRow> = (0..700)
+        .map(|i| LockoutRow {
+            key: LockoutKey {
+                kind: LockoutKind::Familiar,
+                account: format!("sip:u{i}@example.com"),
+                source: "192.0.2.1".into(),
+            },
+            window_start: 0,
+            failures: 0,
+            lockouts: 0,
+            locked_until: 0,
+            last_seen: 1,
+        })
+        .collect();
+    a.save_lockouts(rows, Vec::new()).await.unwrap();
+    let counted = || -> f64 {
+        c.psql(
+            &db,
+            "SELECT reltuples FROM pg_class WHERE relname = 'lockouts'",
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while counted() < 700.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lockouts not analysed: reltuples {}",
+            counted()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
