@@ -173,12 +173,37 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             if let Some(t) = &ctx.config.tap {
                                 t.capture(true, protocol, local, remote, message.as_bytes());
                             }
-                            // Waiting here stops reading this connection: backpressure
-                            // falls on the peer that causes it.
-                            let share = shares.take().await;
-                            let item = Inbound { message, source: source.clone(), received: std::time::Instant::now(), share };
-                            if ctx.inbound.send(item).await.is_err() {
-                                break 'conn;
+                            // Waiting for a place stops reading this connection
+                            // (backpressure falls on the peer that causes it), not
+                            // writing to it: what the core sends it meanwhile goes out
+                            // (a node's link whose peer floods it would otherwise carry
+                            // nothing either way until the core caught up).
+                            let deliver = async {
+                                let share = shares.take().await;
+                                let item = Inbound { message, source: source.clone(), received: std::time::Instant::now(), share };
+                                ctx.inbound.send(item).await.is_ok()
+                            };
+                            tokio::pin!(deliver);
+                            loop {
+                                tokio::select! {
+                                    biased;
+                                    delivered = &mut deliver => {
+                                        if !delivered {
+                                            break 'conn;
+                                        }
+                                        break;
+                                    }
+                                    out = rx.recv() => match out {
+                                        Some(bytes) => {
+                                            if write(&mut io, &bytes, cfg).await.is_err() {
+                                                break 'conn;
+                                            }
+                                        }
+                                        None => break 'conn,
+                                    },
+                                    _ = shutdown.changed() => break 'conn,
+                                    _ = closer.notified() => break 'conn,
+                                }
                             }
                         }
                         Ok(Decoded::Ping) => {

@@ -185,9 +185,33 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         if let Some(t) = &ctx.config.tap {
                             t.capture(true, source.protocol, source.local, source.remote, message.as_bytes());
                         }
-                        // As for TCP (stream.rs): the connection waits for its share.
-                        let share = shares.take().await;
-                        if ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now(), share }).await.is_err() {
+                        // As for TCP (stream.rs): the connection waits for its
+                        // share, not reading meanwhile but still writing.
+                        let deliver = async {
+                            let share = shares.take().await;
+                            ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now(), share }).await.is_ok()
+                        };
+                        tokio::pin!(deliver);
+                        let mut open = true;
+                        while open {
+                            tokio::select! {
+                                biased;
+                                delivered = &mut deliver => {
+                                    open = delivered;
+                                    break;
+                                }
+                                out = rx.recv() => match out {
+                                    Some(bytes) => {
+                                        let sent = tokio::time::timeout(ctx.config.message_timeout, ws.send(to_ws(bytes))).await;
+                                        open = matches!(sent, Ok(Ok(())));
+                                    }
+                                    None => open = false,
+                                },
+                                _ = shutdown.changed() => open = false,
+                                _ = closer.notified() => open = false,
+                            }
+                        }
+                        if !open {
                             break;
                         }
                     }
