@@ -120,8 +120,7 @@ impl Shares {
         Shares(Arc::new(tokio::sync::Semaphore::new(places.max(1))))
     }
 
-    /// Waits for a free place (the connection is not read meanwhile, but
-    /// what the core sends it is still written: stream.rs, ws.rs).
+    /// Waits for a free place (the connection is not read meanwhile).
     pub(crate) async fn take(&self) -> Share {
         // The semaphore is never closed: acquiring fails only then.
         Share {

@@ -173,41 +173,31 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             if let Some(t) = &ctx.config.tap {
                                 t.capture(true, protocol, local, remote, message.as_bytes());
                             }
-                            // Waiting for a place stops reading this connection
-                            // (backpressure falls on the peer that causes it), not
-                            // writing to it: what the core sends it meanwhile goes out
-                            // (a node's link whose peer floods it would otherwise carry
-                            // nothing either way until the core caught up).
+                            // Waiting here stops reading this connection: backpressure
+                            // falls on the peer that causes it. (Writing stops too:
+                            // a peer that floods without reading fills its outbound
+                            // queue and is closed, which writing while waiting would
+                            // put off until the socket's buffers, megabytes, were full.)
+                            // The wait ends when the flow is closed (its queue
+                            // overflowed) or the server stops.
                             let deliver = async {
                                 let share = shares.take().await;
                                 let item = Inbound { message, source: source.clone(), received: std::time::Instant::now(), share };
                                 ctx.inbound.send(item).await.is_ok()
                             };
-                            tokio::pin!(deliver);
-                            loop {
-                                tokio::select! {
-                                    biased;
-                                    delivered = &mut deliver => {
-                                        if !delivered {
-                                            break 'conn;
-                                        }
-                                        break;
+                            tokio::select! {
+                                biased;
+                                delivered = deliver => {
+                                    if !delivered {
+                                        break 'conn;
                                     }
-                                    out = rx.recv() => match out {
-                                        Some(bytes) => {
-                                            if write(&mut io, &bytes, cfg).await.is_err() {
-                                                break 'conn;
-                                            }
-                                        }
-                                        None => break 'conn,
-                                    },
-                                    _ = shutdown.changed() => break 'conn,
-                                    _ = closer.notified() => break 'conn,
                                 }
+                                _ = shutdown.changed() => break 'conn,
+                                _ = closer.notified() => break 'conn,
                             }
                         }
                         Ok(Decoded::Ping) => {
-                            if write(&mut io, b"\r\n", cfg).await.is_err() {
+                            if write_unless_closed(&mut io, b"\r\n", cfg, &closer).await.is_err() {
                                 break 'conn;
                             }
                         }
@@ -229,7 +219,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out = rx.recv() => match out {
                 Some(bytes) => {
-                    if write(&mut io, &bytes, cfg).await.is_err() {
+                    if write_unless_closed(&mut io, &bytes, cfg, &closer).await.is_err() {
                         break 'conn;
                     }
                 }
@@ -251,7 +241,27 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     ctx.flows.remove(flow);
-    let _ = io.shutdown().await;
+    // A peer that reads nothing leaves the socket's buffer full, and a TLS
+    // close_notify would wait for room forever (the task and the socket
+    // with it): a moment to close politely, then the socket is dropped.
+    let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
+}
+
+/// How long a closing connection may take to close politely.
+pub(crate) const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`write`], given up at once when the registry closes the flow (its
+/// queue overflowed: the peer is not reading, so the write may never end).
+async fn write_unless_closed<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    bytes: &[u8],
+    cfg: &crate::TransportConfig,
+    closer: &tokio::sync::Notify,
+) -> std::io::Result<()> {
+    tokio::select! {
+        r = write(io, bytes, cfg) => r,
+        () = closer.notified() => Err(std::io::ErrorKind::ConnectionAborted.into()),
+    }
 }
 
 async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {

@@ -186,38 +186,24 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             t.capture(true, source.protocol, source.local, source.remote, message.as_bytes());
                         }
                         // As for TCP (stream.rs): the connection waits for its
-                        // share, not reading meanwhile but still writing.
+                        // share, until the flow is closed or the server stops.
                         let deliver = async {
                             let share = shares.take().await;
                             ctx.inbound.send(Inbound { message, source: source.clone(), received: std::time::Instant::now(), share }).await.is_ok()
                         };
-                        tokio::pin!(deliver);
-                        let mut open = true;
-                        while open {
-                            tokio::select! {
-                                biased;
-                                delivered = &mut deliver => {
-                                    open = delivered;
-                                    break;
-                                }
-                                out = rx.recv() => match out {
-                                    Some(bytes) => {
-                                        let sent = tokio::time::timeout(ctx.config.message_timeout, ws.send(to_ws(bytes))).await;
-                                        open = matches!(sent, Ok(Ok(())));
-                                    }
-                                    None => open = false,
-                                },
-                                _ = shutdown.changed() => open = false,
-                                _ = closer.notified() => open = false,
-                            }
-                        }
-                        if !open {
+                        let delivered = tokio::select! {
+                            biased;
+                            delivered = deliver => delivered,
+                            _ = shutdown.changed() => false,
+                            _ = closer.notified() => false,
+                        };
+                        if !delivered {
                             break;
                         }
                     }
                     Err(e) => {
                         if let Some(resp) = sip::build::error_response(&data, e.status(), &e.reason(), &ctx.tag()) {
-                            let _ = ws.send(to_ws(resp)).await;
+                            let _ = send_unless_closed(&mut ws, resp, &ctx.config, &closer).await;
                         }
                         if let Some(suppressed) = logging::BAD_STREAM.allow() {
                             tracing::info!(%remote, error = %e, suppressed, "unparseable WebSocket message");
@@ -227,8 +213,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             out = rx.recv() => match out {
                 Some(bytes) => {
-                    let sent = tokio::time::timeout(ctx.config.message_timeout, ws.send(to_ws(bytes))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                    if !send_unless_closed(&mut ws, bytes, &ctx.config, &closer).await {
                         break;
                     }
                 }
@@ -240,7 +225,25 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     ctx.flows.remove(flow);
-    let _ = ws.close(None).await;
+    // As stream.rs: a peer reading nothing would hold the close forever.
+    let _ = tokio::time::timeout(crate::stream::CLOSE_WAIT, ws.close(None)).await;
+}
+
+/// Sends `bytes` within the message timeout, unless the registry closes
+/// the flow meanwhile (its queue overflowed); `false` if not sent.
+async fn send_unless_closed<S>(
+    ws: &mut S,
+    bytes: bytes::Bytes,
+    cfg: &crate::TransportConfig,
+    closer: &tokio::sync::Notify,
+) -> bool
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+{
+    tokio::select! {
+        sent = tokio::time::timeout(cfg.message_timeout, ws.send(to_ws(bytes))) => matches!(sent, Ok(Ok(()))),
+        () = closer.notified() => false,
+    }
 }
 
 /// SIP is text; a message that is not UTF-8 goes as a binary frame.
