@@ -319,8 +319,9 @@ pub fn tls_listener(address: &str) -> Option<SocketAddr> {
 impl<S: store::Store> Core<S> {
     /// Starts following the other nodes (a shared store only): their
     /// changes read when the store hints that another node committed (at
-    /// once, or while they keep coming at most every 50 ms) or every half second, the bindings they changed
-    /// read again and handed to the core, and the list of nodes every 2 s.
+    /// once, or while they keep coming at most every 50 ms) or every half
+    /// second, the bindings they changed read again and handed to the
+    /// core, and the list of nodes every 2 s.
     pub(crate) fn start_pool_follower(&mut self) {
         if self.pool.node.is_empty() {
             return;

@@ -114,6 +114,24 @@ fn live_subscriptions(s: &Server) -> String {
         .to_owned()
 }
 
+/// carol watches dave through `a` (presence_watch_change_node_lost.xml),
+/// once `a` holds the subscription and her client has answered its first
+/// NOTIFY (SIPp then waits for the next, from whichever node sends it).
+fn carol_notified_by_a(a: &Server, b: &Server) -> SippRun {
+    let run = carol_watches_dave(a, b, "presence_watch_change_node_lost.xml");
+    wait_until(
+        15,
+        || live_subscriptions(a).ends_with(" 1"),
+        || format!("fe-a: {}\n{}", live_subscriptions(a), a.log()),
+    );
+    wait_until(
+        15,
+        || notifies_answered(&run) >= 1,
+        || "carol's client never answered fe-a's first NOTIFY".into(),
+    );
+    run
+}
+
 /// carol watches dave through fe-a; fe-a is killed. Once its lease lapses
 /// and fe-b declares it dead, fe-b claims the subscription and notifies
 /// carol at once with dave's state (no waiting for her refresh); dave's
@@ -121,18 +139,7 @@ fn live_subscriptions(s: &Server) -> String {
 #[test]
 fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
     let (mut a, b, pg, db) = two_nodes("pool_sub_lost");
-    let run = carol_watches_dave(&a, &b, "presence_watch_change_node_lost.xml");
-    wait_until(
-        15,
-        || live_subscriptions(&a).ends_with(" 1"),
-        || format!("fe-a: {}\n{}", live_subscriptions(&a), a.log()),
-    );
-    // Its first NOTIFY answered (SIPp then waits for fe-b's).
-    wait_until(
-        15,
-        || notifies_answered(&run) >= 1,
-        || "carol's client never answered fe-a's first NOTIFY".into(),
-    );
+    let run = carol_notified_by_a(&a, &b);
     a.kill9();
     wait_until(
         30,
@@ -163,17 +170,7 @@ fn a_lost_nodes_subscriptions_are_taken_over_and_notified() {
 #[test]
 fn a_subscription_written_before_every_node_served_is_claimed_by_one() {
     let (mut a, mut b, pg, db) = two_nodes("pool_sub_orphan");
-    let run = carol_watches_dave(&a, &b, "presence_watch_change_node_lost.xml");
-    wait_until(
-        15,
-        || live_subscriptions(&a).ends_with(" 1"),
-        || format!("fe-a: {}\n{}", live_subscriptions(&a), a.log()),
-    );
-    wait_until(
-        15,
-        || notifies_answered(&run) >= 1,
-        || "carol's client never answered fe-a's first NOTIFY".into(),
-    );
+    let run = carol_notified_by_a(&a, &b);
     a.kill9();
     b.kill9();
     pg.psql(&db, "UPDATE subscriptions SET node = ''").unwrap();
