@@ -151,6 +151,8 @@ enum Joined {
     Epoch(i64),
     /// Another node's lease is live: (its id, milliseconds left).
     Busy(String, i64),
+    /// An active node found this node serving in the standby mode.
+    Mixed(String),
 }
 
 /// Joins the pool as `cfg.id`: waits while a node of the same id holds a
@@ -162,6 +164,11 @@ pub(crate) async fn join(pool: &Pool, cfg: &NodeConfig) -> Result<Arc<Node>> {
     let epoch = loop {
         match try_join(pool, cfg).await {
             Ok(Joined::Epoch(e)) => break e,
+            Ok(Joined::Mixed(id)) => {
+                return Err(StoreError::Setup(format!(
+                    "node {id} serves this database in the standby mode: every node of a pool needs the same pool_mode (set pool_mode = \"active\" on node {id} too and restart it, or start this node in the standby mode)"
+                )))
+            }
             Ok(Joined::Busy(id, ms)) if !cfg.wait => {
                 return Err(StoreError::Setup(format!(
                     "node {id} serves this database (its lease runs {ms} ms more): stop it first"
@@ -266,6 +273,21 @@ async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
     if let Some(r) = live {
         return Ok(Joined::Busy(r.try_get(0)?, r.try_get(1)?));
     }
+    // An active node beside a node serving in the standby mode would
+    // follow a change log that node does not write.
+    if cfg.active {
+        let standby = tx
+            .query_opt(
+                "SELECT id FROM nodes
+                 WHERE state = 'serving' AND lease_until > now() AND NOT active AND id <> $1
+                 LIMIT 1",
+                &[&cfg.id],
+            )
+            .await?;
+        if let Some(r) = standby {
+            return Ok(Joined::Mixed(r.try_get(0)?));
+        }
+    }
     declare_lapsed_dead(&tx).await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
@@ -274,13 +296,14 @@ async fn try_join(pool: &Pool, cfg: &NodeConfig) -> R<Joined> {
     .await?;
     let epoch: i64 = tx
         .query_one(
-            "INSERT INTO nodes (id, epoch, state, address, started_at, heartbeat_at, lease_until)
-             VALUES ($1, nextval('node_epochs'), 'serving', $2, now(), now(), now() + $3::bigint * interval '1 millisecond')
+            "INSERT INTO nodes (id, epoch, state, address, started_at, heartbeat_at, lease_until, active)
+             VALUES ($1, nextval('node_epochs'), 'serving', $2, now(), now(), now() + $3::bigint * interval '1 millisecond', $4)
              ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, state = 'serving',
                  address = EXCLUDED.address, started_at = EXCLUDED.started_at,
-                 heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until
+                 heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until,
+                 active = EXCLUDED.active
              RETURNING epoch",
-            &[&cfg.id, &cfg.address, &lease_ms()],
+            &[&cfg.id, &cfg.address, &lease_ms(), &cfg.active],
         )
         .await?
         .try_get(0)?;

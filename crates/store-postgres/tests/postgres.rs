@@ -716,3 +716,56 @@ async fn a_table_that_grew_fast_is_analysed_by_the_serving_node() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// In the standby mode nothing follows the change log (a node taking over
+/// loads every table at its start), so the serving node's writes append
+/// nothing to it; a process that joined no pool, and an active node,
+/// still append. An active node does not join beside a node serving in
+/// the standby mode: it would follow a log that node does not write.
+#[tokio::test]
+async fn a_standby_mode_node_writes_no_change_log_and_no_active_node_joins_beside_it() {
+    use store::BindingChange;
+    use store_tests::core::{binding, user};
+    let c = pg().await;
+    let db = c.database("unfollowed");
+    let url = c.url(&db);
+    let logged = || -> u64 {
+        c.psql(&db, "SELECT count(*) FROM changes")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let s = open_node(url.clone(), "fe-s", false).await.unwrap();
+    s.add_user(user("sip:ann@example.com")).await.unwrap();
+    s.apply_bindings(vec![BindingChange::Upsert(binding(
+        "sip:ann@example.com",
+        "k1",
+        i64::MAX / 2,
+    ))])
+    .await
+    .unwrap();
+    assert_eq!(logged(), 0, "the standby-mode node's writes are not logged");
+    assert_eq!(
+        s.bindings_of("sip:ann@example.com", 0).await.unwrap().len(),
+        1,
+        "but written"
+    );
+    let refused = setup_message(open_node_in(url.clone(), "fe-a", true, true).await);
+    assert!(
+        refused.contains("node fe-s serves this database in the standby mode")
+            && refused.contains("pool_mode"),
+        "{refused}"
+    );
+    // A tool (no node) is logged: whoever follows must see it.
+    let tool = open_url(url.clone()).await.unwrap();
+    tool.add_user(user("sip:bob@example.com")).await.unwrap();
+    let after_tool = logged();
+    assert_eq!(after_tool, 1, "the tool's user");
+    // Once the standby-mode node has left, an active node joins and is
+    // logged.
+    s.leave().await.unwrap();
+    let a = open_node_in(url, "fe-a", true, true).await.unwrap();
+    a.add_user(user("sip:carol@example.com")).await.unwrap();
+    assert_eq!(logged(), after_tool + 1, "the active node's user");
+}
