@@ -177,11 +177,12 @@ start_kamailio() { # cfg port shm_mb schemas...
 # whose CPU counts (asked again at each reading: a database server's
 # backends come and go). Prints "name reg_ok reg_us p50 p99 pss msg_ok
 # msg_us p50 p99".
-bench_server() { # name port receiver_port pidsfn
-    local name=$1 port=$2 rport=$3 pidsfn=$4
-    local c0; c0=$(cpu_us $($pidsfn))
+bench_server() { # name port receiver_port pidsfn [dbpidsfn: the database's share, printed after]
+    local name=$1 port=$2 rport=$3 pidsfn=$4 dbfn=${5:-}
+    local c0 d0=0 d1=0 d2=0 d3=0
+    c0=$(cpu_us $($pidsfn)); [ -z "$dbfn" ] || d0=$(cpu_us $($dbfn))
     read -r rok rmade rp50 rp99 < <(sipp_run "$name" "$port" register.xml users.csv "$USERS" 16000 example.test)
-    local c1; c1=$(cpu_us $($pidsfn))
+    local c1; c1=$(cpu_us $($pidsfn)); [ -z "$dbfn" ] || d1=$(cpu_us $($dbfn))
     # Memory in steady state with the bindings: after transaction state from
     # the burst has expired (timer J is 32 s over UDP).
     sleep 35
@@ -190,9 +191,9 @@ bench_server() { # name port receiver_port pidsfn
     (cd "$work" && exec sipp -sf "$OLDPWD/bench/sipp/message_uas.xml" -t u1 -i 127.0.0.1 -p "$rport" -nostdin -timeout 600s 127.0.0.1:"$port" >/dev/null 2>&1) &
     local uas=$!
     sleep 1
-    local c2; c2=$(cpu_us $($pidsfn))
+    local c2; c2=$(cpu_us $($pidsfn)); [ -z "$dbfn" ] || d2=$(cpu_us $($dbfn))
     read -r mok mmade mp50 mp99 < <(sipp_run "$name" "$port" message_uac.xml users.csv "$MESSAGES" 17000 receiver@example.test)
-    local c3; c3=$(cpu_us $($pidsfn))
+    local c3; c3=$(cpu_us $($pidsfn)); [ -z "$dbfn" ] || d3=$(cpu_us $($dbfn))
     kill $uas 2>/dev/null || true
     # Per SIP request sent by SIPp (2 per registration, 2 per message), whether
     # or not it succeeded: a server that fails requests is not made to look
@@ -200,5 +201,12 @@ bench_server() { # name port receiver_port pidsfn
     local reg_us msg_us
     reg_us=$(awk -v c=$((c1 - c0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     msg_us=$(awk -v c=$((c3 - c2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
-    echo "$name $rok $reg_us $rp50 $rp99 $pss $mok $msg_us $mp50 $mp99"
+    if [ -z "$dbfn" ]; then
+        echo "$name $rok $reg_us $rp50 $rp99 $pss $mok $msg_us $mp50 $mp99"
+    else
+        local reg_db msg_db
+        reg_db=$(awk -v c=$((d1 - d0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+        msg_db=$(awk -v c=$((d3 - d2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
+        echo "$name $rok $reg_us $rp50 $rp99 $pss $mok $msg_us $mp50 $mp99 $reg_db $msg_db"
+    fi
 }

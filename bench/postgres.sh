@@ -7,6 +7,7 @@
 # server (the postmaster and its backends) — database included.
 #   bench/postgres.sh                 # USERS=5000 RATE=500 MESSAGES=5000
 #   USERS=2000 MESSAGES=2000 bench/postgres.sh
+#   PG_STATS=1 bench/postgres.sh      # also what the database spent its time on
 # Both servers reach PostgreSQL over TCP on 127.0.0.1 without TLS (the same
 # cost for both); fsync and synchronous_commit on.
 # Needs: Debian's sip-tester, kamailio, kamailio-postgres-modules,
@@ -41,7 +42,14 @@ PARAPET_TOP_TOML="database = \"$PARAPET_DATABASE\"" parapet_serve pg example.tes
 sleep 2
 parapet_provision pg "$ADMIN_PORT" "$work/users.tsv"
 parapet_pg_pids() { echo "$ppid $(pg_pids)"; }
-p=$(bench_server parapet-pg "$PARAPET_PORT" 16500 parapet_pg_pids)
+if [ -n "${PG_STATS:-}" ]; then pg -d parapet -c "CREATE EXTENSION pg_stat_statements"; fi
+p=$(bench_server parapet-pg "$PARAPET_PORT" 16500 parapet_pg_pids pg_pids)
+# PG_STATS=1: what the database spent its time on for Parapet.
+if [ -n "${PG_STATS:-}" ]; then
+    pg -d parapet -c "SELECT calls, round(total_exec_time) AS ms, round(total_exec_time * 1000 / calls) AS us_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
+        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'parapet')
+        ORDER BY total_exec_time DESC LIMIT 15" >&2
+fi
 kill "$ppid"; wait "$ppid" 2>/dev/null || true
 unset PARAPET_DATABASE
 
@@ -63,19 +71,21 @@ kamailio -f "$work/kamailio.cfg" -l "udp:127.0.0.1:$KAMAILIO_PORT" -DD -E -Y "$w
 kpid=$!
 sleep 3
 kamailio_pg_pids() { echo "$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' ') $(pg_pids)"; }
-k=$(bench_server kamailio-pg "$KAMAILIO_PORT" 16700 kamailio_pg_pids)
+k=$(bench_server kamailio-pg "$KAMAILIO_PORT" 16700 kamailio_pg_pids pg_pids)
 kill "$kpid"; wait "$kpid" 2>/dev/null || true
 
-read -r _ prok preg prp50 prp99 _ pmok pmsg pmp50 pmp99 <<<"$p"
+read -r _ prok preg prp50 prp99 _ pmok pmsg pmp50 pmp99 pregdb pmsgdb <<<"$p"
 read -r _ srok sreg srp50 srp99 _ smok smsg smp50 smp99 <<<"$s"
-read -r _ krok kreg krp50 krp99 _ kmok kmsg kmp50 kmp99 <<<"$k"
+read -r _ krok kreg krp50 krp99 _ kmok kmsg kmp50 kmp99 kregdb kmsgdb <<<"$k"
 cat <<TABLE
 | measure ($USERS users, $MESSAGES messages, $RATE/s) | Parapet on PostgreSQL | Parapet on SQLite | Kamailio on PostgreSQL | Parapet-PG/Kamailio |
 |---|---|---|---|---|
 | registrations completed | $prok | $srok | $krok | |
 | CPU µs per request sent, REGISTER with digest (database included) | $preg | $sreg | $kreg | $(ratio "$preg" "$kreg") |
+| of which the database's processes | $pregdb | | $kregdb | |
 | REGISTER latency p50 / p99 (ms) | $prp50 / $prp99 | $srp50 / $srp99 | $krp50 / $krp99 | |
 | messages completed | $pmok | $smok | $kmok | |
 | CPU µs per request sent, MESSAGE relayed (database included) | $pmsg | $smsg | $kmsg | $(ratio "$pmsg" "$kmsg") |
+| of which the database's processes | $pmsgdb | | $kmsgdb | |
 | MESSAGE latency p50 / p99 (ms) | $pmp50 / $pmp99 | $smp50 / $smp99 | $kmp50 / $kmp99 | |
 TABLE

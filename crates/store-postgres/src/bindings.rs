@@ -170,6 +170,14 @@ type Waiting = (Vec<BindingChange>, tokio::sync::oneshot::Sender<Result<()>>);
 
 /// Group statements in flight at once.
 const GROUPS_IN_FLIGHT: usize = 4;
+/// Under steady load (the previous group went out less than ten of these
+/// ago), how long a group's first registration waits for more before the
+/// group goes: one statement and one commit — one WAL flush, and with a
+/// synchronous standby one round trip to it — then cover the
+/// registrations arriving meanwhile. A registration after a quiet spell
+/// goes at once. The SQLite store's writer does the same with 2 ms; a
+/// commit here costs more (bench/README.md, "On PostgreSQL").
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Registrations in one group at most.
 const GROUP_MAX: usize = 256;
 /// Registrations waiting for a group at most (callers wait beyond).
@@ -188,6 +196,7 @@ impl Registrations {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Waiting>(QUEUE);
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
         let task = tokio::spawn(async move {
+            let mut last_sent: Option<tokio::time::Instant> = None;
             loop {
                 // A slot first: while every slot is busy, registrations
                 // gather in the queue and go out as one group.
@@ -204,6 +213,17 @@ impl Registrations {
                         Err(_) => break,
                     }
                 }
+                let steady = last_sent.is_some_and(|t| t.elapsed() < LINGER * 10);
+                if steady {
+                    let until = tokio::time::Instant::now() + LINGER;
+                    while group.len() < GROUP_MAX {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(w)) => group.push(w),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                }
+                last_sent = Some(tokio::time::Instant::now());
                 let store = store.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
