@@ -345,6 +345,16 @@ impl SecurityFilter {
     }
 
     /// The entries changed since the last call, as they are now.
+    /// Whether a failure count or lockout changed since the last
+    /// [`SecurityFilter::take_changes`] — what other nodes of a pool must
+    /// learn at once; a familiar address alone can wait for the next
+    /// regular save.
+    pub fn counts_unsaved(&self) -> bool {
+        self.dirty
+            .iter()
+            .any(|k| matches!(k, EntryKey::Pair(..) | EntryKey::Account(_)))
+    }
+
     pub fn take_changes(&mut self) -> Changes {
         let mut out = Changes::default();
         for key in std::mem::take(&mut self.dirty) {
@@ -712,6 +722,18 @@ mod tests {
             f.familiar.contains_key(&("user999".to_string(), ip(1))),
             "the newest are kept"
         );
+    }
+
+    #[test]
+    fn only_failure_counts_ask_for_a_save_at_once() {
+        let mut f = SecurityFilter::saved(LockoutConfig::default());
+        assert!(!f.counts_unsaved());
+        f.success("alice", ip(1), 100);
+        assert!(!f.counts_unsaved(), "a familiar address can wait");
+        f.failure("alice", ip(2), 101);
+        assert!(f.counts_unsaved(), "a failure cannot");
+        let _ = f.take_changes();
+        assert!(!f.counts_unsaved(), "saved");
     }
 
     #[test]
