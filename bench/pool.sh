@@ -17,6 +17,7 @@
 # CPU per SIP request counts every server process (three nodes or three
 # Kamailios) and every process of the database server.
 #   bench/pool.sh                 # USERS=6000 RATE=500 MESSAGES=6000
+#   PG_SQL="DROP TRIGGER changes_notify ON changes" bench/pool.sh   # an experiment
 # Needs: Debian's sip-tester, kamailio, kamailio-postgres-modules,
 # postgresql; the addresses 127.0.0.2-4 (Linux answers all of 127/8).
 set -euo pipefail
@@ -147,6 +148,9 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
 }
 
 if [ -n "${PG_STATS:-}" ]; then pg -d parapet -c "CREATE EXTENSION pg_stat_statements"; fi
+# PG_SQL='...': run on Parapet's database once the nodes serve, before the
+# load (an experiment: e.g. a trigger dropped to see what it costs).
+if [ -n "${PG_SQL:-}" ]; then pg -d parapet -c "$PG_SQL"; fi
 p=$(bench_pool parapet parapet_pids 16500 yes)
 # PG_STATS=1: what the database spent its time on for Parapet.
 if [ -n "${PG_STATS:-}" ]; then
