@@ -323,6 +323,24 @@ fn pki() -> Pki {
     }
 }
 
+/// Which client certificates the test server asks for.
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Optional,
+    Required,
+}
+
+/// The server's TLS configuration from the test PKI.
+fn server(p: &Pki, auth: Auth) -> Arc<rustls::ServerConfig> {
+    let auth = match auth {
+        Auth::None => ClientAuth::None,
+        Auth::Optional => ClientAuth::Optional(vec![p.ca.clone()]),
+        Auth::Required => ClientAuth::Required(vec![p.ca.clone()]),
+    };
+    server_config(p.server_chain.clone(), p.server_key.clone_key(), auth).unwrap()
+}
+
 fn client_tls(
     p: &Pki,
     with_cert: bool,
@@ -348,12 +366,7 @@ fn client_tls(
 #[tokio::test]
 async fn tls_with_optional_client_certificate() {
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::Optional(vec![p.ca.clone()]),
-    )
-    .unwrap();
+    let sc = server(&p, Auth::Optional);
     let cfg = TransportConfig {
         handshake_timeout: Duration::from_millis(300),
         ..Default::default()
@@ -424,12 +437,7 @@ async fn queued_before_cut(t: &Transport, flow: sip_transport::FlowId, n: usize)
 #[tokio::test]
 async fn a_wide_peers_connection_queues_more_before_it_counts_as_not_reading() {
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::Optional(vec![p.ca.clone()]),
-    )
-    .unwrap();
+    let sc = server(&p, Auth::Optional);
     let cfg = TransportConfig {
         max_outbound_queue: 8,
         wide_outbound_queue: 400,
@@ -475,12 +483,7 @@ async fn a_wide_peers_connection_queues_more_before_it_counts_as_not_reading() {
 #[tokio::test]
 async fn tls_refuses_plaintext_sip() {
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::None,
-    )
-    .unwrap();
+    let sc = server(&p, Auth::None);
     let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Tls(any(), sc)]).await;
     let mut c = TcpStream::connect(t.local_addr(Protocol::Tls).unwrap())
         .await
@@ -545,12 +548,7 @@ async fn secure_websocket_carries_sip() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::None,
-    )
-    .unwrap();
+    let sc = server(&p, Auth::None);
     let (t, mut rx) = start(TransportConfig::default(), vec![Listener::Wss(any(), sc)]).await;
     let addr = t.local_addr(Protocol::Wss).unwrap();
     let tcp = TcpStream::connect(addr).await.unwrap();
@@ -581,12 +579,7 @@ async fn secure_websocket_carries_sip() {
 #[tokio::test]
 async fn outbound_tls_connection_is_served_and_reused() {
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::Required(vec![p.ca.clone()]),
-    )
-    .unwrap();
+    let sc = server(&p, Auth::Required);
     // "Remote" server and a local transport that connects to it.
     let (remote, mut remote_rx) =
         start(TransportConfig::default(), vec![Listener::Tls(any(), sc)]).await;
@@ -715,12 +708,7 @@ async fn one_connections_flood_holds_only_its_share_of_the_core_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_peer_that_never_reads_is_closed_once_its_queue_overflows() {
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::Optional(vec![p.ca.clone()]),
-    )
-    .unwrap();
+    let sc = server(&p, Auth::Optional);
     let cfg = TransportConfig {
         max_outbound_queue: 16,
         ..Default::default()
@@ -788,12 +776,7 @@ async fn a_wide_peer_by_rule_and_a_link_opened_wide_hold_half_the_core_queue() {
         ..Default::default()
     };
     let p = pki();
-    let sc = server_config(
-        p.server_chain.clone(),
-        p.server_key.clone_key(),
-        ClientAuth::Required(vec![p.ca.clone()]),
-    )
-    .unwrap();
+    let sc = server(&p, Auth::Required);
     let (remote, mut remote_rx) = start(cfg(), vec![Listener::Tls(any(), sc)]).await;
     // The rule admits our client certificate (as a node's certificate).
     let leaf = p.client_chain[0].to_vec();
