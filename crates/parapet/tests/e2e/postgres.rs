@@ -1135,3 +1135,33 @@ fn a_restarted_node_knows_every_one_of_50000_users_once_it_says_it_is_ready() {
         USERS.to_string()
     );
 }
+
+/// A node started in the active mode does not join a database that a node
+/// in the standby mode serves (that node writes no change log for it to
+/// follow): `parapet serve` stops at its start, naming the serving node
+/// and the setting to change.
+#[test]
+fn an_active_node_does_not_join_beside_a_standby_mode_node() {
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_mixed");
+    let a = Server::with_config(
+        "pg_mixed_a",
+        &format!("node_id = \"fe-a\"\ndatabase = \"{}\"\n", pg.url(&db)),
+    );
+    let mut b = a.another_node("pg_mixed_b", "fe-b");
+    b.extra_config.push_str("pool_mode = \"active\"\n");
+    b.spawn();
+    assert!(!b.wait_ready(), "fe-b served beside fe-a");
+    let log = b.log();
+    assert!(
+        log.contains("node fe-a serves this database in the standby mode")
+            && log.contains("pool_mode"),
+        "{log}"
+    );
+    // fe-a goes on serving.
+    assert!(
+        a.http_get("/healthz", None).0.contains(" 200"),
+        "{}",
+        a.log()
+    );
+}
