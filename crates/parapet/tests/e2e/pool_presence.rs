@@ -8,7 +8,8 @@ use crate::postgres::wait_until;
 use crate::presence::{admin_ok, notify_bodies, publish, sip, watch_for_a_change, PW};
 
 /// carol (a new user, allowed by dave's contact list) watches dave
-/// through `a` with `scenario`, which goes on to `b` (its fields 2 and 3)
+/// through `a` with `scenario`, which goes on to `b` (its fields 2 and 3;
+/// the node-lost scenario answers whichever node notifies instead)
 /// — once `b` knows both users and the list.
 fn carol_watches_dave(a: &Server, b: &Server, scenario: &str) -> SippRun {
     a.add_user("carol", PW);
