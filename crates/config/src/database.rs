@@ -34,6 +34,10 @@ pub enum Database {
         /// How long an admin API answer waits for the other serving
         /// nodes to apply a policy or user change (`pool_apply_wait_ms`).
         apply_wait_ms: u64,
+        /// The address the other nodes dial this node's TLS listener at
+        /// when it listens on a wildcard address (`node_address`); `None`:
+        /// the address of this machine's route to the database server.
+        address: Option<std::net::IpAddr>,
     },
 }
 
@@ -65,6 +69,7 @@ pub fn database(url: Option<DatabaseUrl>, pool: Option<usize>) -> Result<Databas
         node_id: host_name(),
         active: false,
         apply_wait_ms: DEFAULT_APPLY_WAIT_MS,
+        address: None,
     })
 }
 
@@ -92,6 +97,19 @@ pub(crate) fn check_pool_mode(mode: &str) -> Result<bool, String> {
             "pool_mode {other:?}: \"standby\" (one node serves, the others wait) or \"active\" (every node serves)"
         )),
     }
+}
+
+/// A `node_address` as written: an address another machine can dial.
+pub(crate) fn check_node_address(a: &str) -> Result<std::net::IpAddr, String> {
+    let ip: std::net::IpAddr = a.trim().parse().map_err(|_| {
+        format!("node_address {a:?}: an IP address of this machine the pool's other nodes can reach, e.g. 10.0.0.11")
+    })?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "node_address {a:?}: a wildcard or multicast address names no machine; write this machine's address the other nodes reach"
+        ));
+    }
+    Ok(ip)
 }
 
 /// A `node_id` as written, checked.
@@ -194,6 +212,32 @@ mod tests {
         assert!(raw("[trace]\ndir = \"traces\"\n")
             .unwrap_err()
             .contains("absolute"));
+        // The address the other nodes dial a wildcard TLS listener at.
+        let placed = raw(
+            "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_address = \"10.0.0.11\"\n",
+        );
+        assert!(
+            matches!(placed, Ok(Config { database: Database::Postgres { address: Some(ip), .. }, .. }) if ip.to_string() == "10.0.0.11")
+        );
+        let unset =
+            raw("database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_address = \"\"\n");
+        assert!(matches!(
+            unset,
+            Ok(Config {
+                database: Database::Postgres { address: None, .. },
+                ..
+            })
+        ));
+        for bad in ["0.0.0.0", "::", "239.1.1.1", "fe-a.example"] {
+            let e = raw(&format!(
+                "database = \"postgres://p@db/p?sslrootcert=/ca.pem\"\nnode_address = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains("node_address"), "{e}");
+        }
+        assert!(raw("node_address = \"10.0.0.11\"\n")
+            .unwrap_err()
+            .contains("set database"));
         // The URL (it may hold a password) never shows in debug output.
         let c = pg("postgres://p:secret@db.example.com/p?sslmode=disable").unwrap();
         assert!(!format!("{c:?}").contains("secret"));

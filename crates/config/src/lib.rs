@@ -94,6 +94,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("database_pool_size", "16", "Connections to PostgreSQL at most (1 to 512); a request waits up to 5 s for one, then fails with 503."),
     ("node_id", "\"\"", "With a PostgreSQL database: this node's name in the pool, unique among the nodes (1 to 64 letters, digits, '.', '-', '_'; empty: the machine's host name). The node holds a lease in the database under it (docs/POSTGRES.md). Not allowed with the embedded database."),
     ("pool_mode", "\"standby\"", "With a PostgreSQL database: \"standby\" — one node serves at a time, another started meanwhile waits and takes over when the lease lapses; \"active\" — every node serves at once, each following the others' registrations, stored messages, presence, contact lists and lockout state from the change log and reaching a client connected to another node through that node over mutual TLS (node certificates from the private CA, so every node needs pki/ copied; TLS listeners on an address of their own). In \"active\" mode a failed sign-in reaches the other nodes' lockout counters within a few tens of milliseconds, and each node enforces its share of the per-source rate limit (1/N with N serving nodes; docs/POSTGRES.md); the security view reports it. Every node of a pool must use the same mode: an active node refuses to join while a node serves in the standby mode (whose writes, followed by no one, are not written to the change log)."),
+    ("node_address", "\"\"", "With a PostgreSQL database: the IP address the pool's other nodes (and the pairing file of an edge in front) dial this node's TLS listener at, when that listener is on a wildcard address (0.0.0.0 or [::]). Empty: the address this machine's route to the database server leaves from (the nodes share the database, so they reach this address as they reach it; the log says which was taken). A TLS listener on an address of its own is dialled at that address."),
     ("pool_apply_wait_ms", "5000", "In a pool whose nodes all serve (pool_mode = \"active\"): how long an admin API answer to a policy or user change waits for every other serving node to report it applied (0 to 60000 ms; they report within about two seconds). A node still behind when the wait ends is named in the answer's Parapet-Not-Applied header and in the log."),
     ("listen", "[\"tls://0.0.0.0:5061\", \"wss://0.0.0.0:8443\"]", "SIP listeners. udp://, tcp:// and ws:// are refused unless allow_insecure_transports is true."),
     ("admin_listen", "\"127.0.0.1:9060\"", "The admin listener: /healthz and /metrics, and the admin API under /v1 that `parapet admin` uses (bearer tokens, role-checked). Keep it on a loopback address."),
@@ -282,6 +283,7 @@ pub struct RawConfig {
     pub node_id: Option<String>,
     pub pool_mode: Option<String>,
     pub pool_apply_wait_ms: Option<u64>,
+    pub node_address: Option<String>,
     pub listen: Option<Vec<String>>,
     pub admin_listen: Option<String>,
     pub web_listen: Option<String>,
@@ -700,6 +702,17 @@ impl RawConfig {
                 ),
                 Database::Postgres { apply_wait_ms, .. } => {
                     *apply_wait_ms = database::check_apply_wait(ms)?;
+                }
+            }
+        }
+        if let Some(a) = self.node_address.filter(|a| !a.trim().is_empty()) {
+            match &mut database {
+                Database::Embedded => return Err(
+                    "node_address concerns a node of a pool on PostgreSQL: set database, or remove node_address"
+                        .into(),
+                ),
+                Database::Postgres { address, .. } => {
+                    *address = Some(database::check_node_address(&a)?);
                 }
             }
         }

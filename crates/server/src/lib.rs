@@ -36,12 +36,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if config.allow_insecure_transports {
         tracing::warn!("insecure transports are enabled: SIP over plain UDP/TCP/WS is readable and forgeable on the network");
     }
-    let listeners = config
-        .listen
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" ");
+    // What the other nodes of a pool dial (a wildcard TLS listener at
+    // this node's address).
+    let listeners = pool::advertised(&config.listen, pool::node_address(&config).await);
     let opened = database::open(
         &config.database,
         &dir.db_path,

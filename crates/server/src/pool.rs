@@ -6,8 +6,11 @@
 //! connection presenting it as the node's (`sip_app::pool`); an edge is
 //! never issued one.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+
+use config::{ListenUrl, Scheme};
 
 use sip_app::pool::{PoolSetup, NODE_URI_PREFIX};
 
@@ -77,4 +80,88 @@ pub(crate) fn setup(root: &Path, domain: &str, node: &str) -> Result<PoolSetup, 
         own_ca: ca_certs.first().map(|c| c.to_vec()),
         server_name: domain.to_owned(),
     })
+}
+
+/// The listeners a node records in its row, as the other nodes (and an
+/// edge's pairing file) are to dial them: a TLS listener on a wildcard
+/// address is written with `address` (`node_address`, else the address of
+/// this machine's route to the database); every other listener as
+/// configured. `None` for `address` leaves the wildcard, which names no
+/// node to dial (the caller says so in the log).
+pub(crate) fn advertised(listen: &[ListenUrl], address: Option<IpAddr>) -> String {
+    listen
+        .iter()
+        .map(|l| match (l.scheme, address) {
+            (Scheme::Tls, Some(ip)) if l.addr.ip().is_unspecified() => ListenUrl {
+                scheme: l.scheme,
+                addr: std::net::SocketAddr::new(ip, l.addr.port()),
+            }
+            .to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where the other nodes reach this one when its TLS listener is on a
+/// wildcard address: `node_address` when set, else the address this
+/// machine's route to the database leaves from; logged either way, and
+/// a warning when neither is known. `None` when no TLS listener is on a
+/// wildcard address (each is dialled at its own) or the store is SQLite.
+pub(crate) async fn node_address(config: &config::Config) -> Option<IpAddr> {
+    let config::Database::Postgres { url, address, .. } = &config.database else {
+        return None;
+    };
+    let wildcard = config
+        .listen
+        .iter()
+        .find(|l| l.scheme == Scheme::Tls && l.addr.ip().is_unspecified())?;
+    if let Some(ip) = address {
+        tracing::info!(listener = %wildcard, %ip, "the pool reaches this node's TLS listener at node_address");
+        return Some(*ip);
+    }
+    let target = store_postgres::connect::parse(&url.0).ok()?;
+    match store_postgres::connect::local_address_towards(&target).await {
+        Some(ip) => {
+            tracing::info!(listener = %wildcard, %ip, "the pool reaches this node's TLS listener at the address its route to the database leaves from (set node_address to choose another)");
+            Some(ip)
+        }
+        None => {
+            tracing::warn!(listener = %wildcard, "no address for the pool to reach this node's TLS listener at (the database is reached over a Unix-domain socket, or has no route): set node_address, else the other nodes reach clients connected here only through a registration of their own");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_tls_listener_is_advertised_at_the_node_address_and_the_rest_as_configured() {
+        let listen: Vec<ListenUrl> = [
+            "tls://0.0.0.0:5061",
+            "tls://[::]:5062",
+            "tls://10.0.0.12:5063",
+            "wss://0.0.0.0:8443",
+            "udp://0.0.0.0:5060",
+        ]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+        let ip: IpAddr = "10.0.0.11".parse().unwrap();
+        assert_eq!(
+            advertised(&listen, Some(ip)),
+            "tls://10.0.0.11:5061 tls://10.0.0.11:5062 tls://10.0.0.12:5063 wss://0.0.0.0:8443 udp://0.0.0.0:5060"
+        );
+        assert_eq!(
+            advertised(&listen, None),
+            "tls://0.0.0.0:5061 tls://[::]:5062 tls://10.0.0.12:5063 wss://0.0.0.0:8443 udp://0.0.0.0:5060"
+        );
+        // What the other nodes then dial (sip_app's reading of the row).
+        assert_eq!(
+            sip_app::pool::tls_listener(&advertised(&listen, Some(ip))),
+            Some("10.0.0.11:5061".parse().unwrap())
+        );
+    }
 }

@@ -150,6 +150,46 @@ pub fn parse(url: &str) -> Result<Target> {
     Ok(Target { config, transport })
 }
 
+/// The address of this machine that its route to the database server
+/// leaves from: the address other machines sharing the database most
+/// likely reach it at (a pool's nodes dial each other there when their
+/// listeners are on a wildcard address). The route is the kernel's, asked
+/// by connecting a UDP socket, which sends nothing. `None` over a
+/// Unix-domain socket, or when no host resolves or has a route.
+pub async fn local_address_towards(target: &Target) -> Option<std::net::IpAddr> {
+    let port = target.config.get_ports().first().copied().unwrap_or(5432);
+    let addrs = target.config.get_hostaddrs();
+    for (i, host) in target.config.get_hosts().iter().enumerate() {
+        let tokio_postgres::config::Host::Tcp(name) = host else {
+            continue;
+        };
+        // An address given beside the name (`hostaddr`) is the one dialled.
+        let resolved: Vec<std::net::SocketAddr> = match addrs.get(i) {
+            Some(ip) => vec![std::net::SocketAddr::new(*ip, port)],
+            None => match tokio::net::lookup_host((name.as_str(), port)).await {
+                Ok(found) => found.collect(),
+                Err(_) => continue,
+            },
+        };
+        for to in resolved {
+            let any: std::net::IpAddr = if to.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            let Ok(socket) = std::net::UdpSocket::bind((any, 0)) else {
+                continue;
+            };
+            if socket.connect(to).is_ok() {
+                if let Ok(local) = socket.local_addr() {
+                    return Some(local.ip());
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The TLS connector for a verified transport (rustls, the roots from
 /// `sslrootcert` only; channel binding for SCRAM-SHA-256-PLUS comes with
 /// it).
@@ -184,6 +224,28 @@ pub fn tls(roots: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsC
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[tokio::test]
+    async fn the_local_address_is_the_one_the_route_to_the_database_leaves_from() {
+        let at = |url: &str| parse(url).unwrap();
+        // (Linux's loopback route leaves from 127.0.0.1 for all of 127/8.)
+        let local = local_address_towards(&at("postgres://p@127.0.0.2/p?sslmode=disable")).await;
+        assert_eq!(local, Some("127.0.0.1".parse().unwrap()));
+        let v6 = local_address_towards(&at("postgres://p@[::1]/p?sslmode=disable")).await;
+        assert_eq!(v6, Some("::1".parse().unwrap()));
+        // hostaddr is the address dialled, whatever the name (this one
+        // resolves to nothing).
+        let named = at("host=db.invalid hostaddr=127.0.0.3 dbname=p sslmode=disable");
+        assert_eq!(
+            local_address_towards(&named).await,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let unnamed = at("host=db.invalid dbname=p sslmode=disable");
+        assert_eq!(local_address_towards(&unnamed).await, None);
+        // A Unix-domain socket says nothing about the network.
+        let socket = at("host=/run/postgresql dbname=p");
+        assert_eq!(local_address_towards(&socket).await, None);
+    }
 
     #[test]
     fn tls_is_verified_by_default_and_plain_only_when_written() {

@@ -702,6 +702,51 @@ fn baresip_clients_on_two_nodes_reach_each_other() {
     ben.wait_for("session closed");
 }
 
+/// Nodes listening on wildcard addresses (as the README's defaults do,
+/// `tls://0.0.0.0:5061`) reach each other at the address their route to
+/// the database leaves from — here 127.0.0.1, the database's — without
+/// `node_address`: each records that address in its row (`admin status`
+/// lists it), they link (pool_of waits for it), and baresip ann through
+/// fe-b reaches ben registered with fe-a.
+#[test]
+fn nodes_on_wildcard_listeners_reach_each_other_through_their_route_to_the_database() {
+    use crate::baresip::Baresip;
+    let (nodes, _, _) = pool_of(
+        "pool_wildcard",
+        &["fe-a", "fe-b"],
+        &["0.0.0.0", "0.0.0.0"],
+        "[relay]\nlisten = [\"udp://127.0.0.1:0\"]\naddress = \"127.0.0.1\"\n",
+    );
+    let (a, b) = (&nodes[0], &nodes[1]);
+    for n in [a, b] {
+        assert!(
+            n.log().contains("the pool reaches this node's TLS listener at the address its route to the database leaves from"),
+            "{}",
+            n.log()
+        );
+    }
+    let out = a.admin(&["status"], "");
+    let status = String::from_utf8_lossy(&out.stdout);
+    for n in [a, b] {
+        assert!(
+            status.contains(&format!("tls://127.0.0.1:{}", n.tls)),
+            "{status}"
+        );
+    }
+    a.add_user("ann", "ann-long-passphrase");
+    a.add_user("ben", "ben-long-passphrase");
+    // fe-b reads the users' version every second.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let to = |n: &Server| format!("127.0.0.1:{}", n.tls);
+    let ben = Baresip::start_through(a, "ben", "ben-long-passphrase", "ann", "127.0.0.1", &to(a));
+    let mut ann =
+        Baresip::start_through(b, "ann", "ann-long-passphrase", "ben", "127.0.0.1", &to(b));
+    // (fe-b is woken by fe-a's commit of ben's binding.)
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ann.cmd("/message hello-through-the-wildcards");
+    ben.wait_for("sip:ann@example.test: \"hello-through-the-wildcards\"");
+}
+
 /// A user disabled through one node loses the registration another node
 /// holds: bob registered with fe-a, disabled through fe-b's admin API, is
 /// no longer registered on fe-a either (each node reloads the users when
