@@ -16,7 +16,7 @@
 #     nodes follow.
 # CPU per SIP request counts every server process (three nodes or three
 # Kamailios) and every process of the database server.
-#   bench/pool.sh                 # USERS=6000 RATE=500 MESSAGES=6000
+#   bench/pool.sh                 # USERS=6000 RATE=500 MESSAGES=6000 IDLE_SECS=10
 #   PG_SQL="DROP TRIGGER changes_notify ON changes" bench/pool.sh   # an experiment
 # Needs: Debian's sip-tester, kamailio, kamailio-postgres-modules,
 # postgresql; the addresses 127.0.0.2-4 (Linux answers all of 127/8).
@@ -104,6 +104,15 @@ parapet_pids() { echo "${ppids[*]} $(pg_pids)"; }
 bench_pool() { # name pidsfn receiver_port lag(yes|no)
     local name=$1 pidsfn=$2 rport=$3 lag=$4
     local c0 c1 c2 c3 d0 d1 d2 d3 i pids=()
+    # What the set costs doing nothing (heartbeats, polls, saves): CPU ms
+    # a second over IDLE_SECS, the database's on its own, before any load.
+    local i0 i1 j0 j1 idle=${IDLE_SECS:-10}
+    j0=$(cpu_us $(pg_pids)); i0=$(cpu_us $($pidsfn))
+    sleep "$idle"
+    i1=$(cpu_us $($pidsfn)); j1=$(cpu_us $(pg_pids))
+    local idle_ms idle_db
+    idle_ms=$(awk -v c=$((i1 - i0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
+    idle_db=$(awk -v c=$((j1 - j0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
     if [ "$lag" = yes ]; then lag_buckets > "$work/lag0"; fi
     d0=$(cpu_us $(pg_pids))
     c0=$(cpu_us $($pidsfn))
@@ -144,7 +153,7 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
     reg_db=$(awk -v c=$((d1 - d0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     msg_db=$(awk -v c=$((d3 - d2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     if [ "$lag" = yes ]; then lagf=$(lag_pct "$work/lag0" "$work/lag1"); fi
-    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf $reg_db $msg_db"
+    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf $reg_db $msg_db $idle_ms $idle_db"
 }
 
 if [ -n "${PG_STATS:-}" ]; then pg -d parapet -c "CREATE EXTENSION pg_stat_statements"; fi
@@ -177,8 +186,8 @@ kamailio_pids() { echo "$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' 
 k=$(bench_pool kamailio kamailio_pids 16700 no)
 pkill -f "kamailio -f $work/kamailio.cfg" || true
 
-read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges pregdb pmsgdb <<<"$p"
-read -r _ krok krmade kreg kmok kmmade kmsg _ _ _ kregdb kmsgdb <<<"$k"
+read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges pregdb pmsgdb pidle pidledb <<<"$p"
+read -r _ krok krmade kreg kmok kmmade kmsg _ _ _ kregdb kmsgdb kidle kidledb <<<"$k"
 cat <<TABLE
 | measure (3 nodes, $USERS users, $MESSAGES messages, $RATE/s in all) | Parapet, 3 nodes | Kamailio, 3 instances | Parapet/Kamailio |
 |---|---|---|---|
@@ -189,4 +198,5 @@ cat <<TABLE
 | CPU µs per request sent, MESSAGE relayed (database included) | $pmsg | $kmsg | $(ratio "$pmsg" "$kmsg") |
 | of which the database server's | $pmsgdb | $kmsgdb | $(ratio "$pmsgdb" "$kmsgdb") |
 | change propagation p50 / p99 (ms, bucket bound), changes followed | $plag50 / $plag99, $pchanges | | |
+| idle before the load: CPU ms a second (of which the database server's) | $pidle ($pidledb) | $kidle ($kidledb) | $(ratio "$pidle" "$kidle") |
 TABLE
