@@ -3,7 +3,10 @@
 //! cap or a segment's last record is older than the age cap. One writer
 //! thread takes what was captured every 20 ms, appends it (buffered,
 //! flushed every 200 ms) and sends it to the HEP collector; messages
-//! beyond what may wait are dropped and counted, never waited for.
+//! beyond what may wait are dropped and counted, never waited for. A
+//! round that finds nothing flushes and parks the thread until the next
+//! capture wakes it: an idle server's writer does not wake 50 times a
+//! second.
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::{parse_segment, redact_for_disk, Record};
@@ -25,6 +28,13 @@ const QUEUE_BYTES: usize = 32 << 20;
 /// per message (bench/README.md, "The SIP trace's cost").
 const TAKE_EVERY: Duration = Duration::from_millis(20);
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How long a parked writer sleeps at most (it then sees whether every
+/// [`Writer`] is gone). Long in the unit tests, so that a capture that
+/// failed to wake it shows.
+#[cfg(not(test))]
+const PARKED_AT_MOST: Duration = Duration::from_secs(1);
+#[cfg(test)]
+const PARKED_AT_MOST: Duration = Duration::from_secs(60);
 
 /// How much the ring keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +60,25 @@ pub struct Counters {
 struct Pending {
     records: Vec<Record>,
     bytes: usize,
+    /// The writer found nothing at its last round and waits on the
+    /// condition variable: the next capture wakes it.
+    parked: bool,
+}
+
+/// What the capturing threads and the writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// The writer's rounds (each a wake-up of its thread).
+    rounds: AtomicU64,
 }
 
 /// The writer's handle: cheap to clone, never blocks on the writer (a
 /// short lock the writer holds only to swap the batch out).
 #[derive(Debug, Clone)]
 pub struct Writer {
-    pending: Arc<Mutex<Pending>>,
+    shared: Arc<Shared>,
     pub counters: Counters,
 }
 
@@ -64,7 +86,7 @@ impl Writer {
     /// Hands a message to the writer (credentials are cut before it is
     /// kept); drops it, counted, if the writer is behind.
     pub fn capture(&self, r: Record) {
-        let Ok(mut p) = self.pending.lock() else {
+        let Ok(mut p) = self.shared.pending.lock() else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         };
@@ -75,6 +97,11 @@ impl Writer {
         }
         p.bytes += r.message.len();
         p.records.push(r);
+        // Only the first message after a quiet spell wakes the writer;
+        // while messages keep coming it takes them every TAKE_EVERY.
+        if std::mem::take(&mut p.parked) {
+            self.shared.wake.notify_one();
+        }
     }
 }
 
@@ -141,9 +168,9 @@ fn start_ring(
         )),
         None => None,
     };
-    let pending = Arc::new(Mutex::new(Pending::default()));
+    let shared = Arc::new(Shared::default());
     let w = Writer {
-        pending: pending.clone(),
+        shared: shared.clone(),
         counters,
     };
     let state = Ring {
@@ -158,7 +185,7 @@ fn start_ring(
     };
     std::thread::Builder::new()
         .name("sip-trace".into())
-        .spawn(move || state.run(pending))
+        .spawn(move || state.run(shared))
         .map_err(|e| format!("cannot start the trace writer: {e}"))?;
     Ok(w)
 }
@@ -201,16 +228,35 @@ impl Ring {
     }
 
     /// Takes what was captured every [`TAKE_EVERY`] until every
-    /// [`Writer`] is gone, then writes what is left and stops.
-    fn run(mut self, pending: Arc<Mutex<Pending>>) {
+    /// [`Writer`] is gone, then writes what is left and stops. A round
+    /// that finds nothing flushes and parks until a capture wakes it (or
+    /// [`PARKED_AT_MOST`]).
+    fn run(mut self, shared: Arc<Shared>) {
         let mut last_flush = Instant::now();
         let mut buf = Vec::with_capacity(4096);
         let mut batch = Vec::new();
         loop {
-            std::thread::sleep(TAKE_EVERY);
+            shared.rounds.fetch_add(1, Relaxed);
             // Ours is the last handle: nothing more can come.
-            let last = Arc::strong_count(&pending) == 1;
-            if let Ok(mut p) = pending.lock() {
+            let last = Arc::strong_count(&shared) == 1;
+            if let Ok(mut p) = shared.pending.lock() {
+                if p.records.is_empty() && !last {
+                    self.flush();
+                    last_flush = Instant::now();
+                    p.parked = true;
+                    let (mut p, waited) = shared
+                        .wake
+                        .wait_timeout_while(p, PARKED_AT_MOST, |p| p.parked)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    p.parked = false;
+                    drop(p);
+                    // Woken by a capture: what came with it and just after
+                    // goes as one batch, as under load.
+                    if !waited.timed_out() {
+                        std::thread::sleep(TAKE_EVERY);
+                    }
+                    continue;
+                }
                 std::mem::swap(&mut batch, &mut p.records);
                 p.bytes = 0;
             }
@@ -225,6 +271,7 @@ impl Ring {
                 last_flush = Instant::now();
                 self.flush();
             }
+            std::thread::sleep(TAKE_EVERY);
         }
     }
 
@@ -682,6 +729,30 @@ mod tests {
             vec![("fe-b", 1003), ("fe-a", 1004)]
         );
         let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_idle_writer_parks_and_the_next_capture_wakes_it() {
+        let d = dir("parks");
+        let caps = Caps {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let w = start(&d, caps, None, Counters::default()).unwrap();
+        w.capture(msg("first", "alice", 0));
+        assert_eq!(wait_for(&d, 1).len(), 1);
+        // Quiet: at most the round that found nothing and parked (one
+        // every 20 ms, 25 in this time, without parking).
+        std::thread::sleep(Duration::from_millis(200));
+        let before = w.shared.rounds.load(Relaxed);
+        std::thread::sleep(Duration::from_millis(500));
+        let quiet = w.shared.rounds.load(Relaxed) - before;
+        assert!(quiet <= 1, "{quiet} rounds while idle");
+        // The next capture wakes it (parked for a minute in this build:
+        // only the wake gets the message written within the wait).
+        w.capture(msg("second", "alice", 1));
+        assert_eq!(wait_for(&d, 2).len(), 2);
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
