@@ -38,7 +38,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     // What the other nodes of a pool dial (a wildcard TLS listener at
     // this node's address).
-    let listeners = pool::advertised(&config.listen, pool::node_address(&config).await);
+    let node_ip = pool::node_address(&config).await;
+    let listeners = pool::advertised(&config.listen, node_ip);
     let opened = database::open(
         &config.database,
         &dir.db_path,
@@ -65,7 +66,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         database::Opened::Sqlite(_) => None,
     };
     let fenced = pool.as_ref().and_then(store_postgres::Postgres::fenced);
-    let result = with_store!(opened, store => run(config, dir, store, fenced).await);
+    let result = with_store!(opened, store => run(config, dir, store, fenced, node_ip).await);
     if let (Ok(()), Some(p)) = (&result, pool) {
         match tokio::time::timeout(std::time::Duration::from_secs(5), p.leave()).await {
             Ok(Ok(())) => tracing::info!("left the pool"),
@@ -86,6 +87,7 @@ async fn run<S: store::Store>(
     dir: datadir::DataDir,
     store: S,
     fenced: Option<tokio::sync::watch::Receiver<bool>>,
+    node_ip: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
     // The pool's own CA issues paired edges' internal certificates (only
     // when it issued the listeners' certificate too).
@@ -215,9 +217,11 @@ async fn run<S: store::Store>(
     for (p, addr, _) in transport.local_addrs() {
         tracing::info!(protocol = p.via_token(), %addr, "listening");
     }
+    // What an edge paired with this server dials (a wildcard listener at
+    // node_address or the route to the database, on PostgreSQL).
     let tls_listener = transport
         .local_addr(sip_transport::Protocol::Tls)
-        .filter(|a| !a.ip().is_unspecified());
+        .and_then(|a| pool::dialled_at(a, node_ip));
     let pairing = edges::Registry::new(&dir.root, &config.domain, tls_listener, private_ca);
     if let Some(r) = &pairing {
         edges::import_legacy(r, &store).await?;

@@ -6,7 +6,7 @@
 //! connection presenting it as the node's (`sip_app::pool`); an edge is
 //! never issued one.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -82,19 +82,27 @@ pub(crate) fn setup(root: &Path, domain: &str, node: &str) -> Result<PoolSetup, 
     })
 }
 
+/// Where a listener bound to `addr` is dialled from elsewhere: at `addr`,
+/// or for a wildcard address at `node` (`None` when unknown).
+pub(crate) fn dialled_at(addr: SocketAddr, node: Option<IpAddr>) -> Option<SocketAddr> {
+    if !addr.ip().is_unspecified() {
+        return Some(addr);
+    }
+    node.map(|ip| SocketAddr::new(ip, addr.port()))
+}
+
 /// The listeners a node records in its row, as the other nodes (and an
 /// edge's pairing file) are to dial them: a TLS listener on a wildcard
-/// address is written with `address` (`node_address`, else the address of
-/// this machine's route to the database); every other listener as
-/// configured. `None` for `address` leaves the wildcard, which names no
-/// node to dial (the caller says so in the log).
+/// address is written with `address` ([`node_address`]); every other
+/// listener as configured. `None` for `address` leaves the wildcard,
+/// which names no node to dial.
 pub(crate) fn advertised(listen: &[ListenUrl], address: Option<IpAddr>) -> String {
     listen
         .iter()
-        .map(|l| match (l.scheme, address) {
-            (Scheme::Tls, Some(ip)) if l.addr.ip().is_unspecified() => ListenUrl {
+        .map(|l| match (l.scheme, dialled_at(l.addr, address)) {
+            (Scheme::Tls, Some(addr)) => ListenUrl {
                 scheme: l.scheme,
-                addr: std::net::SocketAddr::new(ip, l.addr.port()),
+                addr,
             }
             .to_string(),
             _ => l.to_string(),
@@ -103,13 +111,22 @@ pub(crate) fn advertised(listen: &[ListenUrl], address: Option<IpAddr>) -> Strin
         .join(" ")
 }
 
-/// Where the other nodes reach this one when its TLS listener is on a
-/// wildcard address: `node_address` when set, else the address this
-/// machine's route to the database leaves from; logged either way, and
-/// a warning when neither is known. `None` when no TLS listener is on a
-/// wildcard address (each is dialled at its own) or the store is SQLite.
+/// Where the other nodes of a pool, and the pairing file of an edge in
+/// front, reach this node's TLS listener when it is on a wildcard
+/// address: `node_address` when set, else the address this machine's
+/// route to the database leaves from; logged. `None` when no TLS listener
+/// is on a wildcard address (each is dialled at its own), the store is
+/// SQLite, or no address is known — a warning in the active mode, where
+/// the other nodes need it; in the standby mode an edge is then paired
+/// with the address given to `parapet admin edges pair --front-end`.
 pub(crate) async fn node_address(config: &config::Config) -> Option<IpAddr> {
-    let config::Database::Postgres { url, address, .. } = &config.database else {
+    let config::Database::Postgres {
+        url,
+        address,
+        active,
+        ..
+    } = &config.database
+    else {
         return None;
     };
     let wildcard = config
@@ -117,19 +134,20 @@ pub(crate) async fn node_address(config: &config::Config) -> Option<IpAddr> {
         .iter()
         .find(|l| l.scheme == Scheme::Tls && l.addr.ip().is_unspecified())?;
     if let Some(ip) = address {
-        tracing::info!(listener = %wildcard, %ip, "the pool reaches this node's TLS listener at node_address");
+        tracing::info!(listener = %wildcard, %ip, "other nodes and paired edges reach this node's TLS listener at node_address");
         return Some(*ip);
     }
     let target = store_postgres::connect::parse(&url.0).ok()?;
     match store_postgres::connect::local_address_towards(&target).await {
         Some(ip) => {
-            tracing::info!(listener = %wildcard, %ip, "the pool reaches this node's TLS listener at the address its route to the database leaves from (set node_address to choose another)");
+            tracing::info!(listener = %wildcard, %ip, "other nodes and paired edges reach this node's TLS listener at the address its route to the database leaves from (set node_address to choose another)");
             Some(ip)
         }
-        None => {
-            tracing::warn!(listener = %wildcard, "no address for the pool to reach this node's TLS listener at (the database is reached over a Unix-domain socket, or has no route): set node_address, else the other nodes reach clients connected here only through a registration of their own");
+        None if *active => {
+            tracing::warn!(listener = %wildcard, "no address for the pool's other nodes to reach this node's TLS listener at (the database is reached over a Unix-domain socket, or has no route): set node_address, else the other nodes reach clients connected here only through a registration of their own");
             None
         }
+        None => None,
     }
 }
 
@@ -157,6 +175,15 @@ mod tests {
         assert_eq!(
             advertised(&listen, None),
             "tls://0.0.0.0:5061 tls://[::]:5062 tls://10.0.0.12:5063 wss://0.0.0.0:8443 udp://0.0.0.0:5060"
+        );
+        assert_eq!(
+            dialled_at("0.0.0.0:5061".parse().unwrap(), Some(ip)),
+            Some("10.0.0.11:5061".parse().unwrap())
+        );
+        assert_eq!(dialled_at("0.0.0.0:5061".parse().unwrap(), None), None);
+        assert_eq!(
+            dialled_at("10.0.0.12:5061".parse().unwrap(), Some(ip)),
+            Some("10.0.0.12:5061".parse().unwrap())
         );
         // What the other nodes then dial (sip_app's reading of the row).
         assert_eq!(

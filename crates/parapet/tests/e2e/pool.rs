@@ -720,7 +720,7 @@ fn nodes_on_wildcard_listeners_reach_each_other_through_their_route_to_the_datab
     let (a, b) = (&nodes[0], &nodes[1]);
     for n in [a, b] {
         assert!(
-            n.log().contains("the pool reaches this node's TLS listener at the address its route to the database leaves from"),
+            n.log().contains("reach this node's TLS listener at the address its route to the database leaves from"),
             "{}",
             n.log()
         );

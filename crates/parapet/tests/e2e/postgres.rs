@@ -787,21 +787,7 @@ fn an_sqlite_deployment_moves_to_postgresql_and_goes_on_where_it_was() {
     );
     // An edge paired (its record is the store's), and one an earlier
     // version recorded in the data directory (imported at the next start).
-    let o = s.admin(
-        &[
-            "edge",
-            "pair",
-            "mover",
-            "--internal",
-            &format!("127.0.0.11:{}", free_port()),
-            "--external",
-            "edge.example.test",
-            "--out",
-            s.dir.join("mover.json").to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", out(&o));
+    pair_edge(&s, "mover", &s.dir.join("mover.json"));
     let legacy = s.data_dir().join("edges");
     std::fs::create_dir_all(&legacy).unwrap();
     let far = 4_000_000_000i64;
@@ -1164,4 +1150,48 @@ fn an_active_node_does_not_join_beside_a_standby_mode_node() {
         "{}",
         a.log()
     );
+}
+
+/// A server on PostgreSQL whose TLS listener is on a wildcard address
+/// (the README's default) pairs an edge without being told where the edge
+/// should reach it: the pairing file names the address its route to the
+/// database leaves from (here 127.0.0.1), with the listener's port. (On
+/// SQLite, or without a route, `--front-end` says it.)
+#[test]
+fn an_edge_paired_with_a_wildcard_listener_reaches_the_address_toward_the_database() {
+    let pg = store_tests::pg::cluster();
+    let db = pg.database("pg_edge_wildcard");
+    let s = Server::org_at(
+        "pg_edge_wildcard",
+        DOMAIN,
+        "0.0.0.0",
+        &format!(
+            "node_id = \"fe-a\"\ndatabase = \"{}\"\n[relay]\nlisten = [\"udp://127.0.0.1:0\"]\naddress = \"127.0.0.1\"\n",
+            pg.url(&db)
+        ),
+    );
+    let pairing = s.dir.join("wild.json");
+    pair_edge(&s, "wild", &pairing);
+    let file = std::fs::read_to_string(&pairing).unwrap();
+    assert!(file.contains(&format!("127.0.0.1:{}", s.tls)), "{file}");
+}
+
+/// `parapet admin edge pair NAME` through `s` (internal 127.0.0.11, external
+/// edge.example.test, no `--front-end`), its pairing file written to `to`.
+fn pair_edge(s: &Server, name: &str, to: &std::path::Path) {
+    let o = s.admin(
+        &[
+            "edge",
+            "pair",
+            name,
+            "--internal",
+            &format!("127.0.0.11:{}", free_port()),
+            "--external",
+            "edge.example.test",
+            "--out",
+            to.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", out(&o));
 }
