@@ -1425,6 +1425,9 @@ fn an_edge_paired_as_the_readme_says_serves_a_front_end_on_its_defaults() {
     // moved off 0.0.0.0:5061 (the front end holds it on this one machine).
     let mut edge = Edge::paired(&s, "edge1", &["--front-end", "127.0.0.1:5061"], true);
     edge.start();
+    // Healthy once linked and holding the pool's configuration snapshot,
+    // which comes a moment after the link.
+    edge.wait_log("configuration snapshot applied", 1);
     let (status, _) = edge.get("/healthz");
     assert!(status.contains("200"), "{status}\n{}", edge.log());
     // A remote user through the edge and an internal one on the front end
