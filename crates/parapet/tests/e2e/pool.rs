@@ -663,42 +663,70 @@ fn the_database_fails_over_under_an_active_pool() {
     );
 }
 
-/// Real clients on two nodes, on the README's recipe (TLS, digest,
-/// SRTP required): baresip ben registered with fe-a (127.0.0.2) gets the
-/// message and the call ann makes through fe-b (127.0.0.3), over the
-/// nodes' TLS link, and media flows.
+/// Real clients on three nodes, on the README's recipe (TLS, digest,
+/// SRTP required), as the pool's own three-node test does with SIPp:
+/// baresip ben registered with fe-a (127.0.0.2) is watched by ann on
+/// fe-b (127.0.0.3) and sees her presence — each publishes on its own
+/// node and is notified by the other's — gets the message ann sends
+/// through fe-b, and the call carol makes through fe-c (127.0.0.4), over
+/// the nodes' TLS links, with media.
 #[test]
-fn baresip_clients_on_two_nodes_reach_each_other() {
+fn baresip_clients_on_three_nodes_watch_message_and_call_each_other() {
     use crate::baresip::Baresip;
+    use std::time::Duration;
     let (nodes, _, _) = pool_of(
         "pool_baresip",
-        &["fe-a", "fe-b"],
-        &["127.0.0.2", "127.0.0.3"],
+        &["fe-a", "fe-b", "fe-c"],
+        &["127.0.0.2", "127.0.0.3", "127.0.0.4"],
         "",
     );
-    let (a, b) = (&nodes[0], &nodes[1]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     a.add_user("ann", "ann-long-passphrase");
     a.add_user("ben", "ben-long-passphrase");
-    // fe-b reads the users' version every second.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut ben = Baresip::start(a, "ben", "ben-long-passphrase", "ann");
+    a.add_user("carol", "carol-long-passphrase");
+    // Privacy is on by default: ann and ben each in the other's contacts,
+    // added through fe-c.
+    c.add_each_other("ann", "ben");
+    // The other nodes read the users' version every second.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ben = Baresip::start_with(a, "ben", "ben-long-passphrase", "ann", true);
     ben.cmd("/answermode auto");
-    let mut ann = Baresip::start(b, "ann", "ann-long-passphrase", "ben");
-    // (fe-b is woken by fe-a's commit of ben's binding.)
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut ann = Baresip::start_with(b, "ann", "ann-long-passphrase", "ben", true);
+    // Each watches the other through its own node; the first NOTIFYs come
+    // from the node holding the watcher's connection.
+    ann.wait_for("NOTIFY sip:ann");
+    ben.wait_for("NOTIFY sip:ben");
+    std::thread::sleep(Duration::from_millis(1500));
+    // ben's PUBLISH to fe-a reaches ann's subscription on fe-b.
+    ben.cmd("/presence_offline");
+    ann.wait_for(
+        "<sip:ben@example.test> changed status from \u{1b}[32mOnline\u{1b}[;m to \u{1b}[31mOffline",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    ben.cmd("/presence_online");
+    ann.wait_for(
+        "<sip:ben@example.test> changed status from \u{1b}[31mOffline\u{1b}[;m to \u{1b}[32mOnline",
+    );
+    // And ann's to fe-b reaches ben's on fe-a.
+    ann.cmd("/presence_offline");
+    ben.wait_for(
+        "<sip:ann@example.test> changed status from \u{1b}[32mOnline\u{1b}[;m to \u{1b}[31mOffline",
+    );
+    ann.cmd("/presence_online");
     ann.cmd("/message hello-across-the-pool");
     ben.wait_for("sip:ann@example.test: \"hello-across-the-pool\"");
-    ann.cmd("/dial sip:ben@example.test");
-    ben.wait_for("Call established: sip:ann@example.test");
-    ann.wait_for("Call established: sip:ben@example.test");
+    let mut carol = Baresip::start(c, "carol", "carol-long-passphrase", "ben");
+    carol.cmd("/dial sip:ben@example.test");
+    ben.wait_for("Call established: sip:carol@example.test");
+    carol.wait_for("Call established: sip:ben@example.test");
     ben.wait_for("incoming rtp for 'audio' established");
-    ann.wait_for("incoming rtp for 'audio' established");
+    carol.wait_for("incoming rtp for 'audio' established");
     let trace = ben.output();
     assert!(
         trace.contains("RTP/SAVP") && trace.contains("a=crypto:"),
         "{trace}"
     );
-    ann.cmd("/hangup");
+    carol.cmd("/hangup");
     ben.wait_for("session closed");
 }
 
