@@ -101,18 +101,25 @@ parapet_pids() { echo "${ppids[*]} $(pg_pids)"; }
 
 # One server set's figures (its three listen on HOSTS, PORT): "name
 # reg_ok reg_made reg_us msg_ok msg_made msg_us lag_p50 lag_p99 changes".
-bench_pool() { # name pidsfn receiver_port lag(yes|no)
-    local name=$1 pidsfn=$2 rport=$3 lag=$4
+bench_pool() { # name pidsfn receiver_port lag(yes|no) database
+    local name=$1 pidsfn=$2 rport=$3 lag=$4 db=$5
     local c0 c1 c2 c3 d0 d1 d2 d3 i pids=()
     # What the set costs doing nothing (heartbeats, polls, saves): CPU ms
     # a second over IDLE_SECS, the database's on its own, before any load.
-    local i0 i1 j0 j1 idle=${IDLE_SECS:-10}
+    # And the transactions its database committed meanwhile (the
+    # statistics reach pg_stat_database within a second of each).
+    local i0 i1 j0 j1 x0 x1 idle=${IDLE_SECS:-10}
+    local xacts="SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'"
+    x0=$(pg -At -c "$xacts")
     j0=$(cpu_us $(pg_pids)); i0=$(cpu_us $($pidsfn))
     sleep "$idle"
     i1=$(cpu_us $($pidsfn)); j1=$(cpu_us $(pg_pids))
+    x1=$(pg -At -c "$xacts")
     local idle_ms idle_db
     idle_ms=$(awk -v c=$((i1 - i0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
     idle_db=$(awk -v c=$((j1 - j0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
+    local idle_tps
+    idle_tps=$(awk -v c=$((x1 - x0)) -v s="$idle" 'BEGIN {printf "%.1f", c / s}')
     if [ "$lag" = yes ]; then lag_buckets > "$work/lag0"; fi
     d0=$(cpu_us $(pg_pids))
     c0=$(cpu_us $($pidsfn))
@@ -153,14 +160,14 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no)
     reg_db=$(awk -v c=$((d1 - d0)) -v n="$rmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     msg_db=$(awk -v c=$((d3 - d2)) -v n="$mmade" 'BEGIN {printf "%.1f", (n > 0 ? c / (2 * n) : 0)}')
     if [ "$lag" = yes ]; then lagf=$(lag_pct "$work/lag0" "$work/lag1"); fi
-    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf $reg_db $msg_db $idle_ms $idle_db"
+    echo "$name $rok $rmade $reg_us $mok $mmade $msg_us $lagf $reg_db $msg_db $idle_ms $idle_db $idle_tps"
 }
 
 if [ -n "${PG_STATS:-}" ]; then pg -d parapet -c "CREATE EXTENSION pg_stat_statements"; fi
 # PG_SQL='...': run on Parapet's database once the nodes serve, before the
 # load (an experiment: e.g. a trigger dropped to see what it costs).
 if [ -n "${PG_SQL:-}" ]; then pg -d parapet -c "$PG_SQL"; fi
-p=$(bench_pool parapet parapet_pids 16500 yes)
+p=$(bench_pool parapet parapet_pids 16500 yes parapet)
 # PG_STATS=1: what the database spent its time on for Parapet.
 if [ -n "${PG_STATS:-}" ]; then
     pg -d parapet -c "SELECT calls, round(total_exec_time) AS ms, round(total_exec_time * 1000 / calls) AS us_per_call, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
@@ -183,11 +190,11 @@ for i in 0 1 2; do
 done
 sleep 3
 kamailio_pids() { echo "$(pgrep -f "kamailio -f $work/kamailio.cfg" | tr '\n' ' ') $(pg_pids)"; }
-k=$(bench_pool kamailio kamailio_pids 16700 no)
+k=$(bench_pool kamailio kamailio_pids 16700 no kamailio)
 pkill -f "kamailio -f $work/kamailio.cfg" || true
 
-read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges pregdb pmsgdb pidle pidledb <<<"$p"
-read -r _ krok krmade kreg kmok kmmade kmsg _ _ _ kregdb kmsgdb kidle kidledb <<<"$k"
+read -r _ prok prmade preg pmok pmmade pmsg plag50 plag99 pchanges pregdb pmsgdb pidle pidledb pidletps <<<"$p"
+read -r _ krok krmade kreg kmok kmmade kmsg _ _ _ kregdb kmsgdb kidle kidledb kidletps <<<"$k"
 cat <<TABLE
 | measure (3 nodes, $USERS users, $MESSAGES messages, $RATE/s in all) | Parapet, 3 nodes | Kamailio, 3 instances | Parapet/Kamailio |
 |---|---|---|---|
@@ -199,4 +206,5 @@ cat <<TABLE
 | of which the database server's | $pmsgdb | $kmsgdb | $(ratio "$pmsgdb" "$kmsgdb") |
 | change propagation p50 / p99 (ms, bucket bound), changes followed | $plag50 / $plag99, $pchanges | | |
 | idle before the load: CPU ms a second (of which the database server's) | $pidle ($pidledb) | $kidle ($kidledb) | $(ratio "$pidle" "$kidle") |
+| idle before the load: transactions a second committed | $pidletps | $kidletps | |
 TABLE
