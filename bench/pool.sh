@@ -110,11 +110,21 @@ bench_pool() { # name pidsfn receiver_port lag(yes|no) database
     # statistics reach pg_stat_database within a second of each).
     local i0 i1 j0 j1 x0 x1 idle=${IDLE_SECS:-10}
     local xacts="SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'"
+    # With PG_STATS, what those were (Parapet's database only).
+    local stats=""
+    if [ -n "${PG_STATS:-}" ] && [ "$db" = parapet ]; then stats=yes; fi
+    [ -z "$stats" ] || pg -d parapet -At -c "SELECT pg_stat_statements_reset()" >/dev/null
     x0=$(pg -At -c "$xacts")
     j0=$(cpu_us $(pg_pids)); i0=$(cpu_us $($pidsfn))
     sleep "$idle"
     i1=$(cpu_us $($pidsfn)); j1=$(cpu_us $(pg_pids))
     x1=$(pg -At -c "$xacts")
+    if [ -n "$stats" ]; then
+        echo "idle, $idle s: statements by calls" >&2
+        pg -d parapet -c "SELECT calls, round(total_exec_time::numeric, 1) AS ms, left(regexp_replace(query, '\s+', ' ', 'g'), 120) AS query
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'parapet')
+            ORDER BY calls DESC LIMIT 20" >&2
+    fi
     local idle_ms idle_db
     idle_ms=$(awk -v c=$((i1 - i0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
     idle_db=$(awk -v c=$((j1 - j0)) -v s="$idle" 'BEGIN {printf "%.1f", c / 1000 / s}')
