@@ -239,24 +239,33 @@ impl Ring {
             shared.rounds.fetch_add(1, Relaxed);
             // Ours is the last handle: nothing more can come.
             let last = Arc::strong_count(&shared) == 1;
-            if let Ok(mut p) = shared.pending.lock() {
-                if p.records.is_empty() && !last {
-                    self.flush();
-                    last_flush = Instant::now();
-                    p.parked = true;
-                    let (mut p, waited) = shared
-                        .wake
-                        .wait_timeout_while(p, PARKED_AT_MOST, |p| p.parked)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    p.parked = false;
-                    drop(p);
-                    // Woken by a capture: what came with it and just after
-                    // goes as one batch, as under load.
-                    if !waited.timed_out() {
-                        std::thread::sleep(TAKE_EVERY);
+            let idle = shared.pending.lock().is_ok_and(|p| p.records.is_empty());
+            if idle && !last {
+                // The file is written out with the lock released: the
+                // capturing threads (the runtime's) never wait on it.
+                self.flush();
+                last_flush = Instant::now();
+                if let Ok(mut p) = shared.pending.lock() {
+                    // (Something captured meanwhile did not see it parked:
+                    // it is taken at the next round instead.)
+                    if p.records.is_empty() {
+                        p.parked = true;
+                        let (mut p, waited) = shared
+                            .wake
+                            .wait_timeout_while(p, PARKED_AT_MOST, |p| p.parked)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        p.parked = false;
+                        drop(p);
+                        // Woken by a capture: what came with it and just
+                        // after goes as one batch, as under load.
+                        if !waited.timed_out() {
+                            std::thread::sleep(TAKE_EVERY);
+                        }
                     }
-                    continue;
                 }
+                continue;
+            }
+            if let Ok(mut p) = shared.pending.lock() {
                 std::mem::swap(&mut batch, &mut p.records);
                 p.bytes = 0;
             }
