@@ -669,7 +669,9 @@ fn the_database_fails_over_under_an_active_pool() {
 /// fe-b (127.0.0.3) and sees her presence — each publishes on its own
 /// node and is notified by the other's — gets the message ann sends
 /// through fe-b, and the call carol makes through fe-c (127.0.0.4), over
-/// the nodes' TLS links, with media.
+/// the nodes' TLS links, with media. The nodes challenge as the README's
+/// defaults do (SHA-256 then MD5, MD5 over TLS only), not with the
+/// harness's MD5-over-UDP for SIPp.
 #[test]
 fn baresip_clients_on_three_nodes_watch_message_and_call_each_other() {
     use crate::baresip::Baresip;
@@ -678,7 +680,7 @@ fn baresip_clients_on_three_nodes_watch_message_and_call_each_other() {
         "pool_baresip",
         &["fe-a", "fe-b", "fe-c"],
         &["127.0.0.2", "127.0.0.3", "127.0.0.4"],
-        "",
+        "digest_algorithms = [\"SHA-256\", \"MD5\"]\ndigest_md5_unencrypted = false\n",
     );
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     a.add_user("ann", "ann-long-passphrase");
